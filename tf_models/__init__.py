@@ -1,0 +1,11 @@
+"""VideoMAE in Keras 3 (``keras.ops`` only): importing this registers the classes for loading.
+
+    import tf_models, keras
+    model = keras.saving.load_model("TFVideoMAE_B_K400_16x224_FT.keras")
+"""
+
+from .layers import Attention, Block, Mlp, PatchEmbed, named_variables, sinusoid_table
+from .videomae import VideoMAEClassifier
+
+__all__ = ["VideoMAEClassifier", "PatchEmbed", "Attention", "Mlp", "Block",
+           "named_variables", "sinusoid_table"]

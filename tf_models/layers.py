@@ -1,0 +1,165 @@
+"""VideoMAE building blocks in Keras 3, written with ``keras.ops`` only (backend-neutral).
+
+Every layer builds its variables in ``build`` and names its sublayers after upstream's
+modules (``patch_embed.proj``, ``attn.qkv``, ``mlp.fc1`` ...), so ``named_variables`` gives
+stable dotted names the converter maps onto.
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import keras
+import numpy as np
+from keras import ops
+
+LAYER_NORM_EPS = 1e-6  # upstream's LayerNorm epsilon; Keras's default 1e-3 drifts logits by ~1e-3
+PACKAGE = "videomae"
+
+
+def sinusoid_table(num_positions: int, dim: int) -> np.ndarray:
+    """Upstream's fixed position table (1, num_positions, dim): float64 maths, float32 result."""
+    positions = np.arange(num_positions, dtype=np.float64)[:, None]
+    exponents = 2.0 * (np.arange(dim) // 2) / dim
+    angles = positions / np.power(10000.0, exponents)[None, :]
+    angles[:, 0::2] = np.sin(angles[:, 0::2])
+    angles[:, 1::2] = np.cos(angles[:, 1::2])
+    return angles.astype(np.float32)[None]
+
+
+def layer_norm(name: str) -> keras.layers.LayerNormalization:
+    return keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPS, name=name)
+
+
+def named_variables(layer: keras.layers.Layer, prefix: str = "") -> Dict[str, keras.Variable]:
+    """Dotted names -> variables, walking the sublayers each layer lists in ``SUBLAYERS``.
+
+    Built-in Keras layers end the walk with their own variable names (``kernel``, ``bias``,
+    ``gamma``, ``beta``), e.g. ``blocks.3.attn.qkv.kernel``.
+    """
+    children = getattr(layer, "SUBLAYERS", None)
+    if children is None:
+        return {f"{prefix}{v.name}": v for v in layer.weights}
+    found: Dict[str, keras.Variable] = {}
+    for child in children:
+        value = getattr(layer, child)
+        if isinstance(value, list):
+            for index, sub in enumerate(value):
+                found.update(named_variables(sub, f"{prefix}{child}.{index}."))
+        else:
+            found.update(named_variables(value, f"{prefix}{child}."))
+    for variable in getattr(layer, "OWN_VARIABLES", ()):
+        found[f"{prefix}{variable}"] = getattr(layer, variable)
+    return found
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PatchEmbed(keras.layers.Layer):
+    """Tubelet embedding: (B, T, H, W, C) -> (B, N, D) tokens in (t, h, w) order."""
+
+    SUBLAYERS = ("proj",)
+
+    def __init__(self, embed_dim: int, patch_size: int = 16, tubelet_size: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.embed_dim = embed_dim
+        self.patch_size = patch_size
+        self.tubelet_size = tubelet_size
+        kernel = (tubelet_size, patch_size, patch_size)
+        self.proj = keras.layers.Conv3D(embed_dim, kernel, strides=kernel, padding="valid",
+                                        name="proj")
+
+    def build(self, input_shape):
+        self.proj.build(input_shape)
+
+    def call(self, video_nthwc):
+        x = self.proj(video_nthwc)
+        return ops.reshape(x, (ops.shape(x)[0], -1, self.embed_dim))
+
+    def get_config(self):
+        return {**super().get_config(), "embed_dim": self.embed_dim,
+                "patch_size": self.patch_size, "tubelet_size": self.tubelet_size}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Attention(keras.layers.Layer):
+    """Multi-head self-attention with one fused ``qkv`` projection (its key bias stays zero)."""
+
+    SUBLAYERS = ("qkv", "proj")
+
+    def __init__(self, dim: int, num_heads: int, **kwargs):
+        super().__init__(**kwargs)
+        self.dim = dim
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim ** -0.5
+        self.qkv = keras.layers.Dense(3 * dim, name="qkv")
+        self.proj = keras.layers.Dense(dim, name="proj")
+
+    def build(self, input_shape):
+        self.qkv.build(input_shape)
+        self.proj.build(input_shape)
+
+    def call(self, x):
+        shape = ops.shape(x)
+        batch, tokens = shape[0], shape[1]
+        qkv = ops.reshape(self.qkv(x), (batch, tokens, 3, self.num_heads, self.head_dim))
+        qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))
+        q, k, v = qkv[0] * self.scale, qkv[1], qkv[2]
+        attn = ops.softmax(ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))), axis=-1)
+        x = ops.transpose(ops.matmul(attn, v), (0, 2, 1, 3))
+        return self.proj(ops.reshape(x, (batch, tokens, self.dim)))
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "num_heads": self.num_heads}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Mlp(keras.layers.Layer):
+    SUBLAYERS = ("fc1", "fc2")
+
+    def __init__(self, dim: int, hidden_dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.dim = dim
+        self.hidden_dim = hidden_dim
+        self.fc1 = keras.layers.Dense(hidden_dim, name="fc1")
+        self.fc2 = keras.layers.Dense(dim, name="fc2")
+
+    def build(self, input_shape):
+        self.fc1.build(input_shape)
+        self.fc2.build(tuple(input_shape[:-1]) + (self.hidden_dim,))
+
+    def call(self, x):
+        # upstream uses nn.GELU(): the exact erf form; tanh-GELU drifts by ~1e-4
+        return self.fc2(ops.gelu(self.fc1(x), approximate=False))
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "hidden_dim": self.hidden_dim}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Block(keras.layers.Layer):
+    """Pre-norm transformer block: ``x += attn(norm1(x)); x += mlp(norm2(x))``."""
+
+    SUBLAYERS = ("norm1", "attn", "norm2", "mlp")
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, **kwargs):
+        super().__init__(**kwargs)
+        self.dim = dim
+        self.num_heads = num_heads
+        self.mlp_ratio = mlp_ratio
+        self.norm1 = layer_norm("norm1")
+        self.attn = Attention(dim, num_heads, name="attn")
+        self.norm2 = layer_norm("norm2")
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), name="mlp")
+
+    def build(self, input_shape):
+        for layer in (self.norm1, self.attn, self.norm2, self.mlp):
+            layer.build(input_shape)
+
+    def call(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "num_heads": self.num_heads,
+                "mlp_ratio": self.mlp_ratio}

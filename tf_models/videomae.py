@@ -1,0 +1,83 @@
+"""The VideoMAE fine-tuned classifier as a Keras 3 model (channels-last video)."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Tuple
+
+import keras
+from keras import ops
+
+from .layers import PACKAGE, Block, PatchEmbed, layer_norm, named_variables, sinusoid_table
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class VideoMAEClassifier(keras.Model):
+    """Upstream's fine-tuned VideoMAE: tubelets + sinusoid -> blocks -> mean -> fc_norm -> head.
+
+    Input ``video_nthwc``: float32 (batch, num_frames, img_size, img_size, 3), normalised as
+    upstream (/255, ImageNet mean/std). Output: logits (batch, num_classes).
+    Variables exist as soon as the model is constructed; ``named_variables()`` lists them.
+    """
+
+    SUBLAYERS = ("patch_embed", "blocks", "fc_norm", "head")
+
+    def __init__(self, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
+                 num_classes: int = 400, num_frames: int = 16, img_size: int = 224,
+                 patch_size: int = 16, tubelet_size: int = 2, mlp_ratio: float = 4.0,
+                 in_chans: int = 3, **kwargs):
+        super().__init__(**kwargs)
+        self.embed_dim = embed_dim
+        self.depth = depth
+        self.num_heads = num_heads
+        self.num_classes = num_classes
+        self.num_frames = num_frames
+        self.img_size = img_size
+        self.patch_size = patch_size
+        self.tubelet_size = tubelet_size
+        self.mlp_ratio = mlp_ratio
+        self.in_chans = in_chans
+        self.num_patches = (num_frames // tubelet_size) * (img_size // patch_size) ** 2
+        # fixed table, not a variable: upstream never saves it, so neither do we
+        self.pos_table = sinusoid_table(self.num_patches, embed_dim)
+        self.patch_embed = PatchEmbed(embed_dim, patch_size, tubelet_size, name="patch_embed")
+        self.blocks = [Block(embed_dim, num_heads, mlp_ratio, name=f"blocks_{i}")
+                       for i in range(depth)]
+        self.fc_norm = layer_norm("fc_norm")
+        self.head = keras.layers.Dense(num_classes, name="head")
+        self.build((None, num_frames, img_size, img_size, in_chans))
+
+    def build(self, input_shape):
+        self.patch_embed.build(input_shape)
+        tokens = (None, self.num_patches, self.embed_dim)
+        for block in self.blocks:
+            block.build(tokens)
+        self.fc_norm.build((None, self.embed_dim))
+        self.head.build((None, self.embed_dim))
+
+    def call_with_hidden_states(self, video_nthwc) -> Tuple[object, List[object]]:
+        """Logits and every block's output (batch, N, D), for per-block parity."""
+        x = self.patch_embed(video_nthwc) + ops.convert_to_tensor(self.pos_table, self.compute_dtype)
+        hidden = []
+        for block in self.blocks:
+            x = block(x)
+            hidden.append(x)
+        return self.head(self.fc_norm(ops.mean(x, axis=1))), hidden
+
+    def call(self, video_nthwc):
+        return self.call_with_hidden_states(video_nthwc)[0]
+
+    def named_variables(self) -> Dict[str, keras.Variable]:
+        """Dotted names (``blocks.0.attn.qkv.kernel`` ...) -> variables."""
+        return named_variables(self)
+
+    def get_config(self):
+        return {**super().get_config(), "embed_dim": self.embed_dim, "depth": self.depth,
+                "num_heads": self.num_heads, "num_classes": self.num_classes,
+                "num_frames": self.num_frames, "img_size": self.img_size,
+                "patch_size": self.patch_size, "tubelet_size": self.tubelet_size,
+                "mlp_ratio": self.mlp_ratio, "in_chans": self.in_chans}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+

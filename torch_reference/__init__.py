@@ -1,0 +1,64 @@
+"""Upstream VideoMAE in PyTorch, with upstream parameter names: the reference side of parity.
+
+Importing this package registers the size factories in timm's model registry, as upstream
+does, under ``videomae_``-prefixed names (upstream reused ``vit_small_patch16_224`` & co.,
+which would overwrite timm's own image ViTs in a shared registry)::
+
+    timm.create_model("videomae_vit_base_patch16_224", num_classes=400)
+    timm.create_model("videomae_pretrain_base_patch16_224", decoder_depth=4)
+"""
+
+import timm  # imports torchvision; must come before tensorflow in one process
+from timm.models import register_model
+
+from .masking import tube_mask
+from .modeling_finetune import VisionTransformer, sinusoid_table
+from .modeling_pretrain import PretrainVisionTransformer
+
+__all__ = ["VisionTransformer", "PretrainVisionTransformer", "sinusoid_table", "tube_mask",
+           "SIZES", "DECODER_SIZES"]
+
+# embed dim, depth, heads per size (upstream's factories); ViT-S has 6 heads upstream
+SIZES = {
+    "small": dict(embed_dim=384, depth=12, num_heads=6),
+    "base": dict(embed_dim=768, depth=12, num_heads=12),
+    "large": dict(embed_dim=1024, depth=24, num_heads=16),
+    "huge": dict(embed_dim=1280, depth=32, num_heads=16),
+}
+# decoder width and heads; the depth is a run option (4 for S/B, 12 for L/H in released runs)
+DECODER_SIZES = {
+    "small": dict(decoder_embed_dim=192, decoder_num_heads=3),
+    "base": dict(decoder_embed_dim=384, decoder_num_heads=6),
+    "large": dict(decoder_embed_dim=512, decoder_num_heads=8),
+    "huge": dict(decoder_embed_dim=640, decoder_num_heads=8),
+}
+
+# timm passes its own bookkeeping arguments to every factory
+_TIMM_ARGS = ("pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
+
+
+def _finetune_factory(size):
+    def factory(**kwargs):
+        for key in _TIMM_ARGS:
+            kwargs.pop(key, None)
+        return VisionTransformer(**{**SIZES[size], **kwargs})
+    factory.__name__ = f"videomae_vit_{size}_patch16_224"
+    factory.__doc__ = f"Upstream VideoMAE ViT-{size[0].upper()} fine-tuned classifier."
+    factory.__module__ = __name__
+    return factory
+
+
+def _pretrain_factory(size):
+    def factory(**kwargs):
+        for key in _TIMM_ARGS:
+            kwargs.pop(key, None)
+        return PretrainVisionTransformer(**{**SIZES[size], **DECODER_SIZES[size], **kwargs})
+    factory.__name__ = f"videomae_pretrain_{size}_patch16_224"
+    factory.__doc__ = f"Upstream VideoMAE ViT-{size[0].upper()} masked autoencoder."
+    factory.__module__ = __name__
+    return factory
+
+
+for _size in SIZES:
+    globals()[f"videomae_vit_{_size}_patch16_224"] = register_model(_finetune_factory(_size))
+    globals()[f"videomae_pretrain_{_size}_patch16_224"] = register_model(_pretrain_factory(_size))
