@@ -1,0 +1,172 @@
+"""The public entry point: convert one zoo entry from a checkpoint into checked artifacts."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from tqdm.auto import tqdm
+
+from . import __version__
+from .checkpoint import load_checkpoint, write_synthetic_checkpoint
+from .errors import ConversionError
+from .export import check_output_dir, export_artifacts
+from .mapping import apply_mapping, plan_mapping, prepare_state_dict
+from .models import build_tf_model, build_torch_model
+from .parity import ParityReport, check_parity, compute_reference, make_cases
+from .zoo import Entry, get_entry
+
+PHASES = ("load checkpoint", "build keras", "build torch", "map tensors",
+          "torch reference", "keras parity", "write SavedModel", "write .weights.h5",
+          "write .keras", "reload savedmodel", "reload weights", "reload keras",
+          "move into place")
+
+
+@dataclass
+class ConversionResult:
+    """What ``convert`` produced: final artifact paths, the parity report, timings."""
+
+    entry: Entry
+    paths: Dict[str, str]
+    parity: ParityReport
+    report: dict
+    seconds: Dict[str, float] = field(default_factory=dict)
+
+
+def library_versions() -> Dict[str, str]:
+    import keras
+    import numpy
+    import tensorflow
+    import timm
+    import torch
+
+    return {"videomae-convert": __version__, "python": platform.python_version(),
+            "torch": torch.__version__, "tensorflow": tensorflow.__version__,
+            "keras": keras.__version__, "numpy": numpy.__version__, "timm": timm.__version__}
+
+
+class _Phases:
+    """A progress bar over the conversion phases that also records each phase's time."""
+
+    def __init__(self, name: str, progress: bool):
+        self.bar = tqdm(total=len(PHASES), desc=name, unit="phase", disable=not progress,
+                        file=sys.stderr, leave=True)
+        self.seconds: Dict[str, float] = {}
+        self.current: Optional[str] = None
+        self.started = time.perf_counter()
+
+    def __call__(self, phase: str) -> None:
+        self._close_current()
+        self.current = phase
+        self.bar.set_postfix_str(phase)
+
+    def _close_current(self) -> None:
+        now = time.perf_counter()
+        if self.current is not None:
+            self.seconds[self.current] = round(now - self.started, 3)
+            self.bar.update(1)
+        self.started = now
+
+    def finish(self) -> None:
+        self._close_current()
+        self.current = None
+        self.bar.close()
+
+
+def _synthetic_path(entry: Entry, seed: int, folder: str) -> str:
+    return os.path.join(folder, f"{entry.name}.synthetic-seed{seed}.pth")
+
+
+def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bool = False,
+            seed: int = 0, force: bool = False, progress: bool = True,
+            parity_batch: int = 2) -> ConversionResult:
+    """Convert ``entry`` (an Entry or its name) and write its checked artifacts to ``out_dir``.
+
+    With ``synthetic=True`` a seeded random checkpoint in upstream's file layout is written
+    (next to the artifacts' staging area, then deleted) and converted: the whole real path
+    without a download. Raises ConversionError (bad input) or ParityError (mismatch).
+    """
+    entry = get_entry(entry) if isinstance(entry, str) else entry
+    if not synthetic and checkpoint is None:
+        raise ConversionError(f"{entry.name}: no checkpoint given; pass --checkpoint PATH "
+                              f"(upstream file: {entry.source_url}) or --synthetic")
+    if entry.test_only and not synthetic:
+        raise ConversionError(f"{entry.name}: is a test-only configuration; use --synthetic")
+    check_output_dir(out_dir, entry.name, force)
+    phases = _Phases(entry.name, progress)
+    scratch = None
+    try:
+        phases("load checkpoint")
+        if synthetic:
+            scratch = tempfile.mkdtemp(prefix=".videomae-synthetic-")
+            checkpoint = write_synthetic_checkpoint(entry, _synthetic_path(entry, seed, scratch),
+                                                    seed)
+        loaded = load_checkpoint(checkpoint)
+        source = {"path": os.path.abspath(checkpoint) if not synthetic else None,
+                  "synthetic_seed": seed if synthetic else None,
+                  "sha256": loaded.sha256, "container_key": loaded.container_key,
+                  "dtypes": loaded.source_dtypes}
+
+        phases("build keras")
+        tf_model = build_tf_model(entry)
+        variables = tf_model.named_variables()
+        prepared, notes = prepare_state_dict(loaded.state_dict)
+        # coverage and shapes are checked before anything is assigned or loaded
+        plan = plan_mapping({k: tuple(v.shape) for k, v in prepared.items()},
+                            {k: tuple(v.shape) for k, v in variables.items()}, checkpoint)
+        notes = loaded.notes + notes
+
+        phases("build torch")
+        torch_model = build_torch_model(entry)
+        torch_model.load_state_dict(loaded.state_dict, strict=True)
+        del loaded
+
+        phases("map tensors")
+        apply_mapping(plan, prepared, variables)
+        del prepared
+
+        phases("torch reference")
+        cases = make_cases(entry, batch=parity_batch, seed=seed)
+        references = compute_reference(torch_model, cases)
+        del torch_model
+        phases("keras parity")
+        parity = check_parity(lambda case: _tf_with_hidden(tf_model, entry, case), references,
+                              entry.parity_atol, _block_parts(entry), "logits")
+        parity.raise_if_failed(f"parity of {entry.name}")
+
+        report = {"entry": entry.to_dict(), "source": source, "versions": library_versions(),
+                  "parity": parity.to_dict(), "notes": notes,
+                  "parity_inputs": {"batch": parity_batch, "seed": seed,
+                                    "cases": [r.case.name for r in references]}}
+        paths = export_artifacts(tf_model, entry, out_dir, references, report, force,
+                                 on_phase=phases)
+        phases.finish()
+        report["seconds"] = phases.seconds
+        return ConversionResult(entry, paths, parity, report, phases.seconds)
+    finally:
+        phases.bar.close()
+        if scratch:
+            import shutil
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _block_parts(entry: Entry):
+    if entry.mode == "FT":
+        return None
+    return (("encoder.", entry.dims["depth"]), ("decoder.", entry.dims["decoder_depth"]))
+
+
+def _tf_with_hidden(tf_model, entry: Entry, case):
+    import keras
+
+    if entry.mode == "FT":
+        out, hidden = tf_model.call_with_hidden_states(case.video_nthwc)
+    else:
+        out, hidden = tf_model.call_with_hidden_states(case.video_nthwc, case.mask)
+    return keras.ops.convert_to_numpy(out), [keras.ops.convert_to_numpy(h) for h in hidden]
+

@@ -1,0 +1,75 @@
+"""``videomae-convert``: a thin click front end over ``converter.convert``.
+
+Exit codes: 0 success, 1 parity failure, 2 bad input (one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+import click
+
+from .zoo import DATASETS, MODES, size_choices
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--size", type=click.Choice(size_choices()), required=True,
+              help="Model size (T is a tiny test-only config, --synthetic only).")
+@click.option("--mode", type=click.Choice(MODES), default="FT", show_default=True,
+              help="FT: fine-tuned classifier; PT: pre-trained masked autoencoder.")
+@click.option("--dataset", type=click.Choice(tuple(DATASETS)), default="k400",
+              show_default=True, help="Dataset the checkpoint was trained on.")
+@click.option("--checkpoint", type=click.Path(dir_okay=True), default=None,
+              help="Upstream checkpoint file (.pth).")
+@click.option("--synthetic", is_flag=True,
+              help="Convert a seeded random checkpoint in upstream's file layout.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the synthetic checkpoint and of the parity inputs.")
+@click.option("--out", "out_dir", type=click.Path(), required=True,
+              help="Output folder for the artifacts.")
+@click.option("--force", is_flag=True, help="Overwrite artifacts already in --out.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def main(size, mode, dataset, checkpoint, synthetic, seed, out_dir, force, quiet):
+    """Convert an official PyTorch VideoMAE checkpoint into checked TF / Keras artifacts:
+    a SavedModel, NAME.weights.h5, NAME.keras and a NAME.json parity report."""
+    if synthetic and checkpoint:
+        _fail("--synthetic and --checkpoint exclude each other", 2)
+    from . import ConversionError, ParityError, convert, find_entry
+
+    try:
+        entry = find_entry(size, mode, dataset)
+    except KeyError as error:
+        _fail(str(error.args[0]), 2)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        result = convert(entry, out_dir, checkpoint=checkpoint, synthetic=synthetic, seed=seed,
+                         force=force, progress=not quiet)
+    except ParityError as error:
+        _fail(f"error: {error}", 1)
+    except ConversionError as error:
+        _fail(f"error: {error}", 2)
+    except (KeyboardInterrupt, _Terminated):
+        _fail(f"error: interrupted; nothing was written under {out_dir}", 2)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    click.echo(f"{entry.name}: parity passed ({result.parity.summary()})")
+    for kind, path in result.paths.items():
+        click.echo(f"  {kind:10s} {path}")
+
+
+def _fail(message: str, code: int):
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

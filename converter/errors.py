@@ -1,0 +1,35 @@
+"""Library errors. The CLI maps them to exit codes: ParityError -> 1, every other -> 2."""
+
+
+class ConversionError(Exception):
+    """Bad input or an impossible request: one line that says what and where."""
+
+    exit_code = 2
+
+
+class CheckpointError(ConversionError):
+    """The checkpoint file cannot be read safely, or is not a VideoMAE checkpoint."""
+
+
+class MappingError(ConversionError):
+    """Source tensors and target variables do not correspond one to one."""
+
+    def __init__(self, path, problems):
+        self.path = path
+        self.problems = list(problems)
+        head = f"{path}: {len(self.problems)} tensor(s) do not map: "
+        super().__init__(head + "; ".join(self.problems))
+
+
+class OutputError(ConversionError):
+    """The output folder cannot take the artifacts (a file, not writable, already present)."""
+
+
+class ParityError(Exception):
+    """The converted model does not reproduce the reference within tolerance."""
+
+    exit_code = 1
+
+    def __init__(self, message, report=None):
+        super().__init__(message)
+        self.report = report

@@ -1,0 +1,183 @@
+"""Writing the artifacts of one entry, reloading each into fresh objects, and only then
+moving them to their final names.
+
+Per entry ``NAME`` in the output folder:
+  NAME/              SavedModel, ``serving_default`` -> {"logits": ...}
+  NAME.weights.h5    Keras weights
+  NAME.keras         Keras model file (config + weights)
+  NAME.json          report: entry, source and sha256, versions, parity, reload checks
+Everything is first written into a hidden temporary folder inside the output folder (same
+filesystem, so the final ``os.replace`` is a rename) and removed on any failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .errors import OutputError
+from .models import build_tf_model
+from .parity import Case, ParityReport, Reference, check_outputs
+from .zoo import Entry
+
+ARTIFACT_SUFFIXES = ("", ".weights.h5", ".keras", ".json")  # the report goes in last
+
+
+def artifact_paths(out_dir: str, name: str) -> Dict[str, str]:
+    """Final paths of every artifact of ``name`` in ``out_dir``."""
+    return {
+        "savedmodel": os.path.join(out_dir, name),
+        "weights": os.path.join(out_dir, name + ".weights.h5"),
+        "keras": os.path.join(out_dir, name + ".keras"),
+        "report": os.path.join(out_dir, name + ".json"),
+    }
+
+
+def check_output_dir(out_dir: str, name: str, force: bool = False) -> None:
+    """Fail before any work when ``out_dir`` cannot take the artifacts of ``name``."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise OutputError(f"{out_dir}: --out is a file, expected a folder")
+    probe = out_dir
+    while not os.path.exists(probe):
+        probe = os.path.dirname(os.path.abspath(probe))
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputError(f"{out_dir}: not writable (no write permission on {probe})")
+    present = [p for p in artifact_paths(out_dir, name).values() if os.path.lexists(p)]
+    if present and not force:
+        raise OutputError(f"{present[0]}: already exists ({len(present)} artifact(s) of {name}"
+                          f" present); pass --force to overwrite")
+
+
+def _signature_specs(entry: Entry):
+    import tensorflow as tf
+
+    video = tf.TensorSpec([None, entry.num_frames, entry.img_size, entry.img_size, 3],
+                          tf.float32, name="video")
+    if entry.mode == "FT":
+        return [video]
+    return [video, tf.TensorSpec([None, entry.num_patches], tf.bool, name="mask")]
+
+
+def export_savedmodel(model, entry: Entry, path: str) -> None:
+    """A SavedModel whose ``serving_default`` returns {"logits": ...} with a dynamic batch."""
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.model = model
+    if entry.mode == "FT":
+        @tf.function(input_signature=_signature_specs(entry))
+        def serve(video):
+            return {"logits": model(video, training=False)}
+    else:
+        @tf.function(input_signature=_signature_specs(entry))
+        def serve(video, mask):
+            return {"logits": model(video, mask, training=False)}
+    module.serve = serve
+    tf.saved_model.save(module, path, signatures={"serving_default": serve})
+
+
+def _inputs(entry: Entry, case: Case) -> tuple:
+    return (case.video_nthwc,) if entry.mode == "FT" else (case.video_nthwc, case.mask)
+
+
+def reload_savedmodel(entry: Entry, path: str) -> Callable[[Case], np.ndarray]:
+    import tensorflow as tf
+
+    serving = tf.saved_model.load(path).signatures["serving_default"]
+
+    def run(case: Case) -> np.ndarray:
+        names = ("video", "mask")
+        feeds = {n: tf.constant(x) for n, x in zip(names, _inputs(entry, case))}
+        return serving(**feeds)["logits"].numpy()
+    return run
+
+
+def reload_keras(entry: Entry, path: str) -> Callable[[Case], np.ndarray]:
+    import keras
+
+    model = keras.saving.load_model(path, compile=False)
+    return lambda case: keras.ops.convert_to_numpy(model(*_inputs(entry, case)))
+
+
+def reload_weights(entry: Entry, path: str) -> Callable[[Case], np.ndarray]:
+    import keras
+
+    model = build_tf_model(entry)
+    model.load_weights(path)
+    return lambda case: keras.ops.convert_to_numpy(model(*_inputs(entry, case)))
+
+
+RELOADERS = {"savedmodel": reload_savedmodel, "weights": reload_weights, "keras": reload_keras}
+
+
+def dir_size(path: str) -> int:
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(root, f))
+               for root, _, files in os.walk(path) for f in files)
+
+
+def export_artifacts(model, entry: Entry, out_dir: str, references: Sequence[Reference],
+                     report: dict, force: bool = False,
+                     on_phase: Optional[Callable[[str], None]] = None) -> Dict[str, str]:
+    """Write, reload-and-recheck, then move every artifact of ``entry`` into ``out_dir``.
+
+    ``report`` (a JSON-able dict) is completed with reload parity and sizes and written last.
+    Returns the final paths. Nothing is left under a final name unless every check passed.
+    """
+    on_phase = on_phase or (lambda phase: None)
+    check_output_dir(out_dir, entry.name, force)
+    os.makedirs(out_dir, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{entry.name}.partial-", dir=out_dir)
+    try:
+        staged = artifact_paths(staging, entry.name)
+        on_phase("write SavedModel")
+        export_savedmodel(model, entry, staged["savedmodel"])
+        on_phase("write .weights.h5")
+        model.save_weights(staged["weights"])
+        on_phase("write .keras")
+        model.save(staged["keras"])
+        reloads: Dict[str, dict] = {}
+        for kind, reload in RELOADERS.items():
+            on_phase(f"reload {kind}")
+            run = reload(entry, staged[kind])
+            checked: ParityReport = check_outputs(run, references, entry.parity_atol,
+                                                  f"reloaded {kind} of {entry.name}")
+            reloads[kind] = {"tf_err_vs_f64": checked.tf_err_vs_f64, "max_abs": checked.max_abs,
+                             "passed": checked.passed}
+        report["reload_checks"] = reloads
+        report["artifact_bytes"] = {k: dir_size(staged[k]) for k in RELOADERS}
+        with open(staged["report"], "w") as handle:
+            json.dump(report, handle, indent=2, sort_keys=False, default=_json_default)
+            handle.write("\n")
+        on_phase("move into place")
+        final = artifact_paths(out_dir, entry.name)
+        for kind in ("savedmodel", "weights", "keras", "report"):
+            if os.path.lexists(final[kind]):  # only reachable with force
+                _remove(final[kind])
+            os.replace(staged[kind], final[kind])
+        return final
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.remove(path)
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def artifacts_present(out_dir: str, name: str) -> List[str]:
+    return [p for p in artifact_paths(out_dir, name).values() if os.path.lexists(p)]

@@ -1,0 +1,250 @@
+"""Upstream torch tensor names -> Keras variable names, as one declarative table.
+
+Read ``RULES`` top to bottom: each rule maps one source pattern to one target pattern with one
+transform kind. ``{p}`` stands for a model part prefix ('', 'encoder.' or 'decoder.') and ``{i}``
+for a block index. Tensors that are not one-to-one are handled by the small named pre-passes
+in ``PRE_PASSES`` before the table is applied.
+
+``plan_mapping`` checks coverage both ways on shapes alone (every source tensor used exactly
+once or deliberately ignored, every target variable assigned exactly once, every shape right)
+and lists every problem at once; ``apply_mapping`` then streams the tensors into the variables
+one at a time, freeing each source tensor as it is consumed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .errors import MappingError
+
+
+# --- transforms: one per tensor kind, each with its shape change --------------------------
+
+def _vector(array: np.ndarray) -> np.ndarray:
+    # vector: (n,) -> (n,)   biases, LayerNorm gamma/beta; also mask_token (1, 1, D) as is
+    return array
+
+
+def _linear(array: np.ndarray) -> np.ndarray:
+    # linear: (out, in) -> (in, out)   torch Linear.weight to Keras Dense.kernel
+    return array.T
+
+
+def _conv3d(array: np.ndarray) -> np.ndarray:
+    # conv3d: (O, I, T, H, W) -> (T, H, W, I, O)   torch Conv3d.weight to Keras Conv3D.kernel
+    return array.transpose(2, 3, 4, 1, 0)
+
+
+@dataclass(frozen=True)
+class Transform:
+    apply: Callable[[np.ndarray], np.ndarray]
+    shape: Callable[[Tuple[int, ...]], Tuple[int, ...]]
+
+
+TRANSFORMS: Dict[str, Transform] = {
+    "vector": Transform(_vector, lambda s: tuple(s)),
+    "linear": Transform(_linear, lambda s: (s[1], s[0]) if len(s) == 2 else ("not 2-D",)),
+    "conv3d": Transform(_conv3d,
+                        lambda s: (s[2], s[3], s[4], s[1], s[0]) if len(s) == 5 else ("not 5-D",)),
+}
+
+
+# --- the table -----------------------------------------------------------------------------
+
+RULES: Tuple[Tuple[str, str, str], ...] = (
+    # source (upstream torch)                target (tf_models)                     kind
+    ("{p}patch_embed.proj.weight",           "{p}patch_embed.proj.kernel",          "conv3d"),
+    ("{p}patch_embed.proj.bias",             "{p}patch_embed.proj.bias",            "vector"),
+    ("{p}blocks.{i}.norm1.weight",           "{p}blocks.{i}.norm1.gamma",           "vector"),
+    ("{p}blocks.{i}.norm1.bias",             "{p}blocks.{i}.norm1.beta",            "vector"),
+    ("{p}blocks.{i}.attn.qkv.weight",        "{p}blocks.{i}.attn.qkv.kernel",       "linear"),
+    ("{p}blocks.{i}.attn.qkv.bias",          "{p}blocks.{i}.attn.qkv.bias",         "vector"),
+    ("{p}blocks.{i}.attn.proj.weight",       "{p}blocks.{i}.attn.proj.kernel",      "linear"),
+    ("{p}blocks.{i}.attn.proj.bias",         "{p}blocks.{i}.attn.proj.bias",        "vector"),
+    ("{p}blocks.{i}.norm2.weight",           "{p}blocks.{i}.norm2.gamma",           "vector"),
+    ("{p}blocks.{i}.norm2.bias",             "{p}blocks.{i}.norm2.beta",            "vector"),
+    ("{p}blocks.{i}.mlp.fc1.weight",         "{p}blocks.{i}.mlp.fc1.kernel",        "linear"),
+    ("{p}blocks.{i}.mlp.fc1.bias",           "{p}blocks.{i}.mlp.fc1.bias",          "vector"),
+    ("{p}blocks.{i}.mlp.fc2.weight",         "{p}blocks.{i}.mlp.fc2.kernel",        "linear"),
+    ("{p}blocks.{i}.mlp.fc2.bias",           "{p}blocks.{i}.mlp.fc2.bias",          "vector"),
+    ("{p}norm.weight",                       "{p}norm.gamma",                       "vector"),
+    ("{p}norm.bias",                         "{p}norm.beta",                        "vector"),
+    ("{p}head.weight",                       "{p}head.kernel",                      "linear"),
+    ("{p}head.bias",                         "{p}head.bias",                        "vector"),
+    ("fc_norm.weight",                       "fc_norm.gamma",                       "vector"),
+    ("fc_norm.bias",                         "fc_norm.beta",                        "vector"),
+    ("encoder_to_decoder.weight",            "encoder_to_decoder.kernel",           "linear"),
+    ("mask_token",                           "mask_token",                          "vector"),
+)
+
+# Source tensors that are deliberately not mapped (none in upstream releases; kept explicit).
+IGNORED: Tuple[str, ...] = ()
+
+_PLACEHOLDERS = {"p": r"(?P<p>(?:encoder\.|decoder\.)?)", "i": r"(?P<i>\d+)"}
+
+
+def _compile(pattern: str) -> "re.Pattern[str]":
+    parts = re.split(r"(\{p\}|\{i\})", pattern)
+    regex = "".join(_PLACEHOLDERS[part[1]] if part in ("{p}", "{i}") else re.escape(part)
+                    for part in parts)
+    return re.compile(regex + r"\Z")
+
+
+_COMPILED = tuple((_compile(src), dst, kind) for src, dst, kind in RULES)
+
+
+def target_name(source: str) -> Optional[Tuple[str, str]]:
+    """(target name, transform kind) of a source tensor name, or None when no rule matches."""
+    for regex, dst, kind in _COMPILED:
+        found = regex.match(source)
+        if found:
+            return dst.format(**found.groupdict()), kind
+    return None
+
+
+# --- pre-passes for tensors that are not one-to-one ----------------------------------------
+
+def fuse_qkv_bias(state_dict: Dict[str, torch.Tensor], notes: List[str]) -> None:
+    """``attn.q_bias`` + zeros + ``attn.v_bias`` -> ``attn.qkv.bias`` (upstream k has no bias)."""
+    for name in [n for n in state_dict if n.endswith("attn.q_bias")]:
+        prefix = name[: -len("q_bias")]
+        if prefix + "v_bias" not in state_dict:
+            continue  # left in place: coverage reports the lone q_bias
+        q_bias = state_dict.pop(name)
+        v_bias = state_dict.pop(prefix + "v_bias")
+        state_dict[prefix + "qkv.bias"] = torch.cat((q_bias, torch.zeros_like(v_bias), v_bias))
+
+
+def drop_position_table(state_dict: Dict[str, torch.Tensor], notes: List[str]) -> None:
+    """Upstream's sinusoid table is regenerated, never stored; a saved copy must match it."""
+    from torch_reference import sinusoid_table
+
+    for name in [n for n in state_dict if n.split(".")[-1] == "pos_embed"]:
+        saved = state_dict[name]
+        if saved.dim() != 3:
+            continue
+        expected = sinusoid_table(saved.shape[1], saved.shape[2])
+        if torch.allclose(saved.float(), expected, atol=1e-5):
+            del state_dict[name]
+            notes.append(f"{name}: stored sinusoid table matches the regenerated one; dropped")
+        # otherwise left in place: it is a learned embedding and coverage reports it
+
+
+PRE_PASSES = (fuse_qkv_bias, drop_position_table)
+
+
+# --- plan and apply ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Assignment:
+    source: str
+    target: str
+    kind: str
+
+
+def plan_mapping(source_shapes: Dict[str, Tuple[int, ...]],
+                 target_shapes: Dict[str, Tuple[int, ...]], path: str = "checkpoint",
+                 hint: str = "") -> List[Assignment]:
+    """Check coverage both ways on shapes and return the assignments, in target order.
+
+    Raises MappingError listing every ``- missing``, ``+ unexpected`` and shape problem.
+    """
+    problems: List[str] = []
+    by_target: Dict[str, Assignment] = {}
+    for source, shape in source_shapes.items():
+        if source in IGNORED:
+            continue
+        match = target_name(source)
+        if match is None or match[0] not in target_shapes:
+            problems.append(f"+ unexpected {source} {tuple(shape)}")
+            continue
+        target, kind = match
+        if target in by_target:
+            problems.append(f"+ duplicate {source} (also {by_target[target].source}) -> {target}")
+            continue
+        expected = tuple(target_shapes[target])
+        found = tuple(TRANSFORMS[kind].shape(tuple(shape)))
+        if found != expected:
+            problems.append(f"! shape {source}: expected {_torch_shape(kind, expected)}, "
+                            f"found {tuple(shape)}")
+            continue
+        by_target[target] = Assignment(source, target, kind)
+    for target, shape in target_shapes.items():
+        if target not in by_target and not any(p.startswith("! shape") and
+                                               _maps_to(p, target) for p in problems):
+            problems.append(f"- missing {_source_hint(target)} (for {target} {tuple(shape)})")
+    if problems:
+        error = MappingError(path, problems)
+        if hint:
+            error.args = (f"{error.args[0]}{hint}",)
+        raise error
+    return [by_target[t] for t in target_shapes]
+
+
+def _maps_to(problem: str, target: str) -> bool:
+    source = problem.split(" ")[2].rstrip(":")
+    match = target_name(source)
+    return bool(match) and match[0] == target
+
+
+def _torch_shape(kind: str, target_shape: Tuple[int, ...]) -> Tuple[int, ...]:
+    """The source shape that would produce ``target_shape`` under ``kind``."""
+    if kind == "linear":
+        return (target_shape[1], target_shape[0])
+    if kind == "conv3d":
+        t, h, w, i, o = target_shape
+        return (o, i, t, h, w)
+    return tuple(target_shape)
+
+
+def _source_hint(target: str) -> str:
+    """The upstream name that would fill ``target`` (inverse of the table), for messages."""
+    for src, dst, _ in RULES:
+        regex = _compile(dst)
+        found = regex.match(target)
+        if found:
+            name = src.format(**found.groupdict())
+            return name.replace("attn.qkv.bias", "attn.q_bias/v_bias")
+    return target
+
+
+def apply_mapping(plan: Sequence[Assignment], state_dict: Dict[str, torch.Tensor],
+                  variables: Dict[str, object], release: bool = True) -> None:
+    """Assign each planned tensor to its variable; with ``release`` pop it from the dict."""
+    for step in plan:
+        tensor = state_dict.pop(step.source) if release else state_dict[step.source]
+        array = TRANSFORMS[step.kind].apply(tensor.detach().numpy())
+        variables[step.target].assign(np.ascontiguousarray(array, dtype=np.float32))
+        del tensor, array
+
+
+def prepare_state_dict(state_dict: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor],
+                                                                       List[str]]:
+    """Run the pre-passes on a shallow copy; returns the prepared dict and notes."""
+    prepared = dict(state_dict)
+    notes: List[str] = []
+    for step in PRE_PASSES:
+        step(prepared, notes)
+    return prepared, notes
+
+
+def convert_state_dict(state_dict: Dict[str, torch.Tensor], variables: Dict[str, object],
+                       path: str = "checkpoint", hint: str = "") -> List[str]:
+    """Pre-pass, plan (coverage and shapes, all problems at once), then assign. Returns notes."""
+    prepared, notes = prepare_state_dict(state_dict)
+    target_shapes = {name: tuple(v.shape) for name, v in variables.items()}
+    plan = plan_mapping({k: tuple(v.shape) for k, v in prepared.items()}, target_shapes, path,
+                        hint)
+    apply_mapping(plan, prepared, variables)
+    return notes
+
+
+def describe_rules() -> Iterable[str]:
+    """The table as text lines, for docs and reports."""
+    for src, dst, kind in RULES:
+        yield f"{src:40s} -> {dst:40s} {kind}"

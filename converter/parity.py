@@ -1,0 +1,236 @@
+"""Numerical parity: the Keras model against the torch reference, on seeded random inputs.
+
+The reference is run twice: in float32 (what a user of upstream gets) and in float64 (the
+"true" answer for these weights). The tolerance is applied to TF's error against float64, and
+torch fp32's own error is reported beside it so the tolerance has a scale. Per-block hidden
+states name the first block where TF's error departs from torch's rounding noise.
+
+All layout changes between torch (NCTHW) and Keras (NTHWC) happen here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .errors import ParityError
+from .zoo import Entry
+
+# A block diverges when TF's error is more than this many times torch fp32's own error
+# (plus a 1e-6 relative floor): with a right mapping the two are the same order of magnitude.
+DIVERGENCE_FACTOR = 10.0
+
+
+def ncthw_to_nthwc(video_ncthw: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(video_ncthw.transpose(0, 2, 3, 4, 1))
+
+
+@dataclass
+class Case:
+    """One parity input: a video (NCTHW, float32) and, for pre-trained models, a mask."""
+
+    name: str
+    video_ncthw: np.ndarray
+    mask: Optional[np.ndarray] = None
+
+    @property
+    def video_nthwc(self) -> np.ndarray:
+        return ncthw_to_nthwc(self.video_ncthw)
+
+
+@dataclass
+class Reference:
+    """Torch outputs for one case: fp32 and float64, final output and per-block states."""
+
+    case: Case
+    out32: np.ndarray
+    out64: np.ndarray
+    hidden_err32: List[float]  # torch fp32 error vs float64, per block (max abs)
+    hidden64: List[np.ndarray]
+
+
+@dataclass
+class OutputComparison:
+    case: str
+    output: str
+    max_abs: float          # TF vs torch fp32
+    max_rel: float          # max_abs / max |torch fp32 output|
+    tf_err_vs_f64: float    # the number the tolerance applies to
+    torch_err_vs_f64: float
+    tolerance: float
+    passed: bool
+
+
+@dataclass
+class BlockComparison:
+    case: str
+    block: str
+    tf_err_vs_f64: float
+    torch_err_vs_f64: float
+    diverged: bool
+
+
+@dataclass
+class ParityReport:
+    """What was compared, how close it matched, and whether it passed."""
+
+    tolerance: float
+    outputs: List[OutputComparison] = field(default_factory=list)
+    blocks: List[BlockComparison] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(o.passed for o in self.outputs)
+
+    @property
+    def first_divergent_block(self) -> Optional[str]:
+        for block in self.blocks:
+            if block.diverged:
+                return f"{block.block} ({block.case})"
+        return None
+
+    @property
+    def max_abs(self) -> float:
+        return max(o.max_abs for o in self.outputs)
+
+    @property
+    def tf_err_vs_f64(self) -> float:
+        return max(o.tf_err_vs_f64 for o in self.outputs)
+
+    @property
+    def torch_err_vs_f64(self) -> float:
+        return max(o.torch_err_vs_f64 for o in self.outputs)
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "tolerance": self.tolerance, "max_abs": self.max_abs,
+                "tf_err_vs_f64": self.tf_err_vs_f64, "torch_err_vs_f64": self.torch_err_vs_f64,
+                "first_divergent_block": self.first_divergent_block,
+                "outputs": [asdict(o) for o in self.outputs],
+                "blocks": [asdict(b) for b in self.blocks]}
+
+    def summary(self) -> str:
+        return (f"max |tf - torch| {self.max_abs:.2e}; error vs float64: tf {self.tf_err_vs_f64:.2e}"
+                f", torch fp32 {self.torch_err_vs_f64:.2e}; tolerance {self.tolerance:.0e}")
+
+    def raise_if_failed(self, what: str = "parity") -> None:
+        failed = [o for o in self.outputs if not o.passed]
+        if failed:
+            detail = "; ".join(f"{o.case}/{o.output}: tf error {o.tf_err_vs_f64:.2e} > "
+                               f"{o.tolerance:.0e}" for o in failed)
+            where = self.first_divergent_block
+            suffix = f"; first divergent block: {where}" if where else ""
+            raise ParityError(f"{what} failed: {detail}{suffix}", self)
+
+
+def make_cases(entry: Entry, batch: int = 2, seed: int = 0,
+               mask_ratios: Optional[Sequence[float]] = None) -> List[Case]:
+    """Seeded random clips (and, for PT entries, tube masks that differ per sample)."""
+    from torch_reference import tube_mask
+
+    rng = np.random.default_rng(seed)
+    shape = (batch, 3, entry.num_frames, entry.img_size, entry.img_size)
+    video = rng.standard_normal(shape, dtype=np.float32)
+    if entry.mode == "FT":
+        return [Case("clip", video)]
+    ratios = list(mask_ratios) if mask_ratios else [entry.mask_ratio, 0.5]
+    cases = []
+    for ratio in ratios:
+        mask = tube_mask(entry.num_frames, entry.img_size, entry.patch_size, entry.tubelet_size,
+                         ratio, batch, rng)
+        cases.append(Case(f"mask{ratio:g}", video, mask))
+    return cases
+
+
+def _run_torch(model: torch.nn.Module, case: Case, dtype: torch.dtype):
+    video = torch.from_numpy(case.video_ncthw).to(dtype)
+    with torch.inference_mode():
+        if case.mask is None:
+            out, hidden = model.forward_with_hidden_states(video)
+        else:
+            out, hidden = model.forward_with_hidden_states(video, torch.from_numpy(case.mask))
+    return out.numpy(), [h.numpy() for h in hidden]
+
+
+def compute_reference(model: torch.nn.Module, cases: Sequence[Case]) -> List[Reference]:
+    """Run the torch reference in fp32 and float64 on every case.
+
+    The model is converted to float64 in place for the second run and back to float32 after,
+    which is exact (fp32 -> fp64 -> fp32 round-trips), so no second copy of the weights is held.
+    """
+    runs32 = [_run_torch(model, case, torch.float32) for case in cases]
+    model.double()
+    try:
+        runs64 = [_run_torch(model, case, torch.float64) for case in cases]
+    finally:
+        model.float()
+    references = []
+    for case, (out32, hidden32), (out64, hidden64) in zip(cases, runs32, runs64):
+        errors = [float(np.max(np.abs(h32 - h64))) for h32, h64 in zip(hidden32, hidden64)]
+        references.append(Reference(case, out32, out64, errors, hidden64))
+    return references
+
+
+def _block_names(count: int, parts: Optional[Sequence[tuple]] = None) -> List[str]:
+    if not parts:
+        return [f"blocks.{i}" for i in range(count)]
+    names = []
+    for prefix, depth in parts:
+        names.extend(f"{prefix}blocks.{i}" for i in range(depth))
+    return names
+
+
+def compare_output(case: str, output: str, tf_out: np.ndarray, reference: Reference,
+                   tolerance: float) -> OutputComparison:
+    tf_out = np.asarray(tf_out, dtype=np.float64)
+    if tf_out.shape != reference.out64.shape:
+        raise ParityError(f"{case}/{output}: output shape {tf_out.shape}, expected "
+                          f"{reference.out64.shape}")
+    max_abs = float(np.max(np.abs(tf_out - reference.out32)))
+    scale = float(np.max(np.abs(reference.out32))) or 1.0
+    tf_err = float(np.max(np.abs(tf_out - reference.out64)))
+    torch_err = float(np.max(np.abs(reference.out32 - reference.out64)))
+    passed = bool(np.isfinite(tf_err)) and tf_err <= tolerance
+    return OutputComparison(case, output, max_abs, max_abs / scale, tf_err, torch_err, tolerance,
+                            passed)
+
+
+def check_parity(run_tf: Callable[[Case], tuple], references: Sequence[Reference],
+                 tolerance: float, block_parts: Optional[Sequence[tuple]] = None,
+                 output_name: str = "logits") -> ParityReport:
+    """Compare TF (``run_tf(case) -> (output, hidden_states)``) with the reference.
+
+    Returns a report; call ``report.raise_if_failed()`` to turn a failure into ParityError.
+    """
+    report = ParityReport(tolerance=tolerance)
+    for reference in references:
+        tf_out, tf_hidden = run_tf(reference.case)
+        report.outputs.append(compare_output(reference.case.name, output_name, tf_out, reference,
+                                             tolerance))
+        names = _block_names(len(reference.hidden64), block_parts)
+        for name, h_tf, h64, err32 in zip(names, tf_hidden, reference.hidden64,
+                                          reference.hidden_err32):
+            h_tf = np.asarray(h_tf, dtype=np.float64)
+            tf_err = float(np.max(np.abs(h_tf - h64))) if h_tf.shape == h64.shape else np.inf
+            floor = 1e-6 * float(np.max(np.abs(h64)))
+            report.blocks.append(BlockComparison(
+                reference.case.name, name, tf_err, err32,
+                not (tf_err <= DIVERGENCE_FACTOR * err32 + floor)))
+    return report
+
+
+def check_outputs(run: Callable[[Case], np.ndarray], references: Sequence[Reference],
+                  tolerance: float, what: str, output_name: str = "logits") -> ParityReport:
+    """Parity of final outputs only (for reloaded artifacts); raises ParityError on failure."""
+    report = ParityReport(tolerance=tolerance)
+    for reference in references:
+        report.outputs.append(compare_output(reference.case.name, output_name,
+                                             run(reference.case), reference, tolerance))
+    report.raise_if_failed(what)
+    return report
+
+
+def as_dict_of_reports(reports: Dict[str, ParityReport]) -> Dict[str, dict]:
+    return {name: report.to_dict() for name, report in reports.items()}
