@@ -68,7 +68,9 @@ def export_savedmodel(model, entry: Entry, path: str) -> None:
     import tensorflow as tf
 
     module = tf.Module()
-    module.model = model
+    # track the variables, not the Keras object: Keras would add its own one-input serving
+    # function (wrong for (video, mask)) when a Keras model is a child of the saved module
+    module.model_variables = list(model.weights)
     if entry.mode == "FT":
         @tf.function(input_signature=_signature_specs(entry))
         def serve(video):

@@ -5,7 +5,9 @@
 """
 
 from .layers import Attention, Block, Mlp, PatchEmbed, named_variables, sinusoid_table
+from .pretrain import PretrainDecoder, PretrainEncoder, VideoMAEPretrainer
 from .videomae import VideoMAEClassifier
 
-__all__ = ["VideoMAEClassifier", "PatchEmbed", "Attention", "Mlp", "Block",
+__all__ = ["VideoMAEClassifier", "VideoMAEPretrainer", "PretrainEncoder", "PretrainDecoder",
+           "PatchEmbed", "Attention", "Mlp", "Block",
            "named_variables", "sinusoid_table"]
