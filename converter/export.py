@@ -95,7 +95,7 @@ def reload_savedmodel(entry: Entry, path: str) -> Callable[[Case], np.ndarray]:
     def run(case: Case) -> np.ndarray:
         names = ("video", "mask")
         feeds = {n: tf.constant(x) for n, x in zip(names, _inputs(entry, case))}
-        return serving(**feeds)["logits"].numpy()
+        return {name: value.numpy() for name, value in serving(**feeds).items()}
     return run
 
 
@@ -103,7 +103,7 @@ def reload_keras(entry: Entry, path: str) -> Callable[[Case], np.ndarray]:
     import keras
 
     model = keras.saving.load_model(path, compile=False)
-    return lambda case: keras.ops.convert_to_numpy(model(*_inputs(entry, case)))
+    return lambda case: _to_numpy(model(*_inputs(entry, case)))
 
 
 def reload_weights(entry: Entry, path: str) -> Callable[[Case], np.ndarray]:
@@ -111,7 +111,15 @@ def reload_weights(entry: Entry, path: str) -> Callable[[Case], np.ndarray]:
 
     model = build_tf_model(entry)
     model.load_weights(path)
-    return lambda case: keras.ops.convert_to_numpy(model(*_inputs(entry, case)))
+    return lambda case: _to_numpy(model(*_inputs(entry, case)))
+
+
+def _to_numpy(outputs):
+    import keras
+
+    if isinstance(outputs, dict):
+        return {name: keras.ops.convert_to_numpy(v) for name, v in outputs.items()}
+    return keras.ops.convert_to_numpy(outputs)
 
 
 RELOADERS = {"savedmodel": reload_savedmodel, "weights": reload_weights, "keras": reload_keras}

@@ -43,13 +43,29 @@ class Case:
 
 @dataclass
 class Reference:
-    """Torch outputs for one case: fp32 and float64, final output and per-block states."""
+    """Torch outputs for one case: fp32 and float64, named outputs and per-block states."""
 
     case: Case
-    out32: np.ndarray
-    out64: np.ndarray
+    outputs32: Dict[str, np.ndarray]
+    outputs64: Dict[str, np.ndarray]
     hidden_err32: List[float]  # torch fp32 error vs float64, per block (max abs)
     hidden64: List[np.ndarray]
+
+    @property
+    def out32(self) -> np.ndarray:
+        """The primary (first) output in fp32."""
+        return next(iter(self.outputs32.values()))
+
+    @property
+    def out64(self) -> np.ndarray:
+        return next(iter(self.outputs64.values()))
+
+
+def as_outputs(value, default_name: str = "logits") -> Dict[str, np.ndarray]:
+    """A model's output as a dict of named numpy arrays."""
+    if isinstance(value, dict):
+        return {name: np.asarray(v) for name, v in value.items()}
+    return {default_name: np.asarray(value)}
 
 
 @dataclass
@@ -151,7 +167,11 @@ def _run_torch(model: torch.nn.Module, case: Case, dtype: torch.dtype):
             out, hidden = model.forward_with_hidden_states(video)
         else:
             out, hidden = model.forward_with_hidden_states(video, torch.from_numpy(case.mask))
-    return out.numpy(), [h.numpy() for h in hidden]
+    if isinstance(out, dict):
+        out = {name: value.numpy() for name, value in out.items()}
+    else:
+        out = out.numpy()
+    return as_outputs(out), [h.numpy() for h in hidden]
 
 
 def compute_reference(model: torch.nn.Module, cases: Sequence[Case]) -> List[Reference]:
@@ -185,13 +205,14 @@ def _block_names(count: int, parts: Optional[Sequence[tuple]] = None) -> List[st
 def compare_output(case: str, output: str, tf_out: np.ndarray, reference: Reference,
                    tolerance: float) -> OutputComparison:
     tf_out = np.asarray(tf_out, dtype=np.float64)
-    if tf_out.shape != reference.out64.shape:
+    out32, out64 = reference.outputs32[output], reference.outputs64[output]
+    if tf_out.shape != out64.shape:
         raise ParityError(f"{case}/{output}: output shape {tf_out.shape}, expected "
-                          f"{reference.out64.shape}")
-    max_abs = float(np.max(np.abs(tf_out - reference.out32)))
-    scale = float(np.max(np.abs(reference.out32))) or 1.0
-    tf_err = float(np.max(np.abs(tf_out - reference.out64)))
-    torch_err = float(np.max(np.abs(reference.out32 - reference.out64)))
+                          f"{out64.shape}")
+    max_abs = float(np.max(np.abs(tf_out - out32)))
+    scale = float(np.max(np.abs(out32))) or 1.0
+    tf_err = float(np.max(np.abs(tf_out - out64)))
+    torch_err = float(np.max(np.abs(out32 - out64)))
     passed = bool(np.isfinite(tf_err)) and tf_err <= tolerance
     return OutputComparison(case, output, max_abs, max_abs / scale, tf_err, torch_err, tolerance,
                             passed)
@@ -207,8 +228,7 @@ def check_parity(run_tf: Callable[[Case], tuple], references: Sequence[Reference
     report = ParityReport(tolerance=tolerance)
     for reference in references:
         tf_out, tf_hidden = run_tf(reference.case)
-        report.outputs.append(compare_output(reference.case.name, output_name, tf_out, reference,
-                                             tolerance))
+        _compare_all(report, reference, as_outputs(tf_out, output_name), tolerance)
         names = _block_names(len(reference.hidden64), block_parts)
         for name, h_tf, h64, err32 in zip(names, tf_hidden, reference.hidden64,
                                           reference.hidden_err32):
@@ -226,10 +246,19 @@ def check_outputs(run: Callable[[Case], np.ndarray], references: Sequence[Refere
     """Parity of final outputs only (for reloaded artifacts); raises ParityError on failure."""
     report = ParityReport(tolerance=tolerance)
     for reference in references:
-        report.outputs.append(compare_output(reference.case.name, output_name,
-                                             run(reference.case), reference, tolerance))
+        _compare_all(report, reference, as_outputs(run(reference.case), output_name), tolerance)
     report.raise_if_failed(what)
     return report
+
+
+def _compare_all(report: ParityReport, reference: Reference, tf_outputs: Dict[str, np.ndarray],
+                 tolerance: float) -> None:
+    if set(tf_outputs) != set(reference.outputs32):
+        raise ParityError(f"{reference.case.name}: outputs {sorted(tf_outputs)}, expected "
+                          f"{sorted(reference.outputs32)}")
+    for name in reference.outputs32:
+        report.outputs.append(compare_output(reference.case.name, name, tf_outputs[name],
+                                             reference, tolerance))
 
 
 def as_dict_of_reports(reports: Dict[str, ParityReport]) -> Dict[str, dict]:

@@ -1,0 +1,304 @@
+"""converter.reconstruct: upstream's pixel-target convention, reconstructions, pictures, clips."""
+
+import numpy as np
+import pytest
+import torch  # before converter (which imports tensorflow): see SPEC "Pitfalls"
+
+from converter import reconstruct as R
+from torch_reference.masking import tube_mask
+
+# small geometry keeps the tests fast; the functions take it as arguments
+T, S, TUB, P = 4, 32, 2, 16          # 4 frames of 32x32 -> 2*2*2 = 8 tokens of 2x16x16
+N, PIX = (T // TUB) * (S // P) ** 2, TUB * P * P
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def _clip01(b=2, t=T, s=S, seed=0):
+    return _rng(seed).random((b, t, s, s, 3), dtype=np.float32)
+
+
+def _mask(b=2, ratio=0.5, seed=1):
+    return tube_mask(num_frames=T, img_size=S, patch_size=P, tubelet_size=TUB,
+                     mask_ratio=ratio, batch_size=b, rng=_rng(seed))
+
+
+def _upstream_patchify_torch(video_bcthw, p0, p):
+    """'b c (t p0) (h p1) (w p2) -> b (t h w) (p0 p1 p2) c' with reshape/permute only."""
+    b, c, t, h, w = video_bcthw.shape
+    x = video_bcthw.reshape(b, c, t // p0, p0, h // p, p, w // p, p)
+    # axes: 0 b, 1 c, 2 t, 3 p0, 4 h, 5 p1, 6 w, 7 p2
+    x = x.permute(0, 2, 4, 6, 3, 5, 7, 1)
+    return x.reshape(b, (t // p0) * (h // p) * (w // p), p0 * p * p, c)
+
+
+def _upstream_targets_torch(video01_bthwc, p0, p):
+    """engine_for_pretraining.py's normalised targets, written independently in torch."""
+    x = torch.from_numpy(video01_bthwc).permute(0, 4, 1, 2, 3)  # -> b c t h w
+    sq = _upstream_patchify_torch(x, p0, p)
+    norm = (sq - sq.mean(dim=-2, keepdim=True)) / (
+        sq.var(dim=-2, unbiased=True, keepdim=True).sqrt() + 1e-6)
+    return norm.reshape(norm.shape[0], norm.shape[1], -1).numpy()  # 'b n p c -> b n (p c)'
+
+
+# --------------------------------------------------------------------------- patches
+
+def test_patchify_unpatchify_round_trip_exact():
+    video = _clip01()
+    patches = R.patchify(video, TUB, P)
+    assert patches.shape == (2, N, PIX, 3)
+    back = R.unpatchify(patches, (T, S, S), TUB, P)
+    assert back.dtype == video.dtype
+    np.testing.assert_array_equal(back, video)
+    # flattened (p c) patches are accepted too
+    np.testing.assert_array_equal(R.unpatchify(patches.reshape(2, N, -1), (T, S, S), TUB, P),
+                                  video)
+
+
+def test_unpatchify_default_geometry_is_16x224():
+    video = _clip01(b=1, t=16, s=224)
+    patches = R.patchify(video)
+    assert patches.shape == (1, 1568, 1536 // 3, 3)
+    np.testing.assert_array_equal(R.unpatchify(patches), video)
+
+
+def test_patchify_matches_upstream_rearrange():
+    video = _clip01(b=2, t=4, s=48)
+    ref = _upstream_patchify_torch(torch.from_numpy(video).permute(0, 4, 1, 2, 3), TUB, P)
+    np.testing.assert_array_equal(R.patchify(video, TUB, P), ref.numpy())
+    # token 0 is the top-left patch of frames 0-1; token 1 its right neighbour (w fastest)
+    patches = R.patchify(video, TUB, P)
+    np.testing.assert_array_equal(patches[0, 0].reshape(TUB, P, P, 3), video[0, 0:2, :16, :16])
+    np.testing.assert_array_equal(patches[0, 1].reshape(TUB, P, P, 3),
+                                  video[0, 0:2, :16, 16:32])
+    np.testing.assert_array_equal(patches[0, 9].reshape(TUB, P, P, 3),
+                                  video[0, 2:4, :16, :16])
+
+
+def test_patchify_rejects_bad_shapes():
+    with pytest.raises(ValueError):
+        R.patchify(np.zeros((1, 3, 32, 32, 3)), TUB, P)
+    with pytest.raises(ValueError):
+        R.patchify(np.zeros((4, 32, 32, 3)), TUB, P)
+
+
+def test_normalize_patches_matches_upstream_targets():
+    video = _clip01()
+    ours = R.normalize_patches(R.patchify(video, TUB, P))
+    ref = _upstream_targets_torch(video, TUB, P)
+    assert ours.shape == (2, N, PIX * 3)
+    np.testing.assert_allclose(ours, ref, atol=2e-5)
+
+
+def test_normalize_then_denormalize_with_true_stats_returns_patches():
+    video = _clip01()
+    mask = np.ones((2, N), dtype=bool)  # every token masked: the predictor supplies it all
+    oracle = R.normalize_patches(R.patchify(video, TUB, P))
+    back = R.denormalize_predictions(oracle, video, mask, TUB, P)
+    np.testing.assert_allclose(back, R.patchify(video, TUB, P), atol=1e-5)
+
+
+def test_masked_targets_are_ascending_masked_tokens():
+    video, mask = _clip01(), _mask()
+    targets = R.masked_targets(video, mask, TUB, P)
+    all_t = R.normalize_patches(R.patchify(video, TUB, P))
+    for row in range(2):
+        np.testing.assert_array_equal(targets[row], all_t[row, np.flatnonzero(mask[row])])
+    assert R.masked_mse(targets, video, mask, TUB, P) == pytest.approx(0.0, abs=1e-12)
+
+
+# --------------------------------------------------------------------------- reconstruct
+
+def test_normalize_clip_round_trip():
+    u8 = _rng(3).integers(0, 256, (T, S, S, 3), dtype=np.uint8)
+    norm = R.normalize_clip(u8)
+    assert norm.dtype == np.float32
+    np.testing.assert_allclose(norm[..., 0], (u8[..., 0] / 255.0 - 0.485) / 0.229, atol=1e-5)
+    np.testing.assert_allclose(R.denormalize_clip(norm), u8 / 255.0, atol=1e-6)
+    np.testing.assert_allclose(R.normalize_clip(u8 / np.float32(255)), norm, atol=1e-6)
+
+
+def test_reconstruct_with_oracle_predictions_is_the_original():
+    video01, mask = _clip01(), _mask()
+    video = R.normalize_clip(video01)
+    oracle = R.masked_targets(R.denormalize_clip(video), mask, TUB, P)
+    out = R.reconstruct(video, mask, oracle, TUB, P)
+    assert set(out) == {"original", "masked", "reconstruction"}
+    for v in out.values():
+        assert v.shape == video01.shape and v.dtype == np.float32
+        assert v.min() >= 0.0 and v.max() <= 1.0
+    np.testing.assert_allclose(out["original"], video01, atol=1e-5)
+    np.testing.assert_allclose(out["reconstruction"], out["original"], atol=1e-5)
+
+
+def test_reconstruct_uses_predictions_in_masked_patches_only():
+    video01, mask = _clip01(), _mask()
+    video = R.normalize_clip(video01)
+    n_masked = int(mask[0].sum())
+    zeros = np.zeros((2, n_masked, PIX * 3), np.float32)  # predicts each patch's mean colour
+    out = R.reconstruct(video, mask, zeros, TUB, P)
+    rec = R.patchify(out["reconstruction"], TUB, P)
+    orig = R.patchify(out["original"], TUB, P)
+    np.testing.assert_allclose(rec[~mask], orig[~mask], atol=1e-6)
+    mean = orig[mask].mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(rec[mask], np.broadcast_to(mean, rec[mask].shape), atol=1e-5)
+
+
+def test_masked_frames_show_the_mask():
+    video01, mask = _clip01(), _mask()
+    video = R.normalize_clip(video01)
+    oracle = R.masked_targets(video01, mask, TUB, P)
+    for fill in (0.5, 0.0):
+        out = R.reconstruct(video, mask, oracle, TUB, P, mask_value=fill)
+        masked = R.patchify(out["masked"], TUB, P)
+        assert np.all(masked[mask] == np.float32(fill))
+        np.testing.assert_allclose(masked[~mask], R.patchify(video01, TUB, P)[~mask], atol=1e-5)
+    # tube: the same spatial patches are masked in every frame
+    m = mask.reshape(2, T // TUB, -1)
+    assert (m == m[:, :1]).all()
+
+
+def test_reconstruct_checks_prediction_shape():
+    video, mask = R.normalize_clip(_clip01()), _mask()
+    with pytest.raises(ValueError, match="predictions"):
+        R.reconstruct(video, mask, np.zeros((2, 3, PIX * 3)), TUB, P)
+
+
+def test_run_reconstruction_with_oracle_predictor():
+    clip = _clip01(b=1)[0]
+    seen = {}
+
+    def predict(video, mask):
+        seen["video"], seen["mask"] = video, mask
+        return torch.from_numpy(R.masked_targets(R.denormalize_clip(video), mask, TUB, P))
+
+    out = R.run_reconstruction(predict, clip, mask_ratio=0.75, seed=5, tubelet=TUB, patch=P)
+    assert seen["video"].shape == (1, T, S, S, 3) and seen["video"].dtype == np.float32
+    assert seen["mask"].shape == (1, N) and seen["mask"].sum() == (T // TUB) * 3
+    np.testing.assert_array_equal(seen["mask"], _mask(b=1, ratio=0.75, seed=5))
+    np.testing.assert_allclose(out["reconstruction"][0], clip, atol=1e-5)
+    np.testing.assert_array_equal(out["mask"], seen["mask"])
+
+
+# --------------------------------------------------------------------------- pictures
+
+def test_write_strip_png(tmp_path):
+    from PIL import Image
+
+    video01, mask = _clip01(), _mask()
+    out = R.reconstruct(R.normalize_clip(video01), mask,
+                        R.masked_targets(video01, mask, TUB, P), TUB, P)
+    path = R.write_strip(tmp_path / "sub" / "strip.png", out["original"], out["masked"],
+                         out["reconstruction"], frames=[0, 3], index=1)
+    with Image.open(path) as img:
+        assert img.format == "PNG" and img.mode == "RGB"
+        assert img.size == (2 * S + 2, 3 * S + 2 * 2)
+        px = np.asarray(img)
+    np.testing.assert_array_equal(px[:S, :S], R._to_uint8(video01[1, 0]))
+    np.testing.assert_array_equal(px[S + 2:2 * S + 2, S + 2:], R._to_uint8(out["masked"][1, 3]))
+    # default frames: every frame of this 4-frame clip, no gap
+    path = R.write_strip(tmp_path / "all.png", out["original"][0], out["masked"][0],
+                         out["reconstruction"][0], gap=0)
+    with Image.open(path) as img:
+        assert img.size == (T * S, 3 * S)
+
+
+def test_write_gif(tmp_path):
+    from PIL import Image
+
+    video01 = _clip01()
+    path = R.write_gif(tmp_path / "clip.gif", video01, video01, video01, index=0, fps=10)
+    with Image.open(path) as img:
+        assert img.format == "GIF"
+        assert img.size == (3 * S + 2 * 2, S)
+        assert img.n_frames == T
+        assert img.info.get("duration") == 100
+
+
+# --------------------------------------------------------------------------- read_clip
+
+def test_read_clip_npy_uint8_sampling_and_resize(tmp_path):
+    frames = np.zeros((40, 48, 64, 3), np.uint8)
+    frames[:] = np.arange(40, dtype=np.uint8)[:, None, None, None] * 5
+    np.save(tmp_path / "c.npy", frames)
+    clip = R.read_clip(tmp_path / "c.npy", num_frames=8, img_size=32, sampling_rate=4)
+    assert clip.shape == (8, 32, 32, 3) and clip.dtype == np.float32
+    # window of 8 frames every 4 (span 29) centred in 40 frames: starts at frame 5
+    np.testing.assert_allclose(clip[:, 0, 0, 0], (5 + 4 * np.arange(8)) * 5 / 255.0, atol=1e-6)
+
+
+def test_read_clip_npy_float_exact_size(tmp_path):
+    frames = _rng(4).random((T, S, S, 3)).astype(np.float32)
+    np.save(tmp_path / "f.npy", frames)
+    clip = R.read_clip(str(tmp_path / "f.npy"), num_frames=T, img_size=S)
+    np.testing.assert_array_equal(clip, frames)  # T == num_frames: taken whole, no resize
+
+
+def test_read_clip_npy_crops_centre_and_pads_short(tmp_path):
+    frames = _rng(5).random((3, S, S + 10, 3)).astype(np.float32)
+    np.save(tmp_path / "w.npy", frames)
+    clip = R.read_clip(tmp_path / "w.npy", num_frames=5, img_size=S)
+    assert clip.shape == (5, S, S, 3)
+    np.testing.assert_array_equal(clip[:3], frames[:, :, 5:5 + S])
+    np.testing.assert_array_equal(clip[3], clip[2])  # short clips repeat their last frame
+
+
+def test_read_clip_rejects_bad_npy(tmp_path):
+    np.save(tmp_path / "big.npy", np.full((T, S, S, 3), 200.0, np.float32))
+    with pytest.raises(R.ClipReadError, match=r"\[0, 1\]"):
+        R.read_clip(tmp_path / "big.npy", num_frames=T, img_size=S)
+    np.save(tmp_path / "shape.npy", np.zeros((T, S), np.uint8))
+    with pytest.raises(R.ClipReadError, match="shape"):
+        R.read_clip(tmp_path / "shape.npy", num_frames=T, img_size=S)
+
+
+def test_read_clip_unknown_extension(tmp_path):
+    (tmp_path / "clip.xyz").write_bytes(b"\0" * 16)
+    with pytest.raises(R.ClipReadError, match="unsupported clip extension '.xyz'") as err:
+        R.read_clip(tmp_path / "clip.xyz")
+    assert ".npy" in str(err.value) and "pip install" in str(err.value)
+
+
+def test_read_clip_video_without_decoder(tmp_path, monkeypatch):
+    def missing(path):
+        raise ImportError("No module named 'nothing'")
+
+    monkeypatch.setattr(R, "_DECODERS", [("imageio", missing), ("av", missing),
+                                         ("cv2", missing)])
+    (tmp_path / "clip.mp4").write_bytes(b"\0" * 16)
+    with pytest.raises(R.VideoDecoderMissing, match="pip install") as err:
+        R.read_clip(tmp_path / "clip.mp4")
+    assert isinstance(err.value, ImportError)
+    assert "imageio" in str(err.value) and "av" in str(err.value)
+
+
+def test_read_clip_video_with_decoder(tmp_path, monkeypatch):
+    frames = _rng(6).integers(0, 256, (20, S, S, 3), dtype=np.uint8)
+    monkeypatch.setattr(R, "_DECODERS", [("fake", lambda path: frames)])
+    (tmp_path / "clip.avi").write_bytes(b"\0")
+    clip = R.read_clip(tmp_path / "clip.avi", num_frames=4, img_size=S, sampling_rate=4)
+    # span (4 - 1) * 4 + 1 = 13 frames centred in 20: starts at frame 3
+    np.testing.assert_allclose(clip, frames[[3, 7, 11, 15]] / 255.0, atol=1e-6)
+
+
+def test_module_imports_no_framework():
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(R))
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    names = {a.name.split(".")[0] for n in top for a in n.names} | {
+        (n.module or "").split(".")[0] for n in top if isinstance(n, ast.ImportFrom)}
+    assert not names & {"torch", "tensorflow", "keras", "PIL", "torch_reference", "tf_models"}
+
+
+def test_read_clip_resizes_float_frames(tmp_path):
+    frames = np.full((T, 64, 48, 3), 0.25, np.float32)
+    frames[..., 1] = 0.75
+    np.save(tmp_path / "tall.npy", frames)
+    clip = R.read_clip(tmp_path / "tall.npy", num_frames=T, img_size=S)
+    assert clip.shape == (T, S, S, 3) and clip.dtype == np.float32
+    np.testing.assert_allclose(clip[..., 0], 0.25, atol=1e-6)
+    np.testing.assert_allclose(clip[..., 1], 0.75, atol=1e-6)
