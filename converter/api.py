@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -13,11 +14,11 @@ from typing import Dict, List, Optional
 from tqdm.auto import tqdm
 
 from . import __version__
-from .checkpoint import load_checkpoint, write_synthetic_checkpoint
+from .checkpoint import load_checkpoint, strip_encoder_prefix, write_synthetic_checkpoint
 from .errors import ConversionError
 from .export import check_output_dir, export_artifacts
 from .mapping import apply_mapping, plan_mapping, prepare_state_dict
-from .models import build_tf_model, build_torch_model
+from .models import build_tf_model, build_torch_model, parity_reference
 from .parity import ParityReport, check_parity, compute_reference, make_cases
 from .zoo import Entry, get_entry
 
@@ -84,14 +85,16 @@ def _synthetic_path(entry: Entry, seed: int, folder: str) -> str:
 
 def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bool = False,
             seed: int = 0, force: bool = False, progress: bool = True,
-            parity_batch: int = 2) -> ConversionResult:
+            parity_batch: int = 2, encoder_only: bool = False) -> ConversionResult:
     """Convert ``entry`` (an Entry or its name) and write its checked artifacts to ``out_dir``.
 
     With ``synthetic=True`` a seeded random checkpoint in upstream's file layout is written
-    (next to the artifacts' staging area, then deleted) and converted: the whole real path
-    without a download. Raises ConversionError (bad input) or ParityError (mismatch).
+    to a scratch folder (deleted afterwards) and converted: the whole real path without a
+    download. ``encoder_only=True`` converts just the encoder (token and pooled features) into
+    ``NAME_encoder`` artifacts. Raises ConversionError (bad input) or ParityError (mismatch).
     """
-    entry = get_entry(entry) if isinstance(entry, str) else entry
+    base = get_entry(entry) if isinstance(entry, str) else entry
+    entry = base.encoder_variant() if encoder_only else base
     if not synthetic and checkpoint is None:
         raise ConversionError(f"{entry.name}: no checkpoint given; pass --checkpoint PATH "
                               f"(upstream file: {entry.source_url}) or --synthetic")
@@ -104,27 +107,30 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         phases("load checkpoint")
         if synthetic:
             scratch = tempfile.mkdtemp(prefix=".videomae-synthetic-")
-            checkpoint = write_synthetic_checkpoint(entry, _synthetic_path(entry, seed, scratch),
+            checkpoint = write_synthetic_checkpoint(base, _synthetic_path(base, seed, scratch),
                                                     seed)
         loaded = load_checkpoint(checkpoint)
-        source = {"path": os.path.abspath(checkpoint) if not synthetic else None,
+        source = {"path": None if synthetic else os.path.abspath(checkpoint),
                   "synthetic_seed": seed if synthetic else None,
                   "sha256": loaded.sha256, "container_key": loaded.container_key,
                   "dtypes": loaded.source_dtypes}
+        torch_state, map_state = _split_state_dict(entry, loaded.state_dict)
+        notes = list(loaded.notes)
+        del loaded
 
         phases("build keras")
         tf_model = build_tf_model(entry)
         variables = tf_model.named_variables()
-        prepared, notes = prepare_state_dict(loaded.state_dict)
+        prepared, prepass_notes = prepare_state_dict(map_state)
+        notes += prepass_notes
         # coverage and shapes are checked before anything is assigned or loaded
         plan = plan_mapping({k: tuple(v.shape) for k, v in prepared.items()},
                             {k: tuple(v.shape) for k, v in variables.items()}, checkpoint)
-        notes = loaded.notes + notes
 
         phases("build torch")
         torch_model = build_torch_model(entry)
-        torch_model.load_state_dict(loaded.state_dict, strict=True)
-        del loaded
+        torch_model.load_state_dict(torch_state, strict=True)
+        del torch_state, map_state
 
         phases("map tensors")
         apply_mapping(plan, prepared, variables)
@@ -132,10 +138,10 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
 
         phases("torch reference")
         cases = make_cases(entry, batch=parity_batch, seed=seed)
-        references = compute_reference(torch_model, cases)
+        references = compute_reference(parity_reference(entry, torch_model), cases)
         del torch_model
         phases("keras parity")
-        parity = check_parity(lambda case: _tf_with_hidden(tf_model, entry, case), references,
+        parity = check_parity(lambda case: _tf_with_hidden(tf_model, case), references,
                               entry.parity_atol, _block_parts(entry), "logits")
         parity.raise_if_failed(f"parity of {entry.name}")
 
@@ -146,30 +152,45 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         paths = export_artifacts(tf_model, entry, out_dir, references, report, force,
                                  on_phase=phases)
         phases.finish()
-        report["seconds"] = phases.seconds
         return ConversionResult(entry, paths, parity, report, phases.seconds)
     finally:
         phases.bar.close()
         if scratch:
-            import shutil
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _block_parts(entry: Entry):
+def _split_state_dict(entry: Entry, state_dict):
+    """(what the torch reference loads, what the mapping converts) for ``entry``.
+
+    Usually the same dict. Encoder-only: a fine-tuned model loads whole but its head is not
+    converted; a pre-trained file gives its ``encoder.*`` tensors to both sides.
+    """
+    if not entry.encoder_only:
+        return state_dict, state_dict
     if entry.mode == "FT":
+        return state_dict, {k: v for k, v in state_dict.items() if not k.startswith("head.")}
+    encoder = strip_encoder_prefix(state_dict)
+    return encoder, encoder
+
+
+def _block_parts(entry: Entry):
+    if entry.mode == "FT" or entry.encoder_only:
         return None
     return (("encoder.", entry.dims["depth"]), ("decoder.", entry.dims["decoder_depth"]))
 
 
-def _tf_with_hidden(tf_model, entry: Entry, case):
+def _tf_with_hidden(tf_model, case):
     import keras
 
-    if entry.mode == "FT":
+    if case.mask is None:
         out, hidden = tf_model.call_with_hidden_states(case.video_nthwc)
     else:
         out, hidden = tf_model.call_with_hidden_states(case.video_nthwc, case.mask)
-    return keras.ops.convert_to_numpy(out), [keras.ops.convert_to_numpy(h) for h in hidden]
-
+    if isinstance(out, dict):
+        out = {name: keras.ops.convert_to_numpy(value) for name, value in out.items()}
+    else:
+        out = keras.ops.convert_to_numpy(out)
+    return out, [keras.ops.convert_to_numpy(h) for h in hidden]
 
 
 def load_pretrained_artifact(path: str):

@@ -36,9 +36,12 @@ def _on_sigterm(signum, frame):
               help="Seed of the synthetic checkpoint and of the parity inputs.")
 @click.option("--out", "out_dir", type=click.Path(), required=True,
               help="Output folder for the artifacts.")
+@click.option("--encoder-only", is_flag=True,
+              help="Export just the encoder (token and pooled features) as NAME_encoder "
+                   "artifacts; works for FT and PT checkpoints, including ViT-H PT.")
 @click.option("--force", is_flag=True, help="Overwrite artifacts already in --out.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def main(size, mode, dataset, checkpoint, synthetic, seed, out_dir, force, quiet):
+def main(size, mode, dataset, checkpoint, synthetic, seed, out_dir, encoder_only, force, quiet):
     """Convert an official PyTorch VideoMAE checkpoint into checked TF / Keras artifacts:
     a SavedModel, NAME.weights.h5, NAME.keras and a NAME.json parity report."""
     if synthetic and checkpoint:
@@ -52,7 +55,7 @@ def main(size, mode, dataset, checkpoint, synthetic, seed, out_dir, force, quiet
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         result = convert(entry, out_dir, checkpoint=checkpoint, synthetic=synthetic, seed=seed,
-                         force=force, progress=not quiet)
+                         force=force, progress=not quiet, encoder_only=encoder_only)
     except ParityError as error:
         _fail(f"error: {error}", 1)
     except ConversionError as error:

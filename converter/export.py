@@ -58,7 +58,7 @@ def _signature_specs(entry: Entry):
 
     video = tf.TensorSpec([None, entry.num_frames, entry.img_size, entry.img_size, 3],
                           tf.float32, name="video")
-    if entry.mode == "FT":
+    if entry.mode == "FT" or entry.encoder_only:
         return [video]
     return [video, tf.TensorSpec([None, entry.num_patches], tf.bool, name="mask")]
 
@@ -71,10 +71,12 @@ def export_savedmodel(model, entry: Entry, path: str) -> None:
     # track the variables, not the Keras object: Keras would add its own one-input serving
     # function (wrong for (video, mask)) when a Keras model is a child of the saved module
     module.model_variables = list(model.weights)
-    if entry.mode == "FT":
+    if entry.mode == "FT" or entry.encoder_only:
         @tf.function(input_signature=_signature_specs(entry))
         def serve(video):
-            return {"logits": model(video, training=False)}
+            outputs = model(video, training=False)
+            # encoder-only models already return {"tokens", "pooled"}
+            return outputs if isinstance(outputs, dict) else {"logits": outputs}
     else:
         @tf.function(input_signature=_signature_specs(entry))
         def serve(video, mask):
@@ -84,7 +86,7 @@ def export_savedmodel(model, entry: Entry, path: str) -> None:
 
 
 def _inputs(entry: Entry, case: Case) -> tuple:
-    return (case.video_nthwc,) if entry.mode == "FT" else (case.video_nthwc, case.mask)
+    return (case.video_nthwc,) if case.mask is None else (case.video_nthwc, case.mask)
 
 
 def reload_savedmodel(entry: Entry, path: str) -> Callable[[Case], np.ndarray]:

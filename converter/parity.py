@@ -149,7 +149,7 @@ def make_cases(entry: Entry, batch: int = 2, seed: int = 0,
     rng = np.random.default_rng(seed)
     shape = (batch, 3, entry.num_frames, entry.img_size, entry.img_size)
     video = rng.standard_normal(shape, dtype=np.float32)
-    if entry.mode == "FT":
+    if entry.mode == "FT" or entry.encoder_only:
         return [Case("clip", video)]
     ratios = list(mask_ratios) if mask_ratios else [entry.mask_ratio, 0.5]
     cases = []

@@ -97,6 +97,7 @@ class Entry:
     tubelet_size: int = 2
     dims: Dict[str, int] = field(default_factory=dict)
     test_only: bool = False
+    encoder_only: bool = False
 
     @property
     def source_url(self) -> Optional[str]:
@@ -116,6 +117,8 @@ class Entry:
                       num_heads=self.dims["num_heads"], num_frames=self.num_frames,
                       img_size=self.img_size, patch_size=self.patch_size,
                       tubelet_size=self.tubelet_size)
+        if self.encoder_only:
+            return config
         if self.mode == "FT":
             config["num_classes"] = self.num_classes
         else:
@@ -123,6 +126,12 @@ class Entry:
                           decoder_depth=self.dims["decoder_depth"],
                           decoder_num_heads=self.dims["decoder_num_heads"])
         return config
+
+    def encoder_variant(self) -> "Entry":
+        """The encoder-only conversion of this entry: artifacts named ``NAME_encoder``."""
+        if self.encoder_only:
+            return self
+        return dataclasses.replace(self, name=f"{self.name}_encoder", encoder_only=True)
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)

@@ -6,8 +6,8 @@
 
 from .layers import Attention, Block, Mlp, PatchEmbed, named_variables, sinusoid_table
 from .pretrain import PretrainDecoder, PretrainEncoder, VideoMAEPretrainer
-from .videomae import VideoMAEClassifier
+from .videomae import VideoMAEClassifier, VideoMAEEncoder
 
-__all__ = ["VideoMAEClassifier", "VideoMAEPretrainer", "PretrainEncoder", "PretrainDecoder",
+__all__ = ["VideoMAEClassifier", "VideoMAEEncoder", "VideoMAEPretrainer", "PretrainEncoder", "PretrainDecoder",
            "PatchEmbed", "Attention", "Mlp", "Block",
            "named_variables", "sinusoid_table"]

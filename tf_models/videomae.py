@@ -81,3 +81,81 @@ class VideoMAEClassifier(keras.Model):
     def from_config(cls, config):
         return cls(**config)
 
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class VideoMAEEncoder(keras.Model):
+    """The VideoMAE encoder alone, for features: ``model(video)`` -> {"tokens", "pooled"}.
+
+    ``final_norm="fc_norm"`` (from a fine-tuned checkpoint): tokens are the last block's
+    output and pooled = fc_norm(mean(tokens)), upstream's pre-head features.
+    ``final_norm="norm"`` (from a pre-trained checkpoint): tokens = norm(last block output)
+    over all tokens (no masking) and pooled = mean(tokens).
+    """
+
+    SUBLAYERS = ("patch_embed", "blocks", "final")
+
+    def __init__(self, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
+                 num_frames: int = 16, img_size: int = 224, patch_size: int = 16,
+                 tubelet_size: int = 2, mlp_ratio: float = 4.0, in_chans: int = 3,
+                 final_norm: str = "fc_norm", **kwargs):
+        super().__init__(**kwargs)
+        if final_norm not in ("fc_norm", "norm"):
+            raise ValueError(f"final_norm must be 'fc_norm' or 'norm', not {final_norm!r}")
+        self.embed_dim = embed_dim
+        self.depth = depth
+        self.num_heads = num_heads
+        self.num_frames = num_frames
+        self.img_size = img_size
+        self.patch_size = patch_size
+        self.tubelet_size = tubelet_size
+        self.mlp_ratio = mlp_ratio
+        self.in_chans = in_chans
+        self.final_norm = final_norm
+        self.num_patches = (num_frames // tubelet_size) * (img_size // patch_size) ** 2
+        self.pos_table = sinusoid_table(self.num_patches, embed_dim)
+        self.patch_embed = PatchEmbed(embed_dim, patch_size, tubelet_size, name="patch_embed")
+        self.blocks = [Block(embed_dim, num_heads, mlp_ratio, name=f"blocks_{i}")
+                       for i in range(depth)]
+        self.final = layer_norm(final_norm)
+        self.build((None, num_frames, img_size, img_size, in_chans))
+
+    def build(self, input_shape):
+        self.patch_embed.build(input_shape)
+        tokens = (None, self.num_patches, self.embed_dim)
+        for block in self.blocks:
+            block.build(tokens)
+        self.final.build(tokens)
+
+    def call_with_hidden_states(self, video_nthwc):
+        x = self.patch_embed(video_nthwc) + ops.convert_to_tensor(self.pos_table, self.compute_dtype)
+        hidden = []
+        for block in self.blocks:
+            x = block(x)
+            hidden.append(x)
+        if self.final_norm == "fc_norm":
+            outputs = {"tokens": x, "pooled": self.final(ops.mean(x, axis=1))}
+        else:
+            tokens = self.final(x)
+            outputs = {"tokens": tokens, "pooled": ops.mean(tokens, axis=1)}
+        return outputs, hidden
+
+    def call(self, video_nthwc):
+        return self.call_with_hidden_states(video_nthwc)[0]
+
+    def named_variables(self) -> Dict[str, keras.Variable]:
+        """Dotted names; the final norm is named after its upstream module (fc_norm / norm)."""
+        found = named_variables(self)
+        return {name.replace("final.", f"{self.final_norm}.", 1) if name.startswith("final.")
+                else name: variable for name, variable in found.items()}
+
+    def get_config(self):
+        return {**super().get_config(), "embed_dim": self.embed_dim, "depth": self.depth,
+                "num_heads": self.num_heads, "num_frames": self.num_frames,
+                "img_size": self.img_size, "patch_size": self.patch_size,
+                "tubelet_size": self.tubelet_size, "mlp_ratio": self.mlp_ratio,
+                "in_chans": self.in_chans, "final_norm": self.final_norm}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

@@ -11,11 +11,12 @@ which would overwrite timm's own image ViTs in a shared registry)::
 import timm  # imports torchvision; must come before tensorflow in one process
 from timm.models import register_model
 
+from .features import EncoderFeatures
 from .masking import tube_mask
 from .modeling_finetune import VisionTransformer, sinusoid_table
 from .modeling_pretrain import PretrainVisionTransformer
 
-__all__ = ["VisionTransformer", "PretrainVisionTransformer", "sinusoid_table", "tube_mask",
+__all__ = ["VisionTransformer", "PretrainVisionTransformer", "EncoderFeatures", "sinusoid_table", "tube_mask",
            "SIZES", "DECODER_SIZES"]
 
 # embed dim, depth, heads per size (upstream's factories); ViT-S has 6 heads upstream
