@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -14,9 +15,11 @@ from typing import Dict, List, Optional
 from tqdm.auto import tqdm
 
 from . import __version__
-from .checkpoint import load_checkpoint, strip_encoder_prefix, write_synthetic_checkpoint
-from .errors import ConversionError
-from .export import check_output_dir, export_artifacts
+from .checkpoint import (load_checkpoint, sha256_file, strip_encoder_prefix,
+                         write_synthetic_checkpoint)
+from .errors import ConversionError, OutputError
+from .export import (artifact_paths, artifacts_present, check_output_dir, export_artifacts,
+                     verify_artifacts)
 from .mapping import apply_mapping, plan_mapping, prepare_state_dict
 from .models import build_tf_model, build_torch_model, parity_reference
 from .parity import ParityReport, check_parity, compute_reference, make_cases
@@ -34,9 +37,10 @@ class ConversionResult:
 
     entry: Entry
     paths: Dict[str, str]
-    parity: ParityReport
+    parity: Optional[ParityReport]
     report: dict
     seconds: Dict[str, float] = field(default_factory=dict)
+    skipped: bool = False  # artifacts were already present and verified against the source
 
 
 def library_versions() -> Dict[str, str]:
@@ -100,7 +104,9 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
                               f"(upstream file: {entry.source_url}) or --synthetic")
     if entry.test_only and not synthetic:
         raise ConversionError(f"{entry.name}: is a test-only configuration; use --synthetic")
-    check_output_dir(out_dir, entry.name, force)
+    check_output_dir(out_dir, entry.name, force, allow_present=True)
+    if artifacts_present(out_dir, entry.name) and not force:
+        return _existing(out_dir, entry, checkpoint, synthetic, seed)
     phases = _Phases(entry.name, progress)
     scratch = None
     try:
@@ -157,6 +163,25 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         phases.bar.close()
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _existing(out_dir: str, entry: Entry, checkpoint: Optional[str], synthetic: bool,
+              seed: int) -> ConversionResult:
+    """Artifacts already present: a skipped result when they verify, else OutputError."""
+    if synthetic:
+        source = {"synthetic_seed": seed}
+    else:
+        if not os.path.isfile(checkpoint):
+            load_checkpoint(checkpoint)  # raises the one-line error for a bad path
+        source = {"sha256": sha256_file(checkpoint)}
+    paths = artifact_paths(out_dir, entry.name)
+    reason = verify_artifacts(out_dir, entry, source)
+    if reason is not None:
+        raise OutputError(f"{paths['report']}: artifacts of {entry.name} already exist and "
+                          f"{reason}; pass --force to overwrite")
+    with open(paths["report"]) as handle:
+        report = json.load(handle)
+    return ConversionResult(entry, paths, None, report, skipped=True)
 
 
 def _split_state_dict(entry: Entry, state_dict):
@@ -244,7 +269,6 @@ def reconstruct_clip(model_path: str, clip_path: str, out_path: str,
     ``out_path`` ending in ``.gif`` writes an animation, anything else a PNG strip. The mask
     ratio defaults to the one in the model's JSON report (the zoo entry's), else 0.9.
     """
-    import json
 
     from . import reconstruct as rec
 

@@ -64,7 +64,11 @@ def main(size, mode, dataset, checkpoint, synthetic, seed, out_dir, encoder_only
         _fail(f"error: interrupted; nothing was written under {out_dir}", 2)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    click.echo(f"{entry.name}: parity passed ({result.parity.summary()})")
+    if result.skipped:
+        click.echo(f"{result.entry.name}: skipped: artifacts already present and verified "
+                   f"against the same source (pass --force to convert again)")
+        return
+    click.echo(f"{result.entry.name}: parity passed ({result.parity.summary()})")
     for kind, path in result.paths.items():
         click.echo(f"  {kind:10s} {path}")
 

@@ -12,6 +12,7 @@ filesystem, so the final ``os.replace`` is a rename) and removed on any failure.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -38,8 +39,13 @@ def artifact_paths(out_dir: str, name: str) -> Dict[str, str]:
     }
 
 
-def check_output_dir(out_dir: str, name: str, force: bool = False) -> None:
-    """Fail before any work when ``out_dir`` cannot take the artifacts of ``name``."""
+def check_output_dir(out_dir: str, name: str, force: bool = False,
+                     allow_present: bool = False) -> None:
+    """Fail before any work when ``out_dir`` cannot take the artifacts of ``name``.
+
+    Artifacts already present are an error unless ``force`` (or ``allow_present``, for a
+    caller that verifies them itself).
+    """
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise OutputError(f"{out_dir}: --out is a file, expected a folder")
     probe = out_dir
@@ -48,7 +54,7 @@ def check_output_dir(out_dir: str, name: str, force: bool = False) -> None:
     if not os.access(probe, os.W_OK | os.X_OK):
         raise OutputError(f"{out_dir}: not writable (no write permission on {probe})")
     present = [p for p in artifact_paths(out_dir, name).values() if os.path.lexists(p)]
-    if present and not force:
+    if present and not (force or allow_present):
         raise OutputError(f"{present[0]}: already exists ({len(present)} artifact(s) of {name}"
                           f" present); pass --force to overwrite")
 
@@ -164,6 +170,7 @@ def export_artifacts(model, entry: Entry, out_dir: str, references: Sequence[Ref
                              "passed": checked.passed}
         report["reload_checks"] = reloads
         report["artifact_bytes"] = {k: dir_size(staged[k]) for k in RELOADERS}
+        report["artifact_sha256"] = {k: tree_sha256(staged[k]) for k in RELOADERS}
         with open(staged["report"], "w") as handle:
             json.dump(report, handle, indent=2, sort_keys=False, default=_json_default)
             handle.write("\n")
@@ -176,6 +183,49 @@ def export_artifacts(model, entry: Entry, out_dir: str, references: Sequence[Ref
         return final
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def tree_sha256(path: str) -> str:
+    """sha256 of a file, or of a folder's files (relative names and contents, sorted)."""
+    from .checkpoint import sha256_file
+
+    if os.path.isfile(path):
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            digest.update(f"{os.path.relpath(full, path)}\0{sha256_file(full)}\n".encode())
+    return digest.hexdigest()
+
+
+def verify_artifacts(out_dir: str, entry: Entry, source: dict) -> Optional[str]:
+    """None when every artifact of ``entry`` is present, matches the checksums in its report,
+    passed parity, and came from ``source`` (``{"sha256": ...}`` or ``{"synthetic_seed": n}``);
+    otherwise the reason they do not verify."""
+    paths = artifact_paths(out_dir, entry.name)
+    try:
+        with open(paths["report"]) as handle:
+            report = json.load(handle)
+    except (OSError, ValueError):
+        return f"its report {paths['report']} is missing or unreadable"
+    if report.get("entry", {}).get("name") != entry.name:
+        return "its report is for another entry"
+    if not report.get("parity", {}).get("passed"):
+        return "its report does not record a passed parity check"
+    recorded = report.get("source", {})
+    for key, value in source.items():
+        if recorded.get(key) != value:
+            return f"it was converted from another source ({key} differs)"
+    for kind, digest in report.get("artifact_sha256", {}).items():
+        if not os.path.exists(paths[kind]):
+            return f"{paths[kind]} is missing"
+        if tree_sha256(paths[kind]) != digest:
+            return f"{paths[kind]} changed since it was written (sha256 differs)"
+    if set(report.get("artifact_sha256", {})) != set(RELOADERS):
+        return "its report lists no checksum for every artifact"
+    return None
 
 
 def _remove(path: str) -> None:
