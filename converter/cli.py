@@ -22,12 +22,14 @@ def _on_sigterm(signum, frame):
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--size", type=click.Choice(size_choices()), required=True,
-              help="Model size (T is a tiny test-only config, --synthetic only).")
-@click.option("--mode", type=click.Choice(MODES), default="FT", show_default=True,
-              help="FT: fine-tuned classifier; PT: pre-trained masked autoencoder.")
-@click.option("--dataset", type=click.Choice(tuple(DATASETS)), default="k400",
-              show_default=True, help="Dataset the checkpoint was trained on.")
+@click.option("--size", type=click.Choice(size_choices()), default=None,
+              help="Model size (T is a tiny test-only config, --synthetic only). Required "
+                   "unless --all.")
+@click.option("--mode", type=click.Choice(MODES), default=None,
+              help="FT: fine-tuned classifier; PT: pre-trained masked autoencoder. "
+                   "[default: FT; with --all: both]")
+@click.option("--dataset", type=click.Choice(tuple(DATASETS)), default=None,
+              help="Dataset the checkpoint was trained on. [default: k400; with --all: all]")
 @click.option("--checkpoint", type=click.Path(dir_okay=True), default=None,
               help="Upstream checkpoint file (.pth).")
 @click.option("--synthetic", is_flag=True,
@@ -36,20 +38,36 @@ def _on_sigterm(signum, frame):
               help="Seed of the synthetic checkpoint and of the parity inputs.")
 @click.option("--out", "out_dir", type=click.Path(), required=True,
               help="Output folder for the artifacts.")
+@click.option("--all", "all_entries", is_flag=True,
+              help="Convert every zoo entry (narrowed by --size/--mode/--dataset), each in its "
+                   "own process, and print a summary table.")
+@click.option("--checkpoint-dir", type=click.Path(), default=None,
+              help="With --all: folder of real checkpoints, matched to entries by content.")
+@click.option("--jobs", type=int, default=1, show_default=True,
+              help="With --all: entries converted at once.")
 @click.option("--encoder-only", is_flag=True,
               help="Export just the encoder (token and pooled features) as NAME_encoder "
                    "artifacts; works for FT and PT checkpoints, including ViT-H PT.")
 @click.option("--force", is_flag=True, help="Overwrite artifacts already in --out.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def main(size, mode, dataset, checkpoint, synthetic, seed, out_dir, encoder_only, force, quiet):
+def main(size, mode, dataset, checkpoint, synthetic, seed, out_dir, all_entries, checkpoint_dir,
+         jobs, encoder_only, force, quiet):
     """Convert an official PyTorch VideoMAE checkpoint into checked TF / Keras artifacts:
     a SavedModel, NAME.weights.h5, NAME.keras and a NAME.json parity report."""
-    if synthetic and checkpoint:
-        _fail("--synthetic and --checkpoint exclude each other", 2)
+    if synthetic and (checkpoint or checkpoint_dir):
+        _fail("error: --synthetic excludes --checkpoint and --checkpoint-dir", 2)
+    if all_entries:
+        _main_all(size, mode, dataset, checkpoint, checkpoint_dir, synthetic, seed, out_dir,
+                  jobs, encoder_only, force)
+        return
+    if checkpoint_dir:
+        _fail("error: --checkpoint-dir goes with --all; for one entry use --checkpoint", 2)
+    if size is None:
+        _fail("error: --size is required (or --all)", 2)
     from . import ConversionError, ParityError, convert, find_entry
 
     try:
-        entry = find_entry(size, mode, dataset)
+        entry = find_entry(size, mode or "FT", dataset or "k400")
     except KeyError as error:
         _fail(str(error.args[0]), 2)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -106,6 +124,40 @@ def reconstruct_main(model_path, clip_path, out_path, mask_ratio, seed, sampling
         _fail("error: interrupted", 2)
     click.echo(f"wrote {result['path']} (mask ratio {result['mask_ratio']:g}, "
                f"{int(result['mask'][0].sum())} of {result['mask'].shape[1]} tokens masked)")
+
+
+def _main_all(size, mode, dataset, checkpoint, checkpoint_dir, synthetic, seed, out_dir, jobs,
+              encoder_only, force):
+    from .batch import convert_all, format_table, select_entries
+    from .errors import ConversionError
+
+    if checkpoint:
+        _fail("error: --all takes --checkpoint-dir DIR, not --checkpoint", 2)
+    if encoder_only:
+        _fail("error: --encoder-only converts one entry at a time; drop --all", 2)
+    if not synthetic and not checkpoint_dir:
+        _fail("error: --all needs --checkpoint-dir DIR or --synthetic", 2)
+    entries = select_entries(size, mode, dataset)
+    if not entries:
+        _fail(f"error: no zoo entry has size {size}, mode {mode}, dataset {dataset}", 2)
+    click.echo(f"converting {len(entries)} entries into {out_dir} ({jobs} at a time)")
+
+    def on_row(row):
+        click.echo(f"  {row.name}: {row.status} in {row.seconds:.0f}s"
+                   + (f" ({row.message})" if row.message else ""))
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        rows = convert_all(entries, out_dir, synthetic=synthetic, checkpoint_dir=checkpoint_dir,
+                           jobs=jobs, seed=seed, force=force, on_row=on_row)
+    except ConversionError as error:
+        _fail(f"error: {error}", 2)
+    except (KeyboardInterrupt, _Terminated):
+        _fail("error: interrupted; finished entries are kept, re-run to resume", 2)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    click.echo(format_table(rows))
+    if any(row.status == "failed" for row in rows):
+        sys.exit(1)
 
 
 def _fail(message: str, code: int):

@@ -1,0 +1,194 @@
+"""Converting many zoo entries: one child process per entry, a summary table at the end.
+
+Each entry runs ``python -m converter.cli`` in its own process, so one failure (or a large
+model's memory) cannot spoil the others, and its peak memory is measured on its own
+(``os.wait4``). Re-running resumes: the child skips entries whose artifacts verify.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional
+
+from .errors import ConversionError
+from .export import artifact_paths
+from .zoo import TEST_SIZES, TEST_ZOO, ZOO, Entry
+
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+
+
+@dataclass
+class BatchRow:
+    """One line of the summary: what happened to one entry."""
+
+    name: str
+    status: str                 # converted / skipped / failed
+    tf_err_vs_f64: Optional[float]
+    seconds: float
+    peak_rss_mb: Optional[float]
+    message: str = ""
+    log: Optional[str] = None
+
+
+def select_entries(size: Optional[str] = None, mode: Optional[str] = None,
+                   dataset: Optional[str] = None) -> List[Entry]:
+    """Zoo entries narrowed by whichever of size / mode / dataset are given (the test-only
+    tiny entries only when asked for by their size)."""
+    pool = list(TEST_ZOO.values()) if size in TEST_SIZES else list(ZOO.values())
+    return [e for e in pool
+            if (size is None or e.size == size) and (mode is None or e.mode == mode)
+            and (dataset is None or e.dataset == dataset)]
+
+
+def _candidate_files(folder: str) -> Iterable[str]:
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
+            yield path
+        elif os.path.isfile(path) and name.endswith(CHECKPOINT_SUFFIXES):
+            yield path
+
+
+def match_checkpoints(folder: str, entries: List[Entry]) -> Dict[str, str]:
+    """Entry name -> checkpoint path, matched by each file's contents (size from the embedding
+    width, mode from the key names, dataset from the head's class count), not its name.
+
+    PT files of the same size are told apart by the folder only when one dataset fits; two
+    files for one entry are an error naming both.
+    """
+    from .checkpoint import load_any_checkpoint
+    from .inspect_checkpoint import infer_checkpoint
+
+    if not os.path.isdir(folder):
+        raise ConversionError(f"{folder}: --checkpoint-dir is not a folder")
+    wanted = {e.name: e for e in entries}
+    found: Dict[str, str] = {}
+    for path in _candidate_files(folder):
+        try:
+            info = infer_checkpoint(load_any_checkpoint(path).state_dict)
+        except ConversionError:
+            continue  # not a checkpoint we can read; the summary lists unmatched entries
+        for entry in _entries_for(info, wanted.values(), path):
+            if entry.name in found:
+                raise ConversionError(f"{path}: also matches {entry.name}, already matched by "
+                                      f"{found[entry.name]}; keep one of them in {folder}")
+            found[entry.name] = path
+    return found
+
+
+def _entries_for(info, entries: Iterable[Entry], path: str) -> List[Entry]:
+    """Entries a checkpoint fits. A PT file has no head, so its dataset is ambiguous: it is
+    matched when its file name names the dataset tag, or when only one candidate remains."""
+    fits = [e for e in entries if e.size == info.size and e.mode == info.mode
+            and (info.mode == "PT" or e.dataset == info.dataset)]
+    if info.mode == "PT" and len(fits) > 1:
+        lowered = os.path.basename(path).lower()
+        named = [e for e in fits if e.dataset in lowered
+                 or {"k400": "kinetics", "ssv2": "ssv2", "ucf101": "ucf"}[e.dataset] in lowered]
+        fits = named if len(named) == 1 else []
+    return fits
+
+
+def _child_command(entry: Entry, out_dir: str, checkpoint: Optional[str], synthetic: bool,
+                   seed: int, force: bool) -> List[str]:
+    command = [sys.executable, "-m", "converter.cli", "--size", entry.size, "--mode", entry.mode,
+               "--dataset", entry.dataset, "--out", out_dir, "--seed", str(seed), "--quiet"]
+    command += ["--synthetic"] if synthetic else ["--checkpoint", checkpoint]
+    if force:
+        command.append("--force")
+    return command
+
+
+def _run_one(entry: Entry, out_dir: str, log_dir: str, checkpoint: Optional[str],
+             synthetic: bool, seed: int, force: bool) -> BatchRow:
+    log = os.path.join(log_dir, f"{entry.name}.log")
+    started = time.perf_counter()
+    with open(log, "w") as handle:
+        process = subprocess.Popen(
+            _child_command(entry, out_dir, checkpoint, synthetic, seed, force),
+            stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        # wait4 on this child's pid gives its own peak RSS, even with several jobs running
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - started
+    peak_mb = usage.ru_maxrss / 1024.0  # Linux reports kilobytes
+    with open(log) as handle:
+        lines = [line.strip() for line in handle if line.strip()]
+    last = lines[-1] if lines else ""
+    if process.returncode != 0:
+        message = next((l for l in reversed(lines) if l.startswith("error:")), last)
+        return BatchRow(entry.name, "failed", None, seconds, peak_mb, message, log)
+    status_word = "skipped" if any("skipped:" in l for l in lines) else "converted"
+    return BatchRow(entry.name, status_word, _report_error(out_dir, entry), seconds, peak_mb,
+                    "", log)
+
+
+def _report_error(out_dir: str, entry: Entry) -> Optional[float]:
+    try:
+        with open(artifact_paths(out_dir, entry.name)["report"]) as handle:
+            return json.load(handle)["parity"]["tf_err_vs_f64"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def convert_all(entries: List[Entry], out_dir: str, synthetic: bool = False,
+                checkpoint_dir: Optional[str] = None, jobs: int = 1, seed: int = 0,
+                force: bool = False, on_row=None) -> List[BatchRow]:
+    """Convert ``entries`` into ``out_dir``, ``jobs`` child processes at a time.
+
+    Real checkpoints come from ``checkpoint_dir`` (matched by content); entries with no
+    matching file are reported as failed. Logs go to ``out_dir/logs/NAME.log``.
+    ``on_row(row)`` is called as each entry finishes.
+    """
+    if not synthetic and checkpoint_dir is None:
+        raise ConversionError("--all needs --checkpoint-dir DIR or --synthetic")
+    if jobs < 1:
+        raise ConversionError(f"--jobs must be at least 1, not {jobs}")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ConversionError(f"{out_dir}: --out is a file, expected a folder")
+    matched = {} if synthetic else match_checkpoints(checkpoint_dir, entries)
+    log_dir = os.path.join(out_dir, "logs")
+    os.makedirs(log_dir, exist_ok=True)
+    rows: Dict[str, BatchRow] = {}
+    todo = []
+    for entry in entries:
+        if not synthetic and entry.name not in matched:
+            rows[entry.name] = BatchRow(entry.name, "failed", None, 0.0, None,
+                                        f"no checkpoint in {checkpoint_dir} matches "
+                                        f"{entry.name}")
+            if on_row:
+                on_row(rows[entry.name])
+        else:
+            todo.append(entry)
+
+    def work(entry: Entry) -> BatchRow:
+        row = _run_one(entry, out_dir, log_dir, matched.get(entry.name), synthetic, seed, force)
+        if on_row:
+            on_row(row)
+        return row
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for row in pool.map(work, todo):
+            rows[row.name] = row
+    return [rows[e.name] for e in entries]
+
+
+def format_table(rows: List[BatchRow]) -> str:
+    """The summary as a fixed-width text table."""
+    header = f"{'entry':36s} {'status':9s} {'tf err':>9s} {'time':>8s} {'peak RSS':>9s}  message"
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        err = f"{row.tf_err_vs_f64:.1e}" if row.tf_err_vs_f64 is not None else "-"
+        rss = f"{row.peak_rss_mb / 1024:.1f} GB" if row.peak_rss_mb else "-"
+        lines.append(f"{row.name:36s} {row.status:9s} {err:>9s} {row.seconds:7.0f}s {rss:>9s}"
+                     f"  {row.message}")
+    counts = {s: sum(r.status == s for r in rows) for s in ("converted", "skipped", "failed")}
+    lines.append(f"{counts['converted']} converted, {counts['skipped']} skipped, "
+                 f"{counts['failed']} failed")
+    return "\n".join(lines)
