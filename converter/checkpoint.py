@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import re
+import struct
 import zipfile
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -39,6 +41,10 @@ class Checkpoint:
     container_key: Optional[str]
     source_dtypes: List[str]
     notes: List[str] = field(default_factory=list)
+    # 'upstream' (MCG-NJU .pth names) or 'transformers' (renamed to upstream names on load)
+    layout: str = "upstream"
+    # a transformers config.json, when one came with the weights
+    config: Optional[dict] = None
 
 
 def sha256_file(path: str, chunk: int = 1 << 20) -> str:
@@ -118,6 +124,14 @@ def load_checkpoint(path: str) -> Checkpoint:
     raw = read_pickle_safely(path)
     state_dict, key = find_state_dict(raw, path)
     state_dict = strip_wrapper_prefixes(state_dict)
+    converted, dtypes, notes = upcast_checked(state_dict, path)
+    return Checkpoint(path=path, sha256=sha256_file(path), state_dict=converted,
+                      container_key=key, source_dtypes=dtypes, notes=notes)
+
+
+def upcast_checked(state_dict: Dict[str, torch.Tensor], path: str
+                   ) -> Tuple[Dict[str, torch.Tensor], List[str], List[str]]:
+    """Every entry a tensor, floats upcast to fp32 and finite; returns (tensors, dtypes, notes)."""
     dtypes = sorted({str(t.dtype).replace("torch.", "") for t in state_dict.values()
                      if isinstance(t, torch.Tensor)})
     converted: Dict[str, torch.Tensor] = {}
@@ -133,8 +147,7 @@ def load_checkpoint(path: str) -> Checkpoint:
         converted[name] = tensor
     if any(d in ("float16", "bfloat16") for d in dtypes):
         notes.append(f"weights stored as {'/'.join(dtypes)}, upcast to float32")
-    return Checkpoint(path=path, sha256=sha256_file(path), state_dict=converted,
-                      container_key=key, source_dtypes=dtypes, notes=notes)
+    return converted, dtypes, notes
 
 
 def random_state_dict(model: torch.nn.Module, seed: int = 0) -> Dict[str, torch.Tensor]:
@@ -193,3 +206,179 @@ def write_synthetic_checkpoint(entry: Entry, path: str, seed: int = 0,
     torch.save(upstream_container(entry, state), tmp)
     os.replace(tmp, path)
     return path
+
+
+# --- other sources: safetensors files, transformers-format folders ------------------------
+
+# Weights files of a transformers folder, most preferred first (safetensors cannot run code).
+TRANSFORMERS_WEIGHTS = ("model.safetensors", "model.safetensors.index.json",
+                        "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def strip_encoder_prefix(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """A pre-training state dict's encoder as a stand-alone backbone: drop the decoder side
+    (``decoder.*``, ``encoder_to_decoder``, ``mask_token``) and strip ``encoder.``.
+
+    Not applied by any loader; it is for an explicit encoder-only conversion.
+    """
+    encoder = {name[len("encoder."):]: tensor for name, tensor in state_dict.items()
+               if name.startswith("encoder.")}
+    if not encoder:
+        raise CheckpointError("state dict has no encoder.* tensors: not a pre-training "
+                              "checkpoint, so there is no encoder to take out")
+    return encoder
+
+
+def is_safetensors_file(path: str) -> bool:
+    """True for a ``.safetensors`` name, or a file whose header reads like one."""
+    if path.endswith(".safetensors"):
+        return True
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(9)
+    except OSError:
+        return False
+    # 8-byte little-endian header length, then the JSON header itself
+    return (len(head) == 9 and head[8:9] == b"{"
+            and 0 < struct.unpack("<Q", head[:8])[0] < os.path.getsize(path))
+
+
+def read_safetensors(path: str) -> Dict[str, torch.Tensor]:
+    """Read a ``.safetensors`` file (plain tensors only: nothing in it can run); one-line errors."""
+    from safetensors.torch import load_file
+
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path}: no such file")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"{path}: file is empty")
+    try:
+        return load_file(path, device="cpu")
+    except Exception as error:  # SafetensorError, OSError, ...
+        text = str(error).strip().splitlines()
+        reason = text[0] if text else type(error).__name__
+        raise CheckpointError(f"{path}: not a readable safetensors file ({reason})") from None
+
+
+def read_json(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{path}: not a readable JSON file ({error})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: holds a {type(data).__name__}, expected an object")
+    return data
+
+
+def _read_weights_file(path: str) -> Tuple[Dict[str, torch.Tensor], Optional[str]]:
+    """(state dict, container key) of one weights file, safetensors or a pickle read safely."""
+    if is_safetensors_file(path):
+        return read_safetensors(path), None
+    raw = read_pickle_safely(path)
+    return find_state_dict(raw, path)
+
+
+def _read_sharded(index_path: str) -> Tuple[Dict[str, torch.Tensor], str]:
+    """A transformers sharded checkpoint: the index names a file per tensor."""
+    index = read_json(index_path)
+    weight_map = index.get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise CheckpointError(f"{index_path}: no weight_map in the shard index")
+    state_dict: Dict[str, torch.Tensor] = {}
+    for shard_path in _shard_paths(index_path, weight_map):
+        part, _ = _read_weights_file(shard_path)
+        state_dict.update(part)
+    missing = sorted(set(weight_map) - set(state_dict))
+    if missing:
+        raise CheckpointError(f"{index_path}: {len(missing)} tensor(s) named in the index are in "
+                              f"no shard: {', '.join(missing[:8])}")
+    return state_dict, _shards_sha256(index_path, weight_map)
+
+
+def _shard_paths(index_path: str, weight_map: Dict[str, str]) -> List[str]:
+    folder = os.path.dirname(index_path)
+    paths = []
+    for shard in sorted(set(weight_map.values())):
+        if os.path.basename(shard) != shard:
+            raise CheckpointError(f"{index_path}: shard name {shard!r} leaves the folder")
+        paths.append(os.path.join(folder, shard))
+    return paths
+
+
+def _shards_sha256(index_path: str, weight_map: Dict[str, str]) -> str:
+    """One digest for a sharded checkpoint: sha256 over its shards' ``sha256sum`` lines."""
+    lines = "".join(f"{sha256_file(p)}  {os.path.basename(p)}\n"
+                    for p in _shard_paths(index_path, weight_map))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def checkpoint_sha256(path: str) -> str:
+    """The sha256 that ``load_any_checkpoint(path)`` reports, without reading any tensor:
+    of the file, or of the weights file a transformers folder would be read from."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path}: no such file or folder")
+    weights = _pick_weights(path)[0] if os.path.isdir(path) else path
+    if weights.endswith(".index.json"):
+        weight_map = read_json(weights).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise CheckpointError(f"{weights}: no weight_map in the shard index")
+        return _shards_sha256(weights, weight_map)
+    return sha256_file(weights)
+
+
+def _pick_weights(folder: str) -> Tuple[str, List[str]]:
+    present = [name for name in TRANSFORMERS_WEIGHTS
+               if os.path.isfile(os.path.join(folder, name))]
+    if not present:
+        found = ", ".join(sorted(os.listdir(folder))[:10]) or "nothing"
+        raise CheckpointError(f"{folder}: folder has no {' or '.join(TRANSFORMERS_WEIGHTS[::2])} "
+                              f"(found: {found})")
+    notes = []
+    if len(present) > 1:
+        notes.append(f"{', '.join(present)} present: read {present[0]}")
+    return os.path.join(folder, present[0]), notes
+
+
+def load_any_checkpoint(path: str) -> Checkpoint:
+    """Load a checkpoint in any supported form, returned with upstream names, fp32, checked.
+
+    - an upstream ``.pth`` (exactly what ``load_checkpoint`` does);
+    - a ``.safetensors`` file or a ``pytorch_model.bin`` (upstream or transformers names);
+    - a transformers folder (``config.json`` + ``model.safetensors`` and/or
+      ``pytorch_model.bin``, safetensors preferred; sharded ``*.index.json`` too).
+
+    transformers-format tensors are renamed to upstream names (``layout='transformers'``);
+    ``encoder.`` prefixes are kept (see ``strip_encoder_prefix``). One-line CheckpointErrors.
+    """
+    from .hf_format import hf_to_upstream, is_hf_state_dict
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path}: no such file or folder")
+    notes: List[str] = []
+    folder = path if os.path.isdir(path) else os.path.dirname(path)
+    weights = path
+    if os.path.isdir(path):
+        weights, notes = _pick_weights(path)
+    if weights.endswith(".index.json"):
+        state_dict, digest = _read_sharded(weights)
+        key = None
+        notes.append("sharded checkpoint: sha256 is over the shards' own sha256 lines")
+    else:
+        state_dict, key = _read_weights_file(weights)
+        digest = sha256_file(weights)
+    state_dict = strip_wrapper_prefixes(state_dict)
+    layout, config = "upstream", None
+    if is_hf_state_dict(state_dict):
+        config_path = os.path.join(folder, "config.json")
+        config = read_json(config_path) if os.path.isfile(config_path) else None
+        state_dict, renamed = hf_to_upstream(state_dict, config, path=weights)
+        notes.extend(renamed)
+        layout = "transformers"
+    if weights != path:
+        notes.insert(0, f"read {os.path.basename(weights)} from {path}")
+    converted, dtypes, upcast = upcast_checked(state_dict, weights)
+    return Checkpoint(path=path, sha256=digest, state_dict=converted, container_key=key,
+                      source_dtypes=dtypes, notes=notes + upcast, layout=layout, config=config)
+

@@ -1,0 +1,194 @@
+"""What an upstream-named state dict holds (size, mode, dataset, decoder); does it fit an entry.
+
+Everything is read from tensor shapes and names, so this works on any loaded checkpoint (and on
+meta tensors). Widths and class counts come from the zoo, never retyped here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+from .errors import CheckpointError
+from .zoo import DATASETS, SIZE_NAMES, SIZES, TEST_SIZES, Entry, find_entry
+
+PATCH_EMBED_KEYS = ("patch_embed.proj.weight", "encoder.patch_embed.proj.weight")
+# Keys that only a pre-training (masked autoencoder) checkpoint has.
+PRETRAINING_PREFIXES = ("encoder.", "decoder.", "encoder_to_decoder.")
+PRETRAINING_KEYS = ("mask_token",)
+ENCODER_ONLY_REASON = ("no decoder.* keys; the upstream ViT-H PT file is known to lack its "
+                       "decoder, MCG-NJU/VideoMAE#89")
+
+_MODE_WORDS = {"FT": "fine-tuned (FT)", "PT": "pre-trained (PT)"}
+_MODE_BARE = {"FT": "fine-tuned", "PT": "pre-trained"}
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What a state dict holds, inferred from its names and shapes (None where unknown)."""
+
+    embed_dim: Optional[int]
+    size: Optional[str]
+    mode: str
+    depth: int
+    num_classes: Optional[int]
+    dataset: Optional[str]
+    has_decoder: bool
+    decoder_embed_dim: Optional[int]
+    decoder_depth: int
+
+    def describe(self) -> str:
+        size = SIZE_NAMES.get(self.size, f"unknown size (embed dim {self.embed_dim})") \
+            if self.size else f"unknown size (embed dim {self.embed_dim})"
+        text = f"{size}, {_MODE_WORDS[self.mode]}, {self.depth} blocks"
+        if self.mode == "FT" and self.num_classes is not None:
+            text += f", {self.num_classes}-class head ({self.dataset or 'no zoo dataset'})"
+        if self.mode == "PT":
+            text += (f", decoder {self.decoder_depth} blocks" if self.has_decoder
+                     else ", encoder only")
+        return text
+
+
+def _all_sizes() -> Dict[str, dict]:
+    return {**SIZES, **TEST_SIZES}
+
+
+def size_for_width(width: int) -> Optional[str]:
+    """The size letter whose encoder width is ``width`` (test sizes included), or None."""
+    for letter, dims in _all_sizes().items():
+        if dims["embed_dim"] == width:
+            return letter
+    return None
+
+
+def dataset_for_classes(num_classes: int) -> Optional[str]:
+    """The zoo dataset with ``num_classes`` classes, or None."""
+    for key, facts in DATASETS.items():
+        if facts["num_classes"] == num_classes:
+            return key
+    return None
+
+
+def _count_blocks(state_dict, prefix: str) -> int:
+    pattern = re.compile(re.escape(prefix) + r"blocks\.(\d+)\.")
+    indices = {int(m.group(1)) for m in map(pattern.match, state_dict) if m}
+    return max(indices) + 1 if indices else 0
+
+
+def infer_checkpoint(state_dict) -> CheckpointInfo:
+    """Size from the patch embedding width, mode from the key names, dataset from the head's
+    class count, and whether a pre-training checkpoint carries its decoder."""
+    pretraining = any(k.startswith(PRETRAINING_PREFIXES) or k in PRETRAINING_KEYS
+                      for k in state_dict)
+    mode = "PT" if pretraining else "FT"
+    prefix = "encoder." if pretraining else ""
+    width = None
+    for key in PATCH_EMBED_KEYS:
+        if key in state_dict:
+            width = int(state_dict[key].shape[0])
+            break
+    num_classes = None
+    if "head.weight" in state_dict:
+        num_classes = int(state_dict["head.weight"].shape[0])
+    has_decoder = any(k.startswith("decoder.") for k in state_dict)
+    decoder_width = None
+    if "decoder.norm.weight" in state_dict:
+        decoder_width = int(state_dict["decoder.norm.weight"].shape[0])
+    elif "mask_token" in state_dict:
+        decoder_width = int(state_dict["mask_token"].shape[-1])
+    return CheckpointInfo(
+        embed_dim=width, size=size_for_width(width) if width is not None else None, mode=mode,
+        depth=_count_blocks(state_dict, prefix), num_classes=num_classes,
+        dataset=dataset_for_classes(num_classes) if num_classes is not None else None,
+        has_decoder=has_decoder, decoder_embed_dim=decoder_width,
+        decoder_depth=_count_blocks(state_dict, "decoder."))
+
+
+def check_fits(entry: Entry, state_dict, path: str,
+               encoder_only: Optional[bool] = None) -> CheckpointInfo:
+    """Raise CheckpointError (one line) unless ``state_dict`` is a checkpoint for ``entry``.
+
+    The line names the file, each thing found against what the entry expects, and the flags
+    that would select the right entry, e.g. ``ckpt.pth: checkpoint is ViT-B (embed dim 768),
+    not ViT-S: use --size B``. Several mismatches are combined into that one line. A
+    pre-training checkpoint without decoder tensors is refused unless ``encoder_only``
+    (default: the entry's own ``encoder_only``). Returns the inferred CheckpointInfo when
+    everything fits.
+    """
+    if encoder_only is None:
+        encoder_only = bool(getattr(entry, "encoder_only", False))
+    info = infer_checkpoint(state_dict)
+    if info.embed_dim is None:
+        keys = ", ".join(sorted(state_dict)[:6]) or "none"
+        raise CheckpointError(f"{path}: not a VideoMAE checkpoint: no patch_embed.proj.weight "
+                              f"(first keys: {keys})")
+    parts: List[str] = []
+    flags: List[Tuple[str, str]] = []
+    dims = entry.dims
+    expected_size = SIZE_NAMES[entry.size]
+    if info.size is None:
+        known = ", ".join(f"{k} {d['embed_dim']}" for k, d in SIZES.items())
+        parts.append(f"checkpoint has embed dim {info.embed_dim}, which is no zoo size "
+                     f"({known}), not {expected_size} ({dims['embed_dim']})")
+    elif info.size != entry.size:
+        parts.append(f"checkpoint is {SIZE_NAMES[info.size]} (embed dim {info.embed_dim}), "
+                     f"not {expected_size}")
+        flags.append(("--size", info.size))
+    if info.mode != entry.mode:
+        parts.append(f"checkpoint is {_MODE_WORDS[info.mode]}, not {_MODE_BARE[entry.mode]}")
+        flags.append(("--mode", info.mode))
+    if info.mode == "FT" and info.num_classes is not None \
+            and info.num_classes != entry.num_classes:
+        expected = f"{entry.num_classes} ({entry.dataset})"
+        if info.dataset is None:
+            known = ", ".join(f"{f['num_classes']} {k}" for k, f in DATASETS.items())
+            parts.append(f"head has {info.num_classes} classes, which is no zoo dataset "
+                         f"({known}), not {expected}")
+        else:
+            parts.append(f"head has {info.num_classes} classes ({info.dataset}), not {expected}")
+            flags.append(("--dataset", info.dataset))
+    if not parts:
+        parts.extend(_depth_problems(entry, info))
+    if info.mode == "PT" and not info.has_decoder and not encoder_only:
+        parts.append(f"pre-trained checkpoint holds the encoder only ({ENCODER_ONLY_REASON})")
+        flags.append(("--encoder-only", ""))
+    if not parts:
+        return info
+    message = f"{path}: {'; '.join(parts)}"
+    if flags == [("--encoder-only", "")]:
+        message += ": convert it with --encoder-only"
+    elif flags:
+        message += ": use " + " ".join(f"{flag} {value}".strip() for flag, value in flags)
+        message += _no_entry_note(entry, dict(flags))
+    raise CheckpointError(message)
+
+
+def _depth_problems(entry: Entry, info: CheckpointInfo) -> List[str]:
+    """Block counts against the entry (only meaningful once size and mode agree)."""
+    problems = []
+    depth = entry.dims["depth"]
+    if info.depth != depth:
+        problems.append(f"encoder has {info.depth} blocks, {SIZE_NAMES[entry.size]} has {depth}")
+    if info.mode == "PT" and info.has_decoder:
+        decoder_depth = entry.dims["decoder_depth"]
+        if info.decoder_depth != decoder_depth:
+            problems.append(f"decoder has {info.decoder_depth} blocks, the zoo's "
+                            f"{SIZE_NAMES[entry.size]} PT decoder has {decoder_depth}")
+        decoder_width = entry.dims["decoder_embed_dim"]
+        if info.decoder_embed_dim not in (None, decoder_width):
+            problems.append(f"decoder width is {info.decoder_embed_dim}, the zoo's "
+                            f"{SIZE_NAMES[entry.size]} PT decoder has {decoder_width}")
+    return problems
+
+
+def _no_entry_note(entry: Entry, flags: Dict[str, str]) -> str:
+    """' (no zoo entry ...)' when the suggested flags select nothing."""
+    size = flags.get("--size", entry.size)
+    mode = flags.get("--mode", entry.mode)
+    dataset = flags.get("--dataset", entry.dataset)
+    try:
+        find_entry(size, mode, dataset)
+    except KeyError:
+        return f" (but the zoo has no {size}/{mode}/{dataset} entry)"
+    return ""
