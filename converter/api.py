@@ -15,14 +15,17 @@ from typing import Dict, List, Optional
 from tqdm.auto import tqdm
 
 from . import __version__
-from .checkpoint import (load_checkpoint, sha256_file, strip_encoder_prefix,
+from .checkpoint import (checkpoint_sha256, load_any_checkpoint, strip_encoder_prefix,
                          write_synthetic_checkpoint)
-from .errors import ConversionError, OutputError
+from .errors import CheckpointError, ConversionError, OutputError
 from .export import (artifact_paths, artifacts_present, check_output_dir, export_artifacts,
                      verify_artifacts)
+from .inspect_checkpoint import check_fits
 from .mapping import apply_mapping, plan_mapping, prepare_state_dict
 from .models import build_tf_model, build_torch_model, parity_reference
-from .parity import ParityReport, check_parity, compute_reference, make_cases
+from .parity import (ParityReport, check_parity, compute_reference, make_cases,
+                     reference_fingerprints)
+from .sources import resolve_checkpoint
 from .zoo import Entry, get_entry
 
 PHASES = ("load checkpoint", "build keras", "build torch", "map tensors",
@@ -89,22 +92,26 @@ def _synthetic_path(entry: Entry, seed: int, folder: str) -> str:
 
 def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bool = False,
             seed: int = 0, force: bool = False, progress: bool = True,
-            parity_batch: int = 2, encoder_only: bool = False) -> ConversionResult:
+            parity_batch: int = 2, encoder_only: bool = False, cache_dir: Optional[str] = None,
+            offline: Optional[bool] = None, force_download: bool = False) -> ConversionResult:
     """Convert ``entry`` (an Entry or its name) and write its checked artifacts to ``out_dir``.
 
     With ``synthetic=True`` a seeded random checkpoint in upstream's file layout is written
     to a scratch folder (deleted afterwards) and converted: the whole real path without a
     download. ``encoder_only=True`` converts just the encoder (token and pooled features) into
-    ``NAME_encoder`` artifacts. Raises ConversionError (bad input) or ParityError (mismatch).
+    ``NAME_encoder`` artifacts. ``checkpoint`` is an upstream ``.pth``, a ``.safetensors`` /
+    ``.bin`` file or a transformers-format folder; without it the entry's upstream file is
+    taken from (or downloaded into) the cache folder. Raises ConversionError (bad input) or
+    ParityError (mismatch).
     """
     base = get_entry(entry) if isinstance(entry, str) else entry
     entry = base.encoder_variant() if encoder_only else base
-    if not synthetic and checkpoint is None:
-        raise ConversionError(f"{entry.name}: no checkpoint given; pass --checkpoint PATH "
-                              f"(upstream file: {entry.source_url}) or --synthetic")
     if entry.test_only and not synthetic:
         raise ConversionError(f"{entry.name}: is a test-only configuration; use --synthetic")
     check_output_dir(out_dir, entry.name, force, allow_present=True)
+    if not synthetic:
+        checkpoint = resolve_checkpoint(base, checkpoint, cache_dir=cache_dir, offline=offline,
+                                        force_download=force_download, progress=progress)
     if artifacts_present(out_dir, entry.name) and not force:
         return _existing(out_dir, entry, checkpoint, synthetic, seed)
     phases = _Phases(entry.name, progress)
@@ -115,11 +122,12 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
             scratch = tempfile.mkdtemp(prefix=".videomae-synthetic-")
             checkpoint = write_synthetic_checkpoint(base, _synthetic_path(base, seed, scratch),
                                                     seed)
-        loaded = load_checkpoint(checkpoint)
+        loaded = load_any_checkpoint(checkpoint)
+        check_fits(entry, loaded.state_dict, checkpoint)
         source = {"path": None if synthetic else os.path.abspath(checkpoint),
                   "synthetic_seed": seed if synthetic else None,
-                  "sha256": loaded.sha256, "container_key": loaded.container_key,
-                  "dtypes": loaded.source_dtypes}
+                  "sha256": loaded.sha256, "layout": loaded.layout,
+                  "container_key": loaded.container_key, "dtypes": loaded.source_dtypes}
         torch_state, map_state = _split_state_dict(entry, loaded.state_dict)
         notes = list(loaded.notes)
         del loaded
@@ -154,7 +162,8 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         report = {"entry": entry.to_dict(), "source": source, "versions": library_versions(),
                   "parity": parity.to_dict(), "notes": notes,
                   "parity_inputs": {"batch": parity_batch, "seed": seed,
-                                    "cases": [r.case.name for r in references]}}
+                                    "cases": [r.case.name for r in references]},
+                  "reference_fingerprint": reference_fingerprints(references)}
         paths = export_artifacts(tf_model, entry, out_dir, references, report, force,
                                  on_phase=phases)
         phases.finish()
@@ -171,9 +180,9 @@ def _existing(out_dir: str, entry: Entry, checkpoint: Optional[str], synthetic: 
     if synthetic:
         source = {"synthetic_seed": seed}
     else:
-        if not os.path.isfile(checkpoint):
-            load_checkpoint(checkpoint)  # raises the one-line error for a bad path
-        source = {"sha256": sha256_file(checkpoint)}
+        if not os.path.exists(checkpoint):
+            raise CheckpointError(f"{checkpoint}: no such file")
+        source = {"sha256": checkpoint_sha256(checkpoint)}
     paths = artifact_paths(out_dir, entry.name)
     reason = verify_artifacts(out_dir, entry, source)
     if reason is not None:

@@ -32,6 +32,13 @@ def _on_sigterm(signum, frame):
               help="Dataset the checkpoint was trained on. [default: k400; with --all: all]")
 @click.option("--checkpoint", type=click.Path(dir_okay=True), default=None,
               help="Upstream checkpoint file (.pth).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Where upstream checkpoints are downloaded when --checkpoint is omitted "
+                   "[default: $VIDEOMAE_CONVERT_CACHE or ~/.cache/videomae-convert].")
+@click.option("--offline", is_flag=True, default=None,
+              help="Never download; use the cache or --checkpoint only (also "
+                   "VIDEOMAE_CONVERT_OFFLINE=1).")
+@click.option("--force-download", is_flag=True, help="Download again even when cached.")
 @click.option("--synthetic", is_flag=True,
               help="Convert a seeded random checkpoint in upstream's file layout.")
 @click.option("--seed", type=int, default=0, show_default=True,
@@ -50,8 +57,8 @@ def _on_sigterm(signum, frame):
                    "artifacts; works for FT and PT checkpoints, including ViT-H PT.")
 @click.option("--force", is_flag=True, help="Overwrite artifacts already in --out.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def main(size, mode, dataset, checkpoint, synthetic, seed, out_dir, all_entries, checkpoint_dir,
-         jobs, encoder_only, force, quiet):
+def main(size, mode, dataset, checkpoint, cache_dir, offline, force_download, synthetic, seed,
+         out_dir, all_entries, checkpoint_dir, jobs, encoder_only, force, quiet):
     """Convert an official PyTorch VideoMAE checkpoint into checked TF / Keras artifacts:
     a SavedModel, NAME.weights.h5, NAME.keras and a NAME.json parity report."""
     if synthetic and (checkpoint or checkpoint_dir):
@@ -73,7 +80,9 @@ def main(size, mode, dataset, checkpoint, synthetic, seed, out_dir, all_entries,
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         result = convert(entry, out_dir, checkpoint=checkpoint, synthetic=synthetic, seed=seed,
-                         force=force, progress=not quiet, encoder_only=encoder_only)
+                         force=force, progress=not quiet, encoder_only=encoder_only,
+                         cache_dir=cache_dir, offline=offline or None,
+                         force_download=force_download)
     except ParityError as error:
         _fail(f"error: {error}", 1)
     except ConversionError as error:

@@ -263,3 +263,42 @@ def _compare_all(report: ParityReport, reference: Reference, tf_outputs: Dict[st
 
 def as_dict_of_reports(reports: Dict[str, ParityReport]) -> Dict[str, dict]:
     return {name: report.to_dict() for name, report in reports.items()}
+
+
+# --- fingerprints: a compact record of the reference, to re-check artifacts later -------------
+
+FINGERPRINT_SAMPLES = 512
+
+
+def _sample_indices(size: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    count = min(FINGERPRINT_SAMPLES, size)
+    return np.sort(rng.choice(size, size=count, replace=False))
+
+
+def output_fingerprint(output: np.ndarray, seed: int = 0) -> dict:
+    """Shape plus the float64 reference values at seeded sample positions (JSON-able).
+
+    An artifact whose output is within tolerance of the reference everywhere is within it at
+    these positions; a wrong weight moves essentially every output, so it shows here too.
+    """
+    flat = np.asarray(output, dtype=np.float64).ravel()
+    index = _sample_indices(flat.size, seed)
+    return {"shape": list(output.shape), "sample_seed": seed,
+            "values": [float(v) for v in flat[index]]}
+
+
+def fingerprint_error(output: np.ndarray, fingerprint: dict) -> float:
+    """Max abs difference between ``output`` and a fingerprint (inf on a shape mismatch)."""
+    if list(np.shape(output)) != fingerprint["shape"]:
+        return float("inf")
+    flat = np.asarray(output, dtype=np.float64).ravel()
+    index = _sample_indices(flat.size, fingerprint["sample_seed"])
+    return float(np.max(np.abs(flat[index] - np.asarray(fingerprint["values"]))))
+
+
+def reference_fingerprints(references: Sequence[Reference]) -> Dict[str, Dict[str, dict]]:
+    """{case: {output: fingerprint}} of the float64 outputs, for the report."""
+    return {ref.case.name: {name: output_fingerprint(value, seed=i)
+                            for i, (name, value) in enumerate(ref.outputs64.items())}
+            for ref in references}
