@@ -5,12 +5,7 @@ tensorflow, so this package imports the torch side first. Import ``converter`` b
 ``tensorflow``/``keras``/``tf_models``.
 """
 
-import os
 import sys
-
-# TensorFlow's C++ start-up chatter (oneDNN notes, missing CUDA drivers) is noise here; an
-# explicit TF_CPP_MIN_LOG_LEVEL in the environment still wins.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 __version__ = "0.1.0"
 

@@ -1,0 +1,374 @@
+"""Release assets from a conversion folder: zipped SavedModels, weights, checksums, manifest,
+MODEL_ZOO.md and a model card per entry.
+
+Nothing is listed that was not first verified against its conversion report (sha256 of every
+artifact) and then reloaded in a fresh process and re-checked against the float64 reference
+fingerprint recorded at conversion time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from .errors import ConversionError
+from .zoo import DATASETS, SIZE_NAMES, ZOO, Entry, get_entry
+
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same SavedModel zips to the same bytes
+
+
+def _sha256(path: str) -> str:
+    from .checkpoint import sha256_file
+    return sha256_file(path)
+
+
+def git_commit() -> Optional[str]:
+    """The converter checkout's commit, when it runs from a git checkout."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        out = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def zip_savedmodel(folder: str, zip_path: str) -> None:
+    """Zip a SavedModel folder deterministically, with the folder name as the top entry."""
+    top = os.path.basename(folder.rstrip(os.sep))
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for root, dirs, files in os.walk(folder):
+            dirs.sort()
+            for name in sorted(files):
+                full = os.path.join(root, name)
+                info = zipfile.ZipInfo(os.path.join(top, os.path.relpath(full, folder)), ZIP_TIME)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o644 << 16
+                with open(full, "rb") as handle:
+                    archive.writestr(info, handle.read())
+
+
+# --- fresh-process check ---------------------------------------------------------------------
+
+def check_assets(report_path: str, assets: Dict[str, str]) -> Dict[str, float]:
+    """Reload each asset and return its max error against the report's reference fingerprint.
+
+    Runs inside the fresh process (see ``check_assets_in_fresh_process``).
+    """
+    from .export import RELOADERS
+    from .parity import fingerprint_error, make_cases
+
+    with open(report_path) as handle:
+        report = json.load(handle)
+    entry = _entry_from_report(report)
+    inputs = report["parity_inputs"]
+    cases = make_cases(entry, batch=inputs["batch"], seed=inputs["seed"])
+    errors: Dict[str, float] = {}
+    scratch = tempfile.mkdtemp(prefix=".videomae-release-check-")
+    try:
+        for kind, path in assets.items():
+            if kind == "savedmodel" and path.endswith(".zip"):
+                with zipfile.ZipFile(path) as archive:
+                    archive.extractall(scratch)
+                    path = os.path.join(scratch, archive.namelist()[0].split("/")[0])
+            run = RELOADERS[kind](entry, path)
+            worst = 0.0
+            for case in cases:
+                outputs = run(case)
+                outputs = outputs if isinstance(outputs, dict) else {"logits": outputs}
+                for name, fingerprint in report["reference_fingerprint"][case.name].items():
+                    worst = max(worst, fingerprint_error(np.asarray(outputs[name]), fingerprint))
+            errors[kind] = worst
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return errors
+
+
+def _entry_from_report(report: dict) -> Entry:
+    name = report["entry"]["name"]
+    if name.endswith("_encoder"):
+        return get_entry(name[: -len("_encoder")]).encoder_variant()
+    return get_entry(name)
+
+
+def check_assets_in_fresh_process(report_path: str, assets: Dict[str, str]) -> Dict[str, float]:
+    """Run ``check_assets`` in a new Python process; raise ConversionError if it fails."""
+    command = [sys.executable, "-m", "converter.release", report_path, json.dumps(assets)]
+    done = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ConversionError(f"{report_path}: fresh-process reload check failed ({tail})")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# --- building the release --------------------------------------------------------------------
+
+def _reports(conversion_dir: str) -> List[str]:
+    found = []
+    for name in sorted(os.listdir(conversion_dir)):
+        path = os.path.join(conversion_dir, name)
+        if name.endswith(".json") and os.path.isfile(path):
+            try:
+                with open(path) as handle:
+                    data = json.load(handle)
+            except ValueError:
+                continue
+            if isinstance(data, dict) and "entry" in data and "parity" in data:
+                found.append(path)
+    return found
+
+
+def build_release(conversion_dir: str, release_dir: str, base_url: str, force: bool = False,
+                  log=print) -> dict:
+    """Turn a conversion folder into a release folder; returns the manifest.
+
+    Fails (ConversionError) if any artifact does not match its report, or does not reproduce
+    the reference fingerprint when reloaded in a fresh process. The release folder is built
+    in a staging folder and moved into place only when everything passed.
+    """
+    from .export import artifact_paths, verify_artifacts
+
+    if not os.path.isdir(conversion_dir):
+        raise ConversionError(f"{conversion_dir}: not a folder")
+    if os.path.exists(release_dir) and not force:
+        raise ConversionError(f"{release_dir}: already exists; pass --force to replace it")
+    reports = _reports(conversion_dir)
+    if not reports:
+        raise ConversionError(f"{conversion_dir}: no conversion reports (NAME.json) found")
+    parent = os.path.dirname(os.path.abspath(release_dir))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".release-partial-", dir=parent)
+    try:
+        manifest = {"converter_version": None, "git_commit": git_commit(), "base_url": base_url,
+                    "entries": {}, "assets": {}}
+        for report_path in reports:
+            with open(report_path) as handle:
+                report = json.load(handle)
+            entry = _entry_from_report(report)
+            reason = verify_artifacts(conversion_dir, entry, {"sha256": report["source"]["sha256"]})
+            if reason is not None:
+                raise ConversionError(f"{entry.name}: artifacts do not verify: {reason}")
+            paths = artifact_paths(conversion_dir, entry.name)
+            assets = {"savedmodel": os.path.join(staging, f"{entry.name}.savedmodel.zip"),
+                      "weights": os.path.join(staging, f"{entry.name}.weights.h5"),
+                      "keras": os.path.join(staging, f"{entry.name}.keras")}
+            log(f"{entry.name}: packing and re-checking in a fresh process")
+            zip_savedmodel(paths["savedmodel"], assets["savedmodel"])
+            shutil.copyfile(paths["weights"], assets["weights"])
+            shutil.copyfile(paths["keras"], assets["keras"])
+            report_asset = os.path.join(staging, f"{entry.name}.json")
+            shutil.copyfile(report_path, report_asset)
+            errors = check_assets_in_fresh_process(report_asset, assets)
+            tolerance = entry.parity_atol
+            bad = {k: v for k, v in errors.items() if not v <= tolerance}
+            if bad:
+                raise ConversionError(f"{entry.name}: reloaded assets differ from the reference: "
+                                      + ", ".join(f"{k} {v:.2e} > {tolerance:.0e}"
+                                                  for k, v in bad.items()))
+            manifest["converter_version"] = report["versions"].get("videomae-convert")
+            manifest["entries"][entry.name] = {
+                "entry": report["entry"], "source_sha256": report["source"]["sha256"],
+                "synthetic_seed": report["source"].get("synthetic_seed"),
+                "versions": report["versions"],
+                "parity": {k: report["parity"][k] for k in
+                           ("tf_err_vs_f64", "torch_err_vs_f64", "max_abs", "tolerance")},
+                "release_check": errors}
+            card = os.path.join(staging, f"{entry.name}.md")
+            with open(card, "w") as handle:
+                handle.write(render_model_card(entry, report, base_url, errors))
+            for kind, path in list(assets.items()) + [("report", report_asset), ("card", card)]:
+                name = os.path.basename(path)
+                manifest["assets"][name] = {"entry": entry.name, "kind": kind,
+                                            "bytes": os.path.getsize(path),
+                                            "sha256": _sha256(path),
+                                            "source_sha256": report["source"]["sha256"],
+                                            "url": f"{base_url.rstrip('/')}/{name}"}
+        with open(os.path.join(staging, "MODEL_ZOO.md"), "w") as handle:
+            handle.write(render_model_zoo(manifest, base_url))
+        with open(os.path.join(staging, "manifest.json"), "w") as handle:
+            json.dump(manifest, handle, indent=2)
+            handle.write("\n")
+        write_sha256sums(staging)
+        if os.path.exists(release_dir):
+            shutil.rmtree(release_dir)
+        os.replace(staging, release_dir)
+        return manifest
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_sha256sums(folder: str) -> None:
+    lines = [f"{_sha256(os.path.join(folder, name))}  {name}\n"
+             for name in sorted(os.listdir(folder)) if name != "SHA256SUMS"]
+    with open(os.path.join(folder, "SHA256SUMS"), "w") as handle:
+        handle.writelines(lines)
+
+
+def verify_release(release_dir: str, recheck: bool = False) -> List[str]:
+    """Problems with a release folder (empty when it verifies): SHA256SUMS against the files,
+    the manifest against SHA256SUMS and the files, MODEL_ZOO.md against the manifest; with
+    ``recheck`` every entry is also reloaded in a fresh process."""
+    problems: List[str] = []
+    sums_path = os.path.join(release_dir, "SHA256SUMS")
+    if not os.path.exists(sums_path):
+        return [f"{sums_path}: missing"]
+    sums = {}
+    with open(sums_path) as handle:
+        for line in handle:
+            digest, name = line.rstrip("\n").split("  ", 1)
+            sums[name] = digest
+    on_disk = sorted(n for n in os.listdir(release_dir) if n != "SHA256SUMS")
+    for name in sorted(set(on_disk) - set(sums)):
+        problems.append(f"{name}: not listed in SHA256SUMS")
+    for name, digest in sums.items():
+        path = os.path.join(release_dir, name)
+        if not os.path.exists(path):
+            problems.append(f"{name}: listed in SHA256SUMS but missing")
+        elif _sha256(path) != digest:
+            problems.append(f"{name}: sha256 differs from SHA256SUMS")
+    try:
+        with open(os.path.join(release_dir, "manifest.json")) as handle:
+            manifest = json.load(handle)
+    except (OSError, ValueError) as error:
+        return problems + [f"manifest.json: unreadable ({error})"]
+    for name, asset in manifest["assets"].items():
+        if sums.get(name) != asset["sha256"]:
+            problems.append(f"{name}: manifest sha256 differs from SHA256SUMS")
+        path = os.path.join(release_dir, name)
+        if os.path.exists(path) and os.path.getsize(path) != asset["bytes"]:
+            problems.append(f"{name}: size differs from the manifest")
+    listed = set(manifest["assets"]) | {"manifest.json", "MODEL_ZOO.md"}
+    for name in sorted(set(on_disk) - listed):
+        problems.append(f"{name}: not in the manifest")
+    zoo_path = os.path.join(release_dir, "MODEL_ZOO.md")
+    if os.path.exists(zoo_path):
+        with open(zoo_path) as handle:
+            if handle.read() != render_model_zoo(manifest, manifest["base_url"]):
+                problems.append("MODEL_ZOO.md: does not match the manifest")
+    if recheck and not problems:
+        for name in manifest["entries"]:
+            assets = {kind: os.path.join(release_dir, asset_name)
+                      for asset_name, asset in manifest["assets"].items()
+                      if asset["entry"] == name and asset["kind"] in
+                      ("savedmodel", "weights", "keras")
+                      for kind in [asset["kind"]]}
+            report = os.path.join(release_dir, f"{name}.json")
+            errors = check_assets_in_fresh_process(report, assets)
+            tolerance = manifest["entries"][name]["parity"]["tolerance"]
+            problems += [f"{name}: {kind} reloads {err:.2e} from the reference"
+                         for kind, err in errors.items() if not err <= tolerance]
+    return problems
+
+
+# --- documents ---------------------------------------------------------------------------------
+
+def render_model_zoo(manifest: dict, base_url: str) -> str:
+    """MODEL_ZOO.md in the seed's table layout, with asset links and a parity column."""
+    base = base_url.rstrip("/")
+    lines = ["# TF VideoMAE model zoo", "",
+             "Converted from the official MCG-NJU/VideoMAE checkpoints by videomae-convert "
+             f"{manifest.get('converter_version')} (commit {manifest.get('git_commit') or 'unknown'}).",
+             "Parity: max abs error of the TF model against a float64 run of the torch "
+             "reference on seeded random inputs (batch 2); torch fp32's own error beside it.", ""]
+    for key, facts in DATASETS.items():
+        names = [n for n in sorted(manifest["entries"])
+                 if manifest["entries"][n]["entry"]["dataset"] == key]
+        if not names:
+            continue
+        lines += [f"## {facts['title']}", "",
+                  "| Model | Mode | Backbone | PT epochs | mask | eval views | Top-1/Top-5 "
+                  "(upstream) | parity (tf / torch fp32) | SavedModel | Keras | weights |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for name in names:
+            info = manifest["entries"][name]
+            entry = info["entry"]
+            acc = (f"{entry['top1']}/{entry['top5']}" if entry["mode"] == "FT" and entry["top1"]
+                   else "-")
+            parity = info["parity"]
+            links = [f"[zip]({base}/{name}.savedmodel.zip)", f"[.keras]({base}/{name}.keras)",
+                     f"[.weights.h5]({base}/{name}.weights.h5)"]
+            source = " (synthetic)" if info.get("synthetic_seed") is not None else ""
+            lines.append(f"| [{name}]({base}/{name}.md){source} | {entry['mode']} | "
+                         f"{SIZE_NAMES[entry['size']]} | {entry['pt_epochs']} | "
+                         f"{entry['mask_ratio']} | {entry['eval_views']} | {acc} | "
+                         f"{parity['tf_err_vs_f64']:.1e} / {parity['torch_err_vs_f64']:.1e} | "
+                         + " | ".join(links) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def render_model_card(entry: Entry, report: dict, base_url: str, errors: Dict[str, float]) -> str:
+    """A model card: architecture, input contract, preprocessing, accuracy, loading, checks."""
+    dims = entry.dims
+    facts = DATASETS[entry.dataset]
+    pt = entry.mode == "PT" and not entry.encoder_only
+    synthetic = report["source"].get("synthetic_seed") is not None
+    parity = report["parity"]
+    lines = [f"# {entry.name}", "",
+             f"VideoMAE {SIZE_NAMES[entry.size]} "
+             + ("pre-trained (masked autoencoder)" if pt else "fine-tuned classifier")
+             + f" on {facts['title']}, converted to TensorFlow / Keras 3 by videomae-convert.", ""]
+    if synthetic:
+        lines += ["**Converted from a synthetic checkpoint (random weights, seed "
+                  f"{report['source']['synthetic_seed']}): a test of the pipeline, not a usable "
+                  "model.**", ""]
+    lines += ["## Architecture", "",
+              f"- Encoder: ViT, embed dim {dims['embed_dim']}, {dims['depth']} blocks, "
+              f"{dims['num_heads']} heads, MLP ratio 4, LayerNorm eps 1e-6, exact GELU.",
+              f"- Tubelets {entry.tubelet_size}x{entry.patch_size}x{entry.patch_size} -> "
+              f"{entry.num_patches} tokens; fixed sinusoid position table."]
+    if pt:
+        lines += [f"- Decoder: embed dim {dims['decoder_embed_dim']}, {dims['decoder_depth']} "
+                  f"blocks, {dims['decoder_num_heads']} heads; predicts "
+                  f"{entry.pixels_per_patch} normalised pixels per masked patch."]
+    else:
+        lines += [f"- Head: mean pooling -> fc_norm -> linear, {entry.num_classes} classes."]
+    lines += ["", "## Input contract", "",
+              f"- `video`: float32 `[batch, {entry.num_frames}, {entry.img_size}, "
+              f"{entry.img_size}, 3]`, channels-last."]
+    if pt:
+        lines += [f"- `mask`: bool `[batch, {entry.num_patches}]`, True = masked, the same count "
+                  f"in every row (tube masking at ratio {entry.mask_ratio} in pre-training).",
+                  f"- Output `logits`: `[batch, n_masked, {entry.pixels_per_patch}]`, per-patch "
+                  "normalised pixels of the masked patches in ascending token order."]
+    else:
+        lines += [f"- Output `logits`: `[batch, {entry.num_classes}]`."]
+    lines += ["", "## Preprocessing", "",
+              "Frames scaled to [0, 1], then ImageNet mean (0.485, 0.456, 0.406) and std "
+              f"(0.229, 0.224, 0.225). Evaluation views upstream: {entry.eval_views}.", "",
+              "## Accuracy (reported upstream)", ""]
+    if entry.top1 and not pt:
+        lines.append(f"Top-1 {entry.top1}, Top-5 {entry.top5} ({entry.eval_views} views).")
+    else:
+        lines.append("Pre-trained model: no classification accuracy; the fine-tuned entry of "
+                     "the same row reports it.")
+    lines += ["", "## Loading", "", "```python",
+              "import tensorflow as tf, keras, tf_models",
+              f"serve = tf.saved_model.load('{entry.name}').signatures['serving_default']  "
+              "# unzipped",
+              f"model = keras.saving.load_model('{entry.name}.keras')", "```", "",
+              "## How it was verified", "",
+              f"- Source sha256 `{report['source']['sha256']}`.",
+              f"- Parity on seeded random inputs ({', '.join(report['parity_inputs']['cases'])},"
+              f" batch {report['parity_inputs']['batch']}): TF error vs float64 "
+              f"{parity['tf_err_vs_f64']:.2e}, torch fp32 error {parity['torch_err_vs_f64']:.2e},"
+              f" tolerance {parity['tolerance']:.0e}.",
+              "- Each asset reloaded in a fresh process and re-checked against the reference: "
+              + ", ".join(f"{k} {v:.2e}" for k, v in errors.items()) + ".",
+              f"- Converted with {', '.join(f'{k} {v}' for k, v in report['versions'].items())}.",
+              ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # the fresh-process check: REPORT ASSETS_JSON -> errors JSON
+    import converter  # noqa: F401  (torch before tensorflow)
+    print(json.dumps(check_assets(sys.argv[1], json.loads(sys.argv[2]))))
