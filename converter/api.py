@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import platform
@@ -18,7 +19,7 @@ from . import __version__
 from .checkpoint import (checkpoint_sha256, load_any_checkpoint, strip_encoder_prefix,
                          write_synthetic_checkpoint)
 from .errors import CheckpointError, ConversionError, OutputError
-from .export import (artifact_paths, artifacts_present, check_output_dir, export_artifacts,
+from .export import (StagedArtifacts, artifact_paths, artifacts_present, check_output_dir,
                      verify_artifacts)
 from .inspect_checkpoint import check_fits
 from .mapping import apply_mapping, plan_mapping, prepare_state_dict
@@ -142,8 +143,9 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
                             {k: tuple(v.shape) for k, v in variables.items()}, checkpoint)
 
         phases("build torch")
-        torch_model = build_torch_model(entry)
-        torch_model.load_state_dict(torch_state, strict=True)
+        # built on the meta device and given the checkpoint's own tensors: no second copy
+        torch_model = build_torch_model(entry, device="meta")
+        torch_model.load_state_dict(torch_state, strict=True, assign=True)
         del torch_state, map_state
 
         phases("map tensors")
@@ -164,8 +166,12 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
                   "parity_inputs": {"batch": parity_batch, "seed": seed,
                                     "cases": [r.case.name for r in references]},
                   "reference_fingerprint": reference_fingerprints(references)}
-        paths = export_artifacts(tf_model, entry, out_dir, references, report, force,
-                                 on_phase=phases)
+        with StagedArtifacts(entry, out_dir, force, on_phase=phases) as staged:
+            staged.write(tf_model)
+            del tf_model  # the reload checks each build a fresh model; do not hold two
+            gc.collect()
+            staged.check(references)
+            paths = staged.place(report)
         phases.finish()
         return ConversionResult(entry, paths, parity, report, phases.seconds)
     finally:

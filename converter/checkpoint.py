@@ -154,25 +154,26 @@ def random_state_dict(model: torch.nn.Module, seed: int = 0) -> Dict[str, torch.
     """Every tensor of ``model`` random, biases, LayerNorm parameters and mask_token included.
 
     Zero biases and unit norms (upstream's init) would hide mapping slips, so each kind gets
-    a random value on a scale that keeps activations well-conditioned.
+    a random value on a scale that keeps activations well-conditioned. Only names and shapes
+    are read, so ``model`` may live on the meta device.
     """
     generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for name, tensor in model.state_dict().items():
-        shape = tensor.shape
-        noise = torch.randn(shape, generator=generator)
-        if name.endswith(("q_bias", "v_bias")):
-            value = 0.2 * noise
-        elif name.endswith("mask_token"):
-            value = 0.5 * noise
-        elif tensor.dim() == 1 and ("norm" in name):
-            value = (1.0 + 0.2 * noise) if name.endswith("weight") else 0.1 * noise
-        elif tensor.dim() == 1:
-            value = 0.05 * noise
-        else:
-            value = 0.02 * noise
-        state[name] = value.contiguous()
-    return state
+    return {name: random_tensor(name, tuple(tensor.shape), generator)
+            for name, tensor in model.state_dict().items()}
+
+
+def random_tensor(name: str, shape: Tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """One random tensor, scaled for the kind of parameter ``name`` is."""
+    noise = torch.randn(shape, generator=generator)
+    if name.endswith(("q_bias", "v_bias")):
+        return noise.mul_(0.2)
+    if name.endswith("mask_token"):
+        return noise.mul_(0.5)
+    if len(shape) == 1 and "norm" in name:
+        return noise.mul_(0.2).add_(1.0) if name.endswith("weight") else noise.mul_(0.1)
+    if len(shape) == 1:
+        return noise.mul_(0.05)
+    return noise.mul_(0.02)
 
 
 def upstream_container(entry: Entry, state_dict: Dict[str, torch.Tensor]) -> dict:
@@ -196,12 +197,12 @@ def write_synthetic_checkpoint(entry: Entry, path: str, seed: int = 0,
     import torch_reference
 
     config = entry.model_config()
-    if entry.mode == "FT":
-        model = torch_reference.VisionTransformer(**config)
-    else:
-        model = torch_reference.PretrainVisionTransformer(**config)
+    with torch.device("meta"):  # names and shapes only
+        if entry.mode == "FT":
+            model = torch_reference.VisionTransformer(**config)
+        else:
+            model = torch_reference.PretrainVisionTransformer(**config)
     state = {k: v.to(dtype) for k, v in random_state_dict(model, seed).items()}
-    del model
     tmp = f"{path}.partial"
     torch.save(upstream_container(entry, state), tmp)
     os.replace(tmp, path)

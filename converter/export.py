@@ -12,6 +12,7 @@ filesystem, so the final ``os.replace`` is a rename) and removed on any failure.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -25,9 +26,6 @@ from .errors import OutputError
 from .models import build_tf_model
 from .parity import Case, ParityReport, Reference, check_outputs
 from .zoo import Entry
-
-ARTIFACT_SUFFIXES = ("", ".weights.h5", ".keras", ".json")  # the report goes in last
-
 
 def artifact_paths(out_dir: str, name: str) -> Dict[str, str]:
     """Final paths of every artifact of ``name`` in ``out_dir``."""
@@ -140,49 +138,87 @@ def dir_size(path: str) -> int:
                for root, _, files in os.walk(path) for f in files)
 
 
+class StagedArtifacts:
+    """The artifacts of one entry in a hidden staging folder inside ``out_dir``.
+
+    Use as a context manager: ``write`` the model, ``check`` every artifact by reloading it
+    into fresh objects, then ``place`` them under their final names. Leaving the ``with``
+    block removes the staging folder, so a failure or an interrupt leaves nothing behind.
+    Splitting the steps lets the caller free its in-memory model before the reload checks.
+    """
+
+    def __init__(self, entry: Entry, out_dir: str, force: bool = False,
+                 on_phase: Optional[Callable[[str], None]] = None):
+        self.entry = entry
+        self.out_dir = out_dir
+        self.force = force
+        self.on_phase = on_phase or (lambda phase: None)
+        self.staging: Optional[str] = None
+        self.reloads: Dict[str, dict] = {}
+
+    def __enter__(self) -> "StagedArtifacts":
+        check_output_dir(self.out_dir, self.entry.name, self.force)
+        os.makedirs(self.out_dir, exist_ok=True)
+        self.staging = tempfile.mkdtemp(prefix=f".{self.entry.name}.partial-", dir=self.out_dir)
+        self.staged = artifact_paths(self.staging, self.entry.name)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def write(self, model) -> None:
+        self.on_phase("write SavedModel")
+        export_savedmodel(model, self.entry, self.staged["savedmodel"])
+        self.on_phase("write .weights.h5")
+        model.save_weights(self.staged["weights"])
+        self.on_phase("write .keras")
+        model.save(self.staged["keras"])
+
+    def check(self, references: Sequence[Reference]) -> Dict[str, dict]:
+        """Reload each artifact (one at a time, freed before the next) and re-run parity."""
+        for kind, reload in RELOADERS.items():
+            self.on_phase(f"reload {kind}")
+            run = reload(self.entry, self.staged[kind])
+            checked: ParityReport = check_outputs(run, references, self.entry.parity_atol,
+                                                  f"reloaded {kind} of {self.entry.name}")
+            self.reloads[kind] = {"tf_err_vs_f64": checked.tf_err_vs_f64,
+                                  "max_abs": checked.max_abs, "passed": checked.passed}
+            del run
+            gc.collect()
+        return self.reloads
+
+    def place(self, report: dict) -> Dict[str, str]:
+        """Complete ``report`` (reload checks, sizes, checksums), write it, move all into place."""
+        if set(self.reloads) != set(RELOADERS):
+            raise RuntimeError("place() before every artifact was checked")
+        report["reload_checks"] = self.reloads
+        report["artifact_bytes"] = {k: dir_size(self.staged[k]) for k in RELOADERS}
+        report["artifact_sha256"] = {k: tree_sha256(self.staged[k]) for k in RELOADERS}
+        with open(self.staged["report"], "w") as handle:
+            json.dump(report, handle, indent=2, sort_keys=False, default=_json_default)
+            handle.write("\n")
+        self.on_phase("move into place")
+        final = artifact_paths(self.out_dir, self.entry.name)
+        for kind in ("savedmodel", "weights", "keras", "report"):  # the report goes in last
+            if os.path.lexists(final[kind]):  # only reachable with force
+                _remove(final[kind])
+            os.replace(self.staged[kind], final[kind])
+        return final
+
+
 def export_artifacts(model, entry: Entry, out_dir: str, references: Sequence[Reference],
                      report: dict, force: bool = False,
                      on_phase: Optional[Callable[[str], None]] = None) -> Dict[str, str]:
     """Write, reload-and-recheck, then move every artifact of ``entry`` into ``out_dir``.
 
-    ``report`` (a JSON-able dict) is completed with reload parity and sizes and written last.
-    Returns the final paths. Nothing is left under a final name unless every check passed.
+    ``report`` (a JSON-able dict) is completed with reload parity, sizes and checksums and
+    written last. Returns the final paths. Nothing is left under a final name unless every
+    check passed, and the staging folder is always removed.
     """
-    on_phase = on_phase or (lambda phase: None)
-    check_output_dir(out_dir, entry.name, force)
-    os.makedirs(out_dir, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{entry.name}.partial-", dir=out_dir)
-    try:
-        staged = artifact_paths(staging, entry.name)
-        on_phase("write SavedModel")
-        export_savedmodel(model, entry, staged["savedmodel"])
-        on_phase("write .weights.h5")
-        model.save_weights(staged["weights"])
-        on_phase("write .keras")
-        model.save(staged["keras"])
-        reloads: Dict[str, dict] = {}
-        for kind, reload in RELOADERS.items():
-            on_phase(f"reload {kind}")
-            run = reload(entry, staged[kind])
-            checked: ParityReport = check_outputs(run, references, entry.parity_atol,
-                                                  f"reloaded {kind} of {entry.name}")
-            reloads[kind] = {"tf_err_vs_f64": checked.tf_err_vs_f64, "max_abs": checked.max_abs,
-                             "passed": checked.passed}
-        report["reload_checks"] = reloads
-        report["artifact_bytes"] = {k: dir_size(staged[k]) for k in RELOADERS}
-        report["artifact_sha256"] = {k: tree_sha256(staged[k]) for k in RELOADERS}
-        with open(staged["report"], "w") as handle:
-            json.dump(report, handle, indent=2, sort_keys=False, default=_json_default)
-            handle.write("\n")
-        on_phase("move into place")
-        final = artifact_paths(out_dir, entry.name)
-        for kind in ("savedmodel", "weights", "keras", "report"):
-            if os.path.lexists(final[kind]):  # only reachable with force
-                _remove(final[kind])
-            os.replace(staged[kind], final[kind])
-        return final
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with StagedArtifacts(entry, out_dir, force, on_phase) as staged:
+        staged.write(model)
+        staged.check(references)
+        return staged.place(report)
 
 
 def tree_sha256(path: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch_reference
 import tf_models
 from torch_reference.modeling_pretrain import PretrainVisionTransformerEncoder
@@ -9,13 +10,20 @@ from torch_reference.modeling_pretrain import PretrainVisionTransformerEncoder
 from .zoo import Entry
 
 
-def build_torch_model(entry: Entry):
+def build_torch_model(entry: Entry, device: str = "cpu"):
     """The upstream reference for ``entry`` (eval mode, fp32), shaped like its checkpoint.
 
+    ``device="meta"`` builds it without allocating or initialising any weight; load it with
+    ``load_state_dict(state, strict=True, assign=True)`` to adopt the checkpoint's tensors.
     Encoder-only entries get the full fine-tuned model (its checkpoint has a head) or the
     pre-training encoder alone (its checkpoint may lack the decoder); wrap the result with
     ``parity_reference`` for their feature outputs.
     """
+    with torch.device(device):
+        return _build_torch_model(entry)
+
+
+def _build_torch_model(entry: Entry):
     config = entry.model_config()
     if entry.mode == "FT":
         if entry.encoder_only:
