@@ -129,7 +129,8 @@ class ParityReport:
                 "blocks": [asdict(b) for b in self.blocks]}
 
     def summary(self) -> str:
-        return (f"max |tf - torch| {self.max_abs:.2e}; error vs float64: tf {self.tf_err_vs_f64:.2e}"
+        return (f"max |tf - torch| {self.max_abs:.2e}; error vs float64: "
+                f"tf {self.tf_err_vs_f64:.2e}"
                 f", torch fp32 {self.torch_err_vs_f64:.2e}; tolerance {self.tolerance:.0e}")
 
     def raise_if_failed(self, what: str = "parity") -> None:

@@ -276,7 +276,8 @@ def render_model_zoo(manifest: dict, base_url: str) -> str:
     base = base_url.rstrip("/")
     lines = ["# TF VideoMAE model zoo", "",
              "Converted from the official MCG-NJU/VideoMAE checkpoints by videomae-convert "
-             f"{manifest.get('converter_version')} (commit {manifest.get('git_commit') or 'unknown'}).",
+             f"{manifest.get('converter_version')} "
+             f"(commit {manifest.get('git_commit') or 'unknown'}).",
              "Parity: max abs error of the TF model against a float64 run of the torch "
              "reference on seeded random inputs (batch 2); torch fp32's own error beside it.", ""]
     for key, facts in DATASETS.items():

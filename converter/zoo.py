@@ -140,7 +140,8 @@ class Entry:
         return data
 
 
-def entry_name(size: str, dataset: str, mode: str, num_frames: int = 16, img_size: int = 224) -> str:
+def entry_name(size: str, dataset: str, mode: str, num_frames: int = 16,
+               img_size: int = 224) -> str:
     return f"TFVideoMAE_{size}_{DATASETS[dataset]['tag']}_{num_frames}x{img_size}_{mode}"
 
 

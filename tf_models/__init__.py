@@ -4,10 +4,12 @@
     model = keras.saving.load_model("TFVideoMAE_B_K400_16x224_FT.keras")
 """
 
-from .layers import Attention, Block, Mlp, PatchEmbed, named_variables, sinusoid_table
+from .layers import (Attention, Block, Mlp, PatchEmbed, named_variables, sinusoid_positions,
+                     sinusoid_table)
 from .pretrain import PretrainDecoder, PretrainEncoder, VideoMAEPretrainer
 from .videomae import VideoMAEClassifier, VideoMAEEncoder
 
-__all__ = ["VideoMAEClassifier", "VideoMAEEncoder", "VideoMAEPretrainer", "PretrainEncoder", "PretrainDecoder",
+__all__ = ["VideoMAEClassifier", "VideoMAEEncoder", "VideoMAEPretrainer", "PretrainEncoder",
+           "PretrainDecoder", "sinusoid_positions",
            "PatchEmbed", "Attention", "Mlp", "Block",
            "named_variables", "sinusoid_table"]

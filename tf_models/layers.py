@@ -27,6 +27,20 @@ def sinusoid_table(num_positions: int, dim: int) -> np.ndarray:
     return angles.astype(np.float32)[None]
 
 
+def sinusoid_positions(num_positions: int, dim: int, dtype: str = "float32"):
+    """``sinusoid_table`` computed with ``keras.ops`` in float64 inside the graph.
+
+    Bit-identical to the numpy table, and keeps a 1568 x D constant out of every traced graph
+    (a SavedModel would otherwise carry it in ``saved_model.pb``).
+    """
+    positions = ops.cast(ops.arange(num_positions), "float64")[:, None]
+    j = ops.arange(dim)
+    exponents = ops.cast(2 * (j // 2), "float64") / dim
+    angles = positions / ops.power(ops.convert_to_tensor(10000.0, "float64"), exponents)[None, :]
+    table = ops.where(((j % 2) == 0)[None, :], ops.sin(angles), ops.cos(angles))
+    return ops.cast(table, dtype)[None]
+
+
 def layer_norm(name: str) -> keras.layers.LayerNormalization:
     return keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPS, name=name)
 

@@ -14,7 +14,7 @@ from typing import Dict, List, Tuple
 import keras
 from keras import ops
 
-from .layers import PACKAGE, Block, PatchEmbed, layer_norm, named_variables, sinusoid_table
+from .layers import PACKAGE, Block, PatchEmbed, layer_norm, named_variables, sinusoid_positions
 
 
 def visible_first_order(mask):
@@ -47,7 +47,6 @@ class PretrainEncoder(keras.layers.Layer):
         self.patch_size = patch_size
         self.tubelet_size = tubelet_size
         self.mlp_ratio = mlp_ratio
-        self.pos_table = sinusoid_table(num_patches, embed_dim)
         self.patch_embed = PatchEmbed(embed_dim, patch_size, tubelet_size, name="patch_embed")
         self.blocks = [Block(embed_dim, num_heads, mlp_ratio, name=f"blocks_{i}")
                        for i in range(depth)]
@@ -62,7 +61,8 @@ class PretrainEncoder(keras.layers.Layer):
 
     def call(self, video_nthwc, visible_ids, hidden_states: List | None = None):
         x = self.patch_embed(video_nthwc)
-        x = x + ops.convert_to_tensor(self.pos_table, self.compute_dtype)
+        # fixed table, not a variable: upstream never saves it, so neither do we
+        x = x + sinusoid_positions(self.num_patches, self.embed_dim, self.compute_dtype)
         x = gather_tokens(x, visible_ids)
         for block in self.blocks:
             x = block(x)
@@ -145,7 +145,6 @@ class VideoMAEPretrainer(keras.Model):
         self.mlp_ratio = mlp_ratio
         self.in_chans = in_chans
         self.num_patches = (num_frames // tubelet_size) * (img_size // patch_size) ** 2
-        self.decoder_pos_table = sinusoid_table(self.num_patches, decoder_embed_dim)
         self.encoder = PretrainEncoder(embed_dim, depth, num_heads, self.num_patches,
                                        patch_size, tubelet_size, mlp_ratio, name="encoder")
         # upstream's projection into the decoder width has no bias
@@ -175,7 +174,8 @@ class VideoMAEPretrainer(keras.Model):
         tokens = ops.concatenate(
             [x_vis, ops.broadcast_to(ops.cast(self.mask_token, x_vis.dtype),
                                      (batch, n_masked, self.decoder_embed_dim))], axis=1)
-        pos = ops.broadcast_to(ops.convert_to_tensor(self.decoder_pos_table, x_vis.dtype),
+        pos = ops.broadcast_to(sinusoid_positions(self.num_patches, self.decoder_embed_dim,
+                                                  x_vis.dtype),
                                (batch, self.num_patches, self.decoder_embed_dim))
         x = tokens + gather_tokens(pos, order)
         return self.decoder(x, n_masked, hidden), hidden

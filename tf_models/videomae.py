@@ -7,7 +7,7 @@ from typing import Dict, List, Tuple
 import keras
 from keras import ops
 
-from .layers import PACKAGE, Block, PatchEmbed, layer_norm, named_variables, sinusoid_table
+from .layers import PACKAGE, Block, PatchEmbed, layer_norm, named_variables, sinusoid_positions
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -37,8 +37,6 @@ class VideoMAEClassifier(keras.Model):
         self.mlp_ratio = mlp_ratio
         self.in_chans = in_chans
         self.num_patches = (num_frames // tubelet_size) * (img_size // patch_size) ** 2
-        # fixed table, not a variable: upstream never saves it, so neither do we
-        self.pos_table = sinusoid_table(self.num_patches, embed_dim)
         self.patch_embed = PatchEmbed(embed_dim, patch_size, tubelet_size, name="patch_embed")
         self.blocks = [Block(embed_dim, num_heads, mlp_ratio, name=f"blocks_{i}")
                        for i in range(depth)]
@@ -56,7 +54,8 @@ class VideoMAEClassifier(keras.Model):
 
     def call_with_hidden_states(self, video_nthwc) -> Tuple[object, List[object]]:
         """Logits and every block's output (batch, N, D), for per-block parity."""
-        x = self.patch_embed(video_nthwc) + ops.convert_to_tensor(self.pos_table, self.compute_dtype)
+        x = self.patch_embed(video_nthwc)
+        x = x + sinusoid_positions(self.num_patches, self.embed_dim, self.compute_dtype)
         hidden = []
         for block in self.blocks:
             x = block(x)
@@ -113,7 +112,6 @@ class VideoMAEEncoder(keras.Model):
         self.in_chans = in_chans
         self.final_norm = final_norm
         self.num_patches = (num_frames // tubelet_size) * (img_size // patch_size) ** 2
-        self.pos_table = sinusoid_table(self.num_patches, embed_dim)
         self.patch_embed = PatchEmbed(embed_dim, patch_size, tubelet_size, name="patch_embed")
         self.blocks = [Block(embed_dim, num_heads, mlp_ratio, name=f"blocks_{i}")
                        for i in range(depth)]
@@ -128,7 +126,8 @@ class VideoMAEEncoder(keras.Model):
         self.final.build(tokens)
 
     def call_with_hidden_states(self, video_nthwc):
-        x = self.patch_embed(video_nthwc) + ops.convert_to_tensor(self.pos_table, self.compute_dtype)
+        x = self.patch_embed(video_nthwc)
+        x = x + sinusoid_positions(self.num_patches, self.embed_dim, self.compute_dtype)
         hidden = []
         for block in self.blocks:
             x = block(x)

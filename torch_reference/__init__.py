@@ -16,7 +16,8 @@ from .masking import tube_mask
 from .modeling_finetune import VisionTransformer, sinusoid_table
 from .modeling_pretrain import PretrainVisionTransformer
 
-__all__ = ["VisionTransformer", "PretrainVisionTransformer", "EncoderFeatures", "sinusoid_table", "tube_mask",
+__all__ = ["VisionTransformer", "PretrainVisionTransformer", "EncoderFeatures", "sinusoid_table",
+           "tube_mask",
            "SIZES", "DECODER_SIZES"]
 
 # embed dim, depth, heads per size (upstream's factories); ViT-S has 6 heads upstream

@@ -19,7 +19,7 @@ LAYER_NORM_EPS = 1e-6  # upstream uses partial(nn.LayerNorm, eps=1e-6) everywher
 
 
 def sinusoid_table(num_positions: int, dim: int) -> torch.Tensor:
-    """Upstream's fixed position table (1, num_positions, dim), computed in float64, cast to fp32."""
+    """Upstream's fixed position table (1, num_positions, dim): float64 maths, fp32 result."""
     positions = np.arange(num_positions, dtype=np.float64)[:, None]
     exponents = 2.0 * (np.arange(dim) // 2) / dim
     angles = positions / np.power(10000.0, exponents)[None, :]
@@ -38,8 +38,8 @@ class PatchEmbed(nn.Module):
         self.patch_size = patch_size
         self.tubelet_size = tubelet_size
         self.num_patches = (img_size // patch_size) ** 2 * (num_frames // tubelet_size)
-        self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=(tubelet_size, patch_size, patch_size),
-                              stride=(tubelet_size, patch_size, patch_size))
+        kernel = (tubelet_size, patch_size, patch_size)
+        self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=kernel, stride=kernel)
 
     def forward(self, video_ncthw: torch.Tensor) -> torch.Tensor:
         return self.proj(video_ncthw).flatten(2).transpose(1, 2)
