@@ -1,0 +1,220 @@
+#!/usr/bin/env python
+"""Benchmark conversions and inference; writes docs/BENCHMARKS.md-ready tables and JSON.
+
+    python scripts/bench.py --sizes S,B --out bench/            # FT entries, synthetic weights
+    python scripts/bench.py --sizes S --modes FT,PT --markdown docs/BENCHMARKS.md
+
+For each size: one child process converts the synthetic entry through ``converter.convert``
+and reports its phase times; ``os.wait4`` gives the child's own peak RSS. A second child
+measures the baseline RSS after the imports. A third measures inference latency on one clip:
+torch (the reference), Keras eager, ``tf.function`` and ``tf.function(jit_compile=True)``
+(XLA), and the exported SavedModel, all in the same process so the ratios are comparable.
+Floors are measured in the same run: one torch forward + one TF forward + writing the
+artifact bytes to disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+import click
+
+CHILD_CONVERT = r"""
+import json, sys, time
+import converter
+from converter import convert, find_entry
+entry = find_entry(sys.argv[1], sys.argv[2], "k400")
+result = convert(entry, sys.argv[3], synthetic=True, force=True, progress=False)
+print(json.dumps({"seconds": result.seconds, "report": sys.argv[3] + "/" + entry.name + ".json"}))
+"""
+
+CHILD_BASELINE = r"""
+import converter, keras, tensorflow, torch, json
+print(json.dumps({}))
+"""
+
+CHILD_LATENCY = r"""
+import json, sys, time
+import numpy as np
+import converter, torch
+import keras, tensorflow as tf
+from converter import find_entry
+from converter.models import build_torch_model
+
+entry = find_entry(sys.argv[1], sys.argv[2], "k400")
+out, repeats = sys.argv[3], int(sys.argv[4])
+torch.set_grad_enabled(False)
+model_pt = build_torch_model(entry)
+rng = np.random.default_rng(0)
+video = rng.standard_normal((1, 3, entry.num_frames, entry.img_size, entry.img_size), np.float32)
+video_tf = np.ascontiguousarray(video.transpose(0, 2, 3, 4, 1))
+args_pt, args_tf = (torch.from_numpy(video),), (video_tf,)
+if entry.mode == "PT":
+    from torch_reference import tube_mask
+    mask = tube_mask(entry.num_frames, entry.img_size, mask_ratio=entry.mask_ratio, rng=rng)
+    args_pt, args_tf = args_pt + (torch.from_numpy(mask),), args_tf + (mask,)
+
+def timed(fn, warmup=1):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter(); fn(); times.append(time.perf_counter() - start)
+    return min(times)
+
+results = {"torch": timed(lambda: model_pt(*args_pt))}
+del model_pt
+model = keras.saving.load_model(f"{out}/{entry.name}.keras")
+results["keras_eager"] = timed(lambda: model(*args_tf))
+graph = tf.function(lambda *a: model(*a))
+results["tf_function"] = timed(lambda: graph(*args_tf))
+xla = tf.function(lambda *a: model(*a), jit_compile=True)
+results["tf_function_xla"] = timed(lambda: xla(*args_tf))
+serving = tf.saved_model.load(f"{out}/{entry.name}").signatures["serving_default"]
+feeds = dict(zip(("video", "mask"), (tf.constant(a) for a in args_tf)))
+results["savedmodel"] = timed(lambda: serving(**feeds))
+print(json.dumps(results))
+"""
+
+
+def run_child(code: str, *args: str) -> tuple:
+    """Run ``code`` in a fresh Python; returns (last stdout line as JSON, seconds, peak MB)."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen([sys.executable, "-c", code, *args], stdout=out, stderr=err)
+        # wait4 on the child's pid: its own peak RSS, not the maximum over all children
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    seconds = time.perf_counter() - started
+    if process.returncode != 0:
+        raise RuntimeError(f"child failed: {stderr.strip().splitlines()[-1:]}")
+    return json.loads(stdout.strip().splitlines()[-1]), seconds, usage.ru_maxrss / 1024.0
+
+
+def disk_write_seconds(num_bytes: int, folder: str) -> float:
+    """Time to write ``num_bytes`` to a file in ``folder`` and fsync it (the I/O floor)."""
+    block = os.urandom(1 << 20)
+    path = os.path.join(folder, "floor.bin")
+    start = time.perf_counter()
+    with open(path, "wb") as handle:
+        left = num_bytes
+        while left > 0:
+            handle.write(block[: min(left, len(block))])
+            left -= len(block)
+        handle.flush()
+        os.fsync(handle.fileno())
+    seconds = time.perf_counter() - start
+    os.remove(path)
+    return seconds
+
+
+def bench_entry(size: str, mode: str, out: str, repeats: int) -> dict:
+    conv, wall, peak_mb = run_child(CHILD_CONVERT, size, mode, out)
+    with open(conv["report"]) as handle:
+        report = json.load(handle)
+    latency, _, _ = run_child(CHILD_LATENCY, size, mode, out, str(repeats))
+    weight_bytes = report["artifact_bytes"]  # on disk
+    params = report["entry"]["model_config"]
+    return {"size": size, "mode": mode, "name": report["entry"]["name"], "wall_s": wall,
+            "peak_rss_mb": peak_mb, "phases_s": conv["seconds"], "artifact_bytes": weight_bytes,
+            "parity": {k: report["parity"][k] for k in ("tf_err_vs_f64", "torch_err_vs_f64")},
+            "latency_s": latency, "config": params}
+
+
+def fp32_weight_bytes(size: str, mode: str) -> int:
+    import torch
+    from converter import find_entry
+    from converter.models import build_torch_model
+
+    model = build_torch_model(find_entry(size, mode, "k400"), device="meta")
+    return sum(t.numel() for t in model.state_dict().values()) * 4
+
+
+def markdown(results: list, baseline_mb: float, machine: str) -> str:
+    lines = ["# Benchmarks", "", f"Machine: {machine}.", "",
+             "Synthetic checkpoints (every tensor random), parity batch 2; each conversion in "
+             "its own process. Peak RSS is the conversion process's own (`wait4`); the "
+             f"baseline (imports only) is {baseline_mb / 1024:.2f} GB. W = fp32 weight bytes.",
+             "", "## Conversion", "",
+             "| entry | W | wall | peak RSS | (peak - baseline) / W | SavedModel / W | "
+             ".weights.h5 / W | .keras / W |", "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        w = r["weight_bytes"]
+        sizes = r["artifact_bytes"]
+        lines.append(f"| {r['name']} | {w / 1e6:.0f} MB | {r['wall_s']:.0f} s | "
+                     f"{r['peak_rss_mb'] / 1024:.2f} GB | "
+                     f"{(r['peak_rss_mb'] * 2**20 - baseline_mb * 2**20) / w:.2f} | "
+                     f"{sizes['savedmodel'] / w:.3f} | {sizes['weights'] / w:.3f} | "
+                     f"{sizes['keras'] / w:.3f} |")
+    lines += ["", "## Phases (seconds)", ""]
+    phases = list(results[0]["phases_s"]) if results else []
+    lines += ["| entry | " + " | ".join(phases) + " |", "|---" * (len(phases) + 1) + "|"]
+    for r in results:
+        lines.append(f"| {r['name']} | " + " | ".join(f"{r['phases_s'].get(p, 0):.1f}"
+                                                     for p in phases) + " |")
+    lines += ["", "## Floor (same run)", "",
+              "| entry | torch fwd | TF fwd (SavedModel) | write W | floor | conversion wall "
+              "| wall / floor |", "|---|---|---|---|---|---|---|"]
+    for r in results:
+        floor = r["latency_s"]["torch"] + r["latency_s"]["savedmodel"] + r["write_s"]
+        lines.append(f"| {r['name']} | {r['latency_s']['torch']:.2f} s | "
+                     f"{r['latency_s']['savedmodel']:.2f} s | {r['write_s']:.2f} s | "
+                     f"{floor:.1f} s | {r['wall_s']:.0f} s | {r['wall_s'] / floor:.1f} |")
+    lines += ["", "## Inference latency, one clip (seconds, best of repeats)", "",
+              "| entry | torch | Keras eager | tf.function | tf.function XLA | SavedModel | "
+              "SavedModel / torch |", "|---|---|---|---|---|---|---|"]
+    for r in results:
+        lat = r["latency_s"]
+        lines.append(f"| {r['name']} | {lat['torch']:.2f} | {lat['keras_eager']:.2f} | "
+                     f"{lat['tf_function']:.2f} | {lat['tf_function_xla']:.2f} | "
+                     f"{lat['savedmodel']:.2f} | {lat['savedmodel'] / lat['torch']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+@click.command()
+@click.option("--sizes", default="S,B", show_default=True)
+@click.option("--modes", default="FT", show_default=True)
+@click.option("--repeats", default=3, show_default=True, help="Latency repeats (best taken).")
+@click.option("--out", "out_dir", default=None, help="Keep artifacts here (default: temp).")
+@click.option("--json", "json_path", default=None, help="Write raw results here.")
+@click.option("--markdown", "md_path", default=None, help="Write the tables here.")
+def main(sizes, modes, repeats, out_dir, json_path, md_path):
+    """Measure conversion time, peak memory, artifact sizes and inference latency."""
+    baseline, _, baseline_mb = run_child(CHILD_BASELINE)
+    machine = (f"{platform.machine()}, {os.cpu_count()} CPU cores, "
+               f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, "
+               f"Python {platform.python_version()}")
+    results = []
+    with tempfile.TemporaryDirectory() as scratch:
+        out = out_dir or scratch
+        for size in sizes.split(","):
+            for mode in modes.split(","):
+                click.echo(f"benchmarking {size} {mode} ...", err=True)
+                result = bench_entry(size, mode, out, repeats)
+                result["weight_bytes"] = fp32_weight_bytes(size, mode)
+                result["write_s"] = disk_write_seconds(result["weight_bytes"], out)
+                results.append(result)
+                click.echo(json.dumps(result), err=True)
+    text = markdown(results, baseline_mb, machine)
+    click.echo(text)
+    if json_path:
+        with open(json_path, "w") as handle:
+            json.dump({"baseline_mb": baseline_mb, "machine": machine, "results": results},
+                      handle, indent=2)
+    if md_path:
+        with open(md_path, "w") as handle:
+            handle.write(text)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    main()
