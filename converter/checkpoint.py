@@ -75,14 +75,57 @@ def read_pickle_safely(path: str):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as error:  # torch raises several types for a bad file
         text = str(error)
-        refused = _refused_global(text)
+        refused = _refused_global(text) or _unusual_global(path, mmap)
         if refused:
             raise CheckpointError(
                 f"{path}: refused to load: the file asks to import {refused}, which is not on "
                 f"the allow-list ({', '.join(_qualname(g) for g in SAFE_GLOBALS)}); "
                 f"nothing in it was run") from None
+        if "Weights only load failed" in text:
+            # never pass on torch's advice to retry with weights_only=False
+            detail = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\n|$)", text, re.S)
+            reason = detail.group(1).strip() if detail else "unsupported pickle content"
+            raise CheckpointError(f"{path}: refused to load: the weights-only unpickler cannot "
+                                  f"read it ({reason}); nothing in it was run") from None
         reason = text.strip().splitlines()[0] if text.strip() else type(error).__name__
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
+
+
+# Globals torch's weights-only unpickler accepts in ordinary checkpoints (module prefixes).
+_USUAL_GLOBAL_PREFIXES = ("torch.", "collections.OrderedDict", "argparse.Namespace",
+                          "builtins.set", "builtins.frozenset", "numpy.")
+
+
+def _unusual_global(path: str, is_zip: bool) -> Optional[str]:
+    """The first import a pickle asks for beyond ordinary checkpoint content, found by reading
+    its opcodes with ``pickletools`` (which parses and never executes anything)."""
+    import pickletools
+
+    try:
+        if is_zip:
+            with zipfile.ZipFile(path) as archive:
+                name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                if name is None:
+                    return None
+                data = archive.read(name)
+        else:
+            with open(path, "rb") as handle:
+                data = handle.read(64 << 20)  # a raw pickle's globals come before its tensors
+        strings: List[str] = []
+        for opcode, arg, _ in pickletools.genops(data):
+            if opcode.name in ("GLOBAL", "INST"):
+                found = str(arg).replace(" ", ".")
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found = f"{strings[-2]}.{strings[-1]}"
+            else:
+                if isinstance(arg, str):
+                    strings.append(arg)
+                continue
+            if not found.startswith(_USUAL_GLOBAL_PREFIXES):
+                return found
+    except Exception:  # a truncated or odd pickle: no name to give
+        return None
+    return None
 
 
 def _qualname(obj) -> str:

@@ -13,8 +13,8 @@ import click
 from .zoo import DATASETS, MODES, size_choices
 
 
-class _Terminated(Exception):
-    pass
+class _Terminated(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt so no ``except Exception`` swallows it."""
 
 
 def _on_sigterm(signum, frame):

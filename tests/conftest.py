@@ -1,0 +1,232 @@
+"""Shared fixtures and helpers for the videomae-convert test suite.
+
+Import order matters: torchvision (imported by timm) crashes the process when it is loaded
+after tensorflow, so the torch side is imported first, before anything touches keras.
+"""
+
+import torch  # noqa: F401  (first: before tensorflow / keras)
+import timm  # noqa: F401
+import torch_reference  # noqa: F401
+
+import os  # noqa: E402
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import textwrap  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import converter  # noqa: E402
+from converter.checkpoint import load_checkpoint, write_synthetic_checkpoint  # noqa: E402
+from converter.models import build_torch_model  # noqa: E402
+from converter.zoo import get_entry  # noqa: E402
+
+TINY_FT = "TFVideoMAE_T_K400_4x32_FT"
+TINY_PT = "TFVideoMAE_T_K400_4x32_PT"
+SMALL_FT = "TFVideoMAE_S_K400_16x224_FT"
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# --- the slow tier ---------------------------------------------------------------------------
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False,
+                     help="also run tests marked slow (full-size ViT-B/L/H models)")
+
+
+def _slow_selected(config) -> bool:
+    if config.getoption("--runslow"):
+        return True
+    markexpr = config.getoption("markexpr", default="") or ""
+    return "slow" in markexpr and "not slow" not in markexpr
+
+
+def pytest_collection_modifyitems(config, items):
+    if _slow_selected(config):
+        return
+    skip_slow = pytest.mark.skip(reason="full-size model: run with --runslow or -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip_slow)
+
+
+# --- entries and checkpoints -----------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def tiny_entry():
+    """The tiny fine-tuned test entry: embed 48, depth 2, 3 heads, 4 frames of 32x32."""
+    return get_entry(TINY_FT)
+
+
+@pytest.fixture(scope="session")
+def small_entry():
+    return get_entry(SMALL_FT)
+
+
+@pytest.fixture
+def tiny_checkpoint(tiny_entry, tmp_path):
+    """Path of a seeded synthetic tiny FT checkpoint in upstream's (DeepSpeed) layout."""
+    return write_synthetic_checkpoint(tiny_entry, str(tmp_path / "tiny_ft.pth"), seed=0)
+
+
+def require_pretrainer():
+    """Skip the calling test while tf_models has no pre-trained (PT) model."""
+    import tf_models
+
+    if not hasattr(tf_models, "VideoMAEPretrainer"):
+        pytest.skip("tf_models.VideoMAEPretrainer does not exist yet (PT conversion not built)")
+
+
+# --- running the TF side ---------------------------------------------------------------------
+
+def tf_runner(tf_model):
+    """``run_tf(case) -> (logits, hidden_states)`` as numpy, for converter.parity.check_parity."""
+    import keras
+
+    def run(case):
+        out, hidden = tf_model.call_with_hidden_states(case.video_nthwc)
+        return (keras.ops.convert_to_numpy(out),
+                [keras.ops.convert_to_numpy(h) for h in hidden])
+    return run
+
+
+def torch_logits_from_checkpoint(entry, checkpoint_path, video_nthwc):
+    """Logits of the torch reference loaded (strict) from ``checkpoint_path``."""
+    model = build_torch_model(entry)
+    model.load_state_dict(load_checkpoint(checkpoint_path).state_dict, strict=True)
+    video_ncthw = torch.from_numpy(np.ascontiguousarray(video_nthwc.transpose(0, 4, 1, 2, 3)))
+    with torch.inference_mode():
+        return model(video_ncthw).numpy()
+
+
+# --- conversions shared across modules -------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def tiny_converted(tmp_path_factory):
+    """One synthetic tiny FT conversion (seed 0), shared read-only by every test that needs it."""
+    out = tmp_path_factory.mktemp("tiny_out")
+    return converter.convert(TINY_FT, str(out), synthetic=True, seed=0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def small_converted(tmp_path_factory):
+    """One synthetic ViT-S FT conversion (seed 0, parity batch 2): ~1 minute on 2 cores."""
+    out = tmp_path_factory.mktemp("small_out")
+    return converter.convert(SMALL_FT, str(out), synthetic=True, seed=0, progress=False,
+                             parity_batch=2)
+
+
+# --- loading the artifacts in a process without torch ----------------------------------------
+
+FRESH_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import numpy as np
+    import tensorflow as tf
+    import keras
+    import tf_models
+
+    paths, config, clip_path, out_dir = json.loads(sys.argv[1])
+    video = np.load(clip_path)
+
+    serving = tf.saved_model.load(paths["savedmodel"]).signatures["serving_default"]
+    savedmodel = serving(video=tf.constant(video))["logits"].numpy()
+    savedmodel_one = serving(video=tf.constant(video[:1]))["logits"].numpy()
+
+    loaded = keras.saving.load_model(paths["keras"], compile=False)
+    keras_file = keras.ops.convert_to_numpy(loaded(video))
+
+    fresh = tf_models.VideoMAEClassifier(**config)
+    fresh.load_weights(paths["weights"])
+    weights = keras.ops.convert_to_numpy(fresh(video))
+
+    for name, value in [("savedmodel", savedmodel), ("savedmodel_one", savedmodel_one),
+                        ("keras", keras_file), ("weights", weights)]:
+        np.save(os.path.join(out_dir, name + ".npy"), value)
+    json.dump(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "timm")),
+              open(os.path.join(out_dir, "modules.json"), "w"))
+""")
+
+
+def fresh_process_logits(paths, config, video_nthwc, work_dir, timeout=600):
+    """Load the three artifact formats in a new Python process that imports no torch.
+
+    Returns ({format: logits}, torch-family modules that process imported).
+    """
+    work_dir = str(work_dir)
+    os.makedirs(work_dir, exist_ok=True)
+    clip_path = os.path.join(work_dir, "clip.npy")
+    np.save(clip_path, video_nthwc)
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
+    argument = json.dumps([paths, config, clip_path, work_dir])
+    done = subprocess.run([sys.executable, "-c", FRESH_SCRIPT, argument], cwd=work_dir, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"fresh process failed:\n{done.stderr[-4000:]}"
+    outputs = {name: np.load(os.path.join(work_dir, name + ".npy"))
+               for name in ("savedmodel", "savedmodel_one", "keras", "weights")}
+    with open(os.path.join(work_dir, "modules.json")) as handle:
+        modules = json.load(handle)
+    return outputs, modules
+
+
+def random_clip_nthwc(entry, batch=2, seed=1234):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((batch, entry.num_frames, entry.img_size, entry.img_size, 3),
+                               dtype=np.float32)
+
+
+FRESH_TOLERANCE = 1e-5
+
+
+def check_fresh_process_matches_torch(result, entry, work_dir, seed=0):
+    """Load the three formats of ``result`` (a synthetic conversion with ``seed``) in a fresh
+    process without torch, run a new clip, and compare with the torch reference loaded
+    strictly from the same synthetic checkpoint: max abs <= 1e-5 for each format."""
+    from converter.api import _synthetic_path
+    from converter.checkpoint import sha256_file
+
+    work_dir = str(work_dir)
+    clip = random_clip_nthwc(entry, batch=2, seed=99)
+    outputs, torch_modules = fresh_process_logits(
+        result.paths, entry.model_config(), clip, os.path.join(work_dir, "fresh"))
+    assert torch_modules == [], f"the fresh process imported {torch_modules}"
+
+    # regenerated bit for bit from its seed (same file name: torch.save records it)
+    checkpoint = write_synthetic_checkpoint(entry, _synthetic_path(entry, seed, work_dir), seed)
+    assert sha256_file(checkpoint) == result.report["source"]["sha256"]
+    expected = torch_logits_from_checkpoint(entry, checkpoint, clip)
+    assert expected.shape == (2, entry.num_classes)
+    for kind in ("savedmodel", "keras", "weights"):
+        found = outputs[kind]
+        assert found.shape == expected.shape, kind
+        error = float(np.max(np.abs(found - expected)))
+        assert error <= FRESH_TOLERANCE, f"{kind}: max abs {error:.2e} vs torch"
+    # the serving signature has a dynamic batch: one clip alone gives the same row
+    np.testing.assert_allclose(outputs["savedmodel_one"][0], outputs["savedmodel"][0],
+                               atol=FRESH_TOLERANCE, rtol=0)
+
+
+@pytest.fixture(scope="session")
+def check_fresh_process():
+    return check_fresh_process_matches_torch
+
+
+def snapshot_tree(root):
+    """{relative path: (bytes, mtime_ns)} of every file below ``root``."""
+    found = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as handle:
+                found[os.path.relpath(path, root)] = (handle.read(), os.stat(path).st_mtime_ns)
+    return found
+
+
+@pytest.fixture(scope="session")
+def snapshot():
+    return snapshot_tree

@@ -1,0 +1,306 @@
+"""Reading checkpoint files: upstream layouts, wrapper prefixes, dtypes, and hostile files."""
+
+import argparse
+import builtins
+import hashlib
+import os
+import pickle
+
+import torch
+from converter.checkpoint import (SAFE_GLOBALS, load_checkpoint, random_state_dict,
+                                  upstream_container, write_synthetic_checkpoint)
+from converter.errors import CheckpointError, ConversionError
+from converter.models import build_torch_model
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_state(tiny_entry):
+    return random_state_dict(build_torch_model(tiny_entry), seed=2)
+
+
+def _save(obj, path, **kwargs):
+    torch.save(obj, str(path), **kwargs)
+    return str(path)
+
+
+def _assert_same(found, expected):
+    assert set(found) == set(expected)
+    for name, tensor in expected.items():
+        assert found[name].dtype == torch.float32, name
+        assert torch.equal(found[name], tensor), name
+
+
+def _one_line(error):
+    message = str(error)
+    assert message and "\n" not in message, repr(message)
+    return message
+
+
+# --- layouts ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key", ["model", "module", None])
+def test_state_dict_found_under_model_module_or_top_level(tiny_state, tmp_path, key):
+    container = dict(tiny_state) if key is None else {key: tiny_state, "epoch": 3}
+    loaded = load_checkpoint(_save(container, tmp_path / "c.pth"))
+    assert loaded.container_key == key
+    _assert_same(loaded.state_dict, tiny_state)
+
+
+def test_model_key_is_preferred_over_module(tiny_state, tmp_path):
+    other = {k: v + 1 for k, v in tiny_state.items()}
+    loaded = load_checkpoint(_save({"module": other, "model": tiny_state}, tmp_path / "c.pth"))
+    assert loaded.container_key == "model"
+    _assert_same(loaded.state_dict, tiny_state)
+
+
+def test_upstream_fine_tune_container_loads(tiny_entry, tiny_state, tmp_path):
+    """DeepSpeed's layout: the weights under 'module' beside optimizer/scheduler bookkeeping."""
+    path = _save(upstream_container(tiny_entry, tiny_state), tmp_path / "ft.pth")
+    loaded = load_checkpoint(path)
+    assert loaded.container_key == "module"
+    _assert_same(loaded.state_dict, tiny_state)
+
+
+def test_synthetic_checkpoint_round_trips_and_records_sha256(tiny_entry, tmp_path):
+    path = write_synthetic_checkpoint(tiny_entry, str(tmp_path / "s.pth"), seed=4)
+    assert not os.path.exists(path + ".partial")
+    loaded = load_checkpoint(path)
+    _assert_same(loaded.state_dict,
+                 random_state_dict(build_torch_model(tiny_entry), seed=4))
+    with open(path, "rb") as handle:
+        assert loaded.sha256 == hashlib.sha256(handle.read()).hexdigest()
+    assert loaded.path == path
+    assert loaded.source_dtypes == ["float32"]
+    assert loaded.notes == []
+
+
+@pytest.mark.parametrize("prefix", ["module.", "_orig_mod.", "module._orig_mod.",
+                                    "_orig_mod.module.", "backbone."])
+def test_wrapper_prefixes_are_stripped(tiny_state, tmp_path, prefix):
+    wrapped = {prefix + k: v for k, v in tiny_state.items()}
+    loaded = load_checkpoint(_save({"module": wrapped}, tmp_path / "p.pth"))
+    _assert_same(loaded.state_dict, tiny_state)
+
+
+def test_prefix_on_only_some_keys_is_kept(tiny_state, tmp_path):
+    mixed = dict(tiny_state)
+    mixed["module.extra"] = torch.ones(2)
+    loaded = load_checkpoint(_save({"model": mixed}, tmp_path / "m.pth"))
+    assert "module.extra" in loaded.state_dict
+    assert "head.weight" in loaded.state_dict
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_upcast_to_fp32_exactly(tiny_state, tmp_path, dtype):
+    half = {k: v.to(dtype) for k, v in tiny_state.items()}
+    loaded = load_checkpoint(_save({"module": half}, tmp_path / "h.pth"))
+    for name, tensor in half.items():
+        found = loaded.state_dict[name]
+        assert found.dtype == torch.float32
+        assert torch.equal(found, tensor.float()), name
+        assert torch.equal(found.to(dtype), tensor), name  # nothing lost on the way up
+    expected = str(dtype).replace("torch.", "")
+    assert loaded.source_dtypes == [expected]
+    assert any(expected in note and "float32" in note for note in loaded.notes)
+
+
+def test_argparse_namespace_args_are_allowed(tiny_state, tmp_path):
+    args = argparse.Namespace(model="pretrain_videomae_base_patch16_224", mask_ratio=0.9,
+                              num_frames=16, epochs=1601)
+    assert argparse.Namespace in SAFE_GLOBALS
+    loaded = load_checkpoint(_save({"model": tiny_state, "epoch": 1599, "args": args},
+                                   tmp_path / "a.pth"))
+    assert loaded.container_key == "model"
+    _assert_same(loaded.state_dict, tiny_state)
+
+
+def test_legacy_non_zip_checkpoint_loads(tiny_state, tmp_path):
+    path = _save({"model": tiny_state}, tmp_path / "legacy.pth",
+                 _use_new_zipfile_serialization=False)
+    _assert_same(load_checkpoint(path).state_dict, tiny_state)
+
+
+# --- hostile files ---------------------------------------------------------------------------
+
+class _RunsShell:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+class _Evals:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (builtins.eval, (f"open({str(self.marker)!r}, 'w').write('pwned')",))
+
+
+class _Opens:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (builtins.open, (str(self.marker), "w"))
+
+
+HOSTILE = [(_RunsShell, "system"), (_Evals, "eval"), (_Opens, "open")]
+
+
+@pytest.mark.parametrize("payload,global_name", HOSTILE)
+@pytest.mark.parametrize("layout", ["bare", "inside_container", "inside_args", "legacy_format"])
+def test_hostile_pickle_is_refused_without_running(tiny_state, tmp_path, payload, global_name,
+                                                    layout):
+    marker = tmp_path / "marker"
+    evil = payload(marker)
+    kwargs = {}
+    if layout == "bare":
+        obj = evil
+    elif layout == "inside_container":
+        obj = {"model": tiny_state, "epoch": 1, "hook": evil}
+    elif layout == "inside_args":
+        obj = {"model": tiny_state, "args": argparse.Namespace(model="x", trick=evil)}
+    else:
+        obj = {"model": tiny_state, "hook": evil}
+        kwargs["_use_new_zipfile_serialization"] = False
+    path = _save(obj, tmp_path / "evil.pth", **kwargs)
+
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    message = _one_line(caught.value)
+    assert message.startswith(path)
+    assert "refused" in message
+    assert global_name in message
+    assert not marker.exists(), "the payload ran"
+
+
+def test_raw_pickle_with_a_global_is_refused(tmp_path):
+    marker = tmp_path / "marker"
+    path = tmp_path / "raw.pkl"
+    with open(path, "wb") as handle:
+        pickle.dump(_RunsShell(marker), handle, protocol=2)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(str(path))
+    message = _one_line(caught.value)
+    assert "refused" in message and "system" in message
+    assert not marker.exists()
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+@pytest.mark.parametrize("protocol", [3, 4, 5])
+def test_raw_pickle_of_any_protocol_is_refused(tmp_path, protocol):
+    marker = tmp_path / "marker"
+    path = tmp_path / "raw.pkl"
+    with open(path, "wb") as handle:
+        pickle.dump(_RunsShell(marker), handle, protocol=protocol)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(str(path))
+    _one_line(caught.value)
+    assert not marker.exists()
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_refusal_message_names_the_global_and_never_advises_unsafe_loading(tmp_path):
+    path = tmp_path / "raw.pkl"
+    with open(path, "wb") as handle:
+        pickle.dump(_RunsShell(tmp_path / "marker"), handle, protocol=4)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(str(path))
+    message = str(caught.value)
+    assert "weights_only" not in message or "False" not in message
+    assert "system" in message
+
+
+# --- unreadable files ------------------------------------------------------------------------
+
+def test_missing_file_is_a_one_line_error(tmp_path):
+    path = str(tmp_path / "nope.pth")
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    message = _one_line(caught.value)
+    assert path in message and "no such file" in message
+    assert caught.value.exit_code == 2
+    assert isinstance(caught.value, ConversionError)
+
+
+def test_empty_file_is_a_one_line_error(tmp_path):
+    path = tmp_path / "empty.pth"
+    path.write_bytes(b"")
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(str(path))
+    assert "empty" in _one_line(caught.value)
+
+
+def test_folder_is_a_one_line_error(tmp_path):
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(str(tmp_path))
+    assert "folder" in _one_line(caught.value)
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.9])
+def test_truncated_file_is_a_one_line_error(tiny_checkpoint, tmp_path, fraction):
+    with open(tiny_checkpoint, "rb") as handle:
+        data = handle.read()
+    path = tmp_path / "truncated.pth"
+    path.write_bytes(data[: int(len(data) * fraction)])
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(str(path))
+    message = _one_line(caught.value)
+    assert message.startswith(str(path))
+    assert "not a readable PyTorch checkpoint" in message
+
+
+@pytest.mark.parametrize("content", [b"hello, this is not a checkpoint\n", b"\x00" * 64,
+                                     b"PK\x03\x04 not really a zip"])
+def test_non_checkpoint_file_is_a_one_line_error(tmp_path, content):
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(str(path))
+    message = _one_line(caught.value)
+    assert message.startswith(str(path))
+    assert "Traceback" not in message
+
+
+@pytest.mark.parametrize("obj,phrase", [
+    ([torch.zeros(2)], "list"),
+    ({"epoch": 3, "optimizer": None}, "no state dict"),
+    ({}, "no state dict"),
+])
+def test_checkpoint_without_a_state_dict_is_refused(tmp_path, obj, phrase):
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(_save(obj, tmp_path / "x.pth"))
+    assert phrase in _one_line(caught.value)
+
+
+def test_non_tensor_entry_in_state_dict_is_refused(tiny_state, tmp_path):
+    state = dict(tiny_state)
+    state["blocks.0.attn.scale"] = 0.125
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(_save({"model": state}, tmp_path / "x.pth"))
+    assert "blocks.0.attn.scale" in _one_line(caught.value)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_weight_is_refused_naming_the_tensor(tiny_state, tmp_path, bad):
+    state = dict(tiny_state)
+    poisoned = state["blocks.1.mlp.fc1.weight"].clone()
+    poisoned[3, 5] = bad
+    state["blocks.1.mlp.fc1.weight"] = poisoned
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(_save({"module": state}, tmp_path / "nan.pth"))
+    message = _one_line(caught.value)
+    assert "blocks.1.mlp.fc1.weight" in message
+    assert "NaN" in message or "Inf" in message
+
+
+def test_nan_in_fp16_weight_is_refused(tiny_state, tmp_path):
+    state = {k: v.half() for k, v in tiny_state.items()}
+    state["head.bias"] = state["head.bias"].clone()
+    state["head.bias"][0] = float("nan")
+    with pytest.raises(CheckpointError, match="head.bias"):
+        load_checkpoint(_save({"module": state}, tmp_path / "nan16.pth"))

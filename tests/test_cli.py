@@ -1,0 +1,184 @@
+"""The ``videomae-convert`` command: exit codes 0 / 1 / 2, one-line errors, no tracebacks."""
+
+import json
+import os
+
+import torch  # noqa: F401  (torch side first)
+from converter import mapping
+from converter.cli import main
+from converter.export import artifact_paths
+from converter.zoo import ZOO
+
+import pytest  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+from conftest import TINY_FT  # noqa: E402
+
+TINY = ["--size", "T", "--mode", "FT", "--dataset", "k400"]
+
+
+def _run(args):
+    return CliRunner().invoke(main, args)
+
+
+def _assert_one_line_error(result, code):
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def _present(out):
+    return [p for p in artifact_paths(str(out), TINY_FT).values() if os.path.lexists(p)]
+
+
+def test_tiny_synthetic_conversion_exits_zero_with_artifacts(tmp_path):
+    out = tmp_path / "out"
+    result = _run(TINY + ["--synthetic", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+    assert len(_present(out)) == 4
+    assert f"{TINY_FT}: parity passed" in result.stdout
+    for path in artifact_paths(str(out), TINY_FT).values():
+        assert path in result.stdout
+    # the progress bar goes to stderr, never stdout
+    assert TINY_FT in result.stderr
+    with open(artifact_paths(str(out), TINY_FT)["report"]) as handle:
+        assert json.load(handle)["parity"]["passed"] is True
+
+
+def test_quiet_hides_the_progress_bar(tmp_path):
+    result = _run(TINY + ["--synthetic", "--seed", "2", "-q", "--out", str(tmp_path / "q")])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip() == ""
+    assert f"{TINY_FT}: parity passed" in result.stdout
+    assert len(_present(tmp_path / "q")) == 4
+
+
+def test_help_lists_zoo_choices():
+    result = _run(["--help"])
+    assert result.exit_code == 0
+    for size in sorted({e.size for e in ZOO.values()}):
+        assert size in result.output
+    for option in ("--size", "--mode", "--dataset", "--checkpoint", "--synthetic", "--out",
+                   "--force", "--quiet"):
+        assert option in result.output
+
+
+def test_missing_out_exits_two(tmp_path):
+    result = _run(TINY + ["--synthetic"])
+    assert result.exit_code == 2
+    assert "--out" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_synthetic_with_checkpoint_exits_two(tmp_path, tiny_checkpoint):
+    out = tmp_path / "out"
+    result = _run(TINY + ["--synthetic", "--checkpoint", tiny_checkpoint, "--out", str(out)])
+    line = _assert_one_line_error(result, 2)
+    assert "--synthetic" in line and "--checkpoint" in line
+    assert not out.exists()
+
+
+def test_bad_checkpoint_path_exits_two_with_one_line(tmp_path):
+    missing = str(tmp_path / "nowhere" / "videomae_b_k400.pth")
+    out = tmp_path / "out"
+    result = _run(["--size", "B", "--mode", "FT", "--dataset", "k400", "--checkpoint", missing,
+                   "--out", str(out), "-q"])
+    line = _assert_one_line_error(result, 2)
+    assert line.startswith("error:")
+    assert missing in line
+    assert not out.exists() or os.listdir(out) == []
+
+
+def test_text_file_as_checkpoint_exits_two_with_one_line(tmp_path):
+    bogus = tmp_path / "notes.pth"
+    bogus.write_text("these are not weights\n")
+    result = _run(["--size", "S", "--checkpoint", str(bogus), "--out", str(tmp_path / "o"),
+                   "-q"])
+    line = _assert_one_line_error(result, 2)
+    assert str(bogus) in line
+
+
+def test_checkpoint_for_the_wrong_size_exits_two(tmp_path, tiny_checkpoint):
+    """A tiny checkpoint given as ViT-S: the mapping (or a shape check before it) refuses."""
+    result = _run(["--size", "S", "--checkpoint", tiny_checkpoint, "--out", str(tmp_path / "o"),
+                   "-q"])
+    _assert_one_line_error(result, 2)
+    assert not (tmp_path / "o").exists() or os.listdir(tmp_path / "o") == []
+
+
+def test_test_only_size_without_synthetic_exits_two(tmp_path, tiny_checkpoint):
+    result = _run(TINY + ["--checkpoint", tiny_checkpoint, "--out", str(tmp_path / "o")])
+    line = _assert_one_line_error(result, 2)
+    assert "synthetic" in line
+
+
+@pytest.mark.parametrize("size,dataset", [("L", "ssv2"), ("H", "ucf101"), ("S", "ucf101")])
+def test_combination_without_zoo_entry_exits_two(tmp_path, size, dataset):
+    result = _run(["--size", size, "--mode", "FT", "--dataset", dataset, "--synthetic",
+                   "--out", str(tmp_path / "o")])
+    line = _assert_one_line_error(result, 2)
+    assert "no zoo entry" in line
+    assert f"size {size}" in line
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("args", [["--size", "XL"], ["--mode", "ZZ"], ["--dataset", "hmdb51"]])
+def test_unknown_choice_exits_two(tmp_path, args):
+    base = {"--size": "T", "--mode": "FT", "--dataset": "k400"}
+    base[args[0]] = args[1]
+    flat = [item for pair in base.items() for item in pair]
+    result = _run(flat + ["--synthetic", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert args[1] in result.output
+
+
+def test_present_artifacts_from_another_source_exit_two_without_force(tmp_path, snapshot):
+    out = tmp_path / "out"
+    assert _run(TINY + ["--synthetic", "-q", "--out", str(out)]).exit_code == 0
+    before = snapshot(out)
+    result = _run(TINY + ["--synthetic", "--seed", "1", "-q", "--out", str(out)])
+    line = _assert_one_line_error(result, 2)
+    assert "--force" in line
+    assert snapshot(out) == before
+
+    forced = _run(TINY + ["--synthetic", "--seed", "1", "-q", "--force", "--out", str(out)])
+    assert forced.exit_code == 0, forced.output
+    with open(artifact_paths(str(out), TINY_FT)["report"]) as handle:
+        assert json.load(handle)["source"]["synthetic_seed"] == 1
+
+
+def test_same_source_again_is_skipped_with_exit_zero(tmp_path, snapshot):
+    out = tmp_path / "out"
+    assert _run(TINY + ["--synthetic", "--seed", "3", "-q", "--out", str(out)]).exit_code == 0
+    before = snapshot(out)
+    again = _run(TINY + ["--synthetic", "--seed", "3", "-q", "--out", str(out)])
+    assert again.exit_code == 0, again.output
+    assert "skipped" in again.stdout
+    assert snapshot(out) == before
+
+
+def test_out_that_is_a_file_exits_two(tmp_path):
+    target = tmp_path / "file"
+    target.write_text("x")
+    result = _run(TINY + ["--synthetic", "--out", str(target)])
+    line = _assert_one_line_error(result, 2)
+    assert str(target) in line
+
+
+def test_parity_failure_exits_one_and_writes_nothing(tmp_path, monkeypatch):
+    original = mapping.TRANSFORMS["vector"]
+    # every bias and LayerNorm parameter 1 % off: shapes fit, numbers do not
+    monkeypatch.setitem(mapping.TRANSFORMS, "vector", mapping.Transform(
+        lambda array: original.apply(array) * 1.01, original.shape))
+    out = tmp_path / "out"
+    result = _run(TINY + ["--synthetic", "-q", "--out", str(out)])
+    line = _assert_one_line_error(result, 1)
+    assert line.startswith("error:") and "parity" in line
+    assert "first divergent block: blocks.0" in line
+    assert _present(out) == []
+    assert not out.exists() or os.listdir(out) == []

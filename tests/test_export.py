@@ -1,0 +1,253 @@
+"""Export: the four artifacts, the JSON report, staging and overwrite rules, failure cleanup,
+and loading every format in a fresh process that never imports torch."""
+
+import json
+import os
+import re
+import shutil
+import tempfile
+
+import torch  # noqa: F401  (torch side first)
+import converter
+from converter import export, mapping
+from converter.checkpoint import write_synthetic_checkpoint
+from converter.errors import OutputError, ParityError
+from converter.export import artifact_paths, check_output_dir
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from conftest import TINY_FT  # noqa: E402
+
+def _listing(folder):
+    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+
+
+def _staging_left(folder, name):
+    return [p for p in _listing(folder) if p.startswith(f".{name}.partial")]
+
+
+def _copy_artifacts(result, dest):
+    """A private copy of a session conversion's four artifacts in ``dest``."""
+    os.makedirs(dest, exist_ok=True)
+    for path in result.paths.values():
+        target = os.path.join(dest, os.path.basename(path))
+        if os.path.isdir(path):
+            shutil.copytree(path, target)
+        else:
+            shutil.copy2(path, target)
+    return str(dest)
+
+
+def _break_linear_transform(monkeypatch):
+    """A mapping slip that keeps every shape (so only parity can see it)."""
+    original = mapping.TRANSFORMS["linear"]
+    monkeypatch.setitem(mapping.TRANSFORMS, "linear", mapping.Transform(
+        lambda array: original.apply(array) * 1.01, original.shape))
+
+
+def _break_keras_reload(monkeypatch):
+    """The reloaded .keras file answers differently from the model that was written."""
+    real = export.RELOADERS["keras"]
+
+    def reload(entry, path):
+        run = real(entry, path)
+
+        def shifted(case):
+            out = run(case)
+            if isinstance(out, dict):
+                return {k: np.asarray(v) + 1.0 for k, v in out.items()}
+            return np.asarray(out) + 1.0
+        return shifted
+    monkeypatch.setitem(export.RELOADERS, "keras", reload)
+
+
+# --- the artifacts ---------------------------------------------------------------------------
+
+def test_conversion_writes_the_four_artifacts(tiny_converted):
+    name = TINY_FT
+    out = os.path.dirname(tiny_converted.paths["report"])
+    assert tiny_converted.paths == artifact_paths(out, name)
+    paths = tiny_converted.paths
+    assert os.path.isdir(paths["savedmodel"])
+    assert os.path.isfile(os.path.join(paths["savedmodel"], "saved_model.pb"))
+    assert os.path.isdir(os.path.join(paths["savedmodel"], "variables"))
+    assert paths["weights"].endswith(f"{name}.weights.h5") and os.path.isfile(paths["weights"])
+    assert paths["keras"].endswith(f"{name}.keras") and os.path.isfile(paths["keras"])
+    assert paths["report"].endswith(f"{name}.json") and os.path.isfile(paths["report"])
+    # nothing else: no staging folder, no scratch checkpoint
+    assert _listing(out) == sorted([name, f"{name}.weights.h5", f"{name}.keras", f"{name}.json"])
+
+
+def test_report_records_entry_source_versions_and_parity(tiny_converted, tiny_entry):
+    with open(tiny_converted.paths["report"]) as handle:
+        report = json.load(handle)
+    assert report["entry"]["name"] == TINY_FT
+    assert report["entry"]["num_classes"] == 400
+    assert report["entry"]["model_config"]["embed_dim"] == 48
+    assert re.fullmatch(r"[0-9a-f]{64}", report["source"]["sha256"])
+    assert report["source"]["synthetic_seed"] == 0
+    assert report["source"]["container_key"] == "module"
+    for package in ("torch", "tensorflow", "keras", "numpy", "videomae-convert", "python"):
+        assert report["versions"][package], package
+    assert report["versions"]["videomae-convert"] == converter.__version__
+    parity = report["parity"]
+    assert parity["passed"] is True
+    assert parity["tolerance"] == tiny_entry.parity_atol == 1e-5
+    assert 0 < parity["tf_err_vs_f64"] <= parity["tolerance"]
+    assert 0 < parity["torch_err_vs_f64"] <= parity["tolerance"]
+    assert parity["first_divergent_block"] is None
+    assert len(parity["blocks"]) == tiny_entry.dims["depth"]
+    assert set(report["reload_checks"]) == {"savedmodel", "weights", "keras"}
+    for kind, check in report["reload_checks"].items():
+        assert check["passed"] is True, kind
+        assert 0 <= check["tf_err_vs_f64"] <= parity["tolerance"], kind
+    assert all(size > 0 for size in report["artifact_bytes"].values())
+    # the in-memory result says the same as the file
+    assert tiny_converted.report["source"]["sha256"] == report["source"]["sha256"]
+    assert tiny_converted.parity.tf_err_vs_f64 == pytest.approx(parity["tf_err_vs_f64"])
+
+
+def test_report_sha256_is_that_of_the_converted_checkpoint(tiny_converted, tiny_entry, tmp_path):
+    """The synthetic checkpoint is regenerated bit for bit from its seed (same file name, since
+    torch.save records it), so the recorded digest can be checked."""
+    from converter.api import _synthetic_path
+    from converter.checkpoint import sha256_file
+
+    path = write_synthetic_checkpoint(tiny_entry, _synthetic_path(tiny_entry, 0, str(tmp_path)),
+                                      seed=0)
+    assert tiny_converted.report["source"]["sha256"] == sha256_file(path)
+
+
+def test_synthetic_scratch_checkpoint_is_removed(tmp_path, monkeypatch):
+    scratch_root = tmp_path / "scratch"
+    scratch_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch_root))
+    out = tmp_path / "out"
+    converter.convert(TINY_FT, str(out), synthetic=True, seed=3, progress=False)
+    assert _listing(scratch_root) == []
+    assert _staging_left(out, TINY_FT) == []
+
+
+# --- present artifacts and --force -----------------------------------------------------------
+
+def test_same_source_again_without_force_leaves_files_untouched(tiny_converted, tmp_path,
+                                                                snapshot):
+    out = _copy_artifacts(tiny_converted, tmp_path / "again")
+    before = snapshot(out)
+    result = converter.convert(TINY_FT, out, synthetic=True, seed=0, progress=False)
+    assert getattr(result, "skipped", False) is True
+    assert snapshot(out) == before
+
+
+def test_existing_artifacts_from_another_source_refuse_without_force(tiny_converted, tmp_path,
+                                                                     snapshot):
+    out = _copy_artifacts(tiny_converted, tmp_path / "other")
+    before = snapshot(out)
+    with pytest.raises(OutputError) as caught:
+        converter.convert(TINY_FT, out, synthetic=True, seed=1, progress=False)
+    message = str(caught.value)
+    assert "--force" in message and "\n" not in message
+    assert caught.value.exit_code == 2
+    assert snapshot(out) == before
+    assert _staging_left(out, TINY_FT) == []
+
+
+def test_check_output_dir_refuses_present_artifacts_without_force(tiny_converted, tmp_path):
+    out = _copy_artifacts(tiny_converted, tmp_path / "present")
+    with pytest.raises(OutputError, match="already exists"):
+        check_output_dir(out, TINY_FT)
+    check_output_dir(out, TINY_FT, force=True)  # allowed
+
+
+def test_one_stray_artifact_is_enough_to_refuse(tiny_converted, tmp_path, snapshot):
+    out = tmp_path / "stray"
+    out.mkdir()
+    shutil.copy2(tiny_converted.paths["keras"], out)
+    before = snapshot(out)
+    with pytest.raises(OutputError):
+        converter.convert(TINY_FT, str(out), synthetic=True, seed=0, progress=False)
+    assert snapshot(out) == before
+
+
+def test_changed_artifact_is_not_taken_for_a_finished_conversion(tiny_converted, tmp_path):
+    out = _copy_artifacts(tiny_converted, tmp_path / "tampered")
+    weights = os.path.join(out, f"{TINY_FT}.weights.h5")
+    with open(weights, "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(OutputError):
+        converter.convert(TINY_FT, out, synthetic=True, seed=0, progress=False)
+
+
+def test_force_overwrites_existing_artifacts(tiny_converted, tmp_path, snapshot):
+    out = _copy_artifacts(tiny_converted, tmp_path / "forced")
+    unrelated = os.path.join(out, "notes.txt")
+    with open(unrelated, "w") as handle:
+        handle.write("keep me\n")
+    before = snapshot(out)
+    result = converter.convert(TINY_FT, out, synthetic=True, seed=1, force=True, progress=False)
+    with open(result.paths["report"]) as handle:
+        report = json.load(handle)
+    assert report["source"]["synthetic_seed"] == 1
+    assert report["source"]["sha256"] != tiny_converted.report["source"]["sha256"]
+    after = snapshot(out)
+    assert after[f"{TINY_FT}.weights.h5"][0] != before[f"{TINY_FT}.weights.h5"][0]
+    assert after["notes.txt"] == before["notes.txt"]
+    assert _staging_left(out, TINY_FT) == []
+    assert sorted(p for p in _listing(out) if p != "notes.txt") == sorted(
+        os.path.basename(p) for p in result.paths.values())
+
+
+def test_out_that_is_a_file_is_refused(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("not a folder\n")
+    with pytest.raises(OutputError) as caught:
+        converter.convert(TINY_FT, str(target), synthetic=True, progress=False)
+    assert "file" in str(caught.value) and "\n" not in str(caught.value)
+    assert target.read_text() == "not a folder\n"
+    with pytest.raises(OutputError):
+        check_output_dir(str(target), TINY_FT)
+
+
+# --- failures leave nothing behind -----------------------------------------------------------
+
+def test_parity_failure_leaves_nothing_in_out(tmp_path, monkeypatch):
+    _break_linear_transform(monkeypatch)
+    out = tmp_path / "out"
+    with pytest.raises(ParityError) as caught:
+        converter.convert(TINY_FT, str(out), synthetic=True, seed=0, progress=False)
+    assert "parity" in str(caught.value)
+    assert caught.value.report is not None and not caught.value.report.passed
+    assert _listing(out) == []
+
+
+def test_reload_failure_removes_staging_and_writes_no_final_names(tmp_path, monkeypatch):
+    _break_keras_reload(monkeypatch)
+    out = tmp_path / "out"
+    with pytest.raises(ParityError) as caught:
+        converter.convert(TINY_FT, str(out), synthetic=True, seed=0, progress=False)
+    assert "keras" in str(caught.value)
+    assert _listing(out) == []  # the staging folder was created here, then removed
+
+
+def test_failed_forced_conversion_keeps_the_previous_artifacts(tiny_converted, tmp_path,
+                                                               monkeypatch, snapshot):
+    out = _copy_artifacts(tiny_converted, tmp_path / "keep")
+    before = snapshot(out)
+    _break_keras_reload(monkeypatch)
+    with pytest.raises(ParityError):
+        converter.convert(TINY_FT, out, synthetic=True, seed=1, force=True, progress=False)
+    assert snapshot(out) == before
+    assert _staging_left(out, TINY_FT) == []
+
+
+# --- fresh process, no torch -----------------------------------------------------------------
+
+def test_tiny_artifacts_load_in_a_fresh_process_and_match_torch(
+        tiny_converted, tiny_entry, tmp_path, check_fresh_process):
+    check_fresh_process(tiny_converted, tiny_entry, tmp_path)
+
+
+def test_small_artifacts_load_in_a_fresh_process_and_match_torch(
+        small_converted, small_entry, tmp_path, check_fresh_process):
+    check_fresh_process(small_converted, small_entry, tmp_path)

@@ -1,0 +1,55 @@
+"""Ctrl-C / SIGTERM in the middle of a conversion: exit 2, one line, nothing left behind."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+
+def _start(out_dir, tmp_path):
+    err = open(tmp_path / "stderr.txt", "w")
+    scratch = tmp_path / "tmp"  # where the synthetic checkpoint goes: must end up empty
+    scratch.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "converter.cli", "--synthetic", "--size", "S", "--out",
+         str(out_dir), "--quiet"], stdout=subprocess.DEVNULL, stderr=err,
+        stdin=subprocess.DEVNULL, env={**os.environ, "TMPDIR": str(scratch)})
+    return process, err
+
+
+def _wait_for_staging(out_dir, process, timeout=240):
+    """Until the hidden staging folder exists (the run is writing artifacts)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"conversion ended (rc {process.returncode}) before it was interrupted")
+        if out_dir.exists() and any(p.name.startswith(".") for p in out_dir.iterdir()):
+            return
+        time.sleep(0.05)
+    pytest.fail("no staging folder appeared")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_interrupt_mid_export_leaves_output_folder_as_it_was(tmp_path, signum):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "keep.txt").write_text("user file")
+    process, err = _start(out_dir, tmp_path)
+    try:
+        _wait_for_staging(out_dir, process)
+        process.send_signal(signum)
+        returncode = process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        err.close()
+    stderr = (tmp_path / "stderr.txt").read_text()
+    assert returncode == 2
+    assert "Traceback" not in stderr
+    assert "error: interrupted; nothing was written under" in stderr
+    assert sorted(p.name for p in out_dir.iterdir()) == ["keep.txt"]
+    assert (out_dir / "keep.txt").read_text() == "user file"
+    assert list((tmp_path / "tmp").iterdir()) == []

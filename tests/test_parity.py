@@ -1,0 +1,212 @@
+"""Numerical parity of the fine-tuned pipeline: a random checkpoint converts within 1e-5 of a
+float64 torch run, and a single wrong tensor fails parity at the block that holds it."""
+
+import json
+
+import torch
+from converter.checkpoint import load_checkpoint, write_synthetic_checkpoint
+from converter.errors import ParityError
+from converter.mapping import convert_state_dict
+from converter.models import build_tf_model, build_torch_model
+from converter.parity import (DIVERGENCE_FACTOR, check_parity, compute_reference, make_cases,
+                              ncthw_to_nthwc)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from conftest import tf_runner  # noqa: E402
+
+TOLERANCE = 1e-5
+
+
+@pytest.fixture(scope="module")
+def tiny_setup(tiny_entry, tmp_path_factory):
+    """A synthetic tiny FT checkpoint loaded from disk, the torch reference and its outputs."""
+    path = str(tmp_path_factory.mktemp("parity") / "tiny.pth")
+    write_synthetic_checkpoint(tiny_entry, path, seed=11)
+    state = load_checkpoint(path).state_dict
+    torch_model = build_torch_model(tiny_entry)
+    torch_model.load_state_dict(state, strict=True)
+    references = compute_reference(torch_model, make_cases(tiny_entry, batch=2, seed=0))
+    return state, references
+
+
+def _tf_with(entry, state):
+    model = build_tf_model(entry)
+    convert_state_dict(dict(state), model.named_variables(), "test")
+    return model
+
+
+def test_synthetic_checkpoint_randomises_every_tensor(tiny_entry, tiny_setup):
+    state, _ = tiny_setup
+    expected = set(build_torch_model(tiny_entry).state_dict())
+    assert set(state) == expected
+    for name, tensor in state.items():
+        assert tensor.dtype == torch.float32, name
+        assert float(tensor.std()) > 0, f"{name} is constant"
+        if name.endswith(("bias", "q_bias", "v_bias")):
+            assert torch.count_nonzero(tensor) == tensor.numel(), f"{name} has zeros"
+        if "norm" in name and name.endswith("weight"):
+            assert not torch.any(tensor == 1.0), f"{name} holds exact ones"
+    # the parts a zero-bias test would miss are really there
+    assert any(n.endswith("q_bias") for n in state) and any(n.endswith("v_bias") for n in state)
+    assert "fc_norm.weight" in state and "blocks.0.norm1.bias" in state
+
+
+def test_tiny_fine_tuned_parity_passes_against_float64(tiny_entry, tiny_setup):
+    state, references = tiny_setup
+    report = check_parity(tf_runner(_tf_with(tiny_entry, state)), references, TOLERANCE)
+    assert report.passed, report.summary()
+    assert report.tf_err_vs_f64 <= TOLERANCE
+    assert report.first_divergent_block is None
+    report.raise_if_failed()  # does not raise
+
+
+def test_parity_report_fields_are_sensible(tiny_entry, tiny_setup):
+    state, references = tiny_setup
+    report = check_parity(tf_runner(_tf_with(tiny_entry, state)), references,
+                          tiny_entry.parity_atol)
+    assert report.tolerance == tiny_entry.parity_atol == TOLERANCE
+    assert len(report.outputs) == 1
+    output = report.outputs[0]
+    assert (output.case, output.output) == ("clip", "logits")
+    # fp32 is not exact: both sides have a small, non-zero error against float64
+    assert 0 < report.torch_err_vs_f64 < TOLERANCE
+    assert 0 < report.tf_err_vs_f64 < TOLERANCE
+    assert 0 <= report.max_abs < TOLERANCE
+    assert 0 <= output.max_rel < 1e-3
+    assert output.passed
+    depth = tiny_entry.dims["depth"]
+    assert [b.block for b in report.blocks] == [f"blocks.{i}" for i in range(depth)]
+    assert all(not b.diverged for b in report.blocks)
+    assert all(0 < b.torch_err_vs_f64 and b.tf_err_vs_f64 <= DIVERGENCE_FACTOR *
+               b.torch_err_vs_f64 + 1e-4 for b in report.blocks)
+    as_json = json.loads(json.dumps(report.to_dict()))
+    assert as_json["passed"] is True
+    assert as_json["first_divergent_block"] is None
+    assert as_json["tolerance"] == TOLERANCE
+    assert "tolerance" in report.summary()
+
+
+def _transpose(t):
+    return t.T.contiguous()
+
+
+def _zero(t):
+    return torch.zeros_like(t)
+
+
+def _jitter(scale, seed=0):
+    def apply(t):
+        noise = torch.randn(t.shape, generator=torch.Generator().manual_seed(seed))
+        return t + scale * noise
+    return apply
+
+
+def _swap_q_and_k(weight):
+    dim = weight.shape[1]
+    return torch.cat((weight[dim:2 * dim], weight[:dim], weight[2 * dim:]))
+
+
+@pytest.mark.parametrize("tensor,corrupt,block", [
+    ("blocks.1.attn.proj.weight", _transpose, "blocks.1"),   # a square kernel, shape still fits
+    ("blocks.0.attn.proj.weight", _transpose, "blocks.0"),
+    ("blocks.1.attn.q_bias", _jitter(0.1), "blocks.1"),      # a small perturbation
+    ("blocks.0.attn.q_bias", _zero, "blocks.0"),             # q bias silently lost
+    ("blocks.1.attn.qkv.weight", _swap_q_and_k, "blocks.1"),
+    ("blocks.1.attn.v_bias", _zero, "blocks.1"),             # v bias silently lost
+    ("blocks.0.norm2.weight", _jitter(1e-2), "blocks.0"),
+    ("patch_embed.proj.bias", _jitter(1e-2), "blocks.0"),
+    # a shift that is the same on every channel would be invisible (every LayerNorm removes
+    # it), so perturbations are random per channel
+    ("blocks.1.mlp.fc2.bias", _jitter(1e-2), "blocks.1"),
+])
+def test_corrupted_tensor_fails_parity_at_its_block(tiny_entry, tiny_setup, tensor, corrupt,
+                                                    block):
+    state, references = tiny_setup
+    bad = dict(state)
+    bad[tensor] = corrupt(state[tensor])
+    report = check_parity(tf_runner(_tf_with(tiny_entry, bad)), references, TOLERANCE)
+    assert not report.passed
+    assert report.first_divergent_block == f"{block} (clip)"
+    assert report.tf_err_vs_f64 > TOLERANCE
+    # the blocks before the corrupted one still agree
+    index = int(block.split(".")[1])
+    assert all(not b.diverged for b in report.blocks[:index])
+    with pytest.raises(ParityError) as caught:
+        report.raise_if_failed("parity of tiny")
+    message = str(caught.value)
+    assert message.startswith("parity of tiny failed: clip/logits: tf error")
+    assert f"first divergent block: {block} (clip)" in message
+    assert "\n" not in message
+    assert caught.value.report is report
+    assert caught.value.exit_code == 1
+
+
+def test_corrupted_head_fails_parity_with_no_divergent_block(tiny_entry, tiny_setup):
+    """After the last block nothing is compared per block: the report says so (None)."""
+    state, references = tiny_setup
+    bad = dict(state)
+    bad["fc_norm.bias"] = _jitter(1e-3)(state["fc_norm.bias"])
+    report = check_parity(tf_runner(_tf_with(tiny_entry, bad)), references, TOLERANCE)
+    assert not report.passed
+    assert report.first_divergent_block is None
+    assert all(not b.diverged for b in report.blocks)
+
+
+def test_nonzero_key_bias_is_harmless_so_only_the_mapping_can_check_it(tiny_entry, tiny_setup):
+    """Softmax is shift-invariant per query, so a key bias cannot change outputs: the zero
+    middle third of qkv.bias is checked structurally in test_mapping, not by parity."""
+    state, references = tiny_setup
+    model = _tf_with(tiny_entry, state)
+    dim = tiny_entry.dims["embed_dim"]
+    bias = model.named_variables()["blocks.0.attn.qkv.bias"]
+    value = np.array(bias.numpy())
+    value[dim:2 * dim] = 0.5
+    bias.assign(value)
+    report = check_parity(tf_runner(model), references, TOLERANCE)
+    assert report.passed, report.summary()
+
+
+def test_parity_rejects_an_output_of_the_wrong_shape(tiny_entry, tiny_setup):
+    state, references = tiny_setup
+    run = tf_runner(_tf_with(tiny_entry, state))
+
+    def run_wrong(case):
+        out, hidden = run(case)
+        return out[:, :-1], hidden
+    with pytest.raises(ParityError, match="output shape"):
+        check_parity(run_wrong, references, TOLERANCE)
+
+
+def test_make_cases_is_seeded_and_nthwc_is_a_transpose(tiny_entry):
+    first = make_cases(tiny_entry, batch=2, seed=5)
+    again = make_cases(tiny_entry, batch=2, seed=5)
+    other = make_cases(tiny_entry, batch=2, seed=6)
+    assert len(first) == 1 and first[0].mask is None
+    video = first[0].video_ncthw
+    assert video.shape == (2, 3, tiny_entry.num_frames, tiny_entry.img_size, tiny_entry.img_size)
+    assert video.dtype == np.float32
+    np.testing.assert_array_equal(video, again[0].video_ncthw)
+    assert not np.array_equal(video, other[0].video_ncthw)
+    nthwc = ncthw_to_nthwc(video)
+    assert nthwc.shape == (2, tiny_entry.num_frames, tiny_entry.img_size, tiny_entry.img_size, 3)
+    assert nthwc[1, 3, 7, 9, 2] == video[1, 2, 3, 7, 9]
+    assert nthwc.flags["C_CONTIGUOUS"]
+
+
+def test_keras_layer_norms_use_upstream_epsilon(tiny_entry):
+    model = build_tf_model(tiny_entry)
+    norms = [model.fc_norm] + [n for b in model.blocks for n in (b.norm1, b.norm2)]
+    assert all(norm.epsilon == 1e-6 for norm in norms)
+
+
+def test_small_fine_tuned_parity_passes_with_batch_two(small_converted):
+    """ViT-S (384/12/6), 1568 tokens, batch 2: the full conversion's own parity report."""
+    report = small_converted.parity
+    assert report.passed, report.summary()
+    assert report.tf_err_vs_f64 <= TOLERANCE
+    assert report.first_divergent_block is None
+    assert len(report.blocks) == 12
+    assert small_converted.report["parity_inputs"]["batch"] == 2
+    assert 0 < report.torch_err_vs_f64 < TOLERANCE
