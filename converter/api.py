@@ -107,8 +107,9 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
     """
     base = get_entry(entry) if isinstance(entry, str) else entry
     entry = base.encoder_variant() if encoder_only else base
-    if entry.test_only and not synthetic:
-        raise ConversionError(f"{entry.name}: is a test-only configuration; use --synthetic")
+    if entry.test_only and not synthetic and checkpoint is None:
+        raise ConversionError(f"{entry.name}: is a test-only configuration with no upstream "
+                              f"file; use --synthetic or --checkpoint")
     check_output_dir(out_dir, entry.name, force, allow_present=True)
     if not synthetic:
         checkpoint = resolve_checkpoint(base, checkpoint, cache_dir=cache_dir, offline=offline,

@@ -23,7 +23,10 @@ import numpy as np
 from .errors import ConversionError
 from .zoo import DATASETS, SIZE_NAMES, ZOO, Entry, get_entry
 
-ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same SavedModel zips to the same bytes
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+# every entry NAME of a release has exactly these assets: kind -> file name suffix
+ENTRY_ASSETS = {"savedmodel": ".savedmodel.zip", "weights": ".weights.h5", "keras": ".keras",
+                "report": ".json", "card": ".md"}  # fixed timestamps: the same SavedModel zips to the same bytes
 
 
 def _sha256(path: str) -> str:
@@ -223,8 +226,11 @@ def verify_release(release_dir: str, recheck: bool = False) -> List[str]:
         return [f"{sums_path}: missing"]
     sums = {}
     with open(sums_path) as handle:
-        for line in handle:
-            digest, name = line.rstrip("\n").split("  ", 1)
+        for number, line in enumerate(handle, 1):
+            digest, sep, name = line.rstrip("\n").partition("  ")
+            if not sep or len(digest) != 64 or not name:
+                problems.append(f"SHA256SUMS: line {number} is not 'SHA256  NAME'")
+                continue
             sums[name] = digest
     on_disk = sorted(n for n in os.listdir(release_dir) if n != "SHA256SUMS")
     for name in sorted(set(on_disk) - set(sums)):
@@ -246,6 +252,11 @@ def verify_release(release_dir: str, recheck: bool = False) -> List[str]:
         path = os.path.join(release_dir, name)
         if os.path.exists(path) and os.path.getsize(path) != asset["bytes"]:
             problems.append(f"{name}: size differs from the manifest")
+    for name in manifest["entries"]:
+        kinds = {asset["kind"] for asset in manifest["assets"].values() if asset["entry"] == name}
+        for kind in sorted(set(ENTRY_ASSETS) - kinds):
+            problems.append(f"{name}{ENTRY_ASSETS[kind]}: the {kind} asset of {name} is not "
+                            f"in the manifest")
     listed = set(manifest["assets"]) | {"manifest.json", "MODEL_ZOO.md"}
     for name in sorted(set(on_disk) - listed):
         problems.append(f"{name}: not in the manifest")
@@ -347,11 +358,13 @@ def render_model_card(entry: Entry, report: dict, base_url: str, errors: Dict[st
               "Frames scaled to [0, 1], then ImageNet mean (0.485, 0.456, 0.406) and std "
               f"(0.229, 0.224, 0.225). Evaluation views upstream: {entry.eval_views}.", "",
               "## Accuracy (reported upstream)", ""]
-    if entry.top1 and not pt:
-        lines.append(f"Top-1 {entry.top1}, Top-5 {entry.top5} ({entry.eval_views} views).")
-    else:
+    if pt:
         lines.append("Pre-trained model: no classification accuracy; the fine-tuned entry of "
                      "the same row reports it.")
+    elif entry.top1:
+        lines.append(f"Top-1 {entry.top1}, Top-5 {entry.top5} ({entry.eval_views} views).")
+    else:
+        lines.append("No accuracy is reported upstream for this entry.")
     lines += ["", "## Loading", "", "```python",
               "import tensorflow as tf, keras, tf_models",
               f"serve = tf.saved_model.load('{entry.name}').signatures['serving_default']  "

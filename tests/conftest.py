@@ -163,6 +163,8 @@ def fresh_process_logits(paths, config, video_nthwc, work_dir, timeout=600):
     clip_path = os.path.join(work_dir, "clip.npy")
     np.save(clip_path, video_nthwc)
     env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
+    # the checkout first, so the process loads this tree even without an editable install
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, env.get("PYTHONPATH")) if p)
     argument = json.dumps([paths, config, clip_path, work_dir])
     done = subprocess.run([sys.executable, "-c", FRESH_SCRIPT, argument], cwd=work_dir, env=env,
                           capture_output=True, text=True, timeout=timeout)

@@ -110,10 +110,18 @@ def test_checkpoint_for_the_wrong_size_exits_two(tmp_path, tiny_checkpoint):
     assert not (tmp_path / "o").exists() or os.listdir(tmp_path / "o") == []
 
 
-def test_test_only_size_without_synthetic_exits_two(tmp_path, tiny_checkpoint):
-    result = _run(TINY + ["--checkpoint", tiny_checkpoint, "--out", str(tmp_path / "o")])
-    line = _assert_one_line_error(result, 2)
-    assert "synthetic" in line
+def test_checkpoint_file_converts_and_is_recorded(tmp_path, tiny_checkpoint):
+    from converter.checkpoint import sha256_file
+
+    out = tmp_path / "o"
+    result = _run(TINY + ["--checkpoint", tiny_checkpoint, "-q", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    with open(artifact_paths(str(out), TINY_FT)["report"]) as handle:
+        source = json.load(handle)["source"]
+    assert source["path"] == os.path.abspath(tiny_checkpoint)
+    assert source["sha256"] == sha256_file(tiny_checkpoint)
+    assert source["synthetic_seed"] is None
+    assert source["container_key"] == "module"
 
 
 @pytest.mark.parametrize("size,dataset", [("L", "ssv2"), ("H", "ucf101"), ("S", "ucf101")])

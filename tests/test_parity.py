@@ -2,9 +2,10 @@
 float64 torch run, and a single wrong tensor fails parity at the block that holds it."""
 
 import json
+import math
 
 import torch
-from converter.checkpoint import load_checkpoint, write_synthetic_checkpoint
+from converter.checkpoint import load_checkpoint, random_state_dict, write_synthetic_checkpoint
 from converter.errors import ParityError
 from converter.mapping import convert_state_dict
 from converter.models import build_tf_model, build_torch_model
@@ -177,6 +178,92 @@ def test_parity_rejects_an_output_of_the_wrong_shape(tiny_entry, tiny_setup):
         return out[:, :-1], hidden
     with pytest.raises(ParityError, match="output shape"):
         check_parity(run_wrong, references, TOLERANCE)
+
+
+def unit_scale_state(entry, seed=0):
+    """Every tensor random, matrices at std 1/sqrt(fan_in) (not the synthetic 0.02): attention
+    is sharp and MLP pre-activations reach |x| ~ 4, where tanh-GELU and a wrong q/k path show.
+    The synthetic checkpoint's small weights keep activations near zero (attention almost
+    uniform), where such slips stay below 1e-5."""
+    state = random_state_dict(build_torch_model(entry), seed)
+    scaled = {}
+    for name, tensor in state.items():
+        if tensor.dim() >= 2 and name != "mask_token":
+            tensor = tensor * (1.0 / math.sqrt(tensor[0].numel()) / 0.02)
+        scaled[name] = tensor
+    return scaled
+
+
+@pytest.fixture(scope="module")
+def tiny_unit_setup(tiny_entry):
+    state = unit_scale_state(tiny_entry, seed=11)
+    torch_model = build_torch_model(tiny_entry)
+    torch_model.load_state_dict(state, strict=True)
+    references = compute_reference(torch_model, make_cases(tiny_entry, batch=2, seed=0))
+    return state, references
+
+
+def test_unit_scale_weights_make_attention_sharp_and_activations_large(tiny_entry,
+                                                                       tiny_unit_setup):
+    state, references = tiny_unit_setup
+    model = build_torch_model(tiny_entry)
+    model.load_state_dict(state)
+    captured = {}
+    block = model.blocks[0]
+    block.mlp.fc1.register_forward_hook(lambda m, i, o: captured.update(fc1=o))
+    with torch.no_grad():
+        model(torch.from_numpy(references[0].case.video_ncthw))
+    assert float(captured["fc1"].abs().max()) > 3.0
+
+
+def test_tiny_parity_passes_with_unit_scale_weights(tiny_entry, tiny_unit_setup):
+    state, references = tiny_unit_setup
+    report = check_parity(tf_runner(_tf_with(tiny_entry, state)), references, TOLERANCE)
+    assert report.passed, report.summary()
+    assert report.first_divergent_block is None
+    assert float(np.max(np.abs(references[0].out32))) > 1.0  # logits of a useful scale
+
+
+@pytest.mark.parametrize("tensor,corrupt,block", [
+    ("blocks.1.attn.q_bias", lambda t: t + 1e-2, "blocks.1"),
+    ("blocks.0.attn.q_bias", lambda t: t * 0.99, "blocks.0"),
+    ("blocks.0.mlp.fc1.bias", lambda t: t * 0.999, "blocks.0"),
+])
+def test_small_error_fails_parity_with_unit_scale_weights(tiny_entry, tiny_unit_setup, tensor,
+                                                          corrupt, block):
+    state, references = tiny_unit_setup
+    bad = dict(state)
+    bad[tensor] = corrupt(state[tensor])
+    report = check_parity(tf_runner(_tf_with(tiny_entry, bad)), references, TOLERANCE)
+    assert not report.passed
+    assert report.first_divergent_block == f"{block} (clip)"
+
+
+def test_keras_mlp_uses_exact_erf_gelu():
+    """tanh-GELU differs from erf-GELU by up to ~5e-4 at |x| ~ 2 (1e-4 logit drift in other
+    ports); inputs spanning [-6, 6] make that visible against a 1e-5 bound."""
+    import keras
+    import tf_models
+    import torch_reference.modeling_finetune as upstream
+
+    torch_mlp = upstream.Mlp(8, 16)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        torch_mlp.fc1.weight.copy_(torch.eye(16, 8) * 3.0)
+        torch_mlp.fc1.bias.copy_(torch.linspace(-3, 3, 16))
+        torch_mlp.fc2.weight.copy_(torch.randn(8, 16, generator=generator))
+        torch_mlp.fc2.bias.zero_()
+    x = np.random.default_rng(0).uniform(-1, 1, size=(4, 5, 8)).astype(np.float32)
+    with torch.no_grad():
+        expected = torch_mlp(torch.from_numpy(x)).numpy()
+    keras_mlp = tf_models.Mlp(8, 16)
+    keras_mlp.build((None, 5, 8))
+    keras_mlp.fc1.kernel.assign(torch_mlp.fc1.weight.detach().numpy().T)
+    keras_mlp.fc1.bias.assign(torch_mlp.fc1.bias.detach().numpy())
+    keras_mlp.fc2.kernel.assign(torch_mlp.fc2.weight.detach().numpy().T)
+    keras_mlp.fc2.bias.assign(torch_mlp.fc2.bias.detach().numpy())
+    found = keras.ops.convert_to_numpy(keras_mlp(x))
+    np.testing.assert_allclose(found, expected, atol=1e-5, rtol=0)
 
 
 def test_make_cases_is_seeded_and_nthwc_is_a_transpose(tiny_entry):

@@ -59,16 +59,19 @@ class PretrainEncoder(keras.layers.Layer):
             block.build(tokens)
         self.norm.build(tokens)
 
-    def call(self, video_nthwc, visible_ids, hidden_states: List | None = None):
+    def call(self, video_nthwc, visible_ids, return_hidden_states: bool = False):
+        """Encoded visible tokens; with ``return_hidden_states`` also every block's output
+        (returned, not appended to an argument: Keras copies nested call arguments)."""
+        hidden = []
         x = self.patch_embed(video_nthwc)
         # fixed table, not a variable: upstream never saves it, so neither do we
         x = x + sinusoid_positions(self.num_patches, self.embed_dim, self.compute_dtype)
         x = gather_tokens(x, visible_ids)
         for block in self.blocks:
             x = block(x)
-            if hidden_states is not None:
-                hidden_states.append(x)
-        return self.norm(x)
+            hidden.append(x)
+        x = self.norm(x)
+        return (x, hidden) if return_hidden_states else x
 
     def get_config(self):
         return {**super().get_config(), "embed_dim": self.embed_dim, "depth": self.depth,
@@ -103,15 +106,16 @@ class PretrainDecoder(keras.layers.Layer):
         self.norm.build(tokens)
         self.head.build(tokens)
 
-    def call(self, x, n_masked, hidden_states: List | None = None):
+    def call(self, x, n_masked, return_hidden_states: bool = False):
+        hidden = []
         for block in self.blocks:
             x = block(x)
-            if hidden_states is not None:
-                hidden_states.append(x)
+            hidden.append(x)
         tokens = ops.shape(x)[1]
         x = ops.slice(x, (0, tokens - n_masked, 0),
                       (ops.shape(x)[0], n_masked, self.embed_dim))
-        return self.head(self.norm(x))
+        x = self.head(self.norm(x))
+        return (x, hidden) if return_hidden_states else x
 
     def get_config(self):
         return {**super().get_config(), "embed_dim": self.embed_dim, "depth": self.depth,
@@ -164,13 +168,13 @@ class VideoMAEPretrainer(keras.Model):
 
     def call_with_hidden_states(self, video_nthwc, mask) -> Tuple[object, List[object]]:
         """Predictions and the outputs of every encoder block, then every decoder block."""
-        hidden: List[object] = []
         order = visible_first_order(mask)
         batch = ops.shape(order)[0]
         n_masked = ops.sum(ops.cast(mask[0], "int32"))
         n_visible = self.num_patches - n_masked
         visible_ids = ops.slice(order, (0, 0), (batch, n_visible))
-        x_vis = self.encoder_to_decoder(self.encoder(video_nthwc, visible_ids, hidden))
+        encoded, hidden = self.encoder(video_nthwc, visible_ids, return_hidden_states=True)
+        x_vis = self.encoder_to_decoder(encoded)
         tokens = ops.concatenate(
             [x_vis, ops.broadcast_to(ops.cast(self.mask_token, x_vis.dtype),
                                      (batch, n_masked, self.decoder_embed_dim))], axis=1)
@@ -178,7 +182,8 @@ class VideoMAEPretrainer(keras.Model):
                                                   x_vis.dtype),
                                (batch, self.num_patches, self.decoder_embed_dim))
         x = tokens + gather_tokens(pos, order)
-        return self.decoder(x, n_masked, hidden), hidden
+        out, decoder_hidden = self.decoder(x, n_masked, return_hidden_states=True)
+        return out, list(hidden) + list(decoder_hidden)
 
     def call(self, video_nthwc, mask):
         return self.call_with_hidden_states(video_nthwc, mask)[0]

@@ -1,0 +1,347 @@
+"""``videomae-convert --all``: entry selection, checkpoints matched by content, one child
+process per entry, a summary table, resume, and a non-zero exit when an entry fails.
+
+Only the tiny test entries (size T) are converted; every ``--all`` run is narrowed to one entry
+so each costs a single child process.
+"""
+
+import os
+
+import torch  # noqa: F401  (torch side first)
+from converter.batch import (BatchRow, _entries_for, convert_all, format_table,
+                             match_checkpoints, select_entries)
+from converter.checkpoint import write_synthetic_checkpoint
+from converter.cli import main
+from converter.errors import ConversionError
+from converter.export import artifact_paths
+from converter.inspect_checkpoint import infer_checkpoint
+from converter.zoo import TEST_ZOO, ZOO, get_entry
+
+import pytest  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+from conftest import TINY_FT  # noqa: E402
+
+ONE_TINY = ["--size", "T", "--mode", "FT", "--dataset", "k400"]
+TINY_SSV2_FT = "TFVideoMAE_T_SSv2_4x32_FT"
+TINY_UCF_FT = "TFVideoMAE_T_UCF_4x32_FT"
+
+
+def _run(args):
+    return CliRunner().invoke(main, args)
+
+
+def _assert_one_line_error(result, code):
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:"), lines[0]
+    return lines[0]
+
+
+def _table_row(output, name):
+    rows = [line for line in output.splitlines() if line.startswith(name + " ")]
+    assert len(rows) == 1, output
+    return rows[0]
+
+
+def _artifact_state(out_dir, name):
+    """{path: (bytes, mtime_ns)} of every file of the four artifacts (SavedModel folder
+    included), leaving the logs out: they are rewritten on every run."""
+    state = {}
+    for path in artifact_paths(str(out_dir), name).values():
+        files = ([os.path.join(root, f) for root, _, names in os.walk(path) for f in names]
+                 if os.path.isdir(path) else [path])
+        for file in files:
+            with open(file, "rb") as handle:
+                state[file] = (handle.read(), os.stat(file).st_mtime_ns)
+    return state
+
+
+# --- selecting entries -----------------------------------------------------------------------
+
+def test_select_entries_without_filters_is_the_whole_published_zoo():
+    entries = select_entries()
+    assert len(entries) == 14
+    assert [e.name for e in entries] == list(ZOO)
+    assert not any(e.test_only for e in entries)
+
+
+def test_select_entries_by_size_s():
+    names = sorted(e.name for e in select_entries(size="S"))
+    assert names == sorted(["TFVideoMAE_S_K400_16x224_FT", "TFVideoMAE_S_K400_16x224_PT",
+                            "TFVideoMAE_S_SSv2_16x224_FT", "TFVideoMAE_S_SSv2_16x224_PT"])
+
+
+def test_select_entries_size_t_gives_the_tiny_entries_only():
+    entries = select_entries(size="T")
+    assert sorted(e.name for e in entries) == sorted(TEST_ZOO)
+    assert len(entries) == 6
+    assert all(e.test_only and e.size == "T" for e in entries)
+    # tiny entries never leak into an unfiltered or mode/dataset-only selection
+    assert not any(e.test_only for e in select_entries(mode="FT", dataset="k400"))
+
+
+@pytest.mark.parametrize("size,mode,dataset,expected", [
+    ("T", "FT", "k400", [TINY_FT]),
+    ("T", "PT", None, ["TFVideoMAE_T_K400_4x32_PT", "TFVideoMAE_T_SSv2_4x32_PT",
+                       "TFVideoMAE_T_UCF_4x32_PT"]),
+    (None, "PT", "ucf101", ["TFVideoMAE_B_UCF_16x224_PT"]),
+    ("H", None, None, ["TFVideoMAE_H_K400_16x224_FT", "TFVideoMAE_H_K400_16x224_PT"]),
+    (None, "FT", "k400", [f"TFVideoMAE_{s}_K400_16x224_FT" for s in "SBLH"]),
+    ("L", None, "ucf101", []),
+])
+def test_select_entries_narrows_by_each_filter(size, mode, dataset, expected):
+    assert sorted(e.name for e in select_entries(size, mode, dataset)) == sorted(expected)
+
+
+# --- matching checkpoints by content ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_ft_entries():
+    return select_entries(size="T", mode="FT")
+
+
+def test_checkpoints_are_matched_by_content_not_file_name(tmp_path, tiny_ft_entries):
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    # deliberately misleading names: the K400 file is called ssv2.pth and vice versa
+    k400 = write_synthetic_checkpoint(get_entry(TINY_FT), str(folder / "ssv2.pth"), seed=0)
+    ssv2 = write_synthetic_checkpoint(get_entry(TINY_SSV2_FT), str(folder / "k400.pth"), seed=0)
+    # an unreadable file with a checkpoint suffix, and files that are no candidates at all
+    (folder / "notes.pth").write_text("these are not weights\n")
+    (folder / "README.txt").write_text("hello\n")
+    (folder / "empty.bin").write_bytes(b"")
+    found = match_checkpoints(str(folder), tiny_ft_entries)
+    assert found == {TINY_FT: k400, TINY_SSV2_FT: ssv2}
+    assert TINY_UCF_FT not in found  # no 101-class file: left unmatched, not an error
+
+
+def test_two_files_for_one_entry_is_an_error_naming_both(tmp_path, tiny_ft_entries):
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    first = write_synthetic_checkpoint(get_entry(TINY_FT), str(folder / "a.pth"), seed=0)
+    second = write_synthetic_checkpoint(get_entry(TINY_FT), str(folder / "b.pth"), seed=1)
+    with pytest.raises(ConversionError) as raised:
+        match_checkpoints(str(folder), tiny_ft_entries)
+    message = str(raised.value)
+    assert first in message and second in message
+    assert TINY_FT in message
+
+
+def test_duplicate_for_an_entry_not_asked_for_is_no_error(tmp_path):
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    write_synthetic_checkpoint(get_entry(TINY_FT), str(folder / "a.pth"), seed=0)
+    write_synthetic_checkpoint(get_entry(TINY_FT), str(folder / "b.pth"), seed=1)
+    ssv2 = write_synthetic_checkpoint(get_entry(TINY_SSV2_FT), str(folder / "c.pth"), seed=0)
+    assert match_checkpoints(str(folder), [get_entry(TINY_SSV2_FT)]) == {TINY_SSV2_FT: ssv2}
+
+
+def test_pt_checkpoint_needs_its_dataset_in_the_name_when_ambiguous(tmp_path):
+    """A PT file has no head: with several tiny PT datasets its name must say which."""
+    pt_entries = select_entries(size="T", mode="PT")
+    pt = get_entry("TFVideoMAE_T_K400_4x32_PT")
+    anonymous = tmp_path / "anon"
+    anonymous.mkdir()
+    write_synthetic_checkpoint(pt, str(anonymous / "pretrain.pth"), seed=0)
+    assert match_checkpoints(str(anonymous), pt_entries) == {}
+    named = tmp_path / "named"
+    named.mkdir()
+    path = write_synthetic_checkpoint(pt, str(named / "videomae_kinetics_pretrain.pth"), seed=0)
+    assert match_checkpoints(str(named), pt_entries) == {pt.name: path}
+    # with one candidate entry left, the name is not needed
+    assert match_checkpoints(str(anonymous), [pt]) == {
+        pt.name: str(anonymous / "pretrain.pth")}
+
+
+def test_entries_for_uses_size_mode_and_class_count(tmp_path):
+    path = write_synthetic_checkpoint(get_entry(TINY_UCF_FT), str(tmp_path / "x.pth"), seed=0)
+    from converter.checkpoint import load_any_checkpoint
+    info = infer_checkpoint(load_any_checkpoint(path).state_dict)
+    assert (info.size, info.mode, info.dataset) == ("T", "FT", "ucf101")
+    fits = _entries_for(info, list(TEST_ZOO.values()) + list(ZOO.values()), path)
+    assert [e.name for e in fits] == [TINY_UCF_FT]
+
+
+def test_match_checkpoints_on_a_missing_folder_is_an_error(tmp_path):
+    with pytest.raises(ConversionError, match="not a folder"):
+        match_checkpoints(str(tmp_path / "nowhere"), select_entries(size="T"))
+
+
+# --- the summary table -----------------------------------------------------------------------
+
+def test_format_table_shows_each_status_and_the_counts():
+    rows = [BatchRow("TFVideoMAE_T_K400_4x32_FT", "converted", 3.2e-7, 12.4, 2048.0, "", "a"),
+            BatchRow("TFVideoMAE_T_K400_4x32_PT", "skipped", 1.0e-6, 9.0, 1024.0),
+            BatchRow("TFVideoMAE_T_SSv2_4x32_FT", "failed", None, 0.0, None,
+                     "no checkpoint in ckpts matches TFVideoMAE_T_SSv2_4x32_FT"),
+            BatchRow("TFVideoMAE_T_SSv2_4x32_PT", "failed", None, 4.0, 512.0,
+                     "error: parity of X failed")]
+    table = format_table(rows)
+    lines = table.splitlines()
+    assert lines[0].split()[:2] == ["entry", "status"]
+    assert set(lines[1]) == {"-"}
+    assert len(lines) == 2 + len(rows) + 1
+    for row, line in zip(rows, lines[2:]):
+        assert line.startswith(row.name)
+        assert line.split()[1] == row.status
+        assert row.message in line
+    assert "3.2e-07" in lines[2] and "2.0 GB" in lines[2]
+    assert " - " in lines[4]  # no error, no memory: dashes
+    assert lines[-1] == "1 converted, 1 skipped, 2 failed"
+
+
+def test_format_table_of_nothing_has_a_zero_count_line():
+    assert format_table([]).splitlines()[-1] == "0 converted, 0 skipped, 0 failed"
+
+
+# --- videomae-convert --all: bad input -------------------------------------------------------
+
+def test_all_without_a_source_exits_two(tmp_path):
+    out = tmp_path / "out"
+    line = _assert_one_line_error(_run(["--all", "--out", str(out)] + ONE_TINY), 2)
+    assert "--checkpoint-dir" in line and "--synthetic" in line
+    assert not out.exists()
+
+
+def test_all_with_checkpoint_exits_two(tmp_path, tiny_checkpoint):
+    out = tmp_path / "out"
+    result = _run(["--all", "--checkpoint", tiny_checkpoint, "--out", str(out)] + ONE_TINY)
+    line = _assert_one_line_error(result, 2)
+    assert "--checkpoint-dir" in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("extra,words", [
+    (["--synthetic", "--checkpoint-dir", "."], "--synthetic excludes"),
+    (["--synthetic", "--encoder-only"], "--encoder-only"),
+    (["--synthetic", "--jobs", "0"], "--jobs"),
+])
+def test_all_with_conflicting_options_exits_two(tmp_path, extra, words):
+    out = tmp_path / "out"
+    line = _assert_one_line_error(_run(["--all", "--out", str(out)] + ONE_TINY + extra), 2)
+    assert words in line
+    assert not os.path.exists(os.path.join(out, TINY_FT + ".json"))
+
+
+def test_all_with_no_matching_entry_exits_two(tmp_path):
+    out = tmp_path / "out"
+    result = _run(["--all", "--synthetic", "--size", "H", "--dataset", "ucf101",
+                   "--out", str(out)])
+    line = _assert_one_line_error(result, 2)
+    assert "no zoo entry" in line
+    assert not out.exists()
+
+
+def test_all_with_out_a_file_exits_two(tmp_path):
+    target = tmp_path / "file"
+    target.write_text("x")
+    line = _assert_one_line_error(_run(["--all", "--synthetic", "--out", str(target)]
+                                       + ONE_TINY), 2)
+    assert str(target) in line
+    assert target.read_text() == "x"
+
+
+def test_convert_all_needs_a_source(tmp_path):
+    with pytest.raises(ConversionError, match="--checkpoint-dir DIR or --synthetic"):
+        convert_all(select_entries("T", "FT", "k400"), str(tmp_path / "o"))
+
+
+def test_all_with_a_missing_checkpoint_dir_exits_two(tmp_path):
+    missing = tmp_path / "nowhere"
+    result = _run(["--all", "--checkpoint-dir", str(missing), "--out", str(tmp_path / "o")]
+                  + ONE_TINY)
+    line = _assert_one_line_error(result, 2)
+    assert str(missing) in line and "not a folder" in line
+
+
+def test_all_with_two_checkpoints_for_one_entry_exits_two_naming_both(tmp_path):
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    first = write_synthetic_checkpoint(get_entry(TINY_FT), str(folder / "a.pth"), seed=0)
+    second = write_synthetic_checkpoint(get_entry(TINY_FT), str(folder / "b.pth"), seed=1)
+    out = tmp_path / "out"
+    result = _run(["--all", "--checkpoint-dir", str(folder), "--out", str(out)] + ONE_TINY)
+    line = _assert_one_line_error(result, 2)
+    assert first in line and second in line
+    assert not out.exists()  # refused before any log folder or child process
+
+
+# --- videomae-convert --all: failures --------------------------------------------------------
+
+def test_entry_without_a_matching_checkpoint_fails_with_exit_one(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "out"
+    result = _run(["--all", "--checkpoint-dir", str(empty), "--out", str(out)] + ONE_TINY)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    row = _table_row(result.stdout, TINY_FT)
+    assert row.split()[1] == "failed"
+    assert f"no checkpoint in {empty} matches {TINY_FT}" in row
+    assert result.stdout.splitlines()[-1] == "0 converted, 0 skipped, 1 failed"
+    assert not any(os.path.lexists(p) for p in artifact_paths(str(out), TINY_FT).values())
+
+
+# --- videomae-convert --all --synthetic: convert, resume, fail -------------------------------
+
+@pytest.fixture(scope="module")
+def batch_run(tmp_path_factory):
+    """One ``--all --synthetic`` run narrowed to the tiny K400 FT entry (one child process)."""
+    out = tmp_path_factory.mktemp("batch") / "weights"
+    result = _run(["--all", "--synthetic", "--out", str(out)] + ONE_TINY)
+    return out, result
+
+
+def test_all_synthetic_converts_and_prints_the_table(batch_run):
+    out, result = batch_run
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+    for path in artifact_paths(str(out), TINY_FT).values():
+        assert os.path.exists(path), path
+    assert f"converting 1 entries into {out}" in result.stdout
+    row = _table_row(result.stdout, TINY_FT)
+    fields = row.split()
+    assert fields[1] == "converted"
+    assert float(fields[2]) <= get_entry(TINY_FT).parity_atol  # the report's tf error
+    assert fields[5] == "GB" and float(fields[4]) > 0  # the child's peak RSS was measured
+    assert result.stdout.splitlines()[-1] == "1 converted, 0 skipped, 0 failed"
+    # nothing staged is left behind; the child's log is kept
+    assert not [n for n in os.listdir(out) if n.startswith(".")]
+    log = out / "logs" / f"{TINY_FT}.log"
+    assert log.is_file()
+    assert f"{TINY_FT}: parity passed" in log.read_text()
+
+
+def test_all_again_skips_and_leaves_the_artifacts_untouched(batch_run):
+    out, first = batch_run
+    assert first.exit_code == 0, first.output
+    before = _artifact_state(out, TINY_FT)
+    assert len(before) > 4
+    result = _run(["--all", "--synthetic", "--out", str(out)] + ONE_TINY)
+    assert result.exit_code == 0, result.output
+    row = _table_row(result.stdout, TINY_FT)
+    assert row.split()[1] == "skipped"
+    assert result.stdout.splitlines()[-1] == "0 converted, 1 skipped, 0 failed"
+    assert _artifact_state(out, TINY_FT) == before
+    assert "skipped" in (out / "logs" / f"{TINY_FT}.log").read_text()
+
+
+def test_all_with_another_seed_fails_the_entry_and_keeps_the_artifacts(batch_run):
+    """The resumed run is for another source: the child refuses, the table says failed with the
+    child's error line, the exit code is 1 and nothing that was converted is touched."""
+    out, first = batch_run
+    assert first.exit_code == 0, first.output
+    before = _artifact_state(out, TINY_FT)
+    result = _run(["--all", "--synthetic", "--seed", "1", "--out", str(out)] + ONE_TINY)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    row = _table_row(result.stdout, TINY_FT)
+    assert row.split()[1] == "failed"
+    assert "error:" in row and "--force" in row
+    assert result.stdout.splitlines()[-1] == "0 converted, 0 skipped, 1 failed"
+    assert _artifact_state(out, TINY_FT) == before
+    assert "error:" in (out / "logs" / f"{TINY_FT}.log").read_text()

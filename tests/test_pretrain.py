@@ -1,0 +1,345 @@
+"""Pre-trained (masked autoencoder) models: tube masks, parity, export, reconstruction,
+encoder-only conversions."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import converter
+from converter.api import _synthetic_path
+from converter.checkpoint import (load_checkpoint, random_state_dict, upstream_container,
+                                  write_synthetic_checkpoint)
+from converter.errors import CheckpointError, ParityError
+from converter.mapping import convert_state_dict
+from converter.models import build_tf_model, build_torch_model
+from converter.parity import check_parity, compute_reference, make_cases
+from converter.zoo import get_entry
+from torch_reference import tube_mask
+
+TINY_PT = "TFVideoMAE_T_K400_4x32_PT"
+TINY_UCF_PT = "TFVideoMAE_T_UCF_4x32_PT"
+TOLERANCE = 1e-5
+
+
+def _tf_runner(tf_model):
+    import keras
+
+    def run(case):
+        out, hidden = tf_model.call_with_hidden_states(case.video_nthwc, case.mask)
+        return keras.ops.convert_to_numpy(out), [keras.ops.convert_to_numpy(h) for h in hidden]
+    return run
+
+
+def _models(entry, seed=0):
+    torch_model = build_torch_model(entry)
+    state = random_state_dict(torch_model, seed)
+    torch_model.load_state_dict(state, strict=True)
+    tf_model = build_tf_model(entry)
+    convert_state_dict(dict(state), tf_model.named_variables())
+    return torch_model, tf_model, state
+
+
+def _parts(entry):
+    return (("encoder.", entry.dims["depth"]), ("decoder.", entry.dims["decoder_depth"]))
+
+
+# --- tube masks ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("ratio, masked_per_frame", [(0.9, 176), (0.75, 147), (0.5, 98)])
+def test_tube_mask_repeats_one_spatial_mask_over_time(ratio, masked_per_frame):
+    mask = tube_mask(16, 224, 16, 2, ratio, batch_size=3, rng=np.random.default_rng(0))
+    assert mask.shape == (3, 1568) and mask.dtype == bool
+    slots = mask.reshape(3, 8, 196)
+    assert (slots == slots[:, :1]).all()  # the same spatial mask in every temporal slot
+    assert (slots[:, 0].sum(axis=1) == masked_per_frame).all()
+    assert not (mask[0] == mask[1]).all()  # every sample draws its own
+
+
+# --- parity ----------------------------------------------------------------------------------
+
+def test_every_pretrained_tensor_is_random():
+    state = random_state_dict(build_torch_model(get_entry(TINY_PT), device="meta"), seed=0)
+    assert float(state["mask_token"].abs().min()) > 0
+    for name, tensor in state.items():
+        if name.endswith("bias"):
+            assert float(tensor.abs().max()) > 0, name
+        if tensor.dim() == 1 and "norm" in name and name.endswith("weight"):
+            assert not torch.allclose(tensor, torch.ones_like(tensor)), name
+
+
+@pytest.mark.parametrize("name", [TINY_PT, TINY_UCF_PT])
+def test_pretrained_parity_with_different_masks_per_sample(name):
+    entry = get_entry(name)
+    torch_model, tf_model, _ = _models(entry)
+    cases = make_cases(entry, batch=2, seed=3)
+    assert [c.name for c in cases] == [f"mask{entry.mask_ratio:g}", "mask0.5"]
+    for case in cases:
+        assert not (case.mask[0] == case.mask[1]).all()
+    report = check_parity(_tf_runner(tf_model), compute_reference(torch_model, cases),
+                          TOLERANCE, _parts(entry))
+    assert report.passed, report.summary()
+    assert report.first_divergent_block is None
+    n_tokens = entry.num_patches
+    for reference in compute_reference(torch_model, cases[:1]):
+        n_masked = int(reference.case.mask[0].sum())
+        assert reference.out64.shape == (2, n_masked, entry.pixels_per_patch)
+        assert n_masked < n_tokens
+    names = [b.block for b in report.blocks[: entry.dims["depth"] + entry.dims["decoder_depth"]]]
+    assert names == ([f"encoder.blocks.{i}" for i in range(entry.dims["depth"])]
+                     + [f"decoder.blocks.{i}" for i in range(entry.dims["decoder_depth"])])
+
+
+@pytest.mark.parametrize("target, first_block", [
+    ("mask_token", "decoder.blocks.0"),
+    ("encoder.blocks.1.attn.qkv.bias", "encoder.blocks.1"),
+    ("decoder.blocks.0.mlp.fc2.bias", "decoder.blocks.0"),
+])
+def test_a_corrupted_pretrained_tensor_fails_parity_at_its_block(target, first_block):
+    entry = get_entry(TINY_PT)
+    torch_model, tf_model, _ = _models(entry)
+    variable = tf_model.named_variables()[target]
+    value = variable.numpy()
+    # random, not uniform: a constant shift of a token or bias is removed by LayerNorm
+    noise = np.random.default_rng(1).standard_normal(value.shape).astype(np.float32)
+    variable.assign(value + 0.05 * noise)
+    cases = make_cases(entry, batch=2, seed=3)
+    report = check_parity(_tf_runner(tf_model), compute_reference(torch_model, cases),
+                          TOLERANCE, _parts(entry))
+    assert not report.passed
+    assert report.first_divergent_block.startswith(first_block)
+    with pytest.raises(ParityError, match=first_block.replace(".", r"\.")):
+        report.raise_if_failed()
+
+
+def test_keras_pretrainer_traces_once_for_any_batch_and_mask_ratio():
+    import tensorflow as tf
+
+    entry = get_entry(TINY_PT)
+    torch_model, tf_model, _ = _models(entry)
+    spec = [tf.TensorSpec([None, 4, 32, 32, 3], tf.float32),
+            tf.TensorSpec([None, entry.num_patches], tf.bool)]
+    traced = tf.function(lambda v, m: tf_model(v, m), input_signature=spec)
+    rng = np.random.default_rng(0)
+    for batch, ratio in [(1, 0.75), (3, 0.5), (2, 0.25)]:
+        video = rng.standard_normal((batch, 3, 4, 32, 32), dtype=np.float32)
+        mask = tube_mask(4, 32, 16, 2, ratio, batch, rng)
+        with torch.inference_mode():
+            expected = torch_model(torch.from_numpy(video), torch.from_numpy(mask)).numpy()
+        found = traced(video.transpose(0, 2, 3, 4, 1), mask).numpy()
+        assert found.shape == expected.shape
+        assert np.max(np.abs(found - expected)) <= TOLERANCE
+
+
+# --- conversion, export and a fresh process --------------------------------------------------
+
+FRESH_PT_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    import keras
+    import tf_models
+
+    paths, config, inputs = json.loads(sys.argv[1])
+    video, mask = np.load(inputs + "/video.npy"), np.load(inputs + "/mask.npy")
+    serving = tf.saved_model.load(paths["savedmodel"]).signatures["serving_default"]
+    out = {"savedmodel": serving(video=tf.constant(video), mask=tf.constant(mask))["logits"]}
+    out["keras"] = keras.saving.load_model(paths["keras"], compile=False)(video, mask)
+    fresh = tf_models.VideoMAEPretrainer(**config)
+    fresh.load_weights(paths["weights"])
+    out["weights"] = fresh(video, mask)
+    for name, value in out.items():
+        np.save(f"{inputs}/{name}.npy", keras.ops.convert_to_numpy(value))
+    print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "timm"))))
+""")
+
+
+def check_pretrained_fresh_process(result, entry, work_dir, seed=0):
+    """Each PT format, loaded in a process without torch, against the torch reference loaded
+    strictly from the regenerated synthetic checkpoint, on a new clip and new masks."""
+    work_dir = str(work_dir)
+    os.makedirs(work_dir, exist_ok=True)
+    rng = np.random.default_rng(77)
+    video = rng.standard_normal((2, entry.num_frames, entry.img_size, entry.img_size, 3),
+                                dtype=np.float32)
+    mask = tube_mask(entry.num_frames, entry.img_size, entry.patch_size, entry.tubelet_size,
+                     entry.mask_ratio, 2, rng)
+    np.save(os.path.join(work_dir, "video.npy"), video)
+    np.save(os.path.join(work_dir, "mask.npy"), mask)
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH_PT_SCRIPT,
+         json.dumps([result.paths, entry.model_config(), work_dir])],
+        capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []  # no torch in that process
+
+    checkpoint = write_synthetic_checkpoint(entry, _synthetic_path(entry, seed, work_dir), seed)
+    assert result.report["source"]["sha256"] == __import__(
+        "converter.checkpoint", fromlist=["sha256_file"]).sha256_file(checkpoint)
+    model = build_torch_model(entry)
+    model.load_state_dict(load_checkpoint(checkpoint).state_dict, strict=True)
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(np.ascontiguousarray(video.transpose(0, 4, 1, 2, 3))),
+                         torch.from_numpy(mask)).numpy()
+    for kind in ("savedmodel", "keras", "weights"):
+        found = np.load(os.path.join(work_dir, f"{kind}.npy"))
+        assert found.shape == expected.shape, kind
+        assert float(np.max(np.abs(found - expected))) <= TOLERANCE, kind
+
+
+@pytest.fixture(scope="module")
+def tiny_pt_converted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny_pt")
+    return converter.convert(TINY_PT, str(out), synthetic=True, seed=0, progress=False)
+
+
+def test_pretrained_conversion_writes_artifacts_with_a_mask_signature(tiny_pt_converted):
+    import tensorflow as tf
+
+    result = tiny_pt_converted
+    assert result.parity.passed
+    assert {o.case for o in result.parity.outputs} == {"mask0.9", "mask0.5"}
+    signature = tf.saved_model.load(result.paths["savedmodel"]).signatures["serving_default"]
+    inputs = signature.structured_input_signature[1]
+    assert set(inputs) == {"video", "mask"}
+    assert inputs["mask"].dtype == tf.bool and inputs["video"].shape[0] is None
+    assert set(signature.structured_outputs) == {"logits"}
+    report = json.load(open(result.paths["report"]))
+    assert report["entry"]["mode"] == "PT"
+    assert all(check["passed"] for check in report["reload_checks"].values())
+
+
+def test_tiny_pretrained_artifacts_match_torch_in_a_fresh_process(tiny_pt_converted, tmp_path):
+    check_pretrained_fresh_process(tiny_pt_converted, get_entry(TINY_PT), tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["TFVideoMAE_S_K400_16x224_PT", "TFVideoMAE_B_UCF_16x224_PT"])
+def test_pretrained_artifacts_match_torch_in_a_fresh_process(name, tmp_path):
+    result = converter.convert(name, str(tmp_path / "out"), synthetic=True, seed=0,
+                               progress=False)
+    check_pretrained_fresh_process(result, get_entry(name), tmp_path / "fresh")
+
+
+@pytest.mark.slow
+def test_large_pretrained_conversion_passes_parity(tmp_path):
+    result = converter.convert("TFVideoMAE_L_K400_16x224_PT", str(tmp_path), synthetic=True,
+                               progress=False)
+    assert result.parity.passed
+
+
+# --- the encoder alone -----------------------------------------------------------------------
+
+def _encoder_only_checkpoint(entry, path, seed=0):
+    """A PT checkpoint holding the encoder only, as upstream's ViT-H PT file does."""
+    state = random_state_dict(build_torch_model(entry, device="meta"), seed)
+    state = {k: v for k, v in state.items() if k.startswith("encoder.")}
+    torch.save(upstream_container(entry, state), path)
+    return path
+
+
+def test_pretrained_file_without_decoder_points_to_encoder_only(tmp_path):
+    entry = get_entry(TINY_PT)
+    path = _encoder_only_checkpoint(entry, str(tmp_path / "encoder_only.pth"))
+    with pytest.raises(CheckpointError, match="--encoder-only") as caught:
+        converter.convert(entry, str(tmp_path / "out"), checkpoint=path, progress=False)
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", ["PT", "FT"])
+def test_encoder_only_exports_tokens_and_pooled_features(tmp_path, mode):
+    import tensorflow as tf
+
+    entry = get_entry(f"TFVideoMAE_T_K400_4x32_{mode}")
+    if mode == "PT":
+        path = _encoder_only_checkpoint(entry, str(tmp_path / "encoder_only.pth"))
+        result = converter.convert(entry, str(tmp_path / "out"), checkpoint=path,
+                                   encoder_only=True, progress=False)
+    else:
+        result = converter.convert(entry, str(tmp_path / "out"), synthetic=True,
+                                   encoder_only=True, progress=False)
+    assert result.entry.name == f"{entry.name}_encoder"
+    assert os.path.basename(result.paths["keras"]) == f"{entry.name}_encoder.keras"
+    assert {o.output for o in result.parity.outputs} == {"tokens", "pooled"}
+    assert result.parity.passed
+    serving = tf.saved_model.load(result.paths["savedmodel"]).signatures["serving_default"]
+    video = np.zeros((3, 4, 32, 32, 3), np.float32)
+    outputs = serving(video=tf.constant(video))
+    dim = entry.dims["embed_dim"]
+    assert outputs["tokens"].shape == (3, entry.num_patches, dim)
+    assert outputs["pooled"].shape == (3, dim)
+
+
+def test_encoder_only_features_match_upstream_forward_features(tmp_path):
+    """FT encoder-only pooled features are exactly what upstream's head sees."""
+    import keras
+
+    entry = get_entry("TFVideoMAE_T_K400_4x32_FT")
+    result = converter.convert(entry, str(tmp_path), synthetic=True, encoder_only=True,
+                               progress=False)
+    model = keras.saving.load_model(result.paths["keras"])
+    checkpoint = write_synthetic_checkpoint(entry, str(tmp_path / "ckpt.pth"), 0)
+    reference = build_torch_model(entry)
+    reference.load_state_dict(load_checkpoint(checkpoint).state_dict, strict=True)
+    video = np.random.default_rng(5).standard_normal((2, 3, 4, 32, 32), dtype=np.float32)
+    with torch.inference_mode():
+        pooled = reference.forward_features(torch.from_numpy(video)).numpy()
+        logits = reference(torch.from_numpy(video)).numpy()
+    found = keras.ops.convert_to_numpy(model(video.transpose(0, 2, 3, 4, 1))["pooled"])
+    assert np.max(np.abs(found - pooled)) <= TOLERANCE
+    head = reference.head
+    recomputed = found @ head.weight.detach().numpy().T + head.bias.detach().numpy()
+    assert np.max(np.abs(recomputed - logits)) <= TOLERANCE
+
+
+# --- reconstruction --------------------------------------------------------------------------
+
+def test_reconstruct_command_writes_a_strip_and_refuses_a_classifier(tiny_pt_converted,
+                                                                     tmp_path):
+    from PIL import Image
+
+    from converter.cli import reconstruct_main
+
+    clip = np.random.default_rng(0).random((4, 32, 32, 3), dtype=np.float32)
+    np.save(tmp_path / "clip.npy", clip)
+    out = tmp_path / "strip.png"
+    runner = CliRunner()
+    result = runner.invoke(reconstruct_main, ["--model", tiny_pt_converted.paths["keras"],
+                                              "--clip", str(tmp_path / "clip.npy"),
+                                              "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "mask ratio 0.9" in result.output
+    with Image.open(out) as image:
+        width, height = image.size
+    assert height > 3 * 32 and width >= 4 * 32  # three rows of frames
+    again = runner.invoke(reconstruct_main, ["--model", tiny_pt_converted.paths["keras"],
+                                             "--clip", str(tmp_path / "clip.npy"),
+                                             "--out", str(out)])
+    assert again.exit_code == 2 and "already exists" in again.output
+
+    ft = converter.convert("TFVideoMAE_T_K400_4x32_FT", str(tmp_path / "ft"), synthetic=True,
+                           progress=False)
+    refused = runner.invoke(reconstruct_main, ["--model", ft.paths["keras"], "--clip",
+                                               str(tmp_path / "clip.npy"), "--out",
+                                               str(tmp_path / "x.png")])
+    assert refused.exit_code == 2 and "--mode PT" in refused.output
+    assert "Traceback" not in refused.output
+
+
+def test_reconstruction_through_the_savedmodel_matches_the_keras_file(tiny_pt_converted):
+    from converter.api import load_pretrained_artifact
+
+    clip = np.random.default_rng(1).standard_normal((1, 4, 32, 32, 3), dtype=np.float32)
+    mask = tube_mask(4, 32, 16, 2, 0.5, 1, np.random.default_rng(2))
+    by_keras, frames, size, patch, tubelet = load_pretrained_artifact(
+        tiny_pt_converted.paths["keras"])
+    by_savedmodel, *shape = load_pretrained_artifact(tiny_pt_converted.paths["savedmodel"])
+    assert (frames, size, patch, tubelet) == (4, 32, 16, 2) == tuple(shape)
+    np.testing.assert_allclose(by_keras(clip, mask), by_savedmodel(clip, mask), atol=1e-6)

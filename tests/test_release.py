@@ -1,0 +1,526 @@
+"""Release assets: build a release folder from tiny synthetic conversions, check every file
+against SHA256SUMS and the manifest, and make sure a changed byte or a wrong model is caught,
+by ``verify_release``, by the fresh-process re-check and by ``scripts/release.py``.
+
+Each fresh-process check costs ~10 s (torch + tensorflow imports), so the release is built once
+per module and the tampering tests work on copies of it.
+"""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+import converter
+from converter.errors import ConversionError
+from converter.export import artifact_paths, tree_sha256, verify_artifacts
+from converter.release import (build_release, check_assets, render_model_zoo, verify_release,
+                               write_sha256sums, zip_savedmodel)
+from converter.zoo import get_entry
+
+from conftest import REPO_ROOT, TINY_FT, TINY_PT
+
+BASE_URL = "https://example.org/videomae/v0.0.1/"  # the trailing slash must not double up
+BASE = BASE_URL.rstrip("/")
+NAMES = (TINY_FT, TINY_PT)
+ASSET_SUFFIXES = (".savedmodel.zip", ".weights.h5", ".keras", ".json", ".md")
+TOLERANCE = 1e-5
+
+
+def _sha256(path):
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
+
+
+def _flip_byte(path, where=0.5):
+    with open(path, "rb") as handle:
+        data = bytearray(handle.read())
+    position = int(len(data) * where)
+    data[position] ^= 0xFF
+    with open(path, "wb") as handle:
+        handle.write(bytes(data))
+
+
+def _leftovers(parent):
+    return [n for n in os.listdir(parent) if n.startswith(".release-partial-")]
+
+
+def _write_manifest(release_dir, manifest):
+    with open(os.path.join(release_dir, "manifest.json"), "w") as handle:
+        json.dump(manifest, handle, indent=2)
+        handle.write("\n")
+
+
+def _remove_entry(release_dir, name):
+    """Drop one entry from a release folder and make every listing consistent again."""
+    with open(os.path.join(release_dir, "manifest.json")) as handle:
+        manifest = json.load(handle)
+    for asset in [a for a, info in manifest["assets"].items() if info["entry"] == name]:
+        os.remove(os.path.join(release_dir, asset))
+        del manifest["assets"][asset]
+    del manifest["entries"][name]
+    _write_manifest(release_dir, manifest)
+    with open(os.path.join(release_dir, "MODEL_ZOO.md"), "w") as handle:
+        handle.write(render_model_zoo(manifest, manifest["base_url"]))
+    write_sha256sums(release_dir)
+    return manifest
+
+
+# --- fixtures ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def conversions(tmp_path_factory):
+    """The tiny K400 FT and PT entries converted from synthetic checkpoints (seed 0)."""
+    out = tmp_path_factory.mktemp("conversions") / "weights"
+    results = {name: converter.convert(name, str(out), synthetic=True, seed=0, progress=False)
+               for name in NAMES}
+    return str(out), results
+
+
+@pytest.fixture(scope="module")
+def seed1_ft(tmp_path_factory):
+    """The tiny FT entry converted from another synthetic checkpoint (seed 1): same shapes,
+    other weights: the 'wrong model'."""
+    out = tmp_path_factory.mktemp("seed1") / "weights"
+    converter.convert(TINY_FT, str(out), synthetic=True, seed=1, progress=False)
+    return str(out)
+
+
+@pytest.fixture(scope="module")
+def release(conversions, tmp_path_factory):
+    conv_dir, _ = conversions
+    parent = tmp_path_factory.mktemp("release_parent")
+    release_dir = str(parent / "release")
+    log = []
+    manifest = build_release(conv_dir, release_dir, BASE_URL, log=log.append)
+    return release_dir, manifest, log
+
+
+@pytest.fixture
+def release_copy(release, tmp_path):
+    """A copy of the built release that a test may tamper with."""
+    copy = str(tmp_path / "release")
+    shutil.copytree(release[0], copy)
+    return copy
+
+
+@pytest.fixture
+def conversion_copy(conversions, tmp_path):
+    copy = str(tmp_path / "weights")
+    shutil.copytree(conversions[0], copy)
+    return copy
+
+
+# --- what a release holds ----------------------------------------------------------------------
+
+def test_release_holds_every_asset_and_nothing_else(release, conversions):
+    release_dir, manifest, log = release
+    expected = {f"{name}{suffix}" for name in NAMES for suffix in ASSET_SUFFIXES}
+    expected |= {"SHA256SUMS", "manifest.json", "MODEL_ZOO.md"}
+    assert set(os.listdir(release_dir)) == expected
+    assert _leftovers(os.path.dirname(release_dir)) == []
+    assert sorted(manifest["entries"]) == sorted(NAMES)
+    assert [line.split(":")[0] for line in log] == sorted(NAMES)
+    # the conversion folder is left as it was
+    conv_dir, results = conversions
+    for name in NAMES:
+        assert verify_artifacts(conv_dir, get_entry(name), {"sha256": results[
+            name].report["source"]["sha256"]}) is None
+
+
+def test_sha256sums_lists_every_other_file_with_its_real_digest(release):
+    release_dir = release[0]
+    with open(os.path.join(release_dir, "SHA256SUMS")) as handle:
+        lines = handle.read().splitlines()
+    listed = {}
+    for line in lines:
+        match = re.fullmatch(r"([0-9a-f]{64})  (\S+)", line)
+        assert match, line
+        listed[match.group(2)] = match.group(1)
+    assert list(listed) == sorted(listed)
+    assert set(listed) == set(os.listdir(release_dir)) - {"SHA256SUMS"}
+    for name, digest in listed.items():
+        assert _sha256(os.path.join(release_dir, name)) == digest, name
+    if shutil.which("sha256sum"):  # the format `sha256sum -c` reads
+        done = subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=release_dir,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_manifest_assets_match_the_files(release, conversions):
+    release_dir, manifest, _ = release
+    _, results = conversions
+    with open(os.path.join(release_dir, "manifest.json")) as handle:
+        assert json.load(handle) == manifest
+    kinds = {".savedmodel.zip": "savedmodel", ".weights.h5": "weights", ".keras": "keras",
+             ".json": "report", ".md": "card"}
+    expected = {f"{name}{suffix}" for name in NAMES for suffix in ASSET_SUFFIXES}
+    assert set(manifest["assets"]) == expected
+    for name in NAMES:
+        for suffix, kind in kinds.items():
+            asset_name = f"{name}{suffix}"
+            asset = manifest["assets"][asset_name]
+            path = os.path.join(release_dir, asset_name)
+            assert asset["entry"] == name and asset["kind"] == kind
+            assert asset["bytes"] == os.path.getsize(path)
+            assert asset["sha256"] == _sha256(path)
+            assert asset["source_sha256"] == results[name].report["source"]["sha256"]
+            assert asset["url"] == f"{BASE}/{asset_name}"
+    # the weights and .keras are the converted files, byte for byte
+    conv_dir = conversions[0]
+    for name in NAMES:
+        for kind, suffix in (("weights", ".weights.h5"), ("keras", ".keras")):
+            assert manifest["assets"][name + suffix]["sha256"] == _sha256(
+                artifact_paths(conv_dir, name)[kind])
+
+
+def test_manifest_entries_record_source_versions_and_checks(release, conversions):
+    _, manifest, _ = release
+    _, results = conversions
+    assert manifest["base_url"] == BASE_URL
+    assert manifest["converter_version"] == converter.__version__
+    assert manifest["git_commit"] is None or re.fullmatch(r"[0-9a-f]{40}",
+                                                          manifest["git_commit"])
+    for name in NAMES:
+        info = manifest["entries"][name]
+        report = results[name].report
+        assert info["entry"]["name"] == name
+        assert info["source_sha256"] == report["source"]["sha256"]
+        assert info["synthetic_seed"] == 0
+        assert info["versions"] == report["versions"]
+        assert set(info["versions"]) >= {"videomae-convert", "torch", "tensorflow", "keras"}
+        for key in ("tf_err_vs_f64", "torch_err_vs_f64", "max_abs", "tolerance"):
+            assert info["parity"][key] == report["parity"][key]
+        assert set(info["release_check"]) == {"savedmodel", "weights", "keras"}
+        for kind, error in info["release_check"].items():
+            assert 0.0 <= error <= TOLERANCE, (name, kind, error)
+
+
+def test_model_zoo_md_links_every_asset_and_shows_parity(release):
+    release_dir, manifest, _ = release
+    with open(os.path.join(release_dir, "MODEL_ZOO.md")) as handle:
+        text = handle.read()
+    assert text == render_model_zoo(manifest, BASE_URL)
+    assert "## Kinetics-400" in text
+    assert "Something-Something" not in text  # no entry of that dataset: no empty section
+    assert "v0.0.1//" not in text
+    for name in NAMES:
+        rows = [line for line in text.splitlines() if line.startswith(f"| [{name}]")]
+        assert len(rows) == 1, text
+        row = rows[0]
+        for suffix in (".md", ".savedmodel.zip", ".keras", ".weights.h5"):
+            assert f"({BASE}/{name}{suffix})" in row
+        parity = manifest["entries"][name]["parity"]
+        assert f"{parity['tf_err_vs_f64']:.1e} / {parity['torch_err_vs_f64']:.1e}" in row
+        assert "(synthetic)" in row
+    if manifest["git_commit"]:
+        assert manifest["git_commit"] in text
+
+
+def test_model_cards_state_the_source_and_input_contract(release, conversions):
+    release_dir, manifest, _ = release
+    cards = {}
+    for name in NAMES:
+        with open(os.path.join(release_dir, f"{name}.md")) as handle:
+            cards[name] = handle.read()
+        card = cards[name]
+        assert card.startswith(f"# {name}\n")
+        assert "synthetic checkpoint" in card and "seed 0" in card
+        assert "## Input contract" in card
+        assert "`video`: float32 `[batch, 4, 32, 32, 3]`" in card
+        assert manifest["entries"][name]["source_sha256"] in card
+        for kind in ("savedmodel", "weights", "keras"):
+            assert f"{kind} {manifest['entries'][name]['release_check'][kind]:.2e}" in card
+    assert "`mask`: bool `[batch, 8]`" in cards[TINY_PT]
+    assert "`[batch, n_masked, 1536]`" in cards[TINY_PT]
+    assert "`mask`" not in cards[TINY_FT]
+    assert "Output `logits`: `[batch, 400]`" in cards[TINY_FT]
+
+
+def test_savedmodel_zip_is_deterministic_and_holds_the_folder(release, conversions, tmp_path):
+    release_dir = release[0]
+    conv_dir = conversions[0]
+    zipped = os.path.join(release_dir, f"{TINY_FT}.savedmodel.zip")
+    with zipfile.ZipFile(zipped) as archive:
+        names = archive.namelist()
+        assert all(n.startswith(f"{TINY_FT}/") for n in names)
+        assert f"{TINY_FT}/saved_model.pb" in names
+        assert {i.date_time for i in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+        assert archive.testzip() is None
+    folder = artifact_paths(conv_dir, TINY_FT)["savedmodel"]
+    again = str(tmp_path / "again.zip")
+    zip_savedmodel(folder, again)
+    assert _sha256(again) == _sha256(zipped)
+    # unzipped, it is the converted folder file for file
+    shutil.unpack_archive(again, str(tmp_path / "unzipped"))
+    assert tree_sha256(str(tmp_path / "unzipped" / TINY_FT)) == tree_sha256(folder)
+
+
+# --- verify_release ----------------------------------------------------------------------------
+
+def test_verify_release_passes_on_the_built_release(release):
+    assert verify_release(release[0]) == []
+
+
+def test_verify_release_recheck_passes_on_the_built_release(release):
+    """Reloads every asset (the zip unpacked) in a fresh process: one process per entry."""
+    assert verify_release(release[0], recheck=True) == []
+
+
+@pytest.mark.parametrize("suffix", ASSET_SUFFIXES)
+def test_a_flipped_byte_in_any_asset_is_reported(release_copy, suffix):
+    name = f"{TINY_FT}{suffix}"
+    _flip_byte(os.path.join(release_copy, name))
+    problems = verify_release(release_copy)
+    assert problems, suffix
+    assert any(p.startswith(f"{name}: sha256 differs") for p in problems), problems
+    assert all(p.startswith(name) for p in problems), problems
+
+
+@pytest.mark.parametrize("where", [0.0, 0.999])
+def test_a_flipped_byte_at_either_end_of_the_keras_file_is_reported(release_copy, where):
+    name = f"{TINY_FT}.keras"
+    _flip_byte(os.path.join(release_copy, name), where)
+    assert verify_release(release_copy) == [f"{name}: sha256 differs from SHA256SUMS"]
+
+
+def test_an_edited_manifest_is_reported(release_copy):
+    with open(os.path.join(release_copy, "manifest.json")) as handle:
+        manifest = json.load(handle)
+    manifest["entries"][TINY_FT]["parity"]["tf_err_vs_f64"] = 0.0  # a prettier number
+    _write_manifest(release_copy, manifest)
+    problems = verify_release(release_copy)
+    assert any(p.startswith("manifest.json: sha256 differs") for p in problems), problems
+    assert "MODEL_ZOO.md: does not match the manifest" in problems
+
+
+def test_an_unreadable_manifest_is_reported(release_copy):
+    _flip_byte(os.path.join(release_copy, "manifest.json"), 0.0)  # '{' no more
+    problems = verify_release(release_copy)
+    assert any(p.startswith("manifest.json: sha256 differs") for p in problems), problems
+    assert any(p.startswith("manifest.json: unreadable") for p in problems), problems
+
+
+def test_a_deleted_file_is_reported(release_copy):
+    name = f"{TINY_PT}.weights.h5"
+    os.remove(os.path.join(release_copy, name))
+    assert f"{name}: listed in SHA256SUMS but missing" in verify_release(release_copy)
+
+
+def test_a_deleted_sha256sums_is_reported(release_copy):
+    os.remove(os.path.join(release_copy, "SHA256SUMS"))
+    problems = verify_release(release_copy)
+    assert len(problems) == 1 and "SHA256SUMS" in problems[0] and "missing" in problems[0]
+
+
+def test_an_extra_file_is_reported(release_copy):
+    with open(os.path.join(release_copy, "extra.bin"), "wb") as handle:
+        handle.write(b"not part of the release")
+    problems = verify_release(release_copy)
+    assert "extra.bin: not listed in SHA256SUMS" in problems
+    assert "extra.bin: not in the manifest" in problems
+
+
+def test_an_extra_file_added_to_sha256sums_is_still_reported(release_copy):
+    with open(os.path.join(release_copy, "extra.bin"), "wb") as handle:
+        handle.write(b"not part of the release")
+    write_sha256sums(release_copy)
+    assert verify_release(release_copy) == ["extra.bin: not in the manifest"]
+
+
+def test_an_edited_model_zoo_is_reported(release_copy):
+    path = os.path.join(release_copy, "MODEL_ZOO.md")
+    with open(path) as handle:
+        text = handle.read()
+    with open(path, "w") as handle:
+        handle.write(text.replace("(synthetic)", "", 1))
+    problems = verify_release(release_copy)
+    assert "MODEL_ZOO.md: sha256 differs from SHA256SUMS" in problems
+    assert "MODEL_ZOO.md: does not match the manifest" in problems
+    # re-signing SHA256SUMS does not hide it: MODEL_ZOO.md is re-rendered from the manifest
+    write_sha256sums(release_copy)
+    assert verify_release(release_copy) == ["MODEL_ZOO.md: does not match the manifest"]
+
+
+def test_a_changed_asset_with_resigned_sha256sums_is_reported_by_the_manifest(release_copy):
+    name = f"{TINY_FT}.keras"
+    _flip_byte(os.path.join(release_copy, name))
+    write_sha256sums(release_copy)
+    assert verify_release(release_copy) == [f"{name}: manifest sha256 differs from SHA256SUMS"]
+
+
+def test_a_truncated_asset_is_reported_by_size(release_copy):
+    name = f"{TINY_FT}.weights.h5"
+    path = os.path.join(release_copy, name)
+    with open(path, "rb") as handle:
+        data = handle.read()
+    with open(path, "wb") as handle:
+        handle.write(data[:-10])
+    problems = verify_release(release_copy)
+    assert f"{name}: sha256 differs from SHA256SUMS" in problems
+    assert f"{name}: size differs from the manifest" in problems
+
+
+@pytest.mark.parametrize("line", ["garbage\n", "\n"])
+def test_a_malformed_sha256sums_line_is_reported_not_raised(release_copy, line):
+    with open(os.path.join(release_copy, "SHA256SUMS"), "a") as handle:
+        handle.write(line)
+    problems = verify_release(release_copy)
+    assert any("SHA256SUMS" in p for p in problems), problems
+
+
+def test_an_entry_missing_an_asset_is_reported_even_when_every_listing_agrees(release_copy):
+    name = f"{TINY_PT}.keras"
+    os.remove(os.path.join(release_copy, name))
+    with open(os.path.join(release_copy, "manifest.json")) as handle:
+        manifest = json.load(handle)
+    del manifest["assets"][name]
+    _write_manifest(release_copy, manifest)
+    write_sha256sums(release_copy)
+    with open(os.path.join(release_copy, "MODEL_ZOO.md")) as handle:
+        assert f"/{name})" in handle.read()  # still linked
+    assert any(name in p for p in verify_release(release_copy))
+
+
+def test_a_wrong_model_signed_consistently_is_caught_only_by_the_recheck(release_copy,
+                                                                          seed1_ft):
+    """Swap in the seed-1 .keras and update SHA256SUMS, the manifest and MODEL_ZOO.md to
+    match: the checksums all agree, the fresh-process reload does not."""
+    _remove_entry(release_copy, TINY_PT)  # one fresh process instead of two
+    name = f"{TINY_FT}.keras"
+    path = os.path.join(release_copy, name)
+    shutil.copyfile(artifact_paths(seed1_ft, TINY_FT)["keras"], path)
+    with open(os.path.join(release_copy, "manifest.json")) as handle:
+        manifest = json.load(handle)
+    manifest["assets"][name].update(bytes=os.path.getsize(path), sha256=_sha256(path))
+    _write_manifest(release_copy, manifest)
+    write_sha256sums(release_copy)
+    assert verify_release(release_copy) == []
+    problems = verify_release(release_copy, recheck=True)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"{TINY_FT}: keras reloads")
+
+
+# --- build_release: what stops it ---------------------------------------------------------------
+
+def test_build_fails_on_an_artifact_changed_after_conversion(conversion_copy, tmp_path):
+    """One byte of the FT entry's weights changed after conversion: the report's sha256 stops
+    the build before anything is packed, and nothing is left behind. (A failure after an
+    entry was packed is covered by the wrong-model test below.)"""
+    _flip_byte(artifact_paths(conversion_copy, TINY_FT)["weights"])
+    parent = tmp_path / "out"
+    parent.mkdir()
+    release_dir = str(parent / "release")
+    with pytest.raises(ConversionError) as raised:
+        build_release(conversion_copy, release_dir, BASE_URL, log=lambda line: None)
+    message = str(raised.value)
+    assert TINY_FT in message and "sha256" in message and ".weights.h5" in message
+    assert not os.path.exists(release_dir)
+    assert os.listdir(parent) == []  # no .release-partial-* staging folder either
+
+
+def test_build_fails_on_a_wrong_model_from_another_seed(conversion_copy, seed1_ft, tmp_path):
+    """The seed-1 .keras copied over the seed-0 one: the report's sha256 stops the build."""
+    for path in artifact_paths(conversion_copy, TINY_PT).values():  # the FT entry alone
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    keras_path = artifact_paths(conversion_copy, TINY_FT)["keras"]
+    shutil.copyfile(artifact_paths(seed1_ft, TINY_FT)["keras"], keras_path)
+    parent = tmp_path / "out"
+    parent.mkdir()
+    release_dir = str(parent / "release")
+    with pytest.raises(ConversionError, match="sha256 differs"):
+        build_release(conversion_copy, release_dir, BASE_URL, log=lambda line: None)
+    assert os.listdir(parent) == []
+
+    # the report re-signed to match: now only the fresh-process reload can tell
+    report_path = artifact_paths(conversion_copy, TINY_FT)["report"]
+    with open(report_path) as handle:
+        report = json.load(handle)
+    report["artifact_sha256"]["keras"] = tree_sha256(keras_path)
+    with open(report_path, "w") as handle:
+        json.dump(report, handle, indent=2)
+    with pytest.raises(ConversionError) as raised:
+        build_release(conversion_copy, release_dir, BASE_URL, log=lambda line: None)
+    message = str(raised.value)
+    assert "reloaded assets differ from the reference" in message
+    assert "keras" in message and "savedmodel" not in message and "weights" not in message
+    # the entry had been packed into the staging folder when the check failed: removed
+    assert os.listdir(parent) == []
+
+
+def test_build_refuses_an_existing_release_folder_without_force(release, conversions, tmp_path):
+    release_dir = release[0]
+    before = {n: _sha256(os.path.join(release_dir, n)) for n in os.listdir(release_dir)}
+    with pytest.raises(ConversionError, match="already exists.*--force"):
+        build_release(conversions[0], release_dir, BASE_URL, log=lambda line: None)
+    assert {n: _sha256(os.path.join(release_dir, n)) for n in os.listdir(release_dir)} == before
+    assert _leftovers(os.path.dirname(release_dir)) == []
+    # an empty folder is refused as well
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConversionError, match="already exists"):
+        build_release(conversions[0], str(empty), BASE_URL, log=lambda line: None)
+    assert os.listdir(empty) == []
+
+
+def test_build_needs_a_conversion_folder_with_reports(tmp_path):
+    with pytest.raises(ConversionError, match="not a folder"):
+        build_release(str(tmp_path / "nowhere"), str(tmp_path / "r"), BASE_URL)
+    empty = tmp_path / "weights"
+    empty.mkdir()
+    (empty / "notes.json").write_text('{"not": "a report"}')
+    (empty / "broken.json").write_text("{")
+    with pytest.raises(ConversionError, match="no conversion reports"):
+        build_release(str(empty), str(tmp_path / "r"), BASE_URL)
+    assert not (tmp_path / "r").exists()
+    assert _leftovers(str(tmp_path)) == []
+
+
+# --- the fresh-process check itself ------------------------------------------------------------
+
+def test_check_assets_tells_the_wrong_model_from_the_right_one(conversions, seed1_ft):
+    conv_dir = conversions[0]
+    report = artifact_paths(conv_dir, TINY_FT)["report"]
+    right = check_assets(report, {"keras": artifact_paths(conv_dir, TINY_FT)["keras"]})
+    wrong = check_assets(report, {"keras": artifact_paths(seed1_ft, TINY_FT)["keras"]})
+    assert right["keras"] <= TOLERANCE
+    assert wrong["keras"] > 1e-3
+
+
+def test_check_assets_reads_the_zipped_savedmodel(release):
+    release_dir = release[0]
+    assets = {"savedmodel": os.path.join(release_dir, f"{TINY_PT}.savedmodel.zip"),
+              "weights": os.path.join(release_dir, f"{TINY_PT}.weights.h5")}
+    errors = check_assets(os.path.join(release_dir, f"{TINY_PT}.json"), assets)
+    assert set(errors) == set(assets)
+    assert all(error <= TOLERANCE for error in errors.values()), errors
+
+
+# --- scripts/release.py ------------------------------------------------------------------------
+
+def _script(*args):
+    return subprocess.run([sys.executable, os.path.join(REPO_ROOT, "scripts", "release.py"),
+                           *args], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          cwd=REPO_ROOT, timeout=300)
+
+
+def test_release_script_verify(release_copy):
+    done = _script("verify", release_copy)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"{release_copy}: verified" in done.stdout
+
+    _flip_byte(os.path.join(release_copy, f"{TINY_FT}.savedmodel.zip"))
+    os.remove(os.path.join(release_copy, f"{TINY_PT}.md"))
+    done = _script("verify", release_copy)
+    assert done.returncode == 1, done.stdout + done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert f"error: {TINY_FT}.savedmodel.zip: sha256 differs from SHA256SUMS" in errors
+    assert f"error: {TINY_PT}.md: listed in SHA256SUMS but missing" in errors
+    assert "verified" not in done.stdout
