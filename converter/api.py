@@ -166,7 +166,10 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
                   "parity": parity.to_dict(), "notes": notes,
                   "parity_inputs": {"batch": parity_batch, "seed": seed,
                                     "cases": [r.case.name for r in references]},
-                  "reference_fingerprint": reference_fingerprints(references)}
+                  "reference_fingerprint": reference_fingerprints(references),
+                  # the phase timer's own dict: complete up to the last reload check when
+                  # the report is written
+                  "seconds": phases.seconds}
         with StagedArtifacts(entry, out_dir, force, on_phase=phases) as staged:
             staged.write(tf_model)
             del tf_model  # the reload checks each build a fresh model; do not hold two

@@ -191,13 +191,13 @@ class StagedArtifacts:
         """Complete ``report`` (reload checks, sizes, checksums), write it, move all into place."""
         if set(self.reloads) != set(RELOADERS):
             raise RuntimeError("place() before every artifact was checked")
+        self.on_phase("move into place")
         report["reload_checks"] = self.reloads
         report["artifact_bytes"] = {k: dir_size(self.staged[k]) for k in RELOADERS}
         report["artifact_sha256"] = {k: tree_sha256(self.staged[k]) for k in RELOADERS}
         with open(self.staged["report"], "w") as handle:
             json.dump(report, handle, indent=2, sort_keys=False, default=_json_default)
             handle.write("\n")
-        self.on_phase("move into place")
         final = artifact_paths(self.out_dir, self.entry.name)
         for kind in ("savedmodel", "weights", "keras", "report"):  # the report goes in last
             if os.path.lexists(final[kind]):  # only reachable with force
