@@ -70,6 +70,15 @@ def read_pickle_safely(path: str):
         raise CheckpointError(f"{path}: file is empty")
     # the zip format can be memory-mapped, so tensors are read from disk as they are used
     mmap = zipfile.is_zipfile(path)
+    if not mmap:
+        with open(path, "rb") as handle:
+            head = handle.read(2)
+        if head == b"PK":
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (a truncated or "
+                                  f"damaged zip archive: download it again)")
+        if head[:1] != b"\x80":  # every pickle of protocol 2 or later starts with PROTO
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (neither a zip "
+                                  f"archive nor a pickle: is it a .pth file?)")
     try:
         with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)

@@ -23,8 +23,8 @@ def _on_sigterm(signum, frame):
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--size", type=click.Choice(size_choices()), default=None,
-              help="Model size (T is a tiny test-only config, --synthetic only). Required "
-                   "unless --all.")
+              help="Model size (T is a tiny test-only config with no upstream file). "
+                   "Required unless --all.")
 @click.option("--mode", type=click.Choice(MODES), default=None,
               help="FT: fine-tuned classifier; PT: pre-trained masked autoencoder. "
                    "[default: FT; with --all: both]")
@@ -76,7 +76,7 @@ def main(size, mode, dataset, checkpoint, cache_dir, offline, force_download, sy
     try:
         entry = find_entry(size, mode or "FT", dataset or "k400")
     except KeyError as error:
-        _fail(str(error.args[0]), 2)
+        _fail(f"error: {error.args[0]}", 2)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         result = convert(entry, out_dir, checkpoint=checkpoint, synthetic=synthetic, seed=seed,

@@ -14,13 +14,13 @@ def _start(out_dir, tmp_path):
     scratch = tmp_path / "tmp"  # where the synthetic checkpoint goes: must end up empty
     scratch.mkdir()
     process = subprocess.Popen(
-        [sys.executable, "-m", "converter.cli", "--synthetic", "--size", "S", "--out",
+        [sys.executable, "-m", "converter.cli", "--synthetic", "--size", "T", "--out",
          str(out_dir), "--quiet"], stdout=subprocess.DEVNULL, stderr=err,
         stdin=subprocess.DEVNULL, env={**os.environ, "TMPDIR": str(scratch)})
     return process, err
 
 
-def _wait_for_staging(out_dir, process, timeout=240):
+def _wait_for_staging(out_dir, process, timeout=600):
     """Until the hidden staging folder exists (the run is writing artifacts)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -28,7 +28,7 @@ def _wait_for_staging(out_dir, process, timeout=240):
             pytest.fail(f"conversion ended (rc {process.returncode}) before it was interrupted")
         if out_dir.exists() and any(p.name.startswith(".") for p in out_dir.iterdir()):
             return
-        time.sleep(0.05)
+        time.sleep(0.01)
     pytest.fail("no staging folder appeared")
 
 
@@ -41,7 +41,7 @@ def test_interrupt_mid_export_leaves_output_folder_as_it_was(tmp_path, signum):
     try:
         _wait_for_staging(out_dir, process)
         process.send_signal(signum)
-        returncode = process.wait(timeout=120)
+        returncode = process.wait(timeout=300)
     finally:
         if process.poll() is None:
             process.kill()
