@@ -62,6 +62,15 @@ def test_tube_mask_repeats_one_spatial_mask_over_time(ratio, masked_per_frame):
     assert not (mask[0] == mask[1]).all()  # every sample draws its own
 
 
+def test_keras_side_tube_mask_is_the_reference_one():
+    import tf_models
+
+    for ratio in (0.9, 0.75):
+        expected = tube_mask(16, 224, 16, 2, ratio, 4, np.random.default_rng(11))
+        found = tf_models.tube_mask(16, 224, 16, 2, ratio, 4, np.random.default_rng(11))
+        assert (found == expected).all()
+
+
 # --- parity ----------------------------------------------------------------------------------
 
 def test_every_pretrained_tensor_is_random():

@@ -6,10 +6,11 @@
 
 from .layers import (Attention, Block, Mlp, PatchEmbed, named_variables, sinusoid_positions,
                      sinusoid_table)
+from .masking import tube_mask
 from .pretrain import PretrainDecoder, PretrainEncoder, VideoMAEPretrainer
 from .videomae import VideoMAEClassifier, VideoMAEEncoder
 
 __all__ = ["VideoMAEClassifier", "VideoMAEEncoder", "VideoMAEPretrainer", "PretrainEncoder",
            "PretrainDecoder", "sinusoid_positions",
            "PatchEmbed", "Attention", "Mlp", "Block",
-           "named_variables", "sinusoid_table"]
+           "named_variables", "sinusoid_table", "tube_mask"]
