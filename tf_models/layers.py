@@ -7,7 +7,7 @@ stable dotted names the converter maps onto.
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Tuple
 
 import keras
 import numpy as np
@@ -25,6 +25,24 @@ def sinusoid_table(num_positions: int, dim: int) -> np.ndarray:
     angles[:, 0::2] = np.sin(angles[:, 0::2])
     angles[:, 1::2] = np.cos(angles[:, 1::2])
     return angles.astype(np.float32)[None]
+
+
+class PlainConfig:
+    """Keeps the constructor arguments named in ``CONFIG`` as attributes and serialises them,
+    so ``get_config`` round-trips through ``from_config`` (``cls(**config)``)."""
+
+    CONFIG: Tuple[str, ...] = ()
+
+    def _keep_config(self, arguments: dict) -> None:
+        for key in self.CONFIG:
+            setattr(self, key, arguments[key])
+
+    def get_config(self):
+        return {**super().get_config(), **{key: getattr(self, key) for key in self.CONFIG}}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
 
 def sinusoid_positions(num_positions: int, dim: int, dtype: str = "float32"):
@@ -68,16 +86,15 @@ def named_variables(layer: keras.layers.Layer, prefix: str = "") -> Dict[str, ke
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class PatchEmbed(keras.layers.Layer):
+class PatchEmbed(PlainConfig, keras.layers.Layer):
     """Tubelet embedding: (B, T, H, W, C) -> (B, N, D) tokens in (t, h, w) order."""
 
     SUBLAYERS = ("proj",)
+    CONFIG = ("embed_dim", "patch_size", "tubelet_size")
 
     def __init__(self, embed_dim: int, patch_size: int = 16, tubelet_size: int = 2, **kwargs):
         super().__init__(**kwargs)
-        self.embed_dim = embed_dim
-        self.patch_size = patch_size
-        self.tubelet_size = tubelet_size
+        self._keep_config(locals())
         kernel = (tubelet_size, patch_size, patch_size)
         self.proj = keras.layers.Conv3D(embed_dim, kernel, strides=kernel, padding="valid",
                                         name="proj")
@@ -89,21 +106,16 @@ class PatchEmbed(keras.layers.Layer):
         x = self.proj(video_nthwc)
         return ops.reshape(x, (ops.shape(x)[0], -1, self.embed_dim))
 
-    def get_config(self):
-        return {**super().get_config(), "embed_dim": self.embed_dim,
-                "patch_size": self.patch_size, "tubelet_size": self.tubelet_size}
-
-
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class Attention(keras.layers.Layer):
+class Attention(PlainConfig, keras.layers.Layer):
     """Multi-head self-attention with one fused ``qkv`` projection (its key bias stays zero)."""
 
     SUBLAYERS = ("qkv", "proj")
+    CONFIG = ("dim", "num_heads")
 
     def __init__(self, dim: int, num_heads: int, **kwargs):
         super().__init__(**kwargs)
-        self.dim = dim
-        self.num_heads = num_heads
+        self._keep_config(locals())
         self.head_dim = dim // num_heads
         self.scale = self.head_dim ** -0.5
         self.qkv = keras.layers.Dense(3 * dim, name="qkv")
@@ -123,18 +135,14 @@ class Attention(keras.layers.Layer):
         x = ops.transpose(ops.matmul(attn, v), (0, 2, 1, 3))
         return self.proj(ops.reshape(x, (batch, tokens, self.dim)))
 
-    def get_config(self):
-        return {**super().get_config(), "dim": self.dim, "num_heads": self.num_heads}
-
-
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class Mlp(keras.layers.Layer):
+class Mlp(PlainConfig, keras.layers.Layer):
     SUBLAYERS = ("fc1", "fc2")
+    CONFIG = ("dim", "hidden_dim")
 
     def __init__(self, dim: int, hidden_dim: int, **kwargs):
         super().__init__(**kwargs)
-        self.dim = dim
-        self.hidden_dim = hidden_dim
+        self._keep_config(locals())
         self.fc1 = keras.layers.Dense(hidden_dim, name="fc1")
         self.fc2 = keras.layers.Dense(dim, name="fc2")
 
@@ -146,21 +154,16 @@ class Mlp(keras.layers.Layer):
         # upstream uses nn.GELU(): the exact erf form; tanh-GELU drifts by ~1e-4
         return self.fc2(ops.gelu(self.fc1(x), approximate=False))
 
-    def get_config(self):
-        return {**super().get_config(), "dim": self.dim, "hidden_dim": self.hidden_dim}
-
-
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class Block(keras.layers.Layer):
+class Block(PlainConfig, keras.layers.Layer):
     """Pre-norm transformer block: ``x += attn(norm1(x)); x += mlp(norm2(x))``."""
 
     SUBLAYERS = ("norm1", "attn", "norm2", "mlp")
+    CONFIG = ("dim", "num_heads", "mlp_ratio")
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, **kwargs):
         super().__init__(**kwargs)
-        self.dim = dim
-        self.num_heads = num_heads
-        self.mlp_ratio = mlp_ratio
+        self._keep_config(locals())
         self.norm1 = layer_norm("norm1")
         self.attn = Attention(dim, num_heads, name="attn")
         self.norm2 = layer_norm("norm2")
@@ -173,7 +176,3 @@ class Block(keras.layers.Layer):
     def call(self, x):
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
-
-    def get_config(self):
-        return {**super().get_config(), "dim": self.dim, "num_heads": self.num_heads,
-                "mlp_ratio": self.mlp_ratio}

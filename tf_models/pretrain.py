@@ -14,7 +14,8 @@ from typing import Dict, List, Tuple
 import keras
 from keras import ops
 
-from .layers import PACKAGE, Block, PatchEmbed, layer_norm, named_variables, sinusoid_positions
+from .layers import (PACKAGE, Block, PatchEmbed, PlainConfig, layer_norm, named_variables,
+                     sinusoid_positions)
 
 
 def visible_first_order(mask):
@@ -32,21 +33,17 @@ def gather_tokens(x, indices):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class PretrainEncoder(keras.layers.Layer):
+class PretrainEncoder(PlainConfig, keras.layers.Layer):
     """Patch embedding + sinusoid -> visible tokens only -> blocks -> ``norm``."""
 
     SUBLAYERS = ("patch_embed", "blocks", "norm")
+    CONFIG = ("embed_dim", "depth", "num_heads", "num_patches", "patch_size", "tubelet_size",
+              "mlp_ratio")
 
     def __init__(self, embed_dim: int, depth: int, num_heads: int, num_patches: int,
                  patch_size: int = 16, tubelet_size: int = 2, mlp_ratio: float = 4.0, **kwargs):
         super().__init__(**kwargs)
-        self.embed_dim = embed_dim
-        self.depth = depth
-        self.num_heads = num_heads
-        self.num_patches = num_patches
-        self.patch_size = patch_size
-        self.tubelet_size = tubelet_size
-        self.mlp_ratio = mlp_ratio
+        self._keep_config(locals())
         self.patch_embed = PatchEmbed(embed_dim, patch_size, tubelet_size, name="patch_embed")
         self.blocks = [Block(embed_dim, num_heads, mlp_ratio, name=f"blocks_{i}")
                        for i in range(depth)]
@@ -73,27 +70,17 @@ class PretrainEncoder(keras.layers.Layer):
         x = self.norm(x)
         return (x, hidden) if return_hidden_states else x
 
-    def get_config(self):
-        return {**super().get_config(), "embed_dim": self.embed_dim, "depth": self.depth,
-                "num_heads": self.num_heads, "num_patches": self.num_patches,
-                "patch_size": self.patch_size, "tubelet_size": self.tubelet_size,
-                "mlp_ratio": self.mlp_ratio}
-
-
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class PretrainDecoder(keras.layers.Layer):
+class PretrainDecoder(PlainConfig, keras.layers.Layer):
     """Blocks -> ``norm`` -> ``head`` applied to the last ``n_masked`` tokens."""
 
     SUBLAYERS = ("blocks", "norm", "head")
+    CONFIG = ("embed_dim", "depth", "num_heads", "num_outputs", "mlp_ratio")
 
     def __init__(self, embed_dim: int, depth: int, num_heads: int, num_outputs: int,
                  mlp_ratio: float = 4.0, **kwargs):
         super().__init__(**kwargs)
-        self.embed_dim = embed_dim
-        self.depth = depth
-        self.num_heads = num_heads
-        self.num_outputs = num_outputs
-        self.mlp_ratio = mlp_ratio
+        self._keep_config(locals())
         self.blocks = [Block(embed_dim, num_heads, mlp_ratio, name=f"blocks_{i}")
                        for i in range(depth)]
         self.norm = layer_norm("norm")
@@ -117,17 +104,14 @@ class PretrainDecoder(keras.layers.Layer):
         x = self.head(self.norm(x))
         return (x, hidden) if return_hidden_states else x
 
-    def get_config(self):
-        return {**super().get_config(), "embed_dim": self.embed_dim, "depth": self.depth,
-                "num_heads": self.num_heads, "num_outputs": self.num_outputs,
-                "mlp_ratio": self.mlp_ratio}
-
-
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class VideoMAEPretrainer(keras.Model):
+class VideoMAEPretrainer(PlainConfig, keras.Model):
     """Upstream's VideoMAE masked autoencoder: ``model(video_nthwc, mask)`` -> masked pixels."""
 
     SUBLAYERS = ("encoder", "encoder_to_decoder", "decoder")
+    CONFIG = ("embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth",
+              "decoder_num_heads", "num_frames", "img_size", "patch_size", "tubelet_size",
+              "mlp_ratio", "in_chans")
     OWN_VARIABLES = ("mask_token",)
 
     def __init__(self, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
@@ -136,18 +120,7 @@ class VideoMAEPretrainer(keras.Model):
                  patch_size: int = 16, tubelet_size: int = 2, mlp_ratio: float = 4.0,
                  in_chans: int = 3, **kwargs):
         super().__init__(**kwargs)
-        self.embed_dim = embed_dim
-        self.depth = depth
-        self.num_heads = num_heads
-        self.decoder_embed_dim = decoder_embed_dim
-        self.decoder_depth = decoder_depth
-        self.decoder_num_heads = decoder_num_heads
-        self.num_frames = num_frames
-        self.img_size = img_size
-        self.patch_size = patch_size
-        self.tubelet_size = tubelet_size
-        self.mlp_ratio = mlp_ratio
-        self.in_chans = in_chans
+        self._keep_config(locals())
         self.num_patches = (num_frames // tubelet_size) * (img_size // patch_size) ** 2
         self.encoder = PretrainEncoder(embed_dim, depth, num_heads, self.num_patches,
                                        patch_size, tubelet_size, mlp_ratio, name="encoder")
@@ -191,15 +164,3 @@ class VideoMAEPretrainer(keras.Model):
     def named_variables(self) -> Dict[str, keras.Variable]:
         """Dotted names (``encoder.blocks.0.attn.qkv.kernel``, ``mask_token`` ...) -> variables."""
         return named_variables(self)
-
-    def get_config(self):
-        return {**super().get_config(), "embed_dim": self.embed_dim, "depth": self.depth,
-                "num_heads": self.num_heads, "decoder_embed_dim": self.decoder_embed_dim,
-                "decoder_depth": self.decoder_depth, "decoder_num_heads": self.decoder_num_heads,
-                "num_frames": self.num_frames, "img_size": self.img_size,
-                "patch_size": self.patch_size, "tubelet_size": self.tubelet_size,
-                "mlp_ratio": self.mlp_ratio, "in_chans": self.in_chans}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)

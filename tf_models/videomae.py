@@ -7,11 +7,12 @@ from typing import Dict, List, Tuple
 import keras
 from keras import ops
 
-from .layers import PACKAGE, Block, PatchEmbed, layer_norm, named_variables, sinusoid_positions
+from .layers import (PACKAGE, Block, PatchEmbed, PlainConfig, layer_norm, named_variables,
+                     sinusoid_positions)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class VideoMAEClassifier(keras.Model):
+class VideoMAEClassifier(PlainConfig, keras.Model):
     """Upstream's fine-tuned VideoMAE: tubelets + sinusoid -> blocks -> mean -> fc_norm -> head.
 
     Input ``video_nthwc``: float32 (batch, num_frames, img_size, img_size, 3), normalised as
@@ -20,22 +21,15 @@ class VideoMAEClassifier(keras.Model):
     """
 
     SUBLAYERS = ("patch_embed", "blocks", "fc_norm", "head")
+    CONFIG = ("embed_dim", "depth", "num_heads", "num_classes", "num_frames", "img_size",
+              "patch_size", "tubelet_size", "mlp_ratio", "in_chans")
 
     def __init__(self, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
                  num_classes: int = 400, num_frames: int = 16, img_size: int = 224,
                  patch_size: int = 16, tubelet_size: int = 2, mlp_ratio: float = 4.0,
                  in_chans: int = 3, **kwargs):
         super().__init__(**kwargs)
-        self.embed_dim = embed_dim
-        self.depth = depth
-        self.num_heads = num_heads
-        self.num_classes = num_classes
-        self.num_frames = num_frames
-        self.img_size = img_size
-        self.patch_size = patch_size
-        self.tubelet_size = tubelet_size
-        self.mlp_ratio = mlp_ratio
-        self.in_chans = in_chans
+        self._keep_config(locals())
         self.num_patches = (num_frames // tubelet_size) * (img_size // patch_size) ** 2
         self.patch_embed = PatchEmbed(embed_dim, patch_size, tubelet_size, name="patch_embed")
         self.blocks = [Block(embed_dim, num_heads, mlp_ratio, name=f"blocks_{i}")
@@ -69,21 +63,9 @@ class VideoMAEClassifier(keras.Model):
         """Dotted names (``blocks.0.attn.qkv.kernel`` ...) -> variables."""
         return named_variables(self)
 
-    def get_config(self):
-        return {**super().get_config(), "embed_dim": self.embed_dim, "depth": self.depth,
-                "num_heads": self.num_heads, "num_classes": self.num_classes,
-                "num_frames": self.num_frames, "img_size": self.img_size,
-                "patch_size": self.patch_size, "tubelet_size": self.tubelet_size,
-                "mlp_ratio": self.mlp_ratio, "in_chans": self.in_chans}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class VideoMAEEncoder(keras.Model):
+class VideoMAEEncoder(PlainConfig, keras.Model):
     """The VideoMAE encoder alone, for features: ``model(video)`` -> {"tokens", "pooled"}.
 
     ``final_norm="fc_norm"`` (from a fine-tuned checkpoint): tokens are the last block's
@@ -93,24 +75,17 @@ class VideoMAEEncoder(keras.Model):
     """
 
     SUBLAYERS = ("patch_embed", "blocks", "final")
+    CONFIG = ("embed_dim", "depth", "num_heads", "num_frames", "img_size", "patch_size",
+              "tubelet_size", "mlp_ratio", "in_chans", "final_norm")
 
     def __init__(self, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
                  num_frames: int = 16, img_size: int = 224, patch_size: int = 16,
                  tubelet_size: int = 2, mlp_ratio: float = 4.0, in_chans: int = 3,
                  final_norm: str = "fc_norm", **kwargs):
         super().__init__(**kwargs)
+        self._keep_config(locals())
         if final_norm not in ("fc_norm", "norm"):
             raise ValueError(f"final_norm must be 'fc_norm' or 'norm', not {final_norm!r}")
-        self.embed_dim = embed_dim
-        self.depth = depth
-        self.num_heads = num_heads
-        self.num_frames = num_frames
-        self.img_size = img_size
-        self.patch_size = patch_size
-        self.tubelet_size = tubelet_size
-        self.mlp_ratio = mlp_ratio
-        self.in_chans = in_chans
-        self.final_norm = final_norm
         self.num_patches = (num_frames // tubelet_size) * (img_size // patch_size) ** 2
         self.patch_embed = PatchEmbed(embed_dim, patch_size, tubelet_size, name="patch_embed")
         self.blocks = [Block(embed_dim, num_heads, mlp_ratio, name=f"blocks_{i}")
@@ -147,14 +122,3 @@ class VideoMAEEncoder(keras.Model):
         found = named_variables(self)
         return {name.replace("final.", f"{self.final_norm}.", 1) if name.startswith("final.")
                 else name: variable for name, variable in found.items()}
-
-    def get_config(self):
-        return {**super().get_config(), "embed_dim": self.embed_dim, "depth": self.depth,
-                "num_heads": self.num_heads, "num_frames": self.num_frames,
-                "img_size": self.img_size, "patch_size": self.patch_size,
-                "tubelet_size": self.tubelet_size, "mlp_ratio": self.mlp_ratio,
-                "in_chans": self.in_chans, "final_norm": self.final_norm}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
