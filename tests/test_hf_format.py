@@ -402,3 +402,27 @@ def test_strip_encoder_prefix_keeps_only_the_encoder():
 def test_strip_encoder_prefix_refuses_a_fine_tuned_state_dict():
     with pytest.raises(CheckpointError, match="no encoder"):
         strip_encoder_prefix(upstream_state(FT))
+
+
+# --- end to end ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("entry, bias_style", [(FT, "query.bias"), (PT, "q_bias")])
+def test_transformers_folder_converts_end_to_end_through_the_cli(tmp_path, entry, bias_style):
+    """A transformers-format folder (safetensors), converted by the CLI: parity passes, the
+    report records the layout and the head count the config got wrong."""
+    from click.testing import CliRunner
+
+    from converter.cli import main
+
+    state = upstream_state(entry, seed=4)
+    folder = write_transformers_folder(str(tmp_path / "hf"), to_transformers(state, bias_style),
+                                       hf_config(entry, heads=16))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["--size", "T", "--mode", entry.mode, "--checkpoint",
+                                       folder, "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    with open(out / f"{entry.name}.json") as handle:
+        report = json.load(handle)
+    assert report["parity"]["passed"]
+    assert report["source"]["layout"] == "transformers"
+    assert any("16 heads" in note for note in report["notes"]), report["notes"]
