@@ -14,10 +14,17 @@ from .zoo import DATASETS, MODES, size_choices
 
 
 class _Terminated(BaseException):
-    """SIGTERM, raised like KeyboardInterrupt so no ``except Exception`` swallows it."""
+    """SIGTERM or SIGINT, raised like KeyboardInterrupt so no ``except Exception`` swallows
+    it; ``received`` remembers it even if a library turns it into another exception."""
+
+    received = None
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def _on_sigterm(signum, frame):
+    _Terminated.received = signum
     raise _Terminated()
 
 
@@ -77,7 +84,7 @@ def main(size, mode, dataset, checkpoint, cache_dir, offline, force_download, sy
         entry = find_entry(size, mode or "FT", dataset or "k400")
     except KeyError as error:
         _fail(f"error: {error.args[0]}", 2)
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = {sig: signal.signal(sig, _on_sigterm) for sig in _STOP_SIGNALS}
     try:
         result = convert(entry, out_dir, checkpoint=checkpoint, synthetic=synthetic, seed=seed,
                          force=force, progress=not quiet, encoder_only=encoder_only,
@@ -87,10 +94,13 @@ def main(size, mode, dataset, checkpoint, cache_dir, offline, force_download, sy
         _fail(f"error: {error}", 1)
     except ConversionError as error:
         _fail(f"error: {error}", 2)
-    except (KeyboardInterrupt, _Terminated):
-        _fail(f"error: interrupted; nothing was written under {out_dir}", 2)
+    except BaseException:
+        if _Terminated.received is None and not sys.exc_info()[0] is KeyboardInterrupt:
+            raise
+        _fail(f"error: interrupted; no partial artifact was left in {out_dir}", 2)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if result.skipped:
         click.echo(f"{result.entry.name}: skipped: artifacts already present and verified "
                    f"against the same source (pass --force to convert again)")
@@ -154,7 +164,7 @@ def _main_all(size, mode, dataset, checkpoint, checkpoint_dir, synthetic, seed, 
     def on_row(row):
         click.echo(f"  {row.name}: {row.status} in {row.seconds:.0f}s"
                    + (f" ({row.message})" if row.message else ""))
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = {sig: signal.signal(sig, _on_sigterm) for sig in _STOP_SIGNALS}
     try:
         rows = convert_all(entries, out_dir, synthetic=synthetic, checkpoint_dir=checkpoint_dir,
                            jobs=jobs, seed=seed, force=force, on_row=on_row)
@@ -163,7 +173,8 @@ def _main_all(size, mode, dataset, checkpoint, checkpoint_dir, synthetic, seed, 
     except (KeyboardInterrupt, _Terminated):
         _fail("error: interrupted; finished entries are kept, re-run to resume", 2)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     click.echo(format_table(rows))
     if any(row.status == "failed" for row in rows):
         sys.exit(1)

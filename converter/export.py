@@ -199,10 +199,25 @@ class StagedArtifacts:
             json.dump(report, handle, indent=2, sort_keys=False, default=_json_default)
             handle.write("\n")
         final = artifact_paths(self.out_dir, self.entry.name)
-        for kind in ("savedmodel", "weights", "keras", "report"):  # the report goes in last
-            if os.path.lexists(final[kind]):  # only reachable with force
-                _remove(final[kind])
-            os.replace(self.staged[kind], final[kind])
+        previous = os.path.join(self.staging, "previous")
+        os.makedirs(previous)
+        moved_in, moved_aside = [], []
+        try:
+            for kind in ("savedmodel", "weights", "keras", "report"):  # the report goes last
+                if os.path.lexists(final[kind]):  # only reachable with force
+                    aside = os.path.join(previous, os.path.basename(final[kind]))
+                    os.replace(final[kind], aside)
+                    moved_aside.append((aside, final[kind]))
+                os.replace(self.staged[kind], final[kind])
+                moved_in.append(final[kind])
+        except BaseException:
+            # an interrupt between two renames: take back what moved in, put back what was
+            # there (the staging folder, with the old artifacts, is removed on exit)
+            for path in moved_in:
+                _remove(path)
+            for aside, original in moved_aside:
+                os.replace(aside, original)
+            raise
         return final
 
 

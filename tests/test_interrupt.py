@@ -16,7 +16,9 @@ def _start(out_dir, tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "converter.cli", "--synthetic", "--size", "T", "--out",
          str(out_dir), "--quiet"], stdout=subprocess.DEVNULL, stderr=err,
-        stdin=subprocess.DEVNULL, env={**os.environ, "TMPDIR": str(scratch)})
+        stdin=subprocess.DEVNULL, env={**os.environ, "TMPDIR": str(scratch)},
+        # a runner started in the background inherits SIGINT as ignored: undo that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     return process, err
 
 
@@ -49,7 +51,36 @@ def test_interrupt_mid_export_leaves_output_folder_as_it_was(tmp_path, signum):
     stderr = (tmp_path / "stderr.txt").read_text()
     assert returncode == 2
     assert "Traceback" not in stderr
-    assert "error: interrupted; nothing was written under" in stderr
+    assert "error: interrupted; no partial artifact was left in" in stderr
     assert sorted(p.name for p in out_dir.iterdir()) == ["keep.txt"]
     assert (out_dir / "keep.txt").read_text() == "user file"
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_interrupt_between_renames_restores_the_previous_artifacts(tmp_path, monkeypatch,
+                                                                   snapshot):
+    """--force over existing artifacts, interrupted after two of the four renames: the old
+    artifacts are back, untouched, and no staging folder remains."""
+    import converter
+    from converter import export
+
+    out = tmp_path / "out"
+    converter.convert("TFVideoMAE_T_K400_4x32_FT", str(out), synthetic=True, seed=0,
+                      progress=False)
+    before = snapshot(str(out))
+    real_replace = os.replace
+    calls = {"moved_in": 0}
+
+    def replace(src, dst):
+        if ".partial-" in str(src) and "previous" not in str(src):
+            calls["moved_in"] += 1
+            if calls["moved_in"] == 3:
+                raise KeyboardInterrupt()
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(export.os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        converter.convert("TFVideoMAE_T_K400_4x32_FT", str(out), synthetic=True, seed=1,
+                          force=True, progress=False)
+    monkeypatch.undo()
+    assert snapshot(str(out)) == before
