@@ -232,3 +232,25 @@ def snapshot_tree(root):
 @pytest.fixture(scope="session")
 def snapshot():
     return snapshot_tree
+
+
+# --- the command line ------------------------------------------------------------------------
+
+def run_cli(args):
+    """``videomae-convert ARGS`` through click's CliRunner."""
+    from click.testing import CliRunner
+
+    from converter.cli import main
+
+    return CliRunner().invoke(main, args)
+
+
+def assert_one_line_error(result, code):
+    """The run exited ``code`` with exactly one stderr line, starting 'error:', no traceback."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:"), lines[0]
+    return lines[0]

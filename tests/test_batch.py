@@ -20,25 +20,15 @@ from converter.zoo import TEST_ZOO, ZOO, get_entry
 import pytest  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
-from conftest import TINY_FT  # noqa: E402
+from conftest import TINY_FT, assert_one_line_error, run_cli  # noqa: E402
 
 ONE_TINY = ["--size", "T", "--mode", "FT", "--dataset", "k400"]
 TINY_SSV2_FT = "TFVideoMAE_T_SSv2_4x32_FT"
 TINY_UCF_FT = "TFVideoMAE_T_UCF_4x32_FT"
 
 
-def _run(args):
-    return CliRunner().invoke(main, args)
-
-
-def _assert_one_line_error(result, code):
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error:"), lines[0]
-    return lines[0]
+_run = run_cli
+_assert_one_line_error = assert_one_line_error
 
 
 def _table_row(output, name):
