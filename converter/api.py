@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import os
@@ -11,7 +12,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 from tqdm.auto import tqdm
 
@@ -158,7 +159,7 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         references = compute_reference(parity_reference(entry, torch_model), cases)
         del torch_model
         phases("keras parity")
-        parity = check_parity(lambda case: _tf_with_hidden(tf_model, case), references,
+        parity = check_parity(functools.partial(_tf_with_hidden, tf_model), references,
                               entry.parity_atol, _block_parts(entry), "logits")
         parity.raise_if_failed(f"parity of {entry.name}")
 

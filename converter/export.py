@@ -113,8 +113,6 @@ def reload_keras(entry: Entry, path: str) -> Callable[[Case], np.ndarray]:
 
 
 def reload_weights(entry: Entry, path: str) -> Callable[[Case], np.ndarray]:
-    import keras
-
     model = build_tf_model(entry)
     model.load_weights(path)
     return lambda case: _to_numpy(model(*_inputs(entry, case)))

@@ -8,7 +8,6 @@ fingerprint recorded at conversion time.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -21,12 +20,12 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from .errors import ConversionError
-from .zoo import DATASETS, SIZE_NAMES, ZOO, Entry, get_entry
+from .zoo import DATASETS, SIZE_NAMES, Entry, get_entry
 
-ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same SavedModel zips to the same bytes
 # every entry NAME of a release has exactly these assets: kind -> file name suffix
 ENTRY_ASSETS = {"savedmodel": ".savedmodel.zip", "weights": ".weights.h5", "keras": ".keras",
-                "report": ".json", "card": ".md"}  # fixed timestamps: the same SavedModel zips to the same bytes
+                "report": ".json", "card": ".md"}
 
 
 def _sha256(path: str) -> str:

@@ -131,7 +131,6 @@ def bench_entry(size: str, mode: str, out: str, repeats: int) -> dict:
 
 
 def fp32_weight_bytes(size: str, mode: str) -> int:
-    import torch
     from converter import find_entry
     from converter.models import build_torch_model
 

@@ -11,14 +11,12 @@ import torch  # noqa: F401  (torch side first)
 from converter.batch import (BatchRow, _entries_for, convert_all, format_table,
                              match_checkpoints, select_entries)
 from converter.checkpoint import write_synthetic_checkpoint
-from converter.cli import main
 from converter.errors import ConversionError
 from converter.export import artifact_paths
 from converter.inspect_checkpoint import infer_checkpoint
 from converter.zoo import TEST_ZOO, ZOO, get_entry
 
 import pytest  # noqa: E402
-from click.testing import CliRunner  # noqa: E402
 
 from conftest import TINY_FT, assert_one_line_error, run_cli  # noqa: E402
 

@@ -5,12 +5,10 @@ import os
 
 import torch  # noqa: F401  (torch side first)
 from converter import mapping
-from converter.cli import main
 from converter.export import artifact_paths
 from converter.zoo import ZOO
 
 import pytest  # noqa: E402
-from click.testing import CliRunner  # noqa: E402
 
 from conftest import TINY_FT, assert_one_line_error, run_cli  # noqa: E402
 

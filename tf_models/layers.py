@@ -59,6 +59,24 @@ def sinusoid_positions(num_positions: int, dim: int, dtype: str = "float32"):
     return ops.cast(table, dtype)[None]
 
 
+def embed_tokens(layer, video_nthwc):
+    """``layer.patch_embed`` tokens plus upstream's fixed sinusoid positions.
+
+    The table is not a variable: upstream never saves it, so neither do we.
+    """
+    x = layer.patch_embed(video_nthwc)
+    return x + sinusoid_positions(layer.num_patches, layer.embed_dim, layer.compute_dtype)
+
+
+def run_blocks(blocks, x):
+    """``x`` through every block in order: (output, [each block's output])."""
+    hidden = []
+    for block in blocks:
+        x = block(x)
+        hidden.append(x)
+    return x, hidden
+
+
 def layer_norm(name: str) -> keras.layers.LayerNormalization:
     return keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPS, name=name)
 

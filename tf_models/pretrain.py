@@ -14,8 +14,8 @@ from typing import Dict, List, Tuple
 import keras
 from keras import ops
 
-from .layers import (PACKAGE, Block, PatchEmbed, PlainConfig, layer_norm, named_variables,
-                     sinusoid_positions)
+from .layers import (PACKAGE, Block, PatchEmbed, PlainConfig, embed_tokens, layer_norm,
+                     named_variables, run_blocks, sinusoid_positions)
 
 
 def visible_first_order(mask):
@@ -59,14 +59,8 @@ class PretrainEncoder(PlainConfig, keras.layers.Layer):
     def call(self, video_nthwc, visible_ids, return_hidden_states: bool = False):
         """Encoded visible tokens; with ``return_hidden_states`` also every block's output
         (returned, not appended to an argument: Keras copies nested call arguments)."""
-        hidden = []
-        x = self.patch_embed(video_nthwc)
-        # fixed table, not a variable: upstream never saves it, so neither do we
-        x = x + sinusoid_positions(self.num_patches, self.embed_dim, self.compute_dtype)
-        x = gather_tokens(x, visible_ids)
-        for block in self.blocks:
-            x = block(x)
-            hidden.append(x)
+        x = gather_tokens(embed_tokens(self, video_nthwc), visible_ids)
+        x, hidden = run_blocks(self.blocks, x)
         x = self.norm(x)
         return (x, hidden) if return_hidden_states else x
 
@@ -94,10 +88,7 @@ class PretrainDecoder(PlainConfig, keras.layers.Layer):
         self.head.build(tokens)
 
     def call(self, x, n_masked, return_hidden_states: bool = False):
-        hidden = []
-        for block in self.blocks:
-            x = block(x)
-            hidden.append(x)
+        x, hidden = run_blocks(self.blocks, x)
         tokens = ops.shape(x)[1]
         x = ops.slice(x, (0, tokens - n_masked, 0),
                       (ops.shape(x)[0], n_masked, self.embed_dim))

@@ -7,8 +7,8 @@ from typing import Dict, List, Tuple
 import keras
 from keras import ops
 
-from .layers import (PACKAGE, Block, PatchEmbed, PlainConfig, layer_norm, named_variables,
-                     sinusoid_positions)
+from .layers import (PACKAGE, Block, PatchEmbed, PlainConfig, embed_tokens, layer_norm,
+                     named_variables, run_blocks)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -48,12 +48,7 @@ class VideoMAEClassifier(PlainConfig, keras.Model):
 
     def call_with_hidden_states(self, video_nthwc) -> Tuple[object, List[object]]:
         """Logits and every block's output (batch, N, D), for per-block parity."""
-        x = self.patch_embed(video_nthwc)
-        x = x + sinusoid_positions(self.num_patches, self.embed_dim, self.compute_dtype)
-        hidden = []
-        for block in self.blocks:
-            x = block(x)
-            hidden.append(x)
+        x, hidden = run_blocks(self.blocks, embed_tokens(self, video_nthwc))
         return self.head(self.fc_norm(ops.mean(x, axis=1))), hidden
 
     def call(self, video_nthwc):
@@ -101,12 +96,7 @@ class VideoMAEEncoder(PlainConfig, keras.Model):
         self.final.build(tokens)
 
     def call_with_hidden_states(self, video_nthwc):
-        x = self.patch_embed(video_nthwc)
-        x = x + sinusoid_positions(self.num_patches, self.embed_dim, self.compute_dtype)
-        hidden = []
-        for block in self.blocks:
-            x = block(x)
-            hidden.append(x)
+        x, hidden = run_blocks(self.blocks, embed_tokens(self, video_nthwc))
         if self.final_norm == "fc_norm":
             outputs = {"tokens": x, "pooled": self.final(ops.mean(x, axis=1))}
         else:
