@@ -30,8 +30,11 @@ from .parity import (ParityReport, check_parity, compute_reference, make_cases,
 from .sources import resolve_checkpoint
 from .zoo import Entry, get_entry
 
-PHASES = ("load checkpoint", "build keras", "build torch", "map tensors",
-          "torch reference", "keras parity", "write SavedModel", "write .weights.h5",
+# in this order so that at most one copy of the weights is alive while a model runs: the
+# torch reference runs (on the checkpoint's own tensors) before the Keras model exists, and
+# the checkpoint is released as soon as its tensors are in the Keras variables
+PHASES = ("load checkpoint", "build torch", "torch reference", "build keras",
+          "map tensors", "keras parity", "write SavedModel", "write .weights.h5",
           "write .keras", "reload savedmodel", "reload weights", "reload keras",
           "move into place")
 
@@ -72,6 +75,7 @@ class _Phases:
 
     def __call__(self, phase: str) -> None:
         self._close_current()
+        release_freed_memory()
         self.current = phase
         self.bar.set_postfix_str(phase)
 
@@ -86,6 +90,30 @@ class _Phases:
         self._close_current()
         self.current = None
         self.bar.close()
+
+
+def release_freed_memory() -> None:
+    """Collect garbage and hand memory freed since to the OS (glibc's ``malloc_trim``).
+
+    Called between phases: activations torch freed would otherwise stay in the C heap, unused
+    by TensorFlow's own pool, and count in the conversion's peak. A no-op where the C library
+    has no ``malloc_trim``.
+    """
+    gc.collect()
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+def _find_malloc_trim():
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _find_malloc_trim()
 
 
 def _synthetic_path(entry: Entry, seed: int, folder: str) -> str:
@@ -135,29 +163,35 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         notes = list(loaded.notes)
         del loaded
 
-        phases("build keras")
-        tf_model = build_tf_model(entry)
-        variables = tf_model.named_variables()
+        # the checkpoint's names and shapes were checked against the entry (check_fits) and
+        # the pre-passes run before anything heavy; the torch reference then runs before the
+        # Keras model exists, because TensorFlow keeps the memory it once held for itself
         prepared, prepass_notes = prepare_state_dict(map_state)
         notes += prepass_notes
-        # coverage and shapes are checked before anything is assigned or loaded
-        plan = plan_mapping({k: tuple(v.shape) for k, v in prepared.items()},
-                            {k: tuple(v.shape) for k, v in variables.items()}, checkpoint)
 
         phases("build torch")
         # built on the meta device and given the checkpoint's own tensors: no second copy
         torch_model = build_torch_model(entry, device="meta")
         torch_model.load_state_dict(torch_state, strict=True, assign=True)
-        del torch_state, map_state
-
-        phases("map tensors")
-        apply_mapping(plan, prepared, variables)
-        del prepared
+        del torch_state
 
         phases("torch reference")
         cases = make_cases(entry, batch=parity_batch, seed=seed)
         references = compute_reference(parity_reference(entry, torch_model), cases)
         del torch_model
+
+        phases("build keras")
+        tf_model = build_tf_model(entry)
+        variables = tf_model.named_variables()
+        # two-way coverage and shapes, every problem listed at once, before any assignment
+        plan = plan_mapping({k: tuple(v.shape) for k, v in prepared.items()},
+                            {k: tuple(v.shape) for k, v in variables.items()}, checkpoint)
+
+        phases("map tensors")
+        apply_mapping(plan, prepared, variables)
+        # the last references to the checkpoint's tensors: its memory map is released here
+        del prepared, map_state, variables
+
         phases("keras parity")
         parity = check_parity(functools.partial(_tf_with_hidden, tf_model), references,
                               entry.parity_atol, _block_parts(entry), "logits")

@@ -12,6 +12,7 @@ filesystem, so the final ``os.replace`` is a rename) and removed on any failure.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import json
@@ -19,6 +20,7 @@ import os
 import shutil
 import tempfile
 from typing import Callable, Dict, List, Optional, Sequence
+from unittest import mock
 
 import numpy as np
 
@@ -89,6 +91,27 @@ def export_savedmodel(model, entry: Entry, path: str) -> None:
     tf.saved_model.save(module, path, signatures={"serving_default": serve})
 
 
+@contextlib.contextmanager
+def keras_weights_through_disk():
+    """Make Keras write and read a ``.keras`` file's weights through a temporary file.
+
+    When it judges memory plentiful, Keras builds the weights file in memory and copies it
+    into the zip (two extra copies of the weights while saving, one while loading); its other
+    path, the one it takes for large models, streams through a temporary ``.h5`` next to the
+    file. Same file format either way. Falls back to Keras's own choice if the private hook
+    it consults is gone.
+    """
+    try:
+        from keras.src.saving import saving_lib
+    except ImportError:
+        saving_lib = None
+    if saving_lib is None or not hasattr(saving_lib, "is_memory_sufficient"):
+        yield
+        return
+    with mock.patch.object(saving_lib, "is_memory_sufficient", lambda model: False):
+        yield
+
+
 def _inputs(entry: Entry, case: Case) -> tuple:
     return (case.video_nthwc,) if case.mask is None else (case.video_nthwc, case.mask)
 
@@ -108,7 +131,8 @@ def reload_savedmodel(entry: Entry, path: str) -> Callable[[Case], np.ndarray]:
 def reload_keras(entry: Entry, path: str) -> Callable[[Case], np.ndarray]:
     import keras
 
-    model = keras.saving.load_model(path, compile=False)
+    with keras_weights_through_disk():
+        model = keras.saving.load_model(path, compile=False)
     return lambda case: _to_numpy(model(*_inputs(entry, case)))
 
 
@@ -170,7 +194,8 @@ class StagedArtifacts:
         self.on_phase("write .weights.h5")
         model.save_weights(self.staged["weights"])
         self.on_phase("write .keras")
-        model.save(self.staged["keras"])
+        with keras_weights_through_disk():
+            model.save(self.staged["keras"])
 
     def check(self, references: Sequence[Reference]) -> Dict[str, dict]:
         """Reload each artifact (one at a time, freed before the next) and re-run parity."""

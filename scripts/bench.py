@@ -10,7 +10,8 @@ measures the baseline RSS after the imports. A third measures inference latency 
 torch (the reference), Keras eager, ``tf.function`` and ``tf.function(jit_compile=True)``
 (XLA), and the exported SavedModel, all in the same process so the ratios are comparable.
 Floors are measured in the same run: one torch forward + one TF forward + writing the
-artifact bytes to disk.
+artifact bytes to disk (see ``floors``). The convert child also samples its resident memory
+every 5 ms and reports the peak of each conversion phase.
 """
 
 from __future__ import annotations
@@ -26,12 +27,36 @@ import time
 import click
 
 CHILD_CONVERT = r"""
-import json, sys, time
+import json, os, sys, threading, time
 import converter
+import converter.api as api
 from converter import convert, find_entry
+
+# resident memory sampled every 5 ms, attributed to the phase running at the time
+PAGE = os.sysconf("SC_PAGE_SIZE")
+def rss_mb():
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * PAGE / 2**20
+current, peaks, running = ["start"], {}, [True]
+original = api._Phases.__call__
+def on_phase(self, phase):
+    original(self, phase)
+    current[0] = phase
+api._Phases.__call__ = on_phase
+def sample():
+    while running[0]:
+        peaks[current[0]] = max(peaks.get(current[0], 0.0), rss_mb())
+        time.sleep(0.005)
+sampler = threading.Thread(target=sample, daemon=True)
+sampler.start()
 entry = find_entry(sys.argv[1], sys.argv[2], "k400")
+started = time.perf_counter()
 result = convert(entry, sys.argv[3], synthetic=True, force=True, progress=False)
-print(json.dumps({"seconds": result.seconds, "report": sys.argv[3] + "/" + entry.name + ".json"}))
+seconds = time.perf_counter() - started
+running[0] = False
+sampler.join()
+print(json.dumps({"seconds": result.seconds, "convert_s": seconds, "phase_peak_mb": peaks,
+                  "report": sys.argv[3] + "/" + entry.name + ".json"}))
 """
 
 CHILD_BASELINE = r"""
@@ -69,7 +94,16 @@ def timed(fn, warmup=1):
     return min(times)
 
 results = {"torch": timed(lambda: model_pt(*args_pt))}
-del model_pt
+# the conversion's float64 reference on the same clip, as it runs it (one block cast at a
+# time, fused attention)
+from converter.models import parity_reference
+from converter.parity import float64_forward, fused_attention
+reference = parity_reference(entry, model_pt)
+args64 = tuple(a.double() if a.is_floating_point() else a for a in args_pt)
+with float64_forward(reference), fused_attention(reference):
+    start = time.perf_counter(); reference(*args64)  # once: it is the slowest run here
+    results["torch_float64"] = time.perf_counter() - start
+del model_pt, reference
 model = keras.saving.load_model(f"{out}/{entry.name}.keras")
 results["keras_eager"] = timed(lambda: model(*args_tf))
 graph = tf.function(lambda *a: model(*a))
@@ -125,6 +159,7 @@ def bench_entry(size: str, mode: str, out: str, repeats: int) -> dict:
     weight_bytes = report["artifact_bytes"]  # on disk
     params = report["entry"]["model_config"]
     return {"size": size, "mode": mode, "name": report["entry"]["name"], "wall_s": wall,
+            "convert_s": conv["convert_s"], "phase_peak_mb": conv["phase_peak_mb"],
             "peak_rss_mb": peak_mb, "phases_s": conv["seconds"], "artifact_bytes": weight_bytes,
             "parity": {k: report["parity"][k] for k in ("tf_err_vs_f64", "torch_err_vs_f64")},
             "latency_s": latency, "config": params}
@@ -138,42 +173,73 @@ def fp32_weight_bytes(size: str, mode: str) -> int:
     return sum(t.numel() for t in model.state_dict().values()) * 4
 
 
+def floors(r: dict) -> dict:
+    """The issue's floor (one torch forward + one TF forward + writing the artifact bytes),
+    the same at the parity batch of 2 that a conversion must run, and the work the checks
+    themselves require at the measured speeds: torch fp32 and float64 on 2 clips, TF on
+    2 clips in memory and again in each of the 3 reloaded artifacts, plus the writes."""
+    lat, write = r["latency_s"], r["write_s"]
+    torch32, tf32 = lat["torch"], lat["savedmodel"]
+    return {"floor": torch32 + tf32 + write,
+            "floor_batch": 2 * torch32 + 2 * tf32 + write,
+            "required": 2 * torch32 + 2 * lat["torch_float64"] + 8 * tf32 + write}
+
+
 def markdown(results: list, baseline_mb: float, machine: str) -> str:
-    lines = ["# Benchmarks", "", f"Machine: {machine}.", "",
+    def over(mb: float, w: int) -> float:
+        return (mb - baseline_mb) * 2**20 / w
+
+    lines = ["# Benchmark run", "", f"Machine: {machine}.", "",
              "Synthetic checkpoints (every tensor random), parity batch 2; each conversion in "
              "its own process. Peak RSS is the conversion process's own (`wait4`); the "
-             f"baseline (imports only) is {baseline_mb / 1024:.2f} GB. W = fp32 weight bytes.",
+             f"baseline (a process that only imports) peaks at {baseline_mb / 1024:.2f} GB. "
+             "W = fp32 weight bytes.",
              "", "## Conversion", "",
-             "| entry | W | wall | peak RSS | (peak - baseline) / W | SavedModel / W | "
-             ".weights.h5 / W | .keras / W |", "|---|---|---|---|---|---|---|---|"]
+             "| entry | W | process wall | convert() | peak RSS | (peak - baseline) / W | "
+             "SavedModel / W | .weights.h5 / W | .keras / W |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         w = r["weight_bytes"]
         sizes = r["artifact_bytes"]
         lines.append(f"| {r['name']} | {w / 1e6:.0f} MB | {r['wall_s']:.0f} s | "
-                     f"{r['peak_rss_mb'] / 1024:.2f} GB | "
-                     f"{(r['peak_rss_mb'] * 2**20 - baseline_mb * 2**20) / w:.2f} | "
+                     f"{r['convert_s']:.0f} s | {r['peak_rss_mb'] / 1024:.2f} GB | "
+                     f"{over(r['peak_rss_mb'], w):.2f} | "
                      f"{sizes['savedmodel'] / w:.3f} | {sizes['weights'] / w:.3f} | "
                      f"{sizes['keras'] / w:.3f} |")
-    lines += ["", "## Phases (seconds)", ""]
     phases = list(results[0]["phases_s"]) if results else []
+    lines += ["", "## Peak resident memory in each phase, (peak - baseline) / W", "",
+              "| entry | " + " | ".join(phases) + " |", "|---" * (len(phases) + 1) + "|"]
+    for r in results:
+        peaks = r["phase_peak_mb"]
+        lines.append(f"| {r['name']} | " + " | ".join(
+            f"{over(peaks[p], r['weight_bytes']):.2f}" if p in peaks else "" for p in phases)
+            + " |")
+    lines += ["", "## Phases (seconds)", ""]
     lines += ["| entry | " + " | ".join(phases) + " |", "|---" * (len(phases) + 1) + "|"]
     for r in results:
         lines.append(f"| {r['name']} | " + " | ".join(f"{r['phases_s'].get(p, 0):.1f}"
                                                      for p in phases) + " |")
-    lines += ["", "## Floor (same run)", "",
-              "| entry | torch fwd | TF fwd (SavedModel) | write W | floor | conversion wall "
-              "| wall / floor |", "|---|---|---|---|---|---|---|"]
+    lines += ["", "## Conversion time against its floor (same run)", "",
+              "| entry | torch fwd | TF fwd (SavedModel) | write artifact bytes | floor | "
+              "floor at batch 2 | required by the checks | convert() | convert() / floor | "
+              "convert() / floor at batch 2 | required / floor |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        floor = r["latency_s"]["torch"] + r["latency_s"]["savedmodel"] + r["write_s"]
+        f = floors(r)
         lines.append(f"| {r['name']} | {r['latency_s']['torch']:.2f} s | "
                      f"{r['latency_s']['savedmodel']:.2f} s | {r['write_s']:.2f} s | "
-                     f"{floor:.1f} s | {r['wall_s']:.0f} s | {r['wall_s'] / floor:.1f} |")
+                     f"{f['floor']:.1f} s | {f['floor_batch']:.1f} s | {f['required']:.1f} s | "
+                     f"{r['convert_s']:.1f} s | {r['convert_s'] / f['floor']:.1f} | "
+                     f"{r['convert_s'] / f['floor_batch']:.1f} | "
+                     f"{f['required'] / f['floor']:.1f} |")
     lines += ["", "## Inference latency, one clip (seconds, best of repeats)", "",
-              "| entry | torch | Keras eager | tf.function | tf.function XLA | SavedModel | "
-              "SavedModel / torch |", "|---|---|---|---|---|---|---|"]
+              "| entry | torch | torch float64 (once) | Keras eager | tf.function | "
+              "tf.function XLA | SavedModel | SavedModel / torch |",
+              "|---|---|---|---|---|---|---|---|"]
     for r in results:
         lat = r["latency_s"]
-        lines.append(f"| {r['name']} | {lat['torch']:.2f} | {lat['keras_eager']:.2f} | "
+        lines.append(f"| {r['name']} | {lat['torch']:.2f} | {lat['torch_float64']:.2f} | "
+                     f"{lat['keras_eager']:.2f} | "
                      f"{lat['tf_function']:.2f} | {lat['tf_function_xla']:.2f} | "
                      f"{lat['savedmodel']:.2f} | {lat['savedmodel'] / lat['torch']:.2f} |")
     return "\n".join(lines) + "\n"
@@ -200,7 +266,8 @@ def main(sizes, modes, repeats, out_dir, json_path, md_path):
                 click.echo(f"benchmarking {size} {mode} ...", err=True)
                 result = bench_entry(size, mode, out, repeats)
                 result["weight_bytes"] = fp32_weight_bytes(size, mode)
-                result["write_s"] = disk_write_seconds(result["weight_bytes"], out)
+                result["write_s"] = disk_write_seconds(sum(result["artifact_bytes"].values()),
+                                                       out)
                 results.append(result)
                 click.echo(json.dumps(result), err=True)
     text = markdown(results, baseline_mb, machine)

@@ -251,3 +251,28 @@ def test_tiny_artifacts_load_in_a_fresh_process_and_match_torch(
 def test_small_artifacts_load_in_a_fresh_process_and_match_torch(
         small_converted, small_entry, tmp_path, check_fresh_process):
     check_fresh_process(small_converted, small_entry, tmp_path)
+
+
+def test_keras_file_written_through_disk_loads_with_plain_keras(tmp_path):
+    """Inside ``keras_weights_through_disk`` Keras takes its temporary-file path (no in-memory
+    copy of the weights); the file it writes is an ordinary .keras file."""
+    import keras
+    from keras.src.saving import saving_lib
+
+    from converter.models import build_tf_model
+    from converter.zoo import get_entry
+
+    model = build_tf_model(get_entry(TINY_FT))
+    for variable in model.weights:
+        variable.assign(np.random.default_rng(0).standard_normal(variable.shape)
+                        .astype("float32"))
+    original = saving_lib.is_memory_sufficient
+    path = str(tmp_path / "m.keras")
+    with export.keras_weights_through_disk():
+        assert saving_lib.is_memory_sufficient(model) is False
+        model.save(path)
+    assert saving_lib.is_memory_sufficient is original
+    assert os.listdir(tmp_path) == ["m.keras"]  # the temporary .h5 is gone
+    reloaded = keras.saving.load_model(path, compile=False)
+    for a, b in zip(model.weights, reloaded.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

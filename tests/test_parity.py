@@ -297,3 +297,48 @@ def test_small_fine_tuned_parity_passes_with_batch_two(small_converted):
     assert len(report.blocks) == 12
     assert small_converted.report["parity_inputs"]["batch"] == 2
     assert 0 < report.torch_err_vs_f64 < TOLERANCE
+
+
+def test_fused_attention_matches_upstream_arithmetic_and_is_restored(tiny_entry, tiny_setup):
+    """The float64 run uses torch's fused attention kernel; in float64 it must agree with
+    upstream's explicit softmax(q k^T) v to rounding, and the flag must not outlive the run."""
+    from converter.parity import Case, _run_torch, fused_attention
+    from torch_reference.modeling_finetune import Attention
+
+    state, references = tiny_setup
+    model = build_torch_model(tiny_entry)
+    model.load_state_dict(state, strict=True)
+    model.double()
+    one = references[0].case.samples()[0]
+    explicit, states = _run_torch(model, one, torch.float64)
+    with fused_attention(model):
+        assert all(m.fused for m in model.modules() if isinstance(m, Attention))
+        fused, fused_states = _run_torch(model, one, torch.float64)
+    assert not any(m.fused for m in model.modules() if isinstance(m, Attention))
+    assert np.max(np.abs(fused["logits"] - explicit["logits"])) < 1e-12
+    for a, b in zip(states, fused_states):
+        assert np.max(np.abs(a - b)) < 1e-12
+    # and the stored float64 reference is that answer, sample by sample
+    assert np.max(np.abs(references[0].outputs64["logits"][:1] - explicit["logits"])) < 1e-12
+    assert isinstance(one, Case) and one.video_ncthw.shape[0] == 1
+
+
+def test_parity_runs_one_sample_at_a_time_and_keeps_the_batch(tiny_entry, tiny_setup):
+    state, references = tiny_setup
+    runner = tf_runner(_tf_with(tiny_entry, state))
+    batches = []
+
+    def counting(case):
+        batches.append(case.video_ncthw.shape[0])
+        return runner(case)
+    report = check_parity(counting, references, TOLERANCE)
+    assert batches == [1, 1]
+    assert report.passed
+    assert references[0].out32.shape[0] == 2
+    # a wrong second sample is still seen: shift only the second sample's output
+    def second_wrong(case):
+        out, hidden = runner(case)
+        if np.array_equal(case.video_ncthw, references[0].case.video_ncthw[1:2]):
+            out = np.asarray(out) + 1e-3
+        return out, hidden
+    assert not check_parity(second_wrong, references, TOLERANCE).passed
