@@ -25,6 +25,7 @@ from .export import (StagedArtifacts, artifact_paths, artifacts_present, check_o
 from .inspect_checkpoint import check_fits
 from .mapping import apply_mapping, plan_mapping, prepare_state_dict
 from .models import build_tf_model, build_torch_model, parity_reference
+from .pages import MappedPages, file_mappings
 from .parity import (ParityReport, check_parity, compute_reference, make_cases,
                      reference_fingerprints)
 from .sources import resolve_checkpoint
@@ -153,7 +154,9 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
             scratch = tempfile.mkdtemp(prefix=".videomae-synthetic-")
             checkpoint = write_synthetic_checkpoint(base, _synthetic_path(base, seed, scratch),
                                                     seed)
+        mappings_before = file_mappings()
         loaded = load_any_checkpoint(checkpoint)
+        checkpoint_pages = MappedPages(mappings_before, file_mappings())
         check_fits(entry, loaded.state_dict, checkpoint)
         source = {"path": None if synthetic else os.path.abspath(checkpoint),
                   "synthetic_seed": seed if synthetic else None,
@@ -188,7 +191,9 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
                             {k: tuple(v.shape) for k, v in variables.items()}, checkpoint)
 
         phases("map tensors")
-        apply_mapping(plan, prepared, variables)
+        # each tensor's pages of the memory-mapped checkpoint are handed back as soon as its
+        # values are in the Keras variable, so the two copies never coexist whole
+        apply_mapping(plan, prepared, variables, on_consumed=checkpoint_pages.release)
         # the last references to the checkpoint's tensors: its memory map is released here
         del prepared, map_state, variables
 

@@ -214,13 +214,21 @@ def _source_hint(target: str) -> str:
 
 
 def apply_mapping(plan: Sequence[Assignment], state_dict: Dict[str, torch.Tensor],
-                  variables: Dict[str, object], release: bool = True) -> None:
-    """Assign each planned tensor to its variable; with ``release`` pop it from the dict."""
+                  variables: Dict[str, object], release: bool = True,
+                  on_consumed: Optional[Callable[[torch.Tensor], None]] = None) -> None:
+    """Assign each planned tensor to its variable; with ``release`` pop it from the dict.
+
+    ``on_consumed(tensor)`` is called once a tensor's values are in its variable (the
+    converter hands a memory-mapped checkpoint's pages back there).
+    """
     for step in plan:
         tensor = state_dict.pop(step.source) if release else state_dict[step.source]
         array = TRANSFORMS[step.kind].apply(tensor.detach().numpy())
         variables[step.target].assign(np.ascontiguousarray(array, dtype=np.float32))
-        del tensor, array
+        del array
+        if on_consumed is not None:
+            on_consumed(tensor)
+        del tensor
 
 
 def prepare_state_dict(state_dict: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor],

@@ -304,3 +304,30 @@ def test_nan_in_fp16_weight_is_refused(tiny_state, tmp_path):
     state["head.bias"][0] = float("nan")
     with pytest.raises(CheckpointError, match="head.bias"):
         load_checkpoint(_save({"module": state}, tmp_path / "nan16.pth"))
+
+
+def test_mapped_pages_hand_back_only_the_checkpoint_and_lose_nothing(tmp_path):
+    """Releasing a memory-mapped checkpoint tensor's pages keeps its values (they are read
+    from the file again); a tensor that is not in the checkpoint's mapping is left alone."""
+    import torch
+
+    from converter.checkpoint import load_checkpoint
+    from converter.pages import MappedPages, file_mappings
+
+    path = str(tmp_path / "big.pth")
+    torch.save({"model": {"w": torch.arange(1 << 20, dtype=torch.float32),
+                          "b": torch.ones(3)}}, path)
+    before = file_mappings()
+    state = load_checkpoint(path).state_dict
+    pages = MappedPages(before, file_mappings())
+    expected = torch.arange(1 << 20, dtype=torch.float32)
+    if not pages.ranges:
+        pytest.skip("no /proc/self/maps here: release is a no-op")
+    assert all(lo < hi for lo, hi in pages.ranges)
+    pages.release(state["w"])
+    assert pages.released >= (1 << 22) - 2 * 4096  # all whole pages of a 4 MB tensor
+    assert torch.equal(state["w"], expected)
+    anonymous = expected.clone()
+    pages.release(anonymous)  # not from the file: untouched
+    assert torch.equal(anonymous, expected)
+    assert pages.released < (1 << 22) + 4096

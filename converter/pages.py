@@ -1,0 +1,74 @@
+"""Handing back a memory-mapped checkpoint's pages as its tensors are consumed.
+
+Checkpoints are memory-mapped (``torch.load(mmap=True)``): a tensor's bytes are read from the
+file when first touched and then stay resident, counted in the process's memory, until the
+whole mapping goes away with the last tensor. During the mapping phase that would hold the
+checkpoint (W) and the filled Keras variables (W) at once. ``MappedPages.release`` drops a
+tensor's pages (``madvise(MADV_DONTNEED)``) right after its bytes were copied into their
+variable, so the checkpoint streams out as the Keras model fills in.
+
+Only pages of file mappings that appeared while the checkpoint was loaded are ever touched,
+and only whole pages inside the tensor. Such a page is a private, unmodified copy of the file:
+dropping it loses nothing, and reading the tensor again reads the file again. Tensors anywhere
+else (an fp16 file upcast to fp32, a pre-pass's fused bias) are left alone. Without
+``/proc/self/maps`` or ``madvise`` (not Linux) it does nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+from typing import FrozenSet, List, Tuple
+
+MADV_DONTNEED = 4  # Linux
+
+Mapping = Tuple[int, int, str]
+
+
+def file_mappings() -> FrozenSet[Mapping]:
+    """This process's file-backed mappings as (start, end, path); empty where unknown."""
+    found = set()
+    try:
+        with open("/proc/self/maps") as handle:
+            for line in handle:
+                fields = line.split(maxsplit=5)
+                if len(fields) == 6 and fields[5].startswith("/"):
+                    start, end = (int(x, 16) for x in fields[0].split("-"))
+                    found.add((start, end, fields[5].rstrip("\n")))
+    except OSError:
+        pass
+    return frozenset(found)
+
+
+def _madvise():
+    try:
+        function = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    function.restype = ctypes.c_int
+    return function
+
+
+class MappedPages:
+    """The file mappings a checkpoint load created; ``release(tensor)`` drops its pages.
+
+    Build it from two ``file_mappings()`` snapshots taken around the load.
+    """
+
+    def __init__(self, before: FrozenSet[Mapping], after: FrozenSet[Mapping]):
+        self.ranges: List[Tuple[int, int]] = sorted((s, e) for s, e, _ in after - before)
+        self.released = 0  # bytes handed back, for tests and reports
+        self._madvise = _madvise() if self.ranges else None
+
+    def release(self, tensor) -> None:
+        if self._madvise is None or tensor.numel() == 0:
+            return
+        start = tensor.data_ptr()
+        end = start + tensor.numel() * tensor.element_size()
+        if not any(lo <= start and end <= hi for lo, hi in self.ranges):
+            return
+        first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE  # whole pages inside the tensor
+        last = end // mmap.PAGESIZE * mmap.PAGESIZE
+        if last > first and self._madvise(first, last - first, MADV_DONTNEED) == 0:
+            self.released += last - first
