@@ -182,6 +182,9 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         cases = make_cases(entry, batch=parity_batch, seed=seed)
         references = compute_reference(parity_reference(entry, torch_model), cases)
         del torch_model
+        # the run read the whole checkpoint into memory; let it go before the Keras weights
+        # are allocated (mapping reads each tensor back from the file, one at a time)
+        checkpoint_pages.release_all()
 
         phases("build keras")
         tf_model = build_tf_model(entry)

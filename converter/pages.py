@@ -3,9 +3,10 @@
 Checkpoints are memory-mapped (``torch.load(mmap=True)``): a tensor's bytes are read from the
 file when first touched and then stay resident, counted in the process's memory, until the
 whole mapping goes away with the last tensor. During the mapping phase that would hold the
-checkpoint (W) and the filled Keras variables (W) at once. ``MappedPages.release`` drops a
-tensor's pages (``madvise(MADV_DONTNEED)``) right after its bytes were copied into their
-variable, so the checkpoint streams out as the Keras model fills in.
+checkpoint (W) and the filled Keras variables (W) at once. ``MappedPages.release_all`` drops
+every page once the torch reference has run, and ``MappedPages.release`` drops a tensor's
+pages (``madvise(MADV_DONTNEED)``) right after its bytes were copied into their variable, so
+the checkpoint streams through one tensor at a time as the Keras model fills in.
 
 Only pages of file mappings that appeared while the checkpoint was loaded are ever touched,
 and only whole pages inside the tensor. Such a page is a private, unmodified copy of the file:
@@ -60,6 +61,15 @@ class MappedPages:
         self.ranges: List[Tuple[int, int]] = sorted((s, e) for s, e, _ in after - before)
         self.released = 0  # bytes handed back, for tests and reports
         self._madvise = _madvise() if self.ranges else None
+
+    def release_all(self) -> None:
+        """Drop every resident page of the checkpoint's mappings (they stay mapped: a tensor
+        read later is read from the file again)."""
+        if self._madvise is None:
+            return
+        for start, end in self.ranges:
+            if self._madvise(start, end - start, MADV_DONTNEED) == 0:
+                self.released += end - start
 
     def release(self, tensor) -> None:
         if self._madvise is None or tensor.numel() == 0:

@@ -331,3 +331,5 @@ def test_mapped_pages_hand_back_only_the_checkpoint_and_lose_nothing(tmp_path):
     pages.release(anonymous)  # not from the file: untouched
     assert torch.equal(anonymous, expected)
     assert pages.released < (1 << 22) + 4096
+    pages.release_all()  # every page of the file's mapping: still the same values
+    assert torch.equal(state["w"], expected) and torch.equal(state["b"], torch.ones(3))
