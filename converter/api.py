@@ -156,7 +156,7 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
                                                     seed)
         mappings_before = file_mappings()
         loaded = load_any_checkpoint(checkpoint)
-        checkpoint_pages = MappedPages(mappings_before, file_mappings())
+        checkpoint_pages = MappedPages(mappings_before, file_mappings(), checkpoint)
         check_fits(entry, loaded.state_dict, checkpoint)
         source = {"path": None if synthetic else os.path.abspath(checkpoint),
                   "synthetic_seed": seed if synthetic else None,

@@ -8,8 +8,8 @@ every page once the torch reference has run, and ``MappedPages.release`` drops a
 pages (``madvise(MADV_DONTNEED)``) right after its bytes were copied into their variable, so
 the checkpoint streams through one tensor at a time as the Keras model fills in.
 
-Only pages of file mappings that appeared while the checkpoint was loaded are ever touched,
-and only whole pages inside the tensor. Such a page is a private, unmodified copy of the file:
+Only mappings of the checkpoint's own files that appeared while it was loaded are ever
+touched (never a library's), and ``release`` only whole pages inside the tensor. Such a page is a private, unmodified copy of the file:
 dropping it loses nothing, and reading the tensor again reads the file again. Tensors anywhere
 else (an fp16 file upcast to fp32, a pre-pass's fused bias) are left alone. Without
 ``/proc/self/maps`` or ``madvise`` (not Linux) it does nothing.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+import os
 from typing import FrozenSet, List, Tuple
 
 MADV_DONTNEED = 4  # Linux
@@ -51,14 +52,23 @@ def _madvise():
     return function
 
 
-class MappedPages:
-    """The file mappings a checkpoint load created; ``release(tensor)`` drops its pages.
+def _inside(path: str, source: str) -> bool:
+    path, source = os.path.realpath(path), os.path.realpath(source)
+    return path == source or (os.path.isdir(source) and path.startswith(source + os.sep))
 
-    Build it from two ``file_mappings()`` snapshots taken around the load.
+
+class MappedPages:
+    """The mappings of ``source`` (a checkpoint file, or a folder of them) that a load created;
+    ``release(tensor)`` and ``release_all()`` drop their pages.
+
+    Build it from two ``file_mappings()`` snapshots taken around the load. Only mappings of
+    the checkpoint's own files count: a library the load happened to open maps writable data
+    that must never be dropped.
     """
 
-    def __init__(self, before: FrozenSet[Mapping], after: FrozenSet[Mapping]):
-        self.ranges: List[Tuple[int, int]] = sorted((s, e) for s, e, _ in after - before)
+    def __init__(self, before: FrozenSet[Mapping], after: FrozenSet[Mapping], source: str):
+        self.ranges: List[Tuple[int, int]] = sorted(
+            (s, e) for s, e, path in after - before if _inside(path, source))
         self.released = 0  # bytes handed back, for tests and reports
         self._madvise = _madvise() if self.ranges else None
 

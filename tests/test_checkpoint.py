@@ -319,7 +319,9 @@ def test_mapped_pages_hand_back_only_the_checkpoint_and_lose_nothing(tmp_path):
                           "b": torch.ones(3)}}, path)
     before = file_mappings()
     state = load_checkpoint(path).state_dict
-    pages = MappedPages(before, file_mappings())
+    pages = MappedPages(before, file_mappings(), path)
+    # another file's mappings never count, whatever appeared during the load
+    assert not MappedPages(before, file_mappings(), str(tmp_path / "other.pth")).ranges
     expected = torch.arange(1 << 20, dtype=torch.float32)
     if not pages.ranges:
         pytest.skip("no /proc/self/maps here: release is a no-op")
