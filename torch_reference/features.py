@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import nn
@@ -27,15 +27,38 @@ class EncoderFeatures(nn.Module):
         self.model = model
 
     def forward_with_hidden_states(
-            self, video_ncthw: torch.Tensor) -> Tuple[Dict[str, torch.Tensor], List[torch.Tensor]]:
-        hidden: List[torch.Tensor] = []
+            self, video_ncthw: torch.Tensor, hidden_states: Optional[list] = None
+    ) -> Tuple[Dict[str, torch.Tensor], list]:
+        """Features, and every block's output appended to ``hidden_states`` (a new list when
+        None). Only the last is needed here, so ``forward`` passes a one-slot keeper."""
+        hidden = [] if hidden_states is None else hidden_states
         if isinstance(self.model, VisionTransformer):
-            pooled = self.model.forward_features(video_ncthw, hidden)
-            return {"tokens": hidden[-1], "pooled": pooled}, hidden
+            last = _LastState(hidden)
+            pooled = self.model.forward_features(video_ncthw, last)
+            return {"tokens": last.value, "pooled": pooled}, hidden
         tokens_count = self.model.patch_embed.num_patches
         keep_all = torch.zeros(video_ncthw.shape[0], tokens_count, dtype=torch.bool)
         tokens = self.model(video_ncthw, keep_all, hidden)
         return {"tokens": tokens, "pooled": tokens.mean(1)}, hidden
 
     def forward(self, video_ncthw: torch.Tensor) -> Dict[str, torch.Tensor]:
-        return self.forward_with_hidden_states(video_ncthw)[0]
+        return self.forward_with_hidden_states(video_ncthw, _Discard())[0]
+
+
+class _LastState:
+    """Passes each appended state on to ``inner`` and remembers the newest."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.value = None
+
+    def append(self, state):
+        self.inner.append(state)
+        self.value = state
+
+
+class _Discard:
+    """A hidden-state sink that keeps nothing."""
+
+    def append(self, state):
+        pass
