@@ -59,6 +59,49 @@ print(json.dumps({"seconds": result.seconds, "convert_s": seconds, "phase_peak_m
                   "report": sys.argv[3] + "/" + entry.name + ".json"}))
 """
 
+# the memory floor of each framework: a process that only builds the model and runs one clip
+# (what any inference of the model costs, whatever a converter does around it)
+CHILD_FLOOR_TORCH = r"""
+import sys
+import numpy as np
+import converter, torch
+from converter import find_entry
+from converter.models import build_torch_model
+
+entry = find_entry(sys.argv[1], sys.argv[2], "k400")
+model = build_torch_model(entry)
+rng = np.random.default_rng(0)
+video = torch.from_numpy(rng.standard_normal(
+    (1, 3, entry.num_frames, entry.img_size, entry.img_size), np.float32))
+args = (video,)
+if entry.mode == "PT":
+    from torch_reference import tube_mask
+    mask = tube_mask(entry.num_frames, entry.img_size, mask_ratio=entry.mask_ratio, rng=rng)
+    args += (torch.from_numpy(mask),)
+with torch.inference_mode():
+    model(*args)
+print("{}")
+"""
+
+CHILD_FLOOR_TF = r"""
+import sys
+import numpy as np
+import converter, tensorflow as tf
+from converter import find_entry
+
+entry = find_entry(sys.argv[1], sys.argv[2], "k400")
+serving = tf.saved_model.load(f"{sys.argv[3]}/{entry.name}").signatures["serving_default"]
+rng = np.random.default_rng(0)
+feeds = {"video": tf.constant(rng.standard_normal(
+    (1, entry.num_frames, entry.img_size, entry.img_size, 3), np.float32))}
+if entry.mode == "PT":
+    from tf_models import tube_mask
+    feeds["mask"] = tf.constant(tube_mask(entry.num_frames, entry.img_size,
+                                          mask_ratio=entry.mask_ratio, rng=rng))
+serving(**feeds)
+print("{}")
+"""
+
 CHILD_BASELINE = r"""
 import converter, keras, tensorflow, torch, json
 print(json.dumps({}))
@@ -156,13 +199,16 @@ def bench_entry(size: str, mode: str, out: str, repeats: int) -> dict:
     with open(conv["report"]) as handle:
         report = json.load(handle)
     latency, _, _ = run_child(CHILD_LATENCY, size, mode, out, str(repeats))
+    _, _, floor_torch_mb = run_child(CHILD_FLOOR_TORCH, size, mode)
+    _, _, floor_tf_mb = run_child(CHILD_FLOOR_TF, size, mode, out)
     weight_bytes = report["artifact_bytes"]  # on disk
     params = report["entry"]["model_config"]
     return {"size": size, "mode": mode, "name": report["entry"]["name"], "wall_s": wall,
             "convert_s": conv["convert_s"], "phase_peak_mb": conv["phase_peak_mb"],
             "peak_rss_mb": peak_mb, "phases_s": conv["seconds"], "artifact_bytes": weight_bytes,
             "parity": {k: report["parity"][k] for k in ("tf_err_vs_f64", "torch_err_vs_f64")},
-            "latency_s": latency, "config": params}
+            "latency_s": latency, "config": params,
+            "inference_peak_mb": {"torch": floor_torch_mb, "savedmodel": floor_tf_mb}}
 
 
 def fp32_weight_bytes(size: str, mode: str) -> int:
@@ -219,6 +265,19 @@ def markdown(results: list, baseline_mb: float, machine: str) -> str:
     for r in results:
         lines.append(f"| {r['name']} | " + " | ".join(f"{r['phases_s'].get(p, 0):.1f}"
                                                      for p in phases) + " |")
+    lines += ["", "## Peak memory against one inference (same run), (peak - baseline) / W", "",
+              "Each inference figure is a process that only builds the model (torch) or loads "
+              "the converted SavedModel (TF) and runs one clip: the least any tool that runs "
+              "the model once needs.", "",
+              "| entry | conversion | torch, one clip | SavedModel, one clip | "
+              "conversion - the larger of the two |",
+              "|---|---|---|---|---|"]
+    for r in results:
+        w, floor = r["weight_bytes"], r["inference_peak_mb"]
+        worst = max(floor["torch"], floor["savedmodel"])
+        lines.append(f"| {r['name']} | {over(r['peak_rss_mb'], w):.2f} | "
+                     f"{over(floor['torch'], w):.2f} | {over(floor['savedmodel'], w):.2f} | "
+                     f"{(r['peak_rss_mb'] - worst) * 2**20 / w:+.2f} |")
     lines += ["", "## Conversion time against its floor (same run)", "",
               "| entry | torch fwd | TF fwd (SavedModel) | write artifact bytes | floor | "
               "floor at batch 2 | required by the checks | convert() | convert() / floor | "
