@@ -9,10 +9,11 @@ pages (``madvise(MADV_DONTNEED)``) right after its bytes were copied into their 
 the checkpoint streams through one tensor at a time as the Keras model fills in.
 
 Only mappings of the checkpoint's own files that appeared while it was loaded are ever
-touched (never a library's), and ``release`` only whole pages inside the tensor. Such a page is a private, unmodified copy of the file:
-dropping it loses nothing, and reading the tensor again reads the file again. Tensors anywhere
-else (an fp16 file upcast to fp32, a pre-pass's fused bias) are left alone. Without
-``/proc/self/maps`` or ``madvise`` (not Linux) it does nothing.
+touched (never a library's), and ``release`` only whole pages inside the tensor. Such a page
+is a private, unmodified copy of the file: dropping it loses nothing, and reading the tensor
+again reads the file again. Tensors anywhere else (an fp16 file upcast to fp32, a pre-pass's
+fused bias) are left alone. Without ``/proc/self/maps`` or ``madvise`` (not Linux) it does
+nothing.
 """
 
 from __future__ import annotations

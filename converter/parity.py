@@ -11,6 +11,7 @@ All layout changes between torch (NCTHW) and Keras (NTHWC) happen here and nowhe
 from __future__ import annotations
 
 import contextlib
+import functools
 import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -29,6 +30,28 @@ DIVERGENCE_FACTOR = 10.0
 
 def ncthw_to_nthwc(video_ncthw: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(video_ncthw.transpose(0, 2, 3, 4, 1))
+
+
+# elements per slice when comparing in float64: large outputs (a PT model's masked pixels are
+# 2 x 1411 x 1536 per case) would otherwise take several float64 temporaries of their full size
+CHUNK = 1 << 20
+
+
+def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """max |a - b| in float64, one slice at a time (NaN if either holds a NaN)."""
+    a, b = np.asarray(a).reshape(-1), np.asarray(b).reshape(-1)
+    if a.size == 0:
+        return 0.0
+    return float(np.max([np.max(np.abs(a[i:i + CHUNK].astype(np.float64) - b[i:i + CHUNK]))
+                         for i in range(0, a.size, CHUNK)]))
+
+
+def max_abs(a: np.ndarray) -> float:
+    """max |a|, one slice at a time."""
+    a = np.asarray(a).reshape(-1)
+    if a.size == 0:
+        return 0.0
+    return float(np.max([np.max(np.abs(a[i:i + CHUNK])) for i in range(0, a.size, CHUNK)]))
 
 
 @dataclass
@@ -114,6 +137,13 @@ class Reference:
     @property
     def out64(self) -> np.ndarray:
         return next(iter(self.outputs64.values()))
+
+    @functools.cached_property
+    def output_stats(self) -> Dict[str, Tuple[float, float, float]]:
+        """Per output: (max |fp32|, max |float64|, max |fp32 - float64|), computed once."""
+        return {name: (max_abs(out32), max_abs(self.outputs64[name]),
+                       max_abs_diff(out32, self.outputs64[name]))
+                for name, out32 in self.outputs32.items()}
 
     def drop_states(self) -> None:
         """Free the block states once the Keras model was compared with them (reloaded
@@ -354,8 +384,7 @@ def compute_reference(model: torch.nn.Module, cases: Sequence[Case]) -> List[Ref
                 states.put(block, sample, state.numpy().astype(np.float32))
 
             def compare(block, state, sample=sample):
-                error = float(np.max(np.abs(state.numpy().astype(np.float64)
-                                            - states.get(block, sample))))
+                error = max_abs_diff(state.numpy(), states.get(block, sample))
                 if block == len(errors):
                     errors.append(error)
                 else:
@@ -380,23 +409,43 @@ def _block_names(count: int, parts: Optional[Sequence[tuple]] = None) -> List[st
     return names
 
 
-def compare_output(case: str, output: str, tf_out: np.ndarray, reference: Reference,
-                   tolerance: float) -> OutputComparison:
-    tf_out = np.asarray(tf_out, dtype=np.float64)
-    out32, out64 = reference.outputs32[output], reference.outputs64[output]
-    if tf_out.shape != out64.shape:
-        raise ParityError(f"{case}/{output}: output shape {tf_out.shape}, expected "
-                          f"{out64.shape}")
-    max_abs = float(np.max(np.abs(tf_out - out32)))
-    scale = float(np.max(np.abs(out32))) or 1.0
-    tf_err = float(np.max(np.abs(tf_out - out64)))
-    torch_err = float(np.max(np.abs(out32 - out64)))
-    # fp32 rounding grows with the magnitude of what is computed: outputs larger than 1 (raw
-    # token features reach ~10) get the same tolerance relative to their size
-    limit = tolerance * max(1.0, float(np.max(np.abs(out64))))
-    passed = bool(np.isfinite(tf_err)) and tf_err <= limit
-    return OutputComparison(case, output, max_abs, max_abs / scale, tf_err, torch_err, tolerance,
-                            limit, passed)
+class _OutputErrors:
+    """TF's errors on each output, accumulated one sample at a time (max over samples)."""
+
+    def __init__(self, reference: Reference, output_name: str):
+        self.reference = reference
+        self.output_name = output_name
+        self.max_abs: Dict[str, float] = {}  # vs torch fp32
+        self.tf_err: Dict[str, float] = {}   # vs float64
+
+    def add(self, index: int, tf_outputs) -> None:
+        """Compare TF's outputs for sample ``index`` (batch of 1) with the reference's."""
+        reference = self.reference
+        tf_outputs = as_outputs(tf_outputs, self.output_name)
+        if set(tf_outputs) != set(reference.outputs32):
+            raise ParityError(f"{reference.case.name}: outputs {sorted(tf_outputs)}, expected "
+                              f"{sorted(reference.outputs32)}")
+        for name, tf_out in tf_outputs.items():
+            out32 = reference.outputs32[name][index:index + 1]
+            out64 = reference.outputs64[name][index:index + 1]
+            if tf_out.shape != out64.shape:
+                raise ParityError(f"{reference.case.name}/{name}: output shape {tf_out.shape} "
+                                  f"for one sample, expected {out64.shape}")
+            for errors, value in ((self.max_abs, max_abs_diff(tf_out, out32)),
+                                  (self.tf_err, max_abs_diff(tf_out, out64))):
+                errors[name] = float(np.max([errors.get(name, 0.0), value]))  # keeps a NaN
+
+    def finish(self, report: "ParityReport", tolerance: float) -> None:
+        case = self.reference.case.name
+        for name, (scale32, scale64, torch_err) in self.reference.output_stats.items():
+            max_abs_, tf_err = self.max_abs[name], self.tf_err[name]
+            # fp32 rounding grows with the magnitude of what is computed: outputs larger than 1
+            # (raw token features reach ~10) get the same tolerance relative to their size
+            limit = tolerance * max(1.0, scale64)
+            passed = bool(np.isfinite(tf_err)) and tf_err <= limit
+            report.outputs.append(OutputComparison(
+                case, name, max_abs_, max_abs_ / (scale32 or 1.0), tf_err, torch_err, tolerance,
+                limit, passed))
 
 
 def check_parity(run_tf: Callable[[Case], tuple], references: Sequence[Reference],
@@ -409,27 +458,28 @@ def check_parity(run_tf: Callable[[Case], tuple], references: Sequence[Reference
     """
     report = ParityReport(tolerance=tolerance)
     for reference in references:
-        outputs = []
+        outputs = _OutputErrors(reference, output_name)
         states = reference.states64
         block_errors: Optional[List[float]] = None
         for index, one in enumerate(reference.case.samples()):
             tf_out, tf_hidden = run_tf(one)
             tf_hidden = list(tf_hidden)
-            outputs.append(as_outputs(tf_out, output_name))
+            outputs.add(index, tf_out)
+            del tf_out
             if len(tf_hidden) != len(states):
                 raise ParityError(f"{reference.case.name}: TF model returned {len(tf_hidden)} "
                                   f"block states, the reference {len(states)}")
             errors = []
             for block, h_tf in enumerate(tf_hidden):
                 h_ref = states.get(block, index)
-                h_tf = np.asarray(h_tf, dtype=np.float64)
-                errors.append(float(np.max(np.abs(h_tf - h_ref)))
-                              if h_tf.shape == h_ref.shape else np.inf)
+                h_tf = np.asarray(h_tf)
+                errors.append(max_abs_diff(h_tf, h_ref) if h_tf.shape == h_ref.shape
+                              else np.inf)
                 tf_hidden[block] = None  # each TF state is let go once compared
             del tf_hidden
             block_errors = errors if block_errors is None else list(map(max, block_errors,
                                                                         errors))
-        _compare_all(report, reference, _concat(outputs), tolerance)
+        outputs.finish(report, tolerance)
         names = _block_names(len(states), block_parts)
         for name, tf_err, scale, err32 in zip(names, block_errors, states.scales,
                                               reference.hidden_err32):
@@ -446,20 +496,12 @@ def check_outputs(run: Callable[[Case], np.ndarray], references: Sequence[Refere
     ParityError on failure."""
     report = ParityReport(tolerance=tolerance)
     for reference in references:
-        outputs = [as_outputs(run(one), output_name) for one in reference.case.samples()]
-        _compare_all(report, reference, _concat(outputs), tolerance)
+        outputs = _OutputErrors(reference, output_name)
+        for index, one in enumerate(reference.case.samples()):
+            outputs.add(index, run(one))
+        outputs.finish(report, tolerance)
     report.raise_if_failed(what)
     return report
-
-
-def _compare_all(report: ParityReport, reference: Reference, tf_outputs: Dict[str, np.ndarray],
-                 tolerance: float) -> None:
-    if set(tf_outputs) != set(reference.outputs32):
-        raise ParityError(f"{reference.case.name}: outputs {sorted(tf_outputs)}, expected "
-                          f"{sorted(reference.outputs32)}")
-    for name in reference.outputs32:
-        report.outputs.append(compare_output(reference.case.name, name, tf_outputs[name],
-                                             reference, tolerance))
 
 
 def as_dict_of_reports(reports: Dict[str, ParityReport]) -> Dict[str, dict]:

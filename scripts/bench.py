@@ -11,7 +11,9 @@ torch (the reference), Keras eager, ``tf.function`` and ``tf.function(jit_compil
 (XLA), and the exported SavedModel, all in the same process so the ratios are comparable.
 Floors are measured in the same run: one torch forward + one TF forward + writing the
 artifact bytes to disk (see ``floors``). The convert child also samples its resident memory
-every 5 ms and reports the peak of each conversion phase.
+every 5 ms and reports the peak of each conversion phase. Two more children give the memory
+floor: the peak RSS of running the model on the parity inputs and nothing else, in torch and
+through the converted SavedModel.
 """
 
 from __future__ import annotations
@@ -59,48 +61,49 @@ print(json.dumps({"seconds": result.seconds, "convert_s": seconds, "phase_peak_m
                   "report": sys.argv[3] + "/" + entry.name + ".json"}))
 """
 
-# the memory floor of each framework: a process that only builds the model and runs one clip
-# (what any inference of the model costs, whatever a converter does around it)
+# the memory floor of each framework: a process that only builds the model (torch) or loads the
+# converted SavedModel (TF) and runs it once on each of the conversion's parity inputs, one
+# clip at a time (for PT entries: at the entry's mask ratio and at 0.5), as a conversion does
 CHILD_FLOOR_TORCH = r"""
 import sys
-import numpy as np
 import converter, torch
 from converter import find_entry
 from converter.models import build_torch_model
+from converter.parity import make_cases
 
 entry = find_entry(sys.argv[1], sys.argv[2], "k400")
 model = build_torch_model(entry)
-rng = np.random.default_rng(0)
-video = torch.from_numpy(rng.standard_normal(
-    (1, 3, entry.num_frames, entry.img_size, entry.img_size), np.float32))
-args = (video,)
-if entry.mode == "PT":
-    from torch_reference import tube_mask
-    mask = tube_mask(entry.num_frames, entry.img_size, mask_ratio=entry.mask_ratio, rng=rng)
-    args += (torch.from_numpy(mask),)
 with torch.inference_mode():
-    model(*args)
+    for case in make_cases(entry, batch=1, seed=0):
+        args = (torch.from_numpy(case.video_ncthw),)
+        if case.mask is not None:
+            args += (torch.from_numpy(case.mask),)
+        model(*args)
 print("{}")
 """
 
 CHILD_FLOOR_TF = r"""
 import sys
-import numpy as np
 import converter, tensorflow as tf
 from converter import find_entry
+from converter.parity import make_cases
 
 entry = find_entry(sys.argv[1], sys.argv[2], "k400")
 serving = tf.saved_model.load(f"{sys.argv[3]}/{entry.name}").signatures["serving_default"]
-rng = np.random.default_rng(0)
-feeds = {"video": tf.constant(rng.standard_normal(
-    (1, entry.num_frames, entry.img_size, entry.img_size, 3), np.float32))}
-if entry.mode == "PT":
-    from tf_models import tube_mask
-    feeds["mask"] = tf.constant(tube_mask(entry.num_frames, entry.img_size,
-                                          mask_ratio=entry.mask_ratio, rng=rng))
-serving(**feeds)
+for case in make_cases(entry, batch=1, seed=0):
+    feeds = {"video": tf.constant(case.video_nthwc)}
+    if case.mask is not None:
+        feeds["mask"] = tf.constant(case.mask)
+    serving(**feeds)
 print("{}")
 """
+
+# both in turn in one process, one model alive at a time, as a conversion runs them: what the
+# two frameworks' own pools and caches keep after the torch run counts here too
+CHILD_FLOOR_BOTH = (CHILD_FLOOR_TORCH.replace('print("{}")', "")
+                    + "del model\nimport gc; gc.collect()\n"
+                    + "import converter.api; converter.api.release_freed_memory()\n"
+                    + CHILD_FLOOR_TF)
 
 CHILD_BASELINE = r"""
 import converter, keras, tensorflow, torch, json
@@ -201,6 +204,7 @@ def bench_entry(size: str, mode: str, out: str, repeats: int) -> dict:
     latency, _, _ = run_child(CHILD_LATENCY, size, mode, out, str(repeats))
     _, _, floor_torch_mb = run_child(CHILD_FLOOR_TORCH, size, mode)
     _, _, floor_tf_mb = run_child(CHILD_FLOOR_TF, size, mode, out)
+    _, _, floor_both_mb = run_child(CHILD_FLOOR_BOTH, size, mode, out)
     weight_bytes = report["artifact_bytes"]  # on disk
     params = report["entry"]["model_config"]
     return {"size": size, "mode": mode, "name": report["entry"]["name"], "wall_s": wall,
@@ -208,7 +212,8 @@ def bench_entry(size: str, mode: str, out: str, repeats: int) -> dict:
             "peak_rss_mb": peak_mb, "phases_s": conv["seconds"], "artifact_bytes": weight_bytes,
             "parity": {k: report["parity"][k] for k in ("tf_err_vs_f64", "torch_err_vs_f64")},
             "latency_s": latency, "config": params,
-            "inference_peak_mb": {"torch": floor_torch_mb, "savedmodel": floor_tf_mb}}
+            "inference_peak_mb": {"torch": floor_torch_mb, "savedmodel": floor_tf_mb,
+                                  "both": floor_both_mb}}
 
 
 def fp32_weight_bytes(size: str, mode: str) -> int:
@@ -267,9 +272,9 @@ def markdown(results: list, baseline_mb: float, machine: str) -> str:
                                                      for p in phases) + " |")
     lines += ["", "## Peak memory against one inference (same run), (peak - baseline) / W", "",
               "Each inference figure is a process that only builds the model (torch) or loads "
-              "the converted SavedModel (TF) and runs one clip: the least any tool that runs "
-              "the model once needs.", "",
-              "| entry | conversion | torch, one clip | SavedModel, one clip | "
+              "the converted SavedModel (TF) and runs it on the conversion's parity inputs, "
+              "one clip at a time: the least any tool that runs the model on them needs.", "",
+              "| entry | conversion | torch inference | SavedModel inference | "
               "conversion - the larger of the two |",
               "|---|---|---|---|---|"]
     for r in results:

@@ -394,3 +394,31 @@ def test_reference_states_are_the_float64_block_outputs_in_run_order(name):
         assert 0 < reference.hidden_err32[block] < 1e-4
     assert np.max(np.abs(reference.out64 - out.numpy())) < 1e-9
     reference.drop_states()
+
+
+def test_chunked_differences_match_numpy_and_keep_nan():
+    from converter.parity import CHUNK, max_abs, max_abs_diff
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal(2 * CHUNK + 17).astype(np.float32).reshape(-1, 1)
+    b = rng.standard_normal(a.shape)
+    assert max_abs_diff(a, b) == float(np.max(np.abs(a.astype(np.float64) - b)))
+    assert max_abs(b) == float(np.max(np.abs(b)))
+    a[CHUNK + 3] = np.nan  # a NaN anywhere, even in a middle slice, must not read as agreement
+    assert np.isnan(max_abs_diff(a, b)) and np.isnan(max_abs(a))
+    assert max_abs_diff(a[:0], b[:0]) == 0.0
+
+
+def test_parity_fails_on_a_nan_in_one_sample(tiny_entry, tiny_setup):
+    state, references = tiny_setup
+    runner = tf_runner(_tf_with(tiny_entry, state))
+
+    def nan_in_second(case):
+        out, hidden = runner(case)
+        if np.array_equal(case.video_ncthw, references[0].case.video_ncthw[1:2]):
+            out = np.array(out)
+            out[0, 0] = np.nan
+        return out, hidden
+    report = check_parity(nan_in_second, references, TOLERANCE)
+    assert not report.passed
+    assert np.isnan(report.outputs[0].tf_err_vs_f64)
