@@ -33,7 +33,7 @@ def ncthw_to_nthwc(video_ncthw: np.ndarray) -> np.ndarray:
 
 
 # elements per slice when comparing in float64: large outputs (a PT model's masked pixels are
-# 2 x 1411 x 1536 per case) would otherwise take several float64 temporaries of their full size
+# 2 x 1408 x 1536 per case) would otherwise take several float64 temporaries of their full size
 CHUNK = 1 << 20
 
 
