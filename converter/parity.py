@@ -19,7 +19,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .errors import ParityError
+from .errors import ConversionError, ParityError
 from .zoo import Entry
 
 # A block diverges when TF's error is more than this many times torch fp32's own error
@@ -80,13 +80,18 @@ class BlockStates:
 
     They wait from the torch reference run until the Keras run is compared with them: depth x
     batch x tokens x D floats, 116 MB for ViT-B at batch 2 (a third of its weights), which in
-    memory would sit on top of the peak of both model runs. The scratch file is unnamed from
-    the start (``tempfile.TemporaryFile``): nothing is left behind, whatever happens. States
-    are stored as float32 (the float64 reference rounded; see ``compute_reference``).
+    memory would sit on top of the peak of both model runs. The scratch file lives in
+    ``folder`` (default: the temporary folder, ``TMPDIR``) and is unnamed from the start
+    (``tempfile.TemporaryFile``): nothing is left behind, whatever happens. States are stored
+    as float32 (the float64 reference rounded; see ``compute_reference``).
     """
 
-    def __init__(self):
-        self._file = tempfile.TemporaryFile(prefix="videomae-block-states-")
+    def __init__(self, folder: Optional[str] = None):
+        self.folder = folder or tempfile.gettempdir()
+        try:
+            self._file = tempfile.TemporaryFile(prefix="videomae-block-states-", dir=self.folder)
+        except OSError as error:
+            raise self._scratch_error(error) from None
         self._where: Dict[Tuple[int, int], Tuple[int, Tuple[int, ...]]] = {}
         self.scales: List[float] = []  # max |state| per block, over every sample
 
@@ -97,7 +102,10 @@ class BlockStates:
         state = np.ascontiguousarray(state, dtype=np.float32)
         self._file.seek(0, 2)
         self._where[(block, sample)] = (self._file.tell(), state.shape)
-        self._file.write(state.data)
+        try:
+            self._file.write(state.data)
+        except OSError as error:
+            raise self._scratch_error(error) from None
         scale = float(np.max(np.abs(state))) if state.size else 0.0
         if block == len(self.scales):
             self.scales.append(scale)
@@ -117,6 +125,11 @@ class BlockStates:
     def close(self) -> None:
         """Delete the scratch file (reading a state afterwards raises)."""
         self._file.close()
+
+    def _scratch_error(self, error: OSError) -> ConversionError:
+        return ConversionError(f"{self.folder}: cannot write the parity block states there "
+                               f"({error.strerror or error}); free space or set TMPDIR to "
+                               f"another folder")
 
 
 @dataclass

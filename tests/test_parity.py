@@ -422,3 +422,13 @@ def test_parity_fails_on_a_nan_in_one_sample(tiny_entry, tiny_setup):
     report = check_parity(nan_in_second, references, TOLERANCE)
     assert not report.passed
     assert np.isnan(report.outputs[0].tf_err_vs_f64)
+
+
+def test_block_states_without_a_scratch_folder_is_one_clear_error(tmp_path):
+    from converter.errors import ConversionError
+    from converter.parity import BlockStates
+
+    missing = str(tmp_path / "missing")
+    with pytest.raises(ConversionError, match="TMPDIR") as caught:
+        BlockStates(folder=missing)
+    assert str(caught.value).startswith(missing) and "\n" not in str(caught.value)
