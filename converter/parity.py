@@ -46,6 +46,11 @@ def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
                          for i in range(0, a.size, CHUNK)]))
 
 
+def worst(*values: float) -> float:
+    """The largest of ``values``, NaN if any is NaN (Python's ``max`` can drop a NaN)."""
+    return float(np.max(values))
+
+
 def max_abs(a: np.ndarray) -> float:
     """max |a|, one slice at a time."""
     a = np.asarray(a).reshape(-1)
@@ -110,7 +115,7 @@ class BlockStates:
         if block == len(self.scales):
             self.scales.append(scale)
         else:
-            self.scales[block] = max(self.scales[block], scale)
+            self.scales[block] = worst(self.scales[block], scale)
 
     def get(self, block: int, sample: int) -> np.ndarray:
         """The state after ``block`` for ``sample`` (batch of 1), float32."""
@@ -217,15 +222,15 @@ class ParityReport:
 
     @property
     def max_abs(self) -> float:
-        return max(o.max_abs for o in self.outputs)
+        return worst(*(o.max_abs for o in self.outputs))
 
     @property
     def tf_err_vs_f64(self) -> float:
-        return max(o.tf_err_vs_f64 for o in self.outputs)
+        return worst(*(o.tf_err_vs_f64 for o in self.outputs))
 
     @property
     def torch_err_vs_f64(self) -> float:
-        return max(o.torch_err_vs_f64 for o in self.outputs)
+        return worst(*(o.torch_err_vs_f64 for o in self.outputs))
 
     def to_dict(self) -> dict:
         return {"passed": self.passed, "tolerance": self.tolerance, "max_abs": self.max_abs,
@@ -401,7 +406,7 @@ def compute_reference(model: torch.nn.Module, cases: Sequence[Case]) -> List[Ref
                 if block == len(errors):
                     errors.append(error)
                 else:
-                    errors[block] = max(errors[block], error)
+                    errors[block] = worst(errors[block], error)
 
             with float64_forward(model), fused_attention(model):
                 out64, _ = _run_torch(model, one, torch.float64, on_block=keep)
@@ -446,7 +451,7 @@ class _OutputErrors:
                                   f"for one sample, expected {out64.shape}")
             for errors, value in ((self.max_abs, max_abs_diff(tf_out, out32)),
                                   (self.tf_err, max_abs_diff(tf_out, out64))):
-                errors[name] = float(np.max([errors.get(name, 0.0), value]))  # keeps a NaN
+                errors[name] = worst(errors.get(name, 0.0), value)
 
     def finish(self, report: "ParityReport", tolerance: float) -> None:
         case = self.reference.case.name
@@ -490,7 +495,7 @@ def check_parity(run_tf: Callable[[Case], tuple], references: Sequence[Reference
                               else np.inf)
                 tf_hidden[block] = None  # each TF state is let go once compared
             del tf_hidden
-            block_errors = errors if block_errors is None else list(map(max, block_errors,
+            block_errors = errors if block_errors is None else list(map(worst, block_errors,
                                                                         errors))
         outputs.finish(report, tolerance)
         names = _block_names(len(states), block_parts)

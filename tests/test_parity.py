@@ -421,7 +421,23 @@ def test_parity_fails_on_a_nan_in_one_sample(tiny_entry, tiny_setup):
         return out, hidden
     report = check_parity(nan_in_second, references, TOLERANCE)
     assert not report.passed
-    assert np.isnan(report.outputs[0].tf_err_vs_f64)
+    assert np.isnan(report.outputs[0].tf_err_vs_f64) and np.isnan(report.tf_err_vs_f64)
+
+
+def test_a_nan_in_the_second_samples_block_state_diverges_that_block(tiny_entry, tiny_setup):
+    state, references = tiny_setup
+    runner = tf_runner(_tf_with(tiny_entry, state))
+
+    def nan_state_in_second(case):
+        out, hidden = runner(case)
+        if np.array_equal(case.video_ncthw, references[0].case.video_ncthw[1:2]):
+            hidden = [np.array(h) for h in hidden]
+            hidden[1][0, 0, 0] = np.nan
+        return out, hidden
+    report = check_parity(nan_state_in_second, references, TOLERANCE)
+    assert not report.passed
+    assert report.first_divergent_block == "blocks.1 (clip)"
+    assert np.isnan(report.blocks[1].tf_err_vs_f64)
 
 
 def test_block_states_without_a_scratch_folder_is_one_clear_error(tmp_path):
