@@ -20,7 +20,7 @@ from .checkpoint import (checkpoint_sha256, load_any_checkpoint, strip_encoder_p
                          write_synthetic_checkpoint)
 from .errors import CheckpointError, ConversionError, OutputError
 from .export import (StagedArtifacts, artifact_paths, artifacts_present, check_output_dir,
-                     verify_artifacts)
+                     outputs_to_numpy, verify_artifacts)
 from .inspect_checkpoint import check_fits
 from .mapping import apply_mapping, plan_mapping, prepare_state_dict
 from .models import build_tf_model, build_torch_model, parity_reference
@@ -278,11 +278,7 @@ def _tf_with_hidden(tf_model):
     def run(case):
         inputs = (case.video_nthwc,) if case.mask is None else (case.video_nthwc, case.mask)
         out, hidden = graph(*inputs)
-        if isinstance(out, dict):
-            out = {name: value.numpy() for name, value in out.items()}
-        else:
-            out = out.numpy()
-        return out, [h.numpy() for h in hidden]
+        return outputs_to_numpy(out), [h.numpy() for h in hidden]
     return run
 
 

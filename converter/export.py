@@ -148,10 +148,11 @@ def _graph_runner(entry: Entry, model) -> Callable[[Case], np.ndarray]:
     import tensorflow as tf
 
     graph = tf.function(lambda *inputs: model(*inputs, training=False))
-    return lambda case: _to_numpy(graph(*_inputs(entry, case)))
+    return lambda case: outputs_to_numpy(graph(*_inputs(entry, case)))
 
 
-def _to_numpy(outputs):
+def outputs_to_numpy(outputs):
+    """A model's output (a tensor or a dict of them) as numpy."""
     import keras
 
     if isinstance(outputs, dict):

@@ -38,6 +38,16 @@ def _tf_with(entry, state):
     return model
 
 
+def _second_sample_edited(runner, reference, edit):
+    """``runner`` with ``edit(out, hidden) -> (out, hidden)`` applied to the second sample only."""
+    second = reference.case.video_ncthw[1:2]
+
+    def run(case):
+        out, hidden = runner(case)
+        return edit(out, hidden) if np.array_equal(case.video_ncthw, second) else (out, hidden)
+    return run
+
+
 def test_synthetic_checkpoint_randomises_every_tensor(tiny_entry, tiny_setup):
     state, _ = tiny_setup
     expected = set(build_torch_model(tiny_entry).state_dict())
@@ -336,11 +346,8 @@ def test_parity_runs_one_sample_at_a_time_and_keeps_the_batch(tiny_entry, tiny_s
     assert report.passed
     assert references[0].out32.shape[0] == 2
     # a wrong second sample is still seen: shift only the second sample's output
-    def second_wrong(case):
-        out, hidden = runner(case)
-        if np.array_equal(case.video_ncthw, references[0].case.video_ncthw[1:2]):
-            out = np.asarray(out) + 1e-3
-        return out, hidden
+    second_wrong = _second_sample_edited(runner, references[0],
+                                         lambda out, hidden: (np.asarray(out) + 1e-3, hidden))
     assert not check_parity(second_wrong, references, TOLERANCE).passed
 
 
@@ -413,13 +420,12 @@ def test_parity_fails_on_a_nan_in_one_sample(tiny_entry, tiny_setup):
     state, references = tiny_setup
     runner = tf_runner(_tf_with(tiny_entry, state))
 
-    def nan_in_second(case):
-        out, hidden = runner(case)
-        if np.array_equal(case.video_ncthw, references[0].case.video_ncthw[1:2]):
-            out = np.array(out)
-            out[0, 0] = np.nan
+    def nan_output(out, hidden):
+        out = np.array(out)
+        out[0, 0] = np.nan
         return out, hidden
-    report = check_parity(nan_in_second, references, TOLERANCE)
+    report = check_parity(_second_sample_edited(runner, references[0], nan_output), references,
+                          TOLERANCE)
     assert not report.passed
     assert np.isnan(report.outputs[0].tf_err_vs_f64) and np.isnan(report.tf_err_vs_f64)
 
@@ -428,13 +434,12 @@ def test_a_nan_in_the_second_samples_block_state_diverges_that_block(tiny_entry,
     state, references = tiny_setup
     runner = tf_runner(_tf_with(tiny_entry, state))
 
-    def nan_state_in_second(case):
-        out, hidden = runner(case)
-        if np.array_equal(case.video_ncthw, references[0].case.video_ncthw[1:2]):
-            hidden = [np.array(h) for h in hidden]
-            hidden[1][0, 0, 0] = np.nan
+    def nan_state(out, hidden):
+        hidden = [np.array(h) for h in hidden]
+        hidden[1][0, 0, 0] = np.nan
         return out, hidden
-    report = check_parity(nan_state_in_second, references, TOLERANCE)
+    report = check_parity(_second_sample_edited(runner, references[0], nan_state), references,
+                          TOLERANCE)
     assert not report.passed
     assert report.first_divergent_block == "blocks.1 (clip)"
     assert np.isnan(report.blocks[1].tf_err_vs_f64)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -27,38 +27,35 @@ class EncoderFeatures(nn.Module):
         self.model = model
 
     def forward_with_hidden_states(
-            self, video_ncthw: torch.Tensor, hidden_states: Optional[list] = None
-    ) -> Tuple[Dict[str, torch.Tensor], list]:
-        """Features, and every block's output appended to ``hidden_states`` (a new list when
-        None). Only the last is needed here, so ``forward`` passes a one-slot keeper."""
-        hidden = [] if hidden_states is None else hidden_states
+            self, video_ncthw: torch.Tensor) -> Tuple[Dict[str, torch.Tensor], List[torch.Tensor]]:
+        hidden: List[torch.Tensor] = []
+        return self._features(video_ncthw, hidden), hidden
+
+    def forward(self, video_ncthw: torch.Tensor) -> Dict[str, torch.Tensor]:
+        return self._features(video_ncthw, None)
+
+    def _features(self, video_ncthw: torch.Tensor,
+                  hidden: Optional[List[torch.Tensor]]) -> Dict[str, torch.Tensor]:
+        """The features; every block's output is appended to ``hidden`` unless it is None
+        (then no state outlives the block after it)."""
         if isinstance(self.model, VisionTransformer):
             last = _LastState(hidden)
             pooled = self.model.forward_features(video_ncthw, last)
-            return {"tokens": last.value, "pooled": pooled}, hidden
+            return {"tokens": last.value, "pooled": pooled}
         tokens_count = self.model.patch_embed.num_patches
         keep_all = torch.zeros(video_ncthw.shape[0], tokens_count, dtype=torch.bool)
         tokens = self.model(video_ncthw, keep_all, hidden)
-        return {"tokens": tokens, "pooled": tokens.mean(1)}, hidden
-
-    def forward(self, video_ncthw: torch.Tensor) -> Dict[str, torch.Tensor]:
-        return self.forward_with_hidden_states(video_ncthw, _Discard())[0]
+        return {"tokens": tokens, "pooled": tokens.mean(1)}
 
 
 class _LastState:
-    """Passes each appended state on to ``inner`` and remembers the newest."""
+    """Remembers the newest appended state (the tokens), passing each on to ``inner``."""
 
-    def __init__(self, inner):
+    def __init__(self, inner: Optional[list]):
         self.inner = inner
         self.value = None
 
     def append(self, state):
-        self.inner.append(state)
+        if self.inner is not None:
+            self.inner.append(state)
         self.value = state
-
-
-class _Discard:
-    """A hidden-state sink that keeps nothing."""
-
-    def append(self, state):
-        pass
