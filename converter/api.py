@@ -321,7 +321,7 @@ def load_pretrained_artifact(path: str):
                               f"convert with --mode PT")
 
     def predict(video, mask):
-        return keras.ops.convert_to_numpy(model(video, mask))
+        return keras.ops.convert_to_numpy(model({"video": video, "mask": mask}))
     return predict, model.num_frames, model.img_size, model.patch_size, model.tubelet_size
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 import torch_reference
 import tf_models
 from torch_reference.modeling_pretrain import PretrainVisionTransformerEncoder
@@ -19,6 +18,8 @@ def build_torch_model(entry: Entry, device: str = "cpu"):
     pre-training encoder alone (its checkpoint may lack the decoder); wrap the result with
     ``parity_reference`` for their feature outputs.
     """
+    import torch
+
     with torch.device(device):
         return _build_torch_model(entry)
 
@@ -43,7 +44,7 @@ def parity_reference(entry: Entry, model):
 
 def tf_model_class(entry: Entry):
     if entry.encoder_only:
-        return tf_models.VideoMAEEncoder
+        return tf_models.VideoMAEBackbone
     return tf_models.VideoMAEClassifier if entry.mode == "FT" else tf_models.VideoMAEPretrainer
 
 

@@ -294,7 +294,7 @@ def test_make_cases_is_seeded_and_nthwc_is_a_transpose(tiny_entry):
 
 def test_keras_layer_norms_use_upstream_epsilon(tiny_entry):
     model = build_tf_model(tiny_entry)
-    norms = [model.fc_norm] + [n for b in model.blocks for n in (b.norm1, b.norm2)]
+    norms = [model.fc_norm] + [n for b in model.backbone.blocks for n in (b.norm1, b.norm2)]
     assert all(norm.epsilon == 1e-6 for norm in norms)
 
 

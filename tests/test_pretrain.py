@@ -134,7 +134,7 @@ def test_keras_pretrainer_traces_once_for_any_batch_and_mask_ratio():
     torch_model, tf_model, _ = _models(entry)
     spec = [tf.TensorSpec([None, 4, 32, 32, 3], tf.float32),
             tf.TensorSpec([None, entry.num_patches], tf.bool)]
-    traced = tf.function(lambda v, m: tf_model(v, m), input_signature=spec)
+    traced = tf.function(lambda v, m: tf_model([v, m]), input_signature=spec)
     rng = np.random.default_rng(0)
     for batch, ratio in [(1, 0.75), (3, 0.5), (2, 0.25)]:
         video = rng.standard_normal((batch, 3, 4, 32, 32), dtype=np.float32)
@@ -159,10 +159,10 @@ FRESH_PT_SCRIPT = textwrap.dedent("""
     video, mask = np.load(inputs + "/video.npy"), np.load(inputs + "/mask.npy")
     serving = tf.saved_model.load(paths["savedmodel"]).signatures["serving_default"]
     out = {"savedmodel": serving(video=tf.constant(video), mask=tf.constant(mask))["logits"]}
-    out["keras"] = keras.saving.load_model(paths["keras"], compile=False)(video, mask)
+    out["keras"] = keras.saving.load_model(paths["keras"], compile=False)([video, mask])
     fresh = tf_models.VideoMAEPretrainer(**config)
     fresh.load_weights(paths["weights"])
-    out["weights"] = fresh(video, mask)
+    out["weights"] = fresh({"video": video, "mask": mask})
     for name, value in out.items():
         np.save(f"{inputs}/{name}.npy", keras.ops.convert_to_numpy(value))
     print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "timm"))))

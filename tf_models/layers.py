@@ -46,11 +46,16 @@ class PlainConfig:
 
 
 def sinusoid_positions(num_positions: int, dim: int, dtype: str = "float32"):
-    """``sinusoid_table`` computed with ``keras.ops`` in float64 inside the graph.
+    """``sinusoid_table`` as a tensor of ``dtype`` on the current Keras backend.
 
-    Bit-identical to the numpy table, and keeps a 1568 x D constant out of every traced graph
-    (a SavedModel would otherwise carry it in ``saved_model.pb``).
+    On TensorFlow it is computed with ``keras.ops`` in float64 inside the graph: bit-identical
+    to the numpy table, and it keeps a 1568 x D constant out of every traced graph (a
+    SavedModel would otherwise carry it in ``saved_model.pb``). JAX runs without float64
+    unless ``jax_enable_x64`` is set (float64 maths there silently becomes float32), so other
+    backends take the numpy table, computed in float64 on the host.
     """
+    if keras.backend.backend() != "tensorflow":
+        return ops.cast(ops.convert_to_tensor(sinusoid_table(num_positions, dim)), dtype)
     positions = ops.cast(ops.arange(num_positions), "float64")[:, None]
     j = ops.arange(dim)
     exponents = ops.cast(2 * (j // 2), "float64") / dim
@@ -65,14 +70,14 @@ def embed_tokens(layer, video_nthwc):
     The table is not a variable: upstream never saves it, so neither do we.
     """
     x = layer.patch_embed(video_nthwc)
-    return x + sinusoid_positions(layer.num_patches, layer.embed_dim, layer.compute_dtype)
+    return x + sinusoid_positions(layer.num_patches, layer.embed_dim, x.dtype)
 
 
-def run_blocks(blocks, x):
+def run_blocks(blocks, x, training=None):
     """``x`` through every block in order: (output, [each block's output])."""
     hidden = []
     for block in blocks:
-        x = block(x)
+        x = block(x, training=training)
         hidden.append(x)
     return x, hidden
 
@@ -84,20 +89,25 @@ def layer_norm(name: str) -> keras.layers.LayerNormalization:
 def named_variables(layer: keras.layers.Layer, prefix: str = "") -> Dict[str, keras.Variable]:
     """Dotted names -> variables, walking the sublayers each layer lists in ``SUBLAYERS``.
 
-    Built-in Keras layers end the walk with their own variable names (``kernel``, ``bias``,
-    ``gamma``, ``beta``), e.g. ``blocks.3.attn.qkv.kernel``.
+    A ``SUBLAYERS`` item is an attribute name, or ``(attribute, name)`` to publish the child
+    under another name (``""`` merges its variables into the parent's, so a classifier's
+    backbone variables read ``blocks.0...`` as upstream's do). Built-in Keras layers end the
+    walk with their own variable names (``kernel``, ``bias``, ``gamma``, ``beta``), e.g.
+    ``blocks.3.attn.qkv.kernel``.
     """
     children = getattr(layer, "SUBLAYERS", None)
     if children is None:
         return {f"{prefix}{v.name}": v for v in layer.weights}
     found: Dict[str, keras.Variable] = {}
     for child in children:
-        value = getattr(layer, child)
+        attribute, name = child if isinstance(child, tuple) else (child, child)
+        value = getattr(layer, attribute)
+        child_prefix = f"{prefix}{name}." if name else prefix
         if isinstance(value, list):
             for index, sub in enumerate(value):
-                found.update(named_variables(sub, f"{prefix}{child}.{index}."))
-        else:
-            found.update(named_variables(value, f"{prefix}{child}."))
+                found.update(named_variables(sub, f"{child_prefix}{index}."))
+        elif value is not None:
+            found.update(named_variables(value, child_prefix))
     for variable in getattr(layer, "OWN_VARIABLES", ()):
         found[f"{prefix}{variable}"] = getattr(layer, variable)
     return found
@@ -174,23 +184,38 @@ class Mlp(PlainConfig, keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class Block(PlainConfig, keras.layers.Layer):
-    """Pre-norm transformer block: ``x += attn(norm1(x)); x += mlp(norm2(x))``."""
+    """Pre-norm transformer block: ``x += attn(norm1(x)); x += mlp(norm2(x))``.
+
+    ``drop_path_rate`` > 0 drops each residual branch per sample while training (stochastic
+    depth, as upstream's fine-tuning), scaling the kept ones by ``1 / (1 - rate)``.
+    """
 
     SUBLAYERS = ("norm1", "attn", "norm2", "mlp")
-    CONFIG = ("dim", "num_heads", "mlp_ratio")
+    CONFIG = ("dim", "num_heads", "mlp_ratio", "drop_path_rate")
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, **kwargs):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0,
+                 drop_path_rate: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self._keep_config(locals())
         self.norm1 = layer_norm("norm1")
         self.attn = Attention(dim, num_heads, name="attn")
         self.norm2 = layer_norm("norm2")
         self.mlp = Mlp(dim, int(dim * mlp_ratio), name="mlp")
+        self.seed_generator = keras.random.SeedGenerator() if drop_path_rate > 0 else None
 
     def build(self, input_shape):
         for layer in (self.norm1, self.attn, self.norm2, self.mlp):
             layer.build(input_shape)
 
-    def call(self, x):
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+    def drop_path(self, x, training):
+        if not training or self.drop_path_rate <= 0:
+            return x
+        keep = 1.0 - self.drop_path_rate
+        shape = (ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
+        kept = ops.floor(keep + keras.random.uniform(shape, seed=self.seed_generator,
+                                                     dtype=x.dtype))
+        return x / keep * kept
+
+    def call(self, x, training=None):
+        x = x + self.drop_path(self.attn(self.norm1(x)), training)
+        return x + self.drop_path(self.mlp(self.norm2(x)), training)

@@ -1,114 +1,228 @@
-"""The VideoMAE fine-tuned classifier as a Keras 3 model (channels-last video)."""
+"""The VideoMAE backbone and its classification task as Keras 3 models (channels-last video).
+
+Arranged as keras-hub arranges its models: ``VideoMAEBackbone`` (tubelet embedding, sinusoid
+positions, transformer blocks) and tasks built on it (``VideoMAEClassifier`` here,
+``VideoMAEPretrainer`` in ``pretrain.py``). Inputs are a video tensor or a dict named like the
+SavedModel signature (``{"video": ...}``), so ``fit`` and ``predict`` work as usual.
+"""
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import keras
 from keras import ops
 
 from .layers import (PACKAGE, Block, PatchEmbed, PlainConfig, embed_tokens, layer_norm,
                      named_variables, run_blocks)
+from .presets import HEAD_INIT_SCALE
+
+FINAL_NORMS = (None, "norm", "fc_norm")
+
+
+def video_input(inputs):
+    """The video tensor from ``inputs``: a tensor, ``{"video": ...}`` or ``[video, ...]``."""
+    if isinstance(inputs, dict):
+        if "video" not in inputs:
+            raise ValueError(f"expected a dict with a 'video' entry, got keys {sorted(inputs)}")
+        return inputs["video"]
+    if isinstance(inputs, (list, tuple)):
+        return inputs[0]
+    return inputs
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class VideoMAEClassifier(PlainConfig, keras.Model):
-    """Upstream's fine-tuned VideoMAE: tubelets + sinusoid -> blocks -> mean -> fc_norm -> head.
+class VideoMAEBackbone(PlainConfig, keras.Model):
+    """The VideoMAE encoder: ``model(video)`` -> ``{"tokens": (B, N, D), "pooled": (B, D)}``.
 
-    Input ``video_nthwc``: float32 (batch, num_frames, img_size, img_size, 3), normalised as
-    upstream (/255, ImageNet mean/std). Output: logits (batch, num_classes).
-    Variables exist as soon as the model is constructed; ``named_variables()`` lists them.
+    ``final_norm`` says which upstream LayerNorm closes the encoder:
+    - ``None`` (as inside a fine-tuned classifier): tokens are the last block's output,
+      pooled is their mean;
+    - ``"norm"`` (a pre-trained encoder's ``encoder.norm``): tokens are normalised, pooled is
+      their mean;
+    - ``"fc_norm"`` (features of a fine-tuned checkpoint): tokens are the last block's output,
+      pooled = fc_norm(mean(tokens)), upstream's pre-head features.
+    ``drop_path_rate`` is the stochastic-depth rate of the last block, rising linearly from 0
+    over the blocks, as upstream's fine-tuning sets it.
     """
 
-    SUBLAYERS = ("patch_embed", "blocks", "fc_norm", "head")
-    CONFIG = ("embed_dim", "depth", "num_heads", "num_classes", "num_frames", "img_size",
-              "patch_size", "tubelet_size", "mlp_ratio", "in_chans")
-
-    def __init__(self, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
-                 num_classes: int = 400, num_frames: int = 16, img_size: int = 224,
-                 patch_size: int = 16, tubelet_size: int = 2, mlp_ratio: float = 4.0,
-                 in_chans: int = 3, **kwargs):
-        super().__init__(**kwargs)
-        self._keep_config(locals())
-        self.num_patches = (num_frames // tubelet_size) * (img_size // patch_size) ** 2
-        self.patch_embed = PatchEmbed(embed_dim, patch_size, tubelet_size, name="patch_embed")
-        self.blocks = [Block(embed_dim, num_heads, mlp_ratio, name=f"blocks_{i}")
-                       for i in range(depth)]
-        self.fc_norm = layer_norm("fc_norm")
-        self.head = keras.layers.Dense(num_classes, name="head")
-        self.build((None, num_frames, img_size, img_size, in_chans))
-
-    def build(self, input_shape):
-        self.patch_embed.build(input_shape)
-        tokens = (None, self.num_patches, self.embed_dim)
-        for block in self.blocks:
-            block.build(tokens)
-        self.fc_norm.build((None, self.embed_dim))
-        self.head.build((None, self.embed_dim))
-
-    def call_with_hidden_states(self, video_nthwc) -> Tuple[object, List[object]]:
-        """Logits and every block's output (batch, N, D), for per-block parity."""
-        x, hidden = run_blocks(self.blocks, embed_tokens(self, video_nthwc))
-        return self.head(self.fc_norm(ops.mean(x, axis=1))), hidden
-
-    def call(self, video_nthwc):
-        return self.call_with_hidden_states(video_nthwc)[0]
-
-    def named_variables(self) -> Dict[str, keras.Variable]:
-        """Dotted names (``blocks.0.attn.qkv.kernel`` ...) -> variables."""
-        return named_variables(self)
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class VideoMAEEncoder(PlainConfig, keras.Model):
-    """The VideoMAE encoder alone, for features: ``model(video)`` -> {"tokens", "pooled"}.
-
-    ``final_norm="fc_norm"`` (from a fine-tuned checkpoint): tokens are the last block's
-    output and pooled = fc_norm(mean(tokens)), upstream's pre-head features.
-    ``final_norm="norm"`` (from a pre-trained checkpoint): tokens = norm(last block output)
-    over all tokens (no masking) and pooled = mean(tokens).
-    """
-
-    SUBLAYERS = ("patch_embed", "blocks", "final")
     CONFIG = ("embed_dim", "depth", "num_heads", "num_frames", "img_size", "patch_size",
-              "tubelet_size", "mlp_ratio", "in_chans", "final_norm")
+              "tubelet_size", "mlp_ratio", "in_chans", "final_norm", "drop_path_rate")
 
     def __init__(self, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
                  num_frames: int = 16, img_size: int = 224, patch_size: int = 16,
                  tubelet_size: int = 2, mlp_ratio: float = 4.0, in_chans: int = 3,
-                 final_norm: str = "fc_norm", **kwargs):
+                 final_norm: Optional[str] = None, drop_path_rate: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self._keep_config(locals())
-        if final_norm not in ("fc_norm", "norm"):
-            raise ValueError(f"final_norm must be 'fc_norm' or 'norm', not {final_norm!r}")
+        if final_norm not in FINAL_NORMS:
+            raise ValueError(f"final_norm must be one of {FINAL_NORMS}, not {final_norm!r}")
         self.num_patches = (num_frames // tubelet_size) * (img_size // patch_size) ** 2
         self.patch_embed = PatchEmbed(embed_dim, patch_size, tubelet_size, name="patch_embed")
-        self.blocks = [Block(embed_dim, num_heads, mlp_ratio, name=f"blocks_{i}")
+        rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
+        self.blocks = [Block(embed_dim, num_heads, mlp_ratio, rates[i], name=f"blocks_{i}")
                        for i in range(depth)]
-        self.final = layer_norm(final_norm)
+        self.final = layer_norm(final_norm) if final_norm else None
         self.build((None, num_frames, img_size, img_size, in_chans))
+
+    @property
+    def SUBLAYERS(self):  # noqa: N802  (the attribute name named_variables reads)
+        final = (("final", self.final_norm),) if self.final_norm else ()
+        return ("patch_embed", "blocks") + final
 
     def build(self, input_shape):
         self.patch_embed.build(input_shape)
-        tokens = (None, self.num_patches, self.embed_dim)
+        tokens = (None, None, self.embed_dim)
         for block in self.blocks:
             block.build(tokens)
-        self.final.build(tokens)
+        if self.final is not None:
+            self.final.build((None, None, self.embed_dim))
 
-    def call_with_hidden_states(self, video_nthwc):
-        x, hidden = run_blocks(self.blocks, embed_tokens(self, video_nthwc))
-        if self.final_norm == "fc_norm":
-            outputs = {"tokens": x, "pooled": self.final(ops.mean(x, axis=1))}
-        else:
+    def encode(self, video_nthwc, visible_ids=None, training=None):
+        """Block output before any final norm, and every block's output.
+
+        With ``visible_ids`` (B, M) only those tokens (positions already added) enter the
+        blocks, as upstream's pre-training encoder keeps ``x[~mask]``.
+        """
+        x = embed_tokens(self, video_nthwc)
+        if visible_ids is not None:
+            x = gather_tokens(x, visible_ids)
+        return run_blocks(self.blocks, x, training=training)
+
+    def features(self, x) -> Dict[str, object]:
+        """``{"tokens", "pooled"}`` from the last block's output, per ``final_norm``."""
+        if self.final_norm == "norm":
             tokens = self.final(x)
-            outputs = {"tokens": tokens, "pooled": ops.mean(tokens, axis=1)}
-        return outputs, hidden
+            return {"tokens": tokens, "pooled": ops.mean(tokens, axis=1)}
+        pooled = ops.mean(x, axis=1)
+        if self.final_norm == "fc_norm":
+            pooled = self.final(pooled)
+        return {"tokens": x, "pooled": pooled}
 
-    def call(self, video_nthwc):
-        return self.call_with_hidden_states(video_nthwc)[0]
+    def call_with_hidden_states(self, inputs, training=None):
+        """Features and every block's output, for per-block parity."""
+        x, hidden = self.encode(video_input(inputs), training=training)
+        return self.features(x), hidden
+
+    def call(self, inputs, training=None):
+        return self.call_with_hidden_states(inputs, training=training)[0]
 
     def named_variables(self) -> Dict[str, keras.Variable]:
-        """Dotted names; the final norm is named after its upstream module (fc_norm / norm)."""
-        found = named_variables(self)
-        return {name.replace("final.", f"{self.final_norm}.", 1) if name.startswith("final.")
-                else name: variable for name, variable in found.items()}
+        """Dotted upstream-like names (``blocks.0.attn.qkv.kernel``, ``norm.gamma``...)."""
+        return named_variables(self)
+
+    @classmethod
+    def from_preset(cls, preset: str, **overrides):
+        """The encoder of any preset (its final norm as stored: ``norm`` for PT, none for FT)."""
+        from .hub import load_preset_model
+
+        return load_preset_model(cls, preset, **overrides)
+
+
+def gather_tokens(x, indices):
+    """x (B, N, D) gathered along tokens with indices (B, M) -> (B, M, D)."""
+    shape = ops.shape(x)
+    index = ops.broadcast_to(indices[:, :, None], (shape[0], ops.shape(indices)[1], shape[2]))
+    return ops.take_along_axis(x, index, axis=1)
+
+
+BACKBONE_ARGS = ("embed_dim", "depth", "num_heads", "num_frames", "img_size", "patch_size",
+                 "tubelet_size", "mlp_ratio", "in_chans", "drop_path_rate")
+
+
+def make_backbone(backbone, arguments: dict, final_norm: Optional[str], task: str):
+    """The task's backbone: the one given, or one built from the backbone keyword arguments."""
+    given = {k: arguments.pop(k) for k in BACKBONE_ARGS if k in arguments}
+    if backbone is None:
+        return VideoMAEBackbone(**given, final_norm=final_norm, name="backbone")
+    if given:
+        raise ValueError(f"{task}: pass either a backbone or its arguments "
+                         f"({', '.join(sorted(given))}), not both")
+    if isinstance(backbone, dict):
+        backbone = keras.saving.deserialize_keras_object(backbone)
+    if backbone.final_norm != final_norm:
+        raise ValueError(f"{task} needs a backbone with final_norm={final_norm!r}, "
+                         f"got {backbone.final_norm!r}")
+    return backbone
+
+
+class BackboneTask(keras.Model):
+    """Shared plumbing of the tasks: the backbone's shape, config and upstream-named variables."""
+
+    TASK_CONFIG: Tuple[str, ...] = ()
+
+    num_frames = property(lambda self: self.backbone.num_frames)
+    img_size = property(lambda self: self.backbone.img_size)
+    patch_size = property(lambda self: self.backbone.patch_size)
+    tubelet_size = property(lambda self: self.backbone.tubelet_size)
+    embed_dim = property(lambda self: self.backbone.embed_dim)
+    depth = property(lambda self: self.backbone.depth)
+    num_patches = property(lambda self: self.backbone.num_patches)
+
+    def get_config(self):
+        config = {"name": self.name, "trainable": self.trainable,
+                  "dtype": keras.saving.serialize_keras_object(self.dtype_policy),
+                  "backbone": keras.saving.serialize_keras_object(self.backbone)}
+        config.update({key: getattr(self, key) for key in self.TASK_CONFIG})
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)
+
+    def named_variables(self) -> Dict[str, keras.Variable]:
+        """Dotted upstream-like names -> variables, what the converter maps onto."""
+        return named_variables(self)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class VideoMAEClassifier(BackboneTask):
+    """Upstream's fine-tuned VideoMAE: backbone -> mean over tokens -> fc_norm -> dropout -> head.
+
+    ``VideoMAEClassifier(backbone=..., num_classes=...)`` or, as the converter builds it, from
+    the backbone's keyword arguments (``embed_dim``, ``depth``, ``num_heads``, ...).
+    Input: float32 video (batch, num_frames, img_size, img_size, 3), normalised as upstream
+    (/255, ImageNet mean/std), or ``{"video": ...}``. Output: logits (batch, num_classes).
+    A new head is initialised as upstream's fine-tuning does: truncated normal (std 0.02)
+    scaled by 0.001, zero bias; ``fc_norm`` starts at gamma 1, beta 0.
+    """
+
+    SUBLAYERS = (("backbone", ""), "fc_norm", "head")
+    TASK_CONFIG = ("num_classes", "dropout")
+
+    def __init__(self, backbone=None, num_classes: int = 400, dropout: float = 0.0, **kwargs):
+        backbone = make_backbone(backbone, kwargs, None, "VideoMAEClassifier")
+        super().__init__(**kwargs)
+        self.backbone = backbone
+        self.num_classes = num_classes
+        self.dropout = dropout
+        self.fc_norm = layer_norm("fc_norm")
+        self.head_dropout = keras.layers.Dropout(dropout, name="head_dropout")
+        self.head = keras.layers.Dense(
+            num_classes, name="head", bias_initializer="zeros",
+            kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02 * HEAD_INIT_SCALE))
+        self.fc_norm.build((None, backbone.embed_dim))
+        self.head.build((None, backbone.embed_dim))
+        self.built = True
+
+    def call_with_hidden_states(self, inputs, training=None) -> Tuple[object, List[object]]:
+        """Logits and every block's output (batch, N, D), for per-block parity."""
+        x, hidden = self.backbone.encode(video_input(inputs), training=training)
+        pooled = self.head_dropout(self.fc_norm(ops.mean(x, axis=1)), training=training)
+        return self.head(pooled), hidden
+
+    def call(self, inputs, training=None):
+        return self.call_with_hidden_states(inputs, training=training)[0]
+
+    @classmethod
+    def from_preset(cls, preset: str, **overrides):
+        """A classifier from a zoo name, release folder, artifact path or URL.
+
+        From a pre-trained (PT) preset, pass ``num_classes``: the backbone carries the
+        pre-trained encoder and ``fc_norm`` and the head are new (see ``tf_models.hub``).
+        """
+        from .hub import load_preset_model
+
+        return load_preset_model(cls, preset, **overrides)

@@ -1,0 +1,80 @@
+"""Fine-tuning as upstream does it: layer-wise learning-rate decay with decoupled weight decay.
+
+Upstream (``optim_factory.py``, ``run_class_finetuning.py``) gives the patch embedding layer id
+0, block ``i`` id ``i + 1`` and everything after the blocks (``fc_norm``, ``head``) id
+``depth + 1``; each id's learning rate is ``lr * layer_decay ** (depth + 1 - id)``. AdamW's
+decay is decoupled and scaled by the same rate, and never applies to 1-D tensors (biases,
+LayerNorm) as upstream's ``get_parameter_groups`` skips them. Works on every Keras backend.
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import keras
+from keras import ops
+
+
+def layer_ids(model) -> Dict[str, int]:
+    """Variable path -> upstream layer id, for a classifier, pretrainer or backbone."""
+    backbone = getattr(model, "backbone", model)
+    depth = backbone.depth
+    ids: Dict[str, int] = {}
+    for name, variable in model.named_variables().items():
+        parts = name.split(".")
+        if parts[0] == "encoder":
+            parts = parts[1:]
+        if parts[0] == "patch_embed":
+            ids[variable.path] = 0
+        elif parts[0] == "blocks":
+            ids[variable.path] = int(parts[1]) + 1
+        else:
+            ids[variable.path] = depth + 1
+    return ids
+
+
+@keras.saving.register_keras_serializable(package="videomae")
+class LayerDecayAdamW(keras.optimizers.Adam):
+    """Adam with decoupled weight decay and a learning-rate scale per variable path.
+
+    ``lr_scales``: {variable path: scale}; ``decay_paths``: the paths that get weight decay.
+    Variables not listed train at the base rate without decay.
+    """
+
+    def __init__(self, lr_scales: Dict[str, float], decay_paths, weight_decay: float = 0.05,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.lr_scales = dict(lr_scales)
+        self.decay_paths = sorted(decay_paths)
+        self._decay_set = set(self.decay_paths)
+        self.decoupled_weight_decay = weight_decay
+
+    def update_step(self, gradient, variable, learning_rate):
+        rate = ops.cast(learning_rate, variable.dtype) * self.lr_scales.get(variable.path, 1.0)
+        if variable.path in self._decay_set and self.decoupled_weight_decay:
+            self.assign_sub(variable, variable * (rate * self.decoupled_weight_decay))
+        super().update_step(gradient, variable, rate)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(lr_scales=self.lr_scales, decay_paths=self.decay_paths,
+                      weight_decay=self.decoupled_weight_decay)
+        return config
+
+
+def layer_decay_optimizer(model, learning_rate=1e-3, layer_decay: float = 0.75,
+                          weight_decay: float = 0.05, beta_1: float = 0.9,
+                          beta_2: float = 0.999, epsilon: float = 1e-8, **kwargs):
+    """An AdamW with upstream's layer-wise learning-rate decay for ``model``.
+
+    ``learning_rate`` may be a schedule. Defaults are upstream's fine-tuning defaults
+    (``--layer_decay 0.75 --weight_decay 0.05``, betas 0.9/0.999, eps 1e-8).
+    """
+    ids = layer_ids(model)
+    top = max(ids.values())
+    scales = {path: layer_decay ** (top - layer) for path, layer in ids.items()}
+    decay = [v.path for v in model.trainable_variables
+             if len(v.shape) > 1 and not v.path.endswith("bias")]
+    return LayerDecayAdamW(scales, decay, weight_decay=weight_decay,
+                           learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2,
+                           epsilon=epsilon, **kwargs)
