@@ -1,6 +1,8 @@
-"""The model zoo: the one place that states sizes, datasets, classes, mask ratios and sources.
+"""The model zoo as the converter sees it: every published entry with its upstream source and
+parity tolerance.
 
-Everything else asks this module. ``ZOO`` holds the 14 published entries; ``TEST_ZOO`` holds a
+Sizes, datasets, classes and mask ratios come from ``tf_models.presets``, the one torch-free
+table; everything in ``converter`` asks this module. ``ZOO`` holds the 14 published entries; ``TEST_ZOO`` holds a
 tiny configuration of the same code path so tests run in seconds (never published).
 """
 
@@ -10,34 +12,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
-# Encoder and decoder shapes per size letter (upstream factories; ViT-S has 6 heads upstream,
-# not the 16 a transformers config gives it). Decoder depth is the released runs' choice.
-SIZES: Dict[str, dict] = {
-    "S": dict(embed_dim=384, depth=12, num_heads=6,
-              decoder_embed_dim=192, decoder_num_heads=3, decoder_depth=4),
-    "B": dict(embed_dim=768, depth=12, num_heads=12,
-              decoder_embed_dim=384, decoder_num_heads=6, decoder_depth=4),
-    "L": dict(embed_dim=1024, depth=24, num_heads=16,
-              decoder_embed_dim=512, decoder_num_heads=8, decoder_depth=12),
-    "H": dict(embed_dim=1280, depth=32, num_heads=16,
-              decoder_embed_dim=640, decoder_num_heads=8, decoder_depth=12),
-}
-TEST_SIZES: Dict[str, dict] = {
-    "T": dict(embed_dim=48, depth=2, num_heads=3,
-              decoder_embed_dim=24, decoder_num_heads=2, decoder_depth=1),
-}
-SIZE_NAMES = {"S": "ViT-S", "B": "ViT-B", "L": "ViT-L", "H": "ViT-H", "T": "ViT-Tiny (test)"}
-
-# Per-dataset facts; `key` is the CLI spelling, `tag` the spelling in asset names.
-DATASETS: Dict[str, dict] = {
-    "k400": dict(tag="K400", title="Kinetics-400", num_classes=400, pt_epochs=1600,
-                 mask_ratio=0.9, eval_views="16x5x3"),
-    "ssv2": dict(tag="SSv2", title="Something-Something V2", num_classes=174, pt_epochs=2400,
-                 mask_ratio=0.9, eval_views="16x2x3"),
-    "ucf101": dict(tag="UCF", title="UCF101", num_classes=101, pt_epochs=3200,
-                   mask_ratio=0.75, eval_views="16x5x3"),
-}
-MODES = ("FT", "PT")
+# The zoo's facts live in one torch-free table that Keras users read too (tf_models.presets);
+# this module adds what only a conversion needs: upstream sources and parity tolerances.
+from tf_models.presets import (ALL_SIZES, DATASETS, MODES, RELEASES, SIZE_NAMES,  # noqa: F401
+                               SIZES, TEST_SIZES, preset_name)
 
 # Parity tolerance: the largest max-abs error of the fp32 TF output against a float64 run of the
 # torch reference. Measured on synthetic checkpoints, TF's error is within a small factor of
@@ -47,31 +25,6 @@ MODES = ("FT", "PT")
 PARITY_ATOL = {"T": 1e-5, "S": 1e-5, "B": 1e-5, "L": 2e-5, "H": 5e-5}
 
 _GDRIVE = "https://drive.google.com/uc?export=download&id={}"
-
-# (size, dataset) -> (top1, top5, PT drive id, FT drive id, PT hub id, FT hub id)
-# Ids from upstream MODEL_ZOO.md; hub ids of the transformers-format copies.
-_RELEASES = {
-    ("S", "k400"): (79.0, 93.8, "1nU-H1u3eJ-VuyCveU7v-WIOcAVxs5Hww",
-                    "1ygjLRm1kvs9mwGsP3lLxUExhRo6TWnrx",
-                    None, "MCG-NJU/videomae-small-finetuned-kinetics"),
-    ("B", "k400"): (81.5, 95.1, "1tEhLyskjb755TJ65ptsrafUG2llSwQE1",
-                    "1MzwteHH-1yuMnFb8vRBQDvngV1Zl-d3z",
-                    "MCG-NJU/videomae-base", "MCG-NJU/videomae-base-finetuned-kinetics"),
-    ("L", "k400"): (85.2, 96.8, "1qLOXWb_MGEvaI7tvuAe94CV7S2HXRwT3",
-                    "1jX1CiqxSkCfc94y8FRW1YGHy-GNvHCuD",
-                    "MCG-NJU/videomae-large", "MCG-NJU/videomae-large-finetuned-kinetics"),
-    ("H", "k400"): (86.6, 97.1, "1AJQR1Rsi2N1pDn9tLyJ8DQrUREiBA1bO",
-                    "104ouJZxSVPSAm0LwJXd6IzjdA_RGLqZi",
-                    None, "MCG-NJU/videomae-huge-finetuned-kinetics"),
-    ("S", "ssv2"): (66.8, 90.3, "1p_I1aaONOeUvRmRQw1UT3-L2H8XJClHu",
-                    "1ajlMrT06jiiM-5YjNI2X_UFyzsuYbbtZ",
-                    None, "MCG-NJU/videomae-small-finetuned-ssv2"),
-    ("B", "ssv2"): (70.8, 92.4, "1I18dY_7rSalGL8fPWV82c0-foRUDzJJk",
-                    "1dt_59tBIyzdZd5Ecr22lTtzs_64MOZkT",
-                    "MCG-NJU/videomae-base-ssv2", "MCG-NJU/videomae-base-finetuned-ssv2"),
-    ("B", "ucf101"): (91.3, 98.5, "1BHev4meNgKM0o_8DMRbuzAsKSP3IpQ3o",
-                      "1MSyon6fPpKz7oqD6WDGPFK4k_Rbyb6fw", None, None),
-}
 
 
 @dataclass(frozen=True)
@@ -142,14 +95,14 @@ class Entry:
 
 def entry_name(size: str, dataset: str, mode: str, num_frames: int = 16,
                img_size: int = 224) -> str:
-    return f"TFVideoMAE_{size}_{DATASETS[dataset]['tag']}_{num_frames}x{img_size}_{mode}"
+    return preset_name(size, dataset, mode, num_frames, img_size)
 
 
 def _make(size: str, dataset: str, mode: str, **overrides) -> Entry:
     facts = DATASETS[dataset]
-    release = _RELEASES.get((size, dataset), (None, None, None, None, None, None))
+    release = RELEASES.get((size, dataset), (None, None, None, None, None, None))
     top1, top5, pt_drive, ft_drive, pt_hub, ft_hub = release
-    dims = {**SIZES, **TEST_SIZES}[size]
+    dims = ALL_SIZES[size]
     frames = overrides.get("num_frames", 16)
     img = overrides.get("img_size", 224)
     return Entry(
@@ -162,7 +115,7 @@ def _make(size: str, dataset: str, mode: str, **overrides) -> Entry:
 
 
 ZOO: Dict[str, Entry] = {}
-for (_size, _dataset) in _RELEASES:
+for (_size, _dataset) in RELEASES:
     for _mode in MODES:
         _entry = _make(_size, _dataset, _mode)
         ZOO[_entry.name] = _entry
