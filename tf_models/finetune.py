@@ -49,9 +49,17 @@ class LayerDecayAdamW(keras.optimizers.Adam):
         self._decay_set = set(self.decay_paths)
         self.decoupled_weight_decay = weight_decay
 
+    def build(self, variables):
+        super().build(variables)
+        # by position: inside update_step a backend may hand over its own variable object
+        # (TensorFlow passes the tf.Variable, which has no Keras path)
+        self._scales = [self.lr_scales.get(v.path, 1.0) for v in variables]
+        self._decays = [v.path in self._decay_set for v in variables]
+
     def update_step(self, gradient, variable, learning_rate):
-        rate = ops.cast(learning_rate, variable.dtype) * self.lr_scales.get(variable.path, 1.0)
-        if variable.path in self._decay_set and self.decoupled_weight_decay:
+        index = self._get_variable_index(variable)
+        rate = ops.cast(learning_rate, variable.dtype) * self._scales[index]
+        if self._decays[index] and self.decoupled_weight_decay:
             self.assign_sub(variable, variable * (rate * self.decoupled_weight_decay))
         super().update_step(gradient, variable, rate)
 

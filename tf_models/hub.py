@@ -366,7 +366,8 @@ def load_preset_model(cls, preset: str, offline: Optional[bool] = None, progress
     pre-trained encoder (without ``encoder.norm``, as upstream's fine-tuning drops it with
     mean pooling) and its ``fc_norm`` and head are new. VideoMAEBackbone returns the encoder
     of any preset. ``overrides`` are constructor arguments (``num_classes``, ``dropout``,
-    ``drop_path_rate``, ``dtype``...).
+    ``drop_path_rate``...). For mixed precision set Keras's global policy first
+    (``keras.mixed_precision.set_global_policy("mixed_bfloat16")``).
     """
     from .pretrain import VideoMAEPretrainer
     from .videomae import BACKBONE_ARGS, VideoMAEBackbone, VideoMAEClassifier
@@ -377,34 +378,33 @@ def load_preset_model(cls, preset: str, offline: Optional[bool] = None, progress
     backbone_config = {k: getattr(source.backbone, k) for k in BACKBONE_ARGS}
     backbone_overrides = {k: overrides.pop(k) for k in BACKBONE_ARGS if k in overrides}
     backbone_config.update(backbone_overrides)
-    dtype = overrides.pop("dtype", None)
 
     if cls is VideoMAEBackbone:
         model = VideoMAEBackbone(**backbone_config, final_norm=source.backbone.final_norm,
-                                 dtype=dtype, **overrides)
+                                 **overrides)
         copy_matching(source.backbone.named_variables(), model.named_variables(), preset)
     elif cls is VideoMAEPretrainer:
         if not is_pt:
             raise PresetError(f"{preset}: is a fine-tuned (FT) classifier; a "
                               f"VideoMAEPretrainer needs a pre-trained (PT) preset")
-        if not (overrides or backbone_overrides or dtype):
+        if not (overrides or backbone_overrides):
             model = source
         else:
             config = {k: getattr(source, k) for k in VideoMAEPretrainer.TASK_CONFIG}
             config.update(overrides)
-            model = VideoMAEPretrainer(**backbone_config, **config, dtype=dtype)
+            model = VideoMAEPretrainer(**backbone_config, **config)
             copy_matching(source.named_variables(), model.named_variables(), preset)
     elif cls is VideoMAEClassifier:
         if is_pt and "num_classes" not in overrides:
             raise PresetError(f"{preset}: is a pre-trained (PT) model with no classifier head; "
                               f"pass num_classes=N to fine-tune it")
-        if not is_pt and not (overrides or backbone_overrides or dtype):
+        if not is_pt and not (overrides or backbone_overrides):
             model = source
         else:
             num_classes = overrides.pop("num_classes", None) or source.num_classes
             dropout = overrides.pop("dropout", 0.0 if is_pt else source.dropout)
             model = VideoMAEClassifier(**backbone_config, num_classes=num_classes,
-                                       dropout=dropout, dtype=dtype, **overrides)
+                                       dropout=dropout, **overrides)
             copy_matching(source.backbone.named_variables(),
                           model.backbone.named_variables(), preset)
             if not is_pt and num_classes == source.num_classes:

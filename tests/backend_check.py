@@ -1,0 +1,67 @@
+"""Run in a fresh process on one Keras backend: load zoo presets the way a user does, run them,
+fine-tune one step, and save what happened for the calling test to check.
+
+    KERAS_BACKEND=jax python tests/backend_check.py '{"ft": ..., "pt": ..., ...}'
+
+Arguments (JSON): ft / pt preset names, keras_ft (a .keras path), clip / mask (.npy paths),
+out (a folder), precision ("float32" or "mixed_bfloat16"). Writes NAME.npy outputs and
+result.json (moved weights, torch modules imported).
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+
+
+def main(args):
+    import keras
+
+    if args.get("precision", "float32") != "float32":
+        keras.mixed_precision.set_global_policy(args["precision"])
+    import tf_models
+
+    out = args["out"]
+    clip = np.load(args["clip"])
+    mask = np.load(args["mask"])
+    result = {"backend": keras.backend.backend()}
+
+    if args["precision"] == "float32":
+        classifier = tf_models.VideoMAEClassifier.from_preset(args["ft"], progress=False)
+        np.save(os.path.join(out, "ft.npy"), keras.ops.convert_to_numpy(classifier(clip)))
+        loaded = keras.saving.load_model(args["keras_ft"], compile=False)
+        np.save(os.path.join(out, "keras_ft.npy"),
+                keras.ops.convert_to_numpy(loaded({"video": clip})))
+        pretrainer = tf_models.VideoMAEPretrainer.from_preset(args["pt"], progress=False)
+        np.save(os.path.join(out, "pt.npy"),
+                keras.ops.convert_to_numpy(pretrainer({"video": clip, "mask": mask})))
+        backbone = tf_models.VideoMAEBackbone.from_preset(args["pt"], progress=False)
+        np.save(os.path.join(out, "pt_tokens.npy"),
+                keras.ops.convert_to_numpy(backbone(clip)["tokens"]))
+
+    # fine-tuning a pre-trained entry: new fc_norm and head, upstream's optimizer. Drop path
+    # and dropout stay off here: with 2 clips they may zero a branch's every gradient, and
+    # "every weight moves" must not depend on luck (tests/test_finetune.py covers them)
+    keras.utils.set_random_seed(0)
+    model = tf_models.VideoMAEClassifier.from_preset(args["pt"], num_classes=7,
+                                                     progress=False)
+    model.compile(optimizer=tf_models.layer_decay_optimizer(model, learning_rate=1e-2),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    before = {path: keras.ops.convert_to_numpy(v).copy()
+              for path, v in ((v.path, v) for v in model.trainable_variables)}
+    labels = np.arange(len(clip)) % 7
+    history = model.fit(clip, labels, batch_size=len(clip), epochs=1, verbose=0)
+    after = {v.path: keras.ops.convert_to_numpy(v) for v in model.trainable_variables}
+    result["trainable"] = len(before)
+    result["moved"] = sorted(p for p in before if not np.array_equal(before[p], after[p]))
+    result["loss"] = float(history.history["loss"][0])
+    result["head_shape"] = list(model.head.kernel.shape)
+    result["torch_modules"] = sorted(m for m in sys.modules
+                                     if m.split(".")[0] in ("torch", "torchvision", "timm"))
+    with open(os.path.join(out, "result.json"), "w") as handle:
+        json.dump(result, handle)
+
+
+if __name__ == "__main__":
+    main(json.loads(sys.argv[1]))

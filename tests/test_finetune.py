@@ -1,0 +1,76 @@
+"""Fine-tuning pieces in-process (TensorFlow backend): drop path and head dropout act only while
+training, layer-wise learning-rate decay follows upstream's layer ids, a new head starts as
+upstream's does."""
+
+import numpy as np
+import pytest
+
+from conftest import TINY_FT
+
+
+@pytest.fixture
+def tiny_classifier():
+    import tf_models
+
+    preset = tf_models.get_preset(TINY_FT)
+    return tf_models.VideoMAEClassifier(**preset.backbone_config(), num_classes=5,
+                                        drop_path_rate=0.5, dropout=0.5)
+
+
+def test_drop_path_and_dropout_act_only_while_training(tiny_classifier):
+    clip = np.random.default_rng(0).standard_normal((4, 4, 32, 32, 3), dtype=np.float32)
+    inference = [np.asarray(tiny_classifier(clip)) for _ in range(2)]
+    np.testing.assert_array_equal(inference[0], inference[1])
+    training = [np.asarray(tiny_classifier(clip, training=True)) for _ in range(3)]
+    assert any(not np.allclose(t, inference[0]) for t in training)
+    rates = [block.drop_path_rate for block in tiny_classifier.backbone.blocks]
+    assert rates == [0.0, 0.5]  # linear from 0 to the rate over the blocks, as upstream
+
+
+def test_layer_decay_scales_follow_upstream_layer_ids(tiny_classifier):
+    import tf_models
+
+    optimizer = tf_models.layer_decay_optimizer(tiny_classifier, learning_rate=1.0,
+                                                layer_decay=0.5)
+    by_name = {name: optimizer.lr_scales[v.path]
+               for name, v in tiny_classifier.named_variables().items()}
+    # depth 2: patch_embed id 0 -> 0.5**3, blocks.i id i+1, fc_norm/head id 3 -> 1
+    assert by_name["patch_embed.proj.kernel"] == 0.125
+    assert by_name["blocks.0.attn.qkv.kernel"] == 0.25
+    assert by_name["blocks.1.mlp.fc2.bias"] == 0.5
+    assert by_name["head.kernel"] == by_name["fc_norm.gamma"] == 1.0
+    decayed = set(optimizer.decay_paths)
+    variables = tiny_classifier.named_variables()
+    assert variables["blocks.0.mlp.fc1.kernel"].path in decayed
+    assert variables["blocks.0.mlp.fc1.bias"].path not in decayed
+    assert variables["fc_norm.gamma"].path not in decayed
+
+
+def test_layer_decay_really_scales_each_update():
+    import keras
+    import tf_models
+
+    preset = tf_models.get_preset(TINY_FT)
+    model = tf_models.VideoMAEClassifier(**preset.backbone_config(), num_classes=3)
+    optimizer = tf_models.layer_decay_optimizer(model, learning_rate=1e-3, layer_decay=0.1,
+                                                weight_decay=0.0)
+    variables = model.named_variables()
+    patch, head = variables["patch_embed.proj.bias"], variables["head.bias"]
+    before = {n: keras.ops.convert_to_numpy(v).copy() for n, v in (("patch", patch),
+                                                                   ("head", head))}
+    grads = [keras.ops.ones_like(v) for v in model.trainable_variables]
+    optimizer.apply(grads, model.trainable_variables)
+    # Adam's first step moves each element by lr * scale (the gradient normalises away)
+    step_patch = np.abs(keras.ops.convert_to_numpy(patch) - before["patch"]).max()
+    step_head = np.abs(keras.ops.convert_to_numpy(head) - before["head"]).max()
+    np.testing.assert_allclose(step_head, 1e-3, rtol=1e-3)
+    np.testing.assert_allclose(step_patch, 1e-3 * 0.1 ** 3, rtol=1e-3)
+
+
+def test_a_new_head_starts_as_upstream_fine_tuning_does(tiny_classifier):
+    import keras
+
+    kernel = keras.ops.convert_to_numpy(tiny_classifier.head.kernel)
+    assert 0 < kernel.std() < 0.02 * 0.001 * 1.5  # trunc-normal(0.02) scaled by 0.001
+    assert not keras.ops.convert_to_numpy(tiny_classifier.head.bias).any()
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(tiny_classifier.fc_norm.gamma), 1)

@@ -1,0 +1,247 @@
+"""``from_preset`` against a release folder built by ``scripts/release.py`` and served on a
+loopback HTTP server: good, tampered, truncated, missing and offline; every Keras backend
+in its own fresh process; fine-tuning a pre-trained entry."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import converter
+from converter.api import _synthetic_path
+from converter.checkpoint import load_checkpoint, write_synthetic_checkpoint
+from converter.models import build_torch_model
+from converter.release import build_release
+from converter.zoo import get_entry
+
+from conftest import REPO_ROOT, TINY_FT, TINY_PT
+from loopback import serve_folder
+
+TOLERANCE = 1e-5
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+@pytest.fixture(scope="module")
+def release_dir(tmp_path_factory):
+    """A release of the tiny K400 FT and PT entries (synthetic, seed 0)."""
+    out = tmp_path_factory.mktemp("preset_conversions")
+    for name in (TINY_FT, TINY_PT):
+        converter.convert(name, str(out), synthetic=True, seed=0, progress=False)
+    release = str(tmp_path_factory.mktemp("preset_release") / "release")
+    build_release(str(out), release, "http://127.0.0.1/unused", log=lambda line: None)
+    return release
+
+
+@pytest.fixture
+def zoo(release_dir, tmp_path, monkeypatch):
+    """The release served on 127.0.0.1, VIDEOMAE_ZOO_URL pointing at it, an empty cache."""
+    served = str(tmp_path / "served")
+    shutil.copytree(release_dir, served)
+    cache = str(tmp_path / "cache")
+    monkeypatch.setenv("VIDEOMAE_CACHE", cache)
+    monkeypatch.delenv("VIDEOMAE_OFFLINE", raising=False)
+    with serve_folder(served) as server:
+        monkeypatch.setenv("VIDEOMAE_ZOO_URL", server.url)
+        server.cache = cache
+        yield server
+
+
+def _cached_files(cache):
+    return sorted(name for _, _, files in os.walk(cache) for name in files)
+
+
+def _torch_reference(name, clip_nthwc, mask=None, work=None):
+    entry = get_entry(name)
+    checkpoint = write_synthetic_checkpoint(entry, _synthetic_path(entry, 0, str(work)), 0)
+    model = build_torch_model(entry)
+    model.load_state_dict(load_checkpoint(checkpoint).state_dict, strict=True)
+    video = torch.from_numpy(np.ascontiguousarray(clip_nthwc.transpose(0, 4, 1, 2, 3)))
+    with torch.inference_mode():
+        if mask is None:
+            return model(video).numpy()
+        return model(video, torch.from_numpy(mask)).numpy()
+
+
+# --- resolving and verifying ----------------------------------------------------------------
+
+def test_from_preset_downloads_verifies_and_caches_a_zoo_name(zoo, tmp_path):
+    import tf_models
+
+    model = tf_models.VideoMAEClassifier.from_preset(TINY_FT, progress=False)
+    assert model.preset.name == TINY_FT and model.preset.protocol == "5x3"
+    assert model.preset.mean == (0.485, 0.456, 0.406)
+    assert f"{TINY_FT}.weights.h5" in _cached_files(zoo.cache)
+    clip = np.random.default_rng(3).standard_normal((2, 4, 32, 32, 3), dtype=np.float32)
+    expected = _torch_reference(TINY_FT, clip, work=tmp_path)
+    assert np.max(np.abs(np.asarray(model(clip)) - expected)) <= TOLERANCE
+    # the second load uses the cache: only the checksums are fetched again
+    zoo.requests.clear()
+    tf_models.VideoMAEClassifier.from_preset(TINY_FT, progress=False)
+    assert zoo.requests == ["SHA256SUMS"]
+
+
+def test_from_preset_refuses_a_tampered_asset_naming_the_checksum(zoo):
+    import tf_models
+
+    path = os.path.join(zoo.folder, f"{TINY_FT}.weights.h5")
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 2] ^= 0x01
+    open(path, "wb").write(bytes(data))
+    with pytest.raises(tf_models.PresetError) as error:
+        tf_models.VideoMAEClassifier.from_preset(TINY_FT, progress=False)
+    message = str(error.value)
+    assert f"{TINY_FT}.weights.h5" in message and "sha256" in message
+    assert "\n" not in message
+    assert not any(n.endswith(".weights.h5") for n in _cached_files(zoo.cache))
+    assert not any(".partial" in n for n in _cached_files(zoo.cache))
+
+
+@pytest.mark.parametrize("fault", ["truncate", "drop", "500"])
+def test_from_preset_leaves_nothing_cached_when_a_download_breaks(zoo, fault):
+    import tf_models
+
+    zoo.faults[f"{TINY_FT}.weights.h5"] = fault
+    with pytest.raises(tf_models.PresetError) as error:
+        tf_models.VideoMAEClassifier.from_preset(TINY_FT, progress=False)
+    assert f"{TINY_FT}.weights.h5" in str(error.value)
+    assert not any(n.endswith(".weights.h5") or ".partial" in n
+                   for n in _cached_files(zoo.cache))
+
+
+def test_from_preset_names_an_asset_the_release_does_not_list(zoo):
+    import tf_models
+
+    os.remove(os.path.join(zoo.folder, "SHA256SUMS"))
+    with pytest.raises(tf_models.PresetError, match="SHA256SUMS: HTTP 404"):
+        tf_models.VideoMAEClassifier.from_preset(TINY_FT, progress=False)
+
+
+def test_offline_mode_uses_the_cache_and_never_downloads(zoo, monkeypatch):
+    import tf_models
+
+    monkeypatch.setenv("VIDEOMAE_OFFLINE", "1")
+    with pytest.raises(tf_models.PresetError, match="offline mode never downloads"):
+        tf_models.VideoMAEClassifier.from_preset(TINY_FT, progress=False)
+    assert zoo.requests == []
+    monkeypatch.delenv("VIDEOMAE_OFFLINE")
+    tf_models.VideoMAEClassifier.from_preset(TINY_FT, progress=False)
+    zoo.requests.clear()
+    model = tf_models.VideoMAEClassifier.from_preset(TINY_FT, offline=True, progress=False)
+    assert zoo.requests == [] and model.preset.name == TINY_FT
+
+
+def test_from_preset_accepts_a_release_folder_and_artifact_paths(release_dir, tmp_path):
+    import tf_models
+
+    with pytest.raises(tf_models.PresetError, match="holds 2 entries"):
+        tf_models.VideoMAEClassifier.from_preset(release_dir, progress=False)
+    weights = os.path.join(release_dir, f"{TINY_FT}.weights.h5")
+    keras_file = os.path.join(release_dir, f"{TINY_FT}.keras")
+    clip = np.random.default_rng(5).standard_normal((1, 4, 32, 32, 3), dtype=np.float32)
+    from_weights = tf_models.VideoMAEClassifier.from_preset(weights)
+    from_keras = tf_models.VideoMAEClassifier.from_preset(keras_file)
+    np.testing.assert_array_equal(np.asarray(from_weights(clip)), np.asarray(from_keras(clip)))
+    single = tmp_path / "one"
+    single.mkdir()
+    for suffix in (".weights.h5", ".json"):
+        shutil.copy(os.path.join(release_dir, TINY_FT + suffix), single)
+    with open(single / "SHA256SUMS", "w") as handle:
+        for name in sorted(os.listdir(single)):
+            if name != "SHA256SUMS":
+                handle.write(f"{tf_models.hub.sha256_file(str(single / name))}  {name}\n")
+    from_folder = tf_models.VideoMAEClassifier.from_preset(str(single))
+    np.testing.assert_array_equal(np.asarray(from_folder(clip)), np.asarray(from_keras(clip)))
+
+
+def test_from_preset_explains_what_it_cannot_load(release_dir, tmp_path):
+    import tf_models
+
+    with pytest.raises(tf_models.PresetError, match="not a zoo preset"):
+        tf_models.VideoMAEClassifier.from_preset("TFVideoMAE_X_K400_16x224_FT")
+    with pytest.raises(tf_models.PresetError, match="pass num_classes"):
+        tf_models.VideoMAEClassifier.from_preset(os.path.join(release_dir, f"{TINY_PT}.keras"))
+    with pytest.raises(tf_models.PresetError, match="needs a pre-trained"):
+        tf_models.VideoMAEPretrainer.from_preset(os.path.join(release_dir, f"{TINY_FT}.keras"))
+    orphan = tmp_path / "mystery.weights.h5"
+    shutil.copy(os.path.join(release_dir, f"{TINY_FT}.weights.h5"), orphan)
+    with pytest.raises(tf_models.PresetError, match="dimensions are unknown"):
+        tf_models.VideoMAEClassifier.from_preset(str(orphan))
+
+
+# --- every backend, in a fresh process each --------------------------------------------------
+
+def _run_backend(backend, zoo, release_dir, work, precision="float32"):
+    work.mkdir(exist_ok=True)
+    rng = np.random.default_rng(11)
+    clip = rng.standard_normal((2, 4, 32, 32, 3), dtype=np.float32)
+    import tf_models
+
+    mask = tf_models.tube_mask(4, 32, 16, 2, 0.5, 2, rng)
+    np.save(work / "clip.npy", clip)
+    np.save(work / "mask.npy", mask)
+    args = {"ft": TINY_FT, "pt": TINY_PT, "keras_ft": os.path.join(release_dir, f"{TINY_FT}.keras"),
+            "clip": str(work / "clip.npy"), "mask": str(work / "mask.npy"), "out": str(work),
+            "precision": precision}
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3",
+               VIDEOMAE_ZOO_URL=zoo.url, VIDEOMAE_CACHE=str(work / "cache"),
+               PYTHONPATH=os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH"))
+                                          if p))
+    done = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "tests", "backend_check.py"),
+                           json.dumps(args)], env=env, capture_output=True, text=True,
+                          timeout=600, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(work / "result.json") as handle:
+        return clip, mask, json.load(handle)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_backend_loads_presets_matching_torch_and_fine_tunes(backend, zoo, release_dir,
+                                                                   tmp_path):
+    clip, mask, result = _run_backend(backend, zoo, release_dir, tmp_path / backend)
+    assert result["backend"] == backend
+    expected_ft = _torch_reference(TINY_FT, clip, work=tmp_path)
+    expected_pt = _torch_reference(TINY_PT, clip, mask, work=tmp_path)
+    for name, expected in (("ft", expected_ft), ("keras_ft", expected_ft), ("pt", expected_pt)):
+        found = np.load(tmp_path / backend / f"{name}.npy")
+        assert found.shape == expected.shape, name
+        assert np.max(np.abs(found - expected)) <= TOLERANCE, (backend, name)
+    tokens = np.load(tmp_path / backend / "pt_tokens.npy")
+    assert tokens.shape == (2, 8, 48)
+    # fine-tuning: a new 7-class head, and every trainable weight moved in one step
+    assert result["head_shape"] == [48, 7]
+    assert result["moved"] and len(result["moved"]) == result["trainable"]
+    assert np.isfinite(result["loss"])
+    if backend != "torch":
+        assert result["torch_modules"] == []
+
+
+def test_mixed_bfloat16_fine_tunes_on_tensorflow(zoo, release_dir, tmp_path):
+    _, _, result = _run_backend("tensorflow", zoo, release_dir, tmp_path / "bf16",
+                                precision="mixed_bfloat16")
+    assert len(result["moved"]) == result["trainable"] and np.isfinite(result["loss"])
+
+
+# --- the pre-trained model's inputs ---------------------------------------------------------
+
+def test_reloaded_pretrainer_answers_list_dict_and_predict_alike(release_dir):
+    import keras
+    import tf_models
+
+    model = keras.saving.load_model(os.path.join(release_dir, f"{TINY_PT}.keras"),
+                                    compile=False)
+    rng = np.random.default_rng(2)
+    clip = rng.standard_normal((2, 4, 32, 32, 3), dtype=np.float32)
+    mask = tf_models.tube_mask(4, 32, 16, 2, 0.5, 2, rng)
+    as_list = np.asarray(model([clip, mask]))
+    as_dict = np.asarray(model({"video": clip, "mask": mask}))
+    predicted = model.predict({"video": clip, "mask": mask}, verbose=0)
+    assert as_list.shape == (2, 4, 3 * 2 * 16 * 16)  # 4 masked tubelets of 2x16x16x3
+    np.testing.assert_array_equal(as_list, as_dict)
+    np.testing.assert_allclose(predicted, as_dict, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="video.*mask"):
+        model(clip)
