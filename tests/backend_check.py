@@ -4,8 +4,8 @@ fine-tune one step, and save what happened for the calling test to check.
     KERAS_BACKEND=jax python tests/backend_check.py '{"ft": ..., "pt": ..., ...}'
 
 Arguments (JSON): ft / pt preset names, keras_ft (a .keras path), clip / mask (.npy paths),
-out (a folder), precision ("float32" or "mixed_bfloat16"). Writes NAME.npy outputs and
-result.json (moved weights, torch modules imported).
+out (a folder). Writes NAME.npy outputs and result.json (what one fine-tuning step moved, in
+float32 and, on TensorFlow, in mixed_bfloat16; torch modules imported).
 """
 
 import json
@@ -18,8 +18,6 @@ import numpy as np
 def main(args):
     import keras
 
-    if args.get("precision", "float32") != "float32":
-        keras.mixed_precision.set_global_policy(args["precision"])
     import tf_models
 
     out = args["out"]
@@ -27,19 +25,32 @@ def main(args):
     mask = np.load(args["mask"])
     result = {"backend": keras.backend.backend()}
 
-    if args["precision"] == "float32":
-        classifier = tf_models.VideoMAEClassifier.from_preset(args["ft"], progress=False)
-        np.save(os.path.join(out, "ft.npy"), keras.ops.convert_to_numpy(classifier(clip)))
-        loaded = keras.saving.load_model(args["keras_ft"], compile=False)
-        np.save(os.path.join(out, "keras_ft.npy"),
-                keras.ops.convert_to_numpy(loaded({"video": clip})))
-        pretrainer = tf_models.VideoMAEPretrainer.from_preset(args["pt"], progress=False)
-        np.save(os.path.join(out, "pt.npy"),
-                keras.ops.convert_to_numpy(pretrainer({"video": clip, "mask": mask})))
-        backbone = tf_models.VideoMAEBackbone.from_preset(args["pt"], progress=False)
-        np.save(os.path.join(out, "pt_tokens.npy"),
-                keras.ops.convert_to_numpy(backbone(clip)["tokens"]))
+    classifier = tf_models.VideoMAEClassifier.from_preset(args["ft"], progress=False)
+    np.save(os.path.join(out, "ft.npy"), keras.ops.convert_to_numpy(classifier(clip)))
+    loaded = keras.saving.load_model(args["keras_ft"], compile=False)
+    np.save(os.path.join(out, "keras_ft.npy"),
+            keras.ops.convert_to_numpy(loaded({"video": clip})))
+    pretrainer = tf_models.VideoMAEPretrainer.from_preset(args["pt"], progress=False)
+    np.save(os.path.join(out, "pt.npy"),
+            keras.ops.convert_to_numpy(pretrainer({"video": clip, "mask": mask})))
+    backbone = tf_models.VideoMAEBackbone.from_preset(args["pt"], progress=False)
+    np.save(os.path.join(out, "pt_tokens.npy"),
+            keras.ops.convert_to_numpy(backbone(clip)["tokens"]))
 
+    result.update(fine_tune(keras, tf_models, args, clip))
+    if result["backend"] == "tensorflow":
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        result["bf16"] = fine_tune(keras, tf_models, args, clip)
+        keras.mixed_precision.set_global_policy("float32")
+    result["torch_modules"] = sorted(m for m in sys.modules
+                                     if m.split(".")[0] in ("torch", "torchvision", "timm"))
+    with open(os.path.join(out, "result.json"), "w") as handle:
+        json.dump(result, handle)
+
+
+def fine_tune(keras, tf_models, args, clip):
+    """One training step of a classifier built from the PT preset: what moved."""
+    result = {}
     # fine-tuning a pre-trained entry: new fc_norm and head, upstream's optimizer. Drop path
     # and dropout stay off here: with 2 clips they may zero a branch's every gradient, and
     # "every weight moves" must not depend on luck (tests/test_finetune.py covers them)
@@ -57,10 +68,8 @@ def main(args):
     result["moved"] = sorted(p for p in before if not np.array_equal(before[p], after[p]))
     result["loss"] = float(history.history["loss"][0])
     result["head_shape"] = list(model.head.kernel.shape)
-    result["torch_modules"] = sorted(m for m in sys.modules
-                                     if m.split(".")[0] in ("torch", "torchvision", "timm"))
-    with open(os.path.join(out, "result.json"), "w") as handle:
-        json.dump(result, handle)
+    result["compute_dtype"] = str(model.backbone.blocks[0].compute_dtype)
+    return result
 
 
 if __name__ == "__main__":

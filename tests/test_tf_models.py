@@ -1,0 +1,92 @@
+"""tf_models on the shared harness: backbone, classifier and pretrainer (tiny configuration)."""
+
+import numpy as np
+import pytest
+
+from conftest import TINY_FT, TINY_PT
+from model_harness import (randomise, run_model_saving_test, run_named_variables_test,
+                           run_serialization_test)
+
+BLOCK = ["norm1.gamma", "norm1.beta", "attn.qkv.kernel", "attn.qkv.bias", "attn.proj.kernel",
+         "attn.proj.bias", "norm2.gamma", "norm2.beta", "mlp.fc1.kernel", "mlp.fc1.bias",
+         "mlp.fc2.kernel", "mlp.fc2.bias"]
+
+
+def _encoder_names(prefix, depth, final):
+    names = [f"{prefix}patch_embed.proj.kernel", f"{prefix}patch_embed.proj.bias"]
+    names += [f"{prefix}blocks.{i}.{n}" for i in range(depth) for n in BLOCK]
+    return names + ([f"{prefix}{final}.gamma", f"{prefix}{final}.beta"] if final else [])
+
+
+def _clip(batch=2, seed=0):
+    return np.random.default_rng(seed).standard_normal((batch, 4, 32, 32, 3), dtype=np.float32)
+
+
+def _models():
+    import tf_models
+
+    ft = tf_models.get_preset(TINY_FT)
+    pt = tf_models.get_preset(TINY_PT)
+    rng = np.random.default_rng(1)
+    mask = tf_models.tube_mask(4, 32, 16, 2, 0.5, 2, rng)
+    return {
+        "backbone": (tf_models.VideoMAEBackbone(**ft.backbone_config(), final_norm="norm"),
+                     _clip(), _encoder_names("", 2, "norm")),
+        "classifier": (tf_models.VideoMAEClassifier(**ft.model_config()), {"video": _clip()},
+                       _encoder_names("", 2, None) + ["fc_norm.gamma", "fc_norm.beta",
+                                                      "head.kernel", "head.bias"]),
+        "pretrainer": (tf_models.VideoMAEPretrainer(**pt.model_config()),
+                       {"video": _clip(), "mask": mask},
+                       _encoder_names("encoder.", 2, "norm")
+                       + ["encoder_to_decoder.kernel", "mask_token", "decoder.norm.gamma",
+                          "decoder.norm.beta", "decoder.head.kernel", "decoder.head.bias"]
+                       + [f"decoder.blocks.0.{n}" for n in BLOCK]),
+    }
+
+
+@pytest.mark.parametrize("kind", ["backbone", "classifier", "pretrainer"])
+def test_model_round_trips_its_config_files_and_names(kind, tmp_path):
+    model, inputs, names = _models()[kind]
+    randomise(model)
+    run_named_variables_test(model, names)
+    run_serialization_test(model, inputs)
+    run_model_saving_test(model, inputs, tmp_path)
+
+
+def test_classifier_takes_a_tensor_a_dict_or_a_list_alike():
+    model, inputs, _ = _models()["classifier"]
+    randomise(model)
+    video = inputs["video"]
+    by_tensor = np.asarray(model(video))
+    np.testing.assert_array_equal(by_tensor, np.asarray(model({"video": video})))
+    np.testing.assert_array_equal(by_tensor, np.asarray(model([video])))
+    # predict runs a traced graph: same maths, other fusion (unit-scale weights: logits ~ 20)
+    np.testing.assert_allclose(model.predict(video, verbose=0), by_tensor, atol=1e-4, rtol=1e-5)
+
+
+def test_a_task_refuses_a_backbone_with_the_wrong_final_norm():
+    import tf_models
+
+    preset = tf_models.get_preset(TINY_FT)
+    backbone = tf_models.VideoMAEBackbone(**preset.backbone_config(), final_norm="norm")
+    with pytest.raises(ValueError, match="final_norm=None"):
+        tf_models.VideoMAEClassifier(backbone=backbone, num_classes=3)
+    with pytest.raises(ValueError, match="either a backbone or its arguments"):
+        tf_models.VideoMAEClassifier(backbone=backbone, embed_dim=48)
+
+
+def test_importing_tf_models_never_imports_torch(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    code = ("import sys, tf_models; tf_models.get_preset('" + TINY_FT + "'); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('torch', 'torchvision', 'timm')))")
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, cwd=str(tmp_path), timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
