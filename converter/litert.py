@@ -1,0 +1,110 @@
+"""LiteRT (TensorFlow Lite) export of a converted model, and reloading it for the parity check.
+
+The model's serving function is traced with a dynamic batch, its variables frozen into
+constants, and converted with TensorFlow's converter in fp32 (no optimisation flags). The
+freezing matters: converting straight from a function or a SavedModel that holds Keras 3
+variables keeps them as resource variables (``READ_VARIABLE`` ops), which the interpreter's
+default XNNPACK delegate reads as garbage (NaN outputs, seen with TF 2.21).
+
+The file keeps the batch dynamic (input shape signature ``[-1, T, H, W, 3]``): the reload
+check resizes the input to each case's batch, and so can any user
+(``interpreter.resize_tensor_input``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional
+
+import numpy as np
+
+from .zoo import Entry
+
+
+def _serving_function(model, entry: Entry):
+    import tensorflow as tf
+
+    video = tf.TensorSpec([None, entry.num_frames, entry.img_size, entry.img_size, 3],
+                          tf.float32, name="video")
+    if entry.mode == "FT" or entry.encoder_only:
+        @tf.function(input_signature=[video])
+        def serve(video):
+            outputs = model(video, training=False)
+            return outputs if isinstance(outputs, dict) else {"logits": outputs}
+        return serve
+    raise ValueError(f"{entry.name}: LiteRT export covers fine-tuned classifiers and encoder "
+                     f"features; a pre-trained model's output length depends on the mask, "
+                     f"which LiteRT's static planning does not serve")
+
+
+def litert_bytes(model, entry: Entry, optimization: Optional[str] = None) -> bytes:
+    """The ``.tflite`` flatbuffer of ``model``: fp32, or ``"fp16"`` / ``"int8"`` (dynamic
+    range) post-training quantisation for the benchmark."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2)
+
+    frozen = convert_variables_to_constants_v2(_serving_function(model, entry)
+                                               .get_concrete_function())
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    if optimization == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif optimization == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif optimization is not None:
+        raise ValueError(f"unknown optimisation {optimization!r}")
+    return converter.convert()
+
+
+def export_litert(model, entry: Entry, path: str) -> None:
+    """Write ``NAME.tflite`` (fp32, dynamic batch)."""
+    data = litert_bytes(model, entry)
+    with open(path, "wb") as handle:
+        handle.write(data)
+
+
+def make_interpreter(path: str, num_threads: Optional[int] = None):
+    """A LiteRT interpreter: ``ai_edge_litert``'s where installed, else TensorFlow's."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import warnings
+
+        import tensorflow as tf
+
+        with warnings.catch_warnings():  # tf.lite.Interpreter warns that it is deprecated
+            warnings.simplefilter("ignore")
+            return tf.lite.Interpreter(model_path=path, num_threads=num_threads)
+    return Interpreter(model_path=path, num_threads=num_threads)
+
+
+def run_litert(interpreter, video_nthwc: np.ndarray) -> Dict[str, np.ndarray]:
+    """One batch through ``interpreter``, its input resized to the batch; outputs by name."""
+    inputs = interpreter.get_input_details()
+    if tuple(inputs[0]["shape"]) != video_nthwc.shape:
+        interpreter.resize_tensor_input(inputs[0]["index"], list(video_nthwc.shape))
+    interpreter.allocate_tensors()  # a no-op when nothing changed since the last call
+    interpreter.set_tensor(inputs[0]["index"], np.ascontiguousarray(video_nthwc,
+                                                                    dtype=np.float32))
+    interpreter.invoke()
+    outputs = {}
+    for detail in interpreter.get_output_details():
+        # output names read like "StatefulPartitionedCall:0"; order follows the sorted keys
+        outputs[detail["name"]] = interpreter.get_tensor(detail["index"]).copy()
+    return outputs
+
+
+def reload_litert(entry: Entry, path: str, names=None) -> Callable:
+    """``run(case) -> outputs`` through a freshly loaded ``.tflite`` file."""
+    interpreter = make_interpreter(path)
+    if names is None:
+        names = ("pooled", "tokens") if entry.encoder_only else ("logits",)
+
+    def run(case):
+        found = run_litert(interpreter, case.video_nthwc)
+        values = [found[k] for k in sorted(found)]
+        if len(names) == 1:
+            return values[0]
+        by_rank = sorted(values, key=lambda v: v.ndim)  # pooled (B, D), tokens (B, N, D)
+        return dict(zip(names, by_rank))
+    return run
