@@ -22,7 +22,8 @@ from .errors import CheckpointError, ConversionError, OutputError
 from .export import (StagedArtifacts, artifact_paths, artifacts_present, check_output_dir,
                      outputs_to_numpy, verify_artifacts)
 from .inspect_checkpoint import check_fits
-from .mapping import apply_mapping, plan_mapping, prepare_state_dict
+from .mapping import (apply_mapping, check_source_tensors, drop_position_table, plan_mapping,
+                      prepare_state_dict, tensor_specs)
 from .models import build_tf_model, build_torch_model, parity_reference
 from .pages import MappedPages, file_mappings
 from .parity import (ParityReport, check_parity, compute_reference, make_cases,
@@ -161,11 +162,18 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
                   "synthetic_seed": seed if synthetic else None,
                   "sha256": loaded.sha256, "layout": loaded.layout,
                   "container_key": loaded.container_key, "dtypes": loaded.source_dtypes}
-        torch_state, map_state = _split_state_dict(entry, loaded.state_dict)
         notes = list(loaded.notes)
+        # a stored copy of the sinusoid table is checked and dropped for both sides
+        drop_position_table(loaded.state_dict, notes)
+        torch_state, map_state = _split_state_dict(entry, loaded.state_dict)
         del loaded
+        # every name, shape and dtype against the entry, all problems in one line, before
+        # torch loads a tensor or a pre-pass combines two
+        expected = build_torch_model(entry, device="meta").state_dict()
+        check_source_tensors(tensor_specs(torch_state),
+                             {k: tuple(v.shape) for k, v in expected.items()}, checkpoint)
+        del expected
 
-        # the checkpoint's names and shapes were checked against the entry (check_fits) and
         # the pre-passes run before anything heavy; the torch reference then runs before the
         # Keras model exists, because TensorFlow keeps the memory it once held for itself
         prepared, prepass_notes = prepare_state_dict(map_state)

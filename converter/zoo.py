@@ -26,6 +26,8 @@ TEST_SIZES: Dict[str, dict] = {
     "T": dict(embed_dim=48, depth=2, num_heads=3,
               decoder_embed_dim=24, decoder_num_heads=2, decoder_depth=1),
 }
+# every size a model can be built at (the tiny test size included)
+ALL_SIZES: Dict[str, dict] = {**SIZES, **TEST_SIZES}
 SIZE_NAMES = {"S": "ViT-S", "B": "ViT-B", "L": "ViT-L", "H": "ViT-H", "T": "ViT-Tiny (test)"}
 
 # Per-dataset facts; `key` is the CLI spelling, `tag` the spelling in asset names.
@@ -149,7 +151,7 @@ def _make(size: str, dataset: str, mode: str, **overrides) -> Entry:
     facts = DATASETS[dataset]
     release = _RELEASES.get((size, dataset), (None, None, None, None, None, None))
     top1, top5, pt_drive, ft_drive, pt_hub, ft_hub = release
-    dims = {**SIZES, **TEST_SIZES}[size]
+    dims = ALL_SIZES[size]
     frames = overrides.get("num_frames", 16)
     img = overrides.get("img_size", 224)
     return Entry(
