@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import json
 import os
 import platform
 import shutil
@@ -26,6 +25,7 @@ from .mapping import (apply_mapping, check_source_tensors, drop_position_table, 
                       prepare_state_dict, tensor_specs)
 from .models import build_tf_model, build_torch_model, parity_reference
 from .pages import MappedPages, file_mappings
+from .record import ConversionRecord, ParityInputs, ParitySummary, SourceRecord
 from .parity import (ParityReport, check_parity, compute_reference, make_cases,
                      reference_fingerprints)
 from .sources import resolve_checkpoint
@@ -47,7 +47,7 @@ class ConversionResult:
     entry: Entry
     paths: Dict[str, str]
     parity: Optional[ParityReport]
-    report: dict
+    report: ConversionRecord
     seconds: Dict[str, float] = field(default_factory=dict)
     skipped: bool = False  # artifacts were already present and verified against the source
 
@@ -158,10 +158,10 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         loaded = load_any_checkpoint(checkpoint)
         checkpoint_pages = MappedPages(mappings_before, file_mappings(), checkpoint)
         check_fits(entry, loaded.state_dict, checkpoint)
-        source = {"path": None if synthetic else os.path.abspath(checkpoint),
-                  "synthetic_seed": seed if synthetic else None,
-                  "sha256": loaded.sha256, "layout": loaded.layout,
-                  "container_key": loaded.container_key, "dtypes": loaded.source_dtypes}
+        source = SourceRecord(sha256=loaded.sha256,
+                              path=None if synthetic else os.path.abspath(checkpoint),
+                              synthetic_seed=seed if synthetic else None, layout=loaded.layout,
+                              container_key=loaded.container_key, dtypes=loaded.source_dtypes)
         notes = list(loaded.notes)
         # a stored copy of the sinusoid table is checked and dropped for both sides
         drop_position_table(loaded.state_dict, notes)
@@ -214,14 +214,15 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         for reference in references:  # the reload checks compare final outputs only
             reference.drop_states()
 
-        report = {"entry": entry.to_dict(), "source": source, "versions": library_versions(),
-                  "parity": parity.to_dict(), "notes": notes,
-                  "parity_inputs": {"batch": parity_batch, "seed": seed,
-                                    "cases": [r.case.name for r in references]},
-                  "reference_fingerprint": reference_fingerprints(references),
-                  # the phase timer's own dict: complete up to the last reload check when
-                  # the report is written
-                  "seconds": phases.seconds}
+        report = ConversionRecord(
+            entry=entry.to_dict(), source=source, versions=library_versions(),
+            parity=ParitySummary(**parity.to_dict()), notes=notes,
+            parity_inputs=ParityInputs(batch=parity_batch, seed=seed,
+                                       cases=[r.case.name for r in references]),
+            reference_fingerprint=reference_fingerprints(references),
+            # the phase timer's own dict: complete up to the last reload check when the
+            # report is written
+            seconds=phases.seconds)
         with StagedArtifacts(entry, out_dir, force, on_phase=phases) as staged:
             staged.write(tf_model)
             del tf_model  # the reload checks each build a fresh model; do not hold two
@@ -250,9 +251,8 @@ def _existing(out_dir: str, entry: Entry, checkpoint: Optional[str], synthetic: 
     if reason is not None:
         raise OutputError(f"{paths['report']}: artifacts of {entry.name} already exist and "
                           f"{reason}; pass --force to overwrite")
-    with open(paths["report"]) as handle:
-        report = json.load(handle)
-    return ConversionResult(entry, paths, None, report, skipped=True)
+    return ConversionResult(entry, paths, None, ConversionRecord.load(paths["report"]),
+                            skipped=True)
 
 
 def _split_state_dict(entry: Entry, state_dict):
@@ -349,8 +349,7 @@ def reconstruct_clip(model_path: str, clip_path: str, out_path: str,
         report = os.path.splitext(model_path.rstrip(os.sep))[0] + ".json"
         mask_ratio = 0.9
         if os.path.exists(report):
-            with open(report) as handle:
-                mask_ratio = json.load(handle)["entry"]["mask_ratio"]
+            mask_ratio = ConversionRecord.load(report).entry["mask_ratio"]
     clip = rec.read_clip(clip_path, num_frames=frames, img_size=size,
                          sampling_rate=sampling_rate)
     result = rec.run_reconstruction(predict, clip, mask_ratio=mask_ratio, seed=seed,

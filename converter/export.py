@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -27,6 +26,7 @@ import numpy as np
 from .errors import OutputError
 from .models import build_tf_model
 from .parity import Case, ParityReport, Reference, check_outputs
+from .record import Artifact, ConversionRecord, RecordError, ReloadCheck
 from .zoo import Entry
 
 def artifact_paths(out_dir: str, name: str) -> Dict[str, str]:
@@ -186,7 +186,7 @@ class StagedArtifacts:
         self.force = force
         self.on_phase = on_phase or (lambda phase: None)
         self.staging: Optional[str] = None
-        self.reloads: Dict[str, dict] = {}
+        self.reloads: Dict[str, ReloadCheck] = {}
 
     def __enter__(self) -> "StagedArtifacts":
         check_output_dir(self.out_dir, self.entry.name, self.force)
@@ -207,30 +207,29 @@ class StagedArtifacts:
         with keras_weights_through_disk():
             model.save(self.staged["keras"])
 
-    def check(self, references: Sequence[Reference]) -> Dict[str, dict]:
+    def check(self, references: Sequence[Reference]) -> Dict[str, ReloadCheck]:
         """Reload each artifact (one at a time, freed before the next) and re-run parity."""
         for kind, reload in RELOADERS.items():
             self.on_phase(f"reload {kind}")
             run = reload(self.entry, self.staged[kind])
             checked: ParityReport = check_outputs(run, references, self.entry.parity_atol,
                                                   f"reloaded {kind} of {self.entry.name}")
-            self.reloads[kind] = {"tf_err_vs_f64": checked.tf_err_vs_f64,
-                                  "max_abs": checked.max_abs, "passed": checked.passed}
+            self.reloads[kind] = ReloadCheck(tf_err_vs_f64=checked.tf_err_vs_f64,
+                                             max_abs=checked.max_abs, passed=checked.passed)
             del run
             gc.collect()
         return self.reloads
 
-    def place(self, report: dict) -> Dict[str, str]:
+    def place(self, report: ConversionRecord) -> Dict[str, str]:
         """Complete ``report`` (reload checks, sizes, checksums), write it, move all into place."""
         if set(self.reloads) != set(RELOADERS):
             raise RuntimeError("place() before every artifact was checked")
         self.on_phase("move into place")
-        report["reload_checks"] = self.reloads
-        report["artifact_bytes"] = {k: dir_size(self.staged[k]) for k in RELOADERS}
-        report["artifact_sha256"] = {k: tree_sha256(self.staged[k]) for k in RELOADERS}
-        with open(self.staged["report"], "w") as handle:
-            json.dump(report, handle, indent=2, sort_keys=False, default=_json_default)
-            handle.write("\n")
+        report.reload_checks = dict(self.reloads)
+        report.seconds = dict(report.seconds)  # as written: every phase up to this one
+        report.artifacts = {k: Artifact(sha256=tree_sha256(self.staged[k]),
+                                        bytes=dir_size(self.staged[k])) for k in RELOADERS}
+        report.save(self.staged["report"])
         final = artifact_paths(self.out_dir, self.entry.name)
         previous = os.path.join(self.staging, "previous")
         os.makedirs(previous)
@@ -290,24 +289,24 @@ def verify_artifacts(out_dir: str, entry: Entry, source: dict) -> Optional[str]:
     otherwise the reason they do not verify."""
     paths = artifact_paths(out_dir, entry.name)
     try:
-        with open(paths["report"]) as handle:
-            report = json.load(handle)
-    except (OSError, ValueError):
-        return f"its report {paths['report']} is missing or unreadable"
-    if report.get("entry", {}).get("name") != entry.name:
+        report = ConversionRecord.load(paths["report"])
+    except RecordError as error:
+        return f"its report does not load ({error})"
+    if report.name != entry.name:
         return "its report is for another entry"
-    if not report.get("parity", {}).get("passed"):
+    if not report.parity.passed:
         return "its report does not record a passed parity check"
-    recorded = report.get("source", {})
     for key, value in source.items():
-        if recorded.get(key) != value:
+        if getattr(report.source, key) != value:
             return f"it was converted from another source ({key} differs)"
-    for kind, digest in report.get("artifact_sha256", {}).items():
+    for kind, artifact in report.artifacts.items():
+        if kind not in paths:
+            return f"its report lists an unknown artifact {kind!r}"
         if not os.path.exists(paths[kind]):
             return f"{paths[kind]} is missing"
-        if tree_sha256(paths[kind]) != digest:
+        if tree_sha256(paths[kind]) != artifact.sha256:
             return f"{paths[kind]} changed since it was written (sha256 differs)"
-    if set(report.get("artifact_sha256", {})) != set(RELOADERS):
+    if set(report.artifacts) != set(RELOADERS):
         return "its report lists no checksum for every artifact"
     return None
 
@@ -317,12 +316,6 @@ def _remove(path: str) -> None:
         shutil.rmtree(path)
     else:
         os.remove(path)
-
-
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
 def artifacts_present(out_dir: str, name: str) -> List[str]:

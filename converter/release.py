@@ -20,7 +20,8 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from .errors import ConversionError
-from .zoo import DATASETS, SIZE_NAMES, Entry, get_entry
+from .record import ConversionRecord
+from .zoo import DATASETS, SIZE_NAMES, Entry
 
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same SavedModel zips to the same bytes
 # every entry NAME of a release has exactly these assets: kind -> file name suffix
@@ -69,11 +70,9 @@ def check_assets(report_path: str, assets: Dict[str, str]) -> Dict[str, float]:
     from .export import RELOADERS
     from .parity import fingerprint_error, make_cases
 
-    with open(report_path) as handle:
-        report = json.load(handle)
-    entry = _entry_from_report(report)
-    inputs = report["parity_inputs"]
-    cases = make_cases(entry, batch=inputs["batch"], seed=inputs["seed"])
+    report = ConversionRecord.load(report_path)
+    entry = report.zoo_entry()
+    cases = make_cases(entry, batch=report.parity_inputs.batch, seed=report.parity_inputs.seed)
     errors: Dict[str, float] = {}
     scratch = tempfile.mkdtemp(prefix=".videomae-release-check-")
     try:
@@ -87,19 +86,12 @@ def check_assets(report_path: str, assets: Dict[str, str]) -> Dict[str, float]:
             for case in cases:
                 outputs = run(case)
                 outputs = outputs if isinstance(outputs, dict) else {"logits": outputs}
-                for name, fingerprint in report["reference_fingerprint"][case.name].items():
+                for name, fingerprint in report.reference_fingerprint[case.name].items():
                     worst = max(worst, fingerprint_error(np.asarray(outputs[name]), fingerprint))
             errors[kind] = worst
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return errors
-
-
-def _entry_from_report(report: dict) -> Entry:
-    name = report["entry"]["name"]
-    if name.endswith("_encoder"):
-        return get_entry(name[: -len("_encoder")]).encoder_variant()
-    return get_entry(name)
 
 
 def check_assets_in_fresh_process(report_path: str, assets: Dict[str, str]) -> Dict[str, float]:
@@ -115,6 +107,8 @@ def check_assets_in_fresh_process(report_path: str, assets: Dict[str, str]) -> D
 # --- building the release --------------------------------------------------------------------
 
 def _reports(conversion_dir: str) -> List[str]:
+    """The conversion reports in a folder: JSON objects with an entry and a parity record
+    (other JSON files, such as a manifest, are not reports)."""
     found = []
     for name in sorted(os.listdir(conversion_dir)):
         path = os.path.join(conversion_dir, name)
@@ -153,10 +147,9 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
         manifest = {"converter_version": None, "git_commit": git_commit(), "base_url": base_url,
                     "entries": {}, "assets": {}}
         for report_path in reports:
-            with open(report_path) as handle:
-                report = json.load(handle)
-            entry = _entry_from_report(report)
-            reason = verify_artifacts(conversion_dir, entry, {"sha256": report["source"]["sha256"]})
+            report = ConversionRecord.load(report_path)
+            entry = report.zoo_entry()
+            reason = verify_artifacts(conversion_dir, entry, {"sha256": report.source.sha256})
             if reason is not None:
                 raise ConversionError(f"{entry.name}: artifacts do not verify: {reason}")
             paths = artifact_paths(conversion_dir, entry.name)
@@ -176,13 +169,14 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
                 raise ConversionError(f"{entry.name}: reloaded assets differ from the reference: "
                                       + ", ".join(f"{k} {v:.2e} > {tolerance:.0e}"
                                                   for k, v in bad.items()))
-            manifest["converter_version"] = report["versions"].get("videomae-convert")
+            manifest["converter_version"] = report.versions.get("videomae-convert")
+            parity = report.parity
             manifest["entries"][entry.name] = {
-                "entry": report["entry"], "source_sha256": report["source"]["sha256"],
-                "synthetic_seed": report["source"].get("synthetic_seed"),
-                "versions": report["versions"],
-                "parity": {k: report["parity"][k] for k in
-                           ("tf_err_vs_f64", "torch_err_vs_f64", "max_abs", "tolerance")},
+                "entry": report.entry, "source_sha256": report.source.sha256,
+                "synthetic_seed": report.source.synthetic_seed, "versions": report.versions,
+                "parity": {"tf_err_vs_f64": parity.tf_err_vs_f64,
+                           "torch_err_vs_f64": parity.torch_err_vs_f64,
+                           "max_abs": parity.max_abs, "tolerance": parity.tolerance},
                 "release_check": errors}
             card = os.path.join(staging, f"{entry.name}.md")
             with open(card, "w") as handle:
@@ -192,7 +186,7 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
                 manifest["assets"][name] = {"entry": entry.name, "kind": kind,
                                             "bytes": os.path.getsize(path),
                                             "sha256": _sha256(path),
-                                            "source_sha256": report["source"]["sha256"],
+                                            "source_sha256": report.source.sha256,
                                             "url": f"{base_url.rstrip('/')}/{name}"}
         with open(os.path.join(staging, "MODEL_ZOO.md"), "w") as handle:
             handle.write(render_model_zoo(manifest, base_url))
@@ -317,20 +311,21 @@ def render_model_zoo(manifest: dict, base_url: str) -> str:
     return "\n".join(lines)
 
 
-def render_model_card(entry: Entry, report: dict, base_url: str, errors: Dict[str, float]) -> str:
+def render_model_card(entry: Entry, report: ConversionRecord, base_url: str,
+                      errors: Dict[str, float]) -> str:
     """A model card: architecture, input contract, preprocessing, accuracy, loading, checks."""
     dims = entry.dims
     facts = DATASETS[entry.dataset]
     pt = entry.mode == "PT" and not entry.encoder_only
-    synthetic = report["source"].get("synthetic_seed") is not None
-    parity = report["parity"]
+    synthetic = report.source.synthetic_seed is not None
+    parity = report.parity
     lines = [f"# {entry.name}", "",
              f"VideoMAE {SIZE_NAMES[entry.size]} "
              + ("pre-trained (masked autoencoder)" if pt else "fine-tuned classifier")
              + f" on {facts['title']}, converted to TensorFlow / Keras 3 by videomae-convert.", ""]
     if synthetic:
         lines += ["**Converted from a synthetic checkpoint (random weights, seed "
-                  f"{report['source']['synthetic_seed']}): a test of the pipeline, not a usable "
+                  f"{report.source.synthetic_seed}): a test of the pipeline, not a usable "
                   "model.**", ""]
     lines += ["## Architecture", "",
               f"- Encoder: ViT, embed dim {dims['embed_dim']}, {dims['depth']} blocks, "
@@ -370,14 +365,14 @@ def render_model_card(entry: Entry, report: dict, base_url: str, errors: Dict[st
               "# unzipped",
               f"model = keras.saving.load_model('{entry.name}.keras')", "```", "",
               "## How it was verified", "",
-              f"- Source sha256 `{report['source']['sha256']}`.",
-              f"- Parity on seeded random inputs ({', '.join(report['parity_inputs']['cases'])},"
-              f" batch {report['parity_inputs']['batch']}): TF error vs float64 "
-              f"{parity['tf_err_vs_f64']:.2e}, torch fp32 error {parity['torch_err_vs_f64']:.2e},"
-              f" tolerance {parity['tolerance']:.0e}.",
+              f"- Source sha256 `{report.source.sha256}`.",
+              f"- Parity on seeded random inputs ({', '.join(report.parity_inputs.cases)},"
+              f" batch {report.parity_inputs.batch}): TF error vs float64 "
+              f"{parity.tf_err_vs_f64:.2e}, torch fp32 error {parity.torch_err_vs_f64:.2e},"
+              f" tolerance {parity.tolerance:.0e}.",
               "- Each asset reloaded in a fresh process and re-checked against the reference: "
               + ", ".join(f"{k} {v:.2e}" for k, v in errors.items()) + ".",
-              f"- Converted with {', '.join(f'{k} {v}' for k, v in report['versions'].items())}.",
+              f"- Converted with {', '.join(f'{k} {v}' for k, v in report.versions.items())}.",
               ""]
     return "\n".join(lines)
 

@@ -200,7 +200,7 @@ def check_fresh_process_matches_torch(result, entry, work_dir, seed=0):
 
     # regenerated bit for bit from its seed (same file name: torch.save records it)
     checkpoint = write_synthetic_checkpoint(entry, _synthetic_path(entry, seed, work_dir), seed)
-    assert sha256_file(checkpoint) == result.report["source"]["sha256"]
+    assert sha256_file(checkpoint) == result.report.source.sha256
     expected = torch_logits_from_checkpoint(entry, checkpoint, clip)
     assert expected.shape == (2, entry.num_classes)
     for kind in ("savedmodel", "keras", "weights"):

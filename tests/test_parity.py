@@ -305,7 +305,7 @@ def test_small_fine_tuned_parity_passes_with_batch_two(small_converted):
     assert report.tf_err_vs_f64 <= TOLERANCE
     assert report.first_divergent_block is None
     assert len(report.blocks) == 12
-    assert small_converted.report["parity_inputs"]["batch"] == 2
+    assert small_converted.report.parity_inputs.batch == 2
     assert 0 < report.torch_err_vs_f64 < TOLERANCE
 
 

@@ -189,7 +189,7 @@ def check_pretrained_fresh_process(result, entry, work_dir, seed=0):
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []  # no torch in that process
 
     checkpoint = write_synthetic_checkpoint(entry, _synthetic_path(entry, seed, work_dir), seed)
-    assert result.report["source"]["sha256"] == __import__(
+    assert result.report.source.sha256 == __import__(
         "converter.checkpoint", fromlist=["sha256_file"]).sha256_file(checkpoint)
     model = build_torch_model(entry)
     model.load_state_dict(load_checkpoint(checkpoint).state_dict, strict=True)
