@@ -15,15 +15,15 @@ from typing import Dict, Optional
 from tqdm.auto import tqdm
 
 from . import __version__
-from .checkpoint import (checkpoint_sha256, load_any_checkpoint, strip_encoder_prefix,
-                         write_synthetic_checkpoint)
+from .checkpoint import checkpoint_sha256, load_any_checkpoint, write_synthetic_checkpoint
 from .errors import CheckpointError, ConversionError, OutputError
 from .export import (StagedArtifacts, artifact_paths, artifacts_present, check_output_dir,
                      outputs_to_numpy, verify_artifacts)
 from .inspect_checkpoint import check_fits
 from .mapping import (apply_mapping, check_source_tensors, drop_position_table, plan_mapping,
                       prepare_state_dict, tensor_specs)
-from .models import build_tf_model, build_torch_model, parity_reference
+from .kinds import (build_tf_model, build_torch_model, expected_source_shapes, kind_of,
+                    parity_reference)
 from .pages import MappedPages, file_mappings
 from .record import ConversionRecord, ParityInputs, ParitySummary, SourceRecord
 from .parity import (ParityReport, check_parity, compute_reference, make_cases,
@@ -137,6 +137,7 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
     """
     base = get_entry(entry) if isinstance(entry, str) else entry
     entry = base.encoder_variant() if encoder_only else base
+    kind = kind_of(entry)
     if entry.test_only and not synthetic and checkpoint is None:
         raise ConversionError(f"{entry.name}: is a test-only configuration with no upstream "
                               f"file; use --synthetic or --checkpoint")
@@ -165,14 +166,12 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         notes = list(loaded.notes)
         # a stored copy of the sinusoid table is checked and dropped for both sides
         drop_position_table(loaded.state_dict, notes)
-        torch_state, map_state = _split_state_dict(entry, loaded.state_dict)
+        torch_state, map_state = kind.split_state(entry, loaded.state_dict)
         del loaded
         # every name, shape and dtype against the entry, all problems in one line, before
         # torch loads a tensor or a pre-pass combines two
-        expected = build_torch_model(entry, device="meta").state_dict()
-        check_source_tensors(tensor_specs(torch_state),
-                             {k: tuple(v.shape) for k, v in expected.items()}, checkpoint)
-        del expected
+        check_source_tensors(tensor_specs(torch_state), expected_source_shapes(entry),
+                             checkpoint)
 
         # the pre-passes run before anything heavy; the torch reference then runs before the
         # Keras model exists, because TensorFlow keeps the memory it once held for itself
@@ -208,8 +207,8 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         del prepared, map_state, variables
 
         phases("keras parity")
-        parity = check_parity(_tf_with_hidden(tf_model), references, entry.parity_atol,
-                              _block_parts(entry), "logits")
+        parity = check_parity(_tf_with_hidden(kind, tf_model), references, entry.parity_atol,
+                              kind.block_layout(entry))
         parity.raise_if_failed(f"parity of {entry.name}")
         for reference in references:  # the reload checks compare final outputs only
             reference.drop_states()
@@ -255,27 +254,7 @@ def _existing(out_dir: str, entry: Entry, checkpoint: Optional[str], synthetic: 
                             skipped=True)
 
 
-def _split_state_dict(entry: Entry, state_dict):
-    """(what the torch reference loads, what the mapping converts) for ``entry``.
-
-    Usually the same dict. Encoder-only: a fine-tuned model loads whole but its head is not
-    converted; a pre-trained file gives its ``encoder.*`` tensors to both sides.
-    """
-    if not entry.encoder_only:
-        return state_dict, state_dict
-    if entry.mode == "FT":
-        return state_dict, {k: v for k, v in state_dict.items() if not k.startswith("head.")}
-    encoder = strip_encoder_prefix(state_dict)
-    return encoder, encoder
-
-
-def _block_parts(entry: Entry):
-    if entry.mode == "FT" or entry.encoder_only:
-        return None
-    return (("encoder.", entry.dims["depth"]), ("decoder.", entry.dims["decoder_depth"]))
-
-
-def _tf_with_hidden(tf_model):
+def _tf_with_hidden(kind, tf_model):
     """``run(case) -> (outputs, block states)`` as numpy, through one traced graph: graph
     execution frees each intermediate as soon as it is used, eager Keras holds more (ViT-B:
     0.2 W less at the peak), and the second sample runs faster."""
@@ -284,9 +263,8 @@ def _tf_with_hidden(tf_model):
     graph = tf.function(tf_model.call_with_hidden_states)
 
     def run(case):
-        inputs = (case.video_nthwc,) if case.mask is None else (case.video_nthwc, case.mask)
-        out, hidden = graph(*inputs)
-        return outputs_to_numpy(out), [h.numpy() for h in hidden]
+        out, hidden = graph(*kind.case_inputs(case))
+        return kind.named(outputs_to_numpy(out)), [h.numpy() for h in hidden]
     return run
 
 
@@ -316,7 +294,9 @@ def load_pretrained_artifact(path: str):
         tubelet = frames * (size // patch) ** 2 // tokens
 
         def predict(video, mask):
-            return serving(video=tf.constant(video), mask=tf.constant(mask))["logits"].numpy()
+            outputs = serving(video=tf.constant(video), mask=tf.constant(mask))
+            # "pixels"; a SavedModel converted before that name was given calls it "logits"
+            return outputs.get("pixels", outputs.get("logits")).numpy()
         return predict, frames, size, patch, tubelet
     if not path.endswith(".keras"):
         raise ConversionError(f"{path}: expected a .keras file or a SavedModel folder")

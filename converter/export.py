@@ -2,7 +2,7 @@
 moving them to their final names.
 
 Per entry ``NAME`` in the output folder:
-  NAME/              SavedModel, ``serving_default`` -> {"logits": ...}
+  NAME/              SavedModel, ``serving_default`` -> the kind's named outputs
   NAME.weights.h5    Keras weights
   NAME.keras         Keras model file (config + weights)
   NAME.json          report: entry, source and sha256, versions, parity, reload checks
@@ -24,7 +24,7 @@ from unittest import mock
 import numpy as np
 
 from .errors import OutputError
-from .models import build_tf_model
+from .kinds import build_tf_model, kind_of
 from .parity import Case, ParityReport, Reference, check_outputs
 from .record import Artifact, ConversionRecord, RecordError, ReloadCheck
 from .zoo import Entry
@@ -59,34 +59,20 @@ def check_output_dir(out_dir: str, name: str, force: bool = False,
                           f" present); pass --force to overwrite")
 
 
-def _signature_specs(entry: Entry):
-    import tensorflow as tf
-
-    video = tf.TensorSpec([None, entry.num_frames, entry.img_size, entry.img_size, 3],
-                          tf.float32, name="video")
-    if entry.mode == "FT" or entry.encoder_only:
-        return [video]
-    return [video, tf.TensorSpec([None, entry.num_patches], tf.bool, name="mask")]
-
-
 def export_savedmodel(model, entry: Entry, path: str) -> None:
-    """A SavedModel whose ``serving_default`` returns {"logits": ...} with a dynamic batch."""
+    """A SavedModel whose ``serving_default`` takes the kind's inputs by name and returns its
+    named outputs ({"logits"}, {"pixels"} or {"tokens", "pooled"}), batch dimension open."""
     import tensorflow as tf
 
+    kind = kind_of(entry)
     module = tf.Module()
     # track the variables, not the Keras object: Keras would add its own one-input serving
     # function (wrong for (video, mask)) when a Keras model is a child of the saved module
     module.model_variables = list(model.weights)
-    if entry.mode == "FT" or entry.encoder_only:
-        @tf.function(input_signature=_signature_specs(entry))
-        def serve(video):
-            outputs = model(video, training=False)
-            # encoder-only models already return {"tokens", "pooled"}
-            return outputs if isinstance(outputs, dict) else {"logits": outputs}
-    else:
-        @tf.function(input_signature=_signature_specs(entry))
-        def serve(video, mask):
-            return {"logits": model(video, mask, training=False)}
+
+    @tf.function(input_signature=kind.signature(entry))
+    def serve(*inputs):
+        return kind.named(model(*inputs, training=False))
     module.serve = serve
     tf.saved_model.save(module, path, signatures={"serving_default": serve})
 
@@ -112,23 +98,19 @@ def keras_weights_through_disk():
         yield
 
 
-def _inputs(entry: Entry, case: Case) -> tuple:
-    return (case.video_nthwc,) if case.mask is None else (case.video_nthwc, case.mask)
-
-
-def reload_savedmodel(entry: Entry, path: str) -> Callable[[Case], np.ndarray]:
+def reload_savedmodel(entry: Entry, path: str) -> Callable[[Case], Dict[str, np.ndarray]]:
     import tensorflow as tf
 
     serving = tf.saved_model.load(path).signatures["serving_default"]
+    kind = kind_of(entry)
 
-    def run(case: Case) -> np.ndarray:
-        names = ("video", "mask")
-        feeds = {n: tf.constant(x) for n, x in zip(names, _inputs(entry, case))}
+    def run(case: Case) -> Dict[str, np.ndarray]:
+        feeds = {n: tf.constant(x) for n, x in zip(kind.inputs, kind.case_inputs(case))}
         return {name: value.numpy() for name, value in serving(**feeds).items()}
     return run
 
 
-def reload_keras(entry: Entry, path: str) -> Callable[[Case], np.ndarray]:
+def reload_keras(entry: Entry, path: str) -> Callable[[Case], Dict[str, np.ndarray]]:
     import keras
 
     with keras_weights_through_disk():
@@ -136,19 +118,20 @@ def reload_keras(entry: Entry, path: str) -> Callable[[Case], np.ndarray]:
     return _graph_runner(entry, model)
 
 
-def reload_weights(entry: Entry, path: str) -> Callable[[Case], np.ndarray]:
+def reload_weights(entry: Entry, path: str) -> Callable[[Case], Dict[str, np.ndarray]]:
     model = build_tf_model(entry)
     model.load_weights(path)
     return _graph_runner(entry, model)
 
 
-def _graph_runner(entry: Entry, model) -> Callable[[Case], np.ndarray]:
+def _graph_runner(entry: Entry, model) -> Callable[[Case], Dict[str, np.ndarray]]:
     """The reloaded model run through a traced graph, as its SavedModel would be: less memory
-    at the peak than eager Keras, and faster from the second sample on."""
+    at the peak than eager Keras, and faster from the second sample on. Outputs named."""
     import tensorflow as tf
 
+    kind = kind_of(entry)
     graph = tf.function(lambda *inputs: model(*inputs, training=False))
-    return lambda case: outputs_to_numpy(graph(*_inputs(entry, case)))
+    return lambda case: kind.named(outputs_to_numpy(graph(*kind.case_inputs(case))))
 
 
 def outputs_to_numpy(outputs):

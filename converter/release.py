@@ -20,6 +20,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from .errors import ConversionError
+from .kinds import AUTOENCODER, CLASSIFIER, kind_of
 from .record import ConversionRecord
 from .zoo import DATASETS, SIZE_NAMES, Entry
 
@@ -60,6 +61,11 @@ def zip_savedmodel(folder: str, zip_path: str) -> None:
                     archive.writestr(info, handle.read())
 
 
+_KIND_WORDS = {"classifier": "fine-tuned classifier",
+               "autoencoder": "pre-trained (masked autoencoder)",
+               "features": "encoder (features)"}
+
+
 # --- fresh-process check ---------------------------------------------------------------------
 
 def check_assets(report_path: str, assets: Dict[str, str]) -> Dict[str, float]:
@@ -85,8 +91,11 @@ def check_assets(report_path: str, assets: Dict[str, str]) -> Dict[str, float]:
             worst = 0.0
             for case in cases:
                 outputs = run(case)
-                outputs = outputs if isinstance(outputs, dict) else {"logits": outputs}
-                for name, fingerprint in report.reference_fingerprint[case.name].items():
+                fingerprints = report.reference_fingerprint[case.name]
+                if len(outputs) == len(fingerprints) == 1:
+                    # reports written before the PT output was named "pixels" call it "logits"
+                    fingerprints = {next(iter(outputs)): next(iter(fingerprints.values()))}
+                for name, fingerprint in fingerprints.items():
                     worst = max(worst, fingerprint_error(np.asarray(outputs[name]), fingerprint))
             errors[kind] = worst
     finally:
@@ -316,12 +325,13 @@ def render_model_card(entry: Entry, report: ConversionRecord, base_url: str,
     """A model card: architecture, input contract, preprocessing, accuracy, loading, checks."""
     dims = entry.dims
     facts = DATASETS[entry.dataset]
-    pt = entry.mode == "PT" and not entry.encoder_only
+    kind = kind_of(entry)
+    pt = kind is AUTOENCODER
     synthetic = report.source.synthetic_seed is not None
     parity = report.parity
     lines = [f"# {entry.name}", "",
              f"VideoMAE {SIZE_NAMES[entry.size]} "
-             + ("pre-trained (masked autoencoder)" if pt else "fine-tuned classifier")
+             + _KIND_WORDS[kind.name]
              + f" on {facts['title']}, converted to TensorFlow / Keras 3 by videomae-convert.", ""]
     if synthetic:
         lines += ["**Converted from a synthetic checkpoint (random weights, seed "
@@ -336,7 +346,7 @@ def render_model_card(entry: Entry, report: ConversionRecord, base_url: str,
         lines += [f"- Decoder: embed dim {dims['decoder_embed_dim']}, {dims['decoder_depth']} "
                   f"blocks, {dims['decoder_num_heads']} heads; predicts "
                   f"{entry.pixels_per_patch} normalised pixels per masked patch."]
-    else:
+    elif kind is CLASSIFIER:
         lines += [f"- Head: mean pooling -> fc_norm -> linear, {entry.num_classes} classes."]
     lines += ["", "## Input contract", "",
               f"- `video`: float32 `[batch, {entry.num_frames}, {entry.img_size}, "
@@ -344,17 +354,20 @@ def render_model_card(entry: Entry, report: ConversionRecord, base_url: str,
     if pt:
         lines += [f"- `mask`: bool `[batch, {entry.num_patches}]`, True = masked, the same count "
                   f"in every row (tube masking at ratio {entry.mask_ratio} in pre-training).",
-                  f"- Output `logits`: `[batch, n_masked, {entry.pixels_per_patch}]`, per-patch "
+                  f"- Output `pixels`: `[batch, n_masked, {entry.pixels_per_patch}]`, per-patch "
                   "normalised pixels of the masked patches in ascending token order."]
-    else:
+    elif kind is CLASSIFIER:
         lines += [f"- Output `logits`: `[batch, {entry.num_classes}]`."]
+    else:
+        lines += [f"- Outputs `tokens`: `[batch, {entry.num_patches}, {dims['embed_dim']}]`, "
+                  f"`pooled`: `[batch, {dims['embed_dim']}]`."]
     lines += ["", "## Preprocessing", "",
               "Frames scaled to [0, 1], then ImageNet mean (0.485, 0.456, 0.406) and std "
               f"(0.229, 0.224, 0.225). Evaluation views upstream: {entry.eval_views}.", "",
               "## Accuracy (reported upstream)", ""]
-    if pt:
-        lines.append("Pre-trained model: no classification accuracy; the fine-tuned entry of "
-                     "the same row reports it.")
+    if kind is not CLASSIFIER:
+        lines.append("No classification head: the fine-tuned entry of the same row reports "
+                     "the accuracy.")
     elif entry.top1:
         lines.append(f"Top-1 {entry.top1}, Top-5 {entry.top5} ({entry.eval_views} views).")
     else:

@@ -23,7 +23,7 @@ import pytest  # noqa: E402
 
 import converter  # noqa: E402
 from converter.checkpoint import load_checkpoint, write_synthetic_checkpoint  # noqa: E402
-from converter.models import build_torch_model  # noqa: E402
+from converter.kinds import build_torch_model  # noqa: E402
 from converter.zoo import get_entry  # noqa: E402
 
 TINY_FT = "TFVideoMAE_T_K400_4x32_FT"

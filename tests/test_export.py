@@ -259,7 +259,7 @@ def test_keras_file_written_through_disk_loads_with_plain_keras(tmp_path):
     import keras
     from keras.src.saving import saving_lib
 
-    from converter.models import build_tf_model
+    from converter.kinds import build_tf_model
     from converter.zoo import get_entry
 
     model = build_tf_model(get_entry(TINY_FT))

@@ -8,7 +8,7 @@ import torch
 from converter.checkpoint import load_checkpoint, random_state_dict, write_synthetic_checkpoint
 from converter.errors import ParityError
 from converter.mapping import convert_state_dict
-from converter.models import build_tf_model, build_torch_model
+from converter.kinds import build_tf_model, build_torch_model
 from converter.parity import (DIVERGENCE_FACTOR, check_parity, compute_reference, make_cases,
                               ncthw_to_nthwc)
 
