@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import json
 import os
 import platform
 import shutil
@@ -16,15 +15,17 @@ from typing import Dict, Optional
 from tqdm.auto import tqdm
 
 from . import __version__
-from .checkpoint import (checkpoint_sha256, load_any_checkpoint, strip_encoder_prefix,
-                         write_synthetic_checkpoint)
+from .checkpoint import checkpoint_sha256, load_any_checkpoint, write_synthetic_checkpoint
 from .errors import CheckpointError, ConversionError, OutputError
 from .export import (StagedArtifacts, artifact_paths, artifacts_present, check_output_dir,
                      outputs_to_numpy, verify_artifacts)
 from .inspect_checkpoint import check_fits
-from .mapping import apply_mapping, plan_mapping, prepare_state_dict
-from .models import build_tf_model, build_torch_model, parity_reference
+from .mapping import (apply_mapping, check_source_tensors, drop_position_table, plan_mapping,
+                      prepare_state_dict, tensor_specs)
+from .kinds import (build_tf_model, build_torch_model, expected_source_shapes, kind_of,
+                    parity_reference)
 from .pages import MappedPages, file_mappings
+from .record import ConversionRecord, ParityInputs, ParitySummary, SourceRecord
 from .parity import (ParityReport, check_parity, compute_reference, make_cases,
                      reference_fingerprints)
 from .sources import resolve_checkpoint
@@ -46,7 +47,7 @@ class ConversionResult:
     entry: Entry
     paths: Dict[str, str]
     parity: Optional[ParityReport]
-    report: dict
+    report: ConversionRecord
     seconds: Dict[str, float] = field(default_factory=dict)
     skipped: bool = False  # artifacts were already present and verified against the source
 
@@ -136,6 +137,7 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
     """
     base = get_entry(entry) if isinstance(entry, str) else entry
     entry = base.encoder_variant() if encoder_only else base
+    kind = kind_of(entry)
     if entry.test_only and not synthetic and checkpoint is None:
         raise ConversionError(f"{entry.name}: is a test-only configuration with no upstream "
                               f"file; use --synthetic or --checkpoint")
@@ -157,15 +159,20 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         loaded = load_any_checkpoint(checkpoint)
         checkpoint_pages = MappedPages(mappings_before, file_mappings(), checkpoint)
         check_fits(entry, loaded.state_dict, checkpoint)
-        source = {"path": None if synthetic else os.path.abspath(checkpoint),
-                  "synthetic_seed": seed if synthetic else None,
-                  "sha256": loaded.sha256, "layout": loaded.layout,
-                  "container_key": loaded.container_key, "dtypes": loaded.source_dtypes}
-        torch_state, map_state = _split_state_dict(entry, loaded.state_dict)
+        source = SourceRecord(sha256=loaded.sha256,
+                              path=None if synthetic else os.path.abspath(checkpoint),
+                              synthetic_seed=seed if synthetic else None, layout=loaded.layout,
+                              container_key=loaded.container_key, dtypes=loaded.source_dtypes)
         notes = list(loaded.notes)
+        # a stored copy of the sinusoid table is checked and dropped for both sides
+        drop_position_table(loaded.state_dict, notes)
+        torch_state, map_state = kind.split_state(entry, loaded.state_dict)
         del loaded
+        # every name, shape and dtype against the entry, all problems in one line, before
+        # torch loads a tensor or a pre-pass combines two
+        check_source_tensors(tensor_specs(torch_state), expected_source_shapes(entry),
+                             checkpoint)
 
-        # the checkpoint's names and shapes were checked against the entry (check_fits) and
         # the pre-passes run before anything heavy; the torch reference then runs before the
         # Keras model exists, because TensorFlow keeps the memory it once held for itself
         prepared, prepass_notes = prepare_state_dict(map_state)
@@ -200,20 +207,21 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         del prepared, map_state, variables
 
         phases("keras parity")
-        parity = check_parity(_tf_with_hidden(tf_model), references, entry.parity_atol,
-                              _block_parts(entry), "logits")
+        parity = check_parity(_tf_with_hidden(kind, tf_model), references, entry.parity_atol,
+                              kind.block_layout(entry))
         parity.raise_if_failed(f"parity of {entry.name}")
         for reference in references:  # the reload checks compare final outputs only
             reference.drop_states()
 
-        report = {"entry": entry.to_dict(), "source": source, "versions": library_versions(),
-                  "parity": parity.to_dict(), "notes": notes,
-                  "parity_inputs": {"batch": parity_batch, "seed": seed,
-                                    "cases": [r.case.name for r in references]},
-                  "reference_fingerprint": reference_fingerprints(references),
-                  # the phase timer's own dict: complete up to the last reload check when
-                  # the report is written
-                  "seconds": phases.seconds}
+        report = ConversionRecord(
+            entry=entry.to_dict(), source=source, versions=library_versions(),
+            parity=ParitySummary(**parity.to_dict()), notes=notes,
+            parity_inputs=ParityInputs(batch=parity_batch, seed=seed,
+                                       cases=[r.case.name for r in references]),
+            reference_fingerprint=reference_fingerprints(references),
+            # the phase timer's own dict: complete up to the last reload check when the
+            # report is written
+            seconds=phases.seconds)
         with StagedArtifacts(entry, out_dir, force, on_phase=phases) as staged:
             staged.write(tf_model)
             del tf_model  # the reload checks each build a fresh model; do not hold two
@@ -242,32 +250,11 @@ def _existing(out_dir: str, entry: Entry, checkpoint: Optional[str], synthetic: 
     if reason is not None:
         raise OutputError(f"{paths['report']}: artifacts of {entry.name} already exist and "
                           f"{reason}; pass --force to overwrite")
-    with open(paths["report"]) as handle:
-        report = json.load(handle)
-    return ConversionResult(entry, paths, None, report, skipped=True)
+    return ConversionResult(entry, paths, None, ConversionRecord.load(paths["report"]),
+                            skipped=True)
 
 
-def _split_state_dict(entry: Entry, state_dict):
-    """(what the torch reference loads, what the mapping converts) for ``entry``.
-
-    Usually the same dict. Encoder-only: a fine-tuned model loads whole but its head is not
-    converted; a pre-trained file gives its ``encoder.*`` tensors to both sides.
-    """
-    if not entry.encoder_only:
-        return state_dict, state_dict
-    if entry.mode == "FT":
-        return state_dict, {k: v for k, v in state_dict.items() if not k.startswith("head.")}
-    encoder = strip_encoder_prefix(state_dict)
-    return encoder, encoder
-
-
-def _block_parts(entry: Entry):
-    if entry.mode == "FT" or entry.encoder_only:
-        return None
-    return (("encoder.", entry.dims["depth"]), ("decoder.", entry.dims["decoder_depth"]))
-
-
-def _tf_with_hidden(tf_model):
+def _tf_with_hidden(kind, tf_model):
     """``run(case) -> (outputs, block states)`` as numpy, through one traced graph: graph
     execution frees each intermediate as soon as it is used, eager Keras holds more (ViT-B:
     0.2 W less at the peak), and the second sample runs faster."""
@@ -276,9 +263,8 @@ def _tf_with_hidden(tf_model):
     graph = tf.function(tf_model.call_with_hidden_states)
 
     def run(case):
-        inputs = (case.video_nthwc,) if case.mask is None else (case.video_nthwc, case.mask)
-        out, hidden = graph(*inputs)
-        return outputs_to_numpy(out), [h.numpy() for h in hidden]
+        out, hidden = graph(*kind.case_inputs(case))
+        return kind.named(outputs_to_numpy(out)), [h.numpy() for h in hidden]
     return run
 
 
@@ -308,7 +294,9 @@ def load_pretrained_artifact(path: str):
         tubelet = frames * (size // patch) ** 2 // tokens
 
         def predict(video, mask):
-            return serving(video=tf.constant(video), mask=tf.constant(mask))["logits"].numpy()
+            outputs = serving(video=tf.constant(video), mask=tf.constant(mask))
+            # "pixels"; a SavedModel converted before that name was given calls it "logits"
+            return outputs.get("pixels", outputs.get("logits")).numpy()
         return predict, frames, size, patch, tubelet
     if not path.endswith(".keras"):
         raise ConversionError(f"{path}: expected a .keras file or a SavedModel folder")
@@ -341,8 +329,7 @@ def reconstruct_clip(model_path: str, clip_path: str, out_path: str,
         report = os.path.splitext(model_path.rstrip(os.sep))[0] + ".json"
         mask_ratio = 0.9
         if os.path.exists(report):
-            with open(report) as handle:
-                mask_ratio = json.load(handle)["entry"]["mask_ratio"]
+            mask_ratio = ConversionRecord.load(report).entry["mask_ratio"]
     clip = rec.read_clip(clip_path, num_frames=frames, img_size=size,
                          sampling_rate=sampling_rate)
     result = rec.run_reconstruction(predict, clip, mask_ratio=mask_ratio, seed=seed,

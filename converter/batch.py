@@ -7,7 +7,6 @@ model's memory) cannot spoil the others, and its peak memory is measured on its 
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional
 
 from .errors import ConversionError
-from .export import artifact_paths
+from .record import RunOutcome
 from .zoo import TEST_SIZES, TEST_ZOO, ZOO, Entry
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
@@ -96,9 +95,10 @@ def _entries_for(info, entries: Iterable[Entry], path: str) -> List[Entry]:
 
 
 def _child_command(entry: Entry, out_dir: str, checkpoint: Optional[str], synthetic: bool,
-                   seed: int, force: bool) -> List[str]:
+                   seed: int, force: bool, outcome: str) -> List[str]:
     command = [sys.executable, "-m", "converter.cli", "--size", entry.size, "--mode", entry.mode,
-               "--dataset", entry.dataset, "--out", out_dir, "--seed", str(seed), "--quiet"]
+               "--dataset", entry.dataset, "--out", out_dir, "--seed", str(seed), "--quiet",
+               "--outcome-file", outcome]
     command += ["--synthetic"] if synthetic else ["--checkpoint", checkpoint]
     if force:
         command.append("--force")
@@ -108,33 +108,28 @@ def _child_command(entry: Entry, out_dir: str, checkpoint: Optional[str], synthe
 def _run_one(entry: Entry, out_dir: str, log_dir: str, checkpoint: Optional[str],
              synthetic: bool, seed: int, force: bool) -> BatchRow:
     log = os.path.join(log_dir, f"{entry.name}.log")
+    outcome_path = os.path.join(log_dir, f"{entry.name}.outcome.json")
+    if os.path.exists(outcome_path):
+        os.remove(outcome_path)  # a previous run's; this child writes its own
     started = time.perf_counter()
     with open(log, "w") as handle:
         process = subprocess.Popen(
-            _child_command(entry, out_dir, checkpoint, synthetic, seed, force),
+            _child_command(entry, out_dir, checkpoint, synthetic, seed, force, outcome_path),
             stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         # wait4 on this child's pid gives its own peak RSS, even with several jobs running
         _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
+        returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
     peak_mb = usage.ru_maxrss / 1024.0  # Linux reports kilobytes
-    with open(log) as handle:
-        lines = [line.strip() for line in handle if line.strip()]
-    last = lines[-1] if lines else ""
-    if process.returncode != 0:
-        message = next((l for l in reversed(lines) if l.startswith("error:")), last)
-        return BatchRow(entry.name, "failed", None, seconds, peak_mb, message, log)
-    status_word = "skipped" if any("skipped:" in l for l in lines) else "converted"
-    return BatchRow(entry.name, status_word, _report_error(out_dir, entry), seconds, peak_mb,
-                    "", log)
-
-
-def _report_error(out_dir: str, entry: Entry) -> Optional[float]:
-    try:
-        with open(artifact_paths(out_dir, entry.name)["report"]) as handle:
-            return json.load(handle)["parity"]["tf_err_vs_f64"]
-    except (OSError, ValueError, KeyError):
-        return None
+    outcome = RunOutcome.load(outcome_path)
+    if outcome is None or (returncode != 0) != (outcome.status == "failed"):
+        # no outcome: the child died before it could say (killed, a crash); its log says why
+        with open(log) as handle:
+            lines = [line.strip() for line in handle if line.strip()]
+        last = lines[-1] if lines else f"exit status {returncode}"
+        return BatchRow(entry.name, "failed", None, seconds, peak_mb, last, log)
+    return BatchRow(entry.name, outcome.status, outcome.tf_err_vs_f64, seconds, peak_mb,
+                    outcome.message, log)
 
 
 def convert_all(entries: List[Entry], out_dir: str, synthetic: bool = False,

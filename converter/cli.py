@@ -64,8 +64,10 @@ def _on_sigterm(signum, frame):
                    "artifacts; works for FT and PT checkpoints, including ViT-H PT.")
 @click.option("--force", is_flag=True, help="Overwrite artifacts already in --out.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--outcome-file", type=click.Path(dir_okay=False), default=None, hidden=True,
+              help="Where --all's child writes what it did (a RunOutcome).")
 def main(size, mode, dataset, checkpoint, cache_dir, offline, force_download, synthetic, seed,
-         out_dir, all_entries, checkpoint_dir, jobs, encoder_only, force, quiet):
+         out_dir, all_entries, checkpoint_dir, jobs, encoder_only, force, quiet, outcome_file):
     """Convert an official PyTorch VideoMAE checkpoint into checked TF / Keras artifacts:
     a SavedModel, NAME.weights.h5, NAME.keras and a NAME.json parity report."""
     if synthetic and (checkpoint or checkpoint_dir):
@@ -79,11 +81,17 @@ def main(size, mode, dataset, checkpoint, cache_dir, offline, force_download, sy
     if size is None:
         _fail("error: --size is required (or --all)", 2)
     from . import ConversionError, ParityError, convert, find_entry
+    from .record import RunOutcome
 
     try:
         entry = find_entry(size, mode or "FT", dataset or "k400")
     except KeyError as error:
         _fail(f"error: {error.args[0]}", 2)
+
+    def fail(message: str, code: int):
+        if outcome_file:
+            RunOutcome(entry.name, "failed", message).save(outcome_file)
+        _fail(message, code)
     previous = {sig: signal.signal(sig, _on_sigterm) for sig in _STOP_SIGNALS}
     try:
         result = convert(entry, out_dir, checkpoint=checkpoint, synthetic=synthetic, seed=seed,
@@ -91,16 +99,19 @@ def main(size, mode, dataset, checkpoint, cache_dir, offline, force_download, sy
                          cache_dir=cache_dir, offline=offline or None,
                          force_download=force_download)
     except ParityError as error:
-        _fail(f"error: {error}", 1)
+        fail(f"error: {error}", 1)
     except ConversionError as error:
-        _fail(f"error: {error}", 2)
+        fail(f"error: {error}", 2)
     except BaseException:
         if _Terminated.received is None and not sys.exc_info()[0] is KeyboardInterrupt:
             raise
-        _fail(f"error: interrupted; no partial artifact was left in {out_dir}", 2)
+        fail(f"error: interrupted; no partial artifact was left in {out_dir}", 2)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if outcome_file:
+        RunOutcome(result.entry.name, "skipped" if result.skipped else "converted",
+                   tf_err_vs_f64=result.report.parity.tf_err_vs_f64).save(outcome_file)
     if result.skipped:
         click.echo(f"{result.entry.name}: skipped: artifacts already present and verified "
                    f"against the same source (pass --force to convert again)")

@@ -2,7 +2,7 @@
 moving them to their final names.
 
 Per entry ``NAME`` in the output folder:
-  NAME/              SavedModel, ``serving_default`` -> {"logits": ...}
+  NAME/              SavedModel, ``serving_default`` -> the kind's named outputs
   NAME.weights.h5    Keras weights
   NAME.keras         Keras model file (config + weights)
   NAME.json          report: entry, source and sha256, versions, parity, reload checks
@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -25,8 +24,9 @@ from unittest import mock
 import numpy as np
 
 from .errors import OutputError
-from .models import build_tf_model
+from .kinds import build_tf_model, kind_of
 from .parity import Case, ParityReport, Reference, check_outputs
+from .record import Artifact, ConversionRecord, RecordError, ReloadCheck
 from .zoo import Entry
 
 def artifact_paths(out_dir: str, name: str) -> Dict[str, str]:
@@ -59,34 +59,20 @@ def check_output_dir(out_dir: str, name: str, force: bool = False,
                           f" present); pass --force to overwrite")
 
 
-def _signature_specs(entry: Entry):
-    import tensorflow as tf
-
-    video = tf.TensorSpec([None, entry.num_frames, entry.img_size, entry.img_size, 3],
-                          tf.float32, name="video")
-    if entry.mode == "FT" or entry.encoder_only:
-        return [video]
-    return [video, tf.TensorSpec([None, entry.num_patches], tf.bool, name="mask")]
-
-
 def export_savedmodel(model, entry: Entry, path: str) -> None:
-    """A SavedModel whose ``serving_default`` returns {"logits": ...} with a dynamic batch."""
+    """A SavedModel whose ``serving_default`` takes the kind's inputs by name and returns its
+    named outputs ({"logits"}, {"pixels"} or {"tokens", "pooled"}), batch dimension open."""
     import tensorflow as tf
 
+    kind = kind_of(entry)
     module = tf.Module()
     # track the variables, not the Keras object: Keras would add its own one-input serving
     # function (wrong for (video, mask)) when a Keras model is a child of the saved module
     module.model_variables = list(model.weights)
-    if entry.mode == "FT" or entry.encoder_only:
-        @tf.function(input_signature=_signature_specs(entry))
-        def serve(video):
-            outputs = model(video, training=False)
-            # encoder-only models already return {"tokens", "pooled"}
-            return outputs if isinstance(outputs, dict) else {"logits": outputs}
-    else:
-        @tf.function(input_signature=_signature_specs(entry))
-        def serve(video, mask):
-            return {"logits": model({"video": video, "mask": mask}, training=False)}
+
+    @tf.function(input_signature=kind.signature(entry))
+    def serve(*inputs):
+        return kind.named(model(kind.keras_inputs(*inputs), training=False))
     module.serve = serve
     tf.saved_model.save(module, path, signatures={"serving_default": serve})
 
@@ -112,23 +98,19 @@ def keras_weights_through_disk():
         yield
 
 
-def _inputs(entry: Entry, case: Case) -> tuple:
-    return (case.video_nthwc,) if case.mask is None else (case.video_nthwc, case.mask)
-
-
-def reload_savedmodel(entry: Entry, path: str) -> Callable[[Case], np.ndarray]:
+def reload_savedmodel(entry: Entry, path: str) -> Callable[[Case], Dict[str, np.ndarray]]:
     import tensorflow as tf
 
     serving = tf.saved_model.load(path).signatures["serving_default"]
+    kind = kind_of(entry)
 
-    def run(case: Case) -> np.ndarray:
-        names = ("video", "mask")
-        feeds = {n: tf.constant(x) for n, x in zip(names, _inputs(entry, case))}
+    def run(case: Case) -> Dict[str, np.ndarray]:
+        feeds = {n: tf.constant(x) for n, x in zip(kind.inputs, kind.case_inputs(case))}
         return {name: value.numpy() for name, value in serving(**feeds).items()}
     return run
 
 
-def reload_keras(entry: Entry, path: str) -> Callable[[Case], np.ndarray]:
+def reload_keras(entry: Entry, path: str) -> Callable[[Case], Dict[str, np.ndarray]]:
     import keras
 
     with keras_weights_through_disk():
@@ -136,20 +118,20 @@ def reload_keras(entry: Entry, path: str) -> Callable[[Case], np.ndarray]:
     return _graph_runner(entry, model)
 
 
-def reload_weights(entry: Entry, path: str) -> Callable[[Case], np.ndarray]:
+def reload_weights(entry: Entry, path: str) -> Callable[[Case], Dict[str, np.ndarray]]:
     model = build_tf_model(entry)
     model.load_weights(path)
     return _graph_runner(entry, model)
 
 
-def _graph_runner(entry: Entry, model) -> Callable[[Case], np.ndarray]:
+def _graph_runner(entry: Entry, model) -> Callable[[Case], Dict[str, np.ndarray]]:
     """The reloaded model run through a traced graph, as its SavedModel would be: less memory
-    at the peak than eager Keras, and faster from the second sample on."""
+    at the peak than eager Keras, and faster from the second sample on. Outputs named."""
     import tensorflow as tf
 
-    graph = tf.function(lambda *inputs: model(inputs[0] if len(inputs) == 1 else list(inputs),
-                                              training=False))
-    return lambda case: outputs_to_numpy(graph(*_inputs(entry, case)))
+    kind = kind_of(entry)
+    graph = tf.function(lambda *inputs: model(kind.keras_inputs(*inputs), training=False))
+    return lambda case: kind.named(outputs_to_numpy(graph(*kind.case_inputs(case))))
 
 
 def outputs_to_numpy(outputs):
@@ -187,7 +169,7 @@ class StagedArtifacts:
         self.force = force
         self.on_phase = on_phase or (lambda phase: None)
         self.staging: Optional[str] = None
-        self.reloads: Dict[str, dict] = {}
+        self.reloads: Dict[str, ReloadCheck] = {}
 
     def __enter__(self) -> "StagedArtifacts":
         check_output_dir(self.out_dir, self.entry.name, self.force)
@@ -208,30 +190,29 @@ class StagedArtifacts:
         with keras_weights_through_disk():
             model.save(self.staged["keras"])
 
-    def check(self, references: Sequence[Reference]) -> Dict[str, dict]:
+    def check(self, references: Sequence[Reference]) -> Dict[str, ReloadCheck]:
         """Reload each artifact (one at a time, freed before the next) and re-run parity."""
         for kind, reload in RELOADERS.items():
             self.on_phase(f"reload {kind}")
             run = reload(self.entry, self.staged[kind])
             checked: ParityReport = check_outputs(run, references, self.entry.parity_atol,
                                                   f"reloaded {kind} of {self.entry.name}")
-            self.reloads[kind] = {"tf_err_vs_f64": checked.tf_err_vs_f64,
-                                  "max_abs": checked.max_abs, "passed": checked.passed}
+            self.reloads[kind] = ReloadCheck(tf_err_vs_f64=checked.tf_err_vs_f64,
+                                             max_abs=checked.max_abs, passed=checked.passed)
             del run
             gc.collect()
         return self.reloads
 
-    def place(self, report: dict) -> Dict[str, str]:
+    def place(self, report: ConversionRecord) -> Dict[str, str]:
         """Complete ``report`` (reload checks, sizes, checksums), write it, move all into place."""
         if set(self.reloads) != set(RELOADERS):
             raise RuntimeError("place() before every artifact was checked")
         self.on_phase("move into place")
-        report["reload_checks"] = self.reloads
-        report["artifact_bytes"] = {k: dir_size(self.staged[k]) for k in RELOADERS}
-        report["artifact_sha256"] = {k: tree_sha256(self.staged[k]) for k in RELOADERS}
-        with open(self.staged["report"], "w") as handle:
-            json.dump(report, handle, indent=2, sort_keys=False, default=_json_default)
-            handle.write("\n")
+        report.reload_checks = dict(self.reloads)
+        report.seconds = dict(report.seconds)  # as written: every phase up to this one
+        report.artifacts = {k: Artifact(sha256=tree_sha256(self.staged[k]),
+                                        bytes=dir_size(self.staged[k])) for k in RELOADERS}
+        report.save(self.staged["report"])
         final = artifact_paths(self.out_dir, self.entry.name)
         previous = os.path.join(self.staging, "previous")
         os.makedirs(previous)
@@ -291,24 +272,24 @@ def verify_artifacts(out_dir: str, entry: Entry, source: dict) -> Optional[str]:
     otherwise the reason they do not verify."""
     paths = artifact_paths(out_dir, entry.name)
     try:
-        with open(paths["report"]) as handle:
-            report = json.load(handle)
-    except (OSError, ValueError):
-        return f"its report {paths['report']} is missing or unreadable"
-    if report.get("entry", {}).get("name") != entry.name:
+        report = ConversionRecord.load(paths["report"])
+    except RecordError as error:
+        return f"its report does not load ({error})"
+    if report.name != entry.name:
         return "its report is for another entry"
-    if not report.get("parity", {}).get("passed"):
+    if not report.parity.passed:
         return "its report does not record a passed parity check"
-    recorded = report.get("source", {})
     for key, value in source.items():
-        if recorded.get(key) != value:
+        if getattr(report.source, key) != value:
             return f"it was converted from another source ({key} differs)"
-    for kind, digest in report.get("artifact_sha256", {}).items():
+    for kind, artifact in report.artifacts.items():
+        if kind not in paths:
+            return f"its report lists an unknown artifact {kind!r}"
         if not os.path.exists(paths[kind]):
             return f"{paths[kind]} is missing"
-        if tree_sha256(paths[kind]) != digest:
+        if tree_sha256(paths[kind]) != artifact.sha256:
             return f"{paths[kind]} changed since it was written (sha256 differs)"
-    if set(report.get("artifact_sha256", {})) != set(RELOADERS):
+    if set(report.artifacts) != set(RELOADERS):
         return "its report lists no checksum for every artifact"
     return None
 
@@ -318,12 +299,6 @@ def _remove(path: str) -> None:
         shutil.rmtree(path)
     else:
         os.remove(path)
-
-
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
 def artifacts_present(out_dir: str, name: str) -> List[str]:

@@ -33,7 +33,8 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from .errors import CheckpointError
-from .zoo import SIZE_NAMES, SIZES, TEST_SIZES
+from .inspect_checkpoint import infer_widths
+from .zoo import ALL_SIZES, SIZE_NAMES
 
 # Any of these at the start of a key marks the transformers layout (timm-style telltale test).
 TELLTALE_PREFIXES = ("videomae.", "embeddings.patch_embeddings.", "decoder.decoder_layers.")
@@ -152,7 +153,7 @@ def hf_to_upstream(state_dict: Dict[str, torch.Tensor], config: Optional[dict] =
             problems.append(f"{fused} lacks its {'/'.join(missing)} third")
             continue
         shapes = {tuple(parts[p].shape) for p in _QKV_ORDER}
-        if len(shapes) != 1:
+        if len(shapes) != 1 or not all(shapes):
             problems.append(f"{fused}: query/key/value shapes differ ({sorted(shapes)})")
             continue
         renamed[fused] = torch.cat([parts[p] for p in _QKV_ORDER], dim=0)
@@ -182,7 +183,7 @@ def head_count_notes(state_dict: Dict[str, torch.Tensor], config: Optional[dict]
     if not config:
         return []
     notes = []
-    widths = _widths(state_dict)
+    widths = infer_widths(state_dict)
     checks = (("num_attention_heads", "embed_dim", "num_heads", "", widths[0]),
               ("decoder_num_attention_heads", "decoder_embed_dim", "decoder_num_heads",
                " decoder", widths[1]))
@@ -190,25 +191,12 @@ def head_count_notes(state_dict: Dict[str, torch.Tensor], config: Optional[dict]
         said = config.get(config_key)
         if said is None or width is None:
             continue
-        for letter, dims in {**SIZES, **TEST_SIZES}.items():
+        for letter, dims in ALL_SIZES.items():
             if dims[width_key] == width and dims[heads_key] != said:
                 notes.append(f"config says {said}{part} heads; upstream {SIZE_NAMES[letter]}"
                              f"{part} has {dims[heads_key]}: using {dims[heads_key]}")
                 break
     return notes
-
-
-def _widths(state_dict: Dict[str, torch.Tensor]) -> Tuple[Optional[int], Optional[int]]:
-    encoder = None
-    for key in ("patch_embed.proj.weight", "encoder.patch_embed.proj.weight"):
-        if key in state_dict:
-            encoder = int(state_dict[key].shape[0])
-    decoder = None
-    if "decoder.norm.weight" in state_dict:
-        decoder = int(state_dict["decoder.norm.weight"].shape[0])
-    elif "mask_token" in state_dict:
-        decoder = int(state_dict["mask_token"].shape[-1])
-    return encoder, decoder
 
 
 def _with_videomae_prefix(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:

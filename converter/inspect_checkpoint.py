@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from .errors import CheckpointError
-from .zoo import DATASETS, SIZE_NAMES, SIZES, TEST_SIZES, Entry, find_entry
+from .zoo import ALL_SIZES, DATASETS, SIZE_NAMES, SIZES, Entry, find_entry
 
 PATCH_EMBED_KEYS = ("patch_embed.proj.weight", "encoder.patch_embed.proj.weight")
 # Keys that only a pre-training (masked autoencoder) checkpoint has.
@@ -50,13 +50,9 @@ class CheckpointInfo:
         return text
 
 
-def _all_sizes() -> Dict[str, dict]:
-    return {**SIZES, **TEST_SIZES}
-
-
 def size_for_width(width: int) -> Optional[str]:
     """The size letter whose encoder width is ``width`` (test sizes included), or None."""
-    for letter, dims in _all_sizes().items():
+    for letter, dims in ALL_SIZES.items():
         if dims["embed_dim"] == width:
             return letter
     return None
@@ -76,33 +72,45 @@ def _count_blocks(state_dict, prefix: str) -> int:
     return max(indices) + 1 if indices else 0
 
 
+def _shape(value) -> Tuple[int, ...]:
+    return tuple(getattr(value, "shape", value))
+
+
+def infer_widths(state_dict) -> Tuple[Optional[int], Optional[int]]:
+    """(encoder width, decoder width) from the patch embedding and the decoder's norm (or
+    ``mask_token``); None where the tensor is absent or has no dimension to read. Values may
+    be tensors or plain shapes."""
+    encoder = None
+    for key in PATCH_EMBED_KEYS:
+        if key in state_dict and _shape(state_dict[key]):
+            encoder = int(_shape(state_dict[key])[0])
+            break
+    decoder = None
+    if "decoder.norm.weight" in state_dict and _shape(state_dict["decoder.norm.weight"]):
+        decoder = int(_shape(state_dict["decoder.norm.weight"])[0])
+    elif "mask_token" in state_dict and _shape(state_dict["mask_token"]):
+        decoder = int(_shape(state_dict["mask_token"])[-1])
+    return encoder, decoder
+
+
 def infer_checkpoint(state_dict) -> CheckpointInfo:
     """Size from the patch embedding width, mode from the key names, dataset from the head's
-    class count, and whether a pre-training checkpoint carries its decoder."""
+    class count, and whether a pre-training checkpoint carries its decoder. Values may be
+    tensors or plain shapes (``describe`` gives shapes without reading any tensor)."""
     pretraining = any(k.startswith(PRETRAINING_PREFIXES) or k in PRETRAINING_KEYS
                       for k in state_dict)
     mode = "PT" if pretraining else "FT"
     prefix = "encoder." if pretraining else ""
-    width = None
-    for key in PATCH_EMBED_KEYS:
-        if key in state_dict:
-            width = int(state_dict[key].shape[0])
-            break
+    width, decoder_width = infer_widths(state_dict)
     num_classes = None
-    if "head.weight" in state_dict:
-        num_classes = int(state_dict["head.weight"].shape[0])
-    has_decoder = any(k.startswith("decoder.") for k in state_dict)
-    decoder_width = None
-    if "decoder.norm.weight" in state_dict:
-        decoder_width = int(state_dict["decoder.norm.weight"].shape[0])
-    elif "mask_token" in state_dict:
-        decoder_width = int(state_dict["mask_token"].shape[-1])
+    if "head.weight" in state_dict and _shape(state_dict["head.weight"]):
+        num_classes = int(_shape(state_dict["head.weight"])[0])
     return CheckpointInfo(
         embed_dim=width, size=size_for_width(width) if width is not None else None, mode=mode,
         depth=_count_blocks(state_dict, prefix), num_classes=num_classes,
         dataset=dataset_for_classes(num_classes) if num_classes is not None else None,
-        has_decoder=has_decoder, decoder_embed_dim=decoder_width,
-        decoder_depth=_count_blocks(state_dict, "decoder."))
+        has_decoder=any(k.startswith("decoder.") for k in state_dict),
+        decoder_embed_dim=decoder_width, decoder_depth=_count_blocks(state_dict, "decoder."))
 
 
 def check_fits(entry: Entry, state_dict, path: str,
@@ -120,6 +128,10 @@ def check_fits(entry: Entry, state_dict, path: str,
         encoder_only = bool(getattr(entry, "encoder_only", False))
     info = infer_checkpoint(state_dict)
     if info.embed_dim is None:
+        for key in PATCH_EMBED_KEYS:
+            if key in state_dict:
+                raise CheckpointError(f"{path}: ! shape {key}: expected a 5-D patch embedding "
+                                      f"(D, 3, T, P, P), found {_shape(state_dict[key])}")
         keys = ", ".join(sorted(state_dict)[:6]) or "none"
         raise CheckpointError(f"{path}: not a VideoMAE checkpoint: no patch_embed.proj.weight "
                               f"(first keys: {keys})")

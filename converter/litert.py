@@ -13,27 +13,27 @@ check resizes the input to each case's batch, and so can any user
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional
+from typing import Callable, List, Optional
 
 import numpy as np
 
+from .kinds import kind_of
 from .zoo import Entry
 
 
 def _serving_function(model, entry: Entry):
     import tensorflow as tf
 
-    video = tf.TensorSpec([None, entry.num_frames, entry.img_size, entry.img_size, 3],
-                          tf.float32, name="video")
-    if entry.mode == "FT" or entry.encoder_only:
-        @tf.function(input_signature=[video])
-        def serve(video):
-            outputs = model(video, training=False)
-            return outputs if isinstance(outputs, dict) else {"logits": outputs}
-        return serve
-    raise ValueError(f"{entry.name}: LiteRT export covers fine-tuned classifiers and encoder "
-                     f"features; a pre-trained model's output length depends on the mask, "
-                     f"which LiteRT's static planning does not serve")
+    kind = kind_of(entry)
+    if "mask" in kind.inputs:
+        raise ValueError(f"{entry.name}: LiteRT export covers fine-tuned classifiers and "
+                         f"encoder features; a pre-trained model's output length depends on "
+                         f"its mask, which LiteRT's static planning does not serve")
+
+    @tf.function(input_signature=kind.signature(entry))
+    def serve(video):
+        return kind.named(model(video, training=False))
+    return serve
 
 
 def litert_bytes(model, entry: Entry, optimization: Optional[str] = None) -> bytes:
@@ -78,8 +78,9 @@ def make_interpreter(path: str, num_threads: Optional[int] = None):
     return Interpreter(model_path=path, num_threads=num_threads)
 
 
-def run_litert(interpreter, video_nthwc: np.ndarray) -> Dict[str, np.ndarray]:
-    """One batch through ``interpreter``, its input resized to the batch; outputs by name."""
+def run_litert(interpreter, video_nthwc: np.ndarray) -> List[np.ndarray]:
+    """One batch through ``interpreter``, its input resized to the batch; the outputs in the
+    file's order (a dict output is flattened in sorted-name order when traced)."""
     inputs = interpreter.get_input_details()
     if tuple(inputs[0]["shape"]) != video_nthwc.shape:
         interpreter.resize_tensor_input(inputs[0]["index"], list(video_nthwc.shape))
@@ -87,24 +88,15 @@ def run_litert(interpreter, video_nthwc: np.ndarray) -> Dict[str, np.ndarray]:
     interpreter.set_tensor(inputs[0]["index"], np.ascontiguousarray(video_nthwc,
                                                                     dtype=np.float32))
     interpreter.invoke()
-    outputs = {}
-    for detail in interpreter.get_output_details():
-        # output names read like "StatefulPartitionedCall:0"; order follows the sorted keys
-        outputs[detail["name"]] = interpreter.get_tensor(detail["index"]).copy()
-    return outputs
+    return [interpreter.get_tensor(detail["index"]).copy()
+            for detail in interpreter.get_output_details()]
 
 
-def reload_litert(entry: Entry, path: str, names=None) -> Callable:
-    """``run(case) -> outputs`` through a freshly loaded ``.tflite`` file."""
+def reload_litert(entry: Entry, path: str) -> Callable:
+    """``run(case) -> {output name: array}`` through a freshly loaded ``.tflite`` file."""
     interpreter = make_interpreter(path)
-    if names is None:
-        names = ("pooled", "tokens") if entry.encoder_only else ("logits",)
+    names = sorted(kind_of(entry).outputs)
 
     def run(case):
-        found = run_litert(interpreter, case.video_nthwc)
-        values = [found[k] for k in sorted(found)]
-        if len(names) == 1:
-            return values[0]
-        by_rank = sorted(values, key=lambda v: v.ndim)  # pooled (B, D), tokens (B, N, D)
-        return dict(zip(names, by_rank))
+        return dict(zip(names, run_litert(interpreter, case.video_nthwc)))
     return run

@@ -138,6 +138,45 @@ def drop_position_table(state_dict: Dict[str, torch.Tensor], notes: List[str]) -
 PRE_PASSES = (fuse_qkv_bias, drop_position_table)
 
 
+# --- the source check: names, shapes and dtypes against the entry, before any framework -----
+
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def tensor_specs(state_dict: Dict[str, torch.Tensor]) -> Dict[str, Tuple[Tuple[int, ...], str]]:
+    """{name: (shape, dtype name)} of a state dict: all that the source check reads."""
+    return {name: (tuple(t.shape), str(t.dtype).replace("torch.", ""))
+            for name, t in state_dict.items()}
+
+
+def check_source_tensors(found: Dict[str, Tuple[Tuple[int, ...], str]],
+                         expected: Dict[str, Tuple[int, ...]], path: str = "checkpoint") -> None:
+    """Every expected tensor present once with its shape and a floating-point dtype, nothing
+    else; raises MappingError listing every ``- missing``, ``+ unexpected``, ``! shape`` and
+    ``! dtype`` problem at once.
+
+    ``expected`` is upstream's names and shapes for the entry (the torch reference built on
+    the meta device), so this runs before the torch reference loads the tensors or a
+    pre-pass combines them: a dropped, renamed, re-typed or zero-dimensional tensor ends here
+    as one line, never in torch's ``load_state_dict`` or forward.
+    """
+    problems: List[str] = []
+    for name, (shape, dtype) in found.items():
+        if name not in expected:
+            problems.append(f"+ unexpected {name} {tuple(shape)}")
+            continue
+        if tuple(shape) != tuple(expected[name]):
+            problems.append(f"! shape {name}: expected {tuple(expected[name])}, "
+                            f"found {tuple(shape)}")
+        if dtype not in FLOAT_DTYPES:
+            problems.append(f"! dtype {name}: expected floating point, found {dtype}")
+    for name, shape in expected.items():
+        if name not in found:
+            problems.append(f"- missing {name} {tuple(shape)}")
+    if problems:
+        raise MappingError(path, problems)
+
+
 # --- plan and apply ------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -257,19 +257,20 @@ class ParityReport:
         raise ParityError(f"{what} failed: " + "; ".join(failed), self)
 
 
-def make_cases(entry: Entry, batch: int = 2, seed: int = 0,
-               mask_ratios: Optional[Sequence[float]] = None) -> List[Case]:
-    """Seeded random clips (and, for PT entries, tube masks that differ per sample)."""
+def make_cases(entry: Entry, batch: int = 2, seed: int = 0) -> List[Case]:
+    """Seeded random clips (and, for models that take a mask, tube masks at the entry's ratio
+    and at 0.5 that differ per sample)."""
     from torch_reference import tube_mask
+
+    from .kinds import kind_of
 
     rng = np.random.default_rng(seed)
     shape = (batch, 3, entry.num_frames, entry.img_size, entry.img_size)
     video = rng.standard_normal(shape, dtype=np.float32)
-    if entry.mode == "FT" or entry.encoder_only:
+    if "mask" not in kind_of(entry).inputs:
         return [Case("clip", video)]
-    ratios = list(mask_ratios) if mask_ratios else [entry.mask_ratio, 0.5]
     cases = []
-    for ratio in ratios:
+    for ratio in (entry.mask_ratio, 0.5):
         mask = tube_mask(entry.num_frames, entry.img_size, entry.patch_size, entry.tubelet_size,
                          ratio, batch, rng)
         cases.append(Case(f"mask{ratio:g}", video, mask))
@@ -520,10 +521,6 @@ def check_outputs(run: Callable[[Case], np.ndarray], references: Sequence[Refere
         outputs.finish(report, tolerance)
     report.raise_if_failed(what)
     return report
-
-
-def as_dict_of_reports(reports: Dict[str, ParityReport]) -> Dict[str, dict]:
-    return {name: report.to_dict() for name, report in reports.items()}
 
 
 # --- fingerprints: a compact record of the reference, to re-check artifacts later -------------

@@ -20,7 +20,9 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from .errors import ConversionError
-from .zoo import DATASETS, SIZE_NAMES, Entry, get_entry
+from .kinds import AUTOENCODER, CLASSIFIER, kind_of
+from .record import ConversionRecord
+from .zoo import DATASETS, SIZE_NAMES, Entry
 
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same SavedModel zips to the same bytes
 # every entry NAME of a release has exactly these assets: kind -> file name suffix
@@ -59,6 +61,11 @@ def zip_savedmodel(folder: str, zip_path: str) -> None:
                     archive.writestr(info, handle.read())
 
 
+_KIND_WORDS = {"classifier": "fine-tuned classifier",
+               "autoencoder": "pre-trained (masked autoencoder)",
+               "features": "encoder (features)"}
+
+
 # --- fresh-process check ---------------------------------------------------------------------
 
 def check_assets(report_path: str, assets: Dict[str, str]) -> Dict[str, float]:
@@ -69,11 +76,9 @@ def check_assets(report_path: str, assets: Dict[str, str]) -> Dict[str, float]:
     from .export import RELOADERS
     from .parity import fingerprint_error, make_cases
 
-    with open(report_path) as handle:
-        report = json.load(handle)
-    entry = _entry_from_report(report)
-    inputs = report["parity_inputs"]
-    cases = make_cases(entry, batch=inputs["batch"], seed=inputs["seed"])
+    report = ConversionRecord.load(report_path)
+    entry = report.zoo_entry()
+    cases = make_cases(entry, batch=report.parity_inputs.batch, seed=report.parity_inputs.seed)
     errors: Dict[str, float] = {}
     scratch = tempfile.mkdtemp(prefix=".videomae-release-check-")
     try:
@@ -86,20 +91,16 @@ def check_assets(report_path: str, assets: Dict[str, str]) -> Dict[str, float]:
             worst = 0.0
             for case in cases:
                 outputs = run(case)
-                outputs = outputs if isinstance(outputs, dict) else {"logits": outputs}
-                for name, fingerprint in report["reference_fingerprint"][case.name].items():
+                fingerprints = report.reference_fingerprint[case.name]
+                if len(outputs) == len(fingerprints) == 1:
+                    # reports written before the PT output was named "pixels" call it "logits"
+                    fingerprints = {next(iter(outputs)): next(iter(fingerprints.values()))}
+                for name, fingerprint in fingerprints.items():
                     worst = max(worst, fingerprint_error(np.asarray(outputs[name]), fingerprint))
             errors[kind] = worst
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return errors
-
-
-def _entry_from_report(report: dict) -> Entry:
-    name = report["entry"]["name"]
-    if name.endswith("_encoder"):
-        return get_entry(name[: -len("_encoder")]).encoder_variant()
-    return get_entry(name)
 
 
 def check_assets_in_fresh_process(report_path: str, assets: Dict[str, str]) -> Dict[str, float]:
@@ -115,6 +116,8 @@ def check_assets_in_fresh_process(report_path: str, assets: Dict[str, str]) -> D
 # --- building the release --------------------------------------------------------------------
 
 def _reports(conversion_dir: str) -> List[str]:
+    """The conversion reports in a folder: JSON objects with an entry and a parity record
+    (other JSON files, such as a manifest, are not reports)."""
     found = []
     for name in sorted(os.listdir(conversion_dir)):
         path = os.path.join(conversion_dir, name)
@@ -153,10 +156,9 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
         manifest = {"converter_version": None, "git_commit": git_commit(), "base_url": base_url,
                     "entries": {}, "assets": {}}
         for report_path in reports:
-            with open(report_path) as handle:
-                report = json.load(handle)
-            entry = _entry_from_report(report)
-            reason = verify_artifacts(conversion_dir, entry, {"sha256": report["source"]["sha256"]})
+            report = ConversionRecord.load(report_path)
+            entry = report.zoo_entry()
+            reason = verify_artifacts(conversion_dir, entry, {"sha256": report.source.sha256})
             if reason is not None:
                 raise ConversionError(f"{entry.name}: artifacts do not verify: {reason}")
             paths = artifact_paths(conversion_dir, entry.name)
@@ -176,13 +178,14 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
                 raise ConversionError(f"{entry.name}: reloaded assets differ from the reference: "
                                       + ", ".join(f"{k} {v:.2e} > {tolerance:.0e}"
                                                   for k, v in bad.items()))
-            manifest["converter_version"] = report["versions"].get("videomae-convert")
+            manifest["converter_version"] = report.versions.get("videomae-convert")
+            parity = report.parity
             manifest["entries"][entry.name] = {
-                "entry": report["entry"], "source_sha256": report["source"]["sha256"],
-                "synthetic_seed": report["source"].get("synthetic_seed"),
-                "versions": report["versions"],
-                "parity": {k: report["parity"][k] for k in
-                           ("tf_err_vs_f64", "torch_err_vs_f64", "max_abs", "tolerance")},
+                "entry": report.entry, "source_sha256": report.source.sha256,
+                "synthetic_seed": report.source.synthetic_seed, "versions": report.versions,
+                "parity": {"tf_err_vs_f64": parity.tf_err_vs_f64,
+                           "torch_err_vs_f64": parity.torch_err_vs_f64,
+                           "max_abs": parity.max_abs, "tolerance": parity.tolerance},
                 "release_check": errors}
             card = os.path.join(staging, f"{entry.name}.md")
             with open(card, "w") as handle:
@@ -192,7 +195,7 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
                 manifest["assets"][name] = {"entry": entry.name, "kind": kind,
                                             "bytes": os.path.getsize(path),
                                             "sha256": _sha256(path),
-                                            "source_sha256": report["source"]["sha256"],
+                                            "source_sha256": report.source.sha256,
                                             "url": f"{base_url.rstrip('/')}/{name}"}
         with open(os.path.join(staging, "MODEL_ZOO.md"), "w") as handle:
             handle.write(render_model_zoo(manifest, base_url))
@@ -317,20 +320,22 @@ def render_model_zoo(manifest: dict, base_url: str) -> str:
     return "\n".join(lines)
 
 
-def render_model_card(entry: Entry, report: dict, base_url: str, errors: Dict[str, float]) -> str:
+def render_model_card(entry: Entry, report: ConversionRecord, base_url: str,
+                      errors: Dict[str, float]) -> str:
     """A model card: architecture, input contract, preprocessing, accuracy, loading, checks."""
     dims = entry.dims
     facts = DATASETS[entry.dataset]
-    pt = entry.mode == "PT" and not entry.encoder_only
-    synthetic = report["source"].get("synthetic_seed") is not None
-    parity = report["parity"]
+    kind = kind_of(entry)
+    pt = kind is AUTOENCODER
+    synthetic = report.source.synthetic_seed is not None
+    parity = report.parity
     lines = [f"# {entry.name}", "",
              f"VideoMAE {SIZE_NAMES[entry.size]} "
-             + ("pre-trained (masked autoencoder)" if pt else "fine-tuned classifier")
+             + _KIND_WORDS[kind.name]
              + f" on {facts['title']}, converted to TensorFlow / Keras 3 by videomae-convert.", ""]
     if synthetic:
         lines += ["**Converted from a synthetic checkpoint (random weights, seed "
-                  f"{report['source']['synthetic_seed']}): a test of the pipeline, not a usable "
+                  f"{report.source.synthetic_seed}): a test of the pipeline, not a usable "
                   "model.**", ""]
     lines += ["## Architecture", "",
               f"- Encoder: ViT, embed dim {dims['embed_dim']}, {dims['depth']} blocks, "
@@ -341,7 +346,7 @@ def render_model_card(entry: Entry, report: dict, base_url: str, errors: Dict[st
         lines += [f"- Decoder: embed dim {dims['decoder_embed_dim']}, {dims['decoder_depth']} "
                   f"blocks, {dims['decoder_num_heads']} heads; predicts "
                   f"{entry.pixels_per_patch} normalised pixels per masked patch."]
-    else:
+    elif kind is CLASSIFIER:
         lines += [f"- Head: mean pooling -> fc_norm -> linear, {entry.num_classes} classes."]
     lines += ["", "## Input contract", "",
               f"- `video`: float32 `[batch, {entry.num_frames}, {entry.img_size}, "
@@ -349,17 +354,20 @@ def render_model_card(entry: Entry, report: dict, base_url: str, errors: Dict[st
     if pt:
         lines += [f"- `mask`: bool `[batch, {entry.num_patches}]`, True = masked, the same count "
                   f"in every row (tube masking at ratio {entry.mask_ratio} in pre-training).",
-                  f"- Output `logits`: `[batch, n_masked, {entry.pixels_per_patch}]`, per-patch "
+                  f"- Output `pixels`: `[batch, n_masked, {entry.pixels_per_patch}]`, per-patch "
                   "normalised pixels of the masked patches in ascending token order."]
-    else:
+    elif kind is CLASSIFIER:
         lines += [f"- Output `logits`: `[batch, {entry.num_classes}]`."]
+    else:
+        lines += [f"- Outputs `tokens`: `[batch, {entry.num_patches}, {dims['embed_dim']}]`, "
+                  f"`pooled`: `[batch, {dims['embed_dim']}]`."]
     lines += ["", "## Preprocessing", "",
               "Frames scaled to [0, 1], then ImageNet mean (0.485, 0.456, 0.406) and std "
               f"(0.229, 0.224, 0.225). Evaluation views upstream: {entry.eval_views}.", "",
               "## Accuracy (reported upstream)", ""]
-    if pt:
-        lines.append("Pre-trained model: no classification accuracy; the fine-tuned entry of "
-                     "the same row reports it.")
+    if kind is not CLASSIFIER:
+        lines.append("No classification head: the fine-tuned entry of the same row reports "
+                     "the accuracy.")
     elif entry.top1:
         lines.append(f"Top-1 {entry.top1}, Top-5 {entry.top5} ({entry.eval_views} views).")
     else:
@@ -370,14 +378,14 @@ def render_model_card(entry: Entry, report: dict, base_url: str, errors: Dict[st
               "# unzipped",
               f"model = keras.saving.load_model('{entry.name}.keras')", "```", "",
               "## How it was verified", "",
-              f"- Source sha256 `{report['source']['sha256']}`.",
-              f"- Parity on seeded random inputs ({', '.join(report['parity_inputs']['cases'])},"
-              f" batch {report['parity_inputs']['batch']}): TF error vs float64 "
-              f"{parity['tf_err_vs_f64']:.2e}, torch fp32 error {parity['torch_err_vs_f64']:.2e},"
-              f" tolerance {parity['tolerance']:.0e}.",
+              f"- Source sha256 `{report.source.sha256}`.",
+              f"- Parity on seeded random inputs ({', '.join(report.parity_inputs.cases)},"
+              f" batch {report.parity_inputs.batch}): TF error vs float64 "
+              f"{parity.tf_err_vs_f64:.2e}, torch fp32 error {parity.torch_err_vs_f64:.2e},"
+              f" tolerance {parity.tolerance:.0e}.",
               "- Each asset reloaded in a fresh process and re-checked against the reference: "
               + ", ".join(f"{k} {v:.2e}" for k, v in errors.items()) + ".",
-              f"- Converted with {', '.join(f'{k} {v}' for k, v in report['versions'].items())}.",
+              f"- Converted with {', '.join(f'{k} {v}' for k, v in report.versions.items())}.",
               ""]
     return "\n".join(lines)
 

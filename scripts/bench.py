@@ -68,7 +68,7 @@ CHILD_FLOOR_TORCH = r"""
 import sys
 import converter, torch
 from converter import find_entry
-from converter.models import build_torch_model
+from converter.kinds import build_torch_model
 from converter.parity import make_cases
 
 entry = find_entry(sys.argv[1], sys.argv[2], "k400")
@@ -116,7 +116,7 @@ import numpy as np
 import converter, torch
 import keras, tensorflow as tf
 from converter import find_entry
-from converter.models import build_torch_model
+from converter.kinds import build_torch_model
 
 entry = find_entry(sys.argv[1], sys.argv[2], "k400")
 out, repeats = sys.argv[3], int(sys.argv[4])
@@ -142,7 +142,7 @@ def timed(fn, warmup=1):
 results = {"torch": timed(lambda: model_pt(*args_pt))}
 # the conversion's float64 reference on the same clip, as it runs it (one block cast at a
 # time, fused attention)
-from converter.models import parity_reference
+from converter.kinds import parity_reference
 from converter.parity import float64_forward, fused_attention
 reference = parity_reference(entry, model_pt)
 args64 = tuple(a.double() if a.is_floating_point() else a for a in args_pt)
@@ -219,7 +219,7 @@ def bench_entry(size: str, mode: str, out: str, repeats: int) -> dict:
 
 def fp32_weight_bytes(size: str, mode: str) -> int:
     from converter import find_entry
-    from converter.models import build_torch_model
+    from converter.kinds import build_torch_model
 
     model = build_torch_model(find_entry(size, mode, "k400"), device="meta")
     return sum(t.numel() for t in model.state_dict().values()) * 4

@@ -24,7 +24,7 @@ import click
 import converter  # torch first (import order), then tensorflow
 from converter.api import _synthetic_path
 from converter.checkpoint import load_checkpoint, write_synthetic_checkpoint
-from converter.models import build_torch_model
+from converter.kinds import build_torch_model
 from converter.zoo import find_entry
 
 
@@ -86,7 +86,7 @@ def bench_size(size: str, out: str, repeats: int) -> dict:
         with open(path, "wb") as handle:
             handle.write(litert_bytes(model, entry, optimization))
         interpreter = make_interpreter(path, num_threads=os.cpu_count())
-        found = list(run_litert(interpreter, clips).values())[0]
+        found = run_litert(interpreter, clips)[0]
         clip = clips[:1]
         rows[label] = {"bytes": os.path.getsize(path), "err": error(found),
                        "latency": median_seconds(lambda: run_litert(interpreter, clip),

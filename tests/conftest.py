@@ -23,7 +23,7 @@ import pytest  # noqa: E402
 
 import converter  # noqa: E402
 from converter.checkpoint import load_checkpoint, write_synthetic_checkpoint  # noqa: E402
-from converter.models import build_torch_model  # noqa: E402
+from converter.kinds import build_torch_model  # noqa: E402
 from converter.zoo import get_entry  # noqa: E402
 
 TINY_FT = "TFVideoMAE_T_K400_4x32_FT"
@@ -200,7 +200,7 @@ def check_fresh_process_matches_torch(result, entry, work_dir, seed=0):
 
     # regenerated bit for bit from its seed (same file name: torch.save records it)
     checkpoint = write_synthetic_checkpoint(entry, _synthetic_path(entry, seed, work_dir), seed)
-    assert sha256_file(checkpoint) == result.report["source"]["sha256"]
+    assert sha256_file(checkpoint) == result.report.source.sha256
     expected = torch_logits_from_checkpoint(entry, checkpoint, clip)
     assert expected.shape == (2, entry.num_classes)
     for kind in ("savedmodel", "keras", "weights"):

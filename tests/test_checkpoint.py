@@ -10,7 +10,7 @@ import torch
 from converter.checkpoint import (SAFE_GLOBALS, load_checkpoint, random_state_dict,
                                   upstream_container, write_synthetic_checkpoint)
 from converter.errors import CheckpointError, ConversionError
-from converter.models import build_torch_model
+from converter.kinds import build_torch_model
 
 import pytest  # noqa: E402
 

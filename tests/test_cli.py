@@ -179,3 +179,70 @@ def test_parity_failure_exits_one_and_writes_nothing(tmp_path, monkeypatch):
     assert "first divergent block: blocks.0" in line
     assert _present(out) == []
     assert not out.exists() or os.listdir(out) == []
+
+
+# --- a checkpoint that is almost right: every tensor is checked (name, shape, dtype) against
+# the entry before torch or Keras touches any of them, so the user gets one line, not torch's
+# RuntimeError from load_state_dict, the forward or the q/v-bias pre-pass --------------------
+
+def _drop(state, name):
+    del state[name]
+
+
+def _rename(state, name):
+    state[name + "_renamed"] = state.pop(name)
+
+
+def _retype(dtype):
+    def edit(state, name):
+        state[name] = state[name].to(dtype) if dtype is not torch.complex64 \
+            else torch.complex(state[name], torch.zeros_like(state[name]))
+    return edit
+
+
+def _zero_dim(state, name):
+    state[name] = state[name].reshape(-1)[0].clone()
+
+
+@pytest.mark.parametrize("edit, name, expected", [
+    (_drop, "blocks.1.mlp.fc1.bias", "- missing blocks.1.mlp.fc1.bias"),
+    (_rename, "blocks.1.norm2.weight", "+ unexpected blocks.1.norm2.weight_renamed"),
+    (_retype(torch.int64), "blocks.0.attn.proj.weight", "! dtype blocks.0.attn.proj.weight"),
+    (_retype(torch.bool), "head.bias", "! dtype head.bias"),
+    (_retype(torch.complex64), "fc_norm.weight", "! dtype fc_norm.weight"),
+    (_zero_dim, "blocks.0.attn.q_bias", "! shape blocks.0.attn.q_bias"),
+    (_zero_dim, "blocks.1.mlp.fc2.weight", "! shape blocks.1.mlp.fc2.weight"),
+    (_zero_dim, "patch_embed.proj.weight", "patch_embed.proj.weight"),
+    (_zero_dim, "head.weight", "head.weight"),
+])
+def test_damaged_tensor_is_one_clear_error_before_any_framework_runs(tmp_path, tiny_checkpoint,
+                                                                     edit, name, expected):
+    container = torch.load(tiny_checkpoint, weights_only=True)
+    state = container["module"]
+    assert name in state
+    edit(state, name)
+    damaged = tmp_path / "damaged.pth"
+    torch.save(container, damaged)
+    out = tmp_path / "out"
+    result = _run(TINY + ["--checkpoint", str(damaged), "--out", str(out), "-q"])
+    line = _assert_one_line_error(result, 2)
+    assert str(damaged) in line and expected in line, line
+    assert not out.exists() or _present(out) == []
+
+
+def test_damaged_pretraining_tensor_is_one_clear_error(tmp_path):
+    from converter.checkpoint import write_synthetic_checkpoint
+    from converter.zoo import get_entry
+
+    path = write_synthetic_checkpoint(get_entry("TFVideoMAE_T_K400_4x32_PT"),
+                                      str(tmp_path / "pt.pth"), seed=0)
+    container = torch.load(path, weights_only=False)  # our own file: its args are a Namespace
+    container["model"]["encoder.blocks.0.attn.v_bias"] = \
+        container["model"]["encoder.blocks.0.attn.v_bias"][0].clone()  # 0-d: the pre-pass
+    del container["model"]["decoder.blocks.0.mlp.fc1.bias"]
+    torch.save(container, path)
+    result = _run(["--size", "T", "--mode", "PT", "--checkpoint", path, "-q",
+                   "--out", str(tmp_path / "out")])
+    line = _assert_one_line_error(result, 2)
+    assert "! shape encoder.blocks.0.attn.v_bias" in line, line
+    assert "- missing decoder.blocks.0.mlp.fc1.bias" in line, line

@@ -104,7 +104,7 @@ def test_report_records_entry_source_versions_and_parity(tiny_converted, tiny_en
         assert 0 <= check["tf_err_vs_f64"] <= parity["tolerance"], kind
     assert all(size > 0 for size in report["artifact_bytes"].values())
     # the in-memory result says the same as the file
-    assert tiny_converted.report["source"]["sha256"] == report["source"]["sha256"]
+    assert tiny_converted.report.source.sha256 == report["source"]["sha256"]
     assert tiny_converted.parity.tf_err_vs_f64 == pytest.approx(parity["tf_err_vs_f64"])
 
 
@@ -116,7 +116,7 @@ def test_report_sha256_is_that_of_the_converted_checkpoint(tiny_converted, tiny_
 
     path = write_synthetic_checkpoint(tiny_entry, _synthetic_path(tiny_entry, 0, str(tmp_path)),
                                       seed=0)
-    assert tiny_converted.report["source"]["sha256"] == sha256_file(path)
+    assert tiny_converted.report.source.sha256 == sha256_file(path)
 
 
 def test_synthetic_scratch_checkpoint_is_removed(tmp_path, monkeypatch):
@@ -189,7 +189,7 @@ def test_force_overwrites_existing_artifacts(tiny_converted, tmp_path, snapshot)
     with open(result.paths["report"]) as handle:
         report = json.load(handle)
     assert report["source"]["synthetic_seed"] == 1
-    assert report["source"]["sha256"] != tiny_converted.report["source"]["sha256"]
+    assert report["source"]["sha256"] != tiny_converted.report.source.sha256
     after = snapshot(out)
     assert after[f"{TINY_FT}.weights.h5"][0] != before[f"{TINY_FT}.weights.h5"][0]
     assert after["notes.txt"] == before["notes.txt"]
@@ -259,7 +259,7 @@ def test_keras_file_written_through_disk_loads_with_plain_keras(tmp_path):
     import keras
     from keras.src.saving import saving_lib
 
-    from converter.models import build_tf_model
+    from converter.kinds import build_tf_model
     from converter.zoo import get_entry
 
     model = build_tf_model(get_entry(TINY_FT))

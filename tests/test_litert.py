@@ -34,7 +34,7 @@ def test_tflite_matches_the_torch_reference_at_any_batch(tiny_tflite, tiny_conve
     clip = random_clip_nthwc(entry, batch=batch, seed=7)
     checkpoint = write_synthetic_checkpoint(entry, _synthetic_path(entry, 0, str(tmp_path)), 0)
     expected = torch_logits_from_checkpoint(entry, checkpoint, clip)
-    found = list(run_litert(make_interpreter(path), clip).values())
+    found = run_litert(make_interpreter(path), clip)
     assert len(found) == 1 and found[0].shape == expected.shape
     assert np.max(np.abs(found[0] - expected)) <= TOLERANCE
 
@@ -52,7 +52,7 @@ def test_tflite_holds_constants_not_resource_variables(tiny_tflite):
 
 def test_tflite_refuses_a_pretrained_model(tmp_path):
     from converter.litert import export_litert
-    from converter.models import build_tf_model
+    from converter.kinds import build_tf_model
     from converter.zoo import get_entry
 
     entry = get_entry("TFVideoMAE_T_K400_4x32_PT")

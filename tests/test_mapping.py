@@ -6,7 +6,7 @@ from converter.checkpoint import random_state_dict
 from converter.errors import MappingError
 from converter.mapping import (RULES, TRANSFORMS, convert_state_dict, drop_position_table,
                                fuse_qkv_bias, plan_mapping, prepare_state_dict, target_name)
-from converter.models import build_tf_model, build_torch_model
+from converter.kinds import build_tf_model, build_torch_model
 from converter.zoo import get_entry
 
 import keras  # noqa: E402

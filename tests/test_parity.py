@@ -8,7 +8,7 @@ import torch
 from converter.checkpoint import load_checkpoint, random_state_dict, write_synthetic_checkpoint
 from converter.errors import ParityError
 from converter.mapping import convert_state_dict
-from converter.models import build_tf_model, build_torch_model
+from converter.kinds import build_tf_model, build_torch_model
 from converter.parity import (DIVERGENCE_FACTOR, check_parity, compute_reference, make_cases,
                               ncthw_to_nthwc)
 
@@ -305,7 +305,7 @@ def test_small_fine_tuned_parity_passes_with_batch_two(small_converted):
     assert report.tf_err_vs_f64 <= TOLERANCE
     assert report.first_divergent_block is None
     assert len(report.blocks) == 12
-    assert small_converted.report["parity_inputs"]["batch"] == 2
+    assert small_converted.report.parity_inputs.batch == 2
     assert 0 < report.torch_err_vs_f64 < TOLERANCE
 
 

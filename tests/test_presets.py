@@ -15,7 +15,7 @@ import torch
 import converter
 from converter.api import _synthetic_path
 from converter.checkpoint import load_checkpoint, write_synthetic_checkpoint
-from converter.models import build_torch_model
+from converter.kinds import build_torch_model
 from converter.release import build_release
 from converter.zoo import get_entry
 

@@ -18,7 +18,7 @@ from converter.checkpoint import (load_checkpoint, random_state_dict, upstream_c
                                   write_synthetic_checkpoint)
 from converter.errors import CheckpointError, ParityError
 from converter.mapping import convert_state_dict
-from converter.models import build_tf_model, build_torch_model
+from converter.kinds import build_tf_model, build_torch_model
 from converter.parity import check_parity, compute_reference, make_cases
 from converter.zoo import get_entry
 from torch_reference import tube_mask
@@ -158,7 +158,7 @@ FRESH_PT_SCRIPT = textwrap.dedent("""
     paths, config, inputs = json.loads(sys.argv[1])
     video, mask = np.load(inputs + "/video.npy"), np.load(inputs + "/mask.npy")
     serving = tf.saved_model.load(paths["savedmodel"]).signatures["serving_default"]
-    out = {"savedmodel": serving(video=tf.constant(video), mask=tf.constant(mask))["logits"]}
+    out = {"savedmodel": serving(video=tf.constant(video), mask=tf.constant(mask))["pixels"]}
     out["keras"] = keras.saving.load_model(paths["keras"], compile=False)([video, mask])
     fresh = tf_models.VideoMAEPretrainer(**config)
     fresh.load_weights(paths["weights"])
@@ -189,7 +189,7 @@ def check_pretrained_fresh_process(result, entry, work_dir, seed=0):
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []  # no torch in that process
 
     checkpoint = write_synthetic_checkpoint(entry, _synthetic_path(entry, seed, work_dir), seed)
-    assert result.report["source"]["sha256"] == __import__(
+    assert result.report.source.sha256 == __import__(
         "converter.checkpoint", fromlist=["sha256_file"]).sha256_file(checkpoint)
     model = build_torch_model(entry)
     model.load_state_dict(load_checkpoint(checkpoint).state_dict, strict=True)
@@ -218,7 +218,7 @@ def test_pretrained_conversion_writes_artifacts_with_a_mask_signature(tiny_pt_co
     inputs = signature.structured_input_signature[1]
     assert set(inputs) == {"video", "mask"}
     assert inputs["mask"].dtype == tf.bool and inputs["video"].shape[0] is None
-    assert set(signature.structured_outputs) == {"logits"}
+    assert set(signature.structured_outputs) == {"pixels"}
     report = json.load(open(result.paths["report"]))
     assert report["entry"]["mode"] == "PT"
     assert all(check["passed"] for check in report["reload_checks"].values())

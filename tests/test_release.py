@@ -131,7 +131,7 @@ def test_release_holds_every_asset_and_nothing_else(release, conversions):
     conv_dir, results = conversions
     for name in NAMES:
         assert verify_artifacts(conv_dir, get_entry(name), {"sha256": results[
-            name].report["source"]["sha256"]}) is None
+            name].report.source.sha256}) is None
 
 
 def test_sha256sums_lists_every_other_file_with_its_real_digest(release):
@@ -170,7 +170,7 @@ def test_manifest_assets_match_the_files(release, conversions):
             assert asset["entry"] == name and asset["kind"] == kind
             assert asset["bytes"] == os.path.getsize(path)
             assert asset["sha256"] == _sha256(path)
-            assert asset["source_sha256"] == results[name].report["source"]["sha256"]
+            assert asset["source_sha256"] == results[name].report.source.sha256
             assert asset["url"] == f"{BASE}/{asset_name}"
     # the weights and .keras are the converted files, byte for byte
     conv_dir = conversions[0]
@@ -191,12 +191,12 @@ def test_manifest_entries_record_source_versions_and_checks(release, conversions
         info = manifest["entries"][name]
         report = results[name].report
         assert info["entry"]["name"] == name
-        assert info["source_sha256"] == report["source"]["sha256"]
+        assert info["source_sha256"] == report.source.sha256
         assert info["synthetic_seed"] == 0
-        assert info["versions"] == report["versions"]
+        assert info["versions"] == report.versions
         assert set(info["versions"]) >= {"videomae-convert", "torch", "tensorflow", "keras"}
         for key in ("tf_err_vs_f64", "torch_err_vs_f64", "max_abs", "tolerance"):
-            assert info["parity"][key] == report["parity"][key]
+            assert info["parity"][key] == getattr(report.parity, key)
         assert set(info["release_check"]) == {"savedmodel", "weights", "keras"}
         for kind, error in info["release_check"].items():
             assert 0.0 <= error <= TOLERANCE, (name, kind, error)

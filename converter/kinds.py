@@ -1,0 +1,202 @@
+"""One spec per model kind: what a converted model takes, returns and is built from.
+
+Three kinds exist. A fine-tuned checkpoint becomes a ``classifier`` (video -> logits); a
+pre-training checkpoint an ``autoencoder`` (video + tube mask -> the masked patches'
+normalised pixels); ``--encoder-only`` turns either into ``features`` (video -> per-token
+and pooled features). Everything that differs between them is stated once, here: the inputs
+and their SavedModel signature, the output names, the torch reference and the Keras model
+built for an entry, the block layout named by per-block parity, and which of the
+checkpoint's tensors each side gets. ``kind_of(entry)`` is the one place that decides.
+
+A new kind (a video-text head, say) is one more ``ModelKind`` and one more line in
+``kind_of``; nothing else branches on the mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Tuple
+
+import torch
+
+import tf_models
+import torch_reference
+from torch_reference.modeling_pretrain import PretrainVisionTransformerEncoder
+
+from .checkpoint import strip_encoder_prefix
+from .zoo import Entry
+
+StateDict = Dict[str, torch.Tensor]
+# (prefix, depth) per stack of transformer blocks, in the order they run
+BlockLayout = Optional[Tuple[Tuple[str, int], ...]]
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """What a kind of converted model is. Inputs and outputs are in signature order."""
+
+    name: str
+    inputs: Tuple[str, ...]
+    outputs: Tuple[str, ...]
+    # the upstream model for an entry, shaped like its checkpoint (strict loading)
+    torch_builder: Callable[[Entry], torch.nn.Module]
+    # what parity compares the Keras model with: the upstream model, outputs named
+    reference: Callable[[torch.nn.Module], torch.nn.Module]
+    # the Keras model for an entry, variables created and unassigned
+    keras_builder: Callable[[Entry], object]
+    # the stacks of blocks, named in per-block parity reports (None: ``blocks.N``)
+    block_layout: Callable[[Entry], BlockLayout]
+    # (what the torch reference loads, what the mapping converts) from a checkpoint
+    split_state: Callable[[Entry, StateDict], Tuple[StateDict, StateDict]]
+    # whether a pre-training checkpoint must carry its decoder
+    needs_decoder: bool
+
+    def named(self, outputs) -> dict:
+        """A model's outputs as {name: value}: a single tensor gets this kind's one name."""
+        if isinstance(outputs, dict):
+            return dict(outputs)
+        (name,) = self.outputs
+        return {name: outputs}
+
+    def signature(self, entry: Entry) -> list:
+        """The SavedModel ``serving_default`` input specs, batch dimension left open."""
+        import tensorflow as tf
+
+        specs = {"video": tf.TensorSpec([None, entry.num_frames, entry.img_size,
+                                         entry.img_size, 3], tf.float32, name="video"),
+                 "mask": tf.TensorSpec([None, entry.num_patches], tf.bool, name="mask")}
+        return [specs[name] for name in self.inputs]
+
+    def keras_inputs(self, *arrays):
+        """Arrays in input order as the Keras model takes them: the video alone, or a dict
+        named like the signature (``{"video", "mask"}``), Keras's convention for several."""
+        if len(self.inputs) == 1:
+            return arrays[0]
+        return dict(zip(self.inputs, arrays))
+
+    def case_inputs(self, case) -> tuple:
+        """A parity case's arrays in input order (the video channels-last)."""
+        arrays = {"video": case.video_nthwc, "mask": case.mask}
+        return tuple(arrays[name] for name in self.inputs)
+
+
+class NamedOutputs(torch.nn.Module):
+    """A torch model whose single output is returned as {name: output}, as the Keras side
+    names it; hooks and dtype casts reach the wrapped model's modules unchanged."""
+
+    def __init__(self, model: torch.nn.Module, name: str):
+        super().__init__()
+        self.model = model
+        self.name = name
+
+    def forward(self, *inputs):
+        return {self.name: self.model(*inputs)}
+
+
+def _same(entry: Entry, state: StateDict) -> Tuple[StateDict, StateDict]:
+    return state, state
+
+
+def _no_blocks_named(entry: Entry) -> BlockLayout:
+    return None
+
+
+# --- fine-tuned classifier: video -> logits ---------------------------------------------------
+
+def _classifier_torch(entry: Entry):
+    return torch_reference.VisionTransformer(**entry.model_config())
+
+
+def _classifier_keras(entry: Entry):
+    return tf_models.VideoMAEClassifier(**entry.model_config(), name=entry.name)
+
+
+CLASSIFIER = ModelKind("classifier", ("video",), ("logits",), _classifier_torch,
+                       lambda model: NamedOutputs(model, "logits"), _classifier_keras,
+                       _no_blocks_named, _same, needs_decoder=False)
+
+
+# --- pre-trained masked autoencoder: video + mask -> pixels of the masked patches ---------------
+
+def _autoencoder_torch(entry: Entry):
+    return torch_reference.PretrainVisionTransformer(**entry.model_config())
+
+
+def _autoencoder_keras(entry: Entry):
+    return tf_models.VideoMAEPretrainer(**entry.model_config(), name=entry.name)
+
+
+def _autoencoder_blocks(entry: Entry) -> BlockLayout:
+    return (("encoder.", entry.dims["depth"]), ("decoder.", entry.dims["decoder_depth"]))
+
+
+AUTOENCODER = ModelKind("autoencoder", ("video", "mask"), ("pixels",), _autoencoder_torch,
+                        lambda model: NamedOutputs(model, "pixels"), _autoencoder_keras,
+                        _autoencoder_blocks, _same, needs_decoder=True)
+
+
+# --- encoder features (--encoder-only): video -> tokens, pooled ---------------------------------
+# from a fine-tuned checkpoint (the whole model loads; its head is not converted) or from a
+# pre-training checkpoint (its encoder.* tensors, prefix stripped, for both sides)
+
+def _features_torch(entry: Entry):
+    config = entry.model_config()
+    if entry.mode == "FT":
+        model = torch_reference.VisionTransformer(**config, num_classes=entry.num_classes)
+    else:
+        model = PretrainVisionTransformerEncoder(**config)
+    return model
+
+
+def _features_keras(entry: Entry):
+    final_norm = "fc_norm" if entry.mode == "FT" else "norm"
+    return tf_models.VideoMAEBackbone(**entry.model_config(), final_norm=final_norm,
+                                      name=entry.name)
+
+
+def _features_state(entry: Entry, state: StateDict) -> Tuple[StateDict, StateDict]:
+    if entry.mode == "FT":
+        return state, {k: v for k, v in state.items() if not k.startswith("head.")}
+    encoder = strip_encoder_prefix(state)
+    return encoder, encoder
+
+
+FEATURES = ModelKind("features", ("video",), ("tokens", "pooled"), _features_torch,
+                     torch_reference.EncoderFeatures, _features_keras, _no_blocks_named,
+                     _features_state, needs_decoder=False)
+
+
+def kind_of(entry: Entry) -> ModelKind:
+    """The kind of model ``entry`` converts to."""
+    if entry.encoder_only:
+        return FEATURES
+    return CLASSIFIER if entry.mode == "FT" else AUTOENCODER
+
+
+# --- the builders, for callers that hold an entry -------------------------------------------------
+
+def build_torch_model(entry: Entry, device: str = "cpu") -> torch.nn.Module:
+    """The upstream model for ``entry`` (eval mode, fp32), shaped like the tensors the kind
+    gives the torch side (``split_state``): load with ``load_state_dict(state, strict=True)``.
+
+    ``device="meta"`` builds it without allocating or initialising any weight; load it with
+    ``load_state_dict(state, strict=True, assign=True)`` to adopt the checkpoint's tensors.
+    """
+    with torch.device(device):
+        return kind_of(entry).torch_builder(entry).eval()
+
+
+def parity_reference(entry: Entry, model: torch.nn.Module) -> torch.nn.Module:
+    """What the Keras model of ``entry`` is compared with: ``model`` with named outputs."""
+    return kind_of(entry).reference(model)
+
+
+def build_tf_model(entry: Entry):
+    """The Keras model for ``entry``, variables created (unassigned)."""
+    return kind_of(entry).keras_builder(entry)
+
+
+def expected_source_shapes(entry: Entry) -> Dict[str, Tuple[int, ...]]:
+    """Upstream's tensor names and shapes for ``entry``'s torch side, from a meta build."""
+    return {name: tuple(t.shape)
+            for name, t in build_torch_model(entry, device="meta").state_dict().items()}
