@@ -67,8 +67,9 @@ def library_versions() -> Dict[str, str]:
 class _Phases:
     """A progress bar over the conversion phases that also records each phase's time."""
 
-    def __init__(self, name: str, progress: bool):
-        self.bar = tqdm(total=len(PHASES), desc=name, unit="phase", disable=not progress,
+    def __init__(self, name: str, progress: bool, litert: bool = False):
+        total = len(PHASES) + (2 if litert else 0)  # write .tflite, reload litert
+        self.bar = tqdm(total=total, desc=name, unit="phase", disable=not progress,
                         file=sys.stderr, leave=True)
         self.seconds: Dict[str, float] = {}
         self.current: Optional[str] = None
@@ -124,7 +125,8 @@ def _synthetic_path(entry: Entry, seed: int, folder: str) -> str:
 def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bool = False,
             seed: int = 0, force: bool = False, progress: bool = True,
             parity_batch: int = 2, encoder_only: bool = False, cache_dir: Optional[str] = None,
-            offline: Optional[bool] = None, force_download: bool = False) -> ConversionResult:
+            offline: Optional[bool] = None, force_download: bool = False,
+            litert: bool = False) -> ConversionResult:
     """Convert ``entry`` (an Entry or its name) and write its checked artifacts to ``out_dir``.
 
     With ``synthetic=True`` a seeded random checkpoint in upstream's file layout is written
@@ -132,8 +134,9 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
     download. ``encoder_only=True`` converts just the encoder (token and pooled features) into
     ``NAME_encoder`` artifacts. ``checkpoint`` is an upstream ``.pth``, a ``.safetensors`` /
     ``.bin`` file or a transformers-format folder; without it the entry's upstream file is
-    taken from (or downloaded into) the cache folder. Raises ConversionError (bad input) or
-    ParityError (mismatch).
+    taken from (or downloaded into) the cache folder. ``litert=True`` also writes and checks
+    ``NAME.tflite`` (fp32, dynamic batch; not for pre-trained models). Raises ConversionError
+    (bad input) or ParityError (mismatch).
     """
     base = get_entry(entry) if isinstance(entry, str) else entry
     entry = base.encoder_variant() if encoder_only else base
@@ -141,13 +144,17 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
     if entry.test_only and not synthetic and checkpoint is None:
         raise ConversionError(f"{entry.name}: is a test-only configuration with no upstream "
                               f"file; use --synthetic or --checkpoint")
+    if litert and "mask" in kind.inputs:
+        raise ConversionError(f"{entry.name}: --litert covers fine-tuned classifiers and "
+                              f"--encoder-only features; a pre-trained model's output length "
+                              f"depends on its mask, which LiteRT does not serve")
     check_output_dir(out_dir, entry.name, force, allow_present=True)
     if not synthetic:
         checkpoint = resolve_checkpoint(base, checkpoint, cache_dir=cache_dir, offline=offline,
                                         force_download=force_download, progress=progress)
     if artifacts_present(out_dir, entry.name) and not force:
-        return _existing(out_dir, entry, checkpoint, synthetic, seed)
-    phases = _Phases(entry.name, progress)
+        return _existing(out_dir, entry, checkpoint, synthetic, seed, litert)
+    phases = _Phases(entry.name, progress, litert)
     scratch = None
     try:
         phases("load checkpoint")
@@ -222,7 +229,7 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
             # the phase timer's own dict: complete up to the last reload check when the
             # report is written
             seconds=phases.seconds)
-        with StagedArtifacts(entry, out_dir, force, on_phase=phases) as staged:
+        with StagedArtifacts(entry, out_dir, force, on_phase=phases, litert=litert) as staged:
             staged.write(tf_model)
             del tf_model  # the reload checks each build a fresh model; do not hold two
             gc.collect()
@@ -237,7 +244,7 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
 
 
 def _existing(out_dir: str, entry: Entry, checkpoint: Optional[str], synthetic: bool,
-              seed: int) -> ConversionResult:
+              seed: int, litert: bool = False) -> ConversionResult:
     """Artifacts already present: a skipped result when they verify, else OutputError."""
     if synthetic:
         source = {"synthetic_seed": seed}
@@ -245,13 +252,14 @@ def _existing(out_dir: str, entry: Entry, checkpoint: Optional[str], synthetic: 
         if not os.path.exists(checkpoint):
             raise CheckpointError(f"{checkpoint}: no such file")
         source = {"sha256": checkpoint_sha256(checkpoint)}
-    paths = artifact_paths(out_dir, entry.name)
-    reason = verify_artifacts(out_dir, entry, source)
+    paths = artifact_paths(out_dir, entry.name, litert=True)
+    reason = verify_artifacts(out_dir, entry, source, litert=litert)
     if reason is not None:
         raise OutputError(f"{paths['report']}: artifacts of {entry.name} already exist and "
                           f"{reason}; pass --force to overwrite")
-    return ConversionResult(entry, paths, None, ConversionRecord.load(paths["report"]),
-                            skipped=True)
+    record = ConversionRecord.load(paths["report"])
+    paths = {k: paths[k] for k in list(record.artifacts) + ["report"]}
+    return ConversionResult(entry, paths, None, record, skipped=True)
 
 
 def _tf_with_hidden(kind, tf_model):

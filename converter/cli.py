@@ -62,16 +62,22 @@ def _on_sigterm(signum, frame):
 @click.option("--encoder-only", is_flag=True,
               help="Export just the encoder (token and pooled features) as NAME_encoder "
                    "artifacts; works for FT and PT checkpoints, including ViT-H PT.")
+@click.option("--litert", is_flag=True,
+              help="Also write NAME.tflite (LiteRT, fp32, dynamic batch), checked like every "
+                   "other artifact; fine-tuned and --encoder-only models.")
 @click.option("--force", is_flag=True, help="Overwrite artifacts already in --out.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--outcome-file", type=click.Path(dir_okay=False), default=None, hidden=True,
               help="Where --all's child writes what it did (a RunOutcome).")
 def main(size, mode, dataset, checkpoint, cache_dir, offline, force_download, synthetic, seed,
-         out_dir, all_entries, checkpoint_dir, jobs, encoder_only, force, quiet, outcome_file):
+         out_dir, all_entries, checkpoint_dir, jobs, encoder_only, litert, force, quiet,
+         outcome_file):
     """Convert an official PyTorch VideoMAE checkpoint into checked TF / Keras artifacts:
     a SavedModel, NAME.weights.h5, NAME.keras and a NAME.json parity report."""
     if synthetic and (checkpoint or checkpoint_dir):
         _fail("error: --synthetic excludes --checkpoint and --checkpoint-dir", 2)
+    if all_entries and litert:
+        _fail("error: --litert converts one entry at a time; drop --all", 2)
     if all_entries:
         _main_all(size, mode, dataset, checkpoint, checkpoint_dir, synthetic, seed, out_dir,
                   jobs, encoder_only, force)
@@ -97,7 +103,7 @@ def main(size, mode, dataset, checkpoint, cache_dir, offline, force_download, sy
         result = convert(entry, out_dir, checkpoint=checkpoint, synthetic=synthetic, seed=seed,
                          force=force, progress=not quiet, encoder_only=encoder_only,
                          cache_dir=cache_dir, offline=offline or None,
-                         force_download=force_download)
+                         force_download=force_download, litert=litert)
     except ParityError as error:
         fail(f"error: {error}", 1)
     except ConversionError as error:

@@ -26,17 +26,21 @@ import numpy as np
 from .errors import OutputError
 from .kinds import build_tf_model, kind_of
 from .parity import Case, ParityReport, Reference, check_outputs
-from .record import Artifact, ConversionRecord, RecordError, ReloadCheck
+from .record import ARTIFACT_KINDS, Artifact, ConversionRecord, RecordError, ReloadCheck
 from .zoo import Entry
 
-def artifact_paths(out_dir: str, name: str) -> Dict[str, str]:
-    """Final paths of every artifact of ``name`` in ``out_dir``."""
-    return {
+def artifact_paths(out_dir: str, name: str, litert: bool = False) -> Dict[str, str]:
+    """Final paths of the artifacts of ``name`` in ``out_dir``; the ``.tflite`` that
+    ``--litert`` adds only with ``litert``."""
+    paths = {
         "savedmodel": os.path.join(out_dir, name),
         "weights": os.path.join(out_dir, name + ".weights.h5"),
         "keras": os.path.join(out_dir, name + ".keras"),
         "report": os.path.join(out_dir, name + ".json"),
     }
+    if litert:
+        paths["litert"] = os.path.join(out_dir, name + ".tflite")
+    return paths
 
 
 def check_output_dir(out_dir: str, name: str, force: bool = False,
@@ -53,7 +57,8 @@ def check_output_dir(out_dir: str, name: str, force: bool = False,
         probe = os.path.dirname(os.path.abspath(probe))
     if not os.access(probe, os.W_OK | os.X_OK):
         raise OutputError(f"{out_dir}: not writable (no write permission on {probe})")
-    present = [p for p in artifact_paths(out_dir, name).values() if os.path.lexists(p)]
+    present = [p for p in artifact_paths(out_dir, name, litert=True).values()
+               if os.path.lexists(p)]
     if present and not (force or allow_present):
         raise OutputError(f"{present[0]}: already exists ({len(present)} artifact(s) of {name}"
                           f" present); pass --force to overwrite")
@@ -143,7 +148,14 @@ def outputs_to_numpy(outputs):
     return keras.ops.convert_to_numpy(outputs)
 
 
-RELOADERS = {"savedmodel": reload_savedmodel, "weights": reload_weights, "keras": reload_keras}
+def reload_litert(entry: Entry, path: str) -> Callable[[Case], Dict[str, np.ndarray]]:
+    from .litert import reload_litert as reload
+
+    return reload(entry, path)
+
+
+RELOADERS = {"savedmodel": reload_savedmodel, "weights": reload_weights, "keras": reload_keras,
+             "litert": reload_litert}
 
 
 def dir_size(path: str) -> int:
@@ -163,8 +175,10 @@ class StagedArtifacts:
     """
 
     def __init__(self, entry: Entry, out_dir: str, force: bool = False,
-                 on_phase: Optional[Callable[[str], None]] = None):
+                 on_phase: Optional[Callable[[str], None]] = None, litert: bool = False):
         self.entry = entry
+        # what is written, checked and placed, in that order (the report goes last)
+        self.kinds = ARTIFACT_KINDS + (("litert",) if litert else ())
         self.out_dir = out_dir
         self.force = force
         self.on_phase = on_phase or (lambda phase: None)
@@ -175,7 +189,7 @@ class StagedArtifacts:
         check_output_dir(self.out_dir, self.entry.name, self.force)
         os.makedirs(self.out_dir, exist_ok=True)
         self.staging = tempfile.mkdtemp(prefix=f".{self.entry.name}.partial-", dir=self.out_dir)
-        self.staged = artifact_paths(self.staging, self.entry.name)
+        self.staged = artifact_paths(self.staging, self.entry.name, litert=True)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -189,12 +203,17 @@ class StagedArtifacts:
         self.on_phase("write .keras")
         with keras_weights_through_disk():
             model.save(self.staged["keras"])
+        if "litert" in self.kinds:
+            from .litert import export_litert
+
+            self.on_phase("write .tflite")
+            export_litert(model, self.entry, self.staged["litert"])
 
     def check(self, references: Sequence[Reference]) -> Dict[str, ReloadCheck]:
         """Reload each artifact (one at a time, freed before the next) and re-run parity."""
-        for kind, reload in RELOADERS.items():
+        for kind in self.kinds:
             self.on_phase(f"reload {kind}")
-            run = reload(self.entry, self.staged[kind])
+            run = RELOADERS[kind](self.entry, self.staged[kind])
             checked: ParityReport = check_outputs(run, references, self.entry.parity_atol,
                                                   f"reloaded {kind} of {self.entry.name}")
             self.reloads[kind] = ReloadCheck(tf_err_vs_f64=checked.tf_err_vs_f64,
@@ -205,20 +224,27 @@ class StagedArtifacts:
 
     def place(self, report: ConversionRecord) -> Dict[str, str]:
         """Complete ``report`` (reload checks, sizes, checksums), write it, move all into place."""
-        if set(self.reloads) != set(RELOADERS):
+        if set(self.reloads) != set(self.kinds):
             raise RuntimeError("place() before every artifact was checked")
         self.on_phase("move into place")
         report.reload_checks = dict(self.reloads)
         report.seconds = dict(report.seconds)  # as written: every phase up to this one
         report.artifacts = {k: Artifact(sha256=tree_sha256(self.staged[k]),
-                                        bytes=dir_size(self.staged[k])) for k in RELOADERS}
+                                        bytes=dir_size(self.staged[k])) for k in self.kinds}
         report.save(self.staged["report"])
-        final = artifact_paths(self.out_dir, self.entry.name)
+        final = artifact_paths(self.out_dir, self.entry.name, litert=True)
         previous = os.path.join(self.staging, "previous")
         os.makedirs(previous)
         moved_in, moved_aside = [], []
         try:
-            for kind in ("savedmodel", "weights", "keras", "report"):  # the report goes last
+            # with force, every earlier artifact goes aside, a .tflite this run does not
+            # write included: it would no longer match the other artifacts
+            for kind in [k for k in final if k not in self.kinds + ("report",)]:
+                if os.path.lexists(final[kind]):
+                    aside = os.path.join(previous, os.path.basename(final[kind]))
+                    os.replace(final[kind], aside)
+                    moved_aside.append((aside, final[kind]))
+            for kind in self.kinds + ("report",):  # the report goes last
                 if os.path.lexists(final[kind]):  # only reachable with force
                     aside = os.path.join(previous, os.path.basename(final[kind]))
                     os.replace(final[kind], aside)
@@ -233,7 +259,7 @@ class StagedArtifacts:
             for aside, original in moved_aside:
                 os.replace(aside, original)
             raise
-        return final
+        return {kind: final[kind] for kind in self.kinds + ("report",)}
 
 
 def export_artifacts(model, entry: Entry, out_dir: str, references: Sequence[Reference],
@@ -266,11 +292,12 @@ def tree_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def verify_artifacts(out_dir: str, entry: Entry, source: dict) -> Optional[str]:
+def verify_artifacts(out_dir: str, entry: Entry, source: dict,
+                     litert: bool = False) -> Optional[str]:
     """None when every artifact of ``entry`` is present, matches the checksums in its report,
     passed parity, and came from ``source`` (``{"sha256": ...}`` or ``{"synthetic_seed": n}``);
-    otherwise the reason they do not verify."""
-    paths = artifact_paths(out_dir, entry.name)
+    otherwise the reason they do not verify. ``litert``: a ``.tflite`` must be among them."""
+    paths = artifact_paths(out_dir, entry.name, litert=True)
     try:
         report = ConversionRecord.load(paths["report"])
     except RecordError as error:
@@ -289,8 +316,10 @@ def verify_artifacts(out_dir: str, entry: Entry, source: dict) -> Optional[str]:
             return f"{paths[kind]} is missing"
         if tree_sha256(paths[kind]) != artifact.sha256:
             return f"{paths[kind]} changed since it was written (sha256 differs)"
-    if set(report.artifacts) != set(RELOADERS):
+    if not set(ARTIFACT_KINDS) <= set(report.artifacts):
         return "its report lists no checksum for every artifact"
+    if litert and "litert" not in report.artifacts:
+        return "they were converted without --litert"
     return None
 
 
@@ -302,4 +331,5 @@ def _remove(path: str) -> None:
 
 
 def artifacts_present(out_dir: str, name: str) -> List[str]:
-    return [p for p in artifact_paths(out_dir, name).values() if os.path.lexists(p)]
+    return [p for p in artifact_paths(out_dir, name, litert=True).values()
+            if os.path.lexists(p)]

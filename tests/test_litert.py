@@ -59,3 +59,32 @@ def test_tflite_refuses_a_pretrained_model(tmp_path):
     with pytest.raises(ValueError, match="pre-trained"):
         export_litert(build_tf_model(entry), entry, str(tmp_path / "pt.tflite"))
     assert not os.path.exists(tmp_path / "pt.tflite")
+
+
+def test_cli_litert_writes_a_checked_tflite_and_skips_it_next_time(tmp_path):
+    from conftest import run_cli
+
+    from converter.record import ConversionRecord
+
+    out = tmp_path / "weights"
+    result = run_cli(["--synthetic", "--size", "T", "--out", str(out), "--litert", "-q"])
+    assert result.exit_code == 0, result.output
+    name = "TFVideoMAE_T_K400_4x32_FT"
+    assert (out / f"{name}.tflite").is_file()
+    record = ConversionRecord.load(str(out / f"{name}.json"))
+    assert record.reload_checks["litert"].passed
+    assert record.reload_checks["litert"].tf_err_vs_f64 <= 1e-5
+    assert "litert" in record.artifacts
+    again = run_cli(["--synthetic", "--size", "T", "--out", str(out), "--litert", "-q"])
+    assert again.exit_code == 0 and "skipped" in again.output
+
+
+def test_cli_litert_refuses_a_pretrained_entry_before_any_work(tmp_path):
+    from conftest import assert_one_line_error, run_cli
+
+    out = tmp_path / "weights"
+    result = run_cli(["--synthetic", "--size", "T", "--mode", "PT", "--out", str(out),
+                      "--litert", "-q"])
+    line = assert_one_line_error(result, 2)
+    assert "--litert" in line and "pre-trained" in line
+    assert not out.exists() or not any(out.iterdir())
