@@ -10,12 +10,12 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 from tqdm.auto import tqdm
 
 from . import __version__
-from .checkpoint import checkpoint_sha256, load_any_checkpoint, write_synthetic_checkpoint
+from .checkpoint import checkpoint_sha256, read_checkpoint
 from .errors import CheckpointError, ConversionError, OutputError
 from .export import (StagedArtifacts, artifact_paths, artifacts_present, check_output_dir,
                      outputs_to_numpy, verify_artifacts)
@@ -29,6 +29,7 @@ from .record import ConversionRecord, ParityInputs, ParitySummary, SourceRecord
 from .parity import (ParityReport, check_parity, compute_reference, make_cases,
                      reference_fingerprints)
 from .sources import resolve_checkpoint
+from .synthetic import write_synthetic_checkpoint
 from .zoo import Entry, get_entry
 
 # in this order so that at most one copy of the weights is alive while a model runs: the
@@ -67,9 +68,11 @@ def library_versions() -> Dict[str, str]:
 class _Phases:
     """A progress bar over the conversion phases that also records each phase's time."""
 
-    def __init__(self, name: str, progress: bool):
+    def __init__(self, name: str, progress: bool,
+                 on_phase: Optional[Callable[[str], None]] = None):
         self.bar = tqdm(total=len(PHASES), desc=name, unit="phase", disable=not progress,
                         file=sys.stderr, leave=True)
+        self.on_phase = on_phase
         self.seconds: Dict[str, float] = {}
         self.current: Optional[str] = None
         self.started = time.perf_counter()
@@ -79,6 +82,8 @@ class _Phases:
         release_freed_memory()
         self.current = phase
         self.bar.set_postfix_str(phase)
+        if self.on_phase is not None:
+            self.on_phase(phase)
 
     def _close_current(self) -> None:
         now = time.perf_counter()
@@ -124,7 +129,8 @@ def _synthetic_path(entry: Entry, seed: int, folder: str) -> str:
 def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bool = False,
             seed: int = 0, force: bool = False, progress: bool = True,
             parity_batch: int = 2, encoder_only: bool = False, cache_dir: Optional[str] = None,
-            offline: Optional[bool] = None, force_download: bool = False) -> ConversionResult:
+            offline: Optional[bool] = None, force_download: bool = False,
+            on_phase: Optional[Callable[[str], None]] = None) -> ConversionResult:
     """Convert ``entry`` (an Entry or its name) and write its checked artifacts to ``out_dir``.
 
     With ``synthetic=True`` a seeded random checkpoint in upstream's file layout is written
@@ -132,8 +138,9 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
     download. ``encoder_only=True`` converts just the encoder (token and pooled features) into
     ``NAME_encoder`` artifacts. ``checkpoint`` is an upstream ``.pth``, a ``.safetensors`` /
     ``.bin`` file or a transformers-format folder; without it the entry's upstream file is
-    taken from (or downloaded into) the cache folder. Raises ConversionError (bad input) or
-    ParityError (mismatch).
+    taken from (or downloaded into) the cache folder. ``on_phase(name)`` is called as each
+    of ``PHASES`` starts (the benchmark samples memory per phase with it). Raises
+    ConversionError (bad input) or ParityError (mismatch).
     """
     base = get_entry(entry) if isinstance(entry, str) else entry
     entry = base.encoder_variant() if encoder_only else base
@@ -147,7 +154,7 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
                                         force_download=force_download, progress=progress)
     if artifacts_present(out_dir, entry.name) and not force:
         return _existing(out_dir, entry, checkpoint, synthetic, seed)
-    phases = _Phases(entry.name, progress)
+    phases = _Phases(entry.name, progress, on_phase)
     scratch = None
     try:
         phases("load checkpoint")
@@ -156,7 +163,7 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
             checkpoint = write_synthetic_checkpoint(base, _synthetic_path(base, seed, scratch),
                                                     seed)
         mappings_before = file_mappings()
-        loaded = load_any_checkpoint(checkpoint)
+        loaded = read_checkpoint(checkpoint)
         checkpoint_pages = MappedPages(mappings_before, file_mappings(), checkpoint)
         check_fits(entry, loaded.state_dict, checkpoint)
         source = SourceRecord(sha256=loaded.sha256,
