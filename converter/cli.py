@@ -103,7 +103,7 @@ def main(size, mode, dataset, checkpoint, cache_dir, offline, force_download, sy
     except ConversionError as error:
         fail(f"error: {error}", 2)
     except BaseException:
-        if _Terminated.received is None and not sys.exc_info()[0] is KeyboardInterrupt:
+        if _Terminated.received is None and sys.exc_info()[0] is not KeyboardInterrupt:
             raise
         fail(f"error: interrupted; no partial artifact was left in {out_dir}", 2)
     finally:

@@ -157,8 +157,6 @@ def test_entries_for_uses_size_mode_and_class_count(tmp_path):
 def test_matching_reads_shapes_only_so_a_nan_weight_is_matched_and_refused_later(tmp_path):
     """--checkpoint-dir matching reads names and shapes (``describe``), not values: a file
     whose weights hold a NaN is matched by its shapes; the conversion itself refuses it."""
-    import torch
-
     from converter.checkpoint import read_checkpoint
 
     folder = tmp_path / "ckpts"

@@ -1,8 +1,7 @@
-"""Checkpoint sources: the verified cache, resumable downloads (loopback only), the hub cache."""
+"""Checkpoint sources: the verified cache and resumable downloads (loopback only)."""
 
 import dataclasses
 import hashlib
-import json
 import os
 import threading
 import urllib.error
