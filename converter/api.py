@@ -162,28 +162,8 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
             scratch = tempfile.mkdtemp(prefix=".videomae-synthetic-")
             checkpoint = write_synthetic_checkpoint(base, _synthetic_path(base, seed, scratch),
                                                     seed)
-        mappings_before = file_mappings()
-        loaded = read_checkpoint(checkpoint)
-        checkpoint_pages = MappedPages(mappings_before, file_mappings(), checkpoint)
-        check_fits(entry, loaded.state_dict, checkpoint)
-        source = SourceRecord(sha256=loaded.sha256,
-                              path=None if synthetic else os.path.abspath(checkpoint),
-                              synthetic_seed=seed if synthetic else None, layout=loaded.layout,
-                              container_key=loaded.container_key, dtypes=loaded.source_dtypes)
-        notes = list(loaded.notes)
-        # a stored copy of the sinusoid table is checked and dropped for both sides
-        drop_position_table(loaded.state_dict, notes)
-        torch_state, map_state = kind.split_state(entry, loaded.state_dict)
-        del loaded
-        # every name, shape and dtype against the entry, all problems in one line, before
-        # torch loads a tensor or a pre-pass combines two
-        check_source_tensors(tensor_specs(torch_state), expected_source_shapes(entry),
-                             checkpoint)
-
-        # the pre-passes run before anything heavy; the torch reference then runs before the
-        # Keras model exists, because TensorFlow keeps the memory it once held for itself
-        prepared, prepass_notes = prepare_state_dict(map_state)
-        notes += prepass_notes
+        source, torch_state, prepared, notes, checkpoint_pages = _read_checked(
+            entry, checkpoint, seed if synthetic else None)
 
         phases("build torch")
         # built on the meta device and given the checkpoint's own tensors: no second copy
@@ -211,7 +191,7 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         # values are in the Keras variable, so the two copies never coexist whole
         apply_mapping(plan, prepared, variables, on_consumed=checkpoint_pages.release)
         # the last references to the checkpoint's tensors: its memory map is released here
-        del prepared, map_state, variables
+        del prepared, variables
 
         phases("keras parity")
         parity = check_parity(_tf_with_hidden(kind, tf_model), references, entry.parity_atol,
@@ -220,15 +200,9 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         for reference in references:  # the reload checks compare final outputs only
             reference.drop_states()
 
-        report = ConversionRecord(
-            entry=entry.to_dict(), source=source, versions=library_versions(),
-            parity=ParitySummary(**parity.to_dict()), notes=notes,
-            parity_inputs=ParityInputs(batch=parity_batch, seed=seed,
-                                       cases=[r.case.name for r in references]),
-            reference_fingerprint=reference_fingerprints(references),
-            # the phase timer's own dict: complete up to the last reload check when the
-            # report is written
-            seconds=phases.seconds)
+        # the phase timer's own dict: complete up to the last reload check when written
+        report = _record(entry, source, parity, notes, references, parity_batch, seed,
+                         phases.seconds)
         with StagedArtifacts(entry, out_dir, force, on_phase=phases) as staged:
             staged.write(tf_model)
             del tf_model  # the reload checks each build a fresh model; do not hold two
@@ -241,6 +215,44 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         phases.bar.close()
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _record(entry: Entry, source: SourceRecord, parity: ParityReport, notes, references,
+            parity_batch: int, seed: int, seconds: Dict[str, float]) -> ConversionRecord:
+    """The conversion's record, before the artifacts complete it."""
+    return ConversionRecord(
+        entry=entry.to_dict(), source=source, versions=library_versions(),
+        parity=ParitySummary(**parity.to_dict()), notes=notes,
+        parity_inputs=ParityInputs(batch=parity_batch, seed=seed,
+                                   cases=[r.case.name for r in references]),
+        reference_fingerprint=reference_fingerprints(references), seconds=seconds)
+
+
+def _read_checked(entry: Entry, checkpoint: str, synthetic_seed: Optional[int]):
+    """Read ``checkpoint`` for ``entry`` and check every tensor against it before any
+    framework touches one. Returns (source record, the torch side's tensors, the mapping's
+    prepared tensors, notes, the checkpoint's memory pages)."""
+    mappings_before = file_mappings()
+    loaded = read_checkpoint(checkpoint)
+    pages = MappedPages(mappings_before, file_mappings(), checkpoint)
+    check_fits(entry, loaded.state_dict, checkpoint)
+    source = SourceRecord(sha256=loaded.sha256,
+                          path=None if synthetic_seed is not None
+                          else os.path.abspath(checkpoint),
+                          synthetic_seed=synthetic_seed, layout=loaded.layout,
+                          container_key=loaded.container_key, dtypes=loaded.source_dtypes)
+    notes = list(loaded.notes)
+    # a stored copy of the sinusoid table is checked and dropped for both sides
+    drop_position_table(loaded.state_dict, notes)
+    torch_state, map_state = kind_of(entry).split_state(entry, loaded.state_dict)
+    del loaded
+    # every name, shape and dtype against the entry, all problems in one line, before torch
+    # loads a tensor or a pre-pass combines two
+    check_source_tensors(tensor_specs(torch_state), expected_source_shapes(entry), checkpoint)
+    # the pre-passes run before anything heavy; the torch reference then runs before the
+    # Keras model exists, because TensorFlow keeps the memory it once held for itself
+    prepared, prepass_notes = prepare_state_dict(map_state)
+    return source, torch_state, prepared, notes + prepass_notes, pages
 
 
 def _existing(out_dir: str, entry: Entry, checkpoint: Optional[str], synthetic: bool,
