@@ -238,7 +238,7 @@ def test_model_cards_state_the_source_and_input_contract(release, conversions):
         for kind in ("savedmodel", "weights", "keras"):
             assert f"{kind} {manifest['entries'][name]['release_check'][kind]:.2e}" in card
     assert "`mask`: bool `[batch, 8]`" in cards[TINY_PT]
-    assert "`[batch, n_masked, 1536]`" in cards[TINY_PT]
+    assert "Output `pixels`: `[batch, n_masked, 1536]`" in cards[TINY_PT]
     assert "`mask`" not in cards[TINY_FT]
     assert "Output `logits`: `[batch, 400]`" in cards[TINY_FT]
 
