@@ -502,6 +502,26 @@ def test_check_assets_reads_the_zipped_savedmodel(release):
     assert all(error <= TOLERANCE for error in errors.values()), errors
 
 
+def test_check_assets_reads_a_pt_report_from_before_the_output_was_named_pixels(conversions,
+                                                                               tmp_path):
+    """A PT report written when the output was called ``logits`` still re-checks; a wrong
+    fingerprint under that old name still fails."""
+    conv_dir = conversions[0]
+    with open(artifact_paths(conv_dir, TINY_PT)["report"]) as handle:
+        data = json.load(handle)
+    for outputs in data["reference_fingerprint"].values():
+        assert set(outputs) == {"pixels"}
+        outputs["logits"] = outputs.pop("pixels")
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(data))
+    assets = {"weights": artifact_paths(conv_dir, TINY_PT)["weights"]}
+    assert check_assets(str(old), assets)["weights"] <= TOLERANCE
+    for outputs in data["reference_fingerprint"].values():
+        outputs["logits"]["values"] = [v + 0.1 for v in outputs["logits"]["values"]]
+    old.write_text(json.dumps(data))
+    assert check_assets(str(old), assets)["weights"] > 1e-3
+
+
 # --- scripts/release.py ------------------------------------------------------------------------
 
 def _script(*args):
