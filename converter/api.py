@@ -10,12 +10,12 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 from tqdm.auto import tqdm
 
 from . import __version__
-from .checkpoint import checkpoint_sha256, load_any_checkpoint, write_synthetic_checkpoint
+from .checkpoint import checkpoint_sha256, read_checkpoint
 from .errors import CheckpointError, ConversionError, OutputError
 from .export import (StagedArtifacts, artifact_paths, artifacts_present, check_output_dir,
                      outputs_to_numpy, verify_artifacts)
@@ -29,6 +29,7 @@ from .record import ConversionRecord, ParityInputs, ParitySummary, SourceRecord
 from .parity import (ParityReport, check_parity, compute_reference, make_cases,
                      reference_fingerprints)
 from .sources import resolve_checkpoint
+from .synthetic import write_synthetic_checkpoint
 from .zoo import Entry, get_entry
 
 # in this order so that at most one copy of the weights is alive while a model runs: the
@@ -67,10 +68,12 @@ def library_versions() -> Dict[str, str]:
 class _Phases:
     """A progress bar over the conversion phases that also records each phase's time."""
 
-    def __init__(self, name: str, progress: bool, litert: bool = False):
+    def __init__(self, name: str, progress: bool,
+                 on_phase: Optional[Callable[[str], None]] = None, litert: bool = False):
         total = len(PHASES) + (2 if litert else 0)  # write .tflite, reload litert
         self.bar = tqdm(total=total, desc=name, unit="phase", disable=not progress,
                         file=sys.stderr, leave=True)
+        self.on_phase = on_phase
         self.seconds: Dict[str, float] = {}
         self.current: Optional[str] = None
         self.started = time.perf_counter()
@@ -80,6 +83,8 @@ class _Phases:
         release_freed_memory()
         self.current = phase
         self.bar.set_postfix_str(phase)
+        if self.on_phase is not None:
+            self.on_phase(phase)
 
     def _close_current(self) -> None:
         now = time.perf_counter()
@@ -126,6 +131,7 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
             seed: int = 0, force: bool = False, progress: bool = True,
             parity_batch: int = 2, encoder_only: bool = False, cache_dir: Optional[str] = None,
             offline: Optional[bool] = None, force_download: bool = False,
+            on_phase: Optional[Callable[[str], None]] = None,
             litert: bool = False) -> ConversionResult:
     """Convert ``entry`` (an Entry or its name) and write its checked artifacts to ``out_dir``.
 
@@ -134,9 +140,10 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
     download. ``encoder_only=True`` converts just the encoder (token and pooled features) into
     ``NAME_encoder`` artifacts. ``checkpoint`` is an upstream ``.pth``, a ``.safetensors`` /
     ``.bin`` file or a transformers-format folder; without it the entry's upstream file is
-    taken from (or downloaded into) the cache folder. ``litert=True`` also writes and checks
-    ``NAME.tflite`` (fp32, dynamic batch; not for pre-trained models). Raises ConversionError
-    (bad input) or ParityError (mismatch).
+    taken from (or downloaded into) the cache folder. ``on_phase(name)`` is called as each
+    of ``PHASES`` starts (the benchmark samples memory per phase with it). ``litert=True``
+    also writes and checks ``NAME.tflite`` (fp32, dynamic batch; not for pre-trained
+    models). Raises ConversionError (bad input) or ParityError (mismatch).
     """
     base = get_entry(entry) if isinstance(entry, str) else entry
     entry = base.encoder_variant() if encoder_only else base
@@ -154,7 +161,7 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
                                         force_download=force_download, progress=progress)
     if artifacts_present(out_dir, entry.name) and not force:
         return _existing(out_dir, entry, checkpoint, synthetic, seed, litert)
-    phases = _Phases(entry.name, progress, litert)
+    phases = _Phases(entry.name, progress, on_phase, litert)
     scratch = None
     try:
         phases("load checkpoint")
@@ -162,28 +169,8 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
             scratch = tempfile.mkdtemp(prefix=".videomae-synthetic-")
             checkpoint = write_synthetic_checkpoint(base, _synthetic_path(base, seed, scratch),
                                                     seed)
-        mappings_before = file_mappings()
-        loaded = load_any_checkpoint(checkpoint)
-        checkpoint_pages = MappedPages(mappings_before, file_mappings(), checkpoint)
-        check_fits(entry, loaded.state_dict, checkpoint)
-        source = SourceRecord(sha256=loaded.sha256,
-                              path=None if synthetic else os.path.abspath(checkpoint),
-                              synthetic_seed=seed if synthetic else None, layout=loaded.layout,
-                              container_key=loaded.container_key, dtypes=loaded.source_dtypes)
-        notes = list(loaded.notes)
-        # a stored copy of the sinusoid table is checked and dropped for both sides
-        drop_position_table(loaded.state_dict, notes)
-        torch_state, map_state = kind.split_state(entry, loaded.state_dict)
-        del loaded
-        # every name, shape and dtype against the entry, all problems in one line, before
-        # torch loads a tensor or a pre-pass combines two
-        check_source_tensors(tensor_specs(torch_state), expected_source_shapes(entry),
-                             checkpoint)
-
-        # the pre-passes run before anything heavy; the torch reference then runs before the
-        # Keras model exists, because TensorFlow keeps the memory it once held for itself
-        prepared, prepass_notes = prepare_state_dict(map_state)
-        notes += prepass_notes
+        source, torch_state, prepared, notes, checkpoint_pages = _read_checked(
+            entry, checkpoint, seed if synthetic else None)
 
         phases("build torch")
         # built on the meta device and given the checkpoint's own tensors: no second copy
@@ -211,7 +198,7 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         # values are in the Keras variable, so the two copies never coexist whole
         apply_mapping(plan, prepared, variables, on_consumed=checkpoint_pages.release)
         # the last references to the checkpoint's tensors: its memory map is released here
-        del prepared, map_state, variables
+        del prepared, variables
 
         phases("keras parity")
         parity = check_parity(_tf_with_hidden(kind, tf_model), references, entry.parity_atol,
@@ -220,15 +207,9 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         for reference in references:  # the reload checks compare final outputs only
             reference.drop_states()
 
-        report = ConversionRecord(
-            entry=entry.to_dict(), source=source, versions=library_versions(),
-            parity=ParitySummary(**parity.to_dict()), notes=notes,
-            parity_inputs=ParityInputs(batch=parity_batch, seed=seed,
-                                       cases=[r.case.name for r in references]),
-            reference_fingerprint=reference_fingerprints(references),
-            # the phase timer's own dict: complete up to the last reload check when the
-            # report is written
-            seconds=phases.seconds)
+        # the phase timer's own dict: complete up to the last reload check when written
+        report = _record(entry, source, parity, notes, references, parity_batch, seed,
+                         phases.seconds)
         with StagedArtifacts(entry, out_dir, force, on_phase=phases, litert=litert) as staged:
             staged.write(tf_model)
             del tf_model  # the reload checks each build a fresh model; do not hold two
@@ -241,6 +222,44 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         phases.bar.close()
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _record(entry: Entry, source: SourceRecord, parity: ParityReport, notes, references,
+            parity_batch: int, seed: int, seconds: Dict[str, float]) -> ConversionRecord:
+    """The conversion's record, before the artifacts complete it."""
+    return ConversionRecord(
+        entry=entry.to_dict(), source=source, versions=library_versions(),
+        parity=ParitySummary(**parity.to_dict()), notes=notes,
+        parity_inputs=ParityInputs(batch=parity_batch, seed=seed,
+                                   cases=[r.case.name for r in references]),
+        reference_fingerprint=reference_fingerprints(references), seconds=seconds)
+
+
+def _read_checked(entry: Entry, checkpoint: str, synthetic_seed: Optional[int]):
+    """Read ``checkpoint`` for ``entry`` and check every tensor against it before any
+    framework touches one. Returns (source record, the torch side's tensors, the mapping's
+    prepared tensors, notes, the checkpoint's memory pages)."""
+    mappings_before = file_mappings()
+    loaded = read_checkpoint(checkpoint)
+    pages = MappedPages(mappings_before, file_mappings(), checkpoint)
+    check_fits(entry, loaded.state_dict, checkpoint)
+    source = SourceRecord(sha256=loaded.sha256,
+                          path=None if synthetic_seed is not None
+                          else os.path.abspath(checkpoint),
+                          synthetic_seed=synthetic_seed, layout=loaded.layout,
+                          container_key=loaded.container_key, dtypes=loaded.source_dtypes)
+    notes = list(loaded.notes)
+    # a stored copy of the sinusoid table is checked and dropped for both sides
+    drop_position_table(loaded.state_dict, notes)
+    torch_state, map_state = kind_of(entry).split_state(entry, loaded.state_dict)
+    del loaded
+    # every name, shape and dtype against the entry, all problems in one line, before torch
+    # loads a tensor or a pre-pass combines two
+    check_source_tensors(tensor_specs(torch_state), expected_source_shapes(entry), checkpoint)
+    # the pre-passes run before anything heavy; the torch reference then runs before the
+    # Keras model exists, because TensorFlow keeps the memory it once held for itself
+    prepared, prepass_notes = prepare_state_dict(map_state)
+    return source, torch_state, prepared, notes + prepass_notes, pages
 
 
 def _existing(out_dir: str, entry: Entry, checkpoint: Optional[str], synthetic: bool,

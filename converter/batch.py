@@ -61,7 +61,7 @@ def match_checkpoints(folder: str, entries: List[Entry]) -> Dict[str, str]:
     PT files of the same size are told apart by the folder only when one dataset fits; two
     files for one entry are an error naming both.
     """
-    from .checkpoint import load_any_checkpoint
+    from .checkpoint import describe
     from .inspect_checkpoint import infer_checkpoint
 
     if not os.path.isdir(folder):
@@ -70,7 +70,7 @@ def match_checkpoints(folder: str, entries: List[Entry]) -> Dict[str, str]:
     found: Dict[str, str] = {}
     for path in _candidate_files(folder):
         try:
-            info = infer_checkpoint(load_any_checkpoint(path).state_dict)
+            info = infer_checkpoint(describe(path).state_dict)
         except ConversionError:
             continue  # not a checkpoint we can read; the summary lists unmatched entries
         for entry in _entries_for(info, wanted.values(), path):

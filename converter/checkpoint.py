@@ -1,6 +1,12 @@
-"""Reading upstream checkpoint files safely, and writing seeded synthetic ones.
+"""The one checkpoint reader: any supported file or folder in, upstream-named tensors out.
 
-Checkpoints come from the internet, so they are only ever read with
+``read_checkpoint(path)`` decides what ``path`` is (a transformers folder or shard index, a
+safetensors file, a pickle) and reads it with one small function per format; transformers
+names are turned into upstream's by ``hf_format``. ``describe(path)`` gives the same names,
+shapes and dtypes as meta tensors without reading tensor data, for fit checks and
+``--checkpoint-dir`` matching. A new format is one more reader in ``_read_names``.
+
+Checkpoints come from the internet, so pickles are only ever read with
 ``torch.load(weights_only=True)``; the one class upstream files pickle besides tensors and
 plain containers, ``argparse.Namespace`` (the training ``args``), is allow-listed, nothing else.
 """
@@ -20,7 +26,6 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from .errors import CheckpointError
-from .zoo import Entry
 
 # The only globals an upstream VideoMAE checkpoint needs beyond torch's weights-only defaults.
 SAFE_GLOBALS = (argparse.Namespace,)
@@ -43,8 +48,6 @@ class Checkpoint:
     notes: List[str] = field(default_factory=list)
     # 'upstream' (MCG-NJU .pth names) or 'transformers' (renamed to upstream names on load)
     layout: str = "upstream"
-    # a transformers config.json, when one came with the weights
-    config: Optional[dict] = None
 
 
 def sha256_file(path: str, chunk: int = 1 << 20) -> str:
@@ -167,20 +170,6 @@ def strip_wrapper_prefixes(state_dict: Dict[str, torch.Tensor]) -> Dict[str, tor
     return state_dict
 
 
-def load_checkpoint(path: str) -> Checkpoint:
-    """Load an upstream ``.pth`` safely: find the state dict, strip wrappers, upcast to fp32.
-
-    Raises CheckpointError with one line naming the file and the problem.
-    """
-    path = os.fspath(path)
-    raw = read_pickle_safely(path)
-    state_dict, key = find_state_dict(raw, path)
-    state_dict = strip_wrapper_prefixes(state_dict)
-    converted, dtypes, notes = upcast_checked(state_dict, path)
-    return Checkpoint(path=path, sha256=sha256_file(path), state_dict=converted,
-                      container_key=key, source_dtypes=dtypes, notes=notes)
-
-
 def upcast_checked(state_dict: Dict[str, torch.Tensor], path: str
                    ) -> Tuple[Dict[str, torch.Tensor], List[str], List[str]]:
     """Every entry a tensor, floats upcast to fp32 and finite; returns (tensors, dtypes, notes)."""
@@ -202,65 +191,6 @@ def upcast_checked(state_dict: Dict[str, torch.Tensor], path: str
     return converted, dtypes, notes
 
 
-def random_state_dict(model: torch.nn.Module, seed: int = 0) -> Dict[str, torch.Tensor]:
-    """Every tensor of ``model`` random, biases, LayerNorm parameters and mask_token included.
-
-    Zero biases and unit norms (upstream's init) would hide mapping slips, so each kind gets
-    a random value on a scale that keeps activations well-conditioned. Only names and shapes
-    are read, so ``model`` may live on the meta device.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    return {name: random_tensor(name, tuple(tensor.shape), generator)
-            for name, tensor in model.state_dict().items()}
-
-
-def random_tensor(name: str, shape: Tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
-    """One random tensor, scaled for the kind of parameter ``name`` is."""
-    noise = torch.randn(shape, generator=generator)
-    if name.endswith(("q_bias", "v_bias")):
-        return noise.mul_(0.2)
-    if name.endswith("mask_token"):
-        return noise.mul_(0.5)
-    if len(shape) == 1 and "norm" in name:
-        return noise.mul_(0.2).add_(1.0) if name.endswith("weight") else noise.mul_(0.1)
-    if len(shape) == 1:
-        return noise.mul_(0.05)
-    return noise.mul_(0.02)
-
-
-def upstream_container(entry: Entry, state_dict: Dict[str, torch.Tensor]) -> dict:
-    """Wrap a state dict the way upstream saved it: FT under DeepSpeed's 'module', PT under
-    'model' with the training epoch and its argparse ``args``."""
-    if entry.mode == "FT":
-        return {"module": state_dict, "buffer_names": [], "optimizer": None,
-                "lr_scheduler": None, "global_steps": 0, "dp_world_size": 1,
-                "mp_world_size": 1, "epoch": "best"}
-    args = argparse.Namespace(
-        model=f"pretrain_videomae_{entry.size.lower()}_patch16_224",
-        decoder_depth=entry.dims["decoder_depth"], mask_type="tube",
-        mask_ratio=entry.mask_ratio, num_frames=entry.num_frames, input_size=entry.img_size,
-        epochs=entry.pt_epochs + 1)
-    return {"model": state_dict, "epoch": entry.pt_epochs - 1, "args": args}
-
-
-def write_synthetic_checkpoint(entry: Entry, path: str, seed: int = 0,
-                               dtype: torch.dtype = torch.float32) -> str:
-    """Write a seeded random checkpoint for ``entry`` in upstream's file layout; returns path."""
-    import torch_reference
-
-    config = entry.model_config()
-    with torch.device("meta"):  # names and shapes only
-        if entry.mode == "FT":
-            model = torch_reference.VisionTransformer(**config)
-        else:
-            model = torch_reference.PretrainVisionTransformer(**config)
-    state = {k: v.to(dtype) for k, v in random_state_dict(model, seed).items()}
-    tmp = f"{path}.partial"
-    torch.save(upstream_container(entry, state), tmp)
-    os.replace(tmp, path)
-    return path
-
-
 # --- other sources: safetensors files, transformers-format folders ------------------------
 
 # Weights files of a transformers folder, most preferred first (safetensors cannot run code).
@@ -272,7 +202,7 @@ def strip_encoder_prefix(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch
     """A pre-training state dict's encoder as a stand-alone backbone: drop the decoder side
     (``decoder.*``, ``encoder_to_decoder``, ``mask_token``) and strip ``encoder.``.
 
-    Not applied by any loader; it is for an explicit encoder-only conversion.
+    Not applied by the reader; the features kind (``--encoder-only``) applies it.
     """
     encoder = {name[len("encoder."):]: tensor for name, tensor in state_dict.items()
                if name.startswith("encoder.")}
@@ -296,16 +226,46 @@ def is_safetensors_file(path: str) -> bool:
             and 0 < struct.unpack("<Q", head[:8])[0] < os.path.getsize(path))
 
 
-def read_safetensors(path: str) -> Dict[str, torch.Tensor]:
-    """Read a ``.safetensors`` file (plain tensors only: nothing in it can run); one-line errors."""
-    from safetensors.torch import load_file
-
+def _require_file(path: str) -> None:
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: no such file")
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"{path}: file is empty")
+
+
+def read_safetensors(path: str) -> Dict[str, torch.Tensor]:
+    """Read a ``.safetensors`` file (plain tensors only: nothing in it can run); one-line errors."""
+    from safetensors.torch import load_file
+
+    _require_file(path)
     try:
         return load_file(path, device="cpu")
+    except Exception as error:  # SafetensorError, OSError, ...
+        text = str(error).strip().splitlines()
+        reason = text[0] if text else type(error).__name__
+        raise CheckpointError(f"{path}: not a readable safetensors file ({reason})") from None
+
+
+# safetensors header dtype names -> torch dtypes
+SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16,
+                      "BF16": torch.bfloat16, "I64": torch.int64, "I32": torch.int32,
+                      "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+                      "BOOL": torch.bool, "C64": torch.complex64}
+
+
+def safetensors_shapes(path: str) -> Dict[str, torch.Tensor]:
+    """A ``.safetensors`` file's tensors as meta tensors, from its header alone."""
+    from safetensors import safe_open
+
+    _require_file(path)
+    try:
+        with safe_open(path, framework="pt") as handle:
+            found = {}
+            for name in handle.keys():
+                piece = handle.get_slice(name)
+                dtype = SAFETENSORS_DTYPES.get(piece.get_dtype(), torch.uint8)
+                found[name] = torch.empty(piece.get_shape(), dtype=dtype, device="meta")
+            return found
     except Exception as error:  # SafetensorError, OSError, ...
         text = str(error).strip().splitlines()
         reason = text[0] if text else type(error).__name__
@@ -323,15 +283,17 @@ def read_json(path: str) -> dict:
     return data
 
 
-def _read_weights_file(path: str) -> Tuple[Dict[str, torch.Tensor], Optional[str]]:
-    """(state dict, container key) of one weights file, safetensors or a pickle read safely."""
+def _read_weights_file(path: str, shapes_only: bool = False
+                       ) -> Tuple[Dict[str, torch.Tensor], Optional[str]]:
+    """(state dict, container key) of one weights file, safetensors or a pickle read safely;
+    with ``shapes_only`` meta tensors (see ``describe``)."""
     if is_safetensors_file(path):
-        return read_safetensors(path), None
-    raw = read_pickle_safely(path)
-    return find_state_dict(raw, path)
+        return (safetensors_shapes(path) if shapes_only else read_safetensors(path)), None
+    state_dict, key = find_state_dict(read_pickle_safely(path), path)
+    return (_on_meta(state_dict, path) if shapes_only else state_dict), key
 
 
-def _read_sharded(index_path: str) -> Tuple[Dict[str, torch.Tensor], str]:
+def _read_sharded(index_path: str, shapes_only: bool = False) -> Dict[str, torch.Tensor]:
     """A transformers sharded checkpoint: the index names a file per tensor."""
     index = read_json(index_path)
     weight_map = index.get("weight_map")
@@ -339,13 +301,13 @@ def _read_sharded(index_path: str) -> Tuple[Dict[str, torch.Tensor], str]:
         raise CheckpointError(f"{index_path}: no weight_map in the shard index")
     state_dict: Dict[str, torch.Tensor] = {}
     for shard_path in _shard_paths(index_path, weight_map):
-        part, _ = _read_weights_file(shard_path)
+        part, _ = _read_weights_file(shard_path, shapes_only)
         state_dict.update(part)
     missing = sorted(set(weight_map) - set(state_dict))
     if missing:
         raise CheckpointError(f"{index_path}: {len(missing)} tensor(s) named in the index are in "
                               f"no shard: {', '.join(missing[:8])}")
-    return state_dict, _shards_sha256(index_path, weight_map)
+    return state_dict
 
 
 def _shard_paths(index_path: str, weight_map: Dict[str, str]) -> List[str]:
@@ -366,7 +328,7 @@ def _shards_sha256(index_path: str, weight_map: Dict[str, str]) -> str:
 
 
 def checkpoint_sha256(path: str) -> str:
-    """The sha256 that ``load_any_checkpoint(path)`` reports, without reading any tensor:
+    """The sha256 that ``read_checkpoint(path)`` reports, without reading any tensor:
     of the file, or of the weights file a transformers folder would be read from."""
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -393,10 +355,11 @@ def _pick_weights(folder: str) -> Tuple[str, List[str]]:
     return os.path.join(folder, present[0]), notes
 
 
-def load_any_checkpoint(path: str) -> Checkpoint:
-    """Load a checkpoint in any supported form, returned with upstream names, fp32, checked.
+def read_checkpoint(path: str) -> Checkpoint:
+    """Read a checkpoint in any supported form: upstream names, fp32, every value checked.
 
-    - an upstream ``.pth`` (exactly what ``load_checkpoint`` does);
+    - an upstream ``.pth`` (state dict under ``model``, ``module`` or at the top level;
+      wrapper prefixes stripped), read with the weights-only unpickler;
     - a ``.safetensors`` file or a ``pytorch_model.bin`` (upstream or transformers names);
     - a transformers folder (``config.json`` + ``model.safetensors`` and/or
       ``pytorch_model.bin``, safetensors preferred; sharded ``*.index.json`` too).
@@ -404,34 +367,74 @@ def load_any_checkpoint(path: str) -> Checkpoint:
     transformers-format tensors are renamed to upstream names (``layout='transformers'``);
     ``encoder.`` prefixes are kept (see ``strip_encoder_prefix``). One-line CheckpointErrors.
     """
-    from .hf_format import hf_to_upstream, is_hf_state_dict
-
     path = os.fspath(path)
+    weights, state_dict, key, notes = _read_names(path, shapes_only=False)
+    if weights.endswith(".index.json"):
+        digest = _shards_sha256(weights, read_json(weights)["weight_map"])
+    else:
+        digest = sha256_file(weights)
+    state_dict, layout = _upstream_names(state_dict, path, weights, notes)
+    converted, dtypes, upcast = upcast_checked(state_dict, weights)
+    return Checkpoint(path=path, sha256=digest, state_dict=converted, container_key=key,
+                      source_dtypes=dtypes, notes=notes + upcast, layout=layout)
+
+
+def describe(path: str) -> Checkpoint:
+    """What ``read_checkpoint(path)`` would give, as tensors on the meta device (names,
+    shapes, dtypes), without reading tensor data where the format allows: a zip ``.pth`` is
+    memory-mapped and never touched, a safetensors file is read from its header. No sha256
+    (empty), no upcast, no NaN scan: for fit checks and ``--checkpoint-dir`` matching.
+    """
+    path = os.fspath(path)
+    weights, state_dict, key, notes = _read_names(path, shapes_only=True)
+    state_dict, layout = _upstream_names(state_dict, path, weights, notes)
+    return Checkpoint(path=path, sha256="", state_dict=state_dict, container_key=key,
+                      source_dtypes=sorted({str(t.dtype).replace("torch.", "")
+                                            for t in state_dict.values()}),
+                      notes=notes, layout=layout)
+
+
+def _read_names(path: str, shapes_only: bool):
+    """(weights file, state dict, container key, notes) of any supported checkpoint: the one
+    dispatch by what ``path`` is (a transformers folder, a shard index, a weights file)."""
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: no such file or folder")
     notes: List[str] = []
-    folder = path if os.path.isdir(path) else os.path.dirname(path)
     weights = path
     if os.path.isdir(path):
         weights, notes = _pick_weights(path)
     if weights.endswith(".index.json"):
-        state_dict, digest = _read_sharded(weights)
+        state_dict = _read_sharded(weights, shapes_only)
         key = None
         notes.append("sharded checkpoint: sha256 is over the shards' own sha256 lines")
     else:
-        state_dict, key = _read_weights_file(weights)
-        digest = sha256_file(weights)
-    state_dict = strip_wrapper_prefixes(state_dict)
-    layout, config = "upstream", None
-    if is_hf_state_dict(state_dict):
-        config_path = os.path.join(folder, "config.json")
-        config = read_json(config_path) if os.path.isfile(config_path) else None
-        state_dict, renamed = hf_to_upstream(state_dict, config, path=weights)
-        notes.extend(renamed)
-        layout = "transformers"
+        state_dict, key = _read_weights_file(weights, shapes_only)
     if weights != path:
         notes.insert(0, f"read {os.path.basename(weights)} from {path}")
-    converted, dtypes, upcast = upcast_checked(state_dict, weights)
-    return Checkpoint(path=path, sha256=digest, state_dict=converted, container_key=key,
-                      source_dtypes=dtypes, notes=notes + upcast, layout=layout, config=config)
+    return weights, strip_wrapper_prefixes(state_dict), key, notes
 
+
+def _upstream_names(state_dict: Dict[str, torch.Tensor], path: str, weights: str,
+                    notes: List[str]) -> Tuple[Dict[str, torch.Tensor], str]:
+    """The state dict under upstream's names, and the layout it was found in."""
+    from .hf_format import hf_to_upstream, is_hf_state_dict
+
+    if not is_hf_state_dict(state_dict):
+        return state_dict, "upstream"
+    folder = path if os.path.isdir(path) else os.path.dirname(path)
+    config_path = os.path.join(folder, "config.json")
+    config = read_json(config_path) if os.path.isfile(config_path) else None
+    state_dict, renamed = hf_to_upstream(state_dict, config, path=weights)
+    notes.extend(renamed)
+    return state_dict, "transformers"
+
+
+def _on_meta(state_dict, path: str) -> Dict[str, torch.Tensor]:
+    """Each tensor as a meta tensor of its shape and dtype (no data is read)."""
+    meta = {}
+    for name, tensor in state_dict.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise CheckpointError(f"{path}: entry {name} is a {type(tensor).__name__}, "
+                                  f"not a tensor")
+        meta[name] = torch.empty(tensor.shape, dtype=tensor.dtype, device="meta")
+    return meta

@@ -5,6 +5,7 @@ Exit codes: 0 success, 1 parity failure, 2 bad input (one line on stderr, no tra
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 
@@ -23,9 +24,29 @@ class _Terminated(BaseException):
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
+def _stop_if_signalled(phase: str) -> None:
+    """Called as each conversion phase starts: a signal whose exception was swallowed (it
+    landed in a garbage-collector callback, where Python only prints it) still stops the run
+    here, before anything is moved into place."""
+    if _Terminated.received is not None:
+        raise _Terminated()
+
+
 def _on_sigterm(signum, frame):
     _Terminated.received = signum
+    if _inside_gc_callback(frame):
+        return  # raised there it would only be printed; the next phase start stops the run
     raise _Terminated()
+
+
+def _inside_gc_callback(frame) -> bool:
+    """Whether ``frame`` runs inside a garbage-collector callback (jax registers one)."""
+    codes = {getattr(callback, "__code__", None) for callback in gc.callbacks}
+    while frame is not None:
+        if frame.f_code in codes:
+            return True
+        frame = frame.f_back
+    return False
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -98,18 +119,20 @@ def main(size, mode, dataset, checkpoint, cache_dir, offline, force_download, sy
         if outcome_file:
             RunOutcome(entry.name, "failed", message).save(outcome_file)
         _fail(message, code)
+    _Terminated.received = None
     previous = {sig: signal.signal(sig, _on_sigterm) for sig in _STOP_SIGNALS}
     try:
         result = convert(entry, out_dir, checkpoint=checkpoint, synthetic=synthetic, seed=seed,
                          force=force, progress=not quiet, encoder_only=encoder_only,
                          cache_dir=cache_dir, offline=offline or None,
-                         force_download=force_download, litert=litert)
+                         force_download=force_download, on_phase=_stop_if_signalled,
+                         litert=litert)
     except ParityError as error:
         fail(f"error: {error}", 1)
     except ConversionError as error:
         fail(f"error: {error}", 2)
     except BaseException:
-        if _Terminated.received is None and not sys.exc_info()[0] is KeyboardInterrupt:
+        if _Terminated.received is None and sys.exc_info()[0] is not KeyboardInterrupt:
             raise
         fail(f"error: interrupted; no partial artifact was left in {out_dir}", 2)
     finally:

@@ -6,7 +6,7 @@ for a block index. Tensors that are not one-to-one are handled by the small name
 in ``PRE_PASSES`` before the table is applied.
 
 ``plan_mapping`` checks coverage both ways on shapes alone (every source tensor used exactly
-once or deliberately ignored, every target variable assigned exactly once, every shape right)
+once, every target variable assigned exactly once, every shape right)
 and lists every problem at once; ``apply_mapping`` then streams the tensors into the variables
 one at a time, freeing each source tensor as it is consumed.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -81,9 +81,6 @@ RULES: Tuple[Tuple[str, str, str], ...] = (
     ("encoder_to_decoder.weight",            "encoder_to_decoder.kernel",           "linear"),
     ("mask_token",                           "mask_token",                          "vector"),
 )
-
-# Source tensors that are deliberately not mapped (none in upstream releases; kept explicit).
-IGNORED: Tuple[str, ...] = ()
 
 _PLACEHOLDERS = {"p": r"(?P<p>(?:encoder\.|decoder\.)?)", "i": r"(?P<i>\d+)"}
 
@@ -187,8 +184,8 @@ class Assignment:
 
 
 def plan_mapping(source_shapes: Dict[str, Tuple[int, ...]],
-                 target_shapes: Dict[str, Tuple[int, ...]], path: str = "checkpoint",
-                 hint: str = "") -> List[Assignment]:
+                 target_shapes: Dict[str, Tuple[int, ...]],
+                 path: str = "checkpoint") -> List[Assignment]:
     """Check coverage both ways on shapes and return the assignments, in target order.
 
     Raises MappingError listing every ``- missing``, ``+ unexpected`` and shape problem.
@@ -196,8 +193,6 @@ def plan_mapping(source_shapes: Dict[str, Tuple[int, ...]],
     problems: List[str] = []
     by_target: Dict[str, Assignment] = {}
     for source, shape in source_shapes.items():
-        if source in IGNORED:
-            continue
         match = target_name(source)
         if match is None or match[0] not in target_shapes:
             problems.append(f"+ unexpected {source} {tuple(shape)}")
@@ -218,10 +213,7 @@ def plan_mapping(source_shapes: Dict[str, Tuple[int, ...]],
                                                _maps_to(p, target) for p in problems):
             problems.append(f"- missing {_source_hint(target)} (for {target} {tuple(shape)})")
     if problems:
-        error = MappingError(path, problems)
-        if hint:
-            error.args = (f"{error.args[0]}{hint}",)
-        raise error
+        raise MappingError(path, problems)
     return [by_target[t] for t in target_shapes]
 
 
@@ -281,17 +273,10 @@ def prepare_state_dict(state_dict: Dict[str, torch.Tensor]) -> Tuple[Dict[str, t
 
 
 def convert_state_dict(state_dict: Dict[str, torch.Tensor], variables: Dict[str, object],
-                       path: str = "checkpoint", hint: str = "") -> List[str]:
+                       path: str = "checkpoint") -> List[str]:
     """Pre-pass, plan (coverage and shapes, all problems at once), then assign. Returns notes."""
     prepared, notes = prepare_state_dict(state_dict)
     target_shapes = {name: tuple(v.shape) for name, v in variables.items()}
-    plan = plan_mapping({k: tuple(v.shape) for k, v in prepared.items()}, target_shapes, path,
-                        hint)
+    plan = plan_mapping({k: tuple(v.shape) for k, v in prepared.items()}, target_shapes, path)
     apply_mapping(plan, prepared, variables)
     return notes
-
-
-def describe_rules() -> Iterable[str]:
-    """The table as text lines, for docs and reports."""
-    for src, dst, kind in RULES:
-        yield f"{src:40s} -> {dst:40s} {kind}"

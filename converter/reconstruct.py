@@ -17,9 +17,11 @@ To view a prediction, upstream's visualisation multiplies by the same ``std + 1e
 the same mean, taken from the ground-truth clip's own patches (the statistics of each masked
 patch itself, which the model never saw). This module does the same.
 
-Everything here is channels-last: one clip is (T, H, W, 3), a batch (B, T, H, W, 3). Only
-numpy (and PIL inside the functions that write or read images) is needed; torch and tensorflow
-are never imported by this module.
+Everything here is channels-last: one clip is (T, H, W, 3), a batch (B, T, H, W, 3). The
+arithmetic is numpy only (PIL inside the functions that write or read images). Drawing a tube
+mask uses upstream's numpy-only ``tube_mask`` from ``torch_reference``, and importing that
+package loads torch; ``converter`` has loaded it already (import order), so nothing new is
+paid for it. TensorFlow is never imported here: the model comes in as ``predict_fn``.
 """
 
 from __future__ import annotations
@@ -535,7 +537,7 @@ def run_reconstruction(predict_fn, clip01, mask_ratio: float = 0.9, seed: int | 
         if h != w:
             raise ValueError(f"run_reconstruction: tube masks need square frames, got {h}x{w}; "
                              f"pass mask= explicitly")
-        from torch_reference.masking import tube_mask  # numpy-only module
+        from torch_reference.masking import tube_mask  # numpy; its package imports torch
 
         mask = tube_mask(num_frames=t, img_size=h, patch_size=patch, tubelet_size=tubelet,
                          mask_ratio=mask_ratio, batch_size=b, rng=np.random.default_rng(seed))

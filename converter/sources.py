@@ -9,8 +9,8 @@ is checked against the announced size, then renamed into place. Offline
 (``VIDEOMAE_CONVERT_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``) or when the network is unreachable, the
 error says where to get the file and where to put it.
 
-transformers-format copies on the Hugging Face hub are reached with ``hub_snapshot`` (through
-``huggingface_hub``'s own cache); ``converter.checkpoint.load_any_checkpoint`` reads the folder.
+A transformers-format copy (a hub snapshot folder) is passed with ``--checkpoint``;
+``converter.checkpoint.read_checkpoint`` reads it.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import urllib.request
 from functools import partial
 from typing import Callable, Dict, List, Optional, Tuple
 
-from .checkpoint import TRANSFORMERS_WEIGHTS, sha256_file
+from .checkpoint import sha256_file
 from .errors import CheckpointError
 from .zoo import Entry
 
@@ -40,11 +40,6 @@ TIMEOUT_S = 60.0
 # Google Drive answers a large file with a "can't scan for viruses" page first; one or two
 # confirmation hops are normal, more means something else is going on.
 MAX_PAGES = 3
-# Files taken from a hub repository: safetensors first; .bin only if there is no safetensors.
-HUB_PATTERNS = (["config.json", "model.safetensors", "model.safetensors.index.json",
-                 "model-*.safetensors"],
-                ["config.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
-                 "pytorch_model-*.bin"])
 
 # A downloader writes (or resumes) ``url`` into ``part_path`` and returns the file's full size
 # in bytes as the server announced it, or None when it did not say.
@@ -347,47 +342,3 @@ def _web_page_message(url: str, page: str) -> str:
     else:
         why = "the server sent a web page, not the checkpoint"
     return f"{url}: {why}: download it in a browser and pass --checkpoint PATH"
-
-
-# --- transformers-format copies on the Hugging Face hub ----------------------------------------
-
-def hub_snapshot(entry: Entry, cache_dir: Optional[str] = None,
-                 offline: Optional[bool] = True) -> str:
-    """The local folder of ``entry``'s transformers-format copy (``entry.hub_id``).
-
-    Uses ``huggingface_hub.snapshot_download`` with ``local_files_only=offline`` and
-    ``cache_dir`` (a hub cache folder, ``models--ORG--NAME/snapshots/...``; None means the
-    Hugging Face default cache). Takes config.json and safetensors weights, falling back to
-    ``pytorch_model.bin`` only where a repository has no safetensors. ``offline=None`` follows
-    ``is_offline()``. Raises CheckpointError with one line when there is no copy.
-    """
-    if not entry.hub_id:
-        raise CheckpointError(f"{entry.name}: has no transformers-format copy on the hub: pass "
-                              f"--checkpoint PATH (upstream file: {entry.source_url})")
-    try:
-        import huggingface_hub
-    except ImportError:
-        raise CheckpointError(f"{entry.name}: reading {entry.hub_id} needs huggingface_hub "
-                              f"(pip install huggingface_hub), or pass --checkpoint PATH") from None
-    local_only = is_offline(None) if offline is None else bool(offline)
-    where = cache_dir or "the Hugging Face cache"
-    folder = None
-    for patterns in HUB_PATTERNS:
-        try:
-            folder = huggingface_hub.snapshot_download(
-                entry.hub_id, cache_dir=cache_dir, local_files_only=local_only,
-                allow_patterns=patterns)
-        except Exception as error:  # LocalEntryNotFoundError, HTTP and OS errors
-            text = str(error).strip().splitlines()
-            reason = text[0] if text else type(error).__name__
-            if local_only:
-                raise CheckpointError(
-                    f"no local copy of {entry.hub_id} for {entry.name} in {where}: fetch it "
-                    f"with network access (huggingface-cli download {entry.hub_id}) or pass "
-                    f"--checkpoint PATH") from None
-            raise CheckpointError(f"{entry.hub_id}: could not download a snapshot for "
-                                  f"{entry.name} ({reason}): pass --checkpoint PATH") from None
-        if any(os.path.isfile(os.path.join(folder, name)) for name in TRANSFORMERS_WEIGHTS):
-            return folder
-    raise CheckpointError(f"{folder}: snapshot of {entry.hub_id} has no "
-                          f"{' or '.join(TRANSFORMERS_WEIGHTS[::2])}")

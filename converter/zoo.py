@@ -2,8 +2,9 @@
 parity tolerance.
 
 Sizes, datasets, classes and mask ratios come from ``tf_models.presets``, the one torch-free
-table; everything in ``converter`` asks this module. ``ZOO`` holds the 14 published entries; ``TEST_ZOO`` holds a
-tiny configuration of the same code path so tests run in seconds (never published).
+table; everything in ``converter`` asks this module. ``ZOO`` holds the 14 published entries;
+``TEST_ZOO`` holds a tiny configuration of the same code path so tests run in seconds (never
+published).
 """
 
 from __future__ import annotations

@@ -31,7 +31,6 @@ import click
 CHILD_CONVERT = r"""
 import json, os, sys, threading, time
 import converter
-import converter.api as api
 from converter import convert, find_entry
 
 # resident memory sampled every 5 ms, attributed to the phase running at the time
@@ -40,11 +39,8 @@ def rss_mb():
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * PAGE / 2**20
 current, peaks, running = ["start"], {}, [True]
-original = api._Phases.__call__
-def on_phase(self, phase):
-    original(self, phase)
+def on_phase(phase):
     current[0] = phase
-api._Phases.__call__ = on_phase
 def sample():
     while running[0]:
         peaks[current[0]] = max(peaks.get(current[0], 0.0), rss_mb())
@@ -53,7 +49,8 @@ sampler = threading.Thread(target=sample, daemon=True)
 sampler.start()
 entry = find_entry(sys.argv[1], sys.argv[2], "k400")
 started = time.perf_counter()
-result = convert(entry, sys.argv[3], synthetic=True, force=True, progress=False)
+result = convert(entry, sys.argv[3], synthetic=True, force=True, progress=False,
+                 on_phase=on_phase)
 seconds = time.perf_counter() - started
 running[0] = False
 sampler.join()
@@ -200,18 +197,20 @@ def disk_write_seconds(num_bytes: int, folder: str) -> float:
 
 def bench_entry(size: str, mode: str, out: str, repeats: int) -> dict:
     conv, wall, peak_mb = run_child(CHILD_CONVERT, size, mode, out)
-    with open(conv["report"]) as handle:
-        report = json.load(handle)
+    from converter.record import ConversionRecord
+
+    report = ConversionRecord.load(conv["report"])
     latency, _, _ = run_child(CHILD_LATENCY, size, mode, out, str(repeats))
     _, _, floor_torch_mb = run_child(CHILD_FLOOR_TORCH, size, mode)
     _, _, floor_tf_mb = run_child(CHILD_FLOOR_TF, size, mode, out)
     _, _, floor_both_mb = run_child(CHILD_FLOOR_BOTH, size, mode, out)
-    weight_bytes = report["artifact_bytes"]  # on disk
-    params = report["entry"]["model_config"]
-    return {"size": size, "mode": mode, "name": report["entry"]["name"], "wall_s": wall,
+    weight_bytes = {kind: a.bytes for kind, a in report.artifacts.items()}  # on disk
+    params = report.entry["model_config"]
+    return {"size": size, "mode": mode, "name": report.name, "wall_s": wall,
             "convert_s": conv["convert_s"], "phase_peak_mb": conv["phase_peak_mb"],
             "peak_rss_mb": peak_mb, "phases_s": conv["seconds"], "artifact_bytes": weight_bytes,
-            "parity": {k: report["parity"][k] for k in ("tf_err_vs_f64", "torch_err_vs_f64")},
+            "parity": {"tf_err_vs_f64": report.parity.tf_err_vs_f64,
+                       "torch_err_vs_f64": report.parity.torch_err_vs_f64},
             "latency_s": latency, "config": params,
             "inference_peak_mb": {"torch": floor_torch_mb, "savedmodel": floor_tf_mb,
                                   "both": floor_both_mb}}

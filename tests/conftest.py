@@ -22,7 +22,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import converter  # noqa: E402
-from converter.checkpoint import load_checkpoint, write_synthetic_checkpoint  # noqa: E402
+from converter.checkpoint import read_checkpoint  # noqa: E402
+from converter.synthetic import write_synthetic_checkpoint  # noqa: E402
 from converter.kinds import build_torch_model  # noqa: E402
 from converter.zoo import get_entry  # noqa: E402
 
@@ -98,7 +99,7 @@ def tf_runner(tf_model):
 def torch_logits_from_checkpoint(entry, checkpoint_path, video_nthwc):
     """Logits of the torch reference loaded (strict) from ``checkpoint_path``."""
     model = build_torch_model(entry)
-    model.load_state_dict(load_checkpoint(checkpoint_path).state_dict, strict=True)
+    model.load_state_dict(read_checkpoint(checkpoint_path).state_dict, strict=True)
     video_ncthw = torch.from_numpy(np.ascontiguousarray(video_nthwc.transpose(0, 4, 1, 2, 3)))
     with torch.inference_mode():
         return model(video_ncthw).numpy()

@@ -10,7 +10,7 @@ import os
 import torch  # noqa: F401  (torch side first)
 from converter.batch import (BatchRow, _entries_for, convert_all, format_table,
                              match_checkpoints, select_entries)
-from converter.checkpoint import write_synthetic_checkpoint
+from converter.synthetic import write_synthetic_checkpoint
 from converter.errors import ConversionError
 from converter.export import artifact_paths
 from converter.inspect_checkpoint import infer_checkpoint
@@ -147,11 +147,27 @@ def test_pt_checkpoint_needs_its_dataset_in_the_name_when_ambiguous(tmp_path):
 
 def test_entries_for_uses_size_mode_and_class_count(tmp_path):
     path = write_synthetic_checkpoint(get_entry(TINY_UCF_FT), str(tmp_path / "x.pth"), seed=0)
-    from converter.checkpoint import load_any_checkpoint
-    info = infer_checkpoint(load_any_checkpoint(path).state_dict)
+    from converter.checkpoint import describe
+    info = infer_checkpoint(describe(path).state_dict)
     assert (info.size, info.mode, info.dataset) == ("T", "FT", "ucf101")
     fits = _entries_for(info, list(TEST_ZOO.values()) + list(ZOO.values()), path)
     assert [e.name for e in fits] == [TINY_UCF_FT]
+
+
+def test_matching_reads_shapes_only_so_a_nan_weight_is_matched_and_refused_later(tmp_path):
+    """--checkpoint-dir matching reads names and shapes (``describe``), not values: a file
+    whose weights hold a NaN is matched by its shapes; the conversion itself refuses it."""
+    from converter.checkpoint import read_checkpoint
+
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    path = write_synthetic_checkpoint(get_entry(TINY_FT), str(folder / "a.pth"), seed=0)
+    container = torch.load(path, weights_only=True)
+    container["module"]["blocks.0.mlp.fc1.weight"][0, 0] = float("nan")
+    torch.save(container, path)
+    assert match_checkpoints(str(folder), [get_entry(TINY_FT)]) == {TINY_FT: path}
+    with pytest.raises(ConversionError, match="NaN"):
+        read_checkpoint(path)
 
 
 def test_match_checkpoints_on_a_missing_folder_is_an_error(tmp_path):

@@ -7,8 +7,8 @@ import os
 import pickle
 
 import torch
-from converter.checkpoint import (SAFE_GLOBALS, load_checkpoint, random_state_dict,
-                                  upstream_container, write_synthetic_checkpoint)
+from converter.checkpoint import SAFE_GLOBALS, read_checkpoint
+from converter.synthetic import random_state_dict, upstream_container, write_synthetic_checkpoint
 from converter.errors import CheckpointError, ConversionError
 from converter.kinds import build_torch_model
 
@@ -43,14 +43,14 @@ def _one_line(error):
 @pytest.mark.parametrize("key", ["model", "module", None])
 def test_state_dict_found_under_model_module_or_top_level(tiny_state, tmp_path, key):
     container = dict(tiny_state) if key is None else {key: tiny_state, "epoch": 3}
-    loaded = load_checkpoint(_save(container, tmp_path / "c.pth"))
+    loaded = read_checkpoint(_save(container, tmp_path / "c.pth"))
     assert loaded.container_key == key
     _assert_same(loaded.state_dict, tiny_state)
 
 
 def test_model_key_is_preferred_over_module(tiny_state, tmp_path):
     other = {k: v + 1 for k, v in tiny_state.items()}
-    loaded = load_checkpoint(_save({"module": other, "model": tiny_state}, tmp_path / "c.pth"))
+    loaded = read_checkpoint(_save({"module": other, "model": tiny_state}, tmp_path / "c.pth"))
     assert loaded.container_key == "model"
     _assert_same(loaded.state_dict, tiny_state)
 
@@ -58,7 +58,7 @@ def test_model_key_is_preferred_over_module(tiny_state, tmp_path):
 def test_upstream_fine_tune_container_loads(tiny_entry, tiny_state, tmp_path):
     """DeepSpeed's layout: the weights under 'module' beside optimizer/scheduler bookkeeping."""
     path = _save(upstream_container(tiny_entry, tiny_state), tmp_path / "ft.pth")
-    loaded = load_checkpoint(path)
+    loaded = read_checkpoint(path)
     assert loaded.container_key == "module"
     _assert_same(loaded.state_dict, tiny_state)
 
@@ -66,7 +66,7 @@ def test_upstream_fine_tune_container_loads(tiny_entry, tiny_state, tmp_path):
 def test_synthetic_checkpoint_round_trips_and_records_sha256(tiny_entry, tmp_path):
     path = write_synthetic_checkpoint(tiny_entry, str(tmp_path / "s.pth"), seed=4)
     assert not os.path.exists(path + ".partial")
-    loaded = load_checkpoint(path)
+    loaded = read_checkpoint(path)
     _assert_same(loaded.state_dict,
                  random_state_dict(build_torch_model(tiny_entry), seed=4))
     with open(path, "rb") as handle:
@@ -80,14 +80,14 @@ def test_synthetic_checkpoint_round_trips_and_records_sha256(tiny_entry, tmp_pat
                                     "_orig_mod.module.", "backbone."])
 def test_wrapper_prefixes_are_stripped(tiny_state, tmp_path, prefix):
     wrapped = {prefix + k: v for k, v in tiny_state.items()}
-    loaded = load_checkpoint(_save({"module": wrapped}, tmp_path / "p.pth"))
+    loaded = read_checkpoint(_save({"module": wrapped}, tmp_path / "p.pth"))
     _assert_same(loaded.state_dict, tiny_state)
 
 
 def test_prefix_on_only_some_keys_is_kept(tiny_state, tmp_path):
     mixed = dict(tiny_state)
     mixed["module.extra"] = torch.ones(2)
-    loaded = load_checkpoint(_save({"model": mixed}, tmp_path / "m.pth"))
+    loaded = read_checkpoint(_save({"model": mixed}, tmp_path / "m.pth"))
     assert "module.extra" in loaded.state_dict
     assert "head.weight" in loaded.state_dict
 
@@ -95,7 +95,7 @@ def test_prefix_on_only_some_keys_is_kept(tiny_state, tmp_path):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_is_upcast_to_fp32_exactly(tiny_state, tmp_path, dtype):
     half = {k: v.to(dtype) for k, v in tiny_state.items()}
-    loaded = load_checkpoint(_save({"module": half}, tmp_path / "h.pth"))
+    loaded = read_checkpoint(_save({"module": half}, tmp_path / "h.pth"))
     for name, tensor in half.items():
         found = loaded.state_dict[name]
         assert found.dtype == torch.float32
@@ -110,7 +110,7 @@ def test_argparse_namespace_args_are_allowed(tiny_state, tmp_path):
     args = argparse.Namespace(model="pretrain_videomae_base_patch16_224", mask_ratio=0.9,
                               num_frames=16, epochs=1601)
     assert argparse.Namespace in SAFE_GLOBALS
-    loaded = load_checkpoint(_save({"model": tiny_state, "epoch": 1599, "args": args},
+    loaded = read_checkpoint(_save({"model": tiny_state, "epoch": 1599, "args": args},
                                    tmp_path / "a.pth"))
     assert loaded.container_key == "model"
     _assert_same(loaded.state_dict, tiny_state)
@@ -119,7 +119,7 @@ def test_argparse_namespace_args_are_allowed(tiny_state, tmp_path):
 def test_legacy_non_zip_checkpoint_loads(tiny_state, tmp_path):
     path = _save({"model": tiny_state}, tmp_path / "legacy.pth",
                  _use_new_zipfile_serialization=False)
-    _assert_same(load_checkpoint(path).state_dict, tiny_state)
+    _assert_same(read_checkpoint(path).state_dict, tiny_state)
 
 
 # --- hostile files ---------------------------------------------------------------------------
@@ -170,7 +170,7 @@ def test_hostile_pickle_is_refused_without_running(tiny_state, tmp_path, payload
     path = _save(obj, tmp_path / "evil.pth", **kwargs)
 
     with pytest.raises(CheckpointError) as caught:
-        load_checkpoint(path)
+        read_checkpoint(path)
     message = _one_line(caught.value)
     assert message.startswith(path)
     assert "refused" in message
@@ -184,7 +184,7 @@ def test_raw_pickle_with_a_global_is_refused(tmp_path):
     with open(path, "wb") as handle:
         pickle.dump(_RunsShell(marker), handle, protocol=2)
     with pytest.raises(CheckpointError) as caught:
-        load_checkpoint(str(path))
+        read_checkpoint(str(path))
     message = _one_line(caught.value)
     assert "refused" in message and "system" in message
     assert not marker.exists()
@@ -198,7 +198,7 @@ def test_raw_pickle_of_any_protocol_is_refused(tmp_path, protocol):
     with open(path, "wb") as handle:
         pickle.dump(_RunsShell(marker), handle, protocol=protocol)
     with pytest.raises(CheckpointError) as caught:
-        load_checkpoint(str(path))
+        read_checkpoint(str(path))
     _one_line(caught.value)
     assert not marker.exists()
 
@@ -209,7 +209,7 @@ def test_refusal_message_names_the_global_and_never_advises_unsafe_loading(tmp_p
     with open(path, "wb") as handle:
         pickle.dump(_RunsShell(tmp_path / "marker"), handle, protocol=4)
     with pytest.raises(CheckpointError) as caught:
-        load_checkpoint(str(path))
+        read_checkpoint(str(path))
     message = str(caught.value)
     assert "weights_only" not in message or "False" not in message
     assert "system" in message
@@ -220,7 +220,7 @@ def test_refusal_message_names_the_global_and_never_advises_unsafe_loading(tmp_p
 def test_missing_file_is_a_one_line_error(tmp_path):
     path = str(tmp_path / "nope.pth")
     with pytest.raises(CheckpointError) as caught:
-        load_checkpoint(path)
+        read_checkpoint(path)
     message = _one_line(caught.value)
     assert path in message and "no such file" in message
     assert caught.value.exit_code == 2
@@ -231,13 +231,13 @@ def test_empty_file_is_a_one_line_error(tmp_path):
     path = tmp_path / "empty.pth"
     path.write_bytes(b"")
     with pytest.raises(CheckpointError) as caught:
-        load_checkpoint(str(path))
+        read_checkpoint(str(path))
     assert "empty" in _one_line(caught.value)
 
 
 def test_folder_is_a_one_line_error(tmp_path):
     with pytest.raises(CheckpointError) as caught:
-        load_checkpoint(str(tmp_path))
+        read_checkpoint(str(tmp_path))
     assert "folder" in _one_line(caught.value)
 
 
@@ -248,7 +248,7 @@ def test_truncated_file_is_a_one_line_error(tiny_checkpoint, tmp_path, fraction)
     path = tmp_path / "truncated.pth"
     path.write_bytes(data[: int(len(data) * fraction)])
     with pytest.raises(CheckpointError) as caught:
-        load_checkpoint(str(path))
+        read_checkpoint(str(path))
     message = _one_line(caught.value)
     assert message.startswith(str(path))
     assert "not a readable PyTorch checkpoint" in message
@@ -260,7 +260,7 @@ def test_non_checkpoint_file_is_a_one_line_error(tmp_path, content):
     path = tmp_path / "notes.txt"
     path.write_bytes(content)
     with pytest.raises(CheckpointError) as caught:
-        load_checkpoint(str(path))
+        read_checkpoint(str(path))
     message = _one_line(caught.value)
     assert message.startswith(str(path))
     assert "Traceback" not in message
@@ -273,7 +273,7 @@ def test_non_checkpoint_file_is_a_one_line_error(tmp_path, content):
 ])
 def test_checkpoint_without_a_state_dict_is_refused(tmp_path, obj, phrase):
     with pytest.raises(CheckpointError) as caught:
-        load_checkpoint(_save(obj, tmp_path / "x.pth"))
+        read_checkpoint(_save(obj, tmp_path / "x.pth"))
     assert phrase in _one_line(caught.value)
 
 
@@ -281,7 +281,7 @@ def test_non_tensor_entry_in_state_dict_is_refused(tiny_state, tmp_path):
     state = dict(tiny_state)
     state["blocks.0.attn.scale"] = 0.125
     with pytest.raises(CheckpointError) as caught:
-        load_checkpoint(_save({"model": state}, tmp_path / "x.pth"))
+        read_checkpoint(_save({"model": state}, tmp_path / "x.pth"))
     assert "blocks.0.attn.scale" in _one_line(caught.value)
 
 
@@ -292,7 +292,7 @@ def test_non_finite_weight_is_refused_naming_the_tensor(tiny_state, tmp_path, ba
     poisoned[3, 5] = bad
     state["blocks.1.mlp.fc1.weight"] = poisoned
     with pytest.raises(CheckpointError) as caught:
-        load_checkpoint(_save({"module": state}, tmp_path / "nan.pth"))
+        read_checkpoint(_save({"module": state}, tmp_path / "nan.pth"))
     message = _one_line(caught.value)
     assert "blocks.1.mlp.fc1.weight" in message
     assert "NaN" in message or "Inf" in message
@@ -303,7 +303,7 @@ def test_nan_in_fp16_weight_is_refused(tiny_state, tmp_path):
     state["head.bias"] = state["head.bias"].clone()
     state["head.bias"][0] = float("nan")
     with pytest.raises(CheckpointError, match="head.bias"):
-        load_checkpoint(_save({"module": state}, tmp_path / "nan16.pth"))
+        read_checkpoint(_save({"module": state}, tmp_path / "nan16.pth"))
 
 
 def test_mapped_pages_hand_back_only_the_checkpoint_and_lose_nothing(tmp_path):
@@ -311,14 +311,14 @@ def test_mapped_pages_hand_back_only_the_checkpoint_and_lose_nothing(tmp_path):
     from the file again); a tensor that is not in the checkpoint's mapping is left alone."""
     import torch
 
-    from converter.checkpoint import load_checkpoint
+    from converter.checkpoint import read_checkpoint
     from converter.pages import MappedPages, file_mappings
 
     path = str(tmp_path / "big.pth")
     torch.save({"model": {"w": torch.arange(1 << 20, dtype=torch.float32),
                           "b": torch.ones(3)}}, path)
     before = file_mappings()
-    state = load_checkpoint(path).state_dict
+    state = read_checkpoint(path).state_dict
     pages = MappedPages(before, file_mappings(), path)
     # another file's mappings never count, whatever appeared during the load
     assert not MappedPages(before, file_mappings(), str(tmp_path / "other.pth")).ranges

@@ -231,7 +231,7 @@ def test_damaged_tensor_is_one_clear_error_before_any_framework_runs(tmp_path, t
 
 
 def test_damaged_pretraining_tensor_is_one_clear_error(tmp_path):
-    from converter.checkpoint import write_synthetic_checkpoint
+    from converter.synthetic import write_synthetic_checkpoint
     from converter.zoo import get_entry
 
     path = write_synthetic_checkpoint(get_entry("TFVideoMAE_T_K400_4x32_PT"),

@@ -9,9 +9,8 @@ import torch
 
 import converter  # noqa: F401  (torch side before tensorflow)
 import torch_reference
-from converter.checkpoint import (checkpoint_sha256, load_any_checkpoint, load_checkpoint,
-                                  random_state_dict, strip_encoder_prefix, upstream_container,
-                                  write_synthetic_checkpoint)
+from converter.checkpoint import checkpoint_sha256, read_checkpoint, strip_encoder_prefix
+from converter.synthetic import random_state_dict, upstream_container, write_synthetic_checkpoint
 from converter.errors import CheckpointError
 from converter.hf_format import hf_to_upstream, is_hf_state_dict
 from converter.zoo import TEST_ZOO
@@ -256,11 +255,12 @@ def test_tiny_config_head_counts_are_compared_too():
 @pytest.mark.parametrize("entry", [FT, PT], ids=["FT", "PT"])
 def test_transformers_folder_with_safetensors_round_trips(tmp_path, entry):
     upstream = upstream_state(entry, seed=5)
+    # the folder's config.json is read: its (wrong) head count is compared with upstream's
     folder = write_transformers_folder(str(tmp_path / "hf"), to_transformers(upstream),
-                                       hf_config(entry))
-    loaded = load_any_checkpoint(folder)
+                                       hf_config(entry, heads=4))
+    loaded = read_checkpoint(folder)
     assert loaded.layout == "transformers"
-    assert loaded.config["hidden_size"] == entry.dims["embed_dim"]
+    assert "config says 4 heads; upstream ViT-Tiny (test) has 3: using 3" in loaded.notes
     assert loaded.container_key is None
     assert_same_tensors(loaded.state_dict, upstream)
     assert loaded.notes[0] == f"read model.safetensors from {folder}"
@@ -272,7 +272,7 @@ def test_folder_with_both_files_reads_safetensors(tmp_path):
     folder = str(tmp_path / "hf")
     write_transformers_folder(folder, to_transformers(from_safetensors), hf_config(FT))
     torch.save(to_transformers(from_bin), os.path.join(folder, "pytorch_model.bin"))
-    loaded = load_any_checkpoint(folder)
+    loaded = read_checkpoint(folder)
     assert_same_tensors(loaded.state_dict, from_safetensors)
     assert any("model.safetensors, pytorch_model.bin present: read model.safetensors"
                in n for n in loaded.notes)
@@ -283,7 +283,7 @@ def test_folder_with_only_pytorch_model_bin_is_read_safely(tmp_path):
     folder = write_transformers_folder(str(tmp_path / "hf"),
                                        to_transformers(upstream, "query.bias"),
                                        hf_config(SSV2_FT), safetensors=False, bin=True)
-    loaded = load_any_checkpoint(folder)
+    loaded = read_checkpoint(folder)
     assert loaded.layout == "transformers"
     assert_same_tensors(loaded.state_dict, upstream)
 
@@ -294,10 +294,10 @@ def test_single_safetensors_file_with_either_naming(tmp_path):
     upstream = upstream_state(PT, seed=7)
     save_file(to_transformers(upstream), str(tmp_path / "hf.safetensors"))
     save_file(upstream, str(tmp_path / "upstream.safetensors"))
-    hf = load_any_checkpoint(str(tmp_path / "hf.safetensors"))
-    plain = load_any_checkpoint(str(tmp_path / "upstream.safetensors"))
+    hf = read_checkpoint(str(tmp_path / "hf.safetensors"))
+    plain = read_checkpoint(str(tmp_path / "upstream.safetensors"))
     assert (hf.layout, plain.layout) == ("transformers", "upstream")
-    assert hf.config is None  # no config.json beside it
+    assert not any("heads" in n for n in hf.notes)  # no config.json beside it
     assert_same_tensors(hf.state_dict, upstream)
     assert_same_tensors(plain.state_dict, upstream)
 
@@ -318,7 +318,7 @@ def test_sharded_safetensors_folder_is_read(tmp_path):
     index = {"weight_map": {k: shard for shard, keys in shards.items() for k in keys}}
     (folder / "model.safetensors.index.json").write_text(json.dumps(index))
     (folder / "config.json").write_text(json.dumps(hf_config(FT)))
-    loaded = load_any_checkpoint(str(folder))
+    loaded = read_checkpoint(str(folder))
     assert_same_tensors(loaded.state_dict, upstream)
     assert loaded.sha256 == checkpoint_sha256(str(folder))
     (folder / "model-00002-of-00002.safetensors").write_bytes(b"changed")
@@ -330,15 +330,22 @@ def test_checkpoint_sha256_matches_what_loading_reports(tmp_path):
                                        hf_config(FT), bin=True)
     pth = write_synthetic_checkpoint(FT, str(tmp_path / "ft.pth"))
     for path in (folder, os.path.join(folder, "pytorch_model.bin"), pth):
-        assert checkpoint_sha256(path) == load_any_checkpoint(path).sha256
+        assert checkpoint_sha256(path) == read_checkpoint(path).sha256
     assert checkpoint_sha256(folder) != checkpoint_sha256(os.path.join(folder,
                                                                        "pytorch_model.bin"))
 
 
-def test_fp16_module_file_is_upcast_like_load_checkpoint(tmp_path):
+def test_fp16_module_file_is_upcast_and_described_without_reading_data(tmp_path):
+    from converter.checkpoint import describe
+
     path = write_synthetic_checkpoint(FT, str(tmp_path / "ft16.pth"), seed=9, dtype=torch.float16)
-    loaded = load_any_checkpoint(path)
-    reference = load_checkpoint(path)
+    loaded = read_checkpoint(path)
+    described = describe(path)
+    assert all(t.is_meta for t in described.state_dict.values())
+    assert {k: (tuple(t.shape), t.dtype) for k, t in described.state_dict.items()} == \
+        {k: (tuple(t.shape), torch.float16) for k, t in loaded.state_dict.items()}
+    assert described.container_key == "module" and described.source_dtypes == ["float16"]
+    reference = read_checkpoint(path)
     assert loaded.layout == "upstream" and loaded.container_key == "module"
     assert loaded.source_dtypes == ["float16"]
     assert any("upcast to float32" in n for n in loaded.notes)
@@ -352,7 +359,7 @@ def test_fp16_transformers_safetensors_is_upcast(tmp_path):
     upstream = upstream_state(FT, seed=10)
     hf16 = {k: v.half() for k, v in to_transformers(upstream, "query.bias").items()}
     folder = write_transformers_folder(str(tmp_path / "hf"), hf16, hf_config(FT))
-    loaded = load_any_checkpoint(folder)
+    loaded = read_checkpoint(folder)
     assert loaded.source_dtypes == ["float16"]
     assert_same_tensors(loaded.state_dict, {k: v.half().float() for k, v in upstream.items()})
 
@@ -361,7 +368,7 @@ def test_upstream_pth_in_a_pt_container_keeps_its_encoder_prefix(tmp_path):
     upstream = upstream_state(PT, seed=11)
     path = str(tmp_path / "pt.pth")
     torch.save(upstream_container(PT, upstream), path)
-    loaded = load_any_checkpoint(path)
+    loaded = read_checkpoint(path)
     assert loaded.container_key == "model" and loaded.layout == "upstream"
     assert_same_tensors(loaded.state_dict, upstream)
 
@@ -370,7 +377,7 @@ def test_folder_without_weights_is_one_line_error(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "README.md").write_text("hi")
     with pytest.raises(CheckpointError) as caught:
-        load_any_checkpoint(str(tmp_path))
+        read_checkpoint(str(tmp_path))
     message = str(caught.value)
     assert "folder has no model.safetensors or pytorch_model.bin" in message
     assert "README.md" in message and "\n" not in message
@@ -380,13 +387,13 @@ def test_corrupt_safetensors_is_one_line_error(tmp_path):
     path = tmp_path / "model.safetensors"
     path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
     with pytest.raises(CheckpointError, match="not a readable safetensors file") as caught:
-        load_any_checkpoint(str(path))
+        read_checkpoint(str(path))
     assert "\n" not in str(caught.value)
 
 
 def test_missing_path_is_one_line_error(tmp_path):
     with pytest.raises(CheckpointError, match="no such file or folder"):
-        load_any_checkpoint(str(tmp_path / "nope"))
+        read_checkpoint(str(tmp_path / "nope"))
 
 
 def test_strip_encoder_prefix_keeps_only_the_encoder():
@@ -426,3 +433,17 @@ def test_transformers_folder_converts_end_to_end_through_the_cli(tmp_path, entry
     assert report["parity"]["passed"]
     assert report["source"]["layout"] == "transformers"
     assert any("16 heads" in note for note in report["notes"]), report["notes"]
+
+
+@pytest.mark.parametrize("entry", [FT, PT], ids=["FT", "PT"])
+def test_describe_gives_read_names_shapes_and_layout_of_a_transformers_folder(tmp_path, entry):
+    from converter.checkpoint import describe
+
+    upstream = upstream_state(entry, seed=4)
+    folder = write_transformers_folder(str(tmp_path / "hf"), to_transformers(upstream),
+                                       hf_config(entry))
+    described = describe(folder)
+    assert described.layout == "transformers" and described.sha256 == ""
+    assert all(t.is_meta for t in described.state_dict.values())
+    assert {k: tuple(t.shape) for k, t in described.state_dict.items()} == \
+        {k: tuple(t.shape) for k, t in upstream.items()}

@@ -5,7 +5,8 @@ import torch
 
 import converter  # noqa: F401  (torch side before tensorflow)
 import torch_reference
-from converter.checkpoint import random_state_dict, strip_encoder_prefix
+from converter.checkpoint import strip_encoder_prefix
+from converter.synthetic import random_state_dict
 from converter.errors import CheckpointError
 from converter.inspect_checkpoint import check_fits, infer_checkpoint
 from converter.zoo import DATASETS, SIZES, TEST_ZOO, ZOO, find_entry

@@ -84,3 +84,35 @@ def test_interrupt_between_renames_restores_the_previous_artifacts(tmp_path, mon
                           force=True, progress=False)
     monkeypatch.undo()
     assert snapshot(str(out)) == before
+
+
+def test_signal_landing_in_a_gc_callback_stops_the_run_at_the_next_phase():
+    """A signal handled while a garbage-collector callback runs (jax registers one) cannot
+    raise there: Python would print the exception and go on. The conversion's next phase
+    stops instead."""
+    import gc
+
+    from converter import cli
+
+    raised = []
+
+    def callback(phase, info):
+        try:
+            cli._on_sigterm(signal.SIGTERM, sys._getframe())
+        except BaseException as error:  # what the handler raised, if anything
+            raised.append(error)
+
+    cli._Terminated.received = None
+    gc.callbacks.append(callback)
+    try:
+        gc.collect()
+    finally:
+        gc.callbacks.remove(callback)
+    try:
+        assert raised == []
+        assert cli._Terminated.received == signal.SIGTERM
+        with pytest.raises(cli._Terminated):
+            cli._stop_if_signalled("write .keras")
+    finally:
+        cli._Terminated.received = None
+    cli._stop_if_signalled("write .keras")  # no signal: nothing happens

@@ -2,7 +2,7 @@
 
 import torch
 import torch_reference
-from converter.checkpoint import random_state_dict
+from converter.synthetic import random_state_dict
 from converter.errors import MappingError
 from converter.mapping import (RULES, TRANSFORMS, convert_state_dict, drop_position_table,
                                fuse_qkv_bias, plan_mapping, prepare_state_dict, target_name)

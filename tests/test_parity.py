@@ -5,7 +5,8 @@ import json
 import math
 
 import torch
-from converter.checkpoint import load_checkpoint, random_state_dict, write_synthetic_checkpoint
+from converter.checkpoint import read_checkpoint
+from converter.synthetic import random_state_dict, write_synthetic_checkpoint
 from converter.errors import ParityError
 from converter.mapping import convert_state_dict
 from converter.kinds import build_tf_model, build_torch_model
@@ -25,7 +26,7 @@ def tiny_setup(tiny_entry, tmp_path_factory):
     """A synthetic tiny FT checkpoint loaded from disk, the torch reference and its outputs."""
     path = str(tmp_path_factory.mktemp("parity") / "tiny.pth")
     write_synthetic_checkpoint(tiny_entry, path, seed=11)
-    state = load_checkpoint(path).state_dict
+    state = read_checkpoint(path).state_dict
     torch_model = build_torch_model(tiny_entry)
     torch_model.load_state_dict(state, strict=True)
     references = compute_reference(torch_model, make_cases(tiny_entry, batch=2, seed=0))

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 import converter
 from converter.api import _synthetic_path
-from converter.checkpoint import (load_checkpoint, random_state_dict, upstream_container,
-                                  write_synthetic_checkpoint)
+from converter.checkpoint import read_checkpoint
+from converter.synthetic import random_state_dict, upstream_container, write_synthetic_checkpoint
 from converter.errors import CheckpointError, ParityError
 from converter.mapping import convert_state_dict
 from converter.kinds import build_tf_model, build_torch_model
@@ -192,7 +192,7 @@ def check_pretrained_fresh_process(result, entry, work_dir, seed=0):
     assert result.report.source.sha256 == __import__(
         "converter.checkpoint", fromlist=["sha256_file"]).sha256_file(checkpoint)
     model = build_torch_model(entry)
-    model.load_state_dict(load_checkpoint(checkpoint).state_dict, strict=True)
+    model.load_state_dict(read_checkpoint(checkpoint).state_dict, strict=True)
     with torch.inference_mode():
         expected = model(torch.from_numpy(np.ascontiguousarray(video.transpose(0, 4, 1, 2, 3))),
                          torch.from_numpy(mask)).numpy()
@@ -296,7 +296,7 @@ def test_encoder_only_features_match_upstream_forward_features(tmp_path):
     model = keras.saving.load_model(result.paths["keras"])
     checkpoint = write_synthetic_checkpoint(entry, str(tmp_path / "ckpt.pth"), 0)
     reference = build_torch_model(entry)
-    reference.load_state_dict(load_checkpoint(checkpoint).state_dict, strict=True)
+    reference.load_state_dict(read_checkpoint(checkpoint).state_dict, strict=True)
     video = np.random.default_rng(5).standard_normal((2, 3, 4, 32, 32), dtype=np.float32)
     with torch.inference_mode():
         pooled = reference.forward_features(torch.from_numpy(video)).numpy()

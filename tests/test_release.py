@@ -238,7 +238,7 @@ def test_model_cards_state_the_source_and_input_contract(release, conversions):
         for kind in ("savedmodel", "weights", "keras"):
             assert f"{kind} {manifest['entries'][name]['release_check'][kind]:.2e}" in card
     assert "`mask`: bool `[batch, 8]`" in cards[TINY_PT]
-    assert "`[batch, n_masked, 1536]`" in cards[TINY_PT]
+    assert "Output `pixels`: `[batch, n_masked, 1536]`" in cards[TINY_PT]
     assert "`mask`" not in cards[TINY_FT]
     assert "Output `logits`: `[batch, 400]`" in cards[TINY_FT]
 
@@ -500,6 +500,26 @@ def test_check_assets_reads_the_zipped_savedmodel(release):
     errors = check_assets(os.path.join(release_dir, f"{TINY_PT}.json"), assets)
     assert set(errors) == set(assets)
     assert all(error <= TOLERANCE for error in errors.values()), errors
+
+
+def test_check_assets_reads_a_pt_report_from_before_the_output_was_named_pixels(conversions,
+                                                                               tmp_path):
+    """A PT report written when the output was called ``logits`` still re-checks; a wrong
+    fingerprint under that old name still fails."""
+    conv_dir = conversions[0]
+    with open(artifact_paths(conv_dir, TINY_PT)["report"]) as handle:
+        data = json.load(handle)
+    for outputs in data["reference_fingerprint"].values():
+        assert set(outputs) == {"pixels"}
+        outputs["logits"] = outputs.pop("pixels")
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(data))
+    assets = {"weights": artifact_paths(conv_dir, TINY_PT)["weights"]}
+    assert check_assets(str(old), assets)["weights"] <= TOLERANCE
+    for outputs in data["reference_fingerprint"].values():
+        outputs["logits"]["values"] = [v + 0.1 for v in outputs["logits"]["values"]]
+    old.write_text(json.dumps(data))
+    assert check_assets(str(old), assets)["weights"] > 1e-3
 
 
 # --- scripts/release.py ------------------------------------------------------------------------

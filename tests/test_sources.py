@@ -1,8 +1,7 @@
-"""Checkpoint sources: the verified cache, resumable downloads (loopback only), the hub cache."""
+"""Checkpoint sources: the verified cache and resumable downloads (loopback only)."""
 
 import dataclasses
 import hashlib
-import json
 import os
 import threading
 import urllib.error
@@ -13,11 +12,12 @@ import pytest
 import torch
 
 import converter  # noqa: F401  (torch side before tensorflow)
-from converter.checkpoint import load_any_checkpoint, write_synthetic_checkpoint
+from converter.checkpoint import read_checkpoint
+from converter.synthetic import write_synthetic_checkpoint
 from converter.errors import CheckpointError
 from converter.inspect_checkpoint import check_fits
 from converter.sources import (DownloadInterrupted, cached_checkpoint_path, fetch_to_part,
-                               hub_snapshot, is_offline, resolve_cache_dir, resolve_checkpoint)
+                               is_offline, resolve_cache_dir, resolve_checkpoint)
 from converter.zoo import TEST_ZOO, find_entry
 
 # a tiny entry with a (fake) upstream source; real ids are never contacted
@@ -415,72 +415,8 @@ def test_downloaded_synthetic_checkpoint_loads_and_fits(tmp_path):
     with Server(payload) as server:
         path = resolve_checkpoint(entry, cache_dir=str(tmp_path / "cache"), offline=False,
                                   downloader=loopback(server.url("/file")))
-    loaded = load_any_checkpoint(path)
+    loaded = read_checkpoint(path)
     assert loaded.sha256 == sha(payload) and loaded.container_key == "module"
     assert check_fits(entry, loaded.state_dict, path).dataset == "ssv2"
     with pytest.raises(CheckpointError, match="use --dataset ssv2"):
         check_fits(TEST_ZOO["TFVideoMAE_T_K400_4x32_FT"], loaded.state_dict, path)
-
-
-# --- transformers-format copies in a (pre-filled) hub cache -------------------------------------
-
-def fill_hub_cache(root, repo_id, files, revision="0123456789abcdef0123456789abcdef01234567"):
-    """Mimic huggingface_hub's cache: models--ORG--NAME/{refs/main, snapshots/REV/...}."""
-    repo = root / f"models--{repo_id.replace('/', '--')}"
-    snapshot = repo / "snapshots" / revision
-    snapshot.mkdir(parents=True)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(revision)
-    for name, data in files.items():
-        (snapshot / name).write_bytes(data)
-    return snapshot
-
-
-def test_hub_snapshot_offline_finds_a_cached_copy(tmp_path):
-    pytest.importorskip("huggingface_hub")
-    from safetensors.torch import save_file
-
-    import torch_reference
-    from converter.checkpoint import random_state_dict
-
-    real = TEST_ZOO["TFVideoMAE_T_K400_4x32_FT"]
-    entry = dataclasses.replace(real, hub_id="test-org/videomae-tiny-finetuned")
-    upstream = random_state_dict(torch_reference.VisionTransformer(**real.model_config()), 1)
-    # one transformers-named tensor is enough to tell the layout and check the bytes
-    weights = str(tmp_path / "w.safetensors")
-    save_file({"videomae.embeddings.patch_embeddings.projection.weight":
-               upstream["patch_embed.proj.weight"]}, weights)
-    with open(weights, "rb") as handle:
-        data = handle.read()
-    snapshot = fill_hub_cache(tmp_path / "hub", entry.hub_id, {
-        "config.json": json.dumps({"model_type": "videomae"}).encode(),
-        "model.safetensors": data})
-    folder = hub_snapshot(entry, cache_dir=str(tmp_path / "hub"), offline=True)
-    assert os.path.realpath(folder) == os.path.realpath(snapshot)
-    loaded = load_any_checkpoint(folder)
-    assert loaded.layout == "transformers" and loaded.config == {"model_type": "videomae"}
-    assert torch.equal(loaded.state_dict["patch_embed.proj.weight"],
-                       upstream["patch_embed.proj.weight"])
-
-
-def test_hub_snapshot_offline_without_a_copy_is_one_line_error(tmp_path):
-    pytest.importorskip("huggingface_hub")
-    entry = dataclasses.replace(TEST_ZOO["TFVideoMAE_T_K400_4x32_FT"], hub_id="test-org/absent")
-    with pytest.raises(CheckpointError) as caught:
-        hub_snapshot(entry, cache_dir=str(tmp_path / "hub"), offline=True)
-    message = str(caught.value)
-    assert message.startswith(f"no local copy of test-org/absent for {entry.name} in ")
-    assert "--checkpoint PATH" in message and "\n" not in message
-
-
-def test_hub_snapshot_without_weights_is_refused(tmp_path):
-    pytest.importorskip("huggingface_hub")
-    entry = dataclasses.replace(TEST_ZOO["TFVideoMAE_T_K400_4x32_FT"], hub_id="test-org/empty")
-    fill_hub_cache(tmp_path / "hub", entry.hub_id, {"config.json": b"{}"})
-    with pytest.raises(CheckpointError, match="has no model.safetensors or pytorch_model.bin"):
-        hub_snapshot(entry, cache_dir=str(tmp_path / "hub"), offline=True)
-
-
-def test_hub_snapshot_for_an_entry_without_hub_copy(tmp_path):
-    with pytest.raises(CheckpointError, match="has no transformers-format copy on the hub"):
-        hub_snapshot(find_entry("B", "PT", "ucf101"), cache_dir=str(tmp_path))

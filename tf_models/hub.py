@@ -320,6 +320,10 @@ def _from_file(path: str, entry_name: Optional[str] = None) -> Resolved:
 
 # --- building the requested model -----------------------------------------------------------
 
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0] if str(error) else repr(error)
+
+
 def _load_source(resolved: Resolved):
     """The model stored in ``resolved``: a VideoMAEClassifier or VideoMAEPretrainer."""
     import keras
@@ -332,16 +336,15 @@ def _load_source(resolved: Resolved):
             return keras.saving.load_model(resolved.path, compile=False)
         except Exception as error:  # keras raises many types for a bad file
             raise PresetError(f"{resolved.path}: cannot be loaded as a Keras model "
-                              f"({str(error).splitlines()[0] if str(error) else error!r})") from None
+                              f"({_first_line(error)})") from None
     config = dict(resolved.config)
     cls = VideoMAEClassifier if "num_classes" in config else VideoMAEPretrainer
     model = cls(**config)
     try:
         model.load_weights(resolved.path)
     except Exception as error:
-        raise PresetError(f"{resolved.path}: does not fit a {cls.__name__} of "
-                          f"{config} ({str(error).splitlines()[0] if str(error) else error!r})"
-                          ) from None
+        raise PresetError(f"{resolved.path}: does not fit a {cls.__name__} of {config} "
+                          f"({_first_line(error)})") from None
     return model
 
 

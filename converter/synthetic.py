@@ -1,0 +1,76 @@
+"""Seeded synthetic checkpoints in upstream's exact file layout: a test and demo aid.
+
+``--synthetic`` converts one of these instead of a downloaded file, so the whole real path (the
+reader included) runs without network access; the tests build their checkpoints here too.
+Every tensor is random (biases, LayerNorm parameters and ``mask_token`` included), so a
+mapping slip cannot hide behind upstream's zero or unit initialisation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Dict, Tuple
+
+import torch
+
+from .zoo import Entry
+
+
+def random_state_dict(model: torch.nn.Module, seed: int = 0) -> Dict[str, torch.Tensor]:
+    """Every tensor of ``model`` random, biases, LayerNorm parameters and mask_token included.
+
+    Zero biases and unit norms (upstream's init) would hide mapping slips, so each kind gets
+    a random value on a scale that keeps activations well-conditioned. Only names and shapes
+    are read, so ``model`` may live on the meta device.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    return {name: random_tensor(name, tuple(tensor.shape), generator)
+            for name, tensor in model.state_dict().items()}
+
+
+def random_tensor(name: str, shape: Tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """One random tensor, scaled for the kind of parameter ``name`` is."""
+    noise = torch.randn(shape, generator=generator)
+    if name.endswith(("q_bias", "v_bias")):
+        return noise.mul_(0.2)
+    if name.endswith("mask_token"):
+        return noise.mul_(0.5)
+    if len(shape) == 1 and "norm" in name:
+        return noise.mul_(0.2).add_(1.0) if name.endswith("weight") else noise.mul_(0.1)
+    if len(shape) == 1:
+        return noise.mul_(0.05)
+    return noise.mul_(0.02)
+
+
+def upstream_container(entry: Entry, state_dict: Dict[str, torch.Tensor]) -> dict:
+    """Wrap a state dict the way upstream saved it: FT under DeepSpeed's 'module', PT under
+    'model' with the training epoch and its argparse ``args``."""
+    if entry.mode == "FT":
+        return {"module": state_dict, "buffer_names": [], "optimizer": None,
+                "lr_scheduler": None, "global_steps": 0, "dp_world_size": 1,
+                "mp_world_size": 1, "epoch": "best"}
+    args = argparse.Namespace(
+        model=f"pretrain_videomae_{entry.size.lower()}_patch16_224",
+        decoder_depth=entry.dims["decoder_depth"], mask_type="tube",
+        mask_ratio=entry.mask_ratio, num_frames=entry.num_frames, input_size=entry.img_size,
+        epochs=entry.pt_epochs + 1)
+    return {"model": state_dict, "epoch": entry.pt_epochs - 1, "args": args}
+
+
+def write_synthetic_checkpoint(entry: Entry, path: str, seed: int = 0,
+                               dtype: torch.dtype = torch.float32) -> str:
+    """Write a seeded random checkpoint for ``entry`` in upstream's file layout; returns path."""
+    import torch_reference
+
+    config = entry.model_config()
+    with torch.device("meta"):  # names and shapes only
+        if entry.mode == "FT":
+            model = torch_reference.VisionTransformer(**config)
+        else:
+            model = torch_reference.PretrainVisionTransformer(**config)
+    state = {k: v.to(dtype) for k, v in random_state_dict(model, seed).items()}
+    tmp = f"{path}.partial"
+    torch.save(upstream_container(entry, state), tmp)
+    os.replace(tmp, path)
+    return path
