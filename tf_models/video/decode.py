@@ -30,7 +30,8 @@ class VideoError(ValueError):
 
 
 def _ffmpeg_message(error: Exception) -> str:
-    text = " ".join(str(error).split())
+    # FFmpeg errors carry a readable strerror; str() adds the errno and the path again
+    text = " ".join(str(getattr(error, "strerror", None) or error).split())
     return text[:200] if text else type(error).__name__
 
 
