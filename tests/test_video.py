@@ -504,3 +504,23 @@ def test_class_names_are_complete_and_in_upstream_order():
     assert ucf.index("Hammering") + 1 == ucf.index("HammerThrow")
     assert (k400[0], k400[-1], ucf[0], ucf[-1]) == ("abseiling", "zumba", "ApplyEyeMakeup", "YoYo")
     assert ssv2[0] == "Approaching something with your camera"
+
+
+FRAMEWORK_NOISE = ("absl::", "oneDNN", "cuInit", "cuda_", "cpu_feature_guard", "I0000", "E0000",
+                   "W0000")
+
+
+def test_convert_entry_point_keeps_tensorflow_noise_off_the_terminal(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p))
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    code = ("import sys; from videomae_cli.convert import convert_main; "
+            "sys.argv[0] = 'videomae-convert'; convert_main()")
+    done = subprocess.run([sys.executable, "-c", code, "--synthetic", "--size", "T", "--out",
+                           str(tmp_path), "-q"], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    noise = [line for line in (done.stdout + done.stderr).splitlines()
+             if any(mark in line for mark in FRAMEWORK_NOISE)]
+    assert noise == []
+    assert os.path.isfile(tmp_path / f"{TINY_FT}.keras")
