@@ -122,7 +122,6 @@ def evaluate_command(model_spec, list_path, root, out_dir, shard, views, dataset
 
     Merge shards written to several folders with: videomae-evaluate merge DIR [DIR ...]
     """
-    from_shard = None
     model = _load_model(model_spec, dataset, verbose)
     from tqdm import tqdm
 
@@ -137,29 +136,37 @@ def evaluate_command(model_spec, list_path, root, out_dir, shard, views, dataset
     except (EvaluateError, ValueError) as error:
         raise _fail(str(error))
     out_dir = out_dir or os.path.join("videomae-eval", model.name)
-    bar = tqdm(total=0, unit="video", disable=quiet, file=sys.stderr, dynamic_ncols=True,
-               desc=model.name if from_shard == (1, 1) else f"{model.name} {shard}")
+    bars = []
 
     def on_total(todo, done):
-        bar.reset(total=todo)
         if done:
-            bar.write(f"resuming: {done} videos already scored in {out_dir}", file=sys.stderr)
+            click.echo(f"resuming: {done} videos already scored in {out_dir}", err=True)
+        bars.append(tqdm(total=todo, unit="video", disable=quiet, file=sys.stderr,
+                         dynamic_ncols=True,
+                         desc=model.name if from_shard == (1, 1) else f"{model.name} {shard}"))
 
     def on_error(message):
-        bar.write(f"error: {message}", file=sys.stderr)
+        tqdm.write(f"error: {message}", file=sys.stderr)
+
+    def progress(count):
+        bars[0].update(count)
+
+    def close_bars():
+        for bar in bars:
+            bar.close()
 
     try:
         _, stats = evaluate_list(model, items, root, out_dir, shard=from_shard, views=views,
                                  workers=workers, batch_size=batch_size, on_error=on_error,
-                                 progress=bar.update, on_total=on_total)
+                                 progress=progress, on_total=on_total)
         summary = merge_results([out_dir])
     except EvaluateError as error:
-        bar.close()
+        close_bars()
         raise _fail(str(error))
     except OSError as error:
-        bar.close()
+        close_bars()
         raise _fail(f"{out_dir}: cannot write results ({error.strerror or error})")
-    bar.close()
+    close_bars()
     summary["run"] = stats.to_dict()
     _write_summary(os.path.join(out_dir, "summary.json"), summary)
     _print_summary(summary, as_json, out_dir)
