@@ -1,0 +1,525 @@
+"""Upstream's test-time video protocol on real videos: views, logits, predict and evaluate.
+
+The TF side (``tf_models.video``) is checked against ``torch_reference.video_pipeline``, an
+independent implementation that follows upstream's dataset code step by step, and against
+the torch reference model loaded from the same synthetic checkpoint.
+"""
+
+import torch  # noqa: F401  (first: before tensorflow / keras)
+from torch_reference.video_pipeline import upstream_indices, upstream_merge, upstream_test_views
+
+import json  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import converter  # noqa: E402
+from converter.api import _synthetic_path  # noqa: E402
+from converter.checkpoint import load_checkpoint, write_synthetic_checkpoint  # noqa: E402
+from converter.models import build_torch_model  # noqa: E402
+
+from conftest import REPO_ROOT, TINY_FT  # noqa: E402
+from video_helpers import make_bad_videos, make_video_cases  # noqa: E402
+
+TINY_SSV2 = "TFVideoMAE_T_SSv2_4x32_FT"
+LOGIT_ATOL = 1e-4
+CASES = ("landscape", "portrait", "lowres", "short")
+
+
+@pytest.fixture(scope="session")
+def videos(tmp_path_factory):
+    return make_video_cases(tmp_path_factory.mktemp("videos"))
+
+
+@pytest.fixture(scope="session")
+def bad_videos(tmp_path_factory):
+    return make_bad_videos(tmp_path_factory.mktemp("bad_videos"))
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory, tiny_converted):
+    """{dataset: conversion result} for the tiny K400 and SSv2 entries (synthetic, seed 0)."""
+    out = tmp_path_factory.mktemp("tiny_ssv2")
+    ssv2 = converter.convert(TINY_SSV2, str(out), synthetic=True, seed=0, progress=False)
+    return {"k400": tiny_converted, "ssv2": ssv2}
+
+
+def torch_reference_model(result, folder, seed=0):
+    """The torch reference loaded strictly from the synthetic checkpoint ``result`` came from."""
+    entry = result.entry
+    path = write_synthetic_checkpoint(entry, _synthetic_path(entry, seed, str(folder)), seed)
+    model = build_torch_model(entry)
+    model.load_state_dict(load_checkpoint(path).state_dict, strict=True)
+    return model
+
+
+def torch_view_logits(model, views_ncthw):
+    with torch.inference_mode():
+        return model(views_ncthw).numpy()
+
+
+# --- the protocol ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dataset", ["k400", "ssv2"])
+@pytest.mark.parametrize("num_frames", [4, 16])
+def test_frame_indices_follow_upstream_for_every_length(dataset, num_frames):
+    from tf_models.video.protocol import protocol_for
+
+    protocol = protocol_for(dataset, num_frames, 224)
+    for length in range(1, 400):
+        expected = [int(i) for i in upstream_indices(dataset, length, clip_len=num_frames,
+                                                     num_segment=num_frames)]
+        assert protocol.frame_indices(length) == expected, length
+
+
+def test_resize_follows_upstream_rule():
+    from tf_models.video.protocol import protocol_for
+
+    protocol = protocol_for("k400", 16, 224)
+    rng = np.random.default_rng(0)
+    for (height, width), expected in [((272, 640), (224, 527)), ((640, 272), (527, 224)),
+                                      ((144, 176), (224, 273)), ((224, 500), (224, 500)),
+                                      ((300, 300), (224, 224))]:
+        frame = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        resized = protocol.resize_frame(frame)
+        assert resized.shape[:2] == expected
+    untouched = rng.integers(0, 256, (224, 500, 3), dtype=np.uint8)
+    assert protocol.resize_frame(untouched) is untouched
+
+
+# --- views on real videos --------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", CASES + ("lowres_carphone",))
+@pytest.mark.parametrize("dataset", ["k400", "ssv2"])
+@pytest.mark.parametrize("num_frames,img_size", [(4, 32), (16, 224)])
+def test_views_equal_reference_pipeline(videos, case, dataset, num_frames, img_size):
+    from tf_models.video import normalize_views, protocol_for, read_views
+
+    protocol = protocol_for(dataset, num_frames, img_size)
+    found = read_views(videos[case], protocol)
+    raw, normalised = upstream_test_views(videos[case], dataset, clip_len=num_frames,
+                                          short_side_size=img_size)
+    assert found.shape == (protocol.num_views, num_frames, img_size, img_size, 3)
+    assert found.dtype == np.uint8
+    np.testing.assert_array_equal(found, raw)
+    ours = normalize_views(found)
+    theirs = normalised.numpy().transpose(0, 2, 3, 4, 1)  # (V, C, T, H, W) -> (V, T, H, W, C)
+    assert ours.dtype == np.float32
+    assert float(np.max(np.abs(ours - theirs))) <= 1e-6
+    # a real video: views differ from each other (a wrong crop or clip offset would show)
+    assert len({v.tobytes() for v in found}) > 1 or case == "short"
+
+
+def test_normalisation_uses_imagenet_statistics():
+    from tf_models.video import normalize_views
+
+    views = np.full((1, 1, 1, 1, 3), 255, np.uint8)
+    expected = (1.0 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    np.testing.assert_allclose(normalize_views(views)[0, 0, 0, 0], expected, rtol=1e-6)
+
+
+# --- predict: per-view logits against the torch reference ------------------------------------
+
+@pytest.mark.parametrize("dataset", ["k400", "ssv2"])
+def test_predict_view_logits_match_torch_reference(videos, tiny_models, tmp_path, dataset):
+    from tf_models.video import classify_video, load_video_model
+
+    result = tiny_models[dataset]
+    reference = torch_reference_model(result, tmp_path)
+    for artifact in ("keras", "savedmodel"):
+        model = load_video_model(result.paths[artifact])
+        assert (model.dataset, model.num_frames, model.img_size) == (dataset, 4, 32)
+        for case in CASES:
+            record = classify_video(model, videos[case], k=5)
+            _, normalised = upstream_test_views(videos[case], dataset, clip_len=4,
+                                                short_side_size=32)
+            expected = torch_view_logits(reference, normalised)
+            found = np.asarray(record["view_logits"])
+            assert found.shape == expected.shape == (6 if dataset == "ssv2" else 15,
+                                                     result.entry.num_classes)
+            error = float(np.max(np.abs(found - expected)))
+            assert error <= LOGIT_ATOL, f"{artifact} {case}: max abs {error:.2e}"
+            probs = torch.softmax(torch.from_numpy(expected).double(), -1).mean(0).numpy()
+            assert [row["index"] for row in record["top_k"]] == list(np.argsort(-probs)[:5])
+            np.testing.assert_allclose(record["probs"], probs, atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["TFVideoMAE_S_K400_16x224_FT", "TFVideoMAE_S_SSv2_16x224_FT"])
+def test_predict_small_models_match_torch_reference(videos, tmp_path, name):
+    """ViT-S K400 and SSv2 through videomae-predict --json: per-view logits within 1e-4."""
+    result = converter.convert(name, str(tmp_path / "out"), synthetic=True, seed=0,
+                               progress=False, parity_batch=1)
+    reference = torch_reference_model(result, tmp_path)
+    dataset = result.entry.dataset
+    done = run_video_cli("predict", [videos[c] for c in CASES + ("lowres_carphone",)]
+                         + ["--model", result.paths["keras"], "--json"])
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    for record, case in zip(records, CASES + ("lowres_carphone",)):
+        _, normalised = upstream_test_views(videos[case], dataset)
+        expected = torch_view_logits(reference, normalised)
+        error = float(np.max(np.abs(np.asarray(record["view_logits"]) - expected)))
+        assert error <= LOGIT_ATOL, f"{case}: max abs {error:.2e}"
+        probs = torch.softmax(torch.from_numpy(expected).double(), -1).mean(0).numpy()
+        assert [row["index"] for row in record["top_k"]] == list(np.argsort(-probs)[:5])
+
+
+# --- the command lines -----------------------------------------------------------------------
+
+def run_video_cli(command, args, timeout=600, **kwargs):
+    """``videomae-predict`` / ``videomae-evaluate`` in a fresh process (as a console script)."""
+    main = {"predict": "predict_main", "evaluate": "evaluate_main"}[command]
+    env = dict(os.environ)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the command must quiet TensorFlow by itself
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, env.get("PYTHONPATH")) if p)
+    code = f"import sys; from videomae_cli.video import {main}; sys.argv[0] = 'videomae'; {main}()"
+    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True,
+                          text=True, timeout=timeout, **kwargs)
+
+
+def test_predict_cli_prints_only_json_and_no_framework_noise(videos, tiny_models):
+    done = run_video_cli("predict", [videos["landscape"], videos["portrait"], "--model",
+                                     tiny_models["k400"].paths["savedmodel"], "--json",
+                                     "--top-k", "3"])
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # no absl / oneDNN / cuInit lines
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["video"] for r in records] == [videos["landscape"], videos["portrait"]]
+    for record in records:
+        assert record["views"] == "5x3" and record["model"] == "TFVideoMAE_T_K400_4x32_FT"
+        assert len(record["top_k"]) == 3 and len(record["probs"]) == 400
+        assert len(record["view_logits"]) == 15
+        assert abs(sum(record["probs"]) - 1) < 1e-6
+        assert record["top_k"][0]["label"] == _k400()[record["top_k"][0]["index"]]
+
+
+def _k400():
+    from tf_models.video import class_names
+
+    return class_names("k400")
+
+
+def test_predict_cli_views_override(videos, tiny_models):
+    from click.testing import CliRunner
+
+    from videomae_cli.video import predict_command
+
+    result = CliRunner().invoke(predict_command, [videos["landscape"], "--model",
+                                                  tiny_models["ssv2"].paths["keras"],
+                                                  "--views", "1x1", "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["views"] == "1x1" and len(record["view_logits"]) == 1
+
+
+def assert_one_error_line(result, code, naming):
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:") and naming in lines[0], lines[0]
+    return lines[0]
+
+
+EXPECTED_PROBLEM = {
+    "zero_byte": "empty (0 bytes)", "truncated_index": "not a video file",
+    "truncated_frames": "truncated", "not_a_video": "not a video file",
+    "no_video_stream": "no video stream", "one_frame": "has 1 frame",
+    "huge_resolution": "megapixels", "missing": "no such file",
+}
+
+
+@pytest.mark.parametrize("case", sorted(EXPECTED_PROBLEM))
+def test_predict_bad_video_is_one_clear_line(bad_videos, tiny_models, case):
+    from click.testing import CliRunner
+
+    from videomae_cli.video import predict_command
+
+    result = CliRunner().invoke(predict_command, [bad_videos[case], "--model",
+                                                  tiny_models["k400"].paths["keras"]])
+    line = assert_one_error_line(result, 2, bad_videos[case])
+    assert EXPECTED_PROBLEM[case] in line
+    assert result.stdout == ""
+
+
+def test_predict_goes_on_after_a_bad_video(videos, bad_videos, tiny_models):
+    from click.testing import CliRunner
+
+    from videomae_cli.video import predict_command
+
+    result = CliRunner().invoke(predict_command, [bad_videos["zero_byte"], videos["short"],
+                                                  "--model", tiny_models["k400"].paths["keras"],
+                                                  "--json"])
+    assert_one_error_line(result, 2, bad_videos["zero_byte"])
+    assert json.loads(result.stdout)["video"] == videos["short"]
+
+
+@pytest.mark.parametrize("model,args,naming", [
+    (None, ["--model", "nowhere.keras"], "nowhere.keras"),
+    (None, ["--model", "TFVIDEO"], "TFVIDEO"),
+    ("k400", ["--dataset", "ssv2"], "174"),
+    ("k400", ["--views", "0x3"], "views"),
+    ("ssv2", ["--views", "3x3"], "views"),
+])
+def test_predict_bad_arguments_are_one_clear_line(videos, tiny_models, model, args, naming):
+    from click.testing import CliRunner
+
+    from videomae_cli.video import predict_command
+
+    if model is not None:
+        args = args + ["--model", tiny_models[model].paths["keras"]]
+    result = CliRunner().invoke(predict_command, [videos["short"]] + args)
+    assert_one_error_line(result, 2, naming)
+
+
+# --- the model's dataset ---------------------------------------------------------------------
+
+def test_dataset_comes_from_report_then_name_then_class_count(tiny_models, tmp_path):
+    import shutil
+
+    from tf_models.video import load_video_model
+
+    paths = tiny_models["ssv2"].paths
+    assert load_video_model(paths["keras"]).dataset_from.endswith(".json")
+    # no report, a name that says nothing: the class count decides
+    renamed = tmp_path / "mystery"
+    shutil.copytree(paths["savedmodel"], renamed)
+    model = load_video_model(str(renamed))
+    assert (model.dataset, model.dataset_from) == ("ssv2", "its 174 classes")
+    # no report next to it: the name decides
+    bare = tmp_path / "TFVideoMAE_T_SSv2_4x32_FT"
+    shutil.copytree(paths["savedmodel"], bare)
+    assert load_video_model(str(bare)).dataset_from.startswith("the model name")
+
+
+# --- evaluate ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def labelled_list(videos, bad_videos, tiny_models, tmp_path_factory):
+    """A root folder and list of real videos (and two bad ones) with labels that make top-1 and
+    top-5 neither 0 nor 100: the reference's own top-1 for some videos, its 3rd for others."""
+    root = tmp_path_factory.mktemp("dataset")
+    reference = torch_reference_model(tiny_models["k400"], tmp_path_factory.mktemp("ckpt"))
+    rng = np.random.default_rng(7)
+    lines = []
+    sources = [videos[c] for c in CASES + ("lowres_carphone",)]
+    for number in range(10):
+        source = sources[number % len(sources)]
+        name = f"class_{number % 3}/clip_{number:02d}.mp4"
+        os.makedirs(root / os.path.dirname(name), exist_ok=True)
+        os.symlink(source, root / name)
+        _, normalised = upstream_test_views(source, "k400", clip_len=4, short_side_size=32)
+        probs = torch.softmax(torch.from_numpy(torch_view_logits(reference, normalised))
+                              .double(), -1).mean(0).numpy()
+        ranked = np.argsort(-probs)
+        label = [ranked[0], ranked[2], rng.integers(400)][number % 3]
+        lines.append(f"{name} {int(label)}")
+    for case in ("zero_byte", "not_a_video"):
+        name = f"broken/{case}.mp4"
+        os.makedirs(root / "broken", exist_ok=True)
+        os.symlink(bad_videos[case], root / name)
+        lines.append(f"{name} 5")
+    list_path = root / "test.csv"
+    list_path.write_text("\n".join(lines) + "\n")
+    return str(root), str(list_path)
+
+
+@pytest.fixture(scope="session")
+def single_run(tiny_models, labelled_list, tmp_path_factory):
+    from tf_models.video import load_video_model
+    from tf_models.video.evaluate import evaluate_list, merge_results, read_list
+
+    root, list_path = labelled_list
+    model = load_video_model(tiny_models["k400"].paths["keras"])
+    out = str(tmp_path_factory.mktemp("single"))
+    errors = []
+    path, stats = evaluate_list(model, read_list(list_path, 400), root, out, workers=2,
+                                batch_size=7, on_error=errors.append)
+    return model, out, path, merge_results([out]), errors, stats
+
+
+def _result_rows(path):
+    from tf_models.video.protocol import protocol_for, view_order
+
+    order = view_order(protocol_for("k400"))
+    rows = []
+    with open(path) as handle:
+        for line in handle.read().splitlines()[1:]:
+            record = json.loads(line)
+            if "error" in record:
+                continue
+            for (chunk, split), logits in zip(order, record["view_logits"]):
+                rows.append((record["video"], logits, record["label"], chunk, split))
+    return rows
+
+
+def test_evaluate_matches_upstream_merge_and_counts_failures(single_run, labelled_list):
+    model, out, path, summary, errors, stats = single_run
+    top1, top5 = upstream_merge(_result_rows(path))
+    assert summary["top1"] == pytest.approx(top1, abs=1e-9)
+    assert summary["top5"] == pytest.approx(top5, abs=1e-9)
+    assert 0 < summary["top1"] < summary["top5"] < 100
+    assert (summary["videos"], summary["failed"]) == (10, 2)
+    assert len(errors) == 2 and all("broken/" in e for e in errors)
+    assert sum(c["videos"] for c in summary["per_class"].values()) == 10
+    assert stats.videos == 10 and stats.views == 150
+
+
+def test_evaluate_logits_match_torch_reference(single_run, labelled_list, tiny_models,
+                                               tmp_path):
+    model, out, path, summary, errors, stats = single_run
+    root, _ = labelled_list
+    reference = torch_reference_model(tiny_models["k400"], tmp_path)
+    with open(path) as handle:
+        records = [json.loads(line) for line in handle.read().splitlines()[1:]]
+    checked = 0
+    for record in records:
+        if "error" in record or checked == 3:
+            continue
+        _, normalised = upstream_test_views(os.path.join(root, record["video"]), "k400",
+                                            clip_len=4, short_side_size=32)
+        expected = torch_view_logits(reference, normalised)
+        assert float(np.max(np.abs(np.asarray(record["view_logits"]) - expected))) <= LOGIT_ATOL
+        checked += 1
+
+
+def test_shards_merge_to_the_single_run(single_run, labelled_list, tmp_path):
+    from tf_models.video.evaluate import evaluate_list, merge_results, read_list
+
+    model, _, _, summary, _, _ = single_run
+    root, list_path = labelled_list
+    items = read_list(list_path, 400)
+    folders = []
+    for index in (1, 2, 3):
+        folder = str(tmp_path / f"shard{index}")
+        evaluate_list(model, items, root, folder, shard=(index, 3), workers=1, batch_size=32)
+        folders.append(folder)
+    partial = merge_results(folders[:2])
+    assert partial["shards_missing"] == ["3/3"] and partial["missing"] > 0
+    merged = merge_results(folders)
+    for key in ("top1", "top5", "videos", "failed", "per_class"):
+        assert merged[key] == summary[key], key
+    assert merged["missing"] == 0 and merged["shards_missing"] == []
+
+
+def test_evaluate_refuses_results_of_another_run(single_run, labelled_list, tmp_path):
+    from tf_models.video.evaluate import EvaluateError, evaluate_list, read_list
+
+    model, out, _, _, _, _ = single_run
+    root, list_path = labelled_list
+    items = read_list(list_path, 400)
+    with pytest.raises(EvaluateError, match="another run"):
+        evaluate_list(model, items[:-1], root, out)
+
+
+def test_evaluate_resumes_after_kill(labelled_list, tiny_models, single_run, tmp_path):
+    root, list_path = labelled_list
+    out = str(tmp_path / "killed")
+    args = ["--model", tiny_models["k400"].paths["keras"], "--list", list_path, "--root", root,
+            "--out", out, "--workers", "1", "--batch-size", "1", "--json", "-q"]
+    env_args = dict(timeout=600)
+    main = ("import sys; from videomae_cli.video import evaluate_main; "
+            "sys.argv[0] = 'videomae-evaluate'; evaluate_main()")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p))
+    child = subprocess.Popen([sys.executable, "-c", main, *args], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    results = os.path.join(out, "results.jsonl")
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if os.path.exists(results) and open(results).read().count("\n") >= 4:
+            break
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.communicate()
+    with open(results) as handle:
+        before = handle.read().splitlines()
+    assert 2 <= len(before) - 1 < 12, "the kill did not land mid-run"
+    # a kill mid-write leaves half a line: it is dropped on resume
+    with open(results, "a") as handle:
+        handle.write('{"video": "class_0/clip_09.mp4", "label": 3, "view_lo')
+    done = run_video_cli("evaluate", args, **env_args)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert "resuming: " in done.stderr
+    with open(results) as handle:
+        after = [json.loads(line) for line in handle.read().splitlines()]
+    videos = [r["video"] for r in after[1:] if "error" not in r]
+    assert len(videos) == len(set(videos)) == 10  # nothing scored twice, nothing lost
+    assert after[:len(before)] == [json.loads(line) for line in before]
+    assert summary["run"]["videos"] == 10 - sum(1 for line in before[1:]
+                                               if "error" not in json.loads(line))
+    for key in ("top1", "top5", "videos", "failed", "per_class"):
+        assert summary[key] == single_run[3][key], key
+
+
+def test_merge_cli_and_bad_list(single_run, labelled_list, tmp_path):
+    from click.testing import CliRunner
+
+    from videomae_cli.video import evaluate_command, merge_command
+
+    _, out, _, summary, _, _ = single_run
+    result = CliRunner().invoke(merge_command, [out, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["top1"] == summary["top1"]
+    bad_list = tmp_path / "bad.csv"
+    bad_list.write_text("a.mp4 3\nb.mp4 not_a_label\n")
+    result = CliRunner().invoke(evaluate_command, ["--model", single_run[0].source, "--list",
+                                                   str(bad_list), "--out", str(tmp_path / "o")])
+    assert_one_error_line(result, 2, f"{bad_list}:2")
+    result = CliRunner().invoke(merge_command, [str(tmp_path)])
+    assert_one_error_line(result, 2, str(tmp_path))
+
+
+# --- the consumer side never imports torch ---------------------------------------------------
+
+def test_video_modules_do_not_import_torch(tmp_path):
+    code = ("import sys, json; import tf_models.video, tf_models.video.model, "
+            "tf_models.video.predict, tf_models.video.evaluate, videomae_cli.video; "
+            "print(json.dumps(sorted(m for m in sys.modules "
+            "if m.split('.')[0] in ('torch', 'torchvision', 'timm'))))")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p), TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=300, cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == []
+
+
+def test_class_names_are_complete_and_in_upstream_order():
+    from tf_models.video import class_names
+
+    k400, ssv2, ucf = class_names("k400"), class_names("ssv2"), class_names("ucf101")
+    assert (len(k400), len(set(k400)), len(ssv2), len(set(ssv2)), len(ucf), len(set(ucf))) == \
+        (400, 400, 174, 174, 101, 101)
+    assert list(k400) == sorted(k400) and list(ssv2) == sorted(ssv2)
+    # UCF101's classInd.txt order is not plain sorted order: Hammering before HammerThrow
+    assert ucf.index("Hammering") + 1 == ucf.index("HammerThrow")
+    assert (k400[0], k400[-1], ucf[0], ucf[-1]) == ("abseiling", "zumba", "ApplyEyeMakeup", "YoYo")
+    assert ssv2[0] == "Approaching something with your camera"
+
+
+FRAMEWORK_NOISE = ("absl::", "oneDNN", "cuInit", "cuda_", "cpu_feature_guard", "I0000", "E0000",
+                   "W0000")
+
+
+def test_convert_entry_point_keeps_tensorflow_noise_off_the_terminal(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p))
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    code = ("import sys; from videomae_cli.convert import convert_main; "
+            "sys.argv[0] = 'videomae-convert'; convert_main()")
+    done = subprocess.run([sys.executable, "-c", code, "--synthetic", "--size", "T", "--out",
+                           str(tmp_path), "-q"], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    noise = [line for line in (done.stdout + done.stderr).splitlines()
+             if any(mark in line for mark in FRAMEWORK_NOISE)]
+    assert noise == []
+    assert os.path.isfile(tmp_path / f"{TINY_FT}.keras")

@@ -1,0 +1,27 @@
+"""Upstream VideoMAE's test-time video pipeline, class names, prediction and evaluation.
+
+torch-free. ``protocol`` and ``decode`` need only numpy, OpenCV and PyAV; ``model``,
+``predict`` and ``evaluate`` run converted models with TensorFlow / Keras.
+
+    from tf_models.video import load_video_model, classify_video
+    model = load_video_model("weights/TFVideoMAE_S_K400_16x224_FT.keras")
+    print(classify_video(model, "clip.mp4")["top_k"])
+"""
+
+from .decode import VideoError, decode_frames, read_views
+from .labels import class_names
+from .protocol import MEAN, STD, Protocol, normalize_views, protocol_for
+
+__all__ = ["Protocol", "protocol_for", "normalize_views", "MEAN", "STD", "VideoError",
+           "decode_frames", "read_views", "class_names", "load_video_model", "classify_video"]
+
+
+def __getattr__(name):
+    # the TensorFlow side loads only when asked for
+    if name == "load_video_model":
+        from .model import load_video_model
+        return load_video_model
+    if name == "classify_video":
+        from .predict import classify_video
+        return classify_video
+    raise AttributeError(name)

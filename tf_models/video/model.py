@@ -1,0 +1,219 @@
+"""Loading a converted classifier (zoo name, ``.keras`` file or SavedModel folder) for videos.
+
+The model's input shape gives the frames and size of a view; the dataset (hence the view
+protocol and the class names) comes from, in order: the caller, the conversion report
+``NAME.json`` next to the artifact, the zoo name in the model's name, the class count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+from .labels import NUM_CLASSES
+
+# asset names: TFVideoMAE_{S|B|L|H}_{K400|SSv2|UCF}_16x224_{FT|PT}
+NAME_DATASET = {"K400": "k400", "SSv2": "ssv2", "UCF": "ucf101"}
+_NAME_PATTERN = re.compile(r"TFVideoMAE_[A-Za-z]+_(K400|SSv2|UCF)_\d+x\d+_FT")
+_CLASS_COUNT_DATASET = {count: dataset for dataset, count in NUM_CLASSES.items()}
+
+
+class ModelError(ValueError):
+    """A model argument that cannot be used for classifying videos; ``str()`` is one line."""
+
+
+@dataclass
+class VideoModel:
+    """A loaded classifier: ``run(views)`` maps float32 (batch, T, S, S, 3) to logits."""
+
+    name: str
+    source: str
+    kind: str               # "keras", "savedmodel" or "zoo"
+    num_frames: int
+    img_size: int
+    num_classes: int
+    dataset: str
+    dataset_from: str       # where the dataset came from (for messages)
+    run_batch: Callable
+
+    def run(self, views: np.ndarray) -> np.ndarray:
+        """Logits (batch, classes) as float32 numpy for normalised views (batch, T, S, S, 3)."""
+        return np.asarray(self.run_batch(np.ascontiguousarray(views, dtype=np.float32)))
+
+
+def _report_path(path: str) -> str:
+    stripped = path.rstrip("/" + os.sep)
+    if stripped.endswith(".keras"):
+        stripped = stripped[: -len(".keras")]
+    return stripped + ".json"
+
+
+def _dataset_from_report(path: str) -> Optional[str]:
+    report = _report_path(path)
+    if not os.path.isfile(report):
+        return None
+    try:
+        with open(report, encoding="utf-8") as handle:
+            dataset = json.load(handle).get("entry", {}).get("dataset")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return dataset if dataset in NUM_CLASSES else None
+
+
+def dataset_from_name(name: str) -> Optional[str]:
+    """``"k400"`` for a name containing ``TFVideoMAE_S_K400_16x224_FT`` and so on."""
+    match = _NAME_PATTERN.search(name or "")
+    return NAME_DATASET[match.group(1)] if match else None
+
+
+def _choose_dataset(source: str, name: str, num_classes: int, dataset: Optional[str],
+                    path: Optional[str]):
+    if dataset is not None:
+        if dataset not in NUM_CLASSES:
+            raise ModelError(f"--dataset {dataset}: expected one of {', '.join(NUM_CLASSES)}")
+        found = dataset, "--dataset"
+    else:
+        found = None
+        if path is not None:
+            from_report = _dataset_from_report(path)
+            if from_report:
+                found = from_report, os.path.basename(_report_path(path))
+        if found is None and dataset_from_name(name):
+            found = dataset_from_name(name), f"the model name {name}"
+        if found is None and num_classes in _CLASS_COUNT_DATASET:
+            found = _CLASS_COUNT_DATASET[num_classes], f"its {num_classes} classes"
+        if found is None:
+            raise ModelError(f"{source}: cannot tell the dataset of a model with {num_classes} "
+                             "classes; pass --dataset k400, ssv2 or ucf101")
+    if NUM_CLASSES[found[0]] != num_classes:
+        raise ModelError(f"{source}: has {num_classes} classes but {found[0]} (from "
+                         f"{found[1]}) has {NUM_CLASSES[found[0]]}; pass the right --dataset")
+    return found
+
+
+def _input_frames_size(source: str, shape) -> tuple:
+    dims = list(shape)
+    if len(dims) != 5 or dims[-1] != 3 or dims[1] is None or dims[2] is None \
+            or dims[2] != dims[3]:
+        raise ModelError(f"{source}: expected a video classifier taking [batch, frames, size, "
+                         f"size, 3], found input shape {dims}")
+    return int(dims[1]), int(dims[2])
+
+
+def _load_savedmodel(path: str):
+    import tensorflow as tf
+
+    try:
+        loaded = tf.saved_model.load(path)
+    except (OSError, ValueError, tf.errors.OpError) as error:
+        raise ModelError(f"{path}: not a readable SavedModel ({' '.join(str(error).split())[:160]})"
+                         ) from None
+    serving = loaded.signatures.get("serving_default")
+    if serving is None:
+        raise ModelError(f"{path}: SavedModel has no serving_default signature")
+    inputs = serving.structured_input_signature[1]
+    outputs = serving.structured_outputs
+    if set(inputs) != {"video"} or "logits" not in outputs:
+        raise ModelError(f"{path}: expected a classifier signature video -> logits, found "
+                         f"{sorted(inputs)} -> {sorted(outputs)} (a PT or encoder-only model?)")
+    frames, size = _input_frames_size(path, inputs["video"].shape)
+    num_classes = int(outputs["logits"].shape[-1])
+
+    def run(views):
+        return serving(video=tf.constant(views))["logits"].numpy()
+
+    run.keep_alive = loaded  # the signature needs its object graph alive
+    return os.path.basename(path.rstrip("/" + os.sep)), frames, size, num_classes, run
+
+
+def _keras_runner(model, source: str):
+    import tensorflow as tf
+
+    import tf_models  # noqa: F401  (registers the VideoMAE classes)
+
+    if not hasattr(model, "num_classes"):
+        raise ModelError(f"{source}: {type(model).__name__} is not a video classifier "
+                         "(a PT or encoder-only model?)")
+    shape = (None, getattr(model, "num_frames", None), getattr(model, "img_size", None),
+             getattr(model, "img_size", None), 3)
+    frames, size = _input_frames_size(source, shape)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, frames, size, size, 3], tf.float32)],
+                 reduce_retracing=True)
+    def forward(video):
+        return model(video, training=False)
+
+    def run(views):
+        return forward(tf.constant(views)).numpy()
+
+    return frames, size, int(model.num_classes), run
+
+
+def _load_keras(path: str):
+    import keras
+
+    import tf_models  # noqa: F401  (registers the VideoMAE classes)
+
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as error:  # keras raises many kinds for a bad file
+        raise ModelError(f"{path}: not a readable .keras model "
+                         f"({' '.join(str(error).split())[:160]})") from None
+    frames, size, num_classes, run = _keras_runner(model, path)
+    return model.name, frames, size, num_classes, run
+
+
+def _load_preset(name: str):
+    import tf_models
+
+    classifier = getattr(tf_models, "VideoMAEClassifier", None)
+    from_preset = getattr(classifier, "from_preset", None)
+    if from_preset is None:
+        raise ModelError(f"{name}: loading zoo names needs VideoMAEClassifier.from_preset, "
+                         "which this version of tf_models lacks; pass a .keras file or a "
+                         "SavedModel folder instead")
+    try:
+        model = from_preset(name)
+    except (OSError, ValueError, KeyError, RuntimeError) as error:
+        raise ModelError(f"{name}: {' '.join(str(error).split())[:200]}") from None
+    frames, size, num_classes, run = _keras_runner(model, name)
+    return name, frames, size, num_classes, run
+
+
+def load_video_model(spec: str, dataset: Optional[str] = None) -> VideoModel:
+    """Load ``spec`` (zoo name, ``.keras`` file or SavedModel folder) as a VideoModel.
+
+    Raises ModelError (one line) for anything that is not a readable video classifier, or
+    whose class count disagrees with ``dataset``.
+    """
+    path = None
+    if os.path.isdir(spec):
+        if not os.path.isfile(os.path.join(spec, "saved_model.pb")):
+            raise ModelError(f"{spec}: folder holds no saved_model.pb; expected a SavedModel "
+                             "folder, a .keras file or a zoo name")
+        kind, path = "savedmodel", spec
+        name, frames, size, num_classes, run = _load_savedmodel(spec)
+    elif os.path.isfile(spec):
+        if spec.endswith(".weights.h5"):
+            raise ModelError(f"{spec}: a weights-only file has no model config; pass the "
+                             ".keras file or the SavedModel folder next to it")
+        if not spec.endswith(".keras"):
+            raise ModelError(f"{spec}: expected a .keras file, a SavedModel folder or a zoo "
+                             "name")
+        kind, path = "keras", spec
+        name, frames, size, num_classes, run = _load_keras(spec)
+    elif re.fullmatch(r"TFVideoMAE_\w+", spec):
+        kind = "zoo"
+        name, frames, size, num_classes, run = _load_preset(spec)
+    else:
+        raise ModelError(f"{spec}: no such file or folder, and not a zoo name "
+                         "(TFVideoMAE_S_K400_16x224_FT, ...)")
+    chosen, chosen_from = _choose_dataset(spec, name, num_classes, dataset, path)
+    return VideoModel(name=name, source=spec, kind=kind, num_frames=frames, img_size=size,
+                      num_classes=num_classes, dataset=chosen, dataset_from=chosen_from,
+                      run_batch=run)
