@@ -20,8 +20,8 @@ from . import __version__
 from .checkpoint import (checkpoint_sha256, load_any_checkpoint, strip_encoder_prefix,
                          write_synthetic_checkpoint)
 from .errors import CheckpointError, ConversionError, OutputError
-from .export import (StagedArtifacts, artifact_paths, artifacts_present, check_not_locked,
-                     check_output_dir, outputs_to_numpy, verify_artifacts)
+from .export import (StagedArtifacts, artifact_paths, artifacts_present, check_output_dir,
+                     outputs_to_numpy, recover_killed_run, verify_artifacts)
 from .inspect_checkpoint import check_fits
 from .mapping import apply_mapping, plan_mapping, prepare_state_dict
 from .models import build_tf_model, build_torch_model, parity_reference
@@ -124,8 +124,8 @@ SCRATCH_PREFIX = ".videomae-synthetic-"
 
 
 def make_scratch() -> str:
-    """A new scratch folder for a synthetic checkpoint, after removing killed runs' ones."""
-    remove_stale_scratch()
+    """A new scratch folder for a synthetic checkpoint (``convert`` removed killed runs'
+    ones when it started)."""
     return tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
 
 
@@ -180,7 +180,8 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         raise ConversionError(f"{entry.name}: is a test-only configuration with no upstream "
                               f"file; use --synthetic or --checkpoint")
     check_output_dir(out_dir, entry.name, force, allow_present=True)
-    check_not_locked(out_dir, entry.name)
+    recover_killed_run(out_dir, entry.name)
+    remove_stale_scratch()
     if not synthetic:
         checkpoint = resolve_checkpoint(base, checkpoint, cache_dir=cache_dir, offline=offline,
                                         force_download=force_download, progress=progress)

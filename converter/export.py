@@ -157,6 +157,20 @@ def check_not_locked(out_dir: str, name: str) -> None:
         os.close(fd)
 
 
+def recover_killed_run(out_dir: str, name: str) -> List[str]:
+    """Before anything else: take the entry's lock (an OutputError when another run holds
+    it), deal with what a killed run left (``recover_stale_staging``), let the lock go. The
+    conversion takes it again to write. Nothing is created when ``out_dir`` does not exist."""
+    if not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK):
+        check_not_locked(out_dir, name)
+        return []
+    lock = EntryLock(out_dir, name).acquire()
+    try:
+        return recover_stale_staging(out_dir, name)
+    finally:
+        lock.release()
+
+
 def recover_stale_staging(out_dir: str, name: str) -> List[str]:
     """Deal with the staging folders a killed run of ``name`` left in ``out_dir``; call only
     while holding the entry's lock (so none of them belongs to a live run).
