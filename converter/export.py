@@ -160,15 +160,23 @@ def check_not_locked(out_dir: str, name: str) -> None:
 def recover_killed_run(out_dir: str, name: str) -> List[str]:
     """Before anything else: take the entry's lock (an OutputError when another run holds
     it), deal with what a killed run left (``recover_stale_staging``), let the lock go. The
-    conversion takes it again to write. Nothing is created when ``out_dir`` does not exist."""
-    if not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK):
-        check_not_locked(out_dir, name)
-        return []
+    conversion takes it again to write. Without staging folders nothing is created."""
+    check_not_locked(out_dir, name)
+    if not staging_folders(out_dir, name) or not os.access(out_dir, os.W_OK):
+        return []  # the usual case: nothing to recover, and no lock file is made
     lock = EntryLock(out_dir, name).acquire()
     try:
         return recover_stale_staging(out_dir, name)
     finally:
         lock.release()
+
+
+def staging_folders(out_dir: str, name: str) -> List[str]:
+    """The staging folders of ``name`` in ``out_dir`` (a live run's or killed runs')."""
+    if not os.path.isdir(out_dir):
+        return []
+    prefix = f".{name}{STAGING_INFIX}"
+    return sorted(os.path.join(out_dir, p) for p in os.listdir(out_dir) if p.startswith(prefix))
 
 
 def recover_stale_staging(out_dir: str, name: str) -> List[str]:
@@ -179,11 +187,7 @@ def recover_stale_staging(out_dir: str, name: str) -> List[str]:
     the move is finished (each artifact still staged replaces the final one). Every stale
     folder is then removed. Returns what was found.
     """
-    if not os.path.isdir(out_dir):
-        return []
-    prefix = f".{name}{STAGING_INFIX}"
-    found = sorted(os.path.join(out_dir, p) for p in os.listdir(out_dir)
-                   if p.startswith(prefix))
+    found = staging_folders(out_dir, name)
     for folder in found:
         if os.path.exists(os.path.join(folder, PLACING_MARKER)):
             staged = artifact_paths(folder, name)
