@@ -5,12 +5,13 @@ from __future__ import annotations
 import gc
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 from tqdm.auto import tqdm
 
@@ -18,7 +19,7 @@ from . import __version__
 from .checkpoint import checkpoint_sha256, read_checkpoint
 from .errors import CheckpointError, ConversionError, OutputError
 from .export import (StagedArtifacts, artifact_paths, artifacts_present, check_output_dir,
-                     outputs_to_numpy, verify_artifacts)
+                     outputs_to_numpy, recover_killed_run, verify_artifacts)
 from .inspect_checkpoint import check_fits
 from .mapping import (apply_mapping, check_source_tensors, drop_position_table, plan_mapping,
                       prepare_state_dict, tensor_specs)
@@ -123,6 +124,45 @@ def _find_malloc_trim():
 _MALLOC_TRIM = _find_malloc_trim()
 
 
+# The synthetic checkpoint goes to a scratch folder in the system temporary folder ($TMPDIR),
+# named with the run's pid, removed when the run ends; one left by a killed run is removed
+# by the next run that finds its pid gone (``remove_stale_scratch``).
+SCRATCH_PREFIX = ".videomae-synthetic-"
+
+
+def make_scratch() -> str:
+    """A new scratch folder for a synthetic checkpoint (``convert`` removed killed runs'
+    ones when it started)."""
+    return tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
+
+
+def remove_stale_scratch(folder: Optional[str] = None) -> List[str]:
+    """Remove the scratch folders in ``folder`` (default: the temporary folder) whose run is
+    gone (no process has the pid in the name); returns what was removed."""
+    folder = folder or tempfile.gettempdir()
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        found = re.fullmatch(re.escape(SCRATCH_PREFIX) + r"(\d+)-\w+", name)
+        if found and not _pid_alive(int(found.group(1))):
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+            removed.append(os.path.join(folder, name))
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 def _synthetic_path(entry: Entry, seed: int, folder: str) -> str:
     return os.path.join(folder, f"{entry.name}.synthetic-seed{seed}.pth")
 
@@ -156,6 +196,8 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
                               f"--encoder-only features; a pre-trained model's output length "
                               f"depends on its mask, which LiteRT does not serve")
     check_output_dir(out_dir, entry.name, force, allow_present=True)
+    recover_killed_run(out_dir, entry.name)
+    remove_stale_scratch()
     if not synthetic:
         checkpoint = resolve_checkpoint(base, checkpoint, cache_dir=cache_dir, offline=offline,
                                         force_download=force_download, progress=progress)
@@ -166,7 +208,7 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
     try:
         phases("load checkpoint")
         if synthetic:
-            scratch = tempfile.mkdtemp(prefix=".videomae-synthetic-")
+            scratch = make_scratch()
             checkpoint = write_synthetic_checkpoint(base, _synthetic_path(base, seed, scratch),
                                                     seed)
         source, torch_state, prepared, notes, checkpoint_pages = _read_checked(

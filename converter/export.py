@@ -8,16 +8,26 @@ Per entry ``NAME`` in the output folder:
   NAME.json          report: entry, source and sha256, versions, parity, reload checks
 Everything is first written into a hidden temporary folder inside the output folder (same
 filesystem, so the final ``os.replace`` is a rename) and removed on any failure.
+
+Faults (docs/RELIABILITY.md): one run at a time per entry and output folder holds
+``.NAME.lock`` (``fcntl.flock``; a second run stops with one line). Under the lock, a staging
+folder ``.NAME.partial-*`` left by a killed run is removed, or, when the killed run had
+already started moving checked artifacts into place (its ``PLACING`` marker), the move is
+finished. Artifacts are fsync'd before the renames and the folder after. A full disk is one
+line naming the folder and the space the artifacts need.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import gc
 import hashlib
 import os
 import shutil
 import tempfile
+import time
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -61,6 +71,206 @@ def check_output_dir(out_dir: str, name: str, force: bool = False,
     if present and not (force or allow_present):
         raise OutputError(f"{present[0]}: already exists ({len(present)} artifact(s) of {name}"
                           f" present); pass --force to overwrite")
+
+
+# --- faults: locking, stale staging, durability, a full disk ---------------------------------
+
+STAGING_INFIX = ".partial-"
+# written into a staging folder (and fsync'd) just before its first rename into place
+PLACING_MARKER = "PLACING"
+PLACE_ORDER = ("savedmodel", "weights", "keras", "litert", "report")  # the report goes last
+# Keras streams a .keras file's weights through a temporary .h5 next to it, so while it is
+# written the staging folder holds four copies of the weights (SavedModel, .weights.h5,
+# that .h5, the zip); plus the SavedModel's graph and the report
+DISK_COPIES = 4
+DISK_OVERHEAD_BYTES = 4 << 20
+
+
+def lock_path(out_dir: str, name: str) -> str:
+    return os.path.join(out_dir, f".{name}.lock")
+
+
+class EntryLock:
+    """An exclusive ``fcntl.flock`` on ``.NAME.lock`` in ``out_dir``: one run per entry and
+    output folder. Not waiting: a second run gets an OutputError naming the holder's pid.
+    The lock file is removed on release (a killed holder's stays, and is reused)."""
+
+    def __init__(self, out_dir: str, name: str):
+        self.out_dir = out_dir
+        self.name = name
+        self.path = lock_path(out_dir, name)
+        self.fd: Optional[int] = None
+
+    def acquire(self) -> "EntryLock":
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _lock_holder(fd)
+                os.close(fd)
+                raise OutputError(locked_message(self.out_dir, self.name, holder)) from None
+            # the previous holder may have removed the file between our open and our flock:
+            # then this lock is on a file nobody else will see; take the new one
+            try:
+                current = os.stat(self.path)
+            except FileNotFoundError:
+                current = None
+            if current is not None and os.path.samestat(os.fstat(fd), current):
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.path)  # while still holding it: a waiter re-checks the inode
+        os.close(self.fd)
+        self.fd = None
+
+
+def _lock_holder(fd: int) -> Optional[str]:
+    try:
+        return os.pread(fd, 32, 0).decode("ascii", "replace").strip() or None
+    except OSError:
+        return None
+
+
+def locked_message(out_dir: str, name: str, holder: Optional[str]) -> str:
+    who = f" (pid {holder})" if holder else ""
+    return (f"{out_dir}: another videomae-convert run{who} is converting {name} into this "
+            f"folder; wait for it to finish, or use another --out")
+
+
+def check_not_locked(out_dir: str, name: str) -> None:
+    """Fail early (before loading anything) when another run holds the entry's lock. The
+    lock itself is taken by StagedArtifacts; this only looks, creating nothing."""
+    try:
+        fd = os.open(lock_path(out_dir, name), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise OutputError(locked_message(out_dir, name, _lock_holder(fd))) from None
+    finally:
+        os.close(fd)
+
+
+def recover_killed_run(out_dir: str, name: str) -> List[str]:
+    """Before anything else: take the entry's lock (an OutputError when another run holds
+    it), deal with what a killed run left (``recover_stale_staging``), let the lock go. The
+    conversion takes it again to write. Without staging folders nothing is created."""
+    check_not_locked(out_dir, name)
+    if not staging_folders(out_dir, name) or not os.access(out_dir, os.W_OK):
+        return []  # the usual case: nothing to recover, and no lock file is made
+    lock = EntryLock(out_dir, name).acquire()
+    try:
+        return recover_stale_staging(out_dir, name)
+    finally:
+        lock.release()
+
+
+def staging_folders(out_dir: str, name: str) -> List[str]:
+    """The staging folders of ``name`` in ``out_dir`` (a live run's or killed runs')."""
+    if not os.path.isdir(out_dir):
+        return []
+    prefix = f".{name}{STAGING_INFIX}"
+    return sorted(os.path.join(out_dir, p) for p in os.listdir(out_dir) if p.startswith(prefix))
+
+
+def recover_stale_staging(out_dir: str, name: str) -> List[str]:
+    """Deal with the staging folders a killed run of ``name`` left in ``out_dir``; call only
+    while holding the entry's lock (so none of them belongs to a live run).
+
+    A folder with the PLACING marker was killed while moving checked artifacts into place:
+    the move is finished (each artifact still staged replaces the final one). Every stale
+    folder is then removed. Returns what was found.
+    """
+    found = staging_folders(out_dir, name)
+    for folder in found:
+        if os.path.exists(os.path.join(folder, PLACING_MARKER)):
+            staged = artifact_paths(folder, name, litert=True)
+            final = artifact_paths(out_dir, name, litert=True)
+            for kind in PLACE_ORDER:
+                if os.path.lexists(staged[kind]):
+                    if os.path.lexists(final[kind]):
+                        _remove(final[kind])
+                    os.replace(staged[kind], final[kind])
+            fsync_dir(out_dir)
+        shutil.rmtree(folder, ignore_errors=True)
+    return found
+
+
+def fsync_dir(path: str) -> None:
+    """Flush a folder's entries (renames, new files) to disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path: str) -> None:
+    """Flush every file below ``path`` (a file or a folder), then every folder, to disk."""
+    if not os.path.isdir(path):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return
+    for root, _, files in os.walk(path, topdown=False):
+        for name in files:
+            fsync_tree(os.path.join(root, name))
+        fsync_dir(root)
+
+
+def needed_bytes(model) -> int:
+    """About the most disk the staging folder of ``model``'s artifacts takes at once."""
+    weights = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.weights)
+    return DISK_COPIES * weights + DISK_OVERHEAD_BYTES
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """True when ``error`` (or one it came from) says the device or quota is full: an
+    OSError with ENOSPC / EDQUOT, or TensorFlow's and h5py's wrappers of one."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(error)
+        if "No space left on device" in text or "Disk quota exceeded" in text \
+                or "errno = 28" in text:
+            return True
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return False
+
+
+def disk_full_message(out_dir: str, needed: int) -> str:
+    try:
+        free = f"{shutil.disk_usage(out_dir).free / 2**20:.1f} MB"
+    except OSError:
+        free = "unknown"
+    return (f"{out_dir}: no space left on the device: the artifacts need about "
+            f"{needed / 2**20:.1f} MB while they are written ({free} free there); free some "
+            f"space or use another --out")
+
+
+@contextlib.contextmanager
+def disk_full_as_error(out_dir: str, needed: int):
+    """Turn a full disk inside the block into one OutputError line."""
+    try:
+        yield
+    except Exception as error:
+        if is_disk_full(error):
+            raise OutputError(disk_full_message(out_dir, needed)) from None
+        raise
 
 
 def export_savedmodel(model, entry: Entry, path: str) -> None:
@@ -198,27 +408,52 @@ class StagedArtifacts:
         self.on_phase = on_phase or (lambda phase: None)
         self.staging: Optional[str] = None
         self.reloads: Dict[str, ReloadCheck] = {}
+        self.lock = EntryLock(out_dir, entry.name)
+        self.needed = DISK_OVERHEAD_BYTES
+        self.fsync_seconds = 0.0
 
     def __enter__(self) -> "StagedArtifacts":
         check_output_dir(self.out_dir, self.entry.name, self.force)
         os.makedirs(self.out_dir, exist_ok=True)
-        self.staging = tempfile.mkdtemp(prefix=f".{self.entry.name}.partial-", dir=self.out_dir)
+        self.lock.acquire()
+        try:
+            # under the lock every staging folder of this entry is a killed run's
+            recover_stale_staging(self.out_dir, self.entry.name)
+            # a killed run's finished move may have put artifacts in place meanwhile
+            check_output_dir(self.out_dir, self.entry.name, self.force)
+            self.staging = tempfile.mkdtemp(prefix=f".{self.entry.name}{STAGING_INFIX}",
+                                            dir=self.out_dir)
+        except BaseException:
+            self.lock.release()
+            raise
         self.staged = artifact_paths(self.staging, self.entry.name, litert=True)
         return self
 
     def __exit__(self, *exc) -> None:
-        shutil.rmtree(self.staging, ignore_errors=True)
+        try:
+            if self.staging:
+                shutil.rmtree(self.staging, ignore_errors=True)
+        finally:
+            self.lock.release()
 
     def write(self, model) -> None:
-        self.on_phase("write SavedModel")
-        export_savedmodel(model, self.entry, self.staged["savedmodel"])
-        self.on_phase("write .weights.h5")
-        model.save_weights(self.staged["weights"])
-        self.on_phase("write .keras")
-        with keras_weights_through_disk():
-            model.save(self.staged["keras"])
-        if "litert" in self.kinds:
-            from .litert import export_litert
+        self.needed = needed_bytes(model)
+        free = shutil.disk_usage(self.out_dir).free
+        if free < self.needed:  # fail before writing gigabytes that cannot fit
+            raise OutputError(disk_full_message(self.out_dir, self.needed))
+        with disk_full_as_error(self.out_dir, self.needed):
+            self.on_phase("write SavedModel")
+            export_savedmodel(model, self.entry, self.staged["savedmodel"])
+            self.on_phase("write .weights.h5")
+            model.save_weights(self.staged["weights"])
+            self.on_phase("write .keras")
+            with keras_weights_through_disk():
+                model.save(self.staged["keras"])
+            if "litert" in self.kinds:
+                from .litert import export_litert
+
+                self.on_phase("write .tflite")
+                export_litert(model, self.entry, self.staged["litert"])
 
             self.on_phase("write .tflite")
             export_litert(model, self.entry, self.staged["litert"])
@@ -245,7 +480,18 @@ class StagedArtifacts:
         report.seconds = dict(report.seconds)  # as written: every phase up to this one
         report.artifacts = {k: Artifact(sha256=tree_sha256(self.staged[k]),
                                         bytes=dir_size(self.staged[k])) for k in self.kinds}
-        report.save(self.staged["report"])
+        with disk_full_as_error(self.out_dir, self.needed):
+            report.save(self.staged["report"])
+            # on disk before any rename: a crash after a rename never exposes unwritten
+            # data under a final name; the marker lets the next run finish the move
+            started = time.perf_counter()
+            fsync_tree(self.staging)
+            with open(os.path.join(self.staging, PLACING_MARKER), "w") as handle:
+                handle.write(f"{os.getpid()}\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            fsync_dir(self.staging)
+            self.fsync_seconds = time.perf_counter() - started
         final = artifact_paths(self.out_dir, self.entry.name, litert=True)
         previous = os.path.join(self.staging, "previous")
         os.makedirs(previous)
@@ -272,7 +518,11 @@ class StagedArtifacts:
                 _remove(path)
             for aside, original in moved_aside:
                 os.replace(aside, original)
+            os.remove(os.path.join(self.staging, PLACING_MARKER))
             raise
+        started = time.perf_counter()
+        fsync_dir(self.out_dir)
+        self.fsync_seconds += time.perf_counter() - started
         return {kind: final[kind] for kind in self.kinds + ("report",)}
 
 

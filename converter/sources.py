@@ -143,7 +143,8 @@ def _remove(*paths: str) -> None:
 def resolve_checkpoint(entry: Entry, checkpoint: Optional[str] = None,
                        cache_dir: Optional[str] = None, offline: Optional[bool] = None,
                        downloader: Optional[Downloader] = None, force_download: bool = False,
-                       progress: bool = True, url: Optional[str] = None) -> str:
+                       progress: bool = True, url: Optional[str] = None,
+                       sha256: Optional[str] = None) -> str:
     """The checkpoint file to convert for ``entry``.
 
     ``checkpoint`` given: returned as is (nothing else is touched). Otherwise the cached
@@ -151,8 +152,12 @@ def resolve_checkpoint(entry: Entry, checkpoint: Optional[str] = None,
     upstream file (``url`` overrides the zoo's) into the cache: resumed from a ``.part`` file,
     size-checked, sidecar written, renamed into place. ``force_download`` discards the cached
     copy first. ``downloader(url, part_path) -> total bytes or None`` replaces the HTTP client
-    (tests pass a fake). Raises CheckpointError with one line when offline and nothing is
-    cached, when the network is unreachable, or when a cached file changed.
+    (tests pass a fake). ``sha256``, when known, must match the download (and the cached
+    copy). A download is checked before it enters the cache (``verify_download``): a zip
+    (every ``.pth`` upstream wrote) must be whole with every member's CRC right. Raises
+    CheckpointError with one line when offline and nothing is cached, when the network is
+    unreachable, when a download is damaged or not the expected file, or when a cached file
+    changed.
     """
     if checkpoint is not None:
         return os.fspath(checkpoint)
@@ -161,7 +166,12 @@ def resolve_checkpoint(entry: Entry, checkpoint: Optional[str] = None,
     if force_download:
         _remove(target, sidecar_path(target), part)
     if os.path.isfile(target):
-        verify_cached(target, entry)
+        digest = verify_cached(target, entry)
+        if sha256 and digest != sha256.lower():
+            raise CheckpointError(
+                f"{target}: cached checkpoint for {entry.name} is not the expected file "
+                f"(sha256 {digest[:16]}..., expected {sha256.lower()[:16]}...): delete it, or "
+                f"re-download with --force-download")
         return target
     source = url or entry.source_url
     if source is None:
@@ -175,7 +185,8 @@ def resolve_checkpoint(entry: Entry, checkpoint: Optional[str] = None,
         expected = fetch(source, part)
     except CheckpointError:
         raise
-    except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as error:
+        # ValueError: a malformed header (Content-Length, Content-Range) from the server
         reason = _reason(error)
         have = os.path.getsize(part) if os.path.exists(part) else 0
         if have:
@@ -195,16 +206,69 @@ def resolve_checkpoint(entry: Entry, checkpoint: Optional[str] = None,
     if have == 0:
         _remove(part)
         raise CheckpointError(f"download of {entry.name} from {source} gave an empty file")
-    write_sidecar(target, sha256_file(part))
+    digest = verify_download(part, entry, source, sha256)
+    _fsync_file(part)
+    write_sidecar(target, digest)
     os.replace(part, target)
+    _fsync_file(os.path.dirname(target))
     return target
+
+
+def verify_download(part: str, entry: Entry, source: str,
+                    sha256: Optional[str] = None) -> str:
+    """Check a finished download before it enters the cache; returns its sha256.
+
+    A wrong length the server announced, or a corrupted transfer, would otherwise be cached
+    with a sidecar that vouches for it. Against ``sha256`` when known; a zip archive (the
+    ``.pth`` format since torch 1.6) must have its central directory and the right CRC for
+    every member. A damaged file is deleted: the next run downloads it afresh.
+    """
+    import zipfile
+
+    digest = sha256_file(part)
+    problem = None
+    if sha256 and digest != sha256.lower():
+        problem = f"sha256 {digest[:16]}..., expected {sha256.lower()[:16]}..."
+    else:
+        with open(part, "rb") as handle:
+            is_zip_start = handle.read(2) == b"PK"
+        if is_zip_start:
+            try:
+                with zipfile.ZipFile(part) as archive:
+                    bad = archive.testzip()
+                if bad is not None:
+                    problem = f"zip member {bad} fails its CRC check"
+            except (zipfile.BadZipFile, OSError, EOFError) as error:
+                problem = f"not a whole zip archive: {_reason(error)}"
+    if problem:
+        _remove(part)
+        raise CheckpointError(f"download of {entry.name} from {source} is damaged ({problem}): "
+                              f"discarded it; run again, or download it yourself and pass "
+                              f"--checkpoint PATH")
+    return digest
+
+
+def _fsync_file(path: str) -> None:
+    """Flush a file (or a folder's entries) to disk; a filesystem that refuses is not fatal."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _reason(error: BaseException) -> str:
     if isinstance(error, urllib.error.HTTPError):
-        return f"HTTP {error.code} {error.reason}"
+        lines = str(error.reason).strip().splitlines()  # a redirect loop's has several
+        return f"HTTP {error.code} {lines[0] if lines else ''}".strip()
     if isinstance(error, urllib.error.URLError):
-        return str(error.reason)
+        lines = str(error.reason).strip().splitlines()
+        return lines[0] if lines else type(error).__name__
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
 

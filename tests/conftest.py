@@ -235,6 +235,19 @@ def snapshot():
     return snapshot_tree
 
 
+# --- a misbehaving HTTP server on the loopback interface ----------------------------------
+
+@pytest.fixture
+def fault_server(tmp_path):
+    """A FaultServer (tests/http_faults.py) serving ``tmp_path/served`` on 127.0.0.1, with
+    fault modes (404/500, dropped connections, wrong lengths, corrupt bytes, redirect loops,
+    stalls) set per request by ``fault_server.plan(...)``."""
+    from http_faults import FaultServer
+
+    with FaultServer(tmp_path / "served") as server:
+        yield server
+
+
 # --- the command line ------------------------------------------------------------------------
 
 def run_cli(args):

@@ -1,0 +1,278 @@
+"""Faults around a conversion: a disk that fills mid-write, SIGKILL at each phase, two runs
+into one folder. Each test drives the command line (in a child process where the fault needs
+one) and checks what is left: no artifact under a final name, nothing hidden left behind,
+what was there untouched, and that the next run succeeds."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import pytest
+
+from conftest import REPO_ROOT, TINY_FT, assert_one_line_error, run_cli, snapshot_tree
+
+from converter.export import EntryLock, artifact_paths, verify_artifacts
+from converter.zoo import get_entry
+
+FINAL = ("", ".weights.h5", ".keras", ".json")
+
+
+def final_names(out_dir, name=TINY_FT):
+    return sorted(p for p in os.listdir(out_dir) if p.startswith(name)) \
+        if os.path.isdir(out_dir) else []
+
+
+def hidden_names(out_dir):
+    return sorted(p for p in os.listdir(out_dir) if p.startswith(".")) \
+        if os.path.isdir(out_dir) else []
+
+
+def child_env(tmpdir):
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3",
+               TMPDIR=str(tmpdir))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, env.get("PYTHONPATH")) if p)
+    return env
+
+
+@pytest.fixture
+def scratch_tmp(tmp_path, monkeypatch):
+    """A private temporary folder (where synthetic checkpoints go) for this test and its
+    children, so leftovers can be seen."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setenv("TMPDIR", str(folder))
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def scratch_left(folder):
+    """Synthetic-checkpoint scratch folders in ``folder`` (TensorFlow's autograph files,
+    also in the temporary folder, are not ours)."""
+    return [p.name for p in folder.iterdir() if p.name.startswith(".videomae-synthetic-")]
+
+
+def assert_converted(out_dir, name=TINY_FT, seed=0):
+    assert final_names(out_dir, name) == sorted(name + s for s in FINAL)
+    assert hidden_names(out_dir) == []
+    assert verify_artifacts(str(out_dir), get_entry(name), {"synthetic_seed": seed}) is None
+
+
+# --- disk full ------------------------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 8 MiB tmpfs (root only), unmounted afterwards; skips where mounting is refused."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
+                          capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()})")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def _fill_when_staging_appears(out_dir, filler, stop):
+    """Once the staging folder exists, fill the disk (leaving 64 KiB)."""
+    while not stop.is_set():
+        if any(".partial-" in p for p in hidden_names(out_dir)):
+            free = os.statvfs(out_dir).f_bavail * os.statvfs(out_dir).f_frsize
+            with open(filler, "wb") as handle:
+                handle.write(b"\0" * max(0, free - (64 << 10)))
+            return
+        time.sleep(0.001)
+
+
+def test_disk_filling_mid_write_is_one_line_and_keeps_old_artifacts(small_disk, scratch_tmp):
+    out_dir = small_disk / "out"
+    out_dir.mkdir()
+    # stand-ins for an earlier conversion, replaced only if everything succeeds (--force)
+    for suffix in FINAL:
+        (out_dir / (TINY_FT + suffix)).write_bytes(b"old " + suffix.encode())
+    (out_dir / "notes.txt").write_text("user file")
+    before = snapshot_tree(out_dir)
+    stop = threading.Event()
+    filler = threading.Thread(target=_fill_when_staging_appears,
+                              args=(str(out_dir), str(small_disk / "filler"), stop))
+    filler.start()
+    try:
+        result = run_cli(["--synthetic", "--size", "T", "--out", str(out_dir), "--force", "-q"])
+    finally:
+        stop.set()
+        filler.join()
+    assert (small_disk / "filler").exists(), "the disk was never filled"
+    line = assert_one_line_error(result, 2)
+    assert line.startswith(f"error: {out_dir}: no space left on the device"), line
+    assert "need about" in line and "MB" in line
+    assert snapshot_tree(out_dir) == before
+    assert hidden_names(out_dir) == []
+    assert scratch_left(scratch_tmp) == []
+
+
+def test_disk_too_small_is_refused_before_writing(small_disk, scratch_tmp):
+    # leave under 6 MiB free: less than the tiny model's artifacts are estimated to need
+    (small_disk / "filler").write_bytes(b"\0" * (3 << 20))
+    out_dir = small_disk / "out"
+    result = run_cli(["--synthetic", "--size", "T", "--out", str(out_dir), "-q"])
+    line = assert_one_line_error(result, 2)
+    assert line.startswith(f"error: {out_dir}: no space left on the device"), line
+    assert final_names(out_dir) == [] and hidden_names(out_dir) == []
+
+
+# --- killed runs ----------------------------------------------------------------------------
+
+def start_cli(args, tmpdir, stderr=subprocess.PIPE):
+    return subprocess.Popen([sys.executable, "-m", "converter.cli"] + args,
+                            stdout=subprocess.DEVNULL, stderr=stderr, stdin=subprocess.DEVNULL,
+                            env=child_env(tmpdir), start_new_session=True)
+
+
+def kill_at_phase(args, phase, tmpdir, timeout=600):
+    """Run the CLI with its progress bar on stderr; SIGKILL it as soon as the bar names
+    ``phase``. Returns the text seen."""
+    process = start_cli(args, tmpdir)
+    seen = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            chunk = os.read(process.stderr.fileno(), 4096)
+            if not chunk:
+                break
+            seen += chunk
+            if phase.encode() in seen:
+                os.killpg(process.pid, signal.SIGKILL)
+                break
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        process.stderr.close()
+    text = seen.decode(errors="replace")
+    assert phase in text, f"the run ended before {phase!r}: {text[-2000:]}"
+    assert process.returncode == -signal.SIGKILL
+    return text
+
+
+def _next_run_cleans_up_and_succeeds(out_dir, scratch_tmp):
+    result = run_cli(["--synthetic", "--size", "T", "--out", str(out_dir), "-q"])
+    assert result.exit_code == 0, result.output
+    assert_converted(out_dir)
+    assert scratch_left(scratch_tmp) == [], "the killed run's scratch checkpoint is left"
+
+
+@pytest.mark.parametrize("phase", [
+    pytest.param("build torch", marks=pytest.mark.slow), "write .weights.h5"])
+def test_sigkill_leaves_no_final_name_and_next_run_cleans_up(phase, tmp_path, scratch_tmp):
+    out_dir = tmp_path / "out"
+    kill_at_phase(["--synthetic", "--size", "T", "--out", str(out_dir)], phase, scratch_tmp)
+    assert final_names(out_dir) == []
+    # what the killed run left: its scratch checkpoint, and its staging folder once writing
+    assert len(scratch_left(scratch_tmp)) == 1
+    if phase.startswith("write"):
+        assert any(".partial-" in p for p in hidden_names(out_dir))
+    _next_run_cleans_up_and_succeeds(out_dir, scratch_tmp)
+
+
+KILL_MID_PLACE = """
+import os, signal, sys
+out = os.path.abspath(sys.argv[1])
+real_replace, placed = os.replace, []
+
+def replace(src, dst, *args, **kwargs):
+    real_replace(src, dst, *args, **kwargs)
+    if os.path.dirname(os.path.abspath(dst)) == out and not os.path.basename(dst).startswith("."):
+        placed.append(dst)
+        if len(placed) == 2:  # between the second and third rename into place
+            os.kill(os.getpid(), signal.SIGKILL)
+
+os.replace = replace
+from converter.cli import main
+main(["--synthetic", "--size", "T", "--out", out, "-q"])
+"""
+
+
+def test_sigkill_between_renames_is_finished_by_the_next_run(tmp_path, scratch_tmp):
+    out_dir = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-c", KILL_MID_PLACE, str(out_dir)],
+                          env=child_env(scratch_tmp), capture_output=True, timeout=600)
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
+    # killed inside the microseconds of the move: two of the four are in place, each whole
+    assert final_names(out_dir) == sorted([TINY_FT, TINY_FT + ".weights.h5"])
+    _next_run_cleans_up_and_succeeds(out_dir, scratch_tmp)
+    with open(artifact_paths(str(out_dir), TINY_FT)["report"]) as handle:
+        assert json.load(handle)["source"]["synthetic_seed"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("phase", [
+    "load checkpoint", "build torch", "torch reference", "build keras", "map tensors",
+    "keras parity", "write SavedModel", "write .weights.h5", "write .keras",
+    "reload savedmodel", "reload weights", "reload keras", "move into place"])
+def test_sigkill_at_every_phase(phase, tmp_path, scratch_tmp):
+    out_dir = tmp_path / "out"
+    kill_at_phase(["--synthetic", "--size", "T", "--out", str(out_dir)], phase, scratch_tmp)
+    assert final_names(out_dir) in ([], sorted(TINY_FT + s for s in FINAL))
+    _next_run_cleans_up_and_succeeds(out_dir, scratch_tmp)
+
+
+@pytest.mark.slow
+def test_sigkill_during_all_then_rerun_resumes(tmp_path, scratch_tmp):
+    out_dir = tmp_path / "out"
+    args = ["--all", "--synthetic", "--size", "T", "--dataset", "k400", "--out", str(out_dir)]
+    process = start_cli(args, scratch_tmp, stderr=subprocess.DEVNULL)
+    first = os.path.join(out_dir, TINY_FT + ".json")
+    try:
+        deadline = time.monotonic() + 600
+        while not os.path.exists(first) and time.monotonic() < deadline:
+            assert process.poll() is None, "--all ended before it was killed"
+            time.sleep(0.05)
+        time.sleep(3)  # into the second entry
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    result = run_cli(args)
+    assert result.exit_code == 0, result.output
+    assert "TFVideoMAE_T_K400_4x32_FT: skipped" in result.output
+    assert_converted(out_dir, TINY_FT)
+    assert_converted(out_dir, "TFVideoMAE_T_K400_4x32_PT")
+    assert scratch_left(scratch_tmp) == []
+
+
+# --- concurrent runs ------------------------------------------------------------------------
+
+def test_second_run_into_a_locked_folder_stops_with_one_line(tmp_path, scratch_tmp):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    holder = EntryLock(str(out_dir), TINY_FT).acquire()  # what a running conversion holds
+    try:
+        result = run_cli(["--synthetic", "--size", "T", "--out", str(out_dir), "-q"])
+    finally:
+        holder.release()
+    line = assert_one_line_error(result, 2)
+    assert line == (f"error: {out_dir}: another videomae-convert run (pid {os.getpid()}) is "
+                    f"converting {TINY_FT} into this folder; wait for it to finish, or use "
+                    f"another --out")
+    assert os.listdir(out_dir) == []
+
+
+def test_two_runs_at_once_one_converts_the_other_stops(tmp_path, scratch_tmp):
+    out_dir = tmp_path / "out"
+    args = ["--synthetic", "--size", "T", "--out", str(out_dir), "-q"]
+    runs = [start_cli(args, scratch_tmp) for _ in range(2)]
+    errors = [run.communicate(timeout=600)[1].decode() for run in runs]
+    codes = sorted(run.returncode for run in runs)
+    assert codes == [0, 2], errors
+    loser = errors[[run.returncode for run in runs].index(2)]
+    lines = [line for line in loser.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in loser, loser
+    assert ("another videomae-convert run" in lines[0]
+            or "already exists" in lines[0]), lines[0]
+    assert_converted(out_dir)
+    assert scratch_left(scratch_tmp) == []

@@ -1,0 +1,75 @@
+"""A share of the seeded checkpoint fuzzing (tests/fuzzing.py) in the fast tier.
+
+Each case is a corrupted copy of a valid tiny checkpoint, converted through the command line
+(click's CliRunner, in this process, to stay fast; ``scripts/fuzz.py`` runs hundreds in child
+processes with crash and hang detection). Every case must end as a valid conversion or one
+clean ``error:`` line, with nothing under a final name and nothing hidden left in --out.
+"""
+
+import pytest
+
+import fuzzing
+
+# the control ("unchanged") is left out: plain conversions are tested everywhere else
+CATEGORIES = [name for name in fuzzing.CATEGORIES if name != "unchanged"]
+SEEDS = range(2 * len(CATEGORIES))
+NAME_CHECK_REASON = ("waits on issue 13's name/shape/dtype pre-check (branch `structure`): "
+                     "until then torch's load_state_dict raises first")
+
+
+def _params():
+    for seed in SEEDS:
+        category = CATEGORIES[seed % len(CATEGORIES)]
+        marks = [pytest.mark.xfail(reason=NAME_CHECK_REASON, strict=False)] \
+            if category in fuzzing.NEEDS_NAME_SHAPE_DTYPE_CHECK else []
+        yield pytest.param(seed, id=f"{seed}-{category.replace(' ', '_')}", marks=marks)
+
+
+@pytest.fixture(scope="module")
+def bases(tmp_path_factory):
+    return fuzzing.make_bases(str(tmp_path_factory.mktemp("fuzz_bases")))
+
+
+@pytest.mark.parametrize("seed", _params())
+def test_corrupted_checkpoint_converts_or_fails_cleanly(seed, bases, tmp_path):
+    case = fuzzing.make_case(seed, bases, str(tmp_path / "in"), CATEGORIES)
+    outcome = fuzzing.run_case_in_process(case, str(tmp_path / "out"))
+    assert outcome.outcome in fuzzing.GOOD_OUTCOMES, \
+        f"[{case.category}] {case.description}: {outcome.outcome}: {outcome.detail}"
+
+
+def test_same_seed_gives_the_same_bytes(bases, tmp_path):
+    import hashlib
+    import os
+
+    def digest(path):
+        if os.path.isdir(path):
+            return sorted((name, digest(os.path.join(path, name))) for name in os.listdir(path))
+        if not os.path.exists(path):
+            return None
+        with open(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+
+    for seed in (0, 1, 4, 14):
+        first = fuzzing.make_case(seed, bases, str(tmp_path / f"a{seed}"), CATEGORIES)
+        second = fuzzing.make_case(seed, bases, str(tmp_path / f"b{seed}"), CATEGORIES)
+        assert first.description == second.description
+        assert digest(first.path) == digest(second.path)
+
+
+def test_classify_flags_a_leftover_and_a_partial_artifact(tmp_path):
+    case = fuzzing.FuzzCase(0, "bit flips", "x", "x.pth")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".TFVideoMAE_T_K400_4x32_FT.partial-abc").mkdir()
+    assert fuzzing.classify(case, str(out), 2, "error: bad\n", 1.0).outcome == "leftover temp"
+    (out / "TFVideoMAE_T_K400_4x32_FT.weights.h5").write_text("x")
+    assert fuzzing.classify(case, str(out), 2, "error: bad\n", 1.0).outcome == \
+        "partial artifact"
+    assert fuzzing.classify(case, str(tmp_path / "none"), 1,
+                            "Traceback (most recent call last):\n  x\nValueError\n",
+                            1.0).outcome == "traceback"
+    assert fuzzing.classify(case, str(tmp_path / "none"), -11, "", 1.0).outcome == "crash"
+    assert fuzzing.classify(case, str(tmp_path / "none"), None, "", 9.0, True).outcome == "hang"
+    assert fuzzing.classify(case, str(tmp_path / "none"), 2, "error: bad\n", 1.0).outcome == \
+        "clean error"
