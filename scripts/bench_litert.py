@@ -23,7 +23,8 @@ import click
 
 import converter  # torch first (import order), then tensorflow
 from converter.api import _synthetic_path
-from converter.checkpoint import load_checkpoint, write_synthetic_checkpoint
+from converter.checkpoint import read_checkpoint
+from converter.synthetic import write_synthetic_checkpoint
 from converter.kinds import build_torch_model
 from converter.zoo import find_entry
 
@@ -33,7 +34,7 @@ def float64_reference(entry, clips, folder):
 
     checkpoint = write_synthetic_checkpoint(entry, _synthetic_path(entry, 0, folder), 0)
     model = build_torch_model(entry)
-    model.load_state_dict(load_checkpoint(checkpoint).state_dict, strict=True)
+    model.load_state_dict(read_checkpoint(checkpoint).state_dict, strict=True)
     model = model.double()
     video = torch.from_numpy(clips.transpose(0, 4, 1, 2, 3).copy()).double()
     with torch.inference_mode():

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from converter.checkpoint import write_synthetic_checkpoint
+from converter.synthetic import write_synthetic_checkpoint
 from converter.errors import CheckpointError
 from converter.sources import (DownloadInterrupted, cached_checkpoint_path, fetch_to_part,
                                resolve_checkpoint)

@@ -26,7 +26,7 @@ def tiny_tflite(tiny_converted, tmp_path_factory):
 def test_tflite_matches_the_torch_reference_at_any_batch(tiny_tflite, tiny_converted, batch,
                                                         tmp_path):
     from converter.api import _synthetic_path
-    from converter.checkpoint import write_synthetic_checkpoint
+    from converter.synthetic import write_synthetic_checkpoint
     from converter.litert import make_interpreter, run_litert
 
     path, _ = tiny_tflite

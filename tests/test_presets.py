@@ -14,13 +14,14 @@ import torch
 
 import converter
 from converter.api import _synthetic_path
-from converter.checkpoint import load_checkpoint, write_synthetic_checkpoint
+from converter.checkpoint import read_checkpoint
+from converter.synthetic import write_synthetic_checkpoint
 from converter.kinds import build_torch_model
 from converter.release import build_release
 from converter.zoo import get_entry
 
 from conftest import REPO_ROOT, TINY_FT, TINY_PT
-from loopback import serve_folder
+from http_faults import FaultServer
 
 TOLERANCE = 1e-5
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -45,10 +46,15 @@ def zoo(release_dir, tmp_path, monkeypatch):
     cache = str(tmp_path / "cache")
     monkeypatch.setenv("VIDEOMAE_CACHE", cache)
     monkeypatch.delenv("VIDEOMAE_OFFLINE", raising=False)
-    with serve_folder(served) as server:
-        monkeypatch.setenv("VIDEOMAE_ZOO_URL", server.url)
+    with FaultServer(served) as server:
+        server.base = server.url("").rstrip("/")
+        monkeypatch.setenv("VIDEOMAE_ZOO_URL", server.base)
         server.cache = cache
         yield server
+
+
+def _requested(server):
+    return [path.lstrip("/") for path, _ in server.requests]
 
 
 def _cached_files(cache):
@@ -59,7 +65,7 @@ def _torch_reference(name, clip_nthwc, mask=None, work=None):
     entry = get_entry(name)
     checkpoint = write_synthetic_checkpoint(entry, _synthetic_path(entry, 0, str(work)), 0)
     model = build_torch_model(entry)
-    model.load_state_dict(load_checkpoint(checkpoint).state_dict, strict=True)
+    model.load_state_dict(read_checkpoint(checkpoint).state_dict, strict=True)
     video = torch.from_numpy(np.ascontiguousarray(clip_nthwc.transpose(0, 4, 1, 2, 3)))
     with torch.inference_mode():
         if mask is None:
@@ -82,16 +88,13 @@ def test_from_preset_downloads_verifies_and_caches_a_zoo_name(zoo, tmp_path):
     # the second load uses the cache: only the checksums are fetched again
     zoo.requests.clear()
     tf_models.VideoMAEClassifier.from_preset(TINY_FT, progress=False)
-    assert zoo.requests == ["SHA256SUMS"]
+    assert _requested(zoo) == ["SHA256SUMS"]
 
 
 def test_from_preset_refuses_a_tampered_asset_naming_the_checksum(zoo):
     import tf_models
 
-    path = os.path.join(zoo.folder, f"{TINY_FT}.weights.h5")
-    data = bytearray(open(path, "rb").read())
-    data[len(data) // 2] ^= 0x01
-    open(path, "wb").write(bytes(data))
+    zoo.plan("ok", "corrupt")  # SHA256SUMS as published, then the weights one byte off
     with pytest.raises(tf_models.PresetError) as error:
         tf_models.VideoMAEClassifier.from_preset(TINY_FT, progress=False)
     message = str(error.value)
@@ -101,11 +104,13 @@ def test_from_preset_refuses_a_tampered_asset_naming_the_checksum(zoo):
     assert not any(".partial" in n for n in _cached_files(zoo.cache))
 
 
-@pytest.mark.parametrize("fault", ["truncate", "drop", "500"])
-def test_from_preset_leaves_nothing_cached_when_a_download_breaks(zoo, fault):
+@pytest.mark.parametrize("fault", ["drop:1000", "length:5000000", "status:404", "status:500",
+                                   "redirect-loop", "stall:30", "html", "bad-length"])
+def test_from_preset_leaves_nothing_cached_when_a_download_breaks(zoo, fault, monkeypatch):
     import tf_models
 
-    zoo.faults[f"{TINY_FT}.weights.h5"] = fault
+    monkeypatch.setattr(tf_models.hub, "TIMEOUT_S", 1.0)  # a stalled server, within a second
+    zoo.plan("ok", fault)  # SHA256SUMS as published, then the fault on the weights
     with pytest.raises(tf_models.PresetError) as error:
         tf_models.VideoMAEClassifier.from_preset(TINY_FT, progress=False)
     assert f"{TINY_FT}.weights.h5" in str(error.value)
@@ -116,7 +121,7 @@ def test_from_preset_leaves_nothing_cached_when_a_download_breaks(zoo, fault):
 def test_from_preset_names_an_asset_the_release_does_not_list(zoo):
     import tf_models
 
-    os.remove(os.path.join(zoo.folder, "SHA256SUMS"))
+    os.remove(os.path.join(zoo.root, "SHA256SUMS"))
     with pytest.raises(tf_models.PresetError, match="SHA256SUMS: HTTP 404"):
         tf_models.VideoMAEClassifier.from_preset(TINY_FT, progress=False)
 
@@ -187,7 +192,7 @@ def _run_backend(backend, zoo, release_dir, work):
     args = {"ft": TINY_FT, "pt": TINY_PT, "keras_ft": os.path.join(release_dir, f"{TINY_FT}.keras"),
             "clip": str(work / "clip.npy"), "mask": str(work / "mask.npy"), "out": str(work)}
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3",
-               VIDEOMAE_ZOO_URL=zoo.url, VIDEOMAE_CACHE=str(work / "cache"),
+               VIDEOMAE_ZOO_URL=zoo.base, VIDEOMAE_CACHE=str(work / "cache"),
                PYTHONPATH=os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH"))
                                           if p))
     done = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "tests", "backend_check.py"),

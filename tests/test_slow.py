@@ -43,3 +43,54 @@ def test_large_fine_tuned_conversion_passes_parity(tmp_path, size):
     result = converter.convert(entry, str(tmp_path / "out"), synthetic=True, seed=0,
                                progress=False)
     _assert_passed(result, entry)
+
+
+BACKEND_SCRIPT = """
+import json, os, sys
+import numpy as np
+import keras
+import tf_models
+paths, config, clips, out = json.loads(sys.argv[1])
+video = np.load(clips)
+model = keras.saving.load_model(paths["keras"], compile=False)
+np.save(os.path.join(out, "keras.npy"), model.predict(video, batch_size=1, verbose=0))
+fresh = tf_models.VideoMAEClassifier(**config)
+fresh.load_weights(paths["weights"])
+np.save(os.path.join(out, "weights.npy"), fresh.predict(video, batch_size=1, verbose=0))
+"""
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_small_keras_files_agree_with_tensorflow_on_every_backend(small_converted, backend,
+                                                                  tmp_path):
+    """ViT-S ``.keras`` and ``.weights.h5`` on JAX / PyTorch within 1e-5 of the TensorFlow
+    SavedModel on the conversion's own parity clips."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+    import tensorflow as tf
+
+    from conftest import REPO_ROOT
+    from converter.parity import make_cases
+
+    entry = small_converted.entry
+    clips = np.concatenate([c.video_nthwc for c in make_cases(entry, batch=2, seed=0)])
+    np.save(tmp_path / "clips.npy", clips)
+    serving = tf.saved_model.load(small_converted.paths["savedmodel"]).signatures[
+        "serving_default"]
+    expected = serving(video=tf.constant(clips))["logits"].numpy()
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONPATH=REPO_ROOT)
+    argument = json.dumps([small_converted.paths, entry.model_config(),
+                           str(tmp_path / "clips.npy"), str(tmp_path)])
+    done = subprocess.run([sys.executable, "-c", BACKEND_SCRIPT, argument], env=env,
+                          capture_output=True, text=True, timeout=1200,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for kind in ("keras", "weights"):
+        found = np.load(tmp_path / f"{kind}.npy")
+        error = float(np.max(np.abs(found - expected)))
+        print(f"{backend} {kind}: max abs vs TensorFlow {error:.2e}")
+        assert error <= 1e-5, (backend, kind, error)

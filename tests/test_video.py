@@ -20,8 +20,9 @@ import pytest  # noqa: E402
 
 import converter  # noqa: E402
 from converter.api import _synthetic_path  # noqa: E402
-from converter.checkpoint import load_checkpoint, write_synthetic_checkpoint  # noqa: E402
-from converter.models import build_torch_model  # noqa: E402
+from converter.checkpoint import read_checkpoint  # noqa: E402
+from converter.synthetic import write_synthetic_checkpoint  # noqa: E402
+from converter.kinds import build_torch_model  # noqa: E402
 
 from conftest import REPO_ROOT, TINY_FT  # noqa: E402
 from video_helpers import make_bad_videos, make_video_cases  # noqa: E402
@@ -54,7 +55,7 @@ def torch_reference_model(result, folder, seed=0):
     entry = result.entry
     path = write_synthetic_checkpoint(entry, _synthetic_path(entry, seed, str(folder)), seed)
     model = build_torch_model(entry)
-    model.load_state_dict(load_checkpoint(path).state_dict, strict=True)
+    model.load_state_dict(read_checkpoint(path).state_dict, strict=True)
     return model
 
 
