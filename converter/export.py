@@ -455,9 +455,6 @@ class StagedArtifacts:
                 self.on_phase("write .tflite")
                 export_litert(model, self.entry, self.staged["litert"])
 
-            self.on_phase("write .tflite")
-            export_litert(model, self.entry, self.staged["litert"])
-
     def check(self, references: Sequence[Reference]) -> Dict[str, ReloadCheck]:
         """Reload each artifact (one at a time, freed before the next) and re-run parity."""
         for kind in self.kinds:
