@@ -256,7 +256,7 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
             staged.write(tf_model)
             del tf_model  # the reload checks each build a fresh model; do not hold two
             gc.collect()
-            staged.check(references)
+            staged.check(references, parity)
             paths = staged.place(report)
         phases.finish()
         return ConversionResult(entry, paths, parity, report, phases.seconds)

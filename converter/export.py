@@ -32,7 +32,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .errors import OutputError
+from .errors import OutputError, ParityError
 from .kinds import build_tf_model, kind_of
 from .parity import Case, ParityReport, Reference, check_outputs
 from .record import ARTIFACT_KINDS, Artifact, ConversionRecord, RecordError, ReloadCheck
@@ -360,7 +360,11 @@ def _graph_runner(entry: Entry, model) -> Callable[[Case], Dict[str, np.ndarray]
 
     kind = kind_of(entry)
     graph = tf.function(lambda *inputs: model(kind.keras_inputs(*inputs), training=False))
-    return lambda case: kind.named(outputs_to_numpy(graph(*kind.case_inputs(case))))
+
+    def run(case):
+        return kind.named(outputs_to_numpy(graph(*kind.case_inputs(case))))
+    run.model = model  # the reloaded model itself, for the variable proofs
+    return run
 
 
 def outputs_to_numpy(outputs):
@@ -380,6 +384,76 @@ def reload_litert(entry: Entry, path: str) -> Callable[[Case], Dict[str, np.ndar
 
 RELOADERS = {"savedmodel": reload_savedmodel, "weights": reload_weights, "keras": reload_keras,
              "litert": reload_litert}
+
+
+# artifacts that reload into the same Keras code: proven by their variables (check())
+VARIABLE_PROOFS = ("weights", "keras")
+
+
+def variable_digests(model) -> Dict[str, tuple]:
+    """{dotted name: (shape, dtype, sha256 of the bytes)} of every variable of ``model``."""
+    import keras
+
+    found = {}
+    for name, variable in model.named_variables().items():
+        array = np.ascontiguousarray(keras.ops.convert_to_numpy(variable))
+        found[name] = (tuple(array.shape), str(array.dtype),
+                       hashlib.sha256(array.tobytes()).hexdigest())
+    return found
+
+
+def compare_digests(expected: Dict[str, tuple], found: Dict[str, tuple]) -> List[str]:
+    """Every difference: missing / unexpected names, shape, dtype or bytes."""
+    problems = [f"- missing {n}" for n in expected if n not in found]
+    problems += [f"+ unexpected {n}" for n in found if n not in expected]
+    for name in expected:
+        if name in found and found[name] != expected[name]:
+            (shape, dtype, digest), (shape2, dtype2, digest2) = expected[name], found[name]
+            if (shape, dtype) != (shape2, dtype2):
+                problems.append(f"! {name}: {shape2} {dtype2}, expected {shape} {dtype}")
+            else:
+                problems.append(f"! {name}: values differ (sha256 {digest2[:12]}, "
+                                f"expected {digest[:12]})")
+    return problems
+
+
+def _config_difference(expected: dict, found: dict) -> str:
+    for key in sorted(set(expected) | set(found)):
+        if expected.get(key) != found.get(key):
+            return f"{key} is {str(found.get(key))[:60]}, expected {str(expected.get(key))[:60]}"
+    return "?"
+
+
+def load_artifact_model(entry: Entry, kind: str, path: str):
+    """A fresh Keras model from a written ``.weights.h5`` or ``.keras``."""
+    import keras
+
+    if kind == "weights":
+        model = build_tf_model(entry)
+        model.load_weights(path)
+        return model
+    with keras_weights_through_disk():
+        return keras.saving.load_model(path, compile=False)
+
+
+class _OneSample:
+    """One sample of a reference, shaped like a Reference for ``check_outputs``."""
+
+    def __init__(self, reference: Reference, sample):
+        self.reference = reference
+        self.case = _SingleCase(sample)
+
+    def __getattr__(self, name):
+        return getattr(self.reference, name)
+
+
+class _SingleCase:
+    def __init__(self, sample):
+        self.sample = sample
+        self.name = sample.name
+
+    def samples(self):
+        return [self.sample]
 
 
 def dir_size(path: str) -> int:
@@ -408,6 +482,10 @@ class StagedArtifacts:
         self.on_phase = on_phase or (lambda phase: None)
         self.staging: Optional[str] = None
         self.reloads: Dict[str, ReloadCheck] = {}
+        # what write() saw of the in-memory model, for the variable proofs of check()
+        self.digests: Optional[Dict[str, tuple]] = None
+        self.config: Optional[dict] = None
+        self.class_name: Optional[str] = None
         self.lock = EntryLock(out_dir, entry.name)
         self.needed = DISK_OVERHEAD_BYTES
         self.fsync_seconds = 0.0
@@ -437,6 +515,9 @@ class StagedArtifacts:
             self.lock.release()
 
     def write(self, model) -> None:
+        self.digests = variable_digests(model)
+        self.config = model.get_config()
+        self.class_name = type(model).__name__
         self.needed = needed_bytes(model)
         free = shutil.disk_usage(self.out_dir).free
         if free < self.needed:  # fail before writing gigabytes that cannot fit
@@ -455,18 +536,58 @@ class StagedArtifacts:
                 self.on_phase("write .tflite")
                 export_litert(model, self.entry, self.staged["litert"])
 
-    def check(self, references: Sequence[Reference]) -> Dict[str, ReloadCheck]:
-        """Reload each artifact (one at a time, freed before the next) and re-run parity."""
+    def check(self, references: Sequence[Reference],
+              checked: Optional[ParityReport] = None) -> Dict[str, ReloadCheck]:
+        """Reload each artifact (one at a time, freed before the next) and prove it computes
+        what the checked in-memory model computes.
+
+        The SavedModel and the ``.tflite`` hold traced graphs, new code: every parity input
+        runs through them. ``.weights.h5`` and ``.keras`` reload into the same Keras code:
+        every variable must be bit-identical to the in-memory model's (``write`` took their
+        digests) and the ``.keras`` config equal to its config, and one clip runs through
+        the reloaded ``.keras`` to prove the code path (docs/PARITY.md). ``checked`` is the
+        in-memory parity report, whose errors those two artifacts then share.
+        """
         for kind in self.kinds:
             self.on_phase(f"reload {kind}")
-            run = RELOADERS[kind](self.entry, self.staged[kind])
-            checked: ParityReport = check_outputs(run, references, self.entry.parity_atol,
-                                                  f"reloaded {kind} of {self.entry.name}")
-            self.reloads[kind] = ReloadCheck(tf_err_vs_f64=checked.tf_err_vs_f64,
-                                             max_abs=checked.max_abs, passed=checked.passed)
-            del run
+            if kind in VARIABLE_PROOFS and checked is not None and self.digests is not None:
+                self.reloads[kind] = self._check_variables(kind, references, checked)
+            else:
+                run = RELOADERS[kind](self.entry, self.staged[kind])
+                report: ParityReport = check_outputs(run, references, self.entry.parity_atol,
+                                                     f"reloaded {kind} of {self.entry.name}")
+                self.reloads[kind] = ReloadCheck(tf_err_vs_f64=report.tf_err_vs_f64,
+                                                 max_abs=report.max_abs, passed=report.passed)
+                del run
             gc.collect()
         return self.reloads
+
+    def _check_variables(self, kind: str, references: Sequence[Reference],
+                         checked: ParityReport) -> ReloadCheck:
+        what = f"reloaded {kind} of {self.entry.name}"
+        run = RELOADERS[kind](self.entry, self.staged[kind])
+        model = getattr(run, "model", None)
+        if model is None:  # a reloader that hands back no model: load it again
+            model = load_artifact_model(self.entry, kind, self.staged[kind])
+        problems = compare_digests(self.digests, variable_digests(model))
+        if kind == "keras":
+            if type(model).__name__ != self.class_name:
+                problems.insert(0, f"class {type(model).__name__}, expected {self.class_name}")
+            elif model.get_config() != self.config:
+                difference = _config_difference(self.config, model.get_config())
+                problems.insert(0, f"config differs: {difference}")
+        if problems:
+            raise ParityError(f"{what}: not the checked model: {'; '.join(problems[:5])}"
+                              f"{' ...' if len(problems) > 5 else ''}")
+        clips = 0
+        if kind == "keras":  # one clip through the reloaded code path
+            first = next(iter(references[0].case.samples()))
+            one = _OneSample(references[0], first)
+            check_outputs(run, [one], self.entry.parity_atol, what)
+            clips = 1
+        del model, run
+        return ReloadCheck(tf_err_vs_f64=checked.tf_err_vs_f64, max_abs=checked.max_abs,
+                           passed=True, method="variables", clips=clips)
 
     def place(self, report: ConversionRecord) -> Dict[str, str]:
         """Complete ``report`` (reload checks, sizes, checksums), write it, move all into place."""

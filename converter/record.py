@@ -69,11 +69,19 @@ class ParityInputs:
 
 @dataclass
 class ReloadCheck:
-    """One written artifact, reloaded into fresh objects and compared again."""
+    """One written artifact, reloaded into fresh objects and compared again.
+
+    ``method``: ``"outputs"`` (every parity input through the reloaded artifact; the
+    errors are its own) or ``"variables"`` (every variable bit-identical to the checked
+    in-memory model, config equal, and ``clips`` clips through it; the errors are those of
+    the in-memory model, which computes the same function bit for bit).
+    """
 
     tf_err_vs_f64: float
     max_abs: float
     passed: bool
+    method: str = "outputs"
+    clips: Optional[int] = None
 
 
 @dataclass

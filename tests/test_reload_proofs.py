@@ -1,0 +1,107 @@
+"""The reload checks of ``.weights.h5`` and ``.keras`` prove the artifact by its variables (bit
+for bit), its config and one clip; the SavedModel and ``.tflite`` by every parity input
+(docs/PARITY.md). Each test breaks what one proof looks at and expects the conversion to
+fail, nothing left under a final name."""
+
+import json
+import os
+import zipfile
+
+import torch  # noqa: F401  (torch side first)
+import converter
+from converter import export
+from converter.errors import ParityError
+from converter.record import ConversionRecord
+
+import h5py  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from conftest import TINY_FT  # noqa: E402
+
+
+def _after_write(monkeypatch, change):
+    """Run ``change(staged paths)`` right after the artifacts are written."""
+    real = export.StagedArtifacts.write
+
+    def write(self, model):
+        real(self, model)
+        change(self.staged)
+    monkeypatch.setattr(export.StagedArtifacts, "write", write)
+
+
+def _convert_fails(tmp_path, match):
+    out = tmp_path / "out"
+    with pytest.raises(ParityError, match=match):
+        converter.convert(TINY_FT, str(out), synthetic=True, seed=0, progress=False)
+    assert not out.exists() or [p for p in os.listdir(out) if not p.startswith(".")] == []
+
+
+def _nudge_h5(path):
+    """Add small random noise to one dataset of an .h5 weights file (the last one)."""
+    with h5py.File(path, "r+") as handle:
+        found = []
+        handle.visititems(lambda name, obj: found.append(name)
+                          if isinstance(obj, h5py.Dataset) else None)
+        data = handle[found[-1]]
+        noise = np.random.default_rng(0).standard_normal(data.shape) * 1e-3
+        data[...] = data[...] + noise.astype(data.dtype)
+        return found[-1]
+
+
+def test_a_changed_weight_in_the_weights_file_fails_the_variable_proof(tmp_path, monkeypatch):
+    _after_write(monkeypatch, lambda staged: _nudge_h5(staged["weights"]))
+    _convert_fails(tmp_path, r"reloaded weights .*values differ")
+
+
+def _rewrite_keras(path, edit):
+    """Rewrite a .keras zip with ``edit(config dict)`` applied to its config.json."""
+    with zipfile.ZipFile(path) as source:
+        members = {name: source.read(name) for name in source.namelist()}
+    config = json.loads(members["config.json"])
+    edit(config)
+    members["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as target:
+        for name, data in members.items():
+            target.writestr(name, data)
+
+
+def test_a_changed_config_in_the_keras_file_fails_the_config_proof(tmp_path, monkeypatch):
+    def two_heads(config):  # 48 / 2 heads: every shape unchanged, another function
+        config["config"]["backbone"]["config"]["num_heads"] = 2
+    _after_write(monkeypatch, lambda staged: _rewrite_keras(staged["keras"], two_heads))
+    _convert_fails(tmp_path, r"reloaded keras .*config differs: backbone")
+
+
+def test_a_keras_file_of_another_class_fails_the_class_proof(tmp_path, monkeypatch):
+    def backbone_only(config):
+        backbone = config["config"]["backbone"]
+        config.clear()
+        config.update(backbone)
+    _after_write(monkeypatch, lambda staged: _rewrite_keras(staged["keras"], backbone_only))
+    with pytest.raises((ParityError, converter.ConversionError, ValueError)):
+        converter.convert(TINY_FT, str(tmp_path / "out"), synthetic=True, seed=0,
+                          progress=False)
+
+
+def test_the_one_clip_through_the_reloaded_keras_file_is_compared(tmp_path, monkeypatch):
+    real = export._graph_runner
+
+    def shifted_runner(entry, model):
+        run = real(entry, model)
+
+        def shifted(case):
+            return {k: v + 1e-3 for k, v in run(case).items()}
+        shifted.model = model
+        return shifted
+    monkeypatch.setattr(export, "_graph_runner", shifted_runner)
+    _convert_fails(tmp_path, r"reloaded (weights|keras)")
+
+
+def test_the_report_says_how_each_artifact_was_proven(tiny_converted):
+    record = ConversionRecord.load(tiny_converted.paths["report"])
+    checks = record.reload_checks
+    assert checks["savedmodel"].method == "outputs"
+    assert checks["weights"].method == "variables" and checks["weights"].clips == 0
+    assert checks["keras"].method == "variables" and checks["keras"].clips == 1
+    assert all(check.passed for check in checks.values())
