@@ -105,17 +105,29 @@ def test_from_preset_refuses_a_tampered_asset_naming_the_checksum(zoo):
 
 
 @pytest.mark.parametrize("fault", ["drop:1000", "length:5000000", "status:404", "status:500",
-                                   "redirect-loop", "stall:30", "html", "bad-length"])
+                                   "redirect-loop", "stall:30", "html"])
 def test_from_preset_leaves_nothing_cached_when_a_download_breaks(zoo, fault, monkeypatch):
     import tf_models
 
     monkeypatch.setattr(tf_models.hub, "TIMEOUT_S", 1.0)  # a stalled server, within a second
-    zoo.plan("ok", fault)  # SHA256SUMS as published, then the fault on the weights
+    # SHA256SUMS as published, then the fault on the weights (a loop: on every request)
+    zoo.plan("ok", *[fault] * (20 if fault == "redirect-loop" else 1))
     with pytest.raises(tf_models.PresetError) as error:
         tf_models.VideoMAEClassifier.from_preset(TINY_FT, progress=False)
     assert f"{TINY_FT}.weights.h5" in str(error.value)
     assert not any(n.endswith(".weights.h5") or ".partial" in n
                    for n in _cached_files(zoo.cache))
+
+
+def test_a_download_with_a_malformed_length_is_still_verified_before_use(zoo):
+    import tf_models
+
+    zoo.plan("ok", "bad-length")  # the whole file, with a Content-Length that is no number
+    model = tf_models.VideoMAEClassifier.from_preset(TINY_FT, progress=False)
+    cached = os.path.join(zoo.cache, os.listdir(zoo.cache)[0], f"{TINY_FT}.weights.h5")
+    expected = tf_models.hub.parse_sums(open(os.path.join(zoo.root, "SHA256SUMS")).read(), "")
+    assert tf_models.hub.sha256_file(cached) == expected[f"{TINY_FT}.weights.h5"]
+    assert model.preset.name == TINY_FT
 
 
 def test_from_preset_names_an_asset_the_release_does_not_list(zoo):
@@ -247,3 +259,17 @@ def test_reloaded_pretrainer_answers_list_dict_and_predict_alike(release_dir):
     np.testing.assert_allclose(predicted, as_dict, atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="video.*mask"):
         model(clip)
+
+
+def test_video_model_loads_a_zoo_name_through_from_preset(zoo):
+    from tf_models.video.model import ModelError, load_video_model
+
+    model = load_video_model(TINY_FT)
+    assert (model.kind, model.num_frames, model.img_size) == ("zoo", 4, 32)
+    assert model.num_classes == 400 and model.dataset == "k400"
+    views = np.random.default_rng(0).standard_normal((3, 4, 32, 32, 3), dtype=np.float32)
+    assert model.run(views).shape == (3, 400)
+    zoo.plan("ok", "corrupt")
+    os.remove(os.path.join(zoo.cache, os.listdir(zoo.cache)[0], f"{TINY_FT}.weights.h5"))
+    with pytest.raises(ModelError, match="sha256"):
+        load_video_model(TINY_FT)

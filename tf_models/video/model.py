@@ -169,18 +169,13 @@ def _load_keras(path: str):
 
 
 def _load_preset(name: str):
-    import tf_models
+    from ..hub import PresetError
+    from ..videomae import VideoMAEClassifier
 
-    classifier = getattr(tf_models, "VideoMAEClassifier", None)
-    from_preset = getattr(classifier, "from_preset", None)
-    if from_preset is None:
-        raise ModelError(f"{name}: loading zoo names needs VideoMAEClassifier.from_preset, "
-                         "which this version of tf_models lacks; pass a .keras file or a "
-                         "SavedModel folder instead")
     try:
-        model = from_preset(name)
-    except (OSError, ValueError, KeyError, RuntimeError) as error:
-        raise ModelError(f"{name}: {' '.join(str(error).split())[:200]}") from None
+        model = VideoMAEClassifier.from_preset(name)
+    except (PresetError, OSError) as error:
+        raise ModelError(" ".join(str(error).split())[:300]) from None
     frames, size, num_classes, run = _keras_runner(model, name)
     return name, frames, size, num_classes, run
 
