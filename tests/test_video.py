@@ -321,7 +321,7 @@ def labelled_list(videos, bad_videos, tiny_models, tmp_path_factory):
         ranked = np.argsort(-probs)
         label = [ranked[0], ranked[2], rng.integers(400)][number % 3]
         lines.append(f"{name} {int(label)}")
-    for case in ("zero_byte", "not_a_video"):
+    for case in sorted(EXPECTED_PROBLEM):  # every kind of bad file: each fails alone
         name = f"broken/{case}.mp4"
         os.makedirs(root / "broken", exist_ok=True)
         os.symlink(bad_videos[case], root / name)
@@ -366,8 +366,10 @@ def test_evaluate_matches_upstream_merge_and_counts_failures(single_run, labelle
     assert summary["top1"] == pytest.approx(top1, abs=1e-9)
     assert summary["top5"] == pytest.approx(top5, abs=1e-9)
     assert 0 < summary["top1"] < summary["top5"] < 100
-    assert (summary["videos"], summary["failed"]) == (10, 2)
-    assert len(errors) == 2 and all("broken/" in e for e in errors)
+    assert (summary["videos"], summary["failed"]) == (10, len(EXPECTED_PROBLEM))
+    assert len(errors) == len(EXPECTED_PROBLEM) and all("broken/" in e for e in errors)
+    for case, problem in EXPECTED_PROBLEM.items():
+        assert any(f"broken/{case}.mp4" in e and problem in e for e in errors), case
     assert sum(c["videos"] for c in summary["per_class"].values()) == 10
     assert stats.videos == 10 and stats.views == 150
 
@@ -441,7 +443,7 @@ def test_evaluate_resumes_after_kill(labelled_list, tiny_models, single_run, tmp
     child.communicate()
     with open(results) as handle:
         before = handle.read().splitlines()
-    assert 2 <= len(before) - 1 < 12, "the kill did not land mid-run"
+    assert 2 <= len(before) - 1 < 10 + len(EXPECTED_PROBLEM), "the kill did not land mid-run"
     # a kill mid-write leaves half a line: it is dropped on resume
     with open(results, "a") as handle:
         handle.write('{"video": "class_0/clip_09.mp4", "label": 3, "view_lo')
