@@ -263,6 +263,7 @@ def test_second_run_into_a_locked_folder_stops_with_one_line(tmp_path, scratch_t
     assert os.listdir(out_dir) == []
 
 
+@pytest.mark.slow  # two child conversions; the fast tier has the locked-folder test above
 def test_two_runs_at_once_one_converts_the_other_stops(tmp_path, scratch_tmp):
     out_dir = tmp_path / "out"
     args = ["--synthetic", "--size", "T", "--out", str(out_dir), "-q"]
