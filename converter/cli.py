@@ -5,10 +5,8 @@ Exit codes: 0 success, 1 parity failure, 2 bad input (one line on stderr, no tra
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
-import threading
 
 import click
 
@@ -28,32 +26,6 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 def _on_sigterm(signum, frame):
     _Terminated.received = signum
     raise _Terminated()
-
-
-def _on_unraisable(info):
-    """A _Terminated raised while Python ran a garbage-collector callback (jax installs one)
-    is printed and dropped there ("Exception ignored in"): send the signal again, so that it
-    is raised in the conversion's own code instead."""
-    if isinstance(info.exc_value, _Terminated) and _Terminated.received:
-        # from another thread, a moment later: sent from here, the handler would run (and
-        # be dropped) inside this hook
-        threading.Timer(0.05, os.kill, (os.getpid(), _Terminated.received)).start()
-        return
-    sys.__unraisablehook__(info)
-
-
-def _install_stop_handlers():
-    """SIGTERM / SIGINT raise _Terminated; returns what to restore."""
-    previous = {sig: signal.signal(sig, _on_sigterm) for sig in _STOP_SIGNALS}
-    previous["unraisable"] = sys.unraisablehook
-    sys.unraisablehook = _on_unraisable
-    return previous
-
-
-def _restore_stop_handlers(previous):
-    sys.unraisablehook = previous.pop("unraisable")
-    for sig, handler in previous.items():
-        signal.signal(sig, handler)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -112,7 +84,7 @@ def main(size, mode, dataset, checkpoint, cache_dir, offline, force_download, sy
         entry = find_entry(size, mode or "FT", dataset or "k400")
     except KeyError as error:
         _fail(f"error: {error.args[0]}", 2)
-    previous = _install_stop_handlers()
+    previous = {sig: signal.signal(sig, _on_sigterm) for sig in _STOP_SIGNALS}
     try:
         result = convert(entry, out_dir, checkpoint=checkpoint, synthetic=synthetic, seed=seed,
                          force=force, progress=not quiet, encoder_only=encoder_only,
@@ -127,7 +99,8 @@ def main(size, mode, dataset, checkpoint, cache_dir, offline, force_download, sy
             raise
         _fail(f"error: interrupted; no partial artifact was left in {out_dir}", 2)
     finally:
-        _restore_stop_handlers(previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if result.skipped:
         click.echo(f"{result.entry.name}: skipped: artifacts already present and verified "
                    f"against the same source (pass --force to convert again)")
