@@ -69,206 +69,6 @@ def check_output_dir(out_dir: str, name: str, force: bool = False,
                           f" present); pass --force to overwrite")
 
 
-# --- faults: locking, stale staging, durability, a full disk ---------------------------------
-
-STAGING_INFIX = ".partial-"
-# written into a staging folder (and fsync'd) just before its first rename into place
-PLACING_MARKER = "PLACING"
-PLACE_ORDER = ("savedmodel", "weights", "keras", "report")  # the report goes last
-# Keras streams a .keras file's weights through a temporary .h5 next to it, so while it is
-# written the staging folder holds four copies of the weights (SavedModel, .weights.h5,
-# that .h5, the zip); plus the SavedModel's graph and the report
-DISK_COPIES = 4
-DISK_OVERHEAD_BYTES = 1 << 20
-
-
-def lock_path(out_dir: str, name: str) -> str:
-    return os.path.join(out_dir, f".{name}.lock")
-
-
-class EntryLock:
-    """An exclusive ``fcntl.flock`` on ``.NAME.lock`` in ``out_dir``: one run per entry and
-    output folder. Not waiting: a second run gets an OutputError naming the holder's pid.
-    The lock file is removed on release (a killed holder's stays, and is reused)."""
-
-    def __init__(self, out_dir: str, name: str):
-        self.out_dir = out_dir
-        self.name = name
-        self.path = lock_path(out_dir, name)
-        self.fd: Optional[int] = None
-
-    def acquire(self) -> "EntryLock":
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = _lock_holder(fd)
-                os.close(fd)
-                raise OutputError(locked_message(self.out_dir, self.name, holder)) from None
-            # the previous holder may have removed the file between our open and our flock:
-            # then this lock is on a file nobody else will see; take the new one
-            try:
-                current = os.stat(self.path)
-            except FileNotFoundError:
-                current = None
-            if current is not None and os.path.samestat(os.fstat(fd), current):
-                break
-            os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self.fd = fd
-        return self
-
-    def release(self) -> None:
-        if self.fd is None:
-            return
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(self.path)  # while still holding it: a waiter re-checks the inode
-        os.close(self.fd)
-        self.fd = None
-
-
-def _lock_holder(fd: int) -> Optional[str]:
-    try:
-        return os.pread(fd, 32, 0).decode("ascii", "replace").strip() or None
-    except OSError:
-        return None
-
-
-def locked_message(out_dir: str, name: str, holder: Optional[str]) -> str:
-    who = f" (pid {holder})" if holder else ""
-    return (f"{out_dir}: another videomae-convert run{who} is converting {name} into this "
-            f"folder; wait for it to finish, or use another --out")
-
-
-def check_not_locked(out_dir: str, name: str) -> None:
-    """Fail early (before loading anything) when another run holds the entry's lock. The
-    lock itself is taken by StagedArtifacts; this only looks, creating nothing."""
-    try:
-        fd = os.open(lock_path(out_dir, name), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise OutputError(locked_message(out_dir, name, _lock_holder(fd))) from None
-    finally:
-        os.close(fd)
-
-
-def recover_killed_run(out_dir: str, name: str) -> List[str]:
-    """Before anything else: take the entry's lock (an OutputError when another run holds
-    it), deal with what a killed run left (``recover_stale_staging``), let the lock go. The
-    conversion takes it again to write. Without staging folders nothing is created."""
-    check_not_locked(out_dir, name)
-    if not staging_folders(out_dir, name) or not os.access(out_dir, os.W_OK):
-        return []  # the usual case: nothing to recover, and no lock file is made
-    lock = EntryLock(out_dir, name).acquire()
-    try:
-        return recover_stale_staging(out_dir, name)
-    finally:
-        lock.release()
-
-
-def staging_folders(out_dir: str, name: str) -> List[str]:
-    """The staging folders of ``name`` in ``out_dir`` (a live run's or killed runs')."""
-    if not os.path.isdir(out_dir):
-        return []
-    prefix = f".{name}{STAGING_INFIX}"
-    return sorted(os.path.join(out_dir, p) for p in os.listdir(out_dir) if p.startswith(prefix))
-
-
-def recover_stale_staging(out_dir: str, name: str) -> List[str]:
-    """Deal with the staging folders a killed run of ``name`` left in ``out_dir``; call only
-    while holding the entry's lock (so none of them belongs to a live run).
-
-    A folder with the PLACING marker was killed while moving checked artifacts into place:
-    the move is finished (each artifact still staged replaces the final one). Every stale
-    folder is then removed. Returns what was found.
-    """
-    found = staging_folders(out_dir, name)
-    for folder in found:
-        if os.path.exists(os.path.join(folder, PLACING_MARKER)):
-            staged = artifact_paths(folder, name)
-            final = artifact_paths(out_dir, name)
-            for kind in PLACE_ORDER:
-                if os.path.lexists(staged[kind]):
-                    if os.path.lexists(final[kind]):
-                        _remove(final[kind])
-                    os.replace(staged[kind], final[kind])
-            fsync_dir(out_dir)
-        shutil.rmtree(folder, ignore_errors=True)
-    return found
-
-
-def fsync_dir(path: str) -> None:
-    """Flush a folder's entries (renames, new files) to disk."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_tree(path: str) -> None:
-    """Flush every file below ``path`` (a file or a folder), then every folder, to disk."""
-    if not os.path.isdir(path):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        return
-    for root, _, files in os.walk(path, topdown=False):
-        for name in files:
-            fsync_tree(os.path.join(root, name))
-        fsync_dir(root)
-
-
-def needed_bytes(model) -> int:
-    """About the most disk the staging folder of ``model``'s artifacts takes at once."""
-    weights = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.weights)
-    return DISK_COPIES * weights + DISK_OVERHEAD_BYTES
-
-
-def is_disk_full(error: BaseException) -> bool:
-    """True when ``error`` (or one it came from) says the device or quota is full: an
-    OSError with ENOSPC / EDQUOT, or TensorFlow's and h5py's wrappers of one."""
-    seen = 0
-    while error is not None and seen < 10:
-        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        text = str(error)
-        if "No space left on device" in text or "Disk quota exceeded" in text \
-                or "errno = 28" in text:
-            return True
-        error = error.__cause__ or error.__context__
-        seen += 1
-    return False
-
-
-def disk_full_message(out_dir: str, needed: int) -> str:
-    try:
-        free = f"{shutil.disk_usage(out_dir).free / 2**20:.1f} MB"
-    except OSError:
-        free = "unknown"
-    return (f"{out_dir}: no space left on the device: the artifacts need about "
-            f"{needed / 2**20:.1f} MB while they are written ({free} free there); free some "
-            f"space or use another --out")
-
-
-@contextlib.contextmanager
-def disk_full_as_error(out_dir: str, needed: int):
-    """Turn a full disk inside the block into one OutputError line."""
-    try:
-        yield
-    except Exception as error:
-        if is_disk_full(error):
-            raise OutputError(disk_full_message(out_dir, needed)) from None
-        raise
-
-
 def _signature_specs(entry: Entry):
     import tensorflow as tf
 
@@ -574,3 +374,203 @@ def _json_default(value):
 
 def artifacts_present(out_dir: str, name: str) -> List[str]:
     return [p for p in artifact_paths(out_dir, name).values() if os.path.lexists(p)]
+
+
+# --- faults: locking, stale staging, durability, a full disk ---------------------------------
+
+STAGING_INFIX = ".partial-"
+# written into a staging folder (and fsync'd) just before its first rename into place
+PLACING_MARKER = "PLACING"
+PLACE_ORDER = ("savedmodel", "weights", "keras", "report")  # the report goes last
+# Keras streams a .keras file's weights through a temporary .h5 next to it, so while it is
+# written the staging folder holds four copies of the weights (SavedModel, .weights.h5,
+# that .h5, the zip); plus the SavedModel's graph and the report
+DISK_COPIES = 4
+DISK_OVERHEAD_BYTES = 1 << 20
+
+
+def lock_path(out_dir: str, name: str) -> str:
+    return os.path.join(out_dir, f".{name}.lock")
+
+
+class EntryLock:
+    """An exclusive ``fcntl.flock`` on ``.NAME.lock`` in ``out_dir``: one run per entry and
+    output folder. Not waiting: a second run gets an OutputError naming the holder's pid.
+    The lock file is removed on release (a killed holder's stays, and is reused)."""
+
+    def __init__(self, out_dir: str, name: str):
+        self.out_dir = out_dir
+        self.name = name
+        self.path = lock_path(out_dir, name)
+        self.fd: Optional[int] = None
+
+    def acquire(self) -> "EntryLock":
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _lock_holder(fd)
+                os.close(fd)
+                raise OutputError(locked_message(self.out_dir, self.name, holder)) from None
+            # the previous holder may have removed the file between our open and our flock:
+            # then this lock is on a file nobody else will see; take the new one
+            try:
+                current = os.stat(self.path)
+            except FileNotFoundError:
+                current = None
+            if current is not None and os.path.samestat(os.fstat(fd), current):
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.path)  # while still holding it: a waiter re-checks the inode
+        os.close(self.fd)
+        self.fd = None
+
+
+def _lock_holder(fd: int) -> Optional[str]:
+    try:
+        return os.pread(fd, 32, 0).decode("ascii", "replace").strip() or None
+    except OSError:
+        return None
+
+
+def locked_message(out_dir: str, name: str, holder: Optional[str]) -> str:
+    who = f" (pid {holder})" if holder else ""
+    return (f"{out_dir}: another videomae-convert run{who} is converting {name} into this "
+            f"folder; wait for it to finish, or use another --out")
+
+
+def check_not_locked(out_dir: str, name: str) -> None:
+    """Fail early (before loading anything) when another run holds the entry's lock. The
+    lock itself is taken by StagedArtifacts; this only looks, creating nothing."""
+    try:
+        fd = os.open(lock_path(out_dir, name), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise OutputError(locked_message(out_dir, name, _lock_holder(fd))) from None
+    finally:
+        os.close(fd)
+
+
+def recover_killed_run(out_dir: str, name: str) -> List[str]:
+    """Before anything else: take the entry's lock (an OutputError when another run holds
+    it), deal with what a killed run left (``recover_stale_staging``), let the lock go. The
+    conversion takes it again to write. Without staging folders nothing is created."""
+    check_not_locked(out_dir, name)
+    if not staging_folders(out_dir, name) or not os.access(out_dir, os.W_OK):
+        return []  # the usual case: nothing to recover, and no lock file is made
+    lock = EntryLock(out_dir, name).acquire()
+    try:
+        return recover_stale_staging(out_dir, name)
+    finally:
+        lock.release()
+
+
+def staging_folders(out_dir: str, name: str) -> List[str]:
+    """The staging folders of ``name`` in ``out_dir`` (a live run's or killed runs')."""
+    if not os.path.isdir(out_dir):
+        return []
+    prefix = f".{name}{STAGING_INFIX}"
+    return sorted(os.path.join(out_dir, p) for p in os.listdir(out_dir) if p.startswith(prefix))
+
+
+def recover_stale_staging(out_dir: str, name: str) -> List[str]:
+    """Deal with the staging folders a killed run of ``name`` left in ``out_dir``; call only
+    while holding the entry's lock (so none of them belongs to a live run).
+
+    A folder with the PLACING marker was killed while moving checked artifacts into place:
+    the move is finished (each artifact still staged replaces the final one). Every stale
+    folder is then removed. Returns what was found.
+    """
+    found = staging_folders(out_dir, name)
+    for folder in found:
+        if os.path.exists(os.path.join(folder, PLACING_MARKER)):
+            staged = artifact_paths(folder, name)
+            final = artifact_paths(out_dir, name)
+            for kind in PLACE_ORDER:
+                if os.path.lexists(staged[kind]):
+                    if os.path.lexists(final[kind]):
+                        _remove(final[kind])
+                    os.replace(staged[kind], final[kind])
+            fsync_dir(out_dir)
+        shutil.rmtree(folder, ignore_errors=True)
+    return found
+
+
+def fsync_dir(path: str) -> None:
+    """Flush a folder's entries (renames, new files) to disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path: str) -> None:
+    """Flush every file below ``path`` (a file or a folder), then every folder, to disk."""
+    if not os.path.isdir(path):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return
+    for root, _, files in os.walk(path, topdown=False):
+        for name in files:
+            fsync_tree(os.path.join(root, name))
+        fsync_dir(root)
+
+
+def needed_bytes(model) -> int:
+    """About the most disk the staging folder of ``model``'s artifacts takes at once."""
+    weights = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.weights)
+    return DISK_COPIES * weights + DISK_OVERHEAD_BYTES
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """True when ``error`` (or one it came from) says the device or quota is full: an
+    OSError with ENOSPC / EDQUOT, or TensorFlow's and h5py's wrappers of one."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(error)
+        if "No space left on device" in text or "Disk quota exceeded" in text \
+                or "errno = 28" in text:
+            return True
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return False
+
+
+def disk_full_message(out_dir: str, needed: int) -> str:
+    try:
+        free = f"{shutil.disk_usage(out_dir).free / 2**20:.1f} MB"
+    except OSError:
+        free = "unknown"
+    return (f"{out_dir}: no space left on the device: the artifacts need about "
+            f"{needed / 2**20:.1f} MB while they are written ({free} free there); free some "
+            f"space or use another --out")
+
+
+@contextlib.contextmanager
+def disk_full_as_error(out_dir: str, needed: int):
+    """Turn a full disk inside the block into one OutputError line."""
+    try:
+        yield
+    except Exception as error:
+        if is_disk_full(error):
+            raise OutputError(disk_full_message(out_dir, needed)) from None
+        raise
