@@ -103,7 +103,10 @@ def _test_helpers():
 
 def make_bases(folder: str, seed: int = 0) -> Dict[str, Tuple[str, str]]:
     """Valid tiny checkpoints in every layout the reader takes: name -> (path, mode)."""
-    from converter.checkpoint import random_state_dict, upstream_container
+    try:  # where the synthetic-checkpoint helpers live after the structure branch
+        from converter.synthetic import random_state_dict, upstream_container
+    except ImportError:
+        from converter.checkpoint import random_state_dict, upstream_container
     from converter.zoo import get_entry
     import torch_reference
 

@@ -7,7 +7,10 @@ import os
 
 import pytest
 
-from converter.checkpoint import write_synthetic_checkpoint
+try:  # where the synthetic-checkpoint helpers live after the structure branch
+    from converter.synthetic import write_synthetic_checkpoint
+except ImportError:
+    from converter.checkpoint import write_synthetic_checkpoint
 from converter.errors import CheckpointError
 from converter.sources import (DownloadInterrupted, cached_checkpoint_path, fetch_to_part,
                                resolve_checkpoint)
