@@ -83,7 +83,7 @@ PLACE_ORDER = ("savedmodel", "weights", "keras", "litert", "report")  # the repo
 # written the staging folder holds four copies of the weights (SavedModel, .weights.h5,
 # that .h5, the zip); plus the SavedModel's graph and the report
 DISK_COPIES = 4
-DISK_OVERHEAD_BYTES = 4 << 20
+DISK_OVERHEAD_BYTES = 1 << 20
 
 
 def lock_path(out_dir: str, name: str) -> str:

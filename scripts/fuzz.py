@@ -97,7 +97,7 @@ def main(cases, start, categories, timeout, fresh, jobs, work, keep, json_path,
                         "exit_code": o.exit_code, "seconds": round(o.seconds, 2),
                         "detail": o.detail} for o in outcomes], handle, indent=1)
     bad = [o for o in outcomes if o.outcome not in fuzzing.GOOD_OUTCOMES
-           and not (allow_name_check and o.case.needs_name_check)]
+           and not (allow_name_check and o.waits_on_name_check)]
     if not keep and not bad:
         shutil.rmtree(work, ignore_errors=True)
     sys.exit(1 if bad else 0)

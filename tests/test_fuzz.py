@@ -10,9 +10,12 @@ import pytest
 
 import fuzzing
 
-# the control ("unchanged") is left out: plain conversions are tested everywhere else
-CATEGORIES = [name for name in fuzzing.CATEGORIES if name != "unchanged"]
-SEEDS = range(2 * len(CATEGORIES))
+# A fixed share of scripts/fuzz.py's seeds (same numbering, every category): two per category,
+# chosen among those that end in an error, plus one that converts (seed 2: a zeroed byte in
+# tensor data); a conversion costs ~10 s, an error well under one.
+SEEDS = (0, 72, 1, 19, 2, 21, 39, 4, 22, 5, 23, 24, 42, 7, 43, 8, 26, 9, 27, 10, 28, 83, 101,
+         12, 30, 13, 31, 14, 32, 15, 51, 16, 34)
+CATEGORIES = list(fuzzing.CATEGORIES)
 NAME_CHECK_REASON = ("waits on issue 13's name/shape/dtype pre-check (branch `structure`): "
                      "until then torch's load_state_dict raises first")
 
@@ -32,7 +35,7 @@ def bases(tmp_path_factory):
 
 @pytest.mark.parametrize("seed", _params())
 def test_corrupted_checkpoint_converts_or_fails_cleanly(seed, bases, tmp_path):
-    case = fuzzing.make_case(seed, bases, str(tmp_path / "in"), CATEGORIES)
+    case = fuzzing.make_case(seed, bases, str(tmp_path / "in"))
     outcome = fuzzing.run_case_in_process(case, str(tmp_path / "out"))
     assert outcome.outcome in fuzzing.GOOD_OUTCOMES, \
         f"[{case.category}] {case.description}: {outcome.outcome}: {outcome.detail}"
@@ -51,8 +54,8 @@ def test_same_seed_gives_the_same_bytes(bases, tmp_path):
             return hashlib.sha256(handle.read()).hexdigest()
 
     for seed in (0, 1, 4, 14):
-        first = fuzzing.make_case(seed, bases, str(tmp_path / f"a{seed}"), CATEGORIES)
-        second = fuzzing.make_case(seed, bases, str(tmp_path / f"b{seed}"), CATEGORIES)
+        first = fuzzing.make_case(seed, bases, str(tmp_path / f"a{seed}"))
+        second = fuzzing.make_case(seed, bases, str(tmp_path / f"b{seed}"))
         assert first.description == second.description
         assert digest(first.path) == digest(second.path)
 
