@@ -15,8 +15,9 @@ from typing import Dict, Optional, Tuple
 
 # The zoo's facts live in one torch-free table that Keras users read too (tf_models.presets);
 # this module adds what only a conversion needs: upstream sources and parity tolerances.
-from tf_models.presets import (ALL_SIZES, DATASETS, MODES, RELEASES, SIZE_NAMES,  # noqa: F401
-                               SIZES, TEST_SIZES, preset_name)
+from tf_models.presets import (ALL_SIZES, DATASETS, MODES, PRESETS, RELEASES,  # noqa: F401
+                               SIZE_NAMES, SIZES, TEST_PRESETS, TEST_SIZES, Preset,
+                               preset_name)
 
 # Parity tolerance: the largest max-abs error of the fp32 TF output against a float64 run of the
 # torch reference. Measured on synthetic checkpoints, TF's error is within a small factor of
@@ -99,34 +100,25 @@ def entry_name(size: str, dataset: str, mode: str, num_frames: int = 16,
     return preset_name(size, dataset, mode, num_frames, img_size)
 
 
-def _make(size: str, dataset: str, mode: str, **overrides) -> Entry:
-    facts = DATASETS[dataset]
-    release = RELEASES.get((size, dataset), (None, None, None, None, None, None))
+def _entry(preset: Preset) -> Entry:
+    """The conversion entry of a preset: its facts plus upstream source and tolerance."""
+    facts = DATASETS[preset.dataset]
+    release = RELEASES.get((preset.size, preset.dataset), (None, None, None, None, None, None))
     top1, top5, pt_drive, ft_drive, pt_hub, ft_hub = release
-    dims = ALL_SIZES[size]
-    frames = overrides.get("num_frames", 16)
-    img = overrides.get("img_size", 224)
+    pretrained = preset.mode == "PT"
     return Entry(
-        name=entry_name(size, dataset, mode, frames, img), size=size, mode=mode, dataset=dataset,
-        num_classes=facts["num_classes"], mask_ratio=facts["mask_ratio"],
+        name=preset.name, size=preset.size, mode=preset.mode, dataset=preset.dataset,
+        num_classes=preset.num_classes, mask_ratio=preset.mask_ratio,
         eval_views=facts["eval_views"], top1=top1, top5=top5, pt_epochs=facts["pt_epochs"],
-        parity_atol=PARITY_ATOL[size],
-        gdrive_id=pt_drive if mode == "PT" else ft_drive,
-        hub_id=pt_hub if mode == "PT" else ft_hub, dims=dict(dims), **overrides)
+        parity_atol=PARITY_ATOL[preset.size],
+        gdrive_id=pt_drive if pretrained else ft_drive, hub_id=pt_hub if pretrained else ft_hub,
+        num_frames=preset.num_frames, img_size=preset.img_size, patch_size=preset.patch_size,
+        tubelet_size=preset.tubelet_size, dims=dict(preset.dims), test_only=preset.test_only)
 
 
-ZOO: Dict[str, Entry] = {}
-for (_size, _dataset) in RELEASES:
-    for _mode in MODES:
-        _entry = _make(_size, _dataset, _mode)
-        ZOO[_entry.name] = _entry
-
+ZOO: Dict[str, Entry] = {name: _entry(preset) for name, preset in PRESETS.items()}
 # Tiny test-only entries: 4 frames of 32x32 -> 2 x 2 x 2 = 8 tokens; same code path, seconds.
-TEST_ZOO: Dict[str, Entry] = {}
-for _dataset in DATASETS:
-    for _mode in MODES:
-        _entry = _make("T", _dataset, _mode, num_frames=4, img_size=32, test_only=True)
-        TEST_ZOO[_entry.name] = _entry
+TEST_ZOO: Dict[str, Entry] = {name: _entry(preset) for name, preset in TEST_PRESETS.items()}
 
 
 def size_choices(include_test: bool = True) -> Tuple[str, ...]:
