@@ -88,3 +88,17 @@ def test_cli_litert_refuses_a_pretrained_entry_before_any_work(tmp_path):
     line = assert_one_line_error(result, 2)
     assert "--litert" in line and "pre-trained" in line
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_cli_litert_serves_encoder_features_with_both_outputs(tmp_path):
+    from conftest import run_cli
+
+    from converter.record import ConversionRecord
+
+    out = tmp_path / "weights"
+    result = run_cli(["--synthetic", "--size", "T", "--encoder-only", "--out", str(out),
+                      "--litert", "-q"])
+    assert result.exit_code == 0, result.output
+    name = "TFVideoMAE_T_K400_4x32_FT_encoder"
+    record = ConversionRecord.load(str(out / f"{name}.json"))
+    assert record.reload_checks["litert"].passed and "litert" in record.artifacts
