@@ -67,20 +67,11 @@ class Entry:
         return 3 * self.tubelet_size * self.patch_size ** 2
 
     def model_config(self) -> dict:
-        """Plain keyword arguments that build either side (torch_reference or tf_models)."""
-        config = dict(embed_dim=self.dims["embed_dim"], depth=self.dims["depth"],
-                      num_heads=self.dims["num_heads"], num_frames=self.num_frames,
-                      img_size=self.img_size, patch_size=self.patch_size,
-                      tubelet_size=self.tubelet_size)
-        if self.encoder_only:
-            return config
-        if self.mode == "FT":
-            config["num_classes"] = self.num_classes
-        else:
-            config.update(decoder_embed_dim=self.dims["decoder_embed_dim"],
-                          decoder_depth=self.dims["decoder_depth"],
-                          decoder_num_heads=self.dims["decoder_num_heads"])
-        return config
+        """Plain keyword arguments that build either side (torch_reference or tf_models):
+        the preset's, without the head or decoder for an encoder-only entry."""
+        preset = PRESETS.get(self.name.removesuffix("_encoder")) or \
+            TEST_PRESETS[self.name.removesuffix("_encoder")]
+        return preset.backbone_config() if self.encoder_only else preset.model_config()
 
     def encoder_variant(self) -> "Entry":
         """The encoder-only conversion of this entry: artifacts named ``NAME_encoder``."""

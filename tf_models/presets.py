@@ -142,12 +142,6 @@ class Preset:
                           decoder_num_heads=self.dims["decoder_num_heads"])
         return config
 
-    def asset_names(self) -> Dict[str, str]:
-        """Release asset file names of this entry (as ``scripts/release.py`` writes them)."""
-        return {"weights": f"{self.name}.weights.h5", "keras": f"{self.name}.keras",
-                "report": f"{self.name}.json", "savedmodel": f"{self.name}.savedmodel.zip",
-                "card": f"{self.name}.md"}
-
     def class_names(self) -> Optional[List[str]]:
         """The dataset's class names in index order, where the package ships them."""
         try:
