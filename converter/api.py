@@ -273,7 +273,8 @@ def _record(entry: Entry, source: SourceRecord, parity: ParityReport, notes, ref
         entry=entry.to_dict(), source=source, versions=library_versions(),
         parity=ParitySummary(**parity.to_dict()), notes=notes,
         parity_inputs=ParityInputs(batch=parity_batch, seed=seed,
-                                   cases=[r.case.name for r in references]),
+                                   cases=[r.case.name for r in references],
+                                   float64_samples=min(r.float64_samples for r in references)),
         reference_fingerprint=reference_fingerprints(references), seconds=seconds)
 
 

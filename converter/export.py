@@ -28,6 +28,7 @@ import os
 import shutil
 import tempfile
 import time
+import zipfile
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -79,10 +80,9 @@ STAGING_INFIX = ".partial-"
 # written into a staging folder (and fsync'd) just before its first rename into place
 PLACING_MARKER = "PLACING"
 PLACE_ORDER = ("savedmodel", "weights", "keras", "litert", "report")  # the report goes last
-# Keras streams a .keras file's weights through a temporary .h5 next to it, so while it is
-# written the staging folder holds four copies of the weights (SavedModel, .weights.h5,
-# that .h5, the zip); plus the SavedModel's graph and the report
-DISK_COPIES = 4
+# the staging folder holds three copies of the weights (SavedModel, .weights.h5, .keras: see
+# save_keras_and_weights), plus the SavedModel's graph and the report
+DISK_COPIES = 3
 DISK_OVERHEAD_BYTES = 1 << 20
 
 
@@ -327,6 +327,58 @@ def _never_sufficient(model) -> bool:
     return False
 
 
+# The members of a ``.keras`` archive, in the order Keras writes them, which are also the
+# files of its unzipped form (``model.save(folder, zipped=False)``).
+KERAS_ARCHIVE_MEMBERS = ("metadata.json", "config.json", "model.weights.h5")
+KERAS_WEIGHTS_MEMBER = "model.weights.h5"
+
+
+def _is_keras_archive_layout(folder: str) -> bool:
+    """Whether ``folder`` holds the archive's members and nothing else but an empty
+    ``assets`` folder (Keras makes one when given an absolute path; an archive gets no entry
+    for it)."""
+    names = set(os.listdir(folder))
+    assets = os.path.join(folder, "assets")
+    if "assets" in names and os.path.isdir(assets) and not os.listdir(assets):
+        names.discard("assets")
+    return names == set(KERAS_ARCHIVE_MEMBERS)
+
+
+def save_keras_and_weights(model, keras_path: str, weights_path: str,
+                           on_phase: Callable[[str], None] = lambda phase: None) -> str:
+    """Write ``model`` as ``.keras`` and ``.weights.h5`` while serialising its weights once.
+
+    A ``.keras`` file is a zip archive of ``metadata.json``, ``config.json`` and
+    ``model.weights.h5`` (stored, not compressed), and that member holds byte for byte what
+    ``save_weights`` writes (tests/test_export.py checks both against Keras's own writers).
+    So Keras writes its unzipped form once, into a folder next to ``weights_path``; the
+    three files are zipped as Keras zips them, and the weights member is then renamed to
+    ``weights_path``. The weights are serialised once and copied once, instead of
+    serialised twice (the second time through a temporary ``.h5`` and then a copy).
+
+    Should a Keras version write another set of files, the two are written the usual way,
+    each by its own Keras writer. Returns "one write" or "two writes". ``on_phase`` hears
+    "write .weights.h5" and then "write .keras".
+    """
+    folder = weights_path + ".unzipped"
+    on_phase("write .weights.h5")
+    model.save(folder, zipped=False)
+    on_phase("write .keras")
+    try:
+        if not _is_keras_archive_layout(folder):
+            with keras_weights_through_disk():
+                model.save(keras_path)
+            model.save_weights(weights_path)
+            return "two writes"
+        with zipfile.ZipFile(keras_path, "w", compression=zipfile.ZIP_STORED) as archive:
+            for name in KERAS_ARCHIVE_MEMBERS:
+                archive.write(os.path.join(folder, name), name)
+        os.replace(os.path.join(folder, KERAS_WEIGHTS_MEMBER), weights_path)
+        return "one write"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def reload_savedmodel(entry: Entry, path: str) -> Callable[[Case], Dict[str, np.ndarray]]:
     import tensorflow as tf
 
@@ -488,6 +540,7 @@ class StagedArtifacts:
         self.class_name: Optional[str] = None
         self.lock = EntryLock(out_dir, entry.name)
         self.needed = DISK_OVERHEAD_BYTES
+        self.keras_writes: Optional[str] = None
         self.fsync_seconds = 0.0
 
     def __enter__(self) -> "StagedArtifacts":
@@ -525,11 +578,8 @@ class StagedArtifacts:
         with disk_full_as_error(self.out_dir, self.needed):
             self.on_phase("write SavedModel")
             export_savedmodel(model, self.entry, self.staged["savedmodel"])
-            self.on_phase("write .weights.h5")
-            model.save_weights(self.staged["weights"])
-            self.on_phase("write .keras")
-            with keras_weights_through_disk():
-                model.save(self.staged["keras"])
+            self.keras_writes = save_keras_and_weights(model, self.staged["keras"],
+                                                       self.staged["weights"], self.on_phase)
             if "litert" in self.kinds:
                 from .litert import export_litert
 

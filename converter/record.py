@@ -65,6 +65,9 @@ class ParityInputs:
     batch: int
     seed: int
     cases: List[str]
+    # the first samples of each case the float64 reference ran on (reports written before it
+    # ran on fewer than all of them say nothing: every sample)
+    float64_samples: Optional[int] = None
 
 
 @dataclass

@@ -278,6 +278,77 @@ def test_keras_file_written_through_disk_loads_with_plain_keras(tmp_path):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def _random_tiny_model():
+    from converter.kinds import build_tf_model
+    from converter.zoo import get_entry
+
+    model = build_tf_model(get_entry(TINY_FT))
+    rng = np.random.default_rng(0)
+    for variable in model.weights:
+        variable.assign(rng.standard_normal(variable.shape).astype("float32"))
+    return model
+
+
+def test_keras_and_weights_files_come_from_one_serialisation_as_keras_writes_them(tmp_path):
+    """The .keras archive is Keras's unzipped save zipped as Keras zips it, and its weights
+    member is byte for byte the .weights.h5 file, which is what Keras's own writers produce."""
+    import zipfile
+
+    import keras
+
+    model = _random_tiny_model()
+    keras_path, weights_path = str(tmp_path / "m.keras"), str(tmp_path / "m.weights.h5")
+    phases = []
+    assert export.save_keras_and_weights(model, keras_path, weights_path,
+                                         phases.append) == "one write"
+    assert phases == ["write .weights.h5", "write .keras"]
+    assert sorted(os.listdir(tmp_path)) == ["m.keras", "m.weights.h5"]
+    # Keras's own writers, for comparison
+    own_dir = tmp_path / "own"
+    own_dir.mkdir()
+    model.save_weights(str(own_dir / "own.weights.h5"))
+    with export.keras_weights_through_disk():
+        model.save(str(own_dir / "own.keras"))
+    with zipfile.ZipFile(keras_path) as ours, zipfile.ZipFile(own_dir / "own.keras") as own:
+        assert [(i.filename, i.compress_type) for i in ours.infolist()] == \
+            [(i.filename, i.compress_type) for i in own.infolist()]
+        assert ours.read("config.json") == own.read("config.json")
+        member = ours.read("model.weights.h5")
+        assert member == own.read("model.weights.h5")
+    with open(weights_path, "rb") as handle:
+        assert handle.read() == member
+    with open(own_dir / "own.weights.h5", "rb") as handle:
+        assert handle.read() == member
+    # and both load, each through its own Keras reader
+    reloaded = keras.saving.load_model(keras_path, compile=False)
+    rebuilt = _random_tiny_model()
+    rebuilt.load_weights(weights_path)
+    for a, b, c in zip(model.weights, reloaded.weights, rebuilt.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
+
+
+def test_another_unzipped_keras_layout_falls_back_to_two_keras_writes(tmp_path, monkeypatch):
+    """Should Keras's unzipped save write other files than the archive this code zips, each
+    file is written by its own Keras writer instead, and both still load."""
+    import keras
+
+    monkeypatch.setattr(export, "KERAS_ARCHIVE_MEMBERS",
+                        export.KERAS_ARCHIVE_MEMBERS + ("assets",))
+    model = _random_tiny_model()
+    keras_path, weights_path = str(tmp_path / "m.keras"), str(tmp_path / "m.weights.h5")
+    assert export.save_keras_and_weights(model, keras_path, weights_path) == "two writes"
+    assert sorted(os.listdir(tmp_path)) == ["m.keras", "m.weights.h5"]
+    reloaded = keras.saving.load_model(keras_path, compile=False)
+    rebuilt = _random_tiny_model()
+    for variable in rebuilt.weights:
+        variable.assign(np.zeros(variable.shape, "float32"))
+    rebuilt.load_weights(weights_path)
+    for a, b, c in zip(model.weights, reloaded.weights, rebuilt.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
+
+
 # --- seams, not patches -----------------------------------------------------------------------
 
 def test_convert_calls_on_phase_as_each_phase_starts(tmp_path):
