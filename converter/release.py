@@ -66,6 +66,13 @@ _KIND_WORDS = {"classifier": "fine-tuned classifier",
                "features": "encoder (features)"}
 
 
+def _float64_where(inputs) -> str:
+    """Which clips the float64 reference ran on, when not all of them."""
+    if inputs.float64_samples is None or inputs.float64_samples >= inputs.batch:
+        return ""
+    return f" (float64 on the first {inputs.float64_samples} of {inputs.batch} clips per case)"
+
+
 # --- fresh-process check ---------------------------------------------------------------------
 
 def check_assets(report_path: str, assets: Dict[str, str]) -> Dict[str, float]:
@@ -384,8 +391,9 @@ def render_model_card(entry: Entry, report: ConversionRecord, base_url: str,
               f"- Source sha256 `{report.source.sha256}`.",
               f"- Parity on seeded random inputs ({', '.join(report.parity_inputs.cases)},"
               f" batch {report.parity_inputs.batch}): TF error vs float64 "
-              f"{parity.tf_err_vs_f64:.2e}, torch fp32 error {parity.torch_err_vs_f64:.2e},"
-              f" tolerance {parity.tolerance:.0e}.",
+              f"{parity.tf_err_vs_f64:.2e}{_float64_where(report.parity_inputs)}, "
+              f"vs torch fp32 {parity.max_abs:.2e}, torch fp32's own error "
+              f"{parity.torch_err_vs_f64:.2e}, tolerance {parity.tolerance:.0e}.",
               "- Each asset reloaded in a fresh process and re-checked against the reference: "
               + ", ".join(f"{k} {v:.2e}" for k, v in errors.items()) + ".",
               f"- Converted with {', '.join(f'{k} {v}' for k, v in report.versions.items())}.",
