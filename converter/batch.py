@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional
 
 from .errors import ConversionError
+from .kinds import kind_of
 from .record import RunOutcome
 from .zoo import TEST_SIZES, TEST_ZOO, ZOO, Entry
 
@@ -94,19 +95,27 @@ def _entries_for(info, entries: Iterable[Entry], path: str) -> List[Entry]:
     return fits
 
 
+def litert_serves(entry: Entry) -> bool:
+    """Whether ``--litert`` writes a ``.tflite`` for ``entry``: not for pre-trained models,
+    whose output length depends on the mask."""
+    return "mask" not in kind_of(entry).inputs
+
+
 def _child_command(entry: Entry, out_dir: str, checkpoint: Optional[str], synthetic: bool,
-                   seed: int, force: bool, outcome: str) -> List[str]:
+                   seed: int, force: bool, outcome: str, litert: bool = False) -> List[str]:
     command = [sys.executable, "-m", "converter.cli", "--size", entry.size, "--mode", entry.mode,
                "--dataset", entry.dataset, "--out", out_dir, "--seed", str(seed), "--quiet",
                "--outcome-file", outcome]
     command += ["--synthetic"] if synthetic else ["--checkpoint", checkpoint]
     if force:
         command.append("--force")
+    if litert and litert_serves(entry):
+        command.append("--litert")
     return command
 
 
 def _run_one(entry: Entry, out_dir: str, log_dir: str, checkpoint: Optional[str],
-             synthetic: bool, seed: int, force: bool) -> BatchRow:
+             synthetic: bool, seed: int, force: bool, litert: bool = False) -> BatchRow:
     log = os.path.join(log_dir, f"{entry.name}.log")
     outcome_path = os.path.join(log_dir, f"{entry.name}.outcome.json")
     if os.path.exists(outcome_path):
@@ -114,7 +123,8 @@ def _run_one(entry: Entry, out_dir: str, log_dir: str, checkpoint: Optional[str]
     started = time.perf_counter()
     with open(log, "w") as handle:
         process = subprocess.Popen(
-            _child_command(entry, out_dir, checkpoint, synthetic, seed, force, outcome_path),
+            _child_command(entry, out_dir, checkpoint, synthetic, seed, force, outcome_path,
+                           litert),
             stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         # wait4 on this child's pid gives its own peak RSS, even with several jobs running
         _, status, usage = os.wait4(process.pid, 0)
@@ -128,14 +138,20 @@ def _run_one(entry: Entry, out_dir: str, log_dir: str, checkpoint: Optional[str]
             lines = [line.strip() for line in handle if line.strip()]
         last = lines[-1] if lines else f"exit status {returncode}"
         return BatchRow(entry.name, "failed", None, seconds, peak_mb, last, log)
+    message = outcome.message
+    if litert and not litert_serves(entry) and outcome.status != "failed":
+        message = "; ".join(m for m in (message, "no .tflite: pre-trained") if m)
     return BatchRow(entry.name, outcome.status, outcome.tf_err_vs_f64, seconds, peak_mb,
-                    outcome.message, log)
+                    message, log)
 
 
 def convert_all(entries: List[Entry], out_dir: str, synthetic: bool = False,
                 checkpoint_dir: Optional[str] = None, jobs: int = 1, seed: int = 0,
-                force: bool = False, on_row=None) -> List[BatchRow]:
+                force: bool = False, on_row=None, litert: bool = False) -> List[BatchRow]:
     """Convert ``entries`` into ``out_dir``, ``jobs`` child processes at a time.
+
+    ``litert``: also a checked ``NAME.tflite`` for every entry LiteRT can serve (fine-tuned
+    ones; a pre-trained entry's row says it has none).
 
     Real checkpoints come from ``checkpoint_dir`` (matched by content); entries with no
     matching file are reported as failed. Logs go to ``out_dir/logs/NAME.log``.
@@ -163,7 +179,8 @@ def convert_all(entries: List[Entry], out_dir: str, synthetic: bool = False,
             todo.append(entry)
 
     def work(entry: Entry) -> BatchRow:
-        row = _run_one(entry, out_dir, log_dir, matched.get(entry.name), synthetic, seed, force)
+        row = _run_one(entry, out_dir, log_dir, matched.get(entry.name), synthetic, seed, force,
+                       litert)
         if on_row:
             on_row(row)
         return row

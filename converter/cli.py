@@ -85,7 +85,8 @@ def _inside_gc_callback(frame) -> bool:
                    "artifacts; works for FT and PT checkpoints, including ViT-H PT.")
 @click.option("--litert", is_flag=True,
               help="Also write NAME.tflite (LiteRT, fp32, dynamic batch), checked like every "
-                   "other artifact; fine-tuned and --encoder-only models.")
+                   "other artifact; fine-tuned and --encoder-only models (with --all: every "
+                   "fine-tuned entry).")
 @click.option("--force", is_flag=True, help="Overwrite artifacts already in --out.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--outcome-file", type=click.Path(dir_okay=False), default=None, hidden=True,
@@ -97,11 +98,9 @@ def main(size, mode, dataset, checkpoint, cache_dir, offline, force_download, sy
     a SavedModel, NAME.weights.h5, NAME.keras and a NAME.json parity report."""
     if synthetic and (checkpoint or checkpoint_dir):
         _fail("error: --synthetic excludes --checkpoint and --checkpoint-dir", 2)
-    if all_entries and litert:
-        _fail("error: --litert converts one entry at a time; drop --all", 2)
     if all_entries:
         _main_all(size, mode, dataset, checkpoint, checkpoint_dir, synthetic, seed, out_dir,
-                  jobs, encoder_only, force)
+                  jobs, encoder_only, force, litert)
         return
     if checkpoint_dir:
         _fail("error: --checkpoint-dir goes with --all; for one entry use --checkpoint", 2)
@@ -186,7 +185,7 @@ def reconstruct_main(model_path, clip_path, out_path, mask_ratio, seed, sampling
 
 
 def _main_all(size, mode, dataset, checkpoint, checkpoint_dir, synthetic, seed, out_dir, jobs,
-              encoder_only, force):
+              encoder_only, force, litert):
     from .batch import convert_all, format_table, select_entries
     from .errors import ConversionError
 
@@ -207,7 +206,7 @@ def _main_all(size, mode, dataset, checkpoint, checkpoint_dir, synthetic, seed, 
     previous = {sig: signal.signal(sig, _on_sigterm) for sig in _STOP_SIGNALS}
     try:
         rows = convert_all(entries, out_dir, synthetic=synthetic, checkpoint_dir=checkpoint_dir,
-                           jobs=jobs, seed=seed, force=force, on_row=on_row)
+                           jobs=jobs, seed=seed, force=force, on_row=on_row, litert=litert)
     except ConversionError as error:
         _fail(f"error: {error}", 2)
     except (KeyboardInterrupt, _Terminated):

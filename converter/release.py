@@ -21,13 +21,17 @@ import numpy as np
 
 from .errors import ConversionError
 from .kinds import AUTOENCODER, CLASSIFIER, kind_of
-from .record import ConversionRecord
+from .record import ConversionRecord, RecordError
 from .zoo import DATASETS, SIZE_NAMES, Entry
 
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same SavedModel zips to the same bytes
 # every entry NAME of a release has exactly these assets: kind -> file name suffix
 ENTRY_ASSETS = {"savedmodel": ".savedmodel.zip", "weights": ".weights.h5", "keras": ".keras",
                 "report": ".json", "card": ".md"}
+# and these when its conversion wrote them (``--litert``)
+OPTIONAL_ASSETS = {"litert": ".tflite"}
+# the assets that hold the model, each reloaded and re-checked in a fresh process
+MODEL_ASSETS = ("savedmodel", "weights", "keras", "litert")
 
 
 def _sha256(path: str) -> str:
@@ -168,14 +172,17 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
             reason = verify_artifacts(conversion_dir, entry, {"sha256": report.source.sha256})
             if reason is not None:
                 raise ConversionError(f"{entry.name}: artifacts do not verify: {reason}")
-            paths = artifact_paths(conversion_dir, entry.name)
+            paths = artifact_paths(conversion_dir, entry.name, litert=True)
             assets = {"savedmodel": os.path.join(staging, f"{entry.name}.savedmodel.zip"),
                       "weights": os.path.join(staging, f"{entry.name}.weights.h5"),
                       "keras": os.path.join(staging, f"{entry.name}.keras")}
+            if "litert" in report.artifacts:  # verified with the others just above
+                assets["litert"] = os.path.join(staging, f"{entry.name}.tflite")
             log(f"{entry.name}: packing and re-checking in a fresh process")
             zip_savedmodel(paths["savedmodel"], assets["savedmodel"])
-            shutil.copyfile(paths["weights"], assets["weights"])
-            shutil.copyfile(paths["keras"], assets["keras"])
+            for kind in ("weights", "keras", "litert"):
+                if kind in assets:
+                    shutil.copyfile(paths[kind], assets[kind])
             report_asset = os.path.join(staging, f"{entry.name}.json")
             shutil.copyfile(report_path, report_asset)
             errors = check_assets_in_fresh_process(report_asset, assets)
@@ -266,6 +273,10 @@ def verify_release(release_dir: str, recheck: bool = False) -> List[str]:
         for kind in sorted(set(ENTRY_ASSETS) - kinds):
             problems.append(f"{name}{ENTRY_ASSETS[kind]}: the {kind} asset of {name} is not "
                             f"in the manifest")
+        for kind in sorted(set(OPTIONAL_ASSETS) - kinds):  # written, so it must ship
+            if kind in _reported_artifacts(os.path.join(release_dir, f"{name}.json")):
+                problems.append(f"{name}{OPTIONAL_ASSETS[kind]}: the {kind} asset of {name} is "
+                                f"in its report but not in the manifest")
     listed = set(manifest["assets"]) | {"manifest.json", "MODEL_ZOO.md"}
     for name in sorted(set(on_disk) - listed):
         problems.append(f"{name}: not in the manifest")
@@ -278,8 +289,7 @@ def verify_release(release_dir: str, recheck: bool = False) -> List[str]:
         for name in manifest["entries"]:
             assets = {kind: os.path.join(release_dir, asset_name)
                       for asset_name, asset in manifest["assets"].items()
-                      if asset["entry"] == name and asset["kind"] in
-                      ("savedmodel", "weights", "keras")
+                      if asset["entry"] == name and asset["kind"] in MODEL_ASSETS
                       for kind in [asset["kind"]]}
             report = os.path.join(release_dir, f"{name}.json")
             errors = check_assets_in_fresh_process(report, assets)
@@ -287,6 +297,15 @@ def verify_release(release_dir: str, recheck: bool = False) -> List[str]:
             problems += [f"{name}: {kind} reloads {err:.2e} from the reference"
                          for kind, err in errors.items() if not err <= tolerance]
     return problems
+
+
+def _reported_artifacts(report_path: str) -> List[str]:
+    """The artifact kinds a release's copy of a report lists (none if it does not load: the
+    checksums already report that file)."""
+    try:
+        return list(ConversionRecord.load(report_path).artifacts)
+    except RecordError:
+        return []
 
 
 # --- documents ---------------------------------------------------------------------------------
@@ -320,6 +339,8 @@ def render_model_zoo(manifest: dict, base_url: str) -> str:
             parity = info["parity"]
             links = [f"[zip]({base}/{name}.savedmodel.zip)", f"[.keras]({base}/{name}.keras)",
                      f"[.weights.h5]({base}/{name}.weights.h5)"]
+            if f"{name}.tflite" in manifest["assets"]:
+                links[-1] += f" [.tflite]({base}/{name}.tflite)"
             source = " (synthetic)" if info.get("synthetic_seed") is not None else ""
             lines.append(f"| [{name}]({base}/{name}.md){source} | {entry['mode']} | "
                          f"{SIZE_NAMES[entry['size']]} | {entry['pt_epochs']} | "
@@ -386,8 +407,17 @@ def render_model_card(entry: Entry, report: ConversionRecord, base_url: str,
               "import tensorflow as tf, keras, tf_models",
               f"serve = tf.saved_model.load('{entry.name}').signatures['serving_default']  "
               "# unzipped",
-              f"model = keras.saving.load_model('{entry.name}.keras')", "```", "",
-              "## How it was verified", "",
+              f"model = keras.saving.load_model('{entry.name}.keras')", "```", ""]
+    if "litert" in report.artifacts:
+        lines += [f"`{entry.name}.tflite`: LiteRT, fp32, dynamic batch (resize the input to "
+                  "the batch you need):", "", "```python",
+                  "from ai_edge_litert.interpreter import Interpreter  # or tf.lite.Interpreter",
+                  f"interpreter = Interpreter(model_path='{entry.name}.tflite')",
+                  "index = interpreter.get_input_details()[0]['index']",
+                  f"interpreter.resize_tensor_input(index, [1, {entry.num_frames}, "
+                  f"{entry.img_size}, {entry.img_size}, 3])",
+                  "interpreter.allocate_tensors()", "```", ""]
+    lines += ["## How it was verified", "",
               f"- Source sha256 `{report.source.sha256}`.",
               f"- Parity on seeded random inputs ({', '.join(report.parity_inputs.cases)},"
               f" batch {report.parity_inputs.batch}): TF error vs float64 "

@@ -349,3 +349,38 @@ def test_all_with_another_seed_fails_the_entry_and_keeps_the_artifacts(batch_run
     assert result.stdout.splitlines()[-1] == "0 converted, 0 skipped, 1 failed"
     assert _artifact_state(out, TINY_FT) == before
     assert "error:" in (out / "logs" / f"{TINY_FT}.log").read_text()
+
+
+# --- --all --litert ---------------------------------------------------------------------------
+
+def test_all_litert_asks_each_fine_tuned_child_for_a_tflite_and_no_pretrained_one(tmp_path):
+    from converter.batch import _child_command, litert_serves
+
+    for name, serves in ((TINY_FT, True), ("TFVideoMAE_T_K400_4x32_PT", False)):
+        entry = get_entry(name)
+        assert litert_serves(entry) is serves
+        with_flag = _child_command(entry, str(tmp_path), None, True, 0, False, "o.json", True)
+        without = _child_command(entry, str(tmp_path), None, True, 0, False, "o.json", False)
+        assert ("--litert" in with_flag) is serves
+        assert "--litert" not in without
+        assert [a for a in with_flag if a != "--litert"] == without
+
+
+@pytest.mark.slow
+def test_all_litert_writes_a_checked_tflite_for_fine_tuned_entries_only(tmp_path):
+    """End to end (two child conversions): the fine-tuned entry gets a checked .tflite, the
+    pre-trained one converts without and its row says so. The fast tier covers the child
+    commands (above) and --litert on one entry (tests/test_litert.py)."""
+    from converter.record import ConversionRecord
+
+    out = tmp_path / "out"
+    result = _run(["--all", "--synthetic", "--size", "T", "--dataset", "k400", "--litert",
+                   "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    pt = "TFVideoMAE_T_K400_4x32_PT"
+    assert "converted" in _table_row(result.stdout, TINY_FT)
+    assert "no .tflite: pre-trained" in _table_row(result.stdout, pt)
+    assert (out / f"{TINY_FT}.tflite").is_file() and not (out / f"{pt}.tflite").exists()
+    report = ConversionRecord.load(str(out / f"{TINY_FT}.json"))
+    assert "litert" in report.artifacts and report.reload_checks["litert"].passed
+    assert "litert" not in ConversionRecord.load(str(out / f"{pt}.json")).artifacts

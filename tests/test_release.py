@@ -30,6 +30,8 @@ BASE_URL = "https://example.org/videomae/v0.0.1/"  # the trailing slash must not
 BASE = BASE_URL.rstrip("/")
 NAMES = (TINY_FT, TINY_PT)
 ASSET_SUFFIXES = (".savedmodel.zip", ".weights.h5", ".keras", ".json", ".md")
+# the FT entry is converted with --litert, so its .tflite ships too; the PT entry has none
+TFLITE = {TINY_FT: (".tflite",), TINY_PT: ()}
 TOLERANCE = 1e-5
 
 
@@ -76,9 +78,11 @@ def _remove_entry(release_dir, name):
 
 @pytest.fixture(scope="module")
 def conversions(tmp_path_factory):
-    """The tiny K400 FT and PT entries converted from synthetic checkpoints (seed 0)."""
+    """The tiny K400 FT and PT entries converted from synthetic checkpoints (seed 0), the FT
+    one with its LiteRT file."""
     out = tmp_path_factory.mktemp("conversions") / "weights"
-    results = {name: converter.convert(name, str(out), synthetic=True, seed=0, progress=False)
+    results = {name: converter.convert(name, str(out), synthetic=True, seed=0, progress=False,
+                                       litert=bool(TFLITE[name]))
                for name in NAMES}
     return str(out), results
 
@@ -121,7 +125,7 @@ def conversion_copy(conversions, tmp_path):
 
 def test_release_holds_every_asset_and_nothing_else(release, conversions):
     release_dir, manifest, log = release
-    expected = {f"{name}{suffix}" for name in NAMES for suffix in ASSET_SUFFIXES}
+    expected = {f"{name}{suffix}" for name in NAMES for suffix in ASSET_SUFFIXES + TFLITE[name]}
     expected |= {"SHA256SUMS", "manifest.json", "MODEL_ZOO.md"}
     assert set(os.listdir(release_dir)) == expected
     assert _leftovers(os.path.dirname(release_dir)) == []
@@ -159,11 +163,13 @@ def test_manifest_assets_match_the_files(release, conversions):
     with open(os.path.join(release_dir, "manifest.json")) as handle:
         assert json.load(handle) == manifest
     kinds = {".savedmodel.zip": "savedmodel", ".weights.h5": "weights", ".keras": "keras",
-             ".json": "report", ".md": "card"}
-    expected = {f"{name}{suffix}" for name in NAMES for suffix in ASSET_SUFFIXES}
+             ".json": "report", ".md": "card", ".tflite": "litert"}
+    expected = {f"{name}{suffix}" for name in NAMES for suffix in ASSET_SUFFIXES + TFLITE[name]}
     assert set(manifest["assets"]) == expected
     for name in NAMES:
         for suffix, kind in kinds.items():
+            if suffix not in ASSET_SUFFIXES + TFLITE[name]:
+                continue
             asset_name = f"{name}{suffix}"
             asset = manifest["assets"][asset_name]
             path = os.path.join(release_dir, asset_name)
@@ -175,9 +181,12 @@ def test_manifest_assets_match_the_files(release, conversions):
     # the weights and .keras are the converted files, byte for byte
     conv_dir = conversions[0]
     for name in NAMES:
-        for kind, suffix in (("weights", ".weights.h5"), ("keras", ".keras")):
-            assert manifest["assets"][name + suffix]["sha256"] == _sha256(
-                artifact_paths(conv_dir, name)[kind])
+        for kind, suffix in (("weights", ".weights.h5"), ("keras", ".keras"),
+                             ("litert", ".tflite")):
+            if name + suffix in manifest["assets"]:
+                assert manifest["assets"][name + suffix]["sha256"] == _sha256(
+                    artifact_paths(conv_dir, name, litert=True)[kind])
+    assert TINY_FT + ".tflite" in manifest["assets"]
 
 
 def test_manifest_entries_record_source_versions_and_checks(release, conversions):
@@ -197,7 +206,9 @@ def test_manifest_entries_record_source_versions_and_checks(release, conversions
         assert set(info["versions"]) >= {"videomae-convert", "torch", "tensorflow", "keras"}
         for key in ("tf_err_vs_f64", "torch_err_vs_f64", "max_abs", "tolerance"):
             assert info["parity"][key] == getattr(report.parity, key)
-        assert set(info["release_check"]) == {"savedmodel", "weights", "keras"}
+        # the .tflite too was reloaded in the fresh process and re-checked
+        assert set(info["release_check"]) == {"savedmodel", "weights", "keras"} | (
+            {"litert"} if TFLITE[name] else set())
         for kind, error in info["release_check"].items():
             assert 0.0 <= error <= TOLERANCE, (name, kind, error)
 
@@ -214,8 +225,9 @@ def test_model_zoo_md_links_every_asset_and_shows_parity(release):
         rows = [line for line in text.splitlines() if line.startswith(f"| [{name}]")]
         assert len(rows) == 1, text
         row = rows[0]
-        for suffix in (".md", ".savedmodel.zip", ".keras", ".weights.h5"):
+        for suffix in (".md", ".savedmodel.zip", ".keras", ".weights.h5") + TFLITE[name]:
             assert f"({BASE}/{name}{suffix})" in row
+        assert (f"{name}.tflite" in row) == bool(TFLITE[name])
         parity = manifest["entries"][name]["parity"]
         assert f"{parity['tf_err_vs_f64']:.1e} / {parity['torch_err_vs_f64']:.1e}" in row
         assert "(synthetic)" in row
@@ -235,8 +247,9 @@ def test_model_cards_state_the_source_and_input_contract(release, conversions):
         assert "## Input contract" in card
         assert "`video`: float32 `[batch, 4, 32, 32, 3]`" in card
         assert manifest["entries"][name]["source_sha256"] in card
-        for kind in ("savedmodel", "weights", "keras"):
+        for kind in manifest["entries"][name]["release_check"]:
             assert f"{kind} {manifest['entries'][name]['release_check'][kind]:.2e}" in card
+        assert (f"Interpreter(model_path='{name}.tflite')" in card) == bool(TFLITE[name])
     assert "`mask`: bool `[batch, 8]`" in cards[TINY_PT]
     assert "Output `pixels`: `[batch, n_masked, 1536]`" in cards[TINY_PT]
     assert "`mask`" not in cards[TINY_FT]
@@ -273,7 +286,7 @@ def test_verify_release_recheck_passes_on_the_built_release(release):
     assert verify_release(release[0], recheck=True) == []
 
 
-@pytest.mark.parametrize("suffix", ASSET_SUFFIXES)
+@pytest.mark.parametrize("suffix", ASSET_SUFFIXES + (".tflite",))
 def test_a_flipped_byte_in_any_asset_is_reported(release_copy, suffix):
     name = f"{TINY_FT}{suffix}"
     _flip_byte(os.path.join(release_copy, name))
@@ -386,6 +399,21 @@ def test_an_entry_missing_an_asset_is_reported_even_when_every_listing_agrees(re
     with open(os.path.join(release_copy, "MODEL_ZOO.md")) as handle:
         assert f"/{name})" in handle.read()  # still linked
     assert any(name in p for p in verify_release(release_copy))
+
+
+def test_a_tflite_dropped_from_every_listing_is_reported_from_the_report(release_copy):
+    """The .tflite is an optional asset, but one its conversion wrote must ship."""
+    name = f"{TINY_FT}.tflite"
+    os.remove(os.path.join(release_copy, name))
+    with open(os.path.join(release_copy, "manifest.json")) as handle:
+        manifest = json.load(handle)
+    del manifest["assets"][name]
+    _write_manifest(release_copy, manifest)
+    with open(os.path.join(release_copy, "MODEL_ZOO.md"), "w") as handle:
+        handle.write(render_model_zoo(manifest, manifest["base_url"]))
+    write_sha256sums(release_copy)
+    assert verify_release(release_copy) == [
+        f"{name}: the litert asset of {TINY_FT} is in its report but not in the manifest"]
 
 
 def test_a_wrong_model_signed_consistently_is_caught_only_by_the_recheck(release_copy,
