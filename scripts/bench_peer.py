@@ -46,11 +46,10 @@ class PeerError(Exception):
 def peer_requirements() -> List[str]:
     """litert-torch plus the bench's own torch and timm versions (local tags such as
     ``+cu130`` dropped: the index serves the plain release), so the torch side is the same."""
-    import timm
-    import torch
+    from importlib.metadata import version  # not importing torch: seconds saved
 
-    return [f"{PEER_PACKAGE}=={PEER_VERSION}", f"torch=={torch.__version__.split('+')[0]}",
-            f"timm=={timm.__version__}"]
+    return [f"{PEER_PACKAGE}=={PEER_VERSION}", f"torch=={version('torch').split('+')[0]}",
+            f"timm=={version('timm').split('+')[0]}"]
 
 
 def venv_python(venv: str) -> str:
@@ -81,11 +80,13 @@ def ensure_peer_venv(venv: str, say: Callable[[str], None] = print) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(venv)), exist_ok=True)
     log_path = venv.rstrip("/") + ".install.log"
     try:
-        subprocess.run([sys.executable, "-m", "venv", venv], check=True,
+        # no pip of its own (ensurepip costs ~10 s): the bench's pip installs into it
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True,
                        capture_output=True, text=True)
         say(f"peer: installing {' '.join(requirements)} (several minutes, a few GB: torch "
             f"comes with its CUDA wheels; pip's log: {log_path})")
-        command = [python, "-m", "pip", "install", "--progress-bar", "off",
+        command = [sys.executable, "-m", "pip", "--python", python, "install",
+                   "--progress-bar", "off",
                    "--disable-pip-version-check", *requirements]
         lines = _run_logged(command, log_path, say)
         if lines is not None:
@@ -111,14 +112,18 @@ def ensure_peer_venv(venv: str, say: Callable[[str], None] = print) -> str:
 def _run_logged(command: List[str], log_path: str, say) -> Optional[List[str]]:
     """Run ``command``, its output into ``log_path`` and a short progress line per package
     to ``say``; None on success, else the output's lines."""
-    lines = []
+    lines, seen = [], set()
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    text=True)
         for line in process.stdout:
             log.write(line)
             lines.append(line)
-            if line.startswith(("Collecting", "Installing collected", "Successfully")):
+            # one line per package (the resolver's backtracking repeats them), then the end
+            name = line.split()[1] if line.startswith("Collecting ") else line
+            if line.startswith(("Collecting", "Installing collected", "Successfully")) \
+                    and name not in seen:
+                seen.add(name)
                 say("peer:   " + line.strip()[:120])
         process.wait()
     return None if process.returncode == 0 else lines
