@@ -183,6 +183,12 @@ print(json.dumps({"convert_s": converted - started, "export_s": done - converted
                   "torch": torch.__version__, "litert_torch": litert_torch.__version__}))
 """
 
+# the peer environment's own baseline: a process that only imports what the peer child imports
+CHILD_PEER_BASELINE = r"""
+import torch, torch_reference, litert_torch
+print("{}")
+"""
+
 # runs in the bench's environment, one process: the float64 reference and torch fp32 on the
 # parity clips, then the three files on the same clips, then latency on one clip (median)
 CHILD_EVAL = r"""
@@ -229,9 +235,9 @@ results["peer_input_shape"] = [int(d) for d in peer_input["shape"]]
 results["peer_input_signature"] = [int(d) for d in peer_input["shape_signature"]]
 try:
     run_litert(peer, video)  # the whole batch, if its batch can be resized
-    results["peer_batch2"] = "ran"
+    results["peer_batch2"] = "yes"
 except Exception as failure:
-    results["peer_batch2"] = f"{type(failure).__name__}: {str(failure).splitlines()[0][:160]}"
+    results["peer_batch2"] = f"no: {type(failure).__name__}: {str(failure).splitlines()[0][:160]}"
 peer = make_interpreter(peer_path, num_threads=threads)
 found = np.concatenate([run_litert(peer, video[i:i + 1])[0] for i in range(len(video))])
 results["err"]["peer_tflite"] = error(found)
@@ -284,7 +290,9 @@ def bench_peer_size(size: str, out: str, repeats: int, python: str, run_child,
         result["peer_failed"] = str(failure)
         say(f"peer {size}: litert-torch failed: {failure}")
         return result
-    result["peer"] = dict(peer, wall_s=wall, peak_rss_mb=peak)
+    _, _, peer_baseline = run_child(CHILD_PEER_BASELINE, python=python, env=peer_env())
+    result["peer"] = dict(peer, wall_s=wall, peak_rss_mb=peak, baseline_mb=peer_baseline)
+    result["ours_litert"]["bytes"] = os.path.getsize(os.path.join(out, f"{entry.name}.tflite"))
     say(f"peer {size}: errors against float64 and latency, one process ...")
     evaluated, _, _ = run_child(CHILD_EVAL, size, checkpoint, peer_path,
                                 os.path.join(out, f"{entry.name}.tflite"),
@@ -311,33 +319,40 @@ def markdown_peer(results: List[dict], baseline_mb: float, versions: Dict[str, s
              "`export`; no parity or reload check, one `.tflite`, batch fixed at 1. Ours is "
              "`convert(..., synthetic=True)`, every check, with and without `--litert` "
              "(it writes the synthetic checkpoint first). W = fp32 weight bytes; baseline = "
-             f"a process that only imports ({gb(baseline_mb)}).", "",
+             f"a process that only imports ({gb(baseline_mb)}: converter, torch, TensorFlow, "
+             "Keras); the peer's own baseline imports torch, torch_reference and litert_torch "
+             "in its environment.", "",
              "| entry | peer process wall | peer convert+export | peer peak RSS | "
-             "peer (peak - baseline) / W | ours wall | ours peak | ours (peak - baseline) / W "
-             "| ours --litert wall | ours --litert peak | ours --litert wall / peer wall |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "peer (peak - baseline) / W | peer (peak - its own baseline) / W | ours wall | "
+             "ours peak | ours (peak - baseline) / W "
+             "| ours --litert wall | ours --litert peak | ours --litert wall / peer wall | "
+             ".tflite / W, peer | .tflite / W, ours |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         w = weight_bytes(r["size"])
         ours, lit = r["ours"], r["ours_litert"]
         if "peer" not in r:
-            peer_cells = [f"failed: {r['peer_failed']}", "", "", ""]
-            ratio = ""
+            peer_cells = [f"failed: {r['peer_failed']}", "", "", "", ""]
+            ratio = tflite = ""
         else:
             p = r["peer"]
             peer_cells = [f"{p['wall_s']:.1f} s", f"{p['convert_export_s']:.1f} s",
-                          gb(p["peak_rss_mb"]), over(p["peak_rss_mb"], w)]
+                          gb(p["peak_rss_mb"]), over(p["peak_rss_mb"], w),
+                          f"{(p['peak_rss_mb'] - p['baseline_mb']) * 2**20 / w:.2f}"]
             ratio = f"{lit['wall_s'] / p['wall_s']:.2f}"
+            tflite = f"{p['bytes'] / w:.3f}"
         lines.append(f"| {r['name']} | " + " | ".join(peer_cells) + " | "
                      f"{ours['wall_s']:.1f} s | {gb(ours['peak_rss_mb'])} | "
                      f"{over(ours['peak_rss_mb'], w)} | {lit['wall_s']:.1f} s | "
-                     f"{gb(lit['peak_rss_mb'])} | {ratio} |")
+                     f"{gb(lit['peak_rss_mb'])} | {ratio} | {tflite} | "
+                     f"{lit.get('bytes', 0) / w:.3f} |")
     lines += ["", "Error: max abs difference from upstream's model in float64 on the parity "
               "clips (`make_cases`, batch 2, seed 0; the peer's file clip by clip). Latency: "
               "one clip, median of repeats, one process, LiteRT with all CPU threads; "
               "ratios against the SavedModel at the same batch.", "",
               "| entry | err peer .tflite | err our .tflite | err SavedModel | err torch fp32 | "
               "peer .tflite / SavedModel | our .tflite / SavedModel | "
-              "our .tflite batch 2 / SavedModel batch 2 | SavedModel, 1 clip | peer batch 2 |",
+              "our .tflite batch 2 / SavedModel batch 2 | SavedModel, 1 clip | peer runs batch 2 |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         if "err" not in r:
