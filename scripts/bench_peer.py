@@ -278,7 +278,8 @@ def bench_peer_size(size: str, out: str, repeats: int, python: str, run_child,
     result["ours"] = ours
     say(f"peer {size}: our conversion, every check, with --litert ...")
     conv, wall, peak = run_child(convert_code, size, "FT", out, "litert")
-    result["ours_litert"] = {"wall_s": wall, "peak_rss_mb": peak, "convert_s": conv["convert_s"]}
+    result["ours_litert"] = {"wall_s": wall, "peak_rss_mb": peak, "convert_s": conv["convert_s"],
+                             "phases_s": conv["seconds"], "phase_peak_mb": conv["phase_peak_mb"]}
     # the bytes our --synthetic conversion converted (same entry, seed 0), for the peer to read
     checkpoint = write_synthetic_checkpoint(entry, _synthetic_path(entry, 0, out), 0)
     peer_path = os.path.join(out, f"{entry.name}.litert-torch.tflite")
@@ -346,6 +347,18 @@ def markdown_peer(results: List[dict], baseline_mb: float, versions: Dict[str, s
                      f"{over(ours['peak_rss_mb'], w)} | {lit['wall_s']:.1f} s | "
                      f"{gb(lit['peak_rss_mb'])} | {ratio} | {tflite} | "
                      f"{lit.get('bytes', 0) / w:.3f} |")
+    lines += ["", "What `--litert` adds to our conversion (its phases, same run), against the "
+              "peer's whole convert + export:", "",
+              "| entry | write .tflite | its peak, (peak - baseline) / W | reload .tflite check | "
+              "peer convert+export |", "|---|---|---|---|---|"]
+    for r in results:
+        lit = r["ours_litert"]
+        phases, peaks = lit.get("phases_s", {}), lit.get("phase_peak_mb", {})
+        peer = f"{r['peer']['convert_export_s']:.1f} s" if "peer" in r else "failed"
+        write_peak = peaks.get("write .tflite")
+        lines.append(f"| {r['name']} | {phases.get('write .tflite', float('nan')):.1f} s | "
+                     + (over(write_peak, weight_bytes(r["size"])) if write_peak else "")
+                     + f" | {phases.get('reload litert', float('nan')):.1f} s | {peer} |")
     lines += ["", "Error: max abs difference from upstream's model in float64 on the parity "
               "clips (`make_cases`, batch 2, seed 0; the peer's file clip by clip). Latency: "
               "one clip, median of repeats, one process, LiteRT with all CPU threads; "
