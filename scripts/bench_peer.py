@@ -216,12 +216,18 @@ from converter.litert import make_interpreter, run_litert
 def error(found):
     return float(np.max(np.abs(np.asarray(found, dtype=np.float64) - reference)))
 
-def median_seconds(fn):
-    fn()  # warm-up: tracing, interpreter allocation
-    times = []
+# each of fns timed in turn within each repeat (round robin), so a change of the machine's
+# load during the run falls on all of them alike; the median of each
+def median_seconds(fns):
+    for fn in fns.values():
+        fn()  # warm-up: tracing, interpreter allocation
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter(); fn(); times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(found) for name, found in times.items()}
 
 video_tf = np.ascontiguousarray(video.transpose(0, 2, 3, 4, 1))
 results = {"err": {"torch_fp32": error(fp32)}, "latency_s": {}, "runtime": {}}
@@ -248,13 +254,15 @@ serving = tf.saved_model.load(saved_path).signatures["serving_default"]
 results["err"]["savedmodel"] = error(serving(video=tf.constant(video_tf))["logits"].numpy())
 
 one, one_tf, two_tf = video[:1], video_tf[:1], video_tf
-lat = results["latency_s"]
-lat["peer_tflite"] = median_seconds(lambda: run_litert(peer, one))
-lat["our_tflite"] = median_seconds(lambda: run_litert(ours, one_tf))
-lat["our_tflite_batch2"] = median_seconds(lambda: run_litert(ours, two_tf))
+# one interpreter per batch size: resizing one in turn would time its reallocation too
+ours2 = make_interpreter(ours_path, num_threads=threads)
 feeds1, feeds2 = tf.constant(one_tf), tf.constant(two_tf)
-lat["savedmodel"] = median_seconds(lambda: serving(video=feeds1))
-lat["savedmodel_batch2"] = median_seconds(lambda: serving(video=feeds2))
+results["latency_s"] = median_seconds({
+    "peer_tflite": lambda: run_litert(peer, one),
+    "our_tflite": lambda: run_litert(ours, one_tf),
+    "savedmodel": lambda: serving(video=feeds1),
+    "our_tflite_batch2": lambda: run_litert(ours2, two_tf),
+    "savedmodel_batch2": lambda: serving(video=feeds2)})
 print(json.dumps(results))
 """
 
