@@ -36,6 +36,10 @@ PEER_VERSION = "0.10.0"
 DEFAULT_PEER_VENV = os.path.join(os.path.expanduser("~"), ".cache", "videomae-convert",
                                  f"peer-litert-torch-{PEER_VERSION}")
 READY_MARKER = "videomae-peer-ready.json"  # written last: a venv without it is incomplete
+# written first, into a venv this bench created: only such a venv is ever removed and rebuilt
+INSTALLING_MARKER = "videomae-peer-installing"
+PEER_PACKAGES = ("litert-torch", "torch", "timm", "ai-edge-litert", "litert-converter",
+                 "torchao", "jax", "numpy")  # whose versions the tables report
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -64,16 +68,17 @@ def _pip_failure(log_lines: List[str]) -> str:
 def ensure_peer_venv(venv: str, say: Callable[[str], None] = print) -> str:
     """The peer environment's python, creating and filling ``venv`` first if it is not
     complete (no ready marker). Raises PeerError with one line if that fails; a venv this
-    call created is removed again then, so no half-installed environment is left behind."""
+    call created is removed again then, so no half-installed environment is left behind.
+    A folder this bench did not create is never removed or filled."""
     python = venv_python(venv)
     marker = os.path.join(venv, READY_MARKER)
     if os.path.exists(marker):
         return python
     if os.path.exists(venv):
-        if not os.path.isfile(os.path.join(venv, "pyvenv.cfg")):
-            raise PeerError(f"{venv}: exists but is not a virtual environment (no pyvenv.cfg); "
-                            f"pass another --peer-venv or remove it")
-        say(f"peer: {venv} has no {READY_MARKER} (an interrupted install): rebuilding it")
+        if not os.path.exists(os.path.join(venv, INSTALLING_MARKER)):
+            raise PeerError(f"{venv}: exists but is not a peer environment this benchmark "
+                            f"made (no {READY_MARKER}); pass another --peer-venv or remove it")
+        say(f"peer: {venv} is an interrupted install (no {READY_MARKER}): rebuilding it")
         shutil.rmtree(venv)
     requirements = peer_requirements()
     say(f"peer: creating a virtual environment for {PEER_PACKAGE} {PEER_VERSION} in {venv}")
@@ -81,8 +86,12 @@ def ensure_peer_venv(venv: str, say: Callable[[str], None] = print) -> str:
     log_path = venv.rstrip("/") + ".install.log"
     try:
         # no pip of its own (ensurepip costs ~10 s): the bench's pip installs into it
-        subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True,
-                       capture_output=True, text=True)
+        made = subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv],
+                              capture_output=True, text=True)
+        if made.returncode != 0:
+            last = (made.stderr.strip().splitlines() or ["no output"])[-1]
+            raise PeerError(f"{venv}: could not create a virtual environment: {last}")
+        open(os.path.join(venv, INSTALLING_MARKER), "w").close()
         say(f"peer: installing {' '.join(requirements)} (several minutes, a few GB: torch "
             f"comes with its CUDA wheels; pip's log: {log_path})")
         command = [sys.executable, "-m", "pip", "--python", python, "install",
@@ -128,9 +137,6 @@ def _run_logged(command: List[str], log_path: str, say) -> Optional[List[str]]:
         process.wait()
     return None if process.returncode == 0 else lines
 
-
-PEER_PACKAGES = ("litert-torch", "torch", "timm", "ai-edge-litert", "litert-converter",
-                 "torchao", "jax", "numpy")
 
 
 def _installed_versions(python: str) -> Dict[str, str]:

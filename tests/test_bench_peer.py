@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO_ROOT
 
 BENCH = os.path.join(REPO_ROOT, "scripts", "bench.py")
@@ -32,13 +33,32 @@ def test_bench_peer_install_without_index_fails_in_one_line_and_leaves_no_venv(t
     assert not venv.exists()  # the half-made environment is removed, never reused
 
 
-def test_bench_peer_refuses_a_venv_path_that_is_not_a_venv(tmp_path):
+@pytest.mark.parametrize("existing", ["keep.txt", "pyvenv.cfg"])
+def test_bench_peer_never_removes_or_fills_a_folder_it_did_not_make(tmp_path, existing):
+    # a plain folder, or someone's own virtual environment given as --peer-venv
     folder = tmp_path / "mine"
     folder.mkdir()
-    (folder / "keep.txt").write_text("not a virtual environment")
+    (folder / existing).write_text("theirs")
     done = run_bench("--peer-venv", str(folder))
     assert done.returncode != 0
     last = done.stderr.strip().splitlines()[-1]
-    assert "is not a virtual environment" in last and str(folder) in last
+    assert "is not a peer environment this benchmark made" in last and str(folder) in last
     assert "Traceback" not in done.stderr
-    assert (folder / "keep.txt").read_text() == "not a virtual environment"  # untouched
+    assert [p.name for p in folder.iterdir()] == [existing]  # untouched
+    assert (folder / existing).read_text() == "theirs"
+
+
+def test_bench_peer_rebuilds_an_interrupted_install_of_its_own(tmp_path):
+    # a venv the bench made and was killed while filling: removed, then rebuilt (here the
+    # rebuild fails without an index, which removes it again)
+    venv = tmp_path / "peer-venv"
+    venv.mkdir()
+    (venv / "videomae-peer-installing").write_text("")
+    (venv / "half.txt").write_text("half-installed")
+    wheels = tmp_path / "no-wheels"
+    wheels.mkdir()
+    done = run_bench("--peer-venv", str(venv),
+                     env=dict(os.environ, PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheels)))
+    assert "is an interrupted install" in done.stderr and "rebuilding it" in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("Error: installing litert-torch")
+    assert not venv.exists()
