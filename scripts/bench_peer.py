@@ -327,9 +327,9 @@ def markdown_peer(results: List[dict], baseline_mb: float, versions: Dict[str, s
         return f"{(mb - baseline_mb) * 2**20 / w:.2f}"
 
     lines = ["## Side by side with litert-torch (same run, same random upstream weights)", "",
-             "litert-torch " + ", ".join(f"{k} {v}" for k, v in versions.items()
-                                         if k != "litert-torch")
-             + f"; version {versions.get('litert-torch', '?')}. Its conversion is one "
+             f"litert-torch {versions.get('litert-torch', '?')} ("
+             + ", ".join(f"{k} {v}" for k, v in versions.items() if k != "litert-torch")
+             + "), in its own environment. Its conversion is one "
              "process: read the checkpoint, `litert_torch.convert(model.eval(), (sample,))`, "
              "`export`; no parity or reload check, one `.tflite`, batch fixed at 1. Ours is "
              "`convert(..., synthetic=True)`, every check, with and without `--litert` "
