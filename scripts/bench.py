@@ -14,6 +14,9 @@ artifact bytes to disk (see ``floors``). The convert child also samples its resi
 every 5 ms and reports the peak of each conversion phase. Two more children give the memory
 floor: the peak RSS of running the model on the parity inputs and nothing else, in torch and
 through the converted SavedModel.
+
+``--peer S,B`` adds Google's litert-torch side by side on the same random upstream weights
+(installed on demand into its own virtual environment; see ``scripts/bench_peer.py``).
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ sampler.start()
 entry = find_entry(sys.argv[1], sys.argv[2], "k400")
 started = time.perf_counter()
 result = convert(entry, sys.argv[3], synthetic=True, force=True, progress=False,
-                 on_phase=on_phase)
+                 on_phase=on_phase, litert=sys.argv[4:] == ["litert"])
 seconds = time.perf_counter() - started
 running[0] = False
 sampler.join()
@@ -160,11 +163,12 @@ print(json.dumps(results))
 """
 
 
-def run_child(code: str, *args: str) -> tuple:
-    """Run ``code`` in a fresh Python; returns (last stdout line as JSON, seconds, peak MB)."""
+def run_child(code: str, *args: str, python: str = sys.executable, env=None) -> tuple:
+    """Run ``code`` in a fresh Python (``python``: another environment's, for the peer);
+    returns (last stdout line as JSON, seconds, peak MB)."""
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        process = subprocess.Popen([sys.executable, "-c", code, *args], stdout=out, stderr=err)
+        process = subprocess.Popen([python, "-c", code, *args], stdout=out, stderr=err, env=env)
         # wait4 on the child's pid: its own peak RSS, not the maximum over all children
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -323,16 +327,35 @@ def markdown(results: list, baseline_mb: float, machine: str) -> str:
 @click.option("--out", "out_dir", default=None, help="Keep artifacts here (default: temp).")
 @click.option("--json", "json_path", default=None, help="Write raw results here.")
 @click.option("--markdown", "md_path", default=None, help="Write the tables here.")
-def main(sizes, modes, repeats, out_dir, json_path, md_path):
+@click.option("--peer", "peer_sizes", default=None,
+              help="Also run litert-torch side by side on these sizes (e.g. S,B); see "
+                   "scripts/bench_peer.py. Installs it into --peer-venv on first use.")
+@click.option("--peer-venv", default=None,
+              help="The peer's own virtual environment, created on demand "
+                   "[default: ~/.cache/videomae-convert/peer-litert-torch-VERSION].")
+@click.option("--peer-only", is_flag=True, help="With --peer: skip the main tables.")
+def main(sizes, modes, repeats, out_dir, json_path, md_path, peer_sizes, peer_venv, peer_only):
     """Measure conversion time, peak memory, artifact sizes and inference latency."""
+    import bench_peer
+
+    if peer_only and not peer_sizes:
+        raise click.UsageError("--peer-only needs --peer SIZES")
+    peer_python = None
+    if peer_sizes:  # first: an install that cannot succeed should not wait for the bench
+        peer_venv = peer_venv or bench_peer.DEFAULT_PEER_VENV
+        try:
+            peer_python = bench_peer.ensure_peer_venv(
+                peer_venv, lambda line: click.echo(line, err=True))
+        except bench_peer.PeerError as failure:
+            raise click.ClickException(str(failure))
     baseline, _, baseline_mb = run_child(CHILD_BASELINE)
     machine = (f"{platform.machine()}, {os.cpu_count()} CPU cores, "
                f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, "
                f"Python {platform.python_version()}")
-    results = []
+    results, peer_results = [], []
     with tempfile.TemporaryDirectory() as scratch:
         out = out_dir or scratch
-        for size in sizes.split(","):
+        for size in ([] if peer_only else sizes.split(",")):
             for mode in modes.split(","):
                 click.echo(f"benchmarking {size} {mode} ...", err=True)
                 result = bench_entry(size, mode, out, repeats)
@@ -341,12 +364,28 @@ def main(sizes, modes, repeats, out_dir, json_path, md_path):
                                                        out)
                 results.append(result)
                 click.echo(json.dumps(result), err=True)
-    text = markdown(results, baseline_mb, machine)
+        for size in (peer_sizes.split(",") if peer_sizes else []):
+            # our conversion without --litert, from the main bench when it just ran it
+            ours = next(({"wall_s": r["wall_s"], "peak_rss_mb": r["peak_rss_mb"]}
+                         for r in results if r["size"] == size and r["mode"] == "FT"), None)
+            result = bench_peer.bench_peer_size(
+                size, os.path.join(out, f"peer-{size}"), repeats, peer_python, run_child,
+                CHILD_CONVERT, ours, say=lambda line: click.echo(line, err=True))
+            peer_results.append(result)
+            click.echo(json.dumps(result), err=True)
+    if peer_only:
+        text = f"# Benchmark run\n\nMachine: {machine}.\n"
+    else:
+        text = markdown(results, baseline_mb, machine)
+    if peer_sizes:
+        versions = bench_peer.peer_versions(peer_venv)
+        text += "\n" + bench_peer.markdown_peer(
+            peer_results, baseline_mb, versions, lambda size: fp32_weight_bytes(size, "FT"))
     click.echo(text)
     if json_path:
         with open(json_path, "w") as handle:
-            json.dump({"baseline_mb": baseline_mb, "machine": machine, "results": results},
-                      handle, indent=2)
+            json.dump({"baseline_mb": baseline_mb, "machine": machine, "results": results,
+                       **({"peer": peer_results} if peer_sizes else {})}, handle, indent=2)
     if md_path:
         with open(md_path, "w") as handle:
             handle.write(text)
@@ -354,4 +393,5 @@ def main(sizes, modes, repeats, out_dir, json_path, md_path):
 
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench_peer
     main()
