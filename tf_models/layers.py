@@ -113,6 +113,37 @@ def named_variables(layer: keras.layers.Layer, prefix: str = "") -> Dict[str, ke
     return found
 
 
+def token_count(x):
+    """``x.shape[1]`` when the traced graph knows it (fine-tuned models: every token), else
+    the runtime value (a pre-trained encoder's visible tokens)."""
+    return x.shape[1] if x.shape[1] is not None else ops.shape(x)[1]
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class TokenDense(keras.layers.Dense):
+    """``keras.layers.Dense`` over ``(batch, tokens, features)``, as one 2-D matmul over every
+    token with the batch written as -1.
+
+    The same arithmetic as Keras's Dense on TensorFlow (``tf.tensordot`` also flattens to one
+    2-D matmul), but the traced graph's shapes are constants whatever the batch: Dense on a
+    3-D input with an open batch computes its reshapes at run time (``Shape``, ``Gather``,
+    ``Prod`` per layer), which LiteRT keeps as separate small ops around every
+    ``FULLY_CONNECTED``. Other inputs, and a quantised or LoRA layer, take Dense's own path.
+    """
+
+    def call(self, inputs, training=None):
+        if (len(inputs.shape) != 3 or inputs.shape[-1] is None or self.lora_enabled
+                or self.quantization_mode is not None):
+            return super().call(inputs, training=training)
+        tokens = token_count(inputs)
+        x = ops.matmul(ops.reshape(inputs, (-1, inputs.shape[-1])), self.kernel)
+        if self.bias is not None:
+            x = ops.add(x, self.bias)
+        if self.activation is not None:
+            x = self.activation(x)
+        return ops.reshape(x, (-1, tokens, self.units))
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class PatchEmbed(PlainConfig, keras.layers.Layer):
     """Tubelet embedding: (B, T, H, W, C) -> (B, N, D) tokens in (t, h, w) order."""
@@ -132,7 +163,10 @@ class PatchEmbed(PlainConfig, keras.layers.Layer):
 
     def call(self, video_nthwc):
         x = self.proj(video_nthwc)
-        return ops.reshape(x, (ops.shape(x)[0], -1, self.embed_dim))
+        grid = x.shape[1:4]
+        tokens = int(np.prod(grid)) if None not in grid else -1
+        batch = -1 if tokens != -1 else ops.shape(x)[0]
+        return ops.reshape(x, (batch, tokens, self.embed_dim))
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class Attention(PlainConfig, keras.layers.Layer):
@@ -146,22 +180,21 @@ class Attention(PlainConfig, keras.layers.Layer):
         self._keep_config(locals())
         self.head_dim = dim // num_heads
         self.scale = self.head_dim ** -0.5
-        self.qkv = keras.layers.Dense(3 * dim, name="qkv")
-        self.proj = keras.layers.Dense(dim, name="proj")
+        self.qkv = TokenDense(3 * dim, name="qkv")
+        self.proj = TokenDense(dim, name="proj")
 
     def build(self, input_shape):
         self.qkv.build(input_shape)
         self.proj.build(input_shape)
 
     def call(self, x):
-        shape = ops.shape(x)
-        batch, tokens = shape[0], shape[1]
-        qkv = ops.reshape(self.qkv(x), (batch, tokens, 3, self.num_heads, self.head_dim))
+        tokens = token_count(x)  # the batch is -1: constant shapes when tokens are known
+        qkv = ops.reshape(self.qkv(x), (-1, tokens, 3, self.num_heads, self.head_dim))
         qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))
         q, k, v = qkv[0] * self.scale, qkv[1], qkv[2]
         attn = ops.softmax(ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))), axis=-1)
         x = ops.transpose(ops.matmul(attn, v), (0, 2, 1, 3))
-        return self.proj(ops.reshape(x, (batch, tokens, self.dim)))
+        return self.proj(ops.reshape(x, (-1, tokens, self.dim)))
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class Mlp(PlainConfig, keras.layers.Layer):
@@ -171,8 +204,8 @@ class Mlp(PlainConfig, keras.layers.Layer):
     def __init__(self, dim: int, hidden_dim: int, **kwargs):
         super().__init__(**kwargs)
         self._keep_config(locals())
-        self.fc1 = keras.layers.Dense(hidden_dim, name="fc1")
-        self.fc2 = keras.layers.Dense(dim, name="fc2")
+        self.fc1 = TokenDense(hidden_dim, name="fc1")
+        self.fc2 = TokenDense(dim, name="fc2")
 
     def build(self, input_shape):
         self.fc1.build(input_shape)
