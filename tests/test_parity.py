@@ -299,6 +299,24 @@ def test_keras_layer_norms_use_upstream_epsilon(tiny_entry):
     assert all(norm.epsilon == 1e-6 for norm in norms)
 
 
+def test_keras_default_layer_norm_epsilon_fails_parity(tiny_entry, tiny_setup):
+    """Keras's default epsilon (1e-3) instead of upstream's 1e-6, every weight right: the
+    parity check fails on it, with the float64 reference on the first clip only."""
+    import keras
+
+    state, references = tiny_setup
+    model = _tf_with(tiny_entry, state)
+    norms = [layer for layer in model._flatten_layers()
+             if isinstance(layer, keras.layers.LayerNormalization)]
+    assert len(norms) == 2 * tiny_entry.dims["depth"] + 1
+    for norm in norms:
+        norm.epsilon = 1e-3
+    report = check_parity(tf_runner(model), references, TOLERANCE)
+    assert not report.passed
+    assert report.tf_err_vs_f64 > 10 * TOLERANCE
+    assert report.first_divergent_block == "blocks.0 (clip)"
+
+
 def test_small_fine_tuned_parity_passes_with_batch_two(small_converted):
     """ViT-S (384/12/6), 1568 tokens, batch 2: the full conversion's own parity report."""
     report = small_converted.parity
