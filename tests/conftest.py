@@ -14,6 +14,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import json  # noqa: E402
+import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import textwrap  # noqa: E402
@@ -112,6 +113,54 @@ def tiny_converted(tmp_path_factory):
     """One synthetic tiny FT conversion (seed 0), shared read-only by every test that needs it."""
     out = tmp_path_factory.mktemp("tiny_out")
     return converter.convert(TINY_FT, str(out), synthetic=True, seed=0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_pt_converted(tmp_path_factory):
+    """One synthetic tiny PT conversion (seed 0), shared read-only."""
+    out = tmp_path_factory.mktemp("tiny_pt")
+    return converter.convert(TINY_PT, str(out), synthetic=True, seed=0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_converted(tmp_path_factory):
+    """One synthetic tiny FT encoder-only conversion (seed 0) with its checked ``.tflite``,
+    shared read-only by the encoder-only tests (test_pretrain) and LiteRT's (test_litert)."""
+    out = tmp_path_factory.mktemp("tiny_encoder")
+    return converter.convert(TINY_FT, str(out), synthetic=True, seed=0, encoder_only=True,
+                             litert=True, progress=False)
+
+
+def copy_artifacts(result, dest):
+    """A private copy of a session conversion's artifacts in ``dest`` (a test may change it)."""
+    os.makedirs(dest, exist_ok=True)
+    for path in result.paths.values():
+        target = os.path.join(dest, os.path.basename(path))
+        if os.path.isdir(path):
+            shutil.copytree(path, target)
+        else:
+            shutil.copy2(path, target)
+    return str(dest)
+
+
+RELEASE_BASE_URL = "https://example.org/videomae/v0.0.1/"  # the trailing slash must not double up
+
+
+@pytest.fixture(scope="session")
+def tiny_release(tiny_converted, tiny_pt_converted, tmp_path_factory):
+    """A release (converter.release.build_release) of the tiny K400 FT and PT entries, built
+    once from copies of the two session conversions and shared read-only by test_release and
+    test_presets: (release folder, manifest, build log, conversion folder, {name: result})."""
+    from converter.release import build_release
+
+    conv_dir = str(tmp_path_factory.mktemp("release_conversions") / "weights")
+    results = {TINY_FT: tiny_converted, TINY_PT: tiny_pt_converted}
+    for result in results.values():
+        copy_artifacts(result, conv_dir)
+    release_dir = str(tmp_path_factory.mktemp("release_parent") / "release")
+    log = []
+    manifest = build_release(conv_dir, release_dir, RELEASE_BASE_URL, log=log.append)
+    return release_dir, manifest, log, conv_dir, results
 
 
 @pytest.fixture(scope="session")
