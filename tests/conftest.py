@@ -143,6 +143,19 @@ def copy_artifacts(result, dest):
     return str(dest)
 
 
+@pytest.fixture(scope="session")
+def tiny_forced_seed1(tiny_converted, tmp_path_factory):
+    """A copy of the session's seed-0 artifacts, with a user's notes.txt beside them, replaced
+    by a forced conversion of seed 1: (folder, snapshot_tree before, result). test_export
+    checks the replacement; test_release takes its seed-1 .keras as the 'wrong model'."""
+    out = copy_artifacts(tiny_converted, tmp_path_factory.mktemp("forced") / "forced")
+    with open(os.path.join(out, "notes.txt"), "w") as handle:
+        handle.write("keep me\n")
+    before = snapshot_tree(out)
+    result = converter.convert(TINY_FT, out, synthetic=True, seed=1, force=True, progress=False)
+    return out, before, result
+
+
 RELEASE_BASE_URL = "https://example.org/videomae/v0.0.1/"  # the trailing slash must not double up
 
 

@@ -191,13 +191,10 @@ def test_changed_artifact_is_not_taken_for_a_finished_conversion(tiny_converted,
         converter.convert(TINY_FT, out, synthetic=True, seed=0, progress=False)
 
 
-def test_force_overwrites_existing_artifacts(tiny_converted, tmp_path, snapshot):
-    out = _copy_artifacts(tiny_converted, tmp_path / "forced")
-    unrelated = os.path.join(out, "notes.txt")
-    with open(unrelated, "w") as handle:
-        handle.write("keep me\n")
-    before = snapshot(out)
-    result = converter.convert(TINY_FT, out, synthetic=True, seed=1, force=True, progress=False)
+def test_force_overwrites_existing_artifacts(tiny_converted, tiny_forced_seed1, snapshot):
+    # the copy of tiny_converted with notes.txt, its snapshot and the forced seed-1 conversion
+    # over it: conftest.tiny_forced_seed1 (its seed-1 artifacts are test_release's wrong model)
+    out, before, result = tiny_forced_seed1
     with open(result.paths["report"]) as handle:
         report = json.load(handle)
     assert report["source"]["synthetic_seed"] == 1

@@ -68,12 +68,10 @@ def conversions(tiny_release):
 
 
 @pytest.fixture(scope="module")
-def seed1_ft(tmp_path_factory):
-    """The tiny FT entry converted from another synthetic checkpoint (seed 1): same shapes,
-    other weights: the 'wrong model'."""
-    out = tmp_path_factory.mktemp("seed1") / "weights"
-    converter.convert(TINY_FT, str(out), synthetic=True, seed=1, progress=False)
-    return str(out)
+def seed1_ft(tiny_forced_seed1):
+    """A folder holding the tiny FT entry converted from another synthetic checkpoint (seed 1):
+    same shapes, other weights: the 'wrong model' (the session's, conftest.tiny_forced_seed1)."""
+    return tiny_forced_seed1[0]
 
 
 @pytest.fixture(scope="module")
