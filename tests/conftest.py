@@ -2,6 +2,23 @@
 
 Import order matters: torchvision (imported by timm) crashes the process when it is loaded
 after tensorflow, so the torch side is imported first, before anything touches keras.
+
+The fast tier (``python -m pytest``, what CI runs) must stay near 8 minutes on 2 cores, so
+conversions are shared: ``tiny_converted``, ``tiny_pt_converted``, ``tiny_encoder_converted``,
+``tiny_forced_seed1``, ``tiny_release`` and ``small_converted`` below run once per session and
+tests that need "artifacts already there" copy them (``copy_artifacts``) rather than convert.
+The slow tier (``--runslow`` / ``-m slow``), and why each test is there:
+
+- test_slow.py, test_pretrain's ViT-S/B/L PT tests, test_video's ViT-S predict tests:
+  full-size models (minutes and GBs each).
+- test_export::test_small_artifacts_load_in_a_fresh_process_and_match_torch: ViT-S in three
+  formats in a fresh process (~75 s); fast tier: the tiny fresh-process test, and ViT-S
+  parity at batch 2 (test_parity), whose conversion reloads all three formats.
+- test_release::test_verify_release_recheck_passes_on_the_built_release: two fresh processes;
+  fast tier: the wrong-model recheck test, where every asset but the swapped one passes.
+- test_faults: SIGKILL at every phase, during ``--all``, and two runs at once (child
+  conversions each); fast tier: SIGKILL at ``write .weights.h5``, between renames, and the
+  locked-folder test.
 """
 
 import torch  # noqa: F401  (first: before tensorflow / keras)
