@@ -2,6 +2,23 @@
 
 Import order matters: torchvision (imported by timm) crashes the process when it is loaded
 after tensorflow, so the torch side is imported first, before anything touches keras.
+
+The fast tier (``python -m pytest``, what CI runs) must stay near 8 minutes on 2 cores, so
+conversions are shared: ``tiny_converted``, ``tiny_pt_converted``, ``tiny_encoder_converted``,
+``tiny_forced_seed1``, ``tiny_release`` and ``small_converted`` below run once per session and
+tests that need "artifacts already there" copy them (``copy_artifacts``) rather than convert.
+The slow tier (``--runslow`` / ``-m slow``), and why each test is there:
+
+- test_slow.py, test_pretrain's ViT-S/B/L PT tests, test_video's ViT-S predict tests:
+  full-size models (minutes and GBs each).
+- test_export::test_small_artifacts_load_in_a_fresh_process_and_match_torch: ViT-S in three
+  formats in a fresh process (~75 s); fast tier: the tiny fresh-process test, and ViT-S
+  parity at batch 2 (test_parity), whose conversion reloads all three formats.
+- test_release::test_verify_release_recheck_passes_on_the_built_release: two fresh processes;
+  fast tier: the wrong-model recheck test, where every asset but the swapped one passes.
+- test_faults: SIGKILL at every phase, during ``--all``, and two runs at once (child
+  conversions each); fast tier: SIGKILL at ``write .weights.h5``, between renames, and the
+  locked-folder test.
 """
 
 import torch  # noqa: F401  (first: before tensorflow / keras)
@@ -14,6 +31,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import json  # noqa: E402
+import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import textwrap  # noqa: E402
@@ -112,6 +130,69 @@ def tiny_converted(tmp_path_factory):
     """One synthetic tiny FT conversion (seed 0), shared read-only by every test that needs it."""
     out = tmp_path_factory.mktemp("tiny_out")
     return converter.convert(TINY_FT, str(out), synthetic=True, seed=0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_pt_converted(tmp_path_factory):
+    """One synthetic tiny PT conversion (seed 0), shared read-only."""
+    out = tmp_path_factory.mktemp("tiny_pt")
+    return converter.convert(TINY_PT, str(out), synthetic=True, seed=0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_converted(tmp_path_factory):
+    """One synthetic tiny FT encoder-only conversion (seed 0) with its checked ``.tflite``,
+    shared read-only by the encoder-only tests (test_pretrain) and LiteRT's (test_litert)."""
+    out = tmp_path_factory.mktemp("tiny_encoder")
+    return converter.convert(TINY_FT, str(out), synthetic=True, seed=0, encoder_only=True,
+                             litert=True, progress=False)
+
+
+def copy_artifacts(result, dest):
+    """A private copy of a session conversion's artifacts in ``dest`` (a test may change it)."""
+    os.makedirs(dest, exist_ok=True)
+    for path in result.paths.values():
+        target = os.path.join(dest, os.path.basename(path))
+        if os.path.isdir(path):
+            shutil.copytree(path, target)
+        else:
+            shutil.copy2(path, target)
+    return str(dest)
+
+
+@pytest.fixture(scope="session")
+def tiny_forced_seed1(tiny_converted, tmp_path_factory):
+    """A copy of the session's seed-0 artifacts, with a user's notes.txt beside them, replaced
+    by a forced conversion of seed 1: (folder, snapshot_tree before, result). test_export
+    checks the replacement; test_release takes its seed-1 .keras as the 'wrong model'."""
+    out = copy_artifacts(tiny_converted, tmp_path_factory.mktemp("forced") / "forced")
+    with open(os.path.join(out, "notes.txt"), "w") as handle:
+        handle.write("keep me\n")
+    before = snapshot_tree(out)
+    result = converter.convert(TINY_FT, out, synthetic=True, seed=1, force=True, progress=False)
+    return out, before, result
+
+
+RELEASE_BASE_URL = "https://example.org/videomae/v0.0.1/"  # the trailing slash must not double up
+
+
+@pytest.fixture(scope="session")
+def tiny_release(tiny_pt_converted, tmp_path_factory):
+    """A release (converter.release.build_release) of the tiny K400 FT and PT entries, built
+    once and shared read-only by test_release and test_presets: the FT entry converted here
+    with ``--litert`` (so its ``.tflite`` ships too), the PT one copied from the session's
+    conversion: (release folder, manifest, build log, conversion folder, {name: result})."""
+    from converter.release import build_release
+
+    conv_dir = str(tmp_path_factory.mktemp("release_conversions") / "weights")
+    results = {TINY_FT: converter.convert(TINY_FT, conv_dir, synthetic=True, seed=0,
+                                          litert=True, progress=False),
+               TINY_PT: tiny_pt_converted}
+    copy_artifacts(tiny_pt_converted, conv_dir)
+    release_dir = str(tmp_path_factory.mktemp("release_parent") / "release")
+    log = []
+    manifest = build_release(conv_dir, release_dir, RELEASE_BASE_URL, log=log.append)
+    return release_dir, manifest, log, conv_dir, results
 
 
 @pytest.fixture(scope="session")

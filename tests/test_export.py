@@ -119,12 +119,24 @@ def test_report_sha256_is_that_of_the_converted_checkpoint(tiny_converted, tiny_
     assert tiny_converted.report.source.sha256 == sha256_file(path)
 
 
-def test_synthetic_scratch_checkpoint_is_removed(tmp_path, monkeypatch):
-    scratch_root = tmp_path / "scratch"
+@pytest.fixture(scope="module")
+def seed3_run(tmp_path_factory):
+    """One tiny conversion (seed 3) with a private scratch folder and ``on_phase`` recording
+    the phases, shared by the scratch and on_phase tests: (scratch, out, phases, result)."""
+    root = tmp_path_factory.mktemp("seed3")
+    scratch_root = root / "scratch"
     scratch_root.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch_root))
-    out = tmp_path / "out"
-    converter.convert(TINY_FT, str(out), synthetic=True, seed=3, progress=False)
+    out = root / "out"
+    seen = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tempfile, "tempdir", str(scratch_root))
+        result = converter.convert(TINY_FT, str(out), synthetic=True, seed=3, progress=False,
+                                   on_phase=seen.append)
+    return scratch_root, out, seen, result
+
+
+def test_synthetic_scratch_checkpoint_is_removed(seed3_run):
+    scratch_root, out, _, _ = seed3_run
     assert _listing(scratch_root) == []
     assert _staging_left(out, TINY_FT) == []
 
@@ -179,13 +191,10 @@ def test_changed_artifact_is_not_taken_for_a_finished_conversion(tiny_converted,
         converter.convert(TINY_FT, out, synthetic=True, seed=0, progress=False)
 
 
-def test_force_overwrites_existing_artifacts(tiny_converted, tmp_path, snapshot):
-    out = _copy_artifacts(tiny_converted, tmp_path / "forced")
-    unrelated = os.path.join(out, "notes.txt")
-    with open(unrelated, "w") as handle:
-        handle.write("keep me\n")
-    before = snapshot(out)
-    result = converter.convert(TINY_FT, out, synthetic=True, seed=1, force=True, progress=False)
+def test_force_overwrites_existing_artifacts(tiny_converted, tiny_forced_seed1, snapshot):
+    # the copy of tiny_converted with notes.txt, its snapshot and the forced seed-1 conversion
+    # over it: conftest.tiny_forced_seed1 (its seed-1 artifacts are test_release's wrong model)
+    out, before, result = tiny_forced_seed1
     with open(result.paths["report"]) as handle:
         report = json.load(handle)
     assert report["source"]["synthetic_seed"] == 1
@@ -248,8 +257,13 @@ def test_tiny_artifacts_load_in_a_fresh_process_and_match_torch(
     check_fresh_process(tiny_converted, tiny_entry, tmp_path)
 
 
+@pytest.mark.slow
 def test_small_artifacts_load_in_a_fresh_process_and_match_torch(
         small_converted, small_entry, tmp_path, check_fresh_process):
+    """Slow tier (~75 s: ViT-S in three formats in a fresh process). In the fast tier the
+    fresh-process load is test_tiny_artifacts_load_in_a_fresh_process_and_match_torch, and the
+    ViT-S artifacts' three reloads are checked inside the conversion that
+    tests/test_parity.py::test_small_fine_tuned_parity_passes_with_batch_two asserts on."""
     check_fresh_process(small_converted, small_entry, tmp_path)
 
 
@@ -351,12 +365,10 @@ def test_another_unzipped_keras_layout_falls_back_to_two_keras_writes(tmp_path, 
 
 # --- seams, not patches -----------------------------------------------------------------------
 
-def test_convert_calls_on_phase_as_each_phase_starts(tmp_path):
+def test_convert_calls_on_phase_as_each_phase_starts(seed3_run):
     from converter.api import PHASES
 
-    seen = []
-    result = converter.convert(TINY_FT, str(tmp_path / "out"), synthetic=True, seed=3,
-                               progress=False, on_phase=seen.append)
+    _, _, seen, result = seed3_run
     assert seen == list(PHASES)
     assert list(result.seconds) == list(PHASES)
 

@@ -58,15 +58,16 @@ def test_interrupt_mid_export_leaves_output_folder_as_it_was(tmp_path, signum):
 
 
 def test_interrupt_between_renames_restores_the_previous_artifacts(tmp_path, monkeypatch,
-                                                                   snapshot):
+                                                                   snapshot, tiny_converted):
     """--force over existing artifacts, interrupted after two of the four renames: the old
     artifacts are back, untouched, and no staging folder remains."""
     import converter
     from converter import export
+    from conftest import copy_artifacts
 
+    # the existing artifacts: a copy of the session's seed-0 conversion
     out = tmp_path / "out"
-    converter.convert("TFVideoMAE_T_K400_4x32_FT", str(out), synthetic=True, seed=0,
-                      progress=False)
+    copy_artifacts(tiny_converted, str(out))
     before = snapshot(str(out))
     real_replace = os.replace
     calls = {"moved_in": 0}

@@ -90,15 +90,13 @@ def test_cli_litert_refuses_a_pretrained_entry_before_any_work(tmp_path):
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_cli_litert_serves_encoder_features_with_both_outputs(tmp_path):
-    from conftest import run_cli
-
+def test_litert_serves_encoder_features_with_both_outputs(tiny_encoder_converted):
+    """The session's encoder-only conversion (conftest: ``encoder_only=True, litert=True``,
+    what ``--encoder-only --litert`` asks for; shared with test_pretrain). The CLI's --litert
+    is driven by test_cli_litert_writes_a_checked_tflite_and_skips_it_next_time."""
     from converter.record import ConversionRecord
 
-    out = tmp_path / "weights"
-    result = run_cli(["--synthetic", "--size", "T", "--encoder-only", "--out", str(out),
-                      "--litert", "-q"])
-    assert result.exit_code == 0, result.output
+    out = os.path.dirname(tiny_encoder_converted.paths["report"])
     name = "TFVideoMAE_T_K400_4x32_FT_encoder"
-    record = ConversionRecord.load(str(out / f"{name}.json"))
+    record = ConversionRecord.load(os.path.join(out, f"{name}.json"))
     assert record.reload_checks["litert"].passed and "litert" in record.artifacts

@@ -12,12 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-import converter
 from converter.api import _synthetic_path
 from converter.checkpoint import read_checkpoint
 from converter.synthetic import write_synthetic_checkpoint
 from converter.kinds import build_torch_model
-from converter.release import build_release
 from converter.zoo import get_entry
 
 from conftest import REPO_ROOT, TINY_FT, TINY_PT
@@ -28,14 +26,10 @@ BACKENDS = ("tensorflow", "jax", "torch")
 
 
 @pytest.fixture(scope="module")
-def release_dir(tmp_path_factory):
-    """A release of the tiny K400 FT and PT entries (synthetic, seed 0)."""
-    out = tmp_path_factory.mktemp("preset_conversions")
-    for name in (TINY_FT, TINY_PT):
-        converter.convert(name, str(out), synthetic=True, seed=0, progress=False)
-    release = str(tmp_path_factory.mktemp("preset_release") / "release")
-    build_release(str(out), release, "http://127.0.0.1/unused", log=lambda line: None)
-    return release
+def release_dir(tiny_release):
+    """A release of the tiny K400 FT and PT entries (synthetic, seed 0): the session's
+    (conftest.tiny_release, shared with test_release; read-only here)."""
+    return tiny_release[0]
 
 
 @pytest.fixture

@@ -203,10 +203,7 @@ def check_pretrained_fresh_process(result, entry, work_dir, seed=0):
         assert float(np.max(np.abs(found - expected))) <= TOLERANCE, kind
 
 
-@pytest.fixture(scope="module")
-def tiny_pt_converted(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny_pt")
-    return converter.convert(TINY_PT, str(out), synthetic=True, seed=0, progress=False)
+# tiny_pt_converted: the session's tiny PT conversion (conftest), shared with test_release
 
 
 def test_pretrained_conversion_writes_artifacts_with_a_mask_signature(tiny_pt_converted):
@@ -264,7 +261,7 @@ def test_pretrained_file_without_decoder_points_to_encoder_only(tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["PT", "FT"])
-def test_encoder_only_exports_tokens_and_pooled_features(tmp_path, mode):
+def test_encoder_only_exports_tokens_and_pooled_features(tmp_path, mode, request):
     import tensorflow as tf
 
     entry = get_entry(f"TFVideoMAE_T_K400_4x32_{mode}")
@@ -272,9 +269,8 @@ def test_encoder_only_exports_tokens_and_pooled_features(tmp_path, mode):
         path = _encoder_only_checkpoint(entry, str(tmp_path / "encoder_only.pth"))
         result = converter.convert(entry, str(tmp_path / "out"), checkpoint=path,
                                    encoder_only=True, progress=False)
-    else:
-        result = converter.convert(entry, str(tmp_path / "out"), synthetic=True,
-                                   encoder_only=True, progress=False)
+    else:  # synthetic, seed 0: the session's conversion (conftest), shared with test_litert
+        result = request.getfixturevalue("tiny_encoder_converted")
     assert result.entry.name == f"{entry.name}_encoder"
     assert os.path.basename(result.paths["keras"]) == f"{entry.name}_encoder.keras"
     assert {o.output for o in result.parity.outputs} == {"tokens", "pooled"}
@@ -287,13 +283,12 @@ def test_encoder_only_exports_tokens_and_pooled_features(tmp_path, mode):
     assert outputs["pooled"].shape == (3, dim)
 
 
-def test_encoder_only_features_match_upstream_forward_features(tmp_path):
+def test_encoder_only_features_match_upstream_forward_features(tmp_path, tiny_encoder_converted):
     """FT encoder-only pooled features are exactly what upstream's head sees."""
     import keras
 
     entry = get_entry("TFVideoMAE_T_K400_4x32_FT")
-    result = converter.convert(entry, str(tmp_path), synthetic=True, encoder_only=True,
-                               progress=False)
+    result = tiny_encoder_converted  # synthetic, seed 0, encoder only
     model = keras.saving.load_model(result.paths["keras"])
     checkpoint = write_synthetic_checkpoint(entry, str(tmp_path / "ckpt.pth"), 0)
     reference = build_torch_model(entry)
@@ -312,7 +307,7 @@ def test_encoder_only_features_match_upstream_forward_features(tmp_path):
 # --- reconstruction --------------------------------------------------------------------------
 
 def test_reconstruct_command_writes_a_strip_and_refuses_a_classifier(tiny_pt_converted,
-                                                                     tmp_path):
+                                                                     tiny_converted, tmp_path):
     from PIL import Image
 
     from converter.cli import reconstruct_main
@@ -334,8 +329,7 @@ def test_reconstruct_command_writes_a_strip_and_refuses_a_classifier(tiny_pt_con
                                              "--out", str(out)])
     assert again.exit_code == 2 and "already exists" in again.output
 
-    ft = converter.convert("TFVideoMAE_T_K400_4x32_FT", str(tmp_path / "ft"), synthetic=True,
-                           progress=False)
+    ft = tiny_converted  # the session's tiny FT conversion (synthetic, seed 0)
     refused = runner.invoke(reconstruct_main, ["--model", ft.paths["keras"], "--clip",
                                                str(tmp_path / "clip.npy"), "--out",
                                                str(tmp_path / "x.png")])

@@ -3,7 +3,8 @@ against SHA256SUMS and the manifest, and make sure a changed byte or a wrong mod
 by ``verify_release``, by the fresh-process re-check and by ``scripts/release.py``.
 
 Each fresh-process check costs ~10 s (torch + tensorflow imports), so the release is built once
-per module and the tampering tests work on copies of it.
+per session (conftest.tiny_release, shared with test_presets) and the tampering tests work on
+copies of it.
 """
 
 import hashlib
@@ -24,9 +25,9 @@ from converter.release import (build_release, check_assets, render_model_zoo, ve
                                write_sha256sums, zip_savedmodel)
 from converter.zoo import get_entry
 
-from conftest import REPO_ROOT, TINY_FT, TINY_PT
+from conftest import RELEASE_BASE_URL, REPO_ROOT, TINY_FT, TINY_PT
 
-BASE_URL = "https://example.org/videomae/v0.0.1/"  # the trailing slash must not double up
+BASE_URL = RELEASE_BASE_URL  # the trailing slash must not double up
 BASE = BASE_URL.rstrip("/")
 NAMES = (TINY_FT, TINY_PT)
 ASSET_SUFFIXES = (".savedmodel.zip", ".weights.h5", ".keras", ".json", ".md")
@@ -59,50 +60,26 @@ def _write_manifest(release_dir, manifest):
         handle.write("\n")
 
 
-def _remove_entry(release_dir, name):
-    """Drop one entry from a release folder and make every listing consistent again."""
-    with open(os.path.join(release_dir, "manifest.json")) as handle:
-        manifest = json.load(handle)
-    for asset in [a for a, info in manifest["assets"].items() if info["entry"] == name]:
-        os.remove(os.path.join(release_dir, asset))
-        del manifest["assets"][asset]
-    del manifest["entries"][name]
-    _write_manifest(release_dir, manifest)
-    with open(os.path.join(release_dir, "MODEL_ZOO.md"), "w") as handle:
-        handle.write(render_model_zoo(manifest, manifest["base_url"]))
-    write_sha256sums(release_dir)
-    return manifest
-
-
 # --- fixtures ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def conversions(tmp_path_factory):
-    """The tiny K400 FT and PT entries converted from synthetic checkpoints (seed 0), the FT
-    one with its LiteRT file."""
-    out = tmp_path_factory.mktemp("conversions") / "weights"
-    results = {name: converter.convert(name, str(out), synthetic=True, seed=0, progress=False,
-                                       litert=bool(TFLITE[name]))
-               for name in NAMES}
-    return str(out), results
+def conversions(tiny_release):
+    """The tiny K400 FT (with its LiteRT file) and PT entries converted from synthetic
+    checkpoints (seed 0), in one folder (conftest.tiny_release)."""
+    return tiny_release[3], tiny_release[4]
 
 
 @pytest.fixture(scope="module")
-def seed1_ft(tmp_path_factory):
-    """The tiny FT entry converted from another synthetic checkpoint (seed 1): same shapes,
-    other weights: the 'wrong model'."""
-    out = tmp_path_factory.mktemp("seed1") / "weights"
-    converter.convert(TINY_FT, str(out), synthetic=True, seed=1, progress=False)
-    return str(out)
+def seed1_ft(tiny_forced_seed1):
+    """A folder holding the tiny FT entry converted from another synthetic checkpoint (seed 1):
+    same shapes, other weights: the 'wrong model' (the session's, conftest.tiny_forced_seed1)."""
+    return tiny_forced_seed1[0]
 
 
 @pytest.fixture(scope="module")
-def release(conversions, tmp_path_factory):
-    conv_dir, _ = conversions
-    parent = tmp_path_factory.mktemp("release_parent")
-    release_dir = str(parent / "release")
-    log = []
-    manifest = build_release(conv_dir, release_dir, BASE_URL, log=log.append)
+def release(tiny_release):
+    """The release built once per session (conftest.tiny_release) from ``conversions``."""
+    release_dir, manifest, log, _, _ = tiny_release
     return release_dir, manifest, log
 
 
@@ -281,8 +258,14 @@ def test_verify_release_passes_on_the_built_release(release):
     assert verify_release(release[0]) == []
 
 
+@pytest.mark.slow  # two fresh processes; what still covers it in the fast tier: below
 def test_verify_release_recheck_passes_on_the_built_release(release):
-    """Reloads every asset (the zip unpacked) in a fresh process: one process per entry."""
+    """Reloads every asset (the zip unpacked) in a fresh process: one process per entry.
+
+    Slow tier (two fresh processes). In the fast tier the wrong-model test rechecks this same
+    release with only the FT .keras swapped: every other asset, the PT entry's three included,
+    must pass there (exactly one problem), and test_check_assets_tells_the_wrong_model_from_the_
+    right_one passes the right FT .keras."""
     assert verify_release(release[0], recheck=True) == []
 
 
@@ -419,8 +402,9 @@ def test_a_tflite_dropped_from_every_listing_is_reported_from_the_report(release
 def test_a_wrong_model_signed_consistently_is_caught_only_by_the_recheck(release_copy,
                                                                           seed1_ft):
     """Swap in the seed-1 .keras and update SHA256SUMS, the manifest and MODEL_ZOO.md to
-    match: the checksums all agree, the fresh-process reload does not."""
-    _remove_entry(release_copy, TINY_PT)  # one fresh process instead of two
+    match: the checksums all agree, the fresh-process reload does not. The PT entry stays in
+    the release: its assets, and the FT entry's other three (.tflite included), pass the same
+    recheck."""
     name = f"{TINY_FT}.keras"
     path = os.path.join(release_copy, name)
     shutil.copyfile(artifact_paths(seed1_ft, TINY_FT)["keras"], path)
@@ -558,9 +542,23 @@ def _script(*args):
                           cwd=REPO_ROOT, timeout=300)
 
 
+def _script_in_process(*args):
+    """scripts/release.py's click group run in this process (no ~10 s torch + TF start-up)."""
+    import importlib.util
+
+    from click.testing import CliRunner
+
+    spec = importlib.util.spec_from_file_location(
+        "release_script", os.path.join(REPO_ROOT, "scripts", "release.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return CliRunner().invoke(module.cli, list(args))
+
+
 def test_release_script_verify(release_copy):
-    done = _script("verify", release_copy)
-    assert done.returncode == 0, done.stderr[-3000:]
+    # the passing run in this process; the failing one below as the real script in a child
+    done = _script_in_process("verify", release_copy)
+    assert done.exit_code == 0, done.output[-3000:]
     assert f"{release_copy}: verified" in done.stdout
 
     _flip_byte(os.path.join(release_copy, f"{TINY_FT}.savedmodel.zip"))
