@@ -23,6 +23,14 @@ def prepare_environment(verbose: bool) -> None:
         os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
         warnings.filterwarnings("ignore")
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
+        # TensorFlow's Python-side warnings (LiteRT's converter: "Please consider providing
+        # the trackable_obj argument ...") go through absl's Python logger
+        # (a filter, not a level: absl resets its logger's level when it initialises)
+        logging.getLogger("absl").addFilter(_errors_only)
+
+
+def _errors_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
 
 
 @contextlib.contextmanager
