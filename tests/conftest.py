@@ -19,6 +19,9 @@ The slow tier (``--runslow`` / ``-m slow``), and why each test is there:
 - test_faults: SIGKILL at every phase, during ``--all``, and two runs at once (child
   conversions each); fast tier: SIGKILL at ``write .weights.h5``, between renames, and the
   locked-folder test.
+- test_batch::test_all_litert_writes_a_checked_tflite_for_fine_tuned_entries_only: two child
+  conversions; fast tier: the child commands test beside it and ``--litert`` on one entry
+  (test_litert).
 """
 
 import torch  # noqa: F401  (first: before tensorflow / keras)
@@ -55,7 +58,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", default=False,
-                     help="also run tests marked slow (full-size ViT-B/L/H models)")
+                     help="also run tests marked slow (full-size models, long end-to-end "
+                          "runs)")
 
 
 def _slow_selected(config) -> bool:
@@ -68,7 +72,7 @@ def _slow_selected(config) -> bool:
 def pytest_collection_modifyitems(config, items):
     if _slow_selected(config):
         return
-    skip_slow = pytest.mark.skip(reason="full-size model: run with --runslow or -m slow")
+    skip_slow = pytest.mark.skip(reason="slow tier: run with --runslow or -m slow")
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip_slow)
