@@ -268,7 +268,7 @@ def markdown(results: list, baseline_mb: float, machine: str) -> str:
     lines = ["# Benchmark run", "", f"Machine: {machine}.", "",
              "Synthetic checkpoints (every tensor random), parity batch 2; each conversion in "
              "its own process. Peak RSS is the conversion process's own (`wait4`); the "
-             f"baseline (a process that only imports) peaks at {baseline_mb / 1024:.2f} GB. "
+             f"baseline (a process that only imports) peaks at {baseline_mb / 1024:.2f} GiB. "
              "W = fp32 weight bytes.",
              "", "## Conversion", "",
              "| entry | W | process wall | convert() | peak RSS | (peak - baseline) / W | "
@@ -278,7 +278,7 @@ def markdown(results: list, baseline_mb: float, machine: str) -> str:
         w = r["weight_bytes"]
         sizes = r["artifact_bytes"]
         lines.append(f"| {r['name']} | {w / 1e6:.0f} MB | {r['wall_s']:.0f} s | "
-                     f"{r['convert_s']:.0f} s | {r['peak_rss_mb'] / 1024:.2f} GB | "
+                     f"{r['convert_s']:.0f} s | {r['peak_rss_mb'] / 1024:.2f} GiB | "
                      f"{over(r['peak_rss_mb'], w):.2f} | "
                      f"{sizes['savedmodel'] / w:.3f} | {sizes['weights'] / w:.3f} | "
                      f"{sizes['keras'] / w:.3f} |")
