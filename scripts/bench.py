@@ -3,6 +3,7 @@
 
     python scripts/bench.py --sizes S,B --out bench/            # FT entries, synthetic weights
     python scripts/bench.py --sizes S --modes FT,PT --markdown docs/BENCHMARKS.md
+    python scripts/bench.py --sizes B --convert-only --load 2   # peak memory under CPU load
 
 For each size: one child process converts the synthetic entry through ``converter.convert``
 and reports its phase times; ``os.wait4`` gives the child's own peak RSS. A second child
