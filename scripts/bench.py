@@ -3,6 +3,7 @@
 
     python scripts/bench.py --sizes S,B --out bench/            # FT entries, synthetic weights
     python scripts/bench.py --sizes S --modes FT,PT --markdown docs/BENCHMARKS.md
+    python scripts/bench.py --sizes B --convert-only --load 2   # peak memory under CPU load
 
 For each size: one child process converts the synthetic entry through ``converter.convert``
 and reports its phase times; ``os.wait4`` gives the child's own peak RSS. A second child
@@ -199,16 +200,36 @@ def disk_write_seconds(num_bytes: int, folder: str) -> float:
     return seconds
 
 
-def bench_entry(size: str, mode: str, out: str, repeats: int) -> dict:
-    conv, wall, peak_mb = run_child(CHILD_CONVERT, size, mode, out)
+def busy_loops(count: int) -> list:
+    """``count`` busy-loop processes: the artificial CPU load of ``--load``."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+
+
+def bench_entry(size: str, mode: str, out: str, repeats: int, convert_only: bool = False,
+                load: int = 0) -> dict:
+    loaders = busy_loops(load)
+    try:
+        load_before = os.getloadavg()
+        conv, wall, peak_mb = run_child(CHILD_CONVERT, size, mode, out)
+        load_after = os.getloadavg()
+    finally:
+        for loader in loaders:
+            loader.kill()
+            loader.wait()
     from converter.record import ConversionRecord
 
     report = ConversionRecord.load(conv["report"])
+    weight_bytes = {kind: a.bytes for kind, a in report.artifacts.items()}  # on disk
+    loadavg = {"before": load_before, "after": load_after, "busy_loops": load}
+    if convert_only:
+        return {"size": size, "mode": mode, "name": report.name, "wall_s": wall,
+                "convert_s": conv["convert_s"], "phase_peak_mb": conv["phase_peak_mb"],
+                "peak_rss_mb": peak_mb, "phases_s": conv["seconds"],
+                "artifact_bytes": weight_bytes, "loadavg": loadavg}
     latency, _, _ = run_child(CHILD_LATENCY, size, mode, out, str(repeats))
     _, _, floor_torch_mb = run_child(CHILD_FLOOR_TORCH, size, mode)
     _, _, floor_tf_mb = run_child(CHILD_FLOOR_TF, size, mode, out)
     _, _, floor_both_mb = run_child(CHILD_FLOOR_BOTH, size, mode, out)
-    weight_bytes = {kind: a.bytes for kind, a in report.artifacts.items()}  # on disk
     params = report.entry["model_config"]
     return {"size": size, "mode": mode, "name": report.name, "wall_s": wall,
             "convert_s": conv["convert_s"], "phase_peak_mb": conv["phase_peak_mb"],
@@ -217,7 +238,7 @@ def bench_entry(size: str, mode: str, out: str, repeats: int) -> dict:
                        "torch_err_vs_f64": report.parity.torch_err_vs_f64},
             "latency_s": latency, "config": params,
             "inference_peak_mb": {"torch": floor_torch_mb, "savedmodel": floor_tf_mb,
-                                  "both": floor_both_mb}}
+                                  "both": floor_both_mb}, "loadavg": loadavg}
 
 
 def fp32_weight_bytes(size: str, mode: str) -> int:
@@ -248,7 +269,7 @@ def markdown(results: list, baseline_mb: float, machine: str) -> str:
     lines = ["# Benchmark run", "", f"Machine: {machine}.", "",
              "Synthetic checkpoints (every tensor random), parity batch 2; each conversion in "
              "its own process. Peak RSS is the conversion process's own (`wait4`); the "
-             f"baseline (a process that only imports) peaks at {baseline_mb / 1024:.2f} GB. "
+             f"baseline (a process that only imports) peaks at {baseline_mb / 1024:.2f} GiB. "
              "W = fp32 weight bytes.",
              "", "## Conversion", "",
              "| entry | W | process wall | convert() | peak RSS | (peak - baseline) / W | "
@@ -258,7 +279,7 @@ def markdown(results: list, baseline_mb: float, machine: str) -> str:
         w = r["weight_bytes"]
         sizes = r["artifact_bytes"]
         lines.append(f"| {r['name']} | {w / 1e6:.0f} MB | {r['wall_s']:.0f} s | "
-                     f"{r['convert_s']:.0f} s | {r['peak_rss_mb'] / 1024:.2f} GB | "
+                     f"{r['convert_s']:.0f} s | {r['peak_rss_mb'] / 1024:.2f} GiB | "
                      f"{over(r['peak_rss_mb'], w):.2f} | "
                      f"{sizes['savedmodel'] / w:.3f} | {sizes['weights'] / w:.3f} | "
                      f"{sizes['keras'] / w:.3f} |")
@@ -275,6 +296,12 @@ def markdown(results: list, baseline_mb: float, machine: str) -> str:
     for r in results:
         lines.append(f"| {r['name']} | " + " | ".join(f"{r['phases_s'].get(p, 0):.1f}"
                                                      for p in phases) + " |")
+    lines += ["", "One-minute load average before / after each conversion: " + "; ".join(
+        f"{r['name']} {r['loadavg']['before'][0]:.2f} / {r['loadavg']['after'][0]:.2f}"
+        + (f" ({r['loadavg']['busy_loops']} busy loops)" if r["loadavg"]["busy_loops"] else "")
+        for r in results) + "."]
+    if results and "latency_s" not in results[0]:  # --convert-only
+        return "\n".join(lines) + "\n"
     lines += ["", "## Peak memory against one inference (same run), (peak - baseline) / W", "",
               "Each inference figure is a process that only builds the model (torch) or loads "
               "the converted SavedModel (TF) and runs it on the conversion's parity inputs, "
@@ -336,7 +363,12 @@ def markdown(results: list, baseline_mb: float, machine: str) -> str:
               help="The peer's own virtual environment, created on demand "
                    "[default: ~/.cache/videomae-convert/peer-litert-torch-VERSION].")
 @click.option("--peer-only", is_flag=True, help="With --peer: skip the main tables.")
-def main(sizes, modes, repeats, out_dir, json_path, md_path, peer_sizes, peer_venv, peer_only):
+@click.option("--convert-only", is_flag=True,
+              help="Only the conversions: no latency or inference-floor children.")
+@click.option("--load", default=0, show_default=True,
+              help="Busy-loop processes kept running during each conversion (memory under load).")
+def main(sizes, modes, repeats, out_dir, json_path, md_path, peer_sizes, peer_venv,
+         peer_only, convert_only, load):
     """Measure conversion time, peak memory, artifact sizes and inference latency."""
     import bench_peer
 
@@ -360,10 +392,11 @@ def main(sizes, modes, repeats, out_dir, json_path, md_path, peer_sizes, peer_ve
         for size in ([] if peer_only else sizes.split(",")):
             for mode in modes.split(","):
                 click.echo(f"benchmarking {size} {mode} ...", err=True)
-                result = bench_entry(size, mode, out, repeats)
+                result = bench_entry(size, mode, out, repeats, convert_only, load)
                 result["weight_bytes"] = fp32_weight_bytes(size, mode)
-                result["write_s"] = disk_write_seconds(sum(result["artifact_bytes"].values()),
-                                                       out)
+                if not convert_only:
+                    result["write_s"] = disk_write_seconds(
+                        sum(result["artifact_bytes"].values()), out)
                 results.append(result)
                 click.echo(json.dumps(result), err=True)
         for size in (peer_sizes.split(",") if peer_sizes else []):

@@ -321,7 +321,7 @@ def markdown_peer(results: List[dict], baseline_mb: float, versions: Dict[str, s
                   weight_bytes: Callable[[str], int]) -> str:
     """The side-by-side tables, ratios from one run."""
     def gb(mb):
-        return f"{mb / 1024:.2f} GB"
+        return f"{mb / 1024:.2f} GiB"
 
     def over(mb, w):
         return f"{(mb - baseline_mb) * 2**20 / w:.2f}"
