@@ -198,6 +198,11 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
     check_output_dir(out_dir, entry.name, force, allow_present=True)
     recover_killed_run(out_dir, entry.name)
     remove_stale_scratch()
+    if litert and (force or not artifacts_present(out_dir, entry.name)):
+        # before any download or work: the converter's memory is known from the size alone
+        from .litert import check_litert_memory
+
+        check_litert_memory(entry.name, _weight_bytes(entry))
     if not synthetic:
         checkpoint = resolve_checkpoint(base, checkpoint, cache_dir=cache_dir, offline=offline,
                                         force_download=force_download, progress=progress)
@@ -264,6 +269,12 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         phases.bar.close()
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _weight_bytes(entry: Entry) -> int:
+    """fp32 bytes of ``entry``'s weights, from its torch model built on the meta device."""
+    model = build_torch_model(entry, device="meta")
+    return 4 * sum(p.numel() for p in model.parameters())
 
 
 def _record(entry: Entry, source: SourceRecord, parity: ParityReport, notes, references,

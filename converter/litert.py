@@ -24,6 +24,52 @@ from .kinds import kind_of
 from .zoo import Entry
 
 
+# TensorFlow's LiteRT converter holds about this many copies of the fp32 weights at its peak:
+# measured 24.8 W (ViT-S) and 23.4 W (ViT-B) over the import baseline (docs/BENCHMARKS.md),
+# freezing the variables into constants and the converter's own passes each copying them
+LITERT_WEIGHT_COPIES = 26
+
+
+def available_memory() -> Optional[int]:
+    """Bytes this process can still take: MemAvailable, or less under a cgroup v2 limit;
+    None where neither can be read."""
+    found = []
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as handle:
+            limit = handle.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as handle:
+            used = int(handle.read().strip())
+        if limit != "max":
+            found.append(max(0, int(limit) - used))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
+def check_litert_memory(name: str, weight_bytes: int,
+                        available: Optional[int] = None) -> None:
+    """Refuse ``--litert`` up front (ConversionError, one line) when TensorFlow's converter
+    would need more memory than is available, rather than be killed by the kernel after
+    minutes of work."""
+    from .errors import ConversionError
+
+    available = available_memory() if available is None else available
+    needed = LITERT_WEIGHT_COPIES * weight_bytes
+    if available is not None and needed > available:
+        raise ConversionError(
+            f"{name}: --litert needs about {needed / 2**30:.1f} GiB of memory for TensorFlow's "
+            f"LiteRT converter ({LITERT_WEIGHT_COPIES} x the {weight_bytes / 2**30:.2f} GiB of "
+            f"fp32 weights) and {available / 2**30:.1f} GiB is available; convert without "
+            f"--litert, or on a machine with more memory")
+
+
 def _serving_function(model, entry: Entry):
     import tensorflow as tf
 

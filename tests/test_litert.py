@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import random_clip_nthwc, torch_logits_from_checkpoint
+from conftest import TINY_FT, random_clip_nthwc, torch_logits_from_checkpoint
 
 TOLERANCE = 1e-5
 
@@ -100,3 +100,34 @@ def test_litert_serves_encoder_features_with_both_outputs(tiny_encoder_converted
     name = "TFVideoMAE_T_K400_4x32_FT_encoder"
     record = ConversionRecord.load(os.path.join(out, f"{name}.json"))
     assert record.reload_checks["litert"].passed and "litert" in record.artifacts
+
+
+def test_litert_memory_check_is_one_line_naming_the_need_and_what_is_available():
+    from converter.errors import ConversionError
+    from converter.litert import LITERT_WEIGHT_COPIES, available_memory, check_litert_memory
+
+    weights = 346_139_200  # ViT-B FT
+    with pytest.raises(ConversionError) as caught:
+        check_litert_memory("TFVideoMAE_B_K400_16x224_FT", weights, available=4 * 2**30)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("TFVideoMAE_B_K400_16x224_FT: --litert")
+    assert f"{LITERT_WEIGHT_COPIES * weights / 2**30:.1f} GiB" in message
+    assert "4.0 GiB is available" in message and "without --litert" in message
+    check_litert_memory("B", weights, available=LITERT_WEIGHT_COPIES * weights)  # enough
+    available = available_memory()  # this machine's, read from /proc and the cgroup
+    assert available is None or available > 0
+
+
+def test_convert_with_litert_refuses_short_memory_before_any_work(tmp_path, monkeypatch):
+    import converter
+    from converter import litert
+    from converter.errors import ConversionError
+
+    monkeypatch.setattr(litert, "available_memory", lambda: 2**20)
+    seen = []
+    out = tmp_path / "out"
+    with pytest.raises(ConversionError, match="--litert needs about"):
+        converter.convert(TINY_FT, str(out), synthetic=True, litert=True, progress=False,
+                          on_phase=seen.append)
+    assert seen == []  # no phase started: nothing read, built or written
+    assert not out.exists() or os.listdir(out) == []
