@@ -476,18 +476,6 @@ def _config_difference(expected: dict, found: dict) -> str:
     return "?"
 
 
-def load_artifact_model(entry: Entry, kind: str, path: str):
-    """A fresh Keras model from a written ``.weights.h5`` or ``.keras``."""
-    import keras
-
-    if kind == "weights":
-        model = build_tf_model(entry)
-        model.load_weights(path)
-        return model
-    with keras_weights_through_disk():
-        return keras.saving.load_model(path, compile=False)
-
-
 class _OneSample:
     """One sample of a reference, shaped like a Reference for ``check_outputs``."""
 
@@ -540,7 +528,6 @@ class StagedArtifacts:
         self.class_name: Optional[str] = None
         self.lock = EntryLock(out_dir, entry.name)
         self.needed = DISK_OVERHEAD_BYTES
-        self.keras_writes: Optional[str] = None
         self.fsync_seconds = 0.0
 
     def __enter__(self) -> "StagedArtifacts":
@@ -578,8 +565,8 @@ class StagedArtifacts:
         with disk_full_as_error(self.out_dir, self.needed):
             self.on_phase("write SavedModel")
             export_savedmodel(model, self.entry, self.staged["savedmodel"])
-            self.keras_writes = save_keras_and_weights(model, self.staged["keras"],
-                                                       self.staged["weights"], self.on_phase)
+            save_keras_and_weights(model, self.staged["keras"], self.staged["weights"],
+                                   self.on_phase)
             if "litert" in self.kinds:
                 from .litert import export_litert
 
@@ -587,7 +574,7 @@ class StagedArtifacts:
                 export_litert(model, self.entry, self.staged["litert"])
 
     def check(self, references: Sequence[Reference],
-              checked: Optional[ParityReport] = None) -> Dict[str, ReloadCheck]:
+              checked: ParityReport) -> Dict[str, ReloadCheck]:
         """Reload each artifact (one at a time, freed before the next) and prove it computes
         what the checked in-memory model computes.
 
@@ -598,9 +585,11 @@ class StagedArtifacts:
         the reloaded ``.keras`` to prove the code path (docs/PARITY.md). ``checked`` is the
         in-memory parity report, whose errors those two artifacts then share.
         """
+        if self.digests is None:
+            raise RuntimeError("check() before write()")
         for kind in self.kinds:
             self.on_phase(f"reload {kind}")
-            if kind in VARIABLE_PROOFS and checked is not None and self.digests is not None:
+            if kind in VARIABLE_PROOFS:
                 self.reloads[kind] = self._check_variables(kind, references, checked)
             else:
                 run = RELOADERS[kind](self.entry, self.staged[kind])
@@ -616,9 +605,7 @@ class StagedArtifacts:
                          checked: ParityReport) -> ReloadCheck:
         what = f"reloaded {kind} of {self.entry.name}"
         run = RELOADERS[kind](self.entry, self.staged[kind])
-        model = getattr(run, "model", None)
-        if model is None:  # a reloader that hands back no model: load it again
-            model = load_artifact_model(self.entry, kind, self.staged[kind])
+        model = run.model  # the reloaded model (_graph_runner)
         problems = compare_digests(self.digests, variable_digests(model))
         if kind == "keras":
             if type(model).__name__ != self.class_name:

@@ -13,9 +13,7 @@ check resizes the input to each case's batch, and so can any user
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 from typing import Callable, List, Optional
 
 import numpy as np
@@ -127,24 +125,14 @@ def make_interpreter(path: str, num_threads: Optional[int] = None):
     return Interpreter(model_path=path, num_threads=num_threads)
 
 
-@contextlib.contextmanager
 def quiet_native_logs():
-    """Point fd 2 at /dev/null inside the block when ``TF_CPP_MIN_LOG_LEVEL`` asks TensorFlow
-    to be quiet (the quiet console scripts set it): LiteRT's C++ runtime prints "INFO: Created
-    TensorFlow Lite XNNPACK delegate for CPU." when it first allocates, and no setting of its
-    own turns that off. Errors still raise in Python."""
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") in ("", "0"):
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    """fd 2 pointed at /dev/null inside the block when ``TF_CPP_MIN_LOG_LEVEL`` asks
+    TensorFlow to be quiet (the quiet console scripts set it): LiteRT's C++ runtime prints
+    "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." when it first allocates, and no
+    setting of its own turns that off. Errors still raise in Python."""
+    from videomae_cli.quiet import silenced_stderr
+
+    return silenced_stderr(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") not in ("", "0"))
 
 
 def run_litert(interpreter, video_nthwc: np.ndarray) -> List[np.ndarray]:

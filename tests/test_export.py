@@ -17,7 +17,7 @@ from converter.export import artifact_paths, check_output_dir
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from conftest import TINY_FT  # noqa: E402
+from conftest import TINY_FT, copy_artifacts  # noqa: E402
 
 def _listing(folder):
     return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
@@ -25,18 +25,6 @@ def _listing(folder):
 
 def _staging_left(folder, name):
     return [p for p in _listing(folder) if p.startswith(f".{name}.partial")]
-
-
-def _copy_artifacts(result, dest):
-    """A private copy of a session conversion's four artifacts in ``dest``."""
-    os.makedirs(dest, exist_ok=True)
-    for path in result.paths.values():
-        target = os.path.join(dest, os.path.basename(path))
-        if os.path.isdir(path):
-            shutil.copytree(path, target)
-        else:
-            shutil.copy2(path, target)
-    return str(dest)
 
 
 def _break_linear_transform(monkeypatch):
@@ -145,7 +133,7 @@ def test_synthetic_scratch_checkpoint_is_removed(seed3_run):
 
 def test_same_source_again_without_force_leaves_files_untouched(tiny_converted, tmp_path,
                                                                 snapshot):
-    out = _copy_artifacts(tiny_converted, tmp_path / "again")
+    out = copy_artifacts(tiny_converted, tmp_path / "again")
     before = snapshot(out)
     result = converter.convert(TINY_FT, out, synthetic=True, seed=0, progress=False)
     assert getattr(result, "skipped", False) is True
@@ -154,7 +142,7 @@ def test_same_source_again_without_force_leaves_files_untouched(tiny_converted, 
 
 def test_existing_artifacts_from_another_source_refuse_without_force(tiny_converted, tmp_path,
                                                                      snapshot):
-    out = _copy_artifacts(tiny_converted, tmp_path / "other")
+    out = copy_artifacts(tiny_converted, tmp_path / "other")
     before = snapshot(out)
     with pytest.raises(OutputError) as caught:
         converter.convert(TINY_FT, out, synthetic=True, seed=1, progress=False)
@@ -166,7 +154,7 @@ def test_existing_artifacts_from_another_source_refuse_without_force(tiny_conver
 
 
 def test_check_output_dir_refuses_present_artifacts_without_force(tiny_converted, tmp_path):
-    out = _copy_artifacts(tiny_converted, tmp_path / "present")
+    out = copy_artifacts(tiny_converted, tmp_path / "present")
     with pytest.raises(OutputError, match="already exists"):
         check_output_dir(out, TINY_FT)
     check_output_dir(out, TINY_FT, force=True)  # allowed
@@ -183,7 +171,7 @@ def test_one_stray_artifact_is_enough_to_refuse(tiny_converted, tmp_path, snapsh
 
 
 def test_changed_artifact_is_not_taken_for_a_finished_conversion(tiny_converted, tmp_path):
-    out = _copy_artifacts(tiny_converted, tmp_path / "tampered")
+    out = copy_artifacts(tiny_converted, tmp_path / "tampered")
     weights = os.path.join(out, f"{TINY_FT}.weights.h5")
     with open(weights, "ab") as handle:
         handle.write(b"\0")
@@ -241,7 +229,7 @@ def test_reload_failure_removes_staging_and_writes_no_final_names(tmp_path, monk
 
 def test_failed_forced_conversion_keeps_the_previous_artifacts(tiny_converted, tmp_path,
                                                                monkeypatch, snapshot):
-    out = _copy_artifacts(tiny_converted, tmp_path / "keep")
+    out = copy_artifacts(tiny_converted, tmp_path / "keep")
     before = snapshot(out)
     _break_keras_reload(monkeypatch)
     with pytest.raises(ParityError):
