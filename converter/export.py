@@ -605,7 +605,7 @@ class StagedArtifacts:
                          checked: ParityReport) -> ReloadCheck:
         what = f"reloaded {kind} of {self.entry.name}"
         run = RELOADERS[kind](self.entry, self.staged[kind])
-        model = run.model  # the reloaded model (_graph_runner)
+        model = run.model  # a variable-proof reloader hands back its model (_graph_runner)
         problems = compare_digests(self.digests, variable_digests(model))
         if kind == "keras":
             if type(model).__name__ != self.class_name:
