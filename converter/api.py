@@ -21,8 +21,8 @@ from .errors import CheckpointError, ConversionError, OutputError
 from .export import (StagedArtifacts, artifact_paths, artifacts_present, check_output_dir,
                      outputs_to_numpy, recover_killed_run, verify_artifacts)
 from .inspect_checkpoint import check_fits
-from .mapping import (apply_mapping, check_source_tensors, drop_position_table, plan_mapping,
-                      prepare_state_dict, tensor_specs)
+from .mapping import (check_source_tensors, drop_position_table, map_tensors, prepare_state_dict,
+                      tensor_specs)
 from .kinds import (build_tf_model, build_torch_model, expected_source_shapes, kind_of,
                     parity_reference)
 from .pages import MappedPages, file_mappings
@@ -191,10 +191,8 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
     if entry.test_only and not synthetic and checkpoint is None:
         raise ConversionError(f"{entry.name}: is a test-only configuration with no upstream "
                               f"file; use --synthetic or --checkpoint")
-    if litert and "mask" in kind.inputs:
-        raise ConversionError(f"{entry.name}: --litert covers fine-tuned classifiers and "
-                              f"--encoder-only features; a pre-trained model's output length "
-                              f"depends on its mask, which LiteRT does not serve")
+    if litert and not kind.serves_litert:
+        raise ConversionError(kind.litert_refusal(entry))
     check_output_dir(out_dir, entry.name, force, allow_present=True)
     recover_killed_run(out_dir, entry.name)
     remove_stale_scratch()
@@ -236,14 +234,12 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         phases("build keras")
         tf_model = build_tf_model(entry)
         variables = tf_model.named_variables()
-        # two-way coverage and shapes, every problem listed at once, before any assignment
-        plan = plan_mapping({k: tuple(v.shape) for k, v in prepared.items()},
-                            {k: tuple(v.shape) for k, v in variables.items()}, checkpoint)
 
         phases("map tensors")
+        # two-way coverage and shapes, every problem listed at once, before any assignment;
         # each tensor's pages of the memory-mapped checkpoint are handed back as soon as its
         # values are in the Keras variable, so the two copies never coexist whole
-        apply_mapping(plan, prepared, variables, on_consumed=checkpoint_pages.release)
+        map_tensors(prepared, variables, checkpoint, on_consumed=checkpoint_pages.release)
         # the last references to the checkpoint's tensors: its memory map is released here
         del prepared, variables
 
@@ -312,8 +308,7 @@ def _read_checked(entry: Entry, checkpoint: str, synthetic_seed: Optional[int]):
     check_source_tensors(tensor_specs(torch_state), expected_source_shapes(entry), checkpoint)
     # the pre-passes run before anything heavy; the torch reference then runs before the
     # Keras model exists, because TensorFlow keeps the memory it once held for itself
-    prepared, prepass_notes = prepare_state_dict(map_state)
-    return source, torch_state, prepared, notes + prepass_notes, pages
+    return source, torch_state, prepare_state_dict(map_state), notes, pages
 
 
 def _existing(out_dir: str, entry: Entry, checkpoint: Optional[str], synthetic: bool,

@@ -18,7 +18,7 @@ from typing import Dict, Iterable, List, Optional
 from .errors import ConversionError
 from .kinds import kind_of
 from .record import RunOutcome
-from .zoo import TEST_SIZES, TEST_ZOO, ZOO, Entry
+from .zoo import DATASETS, TEST_SIZES, TEST_ZOO, ZOO, Entry
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 
@@ -89,16 +89,10 @@ def _entries_for(info, entries: Iterable[Entry], path: str) -> List[Entry]:
             and (info.mode == "PT" or e.dataset == info.dataset)]
     if info.mode == "PT" and len(fits) > 1:
         lowered = os.path.basename(path).lower()
-        named = [e for e in fits if e.dataset in lowered
-                 or {"k400": "kinetics", "ssv2": "ssv2", "ucf101": "ucf"}[e.dataset] in lowered]
+        named = [e for e in fits
+                 if any(word in lowered for word in DATASETS[e.dataset].spellings())]
         fits = named if len(named) == 1 else []
     return fits
-
-
-def litert_serves(entry: Entry) -> bool:
-    """Whether ``--litert`` writes a ``.tflite`` for ``entry``: not for pre-trained models,
-    whose output length depends on the mask."""
-    return "mask" not in kind_of(entry).inputs
 
 
 def _child_command(entry: Entry, out_dir: str, checkpoint: Optional[str], synthetic: bool,
@@ -109,7 +103,7 @@ def _child_command(entry: Entry, out_dir: str, checkpoint: Optional[str], synthe
     command += ["--synthetic"] if synthetic else ["--checkpoint", checkpoint]
     if force:
         command.append("--force")
-    if litert and litert_serves(entry):
+    if litert and kind_of(entry).serves_litert:
         command.append("--litert")
     return command
 
@@ -139,8 +133,9 @@ def _run_one(entry: Entry, out_dir: str, log_dir: str, checkpoint: Optional[str]
         last = lines[-1] if lines else f"exit status {returncode}"
         return BatchRow(entry.name, "failed", None, seconds, peak_mb, last, log)
     message = outcome.message
-    if litert and not litert_serves(entry) and outcome.status != "failed":
-        message = "; ".join(m for m in (message, "no .tflite: pre-trained") if m)
+    kind = kind_of(entry)
+    if litert and not kind.serves_litert and outcome.status != "failed":
+        message = "; ".join(m for m in (message, f"no .tflite: {kind.title}") if m)
     return BatchRow(entry.name, outcome.status, outcome.tf_err_vs_f64, seconds, peak_mb,
                     message, log)
 

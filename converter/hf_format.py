@@ -34,7 +34,7 @@ import torch
 
 from .errors import CheckpointError
 from .inspect_checkpoint import infer_widths
-from .zoo import ALL_SIZES, SIZE_NAMES
+from .zoo import ALL_SIZES
 
 # Any of these at the start of a key marks the transformers layout (timm-style telltale test).
 TELLTALE_PREFIXES = ("videomae.", "embeddings.patch_embeddings.", "decoder.decoder_layers.")
@@ -192,9 +192,10 @@ def head_count_notes(state_dict: Dict[str, torch.Tensor], config: Optional[dict]
         said = config.get(config_key)
         if said is None or width is None:
             continue
-        for letter, dims in ALL_SIZES.items():
+        for size in ALL_SIZES.values():
+            dims = size.dims
             if dims[width_key] == width and dims[heads_key] != said:
-                notes.append(f"config says {said}{part} heads; upstream {SIZE_NAMES[letter]}"
+                notes.append(f"config says {said}{part} heads; upstream {size.title}"
                              f"{part} has {dims[heads_key]}: using {dims[heads_key]}")
                 break
     return notes

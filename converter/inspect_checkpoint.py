@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from .errors import CheckpointError
-from .zoo import ALL_SIZES, DATASETS, SIZE_NAMES, SIZES, Entry, find_entry
+from .zoo import ALL_SIZES, DATASETS, SIZES, Entry, find_entry
 
 PATCH_EMBED_KEYS = ("patch_embed.proj.weight", "encoder.patch_embed.proj.weight")
 # Keys that only a pre-training (masked autoencoder) checkpoint has.
@@ -39,8 +39,8 @@ class CheckpointInfo:
     decoder_depth: int
 
     def describe(self) -> str:
-        size = SIZE_NAMES.get(self.size, f"unknown size (embed dim {self.embed_dim})") \
-            if self.size else f"unknown size (embed dim {self.embed_dim})"
+        size = ALL_SIZES[self.size].title if self.size in ALL_SIZES \
+            else f"unknown size (embed dim {self.embed_dim})"
         text = f"{size}, {_MODE_WORDS[self.mode]}, {self.depth} blocks"
         if self.mode == "FT" and self.num_classes is not None:
             text += f", {self.num_classes}-class head ({self.dataset or 'no zoo dataset'})"
@@ -52,8 +52,8 @@ class CheckpointInfo:
 
 def size_for_width(width: int) -> Optional[str]:
     """The size letter whose encoder width is ``width`` (test sizes included), or None."""
-    for letter, dims in ALL_SIZES.items():
-        if dims["embed_dim"] == width:
+    for letter, size in ALL_SIZES.items():
+        if size.embed_dim == width:
             return letter
     return None
 
@@ -61,7 +61,7 @@ def size_for_width(width: int) -> Optional[str]:
 def dataset_for_classes(num_classes: int) -> Optional[str]:
     """The zoo dataset with ``num_classes`` classes, or None."""
     for key, facts in DATASETS.items():
-        if facts["num_classes"] == num_classes:
+        if facts.num_classes == num_classes:
             return key
     return None
 
@@ -138,13 +138,13 @@ def check_fits(entry: Entry, state_dict, path: str,
     parts: List[str] = []
     flags: List[Tuple[str, str]] = []
     dims = entry.dims
-    expected_size = SIZE_NAMES[entry.size]
+    expected_size = ALL_SIZES[entry.size].title
     if info.size is None:
-        known = ", ".join(f"{k} {d['embed_dim']}" for k, d in SIZES.items())
+        known = ", ".join(f"{k} {size.embed_dim}" for k, size in SIZES.items())
         parts.append(f"checkpoint has embed dim {info.embed_dim}, which is no zoo size "
                      f"({known}), not {expected_size} ({dims['embed_dim']})")
     elif info.size != entry.size:
-        parts.append(f"checkpoint is {SIZE_NAMES[info.size]} (embed dim {info.embed_dim}), "
+        parts.append(f"checkpoint is {ALL_SIZES[info.size].title} (embed dim {info.embed_dim}), "
                      f"not {expected_size}")
         flags.append(("--size", info.size))
     if info.mode != entry.mode:
@@ -154,7 +154,7 @@ def check_fits(entry: Entry, state_dict, path: str,
             and info.num_classes != entry.num_classes:
         expected = f"{entry.num_classes} ({entry.dataset})"
         if info.dataset is None:
-            known = ", ".join(f"{f['num_classes']} {k}" for k, f in DATASETS.items())
+            known = ", ".join(f"{f.num_classes} {k}" for k, f in DATASETS.items())
             parts.append(f"head has {info.num_classes} classes, which is no zoo dataset "
                          f"({known}), not {expected}")
         else:
@@ -179,18 +179,19 @@ def check_fits(entry: Entry, state_dict, path: str,
 def _depth_problems(entry: Entry, info: CheckpointInfo) -> List[str]:
     """Block counts against the entry (only meaningful once size and mode agree)."""
     problems = []
+    title = ALL_SIZES[entry.size].title
     depth = entry.dims["depth"]
     if info.depth != depth:
-        problems.append(f"encoder has {info.depth} blocks, {SIZE_NAMES[entry.size]} has {depth}")
+        problems.append(f"encoder has {info.depth} blocks, {title} has {depth}")
     if info.mode == "PT" and info.has_decoder:
         decoder_depth = entry.dims["decoder_depth"]
         if info.decoder_depth != decoder_depth:
             problems.append(f"decoder has {info.decoder_depth} blocks, the zoo's "
-                            f"{SIZE_NAMES[entry.size]} PT decoder has {decoder_depth}")
+                            f"{title} PT decoder has {decoder_depth}")
         decoder_width = entry.dims["decoder_embed_dim"]
         if info.decoder_embed_dim not in (None, decoder_width):
             problems.append(f"decoder width is {info.decoder_embed_dim}, the zoo's "
-                            f"{SIZE_NAMES[entry.size]} PT decoder has {decoder_width}")
+                            f"{title} PT decoder has {decoder_width}")
     return problems
 
 

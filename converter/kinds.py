@@ -6,7 +6,8 @@ normalised pixels); ``--encoder-only`` turns either into ``features`` (video -> 
 and pooled features). Everything that differs between them is stated once, here: the inputs
 and their SavedModel signature, the output names, the torch reference and the Keras model
 built for an entry, the block layout named by per-block parity, and which of the
-checkpoint's tensors each side gets. ``kind_of(entry)`` is the one place that decides.
+checkpoint's tensors each side gets, whether LiteRT serves it and how a model card describes
+it. ``kind_of(entry)`` is the one place that decides.
 
 A new kind (a video-text head, say) is one more ``ModelKind`` and one more line in
 ``kind_of``; nothing else branches on the mode.
@@ -15,7 +16,7 @@ A new kind (a video-text head, say) is one more ``ModelKind`` and one more line 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 
@@ -29,6 +30,14 @@ from .zoo import Entry
 StateDict = Dict[str, torch.Tensor]
 # (prefix, depth) per stack of transformer blocks, in the order they run
 BlockLayout = Optional[Tuple[Tuple[str, int], ...]]
+
+
+class CardText(NamedTuple):
+    """What a model card says about one kind, as Markdown lines per section."""
+
+    architecture: List[str]   # after the encoder's line: the head or decoder
+    contract: List[str]       # after the ``video`` input: other inputs and the outputs
+    accuracy: List[str]       # the "Accuracy (reported upstream)" section
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,22 @@ class ModelKind:
     split_state: Callable[[Entry, StateDict], Tuple[StateDict, StateDict]]
     # whether a pre-training checkpoint must carry its decoder
     needs_decoder: bool
+    # how a model card names the kind ("VideoMAE ViT-B {title} on Kinetics-400") and its text
+    title: str
+    card: Callable[[Entry], CardText]
+    # why LiteRT cannot serve this kind (``--litert`` refuses with it); None: LiteRT serves it
+    no_litert: Optional[str] = None
+
+    @property
+    def serves_litert(self) -> bool:
+        """Whether ``--litert`` writes a ``.tflite`` for this kind."""
+        return self.no_litert is None
+
+    def litert_refusal(self, entry: Entry) -> str:
+        """The one-line refusal of ``--litert`` for ``entry`` of this kind."""
+        served = ", ".join(kind.title for kind in KINDS if kind.serves_litert)
+        return f"{entry.name}: --litert serves these kinds: {served}; not a {self.title}: " \
+               f"{self.no_litert}"
 
     def named(self, outputs) -> dict:
         """A model's outputs as {name: value}: a single tensor gets this kind's one name."""
@@ -111,9 +136,21 @@ def _classifier_keras(entry: Entry):
     return tf_models.VideoMAEClassifier(**entry.model_config(), name=entry.name)
 
 
+def _classifier_card(entry: Entry) -> CardText:
+    accuracy = (f"Top-1 {entry.top1}, Top-5 {entry.top5} ({entry.eval_views} views)."
+                if entry.top1 else "No accuracy is reported upstream for this entry.")
+    return CardText(
+        [f"- Head: mean pooling -> fc_norm -> linear, {entry.num_classes} classes."],
+        [f"- Output `logits`: `[batch, {entry.num_classes}]`."], [accuracy])
+
+
+_NO_HEAD = ("No classification head: the fine-tuned entry of the same row reports the "
+            "accuracy.")
+
 CLASSIFIER = ModelKind("classifier", ("video",), ("logits",), _classifier_torch,
                        lambda model: NamedOutputs(model, "logits"), _classifier_keras,
-                       _no_blocks_named, _same, needs_decoder=False)
+                       _no_blocks_named, _same, needs_decoder=False,
+                       title="fine-tuned classifier", card=_classifier_card)
 
 
 # --- pre-trained masked autoencoder: video + mask -> pixels of the masked patches ---------------
@@ -130,9 +167,25 @@ def _autoencoder_blocks(entry: Entry) -> BlockLayout:
     return (("encoder.", entry.dims["depth"]), ("decoder.", entry.dims["decoder_depth"]))
 
 
+def _autoencoder_card(entry: Entry) -> CardText:
+    dims = entry.dims
+    return CardText(
+        [f"- Decoder: embed dim {dims['decoder_embed_dim']}, {dims['decoder_depth']} blocks, "
+         f"{dims['decoder_num_heads']} heads; predicts {entry.pixels_per_patch} normalised "
+         "pixels per masked patch."],
+        [f"- `mask`: bool `[batch, {entry.num_patches}]`, True = masked, the same count in "
+         f"every row (tube masking at ratio {entry.mask_ratio} in pre-training).",
+         f"- Output `pixels`: `[batch, n_masked, {entry.pixels_per_patch}]`, per-patch "
+         "normalised pixels of the masked patches in ascending token order."],
+        [_NO_HEAD])
+
+
 AUTOENCODER = ModelKind("autoencoder", ("video", "mask"), ("pixels",), _autoencoder_torch,
                         lambda model: NamedOutputs(model, "pixels"), _autoencoder_keras,
-                        _autoencoder_blocks, _same, needs_decoder=True)
+                        _autoencoder_blocks, _same, needs_decoder=True,
+                        title="pre-trained (masked autoencoder)", card=_autoencoder_card,
+                        no_litert="a pre-trained model's output length depends on its mask, "
+                                  "which LiteRT's static planning does not serve")
 
 
 # --- encoder features (--encoder-only): video -> tokens, pooled ---------------------------------
@@ -161,9 +214,18 @@ def _features_state(entry: Entry, state: StateDict) -> Tuple[StateDict, StateDic
     return encoder, encoder
 
 
+def _features_card(entry: Entry) -> CardText:
+    width = entry.dims["embed_dim"]
+    return CardText(
+        [], [f"- Outputs `tokens`: `[batch, {entry.num_patches}, {width}]`, "
+             f"`pooled`: `[batch, {width}]`."], [_NO_HEAD])
+
+
 FEATURES = ModelKind("features", ("video",), ("tokens", "pooled"), _features_torch,
                      torch_reference.EncoderFeatures, _features_keras, _no_blocks_named,
-                     _features_state, needs_decoder=False)
+                     _features_state, needs_decoder=False, title="encoder (features)",
+                     card=_features_card)
+KINDS = (CLASSIFIER, AUTOENCODER, FEATURES)
 
 
 def kind_of(entry: Entry) -> ModelKind:

@@ -72,10 +72,8 @@ def _serving_function(model, entry: Entry):
     import tensorflow as tf
 
     kind = kind_of(entry)
-    if "mask" in kind.inputs:
-        raise ValueError(f"{entry.name}: LiteRT export covers fine-tuned classifiers and "
-                         f"encoder features; a pre-trained model's output length depends on "
-                         f"its mask, which LiteRT's static planning does not serve")
+    if not kind.serves_litert:
+        raise ValueError(kind.litert_refusal(entry))
 
     @tf.function(input_signature=kind.signature(entry))
     def serve(video):

@@ -2,13 +2,15 @@
 
 Read ``RULES`` top to bottom: each rule maps one source pattern to one target pattern with one
 transform kind. ``{p}`` stands for a model part prefix ('', 'encoder.' or 'decoder.') and ``{i}``
-for a block index. Tensors that are not one-to-one are handled by the small named pre-passes
-in ``PRE_PASSES`` before the table is applied.
+for a block index. Tensors that are not one-to-one are handled by small named pre-passes:
+``drop_position_table`` on the checkpoint, once, before the torch and Keras sides split it
+(neither model stores the table), and ``PRE_PASSES`` (``prepare_state_dict``) on the Keras
+side's tensors.
 
-``plan_mapping`` checks coverage both ways on shapes alone (every source tensor used exactly
-once, every target variable assigned exactly once, every shape right)
-and lists every problem at once; ``apply_mapping`` then streams the tensors into the variables
-one at a time, freeing each source tensor as it is consumed.
+``map_tensors`` is the mapping step of a conversion: ``plan_mapping`` checks coverage both
+ways on shapes alone (every source tensor used exactly once, every target variable assigned
+exactly once, every shape right) and lists every problem at once; ``apply_mapping`` then
+streams the tensors into the variables one at a time, freeing each as it is consumed.
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ def target_name(source: str) -> Optional[Tuple[str, str]]:
 
 # --- pre-passes for tensors that are not one-to-one ----------------------------------------
 
-def fuse_qkv_bias(state_dict: Dict[str, torch.Tensor], notes: List[str]) -> None:
+def fuse_qkv_bias(state_dict: Dict[str, torch.Tensor]) -> None:
     """``attn.q_bias`` + zeros + ``attn.v_bias`` -> ``attn.qkv.bias`` (upstream k has no bias)."""
     for name in [n for n in state_dict if n.endswith("attn.q_bias")]:
         prefix = name[: -len("q_bias")]
@@ -118,7 +120,9 @@ def fuse_qkv_bias(state_dict: Dict[str, torch.Tensor], notes: List[str]) -> None
 
 
 def drop_position_table(state_dict: Dict[str, torch.Tensor], notes: List[str]) -> None:
-    """Upstream's sinusoid table is regenerated, never stored; a saved copy must match it."""
+    """Upstream's sinusoid table is regenerated, never stored; a saved copy must match it.
+
+    Runs once on the checkpoint's tensors, before the torch and Keras sides split them."""
     from torch_reference import sinusoid_table
 
     for name in [n for n in state_dict if n.split(".")[-1] == "pos_embed"]:
@@ -132,7 +136,7 @@ def drop_position_table(state_dict: Dict[str, torch.Tensor], notes: List[str]) -
         # otherwise left in place: it is a learned embedding and coverage reports it
 
 
-PRE_PASSES = (fuse_qkv_bias, drop_position_table)
+PRE_PASSES = (fuse_qkv_bias,)
 
 
 # --- the source check: names, shapes and dtypes against the entry, before any framework -----
@@ -262,21 +266,20 @@ def apply_mapping(plan: Sequence[Assignment], state_dict: Dict[str, torch.Tensor
         del tensor
 
 
-def prepare_state_dict(state_dict: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor],
-                                                                       List[str]]:
-    """Run the pre-passes on a shallow copy; returns the prepared dict and notes."""
+def prepare_state_dict(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Run the pre-passes on a shallow copy (the caller's dict is left as it was)."""
     prepared = dict(state_dict)
-    notes: List[str] = []
     for step in PRE_PASSES:
-        step(prepared, notes)
-    return prepared, notes
+        step(prepared)
+    return prepared
 
 
-def convert_state_dict(state_dict: Dict[str, torch.Tensor], variables: Dict[str, object],
-                       path: str = "checkpoint") -> List[str]:
-    """Pre-pass, plan (coverage and shapes, all problems at once), then assign. Returns notes."""
-    prepared, notes = prepare_state_dict(state_dict)
-    target_shapes = {name: tuple(v.shape) for name, v in variables.items()}
-    plan = plan_mapping({k: tuple(v.shape) for k, v in prepared.items()}, target_shapes, path)
-    apply_mapping(plan, prepared, variables)
-    return notes
+def map_tensors(prepared: Dict[str, torch.Tensor], variables: Dict[str, object],
+                path: str = "checkpoint",
+                on_consumed: Optional[Callable[[torch.Tensor], None]] = None) -> None:
+    """Plan (coverage and shapes both ways, every problem at once in one MappingError naming
+    ``path``), then assign each tensor of ``prepared`` (popped as it goes) to its variable.
+    Nothing is assigned unless everything maps."""
+    plan = plan_mapping({k: tuple(v.shape) for k, v in prepared.items()},
+                        {k: tuple(v.shape) for k, v in variables.items()}, path)
+    apply_mapping(plan, prepared, variables, on_consumed=on_consumed)

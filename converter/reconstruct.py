@@ -31,11 +31,9 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from tf_models.presets import IMAGENET_MEAN, IMAGENET_STD  # the zoo table's
 
 from .errors import ConversionError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: added to the unbiased per-patch standard deviation, as upstream does
 PATCH_STD_EPS = 1e-6

@@ -20,9 +20,9 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from .errors import ConversionError
-from .kinds import AUTOENCODER, CLASSIFIER, kind_of
+from .kinds import kind_of
 from .record import ConversionRecord, RecordError
-from .zoo import DATASETS, SIZE_NAMES, Entry
+from .zoo import ALL_SIZES, DATASETS, FAMILIES, Entry
 
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same SavedModel zips to the same bytes
 # every entry NAME of a release has exactly these assets: kind -> file name suffix
@@ -63,11 +63,6 @@ def zip_savedmodel(folder: str, zip_path: str) -> None:
                 info.external_attr = 0o644 << 16
                 with open(full, "rb") as handle:
                     archive.writestr(info, handle.read())
-
-
-_KIND_WORDS = {"classifier": "fine-tuned classifier",
-               "autoencoder": "pre-trained (masked autoencoder)",
-               "features": "encoder (features)"}
 
 
 def _float64_where(inputs) -> str:
@@ -327,7 +322,7 @@ def render_model_zoo(manifest: dict, base_url: str) -> str:
                  if manifest["entries"][n]["entry"]["dataset"] == key]
         if not names:
             continue
-        lines += [f"## {facts['title']}", "",
+        lines += [f"## {facts.title}", "",
                   "| Model | Mode | Backbone | PT epochs | mask | eval views | Top-1/Top-5 "
                   "(upstream) | parity (tf / torch fp32) | SavedModel | Keras | weights |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -343,7 +338,7 @@ def render_model_zoo(manifest: dict, base_url: str) -> str:
                 links[-1] += f" [.tflite]({base}/{name}.tflite)"
             source = " (synthetic)" if info.get("synthetic_seed") is not None else ""
             lines.append(f"| [{name}]({base}/{name}.md){source} | {entry['mode']} | "
-                         f"{SIZE_NAMES[entry['size']]} | {entry['pt_epochs']} | "
+                         f"{ALL_SIZES[entry['size']].title} | {entry['pt_epochs']} | "
                          f"{entry['mask_ratio']} | {entry['eval_views']} | {acc} | "
                          f"{parity['tf_err_vs_f64']:.1e} / {parity['torch_err_vs_f64']:.1e} | "
                          + " | ".join(links) + " |")
@@ -356,53 +351,34 @@ def render_model_card(entry: Entry, report: ConversionRecord, base_url: str,
     """A model card: architecture, input contract, preprocessing, accuracy, loading, checks."""
     dims = entry.dims
     facts = DATASETS[entry.dataset]
+    size = ALL_SIZES[entry.size]
     kind = kind_of(entry)
-    pt = kind is AUTOENCODER
+    card = kind.card(entry)
     synthetic = report.source.synthetic_seed is not None
     parity = report.parity
     lines = [f"# {entry.name}", "",
-             f"VideoMAE {SIZE_NAMES[entry.size]} "
-             + _KIND_WORDS[kind.name]
-             + f" on {facts['title']}, converted to TensorFlow / Keras 3 by videomae-convert.", ""]
+             f"{FAMILIES[entry.family]['title']} {size.title} {kind.title} on {facts.title}, "
+             "converted to TensorFlow / Keras 3 by videomae-convert.", ""]
     if synthetic:
         lines += ["**Converted from a synthetic checkpoint (random weights, seed "
                   f"{report.source.synthetic_seed}): a test of the pipeline, not a usable "
                   "model.**", ""]
     lines += ["## Architecture", "",
               f"- Encoder: ViT, embed dim {dims['embed_dim']}, {dims['depth']} blocks, "
-              f"{dims['num_heads']} heads, MLP ratio 4, LayerNorm eps 1e-6, exact GELU.",
+              f"{dims['num_heads']} heads, MLP ratio {size.mlp_ratio:g}, LayerNorm eps 1e-6, "
+              "exact GELU.",
               f"- Tubelets {entry.tubelet_size}x{entry.patch_size}x{entry.patch_size} -> "
               f"{entry.num_patches} tokens; fixed sinusoid position table."]
-    if pt:
-        lines += [f"- Decoder: embed dim {dims['decoder_embed_dim']}, {dims['decoder_depth']} "
-                  f"blocks, {dims['decoder_num_heads']} heads; predicts "
-                  f"{entry.pixels_per_patch} normalised pixels per masked patch."]
-    elif kind is CLASSIFIER:
-        lines += [f"- Head: mean pooling -> fc_norm -> linear, {entry.num_classes} classes."]
+    lines += card.architecture
     lines += ["", "## Input contract", "",
               f"- `video`: float32 `[batch, {entry.num_frames}, {entry.img_size}, "
               f"{entry.img_size}, 3]`, channels-last."]
-    if pt:
-        lines += [f"- `mask`: bool `[batch, {entry.num_patches}]`, True = masked, the same count "
-                  f"in every row (tube masking at ratio {entry.mask_ratio} in pre-training).",
-                  f"- Output `pixels`: `[batch, n_masked, {entry.pixels_per_patch}]`, per-patch "
-                  "normalised pixels of the masked patches in ascending token order."]
-    elif kind is CLASSIFIER:
-        lines += [f"- Output `logits`: `[batch, {entry.num_classes}]`."]
-    else:
-        lines += [f"- Outputs `tokens`: `[batch, {entry.num_patches}, {dims['embed_dim']}]`, "
-                  f"`pooled`: `[batch, {dims['embed_dim']}]`."]
+    lines += card.contract
     lines += ["", "## Preprocessing", "",
-              "Frames scaled to [0, 1], then ImageNet mean (0.485, 0.456, 0.406) and std "
-              f"(0.229, 0.224, 0.225). Evaluation views upstream: {entry.eval_views}.", "",
+              f"Frames scaled to [0, 1], then mean {facts.mean} and std {facts.std}. "
+              f"Evaluation views upstream: {entry.eval_views}.", "",
               "## Accuracy (reported upstream)", ""]
-    if kind is not CLASSIFIER:
-        lines.append("No classification head: the fine-tuned entry of the same row reports "
-                     "the accuracy.")
-    elif entry.top1:
-        lines.append(f"Top-1 {entry.top1}, Top-5 {entry.top5} ({entry.eval_views} views).")
-    else:
-        lines.append("No accuracy is reported upstream for this entry.")
+    lines += card.accuracy
     lines += ["", "## Loading", "", "```python",
               "import tensorflow as tf, keras, tf_models",
               f"serve = tf.saved_model.load('{entry.name}').signatures['serving_default']  "

@@ -1,23 +1,21 @@
-"""The model zoo as the converter sees it: every published entry with its upstream source and
+"""The model zoo as the converter sees it: every published entry with its upstream files and
 parity tolerance.
 
-Sizes, datasets, classes and mask ratios come from ``tf_models.presets``, the one torch-free
-table; everything in ``converter`` asks this module. ``ZOO`` holds the 14 published entries;
-``TEST_ZOO`` holds a tiny configuration of the same code path so tests run in seconds (never
-published).
+Sizes, datasets, classes, protocols and accuracies come from ``tf_models.presets``, the one
+torch-free table; an ``Entry`` is a preset plus what only a conversion needs, and reads the
+preset's facts through (``entry.dims`` is ``entry.preset.dims``). ``ZOO`` holds the 14
+published entries; ``TEST_ZOO`` holds a tiny configuration of the same code path so tests run
+in seconds (never published).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
-# The zoo's facts live in one torch-free table that Keras users read too (tf_models.presets);
-# this module adds what only a conversion needs: upstream sources and parity tolerances.
-from tf_models.presets import (ALL_SIZES, DATASETS, MODES, PRESETS, RELEASES,  # noqa: F401
-                               SIZE_NAMES, SIZES, TEST_PRESETS, TEST_SIZES, Preset,
-                               preset_name)
+from tf_models.presets import (ALL_SIZES, DATASETS, FAMILIES, MODES, PRESETS,  # noqa: F401
+                               SIZES, TEST_PRESETS, TEST_SIZES, Preset)
 
 # Parity tolerance: the largest max-abs error of the fp32 TF output against a float64 run of the
 # torch reference. Measured on synthetic checkpoints, TF's error is within a small factor of
@@ -26,85 +24,89 @@ from tf_models.presets import (ALL_SIZES, DATASETS, MODES, PRESETS, RELEASES,  #
 # Deeper models accumulate more rounding, so L and H get 2e-5 / 5e-5 (see docs/PARITY.md).
 PARITY_ATOL = {"T": 1e-5, "S": 1e-5, "B": 1e-5, "L": 2e-5, "H": 5e-5}
 
+# Upstream files per (family, size, dataset): (PT drive id, FT drive id, PT hub id, FT hub id).
+# Drive ids from upstream MODEL_ZOO.md; hub ids of the transformers-format copies.
+UPSTREAM_FILES: Dict[Tuple[str, str, str], tuple] = {
+    ("v1", "S", "k400"): ("1nU-H1u3eJ-VuyCveU7v-WIOcAVxs5Hww", "1ygjLRm1kvs9mwGsP3lLxUExhRo6TWnrx",
+                          None, "MCG-NJU/videomae-small-finetuned-kinetics"),
+    ("v1", "B", "k400"): ("1tEhLyskjb755TJ65ptsrafUG2llSwQE1", "1MzwteHH-1yuMnFb8vRBQDvngV1Zl-d3z",
+                          "MCG-NJU/videomae-base", "MCG-NJU/videomae-base-finetuned-kinetics"),
+    ("v1", "L", "k400"): ("1qLOXWb_MGEvaI7tvuAe94CV7S2HXRwT3", "1jX1CiqxSkCfc94y8FRW1YGHy-GNvHCuD",
+                          "MCG-NJU/videomae-large", "MCG-NJU/videomae-large-finetuned-kinetics"),
+    ("v1", "H", "k400"): ("1AJQR1Rsi2N1pDn9tLyJ8DQrUREiBA1bO", "104ouJZxSVPSAm0LwJXd6IzjdA_RGLqZi",
+                          None, "MCG-NJU/videomae-huge-finetuned-kinetics"),
+    ("v1", "S", "ssv2"): ("1p_I1aaONOeUvRmRQw1UT3-L2H8XJClHu", "1ajlMrT06jiiM-5YjNI2X_UFyzsuYbbtZ",
+                          None, "MCG-NJU/videomae-small-finetuned-ssv2"),
+    ("v1", "B", "ssv2"): ("1I18dY_7rSalGL8fPWV82c0-foRUDzJJk", "1dt_59tBIyzdZd5Ecr22lTtzs_64MOZkT",
+                          "MCG-NJU/videomae-base-ssv2", "MCG-NJU/videomae-base-finetuned-ssv2"),
+    ("v1", "B", "ucf101"): ("1BHev4meNgKM0o_8DMRbuzAsKSP3IpQ3o",
+                            "1MSyon6fPpKz7oqD6WDGPFK4k_Rbyb6fw", None, None),
+}
+
 _GDRIVE = "https://drive.google.com/uc?export=download&id={}"
+
+# the report's ``entry`` object (``NAME.json``): these keys, then ``model_config``
+_REPORTED = ("name", "family", "size", "mode", "dataset", "num_classes", "mask_ratio",
+             "eval_views", "top1", "top5", "pt_epochs", "parity_atol", "gdrive_id", "hub_id",
+             "num_frames", "img_size", "patch_size", "tubelet_size", "dims", "test_only",
+             "encoder_only", "source_url")
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One zoo entry: everything needed to build, convert, check and name a model."""
+    """One conversion: a zoo preset plus its upstream file and parity tolerance.
 
-    name: str
-    size: str
-    mode: str
-    dataset: str
-    num_classes: int
-    mask_ratio: float
-    eval_views: str
-    top1: Optional[float]
-    top5: Optional[float]
-    pt_epochs: int
+    Every fact of the preset reads through (``entry.size``, ``entry.dims``,
+    ``entry.num_patches``...); ``encoder_only`` converts the encoder alone, as ``NAME_encoder``.
+    """
+
+    preset: Preset
     parity_atol: float
-    gdrive_id: Optional[str]
-    hub_id: Optional[str]
-    num_frames: int = 16
-    img_size: int = 224
-    patch_size: int = 16
-    tubelet_size: int = 2
-    dims: Dict[str, int] = field(default_factory=dict)
-    test_only: bool = False
+    gdrive_id: Optional[str] = None
+    hub_id: Optional[str] = None
     encoder_only: bool = False
+
+    def __getattr__(self, name: str):
+        # called only for names an Entry lacks: the preset's facts
+        if name.startswith("__") or name == "preset":
+            raise AttributeError(name)
+        return getattr(self.preset, name)
+
+    @property
+    def name(self) -> str:
+        return self.preset.name + ("_encoder" if self.encoder_only else "")
 
     @property
     def source_url(self) -> Optional[str]:
         return _GDRIVE.format(self.gdrive_id) if self.gdrive_id else None
 
-    @property
-    def num_patches(self) -> int:
-        return (self.num_frames // self.tubelet_size) * (self.img_size // self.patch_size) ** 2
-
-    @property
-    def pixels_per_patch(self) -> int:
-        return 3 * self.tubelet_size * self.patch_size ** 2
-
     def model_config(self) -> dict:
         """Plain keyword arguments that build either side (torch_reference or tf_models):
         the preset's, without the head or decoder for an encoder-only entry."""
-        preset = PRESETS.get(self.name.removesuffix("_encoder")) or \
-            TEST_PRESETS[self.name.removesuffix("_encoder")]
-        return preset.backbone_config() if self.encoder_only else preset.model_config()
+        if self.encoder_only:
+            return self.preset.backbone_config()
+        return self.preset.model_config()
 
     def encoder_variant(self) -> "Entry":
         """The encoder-only conversion of this entry: artifacts named ``NAME_encoder``."""
-        if self.encoder_only:
-            return self
-        return dataclasses.replace(self, name=f"{self.name}_encoder", encoder_only=True)
+        return dataclasses.replace(self, encoder_only=True)
 
     def to_dict(self) -> dict:
-        data = dataclasses.asdict(self)
-        data["source_url"] = self.source_url
+        """The report's ``entry`` object."""
+        data = {key: getattr(self, key) for key in _REPORTED}
         data["model_config"] = self.model_config()
         return data
 
 
-def entry_name(size: str, dataset: str, mode: str, num_frames: int = 16,
-               img_size: int = 224) -> str:
-    return preset_name(size, dataset, mode, num_frames, img_size)
-
-
 def _entry(preset: Preset) -> Entry:
-    """The conversion entry of a preset: its facts plus upstream source and tolerance."""
-    facts = DATASETS[preset.dataset]
-    release = RELEASES.get((preset.size, preset.dataset), (None, None, None, None, None, None))
-    top1, top5, pt_drive, ft_drive, pt_hub, ft_hub = release
+    """The conversion entry of a preset: the preset plus upstream files and tolerance."""
+    files = UPSTREAM_FILES.get((preset.family, preset.size, preset.dataset),
+                               (None, None, None, None))
+    pt_drive, ft_drive, pt_hub, ft_hub = files
     pretrained = preset.mode == "PT"
-    return Entry(
-        name=preset.name, size=preset.size, mode=preset.mode, dataset=preset.dataset,
-        num_classes=preset.num_classes, mask_ratio=preset.mask_ratio,
-        eval_views=facts["eval_views"], top1=top1, top5=top5, pt_epochs=facts["pt_epochs"],
-        parity_atol=PARITY_ATOL[preset.size],
-        gdrive_id=pt_drive if pretrained else ft_drive, hub_id=pt_hub if pretrained else ft_hub,
-        num_frames=preset.num_frames, img_size=preset.img_size, patch_size=preset.patch_size,
-        tubelet_size=preset.tubelet_size, dims=dict(preset.dims), test_only=preset.test_only)
+    return Entry(preset=preset, parity_atol=PARITY_ATOL[preset.size],
+                 gdrive_id=pt_drive if pretrained else ft_drive,
+                 hub_id=pt_hub if pretrained else ft_hub)
 
 
 ZOO: Dict[str, Entry] = {name: _entry(preset) for name, preset in PRESETS.items()}
@@ -113,15 +115,18 @@ TEST_ZOO: Dict[str, Entry] = {name: _entry(preset) for name, preset in TEST_PRES
 
 
 def size_choices(include_test: bool = True) -> Tuple[str, ...]:
+    """The ``--size`` choices: the published sizes, then the test-only ones."""
     return tuple(SIZES) + (tuple(TEST_SIZES) if include_test else ())
 
 
-def find_entry(size: str, mode: str, dataset: str = "k400") -> Entry:
+def find_entry(size: str, mode: str, dataset: str = "k400", family: str = "v1") -> Entry:
     """The entry for ``--size/--mode/--dataset``; raises KeyError naming what exists."""
     for entry in list(ZOO.values()) + list(TEST_ZOO.values()):
-        if (entry.size, entry.mode, entry.dataset) == (size, mode, dataset):
+        if (entry.family, entry.size, entry.mode, entry.dataset) == (family, size, mode,
+                                                                      dataset):
             return entry
-    available = sorted(f"{e.size}/{e.dataset}" for e in ZOO.values() if e.mode == mode)
+    available = sorted(f"{e.size}/{e.dataset}" for e in ZOO.values()
+                       if e.mode == mode and e.family == family)
     raise KeyError(f"no zoo entry for size {size}, mode {mode}, dataset {dataset}; "
                    f"{mode} entries exist for: {', '.join(available)}")
 

@@ -97,14 +97,6 @@ def tiny_checkpoint(tiny_entry, tmp_path):
     return write_synthetic_checkpoint(tiny_entry, str(tmp_path / "tiny_ft.pth"), seed=0)
 
 
-def require_pretrainer():
-    """Skip the calling test while tf_models has no pre-trained (PT) model."""
-    import tf_models
-
-    if not hasattr(tf_models, "VideoMAEPretrainer"):
-        pytest.skip("tf_models.VideoMAEPretrainer does not exist yet (PT conversion not built)")
-
-
 # --- running the TF side ---------------------------------------------------------------------
 
 def tf_runner(tf_model):

@@ -354,11 +354,12 @@ def test_all_with_another_seed_fails_the_entry_and_keeps_the_artifacts(batch_run
 # --- --all --litert ---------------------------------------------------------------------------
 
 def test_all_litert_asks_each_fine_tuned_child_for_a_tflite_and_no_pretrained_one(tmp_path):
-    from converter.batch import _child_command, litert_serves
+    from converter.batch import _child_command
+    from converter.kinds import kind_of
 
     for name, serves in ((TINY_FT, True), ("TFVideoMAE_T_K400_4x32_PT", False)):
         entry = get_entry(name)
-        assert litert_serves(entry) is serves
+        assert kind_of(entry).serves_litert is serves
         with_flag = _child_command(entry, str(tmp_path), None, True, 0, False, "o.json", True)
         without = _child_command(entry, str(tmp_path), None, True, 0, False, "o.json", False)
         assert ("--litert" in with_flag) is serves

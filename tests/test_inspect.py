@@ -22,7 +22,7 @@ def tiny_state(entry, seed=0):
 
 def shapes_only(size, mode, num_classes=400, decoder=True):
     """A full-size state dict skeleton on the meta device (shapes, no memory)."""
-    dims = SIZES[size]
+    dims = SIZES[size].dims
     width, dec = dims["embed_dim"], dims["decoder_embed_dim"]
     meta = dict(device="meta")
     prefix = "encoder." if mode == "PT" else ""
@@ -75,11 +75,11 @@ def test_infer_reads_size_mode_and_dataset_of_tiny_checkpoints(name):
 @pytest.mark.parametrize("size", sorted(SIZES))
 def test_infer_reads_every_zoo_width(size):
     for dataset, facts in DATASETS.items():
-        info = infer_checkpoint(shapes_only(size, "FT", facts["num_classes"]))
+        info = infer_checkpoint(shapes_only(size, "FT", facts.num_classes))
         assert (info.size, info.mode, info.dataset) == (size, "FT", dataset)
     info = infer_checkpoint(shapes_only(size, "PT"))
     assert (info.size, info.mode, info.has_decoder) == (size, "PT", True)
-    assert info.depth == SIZES[size]["depth"]
+    assert info.depth == SIZES[size].depth
 
 
 def test_every_zoo_entry_accepts_a_checkpoint_of_its_own_shape():

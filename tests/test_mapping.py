@@ -4,8 +4,8 @@ import torch
 import torch_reference
 from converter.synthetic import random_state_dict
 from converter.errors import MappingError
-from converter.mapping import (RULES, TRANSFORMS, convert_state_dict, drop_position_table,
-                               fuse_qkv_bias, plan_mapping, prepare_state_dict, target_name)
+from converter.mapping import (PRE_PASSES, RULES, TRANSFORMS, drop_position_table, fuse_qkv_bias,
+                               map_tensors, plan_mapping, prepare_state_dict, target_name)
 from converter.kinds import build_tf_model, build_torch_model
 from converter.zoo import get_entry
 
@@ -13,7 +13,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from conftest import SMALL_FT, TINY_FT, TINY_PT, require_pretrainer  # noqa: E402
+from conftest import SMALL_FT, TINY_FT, TINY_PT  # noqa: E402
 
 
 def _shapes(tensors):
@@ -78,7 +78,7 @@ def test_mapping_is_one_to_one_for_fine_tuned_state_dict(name):
     entry = get_entry(name)
     state = build_torch_model(entry).state_dict()
     variables = build_tf_model(entry).named_variables()
-    prepared, _ = prepare_state_dict(state)
+    prepared = prepare_state_dict(state)
     plan = plan_mapping(_shapes(prepared), _shapes(variables), name)
 
     sources = [step.source for step in plan]
@@ -95,11 +95,10 @@ def test_mapping_is_one_to_one_for_fine_tuned_state_dict(name):
 
 
 def test_mapping_is_one_to_one_for_pretrained_state_dict():
-    require_pretrainer()
     entry = get_entry(TINY_PT)
     state = build_torch_model(entry).state_dict()
     variables = build_tf_model(entry).named_variables()
-    prepared, _ = prepare_state_dict(state)
+    prepared = prepare_state_dict(state)
     plan = plan_mapping(_shapes(prepared), _shapes(variables), TINY_PT)
     assert {s.source for s in plan} == set(prepared)
     assert {s.target for s in plan} == set(variables)
@@ -110,8 +109,8 @@ def test_convert_assigns_every_variable_its_transformed_tensor(tiny_tf_model):
     entry = get_entry(TINY_FT)
     state = _random_model_state(entry, seed=3)
     variables = tiny_tf_model.named_variables()
-    convert_state_dict(dict(state), variables, "tiny")
-    prepared, _ = prepare_state_dict(state)
+    map_tensors(prepare_state_dict(state), variables, "tiny")
+    prepared = prepare_state_dict(state)
     for source, tensor in prepared.items():
         target, kind = target_name(source)
         value = keras.ops.convert_to_numpy(variables[target])
@@ -122,7 +121,7 @@ def test_convert_assigns_every_variable_its_transformed_tensor(tiny_tf_model):
 def test_convert_leaves_the_callers_state_dict_intact(tiny_tf_model):
     state = _random_model_state(get_entry(TINY_FT), seed=4)
     keys = list(state)
-    convert_state_dict(state, tiny_tf_model.named_variables(), "tiny")
+    map_tensors(prepare_state_dict(state), tiny_tf_model.named_variables(), "tiny")
     assert list(state) == keys
 
 
@@ -132,7 +131,7 @@ def test_q_and_v_bias_fuse_into_qkv_bias_with_zero_key_third(tiny_tf_model):
     entry = get_entry(TINY_FT)
     dim = entry.dims["embed_dim"]
     state = _random_model_state(entry, seed=5)
-    prepared, _ = prepare_state_dict(state)
+    prepared = prepare_state_dict(state)
     for i in range(entry.dims["depth"]):
         assert f"blocks.{i}.attn.q_bias" not in prepared
         assert f"blocks.{i}.attn.v_bias" not in prepared
@@ -143,7 +142,7 @@ def test_q_and_v_bias_fuse_into_qkv_bias_with_zero_key_third(tiny_tf_model):
         assert torch.equal(fused[2 * dim:], state[f"blocks.{i}.attn.v_bias"])
     # and the TF variable holds exactly that
     variables = tiny_tf_model.named_variables()
-    convert_state_dict(state, variables, "tiny")
+    map_tensors(prepare_state_dict(state), variables, "tiny")
     bias = keras.ops.convert_to_numpy(variables["blocks.1.attn.qkv.bias"])
     np.testing.assert_array_equal(bias[:dim], state["blocks.1.attn.q_bias"].numpy())
     np.testing.assert_array_equal(bias[dim:2 * dim], np.zeros(dim, np.float32))
@@ -154,10 +153,10 @@ def test_fuse_qkv_bias_leaves_a_lone_q_bias_for_coverage_to_report(tiny_tf_model
     state = _random_model_state(get_entry(TINY_FT))
     del state["blocks.0.attn.v_bias"]
     fused = dict(state)
-    fuse_qkv_bias(fused, [])
+    fuse_qkv_bias(fused)
     assert "blocks.0.attn.q_bias" in fused and "blocks.0.attn.qkv.bias" not in fused
     with pytest.raises(MappingError) as caught:
-        convert_state_dict(state, tiny_tf_model.named_variables(), "lone.pth")
+        map_tensors(prepare_state_dict(state), tiny_tf_model.named_variables(), "lone.pth")
     message = str(caught.value)
     assert "+ unexpected blocks.0.attn.q_bias" in message
     assert "- missing blocks.0.attn.q_bias/v_bias" in message
@@ -171,7 +170,7 @@ def test_mapping_rejects_missing_and_unexpected_keys_all_at_once(tiny_tf_model):
     del state["head.bias"]
     state["blocks.0.attn.extra_scale"] = torch.ones(3)
     with pytest.raises(MappingError) as caught:
-        convert_state_dict(state, tiny_tf_model.named_variables(), "broken.pth")
+        map_tensors(prepare_state_dict(state), tiny_tf_model.named_variables(), "broken.pth")
     error = caught.value
     message = str(error)
     assert len(error.problems) == 3, error.problems
@@ -189,7 +188,7 @@ def test_mapping_rejects_wrong_shape_alongside_other_problems(tiny_tf_model):
     state["blocks.1.mlp.fc2.weight"] = torch.zeros(192, 48)  # transposed
     del state["fc_norm.bias"]
     with pytest.raises(MappingError) as caught:
-        convert_state_dict(state, tiny_tf_model.named_variables(), "shapes.pth")
+        map_tensors(prepare_state_dict(state), tiny_tf_model.named_variables(), "shapes.pth")
     problems = caught.value.problems
     message = str(caught.value)
     assert len(problems) == 3, problems
@@ -206,7 +205,7 @@ def test_mapping_failure_assigns_nothing(tiny_tf_model):
     state = _random_model_state(get_entry(TINY_FT), seed=9)
     del state["head.weight"]
     with pytest.raises(MappingError):
-        convert_state_dict(state, variables, "partial.pth")
+        map_tensors(prepare_state_dict(state), variables, "partial.pth")
     for name, value in variables.items():
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(value), before[name],
                                       err_msg=f"{name} was assigned although mapping failed")
@@ -215,7 +214,7 @@ def test_mapping_failure_assigns_nothing(tiny_tf_model):
 def test_mapping_rejects_a_fine_tuned_checkpoint_for_the_wrong_size():
     state = _random_model_state(get_entry(TINY_FT))
     small_variables = _shapes(build_tf_model(get_entry(SMALL_FT)).named_variables())
-    prepared, _ = prepare_state_dict(state)
+    prepared = prepare_state_dict(state)
     with pytest.raises(MappingError) as caught:
         plan_mapping(_shapes(prepared), small_variables, "tiny-as-small.pth")
     message = str(caught.value)
@@ -229,12 +228,11 @@ def test_stored_sinusoid_pos_embed_is_dropped(tiny_tf_model):
     entry = get_entry(TINY_FT)
     state = _random_model_state(entry)
     state["pos_embed"] = torch_reference.sinusoid_table(entry.num_patches, entry.dims["embed_dim"])
-    notes = convert_state_dict(state, tiny_tf_model.named_variables(), "with_table.pth")
+    notes = []
+    drop_position_table(state, notes)  # on the checkpoint, as api.convert does, once
+    assert "pos_embed" not in state
     assert any("pos_embed" in note and "dropped" in note for note in notes)
-
-    prepared = dict(state)
-    drop_position_table(prepared, [])
-    assert "pos_embed" not in prepared
+    map_tensors(prepare_state_dict(state), tiny_tf_model.named_variables(), "with_table.pth")
 
 
 def test_stored_pos_embed_that_differs_is_reported(tiny_tf_model):
@@ -242,7 +240,16 @@ def test_stored_pos_embed_that_differs_is_reported(tiny_tf_model):
     state = _random_model_state(entry)
     table = torch_reference.sinusoid_table(entry.num_patches, entry.dims["embed_dim"])
     state["pos_embed"] = table + 1e-3  # a learned embedding, not upstream's fixed table
+    notes = []
+    drop_position_table(state, notes)
+    assert "pos_embed" in state and notes == []
     with pytest.raises(MappingError) as caught:
-        convert_state_dict(state, tiny_tf_model.named_variables(), "learned.pth")
+        map_tensors(prepare_state_dict(state), tiny_tf_model.named_variables(), "learned.pth")
     assert caught.value.problems == [f"+ unexpected pos_embed (1, {entry.num_patches}, 48)"]
 
+
+def test_the_position_table_pre_pass_runs_once_on_the_checkpoint_not_on_the_mapping_side():
+    # api.convert drops a stored table before the torch and Keras sides split the checkpoint;
+    # the Keras side's pre-passes must not look for it again
+    assert drop_position_table not in PRE_PASSES
+    assert fuse_qkv_bias in PRE_PASSES

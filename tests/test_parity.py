@@ -8,7 +8,7 @@ import torch
 from converter.checkpoint import read_checkpoint
 from converter.synthetic import random_state_dict, write_synthetic_checkpoint
 from converter.errors import ParityError
-from converter.mapping import convert_state_dict
+from converter.mapping import map_tensors, prepare_state_dict
 from converter.kinds import build_tf_model, build_torch_model
 from converter.parity import (DIVERGENCE_FACTOR, check_parity, compute_reference, make_cases,
                               ncthw_to_nthwc)
@@ -35,7 +35,7 @@ def tiny_setup(tiny_entry, tmp_path_factory):
 
 def _tf_with(entry, state):
     model = build_tf_model(entry)
-    convert_state_dict(dict(state), model.named_variables(), "test")
+    map_tensors(prepare_state_dict(state), model.named_variables(), "test")
     return model
 
 

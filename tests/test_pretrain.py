@@ -17,7 +17,7 @@ from converter.api import _synthetic_path
 from converter.checkpoint import read_checkpoint
 from converter.synthetic import random_state_dict, upstream_container, write_synthetic_checkpoint
 from converter.errors import CheckpointError, ParityError
-from converter.mapping import convert_state_dict
+from converter.mapping import map_tensors, prepare_state_dict
 from converter.kinds import build_tf_model, build_torch_model
 from converter.parity import check_parity, compute_reference, make_cases
 from converter.zoo import get_entry
@@ -42,7 +42,7 @@ def _models(entry, seed=0):
     state = random_state_dict(torch_model, seed)
     torch_model.load_state_dict(state, strict=True)
     tf_model = build_tf_model(entry)
-    convert_state_dict(dict(state), tf_model.named_variables())
+    map_tensors(prepare_state_dict(state), tf_model.named_variables())
     return torch_model, tf_model, state
 
 

@@ -15,6 +15,7 @@ import sys
 import click
 
 from .quiet import prepare_environment, silenced_stderr
+from .zoo_table import dataset_choices
 
 EXIT_BAD_INPUT = 2
 
@@ -47,7 +48,7 @@ def _load_model(model: str, dataset, verbose: bool):
     return loaded
 
 
-_DATASETS = click.Choice(["k400", "ssv2", "ucf101"])
+_DATASETS = click.Choice(dataset_choices())
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

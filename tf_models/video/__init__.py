@@ -8,9 +8,11 @@ torch-free. ``protocol`` and ``decode`` need only numpy, OpenCV and PyAV; ``mode
     print(classify_video(model, "clip.mp4")["top_k"])
 """
 
+from ..presets import IMAGENET_MEAN as MEAN
+from ..presets import IMAGENET_STD as STD
 from .decode import VideoError, decode_frames, read_views
 from .labels import class_names
-from .protocol import MEAN, STD, Protocol, normalize_views, protocol_for
+from .protocol import Protocol, normalize_views, protocol_for
 
 __all__ = ["Protocol", "protocol_for", "normalize_views", "MEAN", "STD", "VideoError",
            "decode_frames", "read_views", "class_names", "load_video_model", "classify_video"]

@@ -177,7 +177,8 @@ def _append(handle, record: dict) -> None:
 
 def _load_item(root: str, video: str, protocol, max_pixels: int):
     start = time.perf_counter()
-    views = normalize_views(read_views(os.path.join(root, video), protocol, max_pixels))
+    views = normalize_views(read_views(os.path.join(root, video), protocol, max_pixels),
+                            protocol.mean, protocol.std)
     return views, time.perf_counter() - start
 
 

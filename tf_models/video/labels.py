@@ -1,6 +1,8 @@
 """Class names of the zoo's datasets, in the index order of upstream's label files.
 
-Sources and how each order was confirmed: docs/VIDEO.md ("Class names").
+Which file holds which dataset's names, and how many, is the zoo table's
+(``tf_models.presets.DATASETS``); sources and how each order was confirmed: docs/VIDEO.md
+("Class names").
 """
 
 from __future__ import annotations
@@ -9,17 +11,18 @@ import functools
 from importlib import resources
 from typing import Tuple
 
-NUM_CLASSES = {"k400": 400, "ssv2": 174, "ucf101": 101}
+from ..presets import DATASETS
 
 
 @functools.lru_cache(maxsize=None)
 def class_names(dataset: str) -> Tuple[str, ...]:
     """The ``dataset``'s class names (``k400``, ``ssv2``, ``ucf101``), index i = class i."""
-    if dataset not in NUM_CLASSES:
-        raise ValueError(f"dataset {dataset!r}: expected one of {', '.join(NUM_CLASSES)}")
-    text = resources.files(__package__).joinpath("labels", f"{dataset}.txt").read_text("utf-8")
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset {dataset!r}: expected one of {', '.join(DATASETS)}")
+    facts = DATASETS[dataset]
+    text = resources.files(__package__).joinpath("labels", facts.class_file).read_text("utf-8")
     names = tuple(line for line in text.splitlines() if line)
-    if len(names) != NUM_CLASSES[dataset]:
-        raise RuntimeError(f"labels/{dataset}.txt holds {len(names)} names, not "
-                           f"{NUM_CLASSES[dataset]}: the package is damaged; reinstall it")
+    if len(names) != facts.num_classes:
+        raise RuntimeError(f"labels/{facts.class_file} holds {len(names)} names, not "
+                           f"{facts.num_classes}: the package is damaged; reinstall it")
     return names

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
 
-from .labels import NUM_CLASSES
+from .. import presets
+from ..presets import DATASETS
 
-# asset names: TFVideoMAE_{S|B|L|H}_{K400|SSv2|UCF}_16x224_{FT|PT}
-NAME_DATASET = {"K400": "k400", "SSv2": "ssv2", "UCF": "ucf101"}
-_NAME_PATTERN = re.compile(r"TFVideoMAE_[A-Za-z]+_(K400|SSv2|UCF)_\d+x\d+_FT")
-_CLASS_COUNT_DATASET = {count: dataset for dataset, count in NUM_CLASSES.items()}
+_CLASS_COUNT_DATASET = {facts.num_classes: key for key, facts in DATASETS.items()}
 
 
 class ModelError(ValueError):
@@ -62,20 +59,20 @@ def _dataset_from_report(path: str) -> Optional[str]:
             dataset = json.load(handle).get("entry", {}).get("dataset")
     except (OSError, ValueError, AttributeError):
         return None
-    return dataset if dataset in NUM_CLASSES else None
+    return dataset if dataset in DATASETS else None
 
 
 def dataset_from_name(name: str) -> Optional[str]:
-    """``"k400"`` for a name containing ``TFVideoMAE_S_K400_16x224_FT`` and so on."""
-    match = _NAME_PATTERN.search(name or "")
-    return NAME_DATASET[match.group(1)] if match else None
+    """``"k400"`` for a name containing ``TFVideoMAE_S_K400_16x224_FT`` and so on (fine-tuned
+    names only: a classifier's)."""
+    return presets.dataset_from_name(name, mode="FT")
 
 
 def _choose_dataset(source: str, name: str, num_classes: int, dataset: Optional[str],
                     path: Optional[str]):
     if dataset is not None:
-        if dataset not in NUM_CLASSES:
-            raise ModelError(f"--dataset {dataset}: expected one of {', '.join(NUM_CLASSES)}")
+        if dataset not in DATASETS:
+            raise ModelError(f"--dataset {dataset}: expected one of {', '.join(DATASETS)}")
         found = dataset, "--dataset"
     else:
         found = None
@@ -89,11 +86,18 @@ def _choose_dataset(source: str, name: str, num_classes: int, dataset: Optional[
             found = _CLASS_COUNT_DATASET[num_classes], f"its {num_classes} classes"
         if found is None:
             raise ModelError(f"{source}: cannot tell the dataset of a model with {num_classes} "
-                             "classes; pass --dataset k400, ssv2 or ucf101")
-    if NUM_CLASSES[found[0]] != num_classes:
+                             f"classes; pass --dataset {_one_of(DATASETS)}")
+    expected = DATASETS[found[0]].num_classes
+    if expected != num_classes:
         raise ModelError(f"{source}: has {num_classes} classes but {found[0]} (from "
-                         f"{found[1]}) has {NUM_CLASSES[found[0]]}; pass the right --dataset")
+                         f"{found[1]}) has {expected}; pass the right --dataset")
     return found
+
+
+def _one_of(keys) -> str:
+    """``"k400, ssv2 or ucf101"``."""
+    keys = list(keys)
+    return ", ".join(keys[:-1]) + " or " + keys[-1] if len(keys) > 1 else keys[0]
 
 
 def _input_frames_size(source: str, shape) -> tuple:
@@ -202,7 +206,7 @@ def load_video_model(spec: str, dataset: Optional[str] = None) -> VideoModel:
                              "name")
         kind, path = "keras", spec
         name, frames, size, num_classes, run = _load_keras(spec)
-    elif re.fullmatch(r"TFVideoMAE_\w+", spec):
+    elif presets.is_zoo_name(spec):
         kind = "zoo"
         name, frames, size, num_classes, run = _load_preset(spec)
     else:

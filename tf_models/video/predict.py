@@ -6,6 +6,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..presets import DATASETS
 from .decode import MAX_PIXELS, read_views
 from .labels import class_names
 from .protocol import Protocol, normalize_views, protocol_for
@@ -37,10 +38,13 @@ def model_protocol(model, views: Optional[str] = None) -> Protocol:
 
 
 def run_views(model, views_uint8: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
-    """Per-view logits (V, classes) of uint8 views, normalised and run ``batch_size`` at a time."""
+    """Per-view logits (V, classes) of uint8 views, normalised with the mean and std of the
+    model's dataset and run ``batch_size`` at a time."""
+    facts = DATASETS[model.dataset]
     outputs = []
     for start in range(0, len(views_uint8), batch_size):
-        outputs.append(model.run(normalize_views(views_uint8[start:start + batch_size])))
+        outputs.append(model.run(normalize_views(views_uint8[start:start + batch_size],
+                                                 facts.mean, facts.std)))
     return np.concatenate(outputs)
 
 

@@ -21,22 +21,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
-# upstream's Normalize: ImageNet statistics (NOT the 0.5 in upstream's unused `_cfg`)
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
-
-# dataset -> (sampler, clips, crops) of upstream's test runs
-DATASET_PROTOCOLS: Dict[str, tuple] = {
-    "k400": ("dense", 5, 3),
-    "ucf101": ("dense", 5, 3),
-    "ssv2": ("segment", 2, 3),
-}
-DENSE_SAMPLE_RATE = 4  # upstream's --sampling_rate for K400 / UCF101
+# the samplers, clips, crops, sampling rates and normalisation of each dataset: the zoo table
+from ..presets import DATASETS, IMAGENET_MEAN, IMAGENET_STD
 
 
 @dataclass(frozen=True)
@@ -49,7 +40,9 @@ class Protocol:
     num_crops: int          # spatial views
     num_frames: int = 16
     img_size: int = 224
-    sample_rate: int = DENSE_SAMPLE_RATE
+    sample_rate: int = 4    # the dense sampler's frame stride
+    mean: Tuple[float, float, float] = IMAGENET_MEAN
+    std: Tuple[float, float, float] = IMAGENET_STD
 
     @property
     def num_views(self) -> int:
@@ -133,10 +126,12 @@ def resize_short_side(frame_hwc: np.ndarray, height: int, width: int, size: int)
     return cv2.resize(frame_hwc, (new_width, new_height), interpolation=cv2.INTER_LINEAR)
 
 
-def normalize_views(views_uint8: np.ndarray) -> np.ndarray:
-    """uint8 views -> float32 ``(x / 255 - mean) / std`` with upstream's float32 operations."""
+def normalize_views(views_uint8: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
+                    std: Sequence[float] = IMAGENET_STD) -> np.ndarray:
+    """uint8 views -> float32 ``(x / 255 - mean) / std`` with upstream's float32 operations
+    (pass a protocol's ``mean`` and ``std``; every zoo dataset uses ImageNet's)."""
     scaled = views_uint8.astype(np.float32) / np.float32(255)
-    return (scaled - np.asarray(MEAN, np.float32)) / np.asarray(STD, np.float32)
+    return (scaled - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
 
 
 def parse_views(text: str) -> tuple:
@@ -154,16 +149,19 @@ def protocol_for(dataset: str, num_frames: int = 16, img_size: int = 224,
     ``views`` (``"CLIPSxCROPS"``) overrides the number of clips and crops; the segment sampler
     (SSv2) makes exactly two interleaved clips, so it takes 1 or 2 clips.
     """
-    if dataset not in DATASET_PROTOCOLS:
-        raise ValueError(f"dataset {dataset!r}: expected one of {', '.join(DATASET_PROTOCOLS)}")
-    sampler, clips, crops = DATASET_PROTOCOLS[dataset]
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset {dataset!r}: expected one of {', '.join(DATASETS)}")
+    facts = DATASETS[dataset]
+    test = facts.test
+    clips, crops = test.clips, test.crops
     if views is not None:
         clips, crops = parse_views(views)
-        if sampler == "segment" and clips > 2:
+        if test.sampler == "segment" and clips > 2:
             raise ValueError(f"views {views!r}: {dataset} interleaves two clips from one "
                              "sampling, so it takes 1 or 2 clips (e.g. 2x3)")
-    return Protocol(dataset=dataset, sampler=sampler, num_clips=clips, num_crops=crops,
-                    num_frames=num_frames, img_size=img_size)
+    return Protocol(dataset=dataset, sampler=test.sampler, num_clips=clips, num_crops=crops,
+                    num_frames=num_frames, img_size=img_size, sample_rate=test.rate,
+                    mean=facts.mean, std=facts.std)
 
 
 def view_order(protocol: Protocol) -> Sequence[tuple]:
