@@ -25,6 +25,8 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from tf_models.artifacts.checksums import sha256_file  # noqa: F401  (re-exported)
+
 from .errors import CheckpointError
 
 # The only globals an upstream VideoMAE checkpoint needs beyond torch's weights-only defaults.
@@ -48,14 +50,6 @@ class Checkpoint:
     notes: List[str] = field(default_factory=list)
     # 'upstream' (MCG-NJU .pth names) or 'transformers' (renamed to upstream names on load)
     layout: str = "upstream"
-
-
-def sha256_file(path: str, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _refused_global(message: str) -> Optional[str]:

@@ -9,7 +9,7 @@ import tempfile
 
 import torch  # noqa: F401  (torch side first)
 import converter
-from converter import export, mapping
+from converter import export, mapping, writers
 from converter.synthetic import write_synthetic_checkpoint
 from converter.errors import OutputError, ParityError
 from converter.export import artifact_paths, check_output_dir
@@ -336,8 +336,8 @@ def test_another_unzipped_keras_layout_falls_back_to_two_keras_writes(tmp_path, 
     file is written by its own Keras writer instead, and both still load."""
     import keras
 
-    monkeypatch.setattr(export, "KERAS_ARCHIVE_MEMBERS",
-                        export.KERAS_ARCHIVE_MEMBERS + ("assets",))
+    monkeypatch.setattr(writers, "KERAS_ARCHIVE_MEMBERS",
+                        writers.KERAS_ARCHIVE_MEMBERS + ("assets",))
     model = _random_tiny_model()
     keras_path, weights_path = str(tmp_path / "m.keras"), str(tmp_path / "m.weights.h5")
     assert export.save_keras_and_weights(model, keras_path, weights_path) == "two writes"

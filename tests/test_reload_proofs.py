@@ -9,7 +9,7 @@ import zipfile
 
 import torch  # noqa: F401  (torch side first)
 import converter
-from converter import export
+from converter import export, proofs
 from converter.errors import ParityError
 from converter.record import ConversionRecord
 
@@ -85,7 +85,7 @@ def test_a_keras_file_of_another_class_fails_the_class_proof(tmp_path, monkeypat
 
 
 def test_the_one_clip_through_the_reloaded_keras_file_is_compared(tmp_path, monkeypatch):
-    real = export._graph_runner
+    real = proofs._graph_runner
 
     def shifted_runner(entry, model):
         run = real(entry, model)
@@ -94,7 +94,7 @@ def test_the_one_clip_through_the_reloaded_keras_file_is_compared(tmp_path, monk
             return {k: v + 1e-3 for k, v in run(case).items()}
         shifted.model = model
         return shifted
-    monkeypatch.setattr(export, "_graph_runner", shifted_runner)
+    monkeypatch.setattr(proofs, "_graph_runner", shifted_runner)
     _convert_fails(tmp_path, r"reloaded (weights|keras)")
 
 

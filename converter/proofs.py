@@ -1,0 +1,199 @@
+"""Proving a written artifact is the checked model: reloaders that run each format in fresh
+objects (``RELOADERS``), and the variable proofs for the formats that reload into the same
+Keras code (every variable bit-identical, the config equal)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Sequence
+
+import numpy as np
+
+from .errors import ParityError
+from .kinds import build_tf_model, kind_of
+from .parity import Case, ParityReport, Reference, check_outputs
+from .record import ReloadCheck
+from .writers import keras_weights_through_disk
+from .zoo import Entry
+
+
+def reload_savedmodel(entry: Entry, path: str) -> Callable[[Case], Dict[str, np.ndarray]]:
+    import tensorflow as tf
+
+    serving = tf.saved_model.load(path).signatures["serving_default"]
+    kind = kind_of(entry)
+
+    def run(case: Case) -> Dict[str, np.ndarray]:
+        feeds = {n: tf.constant(x) for n, x in zip(kind.inputs, kind.case_inputs(case))}
+        return {name: value.numpy() for name, value in serving(**feeds).items()}
+    return run
+
+
+def reload_keras(entry: Entry, path: str) -> Callable[[Case], Dict[str, np.ndarray]]:
+    import keras
+
+    with keras_weights_through_disk():
+        model = keras.saving.load_model(path, compile=False)
+    return _graph_runner(entry, model)
+
+
+def reload_weights(entry: Entry, path: str) -> Callable[[Case], Dict[str, np.ndarray]]:
+    model = build_tf_model(entry)
+    model.load_weights(path)
+    return _graph_runner(entry, model)
+
+
+def _graph_runner(entry: Entry, model) -> Callable[[Case], Dict[str, np.ndarray]]:
+    """The reloaded model run through a traced graph, as its SavedModel would be: less memory
+    at the peak than eager Keras, and faster from the second sample on. Outputs named."""
+    import tensorflow as tf
+
+    kind = kind_of(entry)
+    graph = tf.function(lambda *inputs: model(kind.keras_inputs(*inputs), training=False))
+
+    def run(case):
+        return kind.named(outputs_to_numpy(graph(*kind.case_inputs(case))))
+    run.model = model  # the reloaded model itself, for the variable proofs
+    return run
+
+
+def outputs_to_numpy(outputs):
+    """A model's output (a tensor or a dict of them) as numpy."""
+    import keras
+
+    if isinstance(outputs, dict):
+        return {name: keras.ops.convert_to_numpy(v) for name, v in outputs.items()}
+    return keras.ops.convert_to_numpy(outputs)
+
+
+def reload_litert(entry: Entry, path: str) -> Callable[[Case], Dict[str, np.ndarray]]:
+    from .litert import reload_litert as reload
+
+    return reload(entry, path)
+
+
+RELOADERS = {"savedmodel": reload_savedmodel, "weights": reload_weights, "keras": reload_keras,
+             "litert": reload_litert}
+
+
+# artifacts that reload into the same Keras code: proven by their variables (check())
+VARIABLE_PROOFS = ("weights", "keras")
+
+
+def variable_digests(model) -> Dict[str, tuple]:
+    """{dotted name: (shape, dtype, sha256 of the bytes)} of every variable of ``model``."""
+    import keras
+
+    found = {}
+    for name, variable in model.named_variables().items():
+        array = np.ascontiguousarray(keras.ops.convert_to_numpy(variable))
+        found[name] = (tuple(array.shape), str(array.dtype),
+                       hashlib.sha256(array.tobytes()).hexdigest())
+    return found
+
+
+def compare_digests(expected: Dict[str, tuple], found: Dict[str, tuple]) -> List[str]:
+    """Every difference: missing / unexpected names, shape, dtype or bytes."""
+    problems = [f"- missing {n}" for n in expected if n not in found]
+    problems += [f"+ unexpected {n}" for n in found if n not in expected]
+    for name in expected:
+        if name in found and found[name] != expected[name]:
+            (shape, dtype, digest), (shape2, dtype2, digest2) = expected[name], found[name]
+            if (shape, dtype) != (shape2, dtype2):
+                problems.append(f"! {name}: {shape2} {dtype2}, expected {shape} {dtype}")
+            else:
+                problems.append(f"! {name}: values differ (sha256 {digest2[:12]}, "
+                                f"expected {digest[:12]})")
+    return problems
+
+
+def _config_difference(expected: dict, found: dict) -> str:
+    for key in sorted(set(expected) | set(found)):
+        if expected.get(key) != found.get(key):
+            return f"{key} is {str(found.get(key))[:60]}, expected {str(expected.get(key))[:60]}"
+    return "?"
+
+
+class _OneSample:
+    """One sample of a reference, shaped like a Reference for ``check_outputs``."""
+
+    def __init__(self, reference: Reference, sample):
+        self.reference = reference
+        self.case = _SingleCase(sample)
+
+    def __getattr__(self, name):
+        return getattr(self.reference, name)
+
+
+class _SingleCase:
+    def __init__(self, sample):
+        self.sample = sample
+        self.name = sample.name
+
+    def samples(self):
+        return [self.sample]
+
+
+
+@dataclass
+class ModelFingerprint:
+    """What the checked in-memory model was, for the variable proofs: every variable's
+    digest, its config and its class name."""
+
+    digests: Dict[str, tuple]
+    config: dict
+    class_name: str
+
+
+def fingerprint_model(model) -> ModelFingerprint:
+    """The fingerprint of ``model`` (taken before it is written and freed)."""
+    return ModelFingerprint(variable_digests(model), model.get_config(), type(model).__name__)
+
+
+def prove_artifact(entry: Entry, kind: str, path: str, references: Sequence[Reference],
+                   checked: ParityReport, expected: ModelFingerprint) -> ReloadCheck:
+    """Reload the artifact ``kind`` at ``path`` into fresh objects and prove it computes what
+    the checked in-memory model computes; ParityError when it does not.
+
+    The SavedModel and the ``.tflite`` hold traced graphs, new code: every parity input runs
+    through them. ``.weights.h5`` and ``.keras`` reload into the same Keras code: every
+    variable must be bit-identical to ``expected`` and the ``.keras`` config and class equal
+    to its own, and one clip runs through the reloaded ``.keras`` to prove the code path
+    (docs/PARITY.md); ``checked`` is the in-memory parity report, whose errors those two
+    artifacts then share.
+    """
+    if kind in VARIABLE_PROOFS:
+        return _prove_variables(entry, kind, path, references, checked, expected)
+    run = RELOADERS[kind](entry, path)
+    report = check_outputs(run, references, entry.parity_atol, f"reloaded {kind} of {entry.name}")
+    return ReloadCheck(tf_err_vs_f64=report.tf_err_vs_f64, max_abs=report.max_abs,
+                       passed=report.passed)
+
+
+def _prove_variables(entry: Entry, kind: str, path: str, references: Sequence[Reference],
+                     checked: ParityReport, expected: ModelFingerprint) -> ReloadCheck:
+    what = f"reloaded {kind} of {entry.name}"
+    run = RELOADERS[kind](entry, path)
+    model = run.model  # a variable-proof reloader hands back its model (_graph_runner)
+    problems = compare_digests(expected.digests, variable_digests(model))
+    if kind == "keras":
+        problems[:0] = _class_and_config_problems(model, expected)
+    if problems:
+        raise ParityError(f"{what}: not the checked model: {'; '.join(problems[:5])}"
+                          f"{' ...' if len(problems) > 5 else ''}")
+    clips = 0
+    if kind == "keras":  # one clip through the reloaded code path
+        first = next(iter(references[0].case.samples()))
+        check_outputs(run, [_OneSample(references[0], first)], entry.parity_atol, what)
+        clips = 1
+    return ReloadCheck(tf_err_vs_f64=checked.tf_err_vs_f64, max_abs=checked.max_abs,
+                       passed=True, method="variables", clips=clips)
+
+
+def _class_and_config_problems(model, expected: ModelFingerprint) -> List[str]:
+    if type(model).__name__ != expected.class_name:
+        return [f"class {type(model).__name__}, expected {expected.class_name}"]
+    if model.get_config() != expected.config:
+        return [f"config differs: {_config_difference(expected.config, model.get_config())}"]
+    return []

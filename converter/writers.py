@@ -1,0 +1,120 @@
+"""Writing one entry's artifacts: the SavedModel with the kind's named signature, and the
+``.keras`` / ``.weights.h5`` pair from one serialisation of the weights."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import zipfile
+from typing import Callable
+
+from .kinds import kind_of
+from .zoo import Entry
+
+
+def export_savedmodel(model, entry: Entry, path: str) -> None:
+    """A SavedModel whose ``serving_default`` takes the kind's inputs by name and returns its
+    named outputs ({"logits"}, {"pixels"} or {"tokens", "pooled"}), batch dimension open."""
+    import tensorflow as tf
+
+    kind = kind_of(entry)
+    module = tf.Module()
+    # track the variables, not the Keras object: Keras would add its own one-input serving
+    # function (wrong for (video, mask)) when a Keras model is a child of the saved module
+    module.model_variables = list(model.weights)
+
+    @tf.function(input_signature=kind.signature(entry))
+    def serve(*inputs):
+        return kind.named(model(kind.keras_inputs(*inputs), training=False))
+    module.serve = serve
+    tf.saved_model.save(module, path, signatures={"serving_default": serve})
+
+
+# The Keras version ``keras_weights_through_disk`` was written against. The test
+# test_keras_still_builds_small_weights_in_memory fails once Keras no longer takes the
+# in-memory path for a model that fits (or drops the hook): then the workaround can go.
+KERAS_WORKAROUND_VERSION = "3.15"
+
+
+@contextlib.contextmanager
+def keras_weights_through_disk():
+    """Make Keras write and read a ``.keras`` file's weights through a temporary file.
+
+    When it judges memory plentiful (``saving_lib.is_memory_sufficient``, a private hook),
+    Keras builds the weights file in memory and copies it into the zip (two extra copies of
+    the weights while saving, one while loading); its other path, the one it takes for large
+    models, streams through a temporary ``.h5`` next to the file. Same file format either
+    way. The hook answers "not sufficient" inside the block and is restored on exit; without
+    the hook, Keras's own choice stands.
+    """
+    try:
+        from keras.src.saving import saving_lib
+    except ImportError:
+        saving_lib = None
+    original = getattr(saving_lib, "is_memory_sufficient", None)
+    if original is None:
+        yield
+        return
+    saving_lib.is_memory_sufficient = _never_sufficient
+    try:
+        yield
+    finally:
+        saving_lib.is_memory_sufficient = original
+
+
+def _never_sufficient(model) -> bool:
+    return False
+
+
+# The members of a ``.keras`` archive, in the order Keras writes them, which are also the
+# files of its unzipped form (``model.save(folder, zipped=False)``).
+KERAS_ARCHIVE_MEMBERS = ("metadata.json", "config.json", "model.weights.h5")
+KERAS_WEIGHTS_MEMBER = "model.weights.h5"
+
+
+def _is_keras_archive_layout(folder: str) -> bool:
+    """Whether ``folder`` holds the archive's members and nothing else but an empty
+    ``assets`` folder (Keras makes one when given an absolute path; an archive gets no entry
+    for it)."""
+    names = set(os.listdir(folder))
+    assets = os.path.join(folder, "assets")
+    if "assets" in names and os.path.isdir(assets) and not os.listdir(assets):
+        names.discard("assets")
+    return names == set(KERAS_ARCHIVE_MEMBERS)
+
+
+def save_keras_and_weights(model, keras_path: str, weights_path: str,
+                           on_phase: Callable[[str], None] = lambda phase: None) -> str:
+    """Write ``model`` as ``.keras`` and ``.weights.h5`` while serialising its weights once.
+
+    A ``.keras`` file is a zip archive of ``metadata.json``, ``config.json`` and
+    ``model.weights.h5`` (stored, not compressed), and that member holds byte for byte what
+    ``save_weights`` writes (tests/test_export.py checks both against Keras's own writers).
+    So Keras writes its unzipped form once, into a folder next to ``weights_path``; the
+    three files are zipped as Keras zips them, and the weights member is then renamed to
+    ``weights_path``. The weights are serialised once and copied once, instead of
+    serialised twice (the second time through a temporary ``.h5`` and then a copy).
+
+    Should a Keras version write another set of files, the two are written the usual way,
+    each by its own Keras writer. Returns "one write" or "two writes". ``on_phase`` hears
+    "write .weights.h5" and then "write .keras".
+    """
+    folder = weights_path + ".unzipped"
+    on_phase("write .weights.h5")
+    model.save(folder, zipped=False)
+    on_phase("write .keras")
+    try:
+        if not _is_keras_archive_layout(folder):
+            with keras_weights_through_disk():
+                model.save(keras_path)
+            model.save_weights(weights_path)
+            return "two writes"
+        with zipfile.ZipFile(keras_path, "w", compression=zipfile.ZIP_STORED) as archive:
+            for name in KERAS_ARCHIVE_MEMBERS:
+                archive.write(os.path.join(folder, name), name)
+        os.replace(os.path.join(folder, KERAS_WEIGHTS_MEMBER), weights_path)
+        return "one write"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+

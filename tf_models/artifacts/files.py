@@ -1,0 +1,132 @@
+"""Durable files: fsync of files and folders, removal of either, and a lock file next to what
+it guards (``fcntl.flock``; removed on release, so a finished run leaves nothing behind)."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+from typing import Optional
+
+
+def fsync_dir(path: str) -> None:
+    """Flush a folder's entries (renames, new files) to disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path: str) -> None:
+    """Flush every file below ``path`` (a file or a folder), then every folder, to disk."""
+    if not os.path.isdir(path):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return
+    for root, _, files in os.walk(path, topdown=False):
+        for name in files:
+            fsync_tree(os.path.join(root, name))
+        fsync_dir(root)
+
+
+def fsync_quietly(path: str) -> None:
+    """``fsync_tree`` where a filesystem that refuses (or a path gone) is not fatal."""
+    with contextlib.suppress(OSError):
+        fsync_tree(path)
+
+
+def remove_path(path: str) -> None:
+    """Remove a file, a link or a folder tree; nothing when it is not there."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
+class LockHeld(OSError):
+    """``FileLock.acquire(wait=False)`` while another process holds the lock."""
+
+    def __init__(self, path: str, holder: Optional[str]):
+        super().__init__(f"{path}: held by {'pid ' + holder if holder else 'another process'}")
+        self.path = path
+        self.holder = holder
+
+
+class FileLock:
+    """An exclusive ``fcntl.flock`` on the file ``path``, holding the owner's pid.
+
+    ``acquire(wait=True)`` blocks until the holder lets go; ``wait=False`` raises LockHeld
+    naming the holder's pid. The file is removed on release (a killed holder's stays, and is
+    reused); a waiter that finds it replaced meanwhile takes the new one.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self.fd: Optional[int] = None
+
+    def acquire(self, wait: bool = True) -> "FileLock":
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                holder = lock_holder(fd)
+                os.close(fd)
+                raise LockHeld(self.path, holder) from None
+            # the previous holder may have removed the file between our open and our flock:
+            # then this lock is on a file nobody else will see; take the new one
+            try:
+                current = os.stat(self.path)
+            except FileNotFoundError:
+                current = None
+            if current is not None and os.path.samestat(os.fstat(fd), current):
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.path)  # while still holding it: a waiter re-checks the inode
+        os.close(self.fd)
+        self.fd = None
+
+    def __enter__(self) -> "FileLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def lock_holder(fd: int) -> Optional[str]:
+    """The pid written into an open lock file, or None."""
+    try:
+        return os.pread(fd, 32, 0).decode("ascii", "replace").strip() or None
+    except OSError:
+        return None
+
+
+def is_locked(path: str) -> Optional[str]:
+    """Without creating anything: None when nobody holds the lock at ``path``, else the
+    holder's pid (or "" when it wrote none)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return lock_holder(fd) or ""
+    finally:
+        os.close(fd)
+    return None

@@ -1,0 +1,56 @@
+"""The file names of one converted entry, and the report that travels with them.
+
+Per entry ``NAME`` in a folder (what ``videomae-convert`` writes, what a release ships):
+  NAME/              SavedModel (a release zips it as ``NAME.savedmodel.zip``)
+  NAME.weights.h5    Keras weights
+  NAME.keras         Keras model file (config + weights)
+  NAME.tflite        LiteRT (``--litert`` only)
+  NAME.json          the conversion report
+Torch-free and Keras-free: the one place a suffix is written down.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, Optional
+
+# artifact kind -> suffix after NAME, in the order the paths are listed (report before the
+# optional .tflite, as the converter always listed them)
+SUFFIXES = {"savedmodel": "", "weights": ".weights.h5", "keras": ".keras", "report": ".json",
+            "litert": ".tflite"}
+OPTIONAL_KINDS = ("litert",)
+# suffixes that name a file of an entry (longest first, so ``.weights.h5`` wins over ``.h5``)
+_FILE_SUFFIXES = (".savedmodel.zip", ".weights.h5", ".keras", ".tflite", ".json")
+
+
+def artifact_paths(folder: str, name: str, litert: bool = False) -> Dict[str, str]:
+    """Paths of the artifacts of ``name`` in ``folder``; the ``.tflite`` only with ``litert``."""
+    return {kind: os.path.join(folder, name + suffix) for kind, suffix in SUFFIXES.items()
+            if litert or kind not in OPTIONAL_KINDS}
+
+
+def entry_name(path: str) -> str:
+    """``NAME`` of an artifact path: ``w/NAME.keras``, ``w/NAME.weights.h5``, ``w/NAME/``..."""
+    base = os.path.basename(os.fspath(path).rstrip("/" + os.sep))
+    for suffix in _FILE_SUFFIXES:
+        if base.endswith(suffix):
+            return base[: -len(suffix)]
+    return base
+
+
+def report_path(path: str) -> str:
+    """The ``NAME.json`` report beside an artifact of ``NAME`` (a file or a SavedModel folder)."""
+    stripped = os.fspath(path).rstrip("/" + os.sep)
+    return os.path.join(os.path.dirname(stripped), entry_name(stripped) + SUFFIXES["report"])
+
+
+def kind_of_path(path: str) -> Optional[str]:
+    """The artifact kind a path's name says (``keras``, ``weights``, ``litert``, ``report``), or
+    ``savedmodel`` for a folder holding ``saved_model.pb``; None otherwise."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return "savedmodel" if os.path.isfile(os.path.join(path, "saved_model.pb")) else None
+    for kind, suffix in SUFFIXES.items():
+        if suffix and path.endswith(suffix):
+            return kind
+    return None
