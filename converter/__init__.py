@@ -1,7 +1,8 @@
 """videomae-convert: official PyTorch VideoMAE checkpoints -> checked TensorFlow / Keras models.
 
-Import order matters in one process: torchvision (imported by timm) crashes when loaded after
-tensorflow, so this package imports the torch side first. Import ``converter`` before
+Import order matters in one process: torchvision (imported by timm) segfaults when loaded after
+tensorflow (its ``torch._dynamo`` loads triton's native library; README "Import order"), so
+this package imports the torch side first. Import ``converter`` before
 ``tensorflow``/``keras``/``tf_models``.
 """
 

@@ -128,7 +128,7 @@ def quiet_native_logs():
     TensorFlow to be quiet (the quiet console scripts set it): LiteRT's C++ runtime prints
     "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." when it first allocates, and no
     setting of its own turns that off. Errors still raise in Python."""
-    from videomae_cli.quiet import silenced_stderr
+    from tf_models.quiet import silenced_stderr
 
     return silenced_stderr(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") not in ("", "0"))
 

@@ -379,12 +379,3 @@ def test_keras_still_builds_small_weights_in_memory():
     with keras_weights_through_disk():
         assert saving_lib.is_memory_sufficient(model) is False
     assert saving_lib.is_memory_sufficient(model) is True
-
-
-def test_the_package_patches_nothing_with_unittest_mock():
-    package = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                           "converter")
-    for name in sorted(os.listdir(package)):
-        if name.endswith(".py"):
-            with open(os.path.join(package, name)) as handle:
-                assert "unittest" not in handle.read(), name

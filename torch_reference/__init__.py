@@ -8,7 +8,7 @@ which would overwrite timm's own image ViTs in a shared registry)::
     timm.create_model("videomae_pretrain_base_patch16_224", decoder_depth=4)
 """
 
-import timm  # imports torchvision; must come before tensorflow in one process
+import timm  # imports torchvision (and triton): before tensorflow (README "Import order")
 from timm.models import register_model
 
 from .features import EncoderFeatures

@@ -3,15 +3,16 @@
 TensorFlow prints absl warnings, oneDNN and CUDA notices (a ``cuInit`` error on machines
 without a GPU) from C++ straight to file descriptor 2 when it is imported and when it first
 touches a device. ``TF_CPP_MIN_LOG_LEVEL=3`` hides most of them; the few printed before the
-logger is set up are caught by pointing fd 2 at /dev/null while TensorFlow starts.
+logger is set up are caught by pointing fd 2 at /dev/null while TensorFlow starts, with the
+library's ``tf_models.quiet.silenced_stderr`` (loaded by file: importing the ``tf_models``
+package would import Keras, and TensorFlow with it, before the silencing starts).
 """
 
 from __future__ import annotations
 
-import contextlib
+import importlib.util
 import logging
 import os
-import sys
 import warnings
 
 
@@ -33,19 +34,17 @@ def _errors_only(record: logging.LogRecord) -> bool:
     return record.levelno >= logging.ERROR
 
 
-@contextlib.contextmanager
-def silenced_stderr(enabled: bool = True):
-    """Point fd 2 at /dev/null inside the block (Python's sys.stderr included)."""
-    if not enabled:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
+def _load_stdlib_leaf(name: str):
+    """The stdlib-only library module ``name`` (``package.module``), executed from its file
+    without running its package's ``__init__``. Kept out of ``sys.modules``: a later import
+    of ``name`` by the library loads it the ordinary way (stateless, so two copies agree)."""
+    package, _, module = name.rpartition(".")
+    folder = importlib.util.find_spec(package).submodule_search_locations[0]
+    spec = importlib.util.spec_from_file_location(f"_videomae_cli_{module}",
+                                                  os.path.join(folder, module + ".py"))
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+silenced_stderr = _load_stdlib_leaf("tf_models.quiet").silenced_stderr
