@@ -202,9 +202,11 @@ def _features_torch(entry: Entry):
 
 
 def _features_keras(entry: Entry):
-    final_norm = "fc_norm" if entry.mode == "FT" else "norm"
-    return tf_models.VideoMAEBackbone(**entry.model_config(), final_norm=final_norm,
-                                      name=entry.name)
+    config = entry.model_config()
+    # a fine-tuned model's own pre-head norm: fc_norm, or (V2 without mean pooling) norm
+    mean_pooled = config.get("use_mean_pooling", True)
+    final_norm = "fc_norm" if entry.mode == "FT" and mean_pooled else "norm"
+    return tf_models.VideoMAEBackbone(**config, final_norm=final_norm, name=entry.name)
 
 
 def _features_state(entry: Entry, state: StateDict) -> Tuple[StateDict, StateDict]:

@@ -74,6 +74,12 @@ RULES: Tuple[Tuple[str, str, str], ...] = (
     ("{p}blocks.{i}.mlp.fc1.bias",           "{p}blocks.{i}.mlp.fc1.bias",          "vector"),
     ("{p}blocks.{i}.mlp.fc2.weight",         "{p}blocks.{i}.mlp.fc2.kernel",        "linear"),
     ("{p}blocks.{i}.mlp.fc2.bias",           "{p}blocks.{i}.mlp.fc2.bias",          "vector"),
+    # VideoMAE V2 options: layer scale (init_values > 0), cosine attention's per-head log
+    # logit scale (heads, 1, 1), kept in its own shape
+    ("{p}blocks.{i}.gamma_1",                "{p}blocks.{i}.gamma_1",               "vector"),
+    ("{p}blocks.{i}.gamma_2",                "{p}blocks.{i}.gamma_2",               "vector"),
+    ("{p}blocks.{i}.attn.scale",             "{p}blocks.{i}.attn.scale",            "vector"),
+    # a pre-trained encoder's norm, the decoder's, and a V2 classifier's without mean pooling
     ("{p}norm.weight",                       "{p}norm.gamma",                       "vector"),
     ("{p}norm.bias",                         "{p}norm.beta",                        "vector"),
     ("{p}head.weight",                       "{p}head.kernel",                      "linear"),

@@ -14,6 +14,10 @@ import numpy as np
 from keras import ops
 
 LAYER_NORM_EPS = 1e-6  # upstream's LayerNorm epsilon; Keras's default 1e-3 drifts logits by ~1e-3
+# V2's cosine attention clamps its log logit scale at this literal ("log(1 / 0.01) = 4.6052")
+COS_ATTN_MAX_LOG_SCALE = 4.6052
+# F.normalize's floor on a vector's length
+NORMALIZE_EPS = 1e-12
 PACKAGE = "videomae"
 
 
@@ -170,31 +174,57 @@ class PatchEmbed(PlainConfig, keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class Attention(PlainConfig, keras.layers.Layer):
-    """Multi-head self-attention with one fused ``qkv`` projection (its key bias stays zero)."""
+    """Multi-head self-attention with one fused ``qkv`` projection (its key bias stays zero).
+
+    ``cos_attn`` is VideoMAE V2's cosine attention: q and k scaled to unit length, logits
+    times ``exp(min(scale, 4.6052))`` with a learned per-head ``scale`` (heads, 1, 1),
+    initialised at log(10) as upstream.
+    """
 
     SUBLAYERS = ("qkv", "proj")
-    CONFIG = ("dim", "num_heads")
+    CONFIG = ("dim", "num_heads", "cos_attn")
 
-    def __init__(self, dim: int, num_heads: int, **kwargs):
+    def __init__(self, dim: int, num_heads: int, cos_attn: bool = False, **kwargs):
         super().__init__(**kwargs)
         self._keep_config(locals())
         self.head_dim = dim // num_heads
-        self.scale = self.head_dim ** -0.5
+        self.scale = self.head_dim ** -0.5  # cos_attn: replaced by the learned scale in build
         self.qkv = TokenDense(3 * dim, name="qkv")
         self.proj = TokenDense(dim, name="proj")
+
+    @property
+    def OWN_VARIABLES(self):  # noqa: N802  (the attribute name named_variables reads)
+        return ("scale",) if self.cos_attn else ()
 
     def build(self, input_shape):
         self.qkv.build(input_shape)
         self.proj.build(input_shape)
+        if self.cos_attn:
+            self.scale = self.add_weight(
+                shape=(self.num_heads, 1, 1), name="scale",
+                initializer=keras.initializers.Constant(float(np.log(10.0))))
 
     def call(self, x):
         tokens = token_count(x)  # the batch is -1: constant shapes when tokens are known
         qkv = ops.reshape(self.qkv(x), (-1, tokens, 3, self.num_heads, self.head_dim))
         qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))
-        q, k, v = qkv[0] * self.scale, qkv[1], qkv[2]
-        attn = ops.softmax(ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))), axis=-1)
+        if self.cos_attn:
+            q, k, v = unit_length(qkv[0]), unit_length(qkv[1]), qkv[2]
+            logit_scale = ops.exp(ops.minimum(ops.cast(self.scale, x.dtype),
+                                              COS_ATTN_MAX_LOG_SCALE))
+            logits = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * logit_scale
+        else:
+            q, k, v = qkv[0] * self.scale, qkv[1], qkv[2]
+            logits = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2)))
+        attn = ops.softmax(logits, axis=-1)
         x = ops.transpose(ops.matmul(attn, v), (0, 2, 1, 3))
         return self.proj(ops.reshape(x, (-1, tokens, self.dim)))
+
+
+def unit_length(x):
+    """``x / max(||x||, 1e-12)`` along the last axis, as torch's ``F.normalize``."""
+    length = ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True))
+    return x / ops.maximum(length, NORMALIZE_EPS)
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class Mlp(PlainConfig, keras.layers.Layer):
@@ -221,24 +251,41 @@ class Block(PlainConfig, keras.layers.Layer):
 
     ``drop_path_rate`` > 0 drops each residual branch per sample while training (stochastic
     depth, as upstream's fine-tuning), scaling the kept ones by ``1 / (1 - rate)``.
+    ``init_values`` > 0 adds upstream's layer scale: each branch times a learned per-channel
+    ``gamma_1`` / ``gamma_2`` (initialised at ``init_values``). ``cos_attn``: see Attention.
     """
 
     SUBLAYERS = ("norm1", "attn", "norm2", "mlp")
-    CONFIG = ("dim", "num_heads", "mlp_ratio", "drop_path_rate")
+    CONFIG = ("dim", "num_heads", "mlp_ratio", "drop_path_rate", "init_values", "cos_attn")
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0,
-                 drop_path_rate: float = 0.0, **kwargs):
+                 drop_path_rate: float = 0.0, init_values: float = 0.0, cos_attn: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
         self._keep_config(locals())
         self.norm1 = layer_norm("norm1")
-        self.attn = Attention(dim, num_heads, name="attn")
+        self.attn = Attention(dim, num_heads, cos_attn, name="attn")
         self.norm2 = layer_norm("norm2")
+        # upstream: int(dim * mlp_ratio), so ViT-g's 48/11 gives int(1408 * 48 / 11) = 6144
         self.mlp = Mlp(dim, int(dim * mlp_ratio), name="mlp")
         self.seed_generator = keras.random.SeedGenerator() if drop_path_rate > 0 else None
+        self.gamma_1 = self.gamma_2 = None
+
+    @property
+    def layer_scale(self) -> bool:
+        return bool(self.init_values) and self.init_values > 0
+
+    @property
+    def OWN_VARIABLES(self):  # noqa: N802  (the attribute name named_variables reads)
+        return ("gamma_1", "gamma_2") if self.layer_scale else ()
 
     def build(self, input_shape):
         for layer in (self.norm1, self.attn, self.norm2, self.mlp):
             layer.build(input_shape)
+        if self.layer_scale:
+            init = keras.initializers.Constant(float(self.init_values))
+            self.gamma_1 = self.add_weight(shape=(self.dim,), initializer=init, name="gamma_1")
+            self.gamma_2 = self.add_weight(shape=(self.dim,), initializer=init, name="gamma_2")
 
     def drop_path(self, x, training):
         if not training or self.drop_path_rate <= 0:
@@ -250,5 +297,8 @@ class Block(PlainConfig, keras.layers.Layer):
         return x / keep * kept
 
     def call(self, x, training=None):
-        x = x + self.drop_path(self.attn(self.norm1(x)), training)
-        return x + self.drop_path(self.mlp(self.norm2(x)), training)
+        if self.gamma_1 is None:
+            x = x + self.drop_path(self.attn(self.norm1(x)), training)
+            return x + self.drop_path(self.mlp(self.norm2(x)), training)
+        x = x + self.drop_path(self.gamma_1 * self.attn(self.norm1(x)), training)
+        return x + self.drop_path(self.gamma_2 * self.mlp(self.norm2(x)), training)

@@ -5,6 +5,11 @@ Inputs: ``{"video": (B, T, H, W, 3) float32, "mask": (B, N) bool}`` or the list
 may differ per row). Output: pixels (B, n_masked, 3 * tubelet * patch**2), the normalised
 pixels of the masked patches in ascending token order, as upstream. No Python-side assumption
 about batch or mask count, so a traced function serves any batch size and mask ratio.
+
+VideoMAE V2's dual masking: an optional ``"decode_mask"`` (B, N) bool, upstream's
+``decode_masked_pos`` (True = left out of the decoder). The decoder's mask tokens then sit
+where it is False (whatever the encoder mask says there), the same count in every row, and
+the output is those tokens' pixels in ascending order. Without it, V1's behaviour.
 """
 
 from __future__ import annotations
@@ -26,13 +31,15 @@ def visible_first_order(mask):
 
 
 def video_and_mask(inputs):
-    """(video, mask) from ``{"video", "mask"}`` or ``[video, mask]``, with a clear error."""
+    """(video, mask, decode_mask or None) from ``{"video", "mask"[, "decode_mask"]}`` or
+    ``[video, mask[, decode_mask]]``, with a clear error."""
     if isinstance(inputs, dict) and {"video", "mask"} <= set(inputs):
-        return inputs["video"], inputs["mask"]
-    if isinstance(inputs, (list, tuple)) and len(inputs) == 2:
-        return inputs[0], inputs[1]
+        return inputs["video"], inputs["mask"], inputs.get("decode_mask")
+    if isinstance(inputs, (list, tuple)) and len(inputs) in (2, 3):
+        return inputs[0], inputs[1], (inputs[2] if len(inputs) == 3 else None)
     raise ValueError("VideoMAEPretrainer takes {'video': ..., 'mask': ...} or [video, mask] "
-                     "(mask: bool (batch, tokens), True = masked)")
+                     "(mask: bool (batch, tokens), True = masked), optionally with "
+                     "'decode_mask' (True = not decoded)")
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -40,13 +47,16 @@ class PretrainDecoder(PlainConfig, keras.layers.Layer):
     """Blocks -> ``norm`` -> ``head`` applied to the last ``n_masked`` tokens."""
 
     SUBLAYERS = ("blocks", "norm", "head")
-    CONFIG = ("embed_dim", "depth", "num_heads", "num_outputs", "mlp_ratio")
+    CONFIG = ("embed_dim", "depth", "num_heads", "num_outputs", "mlp_ratio", "init_values",
+              "cos_attn")
 
     def __init__(self, embed_dim: int, depth: int, num_heads: int, num_outputs: int,
-                 mlp_ratio: float = 4.0, **kwargs):
+                 mlp_ratio: float = 4.0, init_values: float = 0.0, cos_attn: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
         self._keep_config(locals())
-        self.blocks = [Block(embed_dim, num_heads, mlp_ratio, name=f"blocks_{i}")
+        self.blocks = [Block(embed_dim, num_heads, mlp_ratio, init_values=init_values,
+                             cos_attn=cos_attn, name=f"blocks_{i}")
                        for i in range(depth)]
         self.norm = layer_norm("norm")
         self.head = keras.layers.Dense(num_outputs, name="head")
@@ -72,7 +82,8 @@ class VideoMAEPretrainer(BackboneTask):
     """Upstream's VideoMAE masked autoencoder: ``model({"video", "mask"})`` -> masked pixels.
 
     The backbone (upstream's ``encoder.*``, closed by ``encoder.norm``) sees only the visible
-    tokens; ``encoder_to_decoder`` (no bias) and ``mask_token`` feed the decoder.
+    tokens; ``encoder_to_decoder`` (no bias) and ``mask_token`` feed the decoder. The decoder
+    shares the backbone's ``mlp_ratio``, ``init_values`` and ``cos_attn``, as upstream's.
     """
 
     SUBLAYERS = (("backbone", "encoder"), "encoder_to_decoder", "decoder")
@@ -93,6 +104,7 @@ class VideoMAEPretrainer(BackboneTask):
         self.decoder = PretrainDecoder(decoder_embed_dim, decoder_depth, decoder_num_heads,
                                        backbone.in_chans * backbone.tubelet_size
                                        * backbone.patch_size ** 2, backbone.mlp_ratio,
+                                       backbone.init_values, backbone.cos_attn,
                                        name="decoder")
         self.encoder_to_decoder.build((None, None, backbone.embed_dim))
         self.decoder.build((None, None, decoder_embed_dim))
@@ -100,7 +112,7 @@ class VideoMAEPretrainer(BackboneTask):
                                           initializer="zeros", name="mask_token")
         self.built = True
 
-    def call_with_hidden_states(self, video_nthwc, mask,
+    def call_with_hidden_states(self, video_nthwc, mask, decode_mask=None,
                                 training=None) -> Tuple[object, List[object]]:
         """Predictions and the outputs of every encoder block, then every decoder block."""
         order = visible_first_order(mask)
@@ -108,21 +120,27 @@ class VideoMAEPretrainer(BackboneTask):
         n_masked = ops.sum(ops.cast(mask[0], "int32"))
         n_visible = self.num_patches - n_masked
         visible_ids = ops.slice(order, (0, 0), (batch, n_visible))
+        if decode_mask is None:  # V1: every masked token, in the order's second part
+            n_decoded, ids = n_masked, order
+        else:  # V2: the tokens decode_mask keeps (False), ascending
+            n_decoded = ops.sum(ops.cast(ops.logical_not(decode_mask[0]), "int32"))
+            decoded_ids = ops.slice(visible_first_order(decode_mask), (0, 0), (batch, n_decoded))
+            ids = ops.concatenate([visible_ids, decoded_ids], axis=1)
         x, hidden = self.backbone.encode(video_nthwc, visible_ids, training=training)
         x_vis = self.encoder_to_decoder(self.backbone.final(x))
         tokens = ops.concatenate(
             [x_vis, ops.broadcast_to(ops.cast(self.mask_token, x_vis.dtype),
-                                     (batch, n_masked, self.decoder_embed_dim))], axis=1)
+                                     (batch, n_decoded, self.decoder_embed_dim))], axis=1)
         pos = ops.broadcast_to(sinusoid_positions(self.num_patches, self.decoder_embed_dim,
                                                   x_vis.dtype),
                                (batch, self.num_patches, self.decoder_embed_dim))
-        x = tokens + gather_tokens(pos, order)
-        out, decoder_hidden = self.decoder(x, n_masked, return_hidden_states=True)
+        x = tokens + gather_tokens(pos, ids)
+        out, decoder_hidden = self.decoder(x, n_decoded, return_hidden_states=True)
         return out, list(hidden) + list(decoder_hidden)
 
     def call(self, inputs, training=None):
-        video, mask = video_and_mask(inputs)
-        return self.call_with_hidden_states(video, mask, training=training)[0]
+        video, mask, decode_mask = video_and_mask(inputs)
+        return self.call_with_hidden_states(video, mask, decode_mask, training=training)[0]
 
     @classmethod
     def from_preset(cls, preset: str, **overrides):

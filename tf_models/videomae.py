@@ -44,23 +44,36 @@ class VideoMAEBackbone(PlainConfig, keras.Model):
       pooled = fc_norm(mean(tokens)), upstream's pre-head features.
     ``drop_path_rate`` is the stochastic-depth rate of the last block, rising linearly from 0
     over the blocks, as upstream's fine-tuning sets it.
+
+    VideoMAE V2's options (all off by default, then the model is V1's, variable for variable):
+    ``patch_size`` 14 and ``mlp_ratio`` 48/11 (ViT-g), ``init_values`` > 0 (layer scale
+    ``gamma_1``/``gamma_2`` in every block), ``cos_attn`` (cosine attention, a learned
+    ``attn.scale`` per block), ``use_mean_pooling=False`` (pooled is the first token rather
+    than the mean; with ``final_norm="norm"`` that is upstream's ``norm(x[:, 0])``).
     """
 
     CONFIG = ("embed_dim", "depth", "num_heads", "num_frames", "img_size", "patch_size",
-              "tubelet_size", "mlp_ratio", "in_chans", "final_norm", "drop_path_rate")
+              "tubelet_size", "mlp_ratio", "in_chans", "final_norm", "drop_path_rate",
+              "init_values", "cos_attn", "use_mean_pooling")
 
     def __init__(self, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
                  num_frames: int = 16, img_size: int = 224, patch_size: int = 16,
                  tubelet_size: int = 2, mlp_ratio: float = 4.0, in_chans: int = 3,
-                 final_norm: Optional[str] = None, drop_path_rate: float = 0.0, **kwargs):
+                 final_norm: Optional[str] = None, drop_path_rate: float = 0.0,
+                 init_values: float = 0.0, cos_attn: bool = False,
+                 use_mean_pooling: bool = True, **kwargs):
         super().__init__(**kwargs)
         self._keep_config(locals())
         if final_norm not in FINAL_NORMS:
             raise ValueError(f"final_norm must be one of {FINAL_NORMS}, not {final_norm!r}")
+        if final_norm == "fc_norm" and not use_mean_pooling:
+            raise ValueError("final_norm='fc_norm' needs use_mean_pooling: without mean pooling "
+                             "upstream has no fc_norm (its `norm` closes the encoder)")
         self.num_patches = (num_frames // tubelet_size) * (img_size // patch_size) ** 2
         self.patch_embed = PatchEmbed(embed_dim, patch_size, tubelet_size, name="patch_embed")
         rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
-        self.blocks = [Block(embed_dim, num_heads, mlp_ratio, rates[i], name=f"blocks_{i}")
+        self.blocks = [Block(embed_dim, num_heads, mlp_ratio, rates[i], init_values, cos_attn,
+                             name=f"blocks_{i}")
                        for i in range(depth)]
         self.final = layer_norm(final_norm) if final_norm else None
         self.build((None, num_frames, img_size, img_size, in_chans))
@@ -93,11 +106,17 @@ class VideoMAEBackbone(PlainConfig, keras.Model):
         """``{"tokens", "pooled"}`` from the last block's output, per ``final_norm``."""
         if self.final_norm == "norm":
             tokens = self.final(x)
-            return {"tokens": tokens, "pooled": ops.mean(tokens, axis=1)}
-        pooled = ops.mean(x, axis=1)
+            return {"tokens": tokens, "pooled": self.pool(tokens)}
+        pooled = self.pool(x)
         if self.final_norm == "fc_norm":
             pooled = self.final(pooled)
         return {"tokens": x, "pooled": pooled}
+
+    def pool(self, tokens):
+        """The mean over tokens, or the first token without ``use_mean_pooling``."""
+        if self.use_mean_pooling:
+            return ops.mean(tokens, axis=1)
+        return tokens[:, 0]
 
     def call_with_hidden_states(self, inputs, training=None):
         """Features and every block's output, for per-block parity."""
@@ -127,7 +146,8 @@ def gather_tokens(x, indices):
 
 
 BACKBONE_ARGS = ("embed_dim", "depth", "num_heads", "num_frames", "img_size", "patch_size",
-                 "tubelet_size", "mlp_ratio", "in_chans", "drop_path_rate")
+                 "tubelet_size", "mlp_ratio", "in_chans", "drop_path_rate", "init_values",
+                 "cos_attn", "use_mean_pooling")
 
 
 def make_backbone(backbone, arguments: dict, final_norm: Optional[str], task: str):
@@ -186,10 +206,12 @@ class VideoMAEClassifier(BackboneTask):
     Input: float32 video (batch, num_frames, img_size, img_size, 3), normalised as upstream
     (/255, ImageNet mean/std), or ``{"video": ...}``. Output: logits (batch, num_classes).
     A new head is initialised as upstream's fine-tuning does: truncated normal (std 0.02)
-    scaled by 0.001, zero bias; ``fc_norm`` starts at gamma 1, beta 0.
+    scaled by 0.001, zero bias; ``fc_norm`` starts at gamma 1, beta 0. With a backbone
+    without ``use_mean_pooling`` (a VideoMAE V2 option) the head reads ``norm`` of the first
+    token instead, as upstream, and there is no ``fc_norm``. ``dropout`` is upstream's head
+    dropout (V1 ``fc_drop_rate``, V2 ``head_drop_rate``).
     """
 
-    SUBLAYERS = (("backbone", ""), "fc_norm", "head")
     TASK_CONFIG = ("num_classes", "dropout")
 
     def __init__(self, backbone=None, num_classes: int = 400, dropout: float = 0.0, **kwargs):
@@ -198,20 +220,34 @@ class VideoMAEClassifier(BackboneTask):
         self.backbone = backbone
         self.num_classes = num_classes
         self.dropout = dropout
-        self.fc_norm = layer_norm("fc_norm")
+        # upstream's pre-head LayerNorm: fc_norm after mean pooling, norm on the first token
+        self.fc_norm = self.norm = None
+        if backbone.use_mean_pooling:
+            self.fc_norm = layer_norm("fc_norm")
+        else:
+            self.norm = layer_norm("norm")
         self.head_dropout = keras.layers.Dropout(dropout, name="head_dropout")
         self.head = keras.layers.Dense(
             num_classes, name="head", bias_initializer="zeros",
             kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02 * HEAD_INIT_SCALE))
-        self.fc_norm.build((None, backbone.embed_dim))
+        self.pre_head_norm.build((None, backbone.embed_dim))
         self.head.build((None, backbone.embed_dim))
         self.built = True
+
+    @property
+    def SUBLAYERS(self):  # noqa: N802  (the attribute name named_variables reads)
+        return (("backbone", ""), "fc_norm" if self.fc_norm is not None else "norm", "head")
+
+    @property
+    def pre_head_norm(self):
+        """The LayerNorm before the head: ``fc_norm``, or ``norm`` without mean pooling."""
+        return self.fc_norm if self.fc_norm is not None else self.norm
 
     def call_with_hidden_states(self, inputs, training=None) -> Tuple[object, List[object]]:
         """Logits and every block's output (batch, N, D), for per-block parity."""
         x, hidden = self.backbone.encode(video_input(inputs), training=training)
-        pooled = self.head_dropout(self.fc_norm(ops.mean(x, axis=1)), training=training)
-        return self.head(pooled), hidden
+        pooled = self.pre_head_norm(self.backbone.pool(x))
+        return self.head(self.head_dropout(pooled, training=training)), hidden
 
     def call(self, inputs, training=None):
         return self.call_with_hidden_states(inputs, training=training)[0]

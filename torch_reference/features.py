@@ -15,8 +15,10 @@ class EncoderFeatures(nn.Module):
     """{"tokens", "pooled"} from a fine-tuned model or a pre-training encoder (no masking).
 
     Fine-tuned: tokens = last block output (upstream's ``norm`` is an Identity), pooled =
-    ``fc_norm(mean(tokens))``, the features the head sees. Pre-trained encoder: tokens =
-    ``norm(last block output)`` over every token, pooled = their mean.
+    ``fc_norm(mean(tokens))``, the features the head sees; without mean pooling (V2's
+    ``use_mean_pooling=False``) tokens = ``norm(last block output)`` and pooled = its first
+    token, again what the head sees. Pre-trained encoder: tokens = ``norm(last block
+    output)`` over every token, pooled = their mean.
     """
 
     def __init__(self, model: nn.Module):
@@ -41,6 +43,8 @@ class EncoderFeatures(nn.Module):
         if isinstance(self.model, VisionTransformer):
             last = _LastState(hidden)
             pooled = self.model.forward_features(video_ncthw, last)
+            if self.model.fc_norm is None:  # upstream's norm on the first token only
+                return {"tokens": self.model.norm(last.value), "pooled": pooled}
             return {"tokens": last.value, "pooled": pooled}
         tokens_count = self.model.patch_embed.num_patches
         keep_all = torch.zeros(video_ncthw.shape[0], tokens_count, dtype=torch.bool)
