@@ -1,4 +1,5 @@
-"""``videomae-predict`` and ``videomae-evaluate``: thin click commands over ``tf_models.video``.
+"""``videomae-predict``, ``videomae-evaluate``, ``videomae-extract``: thin click commands over
+``tf_models.video`` (``--engine ray``: ``tf_models.video.ray_engine``, imported only then).
 
 TensorFlow is imported inside the commands, after ``quiet.prepare_environment``, so its
 start-up lines stay off the terminal unless ``--verbose``. Exit codes: 0 success, 2 bad input
@@ -25,13 +26,25 @@ def _fail(message: str) -> "click.exceptions.Exit":
     return click.exceptions.Exit(EXIT_BAD_INPUT)
 
 
-def _load_model(model: str, dataset, verbose: bool):
-    """Import TensorFlow and load ``model`` with the framework's noise silenced; warm it up."""
+def _load_model(model: str, dataset, verbose: bool, features: bool = False,
+                engine: str = "local"):
+    """Import TensorFlow and load ``model`` with the framework's noise silenced; warm it up.
+
+    ``features``: the encoder's pooled features (videomae-extract) instead of the classifier.
+    ``engine="ray"``: this process only reads the model's facts, on the CPU (the actors on
+    this node get the accelerators).
+    """
     prepare_environment(verbose)
     with silenced_stderr(not verbose):
         from tf_models.video.decode import quiet_ffmpeg
         from tf_models.video.model import ModelError, load_video_model
 
+        if engine == "ray":
+            from tf_models.video.ray_engine import hide_accelerators
+
+            hide_accelerators()
+        if features:
+            from tf_models.video.features import load_feature_model as load_video_model
         quiet_ffmpeg(verbose)
         try:
             loaded = load_video_model(model, dataset=dataset)
@@ -49,6 +62,36 @@ def _load_model(model: str, dataset, verbose: bool):
 
 
 _DATASETS = click.Choice(dataset_choices())
+
+
+def _engine_options(command):
+    """--engine and the Ray settings, shared by evaluate and extract."""
+    options = [
+        click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
+                     show_default=True,
+                     help="local: this machine (threads); ray: a Ray cluster (pip install "
+                          "'videomae-convert[ray]')"),
+        click.option("--ray-address", default=None,
+                     help="--engine ray: the cluster (default: RAY_ADDRESS, else a local one)"),
+        click.option("--actors", type=click.IntRange(1), default=1, show_default=True,
+                     help="--engine ray: model actors (each loads the model once)"),
+        click.option("--gpus-per-actor", type=click.FloatRange(0), default=0.0,
+                     show_default=True,
+                     help="--engine ray: accelerators per model actor (1: one GPU each)"),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _check_engine(engine: str) -> None:
+    if engine != "ray":
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None or importlib.util.find_spec("ray.data") is None:
+        raise _fail("--engine ray needs Ray Data: pip install 'videomae-convert[ray]' (or "
+                    "'ray[data]'), on this machine and every node of the cluster")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -117,13 +160,19 @@ def predict_command(videos, model_spec, k, views, dataset, batch_size, as_json, 
               help="stdout: one JSON line with top1, top5, videos, failed (and more)")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar")
 @click.option("--verbose", is_flag=True, help="let TensorFlow's and FFmpeg's logs through")
+@_engine_options
 def evaluate_command(model_spec, list_path, root, out_dir, shard, views, dataset, workers,
-                     batch_size, as_json, quiet, verbose):
+                     batch_size, as_json, quiet, verbose, engine, ray_address, actors,
+                     gpus_per_actor):
     """Score every view of every video in LIST; print top-1 / top-5 (upstream's merge).
 
     Merge shards written to several folders with: videomae-evaluate merge DIR [DIR ...]
     """
-    model = _load_model(model_spec, dataset, verbose)
+    if engine == "ray" and shard is not None:
+        raise _fail("--shard splits the list by hand for --engine local; with --engine ray "
+                    "the cluster shares the work: drop --shard")
+    _check_engine(engine)
+    model = _load_model(model_spec, dataset, verbose, engine=engine)
     from tqdm import tqdm
 
     from tf_models.video.evaluate import (EvaluateError, evaluate_list, merge_results,
@@ -157,9 +206,19 @@ def evaluate_command(model_spec, list_path, root, out_dir, shard, views, dataset
             bar.close()
 
     try:
-        _, stats = evaluate_list(model, items, root, out_dir, shard=from_shard, views=views,
-                                 workers=workers, batch_size=batch_size, on_error=on_error,
-                                 progress=progress, on_total=on_total)
+        if engine == "ray":
+            from tf_models.video.ray_engine import evaluate_on_ray
+
+            _, stats, nodes = evaluate_on_ray(
+                model, items, root, out_dir, views=views,
+                batch_size=batch_size, actors=actors, gpus_per_actor=gpus_per_actor,
+                address=ray_address, on_error=on_error, progress=progress, on_total=on_total,
+                verbose=verbose)
+        else:
+            _, stats = evaluate_list(model, items, root, out_dir, shard=from_shard,
+                                     views=views, workers=workers, batch_size=batch_size,
+                                     on_error=on_error, progress=progress,
+                                     on_total=on_total)
         summary = merge_results([out_dir])
     except EvaluateError as error:
         close_bars()
@@ -169,6 +228,9 @@ def evaluate_command(model_spec, list_path, root, out_dir, shard, views, dataset
         raise _fail(f"{out_dir}: cannot write results ({error.strerror or error})")
     close_bars()
     summary["run"] = stats.to_dict()
+    if engine == "ray":
+        summary["run"].update(engine="ray", actors=actors,
+                              nodes={k: sorted(v) for k, v in nodes.items()})
     _write_summary(os.path.join(out_dir, "summary.json"), summary)
     _print_summary(summary, as_json, out_dir)
 
@@ -200,6 +262,10 @@ def _print_summary(summary: dict, as_json: bool, where: str) -> None:
         click.echo(f"this run: {run['videos']} videos, {run['videos_per_s']:.2f} videos/s, "
                    f"{run['views_per_s']:.1f} views/s, waiting for decoding "
                    f"{100 * run['decode_wait_share']:.0f}% of the time")
+        if run.get("engine") == "ray":
+            click.echo(f"  ray: decoding {run['decode_s']:.1f} s in CPU tasks, the model "
+                       f"{run['model_s']:.1f} s in {run['actors']} actor(s) on "
+                       f"{len(run['nodes']['model'])} node(s)")
     click.echo(f"per-class accuracy and failures: {where}")
 
 
@@ -221,6 +287,98 @@ def merge_command(folders, out_path, as_json, verbose):
     _print_summary(summary, as_json, out_path or ", ".join(folders))
 
 
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--model", "model_spec", required=True,
+              help="zoo name, .keras file (classifier or --encoder-only) or an --encoder-only "
+                   "SavedModel folder")
+@click.option("--list", "list_path", required=True,
+              help="one video per line: 'relative/path.mp4' (a trailing label is ignored)")
+@click.option("--root", default=".", show_default=True, help="folder the list's paths are in")
+@click.option("--out", "out_dir", required=True,
+              help="features folder: one .npy per video; a rerun resumes there")
+@click.option("--stride", type=click.IntRange(1), default=None,
+              help="per-segment features: clips of the model's T consecutive frames every "
+                   "STRIDE frames (upstream V2's TAD features; default: the dataset's views)")
+@click.option("--views", default=None,
+              help="without --stride: CLIPSxCROPS (default: the dataset's protocol)")
+@click.option("--dataset", type=_DATASETS, default=None,
+              help="without --stride: the dataset whose views to take")
+@click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
+              help="--engine local: decoding threads running alongside the model")
+@click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True,
+              help="clips per model call")
+@click.option("--json", "as_json", is_flag=True, help="stdout: the summary as one JSON line")
+@click.option("-q", "--quiet", is_flag=True, help="no progress bar")
+@click.option("--verbose", is_flag=True, help="let TensorFlow's and FFmpeg's logs through")
+@_engine_options
+def extract_command(model_spec, list_path, root, out_dir, stride, views, dataset, workers,
+                    batch_size, as_json, quiet, verbose, engine, ray_address, actors,
+                    gpus_per_actor):
+    """Write each video's pooled encoder features to OUT/<video path>.npy: (views, D), or
+    (segments, D) with --stride."""
+    _check_engine(engine)
+    model = _load_model(model_spec, dataset, verbose, features=True, engine=engine)
+    from tqdm import tqdm
+
+    from tf_models.video.evaluate import EvaluateError
+    from tf_models.video.extract import extract_list, read_video_list
+    from tf_models.video.features import Sampling
+
+    sampling = Sampling(model.num_frames, model.img_size, dataset=model.dataset, views=views,
+                        stride=stride)
+    try:
+        if stride is None:
+            if model.dataset is None:
+                raise EvaluateError(f"{model_spec}: cannot tell the dataset whose views to "
+                                    "take; pass --dataset k400, ssv2 or ucf101, or --stride")
+            sampling.protocol()
+        elif views is not None:
+            raise EvaluateError("--views and --stride: a video is cut into views or into "
+                                "segments, not both; drop one")
+        videos = read_video_list(list_path)
+    except (EvaluateError, ValueError) as error:
+        raise _fail(str(error))
+    bars = []
+
+    def on_total(todo, done):
+        if done:
+            click.echo(f"resuming: {done} videos already extracted in {out_dir}", err=True)
+        bars.append(tqdm(total=todo, unit="video", disable=quiet, file=sys.stderr,
+                         dynamic_ncols=True, desc=model.name))
+
+    def on_error(message):
+        tqdm.write(f"error: {message}", file=sys.stderr)
+
+    try:
+        if engine == "ray":
+            from tf_models.video.ray_engine import extract_on_ray
+
+            summary = extract_on_ray(model, videos, root, out_dir, sampling,
+                                     batch_size=batch_size, actors=actors,
+                                     gpus_per_actor=gpus_per_actor, address=ray_address,
+                                     on_error=on_error, progress=lambda n: bars[0].update(n),
+                                     on_total=on_total, verbose=verbose)
+        else:
+            summary = extract_list(model, videos, root, out_dir, sampling, workers=workers,
+                                   batch_size=batch_size, on_error=on_error,
+                                   progress=lambda n: bars[0].update(n), on_total=on_total)
+    except EvaluateError as error:
+        raise _fail(str(error))
+    except OSError as error:
+        raise _fail(f"{out_dir}: cannot write features ({error.strerror or error})")
+    finally:
+        for bar in bars:
+            bar.close()
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    run = summary["run"]
+    click.echo(f"{summary['videos']} videos with features in {out_dir}, {summary['failed']} "
+               f"failed ({sampling.label}); this run: {run['videos']} videos, "
+               f"{run['videos_per_s']:.2f} videos/s, decoding {run['decode_s']:.1f} s, the "
+               f"model {run['model_s']:.1f} s")
+
+
 def predict_main():
     """Entry point of ``videomae-predict``."""
     predict_command(prog_name="videomae-predict")
@@ -235,3 +393,8 @@ def evaluate_main():
         merge_command(args=sys.argv[2:], prog_name="videomae-evaluate merge")
     else:
         evaluate_command(prog_name="videomae-evaluate")
+
+
+def extract_main():
+    """Entry point of ``videomae-extract``."""
+    extract_command(prog_name="videomae-extract")

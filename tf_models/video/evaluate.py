@@ -163,14 +163,30 @@ def open_results(path: str, header: dict) -> Tuple[Dict[str, dict], object]:
     else:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         handle = open(path, "wb")
-        _append(handle, {"header": header})
+        append_record(handle, {"header": header})
     return done, handle
 
 
-def _append(handle, record: dict) -> None:
+def append_record(handle, record: dict) -> None:
+    """Append one record line to an open results file and make it durable (fsync)."""
     handle.write((json.dumps(record) + "\n").encode("utf-8"))
     handle.flush()
     os.fsync(handle.fileno())
+
+
+def run_header(model, protocol, items: Sequence[Tuple[str, int]],
+               shard: Tuple[int, int] = (1, 1)) -> dict:
+    """The header line of a results file: what model, protocol, list and shard it holds."""
+    return {"model": model.name, "dataset": model.dataset, "views": protocol.views_label,
+            "num_frames": model.num_frames, "img_size": model.img_size,
+            "list_sha256": list_digest(items), "list_videos": len(items),
+            "shard": list(shard)}
+
+
+def pending_items(items: Sequence[Tuple[str, int]], done: Dict[str, dict]) -> list:
+    """The items still to score: not in ``done``, or failed there (a failure is tried again)."""
+    return [(video, label) for video, label in items
+            if video not in done or "error" in done[video]]
 
 
 # --- scoring ---------------------------------------------------------------------------------
@@ -198,15 +214,10 @@ def evaluate_list(model, items: Sequence[Tuple[str, int]], root: str, out_dir: s
     """
     protocol = model_protocol(model, views)
     index, count = shard
-    header = {"model": model.name, "dataset": model.dataset, "views": protocol.views_label,
-              "num_frames": model.num_frames, "img_size": model.img_size,
-              "list_sha256": list_digest(items), "list_videos": len(items),
-              "shard": [index, count]}
     path = results_path(out_dir, index, count)
-    done, handle = open_results(path, header)
+    done, handle = open_results(path, run_header(model, protocol, items, shard))
     mine = shard_items(items, index, count)
-    todo = [(video, label) for video, label in mine
-            if video not in done or "error" in done[video]]
+    todo = pending_items(mine, done)
     if on_total is not None:
         on_total(len(todo), len(mine) - len(todo))
     stats = RunStats()
@@ -239,8 +250,8 @@ def evaluate_list(model, items: Sequence[Tuple[str, int]], root: str, out_dir: s
                 for (video, label), video_views in batch:
                     rows = logits[offset:offset + len(video_views)]
                     offset += len(video_views)
-                    _append(handle, {"video": video, "label": label,
-                                     "view_logits": rows.tolist()})
+                    append_record(handle, {"video": video, "label": label,
+                                           "view_logits": rows.tolist()})
                     stats.videos += 1
                     stats.views += len(video_views)
                 if progress is not None:
@@ -256,7 +267,8 @@ def evaluate_list(model, items: Sequence[Tuple[str, int]], root: str, out_dir: s
                     video_views, decode_s = future.result()
                 except VideoError as error:
                     stats.wait_s += time.perf_counter() - tick
-                    _append(handle, {"video": item[0], "label": item[1], "error": str(error)})
+                    append_record(handle, {"video": item[0], "label": item[1],
+                                           "error": str(error)})
                     if on_error is not None:
                         on_error(str(error))
                     if progress is not None:

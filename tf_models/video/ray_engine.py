@@ -1,0 +1,312 @@
+"""``videomae-evaluate --engine ray`` and ``videomae-extract --engine ray``: the list on Ray Data.
+
+Imported only for ``--engine ray`` (the extra ``videomae-convert[ray]``); nothing else in the
+package imports Ray. The pipeline:
+
+1. ``from_items`` over the videos still to do (resume: the ones already in the results file,
+   or whose ``.npy`` exists, are left out);
+2. decoding as CPU tasks (``flat_map``, one video per call, ``num_cpus=1``):
+   PyAV + OpenCV, upstream's protocol, deterministic per video and view, so a retried task or a
+   resumed run makes the same clips; the uint8 views (or frames) travel as ``.npy`` bytes, a
+   bad file travels as its one-line error;
+3. the model as a fixed pool of actors (``ActorPoolStrategy(size=actors)``), each loading the
+   artifact once with the loader the local path uses; normalisation happens here, on batches
+   of views taken across videos; ``num_gpus=gpus_per_actor`` places an actor on an
+   accelerator (it then reserves no CPU, which is left to decoding);
+4. the driver streams the outputs and commits each video as it arrives: one fsync'd line in
+   ``results.jsonl`` (the local path's records, header and merge), or one ``.npy`` renamed into
+   place. A run killed at any point leaves only whole records; the next run with the same
+   ``--out`` skips them, so every video is scored once. Ray Data restarts a killed model actor
+   and retries its batch; the driver also drops a second output for a video it has written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from typing import Callable, Dict, Iterator, Optional, Sequence, Set, Tuple
+
+import numpy as np
+
+from .decode import MAX_PIXELS, VideoError
+from .evaluate import (RunStats, append_record, open_results, pending_items, results_path,
+                       run_header)
+from .extract import (extract_header, extract_summary, feature_path, open_extract,
+                      pending_videos, record_failure, save_features, save_json)
+from .features import Sampling, array_bytes, bytes_array, read_inputs, segment_clips
+
+# what each stage runs: "logits" (evaluate: the classifier) or "features" (extract)
+TASKS = ("logits", "features")
+
+
+def node_id() -> str:
+    """The Ray node this code runs on (hex id)."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
+
+
+@contextlib.contextmanager
+def ray_session(address: Optional[str] = None, verbose: bool = False):
+    """Connect to the cluster at ``address`` (else ``RAY_ADDRESS``, else start a local one).
+
+    A connection the caller already made is used as is and left open.
+    """
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    ray.init(address=address, log_to_driver=verbose,
+             logging_level=logging.INFO if verbose else logging.ERROR)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def hide_accelerators() -> None:
+    """Keep TensorFlow in this process (the driver, which reads only the model's facts) off
+    the GPUs, so the model actors on this node find their memory free."""
+    import tensorflow as tf
+
+    with contextlib.suppress(RuntimeError, ValueError):
+        tf.config.set_visible_devices([], "GPU")
+
+
+# --- the stages (run on the cluster) ---------------------------------------------------------
+
+def decode_video(row: dict, root: str, shown_root: str, sampling: Sampling,
+                 max_pixels: int) -> list:
+    """Decode stage (a CPU task): the uint8 inputs of one video as ``.npy`` bytes, or its
+    one-line error (naming the file under ``shown_root``, as the local path does), with the
+    decode time and the node."""
+    from .decode import quiet_ffmpeg
+
+    quiet_ffmpeg()
+    tick = time.perf_counter()
+    video = str(row["video"])
+    try:
+        inputs = array_bytes(read_inputs(os.path.join(root, video), sampling, max_pixels))
+        error = ""
+    except VideoError as problem:
+        inputs = b""
+        error = os.path.join(shown_root, video) + str(problem)[len(problem.path):]
+    return [{"video": row["video"], "label": row["label"], "inputs": inputs, "error": error,
+             "decode_s": time.perf_counter() - tick, "decode_node": node_id()}]
+
+
+class ModelStage:
+    """Model stage (an actor): loads the artifact once, runs batches of views across videos."""
+
+    def __init__(self, spec: str, dataset: Optional[str], task: str, sampling: Sampling,
+                 batch_size: int):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        if task == "logits":
+            from .model import load_video_model
+
+            self.model = load_video_model(spec, dataset=dataset)
+        else:
+            from .features import load_feature_model
+
+            self.model = load_feature_model(spec, dataset=dataset)
+        self.task, self.sampling, self.batch_size = task, sampling, batch_size
+        self.node = node_id()
+
+    def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        from .features import normalize_inputs
+
+        count = len(batch["video"])
+        clips = [segment_clips(bytes_array(data), self.sampling) if not error else None
+                 for data, error in zip(batch["inputs"], batch["error"])]
+        good = [c for c in clips if c is not None]
+        tick = time.perf_counter()
+        rows = np.zeros((0,))
+        if good:
+            stacked = np.concatenate(good)
+            rows = np.concatenate([
+                self.model.run(normalize_inputs(stacked[s:s + self.batch_size], self.sampling))
+                for s in range(0, len(stacked), self.batch_size)]).astype(np.float32)
+        model_s = time.perf_counter() - tick
+        total = max(1, sum(len(c) for c in good))
+        outputs, seconds, offset = [], [], 0
+        for clip in clips:
+            if clip is None:
+                outputs.append(b"")
+                seconds.append(0.0)
+                continue
+            outputs.append(array_bytes(rows[offset:offset + len(clip)]))
+            seconds.append(model_s * len(clip) / total)
+            offset += len(clip)
+        return {"video": batch["video"], "label": batch["label"], "error": batch["error"],
+                "outputs": np.array(outputs, dtype=object),
+                "views": np.array([0 if c is None else len(c) for c in clips]),
+                "decode_s": batch["decode_s"], "model_s": np.array(seconds),
+                "decode_node": batch["decode_node"],
+                "model_node": np.array([self.node] * count, dtype=object)}
+
+
+def stream_outputs(items: Sequence[Tuple[str, int]], root: str, spec: str,
+                   dataset: Optional[str], task: str, sampling: Sampling, batch_size: int,
+                   actors: int, gpus_per_actor: float, views_per_video: int,
+                   max_pixels: int = MAX_PIXELS, verbose: bool = False) -> Iterator[dict]:
+    """Run the pipeline over ``items`` on the connected cluster; yield one dict per video as
+    the model stage finishes it (any order). ``root`` as the user gave it: the tasks read
+    below its absolute path (their working folder differs), messages name it as given."""
+    import ray.data
+
+    for handler in logging.getLogger("ray.data").handlers:  # its file log keeps everything
+        if type(handler).__name__ == "PlainRayHandler":
+            handler.setLevel(logging.INFO if verbose else logging.ERROR)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.execution_options.preserve_order = False
+    dataset_ = ray.data.from_items([{"video": v, "label": int(label)} for v, label in items],
+                                   override_num_blocks=len(items))
+    # flat_map, not map_batches: Ray Data fuses a map_batches task stage into the actor stage
+    # that follows when their resources match, which would decode inside the model actors
+    decoded = dataset_.flat_map(decode_video, num_cpus=1,
+                                fn_kwargs={"root": os.path.abspath(root), "shown_root": root,
+                                           "sampling": sampling, "max_pixels": max_pixels})
+    videos_per_call = max(1, math.ceil(batch_size / max(1, views_per_video)))
+    scored = decoded.map_batches(
+        ModelStage, batch_size=videos_per_call,
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_gpus=gpus_per_actor or None, num_cpus=0 if gpus_per_actor else 1,
+        fn_constructor_kwargs={"spec": spec, "dataset": dataset, "task": task,
+                               "sampling": sampling, "batch_size": batch_size})
+    for block in scored.iter_batches(batch_size=None, batch_format="numpy"):
+        for i in range(len(block["video"])):
+            yield {key: column[i] for key, column in block.items()}
+
+
+def _spec_for_cluster(spec: str) -> str:
+    # an artifact path is read by every actor: make it absolute (actors' working folder differs)
+    return os.path.abspath(spec) if os.path.exists(spec) else spec
+
+
+def _finish(stats: RunStats, started: float, actors: int) -> None:
+    stats.wall_s = time.perf_counter() - started
+    # the model actors' idle share: waiting for decoding (and for their start)
+    stats.wait_s = max(0.0, stats.wall_s - stats.model_s / max(1, actors))
+
+
+# --- evaluate ---------------------------------------------------------------------------------
+
+def evaluate_on_ray(model, items: Sequence[Tuple[str, int]], root: str, out_dir: str,
+                    spec: Optional[str] = None, views: Optional[str] = None,
+                    batch_size: int = 16, actors: int = 1, gpus_per_actor: float = 0.0,
+                    address: Optional[str] = None, max_pixels: int = MAX_PIXELS,
+                    on_error: Optional[Callable[[str], None]] = None,
+                    progress: Optional[Callable[[int], None]] = None,
+                    on_total: Optional[Callable[[int, int], None]] = None,
+                    verbose: bool = False) -> Tuple[str, RunStats, Dict[str, Set[str]]]:
+    """``evaluate.evaluate_list`` on a Ray cluster: the same ``results.jsonl`` records.
+
+    ``model`` (a VideoModel loaded here) gives the header and protocol; each actor loads
+    ``spec`` (default: ``model.source``). Returns (results file, stats, {"decode": node ids,
+    "model": node ids} that did the work this run).
+    """
+    from .predict import model_protocol
+
+    protocol = model_protocol(model, views)
+    sampling = Sampling(model.num_frames, model.img_size, dataset=model.dataset, views=views)
+    path = results_path(out_dir)
+    done, handle = open_results(path, run_header(model, protocol, items))
+    todo = pending_items(items, done)
+    if on_total is not None:
+        on_total(len(todo), len(items) - len(todo))
+    stats, nodes, written = RunStats(), {"decode": set(), "model": set()}, set()
+    started = time.perf_counter()
+    try:
+        if todo:
+            with ray_session(address, verbose):
+                for row in stream_outputs(todo, root, _spec_for_cluster(spec or model.source),
+                                          model.dataset, "logits", sampling, batch_size,
+                                          actors, gpus_per_actor, protocol.num_views,
+                                          max_pixels, verbose):
+                    video, label = str(row["video"]), int(row["label"])
+                    if video in written:
+                        continue
+                    written.add(video)
+                    nodes["decode"].add(str(row["decode_node"]))
+                    stats.decode_s += float(row["decode_s"])
+                    if row["error"]:
+                        append_record(handle, {"video": video, "label": label,
+                                               "error": str(row["error"])})
+                        if on_error is not None:
+                            on_error(str(row["error"]))
+                    else:
+                        nodes["model"].add(str(row["model_node"]))
+                        logits = bytes_array(row["outputs"])
+                        append_record(handle, {"video": video, "label": label,
+                                               "view_logits": logits.tolist()})
+                        stats.videos += 1
+                        stats.views += len(logits)
+                        stats.model_s += float(row["model_s"])
+                    if progress is not None:
+                        progress(1)
+    finally:
+        handle.close()
+        _finish(stats, started, actors)
+    return path, stats, nodes
+
+
+# --- extract ----------------------------------------------------------------------------------
+
+def extract_on_ray(model, videos: Sequence[str], root: str, out_dir: str, sampling: Sampling,
+                   spec: Optional[str] = None, batch_size: int = 16, actors: int = 1,
+                   gpus_per_actor: float = 0.0, address: Optional[str] = None,
+                   max_pixels: int = MAX_PIXELS,
+                   on_error: Optional[Callable[[str], None]] = None,
+                   progress: Optional[Callable[[int], None]] = None,
+                   on_total: Optional[Callable[[int, int], None]] = None,
+                   verbose: bool = False) -> dict:
+    """``extract.extract_list`` on a Ray cluster: the same ``.npy`` files and summary.
+
+    The summary's ``run`` also names the nodes that decoded and ran the model.
+    """
+    open_extract(out_dir, extract_header(model, sampling, videos))
+    todo = pending_videos(videos, out_dir)
+    if on_total is not None:
+        on_total(len(todo), len(dict.fromkeys(videos)) - len(todo))
+    views_per_video = sampling.protocol().num_views if sampling.stride is None else 1
+    stats, nodes, written = RunStats(), {"decode": set(), "model": set()}, set()
+    started = time.perf_counter()
+    try:
+        if todo:
+            with ray_session(address, verbose):
+                for row in stream_outputs([(v, 0) for v in todo], root,
+                                          _spec_for_cluster(spec or model.source),
+                                          model.dataset, "features", sampling, batch_size,
+                                          actors, gpus_per_actor, views_per_video, max_pixels,
+                                          verbose):
+                    video = str(row["video"])
+                    if video in written:
+                        continue
+                    written.add(video)
+                    nodes["decode"].add(str(row["decode_node"]))
+                    stats.decode_s += float(row["decode_s"])
+                    if row["error"]:
+                        record_failure(out_dir, video, str(row["error"]))
+                        if on_error is not None:
+                            on_error(str(row["error"]))
+                    else:
+                        nodes["model"].add(str(row["model_node"]))
+                        features = bytes_array(row["outputs"])
+                        save_features(feature_path(out_dir, video), features)
+                        stats.videos += 1
+                        stats.views += len(features)
+                        stats.model_s += float(row["model_s"])
+                    if progress is not None:
+                        progress(1)
+    finally:
+        _finish(stats, started, actors)
+    summary = extract_summary(videos, out_dir, stats)
+    summary["run"].update(engine="ray", actors=actors,
+                          nodes={k: sorted(v) for k, v in nodes.items()})
+    save_json(os.path.join(out_dir, "summary.json"), summary)
+    return summary
