@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import torch_reference
-from converter.mapping import convert_state_dict
+from converter.mapping import map_tensors, prepare_state_dict
 from converter.parity import Case, check_parity, compute_reference
 from converter.synthetic import random_state_dict
 
@@ -49,7 +49,7 @@ def _classifier_pair(config, seed=0):
     state = _state(torch_model, seed)
     torch_model.load_state_dict(state, strict=True)
     tf_model = tf_models.VideoMAEClassifier(**config, num_classes=7)
-    convert_state_dict(dict(state), tf_model.named_variables(), "test")
+    map_tensors(prepare_state_dict(state), tf_model.named_variables(), "test")
     return torch_model, tf_model, state
 
 
@@ -60,7 +60,7 @@ def _pretrainer_pair(config, seed=0):
     state = _state(torch_model, seed)
     torch_model.load_state_dict(state, strict=True)
     tf_model = tf_models.VideoMAEPretrainer(**config, **TINY_DECODER)
-    convert_state_dict(dict(state), tf_model.named_variables(), "test")
+    map_tensors(prepare_state_dict(state), tf_model.named_variables(), "test")
     return torch_model, tf_model, state
 
 
@@ -341,8 +341,8 @@ def test_encoder_features_without_mean_pooling_match_upstreams_norm_on_the_first
         head_input = torch_model.forward_features(torch.from_numpy(video)).numpy()
     np.testing.assert_allclose(expected["pooled"], head_input, atol=0, rtol=0)
     backbone = tf_models.VideoMAEBackbone(**config, final_norm="norm")
-    convert_state_dict({k: v for k, v in state.items() if not k.startswith("head.")},
-                       backbone.named_variables(), "test")
+    encoder_state = {k: v for k, v in state.items() if not k.startswith("head.")}
+    map_tensors(prepare_state_dict(encoder_state), backbone.named_variables(), "test")
     found = backbone(video.transpose(0, 2, 3, 4, 1))
     for name in ("tokens", "pooled"):
         np.testing.assert_allclose(keras.ops.convert_to_numpy(found[name]), expected[name],
