@@ -30,7 +30,7 @@ from .record import ConversionRecord, ParityInputs, ParitySummary, SourceRecord
 from .parity import (ParityReport, check_parity, compute_reference, make_cases,
                      reference_fingerprints)
 from .sources import resolve_checkpoint
-from .synthetic import write_synthetic_checkpoint
+from .synthetic import synthetic_path, write_synthetic_checkpoint
 from .zoo import Entry, get_entry
 
 # in this order so that at most one copy of the weights is alive while a model runs: the
@@ -163,10 +163,6 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _synthetic_path(entry: Entry, seed: int, folder: str) -> str:
-    return os.path.join(folder, f"{entry.name}.synthetic-seed{seed}.pth")
-
-
 def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bool = False,
             seed: int = 0, force: bool = False, progress: bool = True,
             parity_batch: int = 2, encoder_only: bool = False, cache_dir: Optional[str] = None,
@@ -214,7 +210,7 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         phases("load checkpoint")
         if synthetic:
             scratch = make_scratch()
-            checkpoint = write_synthetic_checkpoint(base, _synthetic_path(base, seed, scratch),
+            checkpoint = write_synthetic_checkpoint(base, synthetic_path(base, seed, scratch),
                                                     seed)
         source, torch_state, prepared, notes, checkpoint_pages = _read_checked(
             entry, checkpoint, seed if synthetic else None)

@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 
 import converter
-from converter.api import _synthetic_path
+from converter.synthetic import synthetic_path
 from converter.checkpoint import read_checkpoint
 from converter.synthetic import random_state_dict, upstream_container, write_synthetic_checkpoint
 from converter.errors import CheckpointError, ParityError
@@ -189,7 +189,7 @@ def check_pretrained_fresh_process(result, entry, work_dir, seed=0):
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []  # no torch in that process
 
-    checkpoint = write_synthetic_checkpoint(entry, _synthetic_path(entry, seed, work_dir), seed)
+    checkpoint = write_synthetic_checkpoint(entry, synthetic_path(entry, seed, work_dir), seed)
     assert result.report.source.sha256 == __import__(
         "converter.checkpoint", fromlist=["sha256_file"]).sha256_file(checkpoint)
     model = build_torch_model(entry)
