@@ -58,6 +58,13 @@ def upstream_container(entry: Entry, state_dict: Dict[str, torch.Tensor]) -> dic
     return {"model": state_dict, "epoch": entry.pt_epochs - 1, "args": args}
 
 
+def synthetic_path(entry: Entry, seed: int, folder: str) -> str:
+    """Where ``--synthetic`` writes ``entry``'s checkpoint of ``seed`` in ``folder``: the same
+    name for the same entry and seed, so a benchmark or test can write the very bytes a
+    ``--synthetic`` conversion converts."""
+    return os.path.join(folder, f"{entry.name}.synthetic-seed{seed}.pth")
+
+
 def write_synthetic_checkpoint(entry: Entry, path: str, seed: int = 0,
                                dtype: torch.dtype = torch.float32) -> str:
     """Write a seeded random checkpoint for ``entry`` in upstream's file layout; returns path."""

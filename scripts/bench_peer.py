@@ -279,7 +279,7 @@ def bench_peer_size(size: str, out: str, repeats: int, python: str, run_child,
     """One size, side by side: our conversion with ``--litert`` (and without, unless the main
     bench just ran it: ``ours``), the peer's convert + export, then errors and latency."""
     from converter import find_entry
-    from converter.api import _synthetic_path
+    from converter.synthetic import synthetic_path
     from converter.synthetic import write_synthetic_checkpoint
 
     entry = find_entry(size, "FT", "k400")
@@ -295,7 +295,7 @@ def bench_peer_size(size: str, out: str, repeats: int, python: str, run_child,
     result["ours_litert"] = {"wall_s": wall, "peak_rss_mb": peak, "convert_s": conv["convert_s"],
                              "phases_s": conv["seconds"], "phase_peak_mb": conv["phase_peak_mb"]}
     # the bytes our --synthetic conversion converted (same entry, seed 0), for the peer to read
-    checkpoint = write_synthetic_checkpoint(entry, _synthetic_path(entry, 0, out), 0)
+    checkpoint = write_synthetic_checkpoint(entry, synthetic_path(entry, 0, out), 0)
     peer_path = os.path.join(out, f"{entry.name}.litert-torch.tflite")
     say(f"peer {size}: litert-torch convert + export (its own process) ...")
     try:

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import converter  # noqa: E402
-from converter.api import _synthetic_path  # noqa: E402
+from converter.synthetic import synthetic_path  # noqa: E402
 from converter.checkpoint import read_checkpoint  # noqa: E402
 from converter.synthetic import write_synthetic_checkpoint  # noqa: E402
 from converter.kinds import build_torch_model  # noqa: E402
@@ -53,7 +53,7 @@ def tiny_models(tmp_path_factory, tiny_converted):
 def torch_reference_model(result, folder, seed=0):
     """The torch reference loaded strictly from the synthetic checkpoint ``result`` came from."""
     entry = result.entry
-    path = write_synthetic_checkpoint(entry, _synthetic_path(entry, seed, str(folder)), seed)
+    path = write_synthetic_checkpoint(entry, synthetic_path(entry, seed, str(folder)), seed)
     model = build_torch_model(entry)
     model.load_state_dict(read_checkpoint(path).state_dict, strict=True)
     return model
