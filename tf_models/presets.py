@@ -21,6 +21,10 @@ SIZES: Dict[str, dict] = {
               decoder_embed_dim=512, decoder_num_heads=8, decoder_depth=12),
     "H": dict(embed_dim=1280, depth=32, num_heads=16,
               decoder_embed_dim=640, decoder_num_heads=8, decoder_depth=12),
+    # VideoMAE V2's ViT-g (vit_giant_patch14_224; patch 14 and mlp_ratio 48/11 are per entry);
+    # its pre-training decoder is 512 wide, 8 heads, 4 blocks (scripts/pretrain/vit_g_*.sh)
+    "g": dict(embed_dim=1408, depth=40, num_heads=16,
+              decoder_embed_dim=512, decoder_num_heads=8, decoder_depth=4),
 }
 # A tiny test-only size: the same code path in seconds (never published).
 TEST_SIZES: Dict[str, dict] = {
@@ -28,7 +32,8 @@ TEST_SIZES: Dict[str, dict] = {
               decoder_embed_dim=24, decoder_num_heads=2, decoder_depth=1),
 }
 ALL_SIZES: Dict[str, dict] = {**SIZES, **TEST_SIZES}
-SIZE_NAMES = {"S": "ViT-S", "B": "ViT-B", "L": "ViT-L", "H": "ViT-H", "T": "ViT-Tiny (test)"}
+SIZE_NAMES = {"S": "ViT-S", "B": "ViT-B", "L": "ViT-L", "H": "ViT-H", "g": "ViT-g",
+              "T": "ViT-Tiny (test)"}
 
 # Upstream's fine-tuning recipe (run_class_finetuning.py defaults: drop_path 0.1, layer_decay
 # 0.75, fc_drop_rate 0.0, init_scale 0.001, AdamW with weight_decay 0.05; the released ViT-H
