@@ -58,6 +58,10 @@ SIZES: Dict[str, Size] = {
               decoder_depth=12),
     "H": Size("ViT-H", 1280, 32, 16, decoder_embed_dim=640, decoder_num_heads=8,
               decoder_depth=12),
+    # VideoMAE V2's ViT-g (vit_giant_patch14_224: patch 14, mlp_ratio 48/11 -> hidden 6144);
+    # its pre-training decoder is 512 wide, 8 heads, 4 blocks (scripts/pretrain/vit_g_*.sh)
+    "g": Size("ViT-g", 1408, 40, 16, decoder_embed_dim=512, decoder_num_heads=8,
+              decoder_depth=4, patch_size=14, mlp_ratio=48 / 11),
 }
 # A tiny test-only size: the same code path in seconds (never published).
 TEST_SIZES: Dict[str, Size] = {
