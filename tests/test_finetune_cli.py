@@ -216,3 +216,28 @@ def test_augmentation_is_a_function_of_seed_epoch_and_position(workspace):
     for a, b in zip(*batches):
         np.testing.assert_array_equal(a.clips, b.clips)
         np.testing.assert_array_equal(a.targets, b.targets)
+
+
+def test_a_model_loads_at_another_clip_shape_with_positions_for_its_grid(workspace):
+    import keras
+    import tf_models
+    from tf_models.layers import sinusoid_table
+
+    _, model = workspace
+    stored = tf_models.VideoMAEClassifier.from_preset(model, num_classes=3)
+    longer = tf_models.VideoMAEClassifier.from_preset(model, num_classes=3, num_frames=8,
+                                                      img_size=48)
+    assert (longer.num_frames, longer.img_size, longer.num_patches) == (8, 48, 4 * 3 * 3)
+    # the encoder's weights do not depend on the token grid: all carried over
+    for name, variable in stored.backbone.named_variables().items():
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(variable),
+            keras.ops.convert_to_numpy(longer.backbone.named_variables()[name]))
+    # the sinusoid table is recomputed for the 36-token grid (upstream's
+    # get_sinusoid_encoding_table(num_patches, dim)), not cut or padded from the stored one
+    clip = np.random.default_rng(0).standard_normal((1, 8, 48, 48, 3), dtype=np.float32)
+    tokens = keras.ops.convert_to_numpy(longer.backbone.patch_embed(clip))
+    embedded = keras.ops.convert_to_numpy(
+        tf_models.layers.embed_tokens(longer.backbone, clip))
+    np.testing.assert_allclose(embedded - tokens, sinusoid_table(36, 48)[0][None], atol=1e-6)
+    assert longer(clip).shape == (1, 3)
