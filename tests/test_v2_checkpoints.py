@@ -13,7 +13,7 @@ import torch_reference
 from converter.checkpoint import describe, hub_v2_model_kwargs, read_checkpoint
 from converter.errors import CheckpointError
 from converter.inspect_checkpoint import check_fits, infer_checkpoint
-from converter.mapping import convert_state_dict
+from converter.mapping import map_tensors, prepare_state_dict
 from converter.synthetic import random_state_dict
 from converter.zoo import find_entry
 
@@ -142,7 +142,7 @@ def test_hub_v2_repository_reads_as_upstream_names_and_converts_to_encoder_featu
         expected = torch_reference.EncoderFeatures(torch_model)(torch.from_numpy(video))
     backbone_kwargs = {k: v for k, v in kwargs.items() if k != "num_classes"}
     backbone = tf_models.VideoMAEBackbone(**backbone_kwargs, final_norm="fc_norm")
-    convert_state_dict(dict(loaded.state_dict), backbone.named_variables(), str(folder))
+    map_tensors(prepare_state_dict(loaded.state_dict), backbone.named_variables(), str(folder))
     found = backbone(video.transpose(0, 2, 3, 4, 1))
     for name in ("tokens", "pooled"):
         np.testing.assert_allclose(keras.ops.convert_to_numpy(found[name]),
