@@ -484,7 +484,8 @@ def test_merge_cli_and_bad_list(single_run, labelled_list, tmp_path):
 
 def test_video_modules_do_not_import_torch(tmp_path):
     code = ("import sys, json; import tf_models.video, tf_models.video.model, "
-            "tf_models.video.predict, tf_models.video.evaluate, videomae_cli.video; "
+            "tf_models.video.predict, tf_models.video.evaluate, videomae_cli.video, "
+            "tf_models.video.reconstruct, videomae_cli.reconstruct; "
             "print(json.dumps(sorted(m for m in sys.modules "
             "if m.split('.')[0] in ('torch', 'torchvision', 'timm'))))")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
