@@ -131,8 +131,8 @@ def test_unknown_width_and_class_count_are_reported_without_a_flag():
     state = shapes_only("B", "FT", 700)
     state["patch_embed.proj.weight"] = torch.empty(512, 3, 2, 16, 16, device="meta")
     message = fails(find_entry("B", "FT", "k400"), state)
-    assert "checkpoint has embed dim 512, which is no zoo size (S 384, B 768, L 1024, H 1280), " \
-           "not ViT-B (768)" in message
+    assert "checkpoint has embed dim 512, which is no zoo size (S 384, B 768, L 1024, H 1280, " \
+           "g 1408), not ViT-B (768)" in message
     assert "head has 700 classes, which is no zoo dataset (400 k400, 174 ssv2, 101 ucf101), " \
            "not 400 (k400)" in message
     assert "use" not in message
