@@ -103,8 +103,11 @@ class ModelStage:
     """Model stage (an actor): loads the artifact once, runs batches of views across videos."""
 
     def __init__(self, spec: str, dataset: Optional[str], task: str, sampling: Sampling,
-                 batch_size: int):
+                 batch_size: int, gpus_per_actor: float = 0.0):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        if 0 < gpus_per_actor < 1:
+            # actors sharing a GPU: TensorFlow would otherwise map the whole memory at start
+            os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
         if task == "logits":
             from .model import load_video_model
 
@@ -177,7 +180,8 @@ def stream_outputs(items: Sequence[Tuple[str, int]], root: str, spec: str,
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=gpus_per_actor or None, num_cpus=0 if gpus_per_actor else 1,
         fn_constructor_kwargs={"spec": spec, "dataset": dataset, "task": task,
-                               "sampling": sampling, "batch_size": batch_size})
+                               "sampling": sampling, "batch_size": batch_size,
+                               "gpus_per_actor": gpus_per_actor})
     for block in scored.iter_batches(batch_size=None, batch_format="numpy"):
         for i in range(len(block["video"])):
             yield {key: column[i] for key, column in block.items()}
