@@ -241,3 +241,25 @@ def test_a_model_loads_at_another_clip_shape_with_positions_for_its_grid(workspa
         tf_models.layers.embed_tokens(longer.backbone, clip))
     np.testing.assert_allclose(embedded - tokens, sinusoid_table(36, 48)[0][None], atol=1e-6)
     assert longer(clip).shape == (1, 3)
+
+
+def test_train_sampling_follows_upstream_kinetics_and_ssv2_rules():
+    from tf_models.train.sampling import dense_indices, rng_for, segment_indices
+
+    for key in range(20):
+        rng = rng_for(0, 1, key)
+        dense = dense_indices(250, 16, 4, rng)
+        # a window of 64 frames ending at a random frame, 16 evenly spread indices
+        assert len(dense) == 16 and dense == sorted(dense)
+        assert 60 <= dense[-1] - dense[0] <= 63 and 0 <= dense[0] and dense[-1] < 250
+        segments = segment_indices(120, 16, rng)
+        # one frame in each of 16 segments of 120 // 16 = 7 frames
+        assert [i // 7 for i in segments] == list(range(16))
+    # short videos: upstream's linspace(0, N, N // 4) padded with N, clipped to N - 1
+    assert dense_indices(10, 16, 4, rng_for(0, 1, 0)) == [0] + [9] * 15
+    assert segment_indices(10, 16, rng_for(0, 1, 0)) == [0] * 16
+    # the same key draws the same clip; another key another one
+    assert dense_indices(250, 16, 4, rng_for(3, 1, 7)) == dense_indices(250, 16, 4,
+                                                                         rng_for(3, 1, 7))
+    assert dense_indices(250, 16, 4, rng_for(3, 1, 7)) != dense_indices(250, 16, 4,
+                                                                         rng_for(3, 1, 8))

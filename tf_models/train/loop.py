@@ -233,9 +233,14 @@ def finetune(config: FinetuneConfig, on_step: Optional[Callable[[int, int, float
     quiet_ffmpeg()
     placement = place(config.devices, config.coordinator, config.num_processes,
                       config.process_id)
-    if config.batch_size % (placement.devices * placement.shard[1] or 1):
+    if config.batch_size % placement.devices:
         raise FinetuneError(f"--batch-size {config.batch_size}: the global batch is split "
                             f"over {placement.devices} devices, so it must be a multiple of it")
+    processes = placement.shard[1]
+    if (config.batch_size // max(config.num_sample, 1)) % processes:
+        raise FinetuneError(f"--batch-size {config.batch_size}: each of the {processes} "
+                            f"processes decodes an equal share of the videos of a step, so "
+                            f"--batch-size / --num-sample must be a multiple of {processes}")
     run = {key: getattr(config, key) for key in RUN_KEYS}
     run["list_sha256"] = _list_digest(items)
     checkpoint = os.path.join(config.out, CHECKPOINT_NAME)

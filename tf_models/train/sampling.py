@@ -4,8 +4,8 @@ Written from upstream VideoMAE's ``kinetics.py`` and ``ssv2.py`` (mode ``train``
 
 - ``dense`` (Kinetics, UCF101): a window of ``T * rate`` frames ending at a random frame
   ``end`` in ``[T * rate, N)``, ``T`` indices ``linspace(end - T * rate, end, T)`` clipped to
-  ``end - 1``; a video of at most ``T * rate`` frames takes every ``rate``-th frame padded with
-  its last frame.
+  ``end - 1``; a video of ``N <= T * rate`` frames takes ``linspace(0, N, N // rate)`` padded
+  with ``N`` to ``T`` indices, all clipped to ``N - 1``.
 - ``segment`` (SSv2): ``T`` equal segments of ``N // T`` frames, one random frame in each;
   a video shorter than ``T`` frames takes ``T`` sorted random frames (or frame 0).
 
@@ -39,9 +39,9 @@ def dense_indices(num_frames_video: int, num_frames: int, rate: int,
     """Kinetics train sampling: ``num_frames`` indices over a random window of ``T * rate``."""
     length = num_frames * rate
     if num_frames_video <= length:
-        indices = list(range(0, num_frames_video, rate))[:num_frames]
-        indices += [indices[-1]] * (num_frames - len(indices))
-        return indices
+        spread = np.linspace(0, num_frames_video, num=num_frames_video // rate)
+        padded = np.concatenate([spread, np.full(num_frames - len(spread), num_frames_video)])
+        return [int(i) for i in np.clip(padded, 0, num_frames_video - 1).astype(np.int64)]
     end = int(rng.integers(length, num_frames_video))
     start = end - length
     picked = np.linspace(start, end, num=num_frames)
