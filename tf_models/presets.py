@@ -435,14 +435,18 @@ class Preset:
 
 
     def listing(self) -> dict:
-        """The entry as ``videomae-convert --list --json`` prints it (None where upstream
-        publishes nothing)."""
+        """The entry as ``videomae-convert --list --json`` prints it: ``mode`` what the
+        checkpoint holds (FT: a classifier, PT), ``recipe`` the name's tag (PT, FT, DL); class
+        count, accuracy and views are a classifier's (None for PT, and where upstream
+        publishes none)."""
+        classifier = self.mode == "FT"
         return dict(name=self.name, family=self.family, size=self.size,
                     dataset=self.dataset, mode=self.mode, recipe=self.recipe,
                     stage=self.stage, head_from=self.head_from,
-                    num_classes=self.num_classes if self.mode == "FT" else None,
-                    top1=self.top1, top5=self.top5,
-                    views=self.eval_views if self.mode == "FT" else None,
+                    num_classes=self.num_classes if classifier else None,
+                    top1=self.top1 if classifier else None,
+                    top5=self.top5 if classifier else None,
+                    views=self.eval_views if classifier else None,
                     sampling_rate=self.test.rate, pt_epochs=self.pt_epochs,
                     mask_ratio=self.mask_ratio, test_only=self.test_only)
 
