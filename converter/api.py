@@ -22,7 +22,7 @@ from .export import (StagedArtifacts, artifact_paths, artifacts_present, check_o
                      outputs_to_numpy, recover_killed_run, verify_artifacts)
 from .inspect_checkpoint import check_fits
 from .mapping import (check_source_tensors, drop_position_table, map_tensors, prepare_state_dict,
-                      tensor_specs)
+                      take_head_rows, tensor_specs)
 from .kinds import (build_tf_model, build_torch_model, expected_source_shapes, kind_of,
                     parity_reference)
 from .pages import MappedPages, file_mappings
@@ -208,8 +208,9 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         phases("load checkpoint")
         if synthetic:
             scratch = make_scratch()
-            checkpoint = write_synthetic_checkpoint(base, synthetic_path(base, seed, scratch),
-                                                    seed)
+            upstream = base.upstream  # a mapped head's source file: the whole source head
+            checkpoint = write_synthetic_checkpoint(
+                upstream, synthetic_path(upstream, seed, scratch), seed)
         source, torch_state, prepared, notes, checkpoint_pages = _read_checked(
             entry, checkpoint, seed if synthetic else None)
 
@@ -288,7 +289,8 @@ def _read_checked(entry: Entry, checkpoint: str, synthetic_seed: Optional[int]):
     mappings_before = file_mappings()
     loaded = read_checkpoint(checkpoint)
     pages = MappedPages(mappings_before, file_mappings(), checkpoint)
-    check_fits(entry, loaded.state_dict, checkpoint)
+    # against the upstream file's own entry (a mapped head's file holds the source head)
+    check_fits(entry.upstream, loaded.state_dict, checkpoint, encoder_only=entry.encoder_only)
     source = SourceRecord(sha256=loaded.sha256,
                           path=None if synthetic_seed is not None
                           else os.path.abspath(checkpoint),
@@ -297,6 +299,7 @@ def _read_checked(entry: Entry, checkpoint: str, synthetic_seed: Optional[int]):
     notes = list(loaded.notes)
     # a stored copy of the sinusoid table is checked and dropped for both sides
     drop_position_table(loaded.state_dict, notes)
+    take_head_rows(entry, loaded.state_dict, notes)
     torch_state, map_state = kind_of(entry).split_state(entry, loaded.state_dict)
     del loaded
     # every name, shape and dtype against the entry, all problems in one line, before torch

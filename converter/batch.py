@@ -37,13 +37,14 @@ class BatchRow:
 
 
 def select_entries(size: Optional[str] = None, mode: Optional[str] = None,
-                   dataset: Optional[str] = None) -> List[Entry]:
-    """Zoo entries narrowed by whichever of size / mode / dataset are given (the test-only
-    tiny entries only when asked for by their size)."""
+                   dataset: Optional[str] = None, family: Optional[str] = None) -> List[Entry]:
+    """Zoo entries narrowed by whichever of size / mode / dataset / family are given (the
+    test-only tiny entries only when asked for by their size)."""
     pool = list(TEST_ZOO.values()) if size in TEST_SIZES else list(ZOO.values())
     return [e for e in pool
             if (size is None or e.size == size) and (mode is None or e.mode == mode)
-            and (dataset is None or e.dataset == dataset)]
+            and (dataset is None or e.dataset == dataset)
+            and (family is None or e.family == family)]
 
 
 def _candidate_files(folder: str) -> Iterable[str]:
@@ -85,21 +86,31 @@ def match_checkpoints(folder: str, entries: List[Entry]) -> Dict[str, str]:
 def _entries_for(info, entries: Iterable[Entry], path: str) -> List[Entry]:
     """Entries a checkpoint fits. A PT file has no head, so its dataset is ambiguous: it is
     matched when its file name names the dataset tag, or when only one candidate remains."""
+    # a mapped head's entry converts its source entry's file (same ``upstream``)
     fits = [e for e in entries if e.size == info.size and e.mode == info.mode
-            and (info.mode == "PT" or e.dataset == info.dataset)]
-    if info.mode == "PT" and len(fits) > 1:
+            and (info.mode == "PT" or e.upstream.dataset == info.dataset)]
+    if len({e.upstream.name for e in fits}) > 1:
         lowered = os.path.basename(path).lower()
-        named = [e for e in fits
-                 if any(word in lowered for word in DATASETS[e.dataset].spellings())]
-        fits = named if len(named) == 1 else []
+        named = [e for e in fits if _named_by(e, lowered)]
+        fits = named if len({e.upstream.name for e in named}) == 1 else []
     return fits
+
+
+def _named_by(entry: Entry, file_name: str) -> bool:
+    """Whether a lower-cased file name names ``entry`` among entries the same shape: a PT
+    file by its dataset, a V2 fine-tuned file by its K710 stage (``..._k710_it_k400_ft``) or
+    by the stage's absence."""
+    if entry.mode == "PT":
+        return any(word in file_name for word in DATASETS[entry.dataset].spellings())
+    stages = {e.stage for e in ZOO.values() if e.stage}
+    staged = any(word in file_name for stage in stages for word in DATASETS[stage].spellings())
+    return staged == (entry.stage is not None)
 
 
 def _child_command(entry: Entry, out_dir: str, checkpoint: Optional[str], synthetic: bool,
                    seed: int, force: bool, outcome: str, litert: bool = False) -> List[str]:
-    command = [sys.executable, "-m", "converter.cli", "--size", entry.size, "--mode", entry.mode,
-               "--dataset", entry.dataset, "--out", out_dir, "--seed", str(seed), "--quiet",
-               "--outcome-file", outcome]
+    command = [sys.executable, "-m", "converter.cli", "--name", entry.name, "--out", out_dir,
+               "--seed", str(seed), "--quiet", "--outcome-file", outcome]
     command += ["--synthetic"] if synthetic else ["--checkpoint", checkpoint]
     if force:
         command.append("--force")

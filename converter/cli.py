@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from .zoo import DATASETS, MODES, size_choices
+from .zoo import DATASETS, FAMILIES, MODES, size_choices
 
 
 class _Terminated(BaseException):
@@ -50,12 +50,21 @@ def _inside_gc_callback(frame) -> bool:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--name", "entry_name", default=None,
+              help="A zoo entry by its name (see --list), e.g. TFVideoMAEv2_B_K710_16x224_DL; "
+                   "instead of --family/--size/--mode/--dataset.")
+@click.option("--list", "list_entries", is_flag=True,
+              help="List every zoo entry (name, upstream accuracy, views) and exit.")
+@click.option("--json", "as_json", is_flag=True,
+              help="With --list: one JSON object per line and entry.")
+@click.option("--family", type=click.Choice(tuple(FAMILIES)), default=None,
+              help="v1: VideoMAE; v2: VideoMAE V2. [default: v1 where it has the entry]")
 @click.option("--size", type=click.Choice(size_choices()), default=None,
-              help="Model size (T is a tiny test-only config with no upstream file). "
-                   "Required unless --all.")
+              help="Model size (T and Tg are tiny test-only configs with no upstream file). "
+                   "Required unless --name or --all.")
 @click.option("--mode", type=click.Choice(MODES), default=None,
-              help="FT: fine-tuned classifier; PT: pre-trained masked autoencoder. "
-                   "[default: FT; with --all: both]")
+              help="FT: a classifier (fine-tuned, or distilled: the DL entries); PT: pre-trained "
+                   "masked autoencoder. [default: FT; with --all: both]")
 @click.option("--dataset", type=click.Choice(tuple(DATASETS)), default=None,
               help="Dataset the checkpoint was trained on. [default: k400; with --all: all]")
 @click.option("--checkpoint", type=click.Path(dir_okay=True), default=None,
@@ -71,8 +80,8 @@ def _inside_gc_callback(frame) -> bool:
               help="Convert a seeded random checkpoint in upstream's file layout.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the synthetic checkpoint and of the parity inputs.")
-@click.option("--out", "out_dir", type=click.Path(), required=True,
-              help="Output folder for the artifacts.")
+@click.option("--out", "out_dir", type=click.Path(), default=None,
+              help="Output folder for the artifacts. Required unless --list.")
 @click.option("--all", "all_entries", is_flag=True,
               help="Convert every zoo entry (narrowed by --size/--mode/--dataset), each in its "
                    "own process, and print a summary table.")
@@ -91,26 +100,37 @@ def _inside_gc_callback(frame) -> bool:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--outcome-file", type=click.Path(dir_okay=False), default=None, hidden=True,
               help="Where --all's child writes what it did (a RunOutcome).")
-def main(size, mode, dataset, checkpoint, cache_dir, offline, force_download, synthetic, seed,
-         out_dir, all_entries, checkpoint_dir, jobs, encoder_only, litert, force, quiet,
-         outcome_file):
-    """Convert an official PyTorch VideoMAE checkpoint into checked TF / Keras artifacts:
-    a SavedModel, NAME.weights.h5, NAME.keras and a NAME.json parity report."""
+def main(entry_name, list_entries, as_json, family, size, mode, dataset, checkpoint, cache_dir,
+         offline, force_download, synthetic, seed, out_dir, all_entries, checkpoint_dir, jobs,
+         encoder_only, litert, force, quiet, outcome_file):
+    """Convert an official PyTorch VideoMAE (V1 or V2) checkpoint into checked TF / Keras
+    artifacts: a SavedModel, NAME.weights.h5, NAME.keras and a NAME.json parity report."""
+    if list_entries:
+        _list(as_json)
+        return
+    if as_json:
+        _fail("error: --json goes with --list", 2)
+    if out_dir is None:
+        _fail("error: Missing option '--out'.", 2)
     if synthetic and (checkpoint or checkpoint_dir):
         _fail("error: --synthetic excludes --checkpoint and --checkpoint-dir", 2)
+    if entry_name and (all_entries or size or mode or dataset or family):
+        _fail("error: --name names one entry: drop --all, --family, --size, --mode and "
+              "--dataset", 2)
     if all_entries:
-        _main_all(size, mode, dataset, checkpoint, checkpoint_dir, synthetic, seed, out_dir,
-                  jobs, encoder_only, force, litert)
+        _main_all(family, size, mode, dataset, checkpoint, checkpoint_dir, synthetic, seed,
+                  out_dir, jobs, encoder_only, force, litert)
         return
     if checkpoint_dir:
         _fail("error: --checkpoint-dir goes with --all; for one entry use --checkpoint", 2)
-    if size is None:
-        _fail("error: --size is required (or --all)", 2)
-    from . import ConversionError, ParityError, convert, find_entry
+    if size is None and entry_name is None:
+        _fail("error: --size is required (or --name, or --all)", 2)
+    from . import ConversionError, ParityError, convert, find_entry, get_entry
     from .record import RunOutcome
 
     try:
-        entry = find_entry(size, mode or "FT", dataset or "k400")
+        entry = (get_entry(entry_name) if entry_name
+                 else find_entry(size, mode or "FT", dataset or "k400", family))
     except KeyError as error:
         _fail(f"error: {error.args[0]}", 2)
 
@@ -149,8 +169,26 @@ def main(size, mode, dataset, checkpoint, cache_dir, offline, force_download, sy
         click.echo(f"  {kind:10s} {path}")
 
 
-def _main_all(size, mode, dataset, checkpoint, checkpoint_dir, synthetic, seed, out_dir, jobs,
-              encoder_only, force, litert):
+def _list(as_json: bool) -> None:
+    """Print every zoo entry: a table, or one JSON object per line."""
+    import json
+
+    from .zoo import ZOO
+
+    if as_json:
+        for entry in ZOO.values():
+            click.echo(json.dumps(entry.preset.listing()))
+        return
+    for entry in ZOO.values():
+        info = entry.preset.listing()
+        accuracy = "-" if info["top1"] is None else f"{info['top1']}/{info['top5'] or '-'}"
+        click.echo(f"{entry.name:38s} {info['family']} {info['recipe']} "
+                   f"{info['views'] or '-':8s} {accuracy:11s} "
+                   f"{entry.source_url or entry.upstream_run or ''}")
+
+
+def _main_all(family, size, mode, dataset, checkpoint, checkpoint_dir, synthetic, seed, out_dir,
+              jobs, encoder_only, force, litert):
     from .batch import convert_all, format_table, select_entries
     from .errors import ConversionError
 
@@ -160,9 +198,10 @@ def _main_all(size, mode, dataset, checkpoint, checkpoint_dir, synthetic, seed, 
         _fail("error: --encoder-only converts one entry at a time; drop --all", 2)
     if not synthetic and not checkpoint_dir:
         _fail("error: --all needs --checkpoint-dir DIR or --synthetic", 2)
-    entries = select_entries(size, mode, dataset)
+    entries = select_entries(size, mode, dataset, family)
     if not entries:
-        _fail(f"error: no zoo entry has size {size}, mode {mode}, dataset {dataset}", 2)
+        _fail(f"error: no zoo entry has size {size}, mode {mode}, dataset {dataset}"
+              + (f", family {family}" if family else ""), 2)
     click.echo(f"converting {len(entries)} entries into {out_dir} ({jobs} at a time)")
 
     def on_row(row):

@@ -61,7 +61,7 @@ def size_for_width(width: int) -> Optional[str]:
 def dataset_for_classes(num_classes: int) -> Optional[str]:
     """The zoo dataset with ``num_classes`` classes, or None."""
     for key, facts in DATASETS.items():
-        if facts.num_classes == num_classes:
+        if facts.labelled and facts.num_classes == num_classes:
             return key
     return None
 
@@ -154,7 +154,8 @@ def check_fits(entry: Entry, state_dict, path: str,
             and info.num_classes != entry.num_classes:
         expected = f"{entry.num_classes} ({entry.dataset})"
         if info.dataset is None:
-            known = ", ".join(f"{f.num_classes} {k}" for k, f in DATASETS.items())
+            known = ", ".join(f"{f.num_classes} {k}" for k, f in DATASETS.items()
+                              if f.labelled)
             parts.append(f"head has {info.num_classes} classes, which is no zoo dataset "
                          f"({known}), not {expected}")
         else:

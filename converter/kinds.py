@@ -137,7 +137,8 @@ def _classifier_keras(entry: Entry):
 
 
 def _classifier_card(entry: Entry) -> CardText:
-    accuracy = (f"Top-1 {entry.top1}, Top-5 {entry.top5} ({entry.eval_views} views)."
+    top5 = f"Top-5 {entry.top5}" if entry.top5 is not None else "no Top-5 published"
+    accuracy = (f"Top-1 {entry.top1}, {top5} ({entry.eval_views} views)."
                 if entry.top1 else "No accuracy is reported upstream for this entry.")
     return CardText(
         [f"- Head: mean pooling -> fc_norm -> linear, {entry.num_classes} classes."],

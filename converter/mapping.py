@@ -142,6 +142,24 @@ def drop_position_table(state_dict: Dict[str, torch.Tensor], notes: List[str]) -
         # otherwise left in place: it is a learned embedding and coverage reports it
 
 
+def take_head_rows(entry, state_dict: Dict[str, torch.Tensor], notes: List[str]) -> None:
+    """A mapped-head entry's pass (it declares ``head_from``): its head is the rows of the
+    source dataset's head (``head.weight`` / ``head.bias``) through upstream's label map, as
+    upstream's ``run_class_finetuning.py`` makes a K400 head of a K710 one. Runs once on the
+    checkpoint's tensors, with ``drop_position_table``, before the torch and Keras sides split
+    them; a no-op for every other entry."""
+    if entry.head_from is None:
+        return
+    from tf_models.video.labels import head_rows
+
+    rows = torch.tensor(head_rows(entry.head_from, entry.dataset), dtype=torch.long)
+    for name in ("head.weight", "head.bias"):
+        if name in state_dict:
+            state_dict[name] = state_dict[name].index_select(0, rows)
+    notes.append(f"head: {len(rows)} {entry.dataset} rows of the {entry.head_from} head "
+                 f"through upstream's label map ({entry.head_map})")
+
+
 PRE_PASSES = (fuse_qkv_bias,)
 
 

@@ -308,8 +308,11 @@ def _reported_artifacts(report_path: str) -> List[str]:
 def render_model_zoo(manifest: dict, base_url: str) -> str:
     """MODEL_ZOO.md in the seed's table layout, with asset links and a parity column."""
     base = base_url.rstrip("/")
+    families = sorted({info["entry"].get("family", "v1")
+                       for info in manifest["entries"].values()}) or ["v1"]
+    upstreams = " and ".join(FAMILIES[f]["upstream"] for f in families)
     lines = ["# TF VideoMAE model zoo", "",
-             "Converted from the official MCG-NJU/VideoMAE checkpoints by videomae-convert "
+             f"Converted from the official {upstreams} checkpoints by videomae-convert "
              f"{manifest.get('converter_version')} "
              f"(commit {manifest.get('git_commit') or 'unknown'}).",
              "Parity: max abs error of the TF model against a float64 run of the torch "
@@ -329,8 +332,8 @@ def render_model_zoo(manifest: dict, base_url: str) -> str:
         for name in names:
             info = manifest["entries"][name]
             entry = info["entry"]
-            acc = (f"{entry['top1']}/{entry['top5']}" if entry["mode"] == "FT" and entry["top1"]
-                   else "-")
+            acc = (f"{entry['top1']}/{_or_dash(entry['top5'])}"
+                   if entry["mode"] == "FT" and entry["top1"] else "-")
             parity = info["parity"]
             links = [f"[zip]({base}/{name}.savedmodel.zip)", f"[.keras]({base}/{name}.keras)",
                      f"[.weights.h5]({base}/{name}.weights.h5)"]
@@ -338,12 +341,16 @@ def render_model_zoo(manifest: dict, base_url: str) -> str:
                 links[-1] += f" [.tflite]({base}/{name}.tflite)"
             source = " (synthetic)" if info.get("synthetic_seed") is not None else ""
             lines.append(f"| [{name}]({base}/{name}.md){source} | {entry['mode']} | "
-                         f"{ALL_SIZES[entry['size']].title} | {entry['pt_epochs']} | "
-                         f"{entry['mask_ratio']} | {entry['eval_views']} | {acc} | "
+                         f"{ALL_SIZES[entry['size']].title} | {_or_dash(entry['pt_epochs'])} | "
+                         f"{_or_dash(entry['mask_ratio'])} | {entry['eval_views']} | {acc} | "
                          f"{parity['tf_err_vs_f64']:.1e} / {parity['torch_err_vs_f64']:.1e} | "
                          + " | ".join(links) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _or_dash(value) -> str:
+    return "-" if value is None else str(value)
 
 
 def render_model_card(entry: Entry, report: ConversionRecord, base_url: str,
@@ -358,7 +365,11 @@ def render_model_card(entry: Entry, report: ConversionRecord, base_url: str,
     parity = report.parity
     lines = [f"# {entry.name}", "",
              f"{FAMILIES[entry.family]['title']} {size.title} {kind.title} on {facts.title}, "
-             "converted to TensorFlow / Keras 3 by videomae-convert.", ""]
+             "converted to TensorFlow / Keras 3 by videomae-convert.", "",
+             entry.description, "",
+             f"Upstream: {FAMILIES[entry.family]['upstream']} (code licence "
+             f"{FAMILIES[entry.family]['code_licence']}); the weights are licensed "
+             f"{FAMILIES[entry.family]['weights_licence']} upstream, and so are these.", ""]
     if synthetic:
         lines += ["**Converted from a synthetic checkpoint (random weights, seed "
                   f"{report.source.synthetic_seed}): a test of the pipeline, not a usable "

@@ -55,11 +55,9 @@ def resolve_cache_dir(cache_dir: Optional[str] = None) -> str:
 
 def upstream_file_name(entry: Entry) -> str:
     """The entry name the upstream file is cached under: an encoder-only variant
-    (``NAME_encoder``) converts the same file as ``NAME``."""
-    suffix = "_encoder"
-    if getattr(entry, "encoder_only", False) and entry.name.endswith(suffix):
-        return entry.name[: -len(suffix)]
-    return entry.name
+    (``NAME_encoder``) converts the same file as ``NAME``, a mapped head (``..._K710toK400_...``)
+    the file of the entry whose head it maps (``entry.upstream``)."""
+    return entry.upstream.name
 
 
 def cached_checkpoint_path(entry: Entry, cache_dir: Optional[str] = None) -> str:
@@ -96,8 +94,8 @@ def resolve_checkpoint(entry: Entry, checkpoint: Optional[str] = None,
     target = cached_checkpoint_path(entry, cache_dir)
     source = url or entry.source_url
     if source is None and (force_download or not os.path.isfile(target)):
-        raise CheckpointError(f"no cached checkpoint for {entry.name} and no upstream download "
-                              f"is known for it: pass --checkpoint PATH, or put it at {target}")
+        how = entry.access or "no upstream download is known for it: pass --checkpoint PATH"
+        raise CheckpointError(f"no checkpoint for {entry.name}: {how} (or put it at {target})")
     try:
         return download.fetch_file(source, target, sha256, offline=is_offline(offline),
                                    progress=progress, force=force_download,

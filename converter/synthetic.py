@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 
@@ -50,19 +50,28 @@ def random_tensor(name: str, shape: Tuple[int, ...], generator: torch.Generator)
     return noise.mul_(0.02)
 
 
+_FACTORY_SIZES = {"S": "small", "B": "base", "L": "large", "H": "huge", "g": "giant"}
+
+
 def upstream_container(entry: Entry, state_dict: Dict[str, torch.Tensor]) -> dict:
-    """Wrap a state dict the way upstream saved it: FT under DeepSpeed's 'module', PT under
-    'model' with the training epoch and its argparse ``args``."""
-    if entry.mode == "FT":
+    """Wrap a state dict the way upstream saved it (``entry.file_layout``): under DeepSpeed's
+    'module' (fine-tuned and distilled files), or under 'model' with the training epoch and
+    its argparse ``args`` (pre-training; V2's with its decoder masking)."""
+    key, _ = entry.file_layout
+    if key == "module":
         return {"module": state_dict, "buffer_names": [], "optimizer": None,
                 "lr_scheduler": None, "global_steps": 0, "dp_world_size": 1,
                 "mp_world_size": 1, "epoch": "best"}
+    size = _FACTORY_SIZES.get(entry.size, entry.size.lower())
     args = argparse.Namespace(
-        model=f"pretrain_videomae_{entry.size.lower()}_patch16_224",
+        model=f"pretrain_videomae_{size}_patch{entry.patch_size}_224",
         decoder_depth=entry.dims["decoder_depth"], mask_type="tube",
         mask_ratio=entry.mask_ratio, num_frames=entry.num_frames, input_size=entry.img_size,
         epochs=entry.pt_epochs + 1)
-    return {"model": state_dict, "epoch": entry.pt_epochs - 1, "args": args}
+    if entry.decoder_mask_ratio:
+        args.decoder_mask_type = "run_cell"
+        args.decoder_mask_ratio = entry.decoder_mask_ratio
+    return {key: state_dict, "epoch": entry.pt_epochs - 1, "args": args}
 
 
 def synthetic_path(entry: Entry, seed: int, folder: str) -> str:
@@ -73,8 +82,10 @@ def synthetic_path(entry: Entry, seed: int, folder: str) -> str:
 
 
 def write_synthetic_checkpoint(entry: Entry, path: str, seed: int = 0,
-                               dtype: torch.dtype = torch.float32) -> str:
-    """Write a seeded random checkpoint for ``entry`` in upstream's file layout; returns path."""
+                               dtype: Optional[torch.dtype] = None) -> str:
+    """Write a seeded random checkpoint for ``entry`` in upstream's file layout (container and
+    dtype: ``entry.file_layout``, V2's fine-tuned and distilled files fp16; ``dtype``
+    overrides); returns path."""
     import torch_reference
 
     config = entry.model_config()
@@ -83,6 +94,7 @@ def write_synthetic_checkpoint(entry: Entry, path: str, seed: int = 0,
             model = torch_reference.VisionTransformer(**config)
         else:
             model = torch_reference.PretrainVisionTransformer(**config)
+    dtype = dtype or getattr(torch, entry.file_layout[1])
     state = {k: v.to(dtype) for k, v in random_state_dict(model, seed).items()}
     tmp = f"{path}.partial"
     torch.save(upstream_container(entry, state), tmp)

@@ -3,9 +3,9 @@ parity tolerance.
 
 Sizes, datasets, classes, protocols and accuracies come from ``tf_models.presets``, the one
 torch-free table; an ``Entry`` is a preset plus what only a conversion needs, and reads the
-preset's facts through (``entry.dims`` is ``entry.preset.dims``). ``ZOO`` holds the 14
-published entries; ``TEST_ZOO`` holds a tiny configuration of the same code path so tests run
-in seconds (never published).
+preset's facts through (``entry.dims`` is ``entry.preset.dims``). ``ZOO`` holds the published
+entries (V1's 14, VideoMAE V2's 14); ``TEST_ZOO`` holds tiny configurations of the same code
+paths so tests run in seconds (never published).
 """
 
 from __future__ import annotations
@@ -15,14 +15,15 @@ from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 from tf_models.presets import (ALL_SIZES, DATASETS, FAMILIES, MODES, PRESETS,  # noqa: F401
-                               SIZES, TEST_PRESETS, TEST_SIZES, Preset)
+                               SIZES, TEST_PRESETS, TEST_SIZES, Preset, preset_name)
 
 # Parity tolerance: the largest max-abs error of the fp32 TF output against a float64 run of the
 # torch reference. Measured on synthetic checkpoints, TF's error is within a small factor of
 # torch fp32's own error against float64 (~1e-6 on logits for S/B): 1e-5 leaves headroom of
 # about 10x over both, while a single wrong tensor moves outputs by 1e-2 or more.
 # Deeper models accumulate more rounding, so L and H get 2e-5 / 5e-5 (see docs/PARITY.md).
-PARITY_ATOL = {"T": 1e-5, "S": 1e-5, "B": 1e-5, "L": 2e-5, "H": 5e-5}
+# ViT-g (40 blocks of width 1408) gets 1e-4 until a full-size run measures it (docs/PARITY.md).
+PARITY_ATOL = {"T": 1e-5, "Tg": 1e-5, "S": 1e-5, "B": 1e-5, "L": 2e-5, "H": 5e-5, "g": 1e-4}
 
 # Upstream files per (family, size, dataset): (PT drive id, FT drive id, PT hub id, FT hub id).
 # Drive ids from upstream MODEL_ZOO.md; hub ids of the transformers-format copies.
@@ -45,11 +46,44 @@ UPSTREAM_FILES: Dict[Tuple[str, str, str], tuple] = {
 
 _GDRIVE = "https://drive.google.com/uc?export=download&id={}"
 
+# VideoMAE V2 files (its docs/MODEL_ZOO.md), per (size, recipe, stage, dataset of the head in
+# the file): the distilled ones have direct links on the Hub; the ViT-g ones are shown only
+# after upstream's download request form, so they are named by upstream's run (config) name
+# and converted from a local file. A mapped-head entry converts its source entry's file.
+_V2_HUB = "https://huggingface.co/OpenGVLab/VideoMAE2/resolve/main/distill/{}"
+V2_REQUEST_FORM = ("https://docs.google.com/forms/d/e/1FAIpQLSd1SjKMtD8piL9uxGEUwicerxd46bs12"
+                   "QojQt92rzalnoI3JA/viewform")
+V2_FILES: Dict[Tuple[str, str, Optional[str], str], str] = {
+    ("S", "DL", None, "k710"): _V2_HUB.format("vit_s_k710_dl_from_giant.pth"),
+    ("B", "DL", None, "k710"): _V2_HUB.format("vit_b_k710_dl_from_giant.pth"),
+    ("g", "PT", None, "hybrid"): "vit_g_hybrid_pt_1200e",
+    ("g", "FT", None, "k710"): "vit_g_hybrid_pt_1200e_k710_ft",
+    ("g", "FT", None, "k400"): "vit_g_hybrid_pt_1200e_k400_ft",
+    ("g", "FT", "k710", "k400"): "vit_g_hybrid_pt_1200e_k710_it_k400_ft",
+    ("g", "FT", "k710", "k600"): "vit_g_hybrid_pt_1200e_k710_it_k600_ft",
+    ("g", "FT", None, "ssv2"): "vit_g_hybrid_pt_1200e_ssv2_ft",
+    ("g", "FT", "k710", "ucf101"): "vit_g_hybrid_pt_1200e_k710_it_ucf101_ft",
+    ("g", "FT", "k710", "hmdb51"): "vit_g_hybrid_pt_1200e_k710_it_hmdb51_ft",
+}
+
+# How upstream stored each kind of file, per (family, recipe): (container key, dtype).
+# Fine-tuning ran under DeepSpeed, which keeps the weights under 'module'; V2's DeepSpeed
+# config enables fp16 (utils.create_ds_config), so its fine-tuned and distilled files are fp16
+# (the distilled files are half their fp32 size). Pre-training saved 'model' in fp32 with its
+# 'epoch' and argparse 'args' (utils.save_model).
+FILE_LAYOUTS: Dict[Tuple[str, str], Tuple[str, str]] = {
+    ("v1", "PT"): ("model", "float32"),
+    ("v1", "FT"): ("module", "float32"),
+    ("v2", "PT"): ("model", "float32"),
+    ("v2", "FT"): ("module", "float16"),
+    ("v2", "DL"): ("module", "float16"),
+}
+
 # the report's ``entry`` object (``NAME.json``): these keys, then ``model_config``
-_REPORTED = ("name", "family", "size", "mode", "dataset", "num_classes", "mask_ratio",
-             "eval_views", "top1", "top5", "pt_epochs", "parity_atol", "gdrive_id", "hub_id",
-             "num_frames", "img_size", "patch_size", "tubelet_size", "dims", "test_only",
-             "encoder_only", "source_url")
+_REPORTED = ("name", "family", "size", "mode", "recipe", "dataset", "stage", "head_from",
+             "num_classes", "mask_ratio", "eval_views", "top1", "top5", "pt_epochs",
+             "parity_atol", "gdrive_id", "hub_id", "num_frames", "img_size", "patch_size",
+             "tubelet_size", "dims", "test_only", "encoder_only", "source_url")
 
 
 @dataclass(frozen=True)
@@ -65,6 +99,8 @@ class Entry:
     gdrive_id: Optional[str] = None
     hub_id: Optional[str] = None
     encoder_only: bool = False
+    url: Optional[str] = None        # a direct download link (V2's distilled files)
+    upstream_run: Optional[str] = None  # upstream's run name of a file without a link
 
     def __getattr__(self, name: str):
         # called only for names an Entry lacks: the preset's facts
@@ -78,7 +114,33 @@ class Entry:
 
     @property
     def source_url(self) -> Optional[str]:
-        return _GDRIVE.format(self.gdrive_id) if self.gdrive_id else None
+        """Where the upstream file downloads from, or None (a local file is needed)."""
+        return _GDRIVE.format(self.gdrive_id) if self.gdrive_id else self.url
+
+    @property
+    def access(self) -> Optional[str]:
+        """How to get an upstream file that has no download link, as a clause, or None."""
+        if self.upstream_run is None:
+            return None
+        return (f"upstream shares its {ALL_SIZES[self.size].title} files only through the "
+                f"download request form linked from {FAMILIES[self.family]['upstream']} "
+                f"docs/MODEL_ZOO.md ({V2_REQUEST_FORM}): request the link, download "
+                f"{self.upstream_run} and pass --checkpoint PATH")
+
+    @property
+    def file_layout(self) -> Tuple[str, str]:
+        """(container key, dtype) of upstream's file for this entry."""
+        return FILE_LAYOUTS[(self.family, self.recipe)]
+
+    @property
+    def upstream(self) -> "Entry":
+        """The entry whose upstream file this one converts, as a whole model: itself, or for
+        a mapped head (``head_from``) the entry of the head whose rows it takes."""
+        base = dataclasses.replace(self, encoder_only=False) if self.encoder_only else self
+        if self.head_from is None:
+            return base
+        return get_entry(preset_name(self.size, self.head_from, self.recipe, self.num_frames,
+                                     self.img_size, self.family))
 
     def model_config(self) -> dict:
         """Plain keyword arguments that build either side (torch_reference or tf_models):
@@ -100,6 +162,13 @@ class Entry:
 
 def _entry(preset: Preset) -> Entry:
     """The conversion entry of a preset: the preset plus upstream files and tolerance."""
+    if preset.family == "v2":
+        found = V2_FILES.get((preset.size, preset.recipe, preset.stage,
+                              preset.head_from or preset.dataset))
+        linked = found is not None and found.startswith("https://")
+        return Entry(preset=preset, parity_atol=PARITY_ATOL[preset.size],
+                     url=found if linked else None,
+                     upstream_run=None if linked else found)
     files = UPSTREAM_FILES.get((preset.family, preset.size, preset.dataset),
                                (None, None, None, None))
     pt_drive, ft_drive, pt_hub, ft_hub = files
@@ -119,22 +188,38 @@ def size_choices(include_test: bool = True) -> Tuple[str, ...]:
     return tuple(SIZES) + (tuple(TEST_SIZES) if include_test else ())
 
 
-def find_entry(size: str, mode: str, dataset: str = "k400", family: str = "v1") -> Entry:
-    """The entry for ``--size/--mode/--dataset``; raises KeyError naming what exists."""
-    for entry in list(ZOO.values()) + list(TEST_ZOO.values()):
-        if (entry.family, entry.size, entry.mode, entry.dataset) == (family, size, mode,
-                                                                      dataset):
-            return entry
-    available = sorted(f"{e.size}/{e.dataset}" for e in ZOO.values()
-                       if e.mode == mode and e.family == family)
-    raise KeyError(f"no zoo entry for size {size}, mode {mode}, dataset {dataset}; "
-                   f"{mode} entries exist for: {', '.join(available)}")
+def find_entry(size: str, mode: str, dataset: str = "k400",
+               family: Optional[str] = "v1") -> Entry:
+    """The entry for ``--size/--mode/--dataset`` (and ``--family``; None: V1's entry where it
+    has one, else V2's). Raises KeyError naming what exists, or the names to choose from when
+    several entries fit (V2's ViT-g K400 models, fine-tuned directly or after K710)."""
+    pool = list(ZOO.values()) + list(TEST_ZOO.values())
+    fits = [e for e in pool if (e.size, e.mode, e.dataset) == (size, mode, dataset)
+            and (family is None or e.family == family)]
+    if family is None and any(e.family == "v1" for e in fits):
+        fits = [e for e in fits if e.family == "v1"]
+    if len(fits) == 1:
+        return fits[0]
+    if fits:
+        raise KeyError(f"size {size}, mode {mode}, dataset {dataset} fits "
+                       f"{', '.join(e.name for e in fits)}: pass --name NAME")
+    available = sorted({f"{e.size}/{e.dataset}" for e in ZOO.values()
+                        if e.mode == mode and (family is None or e.family == family)})
+    which = f"{family} " if family else ""
+    raise KeyError(f"no zoo entry for size {size}, mode {mode}, dataset {dataset}"
+                   f"{' in ' + family if family else ''}; {which}{mode} entries exist for: "
+                   f"{', '.join(available)}")
 
 
 def get_entry(name: str) -> Entry:
-    """Look an entry up by its published name (test entries included)."""
+    """Look an entry up by its published name (test entries included); the KeyError names
+    the closest known names."""
     if name in ZOO:
         return ZOO[name]
     if name in TEST_ZOO:
         return TEST_ZOO[name]
-    raise KeyError(f"unknown zoo entry {name!r}")
+    import difflib
+
+    close = difflib.get_close_matches(name, list(ZOO) + list(TEST_ZOO), n=3, cutoff=0.6)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise KeyError(f"unknown zoo entry {name!r}{hint}; videomae-convert --list lists them")

@@ -406,7 +406,7 @@ def test_kinds_and_parity_carry_a_v2_configuration(name, encoder_only, pooling):
     torch_model = build_torch_model(entry)
     torch_model.load_state_dict(torch_state, strict=True)
     tf_model = build_tf_model(entry)
-    convert_state_dict(dict(mapped_state), tf_model.named_variables(), "test")
+    map_tensors(prepare_state_dict(mapped_state), tf_model.named_variables(), "test")
 
     def run(case):
         out, hidden = tf_model.call_with_hidden_states(*kind.case_inputs(case))

@@ -33,5 +33,6 @@ def zoo_table():
 
 
 def dataset_choices() -> tuple:
-    """The CLI spellings of the zoo's datasets, in table order."""
-    return tuple(zoo_table().DATASETS)
+    """The CLI spellings of the zoo's labelled datasets (those a classifier predicts), in table
+    order."""
+    return tuple(key for key, facts in zoo_table().DATASETS.items() if facts.labelled)

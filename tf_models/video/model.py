@@ -17,7 +17,8 @@ import numpy as np
 from .. import presets
 from ..presets import DATASETS
 
-_CLASS_COUNT_DATASET = {facts.num_classes: key for key, facts in DATASETS.items()}
+_CLASS_COUNT_DATASET = {facts.num_classes: key for key, facts in DATASETS.items()
+                        if facts.labelled}
 
 
 class ModelError(ValueError):
