@@ -25,12 +25,12 @@ def main(args):
     mask = np.load(args["mask"])
     result = {"backend": keras.backend.backend()}
 
-    classifier = tf_models.VideoMAEClassifier.from_preset(args["ft"], progress=False)
+    classifier = tf_models.VideoMAEVideoClassifier.from_preset(args["ft"], progress=False)
     np.save(os.path.join(out, "ft.npy"), keras.ops.convert_to_numpy(classifier(clip)))
     loaded = keras.saving.load_model(args["keras_ft"], compile=False)
     np.save(os.path.join(out, "keras_ft.npy"),
             keras.ops.convert_to_numpy(loaded({"video": clip})))
-    pretrainer = tf_models.VideoMAEPretrainer.from_preset(args["pt"], progress=False)
+    pretrainer = tf_models.VideoMAEMaskedAutoencoder.from_preset(args["pt"], progress=False)
     np.save(os.path.join(out, "pt.npy"),
             keras.ops.convert_to_numpy(pretrainer({"video": clip, "mask": mask})))
     backbone = tf_models.VideoMAEBackbone.from_preset(args["pt"], progress=False)
@@ -55,7 +55,7 @@ def fine_tune(keras, tf_models, args, clip):
     # and dropout stay off here: with 2 clips they may zero a branch's every gradient, and
     # "every weight moves" must not depend on luck (tests/test_finetune.py covers them)
     keras.utils.set_random_seed(0)
-    model = tf_models.VideoMAEClassifier.from_preset(args["pt"], num_classes=7,
+    model = tf_models.VideoMAEVideoClassifier.from_preset(args["pt"], num_classes=7,
                                                      progress=False)
     model.compile(optimizer=tf_models.layer_decay_optimizer(model, learning_rate=1e-2),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))

@@ -219,7 +219,7 @@ FRESH_SCRIPT = textwrap.dedent("""
     loaded = keras.saving.load_model(paths["keras"], compile=False)
     keras_file = keras.ops.convert_to_numpy(loaded(video))
 
-    fresh = tf_models.VideoMAEClassifier(**config)
+    fresh = tf_models.VideoMAEVideoClassifier(**config)
     fresh.load_weights(paths["weights"])
     weights = keras.ops.convert_to_numpy(fresh(video))
 

@@ -13,7 +13,7 @@ def tiny_classifier():
     import tf_models
 
     preset = tf_models.get_preset(TINY_FT)
-    return tf_models.VideoMAEClassifier(**preset.backbone_config(), num_classes=5,
+    return tf_models.VideoMAEVideoClassifier(**preset.backbone_config(), num_classes=5,
                                         drop_path_rate=0.5, dropout=0.5)
 
 
@@ -51,7 +51,7 @@ def test_layer_decay_really_scales_each_update():
     import tf_models
 
     preset = tf_models.get_preset(TINY_FT)
-    model = tf_models.VideoMAEClassifier(**preset.backbone_config(), num_classes=3)
+    model = tf_models.VideoMAEVideoClassifier(**preset.backbone_config(), num_classes=3)
     optimizer = tf_models.layer_decay_optimizer(model, learning_rate=1e-3, layer_decay=0.1,
                                                 weight_decay=0.0)
     variables = model.named_variables()

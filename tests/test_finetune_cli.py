@@ -224,8 +224,8 @@ def test_a_model_loads_at_another_clip_shape_with_positions_for_its_grid(workspa
     from tf_models.layers import sinusoid_table
 
     _, model = workspace
-    stored = tf_models.VideoMAEClassifier.from_preset(model, num_classes=3)
-    longer = tf_models.VideoMAEClassifier.from_preset(model, num_classes=3, num_frames=8,
+    stored = tf_models.VideoMAEVideoClassifier.from_preset(model, num_classes=3)
+    longer = tf_models.VideoMAEVideoClassifier.from_preset(model, num_classes=3, num_frames=8,
                                                       img_size=48)
     assert (longer.num_frames, longer.img_size, longer.num_patches) == (8, 48, 4 * 3 * 3)
     # the encoder's weights do not depend on the token grid: all carried over

@@ -72,7 +72,7 @@ def _torch_reference(name, clip_nthwc, mask=None, work=None):
 def test_from_preset_downloads_verifies_and_caches_a_zoo_name(zoo, tmp_path):
     import tf_models
 
-    model = tf_models.VideoMAEClassifier.from_preset(TINY_FT, progress=False)
+    model = tf_models.VideoMAEVideoClassifier.from_preset(TINY_FT, progress=False)
     assert model.preset.name == TINY_FT and model.preset.protocol == "5x3"
     assert model.preset.mean == (0.485, 0.456, 0.406)
     assert f"{TINY_FT}.weights.h5" in _cached_files(zoo.cache)
@@ -81,7 +81,7 @@ def test_from_preset_downloads_verifies_and_caches_a_zoo_name(zoo, tmp_path):
     assert np.max(np.abs(np.asarray(model(clip)) - expected)) <= TOLERANCE
     # the second load uses the cache: only the checksums are fetched again
     zoo.requests.clear()
-    tf_models.VideoMAEClassifier.from_preset(TINY_FT, progress=False)
+    tf_models.VideoMAEVideoClassifier.from_preset(TINY_FT, progress=False)
     assert _requested(zoo) == ["SHA256SUMS"]
 
 
@@ -90,7 +90,7 @@ def test_from_preset_refuses_a_tampered_asset_naming_the_checksum(zoo):
 
     zoo.plan("ok", "corrupt")  # SHA256SUMS as published, then the weights one byte off
     with pytest.raises(tf_models.PresetError) as error:
-        tf_models.VideoMAEClassifier.from_preset(TINY_FT, progress=False)
+        tf_models.VideoMAEVideoClassifier.from_preset(TINY_FT, progress=False)
     message = str(error.value)
     assert f"{TINY_FT}.weights.h5" in message and "sha256" in message
     assert "\n" not in message
@@ -107,7 +107,7 @@ def test_from_preset_leaves_nothing_cached_when_a_download_breaks(zoo, fault, mo
     # SHA256SUMS as published, then the fault on the weights (a loop: on every request)
     zoo.plan("ok", *[fault] * (20 if fault == "redirect-loop" else 1))
     with pytest.raises(tf_models.PresetError) as error:
-        tf_models.VideoMAEClassifier.from_preset(TINY_FT, progress=False)
+        tf_models.VideoMAEVideoClassifier.from_preset(TINY_FT, progress=False)
     assert f"{TINY_FT}.weights.h5" in str(error.value)
     assert not any(n.endswith(".weights.h5") or ".partial" in n
                    for n in _cached_files(zoo.cache))
@@ -117,7 +117,7 @@ def test_a_download_with_a_malformed_length_is_still_verified_before_use(zoo):
     import tf_models
 
     zoo.plan("ok", "bad-length")  # the whole file, with a Content-Length that is no number
-    model = tf_models.VideoMAEClassifier.from_preset(TINY_FT, progress=False)
+    model = tf_models.VideoMAEVideoClassifier.from_preset(TINY_FT, progress=False)
     cached = os.path.join(zoo.cache, os.listdir(zoo.cache)[0], f"{TINY_FT}.weights.h5")
     expected = tf_models.hub.parse_sums(open(os.path.join(zoo.root, "SHA256SUMS")).read(), "")
     assert tf_models.hub.sha256_file(cached) == expected[f"{TINY_FT}.weights.h5"]
@@ -129,7 +129,7 @@ def test_from_preset_names_an_asset_the_release_does_not_list(zoo):
 
     os.remove(os.path.join(zoo.root, "SHA256SUMS"))
     with pytest.raises(tf_models.PresetError, match="SHA256SUMS: HTTP 404"):
-        tf_models.VideoMAEClassifier.from_preset(TINY_FT, progress=False)
+        tf_models.VideoMAEVideoClassifier.from_preset(TINY_FT, progress=False)
 
 
 def test_offline_mode_uses_the_cache_and_never_downloads(zoo, monkeypatch):
@@ -137,12 +137,12 @@ def test_offline_mode_uses_the_cache_and_never_downloads(zoo, monkeypatch):
 
     monkeypatch.setenv("VIDEOMAE_OFFLINE", "1")
     with pytest.raises(tf_models.PresetError, match="offline mode never downloads"):
-        tf_models.VideoMAEClassifier.from_preset(TINY_FT, progress=False)
+        tf_models.VideoMAEVideoClassifier.from_preset(TINY_FT, progress=False)
     assert zoo.requests == []
     monkeypatch.delenv("VIDEOMAE_OFFLINE")
-    tf_models.VideoMAEClassifier.from_preset(TINY_FT, progress=False)
+    tf_models.VideoMAEVideoClassifier.from_preset(TINY_FT, progress=False)
     zoo.requests.clear()
-    model = tf_models.VideoMAEClassifier.from_preset(TINY_FT, offline=True, progress=False)
+    model = tf_models.VideoMAEVideoClassifier.from_preset(TINY_FT, offline=True, progress=False)
     assert zoo.requests == [] and model.preset.name == TINY_FT
 
 
@@ -150,12 +150,12 @@ def test_from_preset_accepts_a_release_folder_and_artifact_paths(release_dir, tm
     import tf_models
 
     with pytest.raises(tf_models.PresetError, match="holds 2 entries"):
-        tf_models.VideoMAEClassifier.from_preset(release_dir, progress=False)
+        tf_models.VideoMAEVideoClassifier.from_preset(release_dir, progress=False)
     weights = os.path.join(release_dir, f"{TINY_FT}.weights.h5")
     keras_file = os.path.join(release_dir, f"{TINY_FT}.keras")
     clip = np.random.default_rng(5).standard_normal((1, 4, 32, 32, 3), dtype=np.float32)
-    from_weights = tf_models.VideoMAEClassifier.from_preset(weights)
-    from_keras = tf_models.VideoMAEClassifier.from_preset(keras_file)
+    from_weights = tf_models.VideoMAEVideoClassifier.from_preset(weights)
+    from_keras = tf_models.VideoMAEVideoClassifier.from_preset(keras_file)
     np.testing.assert_array_equal(np.asarray(from_weights(clip)), np.asarray(from_keras(clip)))
     single = tmp_path / "one"
     single.mkdir()
@@ -165,7 +165,7 @@ def test_from_preset_accepts_a_release_folder_and_artifact_paths(release_dir, tm
         for name in sorted(os.listdir(single)):
             if name != "SHA256SUMS":
                 handle.write(f"{tf_models.hub.sha256_file(str(single / name))}  {name}\n")
-    from_folder = tf_models.VideoMAEClassifier.from_preset(str(single))
+    from_folder = tf_models.VideoMAEVideoClassifier.from_preset(str(single))
     np.testing.assert_array_equal(np.asarray(from_folder(clip)), np.asarray(from_keras(clip)))
 
 
@@ -173,15 +173,16 @@ def test_from_preset_explains_what_it_cannot_load(release_dir, tmp_path):
     import tf_models
 
     with pytest.raises(tf_models.PresetError, match="not a zoo preset"):
-        tf_models.VideoMAEClassifier.from_preset("TFVideoMAE_X_K400_16x224_FT")
+        tf_models.VideoMAEVideoClassifier.from_preset("TFVideoMAE_X_K400_16x224_FT")
     with pytest.raises(tf_models.PresetError, match="pass num_classes"):
-        tf_models.VideoMAEClassifier.from_preset(os.path.join(release_dir, f"{TINY_PT}.keras"))
+        tf_models.VideoMAEVideoClassifier.from_preset(os.path.join(release_dir, f"{TINY_PT}.keras"))
     with pytest.raises(tf_models.PresetError, match="needs a pre-trained"):
-        tf_models.VideoMAEPretrainer.from_preset(os.path.join(release_dir, f"{TINY_FT}.keras"))
+        tf_models.VideoMAEMaskedAutoencoder.from_preset(
+            os.path.join(release_dir, f"{TINY_FT}.keras"))
     orphan = tmp_path / "mystery.weights.h5"
     shutil.copy(os.path.join(release_dir, f"{TINY_FT}.weights.h5"), orphan)
     with pytest.raises(tf_models.PresetError, match="dimensions are unknown"):
-        tf_models.VideoMAEClassifier.from_preset(str(orphan))
+        tf_models.VideoMAEVideoClassifier.from_preset(str(orphan))
 
 
 # --- every backend, in a fresh process each --------------------------------------------------

@@ -161,7 +161,7 @@ FRESH_PT_SCRIPT = textwrap.dedent("""
     serving = tf.saved_model.load(paths["savedmodel"]).signatures["serving_default"]
     out = {"savedmodel": serving(video=tf.constant(video), mask=tf.constant(mask))["pixels"]}
     out["keras"] = keras.saving.load_model(paths["keras"], compile=False)([video, mask])
-    fresh = tf_models.VideoMAEPretrainer(**config)
+    fresh = tf_models.VideoMAEMaskedAutoencoder(**config)
     fresh.load_weights(paths["weights"])
     out["weights"] = fresh({"video": video, "mask": mask})
     for name, value in out.items():

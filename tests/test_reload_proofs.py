@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from conftest import TINY_FT  # noqa: E402
-from tf_models import VideoMAEClassifier  # noqa: E402
+from tf_models import VideoMAEVideoClassifier  # noqa: E402
 
 
 def _after_write(monkeypatch, change):
@@ -76,7 +76,7 @@ def test_a_changed_config_in_the_keras_file_fails_the_config_proof(tmp_path, mon
 
 
 @keras.saving.register_keras_serializable(package="test_reload_proofs")
-class AnotherClassifier(VideoMAEClassifier):
+class AnotherClassifier(VideoMAEVideoClassifier):
     """The classifier's variables and config under another class: only the class proof sees it."""
 
 
@@ -86,7 +86,7 @@ def test_a_keras_file_of_another_class_fails_the_class_proof(tmp_path, monkeypat
         config["registered_name"] = "test_reload_proofs>AnotherClassifier"
     _after_write(monkeypatch, lambda staged: _rewrite_keras(staged["keras"], another_class))
     _convert_fails(tmp_path, r"reloaded keras .*not the checked model: "
-                             r"class AnotherClassifier, expected VideoMAEClassifier$")
+                             r"class AnotherClassifier, expected VideoMAEVideoClassifier$")
 
 
 def test_the_one_clip_through_the_reloaded_keras_file_is_compared(tmp_path, monkeypatch):

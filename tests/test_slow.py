@@ -54,7 +54,7 @@ paths, config, clips, out = json.loads(sys.argv[1])
 video = np.load(clips)
 model = keras.saving.load_model(paths["keras"], compile=False)
 np.save(os.path.join(out, "keras.npy"), model.predict(video, batch_size=1, verbose=0))
-fresh = tf_models.VideoMAEClassifier(**config)
+fresh = tf_models.VideoMAEVideoClassifier(**config)
 fresh.load_weights(paths["weights"])
 np.save(os.path.join(out, "weights.npy"), fresh.predict(video, batch_size=1, verbose=0))
 """

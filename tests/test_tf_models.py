@@ -32,10 +32,10 @@ def _models():
     return {
         "backbone": (tf_models.VideoMAEBackbone(**ft.backbone_config(), final_norm="norm"),
                      _clip(), _encoder_names("", 2, "norm")),
-        "classifier": (tf_models.VideoMAEClassifier(**ft.model_config()), {"video": _clip()},
+        "classifier": (tf_models.VideoMAEVideoClassifier(**ft.model_config()), {"video": _clip()},
                        _encoder_names("", 2, None) + ["fc_norm.gamma", "fc_norm.beta",
                                                       "head.kernel", "head.bias"]),
-        "pretrainer": (tf_models.VideoMAEPretrainer(**pt.model_config()),
+        "pretrainer": (tf_models.VideoMAEMaskedAutoencoder(**pt.model_config()),
                        {"video": _clip(), "mask": mask},
                        _encoder_names("encoder.", 2, "norm")
                        + ["encoder_to_decoder.kernel", "mask_token", "decoder.norm.gamma",
@@ -70,9 +70,9 @@ def test_a_task_refuses_a_backbone_with_the_wrong_final_norm():
     preset = tf_models.get_preset(TINY_FT)
     backbone = tf_models.VideoMAEBackbone(**preset.backbone_config(), final_norm="norm")
     with pytest.raises(ValueError, match="final_norm=None"):
-        tf_models.VideoMAEClassifier(backbone=backbone, num_classes=3)
+        tf_models.VideoMAEVideoClassifier(backbone=backbone, num_classes=3)
     with pytest.raises(ValueError, match="either a backbone or its arguments"):
-        tf_models.VideoMAEClassifier(backbone=backbone, embed_dim=48)
+        tf_models.VideoMAEVideoClassifier(backbone=backbone, embed_dim=48)
 
 
 def test_importing_tf_models_never_imports_torch(tmp_path):

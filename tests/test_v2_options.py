@@ -48,7 +48,7 @@ def _classifier_pair(config, seed=0):
     torch_model = torch_reference.VisionTransformer(**config, num_classes=7).eval()
     state = _state(torch_model, seed)
     torch_model.load_state_dict(state, strict=True)
-    tf_model = tf_models.VideoMAEClassifier(**config, num_classes=7)
+    tf_model = tf_models.VideoMAEVideoClassifier(**config, num_classes=7)
     map_tensors(prepare_state_dict(state), tf_model.named_variables(), "test")
     return torch_model, tf_model, state
 
@@ -59,7 +59,7 @@ def _pretrainer_pair(config, seed=0):
     torch_model = torch_reference.PretrainVisionTransformer(**config, **TINY_DECODER).eval()
     state = _state(torch_model, seed)
     torch_model.load_state_dict(state, strict=True)
-    tf_model = tf_models.VideoMAEPretrainer(**config, **TINY_DECODER)
+    tf_model = tf_models.VideoMAEMaskedAutoencoder(**config, **TINY_DECODER)
     map_tensors(prepare_state_dict(state), tf_model.named_variables(), "test")
     return torch_model, tf_model, state
 
@@ -292,14 +292,14 @@ def test_v1_variable_names_and_shapes_are_unchanged_with_options_off():
     import tf_models
 
     off = dict(mlp_ratio=4.0, init_values=0.0, cos_attn=False, use_mean_pooling=True)
-    for cls, extra in ((tf_models.VideoMAEClassifier, dict(num_classes=7)),
-                       (tf_models.VideoMAEPretrainer, TINY_DECODER)):
+    for cls, extra in ((tf_models.VideoMAEVideoClassifier, dict(num_classes=7)),
+                       (tf_models.VideoMAEMaskedAutoencoder, TINY_DECODER)):
         plain = {n: tuple(v.shape) for n, v in cls(**TINY, **extra).named_variables().items()}
         options = {n: tuple(v.shape)
                    for n, v in cls(**TINY, **extra, **off).named_variables().items()}
         assert options == plain
         assert not any(n.endswith(("gamma_1", "gamma_2", "attn.scale")) for n in plain)
-    classifier = tf_models.VideoMAEClassifier(**TINY, num_classes=7)
+    classifier = tf_models.VideoMAEVideoClassifier(**TINY, num_classes=7)
     names = set(classifier.named_variables())
     assert {"fc_norm.gamma", "fc_norm.beta", "head.kernel", "blocks.1.attn.qkv.bias"} <= names
     assert "norm.gamma" not in names

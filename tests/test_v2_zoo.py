@@ -190,7 +190,7 @@ def test_name_converts_a_tiny_mapped_entry_and_from_preset_loads_it(tmp_path):
     assert report["source"]["dtypes"] == ["float16"]
     assert any("k710_to_k400.json" in note for note in report["notes"])
     # the converted weights by their zoo name, against the whole K710 model's rows
-    model = tf_models.VideoMAEClassifier.from_preset(str(out / f"{TINY_MAPPED}.weights.h5"),
+    model = tf_models.VideoMAEVideoClassifier.from_preset(str(out / f"{TINY_MAPPED}.weights.h5"),
                                                      progress=False)
     assert model.preset.name == TINY_MAPPED and model.preset.num_classes == 400
     source = get_entry(TINY_K710)

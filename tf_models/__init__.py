@@ -1,8 +1,10 @@
-"""VideoMAE in Keras 3 (``keras.ops`` only, any backend); importing this registers the classes.
+"""VideoMAE in Keras 3 as a keras-hub model family (``keras.ops`` only, any backend); importing
+this registers the classes with Keras and keras-hub.
 
     import tf_models
-    model = tf_models.VideoMAEClassifier.from_preset("TFVideoMAE_B_K400_16x224_FT")
+    model = tf_models.VideoMAEVideoClassifier.from_preset("TFVideoMAE_B_K400_16x224_FT")
     backbone = tf_models.VideoMAEBackbone.from_preset("TFVideoMAE_B_K400_16x224_PT")
+    backbone = keras_hub.models.Backbone.from_preset("./a_preset_folder")
 
 Never imports torch.
 """
@@ -13,10 +15,18 @@ from .layers import (Attention, Block, Mlp, PatchEmbed, named_variables, sinusoi
                      sinusoid_table)
 from .masking import tube_mask
 from .presets import PRESETS, Preset, get_preset
-from .pretrain import PretrainDecoder, VideoMAEPretrainer
-from .videomae import VideoMAEBackbone, VideoMAEClassifier
+from .pretrain import PretrainDecoder
+from .video_classifier import VideoClassifier
+from .videomae_backbone import VideoMAEBackbone
+from .videomae_masked_autoencoder import VideoMAEMaskedAutoencoder
+from .videomae_video_classifier import VideoMAEVideoClassifier
+from .videomae_video_classifier_preprocessor import VideoMAEVideoClassifierPreprocessor
+from .videomae_video_converter import VideoMAEVideoConverter
+from . import legacy  # noqa: F401,E402  (old class names, for deserialisation only)
 
-__all__ = ["VideoMAEBackbone", "VideoMAEClassifier", "VideoMAEPretrainer", "PretrainDecoder",
+__all__ = ["VideoMAEBackbone", "VideoClassifier", "VideoMAEVideoClassifier",
+           "VideoMAEVideoClassifierPreprocessor", "VideoMAEVideoConverter",
+           "VideoMAEMaskedAutoencoder", "PretrainDecoder",
            "PRESETS", "Preset", "get_preset", "resolve_preset", "PresetError",
            "layer_decay_optimizer", "layer_ids", "sinusoid_positions",
            "PatchEmbed", "Attention", "Mlp", "Block",

@@ -326,14 +326,13 @@ def _first_line(error: Exception) -> str:
 
 def _load_source(resolved: Resolved):
     """The model stored in ``resolved``: a VideoMAEClassifier or VideoMAEPretrainer."""
-    import keras
-
+    from .legacy import load_model_file, load_weights_file
     from .pretrain import VideoMAEPretrainer
     from .videomae import VideoMAEClassifier
 
     if resolved.kind == "keras":
         try:
-            return keras.saving.load_model(resolved.path, compile=False)
+            return load_model_file(resolved.path)
         except Exception as error:  # keras raises many types for a bad file
             raise PresetError(f"{resolved.path}: cannot be loaded as a Keras model "
                               f"({_first_line(error)})") from None
@@ -341,7 +340,7 @@ def _load_source(resolved: Resolved):
     cls = VideoMAEClassifier if "num_classes" in config else VideoMAEPretrainer
     model = cls(**config)
     try:
-        model.load_weights(resolved.path)
+        load_weights_file(model, resolved.path)
     except Exception as error:
         raise PresetError(f"{resolved.path}: does not fit a {cls.__name__} of {config} "
                           f"({_first_line(error)})") from None

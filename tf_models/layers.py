@@ -86,8 +86,8 @@ def run_blocks(blocks, x, training=None):
     return x, hidden
 
 
-def layer_norm(name: str) -> keras.layers.LayerNormalization:
-    return keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPS, name=name)
+def layer_norm(name: str, **kwargs) -> keras.layers.LayerNormalization:
+    return keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPS, name=name, **kwargs)
 
 
 def named_variables(layer: keras.layers.Layer, prefix: str = "") -> Dict[str, keras.Variable]:

@@ -1,4 +1,6 @@
-"""The VideoMAE pre-training task (masked autoencoder) as a Keras 3 model.
+"""The VideoMAE pre-training task's parts: its decoder and input handling.
+
+The task itself is ``VideoMAEMaskedAutoencoder`` (``videomae_masked_autoencoder.py``).
 
 Inputs: ``{"video": (B, T, H, W, 3) float32, "mask": (B, N) bool}`` or the list
 ``[video, mask]``; True = masked, the same number of masked tokens in every row (positions
@@ -14,13 +16,11 @@ the output is those tokens' pixels in ascending order. Without it, V1's behaviou
 
 from __future__ import annotations
 
-from typing import List, Tuple
-
 import keras
 from keras import ops
 
-from .layers import (PACKAGE, Block, PlainConfig, layer_norm, run_blocks, sinusoid_positions)
-from .videomae import BackboneTask, gather_tokens, make_backbone
+from .layers import PACKAGE, Block, PlainConfig, layer_norm, run_blocks, sinusoid_positions
+from .videomae_backbone import gather_tokens
 
 
 def visible_first_order(mask):
@@ -37,7 +37,7 @@ def video_and_mask(inputs):
         return inputs["video"], inputs["mask"], inputs.get("decode_mask")
     if isinstance(inputs, (list, tuple)) and len(inputs) in (2, 3):
         return inputs[0], inputs[1], (inputs[2] if len(inputs) == 3 else None)
-    raise ValueError("VideoMAEPretrainer takes {'video': ..., 'mask': ...} or [video, mask] "
+    raise ValueError("VideoMAEMaskedAutoencoder takes {'video': ..., 'mask': ...} or [video, mask] "
                      "(mask: bool (batch, tokens), True = masked), optionally with "
                      "'decode_mask' (True = not decoded)")
 
@@ -78,42 +78,32 @@ class PretrainDecoder(PlainConfig, keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class VideoMAEPretrainer(BackboneTask):
-    """Upstream's VideoMAE masked autoencoder: ``model({"video", "mask"})`` -> masked pixels.
+class MaskedAutoencoding(keras.layers.Layer):
+    """The pre-training task's computation as one layer (its functional graph's only node):
+    visible tokens through the backbone, ``encoder_to_decoder``, mask tokens, decoder."""
 
-    The backbone (upstream's ``encoder.*``, closed by ``encoder.norm``) sees only the visible
-    tokens; ``encoder_to_decoder`` (no bias) and ``mask_token`` feed the decoder. The decoder
-    shares the backbone's ``mlp_ratio``, ``init_values`` and ``cos_attn``, as upstream's.
-    """
-
-    SUBLAYERS = (("backbone", "encoder"), "encoder_to_decoder", "decoder")
-    OWN_VARIABLES = ("mask_token",)
-    TASK_CONFIG = ("decoder_embed_dim", "decoder_depth", "decoder_num_heads")
-
-    def __init__(self, backbone=None, decoder_embed_dim: int = 384, decoder_depth: int = 4,
-                 decoder_num_heads: int = 6, **kwargs):
-        backbone = make_backbone(backbone, kwargs, "norm", "VideoMAEPretrainer")
+    def __init__(self, backbone, decoder_embed_dim: int, decoder_depth: int,
+                 decoder_num_heads: int, **kwargs):
         super().__init__(**kwargs)
         self.backbone = backbone
+        self.num_patches = backbone.num_patches
         self.decoder_embed_dim = decoder_embed_dim
-        self.decoder_depth = decoder_depth
-        self.decoder_num_heads = decoder_num_heads
+        self.num_outputs = backbone.in_chans * backbone.tubelet_size * backbone.patch_size ** 2
         # upstream's projection into the decoder width has no bias
         self.encoder_to_decoder = keras.layers.Dense(decoder_embed_dim, use_bias=False,
+                                                     dtype=self.dtype_policy,
                                                      name="encoder_to_decoder")
         self.decoder = PretrainDecoder(decoder_embed_dim, decoder_depth, decoder_num_heads,
-                                       backbone.in_chans * backbone.tubelet_size
-                                       * backbone.patch_size ** 2, backbone.mlp_ratio,
+                                       self.num_outputs, backbone.mlp_ratio,
                                        backbone.init_values, backbone.cos_attn,
-                                       name="decoder")
+                                       dtype=self.dtype_policy, name="decoder")
         self.encoder_to_decoder.build((None, None, backbone.embed_dim))
         self.decoder.build((None, None, decoder_embed_dim))
         self.mask_token = self.add_weight(shape=(1, 1, decoder_embed_dim),
                                           initializer="zeros", name="mask_token")
         self.built = True
 
-    def call_with_hidden_states(self, video_nthwc, mask, decode_mask=None,
-                                training=None) -> Tuple[object, List[object]]:
+    def call_with_hidden_states(self, video_nthwc, mask, decode_mask=None, training=None):
         """Predictions and the outputs of every encoder block, then every decoder block."""
         order = visible_first_order(mask)
         batch = ops.shape(order)[0]
@@ -138,13 +128,14 @@ class VideoMAEPretrainer(BackboneTask):
         out, decoder_hidden = self.decoder(x, n_decoded, return_hidden_states=True)
         return out, list(hidden) + list(decoder_hidden)
 
-    def call(self, inputs, training=None):
-        video, mask, decode_mask = video_and_mask(inputs)
-        return self.call_with_hidden_states(video, mask, decode_mask, training=training)[0]
+    def call(self, video, mask, decode_mask=None, training=None):
+        return self.call_with_hidden_states(video, mask, decode_mask, training)[0]
 
-    @classmethod
-    def from_preset(cls, preset: str, **overrides):
-        """A pre-trained model from a zoo name, release folder, artifact path or URL."""
-        from .hub import load_preset_model
+    def compute_output_spec(self, video, mask, decode_mask=None, training=None):
+        return keras.KerasTensor((video.shape[0], None, self.num_outputs), dtype=self.compute_dtype)
 
-        return load_preset_model(cls, preset, **overrides)
+
+from .videomae_masked_autoencoder import VideoMAEMaskedAutoencoder  # noqa: E402
+
+# the name tf_models.hub still uses; files saved under it load through tf_models.legacy
+VideoMAEPretrainer = VideoMAEMaskedAutoencoder

@@ -116,12 +116,12 @@ def build_model(config: FinetuneConfig):
     """The classifier to train: ``config.model`` (zoo name, ``.keras`` or preset) with a new
     head of ``num_classes`` when needed, drop path and dropout, at the requested clip shape."""
     from ..hub import PresetError
-    from ..videomae import VideoMAEClassifier
+    from ..videomae import VideoMAEVideoClassifier
 
     shape = {k: v for k, v in (("num_frames", config.num_frames), ("img_size", config.img_size))
              if v is not None}
     try:
-        return VideoMAEClassifier.from_preset(config.model, num_classes=config.num_classes,
+        return VideoMAEVideoClassifier.from_preset(config.model, num_classes=config.num_classes,
                                               drop_path_rate=config.drop_path_rate,
                                               dropout=config.dropout, progress=False, **shape)
     except PresetError as error:
@@ -151,14 +151,14 @@ def save_model(model, path: str) -> str:
     """The trained classifier as a plain ``.keras`` (float32, no optimizer), written atomically."""
     import keras
 
-    from ..videomae import VideoMAEClassifier
+    from ..videomae import VideoMAEVideoClassifier
 
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("float32")
     try:
         config = model.get_config()
         config["dtype"] = "float32"
-        clean = VideoMAEClassifier.from_config(config)
+        clean = VideoMAEVideoClassifier.from_config(config)
     finally:
         keras.config.set_dtype_policy(previous)
     for target, source in zip(clean.weights, model.weights):

@@ -210,9 +210,9 @@ def load_feature_model(spec: str, dataset: Optional[str] = None) -> FeatureModel
         frames, size, run = _keras_pooled(model, spec)
     elif re.fullmatch(r"TFVideoMAE_\w+", spec):
         from ..hub import PresetError
-        from ..videomae import VideoMAEBackbone, VideoMAEClassifier
+        from ..videomae import VideoMAEBackbone, VideoMAEVideoClassifier
 
-        cls = VideoMAEClassifier if spec.endswith("_FT") else VideoMAEBackbone
+        cls = VideoMAEVideoClassifier if spec.endswith("_FT") else VideoMAEBackbone
         try:
             model = cls.from_preset(spec)
         except (PresetError, OSError) as error:

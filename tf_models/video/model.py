@@ -175,10 +175,10 @@ def _load_keras(path: str):
 
 def _load_preset(name: str):
     from ..hub import PresetError
-    from ..videomae import VideoMAEClassifier
+    from ..videomae import VideoMAEVideoClassifier
 
     try:
-        model = VideoMAEClassifier.from_preset(name)
+        model = VideoMAEVideoClassifier.from_preset(name)
     except (PresetError, OSError) as error:
         raise ModelError(" ".join(str(error).split())[:300]) from None
     frames, size, num_classes, run = _keras_runner(model, name)

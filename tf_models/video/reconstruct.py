@@ -531,7 +531,7 @@ def _load_pretrained_savedmodel(path: str) -> PretrainedModel:
 
 def load_pretrained_model(spec: str) -> PretrainedModel:
     """A converted PT model from ``spec``: a SavedModel folder, or anything
-    ``VideoMAEPretrainer.from_preset`` takes (a ``.keras`` / ``.weights.h5`` file, a zoo
+    ``VideoMAEMaskedAutoencoder.from_preset`` takes (a ``.keras`` / ``.weights.h5`` file, a zoo
     name, a release URL). Raises ReconstructionError (one line) for anything else."""
     spec = os.fspath(spec)
     if os.path.isdir(spec) and os.path.isfile(os.path.join(spec, "saved_model.pb")):
@@ -539,10 +539,10 @@ def load_pretrained_model(spec: str) -> PretrainedModel:
     import keras
 
     from ..hub import PresetError
-    from ..pretrain import VideoMAEPretrainer
+    from ..pretrain import VideoMAEMaskedAutoencoder
 
     try:
-        model = VideoMAEPretrainer.from_preset(spec)
+        model = VideoMAEMaskedAutoencoder.from_preset(spec)
     except PresetError as error:
         raise ReconstructionError(str(error)) from None
 

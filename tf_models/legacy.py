@@ -1,0 +1,105 @@
+"""Files written before the keras-hub classes: old class names, old weight layouts.
+
+Before this package's models were keras-hub classes, ``.keras`` files named
+``videomae>VideoMAEClassifier`` and ``videomae>VideoMAEPretrainer``, and their
+``.weights.h5`` laid the backbone out as a subclassed model. The old names are registered for
+deserialisation only (they build ``VideoMAEVideoClassifier`` / ``VideoMAEMaskedAutoencoder``);
+``load_weights_file`` reads either layout into a model of the new classes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+import zipfile
+
+import keras
+
+from .layers import PACKAGE
+from .videomae_backbone import VideoMAEBackbone
+from .videomae_masked_autoencoder import VideoMAEMaskedAutoencoder
+from .videomae_video_classifier import VideoMAEVideoClassifier
+
+# old registered name -> the class that now builds it
+LEGACY_CLASSES = {f"{PACKAGE}>VideoMAEClassifier": VideoMAEVideoClassifier,
+                  f"{PACKAGE}>VideoMAEPretrainer": VideoMAEMaskedAutoencoder}
+
+
+def _register_legacy_name(registered_name: str, cls) -> None:
+    """``registered_name`` deserialises to ``cls`` (nothing is ever saved under it again)."""
+
+    class Legacy(cls):
+        @classmethod
+        def from_config(cls_, config):  # noqa: N805
+            return cls.from_config(config)
+
+    Legacy.__name__ = registered_name.split(">")[1]
+    keras.saving.get_custom_objects()[registered_name] = Legacy
+
+
+for _name, _cls in LEGACY_CLASSES.items():
+    _register_legacy_name(_name, _cls)
+
+
+class _OldLayout(keras.Model):
+    """The attribute structure the old subclassed models had, over the new model's layers:
+    Keras's weight files are addressed by attribute names, so loading through this shadow
+    fills the new model's variables from an old file."""
+
+    def __init__(self, parts):
+        super().__init__()
+        for name, value in parts:
+            setattr(self, name, value)
+        self.built = True
+
+
+def _old_layout(model):
+    if isinstance(model, VideoMAEBackbone):
+        parts = [("patch_embed", model.patch_embed), ("blocks", model.blocks)]
+        return _OldLayout(parts + ([("final", model.final)] if model.final is not None else []))
+    if isinstance(model, VideoMAEVideoClassifier):
+        return _OldLayout([("backbone", _old_layout(model.backbone)),
+                           ("fc_norm" if model.fc_norm is not None else "norm",
+                            model.pre_head_norm),
+                           ("head_dropout", model.head_dropout), ("head", model.head)])
+    if isinstance(model, VideoMAEMaskedAutoencoder):
+        return _OldLayout([("backbone", _old_layout(model.backbone)),
+                           ("encoder_to_decoder", model.encoder_to_decoder),
+                           ("decoder", model.decoder), ("mask_token", model.mask_token)])
+    raise TypeError(f"no old weight layout for {type(model).__name__}")
+
+
+def load_weights_file(model, path: str) -> None:
+    """``model.load_weights(path)``, also for a ``.weights.h5`` in the old layout."""
+    with warnings.catch_warnings():
+        # a compiled task's optimizer has variables no weight file of ours carries
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        # an old-layout file first fails the new layout, which warns about what it skipped
+        warnings.filterwarnings("ignore", message="Skipping nested container")
+        try:
+            model.load_weights(path)
+            return
+        except Exception as error:  # keras raises many types for a layout mismatch
+            first = error
+        try:
+            _old_layout(model).load_weights(path)
+        except Exception:
+            raise first from None
+
+
+def load_model_file(path: str):
+    """``keras.saving.load_model(path, compile=False)`` (safe mode on), also for a ``.keras``
+    written under the old class names (its weights in the old layout)."""
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+        if config.get("registered_name") not in LEGACY_CLASSES:
+            return keras.saving.load_model(path, compile=False, safe_mode=True)
+        model = keras.saving.deserialize_keras_object(config, safe_mode=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            weights = os.path.join(tmp, "model.weights.h5")
+            with open(weights, "wb") as out:
+                out.write(archive.read("model.weights.h5"))
+            load_weights_file(model, weights)
+    return model

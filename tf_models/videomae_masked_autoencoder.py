@@ -1,0 +1,90 @@
+"""``VideoMAEMaskedAutoencoder``: upstream's VideoMAE pre-training task as a keras-hub task.
+
+Inputs: ``{"video": (B, T, H, W, 3) float32, "mask": (B, N) bool}`` or the list
+``[video, mask]``; True = masked, the same number of masked tokens in every row (positions
+may differ per row). Output: pixels (B, n_masked, 3 * tubelet * patch**2), the normalised
+pixels of the masked patches in ascending token order, as upstream. VideoMAE V2's dual
+masking: an optional ``"decode_mask"`` (B, N) bool (True = left out of the decoder).
+"""
+
+from __future__ import annotations
+
+from typing import List, Tuple
+
+import keras
+from keras_hub.models import Task
+
+from .layers import PACKAGE
+from .pretrain import MaskedAutoencoding, video_and_mask
+from .videomae import BackboneTask, make_backbone
+from .videomae_backbone import VideoMAEBackbone
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class VideoMAEMaskedAutoencoder(BackboneTask, Task):
+    """Upstream's VideoMAE masked autoencoder: ``model({"video", "mask"})`` -> masked pixels.
+
+    The backbone (upstream's ``encoder.*``, closed by ``encoder.norm``) sees only the visible
+    tokens; ``encoder_to_decoder`` (no bias) and ``mask_token`` feed the decoder. The decoder
+    shares the backbone's ``mlp_ratio``, ``init_values`` and ``cos_attn``, as upstream's.
+    A functional keras-hub ``Task`` with inputs ``video``, ``mask`` and the optional
+    ``decode_mask``; ``VideoMAEMaskedAutoencoder(backbone=...)`` or from the backbone's
+    keyword arguments.
+    """
+
+    backbone_cls = VideoMAEBackbone
+    SUBLAYERS = (("backbone", "encoder"), "encoder_to_decoder", "decoder")
+    OWN_VARIABLES = ("mask_token",)
+    TASK_CONFIG = ("decoder_embed_dim", "decoder_depth", "decoder_num_heads")
+
+    def __init__(self, backbone=None, decoder_embed_dim: int = 384, decoder_depth: int = 4,
+                 decoder_num_heads: int = 6, preprocessor=None, **kwargs):
+        backbone = make_backbone(backbone, kwargs, "norm", "VideoMAEMaskedAutoencoder")
+        kwargs.pop("dtype", None)
+        kwargs.pop("trainable", None)
+        # === Layers ===
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+        core = MaskedAutoencoding(backbone, decoder_embed_dim, decoder_depth, decoder_num_heads,
+                                  dtype=backbone.dtype_policy, name="masked_autoencoding")
+        # === Functional model ===
+        tokens = backbone.num_patches
+        inputs = {"video": keras.Input(shape=backbone.input_shape[1:], name="video"),
+                  "mask": keras.Input(shape=(tokens,), dtype="bool", name="mask"),
+                  "decode_mask": keras.Input(shape=(tokens,), dtype="bool",
+                                             name="decode_mask", optional=True)}
+        outputs = core(inputs["video"], inputs["mask"], inputs["decode_mask"])
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        # === Config ===
+        self.decoder_embed_dim = decoder_embed_dim
+        self.decoder_depth = decoder_depth
+        self.decoder_num_heads = decoder_num_heads
+        self.core = core
+
+    encoder_to_decoder = property(lambda self: self.core.encoder_to_decoder)
+    decoder = property(lambda self: self.core.decoder)
+    mask_token = property(lambda self: self.core.mask_token)
+
+    def get_config(self):
+        return self.task_config(super().get_config())
+
+    def call_with_hidden_states(self, video_nthwc, mask, decode_mask=None,
+                                training=None) -> Tuple[object, List[object]]:
+        """Predictions and the outputs of every encoder block, then every decoder block."""
+        return self.core.call_with_hidden_states(video_nthwc, mask, decode_mask, training)
+
+    def __call__(self, inputs, *args, **kwargs):
+        video, mask, decode_mask = video_and_mask(inputs)
+        return super().__call__({"video": video, "mask": mask, "decode_mask": decode_mask},
+                                *args, **kwargs)
+
+    @classmethod
+    def from_preset(cls, preset: str, load_weights: bool = True, **kwargs):
+        """A pre-trained model from a keras-hub preset folder or handle (``Task.from_preset``),
+        or from a zoo name, release folder, artifact path or URL (``tf_models.hub``)."""
+        from .hub import load_preset_model
+        from .kerashub_presets import is_kerashub_preset
+
+        if is_kerashub_preset(preset):
+            return super().from_preset(preset, load_weights=load_weights, **kwargs)
+        return load_preset_model(cls, preset, **kwargs)
