@@ -27,3 +27,24 @@ def save_kerashub_preset(task, preset_dir: str) -> str:
     task.weights.h5, preprocessor.json. Returns ``preset_dir``."""
     task.save_to_preset(preset_dir)
     return preset_dir
+
+
+def preprocessor_for(preset):
+    """The classifier preprocessor of a zoo row (``tf_models.presets.Preset``): its frame size
+    and its dataset's mean and std, from the zoo table."""
+    from .videomae_video_classifier_preprocessor import VideoMAEVideoClassifierPreprocessor
+    from .videomae_video_converter import VideoMAEVideoConverter
+
+    converter = VideoMAEVideoConverter(image_size=preset.img_size, mean=preset.mean,
+                                       std=preset.std)
+    return VideoMAEVideoClassifierPreprocessor(video_converter=converter)
+
+
+def save_zoo_preset(model, preset, preset_dir: str) -> str:
+    """A converted model of zoo row ``preset`` as a keras-hub preset folder: a classifier
+    gets its preprocessor (raw uint8 frames in); a pre-trainer is saved as it is."""
+    from .videomae_video_classifier import VideoMAEVideoClassifier
+
+    if isinstance(model, VideoMAEVideoClassifier) and model.preprocessor is None:
+        model.preprocessor = preprocessor_for(preset)
+    return save_kerashub_preset(model, preset_dir)

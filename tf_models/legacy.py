@@ -31,6 +31,8 @@ def _register_legacy_name(registered_name: str, cls) -> None:
     """``registered_name`` deserialises to ``cls`` (nothing is ever saved under it again)."""
 
     class Legacy(cls):
+        backbone_cls = None  # never a candidate when keras-hub looks for a backbone's task
+
         @classmethod
         def from_config(cls_, config):  # noqa: N805
             return cls.from_config(config)

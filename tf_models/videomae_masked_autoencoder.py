@@ -21,7 +21,7 @@ from .videomae_backbone import VideoMAEBackbone
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class VideoMAEMaskedAutoencoder(BackboneTask, Task):
+class VideoMAEMaskedAutoencoder(Task, BackboneTask):
     """Upstream's VideoMAE masked autoencoder: ``model({"video", "mask"})`` -> masked pixels.
 
     The backbone (upstream's ``encoder.*``, closed by ``encoder.norm``) sees only the visible

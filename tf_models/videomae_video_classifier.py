@@ -15,7 +15,7 @@ from .videomae_video_classifier_preprocessor import VideoMAEVideoClassifierPrepr
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class VideoMAEVideoClassifier(BackboneTask, VideoClassifier):
+class VideoMAEVideoClassifier(VideoClassifier, BackboneTask):
     """Upstream's fine-tuned VideoMAE: backbone -> mean over tokens -> fc_norm -> dropout -> head.
 
     ``VideoMAEVideoClassifier(backbone=..., num_classes=..., preprocessor=...)`` or, as the

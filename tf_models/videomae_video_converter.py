@@ -58,7 +58,9 @@ class VideoMAEVideoConverter(VideoConverter):
             kwargs.pop(key, None)
         if isinstance(image_size, (list, tuple)):
             image_size = int(image_size[0])
-        super().__init__(image_size=(image_size, image_size), **kwargs)
+        # VideoConverter's own __init__ would add an ImageConverter we do not use (and
+        # keras-hub would save it to the preset as image_converter.json)
+        PreprocessingLayer.__init__(self, **kwargs)
         self.image_size = int(image_size)
         self.mean = tuple(float(v) for v in mean)
         self.std = tuple(float(v) for v in std)

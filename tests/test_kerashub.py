@@ -1,0 +1,154 @@
+"""The VideoMAE classes as keras-hub classes, on keras-hub's own test harness
+(``keras_hub/src/tests/test_case.py``): backbone, classifier task with its preprocessor,
+masked-autoencoder task, ``.keras`` saving, and preset folders written by ``save_to_preset``
+and read back in a fresh process through keras-hub's loaders.
+
+Runs on the backend in ``KERAS_BACKEND``; ``test_harness_passes_on_other_backends`` reruns
+the harness in child processes on JAX and PyTorch (slow tier).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from keras_hub.src.tests.test_case import TestCase
+
+import tf_models
+from tf_models.kerashub_presets import save_zoo_preset
+
+TINY_FT = "TFVideoMAE_T_K400_4x32_FT"
+TINY_PT = "TFVideoMAE_T_K400_4x32_PT"
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RNG = np.random.default_rng(0)
+FRAMES = RNG.integers(0, 256, (2, 4, 32, 32, 3)).astype("uint8")
+VIDEO = RNG.standard_normal((2, 4, 32, 32, 3)).astype("float32")
+
+
+def _backbone_kwargs(final_norm=None):
+    return {**tf_models.get_preset(TINY_FT).backbone_config(), "final_norm": final_norm}
+
+
+def _classifier_kwargs():
+    preset = tf_models.get_preset(TINY_FT)
+    return {"backbone": tf_models.VideoMAEBackbone(**_backbone_kwargs()),
+            "num_classes": 5,
+            "preprocessor": tf_models.kerashub_presets.preprocessor_for(preset)}
+
+
+def _randomise(model, seed=0):
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        variable.assign(rng.standard_normal(tuple(variable.shape)).astype("float32"))
+
+
+class VideoMAEKerasHubTest(TestCase):
+    def test_backbone_passes_keras_hubs_backbone_checks(self):
+        self.run_backbone_test(
+            cls=tf_models.VideoMAEBackbone, init_kwargs=_backbone_kwargs("norm"),
+            input_data=VIDEO, expected_output_shape={"tokens": (2, 8, 48), "pooled": (2, 48)},
+            run_mixed_precision_check=False, run_quantization_check=False)
+
+    def test_backbone_saves_and_loads_as_keras(self):
+        self.run_model_saving_test(cls=tf_models.VideoMAEBackbone,
+                                   init_kwargs=_backbone_kwargs("fc_norm"), input_data=VIDEO)
+
+    def test_classifier_passes_keras_hubs_task_checks_on_raw_frames(self):
+        labels = np.array([0, 3])
+        self.run_task_test(cls=tf_models.VideoMAEVideoClassifier,
+                           init_kwargs=_classifier_kwargs(), train_data=(FRAMES, labels),
+                           expected_output_shape=(2, 5))
+
+    def test_classifier_saves_and_loads_as_keras(self):
+        self.run_model_saving_test(cls=tf_models.VideoMAEVideoClassifier,
+                                   init_kwargs=_classifier_kwargs(), input_data=VIDEO)
+
+    def test_masked_autoencoder_serialises_and_saves(self):
+        kwargs = {"backbone": tf_models.VideoMAEBackbone(**_backbone_kwargs("norm")),
+                  "decoder_embed_dim": 24, "decoder_depth": 1, "decoder_num_heads": 2}
+        model = tf_models.VideoMAEMaskedAutoencoder(**kwargs)
+        self.run_serialization_test(model)
+        mask = np.zeros((2, 8), bool)
+        mask[:, 1::2] = True
+        self.run_model_saving_test(cls=tf_models.VideoMAEMaskedAutoencoder,
+                                   init_kwargs=kwargs, input_data={"video": VIDEO, "mask": mask})
+
+    def test_preset_folder_passes_keras_hubs_preset_checks(self):
+        preset_dir = os.path.join(self.get_temp_dir(), "tiny_ft")
+        model = tf_models.VideoMAEVideoClassifier(**_classifier_kwargs())
+        _randomise(model)
+        model.save_to_preset(preset_dir)
+        expected = model.predict(FRAMES, verbose=0)
+        self.run_preset_test(cls=tf_models.VideoMAEVideoClassifier, preset=preset_dir,
+                             input_data=VIDEO, expected_output_shape=(2, 5))
+        self.run_preset_test(cls=tf_models.VideoMAEBackbone, preset=preset_dir,
+                             input_data=VIDEO,
+                             expected_output_shape={"tokens": (2, 8, 48), "pooled": (2, 48)})
+        loaded = tf_models.VideoMAEVideoClassifier.from_preset(preset_dir)
+        np.testing.assert_array_equal(loaded.predict(FRAMES, verbose=0), expected)
+
+
+def test_preset_from_save_to_preset_loads_in_a_fresh_process_on_raw_frames(tmp_path):
+    """keras-hub's Backbone.from_preset and our Task's from_preset in a new process; predict
+    on raw uint8 frames equals the model on upstream-normalised frames."""
+    from tf_models.video.protocol import normalize_views
+
+    preset = tf_models.get_preset(TINY_FT)
+    model = tf_models.VideoMAEVideoClassifier(**preset.model_config())
+    _randomise(model)
+    save_zoo_preset(model, preset, str(tmp_path / "preset"))
+    np.save(tmp_path / "frames.npy", FRAMES)
+    expected = np.asarray(model(normalize_views(FRAMES)))
+    code = ("import json, sys, numpy as np, keras_hub, tf_models\n"
+            "folder, frames = sys.argv[1], np.load(sys.argv[2])\n"
+            "backbone = keras_hub.models.Backbone.from_preset(folder)\n"
+            "task = tf_models.VideoClassifier.from_preset(folder)\n"
+            "np.save(sys.argv[3], task.predict(frames, verbose=0))\n"
+            "print(json.dumps([type(backbone).__name__, type(task).__name__,"
+            " isinstance(task, keras_hub.models.Task)]))\n")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "preset"),
+                           str(tmp_path / "frames.npy"), str(tmp_path / "out.npy")],
+                          capture_output=True, text=True, cwd=REPO_ROOT,
+                          env={**os.environ, "PYTHONPATH": REPO_ROOT})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == ["VideoMAEBackbone",
+                                                         "VideoMAEVideoClassifier", True]
+    found = np.load(tmp_path / "out.npy")
+    scale = np.abs(expected).max()
+    assert np.abs(found - expected).max() <= 1e-5 * scale
+
+
+def test_converter_resizes_other_sizes_like_the_video_tools():
+    """Frames at another size: short side resized and centre-cropped, as tf_models.video does
+    (OpenCV's INTER_LINEAR there, TensorFlow's bilinear here: a few grey levels apart)."""
+    from tf_models.video.protocol import normalize_views, resize_short_side
+    from tf_models.videomae_video_converter import VideoMAEVideoConverter
+
+    frames = np.random.default_rng(3).integers(0, 256, (1, 2, 48, 64, 3)).astype("uint8")
+    resized = np.stack([resize_short_side(f, 48, 64, 32) for f in frames[0]])  # (2, 32, 42, 3)
+    left = (resized.shape[2] - 32) // 2
+    expected = normalize_views(resized[None, :, :, left:left + 32])
+    found = np.asarray(VideoMAEVideoConverter(image_size=32)(frames))
+    assert found.shape == (1, 2, 32, 32, 3)
+    # 3 grey levels, in normalised units (std ~0.225)
+    assert np.abs(found - expected).max() <= 3 / 255 / 0.224
+
+
+def test_old_class_names_and_weight_layouts_still_load(tmp_path):
+    from tf_models.legacy import LEGACY_CLASSES
+
+    assert set(LEGACY_CLASSES) == {"videomae>VideoMAEClassifier", "videomae>VideoMAEPretrainer"}
+    assert not hasattr(tf_models, "VideoMAEClassifier")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_harness_passes_on_other_backends(backend):
+    done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                           os.path.join(REPO_ROOT, "tests", "test_kerashub.py"),
+                           "-k", "not other_backends"],
+                          capture_output=True, text=True, cwd=REPO_ROOT,
+                          env={**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": REPO_ROOT})
+    assert done.returncode == 0, done.stdout[-3000:]
