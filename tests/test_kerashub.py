@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 from keras_hub.src.tests.test_case import TestCase
@@ -100,7 +101,7 @@ def test_preset_from_save_to_preset_loads_in_a_fresh_process_on_raw_frames(tmp_p
     _randomise(model)
     save_zoo_preset(model, preset, str(tmp_path / "preset"))
     np.save(tmp_path / "frames.npy", FRAMES)
-    expected = np.asarray(model(normalize_views(FRAMES)))
+    expected = keras.ops.convert_to_numpy(model(normalize_views(FRAMES)))
     code = ("import json, sys, numpy as np, keras_hub, tf_models\n"
             "folder, frames = sys.argv[1], np.load(sys.argv[2])\n"
             "backbone = keras_hub.models.Backbone.from_preset(folder)\n"
@@ -130,7 +131,7 @@ def test_converter_resizes_other_sizes_like_the_video_tools():
     resized = np.stack([resize_short_side(f, 48, 64, 32) for f in frames[0]])  # (2, 32, 42, 3)
     left = (resized.shape[2] - 32) // 2
     expected = normalize_views(resized[None, :, :, left:left + 32])
-    found = np.asarray(VideoMAEVideoConverter(image_size=32)(frames))
+    found = keras.ops.convert_to_numpy(VideoMAEVideoConverter(image_size=32)(frames))
     assert found.shape == (1, 2, 32, 32, 3)
     # 3 grey levels, in normalised units (std ~0.225)
     assert np.abs(found - expected).max() <= 3 / 255 / 0.224
@@ -152,3 +153,78 @@ def test_harness_passes_on_other_backends(backend):
                           capture_output=True, text=True, cwd=REPO_ROOT,
                           env={**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": REPO_ROOT})
     assert done.returncode == 0, done.stdout[-3000:]
+
+
+@pytest.fixture(scope="module")
+def tiny_preset(tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp("kerashub") / "tiny_ft")
+    preset = tf_models.get_preset(TINY_FT)
+    save_zoo_preset(tf_models.VideoMAEVideoClassifier(**preset.model_config()), preset, folder)
+    return folder
+
+
+def _copy(folder, tmp_path):
+    import shutil
+
+    target = str(tmp_path / "preset")
+    shutil.copytree(folder, target)
+    return target
+
+
+def _edit_config(folder, name, edit):
+    path = os.path.join(folder, name)
+    with open(path) as handle:
+        config = json.load(handle)
+    edit(config)
+    with open(path, "w") as handle:
+        json.dump(config, handle)
+
+
+def _lambda_block(config):
+    config["config"]["backbone"]["config"]["extra"] = {
+        "class_name": "Lambda", "module": "keras.layers", "registered_name": None,
+        "config": {"function": {"class_name": "__lambda__", "config": {"code": "x"}}}}
+
+
+def _unknown_task(config):
+    config["registered_name"] = "somebody>Exploit"
+
+
+HOSTILE = {
+    "lambda": ("task.json", _lambda_block, "task.json: names class 'Lambda'"),
+    "unregistered": ("task.json", _unknown_task, "task.json: names class 'somebody>Exploit'"),
+    "not json": ("config.json", None, "config.json: missing or unreadable"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_a_hostile_preset_config_is_refused_in_one_line(tiny_preset, tmp_path, case):
+    folder = _copy(tiny_preset, tmp_path)
+    name, edit, expected = HOSTILE[case]
+    if edit is None:
+        with open(os.path.join(folder, name), "w") as handle:
+            handle.write("{not json")
+    else:
+        _edit_config(folder, name, edit)
+    for load in (tf_models.VideoMAEVideoClassifier.from_preset,
+                 tf_models.VideoMAEBackbone.from_preset):
+        with pytest.raises(tf_models.PresetError) as raised:
+            load(folder)
+        assert len(str(raised.value).splitlines()) == 1
+        if name == "task.json" and load is tf_models.VideoMAEBackbone.from_preset:
+            continue  # every config is checked before anything loads
+        assert expected in str(raised.value)
+
+
+def test_a_preset_with_missing_or_misshapen_weights_is_refused_in_one_line(tiny_preset,
+                                                                           tmp_path):
+    folder = _copy(tiny_preset, tmp_path)
+    os.remove(os.path.join(folder, "model.weights.h5"))
+    with pytest.raises(tf_models.PresetError, match="cannot be loaded") as raised:
+        tf_models.VideoMAEBackbone.from_preset(folder)
+    assert len(str(raised.value).splitlines()) == 1 and folder in str(raised.value)
+    other = _copy(tiny_preset, tmp_path / "other")
+    _edit_config(other, "config.json", lambda c: c["config"].update(embed_dim=96, num_heads=4))
+    with pytest.raises(tf_models.PresetError, match="cannot be loaded") as raised:
+        tf_models.VideoMAEBackbone.from_preset(other)
+    assert len(str(raised.value).splitlines()) == 1

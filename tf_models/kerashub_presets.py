@@ -48,3 +48,83 @@ def save_zoo_preset(model, preset, preset_dir: str) -> str:
     if isinstance(model, VideoMAEVideoClassifier) and model.preprocessor is None:
         model.preprocessor = preprocessor_for(preset)
     return save_kerashub_preset(model, preset_dir)
+
+
+# the configs a preset of ours holds (keras-hub's CONFIG_FILE, TASK_CONFIG_FILE,
+# PREPROCESSOR_CONFIG_FILE, VIDEO_CONVERTER_CONFIG_FILE); config.json is required
+CONFIG_FILES = ("config.json", "task.json", "preprocessor.json", "video_converter.json")
+# the only Keras objects such a config carries besides our registered classes
+KERAS_OBJECTS = ("DTypePolicy",)
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _named_classes(config):
+    """Every class a serialised config names: its registered name, or its class name."""
+    if isinstance(config, dict):
+        if "class_name" in config:
+            yield str(config.get("registered_name") or config["class_name"]), config
+        for value in config.values():
+            yield from _named_classes(value)
+    elif isinstance(config, list):
+        for value in config:
+            yield from _named_classes(value)
+
+
+def _allowed(name: str, config: dict) -> bool:
+    import keras
+
+    from .layers import PACKAGE
+
+    if name.startswith(f"{PACKAGE}>"):
+        return name in keras.saving.get_custom_objects()
+    return name in KERAS_OBJECTS and str(config.get("module", "")).startswith("keras")
+
+
+def check_kerashub_preset(preset: str) -> None:
+    """Refuse a preset whose configs are missing, not JSON, or name any class other than this
+    package's registered ones and Keras dtype policies (a Lambda layer, an unknown or
+    arbitrary class): one ``PresetError`` line naming the file. Nothing is deserialised."""
+    import json
+
+    from keras_hub.src.utils.preset_utils import check_file_exists, get_file
+
+    from .hub import PresetError
+
+    for name in CONFIG_FILES:
+        where = f"{preset}/{name}"
+        try:
+            if name != "config.json" and not check_file_exists(preset, name):
+                continue
+            path = get_file(preset, name)
+            with open(path, encoding="utf-8") as handle:
+                config = json.load(handle)
+        except (OSError, ValueError, UnicodeDecodeError) as error:
+            raise PresetError(f"{where}: missing or unreadable ({_first_line(error)}); "
+                              f"a preset folder needs a readable {name}") from None
+        for found, entry in _named_classes(config):
+            if not _allowed(found, entry):
+                raise PresetError(f"{where}: names class {found!r}, which is not a VideoMAE "
+                                  f"class; refused (loading a preset never runs code)")
+
+
+def load_checked(load, preset: str):
+    """``load()`` (a keras-hub ``from_preset``) after ``check_kerashub_preset``, in Keras's
+    safe mode whatever the global setting (keras-hub's loaders do not pass ``safe_mode``,
+    so ``keras.config.enable_unsafe_deserialization()`` would otherwise reach them); any
+    failure (weights of the wrong shape, a missing weights file) is one ``PresetError`` line."""
+    from keras.src.saving.serialization_lib import SafeModeScope
+
+    from .hub import PresetError
+
+    check_kerashub_preset(preset)
+    try:
+        with SafeModeScope(True):
+            return load()
+    except PresetError:
+        raise
+    except Exception as error:  # keras and h5py raise many types for a bad file
+        raise PresetError(f"{preset}: cannot be loaded as a VideoMAE preset "
+                          f"({_first_line(error)})") from None

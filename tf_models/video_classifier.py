@@ -19,6 +19,17 @@ class VideoClassifier(Task):
     ``compile`` defaults to Adam, sparse categorical cross-entropy on logits and accuracy.
     """
 
+    @classmethod
+    def from_preset(cls, preset: str, load_weights: bool = True, **kwargs):
+        """keras-hub's ``Task.from_preset`` on a preset folder or handle, after checking that
+        its configs name only this package's classes, in Keras's safe mode; a bad preset is
+        one ``PresetError`` line (``tf_models.kerashub_presets.load_checked``)."""
+        from .kerashub_presets import load_checked
+
+        parent = super()
+        return load_checked(
+            lambda: parent.from_preset(preset, load_weights=load_weights, **kwargs), preset)
+
     def compile(self, optimizer="auto", loss="auto", *, metrics="auto", **kwargs):
         """``keras.Model.compile`` with defaults: Adam(5e-5), sparse categorical
         cross-entropy (from logits unless ``activation`` is softmax), accuracy."""

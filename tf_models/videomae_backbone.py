@@ -181,10 +181,12 @@ class VideoMAEBackbone(Backbone):
         a zoo name, release folder, artifact or URL (its final norm as stored: ``norm`` for
         PT, none for FT; resolved with SHA256 verification by ``tf_models.hub``)."""
         from .hub import load_preset_model
-        from .kerashub_presets import is_kerashub_preset
+        from .kerashub_presets import is_kerashub_preset, load_checked
 
         if is_kerashub_preset(preset):
-            return super().from_preset(preset, load_weights=load_weights, **kwargs)
+            parent = super()
+            return load_checked(
+                lambda: parent.from_preset(preset, load_weights=load_weights, **kwargs), preset)
         return load_preset_model(cls, preset, **kwargs)
 
 

@@ -83,8 +83,10 @@ class VideoMAEMaskedAutoencoder(Task, BackboneTask):
         """A pre-trained model from a keras-hub preset folder or handle (``Task.from_preset``),
         or from a zoo name, release folder, artifact path or URL (``tf_models.hub``)."""
         from .hub import load_preset_model
-        from .kerashub_presets import is_kerashub_preset
+        from .kerashub_presets import is_kerashub_preset, load_checked
 
         if is_kerashub_preset(preset):
-            return super().from_preset(preset, load_weights=load_weights, **kwargs)
+            parent = super()
+            return load_checked(
+                lambda: parent.from_preset(preset, load_weights=load_weights, **kwargs), preset)
         return load_preset_model(cls, preset, **kwargs)

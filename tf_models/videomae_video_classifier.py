@@ -95,6 +95,6 @@ class VideoMAEVideoClassifier(VideoClassifier, BackboneTask):
         from .hub import load_preset_model
         from .kerashub_presets import is_kerashub_preset
 
-        if is_kerashub_preset(preset):
+        if is_kerashub_preset(preset):  # VideoClassifier.from_preset: checked, safe mode
             return super().from_preset(preset, load_weights=load_weights, **kwargs)
         return load_preset_model(cls, preset, **kwargs)
