@@ -15,6 +15,8 @@ from typing import Callable, Dict, List, Optional
 
 from tqdm.auto import tqdm
 
+from tf_models.artifacts.names import report_path
+
 from . import __version__
 from .checkpoint import checkpoint_sha256, read_checkpoint
 from .errors import CheckpointError, ConversionError, OutputError
@@ -352,46 +354,44 @@ def _tf_with_hidden(kind, tf_model):
 def load_pretrained_artifact(path: str):
     """A converted PT model as ``predict(video_nthwc, mask) -> pixels``, plus its clip shape.
 
-    ``path`` is a ``.keras`` file or a SavedModel folder written by ``convert``.
-    Returns (predict, num_frames, img_size, patch_size, tubelet_size).
+    ``path`` is anything the one resolver takes (``tf_models.artifacts.resolve``): a
+    ``.keras`` file, a SavedModel folder, a ``.weights.h5`` file with its report, a zoo
+    name... Returns (predict, num_frames, img_size, patch_size, tubelet_size); the patch and
+    tubelet sizes of a SavedModel come from its report or its zoo preset.
     """
     import keras
     import tensorflow as tf
 
-    if not os.path.exists(path):
-        raise ConversionError(f"{path}: no such file or folder")
-    if os.path.isdir(path):
-        try:
-            serving = tf.saved_model.load(path).signatures["serving_default"]
-        except Exception as error:
-            raise ConversionError(f"{path}: not a SavedModel ({str(error).splitlines()[0]})")
-        specs = serving.structured_input_signature[1]
-        if "mask" not in specs:
-            raise ConversionError(f"{path}: SavedModel takes no mask: not a pre-trained (PT) "
-                                  f"model; convert with --mode PT")
-        _, frames, size, _, _ = specs["video"].shape
-        tokens = specs["mask"].shape[1]
-        patch = 16
-        tubelet = frames * (size // patch) ** 2 // tokens
+    from tf_models.artifacts.resolve import PresetError, load_artifact
+
+    try:
+        resolved, model = load_artifact(path)
+    except PresetError as error:
+        raise ConversionError(str(error)) from None
+    not_pt = (f"{path}: is not a pre-trained (PT) VideoMAE model; convert with --mode PT")
+    if resolved.kind != "savedmodel":
+        if not hasattr(model, "decoder"):
+            raise ConversionError(not_pt)
 
         def predict(video, mask):
-            outputs = serving(video=tf.constant(video), mask=tf.constant(mask))
-            # "pixels"; a SavedModel converted before that name was given calls it "logits"
-            return outputs.get("pixels", outputs.get("logits")).numpy()
-        return predict, frames, size, patch, tubelet
-    if not path.endswith(".keras"):
-        raise ConversionError(f"{path}: expected a .keras file or a SavedModel folder")
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except Exception as error:
-        raise ConversionError(f"{path}: cannot be loaded ({str(error).splitlines()[0]})")
-    if not hasattr(model, "decoder"):
-        raise ConversionError(f"{path}: is not a pre-trained (PT) VideoMAE model; "
-                              f"convert with --mode PT")
+            return keras.ops.convert_to_numpy(model({"video": video, "mask": mask}))
+        return predict, model.num_frames, model.img_size, model.patch_size, model.tubelet_size
+    if "mask" not in model.inputs:
+        raise ConversionError(f"{path}: SavedModel takes no mask: not a pre-trained (PT) "
+                              f"model; convert with --mode PT")
+    config = (resolved.report.model_config if resolved.report is not None
+              else resolved.preset.model_config() if resolved.preset is not None else None)
+    if config is None:
+        raise ConversionError(f"{path}: no NAME.json report beside the SavedModel and its name "
+                              f"is no zoo name, so its patch size is unknown; keep the report "
+                              f"next to it")
+    _, frames, size, _, _ = model.inputs["video"].shape
 
-    def predict(video, mask):
-        return keras.ops.convert_to_numpy(model({"video": video, "mask": mask}))
-    return predict, model.num_frames, model.img_size, model.patch_size, model.tubelet_size
+    def predict_savedmodel(video, mask):
+        outputs = model.serve(video=tf.constant(video), mask=tf.constant(mask))
+        # "pixels"; a SavedModel converted before that name was given calls it "logits"
+        return outputs.get("pixels", outputs.get("logits")).numpy()
+    return (predict_savedmodel, frames, size, config["patch_size"], config["tubelet_size"])
 
 
 def reconstruct_clip(model_path: str, clip_path: str, out_path: str,
@@ -407,10 +407,9 @@ def reconstruct_clip(model_path: str, clip_path: str, out_path: str,
 
     predict, frames, size, patch, tubelet = load_pretrained_artifact(model_path)
     if mask_ratio is None:
-        report = os.path.splitext(model_path.rstrip(os.sep))[0] + ".json"
-        mask_ratio = 0.9
-        if os.path.exists(report):
-            mask_ratio = ConversionRecord.load(report).entry["mask_ratio"]
+        report = ConversionRecord.load(report_path(model_path)) \
+            if os.path.exists(report_path(model_path)) else None
+        mask_ratio = report.mask_ratio if report is not None else 0.9
     clip = rec.read_clip(clip_path, num_frames=frames, img_size=size,
                          sampling_rate=sampling_rate)
     result = rec.run_reconstruction(predict, clip, mask_ratio=mask_ratio, seed=seed,
