@@ -30,7 +30,7 @@ from .record import ConversionRecord, ParityInputs, ParitySummary, SourceRecord
 from .parity import (ParityReport, check_parity, compute_reference, make_cases,
                      reference_fingerprints)
 from .sources import resolve_checkpoint
-from .synthetic import write_synthetic_checkpoint
+from .synthetic import synthetic_path, write_synthetic_checkpoint
 from .zoo import Entry, get_entry
 
 # in this order so that at most one copy of the weights is alive while a model runs: the
@@ -163,10 +163,6 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _synthetic_path(entry: Entry, seed: int, folder: str) -> str:
-    return os.path.join(folder, f"{entry.name}.synthetic-seed{seed}.pth")
-
-
 def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bool = False,
             seed: int = 0, force: bool = False, progress: bool = True,
             parity_batch: int = 2, encoder_only: bool = False, cache_dir: Optional[str] = None,
@@ -214,7 +210,7 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
             scratch = make_scratch()
             upstream = base.upstream  # a mapped head's source file: the whole source head
             checkpoint = write_synthetic_checkpoint(
-                upstream, _synthetic_path(upstream, seed, scratch), seed)
+                upstream, synthetic_path(upstream, seed, scratch), seed)
         source, torch_state, prepared, notes, checkpoint_pages = _read_checked(
             entry, checkpoint, seed if synthetic else None)
 
@@ -345,78 +341,3 @@ def _tf_with_hidden(kind, tf_model):
         out, hidden = graph(*kind.case_inputs(case))
         return kind.named(outputs_to_numpy(out)), [h.numpy() for h in hidden]
     return run
-
-
-def load_pretrained_artifact(path: str):
-    """A converted PT model as ``predict(video_nthwc, mask) -> pixels``, plus its clip shape.
-
-    ``path`` is a ``.keras`` file or a SavedModel folder written by ``convert``.
-    Returns (predict, num_frames, img_size, patch_size, tubelet_size).
-    """
-    import keras
-    import tensorflow as tf
-
-    if not os.path.exists(path):
-        raise ConversionError(f"{path}: no such file or folder")
-    if os.path.isdir(path):
-        try:
-            serving = tf.saved_model.load(path).signatures["serving_default"]
-        except Exception as error:
-            raise ConversionError(f"{path}: not a SavedModel ({str(error).splitlines()[0]})")
-        specs = serving.structured_input_signature[1]
-        if "mask" not in specs:
-            raise ConversionError(f"{path}: SavedModel takes no mask: not a pre-trained (PT) "
-                                  f"model; convert with --mode PT")
-        _, frames, size, _, _ = specs["video"].shape
-        tokens = specs["mask"].shape[1]
-        patch = 16
-        tubelet = frames * (size // patch) ** 2 // tokens
-
-        def predict(video, mask):
-            outputs = serving(video=tf.constant(video), mask=tf.constant(mask))
-            # "pixels"; a SavedModel converted before that name was given calls it "logits"
-            return outputs.get("pixels", outputs.get("logits")).numpy()
-        return predict, frames, size, patch, tubelet
-    if not path.endswith(".keras"):
-        raise ConversionError(f"{path}: expected a .keras file or a SavedModel folder")
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except Exception as error:
-        raise ConversionError(f"{path}: cannot be loaded ({str(error).splitlines()[0]})")
-    if not hasattr(model, "decoder"):
-        raise ConversionError(f"{path}: is not a pre-trained (PT) VideoMAE model; "
-                              f"convert with --mode PT")
-
-    def predict(video, mask):
-        return keras.ops.convert_to_numpy(model({"video": video, "mask": mask}))
-    return predict, model.num_frames, model.img_size, model.patch_size, model.tubelet_size
-
-
-def reconstruct_clip(model_path: str, clip_path: str, out_path: str,
-                     mask_ratio: Optional[float] = None, seed: int = 0,
-                     sampling_rate: int = 4) -> dict:
-    """Run a converted PT model on a clip and write original / masked / reconstruction.
-
-    ``out_path`` ending in ``.gif`` writes an animation, anything else a PNG strip. The mask
-    ratio defaults to the one in the model's JSON report (the zoo entry's), else 0.9.
-    """
-
-    from . import reconstruct as rec
-
-    predict, frames, size, patch, tubelet = load_pretrained_artifact(model_path)
-    if mask_ratio is None:
-        report = os.path.splitext(model_path.rstrip(os.sep))[0] + ".json"
-        mask_ratio = 0.9
-        if os.path.exists(report):
-            mask_ratio = ConversionRecord.load(report).entry["mask_ratio"]
-    clip = rec.read_clip(clip_path, num_frames=frames, img_size=size,
-                         sampling_rate=sampling_rate)
-    result = rec.run_reconstruction(predict, clip, mask_ratio=mask_ratio, seed=seed,
-                                    tubelet=tubelet, patch=patch)
-    writer = rec.write_gif if out_path.lower().endswith(".gif") else rec.write_strip
-    tmp = out_path + ".partial" + os.path.splitext(out_path)[1]
-    writer(tmp, result["original"], result["masked"], result["reconstruction"])
-    os.replace(tmp, out_path)
-    result["mask_ratio"] = mask_ratio
-    result["path"] = out_path
-    return result

@@ -187,6 +187,16 @@ def upcast_checked(state_dict: Dict[str, torch.Tensor], path: str
 
 # --- other sources: safetensors files, transformers-format folders ------------------------
 
+# VideoMAE V2's encoder-only Hub repositories (OpenGVLab/VideoMAEv2-Base, -Large, -Huge, -giant):
+# custom code whose config.json says ``model_type: VideoMAEv2_<Size>`` and nests upstream's
+# VisionTransformer arguments under ``model_config``; the wrapper keeps that VisionTransformer
+# as its ``model`` attribute, so every tensor name carries a ``model.`` prefix.
+HUB_V2_MODEL_TYPE = "VideoMAEv2"
+HUB_V2_PREFIX = "model."
+# model_config keys that are no constructor arguments here (training-only or spelled by class)
+HUB_V2_DROPPED = ("qk_scale", "drop_rate", "attn_drop_rate", "drop_path_rate", "norm_layer",
+                  "layer_norm_eps", "use_learnable_pos_emb", "with_cp", "qkv_bias")
+
 # Weights files of a transformers folder, most preferred first (safetensors cannot run code).
 TRANSFORMERS_WEIGHTS = ("model.safetensors", "model.safetensors.index.json",
                         "pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -408,11 +418,44 @@ def _read_names(path: str, shapes_only: bool):
     return weights, strip_wrapper_prefixes(state_dict), key, notes
 
 
+def hub_v2_config(path: str) -> Optional[dict]:
+    """The ``config.json`` beside ``path`` (a folder or a file in one) when it is a VideoMAE V2
+    Hub repository's (``model_type`` ``VideoMAEv2_*``), else None."""
+    folder = path if os.path.isdir(path) else os.path.dirname(path)
+    config_path = os.path.join(folder, "config.json")
+    if not os.path.isfile(config_path):
+        return None
+    config = read_json(config_path)
+    if not str(config.get("model_type", "")).startswith(HUB_V2_MODEL_TYPE):
+        return None
+    if not isinstance(config.get("model_config"), dict):
+        raise CheckpointError(f"{config_path}: model_type {config['model_type']} but no "
+                              f"model_config object (expected upstream's VisionTransformer "
+                              f"arguments nested there)")
+    return config
+
+
+def hub_v2_model_kwargs(config: dict) -> dict:
+    """torch_reference / tf_models keyword arguments from a V2 Hub ``config.json``: its
+    ``model_config`` without the training-only and class-valued entries."""
+    return {key: value for key, value in config["model_config"].items()
+            if key not in HUB_V2_DROPPED}
+
+
 def _upstream_names(state_dict: Dict[str, torch.Tensor], path: str, weights: str,
                     notes: List[str]) -> Tuple[Dict[str, torch.Tensor], str]:
     """The state dict under upstream's names, and the layout it was found in."""
     from .hf_format import hf_to_upstream, is_hf_state_dict
 
+    hub_v2 = hub_v2_config(path)
+    if hub_v2 is not None:
+        if not state_dict or not all(k.startswith(HUB_V2_PREFIX) for k in state_dict):
+            first = ", ".join(sorted(state_dict)[:4]) or "none"
+            raise CheckpointError(f"{weights}: model_type {hub_v2['model_type']}: expected "
+                                  f"every tensor under '{HUB_V2_PREFIX}', found {first}")
+        notes.append(f"VideoMAE V2 Hub repository (model_type {hub_v2['model_type']}): "
+                     f"'{HUB_V2_PREFIX}' prefix stripped")
+        return {k[len(HUB_V2_PREFIX):]: v for k, v in state_dict.items()}, "upstream"
     if not is_hf_state_dict(state_dict):
         return state_dict, "upstream"
     folder = path if os.path.isdir(path) else os.path.dirname(path)

@@ -169,41 +169,6 @@ def main(entry_name, list_entries, as_json, family, size, mode, dataset, checkpo
         click.echo(f"  {kind:10s} {path}")
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--model", "model_path", type=click.Path(), required=True,
-              help="A converted pre-trained model: NAME.keras or the SavedModel folder NAME/.")
-@click.option("--clip", "clip_path", type=click.Path(), required=True,
-              help="A clip: .npy (T, H, W, 3) always; a video file when imageio/av/cv2 is "
-                   "installed.")
-@click.option("--out", "out_path", type=click.Path(), required=True,
-              help="Output image: .png for a strip (original / masked / reconstruction), "
-                   ".gif for an animation.")
-@click.option("--mask-ratio", type=float, default=None,
-              help="Tube mask ratio (default: the zoo entry's, from the model's JSON report).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Mask seed.")
-@click.option("--sampling-rate", type=int, default=4, show_default=True,
-              help="Take every Nth frame of a video file.")
-@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
-def reconstruct_main(model_path, clip_path, out_path, mask_ratio, seed, sampling_rate, force):
-    """Reconstruct a masked clip with a converted pre-trained VideoMAE model."""
-    import os
-
-    from . import ConversionError
-    from .api import reconstruct_clip
-
-    if os.path.exists(out_path) and not force:
-        _fail(f"error: {out_path}: already exists; pass --force to overwrite", 2)
-    try:
-        result = reconstruct_clip(model_path, clip_path, out_path, mask_ratio, seed,
-                                  sampling_rate)
-    except ConversionError as error:
-        _fail(f"error: {error}", 2)
-    except KeyboardInterrupt:
-        _fail("error: interrupted", 2)
-    click.echo(f"wrote {result['path']} (mask ratio {result['mask_ratio']:g}, "
-               f"{int(result['mask'][0].sum())} of {result['mask'].shape[1]} tokens masked)")
-
-
 def _list(as_json: bool) -> None:
     """Print every zoo entry: a table, or one JSON object per line."""
     import json

@@ -32,6 +32,13 @@ def random_state_dict(model: torch.nn.Module, seed: int = 0) -> Dict[str, torch.
 def random_tensor(name: str, shape: Tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
     """One random tensor, scaled for the kind of parameter ``name`` is."""
     noise = torch.randn(shape, generator=generator)
+    if name.endswith(("gamma_1", "gamma_2")):
+        # V2 layer scale: branches weighted well away from 0 and 1, some negative channels
+        return noise.mul_(0.3).add_(0.3)
+    if name.endswith("attn.scale"):
+        # V2 cosine attention's log logit scale (heads, 1, 1): around upstream's log(10), so
+        # attention is sharp enough for a wrong q/k path to show
+        return noise.mul_(0.5).add_(2.3)
     if name.endswith(("q_bias", "v_bias")):
         return noise.mul_(0.2)
     if name.endswith("mask_token"):
@@ -65,6 +72,13 @@ def upstream_container(entry: Entry, state_dict: Dict[str, torch.Tensor]) -> dic
         args.decoder_mask_type = "run_cell"
         args.decoder_mask_ratio = entry.decoder_mask_ratio
     return {key: state_dict, "epoch": entry.pt_epochs - 1, "args": args}
+
+
+def synthetic_path(entry: Entry, seed: int, folder: str) -> str:
+    """Where ``--synthetic`` writes ``entry``'s checkpoint of ``seed`` in ``folder``: the same
+    name for the same entry and seed, so a benchmark or test can write the very bytes a
+    ``--synthetic`` conversion converts."""
+    return os.path.join(folder, f"{entry.name}.synthetic-seed{seed}.pth")
 
 
 def write_synthetic_checkpoint(entry: Entry, path: str, seed: int = 0,

@@ -5,16 +5,17 @@
     python scripts/bench.py --sizes S --modes FT,PT --markdown docs/BENCHMARKS.md
     python scripts/bench.py --sizes B --convert-only --load 2   # peak memory under CPU load
 
-For each size: one child process converts the synthetic entry through ``converter.convert``
-and reports its phase times; ``os.wait4`` gives the child's own peak RSS. A second child
-measures the baseline RSS after the imports. A third measures inference latency on one clip:
-torch (the reference), Keras eager, ``tf.function`` and ``tf.function(jit_compile=True)``
-(XLA), and the exported SavedModel, all in the same process so the ratios are comparable.
-Floors are measured in the same run: one torch forward + one TF forward + writing the
-artifact bytes to disk (see ``floors``). The convert child also samples its resident memory
-every 5 ms and reports the peak of each conversion phase. Two more children give the memory
-floor: the peak RSS of running the model on the parity inputs and nothing else, in torch and
-through the converted SavedModel.
+Every measurement runs in a child process, a module in ``scripts/children/`` (run by
+``run_child``). For each size: one child process converts the synthetic entry through
+``converter.convert`` and reports its phase times; ``os.wait4`` gives the child's own peak RSS.
+A second child measures the baseline RSS after the imports. A third measures inference latency
+on one clip: torch (the reference), Keras eager, ``tf.function`` and
+``tf.function(jit_compile=True)`` (XLA), and the exported SavedModel, all in the same process
+so the ratios are comparable. Floors are measured in the same run: one torch forward + one TF
+forward + writing the artifact bytes to disk (see ``floors``). The convert child also samples
+its resident memory every 5 ms and reports the peak of each conversion phase. Two more children
+give the memory floor: the peak RSS of running the model on the parity inputs and nothing else,
+in torch and through the converted SavedModel.
 
 ``--peer S,B`` adds Google's litert-torch side by side on the same random upstream weights
 (installed on demand into its own virtual environment; see ``scripts/bench_peer.py``).
@@ -32,147 +33,21 @@ import time
 
 import click
 
-CHILD_CONVERT = r"""
-import json, os, sys, threading, time
-import converter
-from converter import convert, find_entry
+import bench_peer  # a sibling script: scripts/ is on the path when this one runs
+from bench_peer import repo_env
 
-# resident memory sampled every 5 ms, attributed to the phase running at the time
-PAGE = os.sysconf("SC_PAGE_SIZE")
-def rss_mb():
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * PAGE / 2**20
-current, peaks, running = ["start"], {}, [True]
-def on_phase(phase):
-    current[0] = phase
-def sample():
-    while running[0]:
-        peaks[current[0]] = max(peaks.get(current[0], 0.0), rss_mb())
-        time.sleep(0.005)
-sampler = threading.Thread(target=sample, daemon=True)
-sampler.start()
-entry = find_entry(sys.argv[1], sys.argv[2], "k400")
-started = time.perf_counter()
-result = convert(entry, sys.argv[3], synthetic=True, force=True, progress=False,
-                 on_phase=on_phase, litert=sys.argv[4:] == ["litert"])
-seconds = time.perf_counter() - started
-running[0] = False
-sampler.join()
-print(json.dumps({"seconds": result.seconds, "convert_s": seconds, "phase_peak_mb": peaks,
-                  "report": sys.argv[3] + "/" + entry.name + ".json"}))
-"""
-
-# the memory floor of each framework: a process that only builds the model (torch) or loads the
-# converted SavedModel (TF) and runs it once on each of the conversion's parity inputs, one
-# clip at a time (for PT entries: at the entry's mask ratio and at 0.5), as a conversion does
-CHILD_FLOOR_TORCH = r"""
-import sys
-import converter, torch
-from converter import find_entry
-from converter.kinds import build_torch_model
-from converter.parity import make_cases
-
-entry = find_entry(sys.argv[1], sys.argv[2], "k400")
-model = build_torch_model(entry)
-with torch.inference_mode():
-    for case in make_cases(entry, batch=1, seed=0):
-        args = (torch.from_numpy(case.video_ncthw),)
-        if case.mask is not None:
-            args += (torch.from_numpy(case.mask),)
-        model(*args)
-print("{}")
-"""
-
-CHILD_FLOOR_TF = r"""
-import sys
-import converter, tensorflow as tf
-from converter import find_entry
-from converter.parity import make_cases
-
-entry = find_entry(sys.argv[1], sys.argv[2], "k400")
-serving = tf.saved_model.load(f"{sys.argv[3]}/{entry.name}").signatures["serving_default"]
-for case in make_cases(entry, batch=1, seed=0):
-    feeds = {"video": tf.constant(case.video_nthwc)}
-    if case.mask is not None:
-        feeds["mask"] = tf.constant(case.mask)
-    serving(**feeds)
-print("{}")
-"""
-
-# both in turn in one process, one model alive at a time, as a conversion runs them: what the
-# two frameworks' own pools and caches keep after the torch run counts here too
-CHILD_FLOOR_BOTH = (CHILD_FLOOR_TORCH.replace('print("{}")', "")
-                    + "del model\nimport gc; gc.collect()\n"
-                    + "import converter.api; converter.api.release_freed_memory()\n"
-                    + CHILD_FLOOR_TF)
-
-CHILD_BASELINE = r"""
-import converter, keras, tensorflow, torch, json
-print(json.dumps({}))
-"""
-
-CHILD_LATENCY = r"""
-import json, sys, time
-import numpy as np
-import converter, torch
-import keras, tensorflow as tf
-from converter import find_entry
-from converter.kinds import build_torch_model
-
-entry = find_entry(sys.argv[1], sys.argv[2], "k400")
-out, repeats = sys.argv[3], int(sys.argv[4])
-torch.set_grad_enabled(False)
-model_pt = build_torch_model(entry)
-rng = np.random.default_rng(0)
-video = rng.standard_normal((1, 3, entry.num_frames, entry.img_size, entry.img_size), np.float32)
-video_tf = np.ascontiguousarray(video.transpose(0, 2, 3, 4, 1))
-args_pt, args_tf = (torch.from_numpy(video),), (video_tf,)
-if entry.mode == "PT":
-    from torch_reference import tube_mask
-    mask = tube_mask(entry.num_frames, entry.img_size, mask_ratio=entry.mask_ratio, rng=rng)
-    args_pt, args_tf = args_pt + (torch.from_numpy(mask),), args_tf + (mask,)
-
-def timed(fn, warmup=1):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter(); fn(); times.append(time.perf_counter() - start)
-    return min(times)
-
-results = {"torch": timed(lambda: model_pt(*args_pt))}
-# the conversion's float64 reference on the same clip, as it runs it (one block cast at a
-# time, fused attention)
-from converter.kinds import parity_reference
-from converter.parity import float64_forward, fused_attention
-reference = parity_reference(entry, model_pt)
-args64 = tuple(a.double() if a.is_floating_point() else a for a in args_pt)
-with float64_forward(reference), fused_attention(reference):
-    start = time.perf_counter(); reference(*args64)  # once: it is the slowest run here
-    results["torch_float64"] = time.perf_counter() - start
-del model_pt, reference
-model = keras.saving.load_model(f"{out}/{entry.name}.keras")
-# a classifier takes the video; a pre-trainer [video, mask] (a second positional argument
-# would be Keras's ``training``)
-inputs = [tf.constant(a) for a in args_tf] if len(args_tf) > 1 else tf.constant(args_tf[0])
-results["keras_eager"] = timed(lambda: model(inputs))
-graph = tf.function(lambda x: model(x))
-results["tf_function"] = timed(lambda: graph(inputs))
-xla = tf.function(lambda x: model(x), jit_compile=True)
-results["tf_function_xla"] = timed(lambda: xla(inputs))
-serving = tf.saved_model.load(f"{out}/{entry.name}").signatures["serving_default"]
-feeds = dict(zip(("video", "mask"), (tf.constant(a) for a in args_tf)))
-results["savedmodel"] = timed(lambda: serving(**feeds))
-print(json.dumps(results))
-"""
+# the child programs: modules in scripts/children/, each run as its own process (peak RSS)
+CHILDREN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "children")
 
 
-def run_child(code: str, *args: str, python: str = sys.executable, env=None) -> tuple:
-    """Run ``code`` in a fresh Python (``python``: another environment's, for the peer);
-    returns (last stdout line as JSON, seconds, peak MB)."""
+def run_child(child: str, *args: str, python: str = sys.executable) -> tuple:
+    """Run ``scripts/children/CHILD.py ARGS`` in a fresh Python (``python``: another
+    environment's, for the peer), the repository's packages first on its path; returns (last
+    stdout line as JSON, seconds, peak MB)."""
     started = time.perf_counter()
+    command = [python, os.path.join(CHILDREN, f"{child}.py"), *args]
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        process = subprocess.Popen([python, "-c", code, *args], stdout=out, stderr=err, env=env)
+        process = subprocess.Popen(command, stdout=out, stderr=err, env=repo_env())
         # wait4 on the child's pid: its own peak RSS, not the maximum over all children
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -213,7 +88,7 @@ def bench_entry(size: str, mode: str, out: str, repeats: int, convert_only: bool
     loaders = busy_loops(load)
     try:
         load_before = os.getloadavg()
-        conv, wall, peak_mb = run_child(CHILD_CONVERT, size, mode, out)
+        conv, wall, peak_mb = run_child("convert", size, mode, out)
         load_after = os.getloadavg()
     finally:
         for loader in loaders:
@@ -229,10 +104,10 @@ def bench_entry(size: str, mode: str, out: str, repeats: int, convert_only: bool
                 "convert_s": conv["convert_s"], "phase_peak_mb": conv["phase_peak_mb"],
                 "peak_rss_mb": peak_mb, "phases_s": conv["seconds"],
                 "artifact_bytes": weight_bytes, "loadavg": loadavg}
-    latency, _, _ = run_child(CHILD_LATENCY, size, mode, out, str(repeats))
-    _, _, floor_torch_mb = run_child(CHILD_FLOOR_TORCH, size, mode)
-    _, _, floor_tf_mb = run_child(CHILD_FLOOR_TF, size, mode, out)
-    _, _, floor_both_mb = run_child(CHILD_FLOOR_BOTH, size, mode, out)
+    latency, _, _ = run_child("latency", size, mode, out, str(repeats))
+    _, _, floor_torch_mb = run_child("floor", "torch", size, mode)
+    _, _, floor_tf_mb = run_child("floor", "tf", size, mode, out)
+    _, _, floor_both_mb = run_child("floor", "both", size, mode, out)
     params = report.entry["model_config"]
     return {"size": size, "mode": mode, "name": report.name, "wall_s": wall,
             "convert_s": conv["convert_s"], "phase_peak_mb": conv["phase_peak_mb"],
@@ -373,8 +248,6 @@ def markdown(results: list, baseline_mb: float, machine: str) -> str:
 def main(sizes, modes, repeats, out_dir, json_path, md_path, peer_sizes, peer_venv,
          peer_only, convert_only, load):
     """Measure conversion time, peak memory, artifact sizes and inference latency."""
-    import bench_peer
-
     if peer_only and not peer_sizes:
         raise click.UsageError("--peer-only needs --peer SIZES")
     peer_python = None
@@ -385,7 +258,7 @@ def main(sizes, modes, repeats, out_dir, json_path, md_path, peer_sizes, peer_ve
                 peer_venv, lambda line: click.echo(line, err=True))
         except bench_peer.PeerError as failure:
             raise click.ClickException(str(failure))
-    baseline, _, baseline_mb = run_child(CHILD_BASELINE)
+    baseline, _, baseline_mb = run_child("baseline")
     machine = (f"{platform.machine()}, {os.cpu_count()} CPU cores, "
                f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, "
                f"Python {platform.python_version()}")
@@ -408,7 +281,7 @@ def main(sizes, modes, repeats, out_dir, json_path, md_path, peer_sizes, peer_ve
                          for r in results if r["size"] == size and r["mode"] == "FT"), None)
             result = bench_peer.bench_peer_size(
                 size, os.path.join(out, f"peer-{size}"), repeats, peer_python, run_child,
-                CHILD_CONVERT, ours, say=lambda line: click.echo(line, err=True))
+                ours, say=lambda line: click.echo(line, err=True))
             peer_results.append(result)
             click.echo(json.dumps(result), err=True)
     if peer_only:
@@ -431,5 +304,4 @@ def main(sizes, modes, repeats, out_dir, json_path, md_path, peer_sizes, peer_ve
 
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench_peer
     main()

@@ -22,7 +22,7 @@ import time
 import click
 
 import converter  # torch first (import order), then tensorflow
-from converter.api import _synthetic_path
+from converter.synthetic import synthetic_path
 from converter.checkpoint import read_checkpoint
 from converter.synthetic import write_synthetic_checkpoint
 from converter.kinds import build_torch_model
@@ -32,7 +32,7 @@ from converter.zoo import find_entry
 def float64_reference(entry, clips, folder):
     import torch
 
-    checkpoint = write_synthetic_checkpoint(entry, _synthetic_path(entry, 0, folder), 0)
+    checkpoint = write_synthetic_checkpoint(entry, synthetic_path(entry, 0, folder), 0)
     model = build_torch_model(entry)
     model.load_state_dict(read_checkpoint(checkpoint).state_dict, strict=True)
     model = model.double()

@@ -41,6 +41,7 @@ INSTALLING_MARKER = "videomae-peer-installing"
 PEER_PACKAGES = ("litert-torch", "torch", "timm", "ai-edge-litert", "litert-converter",
                  "torchao", "jax", "numpy")  # whose versions the tables report
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHILDREN = os.path.join(REPO, "scripts", "children")  # the child programs (bench.run_child)
 
 
 class PeerError(Exception):
@@ -101,9 +102,9 @@ def ensure_peer_venv(venv: str, say: Callable[[str], None] = print) -> str:
         if lines is not None:
             raise PeerError(f"installing {PEER_PACKAGE} into {venv} failed: "
                             f"{_pip_failure(lines)} (full log: {log_path})")
-        check = subprocess.run([python, "-c", "import torch, timm, litert_torch, "
-                                "torch_reference; print(torch.__version__)"],
-                               capture_output=True, text=True, env=peer_env())
+        # the peer's baseline child imports torch, torch_reference (timm) and litert_torch
+        check = subprocess.run([python, os.path.join(CHILDREN, "peer_baseline.py")],
+                               capture_output=True, text=True, env=repo_env())
         if check.returncode != 0:
             last = (check.stderr.strip().splitlines() or ["no output"])[-1]
             raise PeerError(f"{venv}: {PEER_PACKAGE} installed but does not import: {last}")
@@ -140,19 +141,14 @@ def _run_logged(command: List[str], log_path: str, say) -> Optional[List[str]]:
 
 
 def _installed_versions(python: str) -> Dict[str, str]:
-    code = ("import json, importlib.metadata as m\n"
-            f"names = {list(PEER_PACKAGES)!r}\n"
-            "found = {}\n"
-            "for n in names:\n"
-            "    try: found[n] = m.version(n)\n"
-            "    except m.PackageNotFoundError: pass\n"
-            "print(json.dumps(found))")
-    done = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
+    done = subprocess.run([python, os.path.join(CHILDREN, "peer_versions.py"), *PEER_PACKAGES],
+                          capture_output=True, text=True, check=True)
     return json.loads(done.stdout)
 
 
-def peer_env() -> Dict[str, str]:
-    """The peer child's environment: the repository on PYTHONPATH for torch_reference."""
+def repo_env() -> Dict[str, str]:
+    """A child's environment: the repository first on PYTHONPATH (its converter for the
+    bench's children, its torch_reference for the peer's)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
@@ -163,153 +159,41 @@ def peer_versions(venv: str) -> Dict[str, str]:
         return json.load(handle)["versions"]
 
 
-# runs in the peer's environment: read the synthetic checkpoint, build upstream's model, convert
-# and export; the times of the imports and the load are in the process wall, not in convert_s
-CHILD_PEER = r"""
-import json, sys, time
-import torch, torch_reference
-import litert_torch
-
-config, checkpoint, path = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
-state = torch.load(checkpoint, map_location="cpu", weights_only=True)["module"]
-with torch.device("meta"):
-    model = torch_reference.VisionTransformer(**config)
-model.load_state_dict(state, strict=True, assign=True)
-del state
-sample = torch.randn(1, 3, config["num_frames"], config["img_size"], config["img_size"])
-started = time.perf_counter()
-edge = litert_torch.convert(model.eval(), (sample,))
-converted = time.perf_counter()
-edge.export(path + ".partial")
-import os
-os.replace(path + ".partial", path)
-done = time.perf_counter()
-print(json.dumps({"convert_s": converted - started, "export_s": done - converted,
-                  "convert_export_s": done - started, "bytes": os.path.getsize(path),
-                  "torch": torch.__version__, "litert_torch": litert_torch.__version__}))
-"""
-
-# the peer environment's own baseline: a process that only imports what the peer child imports
-CHILD_PEER_BASELINE = r"""
-import torch, torch_reference, litert_torch
-print("{}")
-"""
-
-# runs in the bench's environment, one process: the float64 reference and torch fp32 on the
-# parity clips, then the three files on the same clips, then latency on one clip (median)
-CHILD_EVAL = r"""
-import json, os, statistics, sys, time
-import numpy as np
-import converter, torch
-from converter import find_entry
-from converter.checkpoint import read_checkpoint
-from converter.kinds import build_torch_model
-from converter.parity import make_cases
-
-size, checkpoint, peer_path, ours_path, saved_path, repeats = sys.argv[1:7]
-repeats = int(repeats)
-entry = find_entry(size, "FT", "k400")
-video = make_cases(entry, batch=2, seed=0)[0].video_ncthw  # (2, 3, T, H, W), float32
-model = build_torch_model(entry)
-model.load_state_dict(read_checkpoint(checkpoint).state_dict, strict=True)
-torch.set_grad_enabled(False)
-fp32 = model(torch.from_numpy(video)).numpy()
-reference = model.double()(torch.from_numpy(video).double()).numpy()
-del model
-import tensorflow as tf
-from converter.litert import make_interpreter, run_litert
-
-def error(found):
-    return float(np.max(np.abs(np.asarray(found, dtype=np.float64) - reference)))
-
-# each of fns timed in turn within each repeat (round robin), so a change of the machine's
-# load during the run falls on all of them alike; the median of each
-def median_seconds(fns):
-    for fn in fns.values():
-        fn()  # warm-up: tracing, interpreter allocation
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(found) for name, found in times.items()}
-
-video_tf = np.ascontiguousarray(video.transpose(0, 2, 3, 4, 1))
-results = {"err": {"torch_fp32": error(fp32)}, "latency_s": {}, "runtime": {}}
-threads = os.cpu_count()
-
-# the peer's file: torch layout (N, C, T, H, W), batch fixed at 1, so clip by clip
-peer = make_interpreter(peer_path, num_threads=threads)
-results["runtime"]["interpreter"] = type(peer).__module__
-peer_input = peer.get_input_details()[0]
-results["peer_input_shape"] = [int(d) for d in peer_input["shape"]]
-results["peer_input_signature"] = [int(d) for d in peer_input["shape_signature"]]
-try:
-    run_litert(peer, video)  # the whole batch, if its batch can be resized
-    results["peer_batch2"] = "yes"
-except Exception as failure:
-    results["peer_batch2"] = f"no: {type(failure).__name__}: {str(failure).splitlines()[0][:160]}"
-peer = make_interpreter(peer_path, num_threads=threads)
-found = np.concatenate([run_litert(peer, video[i:i + 1])[0] for i in range(len(video))])
-results["err"]["peer_tflite"] = error(found)
-
-ours = make_interpreter(ours_path, num_threads=threads)
-results["err"]["our_tflite"] = error(run_litert(ours, video_tf)[0])
-serving = tf.saved_model.load(saved_path).signatures["serving_default"]
-results["err"]["savedmodel"] = error(serving(video=tf.constant(video_tf))["logits"].numpy())
-
-one, one_tf, two_tf = video[:1], video_tf[:1], video_tf
-# one interpreter per batch size: resizing one in turn would time its reallocation too
-ours2 = make_interpreter(ours_path, num_threads=threads)
-feeds1, feeds2 = tf.constant(one_tf), tf.constant(two_tf)
-results["latency_s"] = median_seconds({
-    "peer_tflite": lambda: run_litert(peer, one),
-    "our_tflite": lambda: run_litert(ours, one_tf),
-    "savedmodel": lambda: serving(video=feeds1),
-    "our_tflite_batch2": lambda: run_litert(ours2, two_tf),
-    "savedmodel_batch2": lambda: serving(video=feeds2)})
-print(json.dumps(results))
-"""
-
-
 def bench_peer_size(size: str, out: str, repeats: int, python: str, run_child,
-                    convert_code: str, ours: Optional[dict] = None,
-                    say: Callable[[str], None] = print) -> dict:
+                    ours: Optional[dict] = None, say: Callable[[str], None] = print) -> dict:
     """One size, side by side: our conversion with ``--litert`` (and without, unless the main
     bench just ran it: ``ours``), the peer's convert + export, then errors and latency."""
     from converter import find_entry
-    from converter.api import _synthetic_path
-    from converter.synthetic import write_synthetic_checkpoint
+    from converter.synthetic import synthetic_path, write_synthetic_checkpoint
 
     entry = find_entry(size, "FT", "k400")
     os.makedirs(out, exist_ok=True)
     result = {"size": size, "name": entry.name}
     if ours is None:
         say(f"peer {size}: our conversion, every check, without --litert ...")
-        _, wall, peak = run_child(convert_code, size, "FT", out)
+        _, wall, peak = run_child("convert", size, "FT", out)
         ours = {"wall_s": wall, "peak_rss_mb": peak}
     result["ours"] = ours
     say(f"peer {size}: our conversion, every check, with --litert ...")
-    conv, wall, peak = run_child(convert_code, size, "FT", out, "litert")
+    conv, wall, peak = run_child("convert", size, "FT", out, "litert")
     result["ours_litert"] = {"wall_s": wall, "peak_rss_mb": peak, "convert_s": conv["convert_s"],
                              "phases_s": conv["seconds"], "phase_peak_mb": conv["phase_peak_mb"]}
     # the bytes our --synthetic conversion converted (same entry, seed 0), for the peer to read
-    checkpoint = write_synthetic_checkpoint(entry, _synthetic_path(entry, 0, out), 0)
+    checkpoint = write_synthetic_checkpoint(entry, synthetic_path(entry, 0, out), 0)
     peer_path = os.path.join(out, f"{entry.name}.litert-torch.tflite")
     say(f"peer {size}: litert-torch convert + export (its own process) ...")
     try:
-        peer, wall, peak = run_child(CHILD_PEER, json.dumps(entry.model_config()), checkpoint,
-                                     peer_path, python=python, env=peer_env())
+        peer, wall, peak = run_child("peer_convert", json.dumps(entry.model_config()),
+                                     checkpoint, peer_path, python=python)
     except RuntimeError as failure:
         result["peer_failed"] = str(failure)
         say(f"peer {size}: litert-torch failed: {failure}")
         return result
-    _, _, peer_baseline = run_child(CHILD_PEER_BASELINE, python=python, env=peer_env())
+    _, _, peer_baseline = run_child("peer_baseline", python=python)
     result["peer"] = dict(peer, wall_s=wall, peak_rss_mb=peak, baseline_mb=peer_baseline)
     result["ours_litert"]["bytes"] = os.path.getsize(os.path.join(out, f"{entry.name}.tflite"))
     say(f"peer {size}: errors against float64 and latency, one process ...")
-    evaluated, _, _ = run_child(CHILD_EVAL, size, checkpoint, peer_path,
+    evaluated, _, _ = run_child("peer_eval", size, checkpoint, peer_path,
                                 os.path.join(out, f"{entry.name}.tflite"),
                                 os.path.join(out, entry.name), str(repeats))
     result.update(evaluated)

@@ -267,7 +267,7 @@ def check_fresh_process_matches_torch(result, entry, work_dir, seed=0):
     """Load the three formats of ``result`` (a synthetic conversion with ``seed``) in a fresh
     process without torch, run a new clip, and compare with the torch reference loaded
     strictly from the same synthetic checkpoint: max abs <= 1e-5 for each format."""
-    from converter.api import _synthetic_path
+    from converter.synthetic import synthetic_path
     from converter.checkpoint import sha256_file
 
     work_dir = str(work_dir)
@@ -277,7 +277,7 @@ def check_fresh_process_matches_torch(result, entry, work_dir, seed=0):
     assert torch_modules == [], f"the fresh process imported {torch_modules}"
 
     # regenerated bit for bit from its seed (same file name: torch.save records it)
-    checkpoint = write_synthetic_checkpoint(entry, _synthetic_path(entry, seed, work_dir), seed)
+    checkpoint = write_synthetic_checkpoint(entry, synthetic_path(entry, seed, work_dir), seed)
     assert sha256_file(checkpoint) == result.report.source.sha256
     expected = torch_logits_from_checkpoint(entry, checkpoint, clip)
     assert expected.shape == (2, entry.num_classes)

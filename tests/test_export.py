@@ -100,10 +100,10 @@ def test_report_records_entry_source_versions_and_parity(tiny_converted, tiny_en
 def test_report_sha256_is_that_of_the_converted_checkpoint(tiny_converted, tiny_entry, tmp_path):
     """The synthetic checkpoint is regenerated bit for bit from its seed (same file name, since
     torch.save records it), so the recorded digest can be checked."""
-    from converter.api import _synthetic_path
+    from converter.synthetic import synthetic_path
     from converter.checkpoint import sha256_file
 
-    path = write_synthetic_checkpoint(tiny_entry, _synthetic_path(tiny_entry, 0, str(tmp_path)),
+    path = write_synthetic_checkpoint(tiny_entry, synthetic_path(tiny_entry, 0, str(tmp_path)),
                                       seed=0)
     assert tiny_converted.report.source.sha256 == sha256_file(path)
 

@@ -25,14 +25,14 @@ def tiny_tflite(tiny_converted, tmp_path_factory):
 @pytest.mark.parametrize("batch", [1, 3])
 def test_tflite_matches_the_torch_reference_at_any_batch(tiny_tflite, tiny_converted, batch,
                                                         tmp_path):
-    from converter.api import _synthetic_path
+    from converter.synthetic import synthetic_path
     from converter.synthetic import write_synthetic_checkpoint
     from converter.litert import make_interpreter, run_litert
 
     path, _ = tiny_tflite
     entry = tiny_converted.entry
     clip = random_clip_nthwc(entry, batch=batch, seed=7)
-    checkpoint = write_synthetic_checkpoint(entry, _synthetic_path(entry, 0, str(tmp_path)), 0)
+    checkpoint = write_synthetic_checkpoint(entry, synthetic_path(entry, 0, str(tmp_path)), 0)
     expected = torch_logits_from_checkpoint(entry, checkpoint, clip)
     found = run_litert(make_interpreter(path), clip)
     assert len(found) == 1 and found[0].shape == expected.shape

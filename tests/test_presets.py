@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from converter.api import _synthetic_path
+from converter.synthetic import synthetic_path
 from converter.checkpoint import read_checkpoint
 from converter.synthetic import write_synthetic_checkpoint
 from converter.kinds import build_torch_model
@@ -57,7 +57,7 @@ def _cached_files(cache):
 
 def _torch_reference(name, clip_nthwc, mask=None, work=None):
     entry = get_entry(name)
-    checkpoint = write_synthetic_checkpoint(entry, _synthetic_path(entry, 0, str(work)), 0)
+    checkpoint = write_synthetic_checkpoint(entry, synthetic_path(entry, 0, str(work)), 0)
     model = build_torch_model(entry)
     model.load_state_dict(read_checkpoint(checkpoint).state_dict, strict=True)
     video = torch.from_numpy(np.ascontiguousarray(clip_nthwc.transpose(0, 4, 1, 2, 3)))
@@ -103,7 +103,7 @@ def test_from_preset_refuses_a_tampered_asset_naming_the_checksum(zoo):
 def test_from_preset_leaves_nothing_cached_when_a_download_breaks(zoo, fault, monkeypatch):
     import tf_models
 
-    monkeypatch.setattr(tf_models.hub, "TIMEOUT_S", 1.0)  # a stalled server, within a second
+    monkeypatch.setattr(tf_models.artifacts.download, "TIMEOUT_S", 1.0)  # a stall: within 1 s
     # SHA256SUMS as published, then the fault on the weights (a loop: on every request)
     zoo.plan("ok", *[fault] * (20 if fault == "redirect-loop" else 1))
     with pytest.raises(tf_models.PresetError) as error:

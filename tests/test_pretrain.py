@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 
 import converter
-from converter.api import _synthetic_path
+from converter.synthetic import synthetic_path
 from converter.checkpoint import read_checkpoint
 from converter.synthetic import random_state_dict, upstream_container, write_synthetic_checkpoint
 from converter.errors import CheckpointError, ParityError
@@ -189,7 +189,7 @@ def check_pretrained_fresh_process(result, entry, work_dir, seed=0):
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []  # no torch in that process
 
-    checkpoint = write_synthetic_checkpoint(entry, _synthetic_path(entry, seed, work_dir), seed)
+    checkpoint = write_synthetic_checkpoint(entry, synthetic_path(entry, seed, work_dir), seed)
     assert result.report.source.sha256 == __import__(
         "converter.checkpoint", fromlist=["sha256_file"]).sha256_file(checkpoint)
     model = build_torch_model(entry)
@@ -310,7 +310,7 @@ def test_reconstruct_command_writes_a_strip_and_refuses_a_classifier(tiny_pt_con
                                                                      tiny_converted, tmp_path):
     from PIL import Image
 
-    from converter.cli import reconstruct_main
+    from videomae_cli.reconstruct import reconstruct_command as reconstruct_main
 
     clip = np.random.default_rng(0).random((4, 32, 32, 3), dtype=np.float32)
     np.save(tmp_path / "clip.npy", clip)
@@ -333,17 +333,21 @@ def test_reconstruct_command_writes_a_strip_and_refuses_a_classifier(tiny_pt_con
     refused = runner.invoke(reconstruct_main, ["--model", ft.paths["keras"], "--clip",
                                                str(tmp_path / "clip.npy"), "--out",
                                                str(tmp_path / "x.png")])
-    assert refused.exit_code == 2 and "--mode PT" in refused.output
+    assert refused.exit_code == 2 and "fine-tuned (FT)" in refused.output
+    assert "pre-trained (PT)" in refused.output
     assert "Traceback" not in refused.output
 
 
 def test_reconstruction_through_the_savedmodel_matches_the_keras_file(tiny_pt_converted):
-    from converter.api import load_pretrained_artifact
+    from tf_models.video.reconstruct import load_pretrained_model
 
     clip = np.random.default_rng(1).standard_normal((1, 4, 32, 32, 3), dtype=np.float32)
     mask = tube_mask(4, 32, 16, 2, 0.5, 1, np.random.default_rng(2))
-    by_keras, frames, size, patch, tubelet = load_pretrained_artifact(
-        tiny_pt_converted.paths["keras"])
-    by_savedmodel, *shape = load_pretrained_artifact(tiny_pt_converted.paths["savedmodel"])
-    assert (frames, size, patch, tubelet) == (4, 32, 16, 2) == tuple(shape)
-    np.testing.assert_allclose(by_keras(clip, mask), by_savedmodel(clip, mask), atol=1e-6)
+    by_keras = load_pretrained_model(tiny_pt_converted.paths["keras"])
+    by_savedmodel = load_pretrained_model(tiny_pt_converted.paths["savedmodel"])
+    for model in (by_keras, by_savedmodel):
+        geometry = (model.num_frames, model.img_size, model.patch_size, model.tubelet_size)
+        assert geometry == (4, 32, 16, 2)
+        assert model.preset.name == "TFVideoMAE_T_K400_4x32_PT" and model.mask_ratio == 0.9
+    np.testing.assert_allclose(by_keras.predict(clip, mask), by_savedmodel.predict(clip, mask),
+                               atol=1e-6)

@@ -137,7 +137,7 @@ def test_ray_evaluate_and_extract_match_the_local_path(ray_dataset, local_run,
     root, listing, keras_path = ray_dataset
     model, local_path, local_summary = local_run
     errors = []
-    path, stats, nodes = evaluate_on_ray(model, read_list(listing, 400), root,
+    path, stats, facts = evaluate_on_ray(model, read_list(listing, 400), root,
                                          str(tmp_path / "ray"), batch_size=7,
                                          on_error=errors.append)
     summary = merge_results([str(tmp_path / "ray")])
@@ -149,7 +149,7 @@ def test_ray_evaluate_and_extract_match_the_local_path(ray_dataset, local_run,
                       "kind of file?"]
     assert (stats.videos, stats.views) == (10, 150)
     assert stats.decode_s > 0 and stats.model_s > 0
-    assert len(nodes["decode"]) == len(nodes["model"]) == 1
+    assert len(facts["nodes"]["decode"]) == len(facts["nodes"]["model"]) == 1
 
     # features: per-segment (upstream V2's TAD sampling), the same on Ray as locally
     features = load_feature_model(keras_path)
@@ -170,12 +170,12 @@ def test_local_commands_never_import_ray(ray_dataset, tmp_path):
     root, listing, keras_path = ray_dataset
     code = ("import sys; from videomae_cli.video import evaluate_command, extract_command; "
             f"evaluate_command.main({['--model', keras_path, '--list', listing, '--root', root, '--out', str(tmp_path / 'e'), '-q', '--json']!r}, standalone_mode=False); "  # noqa: E501
-            f"extract_command.main({['--model', keras_path, '--list', listing, '--root', root, '--out', str(tmp_path / 'x'), '-q', '--stride', '8']!r}, standalone_mode=False); "  # noqa: E501
+            f"extract_command.main({['--model', keras_path, '--list', listing, '--root', root, '--out', str(tmp_path / 'x'), '-q', '--views', '1x3']!r}, standalone_mode=False); "  # noqa: E501
             "print('RAY' if any(m.split('.')[0] == 'ray' for m in sys.modules) else 'NO RAY')")
     done = _run_child(code)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "NO RAY"
-    assert os.path.exists(tmp_path / "x" / "class_0" / "clip_00.npy")
+    assert np.load(tmp_path / "x" / "class_0" / "clip_00.npy").shape == (3, 48)  # (views, D)
 
 
 def test_ray_engine_refuses_shard_in_one_line(ray_dataset):
@@ -288,6 +288,7 @@ def test_ray_evaluate_survives_a_killed_model_actor(ray_dataset, local_run, ray_
     pids = _model_actor_pids()
     assert len(pids) == 1, pids
     os.kill(pids[0], signal.SIGKILL)
+    assert open(results).read().count("\n") - 1 < 11, "the kill did not land mid-list"
     stdout, stderr = child.communicate(timeout=600)
     if child.returncode == 0:  # Ray Data restarted the actor and retried its batch
         summary = json.loads(stdout.splitlines()[-1])
@@ -317,14 +318,14 @@ def test_ray_places_model_actors_on_the_gpu_node_and_decoding_elsewhere(ray_data
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, log_to_driver=False)
         try:
-            _, stats, nodes = evaluate_on_ray(model, read_list(listing, 400), root,
+            _, stats, facts = evaluate_on_ray(model, read_list(listing, 400), root,
                                               str(tmp_path / "gpu"), gpus_per_actor=1)
         finally:
             ray.shutdown()
     finally:
         cluster.shutdown()
-    assert nodes["model"] == {gpu_node.node_id}
-    assert nodes["decode"] and gpu_node.node_id not in nodes["decode"]
+    assert facts["nodes"]["model"] == [gpu_node.node_id]
+    assert facts["nodes"]["decode"] and gpu_node.node_id not in facts["nodes"]["decode"]
     summary = merge_results([str(tmp_path / "gpu")])
     for key in SUMMARY_KEYS:
         assert summary[key] == local_summary[key], key

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import converter  # noqa: E402
-from converter.api import _synthetic_path  # noqa: E402
+from converter.synthetic import synthetic_path  # noqa: E402
 from converter.checkpoint import read_checkpoint  # noqa: E402
 from converter.synthetic import write_synthetic_checkpoint  # noqa: E402
 from converter.kinds import build_torch_model  # noqa: E402
@@ -53,7 +53,7 @@ def tiny_models(tmp_path_factory, tiny_converted):
 def torch_reference_model(result, folder, seed=0):
     """The torch reference loaded strictly from the synthetic checkpoint ``result`` came from."""
     entry = result.entry
-    path = write_synthetic_checkpoint(entry, _synthetic_path(entry, seed, str(folder)), seed)
+    path = write_synthetic_checkpoint(entry, synthetic_path(entry, seed, str(folder)), seed)
     model = build_torch_model(entry)
     model.load_state_dict(read_checkpoint(path).state_dict, strict=True)
     return model
@@ -484,7 +484,8 @@ def test_merge_cli_and_bad_list(single_run, labelled_list, tmp_path):
 
 def test_video_modules_do_not_import_torch(tmp_path):
     code = ("import sys, json; import tf_models.video, tf_models.video.model, "
-            "tf_models.video.predict, tf_models.video.evaluate, videomae_cli.video; "
+            "tf_models.video.predict, tf_models.video.evaluate, videomae_cli.video, "
+            "tf_models.video.reconstruct, videomae_cli.reconstruct; "
             "print(json.dumps(sorted(m for m in sys.modules "
             "if m.split('.')[0] in ('torch', 'torchvision', 'timm'))))")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(

@@ -106,3 +106,77 @@ def test_timm_registry_builds_the_upstream_small_model():
     # timm's own image ViT of the similar name is left alone (not overwritten by ours)
     image_vit = timm.create_model("vit_small_patch16_224", pretrained=False)
     assert not isinstance(image_vit, torch_reference.VisionTransformer)
+
+
+# --- one table -----------------------------------------------------------------------------
+
+# the report's ``entry`` keys before the table was split (NAME.json must keep every one)
+_REPORT_ENTRY_KEYS = {"name", "size", "mode", "dataset", "num_classes", "mask_ratio",
+                      "eval_views", "top1", "top5", "pt_epochs", "parity_atol", "gdrive_id",
+                      "hub_id", "num_frames", "img_size", "patch_size", "tubelet_size", "dims",
+                      "test_only", "encoder_only", "source_url", "model_config"}
+
+
+def test_an_entry_is_its_preset_plus_only_what_conversion_needs():
+    import dataclasses
+
+    from tf_models.presets import get_preset
+
+    assert {f.name for f in dataclasses.fields(ZOO[next(iter(ZOO))])} == \
+        {"preset", "parity_atol", "gdrive_id", "hub_id", "encoder_only"}
+    for name, entry in {**ZOO, **TEST_ZOO}.items():
+        preset = get_preset(name)
+        assert entry.preset is preset
+        assert (entry.dims, entry.num_classes, entry.mask_ratio, entry.eval_views) == \
+            (preset.dims, preset.num_classes, preset.mask_ratio, preset.eval_views)
+        assert _REPORT_ENTRY_KEYS <= set(entry.to_dict())
+        assert _REPORT_ENTRY_KEYS <= set(entry.encoder_variant().to_dict())
+    eval_views = {e.dataset: e.eval_views for e in ZOO.values()}
+    assert eval_views == {"k400": "16x5x3", "ssv2": "16x2x3", "ucf101": "16x5x3"}
+    encoder = get_entry("TFVideoMAE_B_K400_16x224_PT").encoder_variant()
+    assert encoder.name == "TFVideoMAE_B_K400_16x224_PT_encoder" and encoder.encoder_only
+    assert "decoder_depth" not in encoder.model_config()
+
+
+def test_upstream_file_ids_live_in_the_converter_only():
+    import tf_models.presets
+
+    source = open(tf_models.presets.__file__).read()
+    for entry in ZOO.values():
+        if entry.gdrive_id:
+            assert entry.gdrive_id not in source
+            assert entry.source_url.endswith(entry.gdrive_id)
+    assert get_entry("TFVideoMAE_B_UCF_16x224_FT").hub_id is None
+
+
+@pytest.mark.parametrize("name", sorted(ZOO) + sorted(TEST_ZOO))
+def test_every_name_parses_back_to_its_dataset(name):
+    from tf_models.presets import dataset_from_name, is_zoo_name
+
+    entry = get_entry(name)
+    assert is_zoo_name(name) and not is_zoo_name(f"x{name}")
+    assert dataset_from_name(f"weights/{name}.keras") == entry.dataset
+    assert dataset_from_name(name, mode=entry.mode) == entry.dataset
+    other = "PT" if entry.mode == "FT" else "FT"
+    assert dataset_from_name(name, mode=other) is None
+
+
+def test_video_cli_takes_its_dataset_choices_from_the_table_before_tensorflow_starts(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+    from tf_models.presets import DATASETS
+
+    code = ("import sys, json; import videomae_cli.video as v; "
+            "print(json.dumps([list(v._DATASETS.choices), sorted({m.split('.')[0] for m in "
+            "sys.modules} & {'tensorflow', 'keras', 'tf_models', 'torch', 'numpy'})]))")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p))
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=120, cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    choices, heavy = json.loads(done.stdout.splitlines()[-1])
+    assert choices == list(DATASETS) and heavy == []

@@ -89,6 +89,8 @@ class VideoMAEPretrainer(BackboneTask):
     SUBLAYERS = (("backbone", "encoder"), "encoder_to_decoder", "decoder")
     OWN_VARIABLES = ("mask_token",)
     TASK_CONFIG = ("decoder_embed_dim", "decoder_depth", "decoder_num_heads")
+    NEW_TASK_ARGS = None  # the decoder comes only from a pre-trained preset
+    PRESET_WORDS = "pre-trained (PT) model"
 
     def __init__(self, backbone=None, decoder_embed_dim: int = 384, decoder_depth: int = 4,
                  decoder_num_heads: int = 6, **kwargs):
@@ -141,10 +143,3 @@ class VideoMAEPretrainer(BackboneTask):
     def call(self, inputs, training=None):
         video, mask, decode_mask = video_and_mask(inputs)
         return self.call_with_hidden_states(video, mask, decode_mask, training=training)[0]
-
-    @classmethod
-    def from_preset(cls, preset: str, **overrides):
-        """A pre-trained model from a zoo name, release folder, artifact path or URL."""
-        from .hub import load_preset_model
-
-        return load_preset_model(cls, preset, **overrides)

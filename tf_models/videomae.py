@@ -13,6 +13,7 @@ from typing import Dict, List, Optional, Tuple
 import keras
 from keras import ops
 
+from .hub import load_preset_model
 from .layers import (PACKAGE, Block, PatchEmbed, PlainConfig, embed_tokens, layer_norm,
                      named_variables, run_blocks)
 from .presets import HEAD_INIT_SCALE
@@ -133,8 +134,6 @@ class VideoMAEBackbone(PlainConfig, keras.Model):
     @classmethod
     def from_preset(cls, preset: str, **overrides):
         """The encoder of any preset (its final norm as stored: ``norm`` for PT, none for FT)."""
-        from .hub import load_preset_model
-
         return load_preset_model(cls, preset, **overrides)
 
 
@@ -167,9 +166,18 @@ def make_backbone(backbone, arguments: dict, final_norm: Optional[str], task: st
 
 
 class BackboneTask(keras.Model):
-    """Shared plumbing of the tasks: the backbone's shape, config and upstream-named variables."""
+    """Shared plumbing of the tasks: the backbone's shape, config and upstream-named variables,
+    and ``from_preset`` by what each task declares (as keras-hub's tasks do)."""
 
+    # the backbone a task is built on, and the preprocessor of its raw inputs (none yet)
+    backbone_cls = VideoMAEBackbone
+    preprocessor_cls = None
     TASK_CONFIG: Tuple[str, ...] = ()
+    # the constructor arguments that size new task layers when the preset's model is of
+    # another class (or the arguments change); None: the task's layers come only from a
+    # preset of its own class
+    NEW_TASK_ARGS: Optional[Tuple[str, ...]] = ()
+    PRESET_WORDS = "task"  # what a preset of this class is, in an error message
 
     num_frames = property(lambda self: self.backbone.num_frames)
     img_size = property(lambda self: self.backbone.img_size)
@@ -196,6 +204,13 @@ class BackboneTask(keras.Model):
         """Dotted upstream-like names -> variables, what the converter maps onto."""
         return named_variables(self)
 
+    @classmethod
+    def from_preset(cls, preset: str, **overrides):
+        """This task from a zoo name, release folder, artifact path or URL
+        (``tf_models.hub.load_preset_model``): the stored model when it is of this class,
+        else the stored backbone with new task layers sized by ``NEW_TASK_ARGS``."""
+        return load_preset_model(cls, preset, **overrides)
+
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class VideoMAEClassifier(BackboneTask):
@@ -213,6 +228,8 @@ class VideoMAEClassifier(BackboneTask):
     """
 
     TASK_CONFIG = ("num_classes", "dropout")
+    NEW_TASK_ARGS = ("num_classes",)
+    PRESET_WORDS = "fine-tuned (FT) classifier"
 
     def __init__(self, backbone=None, num_classes: int = 400, dropout: float = 0.0, **kwargs):
         backbone = make_backbone(backbone, kwargs, None, "VideoMAEClassifier")
@@ -251,14 +268,3 @@ class VideoMAEClassifier(BackboneTask):
 
     def call(self, inputs, training=None):
         return self.call_with_hidden_states(inputs, training=training)[0]
-
-    @classmethod
-    def from_preset(cls, preset: str, **overrides):
-        """A classifier from a zoo name, release folder, artifact path or URL.
-
-        From a pre-trained (PT) preset, pass ``num_classes``: the backbone carries the
-        pre-trained encoder and ``fc_norm`` and the head are new (see ``tf_models.hub``).
-        """
-        from .hub import load_preset_model
-
-        return load_preset_model(cls, preset, **overrides)

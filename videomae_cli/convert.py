@@ -2,8 +2,10 @@
 
 ``converter`` imports torch and then TensorFlow at import time, so TensorFlow's start-up lines
 (absl, oneDNN, CUDA and ``cuInit`` notices) would reach the terminal before ``converter.cli``
-runs any code. These wrappers set the environment and silence fd 2 while it is imported;
+runs any code. ``convert_main`` sets the environment and silences fd 2 while it is imported;
 ``--verbose`` (taken out before the command sees its arguments) lets the lines through.
+``reconstruct_main`` runs ``reconstruct.reconstruct_command``, which does the same around
+``tf_models`` (a Keras model's reconstruction needs no torch).
 """
 
 from __future__ import annotations
@@ -29,5 +31,7 @@ def convert_main():
 
 
 def reconstruct_main():
-    """Entry point of ``videomae-reconstruct``."""
-    _import_quietly().reconstruct_main(prog_name="videomae-reconstruct")
+    """Entry point of ``videomae-reconstruct`` (torch-free: it never imports ``converter``)."""
+    from .reconstruct import reconstruct_command
+
+    reconstruct_command(prog_name="videomae-reconstruct")

@@ -209,7 +209,7 @@ def evaluate_command(model_spec, list_path, root, out_dir, shard, views, dataset
         if engine == "ray":
             from tf_models.video.ray_engine import evaluate_on_ray
 
-            _, stats, nodes = evaluate_on_ray(
+            _, stats, facts = evaluate_on_ray(
                 model, items, root, out_dir, views=views,
                 batch_size=batch_size, actors=actors, gpus_per_actor=gpus_per_actor,
                 address=ray_address, on_error=on_error, progress=progress, on_total=on_total,
@@ -229,8 +229,7 @@ def evaluate_command(model_spec, list_path, root, out_dir, shard, views, dataset
     close_bars()
     summary["run"] = stats.to_dict()
     if engine == "ray":
-        summary["run"].update(engine="ray", actors=actors,
-                              nodes={k: sorted(v) for k, v in nodes.items()})
+        summary["run"].update(facts)
     _write_summary(os.path.join(out_dir, "summary.json"), summary)
     _print_summary(summary, as_json, out_dir)
 
@@ -265,7 +264,9 @@ def _print_summary(summary: dict, as_json: bool, where: str) -> None:
         if run.get("engine") == "ray":
             click.echo(f"  ray: decoding {run['decode_s']:.1f} s in CPU tasks, the model "
                        f"{run['model_s']:.1f} s in {run['actors']} actor(s) on "
-                       f"{len(run['nodes']['model'])} node(s)")
+                       f"{len(run['nodes']['model'])} node(s); first video after "
+                       f"{run['first_video_s'] or 0:.1f} s (start-up), then "
+                       f"{run['videos_per_s_after_first'] or 0:.2f} videos/s")
     click.echo(f"per-class accuracy and failures: {where}")
 
 

@@ -1,7 +1,8 @@
 """Upstream VideoMAE's test-time video pipeline, class names, prediction and evaluation.
 
 torch-free. ``protocol`` and ``decode`` need only numpy, OpenCV and PyAV; ``model``,
-``predict`` and ``evaluate`` run converted models with TensorFlow / Keras.
+``predict`` and ``evaluate`` run converted models with TensorFlow / Keras; ``reconstruct``
+turns a pre-trained model's pixel predictions back into pictures (``videomae-reconstruct``).
 
     from tf_models.video import load_video_model, classify_video
     model = load_video_model("weights/TFVideoMAE_S_K400_16x224_FT.keras")

@@ -103,8 +103,11 @@ class ModelStage:
     """Model stage (an actor): loads the artifact once, runs batches of views across videos."""
 
     def __init__(self, spec: str, dataset: Optional[str], task: str, sampling: Sampling,
-                 batch_size: int):
+                 batch_size: int, gpus_per_actor: float = 0.0):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        if 0 < gpus_per_actor < 1:
+            # actors sharing a GPU: TensorFlow would otherwise map the whole memory at start
+            os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
         if task == "logits":
             from .model import load_video_model
 
@@ -177,10 +180,11 @@ def stream_outputs(items: Sequence[Tuple[str, int]], root: str, spec: str,
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=gpus_per_actor or None, num_cpus=0 if gpus_per_actor else 1,
         fn_constructor_kwargs={"spec": spec, "dataset": dataset, "task": task,
-                               "sampling": sampling, "batch_size": batch_size})
-    for block in scored.iter_batches(batch_size=None, batch_format="numpy"):
+                               "sampling": sampling, "batch_size": batch_size,
+                               "gpus_per_actor": gpus_per_actor})
+    for number, block in enumerate(scored.iter_batches(batch_size=None, batch_format="numpy")):
         for i in range(len(block["video"])):
-            yield {key: column[i] for key, column in block.items()}
+            yield dict({key: column[i] for key, column in block.items()}, block=number)
 
 
 def _spec_for_cluster(spec: str) -> str:
@@ -194,6 +198,33 @@ def _finish(stats: RunStats, started: float, actors: int) -> None:
     stats.wait_s = max(0.0, stats.wall_s - stats.model_s / max(1, actors))
 
 
+class _Clock:
+    """When the outputs arrive: the first block (cluster and actors starting, one batch) and
+    how many videos (failed ones too) came in it and in all."""
+
+    def __init__(self):
+        self.started = time.perf_counter()
+        self.first_s: Optional[float] = None
+        self.first_videos = self.videos = 0
+
+    def arrived(self, row: dict) -> None:
+        if row["block"] == 0:
+            self.first_s = self.first_s or time.perf_counter() - self.started
+            self.first_videos += 1
+        self.videos += 1
+
+
+def ray_facts(stats: RunStats, actors: int, nodes: Dict[str, Set[str]], clock: _Clock) -> dict:
+    """What a Ray run adds to its ``run`` record: the engine, the actors, the nodes that
+    decoded and ran the model, the time to the first output and the rate after it."""
+    steady, later = None, clock.videos - clock.first_videos
+    if clock.first_s is not None and later > 0 and stats.wall_s > clock.first_s:
+        steady = round(later / (stats.wall_s - clock.first_s), 3)
+    return {"engine": "ray", "actors": actors, "nodes": {k: sorted(v) for k, v in nodes.items()},
+            "first_video_s": None if clock.first_s is None else round(clock.first_s, 3),
+            "videos_per_s_after_first": steady}
+
+
 # --- evaluate ---------------------------------------------------------------------------------
 
 def evaluate_on_ray(model, items: Sequence[Tuple[str, int]], root: str, out_dir: str,
@@ -203,12 +234,12 @@ def evaluate_on_ray(model, items: Sequence[Tuple[str, int]], root: str, out_dir:
                     on_error: Optional[Callable[[str], None]] = None,
                     progress: Optional[Callable[[int], None]] = None,
                     on_total: Optional[Callable[[int, int], None]] = None,
-                    verbose: bool = False) -> Tuple[str, RunStats, Dict[str, Set[str]]]:
+                    verbose: bool = False) -> Tuple[str, RunStats, dict]:
     """``evaluate.evaluate_list`` on a Ray cluster: the same ``results.jsonl`` records.
 
     ``model`` (a VideoModel loaded here) gives the header and protocol; each actor loads
-    ``spec`` (default: ``model.source``). Returns (results file, stats, {"decode": node ids,
-    "model": node ids} that did the work this run).
+    ``spec`` (default: ``model.source``). Returns (results file, stats, ``ray_facts``: the
+    nodes that decoded and ran the model this run, and when the first video was done).
     """
     from .predict import model_protocol
 
@@ -220,7 +251,7 @@ def evaluate_on_ray(model, items: Sequence[Tuple[str, int]], root: str, out_dir:
     if on_total is not None:
         on_total(len(todo), len(items) - len(todo))
     stats, nodes, written = RunStats(), {"decode": set(), "model": set()}, set()
-    started = time.perf_counter()
+    clock = _Clock()
     try:
         if todo:
             with ray_session(address, verbose):
@@ -232,6 +263,7 @@ def evaluate_on_ray(model, items: Sequence[Tuple[str, int]], root: str, out_dir:
                     if video in written:
                         continue
                     written.add(video)
+                    clock.arrived(row)
                     nodes["decode"].add(str(row["decode_node"]))
                     stats.decode_s += float(row["decode_s"])
                     if row["error"]:
@@ -251,8 +283,8 @@ def evaluate_on_ray(model, items: Sequence[Tuple[str, int]], root: str, out_dir:
                         progress(1)
     finally:
         handle.close()
-        _finish(stats, started, actors)
-    return path, stats, nodes
+        _finish(stats, clock.started, actors)
+    return path, stats, ray_facts(stats, actors, nodes, clock)
 
 
 # --- extract ----------------------------------------------------------------------------------
@@ -275,7 +307,7 @@ def extract_on_ray(model, videos: Sequence[str], root: str, out_dir: str, sampli
         on_total(len(todo), len(dict.fromkeys(videos)) - len(todo))
     views_per_video = sampling.protocol().num_views if sampling.stride is None else 1
     stats, nodes, written = RunStats(), {"decode": set(), "model": set()}, set()
-    started = time.perf_counter()
+    clock = _Clock()
     try:
         if todo:
             with ray_session(address, verbose):
@@ -288,6 +320,7 @@ def extract_on_ray(model, videos: Sequence[str], root: str, out_dir: str, sampli
                     if video in written:
                         continue
                     written.add(video)
+                    clock.arrived(row)
                     nodes["decode"].add(str(row["decode_node"]))
                     stats.decode_s += float(row["decode_s"])
                     if row["error"]:
@@ -304,9 +337,8 @@ def extract_on_ray(model, videos: Sequence[str], root: str, out_dir: str, sampli
                     if progress is not None:
                         progress(1)
     finally:
-        _finish(stats, started, actors)
+        _finish(stats, clock.started, actors)
     summary = extract_summary(videos, out_dir, stats)
-    summary["run"].update(engine="ray", actors=actors,
-                          nodes={k: sorted(v) for k, v in nodes.items()})
+    summary["run"].update(ray_facts(stats, actors, nodes, clock))
     save_json(os.path.join(out_dir, "summary.json"), summary)
     return summary

@@ -18,44 +18,45 @@ the same mean, taken from the ground-truth clip's own patches (the statistics of
 patch itself, which the model never saw). This module does the same.
 
 Everything here is channels-last: one clip is (T, H, W, 3), a batch (B, T, H, W, 3). The
-arithmetic is numpy only (PIL inside the functions that write or read images). Drawing a tube
-mask uses upstream's numpy-only ``tube_mask`` from ``torch_reference``, and importing that
-package loads torch; ``converter`` has loaded it already (import order), so nothing new is
-paid for it. TensorFlow is never imported here: the model comes in as ``predict_fn``.
+arithmetic is numpy only; PIL draws the pictures, ``decode`` reads video files, and TensorFlow
+/ Keras load only in :func:`load_pretrained_model`. Torch-free, like all of ``tf_models``.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
-from tf_models.presets import IMAGENET_MEAN, IMAGENET_STD  # the zoo table's
 
-from .errors import ConversionError
+from ..masking import tube_mask
+from ..presets import IMAGENET_MEAN, IMAGENET_STD, Preset, get_preset
+from .decode import VideoError, decode_frames
+from .protocol import resize_short_side
 
 #: added to the unbiased per-patch standard deviation, as upstream does
 PATCH_STD_EPS = 1e-6
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
-                    ".flv", ".gif", ".ogv", ".3gp")
+#: the mask ratio when the model's preset is unknown (upstream's K400 and SSv2 runs)
+DEFAULT_MASK_RATIO = 0.9
 
 __all__ = [
-    "IMAGENET_MEAN", "IMAGENET_STD", "PATCH_STD_EPS", "VIDEO_EXTENSIONS",
-    "ClipReadError", "VideoDecoderMissing",
+    "PATCH_STD_EPS", "ReconstructionError", "ClipReadError", "PretrainedModel",
     "normalize_clip", "denormalize_clip", "patchify", "unpatchify", "patch_stats",
     "normalize_patches", "masked_targets", "masked_mse", "denormalize_predictions",
     "reconstruct", "write_strip", "write_gif", "read_clip", "run_reconstruction",
+    "load_pretrained_model", "reconstruct_clip",
 ]
 
 
-class ClipReadError(ConversionError, ValueError):
-    """A clip file that cannot be read: unknown extension, bad shape or values."""
+class ReconstructionError(ValueError):
+    """A model, clip or output that reconstruction cannot use; ``str()`` is one line."""
 
 
-class VideoDecoderMissing(ClipReadError, ImportError):
-    """A video file was given but no decoder library (imageio / av / cv2) is installed."""
+class ClipReadError(ReconstructionError):
+    """A clip file that cannot be read: unknown extension, bad shape or values, bad video."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -369,78 +370,16 @@ def write_gif(path, original, masked, reconstruction, index: int = 0, fps: float
 
 # --------------------------------------------------------------------------- reading clips
 
-def _decode_imageio(path: str) -> np.ndarray:
-    import imageio.v3 as iio  # noqa: PLC0415
-
-    return np.asarray(iio.imread(path, index=None))
-
-
-def _decode_av(path: str) -> np.ndarray:
-    import av  # noqa: PLC0415
-
-    with av.open(path) as container:
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    return np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8)
-
-
-def _decode_cv2(path: str) -> np.ndarray:
-    import cv2  # noqa: PLC0415
-
-    cap = cv2.VideoCapture(path)
-    frames = []
+def _video_frames(path: str, img_size: int) -> np.ndarray:
+    """Every frame of a video file as uint8 (T, H', W', 3), short side already ``img_size``
+    (so memory holds frames at the model's size, whatever the source resolution)."""
     try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-    finally:
-        cap.release()
-    return np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8)
-
-
-#: tried in this order; each raises ImportError when its library is not installed
-_DECODERS: list[tuple[str, Callable[[str], np.ndarray]]] = [
-    ("imageio", _decode_imageio), ("av", _decode_av), ("cv2", _decode_cv2)]
-
-_DECODER_HINT = ("pip install 'imageio[pyav]' (or: pip install av, or: pip install "
-                 "opencv-python-headless)")
-
-
-def _decode_video(path: str) -> np.ndarray:
-    failures = []
-    missing = 0
-    for name, decode in _DECODERS:
-        try:
-            frames = decode(path)
-        except ImportError as exc:
-            missing += 1
-            failures.append(f"{name}: not installed ({exc})")
-            continue
-        except Exception as exc:  # noqa: BLE001  a backend that cannot read it: try the next
-            failures.append(f"{name}: {type(exc).__name__}: {exc}")
-            continue
-        if frames.ndim == 4 and frames.shape[0] > 0:
-            return frames
-        failures.append(f"{name}: decoded no frames")
-    if missing == len(_DECODERS):
-        raise VideoDecoderMissing(
-            f"{path}: reading video files needs a decoder and none of imageio, av or cv2 is "
-            f"installed: {_DECODER_HINT}; or save the frames as a .npy array (T, H, W, 3)")
-    raise ClipReadError(f"{path}: no decoder could read it: " + "; ".join(failures))
-
-
-def _resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of one (H, W, 3) frame to ``size`` = (H', W'), keeping the dtype."""
-    from PIL import Image
-
-    new_h, new_w = size
-    if frame.dtype == np.uint8:
-        img = Image.fromarray(frame, "RGB").resize((new_w, new_h), Image.BILINEAR)
-        return np.asarray(img)
-    chans = [np.asarray(Image.fromarray(np.ascontiguousarray(frame[..., c], np.float32), "F")
-                        .resize((new_w, new_h), Image.BILINEAR)) for c in range(3)]
-    return np.stack(chans, axis=-1)
+        kept, count = decode_frames(path, transform=lambda frame: resize_short_side(
+            frame, frame.shape[0], frame.shape[1], img_size))
+    except VideoError as error:
+        raise ClipReadError(f"{error} (a clip is a video file or a .npy array of frames "
+                            f"(T, H, W, 3))") from None
+    return np.stack([kept[index] for index in range(count)])
 
 
 def _sample_indices(total: int, num_frames: int, sampling_rate: int) -> np.ndarray:
@@ -460,26 +399,19 @@ def read_clip(path, num_frames: int = 16, img_size: int = 224,
               sampling_rate: int = 4) -> np.ndarray:
     """One clip as float32 (num_frames, img_size, img_size, 3) in [0, 1].
 
-    ``.npy`` files (T, H, W, 3), uint8 0-255 or float 0-1, are always readable; video files
-    (.mp4, .avi, ...) need imageio, av or cv2 (tried in that order). Frames are taken every
+    ``.npy`` files hold frames (T, H, W, 3), uint8 0-255 or float 0-1; any other file is
+    decoded as a video (``decode.decode_frames``, PyAV). Frames are taken every
     ``sampling_rate`` frames from a window centred in the clip (a smaller stride for short
-    clips), the short side resized to ``img_size`` (bilinear), then centre-cropped.
+    clips), the short side resized to ``img_size`` (upstream's bilinear ``resize_clip`` rule,
+    ``protocol.resize_short_side``), then centre-cropped.
     """
     path = os.fspath(path)
-    ext = Path(path).suffix.lower()
-    if ext == ".npy":
-        if not Path(path).is_file():
-            raise ClipReadError(f"{path}: no such file")
-        frames = np.load(path, allow_pickle=False)
-    elif ext in VIDEO_EXTENSIONS:
-        if not Path(path).is_file():
-            raise ClipReadError(f"{path}: no such file")
-        frames = _decode_video(path)
+    if Path(path).suffix.lower() != ".npy":
+        frames = _video_frames(path, img_size)
+    elif not Path(path).is_file():
+        raise ClipReadError(f"{path}: no such file")
     else:
-        raise ClipReadError(
-            f"{path}: unsupported clip extension {ext or '(none)'!r}: give a .npy array "
-            f"(T, H, W, 3) or a video file ({', '.join(VIDEO_EXTENSIONS)}) with a decoder "
-            f"installed ({_DECODER_HINT})")
+        frames = np.load(path, allow_pickle=False)
 
     if frames.ndim == 3 and frames.shape[-1] != 3:  # grey frames (T, H, W)
         frames = np.repeat(frames[..., None], 3, axis=-1)
@@ -500,12 +432,9 @@ def read_clip(path, num_frames: int = 16, img_size: int = 224,
 
     frames = frames[_sample_indices(frames.shape[0], num_frames, sampling_rate)]
     _, h, w, _ = frames.shape
-    if min(h, w) != img_size:
-        scale = img_size / min(h, w)
-        new_h = img_size if h <= w else max(img_size, int(round(h * scale)))
-        new_w = img_size if w <= h else max(img_size, int(round(w * scale)))
-        frames = np.stack([_resize_frame(f, (new_h, new_w)) for f in frames])
-        h, w = new_h, new_w
+    frames = np.stack([resize_short_side(np.ascontiguousarray(f), h, w, img_size)
+                       for f in frames])
+    _, h, w, _ = frames.shape
     top, left = (h - img_size) // 2, (w - img_size) // 2
     frames = frames[:, top:top + img_size, left:left + img_size]
     out = frames.astype(np.float32)
@@ -535,8 +464,6 @@ def run_reconstruction(predict_fn, clip01, mask_ratio: float = 0.9, seed: int | 
         if h != w:
             raise ValueError(f"run_reconstruction: tube masks need square frames, got {h}x{w}; "
                              f"pass mask= explicitly")
-        from torch_reference.masking import tube_mask  # numpy; its package imports torch
-
         mask = tube_mask(num_frames=t, img_size=h, patch_size=patch, tubelet_size=tubelet,
                          mask_ratio=mask_ratio, batch_size=b, rng=np.random.default_rng(seed))
     mask = _check_mask(mask, b, (t // tubelet) * (h // patch) * (w // patch))
@@ -546,3 +473,104 @@ def run_reconstruction(predict_fn, clip01, mask_ratio: float = 0.9, seed: int | 
     out["mask"] = mask
     out["predictions"] = predictions
     return out
+
+
+# --------------------------------------------------------------------------- converted models
+
+@dataclass
+class PretrainedModel:
+    """A converted pre-trained (PT) model as reconstruction uses it: ``predict(video_nthwc,
+    mask) -> pixels`` (numpy) and the clip geometry it takes."""
+
+    predict: Callable
+    num_frames: int
+    img_size: int
+    patch_size: int
+    tubelet_size: int
+    preset: Optional[Preset] = None  # the zoo preset, where the artifact is a zoo entry's
+
+    @property
+    def mask_ratio(self) -> float:
+        """The preset's pre-training mask ratio, else upstream's 0.9."""
+        return self.preset.mask_ratio if self.preset is not None else DEFAULT_MASK_RATIO
+
+
+def _preset_named(name: str) -> Optional[Preset]:
+    try:
+        return get_preset(name)
+    except KeyError:
+        return None
+
+
+def _load_pretrained_savedmodel(path: str) -> PretrainedModel:
+    import tensorflow as tf
+
+    from ..artifacts.resolve import PresetError, load_savedmodel
+
+    try:
+        signature = load_savedmodel(path)
+    except PresetError as error:
+        raise ReconstructionError(str(error)) from None
+    loaded, serving, specs = signature.keep_alive, signature.serve, signature.inputs
+    if "mask" not in specs:
+        raise ReconstructionError(f"{path}: SavedModel takes no mask: not a pre-trained (PT) "
+                                  f"model; convert with --mode PT")
+    _, frames, size, _, _ = specs["video"].shape
+    # the patch embedding's Conv3D kernel (tubelet, patch, patch, 3, dim) is its only 5-D one
+    kernel = next(v for v in loaded.model_variables if len(v.shape) == 5)
+    tubelet, patch = int(kernel.shape[0]), int(kernel.shape[1])
+
+    def predict(video, mask):
+        outputs = serving(video=tf.constant(video), mask=tf.constant(mask))
+        # "pixels"; a SavedModel converted before that name was given calls it "logits"
+        return outputs.get("pixels", outputs.get("logits")).numpy()
+    predict.keep_alive = loaded  # the signature needs its object graph alive
+    return PretrainedModel(predict, int(frames), int(size), patch, tubelet,
+                           _preset_named(os.path.basename(path.rstrip("/" + os.sep))))
+
+
+def load_pretrained_model(spec: str) -> PretrainedModel:
+    """A converted PT model from ``spec``: a SavedModel folder, or anything
+    ``VideoMAEPretrainer.from_preset`` takes (a ``.keras`` / ``.weights.h5`` file, a zoo
+    name, a release URL). Raises ReconstructionError (one line) for anything else."""
+    spec = os.fspath(spec)
+    if os.path.isdir(spec) and os.path.isfile(os.path.join(spec, "saved_model.pb")):
+        return _load_pretrained_savedmodel(spec)
+    import keras
+
+    from ..hub import PresetError
+    from ..pretrain import VideoMAEPretrainer
+
+    try:
+        model = VideoMAEPretrainer.from_preset(spec)
+    except PresetError as error:
+        raise ReconstructionError(str(error)) from None
+
+    def predict(video, mask):
+        return keras.ops.convert_to_numpy(model({"video": video, "mask": mask}))
+    return PretrainedModel(predict, model.num_frames, model.img_size, model.patch_size,
+                           model.tubelet_size, model.preset)
+
+
+def reconstruct_clip(model_path: str, clip_path: str, out_path: str,
+                     mask_ratio: Optional[float] = None, seed: int = 0,
+                     sampling_rate: int = 4) -> dict:
+    """Run a converted PT model on a clip and write original / masked / reconstruction.
+
+    ``out_path`` ending in ``.gif`` writes an animation, anything else a PNG strip, whole or
+    not at all. The mask ratio defaults to the model's preset's (0.9 when it has none).
+    Returns :func:`run_reconstruction`'s dict plus ``mask_ratio`` and ``path``.
+    """
+    model = load_pretrained_model(model_path)
+    mask_ratio = model.mask_ratio if mask_ratio is None else mask_ratio
+    clip = read_clip(clip_path, num_frames=model.num_frames, img_size=model.img_size,
+                     sampling_rate=sampling_rate)
+    result = run_reconstruction(model.predict, clip, mask_ratio=mask_ratio, seed=seed,
+                                tubelet=model.tubelet_size, patch=model.patch_size)
+    writer = write_gif if out_path.lower().endswith(".gif") else write_strip
+    tmp = out_path + ".partial" + os.path.splitext(out_path)[1]
+    writer(tmp, result["original"], result["masked"], result["reconstruction"])
+    os.replace(tmp, out_path)
+    result["mask_ratio"] = mask_ratio
+    result["path"] = out_path
+    return result

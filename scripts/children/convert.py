@@ -1,0 +1,49 @@
+"""One synthetic K400 conversion, its resident memory sampled every 5 ms by phase.
+
+    python scripts/children/convert.py SIZE MODE OUT_DIR [litert]
+
+Prints {"seconds", "convert_s", "phase_peak_mb", "report"} as JSON.
+"""
+
+import json
+import os
+import sys
+import threading
+import time
+
+from converter import convert, find_entry
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * PAGE / 2**20
+
+
+def main(size: str, mode: str, out: str, *flags: str) -> dict:
+    # resident memory sampled every 5 ms, attributed to the phase running at the time
+    current, peaks, running = ["start"], {}, [True]
+
+    def on_phase(phase):
+        current[0] = phase
+
+    def sample():
+        while running[0]:
+            peaks[current[0]] = max(peaks.get(current[0], 0.0), rss_mb())
+            time.sleep(0.005)
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    entry = find_entry(size, mode, "k400")
+    started = time.perf_counter()
+    result = convert(entry, out, synthetic=True, force=True, progress=False,
+                     on_phase=on_phase, litert=list(flags) == ["litert"])
+    seconds = time.perf_counter() - started
+    running[0] = False
+    sampler.join()
+    return {"seconds": result.seconds, "convert_s": seconds, "phase_peak_mb": peaks,
+            "report": os.path.join(out, entry.name + ".json")}
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(*sys.argv[1:])))

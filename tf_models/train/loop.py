@@ -1,0 +1,346 @@
+"""``finetune``: upstream's fine-tuning recipe on a labelled list of videos, on one device or many,
+checkpointed so that a killed run resumes to the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .augment import RECIPE
+from .checkpoint import CHECKPOINT_NAME, read_state, restore_checkpoint, save_checkpoint
+from .data import TrainSet, failed_videos
+from .devices import place, step_function
+
+MODEL_NAME = "model.keras"
+SUMMARY_NAME = "summary.json"
+
+
+class FinetuneError(ValueError):
+    """A setting, list or output folder a run cannot use; ``str()`` is one line."""
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything that defines a run (the fields in ``RUN_KEYS`` must match to resume)."""
+
+    model: str
+    list_path: str
+    num_classes: int
+    out: str
+    root: str = "."
+    epochs: int = 1
+    batch_size: int = 8
+    lr: float = 1e-3
+    layer_decay: float = 0.75
+    weight_decay: float = 0.05
+    drop_path_rate: float = 0.1
+    dropout: float = 0.0
+    seed: int = 0
+    dataset: str = "k400"
+    num_frames: Optional[int] = None
+    img_size: Optional[int] = None
+    num_sample: int = RECIPE["num_sample"]
+    warmup_epochs: float = RECIPE["warmup_epochs"]
+    min_lr: float = RECIPE["min_lr"]
+    augment: bool = True
+    rand_augment: bool = True
+    dtype_policy: Optional[str] = None
+    save_every: int = 0
+    val_list: Optional[str] = None
+    val_views: str = "1x1"
+    devices: Optional[int] = None
+    workers: int = 2
+    coordinator: Optional[str] = None
+    num_processes: Optional[int] = None
+    process_id: Optional[int] = None
+
+
+# what a checkpoint must agree on to be resumed (devices and workers may change)
+RUN_KEYS = ("model", "num_classes", "epochs", "batch_size", "lr", "layer_decay", "weight_decay",
+            "drop_path_rate", "dropout", "seed", "dataset", "num_frames", "img_size",
+            "num_sample", "warmup_epochs", "min_lr", "augment", "rand_augment", "dtype_policy")
+
+
+@dataclass
+class FinetuneResult:
+    """What a run did; ``to_dict`` is the CLI's ``--json`` line."""
+
+    model: str
+    checkpoint: str
+    backend: str
+    devices: int
+    steps: int
+    epochs: int
+    loss: Optional[float]
+    clips_per_s: Optional[float]
+    wall_s: float
+    resumed_from: int
+    failed: List[str] = field(default_factory=list)
+    history: List[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        record = asdict(self)
+        record["failed_videos"] = len(self.failed)
+        return record
+
+
+def _list_digest(items) -> str:
+    digest = hashlib.sha256()
+    for video, label in items:
+        digest.update(f"{video}\t{label}\n".encode("utf-8"))
+    return digest.hexdigest()
+
+
+def prepare_out(out: str) -> None:
+    """Create ``out`` and prove it writable, or raise FinetuneError (one line)."""
+    try:
+        os.makedirs(out, exist_ok=True)
+        probe = os.path.join(out, ".write-test")
+        with open(probe, "wb") as handle:
+            handle.write(b"ok")
+        os.remove(probe)
+    except OSError as error:
+        raise FinetuneError(f"--out {out}: cannot write there ({error.strerror or error}); "
+                            "choose a writable folder") from None
+
+
+def build_model(config: FinetuneConfig):
+    """The classifier to train: ``config.model`` (zoo name, ``.keras`` or preset) with a new
+    head of ``num_classes`` when needed, drop path and dropout, at the requested clip shape."""
+    from ..hub import PresetError
+    from ..videomae import VideoMAEClassifier
+
+    shape = {k: v for k, v in (("num_frames", config.num_frames), ("img_size", config.img_size))
+             if v is not None}
+    try:
+        return VideoMAEClassifier.from_preset(config.model, num_classes=config.num_classes,
+                                              drop_path_rate=config.drop_path_rate,
+                                              dropout=config.dropout, progress=False, **shape)
+    except PresetError as error:
+        raise FinetuneError(str(error)) from None
+
+
+def compile_model(model, config: FinetuneConfig, total_steps: int, steps_per_epoch: int):
+    """Layer-decay AdamW on upstream's warm-up + cosine schedule, soft-target cross-entropy."""
+    import keras
+
+    from ..finetune import layer_decay_optimizer
+    from .schedule import WarmupCosine
+
+    schedule = WarmupCosine(config.lr, total_steps,
+                            warmup_steps=int(round(config.warmup_epochs * steps_per_epoch)),
+                            min_lr=config.min_lr)
+    optimizer = layer_decay_optimizer(model, learning_rate=schedule,
+                                      layer_decay=config.layer_decay,
+                                      weight_decay=config.weight_decay)
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+    optimizer.build(model.trainable_variables)
+    return model
+
+
+def save_model(model, path: str) -> str:
+    """The trained classifier as a plain ``.keras`` (float32, no optimizer), written atomically."""
+    import keras
+
+    from ..videomae import VideoMAEClassifier
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        config = model.get_config()
+        config["dtype"] = "float32"
+        clean = VideoMAEClassifier.from_config(config)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    for target, source in zip(clean.weights, model.weights):
+        target.assign(keras.ops.convert_to_numpy(source.value))
+    partial = path[: -len(".keras")] + ".partial.keras"
+    try:
+        clean.save(partial)
+        os.replace(partial, path)
+    except BaseException:
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise
+    return path
+
+
+def validate(model, items, root: str, dataset: str, views: str, devices: int,
+             workers: int = 2) -> dict:
+    """Top-1 / top-5 (%) of ``items`` under upstream's test protocol (``views``), upstream's
+    merge (softmax per view, mean per video); failed videos are counted, not scored."""
+    from ..video.decode import VideoError, read_views
+    from ..video.predict import merge_views, top_k
+    from ..video.protocol import normalize_views, protocol_for
+
+    protocol = protocol_for(dataset, model.num_frames, model.img_size, views)
+    top1, top5, failed = [], [], 0
+
+    def load(video):
+        return normalize_views(read_views(os.path.join(root, video), protocol))
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = [(label, pool.submit(load, video)) for video, label in items]
+        for label, future in futures:
+            try:
+                views_array = future.result()
+            except VideoError:
+                failed += 1
+                continue
+            count = len(views_array)
+            padded = -count % devices
+            if padded:
+                views_array = np.concatenate([views_array, views_array[:1].repeat(padded, 0)])
+            logits = np.asarray(model.predict_on_batch(views_array))[:count]
+            probs = merge_views(logits.astype(np.float64))
+            top1.append(float(int(np.argmax(probs)) == label))
+            top5.append(float(label in top_k(probs, 5)))
+    return {"val_top1": float(np.mean(top1) * 100) if top1 else None,
+            "val_top5": float(np.mean(top5) * 100) if top5 else None,
+            "val_videos": len(top1), "val_failed": failed}
+
+
+def finetune(config: FinetuneConfig, on_step: Optional[Callable[[int, int, float], None]] = None,
+             on_error: Optional[Callable[[str], None]] = None,
+             on_resume: Optional[Callable[[int], None]] = None) -> FinetuneResult:
+    """Fine-tune ``config.model`` on ``config.list_path``; checkpoint, resume, save the model.
+
+    ``on_step(step, total, loss)`` after every optimizer step, ``on_error(line)`` once per bad
+    video (skipped: its place in the batch goes to another of the batch), ``on_resume(step)``
+    when a checkpoint in ``out`` is picked up.
+    """
+    import keras
+
+    from ..video.decode import quiet_ffmpeg
+    from ..video.evaluate import EvaluateError, read_list
+
+    try:
+        items = read_list(config.list_path, config.num_classes)
+        val_items = (read_list(config.val_list, config.num_classes)
+                     if config.val_list else None)
+    except EvaluateError as error:
+        raise FinetuneError(str(error)) from None
+    prepare_out(config.out)
+    quiet_ffmpeg()
+    placement = place(config.devices, config.coordinator, config.num_processes,
+                      config.process_id)
+    if config.batch_size % placement.devices:
+        raise FinetuneError(f"--batch-size {config.batch_size}: the global batch is split "
+                            f"over {placement.devices} devices, so it must be a multiple of it")
+    processes = placement.shard[1]
+    if (config.batch_size // max(config.num_sample, 1)) % processes:
+        raise FinetuneError(f"--batch-size {config.batch_size}: each of the {processes} "
+                            f"processes decodes an equal share of the videos of a step, so "
+                            f"--batch-size / --num-sample must be a multiple of {processes}")
+    run = {key: getattr(config, key) for key in RUN_KEYS}
+    run["list_sha256"] = _list_digest(items)
+    checkpoint = os.path.join(config.out, CHECKPOINT_NAME)
+    state = read_state(checkpoint)
+    if state is not None and state.get("run") != run:
+        found = state.get("run") or {}
+        differ = [f"{k} {found.get(k)!r} there, {run[k]!r} now" for k in run
+                  if found.get(k) != run[k]]
+        raise FinetuneError(f"{checkpoint}: belongs to another run ({'; '.join(differ[:3])}); "
+                            "use another --out, or remove it to start over")
+
+    if config.dtype_policy:
+        keras.config.set_dtype_policy(config.dtype_policy)
+    keras.utils.set_random_seed(config.seed)
+    with placement.scope():
+        model = build_model(config)
+        trainset = TrainSet(items, config.root, config.num_classes, model.num_frames,
+                            model.img_size, dataset=config.dataset, seed=config.seed,
+                            num_sample=config.num_sample, augment=config.augment,
+                            rand_augment=config.rand_augment)
+        try:
+            steps_per_epoch = trainset.steps_per_epoch(config.batch_size)
+        except ValueError as error:
+            raise FinetuneError(str(error)) from None
+        total = steps_per_epoch * config.epochs
+        compile_model(model, config, total, steps_per_epoch)
+        if state is not None:
+            state = restore_checkpoint(checkpoint, model)
+            if on_resume is not None:
+                on_resume(state["global_step"])
+        else:
+            state = {"run": run, "epoch": 0, "step": 0, "global_step": 0, "loss_sum": 0.0,
+                     "loss_steps": 0, "history": [], "failed": []}
+        resumed_from = state["global_step"]
+        train_step = step_function(model, placement)
+        seen = set(state["failed"])
+
+        def save(epoch, step):
+            state.update(epoch=epoch, step=step)
+            save_checkpoint(checkpoint, model, state)
+
+        started, first_step_s, timed_clips = time.perf_counter(), None, 0
+        for epoch in range(state["epoch"], config.epochs):
+            start = state["step"] if epoch == state["epoch"] else 0
+            for batch in trainset.batches(epoch, start, config.batch_size, config.workers,
+                                          placement.shard):
+                for message in failed_videos(batch.failed, seen):
+                    state["failed"].append(message)
+                    if on_error is not None:
+                        on_error(message)
+                tick = time.perf_counter()
+                loss = train_step(batch.clips, batch.targets)
+                if first_step_s is None:
+                    first_step_s = time.perf_counter() - tick  # compiling: not throughput
+                    started = time.perf_counter()
+                else:
+                    timed_clips += config.batch_size
+                state["global_step"] += 1
+                state["loss_sum"] += loss
+                state["loss_steps"] += 1
+                if on_step is not None:
+                    on_step(state["global_step"], total, loss)
+                last = batch.step + 1 == steps_per_epoch
+                if config.save_every and state["global_step"] % config.save_every == 0 \
+                        and not last:
+                    save(epoch, batch.step + 1)
+            record = {"epoch": epoch + 1, "loss": state["loss_sum"] / max(state["loss_steps"], 1)}
+            if val_items:
+                record.update(validate(model, val_items, config.root, config.dataset,
+                                       config.val_views, placement.devices, config.workers))
+            state["history"].append(record)
+            state.update(loss_sum=0.0, loss_steps=0)
+            save(epoch + 1, 0)
+        wall = time.perf_counter() - started
+        model_path = save_model(model, os.path.join(config.out, MODEL_NAME))
+    history = state["history"]
+    result = FinetuneResult(
+        model=model_path, checkpoint=checkpoint, backend=placement.backend,
+        devices=placement.devices, steps=state["global_step"], epochs=config.epochs,
+        loss=history[-1]["loss"] if history else None,
+        clips_per_s=round(timed_clips / wall, 3) if timed_clips else None,
+        wall_s=round(wall, 3), resumed_from=resumed_from, failed=list(state["failed"]),
+        history=history)
+    write_summary(os.path.join(config.out, SUMMARY_NAME), result)
+    return result
+
+
+def write_summary(path: str, result: FinetuneResult) -> None:
+    """``summary.json`` beside the model, replaced atomically."""
+    temporary = path + ".tmp"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(result.to_dict(), handle, indent=1)
+    os.replace(temporary, path)
+
+
+def read_items(path: str, num_classes: int) -> Sequence[Tuple[str, int]]:
+    """The list at ``path`` (``relative/path.mp4 LABEL`` lines) or FinetuneError."""
+    from ..video.evaluate import EvaluateError, read_list
+
+    try:
+        return read_list(path, num_classes)
+    except EvaluateError as error:
+        raise FinetuneError(str(error)) from None

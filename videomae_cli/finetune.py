@@ -1,0 +1,150 @@
+"""``videomae-finetune``: a thin click command over ``tf_models.train.finetune``.
+
+The backend is Keras's (``KERAS_BACKEND``: ``jax`` for ``keras.distribution`` over every local
+device, ``tensorflow`` (default) for MirroredStrategy on one host, ``torch`` for one device).
+Nothing heavy is imported until the command runs. Exit codes: 0 success, 2 bad input or an
+output that cannot be written (one ``error:`` line on stderr, no traceback). A bad video is one
+``skipped:`` line on stderr and the run goes on; the summary counts them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from .quiet import prepare_environment, silenced_stderr
+
+EXIT_BAD_INPUT = 2
+
+
+def _fail(message: str) -> "click.exceptions.Exit":
+    click.echo(f"error: {message}", err=True)
+    return click.exceptions.Exit(EXIT_BAD_INPUT)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--model", "model_spec", required=True,
+              help="zoo name, .keras file or preset of a PT or FT model to start from")
+@click.option("--list", "list_path", required=True,
+              help="training list: 'relative/path.mp4 LABEL' per line (as videomae-evaluate)")
+@click.option("--root", default=".", show_default=True, help="folder the lists' paths are in")
+@click.option("--num-classes", type=click.IntRange(1), required=True)
+@click.option("--out", "out_dir", required=True,
+              help="folder for checkpoint.npz, model.keras, summary.json; a rerun resumes")
+@click.option("--epochs", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True,
+              help="global batch in clips (all devices, all hosts)")
+@click.option("--lr", type=float, default=1e-3, show_default=True,
+              help="peak learning rate (absolute: upstream scales its --lr by batch / 256)")
+@click.option("--min-lr", type=float, default=1e-6, show_default=True)
+@click.option("--warmup-epochs", type=click.FloatRange(0), default=5, show_default=True)
+@click.option("--layer-decay", type=float, default=0.75, show_default=True)
+@click.option("--weight-decay", type=float, default=0.05, show_default=True)
+@click.option("--drop-path-rate", type=click.FloatRange(0, 1), default=0.1, show_default=True)
+@click.option("--dropout", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="dropout before the head (upstream --fc_drop_rate)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--dataset", type=click.Choice(["k400", "ssv2", "ucf101"]), default="k400",
+              show_default=True,
+              help="recipe: k400 / ucf101 dense sampling with flips, ssv2 segments, no flip")
+@click.option("--num-frames", type=click.IntRange(1), default=None,
+              help="frames per clip (default: the model's)")
+@click.option("--img-size", type=click.IntRange(1), default=None,
+              help="clip size in pixels (default: the model's)")
+@click.option("--num-sample", type=click.IntRange(1), default=2, show_default=True,
+              help="repeated augmentation: clips drawn from each decoded video")
+@click.option("--no-augment", is_flag=True,
+              help="centre crops, no RandAugment / flip / erasing / mixup")
+@click.option("--no-rand-augment", is_flag=True, help="skip RandAugment only")
+@click.option("--mixed-precision", is_flag=True, help="train in mixed_bfloat16")
+@click.option("--save-every", type=click.IntRange(0), default=0, show_default=True,
+              help="also checkpoint every N steps (0: at the end of each epoch only)")
+@click.option("--val-list", default=None,
+              help="list scored after each epoch with upstream's test protocol")
+@click.option("--val-views", default="1x1", show_default=True,
+              help="CLIPSxCROPS of the validation protocol (5x3: upstream's K400 test)")
+@click.option("--devices", type=click.IntRange(1), default=None,
+              help="devices to train on (default: every local device on JAX, every GPU on "
+                   "TensorFlow)")
+@click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
+              help="decoding threads running ahead of training")
+@click.option("--coordinator", default=None,
+              help="several hosts (JAX): HOST:PORT of process 0, for keras.distribution."
+                   "initialize")
+@click.option("--num-processes", type=click.IntRange(1), default=None)
+@click.option("--process-id", type=click.IntRange(0), default=None)
+@click.option("--json", "as_json", is_flag=True,
+              help="last stdout line: JSON with devices, steps, loss, model (and more)")
+@click.option("-q", "--quiet", is_flag=True, help="no progress bar")
+@click.option("--verbose", is_flag=True, help="let the frameworks' logs through")
+def finetune_command(model_spec, list_path, root, num_classes, out_dir, epochs, batch_size, lr,
+                     min_lr, warmup_epochs, layer_decay, weight_decay, drop_path_rate, dropout,
+                     seed, dataset, num_frames, img_size, num_sample, no_augment,
+                     no_rand_augment, mixed_precision, save_every, val_list, val_views,
+                     devices, workers, coordinator, num_processes, process_id, as_json, quiet,
+                     verbose):
+    """Fine-tune a VideoMAE model on the videos in LIST with upstream's recipe."""
+    prepare_environment(verbose)
+    with silenced_stderr(not verbose):
+        from tqdm import tqdm
+
+        from tf_models.train import (CheckpointError, DeviceError, FinetuneConfig,
+                                     FinetuneError, TrainDataError, finetune)
+
+    config = FinetuneConfig(
+        model=model_spec, list_path=list_path, root=root, num_classes=num_classes,
+        out=out_dir, epochs=epochs, batch_size=batch_size, lr=lr, min_lr=min_lr,
+        warmup_epochs=warmup_epochs, layer_decay=layer_decay, weight_decay=weight_decay,
+        drop_path_rate=drop_path_rate, dropout=dropout, seed=seed, dataset=dataset,
+        num_frames=num_frames, img_size=img_size, num_sample=num_sample,
+        augment=not no_augment, rand_augment=not no_rand_augment,
+        dtype_policy="mixed_bfloat16" if mixed_precision else None, save_every=save_every,
+        val_list=val_list, val_views=val_views, devices=devices, workers=workers,
+        coordinator=coordinator, num_processes=num_processes, process_id=process_id)
+    bar = []
+
+    def on_step(step, total, loss):
+        if not bar:
+            bar.append(tqdm(total=total, initial=step - 1, unit="step", disable=quiet,
+                            file=sys.stderr, dynamic_ncols=True, desc="fine-tune"))
+        bar[0].set_postfix(loss=f"{loss:.4f}", refresh=False)
+        bar[0].update(1)
+
+    def on_error(message):
+        tqdm.write(f"skipped: {message}", file=sys.stderr)
+
+    def on_resume(step):
+        click.echo(f"resuming from the checkpoint in {out_dir} at step {step}", err=True)
+
+    try:
+        result = finetune(config, on_step=on_step, on_error=on_error, on_resume=on_resume)
+    except (FinetuneError, DeviceError, CheckpointError, TrainDataError) as error:
+        raise _fail(str(error))
+    except OSError as error:
+        raise _fail(f"{out_dir}: cannot write ({error.strerror or error}); free space or "
+                    "choose another --out")
+    finally:
+        for item in bar:
+            item.close()
+    summary = result.to_dict()
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    click.echo(f"{result.steps} steps on {result.devices} {result.backend} device(s), "
+               f"last epoch loss {result.loss:.4f}, {len(result.failed)} video(s) skipped")
+    for record in result.history:
+        if record.get("val_top1") is not None:
+            click.echo(f"epoch {record['epoch']}: val top-1 {record['val_top1']:.2f}%  "
+                       f"top-5 {record['val_top5']:.2f}%")
+    click.echo(f"model: {result.model}")
+
+
+def finetune_main():
+    """Entry point of ``videomae-finetune``."""
+    finetune_command(prog_name="videomae-finetune")
+
+
+if __name__ == "__main__":
+    finetune_main()

@@ -1,0 +1,61 @@
+"""``videomae-reconstruct``: a thin click command over ``tf_models.video.reconstruct``.
+
+Torch-free: it imports TensorFlow (never torch, timm or torchvision) inside the command, after
+``quiet.prepare_environment``, so TensorFlow's start-up lines stay off the terminal unless
+``--verbose``. Exit codes: 0 written, 2 bad input (one ``error:`` line on stderr).
+"""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from .quiet import prepare_environment, silenced_stderr
+
+EXIT_BAD_INPUT = 2
+
+
+def _fail(message: str) -> "click.exceptions.Exit":
+    click.echo(f"error: {message}", err=True)
+    return click.exceptions.Exit(EXIT_BAD_INPUT)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--model", "model_path", type=click.Path(), required=True,
+              help="A converted pre-trained model: NAME.keras, NAME.weights.h5 (with NAME.json), "
+                   "the SavedModel folder NAME/, or a zoo name.")
+@click.option("--clip", "clip_path", type=click.Path(), required=True,
+              help="A clip: .npy frames (T, H, W, 3), or a video file.")
+@click.option("--out", "out_path", type=click.Path(), required=True,
+              help="Output image: .png for a strip (original / masked / reconstruction), "
+                   ".gif for an animation.")
+@click.option("--mask-ratio", type=float, default=None,
+              help="Tube mask ratio (default: the zoo preset's, else 0.9).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Mask seed.")
+@click.option("--sampling-rate", type=int, default=4, show_default=True,
+              help="Take every Nth frame of a video file.")
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+@click.option("--verbose", is_flag=True, help="let TensorFlow's and FFmpeg's logs through")
+def reconstruct_command(model_path, clip_path, out_path, mask_ratio, seed, sampling_rate, force,
+                        verbose):
+    """Reconstruct a masked clip with a converted pre-trained VideoMAE model."""
+    if os.path.exists(out_path) and not force:
+        raise _fail(f"{out_path}: already exists; pass --force to overwrite")
+    prepare_environment(verbose)
+    with silenced_stderr(not verbose):
+        from tf_models.video.decode import quiet_ffmpeg
+        from tf_models.video.reconstruct import ReconstructionError, reconstruct_clip
+
+        quiet_ffmpeg(verbose)
+        try:
+            result = reconstruct_clip(model_path, clip_path, out_path, mask_ratio, seed,
+                                      sampling_rate)
+        except ReconstructionError as error:
+            result = error
+        except KeyboardInterrupt:
+            result = KeyboardInterrupt("interrupted")
+    if isinstance(result, BaseException):
+        raise _fail(str(result))
+    click.echo(f"wrote {result['path']} (mask ratio {result['mask_ratio']:g}, "
+               f"{int(result['mask'][0].sum())} of {result['mask'].shape[1]} tokens masked)")
