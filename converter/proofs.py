@@ -10,6 +10,9 @@ from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 
+from tf_models.artifacts.resolve import (PresetError, Resolved, load_keras_model,
+                                         load_savedmodel)
+
 from .errors import ParityError
 from .kinds import build_tf_model, kind_of
 from .parity import Case, ParityReport, Reference, check_outputs
@@ -18,24 +21,34 @@ from .writers import keras_weights_through_disk
 from .zoo import Entry
 
 
+# The SavedModel and the .keras file are loaded as every consumer loads them, by the one
+# resolver (tf_models.artifacts.resolve); the .weights.h5 file into the kind's own model,
+# since an encoder-only model's weights name no class.
+
 def reload_savedmodel(entry: Entry, path: str) -> Callable[[Case], Dict[str, np.ndarray]]:
     import tensorflow as tf
 
-    serving = tf.saved_model.load(path).signatures["serving_default"]
+    signature = _resolved(entry, path, lambda: load_savedmodel(path))
     kind = kind_of(entry)
 
     def run(case: Case) -> Dict[str, np.ndarray]:
         feeds = {n: tf.constant(x) for n, x in zip(kind.inputs, kind.case_inputs(case))}
-        return {name: value.numpy() for name, value in serving(**feeds).items()}
+        return {name: value.numpy() for name, value in signature.serve(**feeds).items()}
     return run
 
 
 def reload_keras(entry: Entry, path: str) -> Callable[[Case], Dict[str, np.ndarray]]:
-    import keras
-
     with keras_weights_through_disk():
-        model = keras.saving.load_model(path, compile=False)
+        model = _resolved(entry, path, lambda: load_keras_model(Resolved(path, "keras", None)))
     return _graph_runner(entry, model)
+
+
+def _resolved(entry: Entry, path: str, load):
+    """``load()``, an artifact that does not load being not the checked model (ParityError)."""
+    try:
+        return load()
+    except PresetError as error:
+        raise ParityError(f"reloaded artifact of {entry.name}: {error}") from None
 
 
 def reload_weights(entry: Entry, path: str) -> Callable[[Case], Dict[str, np.ndarray]]:

@@ -19,6 +19,10 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from tf_models.artifacts.checksums import (SUMS, bad_line_message, parse_sums_lines,
+                                           sha256_file, write_folder_sums)
+from tf_models.artifacts.names import SUFFIXES
+
 from .errors import ConversionError
 from .kinds import kind_of
 from .record import ConversionRecord, RecordError
@@ -26,17 +30,12 @@ from .zoo import ALL_SIZES, DATASETS, FAMILIES, Entry
 
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same SavedModel zips to the same bytes
 # every entry NAME of a release has exactly these assets: kind -> file name suffix
-ENTRY_ASSETS = {"savedmodel": ".savedmodel.zip", "weights": ".weights.h5", "keras": ".keras",
-                "report": ".json", "card": ".md"}
+ENTRY_ASSETS = {"savedmodel": ".savedmodel.zip", "weights": SUFFIXES["weights"],
+                "keras": SUFFIXES["keras"], "report": SUFFIXES["report"], "card": ".md"}
 # and these when its conversion wrote them (``--litert``)
-OPTIONAL_ASSETS = {"litert": ".tflite"}
+OPTIONAL_ASSETS = {"litert": SUFFIXES["litert"]}
 # the assets that hold the model, each reloaded and re-checked in a fresh process
 MODEL_ASSETS = ("savedmodel", "weights", "keras", "litert")
-
-
-def _sha256(path: str) -> str:
-    from .checkpoint import sha256_file
-    return sha256_file(path)
 
 
 def git_commit() -> Optional[str]:
@@ -203,7 +202,7 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
                 name = os.path.basename(path)
                 manifest["assets"][name] = {"entry": entry.name, "kind": kind,
                                             "bytes": os.path.getsize(path),
-                                            "sha256": _sha256(path),
+                                            "sha256": sha256_file(path),
                                             "source_sha256": report.source.sha256,
                                             "url": f"{base_url.rstrip('/')}/{name}"}
         with open(os.path.join(staging, "MODEL_ZOO.md"), "w") as handle:
@@ -221,10 +220,8 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
 
 
 def write_sha256sums(folder: str) -> None:
-    lines = [f"{_sha256(os.path.join(folder, name))}  {name}\n"
-             for name in sorted(os.listdir(folder)) if name != "SHA256SUMS"]
-    with open(os.path.join(folder, "SHA256SUMS"), "w") as handle:
-        handle.writelines(lines)
+    """``folder/SHA256SUMS`` listing every other file (``checksums.write_folder_sums``)."""
+    write_folder_sums(folder)
 
 
 def verify_release(release_dir: str, recheck: bool = False) -> List[str]:
@@ -235,14 +232,9 @@ def verify_release(release_dir: str, recheck: bool = False) -> List[str]:
     sums_path = os.path.join(release_dir, "SHA256SUMS")
     if not os.path.exists(sums_path):
         return [f"{sums_path}: missing"]
-    sums = {}
-    with open(sums_path) as handle:
-        for number, line in enumerate(handle, 1):
-            digest, sep, name = line.rstrip("\n").partition("  ")
-            if not sep or len(digest) != 64 or not name:
-                problems.append(f"SHA256SUMS: line {number} is not 'SHA256  NAME'")
-                continue
-            sums[name] = digest
+    with open(sums_path, encoding="utf-8", errors="replace") as handle:
+        sums, bad = parse_sums_lines(handle.read())
+    problems += [bad_line_message(SUMS, number) for number in bad]
     on_disk = sorted(n for n in os.listdir(release_dir) if n != "SHA256SUMS")
     for name in sorted(set(on_disk) - set(sums)):
         problems.append(f"{name}: not listed in SHA256SUMS")
@@ -250,7 +242,7 @@ def verify_release(release_dir: str, recheck: bool = False) -> List[str]:
         path = os.path.join(release_dir, name)
         if not os.path.exists(path):
             problems.append(f"{name}: listed in SHA256SUMS but missing")
-        elif _sha256(path) != digest:
+        elif sha256_file(path) != digest:
             problems.append(f"{name}: sha256 differs from SHA256SUMS")
     try:
         with open(os.path.join(release_dir, "manifest.json")) as handle:

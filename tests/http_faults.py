@@ -17,6 +17,7 @@ Modes:
   redirect-loop      302 to the same address, forever
   redirect:PATH      302 to PATH (then the next mode serves that)
   stall:S            send the headers, then nothing for S seconds (or until the server stops)
+  slow:S             the file (Range honoured), in 20 pieces spread over S seconds
   stall-headers:S    accept the connection, send nothing for S seconds
   ignore-range       the whole file with 200, whatever Range asked for
   html               a web page instead of the file
@@ -149,6 +150,13 @@ class FaultServer:
                     self.wfile.flush()
                     owner.stopping.wait(float(argument))
                     self.close_connection = True
+                    return
+                if mode == "slow":
+                    piece = max(1, -(-len(body) // 20))
+                    for start in range(0, len(body), piece):
+                        self.wfile.write(body[start:start + piece])
+                        self.wfile.flush()
+                        owner.stopping.wait(float(argument) / 20)
                     return
                 if mode == "drop":
                     self.wfile.write(body[:int(argument)])

@@ -52,7 +52,7 @@ def _artifact_state(out_dir, name):
 
 def test_select_entries_without_filters_is_the_whole_published_zoo():
     entries = select_entries()
-    assert len(entries) == 14
+    assert len(entries) == 28  # V1's 14 and VideoMAE V2's 14
     assert [e.name for e in entries] == list(ZOO)
     assert not any(e.test_only for e in entries)
 
@@ -60,12 +60,18 @@ def test_select_entries_without_filters_is_the_whole_published_zoo():
 def test_select_entries_by_size_s():
     names = sorted(e.name for e in select_entries(size="S"))
     assert names == sorted(["TFVideoMAE_S_K400_16x224_FT", "TFVideoMAE_S_K400_16x224_PT",
-                            "TFVideoMAE_S_SSv2_16x224_FT", "TFVideoMAE_S_SSv2_16x224_PT"])
+                            "TFVideoMAE_S_SSv2_16x224_FT", "TFVideoMAE_S_SSv2_16x224_PT",
+                            "TFVideoMAEv2_S_K710_16x224_DL", "TFVideoMAEv2_S_K710toK400_16x224_DL",
+                            "TFVideoMAEv2_S_K710toK600_16x224_DL"])
+    assert [e.name for e in select_entries(size="S", family="v1")] == [
+        "TFVideoMAE_S_K400_16x224_PT", "TFVideoMAE_S_K400_16x224_FT",
+        "TFVideoMAE_S_SSv2_16x224_PT", "TFVideoMAE_S_SSv2_16x224_FT"]
 
 
 def test_select_entries_size_t_gives_the_tiny_entries_only():
     entries = select_entries(size="T")
-    assert sorted(e.name for e in entries) == sorted(TEST_ZOO)
+    assert sorted(e.name for e in entries) == sorted(n for n, e in TEST_ZOO.items()
+                                                     if e.family == "v1")
     assert len(entries) == 6
     assert all(e.test_only and e.size == "T" for e in entries)
     # tiny entries never leak into an unfiltered or mode/dataset-only selection
@@ -78,7 +84,9 @@ def test_select_entries_size_t_gives_the_tiny_entries_only():
                        "TFVideoMAE_T_UCF_4x32_PT"]),
     (None, "PT", "ucf101", ["TFVideoMAE_B_UCF_16x224_PT"]),
     ("H", None, None, ["TFVideoMAE_H_K400_16x224_FT", "TFVideoMAE_H_K400_16x224_PT"]),
-    (None, "FT", "k400", [f"TFVideoMAE_{s}_K400_16x224_FT" for s in "SBLH"]),
+    (None, "FT", "k400", [f"TFVideoMAE_{s}_K400_16x224_FT" for s in "SBLH"]
+     + ["TFVideoMAEv2_g_K400_16x224_FT", "TFVideoMAEv2_g_K710-K400_16x224_FT",
+        "TFVideoMAEv2_S_K710toK400_16x224_DL", "TFVideoMAEv2_B_K710toK400_16x224_DL"]),
     ("L", None, "ucf101", []),
 ])
 def test_select_entries_narrows_by_each_filter(size, mode, dataset, expected):

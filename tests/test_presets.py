@@ -103,7 +103,7 @@ def test_from_preset_refuses_a_tampered_asset_naming_the_checksum(zoo):
 def test_from_preset_leaves_nothing_cached_when_a_download_breaks(zoo, fault, monkeypatch):
     import tf_models
 
-    monkeypatch.setattr(tf_models.hub, "TIMEOUT_S", 1.0)  # a stalled server, within a second
+    monkeypatch.setattr(tf_models.artifacts.download, "TIMEOUT_S", 1.0)  # a stall: within 1 s
     # SHA256SUMS as published, then the fault on the weights (a loop: on every request)
     zoo.plan("ok", *[fault] * (20 if fault == "redirect-loop" else 1))
     with pytest.raises(tf_models.PresetError) as error:

@@ -170,12 +170,12 @@ def test_local_commands_never_import_ray(ray_dataset, tmp_path):
     root, listing, keras_path = ray_dataset
     code = ("import sys; from videomae_cli.video import evaluate_command, extract_command; "
             f"evaluate_command.main({['--model', keras_path, '--list', listing, '--root', root, '--out', str(tmp_path / 'e'), '-q', '--json']!r}, standalone_mode=False); "  # noqa: E501
-            f"extract_command.main({['--model', keras_path, '--list', listing, '--root', root, '--out', str(tmp_path / 'x'), '-q', '--stride', '8']!r}, standalone_mode=False); "  # noqa: E501
+            f"extract_command.main({['--model', keras_path, '--list', listing, '--root', root, '--out', str(tmp_path / 'x'), '-q', '--views', '1x3']!r}, standalone_mode=False); "  # noqa: E501
             "print('RAY' if any(m.split('.')[0] == 'ray' for m in sys.modules) else 'NO RAY')")
     done = _run_child(code)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "NO RAY"
-    assert os.path.exists(tmp_path / "x" / "class_0" / "clip_00.npy")
+    assert np.load(tmp_path / "x" / "class_0" / "clip_00.npy").shape == (3, 48)  # (views, D)
 
 
 def test_ray_engine_refuses_shard_in_one_line(ray_dataset):

@@ -375,11 +375,18 @@ class _V2Entry:
                     return {**backbone, "num_classes": self.num_classes}
                 return {**backbone, **TINY_DECODER}
 
+            # the shapes the configuration gives, where the tiny preset states others
+            patch_size = property(lambda self: config["patch_size"])
+            img_size = property(lambda self: config["img_size"])
+            dims = property(lambda self: {**base.dims, **TINY_DECODER, **{
+                k: config[k] for k in ("embed_dim", "depth", "num_heads")}})
+            num_patches = property(lambda self: (self.num_frames // self.tubelet_size)
+                                   * (config["img_size"] // config["patch_size"]) ** 2)
+            pixels_per_patch = property(lambda self: 3 * self.tubelet_size
+                                        * config["patch_size"] ** 2)
+
         fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(Entry)}
-        fields.update(patch_size=config["patch_size"], img_size=config["img_size"],
-                      dims={**base.dims, **{k: config[k] for k in ("embed_dim", "depth",
-                                                                  "num_heads")},
-                            **TINY_DECODER}, encoder_only=encoder_only)
+        fields.update(encoder_only=encoder_only)
         return Configured(**fields)
 
 

@@ -135,7 +135,4 @@ class MaskedAutoencoding(keras.layers.Layer):
         return keras.KerasTensor((video.shape[0], None, self.num_outputs), dtype=self.compute_dtype)
 
 
-from .videomae_masked_autoencoder import VideoMAEMaskedAutoencoder  # noqa: E402
-
-# the name tf_models.hub still uses; files saved under it load through tf_models.legacy
-VideoMAEPretrainer = VideoMAEMaskedAutoencoder
+from .videomae_masked_autoencoder import VideoMAEMaskedAutoencoder  # noqa: E402,F401

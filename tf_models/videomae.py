@@ -18,7 +18,7 @@ from .layers import named_variables
 from .videomae_backbone import FINAL_NORMS, VideoMAEBackbone, gather_tokens, video_input
 
 __all__ = ["FINAL_NORMS", "VideoMAEBackbone", "gather_tokens", "video_input", "BACKBONE_ARGS",
-           "make_backbone", "BackboneTask", "VideoMAEVideoClassifier", "VideoMAEClassifier"]
+           "make_backbone", "BackboneTask", "VideoMAEVideoClassifier"]
 
 BACKBONE_ARGS = ("embed_dim", "depth", "num_heads", "num_frames", "img_size", "patch_size",
                  "tubelet_size", "mlp_ratio", "in_chans", "drop_path_rate", "init_values",
@@ -43,9 +43,16 @@ def make_backbone(backbone, arguments: dict, final_norm: Optional[str], task: st
 
 
 class BackboneTask:
-    """Mixin of the tasks: the backbone's shape and upstream-named variables."""
+    """Mixin of the tasks: the backbone's shape and upstream-named variables, and what
+    ``tf_models.hub.load_preset_model`` reads to build a task from a preset (each task also
+    declares keras-hub's ``backbone_cls`` and ``preprocessor_cls``)."""
 
     TASK_CONFIG: Tuple[str, ...] = ()
+    # the constructor arguments that size new task layers when the preset's model is of
+    # another class (or the arguments change); None: the task's layers come only from a
+    # preset of its own class
+    NEW_TASK_ARGS: Optional[Tuple[str, ...]] = ()
+    PRESET_WORDS = "task"  # what a preset of this class is, in an error message
 
     num_frames = property(lambda self: self.backbone.num_frames)
     img_size = property(lambda self: self.backbone.img_size)
@@ -66,6 +73,3 @@ class BackboneTask:
 
 
 from .videomae_video_classifier import VideoMAEVideoClassifier  # noqa: E402
-
-# the name tf_models.hub still uses; files saved under it load through tf_models.legacy
-VideoMAEClassifier = VideoMAEVideoClassifier

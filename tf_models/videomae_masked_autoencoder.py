@@ -14,6 +14,8 @@ from typing import List, Tuple
 import keras
 from keras_hub.models import Task
 
+from .hub import load_preset_model
+from .kerashub_presets import is_kerashub_preset, load_checked
 from .layers import PACKAGE
 from .pretrain import MaskedAutoencoding, video_and_mask
 from .videomae import BackboneTask, make_backbone
@@ -36,6 +38,8 @@ class VideoMAEMaskedAutoencoder(Task, BackboneTask):
     SUBLAYERS = (("backbone", "encoder"), "encoder_to_decoder", "decoder")
     OWN_VARIABLES = ("mask_token",)
     TASK_CONFIG = ("decoder_embed_dim", "decoder_depth", "decoder_num_heads")
+    NEW_TASK_ARGS = None  # the decoder comes only from a pre-trained preset
+    PRESET_WORDS = "pre-trained (PT) model"
 
     def __init__(self, backbone=None, decoder_embed_dim: int = 384, decoder_depth: int = 4,
                  decoder_num_heads: int = 6, preprocessor=None, **kwargs):
@@ -82,9 +86,6 @@ class VideoMAEMaskedAutoencoder(Task, BackboneTask):
     def from_preset(cls, preset: str, load_weights: bool = True, **kwargs):
         """A pre-trained model from a keras-hub preset folder or handle (``Task.from_preset``),
         or from a zoo name, release folder, artifact path or URL (``tf_models.hub``)."""
-        from .hub import load_preset_model
-        from .kerashub_presets import is_kerashub_preset, load_checked
-
         if is_kerashub_preset(preset):
             parent = super()
             return load_checked(

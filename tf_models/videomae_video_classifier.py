@@ -6,6 +6,8 @@ from typing import List, Tuple
 
 import keras
 
+from .hub import load_preset_model
+from .kerashub_presets import is_kerashub_preset
 from .layers import PACKAGE, layer_norm
 from .presets import HEAD_INIT_SCALE
 from .video_classifier import VideoClassifier
@@ -34,6 +36,8 @@ class VideoMAEVideoClassifier(VideoClassifier, BackboneTask):
     backbone_cls = VideoMAEBackbone
     preprocessor_cls = VideoMAEVideoClassifierPreprocessor
     TASK_CONFIG = ("num_classes", "dropout")
+    NEW_TASK_ARGS = ("num_classes",)
+    PRESET_WORDS = "fine-tuned (FT) classifier"
 
     def __init__(self, backbone=None, num_classes: int = 400, preprocessor=None,
                  dropout: float = 0.0, head_dtype=None, **kwargs):
@@ -92,9 +96,6 @@ class VideoMAEVideoClassifier(VideoClassifier, BackboneTask):
         From a pre-trained (PT) preset, pass ``num_classes``: the backbone carries the
         pre-trained encoder and ``fc_norm`` and the head are new.
         """
-        from .hub import load_preset_model
-        from .kerashub_presets import is_kerashub_preset
-
         if is_kerashub_preset(preset):  # VideoClassifier.from_preset: checked, safe mode
             return super().from_preset(preset, load_weights=load_weights, **kwargs)
         return load_preset_model(cls, preset, **kwargs)

@@ -40,12 +40,11 @@ def tree_sha256(path: str) -> str:
 
 
 def parse_sums_lines(text: str) -> Tuple[Dict[str, str], List[int]]:
-    """``HEX  NAME`` lines (``HEX *NAME`` too) -> ({name: hex}, numbers of malformed lines)."""
+    """``HEX  NAME`` lines (``HEX *NAME`` too) -> ({name: hex}, numbers of malformed lines);
+    a blank line is malformed, as ``sha256sum -c`` says."""
     sums: Dict[str, str] = {}
     bad: List[int] = []
     for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
         digest, _, name = line.partition(" ")
         name = name.strip().lstrip("*")
         if not _HEX.fullmatch(digest) or not name:

@@ -214,7 +214,7 @@ def _transfer(url: str, part: str, fetch: Fetch) -> Optional[int]:
             raise DownloadInterrupted(f"{url}: download stopped after {have} bytes ({reason}); "
                                       f"run again to resume from {part}", url, reason, part,
                                       have) from None
-        raise DownloadError(f"{url}: download failed ({reason})", url, reason) from None
+        raise DownloadError(f"{url}: {reason}", url, reason) from None
 
 
 def _verified_part(url: str, part: str, total: Optional[int], expected: Optional[str],

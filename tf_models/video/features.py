@@ -9,7 +9,9 @@ Two ways to cut a video (``Sampling``):
   S)`` (upstream: ``range(0, num_frames - 15, 4)`` for THUMOS14, stride 16 for FineAction, T =
   16), every frame resized to S x S without keeping the aspect ratio (upstream: bilinear
   ``interpolate(size=(224, 224))``), scaled to [0, 1] and NOT normalised with mean/std
-  (upstream's transform is ``ToFloatTensorInZeroOne`` then ``Resize`` only).
+  (upstream's transform is ``ToFloatTensorInZeroOne`` then ``Resize`` only). Here the resize
+  runs on the uint8 frames (OpenCV bilinear, half-pixel centres, no antialiasing, as torch's
+  ``interpolate``) so that uint8 travels: the same pixels up to rounding to uint8.
 
 The feature is upstream's ``forward_features`` with mean pooling: ``fc_norm(mean(tokens))`` for a
 fine-tuned model (a classifier artifact or an ``--encoder-only`` one), ``mean(norm(tokens))``
@@ -49,6 +51,7 @@ class Sampling:
         return f"views {self.protocol().views_label}"
 
     def protocol(self):
+        """The dataset's view protocol (views only)."""
         return protocol_for(self.dataset, self.num_frames, self.img_size, self.views)
 
 

@@ -7,7 +7,6 @@ protocol and the class names) comes from, in order: the caller, the conversion r
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -15,6 +14,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from .. import presets
+from ..artifacts.names import report_path
+from ..artifacts.resolve import artifact_report
 from ..presets import DATASETS
 
 _CLASS_COUNT_DATASET = {facts.num_classes: key for key, facts in DATASETS.items()
@@ -44,22 +45,9 @@ class VideoModel:
         return np.asarray(self.run_batch(np.ascontiguousarray(views, dtype=np.float32)))
 
 
-def _report_path(path: str) -> str:
-    stripped = path.rstrip("/" + os.sep)
-    if stripped.endswith(".keras"):
-        stripped = stripped[: -len(".keras")]
-    return stripped + ".json"
-
-
 def _dataset_from_report(path: str) -> Optional[str]:
-    report = _report_path(path)
-    if not os.path.isfile(report):
-        return None
-    try:
-        with open(report, encoding="utf-8") as handle:
-            dataset = json.load(handle).get("entry", {}).get("dataset")
-    except (OSError, ValueError, AttributeError):
-        return None
+    report = artifact_report(path)
+    dataset = report.dataset if report is not None else None
     return dataset if dataset in DATASETS else None
 
 
@@ -80,7 +68,7 @@ def _choose_dataset(source: str, name: str, num_classes: int, dataset: Optional[
         if path is not None:
             from_report = _dataset_from_report(path)
             if from_report:
-                found = from_report, os.path.basename(_report_path(path))
+                found = from_report, os.path.basename(report_path(path))
         if found is None and dataset_from_name(name):
             found = dataset_from_name(name), f"the model name {name}"
         if found is None and num_classes in _CLASS_COUNT_DATASET:
@@ -110,30 +98,20 @@ def _input_frames_size(source: str, shape) -> tuple:
     return int(dims[1]), int(dims[2])
 
 
-def _load_savedmodel(path: str):
+def _savedmodel_runner(signature, path: str):
     import tensorflow as tf
 
-    try:
-        loaded = tf.saved_model.load(path)
-    except (OSError, ValueError, tf.errors.OpError) as error:
-        raise ModelError(f"{path}: not a readable SavedModel ({' '.join(str(error).split())[:160]})"
-                         ) from None
-    serving = loaded.signatures.get("serving_default")
-    if serving is None:
-        raise ModelError(f"{path}: SavedModel has no serving_default signature")
-    inputs = serving.structured_input_signature[1]
-    outputs = serving.structured_outputs
+    inputs, outputs = signature.inputs, signature.outputs
     if set(inputs) != {"video"} or "logits" not in outputs:
         raise ModelError(f"{path}: expected a classifier signature video -> logits, found "
                          f"{sorted(inputs)} -> {sorted(outputs)} (a PT or encoder-only model?)")
     frames, size = _input_frames_size(path, inputs["video"].shape)
-    num_classes = int(outputs["logits"].shape[-1])
 
     def run(views):
-        return serving(video=tf.constant(views))["logits"].numpy()
+        return signature.serve(video=tf.constant(views))["logits"].numpy()
 
-    run.keep_alive = loaded  # the signature needs its object graph alive
-    return os.path.basename(path.rstrip("/" + os.sep)), frames, size, num_classes, run
+    run.keep_alive = signature.keep_alive  # the signature needs its object graph alive
+    return frames, size, int(outputs["logits"].shape[-1]), run
 
 
 def _keras_runner(model, source: str):
@@ -159,61 +137,31 @@ def _keras_runner(model, source: str):
     return frames, size, int(model.num_classes), run
 
 
-def _load_keras(path: str):
-    import keras
-
-    import tf_models  # noqa: F401  (registers the VideoMAE classes)
-
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except Exception as error:  # keras raises many kinds for a bad file
-        raise ModelError(f"{path}: not a readable .keras model "
-                         f"({' '.join(str(error).split())[:160]})") from None
-    frames, size, num_classes, run = _keras_runner(model, path)
-    return model.name, frames, size, num_classes, run
-
-
-def _load_preset(name: str):
-    from ..hub import PresetError
-    from ..videomae import VideoMAEVideoClassifier
-
-    try:
-        model = VideoMAEVideoClassifier.from_preset(name)
-    except (PresetError, OSError) as error:
-        raise ModelError(" ".join(str(error).split())[:300]) from None
-    frames, size, num_classes, run = _keras_runner(model, name)
-    return name, frames, size, num_classes, run
-
-
 def load_video_model(spec: str, dataset: Optional[str] = None) -> VideoModel:
-    """Load ``spec`` (zoo name, ``.keras`` file or SavedModel folder) as a VideoModel.
+    """Load ``spec`` (zoo name, ``.keras`` file, ``.weights.h5`` with its report, SavedModel
+    folder, release folder or URL: ``tf_models.artifacts.resolve``) as a VideoModel.
 
     Raises ModelError (one line) for anything that is not a readable video classifier, or
     whose class count disagrees with ``dataset``.
     """
-    path = None
-    if os.path.isdir(spec):
-        if not os.path.isfile(os.path.join(spec, "saved_model.pb")):
-            raise ModelError(f"{spec}: folder holds no saved_model.pb; expected a SavedModel "
-                             "folder, a .keras file or a zoo name")
-        kind, path = "savedmodel", spec
-        name, frames, size, num_classes, run = _load_savedmodel(spec)
-    elif os.path.isfile(spec):
-        if spec.endswith(".weights.h5"):
-            raise ModelError(f"{spec}: a weights-only file has no model config; pass the "
-                             ".keras file or the SavedModel folder next to it")
-        if not spec.endswith(".keras"):
-            raise ModelError(f"{spec}: expected a .keras file, a SavedModel folder or a zoo "
-                             "name")
-        kind, path = "keras", spec
-        name, frames, size, num_classes, run = _load_keras(spec)
-    elif presets.is_zoo_name(spec):
-        kind = "zoo"
-        name, frames, size, num_classes, run = _load_preset(spec)
+    from ..artifacts.resolve import PresetError, load_artifact
+
+    try:
+        resolved, model = load_artifact(spec)
+    except (PresetError, OSError) as error:
+        raise ModelError(" ".join(str(error).split())[:300]) from None
+    if resolved.kind == "savedmodel":
+        name = resolved.name
+        frames, size, num_classes, run = _savedmodel_runner(model, spec)
     else:
-        raise ModelError(f"{spec}: no such file or folder, and not a zoo name "
-                         "(TFVideoMAE_S_K400_16x224_FT, ...)")
-    chosen, chosen_from = _choose_dataset(spec, name, num_classes, dataset, path)
+        name = model.name
+        frames, size, num_classes, run = _keras_runner(model, spec)
+    local = os.path.exists(spec)
+    kind = resolved.kind if local else "zoo"
+    if not local:
+        name = spec
+    chosen, chosen_from = _choose_dataset(spec, name, num_classes, dataset,
+                                          resolved.path if local else None)
     return VideoModel(name=name, source=spec, kind=kind, num_frames=frames, img_size=size,
                       num_classes=num_classes, dataset=chosen, dataset_from=chosen_from,
                       run_batch=run)

@@ -182,9 +182,9 @@ def stream_outputs(items: Sequence[Tuple[str, int]], root: str, spec: str,
         fn_constructor_kwargs={"spec": spec, "dataset": dataset, "task": task,
                                "sampling": sampling, "batch_size": batch_size,
                                "gpus_per_actor": gpus_per_actor})
-    for block in scored.iter_batches(batch_size=None, batch_format="numpy"):
+    for number, block in enumerate(scored.iter_batches(batch_size=None, batch_format="numpy")):
         for i in range(len(block["video"])):
-            yield {key: column[i] for key, column in block.items()}
+            yield dict({key: column[i] for key, column in block.items()}, block=number)
 
 
 def _spec_for_cluster(spec: str) -> str:
@@ -198,16 +198,30 @@ def _finish(stats: RunStats, started: float, actors: int) -> None:
     stats.wait_s = max(0.0, stats.wall_s - stats.model_s / max(1, actors))
 
 
-def ray_facts(stats: RunStats, actors: int, nodes: Dict[str, Set[str]],
-              first_s: Optional[float]) -> dict:
+class _Clock:
+    """When the outputs arrive: the first block (cluster and actors starting, one batch) and
+    how many videos (failed ones too) came in it and in all."""
+
+    def __init__(self):
+        self.started = time.perf_counter()
+        self.first_s: Optional[float] = None
+        self.first_videos = self.videos = 0
+
+    def arrived(self, row: dict) -> None:
+        if row["block"] == 0:
+            self.first_s = self.first_s or time.perf_counter() - self.started
+            self.first_videos += 1
+        self.videos += 1
+
+
+def ray_facts(stats: RunStats, actors: int, nodes: Dict[str, Set[str]], clock: _Clock) -> dict:
     """What a Ray run adds to its ``run`` record: the engine, the actors, the nodes that
-    decoded and ran the model, the time to the first video (cluster and actors starting) and
-    the rate after it."""
-    steady = None
-    if first_s is not None and stats.videos > 1 and stats.wall_s > first_s:
-        steady = round((stats.videos - 1) / (stats.wall_s - first_s), 3)
+    decoded and ran the model, the time to the first output and the rate after it."""
+    steady, later = None, clock.videos - clock.first_videos
+    if clock.first_s is not None and later > 0 and stats.wall_s > clock.first_s:
+        steady = round(later / (stats.wall_s - clock.first_s), 3)
     return {"engine": "ray", "actors": actors, "nodes": {k: sorted(v) for k, v in nodes.items()},
-            "first_video_s": None if first_s is None else round(first_s, 3),
+            "first_video_s": None if clock.first_s is None else round(clock.first_s, 3),
             "videos_per_s_after_first": steady}
 
 
@@ -237,7 +251,7 @@ def evaluate_on_ray(model, items: Sequence[Tuple[str, int]], root: str, out_dir:
     if on_total is not None:
         on_total(len(todo), len(items) - len(todo))
     stats, nodes, written = RunStats(), {"decode": set(), "model": set()}, set()
-    started, first = time.perf_counter(), [None]
+    clock = _Clock()
     try:
         if todo:
             with ray_session(address, verbose):
@@ -249,7 +263,7 @@ def evaluate_on_ray(model, items: Sequence[Tuple[str, int]], root: str, out_dir:
                     if video in written:
                         continue
                     written.add(video)
-                    first[0] = first[0] or time.perf_counter() - started
+                    clock.arrived(row)
                     nodes["decode"].add(str(row["decode_node"]))
                     stats.decode_s += float(row["decode_s"])
                     if row["error"]:
@@ -269,8 +283,8 @@ def evaluate_on_ray(model, items: Sequence[Tuple[str, int]], root: str, out_dir:
                         progress(1)
     finally:
         handle.close()
-        _finish(stats, started, actors)
-    return path, stats, ray_facts(stats, actors, nodes, first[0])
+        _finish(stats, clock.started, actors)
+    return path, stats, ray_facts(stats, actors, nodes, clock)
 
 
 # --- extract ----------------------------------------------------------------------------------
@@ -293,7 +307,7 @@ def extract_on_ray(model, videos: Sequence[str], root: str, out_dir: str, sampli
         on_total(len(todo), len(dict.fromkeys(videos)) - len(todo))
     views_per_video = sampling.protocol().num_views if sampling.stride is None else 1
     stats, nodes, written = RunStats(), {"decode": set(), "model": set()}, set()
-    started, first = time.perf_counter(), [None]
+    clock = _Clock()
     try:
         if todo:
             with ray_session(address, verbose):
@@ -306,7 +320,7 @@ def extract_on_ray(model, videos: Sequence[str], root: str, out_dir: str, sampli
                     if video in written:
                         continue
                     written.add(video)
-                    first[0] = first[0] or time.perf_counter() - started
+                    clock.arrived(row)
                     nodes["decode"].add(str(row["decode_node"]))
                     stats.decode_s += float(row["decode_s"])
                     if row["error"]:
@@ -323,8 +337,8 @@ def extract_on_ray(model, videos: Sequence[str], root: str, out_dir: str, sampli
                     if progress is not None:
                         progress(1)
     finally:
-        _finish(stats, started, actors)
+        _finish(stats, clock.started, actors)
     summary = extract_summary(videos, out_dir, stats)
-    summary["run"].update(ray_facts(stats, actors, nodes, first[0]))
+    summary["run"].update(ray_facts(stats, actors, nodes, clock))
     save_json(os.path.join(out_dir, "summary.json"), summary)
     return summary

@@ -505,13 +505,13 @@ def _preset_named(name: str) -> Optional[Preset]:
 def _load_pretrained_savedmodel(path: str) -> PretrainedModel:
     import tensorflow as tf
 
+    from ..artifacts.resolve import PresetError, load_savedmodel
+
     try:
-        loaded = tf.saved_model.load(path)
-        serving = loaded.signatures["serving_default"]
-    except Exception as error:  # TensorFlow raises many kinds for a bad folder
-        raise ReconstructionError(f"{path}: not a SavedModel ({str(error).splitlines()[0]})"
-                                  ) from None
-    specs = serving.structured_input_signature[1]
+        signature = load_savedmodel(path)
+    except PresetError as error:
+        raise ReconstructionError(str(error)) from None
+    loaded, serving, specs = signature.keep_alive, signature.serve, signature.inputs
     if "mask" not in specs:
         raise ReconstructionError(f"{path}: SavedModel takes no mask: not a pre-trained (PT) "
                                   f"model; convert with --mode PT")

@@ -1,0 +1,130 @@
+"""The one downloader (tf_models.artifacts.download) against the loopback FaultServer: a cut
+transfer resumes where it stopped, two processes fetching one asset end with one verified
+file, and the offline switch reads the usual spellings under every name it has had."""
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import REPO_ROOT
+from tf_models.artifacts import download
+
+PAYLOAD = bytes(range(256)) * 2053  # ~0.5 MiB, not a multiple of any chunk size
+DIGEST = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_settings(monkeypatch):
+    for name in download.OFFLINE_ENVS:
+        monkeypatch.delenv(name, raising=False)
+
+
+def _read(path):
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def test_a_cut_download_resumes_from_the_byte_where_it_stopped(fault_server, tmp_path):
+    url = fault_server.add("asset.bin", PAYLOAD)
+    dest = str(tmp_path / "cache" / "asset.bin")
+    fault_server.plan("drop:123457")
+    with pytest.raises(download.DownloadInterrupted) as caught:
+        download.fetch_file(url, dest, DIGEST, progress=False)
+    assert caught.value.have == 123457 and "\n" not in str(caught.value)
+    assert sorted(os.listdir(tmp_path / "cache")) == ["asset.bin.part"]  # kept, no lock left
+    assert download.fetch_file(url, dest, DIGEST, progress=False) == dest
+    assert fault_server.requests == [("/asset.bin", None), ("/asset.bin", "bytes=123457-")]
+    assert hashlib.sha256(_read(dest)).hexdigest() == DIGEST
+    assert sorted(os.listdir(tmp_path / "cache")) == ["asset.bin", "asset.bin.sha256"]
+
+
+def test_a_resumed_download_with_a_wrong_digest_is_discarded(fault_server, tmp_path):
+    url = fault_server.add("asset.bin", PAYLOAD)
+    dest = str(tmp_path / "cache" / "asset.bin")
+    fault_server.plan("drop:1000", "corrupt")
+    with pytest.raises(download.DownloadInterrupted):
+        download.fetch_file(url, dest, DIGEST, progress=False)
+    with pytest.raises(download.DownloadDamaged, match="sha256"):
+        download.fetch_file(url, dest, DIGEST, progress=False)
+    assert os.listdir(tmp_path / "cache") == []
+
+
+# the downloader needs neither Keras nor TensorFlow: the child imports it without running
+# tf_models/__init__.py (which imports Keras), so the test starts in well under a second
+CHILD = textwrap.dedent("""
+    import os, sys, time, types
+    url, dest, digest, ready, go, repo = sys.argv[1:]
+    package = types.ModuleType("tf_models")
+    package.__path__ = [os.path.join(repo, "tf_models")]
+    sys.modules["tf_models"] = package
+    from tf_models.artifacts import download
+    assert "keras" not in sys.modules and "tensorflow" not in sys.modules
+    open(ready, "w").close()
+    while not os.path.exists(go):  # start together, after the (slow) imports
+        time.sleep(0.01)
+    print(download.fetch_file(url, dest, digest, progress=False))
+""")
+
+
+def test_two_processes_fetching_one_asset_end_with_one_verified_file(fault_server, tmp_path):
+    url = fault_server.add("asset.bin", PAYLOAD)
+    dest = str(tmp_path / "cache" / "asset.bin")
+    fault_server.plan("slow:2")  # the first transfer takes 2 s: the second process must wait
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p))
+    go = str(tmp_path / "go")
+    ready = [str(tmp_path / f"ready{i}") for i in range(2)]
+    children = [subprocess.Popen([sys.executable, "-c", CHILD, url, dest, DIGEST, r, go,
+                                  REPO_ROOT],
+                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, stdin=subprocess.DEVNULL) for r in ready]
+    try:
+        while not all(os.path.exists(r) for r in ready):
+            assert all(c.poll() is None for c in children), children[0].communicate()
+        open(go, "w").close()
+        results = [c.communicate(timeout=300) for c in children]
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+    for child, (out, err) in zip(children, results):
+        assert child.returncode == 0, err[-2000:]
+        assert out.strip() == dest
+    assert len(fault_server.requests) == 1  # one transfer; the other took its verified file
+    assert hashlib.sha256(_read(dest)).hexdigest() == DIGEST
+    assert sorted(os.listdir(tmp_path / "cache")) == ["asset.bin", "asset.bin.sha256"]
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("1", True), ("true", True), ("TRUE", True), ("Yes", True), ("on", True), (" On ", True),
+    ("0", False), ("false", False), ("off", False), ("", False), ("no", False)])
+@pytest.mark.parametrize("name", download.OFFLINE_ENVS)
+def test_offline_switch_reads_the_usual_spellings_under_every_name(monkeypatch, name, value,
+                                                                   expected):
+    monkeypatch.setenv(name, value)
+    assert download.is_offline() is expected
+    assert download.is_offline(False) is False and download.is_offline(True) is True
+
+
+def test_offline_never_downloads_and_creates_nothing(fault_server, tmp_path, monkeypatch):
+    url = fault_server.add("asset.bin", PAYLOAD)
+    monkeypatch.setenv("VIDEOMAE_OFFLINE", "on")
+    with pytest.raises(download.OfflineError, match="offline mode never downloads"):
+        download.fetch_file(url, str(tmp_path / "cache" / "asset.bin"), DIGEST)
+    assert fault_server.requests == [] and not (tmp_path / "cache").exists()
+
+
+def test_a_cached_copy_that_changed_is_never_used(fault_server, tmp_path):
+    url = fault_server.add("asset.bin", PAYLOAD)
+    dest = str(tmp_path / "asset.bin")
+    download.fetch_file(url, dest, DIGEST, progress=False)
+    with open(dest, "r+b") as handle:
+        handle.write(b"X")
+    with pytest.raises(download.CachedFileChanged, match="changed since it was downloaded"):
+        download.fetch_file(url, dest, DIGEST, progress=False)
+    assert download.fetch_file(url, dest, DIGEST, progress=False, force=True) == dest
+    assert hashlib.sha256(_read(dest)).hexdigest() == DIGEST

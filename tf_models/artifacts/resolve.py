@@ -1,0 +1,326 @@
+"""The one resolver behind every ``--model`` and ``from_preset``: a zoo name, a ``.keras`` or
+``.weights.h5`` file, a SavedModel folder, a release folder or a release URL -> a verified
+local artifact (``resolve_artifact``) -> a loaded model (``load_artifact``).
+
+A zoo name resolves against the published release (``VIDEOMAE_ZOO_URL`` overrides the base
+URL: an ``http(s)://`` or ``file://`` URL, or a local folder). Release assets are fetched by
+the one downloader (``download.fetch_file``) into the ``release`` cache, checked against the
+release's ``SHA256SUMS`` before they are used and on every later use. Offline mode
+(``offline=True`` or ``VIDEOMAE_OFFLINE=1``...) never downloads. The report ``NAME.json``
+beside an artifact, when there, is read as the typed record. Torch-free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.parse
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional
+
+from ..presets import DEFAULT_ZOO_URL, Preset, get_preset
+from . import download
+from .checksums import SUMS, ChecksumError, parse_sums, read_sums, sha256_file
+from .names import SUFFIXES, entry_name, kind_of_path, report_path
+from .record import ConversionRecord, RecordError, load_report
+
+URL_ENV = "VIDEOMAE_ZOO_URL"
+CACHE_STORE = "release"
+# the Keras class a ``.weights.h5`` file was saved from, by a key only its config has
+# (registered names: no import of the model modules here)
+WEIGHTS_CLASSES = (("num_classes", "VideoMAEVideoClassifier"),
+                   ("decoder_embed_dim", "VideoMAEMaskedAutoencoder"))
+
+
+class PresetError(ValueError):
+    """A preset that cannot be resolved, downloaded or verified: one line, naming the file."""
+
+
+@dataclass
+class Resolved:
+    """What a model argument resolved to: a local, verified artifact and what is known of it."""
+
+    path: str
+    kind: str                         # "keras", "weights" or "savedmodel"
+    preset: Optional[Preset]
+    config: Optional[dict] = None     # model config (for a .weights.h5 file)
+    report: Optional[ConversionRecord] = None
+    name: str = ""                    # the entry name (NAME of NAME.keras ...)
+
+
+@dataclass
+class SavedModelSignature:
+    """A SavedModel's ``serving_default``: its inputs' specs and its outputs' names."""
+
+    serve: Callable
+    inputs: Dict[str, object]         # name -> tf.TensorSpec
+    outputs: Dict[str, object]        # name -> tf.TensorSpec
+    keep_alive: object                # the loaded object graph the signature needs
+
+
+def zoo_url() -> str:
+    return os.environ.get(URL_ENV) or DEFAULT_ZOO_URL
+
+
+def cache_dir() -> str:
+    """The release asset cache: ``$VIDEOMAE_CACHE`` or ``~/.cache/videomae-keras``."""
+    return download.cache_dir(CACHE_STORE)
+
+
+def _is_url(text: str) -> bool:
+    return urllib.parse.urlparse(text).scheme in ("http", "https", "file")
+
+
+def _join(base: str, name: str) -> str:
+    if _is_url(base):
+        return base.rstrip("/") + "/" + urllib.parse.quote(name)
+    return os.path.join(base, name)
+
+
+def _base_cache(base: str) -> str:
+    """One cache subfolder per release location, so two releases never share a name."""
+    tag = hashlib.sha256(base.rstrip("/").encode()).hexdigest()[:16]
+    return os.path.join(cache_dir(), tag)
+
+
+def _fetch(url: str, dest: str, sha256: Optional[str], offline: bool, progress: bool,
+           force: bool = False) -> str:
+    """``download.fetch_file`` with its errors as one PresetError line. A cached copy that
+    no longer matches the release's list is stale (a re-published asset, or a changed file):
+    fetched again online, refused offline."""
+    try:
+        try:
+            return download.fetch_file(url, dest, sha256, offline=offline, progress=progress,
+                                       force=force)
+        except download.CachedFileChanged:
+            if offline:
+                raise
+            return download.fetch_file(url, dest, sha256, offline=False, progress=progress,
+                                       force=True)
+    except download.OfflineError:
+        raise PresetError(f"{dest}: not cached, and offline mode never downloads; run once "
+                          f"online or unset {download.OFFLINE_ENVS[0]}") from None
+    except download.DownloadDamaged as error:
+        raise PresetError(f"{url}: {error.problem}, not the file listed in {SUMS}; the file is "
+                          f"corrupt or was tampered with, nothing was cached") from None
+    except download.DownloadError as error:
+        raise PresetError(f"{error}; check the network, the release URL (${URL_ENV}) or that "
+                          f"{os.path.basename(dest)} was published, or use offline mode with "
+                          f"a filled cache") from None
+
+
+def fetch_sums(base: str, offline: bool, progress: bool) -> Dict[str, str]:
+    """The release's checksums: read in place for a local folder, else fetched from the URL
+    (always afresh online: a re-published release must not verify against stale sums)."""
+    try:
+        if not _is_url(base):
+            path = os.path.join(base, SUMS)
+            if not os.path.exists(path):
+                raise PresetError(f"{path}: missing; a release folder lists its assets' sha256 "
+                                  f"there (scripts/release.py build writes it)")
+            return read_sums(path)
+        cached = os.path.join(_base_cache(base), SUMS)
+        _fetch(_join(base, SUMS), cached, None, offline, False, force=not offline)
+        return read_sums(cached)
+    except ChecksumError as error:
+        raise PresetError(str(error)) from None
+
+
+def fetch_asset(base: str, name: str, offline: Optional[bool] = None,
+                progress: bool = True) -> str:
+    """A verified local copy of release asset ``name`` under ``base``; downloads if needed."""
+    offline = download.is_offline(offline)
+    sums = fetch_sums(base, offline, progress)
+    if name not in sums:
+        raise PresetError(f"{_join(base, SUMS)}: lists no {name}; the release does not publish it")
+    if not _is_url(base):
+        path = os.path.join(base, name)
+        if not os.path.exists(path):
+            raise PresetError(f"{path}: missing, though {SUMS} lists it")
+        found = sha256_file(path)
+        if found != sums[name]:
+            raise PresetError(f"{path}: sha256 {found} does not match {sums[name]} in {SUMS}; "
+                              f"the file is corrupt or was changed")
+        return path
+    return _fetch(_join(base, name), os.path.join(_base_cache(base), name), sums[name],
+                  offline, progress)
+
+
+# --- resolving a model argument -------------------------------------------------------------
+
+def _preset_for(name: str) -> Optional[Preset]:
+    try:
+        return get_preset(name)
+    except KeyError:
+        return None
+
+
+def _report_beside(path: str) -> Optional[ConversionRecord]:
+    try:
+        return load_report(path)
+    except RecordError as error:
+        raise PresetError(str(error)) from None
+
+
+def _single_entry(names, where: str) -> str:
+    suffix = SUFFIXES["weights"]
+    weights = sorted(n[: -len(suffix)] for n in names if n.endswith(suffix))
+    if len(weights) != 1:
+        listed = ", ".join(weights) if weights else "none"
+        raise PresetError(f"{where}: holds {len(weights)} entries ({listed}); pass a zoo name "
+                          f"with {URL_ENV} set to this release instead")
+    return weights[0]
+
+
+def resolve_artifact(spec: str, offline: Optional[bool] = None,
+                     progress: bool = True) -> Resolved:
+    """A local, verified artifact for ``spec``: a zoo name, a release folder (one entry) or
+    URL, a ``.keras`` / ``.weights.h5`` path or URL, or a SavedModel folder."""
+    spec = os.fspath(spec)
+    if os.path.isdir(spec):
+        if kind_of_path(spec) == "savedmodel":
+            return _described(spec, "savedmodel")
+        sums = fetch_sums(spec, True, progress)
+        return _from_release(spec, _single_entry(sums, spec), offline, progress)
+    if os.path.isfile(spec):
+        return _from_file(spec)
+    if _is_url(spec):
+        if spec.endswith("/"):
+            sums = fetch_sums(spec, download.is_offline(offline), progress)
+            return _from_release(spec, _single_entry(sums, spec), offline, progress)
+        base, _, name = spec.rpartition("/")
+        name = urllib.parse.unquote(name)
+        return _from_file(fetch_asset(base, name, offline, progress), entry_name(name))
+    found = _preset_for(spec)
+    if found is None:
+        if spec.endswith((".keras", ".h5")) or os.sep in spec:
+            raise PresetError(f"{spec}: no such file")
+        raise PresetError(f"{spec}: not a zoo preset, file, folder or URL; zoo presets are "
+                          f"named like TFVideoMAE_B_K400_16x224_FT")
+    return _from_release(zoo_url(), found.name, offline, progress)
+
+
+def _described(path: str, kind: str, name: Optional[str] = None,
+               report: Optional[ConversionRecord] = None) -> Resolved:
+    report = report or _report_beside(path)
+    name = (report.name if report else None) or name or entry_name(path)
+    return Resolved(path, kind, _preset_for(name), report=report, name=name)
+
+
+def _from_release(base: str, name: str, offline, progress) -> Resolved:
+    path = fetch_asset(base, name + SUFFIXES["weights"], offline, progress)
+    preset = _preset_for(name)
+    report = None
+    if preset is None:  # an entry the zoo table does not know: its report says what it is
+        try:
+            report = ConversionRecord.load(fetch_asset(base, name + SUFFIXES["report"],
+                                                       offline, progress))
+        except RecordError as error:
+            raise PresetError(str(error)) from None
+    config = preset.model_config() if preset is not None else report.model_config
+    return Resolved(path, "weights", preset, config, report, name)
+
+
+def _from_file(path: str, name: Optional[str] = None) -> Resolved:
+    kind = kind_of_path(path)
+    if kind == "keras":
+        return _described(path, "keras", name)
+    if kind != "weights":
+        raise PresetError(f"{path}: expected a .keras or .weights.h5 file, a SavedModel or "
+                          f"release folder, or a zoo name")
+    resolved = _described(path, "weights", name)
+    if resolved.report is not None:
+        resolved.config = resolved.report.model_config
+    elif resolved.preset is not None:
+        resolved.config = resolved.preset.model_config()
+    else:
+        raise PresetError(f"{path}: no NAME.json report beside it and {resolved.name!r} is not a "
+                          f"zoo name, so its dimensions are unknown; keep the report next to "
+                          f"the weights or build the model yourself and call load_weights")
+    return resolved
+
+
+# --- loading what it resolved to --------------------------------------------------------------
+
+def _first_line(error: Exception) -> str:
+    text = " ".join(str(error).split())
+    return text[:200] if text else repr(error)
+
+
+def load_keras_model(resolved: Resolved):
+    """The Keras model stored in ``resolved`` (a ``.keras`` file, or a ``.weights.h5`` file
+    built from its config); PresetError for a SavedModel, which holds a traced graph. Files
+    written under the old class names or weight layouts load too (``tf_models.legacy``);
+    Keras's safe mode stays on."""
+    from ..legacy import load_model_file, load_weights_file
+
+    if resolved.kind == "savedmodel":
+        raise PresetError(f"{resolved.path}: is a SavedModel, which holds a traced graph, not a "
+                          f"Keras model; load it with tf.saved_model.load, or pass the .keras / "
+                          f".weights.h5 file of the same entry")
+    if resolved.kind == "keras":
+        try:
+            return load_model_file(resolved.path)
+        except Exception as error:  # keras raises many types for a bad file
+            raise PresetError(f"{resolved.path}: cannot be loaded as a Keras model "
+                              f"({_first_line(error)})") from None
+    config = dict(resolved.config)
+    cls = _weights_class(config, resolved.path)
+    model = cls(**config)
+    try:
+        load_weights_file(model, resolved.path)
+    except Exception as error:
+        raise PresetError(f"{resolved.path}: does not fit a {cls.__name__} of {config} "
+                          f"({_first_line(error)})") from None
+    return model
+
+
+def _weights_class(config: dict, path: str):
+    import keras
+
+    from ..layers import PACKAGE
+
+    for key, class_name in WEIGHTS_CLASSES:
+        if key in config:
+            return keras.saving.get_registered_object(f"{PACKAGE}>{class_name}")
+    raise PresetError(f"{path}: weights of an encoder-only model; load the .keras file of the "
+                      f"same entry")
+
+
+def load_savedmodel(path: str) -> SavedModelSignature:
+    """A SavedModel folder's ``serving_default``; PresetError (one line) when it has none."""
+    import tensorflow as tf
+
+    try:
+        loaded = tf.saved_model.load(path)
+    except (OSError, ValueError, tf.errors.OpError) as error:
+        raise PresetError(f"{path}: not a readable SavedModel ({_first_line(error)[:160]})"
+                          ) from None
+    serving = loaded.signatures.get("serving_default")
+    if serving is None:
+        raise PresetError(f"{path}: SavedModel has no serving_default signature")
+    return SavedModelSignature(serving, dict(serving.structured_input_signature[1]),
+                               dict(serving.structured_outputs), loaded)
+
+
+def load_artifact(spec: str, offline: Optional[bool] = None, progress: bool = True):
+    """``(resolved, model)``: ``model`` is the Keras model, or for a SavedModel folder its
+    ``SavedModelSignature``."""
+    resolved = resolve_artifact(spec, offline=offline, progress=progress)
+    if resolved.kind == "savedmodel":
+        return resolved, load_savedmodel(resolved.path)
+    return resolved, load_keras_model(resolved)
+
+
+def artifact_report(path: str) -> Optional[ConversionRecord]:
+    """The report beside ``path`` (``report_path``), or None when there is none or it does
+    not load."""
+    try:
+        return load_report(path)
+    except RecordError:
+        return None
+
+
+__all__ = ["PresetError", "Resolved", "SavedModelSignature", "resolve_artifact",
+           "load_artifact", "load_keras_model", "load_savedmodel", "fetch_asset", "fetch_sums",
+           "zoo_url", "cache_dir", "parse_sums", "report_path", "artifact_report"]
