@@ -123,7 +123,7 @@ def test_an_entry_is_its_preset_plus_only_what_conversion_needs():
     from tf_models.presets import get_preset
 
     assert {f.name for f in dataclasses.fields(ZOO[next(iter(ZOO))])} == \
-        {"preset", "parity_atol", "gdrive_id", "hub_id", "encoder_only"}
+        {"preset", "parity_atol", "gdrive_id", "hub_id", "encoder_only", "url", "upstream_run"}
     for name, entry in {**ZOO, **TEST_ZOO}.items():
         preset = get_preset(name)
         assert entry.preset is preset
@@ -131,8 +131,9 @@ def test_an_entry_is_its_preset_plus_only_what_conversion_needs():
             (preset.dims, preset.num_classes, preset.mask_ratio, preset.eval_views)
         assert _REPORT_ENTRY_KEYS <= set(entry.to_dict())
         assert _REPORT_ENTRY_KEYS <= set(entry.encoder_variant().to_dict())
-    eval_views = {e.dataset: e.eval_views for e in ZOO.values()}
-    assert eval_views == {"k400": "16x5x3", "ssv2": "16x2x3", "ucf101": "16x5x3"}
+    eval_views = {e.dataset: e.eval_views for e in ZOO.values() if e.num_classes}
+    assert eval_views == {"k400": "16x5x3", "ssv2": "16x2x3", "ucf101": "16x5x3",
+                          "k600": "16x5x3", "k710": "16x5x3", "hmdb51": "16x5x3"}
     encoder = get_entry("TFVideoMAE_B_K400_16x224_PT").encoder_variant()
     assert encoder.name == "TFVideoMAE_B_K400_16x224_PT_encoder" and encoder.encoder_only
     assert "decoder_depth" not in encoder.model_config()
@@ -179,4 +180,4 @@ def test_video_cli_takes_its_dataset_choices_from_the_table_before_tensorflow_st
                           text=True, timeout=120, cwd=str(tmp_path))
     assert done.returncode == 0, done.stderr
     choices, heavy = json.loads(done.stdout.splitlines()[-1])
-    assert choices == list(DATASETS) and heavy == []
+    assert choices == [key for key, facts in DATASETS.items() if facts.labelled] and heavy == []
