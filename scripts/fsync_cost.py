@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 import click  # noqa: E402
 
 import converter  # noqa: E402  (torch side before tensorflow)
-from converter import export  # noqa: E402
+from converter import export, staging  # noqa: E402
 
 
 @click.command()
@@ -42,8 +42,11 @@ def main(sizes, out_dir):
                     spent["fsync"] += time.perf_counter() - started
         return wrapper
 
+    # the staging folder is flushed by export (files, then the folder), the output folder by
+    # staging's move into place: time the names those modules call
     export.fsync_tree = timed(export.fsync_tree)
     export.fsync_dir = timed(export.fsync_dir)
+    staging.fsync_dir = timed(staging.fsync_dir)
     click.echo("| size | artifact MB | fsync s | conversion s | fsync share |")
     click.echo("|---|---|---|---|---|")
     for size in sizes.split(","):
@@ -54,7 +57,7 @@ def main(sizes, out_dir):
         started = time.perf_counter()
         result = converter.convert(entry, folder, synthetic=True, progress=False)
         total = time.perf_counter() - started
-        megabytes = sum(result.report["artifact_bytes"].values()) / 2**20
+        megabytes = sum(a.bytes for a in result.report.artifacts.values()) / 2**20
         click.echo(f"| {size} | {megabytes:.1f} | {spent['fsync']:.3f} | {total:.1f} | "
                    f"{100 * spent['fsync'] / total:.2f}% |")
 

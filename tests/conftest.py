@@ -22,6 +22,17 @@ The slow tier (``--runslow`` / ``-m slow``), and why each test is there:
 - test_batch::test_all_litert_writes_a_checked_tflite_for_fine_tuned_entries_only: two child
   conversions; fast tier: the child commands test beside it and ``--litert`` on one entry
   (test_litert).
+- test_ray: a driver killed with SIGKILL mid-list, a killed model actor, and a two-node
+  cluster that places the model on the GPU node (Ray clusters and minutes each); fast tier:
+  Ray == local for evaluate and extract on one local cluster, the local path never imports
+  Ray, and the shard refusal.
+- test_finetune_cli: the same command on TensorFlow (one device, MirroredStrategy on two
+  logical CPUs) and PyTorch, and augmentation as a function of (seed, epoch, position);
+  fast tier: JAX on one and two virtual devices, a killed run resumed, a bad video skipped.
+- test_v2_zoo: the distilled V2 S and B entries (K710 and mapped heads), one ViT-g
+  fine-tuned entry and the ViT-g pre-trained entry (about 16 GB of disk) converted from
+  synthetic files in V2's layout at full size; fast tier: the tiny V2 entries through the
+  same code path, and the mapped head equal to the K710 logits at upstream's rows.
 """
 
 import torch  # noqa: F401  (first: before tensorflow / keras)

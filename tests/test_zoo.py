@@ -123,7 +123,7 @@ def test_an_entry_is_its_preset_plus_only_what_conversion_needs():
     from tf_models.presets import get_preset
 
     assert {f.name for f in dataclasses.fields(ZOO[next(iter(ZOO))])} == \
-        {"preset", "parity_atol", "gdrive_id", "hub_id", "encoder_only"}
+        {"preset", "parity_atol", "gdrive_id", "hub_id", "encoder_only", "url", "upstream_run"}
     for name, entry in {**ZOO, **TEST_ZOO}.items():
         preset = get_preset(name)
         assert entry.preset is preset
@@ -132,7 +132,9 @@ def test_an_entry_is_its_preset_plus_only_what_conversion_needs():
         assert _REPORT_ENTRY_KEYS <= set(entry.to_dict())
         assert _REPORT_ENTRY_KEYS <= set(entry.encoder_variant().to_dict())
     eval_views = {e.dataset: e.eval_views for e in ZOO.values()}
-    assert eval_views == {"k400": "16x5x3", "ssv2": "16x2x3", "ucf101": "16x5x3"}
+    assert eval_views == {"k400": "16x5x3", "ssv2": "16x2x3", "ucf101": "16x5x3",
+                          "k600": "16x5x3", "k710": "16x5x3", "hmdb51": "16x5x3",
+                          "hybrid": "16x5x3"}
     encoder = get_entry("TFVideoMAE_B_K400_16x224_PT").encoder_variant()
     assert encoder.name == "TFVideoMAE_B_K400_16x224_PT_encoder" and encoder.encoder_only
     assert "decoder_depth" not in encoder.model_config()
@@ -146,6 +148,9 @@ def test_upstream_file_ids_live_in_the_converter_only():
         if entry.gdrive_id:
             assert entry.gdrive_id not in source
             assert entry.source_url.endswith(entry.gdrive_id)
+        if entry.url:  # V2's distilled files
+            assert entry.url not in source and entry.source_url == entry.url
+        assert not entry.upstream_run or entry.upstream_run not in source
     assert get_entry("TFVideoMAE_B_UCF_16x224_FT").hub_id is None
 
 
@@ -179,4 +184,6 @@ def test_video_cli_takes_its_dataset_choices_from_the_table_before_tensorflow_st
                           text=True, timeout=120, cwd=str(tmp_path))
     assert done.returncode == 0, done.stderr
     choices, heavy = json.loads(done.stdout.splitlines()[-1])
-    assert choices == list(DATASETS) and heavy == []
+    # the datasets a classifier predicts (V2's UnlabeledHybrid pre-training source has no labels)
+    assert choices == [k for k, d in DATASETS.items() if d.labelled] and heavy == []
+    assert "hmdb51" in choices and "hybrid" not in choices

@@ -279,7 +279,7 @@ _NAME_PATTERN = re.compile(
 
 def is_zoo_name(text: str) -> bool:
     """Whether ``text`` is spelled like a zoo name (``TFVideoMAE_...``), known or not."""
-    return re.fullmatch(_PREFIXES + r"_\w+", text or "") is not None
+    return re.fullmatch(_PREFIXES + r"_[\w-]+", text or "") is not None
 
 
 def dataset_from_name(name: str, mode: Optional[str] = None) -> Optional[str]:

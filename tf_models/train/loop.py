@@ -4,7 +4,6 @@ checkpointed so that a killed run resumes to the same weights as an uninterrupte
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -14,6 +13,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..video.evaluate import list_digest
 from .augment import RECIPE
 from .checkpoint import CHECKPOINT_NAME, read_state, restore_checkpoint, save_checkpoint
 from .data import TrainSet, failed_videos
@@ -90,13 +90,6 @@ class FinetuneResult:
         record = asdict(self)
         record["failed_videos"] = len(self.failed)
         return record
-
-
-def _list_digest(items) -> str:
-    digest = hashlib.sha256()
-    for video, label in items:
-        digest.update(f"{video}\t{label}\n".encode("utf-8"))
-    return digest.hexdigest()
 
 
 def prepare_out(out: str) -> None:
@@ -242,7 +235,7 @@ def finetune(config: FinetuneConfig, on_step: Optional[Callable[[int, int, float
                             f"processes decodes an equal share of the videos of a step, so "
                             f"--batch-size / --num-sample must be a multiple of {processes}")
     run = {key: getattr(config, key) for key in RUN_KEYS}
-    run["list_sha256"] = _list_digest(items)
+    run["list_sha256"] = list_digest(items)
     checkpoint = os.path.join(config.out, CHECKPOINT_NAME)
     state = read_state(checkpoint)
     if state is not None and state.get("run") != run:

@@ -57,14 +57,19 @@ class RunStats:
 
 # --- the list --------------------------------------------------------------------------------
 
-def read_list(path: str, num_classes: Optional[int] = None) -> List[Tuple[str, int]]:
-    """Upstream's annotation list: ``relative/path.mp4 label`` per line, space separated."""
+def read_list_lines(path: str) -> List[str]:
+    """The lines of a video list; EvaluateError (one line) when it cannot be read."""
     try:
         with open(path, encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
+            return handle.read().splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise EvaluateError(f"{path}: cannot read the list ({error.__class__.__name__}: "
                             f"{error})") from None
+
+
+def read_list(path: str, num_classes: Optional[int] = None) -> List[Tuple[str, int]]:
+    """Upstream's annotation list: ``relative/path.mp4 label`` per line, space separated."""
+    lines = read_list_lines(path)
     items = []
     for number, line in enumerate(lines, 1):
         if not line.strip():

@@ -20,7 +20,7 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 
 from .decode import MAX_PIXELS, VideoError
-from .evaluate import EvaluateError, RunStats, list_digest
+from .evaluate import EvaluateError, RunStats, list_digest, read_list_lines
 from .features import Sampling, pooled_features, read_inputs, segment_clips
 
 HEADER_NAME = "extract.json"
@@ -29,12 +29,7 @@ FAILED_NAME = "failed.jsonl"
 
 def read_video_list(path: str) -> List[str]:
     """Video paths of a list: ``relative/path.mp4`` or upstream's ``relative/path.mp4 LABEL``."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise EvaluateError(f"{path}: cannot read the list ({error.__class__.__name__}: "
-                            f"{error})") from None
+    lines = read_list_lines(path)
     videos = []
     for line in lines:
         parts = line.strip().rsplit(None, 1)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -157,75 +156,47 @@ def _keras_pooled(model, source: str):
     return frames, size, run
 
 
-def _savedmodel_pooled(path: str):
+def _savedmodel_pooled(path: str, signature):
     import tensorflow as tf
 
-    try:
-        loaded = tf.saved_model.load(path)
-    except (OSError, ValueError, tf.errors.OpError) as error:
-        raise ModelError(f"{path}: not a readable SavedModel ({' '.join(str(error).split())[:160]})"
-                         ) from None
-    serving = loaded.signatures.get("serving_default")
-    outputs = serving.structured_outputs if serving is not None else {}
-    if serving is None or "pooled" not in outputs:
+    serving, outputs = signature.serve, signature.outputs
+    if "pooled" not in outputs:
         raise ModelError(f"{path}: SavedModel has no 'pooled' output (found {sorted(outputs)}); "
                          "pass the .keras file next to it or convert with --encoder-only")
-    shape = list(serving.structured_input_signature[1]["video"].shape)
+    shape = list(signature.inputs["video"].shape)
     frames, size = int(shape[1]), int(shape[2])
 
     def run(inputs):
         return serving(video=tf.constant(inputs))["pooled"].numpy()
 
-    run.keep_alive = loaded
+    run.keep_alive = signature.keep_alive
     return frames, size, run
 
 
 def load_feature_model(spec: str, dataset: Optional[str] = None) -> FeatureModel:
-    """Load ``spec`` (zoo name, ``.keras`` file or SavedModel folder) for pooled features.
+    """Load ``spec`` (anything ``tf_models.artifacts.resolve`` takes: a zoo name, a ``.keras``
+    file, a ``.weights.h5`` file with its report, a SavedModel folder...) for pooled features.
 
     A fine-tuned classifier gives its pre-head features ``fc_norm(mean(tokens))``; an
     ``--encoder-only`` artifact its ``pooled`` output; a pre-trained model its encoder's.
     ``dataset`` (for the views' protocol) comes from the caller, the report next to the
     artifact or the zoo name. Raises ModelError (one line).
     """
+    from ..artifacts.resolve import PresetError, load_artifact
     from .model import _dataset_from_report, dataset_from_name
 
-    if os.path.isdir(spec):
-        if not os.path.isfile(os.path.join(spec, "saved_model.pb")):
-            raise ModelError(f"{spec}: folder holds no saved_model.pb; expected a SavedModel "
-                             "folder, a .keras file or a zoo name")
+    try:
+        resolved, model = load_artifact(spec)
+    except (PresetError, OSError) as error:
+        raise ModelError(" ".join(str(error).split())[:300]) from None
+    local = os.path.exists(spec)
+    if resolved.kind == "savedmodel":
         name = os.path.basename(spec.rstrip("/" + os.sep))
-        frames, size, run = _savedmodel_pooled(spec)
-    elif os.path.isfile(spec):
-        if not spec.endswith(".keras"):
-            raise ModelError(f"{spec}: expected a .keras file, a SavedModel folder or a zoo "
-                             "name")
-        import keras
-
-        import tf_models  # noqa: F401
-
-        try:
-            model = keras.saving.load_model(spec, compile=False)
-        except Exception as error:  # keras raises many kinds for a bad file
-            raise ModelError(f"{spec}: not a readable .keras model "
-                             f"({' '.join(str(error).split())[:160]})") from None
-        name = model.name
-        frames, size, run = _keras_pooled(model, spec)
-    elif re.fullmatch(r"TFVideoMAE_\w+", spec):
-        from ..hub import PresetError
-        from ..videomae import VideoMAEBackbone, VideoMAEVideoClassifier
-
-        cls = VideoMAEVideoClassifier if spec.endswith("_FT") else VideoMAEBackbone
-        try:
-            model = cls.from_preset(spec)
-        except (PresetError, OSError) as error:
-            raise ModelError(" ".join(str(error).split())[:300]) from None
-        name = spec
-        frames, size, run = _keras_pooled(model, spec)
+        frames, size, run = _savedmodel_pooled(spec, model)
     else:
-        raise ModelError(f"{spec}: no such file or folder, and not a zoo name "
-                         "(TFVideoMAE_S_K400_16x224_FT, ...)")
-    dataset = dataset or (_dataset_from_report(spec) if os.path.exists(spec) else None) \
+        name = model.name if local else spec
+        frames, size, run = _keras_pooled(model, spec)
+    dataset = dataset or (_dataset_from_report(spec) if local else None) \
         or dataset_from_name(name) or dataset_from_name(spec)
     return FeatureModel(name=name, source=spec, num_frames=frames, img_size=size,
                         dataset=dataset, run_batch=run)
