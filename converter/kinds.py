@@ -133,7 +133,8 @@ def _classifier_torch(entry: Entry):
 
 
 def _classifier_keras(entry: Entry):
-    return tf_models.VideoMAEVideoClassifier(**entry.model_config(), name=entry.name)
+    return tf_models.VideoMAEVideoClassifier(**entry.model_config(), name=entry.name,
+                                            compile=False)  # artifacts carry no optimizer
 
 
 def _classifier_card(entry: Entry) -> CardText:
@@ -161,7 +162,8 @@ def _autoencoder_torch(entry: Entry):
 
 
 def _autoencoder_keras(entry: Entry):
-    return tf_models.VideoMAEMaskedAutoencoder(**entry.model_config(), name=entry.name)
+    return tf_models.VideoMAEMaskedAutoencoder(**entry.model_config(), name=entry.name,
+                                               compile=False)  # artifacts carry no optimizer
 
 
 def _autoencoder_blocks(entry: Entry) -> BlockLayout:

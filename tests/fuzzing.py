@@ -772,3 +772,108 @@ def format_table(outcomes: List[Outcome]) -> str:
 def scratch_folder(prefix: str = "videomae-fuzz-") -> str:
     return tempfile.mkdtemp(prefix=prefix)
 
+
+
+# --- the consumer side: corrupted presets, .keras and .weights.h5 files ----------------------
+# What a user downloads is damaged or hostile here, and loaded through ``from_preset``; every
+# case must load (a flipped weight byte may still load) or end in one PresetError line.
+
+CONSUMER_ENTRY = "TFVideoMAE_T_K400_4x32_FT"
+CONSUMER_KINDS = ("preset", "keras", "weights")
+HOSTILE_CLASSES = ({"class_name": "Lambda", "module": "keras.layers", "registered_name": None,
+                    "config": {"function": {"class_name": "__lambda__", "config": {}}}},
+                   {"class_name": "Exploit", "module": "os", "registered_name": "os>system",
+                    "config": {}},
+                   {"class_name": "Functional", "module": "keras", "registered_name": "Functional",
+                    "config": {}})
+CONSUMER_CATEGORIES = ("bit flips", "truncation", "file deleted", "hostile class",
+                       "config value")
+
+
+def make_consumer_bases(folder: str) -> Dict[str, str]:
+    """A tiny classifier as a keras-hub preset folder, a ``.keras`` and a ``.weights.h5``."""
+    import tf_models
+    from tf_models.kerashub_presets import save_zoo_preset
+
+    preset = tf_models.get_preset(CONSUMER_ENTRY)
+    model = tf_models.VideoMAEVideoClassifier(**preset.model_config())
+    bases = {"preset": os.path.join(folder, "preset"),
+             "keras": os.path.join(folder, f"{CONSUMER_ENTRY}.keras"),
+             "weights": os.path.join(folder, f"{CONSUMER_ENTRY}.weights.h5")}
+    save_zoo_preset(model, preset, bases["preset"])
+    model.save(bases["keras"])
+    model.save_weights(bases["weights"])
+    return bases
+
+
+def make_consumer_case(seed: int, bases: Dict[str, str], case_dir: str) -> FuzzCase:
+    """Seed ``n`` -> one damaged copy of a base (kind ``n % 3``, category ``n // 3 % 5``)."""
+    rng = random.Random(seed)
+    kind = CONSUMER_KINDS[seed % len(CONSUMER_KINDS)]
+    category = CONSUMER_CATEGORIES[(seed // len(CONSUMER_KINDS)) % len(CONSUMER_CATEGORIES)]
+    os.makedirs(case_dir, exist_ok=True)
+    target = os.path.join(case_dir, os.path.basename(bases[kind]))
+    if kind == "preset":
+        shutil.copytree(bases[kind], target)
+        files = sorted(os.listdir(target))
+        victim = os.path.join(target, rng.choice(files))
+        configs = [os.path.join(target, n) for n in files if n.endswith(".json")]
+    else:
+        shutil.copyfile(bases[kind], target)
+        victim, configs = target, []
+    if category == "bit flips" or (category in ("hostile class", "config value") and not configs):
+        data = bytearray(open(victim, "rb").read())
+        for _ in range(rng.randint(1, 8)):
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        open(victim, "wb").write(bytes(data))
+        description = f"bit flips in {os.path.basename(victim)}"
+    elif category == "truncation":
+        data = open(victim, "rb").read()
+        open(victim, "wb").write(data[:rng.randrange(len(data))])
+        description = f"{os.path.basename(victim)} truncated"
+    elif category == "file deleted":
+        os.remove(victim)
+        description = f"{os.path.basename(victim)} deleted"
+    else:
+        path = rng.choice(configs)
+        config = json.load(open(path))
+        holders = [d for d in _dicts(config) if isinstance(d.get("config"), dict)]
+        holder = rng.choice(holders)
+        if category == "hostile class":
+            holder["config"]["extra"] = dict(rng.choice(HOSTILE_CLASSES))
+        else:
+            key = rng.choice(sorted(holder["config"]))
+            holder["config"][key] = rng.choice([-1, 0, 10 ** 9, "x", None, [1, 2], 0.5])
+        json.dump(config, open(path, "w"))
+        description = f"{category} in {os.path.basename(path)}"
+    return FuzzCase(seed, category, description, target)
+
+
+def _dicts(value):
+    if isinstance(value, dict):
+        yield value
+        for item in value.values():
+            yield from _dicts(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _dicts(item)
+
+
+def run_consumer_case(case: FuzzCase) -> Outcome:
+    """Load the damaged file with ``VideoMAEVideoClassifier.from_preset``: "converted" when it
+    loads, "clean error" for one PresetError line, "traceback" for anything else."""
+    import tf_models
+
+    start = time.time()
+    try:
+        tf_models.VideoMAEVideoClassifier.from_preset(case.path, offline=True, progress=False) \
+            if not os.path.isdir(case.path) else \
+            tf_models.VideoMAEVideoClassifier.from_preset(case.path)
+    except tf_models.PresetError as error:
+        lines = str(error).splitlines()
+        good = len(lines) == 1
+        return Outcome(case, "clean error" if good else "traceback", 1, time.time() - start,
+                       lines[0] if lines else "")
+    except Exception:  # noqa: BLE001  (what the fuzzer is looking for)
+        return Outcome(case, "traceback", 1, time.time() - start, traceback.format_exc(limit=3))
+    return Outcome(case, "converted", 0, time.time() - start, "loaded")

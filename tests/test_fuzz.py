@@ -74,3 +74,22 @@ def test_classify_flags_a_leftover_and_a_partial_artifact(tmp_path):
     assert fuzzing.classify(case, str(tmp_path / "none"), None, "", 9.0, True).outcome == "hang"
     assert fuzzing.classify(case, str(tmp_path / "none"), 2, "error: bad\n", 1.0).outcome == \
         "clean error"
+
+
+# --- the consumer side: damaged or hostile presets, .keras and .weights.h5 files -------------
+# seeds 0..14 cover every kind (n % 3) in every category (n // 3 % 5) once
+CONSUMER_SEEDS = tuple(range(15))
+
+
+@pytest.fixture(scope="module")
+def consumer_bases(tmp_path_factory):
+    return fuzzing.make_consumer_bases(str(tmp_path_factory.mktemp("consumer_bases")))
+
+
+@pytest.mark.parametrize("seed", CONSUMER_SEEDS)
+def test_damaged_preset_or_model_file_loads_or_fails_in_one_line(seed, consumer_bases,
+                                                                 tmp_path):
+    case = fuzzing.make_consumer_case(seed, consumer_bases, str(tmp_path / "case"))
+    outcome = fuzzing.run_consumer_case(case)
+    assert outcome.outcome in fuzzing.GOOD_OUTCOMES, \
+        f"[{case.category}] {case.description}: {outcome.outcome}: {outcome.detail}"

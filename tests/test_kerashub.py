@@ -137,11 +137,47 @@ def test_converter_resizes_other_sizes_like_the_video_tools():
     assert np.abs(found - expected).max() <= 3 / 255 / 0.224
 
 
+# h5 paths the subclassed models before the keras-hub classes wrote (read off a file saved by
+# commit e48e783's VideoMAEClassifier): the layout tf_models.legacy still reads
+OLD_CLASSIFIER_PATHS = ("backbone/blocks/block/attn/qkv/vars/0",
+                        "backbone/blocks/block_1/mlp/fc2/vars/1",
+                        "backbone/layers/patch_embed/proj/vars/0", "fc_norm/vars/0",
+                        "head/vars/1")
+
+
 def test_old_class_names_and_weight_layouts_still_load(tmp_path):
-    from tf_models.legacy import LEGACY_CLASSES
+    import zipfile
+
+    import h5py
+
+    from tf_models.legacy import LEGACY_CLASSES, _old_layout, load_model_file, load_weights_file
 
     assert set(LEGACY_CLASSES) == {"videomae>VideoMAEClassifier", "videomae>VideoMAEPretrainer"}
     assert not hasattr(tf_models, "VideoMAEClassifier")
+    preset = tf_models.get_preset(TINY_FT)
+    model = tf_models.VideoMAEVideoClassifier(**preset.model_config())
+    _randomise(model)
+    expected = keras.ops.convert_to_numpy(model(VIDEO))
+    old_weights = str(tmp_path / "old.weights.h5")
+    _old_layout(model).save_weights(old_weights)
+    with h5py.File(old_weights) as handle:
+        for path in OLD_CLASSIFIER_PATHS:
+            assert path in handle
+    fresh = tf_models.VideoMAEVideoClassifier(**preset.model_config())
+    load_weights_file(fresh, old_weights)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(fresh(VIDEO)), expected)
+    # a .keras file written under the old class name, its weights in the old layout
+    config = keras.saving.serialize_keras_object(model)
+    config["registered_name"], config["class_name"] = "videomae>VideoMAEClassifier", \
+        "VideoMAEClassifier"
+    old_keras = str(tmp_path / "old.keras")
+    with zipfile.ZipFile(old_keras, "w") as archive:
+        archive.writestr("config.json", json.dumps(config))
+        archive.writestr("metadata.json", json.dumps({"keras_version": "3.15.1"}))
+        archive.write(old_weights, "model.weights.h5")
+    loaded = load_model_file(old_keras)
+    assert type(loaded) is tf_models.VideoMAEVideoClassifier
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(VIDEO)), expected)
 
 
 @pytest.mark.slow
