@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 
 import keras
 import numpy as np
@@ -264,3 +265,33 @@ def test_a_preset_with_missing_or_misshapen_weights_is_refused_in_one_line(tiny_
     with pytest.raises(tf_models.PresetError, match="cannot be loaded") as raised:
         tf_models.VideoMAEBackbone.from_preset(other)
     assert len(str(raised.value).splitlines()) == 1
+
+
+def test_old_name_files_load_through_the_one_resolver(tmp_path):
+    """``from_preset`` and every ``--model`` load through ``tf_models.artifacts.resolve``'s
+    ``load_keras_model``, which reads the old class names and weight layout too."""
+    from tf_models.artifacts.resolve import load_artifact
+    from tf_models.legacy import _old_layout
+
+    preset = tf_models.get_preset(TINY_FT)
+    model = tf_models.VideoMAEVideoClassifier(**preset.model_config())
+    _randomise(model, seed=3)
+    expected = keras.ops.convert_to_numpy(model(VIDEO))
+    # the zoo name in the file name gives the dimensions of a bare weights file
+    old_weights = str(tmp_path / f"{TINY_FT}.weights.h5")
+    _old_layout(model).save_weights(old_weights)
+    config = keras.saving.serialize_keras_object(model)
+    config["registered_name"], config["class_name"] = "videomae>VideoMAEClassifier", \
+        "VideoMAEClassifier"
+    old_keras = str(tmp_path / f"{TINY_FT}.keras")
+    with zipfile.ZipFile(old_keras, "w") as archive:
+        archive.writestr("config.json", json.dumps(config))
+        archive.writestr("metadata.json", json.dumps({"keras_version": "3.15.1"}))
+        archive.write(old_weights, "model.weights.h5")
+    for path in (old_weights, old_keras):
+        loaded = tf_models.VideoMAEVideoClassifier.from_preset(path)
+        assert type(loaded) is tf_models.VideoMAEVideoClassifier
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(VIDEO)), expected)
+        _, artifact = load_artifact(path)
+        assert type(artifact) is tf_models.VideoMAEVideoClassifier
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(artifact(VIDEO)), expected)
