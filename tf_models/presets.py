@@ -123,6 +123,9 @@ class Dataset:
     mean: Tuple[float, float, float] = IMAGENET_MEAN
     std: Tuple[float, float, float] = IMAGENET_STD
     aliases: Tuple[str, ...] = ()  # other names seen in checkpoint file names
+    # upstream's training flips clips horizontally, except on SSv2, whose labels name
+    # directions ("from left to right"); training samples frames as ``test`` does
+    train_flip: bool = True
 
     def spellings(self) -> Tuple[str, ...]:
         """Lower-case words that name this dataset in a file name."""
@@ -143,7 +146,7 @@ DATASETS: Dict[str, Dataset] = {d.key: d for d in (
     Dataset("k400", "K400", "Kinetics-400", 400, "k400.txt", Sampling("dense", 5, 3),
             aliases=("kinetics",)),
     Dataset("ssv2", "SSv2", "Something-Something V2", 174, "ssv2.txt",
-            Sampling("segment", 2, 3)),
+            Sampling("segment", 2, 3), train_flip=False),
     Dataset("ucf101", "UCF", "UCF101", 101, "ucf101.txt", Sampling("dense", 5, 3)),
     Dataset("k600", "K600", "Kinetics-600", 600, "k600.txt", Sampling("dense", 5, 3)),
     Dataset("k710", "K710", "Kinetics-710", 710, "k710.txt", Sampling("dense", 5, 3)),

@@ -19,13 +19,12 @@ from typing import Iterator, List, Sequence, Set, Tuple
 import numpy as np
 
 from ..video.decode import MAX_PIXELS, VideoError, decode_frames
-from ..video.protocol import DENSE_SAMPLE_RATE, normalize_views, resize_short_side
+from ..presets import DATASETS
+from ..video.protocol import normalize_views, resize_short_side
 from .augment import RECIPE, mix_batch, random_erase, random_resized_crop
 from .randaugment import rand_augment
 from .sampling import MIX, SAMPLE, epoch_order, rng_for, train_indices
 
-# dataset -> (train sampler, horizontal flip): SSv2's classes depend on left / right
-TRAIN_SAMPLING = {"k400": ("dense", True), "ucf101": ("dense", True), "ssv2": ("segment", False)}
 # decoded frames are shrunk to this many times the clip size on the short side before the
 # random-resized crop (upstream crops full-resolution frames; the crop is scale-free)
 DECODE_SHORT_SIDE = 2
@@ -63,10 +62,14 @@ class TrainSet:
     max_pixels: int = MAX_PIXELS
 
     def __post_init__(self):
-        if self.dataset not in TRAIN_SAMPLING:
+        labelled = [key for key, facts in DATASETS.items() if facts.labelled]
+        if self.dataset not in labelled:
             raise TrainDataError(f"dataset {self.dataset!r}: expected one of "
-                                 f"{', '.join(TRAIN_SAMPLING)}")
-        self.sampler, self.flip = TRAIN_SAMPLING[self.dataset]
+                                 f"{', '.join(labelled)}")
+        facts = DATASETS[self.dataset]
+        # upstream trains with its test-time sampler (dense / segment) and sampling rate
+        self.sampler, self.rate, self.flip = facts.test.sampler, facts.test.rate, \
+            facts.train_flip
 
     def videos_per_step(self, batch_size: int) -> int:
         """Videos per global step: ``batch_size`` clips, ``num_sample`` from each video."""
@@ -102,12 +105,12 @@ class TrainSet:
         declared = _declared_frames(path)
         if declared:
             wanted = set(train_indices(self.sampler, declared, self.num_frames,
-                                       DENSE_SAMPLE_RATE, rng_copy(rng)))
+                                       self.rate, rng_copy(rng)))
             kept, count = decode_frames(path, wanted.__contains__, self._shrink,
                                         max_pixels=self.max_pixels)
         else:
             kept, count = decode_frames(path, None, self._shrink, max_pixels=self.max_pixels)
-        indices = train_indices(self.sampler, count, self.num_frames, DENSE_SAMPLE_RATE, rng)
+        indices = train_indices(self.sampler, count, self.num_frames, self.rate, rng)
         missing = [i for i in indices if i not in kept]
         if missing:  # the container declared more frames than it holds
             raise VideoError(path, f"frame {missing[0]} of the {declared} it declares is "
