@@ -134,8 +134,10 @@ def compile_model(model, config: FinetuneConfig, total_steps: int, steps_per_epo
     optimizer = layer_decay_optimizer(model, learning_rate=schedule,
                                       layer_decay=config.layer_decay,
                                       weight_decay=config.weight_decay)
+    # soft (mixup / smoothed) targets: replace the task's default sparse accuracy metric
+    # (metrics=None would keep the metrics of the compile a keras-hub task runs on creation)
     model.compile(optimizer=optimizer,
-                  loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+                  loss=keras.losses.CategoricalCrossentropy(from_logits=True), metrics=[])
     optimizer.build(model.trainable_variables)
     return model
 
