@@ -201,8 +201,11 @@ def _no_entry_note(entry: Entry, flags: Dict[str, str]) -> str:
     size = flags.get("--size", entry.size)
     mode = flags.get("--mode", entry.mode)
     dataset = flags.get("--dataset", entry.dataset)
-    try:
-        find_entry(size, mode, dataset)
-    except KeyError:
+    try:  # any family: a ViT-g file is V2's
+        find_entry(size, mode, dataset, family=None)
+    except KeyError as error:
+        several = str(error).strip("'\"")
+        if "pass --name" in several:  # e.g. ViT-g K400: fine-tuned directly or after K710
+            return f" ({several.split(' fits ', 1)[1]})"
         return f" (but the zoo has no {size}/{mode}/{dataset} entry)"
     return ""

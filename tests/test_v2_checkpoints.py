@@ -186,6 +186,9 @@ def test_a_vit_g_file_given_size_b_says_it_is_vit_g():
     assert "\n" not in message
     assert message.startswith("vit_g_k400_ft.pth: checkpoint is ViT-g (embed dim 1408), "
                               "not ViT-B: use --size g")
+    # two V2 entries fit a ViT-g K400 head: the message names them instead of "no entry"
+    assert message.endswith("(TFVideoMAEv2_g_K400_16x224_FT, TFVideoMAEv2_g_K710-K400_16x224_FT: "
+                            "pass --name NAME)")
 
 
 def test_vit_g_files_are_read_as_vit_g_with_their_decoder():
