@@ -4,6 +4,7 @@
     python scripts/bench.py --sizes S,B --out bench/            # FT entries, synthetic weights
     python scripts/bench.py --sizes S --modes FT,PT --markdown docs/BENCHMARKS.md
     python scripts/bench.py --sizes B --convert-only --load 2   # peak memory under CPU load
+    python scripts/bench.py --sizes TFVideoMAEv2_g_Hybrid_16x224_PT --convert-only  # by name
 
 Every measurement runs in a child process, a module in ``scripts/children/`` (run by
 ``run_child``). For each size: one child process converts the synthetic entry through
@@ -120,11 +121,22 @@ def bench_entry(size: str, mode: str, out: str, repeats: int, convert_only: bool
 
 
 def fp32_weight_bytes(size: str, mode: str) -> int:
-    from converter import find_entry
+    from converter import find_entry, get_entry
     from converter.kinds import build_torch_model
+    from tf_models.presets import is_zoo_name
 
-    model = build_torch_model(find_entry(size, mode, "k400"), device="meta")
+    entry = get_entry(size) if is_zoo_name(size) else find_entry(size, mode, "k400")
+    model = build_torch_model(entry, device="meta")
     return sum(t.numel() for t in model.state_dict().values()) * 4
+
+
+def _modes_of(size: str, modes: str) -> list:
+    """The modes to run ``size`` in: every one of ``modes`` for a size letter, the entry's own
+    for a zoo name."""
+    from converter import get_entry  # torch first (README "Import order")
+    from tf_models.presets import is_zoo_name
+
+    return [get_entry(size).mode] if is_zoo_name(size) else modes.split(",")
 
 
 def floors(r: dict) -> dict:
@@ -228,7 +240,9 @@ def markdown(results: list, baseline_mb: float, machine: str) -> str:
 
 
 @click.command()
-@click.option("--sizes", default="S,B", show_default=True)
+@click.option("--sizes", default="S,B", show_default=True,
+              help="Size letters (each size's K400 entry in each of --modes) or zoo names "
+                   "(e.g. TFVideoMAEv2_g_K710-K400_16x224_FT, --modes ignored).")
 @click.option("--modes", default="FT", show_default=True)
 @click.option("--repeats", default=3, show_default=True, help="Latency repeats (best taken).")
 @click.option("--out", "out_dir", default=None, help="Keep artifacts here (default: temp).")
@@ -266,7 +280,7 @@ def main(sizes, modes, repeats, out_dir, json_path, md_path, peer_sizes, peer_ve
     with tempfile.TemporaryDirectory() as scratch:
         out = out_dir or scratch
         for size in ([] if peer_only else sizes.split(",")):
-            for mode in modes.split(","):
+            for mode in _modes_of(size, modes):
                 click.echo(f"benchmarking {size} {mode} ...", err=True)
                 result = bench_entry(size, mode, out, repeats, convert_only, load)
                 result["weight_bytes"] = fp32_weight_bytes(size, mode)

@@ -1,6 +1,8 @@
-"""One synthetic K400 conversion, its resident memory sampled every 5 ms by phase.
+"""One synthetic conversion, its resident memory sampled every 5 ms by phase.
 
     python scripts/children/convert.py SIZE MODE OUT_DIR [litert]
+
+SIZE is a size letter (the K400 entry of that size and MODE) or a zoo name (MODE ignored).
 
 Prints {"seconds", "convert_s", "phase_peak_mb", "report"} as JSON.
 """
@@ -11,7 +13,8 @@ import sys
 import threading
 import time
 
-from converter import convert, find_entry
+from converter import convert, find_entry, get_entry
+from tf_models.presets import is_zoo_name
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -34,7 +37,7 @@ def main(size: str, mode: str, out: str, *flags: str) -> dict:
             time.sleep(0.005)
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    entry = find_entry(size, mode, "k400")
+    entry = get_entry(size) if is_zoo_name(size) else find_entry(size, mode, "k400")
     started = time.perf_counter()
     result = convert(entry, out, synthetic=True, force=True, progress=False,
                      on_phase=on_phase, litert=list(flags) == ["litert"])
