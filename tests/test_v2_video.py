@@ -30,7 +30,7 @@ K710 = "TFVideoMAEv2_Tg_K710_4x28_DL"
 MAPPED = "TFVideoMAEv2_Tg_K710toK400_4x28_DL"
 HMDB51 = "TFVideoMAEv2_Tg_K710-HMDB51_4x28_FT"
 LOGIT_ATOL = 1e-4
-CASES = ("landscape", "portrait", "short")
+CASES = ("landscape", "lowres_carphone", "short")  # the two shipped files, a cut
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +167,7 @@ def test_evaluate_with_a_v2_zoo_name_scores_hmdb51_as_upstream(zoo, videos, refe
 
     root = tmp_path / "hmdb"
     lines, rows = [], []
-    for number, case in enumerate(CASES * 2):
+    for number, case in enumerate(CASES):
         name = f"clips/{case}_{number}.mp4"
         os.makedirs(root / "clips", exist_ok=True)
         os.symlink(videos[case], root / name)
@@ -190,5 +190,5 @@ def test_evaluate_with_a_v2_zoo_name_scores_hmdb51_as_upstream(zoo, videos, refe
     assert 0 < top1 < 100
     assert summary["top1"] == pytest.approx(top1, abs=1e-9)
     assert summary["top5"] == pytest.approx(top5, abs=1e-9)
-    assert (summary["model"], summary["views"], summary["videos"]) == (HMDB51, "5x3", 6)
+    assert (summary["model"], summary["views"], summary["videos"]) == (HMDB51, "5x3", 3)
     assert set(summary["per_class"]) <= set(class_names("hmdb51"))

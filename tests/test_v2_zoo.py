@@ -323,3 +323,18 @@ def test_list_json_gives_null_top5_and_classifier_fields_exactly_where_upstream_
         # V1 and V2's ViT-g publish top-5; the distilled models top-1 only
         assert (row["top5"] is None) == (not classifier or row["recipe"] == "DL"), row["name"]
         assert (row["top1"] is None) == (not classifier), row["name"]
+
+
+def test_all_takes_several_sizes_so_v2_runs_without_vit_g(tmp_path):
+    """``--all --synthetic --family v2 --size S --size B``: the six distilled entries; one
+    entry with two sizes is a one-line error."""
+    assert [e.name for e in select_entries(("S", "B"), family="v2")] == [
+        n for n in V2 if "_S_" in n or "_B_" in n]
+    assert len(select_entries(("S", "B"), family="v2")) == 6
+    assert {e.size for e in select_entries(("Tg", "S"), family="v2")} == {"Tg", "S"}
+    line = assert_one_line_error(run_cli(["--size", "S", "--size", "B", "--synthetic", "--out",
+                                          str(tmp_path / "o")]), 2)
+    assert "--size S --size B" in line and "--all" in line
+    none = assert_one_line_error(run_cli(["--all", "--synthetic", "--family", "v2", "--size",
+                                          "L", "--size", "H", "--out", str(tmp_path / "o")]), 2)
+    assert "L/H" in none
