@@ -8,22 +8,20 @@ import os
 import numpy as np
 import pytest
 
-from conftest import assert_one_line_error, run_cli
+from conftest import TINY_V2_MAPPED, assert_one_line_error, run_cli
 
 TOLERANCE = 1e-5
-TINY_V2_MAPPED = "TFVideoMAEv2_Tg_K710toK400_4x28_DL"
 TINY_V2_PT = "TFVideoMAEv2_Tg_Hybrid_4x28_PT"
 
 
-def test_cli_litert_writes_a_checked_tflite_for_a_v2_entry(tmp_path):
+def test_litert_writes_a_checked_tflite_for_a_v2_entry(tiny_v2_release):
+    """The session's mapped-head conversion with ``litert=True`` (conftest.tiny_v2_release;
+    the CLI's --litert is driven by test_litert on V1)."""
     from converter.record import ConversionRecord
 
-    out = tmp_path / "weights"
-    result = run_cli(["--name", TINY_V2_MAPPED, "--synthetic", "--out", str(out), "--litert",
-                      "-q"])
-    assert result.exit_code == 0, result.output
-    assert (out / f"{TINY_V2_MAPPED}.tflite").is_file()
-    record = ConversionRecord.load(str(out / f"{TINY_V2_MAPPED}.json"))
+    result = tiny_v2_release[1][TINY_V2_MAPPED]
+    assert os.path.isfile(result.paths["litert"])
+    record = ConversionRecord.load(result.paths["report"])
     check = record.reload_checks["litert"]
     # every parity clip through the reloaded .tflite, against float64 and torch fp32
     assert check.passed and check.method == "outputs"

@@ -16,43 +16,27 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
-import converter  # noqa: E402
 from converter.checkpoint import read_checkpoint  # noqa: E402
 from converter.kinds import build_torch_model  # noqa: E402
 from converter.synthetic import synthetic_path, write_synthetic_checkpoint  # noqa: E402
 from converter.zoo import get_entry  # noqa: E402
 
-from conftest import RELEASE_BASE_URL  # noqa: E402
+from conftest import TINY_V2_HMDB51, TINY_V2_K710, TINY_V2_MAPPED  # noqa: E402
 from http_faults import FaultServer  # noqa: E402
 from video_helpers import make_video_cases  # noqa: E402
 
-K710 = "TFVideoMAEv2_Tg_K710_4x28_DL"
-MAPPED = "TFVideoMAEv2_Tg_K710toK400_4x28_DL"
-HMDB51 = "TFVideoMAEv2_Tg_K710-HMDB51_4x28_FT"
+K710, MAPPED, HMDB51 = TINY_V2_K710, TINY_V2_MAPPED, TINY_V2_HMDB51
 LOGIT_ATOL = 1e-4
 CASES = ("landscape", "lowres_carphone", "short")  # the two shipped files, a cut
 
 
-@pytest.fixture(scope="module")
-def v2_release(tmp_path_factory):
-    """The three tiny V2 entries converted (synthetic, seed 0, one parity clip) and built into
-    a release folder, as scripts/release.py does."""
-    from converter.release import build_release
-
-    conversions = str(tmp_path_factory.mktemp("v2_conversions"))
-    for name in (K710, MAPPED, HMDB51):
-        converter.convert(name, conversions, synthetic=True, seed=0, progress=False,
-                          parity_batch=1)
-    release = str(tmp_path_factory.mktemp("v2_release_parent") / "release")
-    build_release(conversions, release, RELEASE_BASE_URL, log=lambda line: None)
-    return release
-
-
 @pytest.fixture
-def zoo(v2_release, tmp_path, monkeypatch):
-    """The release on 127.0.0.1, VIDEOMAE_ZOO_URL pointing at it, an empty cache."""
+def zoo(tiny_v2_release, tmp_path, monkeypatch):
+    """The session's V2 release (conftest.tiny_v2_release: the three tiny V2 classifiers,
+    converted and built as scripts/release.py does) on 127.0.0.1, VIDEOMAE_ZOO_URL pointing
+    at it, an empty cache."""
     served = str(tmp_path / "served")
-    shutil.copytree(v2_release, served)
+    shutil.copytree(tiny_v2_release[0], served)
     monkeypatch.setenv("VIDEOMAE_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("VIDEOMAE_OFFLINE", raising=False)
     with FaultServer(served) as server:
