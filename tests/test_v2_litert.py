@@ -34,6 +34,11 @@ def test_cli_litert_refuses_a_v2_pretrained_entry_before_any_work(tmp_path):
     line = assert_one_line_error(result, 2)
     assert "--litert" in line and "pre-trained" in line and "mask" in line
     assert not out.exists() or not any(out.iterdir())
+    # as for V1: its encoder (--encoder-only) is served, features in, no mask
+    from converter.kinds import kind_of
+    from converter.zoo import get_entry
+
+    assert kind_of(get_entry(TINY_V2_PT).encoder_variant()).serves_litert
 
 
 @pytest.mark.parametrize("options", [
