@@ -13,7 +13,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 from .errors import ConversionError
 from .kinds import kind_of
@@ -36,13 +36,17 @@ class BatchRow:
     log: Optional[str] = None
 
 
-def select_entries(size: Optional[str] = None, mode: Optional[str] = None,
+def select_entries(size: Union[None, str, Sequence[str]] = None, mode: Optional[str] = None,
                    dataset: Optional[str] = None, family: Optional[str] = None) -> List[Entry]:
     """Zoo entries narrowed by whichever of size / mode / dataset / family are given (the
-    test-only tiny entries only when asked for by their size)."""
-    pool = list(TEST_ZOO.values()) if size in TEST_SIZES else list(ZOO.values())
+    test-only tiny entries only when asked for by their size). ``size`` may be several sizes
+    (``("S", "B")``: every V2 entry but ViT-g's), in zoo order."""
+    sizes = (size,) if isinstance(size, str) else tuple(size or ())
+    pool = [e for e in TEST_ZOO.values() if e.size in sizes]
+    if not sizes or set(sizes) - set(TEST_SIZES):
+        pool = list(ZOO.values()) + pool
     return [e for e in pool
-            if (size is None or e.size == size) and (mode is None or e.mode == mode)
+            if (not sizes or e.size in sizes) and (mode is None or e.mode == mode)
             and (dataset is None or e.dataset == dataset)
             and (family is None or e.family == family)]
 
@@ -195,6 +199,20 @@ def convert_all(entries: List[Entry], out_dir: str, synthetic: bool = False,
         for row in pool.map(work, todo):
             rows[row.name] = row
     return [rows[e.name] for e in entries]
+
+
+def format_markdown(rows: List[BatchRow]) -> str:
+    """The summary as a Markdown table (entry, status, seconds, parity error against float64,
+    peak RSS), for the docs."""
+    lines = ["| entry | status | seconds | tf error vs float64 | peak RSS | note |",
+             "|---|---|---:|---:|---:|---|"]
+    for row in rows:
+        err = f"{row.tf_err_vs_f64:.2e}" if row.tf_err_vs_f64 is not None else "-"
+        rss = f"{row.peak_rss_mb / 1024:.2f} GB" if row.peak_rss_mb else "-"
+        note = row.message.replace("|", "/")
+        lines.append(f"| {row.name} | {row.status} | {row.seconds:.0f} | {err} | {rss} | "
+                     f"{note} |")
+    return "\n".join(lines)
 
 
 def format_table(rows: List[BatchRow]) -> str:

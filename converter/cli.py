@@ -59,9 +59,10 @@ def _inside_gc_callback(frame) -> bool:
               help="With --list: one JSON object per line and entry.")
 @click.option("--family", type=click.Choice(tuple(FAMILIES)), default=None,
               help="v1: VideoMAE; v2: VideoMAE V2. [default: v1 where it has the entry]")
-@click.option("--size", type=click.Choice(size_choices()), default=None,
+@click.option("--size", type=click.Choice(size_choices()), multiple=True,
               help="Model size (T and Tg are tiny test-only configs with no upstream file). "
-                   "Required unless --name or --all.")
+                   "Required unless --name or --all; with --all it may repeat (--size S "
+                   "--size B: every entry of those sizes).")
 @click.option("--mode", type=click.Choice(MODES), default=None,
               help="FT: a classifier (fine-tuned, or distilled: the DL entries); PT: pre-trained "
                    "masked autoencoder. [default: FT; with --all: both]")
@@ -123,8 +124,12 @@ def main(entry_name, list_entries, as_json, family, size, mode, dataset, checkpo
         return
     if checkpoint_dir:
         _fail("error: --checkpoint-dir goes with --all; for one entry use --checkpoint", 2)
-    if size is None and entry_name is None:
+    if not size and entry_name is None:
         _fail("error: --size is required (or --name, or --all)", 2)
+    if len(size) > 1:
+        _fail(f"error: --size {' --size '.join(size)}: one entry has one size; several go "
+              f"with --all", 2)
+    size = size[0] if size else None
     from . import ConversionError, ParityError, convert, find_entry, get_entry
     from .record import RunOutcome
 
@@ -200,7 +205,8 @@ def _main_all(family, size, mode, dataset, checkpoint, checkpoint_dir, synthetic
         _fail("error: --all needs --checkpoint-dir DIR or --synthetic", 2)
     entries = select_entries(size, mode, dataset, family)
     if not entries:
-        _fail(f"error: no zoo entry has size {size}, mode {mode}, dataset {dataset}"
+        _fail(f"error: no zoo entry has size {'/'.join(size) or None}, mode {mode}, "
+              f"dataset {dataset}"
               + (f", family {family}" if family else ""), 2)
     click.echo(f"converting {len(entries)} entries into {out_dir} ({jobs} at a time)")
 

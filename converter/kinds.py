@@ -2,7 +2,8 @@
 
 Three kinds exist. A fine-tuned checkpoint becomes a ``classifier`` (video -> logits); a
 pre-training checkpoint an ``autoencoder`` (video + tube mask -> the masked patches'
-normalised pixels); ``--encoder-only`` turns either into ``features`` (video -> per-token
+normalised pixels; VideoMAE V2's also takes an optional decode mask, served by a second
+SavedModel signature); ``--encoder-only`` turns either into ``features`` (video -> per-token
 and pooled features). Everything that differs between them is stated once, here: the inputs
 and their SavedModel signature, the output names, the torch reference and the Keras model
 built for an entry, the block layout named by per-block parity, and which of the
@@ -15,6 +16,7 @@ A new kind (a video-text head, say) is one more ``ModelKind`` and one more line 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
@@ -64,6 +66,10 @@ class ModelKind:
     card: Callable[[Entry], CardText]
     # why LiteRT cannot serve this kind (``--litert`` refuses with it); None: LiteRT serves it
     no_litert: Optional[str] = None
+    # inputs the model may also take (after ``inputs``, in this order): the Keras model's
+    # optional inputs, served by the SavedModel's second signature ``extra_signature``
+    optional_inputs: Tuple[str, ...] = ()
+    extra_signature: Optional[str] = None
 
     @property
     def serves_litert(self) -> bool:
@@ -83,26 +89,50 @@ class ModelKind:
         (name,) = self.outputs
         return {name: outputs}
 
-    def signature(self, entry: Entry) -> list:
-        """The SavedModel ``serving_default`` input specs, batch dimension left open."""
+    def signature(self, entry: Entry, extra: bool = False) -> list:
+        """The input specs of the SavedModel's ``serving_default`` (with ``extra``: of its
+        ``extra_signature``, which takes the optional inputs too), batch dimension left
+        open."""
         import tensorflow as tf
 
+        tokens = [None, entry.num_patches]
         specs = {"video": tf.TensorSpec([None, entry.num_frames, entry.img_size,
                                          entry.img_size, 3], tf.float32, name="video"),
-                 "mask": tf.TensorSpec([None, entry.num_patches], tf.bool, name="mask")}
-        return [specs[name] for name in self.inputs]
+                 "mask": tf.TensorSpec(tokens, tf.bool, name="mask"),
+                 "decode_mask": tf.TensorSpec(tokens, tf.bool, name="decode_mask")}
+        return [specs[name] for name in self.inputs + (self.optional_inputs if extra else ())]
+
+    def signatures(self) -> Dict[str, Tuple[str, ...]]:
+        """{SavedModel signature name: its inputs in order}: ``serving_default`` and, for a
+        kind with optional inputs, ``extra_signature``."""
+        found = {"serving_default": self.inputs}
+        if self.extra_signature:
+            found[self.extra_signature] = self.inputs + self.optional_inputs
+        return found
 
     def keras_inputs(self, *arrays):
         """Arrays in input order as the Keras model takes them: the video alone, or a dict
-        named like the signature (``{"video", "mask"}``), Keras's convention for several."""
-        if len(self.inputs) == 1:
+        named like the signature (``{"video", "mask"[, "decode_mask"]}``), Keras's convention
+        for several."""
+        if len(arrays) == 1:
             return arrays[0]
-        return dict(zip(self.inputs, arrays))
+        return dict(zip(self.inputs + self.optional_inputs, arrays))
 
     def case_inputs(self, case) -> tuple:
-        """A parity case's arrays in input order (the video channels-last)."""
-        arrays = {"video": case.video_nthwc, "mask": case.mask}
-        return tuple(arrays[name] for name in self.inputs)
+        """A parity case's arrays in input order (the video channels-last): the required
+        inputs, then the optional ones the case has."""
+        return tuple(getattr(case, name) if name != "video" else case.video_nthwc
+                     for name in self.case_input_names(case))
+
+    def case_input_names(self, case) -> Tuple[str, ...]:
+        """The inputs a parity case feeds: the required ones and the optional ones it has."""
+        return self.inputs + tuple(name for name in self.optional_inputs
+                                   if getattr(case, name, None) is not None)
+
+    def case_signature(self, case) -> str:
+        """The SavedModel signature that serves ``case``."""
+        names = self.case_input_names(case)
+        return next(sig for sig, inputs in self.signatures().items() if inputs == names)
 
 
 class NamedOutputs(torch.nn.Module):
@@ -191,6 +221,29 @@ AUTOENCODER = ModelKind("autoencoder", ("video", "mask"), ("pixels",), _autoenco
                                   "which LiteRT's static planning does not serve")
 
 
+# --- VideoMAE V2's pre-trained masked autoencoder: the same, plus an optional decode mask ------
+
+DUAL_MASKING_SIGNATURE = "dual_masking"
+
+
+def _dual_masking_card(entry: Entry) -> CardText:
+    card = _autoencoder_card(entry)
+    cells = (f" (running-cell masking at ratio {entry.decoder_mask_ratio} in pre-training)"
+             if entry.decoder_mask_ratio else "")
+    contract = card.contract + [
+        f"- `decode_mask` (optional; the SavedModel's `{DUAL_MASKING_SIGNATURE}` signature, "
+        f"the `.keras` model's optional input): bool `[batch, {entry.num_patches}]`, True = "
+        f"left out of the decoder, the same count in every row{cells}. With it the decoder "
+        "predicts every token where it is False, visible ones included, in ascending token "
+        "order; `decode_mask = ~mask` is the default behaviour."]
+    return CardText(card.architecture, contract, card.accuracy)
+
+
+DUAL_AUTOENCODER = dataclasses.replace(
+    AUTOENCODER, name="dual-masking autoencoder", card=_dual_masking_card,
+    optional_inputs=("decode_mask",), extra_signature=DUAL_MASKING_SIGNATURE)
+
+
 # --- encoder features (--encoder-only): video -> tokens, pooled ---------------------------------
 # from a fine-tuned checkpoint (the whole model loads; its head is not converted) or from a
 # pre-training checkpoint (its encoder.* tensors, prefix stripped, for both sides)
@@ -230,14 +283,17 @@ FEATURES = ModelKind("features", ("video",), ("tokens", "pooled"), _features_tor
                      torch_reference.EncoderFeatures, _features_keras, _no_blocks_named,
                      _features_state, needs_decoder=False, title="encoder (features)",
                      card=_features_card)
-KINDS = (CLASSIFIER, AUTOENCODER, FEATURES)
+KINDS = (CLASSIFIER, AUTOENCODER, DUAL_AUTOENCODER, FEATURES)
 
 
 def kind_of(entry: Entry) -> ModelKind:
     """The kind of model ``entry`` converts to."""
     if entry.encoder_only:
         return FEATURES
-    return CLASSIFIER if entry.mode == "FT" else AUTOENCODER
+    if entry.mode == "FT":
+        return CLASSIFIER
+    # upstream V2's pre-trainer takes forward(x, mask, decode_mask=None)
+    return DUAL_AUTOENCODER if entry.family == "v2" else AUTOENCODER
 
 
 # --- the builders, for callers that hold an entry -------------------------------------------------

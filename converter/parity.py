@@ -71,11 +71,13 @@ def max_abs(a: np.ndarray) -> float:
 
 @dataclass
 class Case:
-    """One parity input: a video (NCTHW, float32) and, for pre-trained models, a mask."""
+    """One parity input: a video (NCTHW, float32) and, for pre-trained models, a mask; for
+    VideoMAE V2's pre-trained models possibly a decode mask too (True = not decoded)."""
 
     name: str
     video_ncthw: np.ndarray
     mask: Optional[np.ndarray] = None
+    decode_mask: Optional[np.ndarray] = None
 
     @property
     def video_nthwc(self) -> np.ndarray:
@@ -84,8 +86,10 @@ class Case:
     def samples(self) -> List["Case"]:
         """One case per sample (views, not copies). Parity runs go one sample at a time:
         samples are independent, and this halves the activations alive at once."""
-        return [Case(self.name, self.video_ncthw[i:i + 1],
-                     None if self.mask is None else self.mask[i:i + 1])
+        def row(array, i):
+            return None if array is None else array[i:i + 1]
+        return [Case(self.name, self.video_ncthw[i:i + 1], row(self.mask, i),
+                     row(self.decode_mask, i))
                 for i in range(self.video_ncthw.shape[0])]
 
 
@@ -292,23 +296,45 @@ def _worse(vs_f64: float, vs_fp32: Optional[float]) -> str:
     return f"{vs_fp32:.2e} (against torch fp32)"
 
 
+# The decoder's share of the tokens in the random decode-mask case (and the running-cell
+# ratio of entries whose pre-training used none): half, as V2's ViT-g pre-training.
+DECODE_RATIO = 0.5
+
+
 def make_cases(entry: Entry, batch: int = 2, seed: int = 0) -> List[Case]:
     """Seeded random clips (and, for models that take a mask, tube masks at the entry's ratio
-    and at 0.5 that differ per sample)."""
-    from torch_reference import tube_mask
+    and at 0.5 that differ per sample).
+
+    A model that also takes a decode mask (VideoMAE V2's pre-trainer) gets two more cases on
+    the entry's tube masks: upstream's running-cell decode masks (``runcell``, at the entry's
+    decoder mask ratio) and random ones that keep ``DECODE_RATIO`` of the tokens with no
+    pattern (``decode``); both decode tokens the encoder saw as well as masked ones, as
+    upstream's decoder does."""
+    from torch_reference import running_cell_mask, tube_mask
 
     from .kinds import kind_of
 
+    kind = kind_of(entry)
     rng = np.random.default_rng(seed)
     shape = (batch, 3, entry.num_frames, entry.img_size, entry.img_size)
     video = rng.standard_normal(shape, dtype=np.float32)
-    if "mask" not in kind_of(entry).inputs:
+    if "mask" not in kind.inputs:
         return [Case("clip", video)]
+    grid = (entry.num_frames, entry.img_size, entry.patch_size, entry.tubelet_size)
     cases = []
     for ratio in (entry.mask_ratio, 0.5):
-        mask = tube_mask(entry.num_frames, entry.img_size, entry.patch_size, entry.tubelet_size,
-                         ratio, batch, rng)
-        cases.append(Case(f"mask{ratio:g}", video, mask))
+        cases.append(Case(f"mask{ratio:g}", video, tube_mask(*grid, ratio, batch, rng)))
+    if "decode_mask" in kind.optional_inputs:
+        mask = cases[0].mask
+        cell_ratio = entry.decoder_mask_ratio or DECODE_RATIO
+        cases.append(Case(f"mask{entry.mask_ratio:g}-runcell{cell_ratio:g}", video, mask,
+                          running_cell_mask(*grid, cell_ratio, batch, rng)))
+        n_kept = int(DECODE_RATIO * entry.num_patches)
+        decode = np.ones((batch, entry.num_patches), dtype=bool)
+        for row in decode:
+            row[rng.permutation(entry.num_patches)[:n_kept]] = False
+        cases.append(Case(f"mask{entry.mask_ratio:g}-decode{DECODE_RATIO:g}", video, mask,
+                          decode))
     return cases
 
 
@@ -339,11 +365,10 @@ def _run_torch(model: torch.nn.Module, case: Case, dtype: torch.dtype,
     states: List[np.ndarray] = []
     sink = on_block or (lambda index, state: states.append(state.numpy()))
     video = torch.from_numpy(case.video_ncthw).to(dtype)
+    inputs = [video] + [torch.from_numpy(m) for m in (case.mask, case.decode_mask)
+                        if m is not None]
     with torch.inference_mode(), block_outputs(model, sink):
-        if case.mask is None:
-            out = model(video)
-        else:
-            out = model(video, torch.from_numpy(case.mask))
+        out = model(*inputs)
     if isinstance(out, dict):
         out = {name: value.numpy() for name, value in out.items()}
     else:

@@ -15,7 +15,9 @@ from .zoo import Entry
 
 def export_savedmodel(model, entry: Entry, path: str) -> None:
     """A SavedModel whose ``serving_default`` takes the kind's inputs by name and returns its
-    named outputs ({"logits"}, {"pixels"} or {"tokens", "pooled"}), batch dimension open."""
+    named outputs ({"logits"}, {"pixels"} or {"tokens", "pooled"}), batch dimension open;
+    a kind with optional inputs gets a second signature that takes them too (VideoMAE V2's
+    pre-trainer: ``dual_masking``, with ``decode_mask``)."""
     import tensorflow as tf
 
     kind = kind_of(entry)
@@ -24,11 +26,17 @@ def export_savedmodel(model, entry: Entry, path: str) -> None:
     # function (wrong for (video, mask)) when a Keras model is a child of the saved module
     module.model_variables = list(model.weights)
 
-    @tf.function(input_signature=kind.signature(entry))
-    def serve(*inputs):
-        return kind.named(model(kind.keras_inputs(*inputs), training=False))
-    module.serve = serve
-    tf.saved_model.save(module, path, signatures={"serving_default": serve})
+    def serving(extra: bool):
+        @tf.function(input_signature=kind.signature(entry, extra))
+        def serve(*inputs):
+            return kind.named(model(kind.keras_inputs(*inputs), training=False))
+        return serve
+    module.serve = serving(False)
+    signatures = {"serving_default": module.serve}
+    if kind.extra_signature:
+        module.serve_extra = serving(True)
+        signatures[kind.extra_signature] = module.serve_extra
+    tf.saved_model.save(module, path, signatures=signatures)
 
 
 # The Keras version ``keras_weights_through_disk`` was written against. The test

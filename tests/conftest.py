@@ -5,8 +5,9 @@ after tensorflow, so the torch side is imported first, before anything touches k
 
 The fast tier (``python -m pytest``, what CI runs) must stay near 8 minutes on 2 cores, so
 conversions are shared: ``tiny_converted``, ``tiny_pt_converted``, ``tiny_encoder_converted``,
-``tiny_forced_seed1``, ``tiny_release`` and ``small_converted`` below run once per session and
-tests that need "artifacts already there" copy them (``copy_artifacts``) rather than convert.
+``tiny_forced_seed1``, ``tiny_release``, ``tiny_v2_release`` and ``small_converted`` below run
+once per session and tests that need "artifacts already there" copy them
+(``copy_artifacts``) rather than convert.
 The slow tier (``--runslow`` / ``-m slow``), and why each test is there:
 
 - test_slow.py, test_pretrain's ViT-S/B/L PT tests, test_video's ViT-S predict tests:
@@ -200,6 +201,28 @@ def tiny_release(tiny_pt_converted, tmp_path_factory):
     log = []
     manifest = build_release(conv_dir, release_dir, RELEASE_BASE_URL, log=log.append)
     return release_dir, manifest, log, conv_dir, results
+
+
+TINY_V2_K710 = "TFVideoMAEv2_Tg_K710_4x28_DL"
+TINY_V2_MAPPED = "TFVideoMAEv2_Tg_K710toK400_4x28_DL"
+TINY_V2_HMDB51 = "TFVideoMAEv2_Tg_K710-HMDB51_4x28_FT"
+
+
+@pytest.fixture(scope="session")
+def tiny_v2_release(tmp_path_factory):
+    """The tiny V2 classifiers (a K710 head, the K400 head mapped from it, HMDB51 after K710;
+    synthetic, seed 0, one parity clip each, the mapped one with ``--litert``) converted into
+    one folder and built into a release, shared read-only by test_v2_video (the zoo names
+    served) and test_v2_litert (the checked ``.tflite``): (release folder, {name: result})."""
+    from converter.release import build_release
+
+    conv_dir = str(tmp_path_factory.mktemp("v2_release_conversions") / "weights")
+    results = {name: converter.convert(name, conv_dir, synthetic=True, seed=0, progress=False,
+                                       parity_batch=1, litert=name == TINY_V2_MAPPED)
+               for name in (TINY_V2_K710, TINY_V2_MAPPED, TINY_V2_HMDB51)}
+    release_dir = str(tmp_path_factory.mktemp("v2_release_parent") / "release")
+    build_release(conv_dir, release_dir, RELEASE_BASE_URL, log=lambda line: None)
+    return release_dir, results
 
 
 @pytest.fixture(scope="session")

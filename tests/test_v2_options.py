@@ -176,39 +176,15 @@ def test_patch14_and_mlp_ratio_shape_the_tensors_as_vit_g():
 
 # --- the pre-trainer: options in encoder and decoder, and V2's decode mask -------------------
 
-def _pt_runner(tf_model, decode_for=None):
-    """Parity's runner for the pre-trainer; ``decode_for(mask)`` gives a sample's decode mask."""
+def _pt_runner(tf_model):
+    """Parity's runner for the pre-trainer: the case's decode mask goes along when it has one."""
     import keras
 
     def run(case):
-        decode = None if decode_for is None else decode_for(case.mask)
-        out, hidden = tf_model.call_with_hidden_states(case.video_nthwc, case.mask, decode)
+        out, hidden = tf_model.call_with_hidden_states(case.video_nthwc, case.mask,
+                                                       case.decode_mask)
         return keras.ops.convert_to_numpy(out), [keras.ops.convert_to_numpy(h) for h in hidden]
     return run
-
-
-def _decode_mask_lookup(masks, decode):
-    """``decode_for(mask) -> (1, N)`` decode mask of the sample whose encoder mask that is
-    (parity runs one sample at a time and hands the models only the video and the mask)."""
-    rows = {masks[i].tobytes(): i for i in range(len(masks))}
-    assert len(rows) == len(masks)
-
-    def decode_for(mask):
-        row = rows[np.asarray(mask)[0].tobytes()]
-        return decode[row:row + 1]
-    return decode_for
-
-
-class _DecodeMaskModel(torch.nn.Module):
-    """The torch pre-trainer called with each sample's decode mask."""
-
-    def __init__(self, model, decode_for):
-        super().__init__()
-        self.model = model
-        self.decode_for = decode_for
-
-    def forward(self, video, mask):
-        return self.model(video, mask, torch.from_numpy(self.decode_for(mask.numpy())))
 
 
 def _tube_and_decode_masks(config, seed=0):
@@ -252,13 +228,11 @@ def test_v2_options_in_the_pretrainer_convert_with_float64_parity(option):
 def test_decode_mask_pretrainer_converts_with_float64_parity(config):
     torch_model, tf_model, _ = _pretrainer_pair(config, seed=5)
     masks, decode = _tube_and_decode_masks(config, seed=1)
-    decode_for = _decode_mask_lookup(masks, decode)
-    references = compute_reference(_DecodeMaskModel(torch_model, decode_for),
-                                   [Case("dual", _video(config), masks)])
+    references = compute_reference(torch_model, [Case("dual", _video(config), masks, decode)])
     n_decoded = int((~decode[0]).sum())
     assert references[0].out32.shape == (2, n_decoded, 3 * 2 * config["patch_size"] ** 2)
     assert n_decoded != int(masks[0].sum())
-    report = check_parity(_pt_runner(tf_model, decode_for), references, TOLERANCE,
+    report = check_parity(_pt_runner(tf_model), references, TOLERANCE,
                           (("encoder.", config["depth"]), ("decoder.", 2)))
     assert report.passed, report.summary()
 

@@ -249,7 +249,7 @@ def test_a_mapped_entry_downloads_its_source_file_once_from_a_plain_url(tmp_path
 def test_v2_all_children_convert_by_name_and_files_match_by_content(tmp_path):
     v2 = select_entries(family="v2")
     assert [e.name for e in v2] == list(V2)
-    assert len(select_entries(size="Tg")) == 5
+    assert len(select_entries(size="Tg")) == 7
     entry = get_entry(TINY_MAPPED)
     command = _child_command(entry, str(tmp_path), None, True, 0, False, "o.json")
     assert command[command.index("--name") + 1] == TINY_MAPPED and "--size" not in command
@@ -291,3 +291,50 @@ def test_distilled_entries_convert_from_synthetic_files_with_parity(name, tmp_pa
 def test_vit_g_converts_from_a_synthetic_file_with_parity(name, tmp_path):
     """About 16 GB of disk (checkpoint and artifacts) and a long run."""
     _converts_with_parity(name, tmp_path)
+
+
+def test_readme_zoo_table_has_every_v2_entry_with_its_numbers():
+    """The README's V2 table lists every V2 entry once, with the zoo table's classes, views,
+    sampling rate and upstream accuracy (top-5 '-' where upstream publishes none)."""
+    readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "README.md")
+    with open(readme, encoding="utf-8") as handle:
+        rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
+                for line in handle if line.startswith("| `TFVideoMAEv2_")]
+    assert [row[0].strip("`") for row in rows] == list(V2)
+    for name, classes, views, accuracy, _ in rows:
+        info = V2[name.strip("`")].preset.listing()
+        if info["mode"] == "PT":
+            assert (classes, views) == ("-", "-") and accuracy.startswith("- (")
+            continue
+        assert classes == str(info["num_classes"])
+        rate = "" if info["sampling_rate"] == 4 else f" (sampling rate {info['sampling_rate']})"
+        assert views == info["views"] + rate
+        assert accuracy == f"{info['top1']}/{info['top5'] if info['top5'] else '-'}"
+
+
+def test_list_json_gives_null_top5_and_classifier_fields_exactly_where_upstream_has_none():
+    rows = [json.loads(line) for line in run_cli(["--list", "--json"]).stdout.splitlines()]
+    assert {row["family"] for row in rows} == {"v1", "v2"} and len(rows) == len(ZOO)
+    for row in rows:
+        classifier = row["mode"] == "FT"
+        assert (row["num_classes"] is not None) == classifier
+        assert (row["views"] is not None) == classifier
+        # V1 and V2's ViT-g publish top-5; the distilled models top-1 only
+        assert (row["top5"] is None) == (not classifier or row["recipe"] == "DL"), row["name"]
+        assert (row["top1"] is None) == (not classifier), row["name"]
+
+
+def test_all_takes_several_sizes_so_v2_runs_without_vit_g(tmp_path):
+    """``--all --synthetic --family v2 --size S --size B``: the six distilled entries; one
+    entry with two sizes is a one-line error."""
+    assert [e.name for e in select_entries(("S", "B"), family="v2")] == [
+        n for n in V2 if "_S_" in n or "_B_" in n]
+    assert len(select_entries(("S", "B"), family="v2")) == 6
+    assert {e.size for e in select_entries(("Tg", "S"), family="v2")} == {"Tg", "S"}
+    line = assert_one_line_error(run_cli(["--size", "S", "--size", "B", "--synthetic", "--out",
+                                          str(tmp_path / "o")]), 2)
+    assert "--size S --size B" in line and "--all" in line
+    none = assert_one_line_error(run_cli(["--all", "--synthetic", "--family", "v2", "--size",
+                                          "L", "--size", "H", "--out", str(tmp_path / "o")]), 2)
+    assert "L/H" in none

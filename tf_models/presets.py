@@ -474,21 +474,24 @@ PRESETS: Dict[str, Preset] = {
 
 def _tiny_releases() -> List[Tuple[str, Release]]:
     """(tiny size, release) of the test presets: V1 one per dataset, its first run; V2 one per
-    shape of entry (pre-trained, fine-tuned directly or after a stage, distilled, mapped)."""
+    shape of entry (pre-trained, fine-tuned directly or after a stage, distilled, mapped) and
+    per test sampling (SSv2's segments, HMDB51's rate 2), which the video tools follow."""
     chosen: Dict[tuple, Tuple[str, Release]] = {}
     for release in RELEASES:
         if release.family == "v1":
             key = ("v1", release.dataset)
             size = "T"
         else:
-            key = ("v2", release.recipes, release.stage is None, release.head_from is None)
+            key = ("v2", release.recipes, release.stage is None, release.head_from is None,
+                   release.test or DATASETS[release.dataset].test)
             size = "Tg"
         chosen.setdefault(key, (size, release))
     return list(chosen.values())
 
 
 # Tiny test-only presets: 4 frames of 32x32 (patch 16) or 28x28 (patch 14) -> 2 x 2 x 2 = 8
-# tokens, e.g. TFVideoMAE_T_K400_4x32_FT, TFVideoMAEv2_Tg_K710toK400_4x28_DL.
+# tokens, e.g. TFVideoMAE_T_K400_4x32_FT, TFVideoMAEv2_Tg_K710toK400_4x28_DL,
+# TFVideoMAEv2_Tg_K710-HMDB51_4x28_FT.
 TEST_PRESETS: Dict[str, Preset] = {
     p.name: p for size, release in _tiny_releases()
     for p in _presets(release, size, num_frames=4, img_size=2 * ALL_SIZES[size].patch_size,

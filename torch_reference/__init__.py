@@ -13,12 +13,12 @@ import timm  # imports torchvision (and triton): before tensorflow (README "Impo
 from timm.models import register_model
 
 from .features import EncoderFeatures
-from .masking import tube_mask
+from .masking import running_cell_mask, tube_mask
 from .modeling_finetune import VisionTransformer, sinusoid_table
 from .modeling_pretrain import PretrainVisionTransformer
 
 __all__ = ["VisionTransformer", "PretrainVisionTransformer", "EncoderFeatures", "sinusoid_table",
-           "tube_mask",
+           "tube_mask", "running_cell_mask",
            "SIZES", "DECODER_SIZES"]
 
 # embed dim, depth, heads per size (upstream's factories); ViT-S has 6 heads upstream. ViT-g

@@ -19,6 +19,10 @@ import numpy as np
 import torch
 
 KINETICS_LIKE = ("k400", "ucf101")
+# VideoMAE V2 reads these through the same VideoClsDataset (dataset/build.py) with its
+# scripts' --sampling_rate: 4, but 2 for HMDB51 (scripts/finetune/vit_g_k710_it_hmdb51_ft.sh)
+KINETICS_LIKE += ("k600", "k710", "hmdb51")
+SAMPLING_RATE = {"hmdb51": 2}
 
 
 def decode_all_frames(path):
@@ -82,6 +86,7 @@ def upstream_test_views(path, dataset, clip_len=16, short_side_size=224, test_nu
         test_num_segment = 5 if dataset in KINETICS_LIKE else 2
     frames = decode_all_frames(path)
     all_index = upstream_indices(dataset, len(frames), clip_len=clip_len,
+                                 frame_sample_rate=SAMPLING_RATE.get(dataset, 4),
                                  num_segment=clip_len, test_num_segment=test_num_segment)
     buffer = np.stack([frames[i] for i in all_index])  # vr.get_batch(all_index).asnumpy()
     buffer = upstream_resize_clip(buffer, short_side_size)

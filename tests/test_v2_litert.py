@@ -1,0 +1,71 @@
+"""``--litert`` on VideoMAE V2: a fine-tuned (distilled, mapped-head) ViT-g-shaped ``Tg`` entry
+writes a checked ``.tflite`` like V1's; a pre-trained one is refused in one line, as V1's is;
+every V2 option (patch 14, mlp_ratio 48/11, layer scale, cosine attention, no mean pooling)
+runs in LiteRT as in Keras. Every tensor random."""
+
+import os
+
+import numpy as np
+import pytest
+
+from conftest import TINY_V2_MAPPED, assert_one_line_error, run_cli
+
+TOLERANCE = 1e-5
+TINY_V2_PT = "TFVideoMAEv2_Tg_Hybrid_4x28_PT"
+
+
+def test_litert_writes_a_checked_tflite_for_a_v2_entry(tiny_v2_release):
+    """The session's mapped-head conversion with ``litert=True`` (conftest.tiny_v2_release;
+    the CLI's --litert is driven by test_litert on V1)."""
+    from converter.record import ConversionRecord
+
+    result = tiny_v2_release[1][TINY_V2_MAPPED]
+    assert os.path.isfile(result.paths["litert"])
+    record = ConversionRecord.load(result.paths["report"])
+    check = record.reload_checks["litert"]
+    # every parity clip through the reloaded .tflite, against float64 and torch fp32
+    assert check.passed and check.method == "outputs"
+    assert check.tf_err_vs_f64 <= TOLERANCE and "litert" in record.artifacts
+
+
+def test_cli_litert_refuses_a_v2_pretrained_entry_before_any_work(tmp_path):
+    out = tmp_path / "weights"
+    result = run_cli(["--name", TINY_V2_PT, "--synthetic", "--out", str(out), "--litert", "-q"])
+    line = assert_one_line_error(result, 2)
+    assert "--litert" in line and "pre-trained" in line and "mask" in line
+    assert not out.exists() or not any(out.iterdir())
+    # as for V1: its encoder (--encoder-only) is served, features in, no mask
+    from converter.kinds import kind_of
+    from converter.zoo import get_entry
+
+    assert kind_of(get_entry(TINY_V2_PT).encoder_variant()).serves_litert
+
+
+@pytest.mark.parametrize("options", [
+    dict(init_values=0.1, cos_attn=True, use_mean_pooling=False),
+    dict(init_values=0.1, cos_attn=True)])
+def test_every_v2_option_runs_in_litert_as_in_keras(options, tmp_path):
+    import keras
+
+    import torch_reference
+    from converter.litert import export_litert, make_interpreter, run_litert
+    from converter.mapping import map_tensors, prepare_state_dict
+    from converter.synthetic import random_state_dict
+    from converter.zoo import get_entry
+    from tf_models import VideoMAEVideoClassifier
+
+    entry = get_entry("TFVideoMAEv2_Tg_K710_4x28_FT")
+    config = {**entry.model_config(), "num_classes": 7, **options}
+    torch_model = torch_reference.VisionTransformer(**config)
+    state = random_state_dict(torch_model, seed=2)
+    model = VideoMAEVideoClassifier(**config)
+    map_tensors(prepare_state_dict(state), model.named_variables(), "test")
+    path = str(tmp_path / "v2.tflite")
+    export_litert(model, entry, path)
+    clip = np.random.default_rng(3).standard_normal((3, 4, 28, 28, 3), dtype=np.float32)
+    expected = keras.ops.convert_to_numpy(model(clip))
+    assert float(np.std(expected)) > 1e-2  # logits that tell classes apart
+    (found,) = run_litert(make_interpreter(path), clip)
+    assert found.shape == (3, 7)
+    assert float(np.max(np.abs(found - expected))) <= TOLERANCE
+    assert os.path.getsize(path) > 4 * sum(int(np.prod(v.shape)) for v in model.weights) * 0.9
