@@ -12,6 +12,7 @@ from .hub import load_preset_model
 from .kerashub_presets import is_kerashub_preset, load_checked
 from .layers import (PACKAGE, Block, PatchEmbed, layer_norm, named_variables, run_blocks,
                      sinusoid_positions)
+from .transformers_format import is_transformers_preset, load_transformers_preset
 
 FINAL_NORMS = (None, "norm", "fc_norm")
 
@@ -182,6 +183,8 @@ class VideoMAEBackbone(Backbone):
         """The encoder of a keras-hub preset folder or handle (``hf://``, ``kaggle://``), or of
         a zoo name, release folder, artifact or URL (its final norm as stored: ``norm`` for
         PT, none for FT; resolved with SHA256 verification by ``tf_models.hub``)."""
+        if is_transformers_preset(preset):  # config.json model_type videomae
+            return load_transformers_preset(cls, preset, **kwargs)
         if is_kerashub_preset(preset):
             parent = super()
             return load_checked(

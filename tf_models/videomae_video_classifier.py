@@ -10,6 +10,7 @@ from .hub import load_preset_model
 from .kerashub_presets import is_kerashub_preset
 from .layers import PACKAGE, layer_norm
 from .presets import HEAD_INIT_SCALE
+from .transformers_format import is_transformers_preset, load_transformers_preset
 from .video_classifier import VideoClassifier
 from .videomae import BackboneTask, make_backbone
 from .videomae_backbone import VideoMAEBackbone, video_input
@@ -96,6 +97,8 @@ class VideoMAEVideoClassifier(VideoClassifier, BackboneTask):
         From a pre-trained (PT) preset, pass ``num_classes``: the backbone carries the
         pre-trained encoder and ``fc_norm`` and the head are new.
         """
+        if is_transformers_preset(preset):  # config.json model_type videomae
+            return load_transformers_preset(cls, preset, **kwargs)
         if is_kerashub_preset(preset):  # VideoClassifier.from_preset: checked, safe mode
             return super().from_preset(preset, load_weights=load_weights, **kwargs)
         return load_preset_model(cls, preset, **kwargs)
