@@ -9,8 +9,8 @@ folder, or the Hugging Face client and its cache for ``hf://``), tensors through
 (``transformers_names``: transformers -> upstream, ``weight_names``: upstream -> Keras), with
 coverage checked both ways before any variable is assigned.
 
-What this path does not do that ``videomae-convert`` does: docs/ARCHITECTURE.md
-("transformers checkpoints straight in").
+What this path does not check that ``videomae-convert`` does: README, "Use a converted model"
+("Transformers checkpoints straight in").
 """
 
 from __future__ import annotations

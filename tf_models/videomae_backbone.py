@@ -182,7 +182,9 @@ class VideoMAEBackbone(Backbone):
     def from_preset(cls, preset: str, load_weights: bool = True, **kwargs):
         """The encoder of a keras-hub preset folder or handle (``hf://``, ``kaggle://``), or of
         a zoo name, release folder, artifact or URL (its final norm as stored: ``norm`` for
-        PT, none for FT; resolved with SHA256 verification by ``tf_models.hub``)."""
+        PT, none for FT; resolved with SHA256 verification by ``tf_models.hub``), or of a
+        transformers-format VideoMAE folder or ``hf://`` repository (converted on the fly,
+        ``tf_models.transformers_format``)."""
         if is_transformers_preset(preset):  # config.json model_type videomae
             return load_transformers_preset(cls, preset, **kwargs)
         if is_kerashub_preset(preset):

@@ -92,7 +92,9 @@ class VideoMAEVideoClassifier(VideoClassifier, BackboneTask):
     def from_preset(cls, preset: str, load_weights: bool = True, **kwargs):
         """A classifier from a keras-hub preset folder or handle (``hf://``, ``kaggle://``),
         through keras-hub's ``Task.from_preset``, or from a zoo name, release folder,
-        artifact path or URL (``tf_models.hub``, SHA256-verified).
+        artifact path or URL (``tf_models.hub``, SHA256-verified), or from a
+        transformers-format VideoMAE folder or ``hf://`` repository (converted on the fly,
+        ``tf_models.transformers_format``).
 
         From a pre-trained (PT) preset, pass ``num_classes``: the backbone carries the
         pre-trained encoder and ``fc_norm`` and the head are new.
