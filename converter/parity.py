@@ -71,11 +71,13 @@ def max_abs(a: np.ndarray) -> float:
 
 @dataclass
 class Case:
-    """One parity input: a video (NCTHW, float32) and, for pre-trained models, a mask."""
+    """One parity input: a video (NCTHW, float32) and, for pre-trained models, a mask; for a
+    raw-frames entry also the uint8 frames (NTHWC) the video is the normalisation of."""
 
     name: str
     video_ncthw: np.ndarray
     mask: Optional[np.ndarray] = None
+    frames_nthwc: Optional[np.ndarray] = None
 
     @property
     def video_nthwc(self) -> np.ndarray:
@@ -85,7 +87,8 @@ class Case:
         """One case per sample (views, not copies). Parity runs go one sample at a time:
         samples are independent, and this halves the activations alive at once."""
         return [Case(self.name, self.video_ncthw[i:i + 1],
-                     None if self.mask is None else self.mask[i:i + 1])
+                     None if self.mask is None else self.mask[i:i + 1],
+                     None if self.frames_nthwc is None else self.frames_nthwc[i:i + 1])
                 for i in range(self.video_ncthw.shape[0])]
 
 
@@ -294,21 +297,33 @@ def _worse(vs_f64: float, vs_fp32: Optional[float]) -> str:
 
 def make_cases(entry: Entry, batch: int = 2, seed: int = 0) -> List[Case]:
     """Seeded random clips (and, for models that take a mask, tube masks at the entry's ratio
-    and at 0.5 that differ per sample)."""
+    and at 0.5 that differ per sample). For a ``raw_frames`` entry the clips are seeded
+    random uint8 frames and the video is their upstream normalisation (numpy,
+    ``tf_models.video.normalize_views``), so the exported raw-frames signatures are checked
+    against the torch reference on the same clips as every other artifact."""
     from torch_reference import tube_mask
 
     from .kinds import kind_of
 
     rng = np.random.default_rng(seed)
     shape = (batch, 3, entry.num_frames, entry.img_size, entry.img_size)
-    video = rng.standard_normal(shape, dtype=np.float32)
+    frames = None
+    if entry.raw_frames:
+        from tf_models.video.protocol import normalize_views
+
+        frames = rng.integers(0, 256, (batch, entry.num_frames, entry.img_size,
+                                       entry.img_size, 3), dtype=np.uint8)
+        video = np.ascontiguousarray(
+            normalize_views(frames, entry.mean, entry.std).transpose(0, 4, 1, 2, 3))
+    else:
+        video = rng.standard_normal(shape, dtype=np.float32)
     if "mask" not in kind_of(entry).inputs:
-        return [Case("clip", video)]
+        return [Case("clip", video, frames_nthwc=frames)]
     cases = []
     for ratio in (entry.mask_ratio, 0.5):
         mask = tube_mask(entry.num_frames, entry.img_size, entry.patch_size, entry.tubelet_size,
                          ratio, batch, rng)
-        cases.append(Case(f"mask{ratio:g}", video, mask))
+        cases.append(Case(f"mask{ratio:g}", video, mask, frames))
     return cases
 
 

@@ -32,7 +32,8 @@ def reload_savedmodel(entry: Entry, path: str) -> Callable[[Case], Dict[str, np.
     kind = kind_of(entry)
 
     def run(case: Case) -> Dict[str, np.ndarray]:
-        feeds = {n: tf.constant(x) for n, x in zip(kind.inputs, kind.case_inputs(case))}
+        feeds = {n: tf.constant(x)
+                 for n, x in zip(kind.inputs, kind.serving_case_inputs(entry, case))}
         return {name: value.numpy() for name, value in signature.serve(**feeds).items()}
     return run
 

@@ -15,7 +15,8 @@ from .zoo import Entry
 
 def export_savedmodel(model, entry: Entry, path: str) -> None:
     """A SavedModel whose ``serving_default`` takes the kind's inputs by name and returns its
-    named outputs ({"logits"}, {"pixels"} or {"tokens", "pooled"}), batch dimension open."""
+    named outputs ({"logits"}, {"pixels"} or {"tokens", "pooled"}), batch dimension open; for
+    a ``raw_frames`` entry ``video`` is uint8 frames, normalised inside the graph."""
     import tensorflow as tf
 
     kind = kind_of(entry)
@@ -26,7 +27,8 @@ def export_savedmodel(model, entry: Entry, path: str) -> None:
 
     @tf.function(input_signature=kind.signature(entry))
     def serve(*inputs):
-        return kind.named(model(kind.keras_inputs(*inputs), training=False))
+        return kind.named(model(kind.keras_inputs(*kind.serving_inputs(entry, *inputs)),
+                                training=False))
     module.serve = serve
     tf.saved_model.save(module, path, signatures={"serving_default": serve})
 
