@@ -76,9 +76,8 @@ def read_transformers_config(preset) -> Optional[dict]:
     try:
         with open(path, encoding="utf-8") as handle:
             config = json.load(handle)
-    except (OSError, ValueError) as error:
-        raise PresetError(f"{preset}/{CONFIG_FILE}: unreadable ({_first_line(error)})") \
-            from None
+    except (OSError, ValueError):
+        return None  # not readable as a transformers config: the other loaders report it
     if not isinstance(config, dict) or "model_type" not in config or "class_name" in config:
         return None
     return config
