@@ -168,7 +168,7 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
             parity_batch: int = 2, encoder_only: bool = False, cache_dir: Optional[str] = None,
             offline: Optional[bool] = None, force_download: bool = False,
             on_phase: Optional[Callable[[str], None]] = None,
-            litert: bool = False) -> ConversionResult:
+            litert: bool = False, raw_frames: bool = False) -> ConversionResult:
     """Convert ``entry`` (an Entry or its name) and write its checked artifacts to ``out_dir``.
 
     With ``synthetic=True`` a seeded random checkpoint in upstream's file layout is written
@@ -179,10 +179,15 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
     taken from (or downloaded into) the cache folder. ``on_phase(name)`` is called as each
     of ``PHASES`` starts (the benchmark samples memory per phase with it). ``litert=True``
     also writes and checks ``NAME.tflite`` (fp32, dynamic batch; not for pre-trained
-    models). Raises ConversionError (bad input) or ParityError (mismatch).
+    models). ``raw_frames=True`` puts the preprocessing inside the SavedModel and ``.tflite``:
+    they take uint8 frames at the entry's size (scaled to [0, 1], the dataset's mean and std
+    in the graph), checked against the torch reference on the normalised frames (the parity
+    clips are then seeded uint8 frames); the report's entry says ``raw_frames``.
+    Raises ConversionError (bad input) or ParityError (mismatch).
     """
     base = get_entry(entry) if isinstance(entry, str) else entry
     entry = base.encoder_variant() if encoder_only else base
+    entry = entry.raw_frames_variant() if raw_frames else entry
     kind = kind_of(entry)
     if entry.test_only and not synthetic and checkpoint is None:
         raise ConversionError(f"{entry.name}: is a test-only configuration with no upstream "

@@ -112,7 +112,8 @@ def _named_by(entry: Entry, file_name: str) -> bool:
 
 
 def _child_command(entry: Entry, out_dir: str, checkpoint: Optional[str], synthetic: bool,
-                   seed: int, force: bool, outcome: str, litert: bool = False) -> List[str]:
+                   seed: int, force: bool, outcome: str, litert: bool = False,
+                   raw_frames: bool = False) -> List[str]:
     command = [sys.executable, "-m", "converter.cli", "--name", entry.name, "--out", out_dir,
                "--seed", str(seed), "--quiet", "--outcome-file", outcome]
     command += ["--synthetic"] if synthetic else ["--checkpoint", checkpoint]
@@ -120,11 +121,14 @@ def _child_command(entry: Entry, out_dir: str, checkpoint: Optional[str], synthe
         command.append("--force")
     if litert and kind_of(entry).serves_litert:
         command.append("--litert")
+    if raw_frames:
+        command.append("--raw-frames")
     return command
 
 
 def _run_one(entry: Entry, out_dir: str, log_dir: str, checkpoint: Optional[str],
-             synthetic: bool, seed: int, force: bool, litert: bool = False) -> BatchRow:
+             synthetic: bool, seed: int, force: bool, litert: bool = False,
+             raw_frames: bool = False) -> BatchRow:
     log = os.path.join(log_dir, f"{entry.name}.log")
     outcome_path = os.path.join(log_dir, f"{entry.name}.outcome.json")
     if os.path.exists(outcome_path):
@@ -133,7 +137,7 @@ def _run_one(entry: Entry, out_dir: str, log_dir: str, checkpoint: Optional[str]
     with open(log, "w") as handle:
         process = subprocess.Popen(
             _child_command(entry, out_dir, checkpoint, synthetic, seed, force, outcome_path,
-                           litert),
+                           litert, raw_frames),
             stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         # wait4 on this child's pid gives its own peak RSS, even with several jobs running
         _, status, usage = os.wait4(process.pid, 0)
@@ -157,11 +161,13 @@ def _run_one(entry: Entry, out_dir: str, log_dir: str, checkpoint: Optional[str]
 
 def convert_all(entries: List[Entry], out_dir: str, synthetic: bool = False,
                 checkpoint_dir: Optional[str] = None, jobs: int = 1, seed: int = 0,
-                force: bool = False, on_row=None, litert: bool = False) -> List[BatchRow]:
+                force: bool = False, on_row=None, litert: bool = False,
+                raw_frames: bool = False) -> List[BatchRow]:
     """Convert ``entries`` into ``out_dir``, ``jobs`` child processes at a time.
 
     ``litert``: also a checked ``NAME.tflite`` for every entry LiteRT can serve (fine-tuned
-    ones; a pre-trained entry's row says it has none).
+    ones; a pre-trained entry's row says it has none). ``raw_frames``: every SavedModel and
+    ``.tflite`` takes uint8 frames (``convert(raw_frames=True)``).
 
     Real checkpoints come from ``checkpoint_dir`` (matched by content); entries with no
     matching file are reported as failed. Logs go to ``out_dir/logs/NAME.log``.
@@ -190,7 +196,7 @@ def convert_all(entries: List[Entry], out_dir: str, synthetic: bool = False,
 
     def work(entry: Entry) -> BatchRow:
         row = _run_one(entry, out_dir, log_dir, matched.get(entry.name), synthetic, seed, force,
-                       litert)
+                       litert, raw_frames)
         if on_row:
             on_row(row)
         return row

@@ -97,13 +97,17 @@ def _inside_gc_callback(frame) -> bool:
               help="Also write NAME.tflite (LiteRT, fp32, dynamic batch), checked like every "
                    "other artifact; fine-tuned and --encoder-only models (with --all: every "
                    "fine-tuned entry).")
+@click.option("--raw-frames", is_flag=True,
+              help="The SavedModel (and .tflite) take raw uint8 frames [batch, frames, size, "
+                   "size, 3] at the entry's size: scaling to [0, 1] and the dataset's mean/std "
+                   "run inside them (for TF Serving and on-device use); checked like the rest.")
 @click.option("--force", is_flag=True, help="Overwrite artifacts already in --out.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--outcome-file", type=click.Path(dir_okay=False), default=None, hidden=True,
               help="Where --all's child writes what it did (a RunOutcome).")
 def main(entry_name, list_entries, as_json, family, size, mode, dataset, checkpoint, cache_dir,
          offline, force_download, synthetic, seed, out_dir, all_entries, checkpoint_dir, jobs,
-         encoder_only, litert, force, quiet, outcome_file):
+         encoder_only, litert, raw_frames, force, quiet, outcome_file):
     """Convert an official PyTorch VideoMAE (V1 or V2) checkpoint into checked TF / Keras
     artifacts: a SavedModel, NAME.weights.h5, NAME.keras and a NAME.json parity report."""
     if list_entries:
@@ -120,7 +124,7 @@ def main(entry_name, list_entries, as_json, family, size, mode, dataset, checkpo
               "--dataset", 2)
     if all_entries:
         _main_all(family, size, mode, dataset, checkpoint, checkpoint_dir, synthetic, seed,
-                  out_dir, jobs, encoder_only, force, litert)
+                  out_dir, jobs, encoder_only, force, litert, raw_frames)
         return
     if checkpoint_dir:
         _fail("error: --checkpoint-dir goes with --all; for one entry use --checkpoint", 2)
@@ -150,7 +154,7 @@ def main(entry_name, list_entries, as_json, family, size, mode, dataset, checkpo
                          force=force, progress=not quiet, encoder_only=encoder_only,
                          cache_dir=cache_dir, offline=offline or None,
                          force_download=force_download, on_phase=_stop_if_signalled,
-                         litert=litert)
+                         litert=litert, raw_frames=raw_frames)
     except ParityError as error:
         fail(f"error: {error}", 1)
     except ConversionError as error:
@@ -193,7 +197,7 @@ def _list(as_json: bool) -> None:
 
 
 def _main_all(family, size, mode, dataset, checkpoint, checkpoint_dir, synthetic, seed, out_dir,
-              jobs, encoder_only, force, litert):
+              jobs, encoder_only, force, litert, raw_frames):
     from .batch import convert_all, format_table, select_entries
     from .errors import ConversionError
 
@@ -216,7 +220,8 @@ def _main_all(family, size, mode, dataset, checkpoint, checkpoint_dir, synthetic
     previous = {sig: signal.signal(sig, _on_sigterm) for sig in _STOP_SIGNALS}
     try:
         rows = convert_all(entries, out_dir, synthetic=synthetic, checkpoint_dir=checkpoint_dir,
-                           jobs=jobs, seed=seed, force=force, on_row=on_row, litert=litert)
+                           jobs=jobs, seed=seed, force=force, on_row=on_row, litert=litert,
+                           raw_frames=raw_frames)
     except ConversionError as error:
         _fail(f"error: {error}", 2)
     except (KeyboardInterrupt, _Terminated):

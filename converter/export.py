@@ -187,6 +187,8 @@ def verify_artifacts(out_dir: str, entry: Entry, source: dict,
         return "its report lists no checksum for every artifact"
     if litert and "litert" not in report.artifacts:
         return "they were converted without --litert"
+    if bool(report.entry.get("raw_frames")) != entry.raw_frames:
+        return f"they were converted {'without' if entry.raw_frames else 'with'} --raw-frames"
     return None
 
 

@@ -90,14 +90,15 @@ class ModelKind:
         return {name: outputs}
 
     def signature(self, entry: Entry, extra: bool = False) -> list:
-        """The input specs of the SavedModel's ``serving_default`` (with ``extra``: of its
-        ``extra_signature``, which takes the optional inputs too), batch dimension left
-        open."""
+        """The input specs of the SavedModel's ``serving_default`` (and ``.tflite``; with
+        ``extra``: of its ``extra_signature``, which takes the optional inputs too), batch
+        dimension left open; ``video`` is uint8 frames for a ``raw_frames`` entry."""
         import tensorflow as tf
 
         tokens = [None, entry.num_patches]
+        video_dtype = tf.uint8 if entry.raw_frames else tf.float32
         specs = {"video": tf.TensorSpec([None, entry.num_frames, entry.img_size,
-                                         entry.img_size, 3], tf.float32, name="video"),
+                                         entry.img_size, 3], video_dtype, name="video"),
                  "mask": tf.TensorSpec(tokens, tf.bool, name="mask"),
                  "decode_mask": tf.TensorSpec(tokens, tf.bool, name="decode_mask")}
         return [specs[name] for name in self.inputs + (self.optional_inputs if extra else ())]
@@ -109,6 +110,36 @@ class ModelKind:
         if self.extra_signature:
             found[self.extra_signature] = self.inputs + self.optional_inputs
         return found
+
+    def serving_inputs(self, entry: Entry, *tensors) -> tuple:
+        """A serving function's inputs (signature order) as the model takes them: for a
+        ``raw_frames`` entry the uint8 ``video`` normalised in the graph as upstream does
+        (/255, the dataset's mean and std: ``tf_models``' ``normalize_frames``)."""
+        if not entry.raw_frames:
+            return tensors
+        from tf_models.videomae_video_converter import normalize_frames
+
+        return tuple(normalize_frames(t, entry.mean, entry.std) if name == "video" else t
+                     for name, t in zip(self.inputs + self.optional_inputs, tensors))
+
+    def serving_case_inputs(self, entry: Entry, case) -> tuple:
+        """A parity case's arrays as an exported signature takes them: ``case_inputs``, with
+        the case's uint8 frames as ``video`` for a ``raw_frames`` entry."""
+        arrays = self.case_inputs(case)
+        if not entry.raw_frames:
+            return arrays
+        return tuple(case.frames_nthwc if name == "video" else array
+                     for name, array in zip(self.case_input_names(case), arrays))
+
+    def video_contract(self, entry: Entry) -> str:
+        """The model card's line on the ``video`` input."""
+        shape = f"`[batch, {entry.num_frames}, {entry.img_size}, {entry.img_size}, 3]`"
+        if not entry.raw_frames:
+            return f"- `video`: float32 {shape}, channels-last."
+        return (f"- `video`: **uint8** RGB frames {shape}, channels-last, into the SavedModel"
+                f"{' and the .tflite' if self.serves_litert else ''} (the preprocessing "
+                f"below runs inside them); the `.keras` / `.weights.h5` model takes them "
+                f"float32, preprocessed.")
 
     def keras_inputs(self, *arrays):
         """Arrays in input order as the Keras model takes them: the video alone, or a dict

@@ -77,6 +77,7 @@ def _serving_function(model, entry: Entry):
 
     @tf.function(input_signature=kind.signature(entry))
     def serve(video):
+        (video,) = kind.serving_inputs(entry, video)  # raw frames: normalised in the graph
         return kind.named(model(video, training=False))
     return serve
 
@@ -102,7 +103,8 @@ def litert_bytes(model, entry: Entry, optimization: Optional[str] = None) -> byt
 
 
 def export_litert(model, entry: Entry, path: str) -> None:
-    """Write ``NAME.tflite`` (fp32, dynamic batch)."""
+    """Write ``NAME.tflite`` (fp32, dynamic batch; uint8 frames in for a ``raw_frames``
+    entry)."""
     data = litert_bytes(model, entry)
     with open(path, "wb") as handle:
         handle.write(data)
@@ -141,8 +143,8 @@ def run_litert(interpreter, video_nthwc: np.ndarray) -> List[np.ndarray]:
         interpreter.resize_tensor_input(inputs[0]["index"], list(video_nthwc.shape))
     with quiet_native_logs():
         interpreter.allocate_tensors()  # a no-op when nothing changed since the last call
-    interpreter.set_tensor(inputs[0]["index"], np.ascontiguousarray(video_nthwc,
-                                                                    dtype=np.float32))
+    interpreter.set_tensor(inputs[0]["index"], np.ascontiguousarray(
+        video_nthwc, dtype=inputs[0]["dtype"]))  # float32, or uint8 raw frames
     interpreter.invoke()
     return [interpreter.get_tensor(detail["index"]).copy()
             for detail in interpreter.get_output_details()]
@@ -151,8 +153,10 @@ def run_litert(interpreter, video_nthwc: np.ndarray) -> List[np.ndarray]:
 def reload_litert(entry: Entry, path: str) -> Callable:
     """``run(case) -> {output name: array}`` through a freshly loaded ``.tflite`` file."""
     interpreter = make_interpreter(path)
-    names = sorted(kind_of(entry).outputs)
+    kind = kind_of(entry)
+    names = sorted(kind.outputs)
 
     def run(case):
-        return dict(zip(names, run_litert(interpreter, case.video_nthwc)))
+        (video,) = kind.serving_case_inputs(entry, case)
+        return dict(zip(names, run_litert(interpreter, video)))
     return run

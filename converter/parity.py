@@ -72,12 +72,14 @@ def max_abs(a: np.ndarray) -> float:
 @dataclass
 class Case:
     """One parity input: a video (NCTHW, float32) and, for pre-trained models, a mask; for
-    VideoMAE V2's pre-trained models possibly a decode mask too (True = not decoded)."""
+    VideoMAE V2's pre-trained models possibly a decode mask too (True = not decoded); for a
+    raw-frames entry also the uint8 frames (NTHWC) the video is the normalisation of."""
 
     name: str
     video_ncthw: np.ndarray
     mask: Optional[np.ndarray] = None
     decode_mask: Optional[np.ndarray] = None
+    frames_nthwc: Optional[np.ndarray] = None
 
     @property
     def video_nthwc(self) -> np.ndarray:
@@ -89,7 +91,7 @@ class Case:
         def row(array, i):
             return None if array is None else array[i:i + 1]
         return [Case(self.name, self.video_ncthw[i:i + 1], row(self.mask, i),
-                     row(self.decode_mask, i))
+                     row(self.decode_mask, i), row(self.frames_nthwc, i))
                 for i in range(self.video_ncthw.shape[0])]
 
 
@@ -303,7 +305,10 @@ DECODE_RATIO = 0.5
 
 def make_cases(entry: Entry, batch: int = 2, seed: int = 0) -> List[Case]:
     """Seeded random clips (and, for models that take a mask, tube masks at the entry's ratio
-    and at 0.5 that differ per sample).
+    and at 0.5 that differ per sample). For a ``raw_frames`` entry the clips are seeded
+    random uint8 frames and the video is their upstream normalisation (numpy,
+    ``tf_models.video.normalize_views``), so the exported raw-frames signatures are checked
+    against the torch reference on the same clips as every other artifact.
 
     A model that also takes a decode mask (VideoMAE V2's pre-trainer) gets two more cases on
     the entry's tube masks: upstream's running-cell decode masks (``runcell``, at the entry's
@@ -317,24 +322,35 @@ def make_cases(entry: Entry, batch: int = 2, seed: int = 0) -> List[Case]:
     kind = kind_of(entry)
     rng = np.random.default_rng(seed)
     shape = (batch, 3, entry.num_frames, entry.img_size, entry.img_size)
-    video = rng.standard_normal(shape, dtype=np.float32)
+    frames = None
+    if entry.raw_frames:
+        from tf_models.video.protocol import normalize_views
+
+        frames = rng.integers(0, 256, (batch, entry.num_frames, entry.img_size,
+                                       entry.img_size, 3), dtype=np.uint8)
+        video = np.ascontiguousarray(
+            normalize_views(frames, entry.mean, entry.std).transpose(0, 4, 1, 2, 3))
+    else:
+        video = rng.standard_normal(shape, dtype=np.float32)
     if "mask" not in kind.inputs:
-        return [Case("clip", video)]
+        return [Case("clip", video, frames_nthwc=frames)]
     grid = (entry.num_frames, entry.img_size, entry.patch_size, entry.tubelet_size)
     cases = []
     for ratio in (entry.mask_ratio, 0.5):
-        cases.append(Case(f"mask{ratio:g}", video, tube_mask(*grid, ratio, batch, rng)))
+        cases.append(Case(f"mask{ratio:g}", video, tube_mask(*grid, ratio, batch, rng),
+                          frames_nthwc=frames))
     if "decode_mask" in kind.optional_inputs:
         mask = cases[0].mask
         cell_ratio = entry.decoder_mask_ratio or DECODE_RATIO
         cases.append(Case(f"mask{entry.mask_ratio:g}-runcell{cell_ratio:g}", video, mask,
-                          running_cell_mask(*grid, cell_ratio, batch, rng)))
+                          running_cell_mask(*grid, cell_ratio, batch, rng),
+                          frames_nthwc=frames))
         n_kept = int(DECODE_RATIO * entry.num_patches)
         decode = np.ones((batch, entry.num_patches), dtype=bool)
         for row in decode:
             row[rng.permutation(entry.num_patches)[:n_kept]] = False
         cases.append(Case(f"mask{entry.mask_ratio:g}-decode{DECODE_RATIO:g}", video, mask,
-                          decode))
+                          decode, frames_nthwc=frames))
     return cases
 
 

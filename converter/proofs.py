@@ -41,7 +41,8 @@ def reload_savedmodel(entry: Entry, path: str) -> Callable[[Case], Dict[str, np.
 
     def run(case: Case) -> Dict[str, np.ndarray]:
         feeds = {n: tf.constant(x)
-                 for n, x in zip(kind.case_input_names(case), kind.case_inputs(case))}
+                 for n, x in zip(kind.case_input_names(case),
+                                 kind.serving_case_inputs(entry, case))}
         serve = served[kind.case_signature(case)]
         return {name: value.numpy() for name, value in serve(**feeds).items()}
     return run

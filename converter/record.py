@@ -22,10 +22,12 @@ class ConversionRecord(_record.ConversionRecord):
     error = RecordError
 
     def zoo_entry(self):
-        """The zoo Entry this record is for (an encoder-only variant included)."""
+        """The zoo Entry this record is for (encoder-only and raw-frames variants included)."""
         from .zoo import get_entry
 
         name = self.name
         if name.endswith("_encoder"):
-            return get_entry(name[: -len("_encoder")]).encoder_variant()
-        return get_entry(name)
+            entry = get_entry(name[: -len("_encoder")]).encoder_variant()
+        else:
+            entry = get_entry(name)
+        return entry.raw_frames_variant() if self.entry.get("raw_frames") else entry

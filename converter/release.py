@@ -373,9 +373,7 @@ def render_model_card(entry: Entry, report: ConversionRecord, base_url: str,
               f"- Tubelets {entry.tubelet_size}x{entry.patch_size}x{entry.patch_size} -> "
               f"{entry.num_patches} tokens; fixed sinusoid position table."]
     lines += card.architecture
-    lines += ["", "## Input contract", "",
-              f"- `video`: float32 `[batch, {entry.num_frames}, {entry.img_size}, "
-              f"{entry.img_size}, 3]`, channels-last."]
+    lines += ["", "## Input contract", "", kind.video_contract(entry)]
     lines += card.contract
     lines += ["", "## Preprocessing", "",
               f"Frames scaled to [0, 1], then mean {facts.mean} and std {facts.std}. "

@@ -17,7 +17,8 @@ def export_savedmodel(model, entry: Entry, path: str) -> None:
     """A SavedModel whose ``serving_default`` takes the kind's inputs by name and returns its
     named outputs ({"logits"}, {"pixels"} or {"tokens", "pooled"}), batch dimension open;
     a kind with optional inputs gets a second signature that takes them too (VideoMAE V2's
-    pre-trainer: ``dual_masking``, with ``decode_mask``)."""
+    pre-trainer: ``dual_masking``, with ``decode_mask``); for a ``raw_frames`` entry ``video``
+    is uint8 frames, normalised inside the graph."""
     import tensorflow as tf
 
     kind = kind_of(entry)
@@ -29,7 +30,8 @@ def export_savedmodel(model, entry: Entry, path: str) -> None:
     def serving(extra: bool):
         @tf.function(input_signature=kind.signature(entry, extra))
         def serve(*inputs):
-            return kind.named(model(kind.keras_inputs(*inputs), training=False))
+            return kind.named(model(kind.keras_inputs(*kind.serving_inputs(entry, *inputs)),
+                                    training=False))
         return serve
     module.serve = serving(False)
     signatures = {"serving_default": module.serve}

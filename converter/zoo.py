@@ -83,7 +83,7 @@ FILE_LAYOUTS: Dict[Tuple[str, str], Tuple[str, str]] = {
 _REPORTED = ("name", "family", "size", "mode", "recipe", "dataset", "stage", "head_from",
              "num_classes", "mask_ratio", "eval_views", "top1", "top5", "pt_epochs",
              "parity_atol", "gdrive_id", "hub_id", "num_frames", "img_size", "patch_size",
-             "tubelet_size", "dims", "test_only", "encoder_only", "source_url")
+             "tubelet_size", "dims", "test_only", "encoder_only", "raw_frames", "source_url")
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,9 @@ class Entry:
     """One conversion: a zoo preset plus its upstream file and parity tolerance.
 
     Every fact of the preset reads through (``entry.size``, ``entry.dims``,
-    ``entry.num_patches``...); ``encoder_only`` converts the encoder alone, as ``NAME_encoder``.
+    ``entry.num_patches``...); ``encoder_only`` converts the encoder alone, as ``NAME_encoder``;
+    ``raw_frames`` puts the preprocessing inside the SavedModel and ``.tflite`` (they take
+    uint8 frames at the entry's size; same names, the report's entry says it).
     """
 
     preset: Preset
@@ -99,6 +101,7 @@ class Entry:
     gdrive_id: Optional[str] = None
     hub_id: Optional[str] = None
     encoder_only: bool = False
+    raw_frames: bool = False
     url: Optional[str] = None        # a direct download link (V2's distilled files)
     upstream_run: Optional[str] = None  # upstream's run name of a file without a link
 
@@ -136,7 +139,8 @@ class Entry:
     def upstream(self) -> "Entry":
         """The entry whose upstream file this one converts, as a whole model: itself, or for
         a mapped head (``head_from``) the entry of the head whose rows it takes."""
-        base = dataclasses.replace(self, encoder_only=False) if self.encoder_only else self
+        plain = not (self.encoder_only or self.raw_frames)
+        base = self if plain else dataclasses.replace(self, encoder_only=False, raw_frames=False)
         if self.head_from is None:
             return base
         return get_entry(preset_name(self.size, self.head_from, self.recipe, self.num_frames,
@@ -152,6 +156,10 @@ class Entry:
     def encoder_variant(self) -> "Entry":
         """The encoder-only conversion of this entry: artifacts named ``NAME_encoder``."""
         return dataclasses.replace(self, encoder_only=True)
+
+    def raw_frames_variant(self) -> "Entry":
+        """This entry with the preprocessing inside its SavedModel and ``.tflite``."""
+        return dataclasses.replace(self, raw_frames=True)
 
     def to_dict(self) -> dict:
         """The report's ``entry`` object."""

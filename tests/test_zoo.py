@@ -123,7 +123,8 @@ def test_an_entry_is_its_preset_plus_only_what_conversion_needs():
     from tf_models.presets import get_preset
 
     assert {f.name for f in dataclasses.fields(ZOO[next(iter(ZOO))])} == \
-        {"preset", "parity_atol", "gdrive_id", "hub_id", "encoder_only", "url", "upstream_run"}
+        {"preset", "parity_atol", "gdrive_id", "hub_id", "encoder_only", "raw_frames", "url",
+         "upstream_run"}
     for name, entry in {**ZOO, **TEST_ZOO}.items():
         preset = get_preset(name)
         assert entry.preset is preset
@@ -138,6 +139,9 @@ def test_an_entry_is_its_preset_plus_only_what_conversion_needs():
     encoder = get_entry("TFVideoMAE_B_K400_16x224_PT").encoder_variant()
     assert encoder.name == "TFVideoMAE_B_K400_16x224_PT_encoder" and encoder.encoder_only
     assert "decoder_depth" not in encoder.model_config()
+    raw = get_entry("TFVideoMAE_B_K400_16x224_FT").raw_frames_variant()
+    assert raw.name == "TFVideoMAE_B_K400_16x224_FT" and raw.to_dict()["raw_frames"] is True
+    assert raw.upstream == get_entry("TFVideoMAE_B_K400_16x224_FT")
 
 
 def test_upstream_file_ids_live_in_the_converter_only():

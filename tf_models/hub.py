@@ -57,7 +57,14 @@ def load_preset_model(cls, preset: str, offline: Optional[bool] = None, progress
     ``drop_path_rate``...). For mixed precision set Keras's global policy first.
     """
     resolved = resolve_artifact(preset, offline=offline, progress=progress)
-    source = load_keras_model(resolved)
+    model = model_as(cls, load_keras_model(resolved), preset, **overrides)
+    model.preset = resolved.preset
+    return model
+
+
+def model_as(cls, source, preset: str, **overrides):
+    """``source`` (a loaded VideoMAE model) as ``cls``, with ``overrides`` applied, by the rules
+    of ``load_preset_model``; ``preset`` names it in errors."""
     backbone_cls = getattr(cls, "backbone_cls", None)
     source_backbone = getattr(source, "backbone", source)
     args = _backbone_args(backbone_cls or cls)
@@ -69,7 +76,6 @@ def load_preset_model(cls, preset: str, offline: Optional[bool] = None, progress
         copy_matching(source_backbone.named_variables(), model.named_variables(), preset)
     else:
         model = _task_from(cls, source, backbone_config, changed, overrides, preset)
-    model.preset = resolved.preset
     return model
 
 

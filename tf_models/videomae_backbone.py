@@ -12,6 +12,7 @@ from .hub import load_preset_model
 from .kerashub_presets import is_kerashub_preset, load_checked
 from .layers import (PACKAGE, Block, PatchEmbed, layer_norm, named_variables, run_blocks,
                      sinusoid_positions)
+from .transformers_format import is_transformers_preset, load_transformers_preset
 
 FINAL_NORMS = (None, "norm", "fc_norm")
 
@@ -181,7 +182,11 @@ class VideoMAEBackbone(Backbone):
     def from_preset(cls, preset: str, load_weights: bool = True, **kwargs):
         """The encoder of a keras-hub preset folder or handle (``hf://``, ``kaggle://``), or of
         a zoo name, release folder, artifact or URL (its final norm as stored: ``norm`` for
-        PT, none for FT; resolved with SHA256 verification by ``tf_models.hub``)."""
+        PT, none for FT; resolved with SHA256 verification by ``tf_models.hub``), or of a
+        transformers-format VideoMAE folder or ``hf://`` repository (converted on the fly,
+        ``tf_models.transformers_format``)."""
+        if is_transformers_preset(preset):  # config.json model_type videomae
+            return load_transformers_preset(cls, preset, **kwargs)
         if is_kerashub_preset(preset):
             parent = super()
             return load_checked(

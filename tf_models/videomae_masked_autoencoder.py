@@ -18,6 +18,7 @@ from .hub import load_preset_model
 from .kerashub_presets import is_kerashub_preset, load_checked
 from .layers import PACKAGE
 from .pretrain import MaskedAutoencoding, video_and_mask
+from .transformers_format import is_transformers_preset, load_transformers_preset
 from .videomae import BackboneTask, make_backbone
 from .videomae_backbone import VideoMAEBackbone
 
@@ -85,7 +86,10 @@ class VideoMAEMaskedAutoencoder(Task, BackboneTask):
     @classmethod
     def from_preset(cls, preset: str, load_weights: bool = True, **kwargs):
         """A pre-trained model from a keras-hub preset folder or handle (``Task.from_preset``),
-        or from a zoo name, release folder, artifact path or URL (``tf_models.hub``)."""
+        or from a zoo name, release folder, artifact path or URL (``tf_models.hub``), or from a
+        transformers-format ``VideoMAEForPreTraining`` folder or ``hf://`` repository."""
+        if is_transformers_preset(preset):  # config.json model_type videomae
+            return load_transformers_preset(cls, preset, **kwargs)
         if is_kerashub_preset(preset):
             parent = super()
             return load_checked(

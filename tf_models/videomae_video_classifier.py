@@ -10,6 +10,7 @@ from .hub import load_preset_model
 from .kerashub_presets import is_kerashub_preset
 from .layers import PACKAGE, layer_norm
 from .presets import HEAD_INIT_SCALE
+from .transformers_format import is_transformers_preset, load_transformers_preset
 from .video_classifier import VideoClassifier
 from .videomae import BackboneTask, make_backbone
 from .videomae_backbone import VideoMAEBackbone, video_input
@@ -91,11 +92,15 @@ class VideoMAEVideoClassifier(VideoClassifier, BackboneTask):
     def from_preset(cls, preset: str, load_weights: bool = True, **kwargs):
         """A classifier from a keras-hub preset folder or handle (``hf://``, ``kaggle://``),
         through keras-hub's ``Task.from_preset``, or from a zoo name, release folder,
-        artifact path or URL (``tf_models.hub``, SHA256-verified).
+        artifact path or URL (``tf_models.hub``, SHA256-verified), or from a
+        transformers-format VideoMAE folder or ``hf://`` repository (converted on the fly,
+        ``tf_models.transformers_format``).
 
         From a pre-trained (PT) preset, pass ``num_classes``: the backbone carries the
         pre-trained encoder and ``fc_norm`` and the head are new.
         """
+        if is_transformers_preset(preset):  # config.json model_type videomae
+            return load_transformers_preset(cls, preset, **kwargs)
         if is_kerashub_preset(preset):  # VideoClassifier.from_preset: checked, safe mode
             return super().from_preset(preset, load_weights=load_weights, **kwargs)
         return load_preset_model(cls, preset, **kwargs)

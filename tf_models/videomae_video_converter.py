@@ -37,6 +37,17 @@ def resize_and_crop(video, size: int):
     return tf.cond(same, lambda: tf.cast(video, tf.float32), resized)
 
 
+def normalize_frames(video, mean: Sequence[float] = IMAGENET_MEAN,
+                     std: Sequence[float] = IMAGENET_STD):
+    """uint8 (or float 0..255) frames -> float32 ``(x / 255 - mean) / std`` in TensorFlow,
+    upstream's float32 operations (``tf_models.video.normalize_views`` is the numpy twin);
+    the converter layer and the raw-frames SavedModel / LiteRT exports run this."""
+    import tensorflow as tf
+
+    scaled = tf.cast(video, tf.float32) / tf.constant(255.0, tf.float32)
+    return (scaled - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class VideoMAEVideoConverter(VideoConverter):
     """uint8 (or float 0..255) frames ``(batch, frames, H, W, 3)`` -> float32
@@ -67,11 +78,7 @@ class VideoMAEVideoConverter(VideoConverter):
 
     @preprocessing_function
     def call(self, inputs):
-        import tensorflow as tf
-
-        video = resize_and_crop(inputs, self.image_size)
-        scaled = video / tf.constant(255.0, tf.float32)
-        return (scaled - tf.constant(self.mean, tf.float32)) / tf.constant(self.std, tf.float32)
+        return normalize_frames(resize_and_crop(inputs, self.image_size), self.mean, self.std)
 
     def get_config(self):
         config = PreprocessingLayer.get_config(self)

@@ -57,6 +57,20 @@ class SavedModelSignature:
     outputs: Dict[str, object]        # name -> tf.TensorSpec
     keep_alive: object                # the loaded object graph the signature needs
 
+    @property
+    def takes_raw_frames(self) -> bool:
+        """Whether ``video`` is uint8 frames (converted with ``--raw-frames``: the
+        preprocessing is inside) rather than normalised float32."""
+        video = self.inputs.get("video")
+        return video is not None and getattr(video.dtype, "name", "") == "uint8"
+
+    def raw_frames_refusal(self, path: str) -> str:
+        """The one line the video tools give for a raw-frames SavedModel (they normalise
+        frames themselves)."""
+        return (f"{path}: this SavedModel takes raw uint8 frames (converted with "
+                f"--raw-frames, for serving); give the video tools the .keras file beside it "
+                f"or a SavedModel converted without --raw-frames")
+
 
 def zoo_url() -> str:
     return os.environ.get(URL_ENV) or DEFAULT_ZOO_URL

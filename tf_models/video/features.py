@@ -160,6 +160,8 @@ def _savedmodel_pooled(path: str, signature):
     import tensorflow as tf
 
     serving, outputs = signature.serve, signature.outputs
+    if signature.takes_raw_frames:
+        raise ModelError(signature.raw_frames_refusal(path))
     if "pooled" not in outputs:
         raise ModelError(f"{path}: SavedModel has no 'pooled' output (found {sorted(outputs)}); "
                          "pass the .keras file next to it or convert with --encoder-only")

@@ -102,6 +102,8 @@ def _savedmodel_runner(signature, path: str):
     import tensorflow as tf
 
     inputs, outputs = signature.inputs, signature.outputs
+    if signature.takes_raw_frames:
+        raise ModelError(signature.raw_frames_refusal(path))
     if set(inputs) != {"video"} or "logits" not in outputs:
         raise ModelError(f"{path}: expected a classifier signature video -> logits, found "
                          f"{sorted(inputs)} -> {sorted(outputs)} (a PT or encoder-only model?)")

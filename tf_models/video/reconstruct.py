@@ -512,6 +512,8 @@ def _load_pretrained_savedmodel(path: str) -> PretrainedModel:
     except PresetError as error:
         raise ReconstructionError(str(error)) from None
     loaded, serving, specs = signature.keep_alive, signature.serve, signature.inputs
+    if signature.takes_raw_frames:
+        raise ReconstructionError(signature.raw_frames_refusal(path))
     if "mask" not in specs:
         raise ReconstructionError(f"{path}: SavedModel takes no mask: not a pre-trained (PT) "
                                   f"model; convert with --mode PT")

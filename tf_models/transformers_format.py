@@ -1,0 +1,276 @@
+"""``from_preset`` on a transformers-format VideoMAE: a folder or ``hf://`` handle whose
+``config.json`` says ``model_type: videomae``, its weights in ``model.safetensors`` (or shards
+listed in ``model.safetensors.index.json``), converted on the fly without torch.
+
+keras-hub's own transformers loader reads such folders for its models but has no hook for a
+new ``model_type``, so this is ours; files come through keras-hub's ``get_file`` (a local
+folder, or the Hugging Face client and its cache for ``hf://``), tensors through
+``safetensors.numpy`` (no pickle, no torch). The names go through the converter's two tables
+(``transformers_names``: transformers -> upstream, ``weight_names``: upstream -> Keras), with
+coverage checked both ways before any variable is assigned.
+
+What this path does not check that ``videomae-convert`` does: README, "Use a converted model"
+("Transformers checkpoints straight in").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .artifacts.resolve import PresetError
+from .layers import sinusoid_table
+from .transformers_names import plan_renames, upstream_size_for
+from .weight_names import TRANSFORMS, plan_assignments
+
+MODEL_TYPE = "videomae"
+CONFIG_FILE = "config.json"
+# the weights files, in the order they are looked for (transformers' SAFE_WEIGHTS_NAME,
+# SAFE_WEIGHTS_INDEX_NAME); the pickle files are refused, never unpickled
+SAFETENSORS_FILES = ("model.safetensors.index.json", "model.safetensors")
+PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+# transformers' VideoMAEConfig defaults (configuration_videomae.py): config.json stores only
+# the values that differ from them
+HF_DEFAULTS = dict(image_size=224, patch_size=16, num_channels=3, num_frames=16,
+                   tubelet_size=2, hidden_size=768, num_hidden_layers=12,
+                   num_attention_heads=12, intermediate_size=3072, hidden_act="gelu",
+                   qkv_bias=True, use_mean_pooling=True, decoder_hidden_size=384,
+                   decoder_num_hidden_layers=4, decoder_num_attention_heads=6,
+                   decoder_intermediate_size=1536)
+
+
+def _local_or_hf(preset) -> bool:
+    preset = str(preset)
+    return preset.startswith("hf://") or os.path.isdir(preset)
+
+
+def _get_file(preset: str, name: str) -> Optional[str]:
+    """The local path of ``name`` in ``preset`` (downloaded for ``hf://``), or None when the
+    preset has no such file."""
+    from keras_hub.src.utils.preset_utils import get_file
+
+    if not str(preset).startswith("hf://"):
+        path = os.path.join(preset, name)
+        return path if os.path.isfile(path) else None
+    try:
+        return get_file(preset, name)
+    except FileNotFoundError:
+        return None
+    except Exception as error:  # the Hugging Face client raises many types
+        raise PresetError(f"{preset}/{name}: cannot be fetched ({_first_line(error)})") \
+            from None
+
+
+def read_transformers_config(preset) -> Optional[dict]:
+    """``preset``'s ``config.json`` when it is a transformers one (it has ``model_type``; a
+    keras-hub preset's names a ``class_name`` instead), else None. Local folders and ``hf://``
+    handles only."""
+    if not _local_or_hf(preset):
+        return None
+    path = _get_file(str(preset), CONFIG_FILE)
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = json.load(handle)
+    except (OSError, ValueError):
+        return None  # not readable as a transformers config: the other loaders report it
+    if not isinstance(config, dict) or "model_type" not in config or "class_name" in config:
+        return None
+    return config
+
+
+def is_transformers_preset(preset) -> bool:
+    """Whether ``preset`` is a transformers-format model folder or ``hf://`` repository."""
+    return read_transformers_config(preset) is not None
+
+
+def load_transformers_preset(cls, preset: str, **overrides):
+    """``cls.from_preset`` on a transformers-format VideoMAE: the stored model (classifier,
+    masked autoencoder or bare encoder) converted from its safetensors, then made a ``cls``
+    as ``tf_models.hub.model_as`` does for every preset. Notes (a corrected head count) are
+    kept as ``model.conversion_notes``."""
+    from .hub import model_as
+
+    for key in ("offline", "progress", "load_weights"):
+        overrides.pop(key, None)
+    source, notes = load_transformers_model(preset)
+    model = model_as(cls, source, preset, **overrides)
+    model.preset = None
+    model.conversion_notes = notes
+    return model
+
+
+def load_transformers_model(preset: str) -> Tuple[object, List[str]]:
+    """(the Keras model of a transformers-format VideoMAE, notes). PresetError, one line
+    naming the file, for another ``model_type``, pickle-only weights, unknown or missing
+    tensors, wrong shapes, or a config this architecture cannot follow."""
+    config = read_transformers_config(preset)
+    if config is None:
+        raise PresetError(f"{preset}: no transformers {CONFIG_FILE} with a model_type")
+    where = f"{preset}/{CONFIG_FILE}"
+    if config["model_type"] != MODEL_TYPE:
+        raise PresetError(f"{where}: model_type {config['model_type']!r}; from_preset reads "
+                          f"transformers' VideoMAE (model_type {MODEL_TYPE!r}); convert other "
+                          f"checkpoints with videomae-convert")
+    arrays, weights = read_safetensors(preset)
+    plan = plan_renames({k: tuple(v.shape) for k, v in arrays.items()}, config)
+    problems = list(plan.problems)
+    problems += [f"{name} is not zero (upstream VideoMAE has no key bias)"
+                 for name in plan.key_biases if np.any(arrays[name] != 0)]
+    if problems:
+        raise PresetError(f"{weights}: transformers-format checkpoint: {'; '.join(problems)}")
+    upstream = {target: arrays[source] for target, source in plan.copies.items()}
+    for fused, triple in plan.qkv.items():
+        upstream[fused] = np.concatenate([arrays[name] for name in triple], axis=0)
+    args, decoder, notes = model_arguments(config, where)
+    model = _build(upstream, args, decoder, where)
+    if not hasattr(model, "backbone"):  # a bare encoder: the backbone's own names
+        upstream = {k[len("encoder."):] if k.startswith("encoder.") else k: v
+                    for k, v in upstream.items()}
+    _prepare(upstream, config)
+    variables = model.named_variables()
+    plan_, problems = plan_assignments({k: tuple(v.shape) for k, v in upstream.items()},
+                                       {k: tuple(v.shape) for k, v in variables.items()})
+    if problems:
+        raise PresetError(f"{weights}: {len(problems)} tensor(s) do not map: "
+                          f"{'; '.join(problems[:8])}{' ...' if len(problems) > 8 else ''}")
+    for step in plan_:
+        array = TRANSFORMS[step.kind].apply(upstream.pop(step.source))
+        variables[step.target].assign(np.ascontiguousarray(array, dtype=np.float32))
+    return model, notes
+
+
+def read_safetensors(preset: str) -> Tuple[Dict[str, np.ndarray], str]:
+    """({name: float32 array}, the weights file named in errors) of a transformers preset; a
+    preset with only PyTorch pickle weights is refused, naming ``videomae-convert``."""
+    from safetensors.numpy import load_file
+
+    index = _get_file(preset, SAFETENSORS_FILES[0])
+    if index is not None:
+        try:
+            with open(index, encoding="utf-8") as handle:
+                shards = sorted(set(json.load(handle)["weight_map"].values()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise PresetError(f"{preset}/{SAFETENSORS_FILES[0]}: not a shard index "
+                              f"({_first_line(error)})") from None
+        files = [(name, _get_file(preset, name)) for name in shards]
+        weights = f"{preset}/{SAFETENSORS_FILES[0]}"
+    else:
+        files = [(SAFETENSORS_FILES[1], _get_file(preset, SAFETENSORS_FILES[1]))]
+        weights = f"{preset}/{SAFETENSORS_FILES[1]}"
+    missing = [name for name, path in files if path is None]
+    if missing:
+        pickled = [name for name in PICKLE_FILES if _get_file(preset, name) is not None]
+        if pickled and index is None:
+            raise PresetError(f"{preset}: holds only PyTorch pickle weights ({pickled[0]}), "
+                              f"which from_preset never unpickles; convert it with "
+                              f"`videomae-convert --checkpoint {preset} ...` (a checked "
+                              f"conversion) or save it as model.safetensors")
+        raise PresetError(f"{preset}: no {', '.join(missing)} (from_preset reads "
+                          f"transformers' safetensors weights)")
+    arrays: Dict[str, np.ndarray] = {}
+    for name, path in files:
+        try:
+            loaded = load_file(path)
+        except Exception as error:  # safetensors raises its own error types
+            raise PresetError(f"{preset}/{name}: not a readable safetensors file "
+                              f"({_first_line(error)})") from None
+        for key, array in loaded.items():
+            if not np.issubdtype(array.dtype, np.floating):
+                raise PresetError(f"{preset}/{name}: {key} is {array.dtype}, expected "
+                                  f"floating point")
+            arrays[key] = array.astype(np.float32)
+    return arrays, weights
+
+
+def model_arguments(config: dict, where: str) -> Tuple[dict, dict, List[str]]:
+    """(backbone arguments, decoder arguments, notes) for tf_models from a transformers
+    VideoMAE config; PresetError where the config asks for what upstream's architecture
+    does not have (another activation, a decoder mlp ratio of its own). Head counts follow
+    upstream where transformers' differ (its ViT-S configs say 16 heads, upstream has 6)."""
+    get = {**HF_DEFAULTS, **config}.get
+    if get("hidden_act") != "gelu":
+        raise PresetError(f"{where}: hidden_act {get('hidden_act')!r}; VideoMAE uses exact "
+                          f"GELU ('gelu')")
+    image_size, patch_size = get("image_size"), get("patch_size")
+    image_size = image_size[0] if isinstance(image_size, (list, tuple)) else image_size
+    patch_size = patch_size[0] if isinstance(patch_size, (list, tuple)) else patch_size
+    width = get("hidden_size")
+    args = dict(embed_dim=width, depth=get("num_hidden_layers"),
+                num_heads=get("num_attention_heads"), num_frames=get("num_frames"),
+                img_size=image_size, patch_size=patch_size, tubelet_size=get("tubelet_size"),
+                mlp_ratio=get("intermediate_size") / width, in_chans=get("num_channels"),
+                use_mean_pooling=bool(get("use_mean_pooling")))
+    decoder = dict(decoder_embed_dim=get("decoder_hidden_size"),
+                   decoder_depth=get("decoder_num_hidden_layers"),
+                   decoder_num_heads=get("decoder_num_attention_heads"))
+    notes = []
+    for key, width_, part, is_decoder, target in (
+            ("num_attention_heads", width, "", False, args),
+            ("decoder_num_attention_heads", decoder["decoder_embed_dim"], " decoder", True,
+             decoder)):
+        size = upstream_size_for(width_, get(key), is_decoder)
+        if size is not None:
+            heads_key = "decoder_num_heads" if is_decoder else "num_heads"
+            heads = size.dims[heads_key]
+            notes.append(f"{where} says {get(key)}{part} heads; upstream {size.title}{part} "
+                         f"has {heads}: using {heads}")
+            target[heads_key] = heads
+    if get("decoder_intermediate_size") != int(decoder["decoder_embed_dim"] * args["mlp_ratio"]):
+        decoder = None  # refused by _build if the tensors have a decoder
+    return args, decoder, notes
+
+
+def _build(upstream: Dict[str, np.ndarray], args: dict, decoder: Optional[dict], where: str):
+    """The Keras model the tensors describe: a pre-trainer (a decoder), a classifier (a head)
+    or a bare encoder (its final norm when it has one)."""
+    from .videomae_backbone import VideoMAEBackbone
+    from .videomae_masked_autoencoder import VideoMAEMaskedAutoencoder
+    from .videomae_video_classifier import VideoMAEVideoClassifier
+
+    if any(name.startswith("decoder.") for name in upstream):
+        if decoder is None:
+            raise PresetError(f"{where}: decoder_intermediate_size is not the encoder's "
+                              f"mlp ratio times decoder_hidden_size (upstream's decoder "
+                              f"shares the encoder's mlp ratio)")
+        return VideoMAEMaskedAutoencoder(**args, **decoder)
+    if "head.weight" in upstream:
+        return VideoMAEVideoClassifier(**args, num_classes=upstream["head.weight"].shape[0])
+    final_norm = "norm" if "encoder.norm.weight" in upstream or "norm.weight" in upstream \
+        else None
+    return VideoMAEBackbone(**args, final_norm=final_norm)
+
+
+def _prepare(upstream: Dict[str, np.ndarray], config: dict) -> None:
+    """The non one-to-one tensors, as the converter's pre-passes treat them: q/v biases fused
+    into ``qkv.bias`` with the key's zeros (zeros throughout with ``qkv_bias: false``), and a
+    stored sinusoid table checked and dropped."""
+    for name in [n for n in upstream if n.endswith("attn.qkv.weight")]:
+        prefix = name[: -len("qkv.weight")]
+        width = upstream[name].shape[0] // 3
+        q_bias = upstream.pop(prefix + "q_bias", None)
+        v_bias = upstream.pop(prefix + "v_bias", None)
+        if q_bias is None and v_bias is None and not {**HF_DEFAULTS, **config}["qkv_bias"]:
+            q_bias = v_bias = np.zeros(width, np.float32)
+        if q_bias is not None and v_bias is not None:
+            upstream[prefix + "qkv.bias"] = np.concatenate(
+                [q_bias, np.zeros(width, np.float32), v_bias])
+        else:  # left for the coverage check to report
+            for bias_name, bias in (("q_bias", q_bias), ("v_bias", v_bias)):
+                if bias is not None:
+                    upstream[prefix + bias_name] = bias
+    for name in [n for n in upstream if n.split(".")[-1] == "pos_embed"]:
+        saved = upstream[name]
+        if saved.ndim == 3 and saved.shape[0] == 1 and np.allclose(
+                saved, sinusoid_table(saved.shape[1], saved.shape[2]), atol=1e-5):
+            del upstream[name]
+        # otherwise a learned embedding: the coverage check reports it
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
