@@ -9,7 +9,7 @@ from keras import ops
 from keras_hub.models import Backbone
 
 from .hub import load_preset_model
-from .kerashub_presets import is_kerashub_preset, load_checked
+from .kerashub_presets import keras_hub_loads, load_checked
 from .layers import (PACKAGE, Block, PatchEmbed, layer_norm, named_variables, run_blocks,
                      sinusoid_positions)
 
@@ -182,7 +182,7 @@ class VideoMAEBackbone(Backbone):
         """The encoder of a keras-hub preset folder or handle (``hf://``, ``kaggle://``), or of
         a zoo name, release folder, artifact or URL (its final norm as stored: ``norm`` for
         PT, none for FT; resolved with SHA256 verification by ``tf_models.hub``)."""
-        if is_kerashub_preset(preset):
+        if keras_hub_loads(preset, kwargs):
             parent = super()
             return load_checked(
                 lambda: parent.from_preset(preset, load_weights=load_weights, **kwargs), preset)

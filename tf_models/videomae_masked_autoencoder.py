@@ -15,7 +15,7 @@ import keras
 from keras_hub.models import Task
 
 from .hub import load_preset_model
-from .kerashub_presets import is_kerashub_preset, load_checked
+from .kerashub_presets import keras_hub_loads, load_checked
 from .layers import PACKAGE
 from .pretrain import MaskedAutoencoding, video_and_mask
 from .videomae import BackboneTask, make_backbone
@@ -86,7 +86,7 @@ class VideoMAEMaskedAutoencoder(Task, BackboneTask):
     def from_preset(cls, preset: str, load_weights: bool = True, **kwargs):
         """A pre-trained model from a keras-hub preset folder or handle (``Task.from_preset``),
         or from a zoo name, release folder, artifact path or URL (``tf_models.hub``)."""
-        if is_kerashub_preset(preset):
+        if keras_hub_loads(preset, kwargs):
             parent = super()
             return load_checked(
                 lambda: parent.from_preset(preset, load_weights=load_weights, **kwargs), preset)

@@ -7,7 +7,7 @@ from typing import List, Tuple
 import keras
 
 from .hub import load_preset_model
-from .kerashub_presets import is_kerashub_preset
+from .kerashub_presets import keras_hub_loads
 from .layers import PACKAGE, layer_norm
 from .presets import HEAD_INIT_SCALE
 from .video_classifier import VideoClassifier
@@ -96,6 +96,6 @@ class VideoMAEVideoClassifier(VideoClassifier, BackboneTask):
         From a pre-trained (PT) preset, pass ``num_classes``: the backbone carries the
         pre-trained encoder and ``fc_norm`` and the head are new.
         """
-        if is_kerashub_preset(preset):  # VideoClassifier.from_preset: checked, safe mode
+        if keras_hub_loads(preset, kwargs):  # VideoClassifier.from_preset: checked, safe mode
             return super().from_preset(preset, load_weights=load_weights, **kwargs)
         return load_preset_model(cls, preset, **kwargs)

@@ -154,7 +154,7 @@ def load_video_model(spec: str, dataset: Optional[str] = None) -> VideoModel:
         name = resolved.name
         frames, size, num_classes, run = _savedmodel_runner(model, spec)
     else:
-        name = model.name
+        name = resolved.name if resolved.kind == "kerashub" else model.name
         frames, size, num_classes, run = _keras_runner(model, spec)
     local = os.path.exists(spec)
     kind = resolved.kind if local else "zoo"
