@@ -1,5 +1,11 @@
-"""Release assets from a conversion folder: zipped SavedModels, weights, checksums, manifest,
-MODEL_ZOO.md and a model card per entry.
+"""Release assets from a conversion folder: zipped SavedModels, weights, a keras-hub preset
+per entry (a tar of the folder ``save_to_preset`` writes, with the model card as its
+README.md), checksums, manifest, MODEL_ZOO.md and a model card per entry; and publishing the
+presets to Hugging Face or Kaggle through ``keras_hub.upload_preset``.
+
+A release asset list is flat, so each preset folder ships as one deterministic tar,
+``NAME.kerashub.tar`` (top folder ``NAME/``), listed in SHA256SUMS and the manifest like every
+other asset; unpacked, it is a folder ``keras_hub.models.Backbone.from_preset`` opens.
 
 Nothing is listed that was not first verified against its conversion report (sha256 of every
 artifact) and then reloaded in a fresh process and re-checked against the float64 reference
@@ -13,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from typing import Dict, List, Optional
@@ -31,11 +38,14 @@ from .zoo import ALL_SIZES, DATASETS, FAMILIES, Entry
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same SavedModel zips to the same bytes
 # every entry NAME of a release has exactly these assets: kind -> file name suffix
 ENTRY_ASSETS = {"savedmodel": ".savedmodel.zip", "weights": SUFFIXES["weights"],
-                "keras": SUFFIXES["keras"], "report": SUFFIXES["report"], "card": ".md"}
+                "keras": SUFFIXES["keras"], "report": SUFFIXES["report"], "card": ".md",
+                "kerashub": ".kerashub.tar"}
 # and these when its conversion wrote them (``--litert``)
 OPTIONAL_ASSETS = {"litert": SUFFIXES["litert"]}
 # the assets that hold the model, each reloaded and re-checked in a fresh process
-MODEL_ASSETS = ("savedmodel", "weights", "keras", "litert")
+MODEL_ASSETS = ("savedmodel", "weights", "keras", "litert", "kerashub")
+# the model card inside a preset folder (keras-hub's README_FILE; Hugging Face shows it)
+PRESET_CARD = "README.md"
 
 
 def git_commit() -> Optional[str]:
@@ -62,6 +72,56 @@ def zip_savedmodel(folder: str, zip_path: str) -> None:
                 info.external_attr = 0o644 << 16
                 with open(full, "rb") as handle:
                     archive.writestr(info, handle.read())
+
+
+def tar_preset(folder: str, tar_path: str) -> None:
+    """Tar a preset folder deterministically (sorted, fixed times and owners), the folder name
+    as the top entry."""
+    top = os.path.basename(folder.rstrip(os.sep))
+
+    def fixed(info):
+        info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+        info.mode = 0o755 if info.isdir() else 0o644
+        return info
+    with tarfile.open(tar_path, "w", format=tarfile.PAX_FORMAT) as archive:
+        archive.add(folder, top, recursive=False, filter=fixed)
+        for name in sorted(os.listdir(folder)):
+            archive.add(os.path.join(folder, name), f"{top}/{name}", filter=fixed)
+
+
+def untar_preset(tar_path: str, into: str) -> str:
+    """The preset folder of ``tar_path`` unpacked under ``into`` (tarfile's "data" filter:
+    no links, absolute paths or ``..``); returns its path."""
+    with tarfile.open(tar_path) as archive:
+        tops = {name.split("/")[0] for name in archive.getnames()}
+        if len(tops) != 1:
+            raise ConversionError(f"{tar_path}: expected one top folder, found {len(tops)}")
+        archive.extractall(into, filter="data")
+    return os.path.join(into, tops.pop())
+
+
+def write_preset(keras_path: str, name: str, preset_dir: str) -> str:
+    """The keras-hub preset folder of a converted entry, from its ``.keras`` file, written by
+    keras-hub's ``save_to_preset`` (``tf_models.kerashub_presets.save_zoo_preset``: a
+    classifier gets its preprocessor, raw uint8 frames in). Returns the model's class name."""
+    from tf_models.artifacts.resolve import Resolved, load_keras_model
+    from tf_models.kerashub_presets import save_zoo_preset
+    from tf_models.presets import get_preset
+
+    model = load_keras_model(Resolved(keras_path, "keras", None))
+    save_zoo_preset(model, get_preset(name), preset_dir)
+    return type(model).__name__
+
+
+def preset_card(card: str, entry: Entry) -> str:
+    """A preset's README.md: the model card under Hugging Face's metadata block (library, the
+    weights' licence, task)."""
+    licence = FAMILIES[entry.family]["weights_licence"].lower().replace(" ", "-")
+    lines = ["---", "library_name: keras-hub", f"license: {licence}"]
+    if kind_of(entry).name == "classifier":
+        lines.append("pipeline_tag: video-classification")
+    lines += ["tags:", "- videomae", "- video", "---", ""]
+    return "\n".join(lines) + card
 
 
 def _float64_where(inputs) -> str:
@@ -92,6 +152,8 @@ def check_assets(report_path: str, assets: Dict[str, str]) -> Dict[str, float]:
                 with zipfile.ZipFile(path) as archive:
                     archive.extractall(scratch)
                     path = os.path.join(scratch, archive.namelist()[0].split("/")[0])
+            if kind == "kerashub" and path.endswith(".tar"):
+                path = untar_preset(path, os.path.join(scratch, "kerashub"))
             run = RELOADERS[kind](entry, path)
             worst = 0.0
             for case in cases:
@@ -179,6 +241,9 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
                     shutil.copyfile(paths[kind], assets[kind])
             report_asset = os.path.join(staging, f"{entry.name}.json")
             shutil.copyfile(report_path, report_asset)
+            preset_dir = os.path.join(staging, ".presets", entry.name)
+            preset_class = write_preset(paths["keras"], entry.name, preset_dir)
+            assets["kerashub"] = preset_dir  # checked as a folder, shipped as a tar
             errors = check_assets_in_fresh_process(report_asset, assets)
             tolerance = entry.parity_atol
             bad = {k: v for k, v in errors.items() if not v <= tolerance}
@@ -196,8 +261,14 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
                            "max_abs": parity.max_abs, "tolerance": parity.tolerance},
                 "release_check": errors}
             card = os.path.join(staging, f"{entry.name}.md")
+            text = render_model_card(entry, report, base_url, errors, preset_class)
             with open(card, "w") as handle:
-                handle.write(render_model_card(entry, report, base_url, errors))
+                handle.write(text)
+            with open(os.path.join(preset_dir, PRESET_CARD), "w") as handle:
+                handle.write(preset_card(text, entry))
+            assets["kerashub"] = os.path.join(staging, f"{entry.name}{ENTRY_ASSETS['kerashub']}")
+            tar_preset(preset_dir, assets["kerashub"])
+            shutil.rmtree(os.path.join(staging, ".presets"))
             for kind, path in list(assets.items()) + [("report", report_asset), ("card", card)]:
                 name = os.path.basename(path)
                 manifest["assets"][name] = {"entry": entry.name, "kind": kind,
@@ -331,6 +402,8 @@ def render_model_zoo(manifest: dict, base_url: str) -> str:
                      f"[.weights.h5]({base}/{name}.weights.h5)"]
             if f"{name}.tflite" in manifest["assets"]:
                 links[-1] += f" [.tflite]({base}/{name}.tflite)"
+            if f"{name}{ENTRY_ASSETS['kerashub']}" in manifest["assets"]:
+                links[-1] += f" [keras-hub]({base}/{name}{ENTRY_ASSETS['kerashub']})"
             source = " (synthetic)" if info.get("synthetic_seed") is not None else ""
             lines.append(f"| [{name}]({base}/{name}.md){source} | {entry['mode']} | "
                          f"{ALL_SIZES[entry['size']].title} | {_or_dash(entry['pt_epochs'])} | "
@@ -346,8 +419,9 @@ def _or_dash(value) -> str:
 
 
 def render_model_card(entry: Entry, report: ConversionRecord, base_url: str,
-                      errors: Dict[str, float]) -> str:
-    """A model card: architecture, input contract, preprocessing, accuracy, loading, checks."""
+                      errors: Dict[str, float], preset_class: Optional[str] = None) -> str:
+    """A model card: architecture, input contract, preprocessing, accuracy, loading, checks;
+    with ``preset_class`` (the Keras class of the entry's keras-hub preset) how to load it."""
     dims = entry.dims
     facts = DATASETS[entry.dataset]
     size = ALL_SIZES[entry.size]
@@ -387,6 +461,17 @@ def render_model_card(entry: Entry, report: ConversionRecord, base_url: str,
               f"serve = tf.saved_model.load('{entry.name}').signatures['serving_default']  "
               "# unzipped",
               f"model = keras.saving.load_model('{entry.name}.keras')", "```", ""]
+    if preset_class is not None:
+        raw = (" Its preprocessor takes raw uint8 frames `[batch, frames, height, width, 3]`"
+               " in `predict` and `fit` (other sizes resized on the short side and centre-"
+               "cropped)." if kind_of(entry).name == "classifier" else "")
+        lines += [f"`{entry.name}.kerashub.tar` unpacks to the keras-hub preset folder "
+                  f"`{entry.name}/` (published as `hf://ORG/{entry.name}`)." + raw, "",
+                  "```python", "import keras_hub, tf_models",
+                  f"model = tf_models.{preset_class}.from_preset('{entry.name}')  "
+                  "# or 'hf://ORG/...'",
+                  f"backbone = keras_hub.models.Backbone.from_preset('{entry.name}')", "```",
+                  ""]
     if "litert" in report.artifacts:
         lines += [f"`{entry.name}.tflite`: LiteRT, fp32, dynamic batch (resize the input to "
                   "the batch you need):", "", "```python",
