@@ -366,6 +366,109 @@ def _reported_artifacts(report_path: str) -> List[str]:
         return []
 
 
+# --- publishing the presets ------------------------------------------------------------------
+
+# where ``publish --to`` may point: scheme -> (segments the destination has, how an entry's
+# handle is formed from it; keras-hub's upload_preset takes hf://ORG/NAME and
+# kaggle://OWNER/MODEL/keras/VARIATION)
+PUBLISH_TARGETS = {"hf://": (1, "{to}/{name}", "hf://ORG"),
+                   "kaggle://": (2, "{to}/keras/{name}", "kaggle://OWNER/MODEL")}
+# what a dry run writes beside the preset folders: {handle: {file: sha256}}
+UPLOAD_PLAN = "uploads.json"
+
+
+def preset_handle(to: str, name: str) -> str:
+    """The handle entry ``name`` is uploaded to under ``to`` (``PUBLISH_TARGETS``)."""
+    for scheme, (segments, form, example) in PUBLISH_TARGETS.items():
+        if to.startswith(scheme):
+            parts = to[len(scheme):].strip("/").split("/")
+            if len(parts) != segments or not all(parts):
+                raise ConversionError(f"--to {to}: expected {example}")
+            return form.format(to=to.rstrip("/"), name=name)
+    raise ConversionError(f"--to {to}: expected "
+                          + " or ".join(example for _, _, example in PUBLISH_TARGETS.values()))
+
+
+def upload_preset_keeping_card(handle: str, folder: str) -> None:
+    """``keras_hub.upload_preset(handle, folder)``, our README.md kept as the model card.
+
+    keras-hub's upload to a Hugging Face repository with no README.md yet writes a generated
+    card over the folder's README.md, uploads it, then deletes the folder's README.md
+    (keras_hub/src/utils/preset_utils.py: ``upload_preset``, ``create_model_card``,
+    ``delete_model_card``). So the repository is created and our card uploaded first: keras-hub
+    then finds a card and uploads the folder as it is. Kaggle takes the folder as it is."""
+    import keras_hub
+
+    if handle.startswith("hf://"):
+        import huggingface_hub
+
+        repo = huggingface_hub.create_repo(handle[len("hf://"):], exist_ok=True)
+        huggingface_hub.upload_file(path_or_fileobj=os.path.join(folder, PRESET_CARD),
+                                    path_in_repo=PRESET_CARD, repo_id=repo.repo_id,
+                                    commit_message="Model card")
+    keras_hub.upload_preset(handle, folder)
+
+
+def publish_release(release_dir: str, to: str, dry_run: Optional[str] = None,
+                    log=print) -> Dict[str, Dict[str, str]]:
+    """Upload every entry's keras-hub preset of a verified release to ``to`` (``hf://ORG`` or
+    ``kaggle://OWNER/MODEL``) through ``keras_hub.upload_preset``, each with its model card;
+    returns ``{handle: {file: sha256}}``. With ``dry_run`` (a new folder) nothing is uploaded:
+    each preset folder is written there exactly as it would be uploaded, with that plan as
+    ``uploads.json``. ConversionError (one line) on a release that does not verify."""
+    problems = verify_release(release_dir)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConversionError(f"{release_dir}: does not verify: {problems[0]}{more}; run "
+                              f"scripts/release.py verify")
+    with open(os.path.join(release_dir, "manifest.json")) as handle:
+        manifest = json.load(handle)
+    presets = sorted((asset["entry"], name) for name, asset in manifest["assets"].items()
+                     if asset["kind"] == "kerashub")
+    if not presets:
+        raise ConversionError(f"{release_dir}: holds no keras-hub presets (*"
+                              f"{ENTRY_ASSETS['kerashub']}); rebuild it with this version")
+    handles = {entry: preset_handle(to, entry) for entry, _ in presets}
+    if dry_run is not None and os.path.exists(dry_run) and os.listdir(dry_run):
+        raise ConversionError(f"--dry-run {dry_run}: not empty; choose a new folder")
+    plan: Dict[str, Dict[str, str]] = {}
+    scratch = tempfile.mkdtemp(prefix=".videomae-publish-")
+    if dry_run is not None:  # written in full beside it, then moved into place
+        parent = os.path.dirname(os.path.abspath(dry_run))
+        os.makedirs(parent, exist_ok=True)
+        staged = tempfile.mkdtemp(prefix=".publish-partial-", dir=parent)
+    try:
+        for entry, tar_name in presets:
+            folder = untar_preset(os.path.join(release_dir, tar_name),
+                                  os.path.join(scratch, entry))
+            plan[handles[entry]] = {name: sha256_file(os.path.join(folder, name))
+                                    for name in sorted(os.listdir(folder))}
+            if dry_run is None:
+                log(f"{entry}: uploading to {handles[entry]}")
+                try:
+                    upload_preset_keeping_card(handles[entry], folder)
+                except Exception as error:  # the hub clients raise many types
+                    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                    raise ConversionError(f"{handles[entry]}: upload failed ({first[:200]}); "
+                                          f"check the token and the network, then rerun "
+                                          f"(uploads of unchanged files are skipped)") from None
+            else:
+                log(f"{entry}: would upload to {handles[entry]}")
+                shutil.copytree(folder, os.path.join(staged, entry))
+        if dry_run is not None:
+            with open(os.path.join(staged, UPLOAD_PLAN), "w") as handle:
+                json.dump(plan, handle, indent=2)
+                handle.write("\n")
+            if os.path.isdir(dry_run):
+                os.rmdir(dry_run)  # empty, checked above
+            os.replace(staged, dry_run)
+        return plan
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if dry_run is not None:
+            shutil.rmtree(staged, ignore_errors=True)
+
+
 # --- documents ---------------------------------------------------------------------------------
 
 def render_model_zoo(manifest: dict, base_url: str) -> str:
