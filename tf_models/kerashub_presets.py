@@ -102,8 +102,11 @@ def check_kerashub_preset(preset: str) -> None:
             with open(path, encoding="utf-8") as handle:
                 config = json.load(handle)
         except Exception as error:  # keras-hub's clients raise many types (network, hub)
-            raise PresetError(f"{where}: missing or unreadable ({_first_line(error)}); "
-                              f"a preset folder needs a readable {name}") from None
+            fix = ("check the handle, the network and the hub's credentials, or pass a local "
+                   "preset folder" if str(preset).startswith(HANDLE_PREFIXES) else
+                   f"a preset folder needs a readable {name}")
+            raise PresetError(f"{where}: missing or unreadable ({_first_line(error)[:240]}); "
+                              f"{fix}") from None
         if name == "config.json" and not (isinstance(config, dict)
                                           and config.get("registered_name")):
             found = (f"model_type {config['model_type']!r}, a transformers-format config"
