@@ -650,3 +650,94 @@ def test_release_script_verify(release_copy):
     assert f"error: {TINY_FT}.savedmodel.zip: sha256 differs from SHA256SUMS" in errors
     assert f"error: {TINY_PT}.md: listed in SHA256SUMS but missing" in errors
     assert "verified" not in done.stdout
+
+
+# --- publishing the presets ----------------------------------------------------------------------
+
+def _tree(folder):
+    return {os.path.relpath(os.path.join(root, name), folder): _sha256(os.path.join(root, name))
+            for root, _, names in os.walk(folder) for name in names}
+
+
+def _preset_files(release_dir, name, tmp_path):
+    from converter.release import untar_preset
+
+    return _tree(untar_preset(os.path.join(release_dir, f"{name}.kerashub.tar"),
+                              str(tmp_path / "unpacked" / name)))
+
+
+def test_publish_dry_run_writes_what_would_be_uploaded_with_our_cards(release_copy, tmp_path):
+    """``publish --dry-run DIR``: each preset folder as it would be uploaded (our README.md
+    card intact) and uploads.json naming each handle's files; the release is not touched; a
+    bad destination, a used folder and a tampered release are refused in one line."""
+    before = _tree(release_copy)
+    dry = tmp_path / "dry"
+    done = _script_in_process("publish", release_copy, "--to", "hf://org", "--dry-run", str(dry))
+    assert done.exit_code == 0, done.output[-3000:]
+    assert f"{release_copy}: 2 presets written to {dry} (dry run)" in done.stdout
+    assert sorted(os.listdir(dry)) == sorted(NAMES + ("uploads.json",))
+    with open(dry / "uploads.json") as handle:
+        plan = json.load(handle)
+    assert sorted(plan) == [f"hf://org/{name}" for name in sorted(NAMES)]
+    for name in NAMES:
+        written = _tree(str(dry / name))
+        assert written == plan[f"hf://org/{name}"] == _preset_files(release_copy, name, tmp_path)
+        with open(dry / name / "README.md") as handle:
+            readme = handle.read()
+        with open(os.path.join(release_copy, f"{name}.md")) as handle:
+            assert readme.startswith("---\nlibrary_name: keras-hub\n")
+            assert readme.endswith(handle.read())
+    assert _tree(release_copy) == before
+    assert [n for n in os.listdir(tmp_path) if n.startswith(".publish-partial-")] == []
+
+    from converter.release import publish_release
+
+    kaggle = publish_release(release_copy, "kaggle://me/videomae", dry_run=str(tmp_path / "k"),
+                             log=lambda line: None)
+    assert sorted(kaggle) == [f"kaggle://me/videomae/keras/{name}" for name in sorted(NAMES)]
+    for args, expected in (
+            (("--to", "hf://org/extra", "--dry-run", str(tmp_path / "x")),
+             "error: --to hf://org/extra: expected hf://ORG"),
+            (("--to", "s3://bucket", "--dry-run", str(tmp_path / "x")),
+             "error: --to s3://bucket: expected hf://ORG or kaggle://OWNER/MODEL"),
+            (("--to", "hf://org", "--dry-run", str(dry)),
+             f"error: --dry-run {dry}: not empty; choose a new folder")):
+        done = _script_in_process("publish", release_copy, *args)
+        assert done.exit_code == 2 and done.stderr.strip().splitlines()[-1] == expected
+    _flip_byte(os.path.join(release_copy, f"{TINY_PT}.kerashub.tar"))
+    done = _script_in_process("publish", release_copy, "--to", "hf://org", "--dry-run",
+                              str(tmp_path / "y"))
+    assert done.exit_code == 2 and not os.path.exists(tmp_path / "y")
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: {release_copy}: does not verify: {TINY_PT}.kerashub.tar: sha256 differs from "
+        f"SHA256SUMS; run scripts/release.py verify")
+
+
+def test_publish_uploads_through_keras_hub_and_keeps_our_card(release, tmp_path):
+    """The real ``scripts/release.py publish --to hf://org`` against a loopback Hub
+    (``HF_ENDPOINT``): every preset's files land in hf://org/NAME through
+    keras_hub.upload_preset, and the repository's README.md is our card, never keras-hub's
+    generated one (which its upload_preset writes into a new repository without a card)."""
+    from hub_server import HubServer
+
+    release_dir = release[0]
+    with HubServer() as hub:
+        env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_TOKEN": "hf_loopback",
+               "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1",
+               "HF_HUB_DISABLE_XET": "1"}
+        done = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "scripts", "release.py"),
+                               "publish", release_dir, "--to", "hf://org"], capture_output=True,
+                              text=True, stdin=subprocess.DEVNULL, cwd=REPO_ROOT, env=env,
+                              timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"{release_dir}: 2 presets uploaded" in done.stdout
+    assert sorted(hub.repos) == [f"org/{name}" for name in sorted(NAMES)]
+    for name in NAMES:
+        uploaded = {path: hashlib.sha256(data).hexdigest()
+                    for path, data in hub.repos[f"org/{name}"].items()}
+        assert uploaded == _preset_files(release_dir, name, tmp_path)
+        commits = [(message, paths) for repo, message, paths in hub.commits
+                   if repo == f"org/{name}"]
+        assert commits[0] == ("Model card", ["README.md"])  # before keras-hub looks for one
+        assert len(commits) == 2 and "README.md" in commits[1][1]
+    assert ("POST", "/api/repos/create") in hub.requests
