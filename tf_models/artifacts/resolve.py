@@ -182,7 +182,8 @@ def _single_entry(names, where: str) -> str:
 def resolve_artifact(spec: str, offline: Optional[bool] = None,
                      progress: bool = True) -> Resolved:
     """A local, verified artifact for ``spec``: a zoo name, a release folder (one entry) or
-    URL, a ``.keras`` / ``.weights.h5`` path or URL, or a SavedModel folder."""
+    URL, a ``.keras`` / ``.weights.h5`` path or URL, or a SavedModel folder; a keras-hub
+    preset folder or handle is passed through as kind ``kerashub`` (keras-hub fetches it)."""
     spec = os.fspath(spec)
     if is_kerashub_preset(spec):  # opened (and fetched) by keras-hub when loaded
         name = _handle_name(spec)
