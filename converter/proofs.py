@@ -97,8 +97,15 @@ def reload_litert(entry: Entry, path: str) -> Callable[[Case], Dict[str, np.ndar
     return reload(entry, path)
 
 
+def reload_kerashub(entry: Entry, path: str) -> Callable[[Case], Dict[str, np.ndarray]]:
+    """A keras-hub preset folder (a release's ``NAME.kerashub.tar`` unpacked), loaded as every
+    consumer loads it: the one resolver, keras-hub's ``from_preset`` as the declared class."""
+    model = _resolved(entry, path, lambda: load_keras_model(Resolved(path, "kerashub", None)))
+    return _graph_runner(entry, model)
+
+
 RELOADERS = {"savedmodel": reload_savedmodel, "weights": reload_weights, "keras": reload_keras,
-             "litert": reload_litert}
+             "litert": reload_litert, "kerashub": reload_kerashub}
 
 
 # artifacts that reload into the same Keras code: proven by their variables (check())

@@ -1,5 +1,11 @@
-"""Release assets from a conversion folder: zipped SavedModels, weights, checksums, manifest,
-MODEL_ZOO.md and a model card per entry.
+"""Release assets from a conversion folder: zipped SavedModels, weights, a keras-hub preset
+per entry (a tar of the folder ``save_to_preset`` writes, with the model card as its
+README.md), checksums, manifest, MODEL_ZOO.md and a model card per entry; and publishing the
+presets to Hugging Face or Kaggle through ``keras_hub.upload_preset``.
+
+A release asset list is flat, so each preset folder ships as one deterministic tar,
+``NAME.kerashub.tar`` (top folder ``NAME/``), listed in SHA256SUMS and the manifest like every
+other asset; unpacked, it is a folder ``keras_hub.models.Backbone.from_preset`` opens.
 
 Nothing is listed that was not first verified against its conversion report (sha256 of every
 artifact) and then reloaded in a fresh process and re-checked against the float64 reference
@@ -13,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from typing import Dict, List, Optional
@@ -31,11 +38,14 @@ from .zoo import ALL_SIZES, DATASETS, FAMILIES, Entry
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same SavedModel zips to the same bytes
 # every entry NAME of a release has exactly these assets: kind -> file name suffix
 ENTRY_ASSETS = {"savedmodel": ".savedmodel.zip", "weights": SUFFIXES["weights"],
-                "keras": SUFFIXES["keras"], "report": SUFFIXES["report"], "card": ".md"}
+                "keras": SUFFIXES["keras"], "report": SUFFIXES["report"], "card": ".md",
+                "kerashub": ".kerashub.tar"}
 # and these when its conversion wrote them (``--litert``)
 OPTIONAL_ASSETS = {"litert": SUFFIXES["litert"]}
 # the assets that hold the model, each reloaded and re-checked in a fresh process
-MODEL_ASSETS = ("savedmodel", "weights", "keras", "litert")
+MODEL_ASSETS = ("savedmodel", "weights", "keras", "litert", "kerashub")
+# the model card inside a preset folder (keras-hub's README_FILE; Hugging Face shows it)
+PRESET_CARD = "README.md"
 
 
 def git_commit() -> Optional[str]:
@@ -62,6 +72,56 @@ def zip_savedmodel(folder: str, zip_path: str) -> None:
                 info.external_attr = 0o644 << 16
                 with open(full, "rb") as handle:
                     archive.writestr(info, handle.read())
+
+
+def tar_preset(folder: str, tar_path: str) -> None:
+    """Tar a preset folder deterministically (sorted, fixed times and owners), the folder name
+    as the top entry."""
+    top = os.path.basename(folder.rstrip(os.sep))
+
+    def fixed(info):
+        info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+        info.mode = 0o755 if info.isdir() else 0o644
+        return info
+    with tarfile.open(tar_path, "w", format=tarfile.PAX_FORMAT) as archive:
+        archive.add(folder, top, recursive=False, filter=fixed)
+        for name in sorted(os.listdir(folder)):
+            archive.add(os.path.join(folder, name), f"{top}/{name}", filter=fixed)
+
+
+def untar_preset(tar_path: str, into: str) -> str:
+    """The preset folder of ``tar_path`` unpacked under ``into`` (tarfile's "data" filter:
+    no links, absolute paths or ``..``); returns its path."""
+    with tarfile.open(tar_path) as archive:
+        tops = {name.split("/")[0] for name in archive.getnames()}
+        if len(tops) != 1:
+            raise ConversionError(f"{tar_path}: expected one top folder, found {len(tops)}")
+        archive.extractall(into, filter="data")
+    return os.path.join(into, tops.pop())
+
+
+def write_preset(keras_path: str, name: str, preset_dir: str) -> str:
+    """The keras-hub preset folder of a converted entry, from its ``.keras`` file, written by
+    keras-hub's ``save_to_preset`` (``tf_models.kerashub_presets.save_zoo_preset``: a
+    classifier gets its preprocessor, raw uint8 frames in). Returns the model's class name."""
+    from tf_models.artifacts.resolve import Resolved, load_keras_model
+    from tf_models.kerashub_presets import save_zoo_preset
+    from tf_models.presets import get_preset
+
+    model = load_keras_model(Resolved(keras_path, "keras", None))
+    save_zoo_preset(model, get_preset(name), preset_dir)
+    return type(model).__name__
+
+
+def preset_card(card: str, entry: Entry) -> str:
+    """A preset's README.md: the model card under Hugging Face's metadata block (library, the
+    weights' licence, task)."""
+    licence = FAMILIES[entry.family]["weights_licence"].lower().replace(" ", "-")
+    lines = ["---", "library_name: keras-hub", f"license: {licence}"]
+    if kind_of(entry).name == "classifier":
+        lines.append("pipeline_tag: video-classification")
+    lines += ["tags:", "- videomae", "- video", "---", ""]
+    return "\n".join(lines) + card
 
 
 def _float64_where(inputs) -> str:
@@ -92,6 +152,8 @@ def check_assets(report_path: str, assets: Dict[str, str]) -> Dict[str, float]:
                 with zipfile.ZipFile(path) as archive:
                     archive.extractall(scratch)
                     path = os.path.join(scratch, archive.namelist()[0].split("/")[0])
+            if kind == "kerashub" and path.endswith(".tar"):
+                path = untar_preset(path, os.path.join(scratch, "kerashub"))
             run = RELOADERS[kind](entry, path)
             worst = 0.0
             for case in cases:
@@ -179,6 +241,9 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
                     shutil.copyfile(paths[kind], assets[kind])
             report_asset = os.path.join(staging, f"{entry.name}.json")
             shutil.copyfile(report_path, report_asset)
+            preset_dir = os.path.join(staging, ".presets", entry.name)
+            preset_class = write_preset(paths["keras"], entry.name, preset_dir)
+            assets["kerashub"] = preset_dir  # checked as a folder, shipped as a tar
             errors = check_assets_in_fresh_process(report_asset, assets)
             tolerance = entry.parity_atol
             bad = {k: v for k, v in errors.items() if not v <= tolerance}
@@ -196,8 +261,14 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
                            "max_abs": parity.max_abs, "tolerance": parity.tolerance},
                 "release_check": errors}
             card = os.path.join(staging, f"{entry.name}.md")
+            text = render_model_card(entry, report, base_url, errors, preset_class)
             with open(card, "w") as handle:
-                handle.write(render_model_card(entry, report, base_url, errors))
+                handle.write(text)
+            with open(os.path.join(preset_dir, PRESET_CARD), "w") as handle:
+                handle.write(preset_card(text, entry))
+            assets["kerashub"] = os.path.join(staging, f"{entry.name}{ENTRY_ASSETS['kerashub']}")
+            tar_preset(preset_dir, assets["kerashub"])
+            shutil.rmtree(os.path.join(staging, ".presets"))
             for kind, path in list(assets.items()) + [("report", report_asset), ("card", card)]:
                 name = os.path.basename(path)
                 manifest["assets"][name] = {"entry": entry.name, "kind": kind,
@@ -295,6 +366,109 @@ def _reported_artifacts(report_path: str) -> List[str]:
         return []
 
 
+# --- publishing the presets ------------------------------------------------------------------
+
+# where ``publish --to`` may point: scheme -> (segments the destination has, how an entry's
+# handle is formed from it; keras-hub's upload_preset takes hf://ORG/NAME and
+# kaggle://OWNER/MODEL/keras/VARIATION)
+PUBLISH_TARGETS = {"hf://": (1, "{to}/{name}", "hf://ORG"),
+                   "kaggle://": (2, "{to}/keras/{name}", "kaggle://OWNER/MODEL")}
+# what a dry run writes beside the preset folders: {handle: {file: sha256}}
+UPLOAD_PLAN = "uploads.json"
+
+
+def preset_handle(to: str, name: str) -> str:
+    """The handle entry ``name`` is uploaded to under ``to`` (``PUBLISH_TARGETS``)."""
+    for scheme, (segments, form, example) in PUBLISH_TARGETS.items():
+        if to.startswith(scheme):
+            parts = to[len(scheme):].strip("/").split("/")
+            if len(parts) != segments or not all(parts):
+                raise ConversionError(f"--to {to}: expected {example}")
+            return form.format(to=to.rstrip("/"), name=name)
+    raise ConversionError(f"--to {to}: expected "
+                          + " or ".join(example for _, _, example in PUBLISH_TARGETS.values()))
+
+
+def upload_preset_keeping_card(handle: str, folder: str) -> None:
+    """``keras_hub.upload_preset(handle, folder)``, our README.md kept as the model card.
+
+    keras-hub's upload to a Hugging Face repository with no README.md yet writes a generated
+    card over the folder's README.md, uploads it, then deletes the folder's README.md
+    (keras_hub/src/utils/preset_utils.py: ``upload_preset``, ``create_model_card``,
+    ``delete_model_card``). So the repository is created and our card uploaded first: keras-hub
+    then finds a card and uploads the folder as it is. Kaggle takes the folder as it is."""
+    import keras_hub
+
+    if handle.startswith("hf://"):
+        import huggingface_hub
+
+        repo = huggingface_hub.create_repo(handle[len("hf://"):], exist_ok=True)
+        huggingface_hub.upload_file(path_or_fileobj=os.path.join(folder, PRESET_CARD),
+                                    path_in_repo=PRESET_CARD, repo_id=repo.repo_id,
+                                    commit_message="Model card")
+    keras_hub.upload_preset(handle, folder)
+
+
+def publish_release(release_dir: str, to: str, dry_run: Optional[str] = None,
+                    log=print) -> Dict[str, Dict[str, str]]:
+    """Upload every entry's keras-hub preset of a verified release to ``to`` (``hf://ORG`` or
+    ``kaggle://OWNER/MODEL``) through ``keras_hub.upload_preset``, each with its model card;
+    returns ``{handle: {file: sha256}}``. With ``dry_run`` (a new folder) nothing is uploaded:
+    each preset folder is written there exactly as it would be uploaded, with that plan as
+    ``uploads.json``. ConversionError (one line) on a release that does not verify."""
+    problems = verify_release(release_dir)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConversionError(f"{release_dir}: does not verify: {problems[0]}{more}; run "
+                              f"scripts/release.py verify")
+    with open(os.path.join(release_dir, "manifest.json")) as handle:
+        manifest = json.load(handle)
+    presets = sorted((asset["entry"], name) for name, asset in manifest["assets"].items()
+                     if asset["kind"] == "kerashub")
+    if not presets:
+        raise ConversionError(f"{release_dir}: holds no keras-hub presets (*"
+                              f"{ENTRY_ASSETS['kerashub']}); rebuild it with this version")
+    handles = {entry: preset_handle(to, entry) for entry, _ in presets}
+    if dry_run is not None and os.path.exists(dry_run) and os.listdir(dry_run):
+        raise ConversionError(f"--dry-run {dry_run}: not empty; choose a new folder")
+    plan: Dict[str, Dict[str, str]] = {}
+    scratch = tempfile.mkdtemp(prefix=".videomae-publish-")
+    if dry_run is not None:  # written in full beside it, then moved into place
+        parent = os.path.dirname(os.path.abspath(dry_run))
+        os.makedirs(parent, exist_ok=True)
+        staged = tempfile.mkdtemp(prefix=".publish-partial-", dir=parent)
+    try:
+        for entry, tar_name in presets:
+            folder = untar_preset(os.path.join(release_dir, tar_name),
+                                  os.path.join(scratch, entry))
+            plan[handles[entry]] = {name: sha256_file(os.path.join(folder, name))
+                                    for name in sorted(os.listdir(folder))}
+            if dry_run is None:
+                log(f"{entry}: uploading to {handles[entry]}")
+                try:
+                    upload_preset_keeping_card(handles[entry], folder)
+                except Exception as error:  # the hub clients raise many types
+                    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                    raise ConversionError(f"{handles[entry]}: upload failed ({first[:200]}); "
+                                          f"check the token and the network, then rerun "
+                                          f"(uploads of unchanged files are skipped)") from None
+            else:
+                log(f"{entry}: would upload to {handles[entry]}")
+                shutil.copytree(folder, os.path.join(staged, entry))
+        if dry_run is not None:
+            with open(os.path.join(staged, UPLOAD_PLAN), "w") as handle:
+                json.dump(plan, handle, indent=2)
+                handle.write("\n")
+            if os.path.isdir(dry_run):
+                os.rmdir(dry_run)  # empty, checked above
+            os.replace(staged, dry_run)
+        return plan
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if dry_run is not None:
+            shutil.rmtree(staged, ignore_errors=True)
+
+
 # --- documents ---------------------------------------------------------------------------------
 
 def render_model_zoo(manifest: dict, base_url: str) -> str:
@@ -331,6 +505,8 @@ def render_model_zoo(manifest: dict, base_url: str) -> str:
                      f"[.weights.h5]({base}/{name}.weights.h5)"]
             if f"{name}.tflite" in manifest["assets"]:
                 links[-1] += f" [.tflite]({base}/{name}.tflite)"
+            if f"{name}{ENTRY_ASSETS['kerashub']}" in manifest["assets"]:
+                links[-1] += f" [keras-hub]({base}/{name}{ENTRY_ASSETS['kerashub']})"
             source = " (synthetic)" if info.get("synthetic_seed") is not None else ""
             lines.append(f"| [{name}]({base}/{name}.md){source} | {entry['mode']} | "
                          f"{ALL_SIZES[entry['size']].title} | {_or_dash(entry['pt_epochs'])} | "
@@ -346,8 +522,9 @@ def _or_dash(value) -> str:
 
 
 def render_model_card(entry: Entry, report: ConversionRecord, base_url: str,
-                      errors: Dict[str, float]) -> str:
-    """A model card: architecture, input contract, preprocessing, accuracy, loading, checks."""
+                      errors: Dict[str, float], preset_class: Optional[str] = None) -> str:
+    """A model card: architecture, input contract, preprocessing, accuracy, loading, checks;
+    with ``preset_class`` (the Keras class of the entry's keras-hub preset) how to load it."""
     dims = entry.dims
     facts = DATASETS[entry.dataset]
     size = ALL_SIZES[entry.size]
@@ -385,6 +562,17 @@ def render_model_card(entry: Entry, report: ConversionRecord, base_url: str,
               f"serve = tf.saved_model.load('{entry.name}').signatures['serving_default']  "
               "# unzipped",
               f"model = keras.saving.load_model('{entry.name}.keras')", "```", ""]
+    if preset_class is not None:
+        raw = (" Its preprocessor takes raw uint8 frames `[batch, frames, height, width, 3]`"
+               " in `predict` and `fit` (other sizes resized on the short side and centre-"
+               "cropped)." if kind_of(entry).name == "classifier" else "")
+        lines += [f"`{entry.name}.kerashub.tar` unpacks to the keras-hub preset folder "
+                  f"`{entry.name}/` (published as `hf://ORG/{entry.name}`)." + raw, "",
+                  "```python", "import keras_hub, tf_models",
+                  f"model = tf_models.{preset_class}.from_preset('{entry.name}')  "
+                  "# or 'hf://ORG/...'",
+                  f"backbone = keras_hub.models.Backbone.from_preset('{entry.name}')", "```",
+                  ""]
     if "litert" in report.artifacts:
         lines += [f"`{entry.name}.tflite`: LiteRT, fp32, dynamic batch (resize the input to "
                   "the batch you need):", "", "```python",

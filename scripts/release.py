@@ -3,11 +3,15 @@
 
     python scripts/release.py build weights/ release/ --base-url https://example.org/v0.1.0
     python scripts/release.py verify release/ [--recheck]
+    python scripts/release.py publish release/ --to hf://ORG [--dry-run DIR]
 
 ``build`` verifies every artifact against its conversion report, re-checks each asset in a
 fresh process, and writes zipped SavedModels, .weights.h5, .keras, SHA256SUMS,
-manifest.json, MODEL_ZOO.md and a model card per entry. ``verify`` fails on any file that
-does not match SHA256SUMS / the manifest (``--recheck`` also reloads every asset).
+manifest.json, MODEL_ZOO.md, a model card and a keras-hub preset (NAME.kerashub.tar) per
+entry. ``verify`` fails on any file that does not match SHA256SUMS / the manifest
+(``--recheck`` also reloads every asset). ``publish`` uploads every preset of a verified
+release through ``keras_hub.upload_preset`` (hf://ORG/NAME or kaggle://OWNER/MODEL/keras/NAME),
+each with our model card; ``--dry-run DIR`` writes what would be uploaded into DIR instead.
 """
 
 import sys
@@ -16,7 +20,7 @@ import click
 
 import converter  # noqa: F401  (torch before tensorflow)
 from converter.errors import ConversionError
-from converter.release import build_release, verify_release
+from converter.release import build_release, publish_release, verify_release
 
 
 @click.group()
@@ -55,6 +59,23 @@ def verify(release_dir, recheck):
     if problems:
         sys.exit(1)
     click.echo(f"{release_dir}: verified")
+
+
+@cli.command()
+@click.argument("release_dir", type=click.Path())
+@click.option("--to", "to", required=True, help="hf://ORG or kaggle://OWNER/MODEL.")
+@click.option("--dry-run", "dry_run", type=click.Path(), default=None,
+              help="Write what would be uploaded into this new folder; upload nothing.")
+def publish(release_dir, to, dry_run):
+    """Upload every keras-hub preset of RELEASE_DIR to a model hub."""
+    try:
+        plan = publish_release(release_dir, to, dry_run=dry_run,
+                               log=lambda line: click.echo(line, err=True))
+    except ConversionError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    done = f"written to {dry_run} (dry run)" if dry_run else "uploaded"
+    click.echo(f"{release_dir}: {len(plan)} presets {done}")
 
 
 if __name__ == "__main__":

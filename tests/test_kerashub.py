@@ -295,3 +295,93 @@ def test_old_name_files_load_through_the_one_resolver(tmp_path):
         _, artifact = load_artifact(path)
         assert type(artifact) is tf_models.VideoMAEVideoClassifier
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(artifact(VIDEO)), expected)
+
+
+# --- handles: hf:// through a loopback Hub, kaggle:// -------------------------------------------
+
+HF_CHILD = """
+import json, sys
+import numpy as np, keras, keras_hub, tf_models
+from tf_models.artifacts.resolve import load_artifact
+from tf_models.video.model import load_video_model
+handle, frames = sys.argv[1], np.load(sys.argv[2])
+task = tf_models.VideoMAEVideoClassifier.from_preset(handle)
+np.save(sys.argv[3], task.predict(frames, verbose=0))
+resolved, model = load_artifact(handle)
+tuned = tf_models.VideoMAEVideoClassifier.from_preset(handle, num_classes=7, progress=False)
+refused = []
+for bad in (sys.argv[4], handle + "_missing"):
+    try:
+        tf_models.VideoMAEVideoClassifier.from_preset(bad)
+    except tf_models.PresetError as error:
+        refused.append(str(error))
+print(json.dumps({"task": [type(task).__name__, isinstance(task, keras_hub.models.Task)],
+                  "resolved": [resolved.kind, resolved.name, type(model).__name__],
+                  "tuned": tuned.num_classes,
+                  "cli_dataset": load_video_model(handle).dataset, "refused": refused}))
+"""
+
+
+def test_an_hf_handle_downloads_through_keras_hubs_client_from_a_loopback_hub(tiny_preset,
+                                                                              tmp_path):
+    """``hf://ORG/NAME`` in a fresh process whose ``HF_ENDPOINT`` is a loopback Hub: keras-hub's
+    loader fetches every file through huggingface_hub into its cache; the classifier, the one
+    resolver (every ``--model``) and a fine-tuning ``from_preset`` take it; a hostile config
+    on the Hub and a missing repository are refused in one line."""
+    from hub_server import HubServer
+
+    model = tf_models.VideoMAEVideoClassifier.from_preset(tiny_preset)
+    expected = model.predict(FRAMES, verbose=0)
+    files = {}
+    for name in os.listdir(tiny_preset):
+        with open(os.path.join(tiny_preset, name), "rb") as handle:
+            files[name] = handle.read()
+    hostile = dict(files)
+    task = json.loads(files["task.json"])
+    _lambda_block(task)
+    hostile["task.json"] = json.dumps(task).encode()
+    np.save(tmp_path / "frames.npy", FRAMES)
+    with HubServer() as hub:
+        hub.add_repo(f"org/{TINY_FT}", files)
+        hub.add_repo("org/hostile", hostile)
+        env = {**os.environ, "PYTHONPATH": REPO_ROOT, "HF_ENDPOINT": hub.endpoint,
+               "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1",
+               "HF_HUB_DISABLE_XET": "1"}
+        done = subprocess.run([sys.executable, "-c", HF_CHILD, f"hf://org/{TINY_FT}",
+                               str(tmp_path / "frames.npy"), str(tmp_path / "out.npy"),
+                               "hf://org/hostile"], capture_output=True, text=True,
+                              cwd=REPO_ROOT, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.splitlines()[-1])
+    assert found["task"] == ["VideoMAEVideoClassifier", True]
+    assert found["resolved"] == ["kerashub", TINY_FT, "VideoMAEVideoClassifier"]
+    assert found["tuned"] == 7 and found["cli_dataset"] == "k400"
+    hostile_error, missing_error = found["refused"]
+    assert "hf://org/hostile/task.json: names class 'Lambda'" in hostile_error
+    assert f"hf://org/{TINY_FT}_missing/config.json: missing or unreadable" in missing_error
+    assert all(len(e.splitlines()) == 1 for e in found["refused"])
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected)
+    # fetched from the Hub by huggingface_hub (HEAD then GET of resolve/main), into its cache
+    assert ("GET", f"/org/{TINY_FT}/resolve/main/model.weights.h5") in hub.requests
+    assert not any(p.endswith("/hostile/resolve/main/model.weights.h5") for _, p in hub.requests)
+    cached = tmp_path / "hf" / "hub" / f"models--org--{TINY_FT}" / "snapshots"
+    # every file but metadata.json, which keras-hub's loader never reads
+    assert {p.name for p in cached.glob("*/*")} == set(files) - {"metadata.json"}
+
+
+def test_a_kaggle_handle_goes_through_kagglehub_and_fails_in_one_line_offline(monkeypatch,
+                                                                               tmp_path):
+    """kagglehub's endpoint is a fixed host per ``KAGGLE_API_ENVIRONMENT`` (kagglesdk's
+    kaggle_env.py), not a settable URL, so no loopback Kaggle here: with ``LOCALHOST`` (port 80,
+    nothing listening) the handle reaches kagglehub's client and ends in one line."""
+    monkeypatch.setenv("KAGGLE_API_ENVIRONMENT", "LOCALHOST")
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kaggle"))
+    handle = f"kaggle://someone/videomae/keras/{TINY_FT}"
+    for load in (tf_models.VideoMAEVideoClassifier.from_preset,
+                 lambda h: tf_models.artifacts.resolve.load_artifact(h)):
+        with pytest.raises(tf_models.PresetError) as raised:
+            load(handle)
+        message = str(raised.value)
+        assert len(message.splitlines()) == 1
+        assert message.startswith(f"{handle}/config.json: missing or unreadable")
+        assert "GetModelInstance" in message and "check the handle, the network" in message

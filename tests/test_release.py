@@ -14,8 +14,10 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 
+import numpy as np
 import pytest
 
 import converter
@@ -30,7 +32,7 @@ from conftest import RELEASE_BASE_URL, REPO_ROOT, TINY_FT, TINY_PT
 BASE_URL = RELEASE_BASE_URL  # the trailing slash must not double up
 BASE = BASE_URL.rstrip("/")
 NAMES = (TINY_FT, TINY_PT)
-ASSET_SUFFIXES = (".savedmodel.zip", ".weights.h5", ".keras", ".json", ".md")
+ASSET_SUFFIXES = (".savedmodel.zip", ".weights.h5", ".keras", ".json", ".md", ".kerashub.tar")
 # the FT entry is converted with --litert, so its .tflite ships too; the PT entry has none
 TFLITE = {TINY_FT: (".tflite",), TINY_PT: ()}
 TOLERANCE = 1e-5
@@ -140,7 +142,7 @@ def test_manifest_assets_match_the_files(release, conversions):
     with open(os.path.join(release_dir, "manifest.json")) as handle:
         assert json.load(handle) == manifest
     kinds = {".savedmodel.zip": "savedmodel", ".weights.h5": "weights", ".keras": "keras",
-             ".json": "report", ".md": "card", ".tflite": "litert"}
+             ".json": "report", ".md": "card", ".tflite": "litert", ".kerashub.tar": "kerashub"}
     expected = {f"{name}{suffix}" for name in NAMES for suffix in ASSET_SUFFIXES + TFLITE[name]}
     assert set(manifest["assets"]) == expected
     for name in NAMES:
@@ -184,7 +186,7 @@ def test_manifest_entries_record_source_versions_and_checks(release, conversions
         for key in ("tf_err_vs_f64", "torch_err_vs_f64", "max_abs", "tolerance"):
             assert info["parity"][key] == getattr(report.parity, key)
         # the .tflite too was reloaded in the fresh process and re-checked
-        assert set(info["release_check"]) == {"savedmodel", "weights", "keras"} | (
+        assert set(info["release_check"]) == {"savedmodel", "weights", "keras", "kerashub"} | (
             {"litert"} if TFLITE[name] else set())
         for kind, error in info["release_check"].items():
             assert 0.0 <= error <= TOLERANCE, (name, kind, error)
@@ -202,7 +204,8 @@ def test_model_zoo_md_links_every_asset_and_shows_parity(release):
         rows = [line for line in text.splitlines() if line.startswith(f"| [{name}]")]
         assert len(rows) == 1, text
         row = rows[0]
-        for suffix in (".md", ".savedmodel.zip", ".keras", ".weights.h5") + TFLITE[name]:
+        for suffix in (".md", ".savedmodel.zip", ".keras", ".weights.h5",
+                       ".kerashub.tar") + TFLITE[name]:
             assert f"({BASE}/{name}{suffix})" in row
         assert (f"{name}.tflite" in row) == bool(TFLITE[name])
         parity = manifest["entries"][name]["parity"]
@@ -250,6 +253,83 @@ def test_savedmodel_zip_is_deterministic_and_holds_the_folder(release, conversio
     # unzipped, it is the converted folder file for file
     shutil.unpack_archive(again, str(tmp_path / "unzipped"))
     assert tree_sha256(str(tmp_path / "unzipped" / TINY_FT)) == tree_sha256(folder)
+
+
+# --- the keras-hub presets --------------------------------------------------------------------
+
+PRESET_FILES = {TINY_FT: {"config.json", "metadata.json", "model.weights.h5", "task.json",
+                          "task.weights.h5", "preprocessor.json", "video_converter.json",
+                          "README.md"},
+                TINY_PT: {"config.json", "metadata.json", "model.weights.h5", "task.json",
+                          "task.weights.h5", "README.md"}}
+
+
+def test_each_entry_ships_a_deterministic_keras_hub_preset_tar_with_its_card(release,
+                                                                            tmp_path):
+    """NAME.kerashub.tar: one top folder NAME/ holding what save_to_preset writes and the
+    entry's model card (under Hugging Face's metadata block) as README.md."""
+    from converter.release import tar_preset, untar_preset
+
+    release_dir = release[0]
+    for name in NAMES:
+        tar_path = os.path.join(release_dir, f"{name}.kerashub.tar")
+        with tarfile.open(tar_path) as archive:
+            members = archive.getmembers()
+        assert {m.name.split("/")[0] for m in members} == {name}
+        assert {(m.mtime, m.uid, m.gid, m.uname, m.gname) for m in members} == {(0, 0, 0, "", "")}
+        folder = untar_preset(tar_path, str(tmp_path / name))
+        assert set(os.listdir(folder)) == PRESET_FILES[name]
+        with open(os.path.join(folder, "README.md")) as handle:
+            readme = handle.read()
+        with open(os.path.join(release_dir, f"{name}.md")) as handle:
+            card = handle.read()
+        front, _, body = readme[4:].partition("\n---\n")
+        assert readme.startswith("---\n") and body == card
+        assert "library_name: keras-hub" in front and "license: cc-by-nc-4.0" in front
+        assert ("pipeline_tag: video-classification" in front) == (name == TINY_FT)
+        assert f"{name}.kerashub.tar` unpacks" in card and "from_preset" in card
+        again = str(tmp_path / f"{name}.again.tar")
+        tar_preset(folder, again)
+        assert _sha256(again) == _sha256(tar_path)
+
+
+def test_a_release_preset_loads_in_a_fresh_process_and_predicts_like_the_savedmodel(
+        release, tmp_path):
+    """keras-hub's Backbone.from_preset (after ``import tf_models``) and the classifier's
+    from_preset on the release's unpacked preset, in a new process: keras-hub objects, and
+    predict on raw uint8 frames equals the entry's SavedModel on upstream-normalised frames."""
+    import tensorflow as tf
+
+    from converter.release import untar_preset
+    from tf_models.video.protocol import normalize_views
+
+    release_dir = release[0]
+    folder = untar_preset(os.path.join(release_dir, f"{TINY_FT}.kerashub.tar"),
+                          str(tmp_path / "preset"))
+    frames = np.random.default_rng(7).integers(0, 256, (2, 4, 32, 32, 3)).astype("uint8")
+    np.save(tmp_path / "frames.npy", frames)
+    code = ("import json, sys, numpy as np, tf_models, keras_hub\n"
+            "folder, frames = sys.argv[1], np.load(sys.argv[2])\n"
+            "backbone = keras_hub.models.Backbone.from_preset(folder)\n"
+            "task = tf_models.VideoMAEVideoClassifier.from_preset(folder)\n"
+            "np.save(sys.argv[3], task.predict(frames, verbose=0))\n"
+            "print(json.dumps([type(backbone).__name__, type(task).__name__,\n"
+            "    isinstance(backbone, keras_hub.models.Backbone),\n"
+            "    isinstance(task, keras_hub.models.Task)]))\n")
+    done = subprocess.run([sys.executable, "-c", code, folder, str(tmp_path / "frames.npy"),
+                           str(tmp_path / "out.npy")], capture_output=True, text=True,
+                          cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": REPO_ROOT},
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == [
+        "VideoMAEBackbone", "VideoMAEVideoClassifier", True, True]
+    with zipfile.ZipFile(os.path.join(release_dir, f"{TINY_FT}.savedmodel.zip")) as archive:
+        archive.extractall(tmp_path / "sm")
+    serve = tf.saved_model.load(str(tmp_path / "sm" / TINY_FT)).signatures["serving_default"]
+    expected = serve(video=tf.constant(normalize_views(frames)))["logits"].numpy()
+    found = np.load(tmp_path / "out.npy")
+    assert found.shape == expected.shape == (2, 400)
+    assert np.abs(found - expected).max() <= 1e-5 * np.abs(expected).max()
 
 
 # --- verify_release ----------------------------------------------------------------------------
@@ -570,3 +650,94 @@ def test_release_script_verify(release_copy):
     assert f"error: {TINY_FT}.savedmodel.zip: sha256 differs from SHA256SUMS" in errors
     assert f"error: {TINY_PT}.md: listed in SHA256SUMS but missing" in errors
     assert "verified" not in done.stdout
+
+
+# --- publishing the presets ----------------------------------------------------------------------
+
+def _tree(folder):
+    return {os.path.relpath(os.path.join(root, name), folder): _sha256(os.path.join(root, name))
+            for root, _, names in os.walk(folder) for name in names}
+
+
+def _preset_files(release_dir, name, tmp_path):
+    from converter.release import untar_preset
+
+    return _tree(untar_preset(os.path.join(release_dir, f"{name}.kerashub.tar"),
+                              str(tmp_path / "unpacked" / name)))
+
+
+def test_publish_dry_run_writes_what_would_be_uploaded_with_our_cards(release_copy, tmp_path):
+    """``publish --dry-run DIR``: each preset folder as it would be uploaded (our README.md
+    card intact) and uploads.json naming each handle's files; the release is not touched; a
+    bad destination, a used folder and a tampered release are refused in one line."""
+    before = _tree(release_copy)
+    dry = tmp_path / "dry"
+    done = _script_in_process("publish", release_copy, "--to", "hf://org", "--dry-run", str(dry))
+    assert done.exit_code == 0, done.output[-3000:]
+    assert f"{release_copy}: 2 presets written to {dry} (dry run)" in done.stdout
+    assert sorted(os.listdir(dry)) == sorted(NAMES + ("uploads.json",))
+    with open(dry / "uploads.json") as handle:
+        plan = json.load(handle)
+    assert sorted(plan) == [f"hf://org/{name}" for name in sorted(NAMES)]
+    for name in NAMES:
+        written = _tree(str(dry / name))
+        assert written == plan[f"hf://org/{name}"] == _preset_files(release_copy, name, tmp_path)
+        with open(dry / name / "README.md") as handle:
+            readme = handle.read()
+        with open(os.path.join(release_copy, f"{name}.md")) as handle:
+            assert readme.startswith("---\nlibrary_name: keras-hub\n")
+            assert readme.endswith(handle.read())
+    assert _tree(release_copy) == before
+    assert [n for n in os.listdir(tmp_path) if n.startswith(".publish-partial-")] == []
+
+    from converter.release import publish_release
+
+    kaggle = publish_release(release_copy, "kaggle://me/videomae", dry_run=str(tmp_path / "k"),
+                             log=lambda line: None)
+    assert sorted(kaggle) == [f"kaggle://me/videomae/keras/{name}" for name in sorted(NAMES)]
+    for args, expected in (
+            (("--to", "hf://org/extra", "--dry-run", str(tmp_path / "x")),
+             "error: --to hf://org/extra: expected hf://ORG"),
+            (("--to", "s3://bucket", "--dry-run", str(tmp_path / "x")),
+             "error: --to s3://bucket: expected hf://ORG or kaggle://OWNER/MODEL"),
+            (("--to", "hf://org", "--dry-run", str(dry)),
+             f"error: --dry-run {dry}: not empty; choose a new folder")):
+        done = _script_in_process("publish", release_copy, *args)
+        assert done.exit_code == 2 and done.stderr.strip().splitlines()[-1] == expected
+    _flip_byte(os.path.join(release_copy, f"{TINY_PT}.kerashub.tar"))
+    done = _script_in_process("publish", release_copy, "--to", "hf://org", "--dry-run",
+                              str(tmp_path / "y"))
+    assert done.exit_code == 2 and not os.path.exists(tmp_path / "y")
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: {release_copy}: does not verify: {TINY_PT}.kerashub.tar: sha256 differs from "
+        f"SHA256SUMS; run scripts/release.py verify")
+
+
+def test_publish_uploads_through_keras_hub_and_keeps_our_card(release, tmp_path):
+    """The real ``scripts/release.py publish --to hf://org`` against a loopback Hub
+    (``HF_ENDPOINT``): every preset's files land in hf://org/NAME through
+    keras_hub.upload_preset, and the repository's README.md is our card, never keras-hub's
+    generated one (which its upload_preset writes into a new repository without a card)."""
+    from hub_server import HubServer
+
+    release_dir = release[0]
+    with HubServer() as hub:
+        env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_TOKEN": "hf_loopback",
+               "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1",
+               "HF_HUB_DISABLE_XET": "1"}
+        done = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "scripts", "release.py"),
+                               "publish", release_dir, "--to", "hf://org"], capture_output=True,
+                              text=True, stdin=subprocess.DEVNULL, cwd=REPO_ROOT, env=env,
+                              timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"{release_dir}: 2 presets uploaded" in done.stdout
+    assert sorted(hub.repos) == [f"org/{name}" for name in sorted(NAMES)]
+    for name in NAMES:
+        uploaded = {path: hashlib.sha256(data).hexdigest()
+                    for path, data in hub.repos[f"org/{name}"].items()}
+        assert uploaded == _preset_files(release_dir, name, tmp_path)
+        commits = [(message, paths) for repo, message, paths in hub.commits
+                   if repo == f"org/{name}"]
+        assert commits[0] == ("Model card", ["README.md"])  # before keras-hub looks for one
+        assert len(commits) == 2 and "README.md" in commits[1][1]
+    assert ("POST", "/api/repos/create") in hub.requests

@@ -101,13 +101,53 @@ def check_kerashub_preset(preset: str) -> None:
             path = get_file(preset, name)
             with open(path, encoding="utf-8") as handle:
                 config = json.load(handle)
-        except (OSError, ValueError, UnicodeDecodeError) as error:
-            raise PresetError(f"{where}: missing or unreadable ({_first_line(error)}); "
-                              f"a preset folder needs a readable {name}") from None
+        except Exception as error:  # keras-hub's clients raise many types (network, hub)
+            fix = ("check the handle, the network and the hub's credentials, or pass a local "
+                   "preset folder" if str(preset).startswith(HANDLE_PREFIXES) else
+                   f"a preset folder needs a readable {name}")
+            raise PresetError(f"{where}: missing or unreadable ({_first_line(error)[:240]}); "
+                              f"{fix}") from None
+        if name == "config.json" and not (isinstance(config, dict)
+                                          and config.get("registered_name")):
+            found = (f"model_type {config['model_type']!r}, a transformers-format config"
+                     if isinstance(config, dict) and "model_type" in config else
+                     "no registered_name")
+            raise PresetError(f"{where}: not a keras-hub preset config ({found}); a preset "
+                              f"folder is what save_to_preset writes")
         for found, entry in _named_classes(config):
             if not _allowed(found, entry):
                 raise PresetError(f"{where}: names class {found!r}, which is not a VideoMAE "
                                   f"class; refused (loading a preset never runs code)")
+
+
+# the keyword arguments keras-hub's own ``from_preset`` takes; any other (``num_classes``,
+# ``drop_path_rate``, ``offline``...) goes through ``tf_models.hub.load_preset_model``, which
+# loads the stored model by the same keras-hub path and then applies them
+KERAS_HUB_ARGS = ("load_weights", "dtype")
+
+
+def keras_hub_loads(preset, kwargs) -> bool:
+    """True when a ``from_preset(preset, **kwargs)`` is keras-hub's alone: a keras-hub preset
+    and only the arguments keras-hub's ``from_preset`` knows."""
+    return is_kerashub_preset(preset) and set(kwargs) <= set(KERAS_HUB_ARGS)
+
+
+def load_kerashub_preset(preset: str):
+    """The model a keras-hub preset folder or handle holds, loaded by keras-hub's
+    ``from_preset`` as the class it declares: its ``task.json``'s task, or without one its
+    ``config.json``'s backbone. Checked and in safe mode (``load_checked``); one
+    ``PresetError`` line for anything that is not a VideoMAE preset."""
+    import json
+
+    import keras
+    from keras_hub.src.utils.preset_utils import check_file_exists, get_file
+
+    check_kerashub_preset(preset)
+    name = "task.json" if check_file_exists(preset, "task.json") else "config.json"
+    with open(get_file(preset, name), encoding="utf-8") as handle:
+        declared = json.load(handle).get("registered_name")
+    cls = keras.saving.get_registered_object(str(declared))  # checked: one of ours
+    return cls.from_preset(preset)
 
 
 def load_checked(load, preset: str):

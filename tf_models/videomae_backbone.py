@@ -9,7 +9,7 @@ from keras import ops
 from keras_hub.models import Backbone
 
 from .hub import load_preset_model
-from .kerashub_presets import is_kerashub_preset, load_checked
+from .kerashub_presets import keras_hub_loads, load_checked
 from .layers import (PACKAGE, Block, PatchEmbed, layer_norm, named_variables, run_blocks,
                      sinusoid_positions)
 from .transformers_format import is_transformers_preset, load_transformers_preset
@@ -187,7 +187,7 @@ class VideoMAEBackbone(Backbone):
         ``tf_models.transformers_format``)."""
         if is_transformers_preset(preset):  # config.json model_type videomae
             return load_transformers_preset(cls, preset, **kwargs)
-        if is_kerashub_preset(preset):
+        if keras_hub_loads(preset, kwargs):
             parent = super()
             return load_checked(
                 lambda: parent.from_preset(preset, load_weights=load_weights, **kwargs), preset)

@@ -15,7 +15,7 @@ import keras
 from keras_hub.models import Task
 
 from .hub import load_preset_model
-from .kerashub_presets import is_kerashub_preset, load_checked
+from .kerashub_presets import keras_hub_loads, load_checked
 from .layers import PACKAGE
 from .pretrain import MaskedAutoencoding, video_and_mask
 from .transformers_format import is_transformers_preset, load_transformers_preset
@@ -90,7 +90,7 @@ class VideoMAEMaskedAutoencoder(Task, BackboneTask):
         transformers-format ``VideoMAEForPreTraining`` folder or ``hf://`` repository."""
         if is_transformers_preset(preset):  # config.json model_type videomae
             return load_transformers_preset(cls, preset, **kwargs)
-        if is_kerashub_preset(preset):
+        if keras_hub_loads(preset, kwargs):
             parent = super()
             return load_checked(
                 lambda: parent.from_preset(preset, load_weights=load_weights, **kwargs), preset)

@@ -7,7 +7,7 @@ from typing import List, Tuple
 import keras
 
 from .hub import load_preset_model
-from .kerashub_presets import is_kerashub_preset
+from .kerashub_presets import keras_hub_loads
 from .layers import PACKAGE, layer_norm
 from .presets import HEAD_INIT_SCALE
 from .transformers_format import is_transformers_preset, load_transformers_preset
@@ -101,6 +101,6 @@ class VideoMAEVideoClassifier(VideoClassifier, BackboneTask):
         """
         if is_transformers_preset(preset):  # config.json model_type videomae
             return load_transformers_preset(cls, preset, **kwargs)
-        if is_kerashub_preset(preset):  # VideoClassifier.from_preset: checked, safe mode
+        if keras_hub_loads(preset, kwargs):  # VideoClassifier.from_preset: checked, safe mode
             return super().from_preset(preset, load_weights=load_weights, **kwargs)
         return load_preset_model(cls, preset, **kwargs)

@@ -26,7 +26,8 @@ def _fail(message: str) -> "click.exceptions.Exit":
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--model", "model_spec", required=True,
-              help="zoo name, .keras file or preset of a PT or FT model to start from")
+              help="zoo name, .keras file, keras-hub preset folder or hf:// / kaggle:// "
+                   "handle of a PT or FT model to start from")
 @click.option("--list", "list_path", required=True,
               help="training list: 'relative/path.mp4 LABEL' per line (as videomae-evaluate)")
 @click.option("--root", default=".", show_default=True, help="folder the lists' paths are in")

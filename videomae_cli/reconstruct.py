@@ -24,7 +24,8 @@ def _fail(message: str) -> "click.exceptions.Exit":
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--model", "model_path", type=click.Path(), required=True,
               help="A converted pre-trained model: NAME.keras, NAME.weights.h5 (with NAME.json), "
-                   "the SavedModel folder NAME/, or a zoo name.")
+                   "the SavedModel folder NAME/, a keras-hub preset folder or hf:// / "
+                   "kaggle:// handle, or a zoo name.")
 @click.option("--clip", "clip_path", type=click.Path(), required=True,
               help="A clip: .npy frames (T, H, W, 3), or a video file.")
 @click.option("--out", "out_path", type=click.Path(), required=True,

@@ -1,6 +1,12 @@
 """The one resolver behind every ``--model`` and ``from_preset``: a zoo name, a ``.keras`` or
-``.weights.h5`` file, a SavedModel folder, a release folder or a release URL -> a verified
-local artifact (``resolve_artifact``) -> a loaded model (``load_artifact``).
+``.weights.h5`` file, a SavedModel folder, a release folder or a release URL, a keras-hub
+preset folder or handle (``hf://ORG/NAME``, ``kaggle://OWNER/MODEL/keras/VARIATION``) -> a
+verified local artifact (``resolve_artifact``) -> a loaded model (``load_artifact``).
+
+keras-hub presets are opened by keras-hub's own ``from_preset`` machinery (its loaders, its
+Hugging Face and Kaggle clients and their caches; ``HF_ENDPOINT`` and the clients' other
+settings apply), after ``tf_models.kerashub_presets.check_kerashub_preset`` has checked that
+their configs name only this package's registered classes, in Keras's safe mode.
 
 A zoo name resolves against the published release (``VIDEOMAE_ZOO_URL`` overrides the base
 URL: an ``http(s)://`` or ``file://`` URL, or a local folder). Release assets are fetched by
@@ -18,6 +24,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional
 
+from ..kerashub_presets import is_kerashub_preset
 from ..presets import DEFAULT_ZOO_URL, Preset, get_preset
 from . import download
 from .checksums import SUMS, ChecksumError, parse_sums, read_sums, sha256_file
@@ -41,7 +48,7 @@ class Resolved:
     """What a model argument resolved to: a local, verified artifact and what is known of it."""
 
     path: str
-    kind: str                         # "keras", "weights" or "savedmodel"
+    kind: str                         # "keras", "weights", "savedmodel" or "kerashub"
     preset: Optional[Preset]
     config: Optional[dict] = None     # model config (for a .weights.h5 file)
     report: Optional[ConversionRecord] = None
@@ -189,8 +196,12 @@ def _single_entry(names, where: str) -> str:
 def resolve_artifact(spec: str, offline: Optional[bool] = None,
                      progress: bool = True) -> Resolved:
     """A local, verified artifact for ``spec``: a zoo name, a release folder (one entry) or
-    URL, a ``.keras`` / ``.weights.h5`` path or URL, or a SavedModel folder."""
+    URL, a ``.keras`` / ``.weights.h5`` path or URL, or a SavedModel folder; a keras-hub
+    preset folder or handle is passed through as kind ``kerashub`` (keras-hub fetches it)."""
     spec = os.fspath(spec)
+    if is_kerashub_preset(spec):  # opened (and fetched) by keras-hub when loaded
+        name = _handle_name(spec)
+        return Resolved(spec, "kerashub", _preset_for(name), name=name)
     if os.path.isdir(spec):
         if kind_of_path(spec) == "savedmodel":
             return _described(spec, "savedmodel")
@@ -212,6 +223,15 @@ def resolve_artifact(spec: str, offline: Optional[bool] = None,
         raise PresetError(f"{spec}: not a zoo preset, file, folder or URL; zoo presets are "
                           f"named like TFVideoMAE_B_K400_16x224_FT")
     return _from_release(zoo_url(), found.name, offline, progress)
+
+
+def _handle_name(spec: str) -> str:
+    """The entry name of a preset folder or handle: its last segment (``hf://ORG/NAME``), or
+    the variation of a Kaggle handle (``kaggle://OWNER/MODEL/keras/VARIATION[/VERSION]``)."""
+    parts = [p for p in spec.split("://")[-1].split("/") if p]
+    if spec.startswith("kaggle://") and len(parts) >= 4:
+        return parts[3]
+    return parts[-1] if parts else spec
 
 
 def _described(path: str, kind: str, name: Optional[str] = None,
@@ -265,13 +285,19 @@ def load_keras_model(resolved: Resolved):
     """The Keras model stored in ``resolved`` (a ``.keras`` file, or a ``.weights.h5`` file
     built from its config); PresetError for a SavedModel, which holds a traced graph. Files
     written under the old class names or weight layouts load too (``tf_models.legacy``);
-    Keras's safe mode stays on."""
+    Keras's safe mode stays on. A keras-hub preset loads through keras-hub's
+    ``from_preset`` as the class its ``task.json`` (or, without one, its ``config.json``)
+    declares, after its configs were checked (``kerashub_presets.load_kerashub_preset``)."""
     from ..legacy import load_model_file, load_weights_file
 
     if resolved.kind == "savedmodel":
         raise PresetError(f"{resolved.path}: is a SavedModel, which holds a traced graph, not a "
                           f"Keras model; load it with tf.saved_model.load, or pass the .keras / "
                           f".weights.h5 file of the same entry")
+    if resolved.kind == "kerashub":
+        from ..kerashub_presets import load_kerashub_preset
+
+        return load_kerashub_preset(resolved.path)
     if resolved.kind == "keras":
         try:
             return load_model_file(resolved.path)

@@ -156,10 +156,10 @@ def load_video_model(spec: str, dataset: Optional[str] = None) -> VideoModel:
         name = resolved.name
         frames, size, num_classes, run = _savedmodel_runner(model, spec)
     else:
-        name = model.name
+        name = resolved.name if resolved.kind == "kerashub" else model.name
         frames, size, num_classes, run = _keras_runner(model, spec)
     local = os.path.exists(spec)
-    kind = resolved.kind if local else "zoo"
+    kind = resolved.kind if local or resolved.kind == "kerashub" else "zoo"
     if not local:
         name = spec
     chosen, chosen_from = _choose_dataset(spec, name, num_classes, dataset,
