@@ -70,8 +70,10 @@ class _Phases:
     """A progress bar over the conversion phases that also records each phase's time."""
 
     def __init__(self, name: str, progress: bool,
-                 on_phase: Optional[Callable[[str], None]] = None, litert: bool = False):
-        total = len(PHASES) + (2 if litert else 0)  # write .tflite, reload litert
+                 on_phase: Optional[Callable[[str], None]] = None, litert: bool = False,
+                 total: Optional[int] = None):
+        if total is None:
+            total = len(PHASES) + (2 if litert else 0)  # write .tflite, reload litert
         self.bar = tqdm(total=total, desc=name, unit="phase", disable=not progress,
                         file=sys.stderr, leave=True)
         self.on_phase = on_phase
