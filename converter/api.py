@@ -66,7 +66,7 @@ def library_versions() -> Dict[str, str]:
             "keras": keras.__version__, "numpy": numpy.__version__, "timm": timm.__version__}
 
 
-class _Phases:
+class PhaseBar:
     """A progress bar over the conversion phases that also records each phase's time."""
 
     def __init__(self, name: str, progress: bool,
@@ -204,7 +204,7 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
                                         force_download=force_download, progress=progress)
     if artifacts_present(out_dir, entry.name) and not force:
         return _existing(out_dir, entry, checkpoint, synthetic, seed, litert)
-    phases = _Phases(entry.name, progress, on_phase, litert)
+    phases = PhaseBar(entry.name, progress, on_phase, litert)
     scratch = None
     try:
         phases("load checkpoint")

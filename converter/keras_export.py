@@ -31,7 +31,7 @@ from tf_models.artifacts.checksums import tree_sha256
 from tf_models.artifacts.names import artifact_paths, entry_name
 from tf_models.presets import ALL_SIZES, IMAGENET_MEAN, IMAGENET_STD
 
-from .api import _Phases, library_versions
+from .api import PhaseBar, library_versions
 from .errors import ConversionError
 from .export import StagedArtifacts, check_output_dir, recover_killed_run
 from .litert import check_litert_memory
@@ -219,7 +219,7 @@ def export_model(model_spec: str, out_dir: str, name: Optional[str] = None,
     check_output_dir(out_dir, name, force)
     recover_killed_run(out_dir, name)
     optional = 2 * (int(litert) + int(preset))  # a write and a reload phase each
-    phases = _Phases(name, progress, on_phase, total=len(PHASES) + optional)
+    phases = PhaseBar(name, progress, on_phase, total=len(PHASES) + optional)
     try:
         phases("load model")
         model, source = load_classifier(model_spec, progress=progress)

@@ -214,3 +214,17 @@ def test_the_exported_file_itself_is_never_an_output(source):
     assert result.exit_code == 2
     assert result.output.strip() == (f"error: {path}: is the model being exported; pass "
                                      "another --name or --out")
+
+
+def test_a_report_without_torch_parity_must_name_another_reference(exported, tmp_path):
+    from converter.record import ConversionRecord, RecordError
+
+    summary, _ = exported
+    with open(summary["paths"]["report"]) as handle:
+        data = json.load(handle)
+    assert data["reference"] == "keras" and "no torch model" in data["reference_is"]
+    data["reference"] = "torch"  # a torch-checked conversion always holds its parity
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(RecordError, match="parity missing or malformed"):
+        ConversionRecord.load(str(path))
