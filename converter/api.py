@@ -66,12 +66,14 @@ def library_versions() -> Dict[str, str]:
             "keras": keras.__version__, "numpy": numpy.__version__, "timm": timm.__version__}
 
 
-class _Phases:
+class PhaseBar:
     """A progress bar over the conversion phases that also records each phase's time."""
 
     def __init__(self, name: str, progress: bool,
-                 on_phase: Optional[Callable[[str], None]] = None, litert: bool = False):
-        total = len(PHASES) + (2 if litert else 0)  # write .tflite, reload litert
+                 on_phase: Optional[Callable[[str], None]] = None, litert: bool = False,
+                 total: Optional[int] = None):
+        if total is None:
+            total = len(PHASES) + (2 if litert else 0)  # write .tflite, reload litert
         self.bar = tqdm(total=total, desc=name, unit="phase", disable=not progress,
                         file=sys.stderr, leave=True)
         self.on_phase = on_phase
@@ -207,7 +209,7 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
                                         force_download=force_download, progress=progress)
     if artifacts_present(out_dir, entry.name) and not force:
         return _existing(out_dir, entry, checkpoint, synthetic, seed, litert)
-    phases = _Phases(entry.name, progress, on_phase, litert)
+    phases = PhaseBar(entry.name, progress, on_phase, litert)
     scratch = None
     try:
         phases("load checkpoint")

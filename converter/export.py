@@ -2,9 +2,14 @@
 moving them to their final names (``StagedArtifacts``); checking artifacts already present
 against their report (``verify_artifacts``).
 
+What is written is a zoo ``Entry``'s model (``converter.api.convert``) or any VideoMAE
+classifier a ``.keras`` file holds (``converter.keras_export``: an ``ExportTarget``, which
+answers the same questions an entry does: name, clip shape, kind, tolerance).
+
 The pieces, each its own module, import downwards only: ``staging`` (paths, the entry's lock,
 recovery of a killed run, the one move into place, a full disk), ``writers`` (SavedModel,
-``.keras`` and ``.weights.h5``), ``proofs`` (reloaders and the variable proofs). Everything is
+``.keras`` and ``.weights.h5``, the keras-hub preset folder), ``proofs`` (reloaders and the
+variable proofs). Everything is
 first written into a hidden staging folder inside the output folder (same filesystem, so the
 final ``os.replace`` is a rename) and removed on any failure. Artifact names:
 ``tf_models.artifacts.names``.
@@ -35,7 +40,8 @@ from .staging import (DISK_OVERHEAD_BYTES, PLACE_ORDER, PLACING_MARKER,  # noqa:
                       is_disk_full, lock_path, move_into_place, needed_bytes,
                       recover_killed_run, recover_stale_staging, staged_paths, staging_folders)
 from .writers import (KERAS_ARCHIVE_MEMBERS, KERAS_WORKAROUND_VERSION,  # noqa: F401
-                      export_savedmodel, keras_weights_through_disk, save_keras_and_weights)
+                      export_preset, export_savedmodel, keras_weights_through_disk,
+                      save_keras_and_weights)
 from .zoo import Entry
 
 
@@ -46,13 +52,17 @@ class StagedArtifacts:
     into fresh objects, then ``place`` them under their final names. Leaving the ``with``
     block removes the staging folder, so a failure or an interrupt leaves nothing behind.
     Splitting the steps lets the caller free its in-memory model before the reload checks.
+    ``entry``: a zoo ``Entry`` or an ``ExportTarget``; ``litert`` / ``preset`` add the
+    ``.tflite`` file and the keras-hub preset folder.
     """
 
     def __init__(self, entry: Entry, out_dir: str, force: bool = False,
-                 on_phase: Optional[Callable[[str], None]] = None, litert: bool = False):
+                 on_phase: Optional[Callable[[str], None]] = None, litert: bool = False,
+                 preset: bool = False):
         self.entry = entry
         # what is written, checked and placed, in that order (the report goes last)
-        self.kinds = ARTIFACT_KINDS + (("litert",) if litert else ())
+        self.kinds = (ARTIFACT_KINDS + (("litert",) if litert else ())
+                      + (("preset",) if preset else ()))
         self.out_dir = out_dir
         self.force = force
         self.on_phase = on_phase or (lambda phase: None)
@@ -90,7 +100,7 @@ class StagedArtifacts:
 
     def write(self, model) -> None:
         self.fingerprint = fingerprint_model(model)
-        self.needed = needed_bytes(model)
+        self.needed = needed_bytes(model, extra_copies=len(self.kinds) - len(ARTIFACT_KINDS))
         free = shutil.disk_usage(self.out_dir).free
         if free < self.needed:  # fail before writing gigabytes that cannot fit
             raise OutputError(disk_full_message(self.out_dir, self.needed))
@@ -104,6 +114,9 @@ class StagedArtifacts:
 
                 self.on_phase("write .tflite")
                 export_litert(model, self.entry, self.staged["litert"])
+            if "preset" in self.kinds:
+                self.on_phase("write preset")
+                export_preset(model, self.entry, self.staged["preset"])
 
     def check(self, references: Sequence[Reference],
               checked: ParityReport) -> Dict[str, ReloadCheck]:
@@ -171,6 +184,8 @@ def verify_artifacts(out_dir: str, entry: Entry, source: dict,
         return f"its report does not load ({error})"
     if report.name != entry.name:
         return "its report is for another entry"
+    if report.parity is None:
+        return "its report records no torch parity (an export of a Keras model)"
     if not report.parity.passed:
         return "its report does not record a passed parity check"
     for key, value in source.items():

@@ -27,9 +27,11 @@ from .errors import OutputError
 STAGING_INFIX = ".partial-"
 # written into a staging folder (and fsync'd) just before its first rename into place
 PLACING_MARKER = "PLACING"
-PLACE_ORDER = ("savedmodel", "weights", "keras", "litert", "report")  # the report goes last
+# the report goes last
+PLACE_ORDER = ("savedmodel", "weights", "keras", "litert", "preset", "report")
 # the staging folder holds three copies of the weights (SavedModel, .weights.h5, .keras: see
-# writers.save_keras_and_weights), plus the SavedModel's graph and the report
+# writers.save_keras_and_weights), plus the SavedModel's graph and the report; a .tflite file
+# and a preset folder one more each
 DISK_COPIES = 3
 DISK_OVERHEAD_BYTES = 1 << 20
 
@@ -191,10 +193,11 @@ def recover_killed_run(out_dir: str, name: str) -> List[str]:
 
 # --- a full disk ----------------------------------------------------------------------------------
 
-def needed_bytes(model) -> int:
-    """About the most disk the staging folder of ``model``'s artifacts takes at once."""
+def needed_bytes(model, extra_copies: int = 0) -> int:
+    """About the most disk the staging folder of ``model``'s artifacts takes at once
+    (``extra_copies``: optional artifacts that each hold the weights once more)."""
     weights = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.weights)
-    return DISK_COPIES * weights + DISK_OVERHEAD_BYTES
+    return (DISK_COPIES + extra_copies) * weights + DISK_OVERHEAD_BYTES
 
 
 def is_disk_full(error: BaseException) -> bool:

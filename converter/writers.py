@@ -1,5 +1,6 @@
-"""Writing one entry's artifacts: the SavedModel with the kind's named signature, and the
-``.keras`` / ``.weights.h5`` pair from one serialisation of the weights."""
+"""Writing one entry's artifacts: the SavedModel with the kind's named signature, the
+``.keras`` / ``.weights.h5`` pair from one serialisation of the weights, and the keras-hub
+preset folder."""
 
 from __future__ import annotations
 
@@ -128,3 +129,18 @@ def save_keras_and_weights(model, keras_path: str, weights_path: str,
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
+
+
+def export_preset(model, entry: Entry, path: str) -> None:
+    """A keras-hub preset folder of ``model`` (``tf_models.kerashub_presets.save_zoo_preset``):
+    a classifier with the preprocessor of ``entry``'s clip size and mean / std (raw uint8
+    frames in), any other model as it is. The model's own preprocessor is kept when it has one
+    and put back as it was afterwards."""
+    from tf_models.kerashub_presets import save_zoo_preset
+
+    had = getattr(model, "preprocessor", None)
+    try:
+        save_zoo_preset(model, entry, path)
+    finally:
+        if hasattr(model, "preprocessor") and had is None:
+            model.preprocessor = None

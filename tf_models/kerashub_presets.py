@@ -31,7 +31,8 @@ def save_kerashub_preset(task, preset_dir: str) -> str:
 
 def preprocessor_for(preset):
     """The classifier preprocessor of a zoo row (``tf_models.presets.Preset``): its frame size
-    and its dataset's mean and std, from the zoo table."""
+    and its dataset's mean and std, from the zoo table. Anything with ``img_size``, ``mean``
+    and ``std`` will do (a conversion's entry, an export's target)."""
     from .videomae_video_classifier_preprocessor import VideoMAEVideoClassifierPreprocessor
     from .videomae_video_converter import VideoMAEVideoConverter
 
@@ -42,7 +43,8 @@ def preprocessor_for(preset):
 
 def save_zoo_preset(model, preset, preset_dir: str) -> str:
     """A converted model of zoo row ``preset`` as a keras-hub preset folder: a classifier
-    gets its preprocessor (raw uint8 frames in); a pre-trainer is saved as it is."""
+    gets its preprocessor (raw uint8 frames in; one it already has is kept); a pre-trainer
+    is saved as it is. ``preset``: see ``preprocessor_for``."""
     from .videomae_video_classifier import VideoMAEVideoClassifier
 
     if isinstance(model, VideoMAEVideoClassifier) and model.preprocessor is None:

@@ -140,6 +140,8 @@ def finetune_command(model_spec, list_path, root, num_classes, out_dir, epochs, 
             click.echo(f"epoch {record['epoch']}: val top-1 {record['val_top1']:.2f}%  "
                        f"top-5 {record['val_top5']:.2f}%")
     click.echo(f"model: {result.model}")
+    click.echo(f"to export it as SavedModel, .tflite and preset, checked: videomae-export "
+               f"--model {result.model} --out DIR --litert --preset")
 
 
 def finetune_main():

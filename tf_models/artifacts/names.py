@@ -5,6 +5,7 @@ Per entry ``NAME`` in a folder (what ``videomae-convert`` writes, what a release
   NAME.weights.h5    Keras weights
   NAME.keras         Keras model file (config + weights)
   NAME.tflite        LiteRT (``--litert`` only)
+  NAME.preset/       keras-hub preset folder (``videomae-export --preset`` only)
   NAME.json          the conversion report
 Torch-free and Keras-free: the one place a suffix is written down.
 """
@@ -17,14 +18,16 @@ from typing import Dict, Optional
 # artifact kind -> suffix after NAME, in the order the paths are listed (report before the
 # optional .tflite, as the converter always listed them)
 SUFFIXES = {"savedmodel": "", "weights": ".weights.h5", "keras": ".keras", "report": ".json",
-            "litert": ".tflite"}
-OPTIONAL_KINDS = ("litert",)
-# suffixes that name a file of an entry (longest first, so ``.weights.h5`` wins over ``.h5``)
-_FILE_SUFFIXES = (".savedmodel.zip", ".weights.h5", ".keras", ".tflite", ".json")
+            "litert": ".tflite", "preset": ".preset"}
+OPTIONAL_KINDS = ("litert", "preset")
+# suffixes that name a file (or the preset folder) of an entry (longest first, so
+# ``.weights.h5`` wins over ``.h5``)
+_FILE_SUFFIXES = (".savedmodel.zip", ".weights.h5", ".preset", ".keras", ".tflite", ".json")
 
 
 def artifact_paths(folder: str, name: str, litert: bool = False) -> Dict[str, str]:
-    """Paths of the artifacts of ``name`` in ``folder``; the ``.tflite`` only with ``litert``."""
+    """Paths of the artifacts of ``name`` in ``folder``; the optional ones (``.tflite``, the
+    ``.preset`` folder) only with ``litert`` (every kind)."""
     return {kind: os.path.join(folder, name + suffix) for kind, suffix in SUFFIXES.items()
             if litert or kind not in OPTIONAL_KINDS}
 

@@ -25,6 +25,12 @@ import numpy as np
 from .names import report_path
 
 REPORT_FORMAT = 1
+# what the reload checks compared each artifact with (``ConversionRecord.reference``): upstream's
+# torch model (a conversion), or the in-memory Keras model an export loaded (``videomae-export``:
+# there is no torch model, and the record holds no torch parity)
+REFERENCES = {"torch": "upstream's PyTorch model (float64 and float32), parity in the report",
+              "keras": "the in-memory Keras model the artifacts were written from (its own "
+                       "float32 outputs); no torch model, no torch parity"}
 # the artifact kinds a complete record lists, in the order they are moved into place
 ARTIFACT_KINDS = ("savedmodel", "weights", "keras")
 
@@ -40,7 +46,7 @@ class SourceRecord:
     sha256: str
     path: Optional[str] = None
     synthetic_seed: Optional[int] = None
-    layout: str = "upstream"          # 'upstream' or 'transformers' names in the file
+    layout: str = "upstream"          # 'upstream' or 'transformers' names; 'keras': an export
     container_key: Optional[str] = None
     dtypes: List[str] = field(default_factory=list)
 
@@ -78,10 +84,12 @@ class ReloadCheck:
     ``method``: ``"outputs"`` (every parity input through the reloaded artifact; the
     errors are its own) or ``"variables"`` (every variable bit-identical to the checked
     in-memory model, config equal, and ``clips`` clips through it; the errors are those of
-    the in-memory model, which computes the same function bit for bit).
+    the in-memory model, which computes the same function bit for bit). ``tf_err_vs_f64`` is
+    None for an export (reference "keras": no float64 run); ``max_abs`` is then the error
+    against the in-memory Keras model.
     """
 
-    tf_err_vs_f64: float
+    tf_err_vs_f64: Optional[float]
     max_abs: float
     passed: bool
     method: str = "outputs"
@@ -103,13 +111,14 @@ class ConversionRecord:
     entry: dict                       # the zoo entry, ``Entry.to_dict()``
     source: SourceRecord
     versions: Dict[str, str]
-    parity: ParitySummary
+    parity: Optional[ParitySummary]   # None for an export (``reference`` "keras")
     notes: List[str]
     parity_inputs: ParityInputs
     reference_fingerprint: Dict[str, Dict[str, dict]]
     seconds: Dict[str, float]
     reload_checks: Dict[str, ReloadCheck] = field(default_factory=dict)
     artifacts: Dict[str, Artifact] = field(default_factory=dict)
+    reference: str = "torch"          # a key of ``REFERENCES``
 
     # the error ``load`` and ``from_json`` raise (the converter's subclass raises its own)
     error = RecordError
@@ -140,7 +149,10 @@ class ConversionRecord:
         """The JSON object written as ``NAME.json`` (format ``REPORT_FORMAT``)."""
         return {"report_format": REPORT_FORMAT, "entry": self.entry,
                 "source": asdict(self.source), "versions": self.versions,
-                "parity": asdict(self.parity), "notes": self.notes,
+                "reference": self.reference,
+                "reference_is": REFERENCES.get(self.reference, self.reference),
+                "parity": None if self.parity is None else asdict(self.parity),
+                "notes": self.notes,
                 "parity_inputs": asdict(self.parity_inputs),
                 "reference_fingerprint": self.reference_fingerprint,
                 "seconds": self.seconds,
@@ -167,7 +179,8 @@ class ConversionRecord:
             sizes, digests = data.get("artifact_bytes", {}), data.get("artifact_sha256", {})
             return cls(
                 entry=_required(data, "entry", dict), source=_build(SourceRecord, data["source"]),
-                versions=dict(data["versions"]), parity=_build(ParitySummary, data["parity"]),
+                versions=dict(data["versions"]),
+                parity=None if data["parity"] is None else _build(ParitySummary, data["parity"]),
                 notes=list(data.get("notes", [])),
                 parity_inputs=_build(ParityInputs, data["parity_inputs"]),
                 reference_fingerprint=dict(data["reference_fingerprint"]),
@@ -175,7 +188,8 @@ class ConversionRecord:
                 reload_checks={k: _build(ReloadCheck, v)
                                for k, v in data.get("reload_checks", {}).items()},
                 artifacts={k: Artifact(sha256=digests[k], bytes=int(sizes.get(k, 0)))
-                           for k in digests})
+                           for k in digests},
+                reference=_reference(data))
         except (KeyError, TypeError, ValueError) as error:
             what = error.args[0] if isinstance(error, KeyError) else error
             raise cls.error(f"{path}: not a conversion report of this videomae-convert "
@@ -227,6 +241,17 @@ class RunOutcome:
                 return _build(cls, json.load(handle))
         except (OSError, ValueError, TypeError, KeyError):
             return None
+
+
+def _reference(data: dict) -> str:
+    """The record's reference (reports written before exports existed: torch); a record with
+    no torch parity must say that its reference was not torch."""
+    reference = data.get("reference", "torch")
+    if reference not in REFERENCES:
+        raise ValueError(f"reference {reference!r}")
+    if data["parity"] is None and reference == "torch":
+        raise TypeError("parity")
+    return reference
 
 
 def _required(data: dict, key: str, kind: type):

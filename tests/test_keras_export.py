@@ -1,0 +1,230 @@
+"""``videomae-export``: a classifier in a ``.keras`` file (as ``videomae-finetune`` writes one)
+exported as a conversion is, each artifact reloaded and held to the in-memory Keras model (no
+torch model); a tampered artifact is caught; bad files are one line. Tiny config, a clip shape
+no zoo entry has (6 frames), 3 classes, every variable randomised."""
+
+import json
+import os
+import shutil
+
+import torch  # noqa: F401  (torch side first)
+import converter  # noqa: F401
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+from conftest import TINY_FT  # noqa: E402
+from video_helpers import shipped_videos  # noqa: E402
+
+NAME = "ft_tiny"
+# every kind an export with --litert --preset writes, the report last
+KINDS = ("savedmodel", "weights", "keras", "litert", "preset", "report")
+
+
+def _randomised_classifier():
+    """A tiny classifier at 6 frames, 3 classes, every variable (biases, LayerNorms, head)
+    drawn at random: a fine-tuned model's shape, not a zoo entry's."""
+    import tf_models
+
+    preset = tf_models.get_preset(TINY_FT)
+    config = dict(preset.backbone_config(), num_frames=6)
+    model = tf_models.VideoMAEVideoClassifier(**config, num_classes=3, compile=False)
+    rng = np.random.default_rng(3)
+    for variable in model.weights:
+        variable.assign((rng.standard_normal(variable.shape) * 0.2).astype("float32"))
+    return model
+
+
+def _clip(model, seed=7):
+    shape = (1, model.num_frames, model.img_size, model.img_size, 3)
+    return np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+
+
+def _run(args):
+    from videomae_cli.export import export_command
+
+    return CliRunner().invoke(export_command, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """(the in-memory model, its ``model.keras`` as videomae-finetune names it)."""
+    folder = tmp_path_factory.mktemp("finetuned")
+    model = _randomised_classifier()
+    path = str(folder / "model.keras")
+    model.save(path)
+    return model, path
+
+
+@pytest.fixture(scope="module")
+def exported(source, tmp_path_factory):
+    """One export through the command, with every optional artifact and a real video."""
+    _, path = source
+    out = tmp_path_factory.mktemp("exported")
+    video = shipped_videos()["carphone_pristine.mp4"]
+    result = _run(["--model", path, "--out", out, "--name", NAME, "--litert", "--preset",
+                   "--video", video, "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output.strip().splitlines()[-1]), str(out)
+
+
+def test_export_writes_every_artifact_and_each_reloads_as_the_model(source, exported):
+    import keras
+    import tensorflow as tf
+
+    import tf_models
+    from converter.litert import make_interpreter, run_litert
+    from converter.record import ConversionRecord
+
+    model, _ = source
+    summary, out = exported
+    assert list(summary["paths"]) == list(KINDS)
+    assert sorted(os.listdir(out)) == sorted(os.path.basename(p)
+                                             for p in summary["paths"].values())
+    report = ConversionRecord.load(summary["paths"]["report"])
+    # no torch model: the report says what the reference was and holds no torch parity
+    assert (report.reference, report.parity) == ("keras", None)
+    assert report.parity_inputs.cases == ["clip", "video:carphone_pristine.mp4"]
+    assert report.parity_inputs.float64_samples == 0
+    assert set(report.reload_checks) == set(KINDS) - {"report"}
+    tolerance = summary["tolerance"]
+    assert tolerance == report.entry["parity_atol"] == 1e-5
+    for kind, check in report.reload_checks.items():
+        assert check.passed and check.tf_err_vs_f64 is None and check.max_abs <= tolerance
+
+    # each file again, here, on a clip the export never ran, against the in-memory model
+    clip = _clip(model)
+    expected = keras.ops.convert_to_numpy(model(clip))
+    paths = summary["paths"]
+    signature = tf.saved_model.load(paths["savedmodel"]).signatures["serving_default"]
+    interpreter = make_interpreter(paths["litert"])
+    found = {
+        "savedmodel": signature(video=tf.constant(clip))["logits"].numpy(),
+        "keras": tf_models.VideoMAEVideoClassifier.from_preset(paths["keras"])(clip),
+        # the report beside the weights gives their model's dimensions
+        "weights": tf_models.VideoMAEVideoClassifier.from_preset(paths["weights"])(clip),
+        "preset": tf_models.VideoMAEVideoClassifier.from_preset(paths["preset"])(clip),
+        "litert": run_litert(interpreter, clip)[0]}
+    for kind, logits in found.items():
+        error = np.max(np.abs(keras.ops.convert_to_numpy(logits) - expected))
+        assert error <= tolerance * max(1.0, np.max(np.abs(expected))), (kind, error)
+    # the preset takes raw frames: its preprocessor is at the model's clip size
+    reloaded = tf_models.VideoMAEVideoClassifier.from_preset(paths["preset"])
+    frames = np.random.default_rng(0).integers(0, 256, (1, 6, 32, 32, 3), dtype=np.uint8)
+    assert reloaded.predict(frames, verbose=0).shape == (1, 3)
+
+
+def test_a_tampered_weights_file_fails_the_export_and_nothing_is_placed(source, tmp_path):
+    """The reload check of a real export catches a weights file changed after it was written
+    (changed from the export's own phase hook, just before its reload check runs)."""
+    from converter.errors import ParityError
+    from converter.keras_export import export_model
+
+    _, path = source
+    out = tmp_path / "out"
+
+    def tamper(phase):
+        if phase == "reload weights":
+            (staging,) = [p for p in os.listdir(out) if p.startswith(f".{NAME}.partial")]
+            _shift_first_dataset(str(out / staging / f"{NAME}.weights.h5"))
+    with pytest.raises(ParityError, match=f"reloaded weights of {NAME}: not the checked "
+                                          "model: ! .*values differ"):
+        export_model(path, str(out), name=NAME, progress=False, on_phase=tamper)
+    assert os.listdir(out) == []  # no artifact, no staging folder, no lock
+
+
+def test_a_tampered_preset_is_caught_by_its_reload_check(source, exported, tmp_path):
+    from converter.errors import ParityError
+    from converter.keras_export import target_for
+    from converter.parity import keras_reference, make_cases
+    from converter.proofs import fingerprint_model, keras_runner, prove_artifact
+
+    model, _ = source
+    summary, _ = exported
+    target = target_for(model, NAME)
+    references, checked = keras_reference(keras_runner(target, model),
+                                          make_cases(target), target.parity_atol)
+    copy = str(tmp_path / f"{NAME}.preset")
+    shutil.copytree(summary["paths"]["preset"], copy)
+    fingerprint = fingerprint_model(model)
+    # untouched, the copy passes the check
+    assert prove_artifact(target, "preset", copy, references, checked, fingerprint).passed
+    _shift_first_dataset(os.path.join(copy, "model.weights.h5"))
+    with pytest.raises(ParityError, match="reloaded preset of .*values differ"):
+        prove_artifact(target, "preset", copy, references, checked, fingerprint)
+
+
+def _shift_first_dataset(path):
+    """Add 0.5 to every value of the first array in an HDF5 weights file."""
+    import h5py
+
+    found = []
+    with h5py.File(path, "r+") as handle:
+        handle.visititems(lambda name, item: found.append(item)
+                          if isinstance(item, h5py.Dataset) and item.size > 1 else None)
+        found[0][...] = found[0][...] + 0.5
+
+
+def test_a_keras_file_of_another_model_is_one_line(tmp_path):
+    import keras
+
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    path = str(tmp_path / "other.keras")
+    other.save(path)
+    out = tmp_path / "out"
+    result = _run(["--model", path, "--out", out, "-q"])
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        f"error: {path}: holds a Sequential, expected a VideoMAE classifier "
+        "(VideoMAEVideoClassifier: a fine-tuned or converted FT model); a pre-trained or "
+        "encoder-only model is exported by videomae-convert from its checkpoint")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("content, phrase", [
+    (b"PK\x03\x04 not really a zip", "cannot be loaded as a Keras model"),
+    (None, "no such file"),
+])
+def test_a_damaged_or_missing_keras_file_is_one_line(tmp_path, content, phrase):
+    path = tmp_path / "model.keras"
+    if content is not None:
+        path.write_bytes(content)
+    result = _run(["--model", path, "--out", tmp_path / "out", "-q"])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: ") and phrase in lines[0]
+
+
+def test_existing_artifacts_are_kept_unless_forced(exported):
+    from tf_models.artifacts.checksums import tree_sha256
+
+    summary, out = exported
+    before = {k: tree_sha256(p) for k, p in summary["paths"].items()}
+    result = _run(["--model", summary["source"]["path"], "--out", out, "--name", NAME, "-q"])
+    assert result.exit_code == 2
+    assert "already exists" in result.output and "--force" in result.output
+    assert {k: tree_sha256(p) for k, p in summary["paths"].items()} == before
+
+
+def test_the_exported_file_itself_is_never_an_output(source):
+    _, path = source
+    # model.keras exported as "model" into its own folder would replace it
+    result = _run(["--model", path, "--out", os.path.dirname(path), "--force", "-q"])
+    assert result.exit_code == 2
+    assert result.output.strip() == (f"error: {path}: is the model being exported; pass "
+                                     "another --name or --out")
+
+
+def test_a_report_without_torch_parity_must_name_another_reference(exported, tmp_path):
+    from converter.record import ConversionRecord, RecordError
+
+    summary, _ = exported
+    with open(summary["paths"]["report"]) as handle:
+        data = json.load(handle)
+    assert data["reference"] == "keras" and "no torch model" in data["reference_is"]
+    data["reference"] = "torch"  # a torch-checked conversion always holds its parity
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(RecordError, match="parity missing or malformed"):
+        ConversionRecord.load(str(path))

@@ -1,0 +1,87 @@
+"""``videomae-export``: a thin click command over ``converter.keras_export.export_model``.
+
+Exports a VideoMAE classifier in a Keras file (the ``model.keras`` ``videomae-finetune``
+writes, or any classifier's ``.keras``, ``.weights.h5`` with its report, or keras-hub preset)
+as a conversion exports a zoo entry: SavedModel, ``NAME.weights.h5``, ``NAME.keras``, with
+``--litert`` ``NAME.tflite``, with ``--preset`` the keras-hub preset folder ``NAME.preset/``,
+and the report ``NAME.json``, each reloaded and checked before it takes its final name. The
+reference is the in-memory Keras model (there is no torch model). ``converter`` imports torch
+and TensorFlow, so it is imported only once the command runs, with their start-up lines
+silenced. Exit codes: 0 success, 1 an artifact that does not reload as the model, 2 bad input
+or an output that exists or cannot be written (one ``error:`` line on stderr).
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from .quiet import prepare_environment, silenced_stderr
+
+
+def _fail(message: str, code: int) -> "click.exceptions.Exit":
+    click.echo(f"error: {message}", err=True)
+    return click.exceptions.Exit(code)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--model", "model_spec", required=True,
+              help="the classifier to export: a .keras file (videomae-finetune's model.keras), "
+                   "a .weights.h5 with its NAME.json, a keras-hub preset folder or a zoo name")
+@click.option("--out", "out_dir", required=True, help="folder for the artifacts")
+@click.option("--name", default=None,
+              help="NAME of the artifacts (default: the file's name, 'model' for model.keras)")
+@click.option("--litert", is_flag=True,
+              help="also write NAME.tflite (LiteRT fp32, dynamic batch), checked like the rest")
+@click.option("--preset", "kerashub_preset", is_flag=True,
+              help="also write NAME.preset/, a keras-hub preset folder whose preprocessor takes "
+                   "raw uint8 frames (VideoMAEVideoClassifier.from_preset)")
+@click.option("--video", default=None,
+              help="a real video: one clip of it joins the random clips of the reload checks")
+@click.option("--clips", type=click.IntRange(1), default=2, show_default=True,
+              help="seeded random clips the reload checks run")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the random clips")
+@click.option("--force", is_flag=True, help="replace artifacts of NAME already in --out")
+@click.option("--json", "as_json", is_flag=True,
+              help="last stdout line: JSON with the paths, reference and reload checks")
+@click.option("-q", "--quiet", is_flag=True, help="no progress bar")
+@click.option("--verbose", is_flag=True, help="let the frameworks' logs through")
+def export_command(model_spec, out_dir, name, litert, kerashub_preset, video, clips, seed,
+                   force, as_json, quiet, verbose):
+    """Export a (fine-tuned) VideoMAE classifier as checked SavedModel, Keras, LiteRT and
+    keras-hub artifacts, as videomae-convert exports a converted one."""
+    prepare_environment(verbose)
+    with silenced_stderr(not verbose):
+        from converter.errors import ConversionError, ParityError
+        from converter.keras_export import export_model
+
+    try:
+        result = export_model(model_spec, out_dir, name=name, litert=litert,
+                              preset=kerashub_preset, force=force, video=video, batch=clips,
+                              seed=seed, progress=not quiet)
+    except ParityError as error:
+        raise _fail(str(error), 1)
+    except ConversionError as error:
+        raise _fail(str(error), 2)
+    except KeyboardInterrupt:
+        raise _fail(f"interrupted; no partial artifact was left in {out_dir}", 2)
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+        return
+    checks = result.report.reload_checks
+    worst = max(check.max_abs for check in checks.values())
+    click.echo(f"{result.target.name}: every artifact reloaded as the in-memory model (max "
+               f"|difference| {worst:.2e}, tolerance {result.target.parity_atol:.0e}; "
+               f"reference: the Keras model, no torch model)")
+    for kind, path in result.paths.items():
+        click.echo(f"  {kind:10s} {path}")
+
+
+def export_main():
+    """Entry point of ``videomae-export``."""
+    export_command(prog_name="videomae-export")
+
+
+if __name__ == "__main__":
+    export_main()
