@@ -308,14 +308,21 @@ def quiet_native_logs():
     return silenced_stderr(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") not in ("", "0"))
 
 
+def allocate_for(interpreter, shape) -> None:
+    """Resize ``interpreter``'s input to ``shape`` and allocate (the delegate packs the
+    weights here); a no-op when nothing changed since the last call."""
+    inputs = interpreter.get_input_details()
+    if tuple(inputs[0]["shape"]) != tuple(shape):
+        interpreter.resize_tensor_input(inputs[0]["index"], list(shape))
+    with quiet_native_logs():
+        interpreter.allocate_tensors()
+
+
 def run_litert(interpreter, video_nthwc: np.ndarray) -> List[np.ndarray]:
     """One batch through ``interpreter``, its input resized to the batch; the outputs in the
     file's order (a dict output is flattened in sorted-name order when traced)."""
+    allocate_for(interpreter, video_nthwc.shape)
     inputs = interpreter.get_input_details()
-    if tuple(inputs[0]["shape"]) != video_nthwc.shape:
-        interpreter.resize_tensor_input(inputs[0]["index"], list(video_nthwc.shape))
-    with quiet_native_logs():
-        interpreter.allocate_tensors()  # a no-op when nothing changed since the last call
     interpreter.set_tensor(inputs[0]["index"], np.ascontiguousarray(video_nthwc,
                                                                     dtype=np.float32))
     interpreter.invoke()
@@ -324,10 +331,22 @@ def run_litert(interpreter, video_nthwc: np.ndarray) -> List[np.ndarray]:
 
 
 def reload_litert(entry: Entry, path: str) -> Callable:
-    """``run(case) -> {output name: array}`` through a freshly loaded ``.tflite`` file."""
+    """``run(case) -> {output name: array}`` through a freshly loaded ``.tflite`` file.
+
+    The interpreter maps the file and reads all of it; XNNPACK then packs the weights into
+    its own buffers. So after each allocation the file's pages are handed back
+    (``pages.MappedPages``, ``madvise(MADV_DONTNEED)``): what still reads them reads the file
+    again, and the weights are not held twice while the clips run."""
+    from .pages import MappedPages, file_mappings
+
+    before = file_mappings()
     interpreter = make_interpreter(path)
+    pages = MappedPages(before, file_mappings(), path)
     names = sorted(kind_of(entry).outputs)
 
     def run(case):
+        allocate_for(interpreter, case.video_nthwc.shape)
+        pages.release_all()
         return dict(zip(names, run_litert(interpreter, case.video_nthwc)))
+    run.pages = pages  # for tests: what was handed back
     return run
