@@ -38,8 +38,8 @@ from .zoo import Entry
 
 
 # What ``--litert`` needs, in copies of the fp32 weights over the import baseline, with the
-# weights converted as stand-ins: measured 5.24 W (ViT-B) and 5.06 W (ViT-S) for the whole
-# conversion, at the LiteRT check (docs/BENCHMARKS.md, "LiteRT memory"); was 26 before
+# weights converted as stand-ins: measured 5.06 W (ViT-S), 5.24 W (ViT-B), 4.81 W (ViT-L) for
+# the whole conversion, at the LiteRT check (docs/BENCHMARKS.md, "LiteRT memory"); was 26
 LITERT_WEIGHT_COPIES = 6
 
 # Weights beyond this many bytes go after the flatbuffer (buffer-offset layout): a flatbuffer
