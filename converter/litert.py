@@ -16,9 +16,9 @@ full, and each such buffer is then overwritten in the file with the variable's r
 transposed where the converter transposed it (``FULLY_CONNECTED`` weights). The file is the
 converter's own, byte for byte, except that it carries no conversion metadata and identical
 weights are not shared (tests/test_litert.py compares it with the plain conversion). Files
-whose weights pass ``INLINE_LIMIT`` use the converter's buffer-offset layout (the weights after
-the flatbuffer, addressed by offset and size), which the pinned runtime reads; the plain
-layout cannot pass the flatbuffer's 2 GB limit.
+whose weights pass ``LITERT_INLINE_LIMIT`` use the converter's buffer-offset layout (the
+weights after the flatbuffer, addressed by offset and size), which the pinned runtime reads;
+the plain layout cannot pass the flatbuffer's 2 GB limit.
 
 The file keeps the batch dynamic (input shape signature ``[-1, T, H, W, 3]``): the reload
 check resizes the input to each case's batch, and so can any user
