@@ -73,6 +73,7 @@ class ExportTarget:
     std: Tuple[float, float, float] = IMAGENET_STD
     mode: str = "FT"
     encoder_only: bool = False
+    raw_frames: bool = False  # an export keeps the float ``video`` input
 
     @property
     def num_patches(self) -> int:
