@@ -84,8 +84,12 @@ def read_transformers_config(preset) -> Optional[dict]:
 
 
 def is_transformers_preset(preset) -> bool:
-    """Whether ``preset`` is a transformers-format model folder or ``hf://`` repository."""
-    return read_transformers_config(preset) is not None
+    """Whether ``preset`` is a transformers-format model folder or ``hf://`` repository. A
+    config that cannot be fetched steps aside: keras-hub's own loader then reports it."""
+    try:
+        return read_transformers_config(preset) is not None
+    except PresetError:
+        return False
 
 
 def load_transformers_preset(cls, preset: str, **overrides):
