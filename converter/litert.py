@@ -125,17 +125,30 @@ def export_litert(model, entry: Entry, path: str) -> None:
     """Write ``NAME.tflite`` (fp32, dynamic batch; uint8 frames in for a
     ``raw_frames`` entry): converted with stand-in weights, the real
     ones then written into their buffers (module docstring). Buffer-offset layout when the
-    weights pass ``LITERT_INLINE_LIMIT``."""
+    weights pass ``LITERT_INLINE_LIMIT``.
+
+    When the converter folded a weight into another constant (VideoMAE V2's layer scale
+    ``gamma`` is multiplied into the fully connected weight before it), no buffer holds that
+    weight alone and the stand-ins cannot be replaced: the file is then the plain conversion
+    of the real weights (``litert_bytes``: the converter's full memory cost; no released
+    entry uses layer scale)."""
     frozen, stand_ins = freeze_with_stand_ins(_serving_function(model, entry)
                                               .get_concrete_function())
     offset_layout = sum(s.nbytes for s in stand_ins) > LITERT_INLINE_LIMIT
     data = convert_frozen(frozen, offset_layout)
     del frozen
+    try:
+        places = stand_in_places(data, stand_ins)
+    except StandInsFolded:
+        places, data = [], litert_bytes(model, entry)
     with open(path, "wb") as handle:
         handle.write(data)
-    places = stand_in_places(data, stand_ins)
     del data
     write_weights(path, places)
+
+
+class StandInsFolded(RuntimeError):
+    """The converter folded a stand-in into another constant: its buffer cannot be found."""
 
 
 @dataclass
@@ -227,7 +240,7 @@ def _unchanged(model):
 
 def stand_in_places(data: bytes, stand_ins: List[StandIn]) -> List[Place]:
     """Each stand-in's buffer in the flatbuffer ``data``: found by its value (every element
-    equal to it, the size the variable's); RuntimeError when a stand-in is missing, seen
+    equal to it, the size the variable's); StandInsFolded when a stand-in is missing, seen
     twice, or its tensor's shape does not hold the variable (the converter folded it)."""
     from tensorflow.lite.python import schema_py_generated as schema
 
@@ -263,7 +276,7 @@ def stand_in_places(data: bytes, stand_ins: List[StandIn]) -> List[Place]:
                 continue
             shape = tuple(int(n) for n in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
             if nbytes != stand_in.nbytes or 4 * int(np.prod(shape)) != nbytes:
-                raise RuntimeError(f"LiteRT converter: {stand_in.variable.name} became a "
+                raise StandInsFolded(f"LiteRT converter: {stand_in.variable.name} became a "
                                    f"{shape} tensor of {nbytes} bytes; cannot write it")
             transposed = ((g, t) in fully_connected_weights
                           and len(stand_in.variable.shape) == 2)
@@ -271,7 +284,7 @@ def stand_in_places(data: bytes, stand_ins: List[StandIn]) -> List[Place]:
     found = [id(p.stand_in) for p in places.values()]
     missing = [s.variable.name for s in stand_ins if id(s) not in found]
     if missing or len(set(found)) != len(found):
-        raise RuntimeError(f"LiteRT converter: {len(missing)} weights not found as their own "
+        raise StandInsFolded(f"LiteRT converter: {len(missing)} weights not found as their own "
                            f"buffer (folded into another constant?), e.g. {missing[:3]}")
     return list(places.values())
 
