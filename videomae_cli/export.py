@@ -17,12 +17,8 @@ import json
 
 import click
 
+from .exits import EXIT_CHECK_FAILED, fail as _fail
 from .quiet import prepare_environment, silenced_stderr
-
-
-def _fail(message: str, code: int) -> "click.exceptions.Exit":
-    click.echo(f"error: {message}", err=True)
-    return click.exceptions.Exit(code)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -61,11 +57,11 @@ def export_command(model_spec, out_dir, name, litert, kerashub_preset, video, cl
                               preset=kerashub_preset, force=force, video=video, batch=clips,
                               seed=seed, progress=not quiet)
     except ParityError as error:
-        raise _fail(str(error), 1)
+        raise _fail(str(error), EXIT_CHECK_FAILED)
     except ConversionError as error:
-        raise _fail(str(error), 2)
+        raise _fail(str(error))
     except KeyboardInterrupt:
-        raise _fail(f"interrupted; no partial artifact was left in {out_dir}", 2)
+        raise _fail(f"interrupted; no partial artifact was left in {out_dir}")
     if as_json:
         click.echo(json.dumps(result.to_dict()))
         return

@@ -11,14 +11,8 @@ import os
 
 import click
 
+from .exits import fail as _fail
 from .quiet import prepare_environment, silenced_stderr
-
-EXIT_BAD_INPUT = 2
-
-
-def _fail(message: str) -> "click.exceptions.Exit":
-    click.echo(f"error: {message}", err=True)
-    return click.exceptions.Exit(EXIT_BAD_INPUT)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

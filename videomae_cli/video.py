@@ -15,15 +15,9 @@ import sys
 
 import click
 
+from .exits import EXIT_BAD_INPUT, fail as _fail
 from .quiet import prepare_environment, silenced_stderr
 from .zoo_table import dataset_choices
-
-EXIT_BAD_INPUT = 2
-
-
-def _fail(message: str) -> "click.exceptions.Exit":
-    click.echo(f"error: {message}", err=True)
-    return click.exceptions.Exit(EXIT_BAD_INPUT)
 
 
 def _load_model(model: str, dataset, verbose: bool, features: bool = False,
