@@ -104,28 +104,16 @@ def reload_litert(entry: Entry, path: str) -> Callable[[Case], Dict[str, np.ndar
 
 
 def reload_kerashub(entry: Entry, path: str) -> Callable[[Case], Dict[str, np.ndarray]]:
-    """A keras-hub preset folder (a release's ``NAME.kerashub.tar`` unpacked), loaded as every
-    consumer loads it: the one resolver, keras-hub's ``from_preset`` as the declared class."""
+    """A keras-hub preset folder (a release's ``NAME.kerashub.tar`` unpacked, or the
+    ``NAME.preset/`` folder ``videomae-export --preset`` writes), loaded as every consumer
+    loads it: the one resolver, keras-hub's ``from_preset`` as the declared class, checked and
+    in safe mode."""
     model = _resolved(entry, path, lambda: load_keras_model(Resolved(path, "kerashub", None)))
     return _graph_runner(entry, model)
 
 
-# the class whose ``from_preset`` loads a preset folder of each kind (keras-hub's own loader,
-# checked and in safe mode: ``tf_models.kerashub_presets.load_checked``)
-PRESET_CLASSES = {"classifier": "VideoMAEVideoClassifier",
-                  "autoencoder": "VideoMAEMaskedAutoencoder", "features": "VideoMAEBackbone"}
-
-
-def reload_preset(entry: Entry, path: str) -> Callable[[Case], Dict[str, np.ndarray]]:
-    import tf_models
-
-    cls = getattr(tf_models, PRESET_CLASSES[kind_of(entry).name])
-    model = _resolved(entry, path, lambda: cls.from_preset(path))
-    return _graph_runner(entry, model)
-
-
 RELOADERS = {"savedmodel": reload_savedmodel, "weights": reload_weights, "keras": reload_keras,
-             "litert": reload_litert, "kerashub": reload_kerashub, "preset": reload_preset}
+             "litert": reload_litert, "kerashub": reload_kerashub, "preset": reload_kerashub}
 
 
 # artifacts that reload into the same Keras code: proven by their variables (check())
