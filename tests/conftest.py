@@ -71,23 +71,52 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", default=False,
                      help="also run tests marked slow (full-size models, long end-to-end "
-                          "runs)")
+                          "runs); the huge tier still needs -m huge")
 
 
-def _slow_selected(config) -> bool:
-    if config.getoption("--runslow"):
+def _selected(config, marker: str) -> bool:
+    if marker == "slow" and config.getoption("--runslow"):
         return True
     markexpr = config.getoption("markexpr", default="") or ""
-    return "slow" in markexpr and "not slow" not in markexpr
+    return marker in markexpr and f"not {marker}" not in markexpr
 
 
+# The fast tier runs on two workers (``-n 2``, pytest-xdist, ``--dist loadgroup`` in
+# setup.cfg). A session or module fixture is made once per worker that needs it, so the tests
+# sharing an expensive one run on one worker: those of the session conversions below (the
+# first one a test needs names its group), and those of a wider-scoped fixture defined in
+# their own module (the module).
+SHARED_CONVERSIONS = ("tiny_v2_release", "tiny_release", "small_converted")
+
+
+def _xdist_group(item):
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return None
+    for name in SHARED_CONVERSIONS:
+        if name in info.names_closure:
+            return name
+    for name in info.names_closure:
+        definitions = info.name2fixturedefs.get(name) or ()
+        if any(d.scope != "function" and getattr(d.func, "__module__", None)
+               == item.module.__name__ for d in definitions):
+            return item.module.__name__
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
-    if _slow_selected(config):
-        return
-    skip_slow = pytest.mark.skip(reason="slow tier: run with --runslow or -m slow")
     for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip_slow)
+        group = _xdist_group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+    for marker, how in (("slow", "run with -m slow or --runslow"), ("huge", "run with -m huge")):
+        if _selected(config, marker):
+            continue
+        skip = pytest.mark.skip(reason=f"{marker} tier: {how}")
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)
 
 
 # --- entries and checkpoints -----------------------------------------------------------------

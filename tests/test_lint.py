@@ -32,15 +32,26 @@ def _ci_commands(script):
     return [command for command in commands if command]
 
 
-def test_ci_runs_the_linter_between_install_and_tests():
+FAST_TIER = ["python", "-m", "pytest", "-n", "2"]
+SLOW_TIER = ["python", "-m", "pytest", "-m", "slow"]
+
+
+def test_ci_runs_the_linter_between_install_and_both_tiers():
     with open(os.path.join(REPO_ROOT, ".ci", "run")) as handle:
         script = handle.read()
     commands = _ci_commands(script)
     steps = [commands.index(step) for step in (["pip", "install", ".[test]"],
-                                               ["ruff", "check", "."],
-                                               ["python", "-m", "pytest"])]
+                                               ["ruff", "check", "."], FAST_TIER, SLOW_TIER)]
     assert steps == sorted(steps), commands
     assert ["set", "-euo", "pipefail"] in commands
+
+
+def test_the_readme_shows_the_test_commands_ci_runs():
+    with open(os.path.join(REPO_ROOT, "README.md")) as handle:
+        readme = handle.read()
+    blocks = [_ci_commands(block.split("```", 1)[0]) for block in readme.split("```bash")[1:]]
+    shown = [command for block in blocks for command in block]
+    assert FAST_TIER in shown and SLOW_TIER in shown
 
 
 @pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is in the test extra")
@@ -51,7 +62,7 @@ def test_ci_fails_on_a_lint_error(tmp_path):
         ".git", "__pycache__", "*.egg-info", "build", "weights"))
     script = (copy / ".ci" / "run").read_text()
     (copy / ".ci" / "run").write_text(script.replace("pip install '.[test]'", "true")
-                                      .replace("python -m pytest", "echo TESTS-RAN"))
+                                      .replace("python -m pytest", "echo TESTS-RAN"))  # both tiers
     clean = subprocess.run(["bash", str(copy / ".ci" / "run")], capture_output=True, text=True)
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "TESTS-RAN" in clean.stdout
