@@ -67,7 +67,15 @@ def library_versions() -> Dict[str, str]:
 
 
 class PhaseBar:
-    """A progress bar over the conversion phases that also records each phase's time."""
+    """A progress bar over the conversion phases that also records each phase's time, and
+    frees what the last phase let go before the next starts (``release_freed_memory``).
+
+    A full garbage collection scans every object the process tracks: about 0.6 s with torch,
+    TensorFlow and Keras imported (800 000 objects), paid between every two phases. The
+    objects alive when the run starts, none of them the run's, are collected once and then
+    frozen out of the collector's view (``gc.freeze``) until ``close()``; what the run itself
+    allocates and drops is still collected between phases.
+    """
 
     def __init__(self, name: str, progress: bool,
                  on_phase: Optional[Callable[[str], None]] = None, litert: bool = False,
@@ -79,6 +87,11 @@ class PhaseBar:
         self.on_phase = on_phase
         self.seconds: Dict[str, float] = {}
         self.current: Optional[str] = None
+        # frozen here unless an enclosing run already froze them (it unfreezes)
+        self.froze = gc.get_freeze_count() == 0
+        if self.froze:
+            gc.collect()
+            gc.freeze()
         self.started = time.perf_counter()
 
     def __call__(self, phase: str) -> None:
@@ -99,7 +112,14 @@ class PhaseBar:
     def finish(self) -> None:
         self._close_current()
         self.current = None
+        self.close()
+
+    def close(self) -> None:
+        """Close the bar and hand the frozen objects back to the collector (idempotent)."""
         self.bar.close()
+        if self.froze:
+            self.froze = False
+            gc.unfreeze()
 
 
 def release_freed_memory() -> None:
@@ -266,7 +286,7 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         phases.finish()
         return ConversionResult(entry, paths, parity, report, phases.seconds)
     finally:
-        phases.bar.close()
+        phases.close()
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
 

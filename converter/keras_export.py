@@ -246,7 +246,7 @@ def export_model(model_spec: str, out_dir: str, name: Optional[str] = None,
         phases.finish()
         return ExportResult(target, paths, report, phases.seconds)
     finally:
-        phases.bar.close()
+        phases.close()
 
 
 def _record(target: ExportTarget, source: str, references, batch: int, seed: int,
