@@ -136,7 +136,7 @@ def _float64_where(inputs) -> str:
 def check_assets(report_path: str, assets: Dict[str, str]) -> Dict[str, float]:
     """Reload each asset and return its max error against the report's reference fingerprint.
 
-    Runs inside the fresh process (see ``check_assets_in_fresh_process``).
+    Runs inside the fresh process (``FreshProcessChecker``).
     """
     from .export import RELOADERS
     from .parity import fingerprint_error, make_cases
@@ -170,14 +170,59 @@ def check_assets(report_path: str, assets: Dict[str, str]) -> Dict[str, float]:
     return errors
 
 
-def check_assets_in_fresh_process(report_path: str, assets: Dict[str, str]) -> Dict[str, float]:
-    """Run ``check_assets`` in a new Python process; raise ConversionError if it fails."""
-    command = [sys.executable, "-m", "converter.release", report_path, json.dumps(assets)]
-    done = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    if done.returncode != 0:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ConversionError(f"{report_path}: fresh-process reload check failed ({tail})")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+class FreshProcessChecker:
+    """``check_assets`` in one new Python process for the whole release: the process starts
+    (and pays its imports, about 10 s) once, then checks one entry at a time, each entry's
+    artifacts reloaded into new objects and freed before the next (so the disk and memory
+    needed stay those of one entry). Use as a context manager; ``check`` raises
+    ConversionError when the process fails."""
+
+    def __init__(self):
+        self.process: Optional[subprocess.Popen] = None
+        self.log = None
+
+    def __enter__(self) -> "FreshProcessChecker":
+        self.log = tempfile.TemporaryFile(mode="w+")  # its stderr: never a full pipe
+        self.process = subprocess.Popen([sys.executable, "-m", "converter.release"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=self.log, text=True)
+        return self
+
+    def check(self, report_path: str, assets: Dict[str, str]) -> Dict[str, float]:
+        """{asset kind: max error against the report's reference fingerprint}."""
+        try:
+            self.process.stdin.write(json.dumps([report_path, assets]) + "\n")
+            self.process.stdin.flush()
+            line = self.process.stdout.readline()
+        except OSError:  # the process is gone: its stderr says why
+            line = ""
+        if not line:
+            self.process.wait()
+            self.log.seek(0)
+            tail = (self.log.read().strip().splitlines() or ["no output"])[-1]
+            raise ConversionError(f"{report_path}: fresh-process reload check failed ({tail})")
+        return json.loads(line)
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.process.stdin.close()
+            self.process.wait(timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            self.process.kill()
+            self.process.wait()
+        finally:
+            self.log.close()
+
+
+def _serve_checks() -> None:
+    """The fresh process: one ``[REPORT, ASSETS]`` JSON line in, one errors JSON line out,
+    until stdin closes. Anything a library prints goes to stderr, not into the answers."""
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    for line in sys.stdin:
+        report_path, assets = json.loads(line)
+        answers.write(json.dumps(check_assets(report_path, assets)) + "\n")
+        answers.flush()
 
 
 # --- building the release --------------------------------------------------------------------
@@ -222,60 +267,62 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
     try:
         manifest = {"converter_version": None, "git_commit": git_commit(), "base_url": base_url,
                     "entries": {}, "assets": {}}
-        for report_path in reports:
-            report = ConversionRecord.load(report_path)
-            entry = report.zoo_entry()
-            reason = verify_artifacts(conversion_dir, entry, {"sha256": report.source.sha256})
-            if reason is not None:
-                raise ConversionError(f"{entry.name}: artifacts do not verify: {reason}")
-            paths = artifact_paths(conversion_dir, entry.name, litert=True)
-            assets = {"savedmodel": os.path.join(staging, f"{entry.name}.savedmodel.zip"),
-                      "weights": os.path.join(staging, f"{entry.name}.weights.h5"),
-                      "keras": os.path.join(staging, f"{entry.name}.keras")}
-            if "litert" in report.artifacts:  # verified with the others just above
-                assets["litert"] = os.path.join(staging, f"{entry.name}.tflite")
-            log(f"{entry.name}: packing and re-checking in a fresh process")
-            zip_savedmodel(paths["savedmodel"], assets["savedmodel"])
-            for kind in ("weights", "keras", "litert"):
-                if kind in assets:
-                    shutil.copyfile(paths[kind], assets[kind])
-            report_asset = os.path.join(staging, f"{entry.name}.json")
-            shutil.copyfile(report_path, report_asset)
-            preset_dir = os.path.join(staging, ".presets", entry.name)
-            preset_class = write_preset(paths["keras"], entry.name, preset_dir)
-            assets["kerashub"] = preset_dir  # checked as a folder, shipped as a tar
-            errors = check_assets_in_fresh_process(report_asset, assets)
-            tolerance = entry.parity_atol
-            bad = {k: v for k, v in errors.items() if not v <= tolerance}
-            if bad:
-                raise ConversionError(f"{entry.name}: reloaded assets differ from the reference: "
-                                      + ", ".join(f"{k} {v:.2e} > {tolerance:.0e}"
-                                                  for k, v in bad.items()))
-            manifest["converter_version"] = report.versions.get("videomae-convert")
-            parity = report.parity
-            manifest["entries"][entry.name] = {
-                "entry": report.entry, "source_sha256": report.source.sha256,
-                "synthetic_seed": report.source.synthetic_seed, "versions": report.versions,
-                "parity": {"tf_err_vs_f64": parity.tf_err_vs_f64,
-                           "torch_err_vs_f64": parity.torch_err_vs_f64,
-                           "max_abs": parity.max_abs, "tolerance": parity.tolerance},
-                "release_check": errors}
-            card = os.path.join(staging, f"{entry.name}.md")
-            text = render_model_card(entry, report, base_url, errors, preset_class)
-            with open(card, "w") as handle:
-                handle.write(text)
-            with open(os.path.join(preset_dir, PRESET_CARD), "w") as handle:
-                handle.write(preset_card(text, entry))
-            assets["kerashub"] = os.path.join(staging, f"{entry.name}{ENTRY_ASSETS['kerashub']}")
-            tar_preset(preset_dir, assets["kerashub"])
-            shutil.rmtree(os.path.join(staging, ".presets"))
-            for kind, path in list(assets.items()) + [("report", report_asset), ("card", card)]:
-                name = os.path.basename(path)
-                manifest["assets"][name] = {"entry": entry.name, "kind": kind,
-                                            "bytes": os.path.getsize(path),
-                                            "sha256": sha256_file(path),
-                                            "source_sha256": report.source.sha256,
-                                            "url": f"{base_url.rstrip('/')}/{name}"}
+        with FreshProcessChecker() as checker:  # one process, its imports paid once
+            for report_path in reports:
+                report = ConversionRecord.load(report_path)
+                entry = report.zoo_entry()
+                reason = verify_artifacts(conversion_dir, entry, {"sha256": report.source.sha256})
+                if reason is not None:
+                    raise ConversionError(f"{entry.name}: artifacts do not verify: {reason}")
+                paths = artifact_paths(conversion_dir, entry.name, litert=True)
+                assets = {"savedmodel": os.path.join(staging, f"{entry.name}.savedmodel.zip"),
+                          "weights": os.path.join(staging, f"{entry.name}.weights.h5"),
+                          "keras": os.path.join(staging, f"{entry.name}.keras")}
+                if "litert" in report.artifacts:  # verified with the others just above
+                    assets["litert"] = os.path.join(staging, f"{entry.name}.tflite")
+                log(f"{entry.name}: packing and re-checking in a fresh process")
+                zip_savedmodel(paths["savedmodel"], assets["savedmodel"])
+                for kind in ("weights", "keras", "litert"):
+                    if kind in assets:
+                        shutil.copyfile(paths[kind], assets[kind])
+                report_asset = os.path.join(staging, f"{entry.name}.json")
+                shutil.copyfile(report_path, report_asset)
+                preset_dir = os.path.join(staging, ".presets", entry.name)
+                preset_class = write_preset(paths["keras"], entry.name, preset_dir)
+                assets["kerashub"] = preset_dir  # checked as a folder, shipped as a tar
+                errors = checker.check(report_asset, assets)
+                tolerance = entry.parity_atol
+                bad = {k: v for k, v in errors.items() if not v <= tolerance}
+                if bad:
+                    raise ConversionError(f"{entry.name}: reloaded assets differ from the "
+                                          "reference: " + ", ".join(f"{k} {v:.2e} > {tolerance:.0e}"
+                                                      for k, v in bad.items()))
+                manifest["converter_version"] = report.versions.get("videomae-convert")
+                parity = report.parity
+                manifest["entries"][entry.name] = {
+                    "entry": report.entry, "source_sha256": report.source.sha256,
+                    "synthetic_seed": report.source.synthetic_seed, "versions": report.versions,
+                    "parity": {"tf_err_vs_f64": parity.tf_err_vs_f64,
+                               "torch_err_vs_f64": parity.torch_err_vs_f64,
+                               "max_abs": parity.max_abs, "tolerance": parity.tolerance},
+                    "release_check": errors}
+                card = os.path.join(staging, f"{entry.name}.md")
+                text = render_model_card(entry, report, base_url, errors, preset_class)
+                with open(card, "w") as handle:
+                    handle.write(text)
+                with open(os.path.join(preset_dir, PRESET_CARD), "w") as handle:
+                    handle.write(preset_card(text, entry))
+                assets["kerashub"] = os.path.join(staging,
+                                                  f"{entry.name}{ENTRY_ASSETS['kerashub']}")
+                tar_preset(preset_dir, assets["kerashub"])
+                shutil.rmtree(os.path.join(staging, ".presets"))
+                for kind, path in list(assets.items()) + [("report", report_asset), ("card", card)]:
+                    name = os.path.basename(path)
+                    manifest["assets"][name] = {"entry": entry.name, "kind": kind,
+                                                "bytes": os.path.getsize(path),
+                                                "sha256": sha256_file(path),
+                                                "source_sha256": report.source.sha256,
+                                                "url": f"{base_url.rstrip('/')}/{name}"}
         with open(os.path.join(staging, "MODEL_ZOO.md"), "w") as handle:
             handle.write(render_model_zoo(manifest, base_url))
         with open(os.path.join(staging, "manifest.json"), "w") as handle:
@@ -344,16 +391,24 @@ def verify_release(release_dir: str, recheck: bool = False) -> List[str]:
             if handle.read() != render_model_zoo(manifest, manifest["base_url"]):
                 problems.append("MODEL_ZOO.md: does not match the manifest")
     if recheck and not problems:
-        for name in manifest["entries"]:
-            assets = {kind: os.path.join(release_dir, asset_name)
-                      for asset_name, asset in manifest["assets"].items()
-                      if asset["entry"] == name and asset["kind"] in MODEL_ASSETS
-                      for kind in [asset["kind"]]}
-            report = os.path.join(release_dir, f"{name}.json")
-            errors = check_assets_in_fresh_process(report, assets)
-            tolerance = manifest["entries"][name]["parity"]["tolerance"]
-            problems += [f"{name}: {kind} reloads {err:.2e} from the reference"
-                         for kind, err in errors.items() if not err <= tolerance]
+        with FreshProcessChecker() as checker:
+            problems += _recheck(release_dir, manifest, checker)
+    return problems
+
+
+def _recheck(release_dir: str, manifest: dict, checker: FreshProcessChecker) -> List[str]:
+    """Every entry of a verified release reloaded in the fresh process, against its report."""
+    problems: List[str] = []
+    for name in manifest["entries"]:
+        assets = {kind: os.path.join(release_dir, asset_name)
+                  for asset_name, asset in manifest["assets"].items()
+                  if asset["entry"] == name and asset["kind"] in MODEL_ASSETS
+                  for kind in [asset["kind"]]}
+        report = os.path.join(release_dir, f"{name}.json")
+        errors = checker.check(report, assets)
+        tolerance = manifest["entries"][name]["parity"]["tolerance"]
+        problems += [f"{name}: {kind} reloads {err:.2e} from the reference"
+                     for kind, err in errors.items() if not err <= tolerance]
     return problems
 
 
@@ -596,6 +651,6 @@ def render_model_card(entry: Entry, report: ConversionRecord, base_url: str,
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # the fresh-process check: REPORT ASSETS_JSON -> errors JSON
+if __name__ == "__main__":  # the fresh-process check (FreshProcessChecker)
     import converter  # noqa: F401  (torch before tensorflow)
-    print(json.dumps(check_assets(sys.argv[1], json.loads(sys.argv[2]))))
+    _serve_checks()

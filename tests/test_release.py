@@ -499,6 +499,24 @@ def test_a_wrong_model_signed_consistently_is_caught_only_by_the_recheck(release
     assert problems[0].startswith(f"{TINY_FT}: keras reloads")
 
 
+def test_the_fresh_process_checks_every_entry_and_a_failure_names_the_report(conversions,
+                                                                            tmp_path):
+    """One process checks the entries in turn (the built release's FT and PT assets were
+    checked by one); an asset it cannot load ends it, and the error names the report."""
+    from converter.release import FreshProcessChecker
+
+    report = artifact_paths(conversions[0], TINY_FT)["report"]
+    with pytest.raises(ConversionError) as caught:
+        with FreshProcessChecker() as checker:
+            weights = artifact_paths(conversions[0], TINY_FT)["weights"]
+            errors = checker.check(report, {"weights": weights})
+            assert list(errors) == ["weights"] and errors["weights"] <= 1e-5
+            checker.check(report, {"weights": str(tmp_path / "missing.weights.h5")})
+    line = str(caught.value)
+    assert line.startswith(f"{report}: fresh-process reload check failed (")
+    assert "\n" not in line and "missing.weights.h5" in line
+
+
 # --- build_release: what stops it ---------------------------------------------------------------
 
 def test_build_fails_on_an_artifact_changed_after_conversion(conversion_copy, tmp_path):
