@@ -3,7 +3,8 @@
 Import order matters: torchvision (imported by timm) crashes the process when it is loaded
 after tensorflow, so the torch side is imported first, before anything touches keras.
 
-The fast tier (``python -m pytest``, what CI runs) must stay near 8 minutes on 2 cores, so
+The fast tier (``python -m pytest -n 2``; CI runs it, then the slow tier) must stay near 8
+minutes on 2 cores, so
 conversions are shared: ``tiny_converted``, ``tiny_pt_converted``, ``tiny_encoder_converted``,
 ``tiny_forced_seed1``, ``tiny_release``, ``tiny_v2_release`` and ``small_converted`` below run
 once per session and tests that need "artifacts already there" copy them
@@ -30,10 +31,25 @@ The slow tier (``--runslow`` / ``-m slow``), and why each test is there:
 - test_finetune_cli: the same command on TensorFlow (one device, MirroredStrategy on two
   logical CPUs) and PyTorch, and augmentation as a function of (seed, epoch, position);
   fast tier: JAX on one and two virtual devices, a killed run resumed, a bad video skipped.
-- test_v2_zoo: the distilled V2 S and B entries (K710 and mapped heads), one ViT-g
-  fine-tuned entry and the ViT-g pre-trained entry (about 16 GB of disk) converted from
+- test_v2_zoo: the distilled V2 S and B entries (K710 and mapped heads) converted from
   synthetic files in V2's layout at full size; fast tier: the tiny V2 entries through the
   same code path, and the mapped head equal to the K710 logits at upstream's rows.
+- test_presets' PyTorch-backend case: fast tier: its JAX case (the same child and checks on
+  a backend other than TensorFlow) and the TensorFlow one.
+- test_interrupt's SIGINT case: fast tier: the SIGTERM case (one handler raises both as
+  KeyboardInterrupt; the same unwinding and cleanup).
+- test_video::test_convert_entry_point_keeps_tensorflow_noise_off_the_terminal (a child
+  conversion with --litert); fast tier: test_predict_cli_prints_only_json_and_no_framework_noise
+  (the same silencing and noise list, in the predict entry point).
+- test_v2_litert::test_litert_writes_a_checked_tflite_for_a_v2_entry (a conversion of its
+  own); fast tier: every V2 option through the same LiteRT writer (test_v2_litert) and the
+  checked .tflite of a V1 entry (test_litert).
+
+The huge tier (``-m huge``; CI does not run it): test_v2_zoo's ViT-g fine-tuned and
+pre-trained conversions from synthetic files in V2's layout (25-40 minutes and about 16 GB of
+disk each on 2 cores; together more than CI's 90 minutes); docs/BENCHMARKS.md has a run of
+each. Their code path is the distilled entries' (slow tier) and the tiny ``Tg`` entries'
+(fast tier: patch 14, mlp_ratio 48/11, layer scale, decode mask).
 """
 
 import torch  # noqa: F401  (first: before tensorflow / keras)
@@ -240,14 +256,14 @@ TINY_V2_HMDB51 = "TFVideoMAEv2_Tg_K710-HMDB51_4x28_FT"
 @pytest.fixture(scope="session")
 def tiny_v2_release(tmp_path_factory):
     """The tiny V2 classifiers (a K710 head, the K400 head mapped from it, HMDB51 after K710;
-    synthetic, seed 0, one parity clip each, the mapped one with ``--litert``) converted into
+    synthetic, seed 0, one parity clip each) converted into
     one folder and built into a release, shared read-only by test_v2_video (the zoo names
-    served) and test_v2_litert (the checked ``.tflite``): (release folder, {name: result})."""
+    served): (release folder, {name: result})."""
     from converter.release import build_release
 
     conv_dir = str(tmp_path_factory.mktemp("v2_release_conversions") / "weights")
     results = {name: converter.convert(name, conv_dir, synthetic=True, seed=0, progress=False,
-                                       parity_batch=1, litert=name == TINY_V2_MAPPED)
+                                       parity_batch=1)
                for name in (TINY_V2_K710, TINY_V2_MAPPED, TINY_V2_HMDB51)}
     release_dir = str(tmp_path_factory.mktemp("v2_release_parent") / "release")
     build_release(conv_dir, release_dir, RELEASE_BASE_URL, log=lambda line: None)

@@ -34,7 +34,10 @@ def _wait_for_staging(out_dir, process, timeout=600):
     pytest.fail("no staging folder appeared")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+# SIGINT (Python's own KeyboardInterrupt) in the slow tier; the fast tier's SIGTERM case runs
+# the same unwinding and cleanup, through the converter's handler
+@pytest.mark.parametrize("signum", [signal.SIGTERM,
+                                    pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
 def test_interrupt_mid_export_leaves_output_folder_as_it_was(tmp_path, signum):
     out_dir = tmp_path / "out"
     out_dir.mkdir()

@@ -210,7 +210,10 @@ def _run_backend(backend, zoo, release_dir, work):
         return clip, mask, json.load(handle)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+# PyTorch in the slow tier; the fast tier's non-TensorFlow backend is JAX, through the same
+# child and checks (the [jax] case)
+@pytest.mark.parametrize("backend", [b if b != "torch" else pytest.param(b, marks=pytest.mark.slow)
+                                     for b in BACKENDS])
 def test_every_backend_loads_presets_matching_torch_and_fine_tunes(backend, zoo, release_dir,
                                                                    tmp_path):
     clip, mask, result = _run_backend(backend, zoo, release_dir, tmp_path / backend)

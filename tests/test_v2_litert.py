@@ -14,12 +14,16 @@ TOLERANCE = 1e-5
 TINY_V2_PT = "TFVideoMAEv2_Tg_Hybrid_4x28_PT"
 
 
-def test_litert_writes_a_checked_tflite_for_a_v2_entry(tiny_v2_release):
-    """The session's mapped-head conversion with ``litert=True`` (conftest.tiny_v2_release;
-    the CLI's --litert is driven by test_litert on V1)."""
+@pytest.mark.slow  # fast tier: every V2 option through the same writer (below) and V1's
+# checked .tflite (test_litert::test_cli_litert_writes_a_checked_tflite_and_skips_it_next_time)
+def test_litert_writes_a_checked_tflite_for_a_v2_entry(tmp_path):
+    """The mapped-head entry converted with ``litert=True`` (the CLI's --litert is driven by
+    test_litert on V1)."""
+    import converter
     from converter.record import ConversionRecord
 
-    result = tiny_v2_release[1][TINY_V2_MAPPED]
+    result = converter.convert(TINY_V2_MAPPED, str(tmp_path), synthetic=True, seed=0,
+                               progress=False, parity_batch=1, litert=True)
     assert os.path.isfile(result.paths["litert"])
     record = ConversionRecord.load(result.paths["report"])
     check = record.reload_checks["litert"]

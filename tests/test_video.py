@@ -513,6 +513,7 @@ FRAMEWORK_NOISE = ("absl::", "oneDNN", "cuInit", "cuda_", "cpu_feature_guard", "
                    "W0000", "WARNING:absl", "XNNPACK", "trackable_obj")
 
 
+@pytest.mark.slow  # a whole child conversion with --litert; fast tier: the predict CLI test above
 def test_convert_entry_point_keeps_tensorflow_noise_off_the_terminal(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p))
