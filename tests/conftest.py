@@ -99,13 +99,17 @@ def _selected(config, marker: str) -> bool:
 
 # The fast tier runs on two workers (``-n 2``, pytest-xdist, ``--dist loadgroup`` in
 # setup.cfg). A session or module fixture is made once per worker that needs it, so the tests
-# sharing an expensive one run on one worker: those of the session conversions below (the
+# sharing an expensive one run on one worker: full-size conversions (marked full_size: one
+# at a time, so the slow tier's two workers never hold two of them), those of the session
+# conversions below (the
 # first one a test needs names its group), and those of a wider-scoped fixture defined in
 # their own module (the module).
 SHARED_CONVERSIONS = ("tiny_v2_release", "tiny_release", "small_converted")
 
 
 def _xdist_group(item):
+    if item.get_closest_marker("full_size") is not None:
+        return "full_size"  # one at a time: GBs of memory each
     info = getattr(item, "_fixtureinfo", None)
     if info is None:
         return None

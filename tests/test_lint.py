@@ -33,7 +33,7 @@ def _ci_commands(script):
 
 
 FAST_TIER = ["python", "-m", "pytest", "-n", "2"]
-SLOW_TIER = ["python", "-m", "pytest", "-m", "slow"]
+SLOW_TIER = ["python", "-m", "pytest", "-m", "slow", "-n", "2"]
 
 
 def test_ci_runs_the_linter_between_install_and_both_tiers():

@@ -227,6 +227,7 @@ def test_tiny_pretrained_artifacts_match_torch_in_a_fresh_process(tiny_pt_conver
 
 
 @pytest.mark.slow
+@pytest.mark.full_size
 @pytest.mark.parametrize("name", ["TFVideoMAE_S_K400_16x224_PT", "TFVideoMAE_B_UCF_16x224_PT"])
 def test_pretrained_artifacts_match_torch_in_a_fresh_process(name, tmp_path):
     result = converter.convert(name, str(tmp_path / "out"), synthetic=True, seed=0,
@@ -235,6 +236,7 @@ def test_pretrained_artifacts_match_torch_in_a_fresh_process(name, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.full_size
 def test_large_pretrained_conversion_passes_parity(tmp_path):
     result = converter.convert("TFVideoMAE_L_K400_16x224_PT", str(tmp_path), synthetic=True,
                                progress=False)

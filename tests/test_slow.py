@@ -13,7 +13,7 @@ from converter.zoo import find_entry
 
 import pytest  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.full_size]
 
 
 def _assert_passed(result, entry):

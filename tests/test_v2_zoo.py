@@ -279,6 +279,7 @@ def _converts_with_parity(name, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.full_size
 @pytest.mark.parametrize("name", [n for n in UPSTREAM if "_DL" in n])
 def test_distilled_entries_convert_from_synthetic_files_with_parity(name, tmp_path):
     result = _converts_with_parity(name, tmp_path)
