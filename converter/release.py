@@ -172,7 +172,7 @@ def check_assets(report_path: str, assets: Dict[str, str]) -> Dict[str, float]:
 
 class FreshProcessChecker:
     """``check_assets`` in one new Python process for the whole release: the process starts
-    (and pays its imports, about 10 s) once, then checks one entry at a time, each entry's
+    (and pays its imports, 10-15 s on 2 cores) once, then checks one entry at a time, each entry's
     artifacts reloaded into new objects and freed before the next (so the disk and memory
     needed stay those of one entry). Use as a context manager; ``check`` raises
     ConversionError when the process fails."""
@@ -244,6 +244,67 @@ def _reports(conversion_dir: str) -> List[str]:
     return found
 
 
+def _release_entry(report_path: str, conversion_dir: str, staging: str, base_url: str,
+                   manifest: dict, checker: FreshProcessChecker, log) -> None:
+    """One conversion's assets packed into ``staging``, re-checked by ``checker``, and added
+    to ``manifest`` with its model card and keras-hub preset."""
+    from .export import artifact_paths, verify_artifacts
+
+    report = ConversionRecord.load(report_path)
+    entry = report.zoo_entry()
+    reason = verify_artifacts(conversion_dir, entry, {"sha256": report.source.sha256})
+    if reason is not None:
+        raise ConversionError(f"{entry.name}: artifacts do not verify: {reason}")
+    paths = artifact_paths(conversion_dir, entry.name, litert=True)
+    assets = {"savedmodel": os.path.join(staging, f"{entry.name}.savedmodel.zip"),
+              "weights": os.path.join(staging, f"{entry.name}.weights.h5"),
+              "keras": os.path.join(staging, f"{entry.name}.keras")}
+    if "litert" in report.artifacts:  # verified with the others just above
+        assets["litert"] = os.path.join(staging, f"{entry.name}.tflite")
+    log(f"{entry.name}: packing and re-checking in a fresh process")
+    zip_savedmodel(paths["savedmodel"], assets["savedmodel"])
+    for kind in ("weights", "keras", "litert"):
+        if kind in assets:
+            shutil.copyfile(paths[kind], assets[kind])
+    report_asset = os.path.join(staging, f"{entry.name}.json")
+    shutil.copyfile(report_path, report_asset)
+    preset_dir = os.path.join(staging, ".presets", entry.name)
+    preset_class = write_preset(paths["keras"], entry.name, preset_dir)
+    assets["kerashub"] = preset_dir  # checked as a folder, shipped as a tar
+    errors = checker.check(report_asset, assets)
+    tolerance = entry.parity_atol
+    bad = {k: v for k, v in errors.items() if not v <= tolerance}
+    if bad:
+        raise ConversionError(f"{entry.name}: reloaded assets differ from the reference: "
+                              + ", ".join(f"{k} {v:.2e} > {tolerance:.0e}"
+                                          for k, v in bad.items()))
+    manifest["converter_version"] = report.versions.get("videomae-convert")
+    parity = report.parity
+    manifest["entries"][entry.name] = {
+        "entry": report.entry, "source_sha256": report.source.sha256,
+        "synthetic_seed": report.source.synthetic_seed, "versions": report.versions,
+        "parity": {"tf_err_vs_f64": parity.tf_err_vs_f64,
+                   "torch_err_vs_f64": parity.torch_err_vs_f64,
+                   "max_abs": parity.max_abs, "tolerance": parity.tolerance},
+        "release_check": errors}
+    card = os.path.join(staging, f"{entry.name}.md")
+    text = render_model_card(entry, report, base_url, errors, preset_class)
+    with open(card, "w") as handle:
+        handle.write(text)
+    with open(os.path.join(preset_dir, PRESET_CARD), "w") as handle:
+        handle.write(preset_card(text, entry))
+    assets["kerashub"] = os.path.join(staging, f"{entry.name}{ENTRY_ASSETS['kerashub']}")
+    tar_preset(preset_dir, assets["kerashub"])
+    shutil.rmtree(os.path.join(staging, ".presets"))
+    for kind, path in list(assets.items()) + [("report", report_asset), ("card", card)]:
+        name = os.path.basename(path)
+        manifest["assets"][name] = {"entry": entry.name, "kind": kind,
+                                    "bytes": os.path.getsize(path),
+                                    "sha256": sha256_file(path),
+                                    "source_sha256": report.source.sha256,
+                                    "url": f"{base_url.rstrip('/')}/{name}"}
+
+
 def build_release(conversion_dir: str, release_dir: str, base_url: str, force: bool = False,
                   log=print) -> dict:
     """Turn a conversion folder into a release folder; returns the manifest.
@@ -252,8 +313,6 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
     the reference fingerprint when reloaded in a fresh process. The release folder is built
     in a staging folder and moved into place only when everything passed.
     """
-    from .export import artifact_paths, verify_artifacts
-
     if not os.path.isdir(conversion_dir):
         raise ConversionError(f"{conversion_dir}: not a folder")
     if os.path.exists(release_dir) and not force:
@@ -269,60 +328,8 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
                     "entries": {}, "assets": {}}
         with FreshProcessChecker() as checker:  # one process, its imports paid once
             for report_path in reports:
-                report = ConversionRecord.load(report_path)
-                entry = report.zoo_entry()
-                reason = verify_artifacts(conversion_dir, entry, {"sha256": report.source.sha256})
-                if reason is not None:
-                    raise ConversionError(f"{entry.name}: artifacts do not verify: {reason}")
-                paths = artifact_paths(conversion_dir, entry.name, litert=True)
-                assets = {"savedmodel": os.path.join(staging, f"{entry.name}.savedmodel.zip"),
-                          "weights": os.path.join(staging, f"{entry.name}.weights.h5"),
-                          "keras": os.path.join(staging, f"{entry.name}.keras")}
-                if "litert" in report.artifacts:  # verified with the others just above
-                    assets["litert"] = os.path.join(staging, f"{entry.name}.tflite")
-                log(f"{entry.name}: packing and re-checking in a fresh process")
-                zip_savedmodel(paths["savedmodel"], assets["savedmodel"])
-                for kind in ("weights", "keras", "litert"):
-                    if kind in assets:
-                        shutil.copyfile(paths[kind], assets[kind])
-                report_asset = os.path.join(staging, f"{entry.name}.json")
-                shutil.copyfile(report_path, report_asset)
-                preset_dir = os.path.join(staging, ".presets", entry.name)
-                preset_class = write_preset(paths["keras"], entry.name, preset_dir)
-                assets["kerashub"] = preset_dir  # checked as a folder, shipped as a tar
-                errors = checker.check(report_asset, assets)
-                tolerance = entry.parity_atol
-                bad = {k: v for k, v in errors.items() if not v <= tolerance}
-                if bad:
-                    raise ConversionError(f"{entry.name}: reloaded assets differ from the "
-                                          "reference: " + ", ".join(f"{k} {v:.2e} > {tolerance:.0e}"
-                                                      for k, v in bad.items()))
-                manifest["converter_version"] = report.versions.get("videomae-convert")
-                parity = report.parity
-                manifest["entries"][entry.name] = {
-                    "entry": report.entry, "source_sha256": report.source.sha256,
-                    "synthetic_seed": report.source.synthetic_seed, "versions": report.versions,
-                    "parity": {"tf_err_vs_f64": parity.tf_err_vs_f64,
-                               "torch_err_vs_f64": parity.torch_err_vs_f64,
-                               "max_abs": parity.max_abs, "tolerance": parity.tolerance},
-                    "release_check": errors}
-                card = os.path.join(staging, f"{entry.name}.md")
-                text = render_model_card(entry, report, base_url, errors, preset_class)
-                with open(card, "w") as handle:
-                    handle.write(text)
-                with open(os.path.join(preset_dir, PRESET_CARD), "w") as handle:
-                    handle.write(preset_card(text, entry))
-                assets["kerashub"] = os.path.join(staging,
-                                                  f"{entry.name}{ENTRY_ASSETS['kerashub']}")
-                tar_preset(preset_dir, assets["kerashub"])
-                shutil.rmtree(os.path.join(staging, ".presets"))
-                for kind, path in list(assets.items()) + [("report", report_asset), ("card", card)]:
-                    name = os.path.basename(path)
-                    manifest["assets"][name] = {"entry": entry.name, "kind": kind,
-                                                "bytes": os.path.getsize(path),
-                                                "sha256": sha256_file(path),
-                                                "source_sha256": report.source.sha256,
-                                                "url": f"{base_url.rstrip('/')}/{name}"}
+                _release_entry(report_path, conversion_dir, staging, base_url, manifest,
+                               checker, log)
         with open(os.path.join(staging, "MODEL_ZOO.md"), "w") as handle:
             handle.write(render_model_zoo(manifest, base_url))
         with open(os.path.join(staging, "manifest.json"), "w") as handle:

@@ -4,11 +4,10 @@ Import order matters: torchvision (imported by timm) crashes the process when it
 after tensorflow, so the torch side is imported first, before anything touches keras.
 
 The fast tier (``python -m pytest -n 2``; CI runs it, then the slow tier) must stay near 8
-minutes on 2 cores, so
-conversions are shared: ``tiny_converted``, ``tiny_pt_converted``, ``tiny_encoder_converted``,
-``tiny_forced_seed1``, ``tiny_release``, ``tiny_v2_release`` and ``small_converted`` below run
-once per session and tests that need "artifacts already there" copy them
-(``copy_artifacts``) rather than convert.
+minutes on 2 cores, so conversions are shared: ``tiny_converted``, ``tiny_pt_converted``,
+``tiny_encoder_converted``, ``tiny_forced_seed1``, ``tiny_release``, ``tiny_v2_release`` and
+``small_converted`` below run once per session and tests that need "artifacts already there"
+copy them (``copy_artifacts``) rather than convert.
 The slow tier (``--runslow`` / ``-m slow``), and why each test is there:
 
 - test_slow.py, test_pretrain's ViT-S/B/L PT tests, test_video's ViT-S predict tests:
@@ -101,9 +100,8 @@ def _selected(config, marker: str) -> bool:
 # setup.cfg). A session or module fixture is made once per worker that needs it, so the tests
 # sharing an expensive one run on one worker: full-size conversions (marked full_size: one
 # at a time, so the slow tier's two workers never hold two of them), those of the session
-# conversions below (the
-# first one a test needs names its group), and those of a wider-scoped fixture defined in
-# their own module (the module).
+# conversions below (the first one a test needs names its group), and those of a
+# wider-scoped fixture defined in their own module (the module).
 SHARED_CONVERSIONS = ("tiny_v2_release", "tiny_release", "small_converted")
 
 
@@ -260,9 +258,9 @@ TINY_V2_HMDB51 = "TFVideoMAEv2_Tg_K710-HMDB51_4x28_FT"
 @pytest.fixture(scope="session")
 def tiny_v2_release(tmp_path_factory):
     """The tiny V2 classifiers (a K710 head, the K400 head mapped from it, HMDB51 after K710;
-    synthetic, seed 0, one parity clip each) converted into
-    one folder and built into a release, shared read-only by test_v2_video (the zoo names
-    served): (release folder, {name: result})."""
+    synthetic, seed 0, one parity clip each) converted into one folder and built into a
+    release, shared read-only by test_v2_video (the zoo names served): (release folder,
+    {name: result})."""
     from converter.release import build_release
 
     conv_dir = str(tmp_path_factory.mktemp("v2_release_conversions") / "weights")

@@ -501,17 +501,20 @@ def test_a_wrong_model_signed_consistently_is_caught_only_by_the_recheck(release
 
 def test_the_fresh_process_checks_every_entry_and_a_failure_names_the_report(conversions,
                                                                             tmp_path):
-    """One process checks the entries in turn (the built release's FT and PT assets were
-    checked by one); an asset it cannot load ends it, and the error names the report."""
+    """One process checks the entries in turn: it is still running after the first check and
+    takes the next request; an asset it cannot load ends it, and the error names the report."""
     from converter.release import FreshProcessChecker
 
     report = artifact_paths(conversions[0], TINY_FT)["report"]
     with pytest.raises(ConversionError) as caught:
         with FreshProcessChecker() as checker:
+            process = checker.process
             weights = artifact_paths(conversions[0], TINY_FT)["weights"]
             errors = checker.check(report, {"weights": weights})
             assert list(errors) == ["weights"] and errors["weights"] <= 1e-5
+            assert process.poll() is None  # alive, waiting for the next entry
             checker.check(report, {"weights": str(tmp_path / "missing.weights.h5")})
+    assert checker.process is process and process.returncode not in (None, 0)
     line = str(caught.value)
     assert line.startswith(f"{report}: fresh-process reload check failed (")
     assert "\n" not in line and "missing.weights.h5" in line
