@@ -1,13 +1,14 @@
 #!/usr/bin/env python
 """What ``--litert`` costs a conversion: peak memory over the import baseline, and seconds.
 
-    python scripts/bench_litert_memory.py --sizes S,B [--code DIR] [--label NAME]
+    python scripts/bench_litert_memory.py --sizes S,B [--code DIR] [--label NAME] [--no-litert]
 
 For each size, one synthetic K400 FT conversion with every check and ``--litert``
 (``scripts/children/convert.py``) in a fresh process, after a process that only imports
 (``scripts/children/baseline.py``: converter, tf_models, torch_reference, torch, TensorFlow,
 Keras). Prints the process's peak (``wait4``) over the baseline in W (fp32 weight bytes), the
-sampled peak of the ``write .tflite`` and ``reload litert`` phases, and their seconds.
+sampled peak of the ``write .tflite`` and ``reload litert`` phases, and their seconds;
+``--no-litert`` converts without ``--litert`` (the plain conversion's peak, issue 23 item 4).
 ``--code DIR`` runs another checkout's converter and children (the "before" figures: a
 ``git archive`` of an earlier commit). Appends each record to ``litert_memory.jsonl`` in the
 current folder.
@@ -54,14 +55,18 @@ def weight_mb(size: str) -> float:
 @click.option("--sizes", default="S")
 @click.option("--code", default=HERE, help="checkout whose converter runs [default: this one]")
 @click.option("--label", default="after")
-def main(sizes, code, label):
+@click.option("--litert/--no-litert", default=True,
+              help="convert with --litert [default] or without (the plain conversion's peak)")
+def main(sizes, code, label, litert):
     _, _, base = run_child(code, "baseline")
     for size in sizes.split(","):
         w = weight_mb(size)
         with tempfile.TemporaryDirectory() as out:
-            result, wall, peak = run_child(code, "convert", size, "FT", out, "litert")
+            result, wall, peak = run_child(code, "convert", size, "FT", out,
+                                            *(["litert"] if litert else []))
         phases = result["phase_peak_mb"]
-        record = {"label": label, "size": size, "W_mb": w, "baseline_mb": base, "peak_mb": peak,
+        record = {"label": label, "litert": litert, "size": size, "W_mb": w,
+                  "baseline_mb": base, "peak_mb": peak,
                   "peak_w": (peak - base) / w, "wall_s": wall, "convert_s": result["convert_s"],
                   "phase_w": {p: (v - base) / w for p, v in phases.items()},
                   "seconds": result["seconds"], "load": os.getloadavg(),
@@ -71,7 +76,10 @@ def main(sizes, code, label):
         print(f"{label} {size}: W {w:.0f} MB, baseline {base:.0f} MB, peak {peak:.0f} MB = "
               f"{record['peak_w']:.2f} W over the baseline; process {wall:.1f} s, convert() "
               f"{result['convert_s']:.1f} s")
-        for phase in ("write .tflite", "reload litert"):
+        # with --litert its two phases; without, the phase where the peak was
+        shown = (("write .tflite", "reload litert") if litert else
+                 (max(record["phase_w"], key=record["phase_w"].get),))
+        for phase in shown:
             print(f"  {phase:14s} {record['phase_w'].get(phase, float('nan')):6.2f} W "
                   f"{result['seconds'].get(phase, float('nan')):6.1f} s")
 
