@@ -127,8 +127,9 @@ class StagedArtifacts:
             raise RuntimeError("check() before write()")
         for kind in self.kinds:
             self.on_phase(f"reload {kind}")
-            self.reloads[kind] = prove_artifact(self.entry, kind, self.staged[kind], references,
-                                                checked, self.fingerprint)
+            self.reloads[kind] = prove_artifact(
+                self.entry, kind, self.staged[kind], references, checked, self.fingerprint,
+                keras_path=self.staged["keras"] if "keras" in self.kinds else None)
             gc.collect()
         return self.reloads
 

@@ -33,6 +33,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from tf_models.tracing import graph_function
+
 from .kinds import kind_of
 from .zoo import Entry
 
@@ -88,13 +90,12 @@ def check_litert_memory(name: str, weight_bytes: int,
 
 
 def _serving_function(model, entry: Entry):
-    import tensorflow as tf
 
     kind = kind_of(entry)
     if not kind.serves_litert:
         raise ValueError(kind.litert_refusal(entry))
 
-    @tf.function(input_signature=kind.signature(entry))
+    @graph_function(input_signature=kind.signature(entry))
     def serve(video):
         (video,) = kind.serving_inputs(entry, video)  # raw frames: normalised in the graph
         return kind.named(model(video, training=False))

@@ -5,11 +5,14 @@ Keras code (every variable bit-identical, the config equal)."""
 from __future__ import annotations
 
 import hashlib
+import os
+import zipfile
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from tf_models.tracing import graph_function
 from tf_models.artifacts.resolve import (PresetError, Resolved, load_keras_model,
                                          load_savedmodel)
 
@@ -17,7 +20,7 @@ from .errors import ParityError
 from .kinds import build_tf_model, kind_of
 from .parity import Case, ParityReport, Reference, check_outputs
 from .record import ReloadCheck
-from .writers import keras_weights_through_disk
+from .writers import KERAS_WEIGHTS_MEMBER, keras_weights_through_disk
 from .zoo import Entry
 
 
@@ -71,10 +74,9 @@ def reload_weights(entry: Entry, path: str) -> Callable[[Case], Dict[str, np.nda
 def _graph_runner(entry: Entry, model) -> Callable[[Case], Dict[str, np.ndarray]]:
     """The reloaded model run through a traced graph, as its SavedModel would be: less memory
     at the peak than eager Keras, and faster from the second sample on. Outputs named."""
-    import tensorflow as tf
 
     kind = kind_of(entry)
-    graph = tf.function(lambda *inputs: model(kind.keras_inputs(*inputs), training=False))
+    graph = graph_function(lambda *inputs: model(kind.keras_inputs(*inputs), training=False))
 
     def run(case):
         return kind.named(outputs_to_numpy(graph(*kind.case_inputs(case))))
@@ -194,7 +196,8 @@ def fingerprint_model(model) -> ModelFingerprint:
 
 
 def prove_artifact(entry: Entry, kind: str, path: str, references: Sequence[Reference],
-                   checked: ParityReport, expected: ModelFingerprint) -> ReloadCheck:
+                   checked: ParityReport, expected: ModelFingerprint,
+                   keras_path: Optional[str] = None) -> ReloadCheck:
     """Reload the artifact ``kind`` at ``path`` into fresh objects and prove it computes what
     the checked in-memory model computes; ParityError when it does not.
 
@@ -203,14 +206,43 @@ def prove_artifact(entry: Entry, kind: str, path: str, references: Sequence[Refe
     variable must be bit-identical to ``expected`` and the ``.keras`` config and class equal
     to its own, and one clip runs through the reloaded ``.keras`` to prove the code path
     (docs/PARITY.md); ``checked`` is the in-memory parity report, whose errors those two
-    artifacts then share.
+    artifacts then share. A ``.weights.h5`` whose bytes are those of the weights inside the
+    ``.keras`` file at ``keras_path`` (proven by that file's own check, which must run too)
+    is proven by that: nothing to reload (``method: "bytes"``).
     """
+    if kind == "weights" and keras_path and same_bytes_as_keras_weights(path, keras_path):
+        return ReloadCheck(tf_err_vs_f64=_measured(checked.tf_err_vs_f64),
+                           max_abs=checked.max_abs, passed=True, method="bytes", clips=0)
     if kind in VARIABLE_PROOFS:
         return _prove_variables(entry, kind, path, references, checked, expected)
     run = RELOADERS[kind](entry, path)
     report = check_outputs(run, references, entry.parity_atol, f"reloaded {kind} of {entry.name}")
     return ReloadCheck(tf_err_vs_f64=_measured(report.tf_err_vs_f64), max_abs=report.max_abs,
                        passed=report.passed)
+
+
+# bytes compared at a time by ``same_bytes_as_keras_weights``
+COMPARE_CHUNK = 1 << 24
+
+
+def same_bytes_as_keras_weights(weights_path: str, keras_path: str) -> bool:
+    """Whether the file ``weights_path`` holds byte for byte the ``model.weights.h5`` member
+    of the ``.keras`` archive ``keras_path`` (read in slices; False when either is missing
+    or unreadable as such)."""
+    try:
+        with zipfile.ZipFile(keras_path) as archive:
+            info = archive.getinfo(KERAS_WEIGHTS_MEMBER)
+            if info.file_size != os.path.getsize(weights_path):
+                return False
+            with archive.open(info) as member, open(weights_path, "rb") as handle:
+                while True:
+                    expected, found = member.read(COMPARE_CHUNK), handle.read(COMPARE_CHUNK)
+                    if expected != found:
+                        return False
+                    if not expected:
+                        return True
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return False
 
 
 def _measured(error: float):

@@ -10,6 +10,8 @@ import shutil
 import zipfile
 from typing import Callable
 
+from tf_models.tracing import graph_function
+
 from .kinds import kind_of
 from .zoo import Entry
 
@@ -29,7 +31,7 @@ def export_savedmodel(model, entry: Entry, path: str) -> None:
     module.model_variables = list(model.weights)
 
     def serving(extra: bool):
-        @tf.function(input_signature=kind.signature(entry, extra))
+        @graph_function(input_signature=kind.signature(entry, extra))
         def serve(*inputs):
             return kind.named(model(kind.keras_inputs(*kind.serving_inputs(entry, *inputs)),
                                     training=False))

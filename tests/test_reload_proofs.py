@@ -1,10 +1,13 @@
-"""The reload checks of ``.weights.h5`` and ``.keras`` prove the artifact by its variables (bit
-for bit), its config and one clip; the SavedModel and ``.tflite`` by every parity input
+"""The reload check of ``.keras`` proves the artifact by its variables (bit for bit), its config
+and one clip; ``.weights.h5`` by being byte for byte the weights inside that ``.keras`` file
+(by its variables when it is not); the SavedModel and ``.tflite`` by every parity input
 (docs/PARITY.md). Each test breaks what one proof looks at and expects the conversion to
 fail, nothing left under a final name."""
 
+import gc
 import json
 import os
+import weakref
 import zipfile
 
 import torch  # noqa: F401  (torch side first)
@@ -103,10 +106,77 @@ def test_the_one_clip_through_the_reloaded_keras_file_is_compared(tmp_path, monk
     _convert_fails(tmp_path, r"reloaded (weights|keras)")
 
 
+def test_a_weights_file_equal_to_the_keras_archive_member_is_proven_without_a_reload(
+        tmp_path, monkeypatch):
+    def no_reload(entry, path):
+        raise AssertionError("the .weights.h5 file was reloaded")
+    monkeypatch.setitem(proofs.RELOADERS, "weights", no_reload)
+    result = converter.convert(TINY_FT, str(tmp_path / "out"), synthetic=True, seed=0,
+                               progress=False)
+    check = result.report.reload_checks["weights"]
+    assert check.method == "bytes" and check.passed
+    assert proofs.same_bytes_as_keras_weights(result.paths["weights"], result.paths["keras"])
+
+
+def test_weights_changed_alike_in_both_files_fail_the_keras_proof(tmp_path, monkeypatch):
+    """The bytes proof leans on the ``.keras`` proof: with the same change in both files the
+    ``.weights.h5`` passes as the archive's bytes, and the archive's variables fail."""
+    def change_both(staged):
+        _nudge_h5(staged["weights"])
+        with open(staged["weights"], "rb") as handle:
+            changed = handle.read()
+        with zipfile.ZipFile(staged["keras"]) as source:
+            members = {name: source.read(name) for name in source.namelist()}
+        members["model.weights.h5"] = changed
+        with zipfile.ZipFile(staged["keras"], "w") as target:
+            for name, data in members.items():
+                target.writestr(name, data)
+    _after_write(monkeypatch, change_both)
+    _convert_fails(tmp_path, r"reloaded keras .*values differ")
+
+
+def test_the_bytes_comparison_tells_apart_size_content_and_a_missing_member(tmp_path):
+    weights = tmp_path / "w.weights.h5"
+    weights.write_bytes(b"abcd" * 1000)
+
+    def archive(name, data, member="model.weights.h5"):
+        with zipfile.ZipFile(tmp_path / name, "w") as target:
+            target.writestr(member, data)
+        return str(tmp_path / name)
+    assert proofs.same_bytes_as_keras_weights(str(weights), archive("same.keras", b"abcd" * 1000))
+    assert not proofs.same_bytes_as_keras_weights(str(weights),
+                                                  archive("longer.keras", b"abcd" * 1001))
+    assert not proofs.same_bytes_as_keras_weights(
+        str(weights), archive("other.keras", b"abcd" * 999 + b"abce"))
+    assert not proofs.same_bytes_as_keras_weights(
+        str(weights), archive("none.keras", b"abcd" * 1000, member="other.h5"))
+    assert not proofs.same_bytes_as_keras_weights(str(weights), str(weights))  # not a zip
+
+
+def test_the_in_memory_model_is_freed_before_the_reload_checks(tmp_path, monkeypatch):
+    """The reloads each build a model of their own; the checked one must be gone by then
+    (TensorFlow's autograph once kept it alive in a snapshot of the conversion's locals)."""
+    written, alive = [], []
+    real_write, real_check = export.StagedArtifacts.write, export.StagedArtifacts.check
+
+    def write(self, model):
+        written.append(weakref.ref(model))
+        real_write(self, model)
+
+    def check(self, references, checked):
+        gc.collect()
+        alive.append(written[0]() is not None)
+        return real_check(self, references, checked)
+    monkeypatch.setattr(export.StagedArtifacts, "write", write)
+    monkeypatch.setattr(export.StagedArtifacts, "check", check)
+    converter.convert(TINY_FT, str(tmp_path / "out"), synthetic=True, seed=0, progress=False)
+    assert alive == [False]
+
+
 def test_the_report_says_how_each_artifact_was_proven(tiny_converted):
     record = ConversionRecord.load(tiny_converted.paths["report"])
     checks = record.reload_checks
     assert checks["savedmodel"].method == "outputs"
-    assert checks["weights"].method == "variables" and checks["weights"].clips == 0
+    assert checks["weights"].method == "bytes" and checks["weights"].clips == 0
     assert checks["keras"].method == "variables" and checks["keras"].clips == 1
     assert all(check.passed for check in checks.values())

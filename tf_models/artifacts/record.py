@@ -84,7 +84,9 @@ class ReloadCheck:
     ``method``: ``"outputs"`` (every parity input through the reloaded artifact; the
     errors are its own) or ``"variables"`` (every variable bit-identical to the checked
     in-memory model, config equal, and ``clips`` clips through it; the errors are those of
-    the in-memory model, which computes the same function bit for bit). ``tf_err_vs_f64`` is
+    the in-memory model, which computes the same function bit for bit) or ``"bytes"`` (a
+    ``.weights.h5`` holding byte for byte the weights inside the ``.keras`` file, which its
+    own check proves; the errors are the in-memory model's). ``tf_err_vs_f64`` is
     None for an export (reference "keras": no float64 run); ``max_abs`` is then the error
     against the in-memory Keras model.
     """

@@ -30,6 +30,7 @@ import numpy as np
 from .decode import MAX_PIXELS, VideoError, decode_frames
 from .model import ModelError
 from .protocol import normalize_views, protocol_for
+from ..tracing import graph_function
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ def _keras_pooled(model, source: str):
                          "pooled features")
     frames, size = int(backbone.num_frames), int(backbone.img_size)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, frames, size, size, 3], tf.float32)],
+    @graph_function(input_signature=[tf.TensorSpec([None, frames, size, size, 3], tf.float32)],
                  reduce_retracing=True)
     def forward(video):
         return pooled(video)

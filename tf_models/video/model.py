@@ -17,6 +17,7 @@ from .. import presets
 from ..artifacts.names import report_path
 from ..artifacts.resolve import artifact_report
 from ..presets import DATASETS
+from ..tracing import graph_function
 
 _CLASS_COUNT_DATASET = {facts.num_classes: key for key, facts in DATASETS.items()
                         if facts.labelled}
@@ -128,7 +129,7 @@ def _keras_runner(model, source: str):
              getattr(model, "img_size", None), 3)
     frames, size = _input_frames_size(source, shape)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, frames, size, size, 3], tf.float32)],
+    @graph_function(input_signature=[tf.TensorSpec([None, frames, size, size, 3], tf.float32)],
                  reduce_retracing=True)
     def forward(video):
         return model(video, training=False)
