@@ -362,7 +362,6 @@ def _tf_with_hidden(kind, tf_model):
     """``run(case) -> (outputs, block states)`` as numpy, through one traced graph: graph
     execution frees each intermediate as soon as it is used, eager Keras holds more (ViT-B:
     0.2 W less at the peak), and the second sample runs faster."""
-
     graph = graph_function(tf_model.call_with_hidden_states)
 
     def run(case):

@@ -90,7 +90,6 @@ def check_litert_memory(name: str, weight_bytes: int,
 
 
 def _serving_function(model, entry: Entry):
-
     kind = kind_of(entry)
     if not kind.serves_litert:
         raise ValueError(kind.litert_refusal(entry))

@@ -74,7 +74,6 @@ def reload_weights(entry: Entry, path: str) -> Callable[[Case], Dict[str, np.nda
 def _graph_runner(entry: Entry, model) -> Callable[[Case], Dict[str, np.ndarray]]:
     """The reloaded model run through a traced graph, as its SavedModel would be: less memory
     at the peak than eager Keras, and faster from the second sample on. Outputs named."""
-
     kind = kind_of(entry)
     graph = graph_function(lambda *inputs: model(kind.keras_inputs(*inputs), training=False))
 

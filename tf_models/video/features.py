@@ -147,7 +147,7 @@ def _keras_pooled(model, source: str):
     frames, size = int(backbone.num_frames), int(backbone.img_size)
 
     @graph_function(input_signature=[tf.TensorSpec([None, frames, size, size, 3], tf.float32)],
-                 reduce_retracing=True)
+                    reduce_retracing=True)
     def forward(video):
         return pooled(video)
 

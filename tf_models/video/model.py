@@ -130,7 +130,7 @@ def _keras_runner(model, source: str):
     frames, size = _input_frames_size(source, shape)
 
     @graph_function(input_signature=[tf.TensorSpec([None, frames, size, size, 3], tf.float32)],
-                 reduce_retracing=True)
+                    reduce_retracing=True)
     def forward(video):
         return model(video, training=False)
 
