@@ -12,9 +12,9 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from tf_models.tracing import graph_function
 from tf_models.artifacts.resolve import (PresetError, Resolved, load_keras_model,
                                          load_savedmodel)
+from tf_models.tracing import graph_function
 
 from .errors import ParityError
 from .kinds import build_tf_model, kind_of
