@@ -104,16 +104,16 @@ def test_litert_serves_encoder_features_with_both_outputs(tiny_encoder_converted
 
 def test_litert_memory_check_is_one_line_naming_the_need_and_what_is_available():
     from converter.errors import ConversionError
-    from converter.litert import LITERT_WEIGHT_COPIES, available_memory, check_litert_memory
+    from converter.litert import available_memory, check_litert_memory, litert_memory_needed
 
     weights = 346_139_200  # ViT-B FT
     with pytest.raises(ConversionError) as caught:
         check_litert_memory("TFVideoMAE_B_K400_16x224_FT", weights, available=2**30)
     message = str(caught.value)
     assert "\n" not in message and message.startswith("TFVideoMAE_B_K400_16x224_FT: --litert")
-    assert f"{LITERT_WEIGHT_COPIES * weights / 2**30:.1f} GiB" in message
+    assert f"needs about {litert_memory_needed(weights) / 2**30:.1f} GiB" in message
     assert "1.0 GiB is available" in message and "without --litert" in message
-    check_litert_memory("B", weights, available=LITERT_WEIGHT_COPIES * weights)  # enough
+    check_litert_memory("B", weights, available=litert_memory_needed(weights))  # enough
     available = available_memory()  # this machine's, read from /proc and the cgroup
     assert available is None or available > 0
 
