@@ -19,7 +19,7 @@ from tf_models.tracing import graph_function
 
 from . import __version__
 from .checkpoint import checkpoint_sha256, read_checkpoint
-from .errors import CheckpointError, ConversionError, OutputError
+from .errors import CheckpointError, ConversionError, OutputError, ParityError
 from .export import (StagedArtifacts, artifact_paths, artifacts_present, check_output_dir,
                      outputs_to_numpy, recover_killed_run, verify_artifacts)
 from .inspect_checkpoint import check_fits
@@ -269,17 +269,29 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         # the last references to the checkpoint's tensors: its memory map is released here
         del prepared, variables
 
-        phases("keras parity")
-        parity = check_parity(_tf_with_hidden(kind, tf_model), references, entry.parity_atol,
-                              kind.block_layout(entry))
-        parity.raise_if_failed(f"parity of {entry.name}")
-        for reference in references:  # the reload checks compare final outputs only
-            reference.drop_states()
-
-        # the phase timer's own dict: complete up to the last reload check when written
-        report = _record(entry, source, parity, notes, references, parity_batch, seed,
-                         phases.seconds)
         with StagedArtifacts(entry, out_dir, force, on_phase=phases, litert=litert) as staged:
+            litert_failure = None
+            if litert:
+                # before the Keras parity grows TensorFlow's memory pool (the LiteRT check's
+                # peak: docs/BENCHMARKS.md); a failure waits for the parity, which names the
+                # block where a wrong mapping shows
+                try:
+                    staged.write_and_check_litert(tf_model, references)
+                except ParityError as error:
+                    litert_failure = error
+
+            phases("keras parity")
+            parity = check_parity(_tf_with_hidden(kind, tf_model), references,
+                                  entry.parity_atol, kind.block_layout(entry))
+            parity.raise_if_failed(f"parity of {entry.name}")
+            if litert_failure is not None:
+                raise litert_failure
+            for reference in references:  # the reload checks compare final outputs only
+                reference.drop_states()
+
+            # the phase timer's own dict: complete up to the last reload check when written
+            report = _record(entry, source, parity, notes, references, parity_batch, seed,
+                             phases.seconds)
             staged.write(tf_model)
             del tf_model  # the reload checks each build a fresh model; do not hold two
             gc.collect()

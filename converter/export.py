@@ -70,6 +70,7 @@ class StagedArtifacts:
         self.reloads: Dict[str, ReloadCheck] = {}
         # what write() saw of the in-memory model, for the variable proofs of check()
         self.fingerprint: Optional[ModelFingerprint] = None
+        self.litert_written = False
         self.lock = EntryLock(out_dir, entry.name)
         self.needed = DISK_OVERHEAD_BYTES
         self.fsync_seconds = 0.0
@@ -98,25 +99,52 @@ class StagedArtifacts:
         finally:
             self.lock.release()
 
-    def write(self, model) -> None:
+    def _first_write(self, model) -> None:
+        """What the first write of a run needs: the model's fingerprint, and room on disk
+        for every artifact (fail before writing gigabytes that cannot fit)."""
+        if self.fingerprint is not None:
+            return
         self.fingerprint = fingerprint_model(model)
         self.needed = needed_bytes(model, extra_copies=len(self.kinds) - len(ARTIFACT_KINDS))
         free = shutil.disk_usage(self.out_dir).free
-        if free < self.needed:  # fail before writing gigabytes that cannot fit
+        if free < self.needed:
             raise OutputError(disk_full_message(self.out_dir, self.needed))
+
+    def write(self, model) -> None:
+        """Write every artifact not written yet (``write_and_check_litert`` may have run)."""
+        self._first_write(model)
         with disk_full_as_error(self.out_dir, self.needed):
             self.on_phase("write SavedModel")
             export_savedmodel(model, self.entry, self.staged["savedmodel"])
             save_keras_and_weights(model, self.staged["keras"], self.staged["weights"],
                                    self.on_phase)
-            if "litert" in self.kinds:
-                from .litert import export_litert
-
-                self.on_phase("write .tflite")
-                export_litert(model, self.entry, self.staged["litert"])
+            if "litert" in self.kinds and not self.litert_written:
+                self._write_litert(model)
             if "preset" in self.kinds:
                 self.on_phase("write preset")
                 export_preset(model, self.entry, self.staged["preset"])
+
+    def _write_litert(self, model) -> None:
+        from .litert import export_litert
+
+        self.on_phase("write .tflite")
+        export_litert(model, self.entry, self.staged["litert"])
+        self.litert_written = True
+
+    def write_and_check_litert(self, model, references: Sequence[Reference]) -> None:
+        """Write the ``.tflite`` and run every parity input through it now, while the model is
+        the only large thing TensorFlow has held: TensorFlow's oneDNN memory pool keeps what
+        it once held, so after the Keras parity and the other reloads the LiteRT
+        interpreter's own copies would come on top of that (docs/BENCHMARKS.md). ``check``
+        then skips it. Raises ParityError as ``check`` does."""
+        self._first_write(model)
+        with disk_full_as_error(self.out_dir, self.needed):
+            self._write_litert(model)
+        self.on_phase("reload litert")
+        # the .tflite's proof runs every parity input through it: no in-memory report needed
+        self.reloads["litert"] = prove_artifact(self.entry, "litert", self.staged["litert"],
+                                                references, None, self.fingerprint)
+        gc.collect()
 
     def check(self, references: Sequence[Reference],
               checked: ParityReport) -> Dict[str, ReloadCheck]:
@@ -126,6 +154,8 @@ class StagedArtifacts:
         if self.fingerprint is None:
             raise RuntimeError("check() before write()")
         for kind in self.kinds:
+            if kind in self.reloads:  # checked before (write_and_check_litert)
+                continue
             self.on_phase(f"reload {kind}")
             self.reloads[kind] = prove_artifact(
                 self.entry, kind, self.staged[kind], references, checked, self.fingerprint,

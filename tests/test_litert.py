@@ -253,3 +253,48 @@ def test_litert_check_catches_a_weight_written_into_the_wrong_buffer(
     edited = _edited_copy(path, tmp_path, model, edits[edit])
     with pytest.raises(ParityError, match="litert"):
         prove_artifact(entry, "litert", edited, tiny_references, None, None)
+
+
+def test_litert_is_written_and_checked_before_the_keras_parity_and_its_failure_still_fails(
+        tmp_path, monkeypatch):
+    """The ``.tflite`` is checked while TensorFlow's memory pool holds little more than the
+    model (docs/BENCHMARKS.md); a failed check still fails the conversion, after the parity
+    ran, and leaves nothing under a final name."""
+    import converter
+    from converter import proofs
+    from converter.errors import ParityError
+
+    def shifted(entry, path):
+        run = proofs.RELOADERS["litert"].__wrapped__(entry, path)
+        return lambda case: {k: v + 1e-3 for k, v in run(case).items()}
+    shifted.__wrapped__ = proofs.RELOADERS["litert"]
+    monkeypatch.setitem(proofs.RELOADERS, "litert", shifted)
+    seen, out = [], tmp_path / "out"
+    with pytest.raises(ParityError, match="reloaded litert"):
+        converter.convert(TINY_FT, str(out), synthetic=True, litert=True, progress=False,
+                          on_phase=seen.append)
+    assert seen.index("write .tflite") < seen.index("reload litert") < seen.index("keras parity")
+    assert "write SavedModel" not in seen  # failed before the other artifacts
+    assert not out.exists() or [p for p in os.listdir(out) if not p.startswith(".")] == []
+
+
+def test_a_wrong_mapping_with_litert_fails_on_the_keras_parity_naming_the_block(
+        tmp_path, monkeypatch):
+    """The LiteRT check runs first and fails too; the error raised is the in-memory
+    parity's, which names the first divergent block."""
+    import converter
+    from converter import api
+    from converter.errors import ParityError
+
+    real = api.map_tensors
+
+    def map_then_corrupt(state, variables, *args, **kwargs):
+        real(state, variables, *args, **kwargs)
+        kernel = variables["blocks.1.mlp.fc1.kernel"]
+        noise = np.random.default_rng(0).standard_normal(kernel.shape) * 0.05
+        kernel.assign(kernel.numpy() + noise.astype(np.float32))
+    monkeypatch.setattr(api, "map_tensors", map_then_corrupt)
+    with pytest.raises(ParityError, match=r"parity of .* failed: .*first divergent block: "
+                                          r"blocks.1 "):
+        converter.convert(TINY_FT, str(tmp_path / "out"), synthetic=True, litert=True,
+                          progress=False)
