@@ -41,8 +41,8 @@ from .zoo import Entry
 
 # What ``--litert`` needs over the import baseline: a fixed part and copies of the fp32
 # weights W. Measured for the whole conversion (docs/BENCHMARKS.md, first section): ViT-S
-# 4.17 W of 84 MB (0.34 GB), ViT-B 2.81 W (0.91 GB), ViT-L 3.46 W (3.9 GB), ViT-H 3.54 W
-# (8.5 GB, with the check last as it was then); 512 MiB + 4 W is above each by 19-140 %.
+# 4.17 W of 84 MB (0.34 GB), ViT-B 2.81 W (0.91 GB), ViT-L 3.46 W (3.9 GB), ViT-H 3.37 W
+# (8.1 GB); 512 MiB + 4 W is above each by 19-140 %.
 # Was 6 W (and 26 W before the stand-in weights), which refused ViT-g's 4 GB on 24 GiB.
 LITERT_FIXED_BYTES = 2**29
 LITERT_WEIGHT_COPIES = 4
