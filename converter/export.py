@@ -70,7 +70,6 @@ class StagedArtifacts:
         self.reloads: Dict[str, ReloadCheck] = {}
         # what write() saw of the in-memory model, for the variable proofs of check()
         self.fingerprint: Optional[ModelFingerprint] = None
-        self.litert_written = False
         self.lock = EntryLock(out_dir, entry.name)
         self.needed = DISK_OVERHEAD_BYTES
         self.fsync_seconds = 0.0
@@ -111,14 +110,15 @@ class StagedArtifacts:
             raise OutputError(disk_full_message(self.out_dir, self.needed))
 
     def write(self, model) -> None:
-        """Write every artifact not written yet (``write_and_check_litert`` may have run)."""
+        """Write every artifact not written and checked yet (``write_and_check_litert`` may
+        have run; a run whose LiteRT check failed never gets here)."""
         self._first_write(model)
         with disk_full_as_error(self.out_dir, self.needed):
             self.on_phase("write SavedModel")
             export_savedmodel(model, self.entry, self.staged["savedmodel"])
             save_keras_and_weights(model, self.staged["keras"], self.staged["weights"],
                                    self.on_phase)
-            if "litert" in self.kinds and not self.litert_written:
+            if "litert" in self.kinds and "litert" not in self.reloads:
                 self._write_litert(model)
             if "preset" in self.kinds:
                 self.on_phase("write preset")
@@ -129,7 +129,6 @@ class StagedArtifacts:
 
         self.on_phase("write .tflite")
         export_litert(model, self.entry, self.staged["litert"])
-        self.litert_written = True
 
     def write_and_check_litert(self, model, references: Sequence[Reference]) -> None:
         """Write the ``.tflite`` and run every parity input through it now, while the model is
@@ -159,7 +158,7 @@ class StagedArtifacts:
             self.on_phase(f"reload {kind}")
             self.reloads[kind] = prove_artifact(
                 self.entry, kind, self.staged[kind], references, checked, self.fingerprint,
-                keras_path=self.staged["keras"] if "keras" in self.kinds else None)
+                keras_path=self.staged["keras"])  # ARTIFACT_KINDS: always written
             gc.collect()
         return self.reloads
 

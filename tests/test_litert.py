@@ -264,10 +264,11 @@ def test_litert_is_written_and_checked_before_the_keras_parity_and_its_failure_s
     from converter import proofs
     from converter.errors import ParityError
 
+    real = proofs.RELOADERS["litert"]
+
     def shifted(entry, path):
-        run = proofs.RELOADERS["litert"].__wrapped__(entry, path)
+        run = real(entry, path)
         return lambda case: {k: v + 1e-3 for k, v in run(case).items()}
-    shifted.__wrapped__ = proofs.RELOADERS["litert"]
     monkeypatch.setitem(proofs.RELOADERS, "litert", shifted)
     seen, out = [], tmp_path / "out"
     with pytest.raises(ParityError, match="reloaded litert"):
