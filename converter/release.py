@@ -244,22 +244,30 @@ def _reports(conversion_dir: str) -> List[str]:
     return found
 
 
-def _release_entry(report_path: str, conversion_dir: str, staging: str, base_url: str,
-                   manifest: dict, checker: FreshProcessChecker, log) -> None:
-    """One conversion's assets packed into ``staging``, re-checked by ``checker``, and added
-    to ``manifest`` with its model card and keras-hub preset."""
-    from .export import artifact_paths, verify_artifacts
+def _verified(report_path: str, conversion_dir: str):
+    """(report, entry) of a conversion whose artifacts match its report (ConversionError
+    naming the entry and the file otherwise)."""
+    from .export import verify_artifacts
 
     report = ConversionRecord.load(report_path)
     entry = report.zoo_entry()
     reason = verify_artifacts(conversion_dir, entry, {"sha256": report.source.sha256})
     if reason is not None:
         raise ConversionError(f"{entry.name}: artifacts do not verify: {reason}")
+    return report, entry
+
+
+def _release_entry(report_path: str, report, entry, conversion_dir: str, staging: str,
+                   base_url: str, manifest: dict, checker: FreshProcessChecker, log) -> None:
+    """One verified conversion's assets packed into ``staging``, re-checked by ``checker``,
+    and added to ``manifest`` with its model card and keras-hub preset."""
+    from .export import artifact_paths
+
     paths = artifact_paths(conversion_dir, entry.name, litert=True)
     assets = {"savedmodel": os.path.join(staging, f"{entry.name}.savedmodel.zip"),
               "weights": os.path.join(staging, f"{entry.name}.weights.h5"),
               "keras": os.path.join(staging, f"{entry.name}.keras")}
-    if "litert" in report.artifacts:  # verified with the others just above
+    if "litert" in report.artifacts:  # verified with the others (_verified)
         assets["litert"] = os.path.join(staging, f"{entry.name}.tflite")
     log(f"{entry.name}: packing and re-checking in a fresh process")
     zip_savedmodel(paths["savedmodel"], assets["savedmodel"])
@@ -326,10 +334,13 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
     try:
         manifest = {"converter_version": None, "git_commit": git_commit(), "base_url": base_url,
                     "entries": {}, "assets": {}}
+        # every entry's artifacts against its report first: a changed file fails the build
+        # at once, not after the entries before it were packed and re-checked (minutes each)
+        verified = [_verified(report_path, conversion_dir) for report_path in reports]
         with FreshProcessChecker() as checker:  # one process, its imports paid once
-            for report_path in reports:
-                _release_entry(report_path, conversion_dir, staging, base_url, manifest,
-                               checker, log)
+            for report_path, (report, entry) in zip(reports, verified):
+                _release_entry(report_path, report, entry, conversion_dir, staging, base_url,
+                               manifest, checker, log)
         with open(os.path.join(staging, "MODEL_ZOO.md"), "w") as handle:
             handle.write(render_model_zoo(manifest, base_url))
         with open(os.path.join(staging, "manifest.json"), "w") as handle:

@@ -3,6 +3,8 @@ fine-tune one step, and save what happened for the calling test to check.
 
     KERAS_BACKEND=jax python tests/backend_check.py '{"ft": ..., "pt": ..., ...}'
 
+(On TensorFlow the fast tier calls ``main`` in the test's own process: test_presets.)
+
 Arguments (JSON): ft / pt preset names, keras_ft (a .keras path), clip / mask (.npy paths),
 out (a folder). Writes NAME.npy outputs and result.json (what one fine-tuning step moved, in
 float32 and, on TensorFlow, in mixed_bfloat16; torch modules imported).
@@ -40,8 +42,10 @@ def main(args):
     result.update(fine_tune(keras, tf_models, args, clip))
     if result["backend"] == "tensorflow":
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-        result["bf16"] = fine_tune(keras, tf_models, args, clip)
-        keras.mixed_precision.set_global_policy("float32")
+        try:
+            result["bf16"] = fine_tune(keras, tf_models, args, clip)
+        finally:  # run in a test's own process too (test_presets' TensorFlow case)
+            keras.mixed_precision.set_global_policy("float32")
     result["torch_modules"] = sorted(m for m in sys.modules
                                      if m.split(".")[0] in ("torch", "torchvision", "timm"))
     with open(os.path.join(out, "result.json"), "w") as handle:

@@ -23,18 +23,22 @@ The slow tier (``--runslow`` / ``-m slow``), and why each test is there:
 - test_batch::test_all_litert_writes_a_checked_tflite_for_fine_tuned_entries_only: two child
   conversions; fast tier: the child commands test beside it and ``--litert`` on one entry
   (test_litert).
-- test_ray: a driver killed with SIGKILL mid-list, a killed model actor, and a two-node
-  cluster that places the model on the GPU node (Ray clusters and minutes each); fast tier:
-  Ray == local for evaluate and extract on one local cluster, the local path never imports
-  Ray, and the shard refusal.
+- test_ray: every test that starts Ray (a cluster, a minute or more each): Ray == local for
+  evaluate and extract, a driver killed with SIGKILL mid-list, a killed model actor, and a
+  two-node cluster that places the model on the GPU node; fast tier: the local path's
+  evaluate and extract tests (test_video, test_v2_video: the per-video functions Ray's tasks
+  and actors call), the local path never importing Ray, and the shard refusal.
 - test_finetune_cli: the same command on TensorFlow (one device, MirroredStrategy on two
   logical CPUs) and PyTorch, and augmentation as a function of (seed, epoch, position);
   fast tier: JAX on one and two virtual devices, a killed run resumed, a bad video skipped.
 - test_v2_zoo: the distilled V2 S and B entries (K710 and mapped heads) converted from
   synthetic files in V2's layout at full size; fast tier: the tiny V2 entries through the
   same code path, and the mapped head equal to the K710 logits at upstream's rows.
-- test_presets' PyTorch-backend case: fast tier: its JAX case (the same child and checks on
-  a backend other than TensorFlow) and the TensorFlow one.
+- test_presets' PyTorch and TensorFlow fresh-process cases: fast tier: its JAX case (the same
+  child and checks on a backend other than TensorFlow), the same checks on TensorFlow in the
+  test's own process
+  (test_presets_match_torch_and_fine_tune_in_bfloat16_too_on_tensorflow), and a fresh
+  process importing no torch (test_tf_models' consumer-module test).
 - test_interrupt's SIGINT case: fast tier: the SIGTERM case (one handler raises both as
   KeyboardInterrupt; the same unwinding and cleanup).
 - test_video::test_convert_entry_point_keeps_tensorflow_noise_off_the_terminal (a child

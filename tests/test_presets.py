@@ -187,7 +187,7 @@ def test_from_preset_explains_what_it_cannot_load(release_dir, tmp_path):
 
 # --- every backend, in a fresh process each --------------------------------------------------
 
-def _run_backend(backend, zoo, release_dir, work):
+def _backend_args(zoo, release_dir, work):
     work.mkdir(exist_ok=True)
     rng = np.random.default_rng(11)
     clip = rng.standard_normal((2, 4, 32, 32, 3), dtype=np.float32)
@@ -198,6 +198,11 @@ def _run_backend(backend, zoo, release_dir, work):
     np.save(work / "mask.npy", mask)
     args = {"ft": TINY_FT, "pt": TINY_PT, "keras_ft": os.path.join(release_dir, f"{TINY_FT}.keras"),
             "clip": str(work / "clip.npy"), "mask": str(work / "mask.npy"), "out": str(work)}
+    return clip, mask, args
+
+
+def _run_backend(backend, zoo, release_dir, work):
+    clip, mask, args = _backend_args(zoo, release_dir, work)
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3",
                VIDEOMAE_ZOO_URL=zoo.base, VIDEOMAE_CACHE=str(work / "cache"),
                PYTHONPATH=os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH"))
@@ -210,32 +215,52 @@ def _run_backend(backend, zoo, release_dir, work):
         return clip, mask, json.load(handle)
 
 
-# PyTorch in the slow tier; the fast tier's non-TensorFlow backend is JAX, through the same
-# child and checks (the [jax] case)
-@pytest.mark.parametrize("backend", [b if b != "torch" else pytest.param(b, marks=pytest.mark.slow)
-                                     for b in BACKENDS])
-def test_every_backend_loads_presets_matching_torch_and_fine_tunes(backend, zoo, release_dir,
-                                                                   tmp_path):
-    clip, mask, result = _run_backend(backend, zoo, release_dir, tmp_path / backend)
+def _check_backend_run(backend, clip, mask, result, work, tmp_path):
+    """What tests/backend_check.py saw on ``backend``: presets matching torch, one
+    fine-tuning step moving every trainable weight (also in mixed_bfloat16 on TensorFlow)."""
     assert result["backend"] == backend
     expected_ft = _torch_reference(TINY_FT, clip, work=tmp_path)
     expected_pt = _torch_reference(TINY_PT, clip, mask, work=tmp_path)
     for name, expected in (("ft", expected_ft), ("keras_ft", expected_ft), ("pt", expected_pt)):
-        found = np.load(tmp_path / backend / f"{name}.npy")
+        found = np.load(work / f"{name}.npy")
         assert found.shape == expected.shape, name
         assert np.max(np.abs(found - expected)) <= TOLERANCE, (backend, name)
-    tokens = np.load(tmp_path / backend / "pt_tokens.npy")
+    tokens = np.load(work / "pt_tokens.npy")
     assert tokens.shape == (2, 8, 48)
     # fine-tuning: a new 7-class head, and every trainable weight moved in one step
     assert result["head_shape"] == [48, 7]
     assert result["moved"] and len(result["moved"]) == result["trainable"]
     assert np.isfinite(result["loss"])
-    if backend != "torch":
-        assert result["torch_modules"] == []
     if backend == "tensorflow":  # mixed precision trains too
         assert result["bf16"]["compute_dtype"] == "bfloat16"
         assert len(result["bf16"]["moved"]) == result["bf16"]["trainable"]
         assert np.isfinite(result["bf16"]["loss"])
+
+
+# Each backend in a fresh process: PyTorch and TensorFlow in the slow tier, JAX in the fast one
+# (the same child and checks); the fast tier runs TensorFlow's checks in this process (below)
+@pytest.mark.parametrize("backend", [
+    b if b == "jax" else pytest.param(b, marks=pytest.mark.slow) for b in BACKENDS])
+def test_every_backend_loads_presets_matching_torch_and_fine_tunes(backend, zoo, release_dir,
+                                                                   tmp_path):
+    clip, mask, result = _run_backend(backend, zoo, release_dir, tmp_path / backend)
+    _check_backend_run(backend, clip, mask, result, tmp_path / backend, tmp_path)
+    if backend != "torch":
+        assert result["torch_modules"] == []
+
+
+def test_presets_match_torch_and_fine_tune_in_bfloat16_too_on_tensorflow(
+        zoo, release_dir, tmp_path):
+    """backend_check's checks in this (TensorFlow) process: the fresh TensorFlow process's
+    other check, importing no torch, is test_tf_models' import test."""
+    import backend_check
+
+    work = tmp_path / "tensorflow"
+    clip, mask, args = _backend_args(zoo, release_dir, work)
+    backend_check.main(args)
+    with open(work / "result.json") as handle:
+        result = json.load(handle)
+    _check_backend_run("tensorflow", clip, mask, result, work, tmp_path)
 
 
 # --- the pre-trained model's inputs ---------------------------------------------------------

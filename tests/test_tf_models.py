@@ -75,18 +75,43 @@ def test_a_task_refuses_a_backbone_with_the_wrong_final_norm():
         tf_models.VideoMAEVideoClassifier(backbone=backbone, embed_dim=48)
 
 
-def test_importing_tf_models_never_imports_torch(tmp_path):
+# Every consumer module: what a user of the converted models imports (loading, presets,
+# fine-tuning, video tools, their commands). Ray's engine is the [ray] extra's (test_ray).
+CONSUMER_MODULES = ("tf_models", "tf_models.train", "tf_models.video", "tf_models.video.model",
+                    "tf_models.video.predict", "tf_models.video.evaluate",
+                    "tf_models.video.extract", "tf_models.video.features",
+                    "tf_models.video.reconstruct", "videomae_cli.video",
+                    "videomae_cli.reconstruct", "videomae_cli.finetune")
+
+
+def test_consumer_modules_never_import_torch(tmp_path):
+    """One fresh process imports each consumer module in turn (and resolves a preset); each
+    import's new torch-family modules are recorded, so a failure names the module."""
+    import json
     import os
     import subprocess
     import sys
 
     from conftest import REPO_ROOT
 
-    code = ("import sys, tf_models; tf_models.get_preset('" + TINY_FT + "'); "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('torch', 'torchvision', 'timm')))")
-    env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+    code = ("import importlib, json, sys\n"
+            "def torch_side():\n"
+            "    return {m for m in sys.modules if m.split('.')[0] in "
+            "('torch', 'torchvision', 'timm')}\n"
+            "found = {}\n"
+            f"for name in {CONSUMER_MODULES!r}:\n"
+            "    before = torch_side()\n"
+            "    importlib.import_module(name)\n"
+            "    found[name] = sorted(torch_side() - before)\n"
+            "before = torch_side()\n"
+            f"sys.modules['tf_models'].get_preset({TINY_FT!r})\n"
+            "found['get_preset'] = sorted(torch_side() - before)\n"
+            "print(json.dumps(found))\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p), TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=env, cwd=str(tmp_path), timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == "[]"
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert list(found) == list(CONSUMER_MODULES) + ["get_preset"]
+    assert {name: mods for name, mods in found.items() if mods} == {}

@@ -481,22 +481,6 @@ def test_merge_cli_and_bad_list(single_run, labelled_list, tmp_path):
     assert_one_error_line(result, 2, str(tmp_path))
 
 
-# --- the consumer side never imports torch ---------------------------------------------------
-
-def test_video_modules_do_not_import_torch(tmp_path):
-    code = ("import sys, json; import tf_models.video, tf_models.video.model, "
-            "tf_models.video.predict, tf_models.video.evaluate, videomae_cli.video, "
-            "tf_models.video.reconstruct, videomae_cli.reconstruct; "
-            "print(json.dumps(sorted(m for m in sys.modules "
-            "if m.split('.')[0] in ('torch', 'torchvision', 'timm'))))")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p), TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=300, cwd=str(tmp_path))
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.splitlines()[-1]) == []
-
-
 def test_class_names_are_complete_and_in_upstream_order():
     from tf_models.video import class_names
 
