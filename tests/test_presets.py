@@ -1,6 +1,8 @@
 """``from_preset`` against a release folder built by ``scripts/release.py`` and served on a
 loopback HTTP server: good, tampered, truncated, missing and offline; every Keras backend
-in its own fresh process; fine-tuning a pre-trained entry."""
+in its own fresh process (JAX in the fast tier, TensorFlow and PyTorch in the slow one, with
+TensorFlow's checks also run in the test's own process in the fast tier); fine-tuning a
+pre-trained entry."""
 
 import json
 import os
