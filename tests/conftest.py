@@ -194,27 +194,51 @@ def torch_logits_from_checkpoint(entry, checkpoint_path, video_nthwc):
 
 # --- conversions shared across modules -------------------------------------------------------
 
+def once_per_run(tmp_path_factory, key, make):
+    """``make(folder)`` once per test run, however many xdist workers ask for it.
+
+    A session fixture is made once per worker; the tiny conversions below are wanted by
+    tests on both workers, so the first worker to ask makes it in a folder the workers share
+    (their base folders' parent) under a lock, and the others wait for it and load its result
+    (a pickle this run wrote). Without xdist: ``make`` in the session's own folder."""
+    import fcntl
+    import pickle
+
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return make(tmp_path_factory.mktemp(key))
+    shared = tmp_path_factory.getbasetemp().parent / "shared"
+    shared.mkdir(exist_ok=True)
+    with open(shared / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        made = shared / f"{key}.pickle"
+        if made.exists():
+            return pickle.loads(made.read_bytes())
+        result = make(shared / key)
+        made.write_bytes(pickle.dumps(result))
+        return result
+
+
 @pytest.fixture(scope="session")
 def tiny_converted(tmp_path_factory):
     """One synthetic tiny FT conversion (seed 0), shared read-only by every test that needs it."""
-    out = tmp_path_factory.mktemp("tiny_out")
-    return converter.convert(TINY_FT, str(out), synthetic=True, seed=0, progress=False)
+    return once_per_run(tmp_path_factory, "tiny_out", lambda out: converter.convert(
+        TINY_FT, str(out), synthetic=True, seed=0, progress=False))
 
 
 @pytest.fixture(scope="session")
 def tiny_pt_converted(tmp_path_factory):
     """One synthetic tiny PT conversion (seed 0), shared read-only."""
-    out = tmp_path_factory.mktemp("tiny_pt")
-    return converter.convert(TINY_PT, str(out), synthetic=True, seed=0, progress=False)
+    return once_per_run(tmp_path_factory, "tiny_pt", lambda out: converter.convert(
+        TINY_PT, str(out), synthetic=True, seed=0, progress=False))
 
 
 @pytest.fixture(scope="session")
 def tiny_encoder_converted(tmp_path_factory):
     """One synthetic tiny FT encoder-only conversion (seed 0) with its checked ``.tflite``,
     shared read-only by the encoder-only tests (test_pretrain) and LiteRT's (test_litert)."""
-    out = tmp_path_factory.mktemp("tiny_encoder")
-    return converter.convert(TINY_FT, str(out), synthetic=True, seed=0, encoder_only=True,
-                             litert=True, progress=False)
+    return once_per_run(tmp_path_factory, "tiny_encoder", lambda out: converter.convert(
+        TINY_FT, str(out), synthetic=True, seed=0, encoder_only=True, litert=True,
+        progress=False))
 
 
 def copy_artifacts(result, dest):
@@ -234,12 +258,14 @@ def tiny_forced_seed1(tiny_converted, tmp_path_factory):
     """A copy of the session's seed-0 artifacts, with a user's notes.txt beside them, replaced
     by a forced conversion of seed 1: (folder, snapshot_tree before, result). test_export
     checks the replacement; test_release takes its seed-1 .keras as the 'wrong model'."""
-    out = copy_artifacts(tiny_converted, tmp_path_factory.mktemp("forced") / "forced")
-    with open(os.path.join(out, "notes.txt"), "w") as handle:
-        handle.write("keep me\n")
-    before = snapshot_tree(out)
-    result = converter.convert(TINY_FT, out, synthetic=True, seed=1, force=True, progress=False)
-    return out, before, result
+    def make(folder):
+        out = copy_artifacts(tiny_converted, folder / "forced")
+        with open(os.path.join(out, "notes.txt"), "w") as handle:
+            handle.write("keep me\n")
+        before = snapshot_tree(out)
+        return out, before, converter.convert(TINY_FT, out, synthetic=True, seed=1, force=True,
+                                              progress=False)
+    return once_per_run(tmp_path_factory, "forced", make)
 
 
 RELEASE_BASE_URL = "https://example.org/videomae/v0.0.1/"  # the trailing slash must not double up

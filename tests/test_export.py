@@ -126,7 +126,10 @@ def seed3_run(tmp_path_factory):
 
 def test_synthetic_scratch_checkpoint_is_removed(seed3_run):
     scratch_root, out, _, _ = seed3_run
-    assert _listing(scratch_root) == []
+    # TensorFlow's own: the first SavedModel signature a process saves has its wrapper
+    # converted by autograph, whose source file TensorFlow removes when the process exits
+    ours = [n for n in _listing(scratch_root) if not n.startswith("__autograph_generated_file")]
+    assert ours == []
     assert _staging_left(out, TINY_FT) == []
 
 
