@@ -5,9 +5,10 @@ after tensorflow, so the torch side is imported first, before anything touches k
 
 The fast tier (``python -m pytest -n 2``; CI runs it, then the slow tier) must stay near 8
 minutes on 2 cores, so conversions are shared: ``tiny_converted``, ``tiny_pt_converted``,
-``tiny_encoder_converted``, ``tiny_forced_seed1``, ``tiny_release``, ``tiny_v2_release`` and
-``small_converted`` below run once per session and tests that need "artifacts already there"
-copy them (``copy_artifacts``) rather than convert.
+``tiny_encoder_converted`` and ``tiny_forced_seed1`` run once per test run (``once_per_run``:
+not once per worker), ``tiny_release``, ``tiny_v2_release`` and ``small_converted`` once on
+the one worker their tests run on, and tests that need "artifacts already there" copy them
+(``copy_artifacts``) rather than convert.
 The slow tier (``--runslow`` / ``-m slow``), and why each test is there:
 
 - test_slow.py, test_pretrain's ViT-S/B/L PT tests, test_video's ViT-S predict tests:
