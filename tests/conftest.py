@@ -50,8 +50,9 @@ The slow tier (``--runslow`` / ``-m slow``), and why each test is there:
   checked .tflite of a V1 entry (test_litert).
 
 The huge tier (``-m huge``; CI does not run it): test_v2_zoo's ViT-g fine-tuned and
-pre-trained conversions from synthetic files in V2's layout (25-40 minutes and about 16 GB of
-disk each on 2 cores; together more than CI's 90 minutes); docs/BENCHMARKS.md has a run of
+pre-trained conversions from synthetic files in V2's layout (9-13 minutes each on a quiet
+2-core machine, 25-40 beside other work, and about 16 GB of disk each: together more than CI
+can add to its 90 minutes); docs/BENCHMARKS.md has a run of
 each. Their code path is the distilled entries' (slow tier) and the tiny ``Tg`` entries'
 (fast tier: patch 14, mlp_ratio 48/11, layer scale, decode mask).
 """

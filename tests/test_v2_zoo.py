@@ -286,7 +286,7 @@ def test_distilled_entries_convert_from_synthetic_files_with_parity(name, tmp_pa
     assert result.report.source.dtypes == ["float16"]
 
 
-@pytest.mark.huge  # 25-40 minutes each on 2 cores: beyond CI's budget (conftest.py)
+@pytest.mark.huge  # 9-13 min each on 2 quiet cores, 16 GB of disk: beyond CI (conftest.py)
 @pytest.mark.parametrize("name", ["TFVideoMAEv2_g_K710-K400_16x224_FT",
                                   "TFVideoMAEv2_g_Hybrid_16x224_PT"])
 def test_vit_g_converts_from_a_synthetic_file_with_parity(name, tmp_path):
