@@ -12,9 +12,9 @@ disk per entry, see docs/BENCHMARKS.md), so its rows are run separately: ``--siz
 Re-running resumes (entries whose artifacts verify are skipped, their seconds the check's).
 
 ``--name NAME`` (repeat) picks entries by zoo name. ``--discard-artifacts`` removes each
-entry's artifacts once its row is in (its log, outcome and JSON report stay): ViT-g's seven
-fine-tuned entries hold about 85 GB of artifacts, more than a small disk, and the table needs
-only the rows. A discarded entry converts again when re-run.
+entry's artifacts once its row is in, and moves its JSON report to ``logs/`` beside its log
+and outcome: ViT-g's seven fine-tuned entries hold about 85 GB of artifacts, more than a
+small disk, and the table needs only the rows. A discarded entry converts again when re-run.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import click
 import converter  # noqa: F401  (torch first, then tensorflow: the package's import order)
 from converter.batch import convert_all, format_markdown, select_entries
 from converter.zoo import get_entry
+from tf_models.artifacts.names import artifact_paths
 
 
 @click.command()
@@ -37,7 +38,7 @@ from converter.zoo import get_entry
 @click.option("--mode", default=None)
 @click.option("--name", "names", multiple=True, help="Zoo names to convert (repeat).")
 @click.option("--discard-artifacts", is_flag=True,
-              help="Remove each entry's artifacts (not its report) once its row is in.")
+              help="Remove each entry's artifacts once its row is in (its report goes to logs/).")
 @click.option("--out", "out_dir", required=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--markdown", "md_path", default=None, help="Also write the table here.")
@@ -69,14 +70,15 @@ def main(family, sizes, mode, names, discard_artifacts, out_dir, seed, md_path):
 
 
 def _discard(out_dir, name):
-    """Remove ``name``'s artifacts from ``out_dir``; its ``NAME.json`` report stays."""
-    for entry in os.listdir(out_dir):
-        path = os.path.join(out_dir, entry)
-        if not entry.startswith(name) or entry == f"{name}.json":
+    """Remove ``name``'s artifacts from ``out_dir``; its report moves to ``logs/NAME.json``
+    (kept beside the entry's log; a report left alone would make a re-run refuse the folder
+    as artifacts that no longer verify)."""
+    for kind, path in artifact_paths(out_dir, name, litert=True).items():
+        if not os.path.lexists(path):
             continue
-        if entry[len(name):len(name) + 1] not in ("", ".", "_"):
-            continue  # another entry whose name starts with this one's
-        if os.path.isdir(path):
+        if kind == "report":
+            os.replace(path, os.path.join(out_dir, "logs", os.path.basename(path)))
+        elif os.path.isdir(path):
             shutil.rmtree(path)
         else:
             os.remove(path)
