@@ -244,9 +244,9 @@ def _reports(conversion_dir: str) -> List[str]:
     return found
 
 
-def _verified(report_path: str, conversion_dir: str):
-    """(report, entry) of a conversion whose artifacts match its report (ConversionError
-    naming the entry and the file otherwise)."""
+def _verified(report_path: str, conversion_dir: str) -> ConversionRecord:
+    """The report of a conversion whose artifacts match it (ConversionError naming the entry
+    and the file otherwise)."""
     from .export import verify_artifacts
 
     report = ConversionRecord.load(report_path)
@@ -254,15 +254,17 @@ def _verified(report_path: str, conversion_dir: str):
     reason = verify_artifacts(conversion_dir, entry, {"sha256": report.source.sha256})
     if reason is not None:
         raise ConversionError(f"{entry.name}: artifacts do not verify: {reason}")
-    return report, entry
+    return report
 
 
-def _release_entry(report_path: str, report, entry, conversion_dir: str, staging: str,
-                   base_url: str, manifest: dict, checker: FreshProcessChecker, log) -> None:
+def _release_entry(report_path: str, report: ConversionRecord, conversion_dir: str,
+                   staging: str, base_url: str, manifest: dict, checker: FreshProcessChecker,
+                   log) -> None:
     """One verified conversion's assets packed into ``staging``, re-checked by ``checker``,
     and added to ``manifest`` with its model card and keras-hub preset."""
     from .export import artifact_paths
 
+    entry = report.zoo_entry()
     paths = artifact_paths(conversion_dir, entry.name, litert=True)
     assets = {"savedmodel": os.path.join(staging, f"{entry.name}.savedmodel.zip"),
               "weights": os.path.join(staging, f"{entry.name}.weights.h5"),
@@ -338,8 +340,8 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
         # at once, not after the entries before it were packed and re-checked (minutes each)
         verified = [_verified(report_path, conversion_dir) for report_path in reports]
         with FreshProcessChecker() as checker:  # one process, its imports paid once
-            for report_path, (report, entry) in zip(reports, verified):
-                _release_entry(report_path, report, entry, conversion_dir, staging, base_url,
+            for report_path, report in zip(reports, verified):
+                _release_entry(report_path, report, conversion_dir, staging, base_url,
                                manifest, checker, log)
         with open(os.path.join(staging, "MODEL_ZOO.md"), "w") as handle:
             handle.write(render_model_zoo(manifest, base_url))

@@ -189,7 +189,7 @@ def test_from_preset_explains_what_it_cannot_load(release_dir, tmp_path):
 
 # --- every backend, in a fresh process each --------------------------------------------------
 
-def _backend_args(zoo, release_dir, work):
+def _backend_args(release_dir, work):
     work.mkdir(exist_ok=True)
     rng = np.random.default_rng(11)
     clip = rng.standard_normal((2, 4, 32, 32, 3), dtype=np.float32)
@@ -204,7 +204,7 @@ def _backend_args(zoo, release_dir, work):
 
 
 def _run_backend(backend, zoo, release_dir, work):
-    clip, mask, args = _backend_args(zoo, release_dir, work)
+    clip, mask, args = _backend_args(release_dir, work)
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3",
                VIDEOMAE_ZOO_URL=zoo.base, VIDEOMAE_CACHE=str(work / "cache"),
                PYTHONPATH=os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH"))
@@ -253,12 +253,13 @@ def test_every_backend_loads_presets_matching_torch_and_fine_tunes(backend, zoo,
 
 def test_presets_match_torch_and_fine_tune_in_bfloat16_too_on_tensorflow(
         zoo, release_dir, tmp_path):
-    """backend_check's checks in this (TensorFlow) process: the fresh TensorFlow process's
+    """backend_check's checks in this (TensorFlow) process, its presets from ``zoo`` (the
+    fixture points VIDEOMAE_ZOO_URL at the loopback server): the fresh TensorFlow process's
     other check, importing no torch, is test_tf_models' import test."""
     import backend_check
 
     work = tmp_path / "tensorflow"
-    clip, mask, args = _backend_args(zoo, release_dir, work)
+    clip, mask, args = _backend_args(release_dir, work)
     backend_check.main(args)
     with open(work / "result.json") as handle:
         result = json.load(handle)
