@@ -57,21 +57,11 @@ each. Their code path is the distilled entries' (slow tier) and the tiny ``Tg`` 
 (fast tier: patch 14, mlp_ratio 48/11, layer scale, decode mask).
 """
 
-import os
+import torch  # noqa: F401  (first: before tensorflow / keras)
+import timm  # noqa: F401
+import torch_reference  # noqa: F401
 
-# With -n N (pytest-xdist), each worker gets its share of the cores for its thread pools
-# (torch's OpenMP, TensorFlow's intra- and inter-op pools) and so do the processes its tests
-# start: N workers each sized for the whole machine oversubscribe it, and pools that spin
-# while they wait take cores from the other workers. Set before torch and TensorFlow start.
-_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-if _WORKERS > 1:
-    _THREADS = str(max(1, (os.cpu_count() or 1) // _WORKERS))
-    for _name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
-        os.environ.setdefault(_name, _THREADS)
-
-import torch  # noqa: E402, F401  (first: before tensorflow / keras)
-import timm  # noqa: E402, F401
-import torch_reference  # noqa: E402, F401
+import os  # noqa: E402
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
