@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 from tqdm.auto import tqdm
 
@@ -30,7 +30,7 @@ from .kinds import (build_tf_model, build_torch_model, expected_source_shapes, k
 from .pages import MappedPages, file_mappings
 from .record import ConversionRecord, ParityInputs, ParitySummary, SourceRecord
 from .parity import (ParityReport, check_parity, compute_reference, make_cases,
-                     reference_fingerprints)
+                     reference_fingerprints, video_case)
 from .sources import resolve_checkpoint
 from .synthetic import synthetic_path, write_synthetic_checkpoint
 from .zoo import Entry, get_entry
@@ -81,9 +81,9 @@ class PhaseBar:
 
     def __init__(self, name: str, progress: bool,
                  on_phase: Optional[Callable[[str], None]] = None, litert: bool = False,
-                 total: Optional[int] = None):
-        if total is None:
-            total = len(PHASES) + (2 if litert else 0)  # write .tflite, reload litert
+                 total: Optional[int] = None, quantize: int = 0):
+        if total is None:  # a write and a reload phase per .tflite file
+            total = len(PHASES) + 2 * (int(litert) + quantize)
         self.bar = tqdm(total=total, desc=name, unit="phase", disable=not progress,
                         file=sys.stderr, leave=True)
         self.on_phase = on_phase
@@ -192,7 +192,9 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
             parity_batch: int = 2, encoder_only: bool = False, cache_dir: Optional[str] = None,
             offline: Optional[bool] = None, force_download: bool = False,
             on_phase: Optional[Callable[[str], None]] = None,
-            litert: bool = False, raw_frames: bool = False) -> ConversionResult:
+            litert: bool = False, raw_frames: bool = False,
+            litert_quantize: Sequence[str] = (), videos: Sequence[str] = ()
+            ) -> ConversionResult:
     """Convert ``entry`` (an Entry or its name) and write its checked artifacts to ``out_dir``.
 
     With ``synthetic=True`` a seeded random checkpoint in upstream's file layout is written
@@ -207,6 +209,11 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
     they take uint8 frames at the entry's size (scaled to [0, 1], the dataset's mean and std
     in the graph), checked against the torch reference on the normalised frames (the parity
     clips are then seeded uint8 frames); the report's entry says ``raw_frames``.
+    ``litert_quantize`` (``"fp16"``, ``"int8"``; implies ``litert``) also writes
+    ``NAME.fp16.tflite`` / ``NAME.int8.tflite``, each measured against the float64 reference
+    and held to a sanity bound (``litert.QUANTIZATIONS``), not to parity; ``videos`` (real
+    video files, with ``litert_quantize``): one clip of each, through the torch model and each
+    quantised file, gives the report's top-1 / top-5 agreement.
     Raises ConversionError (bad input) or ParityError (mismatch).
     """
     base = get_entry(entry) if isinstance(entry, str) else entry
@@ -216,8 +223,14 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
     if entry.test_only and not synthetic and checkpoint is None:
         raise ConversionError(f"{entry.name}: is a test-only configuration with no upstream "
                               f"file; use --synthetic or --checkpoint")
+    litert = litert or bool(litert_quantize)
     if litert and not kind.serves_litert:
         raise ConversionError(kind.litert_refusal(entry))
+    if videos and not litert_quantize:
+        raise ConversionError("--video: real videos measure the --litert-quantize files' "
+                              "top-k agreement; add --litert-quantize fp16 or int8")
+    # read before any work: a file that is not a video is one line now, not after minutes
+    video_cases = [video_case(path, entry) for path in videos]
     check_output_dir(out_dir, entry.name, force, allow_present=True)
     recover_killed_run(out_dir, entry.name)
     remove_stale_scratch()
@@ -230,8 +243,8 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         checkpoint = resolve_checkpoint(base, checkpoint, cache_dir=cache_dir, offline=offline,
                                         force_download=force_download, progress=progress)
     if artifacts_present(out_dir, entry.name) and not force:
-        return _existing(out_dir, entry, checkpoint, synthetic, seed, litert)
-    phases = PhaseBar(entry.name, progress, on_phase, litert)
+        return _existing(out_dir, entry, checkpoint, synthetic, seed, litert, litert_quantize)
+    phases = PhaseBar(entry.name, progress, on_phase, litert, quantize=len(litert_quantize))
     scratch = None
     try:
         phases("load checkpoint")
@@ -252,6 +265,10 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         phases("torch reference")
         cases = make_cases(entry, batch=parity_batch, seed=seed)
         references = compute_reference(parity_reference(entry, torch_model), cases)
+        video_references = compute_reference(parity_reference(entry, torch_model),
+                                             video_cases)
+        for reference in video_references:  # final outputs only
+            reference.drop_states()
         del torch_model
         # the run read the whole checkpoint into memory; let it go before the Keras weights
         # are allocated (mapping reads each tensor back from the file, one at a time)
@@ -269,7 +286,9 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         # the last references to the checkpoint's tensors: its memory map is released here
         del prepared, variables
 
-        with StagedArtifacts(entry, out_dir, force, on_phase=phases, litert=litert) as staged:
+        with StagedArtifacts(entry, out_dir, force, on_phase=phases, litert=litert,
+                             quantize=litert_quantize) as staged:
+            staged.video_references = video_references
             litert_failure = None
             if litert:
                 # before the Keras parity grows TensorFlow's memory pool (the LiteRT check's
@@ -352,7 +371,8 @@ def _read_checked(entry: Entry, checkpoint: str, synthetic_seed: Optional[int]):
 
 
 def _existing(out_dir: str, entry: Entry, checkpoint: Optional[str], synthetic: bool,
-              seed: int, litert: bool = False) -> ConversionResult:
+              seed: int, litert: bool = False, quantize: Sequence[str] = ()
+              ) -> ConversionResult:
     """Artifacts already present: a skipped result when they verify, else OutputError."""
     if synthetic:
         source = {"synthetic_seed": seed}
@@ -361,7 +381,7 @@ def _existing(out_dir: str, entry: Entry, checkpoint: Optional[str], synthetic: 
             raise CheckpointError(f"{checkpoint}: no such file")
         source = {"sha256": checkpoint_sha256(checkpoint)}
     paths = artifact_paths(out_dir, entry.name, litert=True)
-    reason = verify_artifacts(out_dir, entry, source, litert=litert)
+    reason = verify_artifacts(out_dir, entry, source, litert=litert, quantize=quantize)
     if reason is not None:
         raise OutputError(f"{paths['report']}: artifacts of {entry.name} already exist and "
                           f"{reason}; pass --force to overwrite")

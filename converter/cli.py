@@ -97,6 +97,15 @@ def _inside_gc_callback(frame) -> bool:
               help="Also write NAME.tflite (LiteRT, fp32, dynamic batch), checked like every "
                    "other artifact; fine-tuned and --encoder-only models (with --all: every "
                    "fine-tuned entry).")
+@click.option("--litert-quantize", type=click.Choice(("fp16", "int8")), multiple=True,
+              help="Also write NAME.fp16.tflite / NAME.int8.tflite (LiteRT with fp16 weights, "
+                   "or dynamic-range int8 weights: the smaller files to ship; implies "
+                   "--litert; may repeat). Each is measured against the float64 reference "
+                   "(the report's reload_checks) and held to a sanity bound, not to parity.")
+@click.option("--video", "videos", type=click.Path(dir_okay=False), multiple=True,
+              help="With --litert-quantize: a real video (may repeat); one clip of each "
+                   "through the torch model and each quantised file gives the report's top-1 "
+                   "and top-5 agreement.")
 @click.option("--raw-frames", is_flag=True,
               help="The SavedModel (and .tflite) take raw uint8 frames [batch, frames, size, "
                    "size, 3] at the entry's size: scaling to [0, 1] and the dataset's mean/std "
@@ -107,7 +116,8 @@ def _inside_gc_callback(frame) -> bool:
               help="Where --all's child writes what it did (a RunOutcome).")
 def main(entry_name, list_entries, as_json, family, size, mode, dataset, checkpoint, cache_dir,
          offline, force_download, synthetic, seed, out_dir, all_entries, checkpoint_dir, jobs,
-         encoder_only, litert, raw_frames, force, quiet, outcome_file):
+         encoder_only, litert, litert_quantize, videos, raw_frames, force, quiet,
+         outcome_file):
     """Convert an official PyTorch VideoMAE (V1 or V2) checkpoint into checked TF / Keras
     artifacts: a SavedModel, NAME.weights.h5, NAME.keras and a NAME.json parity report."""
     if list_entries:
@@ -122,6 +132,9 @@ def main(entry_name, list_entries, as_json, family, size, mode, dataset, checkpo
     if entry_name and (all_entries or size or mode or dataset or family):
         _fail("error: --name names one entry: drop --all, --family, --size, --mode and "
               "--dataset", 2)
+    if all_entries and (litert_quantize or videos):
+        _fail("error: --litert-quantize and --video convert one entry at a time; drop --all "
+              "(or convert with --all, then again with --name NAME --litert-quantize MODE)", 2)
     if all_entries:
         _main_all(family, size, mode, dataset, checkpoint, checkpoint_dir, synthetic, seed,
                   out_dir, jobs, encoder_only, force, litert, raw_frames)
@@ -154,7 +167,8 @@ def main(entry_name, list_entries, as_json, family, size, mode, dataset, checkpo
                          force=force, progress=not quiet, encoder_only=encoder_only,
                          cache_dir=cache_dir, offline=offline or None,
                          force_download=force_download, on_phase=_stop_if_signalled,
-                         litert=litert, raw_frames=raw_frames)
+                         litert=litert, raw_frames=raw_frames,
+                         litert_quantize=litert_quantize, videos=videos)
     except ParityError as error:
         fail(f"error: {error}", 1)
     except ConversionError as error:
@@ -175,7 +189,10 @@ def main(entry_name, list_entries, as_json, family, size, mode, dataset, checkpo
         return
     click.echo(f"{result.entry.name}: parity passed ({result.parity.summary()})")
     for kind, path in result.paths.items():
-        click.echo(f"  {kind:10s} {path}")
+        click.echo(f"  {kind:11s} {path}")
+    for kind, check in result.report.reload_checks.items():
+        if check.method == "quantized":
+            click.echo(f"  {kind}: {check.quantized_summary()}")
 
 
 def _list(as_json: bool) -> None:

@@ -26,12 +26,13 @@ from typing import Callable, Dict, Optional, Sequence
 
 from tf_models.artifacts.checksums import tree_sha256
 from tf_models.artifacts.files import fsync_dir, fsync_tree
-from tf_models.artifacts.names import artifact_paths
+from tf_models.artifacts.names import SUFFIXES, artifact_paths
 
 from .errors import OutputError
 from .parity import ParityReport, Reference
 from .proofs import (RELOADERS, VARIABLE_PROOFS, ModelFingerprint, compare_digests,  # noqa: F401
-                     fingerprint_model, outputs_to_numpy, prove_artifact, reload_keras,
+                     fingerprint_model, outputs_to_numpy, prove_artifact, prove_quantized,
+                     reload_keras,
                      reload_litert, reload_savedmodel, reload_weights, variable_digests)
 from .record import ARTIFACT_KINDS, Artifact, ConversionRecord, RecordError, ReloadCheck
 from .staging import (DISK_OVERHEAD_BYTES, PLACE_ORDER, PLACING_MARKER,  # noqa: F401
@@ -45,6 +46,16 @@ from .writers import (KERAS_ARCHIVE_MEMBERS, KERAS_WORKAROUND_VERSION,  # noqa: 
 from .zoo import Entry
 
 
+def quantized_kind(mode: str) -> str:
+    """The artifact kind of a ``--litert-quantize`` mode's file (``litert_fp16``...)."""
+    return f"litert_{mode}"
+
+
+def quantization_of(kind: str) -> Optional[str]:
+    """The ``--litert-quantize`` mode an artifact kind is the file of, else None."""
+    return kind[len("litert_"):] if kind.startswith("litert_") else None
+
+
 class StagedArtifacts:
     """The artifacts of one entry in a hidden staging folder inside ``out_dir``.
 
@@ -53,16 +64,20 @@ class StagedArtifacts:
     block removes the staging folder, so a failure or an interrupt leaves nothing behind.
     Splitting the steps lets the caller free its in-memory model before the reload checks.
     ``entry``: a zoo ``Entry`` or an ``ExportTarget``; ``litert`` / ``preset`` add the
-    ``.tflite`` file and the keras-hub preset folder.
+    ``.tflite`` file and the keras-hub preset folder, ``quantize`` (``--litert-quantize``
+    modes) a quantised ``.tflite`` file each.
     """
 
     def __init__(self, entry: Entry, out_dir: str, force: bool = False,
                  on_phase: Optional[Callable[[str], None]] = None, litert: bool = False,
-                 preset: bool = False):
+                 preset: bool = False, quantize: Sequence[str] = ()):
         self.entry = entry
         # what is written, checked and placed, in that order (the report goes last)
         self.kinds = (ARTIFACT_KINDS + (("litert",) if litert else ())
+                      + tuple(quantized_kind(mode) for mode in quantize)
                       + (("preset",) if preset else ()))
+        # the real-video clips a quantised file's top-k agreement is measured on
+        self.video_references: Sequence[Reference] = ()
         self.out_dir = out_dir
         self.force = force
         self.on_phase = on_phase or (lambda phase: None)
@@ -125,10 +140,25 @@ class StagedArtifacts:
                 export_preset(model, self.entry, self.staged["preset"])
 
     def _write_litert(self, model) -> None:
+        """The ``.tflite`` file and each quantised one."""
         from .litert import export_litert
 
-        self.on_phase("write .tflite")
-        export_litert(model, self.entry, self.staged["litert"])
+        for kind in self.litert_kinds:
+            self.on_phase(f"write {SUFFIXES[kind]}")
+            export_litert(model, self.entry, self.staged[kind], quantization_of(kind))
+
+    @property
+    def litert_kinds(self):
+        return tuple(kind for kind in self.kinds if kind == "litert" or quantization_of(kind))
+
+    def _prove(self, kind: str, references: Sequence[Reference],
+               checked: Optional[ParityReport]) -> ReloadCheck:
+        self.on_phase(f"reload {kind}")
+        if quantization_of(kind):
+            return prove_quantized(self.entry, kind, self.staged[kind], references,
+                                   self.video_references)
+        return prove_artifact(self.entry, kind, self.staged[kind], references, checked,
+                              self.fingerprint, keras_path=self.staged["keras"])
 
     def write_and_check_litert(self, model, references: Sequence[Reference]) -> None:
         """Write the ``.tflite`` and run every parity input through it now, while the model is
@@ -139,11 +169,10 @@ class StagedArtifacts:
         self._first_write(model)
         with disk_full_as_error(self.out_dir, self.needed):
             self._write_litert(model)
-        self.on_phase("reload litert")
         # the .tflite's proof runs every parity input through it: no in-memory report needed
-        self.reloads["litert"] = prove_artifact(self.entry, "litert", self.staged["litert"],
-                                                references, None, self.fingerprint)
-        gc.collect()
+        for kind in self.litert_kinds:
+            self.reloads[kind] = self._prove(kind, references, None)
+            gc.collect()
 
     def check(self, references: Sequence[Reference],
               checked: ParityReport) -> Dict[str, ReloadCheck]:
@@ -155,10 +184,7 @@ class StagedArtifacts:
         for kind in self.kinds:
             if kind in self.reloads:  # checked before (write_and_check_litert)
                 continue
-            self.on_phase(f"reload {kind}")
-            self.reloads[kind] = prove_artifact(
-                self.entry, kind, self.staged[kind], references, checked, self.fingerprint,
-                keras_path=self.staged["keras"])  # ARTIFACT_KINDS: always written
+            self.reloads[kind] = self._prove(kind, references, checked)
             gc.collect()
         return self.reloads
 
@@ -202,11 +228,12 @@ class StagedArtifacts:
         return {kind: final[kind] for kind in self.kinds + ("report",)}
 
 
-def verify_artifacts(out_dir: str, entry: Entry, source: dict,
-                     litert: bool = False) -> Optional[str]:
+def verify_artifacts(out_dir: str, entry: Entry, source: dict, litert: bool = False,
+                     quantize: Sequence[str] = ()) -> Optional[str]:
     """None when every artifact of ``entry`` is present, matches the checksums in its report,
     passed parity, and came from ``source`` (``{"sha256": ...}`` or ``{"synthetic_seed": n}``);
-    otherwise the reason they do not verify. ``litert``: a ``.tflite`` must be among them."""
+    otherwise the reason they do not verify. ``litert``: a ``.tflite`` must be among them;
+    ``quantize``: each mode's quantised ``.tflite`` too."""
     paths = artifact_paths(out_dir, entry.name, litert=True)
     try:
         report = ConversionRecord.load(paths["report"])
@@ -232,6 +259,9 @@ def verify_artifacts(out_dir: str, entry: Entry, source: dict,
         return "its report lists no checksum for every artifact"
     if litert and "litert" not in report.artifacts:
         return "they were converted without --litert"
+    for mode in quantize:
+        if quantized_kind(mode) not in report.artifacts:
+            return f"they were converted without --litert-quantize {mode}"
     if bool(report.entry.get("raw_frames")) != entry.raw_frames:
         return f"they were converted {'without' if entry.raw_frames else 'with'} --raw-frames"
     return None

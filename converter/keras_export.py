@@ -23,7 +23,7 @@ import gc
 import os
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -35,7 +35,8 @@ from .api import PhaseBar, library_versions
 from .errors import ConversionError
 from .export import StagedArtifacts, check_output_dir, recover_killed_run
 from .litert import check_litert_memory
-from .parity import Case, keras_reference, make_cases, reference_fingerprints
+from .parity import (VIDEO_CASE_PREFIX, keras_reference, make_cases,
+                     reference_fingerprints, video_case)
 from .proofs import keras_runner
 from .record import ConversionRecord, ParityInputs, SourceRecord
 from .zoo import PARITY_ATOL
@@ -49,9 +50,6 @@ PHASES = ("load model", "keras reference", "write SavedModel", "write .weights.h
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # the backbone config keys that are not constructor arguments of the shape
 _NOT_ARGUMENTS = ("name", "trainable", "dtype")
-# the test protocol a real video is sampled with for the reference clip (dense sampling, one
-# clip, one centre crop: any clip of the video serves as an input)
-VIDEO_PROTOCOL = ("k400", "1x1")
 
 
 @dataclass(frozen=True)
@@ -166,22 +164,6 @@ def target_for(model, name: str) -> ExportTarget:
                         size=size, mean=mean, std=std)
 
 
-def video_case(path: str, target: ExportTarget) -> Case:
-    """One clip of the real video at ``path`` at the target's shape (upstream's dense test
-    sampling, one clip, centre crop; normalised with the target's mean / std), NCTHW."""
-    from tf_models.video.decode import VideoError, read_views
-    from tf_models.video.protocol import normalize_views, protocol_for
-
-    dataset, views = VIDEO_PROTOCOL
-    protocol = protocol_for(dataset, target.num_frames, target.img_size, views)
-    try:
-        clip = normalize_views(read_views(path, protocol), target.mean, target.std)
-    except VideoError as error:
-        raise ConversionError(f"--video {error}") from None
-    return Case(f"video:{os.path.basename(path)}",
-                np.ascontiguousarray(clip.transpose(0, 4, 1, 2, 3)))
-
-
 def _check_name(name: str) -> None:
     if not NAME_PATTERN.fullmatch(name):
         raise ConversionError(f"--name {name!r}: names the artifact files, so letters, digits, "
@@ -202,13 +184,17 @@ def export_model(model_spec: str, out_dir: str, name: Optional[str] = None,
                  litert: bool = False, preset: bool = False, force: bool = False,
                  video: Optional[str] = None, batch: int = 2, seed: int = 0,
                  progress: bool = True,
-                 on_phase: Optional[Callable[[str], None]] = None) -> ExportResult:
+                 on_phase: Optional[Callable[[str], None]] = None,
+                 litert_quantize: Sequence[str] = ()) -> ExportResult:
     """Write the checked artifacts of the classifier ``model_spec`` to ``out_dir`` as ``name``
     (default: the file's name, ``model`` for ``model.keras``).
 
-    ``litert`` adds ``NAME.tflite``, ``preset`` the keras-hub preset folder ``NAME.preset/``
-    (raw uint8 frames in). The reference is the in-memory model on ``batch`` seeded random
-    clips (``seed``), plus one clip of ``video`` when given. Raises ConversionError (bad input,
+    ``litert`` adds ``NAME.tflite``, ``litert_quantize`` (implies ``litert``) each mode's
+    ``NAME.fp16.tflite`` / ``NAME.int8.tflite`` (measured against the in-memory model, top-1 /
+    top-5 agreement on the ``video`` clip), ``preset`` the keras-hub preset folder
+    ``NAME.preset/`` (raw uint8 frames in). The reference is the in-memory model on ``batch``
+    seeded random clips (``seed``), plus one clip of ``video`` when given. Raises
+    ConversionError (bad input,
     an output that exists or cannot be written) or ParityError (an artifact that does not
     reload as the model); either way nothing is left under a final name.
     """
@@ -219,7 +205,9 @@ def export_model(model_spec: str, out_dir: str, name: Optional[str] = None,
         raise ConversionError(f"--video {video}: no such file")
     check_output_dir(out_dir, name, force)
     recover_killed_run(out_dir, name)
-    optional = 2 * (int(litert) + int(preset))  # a write and a reload phase each
+    litert = litert or bool(litert_quantize)
+    # a write and a reload phase each
+    optional = 2 * (int(litert) + len(litert_quantize) + int(preset))
     phases = PhaseBar(name, progress, on_phase, total=len(PHASES) + optional)
     try:
         phases("load model")
@@ -237,7 +225,9 @@ def export_model(model_spec: str, out_dir: str, name: Optional[str] = None,
                                               target.parity_atol)
         report = _record(target, source, references, batch, seed, video, phases.seconds)
         with StagedArtifacts(target, out_dir, force, on_phase=phases, litert=litert,
-                             preset=preset) as staged:
+                             preset=preset, quantize=litert_quantize) as staged:
+            staged.video_references = [r for r in references
+                                       if r.case.name.startswith(VIDEO_CASE_PREFIX)]
             staged.write(model)
             del model  # the reload checks each build a fresh model; do not hold two
             gc.collect()

@@ -20,6 +20,19 @@ whose weights pass ``LITERT_INLINE_LIMIT`` use the converter's buffer-offset lay
 weights after the flatbuffer, addressed by offset and size), which the pinned runtime reads;
 the plain layout cannot pass the flatbuffer's 2 GB limit.
 
+``--litert-quantize fp16|int8`` writes ``NAME.fp16.tflite`` / ``NAME.int8.tflite`` beside the
+fp32 file the same way: the converter's post-training options (fp16 weights; dynamic-range
+int8 weights, per output channel) run on the stand-in graph, where each quantised stand-in is
+still one value (an fp16 splat; int8 127s with the channel scales ``value / 127``), and the
+real weights are then written in the file's encoding: fp16 rounded to nearest, int8 as the
+converter quantises (scale ``max |w| / 127`` per channel, values rounded half away from zero),
+their scales written over the stand-ins' in the flatbuffer. The stand-in values are distinct
+in fp16, so the quantised stand-ins stay distinct too. tests/test_litert_quantize.py compares
+each file with the converter's own quantisation of the real weights, byte for byte. A
+quantised file is not held to parity: its error against the float64 reference is measured
+and bounded (``QUANTIZATIONS``), and its top-1 / top-5 agreement with the reference on real
+videos recorded (``prove_quantized``).
+
 The file keeps the batch dynamic (input shape signature ``[-1, T, H, W, 3]``): the reload
 check resizes the input to each case's batch, and so can any user
 (``interpreter.resize_tensor_input``).
@@ -46,6 +59,17 @@ from .zoo import Entry
 # Was 6 W (and 26 W before the stand-in weights), which refused ViT-g's 4 GB on 24 GiB.
 LITERT_FIXED_BYTES = 2**29
 LITERT_WEIGHT_COPIES = 4
+
+# ``--litert-quantize``: each mode's file name is its artifact kind's suffix
+# (``tf_models.artifacts.names``); ``bytes`` per weight in the file; ``bound``: the largest error
+# against the float64 reference a quantised file may show, as a share of the reference's
+# largest |output|. Not parity: a sanity bound with room for real weights. Measured on
+# synthetic ViT-S: fp16 4.7e-4 of it, int8 1.3e-2; on the tiny test model, two blocks'
+# attention projections swapped in the file move the outputs by 0.14 of it (caught in both
+# modes), their fc1 swapped by 0.044 (caught in fp16 only). Where each weight goes is proven
+# in the tests against the converter's own quantisation (tests/test_litert_quantize.py).
+QUANTIZATIONS = {"fp16": {"kind": "litert_fp16", "bytes": 2, "bound": 1e-2},
+                 "int8": {"kind": "litert_int8", "bytes": 1, "bound": 0.1}}
 
 # Weights beyond this many bytes go after the flatbuffer (buffer-offset layout): a flatbuffer
 # addresses at most 2 GiB, and the graph's own tables and other constants take a little
@@ -111,9 +135,9 @@ def _serving_function(model, entry: Entry):
     return serve
 
 
-def litert_bytes(model, entry: Entry, optimization: Optional[str] = None) -> bytes:
-    """The ``.tflite`` flatbuffer of ``model``: fp32, or ``"fp16"`` / ``"int8"`` (dynamic
-    range) post-training quantisation for the benchmark."""
+def litert_bytes(model, entry: Entry, quantization: Optional[str] = None) -> bytes:
+    """The ``.tflite`` flatbuffer of ``model`` converted with its real weights (the
+    converter's full memory cost): fp32, or a ``QUANTIZATIONS`` mode."""
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2)
@@ -121,21 +145,27 @@ def litert_bytes(model, entry: Entry, optimization: Optional[str] = None) -> byt
     frozen = convert_variables_to_constants_v2(_serving_function(model, entry)
                                                .get_concrete_function())
     converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
-    if optimization == "fp16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif optimization == "int8":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif optimization is not None:
-        raise ValueError(f"unknown optimisation {optimization!r}")
+    _set_quantization(converter, quantization)
     return converter.convert()
 
 
-def export_litert(model, entry: Entry, path: str) -> None:
+def _set_quantization(converter, quantization: Optional[str]) -> None:
+    import tensorflow as tf
+
+    if quantization is None:
+        return
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"unknown quantisation {quantization!r}")
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+
+
+def export_litert(model, entry: Entry, path: str, quantization: Optional[str] = None) -> None:
     """Write ``NAME.tflite`` (fp32, dynamic batch; uint8 frames in for a
-    ``raw_frames`` entry): converted with stand-in weights, the real
-    ones then written into their buffers (module docstring). Buffer-offset layout when the
-    weights pass ``LITERT_INLINE_LIMIT``.
+    ``raw_frames`` entry), or with ``quantization`` its ``QUANTIZATIONS`` file: converted with
+    stand-in weights, the real ones then written into their buffers (module docstring).
+    Buffer-offset layout when the file's weights pass ``LITERT_INLINE_LIMIT``.
 
     When the converter folded a weight into another constant (VideoMAE V2's layer scale
     ``gamma`` is multiplied into the fully connected weight before it), no buffer holds that
@@ -144,17 +174,60 @@ def export_litert(model, entry: Entry, path: str) -> None:
     entry uses layer scale)."""
     frozen, stand_ins = freeze_with_stand_ins(_serving_function(model, entry)
                                               .get_concrete_function())
-    offset_layout = sum(s.nbytes for s in stand_ins) > LITERT_INLINE_LIMIT
-    data = convert_frozen(frozen, offset_layout)
+    width = QUANTIZATIONS[quantization]["bytes"] if quantization else 4
+    offset_layout = sum(s.nbytes for s in stand_ins) * width // 4 > LITERT_INLINE_LIMIT
+    data = convert_frozen(frozen, offset_layout, quantization)
     del frozen
+    if quantization == "int8":
+        data = split_shared_int8_buffers(data)
     try:
         places = stand_in_places(data, stand_ins)
     except StandInsFolded:
-        places, data = [], litert_bytes(model, entry)
+        places, data = [], litert_bytes(model, entry, quantization)
     with open(path, "wb") as handle:
         handle.write(data)
     del data
     write_weights(path, places)
+
+
+def split_shared_int8_buffers(data: bytes) -> bytes:
+    """``data`` with each int8 tensor given a buffer of its own where several shared one.
+
+    Every int8 stand-in quantises to the same 127s (only its scales say which stand-in it
+    is), and the converter keeps one buffer per distinct constant, so same-shape weights
+    share one. The flatbuffer is rebuilt through the schema's object API (as the
+    converter's own Python passes do) with a copy of the buffer for each extra tensor; the
+    file is the int8 weights (a quarter of the fp32 bytes) and the graph."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    import flatbuffers
+
+    flat = schema.Model.GetRootAsModel(data, 0)
+    shared = set()
+    for g in range(flat.SubgraphsLength()):
+        graph, seen = flat.Subgraphs(g), set()
+        for t in range(graph.TensorsLength()):
+            tensor = graph.Tensors(t)
+            if tensor.Type() == schema.TensorType.INT8 and tensor.Buffer():
+                (shared if tensor.Buffer() in seen else seen).add(tensor.Buffer())
+    if not shared:
+        return data
+    model = schema.ModelT.InitFromObj(flat)
+    for graph in model.subgraphs:
+        seen = set()
+        for tensor in graph.tensors:
+            if tensor.buffer not in shared:
+                continue
+            if tensor.buffer in seen:
+                copy = schema.BufferT()
+                copy.data = model.buffers[tensor.buffer].data.copy()
+                model.buffers.append(copy)
+                tensor.buffer = len(model.buffers) - 1
+            else:
+                seen.add(tensor.buffer)
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 class StandInsFolded(RuntimeError):
@@ -182,18 +255,53 @@ class Place:
     stand_in: StandIn
     shape: Tuple[int, ...]  # the tensor's shape in the file
     transposed: bool  # a FULLY_CONNECTED weight: [out, in], the Keras kernel is [in, out]
+    encoding: str = "float32"  # or "float16", "int8" (a quantised file)
+    scales_offset: Optional[int] = None  # int8: where the channel scales lie in the file
+    channel_axis: int = 0  # int8: the axis the scales are per
 
-    def real_bytes(self) -> np.ndarray:
+    def real_bytes(self) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """The variable in the file's layout and encoding, and for int8 its scales."""
         value = self.stand_in.variable.numpy()
         if self.transposed:
             value = value.T
-        return np.ascontiguousarray(value, dtype=np.float32).reshape(self.shape)
+        value = np.ascontiguousarray(value, dtype=np.float32).reshape(self.shape)
+        if self.encoding == "float16":
+            return value.astype(np.float16), None
+        if self.encoding == "int8":
+            return quantize_int8(value, self.channel_axis)
+        return value, None
+
+
+# the converter's floor on a channel's largest |w| (half its 1e-6 smallest range): all-zero and
+# near-zero channels get scale 5e-7 / 127 (found by comparing files)
+INT8_SMALLEST_RANGE = np.float32(5e-7)
+
+
+def quantize_int8(value: np.ndarray, axis: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per slice along ``axis``, as TensorFlow's converter quantises weights
+    (dynamic range): scale ``max |w| / 127`` in float32, ``w / scale`` rounded half away from
+    zero; a slice whose largest |w| is under ``INT8_SMALLEST_RANGE`` takes that instead."""
+    moved = np.moveaxis(value, axis, 0).reshape(value.shape[axis], -1)
+    largest = np.maximum(np.max(np.abs(moved), axis=1), INT8_SMALLEST_RANGE)
+    scales = (largest / np.float32(127)).astype(np.float32)
+    ratio = moved / scales[:, None]
+    rounded = np.sign(ratio) * np.floor(np.abs(ratio) + np.float32(0.5))
+    quantized = np.clip(rounded, -127, 127).astype(np.int8)
+    shape = (value.shape[axis],) + tuple(np.delete(value.shape, axis))
+    return np.ascontiguousarray(np.moveaxis(quantized.reshape(shape), 0, axis)), scales
+
+
+# stand-in values: fp16 numbers from just above 1 upwards (exact in fp32 too), so a stand-in
+# stays distinct and unfolded (neither 0 nor 1) in every QUANTIZATIONS encoding
+_FIRST_STAND_IN_BITS = int(np.float16(1).view(np.uint16)) + 1
+_LAST_STAND_IN_BITS = int(np.finfo(np.float16).max.view(np.uint16))
 
 
 def _stand_in_value(index: int) -> np.float32:
-    # distinct, exact in fp32 for a million variables, and neither 0 nor 1 (which the
-    # converter's patterns may fold away)
-    return np.float32(1.0 + (index + 1) * 2.0**-20)
+    bits = _FIRST_STAND_IN_BITS + index
+    if bits > _LAST_STAND_IN_BITS:
+        raise ValueError(f"{index + 1} weights: more than the distinct fp16 stand-ins")
+    return np.float32(np.uint16(bits).view(np.float16))
 
 
 def freeze_with_stand_ins(concrete) -> Tuple[object, List[StandIn]]:
@@ -227,13 +335,16 @@ def freeze_with_stand_ins(concrete) -> Tuple[object, List[StandIn]]:
     return freezing._construct_concrete_function(concrete, graph_def, converted), stand_ins
 
 
-def convert_frozen(frozen, offset_layout: bool = False) -> bytes:
-    """The converter's flatbuffer of the frozen function, fp32, without the Python passes that
-    would copy every buffer again (buffer deduplication, conversion metadata)."""
+def convert_frozen(frozen, offset_layout: bool = False,
+                   quantization: Optional[str] = None) -> bytes:
+    """The converter's flatbuffer of the frozen function, fp32 or a ``QUANTIZATIONS`` mode,
+    without the Python passes that would copy every buffer again (buffer deduplication,
+    conversion metadata)."""
     import tensorflow as tf
     from tensorflow.lite.python import lite
 
     converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    _set_quantization(converter, quantization)
     converter.exclude_conversion_metadata = True
     converter._experimental_use_buffer_offset = offset_layout
     original = lite._deduplicate_readonly_buffers
@@ -250,27 +361,26 @@ def _unchanged(model):
 
 def stand_in_places(data: bytes, stand_ins: List[StandIn]) -> List[Place]:
     """Each stand-in's buffer in the flatbuffer ``data``: found by its value (every element
-    equal to it, the size the variable's); StandInsFolded when a stand-in is missing, seen
-    twice, or its tensor's shape does not hold the variable (the converter folded it)."""
+    equal to it, the size the variable's; an int8 buffer by its 127s and its scales
+    ``value / 127``); StandInsFolded when a stand-in is missing, seen twice, or its tensor's
+    shape does not hold the variable (the converter folded it)."""
     from tensorflow.lite.python import schema_py_generated as schema
 
     model = schema.Model.GetRootAsModel(data, 0)
     by_value = {float(s.value): s for s in stand_ins}
-    fully_connected_weights = set()
+    encodings = {schema.TensorType.FLOAT32: ("float32", np.float32),
+                 schema.TensorType.FLOAT16: ("float16", np.float16),
+                 schema.TensorType.INT8: ("int8", np.int8)}
     places: Dict[int, Place] = {}
     for g in range(model.SubgraphsLength()):
         graph = model.Subgraphs(g)
-        for o in range(graph.OperatorsLength()):
-            operator = graph.Operators(o)
-            code = model.OperatorCodes(operator.OpcodeIndex())
-            if max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) == \
-                    schema.BuiltinOperator.FULLY_CONNECTED and operator.InputsLength() > 1:
-                fully_connected_weights.add((g, int(operator.Inputs(1))))
+        fully_connected_weights = _fully_connected_weights(model, graph, schema)
         for t in range(graph.TensorsLength()):
             tensor = graph.Tensors(t)
             index = tensor.Buffer()
-            if index in places or tensor.Type() != schema.TensorType.FLOAT32:
+            if index in places or tensor.Type() not in encodings:
                 continue
+            encoding, dtype = encodings[tensor.Type()]
             buffer = model.Buffers(index)
             if buffer.Offset() > 1:  # buffer-offset layout: after the flatbuffer
                 offset, nbytes = buffer.Offset(), buffer.Size()
@@ -278,19 +388,35 @@ def stand_in_places(data: bytes, stand_ins: List[StandIn]) -> List[Place]:
                 offset, nbytes = buffer._tab.Vector(buffer._tab.Offset(4)), buffer.DataLength()
             else:
                 continue
-            if nbytes < 4:
+            width = np.dtype(dtype).itemsize
+            if nbytes < width:
                 continue
-            values = np.frombuffer(data, np.float32, nbytes // 4, offset)
-            stand_in = by_value.get(float(values[0]))
-            if stand_in is None or not np.all(values == values[0]):
+            values = np.frombuffer(data, dtype, nbytes // width, offset)
+            if not np.all(values == values[0]):
+                continue
+            scales_offset, axis = None, 0
+            if encoding == "int8":
+                quantization = tensor.Quantization()
+                if values[0] != 127 or quantization is None or not quantization.ScaleLength():
+                    continue
+                scales = quantization.ScaleAsNumpy()
+                if not np.all(scales == scales[0]):
+                    continue
+                key = float(np.float16(float(scales[0]) * 127))  # value / 127, back on the grid
+                scales_offset = quantization._tab.Vector(quantization._tab.Offset(8))
+                axis = quantization.QuantizedDimension()
+            else:
+                key = float(values[0])
+            stand_in = by_value.get(key)
+            if stand_in is None:
                 continue
             shape = tuple(int(n) for n in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
-            if nbytes != stand_in.nbytes or 4 * int(np.prod(shape)) != nbytes:
+            if nbytes * 4 != stand_in.nbytes * width or width * int(np.prod(shape)) != nbytes:
                 raise StandInsFolded(f"LiteRT converter: {stand_in.variable.name} became a "
                                    f"{shape} tensor of {nbytes} bytes; cannot write it")
-            transposed = ((g, t) in fully_connected_weights
-                          and len(stand_in.variable.shape) == 2)
-            places[index] = Place(offset, nbytes, stand_in, shape, transposed)
+            transposed = t in fully_connected_weights and len(stand_in.variable.shape) == 2
+            places[index] = Place(offset, nbytes, stand_in, shape, transposed, encoding,
+                                  scales_offset, axis)
     found = [id(p.stand_in) for p in places.values()]
     missing = [s.variable.name for s in stand_ins if id(s) not in found]
     if missing or len(set(found)) != len(found):
@@ -299,13 +425,33 @@ def stand_in_places(data: bytes, stand_ins: List[StandIn]) -> List[Place]:
     return list(places.values())
 
 
+def _fully_connected_weights(model, graph, schema) -> set:
+    """The tensor index of every ``FULLY_CONNECTED`` weight in ``graph``: its second input,
+    or in an fp16 file the constant the ``DEQUANTIZE`` feeding that input reads."""
+    dequantized, weights = {}, set()
+    for o in range(graph.OperatorsLength()):
+        operator = graph.Operators(o)
+        code = model.OperatorCodes(operator.OpcodeIndex())
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        if builtin == schema.BuiltinOperator.DEQUANTIZE and operator.OutputsLength():
+            dequantized[int(operator.Outputs(0))] = int(operator.Inputs(0))
+        elif builtin == schema.BuiltinOperator.FULLY_CONNECTED and operator.InputsLength() > 1:
+            weights.add(int(operator.Inputs(1)))
+    return {dequantized.get(t, t) for t in weights}
+
+
 def write_weights(path: str, places: List[Place]) -> None:
-    """Overwrite each stand-in's buffer in the file at ``path`` with its variable's bytes,
-    one variable in memory at a time."""
+    """Overwrite each stand-in's buffer in the file at ``path`` with its variable's bytes in
+    the file's encoding (and an int8 weight's scales over the stand-in's), one variable in
+    memory at a time."""
     with open(path, "r+b") as handle:
         for place in places:
+            values, scales = place.real_bytes()
             handle.seek(place.offset)
-            handle.write(place.real_bytes().data)
+            handle.write(values.data)
+            if scales is not None:
+                handle.seek(place.scales_offset)
+                handle.write(scales.data)
 
 
 def make_interpreter(path: str, num_threads: Optional[int] = None):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -356,6 +357,32 @@ def make_cases(entry: Entry, batch: int = 2, seed: int = 0) -> List[Case]:
         cases.append(Case(f"mask{entry.mask_ratio:g}-decode{DECODE_RATIO:g}", video, mask,
                           decode, frames_nthwc=frames))
     return cases
+
+
+# the test protocol a real video is sampled with for a ``--video`` clip (dense sampling, one
+# clip, one centre crop: any clip of the video serves as an input)
+VIDEO_PROTOCOL = ("k400", "1x1")
+VIDEO_CASE_PREFIX = "video:"
+
+
+def video_case(path: str, entry) -> Case:
+    """One clip of the real video at ``path`` at ``entry``'s shape (upstream's dense test
+    sampling, one clip, centre crop; normalised with the entry's mean / std), NCTHW; for a
+    ``raw_frames`` entry its uint8 frames too. ``entry``: a zoo Entry or an export target.
+    ConversionError (one line) when the file is not a readable video."""
+    from tf_models.video.decode import VideoError, read_views
+    from tf_models.video.protocol import normalize_views, protocol_for
+
+    dataset, views = VIDEO_PROTOCOL
+    protocol = protocol_for(dataset, entry.num_frames, entry.img_size, views)
+    try:
+        frames = read_views(path, protocol)
+    except VideoError as error:
+        raise ConversionError(f"--video {error}") from None
+    clip = normalize_views(frames, entry.mean, entry.std)
+    return Case(f"{VIDEO_CASE_PREFIX}{os.path.basename(path)}",
+                np.ascontiguousarray(clip.transpose(0, 4, 1, 2, 3)),
+                frames_nthwc=frames if getattr(entry, "raw_frames", False) else None)
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from tf_models.tracing import graph_function
 
 from .errors import ParityError
 from .kinds import build_tf_model, kind_of
-from .parity import Case, ParityReport, Reference, check_outputs
+from .parity import Case, ParityReport, Reference, check_outputs, max_abs, max_abs_diff
 from .record import ReloadCheck
 from .writers import KERAS_WEIGHTS_MEMBER, keras_weights_through_disk
 from .zoo import Entry
@@ -218,6 +218,48 @@ def prove_artifact(entry: Entry, kind: str, path: str, references: Sequence[Refe
     report = check_outputs(run, references, entry.parity_atol, f"reloaded {kind} of {entry.name}")
     return ReloadCheck(tf_err_vs_f64=_measured(report.tf_err_vs_f64), max_abs=report.max_abs,
                        passed=report.passed)
+
+
+def prove_quantized(entry: Entry, kind: str, path: str, references: Sequence[Reference],
+                    video_references: Sequence[Reference] = ()) -> ReloadCheck:
+    """Measure a ``--litert-quantize`` file (artifact ``kind``, ``litert_fp16`` /
+    ``litert_int8``): every parity input through it, its largest error against the
+    reference (float64 where that ran) held to the mode's bound (``QUANTIZATIONS``: a share
+    of the reference's largest |output|; a weight in the wrong place breaks it, rounding does
+    not); on the real-video clips, how often its top class and its five top classes are the
+    reference's. ParityError when the bound is passed."""
+    from .litert import QUANTIZATIONS, reload_litert as reload
+
+    mode = kind.split("_", 1)[1]
+    run = reload(entry, path)
+    errors, errors64, largest = [0.0], [], [0.0]
+    for reference in references:
+        for index, sample in enumerate(reference.case.samples()):
+            found = run(sample)
+            for name in reference.outputs32:
+                expected = reference.best(name)[index:index + 1]
+                errors.append(max_abs_diff(found[name], expected))
+                largest.append(max_abs(expected))
+                if index < reference.float64_samples:
+                    errors64.append(errors[-1])
+    tolerance = QUANTIZATIONS[mode]["bound"] * max(largest)
+    error = max(errors)
+    if not error <= tolerance:  # NaN fails too
+        raise ParityError(f"{kind} of {entry.name}: {path}: max |difference| {error:.3e} over "
+                          f"the {mode} bound {tolerance:.3e} ({QUANTIZATIONS[mode]['bound']:g} "
+                          f"x the largest |output|): a weight written into the wrong place?")
+    top1, top5 = [], []
+    for reference in video_references if "logits" in kind_of(entry).outputs else ():
+        for index, sample in enumerate(reference.case.samples()):
+            found = run(sample)["logits"][0]
+            expected = reference.best("logits")[index]
+            top1.append(np.argmax(found) == np.argmax(expected))
+            top5.append(set(np.argsort(-found)[:5]) == set(np.argsort(-expected)[:5]))
+    return ReloadCheck(tf_err_vs_f64=max(errors64) if errors64 else None, max_abs=error,
+                       passed=True, method="quantized", tolerance=tolerance,
+                       video_clips=len(top1),
+                       top1_agreement=float(np.mean(top1)) if top1 else None,
+                       top5_agreement=float(np.mean(top5)) if top5 else None)
 
 
 # bytes compared at a time by ``same_bytes_as_keras_weights``

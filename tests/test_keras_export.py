@@ -18,8 +18,8 @@ from conftest import TINY_FT  # noqa: E402
 from video_helpers import shipped_videos  # noqa: E402
 
 NAME = "ft_tiny"
-# every kind an export with --litert --preset writes, the report last
-KINDS = ("savedmodel", "weights", "keras", "litert", "preset", "report")
+# every kind an export with --litert --litert-quantize int8 --preset writes, the report last
+KINDS = ("savedmodel", "weights", "keras", "litert", "litert_int8", "preset", "report")
 
 
 def _randomised_classifier():
@@ -64,7 +64,7 @@ def exported(source, tmp_path_factory):
     out = tmp_path_factory.mktemp("exported")
     video = shipped_videos()["carphone_pristine.mp4"]
     result = _run(["--model", path, "--out", out, "--name", NAME, "--litert", "--preset",
-                   "--video", video, "--json", "-q"])
+                   "--litert-quantize", "int8", "--video", video, "--json", "-q"])
     assert result.exit_code == 0, result.output
     return json.loads(result.output.strip().splitlines()[-1]), str(out)
 
@@ -91,6 +91,11 @@ def test_export_writes_every_artifact_and_each_reloads_as_the_model(source, expo
     tolerance = summary["tolerance"]
     assert tolerance == report.entry["parity_atol"] == 1e-5
     for kind, check in report.reload_checks.items():
+        if kind == "litert_int8":  # measured and bounded, not held to the tolerance
+            assert check.method == "quantized" and check.tf_err_vs_f64 is None
+            assert tolerance < check.max_abs <= check.tolerance
+            assert check.video_clips == 1 and check.top1_agreement in (0.0, 1.0)
+            continue
         assert check.passed and check.tf_err_vs_f64 is None and check.max_abs <= tolerance
 
     # each file again, here, on a clip the export never ran, against the in-memory model

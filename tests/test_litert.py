@@ -189,23 +189,6 @@ def test_tflite_in_the_buffer_offset_layout_runs_and_matches_keras(tiny_tflite, 
         assert np.max(np.abs(found - expected)) <= TOLERANCE
 
 
-@pytest.fixture(scope="module")
-def tiny_references(tiny_converted, tmp_path_factory):
-    """The conversion's own parity references (seed 0 synthetic checkpoint, cases seed 0)."""
-    from converter.checkpoint import read_checkpoint
-    from converter.kinds import build_torch_model, parity_reference
-    from converter.parity import compute_reference, make_cases
-    from converter.synthetic import synthetic_path, write_synthetic_checkpoint
-
-    entry = tiny_converted.entry
-    folder = str(tmp_path_factory.mktemp("refs"))
-    checkpoint = write_synthetic_checkpoint(entry, synthetic_path(entry, 0, folder), 0)
-    torch_model = build_torch_model(entry)
-    torch_model.load_state_dict(read_checkpoint(checkpoint).state_dict, strict=True)
-    return compute_reference(parity_reference(entry, torch_model),
-                             make_cases(entry, batch=2, seed=0))
-
-
 def _edited_copy(path, tmp_path, model, edit):
     """A copy of the ``.tflite`` at ``path`` with ``edit(data, variables) -> data`` applied."""
     with open(path, "rb") as handle:

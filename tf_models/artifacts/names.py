@@ -5,6 +5,8 @@ Per entry ``NAME`` in a folder (what ``videomae-convert`` writes, what a release
   NAME.weights.h5    Keras weights
   NAME.keras         Keras model file (config + weights)
   NAME.tflite        LiteRT (``--litert`` only)
+  NAME.fp16.tflite   LiteRT with fp16 weights (``--litert-quantize fp16`` only)
+  NAME.int8.tflite   LiteRT with int8 weights (``--litert-quantize int8`` only)
   NAME.preset/       keras-hub preset folder (``videomae-export --preset`` only)
   NAME.json          the conversion report
 Torch-free and Keras-free: the one place a suffix is written down.
@@ -18,11 +20,13 @@ from typing import Dict, Optional
 # artifact kind -> suffix after NAME, in the order the paths are listed (report before the
 # optional .tflite, as the converter always listed them)
 SUFFIXES = {"savedmodel": "", "weights": ".weights.h5", "keras": ".keras", "report": ".json",
-            "litert": ".tflite", "preset": ".preset"}
-OPTIONAL_KINDS = ("litert", "preset")
+            "litert": ".tflite", "litert_fp16": ".fp16.tflite", "litert_int8": ".int8.tflite",
+            "preset": ".preset"}
+OPTIONAL_KINDS = ("litert", "litert_fp16", "litert_int8", "preset")
 # suffixes that name a file (or the preset folder) of an entry (longest first, so
-# ``.weights.h5`` wins over ``.h5``)
-_FILE_SUFFIXES = (".savedmodel.zip", ".weights.h5", ".preset", ".keras", ".tflite", ".json")
+# ``.weights.h5`` wins over ``.h5`` and ``.fp16.tflite`` over ``.tflite``)
+_FILE_SUFFIXES = (".savedmodel.zip", ".fp16.tflite", ".int8.tflite", ".weights.h5", ".preset",
+                  ".keras", ".tflite", ".json")
 
 
 def artifact_paths(folder: str, name: str, litert: bool = False) -> Dict[str, str]:
@@ -53,7 +57,7 @@ def kind_of_path(path: str) -> Optional[str]:
     path = os.fspath(path)
     if os.path.isdir(path):
         return "savedmodel" if os.path.isfile(os.path.join(path, "saved_model.pb")) else None
-    for kind, suffix in SUFFIXES.items():
+    for kind, suffix in sorted(SUFFIXES.items(), key=lambda item: -len(item[1])):
         if suffix and path.endswith(suffix):
             return kind
     return None

@@ -86,9 +86,13 @@ class ReloadCheck:
     in-memory model, config equal, and ``clips`` clips through it; the errors are those of
     the in-memory model, which computes the same function bit for bit) or ``"bytes"`` (a
     ``.weights.h5`` holding byte for byte the weights inside the ``.keras`` file, which its
-    own check proves; the errors are the in-memory model's). ``tf_err_vs_f64`` is
-    None for an export (reference "keras": no float64 run); ``max_abs`` is then the error
-    against the in-memory Keras model.
+    own check proves; the errors are the in-memory model's) or ``"quantized"`` (a
+    ``--litert-quantize`` file: every parity input through it, its error measured and held
+    to ``tolerance``, a sanity bound, not the parity tolerance; on the ``--video`` clips,
+    ``top1_agreement`` / ``top5_agreement``: the share of clips whose top class / set of
+    five top classes is the reference's). ``tf_err_vs_f64`` is None for an export
+    (reference "keras": no float64 run); ``max_abs`` is then the error against the
+    in-memory Keras model.
     """
 
     tf_err_vs_f64: Optional[float]
@@ -96,6 +100,19 @@ class ReloadCheck:
     passed: bool
     method: str = "outputs"
     clips: Optional[int] = None
+    tolerance: Optional[float] = None  # "quantized": the bound it was held to
+    video_clips: Optional[int] = None  # "quantized": clips of real videos compared
+    top1_agreement: Optional[float] = None
+    top5_agreement: Optional[float] = None
+
+    def quantized_summary(self) -> str:
+        """One line on a ``"quantized"`` check: its error, bound and top-k agreement."""
+        agreement = (f"top-1 / top-5 agreement {self.top1_agreement:.0%} / "
+                     f"{self.top5_agreement:.0%} on {self.video_clips} real-video clip(s)"
+                     if self.video_clips else "top-k agreement not measured (pass --video)")
+        versus = "float64" if self.tf_err_vs_f64 is not None else "the reference"
+        return (f"max |difference| vs {versus} {self.max_abs:.2e} (bound "
+                f"{self.tolerance:.2e}); {agreement}")
 
 
 @dataclass

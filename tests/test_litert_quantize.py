@@ -1,0 +1,188 @@
+"""``--litert-quantize fp16|int8``: the smaller ``.tflite`` files users ship, written from
+stand-in weights like the fp32 file, measured against the float64 reference and, on real
+videos, by their top-1 / top-5 agreement with it."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import TINY_FT, TINY_PT, assert_one_line_error, run_cli
+from video_helpers import shipped_videos
+
+MODES = ("fp16", "int8")
+
+
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory):
+    """One tiny conversion with both quantised files and a real video (the CLI, in-process)."""
+    out = tmp_path_factory.mktemp("quantized") / "out"
+    video = shipped_videos()["bikes.mp4"]
+    result = run_cli(["--name", TINY_FT, "--synthetic", "--out", str(out), "-q",
+                      "--litert-quantize", "fp16", "--litert-quantize", "int8", "--video", video])
+    assert result.exit_code == 0, result.output
+    return out, result, video
+
+
+def _path(out, kind):
+    from tf_models.artifacts.names import SUFFIXES
+
+    return os.path.join(out, TINY_FT + SUFFIXES[kind])
+
+
+def test_quantized_files_are_smaller_measured_against_float64_with_top_k_on_a_real_video(
+        quantized, tmp_path):
+    from tf_models.artifacts.names import entry_name, kind_of_path
+
+    out, result, video = quantized
+    with open(_path(out, "report")) as handle:
+        report = json.load(handle)
+    fp32 = os.path.getsize(_path(out, "litert"))
+    for mode, share in (("fp16", 0.6), ("int8", 0.75)):  # the tiny graph's own bytes stay
+        kind = f"litert_{mode}"
+        path = _path(out, kind)
+        assert kind_of_path(path) == kind and entry_name(path) == TINY_FT
+        assert os.path.getsize(path) < share * fp32
+        assert report["artifact_bytes"][kind] == os.path.getsize(path)
+        check = report["reload_checks"][kind]
+        assert check["method"] == "quantized" and check["passed"]
+        # rounding shows (an fp32 file is ~1e-7 off), within the mode's bound
+        assert 1e-6 < check["tf_err_vs_f64"] <= check["max_abs"] <= check["tolerance"]
+        assert check["video_clips"] == 1
+        assert check["top1_agreement"] in (0.0, 1.0) and check["top5_agreement"] in (0.0, 1.0)
+        assert f"{kind}: max |difference| vs float64" in result.stdout
+    # the fp32 file is still held to parity
+    assert report["reload_checks"]["litert"]["method"] == "outputs"
+    assert report["reload_checks"]["litert"]["max_abs"] <= 1e-5
+    # the same command again verifies the files and skips; without the files, it says so
+    again = run_cli(["--name", TINY_FT, "--synthetic", "--out", str(out), "-q",
+                     "--litert-quantize", "int8", "--video", video])
+    assert again.exit_code == 0 and "skipped" in again.stdout, again.output
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    os.remove(_path(copy, "litert_int8"))
+    line = assert_one_line_error(run_cli(["--name", TINY_FT, "--synthetic", "--out", str(copy),
+                                          "--litert-quantize", "int8"]), 2)
+    assert TINY_FT + ".int8.tflite is missing" in line and "--force" in line
+
+
+def _tensors(data):
+    """{tensor name: (type, shape, buffer bytes, scales, zero points, axis)} of a flatbuffer."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.Model.GetRootAsModel(data, 0)
+    graph = model.Subgraphs(0)
+    found = {}
+    for t in range(graph.TensorsLength()):
+        tensor = graph.Tensors(t)
+        buffer = model.Buffers(tensor.Buffer())
+        q = tensor.Quantization()
+        found[tensor.Name().decode()] = (
+            tensor.Type(), tensor.ShapeAsNumpy().tolist() if tensor.ShapeLength() else [],
+            buffer.DataAsNumpy().tobytes() if buffer.DataLength() else b"",
+            None if q is None else (q.ScaleAsNumpy().tolist() if q.ScaleLength() else [],
+                                    q.ZeroPointAsNumpy().tolist() if q.ZeroPointLength() else [],
+                                    q.QuantizedDimension()))
+    return found
+
+
+def test_quantized_files_hold_the_converters_own_quantisation_of_the_real_weights(
+        tiny_converted, tmp_path):
+    """Each file written from stand-ins holds what TensorFlow's converter writes when it
+    quantises the real weights itself: fp16 byte for byte; int8 tensor by tensor (values,
+    channel scales, zero points; its shared stand-in buffers were split, so the layout
+    differs). An all-zero and a near-zero output channel take the converter's floor."""
+    import keras
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2)
+
+    from converter import litert
+
+    entry = tiny_converted.entry
+    model = keras.saving.load_model(tiny_converted.paths["keras"], compile=False)
+    (kernel,) = [v for v in model.weights if v.path == "blocks_0/mlp/fc1/kernel"]
+    values = np.array(kernel.numpy())
+    values[:, 3] = 0
+    values[:, 4] *= 1e-6
+    kernel.assign(values)
+    for mode in MODES:
+        path = str(tmp_path / f"{mode}.tflite")
+        litert.export_litert(model, entry, path, mode)
+        plain = litert.convert_frozen(convert_variables_to_constants_v2(
+            litert._serving_function(model, entry).get_concrete_function()), False, mode)
+        with open(path, "rb") as handle:
+            written = handle.read()
+        if mode == "fp16":
+            assert written == plain
+        else:
+            found, expected = _tensors(written), _tensors(plain)
+            assert found.keys() == expected.keys()
+            assert [n for n in found if found[n] != expected[n]] == []
+            assert sum(1 for t in found.values() if t[0] == 9) >= 9  # int8: every dense weight
+
+
+def _swapped(path, tmp_path, first, second):
+    """A copy of the ``.tflite`` at ``path`` with the buffers of two same-shape tensors (names
+    containing ``first`` / ``second``, the quantised weight of each) swapped."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    with open(path, "rb") as handle:
+        data = bytearray(handle.read())
+    model = schema.Model.GetRootAsModel(bytes(data), 0)
+    graph = model.Subgraphs(0)
+    spans = {}
+    for t in range(graph.TensorsLength()):
+        tensor = graph.Tensors(t)
+        name = tensor.Name().decode()
+        for key in (first, second):
+            if key in name and tensor.Type() in (schema.TensorType.FLOAT16,
+                                                 schema.TensorType.INT8):
+                buffer = model.Buffers(tensor.Buffer())
+                start = buffer._tab.Vector(buffer._tab.Offset(4))
+                spans[key] = slice(start, start + buffer.DataLength())
+    a, b = spans[first], spans[second]
+    data[a], data[b] = data[b], data[a]
+    target = str(tmp_path / os.path.basename(path))
+    with open(target, "wb") as handle:
+        handle.write(data)
+    return target
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_quantized_check_catches_a_weight_written_into_the_wrong_place(
+        quantized, tiny_references, tmp_path, mode):
+    from converter.errors import ParityError
+    from converter.proofs import prove_quantized
+    from converter.zoo import get_entry
+
+    out, _, _ = quantized
+    entry, kind = get_entry(TINY_FT), f"litert_{mode}"
+    assert prove_quantized(entry, kind, _path(out, kind), tiny_references).passed
+    # the two blocks' attention projections: 0.14 of the largest output (int8's own rounding:
+    # 0.009; two blocks' fc1 swapped, 0.044, passes int8's bound: litert.QUANTIZATIONS)
+    edited = _swapped(_path(out, kind), tmp_path, "blocks_0_1/attn_1/proj_1/MatMul",
+                      "blocks_1_1/attn_1/proj_1/MatMul")
+    with pytest.raises(ParityError, match=f"{kind} of {TINY_FT}.*bound"):
+        prove_quantized(entry, kind, edited, tiny_references)
+
+
+def test_litert_quantize_refuses_in_one_line_what_it_cannot_do(tmp_path):
+    out = tmp_path / "out"
+    video = shipped_videos()["bikes.mp4"]
+    base = ["--synthetic", "--out", str(out)]
+    line = assert_one_line_error(run_cli(["--name", TINY_FT, "--video", video] + base), 2)
+    assert "--litert-quantize" in line
+    line = assert_one_line_error(run_cli(["--name", TINY_PT, "--litert-quantize", "fp16"]
+                                         + base), 2)
+    assert "pre-trained" in line
+    line = assert_one_line_error(run_cli(["--all", "--size", "T", "--litert-quantize", "int8"]
+                                         + base), 2)
+    assert "drop --all" in line
+    not_a_video = tmp_path / "notes.mp4"
+    not_a_video.write_text("not a video")
+    line = assert_one_line_error(run_cli(["--name", TINY_FT, "--litert-quantize", "int8",
+                                          "--video", str(not_a_video)] + base), 2)
+    assert "notes.mp4" in line
+    assert not out.exists() or os.listdir(out) == []
