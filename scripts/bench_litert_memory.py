@@ -8,7 +8,8 @@ For each size, one synthetic K400 FT conversion with every check and ``--litert`
 (``scripts/children/baseline.py``: converter, tf_models, torch_reference, torch, TensorFlow,
 Keras). Prints the process's peak (``wait4``) over the baseline in W (fp32 weight bytes), the
 sampled peak of the ``write .tflite`` and ``reload litert`` phases, and their seconds;
-``--no-litert`` converts without ``--litert`` (the plain conversion's peak, issue 23 item 4).
+``--no-litert`` converts without ``--litert`` (the plain conversion's peak, issue 23 item 4);
+``--quantize fp16,int8`` adds ``--litert-quantize`` files (and their phases to the output).
 ``--code DIR`` runs another checkout's converter and children (the "before" figures: a
 ``git archive`` of an earlier commit). Appends each record to ``litert_memory.jsonl`` in the
 current folder.
@@ -57,19 +58,26 @@ def weight_mb(size: str) -> float:
 @click.option("--label", default="after")
 @click.option("--litert/--no-litert", default=True,
               help="convert with --litert [default] or without (the plain conversion's peak)")
-def main(sizes, code, label, litert):
+@click.option("--quantize", default="", help="--litert-quantize modes, comma-separated")
+def main(sizes, code, label, litert, quantize):
+    modes = [m for m in quantize.split(",") if m]
     _, _, base = run_child(code, "baseline")
     for size in sizes.split(","):
         w = weight_mb(size)
         with tempfile.TemporaryDirectory() as out:
             result, wall, peak = run_child(code, "convert", size, "FT", out,
-                                            *(["litert"] if litert else []))
+                                            *(["litert"] if litert else []), *modes)
+            with open(result["report"]) as handle:
+                report = json.load(handle)
         phases = result["phase_peak_mb"]
-        record = {"label": label, "litert": litert, "size": size, "W_mb": w,
+        record = {"label": label, "litert": litert, "quantize": modes, "size": size, "W_mb": w,
                   "baseline_mb": base, "peak_mb": peak,
                   "peak_w": (peak - base) / w, "wall_s": wall, "convert_s": result["convert_s"],
                   "phase_w": {p: (v - base) / w for p, v in phases.items()},
                   "seconds": result["seconds"], "load": os.getloadavg(),
+                  "artifact_bytes": report["artifact_bytes"],
+                  "litert_checks": {k: v for k, v in report["reload_checks"].items()
+                                    if k.startswith("litert")},
                   "when": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
         with open("litert_memory.jsonl", "a") as handle:
             handle.write(json.dumps(record) + "\n")
@@ -77,10 +85,11 @@ def main(sizes, code, label, litert):
               f"{record['peak_w']:.2f} W over the baseline; process {wall:.1f} s, convert() "
               f"{result['convert_s']:.1f} s")
         # with --litert its two phases; without, the phase where the peak was
-        shown = (("write .tflite", "reload litert") if litert else
-                 (max(record["phase_w"], key=record["phase_w"].get),))
+        shown = ((("write .tflite", "reload litert")
+                  + tuple(p for m in modes for p in (f"write .{m}.tflite", f"reload litert_{m}")))
+                 if litert or modes else (max(record["phase_w"], key=record["phase_w"].get),))
         for phase in shown:
-            print(f"  {phase:14s} {record['phase_w'].get(phase, float('nan')):6.2f} W "
+            print(f"  {phase:19s} {record['phase_w'].get(phase, float('nan')):6.2f} W "
                   f"{result['seconds'].get(phase, float('nan')):6.1f} s")
 
 

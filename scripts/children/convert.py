@@ -1,8 +1,9 @@
 """One synthetic conversion, its resident memory sampled every 5 ms by phase.
 
-    python scripts/children/convert.py SIZE MODE OUT_DIR [litert]
+    python scripts/children/convert.py SIZE MODE OUT_DIR [litert] [fp16] [int8]
 
-SIZE is a size letter (the K400 entry of that size and MODE) or a zoo name (MODE ignored).
+SIZE is a size letter (the K400 entry of that size and MODE) or a zoo name (MODE ignored);
+``fp16`` / ``int8`` add ``--litert-quantize`` modes (and so ``--litert``).
 
 Prints {"seconds", "convert_s", "phase_peak_mb", "report"} as JSON.
 """
@@ -40,7 +41,8 @@ def main(size: str, mode: str, out: str, *flags: str) -> dict:
     entry = get_entry(size) if is_zoo_name(size) else find_entry(size, mode, "k400")
     started = time.perf_counter()
     result = convert(entry, out, synthetic=True, force=True, progress=False,
-                     on_phase=on_phase, litert=list(flags) == ["litert"])
+                     on_phase=on_phase, litert="litert" in flags,
+                     litert_quantize=[f for f in flags if f in ("fp16", "int8")])
     seconds = time.perf_counter() - started
     running[0] = False
     sampler.join()
