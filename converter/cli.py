@@ -5,6 +5,7 @@ Exit codes: 0 success, 1 parity failure, 2 bad input (one line on stderr, no tra
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import signal
 import sys
@@ -37,6 +38,35 @@ def _on_sigterm(signum, frame):
     if _inside_gc_callback(frame):
         return  # raised there it would only be printed; the next phase start stops the run
     raise _Terminated()
+
+
+def _unraisable_hook(previous):
+    """``sys.unraisablehook`` while a run has its stop handlers: a stop signal's exception
+    raised where Python can only report it (a callback from C++ code, a destructor, a
+    garbage-collector callback) is left unprinted, since ``received`` stops the run at the
+    next phase; anything else goes to ``previous``."""
+    def hook(unraisable):
+        if _Terminated.received is not None and isinstance(
+                unraisable.exc_value, (_Terminated, KeyboardInterrupt)):
+            return
+        previous(unraisable)
+    return hook
+
+
+@contextlib.contextmanager
+def _stop_handlers():
+    """Inside the block SIGTERM and SIGINT raise ``_Terminated`` (``_on_sigterm``), and what
+    Python could only print of it is not printed (``_unraisable_hook``)."""
+    _Terminated.received = None
+    previous = {sig: signal.signal(sig, _on_sigterm) for sig in _STOP_SIGNALS}
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = _unraisable_hook(previous_hook)
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous_hook
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _inside_gc_callback(frame) -> bool:
@@ -160,15 +190,14 @@ def main(entry_name, list_entries, as_json, family, size, mode, dataset, checkpo
         if outcome_file:
             RunOutcome(entry.name, "failed", message).save(outcome_file)
         _fail(message, code)
-    _Terminated.received = None
-    previous = {sig: signal.signal(sig, _on_sigterm) for sig in _STOP_SIGNALS}
     try:
-        result = convert(entry, out_dir, checkpoint=checkpoint, synthetic=synthetic, seed=seed,
-                         force=force, progress=not quiet, encoder_only=encoder_only,
-                         cache_dir=cache_dir, offline=offline or None,
-                         force_download=force_download, on_phase=_stop_if_signalled,
-                         litert=litert, raw_frames=raw_frames,
-                         litert_quantize=litert_quantize, videos=videos)
+        with _stop_handlers():
+            result = convert(entry, out_dir, checkpoint=checkpoint, synthetic=synthetic,
+                             seed=seed, force=force, progress=not quiet,
+                             encoder_only=encoder_only, cache_dir=cache_dir,
+                             offline=offline or None, force_download=force_download,
+                             on_phase=_stop_if_signalled, litert=litert, raw_frames=raw_frames,
+                             litert_quantize=litert_quantize, videos=videos)
     except ParityError as error:
         fail(f"error: {error}", 1)
     except ConversionError as error:
@@ -177,9 +206,6 @@ def main(entry_name, list_entries, as_json, family, size, mode, dataset, checkpo
         if _Terminated.received is None and sys.exc_info()[0] is not KeyboardInterrupt:
             raise
         fail(f"error: interrupted; no partial artifact was left in {out_dir}", 2)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     if outcome_file:
         RunOutcome(result.entry.name, "skipped" if result.skipped else "converted",
                    tf_err_vs_f64=result.report.parity.tf_err_vs_f64).save(outcome_file)
@@ -234,18 +260,15 @@ def _main_all(family, size, mode, dataset, checkpoint, checkpoint_dir, synthetic
     def on_row(row):
         click.echo(f"  {row.name}: {row.status} in {row.seconds:.0f}s"
                    + (f" ({row.message})" if row.message else ""))
-    previous = {sig: signal.signal(sig, _on_sigterm) for sig in _STOP_SIGNALS}
     try:
-        rows = convert_all(entries, out_dir, synthetic=synthetic, checkpoint_dir=checkpoint_dir,
-                           jobs=jobs, seed=seed, force=force, on_row=on_row, litert=litert,
-                           raw_frames=raw_frames)
+        with _stop_handlers():
+            rows = convert_all(entries, out_dir, synthetic=synthetic,
+                               checkpoint_dir=checkpoint_dir, jobs=jobs, seed=seed, force=force,
+                               on_row=on_row, litert=litert, raw_frames=raw_frames)
     except ConversionError as error:
         _fail(f"error: {error}", 2)
     except (KeyboardInterrupt, _Terminated):
         _fail("error: interrupted; finished entries are kept, re-run to resume", 2)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     click.echo(format_table(rows))
     if any(row.status == "failed" for row in rows):
         sys.exit(1)

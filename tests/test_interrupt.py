@@ -120,3 +120,31 @@ def test_signal_landing_in_a_gc_callback_stops_the_run_at_the_next_phase():
     finally:
         cli._Terminated.received = None
     cli._stop_if_signalled("write .keras")  # no signal: nothing happens
+
+
+def test_a_stop_signal_where_python_can_only_report_it_is_not_printed(monkeypatch):
+    """A stop signal's exception raised inside a destructor or a callback from C++ code can
+    only be reported (``sys.unraisablehook``), not raised; inside a run it is not printed (the
+    next phase stops the run), while other such exceptions still reach the hook before it."""
+    from converter import cli
+
+    class RaisesWhenFreed:
+        def __init__(self, error):
+            self.error = error
+
+        def __del__(self):
+            raise self.error
+
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)
+    try:
+        with cli._stop_handlers():
+            cli._Terminated.received = signal.SIGTERM
+            RaisesWhenFreed(cli._Terminated())  # freed at once: its __del__ raises
+            RaisesWhenFreed(ValueError("not a signal"))
+            assert signal.getsignal(signal.SIGTERM) is cli._on_sigterm
+        assert [type(r.exc_value) for r in reported] == [ValueError]
+        assert sys.unraisablehook == reported.append  # put back
+        assert signal.getsignal(signal.SIGTERM) is not cli._on_sigterm
+    finally:
+        cli._Terminated.received = None

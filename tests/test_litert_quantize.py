@@ -95,6 +95,7 @@ def test_quantized_files_hold_the_converters_own_quantisation_of_the_real_weight
     channel scales, zero points; its shared stand-in buffers were split, so the layout
     differs). An all-zero and a near-zero output channel take the converter's floor."""
     import keras
+    from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2)
 
@@ -120,7 +121,8 @@ def test_quantized_files_hold_the_converters_own_quantisation_of_the_real_weight
             found, expected = _tensors(written), _tensors(plain)
             assert found.keys() == expected.keys()
             assert [n for n in found if found[n] != expected[n]] == []
-            assert sum(1 for t in found.values() if t[0] == 9) >= 9  # int8: every dense weight
+            int8 = [n for n, t in found.items() if t[0] == schema.TensorType.INT8]
+            assert len(int8) == 9  # every dense weight: 2 blocks x (qkv, proj, fc1, fc2), head
 
 
 def _swapped(path, tmp_path, first, second):
