@@ -150,8 +150,7 @@ def test_predict_view_logits_match_torch_reference(videos, tiny_models, tmp_path
             np.testing.assert_allclose(record["probs"], probs, atol=1e-6)
 
 
-@pytest.mark.slow
-@pytest.mark.full_size
+@pytest.mark.slow  # ViT-S (~2 GB): not full_size, so it runs beside the full-size worker's queue
 @pytest.mark.parametrize("name", ["TFVideoMAE_S_K400_16x224_FT", "TFVideoMAE_S_SSv2_16x224_FT"])
 def test_predict_small_models_match_torch_reference(videos, tmp_path, name):
     """ViT-S K400 and SSv2 through videomae-predict --json: per-view logits within 1e-4."""
