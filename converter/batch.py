@@ -113,14 +113,19 @@ def _named_by(entry: Entry, file_name: str) -> bool:
 
 def _child_command(entry: Entry, out_dir: str, checkpoint: Optional[str], synthetic: bool,
                    seed: int, force: bool, outcome: str, litert: bool = False,
-                   raw_frames: bool = False) -> List[str]:
+                   raw_frames: bool = False, quantize: Sequence[str] = (),
+                   videos: Sequence[str] = ()) -> List[str]:
     command = [sys.executable, "-m", "converter.cli", "--name", entry.name, "--out", out_dir,
                "--seed", str(seed), "--quiet", "--outcome-file", outcome]
     command += ["--synthetic"] if synthetic else ["--checkpoint", checkpoint]
     if force:
         command.append("--force")
-    if litert and kind_of(entry).serves_litert:
+    if (litert or quantize) and kind_of(entry).serves_litert:
         command.append("--litert")
+        for mode in quantize:
+            command += ["--litert-quantize", mode]
+        for video in videos:
+            command += ["--video", os.path.abspath(video)]
     if raw_frames:
         command.append("--raw-frames")
     return command
@@ -128,7 +133,8 @@ def _child_command(entry: Entry, out_dir: str, checkpoint: Optional[str], synthe
 
 def _run_one(entry: Entry, out_dir: str, log_dir: str, checkpoint: Optional[str],
              synthetic: bool, seed: int, force: bool, litert: bool = False,
-             raw_frames: bool = False) -> BatchRow:
+             raw_frames: bool = False, quantize: Sequence[str] = (),
+             videos: Sequence[str] = ()) -> BatchRow:
     log = os.path.join(log_dir, f"{entry.name}.log")
     outcome_path = os.path.join(log_dir, f"{entry.name}.outcome.json")
     if os.path.exists(outcome_path):
@@ -137,7 +143,7 @@ def _run_one(entry: Entry, out_dir: str, log_dir: str, checkpoint: Optional[str]
     with open(log, "w") as handle:
         process = subprocess.Popen(
             _child_command(entry, out_dir, checkpoint, synthetic, seed, force, outcome_path,
-                           litert, raw_frames),
+                           litert, raw_frames, quantize, videos),
             stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         # wait4 on this child's pid gives its own peak RSS, even with several jobs running
         _, status, usage = os.wait4(process.pid, 0)
@@ -153,7 +159,7 @@ def _run_one(entry: Entry, out_dir: str, log_dir: str, checkpoint: Optional[str]
         return BatchRow(entry.name, "failed", None, seconds, peak_mb, last, log)
     message = outcome.message
     kind = kind_of(entry)
-    if litert and not kind.serves_litert and outcome.status != "failed":
+    if (litert or quantize) and not kind.serves_litert and outcome.status != "failed":
         message = "; ".join(m for m in (message, f"no .tflite: {kind.title}") if m)
     return BatchRow(entry.name, outcome.status, outcome.tf_err_vs_f64, seconds, peak_mb,
                     message, log)
@@ -162,11 +168,13 @@ def _run_one(entry: Entry, out_dir: str, log_dir: str, checkpoint: Optional[str]
 def convert_all(entries: List[Entry], out_dir: str, synthetic: bool = False,
                 checkpoint_dir: Optional[str] = None, jobs: int = 1, seed: int = 0,
                 force: bool = False, on_row=None, litert: bool = False,
-                raw_frames: bool = False) -> List[BatchRow]:
+                raw_frames: bool = False, quantize: Sequence[str] = (),
+                videos: Sequence[str] = ()) -> List[BatchRow]:
     """Convert ``entries`` into ``out_dir``, ``jobs`` child processes at a time.
 
     ``litert``: also a checked ``NAME.tflite`` for every entry LiteRT can serve (fine-tuned
-    ones; a pre-trained entry's row says it has none). ``raw_frames``: every SavedModel and
+    ones; a pre-trained entry's row says it has none); ``quantize`` / ``videos``: their
+    ``--litert-quantize`` files too, measured on those videos. ``raw_frames``: every SavedModel and
     ``.tflite`` takes uint8 frames (``convert(raw_frames=True)``).
 
     Real checkpoints come from ``checkpoint_dir`` (matched by content); entries with no
@@ -196,7 +204,7 @@ def convert_all(entries: List[Entry], out_dir: str, synthetic: bool = False,
 
     def work(entry: Entry) -> BatchRow:
         row = _run_one(entry, out_dir, log_dir, matched.get(entry.name), synthetic, seed, force,
-                       litert, raw_frames)
+                       litert, raw_frames, quantize, videos)
         if on_row:
             on_row(row)
         return row

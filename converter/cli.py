@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import signal
 import sys
 
@@ -162,12 +163,12 @@ def main(entry_name, list_entries, as_json, family, size, mode, dataset, checkpo
     if entry_name and (all_entries or size or mode or dataset or family):
         _fail("error: --name names one entry: drop --all, --family, --size, --mode and "
               "--dataset", 2)
-    if all_entries and (litert_quantize or videos):
-        _fail("error: --litert-quantize and --video convert one entry at a time; drop --all "
-              "(or convert with --all, then again with --name NAME --litert-quantize MODE)", 2)
+    if videos and not litert_quantize:
+        _fail("error: --video: real videos measure the --litert-quantize files' top-k "
+              "agreement; add --litert-quantize fp16 or int8", 2)
     if all_entries:
         _main_all(family, size, mode, dataset, checkpoint, checkpoint_dir, synthetic, seed,
-                  out_dir, jobs, encoder_only, force, litert, raw_frames)
+                  out_dir, jobs, encoder_only, force, litert, raw_frames, litert_quantize, videos)
         return
     if checkpoint_dir:
         _fail("error: --checkpoint-dir goes with --all; for one entry use --checkpoint", 2)
@@ -240,7 +241,7 @@ def _list(as_json: bool) -> None:
 
 
 def _main_all(family, size, mode, dataset, checkpoint, checkpoint_dir, synthetic, seed, out_dir,
-              jobs, encoder_only, force, litert, raw_frames):
+              jobs, encoder_only, force, litert, raw_frames, quantize=(), videos=()):
     from .batch import convert_all, format_table, select_entries
     from .errors import ConversionError
 
@@ -250,6 +251,9 @@ def _main_all(family, size, mode, dataset, checkpoint, checkpoint_dir, synthetic
         _fail("error: --encoder-only converts one entry at a time; drop --all", 2)
     if not synthetic and not checkpoint_dir:
         _fail("error: --all needs --checkpoint-dir DIR or --synthetic", 2)
+    for video in videos:  # each child reads them; a missing one fails here, not in each
+        if not os.path.isfile(video):
+            _fail(f"error: --video {video}: no such file", 2)
     entries = select_entries(size, mode, dataset, family)
     if not entries:
         _fail(f"error: no zoo entry has size {'/'.join(size) or None}, mode {mode}, "
@@ -264,7 +268,8 @@ def _main_all(family, size, mode, dataset, checkpoint, checkpoint_dir, synthetic
         with _stop_handlers():
             rows = convert_all(entries, out_dir, synthetic=synthetic,
                                checkpoint_dir=checkpoint_dir, jobs=jobs, seed=seed, force=force,
-                               on_row=on_row, litert=litert, raw_frames=raw_frames)
+                               on_row=on_row, litert=litert, raw_frames=raw_frames,
+                               quantize=quantize, videos=videos)
     except ConversionError as error:
         _fail(f"error: {error}", 2)
     except (KeyboardInterrupt, _Terminated):

@@ -179,12 +179,26 @@ def test_litert_quantize_refuses_in_one_line_what_it_cannot_do(tmp_path):
     line = assert_one_line_error(run_cli(["--name", TINY_PT, "--litert-quantize", "fp16"]
                                          + base), 2)
     assert "pre-trained" in line
-    line = assert_one_line_error(run_cli(["--all", "--size", "T", "--litert-quantize", "int8"]
-                                         + base), 2)
-    assert "drop --all" in line
+    line = assert_one_line_error(run_cli(["--all", "--size", "T", "--litert-quantize", "int8",
+                                          "--video", str(tmp_path / "gone.mp4")] + base), 2)
+    assert "gone.mp4: no such file" in line
     not_a_video = tmp_path / "notes.mp4"
     not_a_video.write_text("not a video")
     line = assert_one_line_error(run_cli(["--name", TINY_FT, "--litert-quantize", "int8",
                                           "--video", str(not_a_video)] + base), 2)
     assert "notes.mp4" in line
     assert not out.exists() or os.listdir(out) == []
+
+
+def test_all_passes_the_quantised_files_and_videos_to_each_fine_tuned_child(tmp_path):
+    from converter.batch import _child_command
+    from converter.zoo import get_entry
+
+    def command(name):
+        return _child_command(get_entry(name), str(tmp_path), None, True, 0, False, "o.json",
+                              False, False, ("fp16", "int8"), ("clip.mp4",))
+    flags = command(TINY_FT)
+    assert flags[flags.index("--litert"):] == [
+        "--litert", "--litert-quantize", "fp16", "--litert-quantize", "int8", "--video",
+        os.path.abspath("clip.mp4")]
+    assert "--litert-quantize" not in command(TINY_PT)  # its row says it has no .tflite
