@@ -26,7 +26,8 @@ from typing import Callable, Dict, Optional, Sequence
 
 from tf_models.artifacts.checksums import tree_sha256
 from tf_models.artifacts.files import fsync_dir, fsync_tree
-from tf_models.artifacts.names import SUFFIXES, artifact_paths
+from tf_models.artifacts.names import (SUFFIXES, artifact_paths, quantization_of,
+                                       quantized_kind)
 
 from .errors import OutputError
 from .parity import ParityReport, Reference
@@ -44,16 +45,6 @@ from .writers import (KERAS_ARCHIVE_MEMBERS, KERAS_WORKAROUND_VERSION,  # noqa: 
                       export_preset, export_savedmodel, keras_weights_through_disk,
                       save_keras_and_weights)
 from .zoo import Entry
-
-
-def quantized_kind(mode: str) -> str:
-    """The artifact kind of a ``--litert-quantize`` mode's file (``litert_fp16``...)."""
-    return f"litert_{mode}"
-
-
-def quantization_of(kind: str) -> Optional[str]:
-    """The ``--litert-quantize`` mode an artifact kind is the file of, else None."""
-    return kind[len("litert_"):] if kind.startswith("litert_") else None
 
 
 class StagedArtifacts:

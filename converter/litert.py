@@ -28,7 +28,8 @@ real weights are then written in the file's encoding: fp16 rounded to nearest, i
 converter quantises (scale ``max |w| / 127`` per channel, values rounded half away from zero),
 their scales written over the stand-ins' in the flatbuffer. The stand-in values are distinct
 in fp16, so the quantised stand-ins stay distinct too. tests/test_litert_quantize.py compares
-each file with the converter's own quantisation of the real weights, byte for byte. A
+each file with the converter's own quantisation of the real weights (fp16 byte for byte, int8
+tensor by tensor: its shared stand-in buffers were split, ``split_shared_int8_buffers``). A
 quantised file is not held to parity: its error against the float64 reference is measured
 and bounded (``QUANTIZATIONS``), and its top-1 / top-5 agreement with the reference on real
 videos recorded (``prove_quantized``).
@@ -60,16 +61,15 @@ from .zoo import Entry
 LITERT_FIXED_BYTES = 2**29
 LITERT_WEIGHT_COPIES = 4
 
-# ``--litert-quantize``: each mode's file name is its artifact kind's suffix
-# (``tf_models.artifacts.names``); ``bytes`` per weight in the file; ``bound``: the largest error
-# against the float64 reference a quantised file may show, as a share of the reference's
-# largest |output|. Not parity: a sanity bound with room for real weights. Measured on
+# ``--litert-quantize``: mode -> ``bytes`` per weight in the file (the file of mode M is
+# artifact kind ``litert_M``, its suffix in ``tf_models.artifacts.names``); ``bound``: the
+# largest error against the float64 reference a quantised file may show, as a share of the
+# reference's largest |output|. Not parity: a sanity bound with room for real weights. Measured on
 # synthetic ViT-S: fp16 4.7e-4 of it, int8 1.3e-2; on the tiny test model, two blocks'
 # attention projections swapped in the file move the outputs by 0.14 of it (caught in both
 # modes), their fc1 swapped by 0.044 (caught in fp16 only). Where each weight goes is proven
 # in the tests against the converter's own quantisation (tests/test_litert_quantize.py).
-QUANTIZATIONS = {"fp16": {"kind": "litert_fp16", "bytes": 2, "bound": 1e-2},
-                 "int8": {"kind": "litert_int8", "bytes": 1, "bound": 0.1}}
+QUANTIZATIONS = {"fp16": {"bytes": 2, "bound": 1e-2}, "int8": {"bytes": 1, "bound": 0.1}}
 
 # Weights beyond this many bytes go after the flatbuffer (buffer-offset layout): a flatbuffer
 # addresses at most 2 GiB, and the graph's own tables and other constants take a little
@@ -197,7 +197,9 @@ def split_shared_int8_buffers(data: bytes) -> bytes:
     is), and the converter keeps one buffer per distinct constant, so same-shape weights
     share one. The flatbuffer is rebuilt through the schema's object API (as the
     converter's own Python passes do) with a copy of the buffer for each extra tensor; the
-    file is the int8 weights (a quarter of the fp32 bytes) and the graph."""
+    file is the int8 weights (a quarter of the fp32 bytes) and the graph. Its buffers are
+    inline: the buffer-offset layout starts at 1.875 GiB of file weights, 7.5 GB of fp32
+    weights in int8 (ViT-g has 4 GB)."""
     from tensorflow.lite.python import schema_py_generated as schema
 
     import flatbuffers
@@ -392,8 +394,6 @@ def stand_in_places(data: bytes, stand_ins: List[StandIn]) -> List[Place]:
             if nbytes < width:
                 continue
             values = np.frombuffer(data, dtype, nbytes // width, offset)
-            if not np.all(values == values[0]):
-                continue
             scales_offset, axis = None, 0
             if encoding == "int8":
                 quantization = tensor.Quantization()
@@ -408,7 +408,7 @@ def stand_in_places(data: bytes, stand_ins: List[StandIn]) -> List[Place]:
             else:
                 key = float(values[0])
             stand_in = by_value.get(key)
-            if stand_in is None:
+            if stand_in is None or not np.all(values == values[0]):
                 continue
             shape = tuple(int(n) for n in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
             if nbytes * 4 != stand_in.nbytes * width or width * int(np.prod(shape)) != nbytes:

@@ -225,12 +225,14 @@ def prove_quantized(entry: Entry, kind: str, path: str, references: Sequence[Ref
     """Measure a ``--litert-quantize`` file (artifact ``kind``, ``litert_fp16`` /
     ``litert_int8``): every parity input through it, its largest error against the
     reference (float64 where that ran) held to the mode's bound (``QUANTIZATIONS``: a share
-    of the reference's largest |output|; a weight in the wrong place breaks it, rounding does
-    not); on the real-video clips, how often its top class and its five top classes are the
-    reference's. ParityError when the bound is passed."""
+    of the reference's largest |output|, which rounding stays well inside and gross
+    misplacements break); on the real-video clips, how often its top class and its five top
+    classes are the reference's. ParityError when the bound is passed."""
+    from tf_models.artifacts.names import quantization_of
+
     from .litert import QUANTIZATIONS, reload_litert as reload
 
-    mode = kind.split("_", 1)[1]
+    mode = quantization_of(kind)
     run = reload(entry, path)
     errors, errors64, largest = [0.0], [], [0.0]
     for reference in references:

@@ -29,6 +29,16 @@ _FILE_SUFFIXES = (".savedmodel.zip", ".fp16.tflite", ".int8.tflite", ".weights.h
                   ".keras", ".tflite", ".json")
 
 
+def quantized_kind(mode: str) -> str:
+    """The artifact kind of a ``--litert-quantize`` mode's file (``fp16`` -> ``litert_fp16``)."""
+    return f"litert_{mode}"
+
+
+def quantization_of(kind: str) -> Optional[str]:
+    """The ``--litert-quantize`` mode whose file an artifact kind is, else None."""
+    return kind[len("litert_"):] if kind.startswith("litert_") else None
+
+
 def artifact_paths(folder: str, name: str, litert: bool = False) -> Dict[str, str]:
     """Paths of the artifacts of ``name`` in ``folder``; the optional ones (``.tflite``, the
     ``.preset`` folder) only with ``litert`` (every kind)."""
