@@ -66,6 +66,16 @@ def test_quantized_files_are_smaller_measured_against_float64_with_top_k_on_a_re
     line = assert_one_line_error(run_cli(["--name", TINY_FT, "--synthetic", "--out", str(copy),
                                           "--litert-quantize", "int8"]), 2)
     assert TINY_FT + ".int8.tflite is missing" in line and "--force" in line
+    # a report without a mode's file: converted without it
+    with open(_path(copy, "report")) as handle:
+        report = json.load(handle)
+    for key in ("artifact_sha256", "artifact_bytes"):
+        del report[key]["litert_int8"]
+    with open(_path(copy, "report"), "w") as handle:
+        json.dump(report, handle)
+    line = assert_one_line_error(run_cli(["--name", TINY_FT, "--synthetic", "--out", str(copy),
+                                          "--litert-quantize", "int8"]), 2)
+    assert "converted without --litert-quantize int8" in line and "--force" in line
 
 
 def _tensors(data):
