@@ -114,7 +114,8 @@ def reload_kerashub(entry: Entry, path: str) -> Callable[[Case], Dict[str, np.nd
 
 
 RELOADERS = {"savedmodel": reload_savedmodel, "weights": reload_weights, "keras": reload_keras,
-             "litert": reload_litert, "kerashub": reload_kerashub, "preset": reload_kerashub}
+             "litert": reload_litert, "litert_fp16": reload_litert, "litert_int8": reload_litert,
+             "kerashub": reload_kerashub, "preset": reload_kerashub}
 
 
 # artifacts that reload into the same Keras code: proven by their variables (check())

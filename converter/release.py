@@ -40,10 +40,11 @@ ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same SavedModel zips t
 ENTRY_ASSETS = {"savedmodel": ".savedmodel.zip", "weights": SUFFIXES["weights"],
                 "keras": SUFFIXES["keras"], "report": SUFFIXES["report"], "card": ".md",
                 "kerashub": ".kerashub.tar"}
-# and these when its conversion wrote them (``--litert``)
-OPTIONAL_ASSETS = {"litert": SUFFIXES["litert"]}
+# and these when its conversion wrote them (``--litert``, ``--litert-quantize``)
+LITERT_ASSETS = ("litert", "litert_fp16", "litert_int8")
+OPTIONAL_ASSETS = {kind: SUFFIXES[kind] for kind in LITERT_ASSETS}
 # the assets that hold the model, each reloaded and re-checked in a fresh process
-MODEL_ASSETS = ("savedmodel", "weights", "keras", "litert", "kerashub")
+MODEL_ASSETS = ("savedmodel", "weights", "keras") + LITERT_ASSETS + ("kerashub",)
 # the model card inside a preset folder (keras-hub's README_FILE; Hugging Face shows it)
 PRESET_CARD = "README.md"
 
@@ -257,6 +258,15 @@ def _verified(report_path: str, conversion_dir: str) -> ConversionRecord:
     return report
 
 
+def asset_tolerance(report: ConversionRecord, kind: str) -> float:
+    """What a reloaded asset of ``kind`` is held to: the parity tolerance, or for a
+    ``--litert-quantize`` file the bound its conversion held it to (its reload check's)."""
+    check = report.reload_checks.get(kind)
+    if check is not None and check.method == "quantized":
+        return check.tolerance
+    return report.parity.tolerance
+
+
 def _release_entry(report_path: str, report: ConversionRecord, conversion_dir: str,
                    staging: str, base_url: str, manifest: dict, checker: FreshProcessChecker,
                    log) -> None:
@@ -269,11 +279,12 @@ def _release_entry(report_path: str, report: ConversionRecord, conversion_dir: s
     assets = {"savedmodel": os.path.join(staging, f"{entry.name}.savedmodel.zip"),
               "weights": os.path.join(staging, f"{entry.name}.weights.h5"),
               "keras": os.path.join(staging, f"{entry.name}.keras")}
-    if "litert" in report.artifacts:  # verified with the others (_verified)
-        assets["litert"] = os.path.join(staging, f"{entry.name}.tflite")
+    for kind in LITERT_ASSETS:
+        if kind in report.artifacts:  # verified with the others (_verified)
+            assets[kind] = os.path.join(staging, f"{entry.name}{SUFFIXES[kind]}")
     log(f"{entry.name}: packing and re-checking in a fresh process")
     zip_savedmodel(paths["savedmodel"], assets["savedmodel"])
-    for kind in ("weights", "keras", "litert"):
+    for kind in ("weights", "keras") + LITERT_ASSETS:
         if kind in assets:
             shutil.copyfile(paths[kind], assets[kind])
     report_asset = os.path.join(staging, f"{entry.name}.json")
@@ -282,11 +293,10 @@ def _release_entry(report_path: str, report: ConversionRecord, conversion_dir: s
     preset_class = write_preset(paths["keras"], entry.name, preset_dir)
     assets["kerashub"] = preset_dir  # checked as a folder, shipped as a tar
     errors = checker.check(report_asset, assets)
-    tolerance = entry.parity_atol
-    bad = {k: v for k, v in errors.items() if not v <= tolerance}
+    bad = {k: v for k, v in errors.items() if not v <= asset_tolerance(report, k)}
     if bad:
         raise ConversionError(f"{entry.name}: reloaded assets differ from the reference: "
-                              + ", ".join(f"{k} {v:.2e} > {tolerance:.0e}"
+                              + ", ".join(f"{k} {v:.2e} > {asset_tolerance(report, k):.0e}"
                                           for k, v in bad.items()))
     manifest["converter_version"] = report.versions.get("videomae-convert")
     parity = report.parity
@@ -426,9 +436,9 @@ def _recheck(release_dir: str, manifest: dict, checker: FreshProcessChecker) -> 
                   for kind in [asset["kind"]]}
         report = os.path.join(release_dir, f"{name}.json")
         errors = checker.check(report, assets)
-        tolerance = manifest["entries"][name]["parity"]["tolerance"]
+        record = ConversionRecord.load(report)
         problems += [f"{name}: {kind} reloads {err:.2e} from the reference"
-                     for kind, err in errors.items() if not err <= tolerance]
+                     for kind, err in errors.items() if not err <= asset_tolerance(record, kind)]
     return problems
 
 
@@ -578,8 +588,10 @@ def render_model_zoo(manifest: dict, base_url: str) -> str:
             parity = info["parity"]
             links = [f"[zip]({base}/{name}.savedmodel.zip)", f"[.keras]({base}/{name}.keras)",
                      f"[.weights.h5]({base}/{name}.weights.h5)"]
-            if f"{name}.tflite" in manifest["assets"]:
-                links[-1] += f" [.tflite]({base}/{name}.tflite)"
+            for kind in LITERT_ASSETS:
+                asset = f"{name}{SUFFIXES[kind]}"
+                if asset in manifest["assets"]:
+                    links[-1] += f" [{SUFFIXES[kind]}]({base}/{asset})"
             if f"{name}{ENTRY_ASSETS['kerashub']}" in manifest["assets"]:
                 links[-1] += f" [keras-hub]({base}/{name}{ENTRY_ASSETS['kerashub']})"
             source = " (synthetic)" if info.get("synthetic_seed") is not None else ""
@@ -657,6 +669,12 @@ def render_model_card(entry: Entry, report: ConversionRecord, base_url: str,
                   f"interpreter.resize_tensor_input(index, [1, {entry.num_frames}, "
                   f"{entry.img_size}, {entry.img_size}, 3])",
                   "interpreter.allocate_tensors()", "```", ""]
+    for kind in LITERT_ASSETS[1:]:
+        check = report.reload_checks.get(kind)
+        if kind in report.artifacts and check is not None:
+            lines += [f"`{entry.name}{SUFFIXES[kind]}`: the same with "
+                      f"{'fp16' if kind.endswith('fp16') else 'dynamic-range int8'} weights, "
+                      f"smaller; not held to parity: {check.quantized_summary()}.", ""]
     lines += ["## How it was verified", "",
               f"- Source sha256 `{report.source.sha256}`.",
               f"- Parity on seeded random inputs ({', '.join(report.parity_inputs.cases)},"

@@ -282,13 +282,14 @@ RELEASE_BASE_URL = "https://example.org/videomae/v0.0.1/"  # the trailing slash 
 def tiny_release(tiny_pt_converted, tmp_path_factory):
     """A release (converter.release.build_release) of the tiny K400 FT and PT entries, built
     once and shared read-only by test_release and test_presets: the FT entry converted here
-    with ``--litert`` (so its ``.tflite`` ships too), the PT one copied from the session's
-    conversion: (release folder, manifest, build log, conversion folder, {name: result})."""
+    with ``--litert --litert-quantize int8`` (so its two ``.tflite`` files ship too), the PT
+    one copied from the session's conversion: (release folder, manifest, build log,
+    conversion folder, {name: result})."""
     from converter.release import build_release
 
     conv_dir = str(tmp_path_factory.mktemp("release_conversions") / "weights")
     results = {TINY_FT: converter.convert(TINY_FT, conv_dir, synthetic=True, seed=0,
-                                          litert=True, progress=False),
+                                          litert_quantize=("int8",), progress=False),
                TINY_PT: tiny_pt_converted}
     copy_artifacts(tiny_pt_converted, conv_dir)
     release_dir = str(tmp_path_factory.mktemp("release_parent") / "release")

@@ -33,8 +33,9 @@ BASE_URL = RELEASE_BASE_URL  # the trailing slash must not double up
 BASE = BASE_URL.rstrip("/")
 NAMES = (TINY_FT, TINY_PT)
 ASSET_SUFFIXES = (".savedmodel.zip", ".weights.h5", ".keras", ".json", ".md", ".kerashub.tar")
-# the FT entry is converted with --litert, so its .tflite ships too; the PT entry has none
-TFLITE = {TINY_FT: (".tflite",), TINY_PT: ()}
+# the FT entry is converted with --litert-quantize int8, so its .tflite and .int8.tflite ship
+# too; the PT entry has neither
+TFLITE = {TINY_FT: (".tflite", ".int8.tflite"), TINY_PT: ()}
 TOLERANCE = 1e-5
 
 
@@ -142,7 +143,8 @@ def test_manifest_assets_match_the_files(release, conversions):
     with open(os.path.join(release_dir, "manifest.json")) as handle:
         assert json.load(handle) == manifest
     kinds = {".savedmodel.zip": "savedmodel", ".weights.h5": "weights", ".keras": "keras",
-             ".json": "report", ".md": "card", ".tflite": "litert", ".kerashub.tar": "kerashub"}
+             ".json": "report", ".md": "card", ".tflite": "litert", ".int8.tflite": "litert_int8",
+             ".kerashub.tar": "kerashub"}
     expected = {f"{name}{suffix}" for name in NAMES for suffix in ASSET_SUFFIXES + TFLITE[name]}
     assert set(manifest["assets"]) == expected
     for name in NAMES:
@@ -161,7 +163,7 @@ def test_manifest_assets_match_the_files(release, conversions):
     conv_dir = conversions[0]
     for name in NAMES:
         for kind, suffix in (("weights", ".weights.h5"), ("keras", ".keras"),
-                             ("litert", ".tflite")):
+                             ("litert", ".tflite"), ("litert_int8", ".int8.tflite")):
             if name + suffix in manifest["assets"]:
                 assert manifest["assets"][name + suffix]["sha256"] == _sha256(
                     artifact_paths(conv_dir, name, litert=True)[kind])
@@ -185,10 +187,14 @@ def test_manifest_entries_record_source_versions_and_checks(release, conversions
         assert set(info["versions"]) >= {"videomae-convert", "torch", "tensorflow", "keras"}
         for key in ("tf_err_vs_f64", "torch_err_vs_f64", "max_abs", "tolerance"):
             assert info["parity"][key] == getattr(report.parity, key)
-        # the .tflite too was reloaded in the fresh process and re-checked
+        # the .tflite files too were reloaded in the fresh process and re-checked: the int8
+        # one against the bound its conversion held it to, not the tolerance
         assert set(info["release_check"]) == {"savedmodel", "weights", "keras", "kerashub"} | (
-            {"litert"} if TFLITE[name] else set())
+            {"litert", "litert_int8"} if TFLITE[name] else set())
         for kind, error in info["release_check"].items():
+            if kind == "litert_int8":
+                assert TOLERANCE < error <= report.reload_checks[kind].tolerance
+                continue
             assert 0.0 <= error <= TOLERANCE, (name, kind, error)
 
 
@@ -230,6 +236,8 @@ def test_model_cards_state_the_source_and_input_contract(release, conversions):
         for kind in manifest["entries"][name]["release_check"]:
             assert f"{kind} {manifest['entries'][name]['release_check'][kind]:.2e}" in card
         assert (f"Interpreter(model_path='{name}.tflite')" in card) == bool(TFLITE[name])
+        assert (f"`{name}.int8.tflite`: the same with dynamic-range int8 weights" in card) \
+            == bool(TFLITE[name])
     assert "`mask`: bool `[batch, 8]`" in cards[TINY_PT]
     assert "Output `pixels`: `[batch, n_masked, 1536]`" in cards[TINY_PT]
     assert "`mask`" not in cards[TINY_FT]
