@@ -221,6 +221,8 @@ def split_shared_int8_buffers(data: bytes) -> bytes:
             if tensor.buffer not in shared:
                 continue
             if tensor.buffer in seen:
+                if model.buffers[tensor.buffer].data is None:  # not for a zoo model (above)
+                    raise ValueError("int8 weights in the buffer-offset layout: not supported")
                 copy = schema.BufferT()
                 copy.data = model.buffers[tensor.buffer].data.copy()
                 model.buffers.append(copy)

@@ -212,3 +212,29 @@ def test_all_passes_the_quantised_files_and_videos_to_each_fine_tuned_child(tmp_
         "--litert", "--litert-quantize", "fp16", "--litert-quantize", "int8", "--video",
         os.path.abspath("clip.mp4")]
     assert "--litert-quantize" not in command(TINY_PT)  # its row says it has no .tflite
+
+
+def test_an_fp16_file_in_the_buffer_offset_layout_computes_what_the_inline_one_does(
+        quantized, tmp_path, monkeypatch):
+    """ViT-g's fp16 file (2 GB) keeps its weights after the flatbuffer; forced here on the
+    tiny model, the stand-ins are found there and the file runs as the inline one does."""
+    import keras
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    from converter import litert
+    from converter.zoo import get_entry
+
+    out, _, _ = quantized
+    entry = get_entry(TINY_FT)
+    model = keras.saving.load_model(_path(out, "keras"), compile=False)
+    monkeypatch.setattr(litert, "LITERT_INLINE_LIMIT", 0)
+    path = str(tmp_path / "offset.fp16.tflite")
+    litert.export_litert(model, entry, path, "fp16")
+    with open(path, "rb") as handle:
+        flat = schema.Model.GetRootAsModel(handle.read(), 0)
+    assert any(flat.Buffers(i).Offset() > 1 for i in range(flat.BuffersLength()))
+    clip = np.random.default_rng(5).standard_normal(
+        (2, entry.num_frames, entry.img_size, entry.img_size, 3), dtype=np.float32)
+    found = litert.run_litert(litert.make_interpreter(path), clip)
+    inline = litert.run_litert(litert.make_interpreter(_path(out, "litert_fp16")), clip)
+    np.testing.assert_array_equal(found[0], inline[0])
