@@ -109,7 +109,8 @@ class ReloadCheck:
         """One line on a ``"quantized"`` check: its error, bound and top-k agreement."""
         agreement = (f"top-1 / top-5 agreement {self.top1_agreement:.0%} / "
                      f"{self.top5_agreement:.0%} on {self.video_clips} real-video clip(s)"
-                     if self.video_clips else "top-k agreement not measured (pass --video)")
+                     if self.video_clips else
+                     "no top-k agreement measured (a classifier's, with --video)")
         versus = "float64" if self.tf_err_vs_f64 is not None else "the reference"
         return (f"max |difference| vs {versus} {self.max_abs:.2e} (bound "
                 f"{self.tolerance:.2e}); {agreement}")
