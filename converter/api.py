@@ -30,7 +30,7 @@ from .kinds import (build_tf_model, build_torch_model, expected_source_shapes, k
 from .pages import MappedPages, file_mappings
 from .record import ConversionRecord, ParityInputs, ParitySummary, SourceRecord
 from .parity import (ParityReport, check_parity, compute_reference, make_cases,
-                     reference_fingerprints, video_case)
+                     check_videos, reference_fingerprints, video_case)
 from .sources import resolve_checkpoint
 from .synthetic import synthetic_path, write_synthetic_checkpoint
 from .zoo import Entry, get_entry
@@ -226,10 +226,8 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
     litert = litert or bool(litert_quantize)
     if litert and not kind.serves_litert:
         raise ConversionError(kind.litert_refusal(entry))
-    if videos and not litert_quantize:
-        raise ConversionError("--video: real videos measure the --litert-quantize files' "
-                              "top-k agreement; add --litert-quantize fp16 or int8")
     # read before any work: a file that is not a video is one line now, not after minutes
+    check_videos(videos, litert_quantize)
     video_cases = [video_case(path, entry) for path in videos]
     check_output_dir(out_dir, entry.name, force, allow_present=True)
     recover_killed_run(out_dir, entry.name)
@@ -287,8 +285,8 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         del prepared, variables
 
         with StagedArtifacts(entry, out_dir, force, on_phase=phases, litert=litert,
-                             quantize=litert_quantize) as staged:
-            staged.video_references = video_references
+                             quantize=litert_quantize,
+                             video_references=video_references) as staged:
             litert_failure = None
             if litert:
                 # before the Keras parity grows TensorFlow's memory pool (the LiteRT check's

@@ -17,6 +17,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 from .errors import ConversionError
 from .kinds import kind_of
+from .parity import check_videos
 from .record import RunOutcome
 from .zoo import DATASETS, TEST_SIZES, TEST_ZOO, ZOO, Entry
 
@@ -185,6 +186,7 @@ def convert_all(entries: List[Entry], out_dir: str, synthetic: bool = False,
         raise ConversionError("--all needs --checkpoint-dir DIR or --synthetic")
     if jobs < 1:
         raise ConversionError(f"--jobs must be at least 1, not {jobs}")
+    check_videos(videos, quantize)  # each child decodes them; a missing one fails here, once
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ConversionError(f"{out_dir}: --out is a file, expected a folder")
     matched = {} if synthetic else match_checkpoints(checkpoint_dir, entries)

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
 import signal
 import sys
 
 import click
+
+from tf_models.artifacts.names import QUANTIZED_MODES
 
 from .zoo import DATASETS, FAMILIES, MODES, size_choices
 
@@ -128,7 +129,7 @@ def _inside_gc_callback(frame) -> bool:
               help="Also write NAME.tflite (LiteRT, fp32, dynamic batch), checked like every "
                    "other artifact; fine-tuned and --encoder-only models (with --all: every "
                    "fine-tuned entry).")
-@click.option("--litert-quantize", type=click.Choice(("fp16", "int8")), multiple=True,
+@click.option("--litert-quantize", type=click.Choice(QUANTIZED_MODES), multiple=True,
               help="Also write NAME.fp16.tflite / NAME.int8.tflite (LiteRT with fp16 weights, "
                    "or dynamic-range int8 weights: the smaller files to ship; implies "
                    "--litert; may repeat). Each is measured against the float64 reference "
@@ -163,9 +164,6 @@ def main(entry_name, list_entries, as_json, family, size, mode, dataset, checkpo
     if entry_name and (all_entries or size or mode or dataset or family):
         _fail("error: --name names one entry: drop --all, --family, --size, --mode and "
               "--dataset", 2)
-    if videos and not litert_quantize:
-        _fail("error: --video: real videos measure the --litert-quantize files' top-k "
-              "agreement; add --litert-quantize fp16 or int8", 2)
     if all_entries:
         _main_all(family, size, mode, dataset, checkpoint, checkpoint_dir, synthetic, seed,
                   out_dir, jobs, encoder_only, force, litert, raw_frames, litert_quantize, videos)
@@ -251,9 +249,6 @@ def _main_all(family, size, mode, dataset, checkpoint, checkpoint_dir, synthetic
         _fail("error: --encoder-only converts one entry at a time; drop --all", 2)
     if not synthetic and not checkpoint_dir:
         _fail("error: --all needs --checkpoint-dir DIR or --synthetic", 2)
-    for video in videos:  # each child reads them; a missing one fails here, not in each
-        if not os.path.isfile(video):
-            _fail(f"error: --video {video}: no such file", 2)
     entries = select_entries(size, mode, dataset, family)
     if not entries:
         _fail(f"error: no zoo entry has size {'/'.join(size) or None}, mode {mode}, "

@@ -26,8 +26,8 @@ from typing import Callable, Dict, Optional, Sequence
 
 from tf_models.artifacts.checksums import tree_sha256
 from tf_models.artifacts.files import fsync_dir, fsync_tree
-from tf_models.artifacts.names import (SUFFIXES, artifact_paths, quantization_of,
-                                       quantized_kind)
+from tf_models.artifacts.names import (LITERT_KINDS, SUFFIXES, artifact_paths,
+                                       quantization_of, quantized_kind)
 
 from .errors import OutputError
 from .parity import ParityReport, Reference
@@ -56,19 +56,20 @@ class StagedArtifacts:
     Splitting the steps lets the caller free its in-memory model before the reload checks.
     ``entry``: a zoo ``Entry`` or an ``ExportTarget``; ``litert`` / ``preset`` add the
     ``.tflite`` file and the keras-hub preset folder, ``quantize`` (``--litert-quantize``
-    modes) a quantised ``.tflite`` file each.
+    modes) a quantised ``.tflite`` file each, measured on ``video_references`` for top-k.
     """
 
     def __init__(self, entry: Entry, out_dir: str, force: bool = False,
                  on_phase: Optional[Callable[[str], None]] = None, litert: bool = False,
-                 preset: bool = False, quantize: Sequence[str] = ()):
+                 preset: bool = False, quantize: Sequence[str] = (),
+                 video_references: Sequence[Reference] = ()):
         self.entry = entry
         # what is written, checked and placed, in that order (the report goes last)
         self.kinds = (ARTIFACT_KINDS + (("litert",) if litert else ())
                       + tuple(quantized_kind(mode) for mode in quantize)
                       + (("preset",) if preset else ()))
         # the real-video clips a quantised file's top-k agreement is measured on
-        self.video_references: Sequence[Reference] = ()
+        self.video_references = video_references
         self.out_dir = out_dir
         self.force = force
         self.on_phase = on_phase or (lambda phase: None)
@@ -140,7 +141,7 @@ class StagedArtifacts:
 
     @property
     def litert_kinds(self):
-        return tuple(kind for kind in self.kinds if kind == "litert" or quantization_of(kind))
+        return tuple(kind for kind in self.kinds if kind in LITERT_KINDS)
 
     def _prove(self, kind: str, references: Sequence[Reference],
                checked: Optional[ParityReport]) -> ReloadCheck:

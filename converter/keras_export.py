@@ -194,9 +194,9 @@ def export_model(model_spec: str, out_dir: str, name: Optional[str] = None,
     top-5 agreement on the ``video`` clip), ``preset`` the keras-hub preset folder
     ``NAME.preset/`` (raw uint8 frames in). The reference is the in-memory model on ``batch``
     seeded random clips (``seed``), plus one clip of ``video`` when given. Raises
-    ConversionError (bad input,
-    an output that exists or cannot be written) or ParityError (an artifact that does not
-    reload as the model); either way nothing is left under a final name.
+    ConversionError (bad input, an output that exists or cannot be written) or ParityError
+    (an artifact that does not reload as the model); either way nothing is left under a
+    final name.
     """
     name = name or entry_name(model_spec)
     _check_name(name)
@@ -224,10 +224,10 @@ def export_model(model_spec: str, out_dir: str, name: Optional[str] = None,
         references, checked = keras_reference(keras_runner(target, model), cases,
                                               target.parity_atol)
         report = _record(target, source, references, batch, seed, video, phases.seconds)
+        videos = [r for r in references if r.case.name.startswith(VIDEO_CASE_PREFIX)]
         with StagedArtifacts(target, out_dir, force, on_phase=phases, litert=litert,
-                             preset=preset, quantize=litert_quantize) as staged:
-            staged.video_references = [r for r in references
-                                       if r.case.name.startswith(VIDEO_CASE_PREFIX)]
+                             preset=preset, quantize=litert_quantize,
+                             video_references=videos) as staged:
             staged.write(model)
             del model  # the reload checks each build a fresh model; do not hold two
             gc.collect()

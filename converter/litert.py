@@ -61,15 +61,16 @@ from .zoo import Entry
 LITERT_FIXED_BYTES = 2**29
 LITERT_WEIGHT_COPIES = 4
 
-# ``--litert-quantize``: mode -> ``bytes`` per weight in the file (the file of mode M is
-# artifact kind ``litert_M``, its suffix in ``tf_models.artifacts.names``); ``bound``: the
+# ``--litert-quantize`` (modes: ``tf_models.artifacts.names.QUANTIZED_MODES``, which also
+# names their files): mode -> what its ``weights`` are, their ``bytes`` each; ``bound``: the
 # largest error against the float64 reference a quantised file may show, as a share of the
 # reference's largest |output|. Not parity: a sanity bound with room for real weights. Measured on
 # synthetic ViT-S: fp16 4.7e-4 of it, int8 1.3e-2; on the tiny test model, two blocks'
 # attention projections swapped in the file move the outputs by 0.14 of it (caught in both
 # modes), their fc1 swapped by 0.044 (caught in fp16 only). Where each weight goes is proven
 # in the tests against the converter's own quantisation (tests/test_litert_quantize.py).
-QUANTIZATIONS = {"fp16": {"bytes": 2, "bound": 1e-2}, "int8": {"bytes": 1, "bound": 0.1}}
+QUANTIZATIONS = {"fp16": {"weights": "fp16", "bytes": 2, "bound": 1e-2},
+                 "int8": {"weights": "dynamic-range int8", "bytes": 1, "bound": 0.1}}
 
 # Weights beyond this many bytes go after the flatbuffer (buffer-offset layout): a flatbuffer
 # addresses at most 2 GiB, and the graph's own tables and other constants take a little

@@ -365,6 +365,18 @@ VIDEO_PROTOCOL = ("k400", "1x1")
 VIDEO_CASE_PREFIX = "video:"
 
 
+def check_videos(videos: Sequence[str], quantize: Sequence[str]) -> None:
+    """``--video`` files go with ``--litert-quantize`` (their clips measure the quantised
+    files' top-k agreement) and must exist: ConversionError (one line) otherwise, before any
+    work (``video_case`` then decodes them)."""
+    if videos and not quantize:
+        raise ConversionError("--video: real videos measure the --litert-quantize files' "
+                              "top-k agreement; add --litert-quantize fp16 or int8")
+    for path in videos:
+        if not os.path.isfile(path):
+            raise ConversionError(f"--video {path}: no such file")
+
+
 def video_case(path: str, entry) -> Case:
     """One clip of the real video at ``path`` at ``entry``'s shape (upstream's dense test
     sampling, one clip, centre crop; normalised with the entry's mean / std), NCTHW; for a

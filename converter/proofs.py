@@ -14,6 +14,7 @@ import numpy as np
 
 from tf_models.artifacts.resolve import (PresetError, Resolved, load_keras_model,
                                          load_savedmodel)
+from tf_models.artifacts.names import LITERT_KINDS, quantization_of
 from tf_models.tracing import graph_function
 
 from .errors import ParityError
@@ -114,7 +115,7 @@ def reload_kerashub(entry: Entry, path: str) -> Callable[[Case], Dict[str, np.nd
 
 
 RELOADERS = {"savedmodel": reload_savedmodel, "weights": reload_weights, "keras": reload_keras,
-             "litert": reload_litert, "litert_fp16": reload_litert, "litert_int8": reload_litert,
+             **{kind: reload_litert for kind in LITERT_KINDS},
              "kerashub": reload_kerashub, "preset": reload_kerashub}
 
 
@@ -229,8 +230,6 @@ def prove_quantized(entry: Entry, kind: str, path: str, references: Sequence[Ref
     of the reference's largest |output|, which rounding stays well inside and gross
     misplacements break); on the real-video clips, how often its top class and its five top
     classes are the reference's. ParityError when the bound is passed."""
-    from tf_models.artifacts.names import quantization_of
-
     from .litert import QUANTIZATIONS, reload_litert as reload
 
     mode = quantization_of(kind)

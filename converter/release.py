@@ -28,7 +28,7 @@ import numpy as np
 
 from tf_models.artifacts.checksums import (SUMS, bad_line_message, parse_sums_lines,
                                            sha256_file, write_folder_sums)
-from tf_models.artifacts.names import SUFFIXES
+from tf_models.artifacts.names import LITERT_KINDS, QUANTIZED_MODES, SUFFIXES, quantized_kind
 
 from .errors import ConversionError
 from .kinds import kind_of
@@ -41,10 +41,9 @@ ENTRY_ASSETS = {"savedmodel": ".savedmodel.zip", "weights": SUFFIXES["weights"],
                 "keras": SUFFIXES["keras"], "report": SUFFIXES["report"], "card": ".md",
                 "kerashub": ".kerashub.tar"}
 # and these when its conversion wrote them (``--litert``, ``--litert-quantize``)
-LITERT_ASSETS = ("litert", "litert_fp16", "litert_int8")
-OPTIONAL_ASSETS = {kind: SUFFIXES[kind] for kind in LITERT_ASSETS}
+OPTIONAL_ASSETS = {kind: SUFFIXES[kind] for kind in LITERT_KINDS}
 # the assets that hold the model, each reloaded and re-checked in a fresh process
-MODEL_ASSETS = ("savedmodel", "weights", "keras") + LITERT_ASSETS + ("kerashub",)
+MODEL_ASSETS = ("savedmodel", "weights", "keras") + LITERT_KINDS + ("kerashub",)
 # the model card inside a preset folder (keras-hub's README_FILE; Hugging Face shows it)
 PRESET_CARD = "README.md"
 
@@ -279,12 +278,12 @@ def _release_entry(report_path: str, report: ConversionRecord, conversion_dir: s
     assets = {"savedmodel": os.path.join(staging, f"{entry.name}.savedmodel.zip"),
               "weights": os.path.join(staging, f"{entry.name}.weights.h5"),
               "keras": os.path.join(staging, f"{entry.name}.keras")}
-    for kind in LITERT_ASSETS:
+    for kind in LITERT_KINDS:
         if kind in report.artifacts:  # verified with the others (_verified)
             assets[kind] = os.path.join(staging, f"{entry.name}{SUFFIXES[kind]}")
     log(f"{entry.name}: packing and re-checking in a fresh process")
     zip_savedmodel(paths["savedmodel"], assets["savedmodel"])
-    for kind in ("weights", "keras") + LITERT_ASSETS:
+    for kind in ("weights", "keras") + LITERT_KINDS:
         if kind in assets:
             shutil.copyfile(paths[kind], assets[kind])
     report_asset = os.path.join(staging, f"{entry.name}.json")
@@ -588,7 +587,7 @@ def render_model_zoo(manifest: dict, base_url: str) -> str:
             parity = info["parity"]
             links = [f"[zip]({base}/{name}.savedmodel.zip)", f"[.keras]({base}/{name}.keras)",
                      f"[.weights.h5]({base}/{name}.weights.h5)"]
-            for kind in LITERT_ASSETS:
+            for kind in LITERT_KINDS:
                 asset = f"{name}{SUFFIXES[kind]}"
                 if asset in manifest["assets"]:
                     links[-1] += f" [{SUFFIXES[kind]}]({base}/{asset})"
@@ -669,12 +668,15 @@ def render_model_card(entry: Entry, report: ConversionRecord, base_url: str,
                   f"interpreter.resize_tensor_input(index, [1, {entry.num_frames}, "
                   f"{entry.img_size}, {entry.img_size}, 3])",
                   "interpreter.allocate_tensors()", "```", ""]
-    for kind in LITERT_ASSETS[1:]:
+    from .litert import QUANTIZATIONS
+
+    for mode in QUANTIZED_MODES:
+        kind = quantized_kind(mode)
         check = report.reload_checks.get(kind)
         if kind in report.artifacts and check is not None:
             lines += [f"`{entry.name}{SUFFIXES[kind]}`: the same with "
-                      f"{'fp16' if kind.endswith('fp16') else 'dynamic-range int8'} weights, "
-                      f"smaller; not held to parity: {check.quantized_summary()}.", ""]
+                      f"{QUANTIZATIONS[mode]['weights']} weights, smaller; not held to parity: "
+                      f"{check.quantized_summary()}.", ""]
     lines += ["## How it was verified", "",
               f"- Source sha256 `{report.source.sha256}`.",
               f"- Parity on seeded random inputs ({', '.join(report.parity_inputs.cases)},"

@@ -238,3 +238,18 @@ def test_an_fp16_file_in_the_buffer_offset_layout_computes_what_the_inline_one_d
     found = litert.run_litert(litert.make_interpreter(path), clip)
     inline = litert.run_litert(litert.make_interpreter(_path(out, "litert_fp16")), clip)
     np.testing.assert_array_equal(found[0], inline[0])
+
+
+def test_every_quantisation_mode_has_its_file_name_its_bound_and_its_choice():
+    """The modes are declared once (``tf_models.artifacts.names``); the converter's table of
+    what each one is has exactly those, and both command lines offer exactly those."""
+    from converter.cli import main
+    from converter.litert import QUANTIZATIONS
+    from tf_models.artifacts.names import QUANTIZED_MODES, SUFFIXES, quantized_kind
+    from videomae_cli.export import export_command
+
+    assert tuple(QUANTIZATIONS) == QUANTIZED_MODES == MODES
+    assert [SUFFIXES[quantized_kind(m)] for m in MODES] == [".fp16.tflite", ".int8.tflite"]
+    for command in (main, export_command):
+        (option,) = [p for p in command.params if p.name == "litert_quantize"]
+        assert tuple(option.type.choices) == QUANTIZED_MODES

@@ -15,6 +15,7 @@ import threading
 import time
 
 from converter import convert, find_entry, get_entry
+from tf_models.artifacts.names import QUANTIZED_MODES
 from tf_models.presets import is_zoo_name
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -42,7 +43,7 @@ def main(size: str, mode: str, out: str, *flags: str) -> dict:
     started = time.perf_counter()
     result = convert(entry, out, synthetic=True, force=True, progress=False,
                      on_phase=on_phase, litert="litert" in flags,
-                     litert_quantize=[f for f in flags if f in ("fp16", "int8")])
+                     litert_quantize=[f for f in flags if f in QUANTIZED_MODES])
     seconds = time.perf_counter() - started
     running[0] = False
     sampler.join()

@@ -17,26 +17,32 @@ from __future__ import annotations
 import os
 from typing import Dict, Optional
 
+# ``--litert-quantize`` modes: mode M's file is artifact kind ``litert_M``, ``NAME.M.tflite``
+QUANTIZED_MODES = ("fp16", "int8")
+# the LiteRT files: fp32, then one per quantised mode
+LITERT_KINDS = ("litert",) + tuple(f"litert_{mode}" for mode in QUANTIZED_MODES)
 # artifact kind -> suffix after NAME, in the order the paths are listed (report before the
-# optional .tflite, as the converter always listed them)
+# optional .tflite files, as the converter always listed them)
 SUFFIXES = {"savedmodel": "", "weights": ".weights.h5", "keras": ".keras", "report": ".json",
-            "litert": ".tflite", "litert_fp16": ".fp16.tflite", "litert_int8": ".int8.tflite",
+            "litert": ".tflite",
+            **{f"litert_{mode}": f".{mode}.tflite" for mode in QUANTIZED_MODES},
             "preset": ".preset"}
-OPTIONAL_KINDS = ("litert", "litert_fp16", "litert_int8", "preset")
+OPTIONAL_KINDS = LITERT_KINDS + ("preset",)
 # suffixes that name a file (or the preset folder) of an entry (longest first, so
 # ``.weights.h5`` wins over ``.h5`` and ``.fp16.tflite`` over ``.tflite``)
-_FILE_SUFFIXES = (".savedmodel.zip", ".fp16.tflite", ".int8.tflite", ".weights.h5", ".preset",
-                  ".keras", ".tflite", ".json")
+_FILE_SUFFIXES = tuple(sorted({".savedmodel.zip", *filter(None, SUFFIXES.values())},
+                              key=len, reverse=True))
 
 
 def quantized_kind(mode: str) -> str:
     """The artifact kind of a ``--litert-quantize`` mode's file (``fp16`` -> ``litert_fp16``)."""
-    return f"litert_{mode}"
+    return LITERT_KINDS[1 + QUANTIZED_MODES.index(mode)]
 
 
 def quantization_of(kind: str) -> Optional[str]:
     """The ``--litert-quantize`` mode whose file an artifact kind is, else None."""
-    return kind[len("litert_"):] if kind.startswith("litert_") else None
+    mode = kind[len("litert_"):]
+    return mode if kind.startswith("litert_") and mode in QUANTIZED_MODES else None
 
 
 def artifact_paths(folder: str, name: str, litert: bool = False) -> Dict[str, str]:
