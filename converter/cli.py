@@ -42,31 +42,56 @@ def _on_sigterm(signum, frame):
     raise _Terminated()
 
 
+def _from_stop_signal(error) -> bool:
+    """Whether ``error`` is a stop signal's exception or was raised because of one: CPython
+    wraps one that lands inside a C function's Python call (an ``__import__`` made by
+    TensorFlow's C++ code) in ``SystemError: ... returned a result with an exception set``,
+    with the signal's exception as its cause."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, (_Terminated, KeyboardInterrupt)):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def _unraisable_hook(previous):
     """``sys.unraisablehook`` while a run has its stop handlers: a stop signal's exception
-    raised where Python can only report it (a callback from C++ code, a destructor, a
-    garbage-collector callback) is left unprinted, since ``received`` stops the run at the
-    next phase; anything else goes to ``previous``."""
+    (or one it caused) raised where Python can only report it (a callback from C++ code, a
+    destructor, a garbage-collector callback) is left unprinted, since ``received`` stops the
+    run at the next phase; anything else goes to ``previous``."""
     def hook(unraisable):
-        if _Terminated.received is not None and isinstance(
-                unraisable.exc_value, (_Terminated, KeyboardInterrupt)):
+        if _Terminated.received is not None and _from_stop_signal(unraisable.exc_value):
             return
         previous(unraisable)
+    return hook
+
+
+def _except_hook(previous):
+    """``sys.excepthook`` while a run has its stop handlers: C++ code that prints a Python
+    error it cannot raise (``PyErr_Print``) goes through it; a stop signal's is left
+    unprinted as in ``_unraisable_hook``."""
+    def hook(kind, value, traceback):
+        if _Terminated.received is not None and _from_stop_signal(value):
+            return
+        previous(kind, value, traceback)
     return hook
 
 
 @contextlib.contextmanager
 def _stop_handlers():
     """Inside the block SIGTERM and SIGINT raise ``_Terminated`` (``_on_sigterm``), and what
-    Python could only print of it is not printed (``_unraisable_hook``)."""
+    Python could only print of it is not printed (``_unraisable_hook``, ``_except_hook``)."""
     _Terminated.received = None
     previous = {sig: signal.signal(sig, _on_sigterm) for sig in _STOP_SIGNALS}
-    previous_hook = sys.unraisablehook
-    sys.unraisablehook = _unraisable_hook(previous_hook)
+    previous_hooks = sys.unraisablehook, sys.excepthook
+    sys.unraisablehook = _unraisable_hook(previous_hooks[0])
+    sys.excepthook = _except_hook(previous_hooks[1])
     try:
         yield
     finally:
-        sys.unraisablehook = previous_hook
+        sys.unraisablehook, sys.excepthook = previous_hooks
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

@@ -122,10 +122,24 @@ def test_signal_landing_in_a_gc_callback_stops_the_run_at_the_next_phase():
     cli._stop_if_signalled("write .keras")  # no signal: nothing happens
 
 
+def _caused_by_a_stop(cli):
+    """What CPython raises when a stop signal lands in a Python call made by a C function
+    (seen from TensorFlow's C++ code in CI): a SystemError caused by the signal's exception."""
+    try:
+        try:
+            raise cli._Terminated()
+        except cli._Terminated as stop:
+            raise SystemError("<built-in function __import__> returned a result with an "
+                              "exception set") from stop
+    except SystemError as error:
+        return error
+
+
 def test_a_stop_signal_where_python_can_only_report_it_is_not_printed(monkeypatch):
-    """A stop signal's exception raised inside a destructor or a callback from C++ code can
-    only be reported (``sys.unraisablehook``), not raised; inside a run it is not printed (the
-    next phase stops the run), while other such exceptions still reach the hook before it."""
+    """A stop signal's exception (or one it caused) raised inside a destructor or a callback
+    from C++ code can only be reported (``sys.unraisablehook``, or ``sys.excepthook`` where C++
+    code prints it), not raised; inside a run it is not printed (the next phase stops the run),
+    while other such exceptions still reach the hook before it."""
     from converter import cli
 
     class RaisesWhenFreed:
@@ -135,16 +149,24 @@ def test_a_stop_signal_where_python_can_only_report_it_is_not_printed(monkeypatc
         def __del__(self):
             raise self.error
 
-    reported = []
+    reported, excepted = [], []
     monkeypatch.setattr(sys, "unraisablehook", reported.append)
+    monkeypatch.setattr(sys, "excepthook", lambda *args: excepted.append(args[0]))
+    previous_excepthook = sys.excepthook
     try:
         with cli._stop_handlers():
             cli._Terminated.received = signal.SIGTERM
             RaisesWhenFreed(cli._Terminated())  # freed at once: its __del__ raises
+            RaisesWhenFreed(_caused_by_a_stop(cli))
             RaisesWhenFreed(ValueError("not a signal"))
+            caused = _caused_by_a_stop(cli)
+            sys.excepthook(type(caused), caused, caused.__traceback__)
+            sys.excepthook(ValueError, ValueError("not a signal"), None)
             assert signal.getsignal(signal.SIGTERM) is cli._on_sigterm
         assert [type(r.exc_value) for r in reported] == [ValueError]
+        assert excepted == [ValueError]
         assert sys.unraisablehook == reported.append  # put back
+        assert sys.excepthook is previous_excepthook
         assert signal.getsignal(signal.SIGTERM) is not cli._on_sigterm
     finally:
         cli._Terminated.received = None
