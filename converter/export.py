@@ -153,7 +153,7 @@ class StagedArtifacts:
                               self.fingerprint, keras_path=self.staged["keras"])
 
     def write_and_check_litert(self, model, references: Sequence[Reference]) -> None:
-        """Write the ``.tflite`` and run every parity input through it now, while the model is
+        """Write the ``.tflite`` and run its parity clips through it now, while the model is
         the only large thing TensorFlow has held: TensorFlow's oneDNN memory pool keeps what
         it once held, so after the Keras parity and the other reloads the LiteRT
         interpreter's own copies would come on top of that (docs/BENCHMARKS.md). ``check``
@@ -161,7 +161,8 @@ class StagedArtifacts:
         self._first_write(model)
         with disk_full_as_error(self.out_dir, self.needed):
             self._write_litert(model)
-        # the .tflite's proof runs every parity input through it: no in-memory report needed
+        # the .tflite's proof runs clips of its own: no in-memory report needed (the
+        # in-memory check, which runs every clip, comes next and must pass too)
         for kind in self.litert_kinds:
             self.reloads[kind] = self._prove(kind, references, None)
             gc.collect()

@@ -161,11 +161,20 @@ def _config_difference(expected: dict, found: dict) -> str:
 
 
 class _OneSample:
-    """One sample of a reference, shaped like a Reference for ``check_outputs``."""
+    """Sample ``index`` of a reference, shaped like a Reference for ``check_outputs`` (its
+    limits still scaled by the whole reference's outputs)."""
 
-    def __init__(self, reference: Reference, sample):
+    def __init__(self, reference: Reference, sample, index: int = 0):
         self.reference = reference
         self.case = _SingleCase(sample)
+        self.outputs32 = {name: out[index:index + 1]
+                          for name, out in reference.outputs32.items()}
+        self.outputs64 = {name: out[index:index + 1]
+                          for name, out in reference.outputs64.items()}
+
+    @property
+    def float64_samples(self) -> int:
+        return len(next(iter(self.outputs64.values())))
 
     def __getattr__(self, name):
         return getattr(self.reference, name)
@@ -178,7 +187,6 @@ class _SingleCase:
 
     def samples(self):
         return [self.sample]
-
 
 
 @dataclass
@@ -202,8 +210,12 @@ def prove_artifact(entry: Entry, kind: str, path: str, references: Sequence[Refe
     """Reload the artifact ``kind`` at ``path`` into fresh objects and prove it computes what
     the checked in-memory model computes; ParityError when it does not.
 
-    The SavedModel and the ``.tflite`` hold traced graphs, new code: every parity input runs
-    through them. ``.weights.h5`` and ``.keras`` reload into the same Keras code: every
+    The SavedModel and the ``.tflite`` hold traced graphs, new code: the clips float64 ran
+    on (the first of each parity case) run through them, held to float64 and torch fp32; the
+    in-memory model ran every clip, and a graph without data-dependent branches computes on
+    a case's other clips (independent draws of the same distribution) the function its first
+    clip proves (docs/PARITY.md). An export's reference (no float64 run): every clip.
+    ``.weights.h5`` and ``.keras`` reload into the same Keras code: every
     variable must be bit-identical to ``expected`` and the ``.keras`` config and class equal
     to its own, and one clip runs through the reloaded ``.keras`` to prove the code path
     (docs/PARITY.md); ``checked`` is the in-memory parity report, whose errors those two
@@ -217,9 +229,26 @@ def prove_artifact(entry: Entry, kind: str, path: str, references: Sequence[Refe
     if kind in VARIABLE_PROOFS:
         return _prove_variables(entry, kind, path, references, checked, expected)
     run = RELOADERS[kind](entry, path)
-    report = check_outputs(run, references, entry.parity_atol, f"reloaded {kind} of {entry.name}")
+    runs = _float64_clips(references)
+    report = check_outputs(run, runs, entry.parity_atol, f"reloaded {kind} of {entry.name}")
     return ReloadCheck(tf_err_vs_f64=_measured(report.tf_err_vs_f64), max_abs=report.max_abs,
-                       passed=report.passed)
+                       passed=report.passed,
+                       clips=sum(len(one.case.samples()) for one in runs))
+
+
+def _float64_clips(references: Sequence[Reference]) -> list:
+    """The clips of each case that float64 ran on (``FLOAT64_SAMPLES``: the first), as
+    references of one clip each; every clip of a reference without a float64 run (an
+    export's ``keras_reference``, whose reload checks are its only checks)."""
+    runs = []
+    for reference in references:
+        samples = list(reference.case.samples())
+        if not reference.float64_samples:
+            runs.append(reference)
+            continue
+        runs.extend(_OneSample(reference, sample, index)
+                    for index, sample in enumerate(samples[:reference.float64_samples]))
+    return runs
 
 
 def prove_quantized(entry: Entry, kind: str, path: str, references: Sequence[Reference],

@@ -212,7 +212,7 @@ def test_litert_check_catches_a_weight_written_into_the_wrong_buffer(
         tiny_tflite, tiny_converted, tiny_references, tmp_path, edit):
     """What writing the weights after the conversion could get wrong: a square
     ``FULLY_CONNECTED`` weight left in Keras's [in, out] order, or two same-shape weights
-    swapped. The check of every parity input through the reloaded file names it."""
+    swapped. The parity clips through the reloaded file name it."""
     from converter.errors import ParityError
     from converter.proofs import prove_artifact
 

@@ -1,8 +1,8 @@
 """The reload check of ``.keras`` proves the artifact by its variables (bit for bit), its config
 and one clip; ``.weights.h5`` by being byte for byte the weights inside that ``.keras`` file
-(by its variables when it is not); the SavedModel and ``.tflite`` by every parity input
-(docs/PARITY.md). Each test breaks what one proof looks at and expects the conversion to
-fail, nothing left under a final name."""
+(by its variables when it is not); the SavedModel and ``.tflite`` by the clips float64 ran
+on, every clip of an export (docs/PARITY.md). Each test breaks what one proof looks at and
+expects the conversion to fail, nothing left under a final name."""
 
 import gc
 import json
@@ -176,7 +176,56 @@ def test_the_in_memory_model_is_freed_before_the_reload_checks(tmp_path, monkeyp
 def test_the_report_says_how_each_artifact_was_proven(tiny_converted):
     record = ConversionRecord.load(tiny_converted.paths["report"])
     checks = record.reload_checks
-    assert checks["savedmodel"].method == "outputs"
+    assert checks["savedmodel"].method == "outputs" and checks["savedmodel"].clips == 1
     assert checks["weights"].method == "bytes" and checks["weights"].clips == 0
     assert checks["keras"].method == "variables" and checks["keras"].clips == 1
     assert all(check.passed for check in checks.values())
+
+
+def _counting_savedmodel(monkeypatch, nudge_call=None):
+    """The SavedModel reloader, counting its clips; ``nudge_call``: that call's logits +1e-3."""
+    calls = []
+    real = proofs.RELOADERS["savedmodel"]
+
+    def reload(entry, path):
+        run = real(entry, path)
+
+        def counted(case):
+            calls.append(case.name)
+            out = run(case)
+            if len(calls) == nudge_call:
+                out = {**out, "logits": out["logits"] + 1e-3}
+            return out
+        return counted
+    monkeypatch.setitem(proofs.RELOADERS, "savedmodel", reload)
+    return calls
+
+
+def test_the_savedmodel_reload_runs_the_clips_float64_ran_on_and_a_wrong_one_fails(
+        monkeypatch, tiny_converted, tiny_references):
+    """A conversion's SavedModel runs the first clip of each case (float64's), not the second
+    (the in-memory model's check covered it); that clip 1e-3 off fails."""
+    entry, path = tiny_converted.entry, tiny_converted.paths["savedmodel"]
+    calls = _counting_savedmodel(monkeypatch)
+    check = proofs.prove_artifact(entry, "savedmodel", path, tiny_references, None, None)
+    assert check.clips == 1 and calls == ["clip"] and check.tf_err_vs_f64 is not None
+    calls = _counting_savedmodel(monkeypatch, nudge_call=1)
+    with pytest.raises(ParityError, match="reloaded savedmodel"):
+        proofs.prove_artifact(entry, "savedmodel", path, tiny_references, None, None)
+
+
+def test_an_exports_savedmodel_reload_runs_every_clip(monkeypatch, tiny_converted):
+    """An export's reference has no float64 run and its reload checks are its only checks:
+    every clip runs, and the second one off fails."""
+    from converter.parity import keras_reference, make_cases
+
+    entry, path = tiny_converted.entry, tiny_converted.paths["savedmodel"]
+    model = keras.models.load_model(tiny_converted.paths["keras"])
+    references, _ = keras_reference(proofs.keras_runner(entry, model),
+                                    make_cases(entry, batch=2, seed=0), entry.parity_atol)
+    calls = _counting_savedmodel(monkeypatch)
+    check = proofs.prove_artifact(entry, "savedmodel", path, references, None, None)
+    assert check.clips == 2 and len(calls) == 2
+    _counting_savedmodel(monkeypatch, nudge_call=2)
+    with pytest.raises(ParityError, match="reloaded savedmodel"):
+        proofs.prove_artifact(entry, "savedmodel", path, references, None, None)

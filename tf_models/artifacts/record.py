@@ -81,10 +81,12 @@ class ParityInputs:
 class ReloadCheck:
     """One written artifact, reloaded into fresh objects and compared again.
 
-    ``method``: ``"outputs"`` (every parity input through the reloaded artifact; the
-    errors are its own) or ``"variables"`` (every variable bit-identical to the checked
-    in-memory model, config equal, and ``clips`` clips through it; the errors are those of
-    the in-memory model, which computes the same function bit for bit) or ``"bytes"`` (a
+    ``method``: ``"outputs"`` (``clips`` clips through the reloaded artifact: those float64
+    ran on, every clip of an export; in reports from before 2026-12-04, where ``clips`` is
+    None, every parity input; the errors are its own) or ``"variables"`` (every variable
+    bit-identical to the checked in-memory model, config equal, and ``clips`` clips
+    through it; the errors are those of the in-memory model, which computes the same
+    function bit for bit) or ``"bytes"`` (a
     ``.weights.h5`` holding byte for byte the weights inside the ``.keras`` file, which its
     own check proves; the errors are the in-memory model's) or ``"quantized"`` (a
     ``--litert-quantize`` file: every parity input through it, its error measured and held
