@@ -226,9 +226,10 @@ def test_tiny_pretrained_artifacts_match_torch_in_a_fresh_process(tiny_pt_conver
     check_pretrained_fresh_process(tiny_pt_converted, get_entry(TINY_PT), tmp_path)
 
 
-@pytest.mark.slow
-@pytest.mark.full_size
-@pytest.mark.parametrize("name", ["TFVideoMAE_S_K400_16x224_PT", "TFVideoMAE_B_UCF_16x224_PT"])
+@pytest.mark.slow  # ViT-B full_size (one at a time); ViT-S (~2 GB) runs beside that queue
+@pytest.mark.parametrize("name", ["TFVideoMAE_S_K400_16x224_PT",
+                                  pytest.param("TFVideoMAE_B_UCF_16x224_PT",
+                                               marks=pytest.mark.full_size)])
 def test_pretrained_artifacts_match_torch_in_a_fresh_process(name, tmp_path):
     result = converter.convert(name, str(tmp_path / "out"), synthetic=True, seed=0,
                                progress=False)

@@ -13,7 +13,9 @@ from converter.zoo import find_entry
 
 import pytest  # noqa: E402
 
-pytestmark = [pytest.mark.slow, pytest.mark.full_size]
+# full_size (one at a time, on one worker): ViT-B/L/H; the ViT-S backend tests run beside
+# that queue (on the worker of ``small_converted``, whose conversion they share)
+pytestmark = pytest.mark.slow
 
 
 def _assert_passed(result, entry):
@@ -28,6 +30,7 @@ def _assert_passed(result, entry):
     assert all(check["passed"] for check in report["reload_checks"].values())
 
 
+@pytest.mark.full_size
 def test_base_fine_tuned_conversion_matches_torch_in_a_fresh_process(tmp_path,
                                                                      check_fresh_process):
     entry = find_entry("B", "FT", "k400")
@@ -37,6 +40,7 @@ def test_base_fine_tuned_conversion_matches_torch_in_a_fresh_process(tmp_path,
     check_fresh_process(result, entry, tmp_path)
 
 
+@pytest.mark.full_size
 @pytest.mark.parametrize("size", ["L", "H"])
 def test_large_fine_tuned_conversion_passes_parity(tmp_path, size):
     entry = find_entry(size, "FT", "k400")
