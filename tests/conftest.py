@@ -12,7 +12,8 @@ the one worker their tests run on, and tests that need "artifacts already there"
 The slow tier (``--runslow`` / ``-m slow``), and why each test is there:
 
 - test_slow.py, test_pretrain's ViT-S/B/L PT tests, test_video's ViT-S predict tests:
-  full-size models (minutes and GBs each).
+  full-size models (minutes and GBs each). ViT-B and larger are marked full_size (one at a
+  time, on one worker); the ViT-S ones run beside that queue, which is the tier's long pole.
 - test_export::test_small_artifacts_load_in_a_fresh_process_and_match_torch: ViT-S in three
   formats in a fresh process (~75 s); fast tier: the tiny fresh-process test, and ViT-S
   parity at batch 2 (test_parity), whose conversion reloads all three formats.
