@@ -215,9 +215,9 @@ def prove_artifact(entry: Entry, kind: str, path: str, references: Sequence[Refe
     in-memory model ran every clip, and a graph without data-dependent branches computes on
     a case's other clips (independent draws of the same distribution) the function its first
     clip proves (docs/PARITY.md). An export's reference (no float64 run): every clip.
-    ``.weights.h5`` and ``.keras`` reload into the same Keras code: every
-    variable must be bit-identical to ``expected`` and the ``.keras`` config and class equal
-    to its own, and one clip runs through the reloaded ``.keras`` to prove the code path
+    ``.weights.h5`` and ``.keras`` reload into the same Keras code: every variable must be
+    bit-identical to ``expected`` and the ``.keras`` config and class equal to its own, and
+    one clip runs through the reloaded ``.keras`` to prove the code path
     (docs/PARITY.md); ``checked`` is the in-memory parity report, whose errors those two
     artifacts then share. A ``.weights.h5`` whose bytes are those of the weights inside the
     ``.keras`` file at ``keras_path`` (proven by that file's own check, which must run too)
@@ -242,12 +242,11 @@ def _float64_clips(references: Sequence[Reference]) -> list:
     export's ``keras_reference``, whose reload checks are its only checks)."""
     runs = []
     for reference in references:
-        samples = list(reference.case.samples())
         if not reference.float64_samples:
             runs.append(reference)
             continue
-        runs.extend(_OneSample(reference, sample, index)
-                    for index, sample in enumerate(samples[:reference.float64_samples]))
+        samples = reference.case.samples()[:reference.float64_samples]
+        runs.extend(_OneSample(reference, sample, index) for index, sample in enumerate(samples))
     return runs
 
 

@@ -209,7 +209,7 @@ def test_the_savedmodel_reload_runs_the_clips_float64_ran_on_and_a_wrong_one_fai
     calls = _counting_savedmodel(monkeypatch)
     check = proofs.prove_artifact(entry, "savedmodel", path, tiny_references, None, None)
     assert check.clips == 1 and calls == ["clip"] and check.tf_err_vs_f64 is not None
-    calls = _counting_savedmodel(monkeypatch, nudge_call=1)
+    _counting_savedmodel(monkeypatch, nudge_call=1)
     with pytest.raises(ParityError, match="reloaded savedmodel"):
         proofs.prove_artifact(entry, "savedmodel", path, tiny_references, None, None)
 

@@ -86,11 +86,11 @@ class ReloadCheck:
     None, every parity input; the errors are its own) or ``"variables"`` (every variable
     bit-identical to the checked in-memory model, config equal, and ``clips`` clips
     through it; the errors are those of the in-memory model, which computes the same
-    function bit for bit) or ``"bytes"`` (a
-    ``.weights.h5`` holding byte for byte the weights inside the ``.keras`` file, which its
-    own check proves; the errors are the in-memory model's) or ``"quantized"`` (a
-    ``--litert-quantize`` file: every parity input through it, its error measured and held
-    to ``tolerance``, a sanity bound, not the parity tolerance; on the ``--video`` clips,
+    function bit for bit) or ``"bytes"`` (a ``.weights.h5`` holding byte for byte the
+    weights inside the ``.keras`` file, which its own check proves; the errors are the
+    in-memory model's) or ``"quantized"`` (a ``--litert-quantize`` file: every parity
+    input through it, its error measured and held to ``tolerance``, a sanity bound, not the
+    parity tolerance; on the ``--video`` clips,
     ``top1_agreement`` / ``top5_agreement``: the share of clips whose top class / set of
     five top classes is the reference's). ``tf_err_vs_f64`` is None for an export
     (reference "keras": no float64 run); ``max_abs`` is then the error against the
