@@ -6,9 +6,9 @@ a keras-hub preset folder ``NAME.preset/``, and the report ``NAME.json``.
 Everything below the model is the conversion's own code: ``export.StagedArtifacts`` writes each
 artifact into a hidden staging folder, reloads it into fresh objects, proves it
 (``proofs.prove_artifact``: outputs for the SavedModel and ``.tflite``, every variable
-bit-identical plus one clip for ``.weights.h5``, ``.keras`` and the preset) and only then moves
-it to its final name; the lock, the recovery of a killed run and the full-disk line are the
-same. Existing artifacts are not replaced without ``force``.
+bit-identical for ``.weights.h5``, ``.keras`` and the preset, plus one clip for the last two)
+and only then moves it to its final name; the lock, the recovery of a killed run and the
+full-disk line are the same. Existing artifacts are not replaced without ``force``.
 
 There is no torch model. The reference of every reload check is the in-memory Keras model
 loaded from the file: its own float32 outputs on seeded random clips (and on one clip of a real

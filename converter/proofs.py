@@ -126,6 +126,19 @@ VARIABLE_PROOFS = ("weights", "keras", "preset")
 CONFIG_PROOFS = ("keras", "preset")
 
 
+def runs_a_clip(kind: str, references: Sequence[Reference]) -> bool:
+    """Whether a reloaded artifact of ``CONFIG_PROOFS`` also runs one clip per set of inputs.
+
+    A conversion's ``.keras`` does not: it holds a zoo model, one of this project's classes,
+    and that ``load_model`` rebuilds from an equal class and config the function of the model
+    that wrote the file is a property of that code, proven for every kind of zoo model by
+    ``tests/test_keras_rebuild.py`` (docs/PARITY.md). A keras-hub preset does (keras-hub's
+    loader rebuilds it, with the preprocessor it adds), and so does an export's ``.keras``
+    (its reference has no float64 run): the model is a user's, maybe of a subclass no test
+    here covers."""
+    return kind == "preset" or not any(r.float64_samples for r in references)
+
+
 def variable_digests(model) -> Dict[str, tuple]:
     """{dotted name: (shape, dtype, sha256 of the bytes)} of every variable of ``model``."""
     import keras
@@ -207,21 +220,19 @@ def fingerprint_model(model) -> ModelFingerprint:
 def prove_artifact(entry: Entry, kind: str, path: str, references: Sequence[Reference],
                    checked: ParityReport, expected: ModelFingerprint,
                    keras_path: Optional[str] = None) -> ReloadCheck:
-    """Reload the artifact ``kind`` at ``path`` into fresh objects and prove it computes what
-    the checked in-memory model computes; ParityError when it does not.
-
-    The SavedModel and the ``.tflite`` hold traced graphs, new code: the clips float64 ran
-    on (the first of each parity case) run through them, held to float64 and torch fp32; the
-    in-memory model ran every clip, and a graph without data-dependent branches computes on
-    a case's other clips (independent draws of the same distribution) the function its first
-    clip proves (docs/PARITY.md). An export's reference (no float64 run): every clip.
-    ``.weights.h5`` and ``.keras`` reload into the same Keras code: every variable must be
-    bit-identical to ``expected`` and the ``.keras`` config and class equal to its own, and
-    one clip runs through the reloaded ``.keras`` to prove the code path
-    (docs/PARITY.md); ``checked`` is the in-memory parity report, whose errors those two
-    artifacts then share. A ``.weights.h5`` whose bytes are those of the weights inside the
-    ``.keras`` file at ``keras_path`` (proven by that file's own check, which must run too)
-    is proven by that: nothing to reload (``method: "bytes"``).
+    """Reload the artifact ``kind`` at ``path`` into fresh objects and prove it computes what the
+    checked in-memory model computes; ParityError when it does not. The SavedModel and the
+    ``.tflite`` hold traced graphs, new code: the clips float64 ran on (the first of each
+    parity case) run through them, held to float64 and torch fp32; the in-memory model ran
+    every clip, and a graph without data-dependent branches computes on a case's other clips
+    (independent draws of the same distribution) the function its first clip proves
+    (docs/PARITY.md). An export's reference (no float64 run): every clip. ``.weights.h5`` and
+    ``.keras`` reload into the same Keras code: every variable must be bit-identical to
+    ``expected`` and the ``.keras`` config and class equal to its own (an export's ``.keras``
+    also runs one clip: ``runs_a_clip``; docs/PARITY.md); ``checked`` is the in-memory parity
+    report, whose errors those two artifacts then share. A ``.weights.h5`` whose bytes are
+    those of the weights inside the ``.keras`` file at ``keras_path`` (proven by that file's
+    own check, which must run too) is proven by that: nothing to reload (``method: "bytes"``).
     """
     if kind == "weights" and keras_path and same_bytes_as_keras_weights(path, keras_path):
         return ReloadCheck(tf_err_vs_f64=_measured(checked.tf_err_vs_f64),
@@ -336,7 +347,7 @@ def _prove_variables(entry: Entry, kind: str, path: str, references: Sequence[Re
         raise ParityError(f"{what}: not the checked model: {'; '.join(problems[:5])}"
                           f"{' ...' if len(problems) > 5 else ''}")
     clips = 0
-    if kind in CONFIG_PROOFS:  # one clip through the reloaded code path, per set of inputs
+    if kind in CONFIG_PROOFS and runs_a_clip(kind, references):
         for reference in _one_case_per_input_set(entry, references):
             first = next(iter(reference.case.samples()))
             check_outputs(run, [_OneSample(reference, first)], entry.parity_atol, what)

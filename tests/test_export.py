@@ -34,21 +34,14 @@ def _break_linear_transform(monkeypatch):
         lambda array: original.apply(array) * 1.01, original.shape))
 
 
-def _break_keras_reload(monkeypatch):
-    """The reloaded .keras file answers differently from the model that was written."""
-    real = export.RELOADERS["keras"]
+def _break_savedmodel_reload(monkeypatch):
+    """The reloaded SavedModel answers differently from the model that was written."""
+    real = export.RELOADERS["savedmodel"]
 
     def reload(entry, path):
         run = real(entry, path)
-
-        def shifted(case):
-            out = run(case)
-            if isinstance(out, dict):
-                return {k: np.asarray(v) + 1.0 for k, v in out.items()}
-            return np.asarray(out) + 1.0
-        shifted.model = run.model  # the reloaded model, for the variable proof (which passes)
-        return shifted
-    monkeypatch.setitem(export.RELOADERS, "keras", reload)
+        return lambda case: {k: np.asarray(v) + 1.0 for k, v in run(case).items()}
+    monkeypatch.setitem(export.RELOADERS, "savedmodel", reload)
 
 
 # --- the artifacts ---------------------------------------------------------------------------
@@ -223,11 +216,11 @@ def test_parity_failure_leaves_nothing_in_out(tmp_path, monkeypatch):
 
 
 def test_reload_failure_removes_staging_and_writes_no_final_names(tmp_path, monkeypatch):
-    _break_keras_reload(monkeypatch)
+    _break_savedmodel_reload(monkeypatch)
     out = tmp_path / "out"
     with pytest.raises(ParityError) as caught:
         converter.convert(TINY_FT, str(out), synthetic=True, seed=0, progress=False)
-    assert "keras" in str(caught.value)
+    assert "savedmodel" in str(caught.value)
     assert _listing(out) == []  # the staging folder was created here, then removed
 
 
@@ -235,7 +228,7 @@ def test_failed_forced_conversion_keeps_the_previous_artifacts(tiny_converted, t
                                                                monkeypatch, snapshot):
     out = copy_artifacts(tiny_converted, tmp_path / "keep")
     before = snapshot(out)
-    _break_keras_reload(monkeypatch)
+    _break_savedmodel_reload(monkeypatch)
     with pytest.raises(ParityError):
         converter.convert(TINY_FT, out, synthetic=True, seed=1, force=True, progress=False)
     assert snapshot(out) == before

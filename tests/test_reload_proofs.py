@@ -1,8 +1,9 @@
-"""The reload check of ``.keras`` proves the artifact by its variables (bit for bit), its config
-and one clip; ``.weights.h5`` by being byte for byte the weights inside that ``.keras`` file
-(by its variables when it is not); the SavedModel and ``.tflite`` by the clips float64 ran
-on, every clip of an export (docs/PARITY.md). Each test breaks what one proof looks at and
-expects the conversion to fail, nothing left under a final name."""
+"""The reload check of ``.keras`` proves the artifact by its variables (bit for bit), its class
+and its config (an export's also by one clip); ``.weights.h5`` by being byte for byte the
+weights inside that ``.keras`` file (by its variables when it is not); the SavedModel and
+``.tflite`` by the clips float64 ran on, every clip of an export (docs/PARITY.md). Each test
+breaks what one proof looks at and expects the conversion to fail, nothing left under a final
+name."""
 
 import gc
 import json
@@ -92,18 +93,43 @@ def test_a_keras_file_of_another_class_fails_the_class_proof(tmp_path, monkeypat
                              r"class AnotherClassifier, expected VideoMAEVideoClassifier$")
 
 
-def test_the_one_clip_through_the_reloaded_keras_file_is_compared(tmp_path, monkeypatch):
-    real = proofs._graph_runner
+def _shifted_graph_runner(monkeypatch):
+    """Every reloaded Keras model answers 1e-3 off; returns the clips it was asked."""
+    real, calls = proofs._graph_runner, []
 
     def shifted_runner(entry, model):
         run = real(entry, model)
 
         def shifted(case):
+            calls.append(case.name)
             return {k: v + 1e-3 for k, v in run(case).items()}
         shifted.model = model
         return shifted
     monkeypatch.setattr(proofs, "_graph_runner", shifted_runner)
-    _convert_fails(tmp_path, r"reloaded (weights|keras)")
+    return calls
+
+
+def test_a_conversions_keras_file_runs_no_clip_and_an_exports_runs_one_that_is_compared(
+        monkeypatch, tiny_converted, tiny_references):
+    """A conversion's ``.keras`` is proven by class, config and variables (that its class
+    rebuilds the same function from them: tests/test_keras_rebuild.py), so a reloaded model
+    that would answer 1e-3 off is never run; an export's ``.keras`` (a user's model, its
+    reference without float64) runs one clip, and that clip off fails."""
+    from converter.parity import keras_reference, make_cases
+
+    entry, path = tiny_converted.entry, tiny_converted.paths["keras"]
+    model = keras.models.load_model(path)
+    expected = proofs.fingerprint_model(model)
+    exports, export_checked = keras_reference(proofs.keras_runner(entry, model),
+                                              make_cases(entry, batch=2, seed=0),
+                                              entry.parity_atol)
+    calls = _shifted_graph_runner(monkeypatch)
+    check = proofs.prove_artifact(entry, "keras", path, tiny_references,
+                                  tiny_converted.parity, expected)
+    assert check.passed and check.method == "variables" and check.clips == 0 and calls == []
+    with pytest.raises(ParityError, match="reloaded keras"):
+        proofs.prove_artifact(entry, "keras", path, exports, export_checked, expected)
+    assert calls == ["clip"]
 
 
 def test_a_weights_file_equal_to_the_keras_archive_member_is_proven_without_a_reload(
@@ -178,7 +204,7 @@ def test_the_report_says_how_each_artifact_was_proven(tiny_converted):
     checks = record.reload_checks
     assert checks["savedmodel"].method == "outputs" and checks["savedmodel"].clips == 1
     assert checks["weights"].method == "bytes" and checks["weights"].clips == 0
-    assert checks["keras"].method == "variables" and checks["keras"].clips == 1
+    assert checks["keras"].method == "variables" and checks["keras"].clips == 0
     assert all(check.passed for check in checks.values())
 
 
