@@ -7,8 +7,9 @@
     python scripts/bench.py --sizes TFVideoMAEv2_g_Hybrid_16x224_PT --convert-only  # by name
 
 Every measurement runs in a child process, a module in ``scripts/children/`` (run by
-``run_child``). For each size: one child process converts the synthetic entry through
-``converter.convert`` and reports its phase times; ``os.wait4`` gives the child's own peak RSS.
+``run_child``). For each size: the entry's seeded synthetic upstream file is written first,
+then one child process converts that file through ``converter.convert`` (as a user converts a
+download) and reports its phase times; ``os.wait4`` gives the child's own peak RSS.
 A second child measures the baseline RSS after the imports. A third measures inference latency
 on one clip: torch (the reference), Keras eager, ``tf.function`` and
 ``tf.function(jit_compile=True)`` (XLA), and the exported SavedModel, all in the same process
@@ -86,15 +87,18 @@ def busy_loops(count: int) -> list:
 
 def bench_entry(size: str, mode: str, out: str, repeats: int, convert_only: bool = False,
                 load: int = 0) -> dict:
+    # the upstream file is written before the measured process, as a download would be
+    checkpoint = bench_peer.written_checkpoint(_entry_of(size, mode), out)
     loaders = busy_loops(load)
     try:
         load_before = os.getloadavg()
-        conv, wall, peak_mb = run_child("convert", size, mode, out)
+        conv, wall, peak_mb = run_child("convert", size, mode, out, f"checkpoint={checkpoint}")
         load_after = os.getloadavg()
     finally:
         for loader in loaders:
             loader.kill()
             loader.wait()
+        os.remove(checkpoint)
     from converter.record import ConversionRecord
 
     report = ConversionRecord.load(conv["report"])
@@ -120,13 +124,18 @@ def bench_entry(size: str, mode: str, out: str, repeats: int, convert_only: bool
                                   "both": floor_both_mb}, "loadavg": loadavg}
 
 
-def fp32_weight_bytes(size: str, mode: str) -> int:
+def _entry_of(size: str, mode: str):
+    """The entry a size letter (its K400 entry of ``mode``) or a zoo name means."""
     from converter import find_entry, get_entry
-    from converter.kinds import build_torch_model
     from tf_models.presets import is_zoo_name
 
-    entry = get_entry(size) if is_zoo_name(size) else find_entry(size, mode, "k400")
-    model = build_torch_model(entry, device="meta")
+    return get_entry(size) if is_zoo_name(size) else find_entry(size, mode, "k400")
+
+
+def fp32_weight_bytes(size: str, mode: str) -> int:
+    from converter.kinds import build_torch_model
+
+    model = build_torch_model(_entry_of(size, mode), device="meta")
     return sum(t.numel() for t in model.state_dict().values()) * 4
 
 

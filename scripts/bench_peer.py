@@ -159,27 +159,37 @@ def peer_versions(venv: str) -> Dict[str, str]:
         return json.load(handle)["versions"]
 
 
+def written_checkpoint(entry, folder: str) -> str:
+    """The seeded (seed 0) synthetic upstream file of ``entry``, written into ``folder``
+    before any measured process starts: ours and the peer's conversions then both read a file,
+    as a user's does after a download, and neither times writing random weights."""
+    from converter.synthetic import synthetic_path, write_synthetic_checkpoint
+
+    upstream = entry.upstream
+    return write_synthetic_checkpoint(upstream, synthetic_path(upstream, 0, folder), 0)
+
+
 def bench_peer_size(size: str, out: str, repeats: int, python: str, run_child,
                     ours: Optional[dict] = None, say: Callable[[str], None] = print) -> dict:
     """One size, side by side: our conversion with ``--litert`` (and without, unless the main
     bench just ran it: ``ours``), the peer's convert + export, then errors and latency."""
     from converter import find_entry
-    from converter.synthetic import synthetic_path, write_synthetic_checkpoint
 
     entry = find_entry(size, "FT", "k400")
     os.makedirs(out, exist_ok=True)
     result = {"size": size, "name": entry.name}
+    # one file (seed 0) for every conversion of this size, ours and the peer's
+    checkpoint = written_checkpoint(entry, out)
+    read = f"checkpoint={checkpoint}"
     if ours is None:
         say(f"peer {size}: our conversion, every check, without --litert ...")
-        _, wall, peak = run_child("convert", size, "FT", out)
+        _, wall, peak = run_child("convert", size, "FT", out, read)
         ours = {"wall_s": wall, "peak_rss_mb": peak}
     result["ours"] = ours
     say(f"peer {size}: our conversion, every check, with --litert ...")
-    conv, wall, peak = run_child("convert", size, "FT", out, "litert")
+    conv, wall, peak = run_child("convert", size, "FT", out, "litert", read)
     result["ours_litert"] = {"wall_s": wall, "peak_rss_mb": peak, "convert_s": conv["convert_s"],
                              "phases_s": conv["seconds"], "phase_peak_mb": conv["phase_peak_mb"]}
-    # the bytes our --synthetic conversion converted (same entry, seed 0), for the peer to read
-    checkpoint = write_synthetic_checkpoint(entry, synthetic_path(entry, 0, out), 0)
     peer_path = os.path.join(out, f"{entry.name}.litert-torch.tflite")
     say(f"peer {size}: litert-torch convert + export (its own process) ...")
     try:
@@ -216,8 +226,9 @@ def markdown_peer(results: List[dict], baseline_mb: float, versions: Dict[str, s
              + "), in its own environment. Its conversion is one "
              "process: read the checkpoint, `litert_torch.convert(model.eval(), (sample,))`, "
              "`export`; no parity or reload check, one `.tflite`, batch fixed at 1. Ours is "
-             "`convert(..., synthetic=True)`, every check, with and without `--litert` "
-             "(it writes the synthetic checkpoint first). W = fp32 weight bytes; baseline = "
+             "`convert(..., checkpoint=FILE)`, every check, with and without `--litert`; "
+             "both read the same synthetic upstream file (seed 0), written before either "
+             "process starts. W = fp32 weight bytes; baseline = "
              f"a process that only imports ({gb(baseline_mb)}: converter, torch, TensorFlow, "
              "Keras); the peer's own baseline imports torch, torch_reference and litert_torch "
              "in its environment.", "",

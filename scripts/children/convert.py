@@ -1,9 +1,11 @@
 """One synthetic conversion, its resident memory sampled every 5 ms by phase.
 
-    python scripts/children/convert.py SIZE MODE OUT_DIR [litert] [fp16] [int8]
+    python scripts/children/convert.py SIZE MODE OUT_DIR [litert] [fp16] [int8] [checkpoint=PATH]
 
 SIZE is a size letter (the K400 entry of that size and MODE) or a zoo name (MODE ignored);
-``fp16`` / ``int8`` add ``--litert-quantize`` modes (and so ``--litert``).
+``fp16`` / ``int8`` add ``--litert-quantize`` modes (and so ``--litert``). ``checkpoint=PATH``
+converts that file (written beforehand, as a user's download is) instead of writing the
+seeded synthetic checkpoint inside the measured process.
 
 Prints {"seconds", "convert_s", "phase_peak_mb", "report"} as JSON.
 """
@@ -41,7 +43,9 @@ def main(size: str, mode: str, out: str, *flags: str) -> dict:
     sampler.start()
     entry = get_entry(size) if is_zoo_name(size) else find_entry(size, mode, "k400")
     started = time.perf_counter()
-    result = convert(entry, out, synthetic=True, force=True, progress=False,
+    files = [f.split("=", 1)[1] for f in flags if f.startswith("checkpoint=")]
+    source = {"checkpoint": files[0]} if files else {"synthetic": True}
+    result = convert(entry, out, **source, force=True, progress=False,
                      on_phase=on_phase, litert="litert" in flags,
                      litert_quantize=[f for f in flags if f in QUANTIZED_MODES])
     seconds = time.perf_counter() - started
