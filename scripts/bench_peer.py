@@ -234,26 +234,27 @@ def markdown_peer(results: List[dict], baseline_mb: float, versions: Dict[str, s
              "in its environment.", "",
              "| entry | peer process wall | peer convert+export | peer peak RSS | "
              "peer (peak - baseline) / W | peer (peak - its own baseline) / W | ours wall | "
-             "ours peak | ours (peak - baseline) / W "
+             "ours peak | ours (peak - baseline) / W | ours wall / peer wall "
              "| ours --litert wall | ours --litert peak | ours --litert wall / peer wall | "
              ".tflite / W, peer | .tflite / W, ours |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         w = weight_bytes(r["size"])
         ours, lit = r["ours"], r["ours_litert"]
         if "peer" not in r:
             peer_cells = [f"failed: {r['peer_failed']}", "", "", "", ""]
-            ratio = tflite = ""
+            plain = ratio = tflite = ""
         else:
             p = r["peer"]
             peer_cells = [f"{p['wall_s']:.1f} s", f"{p['convert_export_s']:.1f} s",
                           gb(p["peak_rss_mb"]), over(p["peak_rss_mb"], w),
                           f"{(p['peak_rss_mb'] - p['baseline_mb']) * 2**20 / w:.2f}"]
+            plain = f"{ours['wall_s'] / p['wall_s']:.2f}"
             ratio = f"{lit['wall_s'] / p['wall_s']:.2f}"
             tflite = f"{p['bytes'] / w:.3f}"
         lines.append(f"| {r['name']} | " + " | ".join(peer_cells) + " | "
                      f"{ours['wall_s']:.1f} s | {gb(ours['peak_rss_mb'])} | "
-                     f"{over(ours['peak_rss_mb'], w)} | {lit['wall_s']:.1f} s | "
+                     f"{over(ours['peak_rss_mb'], w)} | {plain} | {lit['wall_s']:.1f} s | "
                      f"{gb(lit['peak_rss_mb'])} | {ratio} | {tflite} | "
                      f"{lit.get('bytes', 0) / w:.3f} |")
     lines += ["", "What `--litert` adds to our conversion (its phases, same run), against the "
