@@ -2,17 +2,18 @@
 """What ``--litert`` costs a conversion: peak memory over the import baseline, and seconds.
 
     python scripts/bench_litert_memory.py --sizes S,B [--code DIR] [--label NAME] [--no-litert]
+    python scripts/bench_litert_memory.py --sizes TFVideoMAEv2_g_K710-K400_16x224_FT
 
-For each size, one synthetic K400 FT conversion with every check and ``--litert``
-(``scripts/children/convert.py``) in a fresh process, after a process that only imports
-(``scripts/children/baseline.py``: converter, tf_models, torch_reference, torch, TensorFlow,
-Keras). Prints the process's peak (``wait4``) over the baseline in W (fp32 weight bytes), the
-sampled peak of the ``write .tflite`` and ``reload litert`` phases, and their seconds;
-``--no-litert`` converts without ``--litert`` (the plain conversion's peak, issue 23 item 4);
-``--quantize fp16,int8`` adds ``--litert-quantize`` files (and their phases to the output).
-``--code DIR`` runs another checkout's converter and children (the "before" figures: a
-``git archive`` of an earlier commit). Appends each record to ``litert_memory.jsonl`` in the
-current folder.
+For each size (a letter: its K400 FT entry; or a zoo name), one synthetic conversion with every
+check and ``--litert`` (``scripts/children/convert.py``) in a fresh process, after a process
+that only imports (``scripts/children/baseline.py``: converter, tf_models, torch_reference,
+torch, TensorFlow, Keras). Prints the process's peak (``wait4``) over the baseline in W (fp32
+weight bytes), the sampled peak of the ``write .tflite`` and ``reload litert`` phases, and
+their seconds; ``--no-litert`` converts without ``--litert`` (the plain conversion's peak,
+issue 23 item 4); ``--quantize fp16,int8`` adds ``--litert-quantize`` files (and their phases
+to the output). ``--code DIR`` runs another checkout's converter and children (the "before"
+figures: a ``git archive`` of an earlier commit). Appends each record to
+``litert_memory.jsonl`` in the current folder.
 """
 
 import json
@@ -45,10 +46,13 @@ def run_child(code: str, child: str, *args: str) -> tuple:
 
 
 def weight_mb(size: str) -> float:
-    from converter import find_entry
+    """fp32 MB of the K400 FT entry of a size letter, or of a zoo name's entry."""
+    from converter import find_entry, get_entry
     from converter.kinds import build_torch_model
+    from tf_models.presets import is_zoo_name
 
-    model = build_torch_model(find_entry(size, "FT", "k400"), device="meta")
+    entry = get_entry(size) if is_zoo_name(size) else find_entry(size, "FT", "k400")
+    model = build_torch_model(entry, device="meta")
     return sum(t.numel() for t in model.state_dict().values()) * 4 / 2**20
 
 
