@@ -78,6 +78,7 @@ def main(sizes, code, label, litert, quantize):
                   "baseline_mb": base, "peak_mb": peak,
                   "peak_w": (peak - base) / w, "wall_s": wall, "convert_s": result["convert_s"],
                   "phase_w": {p: (v - base) / w for p, v in phases.items()},
+                  "peak_phase": result.get("peak_phase"),
                   "seconds": result["seconds"], "load": os.getloadavg(),
                   "artifact_bytes": report["artifact_bytes"],
                   "litert_checks": {k: v for k, v in report["reload_checks"].items()
@@ -86,8 +87,8 @@ def main(sizes, code, label, litert, quantize):
         with open("litert_memory.jsonl", "a") as handle:
             handle.write(json.dumps(record) + "\n")
         print(f"{label} {size}: W {w:.0f} MB, baseline {base:.0f} MB, peak {peak:.0f} MB = "
-              f"{record['peak_w']:.2f} W over the baseline; process {wall:.1f} s, convert() "
-              f"{result['convert_s']:.1f} s")
+              f"{record['peak_w']:.2f} W over the baseline, reached in {record['peak_phase']}; "
+              f"process {wall:.1f} s, convert() {result['convert_s']:.1f} s")
         # with --litert its two phases; without, the phase where the peak was
         shown = ((("write .tflite", "reload litert")
                   + tuple(p for m in modes for p in (f"write .{m}.tflite", f"reload litert_{m}")))

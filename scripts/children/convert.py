@@ -7,7 +7,9 @@ SIZE is a size letter (the K400 entry of that size and MODE) or a zoo name (MODE
 converts that file (written beforehand, as a user's download is) instead of writing the
 seeded synthetic checkpoint inside the measured process.
 
-Prints {"seconds", "convert_s", "phase_peak_mb", "report"} as JSON.
+Prints {"seconds", "convert_s", "phase_peak_mb", "high_water_mb", "peak_phase", "report"} as
+JSON: ``phase_peak_mb`` sampled every 5 ms; ``high_water_mb`` the exact ``VmHWM`` when each
+phase ended, so ``peak_phase`` is the phase that holds the process's peak.
 """
 
 import json
@@ -28,11 +30,24 @@ def rss_mb() -> float:
         return int(handle.read().split()[1]) * PAGE / 2**20
 
 
+def high_water_mb() -> float:
+    """The process's peak resident memory so far (``VmHWM``: exact, where the 5 ms samples
+    can miss a short spike)."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def main(size: str, mode: str, out: str, *flags: str) -> dict:
-    # resident memory sampled every 5 ms, attributed to the phase running at the time
-    current, peaks, running = ["start"], {}, [True]
+    # resident memory sampled every 5 ms, attributed to the phase running at the time; and
+    # the exact high-water mark when each phase ends: the phase where it last rose holds
+    # the process's peak
+    current, peaks, running, high_water = ["start"], {}, [True], {}
 
     def on_phase(phase):
+        high_water[current[0]] = high_water_mb()
         current[0] = phase
 
     def sample():
@@ -49,10 +64,18 @@ def main(size: str, mode: str, out: str, *flags: str) -> dict:
                      on_phase=on_phase, litert="litert" in flags,
                      litert_quantize=[f for f in flags if f in QUANTIZED_MODES])
     seconds = time.perf_counter() - started
+    high_water[current[0]] = high_water_mb()
     running[0] = False
     sampler.join()
     return {"seconds": result.seconds, "convert_s": seconds, "phase_peak_mb": peaks,
+            "high_water_mb": high_water, "peak_phase": _where_it_last_rose(high_water),
             "report": os.path.join(out, entry.name + ".json")}
+
+
+def _where_it_last_rose(high_water: dict) -> str:
+    """The phase (in the order they ran) after which the high-water mark stood highest."""
+    ordered = list(high_water.items())
+    return max(ordered, key=lambda item: (item[1], -ordered.index(item)))[0]
 
 
 if __name__ == "__main__":
