@@ -88,7 +88,7 @@ def busy_loops(count: int) -> list:
 def bench_entry(size: str, mode: str, out: str, repeats: int, convert_only: bool = False,
                 load: int = 0) -> dict:
     # the upstream file is written before the measured process, as a download would be
-    checkpoint = bench_peer.written_checkpoint(_entry_of(size, mode), out)
+    checkpoint = bench_peer.written_checkpoint(entry_of(size, mode), out)
     loaders = busy_loops(load)
     try:
         load_before = os.getloadavg()
@@ -124,7 +124,7 @@ def bench_entry(size: str, mode: str, out: str, repeats: int, convert_only: bool
                                   "both": floor_both_mb}, "loadavg": loadavg}
 
 
-def _entry_of(size: str, mode: str):
+def entry_of(size: str, mode: str):
     """The entry a size letter (its K400 entry of ``mode``) or a zoo name means."""
     from converter import find_entry, get_entry
     from tf_models.presets import is_zoo_name
@@ -135,7 +135,7 @@ def _entry_of(size: str, mode: str):
 def fp32_weight_bytes(size: str, mode: str) -> int:
     from converter.kinds import build_torch_model
 
-    model = build_torch_model(_entry_of(size, mode), device="meta")
+    model = build_torch_model(entry_of(size, mode), device="meta")
     return sum(t.numel() for t in model.state_dict().values()) * 4
 
 

@@ -47,12 +47,10 @@ def run_child(code: str, child: str, *args: str) -> tuple:
 
 def weight_mb(size: str) -> float:
     """fp32 MB of the K400 FT entry of a size letter, or of a zoo name's entry."""
-    from converter import find_entry, get_entry
+    from bench import entry_of  # a sibling script: scripts/ is on the path when this one runs
     from converter.kinds import build_torch_model
-    from tf_models.presets import is_zoo_name
 
-    entry = get_entry(size) if is_zoo_name(size) else find_entry(size, "FT", "k400")
-    model = build_torch_model(entry, device="meta")
+    model = build_torch_model(entry_of(size, "FT"), device="meta")
     return sum(t.numel() for t in model.state_dict().values()) * 4 / 2**20
 
 

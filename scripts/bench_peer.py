@@ -180,34 +180,37 @@ def bench_peer_size(size: str, out: str, repeats: int, python: str, run_child,
     result = {"size": size, "name": entry.name}
     # one file (seed 0) for every conversion of this size, ours and the peer's
     checkpoint = written_checkpoint(entry, out)
-    read = f"checkpoint={checkpoint}"
-    if ours is None:
-        say(f"peer {size}: our conversion, every check, without --litert ...")
-        _, wall, peak = run_child("convert", size, "FT", out, read)
-        ours = {"wall_s": wall, "peak_rss_mb": peak}
-    result["ours"] = ours
-    say(f"peer {size}: our conversion, every check, with --litert ...")
-    conv, wall, peak = run_child("convert", size, "FT", out, "litert", read)
-    result["ours_litert"] = {"wall_s": wall, "peak_rss_mb": peak, "convert_s": conv["convert_s"],
-                             "phases_s": conv["seconds"], "phase_peak_mb": conv["phase_peak_mb"]}
-    peer_path = os.path.join(out, f"{entry.name}.litert-torch.tflite")
-    say(f"peer {size}: litert-torch convert + export (its own process) ...")
     try:
-        peer, wall, peak = run_child("peer_convert", json.dumps(entry.model_config()),
-                                     checkpoint, peer_path, python=python)
-    except RuntimeError as failure:
-        result["peer_failed"] = str(failure)
-        say(f"peer {size}: litert-torch failed: {failure}")
-        return result
-    _, _, peer_baseline = run_child("peer_baseline", python=python)
-    result["peer"] = dict(peer, wall_s=wall, peak_rss_mb=peak, baseline_mb=peer_baseline)
-    result["ours_litert"]["bytes"] = os.path.getsize(os.path.join(out, f"{entry.name}.tflite"))
-    say(f"peer {size}: errors against float64 and latency, one process ...")
-    evaluated, _, _ = run_child("peer_eval", size, checkpoint, peer_path,
-                                os.path.join(out, f"{entry.name}.tflite"),
-                                os.path.join(out, entry.name), str(repeats))
-    result.update(evaluated)
-    os.remove(checkpoint)
+        read = f"checkpoint={checkpoint}"
+        if ours is None:
+            say(f"peer {size}: our conversion, every check, without --litert ...")
+            _, wall, peak = run_child("convert", size, "FT", out, read)
+            ours = {"wall_s": wall, "peak_rss_mb": peak}
+        result["ours"] = ours
+        say(f"peer {size}: our conversion, every check, with --litert ...")
+        conv, wall, peak = run_child("convert", size, "FT", out, "litert", read)
+        result["ours_litert"] = {"wall_s": wall, "peak_rss_mb": peak,
+                                 "convert_s": conv["convert_s"], "phases_s": conv["seconds"],
+                                 "phase_peak_mb": conv["phase_peak_mb"]}
+        peer_path = os.path.join(out, f"{entry.name}.litert-torch.tflite")
+        say(f"peer {size}: litert-torch convert + export (its own process) ...")
+        try:
+            peer, wall, peak = run_child("peer_convert", json.dumps(entry.model_config()),
+                                         checkpoint, peer_path, python=python)
+        except RuntimeError as failure:
+            result["peer_failed"] = str(failure)
+            say(f"peer {size}: litert-torch failed: {failure}")
+            return result
+        _, _, peer_baseline = run_child("peer_baseline", python=python)
+        result["peer"] = dict(peer, wall_s=wall, peak_rss_mb=peak, baseline_mb=peer_baseline)
+        result["ours_litert"]["bytes"] = os.path.getsize(os.path.join(out, f"{entry.name}.tflite"))
+        say(f"peer {size}: errors against float64 and latency, one process ...")
+        evaluated, _, _ = run_child("peer_eval", size, checkpoint, peer_path,
+                                    os.path.join(out, f"{entry.name}.tflite"),
+                                    os.path.join(out, entry.name), str(repeats))
+        result.update(evaluated)
+    finally:  # kept by no outcome: it is as large as the model
+        os.remove(checkpoint)
     return result
 
 

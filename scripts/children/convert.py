@@ -73,9 +73,9 @@ def main(size: str, mode: str, out: str, *flags: str) -> dict:
 
 
 def _where_it_last_rose(high_water: dict) -> str:
-    """The phase (in the order they ran) after which the high-water mark stood highest."""
-    ordered = list(high_water.items())
-    return max(ordered, key=lambda item: (item[1], -ordered.index(item)))[0]
+    """The first phase (they are in the order they ran) after which the high-water mark, which
+    only rises, stood at its highest."""
+    return max(high_water, key=high_water.get)
 
 
 if __name__ == "__main__":
