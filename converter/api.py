@@ -29,7 +29,7 @@ from .kinds import (build_tf_model, build_torch_model, expected_source_shapes, k
                     parity_reference)
 from .pages import MappedPages, file_mappings
 from .record import ConversionRecord, ParityInputs, ParitySummary, SourceRecord
-from .parity import (ParityReport, check_parity, compute_reference, make_cases,
+from .parity import (ParityReport, check_parity, compute_reference, float64_outputs, make_cases,
                      check_videos, reference_fingerprints, video_case)
 from .sources import resolve_checkpoint
 from .synthetic import synthetic_path, write_synthetic_checkpoint
@@ -263,10 +263,7 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         phases("torch reference")
         cases = make_cases(entry, batch=parity_batch, seed=seed)
         references = compute_reference(parity_reference(entry, torch_model), cases)
-        video_references = compute_reference(parity_reference(entry, torch_model),
-                                             video_cases)
-        for reference in video_references:  # final outputs only
-            reference.drop_states()
+        video_references = float64_outputs(parity_reference(entry, torch_model), video_cases)
         del torch_model
         # the run read the whole checkpoint into memory; let it go before the Keras weights
         # are allocated (mapping reads each tensor back from the file, one at a time)

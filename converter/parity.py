@@ -546,6 +546,30 @@ def compute_reference(model: torch.nn.Module, cases: Sequence[Case],
     return references
 
 
+def float64_outputs(model: torch.nn.Module, cases: Sequence[Case]) -> List[Reference]:
+    """The float64 outputs of every sample of ``cases``, and nothing else: no float32 run, no
+    block states. The reference of the real-video clips (``--video``), on which only a
+    quantised file's top classes are compared with float64's (``proofs.prove_quantized``);
+    a float32 run would be there to measure fp32 rounding, which those clips do not hold to
+    anything. The references' float32 outputs are empty (0 samples), as a ``keras_reference``'s
+    float64 ones are."""
+    references = []
+    for case in cases:
+        parts = []
+        for one in case.samples():
+            with float64_forward(model), fused_attention(model):
+                out64, _ = _run_torch(model, one, torch.float64, on_block=_ignore)
+            parts.append(out64)
+        outputs64 = _concat(parts)
+        empty = {name: value[:0].astype(np.float32) for name, value in outputs64.items()}
+        references.append(Reference(case, empty, outputs64, [], None))
+    return references
+
+
+def _ignore(block: int, state: torch.Tensor) -> None:
+    """An ``on_block`` that keeps nothing."""
+
+
 def _block_names(count: int, parts: Optional[Sequence[tuple]] = None) -> List[str]:
     if not parts:
         return [f"blocks.{i}" for i in range(count)]

@@ -352,6 +352,34 @@ def test_fused_attention_matches_upstream_arithmetic_and_is_restored(tiny_entry,
     assert isinstance(one, Case) and one.video_ncthw.shape[0] == 1
 
 
+def test_video_references_run_float64_alone_and_keep_no_block_states(tiny_entry, tiny_setup):
+    """A real-video clip's reference (``--video``) is upstream's model in float64 on every
+    sample: no float32 run (its top classes are compared with float64's only), no states."""
+    from converter.parity import float64_outputs
+
+    state, references = tiny_setup
+    model = build_torch_model(tiny_entry)
+    model.load_state_dict(state, strict=True)
+    dtypes = []
+    handle = model.register_forward_pre_hook(lambda module, args: dtypes.append(args[0].dtype))
+    try:
+        (video,) = float64_outputs(model, [references[0].case])
+    finally:
+        handle.remove()
+    assert dtypes == [torch.float64, torch.float64]  # one run per sample, float64 only
+    assert video.states is None and video.float64_samples == 2
+    assert video.outputs32["logits"].shape[0] == 0
+    best = video.best("logits")
+    assert best.dtype == np.float64 and best.shape == references[0].out32.shape
+    # the first sample is the parity's own float64 answer; the second a float64 run of it
+    assert np.max(np.abs(best[:1] - references[0].outputs64["logits"])) < 1e-12
+    model64 = build_torch_model(tiny_entry).double()
+    model64.load_state_dict(state, strict=True)
+    with torch.inference_mode():
+        second = model64(torch.from_numpy(references[0].case.video_ncthw[1:2]).double())
+    assert np.max(np.abs(best[1:] - second.numpy())) < 1e-12
+
+
 def test_parity_runs_one_sample_at_a_time_and_keeps_the_batch(tiny_entry, tiny_setup):
     state, references = tiny_setup
     runner = tf_runner(_tf_with(tiny_entry, state))
