@@ -81,20 +81,20 @@ class ParityInputs:
 class ReloadCheck:
     """One written artifact, reloaded into fresh objects and compared again.
 
-    ``method``: ``"outputs"`` (``clips`` clips through the reloaded artifact: those float64
-    ran on, every clip of an export; in reports from before 2026-12-04, where ``clips`` is
-    None, every parity input; the errors are its own) or ``"variables"`` (every variable
-    bit-identical to the checked in-memory model, config equal, and ``clips`` clips
-    through it; the errors are those of the in-memory model, which computes the same
-    function bit for bit) or ``"bytes"`` (a ``.weights.h5`` holding byte for byte the
-    weights inside the ``.keras`` file, which its own check proves; the errors are the
-    in-memory model's) or ``"quantized"`` (a ``--litert-quantize`` file: every parity
-    input through it, its error measured and held to ``tolerance``, a sanity bound, not the
-    parity tolerance; on the ``--video`` clips,
-    ``top1_agreement`` / ``top5_agreement``: the share of clips whose top class / set of
-    five top classes is the reference's). ``tf_err_vs_f64`` is None for an export
-    (reference "keras": no float64 run); ``max_abs`` is then the error against the
-    in-memory Keras model.
+    ``method``: ``"outputs"`` (``clips`` clips through the reloaded artifact: those float64 ran
+    on, every clip of an export; in reports from before 2026-12-04, where ``clips`` is None,
+    every parity input; the errors are its own) or ``"variables"`` (every variable bit-identical
+    to the checked in-memory model, config equal where the file holds one; ``clips`` clips also
+    run through it: none for a conversion's files, one per set of inputs for a keras-hub preset
+    and an export's ``.keras``; the errors are those of the in-memory model, which computes the
+    same function bit for bit) or ``"bytes"`` (a ``.weights.h5`` holding byte for byte the
+    weights inside the ``.keras`` file, which its own check proves; the errors are the in-memory
+    model's) or ``"quantized"`` (a ``--litert-quantize`` file: every parity input through it,
+    its error measured and held to ``tolerance``, a sanity bound, not the parity tolerance; on
+    the ``--video`` clips, ``top1_agreement`` / ``top5_agreement``: the share of clips whose top
+    class / set of five top classes is the reference's). ``tf_err_vs_f64`` is None for an export
+    (reference "keras": no float64 run); ``max_abs`` is then the error against the in-memory
+    Keras model.
     """
 
     tf_err_vs_f64: Optional[float]
