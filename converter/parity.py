@@ -534,9 +534,7 @@ def compute_reference(model: torch.nn.Module, cases: Sequence[Case],
                     errors[block] = worst(errors[block], error)
 
             if sample < float64_samples:
-                with float64_forward(model), fused_attention(model):
-                    out64, _ = _run_torch(model, one, torch.float64, on_block=keep)
-                outputs64.append(out64)
+                outputs64.append(_run_float64(model, one, on_block=keep))
                 out32, _ = _run_torch(model, one, torch.float32, on_block=compare)
             else:
                 out32, _ = _run_torch(model, one, torch.float32, on_block=keep)
@@ -555,15 +553,20 @@ def float64_outputs(model: torch.nn.Module, cases: Sequence[Case]) -> List[Refer
     float64 ones are."""
     references = []
     for case in cases:
-        parts = []
-        for one in case.samples():
-            with float64_forward(model), fused_attention(model):
-                out64, _ = _run_torch(model, one, torch.float64, on_block=_ignore)
-            parts.append(out64)
-        outputs64 = _concat(parts)
+        outputs64 = _concat([_run_float64(model, one, on_block=_ignore)
+                             for one in case.samples()])
         empty = {name: value[:0].astype(np.float32) for name, value in outputs64.items()}
         references.append(Reference(case, empty, outputs64, [], None))
     return references
+
+
+def _run_float64(model: torch.nn.Module, case: Case,
+                 on_block: Callable[[int, torch.Tensor], None]) -> Dict[str, np.ndarray]:
+    """The named outputs of one float64 run: one unit's weights cast at a time
+    (``float64_forward``), torch's fused attention (``fused_attention``)."""
+    with float64_forward(model), fused_attention(model):
+        outputs, _ = _run_torch(model, case, torch.float64, on_block=on_block)
+    return outputs
 
 
 def _ignore(block: int, state: torch.Tensor) -> None:
