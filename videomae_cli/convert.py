@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 
+from .lifetime import claim_process, framework_imports
 from .quiet import prepare_environment, silenced_stderr
 
 
@@ -20,18 +21,20 @@ def _import_quietly():
     if verbose:
         sys.argv = [sys.argv[0]] + [a for a in sys.argv[1:] if a != "--verbose"]
     prepare_environment(verbose)
-    with silenced_stderr(not verbose):
+    with silenced_stderr(not verbose), framework_imports():
         from converter import cli
     return cli
 
 
 def convert_main():
     """Entry point of ``videomae-convert``."""
+    claim_process()
     _import_quietly().main(prog_name="videomae-convert")
 
 
 def reconstruct_main():
     """Entry point of ``videomae-reconstruct`` (torch-free: it never imports ``converter``)."""
+    claim_process()
     from .reconstruct import reconstruct_command
 
     reconstruct_command(prog_name="videomae-reconstruct")

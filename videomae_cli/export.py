@@ -18,6 +18,7 @@ import json
 import click
 
 from .exits import EXIT_CHECK_FAILED, fail as _fail
+from .lifetime import claim_process, framework_imports
 from .quiet import prepare_environment, silenced_stderr
 
 
@@ -52,7 +53,7 @@ def export_command(model_spec, out_dir, name, litert, litert_quantize, kerashub_
     """Export a (fine-tuned) VideoMAE classifier as checked SavedModel, Keras, LiteRT and
     keras-hub artifacts, as videomae-convert exports a converted one."""
     prepare_environment(verbose)
-    with silenced_stderr(not verbose):
+    with silenced_stderr(not verbose), framework_imports():
         from converter.errors import ConversionError, ParityError
         from converter.keras_export import export_model
 
@@ -83,6 +84,7 @@ def export_command(model_spec, out_dir, name, litert, litert_quantize, kerashub_
 
 def export_main():
     """Entry point of ``videomae-export``."""
+    claim_process()
     export_command(prog_name="videomae-export")
 
 

@@ -15,6 +15,7 @@ import sys
 import click
 
 from .exits import fail as _fail
+from .lifetime import claim_process, framework_imports
 from .quiet import prepare_environment, silenced_stderr
 
 
@@ -82,7 +83,7 @@ def finetune_command(model_spec, list_path, root, num_classes, out_dir, epochs, 
                      verbose):
     """Fine-tune a VideoMAE model on the videos in LIST with upstream's recipe."""
     prepare_environment(verbose)
-    with silenced_stderr(not verbose):
+    with silenced_stderr(not verbose), framework_imports():
         from tqdm import tqdm
 
         from tf_models.train import (CheckpointError, DeviceError, FinetuneConfig,
@@ -140,6 +141,7 @@ def finetune_command(model_spec, list_path, root, num_classes, out_dir, epochs, 
 
 def finetune_main():
     """Entry point of ``videomae-finetune``."""
+    claim_process()
     finetune_command(prog_name="videomae-finetune")
 
 

@@ -12,6 +12,7 @@ import os
 import click
 
 from .exits import fail as _fail
+from .lifetime import framework_imports
 from .quiet import prepare_environment, silenced_stderr
 
 
@@ -39,8 +40,9 @@ def reconstruct_command(model_path, clip_path, out_path, mask_ratio, seed, sampl
         raise _fail(f"{out_path}: already exists; pass --force to overwrite")
     prepare_environment(verbose)
     with silenced_stderr(not verbose):
-        from tf_models.video.decode import quiet_ffmpeg
-        from tf_models.video.reconstruct import ReconstructionError, reconstruct_clip
+        with framework_imports():
+            from tf_models.video.decode import quiet_ffmpeg
+            from tf_models.video.reconstruct import ReconstructionError, reconstruct_clip
 
         quiet_ffmpeg(verbose)
         try:

@@ -16,6 +16,7 @@ import sys
 import click
 
 from .exits import EXIT_BAD_INPUT, fail as _fail
+from .lifetime import claim_process, framework_imports
 from .quiet import prepare_environment, silenced_stderr
 from .zoo_table import dataset_choices
 
@@ -30,15 +31,16 @@ def _load_model(model: str, dataset, verbose: bool, features: bool = False,
     """
     prepare_environment(verbose)
     with silenced_stderr(not verbose):
-        from tf_models.video.decode import quiet_ffmpeg
-        from tf_models.video.model import ModelError, load_video_model
+        with framework_imports():
+            from tf_models.video.decode import quiet_ffmpeg
+            from tf_models.video.model import ModelError, load_video_model
 
+            if engine == "ray":
+                from tf_models.video.ray_engine import hide_accelerators
+            if features:
+                from tf_models.video.features import load_feature_model as load_video_model
         if engine == "ray":
-            from tf_models.video.ray_engine import hide_accelerators
-
             hide_accelerators()
-        if features:
-            from tf_models.video.features import load_feature_model as load_video_model
         quiet_ffmpeg(verbose)
         try:
             loaded = load_video_model(model, dataset=dataset)
@@ -378,14 +380,16 @@ def extract_command(model_spec, list_path, root, out_dir, stride, views, dataset
 
 def predict_main():
     """Entry point of ``videomae-predict``."""
+    claim_process()
     predict_command(prog_name="videomae-predict")
 
 
 def evaluate_main():
     """Entry point of ``videomae-evaluate`` (``videomae-evaluate merge ...`` merges)."""
+    claim_process()
     if sys.argv[1:2] == ["merge"]:
         prepare_environment("--verbose" in sys.argv)
-        with silenced_stderr("--verbose" not in sys.argv):
+        with silenced_stderr("--verbose" not in sys.argv), framework_imports():
             import tf_models.video.evaluate  # noqa: F401  (TensorFlow starts here)
         merge_command(args=sys.argv[2:], prog_name="videomae-evaluate merge")
     else:
@@ -394,4 +398,5 @@ def evaluate_main():
 
 def extract_main():
     """Entry point of ``videomae-extract``."""
+    claim_process()
     extract_command(prog_name="videomae-extract")

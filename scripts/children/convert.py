@@ -18,9 +18,15 @@ import sys
 import threading
 import time
 
-from converter import convert, find_entry, get_entry
-from tf_models.artifacts.names import QUANTIZED_MODES
-from tf_models.presets import is_zoo_name
+from videomae_cli.lifetime import claim_process, framework_imports
+
+# the process as videomae-convert's console script runs it: the frameworks imported without
+# the collector's repeated passes, the exit without its last ones (videomae_cli/lifetime.py)
+claim_process()
+with framework_imports():
+    from converter import convert, find_entry, get_entry
+    from tf_models.artifacts.names import QUANTIZED_MODES
+    from tf_models.presets import is_zoo_name
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

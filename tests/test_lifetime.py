@@ -1,0 +1,104 @@
+"""The console scripts' process lifetime (videomae_cli/lifetime.py): the frameworks' import runs
+without the collector's passes and ends with one collection and a frozen heap; the exit runs
+every other exit handler and then freezes the heap, so finalisation has nothing to scan.
+
+Each case runs in a fresh Python: claiming a process registers an exit handler, and the test
+process must stay unclaimed (its heap is never frozen)."""
+
+import json
+import os
+import subprocess
+import sys
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Inside the block: 60 000 lists in 20 000 reference cycles (garbage once the block ends) and
+# 5 000 kept ones, enough allocations for dozens of young-generation passes with the collector
+# on. The gc callback records every pass. Exit handlers registered before and after the claim
+# report what they see (handlers run last-in first-out).
+CHILD = """
+import atexit, gc, json, sys, weakref
+from videomae_cli.lifetime import claim_process, framework_imports
+
+report = {}
+atexit.register(lambda: print("AFTER-CLAIM-HANDLER", json.dumps(
+    {"frozen": gc.get_freeze_count(), "late": late_alive()}), flush=True))
+__CLAIM__
+atexit.register(lambda: print("BEFORE-CLAIM-HANDLER", json.dumps(
+    {"frozen": gc.get_freeze_count()}), flush=True))
+
+passes = []
+gc.callbacks.append(lambda phase, info: passes.append(info["generation"])
+                    if phase == "start" else None)
+
+class Node(list):
+    pass
+
+probes = []
+with framework_imports():
+    for _ in range(20000):
+        a, b, c = Node(), Node(), Node()
+        a.append(b); b.append(c); c.append(a)
+        if len(probes) < 10:
+            probes.append(weakref.ref(a))
+    kept = [Node() for _ in range(5000)]
+    report["passes_inside"] = list(passes)
+    report["enabled_inside"] = gc.isenabled()
+report["passes_at_end"] = passes[len(report["passes_inside"]):]
+report["cycles_freed"] = all(p() is None for p in probes)
+report["enabled_after"] = gc.isenabled()
+report["frozen_after"] = gc.get_freeze_count()
+late = [Node() for _ in range(3000)]
+late_ref = weakref.ref(late[0])
+late_alive = lambda: late_ref() is not None
+print("REPORT", json.dumps(report), flush=True)
+"""
+
+
+def run_child(claim: bool) -> dict:
+    code = CHILD.replace("__CLAIM__", "claim_process()" if claim else "")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, env.get("PYTHONPATH")) if p)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = {}
+    for line in done.stdout.splitlines():
+        tag, _, payload = line.partition(" ")
+        lines[tag] = json.loads(payload)
+    # BEFORE-CLAIM's handler was registered after the claim's: it runs first, then the claim's
+    # freeze, then AFTER-CLAIM's, which was registered before the claim
+    order = [line.partition(" ")[0] for line in done.stdout.splitlines()]
+    assert order == ["REPORT", "BEFORE-CLAIM-HANDLER", "AFTER-CLAIM-HANDLER"]
+    return lines
+
+
+def test_a_claimed_process_imports_without_collector_passes_then_collects_once_and_freezes():
+    lines = run_child(claim=True)
+    report = lines["REPORT"]
+    assert report["passes_inside"] == [] and report["enabled_inside"] is False
+    assert report["passes_at_end"] == [2]  # one full collection when the block ends
+    assert report["cycles_freed"]  # the garbage made inside is gone
+    assert report["enabled_after"] is True
+    assert report["frozen_after"] >= 5000  # the survivors (the kept lists) are frozen
+
+
+def test_a_claimed_process_freezes_its_heap_after_every_other_exit_handler():
+    lines = run_child(claim=True)
+    # a handler registered after the claim runs before the freeze: nothing new is frozen yet
+    # (the count only drops, as frozen objects are freed)
+    before = lines["BEFORE-CLAIM-HANDLER"]["frozen"]
+    assert before <= lines["REPORT"]["frozen_after"]
+    # the claim's handler ran next: the objects made since (3 000 lists, alive) are frozen too
+    after = lines["AFTER-CLAIM-HANDLER"]
+    assert after["late"] and after["frozen"] >= before + 3000
+
+
+def test_an_unclaimed_process_imports_with_the_collector_on_and_freezes_nothing():
+    lines = run_child(claim=False)
+    report = lines["REPORT"]
+    assert report["enabled_inside"] is True and len(report["passes_inside"]) > 10
+    assert report["passes_at_end"] == [] and report["frozen_after"] == 0
+    assert lines["BEFORE-CLAIM-HANDLER"]["frozen"] == 0
+    assert lines["AFTER-CLAIM-HANDLER"]["frozen"] == 0
+
