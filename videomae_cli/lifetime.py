@@ -10,9 +10,11 @@ survivors, the modules and their tables, are then frozen out of the collector's 
 
 At exit, Python's finalisation clears every module and collects after each step: 2.2-2.4 s
 with the frameworks loaded, spent freeing memory the operating system takes back at once.
-Freezing the heap in the last exit handler leaves those collections nothing to scan. Every
-other exit handler has run by then (temporary folders, loggers, Ray's shutdown), and objects
-are still freed by reference counting as their modules are cleared.
+Freezing the heap in the last exit handler leaves those collections nothing to scan. The
+exit handlers registered after the claim (the frameworks', temporary folders', Ray's
+shutdown) have run by then; the few registered before it run after, unaffected (freezing
+stops no code from running), and objects are still freed by reference counting as their
+modules are cleared.
 
 Only a process that a console script owns does this (``claim_process``, the first call of
 every entry point): the commands themselves also run inside test processes, where freezing
@@ -34,7 +36,8 @@ def claim_process() -> None:
     global _claimed
     if not _claimed:
         _claimed = True
-        # registered before anything else registers: exit handlers run last-in first-out
+        # registered before the frameworks register theirs: exit handlers run last-in
+        # first-out, so theirs run before the freeze
         atexit.register(gc.freeze)
 
 
