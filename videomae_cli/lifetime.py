@@ -3,8 +3,8 @@ collector's repeated full passes, and an exit without its last ones (stdlib only
 
 Importing torch, TensorFlow and Keras makes about 1.4 million Python objects, 600 000 of them
 garbage by the end. With the collector on, the import runs full passes over the growing heap
-again and again: 1.6-1.7 s of ``import converter.api``'s 7.5 s on a 2-core machine. Paused,
-the import takes 5.8 s; one collection afterwards (0.4 s) frees the same garbage, and the
+again and again: 1.5-2 s of ``import converter.api``'s 7.4-8.1 s on a 2-core machine. Paused,
+the import takes 5.8-6.0 s; one collection afterwards (0.4 s) frees the same garbage, and the
 survivors, the modules and their tables, are then frozen out of the collector's view
 (``gc.freeze``): they live as long as the process, and no later pass scans them.
 
