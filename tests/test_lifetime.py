@@ -1,6 +1,7 @@
 """The console scripts' process lifetime (videomae_cli/lifetime.py): the frameworks' import runs
-without the collector's passes and ends with one collection and a frozen heap; the exit runs
-every other exit handler and then freezes the heap, so finalisation has nothing to scan.
+without the collector's passes and ends with one collection and a frozen heap; at exit the
+heap is frozen after the exit handlers registered since the claim (before those registered
+earlier), so finalisation has nothing to scan.
 
 Each case runs in a fresh Python: claiming a process registers an exit handler, and the test
 process must stay unclaimed (its heap is never frozen)."""
@@ -45,6 +46,7 @@ with framework_imports():
     report["passes_inside"] = list(passes)
     report["enabled_inside"] = gc.isenabled()
 report["passes_at_end"] = passes[len(report["passes_inside"]):]
+report["full_passes_at_end"] = [g for g in report["passes_at_end"] if g == 2]
 report["cycles_freed"] = all(p() is None for p in probes)
 report["enabled_after"] = gc.isenabled()
 report["frozen_after"] = gc.get_freeze_count()
@@ -83,7 +85,7 @@ def test_a_claimed_process_imports_without_collector_passes_then_collects_once_a
     assert report["frozen_after"] >= 5000  # the survivors (the kept lists) are frozen
 
 
-def test_a_claimed_process_freezes_its_heap_after_every_other_exit_handler():
+def test_a_claimed_process_freezes_its_heap_at_exit_after_the_handlers_registered_since():
     lines = run_child(claim=True)
     # a handler registered after the claim runs before the freeze: nothing new is frozen yet
     # (the count only drops, as frozen objects are freed)
@@ -98,7 +100,8 @@ def test_an_unclaimed_process_imports_with_the_collector_on_and_freezes_nothing(
     lines = run_child(claim=False)
     report = lines["REPORT"]
     assert report["enabled_inside"] is True and len(report["passes_inside"]) > 10
-    assert report["passes_at_end"] == [] and report["frozen_after"] == 0
+    # no collection of its own at the block's end (a young-generation pass may happen to fall
+    # due in the few allocations between the block's last line and this count)
+    assert report["full_passes_at_end"] == [] and report["frozen_after"] == 0
     assert lines["BEFORE-CLAIM-HANDLER"]["frozen"] == 0
     assert lines["AFTER-CLAIM-HANDLER"]["frozen"] == 0
-
