@@ -29,8 +29,9 @@ from .kinds import (build_tf_model, build_torch_model, expected_source_shapes, k
                     parity_reference)
 from .pages import MappedPages, file_mappings
 from .record import ConversionRecord, ParityInputs, ParitySummary, SourceRecord
-from .parity import (ParityReport, check_parity, compute_reference, float64_outputs, make_cases,
-                     check_videos, reference_fingerprints, video_case)
+from .parity import (PARITY_CLIPS, ParityReport, check_parity, compute_reference,
+                     float64_outputs, make_cases, check_videos, reference_fingerprints,
+                     video_case)
 from .sources import resolve_checkpoint
 from .synthetic import synthetic_path, write_synthetic_checkpoint
 from .zoo import Entry, get_entry
@@ -189,7 +190,8 @@ def _pid_alive(pid: int) -> bool:
 
 def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bool = False,
             seed: int = 0, force: bool = False, progress: bool = True,
-            parity_batch: int = 2, encoder_only: bool = False, cache_dir: Optional[str] = None,
+            parity_batch: int = PARITY_CLIPS, encoder_only: bool = False,
+            cache_dir: Optional[str] = None,
             offline: Optional[bool] = None, force_download: bool = False,
             on_phase: Optional[Callable[[str], None]] = None,
             litert: bool = False, raw_frames: bool = False,
@@ -213,7 +215,9 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
     ``NAME.fp16.tflite`` / ``NAME.int8.tflite``, each measured against the float64 reference
     and held to a sanity bound (``litert.QUANTIZATIONS``), not to parity; ``videos`` (real
     video files, with ``litert_quantize``): one clip of each, through the torch model and each
-    quantised file, gives the report's top-1 / top-5 agreement.
+    quantised file, gives the report's top-1 / top-5 agreement. ``parity_batch``: seeded
+    random clips per parity case (``parity.PARITY_CLIPS``: one); more are checked the same
+    way, float64 on the first and torch fp32 on every one (docs/PARITY.md).
     Raises ConversionError (bad input) or ParityError (mismatch).
     """
     base = get_entry(entry) if isinstance(entry, str) else entry

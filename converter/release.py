@@ -566,7 +566,8 @@ def render_model_zoo(manifest: dict, base_url: str) -> str:
              f"{manifest.get('converter_version')} "
              f"(commit {manifest.get('git_commit') or 'unknown'}).",
              "Parity: max abs error of the TF model against a float64 run of the torch "
-             "reference on seeded random inputs (batch 2); torch fp32's own error beside it.",
+             "reference on seeded random inputs (each model card says which); torch fp32's own "
+             "error beside it.",
              "SavedModels: FT takes `video` and returns `{\"logits\"}`; PT takes `video` and "
              "`mask` and returns `{\"pixels\"}`, the masked patches' normalised pixels "
              "(earlier conversions named that output `logits`).", ""]

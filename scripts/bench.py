@@ -150,23 +150,30 @@ def _modes_of(size: str, modes: str) -> list:
 
 def floors(r: dict) -> dict:
     """The issue's floor (one torch forward + one TF forward + writing the artifact bytes),
-    the same at the parity batch of 2 that a conversion must run, and the work the checks
-    themselves require at the measured speeds (docs/PARITY.md): torch fp32 on 2 clips and
-    float64 on 1, TF on 2 clips in memory, 2 through the reloaded SavedModel and 1 through
-    the reloaded .keras (.weights.h5 is proven by its variables), plus the writes."""
+    the same at batch 2 (issue 23's "batch-2 floor"), and the work the checks themselves
+    require at the measured speeds (docs/PARITY.md): torch fp32 on the ``PARITY_CLIPS``
+    clips and float64 on one, TF on them in memory and on one through the reloaded
+    SavedModel (``.weights.h5`` and ``.keras`` are proven by bytes and variables), plus the
+    writes."""
+    from converter.parity import PARITY_CLIPS
+
     lat, write = r["latency_s"], r["write_s"]
     torch32, tf32 = lat["torch"], lat["savedmodel"]
     return {"floor": torch32 + tf32 + write,
             "floor_batch": 2 * torch32 + 2 * tf32 + write,
-            "required": 2 * torch32 + lat["torch_float64"] + 5 * tf32 + write}
+            "required": (PARITY_CLIPS * torch32 + lat["torch_float64"]
+                         + (PARITY_CLIPS + 1) * tf32 + write)}
 
 
 def markdown(results: list, baseline_mb: float, machine: str) -> str:
+    from converter.parity import PARITY_CLIPS
+
     def over(mb: float, w: int) -> float:
         return (mb - baseline_mb) * 2**20 / w
 
     lines = ["# Benchmark run", "", f"Machine: {machine}.", "",
-             "Synthetic checkpoints (every tensor random), parity batch 2; each conversion in "
+             f"Synthetic checkpoints (every tensor random), parity batch {PARITY_CLIPS}; "
+             "each conversion in "
              "its own process. Peak RSS is the conversion process's own (`wait4`); the "
              f"baseline (a process that only imports) peaks at {baseline_mb / 1024:.2f} GiB. "
              "W = fp32 weight bytes.",
@@ -219,8 +226,8 @@ def markdown(results: list, baseline_mb: float, machine: str) -> str:
     lines += ["", "## Conversion time against its floor (same run, fine-tuned entries)", "",
               "The floor is one torch forward + one TF forward + writing the artifact bytes; "
               "'required' is the work the checks cannot skip at the same speeds: torch fp32 "
-              "on 2 clips and float64 on 1, TF on 2 clips in memory, 2 through the reloaded "
-              "SavedModel and 1 through the reloaded .keras, plus the writes. Pre-trained "
+              f"on {PARITY_CLIPS} clip(s) and float64 on 1, TF on {PARITY_CLIPS} in memory "
+              "and 1 through the reloaded SavedModel, plus the writes. Pre-trained "
               "entries are left out: their parity inputs (two mask ratios) cost more than the "
               "one-clip latency measured here.", "",
               "| entry | torch fwd | TF fwd (SavedModel) | write artifact bytes | floor | "

@@ -10,8 +10,8 @@ from converter.synthetic import random_state_dict, write_synthetic_checkpoint
 from converter.errors import ParityError
 from converter.mapping import map_tensors, prepare_state_dict
 from converter.kinds import build_tf_model, build_torch_model
-from converter.parity import (DIVERGENCE_FACTOR, check_parity, compute_reference, make_cases,
-                              ncthw_to_nthwc)
+from converter.parity import (DIVERGENCE_FACTOR, PARITY_CLIPS, check_parity, compute_reference,
+                              make_cases, ncthw_to_nthwc)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -326,6 +326,21 @@ def test_small_fine_tuned_parity_passes_with_batch_two(small_converted):
     assert len(report.blocks) == 12
     assert small_converted.report.parity_inputs.batch == 2
     assert 0 < report.torch_err_vs_f64 < TOLERANCE
+
+
+def test_a_conversion_checks_one_clip_per_case_by_default(tiny_converted, tiny_pt_converted):
+    """``PARITY_CLIPS``: each case is one seeded clip, the one float64 ran on, so every run
+    (torch fp32, Keras, the reloaded SavedModel) covers exactly the clips float64 covers;
+    a pre-trained entry still has its two mask ratios as two cases."""
+    assert PARITY_CLIPS == 1
+    for result, cases in ((tiny_converted, 1), (tiny_pt_converted, 2)):
+        inputs = result.report.parity_inputs
+        assert (inputs.batch, inputs.float64_samples, len(inputs.cases)) == (1, 1, cases)
+        assert result.report.reload_checks["savedmodel"].clips == cases
+        assert result.parity.passed and result.parity.tf_err_vs_f64 > 0
+        # no clip without float64: no block compared against torch fp32 alone
+        assert result.parity.blocks and all(block.tf_err_vs_fp32 is None
+                                            for block in result.parity.blocks)
 
 
 def test_fused_attention_matches_upstream_arithmetic_and_is_restored(tiny_entry, tiny_setup):
