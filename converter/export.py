@@ -30,6 +30,7 @@ from tf_models.artifacts.names import (LITERT_KINDS, SUFFIXES, artifact_paths,
                                        quantization_of, quantized_kind)
 
 from .errors import OutputError
+from .hashes import BackgroundHashes
 from .parity import ParityReport, Reference
 from .proofs import (RELOADERS, VARIABLE_PROOFS, ModelFingerprint, compare_digests,  # noqa: F401
                      fingerprint_model, outputs_to_numpy, prove_artifact, prove_quantized,
@@ -80,6 +81,8 @@ class StagedArtifacts:
         self.lock = EntryLock(out_dir, entry.name)
         self.needed = DISK_OVERHEAD_BYTES
         self.fsync_seconds = 0.0
+        # each artifact's sha256, hashed in a worker thread as soon as it is written
+        self.hashes = BackgroundHashes()
 
     def __enter__(self) -> "StagedArtifacts":
         check_output_dir(self.out_dir, self.entry.name, self.force)
@@ -100,6 +103,7 @@ class StagedArtifacts:
 
     def __exit__(self, *exc) -> None:
         try:
+            self.hashes.close()  # nothing reads the staging folder once it is being removed
             if self.staging:
                 shutil.rmtree(self.staging, ignore_errors=True)
         finally:
@@ -123,13 +127,21 @@ class StagedArtifacts:
         with disk_full_as_error(self.out_dir, self.needed):
             self.on_phase("write SavedModel")
             export_savedmodel(model, self.entry, self.staged["savedmodel"])
+            self._hash("savedmodel")
             save_keras_and_weights(model, self.staged["keras"], self.staged["weights"],
                                    self.on_phase)
+            self._hash("keras", "weights")
             if "litert" in self.kinds and "litert" not in self.reloads:
                 self._write_litert(model)
             if "preset" in self.kinds:
                 self.on_phase("write preset")
                 export_preset(model, self.entry, self.staged["preset"])
+                self._hash("preset")
+
+    def _hash(self, *kinds: str) -> None:
+        """Start hashing the written ``kinds`` (``place`` records the checksums)."""
+        for kind in kinds:
+            self.hashes.start(kind, self.staged[kind])
 
     def _write_litert(self, model) -> None:
         """The ``.tflite`` file and each quantised one."""
@@ -138,6 +150,7 @@ class StagedArtifacts:
         for kind in self.litert_kinds:
             self.on_phase(f"write {SUFFIXES[kind]}")
             export_litert(model, self.entry, self.staged[kind], quantization_of(kind))
+            self._hash(kind)
 
     @property
     def litert_kinds(self):
@@ -188,7 +201,7 @@ class StagedArtifacts:
         self.on_phase("move into place")
         report.reload_checks = dict(self.reloads)
         report.seconds = dict(report.seconds)  # as written: every phase up to this one
-        report.artifacts = {k: Artifact(sha256=tree_sha256(self.staged[k]),
+        report.artifacts = {k: Artifact(sha256=self.hashes.sha256(k, self.staged[k]),
                                         bytes=dir_size(self.staged[k])) for k in self.kinds}
         with disk_full_as_error(self.out_dir, self.needed):
             report.save(self.staged["report"])

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 
 import torch  # noqa: F401  (torch side first)
 import converter
@@ -233,6 +234,8 @@ def test_failed_forced_conversion_keeps_the_previous_artifacts(tiny_converted, t
         converter.convert(TINY_FT, out, synthetic=True, seed=1, force=True, progress=False)
     assert snapshot(out) == before
     assert _staging_left(out, TINY_FT) == []
+    # the artifacts it wrote were being hashed in a worker thread: stopped with the run
+    assert not [t for t in threading.enumerate() if t.name.startswith("videomae-sha256")]
 
 
 # --- fresh process, no torch -----------------------------------------------------------------

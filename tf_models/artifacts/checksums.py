@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 SUMS = "SHA256SUMS"
 CHUNK_BYTES = 1 << 20
@@ -17,26 +17,50 @@ class ChecksumError(ValueError):
     """A checksum file that cannot be read: one line naming it."""
 
 
-def sha256_file(path: str, chunk: int = CHUNK_BYTES) -> str:
-    """Hex sha256 of a file, read in chunks."""
+class HashStopped(Exception):
+    """Raised by ``sha256_file`` / ``tree_sha256`` when their ``stop()`` said so."""
+
+
+def sha256_file(path: str, chunk: int = CHUNK_BYTES,
+                stop: Optional[Callable[[], bool]] = None) -> str:
+    """Hex sha256 of a file, read in chunks; ``stop()``, asked before each chunk, ends it
+    early with HashStopped (a hash running in another thread that is no longer wanted)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(chunk), b""):
+            if stop is not None and stop():
+                raise HashStopped(path)
             digest.update(block)
     return digest.hexdigest()
 
 
-def tree_sha256(path: str) -> str:
+def tree_sha256(path: str, stop: Optional[Callable[[], bool]] = None) -> str:
     """sha256 of a file, or of a folder's files (relative names and contents, sorted)."""
     if os.path.isfile(path):
-        return sha256_file(path)
+        return sha256_file(path, stop=stop)
     digest = hashlib.sha256()
     for root, dirs, files in os.walk(path):
         dirs.sort()
         for name in sorted(files):
             full = os.path.join(root, name)
-            digest.update(f"{os.path.relpath(full, path)}\0{sha256_file(full)}\n".encode())
+            digest.update(
+                f"{os.path.relpath(full, path)}\0{sha256_file(full, stop=stop)}\n".encode())
     return digest.hexdigest()
+
+
+def tree_stamp(path: str) -> Tuple[Tuple[str, int, int], ...]:
+    """(relative name, size, mtime in ns) of a file or of every file below a folder, sorted:
+    what says that a tree hashed earlier has not been written since."""
+    if os.path.isfile(path):
+        info = os.stat(path)
+        return (("", info.st_size, info.st_mtime_ns),)
+    stamp = []
+    for root, _, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            info = os.stat(full)
+            stamp.append((os.path.relpath(full, path), info.st_size, info.st_mtime_ns))
+    return tuple(sorted(stamp))
 
 
 def parse_sums_lines(text: str) -> Tuple[Dict[str, str], List[int]]:
