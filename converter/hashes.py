@@ -4,7 +4,9 @@ Each artifact is handed over as soon as it is written (``StagedArtifacts.write``
 by one worker thread. Reading a file just written (still in the page cache) and hashlib's
 update both release the GIL, so the hashing runs beside the reload checks, which leave part
 of the second core idle, instead of after them when the artifacts are placed (ViT-B: about
-0.8 s for its 1 GB of artifacts).
+0.7 s for its 1 GB of artifacts). The worker then flushes the tree to disk (``fsync``, errors
+ignored: a head start only; placing flushes everything again and raises there), so the
+placing's own flush finds little left to write (ViT-B: 0.36 s of its move into place).
 
 The worker takes the tree's stamp (``tree_stamp``: names, sizes, mtimes) before it reads a
 byte; a hash is used only if the stamp is the same when the hash is asked for, otherwise the
@@ -20,6 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Dict, Optional, Tuple
 
 from tf_models.artifacts.checksums import tree_sha256, tree_stamp
+from tf_models.artifacts.files import fsync_quietly
 
 
 class BackgroundHashes:
@@ -40,7 +43,10 @@ class BackgroundHashes:
 
     def _hash(self, path: str) -> Tuple[tuple, str]:
         stamp = tree_stamp(path)
-        return stamp, tree_sha256(path, stop=self._stop.is_set)
+        digest = tree_sha256(path, stop=self._stop.is_set)
+        if not self._stop.is_set():
+            fsync_quietly(path)
+        return stamp, digest
 
     def sha256(self, key: str, path: str) -> str:
         """The hex sha256 of ``path``: the worker's when it hashed this same tree (waiting for

@@ -40,8 +40,13 @@ def _workers():
 
 
 def test_an_unchanged_tree_gets_the_workers_checksum_of_its_bytes(tmp_path, monkeypatch):
+    """Hashed once, in the worker, which then flushes the tree to disk (a head start for the
+    placing's own flush); nothing is hashed again when the checksum is asked for."""
     folder, single = _tree(tmp_path)
     threads = _counting(monkeypatch)
+    flushed = []
+    monkeypatch.setattr(hashes_module, "fsync_quietly",
+                        lambda path: flushed.append((threading.current_thread().name, path)))
     hashes = BackgroundHashes()
     try:
         hashes.start("savedmodel", folder)
@@ -52,6 +57,8 @@ def test_an_unchanged_tree_gets_the_workers_checksum_of_its_bytes(tmp_path, monk
         hashes.close()
     # hashed once each, both in the worker: nothing hashed again when placing
     assert len(threads) == 2 and all(name.startswith("videomae-sha256") for name in threads)
+    assert [path for _, path in flushed] == [folder, single]
+    assert all(name.startswith("videomae-sha256") for name, _ in flushed)
 
 
 def test_a_tree_written_after_its_hash_began_is_hashed_again(tmp_path, monkeypatch):
