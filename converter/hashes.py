@@ -10,9 +10,11 @@ placing's own flush finds little left to write (ViT-B: 0.36 s of its move into p
 
 The worker takes the tree's stamp (``tree_stamp``: names, sizes, mtimes) before it reads a
 byte; a hash is used only if the stamp is the same when the hash is asked for, otherwise the
-tree is hashed again there, so a file written after its hash began can never be recorded
-with the old bytes' checksum. ``close`` stops a running hash within one chunk and waits for
-the worker, so nothing reads a staging folder that is being removed.
+tree is hashed again there, so a file rewritten after its hash began (its size or mtime
+changed) is not recorded with the old bytes' checksum; nothing in a conversion writes a
+staged artifact after handing it over. ``close`` stops a running hash within one chunk (a
+flush under way finishes first) and waits for the worker, so nothing reads a staging folder
+that is being removed.
 """
 
 from __future__ import annotations
