@@ -27,6 +27,10 @@ from tf_models.artifacts.checksums import tree_sha256, tree_stamp
 from tf_models.artifacts.files import fsync_quietly
 
 
+# the worker thread's name prefix (tests look for a worker left running by it)
+WORKER_NAME = "videomae-sha256"
+
+
 class BackgroundHashes:
     """sha256 of artifact trees, started with ``start`` and collected with ``sha256``."""
 
@@ -40,7 +44,7 @@ class BackgroundHashes:
         if self._stop.is_set():
             raise RuntimeError("start() after close()")
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="videomae-sha256")
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=WORKER_NAME)
         self._jobs[key] = self._pool.submit(self._hash, path)
 
     def _hash(self, path: str) -> Tuple[tuple, str]:

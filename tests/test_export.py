@@ -14,6 +14,7 @@ from converter import export, mapping, writers
 from converter.synthetic import write_synthetic_checkpoint
 from converter.errors import OutputError, ParityError
 from converter.export import artifact_paths, check_output_dir
+from converter.hashes import WORKER_NAME
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -235,7 +236,7 @@ def test_failed_forced_conversion_keeps_the_previous_artifacts(tiny_converted, t
     assert snapshot(out) == before
     assert _staging_left(out, TINY_FT) == []
     # the artifacts it wrote were being hashed in a worker thread: stopped with the run
-    assert not [t for t in threading.enumerate() if t.name.startswith("videomae-sha256")]
+    assert not [t for t in threading.enumerate() if t.name.startswith(WORKER_NAME)]
 
 
 # --- fresh process, no torch -----------------------------------------------------------------

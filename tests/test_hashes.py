@@ -8,7 +8,7 @@ import threading
 import pytest
 
 import converter.hashes as hashes_module
-from converter.hashes import BackgroundHashes
+from converter.hashes import WORKER_NAME, BackgroundHashes
 from tf_models.artifacts.checksums import HashStopped, sha256_file, tree_sha256
 
 
@@ -36,7 +36,7 @@ def _counting(monkeypatch):
 
 
 def _workers():
-    return [t for t in threading.enumerate() if t.name.startswith("videomae-sha256")]
+    return [t for t in threading.enumerate() if t.name.startswith(WORKER_NAME)]
 
 
 def test_an_unchanged_tree_gets_the_workers_checksum_of_its_bytes(tmp_path, monkeypatch):
@@ -56,9 +56,9 @@ def test_an_unchanged_tree_gets_the_workers_checksum_of_its_bytes(tmp_path, monk
     finally:
         hashes.close()
     # hashed once each, both in the worker: nothing hashed again when placing
-    assert len(threads) == 2 and all(name.startswith("videomae-sha256") for name in threads)
+    assert len(threads) == 2 and all(name.startswith(WORKER_NAME) for name in threads)
     assert [path for _, path in flushed] == [folder, single]
-    assert all(name.startswith("videomae-sha256") for name, _ in flushed)
+    assert all(name.startswith(WORKER_NAME) for name, _ in flushed)
 
 
 def test_a_tree_written_after_its_hash_began_is_hashed_again(tmp_path, monkeypatch):
@@ -81,7 +81,7 @@ def test_a_tree_written_after_its_hash_began_is_hashed_again(tmp_path, monkeypat
     finally:
         hashes.close()
     assert digest == tree_sha256(folder) != old
-    assert threads[0].startswith("videomae-sha256") and threads[-1] == "MainThread"
+    assert threads[0].startswith(WORKER_NAME) and threads[-1] == "MainThread"
 
 
 def test_a_read_error_in_the_worker_is_raised_where_the_checksum_is_asked_for(tmp_path):
