@@ -12,6 +12,7 @@ import sys
 
 import click
 
+from tf_models.artifacts.files import defer_stop_signal
 from tf_models.artifacts.names import QUANTIZED_MODES
 
 from .zoo import DATASETS, FAMILIES, MODES, size_choices
@@ -39,6 +40,8 @@ def _on_sigterm(signum, frame):
     _Terminated.received = signum
     if _inside_gc_callback(frame):
         return  # raised there it would only be printed; the next phase start stops the run
+    if defer_stop_signal(signum):
+        return  # a lock or staging folder is being taken: raised again once it is recorded
     raise _Terminated()
 
 

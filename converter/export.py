@@ -25,7 +25,7 @@ import time
 from typing import Callable, Dict, Optional, Sequence
 
 from tf_models.artifacts.checksums import tree_sha256
-from tf_models.artifacts.files import fsync_dir, fsync_tree
+from tf_models.artifacts.files import fsync_dir, fsync_tree, stop_signals_deferred
 from tf_models.artifacts.names import (LITERT_KINDS, SUFFIXES, artifact_paths,
                                        quantization_of, quantized_kind)
 
@@ -87,21 +87,28 @@ class StagedArtifacts:
     def __enter__(self) -> "StagedArtifacts":
         check_output_dir(self.out_dir, self.entry.name, self.force)
         os.makedirs(self.out_dir, exist_ok=True)
-        self.lock.acquire()
         try:
-            # under the lock every staging folder of this entry is a killed run's
-            recover_stale_staging(self.out_dir, self.entry.name)
-            # a killed run's finished move may have put artifacts in place meanwhile
-            check_output_dir(self.out_dir, self.entry.name, self.force)
-            self.staging = tempfile.mkdtemp(prefix=f".{self.entry.name}{STAGING_INFIX}",
-                                            dir=self.out_dir)
+            # a stop signal waits until the lock and the staging folder are recorded here,
+            # where the except below (or __exit__) removes them
+            with stop_signals_deferred():
+                self.lock.acquire()
+                # under the lock every staging folder of this entry is a killed run's
+                recover_stale_staging(self.out_dir, self.entry.name)
+                # a killed run's finished move may have put artifacts in place meanwhile
+                check_output_dir(self.out_dir, self.entry.name, self.force)
+                self.staging = tempfile.mkdtemp(prefix=f".{self.entry.name}{STAGING_INFIX}",
+                                                dir=self.out_dir)
+                self.staged = staged_paths(self.staging, self.entry.name)
         except BaseException:
-            self.lock.release()
+            self._clean_up()
             raise
-        self.staged = staged_paths(self.staging, self.entry.name)
         return self
 
     def __exit__(self, *exc) -> None:
+        with stop_signals_deferred():  # a second stop waits until the folder is gone
+            self._clean_up()
+
+    def _clean_up(self) -> None:
         try:
             self.hashes.close()  # nothing reads the staging folder once it is being removed
             if self.staging:

@@ -184,8 +184,9 @@ def recover_killed_run(out_dir: str, name: str) -> List[str]:
     check_not_locked(out_dir, name)
     if not staging_folders(out_dir, name) or not os.access(out_dir, os.W_OK):
         return []  # the usual case: nothing to recover, and no lock file is made
-    lock = EntryLock(out_dir, name).acquire()
+    lock = EntryLock(out_dir, name)
     try:
+        lock.acquire()
         return recover_stale_staging(out_dir, name)
     finally:
         lock.release()

@@ -60,6 +60,48 @@ def test_interrupt_mid_export_leaves_output_folder_as_it_was(tmp_path, signum):
     assert list((tmp_path / "tmp").iterdir()) == []
 
 
+@pytest.mark.parametrize("landing", ["lock taken", "staging folder made"])
+def test_a_stop_signal_as_a_run_takes_its_lock_and_staging_folder_leaves_neither(
+        tmp_path, monkeypatch, landing):
+    """The signal lands just after the lock file or the staging folder is created, before the
+    run has recorded it: it stops the run once recorded, and both are removed."""
+    import fcntl
+    import tempfile
+
+    from converter import cli, get_entry
+    from converter.export import StagedArtifacts
+
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "keep.txt").write_text("user file")
+    landed = []
+
+    def signal_after(real, wanted):
+        def call(*args, **kwargs):
+            result = real(*args, **kwargs)
+            if wanted(args) and not landed:
+                landed.append(landing)
+                signal.raise_signal(signal.SIGTERM)
+            return result
+        return call
+    if landing == "lock taken":  # the exclusive flock (looking at a lock takes a shared one)
+        monkeypatch.setattr(fcntl, "flock", signal_after(
+            fcntl.flock, lambda args: args[1] & fcntl.LOCK_EX))
+    else:
+        monkeypatch.setattr(tempfile, "mkdtemp", signal_after(tempfile.mkdtemp,
+                                                              lambda args: True))
+    staged = StagedArtifacts(get_entry("TFVideoMAE_T_K400_4x32_FT"), str(out_dir))
+    try:
+        with cli._stop_handlers():
+            with pytest.raises(cli._Terminated):
+                with staged:
+                    pytest.fail("the run went on after the signal")
+    finally:
+        cli._Terminated.received = None
+    assert landed == [landing]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["keep.txt"]
+
+
 def test_interrupt_between_renames_restores_the_previous_artifacts(tmp_path, monkeypatch,
                                                                    snapshot, tiny_converted):
     """--force over existing artifacts, interrupted after two of the four renames: the old

@@ -1,5 +1,6 @@
-"""Durable files: fsync of files and folders, removal of either, and a lock file next to what
-it guards (``fcntl.flock``; removed on release, so a finished run leaves nothing behind)."""
+"""Durable files: fsync of files and folders, removal of either, a lock file next to what it
+guards (``fcntl.flock``; removed on release, so a finished run leaves nothing behind), and
+sections where a stop signal waits until a file and the record of it change together."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import contextlib
 import fcntl
 import os
 import shutil
+import signal
+import threading
 from typing import Optional
 
 
@@ -49,6 +52,38 @@ def remove_path(path: str) -> None:
             os.remove(path)
 
 
+# --- stop signals held back ------------------------------------------------------------------
+
+_held = threading.local()  # per thread: Python runs signal handlers in the main thread only
+
+
+@contextlib.contextmanager
+def stop_signals_deferred():
+    """A stop signal whose handler asks ``defer_stop_signal`` waits until the outermost such
+    block ends, and is raised there again (``signal.raise_signal``): a file created and the
+    object that will remove it never disagree (a lock file nobody releases, a staging folder
+    nobody removes). For short sections only; never around a wait."""
+    depth = getattr(_held, "depth", 0)
+    _held.depth = depth + 1
+    try:
+        yield
+    finally:
+        _held.depth = depth
+        pending = getattr(_held, "pending", None) if depth == 0 else None
+        if pending is not None:
+            _held.pending = None
+            signal.raise_signal(pending)
+
+
+def defer_stop_signal(signum: int) -> bool:
+    """For a stop signal's handler: True when it landed inside ``stop_signals_deferred``
+    (the handler then returns; the block's end raises the signal again), else False."""
+    if getattr(_held, "depth", 0) == 0:
+        return False
+    _held.pending = signum
+    return True
+
+
 class LockHeld(OSError):
     """``FileLock.acquire(wait=False)`` while another process holds the lock."""
 
@@ -72,13 +107,29 @@ class FileLock:
 
     def acquire(self, wait: bool = True) -> "FileLock":
         while True:
+            try:
+                with stop_signals_deferred():  # no stop between creating the file and owning it
+                    holder = self._take()
+            except BaseException:
+                self.release()
+                raise
+            if self.fd is not None:
+                return self
+            if not wait:
+                raise LockHeld(self.path, holder)
+            self._wait_for_holder()
+
+    def _take(self) -> Optional[str]:
+        """Take the lock without waiting: None once held (``fd`` set), else the holder's pid
+        (or None when it wrote none)."""
+        while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = lock_holder(fd)
                 os.close(fd)
-                raise LockHeld(self.path, holder) from None
+                return holder
             # the previous holder may have removed the file between our open and our flock:
             # then this lock is on a file nobody else will see; take the new one
             try:
@@ -88,10 +139,28 @@ class FileLock:
             if current is not None and os.path.samestat(os.fstat(fd), current):
                 break
             os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except BaseException:  # a full disk: held, so ours to remove
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.path)
+            os.close(fd)
+            raise
         self.fd = fd
-        return self
+        return None
+
+    def _wait_for_holder(self) -> None:
+        """Block until the present holder lets go (a stop signal ends the wait), creating
+        nothing; ``acquire`` then takes the lock."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return  # released meanwhile
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        finally:
+            os.close(fd)
 
     def release(self) -> None:
         if self.fd is None:
