@@ -46,13 +46,17 @@ def _on_sigterm(signum, frame):
 
 
 def _from_stop_signal(error) -> bool:
-    """Whether ``error`` is a stop signal's exception or was raised because of one: CPython
-    wraps one that lands inside a C function's Python call (an ``__import__`` made by
-    TensorFlow's C++ code) in ``SystemError: ... returned a result with an exception set``,
-    with the signal's exception as its cause."""
+    """Whether ``error``, reported after a stop signal, is that signal's exception or was
+    raised because of it. A signal's exception that lands inside a Python call made by C++
+    code (TensorFlow's ``nest`` type checks) comes back as a ``SystemError`` (``... returned a
+    result with an exception set``; ``bad argument to internal function`` seen here too),
+    caused by it at first; TensorFlow's and Keras's traceback filters re-raise it ``from
+    None``, and CI printed one with one frame (what those filters keep when they drop all) and
+    no chain leading to the signal. So any SystemError in the chain counts: after a stop signal
+    it is the signal's fallout, and the run is stopping anyway."""
     seen = set()
     while error is not None and id(error) not in seen:
-        if isinstance(error, (_Terminated, KeyboardInterrupt)):
+        if isinstance(error, (_Terminated, KeyboardInterrupt, SystemError)):
             return True
         seen.add(id(error))
         error = error.__cause__ or error.__context__

@@ -177,11 +177,21 @@ def _caused_by_a_stop(cli):
         return error
 
 
+def _chain_lost(cli):
+    """Such a SystemError as CI printed it: re-raised ``from None`` by a traceback filter, its
+    context replaced by an unrelated exception, so no chain leads to the signal."""
+    error = _caused_by_a_stop(cli)
+    error.__cause__ = None  # what ``raise ... from None`` leaves
+    error.__context__ = LookupError("an exception handled where it was re-raised")
+    return error
+
+
 def test_a_stop_signal_where_python_can_only_report_it_is_not_printed(monkeypatch):
-    """A stop signal's exception (or one it caused) raised inside a destructor or a callback
-    from C++ code can only be reported (``sys.unraisablehook``, or ``sys.excepthook`` where C++
-    code prints it), not raised; inside a run it is not printed (the next phase stops the run),
-    while other such exceptions still reach the hook before it."""
+    """A stop signal's exception (or one it caused, its chain to the signal kept or lost)
+    raised inside a destructor or a callback from C++ code can only be reported
+    (``sys.unraisablehook``, or ``sys.excepthook`` where C++ code prints it), not raised; inside
+    a run it is not printed (the next phase stops the run), while other such exceptions still
+    reach the hook before it."""
     from converter import cli
 
     class RaisesWhenFreed:
@@ -201,8 +211,11 @@ def test_a_stop_signal_where_python_can_only_report_it_is_not_printed(monkeypatc
             RaisesWhenFreed(cli._Terminated())  # freed at once: its __del__ raises
             RaisesWhenFreed(_caused_by_a_stop(cli))
             RaisesWhenFreed(ValueError("not a signal"))
+            RaisesWhenFreed(_chain_lost(cli))
             caused = _caused_by_a_stop(cli)
             sys.excepthook(type(caused), caused, caused.__traceback__)
+            lost = _chain_lost(cli)
+            sys.excepthook(type(lost), lost, lost.__traceback__)
             sys.excepthook(ValueError, ValueError("not a signal"), None)
             assert signal.getsignal(signal.SIGTERM) is cli._on_sigterm
         assert [type(r.exc_value) for r in reported] == [ValueError]
