@@ -96,9 +96,11 @@ class LockHeld(OSError):
 class FileLock:
     """An exclusive ``fcntl.flock`` on the file ``path``, holding the owner's pid.
 
-    ``acquire(wait=True)`` blocks until the holder lets go; ``wait=False`` raises LockHeld
-    naming the holder's pid. The file is removed on release (a killed holder's stays, and is
-    reused); a waiter that finds it replaced meanwhile takes the new one.
+    ``acquire(wait=True)`` blocks until the holder lets go (a stop signal ends the wait);
+    ``wait=False`` raises LockHeld naming the holder's pid. The file is removed on release (a
+    killed holder's stays, and is reused); a waiter that finds it replaced meanwhile takes the
+    new one. A stop signal never lands between creating the file and owning it: one that does
+    is raised once the lock is recorded, and the lock released (``stop_signals_deferred``).
     """
 
     def __init__(self, path: str):
@@ -120,8 +122,8 @@ class FileLock:
             self._wait_for_holder()
 
     def _take(self) -> Optional[str]:
-        """Take the lock without waiting: None once held (``fd`` set), else the holder's pid
-        (or None when it wrote none)."""
+        """Take the lock if nobody holds it (``fd`` set); when another process holds it,
+        leave ``fd`` unset and return the holder's pid as it wrote it (None if it wrote none)."""
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
@@ -130,6 +132,9 @@ class FileLock:
                 holder = lock_holder(fd)
                 os.close(fd)
                 return holder
+            except BaseException:  # a filesystem without flock
+                os.close(fd)
+                raise
             # the previous holder may have removed the file between our open and our flock:
             # then this lock is on a file nobody else will see; take the new one
             try:
