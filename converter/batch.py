@@ -8,8 +8,10 @@ model's memory) cannot spoil the others, and its peak memory is measured on its 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -132,22 +134,62 @@ def _child_command(entry: Entry, out_dir: str, checkpoint: Optional[str], synthe
     return command
 
 
+class _Children:
+    """The running children of one ``convert_all``: once it is stopping (a stop signal or
+    any error in the parent), each running child gets SIGTERM, which it handles like its own
+    (its staging folder removed, exit 2), and no new child starts."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._running: set = set()
+        self.stopping = False
+
+    def start(self, command: List[str], **options) -> Optional[subprocess.Popen]:
+        with self._lock:
+            if self.stopping:
+                return None
+            process = subprocess.Popen(command, **options)
+            self._running.add(process)
+            return process
+
+    def finished(self, process: subprocess.Popen) -> None:
+        with self._lock:
+            self._running.discard(process)
+
+    def stop(self) -> None:
+        with self._lock:
+            self.stopping = True
+            for process in self._running:
+                # os.kill, not send_signal: that would poll, and could reap the child before
+                # its thread's wait4 does (which then loses its status and peak memory)
+                try:
+                    os.kill(process.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass  # exited; its thread is collecting it
+
+
 def _run_one(entry: Entry, out_dir: str, log_dir: str, checkpoint: Optional[str],
              synthetic: bool, seed: int, force: bool, litert: bool = False,
              raw_frames: bool = False, quantize: Sequence[str] = (),
-             videos: Sequence[str] = ()) -> BatchRow:
+             videos: Sequence[str] = (), *, children: _Children) -> Optional[BatchRow]:
+    """Convert ``entry`` in a child process; None when ``children`` is already stopping."""
     log = os.path.join(log_dir, f"{entry.name}.log")
     outcome_path = os.path.join(log_dir, f"{entry.name}.outcome.json")
     if os.path.exists(outcome_path):
         os.remove(outcome_path)  # a previous run's; this child writes its own
     started = time.perf_counter()
     with open(log, "w") as handle:
-        process = subprocess.Popen(
+        process = children.start(
             _child_command(entry, out_dir, checkpoint, synthetic, seed, force, outcome_path,
                            litert, raw_frames, quantize, videos),
             stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        # wait4 on this child's pid gives its own peak RSS, even with several jobs running
-        _, status, usage = os.wait4(process.pid, 0)
+        if process is None:
+            return None
+        try:
+            # wait4 on this child's pid gives its own peak RSS, even with several jobs running
+            _, status, usage = os.wait4(process.pid, 0)
+        finally:
+            children.finished(process)
         returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
     peak_mb = usage.ru_maxrss / 1024.0  # Linux reports kilobytes
@@ -180,7 +222,8 @@ def convert_all(entries: List[Entry], out_dir: str, synthetic: bool = False,
 
     Real checkpoints come from ``checkpoint_dir`` (matched by content); entries with no
     matching file are reported as failed. Logs go to ``out_dir/logs/NAME.log``.
-    ``on_row(row)`` is called as each entry finishes.
+    ``on_row(row)`` is called as each entry finishes. If this process stops (a stop signal,
+    any error), its running children get SIGTERM and stop too, and no other starts.
     """
     if not synthetic and checkpoint_dir is None:
         raise ConversionError("--all needs --checkpoint-dir DIR or --synthetic")
@@ -204,16 +247,24 @@ def convert_all(entries: List[Entry], out_dir: str, synthetic: bool = False,
         else:
             todo.append(entry)
 
-    def work(entry: Entry) -> BatchRow:
+    children = _Children()
+
+    def work(entry: Entry) -> Optional[BatchRow]:
         row = _run_one(entry, out_dir, log_dir, matched.get(entry.name), synthetic, seed, force,
-                       litert, raw_frames, quantize, videos)
-        if on_row:
+                       litert, raw_frames, quantize, videos, children=children)
+        if on_row and row is not None and not children.stopping:
             on_row(row)
         return row
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for row in pool.map(work, todo):
-            rows[row.name] = row
+        try:
+            for row in pool.map(work, todo):
+                rows[row.name] = row
+        except BaseException:
+            # before the pool waits for its threads: they wait for the children, which now
+            # stop as this process does instead of finishing their entries
+            children.stop()
+            raise
     return [rows[e.name] for e in entries]
 
 

@@ -225,3 +225,33 @@ def test_a_stop_signal_where_python_can_only_report_it_is_not_printed(monkeypatc
         assert signal.getsignal(signal.SIGTERM) is not cli._on_sigterm
     finally:
         cli._Terminated.received = None
+
+
+def test_stopping_a_batch_stops_its_running_child_and_starts_no_other(tmp_path):
+    """SIGTERM to ``--all`` while its first child converts: the child is stopped too (its
+    own one-line stop, nothing of its entry left) instead of finishing its entry, and no
+    further entry starts."""
+    out_dir = tmp_path / "out"
+    err = open(tmp_path / "stderr.txt", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "converter.cli", "--all", "--synthetic", "--size", "T",
+         "--out", str(out_dir)], stdout=subprocess.DEVNULL, stderr=err,
+        stdin=subprocess.DEVNULL, env={**os.environ, "TMPDIR": str(tmp_path)},
+        start_new_session=True)  # the test's own process group stays out of it
+    try:
+        _wait_for_staging(out_dir, process)  # the first child's lock or staging folder
+        process.send_signal(signal.SIGTERM)
+        returncode = process.wait(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        err.close()
+    stderr = (tmp_path / "stderr.txt").read_text()
+    assert returncode == 2
+    assert "Traceback" not in stderr
+    assert "error: interrupted; finished entries are kept, re-run to resume" in stderr
+    assert sorted(p.name for p in out_dir.iterdir()) == ["logs"]
+    logs = sorted((out_dir / "logs").iterdir())
+    assert len(logs) == 2  # one entry started: its log and its outcome
+    child_log = next(p for p in logs if p.suffix == ".log").read_text()
+    assert "error: interrupted; no partial artifact was left in" in child_log
