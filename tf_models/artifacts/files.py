@@ -109,8 +109,11 @@ class FileLock:
 
     def acquire(self, wait: bool = True) -> "FileLock":
         while True:
+            # no stop signal between creating the file and owning it (nor between an
+            # exclusive flock and recording it): one that lands there is raised afterwards,
+            # and the except below lets the lock go
             try:
-                with stop_signals_deferred():  # no stop between creating the file and owning it
+                with stop_signals_deferred():
                     holder = self._take()
             except BaseException:
                 self.release()
@@ -119,12 +122,22 @@ class FileLock:
                 return self
             if not wait:
                 raise LockHeld(self.path, holder)
-            self._wait_for_holder()
+            fd = self._wait_for_holder()  # outside the section: a stop signal ends the wait
+            if fd is None:
+                continue
+            try:
+                with stop_signals_deferred():
+                    self._own(fd)
+            except BaseException:
+                self.release()
+                raise
+            if self.fd is not None:
+                return self
 
     def _take(self) -> Optional[str]:
         """Take the lock if nobody holds it (``fd`` set); when another process holds it,
         leave ``fd`` unset and return the holder's pid as it wrote it (None if it wrote none)."""
-        while True:
+        while self.fd is None:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -135,15 +148,21 @@ class FileLock:
             except BaseException:  # a filesystem without flock
                 os.close(fd)
                 raise
-            # the previous holder may have removed the file between our open and our flock:
-            # then this lock is on a file nobody else will see; take the new one
-            try:
-                current = os.stat(self.path)
-            except FileNotFoundError:
-                current = None
-            if current is not None and os.path.samestat(os.fstat(fd), current):
-                break
+            self._own(fd)
+        return None
+
+    def _own(self, fd: int) -> None:
+        """``fd`` holds the exclusive flock: record it (``fd`` set, our pid written) if it is
+        still the file at ``path``, else close it. The previous holder may have removed the
+        file between our open and our flock: then this lock is on a file nobody else will
+        see, and the caller takes the new one."""
+        try:
+            current = os.stat(self.path)
+        except FileNotFoundError:
+            current = None
+        if current is None or not os.path.samestat(os.fstat(fd), current):
             os.close(fd)
+            return
         try:
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
@@ -153,19 +172,20 @@ class FileLock:
             os.close(fd)
             raise
         self.fd = fd
-        return None
 
-    def _wait_for_holder(self) -> None:
-        """Block until the present holder lets go (a stop signal ends the wait), creating
-        nothing; ``acquire`` then takes the lock."""
+    def _wait_for_holder(self) -> Optional[int]:
+        """Block until the present holder lets go, creating nothing: the descriptor holding
+        the exclusive flock then, or None when the file is gone already."""
         try:
-            fd = os.open(self.path, os.O_RDONLY)
+            fd = os.open(self.path, os.O_RDWR)
         except FileNotFoundError:
-            return  # released meanwhile
+            return None
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-        finally:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:  # a stop signal ends the wait
             os.close(fd)
+            raise
+        return fd
 
     def release(self) -> None:
         if self.fd is None:
