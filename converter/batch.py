@@ -173,6 +173,8 @@ def _run_one(entry: Entry, out_dir: str, log_dir: str, checkpoint: Optional[str]
              raw_frames: bool = False, quantize: Sequence[str] = (),
              videos: Sequence[str] = (), *, children: _Children) -> Optional[BatchRow]:
     """Convert ``entry`` in a child process; None when ``children`` is already stopping."""
+    if children.stopping:
+        return None  # before its log is truncated (``start`` says so again under its lock)
     log = os.path.join(log_dir, f"{entry.name}.log")
     outcome_path = os.path.join(log_dir, f"{entry.name}.outcome.json")
     if os.path.exists(outcome_path):

@@ -9,17 +9,27 @@ import time
 import pytest
 
 
-def _start(out_dir, tmp_path):
-    err = open(tmp_path / "stderr.txt", "w")
-    scratch = tmp_path / "tmp"  # where the synthetic checkpoint goes: must end up empty
+def _run_and_stop(tmp_path, out_dir, args, signum=signal.SIGTERM):
+    """Run ``videomae-convert ARGS`` (its scratch in ``tmp_path/tmp``, which must end up
+    empty), send ``signum`` as soon as a hidden file appears in ``out_dir``: its exit code
+    and its stderr."""
+    scratch = tmp_path / "tmp"  # where the synthetic checkpoints go
     scratch.mkdir()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "converter.cli", "--synthetic", "--size", "T", "--out",
-         str(out_dir), "--quiet"], stdout=subprocess.DEVNULL, stderr=err,
-        stdin=subprocess.DEVNULL, env={**os.environ, "TMPDIR": str(scratch)},
-        # a runner started in the background inherits SIGINT as ignored: undo that
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    return process, err
+    with open(tmp_path / "stderr.txt", "w") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "converter.cli", *args], stdout=subprocess.DEVNULL,
+            stderr=err, stdin=subprocess.DEVNULL, env={**os.environ, "TMPDIR": str(scratch)},
+            start_new_session=True,  # signalled alone: the test's process group stays out
+            # a runner started in the background inherits SIGINT as ignored: undo that
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        try:
+            _wait_for_staging(out_dir, process)
+            process.send_signal(signum)
+            returncode = process.wait(timeout=300)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    return returncode, (tmp_path / "stderr.txt").read_text()
 
 
 def _wait_for_staging(out_dir, process, timeout=600):
@@ -42,16 +52,9 @@ def test_interrupt_mid_export_leaves_output_folder_as_it_was(tmp_path, signum):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     (out_dir / "keep.txt").write_text("user file")
-    process, err = _start(out_dir, tmp_path)
-    try:
-        _wait_for_staging(out_dir, process)
-        process.send_signal(signum)
-        returncode = process.wait(timeout=300)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        err.close()
-    stderr = (tmp_path / "stderr.txt").read_text()
+    returncode, stderr = _run_and_stop(
+        tmp_path, out_dir, ["--synthetic", "--size", "T", "--out", str(out_dir), "--quiet"],
+        signum)
     assert returncode == 2
     assert "Traceback" not in stderr
     assert "error: interrupted; no partial artifact was left in" in stderr
@@ -232,21 +235,9 @@ def test_stopping_a_batch_stops_its_running_child_and_starts_no_other(tmp_path):
     own one-line stop, nothing of its entry left) instead of finishing its entry, and no
     further entry starts."""
     out_dir = tmp_path / "out"
-    err = open(tmp_path / "stderr.txt", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "converter.cli", "--all", "--synthetic", "--size", "T",
-         "--out", str(out_dir)], stdout=subprocess.DEVNULL, stderr=err,
-        stdin=subprocess.DEVNULL, env={**os.environ, "TMPDIR": str(tmp_path)},
-        start_new_session=True)  # the test's own process group stays out of it
-    try:
-        _wait_for_staging(out_dir, process)  # the first child's lock or staging folder
-        process.send_signal(signal.SIGTERM)
-        returncode = process.wait(timeout=300)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        err.close()
-    stderr = (tmp_path / "stderr.txt").read_text()
+    # signalled once the first child's lock or staging folder appears
+    returncode, stderr = _run_and_stop(
+        tmp_path, out_dir, ["--all", "--synthetic", "--size", "T", "--out", str(out_dir)])
     assert returncode == 2
     assert "Traceback" not in stderr
     assert "error: interrupted; finished entries are kept, re-run to resume" in stderr
@@ -255,3 +246,4 @@ def test_stopping_a_batch_stops_its_running_child_and_starts_no_other(tmp_path):
     assert len(logs) == 2  # one entry started: its log and its outcome
     child_log = next(p for p in logs if p.suffix == ".log").read_text()
     assert "error: interrupted; no partial artifact was left in" in child_log
+    assert list((tmp_path / "tmp").iterdir()) == []  # the child's synthetic checkpoint too

@@ -67,7 +67,9 @@ def test_a_waiting_lock_takes_over_once_the_holder_lets_go(tmp_path):
     path = str(tmp_path / "asset.part.lock")
     holder = FileLock(path).acquire()
     waiter = FileLock(path)
-    thread = threading.Thread(target=waiter.acquire)  # flock: another open file, so it waits
+    # flock: another open file, so it waits; a daemon, so a wait that never ends fails the
+    # test below instead of holding the process open
+    thread = threading.Thread(target=waiter.acquire, daemon=True)
     thread.start()
     time.sleep(0.3)
     assert thread.is_alive() and waiter.fd is None

@@ -62,7 +62,7 @@ def stop_signals_deferred():
     """A stop signal whose handler asks ``defer_stop_signal`` waits until the outermost such
     block ends, and is raised there again (``signal.raise_signal``): a file created and the
     object that will remove it never disagree (a lock file nobody releases, a staging folder
-    nobody removes). For short sections only; never around a wait."""
+    nobody removes). For short sections only: never around a wait for another process."""
     depth = getattr(_held, "depth", 0)
     _held.depth = depth + 1
     try:
