@@ -325,6 +325,29 @@ def test_encoder_features_without_mean_pooling_match_upstreams_norm_on_the_first
         np.abs(expected["tokens"][:, 0]).max()))
 
 
+@pytest.mark.parametrize("mean_pooling", [True, False])
+def test_features_extracted_from_a_classifier_are_what_its_head_reads(mean_pooling):
+    """``videomae-extract`` on a classifier: upstream's ``forward_features`` (fc_norm of the
+    mean, or norm of the first token without mean pooling), the same ``.keras`` model's
+    head applied to them giving its logits."""
+    import keras
+
+    from tf_models.video.features import _keras_pooled
+
+    config = {**TINY, "use_mean_pooling": mean_pooling}
+    torch_model, tf_model, _ = _classifier_pair(config)
+    video = _video(config)
+    with torch.inference_mode():
+        expected = torch_model.forward_features(torch.from_numpy(video)).numpy()
+    frames, size, run = _keras_pooled(tf_model, "model.keras")
+    assert (frames, size) == (config["num_frames"], config["img_size"])
+    found = run(video.transpose(0, 2, 3, 4, 1))
+    np.testing.assert_allclose(found, expected, atol=TOLERANCE, rtol=0)
+    logits = keras.ops.convert_to_numpy(tf_model(video.transpose(0, 2, 3, 4, 1)))
+    head = keras.ops.convert_to_numpy(tf_model.head(found))
+    np.testing.assert_allclose(head, logits, atol=TOLERANCE, rtol=0)
+
+
 # --- the converter's kinds and parity pass a V2 configuration through ----------------------
 
 class _V2Entry:

@@ -124,14 +124,13 @@ class FeatureModel:
 
 def _keras_pooled(model, source: str):
     import tensorflow as tf
-    from keras import ops
 
     import tf_models  # noqa: F401  (registers the VideoMAE classes)
 
-    if hasattr(model, "fc_norm") and hasattr(model, "backbone"):  # a classifier
-        def pooled(video):
+    if hasattr(model, "pre_head_norm") and hasattr(model, "backbone"):  # a classifier
+        def pooled(video):  # upstream's forward_features: what the head reads
             tokens, _ = model.backbone.encode(video, training=False)
-            return model.fc_norm(ops.mean(tokens, axis=1))
+            return model.pre_head_norm(model.backbone.pool(tokens))
         backbone = model.backbone
     elif hasattr(model, "features"):  # a backbone (encoder-only artifact)
         def pooled(video):
