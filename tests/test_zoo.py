@@ -170,7 +170,8 @@ def test_every_name_parses_back_to_its_dataset(name):
     assert dataset_from_name(name, mode=other) is None
 
 
-def test_video_cli_takes_its_dataset_choices_from_the_table_before_tensorflow_starts(tmp_path):
+def test_video_and_finetune_clis_take_their_dataset_choices_from_the_table_before_tf_starts(
+        tmp_path):
     import json
     import os
     import subprocess
@@ -179,15 +180,17 @@ def test_video_cli_takes_its_dataset_choices_from_the_table_before_tensorflow_st
     from conftest import REPO_ROOT
     from tf_models.presets import DATASETS
 
-    code = ("import sys, json; import videomae_cli.video as v; "
-            "print(json.dumps([list(v._DATASETS.choices), sorted({m.split('.')[0] for m in "
-            "sys.modules} & {'tensorflow', 'keras', 'tf_models', 'torch', 'numpy'})]))")
+    code = ("import sys, json; import videomae_cli.video as v, videomae_cli.finetune as f; "
+            "t = [p.type.choices for p in f.finetune_command.params if p.name == 'dataset']; "
+            "print(json.dumps([list(v._DATASETS.choices), list(t[0]), sorted({m.split('.')[0] "
+            "for m in sys.modules} & {'tensorflow', 'keras', 'tf_models', 'torch', 'numpy'})]))")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p))
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, timeout=120, cwd=str(tmp_path))
     assert done.returncode == 0, done.stderr
-    choices, heavy = json.loads(done.stdout.splitlines()[-1])
+    choices, finetune_choices, heavy = json.loads(done.stdout.splitlines()[-1])
     # the datasets a classifier predicts (V2's UnlabeledHybrid pre-training source has no labels)
     assert choices == [k for k, d in DATASETS.items() if d.labelled] and heavy == []
+    assert finetune_choices == choices  # every labelled dataset is a training recipe too
     assert "hmdb51" in choices and "hybrid" not in choices

@@ -17,6 +17,7 @@ import click
 from .exits import fail as _fail
 from .lifetime import claim_process, framework_imports
 from .quiet import prepare_environment, silenced_stderr
+from .zoo_table import dataset_choices
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,9 +43,10 @@ from .quiet import prepare_environment, silenced_stderr
 @click.option("--dropout", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="dropout before the head (upstream --fc_drop_rate)")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--dataset", type=click.Choice(["k400", "ssv2", "ucf101"]), default="k400",
+@click.option("--dataset", type=click.Choice(dataset_choices()), default="k400",
               show_default=True,
-              help="recipe: k400 / ucf101 dense sampling with flips, ssv2 segments, no flip")
+              help="recipe: the dataset's sampler and rate (upstream's test-time ones: dense "
+                   "with flips for Kinetics, UCF101, HMDB51; ssv2 segments, no flip)")
 @click.option("--num-frames", type=click.IntRange(1), default=None,
               help="frames per clip (default: the model's)")
 @click.option("--img-size", type=click.IntRange(1), default=None,
