@@ -247,6 +247,33 @@ def test_a_model_loads_at_another_clip_shape_with_positions_for_its_grid(workspa
     assert longer(clip).shape == (1, 3)
 
 
+def test_random_erasing_puts_one_box_on_every_frame_as_upstreams_cube_mode():
+    """Upstream erases a cube (``random_erasing.py``, ``cube=True``): with probability
+    ``reprob`` one box, the same on every frame, filled with fresh N(0, 1) noise per pixel and
+    frame; everything else is left as it was."""
+    from tf_models.train.augment import random_erase
+
+    clip = np.full((4, 32, 32, 3), 7.0, dtype=np.float32)
+    erased = 0
+    for key in range(200):
+        out = random_erase(clip, np.random.default_rng(key))
+        changed = out != clip
+        if not changed.any():
+            continue
+        erased += 1
+        box = changed.any(axis=(0, 3))
+        rows, cols = np.nonzero(box.any(axis=1))[0], np.nonzero(box.any(axis=0))[0]
+        # one rectangle, the same on every frame, every value in it changed
+        assert box[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].all() and box.sum() == (
+            len(rows) * len(cols))
+        assert changed.all(axis=(0, 3))[box].all()
+        area = box.sum() / box.size
+        assert 0.015 <= area <= 1 / 3 + 0.05  # min_area 0.02 and max 1/3, after rounding
+        assert not np.array_equal(out[0][box], out[1][box])  # noise drawn per frame
+    assert 30 <= erased <= 70  # reprob 0.25 of 200
+    assert random_erase(clip, np.random.default_rng(0), probability=0.0) is clip
+
+
 def test_train_sampling_follows_upstream_kinetics_and_ssv2_rules():
     from tf_models.train.sampling import dense_indices, rng_for, segment_indices
 

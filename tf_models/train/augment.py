@@ -29,6 +29,7 @@ RECIPE = dict(
     min_lr=1e-6,                 # --min_lr
 )
 CROP_TRIES = 10
+ERASE_TRIES = 100  # random_erasing.py _erase_cube (its per-frame _erase tries 10)
 
 
 def crop_box(height: int, width: int, scale, ratio, rng) -> Tuple[int, int, int, int]:
@@ -64,12 +65,15 @@ def random_resized_crop(frames: np.ndarray, size: int, rng, scale=RECIPE["crop_s
 def random_erase(clip: np.ndarray, rng, probability=RECIPE["reprob"],
                  area=RECIPE["erase_area"], min_aspect=RECIPE["erase_aspect"]) -> np.ndarray:
     """Upstream's RandomErasing (mode pixel, one box) on a normalised clip (T, S, S, 3): the same
-    box on every frame, filled with standard-normal noise per pixel."""
+    box on every frame, filled with standard-normal noise per pixel. Both VideoMAE
+    repositories' ``random_erasing.py`` default to ``cube=True`` (``_erase_cube``: one draw
+    per clip, up to ``ERASE_TRIES`` box draws, the box on every frame), and their
+    ``kinetics.py`` / ``ssv2.py`` pass the clip as (T, C, H, W) without changing it."""
     if rng.uniform() >= probability:
         return clip
     frames, height, width, channels = clip.shape
     log_aspect = (math.log(min_aspect), math.log(1 / min_aspect))
-    for _ in range(10):
+    for _ in range(ERASE_TRIES):
         target = rng.uniform(*area) * height * width
         aspect = math.exp(rng.uniform(*log_aspect))
         h = int(round(math.sqrt(target * aspect)))
