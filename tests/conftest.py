@@ -53,8 +53,8 @@ The slow tier (``--runslow`` / ``-m slow``), and why each test is there:
 - test_v2_zoo's ViT-g fine-tuned and pre-trained conversions from synthetic files in V2's
   layout (full_size: one at a time; one parity clip each, 7.4 and 8.5 minutes on this 2-core
   machine, ~12 GB of memory and of disk, the artifacts removed once they pass); fast tier:
-  the tiny ``Tg`` entries through the same code path (patch 14, mlp_ratio 48/11, layer
-  scale, decode mask).
+  the tiny ``Tg`` entries through the same code path (patch 14, mlp_ratio 48/11, decode
+  mask; like ViT-g, no layer scale: test_v2_options and test_v2_litert cover it).
 """
 
 import torch  # noqa: F401  (first: before tensorflow / keras)

@@ -250,6 +250,24 @@ def test_small_error_fails_parity_with_unit_scale_weights(tiny_entry, tiny_unit_
     assert report.first_divergent_block == f"{block} (clip)"
 
 
+def test_tanh_gelu_fails_parity_with_unit_scale_weights(tiny_entry, tiny_unit_setup,
+                                                       monkeypatch):
+    """Every weight right, tanh-GELU for upstream's erf-GELU (a slip of other ports): the
+    parity check fails at the first block. With the tiny synthetic checkpoint's small weights
+    the MLP's pre-activations stay near zero, where the two GELUs agree under the bounds, so
+    ``test_keras_mlp_uses_exact_erf_gelu`` holds the layer itself and this test the check,
+    at the scale of trained weights."""
+    import keras
+
+    state, references = tiny_unit_setup
+    model = _tf_with(tiny_entry, state)
+    exact = keras.ops.gelu
+    monkeypatch.setattr(keras.ops, "gelu", lambda x, approximate=True: exact(x, True))
+    report = check_parity(tf_runner(model), references, TOLERANCE)
+    assert not report.passed
+    assert report.first_divergent_block == "blocks.0 (clip)"
+
+
 def test_keras_mlp_uses_exact_erf_gelu():
     """tanh-GELU differs from erf-GELU by up to ~5e-4 at |x| ~ 2 (1e-4 logit drift in other
     ports); inputs spanning [-6, 6] make that visible against a 1e-5 bound."""

@@ -105,6 +105,31 @@ def test_all_v2_options_together_convert_with_float64_parity():
     assert report.passed, report.summary()
 
 
+def test_synthetic_v2_checkpoints_randomise_layer_scales_and_logit_scales_per_channel():
+    """What a synthetic file holds for V2's own tensors (``converter.synthetic.random_tensor``,
+    not this module's ``_state``): every gamma differs per channel and every cosine
+    attention's logit scale per head, none at upstream's initial values (gamma
+    ``init_values``, scale log 10), so a channel or head mapped to another shows."""
+    config = {**TINY, **ALL_ON, "init_values": 0.1}
+    models = {"finetune": torch_reference.VisionTransformer(**config, num_classes=7),
+              "pretrain": torch_reference.PretrainVisionTransformer(**config, **TINY_DECODER)}
+    for kind, model in models.items():
+        state = random_state_dict(model, seed=0)
+        assert set(state) == set(model.state_dict())
+        gammas = [n for n in state if n.endswith(("gamma_1", "gamma_2"))]
+        scales = [n for n in state if n.endswith("attn.scale")]
+        # every block of the encoder (and the decoder's) has both
+        assert len(gammas) == 2 * len(scales) and len(scales) == TINY["depth"] + (
+            TINY_DECODER["decoder_depth"] if kind == "pretrain" else 0), kind
+        for name in gammas + scales:
+            values = state[name].flatten()
+            assert len(torch.unique(values)) == values.numel() > 1, f"{kind} {name}"
+            initial = 0.1 if name in gammas else math.log(10.0)
+            assert not torch.any(torch.isclose(values, torch.tensor(initial))), name
+        for name, tensor in state.items():
+            assert float(tensor.std()) > 0, f"{kind} {name} is constant"
+
+
 @pytest.mark.parametrize("option, tensor, block", [
     ("layer_scale", "blocks.1.gamma_1", "blocks.1"),
     ("layer_scale", "blocks.0.gamma_2", "blocks.0"),
