@@ -350,3 +350,23 @@ def test_reconstruct_command_runs_where_torch_cannot_be_imported(tiny_pt_convert
         "TORCH-SIDE-MODULES []"]
     assert done.stderr == ""  # TensorFlow's start-up lines stay off the terminal
     assert (tmp_path / "strip.png").is_file()
+
+
+@pytest.mark.parametrize("ratio, masked", [("0.2", 0), ("1.0", 4)])
+def test_a_mask_ratio_that_masks_no_patch_or_every_patch_is_one_line(tiny_pt_converted,
+                                                                      tmp_path, ratio, masked):
+    """The tiny model has 4 patches per frame: 0.2 masks none (the decoder would predict every
+    token, as upstream's does, and there is nothing to reconstruct), 1.0 all of them."""
+    from click.testing import CliRunner
+
+    from videomae_cli.reconstruct import reconstruct_command
+
+    np.save(tmp_path / "clip.npy", _clip01(b=1)[0])
+    result = CliRunner().invoke(reconstruct_command, [
+        "--model", tiny_pt_converted.paths["keras"], "--clip", str(tmp_path / "clip.npy"),
+        "--out", str(tmp_path / "strip.png"), "--mask-ratio", ratio])
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and f"--mask-ratio {float(ratio):g}: masks {masked} of the 4" in (
+        lines[0]) and "from 0.25 to 0.75" in lines[0], result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.npy"]

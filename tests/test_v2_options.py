@@ -262,6 +262,20 @@ def test_decode_mask_pretrainer_converts_with_float64_parity(config):
     assert report.passed, report.summary()
 
 
+@pytest.mark.parametrize("config", [TINY, {**TINY, **ALL_ON}], ids=["v1_blocks", "v2_blocks"])
+def test_a_mask_with_no_masked_token_decodes_every_token_as_upstream(config):
+    """Upstream's decoder predicts the last ``return_token_num`` tokens, or every token when
+    that is 0 (a mask ratio under one patch per frame); the Keras pre-trainer does the same,
+    in the same graph as any other mask."""
+    torch_model, tf_model, _ = _pretrainer_pair(config, seed=2)
+    none = np.zeros((2, _tokens(config)), dtype=bool)
+    references = compute_reference(torch_model, [Case("none", _video(config), none)])
+    assert references[0].out32.shape == (2, _tokens(config), 3 * 2 * config["patch_size"] ** 2)
+    report = check_parity(_pt_runner(tf_model), references, TOLERANCE,
+                          (("encoder.", config["depth"]), ("decoder.", 2)))
+    assert report.passed, report.summary()
+
+
 def test_decode_mask_selects_upstreams_tokens_in_ascending_order():
     """The decoder's output rows are the tokens where decode_mask is False, ascending: each row
     equals the V1 output's row for that token when decode_mask keeps exactly the masked ones,

@@ -5,7 +5,8 @@ The task itself is ``VideoMAEMaskedAutoencoder`` (``videomae_masked_autoencoder.
 Inputs: ``{"video": (B, T, H, W, 3) float32, "mask": (B, N) bool}`` or the list
 ``[video, mask]``; True = masked, the same number of masked tokens in every row (positions
 may differ per row). Output: pixels (B, n_masked, 3 * tubelet * patch**2), the normalised
-pixels of the masked patches in ascending token order, as upstream. No Python-side assumption
+pixels of the masked patches in ascending token order, as upstream (a mask with no masked
+token: every token's, ascending, as upstream's decoder). No Python-side assumption
 about batch or mask count, so a traced function serves any batch size and mask ratio.
 
 VideoMAE V2's dual masking: an optional ``"decode_mask"`` (B, N) bool, upstream's
@@ -44,7 +45,8 @@ def video_and_mask(inputs):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class PretrainDecoder(PlainConfig, keras.layers.Layer):
-    """Blocks -> ``norm`` -> ``head`` applied to the last ``n_masked`` tokens."""
+    """Blocks -> ``norm`` -> ``head`` applied to the last ``n_masked`` tokens, or to every
+    token when ``n_masked`` is 0 (upstream's ``return_token_num > 0`` test, V1 and V2)."""
 
     SUBLAYERS = ("blocks", "norm", "head")
     CONFIG = ("embed_dim", "depth", "num_heads", "num_outputs", "mlp_ratio", "init_values",
@@ -71,8 +73,8 @@ class PretrainDecoder(PlainConfig, keras.layers.Layer):
     def call(self, x, n_masked, return_hidden_states: bool = False):
         x, hidden = run_blocks(self.blocks, x)
         tokens = ops.shape(x)[1]
-        x = ops.slice(x, (0, tokens - n_masked, 0),
-                      (ops.shape(x)[0], n_masked, self.embed_dim))
+        count = ops.where(n_masked > 0, n_masked, tokens)  # no branch: any mask, one graph
+        x = ops.slice(x, (0, tokens - count, 0), (ops.shape(x)[0], count, self.embed_dim))
         x = self.head(self.norm(x))
         return (x, hidden) if return_hidden_states else x
 

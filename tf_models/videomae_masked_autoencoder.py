@@ -3,7 +3,8 @@
 Inputs: ``{"video": (B, T, H, W, 3) float32, "mask": (B, N) bool}`` or the list
 ``[video, mask]``; True = masked, the same number of masked tokens in every row (positions
 may differ per row). Output: pixels (B, n_masked, 3 * tubelet * patch**2), the normalised
-pixels of the masked patches in ascending token order, as upstream. VideoMAE V2's dual
+pixels of the masked patches in ascending token order, as upstream (with no masked token:
+every token's, as upstream's decoder). VideoMAE V2's dual
 masking: an optional ``"decode_mask"`` (B, N) bool (True = left out of the decoder).
 """
 

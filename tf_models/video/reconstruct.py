@@ -24,6 +24,7 @@ arithmetic is numpy only; PIL draws the pictures, ``decode`` reads video files, 
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -565,6 +566,14 @@ def reconstruct_clip(model_path: str, clip_path: str, out_path: str,
     """
     model = load_pretrained_model(model_path)
     mask_ratio = model.mask_ratio if mask_ratio is None else mask_ratio
+    per_frame = (model.img_size // model.patch_size) ** 2
+    masked = int(mask_ratio * per_frame)  # tube_mask's count
+    if not 0 < masked < per_frame:
+        raise ReconstructionError(
+            f"--mask-ratio {mask_ratio:g}: masks {max(masked, 0)} of the {per_frame} patches "
+            f"of each frame; a reconstruction needs masked and visible patches: use a ratio "
+            f"from {math.ceil(1e4 / per_frame) / 1e4:g} to "
+            f"{math.floor(1e4 * (per_frame - 1) / per_frame) / 1e4:g}")
     clip = read_clip(clip_path, num_frames=model.num_frames, img_size=model.img_size,
                      sampling_rate=sampling_rate)
     result = run_reconstruction(model.predict, clip, mask_ratio=mask_ratio, seed=seed,
