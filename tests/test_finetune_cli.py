@@ -118,6 +118,7 @@ def reference_runs(workspace):
 
 def test_two_virtual_devices_train_as_one_device_does(reference_runs, workspace):
     two, one, seed1 = (reference_runs[k] for k in ("two", "one", "seed1"))
+    # devices holding the trained weights, read from a weight's sharding (not the request)
     assert (two["devices"], one["devices"], two["backend"]) == (2, 1, "jax")
     assert two["steps"] == one["steps"] == 4  # 4 videos, 2 per step: 2 steps per epoch
     w_two, w_one, w_seed1 = _load_weights([two["model"], one["model"], seed1["model"]])

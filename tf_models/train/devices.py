@@ -114,6 +114,19 @@ def _place_tensorflow(devices) -> Placement:
     return Placement("tensorflow", len(names), tuple(names), strategy=strategy)
 
 
+def devices_holding(model) -> int:
+    """How many devices hold the model's trained weights, read from a variable itself (not
+    from the request): the devices of its JAX sharding, the replicas of a TensorFlow mirrored
+    variable, else 1. A run reports this, so a distribution that was asked for but not
+    applied shows as one device."""
+    value = model.trainable_variables[0].value
+    sharding = getattr(value, "sharding", None)
+    if sharding is not None and hasattr(sharding, "device_set"):  # a jax.Array
+        return len(sharding.device_set)
+    replicas = getattr(value, "values", None)  # tf.distribute's mirrored variable
+    return len(replicas) if isinstance(replicas, tuple) else 1
+
+
 def step_function(model, placement: Placement) -> Callable[[np.ndarray, np.ndarray], float]:
     """``step(clips, targets) -> loss``: one optimizer step on a (process-local) batch."""
     if placement.strategy is None:

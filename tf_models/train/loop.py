@@ -17,7 +17,7 @@ from ..video.evaluate import list_digest
 from .augment import RECIPE
 from .checkpoint import CHECKPOINT_NAME, read_state, restore_checkpoint, save_checkpoint
 from .data import TrainSet, failed_videos
-from .devices import place, step_function
+from .devices import devices_holding, place, step_function
 
 MODEL_NAME = "model.keras"
 SUMMARY_NAME = "summary.json"
@@ -314,7 +314,7 @@ def finetune(config: FinetuneConfig, on_step: Optional[Callable[[int, int, float
     history = state["history"]
     result = FinetuneResult(
         model=model_path, checkpoint=checkpoint, backend=placement.backend,
-        devices=placement.devices, steps=state["global_step"], epochs=config.epochs,
+        devices=devices_holding(model), steps=state["global_step"], epochs=config.epochs,
         loss=history[-1]["loss"] if history else None,
         clips_per_s=round(timed_clips / wall, 3) if timed_clips else None,
         wall_s=round(wall, 3), resumed_from=resumed_from, failed=list(state["failed"]),
