@@ -160,7 +160,7 @@ def test_evaluate_with_a_v2_zoo_name_scores_hmdb51_as_upstream(zoo, videos, refe
         logits = _torch_logits(references, HMDB51, normalised)
         ranked = np.argsort(-torch.softmax(torch.from_numpy(logits).double(), -1)
                             .mean(0).numpy())
-        label = int([ranked[0], ranked[3], ranked[20]][number % 3])
+        label = int([ranked[0], ranked[4], ranked[5]][number % 3])  # top-5's last, first miss
         lines.append(f"{name} {label}")
         order = [(chunk, split) for chunk in range(5) for split in range(3)]
         rows += [(name, view, label, chunk, split) for view, (chunk, split) in zip(logits, order)]
@@ -171,7 +171,7 @@ def test_evaluate_with_a_v2_zoo_name_scores_hmdb51_as_upstream(zoo, videos, refe
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     top1, top5 = upstream_merge(rows)
-    assert 0 < top1 < 100
+    assert 0 < top1 < top5 < 100
     assert summary["top1"] == pytest.approx(top1, abs=1e-9)
     assert summary["top5"] == pytest.approx(top5, abs=1e-9)
     assert (summary["model"], summary["views"], summary["videos"]) == (HMDB51, "5x3", 3)

@@ -304,7 +304,9 @@ def test_dataset_comes_from_report_then_name_then_class_count(tiny_models, tmp_p
 @pytest.fixture(scope="session")
 def labelled_list(videos, bad_videos, tiny_models, tmp_path_factory):
     """A root folder and list of real videos (and two bad ones) with labels that make top-1 and
-    top-5 neither 0 nor 100: the reference's own top-1 for some videos, its 3rd for others."""
+    top-5 neither 0 nor 100: the reference's own 1st class for some videos, its 3rd, 5th (the
+    last that top-5 counts) or 6th (the first it does not) for others, a random one for the
+    rest."""
     root = tmp_path_factory.mktemp("dataset")
     reference = torch_reference_model(tiny_models["k400"], tmp_path_factory.mktemp("ckpt"))
     rng = np.random.default_rng(7)
@@ -319,7 +321,7 @@ def labelled_list(videos, bad_videos, tiny_models, tmp_path_factory):
         probs = torch.softmax(torch.from_numpy(torch_view_logits(reference, normalised))
                               .double(), -1).mean(0).numpy()
         ranked = np.argsort(-probs)
-        label = [ranked[0], ranked[2], rng.integers(400)][number % 3]
+        label = [ranked[0], ranked[2], ranked[4], ranked[5], rng.integers(400)][number % 5]
         lines.append(f"{name} {int(label)}")
     for case in sorted(EXPECTED_PROBLEM):  # every kind of bad file: each fails alone
         name = f"broken/{case}.mp4"
@@ -360,9 +362,25 @@ def _result_rows(path):
     return rows
 
 
+def _label_ranks(rows):
+    """Each video's label's rank (0 = first) in its mean softmax over views."""
+    views = {}
+    for video, logits, label, _, _ in rows:
+        views.setdefault((video, label), []).append(np.asarray(logits, dtype=np.float64))
+    ranks = []
+    for (_, label), logits in views.items():
+        stacked = np.stack(logits)
+        probs = np.exp(stacked - stacked.max(-1, keepdims=True))
+        probs = (probs / probs.sum(-1, keepdims=True)).mean(0)
+        ranks.append(int(np.sum(probs > probs[label])))
+    return ranks
+
+
 def test_evaluate_matches_upstream_merge_and_counts_failures(single_run, labelled_list):
     model, out, path, summary, errors, stats = single_run
-    top1, top5 = upstream_merge(_result_rows(path))
+    rows = _result_rows(path)
+    assert {0, 4, 5} <= set(_label_ranks(rows))  # top-5's edges are in the list
+    top1, top5 = upstream_merge(rows)
     assert summary["top1"] == pytest.approx(top1, abs=1e-9)
     assert summary["top5"] == pytest.approx(top5, abs=1e-9)
     assert 0 < summary["top1"] < summary["top5"] < 100
