@@ -20,6 +20,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Union
 from .errors import ConversionError
 from .kinds import kind_of
 from .parity import check_videos
+from .staging import probe_writable
 from .record import RunOutcome
 from .zoo import DATASETS, TEST_SIZES, TEST_ZOO, ZOO, Entry
 
@@ -234,9 +235,15 @@ def convert_all(entries: List[Entry], out_dir: str, synthetic: bool = False,
     check_videos(videos, quantize)  # each child decodes them; a missing one fails here, once
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ConversionError(f"{out_dir}: --out is a file, expected a folder")
+    probe_writable(out_dir)
     matched = {} if synthetic else match_checkpoints(checkpoint_dir, entries)
     log_dir = os.path.join(out_dir, "logs")
-    os.makedirs(log_dir, exist_ok=True)
+    try:
+        os.makedirs(log_dir, exist_ok=True)
+    except OSError as error:  # logs/ is a file, or a fault of the file system
+        reason = error.strerror or error
+        raise ConversionError(f"{log_dir}: cannot make the log folder ({reason}); move what "
+                              f"is there or choose another --out") from None
     rows: Dict[str, BatchRow] = {}
     todo = []
     for entry in entries:

@@ -281,6 +281,8 @@ def _main_all(family, size, mode, dataset, checkpoint, checkpoint_dir, synthetic
         _fail("error: --encoder-only converts one entry at a time; drop --all", 2)
     if not synthetic and not checkpoint_dir:
         _fail("error: --all needs --checkpoint-dir DIR or --synthetic", 2)
+    if jobs < 1:
+        _fail(f"error: --jobs must be at least 1, not {jobs}", 2)
     entries = select_entries(size, mode, dataset, family)
     if not entries:
         _fail(f"error: no zoo entry has size {'/'.join(size) or None}, mode {mode}, "

@@ -86,7 +86,11 @@ class StagedArtifacts:
 
     def __enter__(self) -> "StagedArtifacts":
         check_output_dir(self.out_dir, self.entry.name, self.force)
-        os.makedirs(self.out_dir, exist_ok=True)
+        try:
+            os.makedirs(self.out_dir, exist_ok=True)
+        except OSError as error:  # made since the check, or a fault of the file system
+            raise OutputError(f"{self.out_dir}: cannot create it ({error.strerror or error}); "
+                              f"choose another --out") from None
         try:
             # a stop signal waits until the lock and the staging folder are recorded here,
             # where the except below (or __exit__) removes them
@@ -99,8 +103,12 @@ class StagedArtifacts:
                 self.staging = tempfile.mkdtemp(prefix=f".{self.entry.name}{STAGING_INFIX}",
                                                 dir=self.out_dir)
                 self.staged = staged_paths(self.staging, self.entry.name)
-        except BaseException:
+        except BaseException as error:
             self._clean_up()
+            if isinstance(error, OSError):  # a full disk or a fault of the file system
+                raise OutputError(f"{self.out_dir}: cannot take the lock or staging folder "
+                                  f"({error.strerror or error}); free space or choose "
+                                  f"another --out") from None
             raise
         return self
 

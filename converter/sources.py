@@ -127,6 +127,10 @@ def resolve_checkpoint(entry: Entry, checkpoint: Optional[str] = None,
     except DownloadError as error:
         raise CheckpointError(_missing_message(entry, source, target, f" and the download "
                                                f"failed ({error.reason})")) from None
+    except OSError as error:  # the cache folder cannot be made or written
+        raise CheckpointError(f"{os.path.dirname(target)}: cannot use it as the checkpoint "
+                              f"cache ({error.strerror or error}); pass --cache-dir DIR or set "
+                              f"VIDEOMAE_CONVERT_CACHE") from None
 
 
 def zip_problem(path: str) -> Optional[str]:

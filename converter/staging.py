@@ -15,6 +15,7 @@ import contextlib
 import errno
 import os
 import shutil
+import tempfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -45,15 +46,42 @@ def check_output_dir(out_dir: str, name: str, force: bool = False,
     """
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise OutputError(f"{out_dir}: --out is a file, expected a folder")
-    probe = out_dir
-    while not os.path.exists(probe):
-        probe = os.path.dirname(os.path.abspath(probe))
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise OutputError(f"{out_dir}: not writable (no write permission on {probe})")
+    probe_writable(out_dir)
     present = artifacts_present(out_dir, name)
     if present and not (force or allow_present):
         raise OutputError(f"{present[0]}: already exists ({len(present)} artifact(s) of {name}"
                           f" present); pass --force to overwrite")
+
+
+def probe_writable(out_dir: str) -> None:
+    """Fail in one line when ``out_dir`` cannot be created or written, by trying: the missing
+    folders are made and a hidden file written in it, then all of it removed again (so a run
+    that fails later leaves no empty folder). Permission bits alone do not say it (root
+    passes every ``os.access`` test; /proc, a read-only mount or a name over the system's
+    length limit refuse anyway)."""
+    path = os.path.abspath(out_dir)
+    missing = []
+    while not os.path.lexists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        raise OutputError(f"{out_dir}: {path} is a file, so --out cannot be a folder in it; "
+                          f"choose another --out")
+    made = []
+    try:
+        for folder in reversed(missing):
+            os.mkdir(folder)
+            made.append(folder)
+        handle, probe = tempfile.mkstemp(prefix=".videomae-probe-", dir=out_dir)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise OutputError(f"{out_dir}: cannot write there ({error.strerror or error}); "
+                          f"choose another --out") from None
+    finally:
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
 
 
 def artifacts_present(out_dir: str, name: str) -> List[str]:

@@ -234,8 +234,10 @@ def test_all_with_checkpoint_exits_two(tmp_path, tiny_checkpoint):
 ])
 def test_all_with_conflicting_options_exits_two(tmp_path, extra, words):
     out = tmp_path / "out"
-    line = _assert_one_line_error(_run(["--all", "--out", str(out)] + ONE_TINY + extra), 2)
+    result = _run(["--all", "--out", str(out)] + ONE_TINY + extra)
+    line = _assert_one_line_error(result, 2)
     assert words in line
+    assert result.stdout == ""  # refused before the run announces itself
     assert not os.path.exists(os.path.join(out, TINY_FT + ".json"))
 
 
@@ -255,6 +257,16 @@ def test_all_with_out_a_file_exits_two(tmp_path):
                                        + ONE_TINY), 2)
     assert str(target) in line
     assert target.read_text() == "x"
+
+
+def test_all_whose_log_folder_is_a_file_exits_two(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "logs").write_text("x")
+    line = _assert_one_line_error(_run(["--all", "--synthetic", "--out", str(out)]
+                                       + ONE_TINY), 2)
+    assert f"{out / 'logs'}: cannot make the log folder" in line
+    assert sorted(os.listdir(out)) == ["logs"] and (out / "logs").read_text() == "x"
 
 
 def test_convert_all_needs_a_source(tmp_path):

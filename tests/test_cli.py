@@ -167,6 +167,28 @@ def test_out_that_is_a_file_exits_two(tmp_path):
     assert str(target) in line
 
 
+@pytest.mark.parametrize("where", ["under_a_file", "name_too_long", "proc"])
+def test_an_out_that_cannot_be_made_is_one_line_before_any_work(tmp_path, monkeypatch, where):
+    """Permission bits do not say it (these tests may run as root, which passes every
+    ``os.access`` test): the folder is tried, and what the try made is removed again."""
+    import converter.api
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the conversion started")
+    monkeypatch.setattr(converter.api, "write_synthetic_checkpoint", no_work)
+    if where == "under_a_file":
+        (tmp_path / "afile").write_text("x")
+        out, words = tmp_path / "afile" / "sub", "is a file"
+    elif where == "name_too_long":
+        out, words = tmp_path / "new" / ("x" * 300), "cannot write there"
+    else:
+        out, words = "/proc/videomae-out", "cannot write there"
+    before = sorted(os.listdir(tmp_path))
+    line = _assert_one_line_error(_run(TINY + ["--synthetic", "-q", "--out", str(out)]), 2)
+    assert str(out) in line and words in line and "--out" in line
+    assert sorted(os.listdir(tmp_path)) == before  # tmp_path/new was made and removed again
+
+
 def test_parity_failure_exits_one_and_writes_nothing(tmp_path, monkeypatch):
     original = mapping.TRANSFORMS["vector"]
     # every bias and LayerNorm parameter 1 % off: shapes fit, numbers do not

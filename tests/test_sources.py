@@ -62,6 +62,17 @@ def test_cache_dir_precedence(monkeypatch, tmp_path):
     assert cached_checkpoint_path(FT) == str(tmp_path / "env" / f"{FT.name}.pth")
 
 
+def test_a_cache_folder_that_cannot_be_made_is_one_line_naming_it(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    cache = tmp_path / "afile" / "cache"
+    with pytest.raises(CheckpointError) as caught:
+        resolve_checkpoint(FT, cache_dir=str(cache), offline=False, downloader=never)
+    message = str(caught.value)
+    assert message.startswith(f"{cache}: cannot use it as the checkpoint cache")
+    assert "--cache-dir" in message and "\n" not in message
+    assert (tmp_path / "afile").read_text() == "x"
+
+
 def test_encoder_only_variant_shares_the_upstream_file(tmp_path):
     entry = find_entry("H", "PT", "k400")
     assert cached_checkpoint_path(entry.encoder_variant(), str(tmp_path)) == \
