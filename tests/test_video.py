@@ -536,3 +536,56 @@ def test_convert_entry_point_keeps_tensorflow_noise_off_the_terminal(tmp_path):
     assert noise == []
     assert os.path.isfile(tmp_path / f"{TINY_FT}.keras")
     assert os.path.isfile(tmp_path / f"{TINY_FT}.tflite")
+
+
+# --- extract ----------------------------------------------------------------------------------
+
+def test_extract_writes_upstreams_forward_features_of_every_view(tiny_models, videos, tmp_path):
+    """``videomae-extract`` on real videos: OUT/<video path>.npy holds (views, D), each row
+    the torch reference's ``forward_features`` (fc_norm of the mean token, what the head
+    reads) of that view as upstream's test protocol cuts it."""
+    from click.testing import CliRunner
+
+    from videomae_cli.video import extract_command
+
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    os.symlink(videos["landscape"], root / "a.mp4")
+    os.symlink(videos["portrait"], root / "sub" / "b.mp4")
+    (tmp_path / "list.txt").write_text("a.mp4\nsub/b.mp4 3\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(extract_command, [
+        "--model", tiny_models["k400"].paths["keras"], "--list", str(tmp_path / "list.txt"),
+        "--root", str(root), "--out", str(out), "-q", "--json", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (summary["videos"], summary["failed"]) == (2, 0)
+    reference = torch_reference_model(tiny_models["k400"], tmp_path)
+    for name, case in (("a", "landscape"), ("sub/b", "portrait")):
+        features = np.load(out / f"{name}.npy", allow_pickle=False)
+        _, normalised = upstream_test_views(videos[case], "k400", clip_len=4,
+                                            short_side_size=32)
+        with torch.inference_mode():
+            expected = reference.forward_features(normalised).numpy()
+        assert features.shape == expected.shape == (15, 48) and features.dtype == np.float32
+        assert float(np.max(np.abs(features - expected))) <= LOGIT_ATOL
+
+
+def test_extract_refuses_a_list_path_outside_root_before_writing_anything(tiny_models, videos,
+                                                                         tmp_path):
+    """A list the run cannot take leaves no header behind, so its corrected rerun is not
+    refused as another run's folder."""
+    from click.testing import CliRunner
+
+    from videomae_cli.video import extract_command
+
+    (tmp_path / "list.txt").write_text("good.mp4\n../good.mp4\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(extract_command, [
+        "--model", tiny_models["k400"].paths["keras"], "--list", str(tmp_path / "list.txt"),
+        "--root", str(tmp_path), "--out", str(out), "-q"])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "list.txt: ../good.mp4: a list path may not leave --root" in (
+        lines[0])
+    assert not out.exists()

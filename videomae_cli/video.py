@@ -329,7 +329,8 @@ def extract_command(model_spec, list_path, root, out_dir, stride, views, dataset
         if stride is None:
             if model.dataset is None:
                 raise EvaluateError(f"{model_spec}: cannot tell the dataset whose views to "
-                                    "take; pass --dataset k400, ssv2 or ucf101, or --stride")
+                                    f"take; pass --dataset ({', '.join(dataset_choices())}), "
+                                    f"or --stride")
             sampling.protocol()
         elif views is not None:
             raise EvaluateError("--views and --stride: a video is cut into views or into "

@@ -36,7 +36,12 @@ def read_video_list(path: str) -> List[str]:
         if not parts:
             continue
         has_label = len(parts) == 2 and parts[1].lstrip("-").isdigit()
-        videos.append(parts[0] if has_label else line.strip())
+        video = parts[0] if has_label else line.strip()
+        try:  # every features path is known good before a run writes its header
+            feature_path("", video)
+        except EvaluateError as error:
+            raise EvaluateError(f"{path}: {error}") from None
+        videos.append(video)
     if not videos:
         raise EvaluateError(f"{path}: the list holds no videos")
     return videos
@@ -57,8 +62,12 @@ def extract_header(model, sampling: Sampling, videos: Sequence[str]) -> dict:
             "list_videos": len(videos)}
 
 
-def open_extract(out_dir: str, header: dict) -> None:
-    """Create ``out_dir`` with its header, or check that its header is this run's."""
+def open_extract(out_dir: str, header: dict, videos: Sequence[str]) -> None:
+    """Create ``out_dir`` with its header, or check that its header is this run's; first
+    every video's features path, so a list that cannot run leaves no header that would
+    refuse its corrected rerun."""
+    for video in videos:
+        feature_path(out_dir, video)
     path = os.path.join(out_dir, HEADER_NAME)
     if os.path.exists(path):
         try:
@@ -152,7 +161,7 @@ def extract_list(model, videos: Sequence[str], root: str, out_dir: str, sampling
     ``model`` is a ``features.FeatureModel``. Returns the summary (``extract_summary``), also
     written to ``OUT/summary.json``.
     """
-    open_extract(out_dir, extract_header(model, sampling, videos))
+    open_extract(out_dir, extract_header(model, sampling, videos), videos)
     todo = pending_videos(videos, out_dir)
     if on_total is not None:
         on_total(len(todo), len(dict.fromkeys(videos)) - len(todo))

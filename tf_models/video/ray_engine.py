@@ -301,7 +301,7 @@ def extract_on_ray(model, videos: Sequence[str], root: str, out_dir: str, sampli
 
     The summary's ``run`` also names the nodes that decoded and ran the model.
     """
-    open_extract(out_dir, extract_header(model, sampling, videos))
+    open_extract(out_dir, extract_header(model, sampling, videos), videos)
     todo = pending_videos(videos, out_dir)
     if on_total is not None:
         on_total(len(todo), len(dict.fromkeys(videos)) - len(todo))
