@@ -352,11 +352,9 @@ def test_reconstruct_command_runs_where_torch_cannot_be_imported(tiny_pt_convert
     assert (tmp_path / "strip.png").is_file()
 
 
-@pytest.mark.parametrize("ratio, masked", [("0.2", 0), ("1.0", 4)])
-def test_a_mask_ratio_that_masks_no_patch_or_every_patch_is_one_line(tiny_pt_converted,
-                                                                      tmp_path, ratio, masked):
+def test_a_mask_ratio_that_masks_no_patch_is_one_line(tiny_pt_converted, tmp_path):
     """The tiny model has 4 patches per frame: 0.2 masks none (the decoder would predict every
-    token, as upstream's does, and there is nothing to reconstruct), 1.0 all of them."""
+    token, as upstream's does, and there is nothing to reconstruct)."""
     from click.testing import CliRunner
 
     from videomae_cli.reconstruct import reconstruct_command
@@ -364,9 +362,50 @@ def test_a_mask_ratio_that_masks_no_patch_or_every_patch_is_one_line(tiny_pt_con
     np.save(tmp_path / "clip.npy", _clip01(b=1)[0])
     result = CliRunner().invoke(reconstruct_command, [
         "--model", tiny_pt_converted.paths["keras"], "--clip", str(tmp_path / "clip.npy"),
-        "--out", str(tmp_path / "strip.png"), "--mask-ratio", ratio])
-    assert result.exit_code != 0
+        "--out", str(tmp_path / "strip.png"), "--mask-ratio", "0.2"])
+    assert result.exit_code == 2
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and f"--mask-ratio {float(ratio):g}: masks {masked} of the 4" in (
-        lines[0]) and "from 0.25 to 0.75" in lines[0], result.output
+    assert len(lines) == 1 and "--mask-ratio 0.2: masks 0 of the 4" in lines[0], result.output
+    assert "from 0.25 to 0.75" in lines[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.npy"]
+
+
+@pytest.mark.parametrize("extra, out, words", [
+    (["--mask-ratio", "1.0"], "strip.png", "--mask-ratio"),
+    (["--mask-ratio", "-1"], "strip.png", "--mask-ratio"),
+    (["--sampling-rate", "0"], "strip.png", "--sampling-rate"),
+    ([], "strip.jpg", "expected a .png (a strip) or .gif"),
+    (["--force"], "folder.png", "is a folder"),
+])
+def test_reconstruct_refuses_bad_arguments_before_loading_the_model(tmp_path, extra, out,
+                                                                    words):
+    from click.testing import CliRunner
+
+    from videomae_cli.reconstruct import reconstruct_command
+
+    (tmp_path / "folder.png").mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = CliRunner().invoke(reconstruct_command, [
+        "--model", str(tmp_path / "no-model.keras"), "--clip", str(tmp_path / "no-clip.npy"),
+        "--out", str(tmp_path / out)] + extra)
+    assert result.exit_code == 2
+    assert words in result.output and "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_an_image_that_cannot_be_written_is_one_line_and_leaves_no_partial_file(
+        tiny_pt_converted, tmp_path):
+    from click.testing import CliRunner
+
+    from videomae_cli.reconstruct import reconstruct_command
+
+    np.save(tmp_path / "clip.npy", _clip01(b=1)[0])
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / "afile" / "strip.png"  # a folder that is a file
+    result = CliRunner().invoke(reconstruct_command, [
+        "--model", tiny_pt_converted.paths["keras"], "--clip", str(tmp_path / "clip.npy"),
+        "--out", str(out)])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and f"{out}: cannot write it" in lines[0], result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "clip.npy"]

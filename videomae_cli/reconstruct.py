@@ -26,16 +26,21 @@ from .quiet import prepare_environment, silenced_stderr
 @click.option("--out", "out_path", type=click.Path(), required=True,
               help="Output image: .png for a strip (original / masked / reconstruction), "
                    ".gif for an animation.")
-@click.option("--mask-ratio", type=float, default=None,
+@click.option("--mask-ratio", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=None,
               help="Tube mask ratio (default: the zoo preset's, else 0.9).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Mask seed.")
-@click.option("--sampling-rate", type=int, default=4, show_default=True,
+@click.option("--sampling-rate", type=click.IntRange(1), default=4, show_default=True,
               help="Take every Nth frame of a video file.")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 @click.option("--verbose", is_flag=True, help="let TensorFlow's and FFmpeg's logs through")
 def reconstruct_command(model_path, clip_path, out_path, mask_ratio, seed, sampling_rate, force,
                         verbose):
     """Reconstruct a masked clip with a converted pre-trained VideoMAE model."""
+    if not out_path.lower().endswith((".png", ".gif")):
+        raise _fail(f"{out_path}: expected a .png (a strip) or .gif (an animation) --out")
+    if os.path.isdir(out_path):
+        raise _fail(f"{out_path}: is a folder; --out names the image file to write")
     if os.path.exists(out_path) and not force:
         raise _fail(f"{out_path}: already exists; pass --force to overwrite")
     prepare_environment(verbose)

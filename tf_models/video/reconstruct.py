@@ -24,6 +24,7 @@ arithmetic is numpy only; PIL draws the pictures, ``decode`` reads video files, 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass
@@ -579,9 +580,18 @@ def reconstruct_clip(model_path: str, clip_path: str, out_path: str,
     result = run_reconstruction(model.predict, clip, mask_ratio=mask_ratio, seed=seed,
                                 tubelet=model.tubelet_size, patch=model.patch_size)
     writer = write_gif if out_path.lower().endswith(".gif") else write_strip
-    tmp = out_path + ".partial" + os.path.splitext(out_path)[1]
-    writer(tmp, result["original"], result["masked"], result["reconstruction"])
-    os.replace(tmp, out_path)
+    folder, name = os.path.split(out_path)
+    # hidden beside the target (same file system, so the rename is atomic); the suffix tells
+    # PIL the format
+    tmp = os.path.join(folder, f".{name}.partial{os.path.splitext(name)[1]}")
+    try:
+        writer(tmp, result["original"], result["masked"], result["reconstruction"])
+        os.replace(tmp, out_path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise ReconstructionError(f"{out_path}: cannot write it ({error.strerror or error}); "
+                                  f"choose another --out") from None
     result["mask_ratio"] = mask_ratio
     result["path"] = out_path
     return result
