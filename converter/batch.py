@@ -64,12 +64,14 @@ def _candidate_files(folder: str) -> Iterable[str]:
             yield path
 
 
-def match_checkpoints(folder: str, entries: List[Entry]) -> Dict[str, str]:
+def match_checkpoints(folder: str, entries: List[Entry],
+                      unreadable: Optional[List[str]] = None) -> Dict[str, str]:
     """Entry name -> checkpoint path, matched by each file's contents (size from the embedding
     width, mode from the key names, dataset from the head's class count), not its name.
 
     PT files of the same size are told apart by the folder only when one dataset fits; two
-    files for one entry are an error naming both.
+    files for one entry are an error naming both. A candidate that cannot be read (damaged,
+    not a checkpoint) matches nothing; its one-line error goes to ``unreadable``.
     """
     from .checkpoint import describe
     from .inspect_checkpoint import infer_checkpoint
@@ -81,8 +83,10 @@ def match_checkpoints(folder: str, entries: List[Entry]) -> Dict[str, str]:
     for path in _candidate_files(folder):
         try:
             info = infer_checkpoint(describe(path).state_dict)
-        except ConversionError:
-            continue  # not a checkpoint we can read; the summary lists unmatched entries
+        except ConversionError as error:  # the rows of unmatched entries name it
+            if unreadable is not None:
+                unreadable.append(str(error))
+            continue
         for entry in _entries_for(info, wanted.values(), path):
             if entry.name in found:
                 raise ConversionError(f"{path}: also matches {entry.name}, already matched by "
@@ -236,7 +240,8 @@ def convert_all(entries: List[Entry], out_dir: str, synthetic: bool = False,
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ConversionError(f"{out_dir}: --out is a file, expected a folder")
     probe_writable(out_dir)
-    matched = {} if synthetic else match_checkpoints(checkpoint_dir, entries)
+    unreadable: List[str] = []
+    matched = {} if synthetic else match_checkpoints(checkpoint_dir, entries, unreadable)
     log_dir = os.path.join(out_dir, "logs")
     try:
         os.makedirs(log_dir, exist_ok=True)
@@ -248,9 +253,11 @@ def convert_all(entries: List[Entry], out_dir: str, synthetic: bool = False,
     todo = []
     for entry in entries:
         if not synthetic and entry.name not in matched:
+            also = (f"; {len(unreadable)} file(s) there could not be read, the first: "
+                    f"{unreadable[0]}" if unreadable else "")
             rows[entry.name] = BatchRow(entry.name, "failed", None, 0.0, None,
                                         f"no checkpoint in {checkpoint_dir} matches "
-                                        f"{entry.name}")
+                                        f"{entry.name}{also}")
             if on_row:
                 on_row(rows[entry.name])
         else:

@@ -106,13 +106,17 @@ def test_checkpoints_are_matched_by_content_not_file_name(tmp_path, tiny_ft_entr
     # deliberately misleading names: the K400 file is called ssv2.pth and vice versa
     k400 = write_synthetic_checkpoint(get_entry(TINY_FT), str(folder / "ssv2.pth"), seed=0)
     ssv2 = write_synthetic_checkpoint(get_entry(TINY_SSV2_FT), str(folder / "k400.pth"), seed=0)
-    # an unreadable file with a checkpoint suffix, and files that are no candidates at all
+    # unreadable files with a checkpoint suffix, and a file that is no candidate at all
     (folder / "notes.pth").write_text("these are not weights\n")
     (folder / "README.txt").write_text("hello\n")
     (folder / "empty.bin").write_bytes(b"")
-    found = match_checkpoints(str(folder), tiny_ft_entries)
+    unreadable = []
+    found = match_checkpoints(str(folder), tiny_ft_entries, unreadable)
     assert found == {TINY_FT: k400, TINY_SSV2_FT: ssv2}
     assert TINY_UCF_FT not in found  # no 101-class file: left unmatched, not an error
+    # each damaged candidate's own one-line error is kept for the unmatched rows
+    assert [line.split(": ")[0] for line in unreadable] == [str(folder / "empty.bin"),
+                                                            str(folder / "notes.pth")]
 
 
 def test_two_files_for_one_entry_is_an_error_naming_both(tmp_path, tiny_ft_entries):
@@ -299,6 +303,10 @@ def test_all_with_two_checkpoints_for_one_entry_exits_two_naming_both(tmp_path):
 def test_entry_without_a_matching_checkpoint_fails_with_exit_one(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
+    # the only candidate is damaged: its own error is in the row, not silently passed over
+    whole = write_synthetic_checkpoint(get_entry(TINY_FT), str(tmp_path / "whole.pth"), seed=0)
+    with open(whole, "rb") as handle:
+        (empty / "cut.pth").write_bytes(handle.read()[:5000])
     out = tmp_path / "out"
     result = _run(["--all", "--checkpoint-dir", str(empty), "--out", str(out)] + ONE_TINY)
     assert result.exit_code == 1, result.output
@@ -306,6 +314,7 @@ def test_entry_without_a_matching_checkpoint_fails_with_exit_one(tmp_path):
     row = _table_row(result.stdout, TINY_FT)
     assert row.split()[1] == "failed"
     assert f"no checkpoint in {empty} matches {TINY_FT}" in row
+    assert f"1 file(s) there could not be read, the first: {empty / 'cut.pth'}: " in row
     assert result.stdout.splitlines()[-1] == "0 converted, 0 skipped, 1 failed"
     assert not any(os.path.lexists(p) for p in artifact_paths(str(out), TINY_FT).values())
 
