@@ -77,7 +77,7 @@ def main(cases, start, categories, timeout, fresh, jobs, work, keep, json_path,
         click.echo(f"seed {seed:5d} {outcome.outcome:16s} {outcome.seconds:5.1f}s "
                    f"[{case.category}] {case.description[:70]} {outcome.detail[:110]}",
                    err=True)
-        if outcome.outcome in fuzzing.GOOD_OUTCOMES and not keep:
+        if outcome.outcome in fuzzing.expected_outcomes(case.category) and not keep:
             shutil.rmtree(case_dir, ignore_errors=True)
         return outcome
 
@@ -96,7 +96,7 @@ def main(cases, start, categories, timeout, fresh, jobs, work, keep, json_path,
                         "description": o.case.description, "outcome": o.outcome,
                         "exit_code": o.exit_code, "seconds": round(o.seconds, 2),
                         "detail": o.detail} for o in outcomes], handle, indent=1)
-    bad = [o for o in outcomes if o.outcome not in fuzzing.GOOD_OUTCOMES
+    bad = [o for o in outcomes if o.outcome not in fuzzing.expected_outcomes(o.case.category)
            and not (allow_name_check and o.waits_on_name_check)]
     if not keep and not bad:
         shutil.rmtree(work, ignore_errors=True)
