@@ -14,11 +14,11 @@ class CheckpointError(ConversionError):
 class MappingError(ConversionError):
     """Source tensors and target variables do not correspond one to one."""
 
-    def __init__(self, path, problems):
+    def __init__(self, path, problems, hint: str = ""):
         self.path = path
         self.problems = list(problems)
         head = f"{path}: {len(self.problems)} tensor(s) do not map: "
-        super().__init__(head + "; ".join(self.problems))
+        super().__init__(head + "; ".join(self.problems) + (f" ({hint})" if hint else ""))
 
 
 class OutputError(ConversionError):

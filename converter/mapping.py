@@ -115,7 +115,8 @@ def check_source_tensors(found: Dict[str, Tuple[Tuple[int, ...], str]],
         if name not in found:
             problems.append(f"- missing {name} {tuple(shape)}")
     if problems:
-        raise MappingError(path, problems)
+        raise MappingError(path, problems, "a checkpoint of another model or an edited one: "
+                                           "check --size, --mode and --dataset")
 
 
 # --- plan and apply ------------------------------------------------------------------------

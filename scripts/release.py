@@ -46,7 +46,7 @@ def build(conversion_dir, release_dir, base_url, force):
 
 
 @cli.command()
-@click.argument("release_dir", type=click.Path())
+@click.argument("release_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--recheck", is_flag=True, help="Also reload every asset in a fresh process.")
 def verify(release_dir, recheck):
     """Check RELEASE_DIR against its SHA256SUMS, manifest and MODEL_ZOO.md."""

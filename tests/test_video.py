@@ -589,3 +589,21 @@ def test_extract_refuses_a_list_path_outside_root_before_writing_anything(tiny_m
     assert len(lines) == 1 and "list.txt: ../good.mp4: a list path may not leave --root" in (
         lines[0])
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "extract"])
+def test_an_out_that_is_a_file_is_one_line_before_the_model_loads(tmp_path, command):
+    from click.testing import CliRunner
+
+    from videomae_cli import video
+
+    (tmp_path / "list.txt").write_text("a.mp4 0\n")
+    (tmp_path / "afile").write_text("x")
+    result = CliRunner().invoke(getattr(video, f"{command}_command"), [
+        "--model", str(tmp_path / "no-model.keras"), "--list", str(tmp_path / "list.txt"),
+        "--root", str(tmp_path), "--out", str(tmp_path / "afile"), "-q"])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == [f"error: {tmp_path / 'afile'}: --out is a file, expected a folder (it is "
+                     f"made if missing)"]
+    assert (tmp_path / "afile").read_text() == "x"

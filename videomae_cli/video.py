@@ -80,6 +80,12 @@ def _engine_options(command):
     return command
 
 
+def _check_out_folder(out_dir: str) -> None:
+    """Before the model loads: an --out that names a file cannot take the results."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise _fail(f"{out_dir}: --out is a file, expected a folder (it is made if missing)")
+
+
 def _check_engine(engine: str) -> None:
     if engine != "ray":
         return
@@ -170,6 +176,7 @@ def evaluate_command(model_spec, list_path, root, out_dir, shard, views, dataset
         raise _fail("--shard splits the list by hand for --engine local; with --engine ray "
                     "the cluster shares the work: drop --shard")
     _check_engine(engine)
+    _check_out_folder(out_dir)
     model = _load_model(model_spec, dataset, verbose, engine=engine)
     from tqdm import tqdm
 
@@ -316,6 +323,7 @@ def extract_command(model_spec, list_path, root, out_dir, stride, views, dataset
     """Write each video's pooled encoder features to OUT/<video path>.npy: (views, D), or
     (segments, D) with --stride."""
     _check_engine(engine)
+    _check_out_folder(out_dir)
     model = _load_model(model_spec, dataset, verbose, features=True, engine=engine)
     from tqdm import tqdm
 
