@@ -1,6 +1,8 @@
 """Upstream VideoMAE's test-time video pipeline, class names, prediction and evaluation.
 
-torch-free. ``protocol`` and ``decode`` need only numpy, OpenCV and PyAV; ``model``,
+torch-free. ``protocol`` and ``decode`` use only numpy, OpenCV and PyAV (importing them still
+runs the ``tf_models`` package's ``__init__``, which registers the Keras classes, so Keras and
+TensorFlow load too: about 5 s and 0.9 GB per process on a 2-core machine); ``model``,
 ``predict`` and ``evaluate`` run converted models with TensorFlow / Keras; ``reconstruct``
 turns a pre-trained model's pixel predictions back into pictures (``videomae-reconstruct``).
 
