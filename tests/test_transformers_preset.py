@@ -4,7 +4,10 @@ same weights; a folder or ``hf://`` repository of pickle weights only is refused
 
 The tf_models side runs in a child process that never imports torch (and asserts it); this
 process writes the folders from randomised upstream state dicts (every tensor random) renamed
-to transformers' names, and runs the torch reference on the same inputs.
+to transformers' names, and runs the torch reference on the same inputs. That child reads
+``hf://`` from a Hugging Face cache filled by hand with ``HF_HUB_OFFLINE=1`` (offline mode);
+``test_an_hf_transformers_repository_downloads_from_a_loopback_hub`` downloads through
+huggingface_hub from ``tests/hub_server.HubServer`` on 127.0.0.1 (in this process).
 """
 
 import json
@@ -160,3 +163,103 @@ def test_transformers_tensors_that_do_not_fit_the_config_are_listed_in_one_line(
     with pytest.raises(PresetError, match=r"model\.safetensors: \d+ tensor\(s\) do not map: "
                                           r"\+ unexpected blocks\.1\."):
         tf_models.VideoMAEVideoClassifier.from_preset(folder)
+
+
+# --- hf:// through a loopback Hub: the download path, not a hand-filled cache ------------------
+
+@pytest.fixture
+def loopback_hub(monkeypatch, tmp_path):
+    """huggingface_hub pointed at ``tests/hub_server.HubServer`` on 127.0.0.1, in this process.
+
+    ``HF_ENDPOINT`` and ``HF_HUB_CACHE`` are read once, when huggingface_hub is imported
+    (``constants.py``), and keras-hub's ``get_file`` calls ``hf_hub_download`` without an
+    endpoint, so the values they set are set here instead (a child process with the
+    variables, as test_kerashub does, costs ~6 s of imports). Before anything loads, the URL
+    the client would build must be the loopback one: a client that reads its endpoint
+    elsewhere fails here rather than reaching huggingface.co."""
+    import huggingface_hub
+    from huggingface_hub import constants
+    from hub_server import HubServer
+
+    with HubServer() as hub:
+        monkeypatch.setattr(constants, "ENDPOINT", hub.endpoint)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        url = huggingface_hub.hf_hub_url(HF_REPO, CONFIG)
+        assert url.startswith(hub.endpoint + "/"), f"huggingface_hub would fetch {url}"
+        yield hub
+
+
+CONFIG, WEIGHTS = "config.json", "model.safetensors"
+
+
+def _files(folder):
+    found = {}
+    for name in os.listdir(folder):
+        with open(os.path.join(folder, name), "rb") as handle:
+            found[name] = handle.read()
+    return found
+
+
+def test_an_hf_transformers_repository_downloads_from_a_loopback_hub(loopback_hub, tmp_path):
+    """``from_preset("hf://ORG/NAME")`` on a transformers-format repository that huggingface_hub
+    downloads (HEAD + GET of ``resolve/main``) from a loopback Hub into its cache: every class
+    that reads transformers repositories equals the torch reference on the same random weights
+    and the same folder read locally; a missing repository, a missing weights file and a
+    tensor of the wrong shape and a pickle-only repository on the Hub are each one
+    ``PresetError`` line."""
+    hub = loopback_hub
+    ft_state, pt_state = upstream_state(FT, seed=11), upstream_state(PT, seed=12)
+    ft = write_transformers_folder(str(tmp_path / "ft"), to_transformers(ft_state, "q_bias"),
+                                   hf_config(FT))
+    pt = write_transformers_folder(str(tmp_path / "pt"),
+                                   to_transformers(pt_state, "query.bias", key_bias=0.0),
+                                   dict(hf_config(PT), decoder_intermediate_size=4 * PT.dims[
+                                       "decoder_embed_dim"]))
+    hub.add_repo(HF_REPO, _files(ft))
+    hub.add_repo(HF_REPO + "-pt", _files(pt))
+    hub.add_repo(HF_REPO + "-noweights", {CONFIG: _files(ft)[CONFIG]})
+    misshapen = to_transformers(ft_state, "q_bias")
+    misshapen["classifier.weight"] = misshapen["classifier.weight"][:-1]
+    write_transformers_folder(str(tmp_path / "misshapen"), misshapen, hf_config(FT))
+    hub.add_repo(HF_REPO + "-misshapen", _files(str(tmp_path / "misshapen")))
+    pickle = write_transformers_folder(str(tmp_path / "pickle"), to_transformers(ft_state),
+                                       hf_config(FT), safetensors=False, bin=True)
+    hub.add_repo(HF_REPO + "-pickle", _files(pickle))
+    video, mask = _inputs(seed=1)
+    handle = f"hf://{HF_REPO}"
+
+    classifier = tf_models.VideoMAEVideoClassifier.from_preset(handle)
+    found = np.asarray(classifier(video, training=False))
+    _assert_close(found, _torch_outputs(FT, ft_state, video), "classifier from hf://")
+    local = tf_models.VideoMAEVideoClassifier.from_preset(ft)
+    np.testing.assert_array_equal(found, np.asarray(local(video, training=False)))
+    assert classifier.num_classes == FT.num_classes
+    backbone = tf_models.VideoMAEBackbone.from_preset(handle)
+    for name, variable in local.backbone.named_variables().items():
+        np.testing.assert_array_equal(np.asarray(backbone.named_variables()[name]),
+                                      np.asarray(variable), err_msg=name)
+    pretrainer = tf_models.VideoMAEMaskedAutoencoder.from_preset(handle + "-pt")
+    _assert_close(np.asarray(pretrainer({"video": video, "mask": mask}, training=False)),
+                  _torch_outputs(PT, pt_state, video, mask), "pretrainer from hf://")
+
+    # downloaded, not read from a cache filled by hand
+    for name in (CONFIG, WEIGHTS):
+        assert ("GET", f"/{HF_REPO}/resolve/main/{name}") in hub.requests
+    snapshots = tmp_path / "hf-cache" / ("models--" + HF_REPO.replace("/", "--")) / "snapshots"
+    assert {p.name for p in snapshots.glob("*/*")} == {CONFIG, WEIGHTS}
+
+    refused = {
+        "-missing": f"{handle}-missing/config.json: missing or unreadable",
+        "-noweights": f"{handle}-noweights: no model.safetensors (from_preset reads",
+        "-pickle": f"{handle}-pickle: holds only PyTorch pickle weights (pytorch_model.bin)",
+        "-misshapen": f"{handle}-misshapen/model.safetensors: 1 tensor(s) do not map",
+    }
+    for suffix, expected in refused.items():
+        with pytest.raises(PresetError) as caught:
+            tf_models.VideoMAEVideoClassifier.from_preset(handle + suffix)
+        message = str(caught.value)
+        assert message.startswith(expected), message
+        assert "\n" not in message
