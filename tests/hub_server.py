@@ -12,6 +12,9 @@ declared a regular (non-LFS, non-Xet) upload, so commits carry the bytes inline.
         hub.repos["org/name"]                    # {path: bytes}, after any commits
         hub.commits                              # [(repo_id, message, [paths])]
         hub.requests                             # [(method, path)]
+
+``KaggleServer`` (below) is the same for ``kaggle://`` handles: the Kaggle Models API calls
+kagglehub makes to download one file of a model instance, on kagglesdk's fixed TEST endpoint.
 """
 
 from __future__ import annotations
@@ -156,5 +159,120 @@ class HubServer:
                     commit = hub.commit_hash(repo_id)
                 self._reply(200, {"commitUrl": f"{hub.endpoint}/{repo_id}/commit/{commit}",
                                   "commitOid": commit})
+
+        return Handler
+
+
+class KaggleServer:
+    """An in-memory Kaggle Models API on 127.0.0.1:7777, the fixed endpoint of kagglesdk's
+    ``KaggleEnv.TEST`` (``KAGGLE_API_ENVIRONMENT=TEST`` -> ``http://localhost:7777``,
+    ``kagglesdk/kaggle_env.py``; the port cannot be chosen, so binding it may fail: OSError).
+
+    The two calls kagglehub 1.x's ``model_download(handle, path)`` makes over HTTP, read off
+    its source (``http_resolver.py``: ``_get_current_version``, ``ModelHttpResolver``;
+    ``kagglesdk/kaggle_http_client.py``: every call is a JSON POST to
+    ``/api/v1/{service}/{method}``): ``GetModelInstance`` (an unversioned handle's current
+    version) and ``DownloadModelInstanceVersion`` with a ``path``, answered as Kaggle does
+    with a redirect to the file, served with its MD5 in ``x-goog-hash`` (kagglehub checks
+    it). Errors are Kaggle's JSON ``{"code": 404, "message": ...}``.
+
+        with KaggleServer() as kaggle:            # KAGGLE_API_ENVIRONMENT=TEST in the client
+            kaggle.add_instance("owner/model/keras/variation", {"config.json": b"..."})
+            kaggle.add_instance("owner/model/keras/bad", files, corrupt=["model.weights.h5"])
+            kaggle.requests                      # [(method, path, json body or None)]
+    """
+
+    PORT = 7777
+    SERVICE = "/api/v1/models.ModelApiService/"
+
+    def __init__(self):
+        # (owner, model, framework, variation) -> {version: {path: bytes}}
+        self.instances: Dict[Tuple[str, ...], Dict[int, Dict[str, bytes]]] = {}
+        self.corrupt = set()
+        self.requests: List[Tuple[str, str, object]] = []
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.PORT), self._handler())
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def add_instance(self, handle: str, files: Dict[str, bytes], version: int = 1,
+                     corrupt=()) -> None:
+        """``handle``: owner/model/framework/variation (``keras``: kagglesdk's
+        ``MODEL_FRAMEWORK_KERAS``); served as version ``version``; the files named in
+        ``corrupt`` are served with an MD5 that does not match their bytes."""
+        owner, model, framework, variation = handle.split("/")
+        key = (owner, model, "MODEL_FRAMEWORK_" + framework.upper(), variation)
+        self.instances.setdefault(key, {})[version] = dict(files)
+        self.corrupt.update((key, version, name) for name in corrupt)
+
+    def __enter__(self) -> "KaggleServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+    def _handler(self):
+        kaggle = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _reply(self, status, body=b"", headers=None):
+                if isinstance(body, dict):
+                    body = json.dumps(body).encode()
+                    headers = {"Content-Type": "application/json", **(headers or {})}
+                self.send_response(status)
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _missing(self, what):
+                self._reply(404, {"code": 404, "message": f"{what} not found"})
+
+            def do_POST(self):
+                path = urlparse(self.path).path
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                request = json.loads(body or b"{}")
+                kaggle.requests.append(("POST", path, request))
+                method = path[len(kaggle.SERVICE):] if path.startswith(kaggle.SERVICE) else ""
+                key = tuple(str(request.get(k)) for k in ("ownerSlug", "modelSlug",
+                                                          "framework", "instanceSlug"))
+                versions = kaggle.instances.get(key, {})
+                if method == "GetModelInstance":
+                    if not versions:
+                        return self._missing("model instance")
+                    return self._reply(200, {"versionNumber": max(versions),
+                                             "slug": key[3]})
+                if method == "DownloadModelInstanceVersion":
+                    version, name = request.get("versionNumber"), request.get("path")
+                    if name not in versions.get(version, {}):
+                        return self._missing(f"{'/'.join(key)}/{version}/{name}")
+                    location = "/".join(("/files",) + key + (str(version), name))
+                    return self._reply(302, headers={"Location": location})
+                self._missing(f"endpoint {path}")
+
+            def do_GET(self):
+                path = unquote(urlparse(self.path).path)
+                kaggle.requests.append(("GET", path, None))
+                parts = path.split("/")  # /files/owner/model/framework/variation/version/path
+                data = None
+                if len(parts) > 7 and parts[1] == "files" and parts[6].isdigit():
+                    files = kaggle.instances.get(tuple(parts[2:6]), {}).get(int(parts[6]), {})
+                    data = files.get("/".join(parts[7:]))
+                if data is None:
+                    return self._missing(path)
+                wrong = (tuple(parts[2:6]), int(parts[6]), "/".join(parts[7:])) in kaggle.corrupt
+                digest = hashlib.md5(data + (b"x" if wrong else b""))
+                md5 = base64.b64encode(digest.digest()).decode()
+                self._reply(200, data, {"Content-Type": "application/octet-stream",
+                                        "x-goog-hash": f"crc32c=AAAAAA==,md5={md5}"})
 
         return Handler

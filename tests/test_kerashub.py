@@ -371,9 +371,10 @@ def test_an_hf_handle_downloads_through_keras_hubs_client_from_a_loopback_hub(ti
 
 def test_a_kaggle_handle_goes_through_kagglehub_and_fails_in_one_line_offline(monkeypatch,
                                                                                tmp_path):
-    """kagglehub's endpoint is a fixed host per ``KAGGLE_API_ENVIRONMENT`` (kagglesdk's
-    kaggle_env.py), not a settable URL, so no loopback Kaggle here: with ``LOCALHOST`` (port 80,
-    nothing listening) the handle reaches kagglehub's client and ends in one line."""
+    """A Kaggle that cannot be reached: kagglehub's endpoint is one of kagglesdk's fixed URLs
+    per ``KAGGLE_API_ENVIRONMENT`` (kaggle_env.py; no variable takes a URL); ``LOCALHOST`` is
+    ``http://localhost`` (port 80, nothing listening), so the handle reaches kagglehub's
+    client and ends in one line. The successful load is the next test (``TEST``, port 7777)."""
     monkeypatch.setenv("KAGGLE_API_ENVIRONMENT", "LOCALHOST")
     monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kaggle"))
     handle = f"kaggle://someone/videomae/keras/{TINY_FT}"
@@ -385,3 +386,88 @@ def test_a_kaggle_handle_goes_through_kagglehub_and_fails_in_one_line_offline(mo
         assert len(message.splitlines()) == 1
         assert message.startswith(f"{handle}/config.json: missing or unreadable")
         assert "GetModelInstance" in message and "check the handle, the network" in message
+
+
+def _free_kaggle_test_port():
+    """Whether ``localhost:7777`` would reach only a server this test binds on 127.0.0.1:
+    another address of ``localhost`` (``::1``) with a listener there would take the calls."""
+    import socket
+
+    for family, kind, proto, _, address in socket.getaddrinfo("localhost", 7777,
+                                                              type=socket.SOCK_STREAM):
+        if address[0] == "127.0.0.1":
+            continue
+        with socket.socket(family, kind, proto) as probe:
+            probe.settimeout(0.5)
+            if probe.connect_ex(address) == 0:
+                return False
+    return True
+
+
+def test_a_kaggle_handle_downloads_through_kagglehub_from_a_loopback_kaggle(tiny_preset,
+                                                                           monkeypatch,
+                                                                           tmp_path):
+    """``kaggle://OWNER/MODEL/keras/VARIATION`` through kagglehub's own client against a
+    loopback Kaggle Models API (``tests/hub_server.KaggleServer``) at kagglesdk's fixed
+    ``KAGGLE_API_ENVIRONMENT=TEST`` endpoint, ``http://localhost:7777``: the classifier and the
+    one resolver take it, equal to the preset folder; a missing variation (404) and a file
+    whose MD5 does not match are each one ``PresetError`` line. Skipped when the port is
+    taken (it cannot be chosen)."""
+    from hub_server import KaggleServer
+
+    from tf_models.artifacts.resolve import load_artifact
+
+    expected = tf_models.VideoMAEVideoClassifier.from_preset(tiny_preset).predict(FRAMES,
+                                                                                 verbose=0)
+    files = {}
+    for name in os.listdir(tiny_preset):
+        with open(os.path.join(tiny_preset, name), "rb") as handle:
+            files[name] = handle.read()
+    # no real credentials reach the loopback server (kagglesdk reads ~/.kaggle itself)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR",
+                 "KAGGLE_KERNEL_RUN_TYPE", "TBE_RUNTIME_ADDR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KAGGLE_API_ENVIRONMENT", "TEST")
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kaggle"))
+    if not _free_kaggle_test_port():
+        pytest.skip("localhost:7777 answers on another address than 127.0.0.1")
+    try:
+        server = KaggleServer()
+    except OSError as error:
+        pytest.skip(f"127.0.0.1:7777 (kagglesdk's TEST endpoint) is taken: {error}")
+    handle = f"kaggle://someone/videomae/keras/{TINY_FT}"
+    with server as kaggle:
+        kaggle.add_instance(f"someone/videomae/keras/{TINY_FT}", files, version=3)
+        kaggle.add_instance("someone/videomae/keras/corrupt", files,
+                            corrupt=["config.json"])
+        task = tf_models.VideoMAEVideoClassifier.from_preset(handle)
+        found = task.predict(FRAMES, verbose=0)
+        resolved, model = load_artifact(handle)
+        refused = {}
+        for bad in ("missing", "corrupt"):
+            with pytest.raises(tf_models.PresetError) as raised:
+                tf_models.VideoMAEVideoClassifier.from_preset(
+                    f"kaggle://someone/videomae/keras/{bad}")
+            refused[bad] = str(raised.value)
+    np.testing.assert_array_equal(found, expected)
+    assert type(task) is tf_models.VideoMAEVideoClassifier
+    assert [resolved.kind, resolved.name, type(model).__name__] == [
+        "kerashub", TINY_FT, "VideoMAEVideoClassifier"]
+    for name, variable in task.named_variables().items():
+        np.testing.assert_array_equal(np.asarray(model.named_variables()[name]),
+                                      np.asarray(variable), err_msg=name)
+    # fetched by kagglehub: the current version, then each file by a redirect to it
+    downloads = {r[2]["path"] for r in kaggle.requests
+                 if r[1].endswith("/DownloadModelInstanceVersion")
+                 and r[2]["instanceSlug"] == TINY_FT}
+    assert {"config.json", "model.weights.h5", "task.json"} <= downloads
+    assert ("GET", f"/files/someone/videomae/MODEL_FRAMEWORK_KERAS/{TINY_FT}/3/"
+                   "model.weights.h5", None) in kaggle.requests
+    cached = tmp_path / "kaggle" / "models" / "someone" / "videomae" / "keras" / TINY_FT / "3"
+    assert (cached / "model.weights.h5").read_bytes() == files["model.weights.h5"]
+    assert all(len(message.splitlines()) == 1 for message in refused.values()), refused
+    assert refused["missing"].startswith(
+        "kaggle://someone/videomae/keras/missing/config.json: missing or unreadable")
+    assert refused["corrupt"].startswith("kaggle://someone/videomae/keras/corrupt/config.json: "
+                                         "missing or unreadable") and "MD5" in refused["corrupt"]
