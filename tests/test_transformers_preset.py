@@ -263,3 +263,6 @@ def test_an_hf_transformers_repository_downloads_from_a_loopback_hub(loopback_hu
         message = str(caught.value)
         assert message.startswith(expected), message
         assert "\n" not in message
+    # the pickle is found by a HEAD request, never downloaded (it may be gigabytes)
+    pickle_url = f"/{HF_REPO}-pickle/resolve/main/pytorch_model.bin"
+    assert ("HEAD", pickle_url) in hub.requests and ("GET", pickle_url) not in hub.requests

@@ -64,6 +64,21 @@ def _get_file(preset: str, name: str) -> Optional[str]:
             from None
 
 
+def _has_file(preset: str, name: str) -> bool:
+    """Whether ``preset`` holds ``name``, without downloading it from the Hub (a HEAD
+    request; offline, or when the client cannot tell, the cache or a download decides)."""
+    if not str(preset).startswith("hf://"):
+        return os.path.isfile(os.path.join(preset, name))
+    try:
+        from huggingface_hub import HfApi, constants
+
+        # the endpoint as the download's URLs read it, at call time
+        api = HfApi(endpoint=constants.ENDPOINT)
+        return bool(api.file_exists(str(preset)[len("hf://"):], name))
+    except Exception:  # offline mode, or an error the download below reports in one line
+        return _get_file(preset, name) is not None
+
+
 def read_transformers_config(preset) -> Optional[dict]:
     """``preset``'s ``config.json`` when it is a transformers one (it has ``model_type``; a
     keras-hub preset's names a ``class_name`` instead), else None. Local folders and ``hf://``
@@ -168,7 +183,7 @@ def read_safetensors(preset: str) -> Tuple[Dict[str, np.ndarray], str]:
         weights = f"{preset}/{SAFETENSORS_FILES[1]}"
     missing = [name for name, path in files if path is None]
     if missing:
-        pickled = [name for name in PICKLE_FILES if _get_file(preset, name) is not None]
+        pickled = [name for name in PICKLE_FILES if _has_file(preset, name)]
         if pickled and index is None:
             raise PresetError(f"{preset}: holds only PyTorch pickle weights ({pickled[0]}), "
                               f"which from_preset never unpickles; convert it with "
