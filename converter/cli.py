@@ -143,7 +143,7 @@ def _inside_gc_callback(frame) -> bool:
 @click.option("--force-download", is_flag=True, help="Download again even when cached.")
 @click.option("--synthetic", is_flag=True,
               help="Convert a seeded random checkpoint in upstream's file layout.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
               help="Seed of the synthetic checkpoint and of the parity inputs.")
 @click.option("--out", "out_dir", type=click.Path(), default=None,
               help="Output folder for the artifacts. Required unless --list.")
@@ -176,11 +176,14 @@ def _inside_gc_callback(frame) -> bool:
                    "run inside them (for TF Serving and on-device use); checked like the rest.")
 @click.option("--force", is_flag=True, help="Overwrite artifacts already in --out.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--verbose", is_flag=True,
+              help="Let TensorFlow's start-up and log lines through (read by the console "
+                   "script before the frameworks load).")
 @click.option("--outcome-file", type=click.Path(dir_okay=False), default=None, hidden=True,
               help="Where --all's child writes what it did (a RunOutcome).")
 def main(entry_name, list_entries, as_json, family, size, mode, dataset, checkpoint, cache_dir,
          offline, force_download, synthetic, seed, out_dir, all_entries, checkpoint_dir, jobs,
-         encoder_only, litert, litert_quantize, videos, raw_frames, force, quiet,
+         encoder_only, litert, litert_quantize, videos, raw_frames, force, quiet, verbose,
          outcome_file):
     """Convert an official PyTorch VideoMAE (V1 or V2) checkpoint into checked TF / Keras
     artifacts: a SavedModel, NAME.weights.h5, NAME.keras and a NAME.json parity report."""

@@ -42,7 +42,8 @@ from .quiet import prepare_environment, silenced_stderr
               help="a real video: one clip of it joins the random clips of the reload checks")
 @click.option("--clips", type=click.IntRange(1), default=2, show_default=True,
               help="seeded random clips the reload checks run")
-@click.option("--seed", type=int, default=0, show_default=True, help="seed of the random clips")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+              help="seed of the random clips")
 @click.option("--force", is_flag=True, help="replace artifacts of NAME already in --out")
 @click.option("--json", "as_json", is_flag=True,
               help="last stdout line: JSON with the paths, reference and reload checks")
