@@ -230,6 +230,9 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
     litert = litert or bool(litert_quantize)
     if litert and not kind.serves_litert:
         raise ConversionError(kind.litert_refusal(entry))
+    if videos and encoder_only:
+        raise ConversionError("--video measures a classifier's top-1 / top-5 agreement, and "
+                              "--encoder-only writes features: drop --video")
     # read before any work: a file that is not a video is one line now, not after minutes
     check_videos(videos, litert_quantize)
     video_cases = [video_case(path, entry) for path in videos]

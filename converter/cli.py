@@ -103,6 +103,21 @@ def _stop_handlers():
             signal.signal(sig, handler)
 
 
+def run_stoppably(work):
+    """``work(on_phase)`` under ``_stop_handlers``, ``on_phase`` stopping it at the next phase
+    after a swallowed signal: the way every command over staged artifacts (``videomae-convert``,
+    ``videomae-export``) is stopped. Returns what ``work`` returns; a stop signal, and anything
+    raised because of it, comes out as KeyboardInterrupt (the staging folder and lock are gone
+    by then); any other exception as itself."""
+    try:
+        with _stop_handlers():
+            return work(_stop_if_signalled)
+    except BaseException as error:
+        if _Terminated.received is None and not isinstance(error, KeyboardInterrupt):
+            raise
+        raise KeyboardInterrupt("interrupted") from None
+
+
 def _inside_gc_callback(frame) -> bool:
     """Whether ``frame`` runs inside a garbage-collector callback (jax registers one)."""
     codes = {getattr(callback, "__code__", None) for callback in gc.callbacks}
@@ -225,20 +240,17 @@ def main(entry_name, list_entries, as_json, family, size, mode, dataset, checkpo
             RunOutcome(entry.name, "failed", message).save(outcome_file)
         _fail(message, code)
     try:
-        with _stop_handlers():
-            result = convert(entry, out_dir, checkpoint=checkpoint, synthetic=synthetic,
-                             seed=seed, force=force, progress=not quiet,
-                             encoder_only=encoder_only, cache_dir=cache_dir,
-                             offline=offline or None, force_download=force_download,
-                             on_phase=_stop_if_signalled, litert=litert, raw_frames=raw_frames,
-                             litert_quantize=litert_quantize, videos=videos)
+        result = run_stoppably(lambda on_phase: convert(
+            entry, out_dir, checkpoint=checkpoint, synthetic=synthetic, seed=seed, force=force,
+            progress=not quiet, encoder_only=encoder_only, cache_dir=cache_dir,
+            offline=offline or None, force_download=force_download, on_phase=on_phase,
+            litert=litert, raw_frames=raw_frames, litert_quantize=litert_quantize,
+            videos=videos))
     except ParityError as error:
         fail(f"error: {error}", 1)
     except ConversionError as error:
         fail(f"error: {error}", 2)
-    except BaseException:
-        if _Terminated.received is None and sys.exc_info()[0] is not KeyboardInterrupt:
-            raise
+    except KeyboardInterrupt:
         fail(f"error: interrupted; no partial artifact was left in {out_dir}", 2)
     if outcome_file:
         RunOutcome(result.entry.name, "skipped" if result.skipped else "converted",

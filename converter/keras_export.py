@@ -28,7 +28,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from tf_models.artifacts.checksums import tree_sha256
-from tf_models.artifacts.names import artifact_paths, entry_name
+from tf_models.artifacts.names import artifact_paths, clashing_word, entry_name
 from tf_models.presets import ALL_SIZES, IMAGENET_MEAN, IMAGENET_STD
 
 from .api import PhaseBar, library_versions
@@ -168,6 +168,11 @@ def _check_name(name: str) -> None:
     if not NAME_PATTERN.fullmatch(name):
         raise ConversionError(f"--name {name!r}: names the artifact files, so letters, digits, "
                               f"'.', '_' and '-' only, starting with a letter or digit")
+    word = clashing_word(name)
+    if word is not None:
+        raise ConversionError(f"--name {name!r}: ends in '.{word}', a word of the artifact "
+                              f"file names, so its files could be another name's (the "
+                              f"'{name.rsplit('.', 1)[0]}' artifacts'); choose a name without it")
 
 
 def _check_not_source(out_dir: str, name: str, model_spec: str) -> None:

@@ -9,15 +9,15 @@ import time
 import pytest
 
 
-def _run_and_stop(tmp_path, out_dir, args, signum=signal.SIGTERM):
-    """Run ``videomae-convert ARGS`` (its scratch in ``tmp_path/tmp``, which must end up
-    empty), send ``signum`` as soon as a hidden file appears in ``out_dir``: its exit code
-    and its stderr."""
+def _run_and_stop(tmp_path, out_dir, args, signum=signal.SIGTERM, module="converter.cli"):
+    """Run ``videomae-convert ARGS`` (or another command's ``module``; its scratch in
+    ``tmp_path/tmp``, which must end up empty), send ``signum`` as soon as a hidden file
+    appears in ``out_dir``: its exit code and its stderr."""
     scratch = tmp_path / "tmp"  # where the synthetic checkpoints go
     scratch.mkdir()
     with open(tmp_path / "stderr.txt", "w") as err:
         process = subprocess.Popen(
-            [sys.executable, "-m", "converter.cli", *args], stdout=subprocess.DEVNULL,
+            [sys.executable, "-m", module, *args], stdout=subprocess.DEVNULL,
             stderr=err, stdin=subprocess.DEVNULL, env={**os.environ, "TMPDIR": str(scratch)},
             start_new_session=True,  # signalled alone: the test's process group stays out
             # a runner started in the background inherits SIGINT as ignored: undo that
@@ -61,6 +61,23 @@ def test_interrupt_mid_export_leaves_output_folder_as_it_was(tmp_path, signum):
     assert sorted(p.name for p in out_dir.iterdir()) == ["keep.txt"]
     assert (out_dir / "keep.txt").read_text() == "user file"
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_a_stopped_videomae_export_exits_two_in_one_line_and_leaves_nothing(tmp_path,
+                                                                          tiny_converted):
+    """``videomae-export`` stops as ``videomae-convert`` does (it exited -15 with its lock and
+    staging folder left behind)."""
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "keep.txt").write_text("user file")
+    returncode, stderr = _run_and_stop(
+        tmp_path, out_dir, ["--model", tiny_converted.paths["keras"], "--out", str(out_dir),
+                            "--name", "m", "--litert", "-q"], module="videomae_cli.export")
+    assert returncode == 2, stderr
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: interrupted; no partial artifact was left in {out_dir}"], stderr
+    assert sorted(p.name for p in out_dir.iterdir()) == ["keep.txt"]
 
 
 @pytest.mark.parametrize("landing", ["lock taken", "staging folder made"])

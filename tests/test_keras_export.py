@@ -221,6 +221,23 @@ def test_the_exported_file_itself_is_never_an_output(source):
                                      "another --name or --out")
 
 
+@pytest.mark.parametrize("name, other", [("m.int8", "m.int8.tflite"), ("m.keras", "m.keras"),
+                                         ("m.json", "m.json"), ("m.preset", "m.preset")])
+def test_a_name_whose_files_could_be_another_names_is_refused(source, tmp_path, name, other):
+    """``m.int8``'s SavedModel and LiteRT files would include ``m``'s int8 file
+    (``m.int8.tflite``); a later ``--force`` export would replace or retire it."""
+    from tf_models.artifacts.names import artifact_paths
+
+    assert os.path.join(str(tmp_path), other) in set(
+        artifact_paths(str(tmp_path), "m", litert=True).values())
+    _, path = source
+    result = _run(["--model", path, "--out", tmp_path / "out", "--name", name, "-q"])
+    assert result.exit_code == 2
+    assert result.output.strip().startswith(f"error: --name {name!r}: ends in "
+                                            f"'.{name.split('.')[1]}'"), result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_report_without_torch_parity_must_name_another_reference(exported, tmp_path):
     from converter.record import ConversionRecord, RecordError
 

@@ -197,6 +197,10 @@ def test_litert_quantize_refuses_in_one_line_what_it_cannot_do(tmp_path):
     line = assert_one_line_error(run_cli(["--name", TINY_FT, "--litert-quantize", "int8",
                                           "--video", str(not_a_video)] + base), 2)
     assert "notes.mp4" in line
+    line = assert_one_line_error(run_cli(["--name", TINY_FT, "--encoder-only",
+                                          "--litert-quantize", "int8", "--video", video]
+                                         + base), 2)
+    assert "--encoder-only writes features: drop --video" in line
     assert not out.exists() or os.listdir(out) == []
 
 

@@ -55,13 +55,15 @@ def export_command(model_spec, out_dir, name, litert, litert_quantize, kerashub_
     keras-hub artifacts, as videomae-convert exports a converted one."""
     prepare_environment(verbose)
     with silenced_stderr(not verbose), framework_imports():
+        from converter.cli import run_stoppably
         from converter.errors import ConversionError, ParityError
         from converter.keras_export import export_model
 
-    try:
-        result = export_model(model_spec, out_dir, name=name, litert=litert,
-                              preset=kerashub_preset, force=force, video=video, batch=clips,
-                              seed=seed, progress=not quiet, litert_quantize=litert_quantize)
+    try:  # SIGTERM / SIGINT stop it as they stop videomae-convert: one line, nothing left
+        result = run_stoppably(lambda on_phase: export_model(
+            model_spec, out_dir, name=name, litert=litert, preset=kerashub_preset, force=force,
+            video=video, batch=clips, seed=seed, progress=not quiet, on_phase=on_phase,
+            litert_quantize=litert_quantize))
     except ParityError as error:
         raise _fail(str(error), EXIT_CHECK_FAILED)
     except ConversionError as error:

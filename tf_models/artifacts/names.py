@@ -34,6 +34,19 @@ _FILE_SUFFIXES = tuple(sorted({".savedmodel.zip", *filter(None, SUFFIXES.values(
                               key=len, reverse=True))
 
 
+# the dot-separated words of the suffixes (and of the release's ``.savedmodel.zip``): a NAME
+# ending in one (``m.int8``, ``m.keras``) would give artifact paths of another NAME
+# (``m.int8.tflite`` is ``m``'s int8 file, the SavedModel folder ``m.keras`` ``m``'s Keras file)
+SUFFIX_WORDS = frozenset(word for suffix in (*SUFFIXES.values(), ".savedmodel.zip")
+                         for word in suffix.split(".") if word)
+
+
+def clashing_word(name: str) -> Optional[str]:
+    """The suffix word ``name`` ends in (after a dot), or None when its paths are its own."""
+    word = name.rsplit(".", 1)[-1].lower() if "." in name else None
+    return word if word in SUFFIX_WORDS else None
+
+
 def quantized_kind(mode: str) -> str:
     """The artifact kind of a ``--litert-quantize`` mode's file (``fp16`` -> ``litert_fp16``)."""
     return LITERT_KINDS[1 + QUANTIZED_MODES.index(mode)]
