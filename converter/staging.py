@@ -70,8 +70,12 @@ def probe_writable(out_dir: str) -> None:
     made = []
     try:
         for folder in reversed(missing):
-            os.mkdir(folder)
-            made.append(folder)
+            try:
+                os.mkdir(folder)
+                made.append(folder)
+            except FileExistsError:  # another run made it meanwhile: not ours to remove
+                if not os.path.isdir(folder):
+                    raise
         handle, probe = tempfile.mkstemp(prefix=".videomae-probe-", dir=out_dir)
         os.close(handle)
         os.unlink(probe)
