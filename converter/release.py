@@ -32,7 +32,7 @@ from tf_models.artifacts.names import LITERT_KINDS, QUANTIZED_MODES, SUFFIXES, q
 
 from .errors import ConversionError
 from .kinds import kind_of
-from .record import ConversionRecord, RecordError
+from .record import ConversionRecord, RecordError, RunOutcome
 from .zoo import ALL_SIZES, DATASETS, FAMILIES, Entry
 
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same SavedModel zips to the same bytes
@@ -100,16 +100,17 @@ def untar_preset(tar_path: str, into: str) -> str:
     return os.path.join(into, tops.pop())
 
 
-def write_preset(keras_path: str, name: str, preset_dir: str) -> str:
+def write_preset(keras_path: str, entry: Entry, preset_dir: str) -> str:
     """The keras-hub preset folder of a converted entry, from its ``.keras`` file, written by
     keras-hub's ``save_to_preset`` (``tf_models.kerashub_presets.save_zoo_preset``: a
-    classifier gets its preprocessor, raw uint8 frames in). Returns the model's class name."""
+    classifier gets its preprocessor, raw uint8 frames in). The zoo row is the entry's own
+    preset, so an encoder-only conversion (``NAME_encoder``, not a zoo name) gets the preset of
+    its backbone alone. Returns the model's class name."""
     from tf_models.artifacts.resolve import Resolved, load_keras_model
     from tf_models.kerashub_presets import save_zoo_preset
-    from tf_models.presets import get_preset
 
     model = load_keras_model(Resolved(keras_path, "keras", None))
-    save_zoo_preset(model, get_preset(name), preset_dir)
+    save_zoo_preset(model, entry.preset, preset_dir)
     return type(model).__name__
 
 
@@ -244,17 +245,86 @@ def _reports(conversion_dir: str) -> List[str]:
     return found
 
 
-def _verified(report_path: str, conversion_dir: str) -> ConversionRecord:
+def _zoo_entry(report: ConversionRecord, report_path: str) -> Entry:
+    """The zoo entry of a report, or ConversionError naming the file when this converter's zoo
+    does not know it (a report of a newer version, or a hand-edited one)."""
+    try:
+        return report.zoo_entry()
+    except KeyError:
+        raise ConversionError(f"{report_path}: expected a report of a zoo entry, found entry "
+                              f"{report.name!r}, which this converter's zoo does not know; "
+                              f"convert it with this version or move the file out of the "
+                              f"folder") from None
+
+
+def _load_report(report_path: str, conversion_dir: str, log) -> Optional[ConversionRecord]:
+    """The report in ``report_path``, or None (with one logged line) for a ``videomae-export``
+    report: an exported user model is not a zoo conversion and is left out of a release."""
+    report = ConversionRecord.load(report_path)
+    if report.reference != "torch":
+        log(f"{os.path.basename(report_path)}: a videomae-export report (reference "
+            f"{report.reference!r}), not a zoo conversion; left out of the release")
+        return None
+    _zoo_entry(report, report_path)
+    return report
+
+
+def _verified(report_path: str, report: ConversionRecord,
+              conversion_dir: str) -> ConversionRecord:
     """The report of a conversion whose artifacts match it (ConversionError naming the entry
     and the file otherwise)."""
     from .export import verify_artifacts
 
-    report = ConversionRecord.load(report_path)
     entry = report.zoo_entry()
     reason = verify_artifacts(conversion_dir, entry, {"sha256": report.source.sha256})
     if reason is not None:
         raise ConversionError(f"{entry.name}: artifacts do not verify: {reason}")
     return report
+
+
+def _failed_outcomes(conversion_dir: str) -> List[str]:
+    """One line per entry whose last ``--all`` conversion into this folder failed
+    (``logs/NAME.outcome.json``, status "failed")."""
+    logs = os.path.join(conversion_dir, "logs")
+    if not os.path.isdir(logs):
+        return []
+    failed = []
+    for name in sorted(os.listdir(logs)):
+        if name.endswith(".outcome.json"):
+            path = os.path.join(logs, name)
+            outcome = RunOutcome.load(path)
+            if outcome is not None and outcome.status == "failed":
+                why = (outcome.message.strip().splitlines() or ["no message"])[0][:200]
+                failed.append(f"{path}: expected every entry converted, found {outcome.name} "
+                              f"failed ({why}); convert it again, or delete this file to "
+                              f"release without it")
+    return failed
+
+
+def _inside(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or below it (links resolved)."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([path, folder]) == folder
+
+
+def _check_destination(conversion_dir: str, release_dir: str, force: bool) -> None:
+    """Refuse, before any work, a release folder that would overwrite what it must not."""
+    if _inside(release_dir, conversion_dir) or _inside(conversion_dir, release_dir):
+        raise ConversionError(f"{release_dir}: expected a release folder outside the "
+                              f"conversion folder {conversion_dir}, found it the same, inside "
+                              f"or around it (--force would delete the conversions); choose "
+                              f"another release folder")
+    if os.path.lexists(release_dir) and not os.path.isdir(release_dir):
+        raise ConversionError(f"{release_dir}: expected a release folder, found a file; choose "
+                              f"another path or remove the file")
+    if os.path.exists(release_dir):
+        if not force:
+            raise ConversionError(f"{release_dir}: already exists; pass --force to replace it")
+        if os.listdir(release_dir) and not os.path.isfile(os.path.join(release_dir,
+                                                                       "manifest.json")):
+            raise ConversionError(f"{release_dir}: --force replaces a release folder (one "
+                                  f"with manifest.json) or an empty one, found a folder "
+                                  f"without manifest.json; choose another release folder")
 
 
 def asset_tolerance(report: ConversionRecord, kind: str) -> float:
@@ -289,7 +359,7 @@ def _release_entry(report_path: str, report: ConversionRecord, conversion_dir: s
     report_asset = os.path.join(staging, f"{entry.name}.json")
     shutil.copyfile(report_path, report_asset)
     preset_dir = os.path.join(staging, ".presets", entry.name)
-    preset_class = write_preset(paths["keras"], entry.name, preset_dir)
+    preset_class = write_preset(paths["keras"], entry, preset_dir)
     assets["kerashub"] = preset_dir  # checked as a folder, shipped as a tar
     errors = checker.check(report_asset, assets)
     bad = {k: v for k, v in errors.items() if not v <= asset_tolerance(report, k)}
@@ -334,9 +404,14 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
     """
     if not os.path.isdir(conversion_dir):
         raise ConversionError(f"{conversion_dir}: not a folder")
-    if os.path.exists(release_dir) and not force:
-        raise ConversionError(f"{release_dir}: already exists; pass --force to replace it")
-    reports = _reports(conversion_dir)
+    _check_destination(conversion_dir, release_dir, force)
+    failed = _failed_outcomes(conversion_dir)
+    if failed:
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        raise ConversionError(failed[0] + more)
+    loaded = [(path, _load_report(path, conversion_dir, log))
+              for path in _reports(conversion_dir)]
+    reports = [path for path, report in loaded if report is not None]
     if not reports:
         raise ConversionError(f"{conversion_dir}: no conversion reports (NAME.json) found")
     parent = os.path.dirname(os.path.abspath(release_dir))
@@ -347,7 +422,8 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
                     "entries": {}, "assets": {}}
         # every entry's artifacts against its report first: a changed file fails the build
         # at once, not after the entries before it were packed and re-checked (minutes each)
-        verified = [_verified(report_path, conversion_dir) for report_path in reports]
+        verified = [_verified(path, report, conversion_dir)
+                    for path, report in loaded if report is not None]
         with FreshProcessChecker() as checker:  # one process, its imports paid once
             for report_path, report in zip(reports, verified):
                 _release_entry(report_path, report, conversion_dir, staging, base_url,
