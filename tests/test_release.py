@@ -529,6 +529,138 @@ def test_the_fresh_process_checks_every_entry_and_a_failure_names_the_report(con
     assert "\n" not in line and "missing.weights.h5" in line
 
 
+# --- verify: releases wrong but consistently re-signed ------------------------------------------
+
+def _resign(release_dir, manifest, changed=()):
+    """Make every listing agree again after an edit: the changed files' sizes and sha256s in
+    the manifest, MODEL_ZOO.md re-rendered from it, SHA256SUMS rewritten."""
+    for name in changed:
+        path = os.path.join(release_dir, name)
+        manifest["assets"][name].update(bytes=os.path.getsize(path), sha256=_sha256(path))
+    _write_manifest(release_dir, manifest)
+    with open(os.path.join(release_dir, "MODEL_ZOO.md"), "w") as handle:
+        handle.write(render_model_zoo(manifest, manifest["base_url"]))
+    write_sha256sums(release_dir)
+
+
+def _manifest(release_dir):
+    with open(os.path.join(release_dir, "manifest.json")) as handle:
+        return json.load(handle)
+
+
+@pytest.mark.parametrize("key", ["parity", "source_sha256"])
+def test_a_manifest_entry_that_differs_from_its_report_is_reported(release_copy, key):
+    manifest = _manifest(release_copy)
+    if key == "parity":
+        manifest["entries"][TINY_FT]["parity"]["tf_err_vs_f64"] = 0.0  # a prettier number
+    else:
+        manifest["entries"][TINY_FT]["source_sha256"] = "0" * 64
+        for asset in manifest["assets"].values():
+            if asset["entry"] == TINY_FT:
+                asset["source_sha256"] = "0" * 64
+    _resign(release_copy, manifest)
+    assert verify_release(release_copy) == [
+        f"manifest.json: entries[{TINY_FT!r}][{key!r}] differs from {TINY_FT}.json; rebuild "
+        f"the release with scripts/release.py build"]
+
+
+def test_an_edited_model_card_is_reported_after_resigning(release_copy):
+    name = f"{TINY_PT}.md"
+    path = os.path.join(release_copy, name)
+    with open(path) as handle:
+        text = handle.read()
+    assert "Source sha256" in text
+    with open(path, "w") as handle:
+        handle.write(text.replace("synthetic checkpoint", "official checkpoint"))
+    _resign(release_copy, _manifest(release_copy), changed=[name])
+    assert verify_release(release_copy) == [
+        f"{name}: does not match the card rendered from {TINY_PT}.json and the manifest; "
+        f"rebuild the release with scripts/release.py build"]
+
+
+def test_an_edited_card_inside_a_preset_tar_is_reported_after_resigning(release_copy,
+                                                                        tmp_path):
+    from converter.release import tar_preset, untar_preset
+
+    name = f"{TINY_PT}.kerashub.tar"
+    folder = untar_preset(os.path.join(release_copy, name), str(tmp_path / "unpacked"))
+    with open(os.path.join(folder, "README.md"), "a") as handle:
+        handle.write("\nTop-1 99.9 on everything.\n")
+    tar_preset(folder, os.path.join(release_copy, name))
+    _resign(release_copy, _manifest(release_copy), changed=[name])
+    assert verify_release(release_copy) == [
+        f"{name}: its README.md does not match the card rendered from {TINY_PT}.json and the "
+        f"manifest; rebuild the release with scripts/release.py build"]
+
+
+def test_an_asset_url_off_the_base_url_is_reported(release_copy):
+    manifest = _manifest(release_copy)
+    name = f"{TINY_FT}.keras"
+    manifest["assets"][name]["url"] = "https://elsewhere.example/model.keras"
+    _resign(release_copy, manifest)
+    assert verify_release(release_copy) == [
+        f"{name}: expected url {BASE}/{name} in the manifest, found "
+        f"https://elsewhere.example/model.keras; rebuild the release with "
+        f"scripts/release.py build"]
+
+
+def test_assets_of_an_entry_deleted_from_the_manifest_are_reported(release_copy):
+    manifest = _manifest(release_copy)
+    del manifest["entries"][TINY_PT]
+    _resign(release_copy, manifest)
+    problems = verify_release(release_copy)
+    assert f"{TINY_PT}.keras: an asset of {TINY_PT}, which is not in the manifest's entries; " \
+           f"rebuild the release with scripts/release.py build" in problems
+    assert len(problems) == len(ASSET_SUFFIXES), problems  # one line per asset of the entry
+
+
+def test_a_model_zoo_md_removed_from_every_listing_is_reported(release_copy):
+    os.remove(os.path.join(release_copy, "MODEL_ZOO.md"))
+    write_sha256sums(release_copy)
+    assert verify_release(release_copy) == [
+        "MODEL_ZOO.md: missing; rebuild the release with scripts/release.py build"]
+
+
+@pytest.mark.parametrize("edit, found", [
+    (lambda m: m.pop("assets"), "expected 'assets' to be a dict, found nothing"),
+    (lambda m: [m], "expected a JSON object, found a list"),
+    (lambda m: m["assets"][f"{TINY_FT}.keras"].pop("bytes"),
+     f"expected assets['{TINY_FT}.keras'] 'bytes' to be an int, found nothing"),
+], ids=["no-assets", "a-list", "an-asset-without-bytes"])
+def test_a_malformed_manifest_is_one_problem_line_for_verify_and_publish(release_copy, tmp_path,
+                                                                         edit, found):
+    manifest = _manifest(release_copy)
+    replaced = edit(manifest)
+    _write_manifest(release_copy, replaced if isinstance(replaced, list) else manifest)
+    write_sha256sums(release_copy)
+    expected = f"manifest.json: {found}; rebuild the release with scripts/release.py build"
+    assert verify_release(release_copy) == [expected]
+    done = _script_in_process("verify", release_copy)
+    assert assert_one_line_error(done, 1) == f"error: {expected}"
+    done = _script_in_process("publish", release_copy, "--to", "hf://org", "--dry-run",
+                              str(tmp_path / "dry"))
+    assert assert_one_line_error(done, 2) == (
+        f"error: {release_copy}: does not verify: {expected}; run scripts/release.py verify")
+
+
+def test_sha256sums_naming_a_file_outside_the_release_is_reported(release_copy, tmp_path):
+    outside = tmp_path / "hostname"
+    outside.write_text("build-host\n")
+    with open(os.path.join(release_copy, "SHA256SUMS"), "a") as handle:
+        handle.write(f"{_sha256(outside)}  ../hostname\n")
+    assert os.path.exists(os.path.join(release_copy, "../hostname"))
+    assert verify_release(release_copy) == [
+        "SHA256SUMS: expected names of files in the release folder, found '../hostname' (a "
+        "path); rebuild the release with scripts/release.py build"]
+
+
+def test_a_sha256sums_name_the_manifest_does_not_list_is_reported(release_copy):
+    with open(os.path.join(release_copy, "SHA256SUMS"), "a") as handle:
+        handle.write(f"{'0' * 64}  ghost.bin\n")
+    problems = verify_release(release_copy)
+    assert "ghost.bin: not in the manifest" in problems
+
+
 # --- build_release: what stops it ---------------------------------------------------------------
 
 def test_build_fails_on_an_artifact_changed_after_conversion(conversion_copy, tmp_path):
