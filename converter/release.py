@@ -32,7 +32,7 @@ from tf_models.artifacts.names import LITERT_KINDS, QUANTIZED_MODES, SUFFIXES, q
 
 from .errors import ConversionError
 from .kinds import kind_of
-from .record import ConversionRecord, RecordError
+from .record import ConversionRecord, RecordError, RunOutcome
 from .zoo import ALL_SIZES, DATASETS, FAMILIES, Entry
 
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same SavedModel zips to the same bytes
@@ -100,16 +100,17 @@ def untar_preset(tar_path: str, into: str) -> str:
     return os.path.join(into, tops.pop())
 
 
-def write_preset(keras_path: str, name: str, preset_dir: str) -> str:
+def write_preset(keras_path: str, entry: Entry, preset_dir: str) -> str:
     """The keras-hub preset folder of a converted entry, from its ``.keras`` file, written by
     keras-hub's ``save_to_preset`` (``tf_models.kerashub_presets.save_zoo_preset``: a
-    classifier gets its preprocessor, raw uint8 frames in). Returns the model's class name."""
+    classifier gets its preprocessor, raw uint8 frames in). The zoo row is the entry's own
+    preset, so an encoder-only conversion (``NAME_encoder``, not a zoo name) gets the preset of
+    its backbone alone. Returns the model's class name."""
     from tf_models.artifacts.resolve import Resolved, load_keras_model
     from tf_models.kerashub_presets import save_zoo_preset
-    from tf_models.presets import get_preset
 
     model = load_keras_model(Resolved(keras_path, "keras", None))
-    save_zoo_preset(model, get_preset(name), preset_dir)
+    save_zoo_preset(model, entry.preset, preset_dir)
     return type(model).__name__
 
 
@@ -244,17 +245,97 @@ def _reports(conversion_dir: str) -> List[str]:
     return found
 
 
-def _verified(report_path: str, conversion_dir: str) -> ConversionRecord:
+def _zoo_entry(report: ConversionRecord, report_path: str) -> Entry:
+    """The zoo entry of a report, or ConversionError naming the file when this converter's zoo
+    does not know it (a report of a newer version, or a hand-edited one)."""
+    try:
+        return report.zoo_entry()
+    except KeyError:
+        raise ConversionError(f"{report_path}: expected a report of a zoo entry, found entry "
+                              f"{report.name!r}, which this converter's zoo does not know; "
+                              f"convert it with this version or move the file out of the "
+                              f"folder") from None
+
+
+def _load_report(report_path: str, conversion_dir: str, log) -> Optional[ConversionRecord]:
+    """The report in ``report_path``, or None (with one logged line) for a ``videomae-export``
+    report: an exported user model is not a zoo conversion and is left out of a release."""
+    report = ConversionRecord.load(report_path)
+    if report.reference != "torch":
+        log(f"{os.path.basename(report_path)}: a videomae-export report (reference "
+            f"{report.reference!r}), not a zoo conversion; left out of the release")
+        return None
+    _zoo_entry(report, report_path)
+    return report
+
+
+def _verified(report_path: str, report: ConversionRecord,
+              conversion_dir: str) -> ConversionRecord:
     """The report of a conversion whose artifacts match it (ConversionError naming the entry
     and the file otherwise)."""
     from .export import verify_artifacts
 
-    report = ConversionRecord.load(report_path)
     entry = report.zoo_entry()
     reason = verify_artifacts(conversion_dir, entry, {"sha256": report.source.sha256})
     if reason is not None:
         raise ConversionError(f"{entry.name}: artifacts do not verify: {reason}")
     return report
+
+
+def _failed_outcomes(conversion_dir: str) -> List[str]:
+    """One line per entry whose last ``--all`` conversion into this folder failed
+    (``logs/NAME.outcome.json``, status "failed")."""
+    logs = os.path.join(conversion_dir, "logs")
+    if not os.path.isdir(logs):
+        return []
+    failed = []
+    for name in sorted(os.listdir(logs)):
+        if name.endswith(".outcome.json"):
+            path = os.path.join(logs, name)
+            outcome = RunOutcome.load(path)
+            if outcome is not None and outcome.status == "failed":
+                why = (outcome.message.strip().splitlines() or ["no message"])[0][:200]
+                failed.append(f"{path}: expected every entry converted, found {outcome.name} "
+                              f"failed ({why}); convert it again, or delete this file to "
+                              f"release without it")
+    return failed
+
+
+def _inside(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or below it (links resolved)."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([path, folder]) == folder
+
+
+def _check_destination(conversion_dir: str, release_dir: str, force: bool) -> None:
+    """Refuse, before any work, a release folder that would overwrite what it must not."""
+    if _inside(release_dir, conversion_dir) or _inside(conversion_dir, release_dir):
+        raise ConversionError(f"{release_dir}: expected a release folder outside the "
+                              f"conversion folder {conversion_dir}, found it the same, inside "
+                              f"or around it (--force would delete the conversions); choose "
+                              f"another release folder")
+    if os.path.lexists(release_dir) and not os.path.isdir(release_dir):
+        raise ConversionError(f"{release_dir}: expected a release folder, found a file; choose "
+                              f"another path or remove the file")
+    if os.path.exists(release_dir):
+        if not force:
+            raise ConversionError(f"{release_dir}: already exists; pass --force to replace it")
+        if os.listdir(release_dir) and not os.path.isfile(os.path.join(release_dir,
+                                                                       "manifest.json")):
+            raise ConversionError(f"{release_dir}: --force replaces a release folder (one "
+                                  f"with manifest.json) or an empty one, found a folder "
+                                  f"without manifest.json; choose another release folder")
+
+
+def manifest_entry(report: ConversionRecord) -> dict:
+    """What the manifest records of an entry from its report (``release_check`` aside): verify
+    compares a release's manifest with its ``NAME.json`` reports through this."""
+    parity = report.parity
+    return {"entry": report.entry, "source_sha256": report.source.sha256,
+            "synthetic_seed": report.source.synthetic_seed, "versions": report.versions,
+            "parity": {"tf_err_vs_f64": parity.tf_err_vs_f64,
+                       "torch_err_vs_f64": parity.torch_err_vs_f64,
+                       "max_abs": parity.max_abs, "tolerance": parity.tolerance}}
 
 
 def asset_tolerance(report: ConversionRecord, kind: str) -> float:
@@ -289,7 +370,7 @@ def _release_entry(report_path: str, report: ConversionRecord, conversion_dir: s
     report_asset = os.path.join(staging, f"{entry.name}.json")
     shutil.copyfile(report_path, report_asset)
     preset_dir = os.path.join(staging, ".presets", entry.name)
-    preset_class = write_preset(paths["keras"], entry.name, preset_dir)
+    preset_class = write_preset(paths["keras"], entry, preset_dir)
     assets["kerashub"] = preset_dir  # checked as a folder, shipped as a tar
     errors = checker.check(report_asset, assets)
     bad = {k: v for k, v in errors.items() if not v <= asset_tolerance(report, k)}
@@ -298,14 +379,7 @@ def _release_entry(report_path: str, report: ConversionRecord, conversion_dir: s
                               + ", ".join(f"{k} {v:.2e} > {asset_tolerance(report, k):.0e}"
                                           for k, v in bad.items()))
     manifest["converter_version"] = report.versions.get("videomae-convert")
-    parity = report.parity
-    manifest["entries"][entry.name] = {
-        "entry": report.entry, "source_sha256": report.source.sha256,
-        "synthetic_seed": report.source.synthetic_seed, "versions": report.versions,
-        "parity": {"tf_err_vs_f64": parity.tf_err_vs_f64,
-                   "torch_err_vs_f64": parity.torch_err_vs_f64,
-                   "max_abs": parity.max_abs, "tolerance": parity.tolerance},
-        "release_check": errors}
+    manifest["entries"][entry.name] = dict(manifest_entry(report), release_check=errors)
     card = os.path.join(staging, f"{entry.name}.md")
     text = render_model_card(entry, report, base_url, errors, preset_class)
     with open(card, "w") as handle:
@@ -334,9 +408,14 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
     """
     if not os.path.isdir(conversion_dir):
         raise ConversionError(f"{conversion_dir}: not a folder")
-    if os.path.exists(release_dir) and not force:
-        raise ConversionError(f"{release_dir}: already exists; pass --force to replace it")
-    reports = _reports(conversion_dir)
+    _check_destination(conversion_dir, release_dir, force)
+    failed = _failed_outcomes(conversion_dir)
+    if failed:
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        raise ConversionError(failed[0] + more)
+    loaded = [(path, _load_report(path, conversion_dir, log))
+              for path in _reports(conversion_dir)]
+    reports = [path for path, report in loaded if report is not None]
     if not reports:
         raise ConversionError(f"{conversion_dir}: no conversion reports (NAME.json) found")
     parent = os.path.dirname(os.path.abspath(release_dir))
@@ -347,7 +426,8 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
                     "entries": {}, "assets": {}}
         # every entry's artifacts against its report first: a changed file fails the build
         # at once, not after the entries before it were packed and re-checked (minutes each)
-        verified = [_verified(report_path, conversion_dir) for report_path in reports]
+        verified = [_verified(path, report, conversion_dir)
+                    for path, report in loaded if report is not None]
         with FreshProcessChecker() as checker:  # one process, its imports paid once
             for report_path, report in zip(reports, verified):
                 _release_entry(report_path, report, conversion_dir, staging, base_url,
@@ -371,10 +451,124 @@ def write_sha256sums(folder: str) -> None:
     write_folder_sums(folder)
 
 
+# what each manifest asset and entry must hold (verify reports the first that does not)
+ASSET_FIELDS = {"entry": str, "kind": str, "bytes": int, "sha256": str, "source_sha256": str,
+                "url": str}
+ENTRY_FIELDS = {"entry": dict, "source_sha256": str, "parity": dict, "versions": dict,
+                "release_check": dict}
+REBUILD = "rebuild the release with scripts/release.py build"
+
+
+def _type_name(value) -> str:
+    if value is None:
+        return "nothing"
+    kind = type(value).__name__
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+
+
+def manifest_shape_problem(manifest) -> Optional[str]:
+    """One line saying how ``manifest`` is not shaped like a release manifest, or None."""
+    def wrong(where, key, kind, found):
+        return (f"manifest.json: expected {where}{key!r} to be {_type_name(kind())}, found "
+                f"{_type_name(found)}; {REBUILD}")
+    if not isinstance(manifest, dict):
+        return f"manifest.json: expected a JSON object, found {_type_name(manifest)}; {REBUILD}"
+    for key, kind in (("entries", dict), ("assets", dict), ("base_url", str)):
+        if not isinstance(manifest.get(key), kind):
+            return wrong("", key, kind, manifest.get(key))
+    for group, fields in (("assets", ASSET_FIELDS), ("entries", ENTRY_FIELDS)):
+        for name, record in manifest[group].items():
+            if not isinstance(record, dict):
+                return wrong(f"{group} ", name, dict, record)
+            for key, kind in fields.items():
+                value = record.get(key)
+                if not isinstance(value, kind) or isinstance(value, bool):
+                    return wrong(f"{group}[{name!r}] ", key, kind, value)
+    return None
+
+
+def _plain_name(name: str) -> bool:
+    """A file name of the release folder itself: no path separator, no ``..``."""
+    return (name not in ("", ".", "..") and "/" not in name and "\\" not in name
+            and os.sep not in name and (os.altsep is None or os.altsep not in name))
+
+
+def _preset_members(tar_path: str) -> Dict[str, bytes]:
+    """README.md and the class-naming configs (task.json, config.json) of a preset tar."""
+    wanted = (PRESET_CARD, "task.json", "config.json")
+    found: Dict[str, bytes] = {}
+    with tarfile.open(tar_path) as archive:
+        for member in archive:
+            leaf = member.name.split("/", 1)[-1]
+            if member.isfile() and leaf in wanted and "/" not in leaf:
+                found[leaf] = archive.extractfile(member).read()
+    return found
+
+
+def _preset_class(members: Dict[str, bytes]) -> Optional[str]:
+    """The Keras class a preset loads as (its task's, else its backbone's)."""
+    for name in ("task.json", "config.json"):
+        if name in members:
+            return json.loads(members[name]).get("class_name")
+    return None
+
+
+def _check_entry_documents(release_dir: str, name: str, info: dict, manifest: dict,
+                           intact: set) -> List[str]:
+    """An entry's manifest record against its ``NAME.json`` report, and its model card and
+    preset card re-rendered from them (a re-signed SHA256SUMS does not hide an edit). Only
+    files that match SHA256SUMS (``intact``) are read: the others are reported already."""
+    report_path = os.path.join(release_dir, f"{name}.json")
+    if f"{name}.json" not in intact:
+        return []
+    try:
+        report = ConversionRecord.load(report_path)
+        if report.reference != "torch":
+            return [f"{name}.json: expected a zoo conversion report, found a videomae-export "
+                    f"one (reference {report.reference!r}); {REBUILD}"]
+        entry = _zoo_entry(report, report_path)
+    except ConversionError as error:
+        return [str(error)]
+    problems = []
+    if report.name != name:
+        problems.append(f"{name}.json: expected the report of {name}, found {report.name}")
+    expected = manifest_entry(report)
+    for key in sorted(expected):
+        if info.get(key) != expected[key]:
+            problems.append(f"manifest.json: entries[{name!r}][{key!r}] differs from "
+                            f"{name}.json; {REBUILD}")
+    if problems:
+        return problems
+    tar_path = os.path.join(release_dir, f"{name}{ENTRY_ASSETS['kerashub']}")
+    members: Dict[str, bytes] = {}
+    if os.path.basename(tar_path) in manifest["assets"] and \
+            os.path.basename(tar_path) not in intact:
+        return problems  # the card names the preset's class: unknown, and reported already
+    if os.path.basename(tar_path) in intact:
+        try:
+            members = _preset_members(tar_path)
+        except (tarfile.TarError, OSError, ValueError) as error:
+            return [f"{name}{ENTRY_ASSETS['kerashub']}: unreadable ({error}); {REBUILD}"]
+    card = render_model_card(entry, report, manifest["base_url"], info["release_check"],
+                             _preset_class(members))
+    card_path = os.path.join(release_dir, f"{name}.md")
+    if f"{name}.md" in intact:
+        with open(card_path, encoding="utf-8", errors="replace") as handle:
+            if handle.read() != card:
+                problems.append(f"{name}.md: does not match the card rendered from "
+                                f"{name}.json and the manifest; {REBUILD}")
+    if PRESET_CARD in members and members[PRESET_CARD].decode("utf-8", "replace") != \
+            preset_card(card, entry):
+        problems.append(f"{name}{ENTRY_ASSETS['kerashub']}: its {PRESET_CARD} does not match "
+                        f"the card rendered from {name}.json and the manifest; {REBUILD}")
+    return problems
+
+
 def verify_release(release_dir: str, recheck: bool = False) -> List[str]:
     """Problems with a release folder (empty when it verifies): SHA256SUMS against the files,
-    the manifest against SHA256SUMS and the files, MODEL_ZOO.md against the manifest; with
-    ``recheck`` every entry is also reloaded in a fresh process."""
+    the manifest against SHA256SUMS, the files and each entry's report, the model cards and
+    MODEL_ZOO.md against what the manifest and reports render; with ``recheck`` every entry is
+    also reloaded in a fresh process."""
     problems: List[str] = []
     sums_path = os.path.join(release_dir, "SHA256SUMS")
     if not os.path.exists(sums_path):
@@ -382,27 +576,53 @@ def verify_release(release_dir: str, recheck: bool = False) -> List[str]:
     with open(sums_path, encoding="utf-8", errors="replace") as handle:
         sums, bad = parse_sums_lines(handle.read())
     problems += [bad_line_message(SUMS, number) for number in bad]
+    for name in [n for n in sums if not _plain_name(n)]:
+        problems.append(f"SHA256SUMS: expected names of files in the release folder, found "
+                        f"{name!r} (a path); {REBUILD}")
+        del sums[name]
     on_disk = sorted(n for n in os.listdir(release_dir) if n != "SHA256SUMS")
     for name in sorted(set(on_disk) - set(sums)):
         problems.append(f"{name}: not listed in SHA256SUMS")
+    intact = set()  # the files that match SHA256SUMS
     for name, digest in sums.items():
         path = os.path.join(release_dir, name)
         if not os.path.exists(path):
             problems.append(f"{name}: listed in SHA256SUMS but missing")
+        elif not os.path.isfile(path):
+            problems.append(f"{name}: listed in SHA256SUMS but not a file")
         elif sha256_file(path) != digest:
             problems.append(f"{name}: sha256 differs from SHA256SUMS")
+        else:
+            intact.add(name)
     try:
         with open(os.path.join(release_dir, "manifest.json")) as handle:
             manifest = json.load(handle)
     except (OSError, ValueError) as error:
         return problems + [f"manifest.json: unreadable ({error})"]
+    shape = manifest_shape_problem(manifest)
+    if shape is not None:
+        return problems + [shape]
+    base = manifest["base_url"].rstrip("/")
     for name, asset in manifest["assets"].items():
         if sums.get(name) != asset["sha256"]:
             problems.append(f"{name}: manifest sha256 differs from SHA256SUMS")
         path = os.path.join(release_dir, name)
-        if os.path.exists(path) and os.path.getsize(path) != asset["bytes"]:
+        if os.path.isfile(path) and os.path.getsize(path) != asset["bytes"]:
             problems.append(f"{name}: size differs from the manifest")
-    for name in manifest["entries"]:
+        if asset["url"] != f"{base}/{name}":
+            problems.append(f"{name}: expected url {base}/{name} in the manifest, found "
+                            f"{asset['url']}; {REBUILD}")
+        info = manifest["entries"].get(asset["entry"])
+        suffix = {**ENTRY_ASSETS, **OPTIONAL_ASSETS}.get(asset["kind"])
+        if info is None:
+            problems.append(f"{name}: an asset of {asset['entry']}, which is not in the "
+                            f"manifest's entries; {REBUILD}")
+        elif asset["source_sha256"] != info["source_sha256"]:
+            problems.append(f"{name}: source sha256 differs from its entry's in the manifest")
+        if suffix is None or name != f"{asset['entry']}{suffix}":
+            problems.append(f"{name}: expected an asset named ENTRY + its kind's suffix, found "
+                            f"kind {asset['kind']!r} of {asset['entry']}; {REBUILD}")
+    for name, info in manifest["entries"].items():
         kinds = {asset["kind"] for asset in manifest["assets"].values() if asset["entry"] == name}
         for kind in sorted(set(ENTRY_ASSETS) - kinds):
             problems.append(f"{name}{ENTRY_ASSETS[kind]}: the {kind} asset of {name} is not "
@@ -411,13 +631,21 @@ def verify_release(release_dir: str, recheck: bool = False) -> List[str]:
             if kind in _reported_artifacts(os.path.join(release_dir, f"{name}.json")):
                 problems.append(f"{name}{OPTIONAL_ASSETS[kind]}: the {kind} asset of {name} is "
                                 f"in its report but not in the manifest")
+        problems += _check_entry_documents(release_dir, name, info, manifest, intact)
     listed = set(manifest["assets"]) | {"manifest.json", "MODEL_ZOO.md"}
-    for name in sorted(set(on_disk) - listed):
+    for name in sorted((set(on_disk) | set(sums)) - listed):
         problems.append(f"{name}: not in the manifest")
     zoo_path = os.path.join(release_dir, "MODEL_ZOO.md")
-    if os.path.exists(zoo_path):
-        with open(zoo_path) as handle:
-            if handle.read() != render_model_zoo(manifest, manifest["base_url"]):
+    if not os.path.isfile(zoo_path):
+        if "MODEL_ZOO.md" not in sums:
+            problems.append(f"MODEL_ZOO.md: missing; {REBUILD}")
+    else:
+        try:
+            zoo = render_model_zoo(manifest, manifest["base_url"])
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            zoo = f"cannot be rendered: {type(error).__name__} {error}"
+        with open(zoo_path, encoding="utf-8", errors="replace") as handle:
+            if handle.read() != zoo:
                 problems.append("MODEL_ZOO.md: does not match the manifest")
     if recheck and not problems:
         with FreshProcessChecker() as checker:

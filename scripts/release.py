@@ -23,6 +23,14 @@ from converter.errors import ConversionError
 from converter.release import build_release, publish_release, verify_release
 
 
+def unexpected(where: str, error: Exception) -> str:
+    """One line for an error the library did not expect (a bug, or input nobody checked for):
+    never a traceback in a user's terminal."""
+    first = (str(error).strip().splitlines() or [""])[0][:300]
+    return (f"{where}: unexpected {type(error).__name__} ({first}); check the folder's files, "
+            f"and report this if they look right")
+
+
 @click.group()
 def cli():
     """Release assets for the TF VideoMAE zoo."""
@@ -41,6 +49,9 @@ def build(conversion_dir, release_dir, base_url, force):
     except ConversionError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
+    except Exception as error:  # noqa: BLE001  (one line, never a traceback)
+        click.echo(f"error: {unexpected(conversion_dir, error)}", err=True)
+        sys.exit(2)
     click.echo(f"{release_dir}: {len(manifest['entries'])} entries, "
                f"{len(manifest['assets'])} assets")
 
@@ -54,6 +65,8 @@ def verify(release_dir, recheck):
         problems = verify_release(release_dir, recheck=recheck)
     except ConversionError as error:
         problems = [str(error)]
+    except Exception as error:  # noqa: BLE001  (one line, never a traceback)
+        problems = [unexpected(release_dir, error)]
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
     if problems:
@@ -73,6 +86,9 @@ def publish(release_dir, to, dry_run):
                                log=lambda line: click.echo(line, err=True))
     except ConversionError as error:
         click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except Exception as error:  # noqa: BLE001  (one line, never a traceback)
+        click.echo(f"error: {unexpected(release_dir, error)}", err=True)
         sys.exit(2)
     done = f"written to {dry_run} (dry run)" if dry_run else "uploaded"
     click.echo(f"{release_dir}: {len(plan)} presets {done}")

@@ -27,7 +27,8 @@ from converter.release import (build_release, check_assets, render_model_zoo, ve
                                write_sha256sums, zip_savedmodel)
 from converter.zoo import get_entry
 
-from conftest import RELEASE_BASE_URL, REPO_ROOT, TINY_FT, TINY_PT
+from conftest import (RELEASE_BASE_URL, REPO_ROOT, TINY_FT, TINY_PT,
+                      assert_one_line_error)
 
 BASE_URL = RELEASE_BASE_URL  # the trailing slash must not double up
 BASE = BASE_URL.rstrip("/")
@@ -528,6 +529,138 @@ def test_the_fresh_process_checks_every_entry_and_a_failure_names_the_report(con
     assert "\n" not in line and "missing.weights.h5" in line
 
 
+# --- verify: releases wrong but consistently re-signed ------------------------------------------
+
+def _resign(release_dir, manifest, changed=()):
+    """Make every listing agree again after an edit: the changed files' sizes and sha256s in
+    the manifest, MODEL_ZOO.md re-rendered from it, SHA256SUMS rewritten."""
+    for name in changed:
+        path = os.path.join(release_dir, name)
+        manifest["assets"][name].update(bytes=os.path.getsize(path), sha256=_sha256(path))
+    _write_manifest(release_dir, manifest)
+    with open(os.path.join(release_dir, "MODEL_ZOO.md"), "w") as handle:
+        handle.write(render_model_zoo(manifest, manifest["base_url"]))
+    write_sha256sums(release_dir)
+
+
+def _manifest(release_dir):
+    with open(os.path.join(release_dir, "manifest.json")) as handle:
+        return json.load(handle)
+
+
+@pytest.mark.parametrize("key", ["parity", "source_sha256"])
+def test_a_manifest_entry_that_differs_from_its_report_is_reported(release_copy, key):
+    manifest = _manifest(release_copy)
+    if key == "parity":
+        manifest["entries"][TINY_FT]["parity"]["tf_err_vs_f64"] = 0.0  # a prettier number
+    else:
+        manifest["entries"][TINY_FT]["source_sha256"] = "0" * 64
+        for asset in manifest["assets"].values():
+            if asset["entry"] == TINY_FT:
+                asset["source_sha256"] = "0" * 64
+    _resign(release_copy, manifest)
+    assert verify_release(release_copy) == [
+        f"manifest.json: entries[{TINY_FT!r}][{key!r}] differs from {TINY_FT}.json; rebuild "
+        f"the release with scripts/release.py build"]
+
+
+def test_an_edited_model_card_is_reported_after_resigning(release_copy):
+    name = f"{TINY_PT}.md"
+    path = os.path.join(release_copy, name)
+    with open(path) as handle:
+        text = handle.read()
+    assert "Source sha256" in text
+    with open(path, "w") as handle:
+        handle.write(text.replace("synthetic checkpoint", "official checkpoint"))
+    _resign(release_copy, _manifest(release_copy), changed=[name])
+    assert verify_release(release_copy) == [
+        f"{name}: does not match the card rendered from {TINY_PT}.json and the manifest; "
+        f"rebuild the release with scripts/release.py build"]
+
+
+def test_an_edited_card_inside_a_preset_tar_is_reported_after_resigning(release_copy,
+                                                                        tmp_path):
+    from converter.release import tar_preset, untar_preset
+
+    name = f"{TINY_PT}.kerashub.tar"
+    folder = untar_preset(os.path.join(release_copy, name), str(tmp_path / "unpacked"))
+    with open(os.path.join(folder, "README.md"), "a") as handle:
+        handle.write("\nTop-1 99.9 on everything.\n")
+    tar_preset(folder, os.path.join(release_copy, name))
+    _resign(release_copy, _manifest(release_copy), changed=[name])
+    assert verify_release(release_copy) == [
+        f"{name}: its README.md does not match the card rendered from {TINY_PT}.json and the "
+        f"manifest; rebuild the release with scripts/release.py build"]
+
+
+def test_an_asset_url_off_the_base_url_is_reported(release_copy):
+    manifest = _manifest(release_copy)
+    name = f"{TINY_FT}.keras"
+    manifest["assets"][name]["url"] = "https://elsewhere.example/model.keras"
+    _resign(release_copy, manifest)
+    assert verify_release(release_copy) == [
+        f"{name}: expected url {BASE}/{name} in the manifest, found "
+        f"https://elsewhere.example/model.keras; rebuild the release with "
+        f"scripts/release.py build"]
+
+
+def test_assets_of_an_entry_deleted_from_the_manifest_are_reported(release_copy):
+    manifest = _manifest(release_copy)
+    del manifest["entries"][TINY_PT]
+    _resign(release_copy, manifest)
+    problems = verify_release(release_copy)
+    assert f"{TINY_PT}.keras: an asset of {TINY_PT}, which is not in the manifest's entries; " \
+           f"rebuild the release with scripts/release.py build" in problems
+    assert len(problems) == len(ASSET_SUFFIXES), problems  # one line per asset of the entry
+
+
+def test_a_model_zoo_md_removed_from_every_listing_is_reported(release_copy):
+    os.remove(os.path.join(release_copy, "MODEL_ZOO.md"))
+    write_sha256sums(release_copy)
+    assert verify_release(release_copy) == [
+        "MODEL_ZOO.md: missing; rebuild the release with scripts/release.py build"]
+
+
+@pytest.mark.parametrize("edit, found", [
+    (lambda m: m.pop("assets"), "expected 'assets' to be a dict, found nothing"),
+    (lambda m: [m], "expected a JSON object, found a list"),
+    (lambda m: m["assets"][f"{TINY_FT}.keras"].pop("bytes"),
+     f"expected assets['{TINY_FT}.keras'] 'bytes' to be an int, found nothing"),
+], ids=["no-assets", "a-list", "an-asset-without-bytes"])
+def test_a_malformed_manifest_is_one_problem_line_for_verify_and_publish(release_copy, tmp_path,
+                                                                         edit, found):
+    manifest = _manifest(release_copy)
+    replaced = edit(manifest)
+    _write_manifest(release_copy, replaced if isinstance(replaced, list) else manifest)
+    write_sha256sums(release_copy)
+    expected = f"manifest.json: {found}; rebuild the release with scripts/release.py build"
+    assert verify_release(release_copy) == [expected]
+    done = _script_in_process("verify", release_copy)
+    assert assert_one_line_error(done, 1) == f"error: {expected}"
+    done = _script_in_process("publish", release_copy, "--to", "hf://org", "--dry-run",
+                              str(tmp_path / "dry"))
+    assert assert_one_line_error(done, 2) == (
+        f"error: {release_copy}: does not verify: {expected}; run scripts/release.py verify")
+
+
+def test_sha256sums_naming_a_file_outside_the_release_is_reported(release_copy, tmp_path):
+    outside = tmp_path / "hostname"
+    outside.write_text("build-host\n")
+    with open(os.path.join(release_copy, "SHA256SUMS"), "a") as handle:
+        handle.write(f"{_sha256(outside)}  ../hostname\n")
+    assert os.path.exists(os.path.join(release_copy, "../hostname"))
+    assert verify_release(release_copy) == [
+        "SHA256SUMS: expected names of files in the release folder, found '../hostname' (a "
+        "path); rebuild the release with scripts/release.py build"]
+
+
+def test_a_sha256sums_name_the_manifest_does_not_list_is_reported(release_copy):
+    with open(os.path.join(release_copy, "SHA256SUMS"), "a") as handle:
+        handle.write(f"{'0' * 64}  ghost.bin\n")
+    problems = verify_release(release_copy)
+    assert "ghost.bin: not in the manifest" in problems
+
+
 # --- build_release: what stops it ---------------------------------------------------------------
 
 def test_build_fails_on_an_artifact_changed_after_conversion(conversion_copy, tmp_path):
@@ -605,6 +738,140 @@ def test_build_needs_a_conversion_folder_with_reports(tmp_path):
         build_release(str(empty), str(tmp_path / "r"), BASE_URL)
     assert not (tmp_path / "r").exists()
     assert _leftovers(str(tmp_path)) == []
+
+
+def test_an_encoder_only_conversion_is_released_with_its_backbone_preset(
+        tiny_encoder_converted, tmp_path):
+    """``NAME_encoder`` is no zoo preset name: its keras-hub preset is the backbone alone,
+    written from the base entry's zoo row, and the release verifies."""
+    from conftest import copy_artifacts
+
+    name = f"{TINY_FT}_encoder"
+    conv_dir = copy_artifacts(tiny_encoder_converted, str(tmp_path / "weights"))
+    release_dir = str(tmp_path / "release")
+    manifest = build_release(conv_dir, release_dir, BASE_URL, log=lambda line: None)
+    assert sorted(manifest["entries"]) == [name]
+    tar_name = f"{name}.kerashub.tar"
+    assert manifest["assets"][tar_name]["kind"] == "kerashub"
+    with tarfile.open(os.path.join(release_dir, tar_name)) as archive:
+        config = json.load(archive.extractfile(f"{name}/config.json"))
+        assert f"{name}/task.json" not in archive.getnames()  # no task: features only
+    assert config["class_name"] == "VideoMAEBackbone"
+    assert verify_release(release_dir) == []
+
+
+def _export_report(conversions, conv_dir, name="my_classifier"):
+    """A ``videomae-export`` of the tiny FT model (a user's model: reference "keras", no
+    parity, not a zoo name) written into ``conv_dir``."""
+    from converter.keras_export import export_model
+
+    export_model(artifact_paths(conversions[0], TINY_FT)["keras"], conv_dir, name=name,
+                 batch=1, progress=False)
+    with open(os.path.join(conv_dir, f"{name}.json")) as handle:
+        report = json.load(handle)
+    assert report["reference"] == "keras" and report["parity"] is None
+    return name
+
+
+def test_build_leaves_an_export_report_out_with_one_logged_line(conversions, tmp_path):
+    conv_dir = str(tmp_path / "weights")
+    for path in artifact_paths(conversions[0], TINY_PT).values():
+        copy = os.path.join(conv_dir, os.path.basename(path))
+        os.makedirs(conv_dir, exist_ok=True)
+        shutil.copytree(path, copy) if os.path.isdir(path) else shutil.copyfile(path, copy)
+    exported = _export_report(conversions, conv_dir)
+    log = []
+    manifest = build_release(conv_dir, str(tmp_path / "release"), BASE_URL, log=log.append)
+    assert sorted(manifest["entries"]) == [TINY_PT]
+    assert not any(name.startswith(exported) for name in os.listdir(tmp_path / "release"))
+    left_out = [line for line in log if exported in line]
+    assert left_out == [f"{exported}.json: a videomae-export report (reference 'keras'), not a "
+                        f"zoo conversion; left out of the release"]
+
+
+def test_build_refuses_a_report_of_an_entry_the_zoo_does_not_know(conversion_copy, tmp_path):
+    path = artifact_paths(conversion_copy, TINY_PT)["report"]
+    with open(path) as handle:
+        report = json.load(handle)
+    report["entry"]["name"] = "TFVideoMAE_Z_K400_4x32_PT"
+    with open(path, "w") as handle:
+        json.dump(report, handle)
+    with pytest.raises(ConversionError) as raised:
+        build_release(conversion_copy, str(tmp_path / "release"), BASE_URL,
+                      log=lambda line: None)
+    assert str(raised.value).startswith(f"{path}: expected a report of a zoo entry, found "
+                                        f"entry 'TFVideoMAE_Z_K400_4x32_PT'")
+    assert not (tmp_path / "release").exists()
+
+
+@pytest.mark.parametrize("where", ["same", "inside", "around"])
+def test_build_refuses_a_release_folder_overlapping_the_conversions(conversion_copy, where):
+    release_dir = {"same": conversion_copy,
+                   "inside": os.path.join(conversion_copy, "release"),
+                   "around": os.path.dirname(conversion_copy)}[where]
+    before = _tree(conversion_copy)
+    with pytest.raises(ConversionError, match="expected a release folder outside the "
+                                              "conversion folder"):
+        build_release(conversion_copy, release_dir, BASE_URL, force=True,
+                      log=lambda line: pytest.fail(f"work started: {line}"))
+    assert _tree(conversion_copy) == before
+    assert not os.path.exists(os.path.join(conversion_copy, "release"))
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_build_refuses_a_release_path_that_is_a_file(conversions, tmp_path, force):
+    target = tmp_path / "release"
+    target.write_text("keep me\n")
+    with pytest.raises(ConversionError, match="expected a release folder, found a file"):
+        build_release(conversions[0], str(target), BASE_URL, force=force,
+                      log=lambda line: pytest.fail(f"work started: {line}"))
+    assert target.read_text() == "keep me\n"
+    assert _leftovers(str(tmp_path)) == []
+
+
+def test_build_force_replaces_only_a_release_folder(conversions, tmp_path):
+    target = tmp_path / "home"
+    target.mkdir()
+    (target / "notes.txt").write_text("keep me\n")
+    with pytest.raises(ConversionError, match="found a folder without manifest.json"):
+        build_release(conversions[0], str(target), BASE_URL, force=True,
+                      log=lambda line: pytest.fail(f"work started: {line}"))
+    assert (target / "notes.txt").read_text() == "keep me\n"
+
+
+def test_build_refuses_a_folder_whose_last_conversion_of_an_entry_failed(conversion_copy,
+                                                                         tmp_path):
+    from converter.record import RunOutcome
+
+    logs = os.path.join(conversion_copy, "logs")
+    os.makedirs(logs)
+    RunOutcome(TINY_FT, "converted").save(os.path.join(logs, f"{TINY_FT}.outcome.json"))
+    failed = os.path.join(logs, "TFVideoMAE_S_K400_16x224_FT.outcome.json")
+    RunOutcome("TFVideoMAE_S_K400_16x224_FT", "failed",
+               "checkpoint: sha256 differs\nmore detail").save(failed)
+    done = _script_in_process("build", conversion_copy, str(tmp_path / "release"),
+                              "--base-url", BASE_URL)
+    line = assert_one_line_error(done, 2)
+    assert line == (f"error: {failed}: expected every entry converted, found "
+                    f"TFVideoMAE_S_K400_16x224_FT failed (checkpoint: sha256 differs); convert "
+                    f"it again, or delete this file to release without it")
+    assert not (tmp_path / "release").exists() and _leftovers(str(tmp_path)) == []
+
+
+def test_release_script_turns_an_unexpected_error_into_one_line(conversions, tmp_path,
+                                                                 monkeypatch):
+    import converter.release
+
+    def broken(*args, **kwargs):
+        raise KeyError("unknown zoo entry 'x';\nsecond line")
+    monkeypatch.setattr(converter.release, "build_release", broken)
+    monkeypatch.setattr(converter.release, "verify_release", broken)
+    monkeypatch.setattr(converter.release, "publish_release", broken)
+    for args in (("build", conversions[0], str(tmp_path / "r"), "--base-url", BASE_URL),
+                 ("verify", str(tmp_path)), ("publish", str(tmp_path), "--to", "hf://org")):
+        done = _script_in_process(*args)
+        line = assert_one_line_error(done, 1 if args[0] == "verify" else 2)
+        assert line.startswith(f"error: {args[1]}: unexpected KeyError (")
 
 
 # --- the fresh-process check itself ------------------------------------------------------------
