@@ -354,6 +354,10 @@ def test_an_fp16_file_in_the_buffer_offset_layout_computes_what_the_inline_one_d
     with open(path, "rb") as handle:
         flat = schema.Model.GetRootAsModel(handle.read(), 0)
     assert any(flat.Buffers(i).Offset() > 1 for i in range(flat.BuffersLength()))
+    # the weights are read back from after the flatbuffer too
+    from converter.proofs import prove_litert_weights
+
+    assert prove_litert_weights(entry, "litert_fp16", path, model) == len(model.weights)
     clip = np.random.default_rng(5).standard_normal(
         (2, entry.num_frames, entry.img_size, entry.img_size, 3), dtype=np.float32)
     found = litert.run_litert(litert.make_interpreter(path), clip)
