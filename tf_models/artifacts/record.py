@@ -96,7 +96,7 @@ class ReloadCheck:
 read back from the file when it was written, each from the tensor of its layer and within half
 a quantisation step of its fp32 value, int8 dequantised, fp16 exactly; None where the file is
 the converter's own quantisation, not written from stand-ins, or in reports from before
-2026-12-06). ``tf_err_vs_f64`` is None for an export
+2026-12-05). ``tf_err_vs_f64`` is None for an export
     (reference "keras": no float64 run); ``max_abs`` is then the error against the in-memory
     Keras model.
     """
