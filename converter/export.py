@@ -33,8 +33,8 @@ from .errors import OutputError
 from .hashes import BackgroundHashes
 from .parity import ParityReport, Reference
 from .proofs import (RELOADERS, VARIABLE_PROOFS, ModelFingerprint, compare_digests,  # noqa: F401
-                     fingerprint_model, outputs_to_numpy, prove_artifact, prove_quantized,
-                     reload_keras,
+                     fingerprint_model, outputs_to_numpy, prove_artifact, prove_litert_weights,
+                     prove_quantized, reload_keras,
                      reload_litert, reload_savedmodel, reload_weights, variable_digests)
 from .record import ARTIFACT_KINDS, Artifact, ConversionRecord, RecordError, ReloadCheck
 from .staging import (DISK_OVERHEAD_BYTES, PLACE_ORDER, PLACING_MARKER,  # noqa: F401
@@ -76,6 +76,9 @@ class StagedArtifacts:
         self.on_phase = on_phase or (lambda phase: None)
         self.staging: Optional[str] = None
         self.reloads: Dict[str, ReloadCheck] = {}
+        # quantised kind -> weights its file was proven by when written (prove_litert_weights;
+        # None: the converter's own quantisation, no stand-ins)
+        self.weights_proven: Dict[str, Optional[int]] = {}
         # what write() saw of the in-memory model, for the variable proofs of check()
         self.fingerprint: Optional[ModelFingerprint] = None
         self.lock = EntryLock(out_dir, entry.name)
@@ -164,7 +167,12 @@ class StagedArtifacts:
 
         for kind in self.litert_kinds:
             self.on_phase(f"write {SUFFIXES[kind]}")
-            export_litert(model, self.entry, self.staged[kind], quantization_of(kind))
+            stand_ins = export_litert(model, self.entry, self.staged[kind],
+                                      quantization_of(kind))
+            if quantization_of(kind):
+                # proven by its weights now, while the model is in memory
+                self.weights_proven[kind] = (prove_litert_weights(
+                    self.entry, kind, self.staged[kind], model) if stand_ins else None)
             self._hash(kind)
 
     @property
@@ -176,7 +184,7 @@ class StagedArtifacts:
         self.on_phase(f"reload {kind}")
         if quantization_of(kind):
             return prove_quantized(self.entry, kind, self.staged[kind], references,
-                                   self.video_references)
+                                   self.video_references, self.weights_proven.get(kind))
         return prove_artifact(self.entry, kind, self.staged[kind], references, checked,
                               self.fingerprint, keras_path=self.staged["keras"])
 

@@ -32,7 +32,9 @@ each file with the converter's own quantisation of the real weights (fp16 byte f
 tensor by tensor: its shared stand-in buffers were split, ``split_shared_int8_buffers``). A
 quantised file is not held to parity: its error against the float64 reference is measured
 and bounded (``QUANTIZATIONS``), and its top-1 / top-5 agreement with the reference on real
-videos recorded (``prove_quantized``).
+videos recorded (``prove_quantized``). Each weight is also read back from the written file and
+compared with its variable, int8 dequantised within half a step (``proofs.prove_litert_weights``),
+which the output bound alone could not: it passes a whole weight matrix zeroed.
 
 The file keeps the batch dynamic (input shape signature ``[-1, T, H, W, 3]``): the reload
 check resizes the input to each case's batch, and so can any user
@@ -67,8 +69,9 @@ LITERT_WEIGHT_COPIES = 4
 # reference's largest |output|. Not parity: a sanity bound with room for real weights. Measured on
 # synthetic ViT-S: fp16 4.7e-4 of it, int8 1.3e-2; on the tiny test model, two blocks'
 # attention projections swapped in the file move the outputs by 0.14 of it (caught in both
-# modes), their fc1 swapped by 0.044 (caught in fp16 only). Where each weight goes is proven
-# in the tests against the converter's own quantisation (tests/test_litert_quantize.py).
+# modes), their fc1 swapped by 0.044 and one weight matrix zeroed by 0.023-0.056 (both under
+# int8's bound). So each file is also proven by its weights when written
+# (``proofs.prove_litert_weights``: every variable read back, int8 within half a step).
 QUANTIZATIONS = {"fp16": {"weights": "fp16", "bytes": 2, "bound": 1e-2},
                  "int8": {"weights": "dynamic-range int8", "bytes": 1, "bound": 0.1}}
 
@@ -162,17 +165,20 @@ def _set_quantization(converter, quantization: Optional[str]) -> None:
         converter.target_spec.supported_types = [tf.float16]
 
 
-def export_litert(model, entry: Entry, path: str, quantization: Optional[str] = None) -> None:
+def export_litert(model, entry: Entry, path: str, quantization: Optional[str] = None) -> bool:
     """Write ``NAME.tflite`` (fp32, dynamic batch; uint8 frames in for a
     ``raw_frames`` entry), or with ``quantization`` its ``QUANTIZATIONS`` file: converted with
     stand-in weights, the real ones then written into their buffers (module docstring).
     Buffer-offset layout when the file's weights pass ``LITERT_INLINE_LIMIT``.
 
-    When the converter folded a weight into another constant (VideoMAE V2's layer scale
-    ``gamma`` is multiplied into the fully connected weight before it), no buffer holds that
-    weight alone and the stand-ins cannot be replaced: the file is then the plain conversion
-    of the real weights (``litert_bytes``: the converter's full memory cost; no released
-    entry uses layer scale)."""
+    When the converter folded a weight into another constant, no buffer holds that weight
+    alone and the stand-ins cannot be replaced: the file is then the plain conversion of the
+    real weights (``litert_bytes``: the converter's full memory cost). VideoMAE V2's layer
+    scale does this (``gamma`` is multiplied into the fully connected weight before it), and
+    so does its cosine attention (the learned logit ``scale`` is only read through
+    ``exp(min(scale, log 100))``, which the converter computes into a constant); no released
+    entry uses either. True when the stand-ins were written, False for the plain
+    conversion."""
     frozen, stand_ins = freeze_with_stand_ins(_serving_function(model, entry)
                                               .get_concrete_function())
     width = QUANTIZATIONS[quantization]["bytes"] if quantization else 4
@@ -189,6 +195,7 @@ def export_litert(model, entry: Entry, path: str, quantization: Optional[str] = 
         handle.write(data)
     del data
     write_weights(path, places)
+    return bool(places)
 
 
 def split_shared_int8_buffers(data: bytes) -> bytes:
@@ -455,6 +462,62 @@ def write_weights(path: str, places: List[Place]) -> None:
             if scales is not None:
                 handle.seek(place.scales_offset)
                 handle.write(scales.data)
+
+
+@dataclass
+class FileWeight:
+    """A constant tensor of a ``.tflite`` file that may hold a weight, read back from it."""
+
+    name: str
+    encoding: str  # "float32", "float16" or "int8"
+    values: np.ndarray  # the tensor's stored values, its shape (a view of the file)
+    fully_connected: bool  # a FULLY_CONNECTED weight: [out, in]
+    scales: Optional[np.ndarray] = None  # int8: per slice along ``axis``
+    zero_points: Optional[np.ndarray] = None
+    axis: int = 0
+
+
+def read_file_weights(data) -> List[FileWeight]:
+    """Every float32, float16 and int8 constant of the flatbuffer ``data`` (bytes or a mapped
+    file), inline or in the buffer-offset layout, in the file's own shape and encoding."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.Model.GetRootAsModel(data, 0)
+    encodings = {schema.TensorType.FLOAT32: ("float32", np.float32),
+                 schema.TensorType.FLOAT16: ("float16", np.float16),
+                 schema.TensorType.INT8: ("int8", np.int8)}
+    found = []
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        fully_connected_weights = _fully_connected_weights(model, graph, schema)
+        for t in range(graph.TensorsLength()):
+            tensor = graph.Tensors(t)
+            if tensor.Type() not in encodings:
+                continue
+            encoding, dtype = encodings[tensor.Type()]
+            buffer = model.Buffers(tensor.Buffer())
+            if buffer.Offset() > 1:
+                offset, nbytes = buffer.Offset(), buffer.Size()
+            elif buffer.DataLength():
+                offset, nbytes = buffer._tab.Vector(buffer._tab.Offset(4)), buffer.DataLength()
+            else:
+                continue  # not a constant
+            shape = tuple(int(n) for n in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
+            count = int(np.prod(shape))
+            if count * np.dtype(dtype).itemsize != nbytes:
+                continue
+            weight = FileWeight(tensor.Name().decode(), encoding,
+                                np.frombuffer(data, dtype, count, offset).reshape(shape),
+                                t in fully_connected_weights)
+            quantization = tensor.Quantization()
+            if encoding == "int8" and quantization is not None and quantization.ScaleLength():
+                weight.scales = quantization.ScaleAsNumpy().astype(np.float32)
+                weight.zero_points = (quantization.ZeroPointAsNumpy().astype(np.int64)
+                                      if quantization.ZeroPointLength()
+                                      else np.zeros(len(weight.scales), np.int64))
+                weight.axis = quantization.QuantizedDimension()
+            found.append(weight)
+    return found
 
 
 def make_interpreter(path: str, num_threads: Optional[int] = None):

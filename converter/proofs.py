@@ -261,14 +261,97 @@ def _float64_clips(references: Sequence[Reference]) -> list:
     return runs
 
 
+# how far a dequantised int8 weight may lie from its fp32 value, in its channel's steps: half
+# a step (round to nearest), and the float32 rounding of ``w / scale`` and ``q * scale`` (a
+# few ulps of |w| <= 127 steps, under 2e-5 steps)
+INT8_WEIGHT_STEPS = 0.5 + 1e-4
+
+
+def prove_litert_weights(entry: Entry, kind: str, path: str, model) -> int:
+    """Prove by its weights the quantised ``.tflite`` (artifact ``kind``) at ``path`` that
+    ``export_litert`` wrote from ``model`` through stand-ins: every float32 variable of
+    ``model`` read back from the file once, from a constant named after the variable's layer,
+    laid out as the graph reads it (a ``FULLY_CONNECTED`` weight ``[out, in]``, the Keras
+    kernel transposed), and equal to the variable in the file's encoding: float32 exactly,
+    fp16 exactly ``float16(w)``, int8 dequantised (``(q - zero point) * scale`` per channel)
+    within half its channel's step (``INT8_WEIGHT_STEPS``). The output bound cannot see a
+    whole weight matrix gone (docs/PARITY.md); this can. ParityError naming every weight not
+    found so; the number of weights proven."""
+    import keras
+
+    from .litert import read_file_weights
+
+    variables = [v for v in model.weights if str(v.dtype) == "float32"]
+    claimed: Dict[int, str] = {}  # id(variable) -> the tensor holding it
+    nearest: Dict[int, str] = {}  # id(variable) -> how the closest tensor of its layer differs
+    # mapped, not read: the file's pages are the page cache's, handed back under pressure
+    for weight in read_file_weights(np.memmap(path, np.uint8, "r")):
+        for variable in variables:
+            if (id(variable) in claimed or int(np.prod(variable.shape)) != weight.values.size
+                    or not _named_after_layer(weight.name, variable.path)):
+                continue
+            value = keras.ops.convert_to_numpy(variable)
+            value = value.T if weight.fully_connected and value.ndim == 2 else value
+            off = _steps_off(weight, np.ascontiguousarray(value).reshape(weight.values.shape))
+            if off is None:
+                claimed[id(variable)] = weight.name
+                break
+            nearest.setdefault(id(variable), f"{weight.name!r} ({weight.encoding}) {off}")
+    problems = [f"- {v.path}: " + nearest.get(id(v), "no tensor of its layer and size")
+                for v in variables if id(v) not in claimed]
+    if problems:
+        raise ParityError(f"{kind} of {entry.name}: {path}: {len(problems)} weight(s) not in "
+                          f"the file as written from the checked model: {'; '.join(problems[:5])}"
+                          f"{' ...' if len(problems) > 5 else ''}")
+    return len(claimed)
+
+
+def _named_after_layer(tensor_name: str, variable_path: str) -> bool:
+    """Whether ``tensor_name`` (``.../blocks_0_1/mlp_1/fc1_1/MatMul``: the op's name scopes,
+    each layer's name with a trace's ``_N``) has the variable's layers (``blocks_0/mlp/fc1``)
+    as consecutive scopes."""
+    layers = variable_path.split("/")[:-1]
+    scopes = tensor_name.split("/")
+
+    def same(scope, layer):
+        return scope == layer or (scope.startswith(layer + "_")
+                                  and scope[len(layer) + 1:].isdigit())
+    return any(all(same(s, layer) for s, layer in zip(scopes[start:], layers))
+               for start in range(len(scopes) - len(layers) + 1))
+
+
+def _steps_off(weight, value: np.ndarray) -> Optional[str]:
+    """None when the file tensor ``weight`` holds ``value`` (float32, the file's layout) in
+    its encoding; otherwise how far it is off."""
+    if weight.encoding == "int8":
+        if weight.scales is None:
+            return "has no scales"
+        shape = [1] * value.ndim
+        shape[weight.axis] = -1
+        scales = weight.scales.reshape(shape)
+        stored = weight.values.astype(np.float32)
+        if np.any(weight.zero_points):
+            stored -= weight.zero_points.reshape(shape).astype(np.float32)
+        off = np.abs(stored * scales - value)
+        if np.all(off <= INT8_WEIGHT_STEPS * scales):  # a zero or NaN scale fails
+            return None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return f"off by up to {float(np.nanmax(off / scales)):.3g} int8 steps"
+    expected = value.astype(np.float16) if weight.encoding == "float16" else value
+    differ = np.count_nonzero(weight.values != expected)
+    return None if not differ else f"differs in {differ} of {value.size} values"
+
+
 def prove_quantized(entry: Entry, kind: str, path: str, references: Sequence[Reference],
-                    video_references: Sequence[Reference] = ()) -> ReloadCheck:
+                    video_references: Sequence[Reference] = (),
+                    weights_proven: Optional[int] = None) -> ReloadCheck:
     """Measure a ``--litert-quantize`` file (artifact ``kind``, ``litert_fp16`` /
     ``litert_int8``): every parity input through it, its largest error against the
     reference (float64 where that ran) held to the mode's bound (``QUANTIZATIONS``: a share
     of the reference's largest |output|, which rounding stays well inside and gross
     misplacements break); on the real-video clips, how often its top class and its five top
-    classes are the reference's. ParityError when the bound is passed."""
+    classes are the reference's. ParityError when the bound is passed. ``weights_proven``:
+    what ``prove_litert_weights`` proved when the file was written (recorded)."""
     from .litert import QUANTIZATIONS, reload_litert as reload
 
     mode = quantization_of(kind)
@@ -300,7 +383,8 @@ def prove_quantized(entry: Entry, kind: str, path: str, references: Sequence[Ref
                        passed=True, method="quantized", tolerance=tolerance,
                        video_clips=len(top1),
                        top1_agreement=float(np.mean(top1)) if top1 else None,
-                       top5_agreement=float(np.mean(top5)) if top5 else None)
+                       top5_agreement=float(np.mean(top5)) if top5 else None,
+                       weights_proven=weights_proven)
 
 
 # bytes compared at a time by ``same_bytes_as_keras_weights``

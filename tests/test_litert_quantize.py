@@ -39,6 +39,9 @@ def test_quantized_files_are_smaller_measured_against_float64_with_top_k_on_a_re
     out, result, video = quantized
     with open(_path(out, "report")) as handle:
         report = json.load(handle)
+    weights = len(_keras_model(out).weights)
+    # the video's float64 reference, computed again from the synthetic checkpoint
+    reference64, clip = _video_reference(video)
     fp32 = os.path.getsize(_path(out, "litert"))
     for mode, share in (("fp16", 0.6), ("int8", 0.75)):  # the tiny graph's own bytes stay
         kind = f"litert_{mode}"
@@ -50,8 +53,11 @@ def test_quantized_files_are_smaller_measured_against_float64_with_top_k_on_a_re
         assert check["method"] == "quantized" and check["passed"]
         # rounding shows (an fp32 file is ~1e-7 off), within the mode's bound
         assert 1e-6 < check["tf_err_vs_f64"] <= check["max_abs"] <= check["tolerance"]
+        # every float32 variable of the model read back from the file when it was written
+        assert check["weights_proven"] == weights
         assert check["video_clips"] == 1
-        assert check["top1_agreement"] in (0.0, 1.0) and check["top5_agreement"] in (0.0, 1.0)
+        assert (check["top1_agreement"], check["top5_agreement"]) == _top_k(
+            _path(out, kind), [reference64.outputs64["logits"][0]], clip)
         assert f"{kind}: max |difference| vs float64" in result.stdout
     # the fp32 file is still held to parity
     assert report["reload_checks"]["litert"]["method"] == "outputs"
@@ -76,6 +82,47 @@ def test_quantized_files_are_smaller_measured_against_float64_with_top_k_on_a_re
     line = assert_one_line_error(run_cli(["--name", TINY_FT, "--synthetic", "--out", str(copy),
                                           "--litert-quantize", "int8"]), 2)
     assert "converted without --litert-quantize int8" in line and "--force" in line
+
+
+def _keras_model(out):
+    import keras
+
+    return keras.saving.load_model(_path(out, "keras"), compile=False)
+
+
+def _video_reference(video):
+    """The float64 torch reference of ``video``'s clip (seed 0 synthetic checkpoint, as the
+    fixture's conversion), and the clip NTHWC."""
+    import tempfile
+
+    from converter.checkpoint import read_checkpoint
+    from converter.kinds import build_torch_model, parity_reference
+    from converter.parity import float64_outputs, video_case
+    from converter.synthetic import synthetic_path, write_synthetic_checkpoint
+    from converter.zoo import get_entry
+
+    entry = get_entry(TINY_FT)
+    case = video_case(video, entry)
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = write_synthetic_checkpoint(entry, synthetic_path(entry, 0, folder), 0)
+        torch_model = build_torch_model(entry)
+        torch_model.load_state_dict(read_checkpoint(checkpoint).state_dict, strict=True)
+    (reference,) = float64_outputs(parity_reference(entry, torch_model), [case])
+    return reference, case.video_ncthw.transpose(0, 2, 3, 4, 1)
+
+
+def _top_k(path, expected_logits, clips_nthwc):
+    """(top-1, top-5 agreement) of the file at ``path`` with ``expected_logits`` (one row a
+    clip), computed here: the share of clips with the same largest logit / five largest."""
+    from converter.litert import make_interpreter, run_litert
+
+    interpreter = make_interpreter(path)
+    top1 = top5 = 0
+    for expected, clip in zip(expected_logits, clips_nthwc):
+        (found,) = run_litert(interpreter, clip[None])
+        top1 += int(np.argmax(found[0]) == np.argmax(expected))
+        top5 += int(sorted(np.argsort(found[0])[-5:]) == sorted(np.argsort(expected)[-5:]))
+    return top1 / len(expected_logits), top5 / len(expected_logits)
 
 
 def _tensors(data):
@@ -135,31 +182,54 @@ def test_quantized_files_hold_the_converters_own_quantisation_of_the_real_weight
             assert len(int8) == 9  # every dense weight: 2 blocks x (qkv, proj, fc1, fc2), head
 
 
-def _swapped(path, tmp_path, first, second):
-    """A copy of the ``.tflite`` at ``path`` with the buffers of two same-shape tensors (names
-    containing ``first`` / ``second``, the quantised weight of each) swapped."""
+def _spans(data, *keys):
+    """{key: the bytes of the quantised weight (fp16 or int8) whose tensor name contains
+    key} in the ``.tflite`` flatbuffer ``data``."""
     from tensorflow.lite.python import schema_py_generated as schema
 
-    with open(path, "rb") as handle:
-        data = bytearray(handle.read())
     model = schema.Model.GetRootAsModel(bytes(data), 0)
     graph = model.Subgraphs(0)
     spans = {}
     for t in range(graph.TensorsLength()):
         tensor = graph.Tensors(t)
         name = tensor.Name().decode()
-        for key in (first, second):
+        for key in keys:
             if key in name and tensor.Type() in (schema.TensorType.FLOAT16,
                                                  schema.TensorType.INT8):
                 buffer = model.Buffers(tensor.Buffer())
                 start = buffer._tab.Vector(buffer._tab.Offset(4))
                 spans[key] = slice(start, start + buffer.DataLength())
-    a, b = spans[first], spans[second]
-    data[a], data[b] = data[b], data[a]
-    target = str(tmp_path / os.path.basename(path))
+    return spans
+
+
+def _edited(path, tmp_path, edit, prefix=""):
+    """A copy of the ``.tflite`` at ``path`` in ``tmp_path``, ``edit(bytearray)`` applied."""
+    with open(path, "rb") as handle:
+        data = bytearray(handle.read())
+    edit(data)
+    target = str(tmp_path / (prefix + os.path.basename(path)))
     with open(target, "wb") as handle:
         handle.write(data)
     return target
+
+
+def _swapped(path, tmp_path, first, second):
+    """A copy of the ``.tflite`` at ``path`` with the buffers of two same-shape tensors (names
+    containing ``first`` / ``second``, the quantised weight of each) swapped."""
+    def swap(data):
+        spans = _spans(data, first, second)
+        a, b = spans[first], spans[second]
+        data[a], data[b] = data[b], data[a]
+    return _edited(path, tmp_path, swap)
+
+
+def _zeroed(path, tmp_path, key):
+    """A copy of the ``.tflite`` at ``path`` whose quantised weight named ``key`` is zeros
+    (its scales kept): what a writer that skipped the weight would leave."""
+    def zero(data):
+        span = _spans(data, key)[key]
+        data[span] = bytes(span.stop - span.start)
+    return _edited(path, tmp_path, zero, "zeroed-")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -178,6 +248,57 @@ def test_quantized_check_catches_a_weight_written_into_the_wrong_place(
                       "blocks_1_1/attn_1/proj_1/MatMul")
     with pytest.raises(ParityError, match=f"{kind} of {TINY_FT}.*bound"):
         prove_quantized(entry, kind, edited, tiny_references)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_weight_proof_names_a_weight_missing_from_or_misplaced_in_the_file(
+        quantized, tmp_path, mode):
+    """The output bound passes a file with a whole weight matrix zeroed (int8: fc2 moves the
+    outputs by 1.2 % of the largest, the bound is 10 %) or two blocks' fc1 swapped; reading
+    the weights back from the file names each such weight."""
+    from converter.errors import ParityError
+    from converter.proofs import prove_litert_weights
+    from converter.zoo import get_entry
+
+    out, _, _ = quantized
+    entry, kind = get_entry(TINY_FT), f"litert_{mode}"
+    model = _keras_model(out)
+    assert prove_litert_weights(entry, kind, _path(out, kind), model) == len(model.weights)
+    zeroed = _zeroed(_path(out, kind), tmp_path, "blocks_1_1/mlp_1/fc2_1/MatMul")
+    with pytest.raises(ParityError, match=f"{kind} of {TINY_FT}: .*: 1 weight.* "
+                                          f"- blocks_1/mlp/fc2/kernel: '.*fc2_1/MatMul'"):
+        prove_litert_weights(entry, kind, zeroed, model)
+    swapped = _swapped(_path(out, kind), tmp_path, "blocks_0_1/mlp_1/fc1_1/MatMul",
+                       "blocks_1_1/mlp_1/fc1_1/MatMul")
+    with pytest.raises(ParityError, match="2 weight.* - blocks_0/mlp/fc1/kernel: .*; "
+                                          "- blocks_1/mlp/fc1/kernel: "):
+        prove_litert_weights(entry, kind, swapped, model)
+
+
+def test_top_k_agreement_is_the_share_of_clips_whose_top_classes_are_the_references(
+        quantized, tiny_references):
+    """The parity clips measured as if they were videos, twice, and once against their
+    reference's logits negated (so its top classes are the file's least likely; fewer clips,
+    so a comparison turned upside down shows): the recorded shares are those counted here
+    from the reference's and the interpreter's logits."""
+    import dataclasses
+
+    from converter.parity import ncthw_to_nthwc
+    from converter.proofs import prove_quantized
+    from converter.zoo import get_entry
+
+    out, _, _ = quantized
+    negated = [dataclasses.replace(r, outputs32={k: -v for k, v in r.outputs32.items()},
+                                   outputs64={k: -v for k, v in r.outputs64.items()})
+               for r in tiny_references]
+    videos = 2 * list(tiny_references) + negated
+    path = _path(out, "litert_int8")
+    check = prove_quantized(get_entry(TINY_FT), "litert_int8", path, tiny_references[:1], videos)
+    expected = [r.best("logits")[i] for r in videos for i in range(len(r.case.samples()))]
+    clips = [ncthw_to_nthwc(s.video_ncthw)[0] for r in videos for s in r.case.samples()]
+    assert check.video_clips == len(clips) >= 6
+    assert (check.top1_agreement, check.top5_agreement) == _top_k(path, expected, clips)
+    assert 0 < check.top1_agreement < 1 and 0 < check.top5_agreement < 1
 
 
 def test_litert_quantize_refuses_in_one_line_what_it_cannot_do(tmp_path):
@@ -237,6 +358,10 @@ def test_an_fp16_file_in_the_buffer_offset_layout_computes_what_the_inline_one_d
     with open(path, "rb") as handle:
         flat = schema.Model.GetRootAsModel(handle.read(), 0)
     assert any(flat.Buffers(i).Offset() > 1 for i in range(flat.BuffersLength()))
+    # the weights are read back from after the flatbuffer too
+    from converter.proofs import prove_litert_weights
+
+    assert prove_litert_weights(entry, "litert_fp16", path, model) == len(model.weights)
     clip = np.random.default_rng(5).standard_normal(
         (2, entry.num_frames, entry.img_size, entry.img_size, 3), dtype=np.float32)
     found = litert.run_litert(litert.make_interpreter(path), clip)

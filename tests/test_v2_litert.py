@@ -47,8 +47,13 @@ def test_cli_litert_refuses_a_v2_pretrained_entry_before_any_work(tmp_path):
 
 @pytest.mark.parametrize("options", [
     dict(init_values=0.1, cos_attn=True, use_mean_pooling=False),
-    dict(init_values=0.1, cos_attn=True)])
+    dict(init_values=0.1, cos_attn=True),
+    dict(cos_attn=True),  # folds alone too (its logit scale)
+    dict()])  # ViT-g's own shape (patch 14, mlp_ratio 48/11): no weight folded
 def test_every_v2_option_runs_in_litert_as_in_keras(options, tmp_path):
+    """Layer scale and cosine attention each make the converter fold a weight into a computed
+    constant: the file is then the plain conversion; without them the weights are written
+    over the stand-ins (``export_litert``), and the file computes the same."""
     import keras
 
     import torch_reference
@@ -65,7 +70,8 @@ def test_every_v2_option_runs_in_litert_as_in_keras(options, tmp_path):
     model = VideoMAEVideoClassifier(**config)
     map_tensors(prepare_state_dict(state), model.named_variables(), "test")
     path = str(tmp_path / "v2.tflite")
-    export_litert(model, entry, path)
+    folds = bool(options.get("init_values") or options.get("cos_attn"))
+    assert export_litert(model, entry, path) is not folds  # True: written over the stand-ins
     clip = np.random.default_rng(3).standard_normal((3, 4, 28, 28, 3), dtype=np.float32)
     expected = keras.ops.convert_to_numpy(model(clip))
     assert float(np.std(expected)) > 1e-2  # logits that tell classes apart

@@ -92,7 +92,11 @@ class ReloadCheck:
     model's) or ``"quantized"`` (a ``--litert-quantize`` file: every parity input through it,
     its error measured and held to ``tolerance``, a sanity bound, not the parity tolerance; on
     the ``--video`` clips, ``top1_agreement`` / ``top5_agreement``: the share of clips whose top
-    class / set of five top classes is the reference's). ``tf_err_vs_f64`` is None for an export
+    class / set of five top classes is the reference's; ``weights_proven``: how many weights were
+read back from the file when it was written, each from the tensor of its layer and within half
+a quantisation step of its fp32 value, int8 dequantised, fp16 exactly; None where the file is
+the converter's own quantisation, not written from stand-ins, or in reports from before
+2026-12-05). ``tf_err_vs_f64`` is None for an export
     (reference "keras": no float64 run); ``max_abs`` is then the error against the in-memory
     Keras model.
     """
@@ -106,6 +110,8 @@ class ReloadCheck:
     video_clips: Optional[int] = None  # "quantized": clips of real videos compared
     top1_agreement: Optional[float] = None
     top5_agreement: Optional[float] = None
+    weights_proven: Optional[int] = None  # "quantized": weights read back from the file
+
 
     def quantized_summary(self) -> str:
         """One line on a ``"quantized"`` check: its error, bound and top-k agreement."""
@@ -114,8 +120,10 @@ class ReloadCheck:
                      if self.video_clips else
                      "no top-k agreement measured (a classifier's, with --video)")
         versus = "float64" if self.tf_err_vs_f64 is not None else "the reference"
+        weights = (f"; {self.weights_proven} weights read back, each within half a step"
+                   if self.weights_proven is not None else "")
         return (f"max |difference| vs {versus} {self.max_abs:.2e} (bound "
-                f"{self.tolerance:.2e}); {agreement}")
+                f"{self.tolerance:.2e}){weights}; {agreement}")
 
 
 @dataclass
