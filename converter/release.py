@@ -284,7 +284,8 @@ def _verified(report_path: str, report: ConversionRecord,
 
 def _failed_outcomes(conversion_dir: str) -> List[str]:
     """One line per entry whose last ``--all`` conversion into this folder failed
-    (``logs/NAME.outcome.json``, status "failed")."""
+    (``logs/NAME.outcome.json``, status "failed") and that has no report here (one converted
+    since, by another run, is released like the rest)."""
     logs = os.path.join(conversion_dir, "logs")
     if not os.path.isdir(logs):
         return []
@@ -293,7 +294,8 @@ def _failed_outcomes(conversion_dir: str) -> List[str]:
         if name.endswith(".outcome.json"):
             path = os.path.join(logs, name)
             outcome = RunOutcome.load(path)
-            if outcome is not None and outcome.status == "failed":
+            if outcome is not None and outcome.status == "failed" and not os.path.isfile(
+                    os.path.join(conversion_dir, f"{outcome.name}.json")):
                 why = (outcome.message.strip().splitlines() or ["no message"])[0][:200]
                 failed.append(f"{path}: expected every entry converted, found {outcome.name} "
                               f"failed ({why}); convert it again, or delete this file to "

@@ -845,7 +845,9 @@ def test_build_refuses_a_folder_whose_last_conversion_of_an_entry_failed(convers
 
     logs = os.path.join(conversion_copy, "logs")
     os.makedirs(logs)
-    RunOutcome(TINY_FT, "converted").save(os.path.join(logs, f"{TINY_FT}.outcome.json"))
+    # failed in its last --all run but converted since by another run: its report is here
+    RunOutcome(TINY_FT, "failed", "an earlier run").save(
+        os.path.join(logs, f"{TINY_FT}.outcome.json"))
     failed = os.path.join(logs, "TFVideoMAE_S_K400_16x224_FT.outcome.json")
     RunOutcome("TFVideoMAE_S_K400_16x224_FT", "failed",
                "checkpoint: sha256 differs\nmore detail").save(failed)
