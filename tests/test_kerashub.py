@@ -51,7 +51,7 @@ class VideoMAEKerasHubTest(TestCase):
         self.run_backbone_test(
             cls=tf_models.VideoMAEBackbone, init_kwargs=_backbone_kwargs("norm"),
             input_data=VIDEO, expected_output_shape={"tokens": (2, 8, 48), "pooled": (2, 48)},
-            run_mixed_precision_check=False, run_quantization_check=False)
+            run_mixed_precision_check=True, run_quantization_check=False)
 
     def test_backbone_saves_and_loads_as_keras(self):
         self.run_model_saving_test(cls=tf_models.VideoMAEBackbone,

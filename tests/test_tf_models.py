@@ -115,3 +115,24 @@ def test_consumer_modules_never_import_torch(tmp_path):
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert list(found) == list(CONSUMER_MODULES) + ["get_preset"]
     assert {name: mods for name, mods in found.items() if mods} == {}
+
+
+def test_a_float32_model_file_keeps_its_policy_under_a_global_mixed_one(tiny_converted):
+    """Every sublayer takes its layer's dtype policy (as keras-hub's layers do): a float32
+    ``.keras`` loaded while the global policy is mixed_bfloat16 computes in float32 throughout,
+    bit for bit as loaded under float32 (before, the blocks' sublayers took the global policy:
+    a dtype clash on TensorFlow, silently mixed precision elsewhere)."""
+    import keras
+
+    path = tiny_converted.paths["keras"]
+    clip = np.random.default_rng(0).standard_normal((2, 4, 32, 32, 3)).astype(np.float32)
+    expected = keras.ops.convert_to_numpy(keras.saving.load_model(path)(clip))
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = keras.saving.load_model(path)
+        found = keras.ops.convert_to_numpy(model(clip))
+        policies = {layer.dtype_policy.name for layer in model.backbone.blocks[0]._flatten_layers()}
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert policies == {"float32"}
+    np.testing.assert_array_equal(found, expected)

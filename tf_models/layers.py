@@ -160,7 +160,7 @@ class PatchEmbed(PlainConfig, keras.layers.Layer):
         self._keep_config(locals())
         kernel = (tubelet_size, patch_size, patch_size)
         self.proj = keras.layers.Conv3D(embed_dim, kernel, strides=kernel, padding="valid",
-                                        name="proj")
+                                        dtype=self.dtype_policy, name="proj")
 
     def build(self, input_shape):
         self.proj.build(input_shape)
@@ -189,8 +189,8 @@ class Attention(PlainConfig, keras.layers.Layer):
         self._keep_config(locals())
         self.head_dim = dim // num_heads
         self.scale = self.head_dim ** -0.5  # cos_attn: replaced by the learned scale in build
-        self.qkv = TokenDense(3 * dim, name="qkv")
-        self.proj = TokenDense(dim, name="proj")
+        self.qkv = TokenDense(3 * dim, dtype=self.dtype_policy, name="qkv")
+        self.proj = TokenDense(dim, dtype=self.dtype_policy, name="proj")
 
     @property
     def OWN_VARIABLES(self):  # noqa: N802  (the attribute name named_variables reads)
@@ -234,8 +234,8 @@ class Mlp(PlainConfig, keras.layers.Layer):
     def __init__(self, dim: int, hidden_dim: int, **kwargs):
         super().__init__(**kwargs)
         self._keep_config(locals())
-        self.fc1 = TokenDense(hidden_dim, name="fc1")
-        self.fc2 = TokenDense(dim, name="fc2")
+        self.fc1 = TokenDense(hidden_dim, dtype=self.dtype_policy, name="fc1")
+        self.fc2 = TokenDense(dim, dtype=self.dtype_policy, name="fc2")
 
     def build(self, input_shape):
         self.fc1.build(input_shape)
@@ -263,11 +263,11 @@ class Block(PlainConfig, keras.layers.Layer):
                  **kwargs):
         super().__init__(**kwargs)
         self._keep_config(locals())
-        self.norm1 = layer_norm("norm1")
-        self.attn = Attention(dim, num_heads, cos_attn, name="attn")
-        self.norm2 = layer_norm("norm2")
+        self.norm1 = layer_norm("norm1", dtype=self.dtype_policy)
+        self.attn = Attention(dim, num_heads, cos_attn, dtype=self.dtype_policy, name="attn")
+        self.norm2 = layer_norm("norm2", dtype=self.dtype_policy)
         # upstream: int(dim * mlp_ratio), so ViT-g's 48/11 gives int(1408 * 48 / 11) = 6144
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), name="mlp")
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), dtype=self.dtype_policy, name="mlp")
         self.seed_generator = keras.random.SeedGenerator() if drop_path_rate > 0 else None
         self.gamma_1 = self.gamma_2 = None
 

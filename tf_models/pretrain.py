@@ -58,10 +58,10 @@ class PretrainDecoder(PlainConfig, keras.layers.Layer):
         super().__init__(**kwargs)
         self._keep_config(locals())
         self.blocks = [Block(embed_dim, num_heads, mlp_ratio, init_values=init_values,
-                             cos_attn=cos_attn, name=f"blocks_{i}")
+                             cos_attn=cos_attn, dtype=self.dtype_policy, name=f"blocks_{i}")
                        for i in range(depth)]
-        self.norm = layer_norm("norm")
-        self.head = keras.layers.Dense(num_outputs, name="head")
+        self.norm = layer_norm("norm", dtype=self.dtype_policy)
+        self.head = keras.layers.Dense(num_outputs, dtype=self.dtype_policy, name="head")
 
     def build(self, input_shape):
         tokens = (None, None, self.embed_dim)
