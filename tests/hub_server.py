@@ -28,7 +28,48 @@ from typing import Dict, List, Tuple
 from urllib.parse import unquote, urlparse
 
 
-class HubServer:
+class _Loopback:
+    """A threaded HTTP server on 127.0.0.1:``port`` (0: a free one) answering with the
+    subclass's ``_handler()``, serving inside ``with``."""
+
+    def _serve(self, port: int) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """HTTP/1.1 with every reply sized, JSON bodies for dicts and lists, no log lines."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+    def _reply(self, status, body=b"", headers=None, head=False):
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+            headers = {"Content-Type": "application/json", **(headers or {})}
+        self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+
+class HubServer(_Loopback):
     """An in-memory model hub on 127.0.0.1 (a free port)."""
 
     def __init__(self):
@@ -36,10 +77,7 @@ class HubServer:
         self.commits: List[Tuple[str, str, List[str]]] = []
         self.requests: List[Tuple[str, str]] = []
         self._lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever,
-                                       kwargs={"poll_interval": 0.05}, daemon=True)
+        self._serve(0)
 
     @property
     def endpoint(self) -> str:
@@ -56,36 +94,10 @@ class HubServer:
             digest.update(path.encode() + hashlib.sha256(data).digest())
         return digest.hexdigest()
 
-    def __enter__(self) -> "HubServer":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
     def _handler(self):
         hub = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):  # keep test output clean
-                pass
-
-            def _reply(self, status, body=b"", headers=None, head=False):
-                if isinstance(body, (dict, list)):
-                    body = json.dumps(body).encode()
-                    headers = {"Content-Type": "application/json", **(headers or {})}
-                self.send_response(status)
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if not head:
-                    self.wfile.write(body)
-
+        class Handler(_Handler):
             def _resolve(self, head):
                 # /{org}/{name}/resolve/{revision}/{path}
                 parts = unquote(urlparse(self.path).path).lstrip("/").split("/")
@@ -163,7 +175,7 @@ class HubServer:
         return Handler
 
 
-class KaggleServer:
+class KaggleServer(_Loopback):
     """An in-memory Kaggle Models API on 127.0.0.1:7777, the fixed endpoint of kagglesdk's
     ``KaggleEnv.TEST`` (``KAGGLE_API_ENVIRONMENT=TEST`` -> ``http://localhost:7777``,
     ``kagglesdk/kaggle_env.py``; the port cannot be chosen, so binding it may fail: OSError).
@@ -190,10 +202,7 @@ class KaggleServer:
         self.instances: Dict[Tuple[str, ...], Dict[int, Dict[str, bytes]]] = {}
         self.corrupt = set()
         self.requests: List[Tuple[str, str, object]] = []
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.PORT), self._handler())
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever,
-                                       kwargs={"poll_interval": 0.05}, daemon=True)
+        self._serve(self.PORT)
 
     def add_instance(self, handle: str, files: Dict[str, bytes], version: int = 1,
                      corrupt=()) -> None:
@@ -205,35 +214,10 @@ class KaggleServer:
         self.instances.setdefault(key, {})[version] = dict(files)
         self.corrupt.update((key, version, name) for name in corrupt)
 
-    def __enter__(self) -> "KaggleServer":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
     def _handler(self):
         kaggle = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def _reply(self, status, body=b"", headers=None):
-                if isinstance(body, dict):
-                    body = json.dumps(body).encode()
-                    headers = {"Content-Type": "application/json", **(headers or {})}
-                self.send_response(status)
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(_Handler):
             def _missing(self, what):
                 self._reply(404, {"code": 404, "message": f"{what} not found"})
 
