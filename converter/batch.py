@@ -237,9 +237,7 @@ def convert_all(entries: List[Entry], out_dir: str, synthetic: bool = False,
     if jobs < 1:
         raise ConversionError(f"--jobs must be at least 1, not {jobs}")
     check_videos(videos, quantize)  # each child decodes them; a missing one fails here, once
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise ConversionError(f"{out_dir}: --out is a file, expected a folder")
-    probe_writable(out_dir)
+    probe_writable(out_dir)  # a file, or a folder that cannot be made or written: one line
     unreadable: List[str] = []
     matched = {} if synthetic else match_checkpoints(checkpoint_dir, entries, unreadable)
     log_dir = os.path.join(out_dir, "logs")

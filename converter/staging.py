@@ -44,8 +44,6 @@ def check_output_dir(out_dir: str, name: str, force: bool = False,
     Artifacts already present are an error unless ``force`` (or ``allow_present``, for a
     caller that verifies them itself).
     """
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise OutputError(f"{out_dir}: --out is a file, expected a folder")
     probe_writable(out_dir)
     present = artifacts_present(out_dir, name)
     if present and not (force or allow_present):
@@ -59,6 +57,8 @@ def probe_writable(out_dir: str) -> None:
     that fails later leaves no empty folder). Permission bits alone do not say it (root
     passes every ``os.access`` test; /proc, a read-only mount or a name over the system's
     length limit refuse anyway)."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise OutputError(f"{out_dir}: --out is a file, expected a folder")
     path = os.path.abspath(out_dir)
     missing = []
     while not os.path.lexists(path):
