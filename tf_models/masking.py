@@ -9,6 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 
+def masked_per_frame(img_size: int, patch_size: int, mask_ratio: float):
+    """(patches a tube mask masks in each frame, patches per frame): ``int(ratio * count)``."""
+    per_frame = (img_size // patch_size) ** 2
+    return int(mask_ratio * per_frame), per_frame
+
+
 def tube_mask(num_frames: int = 16, img_size: int = 224, patch_size: int = 16,
               tubelet_size: int = 2, mask_ratio: float = 0.9, batch_size: int = 1,
               rng: np.random.Generator | None = None) -> np.ndarray:
@@ -16,9 +22,8 @@ def tube_mask(num_frames: int = 16, img_size: int = 224, patch_size: int = 16,
     one spatial mask of ``int(mask_ratio * patches_per_frame)`` patches per row, repeated
     over every temporal slot, so every row masks the same number of tokens."""
     rng = np.random.default_rng() if rng is None else rng
-    per_frame = (img_size // patch_size) ** 2
+    n_masked, per_frame = masked_per_frame(img_size, patch_size, mask_ratio)
     slots = num_frames // tubelet_size
-    n_masked = int(mask_ratio * per_frame)
     masks = np.zeros((batch_size, slots, per_frame), dtype=bool)
     for row in range(batch_size):
         masks[row, :, rng.permutation(per_frame)[:n_masked]] = True

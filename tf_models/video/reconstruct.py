@@ -33,7 +33,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..masking import tube_mask
+from ..masking import masked_per_frame, tube_mask
 from ..presets import IMAGENET_MEAN, IMAGENET_STD, Preset, get_preset
 from .decode import VideoError, decode_frames
 from .protocol import resize_short_side
@@ -567,8 +567,7 @@ def reconstruct_clip(model_path: str, clip_path: str, out_path: str,
     """
     model = load_pretrained_model(model_path)
     mask_ratio = model.mask_ratio if mask_ratio is None else mask_ratio
-    per_frame = (model.img_size // model.patch_size) ** 2
-    masked = int(mask_ratio * per_frame)  # tube_mask's count
+    masked, per_frame = masked_per_frame(model.img_size, model.patch_size, mask_ratio)
     if not 0 < masked < per_frame:
         raise ReconstructionError(
             f"--mask-ratio {mask_ratio:g}: masks {max(masked, 0)} of the {per_frame} patches "
