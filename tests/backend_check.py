@@ -7,7 +7,8 @@ fine-tune one step, and save what happened for the calling test to check.
 
 Arguments (JSON): ft / pt preset names, keras_ft (a .keras path), clip / mask (.npy paths),
 out (a folder). Writes NAME.npy outputs and result.json (what one fine-tuning step moved, in
-float32 and, on TensorFlow, in mixed_bfloat16; torch modules imported).
+float32 and, on TensorFlow, in mixed_bfloat16; what one pre-training step moved and its loss
+against a seeded target, saved as pt_target.npy; torch modules imported).
 """
 
 import json
@@ -35,6 +36,9 @@ def main(args):
     pretrainer = tf_models.VideoMAEMaskedAutoencoder.from_preset(args["pt"], progress=False)
     np.save(os.path.join(out, "pt.npy"),
             keras.ops.convert_to_numpy(pretrainer({"video": clip, "mask": mask})))
+    np.save(os.path.join(out, "pt_predict.npy"),
+            pretrainer.predict({"video": clip, "mask": mask}, verbose=0))
+    result["pretrain"] = pretrain(keras, pretrainer, clip, mask, out)
     backbone = tf_models.VideoMAEBackbone.from_preset(args["pt"], progress=False)
     np.save(os.path.join(out, "pt_tokens.npy"),
             keras.ops.convert_to_numpy(backbone(clip)["tokens"]))
@@ -74,6 +78,22 @@ def fine_tune(keras, tf_models, args, clip):
     result["head_shape"] = list(model.head.kernel.shape)
     result["compute_dtype"] = str(model.backbone.blocks[0].compute_dtype)
     return result
+
+
+def pretrain(keras, pretrainer, clip, mask, out):
+    """One ``fit`` step of the pre-trainer on the mean squared error to a seeded target (the
+    same count of masked tokens in every row, as upstream trains): its loss and what moved."""
+    target = np.random.default_rng(5).standard_normal(
+        (len(clip), int(mask[0].sum()), pretrainer.core.num_outputs)).astype(np.float32)
+    np.save(os.path.join(out, "pt_target.npy"), target)
+    pretrainer.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    before = {v.path: keras.ops.convert_to_numpy(v).copy()
+              for v in pretrainer.trainable_variables}
+    history = pretrainer.fit({"video": clip, "mask": mask}, target, batch_size=len(clip),
+                             epochs=1, verbose=0)
+    after = {v.path: keras.ops.convert_to_numpy(v) for v in pretrainer.trainable_variables}
+    return {"trainable": len(before), "loss": float(history.history["loss"][0]),
+            "moved": sorted(p for p in before if not np.array_equal(before[p], after[p]))}
 
 
 if __name__ == "__main__":

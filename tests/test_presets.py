@@ -229,7 +229,8 @@ def _run_backend(backend, zoo, release_dir, work):
 
 def _check_backend_run(backend, clip, mask, result, work, tmp_path):
     """What tests/backend_check.py saw on ``backend``: presets matching torch, one
-    fine-tuning step moving every trainable weight (also in mixed_bfloat16 on TensorFlow)."""
+    fine-tuning step moving every trainable weight (also in mixed_bfloat16 on TensorFlow),
+    the pre-trainer's predict and one pre-training step."""
     assert result["backend"] == backend
     expected_ft = _torch_reference(TINY_FT, clip, work=tmp_path)
     expected_pt = _torch_reference(TINY_PT, clip, mask, work=tmp_path)
@@ -239,6 +240,14 @@ def _check_backend_run(backend, clip, mask, result, work, tmp_path):
         assert np.max(np.abs(found - expected)) <= TOLERANCE, (backend, name)
     tokens = np.load(work / "pt_tokens.npy")
     assert tokens.shape == (2, 8, 48)
+    # the pre-trainer's predict, and one pre-training step: its loss is the torch reference's
+    # error to the target (the step ran on the real mask), and every weight moved
+    np.testing.assert_allclose(np.load(work / "pt_predict.npy"), np.load(work / "pt.npy"),
+                               atol=1e-6, rtol=0)
+    target = np.load(work / "pt_target.npy")
+    pretrain = result["pretrain"]
+    assert pretrain["loss"] == pytest.approx(np.mean((expected_pt - target) ** 2), rel=1e-5)
+    assert pretrain["moved"] and len(pretrain["moved"]) == pretrain["trainable"]
     # fine-tuning: a new 7-class head, and every trainable weight moved in one step
     assert result["head_shape"] == [48, 7]
     assert result["moved"] and len(result["moved"]) == result["trainable"]
@@ -253,15 +262,15 @@ def _check_backend_run(backend, clip, mask, result, work, tmp_path):
 # (the same child and checks); the fast tier runs TensorFlow's checks in this process (below)
 @pytest.mark.parametrize("backend", [
     b if b == "jax" else pytest.param(b, marks=pytest.mark.slow) for b in BACKENDS])
-def test_every_backend_loads_presets_matching_torch_and_fine_tunes(backend, zoo, release_dir,
-                                                                   tmp_path):
+def test_every_backend_loads_presets_matching_torch_fine_tunes_and_pretrains(
+        backend, zoo, release_dir, tmp_path):
     clip, mask, result = _run_backend(backend, zoo, release_dir, tmp_path / backend)
     _check_backend_run(backend, clip, mask, result, tmp_path / backend, tmp_path)
     if backend != "torch":
         assert result["torch_modules"] == []
 
 
-def test_presets_match_torch_and_fine_tune_in_bfloat16_too_on_tensorflow(
+def test_presets_match_torch_fine_tune_in_bfloat16_too_and_pretrain_on_tensorflow(
         zoo, release_dir, tmp_path):
     """backend_check's checks in this (TensorFlow) process, its presets from ``zoo`` (the
     fixture points VIDEOMAE_ZOO_URL at the loopback server): the fresh TensorFlow process's

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import keras
 from keras import ops
+from keras.src.backend.common.symbolic_scope import in_symbolic_scope
 
 from .layers import PACKAGE, Block, PlainConfig, layer_norm, run_blocks, sinusoid_positions
 from .videomae_backbone import gather_tokens
@@ -104,6 +105,9 @@ class MaskedAutoencoding(keras.layers.Layer):
         self.mask_token = self.add_weight(shape=(1, 1, decoder_embed_dim),
                                           initializer="zeros", name="mask_token")
         self.built = True
+        # token counts come from the mask's values: XLA (JAX's jit, TensorFlow's jit_compile)
+        # needs them static, so Keras's trainer runs this model's steps without it
+        self.supports_jit = False
 
     def call_with_hidden_states(self, video_nthwc, mask, decode_mask=None, training=None):
         """Predictions and the outputs of every encoder block, then every decoder block."""
@@ -131,6 +135,11 @@ class MaskedAutoencoding(keras.layers.Layer):
         return out, list(hidden) + list(decoder_hidden)
 
     def call(self, video, mask, decode_mask=None, training=None):
+        if in_symbolic_scope():
+            # Keras's trainer builds the loss and metrics on placeholder inputs (JAX: shapes
+            # only; PyTorch: every mask value True), whose token counts say nothing: one
+            # predicted token per row, which broadcasts against any target's count
+            return ops.zeros((ops.shape(video)[0], 1, self.num_outputs), self.compute_dtype)
         return self.call_with_hidden_states(video, mask, decode_mask, training)[0]
 
     def compute_output_spec(self, video, mask, decode_mask=None, training=None):

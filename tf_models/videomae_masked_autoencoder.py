@@ -80,9 +80,11 @@ class VideoMAEMaskedAutoencoder(Task, BackboneTask):
         return self.core.call_with_hidden_states(video_nthwc, mask, decode_mask, training)
 
     def __call__(self, inputs, *args, **kwargs):
-        video, mask, decode_mask = video_and_mask(inputs)
-        return super().__call__({"video": video, "mask": mask, "decode_mask": decode_mask},
-                                *args, **kwargs)
+        return super().__call__(_full_inputs(inputs), *args, **kwargs)
+
+    def call(self, inputs, *args, **kwargs):
+        # the trainers' steps on JAX call this directly (``stateless_call``), not __call__
+        return super().call(_full_inputs(inputs), *args, **kwargs)
 
     @classmethod
     def from_preset(cls, preset: str, load_weights: bool = True, **kwargs):
@@ -96,3 +98,9 @@ class VideoMAEMaskedAutoencoder(Task, BackboneTask):
             return load_checked(
                 lambda: parent.from_preset(preset, load_weights=load_weights, **kwargs), preset)
         return load_preset_model(cls, preset, **kwargs)
+
+
+def _full_inputs(inputs) -> dict:
+    """The functional model's input dict from a dict or list, ``decode_mask`` None if absent."""
+    video, mask, decode_mask = video_and_mask(inputs)
+    return {"video": video, "mask": mask, "decode_mask": decode_mask}
