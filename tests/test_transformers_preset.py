@@ -266,3 +266,36 @@ def test_an_hf_transformers_repository_downloads_from_a_loopback_hub(loopback_hu
     # the pickle is found by a HEAD request, never downloaded (it may be gigabytes)
     pickle_url = f"/{HF_REPO}-pickle/resolve/main/pytorch_model.bin"
     assert ("HEAD", pickle_url) in hub.requests and ("GET", pickle_url) not in hub.requests
+
+
+def test_every_model_option_takes_a_transformers_folder_or_hf_repository(loopback_hub, tmp_path):
+    """The resolver behind the commands' ``--model`` (``videomae-predict``, ``-evaluate``,
+    ``-extract``, ``-export``) reads a transformers-format folder or ``hf://`` repository as
+    ``from_preset`` does: the classifier's logits and its ``forward_features`` equal the torch
+    reference on the same random weights, from the folder and from the loopback Hub alike."""
+    from tf_models.artifacts.resolve import load_artifact, resolve_artifact
+    from tf_models.video.features import load_feature_model
+    from tf_models.video.model import load_video_model
+
+    state = upstream_state(FT, seed=13)
+    folder = write_transformers_folder(str(tmp_path / "ft"), to_transformers(state, "q_bias"),
+                                       hf_config(FT))
+    loopback_hub.add_repo(HF_REPO, _files(folder))
+    video, _ = _inputs(seed=2)
+    reference = torch_reference.VisionTransformer(**FT.model_config())
+    reference.load_state_dict(state, strict=True)
+    reference.eval()
+    with torch.no_grad():
+        video_ncthw = torch.from_numpy(np.ascontiguousarray(video.transpose(0, 4, 1, 2, 3)))
+        logits, features = (reference(video_ncthw).numpy(),
+                            reference.forward_features(video_ncthw).numpy())
+    for spec in (folder, f"hf://{HF_REPO}"):
+        assert resolve_artifact(spec).kind == "transformers", spec
+        model = load_video_model(spec)
+        assert (model.kind, model.num_classes, model.dataset) == (
+            "transformers", FT.num_classes, "k400"), spec
+        _assert_close(model.run(video), logits, f"videomae-predict --model {spec}")
+        _assert_close(load_feature_model(spec).run(video), features,
+                      f"videomae-extract --model {spec}")
+        _, keras_model = load_artifact(spec)
+        assert isinstance(keras_model, tf_models.VideoMAEVideoClassifier), spec

@@ -1,7 +1,8 @@
 """``videomae-export``: a thin click command over ``converter.keras_export.export_model``.
 
 Exports a VideoMAE classifier in a Keras file (the ``model.keras`` ``videomae-finetune``
-writes, or any classifier's ``.keras``, ``.weights.h5`` with its report, or keras-hub preset)
+writes, or any classifier's ``.keras``, ``.weights.h5`` with its report, keras-hub preset, or
+transformers-format folder or repository)
 as a conversion exports a zoo entry: SavedModel, ``NAME.weights.h5``, ``NAME.keras``, with
 ``--litert`` ``NAME.tflite``, with ``--preset`` the keras-hub preset folder ``NAME.preset/``,
 and the report ``NAME.json``, each reloaded and checked before it takes its final name. The
@@ -25,7 +26,8 @@ from .quiet import prepare_environment, silenced_stderr
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--model", "model_spec", required=True,
               help="the classifier to export: a .keras file (videomae-finetune's model.keras), "
-                   "a .weights.h5 with its NAME.json, a keras-hub preset folder or a zoo name")
+                   "a .weights.h5 with its NAME.json, a keras-hub preset folder, a "
+                   "transformers-format folder or hf:// repository, or a zoo name")
 @click.option("--out", "out_dir", required=True, help="folder for the artifacts")
 @click.option("--name", default=None,
               help="NAME of the artifacts (default: the file's name, 'model' for model.keras)")

@@ -100,7 +100,8 @@ def _check_engine(engine: str) -> None:
 @click.argument("videos", nargs=-1, required=True)
 @click.option("--model", "model_spec", required=True,
               help="zoo name, .keras file, SavedModel folder, keras-hub preset folder or "
-                   "hf:// / kaggle:// handle of a fine-tuned (FT) model")
+                   "hf:// / kaggle:// handle, or transformers-format folder or hf:// "
+                   "repository, of a fine-tuned (FT) model")
 @click.option("--top-k", "k", type=click.IntRange(1), default=5, show_default=True)
 @click.option("--views", default=None,
               help="CLIPSxCROPS, e.g. 1x1 (default: the dataset's protocol, 5x3 or 2x3)")
@@ -147,7 +148,8 @@ def predict_command(videos, model_spec, k, views, dataset, batch_size, as_json, 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--model", "model_spec", required=True,
               help="zoo name, .keras file, SavedModel folder, keras-hub preset folder or "
-                   "hf:// / kaggle:// handle of a fine-tuned (FT) model")
+                   "hf:// / kaggle:// handle, or transformers-format folder or hf:// "
+                   "repository, of a fine-tuned (FT) model")
 @click.option("--list", "list_path", required=True,
               help="upstream's list: 'relative/path.mp4 LABEL' per line")
 @click.option("--root", default=".", show_default=True, help="folder the list's paths are in")
@@ -296,7 +298,8 @@ def merge_command(folders, out_path, as_json, verbose):
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--model", "model_spec", required=True,
               help="zoo name, .keras file (classifier or --encoder-only), keras-hub preset "
-                   "folder or hf:// / kaggle:// handle, or an --encoder-only SavedModel folder")
+                   "folder or hf:// / kaggle:// handle, transformers-format folder or hf:// "
+                   "repository, or an --encoder-only SavedModel folder")
 @click.option("--list", "list_path", required=True,
               help="one video per line: 'relative/path.mp4' (a trailing label is ignored)")
 @click.option("--root", default=".", show_default=True, help="folder the list's paths are in")

@@ -1,12 +1,15 @@
 """The one resolver behind every ``--model`` and ``from_preset``: a zoo name, a ``.keras`` or
 ``.weights.h5`` file, a SavedModel folder, a release folder or a release URL, a keras-hub
-preset folder or handle (``hf://ORG/NAME``, ``kaggle://OWNER/MODEL/keras/VARIATION``) -> a
-verified local artifact (``resolve_artifact``) -> a loaded model (``load_artifact``).
+preset folder or handle (``hf://ORG/NAME``, ``kaggle://OWNER/MODEL/keras/VARIATION``), a
+transformers-format VideoMAE folder or ``hf://`` repository -> a verified local artifact
+(``resolve_artifact``) -> a loaded model (``load_artifact``).
 
 keras-hub presets are opened by keras-hub's own ``from_preset`` machinery (its loaders, its
 Hugging Face and Kaggle clients and their caches; ``HF_ENDPOINT`` and the clients' other
 settings apply), after ``tf_models.kerashub_presets.check_kerashub_preset`` has checked that
 their configs name only this package's registered classes, in Keras's safe mode.
+Transformers-format models (``config.json`` with a ``model_type``, safetensors weights) are
+converted on the fly as ``from_preset`` converts them (``tf_models.transformers_format``).
 
 A zoo name resolves against the published release (``VIDEOMAE_ZOO_URL`` overrides the base
 URL: an ``http(s)://`` or ``file://`` URL, or a local folder). Release assets are fetched by
@@ -48,7 +51,8 @@ class Resolved:
     """What a model argument resolved to: a local, verified artifact and what is known of it."""
 
     path: str
-    kind: str                         # "keras", "weights", "savedmodel" or "kerashub"
+    kind: str                         # "keras", "weights", "savedmodel", "kerashub" or
+    #                                   "transformers"
     preset: Optional[Preset]
     config: Optional[dict] = None     # model config (for a .weights.h5 file)
     report: Optional[ConversionRecord] = None
@@ -197,8 +201,13 @@ def resolve_artifact(spec: str, offline: Optional[bool] = None,
                      progress: bool = True) -> Resolved:
     """A local, verified artifact for ``spec``: a zoo name, a release folder (one entry) or
     URL, a ``.keras`` / ``.weights.h5`` path or URL, or a SavedModel folder; a keras-hub
-    preset folder or handle is passed through as kind ``kerashub`` (keras-hub fetches it)."""
+    preset folder or handle is passed through as kind ``kerashub`` (keras-hub fetches it), a
+    transformers-format folder or ``hf://`` repository as kind ``transformers``."""
+    from ..transformers_format import is_transformers_preset
+
     spec = os.fspath(spec)
+    if is_transformers_preset(spec):  # before keras-hub's: an hf:// handle may be either
+        return Resolved(spec, "transformers", None, name=_handle_name(spec))
     if is_kerashub_preset(spec):  # opened (and fetched) by keras-hub when loaded
         name = _handle_name(spec)
         return Resolved(spec, "kerashub", _preset_for(name), name=name)
@@ -298,6 +307,12 @@ def load_keras_model(resolved: Resolved):
         from ..kerashub_presets import load_kerashub_preset
 
         return load_kerashub_preset(resolved.path)
+    if resolved.kind == "transformers":
+        from ..transformers_format import load_transformers_model
+
+        model, notes = load_transformers_model(resolved.path)
+        model.conversion_notes = notes
+        return model
     if resolved.kind == "keras":
         try:
             return load_model_file(resolved.path)

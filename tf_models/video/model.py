@@ -19,6 +19,8 @@ from ..artifacts.resolve import artifact_report
 from ..presets import DATASETS
 from ..tracing import graph_function
 
+# what a folder or handle resolves to, named by itself (not by the model inside or the zoo)
+HANDLE_KINDS = ("kerashub", "transformers")
 _CLASS_COUNT_DATASET = {facts.num_classes: key for key, facts in DATASETS.items()
                         if facts.labelled}
 
@@ -33,7 +35,8 @@ class VideoModel:
 
     name: str
     source: str
-    kind: str               # "keras", "savedmodel" or "zoo"
+    kind: str               # "keras", "weights", "savedmodel", "kerashub", "transformers"
+    #                         or "zoo"
     num_frames: int
     img_size: int
     num_classes: int
@@ -142,7 +145,8 @@ def _keras_runner(model, source: str):
 
 def load_video_model(spec: str, dataset: Optional[str] = None) -> VideoModel:
     """Load ``spec`` (zoo name, ``.keras`` file, ``.weights.h5`` with its report, SavedModel
-    folder, release folder or URL: ``tf_models.artifacts.resolve``) as a VideoModel.
+    folder, release folder or URL, keras-hub or transformers-format preset:
+    ``tf_models.artifacts.resolve``) as a VideoModel.
 
     Raises ModelError (one line) for anything that is not a readable video classifier, or
     whose class count disagrees with ``dataset``.
@@ -157,10 +161,10 @@ def load_video_model(spec: str, dataset: Optional[str] = None) -> VideoModel:
         name = resolved.name
         frames, size, num_classes, run = _savedmodel_runner(model, spec)
     else:
-        name = resolved.name if resolved.kind == "kerashub" else model.name
+        name = resolved.name if resolved.kind in HANDLE_KINDS else model.name
         frames, size, num_classes, run = _keras_runner(model, spec)
     local = os.path.exists(spec)
-    kind = resolved.kind if local or resolved.kind == "kerashub" else "zoo"
+    kind = resolved.kind if local or resolved.kind in HANDLE_KINDS else "zoo"
     if not local:
         name = spec
     chosen, chosen_from = _choose_dataset(spec, name, num_classes, dataset,
