@@ -14,7 +14,10 @@ release through ``keras_hub.upload_preset`` (hf://ORG/NAME or kaggle://OWNER/MOD
 each with our model card; ``--dry-run DIR`` writes what would be uploaded into DIR instead.
 """
 
+import os
 import sys
+import tempfile
+import traceback
 
 import click
 
@@ -25,10 +28,19 @@ from converter.release import build_release, publish_release, verify_release
 
 def unexpected(where: str, error: Exception) -> str:
     """One line for an error the library did not expect (a bug, or input nobody checked for):
-    never a traceback in a user's terminal."""
+    never a traceback in a user's terminal, but one kept in a file the line names, for the
+    report."""
     first = (str(error).strip().splitlines() or [""])[0][:300]
+    kept = ""
+    try:
+        handle, path = tempfile.mkstemp(prefix="videomae-release-", suffix=".traceback.txt")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write("".join(traceback.format_exception(error)))
+        kept = f" (traceback in {path})"
+    except OSError:
+        pass
     return (f"{where}: unexpected {type(error).__name__} ({first}); check the folder's files, "
-            f"and report this if they look right")
+            f"and report this{kept} if they look right")
 
 
 @click.group()

@@ -874,6 +874,12 @@ def test_release_script_turns_an_unexpected_error_into_one_line(conversions, tmp
         done = _script_in_process(*args)
         line = assert_one_line_error(done, 1 if args[0] == "verify" else 2)
         assert line.startswith(f"error: {args[1]}: unexpected KeyError (")
+        # the traceback, for the report, is kept in the file the line names
+        kept = re.search(r"\(traceback in (\S+)\)", line).group(1)
+        with open(kept, encoding="utf-8") as handle:
+            text = handle.read()
+        os.remove(kept)
+        assert "Traceback" in text and "in broken" in text and "second line" in text
 
 
 # --- the fresh-process check itself ------------------------------------------------------------
