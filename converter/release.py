@@ -813,8 +813,10 @@ def render_model_zoo(manifest: dict, base_url: str) -> str:
         for name in names:
             info = manifest["entries"][name]
             entry = info["entry"]
+            encoder = entry.get("encoder_only", False)  # features: no head, no accuracy
             acc = (f"{entry['top1']}/{_or_dash(entry['top5'])}"
-                   if entry["mode"] == "FT" and entry["top1"] else "-")
+                   if entry["mode"] == "FT" and entry["top1"] and not encoder else "-")
+            mode = f"{entry['mode']} encoder" if encoder else entry["mode"]
             parity = info["parity"]
             links = [f"[zip]({base}/{name}.savedmodel.zip)", f"[.keras]({base}/{name}.keras)",
                      f"[.weights.h5]({base}/{name}.weights.h5)"]
@@ -825,7 +827,7 @@ def render_model_zoo(manifest: dict, base_url: str) -> str:
             if f"{name}{ENTRY_ASSETS['kerashub']}" in manifest["assets"]:
                 links[-1] += f" [keras-hub]({base}/{name}{ENTRY_ASSETS['kerashub']})"
             source = " (synthetic)" if info.get("synthetic_seed") is not None else ""
-            lines.append(f"| [{name}]({base}/{name}.md){source} | {entry['mode']} | "
+            lines.append(f"| [{name}]({base}/{name}.md){source} | {mode} | "
                          f"{ALL_SIZES[entry['size']].title} | {_or_dash(entry['pt_epochs'])} | "
                          f"{_or_dash(entry['mask_ratio'])} | {entry['eval_views']} | {acc} | "
                          f"{parity['tf_err_vs_f64']:.1e} / {parity['torch_err_vs_f64']:.1e} | "

@@ -758,6 +758,16 @@ def test_an_encoder_only_conversion_is_released_with_its_backbone_preset(
         assert f"{name}/task.json" not in archive.getnames()  # no task: features only
     assert config["class_name"] == "VideoMAEBackbone"
     assert verify_release(release_dir) == []
+    # its MODEL_ZOO.md row says encoder, and shows no head's upstream accuracy (the tiny entry
+    # has none: given one here, which the same row without encoder_only shows)
+    info = manifest["entries"][name]
+    scored = dict(info, entry=dict(info["entry"], top1=81.5, top5=95.1))
+    for encoder_only, mode, accuracy in ((True, "FT encoder", "-"), (False, "FT", "81.5/95.1")):
+        entries = {name: dict(scored, entry=dict(scored["entry"], encoder_only=encoder_only))}
+        text = render_model_zoo(dict(manifest, entries=entries), BASE_URL)
+        row = next(line for line in text.splitlines() if line.startswith(f"| [{name}]"))
+        cells = [cell.strip() for cell in row.split("|")]
+        assert (cells[2], cells[7]) == (mode, accuracy), row
 
 
 def _export_report(conversions, conv_dir, name="my_classifier"):
