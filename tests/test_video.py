@@ -484,7 +484,7 @@ def test_evaluate_resumes_after_kill(labelled_list, tiny_models, single_run, tmp
         assert summary[key] == single_run[3][key], key
 
 
-def test_merge_cli_and_bad_list(single_run, labelled_list, tmp_path):
+def test_merge_cli_and_bad_list(single_run, labelled_list, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from videomae_cli.video import evaluate_command, merge_command
@@ -497,6 +497,11 @@ def test_merge_cli_and_bad_list(single_run, labelled_list, tmp_path):
     bad_list.write_text("a.mp4 3\nb.mp4 not_a_label\n")
     result = CliRunner().invoke(evaluate_command, ["--model", single_run[0].source, "--list",
                                                    str(bad_list), "--out", str(tmp_path / "o")])
+    assert_one_error_line(result, 2, f"{bad_list}:2")
+    # without --out (the default folder under the working one) the same run gets as far
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(evaluate_command, ["--model", single_run[0].source, "--list",
+                                                   str(bad_list)])
     assert_one_error_line(result, 2, f"{bad_list}:2")
     result = CliRunner().invoke(merge_command, [str(tmp_path)])
     assert_one_error_line(result, 2, str(tmp_path))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import Optional
 
 import click
 
@@ -80,9 +81,10 @@ def _engine_options(command):
     return command
 
 
-def _check_out_folder(out_dir: str) -> None:
-    """Before the model loads: an --out that names a file cannot take the results."""
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+def _check_out_folder(out_dir: Optional[str]) -> None:
+    """Before the model loads: an --out that names a file cannot take the results (None: the
+    command's default folder, checked when it is made)."""
+    if out_dir is not None and os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise _fail(f"{out_dir}: --out is a file, expected a folder (it is made if missing)")
 
 
