@@ -147,6 +147,31 @@ def test_keras_pretrainer_traces_once_for_any_batch_and_mask_ratio():
         assert np.max(np.abs(found - expected)) <= TOLERANCE
 
 
+def test_pretrainer_fit_runs_in_training_mode_and_evaluate_in_inference_mode():
+    """``fit`` reaches the pre-trainer with training=True (drop path on): the target is the
+    model's own inference output and the learning rate zero, so evaluate's loss is 0 (and a
+    direct call's) while fit's, with blocks dropped, is not."""
+    import keras
+
+    import tf_models
+
+    keras.utils.set_random_seed(0)
+    model = tf_models.VideoMAEMaskedAutoencoder(
+        embed_dim=32, depth=2, num_heads=2, num_frames=4, img_size=32, patch_size=16,
+        tubelet_size=2, drop_path_rate=0.9, decoder_embed_dim=16, decoder_depth=1,
+        decoder_num_heads=2)
+    rng = np.random.default_rng(4)
+    inputs = {"video": rng.standard_normal((2, 4, 32, 32, 3), dtype=np.float32),
+              "mask": tube_mask(4, 32, 16, 2, 0.5, 2, rng)}
+    target = np.asarray(model(inputs))
+    assert target.shape == (2, int(inputs["mask"][0].sum()), 1536)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    trained = model.fit(inputs, target, batch_size=2, epochs=1, verbose=0).history["loss"][0]
+    evaluated = model.evaluate(inputs, target, batch_size=2, verbose=0)
+    scale = float(np.mean(target ** 2))
+    assert evaluated <= 1e-10 * scale and trained > 1e-3 * scale, (trained, evaluated, scale)
+
+
 # --- conversion, export and a fresh process --------------------------------------------------
 
 FRESH_PT_SCRIPT = textwrap.dedent("""

@@ -135,10 +135,11 @@ class MaskedAutoencoding(keras.layers.Layer):
         return out, list(hidden) + list(decoder_hidden)
 
     def call(self, video, mask, decode_mask=None, training=None):
-        if in_symbolic_scope():
-            # Keras's trainer builds the loss and metrics on placeholder inputs (JAX: shapes
-            # only; PyTorch: every mask value True), whose token counts say nothing: one
-            # predicted token per row, which broadcasts against any target's count
+        if in_symbolic_scope() and keras.backend.backend() in ("jax", "torch"):
+            # Keras's trainer builds the loss and metrics on placeholder inputs, whose token
+            # counts say nothing: JAX traces shapes only, PyTorch fills every mask value True
+            # (no visible token). One predicted token per row, which broadcasts against any
+            # target's count; TensorFlow's graph keeps the count unknown (None) instead
             return ops.zeros((ops.shape(video)[0], 1, self.num_outputs), self.compute_dtype)
         return self.call_with_hidden_states(video, mask, decode_mask, training)[0]
 

@@ -82,9 +82,10 @@ class VideoMAEMaskedAutoencoder(Task, BackboneTask):
     def __call__(self, inputs, *args, **kwargs):
         return super().__call__(_full_inputs(inputs), *args, **kwargs)
 
-    def call(self, inputs, *args, **kwargs):
-        # the trainers' steps on JAX call this directly (``stateless_call``), not __call__
-        return super().call(_full_inputs(inputs), *args, **kwargs)
+    def call(self, inputs, training=None, mask=None):
+        # the trainers' steps on JAX call this directly (``stateless_call``), not __call__;
+        # ``training`` named here, or Keras would not pass fit's training=True
+        return super().call(_full_inputs(inputs), training=training, mask=mask)
 
     @classmethod
     def from_preset(cls, preset: str, load_weights: bool = True, **kwargs):
