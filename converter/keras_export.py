@@ -20,6 +20,7 @@ the largest one when the encoder matches no zoo size). The report says so: ``ref
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -37,7 +38,7 @@ from .export import StagedArtifacts, check_output_dir, recover_killed_run
 from .litert import check_litert_memory
 from .parity import (VIDEO_CASE_PREFIX, keras_reference, make_cases,
                      reference_fingerprints, video_case)
-from .proofs import keras_runner
+from .proofs import keras_runner, variable_digests
 from .record import ConversionRecord, ParityInputs, SourceRecord
 from .zoo import PARITY_ATOL
 
@@ -113,18 +114,20 @@ class ExportResult:
 
 
 def load_classifier(model_spec: str, progress: bool = True):
-    """``(model, path)``: the VideoMAE classifier ``model_spec`` names (a ``.keras`` or
-    ``.weights.h5`` file with its report, a keras-hub preset folder, a zoo name, a release
-    folder or URL), loaded by the one resolver in Keras's safe mode. ConversionError (one
-    line naming the file) when it is no readable Keras model or not a VideoMAE classifier."""
+    """``(model, path, layout)``: the VideoMAE classifier ``model_spec`` names (a ``.keras``
+    or ``.weights.h5`` file with its report, a keras-hub or transformers-format preset folder
+    or handle, a zoo name, a release folder or URL), loaded by the one resolver in Keras's
+    safe mode, and the names its weights were stored under (``keras``, or ``transformers``).
+    ConversionError (one line naming the file) when it is no readable Keras model or not a
+    VideoMAE classifier."""
     import tf_models
     from tf_models.artifacts.resolve import PresetError, load_keras_model, resolve_artifact
-    from tf_models.kerashub_presets import is_kerashub_preset
 
     try:
-        if is_kerashub_preset(model_spec):
-            return tf_models.VideoMAEVideoClassifier.from_preset(model_spec), model_spec
         resolved = resolve_artifact(model_spec, progress=progress)
+        if resolved.kind == "kerashub":
+            return (tf_models.VideoMAEVideoClassifier.from_preset(model_spec), model_spec,
+                    "keras")
         model = load_keras_model(resolved)
     except PresetError as error:
         raise ConversionError(str(error)) from None
@@ -133,7 +136,20 @@ def load_classifier(model_spec: str, progress: bool = True):
             f"{resolved.path}: holds a {type(model).__name__}, expected a VideoMAE classifier "
             f"(VideoMAEVideoClassifier: a fine-tuned or converted FT model); a pre-trained or "
             f"encoder-only model is exported by videomae-convert from its checkpoint")
-    return model, resolved.path
+    return model, resolved.path, "transformers" if resolved.kind == "transformers" else "keras"
+
+
+def source_record(model, source: str, layout: str) -> SourceRecord:
+    """Where an export's weights came from: a local file or folder, by its sha256; a hub
+    handle, as given, by the sha256 of the variables it loaded to (names, shapes, dtypes and
+    the sha256 of their bytes), which identifies the weights whatever the hub's cache holds."""
+    if os.path.exists(source):
+        return SourceRecord(sha256=tree_sha256(source), path=os.path.abspath(source),
+                            layout=layout)
+    digest = hashlib.sha256()
+    for name, (shape, dtype, bytes_sha) in sorted(variable_digests(model).items()):
+        digest.update(f"{name}\0{shape}\0{dtype}\0{bytes_sha}\n".encode())
+    return SourceRecord(sha256=digest.hexdigest(), path=source, layout=layout)
 
 
 def _size_of(backbone) -> Optional[str]:
@@ -216,7 +232,8 @@ def export_model(model_spec: str, out_dir: str, name: Optional[str] = None,
     phases = PhaseBar(name, progress, on_phase, total=len(PHASES) + optional)
     try:
         phases("load model")
-        model, source = load_classifier(model_spec, progress=progress)
+        model, source, layout = load_classifier(model_spec, progress=progress)
+        origin = source_record(model, source, layout)
         target = target_for(model, name)
         if litert:
             weights = sum(int(np.prod(v.shape)) * 4 for v in model.weights)
@@ -228,7 +245,7 @@ def export_model(model_spec: str, out_dir: str, name: Optional[str] = None,
             cases.append(video_case(video, target))
         references, checked = keras_reference(keras_runner(target, model), cases,
                                               target.parity_atol)
-        report = _record(target, source, references, batch, seed, video, phases.seconds)
+        report = _record(target, origin, references, batch, seed, video, phases.seconds)
         videos = [r for r in references if r.case.name.startswith(VIDEO_CASE_PREFIX)]
         with StagedArtifacts(target, out_dir, force, on_phase=phases, litert=litert,
                              preset=preset, quantize=litert_quantize,
@@ -244,14 +261,14 @@ def export_model(model_spec: str, out_dir: str, name: Optional[str] = None,
         phases.close()
 
 
-def _record(target: ExportTarget, source: str, references, batch: int, seed: int,
+def _record(target: ExportTarget, source: SourceRecord, references, batch: int, seed: int,
             video: Optional[str], seconds: Dict[str, float]) -> ConversionRecord:
     """The export's record (a conversion report whose reference is the Keras model)."""
     size = (f"videomae-convert's for ViT size {target.size}" if target.size else
             "the largest of videomae-convert's: the encoder matches no zoo size")
     notes: List[str] = [
         f"no torch model: every reload check compares the artifact with the in-memory Keras "
-        f"model loaded from {os.path.abspath(source)} (its own float32 outputs); what the "
+        f"model loaded from {source.path} (its own float32 outputs); what the "
         f"model computes is what training made it, not proven against upstream",
         f"tolerance {target.parity_atol:g}: {size}"]
     if video is not None:
@@ -259,8 +276,7 @@ def _record(target: ExportTarget, source: str, references, batch: int, seed: int
                      f"sampling, one clip, centre crop)")
     return ConversionRecord(
         entry=target.to_dict(),
-        source=SourceRecord(sha256=tree_sha256(source), path=os.path.abspath(source),
-                            layout="keras"),
+        source=source,
         versions=library_versions(), parity=None, notes=notes,
         parity_inputs=ParityInputs(batch=batch, seed=seed,
                                    cases=[r.case.name for r in references], float64_samples=0),

@@ -165,6 +165,97 @@ def test_transformers_tensors_that_do_not_fit_the_config_are_listed_in_one_line(
         tf_models.VideoMAEVideoClassifier.from_preset(folder)
 
 
+def test_a_transformers_folder_that_cannot_be_read_is_one_line_naming_the_file(tmp_path):
+    """Through the resolver behind every ``--model``: sizes of the wrong type, a non-square
+    frame, a config.json that is no JSON object (before: a TypeError traceback, or a
+    release folder's missing SHA256SUMS), shards named outside the folder (before: read)."""
+    from tf_models.artifacts.resolve import load_artifact
+
+    state = to_transformers(upstream_state(FT))
+    cases = {"null_size": (dict(hf_config(FT), hidden_size=None),
+                           "config.json: hidden_size is null, expected a positive integer"),
+             "text_size": (dict(hf_config(FT), num_frames="4"),
+                           'config.json: num_frames is "4", expected a positive integer'),
+             "oblong": (dict(hf_config(FT), image_size=[32, 48]),
+                        "config.json: image_size is [32, 48]; VideoMAE takes square frames")}
+    for case, (config, expected) in cases.items():
+        folder = write_transformers_folder(str(tmp_path / case), state, config)
+        with pytest.raises(PresetError) as caught:
+            load_artifact(folder)
+        assert str(caught.value).startswith(f"{folder}/{expected}"), str(caught.value)
+    unreadable = {"not_json": "{not json", "a_list": "[1, 2]", "neither": '{"hidden": 1}'}
+    for case, text in unreadable.items():
+        folder = tmp_path / case
+        folder.mkdir()
+        (folder / "config.json").write_text(text)
+        with pytest.raises(PresetError) as caught:
+            load_artifact(str(folder))
+        message = str(caught.value)
+        assert message.startswith(f"{folder}/config.json: ") and "model_type" in message, message
+    outside = write_transformers_folder(str(tmp_path / "elsewhere"), state, hf_config(FT))
+    for case, shard in (("dotdot", "../elsewhere/model.safetensors"),
+                        ("absolute", os.path.join(outside, "model.safetensors"))):
+        folder = tmp_path / case
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps(hf_config(FT)))
+        (folder / "model.safetensors.index.json").write_text(
+            json.dumps({"weight_map": {name: shard for name in state}}))
+        with pytest.raises(PresetError) as caught:
+            load_artifact(str(folder))
+        assert str(caught.value) == (
+            f"{folder}/model.safetensors.index.json: shard {shard!r} is not a file name inside "
+            f"the folder; an index names the shards beside it")
+
+
+def test_transformers_bfloat16_weights_and_class_names_are_read(tmp_path):
+    """A checkpoint saved in bfloat16 loads (widened; before: refused as not floating point)
+    and equals torch on the same rounded weights; a config's own class names (``id2label``)
+    name the predictions, transformers' ``LABEL_i`` placeholders do not."""
+    from tf_models.video.model import load_video_model
+    from tf_models.video.predict import describe_prediction
+    from tf_models.video.protocol import protocol_for
+
+    state = upstream_state(FT, seed=3)
+    rounded = {k: v.to(torch.bfloat16) for k, v in state.items()}
+    names = {str(i): f"my class {i}" for i in range(FT.num_classes)}
+    folder = write_transformers_folder(str(tmp_path / "bf16"), to_transformers(rounded),
+                                       dict(hf_config(FT), id2label=names))
+    video, _ = _inputs(seed=4)
+    model = load_video_model(folder)
+    _assert_close(model.run(video), _torch_outputs(
+        FT, {k: v.float() for k, v in rounded.items()}, video), "bfloat16 classifier")
+    assert model.labels == tuple(names[str(i)] for i in range(FT.num_classes))
+    logits = model.run(video[:1])
+    found = describe_prediction(model, "clip.mp4", protocol_for(model.dataset), logits, k=1)
+    assert found["top_k"][0]["label"] == f"my class {int(np.argmax(logits[0]))}"
+    placeholders = {str(i): f"LABEL_{i}" for i in range(FT.num_classes)}
+    folder = write_transformers_folder(str(tmp_path / "plain"), to_transformers(state),
+                                       dict(hf_config(FT), id2label=placeholders))
+    assert load_video_model(folder).labels is None
+
+
+def test_an_exports_source_is_the_handle_and_the_digest_of_its_loaded_weights(tmp_path):
+    """``videomae-export`` from a hub handle records the handle as given and a sha256 of the
+    loaded variables (before: the handle joined to the working folder, and the sha256 of no
+    data); from a transformers folder, the folder's sha256 and layout ``transformers``."""
+    from converter.keras_export import load_classifier, source_record
+    from tf_models.artifacts.checksums import tree_sha256
+
+    folder = write_transformers_folder(str(tmp_path / "ft"), to_transformers(upstream_state(FT)),
+                                       hf_config(FT))
+    model, path, layout = load_classifier(folder, progress=False)
+    assert (path, layout) == (folder, "transformers")
+    local = source_record(model, path, layout)
+    assert (local.path, local.sha256) == (os.path.abspath(folder), tree_sha256(folder))
+    handle = "hf://org/model"
+    remote = source_record(model, handle, layout)
+    assert remote.path == handle and remote.sha256 != tree_sha256(str(tmp_path / "nothing"))
+    assert source_record(model, handle, layout).sha256 == remote.sha256  # a function of them
+    head = model.named_variables()["head.bias"]
+    head.assign(np.asarray(head) + 1.0)
+    assert source_record(model, handle, layout).sha256 != remote.sha256
+
+
 # --- hf:// through a loopback Hub: the download path, not a hand-filled cache ------------------
 
 @pytest.fixture
@@ -299,3 +390,29 @@ def test_every_model_option_takes_a_transformers_folder_or_hf_repository(loopbac
                       f"videomae-extract --model {spec}")
         _, keras_model = load_artifact(spec)
         assert isinstance(keras_model, tf_models.VideoMAEVideoClassifier), spec
+
+
+def test_an_hf_transformers_repository_loads_offline_from_the_cache_alone(loopback_hub,
+                                                                          tmp_path):
+    """Offline (``offline=True``, as ``VIDEOMAE_OFFLINE=1``), the resolver reads an ``hf://``
+    repository from the Hugging Face cache and sends no request (before: HEAD and GET of
+    config.json, and the weights downloaded anyway); with nothing cached it asks nothing."""
+    from tf_models.artifacts.resolve import load_artifact, resolve_artifact
+    from tf_models.transformers_format import is_transformers_preset
+
+    state = upstream_state(FT, seed=5)
+    folder = write_transformers_folder(str(tmp_path / "ft"), to_transformers(state),
+                                       hf_config(FT))
+    loopback_hub.add_repo(HF_REPO, _files(folder))
+    handle = f"hf://{HF_REPO}"
+    assert not is_transformers_preset(handle, offline=True)
+    assert loopback_hub.requests == []
+    resolved, online = load_artifact(handle)  # fills the cache
+    assert resolved.kind == "transformers" and loopback_hub.requests
+    loopback_hub.requests.clear()
+    resolved, offline = load_artifact(handle, offline=True)
+    assert resolve_artifact(handle, offline=True).kind == "transformers"
+    assert loopback_hub.requests == []
+    video, _ = _inputs(seed=6)
+    np.testing.assert_array_equal(np.asarray(offline(video)), np.asarray(online(video)))
+    _assert_close(np.asarray(offline(video)), _torch_outputs(FT, state, video), "offline")

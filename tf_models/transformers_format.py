@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .artifacts import download
 from .artifacts.resolve import PresetError
 from .layers import sinusoid_table
 from .transformers_names import plan_renames, upstream_size_for
@@ -47,14 +49,20 @@ def _local_or_hf(preset) -> bool:
     return preset.startswith("hf://") or os.path.isdir(preset)
 
 
-def _get_file(preset: str, name: str) -> Optional[str]:
-    """The local path of ``name`` in ``preset`` (downloaded for ``hf://``), or None when the
-    preset has no such file."""
+def _get_file(preset: str, name: str, offline: Optional[bool] = None) -> Optional[str]:
+    """The local path of ``name`` in ``preset`` (downloaded for ``hf://``; offline, from the
+    Hugging Face cache only), or None when the preset has no such file (or, offline, the
+    cache has none)."""
     from keras_hub.src.utils.preset_utils import get_file
 
     if not str(preset).startswith("hf://"):
         path = os.path.join(preset, name)
         return path if os.path.isfile(path) else None
+    if download.is_offline(offline):
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(str(preset)[len("hf://"):], name)
+        return found if isinstance(found, str) else None
     try:
         return get_file(preset, name)
     except FileNotFoundError:
@@ -64,11 +72,13 @@ def _get_file(preset: str, name: str) -> Optional[str]:
             from None
 
 
-def _has_file(preset: str, name: str) -> bool:
+def _has_file(preset: str, name: str, offline: Optional[bool] = None) -> bool:
     """Whether ``preset`` holds ``name``, without downloading it from the Hub (a HEAD
     request; offline, or when the client cannot tell, the cache or a download decides)."""
     if not str(preset).startswith("hf://"):
         return os.path.isfile(os.path.join(preset, name))
+    if download.is_offline(offline):
+        return _get_file(preset, name, offline=True) is not None
     try:
         from huggingface_hub import HfApi, constants
 
@@ -79,13 +89,13 @@ def _has_file(preset: str, name: str) -> bool:
         return _get_file(preset, name) is not None
 
 
-def read_transformers_config(preset) -> Optional[dict]:
+def read_transformers_config(preset, offline: Optional[bool] = None) -> Optional[dict]:
     """``preset``'s ``config.json`` when it is a transformers one (it has ``model_type``; a
     keras-hub preset's names a ``class_name`` instead), else None. Local folders and ``hf://``
-    handles only."""
+    handles only (offline: what the Hugging Face cache holds)."""
     if not _local_or_hf(preset):
         return None
-    path = _get_file(str(preset), CONFIG_FILE)
+    path = _get_file(str(preset), CONFIG_FILE, offline)
     if path is None:
         return None
     try:
@@ -98,13 +108,34 @@ def read_transformers_config(preset) -> Optional[dict]:
     return config
 
 
-def is_transformers_preset(preset) -> bool:
+def is_transformers_preset(preset, offline: Optional[bool] = None) -> bool:
     """Whether ``preset`` is a transformers-format model folder or ``hf://`` repository. A
     config that cannot be fetched steps aside: keras-hub's own loader then reports it."""
     try:
-        return read_transformers_config(preset) is not None
+        return read_transformers_config(preset, offline) is not None
     except PresetError:
         return False
+
+
+def config_problem(folder: str) -> Optional[str]:
+    """One line on a local folder's ``config.json`` that neither a transformers nor a
+    keras-hub loader can read (not a file, not JSON, not an object, neither a ``model_type``
+    nor a ``class_name``); None when there is none or it names one of them."""
+    path = os.path.join(folder, CONFIG_FILE)
+    if not os.path.lexists(path):
+        return None
+    expected = ("expected a transformers config (with model_type) or a keras-hub preset's "
+                "(with class_name)")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = json.load(handle)
+    except (OSError, ValueError) as error:
+        return f"{path}: not readable as JSON ({_first_line(error)}); {expected}"
+    if not isinstance(config, dict):
+        return f"{path}: a JSON {type(config).__name__}, {expected}"
+    if "model_type" not in config and "class_name" not in config:
+        return f"{path}: has neither model_type nor class_name; {expected}"
+    return None
 
 
 def load_transformers_preset(cls, preset: str, **overrides):
@@ -114,20 +145,24 @@ def load_transformers_preset(cls, preset: str, **overrides):
     kept as ``model.conversion_notes``."""
     from .hub import model_as
 
-    for key in ("offline", "progress", "load_weights"):
+    offline = overrides.pop("offline", None)
+    for key in ("progress", "load_weights"):
         overrides.pop(key, None)
-    source, notes = load_transformers_model(preset)
+    source, notes = load_transformers_model(preset, offline)
     model = model_as(cls, source, preset, **overrides)
     model.preset = None
     model.conversion_notes = notes
     return model
 
 
-def load_transformers_model(preset: str) -> Tuple[object, List[str]]:
+def load_transformers_model(preset: str, offline: Optional[bool] = None
+                            ) -> Tuple[object, List[str]]:
     """(the Keras model of a transformers-format VideoMAE, notes). PresetError, one line
     naming the file, for another ``model_type``, pickle-only weights, unknown or missing
-    tensors, wrong shapes, or a config this architecture cannot follow."""
-    config = read_transformers_config(preset)
+    tensors, wrong shapes, or a config this architecture cannot follow. A classifier whose
+    config names its classes (``id2label``, not transformers' ``LABEL_i`` defaults) carries
+    them as ``model.class_labels``."""
+    config = read_transformers_config(preset, offline)
     if config is None:
         raise PresetError(f"{preset}: no transformers {CONFIG_FILE} with a model_type")
     where = f"{preset}/{CONFIG_FILE}"
@@ -135,7 +170,7 @@ def load_transformers_model(preset: str) -> Tuple[object, List[str]]:
         raise PresetError(f"{where}: model_type {config['model_type']!r}; from_preset reads "
                           f"transformers' VideoMAE (model_type {MODEL_TYPE!r}); convert other "
                           f"checkpoints with videomae-convert")
-    arrays, weights = read_safetensors(preset)
+    arrays, weights = read_safetensors(preset, offline)
     plan = plan_renames({k: tuple(v.shape) for k, v in arrays.items()}, config)
     problems = list(plan.problems)
     problems += [f"{name} is not zero (upstream VideoMAE has no key bias)"
@@ -160,30 +195,54 @@ def load_transformers_model(preset: str) -> Tuple[object, List[str]]:
     for step in plan_:
         array = TRANSFORMS[step.kind].apply(upstream.pop(step.source))
         variables[step.target].assign(np.ascontiguousarray(array, dtype=np.float32))
+    if hasattr(model, "num_classes"):
+        model.class_labels = class_labels(config, model.num_classes)
     return model, notes
 
 
-def read_safetensors(preset: str) -> Tuple[Dict[str, np.ndarray], str]:
-    """({name: float32 array}, the weights file named in errors) of a transformers preset; a
-    preset with only PyTorch pickle weights is refused, naming ``videomae-convert``."""
+def class_labels(config: dict, num_classes: int) -> Optional[Tuple[str, ...]]:
+    """The class names a transformers config gives (``id2label``), in index order; None when
+    it gives none, not one per class, or only transformers' ``LABEL_i`` placeholders."""
+    given = config.get("id2label")
+    if not isinstance(given, dict) or len(given) != num_classes:
+        return None
+    try:
+        labels = tuple(str(given.get(str(i), given.get(i))) for i in range(num_classes))
+    except (TypeError, ValueError):
+        return None
+    if any(label == "None" for label in labels) or \
+            all(label == f"LABEL_{i}" for i, label in enumerate(labels)):
+        return None
+    return labels
+
+
+def read_safetensors(preset: str, offline: Optional[bool] = None
+                     ) -> Tuple[Dict[str, np.ndarray], str]:
+    """({name: float32 array}, the weights file named in errors) of a transformers preset
+    (float16 and bfloat16 tensors widened); a preset with only PyTorch pickle weights is
+    refused, naming ``videomae-convert``, as is a shard index naming a file outside it."""
     from safetensors.numpy import load_file
 
-    index = _get_file(preset, SAFETENSORS_FILES[0])
+    index = _get_file(preset, SAFETENSORS_FILES[0], offline)
     if index is not None:
+        where = f"{preset}/{SAFETENSORS_FILES[0]}"
         try:
             with open(index, encoding="utf-8") as handle:
                 shards = sorted(set(json.load(handle)["weight_map"].values()))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-            raise PresetError(f"{preset}/{SAFETENSORS_FILES[0]}: not a shard index "
-                              f"({_first_line(error)})") from None
-        files = [(name, _get_file(preset, name)) for name in shards]
-        weights = f"{preset}/{SAFETENSORS_FILES[0]}"
+            raise PresetError(f"{where}: not a shard index ({_first_line(error)})") from None
+        for name in shards:
+            if not isinstance(name, str) or not _inside(name):
+                raise PresetError(f"{where}: shard {name!r} is not a file name inside the "
+                                  f"folder; an index names the shards beside it")
+        files = [(name, _get_file(preset, name, offline)) for name in shards]
+        weights = where
     else:
-        files = [(SAFETENSORS_FILES[1], _get_file(preset, SAFETENSORS_FILES[1]))]
+        files = [(SAFETENSORS_FILES[1], _get_file(preset, SAFETENSORS_FILES[1], offline))]
         weights = f"{preset}/{SAFETENSORS_FILES[1]}"
     missing = [name for name, path in files if path is None]
     if missing:
-        pickled = [name for name in PICKLE_FILES if _has_file(preset, name)]
+        pickled = [name for name in PICKLE_FILES if _has_file(preset, name, offline)]
         if pickled and index is None:
             raise PresetError(f"{preset}: holds only PyTorch pickle weights ({pickled[0]}), "
                               f"which from_preset never unpickles; convert it with "
@@ -199,11 +258,19 @@ def read_safetensors(preset: str) -> Tuple[Dict[str, np.ndarray], str]:
             raise PresetError(f"{preset}/{name}: not a readable safetensors file "
                               f"({_first_line(error)})") from None
         for key, array in loaded.items():
-            if not np.issubdtype(array.dtype, np.floating):
+            # numpy has no bfloat16 of its own: safetensors gives ml_dtypes' (not np.floating)
+            if not (np.issubdtype(array.dtype, np.floating) or array.dtype.name == "bfloat16"):
                 raise PresetError(f"{preset}/{name}: {key} is {array.dtype}, expected "
                                   f"floating point")
-            arrays[key] = array.astype(np.float32)
+            arrays[key] = array.astype(np.float32, copy=False)
     return arrays, weights
+
+
+def _inside(name: str) -> bool:
+    """Whether a shard name stays inside its folder: relative, no ``..`` segment."""
+    parts = name.replace("\\", "/").split("/")
+    return bool(name) and not posixpath.isabs(name.replace("\\", "/")) \
+        and not os.path.isabs(name) and ".." not in parts
 
 
 def model_arguments(config: dict, where: str) -> Tuple[dict, dict, List[str]]:
@@ -215,9 +282,9 @@ def model_arguments(config: dict, where: str) -> Tuple[dict, dict, List[str]]:
     if get("hidden_act") != "gelu":
         raise PresetError(f"{where}: hidden_act {get('hidden_act')!r}; VideoMAE uses exact "
                           f"GELU ('gelu')")
-    image_size, patch_size = get("image_size"), get("patch_size")
-    image_size = image_size[0] if isinstance(image_size, (list, tuple)) else image_size
-    patch_size = patch_size[0] if isinstance(patch_size, (list, tuple)) else patch_size
+    for key in SIZE_KEYS:
+        _positive_int(get(key), key, where)
+    image_size, patch_size = _square(get, "image_size", where), _square(get, "patch_size", where)
     width = get("hidden_size")
     args = dict(embed_dim=width, depth=get("num_hidden_layers"),
                 num_heads=get("num_attention_heads"), num_frames=get("num_frames"),
@@ -242,6 +309,30 @@ def model_arguments(config: dict, where: str) -> Tuple[dict, dict, List[str]]:
     if get("decoder_intermediate_size") != int(decoder["decoder_embed_dim"] * args["mlp_ratio"]):
         decoder = None  # refused by _build if the tensors have a decoder
     return args, decoder, notes
+
+
+# the config's sizes: positive integers (image_size and patch_size may also be [n, n])
+SIZE_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+             "num_frames", "tubelet_size", "num_channels", "decoder_hidden_size",
+             "decoder_num_hidden_layers", "decoder_num_attention_heads",
+             "decoder_intermediate_size")
+
+
+def _positive_int(value, key: str, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise PresetError(f"{where}: {key} is {json.dumps(value)}, expected a positive integer")
+    return value
+
+
+def _square(get, key: str, where: str) -> int:
+    """A size that transformers allows as a pair: VideoMAE's frames and patches are square."""
+    value = get(key)
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2 or value[0] != value[1]:
+            raise PresetError(f"{where}: {key} is {json.dumps(value)}; VideoMAE takes square "
+                              f"frames and patches (one size, or [n, n])")
+        value = value[0]
+    return _positive_int(value, key, where)
 
 
 def _build(upstream: Dict[str, np.ndarray], args: dict, decoder: Optional[dict], where: str):

@@ -185,7 +185,7 @@ class VideoMAEBackbone(Backbone):
         PT, none for FT; resolved with SHA256 verification by ``tf_models.hub``), or of a
         transformers-format VideoMAE folder or ``hf://`` repository (converted on the fly,
         ``tf_models.transformers_format``)."""
-        if is_transformers_preset(preset):  # config.json model_type videomae
+        if is_transformers_preset(preset, kwargs.get("offline")):  # model_type videomae
             return load_transformers_preset(cls, preset, **kwargs)
         if keras_hub_loads(preset, kwargs):
             parent = super()

@@ -92,7 +92,7 @@ class VideoMAEMaskedAutoencoder(Task, BackboneTask):
         """A pre-trained model from a keras-hub preset folder or handle (``Task.from_preset``),
         or from a zoo name, release folder, artifact path or URL (``tf_models.hub``), or from a
         transformers-format ``VideoMAEForPreTraining`` folder or ``hf://`` repository."""
-        if is_transformers_preset(preset):  # config.json model_type videomae
+        if is_transformers_preset(preset, kwargs.get("offline")):  # model_type videomae
             return load_transformers_preset(cls, preset, **kwargs)
         if keras_hub_loads(preset, kwargs):
             parent = super()

@@ -99,7 +99,7 @@ class VideoMAEVideoClassifier(VideoClassifier, BackboneTask):
         From a pre-trained (PT) preset, pass ``num_classes``: the backbone carries the
         pre-trained encoder and ``fc_norm`` and the head are new.
         """
-        if is_transformers_preset(preset):  # config.json model_type videomae
+        if is_transformers_preset(preset, kwargs.get("offline")):  # model_type videomae
             return load_transformers_preset(cls, preset, **kwargs)
         if keras_hub_loads(preset, kwargs):  # VideoClassifier.from_preset: checked, safe mode
             return super().from_preset(preset, load_weights=load_weights, **kwargs)

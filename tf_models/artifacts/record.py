@@ -46,7 +46,9 @@ class SourceRecord:
     sha256: str
     path: Optional[str] = None
     synthetic_seed: Optional[int] = None
-    layout: str = "upstream"          # 'upstream' or 'transformers' names; 'keras': an export
+    layout: str = "upstream"          # 'upstream' or 'transformers' names; 'keras': an
+    #                                   export's Keras file (an export from a transformers-format
+    #                                   model says 'transformers')
     container_key: Optional[str] = None
     dtypes: List[str] = field(default_factory=list)
 

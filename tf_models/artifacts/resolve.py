@@ -206,7 +206,8 @@ def resolve_artifact(spec: str, offline: Optional[bool] = None,
     from ..transformers_format import is_transformers_preset
 
     spec = os.fspath(spec)
-    if is_transformers_preset(spec):  # before keras-hub's: an hf:// handle may be either
+    # before keras-hub's: an hf:// handle may be either (offline: as the cache says)
+    if is_transformers_preset(spec, download.is_offline(offline)):
         return Resolved(spec, "transformers", None, name=_handle_name(spec))
     if is_kerashub_preset(spec):  # opened (and fetched) by keras-hub when loaded
         name = _handle_name(spec)
@@ -214,6 +215,12 @@ def resolve_artifact(spec: str, offline: Optional[bool] = None,
     if os.path.isdir(spec):
         if kind_of_path(spec) == "savedmodel":
             return _described(spec, "savedmodel")
+        if not os.path.exists(os.path.join(spec, SUMS)):  # not a release: a broken config?
+            from ..transformers_format import config_problem
+
+            problem = config_problem(spec)
+            if problem is not None:
+                raise PresetError(problem)
         sums = fetch_sums(spec, True, progress)
         return _from_release(spec, _single_entry(sums, spec), offline, progress)
     if os.path.isfile(spec):
@@ -290,13 +297,15 @@ def _first_line(error: Exception) -> str:
     return text[:200] if text else repr(error)
 
 
-def load_keras_model(resolved: Resolved):
+def load_keras_model(resolved: Resolved, offline: Optional[bool] = None):
     """The Keras model stored in ``resolved`` (a ``.keras`` file, or a ``.weights.h5`` file
     built from its config); PresetError for a SavedModel, which holds a traced graph. Files
     written under the old class names or weight layouts load too (``tf_models.legacy``);
     Keras's safe mode stays on. A keras-hub preset loads through keras-hub's
     ``from_preset`` as the class its ``task.json`` (or, without one, its ``config.json``)
-    declares, after its configs were checked (``kerashub_presets.load_kerashub_preset``)."""
+    declares, after its configs were checked (``kerashub_presets.load_kerashub_preset``). A
+    transformers-format one is converted as ``from_preset`` converts it (``offline``: from
+    the Hugging Face cache only)."""
     from ..legacy import load_model_file, load_weights_file
 
     if resolved.kind == "savedmodel":
@@ -310,7 +319,7 @@ def load_keras_model(resolved: Resolved):
     if resolved.kind == "transformers":
         from ..transformers_format import load_transformers_model
 
-        model, notes = load_transformers_model(resolved.path)
+        model, notes = load_transformers_model(resolved.path, download.is_offline(offline))
         model.conversion_notes = notes
         return model
     if resolved.kind == "keras":
@@ -364,7 +373,7 @@ def load_artifact(spec: str, offline: Optional[bool] = None, progress: bool = Tr
     resolved = resolve_artifact(spec, offline=offline, progress=progress)
     if resolved.kind == "savedmodel":
         return resolved, load_savedmodel(resolved.path)
-    return resolved, load_keras_model(resolved)
+    return resolved, load_keras_model(resolved, offline)
 
 
 def artifact_report(path: str) -> Optional[ConversionRecord]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 
@@ -43,6 +43,9 @@ class VideoModel:
     dataset: str
     dataset_from: str       # where the dataset came from (for messages)
     run_batch: Callable
+    # the class names the model itself carries (a transformers config's id2label), else None:
+    # the dataset's
+    labels: Optional[Tuple[str, ...]] = None
 
     def run(self, views: np.ndarray) -> np.ndarray:
         """Logits (batch, classes) as float32 numpy for normalised views (batch, T, S, S, 3)."""
@@ -126,8 +129,9 @@ def _keras_runner(model, source: str):
     import tf_models  # noqa: F401  (registers the VideoMAE classes)
 
     if not hasattr(model, "num_classes"):
-        raise ModelError(f"{source}: {type(model).__name__} is not a video classifier "
-                         "(a PT or encoder-only model?)")
+        raise ModelError(f"{source}: holds a {type(model).__name__}, not a video classifier; "
+                         "classifying takes a fine-tuned (FT) model (a pre-trained or "
+                         "encoder-only one gives features: videomae-extract)")
     shape = (None, getattr(model, "num_frames", None), getattr(model, "img_size", None),
              getattr(model, "img_size", None), 3)
     frames, size = _input_frames_size(source, shape)
@@ -171,4 +175,4 @@ def load_video_model(spec: str, dataset: Optional[str] = None) -> VideoModel:
                                           resolved.path if local else None)
     return VideoModel(name=name, source=spec, kind=kind, num_frames=frames, img_size=size,
                       num_classes=num_classes, dataset=chosen, dataset_from=chosen_from,
-                      run_batch=run)
+                      run_batch=run, labels=getattr(model, "class_labels", None))

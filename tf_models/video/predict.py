@@ -52,7 +52,7 @@ def describe_prediction(model, video: str, protocol: Protocol, view_logits: np.n
                         k: int = 5) -> dict:
     """The record ``videomae-predict --json`` prints for one video."""
     probs = merge_views(view_logits)
-    names = class_names(model.dataset)
+    names = model.labels or class_names(model.dataset)
     best = top_k(probs, k)
     return {
         "video": video,
