@@ -379,3 +379,25 @@ def test_reconstruction_through_the_savedmodel_matches_the_keras_file(tiny_pt_co
         assert model.preset.name == "TFVideoMAE_T_K400_4x32_PT" and model.mask_ratio == 0.9
     np.testing.assert_allclose(by_keras.predict(clip, mask), by_savedmodel.predict(clip, mask),
                                atol=1e-6)
+
+
+def test_reconstruction_loads_a_kerashub_preset_folder_named_after_its_entry(tiny_pt_converted,
+                                                                             tmp_path):
+    """``videomae-reconstruct --model`` on a keras-hub preset folder (before: an
+    AttributeError traceback, keras-hub's loader sets no ``preset``): the zoo row the folder
+    is named after gives the mask ratio, and the predictions are the ``.keras`` file's."""
+    import keras
+
+    from tf_models.kerashub_presets import save_zoo_preset
+    from tf_models.presets import get_preset
+    from tf_models.video.reconstruct import load_pretrained_model
+
+    model = keras.saving.load_model(tiny_pt_converted.paths["keras"], compile=False)
+    folder = save_zoo_preset(model, get_preset(TINY_PT), str(tmp_path / TINY_PT))
+    by_preset = load_pretrained_model(folder)
+    assert by_preset.preset.name == TINY_PT and by_preset.mask_ratio == 0.9
+    clip = np.random.default_rng(3).standard_normal((1, 4, 32, 32, 3), dtype=np.float32)
+    mask = tube_mask(4, 32, 16, 2, 0.5, 1, np.random.default_rng(4))
+    np.testing.assert_array_equal(
+        by_preset.predict(clip, mask),
+        load_pretrained_model(tiny_pt_converted.paths["keras"]).predict(clip, mask))

@@ -156,7 +156,8 @@ def load_checked(load, preset: str):
     """``load()`` (a keras-hub ``from_preset``) after ``check_kerashub_preset``, in Keras's
     safe mode whatever the global setting (keras-hub's loaders do not pass ``safe_mode``,
     so ``keras.config.enable_unsafe_deserialization()`` would otherwise reach them); any
-    failure (weights of the wrong shape, a missing weights file) is one ``PresetError`` line."""
+    failure (weights of the wrong shape, a missing weights file) is one ``PresetError`` line.
+    The model's ``preset`` is the zoo row its folder or handle is named after (None: none)."""
     from keras.src.saving.serialization_lib import SafeModeScope
 
     from .hub import PresetError
@@ -164,9 +165,14 @@ def load_checked(load, preset: str):
     check_kerashub_preset(preset)
     try:
         with SafeModeScope(True):
-            return load()
+            model = load()
     except PresetError:
         raise
     except Exception as error:  # keras and h5py raise many types for a bad file
         raise PresetError(f"{preset}: cannot be loaded as a VideoMAE preset "
                           f"({_first_line(error)})") from None
+    # as every other from_preset path: the zoo row the preset is named after, else None
+    from .artifacts.resolve import preset_named
+
+    model.preset = preset_named(preset)
+    return model

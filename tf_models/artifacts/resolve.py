@@ -241,6 +241,11 @@ def resolve_artifact(spec: str, offline: Optional[bool] = None,
     return _from_release(zoo_url(), found.name, offline, progress)
 
 
+def preset_named(spec: str) -> Optional[Preset]:
+    """The zoo row a preset folder or handle is named after (its last segment), or None."""
+    return _preset_for(_handle_name(os.fspath(spec).rstrip("/" + os.sep)))
+
+
 def _handle_name(spec: str) -> str:
     """The entry name of a preset folder or handle: its last segment (``hf://ORG/NAME``), or
     the variation of a Kaggle handle (``kaggle://OWNER/MODEL/keras/VARIATION[/VERSION]``)."""
@@ -385,6 +390,6 @@ def artifact_report(path: str) -> Optional[ConversionRecord]:
         return None
 
 
-__all__ = ["PresetError", "Resolved", "SavedModelSignature", "resolve_artifact",
+__all__ = ["PresetError", "Resolved", "SavedModelSignature", "resolve_artifact", "preset_named",
            "load_artifact", "load_keras_model", "load_savedmodel", "fetch_asset", "fetch_sums",
            "zoo_url", "cache_dir", "parse_sums", "report_path", "artifact_report"]

@@ -185,7 +185,7 @@ def load_feature_model(spec: str, dataset: Optional[str] = None) -> FeatureModel
     artifact or the zoo name. Raises ModelError (one line).
     """
     from ..artifacts.resolve import PresetError, load_artifact
-    from .model import HANDLE_KINDS, _dataset_from_report, dataset_from_name
+    from .model import _dataset_from_report, dataset_from_name, model_name
 
     try:
         resolved, model = load_artifact(spec)
@@ -196,7 +196,7 @@ def load_feature_model(spec: str, dataset: Optional[str] = None) -> FeatureModel
         name = os.path.basename(spec.rstrip("/" + os.sep))
         frames, size, run = _savedmodel_pooled(spec, model)
     else:
-        name = (resolved.name if resolved.kind in HANDLE_KINDS else model.name) if local else spec
+        name = model_name(resolved, model) if local else spec
         frames, size, run = _keras_pooled(model, spec)
     dataset = dataset or (_dataset_from_report(spec) if local else None) \
         or dataset_from_name(name) or dataset_from_name(spec)

@@ -147,6 +147,14 @@ def _keras_runner(model, source: str):
     return frames, size, int(model.num_classes), run
 
 
+def model_name(resolved, model) -> str:
+    """What a loaded Keras model is called in messages and records: a ``.keras`` file's model
+    its own name (a user's ``model.keras`` keeps the one it was given); anything else, the
+    name its report, file, folder or handle gives (a ``.weights.h5`` file's model was just
+    built from a config, under Keras's default name)."""
+    return model.name if resolved.kind == "keras" else resolved.name
+
+
 def load_video_model(spec: str, dataset: Optional[str] = None) -> VideoModel:
     """Load ``spec`` (zoo name, ``.keras`` file, ``.weights.h5`` with its report, SavedModel
     folder, release folder or URL, keras-hub or transformers-format preset:
@@ -165,7 +173,7 @@ def load_video_model(spec: str, dataset: Optional[str] = None) -> VideoModel:
         name = resolved.name
         frames, size, num_classes, run = _savedmodel_runner(model, spec)
     else:
-        name = resolved.name if resolved.kind in HANDLE_KINDS else model.name
+        name = model_name(resolved, model)
         frames, size, num_classes, run = _keras_runner(model, spec)
     local = os.path.exists(spec)
     kind = resolved.kind if local or resolved.kind in HANDLE_KINDS else "zoo"

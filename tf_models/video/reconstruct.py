@@ -553,7 +553,7 @@ def load_pretrained_model(spec: str) -> PretrainedModel:
     def predict(video, mask):
         return keras.ops.convert_to_numpy(model({"video": video, "mask": mask}))
     return PretrainedModel(predict, model.num_frames, model.img_size, model.patch_size,
-                           model.tubelet_size, model.preset)
+                           model.tubelet_size, getattr(model, "preset", None))
 
 
 def reconstruct_clip(model_path: str, clip_path: str, out_path: str,
