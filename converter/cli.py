@@ -154,7 +154,7 @@ def _inside_gc_callback(frame) -> bool:
                    "[default: $VIDEOMAE_CONVERT_CACHE or ~/.cache/videomae-convert].")
 @click.option("--offline", is_flag=True, default=None,
               help="Never download; use the cache or --checkpoint only (also "
-                   "VIDEOMAE_CONVERT_OFFLINE=1).")
+                   "VIDEOMAE_OFFLINE, VIDEOMAE_CONVERT_OFFLINE or HF_HUB_OFFLINE=1).")
 @click.option("--force-download", is_flag=True, help="Download again even when cached.")
 @click.option("--synthetic", is_flag=True,
               help="Convert a seeded random checkpoint in upstream's file layout.")
@@ -163,8 +163,8 @@ def _inside_gc_callback(frame) -> bool:
 @click.option("--out", "out_dir", type=click.Path(), default=None,
               help="Output folder for the artifacts. Required unless --list.")
 @click.option("--all", "all_entries", is_flag=True,
-              help="Convert every zoo entry (narrowed by --size/--mode/--dataset), each in its "
-                   "own process, and print a summary table.")
+              help="Convert every zoo entry (narrowed by --size/--mode/--dataset/--family), "
+                   "each in its own process, and print a summary table.")
 @click.option("--checkpoint-dir", type=click.Path(), default=None,
               help="With --all: folder of real checkpoints, matched to entries by content.")
 @click.option("--jobs", type=int, default=1, show_default=True,

@@ -23,7 +23,8 @@ from .zoo_table import dataset_choices
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--model", "model_spec", required=True,
               help="zoo name, .keras file, keras-hub preset folder or hf:// / kaggle:// "
-                   "handle of a PT or FT model to start from")
+                   "handle, or transformers-format folder or hf:// repository, of a PT or FT "
+                   "model to start from")
 @click.option("--list", "list_path", required=True,
               help="training list: 'relative/path.mp4 LABEL' per line (as videomae-evaluate)")
 @click.option("--root", default=".", show_default=True, help="folder the lists' paths are in")
