@@ -54,14 +54,22 @@ def test_model_round_trips_its_config_files_and_names(kind, tmp_path):
 
 
 def test_classifier_takes_a_tensor_a_dict_or_a_list_alike():
+    """...and without Keras's input-structure warning (before: a UserWarning for the dict
+    and the list, in calls and in predict)."""
+    import warnings
+
     model, inputs, _ = _models()["classifier"]
     randomise(model)
     video = inputs["video"]
     by_tensor = np.asarray(model(video))
-    np.testing.assert_array_equal(by_tensor, np.asarray(model({"video": video})))
-    np.testing.assert_array_equal(by_tensor, np.asarray(model([video])))
-    # predict runs a traced graph: same maths, other fusion (unit-scale weights: logits ~ 20)
-    np.testing.assert_allclose(model.predict(video, verbose=0), by_tensor, atol=1e-4, rtol=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(by_tensor, np.asarray(model({"video": video})))
+        np.testing.assert_array_equal(by_tensor, np.asarray(model([video])))
+        # predict runs a traced graph: same maths, other fusion (unit-scale weights: ~ 20)
+        for given in (video, {"video": video}):
+            np.testing.assert_allclose(model.predict(given, verbose=0), by_tensor, atol=1e-4,
+                                       rtol=1e-5)
 
 
 def test_a_task_refuses_a_backbone_with_the_wrong_final_norm():
