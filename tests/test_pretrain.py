@@ -172,6 +172,30 @@ def test_pretrainer_fit_runs_in_training_mode_and_evaluate_in_inference_mode():
     assert evaluated <= 1e-10 * scale and trained > 1e-3 * scale, (trained, evaluated, scale)
 
 
+def test_pretrainer_nests_in_another_functional_model():
+    """Called on Keras inputs (before: an AttributeError from Keras's graph walk, the absent
+    decode_mask being None), the pre-trainer gives a (batch, None, pixels) output another
+    model builds on, and the outer model computes the pre-trainer's output through it."""
+    import keras
+
+    import tf_models
+
+    inner = tf_models.VideoMAEMaskedAutoencoder(
+        embed_dim=32, depth=2, num_heads=2, num_frames=4, img_size=32, patch_size=16,
+        tubelet_size=2, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+    inputs = {"video": keras.Input((4, 32, 32, 3), name="video"),
+              "mask": keras.Input((8,), dtype="bool", name="mask")}
+    pixels = inner(inputs)
+    assert tuple(pixels.shape) == (None, None, 1536)
+    head = keras.layers.Dense(3)
+    outer = keras.Model(inputs, head(pixels))
+    rng = np.random.default_rng(5)
+    given = {"video": rng.standard_normal((2, 4, 32, 32, 3), dtype=np.float32),
+             "mask": tube_mask(4, 32, 16, 2, 0.5, 2, rng)}
+    np.testing.assert_allclose(np.asarray(outer(given)), np.asarray(head(inner(given))),
+                               atol=1e-6, rtol=0)
+
+
 # --- conversion, export and a fresh process --------------------------------------------------
 
 FRESH_PT_SCRIPT = textwrap.dedent("""

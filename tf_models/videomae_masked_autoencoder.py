@@ -87,6 +87,13 @@ class VideoMAEMaskedAutoencoder(Task, BackboneTask):
         # ``training`` named here, or Keras would not pass fit's training=True
         return super().call(_full_inputs(inputs), training=training, mask=mask)
 
+    def compute_output_spec(self, inputs, training=None, mask=None):
+        # called on Keras inputs (this model inside another functional one): Keras's own
+        # graph walk cannot take the absent decode_mask (None), and the count is unknown
+        video, _, _ = video_and_mask(inputs)
+        return keras.KerasTensor((video.shape[0], None, self.core.num_outputs),
+                                 dtype=self.compute_dtype)
+
     @classmethod
     def from_preset(cls, preset: str, load_weights: bool = True, **kwargs):
         """A pre-trained model from a keras-hub preset folder or handle (``Task.from_preset``),
