@@ -256,6 +256,31 @@ def test_an_exports_source_is_the_handle_and_the_digest_of_its_loaded_weights(tm
     assert source_record(model, handle, layout).sha256 != remote.sha256
 
 
+def test_a_head_count_the_loader_corrects_is_said_by_the_commands(tmp_path):
+    """transformers' ViT-S configs say 16 heads where upstream has 6: the model follows
+    upstream and ``videomae-predict`` says so on stderr (before: only ``model.conversion_notes``
+    held it), its JSON on stdout unchanged."""
+    from click.testing import CliRunner
+    from video_helpers import shipped_videos
+
+    from converter.synthetic import random_state_dict
+    from videomae_cli.video import predict_command
+
+    narrow = torch_reference.VisionTransformer(embed_dim=384, depth=1, num_heads=6,
+                                               num_frames=4, img_size=32, num_classes=400)
+    config = dict(hf_config(FT), hidden_size=384, num_hidden_layers=1, num_attention_heads=16,
+                  intermediate_size=1536)
+    folder = write_transformers_folder(str(tmp_path / "vit_s_16_heads"),
+                                       to_transformers(random_state_dict(narrow, 7)), config)
+    result = CliRunner().invoke(predict_command, [shipped_videos()["bikes.mp4"], "--model",
+                                                  folder, "--views", "1x1", "--json"])
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1 and notes[0].startswith(f"note: {folder}/config.json says 16 heads")
+    assert notes[0].endswith("has 6: using 6"), notes
+    assert len(json.loads(result.stdout)["top_k"]) == 5
+
+
 # --- hf:// through a loopback Hub: the download path, not a hand-filled cache ------------------
 
 @pytest.fixture

@@ -55,6 +55,8 @@ def _load_model(model: str, dataset, verbose: bool, features: bool = False,
                                 np.float32))
     if isinstance(loaded, Exception):
         raise _fail(str(loaded))
+    for note in loaded.notes:
+        click.echo(f"note: {note}", err=True)
     return loaded
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 
@@ -117,6 +117,7 @@ class FeatureModel:
     img_size: int
     dataset: Optional[str]
     run_batch: Callable
+    notes: Tuple[str, ...] = ()  # what loading it changed or assumed (VideoModel.notes)
 
     def run(self, inputs: np.ndarray) -> np.ndarray:
         return np.asarray(self.run_batch(np.ascontiguousarray(inputs, dtype=np.float32)))
@@ -201,7 +202,8 @@ def load_feature_model(spec: str, dataset: Optional[str] = None) -> FeatureModel
     dataset = dataset or (_dataset_from_report(spec) if local else None) \
         or dataset_from_name(name) or dataset_from_name(spec)
     return FeatureModel(name=name, source=spec, num_frames=frames, img_size=size,
-                        dataset=dataset, run_batch=run)
+                        dataset=dataset, run_batch=run,
+                        notes=tuple(getattr(model, "conversion_notes", ())))
 
 
 def pooled_features(model: FeatureModel, clips_uint8: np.ndarray, sampling: Sampling,

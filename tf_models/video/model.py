@@ -46,6 +46,8 @@ class VideoModel:
     # the class names the model itself carries (a transformers config's id2label), else None:
     # the dataset's
     labels: Optional[Tuple[str, ...]] = None
+    # what loading it changed or assumed (a transformers config's corrected head count)
+    notes: Tuple[str, ...] = ()
 
     def run(self, views: np.ndarray) -> np.ndarray:
         """Logits (batch, classes) as float32 numpy for normalised views (batch, T, S, S, 3)."""
@@ -183,4 +185,5 @@ def load_video_model(spec: str, dataset: Optional[str] = None) -> VideoModel:
                                           resolved.path if local else None)
     return VideoModel(name=name, source=spec, kind=kind, num_frames=frames, img_size=size,
                       num_classes=num_classes, dataset=chosen, dataset_from=chosen_from,
-                      run_batch=run, labels=getattr(model, "class_labels", None))
+                      run_batch=run, labels=getattr(model, "class_labels", None),
+                      notes=tuple(getattr(model, "conversion_notes", ())))
