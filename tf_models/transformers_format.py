@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import posixpath
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -98,14 +97,23 @@ def read_transformers_config(preset, offline: Optional[bool] = None) -> Optional
     path = _get_file(str(preset), CONFIG_FILE, offline)
     if path is None:
         return None
+    # unreadable: not a transformers config (``config_problem`` says why, for a folder)
+    config, _ = _config_at(path)
+    if config is None or "model_type" not in config or "class_name" in config:
+        return None
+    return config
+
+
+def _config_at(path: str) -> Tuple[Optional[dict], Optional[str]]:
+    """(the JSON object in ``path``, None), or (None, why it is not one)."""
     try:
         with open(path, encoding="utf-8") as handle:
             config = json.load(handle)
-    except (OSError, ValueError):
-        return None  # not readable as a transformers config: the other loaders report it
-    if not isinstance(config, dict) or "model_type" not in config or "class_name" in config:
-        return None
-    return config
+    except (OSError, ValueError) as error:
+        return None, f"not readable as JSON ({_first_line(error)})"
+    if not isinstance(config, dict):
+        return None, f"a JSON {type(config).__name__}"
+    return config, None
 
 
 def is_transformers_preset(preset, offline: Optional[bool] = None) -> bool:
@@ -126,13 +134,9 @@ def config_problem(folder: str) -> Optional[str]:
         return None
     expected = ("expected a transformers config (with model_type) or a keras-hub preset's "
                 "(with class_name)")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            config = json.load(handle)
-    except (OSError, ValueError) as error:
-        return f"{path}: not readable as JSON ({_first_line(error)}); {expected}"
-    if not isinstance(config, dict):
-        return f"{path}: a JSON {type(config).__name__}, {expected}"
+    config, problem = _config_at(path)
+    if problem is not None:
+        return f"{path}: {problem}; {expected}"
     if "model_type" not in config and "class_name" not in config:
         return f"{path}: has neither model_type nor class_name; {expected}"
     return None
@@ -269,8 +273,7 @@ def read_safetensors(preset: str, offline: Optional[bool] = None
 def _inside(name: str) -> bool:
     """Whether a shard name stays inside its folder: relative, no ``..`` segment."""
     parts = name.replace("\\", "/").split("/")
-    return bool(name) and not posixpath.isabs(name.replace("\\", "/")) \
-        and not os.path.isabs(name) and ".." not in parts
+    return parts[0] != "" and ".." not in parts and not os.path.isabs(name)
 
 
 def model_arguments(config: dict, where: str) -> Tuple[dict, dict, List[str]]:

@@ -207,7 +207,7 @@ def resolve_artifact(spec: str, offline: Optional[bool] = None,
 
     spec = os.fspath(spec)
     # before keras-hub's: an hf:// handle may be either (offline: as the cache says)
-    if is_transformers_preset(spec, download.is_offline(offline)):
+    if is_transformers_preset(spec, offline):
         return Resolved(spec, "transformers", None, name=_handle_name(spec))
     if is_kerashub_preset(spec):  # opened (and fetched) by keras-hub when loaded
         name = _handle_name(spec)
@@ -243,7 +243,7 @@ def resolve_artifact(spec: str, offline: Optional[bool] = None,
 
 def preset_named(spec: str) -> Optional[Preset]:
     """The zoo row a preset folder or handle is named after (its last segment), or None."""
-    return _preset_for(_handle_name(os.fspath(spec).rstrip("/" + os.sep)))
+    return _preset_for(_handle_name(os.fspath(spec)))
 
 
 def _handle_name(spec: str) -> str:
@@ -324,7 +324,7 @@ def load_keras_model(resolved: Resolved, offline: Optional[bool] = None):
     if resolved.kind == "transformers":
         from ..transformers_format import load_transformers_model
 
-        model, notes = load_transformers_model(resolved.path, download.is_offline(offline))
+        model, notes = load_transformers_model(resolved.path, offline)
         model.conversion_notes = notes
         return model
     if resolved.kind == "keras":

@@ -19,7 +19,7 @@ from ..artifacts.resolve import artifact_report
 from ..presets import DATASETS
 from ..tracing import graph_function
 
-# what a folder or handle resolves to, named by itself (not by the model inside or the zoo)
+# kinds a spec that is no local path keeps (a handle, not a zoo name)
 HANDLE_KINDS = ("kerashub", "transformers")
 _CLASS_COUNT_DATASET = {facts.num_classes: key for key, facts in DATASETS.items()
                         if facts.labelled}
