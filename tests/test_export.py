@@ -262,13 +262,7 @@ def test_keras_file_written_through_disk_loads_with_plain_keras(tmp_path):
     import keras
     from keras.src.saving import saving_lib
 
-    from converter.kinds import build_tf_model
-    from converter.zoo import get_entry
-
-    model = build_tf_model(get_entry(TINY_FT))
-    for variable in model.weights:
-        variable.assign(np.random.default_rng(0).standard_normal(variable.shape)
-                        .astype("float32"))
+    model = _random_tiny_model()
     original = saving_lib.is_memory_sufficient
     path = str(tmp_path / "m.keras")
     with export.keras_weights_through_disk():
@@ -282,6 +276,8 @@ def test_keras_file_written_through_disk_loads_with_plain_keras(tmp_path):
 
 
 def _random_tiny_model():
+    """Every variable its own draws (one generator for all): a reader that swapped two of them
+    (gamma with beta, block 0 with block 1) would not load the same values."""
     from converter.kinds import build_tf_model
     from converter.zoo import get_entry
 
@@ -289,6 +285,15 @@ def _random_tiny_model():
     rng = np.random.default_rng(0)
     for variable in model.weights:
         variable.assign(rng.standard_normal(variable.shape).astype("float32"))
+    return model
+
+
+def _zeroed_tiny_model():
+    """The same architecture holding none of ``_random_tiny_model``'s values: what a reload
+    leaves in it came from the file."""
+    model = _random_tiny_model()
+    for variable in model.weights:
+        variable.assign(np.zeros(variable.shape, "float32"))
     return model
 
 
@@ -324,7 +329,7 @@ def test_keras_and_weights_files_come_from_one_serialisation_as_keras_writes_the
         assert handle.read() == member
     # and both load, each through its own Keras reader
     reloaded = keras.saving.load_model(keras_path, compile=False)
-    rebuilt = _random_tiny_model()
+    rebuilt = _zeroed_tiny_model()
     rebuilt.load_weights(weights_path)
     for a, b, c in zip(model.weights, reloaded.weights, rebuilt.weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -343,9 +348,7 @@ def test_another_unzipped_keras_layout_falls_back_to_two_keras_writes(tmp_path, 
     assert export.save_keras_and_weights(model, keras_path, weights_path) == "two writes"
     assert sorted(os.listdir(tmp_path)) == ["m.keras", "m.weights.h5"]
     reloaded = keras.saving.load_model(keras_path, compile=False)
-    rebuilt = _random_tiny_model()
-    for variable in rebuilt.weights:
-        variable.assign(np.zeros(variable.shape, "float32"))
+    rebuilt = _zeroed_tiny_model()
     rebuilt.load_weights(weights_path)
     for a, b, c in zip(model.weights, reloaded.weights, rebuilt.weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

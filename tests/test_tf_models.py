@@ -32,6 +32,9 @@ def _models():
     return {
         "backbone": (tf_models.VideoMAEBackbone(**ft.backbone_config(), final_norm="norm"),
                      _clip(), _encoder_names("", 2, "norm")),
+        "backbone_fc_norm": (tf_models.VideoMAEBackbone(**ft.backbone_config(),
+                                                        final_norm="fc_norm"),
+                             _clip(), _encoder_names("", 2, "fc_norm")),
         "classifier": (tf_models.VideoMAEVideoClassifier(**ft.model_config()), {"video": _clip()},
                        _encoder_names("", 2, None) + ["fc_norm.gamma", "fc_norm.beta",
                                                       "head.kernel", "head.bias"]),
@@ -44,7 +47,7 @@ def _models():
     }
 
 
-@pytest.mark.parametrize("kind", ["backbone", "classifier", "pretrainer"])
+@pytest.mark.parametrize("kind", ["backbone", "backbone_fc_norm", "classifier", "pretrainer"])
 def test_model_round_trips_its_config_files_and_names(kind, tmp_path):
     model, inputs, names = _models()[kind]
     randomise(model)
@@ -70,6 +73,11 @@ def test_classifier_takes_a_tensor_a_dict_or_a_list_alike():
         for given in (video, {"video": video}):
             np.testing.assert_allclose(model.predict(given, verbose=0), by_tensor, atol=1e-4,
                                        rtol=1e-5)
+        # and as a layer of another functional model, given a dict of symbolic inputs
+        import keras
+        inputs = keras.Input(video.shape[1:])
+        outer = keras.Model(inputs, model({"video": inputs}))
+        np.testing.assert_array_equal(np.asarray(outer(video)), by_tensor)
 
 
 def test_a_task_refuses_a_backbone_with_the_wrong_final_norm():

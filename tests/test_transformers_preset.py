@@ -234,10 +234,13 @@ def test_transformers_bfloat16_weights_and_class_names_are_read(tmp_path):
     assert load_video_model(folder).labels is None
 
 
-def test_an_exports_source_is_the_handle_and_the_digest_of_its_loaded_weights(tmp_path):
-    """``videomae-export`` from a hub handle records the handle as given and a sha256 of the
+def test_an_exports_source_is_the_handle_and_the_digest_of_its_loaded_weights(loopback_hub,
+                                                                              tmp_path):
+    """``videomae-export``'s loader, given an ``hf://`` handle (downloaded from a loopback Hub),
+    gives back the handle as given, and its source record is the handle and a sha256 of the
     loaded variables (before: the handle joined to the working folder, and the sha256 of no
-    data); from a transformers folder, the folder's sha256 and layout ``transformers``."""
+    data), the same for the same weights read from a folder, another for other weights; from
+    a transformers folder, the folder's sha256 and layout ``transformers``."""
     from converter.keras_export import load_classifier, source_record
     from tf_models.artifacts.checksums import tree_sha256
 
@@ -247,9 +250,14 @@ def test_an_exports_source_is_the_handle_and_the_digest_of_its_loaded_weights(tm
     assert (path, layout) == (folder, "transformers")
     local = source_record(model, path, layout)
     assert (local.path, local.sha256) == (os.path.abspath(folder), tree_sha256(folder))
-    handle = "hf://org/model"
-    remote = source_record(model, handle, layout)
-    assert remote.path == handle and remote.sha256 != tree_sha256(str(tmp_path / "nothing"))
+
+    loopback_hub.add_repo(HF_REPO, _files(folder))
+    handle = f"hf://{HF_REPO}"
+    downloaded, path, layout = load_classifier(handle, progress=False)
+    assert (path, layout) == (handle, "transformers")
+    assert ("GET", f"/{HF_REPO}/resolve/main/{WEIGHTS}") in loopback_hub.requests
+    remote = source_record(downloaded, path, layout)
+    assert remote.path == handle and remote.sha256 != local.sha256
     assert source_record(model, handle, layout).sha256 == remote.sha256  # a function of them
     head = model.named_variables()["head.bias"]
     head.assign(np.asarray(head) + 1.0)
@@ -257,28 +265,53 @@ def test_an_exports_source_is_the_handle_and_the_digest_of_its_loaded_weights(tm
 
 
 def test_a_head_count_the_loader_corrects_is_said_by_the_commands(tmp_path):
-    """transformers' ViT-S configs say 16 heads where upstream has 6: the model follows
-    upstream and ``videomae-predict`` says so on stderr (before: only ``model.conversion_notes``
-    held it), its JSON on stdout unchanged."""
+    """transformers' ViT-S configs say 16 heads where upstream has 6 (384 / 16 is a valid head
+    width too, so nothing would fail): the model is built with 6 and equals the torch
+    reference, and ``videomae-predict`` and ``videomae-extract`` (one loader each) say so on
+    stderr, their output on stdout / disk unchanged."""
     from click.testing import CliRunner
     from video_helpers import shipped_videos
 
     from converter.synthetic import random_state_dict
-    from videomae_cli.video import predict_command
+    from videomae_cli.video import extract_command, predict_command
 
     narrow = torch_reference.VisionTransformer(embed_dim=384, depth=1, num_heads=6,
                                                num_frames=4, img_size=32, num_classes=400)
+    state = random_state_dict(narrow, 7)
     config = dict(hf_config(FT), hidden_size=384, num_hidden_layers=1, num_attention_heads=16,
                   intermediate_size=1536)
     folder = write_transformers_folder(str(tmp_path / "vit_s_16_heads"),
-                                       to_transformers(random_state_dict(narrow, 7)), config)
-    result = CliRunner().invoke(predict_command, [shipped_videos()["bikes.mp4"], "--model",
-                                                  folder, "--views", "1x1", "--json"])
+                                       to_transformers(state), config)
+
+    model = tf_models.VideoMAEVideoClassifier.from_preset(folder)
+    assert model.backbone.num_heads == 6
+    video, _ = _inputs()
+    narrow.load_state_dict(state, strict=True)
+    narrow.eval()
+    with torch.no_grad():
+        expected = narrow(torch.from_numpy(np.ascontiguousarray(
+            video.transpose(0, 4, 1, 2, 3)))).numpy()
+    _assert_close(np.asarray(model(video, training=False)), expected, "16-head config")
+
+    said = f"note: {folder}/config.json says 16 heads"
+    videos = shipped_videos()
+    result = CliRunner().invoke(predict_command, [videos["bikes.mp4"], "--model", folder,
+                                                  "--views", "1x1", "--json"])
     assert result.exit_code == 0, result.output
     notes = [line for line in result.stderr.splitlines() if line.startswith("note: ")]
-    assert len(notes) == 1 and notes[0].startswith(f"note: {folder}/config.json says 16 heads")
+    assert len(notes) == 1 and notes[0].startswith(said), notes
     assert notes[0].endswith("has 6: using 6"), notes
     assert len(json.loads(result.stdout)["top_k"]) == 5
+
+    listing = tmp_path / "list.txt"
+    listing.write_text("bikes.mp4\n")
+    result = CliRunner().invoke(extract_command, ["--model", folder, "--list", str(listing),
+                                                  "--root", os.path.dirname(videos["bikes.mp4"]),
+                                                  "--out", str(tmp_path / "features"),
+                                                  "--views", "1x1", "--dataset", "k400", "-q"])
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1 and notes[0].startswith(said), notes
 
 
 # --- hf:// through a loopback Hub: the download path, not a hand-filled cache ------------------

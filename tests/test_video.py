@@ -285,12 +285,16 @@ def test_dataset_comes_from_report_then_name_then_class_count(tiny_models, tmp_p
     import shutil
 
     from tf_models.video import load_video_model
+    from tf_models.video.features import load_feature_model
 
     paths = tiny_models["ssv2"].paths
     assert load_video_model(paths["keras"]).dataset_from.endswith(".json")
-    # a .weights.h5 file is named as its report names it (not Keras's default model name)
+    # a .weights.h5 file is named as its report names it (not Keras's default model name), by
+    # the classifier's loader and the features' alike
     weights = load_video_model(paths["weights"])
     assert (weights.name, weights.dataset) == (TINY_SSV2, "ssv2")
+    features = load_feature_model(paths["weights"])
+    assert (features.name, features.dataset) == (TINY_SSV2, "ssv2")
     # no report, a name that says nothing: the class count decides
     renamed = tmp_path / "mystery"
     shutil.copytree(paths["savedmodel"], renamed)

@@ -82,13 +82,11 @@ class VideoMAEVideoClassifier(VideoClassifier, BackboneTask):
     def get_config(self):
         return self.task_config(super().get_config())
 
-    def __call__(self, inputs, *args, **kwargs):
-        # the functional input is the video alone: {"video": x} or [x] would be taken with
-        # Keras's structure warning
-        return super().__call__(video_input(inputs), *args, **kwargs)
-
     def call(self, inputs, training=None, mask=None):
-        # the trainers' steps on JAX call this directly (``stateless_call``), not __call__
+        # the functional input is the video alone: {"video": x} or [x] would reach Keras's
+        # functional call with its structure warning. Unwrapped here, not in __call__: every
+        # route ends here (calls, predict, nesting in another functional model, and the
+        # trainers' steps on JAX, which call this directly through ``stateless_call``)
         return super().call(video_input(inputs), training=training, mask=mask)
 
     def call_with_hidden_states(self, inputs, training=None) -> Tuple[object, List[object]]:
