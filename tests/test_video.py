@@ -233,6 +233,7 @@ EXPECTED_PROBLEM = {
     "truncated_frames": "truncated", "not_a_video": "not a video file",
     "no_video_stream": "no video stream", "one_frame": "has 1 frame",
     "huge_resolution": "megapixels", "missing": "no such file",
+    "size_change": "frame size changes mid-stream (640x272 up to frame 11, 320x272 at frame 12)",
 }
 
 

@@ -38,13 +38,13 @@ def _frames(path, limit=None):
     return frames
 
 
-def write_video(path, frames, rate=25, faststart=False):
-    """Encode RGB uint8 frames (even sizes) as H.264 in an mp4 at ``path``."""
+def write_video(path, frames, rate=25, faststart=False, muxer=None):
+    """Encode RGB uint8 frames (even sizes) as H.264 in an mp4 (or the ``muxer`` format) at ``path``."""
     import av
 
     height, width = frames[0].shape[:2]
     options = {"movflags": "faststart"} if faststart else {}
-    with av.open(path, "w", options=options) as container:
+    with av.open(path, "w", format=muxer, options=options) as container:
         stream = container.add_stream("libx264" if "libx264" in av.codecs_available
                                       else "mpeg4", rate=rate)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
@@ -124,5 +124,17 @@ def make_bad_videos(folder) -> dict:
     # 6400x6000: 38.4 megapixels, above the 36-megapixel limit (8K UHD is 33.2)
     cases["huge_resolution"] = write_video(os.path.join(folder, "huge.mp4"),
                                            [np.zeros((6000, 6400, 3), np.uint8)])
+    # two MPEG-TS pieces at two sizes joined byte for byte (as `cat` joins recordings): the
+    # stream's frame size changes mid-way, and a video's views are one array of one size
+    first, second = (write_video(os.path.join(folder, name), frames, muxer="mpegts")
+                     for name, frames in (("part1.ts", _frames(shipped["bikes.mp4"], 12)),
+                                          ("part2.ts", [f[:, :320] for f in
+                                                        _frames(shipped["bikes.mp4"], 12)])))
+    cases["size_change"] = os.path.join(folder, "size_change.ts")
+    with open(cases["size_change"], "wb") as joined:
+        for part in (first, second):
+            with open(part, "rb") as handle:
+                joined.write(handle.read())
+            os.remove(part)
     cases["missing"] = os.path.join(folder, "does_not_exist.mp4")
     return cases

@@ -50,8 +50,8 @@ def decode_frames(path: str, keep: Optional[Callable[[int], bool]] = None,
 
     Raises VideoError (one line: the file, what was found, what to do) for a missing or empty
     file, a file that is not a video, a file with no video stream, a frame size above
-    ``max_pixels``, a decoding error, fewer frames than the container declares (truncated), or
-    fewer than ``min_frames`` frames.
+    ``max_pixels``, a frame size that changes mid-stream, a decoding error, fewer frames than
+    the container declares (truncated), or fewer than ``min_frames`` frames.
     """
     import av
 
@@ -81,8 +81,17 @@ def decode_frames(path: str, keep: Optional[Callable[[int], bool]] = None,
         stream.thread_type = "AUTO"  # frame/slice threads: same pixels, faster
         kept: Dict[int, np.ndarray] = {}
         count = 0
+        size = None
         try:
             for frame in container.decode(stream):
+                if (frame.width, frame.height) != size:
+                    if size is not None:  # the views of one video are stacked: one size
+                        raise VideoError(path, f"frame size changes mid-stream ({size[0]}x"
+                                               f"{size[1]} up to frame {count - 1}, "
+                                               f"{frame.width}x{frame.height} at frame {count})",
+                                         "re-encode it at one size (e.g. ffmpeg -vf "
+                                         "scale=-2:320)")
+                    size = (frame.width, frame.height)
                 if keep is None or keep(count):
                     rgb = frame.to_ndarray(format="rgb24")
                     kept[count] = transform(rgb) if transform is not None else rgb
