@@ -195,6 +195,28 @@ def test_ray_engine_refuses_shard_in_one_line(ray_dataset):
     assert result.output.count("\n") == 1 and "drop --shard" in result.output
 
 
+def test_ray_engine_refuses_an_address_nothing_answers_in_one_line(ray_dataset, tmp_path):
+    """Ray's own client retries an unreachable address for minutes, its lines hidden at the
+    log level a run keeps: the address is tried first (a port nothing listens on)."""
+    import socket
+
+    from click.testing import CliRunner
+
+    from videomae_cli.video import evaluate_command
+
+    root, listing, keras_path = ray_dataset
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    result = CliRunner().invoke(evaluate_command, _evaluate_args(ray_dataset,
+                                                                 str(tmp_path / "out"), address))
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: --engine ray: nothing answers at {address} (Connection refused); start the "
+        "cluster"), lines
+
+
 # --- slow tier: kills and placement ------------------------------------------------------------
 
 def _env():
@@ -254,6 +276,45 @@ def assert_every_video_once_and_same_summary(out, summary, local_run):
         assert summary[key] == local_summary[key], key
     assert summary["missing"] == 0
     assert_same_scores(os.path.join(out, "results.jsonl"), local_path)
+
+
+@pytest.mark.slow  # two Ray instances; fast tier: the unreachable address above
+def test_ray_refuses_actors_its_own_local_cluster_cannot_place(monkeypatch):
+    """A local cluster started for the run cannot grow: model actors that leave no CPU for
+    decoding (or ask for GPUs it lacks) are one line, not a run that waits forever."""
+    import ray
+
+    from tf_models.video.evaluate import EvaluateError
+    from tf_models.video.ray_engine import ray_session
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cpus = os.cpu_count()
+    for actors, gpus, needs in ((cpus, 0.0, f"needs {cpus + 1} CPUs"),
+                                (1, 1.0, "needs 1 CPUs (each model actor without a GPU holds "
+                                         "one, decoding at least one more) and 1 GPUs")):
+        with pytest.raises(EvaluateError) as caught:
+            with ray_session(actors=actors, gpus_per_actor=gpus):
+                raise AssertionError("entered a session that cannot run")
+        message = str(caught.value)
+        assert message.startswith(f"--engine ray: the Ray cluster has {cpus} CPUs and 0 GPUs")
+        assert needs in message and "lower --actors or --gpus-per-actor" in message, message
+        assert not ray.is_initialized()
+
+
+@pytest.mark.slow  # a Ray instance; fast tier: the unreachable address above
+def test_ray_notes_actors_a_cluster_it_joined_cannot_place_yet(ray_local_instance):
+    """A cluster the run joins may be autoscaled: what it lacks is a note, and the run goes
+    on (here only entered: the Ray tests above run the pipeline)."""
+    from tf_models.video.ray_engine import ray_session
+
+    notes = []
+    with ray_session(actors=RAY_CPUS, on_note=notes.append):
+        pass
+    assert notes == [f"the Ray cluster has {RAY_CPUS} CPUs and 0 GPUs; --actors {RAY_CPUS} "
+                     f"--gpus-per-actor 0 needs {RAY_CPUS + 1} CPUs (each model actor without "
+                     "a GPU holds one, decoding at least one more) and 0 GPUs: the run waits "
+                     "until the cluster has them"]
+    assert ray_local_instance.is_initialized()  # the caller's connection is left open
 
 
 @pytest.mark.slow

@@ -447,6 +447,107 @@ def test_evaluate_refuses_results_of_another_run(single_run, labelled_list, tmp_
         evaluate_list(model, items[:-1], root, out)
 
 
+def test_evaluate_refuses_to_resume_with_another_model_of_the_same_name(single_run,
+                                                                      labelled_list,
+                                                                      tiny_models, tmp_path):
+    """The header holds the sha256 of the file the model was read from: a re-converted or
+    fine-tuned model that kept its name is another run (before: resumed, mixing two models'
+    logits in one summary); a results file of a version that recorded the name alone still
+    resumes."""
+    import dataclasses
+    import shutil
+
+    from tf_models.artifacts.checksums import tree_sha256
+    from tf_models.video.evaluate import EvaluateError, evaluate_list, read_list, read_results
+
+    model, out, path, _, _, _ = single_run
+    root, list_path = labelled_list
+    items = read_list(list_path, 400)
+    header, _, _ = read_results(path)
+    assert header["model_sha256"] == tree_sha256(tiny_models["k400"].paths["keras"])
+    other = dataclasses.replace(model, path=tiny_models["k400"].paths["weights"])
+    with pytest.raises(EvaluateError, match=r"another run \(model_sha256 '[0-9a-f]{12}\.\.\.' "
+                                            r"\(not '[0-9a-f]{12}\.\.\.'\)\)"):
+        evaluate_list(other, items, root, out)
+    older = tmp_path / "older"
+    older.mkdir()
+    with open(path) as source, open(older / "results.jsonl", "w") as copy:
+        first = json.loads(source.readline())
+        del first["header"]["model_sha256"]
+        copy.write(json.dumps(first) + "\n" + source.read())
+    _, stats = evaluate_list(other, items, root, str(older))
+    assert stats.videos == 0  # all there: resumed, nothing scored again
+    shutil.rmtree(older)
+
+
+def test_a_results_file_appears_with_its_header_and_an_empty_one_is_a_fresh_start(
+        single_run, labelled_list, tmp_path):
+    """A run stopped before its header was written (a full disk, a kill) left an empty
+    results file that every later run refused as someone else's; the header is now written
+    under a temporary name and renamed, and an empty file is taken as not begun."""
+    from tf_models.video.evaluate import evaluate_list, read_list, read_results
+
+    model, _, _, _, _, _ = single_run
+    root, list_path = labelled_list
+    items = read_list(list_path, 400)[:1]  # the list's first video: one real video
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.jsonl").write_bytes(b"")
+    path, stats = evaluate_list(model, items, root, str(out))
+    header, records, _ = read_results(path)
+    assert header is not None and list(records) == [items[0][0]] and stats.videos == 1
+    assert os.listdir(out) == ["results.jsonl"]
+
+
+def test_evaluate_and_extract_keep_to_their_own_folders(single_run, tiny_models, tmp_path):
+    """Each writes a summary.json: one run in the other's folder would replace it."""
+    from tf_models.video.evaluate import EvaluateError, evaluate_list
+    from tf_models.video.extract import extract_header, open_extract
+    from tf_models.video.features import Sampling, load_feature_model
+
+    model, out, _, _, _, _ = single_run
+    features = load_feature_model(tiny_models["k400"].paths["keras"])
+    sampling = Sampling(features.num_frames, features.img_size, dataset="k400")
+    with pytest.raises(EvaluateError, match="holds videomae-evaluate results"):
+        open_extract(out, extract_header(features, sampling, ["a.mp4"]), ["a.mp4"])
+    assert not os.path.exists(os.path.join(out, "extract.json"))
+    open_extract(str(tmp_path / "x"), extract_header(features, sampling, ["a.mp4"]), ["a.mp4"])
+    with pytest.raises(EvaluateError, match="holds videomae-extract features"):
+        evaluate_list(model, [("a.mp4", 0)], str(tmp_path), str(tmp_path / "x"))
+    assert sorted(os.listdir(tmp_path / "x")) == ["extract.json"]
+
+
+def test_a_list_is_read_as_written_and_refused_in_one_line_where_it_cannot_be(tmp_path):
+    """A byte-order mark is not part of the first path; a video listed twice, a rawframe
+    list's three fields and a label in other digits are each one line naming the list's line;
+    two videos whose features would share one .npy are refused by extract."""
+    from tf_models.video.evaluate import EvaluateError, read_list
+    from tf_models.video.extract import read_video_list
+
+    listing = tmp_path / "list.txt"
+    listing.write_bytes("\ufeffa/b.mp4 3\nc.mp4 5\n".encode("utf-8"))
+    assert read_list(str(listing), 400) == [("a/b.mp4", 3), ("c.mp4", 5)]
+    assert read_video_list(str(listing)) == ["a/b.mp4", "c.mp4"]
+    refused = {
+        "a.mp4 3\nb.mp4 4\na.mp4 7\n": ":3: a.mp4 is listed again (first at line 1); list "
+                                       "each video once",
+        "a.mp4 3\nfolder/video_1 120 5\n": ":2: expected 'relative/path.mp4 LABEL', found "
+                                          "three fields 'folder/video_1 120 5' (upstream's "
+                                          "rawframe lists say 'FOLDER FRAMES LABEL')",
+        "a.mp4 \u00b2\n": ":1: expected 'relative/path.mp4 LABEL', found 'a.mp4 \u00b2'",
+    }
+    for text, message in refused.items():
+        listing.write_text(text, encoding="utf-8")
+        with pytest.raises(EvaluateError) as caught:
+            read_list(str(listing), 400)
+        assert str(caught.value).startswith(f"{listing}{message}"), str(caught.value)
+    listing.write_text("v/a.mp4\nv/b.mp4\nv/a.mp4\nv/a.ts 2\n")
+    with pytest.raises(EvaluateError) as caught:
+        read_video_list(str(listing))
+    assert str(caught.value) == (f"{listing}:4: v/a.ts and v/a.mp4 (line 1) would both write "
+                                 "v/a.npy; rename one")
+
+
 def test_evaluate_resumes_after_kill(labelled_list, tiny_models, single_run, tmp_path):
     root, list_path = labelled_list
     out = str(tmp_path / "killed")
@@ -513,6 +614,49 @@ def test_merge_cli_and_bad_list(single_run, labelled_list, tmp_path, monkeypatch
     assert_one_error_line(result, 2, f"{bad_list}:2")
     result = CliRunner().invoke(merge_command, [str(tmp_path)])
     assert_one_error_line(result, 2, str(tmp_path))
+
+
+def test_merge_out_writes_a_summary_and_overwrites_nothing_else(single_run, tmp_path):
+    """merge --out: a new file (its folder made), or a summary it wrote before; a folder, the
+    results it reads or any other file are one line and left as they were (before: the
+    results file was replaced by the summary, a folder was a traceback)."""
+    from click.testing import CliRunner
+
+    from videomae_cli.video import merge_command
+
+    _, out, path, summary, _, _ = single_run
+    with open(path, "rb") as handle:
+        results = handle.read()
+    target = tmp_path / "new" / "folder" / "summary.json"
+    for _ in range(2):  # written, then its own summary replaced
+        result = CliRunner().invoke(merge_command, [out, "--out", str(target)])
+        assert result.exit_code == 0, result.output
+        assert json.loads(target.read_text())["top1"] == summary["top1"]
+    other = tmp_path / "notes.txt"
+    other.write_text("mine")
+    for given, problem in ((path, "exists and is not a summary"), (str(other), "exists and is "
+                           "not a summary"), (str(tmp_path), "is a folder; --out names")):
+        result = CliRunner().invoke(merge_command, [out, "--out", given])
+        line = assert_one_error_line(result, 2, given)
+        assert problem in line
+    with open(path, "rb") as handle:
+        assert handle.read() == results
+    assert other.read_text() == "mine"
+    assert not [name for name in os.listdir(tmp_path) if ".tmp" in name]
+
+
+def test_evaluate_exits_two_when_no_video_could_be_scored(labelled_list, tiny_models, tmp_path):
+    from click.testing import CliRunner
+
+    from videomae_cli.video import evaluate_command
+
+    _, list_path = labelled_list
+    result = CliRunner().invoke(evaluate_command, [
+        "--model", tiny_models["k400"].paths["keras"], "--list", list_path, "--root",
+        str(tmp_path / "wrong_root"), "--out", str(tmp_path / "out"), "-q"])
+    assert result.exit_code == 2, result.output
+    videos = 10 + len(EXPECTED_PROBLEM)  # the labelled list's good and broken videos
+    assert f"no video could be scored ({videos} failed)" in result.stdout
 
 
 def test_class_names_are_complete_and_in_upstream_order():

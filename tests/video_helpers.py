@@ -39,7 +39,7 @@ def _frames(path, limit=None):
 
 
 def write_video(path, frames, rate=25, faststart=False, muxer=None):
-    """Encode RGB uint8 frames (even sizes) as H.264 in an mp4 (or the ``muxer`` format) at ``path``."""
+    """Encode RGB uint8 frames (even sizes) as H.264 at ``path``: an mp4, or ``muxer``."""
     import av
 
     height, width = frames[0].shape[:2]

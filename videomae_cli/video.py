@@ -4,7 +4,7 @@
 TensorFlow is imported inside the commands, after ``quiet.prepare_environment``, so its
 start-up lines stay off the terminal unless ``--verbose``. Exit codes: 0 success, 2 bad input
 (one ``error:`` line per problem on stderr, no traceback); predict also exits 2 when any video
-failed, after classifying the others.
+failed, after classifying the others, and evaluate when no video could be scored.
 """
 
 from __future__ import annotations
@@ -209,6 +209,9 @@ def evaluate_command(model_spec, list_path, root, out_dir, shard, views, dataset
     def on_error(message):
         tqdm.write(f"error: {message}", file=sys.stderr)
 
+    def on_note(message):
+        tqdm.write(f"note: {message}", file=sys.stderr)
+
     def progress(count):
         bars[0].update(count)
 
@@ -224,7 +227,7 @@ def evaluate_command(model_spec, list_path, root, out_dir, shard, views, dataset
                 model, items, root, out_dir, views=views,
                 batch_size=batch_size, actors=actors, gpus_per_actor=gpus_per_actor,
                 address=ray_address, on_error=on_error, progress=progress, on_total=on_total,
-                verbose=verbose)
+                verbose=verbose, on_note=on_note)
         else:
             _, stats = evaluate_list(model, items, root, out_dir, shard=from_shard,
                                      views=views, workers=workers, batch_size=batch_size,
@@ -243,13 +246,21 @@ def evaluate_command(model_spec, list_path, root, out_dir, shard, views, dataset
         summary["run"].update(facts)
     _write_summary(os.path.join(out_dir, "summary.json"), summary)
     _print_summary(summary, as_json, out_dir)
+    if summary["top1"] is None:  # every video failed (a wrong --root?): nothing was measured
+        raise click.exceptions.Exit(EXIT_BAD_INPUT)
 
 
 def _write_summary(path: str, summary: dict) -> None:
-    temporary = path + ".tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(summary, handle, indent=1)
-    os.replace(temporary, path)
+    """Write ``summary`` to ``path`` atomically, making its folder if missing."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    temporary = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(summary, handle, indent=1)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
 
 
 def _print_summary(summary: dict, as_json: bool, where: str) -> None:
@@ -291,12 +302,37 @@ def merge_command(folders, out_path, as_json, verbose):
     from tf_models.video.evaluate import EvaluateError, merge_results
 
     try:
+        if out_path:
+            _check_summary_path(out_path)
         summary = merge_results(folders)
+        if out_path:
+            _write_summary(out_path, summary)
     except EvaluateError as error:
         raise _fail(str(error))
-    if out_path:
-        _write_summary(out_path, summary)
+    except OSError as error:
+        raise _fail(f"{out_path}: cannot write the summary ({error.strerror or error})")
     _print_summary(summary, as_json, out_path or ", ".join(folders))
+
+
+def _check_summary_path(path: str) -> None:
+    """merge's --out: a file to write, or a summary written before (which it replaces); never
+    a folder, a results file or anything else that is there."""
+    from tf_models.video.evaluate import EvaluateError
+
+    if os.path.isdir(path):
+        raise EvaluateError(f"{path}: is a folder; --out names the summary's JSON file (e.g. "
+                            f"{os.path.join(path, 'summary.json')})")
+    if not os.path.exists(path):
+        return
+    try:
+        with open(path, encoding="utf-8") as handle:
+            found = json.load(handle)
+    except (OSError, ValueError):
+        found = None
+    if not (isinstance(found, dict) and {"top1", "top5", "list_videos"} <= set(found)):
+        raise EvaluateError(f"{path}: exists and is not a summary of videomae-evaluate; "
+                            "--out writes a new file (or replaces a summary): choose another "
+                            "path")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -364,6 +400,9 @@ def extract_command(model_spec, list_path, root, out_dir, stride, views, dataset
     def on_error(message):
         tqdm.write(f"error: {message}", file=sys.stderr)
 
+    def on_note(message):
+        tqdm.write(f"note: {message}", file=sys.stderr)
+
     try:
         if engine == "ray":
             from tf_models.video.ray_engine import extract_on_ray
@@ -372,7 +411,7 @@ def extract_command(model_spec, list_path, root, out_dir, stride, views, dataset
                                      batch_size=batch_size, actors=actors,
                                      gpus_per_actor=gpus_per_actor, address=ray_address,
                                      on_error=on_error, progress=lambda n: bars[0].update(n),
-                                     on_total=on_total, verbose=verbose)
+                                     on_total=on_total, verbose=verbose, on_note=on_note)
         else:
             summary = extract_list(model, videos, root, out_dir, sampling, workers=workers,
                                    batch_size=batch_size, on_error=on_error,

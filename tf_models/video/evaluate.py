@@ -17,6 +17,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..artifacts.checksums import tree_sha256
 from .decode import MAX_PIXELS, VideoError, read_views
 from .labels import class_names
 from .predict import DEFAULT_BATCH, merge_views, model_protocol, top_k
@@ -60,28 +62,44 @@ class RunStats:
 def read_list_lines(path: str) -> List[str]:
     """The lines of a video list; EvaluateError (one line) when it cannot be read."""
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8-sig") as handle:  # a byte-order mark is no path
             return handle.read().splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise EvaluateError(f"{path}: cannot read the list ({error.__class__.__name__}: "
                             f"{error})") from None
 
 
+def is_label(text: str) -> bool:
+    """An integer written in ASCII digits (``str.isdigit`` also takes ``²``, which int() does
+    not)."""
+    return re.fullmatch(r"-?[0-9]+", text) is not None
+
+
 def read_list(path: str, num_classes: Optional[int] = None) -> List[Tuple[str, int]]:
-    """Upstream's annotation list: ``relative/path.mp4 label`` per line, space separated."""
+    """Upstream's annotation list: ``relative/path.mp4 label`` per line, space separated, each
+    video once."""
     lines = read_list_lines(path)
-    items = []
+    items, first_at = [], {}
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         parts = line.strip().rsplit(None, 1)
-        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+        if len(parts) != 2 or not is_label(parts[1]):
             raise EvaluateError(f"{path}:{number}: expected 'relative/path.mp4 LABEL', found "
                                 f"{line.strip()[:80]!r}")
+        fields = parts[0].rsplit(None, 1)
+        if len(fields) == 2 and is_label(fields[1]):
+            raise EvaluateError(f"{path}:{number}: expected 'relative/path.mp4 LABEL', found "
+                                f"three fields {line.strip()[:80]!r} (upstream's rawframe "
+                                "lists say 'FOLDER FRAMES LABEL'); list the video files")
         label = int(parts[1])
         if label < 0 or (num_classes is not None and label >= num_classes):
             raise EvaluateError(f"{path}:{number}: label {label} is outside 0..{num_classes - 1}"
                                 " of the model's classes")
+        if parts[0] in first_at:
+            raise EvaluateError(f"{path}:{number}: {parts[0]} is listed again (first at line "
+                                f"{first_at[parts[0]]}); list each video once")
+        first_at[parts[0]] = number
         items.append((parts[0], label))
     if not items:
         raise EvaluateError(f"{path}: the list holds no videos")
@@ -144,21 +162,41 @@ def read_results(path: str) -> Tuple[Optional[dict], Dict[str, dict], int]:
     return header, records, good
 
 
+# what must agree for results to belong to one run; "model_sha256" only where both headers
+# have it (results files written before it was recorded carry the model's name alone)
+RUN_KEYS = ("model", "model_sha256", "dataset", "views", "num_frames", "img_size",
+            "list_sha256")
+
+
+def _shown(key: str, value):
+    # a digest is told apart by its first characters
+    return repr(value[:12] + "...") if key.endswith("sha256") and isinstance(value, str) \
+        else repr(value)
+
+
 def _header_mismatch(found: dict, expected: dict, keys: Iterable[str]) -> List[str]:
-    return [f"{key} {found.get(key)!r} (not {expected.get(key)!r})" for key in keys
-            if found.get(key) != expected.get(key)]
+    return [f"{key} {_shown(key, found.get(key))} (not {_shown(key, expected.get(key))})"
+            for key in keys if found.get(key) != expected.get(key)
+            and not (key == "model_sha256" and None in (found.get(key), expected.get(key)))]
 
 
 def open_results(path: str, header: dict) -> Tuple[Dict[str, dict], object]:
-    """Open (or resume) the results file at ``path``: (records already there, append handle)."""
+    """Open (or resume) the results file at ``path``: (records already there, append handle).
+
+    A new file appears with its header already in it (written to a temporary name, then
+    renamed): a run stopped before that, by a kill or a full disk, leaves no file that the
+    next run would take for someone else's. An empty file (left so by an earlier version) is
+    such a start too."""
     done: Dict[str, dict] = {}
-    if os.path.exists(path):
+    if os.path.exists(os.path.join(os.path.dirname(path), "extract.json")):
+        raise EvaluateError(f"{os.path.dirname(path) or '.'}: holds videomae-extract features "
+                            "(and their summary.json); use another --out folder for results")
+    if os.path.exists(path) and os.path.getsize(path) > 0:
         found, done, good = read_results(path)
         if found is None:
             raise EvaluateError(f"{path}: not a results file of videomae-evaluate; use another "
                                 "--out folder")
-        mismatch = _header_mismatch(found, header, ("model", "dataset", "views", "num_frames",
-                                                    "img_size", "list_sha256", "shard"))
+        mismatch = _header_mismatch(found, header, RUN_KEYS + ("shard",))
         if mismatch:
             raise EvaluateError(f"{path}: holds results of another run ({'; '.join(mismatch)}); "
                                 "use another --out folder or remove it")
@@ -167,8 +205,16 @@ def open_results(path: str, header: dict) -> Tuple[Dict[str, dict], object]:
         handle.seek(good)
     else:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        handle = open(path, "wb")
-        append_record(handle, {"header": header})
+        temporary = f"{path}.tmp{os.getpid()}"
+        try:
+            with open(temporary, "wb") as handle:
+                append_record(handle, {"header": header})
+            os.replace(temporary, path)
+        finally:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+        handle = open(path, "r+b")
+        handle.seek(0, os.SEEK_END)
     return done, handle
 
 
@@ -181,8 +227,12 @@ def append_record(handle, record: dict) -> None:
 
 def run_header(model, protocol, items: Sequence[Tuple[str, int]],
                shard: Tuple[int, int] = (1, 1)) -> dict:
-    """The header line of a results file: what model, protocol, list and shard it holds."""
-    return {"model": model.name, "dataset": model.dataset, "views": protocol.views_label,
+    """The header line of a results file: what model (its name, and the sha256 of the file or
+    folder it was read from: another model under the same name is another run), protocol,
+    list and shard it holds."""
+    path = getattr(model, "path", None)
+    return {"model": model.name, "model_sha256": tree_sha256(path) if path else None,
+            "dataset": model.dataset, "views": protocol.views_label,
             "num_frames": model.num_frames, "img_size": model.img_size,
             "list_sha256": list_digest(items), "list_videos": len(items),
             "shard": list(shard)}
@@ -337,8 +387,7 @@ def merge_results(folders: Sequence[str]) -> dict:
             raise EvaluateError(f"{path}: not a results file of videomae-evaluate")
         if first is None:
             first = header
-        mismatch = _header_mismatch(header, first, ("model", "dataset", "views", "num_frames",
-                                                    "img_size", "list_sha256"))
+        mismatch = _header_mismatch(header, first, RUN_KEYS)
         if mismatch:
             raise EvaluateError(f"{path}: results of another run than {paths[0]} "
                                 f"({'; '.join(mismatch)})")

@@ -11,6 +11,7 @@ steps on a Ray cluster and writes the same files.
 from __future__ import annotations
 
 import collections
+import glob
 import json
 import os
 import time
@@ -19,8 +20,9 @@ from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
+from ..artifacts.checksums import tree_sha256
 from .decode import MAX_PIXELS, VideoError
-from .evaluate import EvaluateError, RunStats, list_digest, read_list_lines
+from .evaluate import EvaluateError, RunStats, is_label, list_digest, read_list_lines
 from .features import Sampling, pooled_features, read_inputs, segment_clips
 
 HEADER_NAME = "extract.json"
@@ -30,17 +32,21 @@ FAILED_NAME = "failed.jsonl"
 def read_video_list(path: str) -> List[str]:
     """Video paths of a list: ``relative/path.mp4`` or upstream's ``relative/path.mp4 LABEL``."""
     lines = read_list_lines(path)
-    videos = []
-    for line in lines:
+    videos, written_by = [], {}
+    for number, line in enumerate(lines, 1):
         parts = line.strip().rsplit(None, 1)
         if not parts:
             continue
-        has_label = len(parts) == 2 and parts[1].lstrip("-").isdigit()
+        has_label = len(parts) == 2 and is_label(parts[1])
         video = parts[0] if has_label else line.strip()
         try:  # every features path is known good before a run writes its header
-            feature_path("", video)
+            target = feature_path("", video)
         except EvaluateError as error:
             raise EvaluateError(f"{path}: {error}") from None
+        other = written_by.setdefault(target, (video, number))
+        if other[0] != video:  # the same video twice is extracted once; two videos, no
+            raise EvaluateError(f"{path}:{number}: {video} and {other[0]} (line {other[1]}) "
+                                f"would both write {target}; rename one")
         videos.append(video)
     if not videos:
         raise EvaluateError(f"{path}: the list holds no videos")
@@ -56,8 +62,11 @@ def feature_path(out_dir: str, video: str) -> str:
 
 
 def extract_header(model, sampling: Sampling, videos: Sequence[str]) -> dict:
-    """What an extract folder holds: model, sampling and list."""
-    return {"model": model.name, "sampling": sampling.label, "num_frames": model.num_frames,
+    """What an extract folder holds: model (name, and sha256 of its file or folder), sampling
+    and list."""
+    path = getattr(model, "path", None)
+    return {"model": model.name, "model_sha256": tree_sha256(path) if path else None,
+            "sampling": sampling.label, "num_frames": model.num_frames,
             "img_size": model.img_size, "list_sha256": list_digest([(v, 0) for v in videos]),
             "list_videos": len(videos)}
 
@@ -68,6 +77,9 @@ def open_extract(out_dir: str, header: dict, videos: Sequence[str]) -> None:
     refuse its corrected rerun."""
     for video in videos:
         feature_path(out_dir, video)
+    if glob.glob(os.path.join(glob.escape(out_dir), "results*.jsonl")):
+        raise EvaluateError(f"{out_dir}: holds videomae-evaluate results (and their "
+                            "summary.json); use another --out folder for features")
     path = os.path.join(out_dir, HEADER_NAME)
     if os.path.exists(path):
         try:
@@ -77,8 +89,10 @@ def open_extract(out_dir: str, header: dict, videos: Sequence[str]) -> None:
             raise EvaluateError(f"{path}: not a videomae-extract header; use another --out "
                                 "folder") from None
         mismatch = [f"{key} {found.get(key)!r} (not {header[key]!r})"
-                    for key in ("model", "sampling", "num_frames", "img_size", "list_sha256")
-                    if found.get(key) != header[key]]
+                    for key in ("model", "model_sha256", "sampling", "num_frames", "img_size",
+                                "list_sha256")
+                    if found.get(key) != header[key]
+                    and not (key == "model_sha256" and None in (found.get(key), header[key]))]
         if mismatch:
             raise EvaluateError(f"{path}: holds features of another run ({'; '.join(mismatch)})"
                                 "; use another --out folder or remove it")

@@ -118,6 +118,7 @@ class FeatureModel:
     dataset: Optional[str]
     run_batch: Callable
     notes: Tuple[str, ...] = ()  # what loading it changed or assumed (VideoModel.notes)
+    path: Optional[str] = None   # the local file or folder the weights came from (VideoModel)
 
     def run(self, inputs: np.ndarray) -> np.ndarray:
         return np.asarray(self.run_batch(np.ascontiguousarray(inputs, dtype=np.float32)))
@@ -203,7 +204,8 @@ def load_feature_model(spec: str, dataset: Optional[str] = None) -> FeatureModel
         or dataset_from_name(name) or dataset_from_name(spec)
     return FeatureModel(name=name, source=spec, num_frames=frames, img_size=size,
                         dataset=dataset, run_batch=run,
-                        notes=tuple(getattr(model, "conversion_notes", ())))
+                        notes=tuple(getattr(model, "conversion_notes", ())),
+                        path=resolved.path if os.path.exists(resolved.path) else None)
 
 
 def pooled_features(model: FeatureModel, clips_uint8: np.ndarray, sampling: Sampling,

@@ -48,6 +48,9 @@ class VideoModel:
     labels: Optional[Tuple[str, ...]] = None
     # what loading it changed or assumed (a transformers config's corrected head count)
     notes: Tuple[str, ...] = ()
+    # the local file or folder the weights were read from (a zoo name's or handle's download
+    # included), None when there is none: what identifies the model beyond its name
+    path: Optional[str] = None
 
     def run(self, views: np.ndarray) -> np.ndarray:
         """Logits (batch, classes) as float32 numpy for normalised views (batch, T, S, S, 3)."""
@@ -186,4 +189,5 @@ def load_video_model(spec: str, dataset: Optional[str] = None) -> VideoModel:
     return VideoModel(name=name, source=spec, kind=kind, num_frames=frames, img_size=size,
                       num_classes=num_classes, dataset=chosen, dataset_from=chosen_from,
                       run_batch=run, labels=getattr(model, "class_labels", None),
-                      notes=tuple(getattr(model, "conversion_notes", ())))
+                      notes=tuple(getattr(model, "conversion_notes", ())),
+                      path=resolved.path if os.path.exists(resolved.path) else None)

@@ -32,8 +32,8 @@ from typing import Callable, Dict, Iterator, Optional, Sequence, Set, Tuple
 import numpy as np
 
 from .decode import MAX_PIXELS, VideoError
-from .evaluate import (RunStats, append_record, open_results, pending_items, results_path,
-                       run_header)
+from .evaluate import (EvaluateError, RunStats, append_record, open_results, pending_items,
+                       results_path, run_header)
 from .extract import (extract_header, extract_summary, feature_path, open_extract,
                       pending_videos, record_failure, save_features, save_json)
 from .features import Sampling, array_bytes, bytes_array, read_inputs, segment_clips
@@ -49,20 +49,79 @@ def node_id() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
+# how long a cluster address may take to accept a connection before it is called unreachable
+# (Ray's own client retries for minutes, silently at the log level a run keeps)
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _check_reachable(address: Optional[str]) -> None:
+    """EvaluateError (one line) when ``address`` (``HOST:PORT`` or ``ray://HOST:PORT``) does
+    not accept a TCP connection; ``auto``, ``local`` and no address are Ray's to find."""
+    import socket
+
+    if not address or address in ("auto", "local"):
+        return
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        problem = error.strerror or type(error).__name__
+        raise EvaluateError(f"--engine ray: nothing answers at {address} ({problem}); start "
+                            "the cluster (ray start --head) or give its head's address "
+                            "(--ray-address or RAY_ADDRESS)") from None
+
+
+def _check_resources(actors: int, gpus_per_actor: float, fixed: bool,
+                     on_note: Callable[[str], None]) -> None:
+    """The actors and at least one decoding task must fit the cluster's CPUs and GPUs, or Ray
+    Data waits for them forever. A local cluster started here cannot grow: EvaluateError (one
+    line); another may be autoscaled: a note, and the run waits."""
+    import ray
+
+    have = ray.cluster_resources()
+    cpus, gpus = have.get("CPU", 0.0), have.get("GPU", 0.0)
+    need_cpus = 1 + (0 if gpus_per_actor else actors)  # an actor holds 1 CPU or its GPUs
+    need_gpus = actors * gpus_per_actor
+    if cpus >= need_cpus and gpus >= need_gpus:
+        return
+    message = (f"the Ray cluster has {cpus:g} CPUs and {gpus:g} GPUs; --actors {actors} "
+               f"--gpus-per-actor {gpus_per_actor:g} needs {need_cpus} CPUs (each model actor "
+               f"without a GPU holds one, decoding at least one more) and {need_gpus:g} GPUs")
+    if fixed:
+        raise EvaluateError(f"--engine ray: {message}; lower --actors or --gpus-per-actor")
+    on_note(f"{message}: the run waits until the cluster has them")
+
+
 @contextlib.contextmanager
-def ray_session(address: Optional[str] = None, verbose: bool = False):
-    """Connect to the cluster at ``address`` (else ``RAY_ADDRESS``, else start a local one).
+def ray_session(address: Optional[str] = None, verbose: bool = False, actors: int = 1,
+                gpus_per_actor: float = 0.0, on_note: Optional[Callable[[str], None]] = None):
+    """Connect to the cluster at ``address`` (else ``RAY_ADDRESS``, else start a local one),
+    after checking that an address answers; then check that ``actors`` model actors with
+    ``gpus_per_actor`` each, and decoding beside them, fit the cluster.
 
     A connection the caller already made is used as is and left open.
     """
     import ray
 
+    note = on_note or logging.getLogger(__name__).warning
     if ray.is_initialized():
+        _check_resources(actors, gpus_per_actor, False, note)
         yield
         return
-    ray.init(address=address, log_to_driver=verbose,
-             logging_level=logging.INFO if verbose else logging.ERROR)
+    target = address or os.environ.get("RAY_ADDRESS")
+    _check_reachable(target)
     try:
+        ray.init(address=address, log_to_driver=verbose,
+                 logging_level=logging.INFO if verbose else logging.ERROR)
+    except ConnectionError as error:
+        raise EvaluateError(f"--engine ray: cannot connect to a Ray cluster at {target} "
+                            f"({' '.join(str(error).split())[:200]}); start one (ray start "
+                            "--head) or leave --ray-address and RAY_ADDRESS unset for a local "
+                            "one") from None
+    try:
+        _check_resources(actors, gpus_per_actor, not target or target == "local", note)
         yield
     finally:
         ray.shutdown()
@@ -234,7 +293,9 @@ def evaluate_on_ray(model, items: Sequence[Tuple[str, int]], root: str, out_dir:
                     on_error: Optional[Callable[[str], None]] = None,
                     progress: Optional[Callable[[int], None]] = None,
                     on_total: Optional[Callable[[int, int], None]] = None,
-                    verbose: bool = False) -> Tuple[str, RunStats, dict]:
+                    verbose: bool = False,
+                    on_note: Optional[Callable[[str], None]] = None
+                    ) -> Tuple[str, RunStats, dict]:
     """``evaluate.evaluate_list`` on a Ray cluster: the same ``results.jsonl`` records.
 
     ``model`` (a VideoModel loaded here) gives the header and protocol; each actor loads
@@ -254,7 +315,7 @@ def evaluate_on_ray(model, items: Sequence[Tuple[str, int]], root: str, out_dir:
     clock = _Clock()
     try:
         if todo:
-            with ray_session(address, verbose):
+            with ray_session(address, verbose, actors, gpus_per_actor, on_note):
                 for row in stream_outputs(todo, root, _spec_for_cluster(spec or model.source),
                                           model.dataset, "logits", sampling, batch_size,
                                           actors, gpus_per_actor, protocol.num_views,
@@ -296,7 +357,8 @@ def extract_on_ray(model, videos: Sequence[str], root: str, out_dir: str, sampli
                    on_error: Optional[Callable[[str], None]] = None,
                    progress: Optional[Callable[[int], None]] = None,
                    on_total: Optional[Callable[[int, int], None]] = None,
-                   verbose: bool = False) -> dict:
+                   verbose: bool = False,
+                   on_note: Optional[Callable[[str], None]] = None) -> dict:
     """``extract.extract_list`` on a Ray cluster: the same ``.npy`` files and summary.
 
     The summary's ``run`` also names the nodes that decoded and ran the model.
@@ -310,7 +372,7 @@ def extract_on_ray(model, videos: Sequence[str], root: str, out_dir: str, sampli
     clock = _Clock()
     try:
         if todo:
-            with ray_session(address, verbose):
+            with ray_session(address, verbose, actors, gpus_per_actor, on_note):
                 for row in stream_outputs([(v, 0) for v in todo], root,
                                           _spec_for_cluster(spec or model.source),
                                           model.dataset, "features", sampling, batch_size,
