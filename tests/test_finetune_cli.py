@@ -182,17 +182,23 @@ def test_an_unwritable_out_is_one_line_and_nonzero(workspace, tmp_path):
 
 
 def test_a_label_outside_the_classes_is_one_line(workspace, tmp_path):
+    """...the line after a video listed twice: a training list may repeat a video to sample it
+    more often (videomae-evaluate's lists may not)."""
     from videomae_cli.finetune import finetune_command
 
     root, model = workspace
     bad_list = tmp_path / "list.txt"
-    bad_list.write_text("bikes.mp4 7\n")
-    result = CliRunner().invoke(finetune_command, [
-        "--model", model, "--list", str(bad_list), "--root", str(root / "videos"),
-        "--num-classes", "3", "--out", str(tmp_path / "out"), "-q"])
-    assert result.exit_code == 2
-    assert result.output.strip() == (f"error: {bad_list}:1: label 7 is outside 0..2 of the "
-                                     "model's classes")
+    bad_list.write_text("bikes.mp4 1\nbikes.mp4 1\nbikes.mp4 7\n")
+    for option in ("--list", "--val-list"):
+        args = ["--list", str(bad_list if option == "--list" else root / "train.txt")]
+        if option == "--val-list":
+            args += ["--val-list", str(bad_list)]
+        result = CliRunner().invoke(finetune_command, [
+            "--model", model, *args, "--root", str(root / "videos"), "--num-classes", "3",
+            "--out", str(tmp_path / "out"), "-q"])
+        assert result.exit_code == 2
+        assert result.output.strip() == (f"error: {bad_list}:3: label 7 is outside 0..2 of "
+                                         "the model's classes")
 
 
 @pytest.mark.slow

@@ -447,6 +447,38 @@ def test_evaluate_refuses_results_of_another_run(single_run, labelled_list, tmp_
         evaluate_list(model, items[:-1], root, out)
 
 
+def test_evaluate_interrupted_is_one_line_and_keeps_what_it_scored(labelled_list, tiny_models,
+                                                                   tmp_path):
+    """Ctrl-C (SIGINT) mid-list: one ``error:`` line saying the run resumes, exit 2, as
+    videomae-convert does (before: click's "Aborted!", exit 1, the exit of a failed check)."""
+    root, list_path = labelled_list
+    out = str(tmp_path / "interrupted")
+    main = ("import sys; from videomae_cli.video import evaluate_main; "
+            "sys.argv[0] = 'videomae-evaluate'; evaluate_main()")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p))
+    child = subprocess.Popen([sys.executable, "-c", main, "--model",
+                              tiny_models["k400"].paths["keras"], "--list", list_path, "--root",
+                              root, "--out", out, "--workers", "1", "--batch-size", "1", "-q"],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    results = os.path.join(out, "results.jsonl")
+    deadline = time.time() + 300
+    while time.time() < deadline and child.poll() is None:
+        if os.path.exists(results) and open(results).read().count("\n") >= 3:
+            break
+        time.sleep(0.05)
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=120)
+    assert child.returncode == 2, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error: interrupted")]
+    assert errors == [f"error: interrupted; the videos scored so far are kept in {out}: run "
+                      "again with the same --out to resume"], stderr
+    assert "Traceback" not in stderr and "Aborted!" not in stderr
+    with open(results) as handle:
+        assert handle.read().count("\n") >= 3  # the header and what was scored, kept
+
+
 def test_evaluate_refuses_to_resume_with_another_model_of_the_same_name(single_run,
                                                                       labelled_list,
                                                                       tiny_models, tmp_path):

@@ -240,6 +240,10 @@ def evaluate_command(model_spec, list_path, root, out_dir, shard, views, dataset
     except OSError as error:
         close_bars()
         raise _fail(f"{out_dir}: cannot write results ({error.strerror or error})")
+    except KeyboardInterrupt:  # as videomae-convert: one line, exit 2 (click's is "Aborted!", 1)
+        close_bars()
+        raise _fail(f"interrupted; the videos scored so far are kept in {out_dir}: run again "
+                    "with the same --out to resume")
     close_bars()
     summary["run"] = stats.to_dict()
     if engine == "ray":
@@ -420,6 +424,9 @@ def extract_command(model_spec, list_path, root, out_dir, stride, views, dataset
         raise _fail(str(error))
     except OSError as error:
         raise _fail(f"{out_dir}: cannot write features ({error.strerror or error})")
+    except KeyboardInterrupt:
+        raise _fail(f"interrupted; the features written so far are kept in {out_dir}: run "
+                    "again with the same --out to resume")
     finally:
         for bar in bars:
             bar.close()

@@ -9,7 +9,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional
 
 import numpy as np
 
@@ -219,8 +219,8 @@ def finetune(config: FinetuneConfig, on_step: Optional[Callable[[int, int, float
     from ..video.evaluate import EvaluateError, read_list
 
     try:
-        items = read_list(config.list_path, config.num_classes)
-        val_items = (read_list(config.val_list, config.num_classes)
+        items = read_list(config.list_path, config.num_classes, each_once=False)
+        val_items = (read_list(config.val_list, config.num_classes, each_once=False)
                      if config.val_list else None)
     except EvaluateError as error:
         raise FinetuneError(str(error)) from None
@@ -331,11 +331,3 @@ def write_summary(path: str, result: FinetuneResult) -> None:
     os.replace(temporary, path)
 
 
-def read_items(path: str, num_classes: int) -> Sequence[Tuple[str, int]]:
-    """The list at ``path`` (``relative/path.mp4 LABEL`` lines) or FinetuneError."""
-    from ..video.evaluate import EvaluateError, read_list
-
-    try:
-        return read_list(path, num_classes)
-    except EvaluateError as error:
-        raise FinetuneError(str(error)) from None

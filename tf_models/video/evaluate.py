@@ -75,9 +75,11 @@ def is_label(text: str) -> bool:
     return re.fullmatch(r"-?[0-9]+", text) is not None
 
 
-def read_list(path: str, num_classes: Optional[int] = None) -> List[Tuple[str, int]]:
-    """Upstream's annotation list: ``relative/path.mp4 label`` per line, space separated, each
-    video once."""
+def read_list(path: str, num_classes: Optional[int] = None,
+              each_once: bool = True) -> List[Tuple[str, int]]:
+    """Upstream's annotation list: ``relative/path.mp4 label`` per line, space separated; each
+    video once unless ``each_once`` is False (a training list may repeat a video to sample it
+    more often; results are keyed by video, so an evaluated one may not)."""
     lines = read_list_lines(path)
     items, first_at = [], {}
     for number, line in enumerate(lines, 1):
@@ -96,7 +98,7 @@ def read_list(path: str, num_classes: Optional[int] = None) -> List[Tuple[str, i
         if label < 0 or (num_classes is not None and label >= num_classes):
             raise EvaluateError(f"{path}:{number}: label {label} is outside 0..{num_classes - 1}"
                                 " of the model's classes")
-        if parts[0] in first_at:
+        if each_once and parts[0] in first_at:
             raise EvaluateError(f"{path}:{number}: {parts[0]} is listed again (first at line "
                                 f"{first_at[parts[0]]}); list each video once")
         first_at[parts[0]] = number
