@@ -74,3 +74,57 @@ def test_a_new_head_starts_as_upstream_fine_tuning_does(tiny_classifier):
     assert 0 < kernel.std() < 0.02 * 0.001 * 1.5  # trunc-normal(0.02) scaled by 0.001
     assert not keras.ops.convert_to_numpy(tiny_classifier.head.bias).any()
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(tiny_classifier.fc_norm.gamma), 1)
+
+
+def test_a_model_trained_in_mixed_precision_is_saved_as_float32(tmp_path):
+    """--mixed-precision trains under mixed_bfloat16; model.keras is the plain float32 model
+    the README promises, every layer (the backbone's policy sits inside the task's config:
+    before, only the top level was reset, and the saved model ran, and exported, in bf16)."""
+    import keras
+
+    import tf_models
+    from model_harness import randomise
+    from tf_models.train.loop import save_model
+
+    preset = tf_models.get_preset(TINY_FT)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        mixed = tf_models.VideoMAEVideoClassifier(**preset.backbone_config(), num_classes=5)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    randomise(mixed)
+    path = save_model(mixed, str(tmp_path / "model.keras"))
+    assert keras.config.dtype_policy().name == previous.name
+    loaded = keras.saving.load_model(path, compile=False)
+    policies = {layer.dtype_policy.name for layer in loaded._flatten_layers()}
+    assert policies == {"float32"}, policies
+    plain = tf_models.VideoMAEVideoClassifier(**preset.backbone_config(), num_classes=5)
+    for target, source in zip(plain.weights, mixed.weights):
+        target.assign(np.asarray(source.value, dtype=np.float32))
+    clip = np.random.default_rng(1).standard_normal((2, 4, 32, 32, 3), dtype=np.float32)
+    found = np.asarray(loaded(clip))
+    assert found.dtype == np.float32
+    np.testing.assert_array_equal(found, np.asarray(plain(clip)))
+
+
+def test_a_damaged_checkpoint_is_one_line_naming_it(tmp_path):
+    """An empty checkpoint.npz (before: EOFError, which click took for Ctrl-C: "Aborted!") or
+    one cut short (before: a BadZipFile traceback) is a CheckpointError naming the file."""
+    import json
+
+    from tf_models.train.checkpoint import CheckpointError, read_state
+
+    whole = tmp_path / "whole.npz"
+    state = np.frombuffer(json.dumps({"format": "x"}).encode(), dtype=np.uint8)
+    np.savez(whole, state=state, model_0=np.random.default_rng(0).standard_normal(50_000))
+    assert read_state(str(whole)) == {"format": "x"}
+    data = whole.read_bytes()
+    for name, content in (("empty.npz", b""), ("cut.npz", data[: len(data) // 2]),
+                          ("text.npz", b"not a checkpoint\n")):
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(CheckpointError) as caught:
+            read_state(str(path))
+        assert str(caught.value).startswith(f"{path}: not a readable videomae-finetune "
+                                            "checkpoint ("), str(caught.value)

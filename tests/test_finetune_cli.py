@@ -201,6 +201,39 @@ def test_a_label_outside_the_classes_is_one_line(workspace, tmp_path):
                                          "the model's classes")
 
 
+def test_val_views_are_checked_before_any_training(workspace, tmp_path):
+    """Before: a --val-views the protocol cannot take failed after the first epoch's training
+    (a traceback, exit 1, nothing saved, and every rerun the same)."""
+    from videomae_cli.finetune import finetune_command
+
+    root, model = workspace
+    result = CliRunner().invoke(finetune_command, [
+        "--model", model, "--list", str(root / "train.txt"), "--root", str(root / "videos"),
+        "--val-list", str(root / "val.txt"), "--val-views", "0x3", "--num-classes", "3",
+        "--out", str(tmp_path / "out"), "-q"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == ("error: views '0x3': expected CLIPSxCROPS with both at "
+                                     "least 1, e.g. 5x3")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_run_leaves_kerass_global_dtype_policy_as_it_found_it(workspace, tmp_path):
+    """finetune(dtype_policy="mixed_bfloat16") sets Keras's global policy to train; a later
+    model built in the same process (or a second run without the option) was mixed too."""
+    import keras
+
+    from tf_models.train import FinetuneConfig, FinetuneError, finetune
+
+    root, model = workspace
+    before = keras.config.dtype_policy().name
+    config = FinetuneConfig(model=model, list_path=str(root / "train.txt"),
+                            root=str(root / "videos"), num_classes=3, out=str(tmp_path / "out"),
+                            batch_size=64, dtype_policy="mixed_bfloat16")
+    with pytest.raises(FinetuneError, match="fewer than one global batch"):
+        finetune(config)  # fails after the policy is set: the model was built under it
+    assert keras.config.dtype_policy().name == before == "float32"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backend,devices", [("tensorflow", 1), ("tensorflow", 2),
                                              ("torch", 1)])

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
+import zlib
 from typing import Optional
 
 import numpy as np
@@ -62,9 +64,18 @@ def read_state(path: str) -> Optional[dict]:
     try:
         with np.load(path, allow_pickle=False) as data:
             return json.loads(bytes(data["state"]).decode("utf-8"))
-    except (OSError, ValueError, KeyError) as error:
-        raise CheckpointError(f"{path}: not a readable videomae-finetune checkpoint "
-                              f"({error.__class__.__name__}); remove it to start over") from None
+    except UNREADABLE as error:
+        raise _unreadable(path, error) from None
+
+
+# what numpy raises for a file that is not a whole .npz: empty (EOFError), cut short or
+# overwritten (BadZipFile, zlib.error), not an archive (ValueError), a missing member (KeyError)
+UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+def _unreadable(path: str, error: Exception) -> "CheckpointError":
+    return CheckpointError(f"{path}: not a readable videomae-finetune checkpoint "
+                           f"({error.__class__.__name__}); remove it to start over")
 
 
 def restore_checkpoint(path: str, model) -> dict:
@@ -81,7 +92,10 @@ def restore_checkpoint(path: str, model) -> dict:
     with np.load(path, allow_pickle=False) as data:
         for prefix, group in (("model", variables), ("optimizer", slots)):
             for i, variable in enumerate(group):
-                value = data[f"{prefix}_{i}"]
+                try:
+                    value = data[f"{prefix}_{i}"]
+                except UNREADABLE as error:
+                    raise _unreadable(path, error) from None
                 if tuple(value.shape) != tuple(variable.shape):
                     raise CheckpointError(f"{path}: {variable.path} is {value.shape} there, "
                                           f"{tuple(variable.shape)} here; use another --out")

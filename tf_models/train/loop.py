@@ -142,6 +142,24 @@ def compile_model(model, config: FinetuneConfig, total_steps: int, steps_per_epo
     return model
 
 
+def _float32_config(config):
+    """``config`` with every ``dtype`` a mixed-precision policy (``mixed_bfloat16``, as a name
+    or a serialised DTypePolicy, at any depth: the backbone's sits inside the task's) made
+    ``float32``."""
+    if isinstance(config, list):
+        return [_float32_config(item) for item in config]
+    if not isinstance(config, dict):
+        return config
+    found = {}
+    for key, value in config.items():
+        name = value if isinstance(value, str) else (
+            value.get("config", {}).get("name") if isinstance(value, dict)
+            and value.get("class_name") == "DTypePolicy" else None)
+        mixed = key == "dtype" and isinstance(name, str) and name.startswith("mixed_")
+        found[key] = "float32" if mixed else _float32_config(value)
+    return found
+
+
 def save_model(model, path: str) -> str:
     """The trained classifier as a plain ``.keras`` (float32, no optimizer), written atomically."""
     import keras
@@ -151,9 +169,7 @@ def save_model(model, path: str) -> str:
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("float32")
     try:
-        config = model.get_config()
-        config["dtype"] = "float32"
-        clean = VideoMAEVideoClassifier.from_config(config)
+        clean = VideoMAEVideoClassifier.from_config(_float32_config(model.get_config()))
     finally:
         keras.config.set_dtype_policy(previous)
     for target, source in zip(clean.weights, model.weights):
@@ -211,18 +227,33 @@ def finetune(config: FinetuneConfig, on_step: Optional[Callable[[int, int, float
 
     ``on_step(step, total, loss)`` after every optimizer step, ``on_error(line)`` once per bad
     video (skipped: its place in the batch goes to another of the batch), ``on_resume(step)``
-    when a checkpoint in ``out`` is picked up.
+    when a checkpoint in ``out`` is picked up. Keras's global dtype policy and distribution,
+    which the run sets, are as they were when it returns or raises.
     """
+    import keras
+
+    policy, distribution = keras.config.dtype_policy(), keras.distribution.distribution()
+    try:
+        return _finetune(config, on_step, on_error, on_resume)
+    finally:
+        keras.config.set_dtype_policy(policy)
+        keras.distribution.set_distribution(distribution)
+
+
+def _finetune(config: FinetuneConfig, on_step, on_error, on_resume) -> FinetuneResult:
     import keras
 
     from ..video.decode import quiet_ffmpeg
     from ..video.evaluate import EvaluateError, read_list
+    from ..video.protocol import protocol_for
 
     try:
         items = read_list(config.list_path, config.num_classes, each_once=False)
         val_items = (read_list(config.val_list, config.num_classes, each_once=False)
                      if config.val_list else None)
-    except EvaluateError as error:
+        if val_items:  # now, not after the first epoch's training
+            protocol_for(config.dataset, views=config.val_views)
+    except (EvaluateError, ValueError) as error:  # ValueError: views '0x3': expected ...
         raise FinetuneError(str(error)) from None
     prepare_out(config.out)
     quiet_ffmpeg()
