@@ -447,6 +447,54 @@ def test_evaluate_refuses_results_of_another_run(single_run, labelled_list, tmp_
         evaluate_list(model, items[:-1], root, out)
 
 
+def test_a_model_fine_tuned_on_classes_of_its_own_classifies_and_evaluates(videos, tmp_path):
+    """A classifier of 3 classes (what videomae-finetune makes from a user's list): --dataset
+    gives the views' protocol and its classes are named by index (before: refused whatever
+    --dataset said, and the message offered a dataset the option does not take)."""
+    from click.testing import CliRunner
+
+    import tf_models
+    from model_harness import randomise
+    from tf_models.video.model import ModelError, load_video_model
+    from videomae_cli.video import evaluate_command, predict_command
+
+    model = tf_models.VideoMAEVideoClassifier(
+        **tf_models.get_preset(TINY_FT).backbone_config(), num_classes=3)
+    randomise(model)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    with pytest.raises(ModelError) as caught:
+        load_video_model(path)
+    assert str(caught.value) == (f"{path}: has 3 classes, no dataset's count, so the views to "
+                                 "take are unknown; pass --dataset k400, ssv2, ucf101, k600, "
+                                 "k710 or hmdb51 for its protocol (the classes are then named "
+                                 "class 0 ... class 2)")
+    loaded = load_video_model(path, dataset="k400")
+    assert loaded.labels == ("class 0", "class 1", "class 2")
+    assert loaded.notes[-1] == (f"{path}: its 3 classes are not k400's 400 (from --dataset): "
+                                "k400's views, the classes named by index")
+    result = CliRunner().invoke(predict_command, [videos["landscape"], "--model", path,
+                                                  "--dataset", "k400", "--views", "1x1",
+                                                  "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert sorted(row["label"] for row in record["top_k"]) == ["class 0", "class 1", "class 2"]
+    assert f"note: {loaded.notes[-1]}" in result.stderr
+    root = tmp_path / "root"
+    root.mkdir()
+    os.symlink(videos["landscape"], root / "a.mp4")
+    os.symlink(videos["portrait"], root / "b.mp4")
+    (tmp_path / "list.txt").write_text("a.mp4 2\nb.mp4 0\n")
+    result = CliRunner().invoke(evaluate_command, [
+        "--model", path, "--dataset", "k400", "--list", str(tmp_path / "list.txt"), "--root",
+        str(root), "--out", str(tmp_path / "eval"), "--views", "1x1", "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["videos"] == 2
+    assert {name: row["index"] for name, row in summary["per_class"].items()} == {
+        "class 0": 0, "class 2": 2}
+
+
 def test_evaluate_interrupted_is_one_line_and_keeps_what_it_scored(labelled_list, tiny_models,
                                                                    tmp_path):
     """Ctrl-C (SIGINT) mid-list: one ``error:`` line saying the run resumes, exit 2, as

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..artifacts.checksums import tree_sha256
 from .decode import MAX_PIXELS, VideoError, read_views
-from .labels import class_names
+from .labels import class_names, index_names
 from .predict import DEFAULT_BATCH, merge_views, model_protocol, top_k
 from .protocol import normalize_views
 
@@ -234,7 +234,8 @@ def run_header(model, protocol, items: Sequence[Tuple[str, int]],
     list and shard it holds."""
     path = getattr(model, "path", None)
     return {"model": model.name, "model_sha256": tree_sha256(path) if path else None,
-            "dataset": model.dataset, "views": protocol.views_label,
+            "dataset": model.dataset, "num_classes": model.num_classes,
+            "views": protocol.views_label,
             "num_frames": model.num_frames, "img_size": model.img_size,
             "list_sha256": list_digest(items), "list_videos": len(items),
             "shard": list(shard)}
@@ -345,9 +346,14 @@ def evaluate_list(model, items: Sequence[Tuple[str, int]], root: str, out_dir: s
 
 # --- merging ---------------------------------------------------------------------------------
 
-def summarize(records: Iterable[dict], dataset: str) -> dict:
-    """Upstream's merge over per-video records, plus per-class top-1 and the failures."""
+def summarize(records: Iterable[dict], dataset: str, num_classes: Optional[int] = None) -> dict:
+    """Upstream's merge over per-video records, plus per-class top-1 and the failures.
+
+    Classes are named as ``dataset``'s, or by index when the model has ``num_classes`` of
+    its own (another count: fine-tuned on other classes)."""
     names = class_names(dataset)
+    if num_classes is not None and num_classes != len(names):
+        names = index_names(num_classes)
     top1, top5, failed = [], [], []
     per_class: Dict[int, List[float]] = collections.defaultdict(list)
     for record in records:
@@ -399,7 +405,7 @@ def merge_results(folders: Sequence[str]) -> dict:
             if video not in records or "error" in records[video]:
                 records[video] = record
     counts = {count for _, count in shards}
-    summary = summarize(records.values(), first["dataset"])
+    summary = summarize(records.values(), first["dataset"], first.get("num_classes"))
     summary.update(model=first["model"], dataset=first["dataset"], views=first["views"],
                    list_videos=first["list_videos"],
                    missing=first["list_videos"] - len(records))

@@ -46,3 +46,8 @@ def head_rows(source: str, target: str) -> Tuple[int, ...]:
         raise RuntimeError(f"labels/{file_name} is not {classes} row indices below {size}: the "
                            f"package is damaged; reinstall it")
     return tuple(rows)
+
+
+def index_names(num_classes: int) -> Tuple[str, ...]:
+    """The names of classes that have none: ``class 0`` ... (a model fine-tuned on its own)."""
+    return tuple(f"class {index}" for index in range(num_classes))

@@ -18,11 +18,13 @@ from ..artifacts.names import report_path
 from ..artifacts.resolve import artifact_report
 from ..presets import DATASETS
 from ..tracing import graph_function
+from .labels import index_names
 
 # kinds a spec that is no local path keeps (a handle, not a zoo name)
 HANDLE_KINDS = ("kerashub", "transformers")
 _CLASS_COUNT_DATASET = {facts.num_classes: key for key, facts in DATASETS.items()
                         if facts.labelled}
+_LABELLED = tuple(key for key, facts in DATASETS.items() if facts.labelled)
 
 
 class ModelError(ValueError):
@@ -70,10 +72,14 @@ def dataset_from_name(name: str) -> Optional[str]:
 
 
 def _choose_dataset(source: str, name: str, num_classes: int, dataset: Optional[str],
-                    path: Optional[str]):
+                    path: Optional[str]) -> Tuple[str, str, Optional[str]]:
+    """(dataset, where it came from, a note or None). The dataset gives the views' protocol
+    and, where its class count is the model's, the class names; a model fine-tuned on classes
+    of its own (any other count) takes the protocol of the dataset it is given and its classes
+    are named by index."""
     if dataset is not None:
         if dataset not in DATASETS:
-            raise ModelError(f"--dataset {dataset}: expected one of {', '.join(DATASETS)}")
+            raise ModelError(f"--dataset {dataset}: expected one of {_one_of(_LABELLED)}")
         found = dataset, "--dataset"
     else:
         found = None
@@ -86,13 +92,16 @@ def _choose_dataset(source: str, name: str, num_classes: int, dataset: Optional[
         if found is None and num_classes in _CLASS_COUNT_DATASET:
             found = _CLASS_COUNT_DATASET[num_classes], f"its {num_classes} classes"
         if found is None:
-            raise ModelError(f"{source}: cannot tell the dataset of a model with {num_classes} "
-                             f"classes; pass --dataset {_one_of(DATASETS)}")
+            raise ModelError(f"{source}: has {num_classes} classes, no dataset's count, so the "
+                             f"views to take are unknown; pass --dataset {_one_of(_LABELLED)} "
+                             f"for its protocol (the classes are then named class 0 ... class "
+                             f"{num_classes - 1})")
     expected = DATASETS[found[0]].num_classes
+    note = None
     if expected != num_classes:
-        raise ModelError(f"{source}: has {num_classes} classes but {found[0]} (from "
-                         f"{found[1]}) has {expected}; pass the right --dataset")
-    return found
+        note = (f"{source}: its {num_classes} classes are not {found[0]}'s {expected} (from "
+                f"{found[1]}): {found[0]}'s views, the classes named by index")
+    return found[0], found[1], note
 
 
 def _one_of(keys) -> str:
@@ -184,10 +193,12 @@ def load_video_model(spec: str, dataset: Optional[str] = None) -> VideoModel:
     kind = resolved.kind if local or resolved.kind in HANDLE_KINDS else "zoo"
     if not local:
         name = spec
-    chosen, chosen_from = _choose_dataset(spec, name, num_classes, dataset,
-                                          resolved.path if local else None)
+    chosen, chosen_from, note = _choose_dataset(spec, name, num_classes, dataset,
+                                                resolved.path if local else None)
+    labels = getattr(model, "class_labels", None) or (index_names(num_classes) if note else None)
     return VideoModel(name=name, source=spec, kind=kind, num_frames=frames, img_size=size,
                       num_classes=num_classes, dataset=chosen, dataset_from=chosen_from,
-                      run_batch=run, labels=getattr(model, "class_labels", None),
-                      notes=tuple(getattr(model, "conversion_notes", ())),
+                      run_batch=run, labels=labels,
+                      notes=tuple(getattr(model, "conversion_notes", ())) + (
+                          (note,) if note else ()),
                       path=resolved.path if os.path.exists(resolved.path) else None)
