@@ -167,6 +167,41 @@ def test_a_killed_run_resumes_to_the_uninterrupted_weights(reference_runs, works
     assert resumed["loss"] == pytest.approx(uninterrupted["loss"], rel=1e-6)
 
 
+@pytest.mark.slow  # a second child run; fast tier: the SIGKILL resume above
+def test_sigterm_is_one_line_and_the_run_resumes_with_the_model_spelled_another_way(
+        reference_runs, workspace, tmp_path):
+    """SIGTERM (a scheduler's stop; Ctrl-C alike) mid-run: one ``error:`` line and exit 2, as
+    videomae-convert (before: exit 143, no line; Ctrl-C "Aborted!", 1); the rerun names the
+    model by a relative path from its folder and still resumes (before: refused as another
+    run, the advice being to remove the checkpoint)."""
+    root, model = workspace
+    out = tmp_path / "stopped"
+    command = [sys.executable, "-m", "videomae_cli.finetune", "--list", str(root / "train.txt"),
+               "--root", str(root / "videos"), "--out", str(out), *COMMON, "--seed", "0",
+               "--devices", "2", "--save-every", "1", "--val-list", str(root / "val.txt")]
+    child = subprocess.Popen(command + ["--model", model], env=_env(root),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    checkpoint = out / "checkpoint.npz"
+    deadline = time.time() + 400
+    while not checkpoint.exists() and child.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    child.send_signal(signal.SIGTERM)
+    _, stderr = child.communicate(timeout=300)
+    assert not (out / "model.keras").exists(), "the run finished before it could be stopped"
+    assert child.returncode == 2, stderr[-2000:]
+    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert lines == [f"error: interrupted; {out}/checkpoint.npz (the last finished epoch or "
+                     "--save-every step) is kept: run the same command again to resume"]
+    done = subprocess.run(command + ["--model", os.path.basename(model)], env=_env(root),
+                          cwd=os.path.dirname(model), capture_output=True, text=True,
+                          timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resuming from the checkpoint" in done.stderr
+    resumed = json.loads(done.stdout.strip().splitlines()[-1])
+    w_resumed, w_reference = _load_weights([resumed["model"], reference_runs["two"]["model"]])
+    assert np.linalg.norm(w_resumed - w_reference) / np.linalg.norm(w_reference) < 1e-6
+
+
 def test_an_unwritable_out_is_one_line_and_nonzero(workspace, tmp_path):
     from videomae_cli.finetune import finetune_command
 

@@ -124,6 +124,9 @@ def finetune_command(model_spec, list_path, root, num_classes, out_dir, epochs, 
     except OSError as error:
         raise _fail(f"{out_dir}: cannot write ({error.strerror or error}); free space or "
                     "choose another --out")
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (finetune_main): as videomae-convert
+        raise _fail(f"interrupted; {out_dir}/checkpoint.npz (the last finished epoch or "
+                    "--save-every step) is kept: run the same command again to resume")
     finally:
         for item in bar:
             item.close()
@@ -135,16 +138,27 @@ def finetune_command(model_spec, list_path, root, num_classes, out_dir, epochs, 
                f"last epoch loss {result.loss:.4f}, {len(result.failed)} video(s) skipped")
     for record in result.history:
         if record.get("val_top1") is not None:
+            failed = record.get("val_failed") or 0
             click.echo(f"epoch {record['epoch']}: val top-1 {record['val_top1']:.2f}%  "
-                       f"top-5 {record['val_top5']:.2f}%")
+                       f"top-5 {record['val_top5']:.2f}%" + (
+                           f"  ({failed} of {failed + record['val_videos']} validation videos "
+                           "failed to decode, not counted)" if failed else ""))
     click.echo(f"model: {result.model}")
     click.echo(f"to export it as SavedModel, .tflite and preset, checked: videomae-export "
                f"--model {result.model} --out DIR --litert --preset")
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt()
+
+
 def finetune_main():
-    """Entry point of ``videomae-finetune``."""
+    """Entry point of ``videomae-finetune``: SIGTERM (a scheduler's stop) ends it as Ctrl-C
+    does, one line and exit 2, the checkpoint kept."""
+    import signal
+
     claim_process()
+    signal.signal(signal.SIGTERM, _interrupt)
     finetune_command(prog_name="videomae-finetune")
 
 

@@ -184,7 +184,9 @@ class TrainSet:
                 results.append(None)
         good = [r for r in results if r is not None]
         if not good:
-            raise TrainDataError(f"epoch {epoch} step {step}: every video of the batch failed "
+            # counted from 1, as the history and the command's lines count epochs
+            raise TrainDataError(f"epoch {epoch + 1} step {step + 1}: every video of the batch "
+                                 f"failed "
                                  f"to decode (first: {failed[0]})")
         # a failed video's place goes to the next good one of the batch (upstream picks a
         # random other video), so batch shapes and the step count never change

@@ -240,6 +240,14 @@ def finetune(config: FinetuneConfig, on_step: Optional[Callable[[int, int, float
         keras.distribution.set_distribution(distribution)
 
 
+def _same_file(there, here) -> bool:
+    """The model named ``there`` in a checkpoint and ``here`` now are one local file or folder
+    (``weights/m.keras`` and its absolute path); zoo names and handles are compared as
+    written."""
+    return isinstance(there, str) and isinstance(here, str) and os.path.exists(here) \
+        and os.path.exists(there) and os.path.samefile(there, here)
+
+
 def _finetune(config: FinetuneConfig, on_step, on_error, on_resume) -> FinetuneResult:
     import keras
 
@@ -274,9 +282,13 @@ def _finetune(config: FinetuneConfig, on_step, on_error, on_resume) -> FinetuneR
     if state is not None and state.get("run") != run:
         found = state.get("run") or {}
         differ = [f"{k} {found.get(k)!r} there, {run[k]!r} now" for k in run
-                  if found.get(k) != run[k]]
-        raise FinetuneError(f"{checkpoint}: belongs to another run ({'; '.join(differ[:3])}); "
-                            "use another --out, or remove it to start over")
+                  if found.get(k) != run[k] and not (k == "model" and _same_file(found[k],
+                                                                                 run[k]))]
+        if differ:
+            raise FinetuneError(f"{checkpoint}: belongs to another run ("
+                                f"{'; '.join(differ[:3])}); use another --out, or remove it to "
+                                "start over")
+        state["run"] = run  # the same model file, spelled another way: resumed
 
     if config.dtype_policy:
         keras.config.set_dtype_policy(config.dtype_policy)
