@@ -128,3 +128,44 @@ def test_a_damaged_checkpoint_is_one_line_naming_it(tmp_path):
             read_state(str(path))
         assert str(caught.value).startswith(f"{path}: not a readable videomae-finetune "
                                             "checkpoint ("), str(caught.value)
+
+
+def test_a_saved_model_reloads_with_its_optimizer_and_its_state(tmp_path):
+    """The README's Python route (layer_decay_optimizer, fit, save): load_model gives the
+    optimizer back with its step and moments (before: keras-hub's own compile made Keras skip
+    the saved compile config, so a default Adam came back, its state dropped with a warning);
+    a model saved before any step, or without an optimizer (as the converter's are), loads
+    without a warning (before: Keras's "Skipping variable loading for optimizer")."""
+    import warnings
+
+    import keras
+
+    import tf_models
+    from model_harness import randomise
+
+    preset = tf_models.get_preset(TINY_FT)
+    model = tf_models.VideoMAEVideoClassifier(**preset.backbone_config(), num_classes=3)
+    randomise(model)
+    fresh = str(tmp_path / "fresh.keras")
+    model.save(fresh)
+    bare = tf_models.VideoMAEVideoClassifier(**preset.backbone_config(), num_classes=3,
+                                             compile=False)
+    bare.save(str(tmp_path / "bare.keras"))
+    model.compile(optimizer=tf_models.layer_decay_optimizer(model, 1e-3),
+                  loss="sparse_categorical_crossentropy")
+    clips = np.random.default_rng(0).standard_normal((2, 4, 32, 32, 3), dtype=np.float32)
+    model.fit(clips, np.array([0, 2]), epochs=1, batch_size=2, verbose=0)
+    trained = str(tmp_path / "trained.keras")
+    model.save(trained)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        loaded = keras.saving.load_model(trained)
+        keras.saving.load_model(fresh)
+        keras.saving.load_model(str(tmp_path / "bare.keras"))
+    assert type(loaded.optimizer).__name__ == "LayerDecayAdamW"
+    assert int(loaded.optimizer.iterations) == 1
+    assert len(loaded.optimizer.variables) == len(model.optimizer.variables) > 2
+    for found, saved in zip(loaded.optimizer.variables, model.optimizer.variables):
+        np.testing.assert_array_equal(np.asarray(found), np.asarray(saved))
+    loaded.fit(clips, np.array([0, 2]), epochs=1, batch_size=2, verbose=0)
+    assert int(loaded.optimizer.iterations) == 2  # it trains on from its step

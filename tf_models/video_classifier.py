@@ -6,6 +6,7 @@ from __future__ import annotations
 import keras
 from keras_hub.models import Task
 
+from .compiling import compile_from_saved_config, load_saved_optimizer_state
 from .layers import PACKAGE
 
 
@@ -30,6 +31,9 @@ class VideoClassifier(Task):
         return load_checked(
             lambda: parent.from_preset(preset, load_weights=load_weights, **kwargs), preset)
 
+    def compile_from_config(self, config):
+        compile_from_saved_config(self, config)
+
     def compile(self, optimizer="auto", loss="auto", *, metrics="auto", **kwargs):
         """``keras.Model.compile`` with defaults: Adam(5e-5), sparse categorical
         cross-entropy (from logits unless ``activation`` is softmax), accuracy."""
@@ -42,3 +46,4 @@ class VideoClassifier(Task):
         if metrics == "auto":
             metrics = [keras.metrics.SparseCategoricalAccuracy()]
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+        load_saved_optimizer_state(self)

@@ -15,6 +15,7 @@ from typing import List, Tuple
 import keras
 from keras_hub.models import Task
 
+from .compiling import compile_from_saved_config, load_saved_optimizer_state
 from .hub import load_preset_model
 from .kerashub_presets import keras_hub_loads, load_checked
 from .layers import PACKAGE
@@ -70,6 +71,13 @@ class VideoMAEMaskedAutoencoder(Task, BackboneTask):
     encoder_to_decoder = property(lambda self: self.core.encoder_to_decoder)
     decoder = property(lambda self: self.core.decoder)
     mask_token = property(lambda self: self.core.mask_token)
+
+    def compile(self, *args, **kwargs):
+        super().compile(*args, **kwargs)
+        load_saved_optimizer_state(self)
+
+    def compile_from_config(self, config):
+        compile_from_saved_config(self, config)
 
     def get_config(self):
         return self.task_config(super().get_config())
