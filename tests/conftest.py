@@ -27,12 +27,14 @@ The slow tier (``--runslow`` / ``-m slow``), and why each test is there:
   (test_litert).
 - test_ray: every test that starts Ray (a cluster, a minute or more each): Ray == local for
   evaluate and extract, a driver killed with SIGKILL mid-list, a killed model actor, and a
-  two-node cluster that places the model on the GPU node; fast tier: the local path's
-  evaluate and extract tests (test_video, test_v2_video: the per-video functions Ray's tasks
-  and actors call), the local path never importing Ray, and the shard refusal.
+  two-node cluster that places the model on the GPU node, actors a cluster cannot place
+  (refused on a local one, a note on a joined one); fast tier: the local path's evaluate and
+  extract tests (test_video, test_v2_video: the per-video functions Ray's tasks and actors
+  call), the local path never importing Ray, the shard refusal and the unreachable address.
 - test_finetune_cli: the same command on TensorFlow (one device, MirroredStrategy on two
-  logical CPUs) and PyTorch, and augmentation as a function of (seed, epoch, position);
-  fast tier: JAX on one and two virtual devices, a killed run resumed, a bad video skipped.
+  logical CPUs) and PyTorch, augmentation as a function of (seed, epoch, position), and a
+  run stopped by SIGTERM resumed with the model named another way; fast tier: JAX on one and
+  two virtual devices, a killed run resumed, a bad video skipped.
 - test_v2_zoo: the distilled V2 S and B entries (K710 and mapped heads) converted from
   synthetic files in V2's layout at full size; fast tier: the tiny V2 entries through the
   same code path, and the mapped head equal to the K710 logits at upstream's rows.
