@@ -75,8 +75,8 @@ def _choose_dataset(source: str, name: str, num_classes: int, dataset: Optional[
                     path: Optional[str]) -> Tuple[str, str, Optional[str]]:
     """(dataset, where it came from, a note or None). The dataset gives the views' protocol
     and, where its class count is the model's, the class names; a model fine-tuned on classes
-    of its own (any other count) takes the protocol of the dataset it is given and its classes
-    are named by index."""
+    of its own (a count no dataset has) takes the protocol of the dataset it is given and its
+    classes are named by index. Another dataset's count is a mistake: ModelError."""
     if dataset is not None:
         if dataset not in DATASETS:
             raise ModelError(f"--dataset {dataset}: expected one of {_one_of(_LABELLED)}")
@@ -99,6 +99,10 @@ def _choose_dataset(source: str, name: str, num_classes: int, dataset: Optional[
     expected = DATASETS[found[0]].num_classes
     note = None
     if expected != num_classes:
+        if num_classes in _CLASS_COUNT_DATASET:  # another dataset's classes: a mistake
+            raise ModelError(f"{source}: has {num_classes} classes, "
+                             f"{_CLASS_COUNT_DATASET[num_classes]}'s count, but {found[0]} "
+                             f"(from {found[1]}) has {expected}; pass the right --dataset")
         note = (f"{source}: its {num_classes} classes are not {found[0]}'s {expected} (from "
                 f"{found[1]}): {found[0]}'s views, the classes named by index")
     return found[0], found[1], note
