@@ -493,6 +493,17 @@ def test_a_model_fine_tuned_on_classes_of_its_own_classifies_and_evaluates(video
     assert summary["videos"] == 2
     assert {name: row["index"] for name, row in summary["per_class"].items()} == {
         "class 0": 0, "class 2": 2}
+    # once more, with nothing left (no failed video to try again): the same numbers, and the
+    # timing of the run that scored them stays in summary.json (before: an empty run's)
+    again = CliRunner().invoke(evaluate_command, [
+        "--model", path, "--dataset", "k400", "--list", str(tmp_path / "list.txt"), "--root",
+        str(root), "--out", str(tmp_path / "eval"), "--views", "1x1", "--json", "-q"])
+    assert again.exit_code == 0, again.output
+    assert "nothing left to score" in again.stderr
+    repeated = json.loads(again.stdout)
+    assert repeated["run"] == summary["run"] and repeated["top1"] == summary["top1"]
+    with open(tmp_path / "eval" / "summary.json") as handle:
+        assert json.load(handle)["run"] == summary["run"]
 
 
 def test_evaluate_interrupted_is_one_line_and_keeps_what_it_scored(labelled_list, tiny_models,

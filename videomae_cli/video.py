@@ -248,10 +248,25 @@ def evaluate_command(model_spec, list_path, root, out_dir, shard, views, dataset
     summary["run"] = stats.to_dict()
     if engine == "ray":
         summary["run"].update(facts)
-    _write_summary(os.path.join(out_dir, "summary.json"), summary)
+    summary_path = os.path.join(out_dir, "summary.json")
+    if bars and bars[0].total == 0:  # nothing left to score: the run that scored them stays
+        click.echo(f"nothing left to score: every video of the list has a result in {out_dir}",
+                   err=True)
+        summary["run"] = _previous_run(summary_path) or summary["run"]
+    _write_summary(summary_path, summary)
     _print_summary(summary, as_json, out_dir)
     if summary["top1"] is None:  # every video failed (a wrong --root?): nothing was measured
         raise click.exceptions.Exit(EXIT_BAD_INPUT)
+
+
+def _previous_run(path: str) -> Optional[dict]:
+    """The ``run`` record of the summary at ``path`` (None: none readable)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            run = json.load(handle).get("run")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return run if isinstance(run, dict) else None
 
 
 def _write_summary(path: str, summary: dict) -> None:
