@@ -146,7 +146,8 @@ def load_transformers_preset(cls, preset: str, **overrides):
     """``cls.from_preset`` on a transformers-format VideoMAE: the stored model (classifier,
     masked autoencoder or bare encoder) converted from its safetensors, then made a ``cls``
     as ``tf_models.hub.model_as`` does for every preset. Notes (a corrected head count) are
-    kept as ``model.conversion_notes``."""
+    kept as ``model.conversion_notes``, the config's class names (``id2label``) as
+    ``model.class_labels`` while the head is the stored one."""
     from .hub import model_as
 
     offline = overrides.pop("offline", None)
@@ -156,6 +157,9 @@ def load_transformers_preset(cls, preset: str, **overrides):
     model = model_as(cls, source, preset, **overrides)
     model.preset = None
     model.conversion_notes = notes
+    labels = getattr(source, "class_labels", None)
+    if labels and getattr(model, "num_classes", None) == len(labels):  # the same head
+        model.class_labels = labels
     return model
 
 
