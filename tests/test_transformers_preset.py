@@ -225,8 +225,11 @@ def test_transformers_bfloat16_weights_and_class_names_are_read(tmp_path):
     _assert_close(model.run(video), _torch_outputs(
         FT, {k: v.float() for k, v in rounded.items()}, video), "bfloat16 classifier")
     assert model.labels == tuple(names[str(i)] for i in range(FT.num_classes))
-    # from_preset's classifier carries them too (before: only the commands' loader)
-    assert tf_models.VideoMAEVideoClassifier.from_preset(folder).class_labels == model.labels
+    # from_preset's classifier carries them, at another clip length too (a model rebuilt for
+    # the new grid, the same head: before, its names were lost)
+    for options in ({}, {"num_frames": 2 * FT.num_frames}):
+        assert tf_models.VideoMAEVideoClassifier.from_preset(folder, **options).class_labels \
+            == model.labels
     logits = model.run(video[:1])
     found = describe_prediction(model, "clip.mp4", protocol_for(model.dataset), logits, k=1)
     assert found["top_k"][0]["label"] == f"my class {int(np.argmax(logits[0]))}"
