@@ -21,15 +21,17 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from tf_models.artifacts.files import FileLock, LockHeld, fsync_dir, is_locked, remove_path
-from tf_models.artifacts.names import artifact_paths
+from tf_models.artifacts.names import LITERT_KINDS, SUFFIXES, artifact_paths
 
 from .errors import OutputError
 
 STAGING_INFIX = ".partial-"
 # written into a staging folder (and fsync'd) just before its first rename into place
 PLACING_MARKER = "PLACING"
-# the report goes last
-PLACE_ORDER = ("savedmodel", "weights", "keras", "litert", "preset", "report")
+# every kind an entry can have (the quantised .tflite files included: a kind left out here
+# would be neither retired by --force nor recovered after a kill), the report last
+PLACE_ORDER = ("savedmodel", "weights", "keras") + LITERT_KINDS + ("preset", "report")
+assert set(PLACE_ORDER) == set(SUFFIXES), "PLACE_ORDER must name every artifact kind"
 # the staging folder holds three copies of the weights (SavedModel, .weights.h5, .keras: see
 # writers.save_keras_and_weights), plus the SavedModel's graph and the report; a .tflite file
 # and a preset folder one more each

@@ -233,6 +233,27 @@ def test_existing_artifacts_are_kept_unless_forced(exported):
     assert {k: tree_sha256(p) for k, p in summary["paths"].items()} == before
 
 
+def test_force_retires_every_optional_artifact_this_run_does_not_write(exported, tmp_path):
+    """--force without --litert / --litert-quantize / --preset: the earlier .tflite files
+    (the int8 one included: before, it stayed, a file of the replaced model) and preset go
+    aside with the rest, so nothing under NAME outlives the model it matched."""
+    import shutil
+
+    from tf_models.artifacts.names import artifact_paths
+
+    summary, out = exported
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    optional = ("litert", "litert_int8", "preset")
+    before = artifact_paths(str(copy), NAME, litert=True)
+    assert all(os.path.exists(before[kind]) for kind in optional)
+    result = _run(["--model", summary["source"]["path"], "--out", copy, "--name", NAME,
+                   "--force", "-q"])
+    assert result.exit_code == 0, result.output
+    assert [kind for kind in optional if os.path.lexists(before[kind])] == []
+    assert all(os.path.exists(before[kind]) for kind in ("savedmodel", "keras", "report"))
+
+
 def test_the_exported_file_itself_is_never_an_output(source):
     _, path = source
     # model.keras exported as "model" into its own folder would replace it
