@@ -254,6 +254,16 @@ def test_force_retires_every_optional_artifact_this_run_does_not_write(exported,
     assert all(os.path.exists(before[kind]) for kind in ("savedmodel", "keras", "report"))
 
 
+def test_a_conversion_folder_given_as_model_says_to_pass_its_keras_file(source, tmp_path):
+    _, path = source
+    folder = os.path.dirname(path)
+    result = _run(["--model", folder, "--out", tmp_path / "out", "-q"])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {folder}/SHA256SUMS: missing; ")
+    assert lines[0].endswith("for one model of a conversion's folder, pass its NAME.keras file")
+
+
 def test_the_exported_file_itself_is_never_an_output(source):
     _, path = source
     # model.keras exported as "model" into its own folder would replace it

@@ -142,7 +142,8 @@ def fetch_sums(base: str, offline: bool, progress: bool) -> Dict[str, str]:
             path = os.path.join(base, SUMS)
             if not os.path.exists(path):
                 raise PresetError(f"{path}: missing; a release folder lists its assets' sha256 "
-                                  f"there (scripts/release.py build writes it)")
+                                  f"there (scripts/release.py build writes it); for one model "
+                                  f"of a conversion's folder, pass its NAME.keras file")
             return read_sums(path)
         cached = os.path.join(_base_cache(base), SUMS)
         _fetch(_join(base, SUMS), cached, None, offline, False, force=not offline)
