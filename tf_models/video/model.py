@@ -78,7 +78,7 @@ def _choose_dataset(source: str, name: str, num_classes: int, dataset: Optional[
     of its own (a count no dataset has) takes the protocol of the dataset it is given and its
     classes are named by index. Another dataset's count is a mistake: ModelError."""
     if dataset is not None:
-        if dataset not in DATASETS:
+        if dataset not in _LABELLED:  # a classifier's dataset names its classes
             raise ModelError(f"--dataset {dataset}: expected one of {_one_of(_LABELLED)}")
         found = dataset, "--dataset"
     else:
