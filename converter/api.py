@@ -61,12 +61,12 @@ def library_versions() -> Dict[str, str]:
     import keras
     import numpy
     import tensorflow
-    import timm
     import torch
 
+    # timm is not listed: no conversion imports it (torch_reference needs only torch)
     return {"videomae-convert": __version__, "python": platform.python_version(),
             "torch": torch.__version__, "tensorflow": tensorflow.__version__,
-            "keras": keras.__version__, "numpy": numpy.__version__, "timm": timm.__version__}
+            "keras": keras.__version__, "numpy": numpy.__version__}
 
 
 class PhaseBar:

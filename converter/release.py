@@ -925,5 +925,5 @@ def render_model_card(entry: Entry, report: ConversionRecord, base_url: str,
 
 
 if __name__ == "__main__":  # the fresh-process check (FreshProcessChecker)
-    import converter  # noqa: F401  (torch before tensorflow)
+    import converter  # noqa: F401
     _serve_checks()

@@ -26,7 +26,7 @@ import sys
 
 import click
 
-import converter  # noqa: F401  (torch first, then tensorflow: the package's import order)
+import converter  # noqa: F401
 from converter.batch import convert_all, format_markdown, select_entries
 from converter.zoo import get_entry
 from tf_models.artifacts.names import artifact_paths

@@ -142,7 +142,7 @@ def fp32_weight_bytes(size: str, mode: str) -> int:
 def _modes_of(size: str, modes: str) -> list:
     """The modes to run ``size`` in: every one of ``modes`` for a size letter, the entry's own
     for a zoo name."""
-    from converter import get_entry  # torch first (README "Import order")
+    from converter import get_entry
     from tf_models.presets import is_zoo_name
 
     return [get_entry(size).mode] if is_zoo_name(size) else modes.split(",")

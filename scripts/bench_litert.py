@@ -21,7 +21,7 @@ import time
 
 import click
 
-import converter  # torch first (import order), then tensorflow
+import converter
 from converter.synthetic import synthetic_path
 from converter.checkpoint import read_checkpoint
 from converter.synthetic import write_synthetic_checkpoint

@@ -8,7 +8,8 @@ never a runtime one: it lives in its own virtual environment (``--peer-venv``, b
 ``~/.cache/videomae-convert/``), created and filled on demand the first time ``--peer`` runs,
 because it pins its own torch, jax and LiteRT wheels. That environment gets the same torch and
 timm versions as the bench's own and imports the repository's ``torch_reference`` package
-(PYTHONPATH), which needs only torch and timm.
+(PYTHONPATH), which needs only torch, and timm, which upstream's modeling files import (our
+conversion does not import timm).
 
 For each size: one child process in the peer environment reads the synthetic checkpoint that
 this project's ``--synthetic`` conversion of the K400 FT entry converts (same seed, same

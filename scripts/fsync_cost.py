@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 import click  # noqa: E402
 
-import converter  # noqa: E402  (torch side before tensorflow)
+import converter  # noqa: E402
 from converter import export, staging  # noqa: E402
 
 

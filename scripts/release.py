@@ -21,7 +21,7 @@ import traceback
 
 import click
 
-import converter  # noqa: F401  (torch before tensorflow)
+import converter  # noqa: F401
 from converter.errors import ConversionError
 from converter.release import build_release, publish_release, verify_release
 

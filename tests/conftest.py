@@ -1,7 +1,8 @@
 """Shared fixtures and helpers for the videomae-convert test suite.
 
-Import order matters: torchvision (imported by timm) crashes the process when it is loaded
-after tensorflow, so the torch side is imported first, before anything touches keras.
+Imports as the console scripts do: ``converter`` (torch, then TensorFlow, triton marked
+absent; README "Import order"), so timm and torchvision, which some tests use, load after
+TensorFlow here as they may in a user's process.
 
 The fast tier (``python -m pytest -n 2``; CI runs it, then the slow tier) must stay near 8
 minutes on 2 cores, so conversions are shared: ``tiny_converted``, ``tiny_pt_converted``,
@@ -59,11 +60,7 @@ The slow tier (``--runslow`` / ``-m slow``), and why each test is there:
   mask; like ViT-g, no layer scale: test_v2_options and test_v2_litert cover it).
 """
 
-import torch  # noqa: F401  (first: before tensorflow / keras)
-import timm  # noqa: F401
-import torch_reference  # noqa: F401
-
-import os  # noqa: E402
+import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -76,6 +73,7 @@ import textwrap  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 import converter  # noqa: E402
 from converter.checkpoint import read_checkpoint  # noqa: E402

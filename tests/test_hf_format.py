@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-import converter  # noqa: F401  (torch side before tensorflow)
+import converter  # noqa: F401
 import torch_reference
 from converter.checkpoint import checkpoint_sha256, read_checkpoint, strip_encoder_prefix
 from converter.synthetic import random_state_dict, upstream_container, write_synthetic_checkpoint

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-import converter  # noqa: F401  (torch side before tensorflow)
+import converter  # noqa: F401
 import torch_reference
 from converter.checkpoint import strip_encoder_prefix
 from converter.synthetic import random_state_dict

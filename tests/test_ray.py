@@ -10,7 +10,7 @@ that the Ray engine refuses ``--shard``; the per-video work Ray's tasks and acto
 which test_video and test_v2_video check against torch and upstream's protocol.
 """
 
-import torch  # noqa: F401  (first: before tensorflow / keras)
+import torch  # noqa: F401
 
 import json  # noqa: E402
 import os  # noqa: E402

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-import torch  # before tensorflow (README "Import order"); the upstream reference side
+import torch  # the upstream reference side
 
 from conftest import REPO_ROOT
 from tf_models.video import reconstruct as R

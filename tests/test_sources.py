@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import torch
 
-import converter  # noqa: F401  (torch side before tensorflow)
+import converter  # noqa: F401
 from converter.checkpoint import read_checkpoint
 from converter.synthetic import write_synthetic_checkpoint
 from converter.errors import CheckpointError

@@ -5,7 +5,7 @@ for a mapped head, HMDB51) and test sampling (HMDB51 every 2nd frame). As V1's t
 tiny entries (``Tg``, shaped like ViT-g) are converted, released and served under their own
 zoo names; every tensor random."""
 
-import torch  # noqa: F401  (first: before tensorflow / keras)
+import torch  # noqa: F401
 from torch_reference.video_pipeline import upstream_merge, upstream_test_views
 
 import json  # noqa: E402

@@ -5,7 +5,7 @@ independent implementation that follows upstream's dataset code step by step, an
 the torch reference model loaded from the same synthetic checkpoint.
 """
 
-import torch  # noqa: F401  (first: before tensorflow / keras)
+import torch  # noqa: F401
 from torch_reference.video_pipeline import upstream_indices, upstream_merge, upstream_test_views
 
 import json  # noqa: E402

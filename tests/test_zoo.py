@@ -6,6 +6,7 @@ import re
 import torch
 import timm
 import torch_reference
+import torch_reference.timm_registry  # noqa: F401  (registers the videomae_ factories)
 from converter.zoo import PARITY_ATOL, TEST_ZOO, ZOO, find_entry, get_entry
 
 V1 = {name: entry for name, entry in ZOO.items() if entry.family == "v1"}

@@ -1,16 +1,19 @@
 """Upstream VideoMAE in PyTorch, with upstream parameter names: the reference side of parity.
 
-Importing this package registers the size factories in timm's model registry, as upstream
-does, under ``videomae_``-prefixed names (upstream reused ``vit_small_patch16_224`` & co.,
-which would overwrite timm's own image ViTs in a shared registry)::
+Needs only torch. The size factories upstream registers in timm's model registry are module
+functions here (``videomae_vit_base_patch16_224(num_classes=400)``), and importing
+``torch_reference.timm_registry`` registers them in timm under those ``videomae_``-prefixed
+names (upstream reused ``vit_small_patch16_224`` & co., which would overwrite timm's own image
+ViTs in a shared registry)::
 
+    import torch_reference.timm_registry  # noqa: F401  (imports timm)
     timm.create_model("videomae_vit_base_patch16_224", num_classes=400)
     timm.create_model("videomae_pretrain_base_patch16_224", decoder_depth=4)
     timm.create_model("videomae_vit_giant_patch14_224", num_classes=710)   # V2's ViT-g
-"""
 
-import timm  # imports torchvision (and triton): before tensorflow (README "Import order")
-from timm.models import register_model
+A conversion never imports timm: it costs about 3 s of every process (timm imports
+torchvision, which imports ``torch._dynamo`` and triton) and no tensor here comes from it.
+"""
 
 from .features import EncoderFeatures
 from .masking import running_cell_mask, tube_mask
@@ -42,7 +45,7 @@ DECODER_SIZES = {
     "giant": dict(decoder_embed_dim=512, decoder_num_heads=8),
 }
 
-# timm passes its own bookkeeping arguments to every factory
+# timm passes its own bookkeeping arguments to every factory (timm_registry)
 _TIMM_ARGS = ("pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
 
 
@@ -76,6 +79,7 @@ def _pretrain_factory(size):
     return factory
 
 
+FACTORIES = {}  # name -> factory: the functions timm_registry registers
 for _size in SIZES:
     for _factory in (_finetune_factory(_size), _pretrain_factory(_size)):
-        globals()[_factory.__name__] = register_model(_factory)
+        FACTORIES[_factory.__name__] = globals()[_factory.__name__] = _factory

@@ -13,7 +13,7 @@ run counts too. Prints {} (the parent reads the child's peak RSS).
 import gc
 import sys
 
-import converter  # noqa: F401  (torch first: README "Import order")
+import converter  # noqa: F401
 import torch
 from converter import find_entry
 from converter.api import release_freed_memory

@@ -11,7 +11,7 @@ import json
 import sys
 import time
 
-import converter  # noqa: F401  (torch first: README "Import order")
+import converter  # noqa: F401
 import keras
 import numpy as np
 import tensorflow as tf

@@ -2,6 +2,7 @@
 imports. Prints {}."""
 
 import litert_torch  # noqa: F401
+import timm  # noqa: F401  (as peer_convert: upstream's modeling files import it)
 import torch  # noqa: F401
 import torch_reference  # noqa: F401
 

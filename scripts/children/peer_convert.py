@@ -11,6 +11,7 @@ import sys
 import time
 
 import litert_torch
+import timm  # noqa: F401  (upstream's modeling files import it: drop_path, register_model)
 import torch
 import torch_reference
 

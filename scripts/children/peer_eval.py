@@ -11,7 +11,7 @@ import statistics
 import sys
 import time
 
-import converter  # noqa: F401  (torch first: README "Import order")
+import converter  # noqa: F401
 import numpy as np
 import torch
 from converter import find_entry
