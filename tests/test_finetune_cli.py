@@ -165,6 +165,16 @@ def test_a_killed_run_resumes_to_the_uninterrupted_weights(reference_runs, works
     gap = np.linalg.norm(w_resumed - w_reference) / np.linalg.norm(w_reference)
     assert gap < 1e-6, gap
     assert resumed["loss"] == pytest.approx(uninterrupted["loss"], rel=1e-6)
+    # once more, with every step done: says so, and summary.json keeps the timing of the run
+    # that trained (before: an empty run's, wall_s ~0 and clips_per_s null)
+    again, stderr = _run_cli(workspace, out, "--seed", "0", "--devices", "2",
+                             "--save-every", "1", "--val-list", str(root / "val.txt"))
+    assert "nothing left to train" in stderr
+    assert again["resumed_from"] == again["steps"] == 4
+    assert (again["wall_s"], again["clips_per_s"]) == (resumed["wall_s"], resumed["clips_per_s"])
+    assert resumed["clips_per_s"] is not None
+    with open(out / "summary.json") as handle:
+        assert json.load(handle)["wall_s"] == resumed["wall_s"]
 
 
 @pytest.mark.slow  # a second child run; fast tier: the SIGKILL resume above

@@ -130,6 +130,9 @@ def finetune_command(model_spec, list_path, root, num_classes, out_dir, epochs, 
     finally:
         for item in bar:
             item.close()
+    if result.resumed_from and result.steps == result.resumed_from:
+        click.echo(f"nothing left to train: every step is in {out_dir}/checkpoint.npz; "
+                   "model.keras written from it again", err=True)
     summary = result.to_dict()
     if as_json:
         click.echo(json.dumps(summary))

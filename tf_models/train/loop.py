@@ -355,15 +355,29 @@ def _finetune(config: FinetuneConfig, on_step, on_error, on_resume) -> FinetuneR
         wall = time.perf_counter() - started
         model_path = save_model(model, os.path.join(config.out, MODEL_NAME))
     history = state["history"]
+    summary_path = os.path.join(config.out, SUMMARY_NAME)
+    timing = {"clips_per_s": round(timed_clips / wall, 3) if timed_clips else None,
+              "wall_s": round(wall, 3)}
+    if resumed_from and state["global_step"] == resumed_from:  # nothing was left to train
+        timing = _previous_timing(summary_path) or timing  # the run that trained it stays
     result = FinetuneResult(
         model=model_path, checkpoint=checkpoint, backend=placement.backend,
         devices=devices_holding(model), steps=state["global_step"], epochs=config.epochs,
-        loss=history[-1]["loss"] if history else None,
-        clips_per_s=round(timed_clips / wall, 3) if timed_clips else None,
-        wall_s=round(wall, 3), resumed_from=resumed_from, failed=list(state["failed"]),
-        history=history)
-    write_summary(os.path.join(config.out, SUMMARY_NAME), result)
+        loss=history[-1]["loss"] if history else None, **timing,
+        resumed_from=resumed_from, failed=list(state["failed"]), history=history)
+    write_summary(summary_path, result)
     return result
+
+
+def _previous_timing(path: str) -> Optional[dict]:
+    """``clips_per_s`` and ``wall_s`` of the summary at ``path`` (None: none readable)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            summary = json.load(handle)
+        timing = {key: summary[key] for key in ("clips_per_s", "wall_s")}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return timing if isinstance(timing["wall_s"], (int, float)) else None
 
 
 def write_summary(path: str, result: FinetuneResult) -> None:
