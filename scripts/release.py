@@ -21,9 +21,17 @@ import traceback
 
 import click
 
-import converter  # noqa: F401
-from converter.errors import ConversionError
-from converter.release import build_release, publish_release, verify_release
+from videomae_cli.quiet import prepare_environment, silenced_stderr  # stdlib only
+
+
+def library(verbose: bool):
+    """``converter.release`` and ``ConversionError``, imported as a command starts (so
+    ``--help`` does not wait for torch and TensorFlow), with TensorFlow's start-up lines
+    silenced unless ``--verbose``."""
+    with silenced_stderr(not verbose):
+        from converter import release
+        from converter.errors import ConversionError
+    return release, ConversionError
 
 
 def unexpected(where: str, error: Exception) -> str:
@@ -44,8 +52,12 @@ def unexpected(where: str, error: Exception) -> str:
 
 
 @click.group()
-def cli():
+@click.option("--verbose", is_flag=True, help="Let TensorFlow's start-up and log lines through.")
+@click.pass_context
+def cli(ctx, verbose):
     """Release assets for the TF VideoMAE zoo."""
+    prepare_environment(verbose)
+    ctx.obj = verbose
 
 
 @cli.command()
@@ -53,10 +65,12 @@ def cli():
 @click.argument("release_dir", type=click.Path())
 @click.option("--base-url", required=True, help="Where the assets will be downloadable.")
 @click.option("--force", is_flag=True, help="Replace an existing release folder.")
-def build(conversion_dir, release_dir, base_url, force):
+@click.pass_obj
+def build(verbose, conversion_dir, release_dir, base_url, force):
     """Build RELEASE_DIR from the artifacts in CONVERSION_DIR."""
+    release, ConversionError = library(verbose)
     try:
-        manifest = build_release(conversion_dir, release_dir, base_url, force=force,
+        manifest = release.build_release(conversion_dir, release_dir, base_url, force=force,
                                  log=lambda line: click.echo(line, err=True))
     except ConversionError as error:
         click.echo(f"error: {error}", err=True)
@@ -71,10 +85,12 @@ def build(conversion_dir, release_dir, base_url, force):
 @cli.command()
 @click.argument("release_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--recheck", is_flag=True, help="Also reload every asset in a fresh process.")
-def verify(release_dir, recheck):
+@click.pass_obj
+def verify(verbose, release_dir, recheck):
     """Check RELEASE_DIR against its SHA256SUMS, manifest and MODEL_ZOO.md."""
+    release, ConversionError = library(verbose)
     try:
-        problems = verify_release(release_dir, recheck=recheck)
+        problems = release.verify_release(release_dir, recheck=recheck)
     except ConversionError as error:
         problems = [str(error)]
     except Exception as error:  # noqa: BLE001  (one line, never a traceback)
@@ -91,10 +107,12 @@ def verify(release_dir, recheck):
 @click.option("--to", "to", required=True, help="hf://ORG or kaggle://OWNER/MODEL.")
 @click.option("--dry-run", "dry_run", type=click.Path(), default=None,
               help="Write what would be uploaded into this new folder; upload nothing.")
-def publish(release_dir, to, dry_run):
+@click.pass_obj
+def publish(verbose, release_dir, to, dry_run):
     """Upload every keras-hub preset of RELEASE_DIR to a model hub."""
+    release, ConversionError = library(verbose)
     try:
-        plan = publish_release(release_dir, to, dry_run=dry_run,
+        plan = release.publish_release(release_dir, to, dry_run=dry_run,
                                log=lambda line: click.echo(line, err=True))
     except ConversionError as error:
         click.echo(f"error: {error}", err=True)
