@@ -51,11 +51,16 @@ class PeerError(Exception):
 
 def peer_requirements() -> List[str]:
     """litert-torch plus the bench's own torch and timm versions (local tags such as
-    ``+cu130`` dropped: the index serves the plain release), so the torch side is the same."""
-    from importlib.metadata import version  # not importing torch: seconds saved
+    ``+cu130`` dropped: the index serves the plain release), so the torch side is the same;
+    timm unpinned where the bench's environment has none (it is an extra of ours)."""
+    from importlib.metadata import PackageNotFoundError, version  # not importing torch
 
+    try:
+        timm = f"timm=={version('timm').split('+')[0]}"
+    except PackageNotFoundError:
+        timm = "timm"
     return [f"{PEER_PACKAGE}=={PEER_VERSION}", f"torch=={version('torch').split('+')[0]}",
-            f"timm=={version('timm').split('+')[0]}"]
+            timm]
 
 
 def venv_python(venv: str) -> str:

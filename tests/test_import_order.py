@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, TINY_FT
 
 TORCH_EXTRAS = ("timm", "torchvision", "triton", "torch._dynamo")
 
@@ -27,13 +27,38 @@ print(json.dumps({{"loaded_by_converter": loaded, "shape": list(out.shape),
 """
 
 
-def test_tensorflow_then_converter_then_timm_work_in_one_process():
+def _run_child(code, *args):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join(
         p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p))
-    done = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True,
                           text=True, timeout=300)
+
+
+def test_tensorflow_then_converter_then_timm_work_in_one_process():
+    done = _run_child(_CHILD)
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])  # -11: it crashed
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found["loaded_by_converter"] == []  # a conversion pays for none of them
     assert found["torchvision"]  # timm did load torchvision, after TensorFlow
     assert found["shape"] == [1, 3]
+
+
+# timm, torchvision and triton as if not installed (they are not install_requires: setup.cfg's
+# ``timm`` and ``test`` extras bring them): None in sys.modules makes their import fail and
+# find_spec answer None, as for a missing package.
+_WITHOUT = f"""
+import json, sys
+for name in ("timm", "torchvision", "triton"):
+    sys.modules[name] = None
+import converter
+result = converter.convert({TINY_FT!r}, sys.argv[1], synthetic=True, progress=False)
+print(json.dumps({{"passed": result.parity.passed, "paths": sorted(result.paths)}}))
+"""
+
+
+def test_a_conversion_needs_neither_timm_nor_torchvision(tmp_path):
+    done = _run_child(_WITHOUT, str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found == {"passed": True, "paths": ["keras", "report", "savedmodel", "weights"]}
+
