@@ -12,10 +12,11 @@ import sys
 
 import click
 
+from tf_models import presets
 from tf_models.artifacts.files import defer_stop_signal
 from tf_models.artifacts.names import QUANTIZED_MODES
 
-from .zoo import DATASETS, FAMILIES, MODES, size_choices
+from .cli_options import command
 
 
 class _Terminated(BaseException):
@@ -128,80 +129,11 @@ def _inside_gc_callback(frame) -> bool:
     return False
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--name", "entry_name", default=None,
-              help="A zoo entry by its name (see --list), e.g. TFVideoMAEv2_B_K710_16x224_DL; "
-                   "instead of --family/--size/--mode/--dataset.")
-@click.option("--list", "list_entries", is_flag=True,
-              help="List every zoo entry (name, upstream accuracy, views) and exit.")
-@click.option("--json", "as_json", is_flag=True,
-              help="With --list: one JSON object per line and entry.")
-@click.option("--family", type=click.Choice(tuple(FAMILIES)), default=None,
-              help="v1: VideoMAE; v2: VideoMAE V2. [default: v1 where it has the entry]")
-@click.option("--size", type=click.Choice(size_choices()), multiple=True,
-              help="Model size (T and Tg are tiny test-only configs with no upstream file). "
-                   "Required unless --name or --all; with --all it may repeat (--size S "
-                   "--size B: every entry of those sizes).")
-@click.option("--mode", type=click.Choice(MODES), default=None,
-              help="FT: a classifier (fine-tuned, or distilled: the DL entries); PT: pre-trained "
-                   "masked autoencoder. [default: FT; with --all: both]")
-@click.option("--dataset", type=click.Choice(tuple(DATASETS)), default=None,
-              help="Dataset the checkpoint was trained on. [default: k400; with --all: all]")
-@click.option("--checkpoint", type=click.Path(dir_okay=True), default=None,
-              help="Upstream checkpoint file (.pth).")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-              help="Where upstream checkpoints are downloaded when --checkpoint is omitted "
-                   "[default: $VIDEOMAE_CONVERT_CACHE or ~/.cache/videomae-convert].")
-@click.option("--offline", is_flag=True, default=None,
-              help="Never download; use the cache or --checkpoint only (also "
-                   "VIDEOMAE_OFFLINE, VIDEOMAE_CONVERT_OFFLINE or HF_HUB_OFFLINE=1).")
-@click.option("--force-download", is_flag=True, help="Download again even when cached.")
-@click.option("--synthetic", is_flag=True,
-              help="Convert a seeded random checkpoint in upstream's file layout.")
-@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
-              help="Seed of the synthetic checkpoint and of the parity inputs.")
-@click.option("--out", "out_dir", type=click.Path(), default=None,
-              help="Output folder for the artifacts. Required unless --list.")
-@click.option("--all", "all_entries", is_flag=True,
-              help="Convert every zoo entry (narrowed by --size/--mode/--dataset/--family), "
-                   "each in its own process, and print a summary table.")
-@click.option("--checkpoint-dir", type=click.Path(), default=None,
-              help="With --all: folder of real checkpoints, matched to entries by content.")
-@click.option("--jobs", type=int, default=1, show_default=True,
-              help="With --all: entries converted at once.")
-@click.option("--encoder-only", is_flag=True,
-              help="Export just the encoder (token and pooled features) as NAME_encoder "
-                   "artifacts; works for FT and PT checkpoints, including ViT-H PT.")
-@click.option("--litert", is_flag=True,
-              help="Also write NAME.tflite (LiteRT, fp32, dynamic batch), checked like every "
-                   "other artifact; fine-tuned and --encoder-only models (with --all: every "
-                   "fine-tuned entry).")
-@click.option("--litert-quantize", type=click.Choice(QUANTIZED_MODES), multiple=True,
-              help="Also write NAME.fp16.tflite / NAME.int8.tflite (LiteRT with fp16 weights, "
-                   "or dynamic-range int8 weights: the smaller files to ship; implies "
-                   "--litert; may repeat). Each is measured against the float64 reference "
-                   "(the report's reload_checks) and held to a sanity bound, not to parity.")
-@click.option("--video", "videos", type=click.Path(dir_okay=False), multiple=True,
-              help="With --litert-quantize: a real video (may repeat); one clip of each "
-                   "through the torch model and each quantised file gives the report's top-1 "
-                   "and top-5 agreement.")
-@click.option("--raw-frames", is_flag=True,
-              help="The SavedModel (and .tflite) take raw uint8 frames [batch, frames, size, "
-                   "size, 3] at the entry's size: scaling to [0, 1] and the dataset's mean/std "
-                   "run inside them (for TF Serving and on-device use); checked like the rest.")
-@click.option("--force", is_flag=True, help="Overwrite artifacts already in --out.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-@click.option("--verbose", is_flag=True,
-              help="Let TensorFlow's start-up and log lines through (read by the console "
-                   "script before the frameworks load).")
-@click.option("--outcome-file", type=click.Path(dir_okay=False), default=None, hidden=True,
-              help="Where --all's child writes what it did (a RunOutcome).")
-def main(entry_name, list_entries, as_json, family, size, mode, dataset, checkpoint, cache_dir,
-         offline, force_download, synthetic, seed, out_dir, all_entries, checkpoint_dir, jobs,
-         encoder_only, litert, litert_quantize, videos, raw_frames, force, quiet, verbose,
-         outcome_file):
-    """Convert an official PyTorch VideoMAE (V1 or V2) checkpoint into checked TF / Keras
-    artifacts: a SavedModel, NAME.weights.h5, NAME.keras and a NAME.json parity report."""
+def run(entry_name, list_entries, as_json, family, size, mode, dataset, checkpoint, cache_dir,
+        offline, force_download, synthetic, seed, out_dir, all_entries, checkpoint_dir, jobs,
+        encoder_only, litert, litert_quantize, videos, raw_frames, force, quiet, verbose,
+        outcome_file):
+    """The videomae-convert command's work, its options parsed (``cli_options``)."""
     if list_entries:
         _list(as_json)
         return
@@ -265,6 +197,11 @@ def main(entry_name, list_entries, as_json, family, size, mode, dataset, checkpo
     for kind, check in result.report.reload_checks.items():
         if check.method == "quantized":
             click.echo(f"  {kind}: {check.quantized_summary()}")
+
+
+# ``python -m converter.cli`` and in-process callers; the console script builds the same
+# command from the same options (videomae_cli.convert) without importing this module first
+main = command(run, presets, QUANTIZED_MODES)
 
 
 def _list(as_json: bool) -> None:

@@ -191,10 +191,6 @@ ZOO: Dict[str, Entry] = {name: _entry(preset) for name, preset in PRESETS.items(
 TEST_ZOO: Dict[str, Entry] = {name: _entry(preset) for name, preset in TEST_PRESETS.items()}
 
 
-def size_choices(include_test: bool = True) -> Tuple[str, ...]:
-    """The ``--size`` choices: the published sizes, then the test-only ones."""
-    return tuple(SIZES) + (tuple(TEST_SIZES) if include_test else ())
-
 
 def find_entry(size: str, mode: str, dataset: str = "k400",
                family: Optional[str] = "v1") -> Entry:

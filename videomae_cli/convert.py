@@ -1,35 +1,38 @@
 """Quiet entry points for ``videomae-convert`` and ``videomae-reconstruct``.
 
-``converter`` imports torch and then TensorFlow at import time, so TensorFlow's start-up lines
-(absl, oneDNN, CUDA and ``cuInit`` notices) would reach the terminal before ``converter.cli``
-runs any code. ``convert_main`` sets the environment and silences fd 2 while it is imported;
-``--verbose`` (taken out before the command sees its arguments) lets the lines through.
-``reconstruct_main`` runs ``reconstruct.reconstruct_command``, which does the same around
-``tf_models`` (a Keras model's reconstruction needs no torch).
+``converter`` imports torch and then TensorFlow at import time: seconds, and TensorFlow's
+start-up lines (absl, oneDNN, CUDA and ``cuInit`` notices) on the terminal. So
+``convert_main`` parses the command line first, with the options of ``converter/cli_options.py``
+and the zoo table of ``tf_models/presets.py``, each loaded on its own (click and the stdlib:
+``--help`` and a mistyped option answer at once), and imports ``converter`` only to run the
+command: with fd 2 silenced while it loads, unless ``--verbose``. ``reconstruct_main`` runs
+``reconstruct.reconstruct_command``, which does the same around ``tf_models`` (a Keras
+model's reconstruction needs no torch).
 """
 
 from __future__ import annotations
 
-import sys
-
 from .lifetime import claim_process, framework_imports
-from .quiet import prepare_environment, silenced_stderr
+from .quiet import load_stdlib_leaf, prepare_environment, silenced_stderr
+from .zoo_table import zoo_table
 
 
-def _import_quietly():
-    verbose = "--verbose" in sys.argv[1:]
-    if verbose:
-        sys.argv = [sys.argv[0]] + [a for a in sys.argv[1:] if a != "--verbose"]
+def _run(**options):
+    verbose = options["verbose"]
     prepare_environment(verbose)
     with silenced_stderr(not verbose), framework_imports():
         from converter import cli
-    return cli
+    return cli.run(**options)
+
+
+convert_command = load_stdlib_leaf("converter.cli_options").command(
+    _run, zoo_table(), load_stdlib_leaf("tf_models.artifacts.names").QUANTIZED_MODES)
 
 
 def convert_main():
     """Entry point of ``videomae-convert``."""
     claim_process()
-    _import_quietly().main(prog_name="videomae-convert")
+    convert_command(prog_name="videomae-convert")
 
 
 def reconstruct_main():

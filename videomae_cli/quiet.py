@@ -34,17 +34,20 @@ def _errors_only(record: logging.LogRecord) -> bool:
     return record.levelno >= logging.ERROR
 
 
-def _load_stdlib_leaf(name: str):
-    """The stdlib-only library module ``name`` (``package.module``), executed from its file
-    without running its package's ``__init__``. Kept out of ``sys.modules``: a later import
+def load_stdlib_leaf(name: str):
+    """The library module ``name`` (``package.module``) that imports nothing of the library
+    (the stdlib, or click for ``converter.cli_options``), executed from its file without
+    running its package's ``__init__``. Kept out of ``sys.modules``: a later import
     of ``name`` by the library loads it the ordinary way (stateless, so two copies agree)."""
-    package, _, module = name.rpartition(".")
-    folder = importlib.util.find_spec(package).submodule_search_locations[0]
-    spec = importlib.util.spec_from_file_location(f"_videomae_cli_{module}",
-                                                  os.path.join(folder, module + ".py"))
+    top, *inner = name.split(".")
+    # find_spec of a top-level package locates it without running its __init__ (of a dotted
+    # name it would import the parents)
+    folder = importlib.util.find_spec(top).submodule_search_locations[0]
+    spec = importlib.util.spec_from_file_location(f"_videomae_cli_{inner[-1]}",
+                                                  os.path.join(folder, *inner) + ".py")
     loaded = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(loaded)
     return loaded
 
 
-silenced_stderr = _load_stdlib_leaf("tf_models.quiet").silenced_stderr
+silenced_stderr = load_stdlib_leaf("tf_models.quiet").silenced_stderr
