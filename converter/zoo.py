@@ -191,7 +191,6 @@ ZOO: Dict[str, Entry] = {name: _entry(preset) for name, preset in PRESETS.items(
 TEST_ZOO: Dict[str, Entry] = {name: _entry(preset) for name, preset in TEST_PRESETS.items()}
 
 
-
 def find_entry(size: str, mode: str, dataset: str = "k400",
                family: Optional[str] = "v1") -> Entry:
     """The entry for ``--size/--mode/--dataset`` (and ``--family``; None: V1's entry where it
