@@ -261,25 +261,18 @@ def evaluate_command(model_spec, list_path, root, out_dir, shard, views, dataset
 
 def _previous_run(path: str) -> Optional[dict]:
     """The ``run`` record of the summary at ``path`` (None: none readable)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            run = json.load(handle).get("run")
-    except (OSError, ValueError, AttributeError):
-        return None
+    from tf_models.artifacts.files import read_json
+
+    summary = read_json(path)
+    run = summary.get("run") if isinstance(summary, dict) else None
     return run if isinstance(run, dict) else None
 
 
 def _write_summary(path: str, summary: dict) -> None:
     """Write ``summary`` to ``path`` atomically, making its folder if missing."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    temporary = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(summary, handle, indent=1)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    from tf_models.artifacts.files import save_json
+
+    save_json(path, summary)
 
 
 def _print_summary(summary: dict, as_json: bool, where: str) -> None:

@@ -1,16 +1,18 @@
-"""Durable files: fsync of files and folders, removal of either, a lock file next to what it
-guards (``fcntl.flock``; removed on release, so a finished run leaves nothing behind), and
-sections where a stop signal waits until a file and the record of it change together."""
+"""Durable files: fsync of files and folders, removal of either, JSON written atomically, a
+lock file next to what it guards (``fcntl.flock``; removed on release, so a finished run leaves
+nothing behind), and sections where a stop signal waits until a file and the record of it
+change together."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import signal
 import threading
-from typing import Optional
+from typing import Any, Optional
 
 
 def fsync_dir(path: str) -> None:
@@ -50,6 +52,31 @@ def remove_path(path: str) -> None:
     else:
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)
+
+
+def save_json(path: str, data) -> None:
+    """Write ``data`` as JSON to ``path`` atomically: its folder made if missing, a temporary
+    file written and fsync'd, then renamed over ``path`` (removed if anything fails)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    temporary = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary)
+
+
+def read_json(path: str) -> Optional[Any]:
+    """The JSON document at ``path``; None where it is missing or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
 
 
 # --- stop signals held back ------------------------------------------------------------------

@@ -4,7 +4,6 @@ checkpointed so that a killed run resumes to the same weights as an uninterrupte
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +12,7 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
+from ..artifacts.files import read_json, save_json
 from ..video.evaluate import list_digest
 from .augment import RECIPE
 from .checkpoint import CHECKPOINT_NAME, read_state, restore_checkpoint, save_checkpoint
@@ -365,26 +365,16 @@ def _finetune(config: FinetuneConfig, on_step, on_error, on_resume) -> FinetuneR
         devices=devices_holding(model), steps=state["global_step"], epochs=config.epochs,
         loss=history[-1]["loss"] if history else None, **timing,
         resumed_from=resumed_from, failed=list(state["failed"]), history=history)
-    write_summary(summary_path, result)
+    save_json(summary_path, result.to_dict())
     return result
 
 
 def _previous_timing(path: str) -> Optional[dict]:
     """``clips_per_s`` and ``wall_s`` of the summary at ``path`` (None: none readable)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            summary = json.load(handle)
-        timing = {key: summary[key] for key in ("clips_per_s", "wall_s")}
-    except (OSError, ValueError, KeyError, TypeError):
+    summary = read_json(path)
+    if not isinstance(summary, dict) or "clips_per_s" not in summary \
+            or not isinstance(summary.get("wall_s"), (int, float)):
         return None
-    return timing if isinstance(timing["wall_s"], (int, float)) else None
-
-
-def write_summary(path: str, result: FinetuneResult) -> None:
-    """``summary.json`` beside the model, replaced atomically."""
-    temporary = path + ".tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(result.to_dict(), handle, indent=1)
-    os.replace(temporary, path)
+    return {"clips_per_s": summary["clips_per_s"], "wall_s": summary["wall_s"]}
 
 

@@ -21,6 +21,7 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 
 from ..artifacts.checksums import tree_sha256
+from ..artifacts.files import save_json
 from .decode import MAX_PIXELS, VideoError
 from .evaluate import EvaluateError, RunStats, is_label, list_digest, read_list_lines
 from .features import Sampling, pooled_features, read_inputs, segment_clips
@@ -99,16 +100,6 @@ def open_extract(out_dir: str, header: dict, videos: Sequence[str]) -> None:
         return
     os.makedirs(out_dir, exist_ok=True)
     save_json(path, header)
-
-
-def save_json(path: str, data) -> None:
-    """Write JSON to ``path`` atomically (temporary file, fsync, rename)."""
-    temporary = f"{path}.tmp{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 def save_features(path: str, features: np.ndarray) -> None:

@@ -31,11 +31,12 @@ from typing import Callable, Dict, Iterator, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
+from ..artifacts.files import save_json
 from .decode import MAX_PIXELS, VideoError
 from .evaluate import (EvaluateError, RunStats, append_record, open_results, pending_items,
                        results_path, run_header)
 from .extract import (extract_header, extract_summary, feature_path, open_extract,
-                      pending_videos, record_failure, save_features, save_json)
+                      pending_videos, record_failure, save_features)
 from .features import Sampling, array_bytes, bytes_array, read_inputs, segment_clips
 
 # what each stage runs: "logits" (evaluate: the classifier) or "features" (extract)
