@@ -123,8 +123,10 @@ def ray_local_instance():
     """A real single-node Ray instance in this process (2 CPUs), shut down afterwards."""
     import ray
 
-    ray.init(num_cpus=RAY_CPUS, include_dashboard=False, object_store_memory=OBJECT_STORE,
-             log_to_driver=False)
+    # address "local": a new instance even while another test's cluster runs on this machine
+    # (with no address Ray joins the newest cluster it finds here, and refuses num_cpus)
+    ray.init(address="local", num_cpus=RAY_CPUS, include_dashboard=False,
+             object_store_memory=OBJECT_STORE, log_to_driver=False)
     yield ray
     ray.shutdown()
 
@@ -287,7 +289,8 @@ def test_ray_refuses_actors_its_own_local_cluster_cannot_place(monkeypatch):
     from tf_models.video.evaluate import EvaluateError
     from tf_models.video.ray_engine import ray_session
 
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    # a cluster of its own: with no address Ray would join one another test runs here
+    monkeypatch.setenv("RAY_ADDRESS", "local")
     cpus = os.cpu_count()
     for actors, gpus, needs in ((cpus, 0.0, f"needs {cpus + 1} CPUs"),
                                 (1, 1.0, "needs 1 CPUs (each model actor without a GPU holds "
