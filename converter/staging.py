@@ -14,8 +14,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import shutil
-import tempfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -70,6 +70,9 @@ def probe_writable(out_dir: str) -> None:
         raise OutputError(f"{out_dir}: {path} is a file, so --out cannot be a folder in it; "
                           f"choose another --out")
     made = []
+    # named before it exists, so an interrupt (Ctrl-C, SIGTERM's exception) that lands
+    # between its creation and its removal still removes it
+    probe = os.path.join(out_dir, f".videomae-probe-{os.getpid()}-{secrets.token_hex(4)}")
     try:
         for folder in reversed(missing):
             try:
@@ -78,13 +81,13 @@ def probe_writable(out_dir: str) -> None:
             except FileExistsError:  # another run made it meanwhile: not ours to remove
                 if not os.path.isdir(folder):
                     raise
-        handle, probe = tempfile.mkstemp(prefix=".videomae-probe-", dir=out_dir)
-        os.close(handle)
-        os.unlink(probe)
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except OSError as error:
         raise OutputError(f"{out_dir}: cannot write there ({error.strerror or error}); "
                           f"choose another --out") from None
     finally:
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
         for folder in reversed(made):
             with contextlib.suppress(OSError):
                 os.rmdir(folder)

@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from converter.staging import STAGING_INFIX, probe_writable
+
 
 def _run_and_stop(tmp_path, out_dir, args, signum=signal.SIGTERM, module="converter.cli"):
     """Run ``videomae-convert ARGS`` (or another command's ``module``; its scratch in
@@ -33,12 +35,14 @@ def _run_and_stop(tmp_path, out_dir, args, signum=signal.SIGTERM, module="conver
 
 
 def _wait_for_staging(out_dir, process, timeout=600):
-    """Until the hidden staging folder exists (the run is writing artifacts)."""
+    """Until a staging folder ``.NAME.partial-*`` exists (the run is writing artifacts); not
+    the lock or the writability probe, which come before any work."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pytest.fail(f"conversion ended (rc {process.returncode}) before it was interrupted")
-        if out_dir.exists() and any(p.name.startswith(".") for p in out_dir.iterdir()):
+        if out_dir.exists() and any(p.name.startswith(".") and STAGING_INFIX in p.name
+                                    for p in out_dir.iterdir()):
             return
         time.sleep(0.01)
     pytest.fail("no staging folder appeared")
@@ -61,6 +65,28 @@ def test_interrupt_mid_export_leaves_output_folder_as_it_was(tmp_path, signum):
     assert sorted(p.name for p in out_dir.iterdir()) == ["keep.txt"]
     assert (out_dir / "keep.txt").read_text() == "user file"
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_an_interrupt_right_after_the_writability_probe_is_made_removes_it(tmp_path,
+                                                                          monkeypatch):
+    """Ctrl-C that lands between the probe's creation and its removal (the slow tier's SIGINT
+    test once left ``.videomae-probe-*`` in the user's folder): the probe goes anyway, and so do
+    the folders the probe made."""
+    real_close = os.close
+    closed = []
+
+    def close_then_interrupt(fd):
+        real_close(fd)
+        if not closed:  # the probe's handle: the first close after the probe is made
+            closed.append(fd)
+            raise KeyboardInterrupt
+    out_dir = tmp_path / "new" / "out"
+    monkeypatch.setattr(os, "close", close_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        probe_writable(str(out_dir))
+    monkeypatch.undo()
+    assert closed  # the interrupt landed where it should
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_stopped_videomae_export_exits_two_in_one_line_and_leaves_nothing(tmp_path,
