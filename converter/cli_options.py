@@ -21,10 +21,12 @@ def size_choices(presets, include_test: bool = True) -> tuple:
     return tuple(presets.SIZES) + (tuple(presets.TEST_SIZES) if include_test else ())
 
 
-def command(callback, presets, quantized_modes) -> click.Command:
+def command(callback, presets, quantized_modes, cls=click.Command) -> click.Command:
     """``callback(**options)`` as the videomae-convert command, its choices from the zoo table
-    ``presets`` and ``quantized_modes`` (``tf_models.artifacts.names.QUANTIZED_MODES``)."""
-    @click.command(help=HELP, context_settings={"help_option_names": ["-h", "--help"]})
+    ``presets`` and ``quantized_modes`` (``tf_models.artifacts.names.QUANTIZED_MODES``); ``cls``
+    the click command class (the console script's makes usage errors one line,
+    ``videomae_cli.exits.OneLineCommand``)."""
+    @click.command(cls=cls, help=HELP, context_settings={"help_option_names": ["-h", "--help"]})
     @click.option("--name", "entry_name", default=None,
                   help="A zoo entry by its name (see --list), e.g. TFVideoMAEv2_B_K710_16x224_DL; "
                        "instead of --family/--size/--mode/--dataset.")

@@ -309,3 +309,32 @@ def test_the_console_command_answers_help_and_bad_choices_before_loading_the_fra
     assert described(convert_command) == described(main)
     assert CliRunner().invoke(convert_command, ["--help"]).output == \
         CliRunner().invoke(main, ["--help"]).output
+
+
+@pytest.mark.parametrize("module, name, args, words", [
+    ("convert", "convert_command", ["--sise", "B"], "No such option '--sise'"),
+    ("convert", "convert_command", ["--size", "Q", "--out", "x"], "Invalid value for '--size'"),
+    ("video", "predict_command", ["--top-k", "x", "a.mp4"], "Invalid value for '--top-k'"),
+    ("video", "predict_command", ["--model", "m"], "Missing argument 'VIDEOS...'"),
+    ("video", "evaluate_command", ["--model", "m"], "Missing option '--list'"),
+    ("video", "extract_command", ["--nope"], "No such option '--nope'"),
+    ("video", "merge_command", ["--nope"], "No such option '--nope'"),
+    ("finetune", "finetune_command", ["--nope"], "No such option '--nope'"),
+    ("export", "export_command", ["--nope"], "No such option '--nope'"),
+    ("reconstruct", "reconstruct_command", ["--nope"], "No such option '--nope'"),
+])
+def test_every_console_script_reports_a_usage_error_in_one_line(module, name, args, words):
+    """click's usage block (``Usage:``, ``Try ...``, a blank line, ``Error: ...``) becomes one
+    line as every other error of the commands: ``error: ...`` with the help to read, exit 2."""
+    import importlib
+
+    from click.testing import CliRunner
+
+    command = getattr(importlib.import_module(f"videomae_cli.{module}"), name)
+    result = CliRunner().invoke(command, args, prog_name="videomae-x")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        result.stderr.strip()], result.stderr  # one line
+    line = result.stderr.strip()
+    assert line.startswith(f"error: {words}") and line.endswith("See 'videomae-x --help'."), line

@@ -12,6 +12,7 @@ model's reconstruction needs no torch).
 
 from __future__ import annotations
 
+from .exits import OneLineCommand
 from .lifetime import claim_process, framework_imports
 from .quiet import load_stdlib_leaf, prepare_environment, silenced_stderr
 from .zoo_table import zoo_table
@@ -26,7 +27,8 @@ def _run(**options):
 
 
 convert_command = load_stdlib_leaf("converter.cli_options").command(
-    _run, zoo_table(), load_stdlib_leaf("tf_models.artifacts.names").QUANTIZED_MODES)
+    _run, zoo_table(), load_stdlib_leaf("tf_models.artifacts.names").QUANTIZED_MODES,
+    cls=OneLineCommand)
 
 
 def convert_main():

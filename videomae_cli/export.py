@@ -18,12 +18,12 @@ import json
 
 import click
 
-from .exits import EXIT_CHECK_FAILED, fail as _fail
+from .exits import EXIT_CHECK_FAILED, command, fail as _fail
 from .lifetime import claim_process, framework_imports
 from .quiet import prepare_environment, silenced_stderr
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command()
 @click.option("--model", "model_spec", required=True,
               help="the classifier to export: a .keras file (videomae-finetune's model.keras), "
                    "a .weights.h5 with its NAME.json, a keras-hub preset folder, a "

@@ -14,13 +14,13 @@ import sys
 
 import click
 
-from .exits import fail as _fail
+from .exits import command, fail as _fail
 from .lifetime import claim_process, framework_imports
 from .quiet import prepare_environment, silenced_stderr
 from .zoo_table import dataset_choices
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command()
 @click.option("--model", "model_spec", required=True,
               help="zoo name, .keras file, keras-hub preset folder or hf:// / kaggle:// "
                    "handle, or transformers-format folder or hf:// repository, of a PT or FT "

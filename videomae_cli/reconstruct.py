@@ -11,12 +11,12 @@ import os
 
 import click
 
-from .exits import fail as _fail
+from .exits import command, fail as _fail
 from .lifetime import framework_imports
 from .quiet import prepare_environment, silenced_stderr
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command()
 @click.option("--model", "model_path", type=click.Path(), required=True,
               help="A converted pre-trained model: NAME.keras, NAME.weights.h5 (with NAME.json), "
                    "the SavedModel folder NAME/, a keras-hub preset folder or hf:// / "

@@ -16,7 +16,7 @@ from typing import Optional
 
 import click
 
-from .exits import EXIT_BAD_INPUT, fail as _fail
+from .exits import EXIT_BAD_INPUT, command, fail as _fail
 from .lifetime import claim_process, framework_imports
 from .quiet import prepare_environment, silenced_stderr
 from .zoo_table import dataset_choices
@@ -100,7 +100,7 @@ def _check_engine(engine: str) -> None:
                     "'ray[data]'), on this machine and every node of the cluster")
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command()
 @click.argument("videos", nargs=-1, required=True)
 @click.option("--model", "model_spec", required=True,
               help="zoo name, .keras file, SavedModel folder, keras-hub preset folder or "
@@ -149,7 +149,7 @@ def predict_command(videos, model_spec, k, views, dataset, batch_size, as_json, 
         raise click.exceptions.Exit(EXIT_BAD_INPUT)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command()
 @click.option("--model", "model_spec", required=True,
               help="zoo name, .keras file, SavedModel folder, keras-hub preset folder or "
                    "hf:// / kaggle:// handle, or transformers-format folder or hf:// "
@@ -304,7 +304,7 @@ def _print_summary(summary: dict, as_json: bool, where: str) -> None:
     click.echo(f"per-class accuracy and failures: {where}")
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command()
 @click.argument("folders", nargs=-1, required=True)
 @click.option("--out", "out_path", default=None, help="also write the summary JSON here")
 @click.option("--json", "as_json", is_flag=True, help="stdout: the summary as one JSON line")
@@ -347,7 +347,7 @@ def _check_summary_path(path: str) -> None:
                             "path")
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command()
 @click.option("--model", "model_spec", required=True,
               help="zoo name, .keras file (classifier or --encoder-only), keras-hub preset "
                    "folder or hf:// / kaggle:// handle, transformers-format folder or hf:// "
