@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from conftest import REPO_ROOT  # noqa: E402
-from video_helpers import make_video_cases  # noqa: E402
+from video_helpers import make_video_cases, shipped_videos  # noqa: E402
 
 pytest.importorskip("ray.data", reason="the Ray tests need the [ray] extra (in [test])")
 
@@ -183,6 +183,69 @@ def test_local_commands_never_import_ray(ray_dataset, tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "NO RAY"
     assert np.load(tmp_path / "x" / "class_0" / "clip_00.npy").shape == (3, 48)  # (views, D)
+
+
+def _decode_stage_payload(tmp_path):
+    """The decode stage's function and arguments pickled as Ray pickles them for a task (after
+    ``ray_engine.decode_stage`` has shipped its code), written to a file: its path."""
+    import ray.cloudpickle
+
+    from tf_models.video.features import Sampling
+    from tf_models.video.ray_decode import decode_video, ship_by_value
+
+    ship_by_value()
+    root = os.path.dirname(shipped_videos()["bikes.mp4"])
+    kwargs = {"root": root, "shown_root": root, "sampling": Sampling(16, 224, dataset="k400"),
+              "max_pixels": 2 ** 31}
+    path = tmp_path / "stage.pkl"
+    path.write_bytes(ray.cloudpickle.dumps((decode_video, kwargs)))
+    return path
+
+
+def test_the_decode_stage_as_shipped_decodes_without_importing_tensorflow(tmp_path):
+    """What a Ray decoding worker gets: the stage's code by value. Unpickled in a fresh
+    process that could import ``tf_models`` (it is on the path), it decodes a real video's
+    views with the stage's own ``read_inputs`` and never loads ``tf_models``, Keras or
+    TensorFlow (each worker paid about 6 s and 0.9 GB for them; test_ray's slow test runs the
+    whole stage on a Ray instance)."""
+    code = ("import json, os, pickle, sys\n"
+            f"stage, kwargs = pickle.loads(open({str(_decode_stage_payload(tmp_path))!r}, "
+            "'rb').read())\n"
+            "read = stage.__globals__['read_inputs']\n"
+            "views = read(os.path.join(kwargs['root'], 'bikes.mp4'), kwargs['sampling'], "
+            "kwargs['max_pixels'])\n"
+            "print(json.dumps({'shape': list(views.shape), 'loaded': [m for m in ("
+            "'tf_models', 'keras', 'tensorflow', 'torch') if m in sys.modules]}))\n")
+    done = _run_child(code)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report == {"shape": [15, 16, 224, 224, 3], "loaded": []}  # K400: 5 clips x 3 crops
+
+
+@pytest.mark.slow  # a Ray instance; fast tier: the shipped stage decoding in a fresh process
+def test_ray_decoding_workers_import_no_tensorflow(ray_local_instance):
+    """The decode stage as ``stream_outputs`` builds it, on a real Ray instance: each
+    decoding worker (a probe fused into the same task reads its modules) has decoded real
+    videos, and a missing one into its one-line error, without loading TensorFlow."""
+    import ray.data
+
+    from tf_models.video.features import Sampling
+    from tf_models.video.ray_engine import decode_stage
+
+    def probe(row):  # defined here, so Ray ships it by value too
+        import sys
+        return {"video": row["video"], "error": row["error"], "bytes": len(row["inputs"]),
+                "loaded": [m for m in ("tf_models", "keras", "tensorflow") if m in sys.modules]}
+    root = os.path.dirname(shipped_videos()["bikes.mp4"])
+    videos = ray.data.from_items([{"video": v, "label": 0} for v in
+                                  ("bikes.mp4", "carphone_pristine.mp4", "missing.mp4")])
+    rows = {row["video"]: row for row in
+            decode_stage(videos, root, Sampling(16, 224, dataset="k400")).map(probe).take_all()}
+    assert sorted(rows) == ["bikes.mp4", "carphone_pristine.mp4", "missing.mp4"]
+    assert all(row["loaded"] == [] for row in rows.values()), rows
+    assert rows["bikes.mp4"]["error"] == "" and rows["bikes.mp4"]["bytes"] > 15 * 16 * 224 * 224 * 3
+    assert rows["missing.mp4"]["error"].startswith(os.path.join(root, "missing.mp4"))
+    assert rows["missing.mp4"]["bytes"] == 0
 
 
 def test_ray_engine_refuses_shard_in_one_line(ray_dataset):

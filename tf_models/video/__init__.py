@@ -2,7 +2,8 @@
 
 torch-free. ``protocol`` and ``decode`` use only numpy, OpenCV and PyAV (importing them still
 runs the ``tf_models`` package's ``__init__``, which registers the Keras classes, so Keras and
-TensorFlow load too: about 5 s and 0.9 GB per process on a 2-core machine); ``model``,
+TensorFlow load too: about 6 s and 0.9 GB per process on a 2-core machine; Ray's decoding
+workers get their code by value instead, ``ray_decode``); ``model``,
 ``predict`` and ``evaluate`` run converted models with TensorFlow / Keras; ``reconstruct``
 turns a pre-trained model's pixel predictions back into pictures (``videomae-reconstruct``).
 

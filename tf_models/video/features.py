@@ -27,7 +27,7 @@ from typing import Callable, Optional, Tuple
 
 import numpy as np
 
-from .decode import MAX_PIXELS, VideoError, decode_frames
+from .decode import MAX_PIXELS, VideoError, decode_frames, read_views
 from .model import ModelError
 from .protocol import normalize_views, protocol_for
 from ..tracing import graph_function
@@ -64,8 +64,6 @@ def read_inputs(path: str, sampling: Sampling, max_pixels: int = MAX_PIXELS) -> 
     """uint8 model inputs of the video at ``path``: views (V, T, S, S, 3) or, with a stride,
     its resized frames (N, S, S, 3) from which ``segment_clips`` cuts the segments."""
     if sampling.stride is None:
-        from .decode import read_views
-
         return read_views(path, sampling.protocol(), max_pixels)
     import cv2
 

@@ -8,7 +8,8 @@ package imports Ray. The pipeline:
 2. decoding as CPU tasks (``flat_map``, one video per call, ``num_cpus=1``):
    PyAV + OpenCV, upstream's protocol, deterministic per video and view, so a retried task or a
    resumed run makes the same clips; the uint8 views (or frames) travel as ``.npy`` bytes, a
-   bad file travels as its one-line error;
+   bad file travels as its one-line error. The stage's code travels by value
+   (``ray_decode``), so decoding workers import no TensorFlow;
 3. the model as a fixed pool of actors (``ActorPoolStrategy(size=actors)``), each loading the
    artifact once with the loader the local path uses; normalisation happens here, on batches
    of views taken across videos; ``num_gpus=gpus_per_actor`` places an actor on an
@@ -32,22 +33,16 @@ from typing import Callable, Dict, Iterator, Optional, Sequence, Set, Tuple
 import numpy as np
 
 from ..artifacts.files import save_json
-from .decode import MAX_PIXELS, VideoError
+from .decode import MAX_PIXELS
 from .evaluate import (EvaluateError, RunStats, append_record, open_results, pending_items,
                        results_path, run_header)
 from .extract import (extract_header, extract_summary, feature_path, open_extract,
                       pending_videos, record_failure, save_features)
-from .features import Sampling, array_bytes, bytes_array, read_inputs, segment_clips
+from .features import Sampling, array_bytes, bytes_array, segment_clips
+from .ray_decode import decode_video, node_id, ship_by_value
 
 # what each stage runs: "logits" (evaluate: the classifier) or "features" (extract)
 TASKS = ("logits", "features")
-
-
-def node_id() -> str:
-    """The Ray node this code runs on (hex id)."""
-    import ray
-
-    return ray.get_runtime_context().get_node_id()
 
 
 # how long a cluster address may take to accept a connection before it is called unreachable
@@ -139,26 +134,6 @@ def hide_accelerators() -> None:
 
 # --- the stages (run on the cluster) ---------------------------------------------------------
 
-def decode_video(row: dict, root: str, shown_root: str, sampling: Sampling,
-                 max_pixels: int) -> list:
-    """Decode stage (a CPU task): the uint8 inputs of one video as ``.npy`` bytes, or its
-    one-line error (naming the file under ``shown_root``, as the local path does), with the
-    decode time and the node."""
-    from .decode import quiet_ffmpeg
-
-    quiet_ffmpeg()
-    tick = time.perf_counter()
-    video = str(row["video"])
-    try:
-        inputs = array_bytes(read_inputs(os.path.join(root, video), sampling, max_pixels))
-        error = ""
-    except VideoError as problem:
-        inputs = b""
-        error = os.path.join(shown_root, video) + str(problem)[len(problem.path):]
-    return [{"video": row["video"], "label": row["label"], "inputs": inputs, "error": error,
-             "decode_s": time.perf_counter() - tick, "decode_node": node_id()}]
-
-
 class ModelStage:
     """Model stage (an actor): loads the artifact once, runs batches of views across videos."""
 
@@ -212,6 +187,18 @@ class ModelStage:
                 "model_node": np.array([self.node] * count, dtype=object)}
 
 
+def decode_stage(videos, root: str, sampling: Sampling, max_pixels: int = MAX_PIXELS):
+    """``videos`` (a Ray Dataset of ``{"video", "label"}`` rows) decoded: one CPU task per
+    video (``ray_decode.decode_video``, its code shipped by value, so the tasks import no
+    TensorFlow). ``root`` as the user gave it (see ``stream_outputs``)."""
+    ship_by_value()
+    # flat_map, not map_batches: Ray Data fuses a map_batches task stage into the actor stage
+    # that follows when their resources match, which would decode inside the model actors
+    return videos.flat_map(decode_video, num_cpus=1,
+                           fn_kwargs={"root": os.path.abspath(root), "shown_root": root,
+                                      "sampling": sampling, "max_pixels": max_pixels})
+
+
 def stream_outputs(items: Sequence[Tuple[str, int]], root: str, spec: str,
                    dataset: Optional[str], task: str, sampling: Sampling, batch_size: int,
                    actors: int, gpus_per_actor: float, views_per_video: int,
@@ -227,13 +214,9 @@ def stream_outputs(items: Sequence[Tuple[str, int]], root: str, spec: str,
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.execution_options.preserve_order = False
-    dataset_ = ray.data.from_items([{"video": v, "label": int(label)} for v, label in items],
-                                   override_num_blocks=len(items))
-    # flat_map, not map_batches: Ray Data fuses a map_batches task stage into the actor stage
-    # that follows when their resources match, which would decode inside the model actors
-    decoded = dataset_.flat_map(decode_video, num_cpus=1,
-                                fn_kwargs={"root": os.path.abspath(root), "shown_root": root,
-                                           "sampling": sampling, "max_pixels": max_pixels})
+    decoded = decode_stage(
+        ray.data.from_items([{"video": v, "label": int(label)} for v, label in items],
+                            override_num_blocks=len(items)), root, sampling, max_pixels)
     videos_per_call = max(1, math.ceil(batch_size / max(1, views_per_video)))
     scored = decoded.map_batches(
         ModelStage, batch_size=videos_per_call,
