@@ -114,8 +114,9 @@ def test_a_stop_signal_as_a_run_takes_its_lock_and_staging_folder_leaves_neither
     import fcntl
     import tempfile
 
-    from converter import cli, get_entry
+    from converter import get_entry
     from converter.export import StagedArtifacts
+    from tf_models import stopping
 
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -138,12 +139,12 @@ def test_a_stop_signal_as_a_run_takes_its_lock_and_staging_folder_leaves_neither
                                                               lambda args: True))
     staged = StagedArtifacts(get_entry("TFVideoMAE_T_K400_4x32_FT"), str(out_dir))
     try:
-        with cli._stop_handlers():
-            with pytest.raises(cli._Terminated):
+        with stopping.stop_handlers():
+            with pytest.raises(stopping.Terminated):
                 with staged:
                     pytest.fail("the run went on after the signal")
     finally:
-        cli._Terminated.received = None
+        stopping.Terminated.received = None
     assert landed == [landing]
     assert sorted(p.name for p in out_dir.iterdir()) == ["keep.txt"]
 
@@ -184,17 +185,17 @@ def test_signal_landing_in_a_gc_callback_stops_the_run_at_the_next_phase():
     stops instead."""
     import gc
 
-    from converter import cli
+    from tf_models import stopping
 
     raised = []
 
     def callback(phase, info):
         try:
-            cli._on_sigterm(signal.SIGTERM, sys._getframe())
+            stopping.on_stop_signal(signal.SIGTERM, sys._getframe())
         except BaseException as error:  # what the handler raised, if anything
             raised.append(error)
 
-    cli._Terminated.received = None
+    stopping.Terminated.received = None
     gc.callbacks.append(callback)
     try:
         gc.collect()
@@ -202,31 +203,31 @@ def test_signal_landing_in_a_gc_callback_stops_the_run_at_the_next_phase():
         gc.callbacks.remove(callback)
     try:
         assert raised == []
-        assert cli._Terminated.received == signal.SIGTERM
-        with pytest.raises(cli._Terminated):
-            cli._stop_if_signalled("write .keras")
+        assert stopping.Terminated.received == signal.SIGTERM
+        with pytest.raises(stopping.Terminated):
+            stopping.stop_if_signalled("write .keras")
     finally:
-        cli._Terminated.received = None
-    cli._stop_if_signalled("write .keras")  # no signal: nothing happens
+        stopping.Terminated.received = None
+    stopping.stop_if_signalled("write .keras")  # no signal: nothing happens
 
 
-def _caused_by_a_stop(cli):
+def _caused_by_a_stop(stopping):
     """What CPython raises when a stop signal lands in a Python call made by a C function
     (seen from TensorFlow's C++ code in CI): a SystemError caused by the signal's exception."""
     try:
         try:
-            raise cli._Terminated()
-        except cli._Terminated as stop:
+            raise stopping.Terminated()
+        except stopping.Terminated as stop:
             raise SystemError("<built-in function __import__> returned a result with an "
                               "exception set") from stop
     except SystemError as error:
         return error
 
 
-def _chain_lost(cli):
+def _chain_lost(stopping):
     """Such a SystemError as CI printed it: re-raised ``from None`` by a traceback filter, its
     context replaced by an unrelated exception, so no chain leads to the signal."""
-    error = _caused_by_a_stop(cli)
+    error = _caused_by_a_stop(stopping)
     error.__cause__ = None  # what ``raise ... from None`` leaves
     error.__context__ = LookupError("an exception handled where it was re-raised")
     return error
@@ -238,7 +239,7 @@ def test_a_stop_signal_where_python_can_only_report_it_is_not_printed(monkeypatc
     (``sys.unraisablehook``, or ``sys.excepthook`` where C++ code prints it), not raised; inside
     a run it is not printed (the next phase stops the run), while other such exceptions still
     reach the hook before it."""
-    from converter import cli
+    from tf_models import stopping
 
     class RaisesWhenFreed:
         def __init__(self, error):
@@ -252,25 +253,25 @@ def test_a_stop_signal_where_python_can_only_report_it_is_not_printed(monkeypatc
     monkeypatch.setattr(sys, "excepthook", lambda *args: excepted.append(args[0]))
     previous_excepthook = sys.excepthook
     try:
-        with cli._stop_handlers():
-            cli._Terminated.received = signal.SIGTERM
-            RaisesWhenFreed(cli._Terminated())  # freed at once: its __del__ raises
-            RaisesWhenFreed(_caused_by_a_stop(cli))
+        with stopping.stop_handlers():
+            stopping.Terminated.received = signal.SIGTERM
+            RaisesWhenFreed(stopping.Terminated())  # freed at once: its __del__ raises
+            RaisesWhenFreed(_caused_by_a_stop(stopping))
             RaisesWhenFreed(ValueError("not a signal"))
-            RaisesWhenFreed(_chain_lost(cli))
-            caused = _caused_by_a_stop(cli)
+            RaisesWhenFreed(_chain_lost(stopping))
+            caused = _caused_by_a_stop(stopping)
             sys.excepthook(type(caused), caused, caused.__traceback__)
-            lost = _chain_lost(cli)
+            lost = _chain_lost(stopping)
             sys.excepthook(type(lost), lost, lost.__traceback__)
             sys.excepthook(ValueError, ValueError("not a signal"), None)
-            assert signal.getsignal(signal.SIGTERM) is cli._on_sigterm
+            assert signal.getsignal(signal.SIGTERM) is stopping.on_stop_signal
         assert [type(r.exc_value) for r in reported] == [ValueError]
         assert excepted == [ValueError]
         assert sys.unraisablehook == reported.append  # put back
         assert sys.excepthook is previous_excepthook
-        assert signal.getsignal(signal.SIGTERM) is not cli._on_sigterm
+        assert signal.getsignal(signal.SIGTERM) is not stopping.on_stop_signal
     finally:
-        cli._Terminated.received = None
+        stopping.Terminated.received = None
 
 
 def test_stopping_a_batch_stops_its_running_child_and_starts_no_other(tmp_path):

@@ -57,9 +57,9 @@ def export_command(model_spec, out_dir, name, litert, litert_quantize, kerashub_
     keras-hub artifacts, as videomae-convert exports a converted one."""
     prepare_environment(verbose)
     with silenced_stderr(not verbose), framework_imports():
-        from converter.cli import run_stoppably
         from converter.errors import ConversionError, ParityError
         from converter.keras_export import export_model
+        from tf_models.stopping import run_stoppably
 
     try:  # SIGTERM / SIGINT stop it as they stop videomae-convert: one line, nothing left
         result = run_stoppably(lambda on_phase: export_model(

@@ -89,6 +89,7 @@ def finetune_command(model_spec, list_path, root, num_classes, out_dir, epochs, 
     with silenced_stderr(not verbose), framework_imports():
         from tqdm import tqdm
 
+        from tf_models.stopping import run_stoppably
         from tf_models.train import (CheckpointError, DeviceError, FinetuneConfig,
                                      FinetuneError, TrainDataError, finetune)
 
@@ -117,14 +118,19 @@ def finetune_command(model_spec, list_path, root, num_classes, out_dir, epochs, 
     def on_resume(step):
         click.echo(f"resuming from the checkpoint in {out_dir} at step {step}", err=True)
 
-    try:
-        result = finetune(config, on_step=on_step, on_error=on_error, on_resume=on_resume)
+    def run(stop_if_signalled):
+        def after_step(step, total, loss):
+            on_step(step, total, loss)
+            stop_if_signalled()  # a stop whose exception was swallowed (a gc callback: jax's)
+        return finetune(config, on_step=after_step, on_error=on_error, on_resume=on_resume)
+    try:  # SIGTERM / SIGINT: one line, as videomae-convert (tf_models.stopping)
+        result = run_stoppably(run)
     except (FinetuneError, DeviceError, CheckpointError, TrainDataError) as error:
         raise _fail(str(error))
     except OSError as error:
         raise _fail(f"{out_dir}: cannot write ({error.strerror or error}); free space or "
                     "choose another --out")
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (finetune_main): as videomae-convert
+    except KeyboardInterrupt:
         raise _fail(f"interrupted; {out_dir}/checkpoint.npz (the last finished epoch or "
                     "--save-every step) is kept: run the same command again to resume")
     finally:
@@ -151,17 +157,10 @@ def finetune_command(model_spec, list_path, root, num_classes, out_dir, epochs, 
                f"--model {result.model} --out DIR --litert --preset")
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt()
-
-
 def finetune_main():
-    """Entry point of ``videomae-finetune``: SIGTERM (a scheduler's stop) ends it as Ctrl-C
-    does, one line and exit 2, the checkpoint kept."""
-    import signal
-
+    """Entry point of ``videomae-finetune``: SIGTERM (a scheduler's stop) ends a run as Ctrl-C
+    does, one line and exit 2, the checkpoint kept (``finetune_command``)."""
     claim_process()
-    signal.signal(signal.SIGTERM, _interrupt)
     finetune_command(prog_name="videomae-finetune")
 
 
