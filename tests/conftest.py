@@ -45,7 +45,8 @@ The slow tier (``--runslow`` / ``-m slow``), and why each test is there:
   (test_presets_match_torch_fine_tune_in_bfloat16_too_and_pretrain_on_tensorflow), and a fresh
   process importing no torch (test_tf_models' consumer-module test).
 - test_interrupt's SIGINT case: fast tier: the SIGTERM case (one handler raises both as
-  KeyboardInterrupt; the same unwinding and cleanup).
+  KeyboardInterrupt; the same unwinding and cleanup). Likewise test_video's evaluate
+  interrupt (tf_models.stopping's handler).
 - test_video::test_convert_entry_point_keeps_tensorflow_noise_off_the_terminal (a child
   conversion with --litert); fast tier: test_predict_cli_prints_only_json_and_no_framework_noise
   (the same silencing and noise list, in the predict entry point).

@@ -186,6 +186,7 @@ def evaluate_command(model_spec, list_path, root, out_dir, shard, views, dataset
     model = _load_model(model_spec, dataset, verbose, engine=engine)
     from tqdm import tqdm
 
+    from tf_models.stopping import run_stoppably
     from tf_models.video.evaluate import (EvaluateError, evaluate_list, merge_results,
                                           parse_shard, read_list)
     from tf_models.video.predict import model_protocol
@@ -212,27 +213,27 @@ def evaluate_command(model_spec, list_path, root, out_dir, shard, views, dataset
     def on_note(message):
         tqdm.write(f"note: {message}", file=sys.stderr)
 
-    def progress(count):
-        bars[0].update(count)
-
     def close_bars():
         for bar in bars:
             bar.close()
 
-    try:
+    def run(stop_if_signalled):
+        def progress(count):
+            bars[0].update(count)
+            stop_if_signalled()  # a stop whose exception was swallowed (tf_models.stopping)
         if engine == "ray":
             from tf_models.video.ray_engine import evaluate_on_ray
 
-            _, stats, facts = evaluate_on_ray(
+            return evaluate_on_ray(
                 model, items, root, out_dir, views=views,
                 batch_size=batch_size, actors=actors, gpus_per_actor=gpus_per_actor,
                 address=ray_address, on_error=on_error, progress=progress, on_total=on_total,
-                verbose=verbose, on_note=on_note)
-        else:
-            _, stats = evaluate_list(model, items, root, out_dir, shard=from_shard,
-                                     views=views, workers=workers, batch_size=batch_size,
-                                     on_error=on_error, progress=progress,
-                                     on_total=on_total)
+                verbose=verbose, on_note=on_note)[1:]
+        return evaluate_list(model, items, root, out_dir, shard=from_shard, views=views,
+                             workers=workers, batch_size=batch_size, on_error=on_error,
+                             progress=progress, on_total=on_total)[1], None
+    try:  # SIGTERM / SIGINT: one line, exit 2, as videomae-convert (click's is "Aborted!", 1)
+        stats, facts = run_stoppably(run)
         summary = merge_results([out_dir])
     except EvaluateError as error:
         close_bars()
@@ -240,7 +241,7 @@ def evaluate_command(model_spec, list_path, root, out_dir, shard, views, dataset
     except OSError as error:
         close_bars()
         raise _fail(f"{out_dir}: cannot write results ({error.strerror or error})")
-    except KeyboardInterrupt:  # as videomae-convert: one line, exit 2 (click's is "Aborted!", 1)
+    except KeyboardInterrupt:
         close_bars()
         raise _fail(f"interrupted; the videos scored so far are kept in {out_dir}: run again "
                     "with the same --out to resume")
@@ -382,6 +383,7 @@ def extract_command(model_spec, list_path, root, out_dir, stride, views, dataset
     model = _load_model(model_spec, dataset, verbose, features=True, engine=engine)
     from tqdm import tqdm
 
+    from tf_models.stopping import run_stoppably
     from tf_models.video.evaluate import EvaluateError
     from tf_models.video.extract import extract_list, read_video_list
     from tf_models.video.features import Sampling
@@ -415,19 +417,23 @@ def extract_command(model_spec, list_path, root, out_dir, stride, views, dataset
     def on_note(message):
         tqdm.write(f"note: {message}", file=sys.stderr)
 
-    try:
+    def run(stop_if_signalled):
+        def progress(count):
+            bars[0].update(count)
+            stop_if_signalled()  # a stop whose exception was swallowed (tf_models.stopping)
         if engine == "ray":
             from tf_models.video.ray_engine import extract_on_ray
 
-            summary = extract_on_ray(model, videos, root, out_dir, sampling,
-                                     batch_size=batch_size, actors=actors,
-                                     gpus_per_actor=gpus_per_actor, address=ray_address,
-                                     on_error=on_error, progress=lambda n: bars[0].update(n),
-                                     on_total=on_total, verbose=verbose, on_note=on_note)
-        else:
-            summary = extract_list(model, videos, root, out_dir, sampling, workers=workers,
-                                   batch_size=batch_size, on_error=on_error,
-                                   progress=lambda n: bars[0].update(n), on_total=on_total)
+            return extract_on_ray(model, videos, root, out_dir, sampling,
+                                  batch_size=batch_size, actors=actors,
+                                  gpus_per_actor=gpus_per_actor, address=ray_address,
+                                  on_error=on_error, progress=progress, on_total=on_total,
+                                  verbose=verbose, on_note=on_note)
+        return extract_list(model, videos, root, out_dir, sampling, workers=workers,
+                            batch_size=batch_size, on_error=on_error, progress=progress,
+                            on_total=on_total)
+    try:  # SIGTERM / SIGINT: one line, exit 2, as videomae-convert
+        summary = run_stoppably(run)
     except EvaluateError as error:
         raise _fail(str(error))
     except OSError as error:
