@@ -8,8 +8,7 @@ or is printed by ``PyErr_Print``), and a destructor. Inside ``stop_handlers()`` 
 remembers the signal (``Terminated.received``) and raises ``Terminated`` where it can; the
 command calls ``stop_if_signalled()`` at each phase or step, so a signal swallowed anywhere
 still stops it there, and what Python could only print of it is not printed.
-``run_stoppably(work)`` is the whole pattern: every command over staged artifacts
-(``videomae-convert``, ``videomae-export``) and ``videomae-finetune`` stop through it. Stdlib
+``run_stoppably(work)`` is the whole pattern, which every long-running command uses. Stdlib
 only.
 """
 
@@ -109,11 +108,12 @@ def stop_handlers():
 
 
 def run_stoppably(work):
-    """``work(on_phase)`` under ``stop_handlers``, ``on_phase`` stopping it at the next phase
-    after a swallowed signal: the way every command over staged artifacts (``videomae-convert``,
-    ``videomae-export``) is stopped. Returns what ``work`` returns; a stop signal, and anything
-    raised because of it, comes out as KeyboardInterrupt (the staging folder and lock are gone
-    by then); any other exception as itself."""
+    """``work(on_phase)`` under ``stop_handlers``, ``on_phase`` (``stop_if_signalled``: call it
+    at each phase, step or video) stopping it there after a swallowed signal: the way
+    ``videomae-convert``, ``-export``, ``-finetune``, ``-evaluate`` and ``-extract`` are stopped.
+    Returns what ``work`` returns; a stop signal, and anything raised because of it, comes out
+    as KeyboardInterrupt (whatever ``work`` cleans up on the way out is cleaned by then); any
+    other exception as itself."""
     try:
         with stop_handlers():
             return work(stop_if_signalled)
