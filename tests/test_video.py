@@ -25,7 +25,7 @@ from converter.synthetic import write_synthetic_checkpoint  # noqa: E402
 from converter.kinds import build_torch_model  # noqa: E402
 
 from conftest import REPO_ROOT, TINY_FT  # noqa: E402
-from video_helpers import make_bad_videos, make_video_cases  # noqa: E402
+from video_helpers import make_bad_videos, make_video_cases, shipped_videos  # noqa: E402
 
 TINY_SSV2 = "TFVideoMAE_T_SSv2_4x32_FT"
 LOGIT_ATOL = 1e-4
@@ -541,6 +541,30 @@ def test_evaluate_interrupted_is_one_line_and_keeps_what_it_scored(labelled_list
     assert "Traceback" not in stderr and "Aborted!" not in stderr
     with open(results) as handle:
         assert handle.read().count("\n") >= 3  # the header and what was scored, kept
+
+
+def test_predict_stopped_mid_list_is_one_line_and_exit_two(tiny_models):
+    """SIGTERM while videomae-predict works through its videos: what it printed stays, one
+    ``error:`` line, exit 2 (before: killed with no line, exit -15; Ctrl-C, which the same
+    handler raises alike, was click's "Aborted!", exit 1)."""
+    main = ("import sys; from videomae_cli.video import predict_main; "
+            "sys.argv[0] = 'videomae-predict'; predict_main()")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p))
+    videos = [shipped_videos()["carphone_pristine.mp4"]] * 40
+    child = subprocess.Popen([sys.executable, "-c", main, "--model",
+                              tiny_models["k400"].paths["keras"], "--json", *videos],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = child.stdout.readline()  # one video classified (click flushes each line)
+    child.send_signal(signal.SIGTERM)
+    rest, stderr = child.communicate(timeout=120)
+    assert child.returncode == 2, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: interrupted; the videos above were classified, the rest were "
+                      "not"], stderr
+    assert "Traceback" not in stderr
+    assert len(json.loads(first)["top_k"]) == 5
+    assert 1 + len(rest.splitlines()) < len(videos)
 
 
 def test_evaluate_refuses_to_resume_with_another_model_of_the_same_name(single_run,

@@ -119,6 +119,7 @@ def _check_engine(engine: str) -> None:
 def predict_command(videos, model_spec, k, views, dataset, batch_size, as_json, verbose):
     """Classify VIDEO files with upstream's test protocol; print the top-k classes."""
     model = _load_model(model_spec, dataset, verbose)
+    from tf_models.stopping import run_stoppably
     from tf_models.video.decode import VideoError
     from tf_models.video.predict import classify_video
 
@@ -129,22 +130,30 @@ def predict_command(videos, model_spec, k, views, dataset, batch_size, as_json, 
             parse_views(views)
         except ValueError as error:
             raise _fail(str(error))
-    failed = 0
-    for video in videos:
-        try:
-            record = classify_video(model, video, views=views, k=k, batch_size=batch_size)
-        except VideoError as error:
-            click.echo(f"error: {error}", err=True)
-            failed += 1
-            continue
-        except ValueError as error:  # a --views the dataset's sampler cannot make
-            raise _fail(str(error))
-        if as_json:
-            click.echo(json.dumps(record))
-            continue
-        click.echo(f"{video}  ({model.name}, {record['views']} views)")
-        for row in record["top_k"]:
-            click.echo(f"  {row['prob']:.4f}  {row['label']}")
+
+    def run(stop_if_signalled) -> int:
+        failed = 0
+        for video in videos:
+            stop_if_signalled()  # a stop whose exception was swallowed (tf_models.stopping)
+            try:
+                record = classify_video(model, video, views=views, k=k, batch_size=batch_size)
+            except VideoError as error:
+                click.echo(f"error: {error}", err=True)
+                failed += 1
+                continue
+            if as_json:
+                click.echo(json.dumps(record))
+                continue
+            click.echo(f"{video}  ({model.name}, {record['views']} views)")
+            for row in record["top_k"]:
+                click.echo(f"  {row['prob']:.4f}  {row['label']}")
+        return failed
+    try:  # SIGTERM / SIGINT: one line, exit 2, as videomae-convert (click's is "Aborted!", 1)
+        failed = run_stoppably(run)
+    except ValueError as error:  # a --views the dataset's sampler cannot make
+        raise _fail(str(error))
+    except KeyboardInterrupt:
+        raise _fail("interrupted; the videos above were classified, the rest were not")
     if failed:
         raise click.exceptions.Exit(EXIT_BAD_INPUT)
 
