@@ -118,13 +118,13 @@ def finetune_command(model_spec, list_path, root, num_classes, out_dir, epochs, 
     def on_resume(step):
         click.echo(f"resuming from the checkpoint in {out_dir} at step {step}", err=True)
 
-    def run(stop_if_signalled):
+    def work(stop_if_signalled):
         def after_step(step, total, loss):
             on_step(step, total, loss)
             stop_if_signalled()  # a stop whose exception was swallowed (a gc callback: jax's)
         return finetune(config, on_step=after_step, on_error=on_error, on_resume=on_resume)
     try:  # SIGTERM / SIGINT: one line, as videomae-convert (tf_models.stopping)
-        result = run_stoppably(run)
+        result = run_stoppably(work)
     except (FinetuneError, DeviceError, CheckpointError, TrainDataError) as error:
         raise _fail(str(error))
     except OSError as error:

@@ -131,7 +131,7 @@ def predict_command(videos, model_spec, k, views, dataset, batch_size, as_json, 
         except ValueError as error:
             raise _fail(str(error))
 
-    def run(stop_if_signalled) -> int:
+    def work(stop_if_signalled) -> int:
         failed = 0
         for video in videos:
             stop_if_signalled()  # a stop whose exception was swallowed (tf_models.stopping)
@@ -149,7 +149,7 @@ def predict_command(videos, model_spec, k, views, dataset, batch_size, as_json, 
                 click.echo(f"  {row['prob']:.4f}  {row['label']}")
         return failed
     try:  # SIGTERM / SIGINT: one line, exit 2, as videomae-convert (click's is "Aborted!", 1)
-        failed = run_stoppably(run)
+        failed = run_stoppably(work)
     except ValueError as error:  # a --views the dataset's sampler cannot make
         raise _fail(str(error))
     except KeyboardInterrupt:
@@ -226,7 +226,7 @@ def evaluate_command(model_spec, list_path, root, out_dir, shard, views, dataset
         for bar in bars:
             bar.close()
 
-    def run(stop_if_signalled):
+    def work(stop_if_signalled):
         def progress(count):
             bars[0].update(count)
             stop_if_signalled()  # a stop whose exception was swallowed (tf_models.stopping)
@@ -242,7 +242,7 @@ def evaluate_command(model_spec, list_path, root, out_dir, shard, views, dataset
                              workers=workers, batch_size=batch_size, on_error=on_error,
                              progress=progress, on_total=on_total)[1], None
     try:  # SIGTERM / SIGINT: one line, exit 2, as videomae-convert (click's is "Aborted!", 1)
-        stats, facts = run_stoppably(run)
+        stats, facts = run_stoppably(work)
         summary = merge_results([out_dir])
     except EvaluateError as error:
         close_bars()
@@ -426,7 +426,7 @@ def extract_command(model_spec, list_path, root, out_dir, stride, views, dataset
     def on_note(message):
         tqdm.write(f"note: {message}", file=sys.stderr)
 
-    def run(stop_if_signalled):
+    def work(stop_if_signalled):
         def progress(count):
             bars[0].update(count)
             stop_if_signalled()  # a stop whose exception was swallowed (tf_models.stopping)
@@ -442,7 +442,7 @@ def extract_command(model_spec, list_path, root, out_dir, stride, views, dataset
                             batch_size=batch_size, on_error=on_error, progress=progress,
                             on_total=on_total)
     try:  # SIGTERM / SIGINT: one line, exit 2, as videomae-convert
-        summary = run_stoppably(run)
+        summary = run_stoppably(work)
     except EvaluateError as error:
         raise _fail(str(error))
     except OSError as error:
