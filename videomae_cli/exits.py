@@ -7,6 +7,7 @@ import click
 
 EXIT_CHECK_FAILED = 1  # an artifact that does not reproduce its reference
 EXIT_BAD_INPUT = 2  # bad input, an existing output, an output that cannot be written
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> "click.exceptions.Exit":
@@ -26,7 +27,7 @@ class _OneLineUsageError(click.ClickException):
 
 class OneLineCommand(click.Command):
     """A click command whose usage errors (an unknown option, a bad value, a missing argument)
-    are one line, ``error: ...; see 'PROG --help'``, with exit 2, instead of click's usage block
+    are one line, ``error: ... See 'PROG --help'.``, with exit 2, instead of click's usage block
     (``Usage:``, ``Try ...``, a blank line, ``Error: ...``): as every other error of the
     commands. ``--help`` and everything else are click's."""
 
@@ -43,6 +44,3 @@ def command(**settings):
     """``click.command`` as every console script declares it: ``OneLineCommand``, ``-h`` beside
     ``--help``."""
     return click.command(cls=OneLineCommand, context_settings=HELP_OPTIONS, **settings)
-
-
-HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
