@@ -72,20 +72,27 @@ def test_an_interrupt_right_after_the_writability_probe_is_made_removes_it(tmp_p
     """Ctrl-C that lands between the probe's creation and its removal (the slow tier's SIGINT
     test once left ``.videomae-probe-*`` in the user's folder): the probe goes anyway, and so do
     the folders the probe made."""
+    import threading
+
     real_close = os.close
-    closed = []
+    this_thread = threading.get_ident()
+    out_dir = tmp_path / "new" / "out"
+    probes_at_interrupt = []
 
     def close_then_interrupt(fd):
         real_close(fd)
-        if not closed:  # the probe's handle: the first close after the probe is made
-            closed.append(fd)
+        # the probe's handle: this thread's first close once the probe exists (os.close is
+        # patched for the whole process; pytest-xdist's threads close files of their own)
+        if threading.get_ident() == this_thread and not probes_at_interrupt:
+            probes_at_interrupt.append([p.name for p in out_dir.iterdir()])
             raise KeyboardInterrupt
-    out_dir = tmp_path / "new" / "out"
     monkeypatch.setattr(os, "close", close_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         probe_writable(str(out_dir))
     monkeypatch.undo()
-    assert closed  # the interrupt landed where it should
+    # the interrupt landed where it should: the probe was there, and only it
+    assert len(probes_at_interrupt) == 1 and len(probes_at_interrupt[0]) == 1
+    assert probes_at_interrupt[0][0].startswith(".videomae-probe-")
     assert list(tmp_path.iterdir()) == []
 
 
