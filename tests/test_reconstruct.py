@@ -409,3 +409,45 @@ def test_an_image_that_cannot_be_written_is_one_line_and_leaves_no_partial_file(
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and f"{out}: cannot write it" in lines[0], result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "clip.npy"]
+
+
+STOPPED_WHILE_WRITING = """
+import os, signal, sys
+from tf_models.video import reconstruct
+
+real = reconstruct.write_strip
+
+def write_half_then_stop(path, *frames):
+    with open(path, "wb") as half:
+        half.write(b"half an image")
+    os.kill(os.getpid(), signal.SIGTERM)  # the handler raises at the next bytecode
+    real(path, *frames)
+
+reconstruct.write_strip = write_half_then_stop
+from videomae_cli.convert import reconstruct_main
+sys.argv[0] = "videomae-reconstruct"
+reconstruct_main()
+"""
+
+
+def test_reconstruct_stopped_while_writing_keeps_the_old_image_and_no_partial_file(
+        tiny_pt_converted, tmp_path):
+    """SIGTERM while the strip is written: one ``error:`` line, exit 2, the image that was
+    there (--force) untouched, no hidden half-written file (before: killed with no line, exit
+    -15, the partial file left beside it)."""
+    np.save(tmp_path / "clip.npy", _clip01(b=1)[0])
+    (tmp_path / "strip.png").write_bytes(b"the old image")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p))
+    done = subprocess.run(
+        [sys.executable, "-c", STOPPED_WHILE_WRITING, "--model",
+         tiny_pt_converted.paths["keras"], "--clip", str(tmp_path / "clip.npy"), "--out",
+         str(tmp_path / "strip.png"), "--force"],
+        env=env, capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+    assert done.returncode == 2, done.stderr[-3000:]
+    # the script imports TensorFlow before the command could silence its start-up lines
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: interrupted; {tmp_path / 'strip.png'} was not written"]
+    assert "Traceback" not in done.stderr
+    assert (tmp_path / "strip.png").read_bytes() == b"the old image"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.npy", "strip.png"]

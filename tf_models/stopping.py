@@ -110,7 +110,8 @@ def stop_handlers():
 def run_stoppably(work):
     """``work(on_phase)`` under ``stop_handlers``, ``on_phase`` (``stop_if_signalled``: call it
     at each phase, step or video) stopping it there after a swallowed signal: the way
-    ``videomae-convert``, ``-export``, ``-finetune``, ``-evaluate`` and ``-extract`` are stopped.
+    ``videomae-convert``, ``-export``, ``-finetune``, ``-evaluate``, ``-extract``, ``-predict``
+    and ``-reconstruct`` are stopped.
     Returns what ``work`` returns; a stop signal, and anything raised because of it, comes out
     as KeyboardInterrupt (whatever ``work`` cleans up on the way out is cleaned by then); any
     other exception as itself."""

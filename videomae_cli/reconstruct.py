@@ -46,17 +46,18 @@ def reconstruct_command(model_path, clip_path, out_path, mask_ratio, seed, sampl
     prepare_environment(verbose)
     with silenced_stderr(not verbose):
         with framework_imports():
+            from tf_models.stopping import run_stoppably
             from tf_models.video.decode import quiet_ffmpeg
             from tf_models.video.reconstruct import ReconstructionError, reconstruct_clip
 
         quiet_ffmpeg(verbose)
         try:
-            result = reconstruct_clip(model_path, clip_path, out_path, mask_ratio, seed,
-                                      sampling_rate)
+            result = run_stoppably(lambda on_phase: reconstruct_clip(
+                model_path, clip_path, out_path, mask_ratio, seed, sampling_rate, on_phase))
         except ReconstructionError as error:
             result = error
         except KeyboardInterrupt:
-            result = KeyboardInterrupt("interrupted")
+            result = KeyboardInterrupt(f"interrupted; {out_path} was not written")
     if isinstance(result, BaseException):
         raise _fail(str(result))
     click.echo(f"wrote {result['path']} (mask ratio {result['mask_ratio']:g}, "

@@ -558,11 +558,13 @@ def load_pretrained_model(spec: str) -> PretrainedModel:
 
 def reconstruct_clip(model_path: str, clip_path: str, out_path: str,
                      mask_ratio: Optional[float] = None, seed: int = 0,
-                     sampling_rate: int = 4) -> dict:
+                     sampling_rate: int = 4,
+                     on_phase: Optional[Callable[[str], None]] = None) -> dict:
     """Run a converted PT model on a clip and write original / masked / reconstruction.
 
     ``out_path`` ending in ``.gif`` writes an animation, anything else a PNG strip, whole or
     not at all. The mask ratio defaults to the model's preset's (0.9 when it has none).
+    ``on_phase(name)`` is called before the image is written (``run_stoppably``'s check).
     Returns :func:`run_reconstruction`'s dict plus ``mask_ratio`` and ``path``.
     """
     model = load_pretrained_model(model_path)
@@ -578,6 +580,8 @@ def reconstruct_clip(model_path: str, clip_path: str, out_path: str,
                      sampling_rate=sampling_rate)
     result = run_reconstruction(model.predict, clip, mask_ratio=mask_ratio, seed=seed,
                                 tubelet=model.tubelet_size, patch=model.patch_size)
+    if on_phase is not None:
+        on_phase("write")
     writer = write_gif if out_path.lower().endswith(".gif") else write_strip
     folder, name = os.path.split(out_path)
     # hidden beside the target (same file system, so the rename is atomic); the suffix tells
@@ -586,9 +590,11 @@ def reconstruct_clip(model_path: str, clip_path: str, out_path: str,
     try:
         writer(tmp, result["original"], result["masked"], result["reconstruction"])
         os.replace(tmp, out_path)
-    except OSError as error:
+    except BaseException as error:  # a stop signal too: no half-written image is left
         with contextlib.suppress(OSError):
             os.remove(tmp)
+        if not isinstance(error, OSError):
+            raise
         raise ReconstructionError(f"{out_path}: cannot write it ({error.strerror or error}); "
                                   f"choose another --out") from None
     result["mask_ratio"] = mask_ratio
