@@ -93,20 +93,10 @@ main = command(run, presets, QUANTIZED_MODES)
 
 def _list(as_json: bool) -> None:
     """Print every zoo entry: a table, or one JSON object per line."""
-    import json
+    from .upstream import listing
 
-    from .zoo import ZOO
-
-    if as_json:
-        for entry in ZOO.values():
-            click.echo(json.dumps(entry.preset.listing()))
-        return
-    for entry in ZOO.values():
-        info = entry.preset.listing()
-        accuracy = "-" if info["top1"] is None else f"{info['top1']}/{info['top5'] or '-'}"
-        click.echo(f"{entry.name:38s} {info['family']} {info['recipe']} "
-                   f"{info['views'] or '-':8s} {accuracy:11s} "
-                   f"{entry.source_url or entry.upstream_run or ''}")
+    for line in listing(presets, as_json):
+        click.echo(line)
 
 
 def _main_all(family, size, mode, dataset, checkpoint, checkpoint_dir, synthetic, seed, out_dir,

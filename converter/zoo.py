@@ -3,7 +3,8 @@ parity tolerance.
 
 Sizes, datasets, classes, protocols and accuracies come from ``tf_models.presets``, the one
 torch-free table; an ``Entry`` is a preset plus what only a conversion needs, and reads the
-preset's facts through (``entry.dims`` is ``entry.preset.dims``). ``ZOO`` holds the published
+preset's facts through (``entry.dims`` is ``entry.preset.dims``); its upstream file is
+``upstream.py``'s (stdlib-only, for ``--list``). ``ZOO`` holds the published
 entries (V1's 14, VideoMAE V2's 14); ``TEST_ZOO`` holds tiny configurations of the same code
 paths so tests run in seconds (never published).
 """
@@ -17,6 +18,8 @@ from typing import Dict, Optional, Tuple
 from tf_models.presets import (ALL_SIZES, DATASETS, FAMILIES, MODES, PRESETS,  # noqa: F401
                                SIZES, TEST_PRESETS, TEST_SIZES, Preset, preset_name)
 
+from .upstream import V2_REQUEST_FORM, source_url, upstream_file
+
 # Parity tolerance: the largest max-abs error of the fp32 TF output against a float64 run of the
 # torch reference. Measured on synthetic checkpoints, TF's error is within a small factor of
 # torch fp32's own error against float64 (~1e-6 on logits for S/B): 1e-5 leaves headroom of
@@ -24,47 +27,6 @@ from tf_models.presets import (ALL_SIZES, DATASETS, FAMILIES, MODES, PRESETS,  #
 # Deeper models accumulate more rounding, so L and H get 2e-5 / 5e-5 (see docs/PARITY.md).
 # ViT-g (40 blocks of width 1408) gets 1e-4 until a full-size run measures it (docs/PARITY.md).
 PARITY_ATOL = {"T": 1e-5, "Tg": 1e-5, "S": 1e-5, "B": 1e-5, "L": 2e-5, "H": 5e-5, "g": 1e-4}
-
-# Upstream files per (family, size, dataset): (PT drive id, FT drive id, PT hub id, FT hub id).
-# Drive ids from upstream MODEL_ZOO.md; hub ids of the transformers-format copies.
-UPSTREAM_FILES: Dict[Tuple[str, str, str], tuple] = {
-    ("v1", "S", "k400"): ("1nU-H1u3eJ-VuyCveU7v-WIOcAVxs5Hww", "1ygjLRm1kvs9mwGsP3lLxUExhRo6TWnrx",
-                          None, "MCG-NJU/videomae-small-finetuned-kinetics"),
-    ("v1", "B", "k400"): ("1tEhLyskjb755TJ65ptsrafUG2llSwQE1", "1MzwteHH-1yuMnFb8vRBQDvngV1Zl-d3z",
-                          "MCG-NJU/videomae-base", "MCG-NJU/videomae-base-finetuned-kinetics"),
-    ("v1", "L", "k400"): ("1qLOXWb_MGEvaI7tvuAe94CV7S2HXRwT3", "1jX1CiqxSkCfc94y8FRW1YGHy-GNvHCuD",
-                          "MCG-NJU/videomae-large", "MCG-NJU/videomae-large-finetuned-kinetics"),
-    ("v1", "H", "k400"): ("1AJQR1Rsi2N1pDn9tLyJ8DQrUREiBA1bO", "104ouJZxSVPSAm0LwJXd6IzjdA_RGLqZi",
-                          None, "MCG-NJU/videomae-huge-finetuned-kinetics"),
-    ("v1", "S", "ssv2"): ("1p_I1aaONOeUvRmRQw1UT3-L2H8XJClHu", "1ajlMrT06jiiM-5YjNI2X_UFyzsuYbbtZ",
-                          None, "MCG-NJU/videomae-small-finetuned-ssv2"),
-    ("v1", "B", "ssv2"): ("1I18dY_7rSalGL8fPWV82c0-foRUDzJJk", "1dt_59tBIyzdZd5Ecr22lTtzs_64MOZkT",
-                          "MCG-NJU/videomae-base-ssv2", "MCG-NJU/videomae-base-finetuned-ssv2"),
-    ("v1", "B", "ucf101"): ("1BHev4meNgKM0o_8DMRbuzAsKSP3IpQ3o",
-                            "1MSyon6fPpKz7oqD6WDGPFK4k_Rbyb6fw", None, None),
-}
-
-_GDRIVE = "https://drive.google.com/uc?export=download&id={}"
-
-# VideoMAE V2 files (its docs/MODEL_ZOO.md), per (size, recipe, stage, dataset of the head in
-# the file): the distilled ones have direct links on the Hub; the ViT-g ones are shown only
-# after upstream's download request form, so they are named by upstream's run (config) name
-# and converted from a local file. A mapped-head entry converts its source entry's file.
-_V2_HUB = "https://huggingface.co/OpenGVLab/VideoMAE2/resolve/main/distill/{}"
-V2_REQUEST_FORM = ("https://docs.google.com/forms/d/e/1FAIpQLSd1SjKMtD8piL9uxGEUwicerxd46bs12"
-                   "QojQt92rzalnoI3JA/viewform")
-V2_FILES: Dict[Tuple[str, str, Optional[str], str], str] = {
-    ("S", "DL", None, "k710"): _V2_HUB.format("vit_s_k710_dl_from_giant.pth"),
-    ("B", "DL", None, "k710"): _V2_HUB.format("vit_b_k710_dl_from_giant.pth"),
-    ("g", "PT", None, "hybrid"): "vit_g_hybrid_pt_1200e",
-    ("g", "FT", None, "k710"): "vit_g_hybrid_pt_1200e_k710_ft",
-    ("g", "FT", None, "k400"): "vit_g_hybrid_pt_1200e_k400_ft",
-    ("g", "FT", "k710", "k400"): "vit_g_hybrid_pt_1200e_k710_it_k400_ft",
-    ("g", "FT", "k710", "k600"): "vit_g_hybrid_pt_1200e_k710_it_k600_ft",
-    ("g", "FT", None, "ssv2"): "vit_g_hybrid_pt_1200e_ssv2_ft",
-    ("g", "FT", "k710", "ucf101"): "vit_g_hybrid_pt_1200e_k710_it_ucf101_ft",
-    ("g", "FT", "k710", "hmdb51"): "vit_g_hybrid_pt_1200e_k710_it_hmdb51_ft",
-}
 
 # How upstream stored each kind of file, per (family, recipe): (container key, dtype).
 # Fine-tuning ran under DeepSpeed, which keeps the weights under 'module'; V2's DeepSpeed
@@ -118,7 +80,7 @@ class Entry:
     @property
     def source_url(self) -> Optional[str]:
         """Where the upstream file downloads from, or None (a local file is needed)."""
-        return _GDRIVE.format(self.gdrive_id) if self.gdrive_id else self.url
+        return source_url(self.gdrive_id, self.url)
 
     @property
     def access(self) -> Optional[str]:
@@ -170,20 +132,7 @@ class Entry:
 
 def _entry(preset: Preset) -> Entry:
     """The conversion entry of a preset: the preset plus upstream files and tolerance."""
-    if preset.family == "v2":
-        found = V2_FILES.get((preset.size, preset.recipe, preset.stage,
-                              preset.head_from or preset.dataset))
-        linked = found is not None and found.startswith("https://")
-        return Entry(preset=preset, parity_atol=PARITY_ATOL[preset.size],
-                     url=found if linked else None,
-                     upstream_run=None if linked else found)
-    files = UPSTREAM_FILES.get((preset.family, preset.size, preset.dataset),
-                               (None, None, None, None))
-    pt_drive, ft_drive, pt_hub, ft_hub = files
-    pretrained = preset.mode == "PT"
-    return Entry(preset=preset, parity_atol=PARITY_ATOL[preset.size],
-                 gdrive_id=pt_drive if pretrained else ft_drive,
-                 hub_id=pt_hub if pretrained else ft_hub)
+    return Entry(preset=preset, parity_atol=PARITY_ATOL[preset.size], **upstream_file(preset))
 
 
 ZOO: Dict[str, Entry] = {name: _entry(preset) for name, preset in PRESETS.items()}

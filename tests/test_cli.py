@@ -272,10 +272,12 @@ def test_damaged_pretraining_tensor_is_one_clear_error(tmp_path):
     assert "- missing decoder.blocks.0.mlp.fc1.bias" in line, line
 
 
-def test_the_console_command_answers_help_and_bad_choices_before_loading_the_frameworks():
-    """``videomae-convert --help`` and a mistyped choice answer from the options alone, in
-    0.2 s (before: after about 9 s of torch and TensorFlow start-up); those options are
-    ``python -m converter.cli``'s, from one declaration (``converter/cli_options.py``)."""
+def test_the_console_command_answers_help_bad_choices_and_list_before_loading_the_frameworks():
+    """``videomae-convert --help``, a mistyped choice and ``--list`` answer from the options
+    and the zoo table alone, in 0.2 s (before: after about 9 s of torch and TensorFlow
+    start-up, and ``--list`` until 2026-12-06); those options are ``python -m
+    converter.cli``'s, from one declaration (``converter/cli_options.py``), and so is the
+    listing (``converter/upstream.py``)."""
     import subprocess
     import sys
 
@@ -288,7 +290,8 @@ def test_the_console_command_answers_help_and_bad_choices_before_loading_the_fra
     code = ("import json, sys\n"
             "from videomae_cli.convert import convert_command\n"
             "codes = []\n"
-            "for args in (['--help'], ['--size', 'S', '--dataset', 'K400', '--out', 'x']):\n"
+            "for args in (['--help'], ['--size', 'S', '--dataset', 'K400', '--out', 'x'],\n"
+            "             ['--list'], ['--list', '--json']):\n"
             "    try:\n"
             "        convert_command.main(args, prog_name='videomae-convert')\n"
             "    except SystemExit as stop:\n"
@@ -300,8 +303,12 @@ def test_the_console_command_answers_help_and_bad_choices_before_loading_the_fra
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"codes": [0, 2], "loaded": []}
+    *printed, last = done.stdout.strip().splitlines()
+    assert json.loads(last) == {"codes": [0, 2, 0, 0], "loaded": []}
     assert "'K400' is not one of 'k400'" in done.stderr
+    listed = (CliRunner().invoke(main, ["--list"]).output
+              + CliRunner().invoke(main, ["--list", "--json"]).output).splitlines()
+    assert len(listed) == 2 * 28 and printed[-len(listed):] == listed
 
     def described(command):
         return [(p.name, p.opts, getattr(p.type, "choices", None), p.default, p.hidden)

@@ -4,13 +4,16 @@
 start-up lines (absl, oneDNN, CUDA and ``cuInit`` notices) on the terminal. So
 ``convert_main`` parses the command line first, with the options of ``converter/cli_options.py``
 and the zoo table of ``tf_models/presets.py``, each loaded on its own (click and the stdlib:
-``--help`` and a mistyped option answer at once), and imports ``converter`` only to run the
-command: with fd 2 silenced while it loads, unless ``--verbose``. ``reconstruct_main`` runs
+``--help`` and a mistyped option answer at once; ``--list`` too, with
+``converter/upstream.py``), and imports ``converter`` only to run the command: with fd 2
+silenced while it loads, unless ``--verbose``. ``reconstruct_main`` runs
 ``reconstruct.reconstruct_command``, which does the same around ``tf_models`` (a Keras
 model's reconstruction needs no torch).
 """
 
 from __future__ import annotations
+
+import click
 
 from .exits import OneLineCommand
 from .lifetime import claim_process, framework_imports
@@ -19,6 +22,11 @@ from .zoo_table import zoo_table
 
 
 def _run(**options):
+    if options["list_entries"]:  # the zoo's listing needs no framework
+        for line in load_stdlib_leaf("converter.upstream").listing(zoo_table(),
+                                                                   options["as_json"]):
+            click.echo(line)
+        return None
     verbose = options["verbose"]
     prepare_environment(verbose)
     with silenced_stderr(not verbose), framework_imports():
