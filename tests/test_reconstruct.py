@@ -411,43 +411,41 @@ def test_an_image_that_cannot_be_written_is_one_line_and_leaves_no_partial_file(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "clip.npy"]
 
 
-STOPPED_WHILE_WRITING = """
-import os, signal, sys
-from tf_models.video import reconstruct
-
-real = reconstruct.write_strip
-
-def write_half_then_stop(path, *frames):
-    with open(path, "wb") as half:
-        half.write(b"half an image")
-    os.kill(os.getpid(), signal.SIGTERM)  # the handler raises at the next bytecode
-    real(path, *frames)
-
-reconstruct.write_strip = write_half_then_stop
-from videomae_cli.convert import reconstruct_main
-sys.argv[0] = "videomae-reconstruct"
-reconstruct_main()
-"""
-
 
 def test_reconstruct_stopped_while_writing_keeps_the_old_image_and_no_partial_file(
-        tiny_pt_converted, tmp_path):
+        tiny_pt_converted, tmp_path, monkeypatch):
     """SIGTERM while the strip is written: one ``error:`` line, exit 2, the image that was
     there (--force) untouched, no hidden half-written file (before: killed with no line, exit
-    -15, the partial file left beside it)."""
+    -15, the partial file left beside it). A real signal to this process, mid-write."""
+    import signal
+
+    from click.testing import CliRunner
+
+    from videomae_cli.reconstruct import reconstruct_command
+
+    real = R.write_strip
+
+    def write_half_then_stop(path, *frames):
+        with open(path, "wb") as half:
+            half.write(b"half an image")
+        os.kill(os.getpid(), signal.SIGTERM)  # the command's handler raises at the next line
+        real(path, *frames)
+
+    def not_the_commands(signum, frame):
+        raise AssertionError("SIGTERM reached the test's handler: the command installed none")
+
+    monkeypatch.setattr(R, "write_strip", write_half_then_stop)
     np.save(tmp_path / "clip.npy", _clip01(b=1)[0])
     (tmp_path / "strip.png").write_bytes(b"the old image")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p))
-    done = subprocess.run(
-        [sys.executable, "-c", STOPPED_WHILE_WRITING, "--model",
-         tiny_pt_converted.paths["keras"], "--clip", str(tmp_path / "clip.npy"), "--out",
-         str(tmp_path / "strip.png"), "--force"],
-        env=env, capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
-    assert done.returncode == 2, done.stderr[-3000:]
-    # the script imports TensorFlow before the command could silence its start-up lines
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert errors == [f"error: interrupted; {tmp_path / 'strip.png'} was not written"]
-    assert "Traceback" not in done.stderr
+    previous = signal.signal(signal.SIGTERM, not_the_commands)
+    try:
+        result = CliRunner().invoke(reconstruct_command, [
+            "--model", tiny_pt_converted.paths["keras"], "--clip", str(tmp_path / "clip.npy"),
+            "--out", str(tmp_path / "strip.png"), "--force"])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [
+        f"error: interrupted; {tmp_path / 'strip.png'} was not written"]
     assert (tmp_path / "strip.png").read_bytes() == b"the old image"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.npy", "strip.png"]

@@ -4,9 +4,7 @@
 import re
 
 import torch
-import timm
 import torch_reference
-import torch_reference.timm_registry  # noqa: F401  (registers the videomae_ factories)
 from converter.zoo import PARITY_ATOL, TEST_ZOO, ZOO, find_entry, get_entry
 
 V1 = {name: entry for name, entry in ZOO.items() if entry.family == "v1"}
@@ -96,6 +94,12 @@ def test_fine_tuned_parameter_count_matches_spec(size):
 
 
 def test_timm_registry_builds_the_upstream_small_model():
+    # here, not at the top: timm imports torchvision (about 3 s, paid by every worker that
+    # collects this module otherwise)
+    import timm
+
+    import torch_reference.timm_registry  # noqa: F401  (registers the videomae_ factories)
+
     model = timm.create_model("videomae_vit_small_patch16_224", num_classes=400)
     assert isinstance(model, torch_reference.VisionTransformer)
     assert model.blocks[0].attn.num_heads == 6  # upstream, not transformers' 16
