@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Union
+
+from tf_models.lifetime import framework_child
 
 from .errors import ConversionError
 from .kinds import kind_of
@@ -123,8 +124,8 @@ def _child_command(entry: Entry, out_dir: str, checkpoint: Optional[str], synthe
                    seed: int, force: bool, outcome: str, litert: bool = False,
                    raw_frames: bool = False, quantize: Sequence[str] = (),
                    videos: Sequence[str] = ()) -> List[str]:
-    command = [sys.executable, "-m", "converter.cli", "--name", entry.name, "--out", out_dir,
-               "--seed", str(seed), "--quiet", "--outcome-file", outcome]
+    command = framework_child("converter.cli:main", "--name", entry.name, "--out", out_dir,
+                              "--seed", str(seed), "--quiet", "--outcome-file", outcome)
     command += ["--synthetic"] if synthetic else ["--checkpoint", checkpoint]
     if force:
         command.append("--force")

@@ -29,6 +29,7 @@ import numpy as np
 from tf_models.artifacts.checksums import (SUMS, bad_line_message, parse_sums_lines,
                                            sha256_file, write_folder_sums)
 from tf_models.artifacts.names import LITERT_KINDS, QUANTIZED_MODES, SUFFIXES, quantized_kind
+from tf_models.lifetime import framework_child
 
 from .errors import ConversionError
 from .kinds import kind_of
@@ -184,7 +185,7 @@ class FreshProcessChecker:
 
     def __enter__(self) -> "FreshProcessChecker":
         self.log = tempfile.TemporaryFile(mode="w+")  # its stderr: never a full pipe
-        self.process = subprocess.Popen([sys.executable, "-m", "converter.release"],
+        self.process = subprocess.Popen(framework_child("converter.release:serve_checks"),
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=self.log, text=True)
         return self
@@ -215,7 +216,7 @@ class FreshProcessChecker:
             self.log.close()
 
 
-def _serve_checks() -> None:
+def serve_checks() -> None:
     """The fresh process: one ``[REPORT, ASSETS]`` JSON line in, one errors JSON line out,
     until stdin closes. Anything a library prints goes to stderr, not into the answers."""
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "w")
@@ -923,7 +924,3 @@ def render_model_card(entry: Entry, report: ConversionRecord, base_url: str,
               ""]
     return "\n".join(lines)
 
-
-if __name__ == "__main__":  # the fresh-process check (FreshProcessChecker)
-    import converter  # noqa: F401
-    _serve_checks()

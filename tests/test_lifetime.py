@@ -1,4 +1,4 @@
-"""The console scripts' process lifetime (videomae_cli/lifetime.py): the frameworks' import runs
+"""The console scripts' process lifetime (tf_models/lifetime.py): the frameworks' import runs
 without the collector's passes and ends with one collection and a frozen heap; at exit the
 heap is frozen after the exit handlers registered since the claim (before those registered
 earlier), so finalisation has nothing to scan.
@@ -105,3 +105,37 @@ def test_an_unclaimed_process_imports_with_the_collector_on_and_freezes_nothing(
     assert report["full_passes_at_end"] == [] and report["frozen_after"] == 0
     assert lines["BEFORE-CLAIM-HANDLER"]["frozen"] == 0
     assert lines["AFTER-CLAIM-HANDLER"]["frozen"] == 0
+
+
+TARGET = """
+import gc, json, sys
+
+IMPORTED_WITH_COLLECTOR = gc.isenabled()
+
+
+def main():
+    print(json.dumps({"argv": sys.argv, "imported_with_collector": IMPORTED_WITH_COLLECTOR,
+                      "enabled": gc.isenabled(), "frozen": gc.get_freeze_count(),
+                      "loaded": sorted(m for m in ("tf_models", "keras", "tensorflow")
+                                       if m in sys.modules)}))
+"""
+
+
+def test_a_framework_child_imports_its_target_claimed_and_passes_its_arguments(tmp_path):
+    """``framework_child`` (``--all``'s conversions, the release's fresh-process check): the
+    target's module imports with the collector paused, then the heap is frozen and the
+    collector back on; the target gets its arguments after its module's name."""
+    from tf_models.lifetime import framework_child
+
+    (tmp_path / "probe_target.py").write_text(TARGET)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(tmp_path), REPO_ROOT, env.get("PYTHONPATH")) if p)
+    done = subprocess.run(framework_child("probe_target:main", "--name", "x y"), env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["argv"] == ["probe_target", "--name", "x y"]
+    assert found["imported_with_collector"] is False
+    assert found["enabled"] is True and found["frozen"] > 0
+    assert found["loaded"] == []  # the lifetime file alone, not its package (Keras)

@@ -1,59 +1,12 @@
-"""A console script's process around the frameworks: their import without the garbage
-collector's repeated full passes, and an exit without its last ones (stdlib only).
-
-Importing torch, TensorFlow and Keras makes about 1.4 million Python objects, 600 000 of them
-garbage by the end. With the collector on, the import runs full passes over the growing heap
-again and again: 1.5-2 s of ``import converter.api``'s 7.4-8.1 s on a 2-core machine. Paused,
-the import takes 5.8-6.0 s; one collection afterwards (0.4 s) frees the same garbage, and the
-survivors, the modules and their tables, are then frozen out of the collector's view
-(``gc.freeze``): they live as long as the process, and no later pass scans them.
-
-At exit, Python's finalisation clears every module and collects after each step: 2.2-2.4 s
-with the frameworks loaded, spent freeing memory the operating system takes back at once.
-Freezing the heap in the last exit handler leaves those collections nothing to scan. The
-exit handlers registered after the claim (the frameworks', temporary folders', Ray's
-shutdown) have run by then; the few registered before it run after, unaffected (freezing
-stops no code from running), and objects are still freed by reference counting as their
-modules are cleared.
-
-Only a process that a console script owns does this (``claim_process``, the first call of
-every entry point): the commands themselves also run inside test processes, where freezing
-the heap would keep other tests' garbage alive.
-"""
+"""The console scripts' process lifetime: ``tf_models/lifetime.py``, loaded on its own before
+any framework (its package's ``__init__`` imports Keras). One copy per process: the console
+script claims it, and the library's own import of ``tf_models.lifetime`` (for
+``framework_child``) uses nothing of its state."""
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import gc
+from .quiet import load_stdlib_leaf
 
-_claimed = False
-
-
-def claim_process() -> None:
-    """Mark this process as a console script's own: ``framework_imports`` pauses and then
-    freezes, and the exit skips its collections. Call first in an entry point."""
-    global _claimed
-    if not _claimed:
-        _claimed = True
-        # registered before the frameworks register theirs: exit handlers run last-in
-        # first-out, so theirs run before the freeze
-        atexit.register(gc.freeze)
-
-
-@contextlib.contextmanager
-def framework_imports():
-    """Import the frameworks inside this block: in a claimed process the collector waits
-    until the block ends, collects once and freezes what is left; elsewhere a no-op."""
-    if not _claimed:
-        yield
-        return
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.collect()
-        gc.freeze()
-        if enabled:
-            gc.enable()
+_lifetime = load_stdlib_leaf("tf_models.lifetime")
+claim_process = _lifetime.claim_process
+framework_imports = _lifetime.framework_imports
