@@ -128,7 +128,10 @@ def test_disk_too_small_is_refused_before_writing(small_disk, scratch_tmp):
 # --- killed runs ----------------------------------------------------------------------------
 
 def start_cli(args, tmpdir, stderr=subprocess.PIPE):
-    return subprocess.Popen([sys.executable, "-m", "converter.cli"] + args,
+    """``videomae-convert ARGS`` in a process started as ``--all`` starts its children."""
+    from tf_models.lifetime import framework_child
+
+    return subprocess.Popen(framework_child("converter.cli:main", *args),
                             stdout=subprocess.DEVNULL, stderr=stderr, stdin=subprocess.DEVNULL,
                             env=child_env(tmpdir), start_new_session=True)
 

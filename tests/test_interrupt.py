@@ -11,15 +11,18 @@ import pytest
 from converter.staging import STAGING_INFIX, probe_writable
 
 
-def _run_and_stop(tmp_path, out_dir, args, signum=signal.SIGTERM, module="converter.cli"):
-    """Run ``videomae-convert ARGS`` (or another command's ``module``; its scratch in
-    ``tmp_path/tmp``, which must end up empty), send ``signum`` as soon as a hidden file
-    appears in ``out_dir``: its exit code and its stderr."""
+def _run_and_stop(tmp_path, out_dir, args, signum=signal.SIGTERM, target="converter.cli:main"):
+    """Run ``videomae-convert ARGS`` (or another command's entry point, ``target``; its scratch
+    in ``tmp_path/tmp``, which must end up empty) in a process started as ``--all`` starts
+    its children, send ``signum`` as soon as a hidden file appears in ``out_dir``: its exit
+    code and its stderr."""
+    from tf_models.lifetime import framework_child
+
     scratch = tmp_path / "tmp"  # where the synthetic checkpoints go
     scratch.mkdir()
     with open(tmp_path / "stderr.txt", "w") as err:
         process = subprocess.Popen(
-            [sys.executable, "-m", module, *args], stdout=subprocess.DEVNULL,
+            framework_child(target, *args), stdout=subprocess.DEVNULL,
             stderr=err, stdin=subprocess.DEVNULL, env={**os.environ, "TMPDIR": str(scratch)},
             start_new_session=True,  # signalled alone: the test's process group stays out
             # a runner started in the background inherits SIGINT as ignored: undo that
@@ -105,7 +108,8 @@ def test_a_stopped_videomae_export_exits_two_in_one_line_and_leaves_nothing(tmp_
     (out_dir / "keep.txt").write_text("user file")
     returncode, stderr = _run_and_stop(
         tmp_path, out_dir, ["--model", tiny_converted.paths["keras"], "--out", str(out_dir),
-                            "--name", "m", "--litert", "-q"], module="videomae_cli.export")
+                            "--name", "m", "--litert", "-q"],
+        target="videomae_cli.export:export_main")
     assert returncode == 2, stderr
     assert "Traceback" not in stderr
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
