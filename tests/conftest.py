@@ -280,13 +280,17 @@ def tiny_forced_seed1(tiny_converted, tmp_path_factory):
 RELEASE_BASE_URL = "https://example.org/videomae/v0.0.1/"  # the trailing slash must not double up
 
 
+TINY_RELEASE_EXPORT = "my_classifier"
+
+
 @pytest.fixture(scope="session")
 def tiny_release(tiny_pt_converted, tmp_path_factory):
     """A release (converter.release.build_release) of the tiny K400 FT and PT entries, built
     once and shared read-only by test_release and test_presets: the FT entry converted here
     with ``--litert --litert-quantize int8`` (so its two ``.tflite`` files ship too), the PT
-    one copied from the session's conversion: (release folder, manifest, build log,
-    conversion folder, {name: result})."""
+    one copied from the session's conversion, and a ``videomae-export`` of the FT model
+    (``TINY_RELEASE_EXPORT``) beside them: (release folder, manifest, build log, conversion
+    folder, {name: result})."""
     from converter.release import build_release
 
     conv_dir = str(tmp_path_factory.mktemp("release_conversions") / "weights")
@@ -294,6 +298,12 @@ def tiny_release(tiny_pt_converted, tmp_path_factory):
                                           litert_quantize=("int8",), progress=False),
                TINY_PT: tiny_pt_converted}
     copy_artifacts(tiny_pt_converted, conv_dir)
+    # beside them, a videomae-export of the FT model (a user's model: reference "keras", no
+    # parity, no zoo name), which the build leaves out with one logged line (test_release)
+    from converter.keras_export import export_model
+
+    export_model(results[TINY_FT].paths["keras"], conv_dir, name=TINY_RELEASE_EXPORT, batch=1,
+                 progress=False)
     release_dir = str(tmp_path_factory.mktemp("release_parent") / "release")
     log = []
     manifest = build_release(conv_dir, release_dir, RELEASE_BASE_URL, log=log.append)

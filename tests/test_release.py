@@ -28,7 +28,7 @@ from converter.release import (build_release, check_assets, render_model_zoo, ve
 from converter.zoo import get_entry
 
 from conftest import (RELEASE_BASE_URL, REPO_ROOT, TINY_FT, TINY_PT,
-                      assert_one_line_error)
+                      TINY_RELEASE_EXPORT as EXPORTED, assert_one_line_error)
 
 BASE_URL = RELEASE_BASE_URL  # the trailing slash must not double up
 BASE = BASE_URL.rstrip("/")
@@ -111,7 +111,8 @@ def test_release_holds_every_asset_and_nothing_else(release, conversions):
     assert set(os.listdir(release_dir)) == expected
     assert _leftovers(os.path.dirname(release_dir)) == []
     assert sorted(manifest["entries"]) == sorted(NAMES)
-    assert [line.split(":")[0] for line in log] == sorted(NAMES)
+    # the export beside the conversions is left out first (its own test below)
+    assert [line.split(":")[0] for line in log] == [f"{EXPORTED}.json", *sorted(NAMES)]
     # the conversion folder is left as it was
     conv_dir, results = conversions
     for name in NAMES:
@@ -678,7 +679,8 @@ def test_build_fails_on_an_artifact_changed_after_conversion(conversion_copy, tm
         build_release(conversion_copy, release_dir, BASE_URL, log=log.append)
     message = str(raised.value)
     assert TINY_PT in message and "sha256" in message and ".weights.h5" in message
-    assert log == []  # no entry packed, no fresh process asked
+    # no entry packed, no fresh process asked (the export beside them is left out first)
+    assert [line for line in log if not line.startswith(f"{EXPORTED}.json:")] == []
     assert not os.path.exists(release_dir)
     assert os.listdir(parent) == []  # no .release-partial-* staging folder either
 
@@ -770,32 +772,17 @@ def test_an_encoder_only_conversion_is_released_with_its_backbone_preset(
         assert (cells[2], cells[7]) == (mode, accuracy), row
 
 
-def _export_report(conversions, conv_dir, name="my_classifier"):
-    """A ``videomae-export`` of the tiny FT model (a user's model: reference "keras", no
-    parity, not a zoo name) written into ``conv_dir``."""
-    from converter.keras_export import export_model
-
-    export_model(artifact_paths(conversions[0], TINY_FT)["keras"], conv_dir, name=name,
-                 batch=1, progress=False)
-    with open(os.path.join(conv_dir, f"{name}.json")) as handle:
+def test_build_leaves_an_export_report_out_with_one_logged_line(release, conversions):
+    """The session's release was built from a folder that also holds a ``videomae-export`` of
+    the tiny FT model (conftest.tiny_release): a user's model, not a zoo conversion."""
+    release_dir, manifest, log = release
+    with open(os.path.join(conversions[0], f"{EXPORTED}.json")) as handle:
         report = json.load(handle)
     assert report["reference"] == "keras" and report["parity"] is None
-    return name
-
-
-def test_build_leaves_an_export_report_out_with_one_logged_line(conversions, tmp_path):
-    conv_dir = str(tmp_path / "weights")
-    for path in artifact_paths(conversions[0], TINY_PT).values():
-        copy = os.path.join(conv_dir, os.path.basename(path))
-        os.makedirs(conv_dir, exist_ok=True)
-        shutil.copytree(path, copy) if os.path.isdir(path) else shutil.copyfile(path, copy)
-    exported = _export_report(conversions, conv_dir)
-    log = []
-    manifest = build_release(conv_dir, str(tmp_path / "release"), BASE_URL, log=log.append)
-    assert sorted(manifest["entries"]) == [TINY_PT]
-    assert not any(name.startswith(exported) for name in os.listdir(tmp_path / "release"))
-    left_out = [line for line in log if exported in line]
-    assert left_out == [f"{exported}.json: a videomae-export report (reference 'keras'), not a "
+    assert sorted(manifest["entries"]) == sorted(NAMES)
+    assert not any(name.startswith(EXPORTED) for name in os.listdir(release_dir))
+    left_out = [line for line in log if EXPORTED in line]
+    assert left_out == [f"{EXPORTED}.json: a videomae-export report (reference 'keras'), not a "
                         f"zoo conversion; left out of the release"]
 
 
