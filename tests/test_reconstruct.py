@@ -411,7 +411,6 @@ def test_an_image_that_cannot_be_written_is_one_line_and_leaves_no_partial_file(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "clip.npy"]
 
 
-
 def test_reconstruct_stopped_while_writing_keeps_the_old_image_and_no_partial_file(
         tiny_pt_converted, tmp_path, monkeypatch):
     """SIGTERM while the strip is written: one ``error:`` line, exit 2, the image that was
