@@ -1,8 +1,9 @@
 """Converting many zoo entries: one child process per entry, a summary table at the end.
 
-Each entry runs ``python -m converter.cli`` in its own process, so one failure (or a large
-model's memory) cannot spoil the others, and its peak memory is measured on its own
-(``os.wait4``). Re-running resumes: the child skips entries whose artifacts verify.
+Each entry runs ``converter.cli.main`` in its own process (``framework_child``: started as
+the console scripts start), so one failure (or a large model's memory) cannot spoil the
+others, and its peak memory is measured on its own (``os.wait4``). Re-running resumes: the
+child skips entries whose artifacts verify.
 """
 
 from __future__ import annotations

@@ -86,8 +86,9 @@ def run(entry_name, list_entries, as_json, family, size, mode, dataset, checkpoi
             click.echo(f"  {kind}: {check.quantized_summary()}")
 
 
-# ``python -m converter.cli`` and in-process callers; the console script builds the same
-# command from the same options (videomae_cli.convert) without importing this module first
+# ``python -m converter.cli``, ``--all``'s children (``batch.py``) and in-process callers; the
+# console script builds the same command from the same options (videomae_cli.convert)
+# without importing this module first
 main = command(run, presets, QUANTIZED_MODES)
 
 
