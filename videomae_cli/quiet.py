@@ -38,7 +38,8 @@ def load_stdlib_leaf(name: str):
     """The library module ``name`` (``package.module``) that imports nothing of the library
     (the stdlib, or click for ``converter.cli_options``), executed from its file without
     running its package's ``__init__``. Kept out of ``sys.modules``: a later import
-    of ``name`` by the library loads it the ordinary way (stateless, so two copies agree)."""
+    of ``name`` by the library loads it the ordinary way, a second copy (those loaded here
+    are stateless, or their state is the console script's alone: ``videomae_cli.lifetime``)."""
     top, *inner = name.split(".")
     # find_spec of a top-level package locates it without running its __init__ (of a dotted
     # name it would import the parents)
