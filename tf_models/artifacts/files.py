@@ -54,20 +54,28 @@ def remove_path(path: str) -> None:
             os.remove(path)
 
 
-def save_json(path: str, data) -> None:
-    """Write ``data`` as JSON to ``path`` atomically: its folder made if missing, a temporary
-    file written and fsync'd, then renamed over ``path`` (removed if anything fails)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    temporary = f"{path}.tmp{os.getpid()}"
+@contextlib.contextmanager
+def replaced_when_written(temporary: str, path: str):
+    """Write ``temporary`` (beside ``path``: one file system) inside the block; when it ends,
+    ``temporary`` is renamed over ``path``, and if anything fails (a stop signal too) it is
+    removed instead: ``path`` is whole or as it was."""
     try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield temporary
         os.replace(temporary, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(temporary)
+
+
+def save_json(path: str, data) -> None:
+    """Write ``data`` as JSON to ``path`` atomically: its folder made if missing, a temporary
+    file written and fsync'd, then renamed over ``path`` (removed if anything fails)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with replaced_when_written(f"{path}.tmp{os.getpid()}", path) as temporary:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 def read_json(path: str) -> Optional[Any]:

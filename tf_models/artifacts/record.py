@@ -22,6 +22,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from .files import replaced_when_written
 from .names import report_path
 
 REPORT_FORMAT = 1
@@ -260,10 +261,9 @@ class RunOutcome:
     tf_err_vs_f64: Optional[float] = None
 
     def save(self, path: str) -> None:
-        tmp = f"{path}.partial"
-        with open(tmp, "w") as handle:
-            json.dump(asdict(self), handle, default=_json_default)
-        os.replace(tmp, path)
+        with replaced_when_written(f"{path}.partial", path) as tmp:
+            with open(tmp, "w") as handle:
+                json.dump(asdict(self), handle, default=_json_default)
 
     @classmethod
     def load(cls, path: str) -> Optional["RunOutcome"]:

@@ -12,7 +12,7 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
-from ..artifacts.files import read_json, save_json
+from ..artifacts.files import read_json, replaced_when_written, save_json
 from ..video.evaluate import list_digest
 from .augment import RECIPE
 from .checkpoint import CHECKPOINT_NAME, read_state, restore_checkpoint, save_checkpoint
@@ -174,14 +174,9 @@ def save_model(model, path: str) -> str:
         keras.config.set_dtype_policy(previous)
     for target, source in zip(clean.weights, model.weights):
         target.assign(keras.ops.convert_to_numpy(source.value))
-    partial = path[: -len(".keras")] + ".partial.keras"
-    try:
+    # Keras saves only to a name ending in .keras
+    with replaced_when_written(path[: -len(".keras")] + ".partial.keras", path) as partial:
         clean.save(partial)
-        os.replace(partial, path)
-    except BaseException:
-        if os.path.exists(partial):
-            os.remove(partial)
-        raise
     return path
 
 

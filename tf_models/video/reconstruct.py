@@ -24,7 +24,6 @@ arithmetic is numpy only; PIL draws the pictures, ``decode`` reads video files, 
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from ..artifacts.files import replaced_when_written
 from ..masking import masked_per_frame, tube_mask
 from ..presets import IMAGENET_MEAN, IMAGENET_STD, Preset, get_preset
 from .decode import VideoError, decode_frames
@@ -588,13 +588,9 @@ def reconstruct_clip(model_path: str, clip_path: str, out_path: str,
     # PIL the format
     tmp = os.path.join(folder, f".{name}.partial{os.path.splitext(name)[1]}")
     try:
-        writer(tmp, result["original"], result["masked"], result["reconstruction"])
-        os.replace(tmp, out_path)
-    except BaseException as error:  # a stop signal too: no half-written image is left
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        if not isinstance(error, OSError):
-            raise
+        with replaced_when_written(tmp, out_path):  # a stop signal too: no half-written image
+            writer(tmp, result["original"], result["masked"], result["reconstruction"])
+    except OSError as error:
         raise ReconstructionError(f"{out_path}: cannot write it ({error.strerror or error}); "
                                   f"choose another --out") from None
     result["mask_ratio"] = mask_ratio
