@@ -106,3 +106,27 @@ def test_a_stop_signal_ends_a_wait_for_another_holder(tmp_path, stop_handler):
         FileLock(path).acquire(wait=False)
     holder.release()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("failure", [OSError("disk full"), KeyboardInterrupt()])
+def test_a_file_replaced_when_written_is_whole_or_as_it_was(tmp_path, failure):
+    """``replaced_when_written``: the new bytes reach the name only once the block ends; a
+    failure inside it (an error, or a stop signal's KeyboardInterrupt) leaves the old file
+    and no temporary."""
+    from tf_models.artifacts.files import replaced_when_written
+
+    path = tmp_path / "out.json"
+    path.write_text("old")
+    with pytest.raises(type(failure)):
+        with replaced_when_written(str(tmp_path / ".out.json.partial"), str(path)) as temporary:
+            with open(temporary, "w") as handle:
+                handle.write("half")
+            raise failure
+    assert path.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+    with replaced_when_written(str(tmp_path / ".out.json.partial"), str(path)) as temporary:
+        with open(temporary, "w") as handle:
+            handle.write("new")
+        assert path.read_text() == "old"  # not before the block ends
+    assert path.read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
