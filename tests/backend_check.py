@@ -8,7 +8,8 @@ fine-tune one step, and save what happened for the calling test to check.
 Arguments (JSON): ft / pt preset names, keras_ft (a .keras path), clip / mask (.npy paths),
 out (a folder). Writes NAME.npy outputs and result.json (what one fine-tuning step moved, in
 float32 and, on TensorFlow, in mixed_bfloat16; what one pre-training step moved and its loss
-against a seeded target, saved as pt_target.npy; torch modules imported).
+against a seeded target, saved as pt_target.npy, and the token counts its steps were compiled
+for; its predict on other token counts; torch modules imported).
 """
 
 import json
@@ -38,6 +39,7 @@ def main(args):
             keras.ops.convert_to_numpy(pretrainer({"video": clip, "mask": mask})))
     np.save(os.path.join(out, "pt_predict.npy"),
             pretrainer.predict({"video": clip, "mask": mask}, verbose=0))
+    result["counts"] = other_counts(keras, tf_models, pretrainer, clip, mask, out)
     result["pretrain"] = pretrain(keras, pretrainer, clip, mask, out)
     backbone = tf_models.VideoMAEBackbone.from_preset(args["pt"], progress=False)
     np.save(os.path.join(out, "pt_tokens.npy"),
@@ -50,6 +52,9 @@ def main(args):
             result["bf16"] = fine_tune(keras, tf_models, args, clip)
         finally:  # run in a test's own process too (test_presets' TensorFlow case)
             keras.mixed_precision.set_global_policy("float32")
+    if result["backend"] == "jax" and len(keras.distribution.list_devices()) > 1:
+        result["pretrain_data_parallel"] = pretrain_data_parallel(keras, tf_models, args,
+                                                                  clip, mask, out)
     result["torch_modules"] = sorted(m for m in sys.modules
                                      if m.split(".")[0] in ("torch", "torchvision", "timm"))
     with open(os.path.join(out, "result.json"), "w") as handle:
@@ -80,20 +85,87 @@ def fine_tune(keras, tf_models, args, clip):
     return result
 
 
+def other_counts(keras, tf_models, pretrainer, clip, mask, out):
+    """The pre-trainer's ``predict`` on another mask ratio and with a decode mask, saved beside
+    its direct calls (on JAX: ``predict`` compiled per token count, a call eager); on JAX also
+    what a ``jax.jit`` of one's own raises without ``static_token_counts``, and its output
+    with them."""
+    rng = np.random.default_rng(6)
+    fewer = tf_models.tube_mask(clip.shape[1], clip.shape[2], 16, 2, 0.25, len(clip), rng)
+    decode = np.ones_like(mask)
+    for row in decode:  # three decoded tokens per row, anywhere
+        row[rng.permutation(len(row))[:3]] = False
+    cases = {"fewer": {"video": clip, "mask": fewer},
+             "decode": {"video": clip, "mask": mask, "decode_mask": decode}}
+    result = {}
+    for name, inputs in cases.items():
+        np.save(os.path.join(out, f"counts_{name}_predict.npy"),
+                pretrainer.predict(inputs, verbose=0))
+        np.save(os.path.join(out, f"counts_{name}_call.npy"),
+                keras.ops.convert_to_numpy(pretrainer(inputs)))
+        result[name] = list(tf_models.token_counts(inputs["mask"], inputs.get("decode_mask")))
+    if keras.backend.backend() == "jax":
+        import jax
+
+        state = [v.value for v in pretrainer.trainable_variables]
+        rest = [v.value for v in pretrainer.non_trainable_variables]
+
+        def run(trainable, video, mask_):
+            return pretrainer.stateless_call(trainable, rest, {"video": video, "mask": mask_})[0]
+
+        try:
+            jax.jit(run)(state, clip, mask)
+        except ValueError as error:
+            result["jit_error"] = str(error)
+        with tf_models.static_token_counts(*tf_models.token_counts(mask)):
+            jitted = jax.jit(run)(state, clip, mask)
+        np.save(os.path.join(out, "counts_jit.npy"), np.asarray(jitted))
+    return result
+
+
 def pretrain(keras, pretrainer, clip, mask, out):
-    """One ``fit`` step of the pre-trainer on the mean squared error to a seeded target (the
-    same count of masked tokens in every row, as upstream trains): its loss and what moved."""
+    """The pre-trainer's loss before a step (``evaluate``), then one ``fit`` step on the mean
+    squared error to a seeded target (the same count of masked tokens in every row, as
+    upstream trains): its loss, what moved, and on JAX the token counts each step kind was
+    compiled for."""
     target = np.random.default_rng(5).standard_normal(
         (len(clip), int(mask[0].sum()), pretrainer.core.num_outputs)).astype(np.float32)
     np.save(os.path.join(out, "pt_target.npy"), target)
     pretrainer.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    evaluated = pretrainer.evaluate({"video": clip, "mask": mask}, target, verbose=0)
     before = {v.path: keras.ops.convert_to_numpy(v).copy()
               for v in pretrainer.trainable_variables}
     history = pretrainer.fit({"video": clip, "mask": mask}, target, batch_size=len(clip),
                              epochs=1, verbose=0)
     after = {v.path: keras.ops.convert_to_numpy(v) for v in pretrainer.trainable_variables}
+    np.savez(os.path.join(out, "pt_after_step.npz"), **after)
     return {"trainable": len(before), "loss": float(history.history["loss"][0]),
-            "moved": sorted(p for p in before if not np.array_equal(before[p], after[p]))}
+            "evaluate_loss": float(evaluated),
+            "moved": sorted(p for p in before if not np.array_equal(before[p], after[p])),
+            "jitted": {kind: [list(c) for c in counts]
+                       for kind, counts in pretrainer.jitted_token_counts.items()}}
+
+
+def pretrain_data_parallel(keras, tf_models, args, clip, mask, out):
+    """``pretrain``'s step again on every device (Keras's ``DataParallel``; the JAX test
+    starts this child with two CPU devices): the devices its weights sit on, its loss, and
+    how far its weights land from the one-device step's."""
+    keras.distribution.set_distribution(keras.distribution.DataParallel())
+    try:
+        pretrainer = tf_models.VideoMAEMaskedAutoencoder.from_preset(args["pt"], progress=False)
+        pretrainer.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+        target = np.load(os.path.join(out, "pt_target.npy"))
+        history = pretrainer.fit({"video": clip, "mask": mask}, target, batch_size=len(clip),
+                                 epochs=1, verbose=0)
+        single = np.load(os.path.join(out, "pt_after_step.npz"))
+        return {"devices": len(pretrainer.trainable_variables[0].value.sharding.device_set),
+                "loss": float(history.history["loss"][0]),
+                "jitted": [list(c) for c in pretrainer.jitted_token_counts["train"]],
+                "max_weight_difference": max(
+                    float(np.max(np.abs(keras.ops.convert_to_numpy(v) - single[v.path])))
+                    for v in pretrainer.trainable_variables)}
+    finally:
+        keras.distribution.set_distribution(None)
 
 
 if __name__ == "__main__":

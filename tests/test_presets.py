@@ -215,8 +215,10 @@ def _backend_args(release_dir, work):
 
 def _run_backend(backend, zoo, release_dir, work):
     clip, mask, args = _backend_args(release_dir, work)
+    # two CPU devices on JAX, for backend_check's data-parallel pre-training step
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3",
-               VIDEOMAE_ZOO_URL=zoo.base, VIDEOMAE_CACHE=str(work / "cache"),
+               JAX_NUM_CPU_DEVICES="2", VIDEOMAE_ZOO_URL=zoo.base,
+               VIDEOMAE_CACHE=str(work / "cache"),
                PYTHONPATH=os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH"))
                                           if p))
     done = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "tests", "backend_check.py"),
@@ -247,7 +249,30 @@ def _check_backend_run(backend, clip, mask, result, work, tmp_path):
     target = np.load(work / "pt_target.npy")
     pretrain = result["pretrain"]
     assert pretrain["loss"] == pytest.approx(np.mean((expected_pt - target) ** 2), rel=1e-5)
+    assert pretrain["evaluate_loss"] == pytest.approx(pretrain["loss"], rel=1e-5)
     assert pretrain["moved"] and len(pretrain["moved"]) == pretrain["trainable"]
+    # other token counts: another mask ratio, and a decode mask (3 tokens decoded per row):
+    # predict (on JAX compiled per count) computes what a direct call does
+    n_masked = int(mask[0].sum())
+    assert (result["counts"]["fewer"], result["counts"]["decode"]) == ([2, None], [n_masked, 3])
+    for name, decoded in (("fewer", 2), ("decode", 3)):
+        predicted = np.load(work / f"counts_{name}_predict.npy")
+        assert predicted.shape == (2, decoded, expected_pt.shape[2]), name
+        np.testing.assert_allclose(predicted, np.load(work / f"counts_{name}_call.npy"),
+                                   atol=1e-6, rtol=0)
+    if backend == "jax":  # one compiled step per count each kind saw; none without counts
+        assert pretrain["jitted"] == {"predict": [[n_masked, None], [2, None], [n_masked, 3]],
+                                      "test": [[n_masked, None]], "train": [[n_masked, None]]}
+        assert "static_token_counts" in result["counts"]["jit_error"]
+        np.testing.assert_allclose(np.load(work / "counts_jit.npy"), np.load(work / "pt.npy"),
+                                   atol=1e-6, rtol=0)
+        # the same step on two devices (DataParallel): the same loss and weights
+        parallel = result["pretrain_data_parallel"]
+        assert parallel["devices"] == 2 and parallel["jitted"] == [[n_masked, None]]
+        assert parallel["loss"] == pytest.approx(pretrain["loss"], rel=1e-5)
+        assert parallel["max_weight_difference"] <= 1e-6
+    else:  # TensorFlow's graphs take the counts as values; PyTorch runs eagerly
+        assert pretrain["jitted"] == {}
     # fine-tuning: a new 7-class head, and every trainable weight moved in one step
     assert result["head_shape"] == [48, 7]
     assert result["moved"] and len(result["moved"]) == result["trainable"]

@@ -15,7 +15,7 @@ from .layers import (Attention, Block, Mlp, PatchEmbed, named_variables, sinusoi
                      sinusoid_table)
 from .masking import tube_mask
 from .presets import PRESETS, Preset, get_preset
-from .pretrain import PretrainDecoder
+from .pretrain import PretrainDecoder, static_token_counts, token_counts
 from .video_classifier import VideoClassifier
 from .videomae_backbone import VideoMAEBackbone
 from .videomae_masked_autoencoder import VideoMAEMaskedAutoencoder
@@ -26,7 +26,7 @@ from . import legacy  # noqa: F401,E402  (old class names, for deserialisation o
 
 __all__ = ["VideoMAEBackbone", "VideoClassifier", "VideoMAEVideoClassifier",
            "VideoMAEVideoClassifierPreprocessor", "VideoMAEVideoConverter",
-           "VideoMAEMaskedAutoencoder", "PretrainDecoder",
+           "VideoMAEMaskedAutoencoder", "PretrainDecoder", "static_token_counts", "token_counts",
            "PRESETS", "Preset", "get_preset", "resolve_preset", "PresetError",
            "layer_decay_optimizer", "layer_ids", "sinusoid_positions",
            "PatchEmbed", "Attention", "Mlp", "Block",

@@ -13,11 +13,22 @@ VideoMAE V2's dual masking: an optional ``"decode_mask"`` (B, N) bool, upstream'
 ``decode_masked_pos`` (True = left out of the decoder). The decoder's mask tokens then sit
 where it is False (whatever the encoder mask says there), the same count in every row, and
 the output is those tokens' pixels in ascending order. Without it, V1's behaviour.
+
+Token counts (how many tokens the mask hides, how many the decoder gets) are values of the
+masks, not shapes. Inside ``static_token_counts(...)`` they are Python ints instead, which is
+what XLA needs to compile a step (JAX's jit): the pre-trainer's ``fit`` / ``evaluate`` /
+``predict`` on JAX read each batch's counts on the host and compile one step per count
+(``count_jit``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from typing import Iterator, Optional, Tuple
+
 import keras
+import numpy as np
 from keras import ops
 from keras.src.backend.common.symbolic_scope import in_symbolic_scope
 
@@ -30,6 +41,50 @@ def visible_first_order(mask):
     tokens = ops.shape(mask)[1]
     key = ops.cast(mask, "int32") * tokens + ops.arange(tokens, dtype="int32")[None, :]
     return ops.argsort(key, axis=-1)  # keys are unique, so stability does not matter
+
+
+# (masked tokens per row, decoded tokens per row or None) while a step is traced; None: read
+# them from the masks' values
+_STATIC_COUNTS: contextvars.ContextVar = contextvars.ContextVar("videomae_static_token_counts",
+                                                               default=None)
+
+
+@contextlib.contextmanager
+def static_token_counts(n_masked: int, n_decoded: Optional[int] = None) -> Iterator[None]:
+    """Pre-trainer calls traced inside take these token counts as constants: ``n_masked`` tokens
+    hidden by ``mask`` in every row and, with V2's ``decode_mask``, ``n_decoded`` tokens it
+    keeps (False) in every row. For ``jax.jit`` of your own around the pre-trainer
+    (``token_counts(mask, decode_mask)`` reads them from a batch); its ``fit`` / ``evaluate`` /
+    ``predict`` do this per batch."""
+    token = _STATIC_COUNTS.set((int(n_masked), None if n_decoded is None else int(n_decoded)))
+    try:
+        yield
+    finally:
+        _STATIC_COUNTS.reset(token)
+
+
+def token_counts(mask, decode_mask=None) -> Tuple[int, Optional[int]]:
+    """A batch's counts, read from its first row on the host: (tokens ``mask`` hides, tokens
+    ``decode_mask`` keeps or None); the same in every row, as the pre-trainer requires."""
+    n_masked = int(np.count_nonzero(ops.convert_to_numpy(mask)[0]))
+    if decode_mask is None:
+        return n_masked, None
+    return n_masked, int(np.count_nonzero(np.logical_not(ops.convert_to_numpy(decode_mask)[0])))
+
+
+def _refuse_traced_counts(mask) -> None:
+    """A clear error where JAX traces the counts (a ``jax.jit`` with no static counts)."""
+    if keras.backend.backend() != "jax":
+        return
+    import jax
+
+    if isinstance(mask, jax.core.Tracer):
+        raise ValueError(
+            "VideoMAEMaskedAutoencoder under jax.jit: its token counts come from the mask's "
+            "values, which a trace does not have; trace it inside "
+            "`with tf_models.static_token_counts(n_masked[, n_decoded])` "
+            "(tf_models.token_counts(mask, decode_mask) reads them from a batch), or use its "
+            "fit / evaluate / predict, which do that")
 
 
 def video_and_mask(inputs):
@@ -74,7 +129,10 @@ class PretrainDecoder(PlainConfig, keras.layers.Layer):
     def call(self, x, n_masked, return_hidden_states: bool = False):
         x, hidden = run_blocks(self.blocks, x)
         tokens = ops.shape(x)[1]
-        count = ops.where(n_masked > 0, n_masked, tokens)  # no branch: any mask, one graph
+        if isinstance(n_masked, int):  # a static count (static_token_counts)
+            count = n_masked if n_masked > 0 else tokens
+        else:
+            count = ops.where(n_masked > 0, n_masked, tokens)  # no branch: any mask, one graph
         x = ops.slice(x, (0, tokens - count, 0), (ops.shape(x)[0], count, self.embed_dim))
         x = self.head(self.norm(x))
         return (x, hidden) if return_hidden_states else x
@@ -105,21 +163,32 @@ class MaskedAutoencoding(keras.layers.Layer):
         self.mask_token = self.add_weight(shape=(1, 1, decoder_embed_dim),
                                           initializer="zeros", name="mask_token")
         self.built = True
-        # token counts come from the mask's values: XLA (JAX's jit, TensorFlow's jit_compile)
-        # needs them static, so Keras's trainer runs this model's steps without it
-        self.supports_jit = False
+        # token counts come from the mask's values, which XLA needs static: on JAX the steps
+        # are compiled per count (count_jit); TensorFlow's graphs take them dynamic (no XLA)
+        self.supports_jit = keras.backend.backend() == "jax" and not keras.config.is_nnx_enabled()
 
     def call_with_hidden_states(self, video_nthwc, mask, decode_mask=None, training=None):
         """Predictions and the outputs of every encoder block, then every decoder block."""
         order = visible_first_order(mask)
         batch = ops.shape(order)[0]
-        n_masked = ops.sum(ops.cast(mask[0], "int32"))
+        static = _STATIC_COUNTS.get()
+        if static is None:
+            _refuse_traced_counts(mask)
+            n_masked = ops.sum(ops.cast(mask[0], "int32"))
+        else:
+            n_masked = static[0]
         n_visible = self.num_patches - n_masked
         visible_ids = ops.slice(order, (0, 0), (batch, n_visible))
         if decode_mask is None:  # V1: every masked token, in the order's second part
             n_decoded, ids = n_masked, order
         else:  # V2: the tokens decode_mask keeps (False), ascending
-            n_decoded = ops.sum(ops.cast(ops.logical_not(decode_mask[0]), "int32"))
+            if static is None:
+                n_decoded = ops.sum(ops.cast(ops.logical_not(decode_mask[0]), "int32"))
+            elif static[1] is None:
+                raise ValueError("static_token_counts(n_masked, n_decoded): a decode_mask needs "
+                                 "n_decoded, the tokens it keeps (False) per row")
+            else:
+                n_decoded = static[1]
             decoded_ids = ops.slice(visible_first_order(decode_mask), (0, 0), (batch, n_decoded))
             ids = ops.concatenate([visible_ids, decoded_ids], axis=1)
         x, hidden = self.backbone.encode(video_nthwc, visible_ids, training=training)
@@ -131,7 +200,7 @@ class MaskedAutoencoding(keras.layers.Layer):
                                                   x_vis.dtype),
                                (batch, self.num_patches, self.decoder_embed_dim))
         x = tokens + gather_tokens(pos, ids)
-        out, decoder_hidden = self.decoder(x, n_decoded, return_hidden_states=True)
+        out, decoder_hidden = self.decoder(x, n_masked=n_decoded, return_hidden_states=True)
         return out, list(hidden) + list(decoder_hidden)
 
     def call(self, video, mask, decode_mask=None, training=None):

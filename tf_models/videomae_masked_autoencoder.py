@@ -16,6 +16,7 @@ import keras
 from keras_hub.models import Task
 
 from .compiling import compile_from_saved_config, load_saved_optimizer_state
+from .count_jit import JitPerTokenCount
 from .hub import load_preset_model
 from .kerashub_presets import keras_hub_loads, load_checked
 from .layers import PACKAGE
@@ -26,7 +27,7 @@ from .videomae_backbone import VideoMAEBackbone
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class VideoMAEMaskedAutoencoder(Task, BackboneTask):
+class VideoMAEMaskedAutoencoder(JitPerTokenCount, Task, BackboneTask):
     """Upstream's VideoMAE masked autoencoder: ``model({"video", "mask"})`` -> masked pixels.
 
     The backbone (upstream's ``encoder.*``, closed by ``encoder.norm``) sees only the visible
@@ -34,7 +35,8 @@ class VideoMAEMaskedAutoencoder(Task, BackboneTask):
     shares the backbone's ``mlp_ratio``, ``init_values`` and ``cos_attn``, as upstream's.
     A functional keras-hub ``Task`` with inputs ``video``, ``mask`` and the optional
     ``decode_mask``; ``VideoMAEMaskedAutoencoder(backbone=...)`` or from the backbone's
-    keyword arguments.
+    keyword arguments. On JAX its ``fit`` / ``evaluate`` / ``predict`` compile one step per
+    token count (``count_jit``).
     """
 
     backbone_cls = VideoMAEBackbone
