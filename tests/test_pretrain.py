@@ -147,6 +147,31 @@ def test_keras_pretrainer_traces_once_for_any_batch_and_mask_ratio():
         assert np.max(np.abs(found - expected)) <= TOLERANCE
 
 
+def test_static_token_counts_give_the_pixels_the_masks_give_and_need_the_decoded_count():
+    """Inside ``static_token_counts`` (what JAX's compiled steps trace in) the counts are
+    Python ints; the pixels are those the masks' values give, with and without a decode mask."""
+    import tf_models
+
+    _, tf_model, _ = _models(get_entry(TINY_PT))
+    rng = np.random.default_rng(9)
+    video = rng.standard_normal((2, 4, 32, 32, 3), dtype=np.float32)
+    mask = tube_mask(4, 32, 16, 2, 0.75, 2, rng)
+    decode = np.ones_like(mask)
+    decode[0, [1, 4, 6]] = decode[1, [0, 2, 7]] = False
+    assert tf_models.token_counts(mask) == (6, None)
+    assert tf_models.token_counts(mask, decode) == (6, 3)
+    for inputs in ({"video": video, "mask": mask},
+                   {"video": video, "mask": mask, "decode_mask": decode}):
+        counts = tf_models.token_counts(inputs["mask"], inputs.get("decode_mask"))
+        with tf_models.static_token_counts(*counts):
+            static = np.asarray(tf_model(inputs))
+        np.testing.assert_array_equal(static, np.asarray(tf_model(inputs)))
+        assert static.shape == (2, counts[1] or counts[0], 1536)
+    with pytest.raises(ValueError, match="needs n_decoded"):
+        with tf_models.static_token_counts(6):
+            tf_model({"video": video, "mask": mask, "decode_mask": decode})
+
+
 def test_pretrainer_fit_runs_in_training_mode_and_evaluate_in_inference_mode():
     """``fit`` reaches the pre-trainer with training=True (drop path on): the target is the
     model's own inference output and the learning rate zero, so evaluate's loss is 0 (and a
