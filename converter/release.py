@@ -49,15 +49,31 @@ MODEL_ASSETS = ("savedmodel", "weights", "keras") + LITERT_KINDS + ("kerashub",)
 PRESET_CARD = "README.md"
 
 
-def git_commit() -> Optional[str]:
-    """The converter checkout's commit, when it runs from a git checkout."""
-    here = os.path.dirname(os.path.abspath(__file__))
+def git_commit(here: Optional[str] = None) -> Optional[str]:
+    """The commit of the converter's code: HEAD of the checkout it runs from (its files
+    tracked there), else, installed from a built copy, the commit that copy was built from
+    (``BUILD_COMMIT``, written by setup.py); None when neither is known. ``here``: the
+    package's folder (default: this one)."""
+    here = here or os.path.dirname(os.path.abspath(__file__))
+
+    def git(*args) -> Optional[str]:
+        try:
+            done = subprocess.run(["git", "-C", here, *args], capture_output=True, text=True,
+                                  timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    # a package installed into a folder inside some other repository (a virtual environment
+    # in a project's checkout) is not tracked there: that repository's HEAD is not ours
+    if git("ls-files", "--error-unmatch", "release.py"):
+        return git("rev-parse", "HEAD") or None
     try:
-        out = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
+        with open(os.path.join(here, "BUILD_COMMIT")) as handle:
+            commit = handle.read().strip()
+    except OSError:
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return commit if len(commit) == 40 and set(commit) <= set("0123456789abcdef") else None
 
 
 def zip_savedmodel(folder: str, zip_path: str) -> None:

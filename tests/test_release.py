@@ -172,6 +172,38 @@ def test_manifest_assets_match_the_files(release, conversions):
     assert TINY_FT + ".tflite" in manifest["assets"]
 
 
+def _git(cwd, *args):
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd,
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(REPO_ROOT, ".git")),
+                    reason="the tests do not run from a git checkout")
+def test_manifest_commit_is_the_checkouts_or_the_one_a_built_copy_was_built_from(tmp_path):
+    """``git_commit``: a checkout's HEAD; an installed copy built by setup.py (``pip install
+    .``) carries its build's commit; a copy inside another repository (a virtual environment
+    in a project's checkout) is not given that repository's HEAD."""
+    from converter.release import git_commit
+
+    clone = tmp_path / "clone"
+    _git(tmp_path, "clone", "-q", REPO_ROOT, str(clone))
+    head = _git(clone, "rev-parse", "HEAD")
+    assert git_commit(str(clone / "converter")) == head
+    project = tmp_path / "project"
+    project.mkdir()
+    _git(project, "init", "-q")
+    (project / "app.py").write_text("")
+    _git(project, "add", "app.py")
+    _git(project, "commit", "-qm", "a project")
+    site = project / ".venv" / "site-packages"
+    subprocess.run([sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(site)],
+                   cwd=clone, check=True, capture_output=True)
+    assert (site / "converter" / "BUILD_COMMIT").read_text() == head + "\n"
+    assert git_commit(str(site / "converter")) == head != _git(project, "rev-parse", "HEAD")
+    (site / "converter" / "BUILD_COMMIT").unlink()
+    assert git_commit(str(site / "converter")) is None
+
+
 def test_manifest_entries_record_source_versions_and_checks(release, conversions):
     _, manifest, _ = release
     _, results = conversions
