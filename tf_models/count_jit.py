@@ -82,26 +82,24 @@ class JitPerTokenCount:
                 "test": (trainable, non_trainable, metrics),
                 "predict": (trainable, non_trainable)}[kind]
 
+    def _function_per_count(self, kind: str, method: Callable) -> Callable:
+        """What the JAX trainer makes of ``method`` (its ``train_step`` or ``test_step``)."""
+        step = self._compiled_per_count(kind, lambda state, data: method(self, state, data),
+                                        self._state_shardings(kind))
+        return self._make_function(step)
+
     def make_train_function(self, force=False):
         if not self._jit_per_count():
             return super().make_train_function(force)
-        if self.train_function is not None and not force:
-            return None
-        step = self._compiled_per_count(
-            "train", lambda state, data: type(self).train_step(self, state, data),
-            self._state_shardings("train"))
-        self.train_function = self._make_function(step)
+        if self.train_function is None or force:
+            self.train_function = self._function_per_count("train", type(self).train_step)
         return None
 
     def make_test_function(self, force=False):
         if not self._jit_per_count():
             return super().make_test_function(force)
-        if self.test_function is not None and not force:
-            return None
-        step = self._compiled_per_count(
-            "test", lambda state, data: type(self).test_step(self, state, data),
-            self._state_shardings("test"))
-        self.test_function = self._make_function(step)
+        if self.test_function is None or force:
+            self.test_function = self._function_per_count("test", type(self).test_step)
         return None
 
     def make_predict_function(self, force=False):
