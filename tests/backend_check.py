@@ -6,10 +6,12 @@ fine-tune one step, and save what happened for the calling test to check.
 (On TensorFlow the fast tier calls ``main`` in the test's own process: test_presets.)
 
 Arguments (JSON): ft / pt preset names, keras_ft (a .keras path), clip / mask (.npy paths),
-out (a folder). Writes NAME.npy outputs and result.json (what one fine-tuning step moved, in
-float32 and, on TensorFlow, in mixed_bfloat16; what one pre-training step moved and its loss
+video (a real video file), out (a folder). Writes NAME.npy outputs and result.json (what one
+fine-tuning step moved, in float32 and, on TensorFlow, in mixed_bfloat16; what one
+pre-training step moved and its loss
 against a seeded target, saved as pt_target.npy, and the token counts its steps were compiled
-for; its predict on other token counts; torch modules imported).
+for; its predict on other token counts; the video tools' outputs and one real video's
+prediction; torch modules imported).
 """
 
 import json
@@ -45,6 +47,7 @@ def main(args):
     np.save(os.path.join(out, "pt_tokens.npy"),
             keras.ops.convert_to_numpy(backbone(clip)["tokens"]))
 
+    result["video"] = video_tools(args, clip, out)
     result.update(fine_tune(keras, tf_models, args, clip))
     if result["backend"] == "tensorflow":
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -59,6 +62,22 @@ def main(args):
                                      if m.split(".")[0] in ("torch", "torchvision", "timm"))
     with open(os.path.join(out, "result.json"), "w") as handle:
         json.dump(result, handle)
+
+
+def video_tools(args, clip, out):
+    """The video tools' model loading on this backend (``videomae-predict`` / ``evaluate`` /
+    ``extract``): the classifier's logits on the clips and on a batch of three (padded on JAX),
+    its pooled features, and one real video classified under upstream's protocol."""
+    from tf_models.video.features import load_feature_model
+    from tf_models.video.model import load_video_model
+    from tf_models.video.predict import classify_video
+
+    model = load_video_model(args["keras_ft"])
+    np.save(os.path.join(out, "video_logits.npy"), model.run(clip))
+    np.save(os.path.join(out, "video_logits_3.npy"), model.run(np.concatenate([clip, clip[:1]])))
+    features = load_feature_model(args["keras_ft"])
+    np.save(os.path.join(out, "video_pooled.npy"), features.run(clip))
+    return classify_video(model, args["video"], k=3)
 
 
 def fine_tune(keras, tf_models, args, clip):

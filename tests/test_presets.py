@@ -23,6 +23,7 @@ from converter.zoo import get_entry
 
 from conftest import REPO_ROOT, TINY_FT, TINY_PT
 from http_faults import FaultServer
+from video_helpers import shipped_videos
 
 TOLERANCE = 1e-5
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -209,7 +210,8 @@ def _backend_args(release_dir, work):
     np.save(work / "clip.npy", clip)
     np.save(work / "mask.npy", mask)
     args = {"ft": TINY_FT, "pt": TINY_PT, "keras_ft": os.path.join(release_dir, f"{TINY_FT}.keras"),
-            "clip": str(work / "clip.npy"), "mask": str(work / "mask.npy"), "out": str(work)}
+            "clip": str(work / "clip.npy"), "mask": str(work / "mask.npy"), "out": str(work),
+            "video": shipped_videos()["bikes.mp4"]}
     return clip, mask, args
 
 
@@ -226,13 +228,24 @@ def _run_backend(backend, zoo, release_dir, work):
                           timeout=600, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr[-3000:]
     with open(work / "result.json") as handle:
-        return clip, mask, json.load(handle)
+        return clip, mask, args, json.load(handle)
 
 
-def _check_backend_run(backend, clip, mask, result, work, tmp_path):
+def _tensorflow_video_tools(args, clip):
+    """backend_check's video tools in this (TensorFlow) process: pooled features, and the
+    real video's prediction."""
+    from tf_models.video.features import load_feature_model
+    from tf_models.video.model import load_video_model
+    from tf_models.video.predict import classify_video
+
+    return (load_feature_model(args["keras_ft"]).run(clip),
+            classify_video(load_video_model(args["keras_ft"]), args["video"], k=3))
+
+
+def _check_backend_run(backend, clip, mask, args, result, work, tmp_path):
     """What tests/backend_check.py saw on ``backend``: presets matching torch, one
     fine-tuning step moving every trainable weight (also in mixed_bfloat16 on TensorFlow),
-    the pre-trainer's predict and one pre-training step."""
+    the pre-trainer's predict and one pre-training step, the video tools."""
     assert result["backend"] == backend
     expected_ft = _torch_reference(TINY_FT, clip, work=tmp_path)
     expected_pt = _torch_reference(TINY_PT, clip, mask, work=tmp_path)
@@ -273,6 +286,20 @@ def _check_backend_run(backend, clip, mask, result, work, tmp_path):
         assert parallel["max_weight_difference"] <= 1e-6
     else:  # TensorFlow's graphs take the counts as values; PyTorch runs eagerly
         assert pretrain["jitted"] == {}
+    # the video tools on this backend: the classifier's logits (any batch), its pooled
+    # features (the head's input), a real video's prediction as TensorFlow's video tools give it
+    for name in ("video_logits", "video_logits_3"):
+        found = np.load(work / f"{name}.npy")
+        np.testing.assert_allclose(found[:2], expected_ft, atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(np.load(work / "video_logits_3.npy")[2], expected_ft[0],
+                               atol=TOLERANCE, rtol=0)
+    pooled, prediction = _tensorflow_video_tools(args, clip)
+    np.testing.assert_allclose(np.load(work / "video_pooled.npy"), pooled,
+                               atol=TOLERANCE, rtol=0)
+    assert [t["index"] for t in result["video"]["top_k"]] == [
+        t["index"] for t in prediction["top_k"]]
+    np.testing.assert_allclose(result["video"]["view_logits"], prediction["view_logits"],
+                               atol=TOLERANCE, rtol=0)
     # fine-tuning: a new 7-class head, and every trainable weight moved in one step
     assert result["head_shape"] == [48, 7]
     assert result["moved"] and len(result["moved"]) == result["trainable"]
@@ -289,8 +316,8 @@ def _check_backend_run(backend, clip, mask, result, work, tmp_path):
     b if b == "jax" else pytest.param(b, marks=pytest.mark.slow) for b in BACKENDS])
 def test_every_backend_loads_presets_matching_torch_fine_tunes_and_pretrains(
         backend, zoo, release_dir, tmp_path):
-    clip, mask, result = _run_backend(backend, zoo, release_dir, tmp_path / backend)
-    _check_backend_run(backend, clip, mask, result, tmp_path / backend, tmp_path)
+    clip, mask, args, result = _run_backend(backend, zoo, release_dir, tmp_path / backend)
+    _check_backend_run(backend, clip, mask, args, result, tmp_path / backend, tmp_path)
     if backend != "torch":
         assert result["torch_modules"] == []
 
@@ -307,7 +334,7 @@ def test_presets_match_torch_fine_tune_in_bfloat16_too_and_pretrain_on_tensorflo
     backend_check.main(args)
     with open(work / "result.json") as handle:
         result = json.load(handle)
-    _check_backend_run("tensorflow", clip, mask, result, work, tmp_path)
+    _check_backend_run("tensorflow", clip, mask, args, result, work, tmp_path)
 
 
 # --- the pre-trained model's inputs ---------------------------------------------------------

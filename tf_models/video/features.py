@@ -30,7 +30,7 @@ import numpy as np
 from .decode import MAX_PIXELS, VideoError, decode_frames, read_views
 from .model import ModelError
 from .protocol import normalize_views, protocol_for
-from ..tracing import graph_function
+from ..tracing import inference_function
 
 
 @dataclass(frozen=True)
@@ -123,8 +123,6 @@ class FeatureModel:
 
 
 def _keras_pooled(model, source: str):
-    import tensorflow as tf
-
     import tf_models  # noqa: F401  (registers the VideoMAE classes)
 
     if hasattr(model, "pre_head_norm") and hasattr(model, "backbone"):  # a classifier
@@ -144,16 +142,7 @@ def _keras_pooled(model, source: str):
         raise ModelError(f"{source}: {type(model).__name__} is not a VideoMAE model with "
                          "pooled features")
     frames, size = int(backbone.num_frames), int(backbone.img_size)
-
-    @graph_function(input_signature=[tf.TensorSpec([None, frames, size, size, 3], tf.float32)],
-                    reduce_retracing=True)
-    def forward(video):
-        return pooled(video)
-
-    def run(inputs):
-        return forward(tf.constant(inputs)).numpy()
-
-    return frames, size, run
+    return frames, size, inference_function(pooled, model.variables, frames, size)
 
 
 def _savedmodel_pooled(path: str, signature):

@@ -17,7 +17,7 @@ from .. import presets
 from ..artifacts.names import report_path
 from ..artifacts.resolve import artifact_report
 from ..presets import DATASETS
-from ..tracing import graph_function
+from ..tracing import inference_function
 from .labels import index_names
 
 # kinds a spec that is no local path keeps (a handle, not a zoo name)
@@ -142,8 +142,6 @@ def _savedmodel_runner(signature, path: str):
 
 
 def _keras_runner(model, source: str):
-    import tensorflow as tf
-
     import tf_models  # noqa: F401  (registers the VideoMAE classes)
 
     if not hasattr(model, "num_classes"):
@@ -153,15 +151,8 @@ def _keras_runner(model, source: str):
     shape = (None, getattr(model, "num_frames", None), getattr(model, "img_size", None),
              getattr(model, "img_size", None), 3)
     frames, size = _input_frames_size(source, shape)
-
-    @graph_function(input_signature=[tf.TensorSpec([None, frames, size, size, 3], tf.float32)],
-                    reduce_retracing=True)
-    def forward(video):
-        return model(video, training=False)
-
-    def run(views):
-        return forward(tf.constant(views)).numpy()
-
+    run = inference_function(lambda video: model(video, training=False), model.variables,
+                             frames, size)
     return frames, size, int(model.num_classes), run
 
 
