@@ -19,7 +19,8 @@ from tf_models.tracing import graph_function
 
 from . import __version__
 from .checkpoint import checkpoint_sha256, read_checkpoint
-from .errors import CheckpointError, ConversionError, OutputError, ParityError
+from .errors import (CheckpointError, ConversionError, OutputError, ParityError,
+                     require_tensorflow_backend)
 from .export import (StagedArtifacts, artifact_paths, artifacts_present, check_output_dir,
                      outputs_to_numpy, recover_killed_run, verify_artifacts)
 from .inspect_checkpoint import check_fits
@@ -222,6 +223,7 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
     """
     base = get_entry(entry) if isinstance(entry, str) else entry
     entry = base.encoder_variant() if encoder_only else base
+    require_tensorflow_backend("converting")
     entry = entry.raw_frames_variant() if raw_frames else entry
     kind = kind_of(entry)
     if entry.test_only and not synthetic and checkpoint is None:

@@ -33,3 +33,19 @@ class ParityError(Exception):
     def __init__(self, message, report=None):
         super().__init__(message)
         self.report = report
+
+
+def require_tensorflow_backend(action: str) -> None:
+    """ConversionError unless Keras runs on TensorFlow in this process: the artifacts
+    (SavedModel, ``.tflite``) are TensorFlow's, written from TensorFlow graphs of the model.
+    The console scripts choose that backend themselves; the library cannot once Keras is
+    imported."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise ConversionError(
+            f"{action} needs Keras's TensorFlow backend, and this process runs Keras on "
+            f"{backend} (KERAS_BACKEND); set KERAS_BACKEND=tensorflow before Keras is imported, "
+            f"or use the console script, which does (the .keras and .weights.h5 files it writes "
+            f"load on every backend)")

@@ -318,6 +318,44 @@ def test_the_console_command_answers_help_bad_choices_and_list_before_loading_th
         CliRunner().invoke(main, ["--help"]).output
 
 
+def test_a_conversion_under_another_keras_backend_runs_on_tensorflow_and_the_library_says_why(
+        tmp_path):
+    """A shell with ``KERAS_BACKEND=jax`` (a JAX user's, as for ``videomae-finetune``):
+    ``videomae-convert`` runs Keras on TensorFlow, says so in one note line and writes the
+    artifacts (before: a traceback); ``converter.convert`` in a process whose Keras runs JAX
+    is one ConversionError naming the backend, and writes nothing."""
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONPATH=os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH"))
+                                          if p))
+    code = ("import sys; from videomae_cli.convert import convert_main; "
+            "sys.argv[0] = 'videomae-convert'; convert_main()")
+    done = subprocess.run([sys.executable, "-c", code, "--synthetic", "--size", "T", "--out",
+                           str(tmp_path / "cli"), "-q"], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert ("note: KERAS_BACKEND=jax: videomae-convert runs Keras on TensorFlow"
+            in done.stderr.splitlines()[0])
+    assert os.path.isfile(tmp_path / "cli" / f"{TINY_FT}.keras")
+    code = ("import converter\n"
+            "from converter.errors import ConversionError\n"
+            "try:\n"
+            f"    converter.convert({TINY_FT!r}, {str(tmp_path / 'api')!r}, synthetic=True,\n"
+            "                      progress=False)\n"
+            "except ConversionError as error:\n"
+            "    print(error)\n")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("converting needs Keras's TensorFlow backend, and this process "
+                                  "runs Keras on jax")
+    assert not os.path.exists(tmp_path / "api")
+
+
 @pytest.mark.parametrize("module, name, args, words", [
     ("convert", "convert_command", ["--sise", "B"], "No such option '--sise'"),
     ("convert", "convert_command", ["--size", "Q", "--out", "x"], "Invalid value for '--size'"),

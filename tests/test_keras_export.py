@@ -141,6 +141,19 @@ def test_export_writes_every_artifact_and_each_reloads_as_the_model(source, expo
     assert reloaded.predict(frames, verbose=0).shape == (1, 3)
 
 
+def test_the_export_command_runs_on_tensorflow_under_another_keras_backend(source, tmp_path,
+                                                                          monkeypatch):
+    """``KERAS_BACKEND=jax`` in the shell: ``videomae-export`` sets TensorFlow's backend before
+    Keras loads, with one note line (this process's Keras runs TensorFlow already; the
+    fresh-process case is test_cli's, for videomae-convert, whose set-up this shares)."""
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    result = _run(["--model", source[1], "--out", tmp_path, "--name", NAME, "-q"])
+    assert result.exit_code == 0, result.output
+    assert "note: KERAS_BACKEND=jax: videomae-export runs Keras on TensorFlow" in result.output
+    assert os.environ["KERAS_BACKEND"] == "tensorflow"
+    assert os.path.isfile(tmp_path / f"{NAME}.keras")
+
+
 def test_a_tampered_weights_file_fails_the_export_and_nothing_is_placed(source, tmp_path):
     """The reload check of a real export catches a weights file changed after it was written
     (changed from the export's own phase hook, just before its reload check runs)."""

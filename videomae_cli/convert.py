@@ -28,7 +28,7 @@ def _run(**options):
             click.echo(line)
         return None
     verbose = options["verbose"]
-    prepare_environment(verbose)
+    prepare_environment(verbose, tensorflow_only="videomae-convert")
     with silenced_stderr(not verbose), framework_imports():
         from converter import cli
     return cli.run(**options)

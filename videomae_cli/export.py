@@ -55,7 +55,7 @@ def export_command(model_spec, out_dir, name, litert, litert_quantize, kerashub_
                    clips, seed, force, as_json, quiet, verbose):
     """Export a (fine-tuned) VideoMAE classifier as checked SavedModel, Keras, LiteRT and
     keras-hub artifacts, as videomae-convert exports a converted one."""
-    prepare_environment(verbose)
+    prepare_environment(verbose, tensorflow_only="videomae-export")
     with silenced_stderr(not verbose), framework_imports():
         from converter.errors import ConversionError, ParityError
         from converter.keras_export import export_model

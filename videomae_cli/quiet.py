@@ -13,11 +13,22 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import sys
 import warnings
 
 
-def prepare_environment(verbose: bool) -> None:
-    """Set the environment TensorFlow reads at import; call before anything imports it."""
+def prepare_environment(verbose: bool, tensorflow_only: str = "") -> None:
+    """Set the environment TensorFlow reads at import; call before anything imports it.
+
+    ``tensorflow_only``: the command's name, when it writes TensorFlow artifacts and so runs
+    Keras on TensorFlow whatever ``KERAS_BACKEND`` says (a JAX user's shell): another backend
+    there is replaced, with a note on stderr."""
+    requested = os.environ.get("KERAS_BACKEND", "")
+    if tensorflow_only and requested not in ("", "tensorflow"):
+        os.environ["KERAS_BACKEND"] = "tensorflow"
+        sys.stderr.write(f"note: KERAS_BACKEND={requested}: {tensorflow_only} runs Keras on "
+                         f"TensorFlow, whose artifacts it writes (the .keras and .weights.h5 "
+                         f"files load on every backend)\n")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     if not verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
