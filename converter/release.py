@@ -31,7 +31,7 @@ from tf_models.artifacts.checksums import (SUMS, bad_line_message, parse_sums_li
 from tf_models.artifacts.names import LITERT_KINDS, QUANTIZED_MODES, SUFFIXES, quantized_kind
 from tf_models.lifetime import framework_child
 
-from .errors import ConversionError
+from .errors import ConversionError, require_tensorflow_backend
 from .kinds import kind_of
 from .record import ConversionRecord, RecordError, RunOutcome
 from .zoo import ALL_SIZES, DATASETS, FAMILIES, Entry
@@ -425,6 +425,7 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
     the reference fingerprint when reloaded in a fresh process. The release folder is built
     in a staging folder and moved into place only when everything passed.
     """
+    require_tensorflow_backend("building a release")
     if not os.path.isdir(conversion_dir):
         raise ConversionError(f"{conversion_dir}: not a folder")
     _check_destination(conversion_dir, release_dir, force)

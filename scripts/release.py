@@ -56,7 +56,7 @@ def unexpected(where: str, error: Exception) -> str:
 @click.pass_context
 def cli(ctx, verbose):
     """Release assets for the TF VideoMAE zoo."""
-    prepare_environment(verbose)
+    prepare_environment(verbose, tensorflow_only="scripts/release.py")
     ctx.obj = verbose
 
 
