@@ -42,8 +42,8 @@ The slow tier (``--runslow`` / ``-m slow``), and why each test is there:
 - test_presets' PyTorch and TensorFlow fresh-process cases: fast tier: its JAX case (the same
   child and checks on a backend other than TensorFlow), the same checks on TensorFlow in the
   test's own process
-  (test_presets_match_torch_fine_tune_in_bfloat16_too_and_pretrain_on_tensorflow), and a fresh
-  process importing no torch (test_tf_models' consumer-module test).
+  (test_presets_match_torch_fine_tune_in_bfloat16_pretrain_and_run_video_tools_on_tensorflow),
+  and a fresh process importing no torch (test_tf_models' consumer-module test).
 - test_interrupt's SIGINT case: fast tier: the SIGTERM case (one handler raises both as
   KeyboardInterrupt; the same unwinding and cleanup). Likewise test_video's evaluate
   interrupt (tf_models.stopping's handler).

@@ -314,7 +314,7 @@ def _check_backend_run(backend, clip, mask, args, result, work, tmp_path):
 # (the same child and checks); the fast tier runs TensorFlow's checks in this process (below)
 @pytest.mark.parametrize("backend", [
     b if b == "jax" else pytest.param(b, marks=pytest.mark.slow) for b in BACKENDS])
-def test_every_backend_loads_presets_matching_torch_fine_tunes_and_pretrains(
+def test_every_backend_loads_presets_matching_torch_fine_tunes_pretrains_and_runs_video_tools(
         backend, zoo, release_dir, tmp_path):
     clip, mask, args, result = _run_backend(backend, zoo, release_dir, tmp_path / backend)
     _check_backend_run(backend, clip, mask, args, result, tmp_path / backend, tmp_path)
@@ -322,7 +322,7 @@ def test_every_backend_loads_presets_matching_torch_fine_tunes_and_pretrains(
         assert result["torch_modules"] == []
 
 
-def test_presets_match_torch_fine_tune_in_bfloat16_too_and_pretrain_on_tensorflow(
+def test_presets_match_torch_fine_tune_in_bfloat16_pretrain_and_run_video_tools_on_tensorflow(
         zoo, release_dir, tmp_path):
     """backend_check's checks in this (TensorFlow) process, its presets from ``zoo`` (the
     fixture points VIDEOMAE_ZOO_URL at the loopback server): the fresh TensorFlow process's
