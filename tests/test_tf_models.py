@@ -80,6 +80,40 @@ def test_classifier_takes_a_tensor_a_dict_or_a_list_alike():
         np.testing.assert_array_equal(np.asarray(outer(video)), by_tensor)
 
 
+def test_a_classifier_refuses_clips_it_cannot_take_in_one_line():
+    """predict / fit / evaluate on arrays of another frame count, or, with no preprocessor,
+    another frame size or raw uint8 frames: one ValueError that says what the model takes
+    (before: TensorFlow's "Incompatible shapes" from deep inside, or for uint8 frames wrong
+    logits and no error). With the preset's preprocessor, uint8 frames of another size pass."""
+    import tf_models
+
+    model, inputs, _ = _models()["classifier"]
+    frames, size = model.backbone.num_frames, model.backbone.img_size
+    rng = np.random.default_rng(5)
+    longer = rng.standard_normal((2, frames + 2, size, size, 3)).astype(np.float32)
+    larger = rng.standard_normal((2, frames, size + 8, size, 3)).astype(np.float32)
+    raw = rng.integers(0, 256, (2, frames, size, size, 3), dtype=np.uint8)
+    labels = np.array([0, 1])
+    for clips, words in ((longer, f"takes clips of {frames} frames"),
+                         (larger, "no preprocessor to resize"), (raw, "got uint8 ones")):
+        for call in (lambda: model.predict(clips, verbose=0),
+                     lambda: model.predict({"video": clips}, verbose=0),
+                     lambda: model.fit(clips, labels, verbose=0),
+                     lambda: model.evaluate(clips, labels, verbose=0)):
+            with pytest.raises(ValueError, match=words) as error:
+                call()
+            assert "\n" not in str(error.value)
+    preset = tf_models.get_preset(TINY_FT)
+    converter = tf_models.VideoMAEVideoConverter(image_size=size, mean=preset.mean,
+                                                 std=preset.std)
+    model.preprocessor = tf_models.VideoMAEVideoClassifierPreprocessor(converter)
+    resized = rng.integers(0, 256, (2, frames, size + 8, size + 4, 3), dtype=np.uint8)
+    assert model.predict(resized, verbose=0).shape == (2, model.num_classes)
+    with pytest.raises(ValueError, match=f"takes clips of {frames} frames, frames of any size"):
+        model.predict(rng.integers(0, 256, (2, frames + 2, size, size, 3), dtype=np.uint8),
+                      verbose=0)
+
+
 def test_a_task_refuses_a_backbone_with_the_wrong_final_norm():
     import tf_models
 

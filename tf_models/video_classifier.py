@@ -47,3 +47,43 @@ class VideoClassifier(Task):
             metrics = [keras.metrics.SparseCategoricalAccuracy()]
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
         load_saved_optimizer_state(self)
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        self._check_clips(x)
+        return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        self._check_clips(x)
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        self._check_clips(x)
+        return super().predict(x, *args, **kwargs)
+
+    def _check_clips(self, x) -> None:
+        """One clear ValueError for an array of clips this model cannot take: another frame
+        count, or, with no preprocessor, another frame size (TensorFlow's graph would fail
+        deep inside instead, "Incompatible shapes" where the positions are added) or raw
+        uint8 frames (they would be taken as normalised values: logits, wrong ones, and no
+        error). Datasets pass unchecked."""
+        video = x.get("video") if isinstance(x, dict) else x
+        shape = getattr(video, "shape", None)
+        frames = getattr(self.backbone, "num_frames", None)
+        size = getattr(self.backbone, "img_size", None)
+        if shape is None or len(shape) != 5 or frames is None or None in tuple(shape[1:4]):
+            return
+        if self.preprocessor is None and "uint8" in str(getattr(video, "dtype", "")):
+            raise ValueError(
+                f"{self.name}: takes normalised float32 frames, and got uint8 ones: this model "
+                f"has no preprocessor. Normalise them ((x / 255 - mean) / std with the "
+                f"dataset's mean and std: tf_models.video.normalize_views), or load a preset "
+                f"folder, whose classifier takes raw frames")
+        got = tuple(int(d) for d in shape[1:4])
+        if got[0] != frames or (self.preprocessor is None and got[1:] != (size, size)):
+            resized = (f"{size} x {size} frames (this model has no preprocessor to resize "
+                       f"them; a preset folder's classifier has one)"
+                       if self.preprocessor is None else "frames of any size")
+            raise ValueError(
+                f"{self.name}: takes clips of {frames} frames, {resized}, shaped (batch, "
+                f"{frames}, height, width, 3); got {tuple(shape)}. Sample {frames} frames per "
+                f"clip (tf_models.video.read_views takes upstream's views of a video file)")
