@@ -84,7 +84,8 @@ def test_a_classifier_refuses_clips_it_cannot_take_in_one_line():
     """predict / fit / evaluate on arrays of another frame count, or, with no preprocessor,
     another frame size or raw uint8 frames: one ValueError that says what the model takes
     (before: TensorFlow's "Incompatible shapes" from deep inside, or for uint8 frames wrong
-    logits and no error). With the preset's preprocessor, uint8 frames of another size pass."""
+    logits and no error). With the preset's preprocessor, uint8 frames of another size pass;
+    a direct call, which runs no preprocessor, refuses uint8 frames either way."""
     import tf_models
 
     model, inputs, _ = _models()["classifier"]
@@ -109,6 +110,10 @@ def test_a_classifier_refuses_clips_it_cannot_take_in_one_line():
     model.preprocessor = tf_models.VideoMAEVideoClassifierPreprocessor(converter)
     resized = rng.integers(0, 256, (2, frames, size + 8, size + 4, 3), dtype=np.uint8)
     assert model.predict(resized, verbose=0).shape == (2, model.num_classes)
+    # a direct call runs no preprocessor, with one or without: raw frames are refused there
+    for given in (raw, {"video": raw}, [raw]):
+        with pytest.raises(ValueError, match="a direct call takes normalised float32 frames"):
+            model(given)
     with pytest.raises(ValueError, match=f"takes clips of {frames} frames, frames of any size"):
         model.predict(rng.integers(0, 256, (2, frames + 2, size, size, 3), dtype=np.uint8),
                       verbose=0)

@@ -48,6 +48,21 @@ class VideoClassifier(Task):
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
         load_saved_optimizer_state(self)
 
+    def __call__(self, *args, **kwargs):
+        # as keras-hub's own refusal of strings in a direct call: raw frames would be read as
+        # normalised values (wrong logits, no error)
+        inputs = args[0] if args else kwargs.get("inputs")
+        video = inputs.get("video") if isinstance(inputs, dict) else inputs
+        if isinstance(video, (list, tuple)) and video:
+            video = video[0]
+        if "uint8" in str(getattr(video, "dtype", "")):
+            raise ValueError(
+                f"{self.name}: a direct call takes normalised float32 frames, and got uint8 "
+                f"ones; predict / fit / evaluate run the preprocessor on raw frames (a preset "
+                f"folder's classifier has one), or normalise them yourself (tf_models.video."
+                f"normalize_views)")
+        return super().__call__(*args, **kwargs)
+
     def fit(self, x=None, y=None, *args, **kwargs):
         self._check_clips(x)
         return super().fit(x, y, *args, **kwargs)
