@@ -221,6 +221,54 @@ def test_pretrainer_nests_in_another_functional_model():
                                atol=1e-6, rtol=0)
 
 
+def test_pretrainer_and_backbone_refuse_inputs_they_would_misread_in_one_line():
+    """Raw uint8 frames (read as normalised values), masks whose rows hide different counts
+    (the count comes from the first row: the others' pixels belong to other tokens), or masks
+    of another length, through a direct call, ``predict`` and ``evaluate``: one ValueError
+    that says what the model takes. Before: pixels, wrong ones, and no error for the first
+    two. Rows that differ in positions but not in count still run, and ``token_counts``
+    (what the JAX steps read per batch) refuses uneven rows too."""
+    import keras
+
+    import tf_models
+
+    model = tf_models.VideoMAEMaskedAutoencoder(
+        embed_dim=32, depth=1, num_heads=2, num_frames=4, img_size=32, patch_size=16,
+        tubelet_size=2, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+    model.compile(loss="mse")
+    rng = np.random.default_rng(6)
+    video = rng.standard_normal((2, 4, 32, 32, 3), dtype=np.float32)
+    mask = tube_mask(4, 32, 16, 2, 0.5, 2, rng)
+    assert (mask[0] != mask[1]).any()  # same count, other positions: taken
+    target = np.asarray(model({"video": video, "mask": mask}))
+    uneven = mask.copy()
+    uneven[1] = False
+    decode = np.zeros_like(mask)
+    decode[0, 0] = True
+    raw = rng.integers(0, 256, video.shape, dtype=np.uint8)
+    bad = {"got uint8 ones": {"video": raw, "mask": mask},
+           "counts \\[0, 4\\]": {"video": video, "mask": uneven},
+           "'decode_mask' must be the same count of tokens it keeps": {
+               "video": video, "mask": mask, "decode_mask": decode},
+           "'mask' must be \\(batch, 8\\) bool": {"video": video, "mask": mask[:, :6]}}
+    for words, inputs in bad.items():
+        for call in (lambda: model(inputs), lambda: model(list(inputs.values())),
+                     lambda: model.predict(inputs, verbose=0),
+                     lambda: model.evaluate(inputs, target, verbose=0)):
+            with pytest.raises(ValueError, match=words) as error:
+                call()
+            assert "\n" not in str(error.value)
+    with pytest.raises(ValueError, match="counts \\[0, 4\\]"):
+        tf_models.token_counts(uneven)
+    assert tf_models.token_counts(mask, np.logical_not(mask)) == (4, 4)
+    backbone = model.backbone
+    for call in (lambda: backbone(raw), lambda: backbone({"video": raw}),
+                 lambda: backbone.predict(raw, verbose=0)):
+        with pytest.raises(ValueError, match="backbone: takes normalised float32"):
+            call()
+    assert keras.ops.shape(backbone(video)["pooled"]) == (2, 32)
+
+
 # --- conversion, export and a fresh process --------------------------------------------------
 
 FRESH_PT_SCRIPT = textwrap.dedent("""

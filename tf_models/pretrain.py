@@ -28,10 +28,10 @@ import contextvars
 from typing import Iterator, Optional, Tuple
 
 import keras
-import numpy as np
 from keras import ops
 from keras.src.backend.common.symbolic_scope import in_symbolic_scope
 
+from .input_checks import per_row_count
 from .layers import PACKAGE, Block, PlainConfig, layer_norm, run_blocks, sinusoid_positions
 from .videomae_backbone import gather_tokens
 
@@ -64,12 +64,16 @@ def static_token_counts(n_masked: int, n_decoded: Optional[int] = None) -> Itera
 
 
 def token_counts(mask, decode_mask=None) -> Tuple[int, Optional[int]]:
-    """A batch's counts, read from its first row on the host: (tokens ``mask`` hides, tokens
-    ``decode_mask`` keeps or None); the same in every row, as the pre-trainer requires."""
-    n_masked = int(np.count_nonzero(ops.convert_to_numpy(mask)[0]))
-    if decode_mask is None:
-        return n_masked, None
-    return n_masked, int(np.count_nonzero(np.logical_not(ops.convert_to_numpy(decode_mask)[0])))
+    """A batch's counts, read on the host: (tokens ``mask`` hides, tokens ``decode_mask``
+    keeps or None), the same in every row as the pre-trainer requires (one ValueError if
+    not)."""
+    counts = (per_row_count(mask, keep=False, name="mask"),
+              None if decode_mask is None else per_row_count(decode_mask, keep=True,
+                                                             name="decode_mask"))
+    if counts[0] is None or (decode_mask is not None and counts[1] is None):
+        raise ValueError("tf_models.token_counts: takes a batch's (batch, tokens) bool masks "
+                         "with their values (numpy or eager tensors), not traced ones")
+    return counts
 
 
 def _refuse_traced_counts(mask) -> None:

@@ -7,6 +7,7 @@ import keras
 from keras_hub.models import Task
 
 from .compiling import compile_from_saved_config, load_saved_optimizer_state
+from .input_checks import NORMALISE_HINT, first_video, refuse_raw_frames
 from .layers import PACKAGE
 
 
@@ -51,16 +52,11 @@ class VideoClassifier(Task):
     def __call__(self, *args, **kwargs):
         # as keras-hub's own refusal of strings in a direct call: raw frames would be read as
         # normalised values (wrong logits, no error)
-        inputs = args[0] if args else kwargs.get("inputs")
-        video = inputs.get("video") if isinstance(inputs, dict) else inputs
-        if isinstance(video, (list, tuple)) and video:
-            video = video[0]
-        if "uint8" in str(getattr(video, "dtype", "")):
-            raise ValueError(
-                f"{self.name}: a direct call takes normalised float32 frames, and got uint8 "
-                f"ones; predict / fit / evaluate run the preprocessor on raw frames (a preset "
-                f"folder's classifier has one), or normalise them yourself (tf_models.video."
-                f"normalize_views)")
+        refuse_raw_frames(
+            first_video(args[0] if args else kwargs.get("inputs")),
+            f"{self.name}: a direct call",
+            "predict / fit / evaluate run the preprocessor on raw frames (a preset folder's "
+            "classifier has one), or normalise them yourself (tf_models.video.normalize_views)")
         return super().__call__(*args, **kwargs)
 
     def fit(self, x=None, y=None, *args, **kwargs):
@@ -87,12 +83,10 @@ class VideoClassifier(Task):
         size = getattr(self.backbone, "img_size", None)
         if shape is None or len(shape) != 5 or frames is None or None in tuple(shape[1:4]):
             return
-        if self.preprocessor is None and "uint8" in str(getattr(video, "dtype", "")):
-            raise ValueError(
-                f"{self.name}: takes normalised float32 frames, and got uint8 ones: this model "
-                f"has no preprocessor. Normalise them ((x / 255 - mean) / std with the "
-                f"dataset's mean and std: tf_models.video.normalize_views), or load a preset "
-                f"folder, whose classifier takes raw frames")
+        if self.preprocessor is None:
+            refuse_raw_frames(video, f"{self.name}:", "this model has no preprocessor: "
+                              + NORMALISE_HINT + ", or load a preset folder, whose classifier "
+                              "takes raw frames")
         got = tuple(int(d) for d in shape[1:4])
         if got[0] != frames or (self.preprocessor is None and got[1:] != (size, size)):
             resized = (f"{size} x {size} frames (this model has no preprocessor to resize "

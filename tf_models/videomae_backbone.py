@@ -9,6 +9,7 @@ from keras import ops
 from keras_hub.models import Backbone
 
 from .hub import load_preset_model
+from .input_checks import first_video, refuse_raw_frames
 from .kerashub_presets import keras_hub_loads, load_checked
 from .layers import (PACKAGE, Block, PatchEmbed, layer_norm, named_variables, run_blocks,
                      sinusoid_positions)
@@ -133,6 +134,16 @@ class VideoMAEBackbone(Backbone):
         self.num_patches = num_patches
         self.patch_embed, self.positions, self.pooling = patch_embed, positions, pooling
         self.blocks, self.final = blocks, final
+
+    def __call__(self, *args, **kwargs):
+        # it runs no preprocessor: raw frames would be read as normalised values
+        refuse_raw_frames(first_video(args[0] if args else kwargs.get("inputs")),
+                          f"{self.name}:")
+        return super().__call__(*args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        refuse_raw_frames(first_video(x), f"{self.name}:")
+        return super().predict(x, *args, **kwargs)
 
     @property
     def SUBLAYERS(self):  # noqa: N802  (the attribute name named_variables reads)

@@ -18,6 +18,7 @@ from keras_hub.models import Task
 from .compiling import compile_from_saved_config, load_saved_optimizer_state
 from .count_jit import JitPerTokenCount
 from .hub import load_preset_model
+from .input_checks import per_row_count, refuse_raw_frames
 from .kerashub_presets import keras_hub_loads, load_checked
 from .layers import PACKAGE
 from .pretrain import MaskedAutoencoding, video_and_mask
@@ -90,7 +91,38 @@ class VideoMAEMaskedAutoencoder(JitPerTokenCount, Task, BackboneTask):
         return self.core.call_with_hidden_states(video_nthwc, mask, decode_mask, training)
 
     def __call__(self, inputs, *args, **kwargs):
-        return super().__call__(_full_inputs(inputs), *args, **kwargs)
+        full = _full_inputs(inputs)
+        self._check_inputs(full, raw_frames=False)
+        return super().__call__(full, *args, **kwargs)
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        self._check_arrays(x)
+        return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        self._check_arrays(x)
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        self._check_arrays(x)
+        return super().predict(x, *args, **kwargs)
+
+    def _check_arrays(self, x) -> None:
+        """``_check_inputs`` on the inputs of ``fit`` / ``evaluate`` / ``predict`` where they
+        are a dict or list (datasets pass: on JAX each batch is checked on the host); raw
+        frames pass only through a preprocessor of one's own."""
+        if isinstance(x, (dict, list, tuple)):
+            self._check_inputs(_full_inputs(x), raw_frames=self.preprocessor is not None)
+
+    def _check_inputs(self, inputs: dict, raw_frames: bool) -> None:
+        """One ValueError line for raw uint8 frames (unless ``raw_frames``), or masks of another
+        token count or whose rows differ in count (``input_checks``), where the values are at
+        hand."""
+        if not raw_frames:
+            refuse_raw_frames(inputs["video"], f"{self.name}:")
+        tokens = self.backbone.num_patches
+        per_row_count(inputs["mask"], keep=False, name="mask", tokens=tokens)
+        per_row_count(inputs["decode_mask"], keep=True, name="decode_mask", tokens=tokens)
 
     def call(self, inputs, training=None, mask=None):
         # the trainers' steps on JAX call this directly (``stateless_call``), not __call__;

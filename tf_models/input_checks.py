@@ -1,0 +1,87 @@
+"""Checks of what the models are given, made where the values are at hand (numpy arrays, eager
+tensors) and each one ValueError line: raw uint8 frames where a model takes normalised ones
+(they would be read as normalised values: outputs, wrong ones, and no error), and pre-training
+masks whose rows hide different token counts (the model reads the count from the first row:
+the other rows' outputs would belong to other tokens, and no error). Symbolic and traced
+inputs pass: there the values are not known (the JAX pre-trainer's steps check each batch on
+the host instead, ``pretrain.token_counts``)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import keras
+import numpy as np
+from keras.src.backend.common.symbolic_scope import in_symbolic_scope
+
+NORMALISE_HINT = ("normalise them ((x / 255 - mean) / std with the dataset's mean and std: "
+                  "tf_models.video.normalize_views)")
+
+
+def first_video(inputs):
+    """The video of ``inputs`` as a model's call or ``predict`` gets it: a tensor,
+    ``{"video": ...}`` or ``[video, ...]``; None if there is none to look at."""
+    if isinstance(inputs, dict):
+        return inputs.get("video")
+    if isinstance(inputs, (list, tuple)):
+        return inputs[0] if inputs else None
+    return inputs
+
+
+def is_raw_frames(video) -> bool:
+    """Whether ``video`` holds raw uint8 frames (by its dtype; any backend, numpy)."""
+    return "uint8" in str(getattr(video, "dtype", ""))
+
+
+def refuse_raw_frames(video, who: str, fix: str = NORMALISE_HINT) -> None:
+    """One ValueError if ``video`` is raw uint8 frames: ``who`` (its name and a colon, as the
+    line starts) takes normalised float32 ones."""
+    if is_raw_frames(video):
+        raise ValueError(f"{who} takes normalised float32 frames, and got uint8 ones; {fix}")
+
+
+def host_values(x) -> Optional[np.ndarray]:
+    """``x`` as a numpy array where its values exist (numpy, an eager tensor of any backend);
+    None for Keras placeholders, TensorFlow graph tensors and JAX tracers."""
+    if x is None or isinstance(x, keras.KerasTensor) or in_symbolic_scope():
+        return None
+    if isinstance(x, np.ndarray):
+        return x
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if isinstance(x, tf.Tensor) and not hasattr(x, "numpy"):  # a graph tensor
+            return None
+    elif backend == "jax":
+        import jax
+
+        if isinstance(x, jax.core.Tracer):
+            return None
+    try:
+        return keras.ops.convert_to_numpy(x)
+    except Exception:  # anything else whose values cannot be read here is not ours to check
+        return None
+
+
+def per_row_count(mask, keep: bool, name: str, tokens: Optional[int] = None) -> Optional[int]:
+    """The count of True (``keep`` False) or False (``keep`` True) entries per row of a
+    (batch, tokens) mask, where its values are at hand; one ValueError if rows differ, or if
+    a row is not ``tokens`` long."""
+    values = host_values(mask)
+    if values is None or values.ndim != 2 or not len(values):
+        return None
+    if tokens is not None and values.shape[1] != tokens:
+        raise ValueError(
+            f"VideoMAEMaskedAutoencoder: '{name}' must be (batch, {tokens}) bool, one entry per "
+            f"token of this model's clips; got shape {tuple(values.shape)}. Make the masks for "
+            f"this model's frame count and size (tf_models.tube_mask)")
+    counts = np.count_nonzero(np.logical_not(values) if keep else values, axis=1)
+    if (counts != counts[0]).any():
+        which = "keeps (False)" if keep else "hides (True)"
+        raise ValueError(
+            f"VideoMAEMaskedAutoencoder: every row of '{name}' must be the same count of "
+            f"tokens it {which}, as upstream's masks (tf_models.tube_mask); got counts "
+            f"{sorted(set(counts.tolist()))} in one batch. Batch clips whose masks share a "
+            f"count, or one mask ratio per batch")
+    return int(counts[0])
