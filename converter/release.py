@@ -26,8 +26,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from tf_models.artifacts.checksums import (SUMS, bad_line_message, parse_sums_lines,
-                                           sha256_file, write_folder_sums)
+from tf_models.artifacts.checksums import (SUMS, bad_line_message, is_plain_name,
+                                           parse_sums_lines, sha256_file, write_folder_sums)
 from tf_models.artifacts.names import LITERT_KINDS, QUANTIZED_MODES, SUFFIXES, quantized_kind
 from tf_models.lifetime import framework_child
 
@@ -507,12 +507,6 @@ def manifest_shape_problem(manifest) -> Optional[str]:
     return None
 
 
-def _plain_name(name: str) -> bool:
-    """A file name of the release folder itself: no path separator, no ``..``."""
-    return (name not in ("", ".", "..") and "/" not in name and "\\" not in name
-            and os.sep not in name and (os.altsep is None or os.altsep not in name))
-
-
 def _preset_members(tar_path: str) -> Dict[str, bytes]:
     """README.md and the class-naming configs (task.json, config.json) of a preset tar."""
     wanted = (PRESET_CARD, "task.json", "config.json")
@@ -596,7 +590,7 @@ def verify_release(release_dir: str, recheck: bool = False) -> List[str]:
     with open(sums_path, encoding="utf-8", errors="replace") as handle:
         sums, bad = parse_sums_lines(handle.read())
     problems += [bad_line_message(SUMS, number) for number in bad]
-    for name in [n for n in sums if not _plain_name(n)]:
+    for name in [n for n in sums if not is_plain_name(n)]:
         problems.append(f"SHA256SUMS: expected names of files in the release folder, found "
                         f"{name!r} (a path); {REBUILD}")
         del sums[name]

@@ -102,6 +102,45 @@ def test_from_preset_refuses_a_tampered_asset_naming_the_checksum(zoo):
     assert not any(n.endswith(".part") for n in _cached_files(zoo.cache))  # discarded
 
 
+@pytest.mark.parametrize("listed", ["absolute", "../outside", "sub/inside"])
+def test_a_release_listing_a_path_is_refused_and_nothing_is_written_outside_the_cache(
+        listed, tmp_path, monkeypatch):
+    """A release URL's SHA256SUMS that lists a path instead of a file name (the name a download
+    is written under, in the cache): one PresetError line, nothing downloaded but the list,
+    the user's file at that path untouched. Before: the asset was written there, over the
+    user's file, with a sidecar beside it."""
+    import hashlib
+
+    import tf_models
+
+    payload = b"bytes from a server\n"
+    victim = tmp_path / "mine" / "precious.weights.h5"
+    victim.parent.mkdir()
+    victim.write_bytes(b"the user's own file\n")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("VIDEOMAE_CACHE", str(cache))
+    monkeypatch.delenv("VIDEOMAE_OFFLINE", raising=False)
+    with FaultServer(tmp_path / "served") as server:
+        base = server.url("rel").rstrip("/")
+        name = {"absolute": str(victim),
+                "../outside": "../../mine/precious.weights.h5",
+                "sub/inside": "sub/precious.weights.h5"}[listed]
+        server.add("rel/SHA256SUMS",
+                   f"{hashlib.sha256(payload).hexdigest()}  {name}\n".encode())
+        if listed == "absolute":  # served (inside the served folder) where the list says
+            server.add("rel/" + name.lstrip("/"), payload)
+        with pytest.raises(tf_models.PresetError, match="a path; a release lists") as error:
+            tf_models.VideoMAEVideoClassifier.from_preset(base + "/", progress=False)
+        assert "\n" not in str(error.value)
+        assert [path for path, _ in server.requests] == ["/rel/SHA256SUMS"]
+    assert victim.read_bytes() == b"the user's own file\n"
+    assert sorted(os.listdir(victim.parent)) == ["precious.weights.h5"]
+    assert sorted(name for _, _, files in os.walk(cache) for name in files) == [
+        "SHA256SUMS", "SHA256SUMS.sha256"]  # the list (fetched afresh each time), no asset
+    with pytest.raises(tf_models.PresetError, match="not an asset name"):
+        tf_models.artifacts.resolve.fetch_asset(base, "../x.weights.h5", progress=False)
+
+
 @pytest.mark.parametrize("fault", ["drop:1000", "length:5000000", "status:404", "status:500",
                                    "redirect-loop", "stall:30", "html"])
 def test_a_broken_download_caches_no_asset_and_keeps_only_a_resumable_part(zoo, fault,

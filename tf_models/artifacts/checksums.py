@@ -82,11 +82,24 @@ def bad_line_message(where: str, number: int) -> str:
     return f"{where}: line {number} is not 'SHA256  NAME'"
 
 
+def is_plain_name(name: str) -> bool:
+    """A file name of the listing's own folder: no path separator, no ``.`` or ``..``. A
+    release's ``SHA256SUMS`` lists only such names; any other would send a download (whose
+    destination is the cache folder joined with the name) outside the cache."""
+    return (name not in ("", ".", "..") and "/" not in name and "\\" not in name
+            and os.sep not in name and (os.altsep is None or os.altsep not in name))
+
+
 def parse_sums(text: str, where: str) -> Dict[str, str]:
-    """``SHA256SUMS`` text -> {name: hex}; ChecksumError naming ``where`` at a malformed line."""
+    """``SHA256SUMS`` text -> {name: hex}; ChecksumError naming ``where`` at a malformed line
+    or at a name that is not a plain file name (``is_plain_name``)."""
     sums, bad = parse_sums_lines(text)
     if bad:
         raise ChecksumError(bad_line_message(where, bad[0]))
+    for name in sums:
+        if not is_plain_name(name):
+            raise ChecksumError(f"{where}: lists {name!r}, a path; a release lists the files "
+                                f"of its own folder by name, so this list is not one to trust")
     return sums
 
 

@@ -30,7 +30,7 @@ from typing import Callable, Dict, Optional
 from ..kerashub_presets import is_kerashub_preset
 from ..presets import DEFAULT_ZOO_URL, Preset, get_preset
 from . import download
-from .checksums import SUMS, ChecksumError, parse_sums, read_sums, sha256_file
+from .checksums import SUMS, ChecksumError, is_plain_name, parse_sums, read_sums, sha256_file
 from .names import SUFFIXES, entry_name, kind_of_path, report_path
 from .record import ConversionRecord, RecordError, load_report
 
@@ -156,6 +156,9 @@ def fetch_asset(base: str, name: str, offline: Optional[bool] = None,
                 progress: bool = True) -> str:
     """A verified local copy of release asset ``name`` under ``base``; downloads if needed."""
     offline = download.is_offline(offline)
+    if not is_plain_name(name):  # joined to the cache folder below: never a path
+        raise PresetError(f"{name!r}: not an asset name (a path); a release's assets are files "
+                          f"of its own folder")
     sums = fetch_sums(base, offline, progress)
     if name not in sums:
         raise PresetError(f"{_join(base, SUMS)}: lists no {name}; the release does not publish it")
