@@ -128,3 +128,59 @@ def test_a_cached_copy_that_changed_is_never_used(fault_server, tmp_path):
         download.fetch_file(url, dest, DIGEST, progress=False)
     assert download.fetch_file(url, dest, DIGEST, progress=False, force=True) == dest
     assert hashlib.sha256(_read(dest)).hexdigest() == DIGEST
+
+
+READ_ONLY_CHILD = textwrap.dedent("""
+    import os, sys
+    from tf_models.artifacts import download
+    from tf_models.artifacts.resolve import PresetError, fetch_asset
+
+    url, dest, digest, base = sys.argv[1:]
+    assert download.fetch_file(url, dest, digest, offline=True, progress=False) == dest
+    assert download.fetch_file(url, dest, digest, progress=False) == dest  # online, cached
+    try:
+        download.fetch_file(url, dest + ".other", digest, progress=False)
+    except PermissionError as error:
+        print("uncached:", type(error).__name__)
+    os.environ["VIDEOMAE_CACHE"] = os.path.dirname(dest)
+    try:
+        fetch_asset(base, "asset.bin", progress=False)  # online: the list is fetched afresh
+    except PresetError as error:
+        print("release:", error)
+""")
+
+
+def test_a_read_only_cache_serves_its_verified_copies(fault_server, tmp_path):
+    """A shared cache this process cannot write (filled by another user, mounted read-only):
+    a cached copy is verified and used, offline and online (before: PermissionError creating
+    the lock file, as a traceback through from_preset); what is not cached is the OSError,
+    which the release resolver words as one line naming the cache, its variable and offline
+    mode. Root ignores file modes, so the child runs without CAP_DAC_OVERRIDE (setpriv)."""
+    import shutil
+
+    url = fault_server.add("asset.bin", PAYLOAD)
+    fault_server.add("SHA256SUMS", f"{DIGEST}  asset.bin\n".encode())
+    cache = tmp_path / "cache"
+    dest = str(cache / "asset.bin")
+    download.fetch_file(url, dest, DIGEST, progress=False)
+    for folder, _, files in os.walk(cache):
+        for name in files:
+            os.chmod(os.path.join(folder, name), 0o444)
+        os.chmod(folder, 0o555)
+    prefix = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv: file modes cannot be enforced")
+        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    result = subprocess.run(
+        prefix + [sys.executable, "-c", READ_ONLY_CHILD, url, dest, DIGEST,
+                  fault_server.url("").rstrip("/")],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": REPO_ROOT})
+    os.chmod(cache, 0o755)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[0] == "uncached: PermissionError", result.stdout
+    assert lines[1].startswith("release: ") and "cannot use it as the model cache" in lines[1]
+    assert "VIDEOMAE_CACHE" in lines[1] and "VIDEOMAE_OFFLINE=1" in lines[1]
+    assert sorted(os.listdir(cache)) == ["asset.bin", "asset.bin.sha256"]

@@ -22,6 +22,7 @@ is downloaded. Cache folders: ``CACHES``. Handles that keras-hub serves (``hf://
 from __future__ import annotations
 
 import contextlib
+import errno
 import http.client
 import os
 import re
@@ -162,9 +163,19 @@ def fetch_file(url: str, dest: str, sha256: Optional[str] = None, *,
         raise OfflineError(f"{dest}: not cached, and offline mode never downloads "
                            f"(unset {' / '.join(OFFLINE_ENVS)} to download {url})", url)
     folder = os.path.dirname(os.path.abspath(dest))
-    os.makedirs(folder, exist_ok=True)
     part = part_path(dest)
-    with FileLock(f"{part}.lock"):  # a second process waits here, then finds the file
+    try:
+        os.makedirs(folder, exist_ok=True)
+        lock = FileLock(f"{part}.lock").acquire()  # a second process waits, then finds the file
+    except OSError as error:
+        # a cache this process cannot write (a shared, read-only one): a cached copy is still
+        # verified and used, without the lock (no download can be under way from here);
+        # anything to fetch raises the OSError, which the callers word for their cache
+        unwritable = isinstance(error, PermissionError) or error.errno == errno.EROFS
+        if unwritable and not force and os.path.isfile(dest):
+            return _cached(dest, expected)
+        raise
+    try:
         if force:
             _discard(part)
         elif os.path.isfile(dest):
@@ -178,6 +189,8 @@ def fetch_file(url: str, dest: str, sha256: Optional[str] = None, *,
         os.replace(part, dest)
         with contextlib.suppress(OSError):
             fsync_dir(folder)
+    finally:
+        lock.release()
     return dest
 
 

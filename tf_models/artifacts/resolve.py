@@ -132,6 +132,11 @@ def _fetch(url: str, dest: str, sha256: Optional[str], offline: bool, progress: 
         raise PresetError(f"{error}; check the network, the release URL (${URL_ENV}) or that "
                           f"{os.path.basename(dest)} was published, or use offline mode with "
                           f"a filled cache") from None
+    except OSError as error:  # the cache folder cannot be made or written
+        raise PresetError(f"{os.path.dirname(dest)}: cannot use it as the model cache "
+                          f"({error.strerror or error}); set {download.CACHES[CACHE_STORE][0]} "
+                          f"to a writable folder, or read a filled read-only one offline "
+                          f"({download.OFFLINE_ENVS[0]}=1)") from None
 
 
 def fetch_sums(base: str, offline: bool, progress: bool) -> Dict[str, str]:
