@@ -238,6 +238,35 @@ HOSTILE = {
 }
 
 
+@pytest.mark.parametrize("task", [{}, [], "converter"])
+def test_a_preset_whose_task_is_no_task_is_refused_in_one_line(tiny_preset, tmp_path, task):
+    """``task.json`` an empty object, a list, or naming one of our registered classes that is
+    no task: one PresetError line through the loader every ``--model`` uses (before: an
+    AttributeError, or keras-hub's FileNotFoundError)."""
+    from tf_models.artifacts.resolve import load_artifact
+    from tf_models.layers import PACKAGE
+
+    folder = _copy(tiny_preset, tmp_path)
+    if task == "converter":
+        task = {"module": "tf_models", "class_name": "VideoMAEVideoConverter",
+                "registered_name": f"{PACKAGE}>VideoMAEVideoConverter", "config": {}}
+        expected = "declares 'videomae>VideoMAEVideoConverter', not a keras-hub Task"
+    else:
+        expected = "task.json: not a keras-hub preset config"
+    with open(os.path.join(folder, "task.json"), "w") as handle:
+        json.dump(task, handle)
+    # keras-hub's own Task.from_preset builds the task from the backbone when task.json names
+    # another class: only the empty object and the list are refused there
+    loads = (load_artifact,) + ((tf_models.VideoMAEVideoClassifier.from_preset,)
+                                if "preset config" in expected else ())
+    for load in loads:
+        with pytest.raises(tf_models.PresetError) as raised:
+            load(folder)
+        assert len(str(raised.value).splitlines()) == 1
+        if load is load_artifact:
+            assert expected in str(raised.value), raised.value
+
+
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_a_hostile_preset_config_is_refused_in_one_line(tiny_preset, tmp_path, case):
     folder = _copy(tiny_preset, tmp_path)

@@ -109,11 +109,11 @@ def check_kerashub_preset(preset: str) -> None:
                    f"a preset folder needs a readable {name}")
             raise PresetError(f"{where}: missing or unreadable ({_first_line(error)[:240]}); "
                               f"{fix}") from None
-        if name == "config.json" and not (isinstance(config, dict)
-                                          and config.get("registered_name")):
+        if not (isinstance(config, dict) and config.get("registered_name")):
             found = (f"model_type {config['model_type']!r}, a transformers-format config"
                      if isinstance(config, dict) and "model_type" in config else
-                     "no registered_name")
+                     "no registered_name" if isinstance(config, dict) else
+                     f"a JSON {type(config).__name__}, not an object")
             raise PresetError(f"{where}: not a keras-hub preset config ({found}); a preset "
                               f"folder is what save_to_preset writes")
         for found, entry in _named_classes(config):
@@ -144,11 +144,19 @@ def load_kerashub_preset(preset: str):
     import keras
     from keras_hub.src.utils.preset_utils import check_file_exists, get_file
 
-    check_kerashub_preset(preset)
+    from keras_hub.models import Backbone, Task
+
+    from .hub import PresetError
+
+    check_kerashub_preset(preset)  # each config an object naming only our classes
     name = "task.json" if check_file_exists(preset, "task.json") else "config.json"
     with open(get_file(preset, name), encoding="utf-8") as handle:
-        declared = json.load(handle).get("registered_name")
-    cls = keras.saving.get_registered_object(str(declared))  # checked: one of ours
+        declared = json.load(handle)["registered_name"]
+    cls = keras.saving.get_registered_object(str(declared))
+    base = Task if name == "task.json" else Backbone
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise PresetError(f"{preset}/{name}: declares {declared!r}, not a keras-hub "
+                          f"{base.__name__}; a preset folder is what save_to_preset writes")
     return cls.from_preset(preset)
 
 
