@@ -333,6 +333,10 @@ def _check_destination(conversion_dir: str, release_dir: str, force: bool) -> No
                               f"conversion folder {conversion_dir}, found it the same, inside "
                               f"or around it (--force would delete the conversions); choose "
                               f"another release folder")
+    if os.path.islink(release_dir):  # --force would end in rmtree refusing a link
+        raise ConversionError(f"{release_dir}: expected a release folder, found a symbolic link "
+                              f"to {os.readlink(release_dir)}; pass the folder itself or "
+                              f"another path")
     if os.path.lexists(release_dir) and not os.path.isdir(release_dir):
         raise ConversionError(f"{release_dir}: expected a release folder, found a file; choose "
                               f"another path or remove the file")
@@ -458,12 +462,29 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
             json.dump(manifest, handle, indent=2)
             handle.write("\n")
         write_sha256sums(staging)
-        if os.path.exists(release_dir):
-            shutil.rmtree(release_dir)
-        os.replace(staging, release_dir)
+        _swap_in(staging, release_dir)
         return manifest
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _swap_in(staging: str, release_dir: str) -> None:
+    """``staging`` becomes ``release_dir``; an old release there is moved aside first and
+    deleted only once the new one is in place (put back if the move fails), so no moment
+    leaves neither."""
+    if not os.path.exists(release_dir):
+        os.replace(staging, release_dir)
+        return
+    aside = tempfile.mkdtemp(prefix=".release-old-", dir=os.path.dirname(staging))
+    old = os.path.join(aside, "release")
+    os.replace(release_dir, old)
+    try:
+        os.replace(staging, release_dir)
+    except BaseException:
+        os.replace(old, release_dir)
+        raise
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def write_sha256sums(folder: str) -> None:
@@ -504,6 +525,13 @@ def manifest_shape_problem(manifest) -> Optional[str]:
                 value = record.get(key)
                 if not isinstance(value, kind) or isinstance(value, bool):
                     return wrong(f"{group}[{name!r}] ", key, kind, value)
+        if group == "entries":  # each reloaded asset's error against the reference: numbers
+            for name, record in manifest[group].items():
+                for kind, value in record["release_check"].items():
+                    if not isinstance(value, (int, float)) or isinstance(value, bool):
+                        return (f"manifest.json: expected entries[{name!r}]['release_check']"
+                                f"[{kind!r}] to be a number, found {_type_name(value)}; "
+                                f"{REBUILD}")
     return None
 
 
@@ -520,10 +548,17 @@ def _preset_members(tar_path: str) -> Dict[str, bytes]:
 
 
 def _preset_class(members: Dict[str, bytes]) -> Optional[str]:
-    """The Keras class a preset loads as (its task's, else its backbone's)."""
+    """The Keras class a preset loads as (its task's, else its backbone's); ValueError when
+    that config is not a JSON object."""
     for name in ("task.json", "config.json"):
         if name in members:
-            return json.loads(members[name]).get("class_name")
+            try:
+                config = json.loads(members[name])
+            except ValueError as error:  # json.JSONDecodeError, a bad encoding
+                raise ValueError(f"its {name} is not JSON: {error}") from None
+            if not isinstance(config, dict):
+                raise ValueError(f"its {name} is {_type_name(config)}, not a JSON object")
+            return config.get("class_name")
     return None
 
 
@@ -561,10 +596,13 @@ def _check_entry_documents(release_dir: str, name: str, info: dict, manifest: di
     if os.path.basename(tar_path) in intact:
         try:
             members = _preset_members(tar_path)
+            preset_class = _preset_class(members)
         except (tarfile.TarError, OSError, ValueError) as error:
             return [f"{name}{ENTRY_ASSETS['kerashub']}: unreadable ({error}); {REBUILD}"]
+    else:
+        preset_class = None
     card = render_model_card(entry, report, manifest["base_url"], info["release_check"],
-                             _preset_class(members))
+                             preset_class)
     card_path = os.path.join(release_dir, f"{name}.md")
     if f"{name}.md" in intact:
         with open(card_path, encoding="utf-8", errors="replace") as handle:
@@ -755,8 +793,11 @@ def publish_release(release_dir: str, to: str, dry_run: Optional[str] = None,
         raise ConversionError(f"{release_dir}: holds no keras-hub presets (*"
                               f"{ENTRY_ASSETS['kerashub']}); rebuild it with this version")
     handles = {entry: preset_handle(to, entry) for entry, _ in presets}
-    if dry_run is not None and os.path.exists(dry_run) and os.listdir(dry_run):
-        raise ConversionError(f"--dry-run {dry_run}: not empty; choose a new folder")
+    if dry_run is not None and os.path.lexists(dry_run) and not (
+            os.path.isdir(dry_run) and not os.path.islink(dry_run) and not os.listdir(dry_run)):
+        found = ("not empty" if os.path.isdir(dry_run) and not os.path.islink(dry_run) else
+                 "a link" if os.path.islink(dry_run) else "a file")
+        raise ConversionError(f"--dry-run {dry_run}: {found}; choose a new folder")
     plan: Dict[str, Dict[str, str]] = {}
     scratch = tempfile.mkdtemp(prefix=".videomae-publish-")
     if dry_run is not None:  # written in full beside it, then moved into place

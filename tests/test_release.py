@@ -626,6 +626,26 @@ def test_an_edited_card_inside_a_preset_tar_is_reported_after_resigning(release_
         f"manifest; rebuild the release with scripts/release.py build"]
 
 
+@pytest.mark.parametrize("task, found", [
+    (b"{not json", "its task.json is not JSON: Expecting property name"),
+    (b"[]", "its task.json is a list, not a JSON object")], ids=["not-json", "a-list"])
+def test_a_preset_tar_whose_task_is_no_object_is_one_problem_line_after_resigning(
+        release_copy, tmp_path, task, found):
+    """Before: verify stopped at the first such tar with "unexpected JSONDecodeError" (or
+    AttributeError) and reported nothing else."""
+    from converter.release import tar_preset, untar_preset
+
+    name = f"{TINY_PT}.kerashub.tar"
+    folder = untar_preset(os.path.join(release_copy, name), str(tmp_path / "unpacked"))
+    with open(os.path.join(folder, "task.json"), "wb") as handle:
+        handle.write(task)
+    tar_preset(folder, os.path.join(release_copy, name))
+    _resign(release_copy, _manifest(release_copy), changed=[name])
+    problems = verify_release(release_copy)
+    assert len(problems) == 1 and problems[0].startswith(f"{name}: unreadable ({found}")
+    assert problems[0].endswith("rebuild the release with scripts/release.py build")
+
+
 def test_an_asset_url_off_the_base_url_is_reported(release_copy):
     manifest = _manifest(release_copy)
     name = f"{TINY_FT}.keras"
@@ -659,7 +679,9 @@ def test_a_model_zoo_md_removed_from_every_listing_is_reported(release_copy):
     (lambda m: [m], "expected a JSON object, found a list"),
     (lambda m: m["assets"][f"{TINY_FT}.keras"].pop("bytes"),
      f"expected assets['{TINY_FT}.keras'] 'bytes' to be an int, found nothing"),
-], ids=["no-assets", "a-list", "an-asset-without-bytes"])
+    (lambda m: m["entries"][TINY_FT]["release_check"].update(keras="tiny"),
+     f"expected entries['{TINY_FT}']['release_check']['keras'] to be a number, found a str"),
+], ids=["no-assets", "a-list", "an-asset-without-bytes", "a-check-that-is-no-number"])
 def test_a_malformed_manifest_is_one_problem_line_for_verify_and_publish(release_copy, tmp_path,
                                                                          edit, found):
     manifest = _manifest(release_copy)
@@ -858,6 +880,54 @@ def test_build_refuses_a_release_path_that_is_a_file(conversions, tmp_path, forc
     assert _leftovers(str(tmp_path)) == []
 
 
+@pytest.mark.parametrize("force", [False, True])
+def test_build_refuses_a_release_path_that_is_a_link_before_any_work(conversions, tmp_path,
+                                                                     force):
+    """Before: accepted, and with --force every entry was packed and checked, then rmtree
+    refused the link at the very end and the work was thrown away."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "manifest.json").write_text("{}\n")
+    link = tmp_path / "release"
+    link.symlink_to(real)
+    with pytest.raises(ConversionError, match="expected a release folder, found a symbolic "
+                                              "link to .*real; pass the folder itself"):
+        build_release(conversions[0], str(link), BASE_URL, force=force,
+                      log=lambda line: pytest.fail(f"work started: {line}"))
+    assert os.listdir(real) == ["manifest.json"] and link.is_symlink()
+
+
+def test_a_forced_build_swaps_the_new_release_in_and_puts_the_old_back_on_failure(tmp_path,
+                                                                                  monkeypatch):
+    """The last step of ``build --force``: the old release moves aside and is deleted only
+    once the new one is in place (before: deleted first, so a failure between left neither);
+    if the move fails the old one is back under its name."""
+    from converter import release as release_module
+
+    def folder(name, text):
+        path = tmp_path / name
+        path.mkdir()
+        (path / "manifest.json").write_text(text)
+        return str(path)
+
+    target = folder("release", "old\n")
+    release_module._swap_in(folder(".release-partial-1", "new\n"), target)
+    assert (tmp_path / "release" / "manifest.json").read_text() == "new\n"
+    assert sorted(os.listdir(tmp_path)) == ["release"]
+    real_replace = os.replace
+
+    def failing(source, destination):
+        if "partial" in str(source):
+            raise OSError(28, "No space left on device")
+        return real_replace(source, destination)
+
+    monkeypatch.setattr(release_module.os, "replace", failing)
+    with pytest.raises(OSError, match="No space left"):
+        release_module._swap_in(folder(".release-partial-2", "newer\n"), target)
+    assert (tmp_path / "release" / "manifest.json").read_text() == "new\n"
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".release-old-")]
+
+
 def test_build_force_replaces_only_a_release_folder(conversions, tmp_path):
     target = tmp_path / "home"
     target.mkdir()
@@ -1033,7 +1103,9 @@ def test_publish_dry_run_writes_what_would_be_uploaded_with_our_cards(release_co
             (("--to", "s3://bucket", "--dry-run", str(tmp_path / "x")),
              "error: --to s3://bucket: expected hf://ORG or kaggle://OWNER/MODEL"),
             (("--to", "hf://org", "--dry-run", str(dry)),
-             f"error: --dry-run {dry}: not empty; choose a new folder")):
+             f"error: --dry-run {dry}: not empty; choose a new folder"),
+            (("--to", "hf://org", "--dry-run", str(dry / "uploads.json")),
+             f"error: --dry-run {dry / 'uploads.json'}: a file; choose a new folder")):
         done = _script_in_process("publish", release_copy, *args)
         assert done.exit_code == 2 and done.stderr.strip().splitlines()[-1] == expected
     _flip_byte(os.path.join(release_copy, f"{TINY_PT}.kerashub.tar"))
