@@ -184,3 +184,32 @@ def test_a_read_only_cache_serves_its_verified_copies(fault_server, tmp_path):
     assert lines[1].startswith("release: ") and "cannot use it as the model cache" in lines[1]
     assert "VIDEOMAE_CACHE" in lines[1] and "VIDEOMAE_OFFLINE=1" in lines[1]
     assert sorted(os.listdir(cache)) == ["asset.bin", "asset.bin.sha256"]
+
+
+def test_a_changed_cached_copy_with_a_non_ascii_name_is_caught(fault_server, tmp_path):
+    """The sidecar is written in UTF-8 and was read as ASCII: for a name such as
+    ``modèle.bin`` the record read as absent, so a changed copy was re-recorded instead of
+    refused."""
+    url = fault_server.add("asset.bin", PAYLOAD)
+    dest = str(tmp_path / "modèle.bin")
+    download.fetch_file(url, dest, progress=False)
+    with open(dest, "r+b") as handle:
+        handle.write(b"X")
+    with pytest.raises(download.CachedFileChanged, match="changed since it was downloaded"):
+        download.fetch_file(url, dest, progress=False)
+
+
+def test_a_link_planted_in_the_cache_is_never_written_through(fault_server, tmp_path):
+    """A ``.part`` or lock file that is a symbolic link (planted in a shared cache folder):
+    the download stops with an OSError and the file the link points at is untouched."""
+    url = fault_server.add("asset.bin", PAYLOAD)
+    precious = tmp_path / "precious.txt"
+    precious.write_bytes(b"keep me\n")
+    for planted in ("asset.bin.part", "asset.bin.part.lock"):
+        cache = tmp_path / planted.replace(".", "_")
+        cache.mkdir()
+        (cache / planted).symlink_to(precious)
+        with pytest.raises(OSError):
+            download.fetch_file(url, str(cache / "asset.bin"), DIGEST, progress=False)
+        assert precious.read_bytes() == b"keep me\n"
+        assert not (cache / "asset.bin").exists()

@@ -140,7 +140,7 @@ def read_sidecar(path: str) -> "str | None":
     """The sha256 recorded for ``path`` in its sidecar, or None when there is none (or it is
     not one)."""
     try:
-        with open(sidecar_path(path), encoding="ascii") as handle:
+        with open(sidecar_path(path), encoding="utf-8") as handle:  # as write_sums writes
             words = handle.read().split()
     except (OSError, UnicodeDecodeError):
         return None

@@ -173,7 +173,8 @@ class FileLock:
         """Take the lock if nobody holds it (``fd`` set); when another process holds it,
         leave ``fd`` unset and return the holder's pid as it wrote it (None if it wrote none)."""
         while self.fd is None:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
+                         0o644)  # never through a link planted in a shared folder
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
