@@ -249,6 +249,7 @@ def test_predict_bad_video_is_one_clear_line(bad_videos, tiny_models, case):
                                                   tiny_models["k400"].paths["keras"]])
     line = assert_one_error_line(result, 2, bad_videos[case])
     assert EXPECTED_PROBLEM[case] in line
+    assert line.count(bad_videos[case]) == 1, line  # the file named once, one problem
     assert result.stdout == ""
 
 

@@ -215,6 +215,8 @@ def _decode(path: str, keep_for: Callable[[int], Optional[Callable[[int], bool]]
                     rgb = frame.to_ndarray(format="rgb24")
                     kept[count] = transform(rgb) if transform is not None else rgb
                 count += 1
+        except VideoError:  # a frame size change: already one line
+            raise
         except (av.FFmpegError, OSError, ValueError) as error:
             raise VideoError(path, f"decoding failed after {count} frames "
                                    f"({_ffmpeg_message(error)})",
