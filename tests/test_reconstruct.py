@@ -261,6 +261,84 @@ def test_read_clip_rejects_bad_npy(tmp_path):
         R.read_clip(tmp_path / "shape.npy", num_frames=T, img_size=S)
 
 
+def _write_bad_npy(folder, case):
+    """A ``.npy`` clip numpy cannot load, or loads as something that is not frames."""
+    path = folder / f"{case}.npy"
+    if case == "text":
+        path.write_text("these are my notes, not frames\n")
+    elif case == "cut_short":
+        np.save(path, np.zeros((T, S, S, 3), np.uint8))
+        path.write_bytes(path.read_bytes()[:1000])
+    elif case == "objects":
+        np.save(path, np.array([{"frames": 1}, None], dtype=object), allow_pickle=True)
+    elif case == "npz_archive":
+        with open(path, "wb") as handle:
+            np.savez(handle, frames=np.zeros((T, S, S, 3), np.uint8))
+    elif case == "no_height_or_width":
+        np.save(path, np.zeros((8, 0, 0, 3), np.uint8))
+    elif case == "no_width_grey":
+        np.save(path, np.zeros((8, 5, 0), np.uint8))
+    return path
+
+
+BAD_NPY = {"text": "no NumPy header", "cut_short": "cannot read it as a .npy array",
+           "objects": "cannot read it as a .npy array", "npz_archive": "zip archive",
+           "no_height_or_width": "at least 1, got shape (8, 0, 0, 3)",
+           "no_width_grey": "at least 1, got shape (8, 5, 0, 3)"}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_NPY))
+def test_read_clip_refuses_an_npy_it_cannot_use_in_one_line(tmp_path, case):
+    path = _write_bad_npy(tmp_path, case)
+    with pytest.raises(R.ClipReadError) as error:
+        R.read_clip(path, num_frames=T, img_size=S)
+    message = str(error.value)
+    assert message.startswith(f"{path}: ") and BAD_NPY[case] in message, message
+    assert "\n" not in message
+
+
+def _reference_clip(path, num_frames, img_size, sampling_rate):
+    """read_clip's clip of a video decoded whole, then sampled (its rule before it kept only
+    the sampled frames)."""
+    from tf_models.video.decode import decode_frames
+    from tf_models.video.protocol import resize_short_side
+
+    kept, count = decode_frames(path, transform=lambda f: resize_short_side(
+        f, f.shape[0], f.shape[1], img_size))
+    frames = np.stack([kept[i] for i in range(count)])
+    frames = frames[R._sample_indices(count, num_frames, sampling_rate)]
+    top, left = (frames.shape[1] - img_size) // 2, (frames.shape[2] - img_size) // 2
+    frames = frames[:, top:top + img_size, left:left + img_size]
+    return frames.astype(np.float32) / np.float32(255.0)
+
+
+@pytest.mark.parametrize("kind", ["mp4", "raw_h264", "edit_list"])
+def test_read_clip_keeps_only_the_frames_it_samples_from_a_video(tmp_path, monkeypatch, kind):
+    """A long video costs the memory of the sampled frames, not of all of them; the clip is
+    the one decoding every frame gives, whether the file states its length (an MP4), states
+    none (a raw H.264 stream) or states more samples than it plays (an edit list)."""
+    from video_helpers import _frames, shipped_videos, write_edit_list_copy
+
+    source = shipped_videos()["bikes.mp4"]  # 250 frames of 640x272
+    if kind == "raw_h264":
+        source = write_video(str(tmp_path / "bikes.h264"), _frames(source, 100), muxer="h264")
+    elif kind == "edit_list":
+        source = write_edit_list_copy(source, str(tmp_path / "cut.mp4"), skip_frames=24)
+    expected = _reference_clip(source, num_frames=4, img_size=S, sampling_rate=4)
+    resized = []  # the frames decoding kept: each is resized from the source's 272x640 once
+
+    def counting_resize(frame, height, width, size):
+        if frame.shape[:2] == (272, 640):
+            resized.append(frame.shape)
+        return resize_short_side(frame, height, width, size)
+
+    resize_short_side = R.resize_short_side
+    monkeypatch.setattr(R, "resize_short_side", counting_resize)
+    clip = R.read_clip(source, num_frames=4, img_size=S, sampling_rate=4)
+    np.testing.assert_array_equal(clip, expected)
+    assert len(resized) == 4  # the four sampled frames, none of the others
+
+
 def test_read_clip_names_a_file_of_another_kind_and_both_accepted_forms(tmp_path):
     (tmp_path / "clip.xyz").write_bytes(b"\0" * 16)
     with pytest.raises(R.ClipReadError, match="clip.xyz: is not a video file") as err:
@@ -368,6 +446,24 @@ def test_a_mask_ratio_that_masks_no_patch_is_one_line(tiny_pt_converted, tmp_pat
     assert len(lines) == 1 and "--mask-ratio 0.2: masks 0 of the 4" in lines[0], result.output
     assert "from 0.25 to 0.75" in lines[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.npy"]
+
+
+@pytest.mark.parametrize("case", ["text", "objects", "no_height_or_width"])
+def test_reconstruct_command_refuses_a_bad_npy_clip_in_one_line(tiny_pt_converted, tmp_path,
+                                                                case):
+    from click.testing import CliRunner
+
+    from videomae_cli.reconstruct import reconstruct_command
+
+    clip = _write_bad_npy(tmp_path, case)
+    result = CliRunner().invoke(reconstruct_command, [
+        "--model", tiny_pt_converted.paths["keras"], "--clip", str(clip),
+        "--out", str(tmp_path / "strip.png")])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {clip}: "), result.output
+    assert BAD_NPY[case] in lines[0]
+    assert not (tmp_path / "strip.png").exists()
 
 
 @pytest.mark.parametrize("extra, out, words", [

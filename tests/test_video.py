@@ -234,6 +234,8 @@ EXPECTED_PROBLEM = {
     "no_video_stream": "no video stream", "one_frame": "has 1 frame",
     "huge_resolution": "megapixels", "missing": "no such file",
     "size_change": "frame size changes mid-stream (640x272 up to frame 11, 320x272 at frame 12)",
+    # Matroska and WebM declare a duration, no frame count
+    "truncated_mkv": "of the 2.40 s it declares", "truncated_webm": "of the 2.40 s it declares",
 }
 
 
@@ -247,6 +249,7 @@ def test_predict_bad_video_is_one_clear_line(bad_videos, tiny_models, case):
                                                   tiny_models["k400"].paths["keras"]])
     line = assert_one_error_line(result, 2, bad_videos[case])
     assert EXPECTED_PROBLEM[case] in line
+    assert line.count(bad_videos[case]) == 1, line  # the file named once, one problem
     assert result.stdout == ""
 
 
@@ -260,6 +263,51 @@ def test_predict_goes_on_after_a_bad_video(videos, bad_videos, tiny_models):
                                                   "--json"])
     assert_one_error_line(result, 2, bad_videos["zero_byte"])
     assert json.loads(result.stdout)["video"] == videos["short"]
+
+
+@pytest.mark.parametrize("case", ["truncated_mkv", "truncated_webm", "truncated_frames"])
+def test_a_truncated_video_is_refused_by_the_training_input_and_reconstruction(bad_videos,
+                                                                                 case):
+    from tf_models.train.data import TrainSet
+    from tf_models.train.sampling import SAMPLE, rng_for
+    from tf_models.video.decode import VideoError
+    from tf_models.video.reconstruct import ClipReadError, read_clip
+
+    path = bad_videos[case]
+    train = TrainSet([(os.path.basename(path), 0)], os.path.dirname(path), 400, 4, 32)
+    with pytest.raises(VideoError, match="truncated") as error:
+        train._read(path, rng_for(0, SAMPLE, 0, 0, 0))
+    assert str(error.value).startswith(path) and "\n" not in str(error.value)
+    with pytest.raises(ClipReadError, match="it declares") as error:
+        read_clip(path, num_frames=4, img_size=32)
+    assert "\n" not in str(error.value)
+
+
+def test_an_edit_list_mp4_is_read_whole_not_refused_as_truncated(tmp_path):
+    """``ffmpeg -ss T -c copy`` cuts keep every sample in the MP4 index (its frame count) and
+    an edit list that drops the first ones (its duration): the file is whole."""
+    import av
+
+    from tf_models.train.data import TrainSet
+    from tf_models.train.sampling import SAMPLE, rng_for
+    from tf_models.video import decode_frames, protocol_for, read_views
+    from tf_models.video.reconstruct import read_clip
+    from video_helpers import _frames, write_edit_list_copy, write_video
+
+    source = write_video(str(tmp_path / "source.mp4"), _frames(shipped_videos()["bikes.mp4"], 40))
+    cut = write_edit_list_copy(source, str(tmp_path / "cut.mp4"), skip_frames=10)
+    with av.open(cut) as container:
+        assert container.streams.video[0].frames == 40  # what the old count check trusted
+    kept, count = decode_frames(source)
+    kept_cut, count_cut = decode_frames(cut)
+    assert (count, count_cut) == (40, 30)
+    for index in range(30):  # the same pictures, less the first ten
+        np.testing.assert_array_equal(kept_cut[index], kept[10 + index])
+    assert read_views(cut, protocol_for("k400", 4, 32)).shape == (15, 4, 32, 32, 3)
+    assert read_clip(cut, num_frames=4, img_size=32).shape == (4, 32, 32, 3)
+    train = TrainSet([("cut.mp4", 0)], str(tmp_path), 400, 4, 32)
+    # short side shrunk to twice the clip size before the random crop
+    assert train._read(cut, rng_for(0, SAMPLE, 0, 0, 0)).shape == (4, 64, 150, 3)
 
 
 @pytest.mark.parametrize("model,args,naming", [

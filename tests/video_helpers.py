@@ -38,23 +38,55 @@ def _frames(path, limit=None):
     return frames
 
 
-def write_video(path, frames, rate=25, faststart=False, muxer=None):
-    """Encode RGB uint8 frames (even sizes) as H.264 at ``path``: an mp4, or ``muxer``."""
+def write_video(path, frames, rate=25, faststart=False, muxer=None, codec=None):
+    """Encode RGB uint8 frames (even sizes) as H.264 (or ``codec``) at ``path``: an mp4, or
+    ``muxer``."""
     import av
 
     height, width = frames[0].shape[:2]
     options = {"movflags": "faststart"} if faststart else {}
     with av.open(path, "w", format=muxer, options=options) as container:
-        stream = container.add_stream("libx264" if "libx264" in av.codecs_available
-                                      else "mpeg4", rate=rate)
+        codec = codec or ("libx264" if "libx264" in av.codecs_available else "mpeg4")
+        stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "ultrafast"}
+        # the fastest settings of x264 and libvpx (each ignores the other's)
+        stream.options = {"preset": "ultrafast", "deadline": "realtime", "cpu-used": "8"}
         for array in frames:
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+    return path
+
+
+def write_edit_list_copy(source, path, skip_frames):
+    """Copy ``source``'s video packets to the MP4 ``path`` with their timestamps moved
+    ``skip_frames`` frames earlier, as ``ffmpeg -ss T -c copy`` cuts do: the muxer writes an
+    edit list, every sample stays in the index (its frame count), and FFmpeg plays the file
+    without the first ``skip_frames`` frames (its duration)."""
+    import av
+
+    with av.open(source) as reader, av.open(path, "w") as writer:
+        stream = reader.streams.video[0]
+        copy = writer.add_stream_from_template(stream)
+        shift = int(skip_frames / stream.average_rate / stream.time_base)
+        for packet in reader.demux(stream):
+            if packet.dts is None:  # the demuxer's empty packet at the end
+                continue
+            packet.pts -= shift
+            packet.dts -= shift
+            packet.stream = copy
+            writer.mux(packet)
+    return path
+
+
+def write_cut_copy(source, path, fraction=0.5):
+    """The first ``fraction`` of ``source``'s bytes at ``path`` (a download cut short)."""
+    with open(source, "rb") as handle:
+        data = handle.read()
+    with open(path, "wb") as handle:
+        handle.write(data[: int(len(data) * fraction)])
     return path
 
 
@@ -106,6 +138,15 @@ def make_bad_videos(folder) -> dict:
     with open(cases["truncated_frames"], "wb") as handle:
         handle.write(fast[: len(fast) // 2])
     os.remove(whole)
+    # Matroska and WebM declare no frame count, only a duration (in their header): cut in
+    # half, the frames stop at half of it
+    first = _frames(shipped["bikes.mp4"], 60)
+    for kind, muxer, codec in (("mkv", "matroska", None), ("webm", "webm", "libvpx")):
+        whole = write_video(os.path.join(folder, f"whole.{kind}"), first, muxer=muxer,
+                            codec=codec)
+        cases[f"truncated_{kind}"] = write_cut_copy(whole, os.path.join(
+            folder, f"truncated.{kind}"))
+        os.remove(whole)
     cases["not_a_video"] = os.path.join(folder, "notes.mp4")
     with open(cases["not_a_video"], "w") as handle:
         handle.write("these are my notes, not a video\n" * 100)

@@ -18,7 +18,7 @@ from typing import Iterator, List, Sequence, Set, Tuple
 
 import numpy as np
 
-from ..video.decode import MAX_PIXELS, VideoError, decode_frames
+from ..video.decode import MAX_PIXELS, VideoError, decode_sampled
 from ..presets import DATASETS
 from ..video.protocol import normalize_views, resize_short_side
 from .augment import RECIPE, mix_batch, random_erase, random_resized_crop
@@ -102,20 +102,13 @@ class TrainSet:
         return resize_short_side(frame, height, width, limit)
 
     def _read(self, path: str, rng) -> np.ndarray:
-        declared = _declared_frames(path)
-        if declared:
-            wanted = set(train_indices(self.sampler, declared, self.num_frames,
-                                       self.rate, rng_copy(rng)))
-            kept, count = decode_frames(path, wanted.__contains__, self._shrink,
-                                        max_pixels=self.max_pixels)
-        else:
-            kept, count = decode_frames(path, None, self._shrink, max_pixels=self.max_pixels)
-        indices = train_indices(self.sampler, count, self.num_frames, self.rate, rng)
-        missing = [i for i in indices if i not in kept]
-        if missing:  # the container declared more frames than it holds
-            raise VideoError(path, f"frame {missing[0]} of the {declared} it declares is "
-                                   "missing", "the file is truncated or corrupt")
-        return np.stack([kept[i] for i in indices])
+        # the same draw for whatever count decode_sampled tries (each from a copy of rng)
+        def indices_for(count: int) -> List[int]:
+            return list(train_indices(self.sampler, count, self.num_frames, self.rate,
+                                      rng_copy(rng)))
+
+        kept, count = decode_sampled(path, indices_for, self._shrink, max_pixels=self.max_pixels)
+        return np.stack([kept[i] for i in indices_for(count)])
 
     def clips_of(self, epoch: int, position: int, video: str) -> np.ndarray:
         """The ``num_sample`` augmented, normalised clips (R, T, S, S, 3) of one video."""
@@ -223,17 +216,6 @@ def rng_copy(rng: np.random.Generator) -> np.random.Generator:
     copy = np.random.default_rng()
     copy.bit_generator.state = rng.bit_generator.state
     return copy
-
-
-def _declared_frames(path: str) -> int:
-    """The frame count the container declares (0 when unknown or unreadable)."""
-    import av
-
-    try:
-        with av.open(path) as container:
-            return int(container.streams.video[0].frames) if container.streams.video else 0
-    except Exception:  # decode_frames reports the problem properly
-        return 0
 
 
 def failed_videos(batches_failed: Sequence[str], seen: Set[str]) -> List[str]:

@@ -35,7 +35,7 @@ import numpy as np
 from ..artifacts.files import replaced_when_written
 from ..masking import masked_per_frame, tube_mask
 from ..presets import IMAGENET_MEAN, IMAGENET_STD, Preset, get_preset
-from .decode import VideoError, decode_frames
+from .decode import VideoError, decode_sampled
 from .protocol import resize_short_side
 
 #: added to the unbiased per-patch standard deviation, as upstream does
@@ -372,16 +372,41 @@ def write_gif(path, original, masked, reconstruction, index: int = 0, fps: float
 
 # --------------------------------------------------------------------------- reading clips
 
-def _video_frames(path: str, img_size: int) -> np.ndarray:
-    """Every frame of a video file as uint8 (T, H', W', 3), short side already ``img_size``
-    (so memory holds frames at the model's size, whatever the source resolution)."""
+def _video_frames(path: str, num_frames: int, img_size: int, sampling_rate: int) -> np.ndarray:
+    """The sampled frames of a video file as uint8 (num_frames, H', W', 3), short side already
+    ``img_size``: only those frames are kept while decoding, whatever the video's length."""
+    def indices_for(count: int) -> np.ndarray:
+        return _sample_indices(count, num_frames, sampling_rate)
+
     try:
-        kept, count = decode_frames(path, transform=lambda frame: resize_short_side(
+        kept, count = decode_sampled(path, indices_for, transform=lambda frame: resize_short_side(
             frame, frame.shape[0], frame.shape[1], img_size))
     except VideoError as error:
         raise ClipReadError(f"{error} (a clip is a video file or a .npy array of frames "
                             f"(T, H, W, 3))") from None
-    return np.stack([kept[index] for index in range(count)])
+    return np.stack([kept[index] for index in indices_for(count)])
+
+
+def _npy_frames(path: str) -> np.ndarray:
+    """The array of a ``.npy`` clip, refused in one line where numpy cannot read one."""
+    if not Path(path).is_file():
+        raise ClipReadError(f"{path}: no such file")
+    hint = "save frames (T, H, W, 3), uint8 or float, with numpy.save"
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(len(np.lib.format.MAGIC_PREFIX))
+        if magic != np.lib.format.MAGIC_PREFIX:
+            found = "a zip archive (.npz?)" if magic.startswith(b"PK") else "another kind of file"
+            raise ClipReadError(f"{path}: is not a .npy array (no NumPy header: {found}); {hint}")
+        frames = np.load(path, allow_pickle=False)  # never unpickle what a clip file holds
+    except (ValueError, OSError, EOFError) as error:
+        if isinstance(error, ClipReadError):
+            raise
+        # an object array, a file cut short, an unreadable file: numpy's words, on one line
+        reason = " ".join(str(getattr(error, "strerror", None) or error).split())[:160]
+        raise ClipReadError(f"{path}: cannot read it as a .npy array "
+                            f"({reason or type(error).__name__}); {hint}") from None
+    return frames
 
 
 def _sample_indices(total: int, num_frames: int, sampling_rate: int) -> np.ndarray:
@@ -402,23 +427,24 @@ def read_clip(path, num_frames: int = 16, img_size: int = 224,
     """One clip as float32 (num_frames, img_size, img_size, 3) in [0, 1].
 
     ``.npy`` files hold frames (T, H, W, 3), uint8 0-255 or float 0-1; any other file is
-    decoded as a video (``decode.decode_frames``, PyAV). Frames are taken every
-    ``sampling_rate`` frames from a window centred in the clip (a smaller stride for short
-    clips), the short side resized to ``img_size`` (upstream's bilinear ``resize_clip`` rule,
-    ``protocol.resize_short_side``), then centre-cropped.
+    decoded as a video (``decode.decode_sampled``, PyAV), keeping only the frames it samples.
+    Frames are taken every ``sampling_rate`` frames from a window centred in the clip (a
+    smaller stride for short clips), the short side resized to ``img_size`` (upstream's
+    bilinear ``resize_clip`` rule, ``protocol.resize_short_side``), then centre-cropped.
+    Raises ClipReadError (one line) for a file it cannot read or frames it cannot use.
     """
     path = os.fspath(path)
-    if Path(path).suffix.lower() != ".npy":
-        frames = _video_frames(path, img_size)
-    elif not Path(path).is_file():
-        raise ClipReadError(f"{path}: no such file")
-    else:
-        frames = np.load(path, allow_pickle=False)
+    from_npy = Path(path).suffix.lower() == ".npy"
+    if from_npy:
+        frames = _npy_frames(path)
+    else:  # already sampled while decoding
+        frames = _video_frames(path, num_frames, img_size, sampling_rate)
 
     if frames.ndim == 3 and frames.shape[-1] != 3:  # grey frames (T, H, W)
         frames = np.repeat(frames[..., None], 3, axis=-1)
-    if frames.ndim != 4 or frames.shape[-1] not in (3, 4) or frames.shape[0] == 0:
-        raise ClipReadError(f"{path}: expected frames (T, H, W, 3), got shape {frames.shape}")
+    if frames.ndim != 4 or frames.shape[-1] not in (3, 4) or 0 in frames.shape[:3]:
+        raise ClipReadError(f"{path}: expected frames (T, H, W, 3) with T, H and W at least 1, "
+                            f"got shape {frames.shape}")
     frames = frames[..., :3]
     if frames.dtype == np.uint8:
         pass
@@ -432,7 +458,8 @@ def read_clip(path, num_frames: int = 16, img_size: int = 224,
         raise ClipReadError(f"{path}: frames must be uint8 (0-255) or float (0-1), got "
                             f"{frames.dtype}")
 
-    frames = frames[_sample_indices(frames.shape[0], num_frames, sampling_rate)]
+    if from_npy:
+        frames = frames[_sample_indices(frames.shape[0], num_frames, sampling_rate)]
     _, h, w, _ = frames.shape
     frames = np.stack([resize_short_side(np.ascontiguousarray(f), h, w, img_size)
                        for f in frames])
