@@ -106,7 +106,8 @@ def expected_frames(container, stream) -> int:
 def declared_end(container, stream) -> Optional[float]:
     """Seconds at which the video stream's last frame ends by the file's own account: the
     stream's start plus its duration, else Matroska's per-track ``DURATION`` tag (FFmpeg and
-    mkvmerge write one), else the container's duration; None where it states none.
+    mkvmerge write one), else the container's duration if the video is its only stream; None
+    where it states none.
 
     A truncated file keeps these (they are written in its header or index), so its frames stop
     short of them; an intact file whose edit list drops samples declares the shorter time.
@@ -116,7 +117,9 @@ def declared_end(container, stream) -> Optional[float]:
     tag = _tag_seconds(stream.metadata.get("DURATION", ""))
     if tag:
         return tag
-    if container.duration and container.duration > 0:
+    if container.duration and container.duration > 0 and len(container.streams) == 1:
+        # the container's is the longest of its streams' (an audio track may run on): it
+        # stands for the video's only where the video is all the file holds
         import av
 
         return container.duration / av.time_base
