@@ -38,6 +38,7 @@ from .proofs import (RELOADERS, VARIABLE_PROOFS, ModelFingerprint, compare_diges
                      reload_litert, reload_savedmodel, reload_weights, variable_digests)
 from .record import ARTIFACT_KINDS, Artifact, ConversionRecord, RecordError, ReloadCheck
 from .staging import (DISK_OVERHEAD_BYTES, PLACE_ORDER, PLACING_MARKER,  # noqa: F401
+                      placing_marker_text,
                       STAGING_INFIX, EntryLock, artifacts_present, check_not_locked,
                       check_output_dir, dir_size, disk_full_as_error, disk_full_message,
                       is_disk_full, lock_path, move_into_place, needed_bytes,
@@ -232,17 +233,18 @@ class StagedArtifacts:
             # data under a final name; the marker lets the next run finish the move
             started = time.perf_counter()
             fsync_tree(self.staging)
+            # with force, every earlier artifact goes aside, a .tflite this run does not
+            # write included: it would no longer match the other artifacts (named in the
+            # marker, so that a run killed before retiring it is finished the same way)
+            retire = [k for k in PLACE_ORDER if k not in self.kinds + ("report",)]
             with open(os.path.join(self.staging, PLACING_MARKER), "w") as handle:
-                handle.write(f"{os.getpid()}\n")
+                handle.write(placing_marker_text(os.getpid(), retire))
                 handle.flush()
                 os.fsync(handle.fileno())
             fsync_dir(self.staging)
             self.fsync_seconds = time.perf_counter() - started
         previous = os.path.join(self.staging, "previous")
         os.makedirs(previous)
-        # with force, every earlier artifact goes aside, a .tflite this run does not write
-        # included: it would no longer match the other artifacts
-        retire = [k for k in PLACE_ORDER if k not in self.kinds + ("report",)]
         started = time.perf_counter()  # the renames take microseconds; the fsync counts
         try:
             move_into_place(self.staging, self.out_dir, self.entry.name,

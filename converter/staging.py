@@ -198,18 +198,38 @@ def move_into_place(staging: str, out_dir: str, name: str, kinds: Sequence[str],
     fsync_dir(out_dir)
 
 
+def placing_marker_text(pid: int, retire: Sequence[str]) -> str:
+    """The PLACING marker: the placing process's pid, then the kinds it retires."""
+    return f"{pid}\nretire {' '.join(retire)}\n"
+
+
+def placing_marker_retire(folder: str) -> List[str]:
+    """The kinds the run that wrote ``folder``'s PLACING marker retires (none in a marker
+    written before it named them; kinds this version does not know are left out)."""
+    try:
+        with open(os.path.join(folder, PLACING_MARKER), encoding="utf-8",
+                  errors="replace") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return []
+    words = next((line.split()[1:] for line in lines if line.startswith("retire")), [])
+    return [kind for kind in PLACE_ORDER if kind in words]
+
+
 def recover_stale_staging(out_dir: str, name: str) -> List[str]:
     """Deal with the staging folders a killed run of ``name`` left in ``out_dir``; call only
     while holding the entry's lock (so none of them belongs to a live run).
 
     A folder with the PLACING marker was killed while moving checked artifacts into place:
-    the move is finished (each artifact still staged replaces the final one). Every stale
-    folder is then removed. Returns what was found.
+    the move is finished (each artifact still staged replaces the final one, and what the
+    marker says the run retires goes). Every stale folder is then removed. Returns what was
+    found.
     """
     found = staging_folders(out_dir, name)
     for folder in found:
         if os.path.exists(os.path.join(folder, PLACING_MARKER)):
-            move_into_place(folder, out_dir, name, PLACE_ORDER)
+            move_into_place(folder, out_dir, name, PLACE_ORDER,
+                            retire=placing_marker_retire(folder))
         shutil.rmtree(folder, ignore_errors=True)
     return found
 

@@ -281,3 +281,46 @@ def test_two_runs_at_once_one_converts_the_other_stops(tmp_path, scratch_tmp):
             or "already exists" in lines[0]), lines[0]
     assert_converted(out_dir)
     assert scratch_left(scratch_tmp) == []
+
+
+@pytest.mark.parametrize("killed", ["before retiring", "after retiring"])
+def test_a_run_killed_while_placing_is_finished_with_the_kinds_it_retires(tmp_path, killed):
+    """A ``--force`` run without ``--litert`` over a conversion with a ``.tflite``, killed
+    after its PLACING marker: the next run finishes the move and the old ``.tflite``, which
+    no longer matches the artifacts, goes too (before: the recovery retired nothing, so it
+    stayed beside them when the kill came before the retiring rename)."""
+    from converter.staging import (PLACING_MARKER, STAGING_INFIX, placing_marker_text,
+                                   recover_killed_run)
+    from tf_models.artifacts.names import artifact_paths
+
+    out = tmp_path / "out"
+    out.mkdir()
+    final = artifact_paths(str(out), TINY_FT, litert=True)
+    for kind in ("savedmodel", "weights", "keras", "report", "litert"):
+        if kind == "savedmodel":
+            os.makedirs(final[kind])
+            with open(os.path.join(final[kind], "saved_model.pb"), "w") as handle:
+                handle.write("old\n")
+        else:
+            with open(final[kind], "w") as handle:
+                handle.write("old\n")
+    staging = out / f".{TINY_FT}{STAGING_INFIX}killed"
+    staging.mkdir()
+    staged = artifact_paths(str(staging), TINY_FT)
+    os.makedirs(staged["savedmodel"])
+    with open(os.path.join(staged["savedmodel"], "saved_model.pb"), "w") as handle:
+        handle.write("new\n")
+    for kind in ("weights", "keras", "report"):
+        with open(staged[kind], "w") as handle:
+            handle.write("new\n")
+    with open(staging / PLACING_MARKER, "w") as handle:
+        handle.write(placing_marker_text(12345, ["litert", "litert_fp16", "preset"]))
+    if killed == "after retiring":
+        os.makedirs(staging / "previous")
+        os.replace(final["litert"], staging / "previous" / os.path.basename(final["litert"]))
+    assert recover_killed_run(str(out), TINY_FT) == [str(staging)]
+    assert sorted(os.listdir(out)) == sorted(
+        os.path.basename(final[k]) for k in ("savedmodel", "weights", "keras", "report"))
+    for kind in ("weights", "keras", "report"):
+        with open(final[kind]) as handle:
+            assert handle.read() == "new\n"
