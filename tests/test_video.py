@@ -567,6 +567,69 @@ def test_predict_stopped_mid_list_is_one_line_and_exit_two(tiny_models):
     assert 1 + len(rest.splitlines()) < len(videos)
 
 
+def test_a_video_listed_twice_under_two_spellings_is_refused(tmp_path):
+    """'v.mp4' and './v.mp4' are one file under --root: evaluate refused only the same
+    spelling twice, so the video was scored and counted twice in top-1 / top-5; extract named
+    it as two videos to rename."""
+    from tf_models.video.evaluate import EvaluateError, read_list
+    from tf_models.video.extract import read_video_list
+
+    listing = tmp_path / "list.txt"
+    for first, again in (("v.mp4", "./v.mp4"), ("a/v.mp4", "a//v.mp4"),
+                         ("a/v.mp4", "a/b/../v.mp4")):
+        listing.write_text(f"{first} 3\nother.mp4 1\n{again} 3\n")
+        with pytest.raises(EvaluateError) as caught:
+            read_list(str(listing), 400)
+        assert str(caught.value) == (f"{listing}:3: {again} is listed again (first at line 1 "
+                                     f"as {first}); list each video once")
+        with pytest.raises(EvaluateError) as caught:
+            read_video_list(str(listing))
+        assert str(caught.value) == (f"{listing}:3: {again} names {first} (line 1) another "
+                                     "way; write each video's path one way")
+    listing.write_text("v.mp4 3\n..v.mp4 3\nv.mp4.mp4 3\n")  # three files
+    assert len(read_list(str(listing), 400)) == 3
+
+
+def test_a_list_path_may_start_with_two_dots_without_leaving_root(tmp_path):
+    """A file named '..clip.mp4' is below --root (before: refused as leaving it, by the
+    path's first two characters); a first folder '..' still leaves it."""
+    from tf_models.video.evaluate import EvaluateError
+    from tf_models.video.extract import feature_path
+
+    out = str(tmp_path)
+    assert feature_path(out, "..clip.mp4") == os.path.join(out, "..clip.npy")
+    assert feature_path(out, "a/..b/c.mp4") == os.path.join(out, "a", "..b", "c.npy")
+    for leaving in ("../clip.mp4", "a/../../clip.mp4", ".."):
+        with pytest.raises(EvaluateError, match="a list path may not leave --root"):
+            feature_path(out, leaving)
+
+
+def test_a_damaged_results_line_is_refused_and_only_a_torn_last_line_dropped(tmp_path):
+    """A resume drops a last line cut short by a kill; a line that is not a record anywhere
+    else is one error naming the file and line (before: the first such line ended the read,
+    and the resume truncated every result after it)."""
+    from tf_models.video.evaluate import EvaluateError, merge_results, read_results
+
+    path = tmp_path / "results.jsonl"
+    header = json.dumps({"header": {"model": "m"}})
+    records = [json.dumps({"video": f"v{i}.mp4", "label": 0, "error": "x"}) for i in range(3)]
+    whole = "\n".join([header] + records) + "\n"
+    path.write_text(whole + records[0][:20])
+    found, done, good = read_results(str(path))
+    assert found == {"model": "m"} and sorted(done) == ["v0.mp4", "v1.mp4", "v2.mp4"]
+    assert good == len(whole.encode())
+    for damage in (records[1][:20], "", "7"):
+        path.write_text("\n".join([header, records[0], damage, records[2]]) + "\n")
+        before = path.read_bytes()
+        with pytest.raises(EvaluateError) as caught:
+            read_results(str(path))
+        assert str(caught.value).startswith(f"{path}:3: expected one JSON record per line, "
+                                            f"found {damage!r}; only a last line cut short")
+        with pytest.raises(EvaluateError, match=":3: expected one JSON record"):
+            merge_results([str(tmp_path)])
+        assert path.read_bytes() == before
+
+
 def test_evaluate_refuses_to_resume_with_another_model_of_the_same_name(single_run,
                                                                       labelled_list,
                                                                       tiny_models, tmp_path):

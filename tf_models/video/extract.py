@@ -45,6 +45,9 @@ def read_video_list(path: str) -> List[str]:
         except EvaluateError as error:
             raise EvaluateError(f"{path}: {error}") from None
         other = written_by.setdefault(target, (video, number))
+        if other[0] != video and os.path.normpath(other[0]) == os.path.normpath(video):
+            raise EvaluateError(f"{path}:{number}: {video} names {other[0]} (line {other[1]}) "
+                                "another way; write each video's path one way")
         if other[0] != video:  # the same video twice is extracted once; two videos, no
             raise EvaluateError(f"{path}:{number}: {video} and {other[0]} (line {other[1]}) "
                                 f"would both write {target}; rename one")
@@ -57,7 +60,7 @@ def read_video_list(path: str) -> List[str]:
 def feature_path(out_dir: str, video: str) -> str:
     """Where the features of ``video`` (a path in the list) go: its path under OUT, ``.npy``."""
     relative = os.path.normpath(video).lstrip(os.sep)
-    if relative.startswith(".."):
+    if relative.split(os.sep)[0] == "..":  # a first folder '..' (a file '..foo.mp4' stays)
         raise EvaluateError(f"{video}: a list path may not leave --root; use paths below it")
     return os.path.join(out_dir, os.path.splitext(relative)[0] + ".npy")
 
