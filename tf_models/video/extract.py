@@ -21,7 +21,7 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 
 from ..artifacts.checksums import tree_sha256
-from ..artifacts.files import save_json
+from ..artifacts.files import replaced_when_written, save_json
 from .decode import MAX_PIXELS, VideoError
 from .evaluate import EvaluateError, RunStats, is_label, list_digest, read_list_lines
 from .features import Sampling, pooled_features, read_inputs, segment_clips
@@ -108,12 +108,12 @@ def open_extract(out_dir: str, header: dict, videos: Sequence[str]) -> None:
 def save_features(path: str, features: np.ndarray) -> None:
     """Write ``features`` to ``path`` (.npy) atomically: a file that exists is complete."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    temporary = f"{path}.tmp{os.getpid()}"
-    with open(temporary, "wb") as handle:
-        np.save(handle, np.asarray(features, dtype=np.float32), allow_pickle=False)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    # removed if anything stops the write (a stop signal too): no half-written file is left
+    with replaced_when_written(f"{path}.tmp{os.getpid()}", path) as temporary:
+        with open(temporary, "wb") as handle:
+            np.save(handle, np.asarray(features, dtype=np.float32), allow_pickle=False)
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 def pending_videos(videos: Sequence[str], out_dir: str) -> List[str]:
