@@ -615,6 +615,249 @@ def test_predict_stopped_mid_list_is_one_line_and_exit_two(tiny_models):
     assert 1 + len(rest.splitlines()) < len(videos)
 
 
+# a child that stops at a point of its start-up and says so on stdout: the moment to signal it
+_BLOCK_IMPORT = """
+import sys, time
+
+class BlockFrameworkImport:  # the first import of Keras or TensorFlow waits for the signal
+    def find_spec(self, name, path=None, target=None):
+        if name in ("keras", "tensorflow"):
+            sys.meta_path.remove(self)
+            print("importing", flush=True)
+            time.sleep(300)
+
+sys.meta_path.insert(0, BlockFrameworkImport())
+"""
+_BLOCK_LOAD = """
+import sys, time
+from videomae_cli.quiet import prepare_environment, silenced_stderr
+
+prepare_environment(False)
+with silenced_stderr():  # TensorFlow's start-up lines, as the command keeps them off
+    import {module} as loaders
+
+real = loaders.{loader}
+
+def load_then_wait(*args, **kwargs):  # the model loaded, before its warm-up: wait there
+    loaded = real(*args, **kwargs)
+    print("loading", flush=True)
+    time.sleep(300)
+    return loaded
+
+loaders.{loader} = load_then_wait
+"""
+_MAINS = {"predict": "videomae_cli.video:predict_main",
+          "evaluate": "videomae_cli.video:evaluate_main",
+          "extract": "videomae_cli.video:extract_main",
+          "reconstruct": "videomae_cli.convert:reconstruct_main"}
+
+
+def _stop_at_marker(command, prelude, args, signum):
+    """Run the console script ``command`` after ``prelude`` (which prints a line when the
+    child reaches the point to stop it), send ``signum`` once that line is read: (exit code,
+    stderr)."""
+    module, main = _MAINS[command].split(":")
+    code = (prelude + f"from {module} import {main}\n"
+            f"sys.argv[0] = 'videomae-{command}'\n{main}()\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p))
+    child = subprocess.Popen([sys.executable, "-c", code, *args], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        marker = child.stdout.readline()
+        assert marker.strip() in ("importing", "loading"), (marker, child.communicate())
+        child.send_signal(signum)
+        _, stderr = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    return child.returncode, stderr
+
+
+def _command_args(command, model, tmp_path):
+    out = tmp_path / "out"
+    (tmp_path / "list.txt").write_text("a.mp4 0\n")
+    return {
+        "predict": ([shipped_videos()["bikes.mp4"], "--model", model],
+                    "no video was classified"),
+        "evaluate": (["--model", model, "--list", str(tmp_path / "list.txt"), "--out",
+                      str(out), "-q"], "nothing was scored or written"),
+        "extract": (["--model", model, "--list", str(tmp_path / "list.txt"), "--out",
+                     str(out), "-q"], "nothing was extracted or written"),
+        "reconstruct": (["--model", model, "--clip", str(tmp_path / "clip.npy"), "--out",
+                         str(out) + ".png"], f"{out}.png was not written"),
+    }[command]
+
+
+@pytest.mark.parametrize("command,signum", [("predict", signal.SIGINT),
+                                            ("evaluate", signal.SIGTERM),
+                                            ("extract", signal.SIGINT),
+                                            ("reconstruct", signal.SIGTERM)])
+def test_a_stop_while_tensorflow_imports_is_one_line_and_exit_two(tmp_path, command, signum):
+    """Ctrl-C or SIGTERM while the command imports TensorFlow (seconds of a short run): one
+    ``error: interrupted`` line, exit 2, nothing written (before: click's "Aborted!" with
+    exit 1, or killed by SIGTERM with no line, -15)."""
+    args, said = _command_args(command, str(tmp_path / "model.keras"), tmp_path)
+    returncode, stderr = _stop_at_marker(command, _BLOCK_IMPORT, args, signum)
+    assert returncode == 2, stderr
+    assert stderr.splitlines() == [f"error: interrupted; {said}"], stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["list.txt"]
+
+
+# predict loads as evaluate does (the same loader, under its own stoppable block)
+@pytest.mark.parametrize("command,signum", [("evaluate", signal.SIGINT),
+                                            ("extract", signal.SIGTERM)])
+def test_a_stop_while_the_model_loads_is_one_line_and_exit_two(tiny_converted, tmp_path,
+                                                              command, signum):
+    """Ctrl-C or SIGTERM once the model is loaded, before its warm-up and the first video:
+    one ``error: interrupted`` line, exit 2, nothing written in --out (before: "Aborted!",
+    exit 1, or -15 with no line)."""
+    module, loader = (("tf_models.video.features", "load_feature_model")
+                      if command == "extract" else ("tf_models.video.model", "load_video_model"))
+    args, said = _command_args(command, tiny_converted.paths["keras"], tmp_path)
+    returncode, stderr = _stop_at_marker(
+        command, _BLOCK_LOAD.format(module=module, loader=loader), args, signum)
+    assert returncode == 2, stderr
+    assert stderr.splitlines() == [f"error: interrupted; {said}"], stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["list.txt"]
+
+
+def test_extract_exits_two_when_no_video_could_be_extracted(tiny_converted, tmp_path):
+    """Every video failed (a wrong --root): exit 2, as evaluate when no video could be scored
+    (before: exit 0 after "0 videos with features"); one that fails among others still exits
+    0 (the same rule as evaluate's)."""
+    from click.testing import CliRunner
+
+    from videomae_cli.video import extract_command
+
+    root = tmp_path / "root"
+    root.mkdir()
+    os.symlink(shipped_videos()["carphone_pristine.mp4"], root / "good.mp4")
+    (tmp_path / "list.txt").write_text("good.mp4\nmissing.mp4\n")
+    args = ["--model", tiny_converted.paths["keras"], "--list", str(tmp_path / "list.txt"),
+            "--views", "1x1", "--dataset", "k400", "-q", "--json"]
+    result = CliRunner().invoke(extract_command, args + [
+        "--root", str(tmp_path / "wrong_root"), "--out", str(tmp_path / "none")])
+    assert result.exit_code == 2, result.output
+    assert (json.loads(result.stdout)["videos"], json.loads(result.stdout)["failed"]) == (0, 2)
+    result = CliRunner().invoke(extract_command, args + [
+        "--root", str(root), "--out", str(tmp_path / "some")])
+    assert result.exit_code == 0, result.output
+    assert (json.loads(result.stdout)["videos"], json.loads(result.stdout)["failed"]) == (1, 1)
+
+
+def test_a_video_listed_twice_under_two_spellings_is_refused(tmp_path):
+    """'v.mp4' and './v.mp4' are one file under --root: evaluate refused only the same
+    spelling twice, so the video was scored and counted twice in top-1 / top-5; extract named
+    it as two videos to rename."""
+    from tf_models.video.evaluate import EvaluateError, read_list
+    from tf_models.video.extract import read_video_list
+
+    listing = tmp_path / "list.txt"
+    for first, again in (("v.mp4", "./v.mp4"), ("a/v.mp4", "a//v.mp4"),
+                         ("a/v.mp4", "a/b/../v.mp4")):
+        listing.write_text(f"{first} 3\nother.mp4 1\n{again} 3\n")
+        with pytest.raises(EvaluateError) as caught:
+            read_list(str(listing), 400)
+        assert str(caught.value) == (f"{listing}:3: {again} is listed again (first at line 1 "
+                                     f"as {first}); list each video once")
+        with pytest.raises(EvaluateError) as caught:
+            read_video_list(str(listing))
+        assert str(caught.value) == (f"{listing}:3: {again} names {first} (line 1) another "
+                                     "way; write each video's path one way")
+    listing.write_text("v.mp4 3\n..v.mp4 3\nv.mp4.mp4 3\n")  # three files
+    assert len(read_list(str(listing), 400)) == 3
+
+
+def test_a_list_path_may_start_with_two_dots_without_leaving_root(tmp_path):
+    """A file named '..clip.mp4' is below --root (before: refused as leaving it, by the
+    path's first two characters); a first folder '..' still leaves it."""
+    from tf_models.video.evaluate import EvaluateError
+    from tf_models.video.extract import feature_path
+
+    out = str(tmp_path)
+    assert feature_path(out, "..clip.mp4") == os.path.join(out, "..clip.npy")
+    assert feature_path(out, "a/..b/c.mp4") == os.path.join(out, "a", "..b", "c.npy")
+    for leaving in ("../clip.mp4", "a/../../clip.mp4", ".."):
+        with pytest.raises(EvaluateError, match="a list path may not leave --root"):
+            feature_path(out, leaving)
+
+
+def test_features_stopped_mid_write_leave_no_partial_file(tmp_path, monkeypatch):
+    """A stop (or any error) while a .npy is written leaves no temporary file beside it
+    (before: 'NAME.npy.tmpPID' stayed in --out)."""
+    from tf_models.video import extract
+
+    def stopped(handle, *args, **kwargs):
+        handle.write(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(extract.np, "save", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        extract.save_features(str(tmp_path / "sub" / "a.npy"), np.zeros((2, 3)))
+    assert os.listdir(tmp_path / "sub") == []
+
+
+def test_an_empty_shard_succeeds_and_merges_with_the_others(tiny_converted, tmp_path):
+    """More shards than videos (a job array): the empty one exits 0 with one line saying so
+    (before: "nothing left to score: every video of the list has a result" then "no video
+    could be scored (0 failed)", exit 2), and the shards merge to the whole list."""
+    from click.testing import CliRunner
+
+    from videomae_cli.video import evaluate_command, merge_command
+
+    root = tmp_path / "root"
+    root.mkdir()
+    os.symlink(shipped_videos()["carphone_pristine.mp4"], root / "a.mp4")
+    (tmp_path / "list.txt").write_text("a.mp4 3\n")
+    args = ["--model", tiny_converted.paths["keras"], "--list", str(tmp_path / "list.txt"),
+            "--root", str(root), "--views", "1x1", "-q"]
+    empty = CliRunner().invoke(evaluate_command, args + ["--shard", "2/2", "--out",
+                                                         str(tmp_path / "s2")])
+    assert empty.exit_code == 0, empty.output
+    assert empty.stderr.splitlines() == [
+        f"nothing to score: shard 2/2 gets none of the list's 1 videos (more shards than "
+        f"videos); its results file in {tmp_path / 's2'} counts it as done for "
+        "videomae-evaluate merge"]
+    assert empty.stdout == ""
+    full = CliRunner().invoke(evaluate_command, args + ["--shard", "1/2", "--out",
+                                                        str(tmp_path / "s1"), "--json"])
+    assert full.exit_code == 0, full.output
+    merged = CliRunner().invoke(merge_command, [str(tmp_path / "s1"), str(tmp_path / "s2"),
+                                                "--json"])
+    assert merged.exit_code == 0, merged.output
+    summary = json.loads(merged.stdout)
+    assert (summary["videos"], summary["missing"], summary["shards_missing"]) == (1, 0, [])
+    assert summary["top1"] == json.loads(full.stdout)["top1"]
+
+
+def test_a_damaged_results_line_is_refused_and_only_a_torn_last_line_dropped(tmp_path):
+    """A resume drops a last line cut short by a kill; a line that is not a record anywhere
+    else is one error naming the file and line (before: the first such line ended the read,
+    and the resume truncated every result after it)."""
+    from tf_models.video.evaluate import EvaluateError, merge_results, read_results
+
+    path = tmp_path / "results.jsonl"
+    header = json.dumps({"header": {"model": "m"}})
+    records = [json.dumps({"video": f"v{i}.mp4", "label": 0, "error": "x"}) for i in range(3)]
+    whole = "\n".join([header] + records) + "\n"
+    path.write_text(whole + records[0][:20])
+    found, done, good = read_results(str(path))
+    assert found == {"model": "m"} and sorted(done) == ["v0.mp4", "v1.mp4", "v2.mp4"]
+    assert good == len(whole.encode())
+    for damage in (records[1][:20], "", "7"):
+        path.write_text("\n".join([header, records[0], damage, records[2]]) + "\n")
+        before = path.read_bytes()
+        with pytest.raises(EvaluateError) as caught:
+            read_results(str(path))
+        assert str(caught.value).startswith(f"{path}:3: expected one JSON record per line, "
+                                            f"found {damage!r}; only a last line cut short")
+        with pytest.raises(EvaluateError, match=":3: expected one JSON record"):
+            merge_results([str(tmp_path)])
+        assert path.read_bytes() == before
+
+
 def test_evaluate_refuses_to_resume_with_another_model_of_the_same_name(single_run,
                                                                       labelled_list,
                                                                       tiny_models, tmp_path):

@@ -8,8 +8,11 @@ or is printed by ``PyErr_Print``), and a destructor. Inside ``stop_handlers()`` 
 remembers the signal (``Terminated.received``) and raises ``Terminated`` where it can; the
 command calls ``stop_if_signalled()`` at each phase or step, so a signal swallowed anywhere
 still stops it there, and what Python could only print of it is not printed.
-``run_stoppably(work)`` is the whole pattern, which every long-running command uses. Stdlib
-only.
+``run_stoppably(work)`` is the whole pattern, which every long-running command uses
+(``videomae_cli.exits.stoppable`` the same around a whole command). Stdlib only, importing
+nothing of its package at import time: the console scripts (``videomae_cli.exits``) load this
+file on its own, so that their handlers are in place before TensorFlow is imported (a stop
+while it imports, or while a model loads, is one line too).
 """
 
 from __future__ import annotations
@@ -18,8 +21,6 @@ import contextlib
 import gc
 import signal
 import sys
-
-from .artifacts.files import defer_stop_signal
 
 
 class Terminated(BaseException):
@@ -44,9 +45,17 @@ def on_stop_signal(signum, frame):
     Terminated.received = signum
     if _inside_gc_callback(frame):
         return  # raised there it would only be printed; the next phase start stops the run
-    if defer_stop_signal(signum):
+    if _deferred(signum):
         return  # a lock or staging folder is being taken: raised again once it is recorded
     raise Terminated()
+
+
+def _deferred(signum) -> bool:
+    """``tf_models.artifacts.files.defer_stop_signal``, looked up when a signal lands: this file
+    may be loaded on its own, before the package, and no stop can be held back before that
+    module is loaded (its ``stop_signals_deferred`` holds them)."""
+    files = sys.modules.get("tf_models.artifacts.files")
+    return files is not None and files.defer_stop_signal(signum)
 
 
 def _from_stop_signal(error) -> bool:
@@ -110,8 +119,8 @@ def stop_handlers():
 def run_stoppably(work):
     """``work(on_phase)`` under ``stop_handlers``, ``on_phase`` (``stop_if_signalled``: call it
     at each phase, step or video) stopping it there after a swallowed signal: the way
-    ``videomae-convert``, ``-export``, ``-finetune``, ``-evaluate``, ``-extract``, ``-predict``
-    and ``-reconstruct`` are stopped.
+    ``videomae-convert``, ``-export`` and ``-finetune`` are stopped (``-evaluate``, ``-extract``,
+    ``-predict`` and ``-reconstruct``: ``videomae_cli.exits.stoppable``, from their start).
     Returns what ``work`` returns; a stop signal, and anything raised because of it, comes out
     as KeyboardInterrupt (whatever ``work`` cleans up on the way out is cleaned by then); any
     other exception as itself."""

@@ -1,9 +1,19 @@
 """The commands' exit codes and their one-line errors (declared once for every command): the
-commands' own (``fail``) and click's usage errors (``OneLineCommand``)."""
+commands' own (``fail``), click's usage errors (``OneLineCommand``), and a stop signal's
+(``stoppable``)."""
 
 from __future__ import annotations
 
+import contextlib
+from typing import Callable
+
 import click
+
+from .quiet import load_stdlib_leaf
+
+# loaded on its own (its package's __init__ imports Keras): the handlers are in place before
+# the commands import TensorFlow
+_stopping = load_stdlib_leaf("tf_models.stopping")
 
 EXIT_CHECK_FAILED = 1  # an artifact that does not reproduce its reference
 EXIT_BAD_INPUT = 2  # bad input, an existing output, an output that cannot be written
@@ -11,9 +21,33 @@ HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> "click.exceptions.Exit":
-    """Print ``error: MESSAGE`` on stderr; the exception to raise for exit ``code``."""
+    """Print ``error: MESSAGE`` on stderr; the exception to raise for exit ``code``. Inside
+    ``stoppable`` after a stop signal, the error is the signal's fallout (a model loader that
+    turned it into its own error): the stop is raised instead, and reported as one."""
+    _stopping.stop_if_signalled()
     click.echo(f"error: {message}", err=True)
     return click.exceptions.Exit(code)
+
+
+@contextlib.contextmanager
+def stoppable(interrupted: Callable[[], str]):
+    """The whole of a command's body under ``tf_models.stopping``'s handlers, TensorFlow's
+    import and the model's load included (they are most of a short run): SIGTERM or SIGINT
+    anywhere in the block, or anything raised because of one, ends the command with one line,
+    ``error: interrupted; WHAT``, and exit 2, as ``videomae-convert`` (not click's "Aborted!",
+    exit 1, or SIGTERM's silent -15). ``interrupted()`` says WHAT (what was kept, what was not
+    done), asked when the stop comes. Yields ``stop_if_signalled``: call it as each phase or
+    item starts, so a stop whose exception was swallowed (``tf_models.stopping``) stops there."""
+    try:
+        with _stopping.stop_handlers():
+            yield _stopping.stop_if_signalled
+    except BaseException as error:
+        if _stopping.Terminated.received is None and not isinstance(error, KeyboardInterrupt):
+            raise
+        click.echo(f"error: interrupted; {interrupted()}", err=True)
+        raise click.exceptions.Exit(EXIT_BAD_INPUT) from None
+    finally:
+        _stopping.Terminated.received = None  # a later command in this process starts afresh
 
 
 class _OneLineUsageError(click.ClickException):

@@ -2,7 +2,9 @@
 
 Torch-free: it imports TensorFlow (never torch, timm or torchvision) inside the command, after
 ``quiet.prepare_environment``, so TensorFlow's start-up lines stay off the terminal unless
-``--verbose``. Exit codes: 0 written, 2 bad input (one ``error:`` line on stderr).
+``--verbose``. Exit codes: 0 written, 2 bad input (one ``error:`` line on stderr) or a stop:
+Ctrl-C or SIGTERM, from the command's start (TensorFlow's import and the model's load
+included), is one ``error: interrupted`` line, nothing written (``exits.stoppable``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 
 import click
 
-from .exits import command, fail as _fail
+from .exits import command, fail as _fail, stoppable
 from .lifetime import framework_imports
 from .quiet import prepare_environment, silenced_stderr
 
@@ -43,22 +45,20 @@ def reconstruct_command(model_path, clip_path, out_path, mask_ratio, seed, sampl
         raise _fail(f"{out_path}: is a folder; --out names the image file to write")
     if os.path.exists(out_path) and not force:
         raise _fail(f"{out_path}: already exists; pass --force to overwrite")
-    prepare_environment(verbose)
-    with silenced_stderr(not verbose):
-        with framework_imports():
-            from tf_models.stopping import run_stoppably
-            from tf_models.video.decode import quiet_ffmpeg
-            from tf_models.video.reconstruct import ReconstructionError, reconstruct_clip
+    with stoppable(lambda: f"{out_path} was not written") as stop_if_signalled:
+        prepare_environment(verbose)
+        with silenced_stderr(not verbose):
+            with framework_imports():
+                from tf_models.video.decode import quiet_ffmpeg
+                from tf_models.video.reconstruct import ReconstructionError, reconstruct_clip
 
-        quiet_ffmpeg(verbose)
-        try:
-            result = run_stoppably(lambda on_phase: reconstruct_clip(
-                model_path, clip_path, out_path, mask_ratio, seed, sampling_rate, on_phase))
-        except ReconstructionError as error:
-            result = error
-        except KeyboardInterrupt:
-            result = KeyboardInterrupt(f"interrupted; {out_path} was not written")
-    if isinstance(result, BaseException):
-        raise _fail(str(result))
+            quiet_ffmpeg(verbose)
+            try:
+                result = reconstruct_clip(model_path, clip_path, out_path, mask_ratio, seed,
+                                          sampling_rate, stop_if_signalled)
+            except ReconstructionError as error:
+                result = error
+        if isinstance(result, BaseException):
+            raise _fail(str(result))
     click.echo(f"wrote {result['path']} (mask ratio {result['mask_ratio']:g}, "
                f"{int(result['mask'][0].sum())} of {result['mask'].shape[1]} tokens masked)")

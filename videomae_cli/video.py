@@ -4,7 +4,11 @@
 TensorFlow is imported inside the commands, after ``quiet.prepare_environment``, so its
 start-up lines stay off the terminal unless ``--verbose``. Exit codes: 0 success, 2 bad input
 (one ``error:`` line per problem on stderr, no traceback); predict also exits 2 when any video
-failed, after classifying the others, and evaluate when no video could be scored.
+failed, after classifying the others, and evaluate and extract when no video of the list could
+be scored or extracted (a video that fails among others is counted, and the exit is 0; an
+empty ``--shard``, with more shards than videos, is success too). Ctrl-C or SIGTERM, from the
+command's start (TensorFlow's import and the model's load included), is one ``error:
+interrupted`` line and exit 2 (``exits.stoppable``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Optional
 
 import click
 
-from .exits import EXIT_BAD_INPUT, command, fail as _fail
+from .exits import EXIT_BAD_INPUT, command, fail as _fail, stoppable
 from .lifetime import claim_process, framework_imports
 from .quiet import prepare_environment, silenced_stderr
 from .zoo_table import dataset_choices
@@ -118,8 +122,24 @@ def _check_engine(engine: str) -> None:
 @click.option("--verbose", is_flag=True, help="let TensorFlow's and FFmpeg's logs through")
 def predict_command(videos, model_spec, k, views, dataset, batch_size, as_json, verbose):
     """Classify VIDEO files with upstream's test protocol; print the top-k classes."""
+    begun = []  # the first video's turn has come: a stop keeps what was printed above
+
+    def interrupted() -> str:
+        return ("the videos above were classified, the rest were not" if begun
+                else "no video was classified")
+    with stoppable(interrupted) as stop_if_signalled:
+        failed = _predict(videos, model_spec, k, views, dataset, batch_size, as_json, verbose,
+                          stop_if_signalled, begun)
+    if failed:
+        raise click.exceptions.Exit(EXIT_BAD_INPUT)
+
+
+def _predict(videos, model_spec, k, views, dataset, batch_size, as_json, verbose,
+             stop_if_signalled, begun) -> int:
+    """predict's work under its stop handlers: the number of videos that failed."""
     model = _load_model(model_spec, dataset, verbose)
-    from tf_models.stopping import run_stoppably
+    stop_if_signalled()  # a stop swallowed while the model loaded
+    from tf_models.artifacts.files import stop_signals_deferred
     from tf_models.video.decode import VideoError
     from tf_models.video.predict import classify_video
 
@@ -130,32 +150,27 @@ def predict_command(videos, model_spec, k, views, dataset, batch_size, as_json, 
             parse_views(views)
         except ValueError as error:
             raise _fail(str(error))
-
-    def work(stop_if_signalled) -> int:
-        failed = 0
-        for video in videos:
-            stop_if_signalled()  # a stop whose exception was swallowed (tf_models.stopping)
-            try:
-                record = classify_video(model, video, views=views, k=k, batch_size=batch_size)
-            except VideoError as error:
-                click.echo(f"error: {error}", err=True)
-                failed += 1
-                continue
-            if as_json:
-                click.echo(json.dumps(record))
-                continue
-            click.echo(f"{video}  ({model.name}, {record['views']} views)")
-            for row in record["top_k"]:
-                click.echo(f"  {row['prob']:.4f}  {row['label']}")
-        return failed
-    try:  # SIGTERM / SIGINT: one line, exit 2, as videomae-convert (click's is "Aborted!", 1)
-        failed = run_stoppably(work)
-    except ValueError as error:  # a --views the dataset's sampler cannot make
-        raise _fail(str(error))
-    except KeyboardInterrupt:
-        raise _fail("interrupted; the videos above were classified, the rest were not")
-    if failed:
-        raise click.exceptions.Exit(EXIT_BAD_INPUT)
+    failed = 0
+    begun.append(True)
+    for video in videos:
+        stop_if_signalled()  # a stop whose exception was swallowed (tf_models.stopping)
+        try:
+            record = classify_video(model, video, views=views, k=k, batch_size=batch_size)
+        except VideoError as error:
+            stop_if_signalled()  # a decoding error caused by a stop is the stop
+            click.echo(f"error: {error}", err=True)
+            failed += 1
+            continue
+        except ValueError as error:  # a --views the dataset's sampler cannot make
+            raise _fail(str(error))
+        if as_json:
+            text = json.dumps(record)
+        else:
+            text = "\n".join([f"{video}  ({model.name}, {record['views']} views)"] + [
+                f"  {row['prob']:.4f}  {row['label']}" for row in record["top_k"]])
+        with stop_signals_deferred():  # a video's record is printed whole or not at all
+            click.echo(text)
+    return failed
 
 
 @command()
@@ -192,10 +207,27 @@ def evaluate_command(model_spec, list_path, root, out_dir, shard, views, dataset
                     "the cluster shares the work: drop --shard")
     _check_engine(engine)
     _check_out_folder(out_dir)
+    begun = []  # the folder the results go to, once scoring has begun
+
+    def interrupted() -> str:
+        if not begun:
+            return "nothing was scored or written"
+        return (f"the videos scored so far are kept in {begun[0]}: run again with the same "
+                "--out to resume")
+    with stoppable(interrupted) as stop_if_signalled:
+        _evaluate(model_spec, list_path, root, out_dir, shard, views, dataset, workers,
+                  batch_size, as_json, quiet, verbose, engine, ray_address, actors,
+                  gpus_per_actor, stop_if_signalled, begun)
+
+
+def _evaluate(model_spec, list_path, root, out_dir, shard, views, dataset, workers, batch_size,
+              as_json, quiet, verbose, engine, ray_address, actors, gpus_per_actor,
+              stop_if_signalled, begun):
+    """evaluate's work under its stop handlers."""
     model = _load_model(model_spec, dataset, verbose, engine=engine)
+    stop_if_signalled()  # a stop swallowed while the model loaded
     from tqdm import tqdm
 
-    from tf_models.stopping import run_stoppably
     from tf_models.video.evaluate import (EvaluateError, evaluate_list, merge_results,
                                           parse_shard, read_list)
     from tf_models.video.predict import model_protocol
@@ -207,9 +239,10 @@ def evaluate_command(model_spec, list_path, root, out_dir, shard, views, dataset
     except (EvaluateError, ValueError) as error:
         raise _fail(str(error))
     out_dir = out_dir or os.path.join("videomae-eval", model.name)
-    bars = []
+    bars, share = [], []
 
     def on_total(todo, done):
+        share.append(todo + done)
         if done:
             click.echo(f"resuming: {done} videos already scored in {out_dir}", err=True)
         bars.append(tqdm(total=todo, unit="video", disable=quiet, file=sys.stderr,
@@ -217,56 +250,65 @@ def evaluate_command(model_spec, list_path, root, out_dir, shard, views, dataset
                          desc=model.name if from_shard == (1, 1) else f"{model.name} {shard}"))
 
     def on_error(message):
+        stop_if_signalled()  # a decoding error caused by a stop is the stop
         tqdm.write(f"error: {message}", file=sys.stderr)
 
     def on_note(message):
         tqdm.write(f"note: {message}", file=sys.stderr)
 
-    def close_bars():
-        for bar in bars:
-            bar.close()
+    def progress(count):
+        bars[0].update(count)
+        stop_if_signalled()  # a stop whose exception was swallowed (tf_models.stopping)
 
-    def work(stop_if_signalled):
-        def progress(count):
-            bars[0].update(count)
-            stop_if_signalled()  # a stop whose exception was swallowed (tf_models.stopping)
+    begun.append(out_dir)
+    try:
         if engine == "ray":
             from tf_models.video.ray_engine import evaluate_on_ray
 
-            return evaluate_on_ray(
+            stats, facts = evaluate_on_ray(
                 model, items, root, out_dir, views=views,
                 batch_size=batch_size, actors=actors, gpus_per_actor=gpus_per_actor,
                 address=ray_address, on_error=on_error, progress=progress, on_total=on_total,
                 verbose=verbose, on_note=on_note)[1:]
-        return evaluate_list(model, items, root, out_dir, shard=from_shard, views=views,
-                             workers=workers, batch_size=batch_size, on_error=on_error,
-                             progress=progress, on_total=on_total)[1], None
-    try:  # SIGTERM / SIGINT: one line, exit 2, as videomae-convert (click's is "Aborted!", 1)
-        stats, facts = run_stoppably(work)
+        else:
+            stats, facts = evaluate_list(
+                model, items, root, out_dir, shard=from_shard, views=views, workers=workers,
+                batch_size=batch_size, on_error=on_error, progress=progress,
+                on_total=on_total)[1], None
         summary = merge_results([out_dir])
     except EvaluateError as error:
-        close_bars()
+        _close(bars)
         raise _fail(str(error))
     except OSError as error:
-        close_bars()
+        _close(bars)
         raise _fail(f"{out_dir}: cannot write results ({error.strerror or error})")
-    except KeyboardInterrupt:
-        close_bars()
-        raise _fail(f"interrupted; the videos scored so far are kept in {out_dir}: run again "
-                    "with the same --out to resume")
-    close_bars()
+    finally:
+        _close(bars)  # before a stop's line too
     summary["run"] = stats.to_dict()
     if engine == "ray":
         summary["run"].update(facts)
     summary_path = os.path.join(out_dir, "summary.json")
-    if bars and bars[0].total == 0:  # nothing left to score: the run that scored them stays
+    empty_share = share == [0]
+    if empty_share:  # more shards than videos (a job array): this one has nothing to do
+        click.echo(f"nothing to score: shard {shard} gets none of the list's {len(items)} "
+                   f"videos (more shards than videos); its results file in {out_dir} counts "
+                   "it as done for videomae-evaluate merge", err=True)
+    elif bars and bars[0].total == 0:  # nothing left to score: the run that scored them stays
         click.echo(f"nothing left to score: every video of the list has a result in {out_dir}",
                    err=True)
         summary["run"] = _previous_run(summary_path) or summary["run"]
     _write_summary(summary_path, summary)
+    if empty_share and summary["top1"] is None and not as_json:
+        return  # no score in the folder: nothing more to say than the line above
     _print_summary(summary, as_json, out_dir)
-    if summary["top1"] is None:  # every video failed (a wrong --root?): nothing was measured
-        raise click.exceptions.Exit(EXIT_BAD_INPUT)
+    if summary["top1"] is None and not empty_share:
+        raise click.exceptions.Exit(EXIT_BAD_INPUT)  # every video failed (a wrong --root?)
+
+
+def _close(bars) -> None:
+    """Close the progress bars, so that a line printed next is not drawn over."""
+    for bar in bars:
+        bar.close()
 
 
 def _previous_run(path: str) -> Optional[dict]:
@@ -321,18 +363,20 @@ def _print_summary(summary: dict, as_json: bool, where: str) -> None:
 @click.option("--verbose", is_flag=True, help="let TensorFlow's logs through")
 def merge_command(folders, out_path, as_json, verbose):
     """Merge the results of evaluate runs (shards) in FOLDERS into one top-1 / top-5."""
-    from tf_models.video.evaluate import EvaluateError, merge_results
-
-    try:
-        if out_path:
-            _check_summary_path(out_path)
-        summary = merge_results(folders)
-        if out_path:
-            _write_summary(out_path, summary)
-    except EvaluateError as error:
-        raise _fail(str(error))
-    except OSError as error:
-        raise _fail(f"{out_path}: cannot write the summary ({error.strerror or error})")
+    with stoppable(lambda: "nothing was written"):
+        prepare_environment(verbose)
+        with silenced_stderr(not verbose), framework_imports():
+            from tf_models.video.evaluate import EvaluateError, merge_results  # TensorFlow
+        try:
+            if out_path:
+                _check_summary_path(out_path)
+            summary = merge_results(folders)
+            if out_path:
+                _write_summary(out_path, summary)
+        except EvaluateError as error:
+            raise _fail(str(error))
+        except OSError as error:
+            raise _fail(f"{out_path}: cannot write the summary ({error.strerror or error})")
     _print_summary(summary, as_json, out_path or ", ".join(folders))
 
 
@@ -389,10 +433,38 @@ def extract_command(model_spec, list_path, root, out_dir, stride, views, dataset
     (segments, D) with --stride."""
     _check_engine(engine)
     _check_out_folder(out_dir)
+    begun = []  # scoring has begun: features may be in --out
+
+    def interrupted() -> str:
+        if not begun:
+            return "nothing was extracted or written"
+        return (f"the features written so far are kept in {out_dir}: run again with the same "
+                "--out to resume")
+    with stoppable(interrupted) as stop_if_signalled:
+        summary, sampling = _extract(model_spec, list_path, root, out_dir, stride, views,
+                                     dataset, workers, batch_size, quiet, verbose, engine,
+                                     ray_address, actors, gpus_per_actor, stop_if_signalled,
+                                     begun)
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        run = summary["run"]
+        click.echo(f"{summary['videos']} videos with features in {out_dir}, "
+                   f"{summary['failed']} failed ({sampling.label}); this run: {run['videos']} "
+                   f"videos, {run['videos_per_s']:.2f} videos/s, decoding "
+                   f"{run['decode_s']:.1f} s, the model {run['model_s']:.1f} s")
+    if summary["videos"] == 0:  # every video failed (a wrong --root?), as evaluate
+        raise click.exceptions.Exit(EXIT_BAD_INPUT)
+
+
+def _extract(model_spec, list_path, root, out_dir, stride, views, dataset, workers, batch_size,
+             quiet, verbose, engine, ray_address, actors, gpus_per_actor, stop_if_signalled,
+             begun):
+    """extract's work under its stop handlers: (summary, sampling)."""
     model = _load_model(model_spec, dataset, verbose, features=True, engine=engine)
+    stop_if_signalled()  # a stop swallowed while the model loaded
     from tqdm import tqdm
 
-    from tf_models.stopping import run_stoppably
     from tf_models.video.evaluate import EvaluateError
     from tf_models.video.extract import extract_list, read_video_list
     from tf_models.video.features import Sampling
@@ -421,46 +493,39 @@ def extract_command(model_spec, list_path, root, out_dir, stride, views, dataset
                          dynamic_ncols=True, desc=model.name))
 
     def on_error(message):
+        stop_if_signalled()  # a decoding error caused by a stop is the stop
         tqdm.write(f"error: {message}", file=sys.stderr)
 
     def on_note(message):
         tqdm.write(f"note: {message}", file=sys.stderr)
 
-    def work(stop_if_signalled):
-        def progress(count):
-            bars[0].update(count)
-            stop_if_signalled()  # a stop whose exception was swallowed (tf_models.stopping)
+    def progress(count):
+        bars[0].update(count)
+        stop_if_signalled()  # a stop whose exception was swallowed (tf_models.stopping)
+
+    begun.append(True)
+    try:
         if engine == "ray":
             from tf_models.video.ray_engine import extract_on_ray
 
-            return extract_on_ray(model, videos, root, out_dir, sampling,
-                                  batch_size=batch_size, actors=actors,
-                                  gpus_per_actor=gpus_per_actor, address=ray_address,
-                                  on_error=on_error, progress=progress, on_total=on_total,
-                                  verbose=verbose, on_note=on_note)
-        return extract_list(model, videos, root, out_dir, sampling, workers=workers,
-                            batch_size=batch_size, on_error=on_error, progress=progress,
-                            on_total=on_total)
-    try:  # SIGTERM / SIGINT: one line, exit 2, as videomae-convert
-        summary = run_stoppably(work)
+            summary = extract_on_ray(model, videos, root, out_dir, sampling,
+                                     batch_size=batch_size, actors=actors,
+                                     gpus_per_actor=gpus_per_actor, address=ray_address,
+                                     on_error=on_error, progress=progress, on_total=on_total,
+                                     verbose=verbose, on_note=on_note)
+        else:
+            summary = extract_list(model, videos, root, out_dir, sampling, workers=workers,
+                                   batch_size=batch_size, on_error=on_error,
+                                   progress=progress, on_total=on_total)
     except EvaluateError as error:
+        _close(bars)
         raise _fail(str(error))
     except OSError as error:
+        _close(bars)
         raise _fail(f"{out_dir}: cannot write features ({error.strerror or error})")
-    except KeyboardInterrupt:
-        raise _fail(f"interrupted; the features written so far are kept in {out_dir}: run "
-                    "again with the same --out to resume")
     finally:
-        for bar in bars:
-            bar.close()
-    if as_json:
-        click.echo(json.dumps(summary))
-        return
-    run = summary["run"]
-    click.echo(f"{summary['videos']} videos with features in {out_dir}, {summary['failed']} "
-               f"failed ({sampling.label}); this run: {run['videos']} videos, "
-               f"{run['videos_per_s']:.2f} videos/s, decoding {run['decode_s']:.1f} s, the "
-               f"model {run['model_s']:.1f} s")
+        _close(bars)  # before a stop's line too
+    return summary, sampling
 
 
 def predict_main():
@@ -473,9 +538,6 @@ def evaluate_main():
     """Entry point of ``videomae-evaluate`` (``videomae-evaluate merge ...`` merges)."""
     claim_process()
     if sys.argv[1:2] == ["merge"]:
-        prepare_environment("--verbose" in sys.argv)
-        with silenced_stderr("--verbose" not in sys.argv), framework_imports():
-            import tf_models.video.evaluate  # noqa: F401  (TensorFlow starts here)
         merge_command(args=sys.argv[2:], prog_name="videomae-evaluate merge")
     else:
         evaluate_command(prog_name="videomae-evaluate")

@@ -98,10 +98,15 @@ def read_list(path: str, num_classes: Optional[int] = None,
         if label < 0 or (num_classes is not None and label >= num_classes):
             raise EvaluateError(f"{path}:{number}: label {label} is outside 0..{num_classes - 1}"
                                 " of the model's classes")
-        if each_once and parts[0] in first_at:
+        # one video however its path is written ('a.mp4', './a.mp4', 'x/../a.mp4'): the file
+        # under --root that the run reads
+        key = os.path.normpath(parts[0])
+        if each_once and key in first_at:
+            first, written = first_at[key]
+            as_written = "" if written == parts[0] else f" as {written}"
             raise EvaluateError(f"{path}:{number}: {parts[0]} is listed again (first at line "
-                                f"{first_at[parts[0]]}); list each video once")
-        first_at[parts[0]] = number
+                                f"{first}{as_written}); list each video once")
+        first_at.setdefault(key, (number, parts[0]))
         items.append((parts[0], label))
     if not items:
         raise EvaluateError(f"{path}: the list holds no videos")
@@ -144,19 +149,25 @@ def results_path(out_dir: str, index: int = 1, count: int = 1) -> str:
 def read_results(path: str) -> Tuple[Optional[dict], Dict[str, dict], int]:
     """(header, {video: last record}, bytes of complete lines) of a results file.
 
-    A last line cut short by a kill is ignored (and overwritten when the run resumes).
-    """
+    A last line cut short by a kill (no newline) is ignored, and overwritten when the run
+    resumes; any other line that is not a JSON record is damage the run did not make, and an
+    EvaluateError naming it (a resume would otherwise drop every result after it)."""
     header, records, good = None, {}, 0
     with open(path, "rb") as handle:
         data = handle.read()
-    for raw in data.splitlines(keepends=True):
-        if not raw.endswith(b"\n"):
-            break
+    *complete, _ = data.split(b"\n")  # after the last newline: nothing, or a line cut short
+    for number, raw in enumerate(complete, 1):
         try:
             record = json.loads(raw)
         except ValueError:
-            break
-        good += len(raw)
+            record = None
+        if not isinstance(record, dict):
+            found = raw[:60].decode("utf-8", "replace")
+            raise EvaluateError(f"{path}:{number}: expected one JSON record per line, found "
+                                f"{found!r}; only a last line cut short (a killed run) is "
+                                "dropped: repair or remove it (a video whose line is removed "
+                                "is scored again)")
+        good += len(raw) + 1
         if header is None and "header" in record:
             header = record["header"]
         elif "video" in record:

@@ -21,7 +21,7 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 
 from ..artifacts.checksums import tree_sha256
-from ..artifacts.files import save_json
+from ..artifacts.files import replaced_when_written, save_json
 from .decode import MAX_PIXELS, VideoError
 from .evaluate import EvaluateError, RunStats, is_label, list_digest, read_list_lines
 from .features import Sampling, pooled_features, read_inputs, segment_clips
@@ -45,6 +45,9 @@ def read_video_list(path: str) -> List[str]:
         except EvaluateError as error:
             raise EvaluateError(f"{path}: {error}") from None
         other = written_by.setdefault(target, (video, number))
+        if other[0] != video and os.path.normpath(other[0]) == os.path.normpath(video):
+            raise EvaluateError(f"{path}:{number}: {video} names {other[0]} (line {other[1]}) "
+                                "another way; write each video's path one way")
         if other[0] != video:  # the same video twice is extracted once; two videos, no
             raise EvaluateError(f"{path}:{number}: {video} and {other[0]} (line {other[1]}) "
                                 f"would both write {target}; rename one")
@@ -57,7 +60,7 @@ def read_video_list(path: str) -> List[str]:
 def feature_path(out_dir: str, video: str) -> str:
     """Where the features of ``video`` (a path in the list) go: its path under OUT, ``.npy``."""
     relative = os.path.normpath(video).lstrip(os.sep)
-    if relative.startswith(".."):
+    if relative.split(os.sep)[0] == "..":  # a first folder '..' (a file '..foo.mp4' stays)
         raise EvaluateError(f"{video}: a list path may not leave --root; use paths below it")
     return os.path.join(out_dir, os.path.splitext(relative)[0] + ".npy")
 
@@ -105,12 +108,12 @@ def open_extract(out_dir: str, header: dict, videos: Sequence[str]) -> None:
 def save_features(path: str, features: np.ndarray) -> None:
     """Write ``features`` to ``path`` (.npy) atomically: a file that exists is complete."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    temporary = f"{path}.tmp{os.getpid()}"
-    with open(temporary, "wb") as handle:
-        np.save(handle, np.asarray(features, dtype=np.float32), allow_pickle=False)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    # removed if anything stops the write (a stop signal too): no half-written file is left
+    with replaced_when_written(f"{path}.tmp{os.getpid()}", path) as temporary:
+        with open(temporary, "wb") as handle:
+            np.save(handle, np.asarray(features, dtype=np.float32), allow_pickle=False)
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 def pending_videos(videos: Sequence[str], out_dir: str) -> List[str]:
