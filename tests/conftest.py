@@ -47,6 +47,10 @@ The slow tier (``--runslow`` / ``-m slow``), and why each test is there:
 - test_interrupt's SIGINT case: fast tier: the SIGTERM case (one handler raises both as
   KeyboardInterrupt; the same unwinding and cleanup). Likewise test_video's evaluate
   interrupt (tf_models.stopping's handler).
+- test_video::test_a_stop_while_the_model_loads_is_one_line_and_exit_two (evaluate, extract:
+  a child importing TensorFlow and loading the model, 10-20 s each); fast tier:
+  test_a_stop_while_tensorflow_imports_is_one_line_and_exit_two (the same handlers, in place
+  from the command's start, for all four video commands).
 - test_video::test_convert_entry_point_keeps_tensorflow_noise_off_the_terminal (a child
   conversion with --litert); fast tier: test_predict_cli_prints_only_json_and_no_framework_noise
   (the same silencing and noise list, in the predict entry point).

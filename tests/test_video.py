@@ -705,7 +705,10 @@ def test_a_stop_while_tensorflow_imports_is_one_line_and_exit_two(tmp_path, comm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["list.txt"]
 
 
-# predict loads as evaluate does (the same loader, under its own stoppable block)
+# predict loads as evaluate does (the same loader, under its own stoppable block); slow
+# tier (a child importing TensorFlow, 10-20 s each): the fast tier's stop while TensorFlow
+# imports covers the same handlers, in place from the command's start
+@pytest.mark.slow
 @pytest.mark.parametrize("command,signum", [("evaluate", signal.SIGINT),
                                             ("extract", signal.SIGTERM)])
 def test_a_stop_while_the_model_loads_is_one_line_and_exit_two(tiny_converted, tmp_path,
