@@ -368,6 +368,32 @@ def test_ray_refuses_actors_its_own_local_cluster_cannot_place(monkeypatch):
 
 
 @pytest.mark.slow  # a Ray instance; fast tier: the unreachable address above
+def test_ray_evaluate_whose_actors_cannot_load_the_model_is_one_line(ray_dataset,
+                                                                     ray_local_instance,
+                                                                     tmp_path):
+    """The model is not where the actors run (docs/RAY.md: it must be at the driver's path
+    there): one EvaluateError line with the cause and how to go on, not Ray's ActorDiedError
+    traceback (before: exit 1 through the command)."""
+    import shutil
+
+    from tf_models.video import load_video_model
+    from tf_models.video.evaluate import EvaluateError, read_list
+    from tf_models.video.ray_engine import evaluate_on_ray
+
+    root, listing, keras_path = ray_dataset
+    here = str(tmp_path / "model.keras")
+    shutil.copyfile(keras_path, here)
+    model = load_video_model(here)
+    os.remove(here)  # the driver has loaded it; the actors will not find it
+    with pytest.raises(EvaluateError) as caught:
+        evaluate_on_ray(model, read_list(listing, 400), root, str(tmp_path / "out"))
+    message = str(caught.value)
+    assert "\n" not in message, message
+    assert message.startswith("--engine ray: the cluster stopped the run (") and \
+        f"{here}: no such file" in message and "a rerun resumes" in message, message
+
+
+@pytest.mark.slow  # a Ray instance; fast tier: the unreachable address above
 def test_ray_notes_actors_a_cluster_it_joined_cannot_place_yet(ray_local_instance):
     """A cluster the run joins may be autoscaled: what it lacks is a note, and the run goes
     on (here only entered: the Ray tests above run the pipeline)."""

@@ -123,6 +123,40 @@ def ray_session(address: Optional[str] = None, verbose: bool = False, actors: in
         ray.shutdown()
 
 
+@contextlib.contextmanager
+def cluster_failures(written: set):
+    """A run the cluster gave up on (an actor that died in its creation, a task Ray stopped
+    retrying, a lost node): one EvaluateError line with the cause, saying what was written and
+    that a rerun resumes, instead of Ray's traceback. Ray's task errors also subclass the
+    original exception's type, so nothing else may catch them first (an OSError of a worker
+    would read as the driver's own)."""
+    from ray.exceptions import RayError
+
+    try:
+        yield
+    except RayError as error:
+        raise EvaluateError(f"--engine ray: the cluster stopped the run ({_cause(error)}); "
+                            f"{len(written)} videos were done and kept, a rerun resumes from "
+                            f"there") from None
+
+
+def _cause(error: BaseException) -> str:
+    """The innermost error Ray reports, as ``Type: first line`` (its own text is a traceback
+    of the worker, many lines)."""
+    from ray.exceptions import RayError
+
+    seen = 0
+    while isinstance(error, RayError) and getattr(error, "cause", None) is not None \
+            and seen < 10:
+        error, seen = error.cause, seen + 1
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if isinstance(error, RayError):  # no cause attached: its text ends with the worker's
+        text = lines[-1] if lines else type(error).__name__
+    else:
+        text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    return text[:300]
+
+
 def hide_accelerators() -> None:
     """Keep TensorFlow in this process (the driver, which reads only the model's facts) off
     the GPUs, so the model actors on this node find their memory free."""
@@ -299,7 +333,8 @@ def evaluate_on_ray(model, items: Sequence[Tuple[str, int]], root: str, out_dir:
     clock = _Clock()
     try:
         if todo:
-            with ray_session(address, verbose, actors, gpus_per_actor, on_note):
+            with ray_session(address, verbose, actors, gpus_per_actor, on_note), \
+                    cluster_failures(written):
                 for row in stream_outputs(todo, root, _spec_for_cluster(spec or model.source),
                                           model.dataset, "logits", sampling, batch_size,
                                           actors, gpus_per_actor, protocol.num_views,
@@ -356,7 +391,8 @@ def extract_on_ray(model, videos: Sequence[str], root: str, out_dir: str, sampli
     clock = _Clock()
     try:
         if todo:
-            with ray_session(address, verbose, actors, gpus_per_actor, on_note):
+            with ray_session(address, verbose, actors, gpus_per_actor, on_note), \
+                    cluster_failures(written):
                 for row in stream_outputs([(v, 0) for v in todo], root,
                                           _spec_for_cluster(spec or model.source),
                                           model.dataset, "features", sampling, batch_size,
