@@ -649,7 +649,9 @@ loaders.{loader} = load_then_wait
 _MAINS = {"predict": "videomae_cli.video:predict_main",
           "evaluate": "videomae_cli.video:evaluate_main",
           "extract": "videomae_cli.video:extract_main",
-          "reconstruct": "videomae_cli.convert:reconstruct_main"}
+          "reconstruct": "videomae_cli.convert:reconstruct_main",
+          "convert": "videomae_cli.convert:convert_main",
+          "export": "videomae_cli.export:export_main"}
 
 
 def _stop_at_marker(command, prelude, args, signum):
@@ -687,6 +689,9 @@ def _command_args(command, model, tmp_path):
                      str(out), "-q"], "nothing was extracted or written"),
         "reconstruct": (["--model", model, "--clip", str(tmp_path / "clip.npy"), "--out",
                          str(out) + ".png"], f"{out}.png was not written"),
+        "convert": (["--synthetic", "--size", "T", "--out", str(out), "-q"],
+                    "nothing was converted"),
+        "export": (["--model", model, "--out", str(out), "-q"], "nothing was exported"),
     }[command]
 
 
@@ -698,6 +703,20 @@ def test_a_stop_while_tensorflow_imports_is_one_line_and_exit_two(tmp_path, comm
     """Ctrl-C or SIGTERM while the command imports TensorFlow (seconds of a short run): one
     ``error: interrupted`` line, exit 2, nothing written (before: click's "Aborted!" with
     exit 1, or killed by SIGTERM with no line, -15)."""
+    args, said = _command_args(command, str(tmp_path / "model.keras"), tmp_path)
+    returncode, stderr = _stop_at_marker(command, _BLOCK_IMPORT, args, signum)
+    assert returncode == 2, stderr
+    assert stderr.splitlines() == [f"error: interrupted; {said}"], stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["list.txt"]
+
+
+@pytest.mark.parametrize("command,signum", [("convert", signal.SIGINT),
+                                            ("export", signal.SIGTERM)])
+def test_a_stop_while_the_converters_frameworks_import_is_one_line_and_exit_two(
+        tmp_path, command, signum):
+    """The same for ``videomae-convert`` and ``-export``, whose torch and TensorFlow imports
+    take seconds before their conversion's own handlers are in place (before: "Aborted!",
+    exit 1, or -15 with no line)."""
     args, said = _command_args(command, str(tmp_path / "model.keras"), tmp_path)
     returncode, stderr = _stop_at_marker(command, _BLOCK_IMPORT, args, signum)
     assert returncode == 2, stderr

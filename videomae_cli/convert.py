@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import click
 
-from .exits import OneLineCommand
+from .exits import OneLineCommand, stoppable
 from .lifetime import claim_process, framework_imports
 from .quiet import load_stdlib_leaf, prepare_environment, silenced_stderr
 from .zoo_table import zoo_table
@@ -28,9 +28,12 @@ def _run(**options):
             click.echo(line)
         return None
     verbose = options["verbose"]
-    prepare_environment(verbose, tensorflow_only="videomae-convert")
-    with silenced_stderr(not verbose), framework_imports():
-        from converter import cli
+    # a stop while torch and TensorFlow import (seconds) is one line too; the conversion then
+    # runs under converter.cli's own handlers
+    with stoppable(lambda: "nothing was converted"):
+        prepare_environment(verbose, tensorflow_only="videomae-convert")
+        with silenced_stderr(not verbose), framework_imports():
+            from converter import cli
     return cli.run(**options)
 
 

@@ -18,7 +18,7 @@ import json
 
 import click
 
-from .exits import EXIT_CHECK_FAILED, command, fail as _fail
+from .exits import EXIT_CHECK_FAILED, command, fail as _fail, stoppable
 from .lifetime import claim_process, framework_imports
 from .quiet import prepare_environment, silenced_stderr
 
@@ -55,11 +55,12 @@ def export_command(model_spec, out_dir, name, litert, litert_quantize, kerashub_
                    clips, seed, force, as_json, quiet, verbose):
     """Export a (fine-tuned) VideoMAE classifier as checked SavedModel, Keras, LiteRT and
     keras-hub artifacts, as videomae-convert exports a converted one."""
-    prepare_environment(verbose, tensorflow_only="videomae-export")
-    with silenced_stderr(not verbose), framework_imports():
-        from converter.errors import ConversionError, ParityError
-        from converter.keras_export import export_model
-        from tf_models.stopping import run_stoppably
+    with stoppable(lambda: "nothing was exported"):  # a stop while the frameworks import
+        prepare_environment(verbose, tensorflow_only="videomae-export")
+        with silenced_stderr(not verbose), framework_imports():
+            from converter.errors import ConversionError, ParityError
+            from converter.keras_export import export_model
+            from tf_models.stopping import run_stoppably
 
     try:  # SIGTERM / SIGINT stop it as they stop videomae-convert: one line, nothing left
         result = run_stoppably(lambda on_phase: export_model(
