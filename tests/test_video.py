@@ -880,6 +880,23 @@ def test_a_damaged_results_line_is_refused_and_only_a_torn_last_line_dropped(tmp
         assert path.read_bytes() == before
 
 
+def test_extract_summary_survives_a_damaged_failures_line(tmp_path):
+    """``failed.jsonl`` only gives the summary its messages: a damaged line in the middle
+    loses that video's message, not the summary (before: a JSONDecodeError traceback)."""
+    from tf_models.video.evaluate import RunStats
+    from tf_models.video.extract import FAILED_NAME, extract_summary, record_failure
+
+    record_failure(str(tmp_path), "a.mp4", "a.mp4: not a video")
+    with open(tmp_path / FAILED_NAME, "a") as handle:
+        handle.write('{"video": "b.mp4", "err\n[1, 2]\n')
+    record_failure(str(tmp_path), "c.mp4", "c.mp4: truncated")
+    summary = extract_summary(["a.mp4", "b.mp4", "c.mp4"], str(tmp_path), RunStats())
+    assert summary["failed_videos"] == [
+        {"video": "a.mp4", "error": "a.mp4: not a video"},
+        {"video": "b.mp4", "error": "not extracted yet"},
+        {"video": "c.mp4", "error": "c.mp4: truncated"}]
+
+
 def test_evaluate_refuses_to_resume_with_another_model_of_the_same_name(single_run,
                                                                       labelled_list,
                                                                       tiny_models, tmp_path):

@@ -143,9 +143,12 @@ def extract_summary(videos: Sequence[str], out_dir: str, stats: RunStats) -> dic
     if os.path.exists(failed_path):
         with open(failed_path, encoding="utf-8") as handle:
             for line in handle:
-                if line.endswith("\n"):
-                    record = json.loads(line)
-                    errors[record["video"]] = record["error"]
+                try:  # only the messages of the summary: a damaged line loses its message
+                    record = json.loads(line) if line.endswith("\n") else None
+                except ValueError:
+                    record = None
+                if isinstance(record, dict) and isinstance(record.get("video"), str):
+                    errors[record["video"]] = str(record.get("error"))
     return {"videos": len(dict.fromkeys(videos)) - len(missing), "failed": len(missing),
             "failed_videos": [{"video": v, "error": errors.get(v, "not extracted yet")}
                               for v in missing],
