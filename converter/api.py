@@ -347,31 +347,46 @@ def _record(entry: Entry, source: SourceRecord, parity: ParityReport, notes, ref
 
 
 def _read_checked(entry: Entry, checkpoint: str, synthetic_seed: Optional[int]):
-    """Read ``checkpoint`` for ``entry`` and check every tensor against it before any
-    framework touches one. Returns (source record, the torch side's tensors, the mapping's
-    prepared tensors, notes, the checkpoint's memory pages)."""
+    """Read ``checkpoint`` for ``entry``, every tensor checked against it (``_check_source``)
+    before the reader reads a value or any framework touches one. Returns (source record, the
+    torch side's tensors, the mapping's prepared tensors, notes, the checkpoint's memory
+    pages)."""
     mappings_before = file_mappings()
-    loaded = read_checkpoint(checkpoint)
+    settled: List[str] = []
+    loaded = read_checkpoint(
+        checkpoint, check=lambda state: _check_source(entry, state, checkpoint, settled))
     pages = MappedPages(mappings_before, file_mappings(), checkpoint)
-    # against the upstream file's own entry (a mapped head's file holds the source head)
-    check_fits(entry.upstream, loaded.state_dict, checkpoint, encoder_only=entry.encoder_only)
     source = SourceRecord(sha256=loaded.sha256,
                           path=None if synthetic_seed is not None
                           else os.path.abspath(checkpoint),
                           synthetic_seed=synthetic_seed, layout=loaded.layout,
                           container_key=loaded.container_key, dtypes=loaded.source_dtypes)
-    notes = list(loaded.notes)
-    # a stored copy of the sinusoid table is checked and dropped for both sides
-    drop_position_table(loaded.state_dict, notes)
+    notes = list(loaded.notes) + settled
     take_head_rows(entry, loaded.state_dict, notes)
     torch_state, map_state = kind_of(entry).split_state(entry, loaded.state_dict)
     del loaded
-    # every name, shape and dtype against the entry, all problems in one line, before torch
-    # loads a tensor or a pre-pass combines two
-    check_source_tensors(tensor_specs(torch_state), expected_source_shapes(entry), checkpoint)
     # the pre-passes run before anything heavy; the torch reference then runs before the
     # Keras model exists, because TensorFlow keeps the memory it once held for itself
     return source, torch_state, prepare_state_dict(map_state), notes, pages
+
+
+def _check_source(entry: Entry, state_dict, checkpoint: str, notes: List[str]) -> None:
+    """Every name, shape and dtype of the checkpoint's tensors against ``entry``, all
+    problems in one line, from their metadata: before the reader upcasts or scans a value,
+    torch loads a tensor or a pre-pass combines two, so a file of another model, an edited
+    one or one declaring huge tensors stops here. Only a stored sinusoid table is read
+    (``drop_position_table`` drops it, noting so, when it is upstream's)."""
+    import torch
+
+    # against the upstream file's own entry (a mapped head's file holds the source head)
+    check_fits(entry.upstream, state_dict, checkpoint, encoder_only=entry.encoder_only)
+    drop_position_table(state_dict, notes)
+    # what the torch side will load, as shapes: the head's rows taken, the kind's split made
+    shapes = {name: torch.empty(t.shape, dtype=t.dtype, device="meta")
+              for name, t in state_dict.items()}
+    take_head_rows(entry, shapes, [])
+    torch_state, _ = kind_of(entry).split_state(entry, shapes)
+    check_source_tensors(tensor_specs(torch_state), expected_source_shapes(entry), checkpoint)
 
 
 def _existing(out_dir: str, entry: Entry, checkpoint: Optional[str], synthetic: bool,

@@ -89,6 +89,12 @@ def match_checkpoints(folder: str, entries: List[Entry],
             if unreadable is not None:
                 unreadable.append(str(error))
             continue
+        except Exception as error:  # whatever else a hostile file raises: one file, not the run
+            if unreadable is not None:
+                lines = str(error).strip().splitlines()
+                unreadable.append(f"{path}: not a readable checkpoint ({type(error).__name__}"
+                                  f"{': ' + lines[0] if lines else ''})")
+            continue
         for entry in _entries_for(info, wanted.values(), path):
             if entry.name in found:
                 raise ConversionError(f"{path}: also matches {entry.name}, already matched by "

@@ -9,6 +9,9 @@ shapes and dtypes as meta tensors without reading tensor data, for fit checks an
 Checkpoints come from the internet, so pickles are only ever read with
 ``torch.load(weights_only=True)``; the one class upstream files pickle besides tensors and
 plain containers, ``argparse.Namespace`` (the training ``args``), is allow-listed, nothing else.
+What the unpickler accepts is then checked from metadata before any value is read: zip members
+stored as ``torch.save`` writes them (``_check_zip_members``), every tensor a plain one within
+its own storage (``check_tensors``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import re
 import struct
 import zipfile
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -67,7 +70,9 @@ def read_pickle_safely(path: str):
         raise CheckpointError(f"{path}: file is empty")
     # the zip format can be memory-mapped, so tensors are read from disk as they are used
     mmap = zipfile.is_zipfile(path)
-    if not mmap:
+    if mmap:
+        _check_zip_members(path)
+    else:
         with open(path, "rb") as handle:
             head = handle.read(2)
         if head == b"PK":
@@ -95,6 +100,37 @@ def read_pickle_safely(path: str):
                                   f"read it ({reason}); nothing in it was run") from None
         reason = text.strip().splitlines()[0] if text.strip() else type(error).__name__
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
+
+
+# The most pickle a zip checkpoint's data.pkl may hold: it names the tensors and their shapes
+# (the tensors are records of their own), a few MB for the largest upstream file with its
+# optimizer state; torch reads it whole into memory.
+MAX_PICKLE_BYTES = 256 << 20
+
+
+def _check_zip_members(path: str) -> None:
+    """Refuse, from the zip directory alone, what ``torch.save`` never writes: a compressed
+    member (memory-mapped, its compressed bytes would be read as tensor values) and a pickle
+    too large to be a checkpoint's (read whole into memory, a zip bomb's way in)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as error:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (a damaged zip "
+                              f"archive: {error}; download it again)") from None
+    for member in members:
+        if member.compress_type != zipfile.ZIP_STORED or member.flag_bits & 0x1:
+            how = (f"compressed (zip method {member.compress_type})"
+                   if member.compress_type != zipfile.ZIP_STORED else "encrypted")
+            raise CheckpointError(
+                f"{path}: member {member.filename} is {how}, expected every member stored "
+                f"as torch.save writes them: the file was re-packed; use the original "
+                f"download or save it again with torch.save")
+        if member.filename.endswith("data.pkl") and member.file_size > MAX_PICKLE_BYTES:
+            raise CheckpointError(
+                f"{path}: {member.filename} declares {member.file_size} bytes of pickle, "
+                f"expected at most {MAX_PICKLE_BYTES >> 20} MiB (a checkpoint's pickle holds "
+                f"names and shapes, not tensors): not a checkpoint torch.save wrote")
 
 
 # Globals torch's weights-only unpickler accepts in ordinary checkpoints (module prefixes).
@@ -152,6 +188,64 @@ def find_state_dict(obj, path: str):
                           f"is not one (keys: {keys})")
 
 
+# dtypes a checkpoint's tensor may have: the floating-point ones weights are stored in (upcast
+# to fp32) and the plain integer, bool and complex ones, which the converter's name, shape and
+# dtype check reports with every other problem; any other (quantized, float8, ...) is refused
+READABLE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64,
+                   torch.complex64, torch.complex128, torch.int8, torch.int16, torch.int32,
+                   torch.int64, torch.uint8, torch.bool)
+
+
+def check_tensors(state_dict: Dict[str, torch.Tensor], path: str) -> None:
+    """Every key a string and every value a plain dense CPU tensor of a readable dtype that
+    lies within its own storage, judged from metadata alone: no tensor value is read.
+
+    ``torch.load`` rebuilds a tensor from the size, stride and offset the pickle declares and
+    checks only the furthest element it reaches; a stride of 0 lets a 4-byte storage declare
+    billions of elements, which the first read (a NaN scan, an upcast) would allocate. A
+    tensor ``torch.save`` wrote holds no more elements than its storage from its offset.
+    """
+    for name, tensor in state_dict.items():
+        if not isinstance(name, str):
+            raise CheckpointError(f"{path}: state dict key {name!r} is {_a(name)}, expected "
+                                  f"tensor names (strings): not a model's state dict")
+        problem = _tensor_problem(tensor)
+        if problem:
+            raise CheckpointError(f"{path}: entry {name} {problem}")
+
+
+def _a(value) -> str:
+    """'a float', 'an int': the type of ``value`` in words."""
+    name = type(value).__name__
+    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
+
+
+def _tensor_problem(tensor) -> Optional[str]:
+    """Why ``tensor`` cannot be read as a weight (from its metadata), or None."""
+    if not isinstance(tensor, torch.Tensor):
+        return f"is {_a(tensor)}, not a tensor"
+    if tensor.is_nested:
+        return "is a nested tensor, expected a plain (dense) tensor"
+    if tensor.layout != torch.strided:
+        return f"is a {str(tensor.layout).replace('torch.', '')} tensor, expected a dense one"
+    if tensor.device.type != "cpu":  # meta: a shape with no values in the file
+        return f"is a {tensor.device.type} tensor with no data in the file, expected values"
+    if tensor.dtype not in READABLE_DTYPES:
+        return (f"has dtype {str(tensor.dtype).replace('torch.', '')}, expected float16, "
+                f"bfloat16, float32 or float64")
+    shape, strides = tuple(tensor.shape), tensor.stride()
+    offset, numel = tensor.storage_offset(), tensor.numel()
+    capacity = tensor.untyped_storage().nbytes() // tensor.element_size()
+    reach = offset + sum((n - 1) * s for n, s in zip(shape, strides)) + 1
+    if numel and (min(strides, default=0) < 0 or reach > capacity
+                  or offset + numel > capacity):
+        return (f"declares shape {shape} ({numel} elements, strides {strides}, offset "
+                f"{offset}) over a storage of {capacity} element(s), expected a tensor within "
+                f"its storage as torch.save writes one: the file is damaged or crafted; "
+                f"download it again from its source")
+    return None
+
+
 def strip_wrapper_prefixes(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """Drop prefixes that every key shares and that wrappers add (``module.``, ``_orig_mod.``)."""
     changed = True
@@ -166,15 +260,12 @@ def strip_wrapper_prefixes(state_dict: Dict[str, torch.Tensor]) -> Dict[str, tor
 
 def upcast_checked(state_dict: Dict[str, torch.Tensor], path: str
                    ) -> Tuple[Dict[str, torch.Tensor], List[str], List[str]]:
-    """Every entry a tensor, floats upcast to fp32 and finite; returns (tensors, dtypes, notes)."""
-    dtypes = sorted({str(t.dtype).replace("torch.", "") for t in state_dict.values()
-                     if isinstance(t, torch.Tensor)})
+    """Floats upcast to fp32 and finite; returns (tensors, dtypes, notes). Reads every value:
+    the tensors must have passed ``check_tensors``."""
+    dtypes = sorted({str(t.dtype).replace("torch.", "") for t in state_dict.values()})
     converted: Dict[str, torch.Tensor] = {}
     notes = []
     for name, tensor in state_dict.items():
-        if not isinstance(tensor, torch.Tensor):
-            raise CheckpointError(f"{path}: entry {name} is a {type(tensor).__name__}, "
-                                  f"not a tensor")
         if tensor.is_floating_point() and tensor.dtype != torch.float32:
             tensor = tensor.float()  # fp16 / bf16 DeepSpeed weights upcast exactly
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
@@ -282,6 +373,9 @@ def read_json(path: str) -> dict:
             data = json.load(handle)
     except (OSError, ValueError) as error:
         raise CheckpointError(f"{path}: not a readable JSON file ({error})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: not a readable JSON file (nested too deeply), expected "
+                              f"a config or index a few levels deep") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: holds a {type(data).__name__}, expected an object")
     return data
@@ -292,17 +386,19 @@ def _read_weights_file(path: str, shapes_only: bool = False
     """(state dict, container key) of one weights file, safetensors or a pickle read safely;
     with ``shapes_only`` meta tensors (see ``describe``)."""
     if is_safetensors_file(path):
-        return (safetensors_shapes(path) if shapes_only else read_safetensors(path)), None
+        if shapes_only:
+            return safetensors_shapes(path), None
+        state_dict = read_safetensors(path)
+        check_tensors(state_dict, path)
+        return state_dict, None
     state_dict, key = find_state_dict(read_pickle_safely(path), path)
-    return (_on_meta(state_dict, path) if shapes_only else state_dict), key
+    check_tensors(state_dict, path)
+    return (_on_meta(state_dict) if shapes_only else state_dict), key
 
 
 def _read_sharded(index_path: str, shapes_only: bool = False) -> Dict[str, torch.Tensor]:
     """A transformers sharded checkpoint: the index names a file per tensor."""
-    index = read_json(index_path)
-    weight_map = index.get("weight_map")
-    if not isinstance(weight_map, dict) or not weight_map:
-        raise CheckpointError(f"{index_path}: no weight_map in the shard index")
+    weight_map = read_weight_map(index_path)
     state_dict: Dict[str, torch.Tensor] = {}
     for shard_path in _shard_paths(index_path, weight_map):
         part, _ = _read_weights_file(shard_path, shapes_only)
@@ -312,6 +408,19 @@ def _read_sharded(index_path: str, shapes_only: bool = False) -> Dict[str, torch
         raise CheckpointError(f"{index_path}: {len(missing)} tensor(s) named in the index are in "
                               f"no shard: {', '.join(missing[:8])}")
     return state_dict
+
+
+def read_weight_map(index_path: str) -> Dict[str, str]:
+    """A shard index's ``weight_map``: tensor name -> shard file name, both strings."""
+    weight_map = read_json(index_path).get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise CheckpointError(f"{index_path}: no weight_map in the shard index")
+    for name, shard in weight_map.items():
+        if not isinstance(shard, str):
+            raise CheckpointError(f"{index_path}: weight_map maps {name} to {shard!r} "
+                                  f"({_a(shard)}), expected a shard file name: the index is "
+                                  f"damaged, download it again")
+    return weight_map
 
 
 def _shard_paths(index_path: str, weight_map: Dict[str, str]) -> List[str]:
@@ -339,10 +448,7 @@ def checkpoint_sha256(path: str) -> str:
         raise CheckpointError(f"{path}: no such file or folder")
     weights = _pick_weights(path)[0] if os.path.isdir(path) else path
     if weights.endswith(".index.json"):
-        weight_map = read_json(weights).get("weight_map")
-        if not isinstance(weight_map, dict) or not weight_map:
-            raise CheckpointError(f"{weights}: no weight_map in the shard index")
-        return _shards_sha256(weights, weight_map)
+        return _shards_sha256(weights, read_weight_map(weights))
     return sha256_file(weights)
 
 
@@ -359,7 +465,8 @@ def _pick_weights(folder: str) -> Tuple[str, List[str]]:
     return os.path.join(folder, present[0]), notes
 
 
-def read_checkpoint(path: str) -> Checkpoint:
+def read_checkpoint(path: str, check: Optional[Callable[[Dict[str, torch.Tensor]], None]] = None
+                    ) -> Checkpoint:
     """Read a checkpoint in any supported form: upstream names, fp32, every value checked.
 
     - an upstream ``.pth`` (state dict under ``model``, ``module`` or at the top level;
@@ -370,14 +477,22 @@ def read_checkpoint(path: str) -> Checkpoint:
 
     transformers-format tensors are renamed to upstream names (``layout='transformers'``);
     ``encoder.`` prefixes are kept (see ``strip_encoder_prefix``). One-line CheckpointErrors.
+
+    Every tensor is checked from its metadata (``check_tensors``) as it is read; ``check``,
+    when given, is then called with the state dict (upstream names, dtypes as stored) before
+    any value is read for the upcast and the NaN scan: the caller's own check of names and
+    shapes against what it expects, so a file of another model (or one that declares huge
+    tensors) stops there. It may delete entries it has settled.
     """
     path = os.fspath(path)
     weights, state_dict, key, notes = _read_names(path, shapes_only=False)
     if weights.endswith(".index.json"):
-        digest = _shards_sha256(weights, read_json(weights)["weight_map"])
+        digest = _shards_sha256(weights, read_weight_map(weights))
     else:
         digest = sha256_file(weights)
     state_dict, layout = _upstream_names(state_dict, path, weights, notes)
+    if check is not None:
+        check(state_dict)
     converted, dtypes, upcast = upcast_checked(state_dict, weights)
     return Checkpoint(path=path, sha256=digest, state_dict=converted, container_key=key,
                       source_dtypes=dtypes, notes=notes + upcast, layout=layout)
@@ -418,12 +533,26 @@ def _read_names(path: str, shapes_only: bool):
     return weights, strip_wrapper_prefixes(state_dict), key, notes
 
 
-def hub_v2_config(path: str) -> Optional[dict]:
-    """The ``config.json`` beside ``path`` (a folder or a file in one) when it is a VideoMAE V2
-    Hub repository's (``model_type`` ``VideoMAEv2_*``), else None."""
-    folder = path if os.path.isdir(path) else os.path.dirname(path)
+def repository_config(path: str) -> Optional[str]:
+    """The ``config.json`` that comes with ``path``: a folder's own, or the one beside a
+    weights file under a Hub repository's name (``model.safetensors``, ``pytorch_model.bin``,
+    a shard index); None for any other file, whose folder (a downloads folder, a training
+    run's) may hold another tool's config.json, and when there is none."""
+    if os.path.isdir(path):
+        folder = path
+    elif os.path.basename(path) in TRANSFORMERS_WEIGHTS or path.endswith(".index.json"):
+        folder = os.path.dirname(path)
+    else:
+        return None
     config_path = os.path.join(folder, "config.json")
-    if not os.path.isfile(config_path):
+    return config_path if os.path.isfile(config_path) else None
+
+
+def hub_v2_config(path: str) -> Optional[dict]:
+    """The ``config.json`` of ``path`` (``repository_config``) when it is a VideoMAE V2 Hub
+    repository's (``model_type`` ``VideoMAEv2_*``), else None."""
+    config_path = repository_config(path)
+    if config_path is None:
         return None
     config = read_json(config_path)
     if not str(config.get("model_type", "")).startswith(HUB_V2_MODEL_TYPE):
@@ -432,6 +561,18 @@ def hub_v2_config(path: str) -> Optional[dict]:
         raise CheckpointError(f"{config_path}: model_type {config['model_type']} but no "
                               f"model_config object (expected upstream's VisionTransformer "
                               f"arguments nested there)")
+    return config
+
+
+def read_transformers_config(config_path: str) -> dict:
+    """A transformers ``config.json``, with the keys the renaming reads of the right types."""
+    from tf_models.transformers_names import config_problems
+
+    config = read_json(config_path)
+    problems = config_problems(config)
+    if problems:
+        raise CheckpointError(f"{config_path}: {'; '.join(problems)}: not a transformers "
+                              f"VideoMAE config as saved; fix or remove it")
     return config
 
 
@@ -458,20 +599,15 @@ def _upstream_names(state_dict: Dict[str, torch.Tensor], path: str, weights: str
         return {k[len(HUB_V2_PREFIX):]: v for k, v in state_dict.items()}, "upstream"
     if not is_hf_state_dict(state_dict):
         return state_dict, "upstream"
-    folder = path if os.path.isdir(path) else os.path.dirname(path)
-    config_path = os.path.join(folder, "config.json")
-    config = read_json(config_path) if os.path.isfile(config_path) else None
+    config_path = repository_config(path)
+    config = read_transformers_config(config_path) if config_path else None
     state_dict, renamed = hf_to_upstream(state_dict, config, path=weights)
     notes.extend(renamed)
     return state_dict, "transformers"
 
 
-def _on_meta(state_dict, path: str) -> Dict[str, torch.Tensor]:
-    """Each tensor as a meta tensor of its shape and dtype (no data is read)."""
-    meta = {}
-    for name, tensor in state_dict.items():
-        if not isinstance(tensor, torch.Tensor):
-            raise CheckpointError(f"{path}: entry {name} is a {type(tensor).__name__}, "
-                                  f"not a tensor")
-        meta[name] = torch.empty(tensor.shape, dtype=tensor.dtype, device="meta")
-    return meta
+def _on_meta(state_dict) -> Dict[str, torch.Tensor]:
+    """Each tensor (checked by ``check_tensors``) as a meta tensor of its shape and dtype (no
+    data is read)."""
+    return {name: torch.empty(tensor.shape, dtype=tensor.dtype, device="meta")
+            for name, tensor in state_dict.items()}

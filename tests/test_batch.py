@@ -119,6 +119,35 @@ def test_checkpoints_are_matched_by_content_not_file_name(tmp_path, tiny_ft_entr
                                                             str(folder / "notes.pth")]
 
 
+def test_a_file_whose_reading_raises_anything_matches_nothing_and_the_rest_match(
+        tmp_path, tiny_ft_entries, monkeypatch):
+    """A hostile file (keys that are not strings) or any exception a reader lets through
+    costs its own match, never the whole --all run."""
+    import converter.checkpoint as checkpoint
+
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    k400 = write_synthetic_checkpoint(get_entry(TINY_FT), str(folder / "k400.pth"), seed=0)
+    torch.save({"model": {1: torch.zeros(2)}}, str(folder / "int_key.pth"))
+    torch.save({"model": {"w": torch.zeros(2)}}, str(folder / "odd.pth"))
+    describe = checkpoint.describe
+
+    def crashing(path):
+        if path.endswith("odd.pth"):
+            raise RuntimeError("a reader bug\nsecond line")
+        return describe(path)
+
+    monkeypatch.setattr(checkpoint, "describe", crashing)
+    unreadable = []
+    found = match_checkpoints(str(folder), tiny_ft_entries, unreadable)
+    assert found == {TINY_FT: k400}
+    assert len(unreadable) == 2 and all("\n" not in line for line in unreadable)
+    assert unreadable[0].startswith(str(folder / "int_key.pth"))
+    assert "key 1 is an int" in unreadable[0]
+    assert unreadable[1] == f"{folder / 'odd.pth'}: not a readable checkpoint (RuntimeError: " \
+                            f"a reader bug)"
+
+
 def test_two_files_for_one_entry_is_an_error_naming_both(tmp_path, tiny_ft_entries):
     folder = tmp_path / "ckpts"
     folder.mkdir()

@@ -335,3 +335,216 @@ def test_mapped_pages_hand_back_only_the_checkpoint_and_lose_nothing(tmp_path):
     assert pages.released < (1 << 22) + 4096
     pages.release_all()  # every page of the file's mapping: still the same values
     assert torch.equal(state["w"], expected) and torch.equal(state["b"], torch.ones(3))
+
+
+# --- tensors checked from their metadata before any value is read ---------------------------
+
+class _Storage:
+    """A storage record of a hand-written zip checkpoint: its key and declared elements."""
+
+    def __init__(self, key, numel):
+        self.key, self.numel = key, numel
+
+
+class _View:
+    """Pickles as torch's own rebuild of a tensor: a storage, offset, size and stride, as the
+    file declares them (torch checks only the furthest element they reach)."""
+
+    def __init__(self, storage, offset, size, stride):
+        self.args = (storage, offset, tuple(size), tuple(stride), False, {})
+
+    def __reduce__(self):
+        return (torch._utils._rebuild_tensor_v2, self.args)
+
+
+class _CheckpointPickler(pickle.Pickler):
+    def persistent_id(self, obj):
+        if isinstance(obj, _Storage):
+            return ("storage", torch.FloatStorage, obj.key, "cpu", obj.numel)
+        return None
+
+
+def _write_zip_checkpoint(path, obj, records):
+    """A zip checkpoint laid out as torch.save lays one out, with ``records`` (key -> bytes)
+    as its storages: for tensors torch.save itself would never write."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    _CheckpointPickler(buffer, protocol=2).dump(obj)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("archive/data.pkl", buffer.getvalue())
+        archive.writestr("archive/byteorder", "little")
+        for key, data in records.items():
+            archive.writestr(f"archive/data/{key}", data)
+        archive.writestr("archive/version", "3\n")
+    return str(path)
+
+
+def _stride_zero_file(tmp_path, numel):
+    """One float stored; ``w`` declares ``numel`` elements over it with stride 0."""
+    import struct
+
+    storage = _Storage("0", 1)
+    return _write_zip_checkpoint(tmp_path / "stride0.pth",
+                                 {"model": {"w": _View(storage, 0, (numel,), (0,))}},
+                                 {"0": struct.pack("<f", 1.0)})
+
+
+@pytest.fixture
+def no_value_read(monkeypatch):
+    """Fails the test if the reader reads a tensor's values (its upcast and NaN scan)."""
+    import converter.checkpoint as checkpoint
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a tensor's values were read")
+
+    monkeypatch.setattr(checkpoint, "upcast_checked", refuse)
+
+
+def test_stride_zero_tensor_larger_than_its_storage_is_refused_before_its_values_are_read(
+        tmp_path, no_value_read):
+    # 1M elements (4 MB) over one stored float: before, the NaN scan read all of them; the
+    # same trick at 2**40 elements ate the machine
+    path = _stride_zero_file(tmp_path, 1 << 20)
+    with pytest.raises(CheckpointError) as caught:
+        read_checkpoint(path)
+    message = _one_line(caught.value)
+    assert message.startswith(path) and "entry w declares shape (1048576,)" in message
+    assert "storage of 1 element" in message and "damaged or crafted" in message
+    assert caught.value.exit_code == 2
+
+
+def test_a_huge_declared_tensor_is_refused_by_describe_too(tmp_path):
+    from converter.checkpoint import describe
+
+    path = _stride_zero_file(tmp_path, 1 << 40)  # describe never reads values, old or new
+    with pytest.raises(CheckpointError, match=r"entry w declares shape \(1099511627776,\)"):
+        describe(path)
+
+
+def test_genuine_views_into_a_shared_storage_still_load(tmp_path):
+    """A tensor torch.save wrote lies within its storage, a view of part of it included."""
+    weight = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+    state = {"w": weight.t(), "b": weight.view(-1)[4:8], "c": weight[1:, ::2]}
+    loaded = read_checkpoint(_save({"model": state}, tmp_path / "views.pth"))
+    for name, tensor in state.items():
+        assert torch.equal(loaded.state_dict[name], tensor), name
+
+
+def _meta(tensor):
+    return torch.empty(tensor.shape, device="meta")
+
+
+def _nested(tensor):
+    return torch.nested.nested_tensor([tensor.reshape(-1)[:2], tensor.reshape(-1)[:3]])
+
+
+def _quantized(tensor):
+    return torch.quantize_per_tensor(tensor, 0.1, 0, torch.qint8)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("reader", ["read_checkpoint", "describe"])
+@pytest.mark.parametrize("make, found", [
+    (_meta, "is a meta tensor with no data in the file"),
+    (lambda t: t.to_sparse(), "is a sparse_coo tensor, expected a dense one"),
+    (_nested, "is a nested tensor, expected a plain (dense) tensor"),
+    (_quantized, "has dtype qint8, expected float16, bfloat16, float32 or float64"),
+    (lambda t: t.to(torch.float8_e4m3fn), "has dtype float8_e4m3fn"),
+], ids=["meta", "sparse", "nested", "quantized", "float8"])
+def test_tensor_the_reader_cannot_read_is_one_line_naming_it(tiny_state, tmp_path, reader,
+                                                            make, found):
+    import converter.checkpoint as checkpoint
+
+    state = dict(tiny_state)
+    state["head.weight"] = make(state["head.weight"])
+    path = _save({"module": state}, tmp_path / "odd.pth")
+    with pytest.raises(CheckpointError) as caught:
+        getattr(checkpoint, reader)(path)
+    message = _one_line(caught.value)
+    assert message.startswith(path) and f"entry head.weight {found}" in message, message
+
+
+@pytest.mark.parametrize("container", ["model", None])
+@pytest.mark.parametrize("reader", ["read_checkpoint", "describe"])
+def test_a_key_that_is_not_a_string_is_one_line(tiny_state, tmp_path, container, reader):
+    import converter.checkpoint as checkpoint
+
+    state = dict(tiny_state)
+    state[1] = torch.zeros(2)
+    path = _save(state if container is None else {container: state}, tmp_path / "key.pth")
+    with pytest.raises(CheckpointError) as caught:
+        getattr(checkpoint, reader)(path)
+    message = _one_line(caught.value)
+    assert message.startswith(path) and "key 1 is an int, expected tensor names" in message
+
+
+def test_names_and_shapes_are_checked_against_the_entry_before_any_value(tiny_checkpoint,
+                                                                         tmp_path):
+    """A renamed tensor beside a NaN: the conversion names the renamed tensor (from the
+    names alone); before, the NaN scan of every value came first."""
+    from conftest import assert_one_line_error, run_cli
+
+    container = torch.load(tiny_checkpoint, weights_only=True)
+    state = container["module"]
+    state["blocks.0.mlp.fc1.weight"] = state["blocks.0.mlp.fc1.weight"].clone()
+    state["blocks.0.mlp.fc1.weight"][0, 0] = float("nan")
+    state["blocks.1.norm2.weight_renamed"] = state.pop("blocks.1.norm2.weight")
+    path = _save(container, tmp_path / "edited.pth")
+    result = run_cli(["--size", "T", "--mode", "FT", "--dataset", "k400", "--checkpoint", path,
+                      "--out", str(tmp_path / "out"), "-q"])
+    assert_one_line_error(result, 2)
+    line = result.stderr.strip()
+    assert "+ unexpected blocks.1.norm2.weight_renamed" in line, line
+    assert "- missing blocks.1.norm2.weight" in line and "NaN" not in line
+
+
+# --- zip members as torch.save writes them ---------------------------------------------------
+
+def _rezip(source, target, compressed):
+    """``source``'s members written again, those ``compressed(name)`` says deflated."""
+    import zipfile
+
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        for info in old.infolist():
+            method = zipfile.ZIP_DEFLATED if compressed(info.filename) else zipfile.ZIP_STORED
+            new.writestr(info.filename, old.read(info.filename), compress_type=method)
+    return str(target)
+
+
+@pytest.mark.parametrize("which", ["data", "every"])
+def test_compressed_zip_member_is_refused_not_read_as_tensor_values(tiny_state, tmp_path,
+                                                                    which):
+    """Memory-mapped, a deflated record's compressed bytes were read as the tensor's values
+    (a silent garbage checkpoint); a file re-zipped whole got a misleading error."""
+    original = _save({"model": tiny_state}, tmp_path / "stored.pth")
+    path = _rezip(original, tmp_path / "deflated.pth",
+                  lambda name: which == "every" or "/data/" in name)
+    with pytest.raises(CheckpointError) as caught:
+        read_checkpoint(path)
+    message = _one_line(caught.value)
+    assert message.startswith(path) and "is compressed" in message
+    assert "stored as torch.save writes them" in message
+
+
+def test_a_pickle_over_the_bound_is_refused_from_the_zip_directory(tiny_state, tmp_path,
+                                                                   monkeypatch):
+    import converter.checkpoint as checkpoint
+
+    path = _save({"model": tiny_state}, tmp_path / "c.pth")
+    monkeypatch.setattr(checkpoint, "MAX_PICKLE_BYTES", 1024, raising=False)
+    with pytest.raises(CheckpointError) as caught:
+        read_checkpoint(path)
+    message = _one_line(caught.value)
+    assert "data.pkl declares" in message and "bytes of pickle" in message
+
+
+# --- a config.json beside a plain file is another tool's -------------------------------------
+
+@pytest.mark.parametrize("config", ['["some", "other", "tool"]', "[" * 100000 + "]" * 100000,
+                                    "not json"], ids=["list", "deep", "text"])
+def test_config_json_beside_a_pth_file_is_not_read(tiny_state, tmp_path, config):
+    path = _save({"model": tiny_state}, tmp_path / "ft.pth")
+    (tmp_path / "config.json").write_text(config)
+    _assert_same(read_checkpoint(path).state_dict, tiny_state)

@@ -447,3 +447,56 @@ def test_describe_gives_read_names_shapes_and_layout_of_a_transformers_folder(tm
     assert all(t.is_meta for t in described.state_dict.values())
     assert {k: tuple(t.shape) for k, t in described.state_dict.items()} == \
         {k: tuple(t.shape) for k, t in upstream.items()}
+
+
+# --- malformed transformers inputs: one line naming the file ----------------------------------
+
+def test_config_whose_architectures_is_not_a_list_is_one_line(tmp_path):
+    config = dict(hf_config(FT), architectures=5)
+    folder = write_transformers_folder(str(tmp_path / "hf"), to_transformers(upstream_state(FT)),
+                                       config)
+    with pytest.raises(CheckpointError) as caught:
+        read_checkpoint(folder)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(os.path.join(folder, "config.json"))
+    assert "architectures is 5, expected a list of class names" in message
+
+
+def test_config_nested_too_deeply_in_a_folder_is_one_line(tmp_path):
+    folder = write_transformers_folder(str(tmp_path / "hf"), to_transformers(upstream_state(FT)),
+                                       hf_config(FT))
+    with open(os.path.join(folder, "config.json"), "w") as handle:
+        handle.write("[" * 100000 + "]" * 100000)
+    with pytest.raises(CheckpointError) as caught:
+        read_checkpoint(folder)
+    message = str(caught.value)
+    assert "\n" not in message and "nested too deeply" in message
+
+
+def test_non_tensor_value_in_a_transformers_bin_is_one_line_naming_it(tmp_path):
+    state = to_transformers(upstream_state(FT))
+    name = "videomae.embeddings.patch_embeddings.projection.weight"
+    state[name] = 5
+    path = str(tmp_path / "pytorch_model.bin")
+    torch.save({"model": state}, path)
+    with pytest.raises(CheckpointError) as caught:
+        read_checkpoint(path)
+    message = str(caught.value)
+    assert "\n" not in message and f"entry {name} is an int, not a tensor" in message
+
+
+def test_shard_index_naming_a_non_string_shard_is_one_line(tmp_path):
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    torch.save(to_transformers(upstream_state(FT)), str(folder / "pytorch_model-1.bin"))
+    index = {"weight_map": {"videomae.layernorm.weight": 1,
+                            "classifier.weight": "pytorch_model-1.bin"}}
+    (folder / "pytorch_model.bin.index.json").write_text(json.dumps(index))
+    for path in (str(folder), str(folder / "pytorch_model.bin.index.json")):
+        for read in (read_checkpoint, checkpoint_sha256):
+            with pytest.raises(CheckpointError) as caught:
+                read(path)
+            message = str(caught.value)
+            assert "\n" not in message
+            assert "weight_map maps videomae.layernorm.weight to 1 (an int)" in message

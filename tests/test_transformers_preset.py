@@ -207,6 +207,23 @@ def test_a_transformers_folder_that_cannot_be_read_is_one_line_naming_the_file(t
             f"the folder; an index names the shards beside it")
 
 
+def test_a_transformers_config_of_the_wrong_types_for_the_renaming_is_one_line(tmp_path):
+    """``architectures`` and ``use_mean_pooling`` settle which model the tensors are; of the
+    wrong type, one line naming config.json (before: a TypeError traceback)."""
+    from tf_models.artifacts.resolve import load_artifact
+
+    state = to_transformers(upstream_state(FT))
+    cases = {"architectures": (5, "architectures is 5, expected a list of class names"),
+             "use_mean_pooling": ("no", "use_mean_pooling is 'no', expected true or false")}
+    for key, (value, expected) in cases.items():
+        folder = write_transformers_folder(str(tmp_path / key), state,
+                                           dict(hf_config(FT), **{key: value}))
+        with pytest.raises(PresetError) as caught:
+            load_artifact(folder)
+        assert str(caught.value).startswith(f"{folder}/config.json: {expected}"), \
+            str(caught.value)
+
+
 def test_transformers_bfloat16_weights_and_class_names_are_read(tmp_path):
     """A checkpoint saved in bfloat16 loads (widened; before: refused as not floating point)
     and equals torch on the same rounded weights; a config's own class names (``id2label``)

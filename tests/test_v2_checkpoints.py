@@ -198,3 +198,13 @@ def test_vit_g_files_are_read_as_vit_g_with_their_decoder():
     assert (info.size, info.mode, info.depth) == ("g", "PT", 40)
     assert (info.decoder_embed_dim, info.decoder_depth, info.has_decoder) == (512, 4, True)
     assert info.describe() == "ViT-g, pre-trained (PT), 40 blocks, decoder 4 blocks"
+
+
+def test_hub_v2_weights_file_given_alone_still_reads_its_folder_config(tmp_path):
+    """The config.json beside a Hub repository's own weights file counts (not beside any
+    other file, see test_checkpoint)."""
+    state = _hub_encoder_state()
+    folder = _hub_folder(tmp_path, state)
+    loaded = read_checkpoint(str(folder / "model.safetensors"))
+    assert set(loaded.state_dict) == set(state)
+    assert any("VideoMAEv2_Base" in note for note in loaded.notes)

@@ -24,7 +24,7 @@ import numpy as np
 from .artifacts import download
 from .artifacts.resolve import PresetError
 from .layers import sinusoid_table
-from .transformers_names import plan_renames, upstream_size_for
+from .transformers_names import config_problems, plan_renames, upstream_size_for
 from .weight_names import TRANSFORMS, plan_assignments
 
 MODEL_TYPE = "videomae"
@@ -178,6 +178,10 @@ def load_transformers_model(preset: str, offline: Optional[bool] = None
         raise PresetError(f"{where}: model_type {config['model_type']!r}; from_preset reads "
                           f"transformers' VideoMAE (model_type {MODEL_TYPE!r}); convert other "
                           f"checkpoints with videomae-convert")
+    problems = config_problems(config)
+    if problems:
+        raise PresetError(f"{where}: {'; '.join(problems)}: not a transformers VideoMAE "
+                          f"config as saved")
     arrays, weights = read_safetensors(preset, offline)
     plan = plan_renames({k: tuple(v.shape) for k, v in arrays.items()}, config)
     problems = list(plan.problems)

@@ -88,6 +88,25 @@ def is_hf_state_dict(state_dict: Dict[str, object]) -> bool:
                for key in state_dict)
 
 
+def config_problems(config: Dict[str, object]) -> List[str]:
+    """What in a transformers ``config.json`` the renaming reads and cannot use: the
+    ``architectures`` not a list of class names, a head count not an integer,
+    ``use_mean_pooling`` not a boolean (each where present); empty when there is nothing."""
+    problems = []
+    architectures = config.get("architectures")
+    if architectures is not None and not (isinstance(architectures, list) and
+                                          all(isinstance(a, str) for a in architectures)):
+        problems.append(f"architectures is {architectures!r}, expected a list of class names")
+    for key in ("num_attention_heads", "decoder_num_attention_heads"):
+        value = config.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            problems.append(f"{key} is {value!r}, expected an integer")
+    pooling = config.get("use_mean_pooling")
+    if pooling is not None and not isinstance(pooling, bool):
+        problems.append(f"use_mean_pooling is {pooling!r}, expected true or false")
+    return problems
+
+
 def is_pretraining_layout(state_dict: Dict[str, object], config: Optional[dict] = None) -> bool:
     """Whether a transformers state dict is the masked autoencoder (upstream prefix ``encoder.``).
 
