@@ -569,6 +569,50 @@ def test_a_second_run_into_the_same_out_is_refused_in_one_line(workspace, tmp_pa
     assert os.listdir(out) == [".finetune.lock"]
 
 
+def test_a_resume_with_other_validation_or_other_files_is_refused(reference_runs, workspace,
+                                                                  tmp_path):
+    """--val-list, --val-views and the files under --root were not part of the run a
+    checkpoint records: a resumed run mixed in another list's validation history, or trained
+    on other files of the same names. Now each is refused in one line; the same files under
+    another --root (a moved dataset) resume."""
+    from videomae_cli.finetune import finetune_command
+
+    root, model = workspace
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy(reference_runs["two"]["checkpoint"], out / "checkpoint.npz")
+    moved = tmp_path / "moved"
+    shutil.copytree(root / "videos", moved)
+    changed = tmp_path / "changed"
+    shutil.copytree(root / "videos", changed)
+    shutil.copy(changed / "carphone_pristine.mp4", changed / "carphone_distorted.mp4")
+    other_val = tmp_path / "val.txt"
+    other_val.write_text("carphone_distorted.mp4 2\n")
+
+    def run(videos, val_list, *extra):
+        return CliRunner().invoke(finetune_command, [
+            "--model", model, "--list", str(root / "train.txt"), "--root", str(videos),
+            "--out", str(out), *COMMON, "--seed", "0", "--devices", "1", "--save-every", "1",
+            "--val-list", str(val_list), *extra])
+
+    checkpoint = out / "checkpoint.npz"
+    for args, reason in (
+            ((root / "videos", root / "val.txt", "--val-views", "2x1"),
+             "val_views '1x1' there, '2x1' now"),
+            ((root / "videos", other_val), "--val-list's lines differ (or it was added or "
+                                           "dropped)"),
+            ((changed, root / "val.txt"), "the videos the lists name under --root differ (a "
+                                          "size, or a file missing or new)")):
+        result = run(*args)
+        assert result.exit_code == 2, result.output
+        assert result.output.strip() == (f"error: {checkpoint}: belongs to another run ("
+                                         f"{reason}); use another --out, or remove it to "
+                                         "start over")
+    result = run(moved, root / "val.txt")
+    assert result.exit_code == 0, result.output
+    assert "nothing left to train" in result.stderr
+
+
 def _free_port():
     import socket
 

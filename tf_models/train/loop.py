@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import hashlib
 import os
 import tempfile
 import time
@@ -34,7 +35,7 @@ class FinetuneError(ValueError):
 
 @dataclass
 class FinetuneConfig:
-    """Everything that defines a run (the fields in ``RUN_KEYS`` must match to resume)."""
+    """Everything that defines a run (``run_record``'s fields must match to resume)."""
 
     model: str
     list_path: str
@@ -68,7 +69,8 @@ class FinetuneConfig:
     process_id: Optional[int] = None
 
 
-# what a checkpoint must agree on to be resumed (devices and workers may change)
+# what a checkpoint must agree on to be resumed (devices and workers may change), with the
+# digests and validation protocol ``run_record`` adds
 RUN_KEYS = ("model", "num_classes", "epochs", "batch_size", "lr", "layer_decay", "weight_decay",
             "drop_path_rate", "dropout", "seed", "dataset", "num_frames", "img_size",
             "num_sample", "warmup_epochs", "min_lr", "augment", "rand_augment", "dtype_policy")
@@ -368,6 +370,54 @@ def _finetune(config: FinetuneConfig, on_step, on_error, on_resume) -> FinetuneR
             lock.release()
 
 
+def run_record(config: FinetuneConfig, items, val_items) -> dict:
+    """What a checkpoint must agree on to be resumed: ``RUN_KEYS``, the lists' content and
+    the size of every video they name under ``root`` (so a moved --root with the same files
+    resumes, and a file replaced under the same name does not)."""
+    run = {key: getattr(config, key) for key in RUN_KEYS}
+    run["list_sha256"] = list_digest(items)
+    run["val_list_sha256"] = list_digest(val_items) if val_items else None
+    run["val_views"] = config.val_views if val_items else None
+    run["videos_sha256"] = videos_digest(config.root, list(items) + list(val_items or []))
+    return run
+
+
+def videos_digest(root: str, items) -> str:
+    """sha256 of (video, size in bytes) for each video ``items`` name under ``root``, once
+    each, in list order; a missing file counts as size -1."""
+    digest, done = hashlib.sha256(), set()
+    for video, _ in items:
+        if video in done:
+            continue
+        done.add(video)
+        try:
+            size = os.stat(os.path.join(root, video)).st_size
+        except OSError:
+            size = -1
+        digest.update(f"{video}\t{size}\n".encode("utf-8"))
+    return digest.hexdigest()
+
+
+# how a changed digest is named in the refusal (the digests themselves say nothing)
+DIGEST_CHANGES = {"list_sha256": "--list's lines differ",
+                  "val_list_sha256": "--val-list's lines differ (or it was added or dropped)",
+                  "videos_sha256": "the videos the lists name under --root differ (a size, or "
+                                   "a file missing or new)"}
+
+
+def _run_differences(found: dict, run: dict) -> List[str]:
+    """How ``run`` differs from the run recorded in a checkpoint; keys it does not record
+    (written before they were recorded) are not compared."""
+    differ = []
+    for key, value in run.items():
+        if key not in found or found[key] == value:
+            continue
+        if key == "model" and _same_file(found[key], value):
+            continue
+        differ.append(DIGEST_CHANGES.get(key) or f"{key} {found[key]!r} there, {value!r} now")
+    return differ
+
+
 def _read_agreed_state(placement, checkpoint: str) -> Optional[dict]:
     """``read_state(checkpoint)`` on every process; with several, all must find the same
     checkpoint (step), or every one fails the same way: a --out that is not one folder
@@ -398,15 +448,11 @@ def _train(config: FinetuneConfig, placement, items, val_items, on_step, on_erro
            on_resume) -> FinetuneResult:
     import keras
 
-    run = {key: getattr(config, key) for key in RUN_KEYS}
-    run["list_sha256"] = list_digest(items)
+    run = run_record(config, items, val_items)
     checkpoint = os.path.join(config.out, CHECKPOINT_NAME)
     state = _read_agreed_state(placement, checkpoint)
     if state is not None and state.get("run") != run:
-        found = state.get("run") or {}
-        differ = [f"{k} {found.get(k)!r} there, {run[k]!r} now" for k in run
-                  if found.get(k) != run[k] and not (k == "model" and _same_file(found[k],
-                                                                                 run[k]))]
+        differ = _run_differences(state.get("run") or {}, run)
         if differ:
             raise FinetuneError(f"{checkpoint}: belongs to another run ("
                                 f"{'; '.join(differ[:3])}); use another --out, or remove it to "
@@ -434,7 +480,7 @@ def _train(config: FinetuneConfig, placement, items, val_items, on_step, on_erro
         else:
             state = {"epoch": 0, "step": 0, "global_step": 0, "loss_sum": 0.0,
                      "loss_steps": 0, "history": [], "failed": []}
-        state["run"] = run  # recorded as this run spells it (the model's path)
+        state["run"] = run  # recorded as this run spells it (a model path, new keys)
         resumed_from = state["global_step"]
         train_step = step_function(model, placement)
         seen = set(state["failed"])
