@@ -34,8 +34,10 @@ The slow tier (``--runslow`` / ``-m slow``), and why each test is there:
   call), the local path never importing Ray, the shard refusal and the unreachable address.
 - test_finetune_cli: the same command on TensorFlow (one device, MirroredStrategy on two
   logical CPUs) and PyTorch, augmentation as a function of (seed, epoch, position), and a
-  run stopped by SIGTERM resumed with the model named another way; fast tier: JAX on one and
-  two virtual devices, a killed run resumed, a bad video skipped.
+  run stopped by SIGTERM resumed with the model named another way, and two JAX processes
+  (gloo) sharing one --out with a bad video in one's share (~20 s, two JAX start-ups and
+  compiles); fast tier: JAX on one and two virtual devices, a killed run resumed, a bad video
+  skipped, a bad video filled alone in each host's share, the --out lock.
 - test_v2_zoo: the distilled V2 S and B entries (K710 and mapped heads) converted from
   synthetic files in V2's layout at full size; fast tier: the tiny V2 entries through the
   same code path, and the mapped head equal to the K710 logits at upstream's rows.

@@ -418,3 +418,273 @@ def test_train_sampling_follows_upstream_kinetics_and_ssv2_rules():
                                                                          rng_for(3, 1, 7))
     assert dense_indices(250, 16, 4, rng_for(3, 1, 7)) != dense_indices(250, 16, 4,
                                                                          rng_for(3, 1, 8))
+
+
+def test_a_step_whose_only_video_fails_is_filled_from_further_in_the_epoch(workspace):
+    """One video per step (--batch-size equal to --num-sample): a bad video's place went to
+    another video of its batch, and with none there the run stopped ("every video of the
+    batch failed"), on every rerun too. Now the next video of the epoch's order that decodes
+    fills it, drawn with the slot's own generators: the same batch on a resume from that step,
+    and each host's share filled alone (the shares of two hosts make the one-host batch)."""
+    from tf_models.train.data import TrainSet
+    from tf_models.train.sampling import epoch_order
+
+    root, _ = workspace
+    items = [("broken.mp4", 1), ("carphone_pristine.mp4", 0), ("carphone_distorted.mp4", 2)]
+
+    def make(listed=items):
+        return TrainSet(listed, str(root / "videos"), 3, 4, 32, augment=False)
+
+    batches = list(make().batches(0, 0, 2))
+    assert len(batches) == 3
+    failed = [batch for batch in batches if batch.failed]
+    assert len(failed) == 1 and len(failed[0].failed) == 1, [b.failed for b in batches]
+    bad = failed[0]
+    assert "broken.mp4" in bad.failed[0]
+    order = epoch_order(0, 0, len(items))
+    following = (bad.step + 1) % 3  # the video one step further on takes the place
+    assert bad.targets.argmax(1).tolist() == [items[order[following]][1]] * 2
+    assert not np.array_equal(bad.clips, batches[following].clips)  # not a copy of its clips
+    resumed = next(make().batches(0, bad.step, 2))
+    np.testing.assert_array_equal(resumed.clips, bad.clips)
+    np.testing.assert_array_equal(resumed.targets, bad.targets)
+    assert resumed.failed == bad.failed
+
+    # two hosts, one video each per step: whichever host holds broken.mp4 fills it alone
+    listed = items + [("carphone_pristine.mp4", 1)]
+    whole = list(make(listed).batches(0, 0, 4))
+    shares = [list(make(listed).batches(0, 0, 4, shard=(i, 2))) for i in range(2)]
+    assert sum(len(b.failed) for share in shares for b in share) == 1
+    for step, batch in enumerate(whole):
+        np.testing.assert_array_equal(
+            batch.clips, np.concatenate([shares[0][step].clips, shares[1][step].clips]))
+
+
+def test_a_list_in_which_no_video_decodes_is_one_line(workspace, tmp_path):
+    from tf_models.train.data import TrainDataError, TrainSet
+
+    root, _ = workspace
+    trainset = TrainSet([("broken.mp4", 1), ("missing.mp4", 0)], str(root / "videos"), 3, 4,
+                        32, augment=False)
+    with pytest.raises(TrainDataError) as caught:
+        next(trainset.batches(0, 0, 2))
+    message = str(caught.value)
+    assert message.startswith("epoch 1 step 1: no video of the list could be decoded (first: ")
+    assert message.endswith("; check --root and the list") and "\n" not in message
+
+
+def _count_calls(monkeypatch, module, name):
+    calls = []
+    real = getattr(module, name)
+
+    def counted(*args, **kwargs):
+        calls.append(name)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(module, name, counted)
+    return calls
+
+
+def test_a_stop_while_validating_does_not_wait_for_the_rest_of_the_list(workspace,
+                                                                        monkeypatch):
+    """validate() handed the whole --val-list to its threads at once (memory growing with the
+    list: every video decoded ahead of the model) and a stop waited for each to decode (9 s
+    after the signal for 60 videos in review; the README promises a stop after the step at
+    the latest). Now at most 2 x --workers are queued, and a stop drops them: here a real
+    SIGTERM lands while the model scores the first of 40 videos."""
+    import tf_models.video.decode as decode
+    from tf_models.stopping import run_stoppably
+    from tf_models.train.loop import validate
+
+    root, _ = workspace
+    decoded = _count_calls(monkeypatch, decode, "read_views")
+    at_first_call = []
+
+    class SlowModel:  # the classifier's interface; slower than decoding, as a ViT-B on CPU
+        num_frames, img_size = 4, 32
+
+        def predict_on_batch(self, views):
+            at_first_call.append(len(decoded))
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(10)
+            return np.zeros((len(views), 3), np.float32)
+
+    items = [("carphone_pristine.mp4", 1)] * 40
+    tick = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        run_stoppably(lambda stop: validate(SlowModel(), items, str(root / "videos"), "k400",
+                                            "1x1", 1, workers=2))
+    stopped_s = time.perf_counter() - tick
+    at_stop = len(decoded)
+    time.sleep(0.5)
+    assert at_first_call[0] <= 5 and at_stop <= 5, (at_first_call, at_stop)
+    assert len(decoded) == at_stop  # nothing queued starts afterwards
+    assert stopped_s < 5, stopped_s
+
+
+def test_closing_the_training_batches_drops_the_decodes_queued_ahead(workspace, monkeypatch):
+    """A stop during training closes the batches (the loop's ``closing``); before, that waited
+    for every video of the steps decoded ahead (13.7 s after the signal in review)."""
+    import tf_models.train.data as data
+    from tf_models.train.data import TrainSet
+
+    root, _ = workspace
+    decoded = _count_calls(monkeypatch, data, "decode_sampled")
+    trainset = TrainSet([("carphone_pristine.mp4", 1)] * 48, str(root / "videos"), 3, 4, 32,
+                        augment=False)
+    batches = trainset.batches(0, 0, 16, workers=2)  # 8 videos a step, 3 steps queued ahead
+    next(batches)
+    batches.close()
+    at_close = len(decoded)
+    time.sleep(0.5)
+    assert at_close <= 16 and len(decoded) == at_close, (at_close, len(decoded))
+
+
+def test_a_second_run_into_the_same_out_is_refused_in_one_line(workspace, tmp_path):
+    """Nothing locked --out: two runs into one folder raced on its files. Now the run holds
+    ``OUT/.finetune.lock`` (another process holds it here) and a second one is refused."""
+    from videomae_cli.finetune import finetune_command
+
+    root, model = workspace
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time\n"
+         "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX)\nos.write(fd, b'%d\\n' % os.getpid())\n"
+         "print('held', flush=True)\ntime.sleep(120)", str(out / ".finetune.lock")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = CliRunner().invoke(finetune_command, [
+            "--model", model, "--list", str(root / "train.txt"), "--root",
+            str(root / "videos"), "--out", str(out), *COMMON, "--epochs", "1",
+            "--devices", "1"])
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == (f"error: --out {out}: another videomae-finetune run (pid "
+                                     f"{holder.pid}) is training into this folder; wait for "
+                                     "it to finish, or use another --out")
+    assert os.listdir(out) == [".finetune.lock"]
+
+
+def test_a_resume_with_other_validation_or_other_files_is_refused(reference_runs, workspace,
+                                                                  tmp_path):
+    """--val-list, --val-views and the files under --root were not part of the run a
+    checkpoint records: a resumed run mixed in another list's validation history, or trained
+    on other files of the same names. Now each is refused in one line; the same files under
+    another --root (a moved dataset) resume."""
+    from videomae_cli.finetune import finetune_command
+
+    root, model = workspace
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy(reference_runs["two"]["checkpoint"], out / "checkpoint.npz")
+    moved = tmp_path / "moved"
+    shutil.copytree(root / "videos", moved)
+    changed = tmp_path / "changed"
+    shutil.copytree(root / "videos", changed)
+    shutil.copy(changed / "carphone_pristine.mp4", changed / "carphone_distorted.mp4")
+    other_val = tmp_path / "val.txt"
+    other_val.write_text("carphone_distorted.mp4 2\n")
+
+    def run(videos, val_list, *extra):
+        return CliRunner().invoke(finetune_command, [
+            "--model", model, "--list", str(root / "train.txt"), "--root", str(videos),
+            "--out", str(out), *COMMON, "--seed", "0", "--devices", "1", "--save-every", "1",
+            "--val-list", str(val_list), *extra])
+
+    checkpoint = out / "checkpoint.npz"
+    for args, reason in (
+            ((root / "videos", root / "val.txt", "--val-views", "2x1"),
+             "val_views '1x1' there, '2x1' now"),
+            ((root / "videos", other_val), "--val-list's lines differ (or it was added or "
+                                           "dropped)"),
+            ((changed, root / "val.txt"), "the videos the lists name under --root differ (a "
+                                          "size, or a file missing or new)")):
+        result = run(*args)
+        assert result.exit_code == 2, result.output
+        assert result.output.strip() == (f"error: {checkpoint}: belongs to another run ("
+                                         f"{reason}); use another --out, or remove it to "
+                                         "start over")
+    result = run(moved, root / "val.txt")
+    assert result.exit_code == 0, result.output
+    assert "nothing left to train" in result.stderr
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        return probe.getsockname()[1]
+
+
+def _run_two_processes(workspace, out, timeout=150):
+    """The same command as two JAX processes (real ones: gloo collectives over localhost, one
+    CPU device each), as the README's several-hosts example; (returncode, stdout, stderr)
+    of each."""
+    root, model = workspace
+    port = _free_port()
+    env = dict(_env(root, devices=1), JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo")
+    children = [subprocess.Popen(
+        [sys.executable, "-m", "videomae_cli.finetune", "--model", model,
+         "--list", str(root / "train.txt"), "--root", str(root / "videos"), "--out", str(out),
+         *COMMON, "--save-every", "1", "--coordinator", f"localhost:{port}",
+         "--num-processes", "2", "--process-id", str(index)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for index in range(2)]
+    try:
+        outputs = [child.communicate(timeout=timeout) for child in children]
+        return [(child.returncode, *output) for child, output in zip(children, outputs)]
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.communicate()
+
+
+@pytest.mark.slow  # two processes starting JAX and compiling (~1 min); fast tier: the pieces
+def test_two_processes_share_one_out_and_each_fills_its_own_bad_videos(workspace, tmp_path):
+    """Two processes of one run into one --out (the README: the same command on every host,
+    so one folder on a shared file system). Before: both wrote the same temporary names
+    (one failed "cannot write", the other then died in a Gloo AllGather traceback), and a
+    process whose share of a step was one bad video exited 2 while the other waited minutes
+    in a collective. Now process 0 alone writes, each fills its own share's bad videos (one
+    video each per step here, broken.mp4 in one of them), both end with the same summary;
+    and a second run into that folder is refused on both processes in the same line."""
+    out = tmp_path / "shared"
+    runs = _run_two_processes(workspace, out)
+    for code, _, stderr in runs:
+        assert code == 0, stderr[-3000:]
+    summaries = [json.loads(stdout.strip().splitlines()[-1]) for _, stdout, _ in runs]
+    untimed = [{k: v for k, v in summary.items() if k not in ("clips_per_s", "wall_s")}
+               for summary in summaries]
+    assert untimed[0] == untimed[1]
+    assert summaries[0]["steps"] == 4 and summaries[0]["devices"] == 2
+    assert summaries[0]["failed_videos"] == 1 and "broken.mp4" in summaries[0]["failed"][0]
+    skipped = [line for _, _, stderr in runs for line in stderr.splitlines()
+               if line.startswith("skipped:")]
+    assert len(skipped) == 1, skipped
+    assert sorted(os.listdir(out)) == ["checkpoint.npz", "model.keras", "summary.json"]
+    with open(out / "summary.json") as handle:
+        assert json.load(handle)["failed_videos"] == 1
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time\n"
+         "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX)\nos.write(fd, b'%d\\n' % os.getpid())\n"
+         "print('held', flush=True)\ntime.sleep(300)", str(out / ".finetune.lock")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        refused = _run_two_processes(workspace, out)
+    finally:
+        holder.kill()
+        holder.communicate()
+    for code, _, stderr in refused:
+        assert code == 2, stderr[-3000:]
+        assert [line for line in stderr.splitlines() if line.startswith("error:")] == [
+            f"error: --out {out}: another videomae-finetune run (pid {holder.pid}) is training "
+            "into this folder; wait for it to finish, or use another --out"]

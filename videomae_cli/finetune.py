@@ -30,7 +30,8 @@ from .zoo_table import dataset_choices
 @click.option("--root", default=".", show_default=True, help="folder the lists' paths are in")
 @click.option("--num-classes", type=click.IntRange(1), required=True)
 @click.option("--out", "out_dir", required=True,
-              help="folder for checkpoint.npz, model.keras, summary.json; a rerun resumes")
+              help="folder for checkpoint.npz, model.keras, summary.json; a rerun resumes; "
+                   "locked while a run trains; with several hosts, one folder they share")
 @click.option("--epochs", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True,
               help="global batch in clips (all devices, all hosts)")

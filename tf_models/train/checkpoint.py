@@ -1,6 +1,6 @@
 """Training checkpoints: every model and optimizer variable plus the run's position, in one
-``.npz`` written atomically (a temporary file, fsync, rename), so a kill at any moment leaves
-either the previous checkpoint or the new one, never half of one.
+``.npz`` written atomically (a temporary file named by the writer's pid, fsync, rename), so a
+kill at any moment leaves either the previous checkpoint or the new one, never half of one.
 
 The model's variables include the random-number state of drop path and dropout (Keras seed
 generators) and the optimizer's include its step count, so a resumed run continues bit for bit
@@ -44,7 +44,7 @@ def save_checkpoint(path: str, model, state: dict) -> None:
     state = dict(state, format=FORMAT, model_variables=len(model.variables),
                  optimizer_variables=len(model.optimizer.variables))
     arrays["state"] = np.frombuffer(json.dumps(state).encode("utf-8"), dtype=np.uint8)
-    temporary = path + ".tmp"
+    temporary = f"{path}.tmp{os.getpid()}"  # its own name: never another run's half-file
     try:
         with open(temporary, "wb") as handle:
             np.savez(handle, **arrays)

@@ -4,8 +4,15 @@ One video at position ``p`` of epoch ``e`` is decoded once, sampled in time with
 keyed (seed, SAMPLE, e, p, 0) and augmented ``num_sample`` times (upstream's repeated
 augmentation) with the generators keyed (seed, SAMPLE, e, p, 1 + r); mixup / cutmix draws from
 (seed, MIX, e, step). A batch is therefore a function of (seed, epoch, step) only: the same for
-any number of devices, threads or restarts. Videos decode in a thread pool (PyAV and OpenCV
-release the GIL) a few steps ahead of the training step.
+any number of devices, hosts, threads or restarts. Videos decode in a thread pool (PyAV and
+OpenCV release the GIL) a few steps ahead of the training step; leaving the batches (a stop)
+cancels the decodes queued, so it never waits for them.
+
+A video that fails to decode gives its place (position ``p``) to the next video of the
+epoch's order that decodes, starting one step further on (``replacement_positions``), decoded
+with position ``p``'s generators, as upstream's loader replaces a bad sample with another: so
+each process fills its own share with no word from the others, and a resumed run fills it
+again the same way. Only a list in which no video decodes stops the run.
 """
 
 from __future__ import annotations
@@ -60,6 +67,8 @@ class TrainSet:
     augment: bool = True      # False: centre crop, no flip / erasing / mixup (smoothing kept)
     rand_augment: bool = True
     max_pixels: int = MAX_PIXELS
+    # videos found undecodable in this process: not decoded again as another's replacement
+    known_bad: Set[str] = field(default_factory=set, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         labelled = [key for key, facts in DATASETS.items() if facts.labelled]
@@ -138,22 +147,41 @@ class TrainSet:
         positions = range(step * per_step, (step + 1) * per_step)
         return [(p, *self.items[int(order[p])]) for p in positions]
 
+    def _fill(self, epoch: int, order: np.ndarray, position: int, per_step: int):
+        """(clips, label, failure messages) for ``position``: its own video, or when that fails
+        to decode the first of ``replacement_positions`` that does (clips None: none did)."""
+        failures: List[str] = []
+        for candidate in replacement_positions(position, per_step, len(order)):
+            video, label = self.items[int(order[candidate])]
+            if video in self.known_bad:
+                continue  # reported where it failed (this batch or an earlier one)
+            try:
+                return self.clips_of(epoch, position, video), label, failures
+            except VideoError as error:
+                self.known_bad.add(video)
+                failures.append(str(error))
+        return None, None, failures
+
     def batches(self, epoch: int, start_step: int, batch_size: int, workers: int = 2,
                 shard: Tuple[int, int] = (0, 1), lookahead: int = 2) -> Iterator[Batch]:
         """Batches of ``epoch`` from ``start_step``; ``shard`` (index, count) keeps this
-        process's contiguous share of each global batch (several hosts)."""
+        process's contiguous share of each global batch (several hosts). At most
+        ``lookahead + 1`` steps are decoded ahead of the one being trained; closing the
+        iterator (a stop) cancels them without waiting."""
         steps = self.steps_per_epoch(batch_size)
+        per_step = self.videos_per_step(batch_size)
+        order = epoch_order(self.seed, epoch, len(self.items))
         index, count = shard
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        share = per_step // count
+        pool = ThreadPoolExecutor(max_workers=max(1, workers))
+        try:
             pending = collections.deque()
 
             def submit(step):
-                videos = self.step_videos(epoch, step, batch_size)
-                share = len(videos) // count
-                mine = videos[index * share:(index + 1) * share]
-                pending.append((step, [(video, label, pool.submit(self.clips_of, epoch,
-                                                                  position, video))
-                                       for position, video, label in mine]))
+                first = step * per_step + index * share
+                pending.append((step, [pool.submit(self._fill, epoch, order, position,
+                                                   per_step)
+                                       for position in range(first, first + share)]))
 
             upcoming = iter(range(start_step, steps))
             for step in upcoming:
@@ -165,27 +193,21 @@ class TrainSet:
                 following = next(upcoming, None)
                 if following is not None:
                     submit(following)
-                yield self._assemble(epoch, step, loads)
+                yield self._assemble(epoch, step, [load.result() for load in loads])
+        finally:
+            # a stop (or an error) must not wait for every queued decode: the ones running
+            # finish in their threads, the rest are dropped
+            pool.shutdown(wait=False, cancel_futures=True)
 
-    def _assemble(self, epoch: int, step: int, loads) -> Batch:
-        results, failed = [], []
-        for video, label, future in loads:
-            try:
-                results.append((future.result(), label))
-            except VideoError as error:
-                failed.append(str(error))
-                results.append(None)
-        good = [r for r in results if r is not None]
-        if not good:
+    def _assemble(self, epoch: int, step: int, filled) -> Batch:
+        failed = [message for _, _, failures in filled for message in failures]
+        if any(clips is None for clips, _, _ in filled):
             # counted from 1, as the history and the command's lines count epochs
-            raise TrainDataError(f"epoch {epoch + 1} step {step + 1}: every video of the batch "
-                                 f"failed "
-                                 f"to decode (first: {failed[0]})")
-        # a failed video's place goes to the next good one of the batch (upstream picks a
-        # random other video), so batch shapes and the step count never change
-        filled = [r if r is not None else _next_good(results, i) for i, r in enumerate(results)]
-        clips = np.concatenate([c for c, _ in filled])
-        labels = np.repeat(np.asarray([label for _, label in filled]), self.num_sample)
+            first = f" (first: {failed[0]})" if failed else ""
+            raise TrainDataError(f"epoch {epoch + 1} step {step + 1}: no video of the list "
+                                 f"could be decoded{first}; check --root and the list")
+        clips = np.concatenate([c for c, _, _ in filled])
+        labels = np.repeat(np.asarray([label for _, label, _ in filled]), self.num_sample)
         rng = rng_for(self.seed, MIX, epoch, step)
         if self.augment:
             clips, targets, _ = mix_batch(clips, labels, self.num_classes, rng)
@@ -195,12 +217,15 @@ class TrainSet:
         return Batch(epoch, step, np.ascontiguousarray(clips, np.float32), targets, failed)
 
 
-def _next_good(results, index):
-    for offset in range(1, len(results)):
-        found = results[(index + offset) % len(results)]
-        if found is not None:
-            return found
-    raise AssertionError("no good video")  # _assemble checked there is one
+def replacement_positions(position: int, per_step: int, count: int) -> Iterator[int]:
+    """The positions whose videos may fill ``position`` of an epoch of ``count`` videos, in
+    the order tried: itself, then from the same place one step (``per_step``) further on,
+    wrapping round, every other position once; those of its own step come last."""
+    yield position
+    for offset in range(per_step, per_step + count):
+        candidate = (position + offset) % count
+        if candidate != position:
+            yield candidate
 
 
 def _centre_crop(frames: np.ndarray, size: int) -> np.ndarray:

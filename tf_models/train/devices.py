@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
@@ -112,6 +113,31 @@ def _place_tensorflow(devices) -> Placement:
         return Placement("tensorflow", 1, tuple(names))
     strategy = tf.distribute.MirroredStrategy(names)
     return Placement("tensorflow", len(names), tuple(names), strategy=strategy)
+
+
+def all_processes(placement: Placement, values) -> np.ndarray:
+    """``values`` (a few small integers) of every process of the run, one row per process in
+    process order: a collective, so every process must call it at the same point. With one
+    process, just ``values`` as one row."""
+    row = np.asarray(values, dtype=np.int32)
+    if placement.shard[1] == 1:
+        return row[None]
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(row)).reshape(placement.shard[1], -1)
+
+
+def all_processes_texts(placement: Placement, texts) -> list:
+    """The union of every process's ``texts``, in process order, each once: a collective
+    (two gathers), so every process must call it at the same point."""
+    if placement.shard[1] == 1:
+        return list(dict.fromkeys(texts))
+    data = np.frombuffer(json.dumps(list(texts)).encode("utf-8"), dtype=np.uint8)
+    longest = int(all_processes(placement, [len(data)]).max())
+    rows = all_processes(placement, np.pad(data, (0, longest - len(data)), constant_values=32))
+    merged = [text for row in rows
+              for text in json.loads(row.astype(np.uint8).tobytes().decode("utf-8"))]
+    return list(dict.fromkeys(merged))
 
 
 def devices_holding(model) -> int:

@@ -4,7 +4,11 @@ checkpointed so that a killed run resumes to the same weights as an uninterrupte
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import hashlib
 import os
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -12,15 +16,17 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
-from ..artifacts.files import read_json, replaced_when_written, save_json
+from ..artifacts.files import FileLock, LockHeld, read_json, replaced_when_written, save_json
 from ..video.evaluate import list_digest
 from .augment import RECIPE
-from .checkpoint import CHECKPOINT_NAME, read_state, restore_checkpoint, save_checkpoint
+from .checkpoint import (CHECKPOINT_NAME, CheckpointError, read_state, restore_checkpoint,
+                         save_checkpoint)
 from .data import TrainSet, failed_videos
-from .devices import devices_holding, place, step_function
+from .devices import all_processes, all_processes_texts, devices_holding, place, step_function
 
 MODEL_NAME = "model.keras"
 SUMMARY_NAME = "summary.json"
+LOCK_NAME = ".finetune.lock"
 
 
 class FinetuneError(ValueError):
@@ -29,7 +35,7 @@ class FinetuneError(ValueError):
 
 @dataclass
 class FinetuneConfig:
-    """Everything that defines a run (the fields in ``RUN_KEYS`` must match to resume)."""
+    """Everything that defines a run (``run_record``'s fields must match to resume)."""
 
     model: str
     list_path: str
@@ -63,7 +69,8 @@ class FinetuneConfig:
     process_id: Optional[int] = None
 
 
-# what a checkpoint must agree on to be resumed (devices and workers may change)
+# what a checkpoint must agree on to be resumed (devices and workers may change), with the
+# digests and validation protocol ``run_record`` adds
 RUN_KEYS = ("model", "num_classes", "epochs", "batch_size", "lr", "layer_decay", "weight_decay",
             "drop_path_rate", "dropout", "seed", "dataset", "num_frames", "img_size",
             "num_sample", "warmup_epochs", "min_lr", "augment", "rand_augment", "dtype_policy")
@@ -93,16 +100,75 @@ class FinetuneResult:
 
 
 def prepare_out(out: str) -> None:
-    """Create ``out`` and prove it writable, or raise FinetuneError (one line)."""
+    """Create ``out`` and prove it writable, or raise FinetuneError (one line). The probe's
+    name is unique (every host of a run probes the one shared folder at once)."""
     try:
         os.makedirs(out, exist_ok=True)
-        probe = os.path.join(out, ".write-test")
-        with open(probe, "wb") as handle:
-            handle.write(b"ok")
-        os.remove(probe)
+        handle, probe = tempfile.mkstemp(prefix=".write-test.", dir=out)
+        try:
+            os.write(handle, b"ok")
+        finally:
+            os.close(handle)
+            os.remove(probe)
     except OSError as error:
         raise FinetuneError(f"--out {out}: cannot write there ({error.strerror or error}); "
                             "choose a writable folder") from None
+
+
+def lock_out(out: str, placement) -> Optional[FileLock]:
+    """Process 0 takes ``out``'s lock (``.finetune.lock``; not waiting): a second run into the
+    same folder is refused in one line on every one of its processes, which all learn the
+    outcome (none is left waiting for the others). Returns the lock held (None elsewhere)."""
+    lock, code, reason = None, 0, "a file system without locks"
+    if placement.shard[0] == 0:
+        try:
+            lock = FileLock(os.path.join(out, LOCK_NAME)).acquire(wait=False)
+        except LockHeld as held:
+            code = int(held.holder) if (held.holder or "").isdigit() else -1
+        except OSError as error:
+            code, reason = -2, error.strerror or str(error)
+    code = int(all_processes(placement, [code])[0][0])
+    if code == -2:
+        raise FinetuneError(f"--out {out}: cannot lock it ({reason}); choose a folder on a "
+                            "local or shared file system that takes locks")
+    if code:
+        who = f" (pid {code})" if code > 0 else ""
+        raise FinetuneError(f"--out {out}: another videomae-finetune run{who} is training into "
+                            "this folder; wait for it to finish, or use another --out")
+    if lock is not None:
+        _remove_leftovers(out)
+    return lock
+
+
+def _remove_leftovers(out: str) -> None:
+    """Temporary files of killed runs (each run names its own by its pid): the lock is ours,
+    so no live run is writing them."""
+    for name in os.listdir(out):
+        if name.startswith((CHECKPOINT_NAME + ".tmp", SUMMARY_NAME + ".tmp")) or (
+                name.startswith(MODEL_NAME[: -len(".keras")] + ".")
+                and name.endswith(".partial.keras")):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(out, name))
+
+
+def written_by_process_zero(placement, path: str, write: Callable[[], None]) -> None:
+    """``write()`` on process 0 only (the others' files would race it in a shared --out).
+    With several processes each learns whether it worked, and where it did not every one
+    fails, process 0 with its own error and the others naming ``path`` (before, they went on
+    to wait in the next step's collective for a process that had left)."""
+    error = None
+    if placement.shard[0] == 0:
+        try:
+            write()
+        except Exception as caught:  # a stop signal is not caught: it ends this process
+            error = caught
+    if placement.shard[1] > 1:
+        failed = bool(all_processes(placement, [error is not None])[0][0])
+        if failed and error is None:
+            raise FinetuneError(f"{path}: process 0 could not write it (its error line says "
+                                "why); rerun the same command on every host to resume")
+    if error is not None:
+        raise error
 
 
 def build_model(config: FinetuneConfig):
@@ -166,24 +232,33 @@ def save_model(model, path: str) -> str:
 
     from ..videomae import VideoMAEVideoClassifier
 
-    previous = keras.config.dtype_policy()
+    previous = keras.config.dtype_policy(), keras.distribution.distribution()
     keras.config.set_dtype_policy("float32")
+    # built and saved on this process's device alone: under a distribution over several
+    # processes every value placed is first checked equal on all of them (a collective), and
+    # only process 0 saves
+    keras.distribution.set_distribution(None)
     try:
         clean = VideoMAEVideoClassifier.from_config(_float32_config(model.get_config()))
+        keras.config.set_dtype_policy(previous[0])
+        for target, source in zip(clean.weights, model.weights):
+            target.assign(keras.ops.convert_to_numpy(source.value))
+        # Keras saves only to a name ending in .keras
+        with replaced_when_written(f"{path[: -len('.keras')]}.{os.getpid()}.partial.keras",
+                                   path) as partial:
+            clean.save(partial)
     finally:
-        keras.config.set_dtype_policy(previous)
-    for target, source in zip(clean.weights, model.weights):
-        target.assign(keras.ops.convert_to_numpy(source.value))
-    # Keras saves only to a name ending in .keras
-    with replaced_when_written(path[: -len(".keras")] + ".partial.keras", path) as partial:
-        clean.save(partial)
+        keras.config.set_dtype_policy(previous[0])
+        keras.distribution.set_distribution(previous[1])
     return path
 
 
 def validate(model, items, root: str, dataset: str, views: str, devices: int,
              workers: int = 2) -> dict:
     """Top-1 / top-5 (%) of ``items`` under upstream's test protocol (``views``), upstream's
-    merge (softmax per view, mean per video); failed videos are counted, not scored."""
+    merge (softmax per view, mean per video); failed videos are counted, not scored. At most
+    ``2 * workers`` videos are decoded ahead of the model (memory stays bounded whatever the
+    list's length), and a stop leaves without waiting for them."""
     from ..video.decode import VideoError, read_views
     from ..video.predict import merge_views, top_k
     from ..video.protocol import normalize_views, protocol_for
@@ -194,9 +269,23 @@ def validate(model, items, root: str, dataset: str, views: str, devices: int,
     def load(video):
         return normalize_views(read_views(os.path.join(root, video), protocol))
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [(label, pool.submit(load, video)) for video, label in items]
-        for label, future in futures:
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
+        pending = collections.deque()
+        upcoming = iter(items)
+        lookahead = max(2, 2 * workers)
+
+        def refill():
+            while len(pending) < lookahead:
+                item = next(upcoming, None)
+                if item is None:
+                    return
+                pending.append((item[1], pool.submit(load, item[0])))
+
+        refill()
+        while pending:
+            label, future = pending.popleft()
+            refill()
             try:
                 views_array = future.result()
             except VideoError:
@@ -210,6 +299,9 @@ def validate(model, items, root: str, dataset: str, views: str, devices: int,
             probs = merge_views(logits.astype(np.float64))
             top1.append(float(int(np.argmax(probs)) == label))
             top5.append(float(label in top_k(probs, 5)))
+    finally:
+        # a stop must not wait for the videos queued: the ones decoding finish, the rest drop
+        pool.shutdown(wait=False, cancel_futures=True)
     return {"val_top1": float(np.mean(top1) * 100) if top1 else None,
             "val_top5": float(np.mean(top5) * 100) if top5 else None,
             "val_videos": len(top1), "val_failed": failed}
@@ -221,9 +313,11 @@ def finetune(config: FinetuneConfig, on_step: Optional[Callable[[int, int, float
     """Fine-tune ``config.model`` on ``config.list_path``; checkpoint, resume, save the model.
 
     ``on_step(step, total, loss)`` after every optimizer step, ``on_error(line)`` once per bad
-    video (skipped: its place in the batch goes to another of the batch), ``on_resume(step)``
-    when a checkpoint in ``out`` is picked up. Keras's global dtype policy and distribution,
-    which the run sets, are as they were when it returns or raises.
+    video (skipped: its place in the batch goes to the next video of the epoch that decodes,
+    ``data.TrainSet``), ``on_resume(step)`` when a checkpoint in ``out`` is picked up. Keras's
+    global dtype policy and distribution, which the run sets, are as they were when it returns
+    or raises. ``out`` is locked for the run; with several processes only process 0 writes
+    into it (it must be one folder they all share), the others reading the same checkpoint.
     """
     import keras
 
@@ -244,8 +338,6 @@ def _same_file(there, here) -> bool:
 
 
 def _finetune(config: FinetuneConfig, on_step, on_error, on_resume) -> FinetuneResult:
-    import keras
-
     from ..video.decode import quiet_ffmpeg
     from ..video.evaluate import EvaluateError, read_list
     from ..video.protocol import protocol_for
@@ -270,20 +362,101 @@ def _finetune(config: FinetuneConfig, on_step, on_error, on_resume) -> FinetuneR
         raise FinetuneError(f"--batch-size {config.batch_size}: each of the {processes} "
                             f"processes decodes an equal share of the videos of a step, so "
                             f"--batch-size / --num-sample must be a multiple of {processes}")
+    lock = lock_out(config.out, placement)
+    try:
+        return _train(config, placement, items, val_items, on_step, on_error, on_resume)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def run_record(config: FinetuneConfig, items, val_items) -> dict:
+    """What a checkpoint must agree on to be resumed: ``RUN_KEYS``, the lists' content and
+    the size of every video they name under ``root`` (so a moved --root with the same files
+    resumes, and a file replaced under the same name does not)."""
     run = {key: getattr(config, key) for key in RUN_KEYS}
     run["list_sha256"] = list_digest(items)
+    run["val_list_sha256"] = list_digest(val_items) if val_items else None
+    run["val_views"] = config.val_views if val_items else None
+    run["videos_sha256"] = videos_digest(config.root, list(items) + list(val_items or []))
+    return run
+
+
+def videos_digest(root: str, items) -> str:
+    """sha256 of (video, size in bytes) for each video ``items`` name under ``root``, once
+    each, in list order; a missing file counts as size -1."""
+    digest, done = hashlib.sha256(), set()
+    for video, _ in items:
+        if video in done:
+            continue
+        done.add(video)
+        try:
+            size = os.stat(os.path.join(root, video)).st_size
+        except OSError:
+            size = -1
+        digest.update(f"{video}\t{size}\n".encode("utf-8"))
+    return digest.hexdigest()
+
+
+# how a changed digest is named in the refusal (the digests themselves say nothing)
+DIGEST_CHANGES = {"list_sha256": "--list's lines differ",
+                  "val_list_sha256": "--val-list's lines differ (or it was added or dropped)",
+                  "videos_sha256": "the videos the lists name under --root differ (a size, or "
+                                   "a file missing or new)"}
+
+
+def _run_differences(found: dict, run: dict) -> List[str]:
+    """How ``run`` differs from the run recorded in a checkpoint; keys it does not record
+    (written before they were recorded) are not compared."""
+    differ = []
+    for key, value in run.items():
+        if key not in found or found[key] == value:
+            continue
+        if key == "model" and _same_file(found[key], value):
+            continue
+        differ.append(DIGEST_CHANGES.get(key) or f"{key} {found[key]!r} there, {value!r} now")
+    return differ
+
+
+def _read_agreed_state(placement, checkpoint: str) -> Optional[dict]:
+    """``read_state(checkpoint)`` on every process; with several, all must find the same
+    checkpoint (step), or every one fails the same way: a --out that is not one folder
+    they share would have them resume from different steps."""
+    error, state = None, None
+    try:
+        state = read_state(checkpoint)
+    except CheckpointError as caught:
+        error = caught
+    mine = [-1, 0] if error else [0, 0] if state is None else [1, int(state.get("global_step",
+                                                                                -1))]
+    found = all_processes(placement, mine)
+    if error is not None:
+        raise error
+    differ = [i for i in range(len(found)) if list(found[i]) != list(found[0])]
+    if differ:
+        def seen(row):
+            return ("an unreadable checkpoint" if row[0] < 0 else "no checkpoint"
+                    if row[0] == 0 else f"one at step {row[1]}")
+        i = differ[0]
+        raise FinetuneError(f"{checkpoint}: process {i} finds {seen(found[i])}, process 0 "
+                            f"{seen(found[0])}; with several hosts --out must be one folder "
+                            "all of them share")
+    return state
+
+
+def _train(config: FinetuneConfig, placement, items, val_items, on_step, on_error,
+           on_resume) -> FinetuneResult:
+    import keras
+
+    run = run_record(config, items, val_items)
     checkpoint = os.path.join(config.out, CHECKPOINT_NAME)
-    state = read_state(checkpoint)
+    state = _read_agreed_state(placement, checkpoint)
     if state is not None and state.get("run") != run:
-        found = state.get("run") or {}
-        differ = [f"{k} {found.get(k)!r} there, {run[k]!r} now" for k in run
-                  if found.get(k) != run[k] and not (k == "model" and _same_file(found[k],
-                                                                                 run[k]))]
+        differ = _run_differences(state.get("run") or {}, run)
         if differ:
             raise FinetuneError(f"{checkpoint}: belongs to another run ("
                                 f"{'; '.join(differ[:3])}); use another --out, or remove it to "
                                 "start over")
-        state["run"] = run  # the same model file, spelled another way: resumed
 
     if config.dtype_policy:
         keras.config.set_dtype_policy(config.dtype_policy)
@@ -305,41 +478,50 @@ def _finetune(config: FinetuneConfig, on_step, on_error, on_resume) -> FinetuneR
             if on_resume is not None:
                 on_resume(state["global_step"])
         else:
-            state = {"run": run, "epoch": 0, "step": 0, "global_step": 0, "loss_sum": 0.0,
+            state = {"epoch": 0, "step": 0, "global_step": 0, "loss_sum": 0.0,
                      "loss_steps": 0, "history": [], "failed": []}
+        state["run"] = run  # recorded as this run spells it (a model path, new keys)
         resumed_from = state["global_step"]
         train_step = step_function(model, placement)
         seen = set(state["failed"])
 
         def save(epoch, step):
+            # each process meets the bad videos of its own share: the checkpoint lists all
+            state["failed"] = all_processes_texts(placement, state["failed"])
+            seen.update(state["failed"])
             state.update(epoch=epoch, step=step)
-            save_checkpoint(checkpoint, model, state)
+            written_by_process_zero(placement, checkpoint,
+                                    lambda: save_checkpoint(checkpoint, model, state))
 
         started, first_step_s, timed_clips = time.perf_counter(), None, 0
         for epoch in range(state["epoch"], config.epochs):
             start = state["step"] if epoch == state["epoch"] else 0
-            for batch in trainset.batches(epoch, start, config.batch_size, config.workers,
-                                          placement.shard):
-                for message in failed_videos(batch.failed, seen):
-                    state["failed"].append(message)
-                    if on_error is not None:
-                        on_error(message)
-                tick = time.perf_counter()
-                loss = train_step(batch.clips, batch.targets)
-                if first_step_s is None:
-                    first_step_s = time.perf_counter() - tick  # compiling: not throughput
-                    started = time.perf_counter()
-                else:
-                    timed_clips += config.batch_size
-                state["global_step"] += 1
-                state["loss_sum"] += loss
-                state["loss_steps"] += 1
-                if on_step is not None:
-                    on_step(state["global_step"], total, loss)
-                last = batch.step + 1 == steps_per_epoch
-                if config.save_every and state["global_step"] % config.save_every == 0 \
-                        and not last:
-                    save(epoch, batch.step + 1)
+            # closed as soon as the loop is left (a stop): queued decodes are dropped then,
+            # not when the exception's frames are freed
+            with contextlib.closing(trainset.batches(epoch, start, config.batch_size,
+                                                     config.workers,
+                                                     placement.shard)) as batches:
+                for batch in batches:
+                    for message in failed_videos(batch.failed, seen):
+                        state["failed"].append(message)
+                        if on_error is not None:
+                            on_error(message)
+                    tick = time.perf_counter()
+                    loss = train_step(batch.clips, batch.targets)
+                    if first_step_s is None:
+                        first_step_s = time.perf_counter() - tick  # compiling: not throughput
+                        started = time.perf_counter()
+                    else:
+                        timed_clips += config.batch_size
+                    state["global_step"] += 1
+                    state["loss_sum"] += loss
+                    state["loss_steps"] += 1
+                    if on_step is not None:
+                        on_step(state["global_step"], total, loss)
+                    last = batch.step + 1 == steps_per_epoch
+                    if config.save_every and state["global_step"] % config.save_every == 0 \
+                            and not last:
+                        save(epoch, batch.step + 1)
             record = {"epoch": epoch + 1, "loss": state["loss_sum"] / max(state["loss_steps"], 1)}
             if val_items:
                 record.update(validate(model, val_items, config.root, config.dataset,
@@ -348,7 +530,8 @@ def _finetune(config: FinetuneConfig, on_step, on_error, on_resume) -> FinetuneR
             state.update(loss_sum=0.0, loss_steps=0)
             save(epoch + 1, 0)
         wall = time.perf_counter() - started
-        model_path = save_model(model, os.path.join(config.out, MODEL_NAME))
+        model_path = os.path.join(config.out, MODEL_NAME)
+        written_by_process_zero(placement, model_path, lambda: save_model(model, model_path))
     history = state["history"]
     summary_path = os.path.join(config.out, SUMMARY_NAME)
     timing = {"clips_per_s": round(timed_clips / wall, 3) if timed_clips else None,
@@ -360,7 +543,8 @@ def _finetune(config: FinetuneConfig, on_step, on_error, on_resume) -> FinetuneR
         devices=devices_holding(model), steps=state["global_step"], epochs=config.epochs,
         loss=history[-1]["loss"] if history else None, **timing,
         resumed_from=resumed_from, failed=list(state["failed"]), history=history)
-    save_json(summary_path, result.to_dict())
+    written_by_process_zero(placement, summary_path,
+                            lambda: save_json(summary_path, result.to_dict()))
     return result
 
 
