@@ -651,7 +651,8 @@ _MAINS = {"predict": "videomae_cli.video:predict_main",
           "extract": "videomae_cli.video:extract_main",
           "reconstruct": "videomae_cli.convert:reconstruct_main",
           "convert": "videomae_cli.convert:convert_main",
-          "export": "videomae_cli.export:export_main"}
+          "export": "videomae_cli.export:export_main",
+          "finetune": "videomae_cli.finetune:finetune_main"}
 
 
 def _stop_at_marker(command, prelude, args, signum):
@@ -692,6 +693,8 @@ def _command_args(command, model, tmp_path):
         "convert": (["--synthetic", "--size", "T", "--out", str(out), "-q"],
                     "nothing was converted"),
         "export": (["--model", model, "--out", str(out), "-q"], "nothing was exported"),
+        "finetune": (["--list", str(tmp_path / "list.txt"), "--model", model, "--num-classes", "2",
+                      "--out", str(out), "-q"], "nothing was trained or written"),
     }[command]
 
 
@@ -711,12 +714,13 @@ def test_a_stop_while_tensorflow_imports_is_one_line_and_exit_two(tmp_path, comm
 
 
 @pytest.mark.parametrize("command,signum", [("convert", signal.SIGINT),
-                                            ("export", signal.SIGTERM)])
+                                            ("export", signal.SIGTERM),
+                                            ("finetune", signal.SIGINT)])
 def test_a_stop_while_the_converters_frameworks_import_is_one_line_and_exit_two(
         tmp_path, command, signum):
-    """The same for ``videomae-convert`` and ``-export``, whose torch and TensorFlow imports
-    take seconds before their conversion's own handlers are in place (before: "Aborted!",
-    exit 1, or -15 with no line)."""
+    """The same for ``videomae-convert``, ``-export`` and ``-finetune``, whose imports take
+    seconds before their own handlers are in place (before: "Aborted!", exit 1, or -15 with
+    no line)."""
     args, said = _command_args(command, str(tmp_path / "model.keras"), tmp_path)
     returncode, stderr = _stop_at_marker(command, _BLOCK_IMPORT, args, signum)
     assert returncode == 2, stderr

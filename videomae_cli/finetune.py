@@ -14,7 +14,7 @@ import sys
 
 import click
 
-from .exits import command, fail as _fail
+from .exits import command, fail as _fail, stoppable
 from .lifetime import claim_process, framework_imports
 from .quiet import prepare_environment, silenced_stderr
 from .zoo_table import dataset_choices
@@ -86,13 +86,14 @@ def finetune_command(model_spec, list_path, root, num_classes, out_dir, epochs, 
                      devices, workers, coordinator, num_processes, process_id, as_json, quiet,
                      verbose):
     """Fine-tune a VideoMAE model on the videos in LIST with upstream's recipe."""
-    prepare_environment(verbose)
-    with silenced_stderr(not verbose), framework_imports():
-        from tqdm import tqdm
+    with stoppable(lambda: "nothing was trained or written"):  # while the frameworks import
+        prepare_environment(verbose)
+        with silenced_stderr(not verbose), framework_imports():
+            from tqdm import tqdm
 
-        from tf_models.stopping import run_stoppably
-        from tf_models.train import (CheckpointError, DeviceError, FinetuneConfig,
-                                     FinetuneError, TrainDataError, finetune)
+            from tf_models.stopping import run_stoppably
+            from tf_models.train import (CheckpointError, DeviceError, FinetuneConfig,
+                                         FinetuneError, TrainDataError, finetune)
 
     config = FinetuneConfig(
         model=model_spec, list_path=list_path, root=root, num_classes=num_classes,
