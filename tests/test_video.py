@@ -1218,3 +1218,33 @@ def test_an_out_that_is_a_file_is_one_line_before_the_model_loads(tmp_path, comm
     assert lines == [f"error: {tmp_path / 'afile'}: --out is a file, expected a folder (it is "
                      f"made if missing)"]
     assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_decoding_ahead_is_bounded_and_a_stop_drops_the_queued_videos():
+    """``decoded_ahead`` (evaluate, extract and fine-tuning's validation): at most 2 x workers
+    videos submitted beyond the one handed out, and closing it (a stop leaving the loop) does
+    not wait for the queued ones, which are never decoded (before: evaluate and extract waited
+    for every queued decode, ``ThreadPoolExecutor``'s exit)."""
+    import threading
+
+    from tf_models.video.ahead import decoded_ahead
+
+    gate, started = threading.Event(), []
+
+    def load(index):
+        started.append(index)
+        if index > 0:
+            gate.wait(10)
+        return index
+
+    ahead = decoded_ahead(range(50), load, workers=2)
+    index, future = next(ahead)
+    assert (index, future.result(timeout=10)) == (0, 0)
+    time.sleep(0.2)
+    assert sorted(started) == [0, 1, 2]  # two threads busy, 3 and 4 queued, 5 on not submitted
+    tick = time.perf_counter()
+    ahead.close()
+    assert time.perf_counter() - tick < 1.0
+    gate.set()
+    time.sleep(0.3)
+    assert sorted(started) == [0, 1, 2]

@@ -4,19 +4,18 @@ checkpointed so that a killed run resumes to the same weights as an uninterrupte
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import hashlib
 import os
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Callable, List, Optional
 
 import numpy as np
 
 from ..artifacts.files import FileLock, LockHeld, read_json, replaced_when_written, save_json
+from ..video.ahead import decoded_ahead
 from ..video.evaluate import list_digest
 from .augment import RECIPE
 from .checkpoint import (CHECKPOINT_NAME, CheckpointError, read_state, restore_checkpoint,
@@ -269,23 +268,9 @@ def validate(model, items, root: str, dataset: str, views: str, devices: int,
     def load(video):
         return normalize_views(read_views(os.path.join(root, video), protocol))
 
-    pool = ThreadPoolExecutor(max_workers=max(1, workers))
-    try:
-        pending = collections.deque()
-        upcoming = iter(items)
-        lookahead = max(2, 2 * workers)
-
-        def refill():
-            while len(pending) < lookahead:
-                item = next(upcoming, None)
-                if item is None:
-                    return
-                pending.append((item[1], pool.submit(load, item[0])))
-
-        refill()
-        while pending:
-            label, future = pending.popleft()
-            refill()
+    with contextlib.closing(decoded_ahead(items, lambda item: load(item[0]),
+                                          workers)) as ahead:
+        for (_, label), future in ahead:
             try:
                 views_array = future.result()
             except VideoError:
@@ -299,9 +284,6 @@ def validate(model, items, root: str, dataset: str, views: str, devices: int,
             probs = merge_views(logits.astype(np.float64))
             top1.append(float(int(np.argmax(probs)) == label))
             top5.append(float(label in top_k(probs, 5)))
-    finally:
-        # a stop must not wait for the videos queued: the ones decoding finish, the rest drop
-        pool.shutdown(wait=False, cancel_futures=True)
     return {"val_top1": float(np.mean(top1) * 100) if top1 else None,
             "val_top5": float(np.mean(top5) * 100) if top5 else None,
             "val_videos": len(top1), "val_failed": failed}

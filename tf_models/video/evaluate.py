@@ -13,19 +13,20 @@ runs in the calling thread on batches of views that may span several videos.
 from __future__ import annotations
 
 import collections
+import contextlib
 import glob
 import hashlib
 import json
 import os
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..artifacts.checksums import tree_sha256
+from .ahead import decoded_ahead
 from .decode import MAX_PIXELS, VideoError, read_views
 from .labels import class_names, index_names
 from .predict import DEFAULT_BATCH, merge_views, model_protocol, top_k
@@ -292,19 +293,9 @@ def evaluate_list(model, items: Sequence[Tuple[str, int]], root: str, out_dir: s
     stats = RunStats()
     started = time.perf_counter()
     try:
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            pending = collections.deque()
-            upcoming = iter(todo)
-            lookahead = max(2, 2 * workers)
-
-            def refill():
-                while len(pending) < lookahead:
-                    item = next(upcoming, None)
-                    if item is None:
-                        return
-                    pending.append((item, pool.submit(_load_item, root, item[0], protocol,
-                                                      max_pixels)))
-
+        with contextlib.closing(decoded_ahead(
+                todo, lambda item: _load_item(root, item[0], protocol, max_pixels),
+                workers)) as ahead:
             batch: List[Tuple[Tuple[str, int], np.ndarray]] = []
 
             def flush():
@@ -327,10 +318,7 @@ def evaluate_list(model, items: Sequence[Tuple[str, int]], root: str, out_dir: s
                     progress(len(batch))
                 batch.clear()
 
-            refill()
-            while pending:
-                item, future = pending.popleft()
-                refill()
+            for item, future in ahead:
                 tick = time.perf_counter()
                 try:
                     video_views, decode_s = future.result()

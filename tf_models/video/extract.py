@@ -10,18 +10,18 @@ steps on a Ray cluster and writes the same files.
 
 from __future__ import annotations
 
-import collections
+import contextlib
 import glob
 import json
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
 from ..artifacts.checksums import tree_sha256
 from ..artifacts.files import replaced_when_written, save_json
+from .ahead import decoded_ahead
 from .decode import MAX_PIXELS, VideoError
 from .evaluate import EvaluateError, RunStats, is_label, list_digest, read_list_lines
 from .features import Sampling, pooled_features, read_inputs, segment_clips
@@ -178,19 +178,9 @@ def extract_list(model, videos: Sequence[str], root: str, out_dir: str, sampling
         on_total(len(todo), len(dict.fromkeys(videos)) - len(todo))
     stats = RunStats()
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        pending = collections.deque()
-        upcoming = iter(todo)
-        for video in upcoming:
-            pending.append((video, pool.submit(_load, root, video, sampling, max_pixels)))
-            if len(pending) >= max(2, 2 * workers):
-                break
-        while pending:
-            video, future = pending.popleft()
-            following = next(upcoming, None)
-            if following is not None:
-                pending.append((following, pool.submit(_load, root, following, sampling,
-                                                       max_pixels)))
+    with contextlib.closing(decoded_ahead(
+            todo, lambda video: _load(root, video, sampling, max_pixels), workers)) as ahead:
+        for video, future in ahead:
             tick = time.perf_counter()
             try:
                 clips, decode_s = future.result()
