@@ -116,6 +116,18 @@ def reference_runs(workspace):
     return dict(zip(("two", "one", "seed1"), runs))
 
 
+def _hold_lock(path):
+    """Another process holding ``path``'s lock as a run does (its pid in it) until killed; it
+    prints ``held`` once it holds it."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time\n"
+         "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX)\nos.write(fd, b'%d\\n' % os.getpid())\n"
+         "print('held', flush=True)\ntime.sleep(300)", str(path)],
+        stdout=subprocess.PIPE, text=True)
+    return holder
+
+
 def test_two_virtual_devices_train_as_one_device_does(reference_runs, workspace):
     two, one, seed1 = (reference_runs[k] for k in ("two", "one", "seed1"))
     # devices holding the trained weights, read from a weight's sharding (not the request)
@@ -547,12 +559,7 @@ def test_a_second_run_into_the_same_out_is_refused_in_one_line(workspace, tmp_pa
     root, model = workspace
     out = tmp_path / "out"
     out.mkdir()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, os, sys, time\n"
-         "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
-         "fcntl.flock(fd, fcntl.LOCK_EX)\nos.write(fd, b'%d\\n' % os.getpid())\n"
-         "print('held', flush=True)\ntime.sleep(120)", str(out / ".finetune.lock")],
-        stdout=subprocess.PIPE, text=True)
+    holder = _hold_lock(out / ".finetune.lock")
     try:
         assert holder.stdout.readline().strip() == "held"
         result = CliRunner().invoke(finetune_command, [
@@ -671,12 +678,7 @@ def test_two_processes_share_one_out_and_each_fills_its_own_bad_videos(workspace
     with open(out / "summary.json") as handle:
         assert json.load(handle)["failed_videos"] == 1
 
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, os, sys, time\n"
-         "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
-         "fcntl.flock(fd, fcntl.LOCK_EX)\nos.write(fd, b'%d\\n' % os.getpid())\n"
-         "print('held', flush=True)\ntime.sleep(300)", str(out / ".finetune.lock")],
-        stdout=subprocess.PIPE, text=True)
+    holder = _hold_lock(out / ".finetune.lock")
     try:
         assert holder.stdout.readline().strip() == "held"
         refused = _run_two_processes(workspace, out)
