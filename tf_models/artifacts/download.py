@@ -222,6 +222,9 @@ def _transfer(url: str, part: str, fetch: Fetch) -> Optional[int]:
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as error:
         # ValueError: a malformed header (Content-Length, Content-Range) from the server
         reason = reason_of(error)
+        if os.path.islink(part):  # planted (never written through): no resume can help
+            raise DownloadError(f"{part}: a symbolic link where the download's own file goes, "
+                                f"never written through; remove it", url, reason) from None
         have = _size(part)
         if have:
             raise DownloadInterrupted(f"{url}: download stopped after {have} bytes ({reason}); "
