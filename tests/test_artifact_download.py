@@ -142,31 +142,43 @@ READ_ONLY_CHILD = textwrap.dedent("""
         download.fetch_file(url, dest + ".other", digest, progress=False)
     except PermissionError as error:
         print("uncached:", type(error).__name__)
-    os.environ["VIDEOMAE_CACHE"] = os.path.dirname(dest)
+    os.environ["VIDEOMAE_CACHE"] = os.path.dirname(dest) + "-release"
+    # online: the list is fetched afresh (into a scratch folder), the asset read from the cache
+    print("cached asset:", fetch_asset(base, "asset.bin", progress=False) ==
+          fetch_asset(base, "asset.bin", offline=True, progress=False))
     try:
-        fetch_asset(base, "asset.bin", progress=False)  # online: the list is fetched afresh
+        fetch_asset(base, "other.bin", progress=False)
     except PresetError as error:
         print("release:", error)
 """)
 
 
-def test_a_read_only_cache_serves_its_verified_copies(fault_server, tmp_path):
+def test_a_read_only_cache_serves_its_verified_copies(fault_server, tmp_path, monkeypatch):
     """A shared cache this process cannot write (filled by another user, mounted read-only):
-    a cached copy is verified and used, offline and online (before: PermissionError creating
-    the lock file, as a traceback through from_preset); what is not cached is the OSError,
-    which the release resolver words as one line naming the cache, its variable and offline
-    mode. Root ignores file modes, so the child runs without CAP_DAC_OVERRIDE (setpriv)."""
+    a cached copy is verified and used, offline and online (the release's list then fetched
+    into a scratch folder) (before: PermissionError creating the lock file, as a traceback
+    through from_preset); what is not cached is the OSError, which the release resolver words
+    as one line naming the cache, its variable and offline mode. Root ignores file modes, so
+    the child runs without CAP_DAC_OVERRIDE (setpriv)."""
     import shutil
 
+    from tf_models.artifacts.resolve import fetch_asset
+
     url = fault_server.add("asset.bin", PAYLOAD)
-    fault_server.add("SHA256SUMS", f"{DIGEST}  asset.bin\n".encode())
-    cache = tmp_path / "cache"
+    fault_server.add("other.bin", PAYLOAD[:100])
+    fault_server.add("SHA256SUMS", (f"{DIGEST}  asset.bin\n"
+                                    f"{hashlib.sha256(PAYLOAD[:100]).hexdigest()}  other.bin\n"
+                                    ).encode())
+    cache, release_cache = tmp_path / "cache", tmp_path / "cache-release"
     dest = str(cache / "asset.bin")
     download.fetch_file(url, dest, DIGEST, progress=False)
-    for folder, _, files in os.walk(cache):
-        for name in files:
-            os.chmod(os.path.join(folder, name), 0o444)
-        os.chmod(folder, 0o555)
+    monkeypatch.setenv("VIDEOMAE_CACHE", str(release_cache))
+    fetch_asset(fault_server.url("").rstrip("/"), "asset.bin", progress=False)
+    for top in (cache, release_cache):
+        for folder, _, files in os.walk(top):
+            for name in files:
+                os.chmod(os.path.join(folder, name), 0o444)
+            os.chmod(folder, 0o555)
     prefix = []
     if os.geteuid() == 0:
         if shutil.which("setpriv") is None:
@@ -177,12 +189,14 @@ def test_a_read_only_cache_serves_its_verified_copies(fault_server, tmp_path):
                   fault_server.url("").rstrip("/")],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
         env={**os.environ, "PYTHONPATH": REPO_ROOT})
-    os.chmod(cache, 0o755)
+    for top in (cache, release_cache):
+        for folder, _, _ in os.walk(top):
+            os.chmod(folder, 0o755)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
-    assert lines[0] == "uncached: PermissionError", result.stdout
-    assert lines[1].startswith("release: ") and "cannot use it as the model cache" in lines[1]
-    assert "VIDEOMAE_CACHE" in lines[1] and "VIDEOMAE_OFFLINE=1" in lines[1]
+    assert lines[:2] == ["uncached: PermissionError", "cached asset: True"], result.stdout
+    assert lines[2].startswith("release: ") and "cannot use it as the model cache" in lines[2]
+    assert "VIDEOMAE_CACHE" in lines[2] and "VIDEOMAE_OFFLINE=1" in lines[2]
     assert sorted(os.listdir(cache)) == ["asset.bin", "asset.bin.sha256"]
 
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tempfile
 import urllib.parse
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional
@@ -151,10 +153,28 @@ def fetch_sums(base: str, offline: bool, progress: bool) -> Dict[str, str]:
                                   f"of a conversion's folder, pass its NAME.keras file")
             return read_sums(path)
         cached = os.path.join(_base_cache(base), SUMS)
+        if not offline and not _writable(os.path.dirname(cached)):
+            # a read-only cache (shared, mounted): the list, fetched afresh, goes to a scratch
+            # folder; the assets are still read (verified) from the cache
+            scratch = tempfile.mkdtemp(prefix="videomae-sums-")
+            try:
+                return read_sums(_fetch(_join(base, SUMS), os.path.join(scratch, SUMS), None,
+                                        False, False))
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
         _fetch(_join(base, SUMS), cached, None, offline, False, force=not offline)
         return read_sums(cached)
     except ChecksumError as error:
         raise PresetError(str(error)) from None
+
+
+def _writable(folder: str) -> bool:
+    """Whether this process can create ``folder`` (if absent) and write in it."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)
 
 
 def fetch_asset(base: str, name: str, offline: Optional[bool] = None,
