@@ -30,7 +30,7 @@ import torch
 
 from tf_models.artifacts.checksums import sha256_file  # noqa: F401  (re-exported)
 
-from .errors import CheckpointError
+from .errors import CheckpointError, type_in_words
 
 # The only globals an upstream VideoMAE checkpoint needs beyond torch's weights-only defaults.
 SAFE_GLOBALS = (argparse.Namespace,)
@@ -207,23 +207,17 @@ def check_tensors(state_dict: Dict[str, torch.Tensor], path: str) -> None:
     """
     for name, tensor in state_dict.items():
         if not isinstance(name, str):
-            raise CheckpointError(f"{path}: state dict key {name!r} is {_a(name)}, expected "
-                                  f"tensor names (strings): not a model's state dict")
+            raise CheckpointError(f"{path}: state dict key {name!r} is {type_in_words(name)}, "
+                                  f"expected tensor names (strings): not a model's state dict")
         problem = _tensor_problem(tensor)
         if problem:
             raise CheckpointError(f"{path}: entry {name} {problem}")
 
 
-def _a(value) -> str:
-    """'a float', 'an int': the type of ``value`` in words."""
-    name = type(value).__name__
-    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
-
-
 def _tensor_problem(tensor) -> Optional[str]:
     """Why ``tensor`` cannot be read as a weight (from its metadata), or None."""
     if not isinstance(tensor, torch.Tensor):
-        return f"is {_a(tensor)}, not a tensor"
+        return f"is {type_in_words(tensor)}, not a tensor"
     if tensor.is_nested:
         return "is a nested tensor, expected a plain (dense) tensor"
     if tensor.layout != torch.strided:
@@ -418,8 +412,8 @@ def read_weight_map(index_path: str) -> Dict[str, str]:
     for name, shard in weight_map.items():
         if not isinstance(shard, str):
             raise CheckpointError(f"{index_path}: weight_map maps {name} to {shard!r} "
-                                  f"({_a(shard)}), expected a shard file name: the index is "
-                                  f"damaged, download it again")
+                                  f"({type_in_words(shard)}), expected a shard file name: the "
+                                  f"index is damaged, download it again")
     return weight_map
 
 

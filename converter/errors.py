@@ -49,3 +49,11 @@ def require_tensorflow_backend(action: str) -> None:
             f"{backend} (KERAS_BACKEND); set KERAS_BACKEND=tensorflow before Keras is imported, "
             f"or use the console script, which does (the .keras and .weights.h5 files it writes "
             f"load on every backend)")
+
+
+def type_in_words(value) -> str:
+    """'a str', 'an int', 'nothing' (None): what a value is, for one-line errors."""
+    if value is None:
+        return "nothing"
+    name = type(value).__name__
+    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"

@@ -31,7 +31,7 @@ from tf_models.artifacts.checksums import (SUMS, bad_line_message, is_plain_name
 from tf_models.artifacts.names import LITERT_KINDS, QUANTIZED_MODES, SUFFIXES, quantized_kind
 from tf_models.lifetime import framework_child
 
-from .errors import ConversionError, require_tensorflow_backend
+from .errors import ConversionError, require_tensorflow_backend, type_in_words
 from .kinds import kind_of
 from .record import ConversionRecord, RecordError, RunOutcome
 from .zoo import ALL_SIZES, DATASETS, FAMILIES, Entry
@@ -500,20 +500,14 @@ ENTRY_FIELDS = {"entry": dict, "source_sha256": str, "parity": dict, "versions":
 REBUILD = "rebuild the release with scripts/release.py build"
 
 
-def _type_name(value) -> str:
-    if value is None:
-        return "nothing"
-    kind = type(value).__name__
-    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
-
-
 def manifest_shape_problem(manifest) -> Optional[str]:
     """One line saying how ``manifest`` is not shaped like a release manifest, or None."""
     def wrong(where, key, kind, found):
-        return (f"manifest.json: expected {where}{key!r} to be {_type_name(kind())}, found "
-                f"{_type_name(found)}; {REBUILD}")
+        return (f"manifest.json: expected {where}{key!r} to be {type_in_words(kind())}, found "
+                f"{type_in_words(found)}; {REBUILD}")
     if not isinstance(manifest, dict):
-        return f"manifest.json: expected a JSON object, found {_type_name(manifest)}; {REBUILD}"
+        return (f"manifest.json: expected a JSON object, found {type_in_words(manifest)}; "
+                f"{REBUILD}")
     for key, kind in (("entries", dict), ("assets", dict), ("base_url", str)):
         if not isinstance(manifest.get(key), kind):
             return wrong("", key, kind, manifest.get(key))
@@ -530,7 +524,7 @@ def manifest_shape_problem(manifest) -> Optional[str]:
                 for kind, value in record["release_check"].items():
                     if not isinstance(value, (int, float)) or isinstance(value, bool):
                         return (f"manifest.json: expected entries[{name!r}]['release_check']"
-                                f"[{kind!r}] to be a number, found {_type_name(value)}; "
+                                f"[{kind!r}] to be a number, found {type_in_words(value)}; "
                                 f"{REBUILD}")
     return None
 
@@ -557,7 +551,7 @@ def _preset_class(members: Dict[str, bytes]) -> Optional[str]:
             except ValueError as error:  # json.JSONDecodeError, a bad encoding
                 raise ValueError(f"its {name} is not JSON: {error}") from None
             if not isinstance(config, dict):
-                raise ValueError(f"its {name} is {_type_name(config)}, not a JSON object")
+                raise ValueError(f"its {name} is {type_in_words(config)}, not a JSON object")
             return config.get("class_name")
     return None
 

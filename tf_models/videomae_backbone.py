@@ -19,14 +19,11 @@ FINAL_NORMS = (None, "norm", "fc_norm")
 
 
 def video_input(inputs):
-    """The video tensor from ``inputs``: a tensor, ``{"video": ...}`` or ``[video, ...]``."""
-    if isinstance(inputs, dict):
-        if "video" not in inputs:
-            raise ValueError(f"expected a dict with a 'video' entry, got keys {sorted(inputs)}")
-        return inputs["video"]
-    if isinstance(inputs, (list, tuple)):
-        return inputs[0]
-    return inputs
+    """The video tensor from ``inputs``: a tensor, ``{"video": ...}`` or ``[video, ...]``
+    (``input_checks.first_video``), a dict without it one clear error."""
+    if isinstance(inputs, dict) and "video" not in inputs:
+        raise ValueError(f"expected a dict with a 'video' entry, got keys {sorted(inputs)}")
+    return first_video(inputs)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
