@@ -13,6 +13,7 @@ interrupted`` line and exit 2 (``exits.stoppable``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -226,8 +227,6 @@ def _evaluate(model_spec, list_path, root, out_dir, shard, views, dataset, worke
     """evaluate's work under its stop handlers."""
     model = _load_model(model_spec, dataset, verbose, engine=engine)
     stop_if_signalled()  # a stop swallowed while the model loaded
-    from tqdm import tqdm
-
     from tf_models.video.evaluate import (EvaluateError, evaluate_list, merge_results,
                                           parse_shard, read_list)
     from tf_models.video.predict import model_protocol
@@ -239,61 +238,33 @@ def _evaluate(model_spec, list_path, root, out_dir, shard, views, dataset, worke
     except (EvaluateError, ValueError) as error:
         raise _fail(str(error))
     out_dir = out_dir or os.path.join("videomae-eval", model.name)
-    bars, share = [], []
-
-    def on_total(todo, done):
-        share.append(todo + done)
-        if done:
-            click.echo(f"resuming: {done} videos already scored in {out_dir}", err=True)
-        bars.append(tqdm(total=todo, unit="video", disable=quiet, file=sys.stderr,
-                         dynamic_ncols=True,
-                         desc=model.name if from_shard == (1, 1) else f"{model.name} {shard}"))
-
-    def on_error(message):
-        stop_if_signalled()  # a decoding error caused by a stop is the stop
-        tqdm.write(f"error: {message}", file=sys.stderr)
-
-    def on_note(message):
-        tqdm.write(f"note: {message}", file=sys.stderr)
-
-    def progress(count):
-        bars[0].update(count)
-        stop_if_signalled()  # a stop whose exception was swallowed (tf_models.stopping)
-
+    bar = _ListProgress(model.name if from_shard == (1, 1) else f"{model.name} {shard}",
+                        f"already scored in {out_dir}", quiet, stop_if_signalled)
     begun.append(out_dir)
-    try:
+    with bar.running(out_dir, "results"):
         if engine == "ray":
             from tf_models.video.ray_engine import evaluate_on_ray
 
             stats, facts = evaluate_on_ray(
                 model, items, root, out_dir, views=views,
                 batch_size=batch_size, actors=actors, gpus_per_actor=gpus_per_actor,
-                address=ray_address, on_error=on_error, progress=progress, on_total=on_total,
-                verbose=verbose, on_note=on_note)[1:]
+                address=ray_address, verbose=verbose, on_note=bar.on_note,
+                **bar.callbacks())[1:]
         else:
             stats, facts = evaluate_list(
                 model, items, root, out_dir, shard=from_shard, views=views, workers=workers,
-                batch_size=batch_size, on_error=on_error, progress=progress,
-                on_total=on_total)[1], None
+                batch_size=batch_size, **bar.callbacks())[1], None
         summary = merge_results([out_dir])
-    except EvaluateError as error:
-        _close(bars)
-        raise _fail(str(error))
-    except OSError as error:
-        _close(bars)
-        raise _fail(f"{out_dir}: cannot write results ({error.strerror or error})")
-    finally:
-        _close(bars)  # before a stop's line too
     summary["run"] = stats.to_dict()
     if engine == "ray":
         summary["run"].update(facts)
     summary_path = os.path.join(out_dir, "summary.json")
-    empty_share = share == [0]
+    empty_share = bar.totals == [0]
     if empty_share:  # more shards than videos (a job array): this one has nothing to do
         click.echo(f"nothing to score: shard {shard} gets none of the list's {len(items)} "
                    f"videos (more shards than videos); its results file in {out_dir} counts "
                    "it as done for videomae-evaluate merge", err=True)
-    elif bars and bars[0].total == 0:  # nothing left to score: the run that scored them stays
+    elif bar.totals and bar.todo == 0:  # nothing left to score: the run that scored them stays
         click.echo(f"nothing left to score: every video of the list has a result in {out_dir}",
                    err=True)
         summary["run"] = _previous_run(summary_path) or summary["run"]
@@ -305,10 +276,67 @@ def _evaluate(model_spec, list_path, root, out_dir, shard, views, dataset, worke
         raise click.exceptions.Exit(EXIT_BAD_INPUT)  # every video failed (a wrong --root?)
 
 
-def _close(bars) -> None:
-    """Close the progress bars, so that a line printed next is not drawn over."""
-    for bar in bars:
-        bar.close()
+class _ListProgress:
+    """evaluate's and extract's progress bar and lines, as the callbacks their engines take:
+    ``on_total(todo, done)`` opens the bar (saying what a resumed run found done),
+    ``progress(count)`` moves it, ``on_error`` / ``on_note`` print a line above it."""
+
+    def __init__(self, desc: str, resumed: str, quiet: bool, stop_if_signalled):
+        self.desc, self.resumed, self.quiet = desc, resumed, quiet
+        self.stop_if_signalled = stop_if_signalled
+        self.bars, self.totals = [], []  # one each once on_total came
+        self.todo = None
+
+    def callbacks(self) -> dict:
+        return {"on_total": self.on_total, "on_error": self.on_error,
+                "progress": self.progress}
+
+    def on_total(self, todo: int, done: int) -> None:
+        from tqdm import tqdm
+
+        self.totals.append(todo + done)
+        self.todo = todo
+        if done:
+            click.echo(f"resuming: {done} videos {self.resumed}", err=True)
+        self.bars.append(tqdm(total=todo, unit="video", disable=self.quiet, file=sys.stderr,
+                              dynamic_ncols=True, desc=self.desc))
+
+    def on_error(self, message: str) -> None:
+        from tqdm import tqdm
+
+        self.stop_if_signalled()  # a decoding error caused by a stop is the stop
+        tqdm.write(f"error: {message}", file=sys.stderr)
+
+    def on_note(self, message: str) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(f"note: {message}", file=sys.stderr)
+
+    def progress(self, count: int) -> None:
+        self.bars[0].update(count)
+        self.stop_if_signalled()  # a stop whose exception was swallowed (tf_models.stopping)
+
+    def close(self) -> None:
+        """Close the bar, so that a line printed next is not drawn over."""
+        for bar in self.bars:
+            bar.close()
+
+    @contextlib.contextmanager
+    def running(self, out_dir: str, what: str):
+        """The engine's run: the bar closed before any line that follows (a stop's too); its
+        ``EvaluateError`` or a write's ``OSError`` one ``error:`` line."""
+        from tf_models.video.evaluate import EvaluateError
+
+        try:
+            yield
+        except EvaluateError as error:
+            self.close()
+            raise _fail(str(error))
+        except OSError as error:
+            self.close()
+            raise _fail(f"{out_dir}: cannot write {what} ({error.strerror or error})")
+        finally:
+            self.close()
 
 
 def _previous_run(path: str) -> Optional[dict]:
@@ -463,8 +491,6 @@ def _extract(model_spec, list_path, root, out_dir, stride, views, dataset, worke
     """extract's work under its stop handlers: (summary, sampling)."""
     model = _load_model(model_spec, dataset, verbose, features=True, engine=engine)
     stop_if_signalled()  # a stop swallowed while the model loaded
-    from tqdm import tqdm
-
     from tf_models.video.evaluate import EvaluateError
     from tf_models.video.extract import extract_list, read_video_list
     from tf_models.video.features import Sampling
@@ -484,47 +510,20 @@ def _extract(model_spec, list_path, root, out_dir, stride, views, dataset, worke
         videos = read_video_list(list_path)
     except (EvaluateError, ValueError) as error:
         raise _fail(str(error))
-    bars = []
-
-    def on_total(todo, done):
-        if done:
-            click.echo(f"resuming: {done} videos already extracted in {out_dir}", err=True)
-        bars.append(tqdm(total=todo, unit="video", disable=quiet, file=sys.stderr,
-                         dynamic_ncols=True, desc=model.name))
-
-    def on_error(message):
-        stop_if_signalled()  # a decoding error caused by a stop is the stop
-        tqdm.write(f"error: {message}", file=sys.stderr)
-
-    def on_note(message):
-        tqdm.write(f"note: {message}", file=sys.stderr)
-
-    def progress(count):
-        bars[0].update(count)
-        stop_if_signalled()  # a stop whose exception was swallowed (tf_models.stopping)
-
+    bar = _ListProgress(model.name, f"already extracted in {out_dir}", quiet,
+                        stop_if_signalled)
     begun.append(True)
-    try:
+    with bar.running(out_dir, "features"):
         if engine == "ray":
             from tf_models.video.ray_engine import extract_on_ray
 
             summary = extract_on_ray(model, videos, root, out_dir, sampling,
                                      batch_size=batch_size, actors=actors,
                                      gpus_per_actor=gpus_per_actor, address=ray_address,
-                                     on_error=on_error, progress=progress, on_total=on_total,
-                                     verbose=verbose, on_note=on_note)
+                                     verbose=verbose, on_note=bar.on_note, **bar.callbacks())
         else:
             summary = extract_list(model, videos, root, out_dir, sampling, workers=workers,
-                                   batch_size=batch_size, on_error=on_error,
-                                   progress=progress, on_total=on_total)
-    except EvaluateError as error:
-        _close(bars)
-        raise _fail(str(error))
-    except OSError as error:
-        _close(bars)
-        raise _fail(f"{out_dir}: cannot write features ({error.strerror or error})")
-    finally:
-        _close(bars)  # before a stop's line too
+                                   batch_size=batch_size, **bar.callbacks())
     return summary, sampling
 
 
