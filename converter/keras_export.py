@@ -125,9 +125,8 @@ def load_classifier(model_spec: str, progress: bool = True):
 
     try:
         resolved = resolve_artifact(model_spec, progress=progress)
-        if resolved.kind == "kerashub":
-            return (tf_models.VideoMAEVideoClassifier.from_preset(model_spec), model_spec,
-                    "keras")
+        # a keras-hub preset too loads as the class it declares: a classifier's from_preset
+        # would build a backbone-only or pre-trained one into a classifier with a new head
         model = load_keras_model(resolved)
     except PresetError as error:
         raise ConversionError(str(error)) from None

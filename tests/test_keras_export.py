@@ -221,6 +221,26 @@ def test_a_keras_file_of_another_model_is_one_line(tmp_path):
     assert not out.exists()
 
 
+def test_a_preset_of_no_classifier_is_one_line_not_a_classifier_with_a_new_head(source,
+                                                                               tmp_path):
+    """A keras-hub preset of a backbone and its preprocessor (no task.json, as keras-hub
+    ships pre-trained encoders) is no classifier: before, the classifier's from_preset gave
+    it a new random 400-class head, and that was exported."""
+    from converter.keras_export import target_for
+    from tf_models.kerashub_presets import preprocessor_for
+
+    model, _ = source
+    preset = str(tmp_path / "encoder.preset")
+    model.backbone.save_to_preset(preset)
+    preprocessor_for(target_for(model, NAME)).save_to_preset(preset)
+    out = tmp_path / "out"
+    result = _run(["--model", preset, "--out", out, "-q"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().startswith(
+        f"error: {preset}: holds a VideoMAEBackbone, expected a VideoMAE classifier")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("content, phrase", [
     (b"PK\x03\x04 not really a zip", "cannot be loaded as a Keras model"),
     (None, "no such file"),
