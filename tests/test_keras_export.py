@@ -255,6 +255,34 @@ def test_a_damaged_or_missing_keras_file_is_one_line(tmp_path, content, phrase):
     assert len(lines) == 1 and lines[0].startswith(f"error: {path}: ") and phrase in lines[0]
 
 
+@pytest.mark.parametrize("model_config, phrase", [
+    ({"depth": "two"}, "builds no VideoMAEVideoClassifier ("),
+    ({"num_heads": 0}, "builds no VideoMAEVideoClassifier ("),
+    (None, "its entry has no model_config"),
+])
+def test_weights_whose_report_builds_no_model_are_one_line(exported, tmp_path, model_config,
+                                                            phrase):
+    """A ``.weights.h5`` whose report beside it records a config that builds no model (a
+    damaged or edited report): before, a TypeError / ZeroDivisionError / RecordError
+    traceback, exit 1."""
+    summary, _ = exported
+    shutil.copy(summary["paths"]["weights"], tmp_path)
+    with open(summary["paths"]["report"]) as handle:
+        data = json.load(handle)
+    if model_config is None:
+        del data["entry"]["model_config"]
+    else:
+        data["entry"]["model_config"].update(model_config)
+    report = tmp_path / f"{NAME}.json"
+    report.write_text(json.dumps(data))
+    result = _run(["--model", tmp_path / f"{NAME}.weights.h5", "--out", tmp_path / "out",
+                   "-q"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {report}: ") and phrase in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
 def test_existing_artifacts_are_kept_unless_forced(exported):
     from tf_models.artifacts.checksums import tree_sha256
 

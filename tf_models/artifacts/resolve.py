@@ -301,8 +301,18 @@ def _from_release(base: str, name: str, offline, progress) -> Resolved:
                                                        offline, progress))
         except RecordError as error:
             raise PresetError(str(error)) from None
-    config = preset.model_config() if preset is not None else report.model_config
+    config = (preset.model_config() if preset is not None
+              else _config_of(report, _join(base, name + SUFFIXES["report"])))
     return Resolved(path, "weights", preset, config, report, name)
+
+
+def _config_of(report: ConversionRecord, where: str) -> dict:
+    """The model config ``report`` (read from ``where``) records: PresetError, naming the
+    file, when it records none."""
+    try:
+        return report.model_config
+    except RecordError as error:
+        raise PresetError(f"{where}: {error}; the report is damaged") from None
 
 
 def _from_file(path: str, name: Optional[str] = None) -> Resolved:
@@ -314,7 +324,7 @@ def _from_file(path: str, name: Optional[str] = None) -> Resolved:
                           f"release folder, or a zoo name")
     resolved = _described(path, "weights", name)
     if resolved.report is not None:
-        resolved.config = resolved.report.model_config
+        resolved.config = _config_of(resolved.report, report_path(path))
     elif resolved.preset is not None:
         resolved.config = resolved.preset.model_config()
     else:
@@ -364,7 +374,13 @@ def load_keras_model(resolved: Resolved, offline: Optional[bool] = None):
                               f"({_first_line(error)})") from None
     config = dict(resolved.config)
     cls = _weights_class(config, resolved.path)
-    model = cls(**config)
+    try:
+        model = cls(**config)
+    except Exception as error:  # a value of the wrong type or range: keras raises many types
+        where = report_path(resolved.path) if resolved.report is not None else resolved.path
+        raise PresetError(f"{where}: its model_config {config} builds no {cls.__name__} "
+                          f"({_first_line(error)}); the report is damaged or not the "
+                          f"weights' own") from None
     try:
         load_weights_file(model, resolved.path)
     except Exception as error:
