@@ -35,7 +35,7 @@ from tf_models.presets import ALL_SIZES, IMAGENET_MEAN, IMAGENET_STD
 from .api import PhaseBar, library_versions
 from .errors import ConversionError, require_tensorflow_backend
 from .export import StagedArtifacts, check_output_dir, recover_killed_run
-from .litert import check_litert_memory
+from .litert import check_litert_memory, quantization_modes
 from .parity import (VIDEO_CASE_PREFIX, keras_reference, make_cases,
                      reference_fingerprints, video_case)
 from .proofs import keras_runner, variable_digests
@@ -219,6 +219,7 @@ def export_model(model_spec: str, out_dir: str, name: Optional[str] = None,
     final name.
     """
     require_tensorflow_backend("exporting")
+    litert_quantize = quantization_modes(litert_quantize)
     name = name or entry_name(model_spec)
     _check_name(name)
     _check_not_source(out_dir, name, model_spec)

@@ -283,6 +283,43 @@ def test_weights_whose_report_builds_no_model_are_one_line(exported, tmp_path, m
     assert not (tmp_path / "out").exists()
 
 
+class _Stopped(Exception):
+    pass
+
+
+@pytest.mark.parametrize("modes, files", [("int8", ("int8",)),
+                                          (["int8", "fp16", "int8"], ("int8", "fp16"))])
+def test_litert_quantize_takes_one_mode_as_a_string_and_each_mode_once(source, tmp_path,
+                                                                       monkeypatch, modes,
+                                                                       files):
+    """``export_model(..., litert_quantize="int8")``: before, the string's letters were
+    taken for modes (a ValueError traceback after the model loaded); a repeated mode was
+    converted and written twice. Stopped where the files would be written."""
+    from converter import keras_export
+
+    asked = []
+
+    def staged(*args, quantize=(), **kwargs):
+        asked.append(quantize)
+        raise _Stopped
+    monkeypatch.setattr(keras_export, "StagedArtifacts", staged)
+    with pytest.raises(_Stopped):
+        keras_export.export_model(source[1], str(tmp_path / "out"), name=NAME,
+                                  progress=False, litert_quantize=modes)
+    assert asked == [files]
+
+
+def test_an_unknown_quantisation_is_one_line_before_any_work(tmp_path):
+    from converter.errors import ConversionError
+    from converter.keras_export import export_model
+
+    with pytest.raises(ConversionError, match="^litert_quantize 'int4': not a quantisation; "
+                                              "one of fp16, int8"):
+        export_model(str(tmp_path / "missing.keras"), str(tmp_path / "out"),
+                     litert_quantize=["int4"])
+    assert not (tmp_path / "out").exists()
+
+
 def test_existing_artifacts_are_kept_unless_forced(exported):
     from tf_models.artifacts.checksums import tree_sha256
 
