@@ -29,7 +29,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from tf_models.artifacts.checksums import tree_sha256
-from tf_models.artifacts.names import artifact_paths, clashing_word, entry_name
+from tf_models.artifacts.names import artifact_paths, clashing_word
+from tf_models.artifacts.resolve import model_name
 from tf_models.presets import ALL_SIZES, IMAGENET_MEAN, IMAGENET_STD
 
 from .api import PhaseBar, library_versions
@@ -207,7 +208,7 @@ def export_model(model_spec: str, out_dir: str, name: Optional[str] = None,
                  on_phase: Optional[Callable[[str], None]] = None,
                  litert_quantize: Sequence[str] = ()) -> ExportResult:
     """Write the checked artifacts of the classifier ``model_spec`` to ``out_dir`` as ``name``
-    (default: the file's name, ``model`` for ``model.keras``).
+    (default: the file's name, ``model`` for ``model.keras``; a hub handle's entry name).
 
     ``litert`` adds ``NAME.tflite``, ``litert_quantize`` (implies ``litert``) each mode's
     ``NAME.fp16.tflite`` / ``NAME.int8.tflite`` (measured against the in-memory model, top-1 /
@@ -220,7 +221,7 @@ def export_model(model_spec: str, out_dir: str, name: Optional[str] = None,
     """
     require_tensorflow_backend("exporting")
     litert_quantize = quantization_modes(litert_quantize)
-    name = name or entry_name(model_spec)
+    name = name or model_name(model_spec)
     _check_name(name)
     _check_not_source(out_dir, name, model_spec)
     if video is not None and not os.path.isfile(video):

@@ -309,6 +309,27 @@ def test_litert_quantize_takes_one_mode_as_a_string_and_each_mode_once(source, t
     assert asked == [files]
 
 
+@pytest.mark.parametrize("handle, name", [
+    ("kaggle://owner/videomae/keras/my_classifier/3", "my_classifier"),
+    ("kaggle://owner/videomae/keras/my_classifier", "my_classifier"),
+    ("hf://org/my_classifier", "my_classifier")])
+def test_a_hub_handle_names_the_artifacts_after_its_entry(tmp_path, monkeypatch, handle,
+                                                          name):
+    """Without --name, a Kaggle handle's artifacts are named after its variation (before:
+    after its version, ``3.keras``). Stopped before anything is fetched."""
+    from converter import keras_export
+
+    named = []
+
+    def check_output_dir(out_dir, name, force):
+        named.append(name)
+        raise _Stopped
+    monkeypatch.setattr(keras_export, "check_output_dir", check_output_dir)
+    with pytest.raises(_Stopped):
+        keras_export.export_model(handle, str(tmp_path / "out"), progress=False)
+    assert named == [name]
+
+
 def test_an_unknown_quantisation_is_one_line_before_any_work(tmp_path):
     from converter.errors import ConversionError
     from converter.keras_export import export_model

@@ -29,7 +29,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional
 
-from ..kerashub_presets import is_kerashub_preset
+from ..kerashub_presets import HANDLE_PREFIXES, is_kerashub_preset
 from ..presets import DEFAULT_ZOO_URL, Preset, get_preset
 from . import download
 from .checksums import SUMS, ChecksumError, is_plain_name, parse_sums, read_sums, sha256_file
@@ -275,6 +275,13 @@ def preset_named(spec: str) -> Optional[Preset]:
     return _preset_for(_handle_name(os.fspath(spec)))
 
 
+def model_name(spec: str) -> str:
+    """The NAME of a model argument: a hub handle's entry (``_handle_name``: the variation of
+    a Kaggle handle, not its version), else the file's or folder's (``names.entry_name``)."""
+    spec = os.fspath(spec)
+    return _handle_name(spec) if spec.startswith(HANDLE_PREFIXES) else entry_name(spec)
+
+
 def _handle_name(spec: str) -> str:
     """The entry name of a preset folder or handle: its last segment (``hf://ORG/NAME``), or
     the variation of a Kaggle handle (``kaggle://OWNER/MODEL/keras/VARIATION[/VERSION]``)."""
@@ -436,5 +443,5 @@ def artifact_report(path: str) -> Optional[ConversionRecord]:
 
 
 __all__ = ["PresetError", "Resolved", "SavedModelSignature", "resolve_artifact", "preset_named",
-           "load_artifact", "load_keras_model", "load_savedmodel", "fetch_asset", "fetch_sums",
-           "zoo_url", "cache_dir", "parse_sums", "report_path", "artifact_report"]
+           "model_name", "load_artifact", "load_keras_model", "load_savedmodel", "fetch_asset",
+           "fetch_sums", "zoo_url", "cache_dir", "parse_sums", "report_path", "artifact_report"]
