@@ -29,13 +29,14 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from tf_models.artifacts.checksums import tree_sha256
-from tf_models.artifacts.names import artifact_paths, clashing_word, entry_name
+from tf_models.artifacts.names import artifact_paths, clashing_word
+from tf_models.artifacts.resolve import model_name
 from tf_models.presets import ALL_SIZES, IMAGENET_MEAN, IMAGENET_STD
 
 from .api import PhaseBar, library_versions
 from .errors import ConversionError, require_tensorflow_backend
 from .export import StagedArtifacts, check_output_dir, recover_killed_run
-from .litert import check_litert_memory
+from .litert import check_litert_memory, quantization_modes
 from .parity import (VIDEO_CASE_PREFIX, keras_reference, make_cases,
                      reference_fingerprints, video_case)
 from .proofs import keras_runner, variable_digests
@@ -125,9 +126,8 @@ def load_classifier(model_spec: str, progress: bool = True):
 
     try:
         resolved = resolve_artifact(model_spec, progress=progress)
-        if resolved.kind == "kerashub":
-            return (tf_models.VideoMAEVideoClassifier.from_preset(model_spec), model_spec,
-                    "keras")
+        # a keras-hub preset too loads as the class it declares: a classifier's from_preset
+        # would build a backbone-only or pre-trained one into a classifier with a new head
         model = load_keras_model(resolved)
     except PresetError as error:
         raise ConversionError(str(error)) from None
@@ -208,7 +208,7 @@ def export_model(model_spec: str, out_dir: str, name: Optional[str] = None,
                  on_phase: Optional[Callable[[str], None]] = None,
                  litert_quantize: Sequence[str] = ()) -> ExportResult:
     """Write the checked artifacts of the classifier ``model_spec`` to ``out_dir`` as ``name``
-    (default: the file's name, ``model`` for ``model.keras``).
+    (default: the file's name, ``model`` for ``model.keras``; a hub handle's entry name).
 
     ``litert`` adds ``NAME.tflite``, ``litert_quantize`` (implies ``litert``) each mode's
     ``NAME.fp16.tflite`` / ``NAME.int8.tflite`` (measured against the in-memory model, top-1 /
@@ -220,7 +220,8 @@ def export_model(model_spec: str, out_dir: str, name: Optional[str] = None,
     final name.
     """
     require_tensorflow_backend("exporting")
-    name = name or entry_name(model_spec)
+    litert_quantize = quantization_modes(litert_quantize)
+    name = name or model_name(model_spec)
     _check_name(name)
     _check_not_source(out_dir, name, model_spec)
     if video is not None and not os.path.isfile(video):

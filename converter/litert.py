@@ -75,6 +75,20 @@ LITERT_WEIGHT_COPIES = 4
 QUANTIZATIONS = {"fp16": {"weights": "fp16", "bytes": 2, "bound": 1e-2},
                  "int8": {"weights": "dynamic-range int8", "bytes": 1, "bound": 0.1}}
 
+
+def quantization_modes(modes) -> Tuple[str, ...]:
+    """``litert_quantize`` as given (one mode, or several; repeats once) as the tuple of its
+    distinct ``QUANTIZATIONS`` modes; ConversionError (one line) for any other value."""
+    from .errors import ConversionError
+
+    modes = (modes,) if isinstance(modes, str) else tuple(modes)
+    for mode in modes:
+        if mode not in QUANTIZATIONS:
+            raise ConversionError(f"litert_quantize {mode!r}: not a quantisation; one of "
+                                  f"{', '.join(QUANTIZATIONS)}, or several of them")
+    return tuple(dict.fromkeys(modes))
+
+
 # Weights beyond this many bytes go after the flatbuffer (buffer-offset layout): a flatbuffer
 # addresses at most 2 GiB, and the graph's own tables and other constants take a little
 LITERT_INLINE_LIMIT = 2**31 - 2**27

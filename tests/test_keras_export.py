@@ -221,6 +221,26 @@ def test_a_keras_file_of_another_model_is_one_line(tmp_path):
     assert not out.exists()
 
 
+def test_a_preset_of_no_classifier_is_one_line_not_a_classifier_with_a_new_head(source,
+                                                                               tmp_path):
+    """A keras-hub preset of a backbone and its preprocessor (no task.json, as keras-hub
+    ships pre-trained encoders) is no classifier: before, the classifier's from_preset gave
+    it a new random 400-class head, and that was exported."""
+    from converter.keras_export import target_for
+    from tf_models.kerashub_presets import preprocessor_for
+
+    model, _ = source
+    preset = str(tmp_path / "encoder.preset")
+    model.backbone.save_to_preset(preset)
+    preprocessor_for(target_for(model, NAME)).save_to_preset(preset)
+    out = tmp_path / "out"
+    result = _run(["--model", preset, "--out", out, "-q"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().startswith(
+        f"error: {preset}: holds a VideoMAEBackbone, expected a VideoMAE classifier")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("content, phrase", [
     (b"PK\x03\x04 not really a zip", "cannot be loaded as a Keras model"),
     (None, "no such file"),
@@ -233,6 +253,92 @@ def test_a_damaged_or_missing_keras_file_is_one_line(tmp_path, content, phrase):
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {path}: ") and phrase in lines[0]
+
+
+@pytest.mark.parametrize("model_config, phrase", [
+    ({"depth": "two"}, "builds no VideoMAEVideoClassifier ("),
+    ({"num_heads": 0}, "builds no VideoMAEVideoClassifier ("),
+    (None, "its entry has no model_config"),
+])
+def test_weights_whose_report_builds_no_model_are_one_line(exported, tmp_path, model_config,
+                                                            phrase):
+    """A ``.weights.h5`` whose report beside it records a config that builds no model (a
+    damaged or edited report): before, a TypeError / ZeroDivisionError / RecordError
+    traceback, exit 1."""
+    summary, _ = exported
+    shutil.copy(summary["paths"]["weights"], tmp_path)
+    with open(summary["paths"]["report"]) as handle:
+        data = json.load(handle)
+    if model_config is None:
+        del data["entry"]["model_config"]
+    else:
+        data["entry"]["model_config"].update(model_config)
+    report = tmp_path / f"{NAME}.json"
+    report.write_text(json.dumps(data))
+    result = _run(["--model", tmp_path / f"{NAME}.weights.h5", "--out", tmp_path / "out",
+                   "-q"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {report}: ") and phrase in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+class _Stopped(Exception):
+    pass
+
+
+@pytest.mark.parametrize("modes, files", [("int8", ("int8",)),
+                                          (["int8", "fp16", "int8"], ("int8", "fp16"))])
+def test_litert_quantize_takes_one_mode_as_a_string_and_each_mode_once(source, tmp_path,
+                                                                       monkeypatch, modes,
+                                                                       files):
+    """``export_model(..., litert_quantize="int8")``: before, the string's letters were
+    taken for modes (a ValueError traceback after the model loaded); a repeated mode was
+    converted and written twice. Stopped where the files would be written."""
+    from converter import keras_export
+
+    asked = []
+
+    def staged(*args, quantize=(), **kwargs):
+        asked.append(quantize)
+        raise _Stopped
+    monkeypatch.setattr(keras_export, "StagedArtifacts", staged)
+    with pytest.raises(_Stopped):
+        keras_export.export_model(source[1], str(tmp_path / "out"), name=NAME,
+                                  progress=False, litert_quantize=modes)
+    assert asked == [files]
+
+
+@pytest.mark.parametrize("handle, name", [
+    ("kaggle://owner/videomae/keras/my_classifier/3", "my_classifier"),
+    ("kaggle://owner/videomae/keras/my_classifier", "my_classifier"),
+    ("hf://org/my_classifier", "my_classifier")])
+def test_a_hub_handle_names_the_artifacts_after_its_entry(tmp_path, monkeypatch, handle,
+                                                          name):
+    """Without --name, a Kaggle handle's artifacts are named after its variation (before:
+    after its version, ``3.keras``). Stopped before anything is fetched."""
+    from converter import keras_export
+
+    named = []
+
+    def check_output_dir(out_dir, name, force):
+        named.append(name)
+        raise _Stopped
+    monkeypatch.setattr(keras_export, "check_output_dir", check_output_dir)
+    with pytest.raises(_Stopped):
+        keras_export.export_model(handle, str(tmp_path / "out"), progress=False)
+    assert named == [name]
+
+
+def test_an_unknown_quantisation_is_one_line_before_any_work(tmp_path):
+    from converter.errors import ConversionError
+    from converter.keras_export import export_model
+
+    with pytest.raises(ConversionError, match="^litert_quantize 'int4': not a quantisation; "
+                                              "one of fp16, int8"):
+        export_model(str(tmp_path / "missing.keras"), str(tmp_path / "out"),
+                     litert_quantize=["int4"])
+    assert not (tmp_path / "out").exists()
 
 
 def test_existing_artifacts_are_kept_unless_forced(exported):

@@ -325,6 +325,17 @@ def test_litert_quantize_refuses_in_one_line_what_it_cannot_do(tmp_path):
     assert not out.exists() or os.listdir(out) == []
 
 
+def test_convert_refuses_an_unknown_quantisation_before_any_work(tmp_path):
+    """``convert(..., litert_quantize=["int4"])`` (or a str's letters): before, a ValueError
+    traceback once the torch reference had run."""
+    from converter import ConversionError, convert
+
+    with pytest.raises(ConversionError, match="^litert_quantize 'int4': not a quantisation"):
+        convert(TINY_FT, str(tmp_path / "out"), synthetic=True, progress=False,
+                litert_quantize=["int4"])
+    assert not (tmp_path / "out").exists()
+
+
 def test_all_passes_the_quantised_files_and_videos_to_each_fine_tuned_child(tmp_path):
     from converter.batch import _child_command
     from converter.zoo import get_entry

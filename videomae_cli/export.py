@@ -30,7 +30,8 @@ from .quiet import prepare_environment, silenced_stderr
                    "transformers-format folder or hf:// repository, or a zoo name")
 @click.option("--out", "out_dir", required=True, help="folder for the artifacts")
 @click.option("--name", default=None,
-              help="NAME of the artifacts (default: the file's name, 'model' for model.keras)")
+              help="NAME of the artifacts (default: the file's name, 'model' for model.keras; a "
+                   "hub handle's entry name)")
 @click.option("--litert", is_flag=True,
               help="also write NAME.tflite (LiteRT fp32, dynamic batch), checked like the rest")
 @click.option("--litert-quantize", type=click.Choice(("fp16", "int8")), multiple=True,

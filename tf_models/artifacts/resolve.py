@@ -29,7 +29,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional
 
-from ..kerashub_presets import is_kerashub_preset
+from ..kerashub_presets import HANDLE_PREFIXES, is_kerashub_preset
 from ..presets import DEFAULT_ZOO_URL, Preset, get_preset
 from . import download
 from .checksums import SUMS, ChecksumError, is_plain_name, parse_sums, read_sums, sha256_file
@@ -275,6 +275,13 @@ def preset_named(spec: str) -> Optional[Preset]:
     return _preset_for(_handle_name(os.fspath(spec)))
 
 
+def model_name(spec: str) -> str:
+    """The NAME of a model argument: a hub handle's entry (``_handle_name``: the variation of
+    a Kaggle handle, not its version), else the file's or folder's (``names.entry_name``)."""
+    spec = os.fspath(spec)
+    return _handle_name(spec) if spec.startswith(HANDLE_PREFIXES) else entry_name(spec)
+
+
 def _handle_name(spec: str) -> str:
     """The entry name of a preset folder or handle: its last segment (``hf://ORG/NAME``), or
     the variation of a Kaggle handle (``kaggle://OWNER/MODEL/keras/VARIATION[/VERSION]``)."""
@@ -301,8 +308,18 @@ def _from_release(base: str, name: str, offline, progress) -> Resolved:
                                                        offline, progress))
         except RecordError as error:
             raise PresetError(str(error)) from None
-    config = preset.model_config() if preset is not None else report.model_config
+    config = (preset.model_config() if preset is not None
+              else _config_of(report, _join(base, name + SUFFIXES["report"])))
     return Resolved(path, "weights", preset, config, report, name)
+
+
+def _config_of(report: ConversionRecord, where: str) -> dict:
+    """The model config ``report`` (read from ``where``) records: PresetError, naming the
+    file, when it records none."""
+    try:
+        return report.model_config
+    except RecordError as error:
+        raise PresetError(f"{where}: {error}; the report is damaged") from None
 
 
 def _from_file(path: str, name: Optional[str] = None) -> Resolved:
@@ -314,7 +331,7 @@ def _from_file(path: str, name: Optional[str] = None) -> Resolved:
                           f"release folder, or a zoo name")
     resolved = _described(path, "weights", name)
     if resolved.report is not None:
-        resolved.config = resolved.report.model_config
+        resolved.config = _config_of(resolved.report, report_path(path))
     elif resolved.preset is not None:
         resolved.config = resolved.preset.model_config()
     else:
@@ -364,7 +381,13 @@ def load_keras_model(resolved: Resolved, offline: Optional[bool] = None):
                               f"({_first_line(error)})") from None
     config = dict(resolved.config)
     cls = _weights_class(config, resolved.path)
-    model = cls(**config)
+    try:
+        model = cls(**config)
+    except Exception as error:  # a value of the wrong type or range: keras raises many types
+        where = report_path(resolved.path) if resolved.report is not None else resolved.path
+        raise PresetError(f"{where}: its model_config {config} builds no {cls.__name__} "
+                          f"({_first_line(error)}); the report is damaged or not the "
+                          f"weights' own") from None
     try:
         load_weights_file(model, resolved.path)
     except Exception as error:
@@ -420,5 +443,5 @@ def artifact_report(path: str) -> Optional[ConversionRecord]:
 
 
 __all__ = ["PresetError", "Resolved", "SavedModelSignature", "resolve_artifact", "preset_named",
-           "load_artifact", "load_keras_model", "load_savedmodel", "fetch_asset", "fetch_sums",
-           "zoo_url", "cache_dir", "parse_sums", "report_path", "artifact_report"]
+           "model_name", "load_artifact", "load_keras_model", "load_savedmodel", "fetch_asset",
+           "fetch_sums", "zoo_url", "cache_dir", "parse_sums", "report_path", "artifact_report"]
