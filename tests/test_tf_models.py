@@ -119,6 +119,29 @@ def test_a_classifier_refuses_clips_it_cannot_take_in_one_line():
                       verbose=0)
 
 
+def test_a_frozen_backbone_stays_frozen_through_its_config_and_a_keras_file(tmp_path):
+    """A classifier on a backbone frozen for fine-tuning (``backbone.trainable = False``),
+    rebuilt from its config or reloaded from its ``.keras`` file, trains its head only (before:
+    the backbone said trainable False, yet its layers and variables were trainable again, so
+    ``fit`` after a reload trained the whole encoder)."""
+    import keras
+
+    import tf_models
+
+    backbone = tf_models.VideoMAEBackbone(**tf_models.get_preset(TINY_FT).backbone_config())
+    backbone.trainable = False
+    model = tf_models.VideoMAEVideoClassifier(backbone=backbone, num_classes=3)
+    head = sorted(v.path for v in model.trainable_weights)
+    assert len(head) == 4  # fc_norm and head
+    path = str(tmp_path / "frozen.keras")
+    model.save(path)
+    for again in (tf_models.VideoMAEVideoClassifier.from_config(model.get_config()),
+                  keras.saving.load_model(path)):
+        assert again.backbone.trainable is False
+        assert sorted(v.path for v in again.trainable_weights) == head
+        assert not any(v.trainable for v in again.backbone.weights)
+
+
 def test_a_task_refuses_a_backbone_with_the_wrong_final_norm():
     import tf_models
 

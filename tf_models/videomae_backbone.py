@@ -120,6 +120,12 @@ class VideoMAEBackbone(Backbone):
             pooled = final(pooled)
         super().__init__(inputs=video, outputs={"tokens": x, "pooled": pooled}, dtype=dtype,
                          **kwargs)
+        if not self.trainable:
+            # Keras's Functional takes trainable=False (a frozen backbone's saved config) before
+            # it tracks the layers built above, so they stay trainable: freeze them here, or a
+            # task on this backbone would train them again
+            for layer in self.layers:
+                layer.trainable = False
 
         # === Config ===
         self.embed_dim, self.depth, self.num_heads = embed_dim, depth, num_heads
