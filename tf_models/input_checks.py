@@ -4,7 +4,8 @@ tensors) and each one ValueError line: raw uint8 frames where a model takes norm
 masks whose rows hide different token counts (the model reads the count from the first row:
 the other rows' outputs would belong to other tokens, and no error). Symbolic and traced
 inputs pass: there the values are not known (the JAX pre-trainer's steps check each batch on
-the host instead, ``pretrain.token_counts``)."""
+the host instead, ``pretrain.token_counts``). And masks with another number of rows than the
+video has clips, where the shapes say so."""
 
 from __future__ import annotations
 
@@ -62,6 +63,24 @@ def host_values(x) -> Optional[np.ndarray]:
         return keras.ops.convert_to_numpy(x)
     except Exception:  # anything else whose values cannot be read here is not ours to check
         return None
+
+
+def leading_size(x) -> Optional[int]:
+    """The first (batch) dimension of ``x`` where its shape states one, else None."""
+    shape = getattr(x, "shape", None)
+    if shape is None or not len(shape) or shape[0] is None:
+        return None
+    return int(shape[0])
+
+
+def mask_rows_match(video, mask, name: str) -> None:
+    """One ValueError if a (batch, tokens) mask has another number of rows than ``video`` has
+    clips, where both shapes state them (the backends would fail deep inside instead)."""
+    clips, rows = leading_size(video), leading_size(mask)
+    if clips is not None and rows is not None and rows != clips:
+        raise ValueError(
+            f"VideoMAEMaskedAutoencoder: '{name}' must have one row per clip, {clips}; got "
+            f"{rows}. Make one mask per clip (tf_models.tube_mask(..., batch_size={clips}))")
 
 
 def per_row_count(mask, keep: bool, name: str, tokens: Optional[int] = None) -> Optional[int]:
