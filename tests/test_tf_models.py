@@ -119,6 +119,34 @@ def test_a_classifier_refuses_clips_it_cannot_take_in_one_line():
                       verbose=0)
 
 
+def test_models_refuse_frames_of_any_integer_dtype_as_raw_frames():
+    """int32 / int64 frames (``np.array`` of a list of pixel values, another decoder's
+    output) are raw frames as uint8 ones are: a direct call, ``predict`` and the pre-trainer
+    refuse them in one line naming the dtype (before: only uint8 was refused; integer frames
+    were read as normalised values, logits of 0..255 inputs, and no error)."""
+    import tf_models
+
+    models = _models()
+    classifier, backbone = models["classifier"][0], models["backbone"][0]
+    pretrainer, inputs, _ = models["pretrainer"]
+    for dtype in ("int32", "int64"):
+        frames = np.random.default_rng(3).integers(0, 256, (2, 4, 32, 32, 3)).astype(dtype)
+        for call in (lambda: classifier(frames), lambda: classifier.predict(frames, verbose=0),
+                     lambda: backbone(frames), lambda: backbone.predict(frames, verbose=0),
+                     lambda: pretrainer({**inputs, "video": frames})):
+            with pytest.raises(ValueError, match=f"takes normalised float32 frames, and got "
+                                                 f"{dtype} ones") as error:
+                call()
+            assert "\n" not in str(error.value)
+    # floats of any width are taken as normalised values; a preprocessor takes integer frames
+    assert classifier(_clip().astype("float16")).shape == (2, classifier.num_classes)
+    converter = tf_models.VideoMAEVideoConverter(image_size=32)
+    classifier.preprocessor = tf_models.VideoMAEVideoClassifierPreprocessor(converter)
+    frames = np.random.default_rng(3).integers(0, 256, (2, 4, 32, 32, 3))
+    np.testing.assert_array_equal(classifier.predict(frames, verbose=0),
+                                  classifier.predict(frames.astype("uint8"), verbose=0))
+
+
 def test_a_frozen_backbone_stays_frozen_through_its_config_and_a_keras_file(tmp_path):
     """A classifier on a backbone frozen for fine-tuning (``backbone.trainable = False``),
     rebuilt from its config or reloaded from its ``.keras`` file, trains its head only (before:
