@@ -80,6 +80,24 @@ def test_classifier_takes_a_tensor_a_dict_or_a_list_alike():
         np.testing.assert_array_equal(np.asarray(outer(video)), by_tensor)
 
 
+def test_backbone_takes_a_tensor_a_dict_or_a_list_alike():
+    """As the classifier: ``{"video": ...}`` (its documented input) and ``[video]`` give the
+    tensor's features, without Keras's input-structure warning (before: a UserWarning "The
+    structure of `inputs` doesn't match the expected structure" for the dict and the list)."""
+    import warnings
+
+    backbone = _models()["backbone"][0]
+    randomise(backbone)
+    video = _clip()
+    by_tensor = np.asarray(backbone(video)["pooled"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for given in ({"video": video}, [video]):
+            np.testing.assert_array_equal(np.asarray(backbone(given)["pooled"]), by_tensor)
+        np.testing.assert_allclose(backbone.predict({"video": video}, verbose=0)["pooled"],
+                                   by_tensor, atol=1e-4, rtol=1e-5)
+
+
 def test_a_classifier_refuses_clips_it_cannot_take_in_one_line():
     """predict / fit / evaluate on arrays of another frame count, or, with no preprocessor,
     another frame size or raw uint8 frames: one ValueError that says what the model takes

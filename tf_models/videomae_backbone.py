@@ -148,6 +148,11 @@ class VideoMAEBackbone(Backbone):
         refuse_raw_frames(first_video(x), f"{self.name}:")
         return super().predict(x, *args, **kwargs)
 
+    def call(self, inputs, training=None, mask=None):
+        # the functional input is the video alone: {"video": x} or [x] would reach Keras's
+        # functional call with its input-structure warning (as VideoMAEVideoClassifier.call)
+        return super().call(video_input(inputs), training=training, mask=mask)
+
     @property
     def SUBLAYERS(self):  # noqa: N802  (the attribute name named_variables reads)
         final = (("final", self.final_norm),) if self.final_norm else ()
