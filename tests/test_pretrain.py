@@ -269,6 +269,34 @@ def test_pretrainer_and_backbone_refuse_inputs_they_would_misread_in_one_line():
     assert keras.ops.shape(backbone(video)["pooled"]) == (2, 32)
 
 
+def test_pretrainer_refuses_a_mask_of_another_batch_in_one_line():
+    """A mask with fewer or more rows than the video has clips (``tube_mask``'s default
+    ``batch_size=1`` for a batch of two, say), through a call, ``predict`` and ``fit``: one
+    ValueError naming the counts (before: a call failed deep in the backend, a TensorFlow
+    "ConcatOp : Dimension 0 in both shapes must be equal" from inside MaskedAutoencoding)."""
+    import tf_models
+
+    model = tf_models.VideoMAEMaskedAutoencoder(
+        embed_dim=32, depth=1, num_heads=2, num_frames=4, img_size=32, patch_size=16,
+        tubelet_size=2, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+    model.compile(loss="mse")
+    rng = np.random.default_rng(7)
+    video = rng.standard_normal((2, 4, 32, 32, 3), dtype=np.float32)
+    mask = tube_mask(4, 32, 16, 2, 0.5, 2, rng)
+    target = np.zeros((2, 4, 1536), np.float32)
+    for name, inputs in (("mask", {"video": video, "mask": mask[:1]}),
+                         ("mask", {"video": video, "mask": np.concatenate([mask, mask])}),
+                         ("decode_mask", {"video": video, "mask": mask,
+                                          "decode_mask": np.zeros((1, 8), bool)})):
+        for call in (lambda: model(inputs), lambda: model(list(inputs.values())),
+                     lambda: model.predict(inputs, verbose=0),
+                     lambda: model.fit(inputs, target, verbose=0)):
+            with pytest.raises(ValueError, match=f"'{name}' must have one row per clip, 2; "
+                                                 "got [14]") as error:
+                call()
+            assert "\n" not in str(error.value)
+
+
 # --- conversion, export and a fresh process --------------------------------------------------
 
 FRESH_PT_SCRIPT = textwrap.dedent("""

@@ -80,6 +80,24 @@ def test_classifier_takes_a_tensor_a_dict_or_a_list_alike():
         np.testing.assert_array_equal(np.asarray(outer(video)), by_tensor)
 
 
+def test_backbone_takes_a_tensor_a_dict_or_a_list_alike():
+    """As the classifier: ``{"video": ...}`` (its documented input) and ``[video]`` give the
+    tensor's features, without Keras's input-structure warning (before: a UserWarning "The
+    structure of `inputs` doesn't match the expected structure" for the dict and the list)."""
+    import warnings
+
+    backbone = _models()["backbone"][0]
+    randomise(backbone)
+    video = _clip()
+    by_tensor = np.asarray(backbone(video)["pooled"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for given in ({"video": video}, [video]):
+            np.testing.assert_array_equal(np.asarray(backbone(given)["pooled"]), by_tensor)
+        np.testing.assert_allclose(backbone.predict({"video": video}, verbose=0)["pooled"],
+                                   by_tensor, atol=1e-4, rtol=1e-5)
+
+
 def test_a_classifier_refuses_clips_it_cannot_take_in_one_line():
     """predict / fit / evaluate on arrays of another frame count, or, with no preprocessor,
     another frame size or raw uint8 frames: one ValueError that says what the model takes
@@ -117,6 +135,57 @@ def test_a_classifier_refuses_clips_it_cannot_take_in_one_line():
     with pytest.raises(ValueError, match=f"takes clips of {frames} frames, frames of any size"):
         model.predict(rng.integers(0, 256, (2, frames + 2, size, size, 3), dtype=np.uint8),
                       verbose=0)
+
+
+def test_models_refuse_frames_of_any_integer_dtype_as_raw_frames():
+    """int32 / int64 frames (``np.array`` of a list of pixel values, another decoder's
+    output) are raw frames as uint8 ones are: a direct call, ``predict`` and the pre-trainer
+    refuse them in one line naming the dtype (before: only uint8 was refused; integer frames
+    were read as normalised values, logits of 0..255 inputs, and no error)."""
+    import tf_models
+
+    models = _models()
+    classifier, backbone = models["classifier"][0], models["backbone"][0]
+    pretrainer, inputs, _ = models["pretrainer"]
+    for dtype in ("int32", "int64"):
+        frames = np.random.default_rng(3).integers(0, 256, (2, 4, 32, 32, 3)).astype(dtype)
+        for call in (lambda: classifier(frames), lambda: classifier.predict(frames, verbose=0),
+                     lambda: backbone(frames), lambda: backbone.predict(frames, verbose=0),
+                     lambda: pretrainer({**inputs, "video": frames})):
+            with pytest.raises(ValueError, match=f"takes normalised float32 frames, and got "
+                                                 f"{dtype} ones") as error:
+                call()
+            assert "\n" not in str(error.value)
+    # floats of any width are taken as normalised values; a preprocessor takes integer frames
+    assert classifier(_clip().astype("float16")).shape == (2, classifier.num_classes)
+    converter = tf_models.VideoMAEVideoConverter(image_size=32)
+    classifier.preprocessor = tf_models.VideoMAEVideoClassifierPreprocessor(converter)
+    frames = np.random.default_rng(3).integers(0, 256, (2, 4, 32, 32, 3))
+    np.testing.assert_array_equal(classifier.predict(frames, verbose=0),
+                                  classifier.predict(frames.astype("uint8"), verbose=0))
+
+
+def test_a_frozen_backbone_stays_frozen_through_its_config_and_a_keras_file(tmp_path):
+    """A classifier on a backbone frozen for fine-tuning (``backbone.trainable = False``),
+    rebuilt from its config or reloaded from its ``.keras`` file, trains its head only (before:
+    the backbone said trainable False, yet its layers and variables were trainable again, so
+    ``fit`` after a reload trained the whole encoder)."""
+    import keras
+
+    import tf_models
+
+    backbone = tf_models.VideoMAEBackbone(**tf_models.get_preset(TINY_FT).backbone_config())
+    backbone.trainable = False
+    model = tf_models.VideoMAEVideoClassifier(backbone=backbone, num_classes=3)
+    head = sorted(v.path for v in model.trainable_weights)
+    assert len(head) == 4  # fc_norm and head
+    path = str(tmp_path / "frozen.keras")
+    model.save(path)
+    for again in (tf_models.VideoMAEVideoClassifier.from_config(model.get_config()),
+                  keras.saving.load_model(path)):
+        assert again.backbone.trainable is False
+        assert sorted(v.path for v in again.trainable_weights) == head
+        assert not any(v.trainable for v in again.backbone.weights)
 
 
 def test_a_task_refuses_a_backbone_with_the_wrong_final_norm():

@@ -150,6 +150,21 @@ def test_predict_view_logits_match_torch_reference(videos, tiny_models, tmp_path
             np.testing.assert_allclose(record["probs"], probs, atol=1e-6)
 
 
+def test_classify_video_refuses_a_k_or_batch_size_below_one(videos, tiny_models):
+    """The Python API refuses what the command's ``--top-k`` and ``--batch-size`` refuse, one
+    line each (before: ``k=-1`` returned every class but the least likely one as the "top",
+    ``k=0`` nothing, ``batch_size=0`` Python's "range() arg 3 must not be zero")."""
+    from tf_models.video import classify_video, load_video_model
+
+    model = load_video_model(tiny_models["k400"].paths["keras"])
+    for arguments, words in (({"k": -1}, "k must be at least 1, got -1"),
+                             ({"k": 0}, "k must be at least 1, got 0"),
+                             ({"batch_size": 0}, "batch_size must be at least 1, got 0")):
+        with pytest.raises(ValueError, match=words):
+            classify_video(model, videos["landscape"], views="1x1", **arguments)
+    assert len(classify_video(model, videos["landscape"], views="1x1", k=1)["top_k"]) == 1
+
+
 @pytest.mark.slow  # ViT-S (~2 GB): not full_size, so it runs beside the full-size worker's queue
 @pytest.mark.parametrize("name", ["TFVideoMAE_S_K400_16x224_FT", "TFVideoMAE_S_SSv2_16x224_FT"])
 def test_predict_small_models_match_torch_reference(videos, tmp_path, name):

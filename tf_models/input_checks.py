@@ -1,10 +1,11 @@
 """Checks of what the models are given, made where the values are at hand (numpy arrays, eager
-tensors) and each one ValueError line: raw uint8 frames where a model takes normalised ones
-(they would be read as normalised values: outputs, wrong ones, and no error), and pre-training
-masks whose rows hide different token counts (the model reads the count from the first row:
-the other rows' outputs would belong to other tokens, and no error). Symbolic and traced
-inputs pass: there the values are not known (the JAX pre-trainer's steps check each batch on
-the host instead, ``pretrain.token_counts``)."""
+tensors) and each one ValueError line: raw frames (uint8, or integers of any width) where a
+model takes normalised ones (they would be read as normalised values: outputs, wrong ones, and
+no error), and pre-training masks whose rows hide different token counts (the model reads the
+count from the first row: the other rows' outputs would belong to other tokens, and no error).
+Symbolic and traced inputs pass: there the values are not known (the JAX pre-trainer's steps
+check each batch on the host instead, ``pretrain.token_counts``). And masks with another
+number of rows than the video has clips, where the shapes say so."""
 
 from __future__ import annotations
 
@@ -28,16 +29,31 @@ def first_video(inputs):
     return inputs
 
 
+def raw_frames_dtype(video) -> Optional[str]:
+    """The dtype of ``video`` (``"uint8"``, ``"int64"``...) where it holds integers, raw frames
+    (normalised ones are floats); else None. Any backend, numpy."""
+    dtype = getattr(video, "dtype", None)
+    if dtype is None:
+        return None
+    try:
+        name = keras.backend.standardize_dtype(dtype)
+    except ValueError:  # not a dtype Keras knows: none of ours
+        name = str(dtype)
+    return name if "int" in name else None
+
+
 def is_raw_frames(video) -> bool:
-    """Whether ``video`` holds raw uint8 frames (by its dtype; any backend, numpy)."""
-    return "uint8" in str(getattr(video, "dtype", ""))
+    """Whether ``video`` holds raw frames: uint8, or integers of any width (by its dtype)."""
+    return raw_frames_dtype(video) is not None
 
 
 def refuse_raw_frames(video, who: str, fix: str = NORMALISE_HINT) -> None:
-    """One ValueError if ``video`` is raw uint8 frames: ``who`` (its name and a colon, as the
-    line starts) takes normalised float32 ones."""
-    if is_raw_frames(video):
-        raise ValueError(f"{who} takes normalised float32 frames, and got uint8 ones; {fix}")
+    """One ValueError if ``video`` is raw frames (integers: uint8, or int32 / int64 from a list
+    or another reader): ``who`` (its name and a colon, as the line starts) takes normalised
+    float32 ones."""
+    dtype = raw_frames_dtype(video)
+    if dtype is not None:
+        raise ValueError(f"{who} takes normalised float32 frames, and got {dtype} ones; {fix}")
 
 
 def host_values(x) -> Optional[np.ndarray]:
@@ -62,6 +78,24 @@ def host_values(x) -> Optional[np.ndarray]:
         return keras.ops.convert_to_numpy(x)
     except Exception:  # anything else whose values cannot be read here is not ours to check
         return None
+
+
+def leading_size(x) -> Optional[int]:
+    """The first (batch) dimension of ``x`` where its shape states one, else None."""
+    shape = getattr(x, "shape", None)
+    if shape is None or not len(shape) or shape[0] is None:
+        return None
+    return int(shape[0])
+
+
+def mask_rows_match(video, mask, name: str) -> None:
+    """One ValueError if a (batch, tokens) mask has another number of rows than ``video`` has
+    clips, where both shapes state them (the backends would fail deep inside instead)."""
+    clips, rows = leading_size(video), leading_size(mask)
+    if clips is not None and rows is not None and rows != clips:
+        raise ValueError(
+            f"VideoMAEMaskedAutoencoder: '{name}' must have one row per clip, {clips}; got "
+            f"{rows}. Make one mask per clip (tf_models.tube_mask(..., batch_size={clips}))")
 
 
 def per_row_count(mask, keep: bool, name: str, tokens: Optional[int] = None) -> Optional[int]:

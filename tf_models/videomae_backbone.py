@@ -120,6 +120,12 @@ class VideoMAEBackbone(Backbone):
             pooled = final(pooled)
         super().__init__(inputs=video, outputs={"tokens": x, "pooled": pooled}, dtype=dtype,
                          **kwargs)
+        if not self.trainable:
+            # Keras's Functional takes trainable=False (a frozen backbone's saved config) before
+            # it tracks the layers built above, so they stay trainable: freeze them here, or a
+            # task on this backbone would train them again
+            for layer in self.layers:
+                layer.trainable = False
 
         # === Config ===
         self.embed_dim, self.depth, self.num_heads = embed_dim, depth, num_heads
@@ -141,6 +147,11 @@ class VideoMAEBackbone(Backbone):
     def predict(self, x, *args, **kwargs):
         refuse_raw_frames(first_video(x), f"{self.name}:")
         return super().predict(x, *args, **kwargs)
+
+    def call(self, inputs, training=None, mask=None):
+        # the functional input is the video alone: {"video": x} or [x] would reach Keras's
+        # functional call with its input-structure warning (as VideoMAEVideoClassifier.call)
+        return super().call(video_input(inputs), training=training, mask=mask)
 
     @property
     def SUBLAYERS(self):  # noqa: N802  (the attribute name named_variables reads)

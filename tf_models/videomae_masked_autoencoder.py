@@ -18,7 +18,7 @@ from keras_hub.models import Task
 from .compiling import compile_from_saved_config, load_saved_optimizer_state
 from .count_jit import JitPerTokenCount
 from .hub import load_preset_model
-from .input_checks import per_row_count, refuse_raw_frames
+from .input_checks import mask_rows_match, per_row_count, refuse_raw_frames
 from .kerashub_presets import keras_hub_loads, load_checked
 from .layers import PACKAGE
 from .pretrain import MaskedAutoencoding, video_and_mask
@@ -116,10 +116,12 @@ class VideoMAEMaskedAutoencoder(JitPerTokenCount, Task, BackboneTask):
 
     def _check_inputs(self, inputs: dict, raw_frames: bool) -> None:
         """One ValueError line for raw uint8 frames (unless ``raw_frames``), or masks of another
-        token count or whose rows differ in count (``input_checks``), where the values are at
-        hand."""
+        row count than the clips, of another token count or whose rows differ in count
+        (``input_checks``), where the values are at hand."""
         if not raw_frames:
             refuse_raw_frames(inputs["video"], f"{self.name}:")
+        for name in ("mask", "decode_mask"):
+            mask_rows_match(inputs["video"], inputs[name], name)
         tokens = self.backbone.num_patches
         per_row_count(inputs["mask"], keep=False, name="mask", tokens=tokens)
         per_row_count(inputs["decode_mask"], keep=True, name="decode_mask", tokens=tokens)

@@ -69,8 +69,13 @@ def classify_video(model, video: str, views: Optional[str] = None, k: int = 5,
                    batch_size: int = DEFAULT_BATCH, max_pixels: int = MAX_PIXELS) -> dict:
     """Classify the video file ``video`` with ``model`` (a VideoModel) under upstream's protocol.
 
-    Raises tf_models.video.VideoError (one line) for a file that cannot be read as a video.
+    Raises tf_models.video.VideoError (one line) for a file that cannot be read as a video,
+    ValueError for a ``k`` or ``batch_size`` below 1 (``k=-1`` would list every class but the
+    least likely one, as a slice does).
     """
+    for name, value in (("k", k), ("batch_size", batch_size)):
+        if value < 1:
+            raise ValueError(f"classify_video: {name} must be at least 1, got {value}")
     protocol = model_protocol(model, views)
     views_uint8 = read_views(video, protocol, max_pixels=max_pixels)
     view_logits = run_views(model, views_uint8, batch_size)
