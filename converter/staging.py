@@ -59,6 +59,8 @@ def probe_writable(out_dir: str) -> None:
     that fails later leaves no empty folder). Permission bits alone do not say it (root
     passes every ``os.access`` test; /proc, a read-only mount or a name over the system's
     length limit refuse anyway)."""
+    if not out_dir:  # "" would pass as the current folder here and fail at the first write
+        raise OutputError("--out is empty, expected a folder; name one (. for this folder)")
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise OutputError(f"{out_dir}: --out is a file, expected a folder")
     path = os.path.abspath(out_dir)
@@ -66,6 +68,9 @@ def probe_writable(out_dir: str) -> None:
     while not os.path.lexists(path):
         missing.append(path)
         path = os.path.dirname(path)
+    if os.path.islink(path) and not os.path.exists(path):
+        raise OutputError(f"{out_dir}: {path} is a link to {os.readlink(path)}, which does "
+                          f"not exist; make that folder or choose another --out")
     if not os.path.isdir(path):
         raise OutputError(f"{out_dir}: {path} is a file, so --out cannot be a folder in it; "
                           f"choose another --out")

@@ -189,6 +189,32 @@ def test_an_out_that_cannot_be_made_is_one_line_before_any_work(tmp_path, monkey
     assert sorted(os.listdir(tmp_path)) == before  # tmp_path/new was made and removed again
 
 
+@pytest.mark.parametrize("where", ["empty", "dangling_link"])
+@pytest.mark.parametrize("all_entries", [False, True])
+def test_an_empty_or_dangling_out_is_one_line_before_any_work(tmp_path, monkeypatch, where,
+                                                              all_entries):
+    """Before: ``--out ""`` passed the probe as the current folder, so the whole conversion
+    ran and then failed with ``error: : cannot create it`` (``--all`` wrote ``logs/`` into
+    the current folder first); a link to a missing folder was called a file."""
+    import converter.api
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the conversion started")
+    monkeypatch.setattr(converter.api, "write_synthetic_checkpoint", no_work)
+    monkeypatch.chdir(tmp_path)
+    if where == "empty":
+        out, words = "", "--out is empty"
+    else:
+        os.symlink(tmp_path / "gone", tmp_path / "link")
+        out, words = str(tmp_path / "link"), "which does not exist"
+    mode = ["--all", "--dataset", "k400", "--mode", "FT"] if all_entries else TINY[2:]
+    before = sorted(os.listdir(tmp_path))
+    line = _assert_one_line_error(_run(["--size", "T", "--synthetic", "-q", "--out", out]
+                                       + mode), 2)
+    assert words in line, line
+    assert sorted(os.listdir(tmp_path)) == before
+
+
 def test_parity_failure_exits_one_and_writes_nothing(tmp_path, monkeypatch):
     original = mapping.TRANSFORMS["vector"]
     # every bias and LayerNorm parameter 1 % off: shapes fit, numbers do not
