@@ -17,9 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Union
 
+from tf_models.artifacts.files import FileLock, LockHeld
 from tf_models.lifetime import framework_child
 
-from .errors import ConversionError
+from .errors import ConversionError, OutputError
 from .kinds import kind_of
 from .parity import check_videos
 from .staging import probe_writable
@@ -27,6 +28,8 @@ from .record import RunOutcome
 from .zoo import DATASETS, TEST_SIZES, TEST_ZOO, ZOO, Entry
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+# in the log folder: held by the one ``--all`` run writing there
+BATCH_LOCK = ".all.lock"
 
 
 @dataclass
@@ -255,6 +258,28 @@ def convert_all(entries: List[Entry], out_dir: str, synthetic: bool = False,
         reason = error.strerror or error
         raise ConversionError(f"{log_dir}: cannot make the log folder ({reason}); move what "
                               f"is there or choose another --out") from None
+    # one --all per output folder: a second one would truncate the running one's logs and
+    # take its children's outcome files (a single entry's run is locked out per entry)
+    lock = FileLock(os.path.join(log_dir, BATCH_LOCK))
+    try:
+        lock.acquire(wait=False)
+    except LockHeld as held:
+        who = f" (pid {held.holder})" if held.holder else ""
+        raise OutputError(f"{out_dir}: another videomae-convert --all run{who} is converting "
+                          f"into this folder; wait for it to finish, or use another "
+                          f"--out") from None
+    try:
+        return _convert_matched(entries, out_dir, log_dir, matched, unreadable, synthetic,
+                                checkpoint_dir, jobs, seed, force, on_row, litert, raw_frames,
+                                quantize, videos)
+    finally:
+        lock.release()
+
+
+def _convert_matched(entries, out_dir, log_dir, matched, unreadable, synthetic,
+                     checkpoint_dir, jobs, seed, force, on_row, litert, raw_frames, quantize,
+                     videos) -> List[BatchRow]:
+    """``convert_all``'s conversions, under its lock."""
     rows: Dict[str, BatchRow] = {}
     todo = []
     for entry in entries:

@@ -302,6 +302,29 @@ def test_all_whose_log_folder_is_a_file_exits_two(tmp_path):
     assert sorted(os.listdir(out)) == ["logs"] and (out / "logs").read_text() == "x"
 
 
+def test_a_second_all_into_the_same_folder_stops_with_one_line_and_leaves_the_logs(tmp_path):
+    """Before: a second ``--all`` into a folder where one was running truncated the running
+    children's logs (and could take their outcome files, turning a converted entry into a
+    failed row); now it stops at once, naming the holder, and touches nothing."""
+    from converter.batch import BATCH_LOCK
+    from tf_models.artifacts.files import FileLock
+
+    out = tmp_path / "out"
+    logs = out / "logs"
+    logs.mkdir(parents=True)
+    (logs / f"{TINY_FT}.log").write_text("the running child's log")
+    holder = FileLock(str(logs / BATCH_LOCK)).acquire(wait=False)  # what a running --all holds
+    try:
+        line = _assert_one_line_error(_run(["--all", "--synthetic", "--out", str(out)]
+                                           + ONE_TINY), 2)
+    finally:
+        holder.release()
+    assert line == (f"error: {out}: another videomae-convert --all run (pid {os.getpid()}) is "
+                    f"converting into this folder; wait for it to finish, or use another --out")
+    assert sorted(os.listdir(logs)) == [f"{TINY_FT}.log"]
+    assert (logs / f"{TINY_FT}.log").read_text() == "the running child's log"
+
+
 def test_convert_all_needs_a_source(tmp_path):
     with pytest.raises(ConversionError, match="--checkpoint-dir DIR or --synthetic"):
         convert_all(select_entries("T", "FT", "k400"), str(tmp_path / "o"))
