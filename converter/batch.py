@@ -212,8 +212,11 @@ def _run_one(entry: Entry, out_dir: str, log_dir: str, checkpoint: Optional[str]
     seconds = time.perf_counter() - started
     peak_mb = usage.ru_maxrss / 1024.0  # Linux reports kilobytes
     outcome = RunOutcome.load(outcome_path)
+    if returncode < 0:  # killed: its log ends wherever it was (TensorFlow's start-up lines)
+        return BatchRow(entry.name, "failed", None, seconds, peak_mb,
+                        _killed_message(-returncode, peak_mb, log), log)
     if outcome is None or (returncode != 0) != (outcome.status == "failed"):
-        # no outcome: the child died before it could say (killed, a crash); its log says why
+        # no outcome: the child died before it could say (a crash); its log says why
         with open(log) as handle:
             lines = [line.strip() for line in handle if line.strip()]
         last = lines[-1] if lines else f"exit status {returncode}"
@@ -224,6 +227,17 @@ def _run_one(entry: Entry, out_dir: str, log_dir: str, checkpoint: Optional[str]
         message = "; ".join(m for m in (message, f"no .tflite: {kind.title}") if m)
     return BatchRow(entry.name, outcome.status, outcome.tf_err_vs_f64, seconds, peak_mb,
                     message, log)
+
+
+def _killed_message(signum: int, peak_mb: float, log: str) -> str:
+    """A row's message for a child ended by signal ``signum``."""
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    why = (f" (the out-of-memory killer, at {peak_mb / 1024:.1f} GB, or another process)"
+           if signum == signal.SIGKILL else "")
+    return f"killed by {name}{why}; its log: {log}"
 
 
 def convert_all(entries: List[Entry], out_dir: str, synthetic: bool = False,

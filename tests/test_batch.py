@@ -325,6 +325,25 @@ def test_a_second_all_into_the_same_folder_stops_with_one_line_and_leaves_the_lo
     assert (logs / f"{TINY_FT}.log").read_text() == "the running child's log"
 
 
+def test_a_child_killed_by_a_signal_is_a_failed_row_that_says_so(tmp_path, monkeypatch):
+    """The out-of-memory killer's SIGKILL on a large entry's child. Before: the row's message
+    was the last line of its log, a TensorFlow start-up notice; now it names the signal."""
+    import sys
+
+    import converter.batch
+
+    noise = "I0000 00:00:1.0 port.cc:153] oneDNN custom operations are on."
+    monkeypatch.setattr(converter.batch, "_child_command", lambda *args, **kwargs: [
+        sys.executable, "-c",
+        f"import os, signal; print({noise!r}, flush=True); os.kill(os.getpid(), signal.SIGKILL)"])
+    out = tmp_path / "out"
+    (row,) = convert_all([get_entry(TINY_FT)], str(out), synthetic=True)
+    assert row.status == "failed" and row.tf_err_vs_f64 is None
+    log = os.path.join(str(out), "logs", f"{TINY_FT}.log")
+    assert row.message.startswith("killed by SIGKILL (the out-of-memory killer, at "), row.message
+    assert row.message.endswith(f"; its log: {log}") and noise not in row.message
+
+
 def test_convert_all_needs_a_source(tmp_path):
     with pytest.raises(ConversionError, match="--checkpoint-dir DIR or --synthetic"):
         convert_all(select_entries("T", "FT", "k400"), str(tmp_path / "o"))
