@@ -63,6 +63,27 @@ def test_synthetic_with_checkpoint_exits_two(tmp_path, tiny_checkpoint):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("args, words", [
+    (TINY + ["--synthetic", "--jobs", "4"], "--jobs 4 goes with --all"),
+    (TINY + ["--synthetic", "--force-download"], "--synthetic converts no upstream download"),
+    (TINY + ["--checkpoint", "x.pth", "--force-download"], "--checkpoint converts no upstream"),
+    (["--all", "--synthetic", "--size", "T", "--force-download"], "downloads nothing"),
+])
+def test_an_option_that_does_nothing_with_the_others_exits_two(tmp_path, monkeypatch, args,
+                                                               words):
+    """Before: silently ignored (one entry ran with --jobs 4 in one process; --force-download
+    downloaded nothing), as --checkpoint-dir without --all or --json without --list are not."""
+    import converter.api
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the conversion started")
+    monkeypatch.setattr(converter.api, "write_synthetic_checkpoint", no_work)
+    out = tmp_path / "out"
+    line = _assert_one_line_error(_run(args + ["-q", "--out", str(out)]), 2)
+    assert words in line, line
+    assert not out.exists()
+
+
 def test_bad_checkpoint_path_exits_two_with_one_line(tmp_path):
     missing = str(tmp_path / "nowhere" / "videomae_b_k400.pth")
     out = tmp_path / "out"
