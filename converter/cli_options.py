@@ -95,5 +95,23 @@ def command(callback, presets, quantized_modes, cls=click.Command) -> click.Comm
     @click.option("--outcome-file", type=click.Path(dir_okay=False), default=None, hidden=True,
                   help="Where --all's child writes what it did (a RunOutcome).")
     def videomae_convert(**options):
+        if options["list_entries"]:
+            _refuse_beside_list(click.get_current_context())
         return callback(**options)
     return videomae_convert
+
+
+# what --list goes with; it lists the whole zoo, so any other option would be ignored
+LIST_OPTIONS = ("list_entries", "as_json", "quiet", "verbose")
+
+
+def _refuse_beside_list(ctx: click.Context) -> None:
+    """One line and exit 2 when options --list would ignore were given with it (a user who
+    writes ``--list --family v2`` expects the V2 entries, and would get every entry)."""
+    given = [param.opts[0] for param in ctx.command.params
+             if param.name not in LIST_OPTIONS and not param.hidden
+             and ctx.get_parameter_source(param.name) == click.core.ParameterSource.COMMANDLINE]
+    if given:
+        click.echo(f"error: --list lists every zoo entry and takes only --json; drop "
+                   f"{', '.join(given)}", err=True)
+        raise click.exceptions.Exit(2)

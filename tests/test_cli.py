@@ -84,6 +84,17 @@ def test_an_option_that_does_nothing_with_the_others_exits_two(tmp_path, monkeyp
     assert not out.exists()
 
 
+@pytest.mark.parametrize("extra, named", [
+    (["--family", "v2"], "--family"),
+    (["--size", "S", "--mode", "PT"], "--size, --mode"),
+    (["--out", "weights"], "--out"),
+])
+def test_list_with_options_it_would_ignore_exits_two(extra, named):
+    """Before: ``--list --family v2`` listed every entry, V1's too, as if the filter held."""
+    line = _assert_one_line_error(_run(["--list", "--json"] + extra), 2)
+    assert line == f"error: --list lists every zoo entry and takes only --json; drop {named}"
+
+
 def test_bad_checkpoint_path_exits_two_with_one_line(tmp_path):
     missing = str(tmp_path / "nowhere" / "videomae_b_k400.pth")
     out = tmp_path / "out"
