@@ -282,6 +282,10 @@ def convert_all(entries: List[Entry], out_dir: str, synthetic: bool = False,
         raise OutputError(f"{out_dir}: another videomae-convert --all run{who} is converting "
                           f"into this folder; wait for it to finish, or use another "
                           f"--out") from None
+    except OSError as error:  # a full disk, or a file system without flock
+        raise OutputError(f"{log_dir}: cannot take the lock of --all there "
+                          f"({error.strerror or error}); free space or choose another "
+                          f"--out") from None
     try:
         return _convert_matched(entries, out_dir, log_dir, matched, unreadable, synthetic,
                                 checkpoint_dir, jobs, seed, force, on_row, litert, raw_frames,

@@ -325,6 +325,23 @@ def test_a_second_all_into_the_same_folder_stops_with_one_line_and_leaves_the_lo
     assert (logs / f"{TINY_FT}.log").read_text() == "the running child's log"
 
 
+def test_all_whose_lock_cannot_be_written_exits_two_in_one_line(tmp_path, monkeypatch):
+    """A full disk still lets the empty lock file be made, not its pid written: one line, not
+    the OSError's traceback (nor a failed row per entry)."""
+    import errno
+
+    from tf_models.artifacts.files import FileLock
+
+    def full(self, wait=True):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(FileLock, "acquire", full)
+    out = tmp_path / "out"
+    line = _assert_one_line_error(_run(["--all", "--synthetic", "--out", str(out)] + ONE_TINY),
+                                  2)
+    assert line == (f"error: {out / 'logs'}: cannot take the lock of --all there (No space "
+                    f"left on device); free space or choose another --out")
+
+
 def test_a_child_killed_by_a_signal_is_a_failed_row_that_says_so(tmp_path, monkeypatch):
     """The out-of-memory killer's SIGKILL on a large entry's child. Before: the row's message
     was the last line of its log, a TensorFlow start-up notice; now it names the signal."""
