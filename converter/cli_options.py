@@ -14,6 +14,9 @@ import click
 HELP = ("Convert an official PyTorch VideoMAE (V1 or V2) checkpoint into checked TF / Keras "
         "artifacts: a SavedModel, NAME.weights.h5, NAME.keras and a NAME.json parity report.")
 
+# torch.Generator takes unsigned 64-bit seeds (a larger one raised its OverflowError)
+SEED_MAX = 2**64 - 1
+
 
 def size_choices(presets, include_test: bool = True) -> tuple:
     """The ``--size`` choices from the zoo table ``presets`` (``tf_models/presets.py``): the
@@ -56,7 +59,7 @@ def command(callback, presets, quantized_modes, cls=click.Command) -> click.Comm
     @click.option("--force-download", is_flag=True, help="Download again even when cached.")
     @click.option("--synthetic", is_flag=True,
                   help="Convert a seeded random checkpoint in upstream's file layout.")
-    @click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+    @click.option("--seed", type=click.IntRange(0, SEED_MAX), default=0, show_default=True,
                   help="Seed of the synthetic checkpoint and of the parity inputs.")
     @click.option("--out", "out_dir", type=click.Path(), default=None,
                   help="Output folder for the artifacts. Required unless --list.")

@@ -95,6 +95,14 @@ def test_list_with_options_it_would_ignore_exits_two(extra, named):
     assert line == f"error: --list lists every zoo entry and takes only --json; drop {named}"
 
 
+def test_a_seed_over_64_bits_is_a_usage_error():
+    """Before: accepted, then torch.Generator's 'Overflow when unpacking long long' traceback
+    once the synthetic checkpoint was written."""
+    result = _run(TINY + ["--synthetic", "--seed", str(2**64), "--out", "unused"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"Invalid value for '--seed': {2**64} is not in the range" in result.output
+
+
 def test_bad_checkpoint_path_exits_two_with_one_line(tmp_path):
     missing = str(tmp_path / "nowhere" / "videomae_b_k400.pth")
     out = tmp_path / "out"
