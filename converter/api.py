@@ -230,6 +230,7 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
     if entry.test_only and not synthetic and checkpoint is None:
         raise ConversionError(f"{entry.name}: is a test-only configuration with no upstream "
                               f"file; use --synthetic or --checkpoint")
+    litert_quantize = tuple(dict.fromkeys(litert_quantize))  # a repeated mode: one file
     litert = litert or bool(litert_quantize)
     if litert and not kind.serves_litert:
         raise ConversionError(kind.litert_refusal(entry))
