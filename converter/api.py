@@ -34,6 +34,7 @@ from .parity import (PARITY_CLIPS, ParityReport, check_parity, compute_reference
                      float64_outputs, make_cases, check_videos, reference_fingerprints,
                      video_case)
 from .sources import resolve_checkpoint
+from .staging import is_disk_full, is_file_too_large
 from .synthetic import synthetic_path, write_synthetic_checkpoint
 from .zoo import Entry, get_entry
 
@@ -259,10 +260,7 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
     try:
         phases("load checkpoint")
         if synthetic:
-            scratch = make_scratch()
-            upstream = base.upstream  # a mapped head's source file: the whole source head
-            checkpoint = write_synthetic_checkpoint(
-                upstream, synthetic_path(upstream, seed, scratch), seed)
+            scratch, checkpoint = _write_scratch_checkpoint(base, seed)
         source, torch_state, prepared, notes, checkpoint_pages = _read_checked(
             entry, checkpoint, seed if synthetic else None)
 
@@ -329,6 +327,38 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         phases.close()
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _write_scratch_checkpoint(base: Entry, seed: int):
+    """(scratch folder, path) of ``base``'s synthetic checkpoint of ``seed``, written into a
+    new scratch folder; a temporary folder that cannot take it (full, a file-size limit, not
+    writable) is one ConversionError line naming it and the room the file takes."""
+    upstream = base.upstream  # a mapped head's source file: the whole source head
+    scratch = None
+    try:
+        scratch = make_scratch()
+        return scratch, write_synthetic_checkpoint(
+            upstream, synthetic_path(upstream, seed, scratch), seed)
+    except (OSError, RuntimeError) as error:  # torch.save's short write is a RuntimeError
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+        folder = tempfile.gettempdir()
+        reason = ("no space left on the device" if is_disk_full(error)
+                  else "File too large" if is_file_too_large(error)
+                  else error.strerror or str(error) if isinstance(error, OSError)
+                  else "the file was cut short")
+        import numpy as np
+
+        needed = _weight_bytes(upstream) // 4 * np.dtype(upstream.file_layout[1]).itemsize
+        try:
+            free = f"{shutil.disk_usage(folder).free / 2**20:.1f} MB free there"
+        except OSError:
+            free = "free space unknown"
+        raise ConversionError(
+            f"{folder}: cannot write the --synthetic checkpoint into the temporary folder "
+            f"({reason}); it takes about {needed / 2**20:.1f} MB ({free}): free space, or "
+            f"set TMPDIR to another folder (a file-size limit, `ulimit -f`, refuses it too)"
+        ) from None
 
 
 def _weight_bytes(entry: Entry) -> int:

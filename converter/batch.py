@@ -17,9 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Union
 
+from tf_models.artifacts.files import FileLock, LockHeld
 from tf_models.lifetime import framework_child
 
-from .errors import ConversionError
+from .errors import ConversionError, OutputError
 from .kinds import kind_of
 from .parity import check_videos
 from .staging import probe_writable
@@ -27,6 +28,8 @@ from .record import RunOutcome
 from .zoo import DATASETS, TEST_SIZES, TEST_ZOO, ZOO, Entry
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+# in the log folder: held by the one ``--all`` run writing there
+BATCH_LOCK = ".all.lock"
 
 
 @dataclass
@@ -209,8 +212,11 @@ def _run_one(entry: Entry, out_dir: str, log_dir: str, checkpoint: Optional[str]
     seconds = time.perf_counter() - started
     peak_mb = usage.ru_maxrss / 1024.0  # Linux reports kilobytes
     outcome = RunOutcome.load(outcome_path)
+    if returncode < 0:  # killed: its log ends wherever it was (TensorFlow's start-up lines)
+        return BatchRow(entry.name, "failed", None, seconds, peak_mb,
+                        _killed_message(-returncode, peak_mb, log), log)
     if outcome is None or (returncode != 0) != (outcome.status == "failed"):
-        # no outcome: the child died before it could say (killed, a crash); its log says why
+        # no outcome: the child died before it could say (a crash); its log says why
         with open(log) as handle:
             lines = [line.strip() for line in handle if line.strip()]
         last = lines[-1] if lines else f"exit status {returncode}"
@@ -221,6 +227,17 @@ def _run_one(entry: Entry, out_dir: str, log_dir: str, checkpoint: Optional[str]
         message = "; ".join(m for m in (message, f"no .tflite: {kind.title}") if m)
     return BatchRow(entry.name, outcome.status, outcome.tf_err_vs_f64, seconds, peak_mb,
                     message, log)
+
+
+def _killed_message(signum: int, peak_mb: float, log: str) -> str:
+    """A row's message for a child ended by signal ``signum``."""
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    why = (f" (the out-of-memory killer, at {peak_mb / 1024:.1f} GB, or another process)"
+           if signum == signal.SIGKILL else "")
+    return f"killed by {name}{why}; its log: {log}"
 
 
 def convert_all(entries: List[Entry], out_dir: str, synthetic: bool = False,
@@ -255,6 +272,32 @@ def convert_all(entries: List[Entry], out_dir: str, synthetic: bool = False,
         reason = error.strerror or error
         raise ConversionError(f"{log_dir}: cannot make the log folder ({reason}); move what "
                               f"is there or choose another --out") from None
+    # one --all per output folder: a second one would truncate the running one's logs and
+    # take its children's outcome files (a single entry's run is locked out per entry)
+    lock = FileLock(os.path.join(log_dir, BATCH_LOCK))
+    try:
+        lock.acquire(wait=False)
+    except LockHeld as held:
+        who = f" (pid {held.holder})" if held.holder else ""
+        raise OutputError(f"{out_dir}: another videomae-convert --all run{who} is converting "
+                          f"into this folder; wait for it to finish, or use another "
+                          f"--out") from None
+    except OSError as error:  # a full disk, or a file system without flock
+        raise OutputError(f"{log_dir}: cannot take the lock of --all there "
+                          f"({error.strerror or error}); free space or choose another "
+                          f"--out") from None
+    try:
+        return _convert_matched(entries, out_dir, log_dir, matched, unreadable, synthetic,
+                                checkpoint_dir, jobs, seed, force, on_row, litert, raw_frames,
+                                quantize, videos)
+    finally:
+        lock.release()
+
+
+def _convert_matched(entries, out_dir, log_dir, matched, unreadable, synthetic,
+                     checkpoint_dir, jobs, seed, force, on_row, litert, raw_frames, quantize,
+                     videos) -> List[BatchRow]:
+    """``convert_all``'s conversions, under its lock."""
     rows: Dict[str, BatchRow] = {}
     todo = []
     for entry in entries:

@@ -35,10 +35,18 @@ def run(entry_name, list_entries, as_json, family, size, mode, dataset, checkpoi
               "--dataset", 2)
     if all_entries:
         _main_all(family, size, mode, dataset, checkpoint, checkpoint_dir, synthetic, seed,
-                  out_dir, jobs, encoder_only, force, litert, raw_frames, litert_quantize, videos)
+                  out_dir, jobs, encoder_only, force, litert, raw_frames, litert_quantize, videos,
+                  force_download)
         return
     if checkpoint_dir:
         _fail("error: --checkpoint-dir goes with --all; for one entry use --checkpoint", 2)
+    if jobs != 1:
+        _fail(f"error: --jobs {jobs} goes with --all (entries converted at once); one entry "
+              f"converts in one process: drop --jobs", 2)
+    if force_download and (synthetic or checkpoint):
+        _fail(f"error: --force-download fetches the upstream file again, and "
+              f"{'--synthetic' if synthetic else '--checkpoint'} converts no upstream "
+              f"download: drop --force-download", 2)
     if not size and entry_name is None:
         _fail("error: --size is required (or --name, or --all)", 2)
     if len(size) > 1:
@@ -101,12 +109,16 @@ def _list(as_json: bool) -> None:
 
 
 def _main_all(family, size, mode, dataset, checkpoint, checkpoint_dir, synthetic, seed, out_dir,
-              jobs, encoder_only, force, litert, raw_frames, quantize=(), videos=()):
+              jobs, encoder_only, force, litert, raw_frames, quantize=(), videos=(),
+              force_download=False):
     from .batch import convert_all, format_table, select_entries
     from .errors import ConversionError
 
     if checkpoint:
         _fail("error: --all takes --checkpoint-dir DIR, not --checkpoint", 2)
+    if force_download:
+        _fail("error: --all converts from --checkpoint-dir or --synthetic and downloads "
+              "nothing: drop --force-download", 2)
     if encoder_only:
         _fail("error: --encoder-only converts one entry at a time; drop --all", 2)
     if not synthetic and not checkpoint_dir:

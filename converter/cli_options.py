@@ -14,6 +14,9 @@ import click
 HELP = ("Convert an official PyTorch VideoMAE (V1 or V2) checkpoint into checked TF / Keras "
         "artifacts: a SavedModel, NAME.weights.h5, NAME.keras and a NAME.json parity report.")
 
+# torch.Generator takes unsigned 64-bit seeds (a larger one raised its OverflowError)
+SEED_MAX = 2**64 - 1
+
 
 def size_choices(presets, include_test: bool = True) -> tuple:
     """The ``--size`` choices from the zoo table ``presets`` (``tf_models/presets.py``): the
@@ -56,7 +59,7 @@ def command(callback, presets, quantized_modes, cls=click.Command) -> click.Comm
     @click.option("--force-download", is_flag=True, help="Download again even when cached.")
     @click.option("--synthetic", is_flag=True,
                   help="Convert a seeded random checkpoint in upstream's file layout.")
-    @click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+    @click.option("--seed", type=click.IntRange(0, SEED_MAX), default=0, show_default=True,
                   help="Seed of the synthetic checkpoint and of the parity inputs.")
     @click.option("--out", "out_dir", type=click.Path(), default=None,
                   help="Output folder for the artifacts. Required unless --list.")
@@ -95,5 +98,23 @@ def command(callback, presets, quantized_modes, cls=click.Command) -> click.Comm
     @click.option("--outcome-file", type=click.Path(dir_okay=False), default=None, hidden=True,
                   help="Where --all's child writes what it did (a RunOutcome).")
     def videomae_convert(**options):
+        if options["list_entries"]:
+            _refuse_beside_list(click.get_current_context())
         return callback(**options)
     return videomae_convert
+
+
+# what --list goes with; it lists the whole zoo, so any other option would be ignored
+LIST_OPTIONS = ("list_entries", "as_json", "quiet", "verbose")
+
+
+def _refuse_beside_list(ctx: click.Context) -> None:
+    """One line and exit 2 when options --list would ignore were given with it (a user who
+    writes ``--list --family v2`` expects the V2 entries, and would get every entry)."""
+    given = [param.opts[0] for param in ctx.command.params
+             if param.name not in LIST_OPTIONS and not param.hidden
+             and ctx.get_parameter_source(param.name) == click.core.ParameterSource.COMMANDLINE]
+    if given:
+        click.echo(f"error: --list lists every zoo entry and takes only --json; drop "
+                   f"{', '.join(given)}", err=True)
+        raise click.exceptions.Exit(2)

@@ -130,9 +130,9 @@ class BlockStates:
 
     def put(self, block: int, sample: int, state: np.ndarray) -> None:
         state = np.ascontiguousarray(state, dtype=np.float32)
-        self._file.seek(0, 2)
-        self._where[(block, sample)] = (self._file.tell(), state.shape)
         try:
+            self._file.seek(0, 2)  # writes what the buffer holds: it may fail as a write
+            self._where[(block, sample)] = (self._file.tell(), state.shape)
             self._file.write(state.data)
         except OSError as error:
             raise self._scratch_error(error) from None
@@ -146,7 +146,10 @@ class BlockStates:
         """The state after ``block`` for ``sample`` (batch of 1), float32."""
         offset, shape = self._where[(block, sample)]
         state = np.empty(shape, dtype=np.float32)
-        self._file.flush()
+        try:
+            self._file.flush()
+        except OSError as error:
+            raise self._scratch_error(error) from None
         self._file.seek(offset)
         if self._file.readinto(memoryview(state).cast("B")) != state.nbytes:
             raise OSError("block states scratch file was truncated")

@@ -6,7 +6,8 @@ one line). Under the lock, a staging folder ``.NAME.partial-*`` left by a killed
 removed, or, when the killed run had already started moving checked artifacts into place (its
 ``PLACING`` marker), the move is finished by the same ``move_into_place`` that placing uses.
 Artifacts are fsync'd before the renames and the folder after. A full disk is one line naming
-the folder and the space the artifacts need.
+the folder and the space the artifacts need; a file over the size limit (FAT32's, ``ulimit -f``)
+one line too.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def probe_writable(out_dir: str) -> None:
     that fails later leaves no empty folder). Permission bits alone do not say it (root
     passes every ``os.access`` test; /proc, a read-only mount or a name over the system's
     length limit refuse anyway)."""
+    if not out_dir:  # "" would pass as the current folder here and fail at the first write
+        raise OutputError("--out is empty, expected a folder; name one (. for this folder)")
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise OutputError(f"{out_dir}: --out is a file, expected a folder")
     path = os.path.abspath(out_dir)
@@ -66,6 +69,9 @@ def probe_writable(out_dir: str) -> None:
     while not os.path.lexists(path):
         missing.append(path)
         path = os.path.dirname(path)
+    if os.path.islink(path) and not os.path.exists(path):
+        raise OutputError(f"{out_dir}: {path} is a link to {os.readlink(path)}, which does "
+                          f"not exist; make that folder or choose another --out")
     if not os.path.isdir(path):
         raise OutputError(f"{out_dir}: {path} is a file, so --out cannot be a folder in it; "
                           f"choose another --out")
@@ -258,20 +264,39 @@ def needed_bytes(model, extra_copies: int = 0) -> int:
     return (DISK_COPIES + extra_copies) * weights + DISK_OVERHEAD_BYTES
 
 
-def is_disk_full(error: BaseException) -> bool:
-    """True when ``error`` (or one it came from) says the device or quota is full: an
-    OSError with ENOSPC / EDQUOT, or TensorFlow's and h5py's wrappers of one."""
+# what a refused write says, as an errno and in the text of TensorFlow's and h5py's wrappers
+# of one: no room on the device or in the quota; a file over the largest size the file system
+# (FAT32: 4 GiB) or the process (``ulimit -f``) allows
+_DISK_FULL = ((errno.ENOSPC, errno.EDQUOT),
+              ("No space left on device", "Disk quota exceeded", "errno = 28"))
+_FILE_TOO_LARGE = ((errno.EFBIG,), ("File too large", "errno = 27"))
+
+
+def _caused_by(error: BaseException, errnos, texts) -> bool:
+    """True when ``error`` (or one it came from) is an OSError with one of ``errnos``, or
+    says one of ``texts``."""
     seen = 0
     while error is not None and seen < 10:
-        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        if isinstance(error, OSError) and error.errno in errnos:
             return True
         text = str(error)
-        if "No space left on device" in text or "Disk quota exceeded" in text \
-                or "errno = 28" in text:
+        if any(words in text for words in texts):
             return True
         error = error.__cause__ or error.__context__
         seen += 1
     return False
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """True when ``error`` (or one it came from) says the device or quota is full: an
+    OSError with ENOSPC / EDQUOT, or TensorFlow's and h5py's wrappers of one."""
+    return _caused_by(error, *_DISK_FULL)
+
+
+def is_file_too_large(error: BaseException) -> bool:
+    """True when ``error`` (or one it came from) says a file grew past the size limit of its
+    file system or of the process (EFBIG)."""
+    return _caused_by(error, *_FILE_TOO_LARGE)
 
 
 def disk_full_message(out_dir: str, needed: int) -> str:
@@ -284,14 +309,23 @@ def disk_full_message(out_dir: str, needed: int) -> str:
             f"space or use another --out")
 
 
+def file_too_large_message(out_dir: str) -> str:
+    return (f"{out_dir}: an artifact is larger than a file there may be (File too large: the "
+            f"file system's limit, such as FAT32's 4 GiB, or the shell's `ulimit -f`); use "
+            f"--out on another file system or raise the limit")
+
+
 @contextlib.contextmanager
 def disk_full_as_error(out_dir: str, needed: int):
-    """Turn a full disk inside the block into one OutputError line."""
+    """Turn a full disk, or a file over the size limit, inside the block into one
+    OutputError line."""
     try:
         yield
     except Exception as error:
         if is_disk_full(error):
             raise OutputError(disk_full_message(out_dir, needed)) from None
+        if is_file_too_large(error):
+            raise OutputError(file_too_large_message(out_dir)) from None
         raise
 
 

@@ -302,6 +302,65 @@ def test_all_whose_log_folder_is_a_file_exits_two(tmp_path):
     assert sorted(os.listdir(out)) == ["logs"] and (out / "logs").read_text() == "x"
 
 
+def test_a_second_all_into_the_same_folder_stops_with_one_line_and_leaves_the_logs(tmp_path):
+    """Before: a second ``--all`` into a folder where one was running truncated the running
+    children's logs (and could take their outcome files, turning a converted entry into a
+    failed row); now it stops at once, naming the holder, and touches nothing."""
+    from converter.batch import BATCH_LOCK
+    from tf_models.artifacts.files import FileLock
+
+    out = tmp_path / "out"
+    logs = out / "logs"
+    logs.mkdir(parents=True)
+    (logs / f"{TINY_FT}.log").write_text("the running child's log")
+    holder = FileLock(str(logs / BATCH_LOCK)).acquire(wait=False)  # what a running --all holds
+    try:
+        line = _assert_one_line_error(_run(["--all", "--synthetic", "--out", str(out)]
+                                           + ONE_TINY), 2)
+    finally:
+        holder.release()
+    assert line == (f"error: {out}: another videomae-convert --all run (pid {os.getpid()}) is "
+                    f"converting into this folder; wait for it to finish, or use another --out")
+    assert sorted(os.listdir(logs)) == [f"{TINY_FT}.log"]
+    assert (logs / f"{TINY_FT}.log").read_text() == "the running child's log"
+
+
+def test_all_whose_lock_cannot_be_written_exits_two_in_one_line(tmp_path, monkeypatch):
+    """A full disk still lets the empty lock file be made, not its pid written: one line, not
+    the OSError's traceback (nor a failed row per entry)."""
+    import errno
+
+    from tf_models.artifacts.files import FileLock
+
+    def full(self, wait=True):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(FileLock, "acquire", full)
+    out = tmp_path / "out"
+    line = _assert_one_line_error(_run(["--all", "--synthetic", "--out", str(out)] + ONE_TINY),
+                                  2)
+    assert line == (f"error: {out / 'logs'}: cannot take the lock of --all there (No space "
+                    f"left on device); free space or choose another --out")
+
+
+def test_a_child_killed_by_a_signal_is_a_failed_row_that_says_so(tmp_path, monkeypatch):
+    """The out-of-memory killer's SIGKILL on a large entry's child. Before: the row's message
+    was the last line of its log, a TensorFlow start-up notice; now it names the signal."""
+    import sys
+
+    import converter.batch
+
+    noise = "I0000 00:00:1.0 port.cc:153] oneDNN custom operations are on."
+    monkeypatch.setattr(converter.batch, "_child_command", lambda *args, **kwargs: [
+        sys.executable, "-c",
+        f"import os, signal; print({noise!r}, flush=True); os.kill(os.getpid(), signal.SIGKILL)"])
+    out = tmp_path / "out"
+    (row,) = convert_all([get_entry(TINY_FT)], str(out), synthetic=True)
+    assert row.status == "failed" and row.tf_err_vs_f64 is None
+    log = os.path.join(str(out), "logs", f"{TINY_FT}.log")
+    assert row.message.startswith("killed by SIGKILL (the out-of-memory killer, at "), row.message
+    assert row.message.endswith(f"; its log: {log}") and noise not in row.message
+
+
 def test_convert_all_needs_a_source(tmp_path):
     with pytest.raises(ConversionError, match="--checkpoint-dir DIR or --synthetic"):
         convert_all(select_entries("T", "FT", "k400"), str(tmp_path / "o"))

@@ -63,6 +63,46 @@ def test_synthetic_with_checkpoint_exits_two(tmp_path, tiny_checkpoint):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("args, words", [
+    (TINY + ["--synthetic", "--jobs", "4"], "--jobs 4 goes with --all"),
+    (TINY + ["--synthetic", "--force-download"], "--synthetic converts no upstream download"),
+    (TINY + ["--checkpoint", "x.pth", "--force-download"], "--checkpoint converts no upstream"),
+    (["--all", "--synthetic", "--size", "T", "--force-download"], "downloads nothing"),
+])
+def test_an_option_that_does_nothing_with_the_others_exits_two(tmp_path, monkeypatch, args,
+                                                               words):
+    """Before: silently ignored (one entry ran with --jobs 4 in one process; --force-download
+    downloaded nothing), as --checkpoint-dir without --all or --json without --list are not."""
+    import converter.api
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the conversion started")
+    monkeypatch.setattr(converter.api, "write_synthetic_checkpoint", no_work)
+    out = tmp_path / "out"
+    line = _assert_one_line_error(_run(args + ["-q", "--out", str(out)]), 2)
+    assert words in line, line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("extra, named", [
+    (["--family", "v2"], "--family"),
+    (["--size", "S", "--mode", "PT"], "--size, --mode"),
+    (["--out", "weights"], "--out"),
+])
+def test_list_with_options_it_would_ignore_exits_two(extra, named):
+    """Before: ``--list --family v2`` listed every entry, V1's too, as if the filter held."""
+    line = _assert_one_line_error(_run(["--list", "--json"] + extra), 2)
+    assert line == f"error: --list lists every zoo entry and takes only --json; drop {named}"
+
+
+def test_a_seed_over_64_bits_is_a_usage_error():
+    """Before: accepted, then torch.Generator's 'Overflow when unpacking long long' traceback
+    once the synthetic checkpoint was written."""
+    result = _run(TINY + ["--synthetic", "--seed", str(2**64), "--out", "unused"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"Invalid value for '--seed': {2**64} is not in the range" in result.output
+
+
 def test_bad_checkpoint_path_exits_two_with_one_line(tmp_path):
     missing = str(tmp_path / "nowhere" / "videomae_b_k400.pth")
     out = tmp_path / "out"
@@ -187,6 +227,32 @@ def test_an_out_that_cannot_be_made_is_one_line_before_any_work(tmp_path, monkey
     line = _assert_one_line_error(_run(TINY + ["--synthetic", "-q", "--out", str(out)]), 2)
     assert str(out) in line and words in line and "--out" in line
     assert sorted(os.listdir(tmp_path)) == before  # tmp_path/new was made and removed again
+
+
+@pytest.mark.parametrize("where", ["empty", "dangling_link"])
+@pytest.mark.parametrize("all_entries", [False, True])
+def test_an_empty_or_dangling_out_is_one_line_before_any_work(tmp_path, monkeypatch, where,
+                                                              all_entries):
+    """Before: ``--out ""`` passed the probe as the current folder, so the whole conversion
+    ran and then failed with ``error: : cannot create it`` (``--all`` wrote ``logs/`` into
+    the current folder first); a link to a missing folder was called a file."""
+    import converter.api
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the conversion started")
+    monkeypatch.setattr(converter.api, "write_synthetic_checkpoint", no_work)
+    monkeypatch.chdir(tmp_path)
+    if where == "empty":
+        out, words = "", "--out is empty"
+    else:
+        os.symlink(tmp_path / "gone", tmp_path / "link")
+        out, words = str(tmp_path / "link"), "which does not exist"
+    mode = ["--all", "--dataset", "k400", "--mode", "FT"] if all_entries else TINY[2:]
+    before = sorted(os.listdir(tmp_path))
+    line = _assert_one_line_error(_run(["--size", "T", "--synthetic", "-q", "--out", out]
+                                       + mode), 2)
+    assert words in line, line
+    assert sorted(os.listdir(tmp_path)) == before
 
 
 def test_parity_failure_exits_one_and_writes_nothing(tmp_path, monkeypatch):

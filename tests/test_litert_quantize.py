@@ -336,6 +336,26 @@ def test_convert_refuses_an_unknown_quantisation_before_any_work(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_repeated_quantisation_mode_writes_and_checks_its_file_once(tmp_path, monkeypatch):
+    """Before: ``--litert-quantize fp16 --litert-quantize fp16`` wrote, proved and timed the
+    .fp16.tflite twice (two more phases on the bar); now each mode once."""
+    import converter.api
+
+    class Stop(Exception):
+        pass
+
+    seen = {}
+
+    def phases(name, progress, on_phase=None, litert=False, total=None, quantize=0):
+        seen.update(litert=litert, quantize=quantize)
+        raise Stop
+    monkeypatch.setattr(converter.api, "PhaseBar", phases)
+    with pytest.raises(Stop):
+        converter.api.convert(TINY_FT, str(tmp_path / "out"), synthetic=True, progress=False,
+                              litert_quantize=("fp16", "int8", "fp16"))
+    assert seen == {"litert": True, "quantize": 2}
+
+
 def test_all_passes_the_quantised_files_and_videos_to_each_fine_tuned_child(tmp_path):
     from converter.batch import _child_command
     from converter.zoo import get_entry

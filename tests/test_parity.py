@@ -566,6 +566,30 @@ def test_the_sample_without_float64_is_checked_block_by_block_against_torch_fp32
         report.raise_if_failed()
 
 
+@pytest.mark.parametrize("fails_at", ["put", "get"])
+def test_block_states_on_a_full_scratch_folder_is_one_clear_error(fails_at):
+    """States smaller than the file's buffer wait in it, and are written by the next
+    ``put``'s seek or ``get``'s flush. Before: that write's OSError (ENOSPC) came up bare,
+    a traceback from the command; now the same one line as a failing write."""
+    import resource
+
+    from converter.errors import ConversionError
+    from converter.parity import BlockStates
+
+    states = BlockStates()
+    small = np.ones((1, 8, 64), np.float32)  # 2 KiB: kept in the buffer
+    states.put(0, 0, small)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1024, hard))  # Python ignores SIGXFSZ
+    try:
+        with pytest.raises(ConversionError, match="TMPDIR") as caught:
+            states.put(1, 0, small) if fails_at == "put" else states.get(0, 0)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        states.close()
+    assert "cannot write the parity block states there" in str(caught.value)
+
+
 def test_block_states_without_a_scratch_folder_is_one_clear_error(tmp_path):
     from converter.errors import ConversionError
     from converter.parity import BlockStates
