@@ -283,6 +283,19 @@ def test_weights_whose_report_builds_no_model_are_one_line(exported, tmp_path, m
     assert not (tmp_path / "out").exists()
 
 
+def test_a_folder_given_as_video_is_one_line_saying_it_is_a_folder(source, tmp_path):
+    """Before: "--video FOLDER: no such file" (of a folder that is there)."""
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    out = tmp_path / "out"
+    result = _run(["--model", source[1], "--out", out, "--litert-quantize", "int8", "--video",
+                   folder, "-q"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == (f"error: --video {folder}: is a folder, expected a video "
+                                     f"file; pass one of its videos")
+    assert not out.exists()
+
+
 class _Stopped(Exception):
     pass
 
