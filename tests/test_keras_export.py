@@ -258,13 +258,15 @@ def test_a_damaged_or_missing_keras_file_is_one_line(tmp_path, content, phrase):
 @pytest.mark.parametrize("model_config, phrase", [
     ({"depth": "two"}, "builds no VideoMAEVideoClassifier ("),
     ({"num_heads": 0}, "builds no VideoMAEVideoClassifier ("),
+    ({"num_heads": 5}, "(embed_dim 48 does not split into num_heads 5 heads of equal width; "),
     (None, "its entry has no model_config"),
 ])
 def test_weights_whose_report_builds_no_model_are_one_line(exported, tmp_path, model_config,
                                                             phrase):
     """A ``.weights.h5`` whose report beside it records a config that builds no model (a
     damaged or edited report): before, a TypeError / ZeroDivisionError / RecordError
-    traceback, exit 1."""
+    traceback, exit 1; a width that does not split into the heads built a model whose
+    attention regrouped the batch."""
     summary, _ = exported
     shutil.copy(summary["paths"]["weights"], tmp_path)
     with open(summary["paths"]["report"]) as handle:
