@@ -160,22 +160,36 @@ def load_kerashub_preset(preset: str):
     return cls.from_preset(preset)
 
 
-def load_checked(load, preset: str):
+# the backbone's weights in a preset folder (keras-hub's MODEL_WEIGHTS_FILE; a sharded
+# preset has none, and is not checked for arrays its backbone does not take)
+BACKBONE_WEIGHTS = "model.weights.h5"
+
+
+def load_checked(load, preset: str, load_weights: bool = True):
     """``load()`` (a keras-hub ``from_preset``) after ``check_kerashub_preset``, in Keras's
     safe mode whatever the global setting (keras-hub's loaders do not pass ``safe_mode``,
     so ``keras.config.enable_unsafe_deserialization()`` would otherwise reach them); any
-    failure (weights of the wrong shape, a missing weights file) is one ``PresetError`` line.
-    The model's ``preset`` is the zoo row its folder or handle is named after (None: none)."""
+    failure (weights of the wrong shape, a missing weights file, a ``model.weights.h5``
+    holding arrays the backbone of its ``config.json`` does not take, which keras-hub would
+    skip) is one ``PresetError`` line. ``load_weights``: whether ``load`` loads them. The
+    model's ``preset`` is the zoo row its folder or handle is named after (None: none)."""
     from keras.src.saving.serialization_lib import SafeModeScope
+    from keras_hub.src.utils.preset_utils import check_file_exists, get_file
 
     from .hub import PresetError
+    from .legacy import ExtraWeights, check_all_loaded
 
     check_kerashub_preset(preset)
     try:
         with SafeModeScope(True):
             model = load()
+        if load_weights and check_file_exists(preset, BACKBONE_WEIGHTS):
+            check_all_loaded(getattr(model, "backbone", model), get_file(preset, BACKBONE_WEIGHTS))
     except PresetError:
         raise
+    except ExtraWeights as error:
+        raise PresetError(error.line(f"{preset}/{BACKBONE_WEIGHTS}", "its config.json")
+                          ) from None
     except Exception as error:  # keras and h5py raise many types for a bad file
         raise PresetError(f"{preset}: cannot be loaded as a VideoMAE preset "
                           f"({_first_line(error)})") from None
