@@ -366,7 +366,7 @@ def load_keras_model(resolved: Resolved, offline: Optional[bool] = None):
     if resolved.kind == "kerashub":
         from ..kerashub_presets import load_kerashub_preset
 
-        return load_kerashub_preset(resolved.path)
+        return load_kerashub_preset(resolved.path, offline)
     if resolved.kind == "transformers":
         from ..transformers_format import load_transformers_model
 
