@@ -82,7 +82,7 @@ def command(callback, presets, quantized_modes, cls=click.Command) -> click.Comm
                        "or dynamic-range int8 weights: the smaller files to ship; implies "
                        "--litert; may repeat). Each is measured against the float64 reference "
                        "(the report's reload_checks) and held to a sanity bound, not to parity.")
-    @click.option("--video", "videos", type=click.Path(dir_okay=False), multiple=True,
+    @click.option("--video", "videos", multiple=True,
                   help="With --litert-quantize: a real video (may repeat); one clip of each "
                        "through the torch model and each quantised file gives the report's top-1 "
                        "and top-5 agreement.")

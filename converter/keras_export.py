@@ -37,7 +37,7 @@ from .api import PhaseBar, library_versions
 from .errors import ConversionError, require_tensorflow_backend
 from .export import StagedArtifacts, check_output_dir, recover_killed_run
 from .litert import check_litert_memory, quantization_modes
-from .parity import (VIDEO_CASE_PREFIX, keras_reference, make_cases,
+from .parity import (VIDEO_CASE_PREFIX, check_video_file, keras_reference, make_cases,
                      reference_fingerprints, video_case)
 from .proofs import keras_runner, variable_digests
 from .record import ConversionRecord, ParityInputs, SourceRecord
@@ -224,8 +224,8 @@ def export_model(model_spec: str, out_dir: str, name: Optional[str] = None,
     name = name or model_name(model_spec)
     _check_name(name)
     _check_not_source(out_dir, name, model_spec)
-    if video is not None and not os.path.isfile(video):
-        raise ConversionError(f"--video {video}: no such file")
+    if video is not None:
+        check_video_file(video)
     check_output_dir(out_dir, name, force)
     recover_killed_run(out_dir, name)
     litert = litert or bool(litert_quantize)

@@ -121,7 +121,8 @@ def check_litert_memory(name: str, weight_bytes: int,
                         available: Optional[int] = None) -> None:
     """Refuse ``--litert`` up front (ConversionError, one line) when TensorFlow's converter
     would need more memory than is available, rather than be killed by the kernel after
-    minutes of work."""
+    minutes of work. Worded for both commands that take ``--litert`` (videomae-convert,
+    videomae-export)."""
     from .errors import ConversionError
 
     available = available_memory() if available is None else available
@@ -131,8 +132,8 @@ def check_litert_memory(name: str, weight_bytes: int,
             f"{name}: --litert needs about {needed / 2**30:.1f} GiB of memory for TensorFlow's "
             f"LiteRT converter and its check ({LITERT_FIXED_BYTES / 2**30:.1f} GiB + "
             f"{LITERT_WEIGHT_COPIES} x the {weight_bytes / 2**30:.2f} GiB of fp32 weights) and "
-            f"{available / 2**30:.1f} GiB is available; convert without --litert, or on a "
-            f"machine with more memory")
+            f"{available / 2**30:.1f} GiB is available; run the command again without "
+            f"--litert (its other artifacts need far less), or on a machine with more memory")
 
 
 def litert_memory_needed(weight_bytes: int) -> int:

@@ -384,8 +384,16 @@ def check_videos(videos: Sequence[str], quantize: Sequence[str]) -> None:
         raise ConversionError("--video: real videos measure the --litert-quantize files' "
                               "top-k agreement; add --litert-quantize fp16 or int8")
     for path in videos:
-        if not os.path.isfile(path):
-            raise ConversionError(f"--video {path}: no such file")
+        check_video_file(path)
+
+
+def check_video_file(path: str) -> None:
+    """ConversionError (one line) unless the ``--video`` ``path`` is a file."""
+    if os.path.isdir(path):
+        raise ConversionError(f"--video {path}: is a folder, expected a video file; pass one "
+                              f"of its videos")
+    if not os.path.isfile(path):
+        raise ConversionError(f"--video {path}: no such file")
 
 
 def video_case(path: str, entry) -> Case:

@@ -10,6 +10,7 @@ import shutil
 import zipfile
 from typing import Callable
 
+from tf_models.legacy import WEIGHTS_MEMBER as KERAS_WEIGHTS_MEMBER
 from tf_models.tracing import graph_function
 
 from .kinds import kind_of
@@ -82,8 +83,7 @@ def _never_sufficient(model) -> bool:
 
 # The members of a ``.keras`` archive, in the order Keras writes them, which are also the
 # files of its unzipped form (``model.save(folder, zipped=False)``).
-KERAS_ARCHIVE_MEMBERS = ("metadata.json", "config.json", "model.weights.h5")
-KERAS_WEIGHTS_MEMBER = "model.weights.h5"
+KERAS_ARCHIVE_MEMBERS = ("metadata.json", "config.json", KERAS_WEIGHTS_MEMBER)
 
 
 def _is_keras_archive_layout(folder: str) -> bool:

@@ -258,13 +258,15 @@ def test_a_damaged_or_missing_keras_file_is_one_line(tmp_path, content, phrase):
 @pytest.mark.parametrize("model_config, phrase", [
     ({"depth": "two"}, "builds no VideoMAEVideoClassifier ("),
     ({"num_heads": 0}, "builds no VideoMAEVideoClassifier ("),
+    ({"num_heads": 5}, "(embed_dim 48 does not split into num_heads 5 heads of equal width; "),
     (None, "its entry has no model_config"),
 ])
 def test_weights_whose_report_builds_no_model_are_one_line(exported, tmp_path, model_config,
                                                             phrase):
     """A ``.weights.h5`` whose report beside it records a config that builds no model (a
     damaged or edited report): before, a TypeError / ZeroDivisionError / RecordError
-    traceback, exit 1."""
+    traceback, exit 1; a width that does not split into the heads built a model whose
+    attention regrouped the batch."""
     summary, _ = exported
     shutil.copy(summary["paths"]["weights"], tmp_path)
     with open(summary["paths"]["report"]) as handle:
@@ -281,6 +283,81 @@ def test_weights_whose_report_builds_no_model_are_one_line(exported, tmp_path, m
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {report}: ") and phrase in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def _set_depth(config, depth):
+    """Every ``depth`` in a serialised config (the backbone's, nested in a task's) set."""
+    if isinstance(config, dict):
+        for key, value in config.items():
+            if key == "depth":
+                config[key] = depth
+            else:
+                _set_depth(value, depth)
+    elif isinstance(config, list):
+        for value in config:
+            _set_depth(value, depth)
+    return config
+
+
+def _smaller_config(path, tmp_path, kind):
+    """A copy of the exported ``kind`` artifact whose config says depth 1 (its weights hold
+    2 blocks): the file, and the file the line names."""
+    import zipfile
+
+    if kind == "keras":
+        copy = tmp_path / f"{NAME}.keras"
+        with zipfile.ZipFile(path) as source, zipfile.ZipFile(copy, "w") as target:
+            for item in source.infolist():
+                data = source.read(item)
+                if item.filename == "config.json":
+                    data = json.dumps(_set_depth(json.loads(data), 1)).encode()
+                target.writestr(item, data)
+        return copy, copy
+    if kind == "weights":
+        copy = tmp_path / f"{NAME}.weights.h5"
+        shutil.copy(path, copy)
+        with open(path[: -len(".weights.h5")] + ".json") as handle:
+            report = json.load(handle)
+        report["entry"]["model_config"]["depth"] = 1
+        (tmp_path / f"{NAME}.json").write_text(json.dumps(report))
+        return copy, copy
+    copy = tmp_path / f"{NAME}.preset"
+    shutil.copytree(path, copy)
+    for name in ("config.json", "task.json"):
+        config = json.loads((copy / name).read_text())
+        (copy / name).write_text(json.dumps(_set_depth(config, 1)))
+    return copy, copy / "model.weights.h5"
+
+
+@pytest.mark.parametrize("kind, arrays", [("keras", (30, 18)), ("weights", (30, 18)),
+                                          ("preset", (26, 14))])
+def test_weights_the_model_of_the_config_does_not_take_are_one_line(exported, tmp_path, kind,
+                                                                     arrays):
+    """A file whose config says depth 1 while its weights hold 2 blocks: before, Keras's
+    lenient loading skipped the second block and the 1-block model was exported, exit 0."""
+    summary, _ = exported
+    model, named = _smaller_config(summary["paths"][kind], tmp_path, kind)
+    out = tmp_path / "out"
+    result = _run(["--model", model, "--out", out, "-q"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: {named}: holds {arrays[0]} weight arrays, but the model its ")
+    assert f"(depth 1) takes {arrays[1]}; the weights are another model's" in lines[0]
+    assert not out.exists()
+
+
+def test_a_folder_given_as_video_is_one_line_saying_it_is_a_folder(source, tmp_path):
+    """Before: "--video FOLDER: no such file" (of a folder that is there)."""
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    out = tmp_path / "out"
+    result = _run(["--model", source[1], "--out", out, "--litert-quantize", "int8", "--video",
+                   folder, "-q"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == (f"error: --video {folder}: is a folder, expected a video "
+                                     f"file; pass one of its videos")
+    assert not out.exists()
 
 
 class _Stopped(Exception):

@@ -402,6 +402,33 @@ def test_an_hf_handle_downloads_through_keras_hubs_client_from_a_loopback_hub(ti
     assert {p.name for p in cached.glob("*/*")} == set(files) - {"metadata.json"}
 
 
+def test_offline_an_uncached_hf_handle_is_one_line_and_asks_the_hub_nothing(monkeypatch,
+                                                                          tmp_path):
+    """``VIDEOMAE_OFFLINE=1`` and an ``hf://`` handle the Hugging Face cache lacks: before,
+    keras-hub's client asked the Hub for its config.json (retrying where it is unreachable)
+    before the one line."""
+    from huggingface_hub import constants
+    from hub_server import HubServer
+
+    from tf_models.artifacts.resolve import load_artifact
+
+    monkeypatch.setenv("VIDEOMAE_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    handle = "hf://nobody/nothing"
+    with HubServer() as hub:
+        monkeypatch.setattr(constants, "ENDPOINT", hub.endpoint)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+        for load in (load_artifact, tf_models.VideoMAEVideoClassifier.from_preset):
+            with pytest.raises(tf_models.PresetError) as raised:
+                load(handle)
+            assert str(raised.value) == (
+                f"{handle}: not in the Hugging Face cache ({tmp_path / 'hf-cache'}) and "
+                f"offline mode is on, which never downloads; run once online or unset "
+                f"VIDEOMAE_OFFLINE / VIDEOMAE_CONVERT_OFFLINE / HF_HUB_OFFLINE")
+        assert hub.requests == []
+
+
 def test_a_kaggle_handle_goes_through_kagglehub_and_fails_in_one_line_offline(monkeypatch,
                                                                                tmp_path):
     """A Kaggle that cannot be reached: kagglehub's endpoint is one of kagglesdk's fixed URLs

@@ -325,6 +325,28 @@ def test_litert_quantize_refuses_in_one_line_what_it_cannot_do(tmp_path):
     assert not out.exists() or os.listdir(out) == []
 
 
+def test_a_folder_given_as_video_is_refused_as_a_folder(tmp_path):
+    """``convert(..., videos=[FOLDER])``: before, "no such file" (of a folder that is there);
+    ``videomae-convert --video FOLDER``: before, click's three-line usage error."""
+    from converter import convert
+    from converter.errors import ConversionError
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    out = tmp_path / "out"
+    with pytest.raises(ConversionError) as caught:
+        convert(TINY_FT, str(out), synthetic=True, litert_quantize=["int8"],
+                videos=[str(folder)], progress=False)
+    assert str(caught.value) == (f"--video {folder}: is a folder, expected a video file; "
+                                 f"pass one of its videos")
+    line = assert_one_line_error(run_cli(["--name", TINY_FT, "--synthetic", "--out", str(out),
+                                          "--litert-quantize", "int8", "--video",
+                                          str(folder)]), 2)
+    assert line == f"error: --video {folder}: is a folder, expected a video file; pass one of " \
+                   f"its videos"
+    assert not out.exists() or os.listdir(out) == []
+
+
 def test_convert_refuses_an_unknown_quantisation_before_any_work(tmp_path):
     """``convert(..., litert_quantize=["int4"])`` (or a str's letters): before, a ValueError
     traceback once the torch reference had run."""

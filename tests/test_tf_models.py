@@ -199,6 +199,21 @@ def test_a_task_refuses_a_backbone_with_the_wrong_final_norm():
         tf_models.VideoMAEVideoClassifier(backbone=backbone, embed_dim=48)
 
 
+def test_a_width_that_does_not_split_into_the_heads_is_refused_when_built():
+    """embed_dim 48 with 5 heads: before, the model built (heads of width 48 // 5) and its
+    attention reshapes regrouped the batch (a batch of 15 ran, mixing clips)."""
+    import tf_models
+
+    ft, pt = tf_models.get_preset(TINY_FT), tf_models.get_preset(TINY_PT)
+    with pytest.raises(ValueError, match=r"^embed_dim 48 does not split into num_heads 5 heads "
+                                         r"of equal width; embed_dim must be a multiple of "
+                                         r"num_heads \(ViT-B: 768 and 12\)$"):
+        tf_models.VideoMAEBackbone(**dict(ft.backbone_config(), num_heads=5))
+    with pytest.raises(ValueError, match=r"^decoder_embed_dim 24 does not split into "
+                                         r"decoder_num_heads 5 heads"):
+        tf_models.VideoMAEMaskedAutoencoder(**dict(pt.model_config(), decoder_num_heads=5))
+
+
 # Every consumer module: what a user of the converted models imports (loading, presets,
 # fine-tuning, video tools, their commands). Ray's engine is the [ray] extra's (test_ray).
 CONSUMER_MODULES = ("tf_models", "tf_models.train", "tf_models.video", "tf_models.video.model",

@@ -22,6 +22,7 @@ import torch
 
 import torch_reference
 from conftest import REPO_ROOT
+from converter.synthetic import random_state_dict
 from converter.zoo import TEST_ZOO
 from test_hf_format import hf_config, to_transformers, upstream_state, write_transformers_folder
 
@@ -205,6 +206,24 @@ def test_a_transformers_folder_that_cannot_be_read_is_one_line_naming_the_file(t
         assert str(caught.value) == (
             f"{folder}/model.safetensors.index.json: shard {shard!r} is not a file name inside "
             f"the folder; an index names the shards beside it")
+
+
+def test_a_transformers_width_that_does_not_split_into_its_heads_is_one_line(tmp_path):
+    """hidden_size 40 (no upstream size, so no head count is corrected) with 3 heads: before,
+    a model of heads 40 // 3 wide was built and loaded, whose attention regrouped the batch."""
+    from tf_models.artifacts.resolve import load_artifact
+
+    config = dict(FT.model_config(), embed_dim=40, num_heads=4)
+    state = random_state_dict(torch_reference.VisionTransformer(**config), 0)
+    folder = write_transformers_folder(
+        str(tmp_path / "hf"), to_transformers(state),
+        dict(hf_config(FT), hidden_size=40, intermediate_size=160, num_attention_heads=3))
+    with pytest.raises(PresetError) as caught:
+        load_artifact(folder)
+    assert str(caught.value) == (
+        f"{folder}/config.json: hidden_size 40 does not split into num_attention_heads 3 "
+        f"heads of equal width; hidden_size must be a multiple of num_attention_heads "
+        f"(ViT-B: 768 and 12)")
 
 
 def test_a_transformers_config_of_the_wrong_types_for_the_renaming_is_one_line(tmp_path):

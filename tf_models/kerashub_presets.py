@@ -85,16 +85,40 @@ def _allowed(name: str, config: dict) -> bool:
     return name in KERAS_OBJECTS and str(config.get("module", "")).startswith("keras")
 
 
-def check_kerashub_preset(preset: str) -> None:
+def refuse_uncached_offline(preset: str, offline=None) -> None:
+    """Offline (``offline``, else ``VIDEOMAE_OFFLINE``...), an ``hf://`` handle whose
+    ``config.json`` the Hugging Face cache lacks is one ``PresetError`` line at once (before:
+    keras-hub's client asked the Hub, retrying, first). A cached one goes on to keras-hub."""
+    from .artifacts import download
+
+    if not (str(preset).startswith("hf://") and download.is_offline(offline)):
+        return
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    from .hub import PresetError
+
+    try:
+        cached = try_to_load_from_cache(str(preset)[len("hf://"):], CONFIG_FILES[0])
+    except Exception:  # not a repository id: nothing of it is cached
+        cached = None
+    if not isinstance(cached, str):
+        raise PresetError(f"{preset}: not in the Hugging Face cache ({constants.HF_HUB_CACHE}) "
+                          f"and offline mode is on, which never downloads; run once online or "
+                          f"unset {' / '.join(download.OFFLINE_ENVS)}")
+
+
+def check_kerashub_preset(preset: str, offline=None) -> None:
     """Refuse a preset whose configs are missing, not JSON, or name any class other than this
     package's registered ones and Keras dtype policies (a Lambda layer, an unknown or
-    arbitrary class): one ``PresetError`` line naming the file. Nothing is deserialised."""
+    arbitrary class): one ``PresetError`` line naming the file. Nothing is deserialised.
+    Offline, an uncached ``hf://`` handle is refused first (``refuse_uncached_offline``)."""
     import json
 
     from keras_hub.src.utils.preset_utils import check_file_exists, get_file
 
     from .hub import PresetError
 
+    refuse_uncached_offline(preset, offline)
     for name in CONFIG_FILES:
         where = f"{preset}/{name}"
         try:
@@ -134,11 +158,12 @@ def keras_hub_loads(preset, kwargs) -> bool:
     return is_kerashub_preset(preset) and set(kwargs) <= set(KERAS_HUB_ARGS)
 
 
-def load_kerashub_preset(preset: str):
+def load_kerashub_preset(preset: str, offline=None):
     """The model a keras-hub preset folder or handle holds, loaded by keras-hub's
     ``from_preset`` as the class it declares: its ``task.json``'s task, or without one its
     ``config.json``'s backbone. Checked and in safe mode (``load_checked``); one
-    ``PresetError`` line for anything that is not a VideoMAE preset."""
+    ``PresetError`` line for anything that is not a VideoMAE preset (``offline``: an
+    ``hf://`` handle the cache lacks, too)."""
     import json
 
     import keras
@@ -148,7 +173,7 @@ def load_kerashub_preset(preset: str):
 
     from .hub import PresetError
 
-    check_kerashub_preset(preset)  # each config an object naming only our classes
+    check_kerashub_preset(preset, offline)  # each config an object naming only our classes
     name = "task.json" if check_file_exists(preset, "task.json") else "config.json"
     with open(get_file(preset, name), encoding="utf-8") as handle:
         declared = json.load(handle)["registered_name"]
@@ -160,22 +185,36 @@ def load_kerashub_preset(preset: str):
     return cls.from_preset(preset)
 
 
-def load_checked(load, preset: str):
+# the backbone's weights in a preset folder (keras-hub's MODEL_WEIGHTS_FILE; a sharded
+# preset has none, and is not checked for arrays its backbone does not take)
+BACKBONE_WEIGHTS = "model.weights.h5"
+
+
+def load_checked(load, preset: str, load_weights: bool = True):
     """``load()`` (a keras-hub ``from_preset``) after ``check_kerashub_preset``, in Keras's
     safe mode whatever the global setting (keras-hub's loaders do not pass ``safe_mode``,
     so ``keras.config.enable_unsafe_deserialization()`` would otherwise reach them); any
-    failure (weights of the wrong shape, a missing weights file) is one ``PresetError`` line.
-    The model's ``preset`` is the zoo row its folder or handle is named after (None: none)."""
+    failure (weights of the wrong shape, a missing weights file, a ``model.weights.h5``
+    holding arrays the backbone of its ``config.json`` does not take, which keras-hub would
+    skip) is one ``PresetError`` line. ``load_weights``: whether ``load`` loads them. The
+    model's ``preset`` is the zoo row its folder or handle is named after (None: none)."""
     from keras.src.saving.serialization_lib import SafeModeScope
+    from keras_hub.src.utils.preset_utils import check_file_exists, get_file
 
     from .hub import PresetError
+    from .legacy import ExtraWeights, check_all_loaded
 
     check_kerashub_preset(preset)
     try:
         with SafeModeScope(True):
             model = load()
+        if load_weights and check_file_exists(preset, BACKBONE_WEIGHTS):
+            check_all_loaded(getattr(model, "backbone", model), get_file(preset, BACKBONE_WEIGHTS))
     except PresetError:
         raise
+    except ExtraWeights as error:
+        raise PresetError(error.line(f"{preset}/{BACKBONE_WEIGHTS}", "its config.json")
+                          ) from None
     except Exception as error:  # keras and h5py raise many types for a bad file
         raise PresetError(f"{preset}: cannot be loaded as a VideoMAE preset "
                           f"({_first_line(error)})") from None

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Dict, Tuple
 
+import numbers
+
 import keras
 import numpy as np
 from keras import ops
@@ -29,6 +31,18 @@ def sinusoid_table(num_positions: int, dim: int) -> np.ndarray:
     angles[:, 0::2] = np.sin(angles[:, 0::2])
     angles[:, 1::2] = np.cos(angles[:, 1::2])
     return angles.astype(np.float32)[None]
+
+
+def check_heads(dim, num_heads, names: Tuple[str, str] = ("dim", "num_heads")) -> None:
+    """ValueError (one line, the arguments as ``names`` calls them) unless ``dim`` splits into
+    ``num_heads`` heads of one width: otherwise attention's reshapes would regroup the
+    batch's values (a model that builds and computes something else)."""
+    if (isinstance(dim, numbers.Integral) and isinstance(num_heads, numbers.Integral)
+            and num_heads > 0 and dim % num_heads == 0):
+        return
+    raise ValueError(f"{names[0]} {dim!r} does not split into {names[1]} {num_heads!r} heads "
+                     f"of equal width; {names[0]} must be a multiple of {names[1]} (ViT-B: 768 "
+                     f"and 12)")
 
 
 class PlainConfig:
@@ -185,6 +199,7 @@ class Attention(PlainConfig, keras.layers.Layer):
     CONFIG = ("dim", "num_heads", "cos_attn")
 
     def __init__(self, dim: int, num_heads: int, cos_attn: bool = False, **kwargs):
+        check_heads(dim, num_heads)
         super().__init__(**kwargs)
         self._keep_config(locals())
         self.head_dim = dim // num_heads

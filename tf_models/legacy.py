@@ -5,6 +5,10 @@ Before this package's models were keras-hub classes, ``.keras`` files named
 ``.weights.h5`` laid the backbone out as a subclassed model. The old names are registered for
 deserialisation only (they build ``VideoMAEVideoClassifier`` / ``VideoMAEMaskedAutoencoder``);
 ``load_weights_file`` reads either layout into a model of the new classes.
+
+Keras loads a weights file leniently: arrays no layer of the model asks for (a block more
+than the config's ``depth``) are skipped without a word. Both loaders here refuse such a file
+(``ExtraWeights``): a file whose weights do not all land in the model is not that model.
 """
 
 from __future__ import annotations
@@ -76,38 +80,93 @@ def _old_layout(model):
 # Keras's warning when a task compiled on construction (keras-hub's default) loads a file of
 # ours, which carries no optimizer: nothing is skipped that the file holds
 OPTIMIZER_SKIPPED = "Skipping variable loading for optimizer"
+# the weights member of a ``.keras`` archive
+WEIGHTS_MEMBER = "model.weights.h5"
+
+
+# the top-level group of a model saved while compiled: its optimizer's state, never loaded
+# into a model of ours (``compile=False``), and not weights of the model
+OPTIMIZER_GROUP = "optimizer"
+
+
+class ExtraWeights(ValueError):
+    """A weights file holding more arrays than its model takes (Keras would skip the rest)."""
+
+    def __init__(self, model, found: int, expected: int):
+        super().__init__(f"holds {found} weight arrays, the model takes {expected}")
+        self.model, self.found, self.expected = model, found, expected
+
+    def line(self, path: str, source: str) -> str:
+        """The one line for the file ``path``, whose model ``source`` describes (``its
+        config.json``, ``its report NAME.json``...)."""
+        backbone = getattr(self.model, "backbone", self.model)
+        depths = [f"depth {backbone.depth}"]
+        if hasattr(self.model, "decoder_depth"):
+            depths.append(f"decoder_depth {self.model.decoder_depth}")
+        return (f"{path}: holds {self.found} weight arrays, but the model {source} describes "
+                f"({', '.join(depths)}) takes {self.expected}; the weights are another "
+                f"model's, or the config was edited: use the weights with the config they "
+                f"were saved with")
+
+
+def stored_arrays(weights) -> int:
+    """The weight arrays a Keras ``.h5`` weights file (a path or a file object) holds, its
+    optimizer's not counted. Reads the file's index only."""
+    import h5py
+
+    found = []
+    with h5py.File(weights, "r") as handle:
+        handle.visititems(lambda name, item: found.append(name)
+                          if isinstance(item, h5py.Dataset)
+                          and name.split("/")[0] != OPTIMIZER_GROUP else None)
+    return len(found)
+
+
+def check_all_loaded(model, weights) -> None:
+    """ExtraWeights when ``weights`` (loaded into ``model``) holds arrays beyond ``model``'s
+    variables. Keras checks each layer's own arrays against its variables, and fails a layer
+    that finds none: so once a load succeeded, more arrays than variables means groups no
+    layer asked for."""
+    found, expected = stored_arrays(weights), len(model.weights)
+    if found > expected:
+        raise ExtraWeights(model, found, expected)
 
 
 def load_weights_file(model, path: str) -> None:
-    """``model.load_weights(path)``, also for a ``.weights.h5`` in the old layout."""
+    """``model.load_weights(path)``, also for a ``.weights.h5`` in the old layout;
+    ExtraWeights for a file with arrays the model does not take."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=OPTIMIZER_SKIPPED)
         # an old-layout file first fails the new layout, which warns about what it skipped
         warnings.filterwarnings("ignore", message="Skipping nested container")
         try:
             model.load_weights(path)
-            return
         except Exception as error:  # keras raises many types for a layout mismatch
-            first = error
-        try:
-            _old_layout(model).load_weights(path)
-        except Exception:
-            raise first from None
+            try:
+                _old_layout(model).load_weights(path)
+            except Exception:
+                raise error from None
+    check_all_loaded(model, path)
 
 
 def load_model_file(path: str):
     """``keras.saving.load_model(path, compile=False)`` (safe mode on), also for a ``.keras``
-    written under the old class names (its weights in the old layout)."""
+    written under the old class names (its weights in the old layout); ExtraWeights for an
+    archive whose weights hold arrays the model of its config does not take."""
     with zipfile.ZipFile(path) as archive:
         config = json.loads(archive.read("config.json"))
         if config.get("registered_name") not in LEGACY_CLASSES:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=OPTIMIZER_SKIPPED)
-                return keras.saving.load_model(path, compile=False, safe_mode=True)
+                model = keras.saving.load_model(path, compile=False, safe_mode=True)
+            if WEIGHTS_MEMBER in archive.namelist():  # Keras's other formats: not checked
+                with archive.open(WEIGHTS_MEMBER) as weights:
+                    check_all_loaded(model, weights)
+            return model
         model = keras.saving.deserialize_keras_object(config, safe_mode=True)
         with tempfile.TemporaryDirectory() as tmp:
-            weights = os.path.join(tmp, "model.weights.h5")
+            weights = os.path.join(tmp, WEIGHTS_MEMBER)
             with open(weights, "wb") as out:
-                out.write(archive.read("model.weights.h5"))
+                out.write(archive.read(WEIGHTS_MEMBER))
             load_weights_file(model, weights)
     return model

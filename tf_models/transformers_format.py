@@ -23,7 +23,7 @@ import numpy as np
 
 from .artifacts import download
 from .artifacts.resolve import PresetError
-from .layers import sinusoid_table
+from .layers import check_heads, sinusoid_table
 from .transformers_names import config_problems, plan_renames, upstream_size_for
 from .weight_names import TRANSFORMS, plan_assignments
 
@@ -317,9 +317,18 @@ def model_arguments(config: dict, where: str) -> Tuple[dict, dict, List[str]]:
             notes.append(f"{where} says {get(key)}{part} heads; upstream {size.title}{part} "
                          f"has {heads}: using {heads}")
             target[heads_key] = heads
+    _heads(width, args["num_heads"], ("hidden_size", "num_attention_heads"), where)
     if get("decoder_intermediate_size") != int(decoder["decoder_embed_dim"] * args["mlp_ratio"]):
         decoder = None  # refused by _build if the tensors have a decoder
     return args, decoder, notes
+
+
+def _heads(width: int, heads: int, names: Tuple[str, str], where: str) -> None:
+    """``layers.check_heads`` as one PresetError line naming the config and its keys."""
+    try:
+        check_heads(width, heads, names)
+    except ValueError as error:
+        raise PresetError(f"{where}: {error}") from None
 
 
 # the config's sizes: positive integers (image_size and patch_size may also be [n, n])
@@ -358,6 +367,8 @@ def _build(upstream: Dict[str, np.ndarray], args: dict, decoder: Optional[dict],
             raise PresetError(f"{where}: decoder_intermediate_size is not the encoder's "
                               f"mlp ratio times decoder_hidden_size (upstream's decoder "
                               f"shares the encoder's mlp ratio)")
+        _heads(decoder["decoder_embed_dim"], decoder["decoder_num_heads"],
+               ("decoder_hidden_size", "decoder_num_attention_heads"), where)
         return VideoMAEMaskedAutoencoder(**args, **decoder)
     if "head.weight" in upstream:
         return VideoMAEVideoClassifier(**args, num_classes=upstream["head.weight"].shape[0])

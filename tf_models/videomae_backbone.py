@@ -11,8 +11,8 @@ from keras_hub.models import Backbone
 from .hub import load_preset_model
 from .input_checks import first_video, refuse_raw_frames
 from .kerashub_presets import keras_hub_loads, load_checked
-from .layers import (PACKAGE, Block, PatchEmbed, layer_norm, named_variables, run_blocks,
-                     sinusoid_positions)
+from .layers import (PACKAGE, Block, PatchEmbed, check_heads, layer_norm, named_variables,
+                     run_blocks, sinusoid_positions)
 from .transformers_format import is_transformers_preset, load_transformers_preset
 
 FINAL_NORMS = (None, "norm", "fc_norm")
@@ -97,6 +97,7 @@ class VideoMAEBackbone(Backbone):
         if final_norm == "fc_norm" and not use_mean_pooling:
             raise ValueError("final_norm='fc_norm' needs use_mean_pooling: without mean pooling "
                              "upstream has no fc_norm (its `norm` closes the encoder)")
+        check_heads(embed_dim, num_heads, ("embed_dim", "num_heads"))
         num_patches = (num_frames // tubelet_size) * (img_size // patch_size) ** 2
         # === Layers === (named after upstream's modules: the converter maps onto these)
         patch_embed = PatchEmbed(embed_dim, patch_size, tubelet_size, dtype=dtype,
@@ -209,7 +210,8 @@ class VideoMAEBackbone(Backbone):
         if keras_hub_loads(preset, kwargs):
             parent = super()
             return load_checked(
-                lambda: parent.from_preset(preset, load_weights=load_weights, **kwargs), preset)
+                lambda: parent.from_preset(preset, load_weights=load_weights, **kwargs), preset,
+                load_weights)
         return load_preset_model(cls, preset, **kwargs)
 
 

@@ -148,7 +148,8 @@ class VideoMAEMaskedAutoencoder(JitPerTokenCount, Task, BackboneTask):
         if keras_hub_loads(preset, kwargs):
             parent = super()
             return load_checked(
-                lambda: parent.from_preset(preset, load_weights=load_weights, **kwargs), preset)
+                lambda: parent.from_preset(preset, load_weights=load_weights, **kwargs), preset,
+                load_weights)
         return load_preset_model(cls, preset, **kwargs)
 
 

@@ -357,7 +357,7 @@ def load_keras_model(resolved: Resolved, offline: Optional[bool] = None):
     declares, after its configs were checked (``kerashub_presets.load_kerashub_preset``). A
     transformers-format one is converted as ``from_preset`` converts it (``offline``: from
     the Hugging Face cache only)."""
-    from ..legacy import load_model_file, load_weights_file
+    from ..legacy import ExtraWeights, load_model_file, load_weights_file
 
     if resolved.kind == "savedmodel":
         raise PresetError(f"{resolved.path}: is a SavedModel, which holds a traced graph, not a "
@@ -366,7 +366,7 @@ def load_keras_model(resolved: Resolved, offline: Optional[bool] = None):
     if resolved.kind == "kerashub":
         from ..kerashub_presets import load_kerashub_preset
 
-        return load_kerashub_preset(resolved.path)
+        return load_kerashub_preset(resolved.path, offline)
     if resolved.kind == "transformers":
         from ..transformers_format import load_transformers_model
 
@@ -376,6 +376,8 @@ def load_keras_model(resolved: Resolved, offline: Optional[bool] = None):
     if resolved.kind == "keras":
         try:
             return load_model_file(resolved.path)
+        except ExtraWeights as error:
+            raise PresetError(error.line(resolved.path, "its config.json")) from None
         except Exception as error:  # keras raises many types for a bad file
             raise PresetError(f"{resolved.path}: cannot be loaded as a Keras model "
                               f"({_first_line(error)})") from None
@@ -390,6 +392,10 @@ def load_keras_model(resolved: Resolved, offline: Optional[bool] = None):
                           f"weights' own") from None
     try:
         load_weights_file(model, resolved.path)
+    except ExtraWeights as error:
+        source = (f"its report {report_path(resolved.path)}" if resolved.report is not None
+                  else f"zoo entry {resolved.name}")
+        raise PresetError(error.line(resolved.path, source)) from None
     except Exception as error:
         raise PresetError(f"{resolved.path}: does not fit a {cls.__name__} of {config} "
                           f"({_first_line(error)})") from None
