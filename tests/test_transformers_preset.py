@@ -158,10 +158,10 @@ def test_transformers_tensors_that_do_not_fit_the_config_are_listed_in_one_line(
         tf_models.VideoMAEVideoClassifier.from_preset(folder)
     message = str(caught.value)
     assert "videomae.embeddings.cls_token" in message and "\n" not in message
-    del hf["videomae.embeddings.cls_token"]
-    write_transformers_folder(folder, hf, dict(hf_config(FT), num_hidden_layers=1))
-    with pytest.raises(PresetError, match=r"model\.safetensors: \d+ tensor\(s\) do not map: "
-                                          r"\+ unexpected blocks\.1\."):
+    del hf["videomae.embeddings.cls_token"], hf["fc_norm.bias"]
+    write_transformers_folder(folder, hf, hf_config(FT))
+    with pytest.raises(PresetError, match=r"model\.safetensors: 1 tensor\(s\) do not map: "
+                                          r"- missing fc_norm\.bias"):
         tf_models.VideoMAEVideoClassifier.from_preset(folder)
 
 
@@ -205,6 +205,52 @@ def test_a_transformers_folder_that_cannot_be_read_is_one_line_naming_the_file(t
         assert str(caught.value) == (
             f"{folder}/model.safetensors.index.json: shard {shard!r} is not a file name inside "
             f"the folder; an index names the shards beside it")
+
+
+def test_a_config_whose_sizes_are_not_the_weights_is_refused_before_a_model_is_built(
+        tmp_path, monkeypatch):
+    """config.json is a file from the internet: a size the tensors contradict, a head count
+    that does not divide the width, a clip shorter than one patch is one line naming it, and
+    no model is built first (before: a model of the config's sizes, gigabytes for a large
+    hidden_size, minutes for many layers, then the tensor listing; a traceback for a clip
+    shorter than one patch; heads that do not divide the width loaded)."""
+    from converter.synthetic import random_state_dict
+    from tf_models import transformers_format
+    from tf_models.artifacts.resolve import load_artifact
+
+    def never(*args):
+        raise AssertionError("a model was built from a config the tensors contradict")
+
+    monkeypatch.setattr(transformers_format, "_build", never)
+    state = to_transformers(upstream_state(FT))
+    cases = {"hidden_size": (4095, "hidden_size is 4095, but the weights have 48 "
+                                   "(patch_embed.proj.weight (48, 3, 2, 16, 16) in "
+                                   "model.safetensors)"),
+             "num_hidden_layers": (60, "num_hidden_layers is 60, but the weights have 2 "
+                                       "(blocks up to 1 in model.safetensors)"),
+             "intermediate_size": (10 ** 6, "intermediate_size is 1000000, but the weights "
+                                            "have 192"),
+             "patch_size": ([8, 8], "patch_size is 8, but the weights have 16"),
+             "num_frames": (1, "num_frames is 1, smaller than tubelet_size 2; a clip needs at "
+                               "least one patch")}
+    for key, (value, expected) in cases.items():
+        folder = write_transformers_folder(str(tmp_path / key), state,
+                                           dict(hf_config(FT), **{key: value}))
+        with pytest.raises(PresetError) as caught:
+            load_artifact(folder)
+        assert str(caught.value).startswith(f"{folder}/config.json: {expected}"), \
+            str(caught.value)
+    # a width no upstream size has (head counts are not corrected): 3 heads for 40 channels
+    odd = torch_reference.VisionTransformer(**dict(FT.model_config(), embed_dim=40,
+                                                   num_heads=4))
+    folder = write_transformers_folder(
+        str(tmp_path / "heads"), to_transformers(random_state_dict(odd, 0)),
+        dict(hf_config(FT), hidden_size=40, intermediate_size=160, num_attention_heads=3))
+    with pytest.raises(PresetError) as caught:
+        load_artifact(folder)
+    assert str(caught.value) == (f"{folder}/config.json: num_attention_heads is 3, which does "
+                                 f"not divide the width 40; attention splits the width evenly "
+                                 f"among its heads")
 
 
 def test_a_transformers_config_of_the_wrong_types_for_the_renaming_is_one_line(tmp_path):

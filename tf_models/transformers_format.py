@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -193,6 +194,7 @@ def load_transformers_model(preset: str, offline: Optional[bool] = None
     for fused, triple in plan.qkv.items():
         upstream[fused] = np.concatenate([arrays[name] for name in triple], axis=0)
     args, decoder, notes = model_arguments(config, where)
+    check_sizes(config, {k: v.shape for k, v in upstream.items()}, where, weights)
     model = _build(upstream, args, decoder, where)
     if not hasattr(model, "backbone"):  # a bare encoder: the backbone's own names
         upstream = {k[len("encoder."):] if k.startswith("encoder.") else k: v
@@ -317,9 +319,58 @@ def model_arguments(config: dict, where: str) -> Tuple[dict, dict, List[str]]:
             notes.append(f"{where} says {get(key)}{part} heads; upstream {size.title}{part} "
                          f"has {heads}: using {heads}")
             target[heads_key] = heads
+    _check_heads(width, args["num_heads"], "num_attention_heads", where)
+    for key, length, size_key, size in (
+            ("num_frames", args["num_frames"], "tubelet_size", args["tubelet_size"]),
+            ("image_size", image_size, "patch_size", patch_size)):
+        if length < size:
+            raise PresetError(f"{where}: {key} is {length}, smaller than {size_key} {size}; "
+                              f"a clip needs at least one patch")
     if get("decoder_intermediate_size") != int(decoder["decoder_embed_dim"] * args["mlp_ratio"]):
         decoder = None  # refused by _build if the tensors have a decoder
     return args, decoder, notes
+
+
+# Where the tensors show a size of config.json: (key, upstream name, axis of its shape); the
+# block counts are the highest block index + 1. A config is a file from the internet: sizes
+# it alone gave could ask for gigabytes of variables before the tensors were compared.
+SIZE_EVIDENCE = (
+    ("hidden_size", r"(encoder\.)?patch_embed\.proj\.weight", 0),
+    ("num_channels", r"(encoder\.)?patch_embed\.proj\.weight", 1),
+    ("tubelet_size", r"(encoder\.)?patch_embed\.proj\.weight", 2),
+    ("patch_size", r"(encoder\.)?patch_embed\.proj\.weight", 3),
+    ("intermediate_size", r"(encoder\.)?blocks\.\d+\.mlp\.fc1\.weight", 0),
+    ("decoder_hidden_size", r"encoder_to_decoder\.weight", 0),
+    ("decoder_intermediate_size", r"decoder\.blocks\.\d+\.mlp\.fc1\.weight", 0),
+)
+BLOCK_COUNTS = (("num_hidden_layers", r"(?:encoder\.)?blocks\.(\d+)\."),
+                ("decoder_num_hidden_layers", r"decoder\.blocks\.(\d+)\."))
+
+
+def check_sizes(config: dict, shapes: Dict[str, Tuple[int, ...]], where: str,
+                weights: str) -> None:
+    """PresetError, before any model is built, where a size in config.json (a validated one:
+    ``model_arguments`` ran) is not what the upstream-named tensors' shapes say."""
+    get = {**HF_DEFAULTS, **config}.get
+    said = {key: (get(key)[0] if isinstance(get(key), (list, tuple)) else get(key))
+            for key, _, _ in SIZE_EVIDENCE}
+    for key, pattern, axis in SIZE_EVIDENCE:
+        found = next(((name, shape) for name, shape in shapes.items()
+                      if re.fullmatch(pattern, name) and len(shape) > axis), None)
+        if found is not None and found[1][axis] != said[key]:
+            _size_refused(where, key, said[key], found[1][axis],
+                          f"{found[0]} {tuple(found[1])}", weights)
+    for key, pattern in BLOCK_COUNTS:
+        indices = [int(m.group(1)) for m in map(re.compile(pattern).match, shapes) if m]
+        if indices and max(indices) + 1 != get(key):
+            _size_refused(where, key, get(key), max(indices) + 1,
+                          f"blocks up to {max(indices)}", weights)
+
+
+def _size_refused(where: str, key: str, said, found: int, evidence: str, weights: str):
+    raise PresetError(f"{where}: {key} is {said}, but the weights have {found} ({evidence} in "
+                      f"{os.path.basename(weights)}); a config.json of another model? Use the "
+                      f"one saved with these weights")
 
 
 # the config's sizes: positive integers (image_size and patch_size may also be [n, n])
@@ -333,6 +384,12 @@ def _positive_int(value, key: str, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise PresetError(f"{where}: {key} is {json.dumps(value)}, expected a positive integer")
     return value
+
+
+def _check_heads(width: int, heads: int, key: str, where: str) -> None:
+    if width % heads:  # transformers refuses such a config too
+        raise PresetError(f"{where}: {key} is {heads}, which does not divide the width "
+                          f"{width}; attention splits the width evenly among its heads")
 
 
 def _square(get, key: str, where: str) -> int:
@@ -358,6 +415,8 @@ def _build(upstream: Dict[str, np.ndarray], args: dict, decoder: Optional[dict],
             raise PresetError(f"{where}: decoder_intermediate_size is not the encoder's "
                               f"mlp ratio times decoder_hidden_size (upstream's decoder "
                               f"shares the encoder's mlp ratio)")
+        _check_heads(decoder["decoder_embed_dim"], decoder["decoder_num_heads"],
+                     "decoder_num_attention_heads", where)
         return VideoMAEMaskedAutoencoder(**args, **decoder)
     if "head.weight" in upstream:
         return VideoMAEVideoClassifier(**args, num_classes=upstream["head.weight"].shape[0])
