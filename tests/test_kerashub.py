@@ -286,6 +286,46 @@ def test_a_hostile_preset_config_is_refused_in_one_line(tiny_preset, tmp_path, c
         assert expected in str(raised.value)
 
 
+def test_a_keras_file_with_a_lambda_is_refused_even_with_unsafe_deserialization_on(tmp_path):
+    """A ``.keras`` file is a file from the internet too: its Lambda is refused in safe mode
+    whatever the global setting, for the new and the old class names (before:
+    ``keras.config.enable_unsafe_deserialization()`` overrode ``safe_mode=True`` and the
+    Lambda was deserialised)."""
+    from keras.src.backend.common import global_state
+
+    preset = tf_models.get_preset(TINY_FT)
+    model = tf_models.VideoMAEVideoClassifier(**preset.model_config())
+    saved = str(tmp_path / "plain.keras")
+    model.save(saved)
+    with zipfile.ZipFile(saved) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(files["config.json"])
+    config["config"]["preprocessor"] = {
+        "module": "keras.layers", "class_name": "Lambda", "registered_name": None,
+        "config": {"name": "code", "function": {"class_name": "__lambda__", "config": {
+            "code": "YQ==", "defaults": None, "closure": None}}}}
+    paths = []
+    for old_name in (False, True):
+        if old_name:
+            config["registered_name"] = "videomae>VideoMAEClassifier"
+        path = str(tmp_path / f"{'old' if old_name else 'new'}_{TINY_FT}.keras")
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, data in files.items():
+                archive.writestr(name, json.dumps(config) if name == "config.json" else data)
+        paths.append(path)
+    previous = global_state.get_global_attribute("safe_mode_saving")
+    keras.config.enable_unsafe_deserialization()
+    try:
+        for path in paths:
+            with pytest.raises(tf_models.PresetError) as raised:
+                tf_models.VideoMAEVideoClassifier.from_preset(path)
+            assert str(raised.value).startswith(f"{path}: cannot be loaded as a Keras model "
+                                                f"(Requested the deserialization of a `Lambda`")
+            assert global_state.get_global_attribute("safe_mode_saving") is False
+    finally:
+        global_state.set_global_attribute("safe_mode_saving", previous)
+
+
 def test_a_preset_with_missing_or_misshapen_weights_is_refused_in_one_line(tiny_preset,
                                                                            tmp_path):
     folder = _copy(tiny_preset, tmp_path)
