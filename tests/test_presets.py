@@ -237,6 +237,29 @@ def test_from_preset_explains_what_it_cannot_load(release_dir, tmp_path):
         tf_models.VideoMAEVideoClassifier.from_preset(str(orphan))
 
 
+def test_a_report_whose_model_config_builds_no_model_is_one_line_naming_it(release_dir,
+                                                                          tmp_path):
+    """A ``.weights.h5`` takes its dimensions from the report beside it: a ``model_config`` of
+    the wrong types is one line naming the report (before: a TypeError or ValueError
+    traceback from the model's constructor)."""
+    import tf_models
+
+    for case, change in (("text", {"embed_dim": "48"}), ("null", {"num_classes": None})):
+        folder = tmp_path / case
+        folder.mkdir()
+        shutil.copy(os.path.join(release_dir, f"{TINY_FT}.weights.h5"), folder)
+        with open(os.path.join(release_dir, f"{TINY_FT}.json")) as handle:
+            report = json.load(handle)
+        report["entry"]["model_config"].update(change)
+        with open(folder / f"{TINY_FT}.json", "w") as handle:
+            json.dump(report, handle)
+        with pytest.raises(tf_models.PresetError) as raised:
+            tf_models.VideoMAEVideoClassifier.from_preset(str(folder / f"{TINY_FT}.weights.h5"))
+        message = str(raised.value)
+        assert message.startswith(f"{folder / TINY_FT}.json: model_config ") and \
+            "does not build a VideoMAEVideoClassifier" in message and "\n" not in message
+
+
 # --- every backend, in a fresh process each --------------------------------------------------
 
 def _backend_args(release_dir, work):

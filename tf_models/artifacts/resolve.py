@@ -364,7 +364,13 @@ def load_keras_model(resolved: Resolved, offline: Optional[bool] = None):
                               f"({_first_line(error)})") from None
     config = dict(resolved.config)
     cls = _weights_class(config, resolved.path)
-    model = cls(**config)
+    try:
+        model = cls(**config)
+    except Exception as error:  # a report's model_config of the wrong types or values
+        where = report_path(resolved.path) if resolved.report is not None else resolved.path
+        raise PresetError(f"{where}: model_config {config} does not build a {cls.__name__} "
+                          f"({_first_line(error)}); convert the entry again, or build the "
+                          f"model yourself and call load_weights") from None
     try:
         load_weights_file(model, resolved.path)
     except Exception as error:
