@@ -253,6 +253,37 @@ def test_a_config_whose_sizes_are_not_the_weights_is_refused_before_a_model_is_b
                                  f"among its heads")
 
 
+def test_a_shard_holding_a_tensor_the_index_places_elsewhere_is_refused(tmp_path):
+    """Sharded weights load, each tensor from the shard its index names; a tensor also in
+    another shard is one line naming both (before: the later shard's copy silently won)."""
+    from safetensors.numpy import save_file
+
+    state = {k: v.numpy() for k, v in to_transformers(upstream_state(FT)).items()}
+    names = sorted(state)
+    shards = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
+              "model-00002-of-00002.safetensors": names[len(names) // 2:]}
+    folder = tmp_path / "sharded"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(hf_config(FT)))
+    (folder / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {k: shard for shard, keys in shards.items() for k in keys}}))
+    first, second = shards
+    for shard, keys in shards.items():
+        save_file({k: state[k] for k in keys}, str(folder / shard))
+    loaded = tf_models.VideoMAEVideoClassifier.from_preset(str(folder))
+    np.testing.assert_array_equal(np.asarray(loaded.named_variables()["fc_norm.gamma"]),
+                                  state["fc_norm.weight"])
+    other = dict({k: state[k] for k in shards[second]},
+                 **{"fc_norm.weight": np.full_like(state["fc_norm.weight"], 7.0)})
+    assert "fc_norm.weight" in shards[first]
+    save_file(other, str(folder / second))
+    with pytest.raises(PresetError) as caught:
+        tf_models.VideoMAEVideoClassifier.from_preset(str(folder))
+    assert str(caught.value) == (f"{folder}/{second}: holds fc_norm.weight, which "
+                                 f"model.safetensors.index.json places in {first}; each tensor "
+                                 f"is in the one shard the index names")
+
+
 def test_a_transformers_config_of_the_wrong_types_for_the_renaming_is_one_line(tmp_path):
     """``architectures`` and ``use_mean_pooling`` settle which model the tensors are; of the
     wrong type, one line naming config.json (before: a TypeError traceback)."""

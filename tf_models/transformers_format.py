@@ -234,15 +234,18 @@ def read_safetensors(preset: str, offline: Optional[bool] = None
                      ) -> Tuple[Dict[str, np.ndarray], str]:
     """({name: float32 array}, the weights file named in errors) of a transformers preset
     (float16 and bfloat16 tensors widened); a preset with only PyTorch pickle weights is
-    refused, naming ``videomae-convert``, as is a shard index naming a file outside it."""
+    refused, naming ``videomae-convert``, as is a shard index naming a file outside it, and a
+    shard holding a tensor the index places elsewhere (or in two shards: one would win)."""
     from safetensors.numpy import load_file
 
     index = _get_file(preset, SAFETENSORS_FILES[0], offline)
+    weight_map: Optional[dict] = None  # tensor name -> its shard, as the index lists them
     if index is not None:
         where = f"{preset}/{SAFETENSORS_FILES[0]}"
         try:
             with open(index, encoding="utf-8") as handle:
-                shards = sorted(set(json.load(handle)["weight_map"].values()))
+                weight_map = json.load(handle)["weight_map"]
+            shards = sorted(set(weight_map.values()))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             raise PresetError(f"{where}: not a shard index ({_first_line(error)})") from None
         for name in shards:
@@ -272,6 +275,11 @@ def read_safetensors(preset: str, offline: Optional[bool] = None
             raise PresetError(f"{preset}/{name}: not a readable safetensors file "
                               f"({_first_line(error)})") from None
         for key, array in loaded.items():
+            if weight_map is not None and weight_map.get(key) != name:  # or in two shards
+                listed = weight_map.get(key)
+                raise PresetError(f"{preset}/{name}: holds {key}, which {SAFETENSORS_FILES[0]} "
+                                  f"{f'places in {listed}' if listed else 'does not list'}; "
+                                  f"each tensor is in the one shard the index names")
             # numpy has no bfloat16 of its own: safetensors gives ml_dtypes' (not np.floating)
             if not (np.issubdtype(array.dtype, np.floating) or array.dtype.name == "bfloat16"):
                 raise PresetError(f"{preset}/{name}: {key} is {array.dtype}, expected "
