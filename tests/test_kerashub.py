@@ -286,6 +286,45 @@ def test_a_hostile_preset_config_is_refused_in_one_line(tiny_preset, tmp_path, c
         assert expected in str(raised.value)
 
 
+def test_a_task_from_a_preset_of_another_class_follows_from_presets_rules(tiny_preset,
+                                                                          tmp_path):
+    """keras-hub's fine-tuning workflow, a classifier from a backbone preset and
+    ``num_classes``, gets the stored encoder (before: an AttributeError traceback); without
+    ``num_classes``, or a classifier from a pre-trained preset, one line asks for it, and a
+    masked autoencoder from anything but a pre-trained preset is refused (before: keras-hub
+    built one around the backbone, a new random decoder included, or failed on a missing
+    ``video_converter.json``)."""
+    preset = tf_models.get_preset(TINY_PT)
+    backbone = tf_models.VideoMAEBackbone(**_backbone_kwargs("norm"))
+    _randomise(backbone, seed=5)
+    backbone_preset = str(tmp_path / "backbone")
+    backbone.save_to_preset(backbone_preset)
+    pretrained = save_zoo_preset(tf_models.VideoMAEMaskedAutoencoder(**preset.model_config()),
+                                 preset, str(tmp_path / "pretrained"))
+    tuned = tf_models.VideoMAEVideoClassifier.from_preset(backbone_preset, num_classes=5)
+    assert tuned.num_classes == 5
+    for name, variable in tuned.backbone.named_variables().items():
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable),
+                                      keras.ops.convert_to_numpy(
+                                          backbone.named_variables()[name]))
+    refused = {
+        (tf_models.VideoMAEVideoClassifier, backbone_preset):
+            "is a VideoMAEBackbone with no VideoMAEVideoClassifier head; pass num_classes=N",
+        (tf_models.VideoMAEVideoClassifier, pretrained):
+            "is a pre-trained (PT) model with no VideoMAEVideoClassifier head; pass "
+            "num_classes=N",
+        (tf_models.VideoMAEMaskedAutoencoder, backbone_preset):
+            "is a VideoMAEBackbone; a VideoMAEMaskedAutoencoder needs a pre-trained (PT) model "
+            "preset",
+        (tf_models.VideoMAEMaskedAutoencoder, tiny_preset):
+            "is a fine-tuned (FT) classifier; a VideoMAEMaskedAutoencoder needs a pre-trained "
+            "(PT) model preset"}
+    for (cls, folder), expected in refused.items():
+        with pytest.raises(tf_models.PresetError) as raised:
+            cls.from_preset(folder)
+        assert str(raised.value).startswith(f"{folder}: {expected}"), str(raised.value)
+
+
 def test_a_keras_file_with_a_lambda_is_refused_even_with_unsafe_deserialization_on(tmp_path):
     """A ``.keras`` file is a file from the internet too: its Lambda is refused in safe mode
     whatever the global setting, for the new and the old class names (before:

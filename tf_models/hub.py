@@ -75,12 +75,13 @@ def model_as(cls, source, preset: str, **overrides):
         model = cls(**backbone_config, final_norm=source_backbone.final_norm, **overrides)
         copy_matching(source_backbone.named_variables(), model.named_variables(), preset)
     else:
-        model = _task_from(cls, source, backbone_config, changed, overrides, preset)
+        model = _task_from(cls, source, source_backbone, backbone_config, changed, overrides,
+                           preset)
     return model
 
 
-def _task_from(cls, source, backbone_config: dict, changed: dict, overrides: dict,
-               preset: str):
+def _task_from(cls, source, source_backbone, backbone_config: dict, changed: dict,
+               overrides: dict, preset: str):
     same = isinstance(source, cls)
     if not same:
         if cls.NEW_TASK_ARGS is None:
@@ -95,7 +96,7 @@ def _task_from(cls, source, backbone_config: dict, changed: dict, overrides: dic
     config = {k: getattr(source, k) for k in cls.TASK_CONFIG} if same else {}
     config.update(overrides)
     model = cls(**backbone_config, **config)
-    copy_matching(source.backbone.named_variables(), model.backbone.named_variables(), preset)
+    copy_matching(source_backbone.named_variables(), model.backbone.named_variables(), preset)
     if same and all(config.get(a) == getattr(source, a) for a in cls.NEW_TASK_ARGS or ()):
         copy_matching(_task_variables(source), _task_variables(model), preset)
     return model

@@ -128,31 +128,52 @@ def check_kerashub_preset(preset: str) -> None:
 KERAS_HUB_ARGS = ("load_weights", "dtype")
 
 
-def keras_hub_loads(preset, kwargs) -> bool:
-    """True when a ``from_preset(preset, **kwargs)`` is keras-hub's alone: a keras-hub preset
-    and only the arguments keras-hub's ``from_preset`` knows."""
-    return is_kerashub_preset(preset) and set(kwargs) <= set(KERAS_HUB_ARGS)
+def keras_hub_loads(cls, preset, kwargs) -> bool:
+    """True when a ``cls.from_preset(preset, **kwargs)`` is keras-hub's alone: a keras-hub
+    preset, only the arguments keras-hub's ``from_preset`` knows, and for a task a preset of
+    that task. A task from a preset of another class goes through
+    ``tf_models.hub.load_preset_model``, whose rules say what it needs (``num_classes`` for a
+    classifier from a pre-trained or backbone preset) or refuse it (a masked autoencoder from
+    anything but a pre-trained preset); keras-hub's ``Task.from_preset`` would build one
+    around the stored backbone, a new decoder included."""
+    from keras_hub.models import Task
+
+    if not (is_kerashub_preset(preset) and set(kwargs) <= set(KERAS_HUB_ARGS)):
+        return False
+    if not issubclass(cls, Task):
+        return True
+    try:
+        _, declared, _ = declared_class(preset)
+    except Exception:  # keras-hub's loader, after the configs' check, reports it in one line
+        return True
+    return isinstance(declared, type) and issubclass(declared, cls)
 
 
-def load_kerashub_preset(preset: str):
-    """The model a keras-hub preset folder or handle holds, loaded by keras-hub's
-    ``from_preset`` as the class it declares: its ``task.json``'s task, or without one its
-    ``config.json``'s backbone. Checked and in safe mode (``load_checked``); one
-    ``PresetError`` line for anything that is not a VideoMAE preset."""
+def declared_class(preset: str):
+    """(the registered name a keras-hub preset declares, its class or None, the file that
+    declares it): its ``task.json``'s task, or without one its ``config.json``'s backbone."""
     import json
 
     import keras
     from keras_hub.src.utils.preset_utils import check_file_exists, get_file
 
+    name = "task.json" if check_file_exists(preset, "task.json") else "config.json"
+    with open(get_file(preset, name), encoding="utf-8") as handle:
+        declared = json.load(handle)["registered_name"]
+    return declared, keras.saving.get_registered_object(str(declared)), name
+
+
+def load_kerashub_preset(preset: str):
+    """The model a keras-hub preset folder or handle holds, loaded by keras-hub's
+    ``from_preset`` as the class it declares (``declared_class``). Checked and in safe mode
+    (``load_checked``); one ``PresetError`` line for anything that is not a VideoMAE
+    preset."""
     from keras_hub.models import Backbone, Task
 
     from .hub import PresetError
 
     check_kerashub_preset(preset)  # each config an object naming only our classes
-    name = "task.json" if check_file_exists(preset, "task.json") else "config.json"
-    with open(get_file(preset, name), encoding="utf-8") as handle:
-        declared = json.load(handle)["registered_name"]
-    cls = keras.saving.get_registered_object(str(declared))
+    declared, cls, name = declared_class(preset)
     base = Task if name == "task.json" else Backbone
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise PresetError(f"{preset}/{name}: declares {declared!r}, not a keras-hub "
