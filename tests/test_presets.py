@@ -237,6 +237,25 @@ def test_from_preset_explains_what_it_cannot_load(release_dir, tmp_path):
         tf_models.VideoMAEVideoClassifier.from_preset(str(orphan))
 
 
+def test_a_from_preset_argument_the_class_does_not_take_is_refused_naming_it(release_dir):
+    """A misspelt override is one line naming it, before anything is fetched (before: Keras's
+    ``Model`` took it and did nothing, so ``num_clases=5`` gave the stored 400-class head)."""
+    import tf_models
+
+    keras_file = os.path.join(release_dir, f"{TINY_FT}.keras")
+    for cls, argument in ((tf_models.VideoMAEVideoClassifier, "num_clases"),
+                          (tf_models.VideoMAEBackbone, "drop_path"),
+                          (tf_models.VideoMAEMaskedAutoencoder, "decoder_dim")):
+        source = keras_file.replace("_FT", "_PT") if "Masked" in cls.__name__ else keras_file
+        with pytest.raises(tf_models.PresetError) as raised:
+            cls.from_preset(source, **{argument: 5})
+        assert str(raised.value).startswith(
+            f"{source}: {cls.__name__}.from_preset takes no argument {argument}; it takes "), \
+            str(raised.value)
+    assert tf_models.VideoMAEVideoClassifier.from_preset(keras_file, num_classes=5,
+                                                         dtype="float32").num_classes == 5
+
+
 def test_a_report_whose_model_config_builds_no_model_is_one_line_naming_it(release_dir,
                                                                           tmp_path):
     """A ``.weights.h5`` takes its dimensions from the report beside it: a ``model_config`` of

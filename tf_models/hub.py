@@ -56,10 +56,38 @@ def load_preset_model(cls, preset: str, offline: Optional[bool] = None, progress
     ``overrides`` are constructor arguments (``num_classes``, ``dropout``,
     ``drop_path_rate``...). For mixed precision set Keras's global policy first.
     """
+    check_overrides(cls, preset, overrides)
     resolved = resolve_artifact(preset, offline=offline, progress=progress)
     model = model_as(cls, load_keras_model(resolved), preset, **overrides)
     model.preset = resolved.preset
     return model
+
+
+# what every Keras model's constructor takes besides its own arguments
+LAYER_ARGS = ("name", "dtype", "trainable")
+
+
+def _arguments(cls) -> set:
+    """The keyword arguments ``cls`` takes: its constructor's named ones, a task's backbone's
+    too (its ``**kwargs`` reach Keras's ``Model``, which ignores names it does not know)."""
+    import inspect
+
+    names = set(LAYER_ARGS)
+    for each in (cls, getattr(cls, "backbone_cls", None)):
+        if each is not None:
+            names |= {name for name, p in inspect.signature(each.__init__).parameters.items()
+                      if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return names - {"self", "backbone"}  # the backbone is the preset's
+
+
+def check_overrides(cls, preset: str, overrides: dict) -> None:
+    """PresetError naming an override ``cls`` does not take (a misspelt ``num_classes`` would
+    otherwise be ignored), before anything is fetched."""
+    unknown = sorted(set(overrides) - _arguments(cls))
+    if unknown:
+        raise PresetError(f"{preset}: {cls.__name__}.from_preset takes no argument "
+                          f"{', '.join(unknown)}; it takes {', '.join(sorted(_arguments(cls)))}, "
+                          f"offline and progress")
 
 
 def model_as(cls, source, preset: str, **overrides):

@@ -149,11 +149,12 @@ def load_transformers_preset(cls, preset: str, **overrides):
     as ``tf_models.hub.model_as`` does for every preset. Notes (a corrected head count) are
     kept as ``model.conversion_notes``, the config's class names (``id2label``) as
     ``model.class_labels`` while the head is the stored one."""
-    from .hub import model_as
+    from .hub import check_overrides, model_as
 
     offline = overrides.pop("offline", None)
     for key in ("progress", "load_weights"):
         overrides.pop(key, None)
+    check_overrides(cls, preset, overrides)
     source, notes = load_transformers_model(preset, offline)
     model = model_as(cls, source, preset, **overrides)
     model.preset = None
