@@ -279,6 +279,25 @@ def test_a_report_whose_model_config_builds_no_model_is_one_line_naming_it(relea
             "does not build a VideoMAEVideoClassifier" in message and "\n" not in message
 
 
+def test_a_weights_file_of_more_blocks_than_its_report_says_is_refused(release_dir, tmp_path):
+    """Keras fills a model from the arrays it has and ignores the rest: a report saying one
+    block beside a file of two is one line (before: a one-block model loaded, no error)."""
+    import tf_models
+
+    shutil.copy(os.path.join(release_dir, f"{TINY_FT}.weights.h5"), tmp_path)
+    with open(os.path.join(release_dir, f"{TINY_FT}.json")) as handle:
+        report = json.load(handle)
+    report["entry"]["model_config"]["depth"] = 1
+    with open(tmp_path / f"{TINY_FT}.json", "w") as handle:
+        json.dump(report, handle)
+    weights = str(tmp_path / f"{TINY_FT}.weights.h5")
+    with pytest.raises(tf_models.PresetError) as raised:
+        tf_models.VideoMAEVideoClassifier.from_preset(weights)
+    assert str(raised.value).startswith(f"{weights}: does not fit a VideoMAEVideoClassifier")
+    assert str(raised.value).endswith("(the file holds 30 weight arrays, the model 18: it is of "
+                                      "another model)"), str(raised.value)
+
+
 # --- every backend, in a fresh process each --------------------------------------------------
 
 def _backend_args(release_dir, work):

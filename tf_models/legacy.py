@@ -79,20 +79,35 @@ OPTIMIZER_SKIPPED = "Skipping variable loading for optimizer"
 
 
 def load_weights_file(model, path: str) -> None:
-    """``model.load_weights(path)``, also for a ``.weights.h5`` in the old layout."""
+    """``model.load_weights(path)``, also for a ``.weights.h5`` in the old layout; ValueError
+    when the file holds more weight arrays than the model (Keras loads what the model has and
+    ignores the rest: a file of two blocks would fill a one-block model without an error)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=OPTIMIZER_SKIPPED)
         # an old-layout file first fails the new layout, which warns about what it skipped
         warnings.filterwarnings("ignore", message="Skipping nested container")
         try:
             model.load_weights(path)
-            return
         except Exception as error:  # keras raises many types for a layout mismatch
-            first = error
-        try:
-            _old_layout(model).load_weights(path)
-        except Exception:
-            raise first from None
+            try:
+                _old_layout(model).load_weights(path)
+            except Exception:
+                raise error from None
+    stored = _stored_arrays(path)
+    if stored != len(model.weights):
+        raise ValueError(f"the file holds {stored} weight arrays, the model {len(model.weights)}: "
+                         f"it is of another model")
+
+
+def _stored_arrays(path: str) -> int:
+    """How many weight arrays a ``.weights.h5`` holds, its optimizer's aside."""
+    import h5py
+
+    found = []
+    with h5py.File(path, "r") as handle:
+        handle.visititems(lambda name, item: found.append(name) if isinstance(
+            item, h5py.Dataset) and name.split("/")[0] != "optimizer" else None)
+    return len(found)
 
 
 def load_model_file(path: str):
