@@ -284,6 +284,18 @@ def test_a_shard_holding_a_tensor_the_index_places_elsewhere_is_refused(tmp_path
                                  f"is in the one shard the index names")
 
 
+def test_transformers_weights_holding_nan_or_inf_are_refused_naming_the_tensor(tmp_path):
+    """As videomae-convert refuses them (before: loaded, every prediction NaN)."""
+    for value in (float("nan"), float("inf")):
+        state = to_transformers(upstream_state(FT))
+        state["classifier.bias"][3] = value
+        folder = write_transformers_folder(str(tmp_path / str(value)), state, hf_config(FT))
+        with pytest.raises(PresetError) as caught:
+            tf_models.VideoMAEVideoClassifier.from_preset(folder)
+        assert str(caught.value).startswith(f"{folder}/model.safetensors: classifier.bias holds "
+                                            f"NaN or Inf values; "), str(caught.value)
+
+
 def test_a_transformers_config_of_the_wrong_types_for_the_renaming_is_one_line(tmp_path):
     """``architectures`` and ``use_mean_pooling`` settle which model the tensors are; of the
     wrong type, one line naming config.json (before: a TypeError traceback)."""

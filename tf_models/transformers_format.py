@@ -234,9 +234,10 @@ def class_labels(config: dict, num_classes: int) -> Optional[Tuple[str, ...]]:
 def read_safetensors(preset: str, offline: Optional[bool] = None
                      ) -> Tuple[Dict[str, np.ndarray], str]:
     """({name: float32 array}, the weights file named in errors) of a transformers preset
-    (float16 and bfloat16 tensors widened); a preset with only PyTorch pickle weights is
-    refused, naming ``videomae-convert``, as is a shard index naming a file outside it, and a
-    shard holding a tensor the index places elsewhere (or in two shards: one would win)."""
+    (float16 and bfloat16 tensors widened, every value finite); a preset with only PyTorch
+    pickle weights is refused, naming ``videomae-convert``, as is a shard index naming a file
+    outside it, and a shard holding a tensor the index places elsewhere (or in two shards:
+    one would win)."""
     from safetensors.numpy import load_file
 
     index = _get_file(preset, SAFETENSORS_FILES[0], offline)
@@ -286,6 +287,10 @@ def read_safetensors(preset: str, offline: Optional[bool] = None
                 raise PresetError(f"{preset}/{name}: {key} is {array.dtype}, expected "
                                   f"floating point")
             arrays[key] = array.astype(np.float32, copy=False)
+            if not np.isfinite(arrays[key]).all():  # as videomae-convert refuses them
+                raise PresetError(f"{preset}/{name}: {key} holds NaN or Inf values; the "
+                                  f"checkpoint is damaged (a float16 overflow?), fetch or "
+                                  f"save it again")
     return arrays, weights
 
 
