@@ -260,7 +260,8 @@ def test_a_report_whose_model_config_builds_no_model_is_one_line_naming_it(relea
                                                                           tmp_path):
     """A ``.weights.h5`` takes its dimensions from the report beside it: a ``model_config`` of
     the wrong types is one line naming the report (before: a TypeError or ValueError
-    traceback from the model's constructor)."""
+    traceback from the model's constructor), as is a report nested too deep for JSON (before:
+    a RecursionError traceback)."""
     import tf_models
 
     for case, change in (("text", {"embed_dim": "48"}), ("null", {"num_classes": None})):
@@ -277,6 +278,12 @@ def test_a_report_whose_model_config_builds_no_model_is_one_line_naming_it(relea
         message = str(raised.value)
         assert message.startswith(f"{folder / TINY_FT}.json: model_config ") and \
             "does not build a VideoMAEVideoClassifier" in message and "\n" not in message
+    # a report nested too deep for Python's JSON reader (a RecursionError, no ValueError)
+    with open(folder / f"{TINY_FT}.json", "w") as handle:
+        handle.write("[" * 100000 + "]" * 100000)
+    with pytest.raises(tf_models.PresetError, match=r"\.json: not a JSON report \(maximum "
+                                                    r"recursion depth"):
+        tf_models.VideoMAEVideoClassifier.from_preset(str(folder / f"{TINY_FT}.weights.h5"))
 
 
 def test_a_weights_file_of_more_blocks_than_its_report_says_is_refused(release_dir, tmp_path):

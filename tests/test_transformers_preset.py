@@ -296,6 +296,24 @@ def test_transformers_weights_holding_nan_or_inf_are_refused_naming_the_tensor(t
                                             f"NaN or Inf values; "), str(caught.value)
 
 
+def test_a_config_or_index_nested_too_deep_for_json_is_one_line_naming_it(tmp_path):
+    """Python's JSON reader stops on deep nesting with a RecursionError, no ValueError: a
+    crafted config.json or shard index is one line naming it (before: that traceback)."""
+    from tf_models.artifacts.resolve import load_artifact
+
+    deep = "[" * 100000 + "]" * 100000
+    state = to_transformers(upstream_state(FT))
+    for name in ("config.json", "model.safetensors.index.json"):
+        folder = write_transformers_folder(str(tmp_path / name), state, hf_config(FT))
+        with open(os.path.join(folder, name), "w") as handle:
+            handle.write(deep)
+        for load in (load_artifact, tf_models.VideoMAEVideoClassifier.from_preset):
+            with pytest.raises(PresetError) as caught:
+                load(folder)
+            assert str(caught.value).startswith(f"{folder}/{name}: not "), str(caught.value)
+            assert "maximum recursion depth" in str(caught.value)
+
+
 def test_a_transformers_config_of_the_wrong_types_for_the_renaming_is_one_line(tmp_path):
     """``architectures`` and ``use_mean_pooling`` settle which model the tensors are; of the
     wrong type, one line naming config.json (before: a TypeError traceback)."""

@@ -110,7 +110,7 @@ def _config_at(path: str) -> Tuple[Optional[dict], Optional[str]]:
     try:
         with open(path, encoding="utf-8") as handle:
             config = json.load(handle)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RecursionError) as error:  # RecursionError: nested too deep
         return None, f"not readable as JSON ({_first_line(error)})"
     if not isinstance(config, dict):
         return None, f"a JSON {type(config).__name__}"
@@ -248,7 +248,8 @@ def read_safetensors(preset: str, offline: Optional[bool] = None
             with open(index, encoding="utf-8") as handle:
                 weight_map = json.load(handle)["weight_map"]
             shards = sorted(set(weight_map.values()))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        except (OSError, ValueError, RecursionError, KeyError, TypeError,
+                AttributeError) as error:
             raise PresetError(f"{where}: not a shard index ({_first_line(error)})") from None
         for name in shards:
             if not isinstance(name, str) or not _inside(name):
