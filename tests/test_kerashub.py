@@ -365,6 +365,23 @@ def test_a_keras_file_with_a_lambda_is_refused_even_with_unsafe_deserialization_
         global_state.set_global_attribute("safe_mode_saving", previous)
 
 
+def test_a_preset_folder_without_its_config_or_metadata_names_the_missing_file(tiny_preset,
+                                                                             tmp_path):
+    """A preset copied in part is one line naming what it lacks (before: taken for a release
+    folder, 'SHA256SUMS: missing; a release folder lists its assets' sha256 there')."""
+    from tf_models.artifacts.resolve import load_artifact
+
+    for missing, present in (("metadata.json", "config.json"), ("config.json", "metadata.json")):
+        folder = _copy(tiny_preset, tmp_path / missing)
+        os.remove(os.path.join(folder, missing))
+        for load in (load_artifact, tf_models.VideoMAEVideoClassifier.from_preset):
+            with pytest.raises(tf_models.PresetError) as raised:
+                load(folder)
+            assert str(raised.value) == (f"{folder}: a keras-hub preset folder ({present}) "
+                                         f"without {missing}; copy the whole folder "
+                                         f"save_to_preset wrote")
+
+
 def test_a_preset_with_missing_or_misshapen_weights_is_refused_in_one_line(tiny_preset,
                                                                            tmp_path):
     folder = _copy(tiny_preset, tmp_path)

@@ -21,6 +21,27 @@ def is_kerashub_preset(preset) -> bool:
                                          for name in PRESET_FILES)
 
 
+def preset_files_missing(folder: str):
+    """One line on a local folder holding some of keras-hub's ``PRESET_FILES`` but not all
+    (a preset copied in part), or None. A transformers folder's config.json (``model_type``,
+    no ``class_name``) alone is none of keras-hub's."""
+    import json
+
+    present = [name for name in PRESET_FILES if os.path.isfile(os.path.join(folder, name))]
+    if not present or len(present) == len(PRESET_FILES):
+        return None
+    if present == ["config.json"]:
+        try:
+            with open(os.path.join(folder, "config.json"), encoding="utf-8") as handle:
+                if "class_name" not in json.load(handle):
+                    return None
+        except (OSError, ValueError, RecursionError, TypeError):
+            return None
+    missing = [name for name in PRESET_FILES if name not in present]
+    return (f"{folder}: a keras-hub preset folder ({', '.join(present)}) without "
+            f"{', '.join(missing)}; copy the whole folder save_to_preset wrote")
+
+
 def save_kerashub_preset(task, preset_dir: str) -> str:
     """``task`` (with its preprocessor) saved by keras-hub's ``save_to_preset`` into
     ``preset_dir``: config.json, metadata.json, model.weights.h5, task.json,
