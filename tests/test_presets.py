@@ -256,6 +256,22 @@ def test_a_from_preset_argument_the_class_does_not_take_is_refused_naming_it(rel
                                                          dtype="float32").num_classes == 5
 
 
+def test_from_preset_arguments_that_build_no_model_are_one_line_naming_them(release_dir):
+    """A clip shorter than one tubelet, no classes: one line naming the arguments (before:
+    Keras's ValueError traceback, also from ``videomae-finetune --num-frames 1``)."""
+    import tf_models
+
+    keras_file = os.path.join(release_dir, f"{TINY_FT}.keras")
+    for cls, given in ((tf_models.VideoMAEVideoClassifier, {"num_classes": 0}),
+                       (tf_models.VideoMAEVideoClassifier, {"num_frames": 1}),
+                       (tf_models.VideoMAEBackbone, {"img_size": 8})):
+        with pytest.raises(tf_models.PresetError) as raised:
+            cls.from_preset(keras_file, **given)
+        (key, value), = given.items()
+        assert str(raised.value).startswith(f"{keras_file}: a {cls.__name__} with {key}={value} "
+                                            f"cannot be built ("), str(raised.value)
+
+
 def test_a_report_whose_model_config_builds_no_model_is_one_line_naming_it(release_dir,
                                                                           tmp_path):
     """A ``.weights.h5`` takes its dimensions from the report beside it: a ``model_config`` of

@@ -100,7 +100,8 @@ def model_as(cls, source, preset: str, **overrides):
     changed = {k: overrides.pop(k) for k in args if k in overrides}
     backbone_config.update(changed)
     if backbone_cls is None:
-        model = cls(**backbone_config, final_norm=source_backbone.final_norm, **overrides)
+        model = _built(cls, preset, {**changed, **overrides}, **backbone_config,
+                       final_norm=source_backbone.final_norm, **overrides)
         copy_matching(source_backbone.named_variables(), model.named_variables(), preset)
     else:
         model = _task_from(cls, source, source_backbone, backbone_config, changed, overrides,
@@ -123,11 +124,23 @@ def _task_from(cls, source, source_backbone, backbone_config: dict, changed: dic
         return source
     config = {k: getattr(source, k) for k in cls.TASK_CONFIG} if same else {}
     config.update(overrides)
-    model = cls(**backbone_config, **config)
+    model = _built(cls, preset, {**changed, **overrides}, **backbone_config, **config)
     copy_matching(source_backbone.named_variables(), model.backbone.named_variables(), preset)
     if same and all(config.get(a) == getattr(source, a) for a in cls.NEW_TASK_ARGS or ()):
         copy_matching(_task_variables(source), _task_variables(model), preset)
     return model
+
+
+def _built(cls, preset: str, given: dict, **arguments):
+    """``cls(**arguments)``; PresetError naming the arguments ``given`` to ``from_preset``
+    where the constructor refuses them (a clip shorter than one tubelet, 0 classes...)."""
+    try:
+        return cls(**arguments)
+    except (ValueError, TypeError) as error:
+        text = " ".join(str(error).split())[:200] or type(error).__name__
+        passed = ", ".join(f"{k}={v!r}" for k, v in given.items())
+        raise PresetError(f"{preset}: a {cls.__name__} with {passed} cannot be built "
+                          f"({text})") from None
 
 
 def _words(model) -> str:
