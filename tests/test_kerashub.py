@@ -365,6 +365,20 @@ def test_a_keras_file_with_a_lambda_is_refused_even_with_unsafe_deserialization_
         global_state.set_global_attribute("safe_mode_saving", previous)
 
 
+def test_a_preset_folder_given_as_a_path_object_loads(tiny_preset):
+    """``pathlib.Path`` works for a preset folder as for every other model argument (before:
+    keras-hub's 'A preset identifier must be a string', reported as config.json missing or
+    unreadable)."""
+    import pathlib
+
+    folder = pathlib.Path(tiny_preset)
+    assert type(tf_models.VideoMAEVideoClassifier.from_preset(folder)) is \
+        tf_models.VideoMAEVideoClassifier
+    assert type(tf_models.VideoMAEBackbone.from_preset(folder)) is tf_models.VideoMAEBackbone
+    with pytest.raises(tf_models.PresetError, match="needs a pre-trained"):
+        tf_models.VideoMAEMaskedAutoencoder.from_preset(folder)
+
+
 def test_a_preset_folder_without_its_config_or_metadata_names_the_missing_file(tiny_preset,
                                                                              tmp_path):
     """A preset copied in part is one line naming what it lacks (before: taken for a release

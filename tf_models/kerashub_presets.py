@@ -178,6 +178,7 @@ def declared_class(preset: str):
     import keras
     from keras_hub.src.utils.preset_utils import check_file_exists, get_file
 
+    preset = os.fspath(preset)
     name = "task.json" if check_file_exists(preset, "task.json") else "config.json"
     with open(get_file(preset, name), encoding="utf-8") as handle:
         declared = json.load(handle)["registered_name"]
@@ -202,20 +203,22 @@ def load_kerashub_preset(preset: str):
     return cls.from_preset(preset)
 
 
-def load_checked(load, preset: str):
-    """``load()`` (a keras-hub ``from_preset``) after ``check_kerashub_preset``, in Keras's
-    safe mode whatever the global setting (keras-hub's loaders do not pass ``safe_mode``,
-    so ``keras.config.enable_unsafe_deserialization()`` would otherwise reach them); any
+def load_checked(load, preset):
+    """``load(preset)`` (a keras-hub ``from_preset``; ``preset`` a string, as keras-hub's
+    loaders take no ``os.PathLike``) after ``check_kerashub_preset``, in Keras's safe mode
+    whatever the global setting (keras-hub's loaders do not pass ``safe_mode``, so
+    ``keras.config.enable_unsafe_deserialization()`` would otherwise reach them); any
     failure (weights of the wrong shape, a missing weights file) is one ``PresetError`` line.
     The model's ``preset`` is the zoo row its folder or handle is named after (None: none)."""
     from keras.src.saving.serialization_lib import SafeModeScope
 
     from .hub import PresetError
 
+    preset = os.fspath(preset)
     check_kerashub_preset(preset)
     try:
         with SafeModeScope(True):
-            model = load()
+            model = load(preset)
     except PresetError:
         raise
     except Exception as error:  # keras and h5py raise many types for a bad file

@@ -198,7 +198,8 @@ class VideoMAEBackbone(Backbone):
         if keras_hub_loads(cls, preset, kwargs):
             parent = super()
             return load_checked(
-                lambda: parent.from_preset(preset, load_weights=load_weights, **kwargs), preset)
+                lambda path: parent.from_preset(path, load_weights=load_weights, **kwargs),
+                preset)
         return load_preset_model(cls, preset, **kwargs)
 
 
