@@ -365,6 +365,22 @@ def test_a_keras_file_with_a_lambda_is_refused_even_with_unsafe_deserialization_
         global_state.set_global_attribute("safe_mode_saving", previous)
 
 
+def test_a_task_preset_without_its_task_weights_is_refused_not_given_a_new_head(tiny_preset,
+                                                                               tmp_path):
+    """keras-hub builds a task whose ``task.weights.h5`` is missing with new layers: one line
+    naming the preset (before: a classifier with a freshly initialised head, no error)."""
+    from tf_models.artifacts.resolve import load_artifact
+
+    folder = _copy(tiny_preset, tmp_path)
+    os.remove(os.path.join(folder, "task.weights.h5"))
+    for load in (load_artifact, tf_models.VideoMAEVideoClassifier.from_preset,
+                 tf_models.VideoMAEBackbone.from_preset):
+        with pytest.raises(tf_models.PresetError) as raised:
+            load(folder)
+        assert str(raised.value).startswith(f"{folder}: has task.json but no task.weights.h5: "
+                                            f"the task's own layers"), str(raised.value)
+
+
 def test_a_preset_folder_given_as_a_path_object_loads(tiny_preset):
     """``pathlib.Path`` works for a preset folder as for every other model argument (before:
     keras-hub's 'A preset identifier must be a string', reported as config.json missing or

@@ -76,6 +76,8 @@ def save_zoo_preset(model, preset, preset_dir: str) -> str:
 # the configs a preset of ours holds (keras-hub's CONFIG_FILE, TASK_CONFIG_FILE,
 # PREPROCESSOR_CONFIG_FILE, VIDEO_CONVERTER_CONFIG_FILE); config.json is required
 CONFIG_FILES = ("config.json", "task.json", "preprocessor.json", "video_converter.json")
+# the weights of a task's own layers (keras-hub's TASK_WEIGHTS_FILE)
+TASK_WEIGHTS_FILE = "task.weights.h5"
 # the only Keras objects such a config carries besides our registered classes
 KERAS_OBJECTS = ("DTypePolicy",)
 
@@ -109,13 +111,15 @@ def _allowed(name: str, config: dict) -> bool:
 def check_kerashub_preset(preset: str) -> None:
     """Refuse a preset whose configs are missing, not JSON, or name any class other than this
     package's registered ones and Keras dtype policies (a Lambda layer, an unknown or
-    arbitrary class): one ``PresetError`` line naming the file. Nothing is deserialised."""
+    arbitrary class), or whose task has no task weights: one ``PresetError`` line naming the
+    file. Nothing is deserialised."""
     import json
 
     from keras_hub.src.utils.preset_utils import check_file_exists, get_file
 
     from .hub import PresetError
 
+    configs = []
     for name in CONFIG_FILES:
         where = f"{preset}/{name}"
         try:
@@ -141,6 +145,18 @@ def check_kerashub_preset(preset: str) -> None:
             if not _allowed(found, entry):
                 raise PresetError(f"{where}: names class {found!r}, which is not a VideoMAE "
                                   f"class; refused (loading a preset never runs code)")
+        configs.append(name)
+    # every task of ours has layers of its own (a head, a decoder): keras-hub builds them new,
+    # and says nothing, when task.weights.h5 is missing
+    try:
+        lacks_task_weights = "task.json" in configs and not check_file_exists(
+            preset, TASK_WEIGHTS_FILE)
+    except Exception:  # a hub's client: keras-hub's loader reports it in one line
+        lacks_task_weights = False
+    if lacks_task_weights:
+        raise PresetError(f"{preset}: has task.json but no {TASK_WEIGHTS_FILE}: the task's own "
+                          f"layers (its head or decoder) would be new, random ones; copy the "
+                          f"whole folder save_to_preset wrote")
 
 
 # the keyword arguments keras-hub's own ``from_preset`` takes; any other (``num_classes``,
