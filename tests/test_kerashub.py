@@ -286,6 +286,132 @@ def test_a_hostile_preset_config_is_refused_in_one_line(tiny_preset, tmp_path, c
         assert expected in str(raised.value)
 
 
+def test_a_task_from_a_preset_of_another_class_follows_from_presets_rules(tiny_preset,
+                                                                          tmp_path):
+    """keras-hub's fine-tuning workflow, a classifier from a backbone preset and
+    ``num_classes``, gets the stored encoder (before: an AttributeError traceback); without
+    ``num_classes``, or a classifier from a pre-trained preset, one line asks for it, and a
+    masked autoencoder from anything but a pre-trained preset is refused (before: keras-hub
+    built one around the backbone, a new random decoder included, or failed on a missing
+    ``video_converter.json``)."""
+    preset = tf_models.get_preset(TINY_PT)
+    backbone = tf_models.VideoMAEBackbone(**_backbone_kwargs("norm"))
+    _randomise(backbone, seed=5)
+    backbone_preset = str(tmp_path / "backbone")
+    backbone.save_to_preset(backbone_preset)
+    pretrained = save_zoo_preset(tf_models.VideoMAEMaskedAutoencoder(**preset.model_config()),
+                                 preset, str(tmp_path / "pretrained"))
+    tuned = tf_models.VideoMAEVideoClassifier.from_preset(backbone_preset, num_classes=5)
+    assert tuned.num_classes == 5
+    for name, variable in tuned.backbone.named_variables().items():
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable),
+                                      keras.ops.convert_to_numpy(
+                                          backbone.named_variables()[name]))
+    refused = {
+        (tf_models.VideoMAEVideoClassifier, backbone_preset):
+            "is a VideoMAEBackbone with no VideoMAEVideoClassifier head; pass num_classes=N",
+        (tf_models.VideoMAEVideoClassifier, pretrained):
+            "is a pre-trained (PT) model with no VideoMAEVideoClassifier head; pass "
+            "num_classes=N",
+        (tf_models.VideoMAEMaskedAutoencoder, backbone_preset):
+            "is a VideoMAEBackbone; a VideoMAEMaskedAutoencoder needs a pre-trained (PT) model "
+            "preset",
+        (tf_models.VideoMAEMaskedAutoencoder, tiny_preset):
+            "is a fine-tuned (FT) classifier; a VideoMAEMaskedAutoencoder needs a pre-trained "
+            "(PT) model preset"}
+    for (cls, folder), expected in refused.items():
+        with pytest.raises(tf_models.PresetError) as raised:
+            cls.from_preset(folder)
+        assert str(raised.value).startswith(f"{folder}: {expected}"), str(raised.value)
+
+
+def test_a_keras_file_with_a_lambda_is_refused_even_with_unsafe_deserialization_on(tmp_path):
+    """A ``.keras`` file is a file from the internet too: its Lambda is refused in safe mode
+    whatever the global setting, for the new and the old class names (before:
+    ``keras.config.enable_unsafe_deserialization()`` overrode ``safe_mode=True`` and the
+    Lambda was deserialised)."""
+    from keras.src.backend.common import global_state
+
+    preset = tf_models.get_preset(TINY_FT)
+    model = tf_models.VideoMAEVideoClassifier(**preset.model_config())
+    saved = str(tmp_path / "plain.keras")
+    model.save(saved)
+    with zipfile.ZipFile(saved) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(files["config.json"])
+    config["config"]["preprocessor"] = {
+        "module": "keras.layers", "class_name": "Lambda", "registered_name": None,
+        "config": {"name": "code", "function": {"class_name": "__lambda__", "config": {
+            "code": "YQ==", "defaults": None, "closure": None}}}}
+    paths = []
+    for old_name in (False, True):
+        if old_name:
+            config["registered_name"] = "videomae>VideoMAEClassifier"
+        path = str(tmp_path / f"{'old' if old_name else 'new'}_{TINY_FT}.keras")
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, data in files.items():
+                archive.writestr(name, json.dumps(config) if name == "config.json" else data)
+        paths.append(path)
+    previous = global_state.get_global_attribute("safe_mode_saving")
+    keras.config.enable_unsafe_deserialization()
+    try:
+        for path in paths:
+            with pytest.raises(tf_models.PresetError) as raised:
+                tf_models.VideoMAEVideoClassifier.from_preset(path)
+            assert str(raised.value).startswith(f"{path}: cannot be loaded as a Keras model "
+                                                f"(Requested the deserialization of a `Lambda`")
+            assert global_state.get_global_attribute("safe_mode_saving") is False
+    finally:
+        global_state.set_global_attribute("safe_mode_saving", previous)
+
+
+def test_a_task_preset_without_its_task_weights_is_refused_not_given_a_new_head(tiny_preset,
+                                                                               tmp_path):
+    """keras-hub builds a task whose ``task.weights.h5`` is missing with new layers: one line
+    naming the preset (before: a classifier with a freshly initialised head, no error)."""
+    from tf_models.artifacts.resolve import load_artifact
+
+    folder = _copy(tiny_preset, tmp_path)
+    os.remove(os.path.join(folder, "task.weights.h5"))
+    for load in (load_artifact, tf_models.VideoMAEVideoClassifier.from_preset,
+                 tf_models.VideoMAEBackbone.from_preset):
+        with pytest.raises(tf_models.PresetError) as raised:
+            load(folder)
+        assert str(raised.value).startswith(f"{folder}: has task.json but no task.weights.h5: "
+                                            f"the task's own layers"), str(raised.value)
+
+
+def test_a_preset_folder_given_as_a_path_object_loads(tiny_preset):
+    """``pathlib.Path`` works for a preset folder as for every other model argument (before:
+    keras-hub's 'A preset identifier must be a string', reported as config.json missing or
+    unreadable)."""
+    import pathlib
+
+    folder = pathlib.Path(tiny_preset)
+    assert type(tf_models.VideoMAEVideoClassifier.from_preset(folder)) is \
+        tf_models.VideoMAEVideoClassifier
+    assert type(tf_models.VideoMAEBackbone.from_preset(folder)) is tf_models.VideoMAEBackbone
+    with pytest.raises(tf_models.PresetError, match="needs a pre-trained"):
+        tf_models.VideoMAEMaskedAutoencoder.from_preset(folder)
+
+
+def test_a_preset_folder_without_its_config_or_metadata_names_the_missing_file(tiny_preset,
+                                                                             tmp_path):
+    """A preset copied in part is one line naming what it lacks (before: taken for a release
+    folder, 'SHA256SUMS: missing; a release folder lists its assets' sha256 there')."""
+    from tf_models.artifacts.resolve import load_artifact
+
+    for missing, present in (("metadata.json", "config.json"), ("config.json", "metadata.json")):
+        folder = _copy(tiny_preset, tmp_path / missing)
+        os.remove(os.path.join(folder, missing))
+        for load in (load_artifact, tf_models.VideoMAEVideoClassifier.from_preset):
+            with pytest.raises(tf_models.PresetError) as raised:
+                load(folder)
+            assert str(raised.value) == (f"{folder}: a keras-hub preset folder ({present}) "
+                                         f"without {missing}; copy the whole folder "
+                                         f"save_to_preset wrote")
+
+
 def test_a_preset_with_missing_or_misshapen_weights_is_refused_in_one_line(tiny_preset,
                                                                            tmp_path):
     folder = _copy(tiny_preset, tmp_path)

@@ -237,6 +237,90 @@ def test_from_preset_explains_what_it_cannot_load(release_dir, tmp_path):
         tf_models.VideoMAEVideoClassifier.from_preset(str(orphan))
 
 
+def test_a_from_preset_argument_the_class_does_not_take_is_refused_naming_it(release_dir):
+    """A misspelt override is one line naming it, before anything is fetched (before: Keras's
+    ``Model`` took it and did nothing, so ``num_clases=5`` gave the stored 400-class head)."""
+    import tf_models
+
+    keras_file = os.path.join(release_dir, f"{TINY_FT}.keras")
+    for cls, argument in ((tf_models.VideoMAEVideoClassifier, "num_clases"),
+                          (tf_models.VideoMAEBackbone, "drop_path"),
+                          (tf_models.VideoMAEMaskedAutoencoder, "decoder_dim")):
+        source = keras_file.replace("_FT", "_PT") if "Masked" in cls.__name__ else keras_file
+        with pytest.raises(tf_models.PresetError) as raised:
+            cls.from_preset(source, **{argument: 5})
+        assert str(raised.value).startswith(
+            f"{source}: {cls.__name__}.from_preset takes no argument {argument}; it takes "), \
+            str(raised.value)
+    assert tf_models.VideoMAEVideoClassifier.from_preset(keras_file, num_classes=5,
+                                                         dtype="float32").num_classes == 5
+
+
+def test_from_preset_arguments_that_build_no_model_are_one_line_naming_them(release_dir):
+    """A clip shorter than one tubelet, no classes: one line naming the arguments (before:
+    Keras's ValueError traceback, also from ``videomae-finetune --num-frames 1``)."""
+    import tf_models
+
+    keras_file = os.path.join(release_dir, f"{TINY_FT}.keras")
+    for cls, given in ((tf_models.VideoMAEVideoClassifier, {"num_classes": 0}),
+                       (tf_models.VideoMAEVideoClassifier, {"num_frames": 1}),
+                       (tf_models.VideoMAEBackbone, {"img_size": 8})):
+        with pytest.raises(tf_models.PresetError) as raised:
+            cls.from_preset(keras_file, **given)
+        (key, value), = given.items()
+        assert str(raised.value).startswith(f"{keras_file}: a {cls.__name__} with {key}={value} "
+                                            f"cannot be built ("), str(raised.value)
+
+
+def test_a_report_whose_model_config_builds_no_model_is_one_line_naming_it(release_dir,
+                                                                          tmp_path):
+    """A ``.weights.h5`` takes its dimensions from the report beside it: a ``model_config`` of
+    the wrong types is one line naming the report (before: a TypeError or ValueError
+    traceback from the model's constructor), as is a report nested too deep for JSON (before:
+    a RecursionError traceback)."""
+    import tf_models
+
+    for case, change in (("text", {"embed_dim": "48"}), ("null", {"num_classes": None})):
+        folder = tmp_path / case
+        folder.mkdir()
+        shutil.copy(os.path.join(release_dir, f"{TINY_FT}.weights.h5"), folder)
+        with open(os.path.join(release_dir, f"{TINY_FT}.json")) as handle:
+            report = json.load(handle)
+        report["entry"]["model_config"].update(change)
+        with open(folder / f"{TINY_FT}.json", "w") as handle:
+            json.dump(report, handle)
+        with pytest.raises(tf_models.PresetError) as raised:
+            tf_models.VideoMAEVideoClassifier.from_preset(str(folder / f"{TINY_FT}.weights.h5"))
+        message = str(raised.value)
+        assert message.startswith(f"{folder / TINY_FT}.json: its model_config ") and \
+            "builds no VideoMAEVideoClassifier" in message and "\n" not in message
+    # a report nested too deep for Python's JSON reader (a RecursionError, no ValueError)
+    with open(folder / f"{TINY_FT}.json", "w") as handle:
+        handle.write("[" * 100000 + "]" * 100000)
+    with pytest.raises(tf_models.PresetError, match=r"\.json: not a JSON report \(maximum "
+                                                    r"recursion depth"):
+        tf_models.VideoMAEVideoClassifier.from_preset(str(folder / f"{TINY_FT}.weights.h5"))
+
+
+def test_a_weights_file_of_more_blocks_than_its_report_says_is_refused(release_dir, tmp_path):
+    """Keras fills a model from the arrays it has and ignores the rest: a report saying one
+    block beside a file of two is one line (before: a one-block model loaded, no error)."""
+    import tf_models
+
+    shutil.copy(os.path.join(release_dir, f"{TINY_FT}.weights.h5"), tmp_path)
+    with open(os.path.join(release_dir, f"{TINY_FT}.json")) as handle:
+        report = json.load(handle)
+    report["entry"]["model_config"]["depth"] = 1
+    with open(tmp_path / f"{TINY_FT}.json", "w") as handle:
+        json.dump(report, handle)
+    weights = str(tmp_path / f"{TINY_FT}.weights.h5")
+    with pytest.raises(tf_models.PresetError) as raised:
+        tf_models.VideoMAEVideoClassifier.from_preset(weights)
+    assert str(raised.value).startswith(
+        f"{weights}: holds 30 weight arrays, but the model its report "
+        f"{tmp_path / TINY_FT}.json describes (depth 1) takes 18; "), str(raised.value)
+
+
 # --- every backend, in a fresh process each --------------------------------------------------
 
 def _backend_args(release_dir, work):

@@ -56,10 +56,38 @@ def load_preset_model(cls, preset: str, offline: Optional[bool] = None, progress
     ``overrides`` are constructor arguments (``num_classes``, ``dropout``,
     ``drop_path_rate``...). For mixed precision set Keras's global policy first.
     """
+    check_overrides(cls, preset, overrides)
     resolved = resolve_artifact(preset, offline=offline, progress=progress)
     model = model_as(cls, load_keras_model(resolved), preset, **overrides)
     model.preset = resolved.preset
     return model
+
+
+# what every Keras model's constructor takes besides its own arguments
+LAYER_ARGS = ("name", "dtype", "trainable")
+
+
+def _arguments(cls) -> set:
+    """The keyword arguments ``cls`` takes: its constructor's named ones, a task's backbone's
+    too (its ``**kwargs`` reach Keras's ``Model``, which ignores names it does not know)."""
+    import inspect
+
+    names = set(LAYER_ARGS)
+    for each in (cls, getattr(cls, "backbone_cls", None)):
+        if each is not None:
+            names |= {name for name, p in inspect.signature(each.__init__).parameters.items()
+                      if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return names - {"self", "backbone"}  # the backbone is the preset's
+
+
+def check_overrides(cls, preset: str, overrides: dict) -> None:
+    """PresetError naming an override ``cls`` does not take (a misspelt ``num_classes`` would
+    otherwise be ignored), before anything is fetched."""
+    unknown = sorted(set(overrides) - _arguments(cls))
+    if unknown:
+        raise PresetError(f"{preset}: {cls.__name__}.from_preset takes no argument "
+                          f"{', '.join(unknown)}; it takes {', '.join(sorted(_arguments(cls)))}, "
+                          f"offline and progress")
 
 
 def model_as(cls, source, preset: str, **overrides):
@@ -72,15 +100,17 @@ def model_as(cls, source, preset: str, **overrides):
     changed = {k: overrides.pop(k) for k in args if k in overrides}
     backbone_config.update(changed)
     if backbone_cls is None:
-        model = cls(**backbone_config, final_norm=source_backbone.final_norm, **overrides)
+        model = _built(cls, preset, {**changed, **overrides}, **backbone_config,
+                       final_norm=source_backbone.final_norm, **overrides)
         copy_matching(source_backbone.named_variables(), model.named_variables(), preset)
     else:
-        model = _task_from(cls, source, backbone_config, changed, overrides, preset)
+        model = _task_from(cls, source, source_backbone, backbone_config, changed, overrides,
+                           preset)
     return model
 
 
-def _task_from(cls, source, backbone_config: dict, changed: dict, overrides: dict,
-               preset: str):
+def _task_from(cls, source, source_backbone, backbone_config: dict, changed: dict,
+               overrides: dict, preset: str):
     same = isinstance(source, cls)
     if not same:
         if cls.NEW_TASK_ARGS is None:
@@ -94,11 +124,23 @@ def _task_from(cls, source, backbone_config: dict, changed: dict, overrides: dic
         return source
     config = {k: getattr(source, k) for k in cls.TASK_CONFIG} if same else {}
     config.update(overrides)
-    model = cls(**backbone_config, **config)
-    copy_matching(source.backbone.named_variables(), model.backbone.named_variables(), preset)
+    model = _built(cls, preset, {**changed, **overrides}, **backbone_config, **config)
+    copy_matching(source_backbone.named_variables(), model.backbone.named_variables(), preset)
     if same and all(config.get(a) == getattr(source, a) for a in cls.NEW_TASK_ARGS or ()):
         copy_matching(_task_variables(source), _task_variables(model), preset)
     return model
+
+
+def _built(cls, preset: str, given: dict, **arguments):
+    """``cls(**arguments)``; PresetError naming the arguments ``given`` to ``from_preset``
+    where the constructor refuses them (a clip shorter than one tubelet, 0 classes...)."""
+    try:
+        return cls(**arguments)
+    except (ValueError, TypeError) as error:
+        text = " ".join(str(error).split())[:200] or type(error).__name__
+        passed = ", ".join(f"{k}={v!r}" for k, v in given.items())
+        raise PresetError(f"{preset}: a {cls.__name__} with {passed} cannot be built "
+                          f"({text})") from None
 
 
 def _words(model) -> str:

@@ -21,6 +21,27 @@ def is_kerashub_preset(preset) -> bool:
                                          for name in PRESET_FILES)
 
 
+def preset_files_missing(folder: str):
+    """One line on a local folder holding some of keras-hub's ``PRESET_FILES`` but not all
+    (a preset copied in part), or None. A transformers folder's config.json (``model_type``,
+    no ``class_name``) alone is none of keras-hub's."""
+    import json
+
+    present = [name for name in PRESET_FILES if os.path.isfile(os.path.join(folder, name))]
+    if not present or len(present) == len(PRESET_FILES):
+        return None
+    if present == ["config.json"]:
+        try:
+            with open(os.path.join(folder, "config.json"), encoding="utf-8") as handle:
+                if "class_name" not in json.load(handle):
+                    return None
+        except (OSError, ValueError, RecursionError, TypeError):
+            return None
+    missing = [name for name in PRESET_FILES if name not in present]
+    return (f"{folder}: a keras-hub preset folder ({', '.join(present)}) without "
+            f"{', '.join(missing)}; copy the whole folder save_to_preset wrote")
+
+
 def save_kerashub_preset(task, preset_dir: str) -> str:
     """``task`` (with its preprocessor) saved by keras-hub's ``save_to_preset`` into
     ``preset_dir``: config.json, metadata.json, model.weights.h5, task.json,
@@ -55,6 +76,8 @@ def save_zoo_preset(model, preset, preset_dir: str) -> str:
 # the configs a preset of ours holds (keras-hub's CONFIG_FILE, TASK_CONFIG_FILE,
 # PREPROCESSOR_CONFIG_FILE, VIDEO_CONVERTER_CONFIG_FILE); config.json is required
 CONFIG_FILES = ("config.json", "task.json", "preprocessor.json", "video_converter.json")
+# the weights of a task's own layers (keras-hub's TASK_WEIGHTS_FILE)
+TASK_WEIGHTS_FILE = "task.weights.h5"
 # the only Keras objects such a config carries besides our registered classes
 KERAS_OBJECTS = ("DTypePolicy",)
 
@@ -110,8 +133,9 @@ def refuse_uncached_offline(preset: str, offline=None) -> None:
 def check_kerashub_preset(preset: str, offline=None) -> None:
     """Refuse a preset whose configs are missing, not JSON, or name any class other than this
     package's registered ones and Keras dtype policies (a Lambda layer, an unknown or
-    arbitrary class): one ``PresetError`` line naming the file. Nothing is deserialised.
-    Offline, an uncached ``hf://`` handle is refused first (``refuse_uncached_offline``)."""
+    arbitrary class), or whose task has no task weights: one ``PresetError`` line naming the
+    file. Nothing is deserialised. Offline, an uncached ``hf://`` handle is refused first
+    (``refuse_uncached_offline``)."""
     import json
 
     from keras_hub.src.utils.preset_utils import check_file_exists, get_file
@@ -119,6 +143,7 @@ def check_kerashub_preset(preset: str, offline=None) -> None:
     from .hub import PresetError
 
     refuse_uncached_offline(preset, offline)
+    configs = []
     for name in CONFIG_FILES:
         where = f"{preset}/{name}"
         try:
@@ -144,6 +169,18 @@ def check_kerashub_preset(preset: str, offline=None) -> None:
             if not _allowed(found, entry):
                 raise PresetError(f"{where}: names class {found!r}, which is not a VideoMAE "
                                   f"class; refused (loading a preset never runs code)")
+        configs.append(name)
+    # every task of ours has layers of its own (a head, a decoder): keras-hub builds them new,
+    # and says nothing, when task.weights.h5 is missing
+    try:
+        lacks_task_weights = "task.json" in configs and not check_file_exists(
+            preset, TASK_WEIGHTS_FILE)
+    except Exception:  # a hub's client: keras-hub's loader reports it in one line
+        lacks_task_weights = False
+    if lacks_task_weights:
+        raise PresetError(f"{preset}: has task.json but no {TASK_WEIGHTS_FILE}: the task's own "
+                          f"layers (its head or decoder) would be new, random ones; copy the "
+                          f"whole folder save_to_preset wrote")
 
 
 # the keyword arguments keras-hub's own ``from_preset`` takes; any other (``num_classes``,
@@ -152,32 +189,55 @@ def check_kerashub_preset(preset: str, offline=None) -> None:
 KERAS_HUB_ARGS = ("load_weights", "dtype")
 
 
-def keras_hub_loads(preset, kwargs) -> bool:
-    """True when a ``from_preset(preset, **kwargs)`` is keras-hub's alone: a keras-hub preset
-    and only the arguments keras-hub's ``from_preset`` knows."""
-    return is_kerashub_preset(preset) and set(kwargs) <= set(KERAS_HUB_ARGS)
+def keras_hub_loads(cls, preset, kwargs) -> bool:
+    """True when a ``cls.from_preset(preset, **kwargs)`` is keras-hub's alone: a keras-hub
+    preset, only the arguments keras-hub's ``from_preset`` knows, and for a task a preset of
+    that task. A task from a preset of another class goes through
+    ``tf_models.hub.load_preset_model``, whose rules say what it needs (``num_classes`` for a
+    classifier from a pre-trained or backbone preset) or refuse it (a masked autoencoder from
+    anything but a pre-trained preset); keras-hub's ``Task.from_preset`` would build one
+    around the stored backbone, a new decoder included. Offline, an uncached ``hf://`` handle
+    is one ``PresetError`` line here (``refuse_uncached_offline``)."""
+    from keras_hub.models import Task
+
+    if not (is_kerashub_preset(preset) and set(kwargs) <= set(KERAS_HUB_ARGS)):
+        return False
+    if not issubclass(cls, Task):
+        return True
+    refuse_uncached_offline(preset)  # before declared_class asks the hub for task.json
+    try:
+        _, declared, _ = declared_class(preset)
+    except Exception:  # keras-hub's loader, after the configs' check, reports it in one line
+        return True
+    return isinstance(declared, type) and issubclass(declared, cls)
 
 
-def load_kerashub_preset(preset: str, offline=None):
-    """The model a keras-hub preset folder or handle holds, loaded by keras-hub's
-    ``from_preset`` as the class it declares: its ``task.json``'s task, or without one its
-    ``config.json``'s backbone. Checked and in safe mode (``load_checked``); one
-    ``PresetError`` line for anything that is not a VideoMAE preset (``offline``: an
-    ``hf://`` handle the cache lacks, too)."""
+def declared_class(preset: str):
+    """(the registered name a keras-hub preset declares, its class or None, the file that
+    declares it): its ``task.json``'s task, or without one its ``config.json``'s backbone."""
     import json
 
     import keras
     from keras_hub.src.utils.preset_utils import check_file_exists, get_file
 
+    preset = os.fspath(preset)
+    name = "task.json" if check_file_exists(preset, "task.json") else "config.json"
+    with open(get_file(preset, name), encoding="utf-8") as handle:
+        declared = json.load(handle)["registered_name"]
+    return declared, keras.saving.get_registered_object(str(declared)), name
+
+
+def load_kerashub_preset(preset: str, offline=None):
+    """The model a keras-hub preset folder or handle holds, loaded by keras-hub's
+    ``from_preset`` as the class it declares (``declared_class``). Checked and in safe mode
+    (``load_checked``); one ``PresetError`` line for anything that is not a VideoMAE
+    preset (``offline``: an ``hf://`` handle the cache lacks, too)."""
     from keras_hub.models import Backbone, Task
 
     from .hub import PresetError
 
     check_kerashub_preset(preset, offline)  # each config an object naming only our classes
-    name = "task.json" if check_file_exists(preset, "task.json") else "config.json"
-    with open(get_file(preset, name), encoding="utf-8") as handle:
-        declared = json.load(handle)["registered_name"]
-    cls = keras.saving.get_registered_object(str(declared))
+    declared, cls, name = declared_class(preset)
     base = Task if name == "task.json" else Backbone
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise PresetError(f"{preset}/{name}: declares {declared!r}, not a keras-hub "
@@ -190,10 +250,11 @@ def load_kerashub_preset(preset: str, offline=None):
 BACKBONE_WEIGHTS = "model.weights.h5"
 
 
-def load_checked(load, preset: str, load_weights: bool = True):
-    """``load()`` (a keras-hub ``from_preset``) after ``check_kerashub_preset``, in Keras's
-    safe mode whatever the global setting (keras-hub's loaders do not pass ``safe_mode``,
-    so ``keras.config.enable_unsafe_deserialization()`` would otherwise reach them); any
+def load_checked(load, preset, load_weights: bool = True):
+    """``load(preset)`` (a keras-hub ``from_preset``; ``preset`` a string, as keras-hub's
+    loaders take no ``os.PathLike``) after ``check_kerashub_preset``, in Keras's safe mode
+    whatever the global setting (keras-hub's loaders do not pass ``safe_mode``, so
+    ``keras.config.enable_unsafe_deserialization()`` would otherwise reach them); any
     failure (weights of the wrong shape, a missing weights file, a ``model.weights.h5``
     holding arrays the backbone of its ``config.json`` does not take, which keras-hub would
     skip) is one ``PresetError`` line. ``load_weights``: whether ``load`` loads them. The
@@ -204,10 +265,11 @@ def load_checked(load, preset: str, load_weights: bool = True):
     from .hub import PresetError
     from .legacy import ExtraWeights, check_all_loaded
 
+    preset = os.fspath(preset)
     check_kerashub_preset(preset)
     try:
         with SafeModeScope(True):
-            model = load()
+            model = load(preset)
         if load_weights and check_file_exists(preset, BACKBONE_WEIGHTS):
             check_all_loaded(getattr(model, "backbone", model), get_file(preset, BACKBONE_WEIGHTS))
     except PresetError:

@@ -150,10 +150,15 @@ def load_weights_file(model, path: str) -> None:
 
 
 def load_model_file(path: str):
-    """``keras.saving.load_model(path, compile=False)`` (safe mode on), also for a ``.keras``
-    written under the old class names (its weights in the old layout); ExtraWeights for an
-    archive whose weights hold arrays the model of its config does not take."""
-    with zipfile.ZipFile(path) as archive:
+    """``keras.saving.load_model(path, compile=False)``, also for a ``.keras`` written under
+    the old class names (its weights in the old layout); ExtraWeights for an archive whose
+    weights hold arrays the model of its config does not take. In safe mode whatever the
+    global setting: ``keras.config.enable_unsafe_deserialization()`` (or an enclosing
+    ``SafeModeScope(False)``) overrides a ``safe_mode=True`` argument, as it would a keras-hub
+    preset's (``kerashub_presets.load_checked``)."""
+    from keras.src.saving.serialization_lib import SafeModeScope
+
+    with zipfile.ZipFile(path) as archive, SafeModeScope(True):
         config = json.loads(archive.read("config.json"))
         if config.get("registered_name") not in LEGACY_CLASSES:
             with warnings.catch_warnings():

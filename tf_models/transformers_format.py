@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -109,7 +110,7 @@ def _config_at(path: str) -> Tuple[Optional[dict], Optional[str]]:
     try:
         with open(path, encoding="utf-8") as handle:
             config = json.load(handle)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RecursionError) as error:  # RecursionError: nested too deep
         return None, f"not readable as JSON ({_first_line(error)})"
     if not isinstance(config, dict):
         return None, f"a JSON {type(config).__name__}"
@@ -148,11 +149,12 @@ def load_transformers_preset(cls, preset: str, **overrides):
     as ``tf_models.hub.model_as`` does for every preset. Notes (a corrected head count) are
     kept as ``model.conversion_notes``, the config's class names (``id2label``) as
     ``model.class_labels`` while the head is the stored one."""
-    from .hub import model_as
+    from .hub import check_overrides, model_as
 
     offline = overrides.pop("offline", None)
     for key in ("progress", "load_weights"):
         overrides.pop(key, None)
+    check_overrides(cls, preset, overrides)
     source, notes = load_transformers_model(preset, offline)
     model = model_as(cls, source, preset, **overrides)
     model.preset = None
@@ -193,6 +195,7 @@ def load_transformers_model(preset: str, offline: Optional[bool] = None
     for fused, triple in plan.qkv.items():
         upstream[fused] = np.concatenate([arrays[name] for name in triple], axis=0)
     args, decoder, notes = model_arguments(config, where)
+    check_sizes(config, {k: v.shape for k, v in upstream.items()}, where, weights)
     model = _build(upstream, args, decoder, where)
     if not hasattr(model, "backbone"):  # a bare encoder: the backbone's own names
         upstream = {k[len("encoder."):] if k.startswith("encoder.") else k: v
@@ -231,17 +234,22 @@ def class_labels(config: dict, num_classes: int) -> Optional[Tuple[str, ...]]:
 def read_safetensors(preset: str, offline: Optional[bool] = None
                      ) -> Tuple[Dict[str, np.ndarray], str]:
     """({name: float32 array}, the weights file named in errors) of a transformers preset
-    (float16 and bfloat16 tensors widened); a preset with only PyTorch pickle weights is
-    refused, naming ``videomae-convert``, as is a shard index naming a file outside it."""
+    (float16 and bfloat16 tensors widened, every value finite); a preset with only PyTorch
+    pickle weights is refused, naming ``videomae-convert``, as is a shard index naming a file
+    outside it, and a shard holding a tensor the index places elsewhere (or in two shards:
+    one would win)."""
     from safetensors.numpy import load_file
 
     index = _get_file(preset, SAFETENSORS_FILES[0], offline)
+    weight_map: Optional[dict] = None  # tensor name -> its shard, as the index lists them
     if index is not None:
         where = f"{preset}/{SAFETENSORS_FILES[0]}"
         try:
             with open(index, encoding="utf-8") as handle:
-                shards = sorted(set(json.load(handle)["weight_map"].values()))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+                weight_map = json.load(handle)["weight_map"]
+            shards = sorted(set(weight_map.values()))
+        except (OSError, ValueError, RecursionError, KeyError, TypeError,
+                AttributeError) as error:
             raise PresetError(f"{where}: not a shard index ({_first_line(error)})") from None
         for name in shards:
             if not isinstance(name, str) or not _inside(name):
@@ -270,11 +278,20 @@ def read_safetensors(preset: str, offline: Optional[bool] = None
             raise PresetError(f"{preset}/{name}: not a readable safetensors file "
                               f"({_first_line(error)})") from None
         for key, array in loaded.items():
+            if weight_map is not None and weight_map.get(key) != name:  # or in two shards
+                listed = weight_map.get(key)
+                raise PresetError(f"{preset}/{name}: holds {key}, which {SAFETENSORS_FILES[0]} "
+                                  f"{f'places in {listed}' if listed else 'does not list'}; "
+                                  f"each tensor is in the one shard the index names")
             # numpy has no bfloat16 of its own: safetensors gives ml_dtypes' (not np.floating)
             if not (np.issubdtype(array.dtype, np.floating) or array.dtype.name == "bfloat16"):
                 raise PresetError(f"{preset}/{name}: {key} is {array.dtype}, expected "
                                   f"floating point")
             arrays[key] = array.astype(np.float32, copy=False)
+            if not np.isfinite(arrays[key]).all():  # as videomae-convert refuses them
+                raise PresetError(f"{preset}/{name}: {key} holds NaN or Inf values; the "
+                                  f"checkpoint is damaged (a float16 overflow?), fetch or "
+                                  f"save it again")
     return arrays, weights
 
 
@@ -318,6 +335,12 @@ def model_arguments(config: dict, where: str) -> Tuple[dict, dict, List[str]]:
                          f"has {heads}: using {heads}")
             target[heads_key] = heads
     _heads(width, args["num_heads"], ("hidden_size", "num_attention_heads"), where)
+    for key, length, size_key, size in (
+            ("num_frames", args["num_frames"], "tubelet_size", args["tubelet_size"]),
+            ("image_size", image_size, "patch_size", patch_size)):
+        if length < size:
+            raise PresetError(f"{where}: {key} is {length}, smaller than {size_key} {size}; "
+                              f"a clip needs at least one patch")
     if get("decoder_intermediate_size") != int(decoder["decoder_embed_dim"] * args["mlp_ratio"]):
         decoder = None  # refused by _build if the tensors have a decoder
     return args, decoder, notes
@@ -329,6 +352,48 @@ def _heads(width: int, heads: int, names: Tuple[str, str], where: str) -> None:
         check_heads(width, heads, names)
     except ValueError as error:
         raise PresetError(f"{where}: {error}") from None
+
+
+# Where the tensors show a size of config.json: (key, upstream name, axis of its shape); the
+# block counts are the highest block index + 1. A config is a file from the internet: sizes
+# it alone gave could ask for gigabytes of variables before the tensors were compared.
+SIZE_EVIDENCE = (
+    ("hidden_size", r"(encoder\.)?patch_embed\.proj\.weight", 0),
+    ("num_channels", r"(encoder\.)?patch_embed\.proj\.weight", 1),
+    ("tubelet_size", r"(encoder\.)?patch_embed\.proj\.weight", 2),
+    ("patch_size", r"(encoder\.)?patch_embed\.proj\.weight", 3),
+    ("intermediate_size", r"(encoder\.)?blocks\.\d+\.mlp\.fc1\.weight", 0),
+    ("decoder_hidden_size", r"encoder_to_decoder\.weight", 0),
+    ("decoder_intermediate_size", r"decoder\.blocks\.\d+\.mlp\.fc1\.weight", 0),
+)
+BLOCK_COUNTS = (("num_hidden_layers", r"(?:encoder\.)?blocks\.(\d+)\."),
+                ("decoder_num_hidden_layers", r"decoder\.blocks\.(\d+)\."))
+
+
+def check_sizes(config: dict, shapes: Dict[str, Tuple[int, ...]], where: str,
+                weights: str) -> None:
+    """PresetError, before any model is built, where a size in config.json (a validated one:
+    ``model_arguments`` ran) is not what the upstream-named tensors' shapes say."""
+    get = {**HF_DEFAULTS, **config}.get
+    said = {key: (get(key)[0] if isinstance(get(key), (list, tuple)) else get(key))
+            for key, _, _ in SIZE_EVIDENCE}
+    for key, pattern, axis in SIZE_EVIDENCE:
+        found = next(((name, shape) for name, shape in shapes.items()
+                      if re.fullmatch(pattern, name) and len(shape) > axis), None)
+        if found is not None and found[1][axis] != said[key]:
+            _size_refused(where, key, said[key], found[1][axis],
+                          f"{found[0]} {tuple(found[1])}", weights)
+    for key, pattern in BLOCK_COUNTS:
+        indices = [int(m.group(1)) for m in map(re.compile(pattern).match, shapes) if m]
+        if indices and max(indices) + 1 != get(key):
+            _size_refused(where, key, get(key), max(indices) + 1,
+                          f"blocks up to {max(indices)}", weights)
+
+
+def _size_refused(where: str, key: str, said, found: int, evidence: str, weights: str):
+    raise PresetError(f"{where}: {key} is {said}, but the weights have {found} ({evidence} in "
+                      f"{os.path.basename(weights)}); a config.json of another model? Use the "
+                      f"one saved with these weights")
 
 
 # the config's sizes: positive integers (image_size and patch_size may also be [n, n])

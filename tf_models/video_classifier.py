@@ -30,8 +30,8 @@ class VideoClassifier(Task):
 
         parent = super()
         return load_checked(
-            lambda: parent.from_preset(preset, load_weights=load_weights, **kwargs), preset,
-            load_weights)
+            lambda path: parent.from_preset(path, load_weights=load_weights, **kwargs),
+            preset, load_weights)
 
     def compile_from_config(self, config):
         compile_from_saved_config(self, config)

@@ -207,11 +207,11 @@ class VideoMAEBackbone(Backbone):
         ``tf_models.transformers_format``)."""
         if is_transformers_preset(preset, kwargs.get("offline")):  # model_type videomae
             return load_transformers_preset(cls, preset, **kwargs)
-        if keras_hub_loads(preset, kwargs):
+        if keras_hub_loads(cls, preset, kwargs):
             parent = super()
             return load_checked(
-                lambda: parent.from_preset(preset, load_weights=load_weights, **kwargs), preset,
-                load_weights)
+                lambda path: parent.from_preset(path, load_weights=load_weights, **kwargs),
+                preset, load_weights)
         return load_preset_model(cls, preset, **kwargs)
 
 

@@ -108,6 +108,6 @@ class VideoMAEVideoClassifier(VideoClassifier, BackboneTask):
         """
         if is_transformers_preset(preset, kwargs.get("offline")):  # model_type videomae
             return load_transformers_preset(cls, preset, **kwargs)
-        if keras_hub_loads(preset, kwargs):  # VideoClassifier.from_preset: checked, safe mode
+        if keras_hub_loads(cls, preset, kwargs):  # VideoClassifier.from_preset: checked, safe mode
             return super().from_preset(preset, load_weights=load_weights, **kwargs)
         return load_preset_model(cls, preset, **kwargs)

@@ -239,7 +239,7 @@ class ConversionRecord:
         except OSError as error:
             raise cls.error(f"{path}: cannot read the report ({error.strerror or error})") \
                 from None
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:  # RecursionError: nested too deep
             raise cls.error(f"{path}: not a JSON report ({error})") from None
         return cls.from_json(data, path)
 

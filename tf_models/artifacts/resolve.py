@@ -29,7 +29,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional
 
-from ..kerashub_presets import HANDLE_PREFIXES, is_kerashub_preset
+from ..kerashub_presets import HANDLE_PREFIXES, is_kerashub_preset, preset_files_missing
 from ..presets import DEFAULT_ZOO_URL, Preset, get_preset
 from . import download
 from .checksums import SUMS, ChecksumError, is_plain_name, parse_sums, read_sums, sha256_file
@@ -247,7 +247,7 @@ def resolve_artifact(spec: str, offline: Optional[bool] = None,
         if not os.path.exists(os.path.join(spec, SUMS)):  # not a release: a broken config?
             from ..transformers_format import config_problem
 
-            problem = config_problem(spec)
+            problem = config_problem(spec) or preset_files_missing(spec)
             if problem is not None:
                 raise PresetError(problem)
         sums = fetch_sums(spec, True, progress)
