@@ -222,7 +222,10 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
     way, float64 on the first and torch fp32 on every one (docs/PARITY.md).
     Raises ConversionError (bad input) or ParityError (mismatch).
     """
-    base = get_entry(entry) if isinstance(entry, str) else entry
+    try:
+        base = get_entry(entry) if isinstance(entry, str) else entry
+    except KeyError as error:  # the zoo's message: the close names, and where all are listed
+        raise ConversionError(error.args[0]) from None
     entry = base.encoder_variant() if encoder_only else base
     require_tensorflow_backend("converting")
     entry = entry.raw_frames_variant() if raw_frames else entry

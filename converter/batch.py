@@ -244,7 +244,7 @@ def convert_all(entries: List[Entry], out_dir: str, synthetic: bool = False,
                 checkpoint_dir: Optional[str] = None, jobs: int = 1, seed: int = 0,
                 force: bool = False, on_row=None, litert: bool = False,
                 raw_frames: bool = False, quantize: Sequence[str] = (),
-                videos: Sequence[str] = ()) -> List[BatchRow]:
+                videos: Sequence[str] = (), on_start=None) -> List[BatchRow]:
     """Convert ``entries`` into ``out_dir``, ``jobs`` child processes at a time.
 
     ``litert``: also a checked ``NAME.tflite`` for every entry LiteRT can serve (fine-tuned
@@ -254,7 +254,9 @@ def convert_all(entries: List[Entry], out_dir: str, synthetic: bool = False,
 
     Real checkpoints come from ``checkpoint_dir`` (matched by content); entries with no
     matching file are reported as failed. Logs go to ``out_dir/logs/NAME.log``.
-    ``on_row(row)`` is called as each entry finishes. If this process stops (a stop signal,
+    ``on_start()`` is called once the run is past its refusals (the options, the checkpoint
+    folder, ``out_dir`` and its lock: each a ConversionError), before the first row;
+    ``on_row(row)`` as each entry finishes. If this process stops (a stop signal,
     any error), its running children get SIGTERM and stop too, and no other starts.
     """
     if not synthetic and checkpoint_dir is None:
@@ -287,6 +289,8 @@ def convert_all(entries: List[Entry], out_dir: str, synthetic: bool = False,
                           f"({error.strerror or error}); free space or choose another "
                           f"--out") from None
     try:
+        if on_start:
+            on_start()
         return _convert_matched(entries, out_dir, log_dir, matched, unreadable, synthetic,
                                 checkpoint_dir, jobs, seed, force, on_row, litert, raw_frames,
                                 quantize, videos)

@@ -20,38 +20,16 @@ def run(entry_name, list_entries, as_json, family, size, mode, dataset, checkpoi
         offline, force_download, synthetic, seed, out_dir, all_entries, checkpoint_dir, jobs,
         encoder_only, litert, litert_quantize, videos, raw_frames, force, quiet, verbose,
         outcome_file):
-    """The videomae-convert command's work, its options parsed (``cli_options``)."""
+    """The videomae-convert command's work, its options parsed and checked together
+    (``cli_options``)."""
     if list_entries:
         _list(as_json)
         return
-    if as_json:
-        _fail("error: --json goes with --list", 2)
-    if out_dir is None:
-        _fail("error: Missing option '--out'.", 2)
-    if synthetic and (checkpoint or checkpoint_dir):
-        _fail("error: --synthetic excludes --checkpoint and --checkpoint-dir", 2)
-    if entry_name and (all_entries or size or mode or dataset or family):
-        _fail("error: --name names one entry: drop --all, --family, --size, --mode and "
-              "--dataset", 2)
+    # what the options alone refuse was refused before this call (``cli_options``)
     if all_entries:
-        _main_all(family, size, mode, dataset, checkpoint, checkpoint_dir, synthetic, seed,
-                  out_dir, jobs, encoder_only, force, litert, raw_frames, litert_quantize, videos,
-                  force_download)
+        _main_all(family, size, mode, dataset, checkpoint_dir, synthetic, seed, out_dir, jobs,
+                  force, litert, raw_frames, litert_quantize, videos)
         return
-    if checkpoint_dir:
-        _fail("error: --checkpoint-dir goes with --all; for one entry use --checkpoint", 2)
-    if jobs != 1:
-        _fail(f"error: --jobs {jobs} goes with --all (entries converted at once); one entry "
-              f"converts in one process: drop --jobs", 2)
-    if force_download and (synthetic or checkpoint):
-        _fail(f"error: --force-download fetches the upstream file again, and "
-              f"{'--synthetic' if synthetic else '--checkpoint'} converts no upstream "
-              f"download: drop --force-download", 2)
-    if not size and entry_name is None:
-        _fail("error: --size is required (or --name, or --all)", 2)
-    if len(size) > 1:
-        _fail(f"error: --size {' --size '.join(size)}: one entry has one size; several go "
-              f"with --all", 2)
     size = size[0] if size else None
     from . import ConversionError, ParityError, convert, find_entry, get_entry
     from .record import RunOutcome
@@ -108,29 +86,18 @@ def _list(as_json: bool) -> None:
         click.echo(line)
 
 
-def _main_all(family, size, mode, dataset, checkpoint, checkpoint_dir, synthetic, seed, out_dir,
-              jobs, encoder_only, force, litert, raw_frames, quantize=(), videos=(),
-              force_download=False):
+def _main_all(family, size, mode, dataset, checkpoint_dir, synthetic, seed, out_dir, jobs,
+              force, litert, raw_frames, quantize=(), videos=()):
     from .batch import convert_all, format_table, select_entries
     from .errors import ConversionError
 
-    if checkpoint:
-        _fail("error: --all takes --checkpoint-dir DIR, not --checkpoint", 2)
-    if force_download:
-        _fail("error: --all converts from --checkpoint-dir or --synthetic and downloads "
-              "nothing: drop --force-download", 2)
-    if encoder_only:
-        _fail("error: --encoder-only converts one entry at a time; drop --all", 2)
-    if not synthetic and not checkpoint_dir:
-        _fail("error: --all needs --checkpoint-dir DIR or --synthetic", 2)
-    if jobs < 1:
-        _fail(f"error: --jobs must be at least 1, not {jobs}", 2)
     entries = select_entries(size, mode, dataset, family)
     if not entries:
         _fail(f"error: no zoo entry has size {'/'.join(size) or None}, mode {mode}, "
               f"dataset {dataset}"
               + (f", family {family}" if family else ""), 2)
-    click.echo(f"converting {len(entries)} entries into {out_dir} ({jobs} at a time)")
+    def on_start():
+        click.echo(f"converting {len(entries)} entries into {out_dir} ({jobs} at a time)")
 
     def on_row(row):
         click.echo(f"  {row.name}: {row.status} in {row.seconds:.0f}s"
@@ -140,7 +107,7 @@ def _main_all(family, size, mode, dataset, checkpoint, checkpoint_dir, synthetic
             rows = convert_all(entries, out_dir, synthetic=synthetic,
                                checkpoint_dir=checkpoint_dir, jobs=jobs, seed=seed, force=force,
                                on_row=on_row, litert=litert, raw_frames=raw_frames,
-                               quantize=quantize, videos=videos)
+                               quantize=quantize, videos=videos, on_start=on_start)
     except ConversionError as error:
         _fail(f"error: {error}", 2)
     except (KeyboardInterrupt, Terminated):

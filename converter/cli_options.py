@@ -9,6 +9,8 @@ option answer before torch and TensorFlow load. Imports click alone: keep it tha
 
 from __future__ import annotations
 
+from typing import Optional
+
 import click
 
 HELP = ("Convert an official PyTorch VideoMAE (V1 or V2) checkpoint into checked TF / Keras "
@@ -100,8 +102,58 @@ def command(callback, presets, quantized_modes, cls=click.Command) -> click.Comm
     def videomae_convert(**options):
         if options["list_entries"]:
             _refuse_beside_list(click.get_current_context())
+        else:
+            refusal = options_refusal(**options)
+            if refusal:
+                click.echo(refusal, err=True)
+                raise click.exceptions.Exit(2)
         return callback(**options)
     return videomae_convert
+
+
+def options_refusal(entry_name, synthetic, checkpoint, checkpoint_dir, all_entries, size,
+                    mode, dataset, family, as_json, out_dir, jobs, force_download,
+                    encoder_only, **_) -> Optional[str]:
+    """The one-line error (``error: ...``) of the first options that do not go together, from
+    the options alone (no framework, no zoo entry: the console script answers before torch and
+    TensorFlow load); None when none. ``--list``'s own: ``_refuse_beside_list``."""
+    if as_json:
+        return "error: --json goes with --list"
+    if out_dir is None:
+        return "error: Missing option '--out'."
+    if synthetic and (checkpoint or checkpoint_dir):
+        return "error: --synthetic excludes --checkpoint and --checkpoint-dir"
+    if entry_name and (all_entries or size or mode or dataset or family):
+        return ("error: --name names one entry: drop --all, --family, --size, --mode and "
+                "--dataset")
+    if all_entries:
+        if checkpoint:
+            return "error: --all takes --checkpoint-dir DIR, not --checkpoint"
+        if force_download:
+            return ("error: --all converts from --checkpoint-dir or --synthetic and downloads "
+                    "nothing: drop --force-download")
+        if encoder_only:
+            return "error: --encoder-only converts one entry at a time; drop --all"
+        if not synthetic and not checkpoint_dir:
+            return "error: --all needs --checkpoint-dir DIR or --synthetic"
+        if jobs < 1:
+            return f"error: --jobs must be at least 1, not {jobs}"
+        return None
+    if checkpoint_dir:
+        return "error: --checkpoint-dir goes with --all; for one entry use --checkpoint"
+    if jobs != 1:
+        return (f"error: --jobs {jobs} goes with --all (entries converted at once); one entry "
+                f"converts in one process: drop --jobs")
+    if force_download and (synthetic or checkpoint):
+        return (f"error: --force-download fetches the upstream file again, and "
+                f"{'--synthetic' if synthetic else '--checkpoint'} converts no upstream "
+                f"download: drop --force-download")
+    if not size and entry_name is None:
+        return "error: --size is required (or --name, or --all)"
+    if len(size) > 1:
+        return (f"error: --size {' --size '.join(size)}: one entry has one size; several go "
+                f"with --all")
+    return None
 
 
 # what --list goes with; it lists the whole zoo, so any other option would be ignored

@@ -155,7 +155,9 @@ def find_entry(size: str, mode: str, dataset: str = "k400",
     if fits:
         raise KeyError(f"size {size}, mode {mode}, dataset {dataset} fits "
                        f"{', '.join(e.name for e in fits)}: pass --name NAME")
-    available = sorted({f"{e.size}/{e.dataset}" for e in ZOO.values()
+    # the test-only tiny entries too when a test size was asked for (as ``--all`` selects)
+    named = list(ZOO.values()) + (list(TEST_ZOO.values()) if size in TEST_SIZES else [])
+    available = sorted({f"{e.size}/{e.dataset}" for e in named
                         if e.mode == mode and (family is None or e.family == family)})
     which = f"{family} " if family else ""
     raise KeyError(f"no zoo entry for size {size}, mode {mode}, dataset {dataset}"

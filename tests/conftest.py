@@ -20,9 +20,10 @@ The slow tier (``--runslow`` / ``-m slow``), and why each test is there:
   parity at batch 2 (test_parity), whose conversion reloads all three formats.
 - test_release::test_verify_release_recheck_passes_on_the_built_release: two fresh processes;
   fast tier: the wrong-model recheck test, where every asset but the swapped one passes.
-- test_faults: SIGKILL at every phase, during ``--all``, and two runs at once (child
-  conversions each); fast tier: SIGKILL at ``write .weights.h5``, between renames, and the
-  locked-folder test.
+- test_faults: SIGKILL at every phase, during ``--all`` (its process group, or the ``--all``
+  process alone), and two runs at once (child conversions each); fast tier: SIGKILL at
+  ``write .weights.h5``, between renames, the locked-folder test, and a framework child
+  ending when its parent is killed (test_lifetime).
 - test_batch::test_all_litert_writes_a_checked_tflite_for_fine_tuned_entries_only: two child
   conversions; fast tier: the child commands test beside it and ``--litert`` on one entry
   (test_litert).

@@ -374,6 +374,24 @@ def test_all_with_a_missing_checkpoint_dir_exits_two(tmp_path):
     assert str(missing) in line and "not a folder" in line
 
 
+@pytest.mark.parametrize("case", ["checkpoint dir missing", "out a file", "logs a file"])
+def test_all_refuses_before_it_announces_the_run(tmp_path, case):
+    """Before: ``converting N entries into OUT`` on stdout, then the refusal: a run that
+    never started, announced."""
+    out = tmp_path / "out"
+    source = ["--synthetic"]
+    if case == "checkpoint dir missing":
+        source = ["--checkpoint-dir", str(tmp_path / "nowhere")]
+    elif case == "out a file":
+        out.write_text("x")
+    else:
+        out.mkdir()
+        (out / "logs").write_text("x")
+    result = _run(["--all", "--out", str(out)] + source + ONE_TINY)
+    _assert_one_line_error(result, 2)
+    assert result.stdout == ""
+
+
 def test_all_with_two_checkpoints_for_one_entry_exits_two_naming_both(tmp_path):
     folder = tmp_path / "ckpts"
     folder.mkdir()

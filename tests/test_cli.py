@@ -384,6 +384,46 @@ def test_the_console_command_answers_help_bad_choices_and_list_before_loading_th
         CliRunner().invoke(main, ["--help"]).output
 
 
+def test_the_console_command_refuses_options_that_do_not_go_together_before_the_frameworks():
+    """Before: ``videomae-convert --synthetic --size T`` (no --out), ``--checkpoint-dir``
+    without ``--all`` and the like answered after torch and TensorFlow had loaded (5-7 s); the
+    options alone decide them (``cli_options.options_refusal``, one definition for both front
+    ends)."""
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    cases = [
+        (["--synthetic", "--size", "T"], "error: Missing option '--out'."),
+        (["--synthetic", "--checkpoint", "x.pth", "--size", "T", "--out", "o"],
+         "error: --synthetic excludes --checkpoint and --checkpoint-dir"),
+        (["--checkpoint-dir", "d", "--size", "T", "--out", "o"],
+         "error: --checkpoint-dir goes with --all; for one entry use --checkpoint"),
+        (["--all", "--size", "T", "--out", "o"],
+         "error: --all needs --checkpoint-dir DIR or --synthetic"),
+        (["--size", "T", "--size", "S", "--synthetic", "--out", "o"],
+         "error: --size T --size S: one entry has one size; several go with --all"),
+    ]
+    code = ("import json, sys\n"
+            "from videomae_cli.convert import convert_command\n"
+            "codes = []\n"
+            f"for args in {[args for args, _ in cases]!r}:\n"
+            "    try:\n"
+            "        convert_command.main(args, prog_name='videomae-convert')\n"
+            "    except SystemExit as stop:\n"
+            "        codes.append(stop.code)\n"
+            "print(json.dumps({'codes': codes, 'loaded': sorted(m for m in ('torch', "
+            "'tensorflow', 'keras', 'converter', 'tf_models') if m in sys.modules)}))\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p))
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == {"codes": [2] * len(cases), "loaded": []}
+    assert done.stderr.splitlines() == [line for _, line in cases]
+
+
 def test_a_conversion_under_another_keras_backend_runs_on_tensorflow_and_the_library_says_why(
         tmp_path):
     """A shell with ``KERAS_BACKEND=jax`` (a JAX user's, as for ``videomae-finetune``):

@@ -312,6 +312,70 @@ def test_sigkill_during_all_then_rerun_resumes(tmp_path, scratch_tmp):
     assert scratch_left(scratch_tmp) == []
 
 
+def _children_of(pid):
+    """The pids whose parent is ``pid`` (from /proc)."""
+    found = []
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/stat") as handle:
+                fields = handle.read().rpartition(")")[2].split()
+        except (OSError, ValueError):
+            continue
+        if name.isdigit() and fields[0] != "Z" and int(fields[1]) == pid:
+            found.append(int(name))
+    return found
+
+
+def _running(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's parent-death signal")
+def test_all_killed_alone_stops_its_children_and_rerun_resumes(tmp_path, scratch_tmp):
+    """SIGKILL to the ``--all`` process only (not its group): its converting child stops as
+    on SIGTERM (one line in its log, nothing left), rather than converting on, holding its
+    entry's lock against the rerun."""
+    out_dir = tmp_path / "out"
+    args = ["--all", "--synthetic", "--size", "T", "--dataset", "k400", "--out", str(out_dir)]
+    process = start_cli(args, scratch_tmp, stderr=subprocess.DEVNULL)
+    children = []
+    try:
+        deadline = time.monotonic() + 600
+        while not scratch_left(scratch_tmp) and time.monotonic() < deadline:
+            assert process.poll() is None, "--all ended before it was killed"
+            time.sleep(0.05)
+        children[:] = _children_of(process.pid)  # the one converting: its checkpoint is written
+        assert len(children) == 1, children
+        process.kill()
+        process.wait()
+        deadline = time.monotonic() + 10
+        while _running(children[0]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _running(children[0]), "the child converts on after --all was killed"
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        for child in children:  # on the old code, the orphan
+            if _running(child):
+                os.kill(child, signal.SIGKILL)
+    logs = [p for p in os.listdir(out_dir / "logs") if p.endswith(".log")]
+    assert len(logs) == 1, logs
+    with open(out_dir / "logs" / logs[0]) as handle:
+        last = handle.read().strip().splitlines()[-1]
+    assert last == f"error: interrupted; no partial artifact was left in {out_dir}"
+    assert hidden_names(out_dir) == [] and scratch_left(scratch_tmp) == []
+    result = run_cli(args)
+    assert result.exit_code == 0, result.output
+    assert_converted(out_dir, TINY_FT)
+    assert_converted(out_dir, "TFVideoMAE_T_K400_4x32_PT")
+
+
 # --- concurrent runs ------------------------------------------------------------------------
 
 def test_second_run_into_a_locked_folder_stops_with_one_line(tmp_path, scratch_tmp):

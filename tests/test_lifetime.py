@@ -6,10 +6,15 @@ earlier), so finalisation has nothing to scan.
 Each case runs in a fresh Python: claiming a process registers an exit handler, and the test
 process must stay unclaimed (its heap is never frozen)."""
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+
+import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -139,3 +144,74 @@ def test_a_framework_child_imports_its_target_claimed_and_passes_its_arguments(t
     assert found["imported_with_collector"] is False
     assert found["enabled"] is True and found["frozen"] > 0
     assert found["loaded"] == []  # the lifetime file alone, not its package (Keras)
+
+
+# A parent that starts ``framework_child("signal:pause")`` (a child that waits for a signal),
+# prints its pid and waits too; this file loaded by path, as the child loads it (no Keras)
+PAUSING_PARENT = """
+import importlib.util, signal, subprocess, sys
+spec = importlib.util.spec_from_file_location("_lifetime", sys.argv[1])
+lifetime = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(lifetime)
+child = subprocess.Popen(lifetime.framework_child("signal:pause"))
+print(child.pid, flush=True)
+signal.pause()
+"""
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (an ended child whose new parent has not reaped it is a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _kill_group(process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _ends_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not _running(pid)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's parent-death signal")
+def test_a_framework_child_ends_when_its_parent_is_killed():
+    """``--all`` killed with SIGKILL (its handlers never run) leaves no conversion running:
+    each child gets SIGTERM from the kernel when the parent dies."""
+    import tf_models.lifetime
+
+    parent = subprocess.Popen([sys.executable, "-c", PAUSING_PARENT, tf_models.lifetime.__file__],
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        child = int(parent.stdout.readline())
+        time.sleep(0.5)  # the child's first lines (``end_with_parent``) have run
+        assert _running(child)
+        parent.kill()
+        parent.wait()
+        assert _ends_within(child, 5), "the child outlived its killed parent"
+    finally:
+        _kill_group(parent)  # the child too, on the old code
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's parent-death signal")
+def test_a_framework_child_whose_parent_is_already_gone_stops_at_once():
+    """The parent may die between the fork and the child's request for the signal: the child
+    then has another parent than the pid it was given, and stops."""
+    from tf_models.lifetime import framework_child
+
+    # started by another process than the one that made the command line
+    relay = subprocess.Popen([sys.executable, "-c",
+                              "import subprocess, sys; print(subprocess.call(sys.argv[1:]))",
+                              *framework_child("signal:pause")], stdout=subprocess.PIPE,
+                             text=True, start_new_session=True)
+    try:
+        assert relay.communicate(timeout=5)[0].strip() == str(-signal.SIGTERM)
+    finally:
+        _kill_group(relay)

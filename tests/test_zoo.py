@@ -78,6 +78,35 @@ def test_find_entry_names_what_exists(size, mode, dataset):
     assert f"size {size}" in message and "B/ucf101" in message
 
 
+@pytest.mark.parametrize("size,dataset,listed", [("Tg", "ucf101", "Tg/hmdb51"),
+                                                  ("T", "k400", "Tg/k400")])
+def test_find_entry_for_a_test_size_names_the_test_entries_that_exist(size, dataset, listed):
+    """Before: ``--size Tg --dataset ucf101`` named the published entries only, though
+    ``--size`` takes the test sizes; the published sizes' hint still leaves them out (as
+    ``--all`` selects them only by their size)."""
+    with pytest.raises(KeyError) as caught:
+        find_entry(size, "FT", dataset, "v2")
+    assert listed in caught.value.args[0]
+    with pytest.raises(KeyError) as caught:
+        find_entry("S", "FT", "ucf101", "v2")
+    assert "T/" not in caught.value.args[0] and "Tg/" not in caught.value.args[0]
+
+
+def test_convert_of_an_unknown_name_is_one_conversion_error(tmp_path):
+    """``converter.convert("typo", ...)``, documented to raise ConversionError on bad input,
+    raised the zoo's KeyError (a CLI catching ConversionError got a traceback)."""
+    from converter import convert
+    from converter.errors import ConversionError
+
+    with pytest.raises(ConversionError) as caught:
+        convert("TFVideoMAE_S_K400_16x224_FTT", str(tmp_path / "out"), synthetic=True)
+    assert str(caught.value) == (
+        "unknown zoo entry 'TFVideoMAE_S_K400_16x224_FTT' (did you mean "
+        "TFVideoMAE_S_K400_16x224_FT, TFVideoMAE_S_K400_16x224_PT, TFVideoMAE_L_K400_16x224_FT?)"
+        "; videomae-convert --list lists them")
+    assert not (tmp_path / "out").exists()
+
+
 def test_get_entry_rejects_unknown_names():
     with pytest.raises(KeyError):
         get_entry("TFVideoMAE_X_K400_16x224_FT")

@@ -28,7 +28,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import gc
+import os
+import signal
 import sys
 from typing import List
 
@@ -65,17 +68,40 @@ def framework_imports():
             gc.enable()
 
 
+# Linux's prctl option: the signal this process gets when its parent dies
+_PR_SET_PDEATHSIG = 1
+
+
+def end_with_parent(parent: int) -> None:
+    """SIGTERM to this process when ``parent`` (the pid that started it) dies: the kernel's
+    parent-death signal, which the children handle as any stop (``tf_models.stopping``). Asked
+    for after the fork, so a parent that died first is caught by its pid: this process has
+    another parent by then, and stops at once. A no-op where the kernel has no such signal."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return
+    if prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+        return
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 # The child's first lines: this file loaded by path (its package's __init__ imports Keras,
-# which must come inside ``framework_imports``), the process claimed, the target imported
-# with the collector paused, then called. argv: this file, the target, the target's own.
+# which must come inside ``framework_imports``), the child tied to its parent's life, the
+# process claimed, the target imported with the collector paused, then called. argv: this
+# file, the parent's pid, the target, the target's own.
 _CHILD = """
 import importlib, importlib.util, sys
-path, target = sys.argv[1:3]
+path, parent, target = sys.argv[1:4]
 module, function = target.split(":")
-sys.argv[:3] = [module]
+sys.argv[:4] = [module]
 spec = importlib.util.spec_from_file_location("_videomae_lifetime", path)
 lifetime = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(lifetime)
+lifetime.end_with_parent(int(parent))
 lifetime.claim_process()
 with lifetime.framework_imports():
     loaded = importlib.import_module(module)
@@ -88,5 +114,8 @@ def framework_child(target: str, *args: str) -> List[str]:
     called with no arguments; ``args`` in ``sys.argv[1:]``, ``sys.argv[0]`` the module's name)
     as a claimed process: its imports without the collector's passes, its exit with nothing to
     scan (the release's fresh-process check, which imports torch and TensorFlow, started and
-    exited in 5.8-6.2 s against 7.8-9.8 s as ``python -m``, on 2 cores)."""
-    return [sys.executable, "-c", _CHILD, __file__, target, *args]
+    exited in 5.8-6.2 s against 7.8-9.8 s as ``python -m``, on 2 cores). The child gets SIGTERM
+    when this process dies (``end_with_parent``: a killed ``--all`` leaves no conversion
+    running); start it in this process, from a thread that outlives it (Linux sends the
+    signal when the starting thread ends: ``--all``'s threads wait for their child)."""
+    return [sys.executable, "-c", _CHILD, __file__, str(os.getpid()), target, *args]
