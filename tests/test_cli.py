@@ -338,26 +338,18 @@ def test_damaged_pretraining_tensor_is_one_clear_error(tmp_path):
     assert "- missing decoder.blocks.0.mlp.fc1.bias" in line, line
 
 
-def test_the_console_command_answers_help_bad_choices_and_list_before_loading_the_frameworks():
-    """``videomae-convert --help``, a mistyped choice and ``--list`` answer from the options
-    and the zoo table alone, in 0.2 s (before: after about 9 s of torch and TensorFlow
-    start-up, and ``--list`` until 2026-12-06); those options are ``python -m
-    converter.cli``'s, from one declaration (``converter/cli_options.py``), and so is the
-    listing (``converter/upstream.py``)."""
+def _console_runs(arg_lists):
+    """``videomae-convert``'s console command on each of ``arg_lists``, in one fresh process:
+    (exit codes, the framework modules it had loaded, its stdout lines, its stderr)."""
     import subprocess
     import sys
 
-    from click.testing import CliRunner
-
     from conftest import REPO_ROOT
-    from converter.cli import main
-    from videomae_cli.convert import convert_command
 
     code = ("import json, sys\n"
             "from videomae_cli.convert import convert_command\n"
             "codes = []\n"
-            "for args in (['--help'], ['--size', 'S', '--dataset', 'K400', '--out', 'x'],\n"
-            "             ['--list'], ['--list', '--json']):\n"
+            f"for args in {list(arg_lists)!r}:\n"
             "    try:\n"
             "        convert_command.main(args, prog_name='videomae-convert')\n"
             "    except SystemExit as stop:\n"
@@ -370,8 +362,26 @@ def test_the_console_command_answers_help_bad_choices_and_list_before_loading_th
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     *printed, last = done.stdout.strip().splitlines()
-    assert json.loads(last) == {"codes": [0, 2, 0, 0], "loaded": []}
-    assert "'K400' is not one of 'k400'" in done.stderr
+    summary = json.loads(last)
+    return summary["codes"], summary["loaded"], printed, done.stderr
+
+
+def test_the_console_command_answers_help_bad_choices_and_list_before_loading_the_frameworks():
+    """``videomae-convert --help``, a mistyped choice and ``--list`` answer from the options
+    and the zoo table alone, in 0.2 s (before: after about 9 s of torch and TensorFlow
+    start-up, and ``--list`` until 2026-12-06); those options are ``python -m
+    converter.cli``'s, from one declaration (``converter/cli_options.py``), and so is the
+    listing (``converter/upstream.py``)."""
+    from click.testing import CliRunner
+
+    from converter.cli import main
+    from videomae_cli.convert import convert_command
+
+    codes, loaded, printed, stderr = _console_runs([
+        ["--help"], ["--size", "S", "--dataset", "K400", "--out", "x"], ["--list"],
+        ["--list", "--json"]])
+    assert (codes, loaded) == ([0, 2, 0, 0], [])
+    assert "'K400' is not one of 'k400'" in stderr
     listed = (CliRunner().invoke(main, ["--list"]).output
               + CliRunner().invoke(main, ["--list", "--json"]).output).splitlines()
     assert len(listed) == 2 * len(ZOO) and printed[-len(listed):] == listed
@@ -389,11 +399,6 @@ def test_the_console_command_refuses_options_that_do_not_go_together_before_the_
     without ``--all`` and the like answered after torch and TensorFlow had loaded (5-7 s); the
     options alone decide them (``cli_options.options_refusal``, one definition for both front
     ends)."""
-    import subprocess
-    import sys
-
-    from conftest import REPO_ROOT
-
     cases = [
         (["--synthetic", "--size", "T"], "error: Missing option '--out'."),
         (["--synthetic", "--checkpoint", "x.pth", "--size", "T", "--out", "o"],
@@ -405,23 +410,9 @@ def test_the_console_command_refuses_options_that_do_not_go_together_before_the_
         (["--size", "T", "--size", "S", "--synthetic", "--out", "o"],
          "error: --size T --size S: one entry has one size; several go with --all"),
     ]
-    code = ("import json, sys\n"
-            "from videomae_cli.convert import convert_command\n"
-            "codes = []\n"
-            f"for args in {[args for args, _ in cases]!r}:\n"
-            "    try:\n"
-            "        convert_command.main(args, prog_name='videomae-convert')\n"
-            "    except SystemExit as stop:\n"
-            "        codes.append(stop.code)\n"
-            "print(json.dumps({'codes': codes, 'loaded': sorted(m for m in ('torch', "
-            "'tensorflow', 'keras', 'converter', 'tf_models') if m in sys.modules)}))\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p))
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout) == {"codes": [2] * len(cases), "loaded": []}
-    assert done.stderr.splitlines() == [line for _, line in cases]
+    codes, loaded, _, stderr = _console_runs(args for args, _ in cases)
+    assert (codes, loaded) == ([2] * len(cases), [])
+    assert stderr.splitlines() == [line for _, line in cases]
 
 
 def test_a_conversion_under_another_keras_backend_runs_on_tensorflow_and_the_library_says_why(
