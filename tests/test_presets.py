@@ -316,9 +316,91 @@ def test_a_weights_file_of_more_blocks_than_its_report_says_is_refused(release_d
     weights = str(tmp_path / f"{TINY_FT}.weights.h5")
     with pytest.raises(tf_models.PresetError) as raised:
         tf_models.VideoMAEVideoClassifier.from_preset(weights)
+    # refused from the file's index, before the model is built
     assert str(raised.value).startswith(
-        f"{weights}: holds 30 weight arrays, but the model its report "
-        f"{tmp_path / TINY_FT}.json describes (depth 1) takes 18; "), str(raised.value)
+        f"{tmp_path / TINY_FT}.json: depth is 1, but the weights have 2 (blocks up to 1 in "
+        f"{TINY_FT}.weights.h5); "), str(raised.value)
+
+
+def _beside_report(release_dir, folder, change):
+    """The tiny FT ``.weights.h5`` copied into ``folder`` with its report, whose model_config
+    ``change`` updates: (weights path, report path)."""
+    os.makedirs(folder, exist_ok=True)
+    shutil.copy(os.path.join(release_dir, f"{TINY_FT}.weights.h5"), folder)
+    with open(os.path.join(release_dir, f"{TINY_FT}.json")) as handle:
+        report = json.load(handle)
+    report["entry"]["model_config"].update(change)
+    with open(os.path.join(folder, f"{TINY_FT}.json"), "w") as handle:
+        json.dump(report, handle)
+    return os.path.join(folder, f"{TINY_FT}.weights.h5"), os.path.join(folder, f"{TINY_FT}.json")
+
+
+@pytest.mark.parametrize("change, said, found", [
+    ({"embed_dim": 65536, "num_heads": 1}, "embed_dim is 65536", 48),
+    ({"depth": 500}, "depth is 500", 2),
+    ({"num_classes": 10 ** 7}, "num_classes is 10000000", 400),
+    ({"mlp_ratio": 4000.0}, "int(embed_dim * mlp_ratio) is 192000", 192),
+    ({"patch_size": 2, "tubelet_size": 1}, "tubelet_size is 1", 2),
+], ids=["embed_dim", "depth", "num_classes", "mlp_ratio", "tubelet"])
+def test_a_report_of_sizes_its_weights_do_not_have_is_refused_before_building(
+        release_dir, tmp_path, monkeypatch, change, said, found):
+    """A report beside a ``.weights.h5`` (a file from the internet) saying a width of 65536 or
+    500 blocks: before, the model was built first (gigabytes of variables, minutes) and only
+    then found not to fit. Now its sizes are compared with the file's index, one line naming
+    the report and the evidence, and no model is built."""
+    import tf_models
+
+    weights, report = _beside_report(release_dir, tmp_path, change)
+
+    def never(*args, **kwargs):
+        raise AssertionError("a model was built")
+
+    monkeypatch.setattr(tf_models.VideoMAEVideoClassifier, "__init__", never)
+    with pytest.raises(tf_models.PresetError) as raised:
+        tf_models.VideoMAEVideoClassifier.from_preset(weights)
+    message = str(raised.value)
+    assert message.startswith(f"{report}: {said}, but the weights have {found} ("), message
+    assert f"in {TINY_FT}.weights.h5); a report of another model?" in message
+    assert "\n" not in message
+
+
+def test_a_weights_file_that_is_not_hdf5_is_one_line_saying_so(release_dir, tmp_path):
+    """Before: "does not fit a VideoMAEVideoClassifier of {...} (... file signature not
+    found)", as if the sizes were wrong."""
+    import tf_models
+
+    weights, _ = _beside_report(release_dir, tmp_path, {})
+    with open(weights, "wb") as handle:
+        handle.write(b"<html>not found</html>")
+    with pytest.raises(tf_models.PresetError) as raised:
+        tf_models.VideoMAEVideoClassifier.from_preset(weights)
+    message = str(raised.value)
+    assert message.startswith(f"{weights}: not an HDF5 weights file (") and \
+        message.endswith("it is truncated or not a .weights.h5: download or export it again")
+
+
+def test_from_preset_without_weights_gives_new_weights_for_files_and_zoo_names(release_dir,
+                                                                                tmp_path):
+    """``load_weights=False`` was ignored but for keras-hub presets: the trained weights
+    loaded anyway. Now a ``.weights.h5`` (with its report) and a ``.keras`` file give the
+    same architecture with new weights, as keras-hub's ``from_preset`` does."""
+    import tf_models
+
+    cls = tf_models.VideoMAEVideoClassifier
+    trained = cls.from_preset(os.path.join(release_dir, f"{TINY_FT}.weights.h5"))
+    for name in (f"{TINY_FT}.weights.h5", f"{TINY_FT}.keras"):
+        fresh = cls.from_preset(os.path.join(release_dir, name), load_weights=False)
+        assert isinstance(fresh, cls) and fresh.get_config()["num_classes"] == 400
+        assert len(fresh.weights) == len(trained.weights)
+        for new, old in ((fresh.head.kernel, trained.head.kernel),
+                         (fresh.backbone.blocks[0].mlp.fc1.kernel,
+                          trained.backbone.blocks[0].mlp.fc1.kernel)):
+            assert not np.allclose(np.asarray(new), np.asarray(old)), name
+    # with overrides: the new task is built from the fresh source
+    five = cls.from_preset(os.path.join(release_dir, f"{TINY_FT}.keras"), num_classes=5,
+                           load_weights=False)
+    assert not np.allclose(np.asarray(five.backbone.patch_embed.proj.kernel),
+                           np.asarray(trained.backbone.patch_embed.proj.kernel))
 
 
 # --- every backend, in a fresh process each --------------------------------------------------

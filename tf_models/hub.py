@@ -44,7 +44,7 @@ def _task_variables(model) -> Dict[str, object]:
 
 
 def load_preset_model(cls, preset: str, offline: Optional[bool] = None, progress: bool = True,
-                      **overrides):
+                      load_weights: bool = True, **overrides):
     """``cls.from_preset``: the model of ``preset`` as ``cls``, with ``overrides`` applied.
 
     A backbone class (no ``backbone_cls``) gets the stored encoder, its final norm as stored.
@@ -55,10 +55,13 @@ def load_preset_model(cls, preset: str, offline: Optional[bool] = None, progress
     the encoder comes without ``encoder.norm``, as upstream's fine-tuning drops it).
     ``overrides`` are constructor arguments (``num_classes``, ``dropout``,
     ``drop_path_rate``...). For mixed precision set Keras's global policy first.
+    ``load_weights=False``: the same model with new weights, as keras-hub's ``from_preset``
+    (``resolve.load_keras_model``).
     """
     check_overrides(cls, preset, overrides)
     resolved = resolve_artifact(preset, offline=offline, progress=progress)
-    model = model_as(cls, load_keras_model(resolved), preset, **overrides)
+    model = model_as(cls, load_keras_model(resolved, offline, load_weights), preset,
+                     **overrides)
     model.preset = resolved.preset
     return model
 

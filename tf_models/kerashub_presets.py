@@ -227,11 +227,12 @@ def declared_class(preset: str):
     return declared, keras.saving.get_registered_object(str(declared)), name
 
 
-def load_kerashub_preset(preset: str, offline=None):
+def load_kerashub_preset(preset: str, offline=None, load_weights: bool = True):
     """The model a keras-hub preset folder or handle holds, loaded by keras-hub's
     ``from_preset`` as the class it declares (``declared_class``). Checked and in safe mode
     (``load_checked``); one ``PresetError`` line for anything that is not a VideoMAE
-    preset (``offline``: an ``hf://`` handle the cache lacks, too)."""
+    preset (``offline``: an ``hf://`` handle the cache lacks, too). ``load_weights``:
+    keras-hub's."""
     from keras_hub.models import Backbone, Task
 
     from .hub import PresetError
@@ -242,7 +243,7 @@ def load_kerashub_preset(preset: str, offline=None):
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise PresetError(f"{preset}/{name}: declares {declared!r}, not a keras-hub "
                           f"{base.__name__}; a preset folder is what save_to_preset writes")
-    return cls.from_preset(preset)
+    return cls.from_preset(preset, load_weights=load_weights)
 
 
 # the backbone's weights in a preset folder (keras-hub's MODEL_WEIGHTS_FILE; a sharded

@@ -18,6 +18,7 @@ import os
 import tempfile
 import warnings
 import zipfile
+from typing import Dict, Tuple
 
 import keras
 
@@ -109,17 +110,23 @@ class ExtraWeights(ValueError):
                 f"were saved with")
 
 
-def stored_arrays(weights) -> int:
-    """The weight arrays a Keras ``.h5`` weights file (a path or a file object) holds, its
-    optimizer's not counted. Reads the file's index only."""
+def stored_shapes(weights) -> Dict[str, Tuple[int, ...]]:
+    """{dataset path: shape} of the weight arrays a Keras ``.h5`` weights file (a path or a
+    file object) holds, its optimizer's left out. Reads the file's index only; OSError for a
+    file that is not HDF5."""
     import h5py
 
-    found = []
+    found = {}
     with h5py.File(weights, "r") as handle:
-        handle.visititems(lambda name, item: found.append(name)
+        handle.visititems(lambda name, item: found.__setitem__(name, tuple(item.shape))
                           if isinstance(item, h5py.Dataset)
                           and name.split("/")[0] != OPTIMIZER_GROUP else None)
-    return len(found)
+    return found
+
+
+def stored_arrays(weights) -> int:
+    """How many weight arrays a Keras ``.h5`` weights file holds (``stored_shapes``)."""
+    return len(stored_shapes(weights))
 
 
 def check_all_loaded(model, weights) -> None:
@@ -149,17 +156,20 @@ def load_weights_file(model, path: str) -> None:
     check_all_loaded(model, path)
 
 
-def load_model_file(path: str):
+def load_model_file(path: str, load_weights: bool = True):
     """``keras.saving.load_model(path, compile=False)``, also for a ``.keras`` written under
     the old class names (its weights in the old layout); ExtraWeights for an archive whose
-    weights hold arrays the model of its config does not take. In safe mode whatever the
-    global setting: ``keras.config.enable_unsafe_deserialization()`` (or an enclosing
-    ``SafeModeScope(False)``) overrides a ``safe_mode=True`` argument, as it would a keras-hub
-    preset's (``kerashub_presets.load_checked``)."""
+    weights hold arrays the model of its config does not take. ``load_weights=False``: the
+    model its config describes, with new weights (as keras-hub's ``from_preset`` gives). In
+    safe mode whatever the global setting: ``keras.config.enable_unsafe_deserialization()``
+    (or an enclosing ``SafeModeScope(False)``) overrides a ``safe_mode=True`` argument, as it
+    would a keras-hub preset's (``kerashub_presets.load_checked``)."""
     from keras.src.saving.serialization_lib import SafeModeScope
 
     with zipfile.ZipFile(path) as archive, SafeModeScope(True):
         config = json.loads(archive.read("config.json"))
+        if not load_weights:
+            return keras.saving.deserialize_keras_object(config, safe_mode=True)
         if config.get("registered_name") not in LEGACY_CLASSES:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=OPTIMIZER_SKIPPED)

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 from .artifacts import download
-from .artifacts.resolve import PresetError
+from .artifacts.resolve import PresetError, check_config_sizes
 from .layers import check_heads, sinusoid_table
 from .transformers_names import config_problems, plan_renames, upstream_size_for
 from .weight_names import TRANSFORMS, plan_assignments
@@ -148,14 +147,18 @@ def load_transformers_preset(cls, preset: str, **overrides):
     masked autoencoder or bare encoder) converted from its safetensors, then made a ``cls``
     as ``tf_models.hub.model_as`` does for every preset. Notes (a corrected head count) are
     kept as ``model.conversion_notes``, the config's class names (``id2label``) as
-    ``model.class_labels`` while the head is the stored one."""
+    ``model.class_labels`` while the head is the stored one. ``load_weights=False``: the
+    same model with new weights (the tensors are still read: they say the architecture)."""
+    from .artifacts.resolve import new_weights
     from .hub import check_overrides, model_as
 
     offline = overrides.pop("offline", None)
-    for key in ("progress", "load_weights"):
-        overrides.pop(key, None)
+    load_weights = overrides.pop("load_weights", True)
+    overrides.pop("progress", None)
     check_overrides(cls, preset, overrides)
     source, notes = load_transformers_model(preset, offline)
+    if not load_weights:
+        source, notes = new_weights(source), []
     model = model_as(cls, source, preset, **overrides)
     model.preset = None
     model.conversion_notes = notes
@@ -373,27 +376,14 @@ BLOCK_COUNTS = (("num_hidden_layers", r"(?:encoder\.)?blocks\.(\d+)\."),
 def check_sizes(config: dict, shapes: Dict[str, Tuple[int, ...]], where: str,
                 weights: str) -> None:
     """PresetError, before any model is built, where a size in config.json (a validated one:
-    ``model_arguments`` ran) is not what the upstream-named tensors' shapes say."""
+    ``model_arguments`` ran) is not what the upstream-named tensors' shapes say
+    (``resolve.check_config_sizes``)."""
     get = {**HF_DEFAULTS, **config}.get
+    keys = [key for key, _, _ in SIZE_EVIDENCE] + [key for key, _ in BLOCK_COUNTS]
     said = {key: (get(key)[0] if isinstance(get(key), (list, tuple)) else get(key))
-            for key, _, _ in SIZE_EVIDENCE}
-    for key, pattern, axis in SIZE_EVIDENCE:
-        found = next(((name, shape) for name, shape in shapes.items()
-                      if re.fullmatch(pattern, name) and len(shape) > axis), None)
-        if found is not None and found[1][axis] != said[key]:
-            _size_refused(where, key, said[key], found[1][axis],
-                          f"{found[0]} {tuple(found[1])}", weights)
-    for key, pattern in BLOCK_COUNTS:
-        indices = [int(m.group(1)) for m in map(re.compile(pattern).match, shapes) if m]
-        if indices and max(indices) + 1 != get(key):
-            _size_refused(where, key, get(key), max(indices) + 1,
-                          f"blocks up to {max(indices)}", weights)
-
-
-def _size_refused(where: str, key: str, said, found: int, evidence: str, weights: str):
-    raise PresetError(f"{where}: {key} is {said}, but the weights have {found} ({evidence} in "
-                      f"{os.path.basename(weights)}); a config.json of another model? Use the "
-                      f"one saved with these weights")
+            for key in keys}
+    check_config_sizes(said, shapes, SIZE_EVIDENCE, BLOCK_COUNTS, where, weights,
+                       "a config.json of another model? Use the one saved with these weights")
 
 
 # the config's sizes: positive integers (image_size and patch_size may also be [n, n])

@@ -206,13 +206,13 @@ class VideoMAEBackbone(Backbone):
         transformers-format VideoMAE folder or ``hf://`` repository (converted on the fly,
         ``tf_models.transformers_format``)."""
         if is_transformers_preset(preset, kwargs.get("offline")):  # model_type videomae
-            return load_transformers_preset(cls, preset, **kwargs)
+            return load_transformers_preset(cls, preset, load_weights=load_weights, **kwargs)
         if keras_hub_loads(cls, preset, kwargs):
             parent = super()
             return load_checked(
                 lambda path: parent.from_preset(path, load_weights=load_weights, **kwargs),
                 preset, load_weights)
-        return load_preset_model(cls, preset, **kwargs)
+        return load_preset_model(cls, preset, load_weights=load_weights, **kwargs)
 
 
 def gather_tokens(x, indices):

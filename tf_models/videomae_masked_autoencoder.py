@@ -144,13 +144,13 @@ class VideoMAEMaskedAutoencoder(JitPerTokenCount, Task, BackboneTask):
         or from a zoo name, release folder, artifact path or URL (``tf_models.hub``), or from a
         transformers-format ``VideoMAEForPreTraining`` folder or ``hf://`` repository."""
         if is_transformers_preset(preset, kwargs.get("offline")):  # model_type videomae
-            return load_transformers_preset(cls, preset, **kwargs)
+            return load_transformers_preset(cls, preset, load_weights=load_weights, **kwargs)
         if keras_hub_loads(cls, preset, kwargs):
             parent = super()
             return load_checked(
                 lambda path: parent.from_preset(path, load_weights=load_weights, **kwargs),
                 preset, load_weights)
-        return load_preset_model(cls, preset, **kwargs)
+        return load_preset_model(cls, preset, load_weights=load_weights, **kwargs)
 
 
 def _full_inputs(inputs) -> dict:

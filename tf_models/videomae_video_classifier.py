@@ -107,7 +107,7 @@ class VideoMAEVideoClassifier(VideoClassifier, BackboneTask):
         pre-trained encoder and ``fc_norm`` and the head are new.
         """
         if is_transformers_preset(preset, kwargs.get("offline")):  # model_type videomae
-            return load_transformers_preset(cls, preset, **kwargs)
+            return load_transformers_preset(cls, preset, load_weights=load_weights, **kwargs)
         if keras_hub_loads(cls, preset, kwargs):  # VideoClassifier.from_preset: checked, safe mode
             return super().from_preset(preset, load_weights=load_weights, **kwargs)
-        return load_preset_model(cls, preset, **kwargs)
+        return load_preset_model(cls, preset, load_weights=load_weights, **kwargs)

@@ -22,7 +22,9 @@ beside an artifact, when there, is read as the typed record. Torch-free.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import re
 import shutil
 import tempfile
 import urllib.parse
@@ -341,6 +343,71 @@ def _from_file(path: str, name: Optional[str] = None) -> Resolved:
     return resolved
 
 
+# --- a config's sizes against its weights' shapes, before anything is built --------------
+
+# Where a ``.weights.h5`` shows a size of its report's ``model_config``, in keras-hub's layout
+# and the old one (``tf_models.legacy``): (key, dataset path, axis of its shape). Keras names
+# a list's layers by class (block, block_1...); the patch embedding's kernel is (tubelet,
+# patch, patch, channels, width), a classifier's head ``dense`` (``head`` in the old layout).
+MLP_WIDTH = "int(embed_dim * mlp_ratio)"
+_ENCODER = r"(?:(?!decoder/)[^/]+/)*"       # any folders but the decoder's
+_PATCH_KERNEL = r"(?:.*/)?patch_embed/proj/vars/0"
+WEIGHTS_SIZE_EVIDENCE = (
+    ("embed_dim", _PATCH_KERNEL, 4),
+    ("tubelet_size", _PATCH_KERNEL, 0),
+    ("patch_size", _PATCH_KERNEL, 1),
+    ("in_chans", _PATCH_KERNEL, 3),
+    (MLP_WIDTH, _ENCODER + r"block(?:_\d+)?/mlp/fc1/vars/0", 1),
+    ("num_classes", r"(?:layers/dense|head)/vars/0", 1),
+    ("decoder_embed_dim", r"(?:.*/)?encoder_to_decoder/vars/0", 1),
+)
+WEIGHTS_BLOCK_COUNTS = (("depth", _ENCODER + r"block(?:_(\d+))?/"),
+                        ("decoder_depth", r"(?:[^/]+/)*decoder/(?:[^/]+/)*block(?:_(\d+))?/"))
+
+
+def check_config_sizes(said: dict, shapes: Dict[str, tuple], evidence, block_counts,
+                       where: str, weights: str, hint: str, count_absent: bool = False) -> None:
+    """PresetError where a size a config gives (``said``: key -> value; keys it lacks are not
+    checked) is not what the weights' shapes show: ``evidence`` (key, name pattern, axis of
+    the first matching array's shape), ``block_counts`` (key, pattern whose group 1 is a
+    block's index, none for block 0: the highest + 1; with ``count_absent`` no block counts
+    as 0). A config is a file from the internet: sizes it alone gave could ask for gigabytes
+    of variables before the weights were compared, so this runs before any model is built."""
+    for key, pattern, axis in evidence:
+        found = next(((name, shape) for name, shape in shapes.items()
+                      if re.fullmatch(pattern, name) and len(shape) > axis), None)
+        if key in said and found is not None and found[1][axis] != said[key]:
+            _size_refused(where, key, said[key], found[1][axis],
+                          f"{found[0]} {tuple(found[1])}", weights, hint)
+    for key, pattern in block_counts:
+        indices = [int(m.group(1) or 0) for m in map(re.compile(pattern).match, shapes) if m]
+        if key in said and (indices or count_absent) and \
+                max(indices, default=-1) + 1 != said[key]:
+            _size_refused(where, key, said[key], max(indices, default=-1) + 1,
+                          f"blocks up to {max(indices)}" if indices else "no blocks",
+                          weights, hint)
+
+
+def _size_refused(where: str, key: str, said, found: int, evidence: str, weights: str,
+                  hint: str):
+    raise PresetError(f"{where}: {key} is {said}, but the weights have {found} ({evidence} in "
+                      f"{os.path.basename(weights)}); {hint}")
+
+
+def _report_sizes(config: dict) -> dict:
+    """The integer sizes of a report's ``model_config`` that its weights show (values of
+    other types are left to the model's constructor, which refuses them)."""
+    def integer(value):
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    said = {k: v for k, v in config.items() if integer(v)}
+    ratio = config.get("mlp_ratio")
+    if integer(config.get("embed_dim")) and isinstance(ratio, (int, float)) \
+            and not isinstance(ratio, bool) and math.isfinite(ratio):
+        said[MLP_WIDTH] = int(config["embed_dim"] * ratio)
+    return said
+
+
 # --- loading what it resolved to --------------------------------------------------------------
 
 def _first_line(error: Exception) -> str:
@@ -348,7 +415,8 @@ def _first_line(error: Exception) -> str:
     return text[:200] if text else repr(error)
 
 
-def load_keras_model(resolved: Resolved, offline: Optional[bool] = None):
+def load_keras_model(resolved: Resolved, offline: Optional[bool] = None,
+                     load_weights: bool = True):
     """The Keras model stored in ``resolved`` (a ``.keras`` file, or a ``.weights.h5`` file
     built from its config); PresetError for a SavedModel, which holds a traced graph. Files
     written under the old class names or weight layouts load too (``tf_models.legacy``);
@@ -356,8 +424,10 @@ def load_keras_model(resolved: Resolved, offline: Optional[bool] = None):
     ``from_preset`` as the class its ``task.json`` (or, without one, its ``config.json``)
     declares, after its configs were checked (``kerashub_presets.load_kerashub_preset``). A
     transformers-format one is converted as ``from_preset`` converts it (``offline``: from
-    the Hugging Face cache only)."""
-    from ..legacy import ExtraWeights, load_model_file, load_weights_file
+    the Hugging Face cache only). ``load_weights=False``: the same architecture with new
+    weights, as keras-hub's ``from_preset`` gives it (a transformers-format model's
+    architecture is what its tensors show: they are still read)."""
+    from ..legacy import ExtraWeights, load_model_file, load_weights_file, stored_shapes
 
     if resolved.kind == "savedmodel":
         raise PresetError(f"{resolved.path}: is a SavedModel, which holds a traced graph, not a "
@@ -366,16 +436,18 @@ def load_keras_model(resolved: Resolved, offline: Optional[bool] = None):
     if resolved.kind == "kerashub":
         from ..kerashub_presets import load_kerashub_preset
 
-        return load_kerashub_preset(resolved.path, offline)
+        return load_kerashub_preset(resolved.path, offline, load_weights)
     if resolved.kind == "transformers":
         from ..transformers_format import load_transformers_model
 
         model, notes = load_transformers_model(resolved.path, offline)
+        if not load_weights:
+            return new_weights(model)
         model.conversion_notes = notes
         return model
     if resolved.kind == "keras":
         try:
-            return load_model_file(resolved.path)
+            return load_model_file(resolved.path, load_weights)
         except ExtraWeights as error:
             raise PresetError(error.line(resolved.path, "its config.json")) from None
         except Exception as error:  # keras raises many types for a bad file
@@ -383,13 +455,26 @@ def load_keras_model(resolved: Resolved, offline: Optional[bool] = None):
                               f"({_first_line(error)})") from None
     config = dict(resolved.config)
     cls = _weights_class(config, resolved.path)
+    where = report_path(resolved.path) if resolved.report is not None else resolved.path
+    try:  # the report's sizes checked against the file's index before anything is built
+        shapes = stored_shapes(resolved.path)
+    except OSError as error:  # h5py's, for a file that is not HDF5
+        raise PresetError(f"{resolved.path}: not an HDF5 weights file ({_first_line(error)}); "
+                          f"it is truncated or not a .weights.h5: download or export it "
+                          f"again") from None
+    if resolved.report is not None:  # a zoo entry's sizes are the zoo table's
+        check_config_sizes(_report_sizes(config), shapes, WEIGHTS_SIZE_EVIDENCE,
+                           WEIGHTS_BLOCK_COUNTS, where, resolved.path,
+                           f"a report of another model? Keep the {os.path.basename(where)} "
+                           f"saved with these weights beside them", count_absent=True)
     try:
         model = cls(**config)
     except Exception as error:  # a value of the wrong type or range: keras raises many types
-        where = report_path(resolved.path) if resolved.report is not None else resolved.path
         raise PresetError(f"{where}: its model_config {config} builds no {cls.__name__} "
                           f"({_first_line(error)}); the report is damaged or not the "
                           f"weights' own") from None
+    if not load_weights:
+        return model
     try:
         load_weights_file(model, resolved.path)
     except ExtraWeights as error:
@@ -400,6 +485,11 @@ def load_keras_model(resolved: Resolved, offline: Optional[bool] = None):
         raise PresetError(f"{resolved.path}: does not fit a {cls.__name__} of {config} "
                           f"({_first_line(error)})") from None
     return model
+
+
+def new_weights(model):
+    """A model of ``model``'s class and config with new weights (its own are not copied)."""
+    return type(model).from_config(model.get_config())
 
 
 def _weights_class(config: dict, path: str):
