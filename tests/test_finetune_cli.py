@@ -313,6 +313,47 @@ def test_val_views_are_checked_before_any_training(workspace, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_model_that_fails_to_build_leaves_out_as_it_was(workspace, tmp_path):
+    """A --num-frames the model cannot take, or a --model that does not load: one line, and
+    no --out folder (nor its parents) made for it, an existing one left as it was (before:
+    an empty --out stayed behind)."""
+    from videomae_cli.finetune import finetune_command
+
+    root, model = workspace
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("mine")
+    for out in (tmp_path / "new" / "out", existing):
+        for spec, extra in ((model, ["--num-frames", "1"]),
+                            (str(tmp_path / "no_such.keras"), [])):
+            result = CliRunner().invoke(finetune_command, [
+                "--model", spec, "--list", str(root / "train.txt"), "--root",
+                str(root / "videos"), "--num-classes", "3", "--out", str(out), "-q", *extra])
+            assert result.exit_code == 2, result.output
+            assert result.output.startswith("error: ") and result.output.count("\n") == 1
+            assert not (tmp_path / "new").exists()
+            assert sorted(os.listdir(existing)) == ["notes.txt"]
+
+
+def test_a_stop_before_the_first_checkpoint_leaves_no_out_and_says_so(workspace, tmp_path,
+                                                                     monkeypatch):
+    """Before: the folder stayed, empty, and the line said its checkpoint.npz was kept."""
+    from tf_models.train import loop
+    from videomae_cli.finetune import finetune_command
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "_train", stopped)
+    root, model = workspace
+    result = CliRunner().invoke(finetune_command, [
+        "--model", model, "--list", str(root / "train.txt"), "--root", str(root / "videos"),
+        "--num-classes", "3", "--out", str(tmp_path / "out"), "-q"])
+    assert result.exit_code == 2, result.output
+    assert result.output == "error: interrupted before the first checkpoint; nothing was written\n"
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_run_leaves_kerass_global_dtype_policy_as_it_found_it(workspace, tmp_path):
     """finetune(dtype_policy="mixed_bfloat16") sets Keras's global policy to train; a later
     model built in the same process (or a second run without the option) was mixed too."""

@@ -10,6 +10,7 @@ output that cannot be written (one ``error:`` line on stderr, no traceback). A b
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -94,6 +95,7 @@ def finetune_command(model_spec, list_path, root, num_classes, out_dir, epochs, 
             from tf_models.stopping import run_stoppably
             from tf_models.train import (CheckpointError, DeviceError, FinetuneConfig,
                                          FinetuneError, TrainDataError, finetune)
+            from tf_models.train.checkpoint import CHECKPOINT_NAME
 
     config = FinetuneConfig(
         model=model_spec, list_path=list_path, root=root, num_classes=num_classes,
@@ -133,6 +135,8 @@ def finetune_command(model_spec, list_path, root, num_classes, out_dir, epochs, 
         raise _fail(f"{out_dir}: cannot write ({error.strerror or error}); free space or "
                     "choose another --out")
     except KeyboardInterrupt:
+        if not os.path.exists(os.path.join(out_dir, CHECKPOINT_NAME)):  # stopped before one
+            raise _fail("interrupted before the first checkpoint; nothing was written")
         raise _fail(f"interrupted; {out_dir}/checkpoint.npz (the last finished epoch or "
                     "--save-every step) is kept: run the same command again to resume")
     finally:
