@@ -277,6 +277,18 @@ def test_an_unwritable_out_is_one_line_and_nonzero(workspace, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: --out ") and "a_file" in lines[0]
 
 
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_a_seed_keras_cannot_take_is_refused_before_anything_runs(tmp_path, seed):
+    """Before: numpy's ValueError traceback (exit 1) once the run had started."""
+    from videomae_cli.finetune import finetune_command
+
+    result = CliRunner().invoke(finetune_command, [
+        "--model", "m.keras", "--list", "list.txt", "--num-classes", "3", "--out",
+        str(tmp_path / "out"), "--seed", seed])
+    assert result.exit_code == 2 and "--seed" in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+
+
 def test_a_label_outside_the_classes_is_one_line(workspace, tmp_path):
     """...the line after a video listed twice: a training list may repeat a video to sample it
     more often (videomae-evaluate's lists may not)."""

@@ -470,6 +470,7 @@ def test_reconstruct_command_refuses_a_bad_npy_clip_in_one_line(tiny_pt_converte
     (["--mask-ratio", "1.0"], "strip.png", "--mask-ratio"),
     (["--mask-ratio", "-1"], "strip.png", "--mask-ratio"),
     (["--sampling-rate", "0"], "strip.png", "--sampling-rate"),
+    (["--seed", "-1"], "strip.png", "--seed"),  # before: numpy's traceback after the model ran
     ([], "strip.jpg", "expected a .png (a strip) or .gif"),
     (["--force"], "folder.png", "is a folder"),
 ])
