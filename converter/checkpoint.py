@@ -391,11 +391,20 @@ def _read_weights_file(path: str, shapes_only: bool = False
 
 
 def _read_sharded(index_path: str, shapes_only: bool = False) -> Dict[str, torch.Tensor]:
-    """A transformers sharded checkpoint: the index names a file per tensor."""
+    """A transformers sharded checkpoint: the index names a file per tensor, and each
+    tensor is read from that one shard (a copy in another would silently win or lose)."""
     weight_map = read_weight_map(index_path)
     state_dict: Dict[str, torch.Tensor] = {}
     for shard_path in _shard_paths(index_path, weight_map):
         part, _ = _read_weights_file(shard_path, shapes_only)
+        shard = os.path.basename(shard_path)
+        for name in part:
+            listed = weight_map.get(name)
+            if listed != shard:
+                raise CheckpointError(
+                    f"{shard_path}: holds {name}, which {os.path.basename(index_path)} "
+                    f"{f'places in {listed}' if listed else 'does not list'}; each tensor "
+                    f"is in the one shard the index names (re-save or download it again)")
         state_dict.update(part)
     missing = sorted(set(weight_map) - set(state_dict))
     if missing:

@@ -277,6 +277,18 @@ def test_an_unwritable_out_is_one_line_and_nonzero(workspace, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: --out ") and "a_file" in lines[0]
 
 
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_a_seed_keras_cannot_take_is_refused_before_anything_runs(tmp_path, seed):
+    """Before: numpy's ValueError traceback (exit 1) once the run had started."""
+    from videomae_cli.finetune import finetune_command
+
+    result = CliRunner().invoke(finetune_command, [
+        "--model", "m.keras", "--list", "list.txt", "--num-classes", "3", "--out",
+        str(tmp_path / "out"), "--seed", seed])
+    assert result.exit_code == 2 and "--seed" in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+
+
 def test_a_label_outside_the_classes_is_one_line(workspace, tmp_path):
     """...the line after a video listed twice: a training list may repeat a video to sample it
     more often (videomae-evaluate's lists may not)."""
@@ -310,6 +322,47 @@ def test_val_views_are_checked_before_any_training(workspace, tmp_path):
     assert result.exit_code == 2, result.output
     assert result.output.strip() == ("error: views '0x3': expected CLIPSxCROPS with both at "
                                      "least 1, e.g. 5x3")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_model_that_fails_to_build_leaves_out_as_it_was(workspace, tmp_path):
+    """A --num-frames the model cannot take, or a --model that does not load: one line, and
+    no --out folder (nor its parents) made for it, an existing one left as it was (before:
+    an empty --out stayed behind)."""
+    from videomae_cli.finetune import finetune_command
+
+    root, model = workspace
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("mine")
+    for out in (tmp_path / "new" / "out", existing):
+        for spec, extra in ((model, ["--num-frames", "1"]),
+                            (str(tmp_path / "no_such.keras"), [])):
+            result = CliRunner().invoke(finetune_command, [
+                "--model", spec, "--list", str(root / "train.txt"), "--root",
+                str(root / "videos"), "--num-classes", "3", "--out", str(out), "-q", *extra])
+            assert result.exit_code == 2, result.output
+            assert result.output.startswith("error: ") and result.output.count("\n") == 1
+            assert not (tmp_path / "new").exists()
+            assert sorted(os.listdir(existing)) == ["notes.txt"]
+
+
+def test_a_stop_before_the_first_checkpoint_leaves_no_out_and_says_so(workspace, tmp_path,
+                                                                     monkeypatch):
+    """Before: the folder stayed, empty, and the line said its checkpoint.npz was kept."""
+    from tf_models.train import loop
+    from videomae_cli.finetune import finetune_command
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "_train", stopped)
+    root, model = workspace
+    result = CliRunner().invoke(finetune_command, [
+        "--model", model, "--list", str(root / "train.txt"), "--root", str(root / "videos"),
+        "--num-classes", "3", "--out", str(tmp_path / "out"), "-q"])
+    assert result.exit_code == 2, result.output
+    assert result.output == "error: interrupted before the first checkpoint; nothing was written\n"
     assert not (tmp_path / "out").exists()
 
 

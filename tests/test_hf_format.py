@@ -325,6 +325,32 @@ def test_sharded_safetensors_folder_is_read(tmp_path):
     assert checkpoint_sha256(str(folder)) != loaded.sha256
 
 
+def test_a_tensor_in_two_shards_is_refused_naming_both(tmp_path):
+    """A shard holding a tensor its index places in another shard is one line naming the
+    tensor and both shards (before: the later shard's copy silently won)."""
+    from safetensors.torch import save_file
+
+    hf = to_transformers(upstream_state(FT, seed=8))
+    names = sorted(hf)
+    first, second = "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"
+    shards = {first: names[: len(names) // 2], second: names[len(names) // 2:]}
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    save_file({k: hf[k] for k in shards[first]}, str(folder / first))
+    twice = shards[first][0]
+    save_file(dict({k: hf[k] for k in shards[second]}, **{twice: hf[twice] + 7}),
+              str(folder / second))
+    index = {"weight_map": {k: shard for shard, keys in shards.items() for k in keys}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    (folder / "config.json").write_text(json.dumps(hf_config(FT)))
+    with pytest.raises(CheckpointError) as caught:
+        read_checkpoint(str(folder))
+    assert str(caught.value) == (
+        f"{folder}/{second}: holds {twice}, which model.safetensors.index.json places in "
+        f"{first}; each tensor is in the one shard the index names (re-save or download it "
+        f"again)")
+
+
 def test_checkpoint_sha256_matches_what_loading_reports(tmp_path):
     folder = write_transformers_folder(str(tmp_path / "hf"), to_transformers(upstream_state(FT)),
                                        hf_config(FT), bin=True)

@@ -430,6 +430,26 @@ def test_reconstruct_command_runs_where_torch_cannot_be_imported(tiny_pt_convert
     assert (tmp_path / "strip.png").is_file()
 
 
+def test_an_encoder_savedmodel_is_refused_without_advising_the_conversion_it_had(
+        tiny_encoder_converted, tmp_path):
+    """An encoder-only SavedModel takes no mask either; before, the line said "convert with
+    --mode PT", which a PT encoder already was."""
+    from click.testing import CliRunner
+
+    from videomae_cli.reconstruct import reconstruct_command
+
+    np.save(tmp_path / "clip.npy", _clip01(b=1)[0])
+    model = tiny_encoder_converted.paths["savedmodel"]
+    result = CliRunner().invoke(reconstruct_command, [
+        "--model", model, "--clip", str(tmp_path / "clip.npy"), "--out",
+        str(tmp_path / "strip.png")])
+    assert result.exit_code == 2
+    assert result.output == (f"error: {model}: SavedModel takes no mask: a classifier or an "
+                             f"encoder, not a pre-trained (PT) masked autoencoder; convert a PT "
+                             f"checkpoint with --mode PT, without --encoder-only\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.npy"]
+
+
 def test_a_mask_ratio_that_masks_no_patch_is_one_line(tiny_pt_converted, tmp_path):
     """The tiny model has 4 patches per frame: 0.2 masks none (the decoder would predict every
     token, as upstream's does, and there is nothing to reconstruct)."""
@@ -470,6 +490,7 @@ def test_reconstruct_command_refuses_a_bad_npy_clip_in_one_line(tiny_pt_converte
     (["--mask-ratio", "1.0"], "strip.png", "--mask-ratio"),
     (["--mask-ratio", "-1"], "strip.png", "--mask-ratio"),
     (["--sampling-rate", "0"], "strip.png", "--sampling-rate"),
+    (["--seed", "-1"], "strip.png", "--seed"),  # before: numpy's traceback after the model ran
     ([], "strip.jpg", "expected a .png (a strip) or .gif"),
     (["--force"], "folder.png", "is a folder"),
 ])

@@ -10,6 +10,7 @@ output that cannot be written (one ``error:`` line on stderr, no traceback). A b
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -44,7 +45,8 @@ from .zoo_table import dataset_choices
 @click.option("--drop-path-rate", type=click.FloatRange(0, 1), default=0.1, show_default=True)
 @click.option("--dropout", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="dropout before the head (upstream --fc_drop_rate)")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
+              help="seeds Keras, NumPy and Python (whose seeds Keras takes from 0 to 2**32 - 1)")
 @click.option("--dataset", type=click.Choice(dataset_choices()), default="k400",
               show_default=True,
               help="recipe: the dataset's sampler and rate (upstream's test-time ones: dense "
@@ -94,6 +96,7 @@ def finetune_command(model_spec, list_path, root, num_classes, out_dir, epochs, 
             from tf_models.stopping import run_stoppably
             from tf_models.train import (CheckpointError, DeviceError, FinetuneConfig,
                                          FinetuneError, TrainDataError, finetune)
+            from tf_models.train.checkpoint import CHECKPOINT_NAME
 
     config = FinetuneConfig(
         model=model_spec, list_path=list_path, root=root, num_classes=num_classes,
@@ -133,6 +136,8 @@ def finetune_command(model_spec, list_path, root, num_classes, out_dir, epochs, 
         raise _fail(f"{out_dir}: cannot write ({error.strerror or error}); free space or "
                     "choose another --out")
     except KeyboardInterrupt:
+        if not os.path.exists(os.path.join(out_dir, CHECKPOINT_NAME)):  # stopped before one
+            raise _fail("interrupted before the first checkpoint; nothing was written")
         raise _fail(f"interrupted; {out_dir}/checkpoint.npz (the last finished epoch or "
                     "--save-every step) is kept: run the same command again to resume")
     finally:

@@ -31,9 +31,11 @@ from .quiet import prepare_environment, silenced_stderr
 @click.option("--mask-ratio", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=None,
               help="Tube mask ratio (default: the zoo preset's, else 0.9).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Mask seed.")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+              help="Mask seed.")
 @click.option("--sampling-rate", type=click.IntRange(1), default=4, show_default=True,
-              help="Take every Nth frame of a video file.")
+              help="Take every Nth frame of the clip, .npy or video (a smaller step where it is "
+                   "too short).")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 @click.option("--verbose", is_flag=True, help="let TensorFlow's and FFmpeg's logs through")
 def reconstruct_command(model_path, clip_path, out_path, mask_ratio, seed, sampling_rate, force,

@@ -98,11 +98,24 @@ class FinetuneResult:
         return record
 
 
-def prepare_out(out: str) -> None:
-    """Create ``out`` and prove it writable, or raise FinetuneError (one line). The probe's
-    name is unique (every host of a run probes the one shared folder at once)."""
+def prepare_out(out: str) -> List[str]:
+    """Create ``out`` (and its missing parents) and prove it writable, or raise FinetuneError
+    (one line). The probe's name is unique (every host of a run probes the one shared folder
+    at once). Returns the folders it made, innermost first, for ``remove_made`` to take back
+    when the run fails before writing into them."""
+    missing, folder = [], os.path.abspath(out)
+    while not os.path.exists(folder) and os.path.dirname(folder) != folder:
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    made: List[str] = []
     try:
-        os.makedirs(out, exist_ok=True)
+        for folder in reversed(missing):
+            try:
+                os.mkdir(folder)
+                made.insert(0, folder)
+            except FileExistsError:  # another host (or run) made it meanwhile: not ours
+                if not os.path.isdir(folder):
+                    raise
         handle, probe = tempfile.mkstemp(prefix=".write-test.", dir=out)
         try:
             os.write(handle, b"ok")
@@ -110,8 +123,18 @@ def prepare_out(out: str) -> None:
             os.close(handle)
             os.remove(probe)
     except OSError as error:
+        remove_made(made)
         raise FinetuneError(f"--out {out}: cannot write there ({error.strerror or error}); "
                             "choose a writable folder") from None
+    return made
+
+
+def remove_made(made: List[str]) -> None:
+    """Remove the folders ``prepare_out`` made, innermost first, each only while empty (a
+    failed run leaves no empty --out; one holding a checkpoint stays)."""
+    for folder in made:
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
 
 
 def lock_out(out: str, placement) -> Optional[FileLock]:
@@ -320,7 +343,6 @@ def _same_file(there, here) -> bool:
 
 
 def _finetune(config: FinetuneConfig, on_step, on_error, on_resume) -> FinetuneResult:
-    from ..video.decode import quiet_ffmpeg
     from ..video.evaluate import EvaluateError, read_list
     from ..video.protocol import protocol_for
 
@@ -332,7 +354,18 @@ def _finetune(config: FinetuneConfig, on_step, on_error, on_resume) -> FinetuneR
             protocol_for(config.dataset, views=config.val_views)
     except (EvaluateError, ValueError) as error:  # ValueError: views '0x3': expected ...
         raise FinetuneError(str(error)) from None
-    prepare_out(config.out)
+    made = prepare_out(config.out)
+    try:
+        return _locked_run(config, items, val_items, on_step, on_error, on_resume)
+    except BaseException:  # a stop too: a run that wrote nothing leaves no folder behind
+        remove_made(made)
+        raise
+
+
+def _locked_run(config: FinetuneConfig, items, val_items, on_step, on_error,
+                on_resume) -> FinetuneResult:
+    from ..video.decode import quiet_ffmpeg
+
     quiet_ffmpeg()
     placement = place(config.devices, config.coordinator, config.num_processes,
                       config.process_id)

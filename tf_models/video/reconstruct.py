@@ -544,8 +544,9 @@ def _load_pretrained_savedmodel(path: str) -> PretrainedModel:
     if signature.takes_raw_frames:
         raise ReconstructionError(signature.raw_frames_refusal(path))
     if "mask" not in specs:
-        raise ReconstructionError(f"{path}: SavedModel takes no mask: not a pre-trained (PT) "
-                                  f"model; convert with --mode PT")
+        raise ReconstructionError(f"{path}: SavedModel takes no mask: a classifier or an "
+                                  f"encoder, not a pre-trained (PT) masked autoencoder; convert "
+                                  f"a PT checkpoint with --mode PT, without --encoder-only")
     _, frames, size, _, _ = specs["video"].shape
     # the patch embedding's Conv3D kernel (tubelet, patch, patch, 3, dim) is its only 5-D one
     kernel = next(v for v in loaded.model_variables if len(v.shape) == 5)
