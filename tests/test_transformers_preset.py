@@ -303,6 +303,34 @@ def test_transformers_weights_holding_nan_or_inf_are_refused_naming_the_tensor(t
                                             f"NaN or Inf values; "), str(caught.value)
 
 
+def test_transformers_weights_of_a_dtype_not_read_are_refused_by_name(tmp_path):
+    """An 8-bit float tensor (numpy has no such dtype), an integer or a bool one: one line
+    naming the tensor, its dtype and the ones read (before: an 8-bit float was safetensors'
+    "module 'numpy' has no attribute 'float8_e4m3fn'"). The header is read, not the values."""
+    import struct
+
+    state = to_transformers(upstream_state(FT))
+    for dtype, size in (("F8_E4M3", 1), ("I64", 8), ("BOOL", 1)):
+        folder = write_transformers_folder(str(tmp_path / dtype), state, hf_config(FT))
+        path = os.path.join(folder, "model.safetensors")
+        with open(path, "rb") as handle:
+            length = struct.unpack("<Q", handle.read(8))[0]
+            header = json.loads(handle.read(length))
+            data = handle.read()
+        begin, end = header["classifier.bias"]["data_offsets"]
+        assert (end - begin) % size == 0
+        header["classifier.bias"].update(dtype=dtype, shape=[(end - begin) // size])
+        text = json.dumps(header).encode()
+        with open(path, "wb") as handle:
+            handle.write(struct.pack("<Q", len(text)) + text + data)
+        with pytest.raises(PresetError) as caught:
+            tf_models.VideoMAEVideoClassifier.from_preset(folder)
+        assert str(caught.value) == (
+            f"{folder}/model.safetensors: classifier.bias is {dtype}, expected floating point "
+            f"of 16, 32 or 64 bits (F64, F32, F16, BF16); save the weights in one of them "
+            f"(8-bit floats are not read)")
+
+
 def test_a_config_or_index_nested_too_deep_for_json_is_one_line_naming_it(tmp_path):
     """Python's JSON reader stops on deep nesting with a RecursionError, no ValueError: a
     crafted config.json or shard index is one line naming it (before: that traceback)."""

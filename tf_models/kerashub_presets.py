@@ -249,6 +249,8 @@ def load_kerashub_preset(preset: str, offline=None, load_weights: bool = True):
 # the backbone's weights in a preset folder (keras-hub's MODEL_WEIGHTS_FILE; a sharded
 # preset has none, and is not checked for arrays its backbone does not take)
 BACKBONE_WEIGHTS = "model.weights.h5"
+# a sharded preset's index of its backbone's weight files, in place of BACKBONE_WEIGHTS
+SHARDED_WEIGHTS = "model.weights.json"
 
 
 def load_checked(load, preset, load_weights: bool = True):
@@ -256,7 +258,7 @@ def load_checked(load, preset, load_weights: bool = True):
     loaders take no ``os.PathLike``) after ``check_kerashub_preset``, in Keras's safe mode
     whatever the global setting (keras-hub's loaders do not pass ``safe_mode``, so
     ``keras.config.enable_unsafe_deserialization()`` would otherwise reach them); any
-    failure (weights of the wrong shape, a missing weights file, a ``model.weights.h5``
+    failure (weights of the wrong shape, a missing weights file, named, a ``model.weights.h5``
     holding arrays the backbone of its ``config.json`` does not take, which keras-hub would
     skip) is one ``PresetError`` line. ``load_weights``: whether ``load`` loads them. The
     model's ``preset`` is the zoo row its folder or handle is named after (None: none)."""
@@ -269,9 +271,14 @@ def load_checked(load, preset, load_weights: bool = True):
     preset = os.fspath(preset)
     check_kerashub_preset(preset)
     try:
+        has_weights = load_weights and check_file_exists(preset, BACKBONE_WEIGHTS)
+        if load_weights and not has_weights and not check_file_exists(preset, SHARDED_WEIGHTS):
+            raise PresetError(f"{preset}: has no {BACKBONE_WEIGHTS} (the backbone's weights); "
+                              f"copy the whole folder save_to_preset wrote, or pass "
+                              f"load_weights=False for new weights")
         with SafeModeScope(True):
             model = load(preset)
-        if load_weights and check_file_exists(preset, BACKBONE_WEIGHTS):
+        if has_weights:
             check_all_loaded(getattr(model, "backbone", model), get_file(preset, BACKBONE_WEIGHTS))
     except PresetError:
         raise

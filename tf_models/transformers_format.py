@@ -276,7 +276,10 @@ def read_safetensors(preset: str, offline: Optional[bool] = None
     arrays: Dict[str, np.ndarray] = {}
     for name, path in files:
         try:
+            _check_dtypes(path, f"{preset}/{name}")
             loaded = load_file(path)
+        except PresetError:
+            raise
         except Exception as error:  # safetensors raises its own error types
             raise PresetError(f"{preset}/{name}: not a readable safetensors file "
                               f"({_first_line(error)})") from None
@@ -286,16 +289,31 @@ def read_safetensors(preset: str, offline: Optional[bool] = None
                 raise PresetError(f"{preset}/{name}: holds {key}, which {SAFETENSORS_FILES[0]} "
                                   f"{f'places in {listed}' if listed else 'does not list'}; "
                                   f"each tensor is in the one shard the index names")
-            # numpy has no bfloat16 of its own: safetensors gives ml_dtypes' (not np.floating)
-            if not (np.issubdtype(array.dtype, np.floating) or array.dtype.name == "bfloat16"):
-                raise PresetError(f"{preset}/{name}: {key} is {array.dtype}, expected "
-                                  f"floating point")
             arrays[key] = array.astype(np.float32, copy=False)
             if not np.isfinite(arrays[key]).all():  # as videomae-convert refuses them
                 raise PresetError(f"{preset}/{name}: {key} holds NaN or Inf values; the "
                                   f"checkpoint is damaged (a float16 overflow?), fetch or "
                                   f"save it again")
     return arrays, weights
+
+
+# the safetensors dtypes read as weights (widened to float32); others (8-bit floats, which
+# numpy cannot hold, integers, bools) are refused by name before any value is read
+FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
+
+
+def _check_dtypes(path: str, where: str) -> None:
+    """PresetError naming the first tensor of the safetensors file ``path`` whose dtype (read
+    from its header) is not one of ``FLOAT_DTYPES``."""
+    from safetensors import safe_open
+
+    with safe_open(path, framework="np") as handle:
+        for key in handle.keys():
+            dtype = handle.get_slice(key).get_dtype()
+            if dtype not in FLOAT_DTYPES:
+                raise PresetError(f"{where}: {key} is {dtype}, expected floating point of 16, "
+                                  f"32 or 64 bits ({', '.join(FLOAT_DTYPES)}); save the "
+                                  f"weights in one of them (8-bit floats are not read)")
 
 
 def _inside(name: str) -> bool:
