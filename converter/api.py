@@ -342,9 +342,11 @@ def _write_scratch_checkpoint(base: Entry, seed: int):
         scratch = make_scratch()
         return scratch, write_synthetic_checkpoint(
             upstream, synthetic_path(upstream, seed, scratch), seed)
-    except (OSError, RuntimeError) as error:  # torch.save's short write is a RuntimeError
+    except BaseException as error:  # a stop too: the caller never gets the folder to remove
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
+        if not isinstance(error, (OSError, RuntimeError)):  # torch.save's short write: Runtime
+            raise
         folder = tempfile.gettempdir()
         reason = ("no space left on the device" if is_disk_full(error)
                   else "File too large" if is_file_too_large(error)
