@@ -13,6 +13,7 @@ than the config's ``depth``) are skipped without a word. Both loaders here refus
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -156,6 +157,58 @@ def load_weights_file(model, path: str) -> None:
     check_all_loaded(model, path)
 
 
+class _StoredMember(io.RawIOBase):
+    """A stored (uncompressed) zip member read in place from its archive: h5py's many
+    backward seeks while it reads the file's index cost nothing here, where zipfile's member
+    reader starts again from the member's first byte at each (21.6 s against 0.03 s for the
+    index of a 1.2 GB file)."""
+
+    def __init__(self, handle, start: int, size: int):
+        super().__init__()
+        self._handle, self._start, self._size, self._pos = handle, start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        count = max(0, min(len(buffer), self._size - self._pos))
+        self._handle.seek(self._start + self._pos)
+        read = self._handle.readinto(memoryview(buffer)[:count])
+        self._pos += read
+        return read
+
+    def close(self) -> None:
+        self._handle.close()
+        super().close()
+
+
+def _member_view(path: str, info: zipfile.ZipInfo):
+    """A file object of the zip member ``info`` of ``path``: read in place where it is stored
+    (``torch.save`` and Keras write them so), else zipfile's own reader."""
+    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
+        return zipfile.ZipFile(path).open(info)
+    handle = open(path, "rb")
+    handle.seek(info.header_offset)
+    header = handle.read(30)  # the local file header: its name and extra field come next
+    if len(header) != 30 or header[:4] != b"PK\x03\x04":
+        handle.close()
+        raise zipfile.BadZipFile(f"{path}: no local header for {info.filename}")
+    start = info.header_offset + 30 + int.from_bytes(header[26:28], "little") + \
+        int.from_bytes(header[28:30], "little")
+    return _StoredMember(handle, start, info.file_size)
+
+
 def load_model_file(path: str, load_weights: bool = True):
     """``keras.saving.load_model(path, compile=False)``, also for a ``.keras`` written under
     the old class names (its weights in the old layout); ExtraWeights for an archive whose
@@ -175,7 +228,7 @@ def load_model_file(path: str, load_weights: bool = True):
                 warnings.filterwarnings("ignore", message=OPTIMIZER_SKIPPED)
                 model = keras.saving.load_model(path, compile=False, safe_mode=True)
             if WEIGHTS_MEMBER in archive.namelist():  # Keras's other formats: not checked
-                with archive.open(WEIGHTS_MEMBER) as weights:
+                with _member_view(path, archive.getinfo(WEIGHTS_MEMBER)) as weights:
                     check_all_loaded(model, weights)
             return model
         model = keras.saving.deserialize_keras_object(config, safe_mode=True)
