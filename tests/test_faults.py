@@ -125,14 +125,27 @@ def test_disk_too_small_is_refused_before_writing(small_disk, scratch_tmp):
     assert final_names(out_dir) == [] and hidden_names(out_dir) == []
 
 
+def _under_size_limit(real):
+    """``real`` run under a 100 kB file-size limit (``ulimit -f``, a full folder's cut-short
+    write; Python ignores SIGXFSZ, so the write fails with EFBIG)."""
+    import resource
+
+    def limited(*args, **kwargs):
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, hard))
+        try:
+            return real(*args, **kwargs)
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    return limited
+
+
 @pytest.mark.parametrize("writer", ["export_savedmodel", "save_keras_and_weights"])
 def test_a_file_over_the_size_limit_is_one_line_and_leaves_nothing(tmp_path, monkeypatch,
                                                                    writer):
     """A file system's largest file (FAT32: 4 GiB, ViT-g's .keras is more) or ``ulimit -f``:
     the write fails with EFBIG. Before: TensorFlow's OutOfRangeError (or h5py's error) went
     up as a traceback, exit 1; now one line naming the folder, and nothing is left."""
-    import resource
-
     from converter import export
     from converter.errors import OutputError
     from converter.kinds import build_tf_model
@@ -141,14 +154,7 @@ def test_a_file_over_the_size_limit_is_one_line_and_leaves_nothing(tmp_path, mon
     model = build_tf_model(entry)
     real = getattr(export, writer)
 
-    def limited(*args, **kwargs):  # Python ignores SIGXFSZ: the write fails with EFBIG
-        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, hard))
-        try:
-            return real(*args, **kwargs)
-        finally:
-            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-    monkeypatch.setattr(export, writer, limited)
+    monkeypatch.setattr(export, writer, _under_size_limit(real))
     out_dir = tmp_path / "out"
     with pytest.raises(OutputError) as raised:
         with export.StagedArtifacts(entry, str(out_dir)) as staged:
@@ -164,20 +170,11 @@ def test_a_temporary_folder_that_cannot_take_the_synthetic_checkpoint_is_one_lin
     """``--synthetic`` writes its checkpoint into the temporary folder (often a small tmpfs;
     ViT-H's file is 2.5 GB). Before: torch.save's short write came up as a RuntimeError
     traceback, exit 1; now one line naming the folder, what the file takes and TMPDIR."""
-    import resource
-
     import converter.api
 
     real = converter.api.write_synthetic_checkpoint
 
-    def limited(*args, **kwargs):  # a full folder or ``ulimit -f``: the write is cut short
-        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, hard))
-        try:
-            return real(*args, **kwargs)
-        finally:
-            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-    monkeypatch.setattr(converter.api, "write_synthetic_checkpoint", limited)
+    monkeypatch.setattr(converter.api, "write_synthetic_checkpoint", _under_size_limit(real))
     out_dir = tmp_path / "out"
     line = assert_one_line_error(
         run_cli(["--synthetic", "--size", "T", "--out", str(out_dir), "-q"]), 2)
