@@ -226,6 +226,20 @@ def test_a_transformers_width_that_does_not_split_into_its_heads_is_one_line(tmp
         f"(ViT-B: 768 and 12)")
 
 
+def _assert_config_refused(tmp_path, state, cases):
+    """Each ``cases`` key set to its value in config.json beside ``state``: loading is one
+    PresetError line naming config.json, starting with the expected text."""
+    from tf_models.artifacts.resolve import load_artifact
+
+    for key, (value, expected) in cases.items():
+        folder = write_transformers_folder(str(tmp_path / key), state,
+                                           dict(hf_config(FT), **{key: value}))
+        with pytest.raises(PresetError) as caught:
+            load_artifact(folder)
+        assert str(caught.value).startswith(f"{folder}/config.json: {expected}"), \
+            str(caught.value)
+
+
 def test_a_config_whose_sizes_are_not_the_weights_is_refused_before_a_model_is_built(
         tmp_path, monkeypatch):
     """config.json is a file from the internet: a size the tensors contradict, or a clip
@@ -234,7 +248,6 @@ def test_a_config_whose_sizes_are_not_the_weights_is_refused_before_a_model_is_b
     then the tensor listing; a traceback for a clip shorter than one patch). Heads that do not
     divide the width: the test above."""
     from tf_models import transformers_format
-    from tf_models.artifacts.resolve import load_artifact
 
     def never(*args):
         raise AssertionError("a model was built from a config the tensors contradict")
@@ -251,13 +264,7 @@ def test_a_config_whose_sizes_are_not_the_weights_is_refused_before_a_model_is_b
              "patch_size": ([8, 8], "patch_size is 8, but the weights have 16"),
              "num_frames": (1, "num_frames is 1, smaller than tubelet_size 2; a clip needs at "
                                "least one patch")}
-    for key, (value, expected) in cases.items():
-        folder = write_transformers_folder(str(tmp_path / key), state,
-                                           dict(hf_config(FT), **{key: value}))
-        with pytest.raises(PresetError) as caught:
-            load_artifact(folder)
-        assert str(caught.value).startswith(f"{folder}/config.json: {expected}"), \
-            str(caught.value)
+    _assert_config_refused(tmp_path, state, cases)
 
 
 def test_a_shard_holding_a_tensor_the_index_places_elsewhere_is_refused(tmp_path):
@@ -352,18 +359,11 @@ def test_a_config_or_index_nested_too_deep_for_json_is_one_line_naming_it(tmp_pa
 def test_a_transformers_config_of_the_wrong_types_for_the_renaming_is_one_line(tmp_path):
     """``architectures`` and ``use_mean_pooling`` settle which model the tensors are; of the
     wrong type, one line naming config.json (before: a TypeError traceback)."""
-    from tf_models.artifacts.resolve import load_artifact
 
     state = to_transformers(upstream_state(FT))
     cases = {"architectures": (5, "architectures is 5, expected a list of class names"),
              "use_mean_pooling": ("no", "use_mean_pooling is 'no', expected true or false")}
-    for key, (value, expected) in cases.items():
-        folder = write_transformers_folder(str(tmp_path / key), state,
-                                           dict(hf_config(FT), **{key: value}))
-        with pytest.raises(PresetError) as caught:
-            load_artifact(folder)
-        assert str(caught.value).startswith(f"{folder}/config.json: {expected}"), \
-            str(caught.value)
+    _assert_config_refused(tmp_path, state, cases)
 
 
 def test_transformers_bfloat16_weights_and_class_names_are_read(tmp_path):
