@@ -403,6 +403,28 @@ def test_from_preset_without_weights_gives_new_weights_for_files_and_zoo_names(r
                            np.asarray(trained.backbone.patch_embed.proj.kernel))
 
 
+def test_a_zoo_name_without_weights_downloads_nothing(zoo):
+    """``from_preset(zoo name, load_weights=False)`` builds the model from the zoo table's row:
+    no request reaches the release and nothing is cached (before: its SHA256SUMS and weights
+    were downloaded, and then not used); with weights, both are downloaded."""
+    import tf_models
+
+    fresh = tf_models.VideoMAEVideoClassifier.from_preset(TINY_FT, load_weights=False,
+                                                          progress=False)
+    pretrainer = tf_models.VideoMAEMaskedAutoencoder.from_preset(TINY_PT, load_weights=False)
+    backbone = tf_models.VideoMAEBackbone.from_preset(TINY_PT, load_weights=False)
+    five = tf_models.VideoMAEVideoClassifier.from_preset(TINY_PT, num_classes=5,
+                                                         load_weights=False)
+    assert _requested(zoo) == [] and _cached_files(zoo.cache) == []
+    assert fresh.preset.name == TINY_FT and fresh.num_classes == 400
+    assert pretrainer.preset.name == TINY_PT and backbone.final_norm == "norm"
+    assert five.num_classes == 5
+    trained = tf_models.VideoMAEVideoClassifier.from_preset(TINY_FT, progress=False)
+    assert _requested(zoo) == ["SHA256SUMS", f"{TINY_FT}.weights.h5"]
+    assert len(fresh.weights) == len(trained.weights)
+    assert not np.allclose(np.asarray(fresh.head.kernel), np.asarray(trained.head.kernel))
+
+
 # --- every backend, in a fresh process each --------------------------------------------------
 
 def _backend_args(release_dir, work):

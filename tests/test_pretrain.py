@@ -71,6 +71,30 @@ def test_keras_side_tube_mask_is_the_reference_one():
         assert (found == expected).all()
 
 
+@pytest.mark.parametrize("ratio", [-0.5, 1.0, 1.5, float("nan")])
+def test_tube_mask_refuses_a_ratio_outside_0_to_1_on_both_sides(ratio):
+    """A ratio below 0 or from 1 up is one ValueError line naming it, the same on both sides
+    (before: -0.5 masked half of each frame, int(-0.5 * n) slicing from the end; 1 masked
+    every token, leaving the encoder none)."""
+    import tf_models
+
+    messages = []
+    for make in (tube_mask, tf_models.tube_mask):
+        with pytest.raises(ValueError) as raised:
+            make(4, 32, 16, 2, ratio, 2, np.random.default_rng(0))
+        messages.append(str(raised.value))
+    assert messages[0] == messages[1]
+    assert messages[0].startswith("tube_mask: mask_ratio must be at least 0 and below 1")
+    assert f"got {ratio}." in messages[0] and "\n" not in messages[0]
+
+
+def test_tube_mask_at_ratio_0_masks_nothing_on_both_sides():
+    import tf_models
+
+    for make in (tube_mask, tf_models.tube_mask):
+        assert not make(4, 32, 16, 2, 0.0, 2, np.random.default_rng(0)).any()
+
+
 # --- parity ----------------------------------------------------------------------------------
 
 def test_every_pretrained_tensor_is_random():

@@ -188,6 +188,53 @@ def test_a_frozen_backbone_stays_frozen_through_its_config_and_a_keras_file(tmp_
         assert not any(v.trainable for v in again.backbone.weights)
 
 
+@pytest.mark.parametrize("task, kind", [("VideoMAEVideoClassifier", "FT"),
+                                        ("VideoMAEMaskedAutoencoder", "PT")])
+def test_a_task_built_frozen_stays_frozen_through_its_config_and_a_keras_file(task, kind,
+                                                                             tmp_path):
+    """``Task(..., trainable=False)`` gives a model with nothing to train, also rebuilt from its
+    config or reloaded from its ``.keras`` file (before: the constructor dropped the argument,
+    and keras-hub's task config has no ``trainable``, so every weight trained)."""
+    import keras
+
+    import tf_models
+
+    cls = getattr(tf_models, task)
+    model = cls(**tf_models.get_preset(TINY_FT if kind == "FT" else TINY_PT).model_config(),
+                trainable=False)
+    path = str(tmp_path / "frozen.keras")
+    model.save(path)
+    for each in (model, cls.from_config(model.get_config()), keras.saving.load_model(path)):
+        assert each.trainable is False and each.backbone.trainable is False
+        assert each.trainable_weights == []
+        assert not any(v.trainable for v in each.weights)
+
+
+def test_a_batch_of_no_clips_is_one_line():
+    """Zero clips, to a call or ``predict`` of any model: one ValueError line naming the shape
+    (before: TensorFlow's Conv3D failed deep inside, and ``predict`` with an UnboundLocalError
+    from Keras)."""
+    import tf_models
+
+    models = _models()
+    none = _clip()[:0]
+    mask = tf_models.tube_mask(4, 32, 16, 2, 0.5, 0)
+    backbone, classifier = models["backbone"][0], models["classifier"][0]
+    pretrainer = models["pretrainer"][0]
+    for run in (lambda: backbone(none), lambda: backbone.predict(none, verbose=0),
+                lambda: classifier(none), lambda: classifier({"video": none}),
+                lambda: classifier.predict(none, verbose=0),
+                lambda: classifier.fit(none, np.zeros(0, "int32"), verbose=0),
+                lambda: pretrainer({"video": none, "mask": mask}),
+                lambda: pretrainer.predict({"video": none, "mask": mask}, verbose=0)):
+        with pytest.raises(ValueError) as raised:
+            run()
+        message = str(raised.value)
+        assert "\n" not in message, message
+        assert message.endswith("got shape (0, 4, 32, 32, 3), no clips. Skip empty batches, "
+                                "or add a batch axis to one clip (clip[None])"), message
+
+
 def test_a_task_refuses_a_backbone_with_the_wrong_final_norm():
     import tf_models
 

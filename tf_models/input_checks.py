@@ -5,7 +5,7 @@ no error), and pre-training masks whose rows hide different token counts (the mo
 count from the first row: the other rows' outputs would belong to other tokens, and no error).
 Symbolic and traced inputs pass: there the values are not known (the JAX pre-trainer's steps
 check each batch on the host instead, ``pretrain.token_counts``). And masks with another
-number of rows than the video has clips, where the shapes say so."""
+number of rows than the video has clips, or a batch of no clips, where the shapes say so."""
 
 from __future__ import annotations
 
@@ -86,6 +86,16 @@ def leading_size(x) -> Optional[int]:
     if shape is None or not len(shape) or shape[0] is None:
         return None
     return int(shape[0])
+
+
+def refuse_no_clips(video, who: str) -> None:
+    """One ValueError if ``video``'s shape states a batch of no clips (TensorFlow's Conv3D
+    would fail deep inside, Keras's ``predict`` with an UnboundLocalError); ``who`` (its name
+    and a colon) starts the line. The static shape only: no cost per call."""
+    if leading_size(video) == 0:
+        raise ValueError(f"{who} takes a batch of at least one clip, shaped (batch, frames, "
+                         f"height, width, 3); got shape {tuple(video.shape)}, no clips. Skip "
+                         f"empty batches, or add a batch axis to one clip (clip[None])")
 
 
 def mask_rows_match(video, mask, name: str) -> None:

@@ -100,6 +100,17 @@ def run_blocks(blocks, x, training=None):
     return x, hidden
 
 
+def freeze_if_built_frozen(model: keras.Model) -> None:
+    """Freeze every layer of a functional ``model`` built with ``trainable=False`` (its
+    constructor's argument, or a frozen model's saved config): Keras's ``Functional`` takes
+    the flag before it tracks the layers it is built from, so they and their variables would
+    stay trainable (and a task on a frozen backbone would train it again in ``fit``)."""
+    if not model.trainable:
+        # Keras's setter, called again now the layers are tracked; not ``model.trainable =
+        # False``: on TensorFlow, setting an attribute to the value it has is skipped
+        keras.layers.Layer.trainable.fset(model, False)
+
+
 def layer_norm(name: str, **kwargs) -> keras.layers.LayerNormalization:
     return keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPS, name=name, **kwargs)
 

@@ -7,7 +7,7 @@ import keras
 from keras_hub.models import Task
 
 from .compiling import compile_from_saved_config, load_saved_optimizer_state
-from .input_checks import NORMALISE_HINT, first_video, refuse_raw_frames
+from .input_checks import NORMALISE_HINT, first_video, refuse_no_clips, refuse_raw_frames
 from .layers import PACKAGE
 
 
@@ -53,9 +53,10 @@ class VideoClassifier(Task):
     def __call__(self, *args, **kwargs):
         # as keras-hub's own refusal of strings in a direct call: raw frames would be read as
         # normalised values (wrong logits, no error)
+        video = first_video(args[0] if args else kwargs.get("inputs"))
+        refuse_no_clips(video, f"{self.name}:")
         refuse_raw_frames(
-            first_video(args[0] if args else kwargs.get("inputs")),
-            f"{self.name}: a direct call",
+            video, f"{self.name}: a direct call",
             "predict / fit / evaluate run the preprocessor on raw frames (a preset folder's "
             "classifier has one), or normalise them yourself (tf_models.video.normalize_views)")
         return super().__call__(*args, **kwargs)
@@ -77,8 +78,9 @@ class VideoClassifier(Task):
         count, or, with no preprocessor, another frame size (TensorFlow's graph would fail
         deep inside instead, "Incompatible shapes" where the positions are added) or raw
         uint8 frames (they would be taken as normalised values: logits, wrong ones, and no
-        error). Datasets pass unchecked."""
+        error), or no clips (``input_checks.refuse_no_clips``). Datasets pass unchecked."""
         video = x.get("video") if isinstance(x, dict) else x
+        refuse_no_clips(video, f"{self.name}:")
         shape = getattr(video, "shape", None)
         frames = getattr(self.backbone, "num_frames", None)
         size = getattr(self.backbone, "img_size", None)

@@ -63,7 +63,10 @@ class BackboneTask:
     num_patches = property(lambda self: self.backbone.num_patches)
 
     def task_config(self, config: dict) -> dict:
-        """keras-hub's task config (backbone, preprocessor, name) plus ``TASK_CONFIG``."""
+        """keras-hub's task config (backbone, preprocessor, name) plus ``trainable`` (as
+        keras-hub's backbone config has it; its task config has not, so a frozen task came
+        back trainable) and ``TASK_CONFIG``."""
+        config["trainable"] = self.trainable
         config.update({key: getattr(self, key) for key in self.TASK_CONFIG})
         return config
 

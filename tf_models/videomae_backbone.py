@@ -9,10 +9,10 @@ from keras import ops
 from keras_hub.models import Backbone
 
 from .hub import load_preset_model
-from .input_checks import first_video, refuse_raw_frames
+from .input_checks import first_video, refuse_no_clips, refuse_raw_frames
 from .kerashub_presets import keras_hub_loads, load_checked
-from .layers import (PACKAGE, Block, PatchEmbed, check_heads, layer_norm, named_variables,
-                     run_blocks, sinusoid_positions)
+from .layers import (PACKAGE, Block, PatchEmbed, check_heads, freeze_if_built_frozen,
+                     layer_norm, named_variables, run_blocks, sinusoid_positions)
 from .transformers_format import is_transformers_preset, load_transformers_preset
 
 FINAL_NORMS = (None, "norm", "fc_norm")
@@ -121,12 +121,7 @@ class VideoMAEBackbone(Backbone):
             pooled = final(pooled)
         super().__init__(inputs=video, outputs={"tokens": x, "pooled": pooled}, dtype=dtype,
                          **kwargs)
-        if not self.trainable:
-            # Keras's Functional takes trainable=False (a frozen backbone's saved config) before
-            # it tracks the layers built above, so they stay trainable: freeze them here, or a
-            # task on this backbone would train them again
-            for layer in self.layers:
-                layer.trainable = False
+        freeze_if_built_frozen(self)
 
         # === Config ===
         self.embed_dim, self.depth, self.num_heads = embed_dim, depth, num_heads
@@ -140,14 +135,17 @@ class VideoMAEBackbone(Backbone):
         self.blocks, self.final = blocks, final
 
     def __call__(self, *args, **kwargs):
-        # it runs no preprocessor: raw frames would be read as normalised values
-        refuse_raw_frames(first_video(args[0] if args else kwargs.get("inputs")),
-                          f"{self.name}:")
+        self._check_video(first_video(args[0] if args else kwargs.get("inputs")))
         return super().__call__(*args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
-        refuse_raw_frames(first_video(x), f"{self.name}:")
+        self._check_video(first_video(x))
         return super().predict(x, *args, **kwargs)
+
+    def _check_video(self, video) -> None:
+        # it runs no preprocessor: raw frames would be read as normalised values
+        refuse_no_clips(video, f"{self.name}:")
+        refuse_raw_frames(video, f"{self.name}:")
 
     def call(self, inputs, training=None, mask=None):
         # the functional input is the video alone: {"video": x} or [x] would reach Keras's

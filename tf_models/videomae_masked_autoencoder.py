@@ -18,9 +18,9 @@ from keras_hub.models import Task
 from .compiling import compile_from_saved_config, load_saved_optimizer_state
 from .count_jit import JitPerTokenCount
 from .hub import load_preset_model
-from .input_checks import mask_rows_match, per_row_count, refuse_raw_frames
+from .input_checks import mask_rows_match, per_row_count, refuse_no_clips, refuse_raw_frames
 from .kerashub_presets import keras_hub_loads, load_checked
-from .layers import PACKAGE
+from .layers import PACKAGE, freeze_if_built_frozen
 from .pretrain import MaskedAutoencoding, video_and_mask
 from .transformers_format import is_transformers_preset, load_transformers_preset
 from .videomae import BackboneTask, make_backbone
@@ -51,7 +51,6 @@ class VideoMAEMaskedAutoencoder(JitPerTokenCount, Task, BackboneTask):
                  decoder_num_heads: int = 6, preprocessor=None, **kwargs):
         backbone = make_backbone(backbone, kwargs, "norm", "VideoMAEMaskedAutoencoder")
         kwargs.pop("dtype", None)
-        kwargs.pop("trainable", None)
         # === Layers ===
         self.backbone = backbone
         self.preprocessor = preprocessor
@@ -65,6 +64,7 @@ class VideoMAEMaskedAutoencoder(JitPerTokenCount, Task, BackboneTask):
                                              name="decode_mask", optional=True)}
         outputs = core(inputs["video"], inputs["mask"], inputs["decode_mask"])
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        freeze_if_built_frozen(self)
         # === Config ===
         self.decoder_embed_dim = decoder_embed_dim
         self.decoder_depth = decoder_depth
@@ -115,9 +115,10 @@ class VideoMAEMaskedAutoencoder(JitPerTokenCount, Task, BackboneTask):
             self._check_inputs(_full_inputs(x), raw_frames=self.preprocessor is not None)
 
     def _check_inputs(self, inputs: dict, raw_frames: bool) -> None:
-        """One ValueError line for raw uint8 frames (unless ``raw_frames``), or masks of another
-        row count than the clips, of another token count or whose rows differ in count
-        (``input_checks``), where the values are at hand."""
+        """One ValueError line for a batch of no clips, raw uint8 frames (unless
+        ``raw_frames``), or masks of another row count than the clips, of another token count
+        or whose rows differ in count (``input_checks``), where the values are at hand."""
+        refuse_no_clips(inputs["video"], f"{self.name}:")
         if not raw_frames:
             refuse_raw_frames(inputs["video"], f"{self.name}:")
         for name in ("mask", "decode_mask"):

@@ -8,7 +8,7 @@ import keras
 
 from .hub import load_preset_model
 from .kerashub_presets import keras_hub_loads
-from .layers import PACKAGE, layer_norm
+from .layers import PACKAGE, freeze_if_built_frozen, layer_norm
 from .presets import HEAD_INIT_SCALE
 from .transformers_format import is_transformers_preset, load_transformers_preset
 from .video_classifier import VideoClassifier
@@ -44,7 +44,6 @@ class VideoMAEVideoClassifier(VideoClassifier, BackboneTask):
                  dropout: float = 0.0, head_dtype=None, **kwargs):
         backbone = make_backbone(backbone, kwargs, None, "VideoMAEVideoClassifier")
         kwargs.pop("dtype", None)
-        kwargs.pop("trainable", None)
         head_dtype = head_dtype or backbone.dtype_policy
         # === Layers === upstream's pre-head LayerNorm: fc_norm after mean pooling, norm on
         # the first token
@@ -62,6 +61,7 @@ class VideoMAEVideoClassifier(VideoClassifier, BackboneTask):
         pooled = backbone(inputs)["pooled"]
         outputs = head(head_dropout(pre_head_norm(pooled)))
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        freeze_if_built_frozen(self)
 
         # === Config ===
         self.num_classes = num_classes

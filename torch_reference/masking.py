@@ -12,8 +12,13 @@ def tube_mask(num_frames: int = 16, img_size: int = 224, patch_size: int = 16,
 
     Each row draws its own spatial mask of ``int(mask_ratio * patches_per_frame)`` masked
     patches (as upstream's ``TubeMaskingGenerator``) and repeats it over the temporal slots,
-    so every row masks the same number of tokens.
+    so every row masks the same number of tokens. ``mask_ratio`` from 0 (no token masked)
+    up to, not including, 1; ValueError outside.
     """
+    if not 0 <= mask_ratio < 1:  # a negative int(ratio * count) would slice from the end
+        raise ValueError(f"tube_mask: mask_ratio must be at least 0 and below 1 (1 would hide "
+                         f"every token from the encoder); got {mask_ratio}. Upstream "
+                         f"pre-trains with 0.9")
     rng = np.random.default_rng() if rng is None else rng
     per_frame = (img_size // patch_size) ** 2
     slots = num_frames // tubelet_size

@@ -55,8 +55,8 @@ class Resolved:
     """What a model argument resolved to: a local, verified artifact and what is known of it."""
 
     path: str
-    kind: str                         # "keras", "weights", "savedmodel", "kerashub" or
-    #                                   "transformers"
+    kind: str                         # "keras", "weights", "savedmodel", "kerashub",
+    #                                   "transformers", or "config" (a zoo row's, no file)
     preset: Optional[Preset]
     config: Optional[dict] = None     # model config (for a .weights.h5 file)
     report: Optional[ConversionRecord] = None
@@ -229,11 +229,13 @@ def _single_entry(names, where: str) -> str:
 
 
 def resolve_artifact(spec: str, offline: Optional[bool] = None,
-                     progress: bool = True) -> Resolved:
+                     progress: bool = True, weights: bool = True) -> Resolved:
     """A local, verified artifact for ``spec``: a zoo name, a release folder (one entry) or
     URL, a ``.keras`` / ``.weights.h5`` path or URL, or a SavedModel folder; a keras-hub
     preset folder or handle is passed through as kind ``kerashub`` (keras-hub fetches it), a
-    transformers-format folder or ``hf://`` repository as kind ``transformers``."""
+    transformers-format folder or ``hf://`` repository as kind ``transformers``. A zoo name
+    without ``weights`` (``from_preset(..., load_weights=False)``) is its row's config, kind
+    ``config``: nothing is fetched."""
     from ..transformers_format import is_transformers_preset
 
     spec = os.fspath(spec)
@@ -269,6 +271,9 @@ def resolve_artifact(spec: str, offline: Optional[bool] = None,
             raise PresetError(f"{spec}: no such file")
         raise PresetError(f"{spec}: not a zoo preset, file, folder or URL; zoo presets are "
                           f"named like TFVideoMAE_B_K400_16x224_FT")
+    if not weights:
+        return Resolved(_join(zoo_url(), found.name + SUFFIXES["weights"]), "config", found,
+                        found.model_config(), name=found.name)
     return _from_release(zoo_url(), found.name, offline, progress)
 
 
@@ -455,6 +460,8 @@ def load_keras_model(resolved: Resolved, offline: Optional[bool] = None,
                               f"({_first_line(error)})") from None
     config = dict(resolved.config)
     cls = _weights_class(config, resolved.path)
+    if resolved.kind == "config":  # a zoo row's: new weights, no file to read
+        return cls(**config)
     where = report_path(resolved.path) if resolved.report is not None else resolved.path
     try:  # the report's sizes checked against the file's index before anything is built
         shapes = stored_shapes(resolved.path)
