@@ -469,7 +469,12 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
     if not reports:
         raise ConversionError(f"{conversion_dir}: no conversion reports (NAME.json) found")
     parent = os.path.dirname(os.path.abspath(release_dir))
-    os.makedirs(parent, exist_ok=True)
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as error:  # a file on the way, no permission, a read-only file system
+        raise ConversionError(f"{release_dir}: expected a release path in a folder, found its "
+                              f"folder cannot be made ({error.strerror}: {error.filename}); "
+                              f"choose another release folder") from None
     staging = None
     try:
         with stop_signals_deferred():  # a stop waits until the folder is known to the finally

@@ -923,6 +923,18 @@ def test_build_refuses_a_release_path_that_is_a_file(conversions, tmp_path, forc
     assert _leftovers(str(tmp_path)) == []
 
 
+def test_build_refuses_a_release_path_under_a_file_in_one_line(conversions, tmp_path):
+    """(before: an unexpected FileExistsError, which the script reported against the
+    conversion folder, asking for a bug report)"""
+    (tmp_path / "notes.txt").write_text("a file")
+    release_dir = str(tmp_path / "notes.txt" / "release")
+    with pytest.raises(ConversionError) as raised:
+        build_release(conversions[0], release_dir, BASE_URL)
+    assert str(raised.value) == (f"{release_dir}: expected a release path in a folder, found "
+                                 f"its folder cannot be made (File exists: "
+                                 f"{tmp_path / 'notes.txt'}); choose another release folder")
+
+
 @pytest.mark.parametrize("force", [False, True])
 def test_build_refuses_a_release_path_that_is_a_link_before_any_work(conversions, tmp_path,
                                                                      force):
