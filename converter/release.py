@@ -28,8 +28,11 @@ import numpy as np
 
 from tf_models.artifacts.checksums import (SUMS, bad_line_message, is_plain_name,
                                            parse_sums_lines, sha256_file, write_folder_sums)
-from tf_models.artifacts.names import LITERT_KINDS, QUANTIZED_MODES, SUFFIXES, quantized_kind
+from tf_models.artifacts.files import stop_signals_deferred
+from tf_models.artifacts.names import (LITERT_KINDS, QUANTIZED_MODES, SUFFIXES, artifact_paths,
+                                       quantized_kind)
 from tf_models.lifetime import framework_child
+from tf_models.stopping import Terminated, stop_handlers
 
 from .errors import ConversionError, require_tensorflow_backend, type_in_words
 from .kinds import kind_of
@@ -221,8 +224,10 @@ class FreshProcessChecker:
             raise ConversionError(f"{report_path}: fresh-process reload check failed ({tail})")
         return json.loads(line)
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, kind, value, traceback) -> None:
         try:
+            if kind is not None:  # a failure or a stop: the check under way is not wanted
+                self.process.terminate()  # (it removes its scratch folder: serve_checks)
             self.process.stdin.close()
             self.process.wait(timeout=60)
         except (OSError, subprocess.TimeoutExpired):
@@ -234,13 +239,19 @@ class FreshProcessChecker:
 
 def serve_checks() -> None:
     """The fresh process: one ``[REPORT, ASSETS]`` JSON line in, one errors JSON line out,
-    until stdin closes. Anything a library prints goes to stderr, not into the answers."""
+    until stdin closes. Anything a library prints goes to stderr, not into the answers.
+    SIGTERM (the release stopping, or its process gone) ends it after its scratch folder is
+    removed."""
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    for line in sys.stdin:
-        report_path, assets = json.loads(line)
-        answers.write(json.dumps(check_assets(report_path, assets)) + "\n")
-        answers.flush()
+    try:
+        with stop_handlers():
+            for line in sys.stdin:
+                report_path, assets = json.loads(line)
+                answers.write(json.dumps(check_assets(report_path, assets)) + "\n")
+                answers.flush()
+    except (Terminated, KeyboardInterrupt):
+        sys.exit(1)
 
 
 # --- building the release --------------------------------------------------------------------
@@ -253,13 +264,30 @@ def _reports(conversion_dir: str) -> List[str]:
         path = os.path.join(conversion_dir, name)
         if name.endswith(".json") and os.path.isfile(path):
             try:
-                with open(path) as handle:
+                with open(path, encoding="utf-8") as handle:
                     data = json.load(handle)
-            except ValueError:
+            except (OSError, ValueError) as error:  # a report cut short is no reason to skip
+                _refuse_unreadable_report(conversion_dir, name, error)
                 continue
             if isinstance(data, dict) and "entry" in data and "parity" in data:
                 found.append(path)
     return found
+
+
+def _refuse_unreadable_report(conversion_dir: str, name: str, error: Exception) -> None:
+    """ConversionError when ``NAME.json``, which cannot be read as JSON, has artifacts of
+    ``NAME`` beside it: it is their report, damaged, and the build would otherwise release
+    the folder without that entry. Any other such JSON file is not a report."""
+    stem = name[: -len(SUFFIXES["report"])]
+    beside = sorted(os.path.basename(path)
+                    for kind, path in artifact_paths(conversion_dir, stem, litert=True).items()
+                    if kind != "report" and os.path.exists(path))
+    if beside:
+        reason = getattr(error, "strerror", None) or str(error).splitlines()[0][:200]
+        raise ConversionError(f"{os.path.join(conversion_dir, name)}: expected the conversion "
+                              f"report of {', '.join(beside)} beside it, found a file that "
+                              f"cannot be read as JSON ({reason}); convert {stem} again with "
+                              f"--force, or move its files out of the folder")
 
 
 def _zoo_entry(report: ConversionRecord, report_path: str) -> Entry:
@@ -375,8 +403,6 @@ def _release_entry(report_path: str, report: ConversionRecord, conversion_dir: s
                    log) -> None:
     """One verified conversion's assets packed into ``staging``, re-checked by ``checker``,
     and added to ``manifest`` with its model card and keras-hub preset."""
-    from .export import artifact_paths
-
     entry = report.zoo_entry()
     paths = artifact_paths(conversion_dir, entry.name, litert=True)
     assets = {"savedmodel": os.path.join(staging, f"{entry.name}.savedmodel.zip"),
@@ -443,9 +469,16 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
     if not reports:
         raise ConversionError(f"{conversion_dir}: no conversion reports (NAME.json) found")
     parent = os.path.dirname(os.path.abspath(release_dir))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".release-partial-", dir=parent)
     try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as error:  # a file on the way, no permission, a read-only file system
+        raise ConversionError(f"{release_dir}: expected a release path in a folder, found its "
+                              f"folder cannot be made ({error.strerror}: {error.filename}); "
+                              f"choose another release folder") from None
+    staging = None
+    try:
+        with stop_signals_deferred():  # a stop waits until the folder is known to the finally
+            staging = staging_folder(".release-partial-", parent)
         manifest = {"converter_version": None, "git_commit": git_commit(), "base_url": base_url,
                     "entries": {}, "assets": {}}
         # every entry's artifacts against its report first: a changed file fails the build
@@ -465,7 +498,24 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
         _swap_in(staging, release_dir)
         return manifest
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def staging_folder(prefix: str, parent: str) -> str:
+    """A new folder in ``parent`` (``tempfile.mkdtemp``) that becomes an output folder once
+    written, so with the mode ``mkdir`` gives (the umask's), not mkdtemp's 0700: a release
+    folder others cannot list is one a web server run by another user cannot serve."""
+    folder = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    try:
+        probe = os.path.join(folder, "mode")
+        os.mkdir(probe)
+        os.chmod(folder, os.stat(probe).st_mode & 0o7777)
+        os.rmdir(probe)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder
 
 
 def _swap_in(staging: str, release_dir: str) -> None:
@@ -475,16 +525,17 @@ def _swap_in(staging: str, release_dir: str) -> None:
     if not os.path.exists(release_dir):
         os.replace(staging, release_dir)
         return
-    aside = tempfile.mkdtemp(prefix=".release-old-", dir=os.path.dirname(staging))
-    old = os.path.join(aside, "release")
-    os.replace(release_dir, old)
-    try:
-        os.replace(staging, release_dir)
-    except BaseException:
-        os.replace(old, release_dir)
-        raise
-    finally:
-        shutil.rmtree(aside, ignore_errors=True)
+    with stop_signals_deferred():  # a stop waits until one release or the other is in place
+        aside = tempfile.mkdtemp(prefix=".release-old-", dir=os.path.dirname(staging))
+        old = os.path.join(aside, "release")
+        os.replace(release_dir, old)
+        try:
+            os.replace(staging, release_dir)
+        except BaseException:
+            os.replace(old, release_dir)
+            raise
+        finally:
+            shutil.rmtree(aside, ignore_errors=True)
 
 
 def write_sha256sums(folder: str) -> None:
@@ -619,8 +670,12 @@ def verify_release(release_dir: str, recheck: bool = False) -> List[str]:
     sums_path = os.path.join(release_dir, "SHA256SUMS")
     if not os.path.exists(sums_path):
         return [f"{sums_path}: missing"]
-    with open(sums_path, encoding="utf-8", errors="replace") as handle:
-        sums, bad = parse_sums_lines(handle.read())
+    try:
+        with open(sums_path, encoding="utf-8", errors="replace") as handle:
+            sums, bad = parse_sums_lines(handle.read())
+    except OSError as error:  # a folder of that name, no permission to read it
+        return [f"{sums_path}: expected a readable file, found one that cannot be read "
+                f"({error.strerror or error}); {REBUILD}"]
     problems += [bad_line_message(SUMS, number) for number in bad]
     for name in [n for n in sums if not is_plain_name(n)]:
         problems.append(f"SHA256SUMS: expected names of files in the release folder, found "
@@ -793,12 +848,14 @@ def publish_release(release_dir: str, to: str, dry_run: Optional[str] = None,
                  "a link" if os.path.islink(dry_run) else "a file")
         raise ConversionError(f"--dry-run {dry_run}: {found}; choose a new folder")
     plan: Dict[str, Dict[str, str]] = {}
-    scratch = tempfile.mkdtemp(prefix=".videomae-publish-")
-    if dry_run is not None:  # written in full beside it, then moved into place
-        parent = os.path.dirname(os.path.abspath(dry_run))
-        os.makedirs(parent, exist_ok=True)
-        staged = tempfile.mkdtemp(prefix=".publish-partial-", dir=parent)
+    scratch = staged = None
     try:
+        with stop_signals_deferred():  # a stop waits until the finally knows both folders
+            scratch = tempfile.mkdtemp(prefix=".videomae-publish-")
+            if dry_run is not None:  # written in full beside it, then moved into place
+                parent = os.path.dirname(os.path.abspath(dry_run))
+                os.makedirs(parent, exist_ok=True)
+                staged = staging_folder(".publish-partial-", parent)
         for entry, tar_name in presets:
             folder = untar_preset(os.path.join(release_dir, tar_name),
                                   os.path.join(scratch, entry))
@@ -825,9 +882,9 @@ def publish_release(release_dir: str, to: str, dry_run: Optional[str] = None,
             os.replace(staged, dry_run)
         return plan
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-        if dry_run is not None:
-            shutil.rmtree(staged, ignore_errors=True)
+        for folder in (scratch, staged):
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 # --- documents ---------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import traceback
 
 import click
 
+from videomae_cli.exits import fail, stoppable  # stdlib and click only
 from videomae_cli.quiet import prepare_environment, silenced_stderr  # stdlib only
 
 
@@ -68,16 +69,16 @@ def cli(ctx, verbose):
 @click.pass_obj
 def build(verbose, conversion_dir, release_dir, base_url, force):
     """Build RELEASE_DIR from the artifacts in CONVERSION_DIR."""
-    release, ConversionError = library(verbose)
-    try:
-        manifest = release.build_release(conversion_dir, release_dir, base_url, force=force,
-                                 log=lambda line: click.echo(line, err=True))
-    except ConversionError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(2)
-    except Exception as error:  # noqa: BLE001  (one line, never a traceback)
-        click.echo(f"error: {unexpected(conversion_dir, error)}", err=True)
-        sys.exit(2)
+    with stoppable(lambda: f"{release_dir} was not written (a release there is kept)"):
+        release, ConversionError = library(verbose)
+        try:
+            manifest = release.build_release(conversion_dir, release_dir, base_url,
+                                             force=force,
+                                             log=lambda line: click.echo(line, err=True))
+        except ConversionError as error:
+            raise fail(str(error)) from None
+        except Exception as error:  # noqa: BLE001  (one line, never a traceback)
+            raise fail(unexpected(conversion_dir, error)) from None
     click.echo(f"{release_dir}: {len(manifest['entries'])} entries, "
                f"{len(manifest['assets'])} assets")
 
@@ -88,13 +89,14 @@ def build(verbose, conversion_dir, release_dir, base_url, force):
 @click.pass_obj
 def verify(verbose, release_dir, recheck):
     """Check RELEASE_DIR against its SHA256SUMS, manifest and MODEL_ZOO.md."""
-    release, ConversionError = library(verbose)
-    try:
-        problems = release.verify_release(release_dir, recheck=recheck)
-    except ConversionError as error:
-        problems = [str(error)]
-    except Exception as error:  # noqa: BLE001  (one line, never a traceback)
-        problems = [unexpected(release_dir, error)]
+    with stoppable(lambda: f"{release_dir} was not verified"):
+        release, ConversionError = library(verbose)
+        try:
+            problems = release.verify_release(release_dir, recheck=recheck)
+        except ConversionError as error:
+            problems = [str(error)]
+        except Exception as error:  # noqa: BLE001  (one line, never a traceback)
+            raise fail(unexpected(release_dir, error), code=1) from None
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
     if problems:
@@ -110,16 +112,17 @@ def verify(verbose, release_dir, recheck):
 @click.pass_obj
 def publish(verbose, release_dir, to, dry_run):
     """Upload every keras-hub preset of RELEASE_DIR to a model hub."""
-    release, ConversionError = library(verbose)
-    try:
-        plan = release.publish_release(release_dir, to, dry_run=dry_run,
-                               log=lambda line: click.echo(line, err=True))
-    except ConversionError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(2)
-    except Exception as error:  # noqa: BLE001  (one line, never a traceback)
-        click.echo(f"error: {unexpected(release_dir, error)}", err=True)
-        sys.exit(2)
+    with stoppable(lambda: "presets uploaded before the stop stay uploaded; a rerun "
+                           "skips unchanged files" if dry_run is None else
+                           f"{dry_run} was not written"):
+        release, ConversionError = library(verbose)
+        try:
+            plan = release.publish_release(release_dir, to, dry_run=dry_run,
+                                           log=lambda line: click.echo(line, err=True))
+        except ConversionError as error:
+            raise fail(str(error)) from None
+        except Exception as error:  # noqa: BLE001  (one line, never a traceback)
+            raise fail(unexpected(release_dir, error)) from None
     done = f"written to {dry_run} (dry run)" if dry_run else "uploaded"
     click.echo(f"{release_dir}: {len(plan)} presets {done}")
 

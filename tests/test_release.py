@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import zipfile
 
 import numpy as np
@@ -118,6 +119,21 @@ def test_release_holds_every_asset_and_nothing_else(release, conversions):
     for name in NAMES:
         assert verify_artifacts(conv_dir, get_entry(name), {"sha256": results[
             name].report.source.sha256}) is None
+
+
+def _umask_mode():
+    probe = tempfile.mkdtemp()
+    try:
+        os.mkdir(os.path.join(probe, "plain"))
+        return os.stat(os.path.join(probe, "plain")).st_mode & 0o777
+    finally:
+        shutil.rmtree(probe)
+
+
+def test_the_release_folder_gets_a_plain_folders_mode_not_a_private_one(release):
+    """A release folder is readable as mkdir would make it (before: mkdtemp's 0700, which a
+    web server run by another user cannot serve)."""
+    assert os.stat(release[0]).st_mode & 0o777 == _umask_mode()
 
 
 def test_sha256sums_lists_every_other_file_with_its_real_digest(release):
@@ -435,6 +451,15 @@ def test_a_deleted_sha256sums_is_reported(release_copy):
     os.remove(os.path.join(release_copy, "SHA256SUMS"))
     problems = verify_release(release_copy)
     assert len(problems) == 1 and "SHA256SUMS" in problems[0] and "missing" in problems[0]
+
+
+def test_a_sha256sums_that_cannot_be_read_is_one_problem_line(release_copy):
+    sums = os.path.join(release_copy, "SHA256SUMS")
+    os.remove(sums)
+    os.mkdir(sums)  # (before: an IsADirectoryError out of verify_release)
+    problems = verify_release(release_copy)
+    assert len(problems) == 1 and problems[0].startswith(
+        f"{sums}: expected a readable file, found one that cannot be read ("), problems
 
 
 def test_an_extra_file_is_reported(release_copy):
@@ -796,6 +821,24 @@ def test_build_needs_a_conversion_folder_with_reports(tmp_path):
     assert _leftovers(str(tmp_path)) == []
 
 
+def test_build_refuses_a_damaged_report_beside_its_artifacts(conversion_copy, tmp_path):
+    """A NAME.json cut short (or not UTF-8) beside NAME's artifacts is that entry's report,
+    damaged: the build stops, naming it, before any work (before: skipped as "not a report",
+    so the release went out without the entry, or "no conversion reports" when alone)."""
+    report = os.path.join(conversion_copy, f"{TINY_FT}.json")
+    with open(report, "r+b") as handle:
+        handle.truncate(100)
+    with pytest.raises(ConversionError) as raised:
+        build_release(conversion_copy, str(tmp_path / "r"), BASE_URL)
+    assert str(raised.value).startswith(
+        f"{report}: expected the conversion report of {TINY_FT}, {TINY_FT}.int8.tflite, "
+        f"{TINY_FT}.keras, {TINY_FT}.tflite, {TINY_FT}.weights.h5 beside it, found a file "
+        f"that cannot be read as JSON (")
+    assert str(raised.value).endswith(f"); convert {TINY_FT} again with --force, or move its "
+                                      f"files out of the folder")
+    assert not (tmp_path / "r").exists() and _leftovers(str(tmp_path)) == []
+
+
 def test_an_encoder_only_conversion_is_released_with_its_backbone_preset(
         tiny_encoder_converted, tmp_path):
     """``NAME_encoder`` is no zoo preset name: its keras-hub preset is the backbone alone,
@@ -878,6 +921,18 @@ def test_build_refuses_a_release_path_that_is_a_file(conversions, tmp_path, forc
                       log=lambda line: pytest.fail(f"work started: {line}"))
     assert target.read_text() == "keep me\n"
     assert _leftovers(str(tmp_path)) == []
+
+
+def test_build_refuses_a_release_path_under_a_file_in_one_line(conversions, tmp_path):
+    """(before: an unexpected FileExistsError, which the script reported against the
+    conversion folder, asking for a bug report)"""
+    (tmp_path / "notes.txt").write_text("a file")
+    release_dir = str(tmp_path / "notes.txt" / "release")
+    with pytest.raises(ConversionError) as raised:
+        build_release(conversions[0], release_dir, BASE_URL)
+    assert str(raised.value) == (f"{release_dir}: expected a release path in a folder, found "
+                                 f"its folder cannot be made (File exists: "
+                                 f"{tmp_path / 'notes.txt'}); choose another release folder")
 
 
 @pytest.mark.parametrize("force", [False, True])
@@ -981,6 +1036,52 @@ def test_release_script_turns_an_unexpected_error_into_one_line(conversions, tmp
         assert "Traceback" in text and "in broken" in text and "second line" in text
 
 
+def test_a_stopped_build_leaves_no_partial_release_and_keeps_the_old_one(conversions,
+                                                                         tmp_path):
+    """SIGTERM to ``scripts/release.py build --force`` while it packs (its fresh-process
+    checker starting beside it): one line, exit 2, the existing release untouched, and no
+    staging folder beside it nor scratch folder in TMPDIR (before, Python's default SIGTERM
+    left the half-packed ``.release-partial-*``, GBs at full size, beside the release)."""
+    import signal
+    import time
+
+    parent, scratch = tmp_path / "out", tmp_path / "tmp"
+    (parent / "release").mkdir(parents=True)
+    scratch.mkdir()
+    old = parent / "release" / "manifest.json"
+    old.write_text("{}\n")  # a release folder --force may replace
+    with open(tmp_path / "stderr.txt", "w") as err:
+        process = subprocess.Popen(
+            [sys.executable, os.path.join(REPO_ROOT, "scripts", "release.py"), "build",
+             conversions[0], str(parent / "release"), "--base-url", BASE_URL, "--force"],
+            stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL,
+            env={**os.environ, "TMPDIR": str(scratch), "PYTHONPATH": REPO_ROOT},
+            start_new_session=True)
+        try:
+            deadline = time.monotonic() + 300
+            while not any(name.endswith(".savedmodel.zip") for folder in _leftovers(str(parent))
+                          for name in os.listdir(parent / folder)):
+                assert process.poll() is None and time.monotonic() < deadline, \
+                    "the build ended before it packed anything"
+                time.sleep(0.01)
+            process.send_signal(signal.SIGTERM)
+            returncode = process.wait(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    stderr = (tmp_path / "stderr.txt").read_text()
+    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert returncode == 2 and "Traceback" not in stderr, stderr
+    assert lines == [f"error: interrupted; {parent / 'release'} was not written (a release "
+                     f"there is kept)"], stderr
+    assert sorted(os.listdir(parent)) == ["release"]
+    assert os.listdir(parent / "release") == ["manifest.json"] and old.read_text() == "{}\n"
+    deadline = time.monotonic() + 60  # the checker, stopped with it, removes its own scratch
+    while os.listdir(scratch) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert os.listdir(scratch) == []
+
+
 # --- the fresh-process check itself ------------------------------------------------------------
 
 def test_check_assets_tells_the_wrong_model_from_the_right_one(conversions, seed1_ft):
@@ -1078,6 +1179,7 @@ def test_publish_dry_run_writes_what_would_be_uploaded_with_our_cards(release_co
     assert done.exit_code == 0, done.output[-3000:]
     assert f"{release_copy}: 2 presets written to {dry} (dry run)" in done.stdout
     assert sorted(os.listdir(dry)) == sorted(NAMES + ("uploads.json",))
+    assert os.stat(dry).st_mode & 0o777 == _umask_mode()  # as mkdir makes it, not 0700
     with open(dry / "uploads.json") as handle:
         plan = json.load(handle)
     assert sorted(plan) == [f"hf://org/{name}" for name in sorted(NAMES)]
