@@ -112,9 +112,8 @@ def verify(verbose, release_dir, recheck):
 @click.pass_obj
 def publish(verbose, release_dir, to, dry_run):
     """Upload every keras-hub preset of RELEASE_DIR to a model hub."""
-    with stoppable(lambda: "presets uploaded before the stop stay uploaded; a rerun "
-                           "skips unchanged files" if dry_run is None else
-                           f"{dry_run} was not written"):
+    with stoppable(lambda: "presets uploaded before the stop stay uploaded" if dry_run is None
+                   else f"{dry_run} was not written"):
         release, ConversionError = library(verbose)
         try:
             plan = release.publish_release(release_dir, to, dry_run=dry_run,
