@@ -495,11 +495,37 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
             json.dump(manifest, handle, indent=2)
             handle.write("\n")
         write_sha256sums(staging)
+        for line in over_host_limits(staging, base_url):
+            log(line)
         _swap_in(staging, release_dir)
         return manifest
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+# hosts whose release assets have a size limit per file: (host, limit in bytes, what it is)
+HOST_FILE_LIMITS = (("github.com", 2 * 2**30, "GitHub's 2 GiB per release asset"),)
+
+
+def over_host_limits(release_dir: str, base_url: str) -> List[str]:
+    """One line per file of ``release_dir`` over the per-file limit of the host ``base_url``
+    names (``HOST_FILE_LIMITS``; ViT-H's and ViT-g's fp32 assets are 2.4-4 GB): the build
+    still writes them, but that host would refuse the upload."""
+    from urllib.parse import urlparse
+
+    host = (urlparse(base_url).hostname or "").lower()
+    lines = []
+    for domain, limit, what in HOST_FILE_LIMITS:
+        if host != domain and not host.endswith("." + domain):
+            continue
+        for name in sorted(os.listdir(release_dir)):
+            size = os.path.getsize(os.path.join(release_dir, name))
+            if size > limit:
+                lines.append(f"warning: {name}: {size / 1e9:.2f} GB, over {what} ({host} in "
+                             f"--base-url), where its upload would fail; host this release where "
+                             f"files this size are taken and build it with that --base-url")
+    return lines
 
 
 def staging_folder(prefix: str, parent: str) -> str:

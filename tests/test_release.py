@@ -1250,3 +1250,23 @@ def test_publish_uploads_through_keras_hub_and_keeps_our_card(release, tmp_path)
         assert commits[0] == ("Model card", ["README.md"])  # before keras-hub looks for one
         assert len(commits) == 2 and "README.md" in commits[1][1]
     assert ("POST", "/api/repos/create") in hub.requests
+
+
+def test_assets_over_the_hosts_file_limit_are_named_for_a_github_base_url(tmp_path):
+    """GitHub refuses release assets over 2 GiB, and ViT-H's and ViT-g's fp32 files are
+    2.4-4 GB: the build says so, per file, when --base-url is a GitHub one (sparse files here:
+    only their sizes are read)."""
+    from converter.release import over_host_limits
+
+    for name, size in (("TFVideoMAE_H_K400_16x224_FT.keras", 2 * 2**30 + 1),
+                       ("TFVideoMAE_H_K400_16x224_FT.json", 2 * 2**30)):
+        with open(tmp_path / name, "wb") as handle:
+            handle.truncate(size)
+    github = "https://github.com/me/zoo/releases/download/v1"
+    lines = over_host_limits(str(tmp_path), github)
+    assert lines == ["warning: TFVideoMAE_H_K400_16x224_FT.keras: 2.15 GB, over GitHub's 2 GiB "
+                     "per release asset (github.com in --base-url), where its upload would "
+                     "fail; host this release where files this size are taken and build it "
+                     "with that --base-url"]
+    assert over_host_limits(str(tmp_path), "https://example.org/zoo/v1") == []
+    assert over_host_limits(str(tmp_path), "https://notgithub.com/zoo") == []
