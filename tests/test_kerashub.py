@@ -196,12 +196,18 @@ def test_harness_passes_on_other_backends(backend):
     assert done.returncode == 0, done.stdout[-3000:]
 
 
+def _zoo_preset_folder(tmp_path_factory, row, cls, name):
+    """A new ``cls`` of zoo row ``row`` saved as the preset folder ``name``."""
+    folder = str(tmp_path_factory.mktemp("kerashub") / name)
+    preset = tf_models.get_preset(row)
+    save_zoo_preset(cls(**preset.model_config()), preset, folder)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def tiny_preset(tmp_path_factory):
-    folder = str(tmp_path_factory.mktemp("kerashub") / "tiny_ft")
-    preset = tf_models.get_preset(TINY_FT)
-    save_zoo_preset(tf_models.VideoMAEVideoClassifier(**preset.model_config()), preset, folder)
-    return folder
+    return _zoo_preset_folder(tmp_path_factory, TINY_FT, tf_models.VideoMAEVideoClassifier,
+                              "tiny_ft")
 
 
 def _copy(folder, tmp_path):
@@ -427,9 +433,216 @@ def test_a_preset_with_missing_or_misshapen_weights_is_refused_in_one_line(tiny_
     assert tf_models.VideoMAEBackbone.from_preset(folder, load_weights=False).depth > 0
     other = _copy(tiny_preset, tmp_path / "other")
     _edit_config(other, "config.json", lambda c: c["config"].update(embed_dim=96, num_heads=4))
-    with pytest.raises(tf_models.PresetError, match="cannot be loaded") as raised:
+    with pytest.raises(tf_models.PresetError) as raised:
         tf_models.VideoMAEBackbone.from_preset(other)
+    assert str(raised.value).startswith(f"{other}/config.json: embed_dim is 96, but the weights "
+                                        f"have 48 (")
     assert len(str(raised.value).splitlines()) == 1
+
+
+# --- a config's sizes against its weights' index, before anything is built ------------------
+
+@pytest.fixture(scope="module")
+def tiny_keras_files(tmp_path_factory):
+    """{kind: a tiny .keras file}: a classifier, a pre-trainer, a backbone, and a classifier
+    under the old class name with its weights in the old layout."""
+    from tf_models.legacy import _old_layout
+
+    folder = tmp_path_factory.mktemp("keras_files")
+    ft, pt = tf_models.get_preset(TINY_FT), tf_models.get_preset(TINY_PT)
+    models = {"classifier": tf_models.VideoMAEVideoClassifier(**ft.model_config()),
+              "pre-trainer": tf_models.VideoMAEMaskedAutoencoder(**pt.model_config()),
+              "backbone": tf_models.VideoMAEBackbone(**_backbone_kwargs())}
+    files = {}
+    for kind, model in models.items():
+        files[kind] = str(folder / f"{kind}.keras")
+        model.save(files[kind])
+    old_weights = str(folder / "old.weights.h5")
+    _old_layout(models["classifier"]).save_weights(old_weights)
+    config = keras.saving.serialize_keras_object(models["classifier"])
+    config["registered_name"], config["class_name"] = "videomae>VideoMAEClassifier", \
+        "VideoMAEClassifier"
+    files["old name"] = str(folder / "old.keras")
+    with zipfile.ZipFile(files["old name"], "w") as archive:
+        archive.writestr("config.json", json.dumps(config))
+        archive.writestr("metadata.json", json.dumps({"keras_version": "3.15.1"}))
+        archive.write(old_weights, "model.weights.h5")
+    return files
+
+
+def _rewrite_keras(source, target, edit_config=None, edit_weights=None):
+    """A copy of the ``.keras`` archive ``source`` at ``target``, its config.json changed by
+    ``edit_config(config)`` and its model.weights.h5 by ``edit_weights(h5py file)``."""
+    import h5py
+
+    with zipfile.ZipFile(source) as archive, zipfile.ZipFile(target, "w") as out:
+        for item in archive.infolist():
+            data = archive.read(item)
+            if item.filename == "config.json" and edit_config is not None:
+                config = json.loads(data)
+                edit_config(config)
+                data = json.dumps(config).encode()
+            if item.filename == "model.weights.h5" and edit_weights is not None:
+                scratch = str(target) + ".h5"
+                with open(scratch, "wb") as handle:
+                    handle.write(data)
+                with h5py.File(scratch, "a") as handle:
+                    edit_weights(handle)
+                with open(scratch, "rb") as handle:
+                    data = handle.read()
+                os.remove(scratch)
+            out.writestr(item, data)
+    return str(target)
+
+
+def _backbone_of(config):
+    """The backbone's own config in a serialised task's config (or a backbone's)."""
+    inner = config["config"]
+    return inner["backbone"]["config"] if "backbone" in inner else inner
+
+
+@pytest.fixture
+def built(monkeypatch):
+    """Every VideoMAEBackbone construction, recorded (then refused: none may happen)."""
+    calls = []
+
+    def record(self, *args, **kwargs):
+        calls.append(kwargs)
+        raise AssertionError("a VideoMAEBackbone was built")
+
+    monkeypatch.setattr(tf_models.VideoMAEBackbone, "__init__", record)
+    return calls
+
+
+KERAS_SIZES = {  # case: (file kind, config edit, what the line says, what the weights have)
+    "embed_dim": ("classifier", lambda c: _backbone_of(c).update(embed_dim=4800),
+                  "embed_dim is 4800", "48 (layers/video_mae_backbone/layers/patch_embed/"),
+    "depth": ("classifier", lambda c: _backbone_of(c).update(depth=60), "depth is 60",
+              "2 (blocks up to 1 in model.weights.h5)"),
+    "num_classes": ("classifier", lambda c: c["config"].update(num_classes=10 ** 6),
+                    "num_classes is 1000000", "400 (layers/dense/vars/0 (48, 400)"),
+    "decoder_depth": ("pre-trainer", lambda c: c["config"].update(decoder_depth=60),
+                      "decoder_depth is 60", "1 (blocks up to 0 in model.weights.h5)"),
+    "backbone": ("backbone", lambda c: _backbone_of(c).update(embed_dim=4800),
+                 "embed_dim is 4800", "48 (layers/patch_embed/proj/vars/0 "),
+    "old name": ("old name", lambda c: _backbone_of(c).update(depth=60), "depth is 60",
+                 "2 (blocks up to 1 in model.weights.h5)"),
+}
+KERAS_CLASSES = {"classifier": tf_models.VideoMAEVideoClassifier,
+                 "old name": tf_models.VideoMAEVideoClassifier,
+                 "pre-trainer": tf_models.VideoMAEMaskedAutoencoder,
+                 "backbone": tf_models.VideoMAEBackbone}
+
+
+@pytest.mark.parametrize("case", sorted(KERAS_SIZES))
+def test_a_keras_file_whose_config_outgrows_its_weights_is_refused_before_building(
+        tiny_keras_files, tmp_path, built, case):
+    """A ``.keras`` archive is a file from the internet: a config.json saying a width of 4800
+    or 60 blocks beside 48-wide, 2-block weights made Keras build that model first (GBs,
+    seconds) and only then fail. Now its sizes are compared with its model.weights.h5's
+    index: one line naming the archive, the key, both values and the evidence, and no
+    backbone is built, with or without its weights loaded."""
+    kind, edit, said, found = KERAS_SIZES[case]
+    path = _rewrite_keras(tiny_keras_files[kind], tmp_path / f"{kind}.keras", edit)
+    for load_weights in (True, False):
+        with pytest.raises(tf_models.PresetError) as raised:
+            KERAS_CLASSES[kind].from_preset(path, load_weights=load_weights)
+        message = str(raised.value)
+        assert message.startswith(f"{path}: {said}, but the weights have {found}"), message
+        assert message.endswith("its config.json does not describe its model.weights.h5 "
+                                "(edited, or another model's); export or download the .keras "
+                                "file again") and "\n" not in message
+    assert built == []
+
+
+def test_untouched_keras_files_of_every_kind_still_load(tiny_keras_files):
+    for kind, path in tiny_keras_files.items():
+        assert type(KERAS_CLASSES[kind].from_preset(path)) is KERAS_CLASSES[kind]
+
+
+@pytest.fixture(scope="module")
+def tiny_pt_preset(tmp_path_factory):
+    return _zoo_preset_folder(tmp_path_factory, TINY_PT, tf_models.VideoMAEMaskedAutoencoder,
+                              "tiny_pt")
+
+
+PRESET_SIZES = {  # case: (preset, file, edit, what the line says, what the weights have)
+    "config.json": ("ft", "config.json", lambda c: c["config"].update(embed_dim=4800),
+                    "embed_dim is 4800", "48 (layers/patch_embed/proj/vars/0 (2, 16, 16, 3, 48) "
+                                         "in model.weights.h5)"),
+    "task.json backbone": ("ft", "task.json", lambda c: _backbone_of(c).update(depth=60),
+                           "depth is 60", "2 (blocks up to 1 in model.weights.h5)"),
+    "task.json head": ("ft", "task.json", lambda c: c["config"].update(num_classes=10 ** 6),
+                       "num_classes is 1000000", "400 (layers/dense/vars/0 (48, 400) in "
+                                                 "task.weights.h5)"),
+    "task.json decoder": ("pt", "task.json", lambda c: c["config"].update(decoder_depth=60),
+                          "decoder_depth is 60", "1 (blocks up to 0 in task.weights.h5)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PRESET_SIZES))
+def test_a_preset_whose_config_outgrows_its_weights_is_refused_before_building(
+        tiny_preset, tiny_pt_preset, tmp_path, built, case):
+    """A keras-hub preset's config.json and task.json are files from the internet too:
+    keras-hub built the model they describe (a 4800-wide backbone, a million-class head)
+    before its weights were found not to fit. Now the backbone's sizes are compared with
+    model.weights.h5's index and the task's own with task.weights.h5's: one line naming the
+    config, and nothing is built."""
+    from tf_models.artifacts.resolve import load_artifact
+
+    kind, name, edit, said, found = PRESET_SIZES[case]
+    folder = _copy(tiny_preset if kind == "ft" else tiny_pt_preset, tmp_path)
+    _edit_config(folder, name, edit)
+    cls = tf_models.VideoMAEVideoClassifier if kind == "ft" else \
+        tf_models.VideoMAEMaskedAutoencoder
+    for load in (cls.from_preset, load_artifact,
+                 lambda preset: cls.from_preset(preset, load_weights=False)):
+        with pytest.raises(tf_models.PresetError) as raised:
+            load(folder)
+        message = str(raised.value)
+        assert message.startswith(f"{folder}/{name}: {said}, but the weights have {found}; a "
+                                  f"config of another model, or edited? "), message
+        assert "\n" not in message
+    assert built == []
+
+
+def _extra_array(handle):
+    import numpy as np
+
+    handle.create_dataset("layers/extra/vars/0", data=np.zeros((3,), "float32"))
+
+
+def test_weights_no_layer_takes_are_refused_in_one_line(tiny_keras_files, tiny_preset,
+                                                        tiny_pt_preset, tmp_path):
+    """Keras's lenient loading skips arrays no layer asks for: a ``.keras`` archive's, a
+    preset's model.weights.h5 and (before: loaded without a word) its task.weights.h5, which
+    holds the task's own layers only (keras-hub's ``save_task_weights``), each holding one
+    array more, are one line naming the file, what it holds and what the model takes."""
+    import h5py
+
+    path = _rewrite_keras(tiny_keras_files["classifier"], tmp_path / "extra.keras",
+                          edit_weights=_extra_array)
+    with pytest.raises(tf_models.PresetError) as raised:
+        tf_models.VideoMAEVideoClassifier.from_preset(path)
+    assert str(raised.value).startswith(f"{path}: holds 31 weight arrays, but the model its "
+                                        f"config.json describes (depth 2) takes 30; ")
+    cases = ((tiny_preset, "model.weights.h5", tf_models.VideoMAEVideoClassifier,
+              "holds 27 weight arrays, but the model its config.json describes (depth 2) "
+              "takes 26; "),
+             (tiny_preset, "task.weights.h5", tf_models.VideoMAEVideoClassifier,
+              "holds 5 weight arrays, but the model its task.json describes (depth 2) "
+              "takes 4; "),
+             (tiny_pt_preset, "task.weights.h5", tf_models.VideoMAEMaskedAutoencoder,
+              "holds 19 weight arrays, but the model its task.json describes (depth 2, "
+              "decoder_depth 1) takes 18; "))
+    for index, (preset, name, cls, expected) in enumerate(cases):
+        folder = _copy(preset, tmp_path / str(index))
+        with h5py.File(os.path.join(folder, name), "a") as handle:
+            _extra_array(handle)
+        with pytest.raises(tf_models.PresetError) as raised:
+            cls.from_preset(folder)
+        assert str(raised.value).startswith(f"{folder}/{name}: {expected}"), str(raised.value)
+        assert "\n" not in str(raised.value)
 
 
 def test_old_name_files_load_through_the_one_resolver(tmp_path):

@@ -130,12 +130,12 @@ def refuse_uncached_offline(preset: str, offline=None) -> None:
                           f"unset {' / '.join(download.OFFLINE_ENVS)}")
 
 
-def check_kerashub_preset(preset: str, offline=None) -> None:
+def check_kerashub_preset(preset: str, offline=None) -> dict:
     """Refuse a preset whose configs are missing, not JSON, or name any class other than this
     package's registered ones and Keras dtype policies (a Lambda layer, an unknown or
     arbitrary class), or whose task has no task weights: one ``PresetError`` line naming the
     file. Nothing is deserialised. Offline, an uncached ``hf://`` handle is refused first
-    (``refuse_uncached_offline``)."""
+    (``refuse_uncached_offline``). Returns {file name: config} of the configs it read."""
     import json
 
     from keras_hub.src.utils.preset_utils import check_file_exists, get_file
@@ -143,7 +143,7 @@ def check_kerashub_preset(preset: str, offline=None) -> None:
     from .hub import PresetError
 
     refuse_uncached_offline(preset, offline)
-    configs = []
+    configs = {}
     for name in CONFIG_FILES:
         where = f"{preset}/{name}"
         try:
@@ -169,7 +169,7 @@ def check_kerashub_preset(preset: str, offline=None) -> None:
             if not _allowed(found, entry):
                 raise PresetError(f"{where}: names class {found!r}, which is not a VideoMAE "
                                   f"class; refused (loading a preset never runs code)")
-        configs.append(name)
+        configs[name] = config
     # every task of ours has layers of its own (a head, a decoder): keras-hub builds them new,
     # and says nothing, when task.weights.h5 is missing
     try:
@@ -181,6 +181,7 @@ def check_kerashub_preset(preset: str, offline=None) -> None:
         raise PresetError(f"{preset}: has task.json but no {TASK_WEIGHTS_FILE}: the task's own "
                           f"layers (its head or decoder) would be new, random ones; copy the "
                           f"whole folder save_to_preset wrote")
+    return configs
 
 
 # the keyword arguments keras-hub's own ``from_preset`` takes; any other (``num_classes``,
@@ -247,44 +248,104 @@ def load_kerashub_preset(preset: str, offline=None, load_weights: bool = True):
 
 
 # the backbone's weights in a preset folder (keras-hub's MODEL_WEIGHTS_FILE; a sharded
-# preset has none, and is not checked for arrays its backbone does not take)
+# preset has none, and is not checked for arrays its backbone does not take, or for sizes)
 BACKBONE_WEIGHTS = "model.weights.h5"
 # a sharded preset's index of its backbone's weight files, in place of BACKBONE_WEIGHTS
 SHARDED_WEIGHTS = "model.weights.json"
+# which weights file shows the sizes of which config's part (``resolve.serialized_sizes``:
+# 0 the backbone's, 1 the task's own): keras-hub builds a backbone from config.json, a task
+# (its backbone included) from task.json; task.weights.h5 holds the task's own layers only
+PRESET_SIZES = (("config.json", 0, BACKBONE_WEIGHTS), ("task.json", 0, BACKBONE_WEIGHTS),
+                ("task.json", 1, TASK_WEIGHTS_FILE))
+
+
+def _weights_index(preset: str, name: str, fetch: bool):
+    """``legacy.stored_shapes`` of the weights file ``name`` of ``preset``, or None where it
+    has none. A local folder's is read in place; a hub handle's only with ``fetch`` (its
+    weights are about to be downloaded for the load anyway, and keras-hub's ``get_file``
+    then finds them in its cache)."""
+    from keras_hub.src.utils.preset_utils import check_file_exists, get_file
+
+    from .legacy import stored_shapes
+
+    if os.path.isdir(preset):
+        path = os.path.join(preset, name)
+        return stored_shapes(path) if os.path.isfile(path) else None
+    if not (fetch and check_file_exists(preset, name)):
+        return None
+    return stored_shapes(get_file(preset, name))
+
+
+def check_preset_sizes(preset: str, configs: dict, fetch: bool = True) -> None:
+    """``PresetError`` (one line naming the config, the key, both values and the array that
+    shows it) where a size a preset's ``config.json`` or ``task.json`` (``configs``, as
+    ``check_kerashub_preset`` read them) gives is not what its weights' index shows
+    (``PRESET_SIZES``), before keras-hub builds anything: a config is a file from the
+    internet, and one saying a width of 4800 beside 48-wide weights would otherwise ask for
+    gigabytes of variables first. ``fetch``: see ``_weights_index``."""
+    from .artifacts.resolve import check_weights_sizes, serialized_sizes
+
+    shapes = {}
+    for name, part, weights in PRESET_SIZES:
+        if name not in configs:
+            continue
+        if weights not in shapes:
+            shapes[weights] = _weights_index(preset, weights, fetch)
+        if shapes[weights] is not None:
+            check_weights_sizes(serialized_sizes(configs[name])[part], shapes[weights],
+                                f"{preset}/{name}", weights,
+                                "a config of another model, or edited? Copy the whole folder "
+                                "save_to_preset wrote: its configs and weights go together")
 
 
 def load_checked(load, preset, load_weights: bool = True):
     """``load(preset)`` (a keras-hub ``from_preset``; ``preset`` a string, as keras-hub's
-    loaders take no ``os.PathLike``) after ``check_kerashub_preset``, in Keras's safe mode
-    whatever the global setting (keras-hub's loaders do not pass ``safe_mode``, so
-    ``keras.config.enable_unsafe_deserialization()`` would otherwise reach them); any
-    failure (weights of the wrong shape, a missing weights file, named, a ``model.weights.h5``
-    holding arrays the backbone of its ``config.json`` does not take, which keras-hub would
-    skip) is one ``PresetError`` line. ``load_weights``: whether ``load`` loads them. The
+    loaders take no ``os.PathLike``) after ``check_kerashub_preset`` and
+    ``check_preset_sizes``, in Keras's safe mode whatever the global setting (keras-hub's
+    loaders do not pass ``safe_mode``, so ``keras.config.enable_unsafe_deserialization()``
+    would otherwise reach them); any failure (weights of the wrong shape, a missing weights
+    file, named, a ``model.weights.h5`` or ``task.weights.h5`` holding arrays the backbone of
+    its ``config.json`` or the task of its ``task.json`` does not take, which keras-hub would
+    skip) is one ``PresetError`` line. ``load_weights``: whether ``load`` loads them (a hub
+    handle's weights are read for the sizes' check only then; a local folder's always). The
     model's ``preset`` is the zoo row its folder or handle is named after (None: none)."""
+    import keras
     from keras.src.saving.serialization_lib import SafeModeScope
+    from keras_hub.models import Task
     from keras_hub.src.utils.preset_utils import check_file_exists, get_file
 
     from .hub import PresetError
     from .legacy import ExtraWeights, check_all_loaded
 
     preset = os.fspath(preset)
-    check_kerashub_preset(preset)
+    configs = check_kerashub_preset(preset)
     try:
         has_weights = load_weights and check_file_exists(preset, BACKBONE_WEIGHTS)
         if load_weights and not has_weights and not check_file_exists(preset, SHARDED_WEIGHTS):
             raise PresetError(f"{preset}: has no {BACKBONE_WEIGHTS} (the backbone's weights); "
                               f"copy the whole folder save_to_preset wrote, or pass "
                               f"load_weights=False for new weights")
+        check_preset_sizes(preset, configs, fetch=load_weights)
         with SafeModeScope(True):
             model = load(preset)
+        # (file, the part of the model it loaded into, the part it does not hold, its config)
+        loaded = []
         if has_weights:
-            check_all_loaded(getattr(model, "backbone", model), get_file(preset, BACKBONE_WEIGHTS))
+            loaded.append((BACKBONE_WEIGHTS, getattr(model, "backbone", model), None,
+                           "config.json"))
+        # keras-hub loads task.weights.h5 into a task of the class task.json declares only
+        declared = configs.get("task.json", {}).get("registered_name")
+        if load_weights and isinstance(model, Task) and \
+                keras.saving.get_registered_name(type(model)) == declared and \
+                check_file_exists(preset, TASK_WEIGHTS_FILE):
+            loaded.append((TASK_WEIGHTS_FILE, model, model.backbone, "task.json"))
+        for name, part, without, config in loaded:
+            try:
+                check_all_loaded(part, get_file(preset, name), without)
+            except ExtraWeights as error:
+                raise PresetError(error.line(f"{preset}/{name}", f"its {config}")) from None
     except PresetError:
         raise
-    except ExtraWeights as error:
-        raise PresetError(error.line(f"{preset}/{BACKBONE_WEIGHTS}", "its config.json")
-                          ) from None
     except Exception as error:  # keras and h5py raise many types for a bad file
         raise PresetError(f"{preset}: cannot be loaded as a VideoMAE preset "
                           f"({_first_line(error)})") from None

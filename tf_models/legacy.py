@@ -9,6 +9,8 @@ deserialisation only (they build ``VideoMAEVideoClassifier`` / ``VideoMAEMaskedA
 Keras loads a weights file leniently: arrays no layer of the model asks for (a block more
 than the config's ``depth``) are skipped without a word. Both loaders here refuse such a file
 (``ExtraWeights``): a file whose weights do not all land in the model is not that model.
+Before that, ``load_model_file`` compares the sizes a ``.keras`` archive's config gives with
+its weights' shapes, so an edited config never builds a model of its own sizes first.
 """
 
 from __future__ import annotations
@@ -130,12 +132,15 @@ def stored_arrays(weights) -> int:
     return len(stored_shapes(weights))
 
 
-def check_all_loaded(model, weights) -> None:
+def check_all_loaded(model, weights, without=None) -> None:
     """ExtraWeights when ``weights`` (loaded into ``model``) holds arrays beyond ``model``'s
-    variables. Keras checks each layer's own arrays against its variables, and fails a layer
-    that finds none: so once a load succeeded, more arrays than variables means groups no
-    layer asked for."""
-    found, expected = stored_arrays(weights), len(model.weights)
+    variables (those of its part ``without`` left out: a keras-hub task's backbone, whose
+    weights its ``task.weights.h5`` does not hold). Keras checks each layer's own arrays
+    against its variables, and fails a layer that finds none: so once a load succeeded, more
+    arrays than variables means groups no layer asked for."""
+    skipped = {id(variable) for variable in without.weights} if without is not None else set()
+    found = stored_arrays(weights)
+    expected = sum(id(variable) not in skipped for variable in model.weights)
     if found > expected:
         raise ExtraWeights(model, found, expected)
 
@@ -209,6 +214,21 @@ def _member_view(path: str, info: zipfile.ZipInfo):
     return _StoredMember(handle, start, info.file_size)
 
 
+def _check_archive_sizes(path: str, config, info: zipfile.ZipInfo) -> None:
+    """PresetError (``artifacts.resolve``'s one line, naming the archive, the key, both values
+    and the array that shows it) where a size the archive's ``config.json`` gives (its task's
+    and its backbone's: ``resolve.serialized_sizes``) is not what its weights' index shows;
+    reads the index only, before anything is built."""
+    from .artifacts.resolve import check_weights_sizes, serialized_sizes
+
+    with _member_view(path, info) as weights:
+        shapes = stored_shapes(weights)
+    backbone, task = serialized_sizes(config)
+    check_weights_sizes({**backbone, **task}, shapes, path, WEIGHTS_MEMBER,
+                        f"its config.json does not describe its {WEIGHTS_MEMBER} (edited, or "
+                        f"another model's); export or download the .keras file again")
+
+
 def load_model_file(path: str, load_weights: bool = True):
     """``keras.saving.load_model(path, compile=False)``, also for a ``.keras`` written under
     the old class names (its weights in the old layout); ExtraWeights for an archive whose
@@ -216,18 +236,30 @@ def load_model_file(path: str, load_weights: bool = True):
     model its config describes, with new weights (as keras-hub's ``from_preset`` gives). In
     safe mode whatever the global setting: ``keras.config.enable_unsafe_deserialization()``
     (or an enclosing ``SafeModeScope(False)``) overrides a ``safe_mode=True`` argument, as it
-    would a keras-hub preset's (``kerashub_presets.load_checked``)."""
+    would a keras-hub preset's (``kerashub_presets.load_checked``).
+
+    The archive is a file from the internet: before anything is built, the sizes its
+    ``config.json`` gives (``embed_dim``, ``depth``, ``num_classes``, ``decoder_depth``...)
+    are compared with the shapes in its ``model.weights.h5``'s index (``_check_archive_sizes``:
+    a ``PresetError`` line), so a config saying a width of 4800 beside 48-wide weights never
+    asks for gigabytes of variables. With ``load_weights=False`` too: the config is no more
+    trusted when its weights are not loaded, and an archive whose weights' index cannot be
+    read is damaged either way (OSError). An archive in Keras's other weights format
+    (``model.weights.npz``) is not compared."""
     from keras.src.saving.serialization_lib import SafeModeScope
 
     with zipfile.ZipFile(path) as archive, SafeModeScope(True):
         config = json.loads(archive.read("config.json"))
+        has_weights = WEIGHTS_MEMBER in archive.namelist()
+        if has_weights:
+            _check_archive_sizes(path, config, archive.getinfo(WEIGHTS_MEMBER))
         if not load_weights:
             return keras.saving.deserialize_keras_object(config, safe_mode=True)
         if config.get("registered_name") not in LEGACY_CLASSES:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=OPTIMIZER_SKIPPED)
                 model = keras.saving.load_model(path, compile=False, safe_mode=True)
-            if WEIGHTS_MEMBER in archive.namelist():  # Keras's other formats: not checked
+            if has_weights:  # Keras's other formats: not checked
                 with _member_view(path, archive.getinfo(WEIGHTS_MEMBER)) as weights:
                     check_all_loaded(model, weights)
             return model

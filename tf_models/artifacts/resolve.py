@@ -7,7 +7,8 @@ transformers-format VideoMAE folder or ``hf://`` repository -> a verified local 
 keras-hub presets are opened by keras-hub's own ``from_preset`` machinery (its loaders, its
 Hugging Face and Kaggle clients and their caches; ``HF_ENDPOINT`` and the clients' other
 settings apply), after ``tf_models.kerashub_presets.check_kerashub_preset`` has checked that
-their configs name only this package's registered classes, in Keras's safe mode.
+their configs name only this package's registered classes, in Keras's safe mode, and
+``check_preset_sizes`` that their sizes are what their weights show.
 Transformers-format models (``config.json`` with a ``model_type``, safetensors weights) are
 converted on the fly as ``from_preset`` converts them (``tf_models.transformers_format``).
 
@@ -29,7 +30,7 @@ import shutil
 import tempfile
 import urllib.parse
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 from ..kerashub_presets import HANDLE_PREFIXES, is_kerashub_preset, preset_files_missing
 from ..presets import DEFAULT_ZOO_URL, Preset, get_preset
@@ -405,12 +406,44 @@ def _report_sizes(config: dict) -> dict:
     def integer(value):
         return isinstance(value, int) and not isinstance(value, bool)
 
+    if not isinstance(config, dict):  # a serialised config's: its constructor refuses it
+        return {}
     said = {k: v for k, v in config.items() if integer(v)}
     ratio = config.get("mlp_ratio")
     if integer(config.get("embed_dim")) and isinstance(ratio, (int, float)) \
             and not isinstance(ratio, bool) and math.isfinite(ratio):
-        said[MLP_WIDTH] = int(config["embed_dim"] * ratio)
+        try:
+            said[MLP_WIDTH] = int(config["embed_dim"] * ratio)
+        except OverflowError:  # no float holds it: embed_dim or mlp_ratio is refused anyway
+            pass
     return said
+
+
+def serialized_sizes(config) -> Tuple[dict, dict]:
+    """(the backbone's sizes, the task's own sizes) a serialised Keras config gives (a
+    ``.keras`` archive's or a keras-hub preset's ``config.json``, a preset's ``task.json``;
+    the old class names' configs nest the same way): a task's ``config`` holds its own
+    (``num_classes``, ``decoder_embed_dim``, ``decoder_depth``...) and its backbone's config
+    under ``backbone``; a backbone's are at its top level, its task sizes none."""
+    inner = config.get("config") if isinstance(config, dict) else None
+    if not isinstance(inner, dict):
+        return {}, {}
+    backbone = inner.get("backbone")
+    if not isinstance(backbone, dict):  # a backbone (or no task of ours: nothing to compare)
+        return _report_sizes(inner), {}
+    return (_report_sizes(backbone.get("config")),
+            _report_sizes({k: v for k, v in inner.items() if k != "backbone"}))
+
+
+def check_weights_sizes(said: dict, shapes: Dict[str, tuple], where: str, weights: str,
+                        hint: str) -> None:
+    """``check_config_sizes`` for a Keras weights file of this package's models (a
+    ``.weights.h5``, a ``.keras`` archive's, a preset's ``model.weights.h5`` or
+    ``task.weights.h5``): ``WEIGHTS_SIZE_EVIDENCE``; a block count the config gives is
+    checked even where the file holds no blocks (each such file holds every block of what
+    it saved)."""
+    check_config_sizes(said, shapes, WEIGHTS_SIZE_EVIDENCE, WEIGHTS_BLOCK_COUNTS, where,
+                       weights, hint, count_absent=True)
 
 
 # --- loading what it resolved to --------------------------------------------------------------
@@ -425,9 +458,11 @@ def load_keras_model(resolved: Resolved, offline: Optional[bool] = None,
     """The Keras model stored in ``resolved`` (a ``.keras`` file, or a ``.weights.h5`` file
     built from its config); PresetError for a SavedModel, which holds a traced graph. Files
     written under the old class names or weight layouts load too (``tf_models.legacy``);
-    Keras's safe mode stays on. A keras-hub preset loads through keras-hub's
-    ``from_preset`` as the class its ``task.json`` (or, without one, its ``config.json``)
-    declares, after its configs were checked (``kerashub_presets.load_kerashub_preset``). A
+    Keras's safe mode stays on. The sizes a ``.keras`` archive's config or a ``.weights.h5``'s
+    report gives are checked against the weights' index before anything is built. A
+    keras-hub preset loads through keras-hub's ``from_preset`` as the class its
+    ``task.json`` (or, without one, its ``config.json``) declares, after its configs were
+    checked (``kerashub_presets.load_kerashub_preset``). A
     transformers-format one is converted as ``from_preset`` converts it (``offline``: from
     the Hugging Face cache only). ``load_weights=False``: the same architecture with new
     weights, as keras-hub's ``from_preset`` gives it (a transformers-format model's
@@ -453,6 +488,8 @@ def load_keras_model(resolved: Resolved, offline: Optional[bool] = None,
     if resolved.kind == "keras":
         try:
             return load_model_file(resolved.path, load_weights)
+        except PresetError:  # its config's sizes, refused before anything was built
+            raise
         except ExtraWeights as error:
             raise PresetError(error.line(resolved.path, "its config.json")) from None
         except Exception as error:  # keras raises many types for a bad file
@@ -470,10 +507,9 @@ def load_keras_model(resolved: Resolved, offline: Optional[bool] = None,
                           f"it is truncated or not a .weights.h5: download or export it "
                           f"again") from None
     if resolved.report is not None:  # a zoo entry's sizes are the zoo table's
-        check_config_sizes(_report_sizes(config), shapes, WEIGHTS_SIZE_EVIDENCE,
-                           WEIGHTS_BLOCK_COUNTS, where, resolved.path,
-                           f"a report of another model? Keep the {os.path.basename(where)} "
-                           f"saved with these weights beside them", count_absent=True)
+        check_weights_sizes(_report_sizes(config), shapes, where, resolved.path,
+                            f"a report of another model? Keep the {os.path.basename(where)} "
+                            f"saved with these weights beside them")
     try:
         model = cls(**config)
     except Exception as error:  # a value of the wrong type or range: keras raises many types
