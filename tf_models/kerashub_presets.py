@@ -276,13 +276,14 @@ def _weights_index(preset: str, name: str, fetch: bool):
     return stored_shapes(get_file(preset, name))
 
 
-def check_preset_sizes(preset: str, configs: dict, fetch: bool = True) -> None:
+def check_preset_sizes(preset: str, configs: dict, fetch: bool = True) -> dict:
     """``PresetError`` (one line naming the config, the key, both values and the array that
     shows it) where a size a preset's ``config.json`` or ``task.json`` (``configs``, as
     ``check_kerashub_preset`` read them) gives is not what its weights' index shows
     (``PRESET_SIZES``), before keras-hub builds anything: a config is a file from the
     internet, and one saying a width of 4800 beside 48-wide weights would otherwise ask for
-    gigabytes of variables first. ``fetch``: see ``_weights_index``."""
+    gigabytes of variables first. ``fetch``: see ``_weights_index``. Returns {weights file:
+    its index, or None} of the files it read."""
     from .artifacts.resolve import check_weights_sizes, serialized_sizes
 
     shapes = {}
@@ -296,6 +297,7 @@ def check_preset_sizes(preset: str, configs: dict, fetch: bool = True) -> None:
                                 f"{preset}/{name}", weights,
                                 "a config of another model, or edited? Copy the whole folder "
                                 "save_to_preset wrote: its configs and weights go together")
+    return shapes
 
 
 def load_checked(load, preset, load_weights: bool = True):
@@ -325,7 +327,7 @@ def load_checked(load, preset, load_weights: bool = True):
             raise PresetError(f"{preset}: has no {BACKBONE_WEIGHTS} (the backbone's weights); "
                               f"copy the whole folder save_to_preset wrote, or pass "
                               f"load_weights=False for new weights")
-        check_preset_sizes(preset, configs, fetch=load_weights)
+        indexes = check_preset_sizes(preset, configs, fetch=load_weights)
         with SafeModeScope(True):
             model = load(preset)
         # (file, the part of the model it loaded into, the part it does not hold, its config)
@@ -341,7 +343,7 @@ def load_checked(load, preset, load_weights: bool = True):
             loaded.append((TASK_WEIGHTS_FILE, model, model.backbone, "task.json"))
         for name, part, without, config in loaded:
             try:
-                check_all_loaded(part, get_file(preset, name), without)
+                check_all_loaded(part, get_file(preset, name), without, indexes.get(name))
             except ExtraWeights as error:
                 raise PresetError(error.line(f"{preset}/{name}", f"its {config}")) from None
     except PresetError:

@@ -127,27 +127,24 @@ def stored_shapes(weights) -> Dict[str, Tuple[int, ...]]:
     return found
 
 
-def stored_arrays(weights) -> int:
-    """How many weight arrays a Keras ``.h5`` weights file holds (``stored_shapes``)."""
-    return len(stored_shapes(weights))
-
-
-def check_all_loaded(model, weights, without=None) -> None:
+def check_all_loaded(model, weights, without=None, shapes=None) -> None:
     """ExtraWeights when ``weights`` (loaded into ``model``) holds arrays beyond ``model``'s
     variables (those of its part ``without`` left out: a keras-hub task's backbone, whose
     weights its ``task.weights.h5`` does not hold). Keras checks each layer's own arrays
     against its variables, and fails a layer that finds none: so once a load succeeded, more
-    arrays than variables means groups no layer asked for."""
+    arrays than variables means groups no layer asked for. ``shapes``: the file's
+    ``stored_shapes`` where the caller has read them already (its sizes' check)."""
     skipped = {id(variable) for variable in without.weights} if without is not None else set()
-    found = stored_arrays(weights)
+    found = len(stored_shapes(weights) if shapes is None else shapes)
     expected = sum(id(variable) not in skipped for variable in model.weights)
     if found > expected:
         raise ExtraWeights(model, found, expected)
 
 
-def load_weights_file(model, path: str) -> None:
+def load_weights_file(model, path: str, shapes=None) -> None:
     """``model.load_weights(path)``, also for a ``.weights.h5`` in the old layout;
-    ExtraWeights for a file with arrays the model does not take."""
+    ExtraWeights for a file with arrays the model does not take (``shapes``: its
+    ``stored_shapes``, where already read)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=OPTIMIZER_SKIPPED)
         # an old-layout file first fails the new layout, which warns about what it skipped
@@ -159,7 +156,7 @@ def load_weights_file(model, path: str) -> None:
                 _old_layout(model).load_weights(path)
             except Exception:
                 raise error from None
-    check_all_loaded(model, path)
+    check_all_loaded(model, path, shapes=shapes)
 
 
 class _StoredMember(io.RawIOBase):
@@ -214,11 +211,11 @@ def _member_view(path: str, info: zipfile.ZipInfo):
     return _StoredMember(handle, start, info.file_size)
 
 
-def _check_archive_sizes(path: str, config, info: zipfile.ZipInfo) -> None:
+def _check_archive_sizes(path: str, config, info: zipfile.ZipInfo) -> Dict[str, Tuple[int, ...]]:
     """PresetError (``artifacts.resolve``'s one line, naming the archive, the key, both values
     and the array that shows it) where a size the archive's ``config.json`` gives (its task's
     and its backbone's: ``resolve.serialized_sizes``) is not what its weights' index shows;
-    reads the index only, before anything is built."""
+    reads the index only, before anything is built. Returns the index (``stored_shapes``)."""
     from .artifacts.resolve import check_weights_sizes, serialized_sizes
 
     with _member_view(path, info) as weights:
@@ -227,6 +224,7 @@ def _check_archive_sizes(path: str, config, info: zipfile.ZipInfo) -> None:
     check_weights_sizes({**backbone, **task}, shapes, path, WEIGHTS_MEMBER,
                         f"its config.json does not describe its {WEIGHTS_MEMBER} (edited, or "
                         f"another model's); export or download the .keras file again")
+    return shapes
 
 
 def load_model_file(path: str, load_weights: bool = True):
@@ -251,8 +249,8 @@ def load_model_file(path: str, load_weights: bool = True):
     with zipfile.ZipFile(path) as archive, SafeModeScope(True):
         config = json.loads(archive.read("config.json"))
         has_weights = WEIGHTS_MEMBER in archive.namelist()
-        if has_weights:
-            _check_archive_sizes(path, config, archive.getinfo(WEIGHTS_MEMBER))
+        shapes = (_check_archive_sizes(path, config, archive.getinfo(WEIGHTS_MEMBER))
+                  if has_weights else None)
         if not load_weights:
             return keras.saving.deserialize_keras_object(config, safe_mode=True)
         if config.get("registered_name") not in LEGACY_CLASSES:
@@ -260,13 +258,12 @@ def load_model_file(path: str, load_weights: bool = True):
                 warnings.filterwarnings("ignore", message=OPTIMIZER_SKIPPED)
                 model = keras.saving.load_model(path, compile=False, safe_mode=True)
             if has_weights:  # Keras's other formats: not checked
-                with _member_view(path, archive.getinfo(WEIGHTS_MEMBER)) as weights:
-                    check_all_loaded(model, weights)
+                check_all_loaded(model, None, shapes=shapes)
             return model
         model = keras.saving.deserialize_keras_object(config, safe_mode=True)
         with tempfile.TemporaryDirectory() as tmp:
             weights = os.path.join(tmp, WEIGHTS_MEMBER)
             with open(weights, "wb") as out:
                 out.write(archive.read(WEIGHTS_MEMBER))
-            load_weights_file(model, weights)
+            load_weights_file(model, weights, shapes)
     return model

@@ -519,7 +519,7 @@ def load_keras_model(resolved: Resolved, offline: Optional[bool] = None,
     if not load_weights:
         return model
     try:
-        load_weights_file(model, resolved.path)
+        load_weights_file(model, resolved.path, shapes)
     except ExtraWeights as error:
         source = (f"its report {report_path(resolved.path)}" if resolved.report is not None
                   else f"zoo entry {resolved.name}")
