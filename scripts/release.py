@@ -69,7 +69,8 @@ def cli(ctx, verbose):
 @click.pass_obj
 def build(verbose, conversion_dir, release_dir, base_url, force):
     """Build RELEASE_DIR from the artifacts in CONVERSION_DIR."""
-    with stoppable(lambda: f"{release_dir} was not written (a release there is kept)"):
+    with stoppable(lambda: f"{release_dir} was not written (a release there is kept)"
+                   ) as stop_if_signalled:
         release, ConversionError = library(verbose)
         try:
             manifest = release.build_release(conversion_dir, release_dir, base_url,
@@ -78,6 +79,7 @@ def build(verbose, conversion_dir, release_dir, base_url, force):
         except ConversionError as error:
             raise fail(str(error)) from None
         except Exception as error:  # noqa: BLE001  (one line, never a traceback)
+            stop_if_signalled()  # an error a stop caused is the stop: no traceback file
             raise fail(unexpected(conversion_dir, error)) from None
     click.echo(f"{release_dir}: {len(manifest['entries'])} entries, "
                f"{len(manifest['assets'])} assets")
@@ -89,13 +91,14 @@ def build(verbose, conversion_dir, release_dir, base_url, force):
 @click.pass_obj
 def verify(verbose, release_dir, recheck):
     """Check RELEASE_DIR against its SHA256SUMS, manifest and MODEL_ZOO.md."""
-    with stoppable(lambda: f"{release_dir} was not verified"):
+    with stoppable(lambda: f"{release_dir} was not verified") as stop_if_signalled:
         release, ConversionError = library(verbose)
         try:
             problems = release.verify_release(release_dir, recheck=recheck)
         except ConversionError as error:
             problems = [str(error)]
         except Exception as error:  # noqa: BLE001  (one line, never a traceback)
+            stop_if_signalled()  # an error a stop caused is the stop: no traceback file
             raise fail(unexpected(release_dir, error), code=1) from None
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
@@ -113,7 +116,7 @@ def verify(verbose, release_dir, recheck):
 def publish(verbose, release_dir, to, dry_run):
     """Upload every keras-hub preset of RELEASE_DIR to a model hub."""
     with stoppable(lambda: "presets uploaded before the stop stay uploaded" if dry_run is None
-                   else f"{dry_run} was not written"):
+                   else f"{dry_run} was not written") as stop_if_signalled:
         release, ConversionError = library(verbose)
         try:
             plan = release.publish_release(release_dir, to, dry_run=dry_run,
@@ -121,6 +124,7 @@ def publish(verbose, release_dir, to, dry_run):
         except ConversionError as error:
             raise fail(str(error)) from None
         except Exception as error:  # noqa: BLE001  (one line, never a traceback)
+            stop_if_signalled()  # an error a stop caused is the stop: no traceback file
             raise fail(unexpected(release_dir, error)) from None
     done = f"written to {dry_run} (dry run)" if dry_run else "uploaded"
     click.echo(f"{release_dir}: {len(plan)} presets {done}")

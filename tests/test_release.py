@@ -1124,6 +1124,34 @@ def test_check_assets_reads_a_pt_report_from_before_the_output_was_named_pixels(
 
 # --- scripts/release.py ------------------------------------------------------------------------
 
+def test_an_error_a_stop_caused_is_the_stop_and_keeps_no_traceback_file(conversions, tmp_path,
+                                                                        monkeypatch):
+    """A stop can land inside a library that turns it into an error of its own (zipfile's
+    ValueError "Can't close the ZIP file while there is an open writing handle", seen when
+    the stopped-build test's SIGTERM came while a SavedModel was being zipped). That error is
+    the stop: one line, exit 2, and no traceback file written for it into TMPDIR (before, each
+    command wrote one there, as for a bug, and then reported the stop)."""
+    import signal
+    import tempfile
+
+    import converter.release
+    from videomae_cli import exits
+
+    def stopped(*args, **kwargs):  # the signal arrived, and a library raised its own error
+        exits._stopping.Terminated.received = signal.SIGTERM
+        raise ValueError("Can't close the ZIP file while there is an open writing handle on it")
+    for name in ("build_release", "verify_release", "publish_release"):
+        monkeypatch.setattr(converter.release, name, stopped)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    for args in (("build", conversions[0], str(tmp_path / "r"), "--base-url", BASE_URL),
+                 ("verify", str(tmp_path)), ("publish", str(tmp_path), "--to", "hf://org")):
+        line = assert_one_line_error(_script_in_process(*args), 2)
+        assert line.startswith("error: interrupted; "), line
+        assert os.listdir(scratch) == [], args[0]
+
+
 def _script_in_process(*args):
     """scripts/release.py's click group run in this process (no ~10 s torch + TF start-up;
     test_publish_uploads_through_keras_hub_and_keeps_our_card runs the script itself)."""
