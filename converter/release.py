@@ -28,15 +28,18 @@ import numpy as np
 
 from tf_models.artifacts.checksums import (SUMS, bad_line_message, is_plain_name,
                                            parse_sums_lines, sha256_file, write_folder_sums)
-from tf_models.artifacts.files import stop_signals_deferred
+from tf_models.artifacts.files import fsync_dir, fsync_tree, stop_signals_deferred
 from tf_models.artifacts.names import (LITERT_KINDS, QUANTIZED_MODES, SUFFIXES, artifact_paths,
                                        quantized_kind)
 from tf_models.lifetime import framework_child
 from tf_models.stopping import Terminated, stop_handlers
 
+from . import __version__
 from .errors import ConversionError, require_tensorflow_backend, type_in_words
 from .kinds import kind_of
 from .record import ConversionRecord, RecordError, RunOutcome
+from .release_scratch import (OLD, PARTIAL, PUBLISH_PARTIAL, make_scratch_folder,
+                              remove_scratch_folder, remove_stale_scratch)
 from .zoo import ALL_SIZES, DATASETS, FAMILIES, Entry
 
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same SavedModel zips to the same bytes
@@ -290,6 +293,24 @@ def _refuse_unreadable_report(conversion_dir: str, name: str, error: Exception) 
                               f"--force, or move its files out of the folder")
 
 
+def _refuse_duplicate_reports(loaded) -> None:
+    """ConversionError when two report files of the folder report the same entry (a copy
+    beside the original, ``NAME (copy).json``): the entry would be packed twice."""
+    first: Dict[str, str] = {}
+    for path, report in loaded:
+        if report is None:
+            continue
+        if report.name not in first:
+            first[report.name] = path
+            continue
+        both, keep = (first[report.name], path), f"{report.name}.json"
+        extra = [p for p in both if os.path.basename(p) != keep]
+        fix = (f"move {extra[0]} out of the folder" if len(extra) == 1 else
+               f"keep one of them, as {keep}, and move the other out of the folder")
+        raise ConversionError(f"{both[0]} and {both[1]}: expected one conversion report per "
+                              f"entry, found both reporting {report.name}; {fix}")
+
+
 def _zoo_entry(report: ConversionRecord, report_path: str) -> Entry:
     """The zoo entry of a report, or ConversionError naming the file when this converter's zoo
     does not know it (a report of a newer version, or a hand-edited one)."""
@@ -427,7 +448,6 @@ def _release_entry(report_path: str, report: ConversionRecord, conversion_dir: s
         raise ConversionError(f"{entry.name}: reloaded assets differ from the reference: "
                               + ", ".join(f"{k} {v:.2e} > {asset_tolerance(report, k):.0e}"
                                           for k, v in bad.items()))
-    manifest["converter_version"] = report.versions.get("videomae-convert")
     manifest["entries"][entry.name] = dict(manifest_entry(report), release_check=errors)
     card = os.path.join(staging, f"{entry.name}.md")
     text = render_model_card(entry, report, base_url, errors, preset_class)
@@ -453,11 +473,15 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
 
     Fails (ConversionError) if any artifact does not match its report, or does not reproduce
     the reference fingerprint when reloaded in a fresh process. The release folder is built
-    in a staging folder and moved into place only when everything passed.
+    in a staging folder and moved into place only when everything passed; what a killed build
+    left beside it is removed first (``release_scratch.remove_stale_scratch``).
     """
     require_tensorflow_backend("building a release")
     if not os.path.isdir(conversion_dir):
         raise ConversionError(f"{conversion_dir}: not a folder")
+    # what a killed build left beside the release goes first: a release it had moved aside
+    # is back in place before the destination is checked
+    remove_stale_scratch(os.path.dirname(os.path.abspath(release_dir)), log)
     _check_destination(conversion_dir, release_dir, force)
     failed = _failed_outcomes(conversion_dir)
     if failed:
@@ -468,6 +492,7 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
     reports = [path for path, report in loaded if report is not None]
     if not reports:
         raise ConversionError(f"{conversion_dir}: no conversion reports (NAME.json) found")
+    _refuse_duplicate_reports(loaded)
     parent = os.path.dirname(os.path.abspath(release_dir))
     try:
         os.makedirs(parent, exist_ok=True)
@@ -478,9 +503,11 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
     staging = None
     try:
         with stop_signals_deferred():  # a stop waits until the folder is known to the finally
-            staging = staging_folder(".release-partial-", parent)
-        manifest = {"converter_version": None, "git_commit": git_commit(), "base_url": base_url,
-                    "entries": {}, "assets": {}}
+            staging = make_scratch_folder(PARTIAL, parent)
+        # the builder's version and commit; each entry's own converter version is in its
+        # "versions" (its report's), which MODEL_ZOO.md names when they differ from this one
+        manifest = {"converter_version": __version__, "git_commit": git_commit(),
+                    "base_url": base_url, "entries": {}, "assets": {}}
         # every entry's artifacts against its report first: a changed file fails the build
         # at once, not after the entries before it were packed and re-checked (minutes each)
         verified = [_verified(path, report, conversion_dir)
@@ -501,7 +528,7 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
         return manifest
     finally:
         if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
+            remove_scratch_folder(staging)
 
 
 # hosts whose release assets have a size limit per file: (host, limit in bytes, what it is)
@@ -528,40 +555,32 @@ def over_host_limits(release_dir: str, base_url: str) -> List[str]:
     return lines
 
 
-def staging_folder(prefix: str, parent: str) -> str:
-    """A new folder in ``parent`` (``tempfile.mkdtemp``) that becomes an output folder once
-    written, so with the mode ``mkdir`` gives (the umask's), not mkdtemp's 0700: a release
-    folder others cannot list is one a web server run by another user cannot serve."""
-    folder = tempfile.mkdtemp(prefix=prefix, dir=parent)
-    try:
-        probe = os.path.join(folder, "mode")
-        os.mkdir(probe)
-        os.chmod(folder, os.stat(probe).st_mode & 0o7777)
-        os.rmdir(probe)
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    return folder
-
-
 def _swap_in(staging: str, release_dir: str) -> None:
-    """``staging`` becomes ``release_dir``; an old release there is moved aside first and
-    deleted only once the new one is in place (put back if the move fails), so no moment
-    leaves neither."""
+    """``staging`` becomes ``release_dir``; an old release there is moved aside first (under
+    its own name, in a scratch folder: a build killed between the renames leaves it for the
+    next one to put back) and deleted only once the new one is in place (put back if the move
+    fails), so no moment leaves neither. Every staged file and folder is flushed to disk
+    before the rename, and the parent folder after it: a power cut never leaves a release
+    folder of empty or short files under the final name."""
+    fsync_tree(staging)
+    parent = os.path.dirname(os.path.abspath(release_dir))
     if not os.path.exists(release_dir):
         os.replace(staging, release_dir)
+        fsync_dir(parent)
         return
     with stop_signals_deferred():  # a stop waits until one release or the other is in place
-        aside = tempfile.mkdtemp(prefix=".release-old-", dir=os.path.dirname(staging))
-        old = os.path.join(aside, "release")
-        os.replace(release_dir, old)
+        aside = make_scratch_folder(OLD, os.path.dirname(staging))
         try:
-            os.replace(staging, release_dir)
-        except BaseException:
-            os.replace(old, release_dir)
-            raise
+            old = os.path.join(aside, os.path.basename(os.path.abspath(release_dir)))
+            os.replace(release_dir, old)
+            try:
+                os.replace(staging, release_dir)
+            except BaseException:
+                os.replace(old, release_dir)
+                raise
+            fsync_dir(parent)  # the new release is in place for good before the old goes
         finally:
-            shutil.rmtree(aside, ignore_errors=True)
+            remove_scratch_folder(aside)
 
 
 def write_sha256sums(folder: str) -> None:
@@ -855,6 +874,13 @@ def publish_release(release_dir: str, to: str, dry_run: Optional[str] = None,
     returns ``{handle: {file: sha256}}``. With ``dry_run`` (a new folder) nothing is uploaded:
     each preset folder is written there exactly as it would be uploaded, with that plan as
     ``uploads.json``. ConversionError (one line) on a release that does not verify."""
+    if dry_run is not None:  # what a killed dry run (or build) left beside it goes first
+        remove_stale_scratch(os.path.dirname(os.path.abspath(dry_run)), log)
+    if not os.path.isdir(release_dir):
+        found = "a file" if os.path.lexists(release_dir) else "nothing there"
+        raise ConversionError(f"{release_dir}: expected a release folder, found {found}; "
+                              f"check the path, or build the release with scripts/release.py "
+                              f"build")
     problems = verify_release(release_dir)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -881,7 +907,7 @@ def publish_release(release_dir: str, to: str, dry_run: Optional[str] = None,
             if dry_run is not None:  # written in full beside it, then moved into place
                 parent = os.path.dirname(os.path.abspath(dry_run))
                 os.makedirs(parent, exist_ok=True)
-                staged = staging_folder(".publish-partial-", parent)
+                staged = make_scratch_folder(PUBLISH_PARTIAL, parent)
         for entry, tar_name in presets:
             folder = untar_preset(os.path.join(release_dir, tar_name),
                                   os.path.join(scratch, entry))
@@ -908,9 +934,10 @@ def publish_release(release_dir: str, to: str, dry_run: Optional[str] = None,
             os.replace(staged, dry_run)
         return plan
     finally:
-        for folder in (scratch, staged):
-            if folder is not None:
-                shutil.rmtree(folder, ignore_errors=True)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+        if staged is not None:
+            remove_scratch_folder(staged)
 
 
 # --- documents ---------------------------------------------------------------------------------
@@ -921,10 +948,17 @@ def render_model_zoo(manifest: dict, base_url: str) -> str:
     families = sorted({info["entry"].get("family", "v1")
                        for info in manifest["entries"].values()}) or ["v1"]
     upstreams = " and ".join(FAMILIES[f]["upstream"] for f in families)
+    built = (f"videomae-convert {manifest.get('converter_version')} "
+             f"(commit {manifest.get('git_commit') or 'unknown'})")
+    converted = sorted({str(info["versions"].get("videomae-convert"))
+                        for info in manifest["entries"].values()})
+    if converted in ([], [str(manifest.get("converter_version"))]):
+        by = f"by {built}."
+    else:  # the builder's version is not the one every entry was converted with
+        which = " (each model card says which)" if len(converted) > 1 else ""
+        by = f"by videomae-convert {', '.join(converted)}{which}; released by {built}."
     lines = ["# TF VideoMAE model zoo", "",
-             f"Converted from the official {upstreams} checkpoints by videomae-convert "
-             f"{manifest.get('converter_version')} "
-             f"(commit {manifest.get('git_commit') or 'unknown'}).",
+             f"Converted from the official {upstreams} checkpoints {by}",
              "Parity: max abs error of the TF model against a float64 run of the torch "
              "reference on seeded random inputs (each model card says which); torch fp32's own "
              "error beside it.",

@@ -839,6 +839,55 @@ def test_build_refuses_a_damaged_report_beside_its_artifacts(conversion_copy, tm
     assert not (tmp_path / "r").exists() and _leftovers(str(tmp_path)) == []
 
 
+def test_build_refuses_a_copy_of_a_report_beside_the_original_in_one_line(tiny_pt_converted,
+                                                                          tmp_path):
+    """``NAME (copy).json`` beside ``NAME.json``: both report the same entry, which the build
+    would pack and re-check twice (before: it did, silently)."""
+    from conftest import copy_artifacts
+
+    conv_dir = copy_artifacts(tiny_pt_converted, str(tmp_path / "weights"))
+    original = artifact_paths(conv_dir, TINY_PT)["report"]
+    copy = os.path.join(conv_dir, f"{TINY_PT} (copy).json")
+    shutil.copyfile(original, copy)
+    done = _script_in_process("build", conv_dir, str(tmp_path / "release"),
+                              "--base-url", BASE_URL)
+    assert assert_one_line_error(done, 2) == (
+        f"error: {copy} and {original}: expected one conversion report per entry, found both "
+        f"reporting {TINY_PT}; move {copy} out of the folder")
+    assert not (tmp_path / "release").exists() and _leftovers(str(tmp_path)) == []
+
+
+def test_the_manifests_converter_version_is_the_builders_and_each_entry_keeps_its_own(
+        tiny_pt_converted, tmp_path):
+    """The manifest's top-level ``converter_version`` goes with its ``git_commit``: both are
+    the building checkout's; each entry's ``versions`` is its report's, and MODEL_ZOO.md names
+    the conversions' version when it is another (before: the top level took the last entry's
+    report's version beside the builder's commit)."""
+    from conftest import copy_artifacts
+
+    conv_dir = copy_artifacts(tiny_pt_converted, str(tmp_path / "weights"))
+    _edit_report(conv_dir, TINY_PT, lambda report: report["versions"].update(
+        {"videomae-convert": "0.0.9"}))
+    release_dir = str(tmp_path / "release")
+    manifest = build_release(conv_dir, release_dir, BASE_URL, log=lambda line: None)
+    assert manifest["converter_version"] == converter.__version__ != "0.0.9"
+    assert manifest["entries"][TINY_PT]["versions"]["videomae-convert"] == "0.0.9"
+    with open(os.path.join(release_dir, "MODEL_ZOO.md")) as handle:
+        zoo = handle.read()
+    commit = manifest["git_commit"] or "unknown"
+    assert (f" checkpoints by videomae-convert 0.0.9; released by videomae-convert "
+            f"{converter.__version__} (commit {commit}).\n") in zoo
+    with open(os.path.join(release_dir, f"{TINY_PT}.md")) as handle:
+        assert "- Converted with videomae-convert 0.0.9, " in handle.read()
+    assert verify_release(release_dir) == []
+    # entries of two versions: each model card names its own
+    info = manifest["entries"][TINY_PT]
+    entries = {TINY_PT: info, "other": dict(info, versions={"videomae-convert": "0.1.0"})}
+    text = render_model_zoo(dict(manifest, entries=entries), BASE_URL)
+    assert (f" checkpoints by videomae-convert 0.0.9, 0.1.0 (each model card says which); "
+            f"released by videomae-convert {converter.__version__} (commit {commit}).") in text
+
+
 def test_an_encoder_only_conversion_is_released_with_its_backbone_preset(
         tiny_encoder_converted, tmp_path):
     """``NAME_encoder`` is no zoo preset name: its keras-hub preset is the backbone alone,
@@ -883,13 +932,21 @@ def test_build_leaves_an_export_report_out_with_one_logged_line(release, convers
                         f"zoo conversion; left out of the release"]
 
 
-def test_build_refuses_a_report_of_an_entry_the_zoo_does_not_know(conversion_copy, tmp_path):
-    path = artifact_paths(conversion_copy, TINY_PT)["report"]
+def _edit_report(conv_dir, name, edit):
+    """``edit`` (a function of the JSON object) applied to ``name``'s report in ``conv_dir``;
+    returns the report's path."""
+    path = artifact_paths(conv_dir, name)["report"]
     with open(path) as handle:
         report = json.load(handle)
-    report["entry"]["name"] = "TFVideoMAE_Z_K400_4x32_PT"
+    edit(report)
     with open(path, "w") as handle:
         json.dump(report, handle)
+    return path
+
+
+def test_build_refuses_a_report_of_an_entry_the_zoo_does_not_know(conversion_copy, tmp_path):
+    path = _edit_report(conversion_copy, TINY_PT, lambda report: report["entry"].update(
+        name="TFVideoMAE_Z_K400_4x32_PT"))
     with pytest.raises(ConversionError) as raised:
         build_release(conversion_copy, str(tmp_path / "release"), BASE_URL,
                       log=lambda line: None)
@@ -1060,7 +1117,7 @@ def test_a_stopped_build_leaves_no_partial_release_and_keeps_the_old_one(convers
         try:
             deadline = time.monotonic() + 300
             while not any(name.endswith(".savedmodel.zip") for folder in _leftovers(str(parent))
-                          for name in os.listdir(parent / folder)):
+                          if (parent / folder).is_dir() for name in os.listdir(parent / folder)):
                 assert process.poll() is None and time.monotonic() < deadline, \
                     "the build ended before it packed anything"
                 time.sleep(0.01)
@@ -1080,6 +1137,162 @@ def test_a_stopped_build_leaves_no_partial_release_and_keeps_the_old_one(convers
     while os.listdir(scratch) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert os.listdir(scratch) == []
+
+
+def _killed_child(work, wait_for_signal=False):
+    """Fork a child that runs ``work(die)``, where ``die()`` SIGKILLs it as a kill -9 or a
+    power cut stops a build (no handler, no finally). Returns the child's pid once it is dead,
+    or, with ``wait_for_signal``, once ``work`` has written to its pipe, leaving it running."""
+    import signal
+
+    ready, done = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        try:
+            os.close(ready)
+            work(lambda: os.kill(os.getpid(), signal.SIGKILL), done)
+        finally:
+            os._exit(70)
+    os.close(done)
+    if wait_for_signal:
+        assert os.read(ready, 1) == b"1"
+    else:
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
+    os.close(ready)
+    return pid
+
+
+def test_a_later_build_removes_what_killed_builds_left_and_keeps_a_live_ones(tmp_path):
+    """SIGKILL (or a power cut) stops a build with no cleanup: its half-built
+    ``.release-partial-PID-*`` (GBs at full size), and, in a forced build's swap, the old
+    release moved aside into ``.release-old-PID-*``. The next build into the same folder
+    removes each one whose owner is gone (no process holds its lock), with a logged line,
+    puts back an old release that nothing replaced, and keeps a live build's folder and one
+    whose owner cannot be told (no lock file). Before: nothing removed them, ever."""
+    import signal
+
+    from converter import release as release_module
+    from converter.release import publish_release
+    from converter.release_scratch import PARTIAL, make_scratch_folder
+
+    parent = tmp_path / "out"
+    (parent / "release").mkdir(parents=True)
+    (parent / "release" / "manifest.json").write_text("old\n")
+    conversions = tmp_path / "weights"
+    conversions.mkdir()
+
+    def packing(die, _):  # killed while it packs an entry
+        staging = make_scratch_folder(PARTIAL, str(parent))
+        with open(os.path.join(staging, f"{TINY_FT}.savedmodel.zip"), "wb") as handle:
+            handle.write(b"half")
+        die()
+
+    def swapping(die, _):  # killed between the swap's two renames: no release in place
+        staging = make_scratch_folder(PARTIAL, str(parent))
+        with open(os.path.join(staging, "manifest.json"), "w") as handle:
+            handle.write("new\n")
+        real_replace = os.replace
+
+        def replace(source, destination):
+            if source == staging:
+                die()
+            return real_replace(source, destination)
+        os.replace = replace  # the child's own os module: it dies with it
+        release_module._swap_in(staging, str(parent / "release"))
+
+    def building(die, ready):  # a live build, in another process
+        make_scratch_folder(PARTIAL, str(parent))
+        os.write(ready, b"1")
+        while True:
+            signal.pause()
+
+    _killed_child(packing)
+    _killed_child(swapping)
+    assert not (parent / "release").exists()
+    live = _killed_child(building, wait_for_signal=True)
+    try:
+        unowned = parent / ".release-partial-x7k2m9q1"  # an earlier version's: no lock file
+        unowned.mkdir()
+        stale = sorted(n for n in os.listdir(parent) if not n.endswith(".lock")
+                       and n != unowned.name and not n.startswith(f"{PARTIAL}{live}-"))
+        assert [n.split("-")[1] for n in stale] == ["old", "partial", "partial"]
+        lines = []
+        # the old release is back before the destination is checked: without --force the
+        # build refuses to replace it
+        with pytest.raises(ConversionError, match="already exists; pass --force"):
+            build_release(str(conversions), str(parent / "release"), BASE_URL,
+                          log=lines.append)
+        assert (parent / "release" / "manifest.json").read_text() == "old\n"
+        assert os.listdir(parent / "release") == ["manifest.json"]
+        kept = [n for n in os.listdir(parent) if n.startswith(f"{PARTIAL}{live}-")]
+        assert sorted(os.listdir(parent)) == sorted(["release", unowned.name] + kept)
+        assert len(kept) == 2  # the live build's folder and its lock file
+        assert lines == [
+            f"{parent / 'release'}: put back from {parent / stale[0]}, where a forced build "
+            f"stopped (killed, or the machine stopped) while swapping in its new release had "
+            f"moved it"] + [
+            f"{parent / name}: removed, a scratch folder left by a stopped release build or "
+            f"publish (pid {name.split('-')[2]}, gone: killed, or the machine stopped)"
+            for name in stale] + [
+            f"{unowned}: kept, though it may be a stopped build's scratch folder: it has no "
+            f"lock file (an earlier version's, or a file system without flock), so whether "
+            f"its build still runs cannot be told; remove it if none does"]
+    finally:
+        os.kill(live, signal.SIGKILL)
+        os.waitpid(live, 0)
+    # once that build is gone too, the next one (or a publish --dry-run beside it) removes
+    # its folder as well
+    lines = []
+    with pytest.raises(ConversionError, match="expected a release folder, found nothing"):
+        publish_release(str(tmp_path / "nowhere"), "hf://org", dry_run=str(parent / "dry"),
+                        log=lines.append)
+    assert sorted(os.listdir(parent)) == sorted(["release", unowned.name])
+    assert lines[0] == (f"{parent / kept[0]}: removed, a scratch folder left by a stopped "
+                        f"release build or publish (pid {live}, gone: killed, or the machine "
+                        f"stopped)")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names a descriptor's file "
+                                                               "through /proc")
+def test_a_release_is_flushed_to_disk_before_it_is_swapped_in_and_its_folder_after(
+        tmp_path, monkeypatch):
+    """Every file of the staged release and the folder itself are fsync'd before the rename
+    that puts it under its final name, and the parent folder after (before: none were, so a
+    power cut soon after a build could leave the release folder with empty files)."""
+    from converter import release as release_module
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def replace(source, destination):
+        events.append(("replace", str(source), str(destination)))
+        return real_replace(source, destination)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    root = os.path.realpath(tmp_path)
+    target = os.path.join(root, "release")
+    for existing in (False, True):  # a first build, then a forced one over it
+        events.clear()
+        staged = os.path.join(root, f".release-partial-{existing}")
+        os.mkdir(staged)
+        for name in ("manifest.json", "SHA256SUMS"):
+            with open(os.path.join(staged, name), "w") as handle:
+                handle.write(f"{existing}\n")
+        release_module._swap_in(staged, target)
+        swap = events.index(("replace", staged, target))
+        before = {event[1] for event in events[:swap] if event[0] == "fsync"}
+        assert {os.path.join(staged, "manifest.json"), os.path.join(staged, "SHA256SUMS"),
+                staged} <= before, events
+        assert ("fsync", root) in events[swap:], events
+        with open(os.path.join(target, "manifest.json")) as handle:
+            assert handle.read() == f"{existing}\n"
+    assert os.listdir(root) == ["release"]
 
 
 # --- the fresh-process check itself ------------------------------------------------------------
@@ -1245,6 +1458,19 @@ def test_publish_dry_run_writes_what_would_be_uploaded_with_our_cards(release_co
     assert done.stderr.strip().splitlines()[-1] == (
         f"error: {release_copy}: does not verify: {TINY_PT}.kerashub.tar: sha256 differs from "
         f"SHA256SUMS; run scripts/release.py verify")
+
+
+@pytest.mark.parametrize("found", ["nothing there", "a file"])
+def test_publish_names_a_missing_release_folder_in_one_line(tmp_path, found):
+    """(before: "does not verify: RELEASE/SHA256SUMS: missing; run scripts/release.py
+    verify", as if a release were there and damaged)"""
+    release_dir = tmp_path / "release"
+    if found == "a file":
+        release_dir.write_text("not a release\n")
+    done = _script_in_process("publish", str(release_dir), "--to", "hf://org")
+    assert assert_one_line_error(done, 2) == (
+        f"error: {release_dir}: expected a release folder, found {found}; check the path, or "
+        f"build the release with scripts/release.py build")
 
 
 def test_publish_uploads_through_keras_hub_and_keeps_our_card(release, tmp_path):
