@@ -68,11 +68,24 @@ def test_synthetic_with_checkpoint_exits_two(tmp_path, tiny_checkpoint):
     (TINY + ["--synthetic", "--force-download"], "--synthetic converts no upstream download"),
     (TINY + ["--checkpoint", "x.pth", "--force-download"], "--checkpoint converts no upstream"),
     (["--all", "--synthetic", "--size", "T", "--force-download"], "downloads nothing"),
+    (TINY + ["--synthetic", "--offline"],
+     "error: --offline goes with the upstream download, and --synthetic converts no upstream "
+     "download: drop --offline"),
+    (TINY + ["--synthetic", "--cache-dir", "c", "--offline"],
+     "error: --cache-dir, --offline go with the upstream download, and --synthetic converts "
+     "no upstream download: drop --cache-dir, --offline"),
+    (TINY + ["--checkpoint", "x.pth", "--cache-dir", "c"], "--checkpoint converts no upstream"),
+    (["--all", "--synthetic", "--size", "T", "--cache-dir", "c"],
+     "downloads nothing: drop --cache-dir"),
+    (["--all", "--checkpoint-dir", "d", "--size", "T", "--offline"],
+     "downloads nothing: drop --offline"),
 ])
 def test_an_option_that_does_nothing_with_the_others_exits_two(tmp_path, monkeypatch, args,
                                                                words):
     """Before: silently ignored (one entry ran with --jobs 4 in one process; --force-download
-    downloaded nothing), as --checkpoint-dir without --all or --json without --list are not."""
+    downloaded nothing; --cache-dir and --offline, which only the upstream download reads,
+    with --synthetic, --checkpoint or --all), as --checkpoint-dir without --all or --json
+    without --list are not."""
     import converter.api
 
     def no_work(*args, **kwargs):
