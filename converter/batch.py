@@ -264,7 +264,10 @@ def convert_all(entries: List[Entry], out_dir: str, synthetic: bool = False,
     if jobs < 1:
         raise ConversionError(f"--jobs must be at least 1, not {jobs}")
     check_videos(videos, quantize)  # each child decodes them; a missing one fails here, once
-    probe_writable(out_dir)  # a file, or a folder that cannot be made or written: one line
+    # a file, or a folder that cannot be made or written: one line (a read-only folder too,
+    # where every entry would be verified and skipped: the logs and the lock need writing)
+    probe_writable(out_dir, writes=f", where --all writes {os.path.join(out_dir, 'logs')} "
+                                   f"and its lock, even for entries already converted")
     unreadable: List[str] = []
     matched = {} if synthetic else match_checkpoints(checkpoint_dir, entries, unreadable)
     log_dir = os.path.join(out_dir, "logs")

@@ -292,6 +292,18 @@ def test_all_with_out_a_file_exits_two(tmp_path):
     assert target.read_text() == "x"
 
 
+def test_all_into_a_folder_it_cannot_write_says_what_it_writes_there():
+    """A read-only --out: one entry's run re-verifies there without writing
+    (test_cli's read-only test), --all cannot (its logs and its lock). Before, the line did
+    not say why a run that would skip every entry needed to write. /proc/self: a folder that
+    refuses a new file even to root."""
+    line = _assert_one_line_error(_run(["--all", "--synthetic", "--out", "/proc/self"]
+                                       + ONE_TINY), 2)
+    assert line.startswith("error: /proc/self: cannot write there ("), line
+    assert line.endswith("), where --all writes /proc/self/logs and its lock, even for entries "
+                         "already converted; choose another --out"), line
+
+
 def test_all_whose_log_folder_is_a_file_exits_two(tmp_path):
     out = tmp_path / "out"
     out.mkdir()

@@ -212,6 +212,29 @@ def test_same_source_again_is_skipped_with_exit_zero(tmp_path, snapshot, tiny_co
     assert snapshot(out) == before
 
 
+def test_same_source_again_is_verified_in_a_read_only_folder_without_writing_there(
+        tmp_path, snapshot, tiny_converted):
+    """Re-verifying only reads. Before: the folder was tried for writing first (a hidden probe
+    file made and removed), so a read-only --out (a shared mount, a release folder) stopped
+    with ``cannot write there``. Its folders are made read-only (which root ignores), and their
+    own times set back: a file made or removed in one, even for a moment, changes its time."""
+    out = copy_artifacts(tiny_converted, tmp_path / "out")
+    folders = [root for root, _, _ in os.walk(out)]
+    for folder in folders:
+        os.chmod(folder, 0o555)
+        os.utime(folder, ns=(10**18, 10**18))
+    before = snapshot(out), {folder: os.stat(folder).st_mtime_ns for folder in folders}
+    try:
+        again = _run(TINY + ["--synthetic", "--seed", "0", "-q", "--out", str(out)])
+        after = snapshot(out), {folder: os.stat(folder).st_mtime_ns for folder in folders}
+    finally:
+        for folder in folders:
+            os.chmod(folder, 0o755)
+    assert again.exit_code == 0, again.output
+    assert f"{TINY_FT}: skipped: artifacts already present and verified" in again.stdout
+    assert after == before
+
+
 def test_out_that_is_a_file_exits_two(tmp_path):
     target = tmp_path / "file"
     target.write_text("x")
