@@ -101,6 +101,9 @@ def command(callback, presets, quantized_modes, cls=click.Command) -> click.Comm
                        "script before the frameworks load).")
     @click.option("--outcome-file", type=click.Path(dir_okay=False), default=None, hidden=True,
                   help="Where --all's child writes what it did (a RunOutcome).")
+    @click.option("--phases-fd", type=int, default=None, hidden=True,
+                  help="Where --all's child writes each phase's name as it starts (the write "
+                       "end of its parent's pipe: converter.batch.report_phase).")
     def videomae_convert(**options):
         if options["list_entries"]:
             _refuse_beside_list(click.get_current_context())
