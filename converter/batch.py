@@ -302,8 +302,8 @@ def convert_all(entries: List[Entry], out_dir: str, synthetic: bool = False,
     ``on_row(row)`` as each entry finishes; ``on_phase(name, phase, seconds)`` as each of an
     entry's conversion phases (``api.PHASES``) starts, ``seconds`` after its child started
     (from the threads that wait for the children: several at once with ``jobs`` > 1). If
-    this process stops (a stop signal,
-    any error), its running children get SIGTERM and stop too, and no other starts.
+    this process stops (a stop signal, any error), its running children get SIGTERM and stop
+    too, and no other starts.
     """
     if not synthetic and checkpoint_dir is None:
         raise ConversionError("--all needs --checkpoint-dir DIR or --synthetic")
