@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from tqdm.auto import tqdm
 
+from tf_models.artifacts.files import pid_alive
 from tf_models.tracing import graph_function
 
 from . import __version__
@@ -174,20 +175,10 @@ def remove_stale_scratch(folder: Optional[str] = None) -> List[str]:
         return removed
     for name in names:
         found = re.fullmatch(re.escape(SCRATCH_PREFIX) + r"(\d+)-\w+", name)
-        if found and not _pid_alive(int(found.group(1))):
+        if found and not pid_alive(int(found.group(1))):
             shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
             removed.append(os.path.join(folder, name))
     return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
 
 
 def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bool = False,

@@ -3,7 +3,9 @@
 Each entry runs ``converter.cli.main`` in its own process (``framework_child``: started as
 the console scripts start), so one failure (or a large model's memory) cannot spoil the
 others, and its peak memory is measured on its own (``os.wait4``). Re-running resumes: the
-child skips entries whose artifacts verify.
+child skips entries whose artifacts verify. As each of its phases starts, a child writes the
+phase's name into a pipe of its own (``report_phase``), which its parent relays
+(``on_phase``): a long entry shows where it is, as a single conversion's bar does.
 """
 
 from __future__ import annotations
@@ -150,6 +152,25 @@ def _child_command(entry: Entry, out_dir: str, checkpoint: Optional[str], synthe
     return command
 
 
+def report_phase(fd: int, phase: str) -> None:
+    """The child's side of the phase pipe: ``phase`` as one line, in one write (whole even
+    beside other writers: a pipe's writes up to 4 KiB are atomic). Progress only: a parent
+    that stopped reading does not stop the conversion."""
+    try:
+        os.write(fd, f"{phase}\n".encode("utf-8"))
+    except OSError:
+        pass
+
+
+def _relay_phases(fd: int, name: str, started: float, on_phase, children) -> None:
+    """The parent's side: ``on_phase(name, phase, seconds since the child started)`` for each
+    line of the pipe ``fd`` until the child's end closes (it exits), then close ``fd``."""
+    with os.fdopen(fd, "r", encoding="utf-8", errors="replace") as pipe:
+        for line in pipe:
+            if line.strip() and not children.stopping:
+                on_phase(name, line.strip(), time.perf_counter() - started)
+
+
 class _Children:
     """The running children of one ``convert_all``: once it is stopping (a stop signal or
     any error in the parent), each running child gets SIGTERM, which it handles like its own
@@ -187,8 +208,10 @@ class _Children:
 def _run_one(entry: Entry, out_dir: str, log_dir: str, checkpoint: Optional[str],
              synthetic: bool, seed: int, force: bool, litert: bool = False,
              raw_frames: bool = False, quantize: Sequence[str] = (),
-             videos: Sequence[str] = (), *, children: _Children) -> Optional[BatchRow]:
-    """Convert ``entry`` in a child process; None when ``children`` is already stopping."""
+             videos: Sequence[str] = (), *, children: _Children,
+             on_phase=None) -> Optional[BatchRow]:
+    """Convert ``entry`` in a child process; None when ``children`` is already stopping.
+    ``on_phase(name, phase, seconds)`` as each of the child's phases starts."""
     if children.stopping:
         return None  # before its log is truncated (``start`` says so again under its lock)
     log = os.path.join(log_dir, f"{entry.name}.log")
@@ -196,19 +219,39 @@ def _run_one(entry: Entry, out_dir: str, log_dir: str, checkpoint: Optional[str]
     if os.path.exists(outcome_path):
         os.remove(outcome_path)  # a previous run's; this child writes its own
     started = time.perf_counter()
-    with open(log, "w") as handle:
-        process = children.start(
-            _child_command(entry, out_dir, checkpoint, synthetic, seed, force, outcome_path,
-                           litert, raw_frames, quantize, videos),
-            stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        if process is None:
-            return None
-        try:
-            # wait4 on this child's pid gives its own peak RSS, even with several jobs running
-            _, status, usage = os.wait4(process.pid, 0)
-        finally:
-            children.finished(process)
-        returncode = os.waitstatus_to_exitcode(status)
+    command = _child_command(entry, out_dir, checkpoint, synthetic, seed, force, outcome_path,
+                             litert, raw_frames, quantize, videos)
+    # the phase pipe's write end goes to the child alone: the read end sees its end when the
+    # child exits
+    phases = os.pipe() if on_phase else None
+    relay = None
+    try:
+        with open(log, "w") as handle:
+            process = children.start(
+                command + (["--phases-fd", str(phases[1])] if phases else []),
+                stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                pass_fds=phases[1:] if phases else ())
+            if process is None:
+                return None
+            if phases:
+                os.close(phases[1])
+                relay = threading.Thread(target=_relay_phases, daemon=True, args=(
+                    phases[0], entry.name, started, on_phase, children))
+                phases = None  # both ends handed on
+                relay.start()
+            try:
+                # wait4 on this child's pid gives its own peak RSS, even with several jobs
+                _, status, usage = os.wait4(process.pid, 0)
+            finally:
+                children.finished(process)
+            returncode = os.waitstatus_to_exitcode(status)
+    finally:
+        for fd in phases or ():
+            os.close(fd)
+        if relay is not None:
+            # the child's last phases shown before its row; bounded, should a process the
+            # child forked still hold the write end
+            relay.join(timeout=5)
     seconds = time.perf_counter() - started
     peak_mb = usage.ru_maxrss / 1024.0  # Linux reports kilobytes
     outcome = RunOutcome.load(outcome_path)
@@ -244,7 +287,7 @@ def convert_all(entries: List[Entry], out_dir: str, synthetic: bool = False,
                 checkpoint_dir: Optional[str] = None, jobs: int = 1, seed: int = 0,
                 force: bool = False, on_row=None, litert: bool = False,
                 raw_frames: bool = False, quantize: Sequence[str] = (),
-                videos: Sequence[str] = (), on_start=None) -> List[BatchRow]:
+                videos: Sequence[str] = (), on_start=None, on_phase=None) -> List[BatchRow]:
     """Convert ``entries`` into ``out_dir``, ``jobs`` child processes at a time.
 
     ``litert``: also a checked ``NAME.tflite`` for every entry LiteRT can serve (fine-tuned
@@ -256,15 +299,21 @@ def convert_all(entries: List[Entry], out_dir: str, synthetic: bool = False,
     matching file are reported as failed. Logs go to ``out_dir/logs/NAME.log``.
     ``on_start()`` is called once the run is past its refusals (the options, the checkpoint
     folder, ``out_dir`` and its lock: each a ConversionError), before the first row;
-    ``on_row(row)`` as each entry finishes. If this process stops (a stop signal,
-    any error), its running children get SIGTERM and stop too, and no other starts.
+    ``on_row(row)`` as each entry finishes; ``on_phase(name, phase, seconds)`` as each of an
+    entry's conversion phases (``api.PHASES``) starts, ``seconds`` after its child started
+    (from the threads that wait for the children: several at once with ``jobs`` > 1). If
+    this process stops (a stop signal, any error), its running children get SIGTERM and stop
+    too, and no other starts.
     """
     if not synthetic and checkpoint_dir is None:
         raise ConversionError("--all needs --checkpoint-dir DIR or --synthetic")
     if jobs < 1:
         raise ConversionError(f"--jobs must be at least 1, not {jobs}")
     check_videos(videos, quantize)  # each child decodes them; a missing one fails here, once
-    probe_writable(out_dir)  # a file, or a folder that cannot be made or written: one line
+    # a file, or a folder that cannot be made or written: one line (a read-only folder too,
+    # where every entry would be verified and skipped: the logs and the lock need writing)
+    probe_writable(out_dir, writes=f", where --all writes {os.path.join(out_dir, 'logs')} "
+                                   f"and its lock, even for entries already converted")
     unreadable: List[str] = []
     matched = {} if synthetic else match_checkpoints(checkpoint_dir, entries, unreadable)
     log_dir = os.path.join(out_dir, "logs")
@@ -293,14 +342,14 @@ def convert_all(entries: List[Entry], out_dir: str, synthetic: bool = False,
             on_start()
         return _convert_matched(entries, out_dir, log_dir, matched, unreadable, synthetic,
                                 checkpoint_dir, jobs, seed, force, on_row, litert, raw_frames,
-                                quantize, videos)
+                                quantize, videos, on_phase)
     finally:
         lock.release()
 
 
 def _convert_matched(entries, out_dir, log_dir, matched, unreadable, synthetic,
                      checkpoint_dir, jobs, seed, force, on_row, litert, raw_frames, quantize,
-                     videos) -> List[BatchRow]:
+                     videos, on_phase=None) -> List[BatchRow]:
     """``convert_all``'s conversions, under its lock."""
     rows: Dict[str, BatchRow] = {}
     todo = []
@@ -320,7 +369,8 @@ def _convert_matched(entries, out_dir, log_dir, matched, unreadable, synthetic,
 
     def work(entry: Entry) -> Optional[BatchRow]:
         row = _run_one(entry, out_dir, log_dir, matched.get(entry.name), synthetic, seed, force,
-                       litert, raw_frames, quantize, videos, children=children)
+                       litert, raw_frames, quantize, videos, children=children,
+                       on_phase=on_phase)
         if on_row and row is not None and not children.stopping:
             on_row(row)
         return row

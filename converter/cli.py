@@ -5,6 +5,8 @@ Exit codes: 0 success, 1 parity failure, 2 bad input (one line on stderr, no tra
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 
 import click
@@ -19,7 +21,7 @@ from .cli_options import command
 def run(entry_name, list_entries, as_json, family, size, mode, dataset, checkpoint, cache_dir,
         offline, force_download, synthetic, seed, out_dir, all_entries, checkpoint_dir, jobs,
         encoder_only, litert, litert_quantize, videos, raw_frames, force, quiet, verbose,
-        outcome_file):
+        outcome_file, phases_fd):
     """The videomae-convert command's work, its options parsed and checked together
     (``cli_options``)."""
     if list_entries:
@@ -28,7 +30,7 @@ def run(entry_name, list_entries, as_json, family, size, mode, dataset, checkpoi
     # what the options alone refuse was refused before this call (``cli_options``)
     if all_entries:
         _main_all(family, size, mode, dataset, checkpoint_dir, synthetic, seed, out_dir, jobs,
-                  force, litert, raw_frames, litert_quantize, videos)
+                  force, litert, raw_frames, litert_quantize, videos, quiet)
         return
     size = size[0] if size else None
     from . import ConversionError, ParityError, convert, find_entry, get_entry
@@ -44,11 +46,27 @@ def run(entry_name, list_entries, as_json, family, size, mode, dataset, checkpoi
         if outcome_file:
             RunOutcome(entry.name, "failed", message).save(outcome_file)
         _fail(message, code)
+
+    def phases_reported(stop_if_signalled):
+        """``stop_if_signalled``, and in --all's child each phase's name to its parent."""
+        if phases_fd is None:
+            return stop_if_signalled
+        from .batch import report_phase
+
+        with contextlib.suppress(OSError):  # this process's alone: the parent waits for EOF
+            os.set_inheritable(phases_fd, False)
+
+        def reported(phase: str) -> None:
+            stop_if_signalled(phase)
+            report_phase(phases_fd, phase)
+        return reported
+
     try:
-        result = run_stoppably(lambda on_phase: convert(
+        result = run_stoppably(lambda stop_if_signalled: convert(
             entry, out_dir, checkpoint=checkpoint, synthetic=synthetic, seed=seed, force=force,
             progress=not quiet, encoder_only=encoder_only, cache_dir=cache_dir,
-            offline=offline or None, force_download=force_download, on_phase=on_phase,
+            offline=offline or None, force_download=force_download,
+            on_phase=phases_reported(stop_if_signalled),
             litert=litert, raw_frames=raw_frames, litert_quantize=litert_quantize,
             videos=videos))
     except ParityError as error:
@@ -87,7 +105,9 @@ def _list(as_json: bool) -> None:
 
 
 def _main_all(family, size, mode, dataset, checkpoint_dir, synthetic, seed, out_dir, jobs,
-              force, litert, raw_frames, quantize=(), videos=()):
+              force, litert, raw_frames, quantize=(), videos=(), quiet=False):
+    import threading
+
     from .batch import convert_all, format_table, select_entries
     from .errors import ConversionError
 
@@ -96,18 +116,29 @@ def _main_all(family, size, mode, dataset, checkpoint_dir, synthetic, seed, out_
         _fail(f"error: no zoo entry has size {'/'.join(size) or None}, mode {mode}, "
               f"dataset {dataset}"
               + (f", family {family}" if family else ""), 2)
+    # each line whole and named by its entry: with --jobs N, N children report at once
+    lines = threading.Lock()
+
+    def echo(line: str) -> None:
+        with lines:
+            click.echo(line)
+
     def on_start():
-        click.echo(f"converting {len(entries)} entries into {out_dir} ({jobs} at a time)")
+        echo(f"converting {len(entries)} entries into {out_dir} ({jobs} at a time)")
+
+    def on_phase(name, phase, seconds):
+        echo(f"  {name}: {phase} (at {seconds:.0f}s)")
 
     def on_row(row):
-        click.echo(f"  {row.name}: {row.status} in {row.seconds:.0f}s"
-                   + (f" ({row.message})" if row.message else ""))
+        echo(f"  {row.name}: {row.status} in {row.seconds:.0f}s"
+             + (f" ({row.message})" if row.message else ""))
     try:
         with stop_handlers():
             rows = convert_all(entries, out_dir, synthetic=synthetic,
                                checkpoint_dir=checkpoint_dir, jobs=jobs, seed=seed, force=force,
                                on_row=on_row, litert=litert, raw_frames=raw_frames,
-                               quantize=quantize, videos=videos, on_start=on_start)
+                               quantize=quantize, videos=videos, on_start=on_start,
+                               on_phase=None if quiet else on_phase)
     except ConversionError as error:
         _fail(f"error: {error}", 2)
     except (KeyboardInterrupt, Terminated):

@@ -56,8 +56,10 @@ def command(callback, presets, quantized_modes, cls=click.Command) -> click.Comm
                   help="Where upstream checkpoints are downloaded when --checkpoint is omitted "
                        "[default: $VIDEOMAE_CONVERT_CACHE or ~/.cache/videomae-convert].")
     @click.option("--offline", is_flag=True, default=None,
-                  help="Never download; use the cache or --checkpoint only (also "
-                       "VIDEOMAE_OFFLINE, VIDEOMAE_CONVERT_OFFLINE or HF_HUB_OFFLINE=1).")
+                  help="Never download: convert the cached upstream file, or stop saying "
+                       "where to put it (also VIDEOMAE_OFFLINE, VIDEOMAE_CONVERT_OFFLINE or "
+                       "HF_HUB_OFFLINE=1). Not with --checkpoint, --synthetic or --all, which "
+                       "download nothing.")
     @click.option("--force-download", is_flag=True, help="Download again even when cached.")
     @click.option("--synthetic", is_flag=True,
                   help="Convert a seeded random checkpoint in upstream's file layout.")
@@ -99,6 +101,9 @@ def command(callback, presets, quantized_modes, cls=click.Command) -> click.Comm
                        "script before the frameworks load).")
     @click.option("--outcome-file", type=click.Path(dir_okay=False), default=None, hidden=True,
                   help="Where --all's child writes what it did (a RunOutcome).")
+    @click.option("--phases-fd", type=int, default=None, hidden=True,
+                  help="Where --all's child writes each phase's name as it starts (the write "
+                       "end of its parent's pipe: converter.batch.report_phase).")
     def videomae_convert(**options):
         if options["list_entries"]:
             _refuse_beside_list(click.get_current_context())
@@ -111,12 +116,20 @@ def command(callback, presets, quantized_modes, cls=click.Command) -> click.Comm
     return videomae_convert
 
 
+# the options of the upstream download (option name -> flag): they act only where a run
+# downloads, one entry with neither --checkpoint nor --synthetic; anywhere else they would be
+# ignored without a word (the VIDEOMAE_CONVERT_CACHE / offline variables, being ambient, are)
+DOWNLOAD_OPTIONS = {"cache_dir": "--cache-dir", "offline": "--offline",
+                    "force_download": "--force-download"}
+
+
 def options_refusal(entry_name, synthetic, checkpoint, checkpoint_dir, all_entries, size,
-                    mode, dataset, family, as_json, out_dir, jobs, force_download,
-                    encoder_only, **_) -> Optional[str]:
+                    mode, dataset, family, as_json, out_dir, jobs, encoder_only,
+                    **options) -> Optional[str]:
     """The one-line error (``error: ...``) of the first options that do not go together, from
     the options alone (no framework, no zoo entry: the console script answers before torch and
     TensorFlow load); None when none. ``--list``'s own: ``_refuse_beside_list``."""
+    download = ", ".join(flag for name, flag in DOWNLOAD_OPTIONS.items() if options.get(name))
     if as_json:
         return "error: --json goes with --list"
     if out_dir is None:
@@ -129,9 +142,9 @@ def options_refusal(entry_name, synthetic, checkpoint, checkpoint_dir, all_entri
     if all_entries:
         if checkpoint:
             return "error: --all takes --checkpoint-dir DIR, not --checkpoint"
-        if force_download:
-            return ("error: --all converts from --checkpoint-dir or --synthetic and downloads "
-                    "nothing: drop --force-download")
+        if download:
+            return (f"error: --all converts from --checkpoint-dir or --synthetic and downloads "
+                    f"nothing: drop {download}")
         if encoder_only:
             return "error: --encoder-only converts one entry at a time; drop --all"
         if not synthetic and not checkpoint_dir:
@@ -144,10 +157,10 @@ def options_refusal(entry_name, synthetic, checkpoint, checkpoint_dir, all_entri
     if jobs != 1:
         return (f"error: --jobs {jobs} goes with --all (entries converted at once); one entry "
                 f"converts in one process: drop --jobs")
-    if force_download and (synthetic or checkpoint):
-        return (f"error: --force-download fetches the upstream file again, and "
-                f"{'--synthetic' if synthetic else '--checkpoint'} converts no upstream "
-                f"download: drop --force-download")
+    if download and (synthetic or checkpoint):
+        return (f"error: {download} {'go' if ',' in download else 'goes'} with the upstream "
+                f"download, and {'--synthetic' if synthetic else '--checkpoint'} converts no "
+                f"upstream download: drop {download}")
     if not size and entry_name is None:
         return "error: --size is required (or --name, or --all)"
     if len(size) > 1:

@@ -45,21 +45,25 @@ def check_output_dir(out_dir: str, name: str, force: bool = False,
     """Fail before any work when ``out_dir`` cannot take the artifacts of ``name``.
 
     Artifacts already present are an error unless ``force`` (or ``allow_present``, for a
-    caller that verifies them itself).
+    caller that verifies them itself: that only reads, so the folder is not tried for writing
+    then, and a read-only one re-verifies; writing afresh, ``force``, tries it).
     """
-    probe_writable(out_dir)
-    present = artifacts_present(out_dir, name)
-    if present and not (force or allow_present):
+    present = artifacts_present(out_dir, name) if out_dir else []
+    if present and not force:
+        if allow_present:
+            return
         raise OutputError(f"{present[0]}: already exists ({len(present)} artifact(s) of {name}"
                           f" present); pass --force to overwrite")
+    probe_writable(out_dir)
 
 
-def probe_writable(out_dir: str) -> None:
+def probe_writable(out_dir: str, writes: str = "") -> None:
     """Fail in one line when ``out_dir`` cannot be created or written, by trying: the missing
     folders are made and a hidden file written in it, then all of it removed again (so a run
     that fails later leaves no empty folder). Permission bits alone do not say it (root
     passes every ``os.access`` test; /proc, a read-only mount or a name over the system's
-    length limit refuse anyway)."""
+    length limit refuse anyway). ``writes``: what the caller writes there, said when it cannot
+    (``, where --all writes ...``)."""
     if not out_dir:  # "" would pass as the current folder here and fail at the first write
         raise OutputError("--out is empty, expected a folder; name one (. for this folder)")
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
@@ -89,7 +93,7 @@ def probe_writable(out_dir: str) -> None:
                     raise
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except OSError as error:
-        raise OutputError(f"{out_dir}: cannot write there ({error.strerror or error}); "
+        raise OutputError(f"{out_dir}: cannot write there ({error.strerror or error}){writes}; "
                           f"choose another --out") from None
     finally:
         with contextlib.suppress(OSError):

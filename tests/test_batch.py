@@ -6,8 +6,11 @@ so each costs a single child process.
 """
 
 import os
+import re
+import sys
 
 import torch  # noqa: F401  (torch side first)
+from converter.api import PHASES
 from converter.batch import (BatchRow, _entries_for, convert_all, format_table,
                              match_checkpoints, select_entries)
 from converter.synthetic import write_synthetic_checkpoint
@@ -292,6 +295,18 @@ def test_all_with_out_a_file_exits_two(tmp_path):
     assert target.read_text() == "x"
 
 
+def test_all_into_a_folder_it_cannot_write_says_what_it_writes_there():
+    """A read-only --out: one entry's run re-verifies there without writing
+    (test_cli's read-only test), --all cannot (its logs and its lock). Before, the line did
+    not say why a run that would skip every entry needed to write. /proc/self: a folder that
+    refuses a new file even to root."""
+    line = _assert_one_line_error(_run(["--all", "--synthetic", "--out", "/proc/self"]
+                                       + ONE_TINY), 2)
+    assert line.startswith("error: /proc/self: cannot write there ("), line
+    assert line.endswith("), where --all writes /proc/self/logs and its lock, even for entries "
+                         "already converted; choose another --out"), line
+
+
 def test_all_whose_log_folder_is_a_file_exits_two(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -359,6 +374,45 @@ def test_a_child_killed_by_a_signal_is_a_failed_row_that_says_so(tmp_path, monke
     log = os.path.join(str(out), "logs", f"{TINY_FT}.log")
     assert row.message.startswith("killed by SIGKILL (the out-of-memory killer, at "), row.message
     assert row.message.endswith(f"; its log: {log}") and noise not in row.message
+
+
+# a child that reports its phases as a conversion does (one line each: batch.report_phase),
+# slowly, and exits without an outcome; frameworkless, so it starts at once
+PHASE_CHILD = """
+import os, sys, time
+fd = int(sys.argv[sys.argv.index("--phases-fd") + 1])
+for phase in ("load checkpoint", "build torch", "torch reference"):
+    os.write(fd, (phase + "\\n").encode())
+    time.sleep(0.3)
+"""
+
+
+def test_all_with_two_jobs_shows_each_childs_phases_as_whole_lines_named_by_entry(
+        tmp_path, monkeypatch):
+    """Two children at once, each reporting its phases through its own pipe: every line is
+    whole and names its entry, each entry's phases in order, before its row. Before: nothing
+    between the start line and an entry's row (minutes for a large model). These children
+    only report (real ones: test_all_synthetic_converts_and_prints_the_table); ``-q`` shows
+    no phase."""
+    import converter.batch
+
+    monkeypatch.setattr(converter.batch, "_child_command", lambda *args, **kwargs: [
+        sys.executable, "-c", PHASE_CHILD])
+    args = ["--all", "--synthetic", "--jobs", "2", "--size", "T", "--mode", "PT",
+            "--out", str(tmp_path / "out")]
+    names = [e.name for e in select_entries("T", "PT")]
+    assert len(names) >= 2
+    result = _run(args)
+    assert result.exit_code == 1, result.output  # no child left an outcome: every row failed
+    lines = result.stdout.splitlines()
+    for name in names:
+        phases = [line for line in lines if line.startswith(f"  {name}: ") and "(at " in line]
+        assert [re.fullmatch(rf"  {re.escape(name)}: (.+) \(at \d+s\)", line).group(1)
+                for line in phases] == ["load checkpoint", "build torch", "torch reference"]
+        (row,) = [line for line in lines if line.startswith(f"  {name}: failed in ")]
+        assert lines.index(phases[-1]) < lines.index(row)
+    quiet = _run(args + ["-q", "--force"])
+    assert not [line for line in quiet.stdout.splitlines() if "(at " in line], quiet.stdout
 
 
 def test_convert_all_needs_a_source(tmp_path):
@@ -448,6 +502,13 @@ def test_all_synthetic_converts_and_prints_the_table(batch_run):
     assert float(fields[2]) <= get_entry(TINY_FT).parity_atol  # the report's tf error
     assert fields[5] == "GB" and float(fields[4]) > 0  # the child's peak RSS was measured
     assert result.stdout.splitlines()[-1] == "1 converted, 0 skipped, 0 failed"
+    # each phase of the child's conversion as it started (before: nothing until the row)
+    lines = result.stdout.splitlines()
+    phases = [line for line in lines if line.startswith(f"  {TINY_FT}: ") and "(at " in line]
+    assert [re.fullmatch(rf"  {TINY_FT}: (.+) \(at \d+s\)", line).group(1)
+            for line in phases] == list(PHASES), result.stdout
+    assert lines.index(phases[-1]) < lines.index(f"  {TINY_FT}: converted in "
+                                                 f"{row.split()[3][:-1]}s")
     # nothing staged is left behind; the child's log is kept
     assert not [n for n in os.listdir(out) if n.startswith(".")]
     log = out / "logs" / f"{TINY_FT}.log"

@@ -68,11 +68,24 @@ def test_synthetic_with_checkpoint_exits_two(tmp_path, tiny_checkpoint):
     (TINY + ["--synthetic", "--force-download"], "--synthetic converts no upstream download"),
     (TINY + ["--checkpoint", "x.pth", "--force-download"], "--checkpoint converts no upstream"),
     (["--all", "--synthetic", "--size", "T", "--force-download"], "downloads nothing"),
+    (TINY + ["--synthetic", "--offline"],
+     "error: --offline goes with the upstream download, and --synthetic converts no upstream "
+     "download: drop --offline"),
+    (TINY + ["--synthetic", "--cache-dir", "c", "--offline"],
+     "error: --cache-dir, --offline go with the upstream download, and --synthetic converts "
+     "no upstream download: drop --cache-dir, --offline"),
+    (TINY + ["--checkpoint", "x.pth", "--cache-dir", "c"], "--checkpoint converts no upstream"),
+    (["--all", "--synthetic", "--size", "T", "--cache-dir", "c"],
+     "downloads nothing: drop --cache-dir"),
+    (["--all", "--checkpoint-dir", "d", "--size", "T", "--offline"],
+     "downloads nothing: drop --offline"),
 ])
 def test_an_option_that_does_nothing_with_the_others_exits_two(tmp_path, monkeypatch, args,
                                                                words):
     """Before: silently ignored (one entry ran with --jobs 4 in one process; --force-download
-    downloaded nothing), as --checkpoint-dir without --all or --json without --list are not."""
+    downloaded nothing; --cache-dir and --offline, which only the upstream download reads,
+    with --synthetic, --checkpoint or --all), as --checkpoint-dir without --all or --json
+    without --list are not."""
     import converter.api
 
     def no_work(*args, **kwargs):
@@ -197,6 +210,29 @@ def test_same_source_again_is_skipped_with_exit_zero(tmp_path, snapshot, tiny_co
     assert again.exit_code == 0, again.output
     assert "skipped" in again.stdout
     assert snapshot(out) == before
+
+
+def test_same_source_again_is_verified_in_a_read_only_folder_without_writing_there(
+        tmp_path, snapshot, tiny_converted):
+    """Re-verifying only reads. Before: the folder was tried for writing first (a hidden probe
+    file made and removed), so a read-only --out (a shared mount, a release folder) stopped
+    with ``cannot write there``. Its folders are made read-only (which root ignores), and their
+    own times set back: a file made or removed in one, even for a moment, changes its time."""
+    out = copy_artifacts(tiny_converted, tmp_path / "out")
+    folders = [root for root, _, _ in os.walk(out)]
+    for folder in folders:
+        os.chmod(folder, 0o555)
+        os.utime(folder, ns=(10**18, 10**18))
+    before = snapshot(out), {folder: os.stat(folder).st_mtime_ns for folder in folders}
+    try:
+        again = _run(TINY + ["--synthetic", "--seed", "0", "-q", "--out", str(out)])
+        after = snapshot(out), {folder: os.stat(folder).st_mtime_ns for folder in folders}
+    finally:
+        for folder in folders:
+            os.chmod(folder, 0o755)
+    assert again.exit_code == 0, again.output
+    assert f"{TINY_FT}: skipped: artifacts already present and verified" in again.stdout
+    assert after == before
 
 
 def test_out_that_is_a_file_exits_two(tmp_path):

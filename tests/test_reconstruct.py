@@ -565,3 +565,49 @@ def test_reconstruct_stopped_while_writing_keeps_the_old_image_and_no_partial_fi
         f"error: interrupted; {tmp_path / 'strip.png'} was not written"]
     assert (tmp_path / "strip.png").read_bytes() == b"the old image"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.npy", "strip.png"]
+
+
+def test_two_runs_writing_the_same_image_at_once_each_write_their_own_partial_file(
+        tiny_pt_converted, tmp_path, monkeypatch):
+    """A second run writes the same --out while the first one's image is half on disk. Before:
+    both wrote ``.strip.png.partial.png``; the second renamed the first's file away (or two
+    processes wrote into one file) and the first failed with ``cannot write it``. Now each run
+    writes its own partial file; the one that renames last wins, whole."""
+    from PIL import Image
+
+    real = R.write_strip
+    written = []
+
+    def write_then_let_another_run_write(path, *frames):
+        real(path, *frames)
+        written.append(path)
+        if len(written) == 1:  # the first run's image is on disk, not yet renamed
+            R.reconstruct_clip(model, clip, out, seed=1)
+
+    monkeypatch.setattr(R, "write_strip", write_then_let_another_run_write)
+    model, clip, out = tiny_pt_converted.paths["keras"], str(tmp_path / "clip.npy"), str(
+        tmp_path / "strip.png")
+    np.save(clip, _clip01(b=1)[0])
+    first = R.reconstruct_clip(model, clip, out, seed=0)
+    assert first["path"] == out and len(set(written)) == 2, written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.npy", "strip.png"]
+    with Image.open(out) as image:
+        image.load()  # whole
+
+
+def test_a_killed_runs_partial_image_is_removed_and_a_live_runs_kept(tiny_pt_converted,
+                                                                   tmp_path):
+    """A run killed with SIGKILL leaves its partial file (nothing runs after SIGKILL); the
+    next run writing the same image removes it, and leaves alone that of a run still alive.
+    Before: every killed run's ``.strip.png.partial.png`` stayed."""
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()  # its pid is gone
+    dead = tmp_path / f".strip.png.{finished.pid}-0123abcd.partial.png"
+    live = tmp_path / f".strip.png.{os.getppid()}-0123abcd.partial.png"
+    for path in (dead, live):
+        path.write_bytes(b"half an image")
+    np.save(tmp_path / "clip.npy", _clip01(b=1)[0])
+    R.reconstruct_clip(tiny_pt_converted.paths["keras"], str(tmp_path / "clip.npy"),
+                       str(tmp_path / "strip.png"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["clip.npy", "strip.png", live.name])

@@ -1,7 +1,8 @@
 """Durable files: fsync of files and folders, removal of either, JSON written atomically, a
 lock file next to what it guards (``fcntl.flock``; removed on release, so a finished run leaves
-nothing behind), and sections where a stop signal waits until a file and the record of it
-change together."""
+nothing behind), a writer's own temporary name beside its target (``partial_path``; killed
+runs' removed by ``remove_dead_partials``), and sections where a stop signal waits until a
+file and the record of it change together."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import contextlib
 import fcntl
 import json
 import os
+import re
+import secrets
 import shutil
 import signal
 import threading
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 
 def fsync_dir(path: str) -> None:
@@ -65,6 +68,51 @@ def replaced_when_written(temporary: str, path: str):
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(temporary)
+
+
+# ``.NAME.PID-TOKEN.partial.EXT``: hidden beside NAME (one file system, so the rename is atomic),
+# ending in NAME's suffix (PIL and Keras choose the format by it)
+PARTIAL_INFIX = ".partial"
+
+
+def partial_path(path: str) -> str:
+    """A temporary name for writing ``path``, its writer's own: the pid (so a killed run's
+    is known for one: ``remove_dead_partials``) and a random token (two runs, or two calls,
+    writing ``path`` at once never share one)."""
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".{name}.{os.getpid()}-{secrets.token_hex(4)}"
+                                f"{PARTIAL_INFIX}{os.path.splitext(name)[1]}")
+
+
+def remove_dead_partials(path: str) -> List[str]:
+    """Remove the ``partial_path`` files of ``path`` whose process is gone (a run killed
+    before it could clean up: SIGKILL, a power cut); a live run's are left alone. Returns
+    what was removed."""
+    folder, name = os.path.split(path)
+    pattern = re.compile(re.escape(f".{name}.") + r"(\d+)-[0-9a-f]+"
+                         + re.escape(PARTIAL_INFIX + os.path.splitext(name)[1]))
+    removed = []
+    try:
+        names = os.listdir(folder or ".")
+    except OSError:
+        return removed
+    for found in filter(None, map(pattern.fullmatch, names)):
+        if not pid_alive(int(found.group(1))):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(folder, found.group(0)))
+                removed.append(os.path.join(folder, found.group(0)))
+    return removed
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (someone else's too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def save_json(path: str, data) -> None:

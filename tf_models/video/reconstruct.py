@@ -32,7 +32,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..artifacts.files import replaced_when_written
+from ..artifacts.files import partial_path, remove_dead_partials, replaced_when_written
 from ..masking import masked_per_frame, tube_mask
 from ..presets import IMAGENET_MEAN, IMAGENET_STD, Preset, get_preset
 from .decode import VideoError, decode_sampled
@@ -611,12 +611,11 @@ def reconstruct_clip(model_path: str, clip_path: str, out_path: str,
     if on_phase is not None:
         on_phase("write")
     writer = write_gif if out_path.lower().endswith(".gif") else write_strip
-    folder, name = os.path.split(out_path)
-    # hidden beside the target (same file system, so the rename is atomic); the suffix tells
-    # PIL the format
-    tmp = os.path.join(folder, f".{name}.partial{os.path.splitext(name)[1]}")
     try:
-        with replaced_when_written(tmp, out_path):  # a stop signal too: no half-written image
+        remove_dead_partials(out_path)  # killed runs' (SIGKILL: nothing cleaned up after them)
+        # this run's own file: another run writing the same --out at once writes its own
+        with replaced_when_written(partial_path(out_path), out_path) as tmp:
+            # a stop signal too: no half-written image, and the partial file removed
             writer(tmp, result["original"], result["masked"], result["reconstruction"])
     except OSError as error:
         raise ReconstructionError(f"{out_path}: cannot write it ({error.strerror or error}); "
