@@ -58,8 +58,8 @@ def command(callback, presets, quantized_modes, cls=click.Command) -> click.Comm
     @click.option("--offline", is_flag=True, default=None,
                   help="Never download: convert the cached upstream file, or stop saying "
                        "where to put it (also VIDEOMAE_OFFLINE, VIDEOMAE_CONVERT_OFFLINE or "
-                       "HF_HUB_OFFLINE=1). Not with --checkpoint, --synthetic or --all, which "
-                       "download nothing.")
+                       "HF_HUB_OFFLINE=1). --checkpoint, --synthetic and --all download "
+                       "nothing anyway.")
     @click.option("--force-download", is_flag=True, help="Download again even when cached.")
     @click.option("--synthetic", is_flag=True,
                   help="Convert a seeded random checkpoint in upstream's file layout.")
@@ -118,9 +118,10 @@ def command(callback, presets, quantized_modes, cls=click.Command) -> click.Comm
 
 # the options of the upstream download (option name -> flag): they act only where a run
 # downloads, one entry with neither --checkpoint nor --synthetic; anywhere else they would be
-# ignored without a word (the VIDEOMAE_CONVERT_CACHE / offline variables, being ambient, are)
-DOWNLOAD_OPTIONS = {"cache_dir": "--cache-dir", "offline": "--offline",
-                    "force_download": "--force-download"}
+# ignored without a word (the VIDEOMAE_CONVERT_CACHE variable, being ambient, is). --offline
+# is not one: a promise that nothing is downloaded, it holds wherever nothing is (a script
+# may pass it always), as the offline variables do
+DOWNLOAD_OPTIONS = {"cache_dir": "--cache-dir", "force_download": "--force-download"}
 
 
 def options_refusal(entry_name, synthetic, checkpoint, checkpoint_dir, all_entries, size,

@@ -68,24 +68,22 @@ def test_synthetic_with_checkpoint_exits_two(tmp_path, tiny_checkpoint):
     (TINY + ["--synthetic", "--force-download"], "--synthetic converts no upstream download"),
     (TINY + ["--checkpoint", "x.pth", "--force-download"], "--checkpoint converts no upstream"),
     (["--all", "--synthetic", "--size", "T", "--force-download"], "downloads nothing"),
-    (TINY + ["--synthetic", "--offline"],
-     "error: --offline goes with the upstream download, and --synthetic converts no upstream "
-     "download: drop --offline"),
-    (TINY + ["--synthetic", "--cache-dir", "c", "--offline"],
-     "error: --cache-dir, --offline go with the upstream download, and --synthetic converts "
-     "no upstream download: drop --cache-dir, --offline"),
+    (TINY + ["--synthetic", "--cache-dir", "c"],
+     "error: --cache-dir goes with the upstream download, and --synthetic converts no upstream "
+     "download: drop --cache-dir"),
+    (TINY + ["--synthetic", "--cache-dir", "c", "--force-download", "--offline"],
+     "error: --cache-dir, --force-download go with the upstream download, and --synthetic "
+     "converts no upstream download: drop --cache-dir, --force-download"),
     (TINY + ["--checkpoint", "x.pth", "--cache-dir", "c"], "--checkpoint converts no upstream"),
     (["--all", "--synthetic", "--size", "T", "--cache-dir", "c"],
      "downloads nothing: drop --cache-dir"),
-    (["--all", "--checkpoint-dir", "d", "--size", "T", "--offline"],
-     "downloads nothing: drop --offline"),
 ])
 def test_an_option_that_does_nothing_with_the_others_exits_two(tmp_path, monkeypatch, args,
                                                                words):
     """Before: silently ignored (one entry ran with --jobs 4 in one process; --force-download
-    downloaded nothing; --cache-dir and --offline, which only the upstream download reads,
-    with --synthetic, --checkpoint or --all), as --checkpoint-dir without --all or --json
-    without --list are not."""
+    downloaded nothing; --cache-dir, which only the upstream download reads, with
+    --synthetic, --checkpoint or --all), as --checkpoint-dir without --all or --json without
+    --list are not."""
     import converter.api
 
     def no_work(*args, **kwargs):
@@ -95,6 +93,22 @@ def test_an_option_that_does_nothing_with_the_others_exits_two(tmp_path, monkeyp
     line = _assert_one_line_error(_run(args + ["-q", "--out", str(out)]), 2)
     assert words in line, line
     assert not out.exists()
+
+
+@pytest.mark.parametrize("args", [
+    TINY + ["--synthetic", "--offline"],
+    TINY + ["--checkpoint", "x.pth", "--offline"],
+    ["--all", "--synthetic", "--size", "T", "--offline"],
+])
+def test_offline_is_kept_where_nothing_downloads(args):
+    """--offline promises that nothing is downloaded, and a run from --synthetic,
+    --checkpoint or --all keeps it (a script may pass it always): the options are accepted,
+    unlike --cache-dir and --force-download there, which would be ignored."""
+    from converter.cli_options import options_refusal
+    from converter.cli import main
+
+    context = main.make_context("videomae-convert", args + ["--out", "o"])
+    assert options_refusal(**context.params) is None
 
 
 @pytest.mark.parametrize("extra, named", [
