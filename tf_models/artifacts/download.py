@@ -194,6 +194,12 @@ def fetch_file(url: str, dest: str, sha256: Optional[str] = None, *,
     return dest
 
 
+def cached_copy(dest: str, sha256: Optional[str]) -> str:
+    """``dest``, a cached copy that matches its sidecar and ``sha256`` (when given); never
+    downloads. CachedFileChanged when it does not match, FileNotFoundError when absent."""
+    return _cached(dest, sha256.lower() if sha256 else None)
+
+
 def _cached(dest: str, expected: Optional[str]) -> str:
     digest = sha256_file(dest)
     recorded = read_sidecar(dest)
