@@ -1446,3 +1446,84 @@ def test_the_part_size_defaults_to_under_the_hosts_limit():
     assert host_part_size(BASE_URL) is None
     assert parse_part_size("1900MiB") == 1900 * 2**20
     assert parse_part_size("2GB") == 2 * 10**9 and parse_part_size("65536") == 65536
+
+
+def _served_split(split_release, tmp_path, monkeypatch):
+    """A copy of the split release to serve, the cache at ``tmp_path/cache``, online."""
+    served = str(tmp_path / "served")
+    shutil.copytree(split_release[0], served)
+    monkeypatch.setenv("VIDEOMAE_CACHE", str(tmp_path / "cache"))
+    for name in ("VIDEOMAE_OFFLINE", "VIDEOMAE_CONVERT_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    return served
+
+
+def _cache_files(tmp_path):
+    return sorted(name for _, _, files in os.walk(tmp_path / "cache") for name in files)
+
+
+def test_a_zoo_name_loads_the_same_model_from_a_release_in_parts(split_release, release,
+                                                                  tmp_path, monkeypatch):
+    """A zoo name served (loopback HTTP) from a release whose weights ship in parts, or read
+    from such a release folder, loads the model the unsplit release gives, weight for
+    weight; the parts are dropped from the cache once joined; offline, the joined copy
+    serves."""
+    import tf_models
+    from http_faults import FaultServer
+
+    served = _served_split(split_release, tmp_path, monkeypatch)
+    weights = f"{TINY_FT}.weights.h5"
+    parts = split_release[1]["assets"][weights]["parts"]
+
+    def load(base, **options):
+        monkeypatch.setenv("VIDEOMAE_ZOO_URL", base)
+        model = tf_models.VideoMAEVideoClassifier.from_preset(TINY_FT, progress=False,
+                                                              **options)
+        return [np.asarray(w) for w in model.get_weights()]
+
+    whole = load(release[0])
+    with FaultServer(served) as server:
+        base = server.url("").rstrip("/")
+        from_parts = load(base)
+        assert [p.lstrip("/") for p, _ in server.requests] == ["SHA256SUMS", "manifest.json",
+                                                              *parts]
+    assert len(whole) == len(from_parts) and all(
+        np.array_equal(a, b) for a, b in zip(whole, from_parts))
+    assert _cache_files(tmp_path) == sorted(["SHA256SUMS", "SHA256SUMS.sha256",
+                                             "manifest.json", "manifest.json.sha256",
+                                             weights, f"{weights}.sha256"])
+    offline = load(base, offline=True)  # the server is gone: the joined copy, verified
+    assert all(np.array_equal(a, b) for a, b in zip(whole, offline))
+    in_folder = load(served)  # a release folder: parts read in place, joined into the cache
+    assert all(np.array_equal(a, b) for a, b in zip(whole, in_folder))
+
+
+def test_a_download_stopped_between_parts_resumes_and_a_cut_join_restarts(
+        split_release, tmp_path, monkeypatch):
+    """A transfer cut inside the second part: the next call fetches neither the manifest nor
+    the first part again and resumes the second with Range; a join cut short (its
+    ``.joining`` file left) is redone from the parts; nothing unverified is ever under the
+    asset's name."""
+    from http_faults import FaultServer
+    from tf_models.artifacts.resolve import PresetError, fetch_asset
+
+    name = f"{TINY_FT}.weights.h5"
+    parts = split_release[1]["assets"][name]["parts"]
+    with FaultServer(_served_split(split_release, tmp_path, monkeypatch)) as server:
+        base = server.url("").rstrip("/")
+        server.plan("ok", "ok", "ok", "drop:1000")  # sums, manifest, part 1, part 2 cut
+        with pytest.raises(PresetError, match=f"{parts[1]}: download stopped at 1000 of "):
+            fetch_asset(base, name, progress=False)
+        cached = _cache_files(tmp_path)
+        assert parts[0] in cached and f"{parts[1]}.part" in cached and name not in cached
+        folder = os.path.dirname(next(os.path.join(root, f) for root, _, files
+                                      in os.walk(tmp_path / "cache") for f in files))
+        with open(os.path.join(folder, f"{name}.joining"), "wb") as handle:
+            handle.write(b"a join cut short")
+        server.requests.clear()
+        path = fetch_asset(base, name, progress=False)
+        assert server.requests == [("/SHA256SUMS", None), (f"/{parts[1]}", "bytes=1000-")] + [
+            (f"/{part}", None) for part in parts[2:]]
+    assert path == os.path.join(folder, name)
+    assert _sha256(path) == split_release[1]["assets"][name]["sha256"]
+    assert not any(".part" in n or n.endswith(".joining") for n in _cache_files(tmp_path))

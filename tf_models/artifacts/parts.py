@@ -189,6 +189,7 @@ def join_parts(paths: List[str], dest: str, sha256: str, size: int) -> str:
     bytes are not the recorded file."""
     folder = os.path.dirname(os.path.abspath(dest))
     temporary = dest + JOINING
+    os.makedirs(folder, exist_ok=True)
     lock = FileLock(temporary + ".lock").acquire()
     try:
         if os.path.isfile(dest):  # joined by another process while this one waited
