@@ -20,8 +20,9 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Tuple
 
-from .checksums import CHUNK_BYTES, write_sidecar
-from .files import FileLock, fsync_dir, fsync_quietly
+from .checksums import CHUNK_BYTES
+from .download import install_verified
+from .files import FileLock
 
 PARTS_KEY = "parts"    # manifest.json: assets[NAME][PARTS_KEY] = [part names, in order]
 JOINING = ".joining"   # the whole file while it is written: never under its final name
@@ -209,11 +210,7 @@ def join_parts(paths: List[str], dest: str, sha256: str, size: int) -> str:
             raise JoinDamaged(f"{dest}: its parts joined are {written} bytes with sha256 "
                               f"{found[:16]}..., the manifest records {size} bytes with "
                               f"{sha256[:16]}...")
-        fsync_quietly(temporary)
-        write_sidecar(dest, found)
-        os.replace(temporary, dest)
-        with contextlib.suppress(OSError):
-            fsync_dir(folder)
+        install_verified(temporary, dest, found)
     finally:
         lock.release()
     return dest
