@@ -31,6 +31,8 @@ from tf_models.artifacts.checksums import (SUMS, bad_line_message, is_plain_name
 from tf_models.artifacts.files import fsync_dir, fsync_tree, stop_signals_deferred
 from tf_models.artifacts.names import (LITERT_KINDS, QUANTIZED_MODES, SUFFIXES, artifact_paths,
                                        quantized_kind)
+from tf_models.artifacts.parts import (PARTS_KEY, JoinDamaged, JoinedReader, join_parts,
+                                       joined_sha256, parse_size, part_names, split_file)
 from tf_models.lifetime import framework_child
 from tf_models.stopping import Terminated, stop_handlers
 
@@ -450,7 +452,8 @@ def _release_entry(report_path: str, report: ConversionRecord, conversion_dir: s
                                           for k, v in bad.items()))
     manifest["entries"][entry.name] = dict(manifest_entry(report), release_check=errors)
     card = os.path.join(staging, f"{entry.name}.md")
-    text = render_model_card(entry, report, base_url, errors, preset_class)
+    text = render_model_card(entry, report, base_url, errors, preset_class,
+                             manifest.get(PART_SIZE_KEY))
     with open(card, "w") as handle:
         handle.write(text)
     with open(os.path.join(preset_dir, PRESET_CARD), "w") as handle:
@@ -468,14 +471,20 @@ def _release_entry(report_path: str, report: ConversionRecord, conversion_dir: s
 
 
 def build_release(conversion_dir: str, release_dir: str, base_url: str, force: bool = False,
-                  log=print) -> dict:
+                  log=print, part_size: Optional[int] = None) -> dict:
     """Turn a conversion folder into a release folder; returns the manifest.
 
     Fails (ConversionError) if any artifact does not match its report, or does not reproduce
     the reference fingerprint when reloaded in a fresh process. The release folder is built
     in a staging folder and moved into place only when everything passed; what a killed build
-    left beside it is removed first (``release_scratch.remove_stale_scratch``).
+    left beside it is removed first (``release_scratch.remove_stale_scratch``). Model assets
+    over ``part_size`` bytes (default: under the per-file limit of the host ``base_url``
+    names, ``HOST_FILE_LIMITS``; none elsewhere) ship in parts (``split_assets``).
     """
+    if part_size is None:
+        part_size = host_part_size(base_url)
+    elif isinstance(part_size, bool) or not isinstance(part_size, int) or part_size < 1:
+        raise ConversionError(f"--part-size {part_size!r}: expected a positive number of bytes")
     require_tensorflow_backend("building a release")
     if not os.path.isdir(conversion_dir):
         raise ConversionError(f"{conversion_dir}: not a folder")
@@ -508,6 +517,8 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
         # "versions" (its report's), which MODEL_ZOO.md names when they differ from this one
         manifest = {"converter_version": __version__, "git_commit": git_commit(),
                     "base_url": base_url, "entries": {}, "assets": {}}
+        if part_size is not None:
+            manifest[PART_SIZE_KEY] = part_size
         # every entry's artifacts against its report first: a changed file fails the build
         # at once, not after the entries before it were packed and re-checked (minutes each)
         verified = [_verified(path, report, conversion_dir)
@@ -516,6 +527,8 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
             for report_path, report in zip(reports, verified):
                 _release_entry(report_path, report, conversion_dir, staging, base_url,
                                manifest, checker, log)
+        if part_size is not None:
+            split_assets(staging, manifest, part_size, log)
         with open(os.path.join(staging, "MODEL_ZOO.md"), "w") as handle:
             handle.write(render_model_zoo(manifest, base_url))
         with open(os.path.join(staging, "manifest.json"), "w") as handle:
@@ -533,25 +546,67 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
 
 # hosts whose release assets have a size limit per file: (host, limit in bytes, what it is)
 HOST_FILE_LIMITS = (("github.com", 2 * 2**30, "GitHub's 2 GiB per release asset"),)
+# manifest.json: the part size the release was built with (absent: nothing was split)
+PART_SIZE_KEY = "part_size"
+
+
+def _host_limit(base_url: str) -> Optional[tuple]:
+    """(host, limit, what) of the host ``base_url`` names, when ``HOST_FILE_LIMITS`` has it."""
+    from urllib.parse import urlparse
+
+    host = (urlparse(base_url).hostname or "").lower()
+    for domain, limit, what in HOST_FILE_LIMITS:
+        if host == domain or host.endswith("." + domain):
+            return host, limit, what
+    return None
+
+
+def host_part_size(base_url: str) -> Optional[int]:
+    """The default part size for a release under ``base_url``: one byte under its host's
+    per-file limit (GitHub takes files "under 2 GiB"), or None (no splitting) for a host
+    without one."""
+    found = _host_limit(base_url)
+    return None if found is None else found[1] - 1
+
+
+def parse_part_size(text: str) -> int:
+    """``--part-size``'s bytes (``1900MiB``, ``2GB``, ``65536``); ConversionError (one line)
+    for anything else."""
+    try:
+        return parse_size(text)
+    except ValueError as error:
+        raise ConversionError(f"--part-size: {error}") from None
+
+
+def split_assets(folder: str, manifest: dict, part_size: int, log=print) -> None:
+    """Every model asset (``MODEL_ASSETS``) in ``folder`` over ``part_size`` bytes cut into
+    numbered parts (``tf_models.artifacts.parts``), the whole file removed; its manifest
+    record keeps the whole file's bytes and sha256 and lists the parts (``PARTS_KEY``). The
+    documents (reports, cards: kilobytes) are never split."""
+    for name, asset in sorted(manifest["assets"].items()):
+        if asset["kind"] in MODEL_ASSETS and asset["bytes"] > part_size:
+            parts = split_file(os.path.join(folder, name), part_size)
+            asset[PARTS_KEY] = [os.path.basename(path) for path in parts]
+            log(f"{name}: {asset['bytes'] / 1e9:.2f} GB, shipped as {len(parts)} parts of at "
+                f"most {part_size} bytes")
 
 
 def over_host_limits(release_dir: str, base_url: str) -> List[str]:
     """One line per file of ``release_dir`` over the per-file limit of the host ``base_url``
-    names (``HOST_FILE_LIMITS``; ViT-H's and ViT-g's fp32 assets are 2.4-4 GB): the build
-    still writes them, but that host would refuse the upload."""
-    from urllib.parse import urlparse
-
-    host = (urlparse(base_url).hostname or "").lower()
+    names (``HOST_FILE_LIMITS``): the build still writes them, but that host would refuse the
+    upload. Assets over the limit are split under it by default (``split_assets``), so this
+    names only parts of an explicit ``--part-size`` above the limit."""
+    found = _host_limit(base_url)
+    if found is None:
+        return []
+    host, limit, what = found
     lines = []
-    for domain, limit, what in HOST_FILE_LIMITS:
-        if host != domain and not host.endswith("." + domain):
-            continue
-        for name in sorted(os.listdir(release_dir)):
-            size = os.path.getsize(os.path.join(release_dir, name))
-            if size > limit:
-                lines.append(f"warning: {name}: {size / 1e9:.2f} GB, over {what} ({host} in "
-                             f"--base-url), where its upload would fail; host this release where "
-                             f"files this size are taken and build it with that --base-url")
+    for name in sorted(os.listdir(release_dir)):
+        size = os.path.getsize(os.path.join(release_dir, name))
+        if size > limit:
+            lines.append(f"warning: {name}: {size / 1e9:.2f} GB, over {what} ({host} in "
+                         f"--base-url), where its upload would fail; build it with a "
+                         f"--part-size under {limit} bytes, or without --part-size")
     return lines
 
 
@@ -593,6 +648,9 @@ ASSET_FIELDS = {"entry": str, "kind": str, "bytes": int, "sha256": str, "source_
                 "url": str}
 ENTRY_FIELDS = {"entry": dict, "source_sha256": str, "parity": dict, "versions": dict,
                 "release_check": dict}
+# and what an asset or the manifest holds only sometimes (an asset shipped in parts)
+OPTIONAL_ASSET_FIELDS = {PARTS_KEY: list}
+OPTIONAL_MANIFEST_FIELDS = {PART_SIZE_KEY: int}
 REBUILD = "rebuild the release with scripts/release.py build"
 
 
@@ -607,14 +665,25 @@ def manifest_shape_problem(manifest) -> Optional[str]:
     for key, kind in (("entries", dict), ("assets", dict), ("base_url", str)):
         if not isinstance(manifest.get(key), kind):
             return wrong("", key, kind, manifest.get(key))
+    for key, kind in OPTIONAL_MANIFEST_FIELDS.items():
+        value = manifest.get(key, kind())
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return wrong("", key, kind, value)
     for group, fields in (("assets", ASSET_FIELDS), ("entries", ENTRY_FIELDS)):
         for name, record in manifest[group].items():
             if not isinstance(record, dict):
                 return wrong(f"{group} ", name, dict, record)
-            for key, kind in fields.items():
+            optional = OPTIONAL_ASSET_FIELDS if group == "assets" else {}
+            for key, kind in list(fields.items()) + [(k, v) for k, v in optional.items()
+                                                     if k in record]:
                 value = record.get(key)
                 if not isinstance(value, kind) or isinstance(value, bool):
                     return wrong(f"{group}[{name!r}] ", key, kind, value)
+            parts = record.get(PARTS_KEY) if group == "assets" else None
+            if parts is not None and (not parts or parts != part_names(name, len(parts))):
+                return (f"manifest.json: expected assets[{name!r}][{PARTS_KEY!r}] to name "
+                        f"its parts {name}.part-001-of-N in order, found {parts[:3]}; "
+                        f"{REBUILD}")
         if group == "entries":  # each reloaded asset's error against the reference: numbers
             for name, record in manifest[group].items():
                 for kind, value in record["release_check"].items():
@@ -625,11 +694,12 @@ def manifest_shape_problem(manifest) -> Optional[str]:
     return None
 
 
-def _preset_members(tar_path: str) -> Dict[str, bytes]:
-    """README.md and the class-naming configs (task.json, config.json) of a preset tar."""
+def _preset_members(tar_files: List[str]) -> Dict[str, bytes]:
+    """README.md and the class-naming configs (task.json, config.json) of a preset tar (its
+    file, or its parts in order: read as one stream)."""
     wanted = (PRESET_CARD, "task.json", "config.json")
     found: Dict[str, bytes] = {}
-    with tarfile.open(tar_path) as archive:
+    with JoinedReader(tar_files) as reader, tarfile.open(fileobj=reader, mode="r|") as archive:
         for member in archive:
             leaf = member.name.split("/", 1)[-1]
             if member.isfile() and leaf in wanted and "/" not in leaf:
@@ -650,6 +720,49 @@ def _preset_class(members: Dict[str, bytes]) -> Optional[str]:
                 raise ValueError(f"its {name} is {type_in_words(config)}, not a JSON object")
             return config.get("class_name")
     return None
+
+
+def _intact_files(release_dir: str, name: str, manifest: dict,
+                  intact: set) -> Optional[List[str]]:
+    """The file of asset ``name``, or its parts in order, when each matches SHA256SUMS
+    (``intact``); None otherwise."""
+    files = (manifest["assets"].get(name) or {}).get(PARTS_KEY) or [name]
+    if all(file in intact for file in files):
+        return [os.path.join(release_dir, file) for file in files]
+    return None
+
+
+def _check_parts(release_dir: str, name: str, asset: dict, sums: Dict[str, str],
+                 intact: set) -> List[str]:
+    """An asset shipped in parts: each part listed in SHA256SUMS (a part that is missing or
+    damaged is reported there, once), the whole file not, and the parts joined the bytes and
+    sha256 the manifest records."""
+    problems = []
+    if name in sums:
+        problems.append(f"{name}: listed in SHA256SUMS beside its parts; {REBUILD}")
+    problems += [f"{part}: a part of {name} in the manifest, not listed in SHA256SUMS; "
+                 f"{REBUILD}" for part in asset[PARTS_KEY] if part not in sums]
+    files = _intact_files(release_dir, name, {"assets": {name: asset}}, intact)
+    if problems or files is None:
+        return problems
+    digest, size = joined_sha256(files)
+    if size != asset["bytes"] or digest != asset["sha256"]:
+        problems.append(f"{name}: its parts joined are not the file the manifest records "
+                        f"(bytes and sha256); {REBUILD}")
+    return problems
+
+
+def _stray_parts(manifest: dict, names: set) -> Dict[str, str]:
+    """{name: its one problem line} for each file named like a part of a manifest asset
+    (``NAME.part-...``) that the asset's parts do not list."""
+    strays = {}
+    for name, asset in manifest["assets"].items():
+        listed = set(asset.get(PARTS_KEY) or ())
+        for found in sorted(names):
+            if found.startswith(f"{name}.part-") and found not in listed:
+                strays[found] = (f"{found}: not a part of {name} in the manifest "
+                                 f"({len(listed)} parts); remove it or {REBUILD}")
+    return strays
 
 
 def _check_entry_documents(release_dir: str, name: str, info: dict, manifest: dict,
@@ -678,21 +791,21 @@ def _check_entry_documents(release_dir: str, name: str, info: dict, manifest: di
                             f"{name}.json; {REBUILD}")
     if problems:
         return problems
-    tar_path = os.path.join(release_dir, f"{name}{ENTRY_ASSETS['kerashub']}")
+    tar_name = f"{name}{ENTRY_ASSETS['kerashub']}"
+    tar_files = _intact_files(release_dir, tar_name, manifest, intact)
     members: Dict[str, bytes] = {}
-    if os.path.basename(tar_path) in manifest["assets"] and \
-            os.path.basename(tar_path) not in intact:
+    if tar_name in manifest["assets"] and tar_files is None:
         return problems  # the card names the preset's class: unknown, and reported already
-    if os.path.basename(tar_path) in intact:
+    if tar_files is not None:
         try:
-            members = _preset_members(tar_path)
+            members = _preset_members(tar_files)
             preset_class = _preset_class(members)
         except (tarfile.TarError, OSError, ValueError) as error:
             return [f"{name}{ENTRY_ASSETS['kerashub']}: unreadable ({error}); {REBUILD}"]
     else:
         preset_class = None
     card = render_model_card(entry, report, manifest["base_url"], info["release_check"],
-                             preset_class)
+                             preset_class, manifest.get(PART_SIZE_KEY))
     card_path = os.path.join(release_dir, f"{name}.md")
     if f"{name}.md" in intact:
         with open(card_path, encoding="utf-8", errors="replace") as handle:
@@ -748,12 +861,17 @@ def verify_release(release_dir: str, recheck: bool = False) -> List[str]:
     shape = manifest_shape_problem(manifest)
     if shape is not None:
         return problems + [shape]
+    strays = _stray_parts(manifest, set(on_disk) | set(sums))
+    problems = [p for p in problems if p not in {f"{n}: not listed in SHA256SUMS"
+                                                 for n in strays}] + list(strays.values())
     base = manifest["base_url"].rstrip("/")
     for name, asset in manifest["assets"].items():
-        if sums.get(name) != asset["sha256"]:
-            problems.append(f"{name}: manifest sha256 differs from SHA256SUMS")
         path = os.path.join(release_dir, name)
-        if os.path.isfile(path) and os.path.getsize(path) != asset["bytes"]:
+        if PARTS_KEY in asset:
+            problems += _check_parts(release_dir, name, asset, sums, intact)
+        elif sums.get(name) != asset["sha256"]:
+            problems.append(f"{name}: manifest sha256 differs from SHA256SUMS")
+        elif os.path.isfile(path) and os.path.getsize(path) != asset["bytes"]:
             problems.append(f"{name}: size differs from the manifest")
         if asset["url"] != f"{base}/{name}":
             problems.append(f"{name}: expected url {base}/{name} in the manifest, found "
@@ -778,7 +896,9 @@ def verify_release(release_dir: str, recheck: bool = False) -> List[str]:
                 problems.append(f"{name}{OPTIONAL_ASSETS[kind]}: the {kind} asset of {name} is "
                                 f"in its report but not in the manifest")
         problems += _check_entry_documents(release_dir, name, info, manifest, intact)
-    listed = set(manifest["assets"]) | {"manifest.json", "MODEL_ZOO.md"}
+    listed = (set(manifest["assets"]) | {"manifest.json", "MODEL_ZOO.md"} | set(strays)
+              | {part for asset in manifest["assets"].values()
+                 for part in asset.get(PARTS_KEY, ())})
     for name in sorted((set(on_disk) | set(sums)) - listed):
         problems.append(f"{name}: not in the manifest")
     zoo_path = os.path.join(release_dir, "MODEL_ZOO.md")
@@ -799,16 +919,33 @@ def verify_release(release_dir: str, recheck: bool = False) -> List[str]:
     return problems
 
 
+def whole_asset(release_dir: str, name: str, asset: dict, scratch: str) -> str:
+    """The path of release asset ``name``: its file, or for one shipped in parts the parts
+    joined into ``scratch`` (checked against the manifest's bytes and sha256)."""
+    if PARTS_KEY not in asset:
+        return os.path.join(release_dir, name)
+    try:
+        return join_parts([os.path.join(release_dir, part) for part in asset[PARTS_KEY]],
+                          os.path.join(scratch, name), asset["sha256"], asset["bytes"])
+    except JoinDamaged as error:
+        raise ConversionError(f"{error}; {REBUILD}") from None
+
+
 def _recheck(release_dir: str, manifest: dict, checker: FreshProcessChecker) -> List[str]:
-    """Every entry of a verified release reloaded in the fresh process, against its report."""
+    """Every entry of a verified release reloaded in the fresh process, against its report
+    (an asset shipped in parts joined beside the release first, one entry at a time)."""
     problems: List[str] = []
     for name in manifest["entries"]:
-        assets = {kind: os.path.join(release_dir, asset_name)
-                  for asset_name, asset in manifest["assets"].items()
-                  if asset["entry"] == name and asset["kind"] in MODEL_ASSETS
-                  for kind in [asset["kind"]]}
-        report = os.path.join(release_dir, f"{name}.json")
-        errors = checker.check(report, assets)
+        scratch = tempfile.mkdtemp(prefix=".release-join-",
+                                   dir=os.path.dirname(os.path.abspath(release_dir)))
+        try:
+            assets = {asset["kind"]: whole_asset(release_dir, asset_name, asset, scratch)
+                      for asset_name, asset in manifest["assets"].items()
+                      if asset["entry"] == name and asset["kind"] in MODEL_ASSETS}
+            report = os.path.join(release_dir, f"{name}.json")
+            errors = checker.check(report, assets)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
         record = ConversionRecord.load(report)
         problems += [f"{name}: {kind} reloads {err:.2e} from the reference"
                      for kind, err in errors.items() if not err <= asset_tolerance(record, kind)]
@@ -909,8 +1046,10 @@ def publish_release(release_dir: str, to: str, dry_run: Optional[str] = None,
                 os.makedirs(parent, exist_ok=True)
                 staged = make_scratch_folder(PUBLISH_PARTIAL, parent)
         for entry, tar_name in presets:
-            folder = untar_preset(os.path.join(release_dir, tar_name),
-                                  os.path.join(scratch, entry))
+            tar_path = whole_asset(release_dir, tar_name, manifest["assets"][tar_name], scratch)
+            folder = untar_preset(tar_path, os.path.join(scratch, entry))
+            if os.path.dirname(tar_path) == scratch:  # joined from its parts: done with it
+                os.remove(tar_path)
             plan[handles[entry]] = {name: sha256_file(os.path.join(folder, name))
                                     for name in sorted(os.listdir(folder))}
             if dry_run is None:
@@ -965,6 +1104,8 @@ def render_model_zoo(manifest: dict, base_url: str) -> str:
              "SavedModels: FT takes `video` and returns `{\"logits\"}`; PT takes `video` and "
              "`mask` and returns `{\"pixels\"}`, the masked patches' normalised pixels "
              "(earlier conversions named that output `logits`).", ""]
+    if any(PARTS_KEY in asset for asset in manifest["assets"].values()):
+        lines += [PARTS_NOTE.format(part_size=manifest.get(PART_SIZE_KEY), name="NAME"), ""]
     for key, facts in DATASETS.items():
         names = [n for n in sorted(manifest["entries"])
                  if manifest["entries"][n]["entry"]["dataset"] == key]
@@ -982,14 +1123,16 @@ def render_model_zoo(manifest: dict, base_url: str) -> str:
                    if entry["mode"] == "FT" and entry["top1"] and not encoder else "-")
             mode = f"{entry['mode']} encoder" if encoder else entry["mode"]
             parity = info["parity"]
-            links = [f"[zip]({base}/{name}.savedmodel.zip)", f"[.keras]({base}/{name}.keras)",
-                     f"[.weights.h5]({base}/{name}.weights.h5)"]
+            links = [_asset_link("zip", f"{name}.savedmodel.zip", manifest, base),
+                     _asset_link(".keras", f"{name}.keras", manifest, base),
+                     _asset_link(".weights.h5", f"{name}.weights.h5", manifest, base)]
             for kind in LITERT_KINDS:
                 asset = f"{name}{SUFFIXES[kind]}"
                 if asset in manifest["assets"]:
-                    links[-1] += f" [{SUFFIXES[kind]}]({base}/{asset})"
+                    links[-1] += " " + _asset_link(SUFFIXES[kind], asset, manifest, base)
             if f"{name}{ENTRY_ASSETS['kerashub']}" in manifest["assets"]:
-                links[-1] += f" [keras-hub]({base}/{name}{ENTRY_ASSETS['kerashub']})"
+                links[-1] += " " + _asset_link("keras-hub", f"{name}{ENTRY_ASSETS['kerashub']}",
+                                               manifest, base)
             source = " (synthetic)" if info.get("synthetic_seed") is not None else ""
             lines.append(f"| [{name}]({base}/{name}.md){source} | {mode} | "
                          f"{ALL_SIZES[entry['size']].title} | {_or_dash(entry['pt_epochs'])} | "
@@ -1000,14 +1143,34 @@ def render_model_zoo(manifest: dict, base_url: str) -> str:
     return "\n".join(lines)
 
 
+# how a release's assets in parts are told apart and joined (a model card, MODEL_ZOO.md)
+PARTS_NOTE = ("Files of this release over {part_size} bytes ship as numbered parts "
+              "(`{name}.keras.part-001-of-003`, ...): `cat` them in order to get the file "
+              "(`cat {name}.keras.part-* > {name}.keras`); a zoo name or release URL given to "
+              "`tf_models` fetches and joins them itself, and `manifest.json` records each "
+              "whole file's sha256.")
+
+
+def _asset_link(label: str, name: str, manifest: dict, base: str) -> str:
+    """A markdown link to asset ``name``, or ``label`` and a link per part when it ships in
+    parts."""
+    parts = (manifest["assets"].get(name) or {}).get(PARTS_KEY)
+    if not parts:
+        return f"[{label}]({base}/{name})"
+    return f"{label} in {len(parts)} parts " + " ".join(
+        f"[{index}]({base}/{part})" for index, part in enumerate(parts, 1))
+
+
 def _or_dash(value) -> str:
     return "-" if value is None else str(value)
 
 
 def render_model_card(entry: Entry, report: ConversionRecord, base_url: str,
-                      errors: Dict[str, float], preset_class: Optional[str] = None) -> str:
+                      errors: Dict[str, float], preset_class: Optional[str] = None,
+                      part_size: Optional[int] = None) -> str:
     """A model card: architecture, input contract, preprocessing, accuracy, loading, checks;
-    with ``preset_class`` (the Keras class of the entry's keras-hub preset) how to load it."""
+    with ``preset_class`` (the Keras class of the entry's keras-hub preset) how to load it;
+    with ``part_size`` (the release's, when it splits assets) how its parts join."""
     dims = entry.dims
     facts = DATASETS[entry.dataset]
     size = ALL_SIZES[entry.size]
@@ -1045,6 +1208,8 @@ def render_model_card(entry: Entry, report: ConversionRecord, base_url: str,
               f"serve = tf.saved_model.load('{entry.name}').signatures['serving_default']  "
               "# unzipped",
               f"model = keras.saving.load_model('{entry.name}.keras')", "```", ""]
+    if part_size is not None:
+        lines += [PARTS_NOTE.format(part_size=part_size, name=entry.name), ""]
     if preset_class is not None:
         raw = (" Its preprocessor takes raw uint8 frames `[batch, frames, height, width, 3]`"
                " in `predict` and `fit` (other sizes resized on the short side and centre-"

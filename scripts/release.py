@@ -8,7 +8,9 @@
 ``build`` verifies every artifact against its conversion report, re-checks each asset in a
 fresh process, and writes zipped SavedModels, .weights.h5, .keras, SHA256SUMS,
 manifest.json, MODEL_ZOO.md, a model card and a keras-hub preset (NAME.kerashub.tar) per
-entry. ``verify`` fails on any file that does not match SHA256SUMS / the manifest
+entry; a model asset over the part size (``--part-size``, default: under the --base-url
+host's file limit, GitHub's 2 GiB) ships as NAME.part-001-of-00N ... instead.
+``verify`` fails on any file that does not match SHA256SUMS / the manifest
 (``--recheck`` also reloads every asset). ``publish`` uploads every preset of a verified
 release through ``keras_hub.upload_preset`` (hf://ORG/NAME or kaggle://OWNER/MODEL/keras/NAME),
 each with our model card; ``--dry-run DIR`` writes what would be uploaded into DIR instead.
@@ -66,15 +68,19 @@ def cli(ctx, verbose):
 @click.argument("release_dir", type=click.Path())
 @click.option("--base-url", required=True, help="Where the assets will be downloadable.")
 @click.option("--force", is_flag=True, help="Replace an existing release folder.")
+@click.option("--part-size", "part_size", default=None, metavar="SIZE",
+              help="Ship model assets over SIZE (e.g. 1900MiB) as numbered parts; default: "
+                   "under the --base-url host's file limit (GitHub's 2 GiB), else none.")
 @click.pass_obj
-def build(verbose, conversion_dir, release_dir, base_url, force):
+def build(verbose, conversion_dir, release_dir, base_url, force, part_size):
     """Build RELEASE_DIR from the artifacts in CONVERSION_DIR."""
     with stoppable(lambda: f"{release_dir} was not written (a release there is kept)"
                    ) as stop_if_signalled:
         release, ConversionError = library(verbose)
         try:
+            size = None if part_size is None else release.parse_part_size(part_size)
             manifest = release.build_release(conversion_dir, release_dir, base_url,
-                                             force=force,
+                                             force=force, part_size=size,
                                              log=lambda line: click.echo(line, err=True))
         except ConversionError as error:
             raise fail(str(error)) from None

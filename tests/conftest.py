@@ -20,6 +20,9 @@ The slow tier (``--runslow`` / ``-m slow``), and why each test is there:
   parity at batch 2 (test_parity), whose conversion reloads all three formats.
 - test_release::test_verify_release_recheck_passes_on_the_built_release: two fresh processes;
   fast tier: the wrong-model recheck test, where every asset but the swapped one passes.
+  Likewise test_verify_recheck_passes_on_a_release_in_parts; fast tier: the joined .keras
+  checked in the test's own process and a publish dry run joining the preset tars
+  (test_the_recheck_and_publish_join_the_parts_of_an_asset).
 - test_faults: SIGKILL at every phase, during ``--all`` (its process group, or the ``--all``
   process alone), and two runs at once (child conversions each); fast tier: SIGKILL at
   ``write .weights.h5``, between renames, the locked-folder test, and a framework child

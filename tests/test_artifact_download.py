@@ -229,3 +229,29 @@ def test_a_link_planted_in_the_cache_is_never_written_through(fault_server, tmp_
             assert "a symbolic link where the download's own file goes" in str(error.value)
         assert precious.read_bytes() == b"keep me\n"
         assert not (cache / "asset.bin").exists()
+
+
+def test_parts_joined_to_another_file_leave_nothing_under_its_name(tmp_path):
+    """``parts.join_parts``: bytes that are not the recorded file are discarded (no file
+    under the asset's name, no ``.joining`` left); the right ones are renamed into place with
+    their sidecar; a file cut into parts joins back byte for byte."""
+    from tf_models.artifacts import parts
+
+    source = tmp_path / "asset.bin"
+    source.write_bytes(PAYLOAD)
+    pieces = parts.split_file(str(source), 200_000)
+    assert [os.path.basename(p) for p in pieces] == parts.part_names("asset.bin", 3) == [
+        f"asset.bin.part-00{i}-of-003" for i in (1, 2, 3)]
+    assert not source.exists() and [os.path.getsize(p) for p in pieces] == [
+        200_000, 200_000, len(PAYLOAD) - 400_000]
+    dest = str(tmp_path / "cache" / "asset.bin")
+    with pytest.raises(parts.JoinDamaged, match="sha256"):
+        parts.join_parts(pieces[::-1], dest, DIGEST, len(PAYLOAD))
+    assert os.listdir(tmp_path / "cache") == []
+    assert parts.join_parts(pieces, dest, DIGEST, len(PAYLOAD)) == dest
+    assert _read(dest) == PAYLOAD
+    assert sorted(os.listdir(tmp_path / "cache")) == ["asset.bin", "asset.bin.sha256"]
+    assert parts.parts_listed(["x", *map(os.path.basename, pieces)], "asset.bin") == \
+        parts.part_names("asset.bin", 3)
+    with pytest.raises(ValueError, match="missing asset.bin.part-002-of-003"):
+        parts.parts_listed([os.path.basename(pieces[0])], "asset.bin")

@@ -24,8 +24,8 @@ import pytest
 import converter
 from converter.errors import ConversionError
 from converter.export import artifact_paths, tree_sha256, verify_artifacts
-from converter.release import (build_release, check_assets, render_model_zoo, verify_release,
-                               write_sha256sums, zip_savedmodel)
+from converter.release import (build_release, check_assets, publish_release, render_model_zoo,
+                               verify_release, write_sha256sums, zip_savedmodel)
 from converter.zoo import get_entry
 
 from conftest import (RELEASE_BASE_URL, REPO_ROOT, TINY_FT, TINY_PT,
@@ -1520,7 +1520,236 @@ def test_assets_over_the_hosts_file_limit_are_named_for_a_github_base_url(tmp_pa
     lines = over_host_limits(str(tmp_path), github)
     assert lines == ["warning: TFVideoMAE_H_K400_16x224_FT.keras: 2.15 GB, over GitHub's 2 GiB "
                      "per release asset (github.com in --base-url), where its upload would "
-                     "fail; host this release where files this size are taken and build it "
-                     "with that --base-url"]
+                     "fail; build it with a --part-size under 2147483648 bytes, or without "
+                     "--part-size"]
     assert over_host_limits(str(tmp_path), "https://example.org/zoo/v1") == []
     assert over_host_limits(str(tmp_path), "https://notgithub.com/zoo") == []
+
+
+# --- assets over a part size shipped in parts --------------------------------------------------
+
+PART_SIZE = 96 * 1024  # tiny models' assets are 100 KB to a few MB: most ship in parts
+
+
+@pytest.fixture(scope="module")
+def split_release(conversions, tmp_path_factory):
+    """The session's conversions built again with ``part_size=PART_SIZE`` (one more fresh
+    process): (release folder, manifest)."""
+    release_dir = str(tmp_path_factory.mktemp("split_parent") / "release")
+    log = []
+    manifest = build_release(conversions[0], release_dir, BASE_URL, log=log.append,
+                             part_size=PART_SIZE)
+    return release_dir, manifest, log
+
+
+def _split_assets(manifest):
+    return {name: asset for name, asset in manifest["assets"].items() if "parts" in asset}
+
+
+def test_build_ships_assets_over_the_part_size_in_parts_that_verify(split_release, release):
+    """Each model asset over the part size is gone whole and there as numbered parts of at
+    most the part size, each in SHA256SUMS (``sha256sum -c`` passes); the manifest keeps the
+    whole file's bytes and sha256 (those of the unsplit release's same file) and names the
+    parts; MODEL_ZOO.md links every part; the release verifies."""
+    release_dir, manifest, log = split_release
+    split = _split_assets(manifest)
+    assert {f"{TINY_FT}.keras", f"{TINY_FT}.weights.h5", f"{TINY_PT}.savedmodel.zip"} <= set(split)
+    assert manifest["part_size"] == PART_SIZE
+    with open(os.path.join(release_dir, "SHA256SUMS")) as handle:
+        sums = dict(reversed(line.split()) for line in handle)
+    on_disk = set(os.listdir(release_dir))
+    for name, asset in manifest["assets"].items():
+        if name not in split:
+            assert name in on_disk and asset["bytes"] <= PART_SIZE or asset["kind"] in (
+                "report", "card")
+            continue
+        parts = asset["parts"]
+        assert name not in on_disk and name not in sums
+        assert parts == [f"{name}.part-{i:03d}-of-{len(parts):03d}"
+                         for i in range(1, len(parts) + 1)]
+        assert len(parts) == -(-asset["bytes"] // PART_SIZE) >= 2
+        joined = b"".join(open(os.path.join(release_dir, p), "rb").read() for p in parts)
+        assert len(joined) == asset["bytes"]
+        assert hashlib.sha256(joined).hexdigest() == asset["sha256"]
+        assert all(_sha256(os.path.join(release_dir, p)) == sums[p] for p in parts)
+        assert all(os.path.getsize(os.path.join(release_dir, p)) <= PART_SIZE for p in parts)
+        assert f"{name}: " in "\n".join(log) and f"{len(parts)} parts" in "\n".join(log)
+    for name in (f"{TINY_FT}.keras", f"{TINY_FT}.weights.h5", f"{TINY_PT}.savedmodel.zip"):
+        assert manifest["assets"][name]["sha256"] == release[1]["assets"][name]["sha256"]
+    checked = subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=release_dir,
+                             capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    with open(os.path.join(release_dir, "MODEL_ZOO.md")) as handle:
+        zoo = handle.read()
+    for name, asset in split.items():
+        assert all(f"({BASE}/{part})" in zoo for part in asset["parts"])
+        assert f"({BASE}/{name})" not in zoo
+    assert "cat" in zoo and f"over {PART_SIZE} bytes ship as numbered parts" in zoo
+    with open(os.path.join(release_dir, f"{TINY_FT}.md")) as handle:
+        assert f"cat {TINY_FT}.keras.part-* > {TINY_FT}.keras" in handle.read()
+    assert verify_release(release_dir) == []
+
+
+@pytest.fixture
+def split_copy(split_release, tmp_path):
+    copy = str(tmp_path / "split")
+    shutil.copytree(split_release[0], copy)
+    return copy
+
+
+def _parts_of(release_dir, name):
+    return _manifest(release_dir)["assets"][name]["parts"]
+
+
+@pytest.mark.parametrize("damage", ["flipped", "deleted", "extra", "unlisted"])
+def test_a_damaged_missing_or_extra_part_is_one_problem_line_naming_it(split_copy, damage):
+    name = f"{TINY_FT}.keras"
+    parts = _parts_of(split_copy, name)
+    second = os.path.join(split_copy, parts[1])
+    if damage == "flipped":
+        _flip_byte(second)
+        expected = f"{parts[1]}: sha256 differs from SHA256SUMS"
+    elif damage == "deleted":
+        os.remove(second)
+        expected = f"{parts[1]}: listed in SHA256SUMS but missing"
+    elif damage == "extra":
+        extra = f"{name}.part-{len(parts) + 1:03d}-of-{len(parts) + 1:03d}"
+        shutil.copyfile(second, os.path.join(split_copy, extra))
+        expected = (f"{extra}: not a part of {name} in the manifest ({len(parts)} parts); "
+                    f"remove it or rebuild the release with scripts/release.py build")
+    else:  # the part gone from the folder and from SHA256SUMS, which is signed again
+        os.remove(second)
+        write_sha256sums(split_copy)
+        expected = (f"{parts[1]}: a part of {name} in the manifest, not listed in SHA256SUMS; "
+                    f"rebuild the release with scripts/release.py build")
+    assert verify_release(split_copy) == [expected]
+
+
+def test_parts_that_join_to_another_file_are_reported_by_the_whole_digest(split_copy):
+    """Parts re-signed in SHA256SUMS still have to join to the manifest's whole file."""
+    name = f"{TINY_FT}.weights.h5"
+    _flip_byte(os.path.join(split_copy, _parts_of(split_copy, name)[0]))
+    write_sha256sums(split_copy)
+    assert verify_release(split_copy) == [
+        f"{name}: its parts joined are not the file the manifest records (bytes and sha256); "
+        f"rebuild the release with scripts/release.py build"]
+
+
+def test_the_recheck_and_publish_join_the_parts_of_an_asset(split_release, tmp_path):
+    """What ``verify --recheck`` hands the fresh process and ``publish`` unpacks: the parts
+    joined (checked in this process here; the slow tier rechecks the whole split release)."""
+    from converter.release import whole_asset
+
+    release_dir, manifest, _ = split_release
+    name = f"{TINY_FT}.keras"
+    joined = whole_asset(release_dir, name, manifest["assets"][name], str(tmp_path))
+    assert _sha256(joined) == manifest["assets"][name]["sha256"]
+    errors = check_assets(os.path.join(release_dir, f"{TINY_FT}.json"), {"keras": joined})
+    assert errors["keras"] <= TOLERANCE
+    plan = publish_release(release_dir, "hf://org", dry_run=str(tmp_path / "dry"),
+                           log=lambda line: None)
+    assert sorted(plan) == [f"hf://org/{n}" for n in sorted(NAMES)]
+
+
+@pytest.mark.slow  # two fresh processes; fast tier: the test above (joined, checked in-process)
+def test_verify_recheck_passes_on_a_release_in_parts(split_release):
+    assert verify_release(split_release[0], recheck=True) == []
+
+
+@pytest.mark.parametrize("size", ["0", "-5MiB", "1.5GB", "12 parsecs", "lots", ""])
+def test_a_bad_part_size_is_one_line_and_exit_two(conversions, tmp_path, size):
+    done = _script_in_process("build", conversions[0], str(tmp_path / "out"), "--base-url",
+                              BASE_URL, "--part-size", size)
+    line = assert_one_line_error(done, 2)
+    assert line.startswith("error: --part-size: expected a positive whole number of bytes")
+    assert repr(size) in line and not os.path.exists(tmp_path / "out")
+
+
+def test_the_part_size_defaults_to_under_the_hosts_limit():
+    from converter.release import host_part_size, parse_part_size
+
+    assert host_part_size("https://github.com/me/zoo/releases/download/v1") == 2 * 2**30 - 1
+    assert host_part_size(BASE_URL) is None
+    assert parse_part_size("1900MiB") == 1900 * 2**20
+    assert parse_part_size("2GB") == 2 * 10**9 and parse_part_size("65536") == 65536
+
+
+def _served_split(split_release, tmp_path, monkeypatch):
+    """A copy of the split release to serve, the cache at ``tmp_path/cache``, online."""
+    served = str(tmp_path / "served")
+    shutil.copytree(split_release[0], served)
+    monkeypatch.setenv("VIDEOMAE_CACHE", str(tmp_path / "cache"))
+    for name in ("VIDEOMAE_OFFLINE", "VIDEOMAE_CONVERT_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    return served
+
+
+def _cache_files(tmp_path):
+    return sorted(name for _, _, files in os.walk(tmp_path / "cache") for name in files)
+
+
+def test_a_zoo_name_loads_the_same_model_from_a_release_in_parts(split_release, release,
+                                                                  tmp_path, monkeypatch):
+    """A zoo name served (loopback HTTP) from a release whose weights ship in parts, or read
+    from such a release folder, loads the model the unsplit release gives, weight for
+    weight; the parts are dropped from the cache once joined; offline, the joined copy
+    serves."""
+    import tf_models
+    from http_faults import FaultServer
+
+    served = _served_split(split_release, tmp_path, monkeypatch)
+    weights = f"{TINY_FT}.weights.h5"
+    parts = split_release[1]["assets"][weights]["parts"]
+
+    def load(base, **options):
+        monkeypatch.setenv("VIDEOMAE_ZOO_URL", base)
+        model = tf_models.VideoMAEVideoClassifier.from_preset(TINY_FT, progress=False,
+                                                              **options)
+        return [np.asarray(w) for w in model.get_weights()]
+
+    whole = load(release[0])
+    with FaultServer(served) as server:
+        base = server.url("").rstrip("/")
+        from_parts = load(base)
+        assert [p.lstrip("/") for p, _ in server.requests] == ["SHA256SUMS", "manifest.json",
+                                                              *parts]
+    assert len(whole) == len(from_parts) and all(
+        np.array_equal(a, b) for a, b in zip(whole, from_parts))
+    assert _cache_files(tmp_path) == sorted(["SHA256SUMS", "SHA256SUMS.sha256",
+                                             "manifest.json", "manifest.json.sha256",
+                                             weights, f"{weights}.sha256"])
+    offline = load(base, offline=True)  # the server is gone: the joined copy, verified
+    assert all(np.array_equal(a, b) for a, b in zip(whole, offline))
+    in_folder = load(served)  # a release folder: parts read in place, joined into the cache
+    assert all(np.array_equal(a, b) for a, b in zip(whole, in_folder))
+
+
+def test_a_download_stopped_between_parts_resumes_and_a_cut_join_restarts(
+        split_release, tmp_path, monkeypatch):
+    """A transfer cut inside the second part: the next call fetches neither the manifest nor
+    the first part again and resumes the second with Range; a join cut short (its
+    ``.joining`` file left) is redone from the parts; nothing unverified is ever under the
+    asset's name."""
+    from http_faults import FaultServer
+    from tf_models.artifacts.resolve import PresetError, fetch_asset
+
+    name = f"{TINY_FT}.weights.h5"
+    parts = split_release[1]["assets"][name]["parts"]
+    with FaultServer(_served_split(split_release, tmp_path, monkeypatch)) as server:
+        base = server.url("").rstrip("/")
+        server.plan("ok", "ok", "ok", "drop:1000")  # sums, manifest, part 1, part 2 cut
+        with pytest.raises(PresetError, match=f"{parts[1]}: download stopped at 1000 of "):
+            fetch_asset(base, name, progress=False)
+        cached = _cache_files(tmp_path)
+        assert parts[0] in cached and f"{parts[1]}.part" in cached and name not in cached
+        folder = os.path.dirname(next(os.path.join(root, f) for root, _, files
+                                      in os.walk(tmp_path / "cache") for f in files))
+        with open(os.path.join(folder, f"{name}.joining"), "wb") as handle:
+            handle.write(b"a join cut short")
+        server.requests.clear()
+        path = fetch_asset(base, name, progress=False)
+        assert server.requests == [("/SHA256SUMS", None), (f"/{parts[1]}", "bytes=1000-")] + [
+            (f"/{part}", None) for part in parts[2:]]
+    assert path == os.path.join(folder, name)
+    assert _sha256(path) == split_release[1]["assets"][name]["sha256"]
+    assert not any(".part" in n or n.endswith(".joining") for n in _cache_files(tmp_path))

@@ -183,15 +183,26 @@ def fetch_file(url: str, dest: str, sha256: Optional[str] = None, *,
         # with a known digest a malformed Content-Length is no risk: the digest proves the file
         total = _transfer(url, part, fetch or (lambda u, p: fetch_to_part(
             u, p, progress, lenient_length=expected is not None)))
-        digest = _verified_part(url, part, total, expected, check)
-        fsync_quietly(part)
-        write_sidecar(dest, digest)
-        os.replace(part, dest)
-        with contextlib.suppress(OSError):
-            fsync_dir(folder)
+        install_verified(part, dest, _verified_part(url, part, total, expected, check))
     finally:
         lock.release()
     return dest
+
+
+def install_verified(temporary: str, dest: str, digest: str) -> None:
+    """``temporary``, verified to have sha256 ``digest``, becomes ``dest``: fsync'd, its
+    digest recorded in the sidecar, renamed into place, the folder fsync'd."""
+    fsync_quietly(temporary)
+    write_sidecar(dest, digest)
+    os.replace(temporary, dest)
+    with contextlib.suppress(OSError):
+        fsync_dir(os.path.dirname(os.path.abspath(dest)))
+
+
+def cached_copy(dest: str, sha256: Optional[str]) -> str:
+    """``dest``, a cached copy that matches its sidecar and ``sha256`` (when given); never
+    downloads. CachedFileChanged when it does not match, FileNotFoundError when absent."""
+    return _cached(dest, sha256.lower() if sha256 else None)
 
 
 def _cached(dest: str, expected: Optional[str]) -> str:

@@ -15,14 +15,19 @@ converted on the fly as ``from_preset`` converts them (``tf_models.transformers_
 A zoo name resolves against the published release (``VIDEOMAE_ZOO_URL`` overrides the base
 URL: an ``http(s)://`` or ``file://`` URL, or a local folder). Release assets are fetched by
 the one downloader (``download.fetch_file``) into the ``release`` cache, checked against the
-release's ``SHA256SUMS`` before they are used and on every later use. Offline mode
+release's ``SHA256SUMS`` before they are used and on every later use. An asset the release
+ships in parts (``parts``: ``NAME.part-001-of-003``...) is fetched part by part the same way,
+joined into the cache under its name, checked against the whole file's sha256 in the release's
+``manifest.json``, and its parts dropped. Offline mode
 (``offline=True`` or ``VIDEOMAE_OFFLINE=1``...) never downloads. The report ``NAME.json``
 beside an artifact, when there, is read as the typed record. Torch-free.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import math
 import os
 import re
@@ -37,10 +42,12 @@ from ..presets import DEFAULT_ZOO_URL, Preset, get_preset
 from . import download
 from .checksums import SUMS, ChecksumError, is_plain_name, parse_sums, read_sums, sha256_file
 from .names import SUFFIXES, entry_name, kind_of_path, report_path
+from .parts import JoinDamaged, SplitAsset, join_parts, parts_listed, whole_names
 from .record import ConversionRecord, RecordError, load_report
 
 URL_ENV = "VIDEOMAE_ZOO_URL"
 CACHE_STORE = "release"
+MANIFEST = "manifest.json"  # a release's record of its assets (the whole files of parts)
 # the Keras class a ``.weights.h5`` file was saved from, by a key only its config has
 # (registered names: no import of the model modules here)
 WEIGHTS_CLASSES = (("num_classes", "VideoMAEVideoClassifier"),
@@ -187,20 +194,92 @@ def fetch_asset(base: str, name: str, offline: Optional[bool] = None,
     if not is_plain_name(name):  # joined to the cache folder below: never a path
         raise PresetError(f"{name!r}: not an asset name (a path); a release's assets are files "
                           f"of its own folder")
-    sums = fetch_sums(base, offline, progress)
+    return _fetch_listed(base, name, fetch_sums(base, offline, progress), offline, progress)
+
+
+def _fetch_listed(base: str, name: str, sums: Dict[str, str], offline: bool,
+                  progress: bool) -> str:
+    """``fetch_asset`` with the release's checksums ``sums`` already read."""
     if name not in sums:
-        raise PresetError(f"{_join(base, SUMS)}: lists no {name}; the release does not publish it")
+        try:
+            parts = parts_listed(sums, name)
+        except ValueError as error:
+            raise PresetError(f"{_join(base, SUMS)}: {error}; the release is incomplete, "
+                              f"publish every part") from None
+        if parts is None:
+            raise PresetError(f"{_join(base, SUMS)}: lists no {name}; the release does not "
+                              f"publish it")
+        return _fetch_joined(base, name, parts, sums, offline, progress)
     if not _is_url(base):
-        path = os.path.join(base, name)
-        if not os.path.exists(path):
-            raise PresetError(f"{path}: missing, though {SUMS} lists it")
-        found = sha256_file(path)
-        if found != sums[name]:
-            raise PresetError(f"{path}: sha256 {found} does not match {sums[name]} in {SUMS}; "
-                              f"the file is corrupt or was changed")
-        return path
+        return _in_folder(base, name, sums)
     return _fetch(_join(base, name), os.path.join(_base_cache(base), name), sums[name],
                   offline, progress)
+
+
+def _in_folder(base: str, name: str, sums: Dict[str, str]) -> str:
+    """The file ``name`` of the release folder ``base``, read in place once it matches
+    ``sums``."""
+    path = os.path.join(base, name)
+    if not os.path.exists(path):
+        raise PresetError(f"{path}: missing, though {SUMS} lists it")
+    found = sha256_file(path)
+    if found != sums[name]:
+        raise PresetError(f"{path}: sha256 {found} does not match {sums[name]} in {SUMS}; "
+                          f"the file is corrupt or was changed")
+    return path
+
+
+def _fetch_joined(base: str, name: str, parts, sums: Dict[str, str], offline: bool,
+                  progress: bool) -> str:
+    """A verified local copy of asset ``name``, which the release ships as ``parts``: the
+    cached joined copy, or each part fetched (resumable, checked against ``SHA256SUMS``; read
+    in place from a release folder), joined into the cache through a temporary name, checked
+    against the whole file's sha256 in the release's manifest, and the parts dropped."""
+    whole = _split_record(base, name, parts, sums, offline, progress)
+    dest = os.path.join(_base_cache(base), name)
+    if os.path.isfile(dest):
+        try:
+            return download.cached_copy(dest, whole.sha256)
+        except download.CachedFileChanged as error:
+            if offline:
+                raise PresetError(f"{error}; offline mode never downloads a fresh copy"
+                                  ) from None
+            for stale in (dest, dest + ".sha256"):  # joined again from fresh parts below
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(stale)
+    paths = [_fetch_listed(base, part, sums, offline, progress) for part in parts]
+    try:
+        join_parts(paths, dest, whole.sha256, whole.bytes)
+    except JoinDamaged as error:
+        raise PresetError(f"{error} ({_join(base, MANIFEST)}); the release is inconsistent, "
+                          f"rebuild it") from None
+    except OSError as error:
+        raise PresetError(f"{os.path.dirname(dest)}: cannot use it as the model cache "
+                          f"({error.strerror or error}); set {download.CACHES[CACHE_STORE][0]} "
+                          f"to a writable folder") from None
+    if _is_url(base):  # the joined copy is verified: its parts are not needed again
+        for path in paths:
+            for done in (path, path + ".sha256"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(done)
+    return dest
+
+
+def _split_record(base: str, name: str, parts, sums: Dict[str, str], offline: bool,
+                  progress: bool) -> SplitAsset:
+    """What the release's manifest records of asset ``name`` shipped as ``parts``."""
+    where = _join(base, MANIFEST)
+    try:
+        with open(_fetch_listed(base, MANIFEST, sums, offline, progress),
+                  encoding="utf-8") as handle:
+            whole = SplitAsset.from_manifest(json.load(handle), name)
+    except (OSError, ValueError) as error:  # json's errors are ValueErrors
+        raise PresetError(f"{where}: {str(error).splitlines()[0]}; the release ships {name} in "
+                          f"parts and needs its manifest to check them joined") from None
+    if whole.parts != list(parts):
+        raise PresetError(f"{where}: lists {len(whole.parts)} parts of {name}, {SUMS} "
+                          f"{len(parts)}; the release is inconsistent, rebuild it")
+    return whole
 
 
 # --- resolving a model argument -------------------------------------------------------------
@@ -221,7 +300,7 @@ def _report_beside(path: str) -> Optional[ConversionRecord]:
 
 def _single_entry(names, where: str) -> str:
     suffix = SUFFIXES["weights"]
-    weights = sorted(n[: -len(suffix)] for n in names if n.endswith(suffix))
+    weights = sorted(n[: -len(suffix)] for n in whole_names(names) if n.endswith(suffix))
     if len(weights) != 1:
         listed = ", ".join(weights) if weights else "none"
         raise PresetError(f"{where}: holds {len(weights)} entries ({listed}); pass a zoo name "
