@@ -1225,7 +1225,7 @@ def test_a_later_build_removes_what_killed_builds_left_and_keeps_a_live_ones(tmp
                           log=lines.append)
         assert (parent / "release" / "manifest.json").read_text() == "old\n"
         assert os.listdir(parent / "release") == ["manifest.json"]
-        kept = [n for n in os.listdir(parent) if n.startswith(f"{PARTIAL}{live}-")]
+        kept = sorted(n for n in os.listdir(parent) if n.startswith(f"{PARTIAL}{live}-"))
         assert sorted(os.listdir(parent)) == sorted(["release", unowned.name] + kept)
         assert len(kept) == 2  # the live build's folder and its lock file
         assert lines == [
