@@ -1,5 +1,7 @@
 """tf_models on the shared harness: backbone, classifier and pretrainer (tiny configuration)."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -135,6 +137,38 @@ def test_a_classifier_refuses_clips_it_cannot_take_in_one_line():
     with pytest.raises(ValueError, match=f"takes clips of {frames} frames, frames of any size"):
         model.predict(rng.integers(0, 256, (2, frames + 2, size, size, 3), dtype=np.uint8),
                       verbose=0)
+
+
+def test_a_classifier_checks_clips_in_every_container_keras_hub_reads_as_arrays():
+    """A list of clips, a nested list, a tuple and a dict of a list, to predict / fit /
+    evaluate, get the array's checks, the batch of no clips included (before: only an
+    array or a dict of one was checked: a list of 6-frame clips got Keras's input-spec
+    error, not what to do; uint8 frames in a list were refused as "a direct call" that
+    predict / fit would have preprocessed; ``predict([])`` and an empty batch in a tuple an
+    UnboundLocalError from Keras, ``fit([])`` a multi-line error from inside the call)."""
+    model, _, _ = _models()["classifier"]
+    frames, size = model.backbone.num_frames, model.backbone.img_size
+    rng = np.random.default_rng(6)
+    longer = rng.standard_normal((2, frames + 2, size, size, 3)).astype(np.float32)
+    raw = rng.integers(0, 256, (2, frames, size, size, 3), dtype=np.uint8)
+    labels = np.array([0, 1])
+    shape = re.escape(f"got (2, {frames + 2}, {size}, {size}, 3)")
+    cases = [(list(longer), shape), (longer.tolist(), shape),
+             ((list(longer),), f"takes clips of {frames} frames"),
+             ({"video": list(longer)}, f"takes clips of {frames} frames"),
+             (list(raw), "got uint8 ones"), (raw.tolist(), "got int32 ones"),
+             ([], r"got shape \(0,\), no clips"),
+             ((longer[:0],), "no clips")]
+    for clips, words in cases:
+        for call in (lambda: model.predict(clips, verbose=0),
+                     lambda: model.fit(clips, labels, verbose=0),
+                     lambda: model.evaluate(clips, labels, verbose=0)):
+            with pytest.raises(ValueError, match=words) as error:
+                call()
+            assert str(error.value).startswith(f"{model.name}: "), str(error.value)
+            assert "\n" not in str(error.value)
+    good = rng.standard_normal((2, frames, size, size, 3)).astype(np.float32)
+    assert model.predict(list(good), verbose=0).shape == (2, model.num_classes)
 
 
 def test_models_refuse_frames_of_any_integer_dtype_as_raw_frames():
