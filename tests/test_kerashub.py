@@ -617,7 +617,9 @@ def test_weights_no_layer_takes_are_refused_in_one_line(tiny_keras_files, tiny_p
     """Keras's lenient loading skips arrays no layer asks for: a ``.keras`` archive's, a
     preset's model.weights.h5 and (before: loaded without a word) its task.weights.h5, which
     holds the task's own layers only (keras-hub's ``save_task_weights``), each holding one
-    array more, are one line naming the file, what it holds and what the model takes."""
+    array more, are one line naming the file, what it holds and what the model takes; for a
+    task.weights.h5 the sizes of the task's own layers (before: the backbone's depth, which
+    says nothing of that file)."""
     import h5py
 
     path = _rewrite_keras(tiny_keras_files["classifier"], tmp_path / "extra.keras",
@@ -630,11 +632,11 @@ def test_weights_no_layer_takes_are_refused_in_one_line(tiny_keras_files, tiny_p
               "holds 27 weight arrays, but the model its config.json describes (depth 2) "
               "takes 26; "),
              (tiny_preset, "task.weights.h5", tf_models.VideoMAEVideoClassifier,
-              "holds 5 weight arrays, but the model its task.json describes (depth 2) "
-              "takes 4; "),
+              "holds 5 weight arrays, but the task layers of the model its task.json "
+              "describes (num_classes 400) take 4; "),
              (tiny_pt_preset, "task.weights.h5", tf_models.VideoMAEMaskedAutoencoder,
-              "holds 19 weight arrays, but the model its task.json describes (depth 2, "
-              "decoder_depth 1) takes 18; "))
+              "holds 19 weight arrays, but the task layers of the model its task.json "
+              "describes (decoder_depth 1) take 18; "))
     for index, (preset, name, cls, expected) in enumerate(cases):
         folder = _copy(preset, tmp_path / str(index))
         with h5py.File(os.path.join(folder, name), "a") as handle:
