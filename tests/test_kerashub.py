@@ -606,6 +606,34 @@ def test_a_preset_whose_config_outgrows_its_weights_is_refused_before_building(
     assert built == []
 
 
+CLIP_TOO_LARGE = ("num_frames 4 of img_size 1000000 in patches of 2 x 16 x 16 make 7812500000 "
+                  "tokens a clip, more than the 32768 a model here takes (16 times the zoo's "
+                  "most, 16 frames of 224 x 224); use fewer frames or smaller ones; ")
+
+
+def test_a_config_of_a_clip_no_weight_bounds_is_refused_before_building(
+        tiny_keras_files, tiny_preset, tmp_path, built):
+    """img_size shows in no weight: a .keras archive's or a preset's config saying 1000000
+    made Keras build the model first, whose sinusoid table for 7.8e9 tokens asks for
+    terabytes. Now the sizes no weight shows are checked as the constructors check them
+    (``layers.check_model_sizes``): one line naming the file, nothing built."""
+    from tf_models.artifacts.resolve import load_artifact
+
+    path = _rewrite_keras(tiny_keras_files["classifier"], tmp_path / "large.keras",
+                          lambda c: _backbone_of(c).update(img_size=1000000))
+    folder = _copy(tiny_preset, tmp_path / "preset")
+    _edit_config(folder, "config.json", lambda c: c["config"].update(img_size=1000000))
+    for where, load in ((path, tf_models.VideoMAEVideoClassifier.from_preset),
+                        (path, load_artifact),
+                        (f"{folder}/config.json", tf_models.VideoMAEBackbone.from_preset),
+                        (f"{folder}/config.json", load_artifact)):
+        with pytest.raises(tf_models.PresetError) as raised:
+            load(where.replace("/config.json", ""))
+        assert str(raised.value).startswith(f"{where}: {CLIP_TOO_LARGE}"), str(raised.value)
+        assert "\n" not in str(raised.value)
+    assert built == []
+
+
 def _extra_array(handle):
     import numpy as np
 

@@ -295,6 +295,48 @@ def test_a_width_that_does_not_split_into_the_heads_is_refused_when_built():
         tf_models.VideoMAEMaskedAutoencoder(**dict(pt.model_config(), decoder_num_heads=5))
 
 
+BAD_SIZES = {  # case: (change to the tiny FT config, the whole line)
+    "tokens": ({"img_size": 16 * 182},
+               "num_frames 4 of img_size 2912 in patches of 2 x 16 x 16 make 66248 tokens a "
+               "clip, more than the 32768 a model here takes (16 times the zoo's most, 16 "
+               "frames of 224 x 224); use fewer frames or smaller ones"),
+    "huge integer": ({"num_frames": 10 ** 40},
+                     "num_frames 100000000000... (41 digits) of img_size 32 in patches of 2 x "
+                     "16 x 16 make 200000000000... (41 digits) tokens a clip, more than the "
+                     "32768 a model here takes (16 times the zoo's most, 16 frames of 224 x "
+                     "224); use fewer frames or smaller ones"),
+    "img_size": ({"img_size": 40},
+                 "img_size 40 is not a multiple of patch_size 16: the clip would not be cut "
+                 "into whole patches (ViT-B: 224 and 16)"),
+    "num_frames": ({"num_frames": 5},
+                   "num_frames 5 is not a multiple of tubelet_size 2: the clip would not be cut "
+                   "into whole patches (ViT-B: 16 and 2)"),
+    "zero": ({"patch_size": 0}, "patch_size must be a positive integer, not 0"),
+    "text": ({"img_size": "32"}, "img_size must be a positive integer, not '32'"),
+    "bool": ({"tubelet_size": True}, "tubelet_size must be a positive integer, not True"),
+    "decoder": ({"decoder_num_heads": -2},
+                "decoder_num_heads must be a positive integer, not -2"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SIZES))
+def test_sizes_no_clip_fits_are_refused_in_one_line_before_a_model_is_built(case):
+    """A clip's sizes show in no weight, so nothing else bounds them: img_size 2912 (66248
+    tokens; img_size 1000000 asked for terabytes of sinusoid table) built, as did clips not
+    cut into whole patches; a zero patch size was a ZeroDivisionError, a huge integer was
+    printed in full. Now one ValueError line from the constructor, before anything is built
+    (``layers.check_model_sizes``, ``MAX_TOKENS``)."""
+    import tf_models
+
+    change, line = BAD_SIZES[case]
+    preset = tf_models.get_preset(TINY_FT if case != "decoder" else TINY_PT)
+    cls = tf_models.VideoMAEVideoClassifier if case != "decoder" else \
+        tf_models.VideoMAEMaskedAutoencoder
+    with pytest.raises(ValueError) as raised:
+        cls(**dict(preset.model_config(), **change))
+    assert str(raised.value) == line
+
+
 # Every consumer module: what a user of the converted models imports (loading, presets,
 # fine-tuning, video tools, their commands). Ray's engine is the [ray] extra's (test_ray).
 CONSUMER_MODULES = ("tf_models", "tf_models.train", "tf_models.video", "tf_models.video.model",
