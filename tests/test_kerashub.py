@@ -634,6 +634,23 @@ def test_a_config_of_a_clip_no_weight_bounds_is_refused_before_building(
     assert built == []
 
 
+@pytest.mark.parametrize("kind, edit, cause", [
+    ("classifier", lambda c: c["config"].update(backbone=False),
+     "(VideoMAEVideoClassifier: backbone must be a VideoMAEBackbone or its serialised config, "
+     "not False)"),
+    ("backbone", lambda c: c["config"].update(drop_path_rate="x"),
+     "(unsupported operand type(s) for /: 'str' and 'int')"),
+], ids=["backbone false", "text rate"])
+def test_a_keras_file_whose_config_builds_nothing_says_why_in_its_line(tiny_keras_files,
+                                                                      tmp_path, kind, edit, cause):
+    """Before: "'bool' object has no attribute 'final_norm'", or Keras's preamble and the
+    first words of the whole config, cut before the cause."""
+    path = _rewrite_keras(tiny_keras_files[kind], tmp_path / f"{kind}.keras", edit)
+    with pytest.raises(tf_models.PresetError) as raised:
+        KERAS_CLASSES[kind].from_preset(path)
+    assert str(raised.value) == f"{path}: cannot be loaded as a Keras model {cause}"
+
+
 def _extra_array(handle):
     import numpy as np
 

@@ -458,8 +458,15 @@ def check_weights_sizes(said: dict, shapes: Dict[str, tuple], where: str, weight
 
 # --- loading what it resolved to --------------------------------------------------------------
 
+# what Keras's deserialisation puts before the error a constructor raised, after a preamble
+# and the whole config (``serialization_lib``): the cause is what follows its last one
+KERAS_CAUSE = "Exception encountered:"
+
+
 def _first_line(error: Exception) -> str:
     text = " ".join(str(error).split())
+    if KERAS_CAUSE in text:
+        text = text.rsplit(KERAS_CAUSE, 1)[1].strip()
     return text[:200] if text else repr(error)
 
 
