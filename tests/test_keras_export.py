@@ -257,8 +257,8 @@ def test_a_damaged_or_missing_keras_file_is_one_line(tmp_path, content, phrase):
 
 @pytest.mark.parametrize("model_config, phrase", [
     ({"depth": "two"}, "builds no VideoMAEVideoClassifier ("),
-    ({"num_heads": 0}, "builds no VideoMAEVideoClassifier ("),
-    ({"num_heads": 5}, "(embed_dim 48 does not split into num_heads 5 heads of equal width; "),
+    ({"num_heads": 0}, ": num_heads must be a positive integer, not 0; a report of another "),
+    ({"num_heads": 5}, ": embed_dim 48 does not split into num_heads 5 heads of equal width; "),
     (None, "its entry has no model_config"),
 ])
 def test_weights_whose_report_builds_no_model_are_one_line(exported, tmp_path, model_config,

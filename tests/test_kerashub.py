@@ -606,6 +606,51 @@ def test_a_preset_whose_config_outgrows_its_weights_is_refused_before_building(
     assert built == []
 
 
+CLIP_TOO_LARGE = ("num_frames 4 of img_size 1000000 in patches of 2 x 16 x 16 make 7812500000 "
+                  "tokens a clip, more than the 32768 a model here takes (16 times the zoo's "
+                  "most, 16 frames of 224 x 224); use fewer frames or smaller ones; ")
+
+
+def test_a_config_of_a_clip_no_weight_bounds_is_refused_before_building(
+        tiny_keras_files, tiny_preset, tmp_path, built):
+    """img_size shows in no weight: a .keras archive's or a preset's config saying 1000000
+    made Keras build the model first, whose sinusoid table for 7.8e9 tokens asks for
+    terabytes. Now the sizes no weight shows are checked as the constructors check them
+    (``layers.check_model_sizes``): one line naming the file, nothing built."""
+    from tf_models.artifacts.resolve import load_artifact
+
+    path = _rewrite_keras(tiny_keras_files["classifier"], tmp_path / "large.keras",
+                          lambda c: _backbone_of(c).update(img_size=1000000))
+    folder = _copy(tiny_preset, tmp_path / "preset")
+    _edit_config(folder, "config.json", lambda c: c["config"].update(img_size=1000000))
+    for where, load in ((path, tf_models.VideoMAEVideoClassifier.from_preset),
+                        (path, load_artifact),
+                        (f"{folder}/config.json", tf_models.VideoMAEBackbone.from_preset),
+                        (f"{folder}/config.json", load_artifact)):
+        with pytest.raises(tf_models.PresetError) as raised:
+            load(where.replace("/config.json", ""))
+        assert str(raised.value).startswith(f"{where}: {CLIP_TOO_LARGE}"), str(raised.value)
+        assert "\n" not in str(raised.value)
+    assert built == []
+
+
+@pytest.mark.parametrize("kind, edit, cause", [
+    ("classifier", lambda c: c["config"].update(backbone=False),
+     "(VideoMAEVideoClassifier: backbone must be a VideoMAEBackbone or its serialised config, "
+     "not False)"),
+    ("backbone", lambda c: c["config"].update(drop_path_rate="x"),
+     "(unsupported operand type(s) for /: 'str' and 'int')"),
+], ids=["backbone false", "text rate"])
+def test_a_keras_file_whose_config_builds_nothing_says_why_in_its_line(tiny_keras_files,
+                                                                      tmp_path, kind, edit, cause):
+    """Before: "'bool' object has no attribute 'final_norm'", or Keras's preamble and the
+    first words of the whole config, cut before the cause."""
+    path = _rewrite_keras(tiny_keras_files[kind], tmp_path / f"{kind}.keras", edit)
+    with pytest.raises(tf_models.PresetError) as raised:
+        KERAS_CLASSES[kind].from_preset(path)
+    assert str(raised.value) == f"{path}: cannot be loaded as a Keras model {cause}"
+
+
 def _extra_array(handle):
     import numpy as np
 
@@ -617,7 +662,9 @@ def test_weights_no_layer_takes_are_refused_in_one_line(tiny_keras_files, tiny_p
     """Keras's lenient loading skips arrays no layer asks for: a ``.keras`` archive's, a
     preset's model.weights.h5 and (before: loaded without a word) its task.weights.h5, which
     holds the task's own layers only (keras-hub's ``save_task_weights``), each holding one
-    array more, are one line naming the file, what it holds and what the model takes."""
+    array more, are one line naming the file, what it holds and what the model takes; for a
+    task.weights.h5 the sizes of the task's own layers (before: the backbone's depth, which
+    says nothing of that file)."""
     import h5py
 
     path = _rewrite_keras(tiny_keras_files["classifier"], tmp_path / "extra.keras",
@@ -630,11 +677,11 @@ def test_weights_no_layer_takes_are_refused_in_one_line(tiny_keras_files, tiny_p
               "holds 27 weight arrays, but the model its config.json describes (depth 2) "
               "takes 26; "),
              (tiny_preset, "task.weights.h5", tf_models.VideoMAEVideoClassifier,
-              "holds 5 weight arrays, but the model its task.json describes (depth 2) "
-              "takes 4; "),
+              "holds 5 weight arrays, but the task layers of the model its task.json "
+              "describes (num_classes 400) take 4; "),
              (tiny_pt_preset, "task.weights.h5", tf_models.VideoMAEMaskedAutoencoder,
-              "holds 19 weight arrays, but the model its task.json describes (depth 2, "
-              "decoder_depth 1) takes 18; "))
+              "holds 19 weight arrays, but the task layers of the model its task.json "
+              "describes (decoder_depth 1) take 18; "))
     for index, (preset, name, cls, expected) in enumerate(cases):
         folder = _copy(preset, tmp_path / str(index))
         with h5py.File(os.path.join(folder, name), "a") as handle:

@@ -341,7 +341,8 @@ def _beside_report(release_dir, folder, change):
     ({"num_classes": 10 ** 7}, "num_classes is 10000000", 400),
     ({"mlp_ratio": 4000.0}, "int(embed_dim * mlp_ratio) is 192000", 192),
     ({"patch_size": 2, "tubelet_size": 1}, "tubelet_size is 1", 2),
-], ids=["embed_dim", "depth", "num_classes", "mlp_ratio", "tubelet"])
+    ({"depth": 10 ** 60}, "depth is 100000000000... (61 digits)", 2),
+], ids=["embed_dim", "depth", "num_classes", "mlp_ratio", "tubelet", "huge integer"])
 def test_a_report_of_sizes_its_weights_do_not_have_is_refused_before_building(
         release_dir, tmp_path, monkeypatch, change, said, found):
     """A report beside a ``.weights.h5`` (a file from the internet) saying a width of 65536 or
@@ -362,6 +363,28 @@ def test_a_report_of_sizes_its_weights_do_not_have_is_refused_before_building(
     assert message.startswith(f"{report}: {said}, but the weights have {found} ("), message
     assert f"in {TINY_FT}.weights.h5); a report of another model?" in message
     assert "\n" not in message
+
+
+def test_a_report_of_a_clip_no_weight_bounds_is_refused_before_building(release_dir,
+                                                                         tmp_path, monkeypatch):
+    """img_size 1000000 shows in no weight: before, the model was built from the report
+    (3.9e9 tokens: terabytes of sinusoid table). Now the sizes no weight shows are checked
+    as the constructors check them, one line naming the report, and no model is built."""
+    import tf_models
+
+    weights, report = _beside_report(release_dir, tmp_path, {"img_size": 1000000})
+
+    def never(*args, **kwargs):
+        raise AssertionError("a model was built")
+
+    monkeypatch.setattr(tf_models.VideoMAEVideoClassifier, "__init__", never)
+    with pytest.raises(tf_models.PresetError) as raised:
+        tf_models.VideoMAEVideoClassifier.from_preset(weights)
+    assert str(raised.value) == (
+        f"{report}: num_frames 4 of img_size 1000000 in patches of 2 x 16 x 16 make "
+        f"7812500000 tokens a clip, more than the 32768 a model here takes (16 times the "
+        f"zoo's most, 16 frames of 224 x 224); use fewer frames or smaller ones; a report of "
+        f"another model? Keep the {TINY_FT}.json saved with these weights beside them")
 
 
 def test_a_weights_file_that_is_not_hdf5_is_one_line_saying_so(release_dir, tmp_path):

@@ -1,5 +1,7 @@
 """tf_models on the shared harness: backbone, classifier and pretrainer (tiny configuration)."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -137,6 +139,38 @@ def test_a_classifier_refuses_clips_it_cannot_take_in_one_line():
                       verbose=0)
 
 
+def test_a_classifier_checks_clips_in_every_container_keras_hub_reads_as_arrays():
+    """A list of clips, a nested list, a tuple and a dict of a list, to predict / fit /
+    evaluate, get the array's checks, the batch of no clips included (before: only an
+    array or a dict of one was checked: a list of 6-frame clips got Keras's input-spec
+    error, not what to do; uint8 frames in a list were refused as "a direct call" that
+    predict / fit would have preprocessed; ``predict([])`` and an empty batch in a tuple an
+    UnboundLocalError from Keras, ``fit([])`` a multi-line error from inside the call)."""
+    model, _, _ = _models()["classifier"]
+    frames, size = model.backbone.num_frames, model.backbone.img_size
+    rng = np.random.default_rng(6)
+    longer = rng.standard_normal((2, frames + 2, size, size, 3)).astype(np.float32)
+    raw = rng.integers(0, 256, (2, frames, size, size, 3), dtype=np.uint8)
+    labels = np.array([0, 1])
+    shape = re.escape(f"got (2, {frames + 2}, {size}, {size}, 3)")
+    cases = [(list(longer), shape), (longer.tolist(), shape),
+             ((list(longer),), f"takes clips of {frames} frames"),
+             ({"video": list(longer)}, f"takes clips of {frames} frames"),
+             (list(raw), "got uint8 ones"), (raw.tolist(), "got int32 ones"),
+             ([], r"got shape \(0,\), no clips"),
+             ((longer[:0],), "no clips")]
+    for clips, words in cases:
+        for call in (lambda: model.predict(clips, verbose=0),
+                     lambda: model.fit(clips, labels, verbose=0),
+                     lambda: model.evaluate(clips, labels, verbose=0)):
+            with pytest.raises(ValueError, match=words) as error:
+                call()
+            assert str(error.value).startswith(f"{model.name}: "), str(error.value)
+            assert "\n" not in str(error.value)
+    good = rng.standard_normal((2, frames, size, size, 3)).astype(np.float32)
+    assert model.predict(list(good), verbose=0).shape == (2, model.num_classes)
+
+
 def test_models_refuse_frames_of_any_integer_dtype_as_raw_frames():
     """int32 / int64 frames (``np.array`` of a list of pixel values, another decoder's
     output) are raw frames as uint8 ones are: a direct call, ``predict`` and the pre-trainer
@@ -259,6 +293,48 @@ def test_a_width_that_does_not_split_into_the_heads_is_refused_when_built():
     with pytest.raises(ValueError, match=r"^decoder_embed_dim 24 does not split into "
                                          r"decoder_num_heads 5 heads"):
         tf_models.VideoMAEMaskedAutoencoder(**dict(pt.model_config(), decoder_num_heads=5))
+
+
+BAD_SIZES = {  # case: (change to the tiny FT config, the whole line)
+    "tokens": ({"img_size": 16 * 182},
+               "num_frames 4 of img_size 2912 in patches of 2 x 16 x 16 make 66248 tokens a "
+               "clip, more than the 32768 a model here takes (16 times the zoo's most, 16 "
+               "frames of 224 x 224); use fewer frames or smaller ones"),
+    "huge integer": ({"num_frames": 10 ** 40},
+                     "num_frames 100000000000... (41 digits) of img_size 32 in patches of 2 x "
+                     "16 x 16 make 200000000000... (41 digits) tokens a clip, more than the "
+                     "32768 a model here takes (16 times the zoo's most, 16 frames of 224 x "
+                     "224); use fewer frames or smaller ones"),
+    "img_size": ({"img_size": 40},
+                 "img_size 40 is not a multiple of patch_size 16: the clip would not be cut "
+                 "into whole patches (ViT-B: 224 and 16)"),
+    "num_frames": ({"num_frames": 5},
+                   "num_frames 5 is not a multiple of tubelet_size 2: the clip would not be cut "
+                   "into whole patches (ViT-B: 16 and 2)"),
+    "zero": ({"patch_size": 0}, "patch_size must be a positive integer, not 0"),
+    "text": ({"img_size": "32"}, "img_size must be a positive integer, not '32'"),
+    "bool": ({"tubelet_size": True}, "tubelet_size must be a positive integer, not True"),
+    "decoder": ({"decoder_num_heads": -2},
+                "decoder_num_heads must be a positive integer, not -2"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SIZES))
+def test_sizes_no_clip_fits_are_refused_in_one_line_before_a_model_is_built(case):
+    """A clip's sizes show in no weight, so nothing else bounds them: img_size 2912 (66248
+    tokens; img_size 1000000 asked for terabytes of sinusoid table) built, as did clips not
+    cut into whole patches; a zero patch size was a ZeroDivisionError, a huge integer was
+    printed in full. Now one ValueError line from the constructor, before anything is built
+    (``layers.check_model_sizes``, ``MAX_TOKENS``)."""
+    import tf_models
+
+    change, line = BAD_SIZES[case]
+    preset = tf_models.get_preset(TINY_FT if case != "decoder" else TINY_PT)
+    cls = tf_models.VideoMAEVideoClassifier if case != "decoder" else \
+        tf_models.VideoMAEMaskedAutoencoder
+    with pytest.raises(ValueError) as raised:
+        cls(**dict(preset.model_config(), **change))
+    assert str(raised.value) == line
 
 
 # Every consumer module: what a user of the converted models imports (loading, presets,

@@ -168,8 +168,9 @@ def test_transformers_tensors_that_do_not_fit_the_config_are_listed_in_one_line(
 
 def test_a_transformers_folder_that_cannot_be_read_is_one_line_naming_the_file(tmp_path):
     """Through the resolver behind every ``--model``: sizes of the wrong type, a non-square
-    frame, a config.json that is no JSON object (before: a TypeError traceback, or a
-    release folder's missing SHA256SUMS), shards named outside the folder (before: read)."""
+    frame, a clip of more tokens than any model here takes, a config.json that is no JSON
+    object (before: a TypeError traceback, or a release folder's missing SHA256SUMS), shards
+    named outside the folder (before: read)."""
     from tf_models.artifacts.resolve import load_artifact
 
     state = to_transformers(upstream_state(FT))
@@ -178,7 +179,12 @@ def test_a_transformers_folder_that_cannot_be_read_is_one_line_naming_the_file(t
              "text_size": (dict(hf_config(FT), num_frames="4"),
                            'config.json: num_frames is "4", expected a positive integer'),
              "oblong": (dict(hf_config(FT), image_size=[32, 48]),
-                        "config.json: image_size is [32, 48]; VideoMAE takes square frames")}
+                        "config.json: image_size is [32, 48]; VideoMAE takes square frames"),
+             # no tensor shows a clip's size: before, the model was built for 66248 tokens
+             "large_clip": (dict(hf_config(FT), image_size=16 * 182),
+                            "config.json: num_frames 4 of img_size 2912 in patches of 2 x 16 x "
+                            "16 make 66248 tokens a clip, more than the 32768 a model here "
+                            "takes")}
     for case, (config, expected) in cases.items():
         folder = write_transformers_folder(str(tmp_path / case), state, config)
         with pytest.raises(PresetError) as caught:

@@ -9,7 +9,8 @@ number of rows than the video has clips, or a batch of no clips, where the shape
 
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import Optional, Tuple
 
 import keras
 import numpy as np
@@ -27,6 +28,41 @@ def first_video(inputs):
     if isinstance(inputs, (list, tuple)):
         return inputs[0] if inputs else None
     return inputs
+
+
+@dataclass(frozen=True)
+class ListedArray:
+    """The shape and dtype of the array a (nested) Python list becomes, read from its first
+    element at each level: nothing is copied (the list may hold a whole data set)."""
+
+    shape: Tuple[int, ...]
+    dtype: Optional[str]
+
+    @classmethod
+    def of(cls, values: list) -> "ListedArray":
+        shape, item = [], values
+        while isinstance(item, list):
+            shape.append(len(item))
+            if not item:
+                return cls(tuple(shape), None)
+            item = item[0]
+        inner = getattr(item, "shape", None)
+        dtype = getattr(item, "dtype", None)
+        if dtype is None and isinstance(item, (bool, int, float)):
+            # as keras-hub reads Python numbers (pipeline_model._convert_to_numpy)
+            dtype = ("bool" if isinstance(item, bool) else
+                     "int32" if isinstance(item, int) else "float32")
+        return cls(tuple(shape) + (tuple(inner) if inner is not None else ()), dtype)
+
+
+def fed_video(x):
+    """The video of ``x`` as a keras-hub task's ``predict`` / ``fit`` / ``evaluate`` feed it
+    (``PipelineModel``, following ``tf.data.Dataset.from_tensor_slices``: a dict or tuple is
+    structure, a list one array): ``x["video"]``, a tuple's first entry, and a list as the
+    array it becomes (``ListedArray``: its shape and dtype); None if there is none. A direct
+    call reads a list as structure instead (``first_video``)."""
+    video = first_video(x) if isinstance(x, (dict, tuple)) else x
+    return ListedArray.of(video) if isinstance(video, list) else video
 
 
 def raw_frames_dtype(video) -> Optional[str]:

@@ -15,6 +15,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from .presets import PRESETS
+
 LAYER_NORM_EPS = 1e-6  # upstream's LayerNorm epsilon; Keras's default 1e-3 drifts logits by ~1e-3
 # V2's cosine attention clamps its log logit scale at this literal ("log(1 / 0.01) = 4.6052")
 COS_ATTN_MAX_LOG_SCALE = 4.6052
@@ -33,6 +35,19 @@ def sinusoid_table(num_positions: int, dim: int) -> np.ndarray:
     return angles.astype(np.float32)[None]
 
 
+def shown(value, limit: int = 24) -> str:
+    """``repr(value)`` for a one-line error, cut to about ``limit`` characters: a config from
+    the internet may give an integer of thousands of digits."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        try:
+            text = str(value)
+        except ValueError:  # Python writes no integer of more than 4300 digits
+            return "an integer of over 4300 digits"
+        return text if len(text) <= limit else f"{text[:limit // 2]}... ({len(text)} digits)"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit // 2]}... ({len(text)} characters)"
+
+
 def check_heads(dim, num_heads, names: Tuple[str, str] = ("dim", "num_heads")) -> None:
     """ValueError (one line, the arguments as ``names`` calls them) unless ``dim`` splits into
     ``num_heads`` heads of one width: otherwise attention's reshapes would regroup the
@@ -40,9 +55,65 @@ def check_heads(dim, num_heads, names: Tuple[str, str] = ("dim", "num_heads")) -
     if (isinstance(dim, numbers.Integral) and isinstance(num_heads, numbers.Integral)
             and num_heads > 0 and dim % num_heads == 0):
         return
-    raise ValueError(f"{names[0]} {dim!r} does not split into {names[1]} {num_heads!r} heads "
-                     f"of equal width; {names[0]} must be a multiple of {names[1]} (ViT-B: 768 "
-                     f"and 12)")
+    raise ValueError(f"{names[0]} {shown(dim)} does not split into {names[1]} "
+                     f"{shown(num_heads)} heads of equal width; {names[0]} must be a multiple "
+                     f"of {names[1]} (ViT-B: 768 and 12)")
+
+
+# A model config's sizes that are counts: positive integers (the decoder's, where it has one)
+POSITIVE_SIZES = ("embed_dim", "depth", "num_heads", "num_frames", "img_size", "patch_size",
+                  "tubelet_size", "in_chans", "decoder_embed_dim", "decoder_depth",
+                  "decoder_num_heads")
+# (a clip's length, the patch size along it): a clip is cut into whole patches (upstream's
+# Conv3d, stride = kernel, would drop the rest of the frames or pixels without a word)
+WHOLE_PATCHES = (("img_size", "patch_size"), ("num_frames", "tubelet_size"))
+# (width, heads): each width splits into its heads (``check_heads``)
+HEAD_SPLITS = (("embed_dim", "num_heads"), ("decoder_embed_dim", "decoder_num_heads"))
+# The zoo entry whose clips make the most tokens: ViT-g's, 16 frames of 224 x 224 in patches
+# of 2 x 14 x 14 (2048); a ViT-B's sizes are the examples the lines of ``check_model_sizes`` give
+LARGEST_ENTRY = max(PRESETS.values(), key=lambda p: p.num_patches)
+EXAMPLE_ENTRY = PRESETS["TFVideoMAE_B_K400_16x224_PT"]
+# The most tokens a clip may make: TOKENS_OVER_ZOO times the zoo's most (32768), room for
+# longer or larger clips than upstream's (64 frames of 448 x 448 in patches of 16 make 25088).
+# A clip's sizes show in no weight, so nothing else bounds a config's: img_size 1000000 is
+# 3.9e9 tokens, whose sinusoid table (float64 maths) alone asks for terabytes when the model
+# is built. At the bound one head's attention scores for one clip are 4 GiB (float32).
+TOKENS_OVER_ZOO = 16
+MAX_TOKENS = TOKENS_OVER_ZOO * LARGEST_ENTRY.num_patches
+
+
+def check_model_sizes(config: dict) -> None:
+    """One ValueError line for sizes of a model config (keyword arguments; keys it lacks are
+    not checked) that build no working VideoMAE: a count that is not a positive integer, a
+    clip not cut into whole patches, a width its heads do not split (``check_heads``), more
+    than ``MAX_TOKENS`` tokens. Cheap, so constructors run it before building anything, and
+    loaders on a file's config before its model is built."""
+    example = EXAMPLE_ENTRY.model_config()
+    for key in POSITIVE_SIZES:
+        value = config.get(key, 1)
+        if not (isinstance(value, numbers.Integral) and not isinstance(value, bool)
+                and value > 0):
+            raise ValueError(f"{key} must be a positive integer, not {shown(value)}")
+    for length, patch in WHOLE_PATCHES:
+        if length in config and patch in config and config[length] % config[patch]:
+            raise ValueError(f"{length} {shown(config[length])} is not a multiple of {patch} "
+                             f"{shown(config[patch])}: the clip would not be cut into whole "
+                             f"patches (ViT-B: {example[length]} and {example[patch]})")
+    for width, heads in HEAD_SPLITS:
+        if width in config and heads in config:
+            check_heads(config[width], config[heads], (width, heads))
+    if all(key in config for key in ("num_frames", "img_size", "patch_size", "tubelet_size")):
+        tokens = (config["num_frames"] // config["tubelet_size"]) * \
+            (config["img_size"] // config["patch_size"]) ** 2
+        if tokens > MAX_TOKENS:
+            raise ValueError(
+                f"num_frames {shown(config['num_frames'])} of img_size "
+                f"{shown(config['img_size'])} in patches of {shown(config['tubelet_size'])} x "
+                f"{shown(config['patch_size'])} x {shown(config['patch_size'])} make "
+                f"{shown(tokens)} tokens a clip, more than the {MAX_TOKENS} a model here takes "
+                f"({TOKENS_OVER_ZOO} times the zoo's most, "
+                f"{LARGEST_ENTRY.num_frames} frames of {LARGEST_ENTRY.img_size} x "
+                f"{LARGEST_ENTRY.img_size}); use fewer frames or smaller ones")
 
 
 class PlainConfig:

@@ -93,24 +93,32 @@ WEIGHTS_MEMBER = "model.weights.h5"
 OPTIMIZER_GROUP = "optimizer"
 
 
-class ExtraWeights(ValueError):
-    """A weights file holding more arrays than its model takes (Keras would skip the rest)."""
+# the sizes an ExtraWeights line quotes, of a whole model and of a task's own layers (a
+# keras-hub task.weights.h5 holds no backbone): those that say how many arrays it takes
+WHOLE_MODEL_SIZES = ("depth", "decoder_depth")
+TASK_LAYER_SIZES = ("num_classes", "decoder_depth")
 
-    def __init__(self, model, found: int, expected: int):
+
+class ExtraWeights(ValueError):
+    """A weights file holding more arrays than its model takes (Keras would skip the rest);
+    ``task_only``: the file holds a task's own layers, not its backbone's."""
+
+    def __init__(self, model, found: int, expected: int, task_only: bool = False):
         super().__init__(f"holds {found} weight arrays, the model takes {expected}")
         self.model, self.found, self.expected = model, found, expected
+        self.task_only = task_only
 
     def line(self, path: str, source: str) -> str:
         """The one line for the file ``path``, whose model ``source`` describes (``its
         config.json``, ``its report NAME.json``...)."""
-        backbone = getattr(self.model, "backbone", self.model)
-        depths = [f"depth {backbone.depth}"]
-        if hasattr(self.model, "decoder_depth"):
-            depths.append(f"decoder_depth {self.model.decoder_depth}")
-        return (f"{path}: holds {self.found} weight arrays, but the model {source} describes "
-                f"({', '.join(depths)}) takes {self.expected}; the weights are another "
-                f"model's, or the config was edited: use the weights with the config they "
-                f"were saved with")
+        keys = TASK_LAYER_SIZES if self.task_only else WHOLE_MODEL_SIZES
+        sizes = ", ".join(f"{key} {getattr(self.model, key)}" for key in keys
+                          if hasattr(self.model, key))  # a task has its backbone's depth
+        what = ("the task layers of the model" if self.task_only else "the model")
+        return (f"{path}: holds {self.found} weight arrays, but {what} {source} describes "
+                f"({sizes}) take{'' if self.task_only else 's'} {self.expected}; the weights "
+                f"are another model's, or the config was edited: use the weights with the "
+                f"config they were saved with")
 
 
 def stored_shapes(weights) -> Dict[str, Tuple[int, ...]]:
@@ -138,7 +146,7 @@ def check_all_loaded(model, weights, without=None, shapes=None) -> None:
     found = len(stored_shapes(weights) if shapes is None else shapes)
     expected = sum(id(variable) not in skipped for variable in model.weights)
     if found > expected:
-        raise ExtraWeights(model, found, expected)
+        raise ExtraWeights(model, found, expected, task_only=without is not None)
 
 
 def load_weights_file(model, path: str, shapes=None) -> None:

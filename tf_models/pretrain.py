@@ -32,7 +32,7 @@ from keras import ops
 from keras.src.backend.common.symbolic_scope import in_symbolic_scope
 
 from .input_checks import per_row_count
-from .layers import (PACKAGE, Block, PlainConfig, check_heads, layer_norm, run_blocks,
+from .layers import (PACKAGE, Block, PlainConfig, check_model_sizes, layer_norm, run_blocks,
                      sinusoid_positions)
 from .videomae_backbone import gather_tokens
 
@@ -150,8 +150,8 @@ class MaskedAutoencoding(keras.layers.Layer):
 
     def __init__(self, backbone, decoder_embed_dim: int, decoder_depth: int,
                  decoder_num_heads: int, **kwargs):
-        check_heads(decoder_embed_dim, decoder_num_heads,
-                    ("decoder_embed_dim", "decoder_num_heads"))
+        check_model_sizes(dict(decoder_embed_dim=decoder_embed_dim, decoder_depth=decoder_depth,
+                         decoder_num_heads=decoder_num_heads))
         super().__init__(**kwargs)
         self.backbone = backbone
         self.num_patches = backbone.num_patches

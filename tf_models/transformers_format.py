@@ -23,7 +23,7 @@ import numpy as np
 
 from .artifacts import download
 from .artifacts.resolve import PresetError, check_config_sizes
-from .layers import check_heads, sinusoid_table
+from .layers import check_heads, check_model_sizes, sinusoid_table
 from .transformers_names import config_problems, plan_renames, upstream_size_for
 from .weight_names import TRANSFORMS, plan_assignments
 
@@ -362,6 +362,10 @@ def model_arguments(config: dict, where: str) -> Tuple[dict, dict, List[str]]:
         if length < size:
             raise PresetError(f"{where}: {key} is {length}, smaller than {size_key} {size}; "
                               f"a clip needs at least one patch")
+    try:  # what no tensor shows (a clip's sizes), as the models' constructors check it
+        check_model_sizes(args)
+    except ValueError as error:
+        raise PresetError(f"{where}: {error} (img_size: its image_size)") from None
     if get("decoder_intermediate_size") != int(decoder["decoder_embed_dim"] * args["mlp_ratio"]):
         decoder = None  # refused by _build if the tensors have a decoder
     return args, decoder, notes

@@ -7,7 +7,8 @@ import keras
 from keras_hub.models import Task
 
 from .compiling import compile_from_saved_config, load_saved_optimizer_state
-from .input_checks import NORMALISE_HINT, first_video, refuse_no_clips, refuse_raw_frames
+from .input_checks import (NORMALISE_HINT, fed_video, first_video, refuse_no_clips,
+                           refuse_raw_frames)
 from .layers import PACKAGE
 
 
@@ -78,8 +79,10 @@ class VideoClassifier(Task):
         count, or, with no preprocessor, another frame size (TensorFlow's graph would fail
         deep inside instead, "Incompatible shapes" where the positions are added) or raw
         uint8 frames (they would be taken as normalised values: logits, wrong ones, and no
-        error), or no clips (``input_checks.refuse_no_clips``). Datasets pass unchecked."""
-        video = x.get("video") if isinstance(x, dict) else x
+        error), or no clips (``input_checks.refuse_no_clips``), in every container keras-hub
+        reads as arrays: an array or tensor, a dict, a tuple, a (nested) list of clips
+        (``input_checks.fed_video``). Datasets pass unchecked."""
+        video = fed_video(x)
         refuse_no_clips(video, f"{self.name}:")
         shape = getattr(video, "shape", None)
         frames = getattr(self.backbone, "num_frames", None)

@@ -14,7 +14,7 @@ from typing import Dict, Optional, Tuple
 
 import keras
 
-from .layers import named_variables
+from .layers import named_variables, shown
 from .videomae_backbone import FINAL_NORMS, VideoMAEBackbone, gather_tokens, video_input
 
 __all__ = ["FINAL_NORMS", "VideoMAEBackbone", "gather_tokens", "video_input", "BACKBONE_ARGS",
@@ -36,6 +36,9 @@ def make_backbone(backbone, arguments: dict, final_norm: Optional[str], task: st
                          f"({', '.join(sorted(given))}), not both")
     if isinstance(backbone, dict):
         backbone = keras.saving.deserialize_keras_object(backbone)
+    if not isinstance(backbone, VideoMAEBackbone):  # a config's "backbone": false, a number
+        raise ValueError(f"{task}: backbone must be a VideoMAEBackbone or its serialised "
+                         f"config, not {shown(backbone)}")
     if backbone.final_norm != final_norm:
         raise ValueError(f"{task} needs a backbone with final_norm={final_norm!r}, "
                          f"got {backbone.final_norm!r}")

@@ -11,7 +11,7 @@ from keras_hub.models import Backbone
 from .hub import load_preset_model
 from .input_checks import first_video, refuse_no_clips, refuse_raw_frames
 from .kerashub_presets import keras_hub_loads, load_checked
-from .layers import (PACKAGE, Block, PatchEmbed, check_heads, freeze_if_built_frozen,
+from .layers import (PACKAGE, Block, PatchEmbed, check_model_sizes, freeze_if_built_frozen,
                      layer_norm, named_variables, run_blocks, sinusoid_positions)
 from .transformers_format import is_transformers_preset, load_transformers_preset
 
@@ -97,7 +97,10 @@ class VideoMAEBackbone(Backbone):
         if final_norm == "fc_norm" and not use_mean_pooling:
             raise ValueError("final_norm='fc_norm' needs use_mean_pooling: without mean pooling "
                              "upstream has no fc_norm (its `norm` closes the encoder)")
-        check_heads(embed_dim, num_heads, ("embed_dim", "num_heads"))
+        # before anything is built: a config from a file may ask for a billion tokens
+        check_model_sizes(dict(embed_dim=embed_dim, depth=depth, num_heads=num_heads,
+                         num_frames=num_frames, img_size=img_size, patch_size=patch_size,
+                         tubelet_size=tubelet_size, in_chans=in_chans))
         num_patches = (num_frames // tubelet_size) * (img_size // patch_size) ** 2
         # === Layers === (named after upstream's modules: the converter maps onto these)
         patch_embed = PatchEmbed(embed_dim, patch_size, tubelet_size, dtype=dtype,

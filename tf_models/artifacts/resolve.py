@@ -475,8 +475,10 @@ def check_config_sizes(said: dict, shapes: Dict[str, tuple], evidence, block_cou
 
 def _size_refused(where: str, key: str, said, found: int, evidence: str, weights: str,
                   hint: str):
-    raise PresetError(f"{where}: {key} is {said}, but the weights have {found} ({evidence} in "
-                      f"{os.path.basename(weights)}); {hint}")
+    from ..layers import shown
+
+    raise PresetError(f"{where}: {key} is {shown(said)}, but the weights have {found} "
+                      f"({evidence} in {os.path.basename(weights)}); {hint}")
 
 
 def _report_sizes(config: dict) -> dict:
@@ -520,15 +522,30 @@ def check_weights_sizes(said: dict, shapes: Dict[str, tuple], where: str, weight
     ``.weights.h5``, a ``.keras`` archive's, a preset's ``model.weights.h5`` or
     ``task.weights.h5``): ``WEIGHTS_SIZE_EVIDENCE``; a block count the config gives is
     checked even where the file holds no blocks (each such file holds every block of what
-    it saved)."""
+    it saved). First the sizes no weight shows (a clip's: ``img_size``, ``num_frames``; the
+    heads) are checked as the models' constructors check them (``layers.check_model_sizes``:
+    positive, whole patches, heads that split the width, at most ``MAX_TOKENS`` tokens)."""
+    from ..layers import check_model_sizes
+
+    try:
+        check_model_sizes(said)
+    except ValueError as error:
+        raise PresetError(f"{where}: {error}; {hint}") from None
     check_config_sizes(said, shapes, WEIGHTS_SIZE_EVIDENCE, WEIGHTS_BLOCK_COUNTS, where,
                        weights, hint, count_absent=True)
 
 
 # --- loading what it resolved to --------------------------------------------------------------
 
+# what Keras's deserialisation puts before the error a constructor raised, after a preamble
+# and the whole config (``serialization_lib``): the cause is what follows its last one
+KERAS_CAUSE = "Exception encountered:"
+
+
 def _first_line(error: Exception) -> str:
     text = " ".join(str(error).split())
+    if KERAS_CAUSE in text:
+        text = text.rsplit(KERAS_CAUSE, 1)[1].strip()
     return text[:200] if text else repr(error)
 
 
@@ -592,7 +609,7 @@ def load_keras_model(resolved: Resolved, offline: Optional[bool] = None,
     try:
         model = cls(**config)
     except Exception as error:  # a value of the wrong type or range: keras raises many types
-        raise PresetError(f"{where}: its model_config {config} builds no {cls.__name__} "
+        raise PresetError(f"{where}: its model_config builds no {cls.__name__} "
                           f"({_first_line(error)}); the report is damaged or not the "
                           f"weights' own") from None
     if not load_weights:
