@@ -6,6 +6,7 @@ request: for any downloader's tests (checkpoint downloads, the zoo's ``from_pres
         url = server.url("model.pth")
         ...
         server.requests                          # [(path, Range header or None), ...]
+        server.on_request = look                 # look(path) runs as each request comes
 
 Each request takes the next mode of the plan (``plan`` with no more modes left: "ok").
 Modes:
@@ -29,7 +30,7 @@ from __future__ import annotations
 import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 from urllib.parse import unquote, urlparse
 
 
@@ -41,6 +42,9 @@ class FaultServer:
         os.makedirs(self.root, exist_ok=True)
         self.requests: List[Tuple[str, Optional[str]]] = []
         self._plan: List[str] = []
+        # called with each request's path before it is answered (in the server's thread): a
+        # test looks at the client's files at that moment
+        self.on_request: Optional[Callable[[str], None]] = None
         self._lock = threading.Lock()
         self.stopping = threading.Event()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -94,6 +98,8 @@ class FaultServer:
 
             def do_GET(self):
                 owner.requests.append((self.path, self.headers.get("Range")))
+                if owner.on_request is not None:
+                    owner.on_request(self.path)
                 mode, _, argument = owner._next_mode().partition(":")
                 if mode == "stall-headers":
                     owner.stopping.wait(float(argument))

@@ -255,3 +255,122 @@ def test_parts_joined_to_another_file_leave_nothing_under_its_name(tmp_path):
         parts.part_names("asset.bin", 3)
     with pytest.raises(ValueError, match="missing asset.bin.part-002-of-003"):
         parts.parts_listed([os.path.basename(pieces[0])], "asset.bin")
+
+
+def _release_in_parts(server, part_size):
+    """The served folder made a release shipping ``asset.bin`` (PAYLOAD) in parts of
+    ``part_size`` bytes: the parts, ``manifest.json`` (the whole file's sha256 and bytes) and
+    ``SHA256SUMS``. Returns (base URL, the parts' names)."""
+    import json
+
+    from tf_models.artifacts import parts
+
+    source = os.path.join(server.root, "asset.bin")
+    with open(source, "wb") as handle:
+        handle.write(PAYLOAD)
+    names = [os.path.basename(p) for p in parts.split_file(source, part_size)]
+    server.add("manifest.json", json.dumps({"assets": {"asset.bin": {
+        "sha256": DIGEST, "bytes": len(PAYLOAD), "parts": names}}}).encode())
+    server.add("SHA256SUMS", "".join(
+        f"{hashlib.sha256(_read(os.path.join(server.root, n))).hexdigest()}  {n}\n"
+        for n in ["manifest.json", *names]).encode())
+    return server.url("").rstrip("/"), names
+
+
+def _cached(tmp_path):
+    """{name: bytes} of every file in the release cache (all in one subfolder)."""
+    return {name: os.path.getsize(os.path.join(root, name))
+            for root, _, files in os.walk(tmp_path / "cache") for name in files}
+
+
+PART_BYTES = 100_000  # PAYLOAD in 6 parts
+
+
+def test_each_part_is_appended_and_dropped_before_the_next_is_fetched(fault_server, tmp_path,
+                                                                      monkeypatch):
+    """An asset shipped in parts is joined as it comes: when each part is requested, the
+    cache holds no earlier part, only the ``.joining`` file with every earlier part's bytes
+    (before: all parts were fetched, then joined, so the disk held twice the asset, ~8 GB
+    for ViT-g's fp32 file); the whole lands verified, nothing of the join left."""
+    from tf_models.artifacts.resolve import fetch_asset
+
+    base, names = _release_in_parts(fault_server, PART_BYTES)
+    monkeypatch.setenv("VIDEOMAE_CACHE", str(tmp_path / "cache"))
+    seen = {}
+    fault_server.on_request = lambda path: seen.setdefault(path.lstrip("/"), _cached(tmp_path))
+    path = fetch_asset(base, "asset.bin", progress=False)
+    assert _read(path) == PAYLOAD
+    for index, name in enumerate(names):
+        cached = seen[name]
+        assert [n for n in cached if ".part-" in n and not n.endswith(".lock")] == [], (
+            name, sorted(cached))
+        assert cached.get("asset.bin.joining", 0) == index * PART_BYTES, (name, cached)
+        assert sum(cached.values()) < len(PAYLOAD) + PART_BYTES
+    assert sorted(_cached(tmp_path)) == ["SHA256SUMS", "SHA256SUMS.sha256", "asset.bin",
+                                         "asset.bin.sha256", "manifest.json",
+                                         "manifest.json.sha256"]
+    fault_server.requests.clear()  # offline: the joined copy, verified, without the server
+    assert fetch_asset(base, "asset.bin", offline=True, progress=False) == path
+    assert fault_server.requests == []
+
+
+@pytest.mark.parametrize("cut", ["none", "mid-append", "damaged", "no-record"])
+def test_a_join_cut_short_resumes_after_its_recorded_parts_or_restarts(
+        fault_server, tmp_path, monkeypatch, cut):
+    """A run stopped inside the fourth part leaves the ``.joining`` file holding three parts
+    and its record: the next run verifies it and fetches from the fourth part on (resuming
+    its transfer); bytes appended after the record (a kill mid-append) are cut back; a
+    ``.joining`` file that does not show the recorded sha256, or has no record, restarts
+    from the first part. Nothing unverified ever sits under the asset's name."""
+    from tf_models.artifacts.resolve import PresetError, fetch_asset
+
+    base, names = _release_in_parts(fault_server, PART_BYTES)
+    monkeypatch.setenv("VIDEOMAE_CACHE", str(tmp_path / "cache"))
+    fault_server.plan("ok", "ok", "ok", "ok", "ok", "drop:1000")  # sums, manifest, 3 parts
+    with pytest.raises(PresetError, match=f"{names[3]}: download stopped at 1000 of "):
+        fetch_asset(base, "asset.bin", progress=False)
+    cached = _cached(tmp_path)
+    assert cached["asset.bin.joining"] == 3 * PART_BYTES and "asset.bin" not in cached
+    assert [n for n in cached if ".part-" in n] == [f"{names[3]}.part"]
+    joining = next(os.path.join(root, "asset.bin.joining") for root, _, files
+                   in os.walk(tmp_path / "cache") if "asset.bin.joining" in files)
+    if cut == "mid-append":
+        with open(joining, "ab") as handle:
+            handle.write(PAYLOAD[:5000])
+    elif cut == "damaged":
+        with open(joining, "r+b") as handle:
+            handle.write(b"X")
+    elif cut == "no-record":
+        os.remove(joining + ".json")
+    fault_server.requests.clear()
+    path = fetch_asset(base, "asset.bin", progress=False)
+    again = [(f"/{n}", None) for n in names[:3]] if cut in ("damaged", "no-record") else []
+    assert fault_server.requests == [("/SHA256SUMS", None), *again,
+                                     (f"/{names[3]}", "bytes=1000-"),
+                                     *[(f"/{n}", None) for n in names[4:]]]
+    assert _read(path) == PAYLOAD
+    assert not any(".part" in n or ".joining" in n for n in _cached(tmp_path))
+
+
+def test_two_callers_joining_one_asset_fetch_each_part_once(fault_server, tmp_path,
+                                                           monkeypatch):
+    """Two callers (threads: each lock file opened apart, so flock holds between them) asking
+    for one asset in parts at once: the second waits on the join's lock, then takes the whole
+    file the first one joined; each part is transferred once."""
+    import threading
+
+    from tf_models.artifacts.resolve import fetch_asset
+
+    base, names = _release_in_parts(fault_server, PART_BYTES)
+    monkeypatch.setenv("VIDEOMAE_CACHE", str(tmp_path / "cache"))
+    fault_server.plan("ok", "ok", "slow:1")  # the first part takes a second
+    found = []
+    callers = [threading.Thread(target=lambda: found.append(
+        fetch_asset(base, "asset.bin", progress=False))) for _ in range(2)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(timeout=120)
+    assert len(found) == 2 and found[0] == found[1] and _read(found[0]) == PAYLOAD
+    served = [path.lstrip("/") for path, _ in fault_server.requests]
+    assert sorted(p for p in served if ".part-" in p) == names

@@ -1726,10 +1726,11 @@ def test_a_zoo_name_loads_the_same_model_from_a_release_in_parts(split_release, 
 
 def test_a_download_stopped_between_parts_resumes_and_a_cut_join_restarts(
         split_release, tmp_path, monkeypatch):
-    """A transfer cut inside the second part: the next call fetches neither the manifest nor
-    the first part again and resumes the second with Range; a join cut short (its
-    ``.joining`` file left) is redone from the parts; nothing unverified is ever under the
-    asset's name."""
+    """A transfer cut inside the second part: the first part is already appended to the
+    ``.joining`` file and dropped; the next call fetches neither the manifest nor the first
+    part again and resumes the second with Range; a join whose ``.joining`` file does not
+    show its record's sha256 restarts from the first part (tests/test_artifact_download.py
+    covers each way a join is cut); nothing unverified is ever under the asset's name."""
     from http_faults import FaultServer
     from tf_models.artifacts.resolve import PresetError, fetch_asset
 
@@ -1741,15 +1742,22 @@ def test_a_download_stopped_between_parts_resumes_and_a_cut_join_restarts(
         with pytest.raises(PresetError, match=f"{parts[1]}: download stopped at 1000 of "):
             fetch_asset(base, name, progress=False)
         cached = _cache_files(tmp_path)
-        assert parts[0] in cached and f"{parts[1]}.part" in cached and name not in cached
+        assert parts[0] not in cached and f"{parts[1]}.part" in cached and name not in cached
+        assert f"{name}.joining" in cached and f"{name}.joining.json" in cached
         folder = os.path.dirname(next(os.path.join(root, f) for root, _, files
                                       in os.walk(tmp_path / "cache") for f in files))
-        with open(os.path.join(folder, f"{name}.joining"), "wb") as handle:
-            handle.write(b"a join cut short")
         server.requests.clear()
         path = fetch_asset(base, name, progress=False)
         assert server.requests == [("/SHA256SUMS", None), (f"/{parts[1]}", "bytes=1000-")] + [
             (f"/{part}", None) for part in parts[2:]]
+        os.remove(path)
+        os.remove(f"{path}.sha256")
+        with open(os.path.join(folder, f"{name}.joining"), "wb") as handle:
+            handle.write(b"a join cut short")
+        server.requests.clear()
+        assert fetch_asset(base, name, progress=False) == path
+        assert server.requests == [("/SHA256SUMS", None)] + [(f"/{part}", None)
+                                                             for part in parts]
     assert path == os.path.join(folder, name)
     assert _sha256(path) == split_release[1]["assets"][name]["sha256"]
-    assert not any(".part" in n or n.endswith(".joining") for n in _cache_files(tmp_path))
+    assert not any(".part" in n or ".joining" in n for n in _cache_files(tmp_path))

@@ -5,24 +5,24 @@ An asset ``NAME`` over the release's part size ships as ``NAME.part-001-of-003``
 ``NAME.part-002-of-003``, ... (at least three digits, all of one width, so they sort), each
 listed in ``SHA256SUMS`` (``sha256sum -c`` still checks the folder), and ``cat NAME.part-*``
 is the file. The whole file's sha256 and size stay in the manifest's record of ``NAME``, with
-the part names under ``PARTS_KEY``: ``SplitAsset.from_manifest`` reads them. A consumer
-fetches each part (resumable, verified against ``SHA256SUMS``), then ``join_parts`` writes the
-whole file through a temporary name, checks it against the manifest and renames it into place.
+the part names under ``PARTS_KEY``: ``SplitAsset.from_manifest`` reads them. A consumer's
+``join_parts`` fetches each part (resumable, verified against ``SHA256SUMS``), appends it to the
+whole file's temporary name and drops it (peak disk use: the whole and one part), checks the
+whole against the manifest and renames it into place.
 Torch-free, Keras-free.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Tuple
+from typing import Callable, Iterable, List, Optional, Tuple
 
 from .checksums import CHUNK_BYTES
 from .download import install_verified
-from .files import FileLock
+from .files import FileLock, read_json, remove_path, save_json
 
 PARTS_KEY = "parts"    # manifest.json: assets[NAME][PARTS_KEY] = [part names, in order]
 JOINING = ".joining"   # the whole file while it is written: never under its final name
@@ -180,37 +180,83 @@ class JoinDamaged(ValueError):
     """The joined parts are not the file the manifest records (one line); nothing was kept."""
 
 
-def join_parts(paths: List[str], dest: str, sha256: str, size: int) -> str:
-    """``dest``, the concatenation of ``paths``, once it is ``size`` bytes with ``sha256``.
+def join_parts(parts: List[str], dest: str, sha256: str, size: int, *,
+               fetch: Optional[Callable[[str], str]] = None,
+               drop: Optional[Callable[[str], None]] = None) -> str:
+    """``dest``, the concatenation of ``parts``, once it is ``size`` bytes with ``sha256``.
 
-    Written to ``dest.joining`` first (a join cut short restarts from the first part), then
-    fsync'd, its digest recorded in the sidecar ``dest.sha256`` and renamed into place: an
-    unverified file never sits under ``dest``. A lock file ``dest.joining.lock`` makes a
-    second process wait, then take the file the first one joined. JoinDamaged when the joined
-    bytes are not the recorded file."""
+    Each part is appended to ``dest.joining`` as it comes (``fetch(part) -> a verified local
+    path``; without ``fetch``, ``parts`` are the paths), which is fsync'd and recorded in
+    ``dest.joining.json`` (the parts it holds, their bytes and sha256), and then ``drop(part)``
+    may delete it: the disk holds the growing whole and one part, never all parts beside the
+    whole. A run cut short resumes after the parts the record names, once the ``.joining``
+    file (cut back to the recorded bytes) shows the recorded sha256; otherwise it restarts
+    from the first part. The whole is checked against ``size`` and ``sha256``, its digest
+    recorded in the sidecar ``dest.sha256`` and renamed into place: an unverified file never
+    sits under ``dest``. A lock file ``dest.joining.lock`` makes a second process wait, then
+    take the file the first one joined. JoinDamaged when the joined bytes are not the recorded
+    file (nothing is kept); ``fetch``'s errors pass through, the ``.joining`` file kept."""
     folder = os.path.dirname(os.path.abspath(dest))
-    temporary = dest + JOINING
+    temporary, record = dest + JOINING, dest + JOINING + ".json"
+    names = [os.path.basename(part) for part in parts]
     os.makedirs(folder, exist_ok=True)
     lock = FileLock(temporary + ".lock").acquire()
     try:
         if os.path.isfile(dest):  # joined by another process while this one waited
+            for stale in (temporary, record):  # a run killed after its rename left these
+                remove_path(stale)
             return dest
-        digest, written = hashlib.sha256(), 0
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
-        with os.fdopen(os.open(temporary, flags, 0o644), "wb") as out, \
-                JoinedReader(paths) as reader:
-            for block in iter(lambda: reader.read(CHUNK_BYTES), b""):
-                out.write(block)
-                digest.update(block)
-                written += len(block)
+        digest, written, held = _resume_join(temporary, record, names, sha256, size)
+        for part in parts[:held] if drop else ():  # killed between its record and its drop
+            drop(part)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+        with os.fdopen(os.open(temporary, flags, 0o644), "ab") as out:
+            for index in range(held, len(parts)):
+                if written > size:
+                    break
+                with open(fetch(parts[index]) if fetch else parts[index], "rb") as source:
+                    for block in iter(lambda: source.read(CHUNK_BYTES), b""):
+                        out.write(block)
+                        digest.update(block)
+                        written += len(block)
+                out.flush()
+                os.fsync(out.fileno())
+                save_json(record, {"sha256": sha256, "bytes": size,
+                                   "parts": names[:index + 1], "joined_bytes": written,
+                                   "joined_sha256": digest.hexdigest()})
+                if drop:
+                    drop(parts[index])
         found = digest.hexdigest()
         if written != size or found != sha256:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(temporary)
+            for damaged in (temporary, record):
+                remove_path(damaged)
             raise JoinDamaged(f"{dest}: its parts joined are {written} bytes with sha256 "
                               f"{found[:16]}..., the manifest records {size} bytes with "
                               f"{sha256[:16]}...")
         install_verified(temporary, dest, found)
+        remove_path(record)
     finally:
         lock.release()
     return dest
+
+
+def _resume_join(temporary: str, record: str, names: List[str], sha256: str, size: int):
+    """(running sha256, bytes, parts held) of the ``.joining`` file a cut-short join left,
+    cut back to what its record names once those bytes show the recorded sha256; else an
+    empty ``.joining`` file and no record: (a fresh sha256, 0, 0)."""
+    digest, done = hashlib.sha256(), read_json(record)
+    held = done.get("parts") if isinstance(done, dict) else None
+    joined = done.get("joined_bytes") if isinstance(done, dict) else None
+    if (isinstance(held, list) and held == names[:len(held)] and done.get("sha256") == sha256
+            and done.get("bytes") == size and isinstance(joined, int)
+            and not os.path.islink(temporary) and os.path.isfile(temporary)
+            and 0 <= joined <= os.path.getsize(temporary)):
+        with open(temporary, "r+b") as handle:
+            handle.truncate(joined)  # bytes appended after the record: that part again
+            for block in iter(lambda: handle.read(CHUNK_BYTES), b""):
+                digest.update(block)
+        if digest.hexdigest() == done.get("joined_sha256"):
+            return digest, joined, len(held)
+    for stale in (temporary, record):
+        remove_path(stale)
+    return hashlib.sha256(), 0, 0

@@ -17,8 +17,9 @@ URL: an ``http(s)://`` or ``file://`` URL, or a local folder). Release assets ar
 the one downloader (``download.fetch_file``) into the ``release`` cache, checked against the
 release's ``SHA256SUMS`` before they are used and on every later use. An asset the release
 ships in parts (``parts``: ``NAME.part-001-of-003``...) is fetched part by part the same way,
-joined into the cache under its name, checked against the whole file's sha256 in the release's
-``manifest.json``, and its parts dropped. Offline mode
+appended to the whole file in the cache as it comes and dropped (the whole and one part on
+disk at most), the whole checked against its sha256 in the release's ``manifest.json``.
+Offline mode
 (``offline=True`` or ``VIDEOMAE_OFFLINE=1``...) never downloads. The report ``NAME.json``
 beside an artifact, when there, is read as the typed record. Torch-free.
 """
@@ -232,9 +233,10 @@ def _in_folder(base: str, name: str, sums: Dict[str, str]) -> str:
 def _fetch_joined(base: str, name: str, parts, sums: Dict[str, str], offline: bool,
                   progress: bool) -> str:
     """A verified local copy of asset ``name``, which the release ships as ``parts``: the
-    cached joined copy, or each part fetched (resumable, checked against ``SHA256SUMS``; read
-    in place from a release folder), joined into the cache through a temporary name, checked
-    against the whole file's sha256 in the release's manifest, and the parts dropped."""
+    cached joined copy, or each part in turn fetched (resumable, checked against
+    ``SHA256SUMS``; read in place from a release folder), appended to the whole file's
+    temporary name in the cache and dropped (``join_parts``: the cache holds the growing
+    whole and one part), the whole checked against its sha256 in the release's manifest."""
     whole = _split_record(base, name, parts, sums, offline, progress)
     dest = os.path.join(_base_cache(base), name)
     if os.path.isfile(dest):
@@ -247,9 +249,16 @@ def _fetch_joined(base: str, name: str, parts, sums: Dict[str, str], offline: bo
             for stale in (dest, dest + ".sha256"):  # joined again from fresh parts below
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(stale)
-    paths = [_fetch_listed(base, part, sums, offline, progress) for part in parts]
+    def drop(part: str) -> None:  # appended to the whole: the cached part is not needed again
+        for done in (os.path.join(_base_cache(base), part),
+                     os.path.join(_base_cache(base), part) + ".sha256"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(done)
+
     try:
-        join_parts(paths, dest, whole.sha256, whole.bytes)
+        join_parts(parts, dest, whole.sha256, whole.bytes,
+                   fetch=lambda part: _fetch_listed(base, part, sums, offline, progress),
+                   drop=drop if _is_url(base) else None)
     except JoinDamaged as error:
         raise PresetError(f"{error} ({_join(base, MANIFEST)}); the release is inconsistent, "
                           f"rebuild it") from None
@@ -257,11 +266,6 @@ def _fetch_joined(base: str, name: str, parts, sums: Dict[str, str], offline: bo
         raise PresetError(f"{os.path.dirname(dest)}: cannot use it as the model cache "
                           f"({error.strerror or error}); set {download.CACHES[CACHE_STORE][0]} "
                           f"to a writable folder") from None
-    if _is_url(base):  # the joined copy is verified: its parts are not needed again
-        for path in paths:
-            for done in (path, path + ".sha256"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(done)
     return dest
 
 
