@@ -610,6 +610,15 @@ def over_host_limits(release_dir: str, base_url: str) -> List[str]:
     return lines
 
 
+def _move_into_place(staging: str, dest: str) -> None:
+    """``staging`` renamed to ``dest`` (nothing there), every file and folder in it flushed to
+    disk before the rename and the parent folder after it: a power cut never leaves a folder
+    of empty or short files under ``dest``."""
+    fsync_tree(staging)
+    os.replace(staging, dest)
+    fsync_dir(os.path.dirname(os.path.abspath(dest)))
+
+
 def _swap_in(staging: str, release_dir: str) -> None:
     """``staging`` becomes ``release_dir``; an old release there is moved aside first (under
     its own name, in a scratch folder: a build killed between the renames leaves it for the
@@ -617,12 +626,11 @@ def _swap_in(staging: str, release_dir: str) -> None:
     fails), so no moment leaves neither. Every staged file and folder is flushed to disk
     before the rename, and the parent folder after it: a power cut never leaves a release
     folder of empty or short files under the final name."""
+    if not os.path.exists(release_dir):
+        _move_into_place(staging, release_dir)
+        return
     fsync_tree(staging)
     parent = os.path.dirname(os.path.abspath(release_dir))
-    if not os.path.exists(release_dir):
-        os.replace(staging, release_dir)
-        fsync_dir(parent)
-        return
     with stop_signals_deferred():  # a stop waits until one release or the other is in place
         aside = make_scratch_folder(OLD, os.path.dirname(staging))
         try:
@@ -819,11 +827,23 @@ def _check_entry_documents(release_dir: str, name: str, info: dict, manifest: di
     return problems
 
 
+def _not_a_release_folder(release_dir: str) -> Optional[str]:
+    """The one line saying ``release_dir`` is no folder at all (None when it is one)."""
+    if os.path.isdir(release_dir):
+        return None
+    found = "a file" if os.path.lexists(release_dir) else "nothing there"
+    return (f"{release_dir}: expected a release folder, found {found}; check the path, or "
+            f"build the release with scripts/release.py build")
+
+
 def verify_release(release_dir: str, recheck: bool = False) -> List[str]:
     """Problems with a release folder (empty when it verifies): SHA256SUMS against the files,
     the manifest against SHA256SUMS, the files and each entry's report, the model cards and
     MODEL_ZOO.md against what the manifest and reports render; with ``recheck`` every entry is
     also reloaded in a fresh process."""
+    problem = _not_a_release_folder(release_dir)
+    if problem:
+        return [problem]
     problems: List[str] = []
     sums_path = os.path.join(release_dir, "SHA256SUMS")
     if not os.path.exists(sums_path):
@@ -1013,11 +1033,9 @@ def publish_release(release_dir: str, to: str, dry_run: Optional[str] = None,
     ``uploads.json``. ConversionError (one line) on a release that does not verify."""
     if dry_run is not None:  # what a killed dry run (or build) left beside it goes first
         remove_stale_scratch(os.path.dirname(os.path.abspath(dry_run)), log)
-    if not os.path.isdir(release_dir):
-        found = "a file" if os.path.lexists(release_dir) else "nothing there"
-        raise ConversionError(f"{release_dir}: expected a release folder, found {found}; "
-                              f"check the path, or build the release with scripts/release.py "
-                              f"build")
+    problem = _not_a_release_folder(release_dir)
+    if problem:
+        raise ConversionError(problem)
     problems = verify_release(release_dir)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -1070,7 +1088,7 @@ def publish_release(release_dir: str, to: str, dry_run: Optional[str] = None,
                 handle.write("\n")
             if os.path.isdir(dry_run):
                 os.rmdir(dry_run)  # empty, checked above
-            os.replace(staged, dry_run)
+            _move_into_place(staged, dry_run)
         return plan
     finally:
         if scratch is not None:

@@ -1460,6 +1460,42 @@ def test_publish_dry_run_writes_what_would_be_uploaded_with_our_cards(release_co
         f"SHA256SUMS; run scripts/release.py verify")
 
 
+def test_publish_dry_run_flushes_its_folder_before_and_after_moving_it_in(release_copy,
+                                                                          tmp_path, monkeypatch):
+    """The dry run's folder is written beside its name, then renamed into place: every file
+    in it is flushed to disk before the rename and the parent folder after it, as a built
+    release is (before: the rename was never flushed; a power cut could leave a folder of
+    empty or short files, or none, under the name the run reported)."""
+    import converter.release as release
+
+    dry = tmp_path / "dry"
+    flushed = []
+    real_tree, real_dir = release.fsync_tree, release.fsync_dir
+    monkeypatch.setattr(release, "fsync_tree", lambda path: (
+        flushed.append(("tree", os.path.basename(path), dry.exists())), real_tree(path)))
+    monkeypatch.setattr(release, "fsync_dir", lambda path: (
+        flushed.append(("dir", path, dry.exists())), real_dir(path)))
+    publish_release(release_copy, "hf://org", dry_run=str(dry), log=lambda line: None)
+    trees = [name for kind, name, there in flushed if kind == "tree" and not there]
+    assert trees and trees[-1].startswith(".publish-partial-"), flushed
+    assert ("dir", str(tmp_path), True) in flushed, flushed
+
+
+@pytest.mark.parametrize("found", ["nothing there", "a file"])
+def test_verify_release_names_a_missing_folder_in_one_line(tmp_path, found):
+    """``verify_release`` called from Python on a path that is no folder: one problem naming
+    the folder (before: "RELEASE/SHA256SUMS: missing", as if a release were there and
+    damaged)."""
+    from converter.release import verify_release
+
+    release_dir = tmp_path / "release"
+    if found == "a file":
+        release_dir.write_text("not a release\n")
+    assert verify_release(str(release_dir)) == [
+        f"{release_dir}: expected a release folder, found {found}; check the path, or build "
+        f"the release with scripts/release.py build"]
+
+
 @pytest.mark.parametrize("found", ["nothing there", "a file"])
 def test_publish_names_a_missing_release_folder_in_one_line(tmp_path, found):
     """(before: "does not verify: RELEASE/SHA256SUMS: missing; run scripts/release.py
