@@ -40,8 +40,9 @@ from . import __version__
 from .errors import ConversionError, require_tensorflow_backend, type_in_words
 from .kinds import kind_of
 from .record import ConversionRecord, RecordError, RunOutcome
-from .release_scratch import (OLD, PARTIAL, PUBLISH_PARTIAL, make_scratch_folder,
-                              remove_scratch_folder, remove_stale_scratch)
+from .release_scratch import (OLD, PARTIAL, PUBLISH_PARTIAL, PUBLISH_SCRATCH, RELEASE_CHECK,
+                              RELEASE_JOIN, TEMP_PREFIXES, make_scratch_folder,
+                              make_temp_scratch, remove_scratch_folder, remove_stale_scratch)
 from .zoo import ALL_SIZES, DATASETS, FAMILIES, Entry
 
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same SavedModel zips to the same bytes
@@ -171,7 +172,7 @@ def check_assets(report_path: str, assets: Dict[str, str]) -> Dict[str, float]:
     entry = report.zoo_entry()
     cases = make_cases(entry, batch=report.parity_inputs.batch, seed=report.parity_inputs.seed)
     errors: Dict[str, float] = {}
-    scratch = tempfile.mkdtemp(prefix=".videomae-release-check-")
+    scratch = make_temp_scratch(RELEASE_CHECK)
     try:
         for kind, path in assets.items():
             if kind == "savedmodel" and path.endswith(".zip"):
@@ -192,7 +193,7 @@ def check_assets(report_path: str, assets: Dict[str, str]) -> Dict[str, float]:
                     worst = max(worst, fingerprint_error(np.asarray(outputs[name]), fingerprint))
             errors[kind] = worst
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        remove_scratch_folder(scratch)
     return errors
 
 
@@ -491,6 +492,7 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
     # what a killed build left beside the release goes first: a release it had moved aside
     # is back in place before the destination is checked
     remove_stale_scratch(os.path.dirname(os.path.abspath(release_dir)), log)
+    remove_stale_scratch(tempfile.gettempdir(), log, TEMP_PREFIXES)
     _check_destination(conversion_dir, release_dir, force)
     failed = _failed_outcomes(conversion_dir)
     if failed:
@@ -836,11 +838,12 @@ def _not_a_release_folder(release_dir: str) -> Optional[str]:
             f"build the release with scripts/release.py build")
 
 
-def verify_release(release_dir: str, recheck: bool = False) -> List[str]:
+def verify_release(release_dir: str, recheck: bool = False, log=print) -> List[str]:
     """Problems with a release folder (empty when it verifies): SHA256SUMS against the files,
     the manifest against SHA256SUMS, the files and each entry's report, the model cards and
     MODEL_ZOO.md against what the manifest and reports render; with ``recheck`` every entry is
-    also reloaded in a fresh process."""
+    also reloaded in a fresh process (what a killed recheck left in TMPDIR or beside the
+    release removed first, each with a line to ``log``)."""
     problem = _not_a_release_folder(release_dir)
     if problem:
         return [problem]
@@ -933,7 +936,10 @@ def verify_release(release_dir: str, recheck: bool = False) -> List[str]:
         with open(zoo_path, encoding="utf-8", errors="replace") as handle:
             if handle.read() != zoo:
                 problems.append("MODEL_ZOO.md: does not match the manifest")
-    if recheck and not problems:
+    if recheck and not problems:  # a killed recheck's scratch folders go first
+        remove_stale_scratch(tempfile.gettempdir(), log, TEMP_PREFIXES)
+        remove_stale_scratch(os.path.dirname(os.path.abspath(release_dir)), log,
+                             (RELEASE_JOIN,))
         with FreshProcessChecker() as checker:
             problems += _recheck(release_dir, manifest, checker)
     return problems
@@ -956,8 +962,8 @@ def _recheck(release_dir: str, manifest: dict, checker: FreshProcessChecker) -> 
     (an asset shipped in parts joined beside the release first, one entry at a time)."""
     problems: List[str] = []
     for name in manifest["entries"]:
-        scratch = tempfile.mkdtemp(prefix=".release-join-",
-                                   dir=os.path.dirname(os.path.abspath(release_dir)))
+        scratch = make_scratch_folder(RELEASE_JOIN,
+                                      os.path.dirname(os.path.abspath(release_dir)))
         try:
             assets = {asset["kind"]: whole_asset(release_dir, asset_name, asset, scratch)
                       for asset_name, asset in manifest["assets"].items()
@@ -965,7 +971,7 @@ def _recheck(release_dir: str, manifest: dict, checker: FreshProcessChecker) -> 
             report = os.path.join(release_dir, f"{name}.json")
             errors = checker.check(report, assets)
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            remove_scratch_folder(scratch)
         record = ConversionRecord.load(report)
         problems += [f"{name}: {kind} reloads {err:.2e} from the reference"
                      for kind, err in errors.items() if not err <= asset_tolerance(record, kind)]
@@ -1031,6 +1037,7 @@ def publish_release(release_dir: str, to: str, dry_run: Optional[str] = None,
     returns ``{handle: {file: sha256}}``. With ``dry_run`` (a new folder) nothing is uploaded:
     each preset folder is written there exactly as it would be uploaded, with that plan as
     ``uploads.json``. ConversionError (one line) on a release that does not verify."""
+    remove_stale_scratch(tempfile.gettempdir(), log, TEMP_PREFIXES)  # a killed run's
     if dry_run is not None:  # what a killed dry run (or build) left beside it goes first
         remove_stale_scratch(os.path.dirname(os.path.abspath(dry_run)), log)
     problem = _not_a_release_folder(release_dir)
@@ -1058,7 +1065,7 @@ def publish_release(release_dir: str, to: str, dry_run: Optional[str] = None,
     scratch = staged = None
     try:
         with stop_signals_deferred():  # a stop waits until the finally knows both folders
-            scratch = tempfile.mkdtemp(prefix=".videomae-publish-")
+            scratch = make_temp_scratch(PUBLISH_SCRATCH)
             if dry_run is not None:  # written in full beside it, then moved into place
                 parent = os.path.dirname(os.path.abspath(dry_run))
                 os.makedirs(parent, exist_ok=True)
@@ -1092,7 +1099,7 @@ def publish_release(release_dir: str, to: str, dry_run: Optional[str] = None,
         return plan
     finally:
         if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+            remove_scratch_folder(scratch)
         if staged is not None:
             remove_scratch_folder(staged)
 

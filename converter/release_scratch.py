@@ -1,7 +1,9 @@
 """Scratch folders beside a release (``scripts/release.py``): the half-built release
 (``.release-partial-PID-*``), the old release moved aside for the instant a forced build swaps
 the new one in (``.release-old-PID-*``), and the folder a ``publish --dry-run`` is written in
-(``.publish-partial-PID-*``). At full size each holds GBs.
+(``.publish-partial-PID-*``), a release's parts joined for a recheck (``.release-join-PID-*``),
+and in TMPDIR the checker child's and publish's unpacked assets (``TEMP_PREFIXES``). At full
+size each holds GBs.
 
 Each is owned through an exclusive ``fcntl.flock`` on ``FOLDER.lock`` beside it, taken before
 the folder exists and let go only once the folder is gone. So a folder whose lock nobody holds
@@ -9,7 +11,8 @@ was left by a process that is gone (SIGKILL, a power cut), never by a live build
 namespace or host that build runs in; the next build or dry run into the same folder removes
 it (``remove_stale_scratch``), and puts an old release back when the swap was cut between its
 two renames. A folder without a lock file (an earlier version's, or a file system without
-flock) cannot be told from a live one's: it is kept, with a logged line.
+flock) cannot be told from a live one's: it is kept, with a logged line. TMPDIR's are removed
+by the next build, publish or ``verify --recheck``.
 """
 
 from __future__ import annotations
@@ -20,12 +23,17 @@ import os
 import re
 import secrets
 import shutil
-from typing import Dict, List
+import tempfile
+from typing import Dict, List, Tuple
 
 from tf_models.artifacts.files import FileLock, LockHeld
 
 PARTIAL, OLD, PUBLISH_PARTIAL = ".release-partial-", ".release-old-", ".publish-partial-"
-PREFIXES = (PARTIAL, OLD, PUBLISH_PARTIAL)
+RELEASE_JOIN = ".release-join-"  # beside a release: its parts joined for a recheck
+PREFIXES = (PARTIAL, OLD, PUBLISH_PARTIAL, RELEASE_JOIN)  # beside a release
+# in TMPDIR: the checker child's unpacked assets, publish's unpacked presets
+RELEASE_CHECK, PUBLISH_SCRATCH = ".videomae-release-check-", ".videomae-publish-"
+TEMP_PREFIXES = (RELEASE_CHECK, PUBLISH_SCRATCH)
 LOCK_SUFFIX = ".lock"
 _owned: Dict[str, FileLock] = {}  # this process's scratch folders -> the locks it holds
 
@@ -57,6 +65,15 @@ def make_scratch_folder(prefix: str, parent: str) -> str:
         if lock is not None:
             _owned[folder] = lock
         return folder
+
+
+def make_temp_scratch(prefix: str) -> str:
+    """``make_scratch_folder`` in TMPDIR (``tempfile.gettempdir()``), readable by this user
+    only (a shared folder); the next release run removes it once its owner is gone
+    (``remove_stale_scratch(tempfile.gettempdir(), log, TEMP_PREFIXES)``)."""
+    folder = make_scratch_folder(prefix, tempfile.gettempdir())
+    os.chmod(folder, 0o700)
+    return folder
 
 
 def remove_scratch_folder(folder: str) -> None:
@@ -101,11 +118,12 @@ def _put_back(aside: str, parent: str, log) -> None:
                 f"the machine stopped) while swapping in its new release had moved it")
 
 
-def remove_stale_scratch(parent: str, log) -> List[str]:
-    """Remove the scratch folders in ``parent`` whose owner is gone (``PREFIXES``, their lock
-    file not held), each with one logged line, and their lock files; a ``.release-old-``
-    one's release goes back in place first when nothing took it. Returns the removed folders.
-    Folders whose owner cannot be told are kept, with one logged line each."""
+def remove_stale_scratch(parent: str, log, prefixes: Tuple[str, ...] = PREFIXES) -> List[str]:
+    """Remove the scratch folders in ``parent`` whose owner is gone (``prefixes``: those
+    beside a release, or ``TEMP_PREFIXES`` in TMPDIR; their lock file not held), each with
+    one logged line, and their lock files; a ``.release-old-`` one's release goes back in
+    place first when nothing took it. Returns the removed folders. Folders whose owner
+    cannot be told are kept, with one logged line each."""
     try:
         names = sorted(os.listdir(parent))
     except OSError:
@@ -113,7 +131,7 @@ def remove_stale_scratch(parent: str, log) -> List[str]:
     removed = []
     for name in names:
         path = os.path.join(parent, name)
-        if not name.startswith(PREFIXES):
+        if not name.startswith(prefixes):
             continue
         if not name.endswith(LOCK_SUFFIX):
             if os.path.isdir(path) and not os.path.lexists(path + LOCK_SUFFIX):

@@ -1253,6 +1253,59 @@ def test_a_later_build_removes_what_killed_builds_left_and_keeps_a_live_ones(tmp
                         f"stopped)")
 
 
+def test_tmpdir_scratch_of_killed_checks_and_publishes_is_removed_by_the_next_run(
+        release_copy, tmp_path, monkeypatch):
+    """The checker child's ``.videomae-release-check-*`` and publish's ``.videomae-publish-*``
+    in TMPDIR (unpacked assets: GBs at full size) are owned like the scratch folders beside
+    a release: after a SIGKILL of their process the next run (a publish here) removes them,
+    with a logged line, and keeps a live process's. Before: mkdtemp folders nothing removed."""
+    import signal
+    import tempfile
+
+    from converter import export
+    from converter import release as release_module
+    from converter.release_scratch import make_scratch_folder
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # TMPDIR, for this process and forks
+
+    def checking(die, _):  # the checker child, killed while it reloads an asset
+        export.RELOADERS["keras"] = lambda entry, path: die()
+        release_module.check_assets(os.path.join(release_copy, f"{TINY_FT}.json"),
+                                    {"keras": os.path.join(release_copy, f"{TINY_FT}.keras")})
+
+    def publishing(die, _):  # killed while it unpacks a preset
+        release_module.untar_preset = lambda *args: die()
+        release_module.publish_release(release_copy, "hf://org", dry_run=str(tmp_path / "dry"),
+                                       log=lambda line: None)
+
+    def checking_live(die, ready):
+        make_scratch_folder(".videomae-release-check-", str(temp))
+        os.write(ready, b"1")
+        while True:
+            signal.pause()
+
+    # a publish removes what killed runs left first: the checker is killed after it
+    killed = {"publish": _killed_child(publishing), "check": _killed_child(checking)}
+    live = _killed_child(checking_live, wait_for_signal=True)
+    try:
+        left = sorted(n for n in os.listdir(temp) if not n.endswith(".lock"))
+        assert sorted(n.rsplit("-", 1)[0] for n in left) == sorted(
+            [f".videomae-publish-{killed['publish']}", f".videomae-release-check-{live}",
+             f".videomae-release-check-{killed['check']}"]), left
+        lines = []
+        with pytest.raises(ConversionError, match="expected a release folder, found nothing"):
+            publish_release(str(tmp_path / "nowhere"), "hf://org", log=lines.append)
+        assert sorted(os.listdir(temp)) == sorted(
+            n + suffix for n in left if f"-{live}-" in n for suffix in ("", ".lock"))
+        assert len(lines) == 2 and all("removed, a scratch folder left by" in line
+                                       for line in lines), lines
+    finally:
+        os.kill(live, signal.SIGKILL)
+        os.waitpid(live, 0)
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names a descriptor's file "
                                                                "through /proc")
 def test_a_release_is_flushed_to_disk_before_it_is_swapped_in_and_its_folder_after(
