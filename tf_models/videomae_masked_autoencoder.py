@@ -20,10 +20,11 @@ from .count_jit import JitPerTokenCount
 from .hub import load_preset_model
 from .input_checks import mask_rows_match, per_row_count, refuse_no_clips, refuse_raw_frames
 from .kerashub_presets import keras_hub_loads, load_checked
-from .layers import PACKAGE, freeze_if_built_frozen
+from .layers import (PACKAGE, check_model_options, check_model_sizes, freeze_if_built_frozen,
+                     refuse_unknown_args)
 from .pretrain import MaskedAutoencoding, video_and_mask
 from .transformers_format import is_transformers_preset, load_transformers_preset
-from .videomae import BackboneTask, make_backbone
+from .videomae import BACKBONE_ARGS, BackboneTask, make_backbone
 from .videomae_backbone import VideoMAEBackbone
 
 
@@ -49,6 +50,11 @@ class VideoMAEMaskedAutoencoder(JitPerTokenCount, Task, BackboneTask):
 
     def __init__(self, backbone=None, decoder_embed_dim: int = 384, decoder_depth: int = 4,
                  decoder_num_heads: int = 6, preprocessor=None, **kwargs):
+        # before anything is built (a config from a file: unknown keys, options of any type)
+        refuse_unknown_args(kwargs, VideoMAEMaskedAutoencoder, BACKBONE_ARGS)
+        check_model_options(kwargs)
+        check_model_sizes(dict(decoder_embed_dim=decoder_embed_dim, decoder_depth=decoder_depth,
+                               decoder_num_heads=decoder_num_heads))
         backbone = make_backbone(backbone, kwargs, "norm", "VideoMAEMaskedAutoencoder")
         kwargs.pop("dtype", None)
         # === Layers ===
