@@ -689,7 +689,7 @@ def test_a_config_of_a_clip_no_weight_bounds_is_refused_before_building(
      "(VideoMAEVideoClassifier: backbone must be a VideoMAEBackbone or its serialised config, "
      "not False)"),
     ("backbone", lambda c: c["config"].update(drop_path_rate="x"),
-     "(unsupported operand type(s) for /: 'str' and 'int')"),
+     "(drop_path_rate must be a number from 0 to 1, not 'x')"),
 ], ids=["backbone false", "text rate"])
 def test_a_keras_file_whose_config_builds_nothing_says_why_in_its_line(tiny_keras_files,
                                                                       tmp_path, kind, edit, cause):

@@ -521,7 +521,8 @@ def serialized_sizes(config) -> Tuple[dict, dict]:
         return {}, {}
     backbone = inner.get("backbone")
     if not isinstance(backbone, dict):  # a backbone, or a task that builds its backbone
-        return _report_sizes(inner, _serialized_class(config)), {}
+        # (a "backbone" of another type its constructor refuses: no defaults to read)
+        return _report_sizes(inner, _serialized_class(config) if backbone is None else None), {}
     return (_report_sizes(backbone.get("config"), _serialized_class(backbone)),
             _report_sizes({k: v for k, v in inner.items() if k != "backbone"},
                           _serialized_class(config), with_backbone=False))
