@@ -7,6 +7,7 @@ Runs on the backend in ``KERAS_BACKEND``; ``test_harness_passes_on_other_backend
 the harness in child processes on JAX and PyTorch (slow tier).
 """
 
+import functools
 import json
 import os
 import subprocess
@@ -503,9 +504,11 @@ def _backbone_of(config):
 
 @pytest.fixture
 def built(monkeypatch):
-    """Every VideoMAEBackbone construction, recorded (then refused: none may happen)."""
+    """Every VideoMAEBackbone construction, recorded (then refused: none may happen); the
+    constructor's signature kept, where the loaders read its defaults."""
     calls = []
 
+    @functools.wraps(tf_models.VideoMAEBackbone.__init__)
     def record(self, *args, **kwargs):
         calls.append(kwargs)
         raise AssertionError("a VideoMAEBackbone was built")
@@ -527,6 +530,20 @@ KERAS_SIZES = {  # case: (file kind, config edit, what the line says, what the w
                  "embed_dim is 4800", "48 (layers/patch_embed/proj/vars/0 "),
     "old name": ("old name", lambda c: _backbone_of(c).update(depth=60), "depth is 60",
                  "2 (blocks up to 1 in model.weights.h5)"),
+    # a key the config lacks is checked at the constructor's default (before: a ViT-B was
+    # built, then Keras failed with "objects could not be loaded")
+    "depth absent": ("classifier", lambda c: _backbone_of(c).pop("depth"),
+                     "depth is absent, so the constructor's default 12",
+                     "2 (blocks up to 1 in model.weights.h5)"),
+    "embed_dim absent": ("backbone", lambda c: _backbone_of(c).pop("embed_dim"),
+                         "embed_dim is absent, so the constructor's default 768",
+                         "48 (layers/patch_embed/proj/vars/0 "),
+    "decoder_depth absent": ("pre-trainer", lambda c: c["config"].pop("decoder_depth"),
+                             "decoder_depth is absent, so the constructor's default 4",
+                             "1 (blocks up to 0 in model.weights.h5)"),
+    "old name depth absent": ("old name", lambda c: _backbone_of(c).pop("depth"),
+                              "depth is absent, so the constructor's default 12",
+                              "2 (blocks up to 1 in model.weights.h5)"),
 }
 KERAS_CLASSES = {"classifier": tf_models.VideoMAEVideoClassifier,
                  "old name": tf_models.VideoMAEVideoClassifier,
@@ -555,6 +572,31 @@ def test_a_keras_file_whose_config_outgrows_its_weights_is_refused_before_buildi
     assert built == []
 
 
+KERAS_OPTIONS = {  # case: (file kind, config edit, the cause the line ends with)
+    "use_mean_pooling": ("classifier", lambda c: _backbone_of(c).update(use_mean_pooling="x"),
+                         "(use_mean_pooling must be True or False, not 'x')"),
+    "unknown key": ("classifier", lambda c: c["config"].update(final_norm="norm"),
+                    "(VideoMAEVideoClassifier takes no argument 'final_norm' (given 'norm'); a "
+                    "config of another model? It takes backbone, "),
+    "drop_path_rate": ("backbone", lambda c: c["config"].update(drop_path_rate=-1),
+                       "(drop_path_rate must be a number from 0 to 1, not -1)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(KERAS_OPTIONS))
+def test_a_keras_file_whose_config_has_a_bad_option_is_one_line_naming_it(
+        tiny_keras_files, tmp_path, case):
+    """A config.json option of the wrong type or range, or a key of another model's config,
+    loaded (a string taken for True, a key ignored): now the constructor's line, naming the
+    archive."""
+    kind, edit, cause = KERAS_OPTIONS[case]
+    path = _rewrite_keras(tiny_keras_files[kind], tmp_path / f"{kind}.keras", edit)
+    with pytest.raises(tf_models.PresetError) as raised:
+        KERAS_CLASSES[kind].from_preset(path)
+    message = str(raised.value)
+    assert message.startswith(f"{path}: cannot be loaded as a Keras model {cause}"), message
+    assert "\n" not in message
+
 def test_untouched_keras_files_of_every_kind_still_load(tiny_keras_files):
     for kind, path in tiny_keras_files.items():
         assert type(KERAS_CLASSES[kind].from_preset(path)) is KERAS_CLASSES[kind]
@@ -577,6 +619,14 @@ PRESET_SIZES = {  # case: (preset, file, edit, what the line says, what the weig
                                                  "task.weights.h5)"),
     "task.json decoder": ("pt", "task.json", lambda c: c["config"].update(decoder_depth=60),
                           "decoder_depth is 60", "1 (blocks up to 0 in task.weights.h5)"),
+    # a key a config lacks is checked at the constructor's default
+    "config.json depth absent": ("ft", "config.json", lambda c: c["config"].pop("depth"),
+                                 "depth is absent, so the constructor's default 12",
+                                 "2 (blocks up to 1 in model.weights.h5)"),
+    "task.json decoder absent": ("pt", "task.json",
+                                 lambda c: c["config"].pop("decoder_depth"),
+                                 "decoder_depth is absent, so the constructor's default 4",
+                                 "1 (blocks up to 0 in task.weights.h5)"),
 }
 
 
@@ -639,7 +689,7 @@ def test_a_config_of_a_clip_no_weight_bounds_is_refused_before_building(
      "(VideoMAEVideoClassifier: backbone must be a VideoMAEBackbone or its serialised config, "
      "not False)"),
     ("backbone", lambda c: c["config"].update(drop_path_rate="x"),
-     "(unsupported operand type(s) for /: 'str' and 'int')"),
+     "(drop_path_rate must be a number from 0 to 1, not 'x')"),
 ], ids=["backbone false", "text rate"])
 def test_a_keras_file_whose_config_builds_nothing_says_why_in_its_line(tiny_keras_files,
                                                                       tmp_path, kind, edit, cause):

@@ -245,6 +245,17 @@ def test_pretrainer_nests_in_another_functional_model():
                                atol=1e-6, rtol=0)
 
 
+def _tiny_pretrainer():
+    """A compiled 8-token pre-trainer (4 frames of 32 x 32, patches of 2 x 16 x 16)."""
+    import tf_models
+
+    model = tf_models.VideoMAEMaskedAutoencoder(
+        embed_dim=32, depth=1, num_heads=2, num_frames=4, img_size=32, patch_size=16,
+        tubelet_size=2, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+    model.compile(loss="mse")
+    return model
+
+
 def test_pretrainer_and_backbone_refuse_inputs_they_would_misread_in_one_line():
     """Raw uint8 frames (read as normalised values), masks whose rows hide different counts
     (the count comes from the first row: the others' pixels belong to other tokens), or masks
@@ -256,10 +267,7 @@ def test_pretrainer_and_backbone_refuse_inputs_they_would_misread_in_one_line():
 
     import tf_models
 
-    model = tf_models.VideoMAEMaskedAutoencoder(
-        embed_dim=32, depth=1, num_heads=2, num_frames=4, img_size=32, patch_size=16,
-        tubelet_size=2, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
-    model.compile(loss="mse")
+    model = _tiny_pretrainer()
     rng = np.random.default_rng(6)
     video = rng.standard_normal((2, 4, 32, 32, 3), dtype=np.float32)
     mask = tube_mask(4, 32, 16, 2, 0.5, 2, rng)
@@ -298,12 +306,8 @@ def test_pretrainer_refuses_a_mask_of_another_batch_in_one_line():
     ``batch_size=1`` for a batch of two, say), through a call, ``predict`` and ``fit``: one
     ValueError naming the counts (before: a call failed deep in the backend, a TensorFlow
     "ConcatOp : Dimension 0 in both shapes must be equal" from inside MaskedAutoencoding)."""
-    import tf_models
 
-    model = tf_models.VideoMAEMaskedAutoencoder(
-        embed_dim=32, depth=1, num_heads=2, num_frames=4, img_size=32, patch_size=16,
-        tubelet_size=2, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
-    model.compile(loss="mse")
+    model = _tiny_pretrainer()
     rng = np.random.default_rng(7)
     video = rng.standard_normal((2, 4, 32, 32, 3), dtype=np.float32)
     mask = tube_mask(4, 32, 16, 2, 0.5, 2, rng)
@@ -320,6 +324,38 @@ def test_pretrainer_refuses_a_mask_of_another_batch_in_one_line():
                 call()
             assert "\n" not in str(error.value)
 
+
+def test_pretrainer_checks_lists_of_clips_and_masks_in_a_dict_as_the_arrays_they_become():
+    """``predict`` / ``fit`` / ``evaluate`` read a list inside the inputs' dict as the array it
+    becomes (``input_checks.fed_video``): lists of clips and masks skipped every check (raw
+    frames, an empty batch, masks of another batch or length, rows of different counts), as
+    the classifier's did before ``ListedArray``. Now the lines the arrays get; lists that
+    fit still run."""
+
+    model = _tiny_pretrainer()
+    rng = np.random.default_rng(8)
+    video = rng.standard_normal((2, 4, 32, 32, 3), dtype=np.float32)
+    mask = tube_mask(4, 32, 16, 2, 0.5, 2, rng)
+    target = np.zeros((2, 4, 1536), np.float32)
+    raw = rng.integers(0, 256, video.shape, dtype=np.uint8)
+    uneven = mask.copy()
+    uneven[1] = False
+    bad = {"takes a batch of at least one clip": {"video": [], "mask": []},
+           "got uint8 ones": {"video": list(raw), "mask": list(mask)},
+           "'mask' must have one row per clip, 2; got 1": {"video": list(video),
+                                                           "mask": [list(mask[0])]},
+           "'mask' must be \\(batch, 8\\) bool": {"video": list(video),
+                                                  "mask": mask[:, :6].tolist()},
+           "counts \\[0, 4\\]": {"video": list(video), "mask": uneven.tolist()}}
+    for words, inputs in bad.items():
+        for call in (lambda: model.predict(inputs, verbose=0),
+                     lambda: model.fit(inputs, target, verbose=0),
+                     lambda: model.evaluate(inputs, target, verbose=0)):
+            with pytest.raises(ValueError, match=words) as error:
+                call()
+            assert "\n" not in str(error.value)
+    pixels = model.predict({"video": list(video), "mask": mask.tolist()}, verbose=0)
+    assert pixels.shape == (2, 4, 1536)
 
 # --- conversion, export and a fresh process --------------------------------------------------
 

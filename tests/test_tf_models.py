@@ -337,6 +337,99 @@ def test_sizes_no_clip_fits_are_refused_in_one_line_before_a_model_is_built(case
     assert str(raised.value) == line
 
 
+BAD_OPTIONS = {  # case: (class, change to its tiny config, the whole line)
+    "use_mean_pooling": ("ft", {"use_mean_pooling": "x"},
+                         "use_mean_pooling must be True or False, not 'x'"),
+    "cos_attn": ("ft", {"cos_attn": 33}, "cos_attn must be True or False, not 33"),
+    "drop_path_rate below": ("ft", {"drop_path_rate": -1},
+                             "drop_path_rate must be a number from 0 to 1, not -1"),
+    "drop_path_rate above": ("pt", {"drop_path_rate": 1.5},
+                             "drop_path_rate must be a number from 0 to 1, not 1.5"),
+    "init_values": ("ft", {"init_values": -1},
+                    "init_values must be a number >= 0 (0: no layer scale), not -1"),
+    "mlp_ratio": ("backbone", {"mlp_ratio": "4"}, "mlp_ratio must be a number > 0, not '4'"),
+    "trainable": ("ft", {"trainable": 7}, "trainable must be True or False, not 7"),
+    "backbone trainable": ("backbone", {"trainable": "no"},
+                           "trainable must be True or False, not 'no'"),
+    "final_norm": ("backbone", {"final_norm": "layernorm"},
+                   "final_norm must be one of (None, 'norm', 'fc_norm'), not 'layernorm'"),
+    "dtype": ("pt", {"dtype": "float33"}, "dtype must be None, a dtype policy or its name "
+              "('float32', 'mixed_bfloat16'...), not 'float33'"),
+    "head_dtype": ("ft", {"head_dtype": 5}, "head_dtype must be None, a dtype policy or its "
+                   "name ('float32', 'mixed_bfloat16'...), not 5"),
+    "dropout": ("ft", {"dropout": 2.0}, "dropout must be a number from 0 to 1, not 2.0"),
+    "num_classes": ("ft", {"num_classes": 0}, "num_classes must be a positive integer, not 0"),
+    "name": ("pt", {"name": 5}, "name must be None or a string, not 5"),
+    "decoder on a classifier": (
+        "ft", {"decoder_depth": 4},
+        "VideoMAEVideoClassifier takes no argument 'decoder_depth' (given 4); a config of "
+        "another model? It takes backbone, num_classes, preprocessor, dropout, head_dtype, "
+        "embed_dim, depth, num_heads, num_frames, img_size, patch_size, tubelet_size, "
+        "mlp_ratio, in_chans, drop_path_rate, init_values, cos_attn, use_mean_pooling, name, "
+        "trainable, dtype, compile"),
+    "final_norm on a task": (
+        "pt", {"final_norm": None},
+        "VideoMAEMaskedAutoencoder takes no argument 'final_norm' (given None); a config of "
+        "another model? It takes backbone, decoder_embed_dim, decoder_depth, "
+        "decoder_num_heads, preprocessor, embed_dim, depth, num_heads, num_frames, img_size, "
+        "patch_size, tubelet_size, mlp_ratio, in_chans, drop_path_rate, init_values, "
+        "cos_attn, use_mean_pooling, name, trainable, dtype, compile"),
+    "typo on a backbone": (
+        "backbone", {"embed_dims": 48},
+        "VideoMAEBackbone takes no argument 'embed_dims' (given 48); a config of another "
+        "model? It takes embed_dim, depth, num_heads, num_frames, img_size, patch_size, "
+        "tubelet_size, mlp_ratio, in_chans, final_norm, drop_path_rate, init_values, "
+        "cos_attn, use_mean_pooling, dtype, name, trainable, compile"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_OPTIONS))
+def test_options_of_a_wrong_type_or_range_or_unknown_are_refused_before_a_model_is_built(
+        case, monkeypatch):
+    """Options that are no size were taken as given: ``use_mean_pooling="x"`` and
+    ``cos_attn=33`` built (a truthy string, a number), a negative ``drop_path_rate`` or
+    ``init_values`` built and ran, ``trainable=7`` froze nothing, and a key the constructor
+    does not take (``decoder_depth`` on a classifier's config) was ignored without a word
+    (Keras's functional models swallow unknown keyword arguments). Now one ValueError line
+    (``layers.OPTION_KINDS``, ``refuse_unknown_args``) and no layer is built."""
+    import keras
+
+    import tf_models
+
+    kind, change, line = BAD_OPTIONS[case]
+    preset = tf_models.get_preset(TINY_PT if kind == "pt" else TINY_FT)
+    config = preset.model_config() if kind != "backbone" else preset.backbone_config()
+    cls = {"ft": tf_models.VideoMAEVideoClassifier, "pt": tf_models.VideoMAEMaskedAutoencoder,
+           "backbone": tf_models.VideoMAEBackbone}[kind]
+
+    def never(*args, **kwargs):
+        raise AssertionError("a layer was built")
+
+    monkeypatch.setattr(keras.layers.Dense, "__init__", never)
+    with pytest.raises(ValueError) as raised:
+        cls(**dict(config, **change))
+    assert str(raised.value) == line
+
+
+def test_every_option_keras_and_the_zoo_pass_is_taken():
+    """What Keras and keras-hub pass themselves (name, trainable, a serialised dtype policy,
+    Task's compile) and every zoo entry's options are accepted."""
+    import keras
+
+    import tf_models
+    from tf_models.layers import check_model_options
+
+    for preset in tf_models.PRESETS.values():
+        check_model_options(preset.model_config())
+    backbone = tf_models.VideoMAEBackbone(**tf_models.get_preset(TINY_FT).backbone_config(),
+                                          trainable=False, name="b", dtype="bfloat16")
+    again = tf_models.VideoMAEBackbone.from_config(backbone.get_config())
+    assert (again.trainable, again.name, again.dtype_policy.name) == (False, "b", "bfloat16")
+    task = tf_models.VideoMAEVideoClassifier(
+        backbone=again, num_classes=3, compile=False, trainable=np.bool_(True),
+        head_dtype=keras.DTypePolicy("float32"))
+    assert type(task.from_config(task.get_config())) is tf_models.VideoMAEVideoClassifier
+
 # Every consumer module: what a user of the converted models imports (loading, presets,
 # fine-tuning, video tools, their commands). Ray's engine is the [ray] extra's (test_ray).
 CONSUMER_MODULES = ("tf_models", "tf_models.train", "tf_models.video", "tf_models.video.model",

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Dict, Tuple
 
+import functools
+import inspect
+import math
 import numbers
 
 import keras
@@ -62,7 +65,7 @@ def check_heads(dim, num_heads, names: Tuple[str, str] = ("dim", "num_heads")) -
 
 # A model config's sizes that are counts: positive integers (the decoder's, where it has one)
 POSITIVE_SIZES = ("embed_dim", "depth", "num_heads", "num_frames", "img_size", "patch_size",
-                  "tubelet_size", "in_chans", "decoder_embed_dim", "decoder_depth",
+                  "tubelet_size", "in_chans", "num_classes", "decoder_embed_dim", "decoder_depth",
                   "decoder_num_heads")
 # (a clip's length, the patch size along it): a clip is cut into whole patches (upstream's
 # Conv3d, stride = kernel, would drop the rest of the frames or pixels without a word)
@@ -115,6 +118,98 @@ def check_model_sizes(config: dict) -> None:
                 f"{LARGEST_ENTRY.num_frames} frames of {LARGEST_ENTRY.img_size} x "
                 f"{LARGEST_ENTRY.img_size}); use fewer frames or smaller ones")
 
+
+
+def _is_bool(value) -> bool:
+    return isinstance(value, (bool, np.bool_))
+
+
+def _is_number(value) -> bool:
+    return (isinstance(value, numbers.Real) and not _is_bool(value)
+            and math.isfinite(value))
+
+
+def _is_dtype(value) -> bool:
+    if value is None:
+        return True
+    try:
+        keras.dtype_policies.get(value)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return False
+    return True
+
+
+# Which LayerNorm closes the encoder (``VideoMAEBackbone``): none, upstream's pre-trained
+# encoder's ``norm`` on the tokens, or a fine-tuned one's ``fc_norm`` on the pooled features
+FINAL_NORMS = (None, "norm", "fc_norm")
+# A model config's options that are not sizes: key -> (what it must be, its test). Nothing
+# else bounds them: ``use_mean_pooling="x"`` or ``cos_attn=33`` would build a model (a truthy
+# string, a number taken for True), a negative ``drop_path_rate`` would run at training time
+OPTION_KINDS = {
+    "use_mean_pooling": ("True or False", _is_bool),
+    "cos_attn": ("True or False", _is_bool),
+    "trainable": ("True or False", _is_bool),
+    "drop_path_rate": ("a number from 0 to 1", lambda v: _is_number(v) and 0 <= v <= 1),
+    "dropout": ("a number from 0 to 1", lambda v: _is_number(v) and 0 <= v <= 1),
+    "init_values": ("a number >= 0 (0: no layer scale)", lambda v: _is_number(v) and v >= 0),
+    "mlp_ratio": ("a number > 0", lambda v: _is_number(v) and v > 0),
+    "final_norm": (f"one of {FINAL_NORMS}",
+                   lambda v: (v is None or isinstance(v, str)) and v in FINAL_NORMS),
+    "name": ("None or a string", lambda v: v is None or isinstance(v, str)),
+    "dtype": ("None, a dtype policy or its name ('float32', 'mixed_bfloat16'...)", _is_dtype),
+    "head_dtype": ("None, a dtype policy or its name ('float32', 'mixed_bfloat16'...)",
+                   _is_dtype),
+}
+# What Keras and keras-hub pass a model's constructor themselves, besides its own arguments
+# (``Backbone.get_config``: name, trainable, dtype; ``Task.__init__``: compile)
+KERAS_ARGS = ("name", "trainable", "dtype", "compile")
+
+
+def check_model_options(config: dict) -> None:
+    """One ValueError line for an option of a model config (``OPTION_KINDS``; keys it lacks or
+    the table does not name are not checked) of the wrong type or range: the key, the value
+    and what it must be. Cheap, so constructors run it before building anything."""
+    for key, (expected, accepts) in OPTION_KINDS.items():
+        if key in config and not accepts(config[key]):
+            raise ValueError(f"{key} must be {expected}, not {shown(config[key])}")
+
+
+def refuse_unknown_args(kwargs: dict, cls, extra: Tuple[str, ...] = ()) -> None:
+    """One ValueError line for keyword arguments ``cls``'s constructor does not take (Keras's
+    functional models would ignore them without a word: ``decoder_depth`` on a classifier's
+    config builds a classifier): the first such key, its value and the arguments it takes
+    (its own, ``extra``, ``KERAS_ARGS``)."""
+    takes = [name for name in inspect.signature(cls.__init__).parameters
+             if name not in ("self", "kwargs")] + list(extra) + list(KERAS_ARGS)
+    unknown = sorted(key for key in kwargs if key not in takes)
+    if unknown:
+        raise ValueError(f"{cls.__name__} takes no argument {unknown[0]!r} (given "
+                         f"{shown(kwargs[unknown[0]])}); a config of another model? It takes "
+                         f"{', '.join(dict.fromkeys(takes))}")
+
+
+class DefaultSize(int):
+    """A size a config lacks, at the value its constructor gives it (``config_defaults``): a
+    size check's error says so."""
+
+
+@functools.lru_cache(maxsize=None)
+def config_defaults(cls, with_backbone: bool = True) -> Dict[str, object]:
+    """The keyword defaults of ``cls``'s constructor, read from its signature (integers as
+    ``DefaultSize``): what a config lacking a key builds. A task's (a class with a
+    ``backbone_cls``) include its backbone's with ``with_backbone``, as a task built from
+    keyword arguments passes them to its backbone."""
+    backbone = next((k.__dict__["backbone_cls"] for k in cls.__mro__
+                     if k.__dict__.get("backbone_cls") is not None), None)
+    defaults = {}
+    for klass in ((backbone,) if with_backbone and backbone is not None else ()) + (cls,):
+        for name, parameter in inspect.signature(klass.__init__).parameters.items():
+            value = parameter.default
+            if value is parameter.empty:
+                continue
+            integer = isinstance(value, int) and not isinstance(value, bool)
+            defaults[name] = DefaultSize(value) if integer else value
+    return defaults
 
 class PlainConfig:
     """Keeps the constructor arguments named in ``CONFIG`` as attributes and serialises them,

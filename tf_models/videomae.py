@@ -14,8 +14,8 @@ from typing import Dict, Optional, Tuple
 
 import keras
 
-from .layers import named_variables, shown
-from .videomae_backbone import FINAL_NORMS, VideoMAEBackbone, gather_tokens, video_input
+from .layers import FINAL_NORMS, named_variables, shown
+from .videomae_backbone import VideoMAEBackbone, gather_tokens, video_input
 
 __all__ = ["FINAL_NORMS", "VideoMAEBackbone", "gather_tokens", "video_input", "BACKBONE_ARGS",
            "make_backbone", "BackboneTask", "VideoMAEVideoClassifier"]

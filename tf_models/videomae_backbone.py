@@ -11,11 +11,10 @@ from keras_hub.models import Backbone
 from .hub import load_preset_model
 from .input_checks import first_video, refuse_no_clips, refuse_raw_frames
 from .kerashub_presets import keras_hub_loads, load_checked
-from .layers import (PACKAGE, Block, PatchEmbed, check_model_sizes, freeze_if_built_frozen,
-                     layer_norm, named_variables, run_blocks, sinusoid_positions)
+from .layers import (PACKAGE, Block, PatchEmbed, check_model_options, check_model_sizes,
+                     freeze_if_built_frozen, layer_norm, named_variables, refuse_unknown_args,
+                     run_blocks, sinusoid_positions)
 from .transformers_format import is_transformers_preset, load_transformers_preset
-
-FINAL_NORMS = (None, "norm", "fc_norm")
 
 
 def video_input(inputs):
@@ -92,12 +91,16 @@ class VideoMAEBackbone(Backbone):
                  final_norm: Optional[str] = None, drop_path_rate: float = 0.0,
                  init_values: float = 0.0, cos_attn: bool = False,
                  use_mean_pooling: bool = True, dtype=None, **kwargs):
-        if final_norm not in FINAL_NORMS:
-            raise ValueError(f"final_norm must be one of {FINAL_NORMS}, not {final_norm!r}")
+        # before anything is built: a config from a file may ask for a billion tokens, or
+        # give options of any type (checked only when used, or never)
+        refuse_unknown_args(kwargs, VideoMAEBackbone)
+        check_model_options(dict(mlp_ratio=mlp_ratio, final_norm=final_norm,
+                                 drop_path_rate=drop_path_rate, init_values=init_values,
+                                 cos_attn=cos_attn, use_mean_pooling=use_mean_pooling,
+                                 dtype=dtype, **kwargs))
         if final_norm == "fc_norm" and not use_mean_pooling:
             raise ValueError("final_norm='fc_norm' needs use_mean_pooling: without mean pooling "
                              "upstream has no fc_norm (its `norm` closes the encoder)")
-        # before anything is built: a config from a file may ask for a billion tokens
         check_model_sizes(dict(embed_dim=embed_dim, depth=depth, num_heads=num_heads,
                          num_frames=num_frames, img_size=img_size, patch_size=patch_size,
                          tubelet_size=tubelet_size, in_chans=in_chans))

@@ -13,17 +13,20 @@ from __future__ import annotations
 from typing import List, Tuple
 
 import keras
+import numpy as np
 from keras_hub.models import Task
 
 from .compiling import compile_from_saved_config, load_saved_optimizer_state
 from .count_jit import JitPerTokenCount
 from .hub import load_preset_model
-from .input_checks import mask_rows_match, per_row_count, refuse_no_clips, refuse_raw_frames
+from .input_checks import (ListedArray, mask_rows_match, per_row_count, refuse_no_clips,
+                           refuse_raw_frames)
 from .kerashub_presets import keras_hub_loads, load_checked
-from .layers import PACKAGE, freeze_if_built_frozen
+from .layers import (PACKAGE, check_model_options, check_model_sizes, freeze_if_built_frozen,
+                     refuse_unknown_args)
 from .pretrain import MaskedAutoencoding, video_and_mask
 from .transformers_format import is_transformers_preset, load_transformers_preset
-from .videomae import BackboneTask, make_backbone
+from .videomae import BACKBONE_ARGS, BackboneTask, make_backbone
 from .videomae_backbone import VideoMAEBackbone
 
 
@@ -49,6 +52,11 @@ class VideoMAEMaskedAutoencoder(JitPerTokenCount, Task, BackboneTask):
 
     def __init__(self, backbone=None, decoder_embed_dim: int = 384, decoder_depth: int = 4,
                  decoder_num_heads: int = 6, preprocessor=None, **kwargs):
+        # before anything is built (a config from a file: unknown keys, options of any type)
+        refuse_unknown_args(kwargs, VideoMAEMaskedAutoencoder, BACKBONE_ARGS)
+        check_model_options(kwargs)
+        check_model_sizes(dict(decoder_embed_dim=decoder_embed_dim, decoder_depth=decoder_depth,
+                               decoder_num_heads=decoder_num_heads))
         backbone = make_backbone(backbone, kwargs, "norm", "VideoMAEMaskedAutoencoder")
         kwargs.pop("dtype", None)
         # === Layers ===
@@ -110,9 +118,18 @@ class VideoMAEMaskedAutoencoder(JitPerTokenCount, Task, BackboneTask):
     def _check_arrays(self, x) -> None:
         """``_check_inputs`` on the inputs of ``fit`` / ``evaluate`` / ``predict`` where they
         are a dict or list (datasets pass: on JAX each batch is checked on the host); raw
-        frames pass only through a preprocessor of one's own."""
+        frames pass only through a preprocessor of one's own. An entry that is a (nested)
+        Python list is the array it becomes, as the classifier reads one
+        (``input_checks.fed_video``): clips by their shape and dtype (``ListedArray``, not
+        copied), masks (one bool a token) by their values."""
         if isinstance(x, (dict, list, tuple)):
-            self._check_inputs(_full_inputs(x), raw_frames=self.preprocessor is not None)
+            inputs = _full_inputs(x)
+            if isinstance(inputs["video"], list):
+                inputs["video"] = ListedArray.of(inputs["video"])
+            for name in ("mask", "decode_mask"):
+                if isinstance(inputs[name], list):  # (batch, tokens) bools: small
+                    inputs[name] = np.asarray(inputs[name])
+            self._check_inputs(inputs, raw_frames=self.preprocessor is not None)
 
     def _check_inputs(self, inputs: dict, raw_frames: bool) -> None:
         """One ValueError line for a batch of no clips, raw uint8 frames (unless

@@ -8,11 +8,12 @@ import keras
 
 from .hub import load_preset_model
 from .kerashub_presets import keras_hub_loads
-from .layers import PACKAGE, freeze_if_built_frozen, layer_norm
+from .layers import (PACKAGE, check_model_options, check_model_sizes, freeze_if_built_frozen,
+                     layer_norm, refuse_unknown_args)
 from .presets import HEAD_INIT_SCALE
 from .transformers_format import is_transformers_preset, load_transformers_preset
 from .video_classifier import VideoClassifier
-from .videomae import BackboneTask, make_backbone
+from .videomae import BACKBONE_ARGS, BackboneTask, make_backbone
 from .videomae_backbone import VideoMAEBackbone, video_input
 from .videomae_video_classifier_preprocessor import VideoMAEVideoClassifierPreprocessor
 
@@ -42,6 +43,10 @@ class VideoMAEVideoClassifier(VideoClassifier, BackboneTask):
 
     def __init__(self, backbone=None, num_classes: int = 400, preprocessor=None,
                  dropout: float = 0.0, head_dtype=None, **kwargs):
+        # before anything is built (a config from a file: unknown keys, options of any type)
+        refuse_unknown_args(kwargs, VideoMAEVideoClassifier, BACKBONE_ARGS)
+        check_model_options(dict(kwargs, dropout=dropout, head_dtype=head_dtype))
+        check_model_sizes({"num_classes": num_classes})
         backbone = make_backbone(backbone, kwargs, None, "VideoMAEVideoClassifier")
         kwargs.pop("dtype", None)
         head_dtype = head_dtype or backbone.dtype_policy

@@ -479,20 +479,28 @@ def check_config_sizes(said: dict, shapes: Dict[str, tuple], evidence, block_cou
 
 def _size_refused(where: str, key: str, said, found: int, evidence: str, weights: str,
                   hint: str):
-    from ..layers import shown
+    from ..layers import DefaultSize, shown
 
-    raise PresetError(f"{where}: {key} is {shown(said)}, but the weights have {found} "
+    given = (f"{key} is absent, so the constructor's default {said}"
+             if isinstance(said, DefaultSize) else f"{key} is {shown(said)}")
+    raise PresetError(f"{where}: {given}, but the weights have {found} "
                       f"({evidence} in {os.path.basename(weights)}); {hint}")
 
 
-def _report_sizes(config: dict) -> dict:
+def _report_sizes(config: dict, cls=None, with_backbone: bool = True) -> dict:
     """The integer sizes of a report's ``model_config`` that its weights show (values of
-    other types are left to the model's constructor, which refuses them)."""
+    other types are left to the model's constructor, which refuses them); with ``cls``, the
+    class it builds, a key it lacks at the constructor's default (``layers.config_defaults``;
+    ``with_backbone``: its backbone's too)."""
+    from ..layers import config_defaults
+
     def integer(value):
         return isinstance(value, int) and not isinstance(value, bool)
 
     if not isinstance(config, dict):  # a serialised config's: its constructor refuses it
         return {}
+    if cls is not None:
+        config = {**config_defaults(cls, with_backbone), **config}
     said = {k: v for k, v in config.items() if integer(v)}
     ratio = config.get("mlp_ratio")
     if integer(config.get("embed_dim")) and isinstance(ratio, (int, float)) \
@@ -509,15 +517,32 @@ def serialized_sizes(config) -> Tuple[dict, dict]:
     ``.keras`` archive's or a keras-hub preset's ``config.json``, a preset's ``task.json``;
     the old class names' configs nest the same way): a task's ``config`` holds its own
     (``num_classes``, ``decoder_embed_dim``, ``decoder_depth``...) and its backbone's config
-    under ``backbone``; a backbone's are at its top level, its task sizes none."""
+    under ``backbone``; a backbone's are at its top level, its task sizes none. A key a
+    config of one of this package's classes lacks is its constructor's default
+    (``layers.config_defaults``), the size the model would be built at."""
     inner = config.get("config") if isinstance(config, dict) else None
     if not isinstance(inner, dict):
         return {}, {}
     backbone = inner.get("backbone")
-    if not isinstance(backbone, dict):  # a backbone (or no task of ours: nothing to compare)
-        return _report_sizes(inner), {}
-    return (_report_sizes(backbone.get("config")),
-            _report_sizes({k: v for k, v in inner.items() if k != "backbone"}))
+    if not isinstance(backbone, dict):  # a backbone, or a task that builds its backbone
+        # (a "backbone" of another type its constructor refuses: no defaults to read)
+        return _report_sizes(inner, _serialized_class(config) if backbone is None else None), {}
+    return (_report_sizes(backbone.get("config"), _serialized_class(backbone)),
+            _report_sizes({k: v for k, v in inner.items() if k != "backbone"},
+                          _serialized_class(config), with_backbone=False))
+
+
+def _serialized_class(config: dict):
+    """The class of this package a serialised config names (``registered_name``), or None."""
+    import keras
+
+    from ..layers import PACKAGE
+
+    name = config.get("registered_name") if isinstance(config, dict) else None
+    if not (isinstance(name, str) and name.startswith(PACKAGE + ">")):
+        return None
+    cls = keras.saving.get_registered_object(name)
+    return cls if isinstance(cls, type) else None
 
 
 def check_weights_sizes(said: dict, shapes: Dict[str, tuple], where: str, weights: str,
@@ -607,7 +632,7 @@ def load_keras_model(resolved: Resolved, offline: Optional[bool] = None,
                           f"it is truncated or not a .weights.h5: download or export it "
                           f"again") from None
     if resolved.report is not None:  # a zoo entry's sizes are the zoo table's
-        check_weights_sizes(_report_sizes(config), shapes, where, resolved.path,
+        check_weights_sizes(_report_sizes(config, cls), shapes, where, resolved.path,
                             f"a report of another model? Keep the {os.path.basename(where)} "
                             f"saved with these weights beside them")
     try:
