@@ -119,7 +119,6 @@ def check_model_sizes(config: dict) -> None:
                 f"{LARGEST_ENTRY.img_size}); use fewer frames or smaller ones")
 
 
-
 def _is_bool(value) -> bool:
     return isinstance(value, (bool, np.bool_))
 
@@ -210,6 +209,7 @@ def config_defaults(cls, with_backbone: bool = True) -> Dict[str, object]:
             integer = isinstance(value, int) and not isinstance(value, bool)
             defaults[name] = DefaultSize(value) if integer else value
     return defaults
+
 
 class PlainConfig:
     """Keeps the constructor arguments named in ``CONFIG`` as attributes and serialises them,
