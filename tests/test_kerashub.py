@@ -575,9 +575,12 @@ def test_a_keras_file_whose_config_outgrows_its_weights_is_refused_before_buildi
 KERAS_OPTIONS = {  # case: (file kind, config edit, the cause the line ends with)
     "use_mean_pooling": ("classifier", lambda c: _backbone_of(c).update(use_mean_pooling="x"),
                          "(use_mean_pooling must be True or False, not 'x')"),
-    "unknown key": ("classifier", lambda c: c["config"].update(final_norm="norm"),
-                    "(VideoMAEVideoClassifier takes no argument 'final_norm' (given 'norm'); a "
+    "unknown key": ("classifier", lambda c: c["config"].update(num_clases=3),
+                    "(VideoMAEVideoClassifier takes no argument 'num_clases' (given 3); a "
                     "config of another model? It takes backbone, "),
+    "another final_norm": ("classifier", lambda c: c["config"].update(final_norm="norm"),
+                           "(VideoMAEVideoClassifier takes a backbone with final_norm=None, "
+                           "not 'norm')"),
     "drop_path_rate": ("backbone", lambda c: c["config"].update(drop_path_rate=-1),
                        "(drop_path_rate must be a number from 0 to 1, not -1)"),
 }

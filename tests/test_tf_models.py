@@ -365,15 +365,11 @@ BAD_OPTIONS = {  # case: (class, change to its tiny config, the whole line)
         "VideoMAEVideoClassifier takes no argument 'decoder_depth' (given 4); a config of "
         "another model? It takes backbone, num_classes, preprocessor, dropout, head_dtype, "
         "embed_dim, depth, num_heads, num_frames, img_size, patch_size, tubelet_size, "
-        "mlp_ratio, in_chans, drop_path_rate, init_values, cos_attn, use_mean_pooling, name, "
-        "trainable, dtype, compile"),
-    "final_norm on a task": (
+        "mlp_ratio, in_chans, drop_path_rate, init_values, cos_attn, use_mean_pooling, "
+        "final_norm, name, trainable, dtype, compile"),
+    "another final_norm on a task": (
         "pt", {"final_norm": None},
-        "VideoMAEMaskedAutoencoder takes no argument 'final_norm' (given None); a config of "
-        "another model? It takes backbone, decoder_embed_dim, decoder_depth, "
-        "decoder_num_heads, preprocessor, embed_dim, depth, num_heads, num_frames, img_size, "
-        "patch_size, tubelet_size, mlp_ratio, in_chans, drop_path_rate, init_values, "
-        "cos_attn, use_mean_pooling, name, trainable, dtype, compile"),
+        "VideoMAEMaskedAutoencoder takes a backbone with final_norm='norm', not None"),
     "typo on a backbone": (
         "backbone", {"embed_dims": 48},
         "VideoMAEBackbone takes no argument 'embed_dims' (given 48); a config of another "
@@ -429,6 +425,15 @@ def test_every_option_keras_and_the_zoo_pass_is_taken():
         backbone=again, num_classes=3, compile=False, trainable=np.bool_(True),
         head_dtype=keras.DTypePolicy("float32"))
     assert type(task.from_config(task.get_config())) is tf_models.VideoMAEVideoClassifier
+    # a report's model_config as videomae-export writes it: the backbone's whole config,
+    # its final_norm (the task's own) included
+    for name, final_norm in ((TINY_FT, None), (TINY_PT, "norm")):
+        preset = tf_models.get_preset(name)
+        cls = (tf_models.VideoMAEVideoClassifier if preset.mode == "FT"
+               else tf_models.VideoMAEMaskedAutoencoder)
+        assert cls(**preset.model_config(), final_norm=final_norm).backbone.final_norm \
+            == final_norm
+
 
 # Every consumer module: what a user of the converted models imports (loading, presets,
 # fine-tuning, video tools, their commands). Ray's engine is the [ray] extra's (test_ray).

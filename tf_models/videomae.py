@@ -18,15 +18,24 @@ from .layers import FINAL_NORMS, named_variables, shown
 from .videomae_backbone import VideoMAEBackbone, gather_tokens, video_input
 
 __all__ = ["FINAL_NORMS", "VideoMAEBackbone", "gather_tokens", "video_input", "BACKBONE_ARGS",
-           "make_backbone", "BackboneTask", "VideoMAEVideoClassifier"]
+           "TASK_BACKBONE_ARGS", "make_backbone", "BackboneTask", "VideoMAEVideoClassifier"]
 
 BACKBONE_ARGS = ("embed_dim", "depth", "num_heads", "num_frames", "img_size", "patch_size",
                  "tubelet_size", "mlp_ratio", "in_chans", "drop_path_rate", "init_values",
                  "cos_attn", "use_mean_pooling")
+# what a task's constructor takes for its backbone: its arguments, and ``final_norm`` when it
+# is the task's own (a report's model_config written by videomae-export holds the backbone's
+# whole config, final_norm included: those reports load)
+TASK_BACKBONE_ARGS = BACKBONE_ARGS + ("final_norm",)
 
 
 def make_backbone(backbone, arguments: dict, final_norm: Optional[str], task: str):
-    """The task's backbone: the one given, or one built from the backbone keyword arguments."""
+    """The task's backbone: the one given, or one built from the backbone keyword arguments
+    (a ``final_norm`` among them must be the task's own)."""
+    said = arguments.pop("final_norm", final_norm)
+    if said != final_norm:
+        raise ValueError(f"{task} takes a backbone with final_norm={final_norm!r}, not "
+                         f"{shown(said)}")
     given = {k: arguments.pop(k) for k in BACKBONE_ARGS if k in arguments}
     if backbone is None:
         return VideoMAEBackbone(**given, final_norm=final_norm, dtype=arguments.get("dtype"),

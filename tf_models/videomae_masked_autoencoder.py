@@ -26,7 +26,7 @@ from .layers import (PACKAGE, check_model_options, check_model_sizes, freeze_if_
                      refuse_unknown_args)
 from .pretrain import MaskedAutoencoding, video_and_mask
 from .transformers_format import is_transformers_preset, load_transformers_preset
-from .videomae import BACKBONE_ARGS, BackboneTask, make_backbone
+from .videomae import TASK_BACKBONE_ARGS, BackboneTask, make_backbone
 from .videomae_backbone import VideoMAEBackbone
 
 
@@ -53,7 +53,7 @@ class VideoMAEMaskedAutoencoder(JitPerTokenCount, Task, BackboneTask):
     def __init__(self, backbone=None, decoder_embed_dim: int = 384, decoder_depth: int = 4,
                  decoder_num_heads: int = 6, preprocessor=None, **kwargs):
         # before anything is built (a config from a file: unknown keys, options of any type)
-        refuse_unknown_args(kwargs, VideoMAEMaskedAutoencoder, BACKBONE_ARGS)
+        refuse_unknown_args(kwargs, VideoMAEMaskedAutoencoder, TASK_BACKBONE_ARGS)
         check_model_options(kwargs)
         check_model_sizes(dict(decoder_embed_dim=decoder_embed_dim, decoder_depth=decoder_depth,
                                decoder_num_heads=decoder_num_heads))

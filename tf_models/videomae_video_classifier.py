@@ -13,7 +13,7 @@ from .layers import (PACKAGE, check_model_options, check_model_sizes, freeze_if_
 from .presets import HEAD_INIT_SCALE
 from .transformers_format import is_transformers_preset, load_transformers_preset
 from .video_classifier import VideoClassifier
-from .videomae import BACKBONE_ARGS, BackboneTask, make_backbone
+from .videomae import TASK_BACKBONE_ARGS, BackboneTask, make_backbone
 from .videomae_backbone import VideoMAEBackbone, video_input
 from .videomae_video_classifier_preprocessor import VideoMAEVideoClassifierPreprocessor
 
@@ -44,7 +44,7 @@ class VideoMAEVideoClassifier(VideoClassifier, BackboneTask):
     def __init__(self, backbone=None, num_classes: int = 400, preprocessor=None,
                  dropout: float = 0.0, head_dtype=None, **kwargs):
         # before anything is built (a config from a file: unknown keys, options of any type)
-        refuse_unknown_args(kwargs, VideoMAEVideoClassifier, BACKBONE_ARGS)
+        refuse_unknown_args(kwargs, VideoMAEVideoClassifier, TASK_BACKBONE_ARGS)
         check_model_options(dict(kwargs, dropout=dropout, head_dtype=head_dtype))
         check_model_sizes({"num_classes": num_classes})
         backbone = make_backbone(backbone, kwargs, None, "VideoMAEVideoClassifier")
