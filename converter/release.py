@@ -546,7 +546,9 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
             remove_scratch_folder(staging)
 
 
-# hosts whose release assets have a size limit per file: (host, limit in bytes, what it is)
+# hosts whose release assets have a size limit per file: (host, limit in bytes, what it is);
+# a file must be under the limit (GitHub: "Each file included in a release must be under
+# 2 GiB"), so one of exactly that size is over it too
 HOST_FILE_LIMITS = (("github.com", 2 * 2**30, "GitHub's 2 GiB per release asset"),)
 # manifest.json: the part size the release was built with (absent: nothing was split)
 PART_SIZE_KEY = "part_size"
@@ -605,7 +607,7 @@ def over_host_limits(release_dir: str, base_url: str) -> List[str]:
     lines = []
     for name in sorted(os.listdir(release_dir)):
         size = os.path.getsize(os.path.join(release_dir, name))
-        if size > limit:
+        if size >= limit:
             lines.append(f"warning: {name}: {size / 1e9:.2f} GB, over {what} ({host} in "
                          f"--base-url), where its upload would fail; build it with a "
                          f"--part-size under {limit} bytes, or without --part-size")
