@@ -330,7 +330,8 @@ def test_pretrainer_checks_lists_of_clips_and_masks_in_a_dict_as_the_arrays_they
     becomes (``input_checks.fed_video``): lists of clips and masks skipped every check (raw
     frames, an empty batch, masks of another batch or length, rows of different counts), as
     the classifier's did before ``ListedArray``. Now the lines the arrays get; lists that
-    fit still run."""
+    fit still run. Mask rows of two lengths (a ragged list, no array) were numpy's
+    "inhomogeneous shape" error: now the masks' line."""
 
     model = _tiny_pretrainer()
     rng = np.random.default_rng(8)
@@ -346,7 +347,9 @@ def test_pretrainer_checks_lists_of_clips_and_masks_in_a_dict_as_the_arrays_they
                                                            "mask": [list(mask[0])]},
            "'mask' must be \\(batch, 8\\) bool": {"video": list(video),
                                                   "mask": mask[:, :6].tolist()},
-           "counts \\[0, 4\\]": {"video": list(video), "mask": uneven.tolist()}}
+           "counts \\[0, 4\\]": {"video": list(video), "mask": uneven.tolist()},
+           "rows have 6, 8 entries": {"video": list(video),
+                                      "mask": [mask[0].tolist(), mask[1, :6].tolist()]}}
     for words, inputs in bad.items():
         for call in (lambda: model.predict(inputs, verbose=0),
                      lambda: model.fit(inputs, target, verbose=0),

@@ -128,7 +128,16 @@ class VideoMAEMaskedAutoencoder(JitPerTokenCount, Task, BackboneTask):
                 inputs["video"] = ListedArray.of(inputs["video"])
             for name in ("mask", "decode_mask"):
                 if isinstance(inputs[name], list):  # (batch, tokens) bools: small
-                    inputs[name] = np.asarray(inputs[name])
+                    try:
+                        inputs[name] = np.asarray(inputs[name])
+                    except ValueError:  # numpy's "inhomogeneous shape": rows of two lengths
+                        lengths = sorted({len(row) if isinstance(row, (list, tuple)) else 1
+                                          for row in inputs[name]})
+                        raise ValueError(
+                            f"{self.name}: '{name}' must be (batch, tokens) bool, every row "
+                            f"one entry per token; got a list whose rows have "
+                            f"{', '.join(map(str, lengths))} entries. Make the masks with "
+                            f"tf_models.tube_mask") from None
             self._check_inputs(inputs, raw_frames=self.preprocessor is not None)
 
     def _check_inputs(self, inputs: dict, raw_frames: bool) -> None:
