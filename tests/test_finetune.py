@@ -169,3 +169,65 @@ def test_a_saved_model_reloads_with_its_optimizer_and_its_state(tmp_path):
         np.testing.assert_array_equal(np.asarray(found), np.asarray(saved))
     loaded.fit(clips, np.array([0, 2]), epochs=1, batch_size=2, verbose=0)
     assert int(loaded.optimizer.iterations) == 2  # it trains on from its step
+
+
+def _count_calls(model, method):
+    """Wrap ``model.METHOD`` (a train or test step): how often Keras traced it."""
+    calls = []
+    step = getattr(model, method)
+
+    def counted(data):
+        calls.append(1)
+        return step(data)
+    setattr(model, method, counted)
+    return calls
+
+
+def test_the_first_training_step_of_fit_and_train_on_batch_is_traced_once(monkeypatch):
+    """Keras builds a new optimizer's slots inside the first traced training step when no
+    distribution strategy is set, and ``tf.function`` traces a step that created variables a
+    second time; our tasks build first from the batch's spec
+    (``compiling.BuildsBeforeTracing``): one trace for a classifier's first ``fit`` and (after
+    a new ``compile``) ``train_on_batch``, and a pre-trainer's first ``fit``, with the same
+    losses and weights as the model built the old way (its twin, that step turned off)."""
+    import keras
+
+    import tf_models
+    import tf_models.compiling as compiling
+
+    sizes = dict(embed_dim=32, depth=1, num_heads=2, num_frames=4, img_size=32, patch_size=16,
+                 tubelet_size=2)
+    rng = np.random.default_rng(0)
+    clips = rng.standard_normal((4, 4, 32, 32, 3), dtype=np.float32)
+    labels = np.arange(4) % 5
+    pretraining = {"video": clips, "mask": tf_models.tube_mask(4, 32, 16, 2, 0.5, 4, rng)}
+    target = rng.standard_normal((4, 4, 2 * 16 * 16 * 3)).astype(np.float32)
+
+    def run(build_first):
+        if not build_first:
+            monkeypatch.setattr(compiling, "build_before_tracing", lambda *a, **k: None)
+        keras.utils.set_random_seed(1)
+        classifier = tf_models.VideoMAEVideoClassifier(**sizes, num_classes=5)
+        classifier.compile(optimizer=tf_models.layer_decay_optimizer(classifier, 1e-2))
+        pretrainer = tf_models.VideoMAEMaskedAutoencoder(
+            **sizes, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+        pretrainer.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+        traces, losses = [], []
+        for model, x, y in ((classifier, clips, labels), (pretrainer, pretraining, target)):
+            trained = _count_calls(model, "train_step")
+            losses.append(model.fit(x, y, batch_size=2, verbose=0).history["loss"][0])
+            traces.append(len(trained))
+        classifier.compile(optimizer=keras.optimizers.Adam(1e-3), loss=classifier.loss)
+        trained = _count_calls(classifier, "train_step")
+        losses.append(float(classifier.train_on_batch(clips, labels, return_dict=True)["loss"]))
+        traces.append(len(trained))
+        monkeypatch.undo()
+        return traces, losses, [v.numpy() for m in (classifier, pretrainer) for v in m.weights]
+
+    traces, losses, weights = run(build_first=True)
+    old_traces, old_losses, old_weights = run(build_first=False)
+    assert traces == [1, 1, 1]
+    assert old_traces == [2, 2, 2]  # what Keras does alone (the twin)
+    assert losses == old_losses
+    for new, old in zip(weights, old_weights):
+        np.testing.assert_array_equal(new, old)

@@ -6,14 +6,15 @@ from __future__ import annotations
 import keras
 from keras_hub.models import Task
 
-from .compiling import compile_from_saved_config, load_saved_optimizer_state
+from .compiling import (BuildsBeforeTracing, compile_from_saved_config,
+                        load_saved_optimizer_state)
 from .input_checks import (NORMALISE_HINT, fed_video, first_video, refuse_no_clips,
                            refuse_raw_frames)
 from .layers import PACKAGE
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class VideoClassifier(Task):
+class VideoClassifier(BuildsBeforeTracing, Task):
     """Base class of video classification tasks: ``(batch, frames, height, width, 3)`` video
     (raw uint8 frames through the task's preprocessor) -> logits ``(batch, num_classes)``.
 

@@ -16,7 +16,8 @@ import keras
 import numpy as np
 from keras_hub.models import Task
 
-from .compiling import compile_from_saved_config, load_saved_optimizer_state
+from .compiling import (BuildsBeforeTracing, compile_from_saved_config,
+                        load_saved_optimizer_state)
 from .count_jit import JitPerTokenCount
 from .hub import load_preset_model
 from .input_checks import (ListedArray, mask_rows_match, per_row_count, refuse_no_clips,
@@ -31,7 +32,7 @@ from .videomae_backbone import VideoMAEBackbone
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class VideoMAEMaskedAutoencoder(JitPerTokenCount, Task, BackboneTask):
+class VideoMAEMaskedAutoencoder(BuildsBeforeTracing, JitPerTokenCount, Task, BackboneTask):
     """Upstream's VideoMAE masked autoencoder: ``model({"video", "mask"})`` -> masked pixels.
 
     The backbone (upstream's ``encoder.*``, closed by ``encoder.norm``) sees only the visible
