@@ -32,7 +32,7 @@ class VideoClassifier(Task):
         parent = super()
         return load_checked(
             lambda path: parent.from_preset(path, load_weights=load_weights, **kwargs),
-            preset, load_weights)
+            preset, load_weights, kwargs)
 
     def compile_from_config(self, config):
         compile_from_saved_config(self, config)

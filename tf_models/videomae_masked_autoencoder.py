@@ -182,7 +182,7 @@ class VideoMAEMaskedAutoencoder(JitPerTokenCount, Task, BackboneTask):
             parent = super()
             return load_checked(
                 lambda path: parent.from_preset(path, load_weights=load_weights, **kwargs),
-                preset, load_weights)
+                preset, load_weights, kwargs)
         return load_preset_model(cls, preset, load_weights=load_weights, **kwargs)
 
 
