@@ -659,6 +659,38 @@ def test_a_preset_whose_config_outgrows_its_weights_is_refused_before_building(
     assert built == []
 
 
+def test_a_preset_whose_task_json_lacks_num_classes_loads_with_it_given(tmp_path):
+    """A handmade or older preset's task.json without num_classes, loaded with
+    ``from_preset(folder, num_classes=N)``: keras-hub builds the head from the argument, but
+    the sizes' check read the files only and refused it ("num_classes is absent, so the
+    constructor's default 400, but the weights have 5"). Now the argument counts: the stored
+    head loads (keras-hub's route, and ours with another argument beside it), a count the
+    weights do not have is one line naming both, and with neither the refusal stays."""
+    model = tf_models.VideoMAEVideoClassifier(**_classifier_kwargs())
+    _randomise(model)
+    folder = str(tmp_path / "no_num_classes")
+    model.save_to_preset(folder)
+    expected = keras.ops.convert_to_numpy(model(VIDEO))
+    _edit_config(folder, "task.json", lambda c: c["config"].pop("num_classes"))
+    cls = tf_models.VideoMAEVideoClassifier
+    for load in (lambda: cls.from_preset(folder, num_classes=5),
+                 lambda: cls.from_preset(folder, num_classes=5, drop_path_rate=0.0),
+                 lambda: cls.from_preset(folder, num_classes=5, offline=True),
+                 lambda: tf_models.VideoClassifier.from_preset(folder, num_classes=5)):
+        loaded = load()
+        assert loaded.num_classes == 5
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(VIDEO)), expected)
+    for kwargs, said in (({"num_classes": 4}, "num_classes is absent, and from_preset was "
+                                              "given num_classes=4"),
+                         ({}, "num_classes is absent, so the constructor's default 400")):
+        with pytest.raises(tf_models.PresetError) as raised:
+            cls.from_preset(folder, **kwargs)
+        message = str(raised.value)
+        assert message.startswith(f"{folder}/task.json: {said}, but the weights have 5 "), \
+            message
+        assert "\n" not in message
+
+
 CLIP_TOO_LARGE = ("num_frames 4 of img_size 1000000 in patches of 2 x 16 x 16 make 7812500000 "
                   "tokens a clip, more than the 32768 a model here takes (16 times the zoo's "
                   "most, 16 frames of 224 x 224); use fewer frames or smaller ones; ")

@@ -360,6 +360,43 @@ def test_pretrainer_checks_lists_of_clips_and_masks_in_a_dict_as_the_arrays_they
     pixels = model.predict({"video": list(video), "mask": mask.tolist()}, verbose=0)
     assert pixels.shape == (2, 4, 1536)
 
+def test_pretrainer_refuses_validation_inputs_it_would_misread_before_training():
+    """``fit``'s ``validation_data`` gets the checks ``x`` gets (masks of another batch or
+    length, rows of different counts, raw frames, lists as the arrays they become), in one
+    line that names it, before any training step (before: keras-hub's batch-size error for
+    masks of another batch; for the others a whole epoch trained, then a multi-line error
+    from inside the validation pass, or, for uneven rows, a validation loss of wrong pixels
+    and no error).
+    Good validation data still runs."""
+    model = _tiny_pretrainer()
+    rng = np.random.default_rng(9)
+    video = rng.standard_normal((2, 4, 32, 32, 3), dtype=np.float32)
+    mask = tube_mask(4, 32, 16, 2, 0.5, 2, rng)
+    target = np.zeros((2, 4, 1536), np.float32)
+    uneven = mask.copy()
+    uneven[1] = False
+    raw = rng.integers(0, 256, video.shape, dtype=np.uint8)
+    bad = {"'mask' must have one row per clip, 2; got 1": {"video": video, "mask": mask[:1]},
+           "'mask' must be \\(batch, 8\\) bool": {"video": list(video),
+                                                 "mask": mask[:, :6].tolist()},
+           "every row of 'mask' must be the same count": {"video": video, "mask": uneven},
+           "takes normalised float32 frames": {"video": raw, "mask": mask},
+           "'mask' must be \\(batch, tokens\\) bool": {
+               "video": video, "mask": [mask[0].tolist(), mask[1, :6].tolist()]}}
+    before = [np.copy(w) for w in model.get_weights()]
+    for words, inputs in bad.items():
+        for validation in ((inputs, target), [list(inputs.values()), target]):
+            with pytest.raises(ValueError, match=f"validation_data: {words}") as error:
+                model.fit({"video": video, "mask": mask}, target, validation_data=validation,
+                          verbose=0)
+            assert "\n" not in str(error.value)
+    for kept, now in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(kept, now)
+    history = model.fit({"video": video, "mask": mask}, target, verbose=0,
+                        validation_data=({"video": video, "mask": mask}, target))
+    assert "val_loss" in history.history
+
+
 # --- conversion, export and a fresh process --------------------------------------------------
 
 FRESH_PT_SCRIPT = textwrap.dedent("""

@@ -171,6 +171,53 @@ def test_a_classifier_checks_clips_in_every_container_keras_hub_reads_as_arrays(
     assert model.predict(list(good), verbose=0).shape == (2, model.num_classes)
 
 
+def test_a_classifier_refuses_validation_clips_it_cannot_take_before_training():
+    """``fit``'s ``validation_data`` (a tuple or list ``(x, y[, sample_weight])``, by keyword
+    or in keras-hub's positional place) gets the checks ``x`` gets, in one line that names
+    it, before any training step (before: a whole epoch trained, then the validation pass
+    failed with Keras's input-spec error, or took raw uint8 frames as normalised values).
+    Good validation data and a dataset still run."""
+    import keras
+    import tensorflow as tf
+
+    import tf_models
+
+    model = tf_models.VideoMAEVideoClassifier(**tf_models.get_preset(TINY_FT).model_config())
+    frames, size = model.backbone.num_frames, model.backbone.img_size
+    rng = np.random.default_rng(9)
+    clips = rng.standard_normal((2, frames, size, size, 3)).astype(np.float32)
+    longer = rng.standard_normal((2, frames + 2, size, size, 3)).astype(np.float32)
+    raw = rng.integers(0, 256, clips.shape, dtype=np.uint8)
+    labels = np.array([0, 1])
+
+    class CountSteps(keras.callbacks.Callback):
+        steps = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            CountSteps.steps += 1
+
+    cases = [((longer, labels), f"takes clips of {frames} frames"),
+             ([longer, labels, np.ones(2)], f"takes clips of {frames} frames"),
+             (({"video": list(longer)}, labels), f"takes clips of {frames} frames"),
+             ((raw, labels), "takes normalised float32 frames, and got uint8"),
+             ((clips[:0], labels[:0]), "takes a batch of at least one clip")]
+    for validation, words in cases:
+        for call in (lambda: model.fit(clips, labels, validation_data=validation, verbose=0,
+                                       callbacks=[CountSteps()]),
+                     lambda: model.fit(clips, labels, 2, None, validation, verbose=0,
+                                       callbacks=[CountSteps()])):
+            with pytest.raises(ValueError, match=f"^{model.name}: validation_data: {words}"
+                               ) as error:
+                call()
+            assert "\n" not in str(error.value)
+    assert CountSteps.steps == 0
+    history = model.fit(clips, labels, validation_data=(clips, labels), verbose=0,
+                        callbacks=[CountSteps()])
+    assert "val_loss" in history.history and CountSteps.steps == 1
+    dataset = tf.data.Dataset.from_tensor_slices((clips, labels)).batch(2)
+    assert "val_loss" in model.fit(clips, labels, validation_data=dataset, verbose=0).history
+
+
 def test_models_refuse_frames_of_any_integer_dtype_as_raw_frames():
     """int32 / int64 frames (``np.array`` of a list of pixel values, another decoder's
     output) are raw frames as uint8 ones are: a direct call, ``predict`` and the pre-trainer

@@ -57,11 +57,13 @@ def load_preset_model(cls, preset: str, offline: Optional[bool] = None, progress
     ``drop_path_rate``...). For mixed precision set Keras's global policy first.
     ``load_weights=False``: the same model with new weights, as keras-hub's ``from_preset``
     (``resolve.load_keras_model``); a zoo name is then built from its row, nothing downloaded.
+    A keras-hub preset whose ``task.json`` lacks a key of its task (``num_classes``) takes
+    it from ``overrides`` (``kerashub_presets.absent_task_args``).
     """
     check_overrides(cls, preset, overrides)
     resolved = resolve_artifact(preset, offline=offline, progress=progress,
                                 weights=load_weights)  # a zoo name's row needs no download
-    model = model_as(cls, load_keras_model(resolved, offline, load_weights), preset,
+    model = model_as(cls, load_keras_model(resolved, offline, load_weights, overrides), preset,
                      **overrides)
     model.preset = resolved.preset
     return model

@@ -5,10 +5,13 @@ no error), and pre-training masks whose rows hide different token counts (the mo
 count from the first row: the other rows' outputs would belong to other tokens, and no error).
 Symbolic and traced inputs pass: there the values are not known (the JAX pre-trainer's steps
 check each batch on the host instead, ``pretrain.token_counts``). And masks with another
-number of rows than the video has clips, or a batch of no clips, where the shapes say so."""
+number of rows than the video has clips, or a batch of no clips, where the shapes say so.
+``fit``'s ``validation_data`` gets the checks ``x`` gets (``validation_inputs``), before the
+first training step rather than after a whole epoch."""
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -18,6 +21,10 @@ from keras.src.backend.common.symbolic_scope import in_symbolic_scope
 
 NORMALISE_HINT = ("normalise them ((x / 255 - mean) / std with the dataset's mean and std: "
                   "tf_models.video.normalize_views)")
+# how the pre-trainer's mask lines start (pretrain.token_counts has no model at hand)
+PRETRAINER = "VideoMAEMaskedAutoencoder:"
+# what a line about fit's validation_data says after the model's name
+VALIDATION_DATA = " validation_data:"
 
 
 def first_video(inputs):
@@ -63,6 +70,23 @@ def fed_video(x):
     call reads a list as structure instead (``first_video``)."""
     video = first_video(x) if isinstance(x, (dict, tuple)) else x
     return ListedArray.of(video) if isinstance(video, list) else video
+
+
+def validation_inputs(fit, args: tuple, kwargs: dict):
+    """The inputs (``x``) of the ``validation_data`` that ``fit(x, y, *args, **kwargs)`` gets,
+    ``fit`` being the parent's bound method (keras-hub's ``PipelineModel.fit``, whose
+    positional order is not Keras's: ``batch_size, sample_weight, validation_data``): a
+    tuple's or list's first entry, as Keras unpacks one (``(x, y[, sample_weight])``), or the
+    value itself; None for none, or where ``fit`` will refuse the arguments itself. Datasets
+    and generators come back as they are, and the checks pass them, as they pass ``x``."""
+    try:
+        data = inspect.signature(fit).bind(None, None, *args, **kwargs).arguments.get(
+            "validation_data")
+    except TypeError:  # arguments fit does not take: its own error, where it is called
+        return None
+    if isinstance(data, (tuple, list)):  # keras.utils.unpack_x_y_sample_weight's reading
+        return data[0] if 1 <= len(data) <= 3 else None
+    return data
 
 
 def raw_frames_dtype(video) -> Optional[str]:
@@ -134,33 +158,35 @@ def refuse_no_clips(video, who: str) -> None:
                          f"empty batches, or add a batch axis to one clip (clip[None])")
 
 
-def mask_rows_match(video, mask, name: str) -> None:
+def mask_rows_match(video, mask, name: str, who: str = PRETRAINER) -> None:
     """One ValueError if a (batch, tokens) mask has another number of rows than ``video`` has
-    clips, where both shapes state them (the backends would fail deep inside instead)."""
+    clips, where both shapes state them (the backends would fail deep inside instead); ``who``
+    starts the line."""
     clips, rows = leading_size(video), leading_size(mask)
     if clips is not None and rows is not None and rows != clips:
         raise ValueError(
-            f"VideoMAEMaskedAutoencoder: '{name}' must have one row per clip, {clips}; got "
+            f"{who} '{name}' must have one row per clip, {clips}; got "
             f"{rows}. Make one mask per clip (tf_models.tube_mask(..., batch_size={clips}))")
 
 
-def per_row_count(mask, keep: bool, name: str, tokens: Optional[int] = None) -> Optional[int]:
+def per_row_count(mask, keep: bool, name: str, tokens: Optional[int] = None,
+                  who: str = PRETRAINER) -> Optional[int]:
     """The count of True (``keep`` False) or False (``keep`` True) entries per row of a
     (batch, tokens) mask, where its values are at hand; one ValueError if rows differ, or if
-    a row is not ``tokens`` long."""
+    a row is not ``tokens`` long (``who`` starts the line)."""
     values = host_values(mask)
     if values is None or values.ndim != 2 or not len(values):
         return None
     if tokens is not None and values.shape[1] != tokens:
         raise ValueError(
-            f"VideoMAEMaskedAutoencoder: '{name}' must be (batch, {tokens}) bool, one entry per "
+            f"{who} '{name}' must be (batch, {tokens}) bool, one entry per "
             f"token of this model's clips; got shape {tuple(values.shape)}. Make the masks for "
             f"this model's frame count and size (tf_models.tube_mask)")
     counts = np.count_nonzero(np.logical_not(values) if keep else values, axis=1)
     if (counts != counts[0]).any():
         which = "keeps (False)" if keep else "hides (True)"
         raise ValueError(
-            f"VideoMAEMaskedAutoencoder: every row of '{name}' must be the same count of "
+            f"{who} every row of '{name}' must be the same count of "
             f"tokens it {which}, as upstream's masks (tf_models.tube_mask); got counts "
             f"{sorted(set(counts.tolist()))} in one batch. Batch clips whose masks share a "
             f"count, or one mask ratio per batch")

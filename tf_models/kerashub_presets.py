@@ -4,6 +4,7 @@ writing one for a converted model with keras-hub's own ``save_to_preset``."""
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 # keras-hub's handle schemes (keras_hub/src/utils/preset_utils.py: KAGGLE_PREFIX, HF_PREFIX,
 # MODELSCOPE_PREFIX)
@@ -190,63 +191,97 @@ def check_kerashub_preset(preset: str, offline=None) -> dict:
 KERAS_HUB_ARGS = ("load_weights", "dtype")
 
 
+def absent_task_args(configs: dict, given: dict) -> dict:
+    """The arguments of ``given`` (a ``from_preset``'s) that stand for keys of the task's own
+    config (its class's ``TASK_CONFIG``: ``num_classes``...) which the preset's ``task.json``
+    (in ``configs``, {file name: config}) lacks, as a handmade or older preset's may: keras-hub
+    builds the task from them, and the sizes' check counts them (``layers.GivenSize``)."""
+    import keras
+
+    task = configs.get("task.json")
+    inner = task.get("config") if isinstance(task, dict) else None
+    if not (given and isinstance(inner, dict)):
+        return {}
+    declared = keras.saving.get_registered_object(str(task.get("registered_name")))
+    own = getattr(declared, "TASK_CONFIG", None) or ()
+    return {k: v for k, v in given.items() if k in own and k not in inner}
+
+
 def keras_hub_loads(cls, preset, kwargs) -> bool:
     """True when a ``cls.from_preset(preset, **kwargs)`` is keras-hub's alone: a keras-hub
-    preset, only the arguments keras-hub's ``from_preset`` knows, and for a task a preset of
-    that task. A task from a preset of another class goes through
-    ``tf_models.hub.load_preset_model``, whose rules say what it needs (``num_classes`` for a
-    classifier from a pre-trained or backbone preset) or refuse it (a masked autoencoder from
-    anything but a pre-trained preset); keras-hub's ``Task.from_preset`` would build one
-    around the stored backbone, a new decoder included. Offline, an uncached ``hf://`` handle
-    is one ``PresetError`` line here (``refuse_uncached_offline``)."""
+    preset, only the arguments keras-hub's ``from_preset`` knows or ones that stand for keys
+    its ``task.json`` lacks (``absent_task_args``), and for a task a preset of that task. A
+    task from a preset of another class goes through ``tf_models.hub.load_preset_model``,
+    whose rules say what it needs (``num_classes`` for a classifier from a pre-trained or
+    backbone preset) or refuse it (a masked autoencoder from anything but a pre-trained
+    preset); keras-hub's ``Task.from_preset`` would build one around the stored backbone, a
+    new decoder included. Offline, an uncached ``hf://`` handle is one ``PresetError`` line
+    here (``refuse_uncached_offline``)."""
     from keras_hub.models import Task
 
-    if not (is_kerashub_preset(preset) and set(kwargs) <= set(KERAS_HUB_ARGS)):
+    extra = {k: v for k, v in kwargs.items() if k not in KERAS_HUB_ARGS}
+    if not is_kerashub_preset(preset):
         return False
     if not issubclass(cls, Task):
-        return True
+        return not extra
+    if set(extra) - set(getattr(cls, "TASK_CONFIG", None) or ()):  # offline, overrides...
+        return False
     refuse_uncached_offline(preset)  # before declared_class asks the hub for task.json
     try:
-        _, declared, _ = declared_class(preset)
+        _, declared, name = declared_class(preset)
+        absent = absent_task_args({name: read_preset_config(preset, name)}, extra)
     except Exception:  # keras-hub's loader, after the configs' check, reports it in one line
-        return True
-    return isinstance(declared, type) and issubclass(declared, cls)
+        return not extra
+    return isinstance(declared, type) and issubclass(declared, cls) and set(absent) == set(extra)
+
+
+def read_preset_config(preset: str, name: str):
+    """The JSON of a keras-hub preset's config file ``name`` (a hub handle's: downloaded)."""
+    import json
+
+    from keras_hub.src.utils.preset_utils import get_file
+
+    with open(get_file(os.fspath(preset), name), encoding="utf-8") as handle:
+        return json.load(handle)
 
 
 def declared_class(preset: str):
     """(the registered name a keras-hub preset declares, its class or None, the file that
     declares it): its ``task.json``'s task, or without one its ``config.json``'s backbone."""
-    import json
-
     import keras
-    from keras_hub.src.utils.preset_utils import check_file_exists, get_file
+    from keras_hub.src.utils.preset_utils import check_file_exists
 
     preset = os.fspath(preset)
     name = "task.json" if check_file_exists(preset, "task.json") else "config.json"
-    with open(get_file(preset, name), encoding="utf-8") as handle:
-        declared = json.load(handle)["registered_name"]
+    declared = read_preset_config(preset, name)["registered_name"]
     return declared, keras.saving.get_registered_object(str(declared)), name
 
 
-def load_kerashub_preset(preset: str, offline=None, load_weights: bool = True):
+def load_kerashub_preset(preset: str, offline=None, load_weights: bool = True,
+                         given: Optional[dict] = None):
     """The model a keras-hub preset folder or handle holds, loaded by keras-hub's
     ``from_preset`` as the class it declares (``declared_class``). Checked and in safe mode
     (``load_checked``); one ``PresetError`` line for anything that is not a VideoMAE
     preset (``offline``: an ``hf://`` handle the cache lacks, too). ``load_weights``:
-    keras-hub's."""
+    keras-hub's. ``given``: the arguments of the ``from_preset`` this load serves; those
+    that stand for keys its ``task.json`` lacks build the stored model
+    (``absent_task_args``)."""
     from keras_hub.models import Backbone, Task
 
     from .hub import PresetError
 
-    check_kerashub_preset(preset, offline)  # each config an object naming only our classes
+    configs = check_kerashub_preset(preset, offline)  # objects naming only our classes
     declared, cls, name = declared_class(preset)
     base = Task if name == "task.json" else Backbone
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise PresetError(f"{preset}/{name}: declares {declared!r}, not a keras-hub "
                           f"{base.__name__}; a preset folder is what save_to_preset writes")
-    return cls.from_preset(preset, load_weights=load_weights)
+    return cls.from_preset(preset, load_weights=load_weights,
+                           **absent_task_args(configs, given or {}))
 
 
+# the argument with which keras-hub's ``Task.from_preset`` never loads task.weights.h5
+FRESH_HEAD_ARG = "num_classes"
 # the backbone's weights in a preset folder (keras-hub's MODEL_WEIGHTS_FILE; a sharded
 # preset has none, and is not checked for arrays its backbone does not take, or for sizes)
 BACKBONE_WEIGHTS = "model.weights.h5"
@@ -300,7 +335,7 @@ def check_preset_sizes(preset: str, configs: dict, fetch: bool = True) -> dict:
     return shapes
 
 
-def load_checked(load, preset, load_weights: bool = True):
+def load_checked(load, preset, load_weights: bool = True, given: Optional[dict] = None):
     """``load(preset)`` (a keras-hub ``from_preset``; ``preset`` a string, as keras-hub's
     loaders take no ``os.PathLike``) after ``check_kerashub_preset`` and
     ``check_preset_sizes``, in Keras's safe mode whatever the global setting (keras-hub's
@@ -309,7 +344,9 @@ def load_checked(load, preset, load_weights: bool = True):
     file, named, a ``model.weights.h5`` or ``task.weights.h5`` holding arrays the backbone of
     its ``config.json`` or the task of its ``task.json`` does not take, which keras-hub would
     skip) is one ``PresetError`` line. ``load_weights``: whether ``load`` loads them (a hub
-    handle's weights are read for the sizes' check only then; a local folder's always). The
+    handle's weights are read for the sizes' check only then; a local folder's always).
+    ``given``: the arguments ``load`` passes to keras-hub; those that stand for keys the
+    preset's ``task.json`` lacks (``absent_task_args``) count in the sizes' check. The
     model's ``preset`` is the zoo row its folder or handle is named after (None: none)."""
     import keras
     from keras.src.saving.serialization_lib import SafeModeScope
@@ -317,10 +354,17 @@ def load_checked(load, preset, load_weights: bool = True):
     from keras_hub.src.utils.preset_utils import check_file_exists, get_file
 
     from .hub import PresetError
+    from .layers import GivenSize
     from .legacy import ExtraWeights, check_all_loaded
 
     preset = os.fspath(preset)
     configs = check_kerashub_preset(preset)
+    filled = absent_task_args(configs, given or {})
+    if filled:  # checked as if task.json held them, as keras-hub builds the task from them
+        task = configs["task.json"]
+        configs["task.json"] = {**task, "config": {**task["config"], **{
+            k: GivenSize(v) if isinstance(v, int) and not isinstance(v, bool) else v
+            for k, v in filled.items()}}}
     try:
         has_weights = load_weights and check_file_exists(preset, BACKBONE_WEIGHTS)
         if load_weights and not has_weights and not check_file_exists(preset, SHARDED_WEIGHTS):
@@ -330,6 +374,11 @@ def load_checked(load, preset, load_weights: bool = True):
         indexes = check_preset_sizes(preset, configs, fetch=load_weights)
         with SafeModeScope(True):
             model = load(preset)
+        if load_weights and FRESH_HEAD_ARG in filled and \
+                check_file_exists(preset, TASK_WEIGHTS_FILE):
+            # keras-hub takes this argument for a new head and skips task.weights.h5; here it
+            # stands for the key task.json lacks, and those weights fit it (the sizes' check)
+            model.load_task_weights(get_file(preset, TASK_WEIGHTS_FILE))
         # (file, the part of the model it loaded into, the part it does not hold, its config)
         loaded = []
         if has_weights:

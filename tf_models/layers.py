@@ -192,6 +192,12 @@ class DefaultSize(int):
     size check's error says so."""
 
 
+class GivenSize(int):
+    """A size a config lacks, at the value an argument of ``from_preset`` gives it (a
+    handmade or older keras-hub preset's ``task.json``, ``kerashub_presets.absent_task_args``):
+    a size check's error says so."""
+
+
 @functools.lru_cache(maxsize=None)
 def config_defaults(cls, with_backbone: bool = True) -> Dict[str, object]:
     """The keyword defaults of ``cls``'s constructor, read from its signature (integers as

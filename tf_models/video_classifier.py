@@ -8,8 +8,8 @@ from keras_hub.models import Task
 
 from .compiling import (BuildsBeforeTracing, compile_from_saved_config,
                         load_saved_optimizer_state)
-from .input_checks import (NORMALISE_HINT, fed_video, first_video, refuse_no_clips,
-                           refuse_raw_frames)
+from .input_checks import (NORMALISE_HINT, VALIDATION_DATA, fed_video, first_video,
+                           refuse_no_clips, refuse_raw_frames, validation_inputs)
 from .layers import PACKAGE
 
 
@@ -33,7 +33,7 @@ class VideoClassifier(BuildsBeforeTracing, Task):
         parent = super()
         return load_checked(
             lambda path: parent.from_preset(path, load_weights=load_weights, **kwargs),
-            preset, load_weights)
+            preset, load_weights, kwargs)
 
     def compile_from_config(self, config):
         compile_from_saved_config(self, config)
@@ -65,6 +65,7 @@ class VideoClassifier(BuildsBeforeTracing, Task):
 
     def fit(self, x=None, y=None, *args, **kwargs):
         self._check_clips(x)
+        self._check_clips(validation_inputs(super().fit, args, kwargs), VALIDATION_DATA)
         return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
@@ -75,23 +76,25 @@ class VideoClassifier(BuildsBeforeTracing, Task):
         self._check_clips(x)
         return super().predict(x, *args, **kwargs)
 
-    def _check_clips(self, x) -> None:
+    def _check_clips(self, x, where: str = "") -> None:
         """One clear ValueError for an array of clips this model cannot take: another frame
         count, or, with no preprocessor, another frame size (TensorFlow's graph would fail
         deep inside instead, "Incompatible shapes" where the positions are added) or raw
         uint8 frames (they would be taken as normalised values: logits, wrong ones, and no
         error), or no clips (``input_checks.refuse_no_clips``), in every container keras-hub
         reads as arrays: an array or tensor, a dict, a tuple, a (nested) list of clips
-        (``input_checks.fed_video``). Datasets pass unchecked."""
+        (``input_checks.fed_video``). Datasets pass unchecked. ``where``: what the line
+        names after the model's (``input_checks.VALIDATION_DATA``), if anything."""
+        who = f"{self.name}:{where}"
         video = fed_video(x)
-        refuse_no_clips(video, f"{self.name}:")
+        refuse_no_clips(video, who)
         shape = getattr(video, "shape", None)
         frames = getattr(self.backbone, "num_frames", None)
         size = getattr(self.backbone, "img_size", None)
         if shape is None or len(shape) != 5 or frames is None or None in tuple(shape[1:4]):
             return
         if self.preprocessor is None:
-            refuse_raw_frames(video, f"{self.name}:", "this model has no preprocessor: "
+            refuse_raw_frames(video, who, "this model has no preprocessor: "
                               + NORMALISE_HINT + ", or load a preset folder, whose classifier "
                               "takes raw frames")
         got = tuple(int(d) for d in shape[1:4])
@@ -100,6 +103,6 @@ class VideoClassifier(BuildsBeforeTracing, Task):
                        f"them; a preset folder's classifier has one)"
                        if self.preprocessor is None else "frames of any size")
             raise ValueError(
-                f"{self.name}: takes clips of {frames} frames, {resized}, shaped (batch, "
+                f"{who} takes clips of {frames} frames, {resized}, shaped (batch, "
                 f"{frames}, height, width, 3); got {tuple(shape)}. Sample {frames} frames per "
                 f"clip (tf_models.video.read_views takes upstream's views of a video file)")

@@ -20,8 +20,8 @@ from .compiling import (BuildsBeforeTracing, compile_from_saved_config,
                         load_saved_optimizer_state)
 from .count_jit import JitPerTokenCount
 from .hub import load_preset_model
-from .input_checks import (ListedArray, mask_rows_match, per_row_count, refuse_no_clips,
-                           refuse_raw_frames)
+from .input_checks import (PRETRAINER, VALIDATION_DATA, ListedArray, mask_rows_match,
+                           per_row_count, refuse_no_clips, refuse_raw_frames, validation_inputs)
 from .kerashub_presets import keras_hub_loads, load_checked
 from .layers import (PACKAGE, check_model_options, check_model_sizes, freeze_if_built_frozen,
                      refuse_unknown_args)
@@ -106,6 +106,7 @@ class VideoMAEMaskedAutoencoder(BuildsBeforeTracing, JitPerTokenCount, Task, Bac
 
     def fit(self, x=None, y=None, *args, **kwargs):
         self._check_arrays(x)
+        self._check_arrays(validation_inputs(super().fit, args, kwargs), VALIDATION_DATA)
         return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
@@ -116,13 +117,14 @@ class VideoMAEMaskedAutoencoder(BuildsBeforeTracing, JitPerTokenCount, Task, Bac
         self._check_arrays(x)
         return super().predict(x, *args, **kwargs)
 
-    def _check_arrays(self, x) -> None:
+    def _check_arrays(self, x, where: str = "") -> None:
         """``_check_inputs`` on the inputs of ``fit`` / ``evaluate`` / ``predict`` where they
         are a dict or list (datasets pass: on JAX each batch is checked on the host); raw
         frames pass only through a preprocessor of one's own. An entry that is a (nested)
         Python list is the array it becomes, as the classifier reads one
         (``input_checks.fed_video``): clips by their shape and dtype (``ListedArray``, not
-        copied), masks (one bool a token) by their values."""
+        copied), masks (one bool a token) by their values. ``where``: what the lines name
+        after the model's (``input_checks.VALIDATION_DATA``), if anything."""
         if isinstance(x, (dict, list, tuple)):
             inputs = _full_inputs(x)
             if isinstance(inputs["video"], list):
@@ -135,24 +137,28 @@ class VideoMAEMaskedAutoencoder(BuildsBeforeTracing, JitPerTokenCount, Task, Bac
                         lengths = sorted({len(row) if isinstance(row, (list, tuple)) else 1
                                           for row in inputs[name]})
                         raise ValueError(
-                            f"{self.name}: '{name}' must be (batch, tokens) bool, every row "
+                            f"{self.name}:{where} '{name}' must be (batch, tokens) bool, every row "
                             f"one entry per token; got a list whose rows have "
                             f"{', '.join(map(str, lengths))} entries. Make the masks with "
                             f"tf_models.tube_mask") from None
-            self._check_inputs(inputs, raw_frames=self.preprocessor is not None)
+            self._check_inputs(inputs, raw_frames=self.preprocessor is not None, where=where)
 
-    def _check_inputs(self, inputs: dict, raw_frames: bool) -> None:
+    def _check_inputs(self, inputs: dict, raw_frames: bool, where: str = "") -> None:
         """One ValueError line for a batch of no clips, raw uint8 frames (unless
         ``raw_frames``), or masks of another row count than the clips, of another token count
-        or whose rows differ in count (``input_checks``), where the values are at hand."""
-        refuse_no_clips(inputs["video"], f"{self.name}:")
+        or whose rows differ in count (``input_checks``), where the values are at hand;
+        ``where`` as ``_check_arrays``'s."""
+        who = f"{self.name}:{where}"
+        refuse_no_clips(inputs["video"], who)
         if not raw_frames:
-            refuse_raw_frames(inputs["video"], f"{self.name}:")
+            refuse_raw_frames(inputs["video"], who)
+        masks = PRETRAINER + where
         for name in ("mask", "decode_mask"):
-            mask_rows_match(inputs["video"], inputs[name], name)
+            mask_rows_match(inputs["video"], inputs[name], name, masks)
         tokens = self.backbone.num_patches
-        per_row_count(inputs["mask"], keep=False, name="mask", tokens=tokens)
-        per_row_count(inputs["decode_mask"], keep=True, name="decode_mask", tokens=tokens)
+        per_row_count(inputs["mask"], keep=False, name="mask", tokens=tokens, who=masks)
+        per_row_count(inputs["decode_mask"], keep=True, name="decode_mask", tokens=tokens,
+                      who=masks)
 
     def call(self, inputs, training=None, mask=None):
         # the trainers' steps on JAX call this directly (``stateless_call``), not __call__;
@@ -177,7 +183,7 @@ class VideoMAEMaskedAutoencoder(BuildsBeforeTracing, JitPerTokenCount, Task, Bac
             parent = super()
             return load_checked(
                 lambda path: parent.from_preset(path, load_weights=load_weights, **kwargs),
-                preset, load_weights)
+                preset, load_weights, kwargs)
         return load_preset_model(cls, preset, load_weights=load_weights, **kwargs)
 
 

@@ -479,10 +479,15 @@ def check_config_sizes(said: dict, shapes: Dict[str, tuple], evidence, block_cou
 
 def _size_refused(where: str, key: str, said, found: int, evidence: str, weights: str,
                   hint: str):
-    from ..layers import DefaultSize, shown
+    from ..layers import DefaultSize, GivenSize, shown
 
-    given = (f"{key} is absent, so the constructor's default {said}"
-             if isinstance(said, DefaultSize) else f"{key} is {shown(said)}")
+    if isinstance(said, GivenSize):  # the file lacks it, the call gave it: the call is wrong
+        given = f"{key} is absent, and from_preset was given {key}={said}"
+        hint = f"pass {key}={found}, the size of the stored layers"
+    elif isinstance(said, DefaultSize):
+        given = f"{key} is absent, so the constructor's default {said}"
+    else:
+        given = f"{key} is {shown(said)}"
     raise PresetError(f"{where}: {given}, but the weights have {found} "
                       f"({evidence} in {os.path.basename(weights)}); {hint}")
 
@@ -579,7 +584,7 @@ def _first_line(error: Exception) -> str:
 
 
 def load_keras_model(resolved: Resolved, offline: Optional[bool] = None,
-                     load_weights: bool = True):
+                     load_weights: bool = True, given: Optional[dict] = None):
     """The Keras model stored in ``resolved`` (a ``.keras`` file, or a ``.weights.h5`` file
     built from its config); PresetError for a SavedModel, which holds a traced graph. Files
     written under the old class names or weight layouts load too (``tf_models.legacy``);
@@ -591,7 +596,9 @@ def load_keras_model(resolved: Resolved, offline: Optional[bool] = None,
     transformers-format one is converted as ``from_preset`` converts it (``offline``: from
     the Hugging Face cache only). ``load_weights=False``: the same architecture with new
     weights, as keras-hub's ``from_preset`` gives it (a transformers-format model's
-    architecture is what its tensors show: they are still read)."""
+    architecture is what its tensors show: they are still read). ``given``: the arguments
+    of the ``from_preset`` it serves, which a keras-hub preset's ``task.json`` may lack
+    (``kerashub_presets.absent_task_args``)."""
     from ..legacy import ExtraWeights, load_model_file, load_weights_file, stored_shapes
 
     if resolved.kind == "savedmodel":
@@ -601,7 +608,7 @@ def load_keras_model(resolved: Resolved, offline: Optional[bool] = None,
     if resolved.kind == "kerashub":
         from ..kerashub_presets import load_kerashub_preset
 
-        return load_kerashub_preset(resolved.path, offline, load_weights)
+        return load_kerashub_preset(resolved.path, offline, load_weights, given)
     if resolved.kind == "transformers":
         from ..transformers_format import load_transformers_model
 
