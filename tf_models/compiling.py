@@ -50,9 +50,10 @@ class BuildsBeforeTracing:
 
     Keras builds them ahead (``_symbolic_build``) only under a distribution strategy; without
     one it leaves them to the first traced step, and ``tf.function`` traces a function that
-    created variables a second time: the first step of every fine-tuning run (``fit``, and
-    ``videomae-finetune``'s ``train_on_batch``) paid two traces (docs/BENCHMARKS.md: a tiny
-    pre-trainer's first ``fit`` 8.8-9.3 s, 4.6-6.0 s with one). The build reads only the
+    created variables a second time: the first step of every ``fit`` and ``train_on_batch``
+    with a new optimizer paid two traces (docs/BENCHMARKS.md: a tiny pre-trainer's first
+    ``fit`` 8.8-9.3 s, 4.6-6.0 s with one; ``videomae-finetune`` builds its optimizer
+    itself, ``train.loop.compile_model``). The build reads only the
     batch's spec (shapes and dtypes: nothing is taken from the data); where Keras's internals
     are not what this expects, Keras builds as before."""
 
