@@ -402,6 +402,99 @@ def test_a_preset_folder_given_as_a_path_object_loads(tiny_preset):
         tf_models.VideoMAEMaskedAutoencoder.from_preset(folder)
 
 
+@pytest.fixture(scope="module")
+def own_preprocessor_preset(tmp_path_factory):
+    """A tiny FT preset folder (random weights) whose preprocessor is not the constructor's
+    default (mean / std of another dataset), so one kept by a load is the folder's."""
+    from tf_models.videomae_video_converter import VideoMAEVideoConverter
+
+    model = tf_models.VideoMAEVideoClassifier(**_classifier_kwargs())
+    model.preprocessor = tf_models.VideoMAEVideoClassifierPreprocessor(VideoMAEVideoConverter(
+        image_size=32, mean=(0.45, 0.45, 0.45), std=(0.25, 0.25, 0.25)))
+    _randomise(model, seed=7)
+    folder = str(tmp_path_factory.mktemp("kerashub") / "own_preprocessor")
+    model.save_to_preset(folder)
+    return folder
+
+
+def _preprocessor_config(model):
+    preprocessor = model.preprocessor
+    return None if preprocessor is None else keras.saving.serialize_keras_object(preprocessor)
+
+
+# raw uint8 frames of another size than the preset's 32 x 32: only a preprocessor takes them
+OTHER_SIZE_FRAMES = RNG.integers(0, 256, (2, 4, 40, 56, 3)).astype("uint8")
+# from_preset arguments that do not change what the model computes at inference
+SAME_FUNCTION = ({"drop_path_rate": 0.1}, {"dropout": 0.3}, {"offline": True},
+                 {"dropout": 0.3, "offline": False}, {"num_classes": 5, "drop_path_rate": 0.1})
+
+
+def test_a_classifier_from_a_preset_keeps_its_preprocessor_whatever_the_arguments(
+        own_preprocessor_preset, tmp_path):
+    """``from_preset(folder, drop_path_rate=..., dropout=..., num_classes=N, offline=...)``
+    rebuilt the classifier without the folder's preprocessor, so predict on raw frames was
+    refused with "this model has no preprocessor ... or load a preset folder" although one
+    was loaded. Now every argument, on the class and on keras-hub's base class, keeps the
+    preprocessor keras-hub loads from the folder, and predict on raw frames of another size
+    gives the logits of the model loaded without arguments; a new head (``num_classes``) has
+    the folder's preprocessor too. So does a ``.keras`` file of such a classifier."""
+    folder = own_preprocessor_preset
+    expected_config = keras.saving.serialize_keras_object(
+        tf_models.VideoMAEVideoClassifierPreprocessor.from_preset(folder))
+    plain = tf_models.VideoMAEVideoClassifier.from_preset(folder)
+    assert _preprocessor_config(plain) == expected_config
+    expected = plain.predict(OTHER_SIZE_FRAMES, verbose=0)
+    for cls in (tf_models.VideoMAEVideoClassifier, tf_models.VideoClassifier):
+        for kwargs in SAME_FUNCTION:
+            loaded = cls.from_preset(folder, **kwargs)
+            assert _preprocessor_config(loaded) == expected_config, (cls, kwargs)
+            np.testing.assert_allclose(loaded.predict(OTHER_SIZE_FRAMES, verbose=0), expected,
+                                       rtol=0, atol=1e-6, err_msg=f"{cls.__name__} {kwargs}")
+        tuned = cls.from_preset(folder, num_classes=7, dropout=0.1)
+        assert tuned.num_classes == 7 and _preprocessor_config(tuned) == expected_config
+        assert tuned.predict(OTHER_SIZE_FRAMES, verbose=0).shape == (2, 7)
+    keras_file = str(tmp_path / "classifier.keras")
+    plain.save(keras_file)
+    for kwargs in ({}, {"dropout": 0.3}, {"num_classes": 7}):
+        loaded = tf_models.VideoMAEVideoClassifier.from_preset(keras_file, **kwargs)
+        assert _preprocessor_config(loaded) == expected_config, kwargs
+
+
+def test_a_classifier_from_another_kind_of_preset_keeps_the_preprocessor_it_has(
+        own_preprocessor_preset, tmp_path):
+    """A classifier fine-tuned from a backbone preset beside which a preprocessor was saved
+    (``preprocessor.json``, as keras-hub's presets have one without ``task.json``) gets it;
+    from a pre-trained preset, which has none, it has none. A clip size given to
+    ``from_preset`` (``img_size``) gets the preprocessor's mean and std at that size, so raw
+    frames reach the new size."""
+    import shutil
+
+    pretrained = save_zoo_preset(
+        tf_models.VideoMAEMaskedAutoencoder(**tf_models.get_preset(TINY_PT).model_config()),
+        tf_models.get_preset(TINY_PT), str(tmp_path / "pretrained"))
+    assert tf_models.VideoMAEVideoClassifier.from_preset(
+        pretrained, num_classes=3).preprocessor is None
+    backbone_preset = str(tmp_path / "backbone")
+    tf_models.VideoMAEBackbone(**_backbone_kwargs("norm")).save_to_preset(backbone_preset)
+    assert tf_models.VideoMAEVideoClassifier.from_preset(
+        backbone_preset, num_classes=3).preprocessor is None
+    for name in ("preprocessor.json", "video_converter.json"):
+        shutil.copy(os.path.join(own_preprocessor_preset, name), backbone_preset)
+    expected = tf_models.VideoMAEVideoClassifierPreprocessor.from_preset(
+        own_preprocessor_preset)
+    for cls in (tf_models.VideoMAEVideoClassifier, tf_models.VideoClassifier):
+        tuned = cls.from_preset(backbone_preset, num_classes=3)
+        assert _preprocessor_config(tuned) == keras.saving.serialize_keras_object(expected)
+        assert tuned.predict(OTHER_SIZE_FRAMES, verbose=0).shape == (2, 3)
+    for folder in (own_preprocessor_preset, backbone_preset):
+        larger = tf_models.VideoMAEVideoClassifier.from_preset(folder, num_classes=3,
+                                                               img_size=48)
+        converter = larger.preprocessor.video_converter
+        assert (converter.image_size, converter.mean, converter.std) == \
+            (48, expected.video_converter.mean, expected.video_converter.std)
+        assert larger.predict(OTHER_SIZE_FRAMES, verbose=0).shape == (2, 3)
+
+
 def test_a_preset_folder_without_its_config_or_metadata_names_the_missing_file(tiny_preset,
                                                                              tmp_path):
     """A preset copied in part is one line naming what it lacks (before: taken for a release

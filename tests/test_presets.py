@@ -195,6 +195,26 @@ def test_offline_mode_uses_the_cache_and_never_downloads(zoo, monkeypatch):
     assert zoo.requests == [] and model.preset.name == TINY_FT
 
 
+def test_the_base_classifier_class_loads_a_zoo_name_as_its_subclass_does(zoo):
+    """``tf_models.VideoClassifier.from_preset`` (keras-hub's base task class) asked keras-hub
+    for a zoo name ("config.json: missing or unreadable (Unknown preset identifier") and
+    refused ``offline`` and ``drop_path_rate`` as constructor arguments. Now it loads as the
+    subclass the preset holds, every argument alike. A zoo name's classifier is its
+    ``.weights.h5``, which holds no preprocessor, with arguments or without."""
+    import tf_models
+
+    clip = np.random.default_rng(4).standard_normal((1, 4, 32, 32, 3), dtype=np.float32)
+    subclass = tf_models.VideoMAEVideoClassifier.from_preset(TINY_FT, progress=False)
+    assert subclass.preprocessor is None
+    for kwargs in ({}, {"offline": True}, {"dropout": 0.2, "drop_path_rate": 0.1}):
+        model = tf_models.VideoClassifier.from_preset(TINY_FT, progress=False, **kwargs)
+        assert type(model) is tf_models.VideoMAEVideoClassifier and model.preprocessor is None
+        assert model.preset.name == TINY_FT
+        np.testing.assert_array_equal(np.asarray(model(clip)), np.asarray(subclass(clip)))
+    tuned = tf_models.VideoMAEVideoClassifier.from_preset(TINY_FT, num_classes=3, offline=True)
+    assert tuned.num_classes == 3 and tuned.preprocessor is None
+
+
 def test_from_preset_accepts_a_release_folder_and_artifact_paths(release_dir, tmp_path):
     import tf_models
 

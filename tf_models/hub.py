@@ -59,12 +59,22 @@ def load_preset_model(cls, preset: str, offline: Optional[bool] = None, progress
     (``resolve.load_keras_model``); a zoo name is then built from its row, nothing downloaded.
     A keras-hub preset whose ``task.json`` lacks a key of its task (``num_classes``) takes
     it from ``overrides`` (``kerashub_presets.absent_task_args``).
+    A task keeps the stored model's preprocessor, or a keras-hub preset's ``preprocessor.json``
+    beside a stored model without one, when it is of the class the task declares
+    (``_kept_preprocessor``, ``kerashub_presets.preset_preprocessor``): a new head or options
+    do not change how frames are prepared, as keras-hub's own ``from_preset`` keeps it.
     """
     check_overrides(cls, preset, overrides)
     resolved = resolve_artifact(preset, offline=offline, progress=progress,
                                 weights=load_weights)  # a zoo name's row needs no download
     model = model_as(cls, load_keras_model(resolved, offline, load_weights, overrides), preset,
                      **overrides)
+    if resolved.kind == "kerashub" and getattr(model, "preprocessor", False) is None:
+        from .kerashub_presets import preset_preprocessor
+
+        found = preset_preprocessor(resolved.path, getattr(cls, "preprocessor_cls", None))
+        if found is not None:  # beside a stored model without one (a backbone's preset)
+            model.preprocessor = with_image_size(found, model.backbone.img_size)
     model.preset = resolved.preset
     return model
 
@@ -130,11 +140,37 @@ def _task_from(cls, source, source_backbone, backbone_config: dict, changed: dic
         return source
     config = {k: getattr(source, k) for k in cls.TASK_CONFIG} if same else {}
     config.update(overrides)
-    model = _built(cls, preset, {**changed, **overrides}, **backbone_config, **config)
+    model = _built(cls, preset, {**changed, **overrides}, **backbone_config, **config,
+                   **_kept_preprocessor(cls, source, backbone_config.get("img_size")))
     copy_matching(source_backbone.named_variables(), model.backbone.named_variables(), preset)
     if same and all(config.get(a) == getattr(source, a) for a in cls.NEW_TASK_ARGS or ()):
         copy_matching(_task_variables(source), _task_variables(model), preset)
     return model
+
+
+def _kept_preprocessor(cls, source, img_size) -> dict:
+    """{"preprocessor": ...} for a ``cls`` built from ``source``: ``source``'s preprocessor
+    when it is of the class ``cls`` declares (``preprocessor_cls``), as keras-hub's loader
+    keeps it (a new head or options do not change how frames are prepared), its converter at
+    ``img_size`` where an override changed the frame size (``with_image_size``); {} when it
+    has none of that class."""
+    kept = getattr(source, "preprocessor", None)
+    declared = getattr(cls, "preprocessor_cls", None)
+    if declared is None or not isinstance(kept, declared):
+        return {}
+    return {"preprocessor": with_image_size(kept, img_size)}
+
+
+def with_image_size(preprocessor, img_size):
+    """``preprocessor``, or where its ``video_converter`` makes frames of another size than
+    ``img_size``, a copy whose converter makes ``img_size`` ones (its mean and std kept)."""
+    converter = getattr(preprocessor, "video_converter", None)
+    if img_size is None or getattr(converter, "image_size", img_size) == img_size:
+        return preprocessor
+    config = preprocessor.get_config()
+    config["video_converter"] = type(converter).from_config(
+        {**converter.get_config(), "image_size": img_size})
+    return type(preprocessor).from_config(config)
 
 
 def _built(cls, preset: str, given: dict, **arguments):

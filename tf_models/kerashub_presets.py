@@ -76,7 +76,8 @@ def save_zoo_preset(model, preset, preset_dir: str) -> str:
 
 # the configs a preset of ours holds (keras-hub's CONFIG_FILE, TASK_CONFIG_FILE,
 # PREPROCESSOR_CONFIG_FILE, VIDEO_CONVERTER_CONFIG_FILE); config.json is required
-CONFIG_FILES = ("config.json", "task.json", "preprocessor.json", "video_converter.json")
+PREPROCESSOR_FILE = "preprocessor.json"
+CONFIG_FILES = ("config.json", "task.json", PREPROCESSOR_FILE, "video_converter.json")
 # the weights of a task's own layers (keras-hub's TASK_WEIGHTS_FILE)
 TASK_WEIGHTS_FILE = "task.weights.h5"
 # the only Keras objects such a config carries besides our registered classes
@@ -278,6 +279,27 @@ def load_kerashub_preset(preset: str, offline=None, load_weights: bool = True,
                           f"{base.__name__}; a preset folder is what save_to_preset writes")
     return cls.from_preset(preset, load_weights=load_weights,
                            **absent_task_args(configs, given or {}))
+
+
+def preset_preprocessor(preset: str, preprocessor_cls):
+    """The preprocessor a keras-hub preset's ``preprocessor.json`` holds where it declares
+    ``preprocessor_cls`` (or a subclass), loaded as keras-hub's ``Task.from_preset`` loads a
+    task's from a preset without ``task.json`` (a backbone's, beside which the preprocessor
+    was saved), in safe mode; None where it has none of that class. Its configs were checked
+    when the preset loaded (``check_kerashub_preset``)."""
+    import keras
+    from keras.src.saving.serialization_lib import SafeModeScope
+    from keras_hub.src.utils.preset_utils import check_file_exists
+
+    preset = os.fspath(preset)
+    if preprocessor_cls is None or not check_file_exists(preset, PREPROCESSOR_FILE):
+        return None
+    declared = keras.saving.get_registered_object(
+        str(read_preset_config(preset, PREPROCESSOR_FILE).get("registered_name")))
+    if not (isinstance(declared, type) and issubclass(declared, preprocessor_cls)):
+        return None
+    with SafeModeScope(True):
+        return preprocessor_cls.from_preset(preset)
 
 
 # the argument with which keras-hub's ``Task.from_preset`` never loads task.weights.h5

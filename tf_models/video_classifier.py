@@ -27,9 +27,19 @@ class VideoClassifier(BuildsBeforeTracing, Task):
     def from_preset(cls, preset: str, load_weights: bool = True, **kwargs):
         """keras-hub's ``Task.from_preset`` on a preset folder or handle, after checking that
         its configs name only this package's classes, in Keras's safe mode; a bad preset is
-        one ``PresetError`` line (``tf_models.kerashub_presets.load_checked``)."""
+        one ``PresetError`` line (``tf_models.kerashub_presets.load_checked``). On this base
+        class: the ``from_preset`` of the subclass on the preset's backbone, as keras-hub's
+        finds it (``find_subclass``), so every preset and argument it takes (zoo names,
+        ``offline``, ``drop_path_rate``...) goes the same way."""
         from .kerashub_presets import load_checked
 
+        if cls.backbone_cls is None:
+            from keras_hub.src.utils.preset_utils import find_subclass
+
+            from .videomae_backbone import VideoMAEBackbone  # every preset here holds one
+
+            return find_subclass(preset, cls, VideoMAEBackbone).from_preset(
+                preset, load_weights=load_weights, **kwargs)
         parent = super()
         return load_checked(
             lambda path: parent.from_preset(path, load_weights=load_weights, **kwargs),
