@@ -200,9 +200,17 @@ def test_the_base_classifier_class_loads_a_zoo_name_as_its_subclass_does(zoo):
     for a zoo name ("config.json: missing or unreadable (Unknown preset identifier") and
     refused ``offline`` and ``drop_path_rate`` as constructor arguments. Now it loads as the
     subclass the preset holds, every argument alike. A zoo name's classifier is its
-    ``.weights.h5``, which holds no preprocessor, with arguments or without."""
+    ``.weights.h5``, which holds no preprocessor, with arguments or without; and as
+    ``VideoMAEVideoClassifier`` whatever subclasses of it a process has registered
+    (keras-hub's ``find_subclass`` took the first of a set of them: any one, about 8 times in
+    9 here, and one of test_reload_proofs' in a run of the fast tier)."""
+    import keras
+
     import tf_models
 
+    for number in range(8):  # a user's own subclasses, registered as Keras asks
+        keras.saving.register_keras_serializable(package="test_presets_own")(
+            type(f"OwnClassifier{number}", (tf_models.VideoMAEVideoClassifier,), {}))
     clip = np.random.default_rng(4).standard_normal((1, 4, 32, 32, 3), dtype=np.float32)
     subclass = tf_models.VideoMAEVideoClassifier.from_preset(TINY_FT, progress=False)
     assert subclass.preprocessor is None

@@ -28,18 +28,19 @@ class VideoClassifier(BuildsBeforeTracing, Task):
         """keras-hub's ``Task.from_preset`` on a preset folder or handle, after checking that
         its configs name only this package's classes, in Keras's safe mode; a bad preset is
         one ``PresetError`` line (``tf_models.kerashub_presets.load_checked``). On this base
-        class: the ``from_preset`` of the subclass on the preset's backbone, as keras-hub's
-        finds it (``find_subclass``), so every preset and argument it takes (zoo names,
-        ``offline``, ``drop_path_rate``...) goes the same way."""
+        class: ``VideoMAEVideoClassifier.from_preset``, this package's one classifier (every
+        preset here holds a VideoMAE backbone), so every preset and argument it takes (zoo
+        names, ``offline``, ``drop_path_rate``...) goes the same way, and a preset folder
+        declaring a subclass of it still loads as that subclass. Not keras-hub's
+        ``find_subclass``, which takes the first registered subclass on that backbone: a
+        subclass of one's own, defined anywhere in the process, would be built instead."""
         from .kerashub_presets import load_checked
 
         if cls.backbone_cls is None:
-            from keras_hub.src.utils.preset_utils import find_subclass
+            from .videomae_video_classifier import VideoMAEVideoClassifier
 
-            from .videomae_backbone import VideoMAEBackbone  # every preset here holds one
-
-            return find_subclass(preset, cls, VideoMAEBackbone).from_preset(
-                preset, load_weights=load_weights, **kwargs)
+            return VideoMAEVideoClassifier.from_preset(preset, load_weights=load_weights,
+                                                       **kwargs)
         parent = super()
         return load_checked(
             lambda path: parent.from_preset(path, load_weights=load_weights, **kwargs),
