@@ -444,8 +444,10 @@ def test_a_classifier_from_a_preset_keeps_its_preprocessor_whatever_the_argument
     plain = tf_models.VideoMAEVideoClassifier.from_preset(folder)
     assert _preprocessor_config(plain) == expected_config
     expected = plain.predict(OTHER_SIZE_FRAMES, verbose=0)
-    for cls in (tf_models.VideoMAEVideoClassifier, tf_models.VideoClassifier):
-        for kwargs in SAME_FUNCTION:
+    # the base class goes to the same from_preset: two of the arguments' cases there
+    for cls, cases in ((tf_models.VideoMAEVideoClassifier, SAME_FUNCTION),
+                       (tf_models.VideoClassifier, SAME_FUNCTION[::4])):
+        for kwargs in cases:
             loaded = cls.from_preset(folder, **kwargs)
             assert _preprocessor_config(loaded) == expected_config, (cls, kwargs)
             np.testing.assert_allclose(loaded.predict(OTHER_SIZE_FRAMES, verbose=0), expected,
