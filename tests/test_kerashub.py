@@ -1001,6 +1001,62 @@ def test_offline_an_uncached_hf_handle_is_one_line_and_asks_the_hub_nothing(monk
         assert hub.requests == []
 
 
+def test_offline_a_cached_hf_handle_loads_from_the_cache_and_asks_the_hub_nothing(
+        tiny_preset, monkeypatch, tmp_path):
+    """Offline (``offline=True``, or ``VIDEOMAE_OFFLINE=1``), an ``hf://`` keras-hub preset the
+    Hugging Face cache holds loads from the cache alone, in every route (keras-hub's own
+    ``from_preset``, one with options, the one resolver, the backbone): before, keras-hub's
+    client asked the Hub for every file (and fetched any that changed there) while offline
+    mode promised no download. (keras-hub's own base classes, ``keras_hub.models.Backbone.
+    from_preset``, take no part of ours: ``HF_HUB_OFFLINE`` is theirs.)"""
+    from huggingface_hub import constants
+    from hub_server import HubServer
+
+    from tf_models.artifacts.resolve import load_artifact
+
+    files = {}
+    for name in os.listdir(tiny_preset):
+        with open(os.path.join(tiny_preset, name), "rb") as handle:
+            files[name] = handle.read()
+    handle = f"hf://org/{TINY_FT}"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with HubServer() as hub:
+        monkeypatch.setattr(constants, "ENDPOINT", hub.endpoint)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+        hub.add_repo(f"org/{TINY_FT}", files)
+        # a backbone's preset with a preprocessor beside it (no task.json), as keras-hub's are
+        hub.add_repo("org/backbone", {k: v for k, v in files.items() if "task" not in k})
+        online = tf_models.VideoMAEVideoClassifier.from_preset(handle, progress=False)
+        expected = online.predict(FRAMES, verbose=0)
+        tuned = tf_models.VideoMAEVideoClassifier.from_preset("hf://org/backbone",
+                                                              num_classes=3)
+        assert hub.requests  # the cache is filled
+        hub.requests.clear()
+        offline_tuned = tf_models.VideoMAEVideoClassifier.from_preset(
+            "hf://org/backbone", num_classes=3, offline=True)
+        loaded = [tf_models.VideoMAEVideoClassifier.from_preset(handle, offline=True),
+                  tf_models.VideoMAEVideoClassifier.from_preset(handle, offline=True,
+                                                                dropout=0.1),
+                  load_artifact(handle, offline=True)[1]]
+        backbone = tf_models.VideoMAEBackbone.from_preset(handle, offline=True)
+        monkeypatch.setenv("VIDEOMAE_OFFLINE", "1")
+        loaded.append(tf_models.VideoMAEVideoClassifier.from_preset(handle))
+        backbones = [backbone, tf_models.VideoMAEBackbone.from_preset(handle)]
+        assert hub.requests == []
+    assert constants.HF_HUB_OFFLINE is False  # the client's own setting, as it was
+    for model in loaded:
+        np.testing.assert_array_equal(model.predict(FRAMES, verbose=0) if model.preprocessor
+                                      else model.predict(online.preprocessor(FRAMES),
+                                                         verbose=0), expected)
+    assert _preprocessor_config(offline_tuned) == _preprocessor_config(tuned)
+    assert _preprocessor_config(tuned) == _preprocessor_config(online)
+    tokens = online.backbone(VIDEO)["tokens"]
+    for model in backbones:
+        np.testing.assert_array_equal(model(VIDEO)["tokens"], tokens)
+
+
 def test_a_kaggle_handle_goes_through_kagglehub_and_fails_in_one_line_offline(monkeypatch,
                                                                                tmp_path):
     """A Kaggle that cannot be reached: kagglehub's endpoint is one of kagglesdk's fixed URLs

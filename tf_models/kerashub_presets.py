@@ -3,6 +3,7 @@ writing one for a converted model with keras-hub's own ``save_to_preset``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Optional
 
@@ -132,6 +133,31 @@ def refuse_uncached_offline(preset: str, offline=None) -> None:
                           f"unset {' / '.join(download.OFFLINE_ENVS)}")
 
 
+@contextlib.contextmanager
+def hub_offline(preset: str, offline=None):
+    """Offline (``offline``, else ``VIDEOMAE_OFFLINE``...) and an ``hf://`` handle: the
+    Hugging Face client in its own offline mode while the block runs (``HF_HUB_OFFLINE``,
+    which it reads at each call), so keras-hub's loaders, which take no such argument, read
+    the cache alone and ask the Hub nothing (before: a request per file, and a fresh download
+    of any that changed there); an uncached handle is one line first
+    (``refuse_uncached_offline``). Else nothing changes. The client's setting is process-wide:
+    a load on another thread meanwhile is offline too."""
+    from .artifacts import download
+
+    if not (str(preset).startswith("hf://") and download.is_offline(offline)):
+        yield
+        return
+    from huggingface_hub import constants
+
+    refuse_uncached_offline(preset, offline)
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
 def check_kerashub_preset(preset: str, offline=None) -> dict:
     """Refuse a preset whose configs are missing, not JSON, or name any class other than this
     package's registered ones and Keras dtype policies (a Lambda layer, an unknown or
@@ -217,7 +243,7 @@ def keras_hub_loads(cls, preset, kwargs) -> bool:
     backbone preset) or refuse it (a masked autoencoder from anything but a pre-trained
     preset); keras-hub's ``Task.from_preset`` would build one around the stored backbone, a
     new decoder included. Offline, an uncached ``hf://`` handle is one ``PresetError`` line
-    here (``refuse_uncached_offline``)."""
+    here, and a cached one is read from the cache (``hub_offline``)."""
     from keras_hub.models import Task
 
     extra = {k: v for k, v in kwargs.items() if k not in KERAS_HUB_ARGS}
@@ -227,12 +253,12 @@ def keras_hub_loads(cls, preset, kwargs) -> bool:
         return not extra
     if set(extra) - set(getattr(cls, "TASK_CONFIG", None) or ()):  # offline, overrides...
         return False
-    refuse_uncached_offline(preset)  # before declared_class asks the hub for task.json
-    try:
-        _, declared, name = declared_class(preset)
-        absent = absent_task_args({name: read_preset_config(preset, name)}, extra)
-    except Exception:  # keras-hub's loader, after the configs' check, reports it in one line
-        return not extra
+    with hub_offline(preset):  # an uncached handle refused before asking for task.json
+        try:
+            _, declared, name = declared_class(preset)
+            absent = absent_task_args({name: read_preset_config(preset, name)}, extra)
+        except Exception:  # keras-hub's loader, after the configs' check, says it in one line
+            return not extra
     return isinstance(declared, type) and issubclass(declared, cls) and set(absent) == set(extra)
 
 
@@ -263,7 +289,8 @@ def load_kerashub_preset(preset: str, offline=None, load_weights: bool = True,
     """The model a keras-hub preset folder or handle holds, loaded by keras-hub's
     ``from_preset`` as the class it declares (``declared_class``). Checked and in safe mode
     (``load_checked``); one ``PresetError`` line for anything that is not a VideoMAE
-    preset (``offline``: an ``hf://`` handle the cache lacks, too). ``load_weights``:
+    preset (``offline``: an ``hf://`` handle the cache lacks, too; one it holds is read from
+    the cache, ``hub_offline``). ``load_weights``:
     keras-hub's. ``given``: the arguments of the ``from_preset`` this load serves; those
     that stand for keys its ``task.json`` lacks build the stored model
     (``absent_task_args``)."""
@@ -271,14 +298,16 @@ def load_kerashub_preset(preset: str, offline=None, load_weights: bool = True,
 
     from .hub import PresetError
 
-    configs = check_kerashub_preset(preset, offline)  # objects naming only our classes
-    declared, cls, name = declared_class(preset)
-    base = Task if name == "task.json" else Backbone
-    if not (isinstance(cls, type) and issubclass(cls, base)):
-        raise PresetError(f"{preset}/{name}: declares {declared!r}, not a keras-hub "
-                          f"{base.__name__}; a preset folder is what save_to_preset writes")
-    return cls.from_preset(preset, load_weights=load_weights,
-                           **absent_task_args(configs, given or {}))
+    with hub_offline(preset, offline):
+        configs = check_kerashub_preset(preset, offline)  # objects naming only our classes
+        declared, cls, name = declared_class(preset)
+        base = Task if name == "task.json" else Backbone
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise PresetError(f"{preset}/{name}: declares {declared!r}, not a keras-hub "
+                              f"{base.__name__}; a preset folder is what save_to_preset "
+                              f"writes")
+        return cls.from_preset(preset, load_weights=load_weights,
+                               **absent_task_args(configs, given or {}))
 
 
 def preset_preprocessor(preset: str, preprocessor_cls):
@@ -369,7 +398,16 @@ def load_checked(load, preset, load_weights: bool = True, given: Optional[dict] 
     handle's weights are read for the sizes' check only then; a local folder's always).
     ``given``: the arguments ``load`` passes to keras-hub; those that stand for keys the
     preset's ``task.json`` lacks (``absent_task_args``) count in the sizes' check. The
-    model's ``preset`` is the zoo row its folder or handle is named after (None: none)."""
+    model's ``preset`` is the zoo row its folder or handle is named after (None: none).
+    Offline (``VIDEOMAE_OFFLINE``...), an ``hf://`` handle is read from the cache alone
+    (``hub_offline``)."""
+    preset = os.fspath(preset)
+    with hub_offline(preset):
+        return _checked_load(load, preset, load_weights, given)
+
+
+def _checked_load(load, preset: str, load_weights: bool, given: Optional[dict]):
+    """``load_checked``'s checks and load, the hub client as ``hub_offline`` left it."""
     import keras
     from keras.src.saving.serialization_lib import SafeModeScope
     from keras_hub.models import Task
@@ -379,7 +417,6 @@ def load_checked(load, preset, load_weights: bool = True, given: Optional[dict] 
     from .layers import GivenSize
     from .legacy import ExtraWeights, check_all_loaded
 
-    preset = os.fspath(preset)
     configs = check_kerashub_preset(preset)
     filled = absent_task_args(configs, given or {})
     if filled:  # checked as if task.json held them, as keras-hub builds the task from them
