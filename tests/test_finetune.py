@@ -229,3 +229,77 @@ def test_the_first_training_step_of_fit_and_train_on_batch_is_traced_once(monkey
     pretrainer.fit({"video": clips, "mask": tf_models.tube_mask(4, 32, 16, 2, 0.5, 2, rng)},
                    np.zeros((2, 4, 2 * 16 * 16 * 3), np.float32), verbose=0)
     assert (len(traced), len(pretrained)) == (1, 1)
+
+
+def _batch_losses(model, *args, **kwargs):
+    """``model.fit(*args, **kwargs)``'s loss of every batch, per epoch (from Keras's running
+    mean of equal batches), and its history."""
+    import keras
+
+    epochs, means = [], []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            means.clear()
+
+        def on_train_batch_end(self, batch, logs=None):
+            means.append(float(logs["loss"]))
+
+        def on_epoch_end(self, epoch, logs=None):
+            epochs.append([(k + 1) * m - k * (means[k - 1] if k else 0.0)
+                           for k, m in enumerate(means)])
+
+    history = model.fit(*args, verbose=0, callbacks=[Record()], **kwargs)
+    return np.array(epochs), history.history
+
+
+def test_fit_on_arrays_draws_a_new_order_every_epoch_unless_shuffle_is_false():
+    """keras-hub's ``fit`` batched arrays in order and Keras ignores ``shuffle`` for its
+    dataset: every epoch saw the same batches, ``shuffle=True`` or not. Now, as Keras's own
+    ``fit``: each epoch a new order of every sample (the same under one seed), the given
+    order with ``shuffle=False``, and ``validation_split``'s last samples held out unshuffled;
+    for the classifier and the pre-trainer (a dict of video and mask). The learning rate is
+    0, so each batch's loss says which samples it held."""
+    import keras
+
+    import tf_models
+
+    sizes = dict(embed_dim=32, depth=1, num_heads=2, num_frames=4, img_size=32, patch_size=16,
+                 tubelet_size=2)
+    rng = np.random.default_rng(0)
+    clips = rng.standard_normal((8, 4, 32, 32, 3), dtype=np.float32)
+    labels = np.arange(8) % 5
+    classifier = tf_models.VideoMAEVideoClassifier(**sizes, num_classes=5)
+    classifier.compile(optimizer=keras.optimizers.SGD(0.0), metrics=[])
+    logits = classifier.predict(clips, verbose=0)
+    each = -keras.ops.convert_to_numpy(keras.ops.log_softmax(logits))[np.arange(8), labels]
+    in_order = each.reshape(4, 2).mean(axis=1)
+
+    keras.utils.set_random_seed(3)
+    shuffled, history = _batch_losses(classifier, clips, labels, batch_size=2, epochs=4)
+    np.testing.assert_allclose(history["loss"], [each.mean()] * 4, rtol=1e-5)  # all, once
+    assert not all(np.allclose(e, shuffled[0], rtol=1e-5) for e in shuffled[1:])
+    assert not all(np.allclose(e, in_order, rtol=1e-5) for e in shuffled)
+    keras.utils.set_random_seed(3)
+    np.testing.assert_allclose(_batch_losses(classifier, clips, labels, batch_size=2,
+                                             epochs=4)[0], shuffled, rtol=1e-5)
+    ordered, _ = _batch_losses(classifier, clips, labels, batch_size=2, epochs=2,
+                               shuffle=False)
+    np.testing.assert_allclose(ordered, [in_order] * 2, rtol=1e-5)
+    _, history = _batch_losses(classifier, clips, labels, batch_size=2, epochs=2,
+                               validation_split=0.25)
+    np.testing.assert_allclose(history["loss"], [each[:6].mean()] * 2, rtol=1e-5)
+    np.testing.assert_allclose(history["val_loss"], [each[6:].mean()] * 2, rtol=1e-5)
+
+    pretrainer = tf_models.VideoMAEMaskedAutoencoder(
+        **sizes, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+    pretrainer.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    inputs = {"video": clips, "mask": tf_models.tube_mask(4, 32, 16, 2, 0.5, 8, rng)}
+    targets = rng.standard_normal((8, 4, 2 * 16 * 16 * 3)).astype(np.float32)
+    keras.utils.set_random_seed(4)
+    shuffled, history = _batch_losses(pretrainer, inputs, targets, batch_size=2, epochs=3)
+    assert np.ptp(history["loss"]) < 1e-5 * history["loss"][0]
+    assert not all(np.allclose(e, shuffled[0], rtol=1e-5) for e in shuffled[1:])
+    ordered, _ = _batch_losses(pretrainer, inputs, targets, batch_size=2, epochs=2,
+                               shuffle=False)
+    np.testing.assert_allclose(ordered[1], ordered[0], rtol=1e-5)

@@ -11,6 +11,7 @@ from .compiling import (BuildsBeforeTracing, compile_from_saved_config,
 from .input_checks import (NORMALISE_HINT, VALIDATION_DATA, fed_video, first_video,
                            refuse_no_clips, refuse_raw_frames, validation_inputs)
 from .layers import PACKAGE
+from .shuffled import shuffled_fit_arguments
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -75,8 +76,11 @@ class VideoClassifier(BuildsBeforeTracing, Task):
         return super().__call__(*args, **kwargs)
 
     def fit(self, x=None, y=None, *args, **kwargs):
+        """keras-hub's ``fit`` after the inputs' checks; arrays are shuffled every epoch as
+        Keras's ``shuffle`` says (``tf_models.shuffled``; keras-hub's own batches never are)."""
         self._check_clips(x)
         self._check_clips(validation_inputs(super().fit, args, kwargs), VALIDATION_DATA)
+        x, y, args, kwargs = shuffled_fit_arguments(super().fit, x, y, args, kwargs)
         return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):

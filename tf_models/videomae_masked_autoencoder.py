@@ -26,6 +26,7 @@ from .kerashub_presets import keras_hub_loads, load_checked
 from .layers import (PACKAGE, check_model_options, check_model_sizes, freeze_if_built_frozen,
                      refuse_unknown_args)
 from .pretrain import MaskedAutoencoding, video_and_mask
+from .shuffled import shuffled_fit_arguments
 from .transformers_format import is_transformers_preset, load_transformers_preset
 from .videomae import TASK_BACKBONE_ARGS, BackboneTask, make_backbone
 from .videomae_backbone import VideoMAEBackbone
@@ -105,8 +106,11 @@ class VideoMAEMaskedAutoencoder(BuildsBeforeTracing, JitPerTokenCount, Task, Bac
         return super().__call__(full, *args, **kwargs)
 
     def fit(self, x=None, y=None, *args, **kwargs):
+        """keras-hub's ``fit`` after the inputs' checks; arrays are shuffled every epoch as
+        Keras's ``shuffle`` says (``tf_models.shuffled``; keras-hub's own batches never are)."""
         self._check_arrays(x)
         self._check_arrays(validation_inputs(super().fit, args, kwargs), VALIDATION_DATA)
+        x, y, args, kwargs = shuffled_fit_arguments(super().fit, x, y, args, kwargs)
         return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
