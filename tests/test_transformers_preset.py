@@ -644,3 +644,137 @@ def test_an_hf_transformers_repository_loads_offline_from_the_cache_alone(loopba
     video, _ = _inputs(seed=6)
     np.testing.assert_array_equal(np.asarray(offline(video)), np.asarray(online(video)))
     _assert_close(np.asarray(offline(video)), _torch_outputs(FT, state, video), "offline")
+
+
+# --- preprocessor_config.json: the classifier's preprocessor, where it is ours ----------------
+
+PREPROCESSOR = "preprocessor_config.json"
+# transformers' VideoMAEImageProcessor settings as a repository saves them, at the tiny
+# model's 32 px, with a mean and std of its own (not ImageNet's, so the file's are seen used)
+MATCHING = {"do_resize": True, "size": {"shortest_edge": FT.img_size}, "resample": 2,
+            "do_center_crop": True, "crop_size": {"height": FT.img_size, "width": FT.img_size},
+            "do_rescale": True, "rescale_factor": 0.00392156862745098, "do_normalize": True,
+            "image_mean": [0.4, 0.5, 0.6], "image_std": [0.2, 0.25, 0.3],
+            "image_processor_type": "VideoMAEImageProcessor"}
+
+
+ABSENT = object()  # a key left out of the file
+
+
+def _with_preprocessor(folder, text):
+    with open(os.path.join(folder, PREPROCESSOR), "w") as handle:
+        handle.write(text if isinstance(text, str) else json.dumps(text))
+    return folder
+
+
+def test_a_matching_preprocessor_config_gives_the_classifier_raw_frames_in(loopback_hub,
+                                                                           tmp_path):
+    """A transformers folder or ``hf://`` repository whose ``preprocessor_config.json``
+    describes what our converter does gives ``from_preset``'s classifier a preprocessor with
+    the file's mean, std and size (before: none, and raw frames refused): ``predict`` on raw
+    uint8 frames of another size equals the model on the converter's frames, at the model's
+    size on ``tf_models.video``'s numpy normalisation; offline, the file comes from the cache
+    alone; ``num_classes`` keeps it, ``img_size`` makes its frames that size."""
+    from tf_models.video.protocol import normalize_views
+
+    folder = _with_preprocessor(write_transformers_folder(
+        str(tmp_path / "ft"), to_transformers(upstream_state(FT, seed=21)), hf_config(FT)),
+        MATCHING)
+    loopback_hub.add_repo(HF_REPO, _files(folder))
+    handle = f"hf://{HF_REPO}"
+    rng = np.random.default_rng(22)
+    other = rng.integers(0, 256, (2, FT.num_frames, 40, 48, 3), dtype=np.uint8)
+    same = rng.integers(0, 256, (2, FT.num_frames, FT.img_size, FT.img_size, 3), np.uint8)
+    mean, std = tuple(MATCHING["image_mean"]), tuple(MATCHING["image_std"])
+    for spec in (folder, handle):
+        model = tf_models.VideoMAEVideoClassifier.from_preset(spec)
+        converter = model.preprocessor.video_converter
+        assert (converter.image_size, converter.mean, converter.std) == (FT.img_size, mean, std)
+        assert model.conversion_notes == []
+        expected = np.asarray(model(converter(other), training=False))
+        np.testing.assert_allclose(model.predict(other, verbose=0), expected, atol=1e-5)
+        expected = np.asarray(model(normalize_views(same, mean, std), training=False))
+        np.testing.assert_allclose(model.predict(same, verbose=0), expected, atol=1e-5)
+    assert ("GET", f"/{HF_REPO}/resolve/main/{PREPROCESSOR}") in loopback_hub.requests
+
+    loopback_hub.requests.clear()
+    offline = tf_models.VideoMAEVideoClassifier.from_preset(handle, offline=True)
+    assert loopback_hub.requests == []
+    found = offline.preprocessor.video_converter
+    assert (found.image_size, found.mean, found.std) == (FT.img_size, mean, std)
+
+    for options, size in (({"num_classes": 3}, FT.img_size), ({"img_size": 48}, 48)):
+        model = tf_models.VideoMAEVideoClassifier.from_preset(folder, **options)
+        converter = model.preprocessor.video_converter
+        assert (converter.image_size, converter.mean, converter.std) == (size, mean, std)
+        assert model.backbone.img_size == size, options
+
+
+def test_a_preprocessor_config_describing_something_else_gives_no_preprocessor_and_a_note(
+        tmp_path):
+    """A ``preprocessor_config.json`` our converter does not follow (a short side resized
+    past the crop, as 256 before a 224 crop) or that is not JSON: the classifier still loads,
+    with no preprocessor (raw frames refused as before) and one note naming the file and why
+    (before: the file was ignored, no note); the backbone neither reads it nor notes it."""
+    folder = write_transformers_folder(str(tmp_path / "ft"),
+                                       to_transformers(upstream_state(FT, seed=23)),
+                                       hf_config(FT))
+    where = f"{folder}/{PREPROCESSOR}: "
+    raw = np.zeros((1, FT.num_frames, FT.img_size, FT.img_size, 3), np.uint8)
+    for text, said in (
+            (dict(MATCHING, size={"shortest_edge": 40}),
+             "shortest_edge 40 before a 32 crop; the converter resizes the short side to the "
+             "crop size; no preprocessor"),
+            ('{"size": ', "not readable as JSON (")):
+        _with_preprocessor(folder, text)
+        model = tf_models.VideoMAEVideoClassifier.from_preset(folder)
+        assert model.preprocessor is None
+        assert len(model.conversion_notes) == 1, model.conversion_notes
+        assert model.conversion_notes[0].startswith(where + said), model.conversion_notes
+        assert "\n" not in model.conversion_notes[0]
+        with pytest.raises(ValueError, match="no preprocessor"):
+            model.predict(raw, verbose=0)
+    assert tf_models.VideoMAEBackbone.from_preset(folder).conversion_notes == []
+
+
+@pytest.mark.parametrize("change, said", [
+    ({"crop_size": {"height": 32, "width": 24}}, "a 32 x 24 crop, the model takes 32 x 32"),
+    ({"crop_size": 224}, "a 224 x 224 crop, the model takes 32 x 32 frames"),
+    ({"size": {"height": 32, "width": 32}}, 'size is {"height": 32, "width": 32}, expected'),
+    ({"do_center_crop": False}, "do_center_crop false where the converter has true"),
+    ({"resample": 3}, "resample 3 where the converter has 2"),
+    ({"do_normalize": 1}, "do_normalize 1 where the converter has true"),
+    ({"rescale_factor": 1.0}, "rescale_factor 1.0, the converter's is 1/255"),
+    ({"image_mean": [0.5, 0.5]}, "image_mean is [0.5, 0.5], expected 3 finite numbers"),
+    ({"image_mean": None}, "image_mean is null, expected 3 finite numbers"),
+    ({"image_std": ABSENT}, "no image_std (transformers' default 0.5 is not assumed)"),
+    ({"image_std": [0.2, 0.0, 0.3]}, "image_std is [0.2, 0.0, 0.3], expected 3 positive"),
+    ({"image_std": [0.2, float("nan"), 0.3]}, "image_std is [0.2, NaN, 0.3], expected 3 finite"),
+    ({"rescale_factor": 10 ** 400}, "rescale_factor 1000000000000000000000000000000000000000..."),
+    ([1, 2], "a JSON list"),
+])
+def test_a_preprocessor_config_the_converter_does_not_follow_is_said_why(tmp_path, change,
+                                                                           said):
+    """Each setting our converter does not follow is named in the note, as JSON spells it."""
+    from tf_models.transformers_format import converter_arguments
+
+    folder = str(tmp_path)
+    config = change if not isinstance(change, dict) else \
+        {k: v for k, v in dict(MATCHING, **change).items() if v is not ABSENT}
+    found, note = converter_arguments(_with_preprocessor(folder, config), FT.img_size)
+    assert found is None and note.startswith(f"{folder}/{PREPROCESSOR}: {said}"), note
+
+
+def test_a_feature_extractor_era_preprocessor_config_reads_with_transformers_defaults(tmp_path):
+    """A file as VideoMAEFeatureExtractor saved them (``"size": 224``, no crop or rescale keys)
+    is read as transformers reads it, its defaults filling the gaps (a 224 crop, 1/255); no
+    file, no preprocessor and no note."""
+    from tf_models.transformers_format import converter_arguments
+
+    old = {"do_center_crop": True, "do_normalize": True, "do_resize": True,
+           "feature_extractor_type": "VideoMAEFeatureExtractor", "resample": 2, "size": 224,
+           "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
+    assert converter_arguments(str(tmp_path), 224) == (None, None)
+    found, note = converter_arguments(_with_preprocessor(str(tmp_path), old), 224)
+    assert note is None and found == {"mean": (0.485, 0.456, 0.406),
+                                      "std": (0.229, 0.224, 0.225)}

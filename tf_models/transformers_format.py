@@ -16,6 +16,7 @@ What this path does not check that ``videomae-convert`` does: README, "Use a con
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Dict, List, Optional, Tuple
 
@@ -29,6 +30,8 @@ from .weight_names import TRANSFORMS, plan_assignments
 
 MODEL_TYPE = "videomae"
 CONFIG_FILE = "config.json"
+# transformers' VideoMAEImageProcessor settings, read for a classifier's preprocessor
+PREPROCESSOR_FILE = "preprocessor_config.json"
 # the weights files, in the order they are looked for (transformers' SAFE_WEIGHTS_NAME,
 # SAFE_WEIGHTS_INDEX_NAME); the pickle files are refused, never unpickled
 SAFETENSORS_FILES = ("model.safetensors.index.json", "model.safetensors")
@@ -148,7 +151,10 @@ def load_transformers_preset(cls, preset: str, **overrides):
     as ``tf_models.hub.model_as`` does for every preset. Notes (a corrected head count) are
     kept as ``model.conversion_notes``, the config's class names (``id2label``) as
     ``model.class_labels`` while the head is the stored one. ``load_weights=False``: the
-    same model with new weights (the tensors are still read: they say the architecture)."""
+    same model with new weights (the tensors are still read: they say the architecture).
+    A task that declares a ``preprocessor_cls`` (the classifier) gets one from the preset's
+    ``preprocessor_config.json`` where that describes what its converter does
+    (``converter_arguments``), else none and a note saying why."""
     from .artifacts.resolve import new_weights
     from .hub import check_overrides, model_as
 
@@ -160,6 +166,14 @@ def load_transformers_preset(cls, preset: str, **overrides):
     if not load_weights:
         source, notes = new_weights(source), []
     model = model_as(cls, source, preset, **overrides)
+    declared = getattr(cls, "preprocessor_cls", None)
+    if declared is not None and getattr(model, "preprocessor", None) is None:
+        found, note = converter_arguments(
+            preset, getattr(source, "backbone", source).img_size, offline)
+        if found is not None:  # at the model's frame size (an img_size override changes it)
+            model.preprocessor = declared(video_converter=declared.video_converter_cls(
+                **dict(found, image_size=model.backbone.img_size)))
+        notes = notes + ([note] if note else [])
     model.preset = None
     model.conversion_notes = notes
     labels = getattr(source, "class_labels", None)
@@ -232,6 +246,101 @@ def class_labels(config: dict, num_classes: int) -> Optional[Tuple[str, ...]]:
             all(label == f"LABEL_{i}" for i, label in enumerate(labels)):
         return None
     return labels
+
+
+# transformers' VideoMAEImageProcessor defaults (image_processing_videomae.py) for the keys a
+# preprocessor_config.json leaves out: older files (VideoMAEFeatureExtractor's) give only
+# "size": 224 (its shortest edge), no crop_size or rescale keys. image_mean and image_std get
+# none: its defaults are 0.5, not the ImageNet values upstream's weights were trained with
+IMAGE_PROCESSOR_DEFAULTS = dict(do_resize=True, size={"shortest_edge": 224}, resample=2,
+                                do_center_crop=True, crop_size={"height": 224, "width": 224},
+                                do_rescale=True, rescale_factor=1 / 255, do_normalize=True)
+# the settings that VideoMAEVideoConverter follows, as the file spells them (resample 2: PIL's
+# BILINEAR); its sizes, rescale factor, mean and std are checked below
+CONVERTER_SETTINGS = dict(do_resize=True, resample=2, do_center_crop=True, do_rescale=True,
+                          do_normalize=True)
+
+
+def converter_arguments(preset: str, img_size: int, offline: Optional[bool] = None
+                        ) -> Tuple[Optional[dict], Optional[str]]:
+    """({mean, std} for ``VideoMAEVideoConverter``, None) when ``preset``'s
+    ``preprocessor_config.json`` describes what that converter does for a model of
+    ``img_size`` frames: the short side resized (bilinear) to the crop size, a square
+    ``img_size`` centre crop, a rescale by 1/255, a normalisation by 3 finite means and 3
+    positive stds; (None, a one-line note saying why not) when it describes something else or
+    cannot be read; (None, None) when there is none (offline: none in the cache)."""
+    where = f"{preset}/{PREPROCESSOR_FILE}"
+
+    def refused(problem: str) -> Tuple[None, str]:
+        return None, f"{where}: {problem}; no preprocessor (the classifier takes normalised frames)"
+
+    try:
+        path = _get_file(preset, PREPROCESSOR_FILE, offline)
+    except PresetError as error:
+        return None, f"{error}; no preprocessor"
+    if path is None:
+        return None, None
+    config, problem = _config_at(path)
+    if problem is not None:
+        return refused(problem)
+    given = {**IMAGE_PROCESSOR_DEFAULTS, **config}
+    unlike = [key for key, value in CONVERTER_SETTINGS.items()
+              if type(given[key]) is not type(value) or given[key] != value]  # true is not 1
+    if unlike:
+        return refused(", ".join(f"{key} {_shown(given[key])}" for key in unlike)
+                       + " where the converter has "
+                       + ", ".join(_shown(CONVERTER_SETTINGS[key]) for key in unlike))
+    sizes = {}  # an int size is its shortest edge, an int crop_size its height and width
+    for key, names in (("size", ("shortest_edge",)), ("crop_size", ("height", "width"))):
+        value = given[key]
+        value = dict.fromkeys(names, value) if _is_int(value) else value
+        if not isinstance(value, dict) or set(value) != set(names) or \
+                not all(_is_int(v) for v in value.values()):
+            return refused(f"{key} is {_shown(given[key])}, expected "
+                           + _shown(dict.fromkeys(names, img_size)))
+        sizes[key] = tuple(value[name] for name in names)
+    if sizes["crop_size"] != (img_size, img_size):
+        return refused(f"a {sizes['crop_size'][0]} x {sizes['crop_size'][1]} crop, the model "
+                       f"takes {img_size} x {img_size} frames")
+    if sizes["size"] != (img_size,):
+        return refused(f"shortest_edge {sizes['size'][0]} before a {img_size} crop; the "
+                       f"converter resizes the short side to the crop size")
+    rescale = _finite(given["rescale_factor"])
+    if rescale is None or not math.isclose(rescale, 1 / 255, rel_tol=1e-6):
+        return refused(f"rescale_factor {_shown(given['rescale_factor'])}, the converter's "
+                       f"is 1/255")
+    found = {}
+    for key, name in (("image_mean", "mean"), ("image_std", "std")):
+        if key not in given:
+            return refused(f"no {key} (transformers' default 0.5 is not assumed)")
+        values = given[key]
+        found[name] = tuple(_finite(v) for v in values) if isinstance(values, list) else ()
+        if len(found[name]) != 3 or None in found[name]:
+            return refused(f"{key} is {_shown(values)}, expected 3 finite numbers")
+        if name == "std" and min(found[name]) <= 0:
+            return refused(f"image_std is {_shown(values)}, expected 3 positive numbers")
+    return found, None
+
+
+def _shown(value, limit: int = 40) -> str:
+    """``value`` as JSON, cut to ``limit`` characters (a note stays one short line)."""
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON's true is no number
+
+
+def _finite(value) -> Optional[float]:
+    """A JSON number as a finite float; None for anything else (true, NaN, 1e999, 10**400)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def read_safetensors(preset: str, offline: Optional[bool] = None

@@ -106,7 +106,8 @@ class VideoMAEVideoClassifier(VideoClassifier, BackboneTask):
         through keras-hub's ``Task.from_preset``, or from a zoo name, release folder,
         artifact path or URL (``tf_models.hub``, SHA256-verified), or from a
         transformers-format VideoMAE folder or ``hf://`` repository (converted on the fly,
-        ``tf_models.transformers_format``).
+        ``tf_models.transformers_format``; its ``preprocessor_config.json``, where it describes
+        what ``VideoMAEVideoConverter`` does, gives the preprocessor).
 
         From a pre-trained (PT) preset, pass ``num_classes``: the backbone carries the
         pre-trained encoder and ``fc_norm`` and the head are new.
