@@ -1001,24 +1001,18 @@ def test_offline_an_uncached_hf_handle_is_one_line_and_asks_the_hub_nothing(monk
         assert hub.requests == []
 
 
-def test_offline_a_cached_hf_handle_loads_from_the_cache_and_asks_the_hub_nothing(
-        tiny_preset, monkeypatch, tmp_path):
-    """Offline (``offline=True``, or ``VIDEOMAE_OFFLINE=1``), an ``hf://`` keras-hub preset the
-    Hugging Face cache holds loads from the cache alone, in every route (keras-hub's own
-    ``from_preset``, one with options, the one resolver, the backbone): before, keras-hub's
-    client asked the Hub for every file (and fetched any that changed there) while offline
-    mode promised no download. (keras-hub's own base classes, ``keras_hub.models.Backbone.
-    from_preset``, take no part of ours: ``HF_HUB_OFFLINE`` is theirs.)"""
+@pytest.fixture
+def hf_hub(tiny_preset, monkeypatch, tmp_path):
+    """A loopback Hub (``hub_server.HubServer``) holding ``tiny_preset`` as ``org/TINY_FT``
+    and a backbone's preset with a preprocessor beside it (no task.json, as keras-hub's are)
+    as ``org/backbone``, huggingface_hub pointed at it in this process, an empty cache."""
     from huggingface_hub import constants
     from hub_server import HubServer
-
-    from tf_models.artifacts.resolve import load_artifact
 
     files = {}
     for name in os.listdir(tiny_preset):
         with open(os.path.join(tiny_preset, name), "rb") as handle:
             files[name] = handle.read()
-    handle = f"hf://org/{TINY_FT}"
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     with HubServer() as hub:
@@ -1026,25 +1020,51 @@ def test_offline_a_cached_hf_handle_loads_from_the_cache_and_asks_the_hub_nothin
         monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
                             hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
         hub.add_repo(f"org/{TINY_FT}", files)
-        # a backbone's preset with a preprocessor beside it (no task.json), as keras-hub's are
         hub.add_repo("org/backbone", {k: v for k, v in files.items() if "task" not in k})
-        online = tf_models.VideoMAEVideoClassifier.from_preset(handle, progress=False)
-        expected = online.predict(FRAMES, verbose=0)
-        tuned = tf_models.VideoMAEVideoClassifier.from_preset("hf://org/backbone",
-                                                              num_classes=3)
-        assert hub.requests  # the cache is filled
-        hub.requests.clear()
-        offline_tuned = tf_models.VideoMAEVideoClassifier.from_preset(
-            "hf://org/backbone", num_classes=3, offline=True)
-        loaded = [tf_models.VideoMAEVideoClassifier.from_preset(handle, offline=True),
-                  tf_models.VideoMAEVideoClassifier.from_preset(handle, offline=True,
-                                                                dropout=0.1),
-                  load_artifact(handle, offline=True)[1]]
-        backbone = tf_models.VideoMAEBackbone.from_preset(handle, offline=True)
-        monkeypatch.setenv("VIDEOMAE_OFFLINE", "1")
-        loaded.append(tf_models.VideoMAEVideoClassifier.from_preset(handle))
-        backbones = [backbone, tf_models.VideoMAEBackbone.from_preset(handle)]
-        assert hub.requests == []
+        yield hub
+
+
+def test_a_cached_hf_handle_loads_with_each_file_looked_up_once_by_our_checks(hf_hub):
+    """Our checks around keras-hub's loader (the configs, the weights' sizes, the files a task
+    needs) look each file of a load up once (``kerashub_presets.hub_access``): a cached
+    ``hf://`` task's load asked the Hub 40 times (HEAD requests, 28 of them ours), now 17."""
+    handle = f"hf://org/{TINY_FT}"
+    tf_models.VideoMAEVideoClassifier.from_preset(handle, progress=False)  # fills the cache
+    hf_hub.requests.clear()
+    tf_models.VideoMAEVideoClassifier.from_preset(handle, progress=False)
+    assert {method for method, _ in hf_hub.requests} == {"HEAD"}
+    assert len(hf_hub.requests) <= 20, hf_hub.requests
+
+
+def test_offline_a_cached_hf_handle_loads_from_the_cache_and_asks_the_hub_nothing(
+        hf_hub, monkeypatch):
+    """Offline (``offline=True``, or ``VIDEOMAE_OFFLINE=1``), an ``hf://`` keras-hub preset the
+    Hugging Face cache holds loads from the cache alone, in every route (keras-hub's own
+    ``from_preset``, one with options, the one resolver, the backbone, a classifier from a
+    backbone's preset with the preprocessor beside it): before, keras-hub's client asked the
+    Hub for every file (and fetched any that changed there) while offline mode promised no
+    download. (keras-hub's own base classes, ``keras_hub.models.Backbone.from_preset``, take
+    no part of ours: ``HF_HUB_OFFLINE`` is theirs.)"""
+    from huggingface_hub import constants
+
+    from tf_models.artifacts.resolve import load_artifact
+
+    handle = f"hf://org/{TINY_FT}"
+    online = tf_models.VideoMAEVideoClassifier.from_preset(handle, progress=False)
+    expected = online.predict(FRAMES, verbose=0)
+    tuned = tf_models.VideoMAEVideoClassifier.from_preset("hf://org/backbone", num_classes=3)
+    assert hf_hub.requests  # the cache is filled
+    hf_hub.requests.clear()
+    offline_tuned = tf_models.VideoMAEVideoClassifier.from_preset(
+        "hf://org/backbone", num_classes=3, offline=True)
+    loaded = [tf_models.VideoMAEVideoClassifier.from_preset(handle, offline=True),
+              tf_models.VideoMAEVideoClassifier.from_preset(handle, offline=True, dropout=0.1),
+              load_artifact(handle, offline=True)[1]]
+    backbones = [tf_models.VideoMAEBackbone.from_preset(handle, offline=True)]
+    monkeypatch.setenv("VIDEOMAE_OFFLINE", "1")
+    loaded.append(tf_models.VideoMAEVideoClassifier.from_preset(handle))
+    backbones.append(tf_models.VideoMAEBackbone.from_preset(handle))
+    assert hf_hub.requests == []
     assert constants.HF_HUB_OFFLINE is False  # the client's own setting, as it was
     for model in loaded:
         np.testing.assert_array_equal(model.predict(FRAMES, verbose=0) if model.preprocessor

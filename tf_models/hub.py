@@ -70,9 +70,9 @@ def load_preset_model(cls, preset: str, offline: Optional[bool] = None, progress
     model = model_as(cls, load_keras_model(resolved, offline, load_weights, overrides), preset,
                      **overrides)
     if resolved.kind == "kerashub" and getattr(model, "preprocessor", False) is None:
-        from .kerashub_presets import hub_offline, preset_preprocessor
+        from .kerashub_presets import hub_access, preset_preprocessor
 
-        with hub_offline(resolved.path, offline):
+        with hub_access(resolved.path, offline):
             found = preset_preprocessor(resolved.path, getattr(cls, "preprocessor_cls", None))
         if found is not None:  # beside a stored model without one (a backbone's preset)
             model.preprocessor = with_image_size(found, model.backbone.img_size)

@@ -4,6 +4,7 @@ writing one for a converted model with keras-hub's own ``save_to_preset``."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 from typing import Optional
 
@@ -133,29 +134,77 @@ def refuse_uncached_offline(preset: str, offline=None) -> None:
                           f"unset {' / '.join(download.OFFLINE_ENVS)}")
 
 
+# {(preset, file name): its local path, or keras-hub's FileNotFoundError where the preset has
+# no such file} for the load in progress (``hub_access``); None outside one
+_LOOKED_UP: contextvars.ContextVar = contextvars.ContextVar("videomae_preset_files",
+                                                            default=None)
+
+
+def _lookup(preset: str, name: str):
+    """keras-hub's ``get_file(preset, name)`` (a hub handle's file fetched into its cache, or
+    a HEAD request where cached): the path, or the FileNotFoundError it raised; within
+    ``hub_access``, asked once per load."""
+    from keras_hub.src.utils.preset_utils import get_file
+
+    looked_up = _LOOKED_UP.get()
+    if looked_up is not None and (preset, name) in looked_up:
+        return looked_up[(preset, name)]
+    try:
+        found = get_file(preset, name)
+    except FileNotFoundError as error:
+        found = error
+    if looked_up is not None:
+        looked_up[(preset, name)] = found
+    return found
+
+
+def preset_file(preset: str, name: str) -> str:
+    """The local path of file ``name`` of keras-hub preset ``preset``; FileNotFoundError
+    (keras-hub's) where it has none."""
+    found = _lookup(preset, name)
+    if isinstance(found, FileNotFoundError):
+        raise found
+    return found
+
+
+def preset_has(preset: str, name: str) -> bool:
+    """Whether keras-hub preset ``preset`` has file ``name`` (keras-hub's
+    ``check_file_exists``)."""
+    return not isinstance(_lookup(preset, name), FileNotFoundError)
+
+
 @contextlib.contextmanager
-def hub_offline(preset: str, offline=None):
-    """Offline (``offline``, else ``VIDEOMAE_OFFLINE``...) and an ``hf://`` handle: the
-    Hugging Face client in its own offline mode while the block runs (``HF_HUB_OFFLINE``,
-    which it reads at each call), so keras-hub's loaders, which take no such argument, read
-    the cache alone and ask the Hub nothing (before: a request per file, and a fresh download
-    of any that changed there); an uncached handle is one line first
-    (``refuse_uncached_offline``). Else nothing changes. The client's setting is process-wide:
-    a load on another thread meanwhile is offline too."""
+def hub_access(preset: str, offline=None):
+    """How one load talks to a hub, while the block runs. Our lookups of a file of
+    ``preset`` (``preset_file``, ``preset_has``) ask once (before: each check asked again, 40
+    HEAD requests for a cached ``hf://`` task, 28 of them ours). Offline (``offline``, else
+    ``VIDEOMAE_OFFLINE``...) and an ``hf://`` handle: the Hugging Face client in its own
+    offline mode (``HF_HUB_OFFLINE``, which it reads at each call), so keras-hub's loaders,
+    which take no such argument, read the cache alone and ask the Hub nothing (before: a
+    request per file, and a fresh download of any that changed there); an uncached handle is
+    one line first (``refuse_uncached_offline``). The client's setting is process-wide: a
+    load on another thread meanwhile is offline too. A block inside another shares its
+    lookups."""
     from .artifacts import download
 
-    if not (str(preset).startswith("hf://") and download.is_offline(offline)):
-        yield
-        return
-    from huggingface_hub import constants
-
-    refuse_uncached_offline(preset, offline)
-    before = constants.HF_HUB_OFFLINE
-    constants.HF_HUB_OFFLINE = True
+    outermost = _LOOKED_UP.get() is None
+    token = _LOOKED_UP.set({}) if outermost else None
     try:
-        yield
+        if not (str(preset).startswith("hf://") and download.is_offline(offline)):
+            yield
+            return
+        from huggingface_hub import constants
+
+        refuse_uncached_offline(preset, offline)
+        before = constants.HF_HUB_OFFLINE
+        constants.HF_HUB_OFFLINE = True
+        try:
+            yield
+        finally:
+            constants.HF_HUB_OFFLINE = before
     finally:
-        constants.HF_HUB_OFFLINE = before
+        if outermost:
+            _LOOKED_UP.reset(token)
 
 
 def check_kerashub_preset(preset: str, offline=None) -> dict:
@@ -166,7 +215,6 @@ def check_kerashub_preset(preset: str, offline=None) -> dict:
     (``refuse_uncached_offline``). Returns {file name: config} of the configs it read."""
     import json
 
-    from keras_hub.src.utils.preset_utils import check_file_exists, get_file
 
     from .hub import PresetError
 
@@ -175,9 +223,9 @@ def check_kerashub_preset(preset: str, offline=None) -> dict:
     for name in CONFIG_FILES:
         where = f"{preset}/{name}"
         try:
-            if name != "config.json" and not check_file_exists(preset, name):
+            if name != "config.json" and not preset_has(preset, name):
                 continue
-            path = get_file(preset, name)
+            path = preset_file(preset, name)
             with open(path, encoding="utf-8") as handle:
                 config = json.load(handle)
         except Exception as error:  # keras-hub's clients raise many types (network, hub)
@@ -201,7 +249,7 @@ def check_kerashub_preset(preset: str, offline=None) -> dict:
     # every task of ours has layers of its own (a head, a decoder): keras-hub builds them new,
     # and says nothing, when task.weights.h5 is missing
     try:
-        lacks_task_weights = "task.json" in configs and not check_file_exists(
+        lacks_task_weights = "task.json" in configs and not preset_has(
             preset, TASK_WEIGHTS_FILE)
     except Exception:  # a hub's client: keras-hub's loader reports it in one line
         lacks_task_weights = False
@@ -243,7 +291,7 @@ def keras_hub_loads(cls, preset, kwargs) -> bool:
     backbone preset) or refuse it (a masked autoencoder from anything but a pre-trained
     preset); keras-hub's ``Task.from_preset`` would build one around the stored backbone, a
     new decoder included. Offline, an uncached ``hf://`` handle is one ``PresetError`` line
-    here, and a cached one is read from the cache (``hub_offline``)."""
+    here, and a cached one is read from the cache (``hub_access``)."""
     from keras_hub.models import Task
 
     extra = {k: v for k, v in kwargs.items() if k not in KERAS_HUB_ARGS}
@@ -253,7 +301,7 @@ def keras_hub_loads(cls, preset, kwargs) -> bool:
         return not extra
     if set(extra) - set(getattr(cls, "TASK_CONFIG", None) or ()):  # offline, overrides...
         return False
-    with hub_offline(preset):  # an uncached handle refused before asking for task.json
+    with hub_access(preset):  # an uncached handle refused before asking for task.json
         try:
             _, declared, name = declared_class(preset)
             absent = absent_task_args({name: read_preset_config(preset, name)}, extra)
@@ -266,9 +314,8 @@ def read_preset_config(preset: str, name: str):
     """The JSON of a keras-hub preset's config file ``name`` (a hub handle's: downloaded)."""
     import json
 
-    from keras_hub.src.utils.preset_utils import get_file
 
-    with open(get_file(os.fspath(preset), name), encoding="utf-8") as handle:
+    with open(preset_file(os.fspath(preset), name), encoding="utf-8") as handle:
         return json.load(handle)
 
 
@@ -276,10 +323,9 @@ def declared_class(preset: str):
     """(the registered name a keras-hub preset declares, its class or None, the file that
     declares it): its ``task.json``'s task, or without one its ``config.json``'s backbone."""
     import keras
-    from keras_hub.src.utils.preset_utils import check_file_exists
 
     preset = os.fspath(preset)
-    name = "task.json" if check_file_exists(preset, "task.json") else "config.json"
+    name = "task.json" if preset_has(preset, "task.json") else "config.json"
     declared = read_preset_config(preset, name)["registered_name"]
     return declared, keras.saving.get_registered_object(str(declared)), name
 
@@ -290,7 +336,7 @@ def load_kerashub_preset(preset: str, offline=None, load_weights: bool = True,
     ``from_preset`` as the class it declares (``declared_class``). Checked and in safe mode
     (``load_checked``); one ``PresetError`` line for anything that is not a VideoMAE
     preset (``offline``: an ``hf://`` handle the cache lacks, too; one it holds is read from
-    the cache, ``hub_offline``). ``load_weights``:
+    the cache, ``hub_access``). ``load_weights``:
     keras-hub's. ``given``: the arguments of the ``from_preset`` this load serves; those
     that stand for keys its ``task.json`` lacks build the stored model
     (``absent_task_args``)."""
@@ -298,7 +344,7 @@ def load_kerashub_preset(preset: str, offline=None, load_weights: bool = True,
 
     from .hub import PresetError
 
-    with hub_offline(preset, offline):
+    with hub_access(preset, offline):
         configs = check_kerashub_preset(preset, offline)  # objects naming only our classes
         declared, cls, name = declared_class(preset)
         base = Task if name == "task.json" else Backbone
@@ -318,10 +364,9 @@ def preset_preprocessor(preset: str, preprocessor_cls):
     when the preset loaded (``check_kerashub_preset``)."""
     import keras
     from keras.src.saving.serialization_lib import SafeModeScope
-    from keras_hub.src.utils.preset_utils import check_file_exists
 
     preset = os.fspath(preset)
-    if preprocessor_cls is None or not check_file_exists(preset, PREPROCESSOR_FILE):
+    if preprocessor_cls is None or not preset_has(preset, PREPROCESSOR_FILE):
         return None
     declared = keras.saving.get_registered_object(
         str(read_preset_config(preset, PREPROCESSOR_FILE).get("registered_name")))
@@ -350,16 +395,14 @@ def _weights_index(preset: str, name: str, fetch: bool):
     has none. A local folder's is read in place; a hub handle's only with ``fetch`` (its
     weights are about to be downloaded for the load anyway, and keras-hub's ``get_file``
     then finds them in its cache)."""
-    from keras_hub.src.utils.preset_utils import check_file_exists, get_file
-
     from .legacy import stored_shapes
 
     if os.path.isdir(preset):
         path = os.path.join(preset, name)
         return stored_shapes(path) if os.path.isfile(path) else None
-    if not (fetch and check_file_exists(preset, name)):
+    if not (fetch and preset_has(preset, name)):
         return None
-    return stored_shapes(get_file(preset, name))
+    return stored_shapes(preset_file(preset, name))
 
 
 def check_preset_sizes(preset: str, configs: dict, fetch: bool = True) -> dict:
@@ -400,18 +443,17 @@ def load_checked(load, preset, load_weights: bool = True, given: Optional[dict] 
     preset's ``task.json`` lacks (``absent_task_args``) count in the sizes' check. The
     model's ``preset`` is the zoo row its folder or handle is named after (None: none).
     Offline (``VIDEOMAE_OFFLINE``...), an ``hf://`` handle is read from the cache alone
-    (``hub_offline``)."""
+    (``hub_access``)."""
     preset = os.fspath(preset)
-    with hub_offline(preset):
+    with hub_access(preset):
         return _checked_load(load, preset, load_weights, given)
 
 
 def _checked_load(load, preset: str, load_weights: bool, given: Optional[dict]):
-    """``load_checked``'s checks and load, the hub client as ``hub_offline`` left it."""
+    """``load_checked``'s checks and load, the hub client as ``hub_access`` left it."""
     import keras
     from keras.src.saving.serialization_lib import SafeModeScope
     from keras_hub.models import Task
-    from keras_hub.src.utils.preset_utils import check_file_exists, get_file
 
     from .hub import PresetError
     from .layers import GivenSize
@@ -425,8 +467,8 @@ def _checked_load(load, preset: str, load_weights: bool, given: Optional[dict]):
             k: GivenSize(v) if isinstance(v, int) and not isinstance(v, bool) else v
             for k, v in filled.items()}}}
     try:
-        has_weights = load_weights and check_file_exists(preset, BACKBONE_WEIGHTS)
-        if load_weights and not has_weights and not check_file_exists(preset, SHARDED_WEIGHTS):
+        has_weights = load_weights and preset_has(preset, BACKBONE_WEIGHTS)
+        if load_weights and not has_weights and not preset_has(preset, SHARDED_WEIGHTS):
             raise PresetError(f"{preset}: has no {BACKBONE_WEIGHTS} (the backbone's weights); "
                               f"copy the whole folder save_to_preset wrote, or pass "
                               f"load_weights=False for new weights")
@@ -434,10 +476,10 @@ def _checked_load(load, preset: str, load_weights: bool, given: Optional[dict]):
         with SafeModeScope(True):
             model = load(preset)
         if load_weights and FRESH_HEAD_ARG in filled and \
-                check_file_exists(preset, TASK_WEIGHTS_FILE):
+                preset_has(preset, TASK_WEIGHTS_FILE):
             # keras-hub takes this argument for a new head and skips task.weights.h5; here it
             # stands for the key task.json lacks, and those weights fit it (the sizes' check)
-            model.load_task_weights(get_file(preset, TASK_WEIGHTS_FILE))
+            model.load_task_weights(preset_file(preset, TASK_WEIGHTS_FILE))
         # (file, the part of the model it loaded into, the part it does not hold, its config)
         loaded = []
         if has_weights:
@@ -447,11 +489,11 @@ def _checked_load(load, preset: str, load_weights: bool, given: Optional[dict]):
         declared = configs.get("task.json", {}).get("registered_name")
         if load_weights and isinstance(model, Task) and \
                 keras.saving.get_registered_name(type(model)) == declared and \
-                check_file_exists(preset, TASK_WEIGHTS_FILE):
+                preset_has(preset, TASK_WEIGHTS_FILE):
             loaded.append((TASK_WEIGHTS_FILE, model, model.backbone, "task.json"))
         for name, part, without, config in loaded:
             try:
-                check_all_loaded(part, get_file(preset, name), without, indexes.get(name))
+                check_all_loaded(part, preset_file(preset, name), without, indexes.get(name))
             except ExtraWeights as error:
                 raise PresetError(error.line(f"{preset}/{name}", f"its {config}")) from None
     except PresetError:
