@@ -25,9 +25,8 @@ KERAS_BATCH_SIZE = 32
 
 def _array(value, lists: bool = False):
     """``value`` as a numpy array where it is an array or tensor of any backend (``lists``: or
-    a list of numbers, labels say), with at least one dimension; else None."""
-    if isinstance(value, np.ndarray):
-        return value if value.ndim else None
+    a list of numbers, labels say) of numbers or booleans, with at least one dimension; else
+    None (strings, objects, ragged lists: keras-hub's own route)."""
     if isinstance(value, (list, tuple, dict)) and not lists:
         return None
     if not (isinstance(value, list) or hasattr(value, "__array__")):
@@ -36,7 +35,8 @@ def _array(value, lists: bool = False):
         array = np.asarray(value)
     except (TypeError, ValueError, RuntimeError):  # ragged lists, tensors needing grad...
         return None
-    return array if array.ndim and array.dtype != object else None
+    numeric = np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
+    return array if array.ndim and numeric else None
 
 
 def _arrays(structure, lists: bool = False):
