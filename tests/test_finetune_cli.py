@@ -289,6 +289,25 @@ def test_a_seed_keras_cannot_take_is_refused_before_anything_runs(tmp_path, seed
     assert "Traceback" not in result.output and not (tmp_path / "out").exists()
 
 
+def test_an_option_that_needs_another_is_refused_not_ignored(tmp_path):
+    """--val-views without --val-list, --coordinator or --process-id without --num-processes:
+    one line (before: taken and ignored; each "host" then trained alone as process 0)."""
+    from tf_models.train import DeviceError
+    from tf_models.train.devices import place
+    from videomae_cli.finetune import finetune_command
+
+    result = CliRunner().invoke(finetune_command, [
+        "--model", "m.keras", "--list", "list.txt", "--num-classes", "3", "--out",
+        str(tmp_path / "out"), "--val-views", "5x3"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == ("error: --val-views: the views of --val-list's validation; "
+                                     "add --val-list or drop --val-views")
+    assert not (tmp_path / "out").exists()
+    for hosts in ({"coordinator": "10.0.0.1:1234"}, {"process_id": 1}):
+        with pytest.raises(DeviceError, match="add --num-processes N"):
+            place(**hosts)
+
+
 def test_a_label_outside_the_classes_is_one_line(workspace, tmp_path):
     """...the line after a video listed twice: a training list may repeat a video to sample it
     more often (videomae-evaluate's lists may not)."""

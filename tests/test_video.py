@@ -788,6 +788,48 @@ def test_extract_exits_two_when_no_video_could_be_extracted(tiny_converted, tmp_
     assert (json.loads(result.stdout)["videos"], json.loads(result.stdout)["failed"]) == (1, 1)
 
 
+@pytest.mark.parametrize("command,extra,naming", [
+    ("evaluate", ["--actors", "2"], "--actors: Ray settings"),
+    ("evaluate", ["--ray-address", "10.0.0.1:6379", "--gpus-per-actor", "1"],
+     "--ray-address, --gpus-per-actor: Ray settings"),
+    ("extract", ["--gpus-per-actor", "1"], "--gpus-per-actor: Ray settings"),
+    ("evaluate", ["--engine", "ray", "--workers", "4"], "--workers: the local engine's"),
+    ("extract", ["--engine", "ray", "--workers", "4"], "--workers: the local engine's"),
+    ("extract", ["--stride", "4", "--dataset", "ssv2"], "--dataset with --stride"),
+    ("extract", ["--stride", "4", "--views", "1x1", "--dataset", "k400"],
+     "--views and --dataset with --stride"),
+])
+def test_an_option_the_run_would_ignore_is_refused_before_the_model_loads(tmp_path, command,
+                                                                           extra, naming):
+    """The other engine's options, and extract's --dataset beside --stride, were taken and
+    ignored (a --ray-address without --engine ray scored on this machine); now one line,
+    before the model (here a missing one) is read and before --out is made."""
+    from click.testing import CliRunner
+
+    from videomae_cli.video import evaluate_command, extract_command
+
+    result = CliRunner().invoke({"evaluate": evaluate_command, "extract": extract_command}[
+        command], ["--model", str(tmp_path / "missing.keras"), "--list", "list.txt", "--out",
+                   str(tmp_path / "out"), *extra])
+    assert_one_error_line(result, 2, naming)
+    assert not (tmp_path / "out").exists()
+
+
+def test_merge_out_under_a_file_names_the_file(single_run, tmp_path):
+    """Before: 'cannot write the summary (File exists)', after merging."""
+    from click.testing import CliRunner
+
+    from videomae_cli.video import merge_command
+
+    (tmp_path / "a_file").write_text("mine")
+    for given in (tmp_path / "a_file" / "summary.json",
+                  tmp_path / "a_file" / "sub" / "summary.json"):
+        result = CliRunner().invoke(merge_command, [single_run[1], "--out", str(given)])
+        line = assert_one_error_line(result, 2, str(given))
+        assert f"{tmp_path / 'a_file'} is a file, so --out cannot be written in it" in line
+    assert (tmp_path / "a_file").read_text() == "mine"
+
+
 def test_a_video_listed_twice_under_two_spellings_is_refused(tmp_path):
     """'v.mp4' and './v.mp4' are one file under --root: evaluate refused only the same
     spelling twice, so the video was scored and counted twice in top-1 / top-5; extract named

@@ -5,9 +5,10 @@ commands' own (``fail``), click's usage errors (``OneLineCommand``), and a stop 
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from typing import Callable, List
 
 import click
+from click.core import ParameterSource
 
 from .quiet import load_stdlib_leaf
 
@@ -78,3 +79,15 @@ def command(**settings):
     """``click.command`` as every console script declares it: ``OneLineCommand``, ``-h`` beside
     ``--help``."""
     return click.command(cls=OneLineCommand, context_settings=HELP_OPTIONS, **settings)
+
+
+def given(*names: str) -> List[str]:
+    """The options among ``names`` (their parameter names) that the running command was given
+    (on its command line or through an environment variable), as their flags, e.g.
+    ``["--actors"]``: for refusing an option that means something only beside another, which
+    would otherwise be taken and ignored."""
+    context = click.get_current_context()
+    flags = {param.name: param.opts[-1] for param in context.command.params}
+    return [flags[name] for name in names
+            if context.get_parameter_source(name) in (ParameterSource.COMMANDLINE,
+                                                      ParameterSource.ENVIRONMENT)]

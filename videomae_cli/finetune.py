@@ -15,7 +15,7 @@ import sys
 
 import click
 
-from .exits import command, fail as _fail, stoppable
+from .exits import command, fail as _fail, given, stoppable
 from .lifetime import claim_process, framework_imports
 from .quiet import prepare_environment, silenced_stderr
 from .zoo_table import dataset_choices
@@ -88,6 +88,9 @@ def finetune_command(model_spec, list_path, root, num_classes, out_dir, epochs, 
                      devices, workers, coordinator, num_processes, process_id, as_json, quiet,
                      verbose):
     """Fine-tune a VideoMAE model on the videos in LIST with upstream's recipe."""
+    if val_list is None and given("val_views"):  # before: taken and ignored
+        raise _fail("--val-views: the views of --val-list's validation; add --val-list or drop "
+                    "--val-views")
     with stoppable(lambda: "nothing was trained or written"):  # while the frameworks import
         prepare_environment(verbose)
         with silenced_stderr(not verbose), framework_imports():

@@ -21,7 +21,7 @@ from typing import Optional
 
 import click
 
-from .exits import EXIT_BAD_INPUT, command, fail as _fail, stoppable
+from .exits import EXIT_BAD_INPUT, command, fail as _fail, given, stoppable
 from .lifetime import claim_process, framework_imports
 from .quiet import prepare_environment, silenced_stderr
 from .zoo_table import dataset_choices
@@ -96,8 +96,17 @@ def _check_out_folder(out_dir: Optional[str]) -> None:
 
 
 def _check_engine(engine: str) -> None:
+    """--engine against the options that only the other engine reads (they were taken and
+    ignored: a --ray-address without --engine ray scored on this machine), then Ray's import."""
     if engine != "ray":
+        ray_only = given("ray_address", "actors", "gpus_per_actor")
+        if ray_only:
+            raise _fail(f"{', '.join(ray_only)}: Ray settings, read with --engine ray only; "
+                        f"add --engine ray or drop {'them' if len(ray_only) > 1 else 'it'}")
         return
+    if given("workers"):
+        raise _fail("--workers: the local engine's decoding threads; with --engine ray, Ray's "
+                    "CPU tasks decode: drop --workers")
     import importlib.util
 
     if importlib.util.find_spec("ray") is None or importlib.util.find_spec("ray.data") is None:
@@ -186,9 +195,10 @@ def _predict(videos, model_spec, k, views, dataset, batch_size, as_json, verbose
               help="results folder (default: videomae-eval/MODEL_NAME); a rerun resumes there")
 @click.option("--shard", default=None, help="I/N: score the I-th of N deterministic shares")
 @click.option("--views", default=None, help="CLIPSxCROPS (default: the dataset's protocol)")
-@click.option("--dataset", type=_DATASETS, default=None)
+@click.option("--dataset", type=_DATASETS, default=None,
+              help="override the dataset (protocol and class names) found for the model")
 @click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
-              help="decoding threads running alongside the model")
+              help="--engine local: decoding threads running alongside the model")
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True,
               help="views per model call")
 @click.option("--json", "as_json", is_flag=True,
@@ -417,6 +427,12 @@ def _check_summary_path(path: str) -> None:
         raise EvaluateError(f"{path}: is a folder; --out names the summary's JSON file (e.g. "
                             f"{os.path.join(path, 'summary.json')})")
     if not os.path.exists(path):
+        folder = os.path.dirname(os.path.abspath(path))
+        while not os.path.exists(folder):  # its folders are made: the first one there
+            folder = os.path.dirname(folder)
+        if not os.path.isdir(folder):  # before: "cannot write the summary (File exists)"
+            raise EvaluateError(f"{path}: {folder} is a file, so --out cannot be written in "
+                                "it; choose another --out")
         return
     try:
         with open(path, encoding="utf-8") as handle:
@@ -460,6 +476,9 @@ def extract_command(model_spec, list_path, root, out_dir, stride, views, dataset
     """Write each video's pooled encoder features to OUT/<video path>.npy: (views, D), or
     (segments, D) with --stride."""
     _check_engine(engine)
+    if stride is not None and given("views", "dataset"):  # before: --dataset taken, ignored
+        raise _fail(f"{' and '.join(given('views', 'dataset'))} with --stride: a video is cut "
+                    "into the dataset's views or into segments, not both; drop one")
     _check_out_folder(out_dir)
     begun = []  # scoring has begun: features may be in --out
 
@@ -504,9 +523,6 @@ def _extract(model_spec, list_path, root, out_dir, stride, views, dataset, worke
                                     f"take; pass --dataset ({', '.join(dataset_choices())}), "
                                     f"or --stride")
             sampling.protocol()
-        elif views is not None:
-            raise EvaluateError("--views and --stride: a video is cut into views or into "
-                                "segments, not both; drop one")
         videos = read_video_list(list_path)
     except (EvaluateError, ValueError) as error:
         raise _fail(str(error))

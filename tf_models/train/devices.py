@@ -46,6 +46,10 @@ def place(devices: Optional[int] = None, coordinator: Optional[str] = None,
     backend = keras.backend.backend()
     if devices is not None and devices < 1:
         raise DeviceError(f"--devices {devices}: expected at least 1")
+    if num_processes is None and (coordinator is not None or process_id is not None):
+        # before: taken and ignored, each host then training alone as process 0
+        raise DeviceError("--coordinator and --process-id set up several hosts: add "
+                          "--num-processes N (with KERAS_BACKEND=jax), or drop them")
     if backend == "jax":
         return _place_jax(devices, coordinator, num_processes, process_id)
     if num_processes:
