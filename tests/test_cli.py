@@ -530,3 +530,28 @@ def test_every_console_script_reports_a_usage_error_in_one_line(module, name, ar
         result.stderr.strip()], result.stderr  # one line
     line = result.stderr.strip()
     assert line.startswith(f"error: {words}") and line.endswith("See 'videomae-x --help'."), line
+
+
+def test_python_dash_m_runs_each_command_module_or_names_the_commands():
+    """``python -m videomae_cli.MODULE`` runs the module's console script (before: convert and
+    reconstruct did nothing and exited 0, even with --help); ``videomae_cli.video``, which
+    holds three, names them in one line and exits 2. One fresh process each: --help loads no
+    framework."""
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p))
+    for module, script in (("convert", "videomae-convert"), ("reconstruct",
+                                                            "videomae-reconstruct"),
+                           ("export", "videomae-export"), ("finetune", "videomae-finetune")):
+        done = subprocess.run([sys.executable, "-m", f"videomae_cli.{module}", "--help"],
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and done.stdout.startswith(f"Usage: {script} "), module
+    done = subprocess.run([sys.executable, "-m", "videomae_cli.video", "--help"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == ("error: videomae_cli.video holds three commands; run "
+                           "videomae-predict, videomae-evaluate or videomae-extract\n")

@@ -54,3 +54,7 @@ def reconstruct_main():
     from .reconstruct import reconstruct_command
 
     reconstruct_command(prog_name="videomae-reconstruct")
+
+
+if __name__ == "__main__":
+    convert_main()

@@ -64,3 +64,9 @@ def reconstruct_command(model_path, clip_path, out_path, mask_ratio, seed, sampl
             raise _fail(str(result))
     click.echo(f"wrote {result['path']} (mask ratio {result['mask_ratio']:g}, "
                f"{int(result['mask'][0].sum())} of {result['mask'].shape[1]} tokens masked)")
+
+
+if __name__ == "__main__":  # python -m videomae_cli.reconstruct: the console script's entry
+    from .convert import reconstruct_main
+
+    reconstruct_main()

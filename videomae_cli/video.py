@@ -562,3 +562,9 @@ def extract_main():
     """Entry point of ``videomae-extract``."""
     claim_process()
     extract_command(prog_name="videomae-extract")
+
+
+if __name__ == "__main__":  # python -m videomae_cli.video: three commands live here
+    click.echo("error: videomae_cli.video holds three commands; run videomae-predict, "
+               "videomae-evaluate or videomae-extract", err=True)
+    sys.exit(EXIT_BAD_INPUT)
