@@ -38,9 +38,12 @@ from .zoo_table import dataset_choices
               help="global batch in clips (all devices, all hosts)")
 @click.option("--lr", type=float, default=1e-3, show_default=True,
               help="peak learning rate (absolute: upstream scales its --lr by batch / 256)")
-@click.option("--min-lr", type=float, default=1e-6, show_default=True)
+@click.option("--min-lr", type=float, default=1e-6, show_default=True,
+              help="the cosine schedule's floor, reached at the last step")
 @click.option("--warmup-epochs", type=click.FloatRange(0), default=5, show_default=True)
-@click.option("--layer-decay", type=float, default=0.75, show_default=True)
+@click.option("--layer-decay", type=float, default=0.75, show_default=True,
+              help="each block's learning rate is this times the next one's (upstream's "
+                   "layer-wise decay; 1: none)")
 @click.option("--weight-decay", type=float, default=0.05, show_default=True)
 @click.option("--drop-path-rate", type=click.FloatRange(0, 1), default=0.1, show_default=True)
 @click.option("--dropout", type=click.FloatRange(0, 1), default=0.0, show_default=True,
@@ -75,8 +78,10 @@ from .zoo_table import dataset_choices
 @click.option("--coordinator", default=None,
               help="several hosts (JAX): HOST:PORT of process 0, for keras.distribution."
                    "initialize")
-@click.option("--num-processes", type=click.IntRange(1), default=None)
-@click.option("--process-id", type=click.IntRange(0), default=None)
+@click.option("--num-processes", type=click.IntRange(1), default=None,
+              help="several hosts (JAX): how many processes train together")
+@click.option("--process-id", type=click.IntRange(0), default=None,
+              help="several hosts (JAX): this process's index, 0 to --num-processes - 1")
 @click.option("--json", "as_json", is_flag=True,
               help="last stdout line: JSON with devices, steps, loss, model (and more)")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar")
