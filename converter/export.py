@@ -41,8 +41,9 @@ from .staging import (DISK_OVERHEAD_BYTES, PLACE_ORDER, PLACING_MARKER,  # noqa:
                       placing_marker_text,
                       STAGING_INFIX, EntryLock, artifacts_present, check_not_locked,
                       check_output_dir, dir_size, disk_full_as_error, disk_full_message,
-                      is_disk_full, lock_path, move_into_place, needed_bytes,
-                      recover_killed_run, recover_stale_staging, staged_paths, staging_folders)
+                      is_disk_full, lock_path, missing_folders, move_into_place, needed_bytes,
+                      recover_killed_run, recover_stale_staging, remove_if_empty, staged_paths,
+                      staging_folders)
 from .writers import (KERAS_ARCHIVE_MEMBERS, KERAS_WORKAROUND_VERSION,  # noqa: F401
                       export_preset, export_savedmodel, keras_weights_through_disk,
                       save_keras_and_weights)
@@ -76,6 +77,7 @@ class StagedArtifacts:
         self.force = force
         self.on_phase = on_phase or (lambda phase: None)
         self.staging: Optional[str] = None
+        self.made: Sequence[str] = ()  # the folders of out_dir this run made (deepest first)
         self.reloads: Dict[str, ReloadCheck] = {}
         # quantised kind -> weights its file was proven by when written (prove_litert_weights;
         # None: the converter's own quantisation, no stand-ins)
@@ -90,6 +92,7 @@ class StagedArtifacts:
 
     def __enter__(self) -> "StagedArtifacts":
         check_output_dir(self.out_dir, self.entry.name, self.force)
+        self.made = missing_folders(self.out_dir)
         try:
             os.makedirs(self.out_dir, exist_ok=True)
         except OSError as error:  # made since the check, or a fault of the file system
@@ -108,7 +111,7 @@ class StagedArtifacts:
                                                 dir=self.out_dir)
                 self.staged = staged_paths(self.staging, self.entry.name)
         except BaseException as error:
-            self._clean_up()
+            self._clean_up(failed=True)
             if isinstance(error, OSError):  # a full disk or a fault of the file system
                 raise OutputError(f"{self.out_dir}: cannot take the lock or staging folder "
                                   f"({error.strerror or error}); free space or choose "
@@ -116,17 +119,22 @@ class StagedArtifacts:
             raise
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, failure, *exc) -> None:
         with stop_signals_deferred():  # a second stop waits until the folder is gone
-            self._clean_up()
+            self._clean_up(failed=failure is not None)
 
-    def _clean_up(self) -> None:
+    def _clean_up(self, failed: bool = False) -> None:
+        """The staging folder and the lock go; after a failure or a stop, so do the folders
+        of ``--out`` this run made, where nothing else is in them (another run's lock or
+        staging folder, or artifacts already placed, keep them)."""
         try:
             self.hashes.close()  # nothing reads the staging folder once it is being removed
             if self.staging:
                 shutil.rmtree(self.staging, ignore_errors=True)
         finally:
             self.lock.release()
+            if failed:
+                remove_if_empty(self.made)
 
     def _first_write(self, model) -> None:
         """What the first write of a run needs: the model's fingerprint, and room on disk

@@ -57,6 +57,25 @@ def check_output_dir(out_dir: str, name: str, force: bool = False,
     probe_writable(out_dir)
 
 
+def missing_folders(out_dir: str) -> List[str]:
+    """The folders of ``out_dir`` (absolute, itself first, up to the first one there) that do
+    not exist yet: what making it makes."""
+    path = os.path.abspath(out_dir)
+    missing = []
+    while not os.path.lexists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
+
+
+def remove_if_empty(folders: Sequence[str]) -> None:
+    """Remove each of ``folders`` (the deepest first, as ``missing_folders`` lists them) that
+    is empty; the first that is not, or is gone, stops nothing (each is tried)."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
+
+
 def probe_writable(out_dir: str, writes: str = "") -> None:
     """Fail in one line when ``out_dir`` cannot be created or written, by trying: the missing
     folders are made and a hidden file written in it, then all of it removed again (so a run
@@ -68,11 +87,8 @@ def probe_writable(out_dir: str, writes: str = "") -> None:
         raise OutputError("--out is empty, expected a folder; name one (. for this folder)")
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise OutputError(f"{out_dir}: --out is a file, expected a folder")
-    path = os.path.abspath(out_dir)
-    missing = []
-    while not os.path.lexists(path):
-        missing.append(path)
-        path = os.path.dirname(path)
+    missing = missing_folders(out_dir)
+    path = os.path.dirname(missing[-1]) if missing else os.path.abspath(out_dir)
     if os.path.islink(path) and not os.path.exists(path):
         raise OutputError(f"{out_dir}: {path} is a link to {os.readlink(path)}, which does "
                           f"not exist; make that folder or choose another --out")
@@ -98,9 +114,7 @@ def probe_writable(out_dir: str, writes: str = "") -> None:
     finally:
         with contextlib.suppress(OSError):
             os.unlink(probe)
-        for folder in reversed(made):
-            with contextlib.suppress(OSError):
-                os.rmdir(folder)
+        remove_if_empty(made[::-1])
 
 
 def artifacts_present(out_dir: str, name: str) -> List[str]:

@@ -302,3 +302,31 @@ def test_stopping_a_batch_stops_its_running_child_and_starts_no_other(tmp_path):
     child_log = next(p for p in logs if p.suffix == ".log").read_text()
     assert "error: interrupted; no partial artifact was left in" in child_log
     assert list((tmp_path / "tmp").iterdir()) == []  # the child's synthetic checkpoint too
+
+
+def test_a_stopped_run_removes_the_folders_it_made_for_out_and_keeps_the_rest(tmp_path):
+    """``--out`` that did not exist: a run stopped (or failed) after making it removes it,
+    and the folders above it that it made (before: Ctrl-C left them empty, the error line
+    saying nothing was left); a folder that was there, or one another run's lock or staging
+    folder is in, stays, and so does one a finished run placed its artifacts in."""
+    from converter import get_entry
+    from converter.export import StagedArtifacts
+
+    entry = get_entry("TFVideoMAE_T_K400_4x32_FT")
+    (tmp_path / "there").mkdir()
+    for out_dir in (tmp_path / "there" / "new" / "out", tmp_path / "there"):
+        with pytest.raises(KeyboardInterrupt):
+            with StagedArtifacts(entry, str(out_dir)):
+                assert out_dir.is_dir()
+                raise KeyboardInterrupt
+        assert [p.name for p in tmp_path.iterdir()] == ["there"]
+        assert list((tmp_path / "there").iterdir()) == []
+    out_dir = tmp_path / "there" / "shared"
+    with StagedArtifacts(get_entry("TFVideoMAE_T_K400_4x32_PT"), str(out_dir)):
+        with pytest.raises(RuntimeError):  # another entry's run fails meanwhile
+            with StagedArtifacts(entry, str(out_dir)):
+                raise RuntimeError("failed")
+        assert out_dir.is_dir()  # the first run's lock and staging folder are in it
+    with StagedArtifacts(entry, str(out_dir)):
+        pass
+    assert out_dir.is_dir()  # a run that ended well keeps its --out
