@@ -102,13 +102,15 @@ def shuffled_fit_arguments(fit, x, y, args: tuple, kwargs: dict):
         return x, y, args, kwargs  # (weights without targets would be read as targets)
     data = tuple(d for d in (features, targets, weights) if d is not None)
     counts = {len(a) for a in keras.tree.flatten(data)}
-    if len(counts) != 1:  # samples that do not line up: keras-hub's own error
+    if len(counts) != 1 or 0 in counts:  # samples that do not line up, or none: its error
         return x, y, args, kwargs
     count = counts.pop()
     split = named.get("validation_split")
     rest = {k: v for k, v in named.items() if k not in DATA_ARGS}
     if split and named.get("validation_data") is None:  # Keras: the last samples, unshuffled
         cut = int(math.floor(count * (1.0 - split)))
+        if not 0 < cut < count:  # too few samples to split: keras-hub's own error says so
+            return x, y, args, kwargs
         rest["validation_data"] = _sliced(data, cut, None)
         data, count = _sliced(data, 0, cut), cut
     elif named.get("validation_data") is not None:
