@@ -242,7 +242,9 @@ def test_a_preset_of_no_classifier_is_one_line_not_a_classifier_with_a_new_head(
 
 
 @pytest.mark.parametrize("content, phrase", [
-    (b"PK\x03\x04 not really a zip", "cannot be loaded as a Keras model"),
+    (b"PK\x03\x04 not really a zip", "cannot be loaded as a Keras model (File is not a zip "
+     "file); it is truncated or not a .keras archive: download or export it again"),
+    (b"", "is empty (0 bytes); download or export it again"),  # before: "not a zip file"
     (None, "no such file"),
 ])
 def test_a_damaged_or_missing_keras_file_is_one_line(tmp_path, content, phrase):

@@ -35,6 +35,7 @@ import re
 import shutil
 import tempfile
 import urllib.parse
+import zipfile
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 
@@ -601,6 +602,9 @@ def load_keras_model(resolved: Resolved, offline: Optional[bool] = None,
     (``kerashub_presets.absent_task_args``)."""
     from ..legacy import ExtraWeights, load_model_file, load_weights_file, stored_shapes
 
+    if resolved.kind in ("keras", "weights") and os.path.isfile(resolved.path) and \
+            os.path.getsize(resolved.path) == 0:  # before: "File is not a zip file"
+        raise PresetError(f"{resolved.path}: is empty (0 bytes); download or export it again")
     if resolved.kind == "savedmodel":
         raise PresetError(f"{resolved.path}: is a SavedModel, which holds a traced graph, not a "
                           f"Keras model; load it with tf.saved_model.load, or pass the .keras / "
@@ -625,8 +629,10 @@ def load_keras_model(resolved: Resolved, offline: Optional[bool] = None,
         except ExtraWeights as error:
             raise PresetError(error.line(resolved.path, "its config.json")) from None
         except Exception as error:  # keras raises many types for a bad file
+            damaged = ("; it is truncated or not a .keras archive: download or export it again"
+                       if isinstance(error, zipfile.BadZipFile) else "")
             raise PresetError(f"{resolved.path}: cannot be loaded as a Keras model "
-                              f"({_first_line(error)})") from None
+                              f"({_first_line(error)}){damaged}") from None
     config = dict(resolved.config)
     cls = _weights_class(config, resolved.path)
     if resolved.kind == "config":  # a zoo row's: new weights, no file to read
