@@ -221,7 +221,7 @@ def export_model(model_spec: str, out_dir: str, name: Optional[str] = None,
     """
     require_tensorflow_backend("exporting")
     litert_quantize = quantization_modes(litert_quantize)
-    name = name or model_name(model_spec)
+    name = model_name(model_spec) if name is None else name  # --name '' is refused below
     _check_name(name)
     _check_not_source(out_dir, name, model_spec)
     if video is not None:

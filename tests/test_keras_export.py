@@ -500,3 +500,14 @@ def test_a_report_without_torch_parity_must_name_another_reference(exported, tmp
     path.write_text(json.dumps(data))
     with pytest.raises(RecordError, match="parity missing or malformed"):
         ConversionRecord.load(str(path))
+
+
+def test_an_empty_name_is_refused_not_replaced_by_the_default(source, tmp_path):
+    """``--name ''`` (an unset shell variable, say) exported under the file's own name."""
+    _, path = source
+    result = _run(["--model", path, "--out", tmp_path / "out", "--name", "", "-q"])
+    assert result.exit_code == 2
+    assert result.output.strip() == ("error: --name '': names the artifact files, so letters, "
+                                     "digits, '.', '_' and '-' only, starting with a letter or "
+                                     "digit")
+    assert not (tmp_path / "out").exists()
