@@ -13,9 +13,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
-from tqdm.auto import tqdm
 
 from tf_models.artifacts.files import pid_alive
+from tf_models.progress import progress_bar
 from tf_models.tracing import graph_function
 
 from . import __version__
@@ -88,8 +88,8 @@ class PhaseBar:
                  total: Optional[int] = None, quantize: int = 0):
         if total is None:  # a write and a reload phase per .tflite file
             total = len(PHASES) + 2 * (int(litert) + quantize)
-        self.bar = tqdm(total=total, desc=name, unit="phase", disable=not progress,
-                        file=sys.stderr, leave=True)
+        self.bar = progress_bar(total=total, desc=name, unit="phase", disable=not progress,
+                                file=sys.stderr, leave=True)
         self.on_phase = on_phase
         self.seconds: Dict[str, float] = {}
         self.current: Optional[str] = None

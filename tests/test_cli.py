@@ -555,3 +555,39 @@ def test_python_dash_m_runs_each_command_module_or_names_the_commands():
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == ("error: videomae_cli.video holds three commands; run "
                            "videomae-predict, videomae-evaluate or videomae-extract\n")
+
+
+def test_progress_written_to_a_log_is_one_line_per_update_not_redrawn_frames(capsys):
+    """Where stderr is no terminal (a log file, a pipe, CI), tqdm redrew each frame after a
+    carriage return, so a run's bar piled up on one line of the log; now each frame is a
+    line (the phases', and every other bar at most one every ``LOG_SECONDS``). On a
+    terminal, tqdm's own redraws."""
+    import io
+
+    from converter.api import PhaseBar
+    from tf_models.progress import progress_bar
+
+    phases = PhaseBar(TINY_FT, progress=True, total=3)
+    for phase in ("build", "map", "write"):
+        phases(phase)
+    phases.finish()
+    log = capsys.readouterr().err
+    assert "\r" not in log
+    lines = log.splitlines()
+    assert lines[-1].startswith(f"{TINY_FT}: 100%|") and lines[-1].endswith(", write]")
+    assert [p for p in ("build", "map", "write") if any(line.endswith(f", {p}]")
+                                                        for line in lines)] == [
+        "build", "map", "write"]
+    videos = io.StringIO()
+    with progress_bar(total=1000, unit="video", file=videos) as bar:
+        for _ in range(1000):
+            bar.update(1)
+    assert videos.getvalue().count("\n") == 2  # the first and the last, within 30 s
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    terminal = Terminal()
+    with progress_bar(total=2, unit="video", file=terminal) as bar:
+        bar.update(2)
+    assert terminal.getvalue().startswith("\r") and terminal.getvalue().count("\n") == 1

@@ -101,6 +101,7 @@ def finetune_command(model_spec, list_path, root, num_classes, out_dir, epochs, 
         with silenced_stderr(not verbose), framework_imports():
             from tqdm import tqdm
 
+            from tf_models.progress import progress_bar
             from tf_models.stopping import run_stoppably
             from tf_models.train import (CheckpointError, DeviceError, FinetuneConfig,
                                          FinetuneError, TrainDataError, finetune)
@@ -120,8 +121,9 @@ def finetune_command(model_spec, list_path, root, num_classes, out_dir, epochs, 
 
     def on_step(step, total, loss):
         if not bar:
-            bar.append(tqdm(total=total, initial=step - 1, unit="step", disable=quiet,
-                            file=sys.stderr, dynamic_ncols=True, desc="fine-tune"))
+            bar.append(progress_bar(total=total, initial=step - 1, unit="step",
+                                    disable=quiet, file=sys.stderr, dynamic_ncols=True,
+                                    desc="fine-tune"))
         bar[0].set_postfix(loss=f"{loss:.4f}", refresh=False)
         bar[0].update(1)
 

@@ -302,14 +302,14 @@ class _ListProgress:
                 "progress": self.progress}
 
     def on_total(self, todo: int, done: int) -> None:
-        from tqdm import tqdm
+        from tf_models.progress import progress_bar
 
         self.totals.append(todo + done)
         self.todo = todo
         if done:
             click.echo(f"resuming: {done} videos {self.resumed}", err=True)
-        self.bars.append(tqdm(total=todo, unit="video", disable=self.quiet, file=sys.stderr,
-                              dynamic_ncols=True, desc=self.desc))
+        self.bars.append(progress_bar(total=todo, unit="video", disable=self.quiet,
+                                      file=sys.stderr, dynamic_ncols=True, desc=self.desc))
 
     def on_error(self, message: str) -> None:
         from tqdm import tqdm

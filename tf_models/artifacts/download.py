@@ -336,13 +336,13 @@ def _open(opener, url: str, offset: int, timeout: float):
 
 def _stream(response, part: str, mode: str, offset: int, total: Optional[int],
             progress: bool) -> None:
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     name = os.path.basename(part)[: -len(".part")] if part.endswith(".part") else part
     # never through a link planted in a shared cache folder (it would write where it points)
     flags = (os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
              | (os.O_APPEND if mode.startswith("a") else os.O_TRUNC))
-    with os.fdopen(os.open(part, flags, 0o644), mode) as handle, tqdm(
+    with os.fdopen(os.open(part, flags, 0o644), mode) as handle, progress_bar(
             total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
             desc=os.path.basename(name), disable=not progress, file=sys.stderr,
             leave=False) as bar:
