@@ -44,9 +44,12 @@ def _wait_for_staging(out_dir, process, timeout=600):
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pytest.fail(f"conversion ended (rc {process.returncode}) before it was interrupted")
-        if out_dir.exists() and any(p.name.startswith(".") and STAGING_INFIX in p.name
-                                    for p in out_dir.iterdir()):
-            return
+        try:  # the run's writability probe makes --out and removes it again meanwhile
+            if any(p.name.startswith(".") and STAGING_INFIX in p.name
+                   for p in out_dir.iterdir()):
+                return
+        except FileNotFoundError:
+            pass
         time.sleep(0.01)
     pytest.fail("no staging folder appeared")
 
