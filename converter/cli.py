@@ -129,9 +129,13 @@ def _main_all(family, size, mode, dataset, checkpoint_dir, synthetic, seed, out_
     def on_phase(name, phase, seconds):
         echo(f"  {name}: {phase} (at {seconds:.0f}s)")
 
-    def on_row(row):
+    finished = []
+
+    def on_row(row):  # with "k of n" entries finished: --all over the zoo runs for hours
+        finished.append(row.name)
         echo(f"  {row.name}: {row.status} in {row.seconds:.0f}s"
-             + (f" ({row.message})" if row.message else ""))
+             + (f" ({row.message})" if row.message else "")
+             + f" [{len(finished)} of {len(entries)} done]")
     try:
         with stop_handlers():
             rows = convert_all(entries, out_dir, synthetic=synthetic,

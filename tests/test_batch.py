@@ -405,12 +405,15 @@ def test_all_with_two_jobs_shows_each_childs_phases_as_whole_lines_named_by_entr
     result = _run(args)
     assert result.exit_code == 1, result.output  # no child left an outcome: every row failed
     lines = result.stdout.splitlines()
+    done = []
     for name in names:
         phases = [line for line in lines if line.startswith(f"  {name}: ") and "(at " in line]
         assert [re.fullmatch(rf"  {re.escape(name)}: (.+) \(at \d+s\)", line).group(1)
                 for line in phases] == ["load checkpoint", "build torch", "torch reference"]
         (row,) = [line for line in lines if line.startswith(f"  {name}: failed in ")]
         assert lines.index(phases[-1]) < lines.index(row)
+        done.append(int(re.search(rf" \[(\d+) of {len(names)} done\]$", row).group(1)))
+    assert sorted(done) == list(range(1, len(names) + 1))  # "k of n" as the rows finish
     quiet = _run(args + ["-q", "--force"])
     assert not [line for line in quiet.stdout.splitlines() if "(at " in line], quiet.stdout
 
@@ -508,7 +511,7 @@ def test_all_synthetic_converts_and_prints_the_table(batch_run):
     assert [re.fullmatch(rf"  {TINY_FT}: (.+) \(at \d+s\)", line).group(1)
             for line in phases] == list(PHASES), result.stdout
     assert lines.index(phases[-1]) < lines.index(f"  {TINY_FT}: converted in "
-                                                 f"{row.split()[3][:-1]}s")
+                                                 f"{row.split()[3][:-1]}s [1 of 1 done]")
     # nothing staged is left behind; the child's log is kept
     assert not [n for n in os.listdir(out) if n.startswith(".")]
     log = out / "logs" / f"{TINY_FT}.log"
