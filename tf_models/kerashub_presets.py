@@ -215,7 +215,6 @@ def check_kerashub_preset(preset: str, offline=None) -> dict:
     (``refuse_uncached_offline``). Returns {file name: config} of the configs it read."""
     import json
 
-
     from .hub import PresetError
 
     refuse_uncached_offline(preset, offline)
@@ -313,7 +312,6 @@ def keras_hub_loads(cls, preset, kwargs) -> bool:
 def read_preset_config(preset: str, name: str):
     """The JSON of a keras-hub preset's config file ``name`` (a hub handle's: downloaded)."""
     import json
-
 
     with open(preset_file(os.fspath(preset), name), encoding="utf-8") as handle:
         return json.load(handle)
