@@ -426,7 +426,8 @@ def read_clip(path, num_frames: int = 16, img_size: int = 224,
               sampling_rate: int = 4) -> np.ndarray:
     """One clip as float32 (num_frames, img_size, img_size, 3) in [0, 1].
 
-    ``.npy`` files hold frames (T, H, W, 3), uint8 0-255 or float 0-1; any other file is
+    ``.npy`` files hold frames (T, H, W, 3), uint8 0-255 or float 0-1 (grey (T, H, W) frames
+    are repeated into 3 channels, RGBA (T, H, W, 4) loses its alpha); any other file is
     decoded as a video (``decode.decode_sampled``, PyAV), keeping only the frames it samples.
     Frames are taken every ``sampling_rate`` frames from a window centred in the clip (a
     smaller stride for short clips), the short side resized to ``img_size`` (upstream's
