@@ -139,6 +139,29 @@ def test_a_classifier_refuses_clips_it_cannot_take_in_one_line():
                       verbose=0)
 
 
+def test_a_classifier_refuses_a_clip_without_a_batch_axis_or_other_channels_in_one_line():
+    """predict / fit / evaluate on one clip without its batch axis, or (no preprocessor)
+    frames of 1 channel: one ValueError saying the shape it takes (before: "Cannot take the
+    length of shape with unknown rank" from our own check, or a graph error from the
+    convolution; on JAX a failed predict leaves the model's variables purged)."""
+    from tf_models.input_checks import leading_size
+
+    model, _, _ = _models()["classifier"]
+    clips, labels = _clip(), np.array([0, 1])
+    for given, words in ((clips[0], r"add a batch axis to one clip \(clip\[None\]\)"),
+                         (clips[..., :1], "give each frame 3 channels")):
+        for call in (lambda: model.predict(given, verbose=0),
+                     lambda: model.predict({"video": given}, verbose=0),
+                     lambda: model.fit(given, labels, verbose=0),
+                     lambda: model.evaluate(given, labels, verbose=0)):
+            with pytest.raises(ValueError, match=words) as error:
+                call()
+            assert "\n" not in str(error.value)
+    import tensorflow as tf
+
+    assert leading_size(tf.TensorSpec(shape=None)) is None  # unknown rank: nothing stated
+
+
 def test_a_classifier_checks_clips_in_every_container_keras_hub_reads_as_arrays():
     """A list of clips, a nested list, a tuple and a dict of a list, to predict / fit /
     evaluate, get the array's checks, the batch of no clips included (before: only an

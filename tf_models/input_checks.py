@@ -143,7 +143,7 @@ def host_values(x) -> Optional[np.ndarray]:
 def leading_size(x) -> Optional[int]:
     """The first (batch) dimension of ``x`` where its shape states one, else None."""
     shape = getattr(x, "shape", None)
-    if shape is None or not len(shape) or shape[0] is None:
+    if shape is None or getattr(shape, "rank", 0) is None or not len(shape) or shape[0] is None:
         return None
     return int(shape[0])
 

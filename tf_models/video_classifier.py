@@ -106,7 +106,15 @@ class VideoClassifier(BuildsBeforeTracing, Task):
         shape = getattr(video, "shape", None)
         frames = getattr(self.backbone, "num_frames", None)
         size = getattr(self.backbone, "img_size", None)
-        if shape is None or len(shape) != 5 or frames is None or None in tuple(shape[1:4]):
+        channels = getattr(self.backbone, "in_chans", 3)
+        rank = None if shape is None or getattr(shape, "rank", 0) is None else len(shape)
+        if rank is not None and (rank != 5 or (self.preprocessor is None and shape[4] not in (
+                None, channels))):  # else keras-hub's pipeline or a graph fails deep inside
+            fix = ("add a batch axis to one clip (clip[None])" if rank == 4 else
+                   f"give each frame {channels} channels")
+            raise ValueError(f"{who} takes clips shaped (batch, {frames}, height, width, "
+                             f"{channels}); got shape {tuple(shape)}: {fix}")
+        if rank is None or frames is None or None in tuple(shape[1:4]):
             return
         if self.preprocessor is None:
             refuse_raw_frames(video, who, "this model has no preprocessor: "
