@@ -149,7 +149,8 @@ def test_a_classifier_refuses_a_clip_without_a_batch_axis_or_other_channels_in_o
     model, _, _ = _models()["classifier"]
     clips, labels = _clip(), np.array([0, 1])
     for given, words in ((clips[0], r"add a batch axis to one clip \(clip\[None\]\)"),
-                         (clips[..., :1], "give each frame 3 channels")):
+                         (clips[..., :1], "give each frame 3 channels"),
+                         (clips[None], "pass a batch of clips, 5 dimensions")):
         for call in (lambda: model.predict(given, verbose=0),
                      lambda: model.predict({"video": given}, verbose=0),
                      lambda: model.fit(given, labels, verbose=0),

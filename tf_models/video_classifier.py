@@ -111,6 +111,7 @@ class VideoClassifier(BuildsBeforeTracing, Task):
         if rank is not None and (rank != 5 or (self.preprocessor is None and shape[4] not in (
                 None, channels))):  # else keras-hub's pipeline or a graph fails deep inside
             fix = ("add a batch axis to one clip (clip[None])" if rank == 4 else
+                   "pass a batch of clips, 5 dimensions" if rank != 5 else
                    f"give each frame {channels} channels")
             raise ValueError(f"{who} takes clips shaped (batch, {frames}, height, width, "
                              f"{channels}); got shape {tuple(shape)}: {fix}")
