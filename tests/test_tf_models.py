@@ -593,3 +593,30 @@ def test_building_a_model_takes_each_blocks_output_from_its_shape_not_a_trace(mo
     assert [tuple(b.output.shape) for b in pretrainer.backbone.blocks] == [(None, tokens, 48)] * 2
     logits = classifier(_clip())
     assert tuple(logits.shape) == (2, ft.num_classes) and len(traced) == 2
+
+
+def test_the_pretrainer_refuses_clips_of_another_shape_in_one_line():
+    """predict / fit / a call with one clip without its batch axis, frames of 1 channel, or
+    another frame count or size: one ValueError saying what it takes (before: PatchEmbed's
+    error deep inside, or, for one clip, "'mask' must have one row per clip, 4; got 2", its
+    frames read as clips; on JAX a failed predict leaves the model's variables purged)."""
+    import tf_models
+
+    model = tf_models.VideoMAEMaskedAutoencoder(
+        **tf_models.get_preset("TFVideoMAE_T_K400_4x32_PT").model_config())
+    clips = _clip()
+    mask = tf_models.tube_mask(4, 32, 16, 2, 0.5, len(clips), np.random.default_rng(0))
+    targets = np.zeros((len(clips), int(mask[0].sum()), model.core.num_outputs), np.float32)
+    model.compile(optimizer="adam", loss="mse")
+    for given, words in ((clips[0], r"add a batch axis to one clip \(clip\[None\]\)"),
+                         (clips[..., :1], "give each frame 3 channels"),
+                         (clips[:, :2], "takes clips of 4 frames, 32 x 32 frames"),
+                         (np.zeros((2, 4, 48, 48, 3), np.float32),
+                          r"got \(2, 4, 48, 48, 3\)")):
+        for call in (lambda: model.predict({"video": given, "mask": mask}, verbose=0),
+                     lambda: model.fit({"video": given, "mask": mask}, targets, verbose=0),
+                     lambda: model({"video": given, "mask": mask})):
+            with pytest.raises(ValueError, match=words) as error:
+                call()
+            assert "\n" not in str(error.value)
+    assert model.predict({"video": clips, "mask": mask}, verbose=0).shape == targets.shape

@@ -158,6 +158,38 @@ def refuse_no_clips(video, who: str) -> None:
                          f"empty batches, or add a batch axis to one clip (clip[None])")
 
 
+def clip_shape(video, who: str, frames: int, channels: int, any_channels: bool):
+    """``video``'s shape where it states 5 dimensions whose frames, height and width are
+    known, else None; one ValueError for another number of dimensions (one clip without its
+    batch axis...) or, unless ``any_channels`` (a preprocessor's input), another channel
+    count: keras-hub's pipeline or a graph would fail deep inside (on JAX, leaving the
+    model's variables purged by Keras's trainer)."""
+    shape = getattr(video, "shape", None)
+    rank = None if shape is None or getattr(shape, "rank", 0) is None else len(shape)
+    if rank is None:
+        return None
+    if rank != 5 or (not any_channels and shape[4] not in (None, channels)):
+        fix = ("add a batch axis to one clip (clip[None])" if rank == 4 else
+               "pass a batch of clips, 5 dimensions" if rank != 5 else
+               f"give each frame {channels} channels")
+        raise ValueError(f"{who} takes clips shaped (batch, {frames}, height, width, "
+                         f"{channels}); got shape {tuple(shape)}: {fix}")
+    return None if None in tuple(shape[1:4]) else tuple(shape)
+
+
+def refuse_other_clip_size(shape, who: str, frames: int, size: Optional[int],
+                           resized: str) -> None:
+    """One ValueError where ``shape`` (``clip_shape``'s) has another frame count than
+    ``frames``, or frames of another size than ``size`` (None: any size, a preprocessor
+    resizes them); ``resized`` says which sizes the model takes, and why."""
+    got = tuple(int(d) for d in shape[1:4])
+    if got[0] != frames or (size is not None and got[1:] != (size, size)):
+        raise ValueError(
+            f"{who} takes clips of {frames} frames, {resized}, shaped (batch, "
+            f"{frames}, height, width, 3); got {tuple(shape)}. Sample {frames} frames per "
+            f"clip (tf_models.video.read_views takes upstream's views of a video file)")
+
+
 def mask_rows_match(video, mask, name: str, who: str = PRETRAINER) -> None:
     """One ValueError if a (batch, tokens) mask has another number of rows than ``video`` has
     clips, where both shapes state them (the backends would fail deep inside instead); ``who``

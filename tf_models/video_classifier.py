@@ -8,8 +8,9 @@ from keras_hub.models import Task
 
 from .compiling import (BuildsBeforeTracing, compile_from_saved_config,
                         load_saved_optimizer_state)
-from .input_checks import (NORMALISE_HINT, VALIDATION_DATA, fed_video, first_video,
-                           refuse_no_clips, refuse_raw_frames, validation_inputs)
+from .input_checks import (NORMALISE_HINT, VALIDATION_DATA, clip_shape, fed_video,
+                           first_video, refuse_no_clips, refuse_other_clip_size,
+                           refuse_raw_frames, validation_inputs)
 from .layers import PACKAGE
 from .shuffled import shuffled_fit_arguments
 
@@ -103,30 +104,19 @@ class VideoClassifier(BuildsBeforeTracing, Task):
         who = f"{self.name}:{where}"
         video = fed_video(x)
         refuse_no_clips(video, who)
-        shape = getattr(video, "shape", None)
         frames = getattr(self.backbone, "num_frames", None)
         size = getattr(self.backbone, "img_size", None)
-        channels = getattr(self.backbone, "in_chans", 3)
-        rank = None if shape is None or getattr(shape, "rank", 0) is None else len(shape)
-        if rank is not None and (rank != 5 or (self.preprocessor is None and shape[4] not in (
-                None, channels))):  # else keras-hub's pipeline or a graph fails deep inside
-            fix = ("add a batch axis to one clip (clip[None])" if rank == 4 else
-                   "pass a batch of clips, 5 dimensions" if rank != 5 else
-                   f"give each frame {channels} channels")
-            raise ValueError(f"{who} takes clips shaped (batch, {frames}, height, width, "
-                             f"{channels}); got shape {tuple(shape)}: {fix}")
-        if rank is None or frames is None or None in tuple(shape[1:4]):
+        shape = clip_shape(video, who, frames, getattr(self.backbone, "in_chans", 3),
+                           any_channels=self.preprocessor is not None)
+        if shape is None or frames is None:
             return
         if self.preprocessor is None:
             refuse_raw_frames(video, who, "this model has no preprocessor: "
                               + NORMALISE_HINT + ", or load a preset folder, whose classifier "
                               "takes raw frames")
-        got = tuple(int(d) for d in shape[1:4])
-        if got[0] != frames or (self.preprocessor is None and got[1:] != (size, size)):
-            resized = (f"{size} x {size} frames (this model has no preprocessor to resize "
-                       f"them; a preset folder's classifier has one)"
-                       if self.preprocessor is None else "frames of any size")
-            raise ValueError(
-                f"{who} takes clips of {frames} frames, {resized}, shaped (batch, "
-                f"{frames}, height, width, 3); got {tuple(shape)}. Sample {frames} frames per "
-                f"clip (tf_models.video.read_views takes upstream's views of a video file)")
+        if self.preprocessor is None:
+            refuse_other_clip_size(shape, who, frames, size,
+                                   f"{size} x {size} frames (this model has no preprocessor "
+                                   f"to resize them; a preset folder's classifier has one)")
+        else:
+            refuse_other_clip_size(shape, who, frames, None, "frames of any size")

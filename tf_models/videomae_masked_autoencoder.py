@@ -20,8 +20,9 @@ from .compiling import (BuildsBeforeTracing, compile_from_saved_config,
                         load_saved_optimizer_state)
 from .count_jit import JitPerTokenCount
 from .hub import load_preset_model
-from .input_checks import (PRETRAINER, VALIDATION_DATA, ListedArray, mask_rows_match,
-                           per_row_count, refuse_no_clips, refuse_raw_frames, validation_inputs)
+from .input_checks import (PRETRAINER, VALIDATION_DATA, ListedArray, clip_shape,
+                           mask_rows_match, per_row_count, refuse_no_clips,
+                           refuse_other_clip_size, refuse_raw_frames, validation_inputs)
 from .kerashub_presets import keras_hub_loads, load_checked
 from .layers import (PACKAGE, check_model_options, check_model_sizes, freeze_if_built_frozen,
                      refuse_unknown_args)
@@ -148,14 +149,24 @@ class VideoMAEMaskedAutoencoder(BuildsBeforeTracing, JitPerTokenCount, Task, Bac
             self._check_inputs(inputs, raw_frames=self.preprocessor is not None, where=where)
 
     def _check_inputs(self, inputs: dict, raw_frames: bool, where: str = "") -> None:
-        """One ValueError line for a batch of no clips, raw uint8 frames (unless
-        ``raw_frames``), or masks of another row count than the clips, of another token count
-        or whose rows differ in count (``input_checks``), where the values are at hand;
-        ``where`` as ``_check_arrays``'s."""
+        """One ValueError line for a batch of no clips, clips of another shape than the model
+        takes (``input_checks.clip_shape``; any frame size and channels with ``raw_frames``),
+        raw uint8 frames (unless ``raw_frames``), or masks of another row count than the
+        clips, of another token count or whose rows differ in count (``input_checks``), where
+        the values are at hand; ``where`` as ``_check_arrays``'s."""
         who = f"{self.name}:{where}"
         refuse_no_clips(inputs["video"], who)
+        frames, size = self.backbone.num_frames, self.backbone.img_size
+        shape = clip_shape(inputs["video"], who, frames, self.backbone.in_chans,
+                           any_channels=raw_frames)
         if not raw_frames:
             refuse_raw_frames(inputs["video"], who)
+        if shape is not None:  # before: PatchEmbed's error, or a mask's of another batch
+            if raw_frames:  # a preprocessor of one's own: its frames, any size
+                refuse_other_clip_size(shape, who, frames, None, "frames of any size")
+            else:
+                refuse_other_clip_size(shape, who, frames, size,
+                                       f"{size} x {size} frames (the model's own)")
         masks = PRETRAINER + where
         for name in ("mask", "decode_mask"):
             mask_rows_match(inputs["video"], inputs[name], name, masks)
