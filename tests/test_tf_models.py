@@ -24,6 +24,19 @@ def _clip(batch=2, seed=0):
     return np.random.default_rng(seed).standard_normal((batch, 4, 32, 32, 3), dtype=np.float32)
 
 
+def _refused_in_one_line(model, labels, cases):
+    """Each (clips, words) of ``cases``: predict (the array, a dict), fit and evaluate raise
+    one ValueError line matching ``words``."""
+    for clips, words in cases:
+        for call in (lambda: model.predict(clips, verbose=0),
+                     lambda: model.predict({"video": clips}, verbose=0),
+                     lambda: model.fit(clips, labels, verbose=0),
+                     lambda: model.evaluate(clips, labels, verbose=0)):
+            with pytest.raises(ValueError, match=words) as error:
+                call()
+            assert "\n" not in str(error.value)
+
+
 def _models():
     import tf_models
 
@@ -115,15 +128,9 @@ def test_a_classifier_refuses_clips_it_cannot_take_in_one_line():
     larger = rng.standard_normal((2, frames, size + 8, size, 3)).astype(np.float32)
     raw = rng.integers(0, 256, (2, frames, size, size, 3), dtype=np.uint8)
     labels = np.array([0, 1])
-    for clips, words in ((longer, f"takes clips of {frames} frames"),
-                         (larger, "no preprocessor to resize"), (raw, "got uint8 ones")):
-        for call in (lambda: model.predict(clips, verbose=0),
-                     lambda: model.predict({"video": clips}, verbose=0),
-                     lambda: model.fit(clips, labels, verbose=0),
-                     lambda: model.evaluate(clips, labels, verbose=0)):
-            with pytest.raises(ValueError, match=words) as error:
-                call()
-            assert "\n" not in str(error.value)
+    _refused_in_one_line(model, labels, ((longer, f"takes clips of {frames} frames"),
+                                         (larger, "no preprocessor to resize"),
+                                         (raw, "got uint8 ones")))
     preset = tf_models.get_preset(TINY_FT)
     converter = tf_models.VideoMAEVideoConverter(image_size=size, mean=preset.mean,
                                                  std=preset.std)
@@ -148,16 +155,10 @@ def test_a_classifier_refuses_a_clip_without_a_batch_axis_or_other_channels_in_o
 
     model, _, _ = _models()["classifier"]
     clips, labels = _clip(), np.array([0, 1])
-    for given, words in ((clips[0], r"add a batch axis to one clip \(clip\[None\]\)"),
-                         (clips[..., :1], "give each frame 3 channels"),
-                         (clips[None], "pass a batch of clips, 5 dimensions")):
-        for call in (lambda: model.predict(given, verbose=0),
-                     lambda: model.predict({"video": given}, verbose=0),
-                     lambda: model.fit(given, labels, verbose=0),
-                     lambda: model.evaluate(given, labels, verbose=0)):
-            with pytest.raises(ValueError, match=words) as error:
-                call()
-            assert "\n" not in str(error.value)
+    _refused_in_one_line(model, labels, (
+        (clips[0], r"add a batch axis to one clip \(clip\[None\]\)"),
+        (clips[..., :1], "give each frame 3 channels"),
+        (clips[None], "pass a batch of clips, 5 dimensions")))
     import tensorflow as tf
 
     assert leading_size(tf.TensorSpec(shape=None)) is None  # unknown rank: nothing stated
