@@ -114,7 +114,6 @@ class VideoClassifier(BuildsBeforeTracing, Task):
             refuse_raw_frames(video, who, "this model has no preprocessor: "
                               + NORMALISE_HINT + ", or load a preset folder, whose classifier "
                               "takes raw frames")
-        if self.preprocessor is None:
             refuse_other_clip_size(shape, who, frames, size,
                                    f"{size} x {size} frames (this model has no preprocessor "
                                    f"to resize them; a preset folder's classifier has one)")
