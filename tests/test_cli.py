@@ -560,7 +560,8 @@ def test_python_dash_m_runs_each_command_module_or_names_the_commands():
 def test_progress_written_to_a_log_is_one_line_per_update_not_redrawn_frames(capsys):
     """Where stderr is no terminal (a log file, a pipe, CI), tqdm redrew each frame after a
     carriage return, so a run's bar piled up on one line of the log; now each frame is a
-    line (the phases', and every other bar at most one every ``LOG_SECONDS``). On a
+    line (the phases', and every other bar at most one every ``LOG_SECONDS``), and the last
+    is kept (a download's bar, which a terminal clears, ended the log short of 100 %). On a
     terminal, tqdm's own redraws."""
     import io
 
@@ -583,6 +584,11 @@ def test_progress_written_to_a_log_is_one_line_per_update_not_redrawn_frames(cap
         for _ in range(1000):
             bar.update(1)
     assert videos.getvalue().count("\n") == 2  # the first and the last, within 30 s
+    download = io.StringIO()  # a bar a terminal clears when done (leave=False) ends its log
+    with progress_bar(total=4096, unit="B", unit_scale=True, desc="w.h5", leave=False,
+                      file=download) as bar:
+        bar.update(4096)
+    assert download.getvalue().splitlines()[-1].startswith("w.h5: 100%|")
 
     class Terminal(io.StringIO):
         def isatty(self):

@@ -2,7 +2,8 @@
 fine-tuning run. On a terminal, as tqdm draws them. Where the stream is not one (a log file,
 a pipe, CI), tqdm would still redraw each frame after a carriage return, so a whole run piled
 up on one line of the log; there each frame becomes a line of its own, one every
-``LOG_SECONDS`` at most (and the first and last). In a notebook, tqdm's widget as ever."""
+``LOG_SECONDS`` at most, and the first and the last (where the work ended, even for a bar
+that a terminal clears when done). In a notebook, tqdm's widget as ever."""
 
 from __future__ import annotations
 
@@ -37,13 +38,14 @@ def is_terminal(stream) -> bool:
 
 def progress_bar(**kwargs):
     """``tqdm.auto.tqdm(**kwargs)`` (``file`` defaults to stderr), whose frames are log lines
-    where ``file`` is not a terminal (``LogLines``, at most one every ``LOG_SECONDS``)."""
+    where ``file`` is not a terminal (``LogLines``, at most one every ``LOG_SECONDS``; the
+    last one kept: ``leave`` is a terminal's choice)."""
     from tqdm.auto import tqdm
     from tqdm.autonotebook import tqdm as chosen  # tqdm.std's, or a notebook's widget
     from tqdm.std import tqdm as plain
 
     stream = kwargs.get("file") or sys.stderr
     if chosen is plain and not kwargs.get("disable") and not is_terminal(stream):
-        kwargs.update(file=LogLines(stream), dynamic_ncols=False,
+        kwargs.update(file=LogLines(stream), dynamic_ncols=False, leave=True,
                       mininterval=max(kwargs.get("mininterval", 0.0), LOG_SECONDS))
     return tqdm(**kwargs)
