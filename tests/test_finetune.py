@@ -67,6 +67,91 @@ def test_layer_decay_really_scales_each_update():
     np.testing.assert_allclose(step_patch, 1e-3 * 0.1 ** 3, rtol=1e-3)
 
 
+@pytest.mark.parametrize("setting, value", [
+    ("layer_decay", 1.5), ("layer_decay", 0.0), ("layer_decay", -0.5),
+    ("layer_decay", float("nan")), ("layer_decay", "0.75"), ("layer_decay", None),
+    ("layer_decay", True), ("weight_decay", -0.05), ("weight_decay", float("inf")),
+    ("weight_decay", "0.05")])
+def test_layer_decay_optimizer_refuses_settings_outside_upstreams_range(tiny_classifier, setting,
+                                                                       value):
+    """Before: taken silently (layer_decay 1.5: rates growing toward the input; a negative
+    weight decay growing the weights), or a TypeError deep inside for a string."""
+    import tf_models
+
+    expected = {"layer_decay": "(0, 1]", "weight_decay": "[0, inf)"}[setting]
+    with pytest.raises(ValueError) as caught:
+        tf_models.layer_decay_optimizer(tiny_classifier, **{setting: value})
+    assert str(caught.value) == (f"{setting} {value!r}: expected a number in {expected}, "
+                                 "upstream's range")
+    for fine in ({"layer_decay": 1.0, "weight_decay": 0.0}, {"layer_decay": np.float32(0.5)}):
+        assert tf_models.layer_decay_optimizer(tiny_classifier, **fine).lr_scales
+
+
+def _decay_steps(model, optimizer):
+    """One step of ``optimizer`` on ``model``'s trainable variables with zero gradients (Adam's
+    own step is then zero: only weight decay moves them): {name: new / old}, elementwise."""
+    import keras
+
+    named = {v.path: name for name, v in model.named_variables().items()}
+    before = {v.path: keras.ops.convert_to_numpy(v).copy() for v in model.trainable_variables}
+    optimizer.apply([keras.ops.zeros_like(v) for v in model.trainable_variables],
+                    model.trainable_variables)
+    ratios = {}
+    for v in model.trainable_variables:
+        old = before[v.path]
+        ratios[named[v.path]] = np.unique(np.round(keras.ops.convert_to_numpy(v)[old != 0]
+                                                   / old[old != 0], 6))
+    return ratios
+
+
+def test_weight_decay_skips_what_upstream_skips_the_pretrainers_mask_token():
+    """Upstream's get_parameter_groups skips 1-D tensors, biases and no_weight_decay()
+    (modeling_pretrain.py: pos_embed, cls_token, mask_token). Before: the pre-trainer's
+    mask_token (1, 1, D) was decayed."""
+    import tf_models
+    from model_harness import randomise
+
+    preset = tf_models.get_preset(TINY_FT)
+    pretrainer = tf_models.VideoMAEMaskedAutoencoder(
+        **preset.backbone_config(), decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+    randomise(pretrainer)
+    optimizer = tf_models.layer_decay_optimizer(pretrainer, learning_rate=0.1, layer_decay=1.0,
+                                                weight_decay=0.5)
+    ratios = _decay_steps(pretrainer, optimizer)
+    np.testing.assert_array_equal(ratios["mask_token"], [1.0])
+    for name in ("encoder_to_decoder.kernel", "decoder.head.kernel",
+                 "encoder.blocks.0.attn.qkv.kernel"):
+        np.testing.assert_allclose(ratios[name], [1 - 0.1 * 0.5], err_msg=name)
+    for name in ("decoder.head.bias", "decoder.norm.gamma", "encoder.patch_embed.proj.bias"):
+        np.testing.assert_array_equal(ratios[name], [1.0], err_msg=name)
+
+
+def test_a_backbone_frozen_when_the_optimizer_is_made_trains_as_upstream_once_unfrozen(
+        tiny_classifier):
+    """Two-stage fine-tuning: the head trained with the backbone frozen, then the backbone
+    unfrozen and trained by a fresh optimizer from the first one's config (what Keras asks
+    for a new set of variables; what a .keras file saved in stage one gives back). Before:
+    the decay set came from the variables trainable when the optimizer was made, so the
+    backbone's kernels were never decayed."""
+    import tf_models
+    from model_harness import randomise
+    from tf_models.finetune import LayerDecayAdamW
+
+    randomise(tiny_classifier)
+    tiny_classifier.backbone.trainable = False
+    optimizer = tf_models.layer_decay_optimizer(tiny_classifier, learning_rate=0.1,
+                                                layer_decay=0.5, weight_decay=0.5)
+    assert set(_decay_steps(tiny_classifier, optimizer)) == {"head.kernel", "head.bias",
+                                                            "fc_norm.gamma", "fc_norm.beta"}
+    tiny_classifier.backbone.trainable = True
+    ratios = _decay_steps(tiny_classifier, LayerDecayAdamW.from_config(optimizer.get_config()))
+    # depth 2: the rate of patch_embed (id 0) is 0.1 * 0.5 ** 3, of block i 0.1 * 0.5 ** (2 - i)
+    for name, scale in (("patch_embed.proj.kernel", 0.125), ("blocks.0.mlp.fc1.kernel", 0.25),
+                        ("blocks.1.attn.proj.kernel", 0.5), ("head.kernel", 1.0)):
+        np.testing.assert_allclose(ratios[name], [1 - 0.1 * scale * 0.5], err_msg=name)
+    np.testing.assert_array_equal(ratios["blocks.0.mlp.fc1.bias"], [1.0])
+
+
 def test_a_new_head_starts_as_upstream_fine_tuning_does(tiny_classifier):
     import keras
 

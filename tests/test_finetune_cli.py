@@ -289,6 +289,30 @@ def test_a_seed_keras_cannot_take_is_refused_before_anything_runs(tmp_path, seed
     assert "Traceback" not in result.output and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("option, value, refusal", [
+    ("--layer-decay", "1.5", "Invalid value for '--layer-decay': 1.5 is not in the range 0<x<=1."),
+    ("--layer-decay", "0", "Invalid value for '--layer-decay': 0.0 is not in the range 0<x<=1."),
+    ("--weight-decay", "-0.05", "Invalid value for '--weight-decay': -0.05 is not in the range "
+                                "x>=0."),
+    ("--layer-decay", "nan", "--layer-decay nan: expected a number in (0, 1], upstream's range"),
+    ("--weight-decay", "inf", "--weight-decay inf: expected a number in [0, inf), upstream's "
+                              "range")])
+def test_a_decay_outside_upstreams_range_is_refused_before_anything_runs(tmp_path, option, value,
+                                                                          refusal):
+    """The bounds tf_models.layer_decay_optimizer holds the settings to (presets.FINETUNE_BOUNDS;
+    click's range, and for nan / inf the library's line). Before: taken (1.5: rates growing
+    toward the input)."""
+    from videomae_cli.finetune import finetune_command
+
+    result = CliRunner().invoke(finetune_command, [
+        "--model", "m.keras", "--list", "list.txt", "--num-classes", "3", "--out",
+        str(tmp_path / "out"), option, value])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"error: {refusal}") and result.output.count("\n") == 1, \
+        result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_option_that_needs_another_is_refused_not_ignored(tmp_path):
     """--val-views without --val-list, --coordinator or --process-id without --num-processes:
     one line (before: taken and ignored; each "host" then trained alone as process 0)."""

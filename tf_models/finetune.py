@@ -2,17 +2,56 @@
 
 Upstream (``optim_factory.py``, ``run_class_finetuning.py``) gives the patch embedding layer id
 0, block ``i`` id ``i + 1`` and everything after the blocks (``fc_norm``, ``head``) id
-``depth + 1``; each id's learning rate is ``lr * layer_decay ** (depth + 1 - id)``. AdamW's
-decay is decoupled and scaled by the same rate, and never applies to 1-D tensors (biases,
-LayerNorm) as upstream's ``get_parameter_groups`` skips them. Works on every Keras backend.
+``depth + 1``; each id's learning rate is ``lr * layer_decay ** (depth + 1 - id)``, with
+``layer_decay`` in (0, 1] (1: none; ``presets.FINETUNE_BOUNDS``). AdamW's decay is decoupled
+and scaled by the same rate, and never applies where upstream's ``get_parameter_groups`` skips
+it (``decays``): 1-D tensors (LayerNorm, layer scale), biases and the model's
+``no_weight_decay()`` (the pre-trainer's ``mask_token``). Both are decided for every variable
+of the model, trainable or frozen when the optimizer is made (and kept in its config), so a
+backbone unfrozen later trains with upstream's rates and decay. Works on every Keras backend.
 """
 
 from __future__ import annotations
 
-from typing import Dict
+import math
+import numbers
+from typing import Callable, Dict
 
 import keras
 from keras import ops
+
+from .presets import FINETUNE_BOUNDS
+
+# upstream's no_weight_decay() of the models it fine-tunes and pre-trains (modeling_finetune.py:
+# pos_embed, cls_token; modeling_pretrain.py adds mask_token), each matched against a whole
+# name as get_parameter_groups does. Ours have no cls_token and pos_embed is the fixed sinusoid
+# table, not a variable: of these, only the pre-trainer's mask_token (1, 1, D) is one here.
+NO_WEIGHT_DECAY = frozenset({"pos_embed", "cls_token", "mask_token"})
+
+
+def decays(name: str, shape) -> bool:
+    """Whether AdamW decays the variable ``name`` (a ``named_variables`` name) of ``shape``:
+    upstream's ``get_parameter_groups`` skips 1-D tensors, names ending in ``.bias`` and the
+    model's ``no_weight_decay()`` (``NO_WEIGHT_DECAY``)."""
+    return len(shape) > 1 and not name.endswith(".bias") and name not in NO_WEIGHT_DECAY
+
+
+def checked_setting(name: str, value, spelling: Callable[[str], str] = str) -> float:
+    """``value`` as a float when it is a number within ``FINETUNE_BOUNDS[name]``, else a
+    one-line ValueError naming the setting (as ``spelling`` writes it), the value and the
+    range."""
+    bounds = FINETUNE_BOUNDS[name]
+    low, high = bounds["min"], bounds.get("max")
+    fits = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value)
+            and (value > low if bounds.get("min_open") else value >= low)
+            and (high is None or value <= high))
+    if not fits:
+        interval = (("(" if bounds.get("min_open") else "[") + f"{low:g}, "
+                    + (f"{high:g}]" if high is not None else "inf)"))
+        raise ValueError(f"{spelling(name)} {value!r}: expected a number in {interval}, "
+                         "upstream's range")
+    return float(value)
 
 
 def layer_ids(model) -> Dict[str, int]:
@@ -37,12 +76,13 @@ def layer_ids(model) -> Dict[str, int]:
 class LayerDecayAdamW(keras.optimizers.Adam):
     """Adam with decoupled weight decay and a learning-rate scale per variable path.
 
-    ``lr_scales``: {variable path: scale}; ``decay_paths``: the paths that get weight decay.
-    Variables not listed train at the base rate without decay.
+    ``lr_scales``: {variable path: scale}; ``decay_paths``: the paths that get weight decay
+    (``weight_decay`` 0 or more). Variables not listed train at the base rate without decay.
     """
 
     def __init__(self, lr_scales: Dict[str, float], decay_paths, weight_decay: float = 0.05,
                  **kwargs):
+        weight_decay = checked_setting("weight_decay", weight_decay)
         super().__init__(**kwargs)
         self.lr_scales = dict(lr_scales)
         self.decay_paths = sorted(decay_paths)
@@ -76,13 +116,18 @@ def layer_decay_optimizer(model, learning_rate=1e-3, layer_decay: float = 0.75,
     """An AdamW with upstream's layer-wise learning-rate decay for ``model``.
 
     ``learning_rate`` may be a schedule. Defaults are upstream's fine-tuning defaults
-    (``--layer_decay 0.75 --weight_decay 0.05``, betas 0.9/0.999, eps 1e-8).
+    (``--layer_decay 0.75 --weight_decay 0.05``, betas 0.9/0.999, eps 1e-8); ``layer_decay``
+    outside (0, 1] or a negative ``weight_decay`` is a ValueError. The rates and the decay
+    cover every variable of ``model``, frozen ones too: a layer unfrozen before the first step,
+    or later with a fresh optimizer from this one's config (``LayerDecayAdamW.from_config(
+    optimizer.get_config())``, as Keras asks for a new set of variables), trains with
+    upstream's.
     """
+    layer_decay = checked_setting("layer_decay", layer_decay)  # weight_decay: the optimizer's
     ids = layer_ids(model)
     top = max(ids.values())
     scales = {path: layer_decay ** (top - layer) for path, layer in ids.items()}
-    decay = [v.path for v in model.trainable_variables
-             if len(v.shape) > 1 and not v.path.endswith("bias")]
+    decay = [v.path for name, v in model.named_variables().items() if decays(name, v.shape)]
     return LayerDecayAdamW(scales, decay, weight_decay=weight_decay,
                            learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2,
                            epsilon=epsilon, **kwargs)

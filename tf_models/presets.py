@@ -88,6 +88,15 @@ FINETUNE_DEFAULTS: Dict[str, dict] = {
 FINETUNE_DEFAULTS["H"] = dict(drop_path_rate=0.2, dropout=0.5, layer_decay=0.75,
                               weight_decay=0.05)
 HEAD_INIT_SCALE = 0.001  # upstream multiplies the new head's trunc-normal(0.02) init by this
+# What the recipe's optimiser settings may be, as click.FloatRange's keywords (read by
+# videomae-finetune's --layer-decay / --weight-decay and tf_models.layer_decay_optimizer):
+# upstream scales layer id i's rate by layer_decay ** (depth + 1 - i) and applies it only below
+# 1 (run_class_finetuning.py), so (0, 1], 1 being none (above 1, rates would grow toward the
+# input); AdamW's weight decay is a rate, 0 (none) or more.
+FINETUNE_BOUNDS: Dict[str, dict] = {
+    "layer_decay": dict(min=0, max=1, min_open=True),
+    "weight_decay": dict(min=0),
+}
 
 
 @dataclass(frozen=True)

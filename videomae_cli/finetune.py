@@ -18,7 +18,7 @@ import click
 from .exits import command, fail as _fail, given, stoppable
 from .lifetime import claim_process, framework_imports
 from .quiet import prepare_environment, silenced_stderr
-from .zoo_table import dataset_choices
+from .zoo_table import dataset_choices, finetune_bounds
 
 
 @command()
@@ -41,10 +41,12 @@ from .zoo_table import dataset_choices
 @click.option("--min-lr", type=float, default=1e-6, show_default=True,
               help="the cosine schedule's floor, reached at the last step")
 @click.option("--warmup-epochs", type=click.FloatRange(0), default=5, show_default=True)
-@click.option("--layer-decay", type=float, default=0.75, show_default=True,
+@click.option("--layer-decay", type=click.FloatRange(**finetune_bounds("layer_decay")),
+              default=0.75, show_default=True,
               help="each block's learning rate is this times the next one's (upstream's "
                    "layer-wise decay; 1: none)")
-@click.option("--weight-decay", type=float, default=0.05, show_default=True)
+@click.option("--weight-decay", type=click.FloatRange(**finetune_bounds("weight_decay")),
+              default=0.05, show_default=True, help="AdamW's decoupled weight decay (0: none)")
 @click.option("--drop-path-rate", type=click.FloatRange(0, 1), default=0.1, show_default=True)
 @click.option("--dropout", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="dropout before the head (upstream --fc_drop_rate)")

@@ -36,3 +36,9 @@ def dataset_choices() -> tuple:
     """The CLI spellings of the zoo's labelled datasets (those a classifier predicts), in table
     order."""
     return tuple(key for key, facts in zoo_table().DATASETS.items() if facts.labelled)
+
+
+def finetune_bounds(setting: str) -> dict:
+    """``click.FloatRange``'s keywords for a recipe setting (``layer_decay``, ``weight_decay``):
+    the bounds ``tf_models.layer_decay_optimizer`` also holds it to."""
+    return dict(zoo_table().FINETUNE_BOUNDS[setting])

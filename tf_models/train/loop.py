@@ -343,10 +343,13 @@ def _same_file(there, here) -> bool:
 
 
 def _finetune(config: FinetuneConfig, on_step, on_error, on_resume) -> FinetuneResult:
+    from ..finetune import checked_setting
     from ..video.evaluate import EvaluateError, read_list
     from ..video.protocol import protocol_for
 
     try:
+        for name in ("layer_decay", "weight_decay"):  # before anything is read or made
+            checked_setting(name, getattr(config, name), lambda n: "--" + n.replace("_", "-"))
         items = read_list(config.list_path, config.num_classes, each_once=False)
         val_items = (read_list(config.val_list, config.num_classes, each_once=False)
                      if config.val_list else None)
