@@ -55,6 +55,16 @@ def test_the_readme_shows_the_test_commands_ci_runs():
     assert FAST_TIER in shown and SLOW_TIER in shown
 
 
+
+def test_the_readme_layout_names_every_doc():
+    """The README's Layout block lists docs/: every file there, so none goes unfound."""
+    with open(os.path.join(REPO_ROOT, "README.md")) as handle:
+        layout = handle.read().split("## Layout", 1)[1].split("```", 2)[1]
+    docs = layout.split("\ndocs/", 1)[1].split("\ntests/", 1)[0]
+    missing = [name for name in sorted(os.listdir(os.path.join(REPO_ROOT, "docs")))
+               if name.endswith(".md") and name not in docs]
+    assert not missing, f"README.md, Layout: docs/ does not name {missing}; add them"
+
 @pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is in the test extra")
 def test_ci_fails_on_a_lint_error(tmp_path):
     """The CI script, install step left out, on a copy of the checkout with one unused import."""
