@@ -55,7 +55,6 @@ def test_the_readme_shows_the_test_commands_ci_runs():
     assert FAST_TIER in shown and SLOW_TIER in shown
 
 
-
 def test_the_readme_layout_names_every_doc():
     """The README's Layout block lists docs/: every file there, so none goes unfound."""
     with open(os.path.join(REPO_ROOT, "README.md")) as handle:
@@ -64,6 +63,7 @@ def test_the_readme_layout_names_every_doc():
     missing = [name for name in sorted(os.listdir(os.path.join(REPO_ROOT, "docs")))
                if name.endswith(".md") and name not in docs]
     assert not missing, f"README.md, Layout: docs/ does not name {missing}; add them"
+
 
 @pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is in the test extra")
 def test_ci_fails_on_a_lint_error(tmp_path):
