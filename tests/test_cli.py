@@ -566,7 +566,7 @@ def test_progress_written_to_a_log_is_one_line_per_update_not_redrawn_frames(cap
     import io
 
     from converter.api import PhaseBar
-    from tf_models.progress import progress_bar
+    from tf_models.progress import LogLines, progress_bar
 
     phases = PhaseBar(TINY_FT, progress=True, total=3)
     for phase in ("build", "map", "write"):
@@ -589,6 +589,11 @@ def test_progress_written_to_a_log_is_one_line_per_update_not_redrawn_frames(cap
                       file=download) as bar:
         bar.update(4096)
     assert download.getvalue().splitlines()[-1].startswith("w.h5: 100%|")
+    redrawn = io.StringIO()  # tqdm redraws the last frame when a bar closes: one line
+    stream = LogLines(redrawn)
+    for frame in ("\rv: 50%|#  | 1/2", "\rv: 100%|###| 2/2", "\rv: 100%|###| 2/2  ", "\r   "):
+        stream.write(frame)
+    assert redrawn.getvalue() == "v: 50%|#  | 1/2\nv: 100%|###| 2/2\n"
 
     class Terminal(io.StringIO):
         def isatty(self):

@@ -15,15 +15,18 @@ LOG_SECONDS = 30.0
 
 class LogLines:
     """A stream for tqdm that turns its redrawn frames (``\\r`` + text + padding) into lines
-    of ``stream``; the blank writes that close or clear a bar are dropped."""
+    of ``stream``; the blank writes that close or clear a bar are dropped, and so is a frame
+    the line before holds (tqdm redraws the last one when the bar closes)."""
 
     def __init__(self, stream):
         self.stream = stream
+        self.last = None
 
     def write(self, text: str) -> None:
         frame = text.replace("\r", "").strip()
-        if frame:
+        if frame and frame != self.last:
             self.stream.write(frame + "\n")
+            self.last = frame
 
     def flush(self) -> None:
         self.stream.flush()
