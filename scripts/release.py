@@ -23,7 +23,7 @@ import traceback
 
 import click
 
-from videomae_cli.exits import fail, stoppable  # stdlib and click only
+from videomae_cli.exits import HELP_OPTIONS, fail, stoppable  # stdlib and click only
 from videomae_cli.quiet import prepare_environment, silenced_stderr  # stdlib only
 
 
@@ -54,7 +54,7 @@ def unexpected(where: str, error: Exception) -> str:
             f"and report this{kept} if they look right")
 
 
-@click.group()
+@click.group(context_settings=HELP_OPTIONS)  # -h as the console scripts take it
 @click.option("--verbose", is_flag=True, help="Let TensorFlow's start-up and log lines through.")
 @click.pass_context
 def cli(ctx, verbose):

@@ -1432,6 +1432,14 @@ def _script_in_process(*args):
     return CliRunner().invoke(module.cli, list(args))
 
 
+def test_release_script_takes_dash_h_as_the_console_scripts_do():
+    """``-h`` is ``--help`` for the script and each command, as for ``videomae-convert``
+    (it was "No such option: -h")."""
+    for args in (["-h"], ["build", "-h"], ["verify", "-h"], ["publish", "-h"]):
+        done = _script_in_process(*args)
+        assert (done.exit_code, done.stdout.startswith("Usage: ")) == (0, True), done.output
+
+
 def test_release_script_verify(release_copy):
     done = _script_in_process("verify", release_copy)
     assert done.exit_code == 0, done.output[-3000:]
