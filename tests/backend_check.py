@@ -8,10 +8,10 @@ fine-tune one step, and save what happened for the calling test to check.
 Arguments (JSON): ft / pt preset names, keras_ft (a .keras path), clip / mask (.npy paths),
 video (a real video file), out (a folder). Writes NAME.npy outputs and result.json (what one
 fine-tuning step moved, in float32 and, on TensorFlow, in mixed_bfloat16; what one
-pre-training step moved and its loss
-against a seeded target, saved as pt_target.npy, and the token counts its steps were compiled
-for; its predict on other token counts; the video tools' outputs and one real video's
-prediction; torch modules imported).
+pre-training step moved and its loss against a seeded target, saved as pt_target.npy
+(evaluate's also with per-clip weights), and the token counts its steps were compiled for;
+its predict on other token counts; the video tools' outputs and one real video's prediction;
+torch modules imported).
 """
 
 import json
@@ -19,6 +19,10 @@ import os
 import sys
 
 import numpy as np
+
+
+#: per-clip sample weights of the pre-trainer's weighted evaluate
+PT_CLIP_WEIGHTS = np.array([0.5, 2.0, 1.0, 3.0], np.float32)
 
 
 def main(args):
@@ -152,6 +156,8 @@ def pretrain(keras, pretrainer, clip, mask, out):
     np.save(os.path.join(out, "pt_target.npy"), target)
     pretrainer.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
     evaluated = pretrainer.evaluate({"video": clip, "mask": mask}, target, verbose=0)
+    weighted = pretrainer.evaluate({"video": clip, "mask": mask}, target, verbose=0,
+                                   sample_weight=PT_CLIP_WEIGHTS[:len(clip)])
     before = {v.path: keras.ops.convert_to_numpy(v).copy()
               for v in pretrainer.trainable_variables}
     history = pretrainer.fit({"video": clip, "mask": mask}, target, batch_size=len(clip),
@@ -159,7 +165,7 @@ def pretrain(keras, pretrainer, clip, mask, out):
     after = {v.path: keras.ops.convert_to_numpy(v) for v in pretrainer.trainable_variables}
     np.savez(os.path.join(out, "pt_after_step.npz"), **after)
     return {"trainable": len(before), "loss": float(history.history["loss"][0]),
-            "evaluate_loss": float(evaluated),
+            "evaluate_loss": float(evaluated), "weighted_evaluate_loss": float(weighted),
             "moved": sorted(p for p in before if not np.array_equal(before[p], after[p])),
             "jitted": {kind: [list(c) for c in counts]
                        for kind, counts in pretrainer.jitted_token_counts.items()}}

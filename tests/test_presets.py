@@ -22,6 +22,7 @@ from converter.synthetic import write_synthetic_checkpoint
 from converter.kinds import build_torch_model
 from converter.zoo import get_entry
 
+import backend_check
 from conftest import REPO_ROOT, TINY_FT, TINY_PT
 from http_faults import FaultServer
 from video_helpers import shipped_videos
@@ -555,6 +556,11 @@ def _check_backend_run(backend, clip, mask, args, result, work, tmp_path):
     pretrain = result["pretrain"]
     assert pretrain["loss"] == pytest.approx(np.mean((expected_pt - target) ** 2), rel=1e-5)
     assert pretrain["evaluate_loss"] == pytest.approx(pretrain["loss"], rel=1e-5)
+    # per-clip sample weights (batch,) weigh each clip's error (before: a broadcast error)
+    weights = backend_check.PT_CLIP_WEIGHTS[:len(clip)]
+    clip_errors = np.mean((expected_pt - target) ** 2, axis=(1, 2))
+    assert pretrain["weighted_evaluate_loss"] == pytest.approx(np.mean(weights * clip_errors),
+                                                               rel=1e-5)
     assert pretrain["moved"] and len(pretrain["moved"]) == pretrain["trainable"]
     # other token counts: another mask ratio, and a decode mask (3 tokens decoded per row):
     # predict (on JAX compiled per count) computes what a direct call does
@@ -619,8 +625,6 @@ def test_presets_match_torch_fine_tune_in_bfloat16_pretrain_and_run_video_tools_
     """backend_check's checks in this (TensorFlow) process, its presets from ``zoo`` (the
     fixture points VIDEOMAE_ZOO_URL at the loopback server): the fresh TensorFlow process's
     other check, importing no torch, is test_tf_models' import test."""
-    import backend_check
-
     work = tmp_path / "tensorflow"
     clip, mask, args = _backend_args(release_dir, work)
     backend_check.main(args)

@@ -256,6 +256,123 @@ def _tiny_pretrainer():
     return model
 
 
+def _tiny_inputs(batch, seed):
+    """``batch`` clips in [0, 1], the pre-trainer's inputs from them (4 of the 8 tokens
+    masked) and upstream's targets (``masked_targets``)."""
+    from tf_models.video.reconstruct import masked_targets, normalize_clip
+
+    rng = np.random.default_rng(seed)
+    clips01 = rng.uniform(size=(batch, 4, 32, 32, 3)).astype(np.float32)
+    mask = tube_mask(4, 32, 16, 2, 0.5, batch, rng)
+    return {"video": normalize_clip(clips01), "mask": mask}, masked_targets(clips01, mask)
+
+
+@pytest.mark.parametrize("batch", [3, 4])
+def test_pretrainer_weighs_each_clip_by_a_per_clip_sample_weight(batch):
+    """``sample_weight`` of shape (batch,) weighs clips: the loss is the mean over clips of
+    weight times the clip's squared error, in ``evaluate`` (the explicit "mse" and the
+    default loss) and ``fit`` (before: Keras multiplied the (batch,) vector into the
+    (batch, n_masked) losses: "Incompatible shapes" at 3 clips, and at 4 clips, as many as
+    masked tokens, tokens weighed instead of clips, without an error). Weights per masked
+    token (batch, n_masked) still weigh tokens."""
+    import keras
+
+    model = _tiny_pretrainer()
+    inputs, target = _tiny_inputs(batch, seed=11)
+    weights = np.arange(1, batch + 1, dtype=np.float32)
+    error = (np.asarray(model.predict(inputs, verbose=0), np.float64) - target) ** 2
+    per_clip = np.mean(weights * error.mean(axis=(1, 2)))
+    tokens = np.linspace(0.0, 2.0, target.shape[0] * target.shape[1], dtype=np.float32)
+    tokens = tokens.reshape(target.shape[:2])
+    per_token = np.mean(tokens[..., None] * error)
+    for loss in ("mse", "auto"):
+        model.compile(optimizer=keras.optimizers.SGD(0.0), loss=loss)
+        found = model.evaluate(inputs, target, sample_weight=weights, verbose=0)
+        assert found == pytest.approx(per_clip, rel=1e-5), loss
+        found = model.evaluate(inputs, target, sample_weight=tokens, verbose=0)
+        assert found == pytest.approx(per_token, rel=1e-5), loss
+    history = model.fit(inputs, target, sample_weight=weights, batch_size=batch, verbose=0)
+    assert history.history["loss"][0] == pytest.approx(per_clip, rel=1e-5)
+
+
+def test_pretrainer_compiles_with_upstream_pretraining_defaults(tmp_path):
+    """A new pre-trainer is compiled as upstream pre-trains (run_mae_pretraining.py): the mean
+    squared error, AdamW with betas 0.9 / 0.95, eps 1e-8, weight decay 0.05 left off 1-D
+    tensors, biases and the mask token, rate 1.5e-4 at a batch of 256 (scaled by
+    ``pretraining_optimizer``'s batch); it trains with no compile of one's own, and saved
+    comes back with that optimizer (before: RMSprop and no loss, so ``fit`` failed). Given
+    arguments replace the defaults."""
+    import keras
+
+    import tf_models
+
+    model = tf_models.VideoMAEMaskedAutoencoder(
+        embed_dim=32, depth=1, num_heads=2, num_frames=4, img_size=32, patch_size=16,
+        tubelet_size=2, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+    optimizer = model.optimizer
+    assert type(optimizer).__name__ == "LayerDecayAdamW"
+    assert (float(optimizer.learning_rate), optimizer.beta_1, optimizer.beta_2,
+            optimizer.epsilon, optimizer.decoupled_weight_decay) == pytest.approx(
+        (1.5e-4, 0.9, 0.95, 1e-8, 0.05))
+    decayed = {v.path for v in model.trainable_variables if len(v.shape) > 1
+               and v.name != "mask_token"}
+    assert set(optimizer.decay_paths) == decayed and "decoder/head/kernel" in decayed
+    assert isinstance(model.loss, keras.losses.MeanSquaredError)
+    scaled = tf_models.pretraining_optimizer(model, batch_size=64)
+    assert float(scaled.learning_rate) == pytest.approx(1.5e-4 / 4)
+    inputs, target = _tiny_inputs(2, seed=12)
+    before = model.evaluate(inputs, target, verbose=0)
+    model.fit(inputs, target, batch_size=2, epochs=1, verbose=0)
+    assert model.evaluate(inputs, target, verbose=0) != before
+    path = str(tmp_path / "pretrainer.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.optimizer.decay_paths == optimizer.decay_paths
+    assert int(loaded.optimizer.iterations) == 1
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mae", metrics=["mse"])
+    assert type(model.optimizer).__name__ == "SGD"
+    history = model.fit(inputs, target, batch_size=2, verbose=0).history
+    assert set(history) == {"loss", "mse"}
+
+
+def test_the_readmes_continued_pretraining_route_runs(tmp_path, monkeypatch):
+    """README's "Continuing pre-training" block, as written, on a tiny pre-trainer (from_preset
+    gives it) and two .npy clips: ``fit`` trains on ``masked_targets``; the loss is upstream's
+    error to them."""
+    import re
+
+    import tf_models
+
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "README.md")) as handle:
+        readme = handle.read()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S)
+              if "masked_targets(" in b and ".fit(" in b]
+    assert len(blocks) == 1, blocks
+    tiny = tf_models.VideoMAEMaskedAutoencoder(
+        embed_dim=32, depth=1, num_heads=2, num_frames=4, img_size=32, patch_size=16,
+        tubelet_size=2, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+    named = []
+
+    def from_preset(cls, preset, **kwargs):
+        named.append(tf_models.get_preset(preset).name)  # a zoo name
+        return tiny
+    monkeypatch.setattr(tf_models.VideoMAEMaskedAutoencoder, "from_preset",
+                        classmethod(from_preset))
+    rng = np.random.default_rng(13)
+    paths = []
+    for index in range(2):
+        paths.append(str(tmp_path / f"clip{index}.npy"))
+        np.save(paths[-1], rng.integers(0, 256, (6, 40, 48, 3), dtype=np.uint8))
+    weights = [np.asarray(v).copy() for v in tiny.trainable_variables]
+    scope = {"paths": paths}
+    exec(compile(blocks[0], "README.md", "exec"), scope)
+    assert named and int(tiny.optimizer.iterations) == 1
+    assert any(not np.array_equal(w, np.asarray(v))
+               for w, v in zip(weights, tiny.trainable_variables))
+    assert scope["clips01"].shape == (2, 4, 32, 32, 3)
+
+
 def test_pretrainer_and_backbone_refuse_inputs_they_would_misread_in_one_line():
     """Raw uint8 frames (read as normalised values), masks whose rows hide different counts
     (the count comes from the first row: the others' pixels belong to other tokens), or masks

@@ -15,7 +15,8 @@ from .layers import (Attention, Block, Mlp, PatchEmbed, named_variables, sinusoi
                      sinusoid_table)
 from .masking import tube_mask
 from .presets import PRESETS, Preset, get_preset
-from .pretrain import PretrainDecoder, static_token_counts, token_counts
+from .pretrain import (PretrainDecoder, pretraining_optimizer, static_token_counts,
+                       token_counts)
 from .video_classifier import VideoClassifier
 from .videomae_backbone import VideoMAEBackbone
 from .videomae_masked_autoencoder import VideoMAEMaskedAutoencoder
@@ -28,6 +29,6 @@ __all__ = ["VideoMAEBackbone", "VideoClassifier", "VideoMAEVideoClassifier",
            "VideoMAEVideoClassifierPreprocessor", "VideoMAEVideoConverter",
            "VideoMAEMaskedAutoencoder", "PretrainDecoder", "static_token_counts", "token_counts",
            "PRESETS", "Preset", "get_preset", "resolve_preset", "PresetError",
-           "layer_decay_optimizer", "layer_ids", "sinusoid_positions",
+           "layer_decay_optimizer", "layer_ids", "pretraining_optimizer", "sinusoid_positions",
            "PatchEmbed", "Attention", "Mlp", "Block",
            "named_variables", "sinusoid_table", "tube_mask"]

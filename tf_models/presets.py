@@ -87,6 +87,13 @@ FINETUNE_DEFAULTS: Dict[str, dict] = {
     for size in ("S", "B", "L", "T")}
 FINETUNE_DEFAULTS["H"] = dict(drop_path_rate=0.2, dropout=0.5, layer_decay=0.75,
                               weight_decay=0.05)
+# Upstream's pre-training recipe (run_mae_pretraining.py, V1 and V2 alike): AdamW with eps
+# 1e-8 and weight decay 0.05, betas 0.9 / 0.95 (every released pretrain.sh passes --opt_betas
+# 0.9 0.95), --lr 1.5e-4 per 256 clips, scaled by the total batch (lr * batch / 256); the
+# loss is the mean squared error to the masked patches' normalised pixels
+# (engine_for_pretraining.py, nn.MSELoss).
+PRETRAIN_DEFAULTS: dict = dict(learning_rate_per_256=1.5e-4, beta_1=0.9, beta_2=0.95,
+                               epsilon=1e-8, weight_decay=0.05)
 HEAD_INIT_SCALE = 0.001  # upstream multiplies the new head's trunc-normal(0.02) init by this
 # What the recipe's optimiser settings may be, as click.FloatRange's keywords (read by
 # videomae-finetune's --layer-decay / --weight-decay and tf_models.layer_decay_optimizer):

@@ -31,10 +31,27 @@ import keras
 from keras import ops
 from keras.src.backend.common.symbolic_scope import in_symbolic_scope
 
+from .finetune import LayerDecayAdamW, decays
 from .input_checks import per_row_count
 from .layers import (PACKAGE, Block, PlainConfig, check_model_sizes, layer_norm, run_blocks,
                      sinusoid_positions)
+from .presets import PRETRAIN_DEFAULTS
 from .videomae_backbone import gather_tokens
+
+def pretraining_optimizer(model, batch_size: int = 256, learning_rate=None, **kwargs):
+    """An AdamW as upstream pre-trains (``presets.PRETRAIN_DEFAULTS``): betas 0.9 / 0.95,
+    eps 1e-8, decoupled weight decay 0.05 on every tensor of ``model`` (frozen ones too) but
+    those upstream's ``get_parameter_groups`` skips (``finetune.decays``: 1-D ones, biases,
+    the mask token), and the rate ``1.5e-4 * batch_size / 256`` unless ``learning_rate`` (a
+    number or a schedule) is given. Upstream warms up and decays the rate on a cosine; pass
+    a schedule for that. ``kwargs`` (``beta_2``, ``weight_decay``...) replace the defaults."""
+    options = {key: value for key, value in PRETRAIN_DEFAULTS.items()
+               if key != "learning_rate_per_256"}
+    options.update(kwargs)
+    if learning_rate is None:
+        learning_rate = PRETRAIN_DEFAULTS["learning_rate_per_256"] * batch_size / 256
+    decay = [v.path for name, v in model.named_variables().items() if decays(name, v.shape)]
+    return LayerDecayAdamW({}, decay, learning_rate=learning_rate, **options)
 
 
 def visible_first_order(mask):

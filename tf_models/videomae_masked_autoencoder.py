@@ -6,6 +6,13 @@ may differ per row). Output: pixels (B, n_masked, 3 * tubelet * patch**2), the n
 pixels of the masked patches in ascending token order, as upstream (with no masked token:
 every token's, as upstream's decoder). VideoMAE V2's dual
 masking: an optional ``"decode_mask"`` (B, N) bool (True = left out of the decoder).
+
+Training (upstream's ``engine_for_pretraining.py``): ``compile()`` defaults to upstream's
+AdamW (``pretrain.pretraining_optimizer``) and the mean squared error; the targets are
+``tf_models.video.reconstruct.masked_targets(clips01, mask)`` from the clips in [0, 1] whose
+normalisation (``normalize_clip``) the model takes (with ``decode_mask``: of the tokens it
+keeps, ``masked_targets(clips01, ~decode_mask)``). Sample weights may be per clip
+``(batch,)`` or per masked token ``(batch, n_masked)``.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from .input_checks import (PRETRAINER, VALIDATION_DATA, ListedArray, clip_shape,
 from .kerashub_presets import keras_hub_loads, load_checked
 from .layers import (PACKAGE, check_model_options, check_model_sizes, freeze_if_built_frozen,
                      refuse_unknown_args)
-from .pretrain import MaskedAutoencoding, video_and_mask
+from .pretrain import MaskedAutoencoding, pretraining_optimizer, video_and_mask
 from .shuffled import shuffled_fit_arguments
 from .transformers_format import is_transformers_preset, load_transformers_preset
 from .videomae import TASK_BACKBONE_ARGS, BackboneTask, make_backbone
@@ -74,21 +81,42 @@ class VideoMAEMaskedAutoencoder(BuildsBeforeTracing, JitPerTokenCount, Task, Bac
                   "decode_mask": keras.Input(shape=(tokens,), dtype="bool",
                                              name="decode_mask", optional=True)}
         outputs = core(inputs["video"], inputs["mask"], inputs["decode_mask"])
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        compile_now = kwargs.pop("compile", True)  # keras-hub's Task compiles in __init__;
+        # here once the model is whole (the default optimizer reads its named variables)
+        super().__init__(inputs=inputs, outputs=outputs, compile=False, **kwargs)
         freeze_if_built_frozen(self)
         # === Config ===
         self.decoder_embed_dim = decoder_embed_dim
         self.decoder_depth = decoder_depth
         self.decoder_num_heads = decoder_num_heads
         self.core = core
+        if compile_now:
+            self.compile()
 
     encoder_to_decoder = property(lambda self: self.core.encoder_to_decoder)
     decoder = property(lambda self: self.core.decoder)
     mask_token = property(lambda self: self.core.mask_token)
 
-    def compile(self, *args, **kwargs):
-        super().compile(*args, **kwargs)
+    def compile(self, optimizer="auto", loss="auto", *, metrics="auto", **kwargs):
+        """``keras.Model.compile`` with upstream pre-training's defaults: its AdamW
+        (``tf_models.pretraining_optimizer`` at a batch of 256: rate 1.5e-4; pass
+        ``pretraining_optimizer(model, batch_size=B)`` for upstream's rate at batch B), the
+        mean squared error to ``masked_targets``, no metrics."""
+        if optimizer == "auto":
+            optimizer = pretraining_optimizer(self)
+        if loss == "auto":
+            loss = keras.losses.MeanSquaredError()
+        if metrics == "auto":
+            metrics = None
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
         load_saved_optimizer_state(self)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        weights = _weights_per_token(sample_weight, y_pred)
+        return super().compute_loss(x, y, y_pred, weights, training=training)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(x, y, y_pred, _weights_per_token(sample_weight, y_pred))
 
     def compile_from_config(self, config):
         compile_from_saved_config(self, config)
@@ -200,6 +228,18 @@ class VideoMAEMaskedAutoencoder(BuildsBeforeTracing, JitPerTokenCount, Task, Bac
                 lambda path: parent.from_preset(path, load_weights=load_weights, **kwargs),
                 preset, load_weights, kwargs)
         return load_preset_model(cls, preset, load_weights=load_weights, **kwargs)
+
+
+def _weights_per_token(sample_weight, y_pred):
+    """Sample weights as ``(batch, 1)`` per clip or ``(batch, n_masked)`` per token, from
+    ``(batch,)`` or ``(batch, n_masked)`` (any trailing 1s): Keras multiplies them into the
+    loss's ``(batch, n_masked)`` values (a loss takes the mean over the pixels), which a
+    ``(batch,)`` vector fails to broadcast against or, where the batch equals the masked
+    count, weighs as tokens instead of clips (no error). Reshaped by the predictions' batch:
+    TensorFlow may trace weights of unknown rank."""
+    if sample_weight is None:
+        return None
+    return keras.ops.reshape(sample_weight, (keras.ops.shape(y_pred)[0], -1))
 
 
 def _full_inputs(inputs) -> dict:
