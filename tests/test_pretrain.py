@@ -267,16 +267,38 @@ def _tiny_inputs(batch, seed):
     return {"video": normalize_clip(clips01), "mask": mask}, masked_targets(clips01, mask)
 
 
-@pytest.mark.parametrize("batch", [3, 4])
-def test_pretrainer_weighs_each_clip_by_a_per_clip_sample_weight(batch):
+def test_pretrainer_predicts_evaluates_and_fits_on_a_list_as_on_the_dict():
+    """``predict`` / ``evaluate`` / ``fit`` take ``[video, mask]`` and ``(video, mask,
+    decode_mask)`` as a call does (before: numpy's "inhomogeneous shape" error from
+    keras-hub's pipeline, which read the list as one array)."""
+    import keras
+
+    model = _tiny_pretrainer()
+    inputs, target = _tiny_inputs(2, seed=12)
+    decode = np.zeros_like(inputs["mask"])
+    expected = model.predict(inputs, verbose=0)
+    np.testing.assert_array_equal(model.predict([inputs["video"], inputs["mask"]], verbose=0),
+                                  expected)
+    np.testing.assert_array_equal(
+        model.predict((inputs["video"], inputs["mask"], decode), verbose=0),
+        model.predict({**inputs, "decode_mask": decode}, verbose=0))
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    assert model.evaluate([inputs["video"], inputs["mask"]], target, verbose=0) == \
+        pytest.approx(model.evaluate(inputs, target, verbose=0), rel=1e-6)
+    history = model.fit([inputs["video"], inputs["mask"]], target, batch_size=2, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_pretrainer_weighs_each_clip_by_a_per_clip_sample_weight():
     """``sample_weight`` of shape (batch,) weighs clips: the loss is the mean over clips of
     weight times the clip's squared error, in ``evaluate`` (the explicit "mse" and the
     default loss) and ``fit`` (before: Keras multiplied the (batch,) vector into the
-    (batch, n_masked) losses: "Incompatible shapes" at 3 clips, and at 4 clips, as many as
-    masked tokens, tokens weighed instead of clips, without an error). Weights per masked
-    token (batch, n_masked) still weigh tokens."""
+    (batch, n_masked) losses: "Incompatible shapes" where the counts differ, and here, 4
+    clips with 4 masked tokens each, tokens weighed instead of clips, without an error).
+    Weights per masked token (batch, n_masked) still weigh tokens."""
     import keras
 
+    batch = 4  # as many clips as masked tokens: the case an unweighted reshape gets wrong
     model = _tiny_pretrainer()
     inputs, target = _tiny_inputs(batch, seed=11)
     weights = np.arange(1, batch + 1, dtype=np.float32)

@@ -137,16 +137,19 @@ class VideoMAEMaskedAutoencoder(BuildsBeforeTracing, JitPerTokenCount, Task, Bac
     def fit(self, x=None, y=None, *args, **kwargs):
         """keras-hub's ``fit`` after the inputs' checks; arrays are shuffled every epoch as
         Keras's ``shuffle`` says (``tf_models.shuffled``; keras-hub's own batches never are)."""
+        x = _dict_inputs(x)
         self._check_arrays(x)
         self._check_arrays(validation_inputs(super().fit, args, kwargs), VALIDATION_DATA)
         x, y, args, kwargs = shuffled_fit_arguments(super().fit, x, y, args, kwargs)
         return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
+        x = _dict_inputs(x)
         self._check_arrays(x)
         return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
+        x = _dict_inputs(x)
         self._check_arrays(x)
         return super().predict(x, *args, **kwargs)
 
@@ -240,6 +243,20 @@ def _weights_per_token(sample_weight, y_pred):
     if sample_weight is None:
         return None
     return keras.ops.reshape(sample_weight, (keras.ops.shape(y_pred)[0], -1))
+
+
+def _dict_inputs(x):
+    """``[video, mask]`` or ``[video, mask, decode_mask]`` (a list or tuple) as the dict, which
+    is what ``fit`` / ``evaluate`` / ``predict`` hand on (keras-hub's pipeline read a list of
+    arrays of two shapes as one array: numpy's "inhomogeneous shape" error); anything else as
+    given."""
+    if not isinstance(x, (list, tuple)):
+        return x
+    video, mask, decode_mask = video_and_mask(x)
+    inputs = {"video": video, "mask": mask}
+    if decode_mask is not None:
+        inputs["decode_mask"] = decode_mask
+    return inputs
 
 
 def _full_inputs(inputs) -> dict:
