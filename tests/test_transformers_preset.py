@@ -710,6 +710,34 @@ def test_a_matching_preprocessor_config_gives_the_classifier_raw_frames_in(loopb
         assert model.backbone.img_size == size, options
 
 
+def test_offline_a_preprocessor_config_the_cache_never_fetched_is_a_note_not_silence(
+        loopback_hub, tmp_path):
+    """Offline, an ``hf://`` repository whose ``preprocessor_config.json`` the cache has never
+    fetched (a backbone was loaded online, which reads no preprocessor) gives the classifier
+    no preprocessor and one note saying so and how to get it (before: nothing said, as if the
+    repository had no such file); one whose download found no file is no note."""
+    folder = _with_preprocessor(write_transformers_folder(
+        str(tmp_path / "ft"), to_transformers(upstream_state(FT, seed=24)), hf_config(FT)),
+        MATCHING)
+    handle = f"hf://{HF_REPO}"
+    loopback_hub.add_repo(HF_REPO, _files(folder))
+    tf_models.VideoMAEBackbone.from_preset(handle)  # config and weights into the cache
+    model = tf_models.VideoMAEVideoClassifier.from_preset(handle, offline=True)
+    assert model.preprocessor is None
+    assert model.conversion_notes == [
+        f"{handle}/{PREPROCESSOR}: not in the Hugging Face cache (never fetched; offline mode "
+        f"downloads nothing, one load online fetches it); no preprocessor (the classifier "
+        f"takes normalised frames)"]
+
+    files = _files(folder)
+    del files[PREPROCESSOR]
+    loopback_hub.add_repo(HF_REPO + "-bare", files)
+    bare = f"hf://{HF_REPO}-bare"
+    tf_models.VideoMAEVideoClassifier.from_preset(bare)  # finds no file, and the cache marks it
+    model = tf_models.VideoMAEVideoClassifier.from_preset(bare, offline=True)
+    assert (model.preprocessor, model.conversion_notes) == (None, [])
+
+
 def test_a_preprocessor_config_describing_something_else_gives_no_preprocessor_and_a_note(
         tmp_path):
     """A ``preprocessor_config.json`` our converter does not follow (a short side resized

@@ -74,6 +74,16 @@ def _get_file(preset: str, name: str, offline: Optional[bool] = None) -> Optiona
             from None
 
 
+def _unknown_offline(preset: str, name: str, offline: Optional[bool] = None) -> bool:
+    """Offline, whether the Hugging Face cache of ``hf://`` handle ``preset`` neither holds
+    ``name`` nor knows it absent (a download that found none leaves a mark there)."""
+    if not (str(preset).startswith("hf://") and download.is_offline(offline)):
+        return False
+    from huggingface_hub import try_to_load_from_cache
+
+    return try_to_load_from_cache(str(preset)[len("hf://"):], name) is None
+
+
 def _has_file(preset: str, name: str, offline: Optional[bool] = None) -> bool:
     """Whether ``preset`` holds ``name``, without downloading it from the Hub (a HEAD
     request; offline, or when the client cannot tell, the cache or a download decides)."""
@@ -268,12 +278,16 @@ def converter_arguments(preset: str, img_size: int, offline: Optional[bool] = No
     ``img_size`` frames: the short side resized (bilinear) to the crop size, a square
     ``img_size`` centre crop, a rescale by 1/255, a normalisation by 3 finite means and 3
     positive stds; (None, a one-line note saying why not) when it describes something else or
-    cannot be read; (None, None) when there is none (offline: none in the cache)."""
+    cannot be read (offline: the cache has never fetched it); (None, None) when there is
+    none."""
     where = f"{preset}/{PREPROCESSOR_FILE}"
 
     def refused(problem: str) -> Tuple[None, str]:
         return None, f"{where}: {problem}; no preprocessor (the classifier takes normalised frames)"
 
+    if _unknown_offline(preset, PREPROCESSOR_FILE, offline):  # not the file's absence
+        return refused("not in the Hugging Face cache (never fetched; offline mode downloads "
+                       "nothing, one load online fetches it)")
     try:
         path = _get_file(preset, PREPROCESSOR_FILE, offline)
     except PresetError as error:
