@@ -152,6 +152,24 @@ def test_a_backbone_frozen_when_the_optimizer_is_made_trains_as_upstream_once_un
     np.testing.assert_array_equal(ratios["blocks.0.mlp.fc1.bias"], [1.0])
 
 
+def test_a_run_without_rates_trains_at_upstreams_rates_for_its_batch_of_videos(tiny_classifier):
+    from tf_models.train.loop import FinetuneConfig, compile_model
+
+    # upstream: --lr 1e-3 and --min_lr 1e-6 per 256 videos, times its batch of videos / 256;
+    # 8 clips of 2 per video are 4 videos
+    config = FinetuneConfig(model=TINY_FT, list_path="-", num_classes=5, out="-", batch_size=8,
+                            num_sample=2, warmup_epochs=1)
+    schedule = compile_model(tiny_classifier, config, 20, 2).optimizer.get_config()[
+        "learning_rate"]["config"]
+    assert schedule["base_lr"] == pytest.approx(1e-3 * 4 / 256)
+    assert schedule["min_lr"] == pytest.approx(1e-6 * 4 / 256)
+    given = FinetuneConfig(model=TINY_FT, list_path="-", num_classes=5, out="-", batch_size=8,
+                           lr=0.02, min_lr=0.0)
+    schedule = compile_model(tiny_classifier, given, 20, 2).optimizer.get_config()[
+        "learning_rate"]["config"]
+    assert (schedule["base_lr"], schedule["min_lr"]) == (0.02, 0.0)  # as given
+
+
 def test_a_new_head_starts_as_upstream_fine_tuning_does(tiny_classifier):
     import keras
 

@@ -36,10 +36,13 @@ from .zoo_table import dataset_choices, finetune_bounds
 @click.option("--epochs", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True,
               help="global batch in clips (all devices, all hosts)")
-@click.option("--lr", type=float, default=1e-3, show_default=True,
-              help="peak learning rate (absolute: upstream scales its --lr by batch / 256)")
-@click.option("--min-lr", type=float, default=1e-6, show_default=True,
-              help="the cosine schedule's floor, reached at the last step")
+@click.option("--lr", type=float, default=None,
+              help="peak learning rate, used as given (default: upstream's 1e-3 per 256 "
+                   "videos, times --batch-size / --num-sample / 256; from an upstream script: "
+                   "its --lr x batch_size x GPUs / 256)")
+@click.option("--min-lr", type=float, default=None,
+              help="the cosine schedule's floor, approached at the last step (default: "
+                   "upstream's 1e-6 per 256 videos, scaled as --lr)")
 @click.option("--warmup-epochs", type=click.FloatRange(0), default=5, show_default=True)
 @click.option("--layer-decay", type=click.FloatRange(**finetune_bounds("layer_decay")),
               default=0.75, show_default=True,

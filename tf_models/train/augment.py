@@ -26,7 +26,10 @@ RECIPE = dict(
     smoothing=0.1,               # --smoothing
     num_sample=2,                # --num_sample: repeated augmentation
     warmup_epochs=5,             # --warmup_epochs
-    min_lr=1e-6,                 # --min_lr
+    # --lr, --min_lr: rates per 256 videos; upstream uses rate * total batch / 256, its batch
+    # counting videos (each gives --num_sample clips)
+    lr_per_256=1e-3,
+    min_lr_per_256=1e-6,
 )
 CROP_TRIES = 10
 ERASE_TRIES = 100  # random_erasing.py _erase_cube (its per-frame _erase tries 10)

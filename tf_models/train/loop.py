@@ -10,7 +10,7 @@ import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
@@ -43,7 +43,7 @@ class FinetuneConfig:
     root: str = "."
     epochs: int = 1
     batch_size: int = 8
-    lr: float = 1e-3
+    lr: Optional[float] = None  # None: upstream's, from the batch (``learning_rates``)
     layer_decay: float = 0.75
     weight_decay: float = 0.05
     drop_path_rate: float = 0.1
@@ -54,7 +54,7 @@ class FinetuneConfig:
     img_size: Optional[int] = None
     num_sample: int = RECIPE["num_sample"]
     warmup_epochs: float = RECIPE["warmup_epochs"]
-    min_lr: float = RECIPE["min_lr"]
+    min_lr: Optional[float] = None  # None: upstream's, from the batch (``learning_rates``)
     augment: bool = True
     rand_augment: bool = True
     dtype_policy: Optional[str] = None
@@ -209,16 +209,28 @@ def build_model(config: FinetuneConfig):
         raise FinetuneError(str(error)) from None
 
 
+def learning_rates(config: FinetuneConfig) -> Tuple[float, float]:
+    """(peak, floor) of the schedule: ``config.lr`` and ``config.min_lr`` as given, else
+    upstream's (``RECIPE``: 1e-3 and 1e-6 per 256 videos) scaled as run_class_finetuning.py
+    scales them, by the videos of a global step (``batch_size / num_sample``) / 256."""
+    videos = config.batch_size / max(config.num_sample, 1)
+    peak = RECIPE["lr_per_256"] * videos / 256 if config.lr is None else config.lr
+    floor = RECIPE["min_lr_per_256"] * videos / 256 if config.min_lr is None else config.min_lr
+    return float(peak), float(floor)
+
+
 def compile_model(model, config: FinetuneConfig, total_steps: int, steps_per_epoch: int):
-    """Layer-decay AdamW on upstream's warm-up + cosine schedule, soft-target cross-entropy."""
+    """Layer-decay AdamW on upstream's warm-up + cosine schedule (``learning_rates``),
+    soft-target cross-entropy."""
     import keras
 
     from ..finetune import layer_decay_optimizer
     from .schedule import WarmupCosine
 
-    schedule = WarmupCosine(config.lr, total_steps,
+    peak, floor = learning_rates(config)
+    schedule = WarmupCosine(peak, total_steps,
                             warmup_steps=int(round(config.warmup_epochs * steps_per_epoch)),
-                            min_lr=config.min_lr)
+                            min_lr=floor)
     optimizer = layer_decay_optimizer(model, learning_rate=schedule,
                                       layer_decay=config.layer_decay,
                                       weight_decay=config.weight_decay)
