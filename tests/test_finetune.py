@@ -153,7 +153,10 @@ def test_a_backbone_frozen_when_the_optimizer_is_made_trains_as_upstream_once_un
 
 
 def test_a_run_without_rates_trains_at_upstreams_rates_for_its_batch_of_videos(tiny_classifier):
-    from tf_models.train.loop import FinetuneConfig, compile_model
+    """No --lr / --min-lr: upstream's rates per 256 videos scaled by the batch's videos, as
+    run_class_finetuning.py scales them (before: 1e-3 as the rate, 64 x upstream's here);
+    given ones as given."""
+    from tf_models.train.loop import FinetuneConfig, compile_model, run_record, with_rates
 
     # upstream: --lr 1e-3 and --min_lr 1e-6 per 256 videos, times its batch of videos / 256;
     # 8 clips of 2 per video are 4 videos
@@ -168,6 +171,10 @@ def test_a_run_without_rates_trains_at_upstreams_rates_for_its_batch_of_videos(t
     schedule = compile_model(tiny_classifier, given, 20, 2).optimizer.get_config()[
         "learning_rate"]["config"]
     assert (schedule["base_lr"], schedule["min_lr"]) == (0.02, 0.0)  # as given
+    # a run records the rates it trains at, so a resume compares those, not None
+    run = run_record(with_rates(config), [], None)
+    assert (run["lr"], run["min_lr"]) == (pytest.approx(1e-3 * 4 / 256),
+                                          pytest.approx(1e-6 * 4 / 256))
 
 
 def test_a_new_head_starts_as_upstream_fine_tuning_does(tiny_classifier):

@@ -9,7 +9,7 @@ import hashlib
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, List, Optional, Tuple
 
 import numpy as np
@@ -219,6 +219,14 @@ def learning_rates(config: FinetuneConfig) -> Tuple[float, float]:
     return float(peak), float(floor)
 
 
+def with_rates(config: FinetuneConfig) -> FinetuneConfig:
+    """``config`` with the rates it trains at (``learning_rates``) in place of None: what the
+    run records, so a resumed run is compared on its rates (an old run's default 1e-3 against
+    upstream's scaled one now), and what its result says."""
+    peak, floor = learning_rates(config)
+    return replace(config, lr=peak, min_lr=floor)
+
+
 def compile_model(model, config: FinetuneConfig, total_steps: int, steps_per_epoch: int):
     """Layer-decay AdamW on upstream's warm-up + cosine schedule (``learning_rates``),
     soft-target cross-entropy."""
@@ -359,6 +367,7 @@ def _finetune(config: FinetuneConfig, on_step, on_error, on_resume) -> FinetuneR
     from ..video.evaluate import EvaluateError, read_list
     from ..video.protocol import protocol_for
 
+    config = with_rates(config)
     try:
         for name in ("layer_decay", "weight_decay"):  # before anything is read or made
             checked_setting(name, getattr(config, name), lambda n: "--" + n.replace("_", "-"))
