@@ -260,7 +260,27 @@ def test_a_stop_signal_swallowed_in_a_gc_callback_stops_the_run_after_its_step(w
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [f"error: interrupted; {out}/checkpoint.npz (the last finished epoch or "
                       "--save-every step) is kept: run the same command again to resume"]
+    assert "note:" not in result.stderr  # 4 epochs, 1 of warm-up: no all-warm-up note
     assert (out / "checkpoint.npz").exists() and not (out / "model.keras").exists()
+
+
+def test_a_run_all_warm_up_says_so_when_it_starts(workspace, tmp_path):
+    """--warmup-epochs not less than --epochs (the defaults: 5 and 1) is a run whose rate only
+    rises, which upstream's scheduler refuses: one note line as training starts (before:
+    nothing said). A run with room to decay says none
+    (test_a_stop_signal_swallowed_in_a_gc_callback_stops_the_run_after_its_step's)."""
+    from videomae_cli.finetune import finetune_command
+
+    root, model = workspace
+    result = CliRunner().invoke(finetune_command, [
+        "--model", model, "--list", str(root / "train.txt"), "--root", str(root / "videos"),
+        "--out", str(tmp_path / "out"), *COMMON, "--epochs", "1", "--devices", "1"])
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert notes == ["note: --warmup-epochs 1 is not less than --epochs 1: the rate rises the "
+                     "whole run, to --lr at its last step, and never decays (upstream: 5 "
+                     "warm-up epochs of 30 or more); pass more --epochs or fewer "
+                     "--warmup-epochs"]
 
 
 def test_an_unwritable_out_is_one_line_and_nonzero(workspace, tmp_path):

@@ -125,6 +125,11 @@ def finetune_command(model_spec, list_path, root, num_classes, out_dir, epochs, 
     bar = []
 
     def on_step(step, total, loss):
+        if not bar and warmup_epochs >= epochs:  # upstream's scheduler refuses it (an assert)
+            click.echo(f"note: --warmup-epochs {warmup_epochs:g} is not less than --epochs "
+                       f"{epochs}: the rate rises the whole run, to --lr at its last step, and "
+                       f"never decays (upstream: 5 warm-up epochs of 30 or more); pass more "
+                       f"--epochs or fewer --warmup-epochs", err=True)
         if not bar:
             bar.append(progress_bar(total=total, initial=step - 1, unit="step",
                                     disable=quiet, file=sys.stderr, dynamic_ncols=True,
