@@ -52,7 +52,7 @@ from .zoo_table import dataset_choices, finetune_bounds
               default=0.05, show_default=True, help="AdamW's decoupled weight decay (0: none)")
 @click.option("--drop-path-rate", type=click.FloatRange(0, 1), default=0.1, show_default=True)
 @click.option("--dropout", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="dropout before the head (upstream --fc_drop_rate)")
+              help="dropout before the head (upstream --fc_drop_rate; V2 --head_drop_rate)")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
               help="seeds Keras, NumPy and Python (whose seeds Keras takes from 0 to 2**32 - 1)")
 @click.option("--dataset", type=click.Choice(dataset_choices()), default="k400",
