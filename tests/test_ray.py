@@ -344,6 +344,22 @@ def assert_every_video_once_and_same_summary(out, summary, local_run):
 
 
 @pytest.mark.slow  # two Ray instances; fast tier: the unreachable address above
+def test_ray_without_an_address_starts_its_own_instance_beside_a_running_cluster(
+        ray_cluster, monkeypatch):
+    """README: without --ray-address or RAY_ADDRESS a local instance is started. Before,
+    Ray's default joined the newest cluster started on the machine (another job's: a run died
+    with it, exit 1 and no message, when that job stopped it)."""
+    import ray
+
+    from tf_models.video.ray_engine import ray_session
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with ray_session():
+        assert ray.get_runtime_context().gcs_address != ray_cluster.address
+    assert not ray.is_initialized()
+
+
+@pytest.mark.slow  # two Ray instances; fast tier: the unreachable address above
 def test_ray_refuses_actors_its_own_local_cluster_cannot_place(monkeypatch):
     """A local cluster started for the run cannot grow: model actors that leave no CPU for
     decoding (or ask for GPUs it lacks) are one line, not a run that waits forever."""

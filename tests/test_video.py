@@ -116,6 +116,23 @@ def test_views_equal_reference_pipeline(videos, case, dataset, num_frames, img_s
     assert len({v.tobytes() for v in found}) > 1 or case == "short"
 
 
+@pytest.mark.parametrize("dataset", ["k400", "ssv2"])
+def test_views_keep_only_the_frames_they_read_however_long_the_video(videos, dataset,
+                                                                      monkeypatch):
+    # before: every 4th frame (K400) or every frame (SSv2) of the whole video was resized and
+    # held, so a 4-minute video took 2 GB (K400) or 3.5 GB (SSv2) to make 15 or 6 views
+    from tf_models.video import protocol_for, read_views
+    from tf_models.video.protocol import Protocol
+
+    protocol = protocol_for(dataset, 4, 32)
+    resize, resized = Protocol.resize_frame, []
+    monkeypatch.setattr(Protocol, "resize_frame",
+                        lambda self, frame: resized.append(1) or resize(self, frame))
+    views = read_views(videos["landscape"], protocol)  # 250 frames
+    assert views.shape == (protocol.num_views, 4, 32, 32, 3)
+    assert 0 < len(resized) <= protocol.num_clips * protocol.num_frames
+
+
 def test_normalisation_uses_imagenet_statistics():
     from tf_models.video import normalize_views
 
@@ -778,6 +795,7 @@ def test_extract_exits_two_when_no_video_could_be_extracted(tiny_converted, tmp_
     (tmp_path / "list.txt").write_text("good.mp4\nmissing.mp4\n")
     args = ["--model", tiny_converted.paths["keras"], "--list", str(tmp_path / "list.txt"),
             "--views", "1x1", "--dataset", "k400", "-q", "--json"]
+    (tmp_path / "wrong_root").mkdir()  # without the videos (a missing --root is refused)
     result = CliRunner().invoke(extract_command, args + [
         "--root", str(tmp_path / "wrong_root"), "--out", str(tmp_path / "none")])
     assert result.exit_code == 2, result.output
@@ -1059,6 +1077,55 @@ def test_a_list_is_read_as_written_and_refused_in_one_line_where_it_cannot_be(tm
                                  "v/a.npy; rename one")
 
 
+def test_a_list_may_hold_comments_and_a_folder_or_missing_list_is_one_line(tmp_path):
+    """A line starting with '#' is a comment for both readers (before: evaluate refused it,
+    extract counted it as a video that failed); CRLF line ends and blank lines are read as
+    written; line numbers stay the file's. A folder given as --list, or a list that is not
+    there, is one line saying so (before: Python's IsADirectoryError, the path twice)."""
+    from tf_models.video.evaluate import EvaluateError, read_list
+    from tf_models.video.extract import read_video_list
+
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(b"# my clips\r\n\r\n  # label 3: applauding\r\na.mp4 3\r\n"
+                        b"#b.mp4 4\r\nc d.mp4 5\r\nc.mp4 x\r\n")
+    with pytest.raises(EvaluateError) as caught:
+        read_list(str(listing), 400)
+    assert str(caught.value).startswith(f"{listing}:7: expected"), str(caught.value)
+    listing.write_bytes(listing.read_bytes().replace(b"c.mp4 x\r\n", b""))
+    assert read_list(str(listing), 400) == [("a.mp4", 3), ("c d.mp4", 5)]
+    assert read_video_list(str(listing)) == ["a.mp4", "c d.mp4"]
+    for reader in (read_list, read_video_list):
+        with pytest.raises(EvaluateError) as caught:
+            reader(str(tmp_path))
+        assert str(caught.value) == (
+            f"{tmp_path}: is a folder, expected a list file naming its videos (one per line, "
+            "paths below --root); give the folder as --root and the list as --list")
+        with pytest.raises(EvaluateError) as caught:
+            reader(str(tmp_path / "none.txt"))
+        assert str(caught.value) == (f"{tmp_path / 'none.txt'}: no such list file; check the "
+                                     "--list path")
+
+
+@pytest.mark.parametrize("command", ["evaluate", "extract"])
+def test_a_root_that_is_no_folder_is_one_line_before_the_model_loads(tmp_path, command):
+    """Before: every video of the list failed, one error line each, after the model loaded
+    (and evaluate wrote a results file of failures)."""
+    from click.testing import CliRunner
+
+    from videomae_cli import video
+
+    (tmp_path / "list.txt").write_text("a.mp4 0\n")
+    (tmp_path / "afile").write_text("x")
+    for root, found in (("missing", "no such folder"), ("afile", "is a file")):
+        result = CliRunner().invoke(getattr(video, f"{command}_command"), [
+            "--model", str(tmp_path / "no-model.keras"), "--list", str(tmp_path / "list.txt"),
+            "--root", str(tmp_path / root), "--out", str(tmp_path / "out"), "-q"])
+        line = assert_one_error_line(result, 2, f"--root {tmp_path / root}: {found}, expected "
+                                               "the folder the list's paths are in")
+        assert "no-model" not in line
+    assert not (tmp_path / "out").exists()
+
+
 def test_evaluate_resumes_after_kill(labelled_list, tiny_models, single_run, tmp_path):
     root, list_path = labelled_list
     out = str(tmp_path / "killed")
@@ -1162,6 +1229,7 @@ def test_evaluate_exits_two_when_no_video_could_be_scored(labelled_list, tiny_mo
     from videomae_cli.video import evaluate_command
 
     _, list_path = labelled_list
+    (tmp_path / "wrong_root").mkdir()  # without the videos (a missing --root is refused)
     result = CliRunner().invoke(evaluate_command, [
         "--model", tiny_models["k400"].paths["keras"], "--list", list_path, "--root",
         str(tmp_path / "wrong_root"), "--out", str(tmp_path / "out"), "-q"])

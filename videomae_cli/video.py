@@ -95,6 +95,16 @@ def _check_out_folder(out_dir: Optional[str]) -> None:
         raise _fail(f"{out_dir}: --out is a file, expected a folder (it is made if missing)")
 
 
+def _check_root(root: str, engine: str) -> None:
+    """Before the model loads: a --root that is no folder here fails every video of the list
+    (one error line each); with --engine ray the nodes read it, which may see what this
+    machine does not."""
+    if engine == "local" and not os.path.isdir(root):
+        found = "is a file" if os.path.exists(root) else "no such folder"
+        raise _fail(f"--root {root}: {found}, expected the folder the list's paths are in; "
+                    "check the path")
+
+
 def _check_engine(engine: str) -> None:
     """--engine against the options that only the other engine reads (they were taken and
     ignored: a --ray-address without --engine ray scored on this machine), then Ray's import."""
@@ -189,7 +199,8 @@ def _predict(videos, model_spec, k, views, dataset, batch_size, as_json, verbose
                    "hf:// / kaggle:// handle, or transformers-format folder or hf:// "
                    "repository, of a fine-tuned (FT) model")
 @click.option("--list", "list_path", required=True,
-              help="upstream's list: 'relative/path.mp4 LABEL' per line")
+              help="upstream's list: 'relative/path.mp4 LABEL' per line (a line starting "
+                   "with # is a comment)")
 @click.option("--root", default=".", show_default=True, help="folder the list's paths are in")
 @click.option("--out", "out_dir", default=None,
               help="results folder (default: videomae-eval/MODEL_NAME); a rerun resumes there")
@@ -217,6 +228,7 @@ def evaluate_command(model_spec, list_path, root, out_dir, shard, views, dataset
         raise _fail("--shard splits the list by hand for --engine local; with --engine ray "
                     "the cluster shares the work: drop --shard")
     _check_engine(engine)
+    _check_root(root, engine)
     _check_out_folder(out_dir)
     begun = []  # the folder the results go to, once scoring has begun
 
@@ -451,7 +463,8 @@ def _check_summary_path(path: str) -> None:
                    "folder or hf:// / kaggle:// handle, transformers-format folder or hf:// "
                    "repository, or an --encoder-only SavedModel folder")
 @click.option("--list", "list_path", required=True,
-              help="one video per line: 'relative/path.mp4' (a trailing label is ignored)")
+              help="one video per line: 'relative/path.mp4' (a trailing label is ignored; a "
+                   "line starting with # is a comment)")
 @click.option("--root", default=".", show_default=True, help="folder the list's paths are in")
 @click.option("--out", "out_dir", required=True,
               help="features folder: one .npy per video; a rerun resumes there")
@@ -479,6 +492,7 @@ def extract_command(model_spec, list_path, root, out_dir, stride, views, dataset
     if stride is not None and given("views", "dataset"):  # before: --dataset taken, ignored
         raise _fail(f"{' and '.join(given('views', 'dataset'))} with --stride: a video is cut "
                     "into the dataset's views or into segments, not both; drop one")
+    _check_root(root, engine)
     _check_out_folder(out_dir)
     begun = []  # scoring has begun: features may be in --out
 

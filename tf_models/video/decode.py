@@ -3,11 +3,11 @@
 Upstream decodes with decord (RGB, whole video, aspect ratio kept). Here PyAV (FFmpeg) decodes
 every frame in order, converts it to RGB24 and hands it to ``transform`` (the protocol's resize)
 only when ``keep(index)`` says it can be sampled, so memory stays bounded by the resized frames
-that are kept whatever the source resolution. ``decode_sampled`` keeps only the frames one
-clip samples, whatever the video's length. A file is judged complete by time (its last frame
-against the duration it declares, ``check_complete``), so a Matroska / WebM file cut short is
-refused though it declares no frame count, and an MP4 whose edit list hides samples it still
-lists is read whole. No TensorFlow, no torch.
+that are kept whatever the source resolution. ``decode_sampled`` keeps only the frames the
+views (or one clip) sample, whatever the video's length. A file is judged complete by time
+(its last frame against the duration it declares, ``check_complete``), so a Matroska / WebM
+file cut short is refused though it declares no frame count, and an MP4 whose edit list hides
+samples it still lists is read whole. No TensorFlow, no torch.
 """
 
 from __future__ import annotations
@@ -238,7 +238,10 @@ def _decode(path: str, keep_for: Callable[[int], Optional[Callable[[int], bool]]
 
 
 def read_views(path: str, protocol, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """uint8 views ``(num_views, T, S, S, 3)`` of the video at ``path`` under ``protocol``."""
-    kept, count = decode_frames(path, protocol.keeps_frame(), protocol.resize_frame,
-                                max_pixels=max_pixels)
+    """uint8 views ``(num_views, T, S, S, 3)`` of the video at ``path`` under ``protocol``.
+
+    Only the frames some view reads are kept (``decode_sampled``): at most clips x T resized
+    frames, however long the video."""
+    kept, count = decode_sampled(path, protocol.needed_indices, protocol.resize_frame,
+                                 max_pixels=max_pixels)
     return protocol.views_from_frames(kept, count)

@@ -61,13 +61,22 @@ class RunStats:
 # --- the list --------------------------------------------------------------------------------
 
 def read_list_lines(path: str) -> List[str]:
-    """The lines of a video list; EvaluateError (one line) when it cannot be read."""
+    """The lines of a video list, a comment (a line whose first character that is not blank
+    is ``#``) read as a blank line, so that line numbers stay the file's; EvaluateError (one
+    line) when it cannot be read."""
+    if os.path.isdir(path):
+        raise EvaluateError(f"{path}: is a folder, expected a list file naming its videos (one "
+                            "per line, paths below --root); give the folder as --root and the "
+                            "list as --list")
+    if not os.path.exists(path):
+        raise EvaluateError(f"{path}: no such list file; check the --list path")
     try:
         with open(path, encoding="utf-8-sig") as handle:  # a byte-order mark is no path
-            return handle.read().splitlines()
+            lines = handle.read().splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise EvaluateError(f"{path}: cannot read the list ({error.__class__.__name__}: "
                             f"{error})") from None
+    return ["" if line.lstrip().startswith("#") else line for line in lines]
 
 
 def is_label(text: str) -> bool:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -52,13 +52,6 @@ class Protocol:
     def views_label(self) -> str:
         """``"5x3"``: clips x crops."""
         return f"{self.num_clips}x{self.num_crops}"
-
-    def keeps_frame(self) -> Optional[Callable[[int], bool]]:
-        """Which decoded frame indices can ever be sampled (None: any of them)."""
-        if self.sampler == "dense":
-            rate = self.sample_rate
-            return lambda index: index % rate == 0
-        return None
 
     def frame_indices(self, num_decoded: int) -> List[int]:
         """The frame indices upstream reads from a video of ``num_decoded`` frames."""
@@ -95,17 +88,26 @@ class Protocol:
         height, width = frame_hwc.shape[:2]
         return resize_short_side(frame_hwc, height, width, self.img_size)
 
-    def views_from_frames(self, resized: Dict[int, np.ndarray], num_decoded: int) -> np.ndarray:
-        """uint8 views ``(num_views, num_frames, S, S, 3)`` from resized frames by index."""
+    def clip_indices(self, num_decoded: int) -> List[List[int]]:
+        """The frame indices of each temporal clip, in clip order."""
         indices = self.frame_indices(num_decoded)
-        sampled = np.stack([resized[i] for i in indices])  # (M, H, W, 3)
         if self.sampler == "dense":
-            clips = [sampled[start:start + self.num_frames]
-                     for start in self.clip_starts(len(sampled))]
-        else:
-            # the sorted indices interleave two samplings: view c is every other one from c
-            clips = [sampled[c::2] for c in range(self.num_clips)]
-        height, width = sampled.shape[1:3]
+            return [indices[start:start + self.num_frames]
+                    for start in self.clip_starts(len(indices))]
+        # the sorted indices interleave two samplings: clip c is every other one from c
+        return [indices[c::2] for c in range(self.num_clips)]
+
+    def needed_indices(self, num_decoded: int) -> List[int]:
+        """The frame indices some view reads (at most clips x T of them, whatever the length:
+        what decoding keeps)."""
+        return sorted({index for clip in self.clip_indices(num_decoded) for index in clip})
+
+    def views_from_frames(self, resized: Dict[int, np.ndarray], num_decoded: int) -> np.ndarray:
+        """uint8 views ``(num_views, num_frames, S, S, 3)`` from resized frames by index (those
+        of ``needed_indices`` at least)."""
+        clips = [np.stack([resized[i] for i in indices])  # (T, H, W, 3)
+                 for indices in self.clip_indices(num_decoded)]
+        height, width = clips[0].shape[1:3]
         views = []
         for clip in clips:
             for start in self.crop_starts(max(height, width)):

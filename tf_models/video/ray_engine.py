@@ -93,7 +93,8 @@ def _check_resources(actors: int, gpus_per_actor: float, fixed: bool,
 @contextlib.contextmanager
 def ray_session(address: Optional[str] = None, verbose: bool = False, actors: int = 1,
                 gpus_per_actor: float = 0.0, on_note: Optional[Callable[[str], None]] = None):
-    """Connect to the cluster at ``address`` (else ``RAY_ADDRESS``, else start a local one),
+    """Connect to the cluster at ``address`` (else ``RAY_ADDRESS``, else start a local one,
+    even where another cluster runs on this machine),
     after checking that an address answers; then check that ``actors`` model actors with
     ``gpus_per_actor`` each, and decoding beside them, fit the cluster.
 
@@ -109,7 +110,9 @@ def ray_session(address: Optional[str] = None, verbose: bool = False, actors: in
     target = address or os.environ.get("RAY_ADDRESS")
     _check_reachable(target)
     try:
-        ray.init(address=address, log_to_driver=verbose,
+        # no address: a new local instance, as documented; Ray's own default joins the newest
+        # cluster started on this machine (another user's or job's, which may stop mid-run)
+        ray.init(address=target or "local", log_to_driver=verbose,
                  logging_level=logging.INFO if verbose else logging.ERROR)
     except ConnectionError as error:
         raise EvaluateError(f"--engine ray: cannot connect to a Ray cluster at {target} "
