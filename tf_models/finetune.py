@@ -36,6 +36,12 @@ def decays(name: str, shape) -> bool:
     return len(shape) > 1 and not name.endswith(".bias") and name not in NO_WEIGHT_DECAY
 
 
+def decay_paths(model) -> list:
+    """The paths of every variable of ``model`` (frozen ones too) that AdamW decays
+    (``decays``)."""
+    return [v.path for name, v in model.named_variables().items() if decays(name, v.shape)]
+
+
 def checked_setting(name: str, value, spelling: Callable[[str], str] = str) -> float:
     """``value`` as a float when it is a number within ``FINETUNE_BOUNDS[name]``, else a
     one-line ValueError naming the setting (as ``spelling`` writes it), the value and the
@@ -127,7 +133,6 @@ def layer_decay_optimizer(model, learning_rate=1e-3, layer_decay: float = 0.75,
     ids = layer_ids(model)
     top = max(ids.values())
     scales = {path: layer_decay ** (top - layer) for path, layer in ids.items()}
-    decay = [v.path for name, v in model.named_variables().items() if decays(name, v.shape)]
-    return LayerDecayAdamW(scales, decay, weight_decay=weight_decay,
+    return LayerDecayAdamW(scales, decay_paths(model), weight_decay=weight_decay,
                            learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2,
                            epsilon=epsilon, **kwargs)

@@ -31,7 +31,7 @@ import keras
 from keras import ops
 from keras.src.backend.common.symbolic_scope import in_symbolic_scope
 
-from .finetune import LayerDecayAdamW, decays
+from .finetune import LayerDecayAdamW, decay_paths
 from .input_checks import per_row_count
 from .layers import (PACKAGE, Block, PlainConfig, check_model_sizes, layer_norm, run_blocks,
                      sinusoid_positions)
@@ -50,8 +50,7 @@ def pretraining_optimizer(model, batch_size: int = 256, learning_rate=None, **kw
     options.update(kwargs)
     if learning_rate is None:
         learning_rate = PRETRAIN_DEFAULTS["learning_rate_per_256"] * batch_size / 256
-    decay = [v.path for name, v in model.named_variables().items() if decays(name, v.shape)]
-    return LayerDecayAdamW({}, decay, learning_rate=learning_rate, **options)
+    return LayerDecayAdamW({}, decay_paths(model), learning_rate=learning_rate, **options)
 
 
 def visible_first_order(mask):

@@ -61,9 +61,7 @@ def _get_file(preset: str, name: str, offline: Optional[bool] = None) -> Optiona
         path = os.path.join(preset, name)
         return path if os.path.isfile(path) else None
     if download.is_offline(offline):
-        from huggingface_hub import try_to_load_from_cache
-
-        found = try_to_load_from_cache(str(preset)[len("hf://"):], name)
+        found = _cached(preset, name)
         return found if isinstance(found, str) else None
     try:
         return get_file(preset, name)
@@ -74,14 +72,20 @@ def _get_file(preset: str, name: str, offline: Optional[bool] = None) -> Optiona
             from None
 
 
-def _unknown_offline(preset: str, name: str, offline: Optional[bool] = None) -> bool:
-    """Offline, whether the Hugging Face cache of ``hf://`` handle ``preset`` neither holds
-    ``name`` nor knows it absent (a download that found none leaves a mark there)."""
-    if not (str(preset).startswith("hf://") and download.is_offline(offline)):
-        return False
+def _cached(preset: str, name: str):
+    """What the Hugging Face cache holds for file ``name`` of ``hf://`` handle ``preset``
+    (``try_to_load_from_cache``): its path, the client's mark of a file known absent (a
+    download that found none leaves one), or None (never fetched)."""
     from huggingface_hub import try_to_load_from_cache
 
-    return try_to_load_from_cache(str(preset)[len("hf://"):], name) is None
+    return try_to_load_from_cache(str(preset)[len("hf://"):], name)
+
+
+def _unknown_offline(preset: str, name: str, offline: Optional[bool] = None) -> bool:
+    """Offline, whether the Hugging Face cache of ``hf://`` handle ``preset`` neither holds
+    ``name`` nor knows it absent (``_cached``)."""
+    return (str(preset).startswith("hf://") and download.is_offline(offline)
+            and _cached(preset, name) is None)
 
 
 def _has_file(preset: str, name: str, offline: Optional[bool] = None) -> bool:

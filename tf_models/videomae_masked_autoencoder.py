@@ -252,11 +252,7 @@ def _dict_inputs(x):
     given."""
     if not isinstance(x, (list, tuple)):
         return x
-    video, mask, decode_mask = video_and_mask(x)
-    inputs = {"video": video, "mask": mask}
-    if decode_mask is not None:
-        inputs["decode_mask"] = decode_mask
-    return inputs
+    return {name: value for name, value in _full_inputs(x).items() if value is not None}
 
 
 def _full_inputs(inputs) -> dict:
