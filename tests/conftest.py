@@ -76,6 +76,15 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# JAX children (test_presets, test_finetune_cli) compile hundreds of small programs (on JAX
+# an eager call compiles each op once per shape) for tiny models that then run in
+# milliseconds: compiling was most of their time. XLA's CPU compiler is told to spend less on
+# each (no LLVM optimisation, the simpler element-wise emitters): test_presets' JAX child took
+# 61-68 s of CPU at XLA's defaults, 52 s at level 0, 31 s with both. Both change how fast
+# the compiled code runs, not what it computes; TensorFlow on a CPU does not use XLA (Keras
+# compiles fit with XLA only where there is an accelerator), so only JAX reads them.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 "
+                                   "--xla_cpu_use_fusion_emitters=false")
 
 import json  # noqa: E402
 import shutil  # noqa: E402
@@ -85,18 +94,36 @@ import textwrap  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import torch  # noqa: E402
 
-import converter  # noqa: E402
-from converter.checkpoint import read_checkpoint  # noqa: E402
-from converter.synthetic import write_synthetic_checkpoint  # noqa: E402
-from converter.kinds import build_torch_model  # noqa: E402
-from converter.zoo import get_entry  # noqa: E402
+# the frameworks, imported by pytest_configure below where tests run
+torch = converter = read_checkpoint = write_synthetic_checkpoint = None
+build_torch_model = get_entry = None
 
 TINY_FT = "TFVideoMAE_T_K400_4x32_FT"
 TINY_PT = "TFVideoMAE_T_K400_4x32_PT"
 SMALL_FT = "TFVideoMAE_S_K400_16x224_FT"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# --- the frameworks --------------------------------------------------------------------------
+
+@pytest.hookimpl(trylast=True)  # after xdist's hook has registered its controller, if any
+def pytest_configure(config):
+    """Imports the frameworks as the console scripts do, before any test module: in each
+    worker, or in the one process of a run without ``-n``. pytest-xdist's controller loads
+    this file for its hooks and runs no test; it skips them (13 s of CPU, beside the two
+    workers starting)."""
+    global torch, converter, read_checkpoint, write_synthetic_checkpoint
+    global build_torch_model, get_entry
+    if config.pluginmanager.get_plugin("dsession") is not None:
+        return
+    import torch
+
+    import converter
+    from converter.checkpoint import read_checkpoint
+    from converter.kinds import build_torch_model
+    from converter.synthetic import write_synthetic_checkpoint
+    from converter.zoo import get_entry
 
 
 # --- the slow tier ---------------------------------------------------------------------------
