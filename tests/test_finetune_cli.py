@@ -333,6 +333,24 @@ def test_a_decay_outside_upstreams_range_is_refused_before_anything_runs(tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+def test_a_root_that_is_no_folder_is_one_line_before_the_model_loads(tmp_path):
+    """As videomae-evaluate's: before, the frameworks imported, the model loaded and the first
+    step failed on every video (``no video of the list could be decoded``)."""
+    from videomae_cli.finetune import finetune_command
+
+    (tmp_path / "list.txt").write_text("a.mp4 0\n")
+    (tmp_path / "afile").write_text("x")
+    for root, found in (("missing", "no such folder"), ("afile", "is a file")):
+        result = CliRunner().invoke(finetune_command, [
+            "--model", str(tmp_path / "no-model.keras"), "--list", str(tmp_path / "list.txt"),
+            "--root", str(tmp_path / root), "--num-classes", "3", "--out",
+            str(tmp_path / "out"), "-q"])
+        assert result.exit_code == 2, result.output
+        assert result.output == (f"error: --root {tmp_path / root}: {found}, expected the "
+                                  "folder the list's paths are in; check the path\n")
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_option_that_needs_another_is_refused_not_ignored(tmp_path):
     """--val-views without --val-list, --coordinator or --process-id without --num-processes:
     one line (before: taken and ignored; each "host" then trained alone as process 0)."""

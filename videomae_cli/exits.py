@@ -5,6 +5,7 @@ commands' own (``fail``), click's usage errors (``OneLineCommand``), and a stop 
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Callable, List
 
 import click
@@ -91,3 +92,12 @@ def given(*names: str) -> List[str]:
     return [flags[name] for name in names
             if context.get_parameter_source(name) in (ParameterSource.COMMANDLINE,
                                                       ParameterSource.ENVIRONMENT)]
+
+
+def check_root(root: str) -> None:
+    """Before the model loads: a --root that is no folder here fails every video of the list
+    (one error line each, or a run's first step), so it is one line now."""
+    if not os.path.isdir(root):
+        found = "is a file" if os.path.exists(root) else "no such folder"
+        raise fail(f"--root {root}: {found}, expected the folder the list's paths are in; "
+                   "check the path")

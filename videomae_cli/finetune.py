@@ -15,7 +15,7 @@ import sys
 
 import click
 
-from .exits import command, fail as _fail, given, stoppable
+from .exits import check_root, command, fail as _fail, given, stoppable
 from .lifetime import claim_process, framework_imports
 from .quiet import prepare_environment, silenced_stderr
 from .zoo_table import dataset_choices, finetune_bounds
@@ -101,6 +101,7 @@ def finetune_command(model_spec, list_path, root, num_classes, out_dir, epochs, 
     if val_list is None and given("val_views"):  # before: taken and ignored
         raise _fail("--val-views: the views of --val-list's validation; add --val-list or drop "
                     "--val-views")
+    check_root(root)  # before the frameworks import and the model loads
     with stoppable(lambda: "nothing was trained or written"):  # while the frameworks import
         prepare_environment(verbose)
         with silenced_stderr(not verbose), framework_imports():

@@ -21,7 +21,7 @@ from typing import Optional
 
 import click
 
-from .exits import EXIT_BAD_INPUT, command, fail as _fail, given, stoppable
+from .exits import EXIT_BAD_INPUT, check_root, command, fail as _fail, given, stoppable
 from .lifetime import claim_process, framework_imports
 from .quiet import prepare_environment, silenced_stderr
 from .zoo_table import dataset_choices
@@ -96,13 +96,10 @@ def _check_out_folder(out_dir: Optional[str]) -> None:
 
 
 def _check_root(root: str, engine: str) -> None:
-    """Before the model loads: a --root that is no folder here fails every video of the list
-    (one error line each); with --engine ray the nodes read it, which may see what this
-    machine does not."""
-    if engine == "local" and not os.path.isdir(root):
-        found = "is a file" if os.path.exists(root) else "no such folder"
-        raise _fail(f"--root {root}: {found}, expected the folder the list's paths are in; "
-                    "check the path")
+    """--root here (``check_root``); with --engine ray the nodes read it, which may see what
+    this machine does not."""
+    if engine == "local":
+        check_root(root)
 
 
 def _check_engine(engine: str) -> None:
