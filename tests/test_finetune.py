@@ -177,6 +177,56 @@ def test_a_run_without_rates_trains_at_upstreams_rates_for_its_batch_of_videos(t
                                           pytest.approx(1e-6 * 4 / 256))
 
 
+def test_clip_grad_scales_the_whole_gradient_to_its_norm_as_upstream(tiny_classifier):
+    """--clip_grad (V2's ViT-g scripts: 5.0): upstream's clip_grad_norm_ over every parameter
+    before AdamW's step, here Keras's global_clipnorm. Two steps whose gradients' norms differ
+    a hundredfold (Adam's first step alone does not show a gradient's scale), against torch's
+    AdamW after clip_grad_norm_; without the clip the weights land elsewhere."""
+    import keras
+    import torch
+
+    import tf_models
+    from tf_models.train.loop import FinetuneConfig, compile_model
+
+    config = FinetuneConfig(model=TINY_FT, list_path="-", num_classes=5, out="-", lr=1e-3,
+                            min_lr=1e-3, warmup_epochs=0, clip_grad=0.5)
+    assert compile_model(tiny_classifier, config, 20, 2).optimizer.global_clipnorm == 0.5
+    unclipped = FinetuneConfig(model=TINY_FT, list_path="-", num_classes=5, out="-")
+    assert compile_model(tiny_classifier, unclipped, 20, 2).optimizer.global_clipnorm is None
+
+    variables = tiny_classifier.trainable_variables
+    start = [keras.ops.convert_to_numpy(v).copy() for v in variables]
+    rng = np.random.default_rng(3)
+    steps = [[scale * rng.standard_normal(w.shape).astype(np.float32) for w in start]
+             for scale in (1.0, 0.01)]
+    params = [torch.nn.Parameter(torch.from_numpy(w.copy())) for w in start]
+    # epsilon out of the way: Keras adds it to the uncorrected sqrt(v), torch to the
+    # corrected one, which shows on elements whose gradient is near 0
+    reference = torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-16,
+                                  weight_decay=0.0)
+    for grads in steps:
+        for param, grad in zip(params, grads):
+            param.grad = torch.from_numpy(grad.copy())
+        norm = torch.nn.utils.clip_grad_norm_(params, 0.5)
+        assert norm > 0.5  # both steps are over the limit: each is scaled to 0.5
+        reference.step()
+    expected = [p.detach().numpy() for p in params]
+    for clip in (0.5, None):
+        for variable, value in zip(variables, start):
+            variable.assign(value)
+        optimizer = tf_models.layer_decay_optimizer(tiny_classifier, learning_rate=1e-3,
+                                                    layer_decay=1.0, weight_decay=0.0,
+                                                    epsilon=1e-16, global_clipnorm=clip)
+        for grads in steps:
+            optimizer.apply([keras.ops.convert_to_tensor(g) for g in grads], variables)
+        gap = max(np.max(np.abs(keras.ops.convert_to_numpy(v) - e))
+                  for v, e in zip(variables, expected))
+        if clip is not None:
+            assert gap < 1e-6, gap
+        else:  # the second step's small gradient weighs a hundredth: another place
+            assert gap > 1e-4, gap
+
+
 def test_a_new_head_starts_as_upstream_fine_tuning_does(tiny_classifier):
     import keras
 

@@ -316,12 +316,14 @@ def test_a_seed_keras_cannot_take_is_refused_before_anything_runs(tmp_path, seed
                                 "x>=0."),
     ("--layer-decay", "nan", "--layer-decay nan: expected a number in (0, 1], upstream's range"),
     ("--weight-decay", "inf", "--weight-decay inf: expected a number in [0, inf), upstream's "
-                              "range")])
+                              "range"),
+    ("--clip-grad", "0", "Invalid value for '--clip-grad': 0.0 is not in the range x>0."),
+    ("--clip-grad", "nan", "--clip-grad nan: expected a number in (0, inf), upstream's range")])
 def test_a_decay_outside_upstreams_range_is_refused_before_anything_runs(tmp_path, option, value,
                                                                           refusal):
     """The bounds tf_models.layer_decay_optimizer holds the settings to (presets.FINETUNE_BOUNDS;
     click's range, and for nan / inf the library's line). Before: taken (1.5: rates growing
-    toward the input)."""
+    toward the input). Likewise --clip-grad's norm."""
     from videomae_cli.finetune import finetune_command
 
     result = CliRunner().invoke(finetune_command, [
@@ -468,6 +470,22 @@ def test_a_run_leaves_kerass_global_dtype_policy_as_it_found_it(workspace, tmp_p
 @pytest.mark.parametrize("backend,devices", [("tensorflow", 1), ("tensorflow", 2),
                                              ("torch", 1)])
 def test_the_same_command_trains_on_other_backends(workspace, tmp_path, backend, devices):
+    if (backend, devices) == ("tensorflow", 2):
+        # Keras on TensorFlow clips each device's share of the gradient before the sum:
+        # not upstream's --clip_grad, so refused (JAX clips the sum: test_finetune's clip test
+        # is the arithmetic)
+        root, model = workspace
+        done = subprocess.run(
+            [sys.executable, "-m", "videomae_cli.finetune", "--model", model, "--list",
+             str(root / "train.txt"), "--root", str(root / "videos"), "--out",
+             str(tmp_path / "clipped"), *COMMON, "--devices", "2", "--clip-grad", "5"],
+            env=_env(root, backend, devices), capture_output=True, text=True, timeout=400)
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert done.stderr.splitlines()[-1] == (
+            "error: --clip-grad 5: on TensorFlow with 2 devices Keras clips each device's share "
+            "of the gradient before adding them up, not their sum as upstream does; use "
+            "--devices 1, or KERAS_BACKEND=jax")
+        assert not (tmp_path / "clipped").exists()
     summary, _ = _run_cli(workspace, tmp_path / backend, "--devices", str(devices),
                           backend=backend)
     assert (summary["backend"], summary["devices"], summary["steps"]) == (backend, devices, 4)

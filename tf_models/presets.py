@@ -103,6 +103,7 @@ HEAD_INIT_SCALE = 0.001  # upstream multiplies the new head's trunc-normal(0.02)
 FINETUNE_BOUNDS: Dict[str, dict] = {
     "layer_decay": dict(min=0, max=1, min_open=True),
     "weight_decay": dict(min=0),
+    "clip_grad": dict(min=0, min_open=True),  # a norm: 0 would zero every gradient
 }
 
 

@@ -50,6 +50,10 @@ from .zoo_table import dataset_choices, finetune_bounds
                    "layer-wise decay; 1: none)")
 @click.option("--weight-decay", type=click.FloatRange(**finetune_bounds("weight_decay")),
               default=0.05, show_default=True, help="AdamW's decoupled weight decay (0: none)")
+@click.option("--clip-grad", type=click.FloatRange(**finetune_bounds("clip_grad")),
+              default=None,
+              help="scale the gradient down to this global norm when over it (upstream's "
+                   "--clip_grad; V2's ViT-g scripts: 5.0; default: no clipping)")
 @click.option("--drop-path-rate", type=click.FloatRange(0, 1), default=0.1, show_default=True)
 @click.option("--dropout", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="dropout before the head (upstream --fc_drop_rate; V2 --head_drop_rate)")
@@ -92,9 +96,9 @@ from .zoo_table import dataset_choices, finetune_bounds
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar")
 @click.option("--verbose", is_flag=True, help="let the frameworks' logs through")
 def finetune_command(model_spec, list_path, root, num_classes, out_dir, epochs, batch_size, lr,
-                     min_lr, warmup_epochs, layer_decay, weight_decay, drop_path_rate, dropout,
-                     seed, dataset, num_frames, img_size, num_sample, no_augment,
-                     no_rand_augment, mixed_precision, save_every, val_list, val_views,
+                     min_lr, warmup_epochs, layer_decay, weight_decay, clip_grad,
+                     drop_path_rate, dropout, seed, dataset, num_frames, img_size, num_sample,
+                     no_augment, no_rand_augment, mixed_precision, save_every, val_list, val_views,
                      devices, workers, coordinator, num_processes, process_id, as_json, quiet,
                      verbose):
     """Fine-tune a VideoMAE model on the videos in LIST with upstream's recipe."""
@@ -117,6 +121,7 @@ def finetune_command(model_spec, list_path, root, num_classes, out_dir, epochs, 
         model=model_spec, list_path=list_path, root=root, num_classes=num_classes,
         out=out_dir, epochs=epochs, batch_size=batch_size, lr=lr, min_lr=min_lr,
         warmup_epochs=warmup_epochs, layer_decay=layer_decay, weight_decay=weight_decay,
+        clip_grad=clip_grad,
         drop_path_rate=drop_path_rate, dropout=dropout, seed=seed, dataset=dataset,
         num_frames=num_frames, img_size=img_size, num_sample=num_sample,
         augment=not no_augment, rand_augment=not no_rand_augment,

@@ -55,6 +55,7 @@ class FinetuneConfig:
     num_sample: int = RECIPE["num_sample"]
     warmup_epochs: float = RECIPE["warmup_epochs"]
     min_lr: Optional[float] = None  # None: upstream's, from the batch (``learning_rates``)
+    clip_grad: Optional[float] = None  # the gradient's global norm limit; None: none (upstream)
     augment: bool = True
     rand_augment: bool = True
     dtype_policy: Optional[str] = None
@@ -72,7 +73,8 @@ class FinetuneConfig:
 # digests and validation protocol ``run_record`` adds
 RUN_KEYS = ("model", "num_classes", "epochs", "batch_size", "lr", "layer_decay", "weight_decay",
             "drop_path_rate", "dropout", "seed", "dataset", "num_frames", "img_size",
-            "num_sample", "warmup_epochs", "min_lr", "augment", "rand_augment", "dtype_policy")
+            "num_sample", "warmup_epochs", "min_lr", "clip_grad", "augment", "rand_augment",
+            "dtype_policy")
 
 
 @dataclass
@@ -229,7 +231,9 @@ def with_rates(config: FinetuneConfig) -> FinetuneConfig:
 
 def compile_model(model, config: FinetuneConfig, total_steps: int, steps_per_epoch: int):
     """Layer-decay AdamW on upstream's warm-up + cosine schedule (``learning_rates``),
-    soft-target cross-entropy."""
+    soft-target cross-entropy; with ``clip_grad``, the gradient of all weights together
+    scaled down to that norm when over it before each step (upstream's ``--clip_grad``:
+    ``clip_grad_norm_`` over the model's parameters)."""
     import keras
 
     from ..finetune import layer_decay_optimizer
@@ -241,7 +245,8 @@ def compile_model(model, config: FinetuneConfig, total_steps: int, steps_per_epo
                             min_lr=floor)
     optimizer = layer_decay_optimizer(model, learning_rate=schedule,
                                       layer_decay=config.layer_decay,
-                                      weight_decay=config.weight_decay)
+                                      weight_decay=config.weight_decay,
+                                      global_clipnorm=config.clip_grad)
     # soft (mixup / smoothed) targets: replace the task's default sparse accuracy metric
     # (metrics=None would keep the metrics of the compile a keras-hub task runs on creation)
     model.compile(optimizer=optimizer,
@@ -369,8 +374,10 @@ def _finetune(config: FinetuneConfig, on_step, on_error, on_resume) -> FinetuneR
 
     config = with_rates(config)
     try:
-        for name in ("layer_decay", "weight_decay"):  # before anything is read or made
-            checked_setting(name, getattr(config, name), lambda n: "--" + n.replace("_", "-"))
+        for name in ("layer_decay", "weight_decay", "clip_grad"):  # before anything is read
+            if name != "clip_grad" or config.clip_grad is not None:
+                checked_setting(name, getattr(config, name),
+                                lambda n: "--" + n.replace("_", "-"))
         items = read_list(config.list_path, config.num_classes, each_once=False)
         val_items = (read_list(config.val_list, config.num_classes, each_once=False)
                      if config.val_list else None)
@@ -396,6 +403,12 @@ def _locked_run(config: FinetuneConfig, items, val_items, on_step, on_error,
     if config.batch_size % placement.devices:
         raise FinetuneError(f"--batch-size {config.batch_size}: the global batch is split "
                             f"over {placement.devices} devices, so it must be a multiple of it")
+    if config.clip_grad is not None and placement.strategy is not None \
+            and placement.devices > 1:
+        raise FinetuneError(f"--clip-grad {config.clip_grad:g}: on TensorFlow with "
+                            f"{placement.devices} devices Keras clips each device's share of "
+                            "the gradient before adding them up, not their sum as upstream "
+                            "does; use --devices 1, or KERAS_BACKEND=jax")
     processes = placement.shard[1]
     if (config.batch_size // max(config.num_sample, 1)) % processes:
         raise FinetuneError(f"--batch-size {config.batch_size}: each of the {processes} "
