@@ -342,6 +342,12 @@ def test_pretrainer_compiles_with_upstream_pretraining_defaults(tmp_path):
     assert isinstance(model.loss, keras.losses.MeanSquaredError)
     scaled = tf_models.pretraining_optimizer(model, batch_size=64)
     assert float(scaled.learning_rate) == pytest.approx(1.5e-4 / 4)
+    # README's translation of V2's ViT-g script (--lr 6e-4 --clip_grad 0.02, 32 videos)
+    clipped = tf_models.pretraining_optimizer(model, learning_rate=6e-4 * 32 / 256,
+                                              global_clipnorm=0.02)
+    assert (float(clipped.learning_rate), clipped.global_clipnorm) == pytest.approx(
+        (6e-4 / 8, 0.02))
+    assert type(clipped).from_config(clipped.get_config()).global_clipnorm == 0.02
     inputs, target = _tiny_inputs(2, seed=12)
     before = model.evaluate(inputs, target, verbose=0)
     model.fit(inputs, target, batch_size=2, epochs=1, verbose=0)
