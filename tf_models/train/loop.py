@@ -374,10 +374,10 @@ def _finetune(config: FinetuneConfig, on_step, on_error, on_resume) -> FinetuneR
 
     config = with_rates(config)
     try:
-        for name in ("layer_decay", "weight_decay", "clip_grad"):  # before anything is read
-            if name != "clip_grad" or config.clip_grad is not None:
-                checked_setting(name, getattr(config, name),
-                                lambda n: "--" + n.replace("_", "-"))
+        settings = ("layer_decay", "weight_decay") + (
+            ("clip_grad",) if config.clip_grad is not None else ())  # None: no clipping
+        for name in settings:  # before anything is read or made
+            checked_setting(name, getattr(config, name), lambda n: "--" + n.replace("_", "-"))
         items = read_list(config.list_path, config.num_classes, each_once=False)
         val_items = (read_list(config.val_list, config.num_classes, each_once=False)
                      if config.val_list else None)
