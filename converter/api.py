@@ -408,7 +408,8 @@ def _check_source(entry: Entry, state_dict, checkpoint: str, notes: List[str]) -
     import torch
 
     # against the upstream file's own entry (a mapped head's file holds the source head)
-    check_fits(entry.upstream, state_dict, checkpoint, encoder_only=entry.encoder_only)
+    check_fits(entry.upstream, state_dict, checkpoint, encoder_only=entry.encoder_only,
+               requested=entry)
     drop_position_table(state_dict, notes)
     # what the torch side will load, as shapes: the head's rows taken, the kind's split made
     shapes = {name: torch.empty(t.shape, dtype=t.dtype, device="meta")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from .errors import CheckpointError
-from .zoo import ALL_SIZES, DATASETS, SIZES, Entry, find_entry
+from .zoo import ALL_SIZES, DATASETS, SIZES, TEST_SIZES, TEST_ZOO, ZOO, Entry, find_entry
 
 PATCH_EMBED_KEYS = ("patch_embed.proj.weight", "encoder.patch_embed.proj.weight")
 # Keys that only a pre-training (masked autoencoder) checkpoint has.
@@ -37,6 +37,7 @@ class CheckpointInfo:
     has_decoder: bool
     decoder_embed_dim: Optional[int]
     decoder_depth: int
+    patch: Optional[Tuple[int, int, int]] = None  # the patch embedding's kernel (T, H, W)
 
     def describe(self) -> str:
         size = ALL_SIZES[self.size].title if self.size in ALL_SIZES \
@@ -102,6 +103,7 @@ def infer_checkpoint(state_dict) -> CheckpointInfo:
     mode = "PT" if pretraining else "FT"
     prefix = "encoder." if pretraining else ""
     width, decoder_width = infer_widths(state_dict)
+    patch = next((_shape(state_dict[k])[2:] for k in PATCH_EMBED_KEYS if k in state_dict), ())
     num_classes = None
     if "head.weight" in state_dict and _shape(state_dict["head.weight"]):
         num_classes = int(_shape(state_dict["head.weight"])[0])
@@ -110,22 +112,27 @@ def infer_checkpoint(state_dict) -> CheckpointInfo:
         depth=_count_blocks(state_dict, prefix), num_classes=num_classes,
         dataset=dataset_for_classes(num_classes) if num_classes is not None else None,
         has_decoder=any(k.startswith("decoder.") for k in state_dict),
-        decoder_embed_dim=decoder_width, decoder_depth=_count_blocks(state_dict, "decoder."))
+        decoder_embed_dim=decoder_width, decoder_depth=_count_blocks(state_dict, "decoder."),
+        patch=tuple(int(n) for n in patch) if len(patch) == 3 else None)
 
 
-def check_fits(entry: Entry, state_dict, path: str,
-               encoder_only: Optional[bool] = None) -> CheckpointInfo:
-    """Raise CheckpointError (one line) unless ``state_dict`` is a checkpoint for ``entry``.
+def check_fits(entry: Entry, state_dict, path: str, encoder_only: Optional[bool] = None,
+               requested: Optional[Entry] = None) -> CheckpointInfo:
+    """Raise CheckpointError (one line) unless ``state_dict`` is a checkpoint for ``entry``;
+    ``requested``: the entry asked for, whose upstream file ``entry``'s is (a mapped head's
+    source), which the flags suggested start from (default ``entry``).
 
     The line names the file, each thing found against what the entry expects, and the flags
     that would select the right entry, e.g. ``ckpt.pth: checkpoint is ViT-B (embed dim 768),
-    not ViT-S: use --size B``. Several mismatches are combined into that one line. A
-    pre-training checkpoint without decoder tensors is refused unless ``encoder_only``
-    (default: the entry's own ``encoder_only``). Returns the inferred CheckpointInfo when
-    everything fits.
+    not ViT-S: use --size B``; ``--family`` and the entry's name too where the family asked
+    for would select another (a V1 K400 file for a V2 entry). Several mismatches are combined
+    into that one line. A pre-training checkpoint without decoder tensors is refused unless
+    ``encoder_only`` (default: the entry's own ``encoder_only``). Returns the inferred
+    CheckpointInfo when everything fits.
     """
     if encoder_only is None:
         encoder_only = bool(getattr(entry, "encoder_only", False))
+    requested = requested or entry
     info = infer_checkpoint(state_dict)
     if info.embed_dim is None:
         for key in PATCH_EMBED_KEYS:
@@ -147,6 +154,14 @@ def check_fits(entry: Entry, state_dict, path: str,
         parts.append(f"checkpoint is {ALL_SIZES[info.size].title} (embed dim {info.embed_dim}), "
                      f"not {expected_size}")
         flags.append(("--size", info.size))
+    patch = (entry.tubelet_size, entry.patch_size, entry.patch_size)
+    foreign = info.size == entry.size and info.patch not in (None, patch)
+    if foreign:
+        # no zoo entry has another patch for the same width (V2's ViT-g alone has 14 pixels),
+        # so no flag would help
+        parts.append(f"checkpoint's patches are {'x'.join(map(str, info.patch))} (frames x "
+                     f"pixels), {expected_size}'s are {'x'.join(map(str, patch))}: a model "
+                     "no zoo entry converts")
     if info.mode != entry.mode:
         parts.append(f"checkpoint is {_MODE_WORDS[info.mode]}, not {_MODE_BARE[entry.mode]}")
         flags.append(("--mode", info.mode))
@@ -159,6 +174,9 @@ def check_fits(entry: Entry, state_dict, path: str,
             parts.append(f"head has {info.num_classes} classes, which is no zoo dataset "
                          f"({known}), not {expected}")
         else:
+            if requested.head_from:
+                expected = (f"{entry.num_classes} ({entry.dataset}: {requested.name} takes its "
+                            f"{requested.dataset} rows from a {entry.dataset} head)")
             parts.append(f"head has {info.num_classes} classes ({info.dataset}), not {expected}")
             flags.append(("--dataset", info.dataset))
     if not parts:
@@ -169,12 +187,58 @@ def check_fits(entry: Entry, state_dict, path: str,
     if not parts:
         return info
     message = f"{path}: {'; '.join(parts)}"
-    if flags == [("--encoder-only", "")]:
-        message += ": convert it with --encoder-only"
-    elif flags:
-        message += ": use " + " ".join(f"{flag} {value}".strip() for flag, value in flags)
-        message += _no_entry_note(entry, dict(flags))
+    if flags and not foreign:
+        message += _suggestion(requested, entry, info, flags)
     raise CheckpointError(message)
+
+
+def _suggestion(requested: Entry, entry: Entry, info: CheckpointInfo,
+                flags: List[Tuple[str, str]]) -> str:
+    """': use FLAGS' that select the entry the file fits, or ': convert it with
+    --encoder-only'; the flags read from the file, with a note, where no one entry fits."""
+    if flags == [("--encoder-only", "")]:
+        return ": convert it with --encoder-only"
+    target = _fitting_entry(requested, info)
+    if target is None or target.name == requested.name:
+        return (": use " + " ".join(f"{flag} {value}".strip() for flag, value in flags)
+                + _no_entry_note(entry, dict(flags)))
+    return ": use " + _flags_for(requested, target, ("--encoder-only", "") in flags)
+
+
+def _fitting_entry(requested: Entry, info: CheckpointInfo) -> Optional[Entry]:
+    """The one zoo entry whose upstream file is what ``info`` describes (size, mode, and a
+    fine-tuned head's dataset), nearest the request: the requested dataset first (a K710
+    head for a K400 request: the K710toK400 entry), then its family, then a head of its own
+    over a mapped one; None where none, or several equally near, fit."""
+    if info.size is None or (info.mode == "FT" and info.dataset is None):
+        return None
+    pool = list(ZOO.values()) + (list(TEST_ZOO.values()) if info.size in TEST_SIZES else [])
+    fits = [e for e in pool if e.size == info.size and e.mode == info.mode
+            and (info.mode == "PT" or e.upstream.dataset == info.dataset)]
+    if not fits:
+        return None
+
+    def distance(e: Entry) -> tuple:
+        return (e.dataset != requested.dataset, e.family != requested.family,
+                e.head_from is not None)
+
+    nearest = min(map(distance, fits))
+    best = [e for e in fits if distance(e) == nearest]
+    return best[0] if len(best) == 1 else None
+
+
+def _flags_for(requested: Entry, target: Entry, encoder_flag: bool) -> str:
+    """The flags that turn the request into ``target``: those of size, mode and dataset that
+    differ, and ``--family`` with the entry's name where the families differ (the V2 family's
+    K400 entry takes a K710 file: a V1 K400 file needs ``--family v1``)."""
+    flags = [f"{flag} {new}" for flag, old, new in (
+        ("--size", requested.size, target.size), ("--mode", requested.mode, target.mode),
+        ("--dataset", requested.dataset, target.dataset)) if old != new]
+    if encoder_flag:
+        flags.append("--encoder-only")
+    if target.family != requested.family:
+        return " ".join([f"--family {target.family}"] + flags) + f" ({target.name})"
+    return " ".join(flags)
 
 
 def _depth_problems(entry: Entry, info: CheckpointInfo) -> List[str]:

@@ -1225,9 +1225,11 @@ def render_model_card(entry: Entry, report: ConversionRecord, base_url: str,
     lines += card.architecture
     lines += ["", "## Input contract", "", kind.video_contract(entry)]
     lines += card.contract
+    # the test views of the dataset's classifier (none for V2's unlabelled pre-training mix)
+    views = (f" Evaluation views upstream: {entry.eval_views} "
+             f"({entry.test.describe(entry.num_frames)})." if facts.labelled else "")
     lines += ["", "## Preprocessing", "",
-              f"Frames scaled to [0, 1], then mean {facts.mean} and std {facts.std}. "
-              f"Evaluation views upstream: {entry.eval_views}.", "",
+              f"Frames scaled to [0, 1], then mean {facts.mean} and std {facts.std}.{views}", "",
               "## Accuracy (reported upstream)", ""]
     lines += card.accuracy
     lines += ["", "## Loading", "", "```python",

@@ -26,7 +26,8 @@ def shapes_only(size, mode, num_classes=400, decoder=True):
     width, dec = dims["embed_dim"], dims["decoder_embed_dim"]
     meta = dict(device="meta")
     prefix = "encoder." if mode == "PT" else ""
-    state = {f"{prefix}patch_embed.proj.weight": torch.empty(width, 3, 2, 16, 16, **meta),
+    patch = SIZES[size].patch_size
+    state = {f"{prefix}patch_embed.proj.weight": torch.empty(width, 3, 2, patch, patch, **meta),
              f"{prefix}patch_embed.proj.bias": torch.empty(width, **meta)}
     for i in range(dims["depth"]):
         state[f"{prefix}blocks.{i}.attn.qkv.weight"] = torch.empty(3 * width, width, **meta)

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+import converter
 import torch_reference
 from converter.checkpoint import describe, hub_v2_model_kwargs, read_checkpoint
 from converter.errors import CheckpointError
 from converter.inspect_checkpoint import check_fits, infer_checkpoint
 from converter.mapping import map_tensors, prepare_state_dict
-from converter.synthetic import random_state_dict
-from converter.zoo import find_entry
+from converter.synthetic import random_state_dict, write_synthetic_checkpoint
+from converter.zoo import find_entry, get_entry
 
 # a tiny V2-shaped configuration: patch 14, mlp_ratio 48/11, layer scale, cosine attention
 TINY_V2 = dict(embed_dim=44, depth=2, num_heads=2, num_frames=4, img_size=28, patch_size=14,
@@ -198,6 +199,80 @@ def test_vit_g_files_are_read_as_vit_g_with_their_decoder():
     assert (info.size, info.mode, info.depth) == ("g", "PT", 40)
     assert (info.decoder_embed_dim, info.decoder_depth, info.has_decoder) == (512, 4, True)
     assert info.describe() == "ViT-g, pre-trained (PT), 40 blocks, decoder 4 blocks"
+
+
+def _zoo_shapes(name, **overrides):
+    """A state dict skeleton (meta device) of zoo entry ``name``'s upstream file."""
+    entry = get_entry(name)
+    with torch.device("meta"):
+        model = torch_reference.VisionTransformer(**{**entry.model_config(), **overrides})
+    return model.state_dict()
+
+
+def _refusal(name, state, requested=None):
+    entry = get_entry(name)
+    with pytest.raises(CheckpointError) as caught:
+        check_fits(entry, state, "ckpt.pth",
+                   requested=get_entry(requested) if requested else None)
+    assert "\n" not in str(caught.value)
+    return str(caught.value)
+
+
+def test_a_v1_k400_file_for_a_v2_entry_names_the_v1_entry_and_its_family():
+    # "--dataset k400" alone, with --family v2, would pick the K710toK400 entry (which reads
+    # a K710 file) and refuse the file again
+    assert _refusal("TFVideoMAEv2_S_K710_16x224_DL",
+                    _zoo_shapes("TFVideoMAE_S_K400_16x224_FT")) == (
+        "ckpt.pth: head has 400 classes (k400), not 710 (k710): "
+        "use --family v1 --dataset k400 (TFVideoMAE_S_K400_16x224_FT)")
+
+
+def test_a_k400_file_for_a_mapped_k400_entry_says_the_entry_reads_a_k710_head():
+    mapped = "TFVideoMAEv2_S_K710toK400_16x224_DL"
+    assert _refusal(get_entry(mapped).upstream.name, _zoo_shapes("TFVideoMAE_S_K400_16x224_FT"),
+                    requested=mapped) == (
+        "ckpt.pth: head has 400 classes (k400), not 710 (k710: "
+        "TFVideoMAEv2_S_K710toK400_16x224_DL takes its k400 rows from a k710 head): "
+        "use --family v1 (TFVideoMAE_S_K400_16x224_FT)")
+
+
+def test_a_v2_k710_file_for_a_v1_k400_entry_suggests_the_v2_entry_mapping_it_to_k400():
+    assert _refusal("TFVideoMAE_B_K400_16x224_FT",
+                    _zoo_shapes("TFVideoMAEv2_B_K710_16x224_DL")) == (
+        "ckpt.pth: head has 710 classes (k710), not 400 (k400): "
+        "use --family v2 (TFVideoMAEv2_B_K710toK400_16x224_DL)")
+
+
+def test_conversion_of_a_mapped_entry_explains_a_file_of_another_head(tmp_path):
+    """Through convert(): the file is checked as the K710 source's, the line speaks of the
+    entry asked for and suggests the entry the file is (an HMDB51 head here)."""
+    path = write_synthetic_checkpoint(get_entry("TFVideoMAEv2_Tg_K710-HMDB51_4x28_FT"),
+                                      str(tmp_path / "hmdb51.pth"))
+    with pytest.raises(CheckpointError) as caught:
+        converter.convert("TFVideoMAEv2_Tg_K710toK400_4x28_DL", str(tmp_path / "out"),
+                          checkpoint=path, progress=False)
+    assert str(caught.value) == (
+        f"{path}: head has 51 classes (hmdb51), not 710 (k710: "
+        "TFVideoMAEv2_Tg_K710toK400_4x28_DL takes its k400 rows from a k710 head): "
+        "use --dataset hmdb51")
+
+
+@pytest.mark.parametrize("mode", ["FT", "PT"])
+def test_a_vit_g_file_of_16_pixel_patches_is_refused_without_a_flag_to_try(mode):
+    """No zoo entry is ViT-g wide with 16-pixel patches: the line says so instead of the
+    shape list and its 'check --size, --mode and --dataset'."""
+    name = "TFVideoMAEv2_g_K710_16x224_FT" if mode == "FT" else "TFVideoMAEv2_g_Hybrid_16x224_PT"
+    entry = get_entry(name)
+    model_class = (torch_reference.VisionTransformer if mode == "FT"
+                   else torch_reference.PretrainVisionTransformer)
+    with torch.device("meta"):
+        state = model_class(**{**entry.model_config(), "patch_size": 16}).state_dict()
+    expected = ("ckpt.pth: checkpoint's patches are 2x16x16 (frames x pixels), ViT-g's are "
+                "2x14x14: a model no zoo entry converts")
+    assert _refusal(name, state) == expected
+    # given for the other mode too: still no flag (none would take it)
+    other = "TFVideoMAEv2_g_Hybrid_16x224_PT" if mode == "FT" else "TFVideoMAEv2_g_K710_16x224_FT"
+    assert "use" not in _refusal(other, state).split(": a model no zoo entry converts")[1]
 
 
 def test_hub_v2_weights_file_given_alone_still_reads_its_folder_config(tmp_path):

@@ -176,3 +176,18 @@ def test_evaluate_with_a_v2_zoo_name_scores_hmdb51_as_upstream(zoo, videos, refe
     assert summary["top5"] == pytest.approx(top5, abs=1e-9)
     assert (summary["model"], summary["views"], summary["videos"]) == (HMDB51, "5x3", 3)
     assert set(summary["per_class"]) <= set(class_names("hmdb51"))
+
+
+def test_model_cards_say_each_entrys_test_sampling_rate(tiny_v2_release):
+    """HMDB51's clips take every 2nd frame (V2's script), Kinetics' every 4th: the card says
+    which, as the README's zoo table does (a 16x5x3 alone would read as rate 4)."""
+    release_dir = tiny_v2_release[0]
+
+    def card(name):
+        with open(os.path.join(release_dir, f"{name}.md"), encoding="utf-8") as f:
+            return f.read()
+
+    assert ("Evaluation views upstream: 4x5x3 (5 clips of 4 frames, every 2nd frame, x 3 "
+            "crops).") in card(HMDB51)
+    assert ("Evaluation views upstream: 4x5x3 (5 clips of 4 frames, every 4th frame, x 3 "
+            "crops).") in card(MAPPED)

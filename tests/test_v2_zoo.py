@@ -322,6 +322,23 @@ def test_readme_zoo_table_has_every_v2_entry_with_its_numbers():
         assert accuracy == f"{info['top1']}/{info['top5'] if info['top5'] else '-'}"
 
 
+def test_readme_says_which_sizes_have_upstreams_fine_tuning_defaults():
+    """`FINETUNE_DEFAULTS` has V1's sizes, not ViT-g (V2's scripts vary per dataset): the
+    README's sentence on it names exactly the published sizes the table holds."""
+    import re
+
+    from tf_models.presets import FINETUNE_DEFAULTS, SIZES
+
+    readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "README.md")
+    with open(readme, encoding="utf-8") as handle:
+        text = " ".join(handle.read().split())
+    said = re.search(r"`tf_models\.presets\.FINETUNE_DEFAULTS` \(V1's sizes ([A-Z, ]+);", text)
+    assert said, "the README's sentence on FINETUNE_DEFAULTS names its sizes"
+    assert set(said.group(1).split(", ")) == set(FINETUNE_DEFAULTS) & set(SIZES)
+    assert "g" not in FINETUNE_DEFAULTS and "not ViT-g" in text
+
+
 def test_list_json_gives_null_top5_and_classifier_fields_exactly_where_upstream_has_none():
     rows = [json.loads(line) for line in run_cli(["--list", "--json"]).stdout.splitlines()]
     assert {row["family"] for row in rows} == {"v1", "v2"} and len(rows) == len(ZOO)

@@ -126,6 +126,16 @@ class Sampling:
         """``"5x3"``: clips x crops."""
         return f"{self.clips}x{self.crops}"
 
+    def describe(self, num_frames: int) -> str:
+        """The views in words (a model card's): ``5 clips of 16 frames, every 4th frame, x 3
+        crops``."""
+        if self.sampler == "dense":
+            nth = {1: "every frame", 2: "every 2nd frame", 3: "every 3rd frame"}.get(
+                self.rate, f"every {self.rate}th frame")
+            return f"{self.clips} clips of {num_frames} frames, {nth}, x {self.crops} crops"
+        return (f"{self.clips} interleaved samplings of {num_frames} evenly spaced frames x "
+                f"{self.crops} crops")
+
 
 @dataclass(frozen=True)
 class Dataset:
