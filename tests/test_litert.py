@@ -286,3 +286,22 @@ def test_a_wrong_mapping_with_litert_fails_on_the_keras_parity_naming_the_block(
                                           r"blocks.1 "):
         converter.convert(TINY_FT, str(tmp_path / "out"), synthetic=True, litert=True,
                           progress=False)
+
+
+@pytest.mark.parametrize("suffix", [".tflite", ".int8.tflite"])
+def test_a_tflite_given_as_model_says_where_it_runs_and_which_file_to_give(tmp_path, suffix):
+    """``videomae-predict --model NAME.tflite`` (any --model): before, "expected a .keras or
+    .weights.h5 file, ..." with no word on the .tflite or on the file beside it to pass."""
+    from click.testing import CliRunner
+
+    from videomae_cli.video import predict_command
+
+    path = tmp_path / f"{TINY_FT}{suffix}"
+    path.write_bytes(b"TFL3")
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"")
+    result = CliRunner().invoke(predict_command, [str(video), "--model", str(path)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [
+        f"error: {path}: a LiteRT file runs in the LiteRT interpreter (README, \"Deploy with "
+        f"LiteRT\"); pass the {TINY_FT}.keras beside it"]
