@@ -295,6 +295,7 @@ def _readme_litert_section():
         return handle.read().split("## Deploy with LiteRT", 1)[1].split("\n## ", 1)[0]
 
 
+@pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated")
 def test_the_readmes_litert_snippet_on_a_real_videos_views_prints_what_predict_does(
         tiny_tflite, tiny_converted):
     """A deployer's run: the README's snippet as written (its path and shape the tiny file's),
