@@ -248,7 +248,8 @@ def convert(entry, out_dir: str, checkpoint: Optional[str] = None, synthetic: bo
         checkpoint = resolve_checkpoint(base, checkpoint, cache_dir=cache_dir, offline=offline,
                                         force_download=force_download, progress=progress)
     if artifacts_present(out_dir, entry.name) and not force:
-        return _existing(out_dir, entry, checkpoint, synthetic, seed, litert, litert_quantize)
+        return _existing(out_dir, entry, checkpoint, synthetic, seed, litert, litert_quantize,
+                         len(video_cases))
     phases = PhaseBar(entry.name, progress, on_phase, litert, quantize=len(litert_quantize))
     scratch = None
     try:
@@ -420,9 +421,10 @@ def _check_source(entry: Entry, state_dict, checkpoint: str, notes: List[str]) -
 
 
 def _existing(out_dir: str, entry: Entry, checkpoint: Optional[str], synthetic: bool,
-              seed: int, litert: bool = False, quantize: Sequence[str] = ()
+              seed: int, litert: bool = False, quantize: Sequence[str] = (), videos: int = 0
               ) -> ConversionResult:
-    """Artifacts already present: a skipped result when they verify, else OutputError."""
+    """Artifacts already present: a skipped result when they verify (``videos``: the
+    quantised files measured on that many ``--video`` clips at least), else OutputError."""
     if synthetic:
         source = {"synthetic_seed": seed}
     else:
@@ -430,7 +432,8 @@ def _existing(out_dir: str, entry: Entry, checkpoint: Optional[str], synthetic: 
             raise CheckpointError(f"{checkpoint}: no such file")
         source = {"sha256": checkpoint_sha256(checkpoint)}
     paths = artifact_paths(out_dir, entry.name, litert=True)
-    reason = verify_artifacts(out_dir, entry, source, litert=litert, quantize=quantize)
+    reason = verify_artifacts(out_dir, entry, source, litert=litert, quantize=quantize,
+                              videos=videos)
     if reason is not None:
         raise OutputError(f"{paths['report']}: artifacts of {entry.name} already exist and "
                           f"{reason}; pass --force to overwrite")

@@ -268,11 +268,12 @@ class StagedArtifacts:
 
 
 def verify_artifacts(out_dir: str, entry: Entry, source: dict, litert: bool = False,
-                     quantize: Sequence[str] = ()) -> Optional[str]:
+                     quantize: Sequence[str] = (), videos: int = 0) -> Optional[str]:
     """None when every artifact of ``entry`` is present, matches the checksums in its report,
     passed parity, and came from ``source`` (``{"sha256": ...}`` or ``{"synthetic_seed": n}``);
     otherwise the reason they do not verify. ``litert``: a ``.tflite`` must be among them;
-    ``quantize``: each mode's quantised ``.tflite`` too."""
+    ``quantize``: each mode's quantised ``.tflite`` too, its top-k agreement measured on at
+    least ``videos`` real-video clips (``--video``)."""
     paths = artifact_paths(out_dir, entry.name, litert=True)
     try:
         report = ConversionRecord.load(paths["report"])
@@ -299,8 +300,14 @@ def verify_artifacts(out_dir: str, entry: Entry, source: dict, litert: bool = Fa
     if litert and "litert" not in report.artifacts:
         return "they were converted without --litert"
     for mode in quantize:
-        if quantized_kind(mode) not in report.artifacts:
+        kind = quantized_kind(mode)
+        if kind not in report.artifacts:
             return f"they were converted without --litert-quantize {mode}"
+        check = report.reload_checks.get(kind)
+        measured = (check.video_clips if check is not None else None) or 0
+        if measured < videos:
+            return (f"their {SUFFIXES[kind]}'s top-k agreement was measured on {measured} "
+                    f"--video clip(s), not {videos}")
     if bool(report.entry.get("raw_frames")) != entry.raw_frames:
         return f"they were converted {'without' if entry.raw_frames else 'with'} --raw-frames"
     return None

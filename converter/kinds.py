@@ -34,6 +34,12 @@ StateDict = Dict[str, torch.Tensor]
 BlockLayout = Optional[Tuple[Tuple[str, int], ...]]
 
 
+def litert_output_name(index: int) -> str:
+    """What a ``.tflite`` file calls its ``index``-th output (TensorFlow's converter names a
+    signature-less function's outputs after their Identity ops)."""
+    return f"Identity_{index}" if index else "Identity"
+
+
 class CardText(NamedTuple):
     """What a model card says about one kind, as Markdown lines per section."""
 
@@ -81,6 +87,13 @@ class ModelKind:
         served = ", ".join(kind.title for kind in KINDS if kind.serves_litert)
         return f"{entry.name}: --litert serves these kinds: {served}; not a {self.title}: " \
                f"{self.no_litert}"
+
+    @property
+    def litert_outputs(self) -> Tuple[str, ...]:
+        """The outputs in a ``.tflite`` file's order: a dict output is flattened in sorted-name
+        order when traced, and the file, which carries no signature, names them ``Identity``,
+        ``Identity_1``... (``litert_output_name``)."""
+        return tuple(sorted(self.outputs))
 
     def named(self, outputs) -> dict:
         """A model's outputs as {name: value}: a single tensor gets this kind's one name."""

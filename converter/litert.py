@@ -595,7 +595,7 @@ def reload_litert(entry: Entry, path: str) -> Callable:
     interpreter = make_interpreter(path)
     pages = MappedPages(before, file_mappings(), path)
     kind = kind_of(entry)
-    names = sorted(kind.outputs)
+    names = kind.litert_outputs
 
     def run(case):
         (video,) = kind.serving_case_inputs(entry, case)

@@ -38,7 +38,7 @@ from tf_models.stopping import Terminated, stop_handlers
 
 from . import __version__
 from .errors import ConversionError, require_tensorflow_backend, type_in_words
-from .kinds import kind_of
+from .kinds import kind_of, litert_output_name
 from .record import ConversionRecord, RecordError, RunOutcome
 from .release_scratch import (OLD, PARTIAL, PUBLISH_PARTIAL, PUBLISH_SCRATCH, RELEASE_CHECK,
                               RELEASE_JOIN, TEMP_PREFIXES, make_scratch_folder,
@@ -1251,14 +1251,23 @@ def render_model_card(entry: Entry, report: ConversionRecord, base_url: str,
                   f"backbone = keras_hub.models.Backbone.from_preset('{entry.name}')", "```",
                   ""]
     if "litert" in report.artifacts:
+        outputs = kind.litert_outputs
+        named = " and ".join(f"`{litert_output_name(i)}` (`{name}` above)"
+                             for i, name in enumerate(outputs))
         lines += [f"`{entry.name}.tflite`: LiteRT, fp32, dynamic batch (resize the input to "
-                  "the batch you need):", "", "```python",
+                  "the batch you need). It has no signature: its input is `video` above, "
+                  f"and LiteRT names its output{'s' if len(outputs) > 1 else ''} {named}"
+                  f"{', in that order' if len(outputs) > 1 else ''}:", "", "```python",
                   "from ai_edge_litert.interpreter import Interpreter  # or tf.lite.Interpreter",
                   f"interpreter = Interpreter(model_path='{entry.name}.tflite')",
                   "index = interpreter.get_input_details()[0]['index']",
                   f"interpreter.resize_tensor_input(index, [1, {entry.num_frames}, "
                   f"{entry.img_size}, {entry.img_size}, 3])",
-                  "interpreter.allocate_tensors()", "```", ""]
+                  "interpreter.allocate_tensors()",
+                  "interpreter.set_tensor(index, video)",
+                  "interpreter.invoke()",
+                  f"{outputs[0]} = interpreter.get_tensor("
+                  "interpreter.get_output_details()[0]['index'])", "```", ""]
     from .litert import QUANTIZATIONS
 
     for mode in QUANTIZED_MODES:

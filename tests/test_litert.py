@@ -286,3 +286,63 @@ def test_a_wrong_mapping_with_litert_fails_on_the_keras_parity_naming_the_block(
                                           r"blocks.1 "):
         converter.convert(TINY_FT, str(tmp_path / "out"), synthetic=True, litert=True,
                           progress=False)
+
+
+def _readme_litert_section():
+    from conftest import REPO_ROOT
+
+    with open(os.path.join(REPO_ROOT, "README.md")) as handle:
+        return handle.read().split("## Deploy with LiteRT", 1)[1].split("\n## ", 1)[0]
+
+
+@pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated")
+def test_the_readmes_litert_snippet_on_a_real_videos_views_prints_what_predict_does(
+        tiny_tflite, tiny_converted):
+    """A deployer's run: the README's snippet as written (its path and shape the tiny file's),
+    fed what the README says the input is, gives videomae-predict's per-view logits. Before,
+    the section never said the input is normalised float views (nor how they are made), and
+    called the classifier's output `logits`, a name the file does not carry."""
+    from tf_models.video import classify_video, load_video_model, normalize_views, read_views
+    from tf_models.video.predict import model_protocol
+    from video_helpers import shipped_videos
+
+    section = _readme_litert_section()
+    for said in ("tf_models.video.read_views", "tf_models.video.normalize_views",
+                 "uint8", "LiteRT names it `Identity`"):
+        assert said in section, said
+    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
+    path, _ = tiny_tflite
+    model = load_video_model(tiny_converted.paths["keras"])
+    video_file = shipped_videos()["bikes.mp4"]
+    protocol = model_protocol(model)
+    video = normalize_views(read_views(video_file, protocol), protocol.mean, protocol.std)
+    code = (snippet.replace('"weights/TFVideoMAE_S_K400_16x224_FT.tflite"', repr(path))
+            .replace("[2, 16, 224, 224, 3]", repr(list(video.shape))))
+    assert code != snippet and repr(path) in code and repr(list(video.shape)) in code
+    namespace = {"video": video}
+    exec(code, namespace)
+    interpreter = namespace["interpreter"]
+    assert interpreter.get_output_details()[0]["name"] == "Identity"
+    assert interpreter.get_input_details()[0]["dtype"] == np.float32
+    expected = np.asarray(classify_video(model, video_file)["view_logits"])
+    assert namespace["logits"].shape == expected.shape == (15, 400)
+    assert np.max(np.abs(namespace["logits"] - expected)) <= TOLERANCE
+
+
+@pytest.mark.parametrize("suffix", [".tflite", ".int8.tflite"])
+def test_a_tflite_given_as_model_says_where_it_runs_and_which_file_to_give(tmp_path, suffix):
+    """``videomae-predict --model NAME.tflite`` (any --model): before, "expected a .keras or
+    .weights.h5 file, ..." with no word on the .tflite or on the file beside it to pass."""
+    from click.testing import CliRunner
+
+    from videomae_cli.video import predict_command
+
+    path = tmp_path / f"{TINY_FT}{suffix}"
+    path.write_bytes(b"TFL3")
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"")
+    result = CliRunner().invoke(predict_command, [str(video), "--model", str(path)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [
+        f"error: {path}: a LiteRT file runs in the LiteRT interpreter (README, \"Deploy with "
+        f"LiteRT\"); pass the {TINY_FT}.keras beside it"]

@@ -325,6 +325,28 @@ def test_litert_quantize_refuses_in_one_line_what_it_cannot_do(tmp_path):
     assert not out.exists() or os.listdir(out) == []
 
 
+def test_a_rerun_asking_for_more_video_clips_than_the_report_measured_is_refused(quantized,
+                                                                             tmp_path):
+    """Before: a rerun with --video into a folder whose quantised files were measured on fewer
+    clips (none: converted without --video) said "skipped" and exit 0, and the report gave no
+    top-k agreement for the videos asked for; as for a missing --litert-quantize mode, one line
+    asking for --force. The same videos again still skip."""
+    out, _, video = quantized
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    base = ["--name", TINY_FT, "--synthetic", "--out", str(copy), "-q",
+            "--litert-quantize", "fp16", "--litert-quantize", "int8", "--video", video]
+    again = run_cli(base)
+    assert again.exit_code == 0 and "skipped" in again.output, again.output
+    before = sorted(os.listdir(copy))
+    line = assert_one_line_error(run_cli(
+        base + ["--video", shipped_videos()["carphone_pristine.mp4"]]), 2)
+    assert line == (f"error: {copy / TINY_FT}.json: artifacts of {TINY_FT} already exist and "
+                    f"their .fp16.tflite's top-k agreement was measured on 1 --video clip(s), "
+                    f"not 2; pass --force to overwrite")
+    assert sorted(os.listdir(copy)) == before
+
+
 def test_a_folder_given_as_video_is_refused_as_a_folder(tmp_path):
     """``convert(..., videos=[FOLDER])``: before, "no such file" (of a folder that is there);
     ``videomae-convert --video FOLDER``: before, click's three-line usage error."""

@@ -294,6 +294,41 @@ def test_model_cards_state_the_source_and_input_contract(release, conversions):
     assert "Output `logits`: `[batch, 400]`" in cards[TINY_FT]
 
 
+def test_a_model_cards_litert_snippet_runs_the_shipped_tflite_as_the_keras_model_runs(
+        release):
+    """A deployer's run of the card: its snippet, as written, on the released .tflite and the
+    views of a real video, normalised as the card says, gives the .keras model's logits, and
+    the output name the card gives is the file's. Before, the snippet stopped at
+    allocate_tensors and the card never said the file's output is called `Identity`, not the
+    `logits` of its contract."""
+    import keras
+
+    from converter.litert import make_interpreter
+    from tf_models.video import normalize_views, protocol_for, read_views
+    from video_helpers import shipped_videos
+
+    release_dir = release[0]
+    with open(os.path.join(release_dir, f"{TINY_FT}.md")) as handle:
+        card = handle.read()
+    said = card.split(f"`{TINY_FT}.tflite`: ", 1)[1]
+    assert "LiteRT names its output `Identity` (`logits` above):" in said.split("\n", 1)[0]
+    snippet = said.split("```python\n", 1)[1].split("```", 1)[0]
+    protocol = protocol_for("k400", 4, 32, "1x1")  # the card's [1, 4, 32, 32, 3]
+    video = normalize_views(read_views(shipped_videos()["bikes.mp4"], protocol),
+                            protocol.mean, protocol.std)
+    assert "mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225)" in card
+    path = os.path.join(release_dir, f"{TINY_FT}.tflite")
+    namespace = {"video": video,  # the interpreter the conversion's checks use
+                 "Interpreter": lambda model_path: make_interpreter(model_path)}
+    exec(snippet.replace("from ai_edge_litert.interpreter import Interpreter", "")
+         .replace(f"'{TINY_FT}.tflite'", repr(path)), namespace)
+    assert [d["name"] for d in namespace["interpreter"].get_output_details()] == ["Identity"]
+    model = keras.saving.load_model(os.path.join(release_dir, f"{TINY_FT}.keras"))
+    expected = np.asarray(model.predict(video, verbose=0))
+    assert namespace["logits"].shape == expected.shape == (1, 400)
+    assert np.max(np.abs(namespace["logits"] - expected)) <= TOLERANCE
+
+
 def test_savedmodel_zip_is_deterministic_and_holds_the_folder(release, conversions, tmp_path):
     release_dir = release[0]
     conv_dir = conversions[0]

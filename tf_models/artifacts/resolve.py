@@ -43,7 +43,7 @@ from ..kerashub_presets import HANDLE_PREFIXES, is_kerashub_preset, preset_files
 from ..presets import DEFAULT_ZOO_URL, Preset, get_preset
 from . import download
 from .checksums import SUMS, ChecksumError, is_plain_name, parse_sums, read_sums, sha256_file
-from .names import SUFFIXES, entry_name, kind_of_path, report_path
+from .names import LITERT_KINDS, SUFFIXES, entry_name, kind_of_path, report_path
 from .parts import JoinDamaged, SplitAsset, join_parts, parts_listed, whole_names
 from .record import ConversionRecord, RecordError, load_report
 
@@ -418,6 +418,10 @@ def _from_file(path: str, name: Optional[str] = None) -> Resolved:
     kind = kind_of_path(path)
     if kind == "keras":
         return _described(path, "keras", name)
+    if kind in LITERT_KINDS:
+        raise PresetError(f"{path}: a LiteRT file runs in the LiteRT interpreter (README, "
+                          f"\"Deploy with LiteRT\"); pass the {entry_name(path)}"
+                          f"{SUFFIXES['keras']} beside it")
     if kind != "weights":
         raise PresetError(f"{path}: expected a .keras or .weights.h5 file, a SavedModel or "
                           f"release folder, or a zoo name")
