@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from .errors import CheckpointError
-from .zoo import ALL_SIZES, DATASETS, SIZES, TEST_SIZES, TEST_ZOO, ZOO, Entry, find_entry
+from .zoo import ALL_SIZES, DATASETS, SIZES, Entry, entries_of, find_entry
 
 PATCH_EMBED_KEYS = ("patch_embed.proj.weight", "encoder.patch_embed.proj.weight")
 # Keys that only a pre-training (masked autoencoder) checkpoint has.
@@ -212,8 +212,7 @@ def _fitting_entry(requested: Entry, info: CheckpointInfo) -> Optional[Entry]:
     over a mapped one; None where none, or several equally near, fit."""
     if info.size is None or (info.mode == "FT" and info.dataset is None):
         return None
-    pool = list(ZOO.values()) + (list(TEST_ZOO.values()) if info.size in TEST_SIZES else [])
-    fits = [e for e in pool if e.size == info.size and e.mode == info.mode
+    fits = [e for e in entries_of(info.size) if e.size == info.size and e.mode == info.mode
             and (info.mode == "PT" or e.upstream.dataset == info.dataset)]
     if not fits:
         return None

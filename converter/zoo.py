@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from tf_models.presets import (ALL_SIZES, DATASETS, FAMILIES, MODES, PRESETS,  # noqa: F401
                                SIZES, TEST_PRESETS, TEST_SIZES, Preset, preset_name)
@@ -140,6 +140,12 @@ ZOO: Dict[str, Entry] = {name: _entry(preset) for name, preset in PRESETS.items(
 TEST_ZOO: Dict[str, Entry] = {name: _entry(preset) for name, preset in TEST_PRESETS.items()}
 
 
+def entries_of(size: str) -> List[Entry]:
+    """The published entries, and the test-only tiny ones when ``size`` is a test size (as
+    ``--all`` selects them)."""
+    return list(ZOO.values()) + (list(TEST_ZOO.values()) if size in TEST_SIZES else [])
+
+
 def find_entry(size: str, mode: str, dataset: str = "k400",
                family: Optional[str] = "v1") -> Entry:
     """The entry for ``--size/--mode/--dataset`` (and ``--family``; None: V1's entry where it
@@ -155,9 +161,7 @@ def find_entry(size: str, mode: str, dataset: str = "k400",
     if fits:
         raise KeyError(f"size {size}, mode {mode}, dataset {dataset} fits "
                        f"{', '.join(e.name for e in fits)}: pass --name NAME")
-    # the test-only tiny entries too when a test size was asked for (as ``--all`` selects)
-    named = list(ZOO.values()) + (list(TEST_ZOO.values()) if size in TEST_SIZES else [])
-    available = sorted({f"{e.size}/{e.dataset}" for e in named
+    available = sorted({f"{e.size}/{e.dataset}" for e in entries_of(size)
                         if e.mode == mode and (family is None or e.family == family)})
     which = f"{family} " if family else ""
     raise KeyError(f"no zoo entry for size {size}, mode {mode}, dataset {dataset}"

@@ -403,7 +403,7 @@ def _locked_run(config: FinetuneConfig, items, val_items, on_step, on_error,
     if config.batch_size % placement.devices:
         raise FinetuneError(f"--batch-size {config.batch_size}: the global batch is split "
                             f"over {placement.devices} devices, so it must be a multiple of it")
-    if config.clip_grad is not None and placement.strategy is not None \
+    if config.clip_grad is not None and placement.backend == "tensorflow" \
             and placement.devices > 1:
         raise FinetuneError(f"--clip-grad {config.clip_grad:g}: on TensorFlow with "
                             f"{placement.devices} devices Keras clips each device's share of "
