@@ -8,7 +8,8 @@ and scaled by the same rate, and never applies where upstream's ``get_parameter_
 it (``decays``): 1-D tensors (LayerNorm, layer scale), biases and the model's
 ``no_weight_decay()`` (the pre-trainer's ``mask_token``). Both are decided for every variable
 of the model, trainable or frozen when the optimizer is made (and kept in its config), so a
-backbone unfrozen later trains with upstream's rates and decay. Works on every Keras backend.
+backbone unfrozen later trains with upstream's rates and decay. Each step is
+``torch.optim.AdamW``'s (``LayerDecayAdamW.update_step``). Works on every Keras backend.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def layer_ids(model) -> Dict[str, int]:
 
 @keras.saving.register_keras_serializable(package="videomae")
 class LayerDecayAdamW(keras.optimizers.Adam):
-    """Adam with decoupled weight decay and a learning-rate scale per variable path.
+    """AdamW as torch takes its steps, with a learning-rate scale per variable path.
 
     ``lr_scales``: {variable path: scale}; ``decay_paths``: the paths that get weight decay
     (``weight_decay`` 0 or more). Variables not listed train at the base rate without decay.
@@ -103,11 +104,28 @@ class LayerDecayAdamW(keras.optimizers.Adam):
         self._decays = [v.path in self._decay_set for v in variables]
 
     def update_step(self, gradient, variable, learning_rate):
+        """One step as ``torch.optim.AdamW`` (upstream's optimizer) takes it: the decoupled
+        decay, then ``rate / (1 - beta_1 ** t) * m / (sqrt(v / (1 - beta_2 ** t)) + eps)``.
+        Keras's Adam adds ``eps`` to the uncorrected ``sqrt(v)``, which moves an element whose
+        gradient is near ``eps`` by up to 0.7 x the rate less in the first steps."""
         index = self._get_variable_index(variable)
-        rate = ops.cast(learning_rate, variable.dtype) * self._scales[index]
+        dtype = variable.dtype
+        rate = ops.cast(learning_rate, dtype) * self._scales[index]
         if self._decays[index] and self.decoupled_weight_decay:
             self.assign_sub(variable, variable * (rate * self.decoupled_weight_decay))
-        super().update_step(gradient, variable, rate)
+        gradient = ops.cast(gradient, dtype)
+        step = ops.cast(self.iterations + 1, dtype)
+        momentum, velocity = self._momentums[index], self._velocities[index]
+        self.assign_add(momentum, (gradient - momentum) * (1 - self.beta_1))
+        self.assign_add(velocity, (ops.square(gradient) - velocity) * (1 - self.beta_2))
+        if self.amsgrad:  # torch's amsgrad: the running maximum of v in the denominator
+            highest = self._velocity_hats[index]
+            self.assign(highest, ops.maximum(highest, velocity))
+            velocity = highest
+        first = 1 - ops.power(ops.cast(self.beta_1, dtype), step)
+        second = 1 - ops.power(ops.cast(self.beta_2, dtype), step)
+        denominator = ops.sqrt(velocity) / ops.sqrt(second) + self.epsilon
+        self.assign_sub(variable, momentum * (rate / first) / denominator)
 
     def get_config(self):
         config = super().get_config()
