@@ -359,6 +359,57 @@ def test_ray_without_an_address_starts_its_own_instance_beside_a_running_cluster
     assert not ray.is_initialized()
 
 
+@pytest.mark.slow  # a Ray instance; fast tier: the unreachable address above
+def test_ray_cluster_that_refuses_the_runs_token_is_one_line(ray_dataset, tmp_path):
+    """Ray (2.59 and later) runs token authentication on its local instances, and `ray start
+    --head` where ~/.ray/auth_token exists (which the first local run writes); a driver given
+    an address sends a token only with RAY_AUTH_MODE=token. Before: 20 s of Ray's warnings,
+    then "cannot connect ...; start one (ray start --head)" for a cluster that was running."""
+    token = os.urandom(16).hex()
+    env = {k: v for k, v in _env().items() if not k.startswith("RAY_AUTH")}
+    # the head in a process of its own: Ray reads RAY_AUTH_MODE once per process
+    head = subprocess.Popen(
+        [sys.executable, "-c", "import sys\nfrom ray.cluster_utils import Cluster\n"
+         "cluster = Cluster(initialize_head=True, head_node_args={'num_cpus': 1, "
+         f"'object_store_memory': {OBJECT_STORE}}})\n"
+         "print(cluster.address, flush=True)\nsys.stdin.read()\ncluster.shutdown()\n"],
+        env=dict(env, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token), text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        address = head.stdout.readline().strip()
+        assert address, "the head did not start"
+        args = _evaluate_args(ray_dataset, str(tmp_path / "out"), address)
+        done = subprocess.run([sys.executable, "-c", EVALUATE, *args], env=env,
+                              capture_output=True, text=True, timeout=300)
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode == 2 and len(lines) == 1, done.stderr[-3000:]
+        assert lines[0] == (f"error: --engine ray: the Ray cluster at {address} requires Ray's "
+                            "token authentication and this process sends none: RAY_AUTH_MODE "
+                            "is not token; set RAY_AUTH_MODE=token and give the head's token "
+                            "(its ~/.ray/auth_token copied here, or RAY_AUTH_TOKEN), or use "
+                            "--ray-address auto on the head's machine")
+        probe = ("from tf_models.video.evaluate import EvaluateError\n"
+                 "from tf_models.video.ray_engine import _check_authenticated\n"
+                 "try:\n"
+                 f"    _check_authenticated({address!r})\n"
+                 "except EvaluateError as error:\n"
+                 "    print(error)\n"
+                 "else:\n"
+                 "    print('accepted')\n")
+        for given, expected in ((os.urandom(16).hex(), "the token here is not the cluster's"),
+                                (token, "accepted")):
+            done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                  env=dict(env, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=given),
+                                  timeout=300)
+            assert expected in done.stdout.splitlines()[-1], done.stdout + done.stderr[-2000:]
+    finally:
+        head.stdin.close()  # the head shuts its cluster down
+        try:
+            head.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            head.kill()
+
+
 @pytest.mark.slow  # two Ray instances; fast tier: the unreachable address above
 def test_ray_refuses_actors_its_own_local_cluster_cannot_place(monkeypatch):
     """A local cluster started for the run cannot grow: model actors that leave no CPU for
