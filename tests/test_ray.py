@@ -282,6 +282,36 @@ def test_ray_engine_refuses_an_address_nothing_answers_in_one_line(ray_dataset, 
         "cluster"), lines
 
 
+@pytest.mark.parametrize("where", ["--ray-address", "RAY_ADDRESS"])
+def test_ray_engine_refuses_a_ray_client_address_in_one_line(ray_dataset, tmp_path,
+                                                             monkeypatch, where):
+    """Ray Data cannot run on a Ray Client connection (``ray://``): before, against a head's
+    client server (ray start --head's port 10001) ray.init connected and the run ended in Ray
+    Data's traceback, exit 1; here a listening port passes the reachability check, and the
+    address is refused before Ray is asked (before: Ray's client timing out after 30 s)."""
+    import socket
+
+    from click.testing import CliRunner
+
+    from videomae_cli.video import evaluate_command
+
+    with socket.socket() as server:  # something answers there: the reachability check passes
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        address = f"ray://127.0.0.1:{server.getsockname()[1]}"
+        args = _evaluate_args(ray_dataset, str(tmp_path / "out"), address)
+        if where == "RAY_ADDRESS":
+            monkeypatch.setenv("RAY_ADDRESS", address)
+            args = args[:args.index("--ray-address")] + args[args.index("--ray-address") + 2:]
+        result = CliRunner().invoke(evaluate_command, args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"error: --engine ray: {where} {address} is a Ray Client address, which "
+                     "Ray Data cannot run on; give the head's address (HEAD_IP:6379, the --port "
+                     "of ray start --head), or run the command on a node of the cluster with "
+                     "--ray-address auto"], lines
+
+
 # --- slow tier: kills and placement ------------------------------------------------------------
 
 def _env():

@@ -70,6 +70,18 @@ def _check_reachable(address: Optional[str]) -> None:
                             "(--ray-address or RAY_ADDRESS)") from None
 
 
+def _check_not_client(address: Optional[str], given: str) -> None:
+    """EvaluateError (one line) for a Ray Client address (``ray://HOST:PORT``): Ray Data's
+    streaming executor needs the driver to be a worker of the cluster (it reads its core
+    worker), which a Ray Client process is not; ``ray.init`` connects, and the run then ends
+    in Ray Data's traceback (exit 1)."""
+    if address and address.startswith("ray://"):
+        raise EvaluateError(f"--engine ray: {given} {address} is a Ray Client address, which "
+                            "Ray Data cannot run on; give the head's address (HEAD_IP:6379, "
+                            "the --port of ray start --head), or run the command on a node of "
+                            "the cluster with --ray-address auto")
+
+
 def _check_authenticated(address: Optional[str], verbose: bool = False) -> None:
     """EvaluateError (one line) when the cluster at ``address`` (``HOST:PORT``) refuses this
     process's authentication token. Ray (2.59 and later) runs token authentication on every
@@ -143,6 +155,7 @@ def ray_session(address: Optional[str] = None, verbose: bool = False, actors: in
         yield
         return
     target = address or os.environ.get("RAY_ADDRESS")
+    _check_not_client(target, "--ray-address" if address else "RAY_ADDRESS")
     _check_reachable(target)
     _check_authenticated(target, verbose)
     try:
