@@ -89,8 +89,8 @@ def _check_authenticated(address: Optional[str], verbose: bool = False) -> None:
     it on where that file exists; a driver given an address sends a token only with
     ``RAY_AUTH_MODE=token`` set. ``ray.init`` alone retries for 20 s, printing Ray's warning
     each second, and ends in "Failed to connect", which reads as no cluster at all. ``auto``,
-    ``local``, ``ray://`` and no address are Ray's to handle (it authenticates a cluster it
-    finds on this machine by itself)."""
+    ``local`` and no address are Ray's to handle (it authenticates a cluster it finds on this
+    machine by itself); a ``ray://`` address is refused before (``_check_not_client``)."""
     if not address or address in ("auto", "local") or "://" in address:
         return
     try:
@@ -110,10 +110,8 @@ def _check_authenticated(address: Optional[str], verbose: bool = False) -> None:
                             "the head's token (its ~/.ray/auth_token copied here, or "
                             "RAY_AUTH_TOKEN), or use --ray-address auto on the head's machine"
                             ) from None
-    except RayError as error:  # what ray.init, with the same client, would end in too
-        raise EvaluateError(f"--engine ray: cannot connect to a Ray cluster at {address} "
-                            f"({_cause(error)}); start one (ray start --head) or leave "
-                            "--ray-address and RAY_ADDRESS unset for a local one") from None
+    except RayError:  # anything else: ray.init reports it, as before
+        return
 
 
 def _check_resources(actors: int, gpus_per_actor: float, fixed: bool,
