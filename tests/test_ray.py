@@ -5,9 +5,10 @@ truncated copy) in tasks and runs the tiny model in actors. Ray clusters belong 
 tier (a minute each on 2 cores): Ray and the local path agreeing on evaluate and extract, the
 driver and a model actor killed mid-list, and the model placed on the node of a two-node
 cluster that declares a GPU. The fast tier checks that the local path never imports Ray and
-that the Ray engine refuses ``--shard``; the per-video work Ray's tasks and actors run
-(decoding, sampling, views, the results file, features) is the local path's own functions,
-which test_video and test_v2_video check against torch and upstream's protocol.
+that the Ray engine refuses ``--shard``, an address nothing answers and a Ray Client one;
+the per-video work Ray's tasks and actors run (decoding, sampling, views, the results file,
+features) is the local path's own functions, which test_video and test_v2_video check
+against torch and upstream's protocol.
 """
 
 import torch  # noqa: F401
