@@ -34,9 +34,11 @@ The slow tier (``--runslow`` / ``-m slow``), and why each test is there:
   evaluate and extract, a driver killed with SIGKILL mid-list, a killed model actor, and a
   two-node cluster that places the model on the GPU node, actors a cluster cannot place
   (refused on a local one, a note on a joined one), a run without an address starting its
-  own instance beside a running cluster; fast tier: the local path's evaluate and
+  own instance beside a running cluster, a cluster refusing the run's token (a head of its
+  own with token authentication); fast tier: the local path's evaluate and
   extract tests (test_video, test_v2_video: the per-video functions Ray's tasks and actors
-  call), the local path never importing Ray, the shard refusal and the unreachable address.
+  call), the local path never importing Ray, the shard refusal, the unreachable address and a Ray
+  Client (``ray://``) address.
 - test_finetune_cli: the same command on TensorFlow (one device, MirroredStrategy on two
   logical CPUs) and PyTorch, augmentation as a function of (seed, epoch, position), and a
   run stopped by SIGTERM resumed with the model named another way, and two JAX processes

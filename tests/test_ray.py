@@ -5,9 +5,10 @@ truncated copy) in tasks and runs the tiny model in actors. Ray clusters belong 
 tier (a minute each on 2 cores): Ray and the local path agreeing on evaluate and extract, the
 driver and a model actor killed mid-list, and the model placed on the node of a two-node
 cluster that declares a GPU. The fast tier checks that the local path never imports Ray and
-that the Ray engine refuses ``--shard``; the per-video work Ray's tasks and actors run
-(decoding, sampling, views, the results file, features) is the local path's own functions,
-which test_video and test_v2_video check against torch and upstream's protocol.
+that the Ray engine refuses ``--shard``, an address nothing answers and a Ray Client one;
+the per-video work Ray's tasks and actors run (decoding, sampling, views, the results file,
+features) is the local path's own functions, which test_video and test_v2_video check
+against torch and upstream's protocol.
 """
 
 import torch  # noqa: F401
@@ -282,6 +283,36 @@ def test_ray_engine_refuses_an_address_nothing_answers_in_one_line(ray_dataset, 
         "cluster"), lines
 
 
+@pytest.mark.parametrize("where", ["--ray-address", "RAY_ADDRESS"])
+def test_ray_engine_refuses_a_ray_client_address_in_one_line(ray_dataset, tmp_path,
+                                                             monkeypatch, where):
+    """Ray Data cannot run on a Ray Client connection (``ray://``): before, against a head's
+    client server (ray start --head's port 10001) ray.init connected and the run ended in Ray
+    Data's traceback, exit 1; here a listening port passes the reachability check, and the
+    address is refused before Ray is asked (before: Ray's client timing out after 30 s)."""
+    import socket
+
+    from click.testing import CliRunner
+
+    from videomae_cli.video import evaluate_command
+
+    with socket.socket() as server:  # something answers there: the reachability check passes
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        address = f"ray://127.0.0.1:{server.getsockname()[1]}"
+        args = _evaluate_args(ray_dataset, str(tmp_path / "out"), address)
+        if where == "RAY_ADDRESS":
+            monkeypatch.setenv("RAY_ADDRESS", address)
+            args = args[:args.index("--ray-address")] + args[args.index("--ray-address") + 2:]
+        result = CliRunner().invoke(evaluate_command, args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"error: --engine ray: {where} {address} is a Ray Client address, which "
+                     "Ray Data cannot run on; give the head's address (HEAD_IP:6379, the --port "
+                     "of ray start --head), or run the command on a node of the cluster with "
+                     "--ray-address auto"], lines
+
+
 # --- slow tier: kills and placement ------------------------------------------------------------
 
 def _env():
@@ -357,6 +388,57 @@ def test_ray_without_an_address_starts_its_own_instance_beside_a_running_cluster
     with ray_session():
         assert ray.get_runtime_context().gcs_address != ray_cluster.address
     assert not ray.is_initialized()
+
+
+@pytest.mark.slow  # a Ray instance; fast tier: the unreachable address above
+def test_ray_cluster_that_refuses_the_runs_token_is_one_line(ray_dataset, tmp_path):
+    """Ray (2.59 and later) runs token authentication on its local instances, and `ray start
+    --head` where ~/.ray/auth_token exists (which the first local run writes); a driver given
+    an address sends a token only with RAY_AUTH_MODE=token. Before: 20 s of Ray's warnings,
+    then "cannot connect ...; start one (ray start --head)" for a cluster that was running."""
+    token = os.urandom(16).hex()
+    env = {k: v for k, v in _env().items() if not k.startswith("RAY_AUTH")}
+    # the head in a process of its own: Ray reads RAY_AUTH_MODE once per process
+    head = subprocess.Popen(
+        [sys.executable, "-c", "import sys\nfrom ray.cluster_utils import Cluster\n"
+         "cluster = Cluster(initialize_head=True, head_node_args={'num_cpus': 1, "
+         f"'object_store_memory': {OBJECT_STORE}}})\n"
+         "print(cluster.address, flush=True)\nsys.stdin.read()\ncluster.shutdown()\n"],
+        env=dict(env, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token), text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        address = head.stdout.readline().strip()
+        assert address, "the head did not start"
+        args = _evaluate_args(ray_dataset, str(tmp_path / "out"), address)
+        done = subprocess.run([sys.executable, "-c", EVALUATE, *args], env=env,
+                              capture_output=True, text=True, timeout=300)
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode == 2 and len(lines) == 1, done.stderr[-3000:]
+        assert lines[0] == (f"error: --engine ray: the Ray cluster at {address} requires Ray's "
+                            "token authentication and this process sends none: RAY_AUTH_MODE "
+                            "is not token; set RAY_AUTH_MODE=token and give the head's token "
+                            "(its ~/.ray/auth_token copied here, or RAY_AUTH_TOKEN), or use "
+                            "--ray-address auto on the head's machine")
+        probe = ("from tf_models.video.evaluate import EvaluateError\n"
+                 "from tf_models.video.ray_engine import _check_authenticated\n"
+                 "try:\n"
+                 f"    _check_authenticated({address!r})\n"
+                 "except EvaluateError as error:\n"
+                 "    print(error)\n"
+                 "else:\n"
+                 "    print('accepted')\n")
+        for given, expected in ((os.urandom(16).hex(), "the token here is not the cluster's"),
+                                (token, "accepted")):
+            done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                  env=dict(env, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=given),
+                                  timeout=300)
+            assert expected in done.stdout.splitlines()[-1], done.stdout + done.stderr[-2000:]
+    finally:
+        head.stdin.close()  # the head shuts its cluster down
+        try:
+            head.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            head.kill()
 
 
 @pytest.mark.slow  # two Ray instances; fast tier: the unreachable address above

@@ -33,6 +33,7 @@ from typing import Callable, Dict, Iterator, Optional, Sequence, Set, Tuple
 import numpy as np
 
 from ..artifacts.files import save_json
+from ..quiet import silenced_stderr
 from .decode import MAX_PIXELS
 from .evaluate import (EvaluateError, RunStats, append_record, open_results, pending_items,
                        results_path, run_header)
@@ -67,6 +68,50 @@ def _check_reachable(address: Optional[str]) -> None:
         raise EvaluateError(f"--engine ray: nothing answers at {address} ({problem}); start "
                             "the cluster (ray start --head) or give its head's address "
                             "(--ray-address or RAY_ADDRESS)") from None
+
+
+def _check_not_client(address: Optional[str], given: str) -> None:
+    """EvaluateError (one line) for a Ray Client address (``ray://HOST:PORT``): Ray Data's
+    streaming executor needs the driver to be a worker of the cluster (it reads its core
+    worker), which a Ray Client process is not; ``ray.init`` connects, and the run then ends
+    in Ray Data's traceback (exit 1)."""
+    if address and address.startswith("ray://"):
+        raise EvaluateError(f"--engine ray: {given} {address} is a Ray Client address, which "
+                            "Ray Data cannot run on; give the head's address (HEAD_IP:6379, "
+                            "the --port of ray start --head), or run the command on a node of "
+                            "the cluster with --ray-address auto")
+
+
+def _check_authenticated(address: Optional[str], verbose: bool = False) -> None:
+    """EvaluateError (one line) when the cluster at ``address`` (``HOST:PORT``) refuses this
+    process's authentication token. Ray (2.59 and later) runs token authentication on every
+    local instance, writing ``~/.ray/auth_token`` on the first, and ``ray start --head`` turns
+    it on where that file exists; a driver given an address sends a token only with
+    ``RAY_AUTH_MODE=token`` set. ``ray.init`` alone retries for 20 s, printing Ray's warning
+    each second, and ends in "Failed to connect", which reads as no cluster at all. ``auto``,
+    ``local`` and no address are Ray's to handle (it authenticates a cluster it finds on this
+    machine by itself); a ``ray://`` address is refused before (``_check_not_client``)."""
+    if not address or address in ("auto", "local") or "://" in address:
+        return
+    try:
+        from ray._raylet import GcsClient  # what ray.init and `ray status` connect with
+        from ray.exceptions import AuthenticationError, RayError
+    except ImportError:  # a Ray without token authentication
+        return
+    try:
+        with silenced_stderr(not verbose):  # Ray's C++ warning about the refused token
+            GcsClient(address=address)
+    except AuthenticationError:
+        mode = os.environ.get("RAY_AUTH_MODE", "").lower()
+        found = ("the token here is not the cluster's" if mode == "token" else
+                 "this process sends none: RAY_AUTH_MODE is not token")
+        raise EvaluateError(f"--engine ray: the Ray cluster at {address} requires Ray's token "
+                            f"authentication and {found}; set RAY_AUTH_MODE=token and give "
+                            "the head's token (its ~/.ray/auth_token copied here, or "
+                            "RAY_AUTH_TOKEN), or use --ray-address auto on the head's machine"
+                            ) from None
+    except RayError:  # anything else: ray.init reports it, as before
+        return
 
 
 def _check_resources(actors: int, gpus_per_actor: float, fixed: bool,
@@ -108,7 +153,9 @@ def ray_session(address: Optional[str] = None, verbose: bool = False, actors: in
         yield
         return
     target = address or os.environ.get("RAY_ADDRESS")
+    _check_not_client(target, "--ray-address" if address else "RAY_ADDRESS")
     _check_reachable(target)
+    _check_authenticated(target, verbose)
     try:
         # no address: a new local instance, as documented; Ray's own default joins the newest
         # cluster started on this machine (another user's or job's, which may stop mid-run)
