@@ -95,7 +95,7 @@ def _check_authenticated(address: Optional[str], verbose: bool = False) -> None:
         return
     try:
         from ray._raylet import GcsClient  # what ray.init and `ray status` connect with
-        from ray.exceptions import AuthenticationError, RayError
+        from ray.exceptions import AuthenticationError
     except ImportError:  # a Ray without token authentication
         return
     try:
@@ -110,7 +110,7 @@ def _check_authenticated(address: Optional[str], verbose: bool = False) -> None:
                             "the head's token (its ~/.ray/auth_token copied here, or "
                             "RAY_AUTH_TOKEN), or use --ray-address auto on the head's machine"
                             ) from None
-    except RayError:  # anything else: ray.init reports it, as before
+    except Exception:  # anything else (RayError, a timeout...): ray.init reports it, as before
         return
 
 
