@@ -30,7 +30,7 @@ from tf_models.artifacts.checksums import (SUMS, bad_line_message, is_plain_name
                                            parse_sums_lines, sha256_file, write_folder_sums)
 from tf_models.artifacts.files import fsync_dir, fsync_tree, stop_signals_deferred
 from tf_models.artifacts.names import (LITERT_KINDS, QUANTIZED_MODES, SUFFIXES, artifact_paths,
-                                       quantized_kind)
+                                       entry_name, kind_of_path, quantized_kind)
 from tf_models.artifacts.parts import (PARTS_KEY, JoinDamaged, JoinedReader, join_parts,
                                        joined_sha256, parse_size, part_names, split_file)
 from tf_models.lifetime import framework_child
@@ -43,7 +43,7 @@ from .record import ConversionRecord, RecordError, RunOutcome
 from .release_scratch import (OLD, PARTIAL, PUBLISH_PARTIAL, PUBLISH_SCRATCH, RELEASE_CHECK,
                               RELEASE_JOIN, TEMP_PREFIXES, make_scratch_folder,
                               make_temp_scratch, remove_scratch_folder, remove_stale_scratch)
-from .zoo import ALL_SIZES, DATASETS, FAMILIES, Entry
+from .zoo import ALL_SIZES, DATASETS, FAMILIES, Entry, get_entry
 
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same SavedModel zips to the same bytes
 # every entry NAME of a release has exactly these assets: kind -> file name suffix
@@ -296,6 +296,38 @@ def _refuse_unreadable_report(conversion_dir: str, name: str, error: Exception) 
                               f"--force, or move its files out of the folder")
 
 
+def _is_zoo_name(name: str) -> bool:
+    """Whether ``name`` names a zoo entry's conversion (its encoder-only one included)."""
+    try:
+        get_entry(name[: -len("_encoder")] if name.endswith("_encoder") else name)
+    except KeyError:
+        return False
+    return True
+
+
+def _refuse_artifacts_without_report(conversion_dir: str) -> None:
+    """ConversionError when a zoo entry's artifacts lie in the folder without their
+    ``NAME.json`` (the report is placed last: a conversion killed while moving its artifacts
+    into place, or a report deleted or moved away): the build would otherwise release the
+    folder without that entry, and say nothing."""
+    orphans: Dict[str, List[str]] = {}
+    for name in sorted(os.listdir(conversion_dir)):
+        path = os.path.join(conversion_dir, name)
+        if name.startswith(".") or kind_of_path(path) in (None, "report", "preset"):
+            continue
+        stem = entry_name(path)
+        if _is_zoo_name(stem) and not os.path.lexists(
+                os.path.join(conversion_dir, stem + SUFFIXES["report"])):
+            orphans.setdefault(stem, []).append(name)
+    if orphans:
+        stem, files = sorted(orphans.items())[0]
+        more = f" (and {len(orphans) - 1} more entries)" if len(orphans) > 1 else ""
+        raise ConversionError(f"{os.path.join(conversion_dir, stem + SUFFIXES['report'])}: "
+                              f"expected the conversion report of {', '.join(files)} beside "
+                              f"them, found none{more}; convert {stem} again with --force, "
+                              f"or move its files out of the folder to release without it")
+
+
 def _refuse_duplicate_reports(loaded) -> None:
     """ConversionError when two report files of the folder report the same entry (a copy
     beside the original, ``NAME (copy).json``): the entry would be packed twice."""
@@ -498,6 +530,7 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
     if failed:
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
         raise ConversionError(failed[0] + more)
+    _refuse_artifacts_without_report(conversion_dir)
     loaded = [(path, _load_report(path, conversion_dir, log))
               for path in _reports(conversion_dir)]
     reports = [path for path, report in loaded if report is not None]

@@ -874,6 +874,25 @@ def test_build_refuses_a_damaged_report_beside_its_artifacts(conversion_copy, tm
     assert not (tmp_path / "r").exists() and _leftovers(str(tmp_path)) == []
 
 
+def test_build_refuses_artifacts_whose_report_is_missing(conversion_copy, tmp_path):
+    """NAME's artifacts with no NAME.json beside them (the report is placed last: a
+    conversion killed while moving its artifacts into place, or a report moved away): the
+    build stops, naming them, before any work (before: the release went out without the
+    entry, and no line said so)."""
+    report = os.path.join(conversion_copy, f"{TINY_FT}.json")
+    os.remove(report)
+    log = []
+    with pytest.raises(ConversionError) as raised:
+        build_release(conversion_copy, str(tmp_path / "r"), BASE_URL, log=log.append)
+    assert str(raised.value) == (
+        f"{report}: expected the conversion report of {TINY_FT}, {TINY_FT}.int8.tflite, "
+        f"{TINY_FT}.keras, {TINY_FT}.tflite, {TINY_FT}.weights.h5 beside them, found none; "
+        f"convert {TINY_FT} again with --force, or move its files out of the folder to release "
+        f"without it")
+    assert not any("packing" in line for line in log)
+    assert not (tmp_path / "r").exists() and _leftovers(str(tmp_path)) == []
+
+
 def test_build_refuses_a_copy_of_a_report_beside_the_original_in_one_line(tiny_pt_converted,
                                                                           tmp_path):
     """``NAME (copy).json`` beside ``NAME.json``: both report the same entry, which the build
