@@ -1078,6 +1078,16 @@ def publish_release(release_dir: str, to: str, dry_run: Optional[str] = None,
     problem = _not_a_release_folder(release_dir)
     if problem:
         raise ConversionError(problem)
+    # the options before the release is verified: that reads every asset (minutes for the
+    # whole zoo), and a typo should not wait for it
+    preset_handle(to, "NAME")
+    if dry_run is not None and os.path.lexists(dry_run) and not (
+            os.path.isdir(dry_run) and not os.path.islink(dry_run) and not os.listdir(dry_run)):
+        found = ("a folder that is not empty" if os.path.isdir(dry_run)
+                 and not os.path.islink(dry_run) else
+                 "a link" if os.path.islink(dry_run) else "a file")
+        raise ConversionError(f"--dry-run {dry_run}: expected a new or empty folder, found "
+                              f"{found}; choose another folder")
     problems = verify_release(release_dir)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -1091,11 +1101,6 @@ def publish_release(release_dir: str, to: str, dry_run: Optional[str] = None,
         raise ConversionError(f"{release_dir}: holds no keras-hub presets (*"
                               f"{ENTRY_ASSETS['kerashub']}); rebuild it with this version")
     handles = {entry: preset_handle(to, entry) for entry, _ in presets}
-    if dry_run is not None and os.path.lexists(dry_run) and not (
-            os.path.isdir(dry_run) and not os.path.islink(dry_run) and not os.listdir(dry_run)):
-        found = ("not empty" if os.path.isdir(dry_run) and not os.path.islink(dry_run) else
-                 "a link" if os.path.islink(dry_run) else "a file")
-        raise ConversionError(f"--dry-run {dry_run}: {found}; choose a new folder")
     plan: Dict[str, Dict[str, str]] = {}
     scratch = staged = None
     try:

@@ -1561,9 +1561,11 @@ def test_publish_dry_run_writes_what_would_be_uploaded_with_our_cards(release_co
             (("--to", "s3://bucket", "--dry-run", str(tmp_path / "x")),
              "error: --to s3://bucket: expected hf://ORG or kaggle://OWNER/MODEL"),
             (("--to", "hf://org", "--dry-run", str(dry)),
-             f"error: --dry-run {dry}: not empty; choose a new folder"),
+             f"error: --dry-run {dry}: expected a new or empty folder, found a folder that "
+             f"is not empty; choose another folder"),
             (("--to", "hf://org", "--dry-run", str(dry / "uploads.json")),
-             f"error: --dry-run {dry / 'uploads.json'}: a file; choose a new folder")):
+             f"error: --dry-run {dry / 'uploads.json'}: expected a new or empty folder, found "
+             f"a file; choose another folder")):
         done = _script_in_process("publish", release_copy, *args)
         assert done.exit_code == 2 and done.stderr.strip().splitlines()[-1] == expected
     _flip_byte(os.path.join(release_copy, f"{TINY_PT}.kerashub.tar"))
@@ -1573,6 +1575,26 @@ def test_publish_dry_run_writes_what_would_be_uploaded_with_our_cards(release_co
     assert done.stderr.strip().splitlines()[-1] == (
         f"error: {release_copy}: does not verify: {TINY_PT}.kerashub.tar: sha256 differs from "
         f"SHA256SUMS; run scripts/release.py verify")
+
+
+def test_publish_refuses_a_bad_destination_before_verifying_the_release(release_copy,
+                                                                      tmp_path):
+    """A bad ``--to`` or a used ``--dry-run`` folder is the line a rerun gets, before the
+    release is verified (which reads every asset: minutes for the whole zoo; before: the
+    verification ran first, and a damaged release hid the option's mistake behind its own)."""
+    _flip_byte(os.path.join(release_copy, f"{TINY_PT}.kerashub.tar"))  # reading it would tell
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "uploads.json").write_text("{}")
+    for args, expected in (
+            (("--to", "hf://org/extra", "--dry-run", str(tmp_path / "x")),
+             "error: --to hf://org/extra: expected hf://ORG"),
+            (("--to", "hf://org", "--dry-run", str(used)),
+             f"error: --dry-run {used}: expected a new or empty folder, found a folder that "
+             f"is not empty; choose another folder")):
+        done = _script_in_process("publish", release_copy, *args)
+        assert done.exit_code == 2 and done.stderr.strip().splitlines()[-1] == expected
+    assert not (tmp_path / "x").exists() and os.listdir(used) == ["uploads.json"]
 
 
 def test_publish_dry_run_flushes_its_folder_before_and_after_moving_it_in(release_copy,
