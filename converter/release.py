@@ -514,6 +514,7 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
     over ``part_size`` bytes (default: under the per-file limit of the host ``base_url``
     names, ``HOST_FILE_LIMITS``; none elsewhere) ship in parts (``split_assets``).
     """
+    check_base_url(base_url)
     if part_size is None:
         part_size = host_part_size(base_url)
     elif isinstance(part_size, bool) or not isinstance(part_size, int) or part_size < 1:
@@ -596,6 +597,31 @@ def _host_limit(base_url: str) -> Optional[tuple]:
         if host == domain or host.endswith("." + domain):
             return host, limit, what
     return None
+
+
+# the schemes a --base-url may have: what tf_models fetches a release from (resolve._is_url)
+BASE_URL_SCHEMES = ("https", "http", "file")
+
+
+def check_base_url(base_url: str) -> None:
+    """ConversionError (one line) unless ``base_url`` is a URL the assets can be fetched from:
+    without its scheme (``github.com/ORG/...``) every link of the manifest, MODEL_ZOO.md and
+    the cards would be relative, and the host's file limit (``HOST_FILE_LIMITS``) unknown, so
+    nothing split under it."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(base_url)
+    scheme = parsed.scheme.lower()
+    if scheme not in BASE_URL_SCHEMES:
+        found = f"scheme {scheme!r}" if scheme else "no scheme"
+        raise ConversionError(f"--base-url {base_url}: expected an https:// (or http://, "
+                              f"file://) URL where the assets will be downloadable, found "
+                              f"{found}; write it whole, e.g. https://github.com/ORG/REPO/"
+                              f"releases/download/v0.1.0")
+    if scheme != "file" and not parsed.hostname:
+        raise ConversionError(f"--base-url {base_url}: expected a URL with a host, found "
+                              f"none; write it whole, e.g. https://github.com/ORG/REPO/"
+                              f"releases/download/v0.1.0")
 
 
 def host_part_size(base_url: str) -> Optional[int]:

@@ -1839,6 +1839,23 @@ def test_a_bad_part_size_is_one_line_and_exit_two(conversions, tmp_path, size):
     assert repr(size) in line and not os.path.exists(tmp_path / "out")
 
 
+@pytest.mark.parametrize("base_url, found", [
+    ("github.com/me/zoo/releases/download/v1", "found no scheme"),
+    ("ftp://example.org/zoo", "found scheme 'ftp'"),
+    ("https:///zoo/v1", "expected a URL with a host, found none")])
+def test_a_base_url_that_is_no_download_url_is_one_line_and_exit_two(conversions, tmp_path,
+                                                                     base_url, found):
+    """A --base-url without its scheme (or host) is refused before any work (before: the
+    release was built with relative links in the manifest, MODEL_ZOO.md and cards, and, its
+    host unknown, a GitHub release's assets were not split under GitHub's 2 GiB)."""
+    done = _script_in_process("build", conversions[0], str(tmp_path / "out"), "--base-url",
+                              base_url)
+    line = assert_one_line_error(done, 2)
+    assert line.startswith(f"error: --base-url {base_url}: expected ") and found in line
+    assert line.endswith("e.g. https://github.com/ORG/REPO/releases/download/v0.1.0")
+    assert not os.path.exists(tmp_path / "out") and _leftovers(str(tmp_path)) == []
+
+
 def test_the_part_size_defaults_to_under_the_hosts_limit():
     from converter.release import host_part_size, parse_part_size
 
