@@ -379,7 +379,10 @@ def _verified(report_path: str, report: ConversionRecord,
     entry = report.zoo_entry()
     reason = verify_artifacts(conversion_dir, entry, {"sha256": report.source.sha256})
     if reason is not None:
-        raise ConversionError(f"{entry.name}: artifacts do not verify: {reason}")
+        raise ConversionError(f"{entry.name}: expected artifacts that match its report "
+                              f"{report_path}, found that {reason}; convert {entry.name} again "
+                              f"with --force, or move its files out of the folder to release "
+                              f"without it")
     return report
 
 

@@ -792,11 +792,33 @@ def test_build_fails_on_an_artifact_changed_after_conversion(conversion_copy, tm
     with pytest.raises(ConversionError) as raised:
         build_release(conversion_copy, release_dir, BASE_URL, log=log.append)
     message = str(raised.value)
-    assert TINY_PT in message and "sha256" in message and ".weights.h5" in message
+    weights = artifact_paths(conversion_copy, TINY_PT)["weights"]
+    assert message == (f"{TINY_PT}: expected artifacts that match its report "
+                       f"{artifact_paths(conversion_copy, TINY_PT)['report']}, found that "
+                       f"{weights} changed since it was written (sha256 differs); convert "
+                       f"{TINY_PT} again with --force, or move its files out of the folder to "
+                       f"release without it")
     # no entry packed, no fresh process asked (the export beside them is left out first)
     assert [line for line in log if not line.startswith(f"{EXPORTED}.json:")] == []
     assert not os.path.exists(release_dir)
     assert os.listdir(parent) == []  # no .release-partial-* staging folder either
+
+
+def test_a_missing_artifact_stops_the_build_in_one_line_with_the_fix(conversion_copy,
+                                                                      tmp_path):
+    """A deleted .keras: the line names the entry, its report and the missing file, and says
+    what to do (before: "NAME: artifacts do not verify: PATH is missing", no fix)."""
+    keras_path = artifact_paths(conversion_copy, TINY_FT)["keras"]
+    os.remove(keras_path)
+    done = _script_in_process("build", conversion_copy, str(tmp_path / "release"),
+                              "--base-url", BASE_URL)
+    assert done.exit_code == 2 and done.stderr.strip().splitlines()[-1] == (  # after the
+        # line that leaves the export beside the entries out
+        f"error: {TINY_FT}: expected artifacts that match its report "
+        f"{artifact_paths(conversion_copy, TINY_FT)['report']}, found that {keras_path} is "
+        f"missing; convert {TINY_FT} again with --force, or move its files out of the folder "
+        f"to release without it")
+    assert not (tmp_path / "release").exists() and _leftovers(str(tmp_path)) == []
 
 
 def test_build_fails_on_a_wrong_model_from_another_seed(conversion_copy, seed1_ft, tmp_path):
