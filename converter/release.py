@@ -34,6 +34,7 @@ from tf_models.artifacts.names import (LITERT_KINDS, QUANTIZED_MODES, SUFFIXES, 
 from tf_models.artifacts.parts import (PARTS_KEY, JoinDamaged, JoinedReader, join_parts,
                                        joined_sha256, parse_size, part_names, split_file)
 from tf_models.lifetime import framework_child
+from tf_models.presets import RECIPES
 from tf_models.stopping import Terminated, stop_handlers
 
 from . import __version__
@@ -1215,7 +1216,8 @@ def render_model_zoo(manifest: dict, base_url: str) -> str:
             encoder = entry.get("encoder_only", False)  # features: no head, no accuracy
             acc = (f"{entry['top1']}/{_or_dash(entry['top5'])}"
                    if entry["mode"] == "FT" and entry["top1"] and not encoder else "-")
-            mode = f"{entry['mode']} encoder" if encoder else entry["mode"]
+            recipe = entry.get("recipe") or entry["mode"]  # DL: distilled, not fine-tuned
+            mode = f"{recipe} encoder" if encoder else recipe
             parity = info["parity"]
             links = [_asset_link("zip", f"{name}.savedmodel.zip", manifest, base),
                      _asset_link(".keras", f"{name}.keras", manifest, base),
@@ -1272,8 +1274,11 @@ def render_model_card(entry: Entry, report: ConversionRecord, base_url: str,
     card = kind.card(entry)
     synthetic = report.source.synthetic_seed is not None
     parity = report.parity
+    # a distilled classifier is not a fine-tuned one: its recipe names it
+    title = (f"{RECIPES[entry.recipe].title} classifier" if kind.name == "classifier"
+             else kind.title)
     lines = [f"# {entry.name}", "",
-             f"{FAMILIES[entry.family]['title']} {size.title} {kind.title} on {facts.title}, "
+             f"{FAMILIES[entry.family]['title']} {size.title} {title} on {facts.title}, "
              "converted to TensorFlow / Keras 3 by videomae-convert.", "",
              entry.description, "",
              f"Upstream: {FAMILIES[entry.family]['upstream']} (code licence "
