@@ -895,10 +895,17 @@ def _check_entry_documents(release_dir: str, name: str, info: dict, manifest: di
 
 
 def _not_a_release_folder(release_dir: str) -> Optional[str]:
-    """The one line saying ``release_dir`` is no folder at all (None when it is one)."""
+    """The one line saying ``release_dir`` is no release folder at all: not a folder, or one
+    with neither SHA256SUMS nor manifest.json (the conversion folder, passed by mistake); None
+    when it is one (a release missing one of them is a damaged release, reported as such)."""
     if os.path.isdir(release_dir):
-        return None
-    found = "a file" if os.path.lexists(release_dir) else "nothing there"
+        if any(os.path.lexists(os.path.join(release_dir, name))
+               for name in ("SHA256SUMS", "manifest.json")):
+            return None
+        found = ("a folder without SHA256SUMS or manifest.json (a conversion folder is what "
+                 "build takes)")
+    else:
+        found = "a file" if os.path.lexists(release_dir) else "nothing there"
     return (f"{release_dir}: expected a release folder, found {found}; check the path, or "
             f"build the release with scripts/release.py build")
 

@@ -1668,6 +1668,23 @@ def test_publish_names_a_missing_release_folder_in_one_line(tmp_path, found):
         f"build the release with scripts/release.py build")
 
 
+def test_verify_and_publish_name_a_conversion_folder_passed_for_the_release(conversions,
+                                                                          tmp_path):
+    """The conversion folder (build's input) given to verify or publish: one line saying it
+    is no release (before: "weights/SHA256SUMS: missing", and publish's "does not verify:
+    ...; run scripts/release.py verify", as if a release were there and damaged)."""
+    expected = (f"{conversions[0]}: expected a release folder, found a folder without "
+                f"SHA256SUMS or manifest.json (a conversion folder is what build takes); check "
+                f"the path, or build the release with scripts/release.py build")
+    assert verify_release(conversions[0]) == [expected]
+    done = _script_in_process("verify", conversions[0])
+    assert assert_one_line_error(done, 1) == f"error: {expected}"
+    done = _script_in_process("publish", conversions[0], "--to", "hf://org", "--dry-run",
+                              str(tmp_path / "dry"))
+    assert assert_one_line_error(done, 2) == f"error: {expected}"
+    assert not (tmp_path / "dry").exists()
+
+
 def test_publish_uploads_through_keras_hub_and_keeps_our_card(release, tmp_path):
     """The real ``scripts/release.py publish --to hf://org`` against a loopback Hub
     (``HF_ENDPOINT``): every preset's files land in hf://org/NAME through
