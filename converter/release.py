@@ -30,10 +30,11 @@ from tf_models.artifacts.checksums import (SUMS, bad_line_message, is_plain_name
                                            parse_sums_lines, sha256_file, write_folder_sums)
 from tf_models.artifacts.files import fsync_dir, fsync_tree, stop_signals_deferred
 from tf_models.artifacts.names import (LITERT_KINDS, QUANTIZED_MODES, SUFFIXES, artifact_paths,
-                                       quantized_kind)
+                                       entry_name, kind_of_path, quantized_kind)
 from tf_models.artifacts.parts import (PARTS_KEY, JoinDamaged, JoinedReader, join_parts,
                                        joined_sha256, parse_size, part_names, split_file)
 from tf_models.lifetime import framework_child
+from tf_models.presets import RECIPES
 from tf_models.stopping import Terminated, stop_handlers
 
 from . import __version__
@@ -43,7 +44,7 @@ from .record import ConversionRecord, RecordError, RunOutcome
 from .release_scratch import (OLD, PARTIAL, PUBLISH_PARTIAL, PUBLISH_SCRATCH, RELEASE_CHECK,
                               RELEASE_JOIN, TEMP_PREFIXES, make_scratch_folder,
                               make_temp_scratch, remove_scratch_folder, remove_stale_scratch)
-from .zoo import ALL_SIZES, DATASETS, FAMILIES, Entry
+from .zoo import ALL_SIZES, DATASETS, FAMILIES, Entry, get_entry
 
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same SavedModel zips to the same bytes
 # every entry NAME of a release has exactly these assets: kind -> file name suffix
@@ -296,6 +297,38 @@ def _refuse_unreadable_report(conversion_dir: str, name: str, error: Exception) 
                               f"--force, or move its files out of the folder")
 
 
+def _is_zoo_name(name: str) -> bool:
+    """Whether ``name`` names a zoo entry's conversion (its encoder-only one included)."""
+    try:
+        get_entry(name[: -len("_encoder")] if name.endswith("_encoder") else name)
+    except KeyError:
+        return False
+    return True
+
+
+def _refuse_artifacts_without_report(conversion_dir: str) -> None:
+    """ConversionError when a zoo entry's artifacts lie in the folder without their
+    ``NAME.json`` (the report is placed last: a conversion killed while moving its artifacts
+    into place, or a report deleted or moved away): the build would otherwise release the
+    folder without that entry, and say nothing."""
+    orphans: Dict[str, List[str]] = {}
+    for name in sorted(os.listdir(conversion_dir)):
+        path = os.path.join(conversion_dir, name)
+        if name.startswith(".") or kind_of_path(path) in (None, "report", "preset"):
+            continue
+        stem = entry_name(path)
+        if _is_zoo_name(stem) and not os.path.lexists(
+                os.path.join(conversion_dir, stem + SUFFIXES["report"])):
+            orphans.setdefault(stem, []).append(name)
+    if orphans:
+        stem, files = sorted(orphans.items())[0]
+        more = f" (and {len(orphans) - 1} more entries)" if len(orphans) > 1 else ""
+        raise ConversionError(f"{os.path.join(conversion_dir, stem + SUFFIXES['report'])}: "
+                              f"expected the conversion report of {', '.join(files)} beside "
+                              f"them, found none{more}; convert {stem} again with --force, "
+                              f"or move its files out of the folder to release without it")
+
+
 def _refuse_duplicate_reports(loaded) -> None:
     """ConversionError when two report files of the folder report the same entry (a copy
     beside the original, ``NAME (copy).json``): the entry would be packed twice."""
@@ -347,7 +380,10 @@ def _verified(report_path: str, report: ConversionRecord,
     entry = report.zoo_entry()
     reason = verify_artifacts(conversion_dir, entry, {"sha256": report.source.sha256})
     if reason is not None:
-        raise ConversionError(f"{entry.name}: artifacts do not verify: {reason}")
+        raise ConversionError(f"{entry.name}: expected artifacts that match its report "
+                              f"{report_path}, found that {reason}; convert {entry.name} again "
+                              f"with --force, or move its files out of the folder to release "
+                              f"without it")
     return report
 
 
@@ -482,6 +518,7 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
     over ``part_size`` bytes (default: under the per-file limit of the host ``base_url``
     names, ``HOST_FILE_LIMITS``; none elsewhere) ship in parts (``split_assets``).
     """
+    check_base_url(base_url)
     if part_size is None:
         part_size = host_part_size(base_url)
     elif isinstance(part_size, bool) or not isinstance(part_size, int) or part_size < 1:
@@ -498,6 +535,7 @@ def build_release(conversion_dir: str, release_dir: str, base_url: str, force: b
     if failed:
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
         raise ConversionError(failed[0] + more)
+    _refuse_artifacts_without_report(conversion_dir)
     loaded = [(path, _load_report(path, conversion_dir, log))
               for path in _reports(conversion_dir)]
     reports = [path for path, report in loaded if report is not None]
@@ -563,6 +601,31 @@ def _host_limit(base_url: str) -> Optional[tuple]:
         if host == domain or host.endswith("." + domain):
             return host, limit, what
     return None
+
+
+# the schemes a --base-url may have: what tf_models fetches a release from (resolve._is_url)
+BASE_URL_SCHEMES = ("https", "http", "file")
+
+
+def check_base_url(base_url: str) -> None:
+    """ConversionError (one line) unless ``base_url`` is a URL the assets can be fetched from:
+    without its scheme (``github.com/ORG/...``) every link of the manifest, MODEL_ZOO.md and
+    the cards would be relative, and the host's file limit (``HOST_FILE_LIMITS``) unknown, so
+    nothing split under it."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(base_url)
+    scheme = parsed.scheme.lower()
+    if scheme not in BASE_URL_SCHEMES:
+        found = f"scheme {scheme!r}" if scheme else "no scheme"
+        raise ConversionError(f"--base-url {base_url}: expected an https:// (or http://, "
+                              f"file://) URL where the assets will be downloadable, found "
+                              f"{found}; write it whole, e.g. https://github.com/ORG/REPO/"
+                              f"releases/download/v0.1.0")
+    if scheme != "file" and not parsed.hostname:
+        raise ConversionError(f"--base-url {base_url}: expected a URL with a host, found "
+                              f"none; write it whole, e.g. https://github.com/ORG/REPO/"
+                              f"releases/download/v0.1.0")
 
 
 def host_part_size(base_url: str) -> Optional[int]:
@@ -832,10 +895,17 @@ def _check_entry_documents(release_dir: str, name: str, info: dict, manifest: di
 
 
 def _not_a_release_folder(release_dir: str) -> Optional[str]:
-    """The one line saying ``release_dir`` is no folder at all (None when it is one)."""
+    """The one line saying ``release_dir`` is no release folder at all: not a folder, or one
+    with neither SHA256SUMS nor manifest.json (the conversion folder, passed by mistake); None
+    when it is one (a release missing one of them is a damaged release, reported as such)."""
     if os.path.isdir(release_dir):
-        return None
-    found = "a file" if os.path.lexists(release_dir) else "nothing there"
+        if any(os.path.lexists(os.path.join(release_dir, name))
+               for name in ("SHA256SUMS", "manifest.json")):
+            return None
+        found = ("a folder without SHA256SUMS or manifest.json (a conversion folder is what "
+                 "build takes)")
+    else:
+        found = "a file" if os.path.lexists(release_dir) else "nothing there"
     return (f"{release_dir}: expected a release folder, found {found}; check the path, or "
             f"build the release with scripts/release.py build")
 
@@ -1045,6 +1115,16 @@ def publish_release(release_dir: str, to: str, dry_run: Optional[str] = None,
     problem = _not_a_release_folder(release_dir)
     if problem:
         raise ConversionError(problem)
+    # the options before the release is verified: that reads every asset (minutes for the
+    # whole zoo), and a typo should not wait for it
+    preset_handle(to, "NAME")
+    if dry_run is not None and os.path.lexists(dry_run) and not (
+            os.path.isdir(dry_run) and not os.path.islink(dry_run) and not os.listdir(dry_run)):
+        found = ("a folder that is not empty" if os.path.isdir(dry_run)
+                 and not os.path.islink(dry_run) else
+                 "a link" if os.path.islink(dry_run) else "a file")
+        raise ConversionError(f"--dry-run {dry_run}: expected a new or empty folder, found "
+                              f"{found}; choose another folder")
     problems = verify_release(release_dir)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -1058,11 +1138,6 @@ def publish_release(release_dir: str, to: str, dry_run: Optional[str] = None,
         raise ConversionError(f"{release_dir}: holds no keras-hub presets (*"
                               f"{ENTRY_ASSETS['kerashub']}); rebuild it with this version")
     handles = {entry: preset_handle(to, entry) for entry, _ in presets}
-    if dry_run is not None and os.path.lexists(dry_run) and not (
-            os.path.isdir(dry_run) and not os.path.islink(dry_run) and not os.listdir(dry_run)):
-        found = ("not empty" if os.path.isdir(dry_run) and not os.path.islink(dry_run) else
-                 "a link" if os.path.islink(dry_run) else "a file")
-        raise ConversionError(f"--dry-run {dry_run}: {found}; choose a new folder")
     plan: Dict[str, Dict[str, str]] = {}
     scratch = staged = None
     try:
@@ -1148,7 +1223,8 @@ def render_model_zoo(manifest: dict, base_url: str) -> str:
             encoder = entry.get("encoder_only", False)  # features: no head, no accuracy
             acc = (f"{entry['top1']}/{_or_dash(entry['top5'])}"
                    if entry["mode"] == "FT" and entry["top1"] and not encoder else "-")
-            mode = f"{entry['mode']} encoder" if encoder else entry["mode"]
+            recipe = entry.get("recipe") or entry["mode"]  # DL: distilled, not fine-tuned
+            mode = f"{recipe} encoder" if encoder else recipe
             parity = info["parity"]
             links = [_asset_link("zip", f"{name}.savedmodel.zip", manifest, base),
                      _asset_link(".keras", f"{name}.keras", manifest, base),
@@ -1205,8 +1281,11 @@ def render_model_card(entry: Entry, report: ConversionRecord, base_url: str,
     card = kind.card(entry)
     synthetic = report.source.synthetic_seed is not None
     parity = report.parity
+    # a distilled classifier is not a fine-tuned one: its recipe names it
+    title = (f"{RECIPES[entry.recipe].title} classifier" if kind.name == "classifier"
+             else kind.title)
     lines = [f"# {entry.name}", "",
-             f"{FAMILIES[entry.family]['title']} {size.title} {kind.title} on {facts.title}, "
+             f"{FAMILIES[entry.family]['title']} {size.title} {title} on {facts.title}, "
              "converted to TensorFlow / Keras 3 by videomae-convert.", "",
              entry.description, "",
              f"Upstream: {FAMILIES[entry.family]['upstream']} (code licence "

@@ -66,7 +66,9 @@ def cli(ctx, verbose):
 @cli.command()
 @click.argument("conversion_dir", type=click.Path())
 @click.argument("release_dir", type=click.Path())
-@click.option("--base-url", required=True, help="Where the assets will be downloadable.")
+@click.option("--base-url", required=True,
+              help="Where the assets will be downloadable: an https:// (or http://, file://) "
+                   "URL.")
 @click.option("--force", is_flag=True, help="Replace an existing release folder.")
 @click.option("--part-size", "part_size", default=None, metavar="SIZE",
               help="Ship model assets over SIZE (e.g. 1900MiB) as numbered parts; default: "

@@ -792,11 +792,33 @@ def test_build_fails_on_an_artifact_changed_after_conversion(conversion_copy, tm
     with pytest.raises(ConversionError) as raised:
         build_release(conversion_copy, release_dir, BASE_URL, log=log.append)
     message = str(raised.value)
-    assert TINY_PT in message and "sha256" in message and ".weights.h5" in message
+    weights = artifact_paths(conversion_copy, TINY_PT)["weights"]
+    assert message == (f"{TINY_PT}: expected artifacts that match its report "
+                       f"{artifact_paths(conversion_copy, TINY_PT)['report']}, found that "
+                       f"{weights} changed since it was written (sha256 differs); convert "
+                       f"{TINY_PT} again with --force, or move its files out of the folder to "
+                       f"release without it")
     # no entry packed, no fresh process asked (the export beside them is left out first)
     assert [line for line in log if not line.startswith(f"{EXPORTED}.json:")] == []
     assert not os.path.exists(release_dir)
     assert os.listdir(parent) == []  # no .release-partial-* staging folder either
+
+
+def test_a_missing_artifact_stops_the_build_in_one_line_with_the_fix(conversion_copy,
+                                                                      tmp_path):
+    """A deleted .keras: the line names the entry, its report and the missing file, and says
+    what to do (before: "NAME: artifacts do not verify: PATH is missing", no fix)."""
+    keras_path = artifact_paths(conversion_copy, TINY_FT)["keras"]
+    os.remove(keras_path)
+    done = _script_in_process("build", conversion_copy, str(tmp_path / "release"),
+                              "--base-url", BASE_URL)
+    assert done.exit_code == 2 and done.stderr.strip().splitlines()[-1] == (  # after the
+        # line that leaves the export beside the entries out
+        f"error: {TINY_FT}: expected artifacts that match its report "
+        f"{artifact_paths(conversion_copy, TINY_FT)['report']}, found that {keras_path} is "
+        f"missing; convert {TINY_FT} again with --force, or move its files out of the folder "
+        f"to release without it")
+    assert not (tmp_path / "release").exists() and _leftovers(str(tmp_path)) == []
 
 
 def test_build_fails_on_a_wrong_model_from_another_seed(conversion_copy, seed1_ft, tmp_path):
@@ -871,6 +893,25 @@ def test_build_refuses_a_damaged_report_beside_its_artifacts(conversion_copy, tm
         f"that cannot be read as JSON (")
     assert str(raised.value).endswith(f"); convert {TINY_FT} again with --force, or move its "
                                       f"files out of the folder")
+    assert not (tmp_path / "r").exists() and _leftovers(str(tmp_path)) == []
+
+
+def test_build_refuses_artifacts_whose_report_is_missing(conversion_copy, tmp_path):
+    """NAME's artifacts with no NAME.json beside them (the report is placed last: a
+    conversion killed while moving its artifacts into place, or a report moved away): the
+    build stops, naming them, before any work (before: the release went out without the
+    entry, and no line said so)."""
+    report = os.path.join(conversion_copy, f"{TINY_FT}.json")
+    os.remove(report)
+    log = []
+    with pytest.raises(ConversionError) as raised:
+        build_release(conversion_copy, str(tmp_path / "r"), BASE_URL, log=log.append)
+    assert str(raised.value) == (
+        f"{report}: expected the conversion report of {TINY_FT}, {TINY_FT}.int8.tflite, "
+        f"{TINY_FT}.keras, {TINY_FT}.tflite, {TINY_FT}.weights.h5 beside them, found none; "
+        f"convert {TINY_FT} again with --force, or move its files out of the folder to release "
+        f"without it")
+    assert not any("packing" in line for line in log)
     assert not (tmp_path / "r").exists() and _leftovers(str(tmp_path)) == []
 
 
@@ -1542,9 +1583,11 @@ def test_publish_dry_run_writes_what_would_be_uploaded_with_our_cards(release_co
             (("--to", "s3://bucket", "--dry-run", str(tmp_path / "x")),
              "error: --to s3://bucket: expected hf://ORG or kaggle://OWNER/MODEL"),
             (("--to", "hf://org", "--dry-run", str(dry)),
-             f"error: --dry-run {dry}: not empty; choose a new folder"),
+             f"error: --dry-run {dry}: expected a new or empty folder, found a folder that "
+             f"is not empty; choose another folder"),
             (("--to", "hf://org", "--dry-run", str(dry / "uploads.json")),
-             f"error: --dry-run {dry / 'uploads.json'}: a file; choose a new folder")):
+             f"error: --dry-run {dry / 'uploads.json'}: expected a new or empty folder, found "
+             f"a file; choose another folder")):
         done = _script_in_process("publish", release_copy, *args)
         assert done.exit_code == 2 and done.stderr.strip().splitlines()[-1] == expected
     _flip_byte(os.path.join(release_copy, f"{TINY_PT}.kerashub.tar"))
@@ -1554,6 +1597,26 @@ def test_publish_dry_run_writes_what_would_be_uploaded_with_our_cards(release_co
     assert done.stderr.strip().splitlines()[-1] == (
         f"error: {release_copy}: does not verify: {TINY_PT}.kerashub.tar: sha256 differs from "
         f"SHA256SUMS; run scripts/release.py verify")
+
+
+def test_publish_refuses_a_bad_destination_before_verifying_the_release(release_copy,
+                                                                      tmp_path):
+    """A bad ``--to`` or a used ``--dry-run`` folder is the line a rerun gets, before the
+    release is verified (which reads every asset: minutes for the whole zoo; before: the
+    verification ran first, and a damaged release hid the option's mistake behind its own)."""
+    _flip_byte(os.path.join(release_copy, f"{TINY_PT}.kerashub.tar"))  # reading it would tell
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "uploads.json").write_text("{}")
+    for args, expected in (
+            (("--to", "hf://org/extra", "--dry-run", str(tmp_path / "x")),
+             "error: --to hf://org/extra: expected hf://ORG"),
+            (("--to", "hf://org", "--dry-run", str(used)),
+             f"error: --dry-run {used}: expected a new or empty folder, found a folder that "
+             f"is not empty; choose another folder")):
+        done = _script_in_process("publish", release_copy, *args)
+        assert done.exit_code == 2 and done.stderr.strip().splitlines()[-1] == expected
+    assert not (tmp_path / "x").exists() and os.listdir(used) == ["uploads.json"]
 
 
 def test_publish_dry_run_flushes_its_folder_before_and_after_moving_it_in(release_copy,
@@ -1603,6 +1666,23 @@ def test_publish_names_a_missing_release_folder_in_one_line(tmp_path, found):
     assert assert_one_line_error(done, 2) == (
         f"error: {release_dir}: expected a release folder, found {found}; check the path, or "
         f"build the release with scripts/release.py build")
+
+
+def test_verify_and_publish_name_a_conversion_folder_passed_for_the_release(conversions,
+                                                                          tmp_path):
+    """The conversion folder (build's input) given to verify or publish: one line saying it
+    is no release (before: "weights/SHA256SUMS: missing", and publish's "does not verify:
+    ...; run scripts/release.py verify", as if a release were there and damaged)."""
+    expected = (f"{conversions[0]}: expected a release folder, found a folder without "
+                f"SHA256SUMS or manifest.json (a conversion folder is what build takes); check "
+                f"the path, or build the release with scripts/release.py build")
+    assert verify_release(conversions[0]) == [expected]
+    done = _script_in_process("verify", conversions[0])
+    assert assert_one_line_error(done, 1) == f"error: {expected}"
+    done = _script_in_process("publish", conversions[0], "--to", "hf://org", "--dry-run",
+                              str(tmp_path / "dry"))
+    assert assert_one_line_error(done, 2) == f"error: {expected}"
+    assert not (tmp_path / "dry").exists()
 
 
 def test_publish_uploads_through_keras_hub_and_keeps_our_card(release, tmp_path):
@@ -1796,6 +1876,23 @@ def test_a_bad_part_size_is_one_line_and_exit_two(conversions, tmp_path, size):
     line = assert_one_line_error(done, 2)
     assert line.startswith("error: --part-size: expected a positive whole number of bytes")
     assert repr(size) in line and not os.path.exists(tmp_path / "out")
+
+
+@pytest.mark.parametrize("base_url, found", [
+    ("github.com/me/zoo/releases/download/v1", "found no scheme"),
+    ("ftp://example.org/zoo", "found scheme 'ftp'"),
+    ("https:///zoo/v1", "expected a URL with a host, found none")])
+def test_a_base_url_that_is_no_download_url_is_one_line_and_exit_two(conversions, tmp_path,
+                                                                     base_url, found):
+    """A --base-url without its scheme (or host) is refused before any work (before: the
+    release was built with relative links in the manifest, MODEL_ZOO.md and cards, and, its
+    host unknown, a GitHub release's assets were not split under GitHub's 2 GiB)."""
+    done = _script_in_process("build", conversions[0], str(tmp_path / "out"), "--base-url",
+                              base_url)
+    line = assert_one_line_error(done, 2)
+    assert line.startswith(f"error: --base-url {base_url}: expected ") and found in line
+    assert line.endswith("e.g. https://github.com/ORG/REPO/releases/download/v0.1.0")
+    assert not os.path.exists(tmp_path / "out") and _leftovers(str(tmp_path)) == []
 
 
 def test_the_part_size_defaults_to_under_the_hosts_limit():

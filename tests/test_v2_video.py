@@ -178,6 +178,29 @@ def test_evaluate_with_a_v2_zoo_name_scores_hmdb51_as_upstream(zoo, videos, refe
     assert set(summary["per_class"]) <= set(class_names("hmdb51"))
 
 
+def test_a_distilled_entrys_card_and_zoo_row_say_distilled_not_fine_tuned(tiny_v2_release):
+    """A DL entry's card opened "VideoMAE V2 ... fine-tuned classifier" above its own "distilled
+    from the ViT-g Kinetics-710 model", and MODEL_ZOO.md's Mode said FT where
+    ``videomae-convert --list`` says DL; a fine-tuned entry keeps its words. The release still
+    verifies (cards and MODEL_ZOO.md are re-rendered the same way)."""
+    from converter.release import verify_release
+
+    release_dir = tiny_v2_release[0]
+
+    def read(name):
+        with open(os.path.join(release_dir, name), encoding="utf-8") as f:
+            return f.read()
+
+    for name in (K710, MAPPED):
+        first = read(f"{name}.md").splitlines()[2]
+        assert " distilled classifier on " in first and "fine-tuned" not in first, first
+    assert " fine-tuned classifier on " in read(f"{HMDB51}.md").splitlines()[2]
+    rows = {line.split("](")[0][3:]: line.split(" | ")[1]
+            for line in read("MODEL_ZOO.md").splitlines() if line.startswith("| [")}
+    assert rows == {K710: "DL", MAPPED: "DL", HMDB51: "FT"}
+    assert verify_release(release_dir) == []
+
+
 def test_model_cards_say_each_entrys_test_sampling_rate(tiny_v2_release):
     """HMDB51's clips take every 2nd frame (V2's script), Kinetics' every 4th: the card says
     which, as the README's zoo table does (a 16x5x3 alone would read as rate 4)."""
