@@ -3,9 +3,11 @@ per entry (a tar of the folder ``save_to_preset`` writes, with the model card as
 README.md), checksums, manifest, MODEL_ZOO.md and a model card per entry; and publishing the
 presets to Hugging Face or Kaggle through ``keras_hub.upload_preset``.
 
-A release asset list is flat, so each preset folder ships as one deterministic tar,
-``NAME.kerashub.tar`` (top folder ``NAME/``), listed in SHA256SUMS and the manifest like every
-other asset; unpacked, it is a folder ``keras_hub.models.Backbone.from_preset`` opens.
+A release asset list is flat, so each preset folder ships as one tar, packed
+deterministically (its ``metadata.json`` holds keras-hub's ``date_saved``, so each build's
+tar differs), ``NAME.kerashub.tar`` (top folder ``NAME/``), listed in SHA256SUMS and the
+manifest like every other asset; unpacked, it is a folder
+``keras_hub.models.Backbone.from_preset`` opens.
 
 Nothing is listed that was not first verified against its conversion report (sha256 of every
 artifact) and then reloaded in a fresh process and re-checked against the float64 reference
