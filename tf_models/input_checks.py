@@ -141,11 +141,13 @@ def host_values(x) -> Optional[np.ndarray]:
 
 
 def leading_size(x) -> Optional[int]:
-    """The first (batch) dimension of ``x`` where its shape states one, else None."""
+    """The first (batch) dimension of ``x`` where its shape states one as a number, else None
+    (also for a symbolic dimension: JAX's shape polymorphism, as ``model.export`` traces the
+    model with, refuses to turn one into a number)."""
     shape = getattr(x, "shape", None)
-    if shape is None or getattr(shape, "rank", 0) is None or not len(shape) or shape[0] is None:
+    if shape is None or getattr(shape, "rank", 0) is None or not len(shape):
         return None
-    return int(shape[0])
+    return int(shape[0]) if isinstance(shape[0], (int, np.integer)) else None
 
 
 def refuse_no_clips(video, who: str) -> None:
