@@ -11,8 +11,8 @@ fine-tuning step moved, in float32 and, on TensorFlow, in mixed_bfloat16; what o
 pre-training step moved and its loss against a seeded target, saved as pt_target.npy
 (evaluate's also with per-clip weights), and the token counts its steps were compiled for;
 its predict on other token counts; the video tools' outputs and one real video's prediction;
-how far Keras's ``model.export`` SavedModel (not on PyTorch) is from the classifier; torch
-modules imported).
+how far Keras's ``model.export`` SavedModel (not on PyTorch) is from the classifier; the
+error ``fit`` gives for a label outside the classes; torch modules imported).
 """
 
 import json
@@ -57,6 +57,7 @@ def main(args):
         # dynamic_shapes for the input tuple): not ours to fix
         result["export"] = export_saved_model(keras, classifier, clip, out)
     result.update(fine_tune(keras, tf_models, args, clip))
+    result["bad_labels"] = bad_labels(classifier, clip)
     if result["backend"] == "tensorflow":
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
         try:
@@ -105,6 +106,16 @@ def export_saved_model(keras, classifier, clip, out):
         float(np.max(np.abs(np.asarray(loaded.serve(x))
                             - keras.ops.convert_to_numpy(classifier(x)))))
         for x in (clip, three))}
+
+
+def bad_labels(classifier, clip):
+    """What ``fit`` on a label outside the classifier's classes gives (on JAX, before the
+    check, nothing: a clamped index, trained on): the error, or None."""
+    try:
+        classifier.fit(clip, np.array([0, classifier.num_classes]), verbose=0)
+    except Exception as error:  # the calling test checks which
+        return f"{type(error).__name__}: {error}"[:500]
+    return None
 
 
 def fine_tune(keras, tf_models, args, clip):
