@@ -11,7 +11,8 @@ fine-tuning step moved, in float32 and, on TensorFlow, in mixed_bfloat16; what o
 pre-training step moved and its loss against a seeded target, saved as pt_target.npy
 (evaluate's also with per-clip weights), and the token counts its steps were compiled for;
 its predict on other token counts; the video tools' outputs and one real video's prediction;
-torch modules imported).
+how far Keras's ``model.export`` SavedModel (not on PyTorch) is from the classifier; the
+error ``fit`` gives for a label outside the classes; torch modules imported).
 """
 
 import json
@@ -52,7 +53,11 @@ def main(args):
             keras.ops.convert_to_numpy(backbone(clip)["tokens"]))
 
     result["video"] = video_tools(args, clip, out)
+    if result["backend"] != "torch":  # Keras's torch export fails for any model (its
+        # dynamic_shapes for the input tuple): not ours to fix
+        result["export"] = export_saved_model(keras, classifier, clip, out)
     result.update(fine_tune(keras, tf_models, args, clip))
+    result["bad_labels"] = bad_labels(classifier, clip)
     if result["backend"] == "tensorflow":
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
         try:
@@ -82,6 +87,35 @@ def video_tools(args, clip, out):
     features = load_feature_model(args["keras_ft"])
     np.save(os.path.join(out, "video_pooled.npy"), features.run(clip))
     return classify_video(model, args["video"], k=3)
+
+
+def export_saved_model(keras, classifier, clip, out):
+    """Keras's own ``model.export`` of the classifier (on JAX through jax2tf, its batch a
+    symbolic dimension), reloaded by TensorFlow and run on the clips and a batch of three:
+    the error, or how far its logits are from the model's."""
+    import tensorflow as tf
+
+    folder = os.path.join(out, "exported")
+    try:
+        classifier.export(folder, format="tf_saved_model", verbose=False)
+    except Exception as error:  # the calling test shows what failed
+        return {"error": f"{type(error).__name__}: {error}"[:500]}
+    loaded = tf.saved_model.load(folder)  # held: its variables go with it
+    three = np.concatenate([clip, clip[:1]])
+    return {"max_difference": max(
+        float(np.max(np.abs(np.asarray(loaded.serve(x))
+                            - keras.ops.convert_to_numpy(classifier(x)))))
+        for x in (clip, three))}
+
+
+def bad_labels(classifier, clip):
+    """What ``fit`` on a label outside the classifier's classes gives (on JAX, before the
+    check, nothing: a clamped index, trained on): the error, or None."""
+    try:
+        classifier.fit(clip, np.array([0, classifier.num_classes]), verbose=0)
+    except Exception as error:  # the calling test checks which
+        return f"{type(error).__name__}: {error}"[:500]
+    return None
 
 
 def fine_tune(keras, tf_models, args, clip):

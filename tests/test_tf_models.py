@@ -164,6 +164,27 @@ def test_a_classifier_refuses_a_clip_without_a_batch_axis_or_other_channels_in_o
     assert leading_size(tf.TensorSpec(shape=None)) is None  # unknown rank: nothing stated
 
 
+def test_a_classifier_refuses_labels_outside_its_classes_in_one_line():
+    """fit / evaluate with a class index below 0 or not below ``num_classes`` (an array, a
+    ``(batch, 1)`` array, a list): one ValueError line naming the range (before: TensorFlow's
+    and PyTorch's loss failed deep inside; JAX clamped the index and trained without a word,
+    tests/backend_check.py); one-hot labels are not read as indices."""
+    from tf_models.input_checks import refuse_labels_out_of_range
+
+    model, _, _ = _models()["classifier"]
+    clips = _clip()
+    for labels, found in ((np.array([0, model.num_classes]), model.num_classes),
+                          (np.array([[-1], [0]]), -1), ([3, 1000], 1000)):
+        for call in (lambda: model.fit(clips, labels, verbose=0),
+                     lambda: model.evaluate(clips, labels, verbose=0)):
+            with pytest.raises(ValueError, match=f"takes class indices 0 to "
+                               f"{model.num_classes - 1} as labels .*; got {found}\\.") as error:
+                call()
+            assert "\n" not in str(error.value)
+    refuse_labels_out_of_range(np.eye(3, dtype="int64"), "m:", 3)  # one-hot: not indices
+    refuse_labels_out_of_range(np.array([0, 2]), "m:", 3)
+
+
 def test_a_classifier_checks_clips_in_every_container_keras_hub_reads_as_arrays():
     """A list of clips, a nested list, a tuple and a dict of a list, to predict / fit /
     evaluate, get the array's checks, the batch of no clips included (before: only an

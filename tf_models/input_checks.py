@@ -141,11 +141,13 @@ def host_values(x) -> Optional[np.ndarray]:
 
 
 def leading_size(x) -> Optional[int]:
-    """The first (batch) dimension of ``x`` where its shape states one, else None."""
+    """The first (batch) dimension of ``x`` where its shape states one as a number, else None
+    (also for a symbolic dimension: JAX's shape polymorphism, as ``model.export`` traces the
+    model with, refuses to turn one into a number)."""
     shape = getattr(x, "shape", None)
-    if shape is None or getattr(shape, "rank", 0) is None or not len(shape) or shape[0] is None:
+    if shape is None or getattr(shape, "rank", 0) is None or not len(shape):
         return None
-    return int(shape[0])
+    return int(shape[0]) if isinstance(shape[0], (int, np.integer)) else None
 
 
 def refuse_no_clips(video, who: str) -> None:
@@ -156,6 +158,25 @@ def refuse_no_clips(video, who: str) -> None:
         raise ValueError(f"{who} takes a batch of at least one clip, shaped (batch, frames, "
                          f"height, width, 3); got shape {tuple(video.shape)}, no clips. Skip "
                          f"empty batches, or add a batch axis to one clip (clip[None])")
+
+
+def refuse_labels_out_of_range(labels, who: str, num_classes: Optional[int]) -> None:
+    """One ValueError if ``labels`` are class indices (integers, one per clip: shape
+    ``(batch,)`` or ``(batch, 1)``) of which one is not in ``[0, num_classes)``. TensorFlow
+    and PyTorch fail deep inside the loss on such a label; JAX's gather clamps it and trains
+    on a wrong target without a word. One-hot labels and datasets pass unchecked."""
+    if not num_classes:
+        return
+    values = host_values(labels)
+    if values is None or not np.issubdtype(values.dtype, np.integer) or not values.size \
+            or not (values.ndim == 1 or (values.ndim == 2 and values.shape[1] == 1)):
+        return
+    low, high = int(values.min()), int(values.max())
+    if low < 0 or high >= num_classes:
+        bad = low if low < 0 else high
+        raise ValueError(f"{who} takes class indices 0 to {num_classes - 1} as labels (its "
+                         f"{num_classes} classes); got {bad}. Map your labels to 0 ... "
+                         f"{num_classes - 1}, or build it with num_classes= your class count")
 
 
 def clip_shape(video, who: str, frames: int, channels: int, any_channels: bool):

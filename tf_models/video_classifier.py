@@ -9,8 +9,8 @@ from keras_hub.models import Task
 from .compiling import (BuildsBeforeTracing, compile_from_saved_config,
                         load_saved_optimizer_state)
 from .input_checks import (NORMALISE_HINT, VALIDATION_DATA, clip_shape, fed_video,
-                           first_video, refuse_no_clips, refuse_other_clip_size,
-                           refuse_raw_frames, validation_inputs)
+                           first_video, refuse_labels_out_of_range, refuse_no_clips,
+                           refuse_other_clip_size, refuse_raw_frames, validation_inputs)
 from .layers import PACKAGE
 from .shuffled import shuffled_fit_arguments
 
@@ -80,12 +80,14 @@ class VideoClassifier(BuildsBeforeTracing, Task):
         """keras-hub's ``fit`` after the inputs' checks; arrays are shuffled every epoch as
         Keras's ``shuffle`` says (``tf_models.shuffled``; keras-hub's own batches never are)."""
         self._check_clips(x)
+        refuse_labels_out_of_range(y, f"{self.name}:", getattr(self, "num_classes", None))
         self._check_clips(validation_inputs(super().fit, args, kwargs), VALIDATION_DATA)
         x, y, args, kwargs = shuffled_fit_arguments(super().fit, x, y, args, kwargs)
         return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         self._check_clips(x)
+        refuse_labels_out_of_range(y, f"{self.name}:", getattr(self, "num_classes", None))
         return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
