@@ -527,6 +527,49 @@ def test_evaluate_refuses_results_of_another_run(single_run, labelled_list, tmp_
         evaluate_list(model, items[:-1], root, out)
 
 
+def test_a_results_file_of_another_run_with_no_video_in_it_starts_anew(tmp_path):
+    """A run refused after its results file began (a wrong --ray-address, too many --actors)
+    leaves a header and no video; the next run with other settings (another --views, another
+    model) starts that file anew, as nothing of it is lost (before: refused as another run's
+    results until removed by hand). One scored or failed video in it still refuses."""
+    from tf_models.video.evaluate import (EvaluateError, append_record, open_results,
+                                          read_results)
+
+    path = str(tmp_path / "out" / "results.jsonl")
+    first = {"model": "m", "views": "5x3", "list_sha256": "a" * 64, "shard": [1, 1]}
+    done, handle = open_results(path, first)
+    handle.close()
+    second = dict(first, views="2x3")
+    done, handle = open_results(path, second)
+    append_record(handle, {"video": "a.mp4", "error": "a.mp4: truncated"})
+    handle.close()
+    header, records, _ = read_results(path)
+    assert (done, header) == ({}, second) and list(records) == ["a.mp4"]
+    with pytest.raises(EvaluateError, match=r"holds results of another run \(views '2x3' "
+                                            r"\(not '5x3'\)\)"):
+        open_results(path, first)
+
+
+def test_an_extract_folder_of_another_run_with_no_features_in_it_starts_anew(tmp_path):
+    """videomae-extract's folder likewise: another run's extract.json alone is replaced by
+    this run's; with one features file (or failed.jsonl) beside it, still refused."""
+    import json
+
+    from tf_models.video.evaluate import EvaluateError
+    from tf_models.video.extract import HEADER_NAME, open_extract
+
+    out = tmp_path / "features"
+    first = {"model": "m", "model_sha256": None, "sampling": "5x3", "num_frames": 16,
+             "img_size": 224, "list_sha256": "a" * 64}
+    open_extract(str(out), first, ["a.mp4"])
+    second = dict(first, sampling="stride 4")
+    open_extract(str(out), second, ["a.mp4"])
+    assert json.loads((out / HEADER_NAME).read_text()) == second
+    (out / "a.npy").write_bytes(b"")
+    with pytest.raises(EvaluateError, match="holds features of another run"):
+        open_extract(str(out), first, ["a.mp4"])
+
+
 def test_a_model_fine_tuned_on_classes_of_its_own_classifies_and_evaluates(videos, tmp_path):
     """A classifier of 3 classes (what videomae-finetune makes from a user's list): --dataset
     gives the views' protocol and its classes are named by index (before: refused whatever

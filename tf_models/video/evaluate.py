@@ -209,20 +209,24 @@ def open_results(path: str, header: dict) -> Tuple[Dict[str, dict], object]:
     A new file appears with its header already in it (written to a temporary name, then
     renamed): a run stopped before that, by a kill or a full disk, leaves no file that the
     next run would take for someone else's. An empty file (left so by an earlier version) is
-    such a start too."""
+    such a start too, and so is a file of another run that holds its header and no video (a
+    run refused after it started, a wrong --ray-address say: nothing of it is lost)."""
     done: Dict[str, dict] = {}
     if os.path.exists(os.path.join(os.path.dirname(path), "extract.json")):
         raise EvaluateError(f"{os.path.dirname(path) or '.'}: holds videomae-extract features "
                             "(and their summary.json); use another --out folder for results")
-    if os.path.exists(path) and os.path.getsize(path) > 0:
+    resume = os.path.exists(path) and os.path.getsize(path) > 0
+    if resume:
         found, done, good = read_results(path)
         if found is None:
             raise EvaluateError(f"{path}: not a results file of videomae-evaluate; use another "
                                 "--out folder")
         mismatch = _header_mismatch(found, header, RUN_KEYS + ("shard",))
-        if mismatch:
+        if mismatch and done:
             raise EvaluateError(f"{path}: holds results of another run ({'; '.join(mismatch)}); "
                                 "use another --out folder or remove it")
+        resume = not mismatch
+    if resume:
         handle = open(path, "r+b")
         handle.truncate(good)
         handle.seek(good)

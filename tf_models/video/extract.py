@@ -76,7 +76,8 @@ def extract_header(model, sampling: Sampling, videos: Sequence[str]) -> dict:
 
 
 def open_extract(out_dir: str, header: dict, videos: Sequence[str]) -> None:
-    """Create ``out_dir`` with its header, or check that its header is this run's; first
+    """Create ``out_dir`` with its header, or check that its header is this run's (another
+    run's header alone, with no features beside it, is replaced: nothing is lost); first
     every video's features path, so a list that cannot run leaves no header that would
     refuse its corrected rerun."""
     for video in videos:
@@ -97,10 +98,12 @@ def open_extract(out_dir: str, header: dict, videos: Sequence[str]) -> None:
                                 "list_sha256")
                     if found.get(key) != header[key]
                     and not (key == "model_sha256" and None in (found.get(key), header[key]))]
-        if mismatch:
+        # a header alone (a run refused after it began): nothing of that run is lost
+        if mismatch and os.listdir(out_dir) != [HEADER_NAME]:
             raise EvaluateError(f"{path}: holds features of another run ({'; '.join(mismatch)})"
                                 "; use another --out folder or remove it")
-        return
+        if not mismatch:
+            return
     os.makedirs(out_dir, exist_ok=True)
     save_json(path, header)
 
