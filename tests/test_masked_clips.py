@@ -144,6 +144,7 @@ def test_a_tiny_pretrainer_fits_each_epoch_on_that_epochs_masks():
     losses = history["loss"]
     assert data.epoch == 3 and held_out.epoch == 0  # validation keeps its masks
     assert len(set(history["val_loss"])) == 1
+    assert model.evaluate(held_out, verbose=0) == pytest.approx(history["val_loss"][0], rel=1e-5)
     expected = [np.mean([model.evaluate(*data.batch(epoch, index), verbose=0)
                          for index in range(3)]) for epoch in range(3)]
     np.testing.assert_allclose(losses, expected, rtol=1e-5)
