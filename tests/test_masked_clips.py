@@ -154,10 +154,16 @@ def test_a_tiny_pretrainer_fits_each_epoch_on_that_epochs_masks():
 
 
 def test_a_pretrainer_with_a_preprocessor_refuses_a_pydataset_in_one_line():
+    """And arrays given as ``validation_data`` beside one are checked as beside arrays."""
     from tf_models.video.masked_clips import MaskedClips
 
     model = _pretrainer(V1)
     data = MaskedClips(_clips(2, 32), model, batch_size=2)
+    inputs, targets = data.batch(0, 0)
+    bad = ({"video": inputs["video"], "mask": inputs["mask"][:1]}, targets)
+    for args, kwargs in (((), {"validation_data": bad}), ((2, 1, 0, None, 0.0, bad), {})):
+        with pytest.raises(ValueError, match="validation_data.*mask"):
+            model.fit(data, None, *args, **kwargs)
     model.preprocessor = object()
     with pytest.raises(ValueError, match="past its preprocessor"):
         model.fit(data, verbose=0)

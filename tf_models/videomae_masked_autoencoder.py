@@ -12,7 +12,9 @@ AdamW (``pretrain.pretraining_optimizer``) and the mean squared error; the targe
 ``tf_models.video.reconstruct.masked_targets(clips01, mask)`` from the clips in [0, 1] whose
 normalisation (``normalize_clip``) the model takes (with ``decode_mask``: of the tokens it
 keeps, ``masked_targets(clips01, ~decode_mask)``). Sample weights may be per clip
-``(batch,)`` or per masked token ``(batch, n_masked)``.
+``(batch,)`` or per masked token ``(batch, n_masked)``. ``fit`` and ``evaluate`` also take a
+``keras.utils.PyDataset`` of such batches: ``tf_models.video.masked_clips.MaskedClips`` draws
+new masks every epoch, as upstream does.
 """
 
 from __future__ import annotations
@@ -143,6 +145,8 @@ class VideoMAEMaskedAutoencoder(BuildsBeforeTracing, JitPerTokenCount, Task, Bac
         array); an ``EpochBatches`` one (``tf_models.video.masked_clips.MaskedClips``: new
         masks every epoch) has its ``epoch`` set as Keras's epochs begin."""
         if self._keras_takes(x):
+            keras_fit = keras.Model.fit.__get__(self)  # Keras's positional order
+            self._check_arrays(validation_inputs(keras_fit, args, kwargs), VALIDATION_DATA)
             if isinstance(x, EpochBatches):  # its epoch follows Keras's (FollowEpochs)
                 bound = inspect.signature(keras.Model.fit).bind(self, x, y, *args, **kwargs)
                 callbacks = bound.arguments.get("callbacks") or []
