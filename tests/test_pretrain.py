@@ -365,8 +365,8 @@ def test_pretrainer_compiles_with_upstream_pretraining_defaults(tmp_path):
 
 def test_the_readmes_continued_pretraining_route_runs(tmp_path, monkeypatch):
     """README's "Continuing pre-training" block, as written, on a tiny pre-trainer (from_preset
-    gives it) and two .npy clips: ``fit`` trains on ``masked_targets``; the loss is upstream's
-    error to them."""
+    gives it) and two .npy clips: ``fit`` trains on ``MaskedClips``' batches, new masks in each
+    of its epochs (before: one mask array, the same masks in every epoch)."""
     import re
 
     import tf_models
@@ -375,7 +375,7 @@ def test_the_readmes_continued_pretraining_route_runs(tmp_path, monkeypatch):
                            "README.md")) as handle:
         readme = handle.read()
     blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S)
-              if "masked_targets(" in b and ".fit(" in b]
+              if "MaskedClips(" in b and ".fit(" in b]
     assert len(blocks) == 1, blocks
     tiny = tf_models.VideoMAEMaskedAutoencoder(
         embed_dim=32, depth=1, num_heads=2, num_frames=4, img_size=32, patch_size=16,
@@ -395,7 +395,9 @@ def test_the_readmes_continued_pretraining_route_runs(tmp_path, monkeypatch):
     weights = [np.asarray(v).copy() for v in tiny.trainable_variables]
     scope = {"paths": paths}
     exec(compile(blocks[0], "README.md", "exec"), scope)
-    assert named and int(tiny.optimizer.iterations) == 1
+    batches = scope["batches"]
+    assert named and int(tiny.optimizer.iterations) == 2 and batches.epoch == 2
+    assert (batches.batch(0, 0)[0]["mask"] != batches.batch(1, 0)[0]["mask"]).any()
     assert any(not np.array_equal(w, np.asarray(v))
                for w, v in zip(weights, tiny.trainable_variables))
     assert scope["clips01"].shape == (2, 4, 32, 32, 3)

@@ -533,7 +533,8 @@ def test_every_option_keras_and_the_zoo_pass_is_taken():
 CONSUMER_MODULES = ("tf_models", "tf_models.train", "tf_models.video", "tf_models.video.model",
                     "tf_models.video.predict", "tf_models.video.evaluate",
                     "tf_models.video.extract", "tf_models.video.features",
-                    "tf_models.video.reconstruct", "videomae_cli.video",
+                    "tf_models.video.reconstruct", "tf_models.video.masked_clips",
+                    "videomae_cli.video",
                     "videomae_cli.reconstruct", "videomae_cli.finetune")
 
 

@@ -13,7 +13,7 @@ from .finetune import layer_decay_optimizer, layer_ids
 from .hub import PresetError, resolve_preset
 from .layers import (Attention, Block, Mlp, PatchEmbed, named_variables, sinusoid_positions,
                      sinusoid_table)
-from .masking import tube_mask
+from .masking import running_cell_mask, tube_mask
 from .presets import PRESETS, Preset, get_preset
 from .pretrain import (PretrainDecoder, pretraining_optimizer, static_token_counts,
                        token_counts)
@@ -31,4 +31,4 @@ __all__ = ["VideoMAEBackbone", "VideoClassifier", "VideoMAEVideoClassifier",
            "PRESETS", "Preset", "get_preset", "resolve_preset", "PresetError",
            "layer_decay_optimizer", "layer_ids", "pretraining_optimizer", "sinusoid_positions",
            "PatchEmbed", "Attention", "Mlp", "Block",
-           "named_variables", "sinusoid_table", "tube_mask"]
+           "named_variables", "sinusoid_table", "tube_mask", "running_cell_mask"]

@@ -53,6 +53,45 @@ def pretraining_optimizer(model, batch_size: int = 256, learning_rate=None, **kw
     return LayerDecayAdamW({}, decay_paths(model), learning_rate=learning_rate, **options)
 
 
+class EpochBatches(keras.utils.PyDataset):
+    """A ``PyDataset`` whose batches depend on the epoch (new masks every epoch, as upstream
+    draws them: ``video.masked_clips.MaskedClips``): ``batch(epoch, index)``, and ``[index]``
+    is ``batch(self.epoch, index)``. The pre-trainer's ``fit`` sets ``epoch`` as each of
+    Keras's epochs begins, counting on from the value it finds (a second ``fit`` continues;
+    a ``validation_data`` one keeps its epoch, so its masks). Keras's own ``on_epoch_end``
+    cannot count them: its ``fit`` also calls it around reading a batch for the model's
+    build on JAX, and on TensorFlow the next epoch's prefetching starts before it."""
+
+    epoch = 0
+
+    def batch(self, epoch: int, index: int):
+        raise NotImplementedError
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < len(self):
+            raise IndexError(f"{type(self).__name__}: batch {index} of {len(self)}")
+        return self.batch(self.epoch, index)
+
+
+class FollowEpochs(keras.callbacks.Callback):
+    """Sets ``batches.epoch`` (an ``EpochBatches``) as Keras's epochs begin and end: the
+    value at ``fit``'s start, plus the epochs run since. Keras calls ``on_epoch_begin``
+    before it makes the epoch's iterator, so every batch of the epoch sees its number."""
+
+    def __init__(self, batches: EpochBatches):
+        super().__init__()
+        self.batches = batches
+        self.start = batches.epoch
+        self.first: Optional[int] = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.first = epoch if self.first is None else self.first
+        self.batches.epoch = self.start + epoch - self.first
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.batches.epoch = self.start + epoch - self.first + 1
+
+
 def visible_first_order(mask):
     """Token indices per row: visible tokens ascending, then masked tokens ascending."""
     tokens = ops.shape(mask)[1]

@@ -12,11 +12,14 @@ AdamW (``pretrain.pretraining_optimizer``) and the mean squared error; the targe
 ``tf_models.video.reconstruct.masked_targets(clips01, mask)`` from the clips in [0, 1] whose
 normalisation (``normalize_clip``) the model takes (with ``decode_mask``: of the tokens it
 keeps, ``masked_targets(clips01, ~decode_mask)``). Sample weights may be per clip
-``(batch,)`` or per masked token ``(batch, n_masked)``.
+``(batch,)`` or per masked token ``(batch, n_masked)``. ``fit`` and ``evaluate`` also take a
+``keras.utils.PyDataset`` of such batches: ``tf_models.video.masked_clips.MaskedClips`` draws
+new masks every epoch, as upstream does.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import List, Tuple
 
 import keras
@@ -33,7 +36,8 @@ from .input_checks import (PRETRAINER, VALIDATION_DATA, ListedArray, clip_shape,
 from .kerashub_presets import keras_hub_loads, load_checked
 from .layers import (PACKAGE, check_model_options, check_model_sizes, freeze_if_built_frozen,
                      refuse_unknown_args)
-from .pretrain import MaskedAutoencoding, pretraining_optimizer, video_and_mask
+from .pretrain import (EpochBatches, FollowEpochs, MaskedAutoencoding, pretraining_optimizer,
+                       video_and_mask)
 from .shuffled import shuffled_fit_arguments
 from .transformers_format import is_transformers_preset, load_transformers_preset
 from .videomae import TASK_BACKBONE_ARGS, BackboneTask, make_backbone
@@ -136,7 +140,19 @@ class VideoMAEMaskedAutoencoder(BuildsBeforeTracing, JitPerTokenCount, Task, Bac
 
     def fit(self, x=None, y=None, *args, **kwargs):
         """keras-hub's ``fit`` after the inputs' checks; arrays are shuffled every epoch as
-        Keras's ``shuffle`` says (``tf_models.shuffled``; keras-hub's own batches never are)."""
+        Keras's ``shuffle`` says (``tf_models.shuffled``; keras-hub's own batches never are).
+        A ``keras.utils.PyDataset`` goes to Keras's ``fit`` (keras-hub's would read it as an
+        array); an ``EpochBatches`` one (``tf_models.video.masked_clips.MaskedClips``: new
+        masks every epoch) has its ``epoch`` set as Keras's epochs begin."""
+        if self._keras_takes(x):
+            keras_fit = keras.Model.fit.__get__(self)  # Keras's positional order
+            self._check_arrays(validation_inputs(keras_fit, args, kwargs), VALIDATION_DATA)
+            if isinstance(x, EpochBatches):  # its epoch follows Keras's (FollowEpochs)
+                bound = inspect.signature(keras.Model.fit).bind(self, x, y, *args, **kwargs)
+                callbacks = bound.arguments.get("callbacks") or []
+                bound.arguments["callbacks"] = [*callbacks, FollowEpochs(x)]
+                return keras.Model.fit(*bound.args, **bound.kwargs)
+            return keras.Model.fit(self, x, y, *args, **kwargs)
         x = _dict_inputs(x)
         self._check_arrays(x)
         self._check_arrays(validation_inputs(super().fit, args, kwargs), VALIDATION_DATA)
@@ -144,6 +160,8 @@ class VideoMAEMaskedAutoencoder(BuildsBeforeTracing, JitPerTokenCount, Task, Bac
         return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
+        if self._keras_takes(x):
+            return keras.Model.evaluate(self, x, y, *args, **kwargs)
         x = _dict_inputs(x)
         self._check_arrays(x)
         return super().evaluate(x, y, *args, **kwargs)
@@ -152,6 +170,17 @@ class VideoMAEMaskedAutoencoder(BuildsBeforeTracing, JitPerTokenCount, Task, Bac
         x = _dict_inputs(x)
         self._check_arrays(x)
         return super().predict(x, *args, **kwargs)
+
+    def _keras_takes(self, x) -> bool:
+        """Whether ``x`` is a ``PyDataset``, whose batches go to the model as they are (one
+        ValueError line where the model has a preprocessor, which they would skip)."""
+        if not isinstance(x, keras.utils.PyDataset):
+            return False
+        if self.preprocessor is not None:
+            raise ValueError(f"{self.name}: a keras.utils.PyDataset's batches reach the model "
+                             f"as they are, past its preprocessor; give them already "
+                             f"preprocessed to the model without one (preprocessor=None)")
+        return True
 
     def _check_arrays(self, x, where: str = "") -> None:
         """``_check_inputs`` on the inputs of ``fit`` / ``evaluate`` / ``predict`` where they

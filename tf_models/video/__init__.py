@@ -5,7 +5,8 @@ runs the ``tf_models`` package's ``__init__``, which registers the Keras classes
 TensorFlow load too: about 6 s and 0.9 GB per process on a 2-core machine; Ray's decoding
 workers get their code by value instead, ``ray_decode``); ``model``,
 ``predict`` and ``evaluate`` run converted models with TensorFlow / Keras; ``reconstruct``
-turns a pre-trained model's pixel predictions back into pictures (``videomae-reconstruct``).
+turns a pre-trained model's pixel predictions back into pictures (``videomae-reconstruct``);
+``masked_clips`` batches clips for continuing pre-training, new masks every epoch.
 
     from tf_models.video import load_video_model, classify_video
     model = load_video_model("weights/TFVideoMAE_S_K400_16x224_FT.keras")
