@@ -1,0 +1,105 @@
+"""The README and docs/ match the console scripts: every option they name exists, every
+option a ``--help`` lists is documented, and the defaults they state are the code's."""
+
+import glob
+import importlib.util
+import os
+import re
+
+import click
+
+from conftest import REPO_ROOT
+
+# options the docs name that belong to no console script of ours, each with where it lives
+OTHER_TOOLS = {
+    "--sise": "README",  # the mistyped-option example
+    "--peer": "scripts/bench.py", "--peer-only": "scripts/bench.py",
+    "--peer-venv": "scripts/bench.py",
+    "--runslow": "tests/conftest.py",
+    "--cases": "scripts/fuzz.py", "--timeout": "scripts/fuzz.py", "--fresh": "scripts/fuzz.py",
+    "--allow-name-check": "scripts/fuzz.py",
+    # ray start / ray get-auth-token (docs/RAY.md)
+    "--address": "ray", "--head": "ray", "--port": "ray", "--num-cpus": "ray",
+    "--num-gpus": "ray", "--object-store-memory": "ray", "--generate": "ray",
+}
+# the benchmark scripts' own options (docs/BENCHMARKS.md): looked up in their sources
+BENCH_SCRIPTS = ("bench.py", "bench_peer.py", "bench_video.py", "bench_litert.py",
+                 "bench_litert_memory.py", "bench_pretrain.py", "all_synthetic.py")
+# our options, spelt with dashes; upstream's are spelt with underscores (--batch_size) and
+# are not matched
+OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*(?![\w])")
+
+
+def _console_commands():
+    """{name: click command} of every console script and of scripts/release.py."""
+    from videomae_cli import convert, export, finetune, reconstruct, video
+
+    commands = {"videomae-convert": convert.convert_command,
+                "videomae-reconstruct": reconstruct.reconstruct_command,
+                "videomae-predict": video.predict_command,
+                "videomae-evaluate": video.evaluate_command,
+                "videomae-evaluate merge": video.merge_command,
+                "videomae-extract": video.extract_command,
+                "videomae-export": export.export_command,
+                "videomae-finetune": finetune.finetune_command}
+    spec = importlib.util.spec_from_file_location(
+        "_release_script", os.path.join(REPO_ROOT, "scripts", "release.py"))
+    release = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(release)
+    group = next(o for o in vars(release).values() if isinstance(o, click.Group))
+    commands["release.py"] = group
+    commands.update({f"release.py {name}": c for name, c in group.commands.items()})
+    return commands
+
+
+def _options(command, hidden=False):
+    return {o for p in command.params if hidden or not getattr(p, "hidden", False)
+            for o in p.opts + p.secondary_opts if o.startswith("--")}
+
+
+def _docs():
+    paths = [os.path.join(REPO_ROOT, "README.md")] + sorted(
+        glob.glob(os.path.join(REPO_ROOT, "docs", "*.md")))
+    return {os.path.relpath(p, REPO_ROOT): open(p, encoding="utf-8").read() for p in paths}
+
+
+def test_every_option_the_docs_name_exists():
+    ours = set().union(*(_options(c, hidden=True) for c in _console_commands().values()))
+    bench = set(OPTION.findall("".join(
+        open(os.path.join(REPO_ROOT, "scripts", name), encoding="utf-8").read()
+        for name in BENCH_SCRIPTS)))
+    unknown = sorted({(name, option) for name, text in _docs().items()
+                      for option in OPTION.findall(text)
+                      if option not in ours and option not in OTHER_TOOLS
+                      and option not in bench and option != "--help"})
+    assert not unknown, f"options named in the docs that no command has: {unknown}"
+
+
+def test_every_option_a_help_lists_is_documented():
+    documented = set(OPTION.findall("".join(_docs().values())))
+    missing = sorted((name, option) for name, command in _console_commands().items()
+                     for option in _options(command) - documented)
+    assert not missing, f"options --help lists that README.md and docs/ never name: {missing}"
+
+
+def test_finetune_defaults_are_the_python_api_s_and_the_recipe_s():
+    """``videomae-finetune`` and ``FinetuneConfig`` start the same run (README: the recipe's
+    numbers are the defaults of both), and both take the recipe table's."""
+    import dataclasses
+
+    from tf_models.train import RECIPE, FinetuneConfig
+    from videomae_cli.finetune import finetune_command
+
+    fields = {f.name: f.default for f in dataclasses.fields(FinetuneConfig)}
+    renamed = {"model_spec": "model", "out_dir": "out"}
+    skipped = {"as_json", "quiet", "verbose", "no_augment", "no_rand_augment", "mixed_precision"}
+    differ = {}
+    for param in finetune_command.params:
+        if param.name in skipped or param.required:
+            continue
+        field = renamed.get(param.name, param.name)
+        if param.default != fields[field]:
+            differ[param.name] = (param.default, fields[field])
+    assert not differ, f"videomae-finetune default vs FinetuneConfig: {differ}"
+    assert fields["num_sample"] == RECIPE["num_sample"]
+    assert fields["warmup_epochs"] == RECIPE["warmup_epochs"]
