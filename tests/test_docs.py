@@ -103,3 +103,56 @@ def test_finetune_defaults_are_the_python_api_s_and_the_recipe_s():
     assert not differ, f"videomae-finetune default vs FinetuneConfig: {differ}"
     assert fields["num_sample"] == RECIPE["num_sample"]
     assert fields["warmup_epochs"] == RECIPE["warmup_epochs"]
+
+
+def _readme_zoo():
+    with open(os.path.join(REPO_ROOT, "README.md"), encoding="utf-8") as handle:
+        return handle.read().split("## The zoo", 1)[1].split("\n## ", 1)[0]
+
+
+def _listed(value):
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _zoo_listing():
+    """``videomae-convert --list --json``'s records, by name (the zoo table's numbers)."""
+    import json
+
+    from videomae_cli.quiet import load_stdlib_leaf
+    from videomae_cli.zoo_table import zoo_table
+
+    lines = load_stdlib_leaf("converter.upstream").listing(zoo_table(), True)
+    return {e["name"]: e for e in map(json.loads, lines)}
+
+
+def test_the_readme_zoo_tables_are_the_zoo_s_numbers():
+    """Classes, views, PT epochs, mask ratios and upstream Top-1/Top-5 in README "The zoo"
+    equal the zoo table's (``--list --json``), row by row, and every entry is in a row."""
+    from tf_models.presets import DATASETS
+
+    zoo = _zoo_listing()
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
+            for line in _readme_zoo().splitlines() if line.startswith("| ")]
+    seen = set()
+    for cells in rows:
+        if cells[0].startswith("`TFVideoMAE"):  # a V2 entry: name, classes, views, top-1/5
+            e = zoo[cells[0].strip("`")]
+            assert cells[1] == str(e["num_classes"] or "-"), cells
+            assert cells[2].split()[0] == (e["views"] or "-"), cells
+            if e["num_classes"]:
+                assert cells[3] == f"{_listed(e['top1'])}/{_listed(e['top5'])}", cells
+            seen.add(e["name"])
+        elif cells[0] not in ("Dataset", "Entry"):  # a V1 dataset: one row, every size
+            dataset = next(d for d in DATASETS.values() if d.title == cells[0])
+            entries = [e for e in zoo.values()
+                       if e["family"] == "v1" and e["dataset"] == dataset.key]
+            assert cells[2] == ", ".join(dict.fromkeys(e["size"] for e in entries)), cells
+            for e in entries:
+                assert cells[1] == str(dataset.num_classes), cells
+                assert cells[3] == str(e["pt_epochs"]), cells
+                assert float(cells[4]) == e["mask_ratio"], cells
+                if e["mode"] == "FT":
+                    assert cells[5] == e["views"], cells
+                    assert f"{e['size']} {e['top1']:.1f}/{e['top5']:.1f}" in cells[6], cells
+            seen.update(e["name"] for e in entries)
+    assert seen == set(zoo), set(zoo) ^ seen
