@@ -156,3 +156,13 @@ def test_the_readme_zoo_tables_are_the_zoo_s_numbers():
                     assert f"{e['size']} {e['top1']:.1f}/{e['top5']:.1f}" in cells[6], cells
             seen.update(e["name"] for e in entries)
     assert seen == set(zoo), set(zoo) ^ seen
+
+
+def test_convert_help_says_checkpoint_takes_every_layout_the_readme_lists():
+    """README: ``--checkpoint`` takes upstream's .pth and transformers-format copies (a folder,
+    or one .safetensors / .bin file); its --help said ".pth" alone."""
+    from videomae_cli.convert import convert_command
+
+    text = next(p for p in convert_command.params if p.name == "checkpoint").help
+    for layout in (".pth", "transformers", "folder", "safetensors", ".bin"):
+        assert layout in text, (layout, text)
