@@ -166,3 +166,43 @@ def test_convert_help_says_checkpoint_takes_every_layout_the_readme_lists():
     text = next(p for p in convert_command.params if p.name == "checkpoint").help
     for layout in (".pth", "transformers", "folder", "safetensors", ".bin"):
         assert layout in text, (layout, text)
+
+
+def _module_files():
+    """{module name: its files} of the library and the console scripts (a package's name:
+    its __init__.py)."""
+    found = {}
+    for top in ("converter", "tf_models", "torch_reference", "videomae_cli"):
+        for folder, _, files in os.walk(os.path.join(REPO_ROOT, top)):
+            for name in files:
+                if name.endswith(".py"):
+                    stem = name[:-3] if name != "__init__.py" else os.path.basename(folder)
+                    found.setdefault(stem, []).append(os.path.join(folder, name))
+    return found
+
+
+def _defines(path, name):
+    if os.path.basename(path) == "__init__.py":  # a package: its submodules too
+        folder = os.path.dirname(path)
+        if os.path.exists(os.path.join(folder, name + ".py")) or os.path.isdir(
+                os.path.join(folder, name)):
+            return True
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    return re.search(rf"(def|class)\s+{name}\b|^\s*{name}\s*[:=]|^\s*(from|import)\b[^\n]*"
+                     rf"\b{name}\b", text, re.M) is not None
+
+
+def test_every_module_attribute_the_docs_name_exists():
+    """`module.NAME` in README.md and docs/ (``zoo.PARITY_ATOL``, ``kinds.kind_of``) names
+    something that module defines or imports (docs/ARCHITECTURE.md said ``zoo.UPSTREAM_FILES``,
+    which lives in ``upstream.py``)."""
+    modules = _module_files()
+    not_attributes = {"py", "keras", "safetensors", "pkl", "json", "export", "save",
+                      "quantize", "conversion_notes"}  # file names; a Keras model's methods
+    missing = sorted(
+        (doc, f"{module}.{name}") for doc, text in _docs().items()
+        for module, name in set(re.findall(r"`([a-z_]+)\.([A-Za-z_]\w*)(?:\([^`]*\))?`", text))
+        if module in modules and name not in not_attributes
+        and not any(_defines(path, name) for path in modules[module]))
+    assert not missing, f"module attributes the docs name that do not exist: {missing}"
