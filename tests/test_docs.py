@@ -206,3 +206,14 @@ def test_every_module_attribute_the_docs_name_exists():
         if module in modules and name not in not_attributes
         and not any(_defines(path, name) for path in modules[module]))
     assert not missing, f"module attributes the docs name that do not exist: {missing}"
+
+
+def test_every_model_option_the_readme_says_takes_transformers_copies_says_so_in_its_help():
+    """README "Transformers checkpoints straight in": the ``--model`` of these six commands
+    takes a transformers-format folder or hf:// repository; videomae-reconstruct's --help
+    left it out."""
+    commands = _console_commands()
+    for name in ("videomae-predict", "videomae-evaluate", "videomae-extract", "videomae-export",
+                 "videomae-finetune", "videomae-reconstruct"):
+        text = next(p for p in commands[name].params if "--model" in p.opts).help
+        assert "transformers" in text, (name, text)
