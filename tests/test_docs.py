@@ -10,21 +10,19 @@ import click
 
 from conftest import REPO_ROOT
 
-# options the docs name that belong to no console script of ours, each with where it lives
+# options the docs name that belong to no script of this repository
 OTHER_TOOLS = {
-    "--sise": "README",  # the mistyped-option example
-    "--peer": "scripts/bench.py", "--peer-only": "scripts/bench.py",
-    "--peer-venv": "scripts/bench.py",
-    "--runslow": "tests/conftest.py",
-    "--cases": "scripts/fuzz.py", "--timeout": "scripts/fuzz.py", "--fresh": "scripts/fuzz.py",
-    "--allow-name-check": "scripts/fuzz.py",
+    "--sise",  # README's mistyped-option example
     # ray start / ray get-auth-token (docs/RAY.md)
-    "--address": "ray", "--head": "ray", "--port": "ray", "--num-cpus": "ray",
-    "--num-gpus": "ray", "--object-store-memory": "ray", "--generate": "ray",
+    "--address", "--head", "--port", "--num-cpus", "--num-gpus", "--object-store-memory",
+    "--generate",
 }
-# the benchmark scripts' own options (docs/BENCHMARKS.md): looked up in their sources
-BENCH_SCRIPTS = ("bench.py", "bench_peer.py", "bench_video.py", "bench_litert.py",
-                 "bench_litert_memory.py", "bench_pretrain.py", "all_synthetic.py")
+# maintainer scripts and the test suite's options (docs/BENCHMARKS.md, RELIABILITY.md, VIDEO.md):
+# looked up in their sources
+OTHER_SOURCES = ("scripts/bench.py", "scripts/bench_peer.py", "scripts/bench_video.py",
+                 "scripts/bench_litert.py", "scripts/bench_litert_memory.py",
+                 "scripts/bench_pretrain.py", "scripts/all_synthetic.py", "scripts/fuzz.py",
+                 "tests/conftest.py")
 # our options, spelt with dashes; upstream's are spelt with underscores (--batch_size) and
 # are not matched
 OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*(?![\w])")
@@ -65,13 +63,13 @@ def _docs():
 
 def test_every_option_the_docs_name_exists():
     ours = set().union(*(_options(c, hidden=True) for c in _console_commands().values()))
-    bench = set(OPTION.findall("".join(
-        open(os.path.join(REPO_ROOT, "scripts", name), encoding="utf-8").read()
-        for name in BENCH_SCRIPTS)))
+    others = set(OPTION.findall("".join(
+        open(os.path.join(REPO_ROOT, name), encoding="utf-8").read()
+        for name in OTHER_SOURCES)))
     unknown = sorted({(name, option) for name, text in _docs().items()
                       for option in OPTION.findall(text)
                       if option not in ours and option not in OTHER_TOOLS
-                      and option not in bench and option != "--help"})
+                      and option not in others and option != "--help"})
     assert not unknown, f"options named in the docs that no command has: {unknown}"
 
 
