@@ -51,7 +51,9 @@ def command(callback, presets, quantized_modes, cls=click.Command) -> click.Comm
     @click.option("--dataset", type=click.Choice(tuple(presets.DATASETS)), default=None,
                   help="Dataset the checkpoint was trained on. [default: k400; with --all: all]")
     @click.option("--checkpoint", type=click.Path(dir_okay=True), default=None,
-                  help="Upstream checkpoint file (.pth).")
+                  help="Checkpoint to convert, its layout read from the file: upstream's "
+                       ".pth, or a transformers-format copy (a folder with config.json, or a "
+                       "single model.safetensors / pytorch_model.bin).")
     @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
                   help="Where upstream checkpoints are downloaded when --checkpoint is omitted "
                        "[default: $VIDEOMAE_CONVERT_CACHE or ~/.cache/videomae-convert].")

@@ -22,7 +22,8 @@ from .quiet import prepare_environment, silenced_stderr
 @click.option("--model", "model_path", type=click.Path(), required=True,
               help="A converted pre-trained model: NAME.keras, NAME.weights.h5 (with NAME.json), "
                    "the SavedModel folder NAME/, a keras-hub preset folder or hf:// / "
-                   "kaggle:// handle, or a zoo name.")
+                   "kaggle:// handle, a transformers-format folder or hf:// repository, or a "
+                   "zoo name.")
 @click.option("--clip", "clip_path", type=click.Path(), required=True,
               help="A clip: .npy frames (T, H, W, 3), or a video file.")
 @click.option("--out", "out_path", type=click.Path(), required=True,

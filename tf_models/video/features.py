@@ -7,11 +7,11 @@ Two ways to cut a video (``Sampling``):
 - ``segments`` (``--stride S``): upstream VideoMAE V2's ``extract_tad_feature.py`` (temporal
   action detection features): clips of T consecutive frames starting at ``range(0, N - T + 1,
   S)`` (upstream: ``range(0, num_frames - 15, 4)`` for THUMOS14, stride 16 for FineAction, T =
-  16), every frame resized to S x S without keeping the aspect ratio (upstream: bilinear
-  ``interpolate(size=(224, 224))``), scaled to [0, 1] and NOT normalised with mean/std
-  (upstream's transform is ``ToFloatTensorInZeroOne`` then ``Resize`` only). Here the resize
-  runs on the uint8 frames (OpenCV bilinear, half-pixel centres, no antialiasing, as torch's
-  ``interpolate``) so that uint8 travels: the same pixels up to rounding to uint8.
+  16), every frame resized to the model's size (224 x 224) without keeping the aspect ratio
+  (upstream: bilinear ``interpolate(size=(224, 224))``), scaled to [0, 1] and NOT normalised
+  with mean/std (upstream's transform is ``ToFloatTensorInZeroOne`` then ``Resize`` only). Here
+  the resize runs on the uint8 frames (OpenCV bilinear, half-pixel centres, no antialiasing, as
+  torch's ``interpolate``) so that uint8 travels: the same pixels up to rounding to uint8.
 
 The feature is upstream's ``forward_features`` with mean pooling: ``fc_norm(mean(tokens))`` for a
 fine-tuned model (a classifier artifact or an ``--encoder-only`` one), ``mean(norm(tokens))``
