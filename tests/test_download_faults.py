@@ -189,3 +189,20 @@ def test_web_page_instead_of_the_file_is_one_line(served, tmp_path):
         download(tmp_path / "cache", url)
     assert "sent a web page" in one_line(caught)
     assert cache_files(tmp_path / "cache") == []
+
+
+@pytest.mark.parametrize("page", [
+    '<a href="file://{secret}#&confirm=1">download</a>',
+    '<form action="file://{secret}#download"><input type="hidden" name="confirm" value="t">'
+    '</form>'])
+def test_web_page_leading_to_a_local_file_is_refused(served, tmp_path, page):
+    """A confirmation page naming a file:// address would copy a local file into the cache as
+    the checkpoint (urllib refuses such a redirect, but follows a page's link); refused."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("local secret")
+    server, url = served
+    server.plan("html:" + page.format(secret=secret))
+    with pytest.raises(CheckpointError) as caught:
+        download(tmp_path / "cache", url)
+    assert "not http(s)" in one_line(caught)
+    assert [f for f in cache_files(tmp_path / "cache") if not f.endswith(".lock")] == []

@@ -28,6 +28,7 @@ import os
 import re
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Callable, Optional, Tuple
 
@@ -44,6 +45,7 @@ TRUE_WORDS = ("1", "true", "yes", "on")
 CHUNK_BYTES = 1 << 20
 TIMEOUT_S = 60.0  # read at call time, so a caller (a test) may lower it
 MAX_PAGES = 3     # web pages a caller's ``on_page`` may follow before the file comes
+WEB_SCHEMES = ("http", "https")  # the only addresses a web page may lead to
 
 # ``fetch(url, part_path) -> the full size the server announced, or None``: writes (or resumes)
 # ``url`` into ``part_path``; ``fetch_to_part`` is the real one, tests pass others
@@ -304,6 +306,12 @@ def fetch_to_part(url: str, part: str, progress: bool = True, timeout: Optional[
                     raise DownloadError(f"{url}: the server sent a web page, not the file", url,
                                         "a web page")
                 current = on_page(page, response.geturl())
+                scheme = urllib.parse.urlparse(current).scheme
+                if scheme not in WEB_SCHEMES:
+                    # as urllib refuses a redirect to file://: a page never reads local files
+                    why = f"its web page leads to a {scheme or 'schemeless'}: address, not http(s)"
+                    raise DownloadError(f"{url}: {why} ({current[:80]!r}); download the file "
+                                        f"in a browser", url, why)
                 continue
             length = _length(headers.get("Content-Length"), lenient_length)
             if status == 206:
