@@ -206,3 +206,23 @@ def test_web_page_leading_to_a_local_file_is_refused(served, tmp_path, page):
         download(tmp_path / "cache", url)
     assert "not http(s)" in one_line(caught)
     assert [f for f in cache_files(tmp_path / "cache") if not f.endswith(".lock")] == []
+
+
+def test_redirect_to_an_ftp_address_is_refused_without_connecting(served, tmp_path):
+    """urllib refuses a redirect to file:// but follows one to ftp://, which would fetch from
+    whatever FTP server it names (on the user's own network too) into the cache: refused in
+    one line, no connection made (before: the FTP address was dialled)."""
+    import socket
+
+    server, url = served
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.setblocking(False)
+        server.plan(f"redirect:ftp://127.0.0.1:{listener.getsockname()[1]}/ft.pth")
+        with pytest.raises(CheckpointError) as caught:
+            download(tmp_path / "cache", url)
+        assert "redirect to a ftp: address, not http(s)" in one_line(caught)
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+    assert [f for f in cache_files(tmp_path / "cache") if not f.endswith(".lock")] == []

@@ -286,7 +286,7 @@ def fetch_to_part(url: str, part: str, progress: bool = True, timeout: Optional[
     no number is a ValueError, or with ``lenient_length`` an unknown size (for a caller that
     checks the digest). Network errors propagate (urllib's own types).
     """
-    opener = opener or urllib.request.build_opener()
+    opener = opener or build_opener()
     timeout = TIMEOUT_S if timeout is None else timeout
     current = url
     for _ in range(MAX_PAGES + 2):
@@ -328,6 +328,24 @@ def fetch_to_part(url: str, part: str, progress: bool = True, timeout: Optional[
             _stream(response, part, mode, offset, total, progress)
             return total
     raise DownloadError(f"{url}: no file after {MAX_PAGES} web pages", url, "web pages")
+
+
+class WebRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib's redirects, to ``WEB_SCHEMES`` addresses only: urllib refuses ``file://`` but
+    follows ``ftp://``, which would fetch from any FTP server the redirect names (one on the
+    user's own network too) into the cache."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        scheme = urllib.parse.urlparse(newurl).scheme
+        if scheme not in WEB_SCHEMES:
+            raise urllib.error.HTTPError(newurl, code, f"redirect to a {scheme}: address, not "
+                                         f"http(s)", headers, fp)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def build_opener(*handlers) -> urllib.request.OpenerDirector:
+    """``urllib.request.build_opener(*handlers)`` whose redirects stay on http(s)."""
+    return urllib.request.build_opener(WebRedirects, *handlers)
 
 
 def _open(opener, url: str, offset: int, timeout: float):
