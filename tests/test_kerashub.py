@@ -386,16 +386,17 @@ def _deflated_keras(tmp_path, name, files, padded, pad_bytes):
     return path
 
 
-@pytest.mark.parametrize("padded, pad_mib, words", [
-    ("config.json", 64, "its config.json declares"),
-    ("model.weights.h5", 320, "times its stored bytes (a zip bomb?)")])
+@pytest.mark.parametrize("padded, pad_mib, old_name, words", [
+    ("config.json", 64, False, "its config.json declares"),
+    ("model.weights.h5", 320, False, "times its stored bytes (a zip bomb?)"),
+    ("model.weights.h5", 320, True, "times its stored bytes (a zip bomb?)")])
 def test_a_keras_file_whose_members_decompress_to_far_more_is_refused_before_reading(
-        tmp_path, padded, pad_mib, words):
-    """A deflated member of a .keras file is read whole (config.json, and the weights of an
-    old-class-name archive) before anything is checked: a config.json padded with 64 MiB of
-    JSON whitespace, or old-layout weights padded with 320 MiB of zeros (both still load),
-    is refused from the zip directory in one line, with no more than a few MB allocated
-    (before: read whole into memory, and the model loaded)."""
+        tmp_path, padded, pad_mib, old_name, words):
+    """A deflated member of a .keras file is read whole (config.json; the weights, by Keras
+    below its 4 GiB guard, and to copy an old-class-name archive's out) before anything is
+    checked: a config.json padded with 64 MiB of JSON whitespace, or weights padded with
+    320 MiB of zeros (each still loads), is refused from the zip directory in one line,
+    with no more than a few MB allocated (before: read whole into memory, and loaded)."""
     import tracemalloc
 
     preset = tf_models.get_preset(TINY_FT)
@@ -403,7 +404,7 @@ def test_a_keras_file_whose_members_decompress_to_far_more_is_refused_before_rea
     tf_models.VideoMAEVideoClassifier(**preset.model_config()).save(saved)
     with zipfile.ZipFile(saved) as archive:
         files = {name: archive.read(name) for name in archive.namelist()}
-    if padded == "model.weights.h5":  # the old class name: weights copied out of the archive
+    if old_name:  # the old class name: the weights are copied out of the archive
         config = json.loads(files["config.json"])
         config["registered_name"] = "videomae>VideoMAEClassifier"
         files["config.json"] = json.dumps(config).encode()
