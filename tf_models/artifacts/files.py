@@ -123,7 +123,7 @@ NO_FOLLOW = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
 def open_no_follow(path: str):
     """``open(path, "w", encoding="utf-8")``, but an OSError where ``path`` is a symbolic
     link (``NO_FOLLOW``)."""
-    return os.fdopen(os.open(path, NO_FOLLOW, 0o644), "w", encoding="utf-8")
+    return os.fdopen(os.open(path, NO_FOLLOW, 0o666), "w", encoding="utf-8")  # as open()
 
 
 def save_json(path: str, data) -> None:
