@@ -159,7 +159,7 @@ def fetch_to_part(url: str, part_path: str, progress: bool = True,
     link or its ``download_warning`` cookie; any other page is a CheckpointError."""
     jar = http.cookiejar.CookieJar()
     if opener is None:
-        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        opener = download.build_opener(urllib.request.HTTPCookieProcessor(jar))
 
     def on_page(page: str, page_url: str) -> str:
         following = _confirmation_url(page, page_url, jar)

@@ -22,6 +22,7 @@ Modes:
   stall-headers:S    accept the connection, send nothing for S seconds
   ignore-range       the whole file with 200, whatever Range asked for
   html               a web page instead of the file
+  html:TEXT          the web page TEXT instead of the file
   bad-length         a Content-Length header that is not a number
 """
 
@@ -112,8 +113,8 @@ class FaultServer:
                 if mode == "redirect":
                     return self._redirect(argument)
                 if mode == "html":
-                    return self._send(200, b"<html><body>not a file</body></html>",
-                                      "text/html; charset=utf-8")
+                    return self._send(200, (argument or "<html><body>not a file</body></html>"
+                                            ).encode(), "text/html; charset=utf-8")
                 name = unquote(urlparse(self.path).path).lstrip("/")
                 path = os.path.realpath(os.path.join(owner.root, name))
                 if not path.startswith(os.path.realpath(owner.root) + os.sep) \

@@ -214,12 +214,14 @@ def test_a_changed_cached_copy_with_a_non_ascii_name_is_caught(fault_server, tmp
 
 
 def test_a_link_planted_in_the_cache_is_never_written_through(fault_server, tmp_path):
-    """A ``.part`` or lock file that is a symbolic link (planted in a shared cache folder):
-    the download stops with an OSError and the file the link points at is untouched."""
+    """A ``.part``, lock or sidecar's temporary file that is a symbolic link (planted in a
+    shared cache folder): the download stops with an OSError and the file the link points at
+    is untouched (before: the sidecar's ``.sha256.tmp`` was written through, the file it
+    pointed at overwritten with a checksum line)."""
     url = fault_server.add("asset.bin", PAYLOAD)
     precious = tmp_path / "precious.txt"
     precious.write_bytes(b"keep me\n")
-    for planted in ("asset.bin.part", "asset.bin.part.lock"):
+    for planted in ("asset.bin.part", "asset.bin.part.lock", "asset.bin.sha256.tmp"):
         cache = tmp_path / planted.replace(".", "_")
         cache.mkdir()
         (cache / planted).symlink_to(precious)
@@ -229,6 +231,28 @@ def test_a_link_planted_in_the_cache_is_never_written_through(fault_server, tmp_
             assert "a symbolic link where the download's own file goes" in str(error.value)
         assert precious.read_bytes() == b"keep me\n"
         assert not (cache / "asset.bin").exists()
+
+
+def test_a_link_planted_as_a_joins_record_temporary_is_never_written_through(tmp_path):
+    """``join_parts`` records its progress in ``NAME.joining.json`` through a temporary named
+    by the process id (``files.save_json``): one planted there as a symbolic link stops the
+    join with an OSError and the file it points at is untouched (before: overwritten with
+    the record)."""
+    from tf_models.artifacts import parts
+
+    source = tmp_path / "asset.bin"
+    source.write_bytes(PAYLOAD)
+    pieces = parts.split_file(str(source), 200_000)
+    precious = tmp_path / "precious.txt"
+    precious.write_bytes(b"keep me\n")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    dest = cache / "asset.bin"
+    (cache / f"asset.bin{parts.JOINING}.json.tmp{os.getpid()}").symlink_to(precious)
+    with pytest.raises(OSError):
+        parts.join_parts(pieces, str(dest), DIGEST, len(PAYLOAD))
+    assert precious.read_bytes() == b"keep me\n"
+    assert not dest.exists()
 
 
 def test_parts_joined_to_another_file_leave_nothing_under_its_name(tmp_path):

@@ -189,3 +189,40 @@ def test_web_page_instead_of_the_file_is_one_line(served, tmp_path):
         download(tmp_path / "cache", url)
     assert "sent a web page" in one_line(caught)
     assert cache_files(tmp_path / "cache") == []
+
+
+@pytest.mark.parametrize("page", [
+    '<a href="file://{secret}#&confirm=1">download</a>',
+    '<form action="file://{secret}#download"><input type="hidden" name="confirm" value="t">'
+    '</form>'])
+def test_web_page_leading_to_a_local_file_is_refused(served, tmp_path, page):
+    """A confirmation page naming a file:// address would copy a local file into the cache as
+    the checkpoint (urllib refuses such a redirect, but follows a page's link); refused."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("local secret")
+    server, url = served
+    server.plan("html:" + page.format(secret=secret))
+    with pytest.raises(CheckpointError) as caught:
+        download(tmp_path / "cache", url)
+    assert "not http(s)" in one_line(caught)
+    assert [f for f in cache_files(tmp_path / "cache") if not f.endswith(".lock")] == []
+
+
+def test_redirect_to_an_ftp_address_is_refused_without_connecting(served, tmp_path):
+    """urllib refuses a redirect to file:// but follows one to ftp://, which would fetch from
+    whatever FTP server it names (on the user's own network too) into the cache: refused in
+    one line, no connection made (before: the FTP address was dialled)."""
+    import socket
+
+    server, url = served
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.setblocking(False)
+        server.plan(f"redirect:ftp://127.0.0.1:{listener.getsockname()[1]}/ft.pth")
+        with pytest.raises(CheckpointError) as caught:
+            download(tmp_path / "cache", url)
+        assert "redirect to a ftp: address, not http(s)" in one_line(caught)
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+    assert [f for f in cache_files(tmp_path / "cache") if not f.endswith(".lock")] == []

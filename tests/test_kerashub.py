@@ -372,6 +372,56 @@ def test_a_keras_file_with_a_lambda_is_refused_even_with_unsafe_deserialization_
         global_state.set_global_attribute("safe_mode_saving", previous)
 
 
+def _deflated_keras(tmp_path, name, files, padded, pad_bytes):
+    """A ``.keras`` archive of ``files``, deflated, with ``pad_bytes`` zero bytes (spaces for
+    JSON) after member ``padded``: a few hundred KB on disk, declaring far more."""
+    path = str(tmp_path / f"{name}_{TINY_FT}.keras")
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for member, data in files.items():
+            with archive.open(member, "w", force_zip64=member == padded) as out:
+                out.write(data)
+                pad = (b" " if member == "config.json" else b"\0") * (16 << 20)
+                for _ in range(pad_bytes // len(pad) if member == padded else 0):
+                    out.write(pad)
+    return path
+
+
+@pytest.mark.parametrize("padded, pad_mib, old_name, words", [
+    ("config.json", 64, False, "its config.json declares"),
+    ("model.weights.h5", 320, False, "times its stored bytes (a zip bomb?)"),
+    ("model.weights.h5", 320, True, "times its stored bytes (a zip bomb?)")])
+def test_a_keras_file_whose_members_decompress_to_far_more_is_refused_before_reading(
+        tmp_path, padded, pad_mib, old_name, words):
+    """A deflated member of a .keras file is read whole (config.json; the weights, by Keras
+    below its 4 GiB guard, and to copy an old-class-name archive's out) before anything is
+    checked: a config.json padded with 64 MiB of JSON whitespace, or weights padded with
+    320 MiB of zeros (each still loads), is refused from the zip directory in one line,
+    with no more than a few MB allocated (before: read whole into memory, and loaded)."""
+    import tracemalloc
+
+    preset = tf_models.get_preset(TINY_FT)
+    saved = str(tmp_path / "plain.keras")
+    tf_models.VideoMAEVideoClassifier(**preset.model_config()).save(saved)
+    with zipfile.ZipFile(saved) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    if old_name:  # the old class name: the weights are copied out of the archive
+        config = json.loads(files["config.json"])
+        config["registered_name"] = "videomae>VideoMAEClassifier"
+        files["config.json"] = json.dumps(config).encode()
+    path = _deflated_keras(tmp_path, "padded", files, padded, pad_mib << 20)
+    assert os.path.getsize(path) < 2 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(tf_models.PresetError) as raised:
+            tf_models.VideoMAEVideoClassifier.from_preset(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    message = str(raised.value)
+    assert message.startswith(f"{path}: ") and words in message and "\n" not in message
+    assert peak < 8 << 20, peak
+
+
 def test_a_task_preset_without_its_task_weights_is_refused_not_given_a_new_head(tiny_preset,
                                                                                tmp_path):
     """keras-hub builds a task whose ``task.weights.h5`` is missing with new layers: one line

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tempfile
 import warnings
 import zipfile
@@ -29,6 +30,14 @@ from .layers import PACKAGE
 from .videomae_backbone import VideoMAEBackbone
 from .videomae_masked_autoencoder import VideoMAEMaskedAutoencoder
 from .videomae_video_classifier import VideoMAEVideoClassifier
+
+# The most bytes a ``.keras`` archive's ``config.json`` may declare: a model's config is a few
+# KB; the member is read whole into memory, and a deflated one of gigabytes of spaces is a
+# zip bomb of a few MB (Keras's own guard starts at 4 GiB).
+MAX_CONFIG_BYTES = 16 << 20
+# A stored member expands by nothing; deflate tops out near 1032:1. Beyond this ratio (and
+# this size: Keras's numbers for extracting a member to disk) a member is a zip bomb.
+MAX_EXPANSION, BOMB_FLOOR_BYTES = 100, 256 << 20
 
 # old registered name -> the class that now builds it
 LEGACY_CLASSES = {f"{PACKAGE}>VideoMAEClassifier": VideoMAEVideoClassifier,
@@ -235,6 +244,26 @@ def _check_archive_sizes(path: str, config, info: zipfile.ZipInfo) -> Dict[str, 
     return shapes
 
 
+def _check_member_sizes(path: str, archive: zipfile.ZipFile) -> None:
+    """PresetError, from the zip directory alone, for a ``config.json`` declaring more than
+    ``MAX_CONFIG_BYTES`` or a member that expands past ``MAX_EXPANSION`` times its stored
+    bytes (beyond ``BOMB_FLOOR_BYTES``): both would be decompressed into memory or a
+    temporary file before anything could be checked."""
+    from .artifacts.resolve import PresetError
+
+    for info in archive.infolist():
+        if info.filename == "config.json" and info.file_size > MAX_CONFIG_BYTES:
+            raise PresetError(f"{path}: its config.json declares {info.file_size} bytes, "
+                              f"expected at most {MAX_CONFIG_BYTES >> 20} MiB (a model's "
+                              f"config is a few KB): not a .keras file Keras wrote; export "
+                              f"or download it again")
+        if info.file_size > max(BOMB_FLOOR_BYTES, MAX_EXPANSION * info.compress_size):
+            raise PresetError(f"{path}: member {info.filename} declares {info.file_size} "
+                              f"bytes from {info.compress_size} stored, expected at most "
+                              f"{MAX_EXPANSION} times its stored bytes (a zip bomb?): not a "
+                              f".keras file Keras wrote; export or download it again")
+
+
 def load_model_file(path: str, load_weights: bool = True):
     """``keras.saving.load_model(path, compile=False)``, also for a ``.keras`` written under
     the old class names (its weights in the old layout); ExtraWeights for an archive whose
@@ -251,10 +280,12 @@ def load_model_file(path: str, load_weights: bool = True):
     asks for gigabytes of variables. With ``load_weights=False`` too: the config is no more
     trusted when its weights are not loaded, and an archive whose weights' index cannot be
     read is damaged either way (OSError). An archive in Keras's other weights format
-    (``model.weights.npz``) is not compared."""
+    (``model.weights.npz``) is not compared. Before any member is read, its zip directory is
+    checked (``_check_member_sizes``): a bloated ``config.json`` or a zip bomb is one line."""
     from keras.src.saving.serialization_lib import SafeModeScope
 
     with zipfile.ZipFile(path) as archive, SafeModeScope(True):
+        _check_member_sizes(path, archive)
         config = json.loads(archive.read("config.json"))
         has_weights = WEIGHTS_MEMBER in archive.namelist()
         shapes = (_check_archive_sizes(path, config, archive.getinfo(WEIGHTS_MEMBER))
@@ -271,7 +302,7 @@ def load_model_file(path: str, load_weights: bool = True):
         model = keras.saving.deserialize_keras_object(config, safe_mode=True)
         with tempfile.TemporaryDirectory() as tmp:
             weights = os.path.join(tmp, WEIGHTS_MEMBER)
-            with open(weights, "wb") as out:
-                out.write(archive.read(WEIGHTS_MEMBER))
+            with open(weights, "wb") as out, archive.open(WEIGHTS_MEMBER) as member:
+                shutil.copyfileobj(member, out, 1 << 24)  # never the whole member in memory
             load_weights_file(model, weights, shapes)
     return model

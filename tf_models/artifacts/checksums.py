@@ -8,6 +8,8 @@ import os
 import re
 from typing import Callable, Dict, List, Optional, Tuple
 
+from .files import open_no_follow
+
 SUMS = "SHA256SUMS"
 CHUNK_BYTES = 1 << 20
 _HEX = re.compile(r"[0-9a-f]{64}")
@@ -115,9 +117,10 @@ def read_sums(path: str) -> Dict[str, str]:
 
 
 def write_sums(path: str, sums: Dict[str, str]) -> None:
-    """Write ``{name: hex}`` as ``HEX  NAME`` lines (sorted), through a temporary file."""
+    """Write ``{name: hex}`` as ``HEX  NAME`` lines (sorted), through a temporary file (never
+    written through a link planted under its name in a shared cache: an OSError)."""
     tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with open_no_follow(tmp) as handle:
         handle.writelines(f"{sums[name]}  {name}\n" for name in sorted(sums))
     os.replace(tmp, path)
 

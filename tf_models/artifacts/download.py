@@ -28,6 +28,7 @@ import os
 import re
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Callable, Optional, Tuple
 
@@ -44,6 +45,7 @@ TRUE_WORDS = ("1", "true", "yes", "on")
 CHUNK_BYTES = 1 << 20
 TIMEOUT_S = 60.0  # read at call time, so a caller (a test) may lower it
 MAX_PAGES = 3     # web pages a caller's ``on_page`` may follow before the file comes
+WEB_SCHEMES = ("http", "https")  # the only addresses a web page may lead to
 
 # ``fetch(url, part_path) -> the full size the server announced, or None``: writes (or resumes)
 # ``url`` into ``part_path``; ``fetch_to_part`` is the real one, tests pass others
@@ -284,7 +286,7 @@ def fetch_to_part(url: str, part: str, progress: bool = True, timeout: Optional[
     no number is a ValueError, or with ``lenient_length`` an unknown size (for a caller that
     checks the digest). Network errors propagate (urllib's own types).
     """
-    opener = opener or urllib.request.build_opener()
+    opener = opener or build_opener()
     timeout = TIMEOUT_S if timeout is None else timeout
     current = url
     for _ in range(MAX_PAGES + 2):
@@ -304,6 +306,12 @@ def fetch_to_part(url: str, part: str, progress: bool = True, timeout: Optional[
                     raise DownloadError(f"{url}: the server sent a web page, not the file", url,
                                         "a web page")
                 current = on_page(page, response.geturl())
+                scheme = urllib.parse.urlparse(current).scheme
+                if scheme not in WEB_SCHEMES:
+                    # as urllib refuses a redirect to file://: a page never reads local files
+                    why = f"its web page leads to a {scheme or 'schemeless'}: address, not http(s)"
+                    raise DownloadError(f"{url}: {why} ({current[:80]!r}); download the file "
+                                        f"in a browser", url, why)
                 continue
             length = _length(headers.get("Content-Length"), lenient_length)
             if status == 206:
@@ -320,6 +328,24 @@ def fetch_to_part(url: str, part: str, progress: bool = True, timeout: Optional[
             _stream(response, part, mode, offset, total, progress)
             return total
     raise DownloadError(f"{url}: no file after {MAX_PAGES} web pages", url, "web pages")
+
+
+class WebRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib's redirects, to ``WEB_SCHEMES`` addresses only: urllib refuses ``file://`` but
+    follows ``ftp://``, which would fetch from any FTP server the redirect names (one on the
+    user's own network too) into the cache."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        scheme = urllib.parse.urlparse(newurl).scheme
+        if scheme not in WEB_SCHEMES:
+            raise urllib.error.HTTPError(newurl, code, f"redirect to a {scheme}: address, not "
+                                         f"http(s)", headers, fp)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def build_opener(*handlers) -> urllib.request.OpenerDirector:
+    """``urllib.request.build_opener(*handlers)`` whose redirects stay on http(s)."""
+    return urllib.request.build_opener(WebRedirects, *handlers)
 
 
 def _open(opener, url: str, offset: int, timeout: float):

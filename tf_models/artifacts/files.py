@@ -115,12 +115,24 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+# a temporary's flags: never written through a symbolic link planted under its (predictable)
+# name in a shared folder, which would write where the link points (ELOOP, an OSError)
+NO_FOLLOW = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+
+
+def open_no_follow(path: str):
+    """``open(path, "w", encoding="utf-8")``, but an OSError where ``path`` is a symbolic
+    link (``NO_FOLLOW``)."""
+    return os.fdopen(os.open(path, NO_FOLLOW, 0o666), "w", encoding="utf-8")  # as open()
+
+
 def save_json(path: str, data) -> None:
     """Write ``data`` as JSON to ``path`` atomically: its folder made if missing, a temporary
-    file written and fsync'd, then renamed over ``path`` (removed if anything fails)."""
+    file written and fsync'd (never through a link: ``open_no_follow``), then renamed over
+    ``path`` (removed if anything fails)."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with replaced_when_written(f"{path}.tmp{os.getpid()}", path) as temporary:
-        with open(temporary, "w", encoding="utf-8") as handle:
+        with open_no_follow(temporary) as handle:
             json.dump(data, handle, indent=1)
             handle.flush()
             os.fsync(handle.fileno())
