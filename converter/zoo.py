@@ -148,9 +148,10 @@ def entries_of(size: str) -> List[Entry]:
 
 def find_entry(size: str, mode: str, dataset: str = "k400",
                family: Optional[str] = "v1") -> Entry:
-    """The entry for ``--size/--mode/--dataset`` (and ``--family``; None: V1's entry where it
-    has one, else V2's). Raises KeyError naming what exists, or the names to choose from when
-    several entries fit (V2's ViT-g K400 models, fine-tuned directly or after K710)."""
+    """The entry for ``--size/--mode/--dataset`` and ``family`` ("v1", the default, or "v2";
+    None: V1's entry where it has one, else V2's, as ``--family`` left out). Raises KeyError
+    naming what exists, or the names to choose from when several entries fit (V2's ViT-g K400
+    models, fine-tuned directly or after K710)."""
     pool = list(ZOO.values()) + list(TEST_ZOO.values())
     fits = [e for e in pool if (e.size, e.mode, e.dataset) == (size, mode, dataset)
             and (family is None or e.family == family)]
