@@ -119,13 +119,22 @@ def tar_preset(folder: str, tar_path: str) -> None:
 
 
 def untar_preset(tar_path: str, into: str) -> str:
-    """The preset folder of ``tar_path`` unpacked under ``into`` (tarfile's "data" filter:
-    no links, absolute paths or ``..``); returns its path."""
-    with tarfile.open(tar_path) as archive:
-        tops = {name.split("/")[0] for name in archive.getnames()}
-        if len(tops) != 1:
-            raise ConversionError(f"{tar_path}: expected one top folder, found {len(tops)}")
-        archive.extractall(into, filter="data")
+    """The preset folder of ``tar_path`` unpacked under ``into``; returns its path. Only a
+    plain tar, as ``tar_preset`` writes (a compressed one could unpack to any size), and
+    tarfile's "data" filter (no links out of the folder, absolute paths, ``..`` or devices);
+    anything else is one ConversionError line."""
+    try:
+        with tarfile.open(tar_path, "r:") as archive:
+            tops = {name.split("/")[0] for name in archive.getnames()}
+            if len(tops) != 1:
+                raise ConversionError(f"{tar_path}: expected one top folder, found "
+                                      f"{len(tops)}")
+            archive.extractall(into, filter="data")
+    except tarfile.TarError as error:  # not a plain tar (ReadError), or a member the filter
+        reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        raise ConversionError(f"{tar_path}: expected a plain tar of one preset folder, as the "
+                              f"release build writes, found {type(error).__name__}: {reason}; "
+                              f"rebuild the release") from None
     return os.path.join(into, tops.pop())
 
 

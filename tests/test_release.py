@@ -1540,6 +1540,40 @@ def _tree(folder):
             for root, _, names in os.walk(folder) for name in names}
 
 
+@pytest.mark.parametrize("crafted", ["gzip", "link out", "dot-dot path"])
+def test_a_crafted_preset_tar_is_one_line_and_writes_nothing_outside(crafted, tmp_path):
+    """untar_preset unpacks only plain tars, as the build writes them (a compressed one could
+    unpack to any size: before, opened with transparent decompression), through tarfile's
+    "data" filter (before: its FilterError came out as a raw tarfile error)."""
+    import io
+
+    from converter.errors import ConversionError
+    from converter.release import untar_preset
+
+    path = str(tmp_path / "NAME.kerashub.tar")
+    with tarfile.open(path, "w:gz" if crafted == "gzip" else "w") as archive:
+        member = tarfile.TarInfo("NAME/config.json")
+        member.size = 2
+        archive.addfile(member, io.BytesIO(b"{}"))
+        if crafted == "link out":
+            link = tarfile.TarInfo("NAME/escape")
+            link.type, link.linkname = tarfile.SYMTYPE, "../../outside"
+            archive.addfile(link)
+        elif crafted == "dot-dot path":
+            rooted = tarfile.TarInfo("NAME/../../outside.txt")
+            rooted.size = 1
+            archive.addfile(rooted, io.BytesIO(b"x"))
+    into = tmp_path / "a" / "b"
+    with pytest.raises(ConversionError) as caught:
+        untar_preset(path, str(into))
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(
+        f"{path}: expected a plain tar of one preset folder, as the release build writes, found ")
+    assert message.endswith("; rebuild the release")
+    assert not (tmp_path / "outside").exists() and not (tmp_path / "outside.txt").exists()
+    assert not (tmp_path / "a" / "outside.txt").exists()
+
+
 def _preset_files(release_dir, name, tmp_path):
     from converter.release import untar_preset
 
