@@ -120,6 +120,11 @@ def resolve_checkpoint(entry: Entry, checkpoint: Optional[str] = None,
             f"download of {entry.name} stopped after {error.have} bytes ({error.reason}): run "
             f"again to resume from {error.part}, or download {source} and pass --checkpoint "
             f"PATH") from None
+    except download.DownloadTooLarge as error:
+        raise CheckpointError(f"download of {entry.name} from {source}: {error.problem}; "
+                              f"stopped and discarded it (no upstream checkpoint is that "
+                              f"large: check the URL, or download it yourself and pass "
+                              f"--checkpoint PATH)") from None
     except DownloadDamaged as error:
         raise CheckpointError(f"download of {entry.name} from {source} is damaged "
                               f"({error.problem}): discarded it; run again, or download it "
@@ -153,10 +158,12 @@ def zip_problem(path: str) -> Optional[str]:
 
 def fetch_to_part(url: str, part_path: str, progress: bool = True,
                   timeout: Optional[float] = None,
-                  opener: Optional[urllib.request.OpenerDirector] = None) -> Optional[int]:
+                  opener: Optional[urllib.request.OpenerDirector] = None,
+                  max_bytes: Optional[int] = None) -> Optional[int]:
     """``download.fetch_to_part`` with Google Drive's confirmation pages followed: an HTML
     answer (large files) gives the real address through its download form, its ``confirm=``
-    link or its ``download_warning`` cookie; any other page is a CheckpointError."""
+    link or its ``download_warning`` cookie; any other page is a CheckpointError. The zoo
+    records no upstream file's size: ``max_bytes`` defaults to ``download.MAX_BYTES``."""
     jar = http.cookiejar.CookieJar()
     if opener is None:
         opener = download.build_opener(urllib.request.HTTPCookieProcessor(jar))
@@ -166,7 +173,8 @@ def fetch_to_part(url: str, part_path: str, progress: bool = True,
         if following is None:
             raise CheckpointError(_web_page_message(url, page))
         return following
-    return download.fetch_to_part(url, part_path, progress, timeout, opener, on_page)
+    return download.fetch_to_part(url, part_path, progress, timeout, opener, on_page,
+                                  max_bytes=max_bytes)
 
 
 def _attributes(tag_body: str) -> Dict[str, str]:

@@ -24,6 +24,10 @@ Modes:
   html               a web page instead of the file
   html:TEXT          the web page TEXT instead of the file
   bad-length         a Content-Length header that is not a number
+  chunked            the file (Range honoured) as a chunked body, no Content-Length
+  endless            a chunked body of zeros without end, no Content-Length: until the client
+                     hangs up, the server stops, or ENDLESS_BYTES (a guard, so a downloader
+                     with no limit ends its test instead of filling the disk)
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, List, Optional, Tuple
 from urllib.parse import unquote, urlparse
+
+ENDLESS_BYTES = 64 << 20  # where an "endless" body ends after all
 
 
 class FaultServer:
@@ -140,6 +146,8 @@ class FaultServer:
                         return
                     status = 206
                 body = data[start:]
+                if mode in ("chunked", "endless"):
+                    return self._chunked(body, status, start, len(data), mode == "endless")
                 announced = str(len(body))
                 if mode == "length":
                     announced = argument
@@ -173,6 +181,26 @@ class FaultServer:
                 self.wfile.write(body)
                 if mode == "length":
                     self.close_connection = True
+
+            def _chunked(self, body, status, start, size, endless):
+                self.send_response(status)
+                if status == 206:
+                    self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self.close_connection = True
+                piece = b"\0" * 65536
+                try:
+                    if body:
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(body), body))
+                    sent = len(body)
+                    while endless and sent < ENDLESS_BYTES and not owner.stopping.is_set():
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                        sent += len(piece)
+                    self.wfile.write(b"0\r\n\r\n")
+                except OSError:  # the client hung up (an endless body's only end)
+                    pass
 
             def _redirect(self, location):
                 self.send_response(302)

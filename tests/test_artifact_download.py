@@ -398,3 +398,93 @@ def test_two_callers_joining_one_asset_fetch_each_part_once(fault_server, tmp_pa
     assert len(found) == 2 and found[0] == found[1] and _read(found[0]) == PAYLOAD
     served = [path.lstrip("/") for path, _ in fault_server.requests]
     assert sorted(p for p in served if ".part-" in p) == names
+
+
+def test_an_endless_body_without_a_length_stops_at_the_ceiling_and_leaves_nothing(
+        fault_server, tmp_path, monkeypatch):
+    """A server that sends no Content-Length and a chunked body without end is cut off at
+    ``MAX_BYTES`` (lowered here) with one line, the part discarded, nothing under the final
+    name (before: written whole until the server stopped, however large)."""
+    url = fault_server.add("asset.bin", PAYLOAD)
+    dest = str(tmp_path / "cache" / "asset.bin")
+    monkeypatch.setattr(download, "MAX_BYTES", 1 << 20, raising=False)
+    fault_server.plan("endless")
+    with pytest.raises(download.DownloadTooLarge) as caught:
+        download.fetch_file(url, dest, DIGEST, progress=False)
+    message = str(caught.value)
+    assert "\n" not in message and url in message
+    assert f"expected at most {1 << 20} bytes, found more" in message
+    assert os.listdir(tmp_path / "cache") == []
+
+
+@pytest.mark.parametrize("mode, found", [("ok", f"{len(PAYLOAD)} bytes announced"),
+                                         ("chunked", "more")])
+def test_a_body_longer_than_the_known_size_is_refused(fault_server, tmp_path, mode, found):
+    """A caller that knows the size (``max_bytes``) gets nothing larger: an announced length
+    over it is refused before a byte is written, a chunked body past it is cut off there."""
+    url = fault_server.add("asset.bin", PAYLOAD)
+    dest = str(tmp_path / "cache" / "asset.bin")
+    fault_server.plan(mode)
+    with pytest.raises(download.DownloadTooLarge,
+                       match=f"expected at most {len(PAYLOAD) - 1} bytes, found {found}"):
+        download.fetch_file(url, dest, progress=False, max_bytes=len(PAYLOAD) - 1)
+    assert os.listdir(tmp_path / "cache") == []
+
+
+def test_a_chunked_body_of_the_known_size_is_downloaded(fault_server, tmp_path):
+    url = fault_server.add("asset.bin", PAYLOAD)
+    dest = str(tmp_path / "cache" / "asset.bin")
+    fault_server.plan("chunked")
+    assert download.fetch_file(url, dest, DIGEST, progress=False,
+                               max_bytes=len(PAYLOAD)) == dest
+    assert _read(dest) == PAYLOAD
+    assert sorted(os.listdir(tmp_path / "cache")) == ["asset.bin", "asset.bin.sha256"]
+
+
+def test_a_part_larger_than_its_whole_is_refused(fault_server, tmp_path, monkeypatch):
+    """A release's part is never larger than the whole file its manifest records: an endless
+    part is cut off there (not at the far larger ``MAX_BYTES``), one line, nothing of it
+    cached."""
+    from tf_models.artifacts.resolve import PresetError, fetch_asset
+
+    base, names = _release_in_parts(fault_server, PART_BYTES)
+    monkeypatch.setenv("VIDEOMAE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(download, "MAX_BYTES", 32 << 20, raising=False)
+    fault_server.plan("ok", "ok", "endless")  # sums, manifest, the first part
+    with pytest.raises(PresetError, match=f"expected at most {len(PAYLOAD)} bytes, found "
+                                          f"more") as caught:
+        fetch_asset(base, "asset.bin", progress=False)
+    assert "\n" not in str(caught.value)
+    cached = _cached(tmp_path)  # the join's empty ``.joining`` waits for a resume, as ever
+    assert sorted(n for n in cached if not n.endswith(".lock")) == [
+        "SHA256SUMS", "SHA256SUMS.sha256", "asset.bin.joining", "manifest.json",
+        "manifest.json.sha256"] and cached["asset.bin.joining"] == 0
+
+
+def test_an_asset_larger_than_its_manifest_records_is_refused(fault_server, tmp_path,
+                                                              monkeypatch):
+    """A release asset is never larger than the bytes ``manifest.json`` records for it: a
+    body past that is cut off there (not at the far larger ``MAX_BYTES``), one line, nothing
+    under its name; served as recorded, it downloads."""
+    import json
+
+    from tf_models.artifacts.resolve import PresetError, fetch_asset
+
+    fault_server.add("asset.bin", PAYLOAD)
+    fault_server.add("manifest.json", json.dumps({"assets": {"asset.bin": {
+        "sha256": DIGEST, "bytes": len(PAYLOAD)}}}).encode())
+    fault_server.add("SHA256SUMS", "".join(
+        f"{hashlib.sha256(_read(os.path.join(fault_server.root, n))).hexdigest()}  {n}\n"
+        for n in ["manifest.json", "asset.bin"]).encode())
+    base = fault_server.url("").rstrip("/")
+    monkeypatch.setenv("VIDEOMAE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(download, "MAX_BYTES", 32 << 20, raising=False)
+    fault_server.plan("ok", "ok", "endless")  # sums, manifest, the asset
+    with pytest.raises(PresetError, match=f"expected at most {len(PAYLOAD)} bytes, found "
+                                          f"more") as caught:
+        fetch_asset(base, "asset.bin", progress=False)
+    assert "\n" not in str(caught.value)
+    assert sorted(n for n in _cached(tmp_path) if not n.endswith(".lock")) == [
+        "SHA256SUMS", "SHA256SUMS.sha256", "manifest.json", "manifest.json.sha256"]
+    fault_server.plan("ok", "chunked")  # sums, the asset (the manifest is cached)
+    assert _read(fetch_asset(base, "asset.bin", progress=False)) == PAYLOAD

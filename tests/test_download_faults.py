@@ -226,3 +226,27 @@ def test_redirect_to_an_ftp_address_is_refused_without_connecting(served, tmp_pa
         with pytest.raises(BlockingIOError):
             listener.accept()
     assert [f for f in cache_files(tmp_path / "cache") if not f.endswith(".lock")] == []
+
+
+def test_endless_chunked_body_stops_at_the_ceiling_and_caches_nothing(served, tmp_path,
+                                                                      payload, monkeypatch):
+    """No Content-Length and a chunked body without end: the zoo records no upstream file's
+    size, so the download stops at ``download.MAX_BYTES`` (lowered here) with one line and
+    nothing left in the cache (before: written until the server stopped, filling the disk)."""
+    from tf_models.artifacts import download as downloader
+
+    server, url = served
+    monkeypatch.setattr(downloader, "MAX_BYTES", 2 * len(payload), raising=False)
+    server.plan("endless")
+    with pytest.raises(CheckpointError) as caught:
+        download(tmp_path / "cache", url)
+    assert f"expected at most {2 * len(payload)} bytes, found more" in one_line(caught)
+    assert FT.source_url in one_line(caught)  # the address it names (the test fetches url)
+    assert cache_files(tmp_path / "cache") == []
+
+
+def test_chunked_body_without_a_length_under_the_ceiling_is_cached(served, tmp_path, payload):
+    server, url = served
+    server.plan("chunked")
+    download(tmp_path / "cache", url)
+    assert_cached_whole(tmp_path / "cache", payload)

@@ -94,7 +94,7 @@ def test_from_preset_downloads_verifies_and_caches_a_zoo_name(zoo, tmp_path):
 def test_from_preset_refuses_a_tampered_asset_naming_the_checksum(zoo):
     import tf_models
 
-    zoo.plan("ok", "corrupt")  # SHA256SUMS as published, then the weights one byte off
+    zoo.plan("ok", "ok", "corrupt")  # SHA256SUMS, manifest.json, the weights one byte off
     with pytest.raises(tf_models.PresetError) as error:
         tf_models.VideoMAEVideoClassifier.from_preset(TINY_FT, progress=False)
     message = str(error.value)
@@ -150,23 +150,25 @@ def test_a_broken_download_caches_no_asset_and_keeps_only_a_resumable_part(zoo, 
     import tf_models
 
     monkeypatch.setattr(tf_models.artifacts.download, "TIMEOUT_S", 1.0)  # a stall: within 1 s
-    # SHA256SUMS as published, then the fault on the weights (a loop: on every request)
-    zoo.plan("ok", *[fault] * (20 if fault == "redirect-loop" else 1))
+    # SHA256SUMS and manifest.json (the weights' size) as published, then the fault on the
+    # weights (a loop: on every request)
+    zoo.plan("ok", "ok", *[fault] * (20 if fault == "redirect-loop" else 1))
     with pytest.raises(tf_models.PresetError) as error:
         tf_models.VideoMAEVideoClassifier.from_preset(TINY_FT, progress=False)
     assert f"{TINY_FT}.weights.h5" in str(error.value)
     cached = _cached_files(zoo.cache)
     assert not any(n.endswith(".weights.h5") for n in cached)
     # a transfer cut short keeps its part for the next call to resume; a refused one does not
+    # (a length over the size manifest.json records: refused before a byte is written)
     parts = [n for n in cached if n.endswith(".part")]
-    cut = fault.split(":")[0] in ("drop", "length", "stall")
+    cut = fault.split(":")[0] in ("drop", "stall")
     assert parts == ([f"{TINY_FT}.weights.h5.part"] if cut else []), parts
 
 
 def test_a_download_with_a_malformed_length_is_still_verified_before_use(zoo):
     import tf_models
 
-    zoo.plan("ok", "bad-length")  # the whole file, with a Content-Length that is no number
+    zoo.plan("ok", "ok", "bad-length")  # the whole weights, a Content-Length that is no number
     model = tf_models.VideoMAEVideoClassifier.from_preset(TINY_FT, progress=False)
     cached = os.path.join(zoo.cache, os.listdir(zoo.cache)[0], f"{TINY_FT}.weights.h5")
     expected = tf_models.hub.parse_sums(open(os.path.join(zoo.root, "SHA256SUMS")).read(), "")
@@ -486,7 +488,7 @@ def test_a_zoo_name_without_weights_downloads_nothing(zoo):
     assert pretrainer.preset.name == TINY_PT and backbone.final_norm == "norm"
     assert five.num_classes == 5
     trained = tf_models.VideoMAEVideoClassifier.from_preset(TINY_FT, progress=False)
-    assert _requested(zoo) == ["SHA256SUMS", f"{TINY_FT}.weights.h5"]
+    assert _requested(zoo) == ["SHA256SUMS", "manifest.json", f"{TINY_FT}.weights.h5"]
     assert len(fresh.weights) == len(trained.weights)
     assert not np.allclose(np.asarray(fresh.head.kernel), np.asarray(trained.head.kernel))
 

@@ -90,8 +90,8 @@ def test_from_preset_loads_a_v2_zoo_name_verified_from_the_release(zoo, referenc
     assert f"{MAPPED}.weights.h5" in cached
     # a byte off in the asset: refused by its SHA256, nothing cached
     shutil.rmtree(zoo.cache)
-    zoo.plan("ok", "corrupt")
-    with pytest.raises(tf_models.PresetError, match="sha256"):
+    zoo.plan("ok", "ok", "corrupt")  # SHA256SUMS, manifest.json, the weights
+    with pytest.raises(tf_models.PresetError, match=f"{K710}.weights.h5: sha256"):
         tf_models.VideoMAEVideoClassifier.from_preset(K710, progress=False)
 
 

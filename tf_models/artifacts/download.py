@@ -5,6 +5,9 @@
 - the transfer goes to ``dest.part`` first and resumes it with ``Range: bytes=N-`` when an
   earlier try left one (a server that ignores Range restarts it; a 416 for a complete part is
   accepted);
+- it never grows past the most bytes it may take (``max_bytes``: the caller's known size, or
+  the ``MAX_BYTES`` ceiling when nothing is known; a smaller size the server announced
+  tightens it): past that the transfer stops, the part is discarded, DownloadTooLarge;
 - it is checked against the size the server announced, against ``sha256`` when known and
   against the caller's own ``check`` (a zip's CRCs), and discarded when damaged;
 - it is fsync'd, its sha256 recorded in a sidecar ``dest.sha256``, renamed into place, and
@@ -46,6 +49,12 @@ CHUNK_BYTES = 1 << 20
 TIMEOUT_S = 60.0  # read at call time, so a caller (a test) may lower it
 MAX_PAGES = 3     # web pages a caller's ``on_page`` may follow before the file comes
 WEB_SCHEMES = ("http", "https")  # the only addresses a web page may lead to
+# The most bytes a download whose size nobody knows may write (an upstream checkpoint: the zoo
+# records no sizes; a server that sends no Content-Length, or an endless chunked body): the
+# largest file the project fetches is a ViT-g checkpoint (about 1.0e9 parameters, ~4 GB in
+# fp32; 12 GB even with an optimizer's two moments beside it), so 16 GiB leaves room for any
+# of them while a hostile server cannot fill the disk. A caller that knows the size passes it.
+MAX_BYTES = 16 << 30
 
 # ``fetch(url, part_path) -> the full size the server announced, or None``: writes (or resumes)
 # ``url`` into ``part_path``; ``fetch_to_part`` is the real one, tests pass others
@@ -83,6 +92,24 @@ class DownloadDamaged(DownloadError):
     def __init__(self, message: str, url: str, problem: str):
         super().__init__(message, url, problem)
         self.problem = problem
+
+
+class DownloadTooLarge(DownloadDamaged):
+    """The server sent more than the most bytes the file may have (``limit``); the transfer
+    was stopped there and its part discarded."""
+
+    def __init__(self, message: str, url: str, problem: str, limit: int):
+        super().__init__(message, url, problem)
+        self.limit = limit
+
+
+def _too_large(url: str, part: str, limit: int, found: str) -> DownloadTooLarge:
+    """The part of ``url`` discarded, and the error saying it is over ``limit`` bytes."""
+    _discard(part)
+    problem = f"expected at most {limit} bytes, found {found}"
+    return DownloadTooLarge(f"{url}: {problem}; stopped and discarded it (not the file asked "
+                            f"for: a wrong or hostile server, check the URL)", url, problem,
+                            limit)
 
 
 class OfflineError(DownloadError):
@@ -151,16 +178,20 @@ def _discard(*paths: str) -> None:
 def fetch_file(url: str, dest: str, sha256: Optional[str] = None, *,
                offline: Optional[bool] = None, progress: bool = True, force: bool = False,
                fetch: Optional[Fetch] = None,
-               check: Optional[Callable[[str], Optional[str]]] = None) -> str:
+               check: Optional[Callable[[str], Optional[str]]] = None,
+               max_bytes: Optional[int] = None) -> str:
     """A verified copy of ``url`` at ``dest`` (see the module text); returns ``dest``.
 
     ``sha256``: the expected digest, when known. ``force``: ignore a cached copy and an old
     part, fetch afresh (the cached copy is replaced only by a verified one). ``fetch``
     replaces the HTTP transfer (``fetch_to_part``). ``check(part) -> problem or None``: the
-    caller's own test of a finished transfer. Raises OfflineError, CachedFileChanged,
-    DownloadInterrupted (part kept), DownloadDamaged (part discarded) or DownloadError.
+    caller's own test of a finished transfer. ``max_bytes``: the file's size or the most it
+    may have, when known (else ``MAX_BYTES``). Raises OfflineError, CachedFileChanged,
+    DownloadInterrupted (part kept), DownloadDamaged (part discarded; DownloadTooLarge past
+    ``max_bytes``) or DownloadError.
     """
     expected = sha256.lower() if sha256 else None
+    limit = MAX_BYTES if max_bytes is None else max_bytes
     if is_offline(offline) and (force or not os.path.isfile(dest)):
         raise OfflineError(f"{dest}: not cached, and offline mode never downloads "
                            f"(unset {' / '.join(OFFLINE_ENVS)} to download {url})", url)
@@ -184,8 +215,8 @@ def fetch_file(url: str, dest: str, sha256: Optional[str] = None, *,
             return _cached(dest, expected)
         # with a known digest a malformed Content-Length is no risk: the digest proves the file
         total = _transfer(url, part, fetch or (lambda u, p: fetch_to_part(
-            u, p, progress, lenient_length=expected is not None)))
-        install_verified(part, dest, _verified_part(url, part, total, expected, check))
+            u, p, progress, lenient_length=expected is not None, max_bytes=limit)))
+        install_verified(part, dest, _verified_part(url, part, total, expected, check, limit))
     finally:
         lock.release()
     return dest
@@ -247,9 +278,11 @@ def _transfer(url: str, part: str, fetch: Fetch) -> Optional[int]:
 
 
 def _verified_part(url: str, part: str, total: Optional[int], expected: Optional[str],
-                   check: Optional[Callable[[str], Optional[str]]]) -> str:
+                   check: Optional[Callable[[str], Optional[str]]], limit: int) -> str:
     """The finished part's sha256, once its size, digest and ``check`` agree."""
     have = _size(part)
+    if have > limit:  # a caller's own ``fetch`` that wrote past it (``fetch_to_part`` stops)
+        raise _too_large(url, part, limit, f"{have} bytes")
     if total is not None and have < total:
         raise DownloadInterrupted(f"{url}: download stopped at {have} of {total} bytes; run "
                                   f"again to resume from {part}", url, "short", part, have,
@@ -276,7 +309,8 @@ def _verified_part(url: str, part: str, total: Optional[int], expected: Optional
 def fetch_to_part(url: str, part: str, progress: bool = True, timeout: Optional[float] = None,
                   opener: Optional[urllib.request.OpenerDirector] = None,
                   on_page: Optional[OnPage] = None,
-                  lenient_length: bool = False) -> Optional[int]:
+                  lenient_length: bool = False,
+                  max_bytes: Optional[int] = None) -> Optional[int]:
     """Download ``url`` into ``part``, resuming what is already there; returns the full size
     the server announced (None if it did not).
 
@@ -284,9 +318,13 @@ def fetch_to_part(url: str, part: str, progress: bool = True, timeout: Optional[
     for a complete file is accepted. A web page (``text/html``) goes to ``on_page``, which
     names the address to follow; without one it is a DownloadError. A Content-Length that is
     no number is a ValueError, or with ``lenient_length`` an unknown size (for a caller that
-    checks the digest). Network errors propagate (urllib's own types).
+    checks the digest). ``max_bytes``: the file's size or the most it may have (else
+    ``MAX_BYTES``); a file announced larger, or a body that runs past it (no Content-Length,
+    chunked), is DownloadTooLarge with the part discarded, nothing written past the limit.
+    Network errors propagate (urllib's own types).
     """
     opener = opener or build_opener()
+    limit = MAX_BYTES if max_bytes is None else max_bytes
     timeout = TIMEOUT_S if timeout is None else timeout
     current = url
     for _ in range(MAX_PAGES + 2):
@@ -325,7 +363,11 @@ def fetch_to_part(url: str, part: str, progress: bool = True, timeout: Optional[
             else:  # the whole file (no Range sent, or the server ignored it)
                 offset, mode = 0, "wb"
                 total = length
-            _stream(response, part, mode, offset, total, progress)
+            if total is not None and total > limit:
+                raise _too_large(url, part, limit, f"{total} bytes announced")
+            if not _stream(response, part, mode, offset, total, progress,
+                           limit if total is None else total):
+                raise _too_large(url, part, limit if total is None else total, "more")
             return total
     raise DownloadError(f"{url}: no file after {MAX_PAGES} web pages", url, "web pages")
 
@@ -361,7 +403,9 @@ def _open(opener, url: str, offset: int, timeout: float):
 
 
 def _stream(response, part: str, mode: str, offset: int, total: Optional[int],
-            progress: bool) -> None:
+            progress: bool, limit: int) -> bool:
+    """Write ``response``'s body into ``part`` after its first ``offset`` bytes; False, with
+    nothing written past it, as soon as the body would take the part past ``limit`` bytes."""
     from ..progress import progress_bar
 
     name = os.path.basename(part)[: -len(".part")] if part.endswith(".part") else part
@@ -372,10 +416,14 @@ def _stream(response, part: str, mode: str, offset: int, total: Optional[int],
             total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
             desc=os.path.basename(name), disable=not progress, file=sys.stderr,
             leave=False) as bar:
+        have = offset
         while True:
             block = response.read(CHUNK_BYTES)
             if not block:
-                break
+                return True
+            have += len(block)
+            if have > limit:
+                return False
             handle.write(block)
             bar.update(len(block))
 

@@ -19,6 +19,9 @@ release's ``SHA256SUMS`` before they are used and on every later use. An asset t
 ships in parts (``parts``: ``NAME.part-001-of-003``...) is fetched part by part the same way,
 appended to the whole file in the cache as it comes and dropped (the whole and one part on
 disk at most), the whole checked against its sha256 in the release's ``manifest.json``.
+No download takes more bytes than its file may have: an asset the size the manifest records
+(fetched before the first asset), a part its whole file's, the lists ``LIST_MAX_BYTES``,
+anything else ``download.MAX_BYTES``.
 Offline mode
 (``offline=True`` or ``VIDEOMAE_OFFLINE=1``...) never downloads. The report ``NAME.json``
 beside an artifact, when there, is read as the typed record. Torch-free.
@@ -50,6 +53,10 @@ from .record import ConversionRecord, RecordError, load_report
 URL_ENV = "VIDEOMAE_ZOO_URL"
 CACHE_STORE = "release"
 MANIFEST = "manifest.json"  # a release's record of its assets (the whole files of parts)
+# The most bytes the release's lists (SHA256SUMS, manifest.json) may have: a few KB each, read
+# whole into memory, so a server that sends more is refused early (``download.MAX_BYTES``,
+# the ceiling for a model file, would let them take gigabytes).
+LIST_MAX_BYTES = 16 << 20
 # the Keras class a ``.weights.h5`` file was saved from, by a key only its config has
 # (registered names: no import of the model modules here)
 WEIGHTS_CLASSES = (("num_classes", "VideoMAEVideoClassifier"),
@@ -123,19 +130,20 @@ def _base_cache(base: str) -> str:
 
 
 def _fetch(url: str, dest: str, sha256: Optional[str], offline: bool, progress: bool,
-           force: bool = False) -> str:
+           force: bool = False, max_bytes: Optional[int] = None) -> str:
     """``download.fetch_file`` with its errors as one PresetError line. A cached copy that
     no longer matches the release's list is stale (a re-published asset, or a changed file):
-    fetched again online, refused offline."""
+    fetched again online, refused offline. ``max_bytes``: the most the file may have (else
+    ``download.MAX_BYTES``)."""
     try:
         try:
             return download.fetch_file(url, dest, sha256, offline=offline, progress=progress,
-                                       force=force)
+                                       force=force, max_bytes=max_bytes)
         except download.CachedFileChanged:
             if offline:
                 raise
             return download.fetch_file(url, dest, sha256, offline=False, progress=progress,
-                                       force=True)
+                                       force=True, max_bytes=max_bytes)
     except download.OfflineError:
         raise PresetError(f"{dest}: not cached, and offline mode never downloads; run once "
                           f"online or unset {download.OFFLINE_ENVS[0]}") from None
@@ -171,10 +179,11 @@ def fetch_sums(base: str, offline: bool, progress: bool) -> Dict[str, str]:
             scratch = tempfile.mkdtemp(prefix="videomae-sums-")
             try:
                 return read_sums(_fetch(_join(base, SUMS), os.path.join(scratch, SUMS), None,
-                                        False, False))
+                                        False, False, max_bytes=LIST_MAX_BYTES))
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
-        _fetch(_join(base, SUMS), cached, None, offline, False, force=not offline)
+        _fetch(_join(base, SUMS), cached, None, offline, False, force=not offline,
+               max_bytes=LIST_MAX_BYTES)
         return read_sums(cached)
     except ChecksumError as error:
         raise PresetError(str(error)) from None
@@ -200,8 +209,10 @@ def fetch_asset(base: str, name: str, offline: Optional[bool] = None,
 
 
 def _fetch_listed(base: str, name: str, sums: Dict[str, str], offline: bool,
-                  progress: bool) -> str:
-    """``fetch_asset`` with the release's checksums ``sums`` already read."""
+                  progress: bool, max_bytes: Optional[int] = None) -> str:
+    """``fetch_asset`` with the release's checksums ``sums`` already read; ``max_bytes``:
+    the most the file may have, when known (else the bytes ``manifest.json`` records for it,
+    the manifest itself ``LIST_MAX_BYTES``, anything else ``download.MAX_BYTES``)."""
     if name not in sums:
         try:
             parts = parts_listed(sums, name)
@@ -214,8 +225,31 @@ def _fetch_listed(base: str, name: str, sums: Dict[str, str], offline: bool,
         return _fetch_joined(base, name, parts, sums, offline, progress)
     if not _is_url(base):
         return _in_folder(base, name, sums)
-    return _fetch(_join(base, name), os.path.join(_base_cache(base), name), sums[name],
-                  offline, progress)
+    dest = os.path.join(_base_cache(base), name)
+    if max_bytes is None and name == MANIFEST:
+        max_bytes = LIST_MAX_BYTES
+    elif max_bytes is None and MANIFEST in sums and not offline and not os.path.isfile(dest):
+        max_bytes = _manifest_bytes(base, name, sums, progress)  # only before a download
+    return _fetch(_join(base, name), dest, sums[name], offline, progress, max_bytes=max_bytes)
+
+
+def _manifest_bytes(base: str, name: str, sums: Dict[str, str],
+                    progress: bool) -> Optional[int]:
+    """The size the release's ``manifest.json`` records for asset ``name``; None where it
+    records none (a part, ``MODEL_ZOO.md``)."""
+    try:
+        with open(_fetch_listed(base, MANIFEST, sums, False, progress),
+                  encoding="utf-8") as handle:
+            manifest = json.load(handle)
+    except PresetError:  # its download's own line (a PresetError is a ValueError)
+        raise
+    except (OSError, ValueError) as error:  # json's errors are ValueErrors
+        raise PresetError(f"{_join(base, MANIFEST)}: {str(error).splitlines()[0]}; the release "
+                          f"records its assets' sizes there, rebuild it") from None
+    assets = manifest.get("assets") if isinstance(manifest, dict) else None
+    asset = assets.get(name) if isinstance(assets, dict) else None
+    size = asset.get("bytes") if isinstance(asset, dict) else None
+    return size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None
 
 
 def _in_folder(base: str, name: str, sums: Dict[str, str]) -> str:
@@ -235,7 +269,8 @@ def _fetch_joined(base: str, name: str, parts, sums: Dict[str, str], offline: bo
                   progress: bool) -> str:
     """A verified local copy of asset ``name``, which the release ships as ``parts``: the
     cached joined copy, or each part in turn fetched (resumable, checked against
-    ``SHA256SUMS``; read in place from a release folder), appended to the whole file's
+    ``SHA256SUMS``; read in place from a release folder; none may be larger than the whole
+    the manifest records), appended to the whole file's
     temporary name in the cache and dropped (``join_parts``: the cache holds the growing
     whole and one part), the whole checked against its sha256 in the release's manifest."""
     whole = _split_record(base, name, parts, sums, offline, progress)
@@ -258,7 +293,8 @@ def _fetch_joined(base: str, name: str, parts, sums: Dict[str, str], offline: bo
 
     try:
         join_parts(parts, dest, whole.sha256, whole.bytes,
-                   fetch=lambda part: _fetch_listed(base, part, sums, offline, progress),
+                   fetch=lambda part: _fetch_listed(base, part, sums, offline, progress,
+                                                    max_bytes=whole.bytes),
                    drop=drop if _is_url(base) else None)
     except JoinDamaged as error:
         raise PresetError(f"{error} ({_join(base, MANIFEST)}); the release is inconsistent, "
