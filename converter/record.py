@@ -23,11 +23,7 @@ class ConversionRecord(_record.ConversionRecord):
 
     def zoo_entry(self):
         """The zoo Entry this record is for (encoder-only and raw-frames variants included)."""
-        from .zoo import get_entry
+        from .zoo import conversion_entry
 
-        name = self.name
-        if name.endswith("_encoder"):
-            entry = get_entry(name[: -len("_encoder")]).encoder_variant()
-        else:
-            entry = get_entry(name)
+        entry = conversion_entry(self.name)
         return entry.raw_frames_variant() if self.entry.get("raw_frames") else entry

@@ -46,7 +46,7 @@ from .record import ConversionRecord, RecordError, RunOutcome
 from .release_scratch import (OLD, PARTIAL, PUBLISH_PARTIAL, PUBLISH_SCRATCH, RELEASE_CHECK,
                               RELEASE_JOIN, TEMP_PREFIXES, make_scratch_folder,
                               make_temp_scratch, remove_scratch_folder, remove_stale_scratch)
-from .zoo import ALL_SIZES, DATASETS, FAMILIES, Entry, get_entry
+from .zoo import ALL_SIZES, DATASETS, FAMILIES, Entry, conversion_entry
 
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same SavedModel zips to the same bytes
 # every entry NAME of a release has exactly these assets: kind -> file name suffix
@@ -311,7 +311,7 @@ def _refuse_unreadable_report(conversion_dir: str, name: str, error: Exception) 
 def _is_zoo_name(name: str) -> bool:
     """Whether ``name`` names a zoo entry's conversion (its encoder-only one included)."""
     try:
-        get_entry(name[: -len("_encoder")] if name.endswith("_encoder") else name)
+        conversion_entry(name)
     except KeyError:
         return False
     return True
@@ -614,10 +614,6 @@ def _host_limit(base_url: str) -> Optional[tuple]:
     return None
 
 
-# the schemes a --base-url may have: what tf_models fetches a release from (resolve._is_url)
-BASE_URL_SCHEMES = ("https", "http", "file")
-
-
 def check_base_url(base_url: str) -> None:
     """ConversionError (one line) unless ``base_url`` is a URL the assets can be fetched from:
     without its scheme (``github.com/ORG/...``) every link of the manifest, MODEL_ZOO.md and
@@ -625,9 +621,11 @@ def check_base_url(base_url: str) -> None:
     nothing split under it."""
     from urllib.parse import urlparse
 
+    from tf_models.artifacts.resolve import URL_SCHEMES  # what a release is fetched from
+
     parsed = urlparse(base_url)
     scheme = parsed.scheme.lower()
-    if scheme not in BASE_URL_SCHEMES:
+    if scheme not in URL_SCHEMES:
         found = f"scheme {scheme!r}" if scheme else "no scheme"
         raise ConversionError(f"--base-url {base_url}: expected an https:// (or http://, "
                               f"file://) URL where the assets will be downloadable, found "

@@ -26,6 +26,8 @@ from .upstream import V2_REQUEST_FORM, source_url, upstream_file
 # about 10x over both, while a single wrong tensor moves outputs by 1e-2 or more.
 # Deeper models accumulate more rounding, so L and H get 2e-5 / 5e-5 (see docs/PARITY.md).
 # ViT-g (40 blocks of width 1408) gets 1e-4 until a full-size run measures it (docs/PARITY.md).
+# the name an --encoder-only conversion's artifacts take: NAME + this (``conversion_entry``)
+ENCODER_SUFFIX = "_encoder"
 PARITY_ATOL = {"T": 1e-5, "Tg": 1e-5, "S": 1e-5, "B": 1e-5, "L": 2e-5, "H": 5e-5, "g": 1e-4}
 
 # How upstream stored each kind of file, per (family, recipe): (container key, dtype).
@@ -75,7 +77,7 @@ class Entry:
 
     @property
     def name(self) -> str:
-        return self.preset.name + ("_encoder" if self.encoder_only else "")
+        return self.preset.name + (ENCODER_SUFFIX if self.encoder_only else "")
 
     @property
     def source_url(self) -> Optional[str]:
@@ -168,6 +170,14 @@ def find_entry(size: str, mode: str, dataset: str = "k400",
     raise KeyError(f"no zoo entry for size {size}, mode {mode}, dataset {dataset}"
                    f"{' in ' + family if family else ''}; {which}{mode} entries exist for: "
                    f"{', '.join(available)}")
+
+
+def conversion_entry(name: str) -> Entry:
+    """The entry a conversion named ``name`` is of: ``get_entry``'s, or for ``NAME_encoder``
+    (``ENCODER_SUFFIX``) NAME's encoder-only variant. KeyError as ``get_entry``."""
+    if name.endswith(ENCODER_SUFFIX):
+        return get_entry(name[: -len(ENCODER_SUFFIX)]).encoder_variant()
+    return get_entry(name)
 
 
 def get_entry(name: str) -> Entry:

@@ -36,7 +36,7 @@ import urllib.request
 from typing import Callable, Optional, Tuple
 
 from .checksums import read_sidecar, sha256_file, sidecar_path, write_sidecar
-from .files import FileLock, fsync_dir, fsync_quietly
+from .files import FileLock, fsync_dir, fsync_quietly, open_no_follow
 
 # store -> (environment variable naming its folder, default folder under ~/.cache)
 CACHES = {"checkpoints": ("VIDEOMAE_CONVERT_CACHE", "videomae-convert"),
@@ -410,9 +410,7 @@ def _stream(response, part: str, mode: str, offset: int, total: Optional[int],
 
     name = os.path.basename(part)[: -len(".part")] if part.endswith(".part") else part
     # never through a link planted in a shared cache folder (it would write where it points)
-    flags = (os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-             | (os.O_APPEND if mode.startswith("a") else os.O_TRUNC))
-    with os.fdopen(os.open(part, flags, 0o644), mode) as handle, progress_bar(
+    with open_no_follow(part, mode, 0o644) as handle, progress_bar(
             total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
             desc=os.path.basename(name), disable=not progress, file=sys.stderr,
             leave=False) as bar:

@@ -115,15 +115,15 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-# a temporary's flags: never written through a symbolic link planted under its (predictable)
-# name in a shared folder, which would write where the link points (ELOOP, an OSError)
-NO_FOLLOW = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
-
-
-def open_no_follow(path: str):
-    """``open(path, "w", encoding="utf-8")``, but an OSError where ``path`` is a symbolic
-    link (``NO_FOLLOW``)."""
-    return os.fdopen(os.open(path, NO_FOLLOW, 0o666), "w", encoding="utf-8")  # as open()
+def open_no_follow(path: str, mode: str = "w", permissions: int = 0o666):
+    """``open(path, mode)`` for writing (``"w"``, ``"wb"``, ``"a"``, ``"ab"``; text in UTF-8),
+    but an OSError (ELOOP) where ``path`` is a symbolic link: a file under a predictable name
+    in a shared folder (a part, a temporary) is never written through a link planted there,
+    which would write where it points. ``permissions``: before the umask (open()'s 0o666)."""
+    flags = (os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+             | (os.O_APPEND if mode.startswith("a") else os.O_TRUNC))
+    return os.fdopen(os.open(path, flags, permissions), mode,
+                     encoding=None if "b" in mode else "utf-8")
 
 
 def save_json(path: str, data) -> None:

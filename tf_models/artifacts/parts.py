@@ -22,7 +22,7 @@ from typing import Callable, Iterable, List, Optional, Tuple
 
 from .checksums import CHUNK_BYTES
 from .download import install_verified
-from .files import FileLock, read_json, remove_path, save_json
+from .files import FileLock, open_no_follow, read_json, remove_path, save_json
 
 PARTS_KEY = "parts"    # manifest.json: assets[NAME][PARTS_KEY] = [part names, in order]
 JOINING = ".joining"   # the whole file while it is written: never under its final name
@@ -209,8 +209,7 @@ def join_parts(parts: List[str], dest: str, sha256: str, size: int, *,
         digest, written, held = _resume_join(temporary, record, names, sha256, size)
         for part in parts[:held] if drop else ():  # killed between its record and its drop
             drop(part)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
-        with os.fdopen(os.open(temporary, flags, 0o644), "ab") as out:
+        with open_no_follow(temporary, "ab", 0o644) as out:
             for index in range(held, len(parts)):
                 if written > size:
                     break

@@ -57,6 +57,8 @@ MANIFEST = "manifest.json"  # a release's record of its assets (the whole files 
 # whole into memory, so a server that sends more is refused early (``download.MAX_BYTES``,
 # the ceiling for a model file, would let them take gigabytes).
 LIST_MAX_BYTES = 16 << 20
+# the addresses a release is fetched from (anything else is a local folder)
+URL_SCHEMES = download.WEB_SCHEMES + ("file",)
 # the Keras class a ``.weights.h5`` file was saved from, by a key only its config has
 # (registered names: no import of the model modules here)
 WEIGHTS_CLASSES = (("num_classes", "VideoMAEVideoClassifier"),
@@ -114,7 +116,7 @@ def cache_dir() -> str:
 
 
 def _is_url(text: str) -> bool:
-    return urllib.parse.urlparse(text).scheme in ("http", "https", "file")
+    return urllib.parse.urlparse(text).scheme in URL_SCHEMES
 
 
 def _join(base: str, name: str) -> str:
